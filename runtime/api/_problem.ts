@@ -1,0 +1,33 @@
+import type { Context } from "hono";
+import { AetherError, problemOf, toAetherError } from "../core/errors.ts";
+
+/** Sends an RFC 7807 problem document for any error. */
+export function problemResponse(c: Context, error: unknown, extra: Record<string, unknown> = {}): Response {
+  const e = toAetherError(error);
+  const body = problemOf(e, { instance: c.req.path, ...extra });
+  return new Response(JSON.stringify(body), {
+    status: e.status,
+    headers: { "content-type": "application/problem+json" },
+  });
+}
+
+export function badRequest(message: string, extra: Record<string, unknown> = {}): AetherError {
+  return new AetherError("bad_request", message, extra);
+}
+
+/** Parses an optional non-negative integer query parameter, naming it when it is malformed. */
+export function intParam(c: Context, name: string): number | undefined {
+  const text = c.req.query(name);
+  if (text === undefined || text === "") return undefined;
+  if (!/^\d+$/.test(text)) {
+    throw badRequest(`query parameter ${name}: "${text}" is not a non-negative integer`);
+  }
+  return Number(text);
+}
+
+export function boolParam(c: Context, name: string): boolean {
+  const text = c.req.query(name);
+  if (text === undefined || text === "" || text === "false") return false;
+  if (text === "true") return true;
+  throw badRequest(`query parameter ${name}: "${text}" is not true or false`);
+}

@@ -1,0 +1,21 @@
+import { Hono } from "hono";
+import { AetherError } from "../core/errors.ts";
+import { clusterRoutes } from "./cluster.ts";
+import type { ApiDeps } from "./deps.ts";
+import { kvRoutes } from "./kv.ts";
+import { problemResponse } from "./_problem.ts";
+
+/** The management API served on the node's api port under /api/v1. */
+export function createApiApp(deps: ApiDeps): Hono {
+  const app = new Hono();
+  app.onError((error, c) => {
+    if (!(error instanceof AetherError)) deps.log.error("api handler failed", { path: c.req.path, error });
+    return problemResponse(c, error);
+  });
+  app.notFound((c) =>
+    problemResponse(c, new AetherError("not_found", `no API endpoint ${c.req.method} ${c.req.path}`))
+  );
+  app.route("/api/v1", clusterRoutes(deps));
+  app.route("/api/v1", kvRoutes(deps));
+  return app;
+}

@@ -1,0 +1,3 @@
+/** The Hono management API. */
+export { createApiApp } from "./app.ts";
+export type * from "./deps.ts";

@@ -1,0 +1,6 @@
+/** Shared building blocks: errors, clock, seeded randomness, ids. */
+export * from "./errors.ts";
+export * from "./clock.ts";
+export * from "./rng.ts";
+export * from "./ids.ts";
+export * from "./artifact.ts";

@@ -1,0 +1,857 @@
+/**
+ * ClusterDeploymentManager: the leader's side of deployment, as a deterministic reducer.
+ *
+ * Each `step` reads the replicated state (a `KvReader`), the member set as the mesh sees it, and the time, and
+ * returns KV transactions to submit plus the time it wants to run again. It is level-triggered: it compares
+ * desired state (targets) with actual state (instance records) every time, so it does not matter which event
+ * caused the step, and a new leader needs nothing but KV to carry on. The only memory it keeps is which of its
+ * own transactions are still in flight (so it does not send the same decision twice) and a decode cache.
+ *
+ * Run `step` whenever the KV state changed, membership changed, one of its writes completed, or `wakeAtMs`
+ * passed; calls may be coalesced. It acts only while the `leader` record names this node.
+ *
+ * Every decision is one `txn` whose compares include the `leader` key's modRevision (a deposed leader's
+ * writes fail) and the modRevision of every key it rewrites (it never overwrites a state it did not see).
+ *
+ * Behaviour (the rules the tests and the simulator check):
+ * - Allocation: a slice's instances spread evenly over live nodes; a new instance goes to the node with the
+ *   fewest instances of that slice, then the fewest instances overall, then the lowest node id. Several
+ *   instances may share a node (instance number `n` in the key).
+ * - Lifecycle: the leader writes LOAD; on LOADED it writes ACTIVATE only when every slice the manifest calls
+ *   has an ACTIVE instance (of a version in range) on a live node, and the transaction compares those
+ *   instances' keys, so at the revision where ACTIVATE is written each of them is still ACTIVE. Removing an
+ *   ACTIVE instance: DEACTIVATE (marked `retiring`) → node: DEACTIVATING → LOADED → leader: UNLOAD → node:
+ *   UNLOADING → the node deletes the key. A LOAD the node has not taken up yet is deleted instead.
+ * - Failure: a FAILED instance gets UNLOAD; its slice's `backoff` in the target record grows (base × 2^k, up
+ *   to a maximum) and no replacement is placed before `retryAt`, preferring a node other than the one that
+ *   failed. The backoff is cleared after the slice has been healthy for `backoffResetMs`.
+ * - Stuck: an instance whose record is past its `deadline` by `stuckSlackMs` on a live node is marked FAILED
+ *   (UNLOAD / UNLOADING past it: the key is deleted). That covers a node that restarted mid-way and a command
+ *   the node never took up.
+ * - Node departure: a member down for `departureGraceMs` (or not a member at all) loses its instance keys,
+ *   endpoints and route memberships in one transaction. Its instances stop counting as soon as it is down,
+ *   so replacements start at once; if it comes back within the grace period, the surplus is removed again,
+ *   preferring instances that are not ACTIVE yet.
+ * - Node join and rebalancing: when everything is settled and no node is down, the leader moves one instance
+ *   at a time from the most to the least loaded node, only when a slice's spread differs by more than one
+ *   between two nodes, or the total number of instances does. A move creates the new instance first
+ *   (`replaces` in its record) and retires the old one only when the new one is ACTIVE.
+ * - Version change: new-version instances are placed first; old ones are retired as new ones become ACTIVE
+ *   (ACTIVE old instances kept = desired − ACTIVE new ones).
+ * - Undeployed dependency: instances of slices that call it keep running (stopping healthy instances would
+ *   turn one missing slice into an outage of everything above it; their calls fail with "no live instance"
+ *   until it returns); new instances of those slices load and wait in LOADED until it is deployed again.
+ */
+
+import { satisfies } from "../core/artifact.ts";
+import type { NodeId } from "../core/ids.ts";
+import type { KvCommand, KvCompare, KvOp, KvResult } from "../kv/commands.ts";
+import {
+  encodeValue,
+  type InstanceRecord,
+  KEY_PREFIXES,
+  kvKeys,
+  LEADER_KEY,
+  type LifecycleState,
+  type RouteRecord,
+  type TargetRecord,
+} from "../kv/schema.ts";
+import { callsOf, type DeployManifest } from "./artifacts.ts";
+import {
+  type DeploymentView,
+  type InstanceView,
+  type KvReader,
+  type MemberStatus,
+  type NodeCondition,
+  nodeCondition,
+  type TargetView,
+  ViewReader,
+} from "./view.ts";
+
+export interface ClusterManagerOptions {
+  /** A member down this long departs: its keys are removed and it stops being a placement candidate. */
+  departureGraceMs: number;
+  /** A node must take up a command (LOAD, ACTIVATE, DEACTIVATE, UNLOAD) within this long. */
+  commandDeadlineMs: number;
+  /** Added to a record's deadline before the leader calls it stuck (covers clock skew between nodes). */
+  stuckSlackMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** A slice healthy this long after its last retry forgets its failures. */
+  backoffResetMs: number;
+  /** A write whose result never came back stops blocking its slice after this long. */
+  pendingTimeoutMs: number;
+  /** Move instances to restore the spread (node join). */
+  rebalance: boolean;
+}
+
+export const DEFAULT_CLUSTER_MANAGER_OPTIONS: Readonly<ClusterManagerOptions> = Object.freeze({
+  departureGraceMs: 5_000,
+  commandDeadlineMs: 15_000,
+  stuckSlackMs: 10_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 60_000,
+  backoffResetMs: 30_000,
+  pendingTimeoutMs: 15_000,
+  rebalance: true,
+});
+
+/** The outcome of a command this manager emitted: `ok` when it applied and its compares held. */
+export interface WriteResult {
+  id: string;
+  ok: boolean;
+}
+
+/** A command to submit, with an id to report its result under and a sentence for logs. */
+export interface DeploymentCommand {
+  id: string;
+  command: KvCommand;
+  reason: string;
+}
+
+export interface ClusterManagerInput {
+  kv: KvReader;
+  /** Every cluster member, as this node's mesh sees it (this node included). */
+  members: readonly MemberStatus[];
+  nowMs: number;
+  /** Results of earlier commands (any order; unknown ids are ignored). */
+  results?: readonly WriteResult[];
+}
+
+export interface ClusterManagerOutput {
+  /** Whether this node is the leader at the state read. */
+  leader: boolean;
+  commands: DeploymentCommand[];
+  /** Run `step` again at this time even if nothing else happens. */
+  wakeAtMs?: number;
+  /** Slices that cannot make progress now, and why (for logs and status). */
+  waiting: string[];
+}
+
+/** `ok` for a KV result: applied, and a transaction's compares held. */
+export function isWriteOk(result: KvResult | Error): boolean {
+  return !(result instanceof Error) && result.ok && result.succeeded !== false;
+}
+
+export class ClusterDeploymentManager {
+  readonly self: NodeId;
+  readonly options: Readonly<ClusterManagerOptions>;
+  readonly #reader = new ViewReader();
+  /** Scope (`slice:g:a`, `node:n1`, `sweep`) -> the command in flight for it. */
+  readonly #pending = new Map<string, { id: string; sentAtMs: number }>();
+  #leaderRevision = -1;
+  #seq = 0;
+
+  constructor(self: NodeId, options: Partial<ClusterManagerOptions> = {}) {
+    this.self = self;
+    this.options = { ...DEFAULT_CLUSTER_MANAGER_OPTIONS, ...options };
+  }
+
+  /** Commands sent and not yet reported (for tests and status). */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  step(input: ClusterManagerInput): ClusterManagerOutput {
+    for (const result of input.results ?? []) {
+      for (const [scope, pending] of this.#pending) {
+        if (pending.id === result.id) this.#pending.delete(scope);
+      }
+    }
+    const view = this.#reader.read(input.kv);
+    if (view.leader?.record.nodeId !== this.self) {
+      this.#pending.clear();
+      this.#leaderRevision = -1;
+      return { leader: false, commands: [], waiting: [] };
+    }
+    if (view.leader.modRevision !== this.#leaderRevision) {
+      // A new term (even of this node): nothing sent before can still apply.
+      this.#pending.clear();
+      this.#leaderRevision = view.leader.modRevision;
+    }
+    let wakeAtMs: number | undefined;
+    for (const [scope, pending] of this.#pending) {
+      const expiresAt = pending.sentAtMs + this.options.pendingTimeoutMs;
+      if (input.nowMs >= expiresAt) this.#pending.delete(scope);
+      else wakeAtMs = Math.min(wakeAtMs ?? Infinity, expiresAt);
+    }
+    const result = reconcile(
+      view,
+      input.members,
+      input.nowMs,
+      this.self,
+      this.options,
+      new Set(this.#pending.keys()),
+    );
+    const commands = result.decisions.map((d) => {
+      const id = `${this.self}/${this.#leaderRevision}/${++this.#seq}`;
+      this.#pending.set(d.scope, { id, sentAtMs: input.nowMs });
+      const command: KvCommand = { type: "txn", compare: d.compare, success: d.ops, failure: [] };
+      return { id, command, reason: d.reason };
+    });
+    if (result.wakeAtMs !== undefined) wakeAtMs = Math.min(wakeAtMs ?? Infinity, result.wakeAtMs);
+    return {
+      leader: true,
+      commands,
+      ...(wakeAtMs !== undefined ? { wakeAtMs } : {}),
+      waiting: result.waiting,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The reconciliation itself: pure.
+
+export interface Decision {
+  /** What the decision is about; one decision per scope is in flight at a time. */
+  scope: string;
+  compare: KvCompare[];
+  ops: KvOp[];
+  reason: string;
+}
+
+export interface Reconciliation {
+  decisions: Decision[];
+  wakeAtMs?: number;
+  waiting: string[];
+}
+
+const UP_STATES: ReadonlySet<LifecycleState> = new Set([
+  "LOAD",
+  "LOADING",
+  "LOADED",
+  "ACTIVATE",
+  "ACTIVATING",
+  "ACTIVE",
+]);
+
+/** Counts toward the slice: on its way up or serving (LOADED after a deactivation is on its way out). */
+function isUp(record: InstanceRecord): boolean {
+  return UP_STATES.has(record.state) && !(record.state === "LOADED" && record.retiring);
+}
+
+/** Removal preference: cancel work that has not started, then idle instances, then serving ones. */
+const REMOVAL_RANK: Partial<Record<LifecycleState, number>> = {
+  LOAD: 0,
+  LOADED: 1,
+  LOADING: 2,
+  ACTIVATE: 3,
+  ACTIVATING: 4,
+  ACTIVE: 5,
+};
+
+class DecisionBuilder {
+  readonly scope: string;
+  readonly #compare = new Map<string, number>();
+  readonly #ops: KvOp[] = [];
+  readonly #reasons: string[] = [];
+
+  constructor(scope: string, leaderRevision: number) {
+    this.scope = scope;
+    this.#compare.set(LEADER_KEY, leaderRevision);
+  }
+
+  get empty(): boolean {
+    return this.#ops.length === 0;
+  }
+
+  expect(key: string, modRevision: number): void {
+    this.#compare.set(key, modRevision);
+  }
+
+  putInstance(instance: { key: string; modRevision: number }, record: InstanceRecord, reason: string): void {
+    this.expect(instance.key, instance.modRevision);
+    this.#ops.push({ op: "put", key: instance.key, value: encodeValue("instance", record) });
+    this.#reasons.push(reason);
+  }
+
+  deleteKey(key: string, modRevision: number | undefined, reason?: string): void {
+    if (modRevision !== undefined) this.expect(key, modRevision);
+    this.#ops.push({ op: "delete", key });
+    if (reason) this.#reasons.push(reason);
+  }
+
+  deletePrefix(prefix: string): void {
+    this.#ops.push({ op: "deletePrefix", prefix });
+  }
+
+  putTarget(target: TargetView, record: TargetRecord, reason: string): void {
+    this.expect(target.key, target.modRevision);
+    this.#ops.push({ op: "put", key: target.key, value: encodeValue("target", record) });
+    this.#reasons.push(reason);
+  }
+
+  putRoute(key: string, modRevision: number, record: RouteRecord): void {
+    this.expect(key, modRevision);
+    this.#ops.push({ op: "put", key, value: encodeValue("route", record) });
+  }
+
+  note(reason: string): void {
+    this.#reasons.push(reason);
+  }
+
+  build(): Decision {
+    return {
+      scope: this.scope,
+      compare: [...this.#compare].map(([key, modRevision]) => ({ key, modRevision })),
+      ops: this.#ops,
+      reason: this.#reasons.join("; "),
+    };
+  }
+}
+
+/** What the per-slice pass learned, for the rebalancing pass. */
+interface SliceSummary {
+  base: string;
+  target: TargetView;
+  settled: boolean;
+  /** Live instances of the target version, by node. */
+  byNode: Map<NodeId, InstanceView[]>;
+  moving: boolean;
+}
+
+/** Decides everything that should be written now. Pure: same inputs, same decisions. */
+export function reconcile(
+  view: DeploymentView,
+  members: readonly MemberStatus[],
+  nowMs: number,
+  self: NodeId,
+  options: Readonly<ClusterManagerOptions>,
+  busy: ReadonlySet<string> = new Set(),
+): Reconciliation {
+  return new Reconciler(view, members, nowMs, self, options, busy).run();
+}
+
+class Reconciler {
+  readonly #view: DeploymentView;
+  readonly #now: number;
+  readonly #o: Readonly<ClusterManagerOptions>;
+  readonly #busy: ReadonlySet<string>;
+  readonly #leaderRevision: number;
+  readonly #conditions = new Map<NodeId, NodeCondition>();
+  readonly #members: Map<NodeId, MemberStatus>;
+  /** Live nodes, sorted. */
+  readonly #live: NodeId[];
+  /** Instances counting toward a slice, per live node (all slices): the load measure for placement. */
+  readonly #total = new Map<NodeId, number>();
+  readonly #decisions: Decision[] = [];
+  readonly #waiting: string[] = [];
+  readonly #summaries: SliceSummary[] = [];
+  /** Instance numbers handed out in this step, by `node|coordinates`. */
+  readonly #taken = new Map<string, Set<number>>();
+  #wake: number | undefined;
+  #anySuspect = false;
+
+  constructor(
+    view: DeploymentView,
+    members: readonly MemberStatus[],
+    nowMs: number,
+    self: NodeId,
+    options: Readonly<ClusterManagerOptions>,
+    busy: ReadonlySet<string>,
+  ) {
+    this.#view = view;
+    this.#now = nowMs;
+    this.#o = options;
+    this.#busy = busy;
+    this.#leaderRevision = view.leader?.modRevision ?? 0;
+    this.#members = new Map(members.map((m) => [m.id, m]));
+    // The leader is live by definition, whatever the member list says.
+    this.#members.set(self, {
+      id: self,
+      connected: true,
+      sinceMs: this.#members.get(self)?.sinceMs ?? nowMs,
+    });
+    const nodes = new Set<NodeId>(this.#members.keys());
+    for (const i of view.instances) nodes.add(i.node);
+    for (const e of view.endpoints) nodes.add(e.node);
+    for (const r of view.routes) for (const n of r.record.nodes) nodes.add(n);
+    for (const node of nodes) {
+      const condition = nodeCondition(node, this.#members, nowMs, options.departureGraceMs);
+      this.#conditions.set(node, condition);
+      if (condition === "suspect") {
+        this.#anySuspect = true;
+        this.#wakeAt(this.#members.get(node)!.sinceMs + options.departureGraceMs);
+      }
+    }
+    this.#live = [...nodes].filter((n) => this.#conditions.get(n) === "live").sort();
+    for (const node of this.#live) this.#total.set(node, 0);
+    for (const i of view.instances) {
+      if (this.#isLive(i.node) && isUp(i.record)) this.#total.set(i.node, this.#total.get(i.node)! + 1);
+    }
+  }
+
+  run(): Reconciliation {
+    for (const [node, condition] of this.#conditions) if (condition === "departed") this.#cleanDeparted(node);
+    this.#sweepStale();
+    const bases = new Set([...this.#view.targets.keys(), ...this.#view.instancesByBase.keys()]);
+    for (const base of [...bases].sort()) this.#slice(base);
+    if (this.#o.rebalance && this.#decisions.length === 0 && this.#busy.size === 0 && !this.#anySuspect) {
+      this.#rebalance();
+    }
+    return {
+      decisions: this.#decisions,
+      ...(this.#wake !== undefined ? { wakeAtMs: this.#wake } : {}),
+      waiting: this.#waiting,
+    };
+  }
+
+  #isLive(node: NodeId): boolean {
+    return this.#conditions.get(node) === "live";
+  }
+
+  #wakeAt(ms: number): void {
+    this.#wake = Math.min(this.#wake ?? Infinity, ms);
+  }
+
+  #builder(scope: string): DecisionBuilder {
+    return new DecisionBuilder(scope, this.#leaderRevision);
+  }
+
+  #emit(b: DecisionBuilder): void {
+    if (!b.empty) this.#decisions.push(b.build());
+  }
+
+  #manifest(coordinates: string): DeployManifest | undefined {
+    return this.#view.catalog.manifest(coordinates);
+  }
+
+  // -- departure -------------------------------------------------------------------------------------------
+
+  /** Removes everything a departed node held, in one transaction. */
+  #cleanDeparted(node: NodeId): void {
+    const scope = `node:${node}`;
+    if (this.#busy.has(scope)) return;
+    const b = this.#builder(scope);
+    const instances = this.#view.instances.filter((i) => i.node === node);
+    if (instances.length > 0) b.deletePrefix(`${KEY_PREFIXES.instances}${node}/`);
+    const endpoints = this.#view.endpoints.filter((e) => e.node === node);
+    for (const e of endpoints) b.deleteKey(e.key, undefined);
+    let routes = 0;
+    for (const r of this.#view.routes) {
+      if (!r.record.nodes.includes(node)) continue;
+      routes++;
+      this.#stripRoute(b, r.key, r.modRevision, r.record, [node]);
+    }
+    if (b.empty) return;
+    const member = this.#members.get(node);
+    const since = member ? `down since ${member.sinceMs}` : "not a member";
+    b.note(
+      `node ${node} departed (${since}): removing its ${instances.length} instance(s), ${endpoints.length} ` +
+        `endpoint(s) and its place in ${routes} route(s)`,
+    );
+    this.#emit(b);
+  }
+
+  #stripRoute(
+    b: DecisionBuilder,
+    key: string,
+    modRevision: number,
+    record: RouteRecord,
+    nodes: NodeId[],
+  ): void {
+    const remaining = record.nodes.filter((n) => !nodes.includes(n));
+    if (remaining.length === 0) b.deleteKey(key, modRevision);
+    else b.putRoute(key, modRevision, { ...record, nodes: remaining });
+  }
+
+  // -- stale endpoints and routes ----------------------------------------------------------------------------
+
+  /**
+   * Endpoints and route memberships that no serving instance backs (a node died between steps, a previous
+   * leader was cut off mid-way). Nodes publish and withdraw them in the same transaction as the state change,
+   * so in a consistent view they exist only next to an ACTIVE (or DEACTIVATE) instance.
+   */
+  #sweepStale(): void {
+    if (this.#busy.has("sweep")) return;
+    const serving = new Map<string, InstanceView[]>();
+    for (const i of this.#view.instances) {
+      if (i.record.state !== "ACTIVE" && i.record.state !== "DEACTIVATE") continue;
+      const key = `${i.node}|${i.base}`;
+      serving.set(key, [...(serving.get(key) ?? []), i]);
+    }
+    const b = this.#builder("sweep");
+    const stale: string[] = [];
+    for (const e of this.#view.endpoints) {
+      if (this.#conditions.get(e.node) === "departed") continue;
+      const backed = serving.get(`${e.node}|${e.base}`)?.some((i) =>
+        i.coordinates === e.coordinates && i.n === e.n
+      );
+      if (!backed) {
+        b.deleteKey(e.key, e.modRevision);
+        stale.push(e.key);
+      }
+    }
+    for (const r of this.#view.routes) {
+      const unbacked = r.record.nodes.filter((node) => {
+        if (this.#conditions.get(node) === "departed") return false;
+        return !(serving.get(`${node}|${r.record.slice}`) ?? []).some((i) =>
+          this.#serves(i.coordinates, r.httpMethod, r.path)
+        );
+      });
+      if (unbacked.length > 0) {
+        this.#stripRoute(b, r.key, r.modRevision, r.record, unbacked);
+        stale.push(`${r.key} on ${unbacked.join(", ")}`);
+      }
+    }
+    if (stale.length === 0) return;
+    b.note(`removing what no serving instance backs: ${stale.join(", ")}`);
+    this.#emit(b);
+  }
+
+  /** Whether the manifest of `coordinates` declares the route (unknown manifest: assume it does). */
+  #serves(coordinates: string, httpMethod: string, path: string): boolean {
+    const manifest = this.#manifest(coordinates);
+    if (!manifest) return true;
+    return (manifest.routes?.entries ?? []).some((e) => e.httpMethod === httpMethod && e.fullPath === path);
+  }
+
+  // -- one slice ---------------------------------------------------------------------------------------------
+
+  #command(previous: InstanceRecord | undefined, state: LifecycleState, extra: Partial<InstanceRecord> = {}) {
+    const record: InstanceRecord = {
+      state,
+      updatedAt: this.#now,
+      deadline: this.#now + this.#o.commandDeadlineMs,
+      ...extra,
+    };
+    if (state === "UNLOAD" && previous?.reason !== undefined) record.reason = previous.reason;
+    if (state === "UNLOAD" && previous?.retiring) record.retiring = true;
+    if (state === "ACTIVATE" && previous?.replaces) record.replaces = previous.replaces;
+    this.#wakeAt(record.deadline! + this.#o.stuckSlackMs + 1);
+    return record;
+  }
+
+  #isStuck(i: InstanceView): boolean {
+    const deadline = i.record.deadline;
+    if (deadline === undefined) return false;
+    const limit = deadline + this.#o.stuckSlackMs;
+    if (this.#now > limit) return true;
+    this.#wakeAt(limit + 1);
+    return false;
+  }
+
+  /** Takes an instance out of service the way its state allows; false when it must finish what it does first. */
+  #remove(b: DecisionBuilder, i: InstanceView, why: string): boolean {
+    switch (i.record.state) {
+      case "LOAD":
+        b.deleteKey(i.key, i.modRevision, `cancel LOAD of ${i.key} (${why})`);
+        return true;
+      case "LOADED":
+        b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD ${i.key} (${why})`);
+        return true;
+      case "ACTIVE":
+        b.putInstance(
+          i,
+          this.#command(i.record, "DEACTIVATE", { retiring: true }),
+          `DEACTIVATE ${i.key} (${why})`,
+        );
+        return true;
+      default:
+        return false; // LOADING, ACTIVATE, ACTIVATING: removed once they settle
+    }
+  }
+
+  #slice(base: string): void {
+    const scope = `slice:${base}`;
+    const target = this.#view.targets.get(base);
+    const all = this.#view.instancesByBase.get(base) ?? [];
+    const live = all.filter((i) => this.#isLive(i.node));
+    if (this.#busy.has(scope)) {
+      if (target) this.#summaries.push({ base, target, settled: false, byNode: new Map(), moving: true });
+      return;
+    }
+    const b = this.#builder(scope);
+    let failures = 0;
+    let lastFailedNode: NodeId | undefined;
+    const handled = new Set<InstanceView>();
+
+    for (const i of live) {
+      const state = i.record.state;
+      if (state === "FAILED") {
+        b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD failed ${i.key}`);
+        handled.add(i);
+        if (target && i.version === target.record.version && !i.record.retiring) {
+          failures++;
+          lastFailedNode = i.node;
+        }
+      } else if (this.#isStuck(i)) {
+        handled.add(i);
+        if (state === "UNLOAD" || state === "UNLOADING") {
+          b.deleteKey(i.key, i.modRevision, `delete ${i.key}: stuck in ${state} past its deadline`);
+        } else {
+          const reason =
+            `stuck in ${state} past its deadline (${i.record.deadline}); node ${i.node} did not finish`;
+          const failed: InstanceRecord = { state: "FAILED", updatedAt: this.#now, reason };
+          if (i.record.retiring) failed.retiring = true;
+          b.putInstance(i, failed, `FAILED ${i.key}: ${reason}`);
+        }
+      } else if (state === "LOADED" && i.record.retiring) {
+        b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD retired ${i.key}`);
+        handled.add(i);
+      }
+    }
+    const up = live.filter((i) => !handled.has(i) && isUp(i.record));
+
+    if (!target) {
+      for (const i of up) {
+        if (!this.#remove(b, i, `${base} is not deployed`)) {
+          this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
+        }
+      }
+      this.#emit(b);
+      return;
+    }
+
+    const version = target.record.version;
+    const desired = target.record.instances;
+    const coordinates = `${base}:${version}`;
+    const manifest = this.#manifest(coordinates);
+    const current = up.filter((i) => i.version === version);
+    const old = up.filter((i) => i.version !== version);
+
+    // Moves in progress: a mover and its source count once; a mover that is ACTIVE retires its source.
+    const byNodeN = new Map(current.map((i) => [`${i.node}/${i.n}`, i]));
+    const movers = new Set<InstanceView>();
+    const sources = new Set<InstanceView>();
+    const retiredSources = new Set<InstanceView>();
+    for (const m of current) {
+      const r = m.record.replaces;
+      if (!r) continue;
+      const source = byNodeN.get(`${r.node}/${r.n}`);
+      // A source created after the mover is a later instance that happens to reuse the number: not the one.
+      if (!source || source.createRevision >= m.createRevision) continue;
+      if (sources.has(source) || movers.has(source) || retiredSources.has(source)) continue;
+      if (m.record.state === "ACTIVE") {
+        if (this.#remove(b, source, `moved to ${m.key}`)) retiredSources.add(source);
+        else {
+          movers.add(m);
+          sources.add(source);
+        }
+      } else {
+        movers.add(m);
+        sources.add(source);
+      }
+    }
+    const counted = current.filter((i) => !retiredSources.has(i));
+    const effective = counted.length - movers.size;
+    const removed = new Set<InstanceView>();
+
+    // Backoff: record new failures before deciding on replacements.
+    let backoff = target.record.backoff;
+    if (failures > 0) {
+      const count = (backoff?.failures ?? 0) + failures;
+      const delay = Math.min(this.#o.backoffBaseMs * 2 ** Math.min(count - 1, 30), this.#o.backoffMaxMs);
+      backoff = {
+        failures: count,
+        retryAt: this.#now + delay,
+        ...(lastFailedNode ? { lastFailedNode } : {}),
+      };
+      b.putTarget(
+        target,
+        { ...target.record, backoff },
+        `${base}: ${count} failure(s) in a row, next replacement not before ${backoff.retryAt}`,
+      );
+    }
+
+    if (effective > desired) {
+      const free = counted.filter((i) => !movers.has(i) && !sources.has(i));
+      const ordered = this.#removalOrder(free, counted);
+      const picks = [...ordered, ...movers].slice(0, effective - desired);
+      for (const i of picks) {
+        removed.add(i);
+        if (!this.#remove(b, i, `${base} wants ${desired}`)) {
+          this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
+        }
+      }
+    } else if (effective < desired) {
+      if (!manifest) {
+        this.#waiting.push(`${base}: ${coordinates} is not published; nothing is placed`);
+      } else if (backoff && this.#now < backoff.retryAt) {
+        this.#waiting.push(
+          `${base}: backing off after ${backoff.failures} failure(s) until ${backoff.retryAt}`,
+        );
+        this.#wakeAt(backoff.retryAt);
+      } else {
+        this.#place(b, base, coordinates, desired - effective, counted, backoff?.lastFailedNode);
+      }
+    }
+
+    // Activation in dependency order.
+    const loaded = counted.filter((i) => i.record.state === "LOADED" && !removed.has(i));
+    if (loaded.length > 0 && manifest) {
+      const justification = this.#dependenciesActive(manifest);
+      if (typeof justification === "string") {
+        this.#waiting.push(`${base}: ${loaded.length} LOADED instance(s) wait for ${justification}`);
+      } else {
+        for (const i of loaded) {
+          for (const j of justification) b.expect(j.key, j.modRevision);
+          b.putInstance(i, this.#command(i.record, "ACTIVATE"), `ACTIVATE ${i.key}`);
+        }
+      }
+    }
+
+    // Old versions: keep ACTIVE ones until enough new ones are ACTIVE.
+    const activeCurrent = counted.filter((i) => i.record.state === "ACTIVE" && !removed.has(i)).length;
+    let keepOld = Math.max(0, desired - activeCurrent);
+    const oldOrdered = [...old].sort((x, y) =>
+      (this.#total.get(x.node)! - this.#total.get(y.node)!) || cmp(x.key, y.key)
+    );
+    for (const i of oldOrdered) {
+      if (i.record.state === "ACTIVE" && keepOld > 0) {
+        keepOld--;
+        continue;
+      }
+      if (!this.#remove(b, i, `${base} moves to ${version}`)) {
+        this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
+      }
+    }
+
+    // Forget failures once the slice has been healthy for a while.
+    if (failures === 0 && backoff) {
+      const healthyAt = backoff.retryAt + this.#o.backoffResetMs;
+      if (activeCurrent >= desired && this.#now >= healthyAt) {
+        const record = { ...target.record };
+        delete record.backoff;
+        b.putTarget(target, record, `${base}: healthy again, failures forgotten`);
+      } else this.#wakeAt(Math.max(healthyAt, this.#now + 1));
+    }
+
+    const byNode = new Map<NodeId, InstanceView[]>();
+    for (const i of counted) byNode.set(i.node, [...(byNode.get(i.node) ?? []), i]);
+    const settled = b.empty && manifest !== undefined && !backoff && movers.size === 0 && old.length === 0 &&
+      live.every((i) => i.version === version && i.record.state === "ACTIVE") && counted.length === desired &&
+      all.every((i) => this.#isLive(i.node));
+    this.#summaries.push({ base, target, settled, byNode, moving: movers.size > 0 });
+    this.#emit(b);
+  }
+
+  /** Instances in the order they should be removed. */
+  #removalOrder(candidates: InstanceView[], sameSlice: InstanceView[]): InstanceView[] {
+    const perNode = countBy(sameSlice, (i) => i.node);
+    return [...candidates].sort((x, y) =>
+      (REMOVAL_RANK[x.record.state] ?? 9) - (REMOVAL_RANK[y.record.state] ?? 9) ||
+      perNode.get(y.node)! - perNode.get(x.node)! ||
+      this.#total.get(y.node)! - this.#total.get(x.node)! ||
+      cmp(y.node, x.node) ||
+      y.n - x.n
+    );
+  }
+
+  /** The ACTIVE instances that justify activating a slice with this manifest, or what is missing. */
+  #dependenciesActive(manifest: DeployManifest): InstanceView[] | string {
+    const justification: InstanceView[] = [];
+    for (const call of callsOf(manifest)) {
+      const active = (this.#view.instancesByBase.get(call.base) ?? []).find((i) =>
+        i.record.state === "ACTIVE" && this.#isLive(i.node) && satisfies(i.version, call.range)
+      );
+      if (!active) return `${call.base} ${call.range} to have an ACTIVE instance`;
+      justification.push(active);
+    }
+    return justification;
+  }
+
+  /** Places `count` new instances of `coordinates`, spreading them. */
+  #place(
+    b: DecisionBuilder,
+    base: string,
+    coordinates: string,
+    count: number,
+    existing: InstanceView[],
+    avoid: NodeId | undefined,
+  ): void {
+    if (this.#live.length === 0) {
+      this.#waiting.push(`${base}: no live node to place ${count} instance(s) on`);
+      return;
+    }
+    const perNode = countBy(existing, (i) => i.node);
+    for (let k = 0; k < count; k++) {
+      const candidates = avoid !== undefined && this.#live.length > 1
+        ? this.#live.filter((n) => n !== avoid)
+        : this.#live;
+      const node = [...candidates].sort((x, y) =>
+        (perNode.get(x) ?? 0) - (perNode.get(y) ?? 0) || this.#total.get(x)! - this.#total.get(y)! ||
+        cmp(x, y)
+      )[0];
+      const n = this.#freeNumber(node, coordinates);
+      const key = kvKeys.instance(node, coordinates, n);
+      b.putInstance({ key, modRevision: 0 }, this.#command(undefined, "LOAD"), `LOAD ${key}`);
+      perNode.set(node, (perNode.get(node) ?? 0) + 1);
+      this.#total.set(node, this.#total.get(node)! + 1);
+    }
+  }
+
+  /** The lowest instance number of `coordinates` not used on `node` (by any key, or earlier in this step). */
+  #freeNumber(node: NodeId, coordinates: string): number {
+    const taken = this.#taken;
+    const used = new Set(
+      this.#view.instances.filter((i) => i.node === node && i.coordinates === coordinates).map((i) => i.n),
+    );
+    const mine = taken.get(`${node}|${coordinates}`) ?? new Set<number>();
+    let n = 0;
+    while (used.has(n) || mine.has(n)) n++;
+    mine.add(n);
+    taken.set(`${node}|${coordinates}`, mine);
+    return n;
+  }
+
+  // -- rebalancing -------------------------------------------------------------------------------------------
+
+  /** One move at a time, only when everything is settled and the spread is off by more than one. */
+  #rebalance(): void {
+    if (this.#live.length < 2 || this.#summaries.some((s) => s.moving)) return;
+    const settled = this.#summaries.filter((s) => s.settled);
+    const countOn = (s: SliceSummary, node: NodeId) => s.byNode.get(node)?.length ?? 0;
+    // A slice crowded on one node.
+    for (const s of settled) {
+      const byCount = (desc: boolean) =>
+        [...this.#live].sort((x, y) =>
+          desc
+            ? countOn(s, y) - countOn(s, x) || this.#total.get(y)! - this.#total.get(x)! || cmp(x, y)
+            : countOn(s, x) - countOn(s, y) || this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
+        )[0];
+      const from = byCount(true);
+      const to = byCount(false);
+      if (countOn(s, from) - countOn(s, to) > 1) return this.#move(s, from, to, "its instances are crowded");
+    }
+    // One node carrying more than its share overall.
+    const byTotal = [...this.#live].sort((x, y) => this.#total.get(x)! - this.#total.get(y)! || cmp(x, y));
+    const to = byTotal[0];
+    const from = [...this.#live].sort((x, y) => this.#total.get(y)! - this.#total.get(x)! || cmp(x, y))[0];
+    if (this.#total.get(from)! - this.#total.get(to)! <= 1) return;
+    const s = settled.find((s) => countOn(s, from) > countOn(s, to));
+    if (s) {
+      this.#move(
+        s,
+        from,
+        to,
+        `node ${from} runs ${this.#total.get(from)} instances, ${to} runs ${this.#total.get(to)}`,
+      );
+    }
+  }
+
+  #move(s: SliceSummary, from: NodeId, to: NodeId, why: string): void {
+    const source = [...s.byNode.get(from)!].sort((x, y) => y.n - x.n)[0];
+    const b = this.#builder(`slice:${s.base}`);
+    const coordinates = source.coordinates;
+    const n = this.#freeNumber(to, coordinates);
+    const key = kvKeys.instance(to, coordinates, n);
+    b.expect(source.key, source.modRevision);
+    b.putInstance(
+      { key, modRevision: 0 },
+      this.#command(undefined, "LOAD", { replaces: { node: source.node, n: source.n } }),
+      `move ${source.key} to ${key} (${why})`,
+    );
+    this.#emit(b);
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function countBy<T>(items: readonly T[], key: (item: T) => string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const item of items) out.set(key(item), (out.get(key(item)) ?? 0) + 1);
+  return out;
+}

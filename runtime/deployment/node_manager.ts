@@ -1,0 +1,599 @@
+/**
+ * NodeDeploymentManager: every node's side of deployment, as a reducer.
+ *
+ * It reconciles two things: the instance records addressed to this node in KV (`instances/{self}/...`, where
+ * the leader writes commands) and what the node's executor actually runs (its local table, the one piece of
+ * state that is legitimately local: it describes workers in this process). Each `step` takes the KV state,
+ * the executor's outcomes and crashes, the results of earlier writes and whether the node has quorum, and
+ * returns executor actions to start and KV transactions to submit.
+ *
+ * Transitions it makes (each write compares the instance key's modRevision, so it never overwrites a newer
+ * command or brings back a key the leader deleted):
+ *   LOAD → LOADING (load starts) → LOADED | FAILED
+ *   ACTIVATE → ACTIVATING (activate starts) → ACTIVE, publishing an endpoint per method and the node's place in
+ *     every HTTP route of the manifest in the same transaction | FAILED
+ *   DEACTIVATE → DEACTIVATING, withdrawing endpoints and route places first (same transaction) → LOADED | FAILED
+ *   UNLOAD → UNLOADING (unload starts) → the node deletes the key once the instance is released
+ *   a crash of a running instance → FAILED, withdrawing its endpoints and routes
+ *   a record in a state the node has no instance for (it restarted) → FAILED ("lost"), so the leader replaces it
+ *   an instance whose key is gone (the leader removed a departed or stuck node's keys) → stopped and released
+ * Route records hold the set of nodes serving a route; the node removes itself when its last instance serving
+ * that route stops, and deletes the record when it was the last node.
+ *
+ * Losing quorum (see `quorumLossDecision`): the node keeps serving the instances it runs (it cannot learn of
+ * changes, and its callers may still reach it), starts no new work and writes nothing; operations already
+ * running finish and are recorded locally. With `fenceAfterMs` set, it stops its instances once quorum has been
+ * gone that long (for slices that must not run twice when the majority has replaced them). When quorum returns,
+ * it reconciles against KV: keys the leader removed meanwhile are released, records that no longer match what
+ * runs are corrected (FAILED "lost" when an instance is gone).
+ */
+
+import { baseOf } from "../core/artifact.ts";
+import type { NodeId } from "../core/ids.ts";
+import type { KvCompare, KvOp } from "../kv/commands.ts";
+import {
+  encodeValue,
+  type InstanceRecord,
+  kvKeys,
+  kvPrefixes,
+  type LifecycleState,
+  parseKey,
+  type RouteRecord,
+} from "../kv/schema.ts";
+import { type DeployManifest, manifestOfArtifactValue } from "./artifacts.ts";
+import type { DeploymentCommand, WriteResult } from "./cluster_manager.ts";
+import type { ExecutorAction, ExecutorCrash, ExecutorOp, ExecutorOutcome } from "./executor.ts";
+import type { KvReader } from "./view.ts";
+import { decodeValue } from "../kv/schema.ts";
+
+export interface NodeManagerOptions {
+  /** Deadlines written into in-progress records (the executor enforces them; the leader reads them). */
+  loadingMs: number;
+  activatingMs: number;
+  deactivatingMs: number;
+  unloadingMs: number;
+  /** A write whose result never came back stops blocking its instance after this long. */
+  pendingTimeoutMs: number;
+  quorumLoss: QuorumLossPolicy;
+}
+
+export const DEFAULT_NODE_MANAGER_OPTIONS: Readonly<NodeManagerOptions> = Object.freeze({
+  loadingMs: 120_000,
+  activatingMs: 60_000,
+  deactivatingMs: 30_000,
+  unloadingMs: 120_000,
+  pendingTimeoutMs: 15_000,
+  quorumLoss: {},
+});
+
+export interface NodeManagerInput {
+  kv: KvReader;
+  nowMs: number;
+  /** Whether this node is connected to a majority (its writes can be decided, its view is current). */
+  hasQuorum: boolean;
+  outcomes?: readonly ExecutorOutcome[];
+  crashes?: readonly ExecutorCrash[];
+  results?: readonly WriteResult[];
+}
+
+export interface NodeManagerOutput {
+  /** Start these on the executor and feed each outcome back. */
+  actions: ExecutorAction[];
+  commands: DeploymentCommand[];
+  wakeAtMs?: number;
+}
+
+export type LocalPhase =
+  | "loading"
+  | "loaded"
+  | "activating"
+  | "active"
+  | "deactivating"
+  | "unloading"
+  | "failed";
+
+/** One instance the executor has, as this node tracks it. */
+export interface LocalInstance {
+  instanceId: string;
+  key: string;
+  coordinates: string;
+  n: number;
+  /** The KV key's createRevision when the instance was started: a re-created key is a different instance. */
+  createRevision: number;
+  phase: LocalPhase;
+  /** The operation running on the executor. */
+  busy?: ExecutorOp;
+  reason?: string;
+  /** Its KV key is gone: stop and release it. */
+  orphan?: boolean;
+  /** Stopped because quorum was gone too long. */
+  fenced?: boolean;
+  /** Orphan whose endpoints and routes were withdrawn. */
+  withdrawn?: boolean;
+}
+
+const PHASE_STATE: Record<LocalPhase, LifecycleState> = {
+  loading: "LOADING",
+  loaded: "LOADED",
+  activating: "ACTIVATING",
+  active: "ACTIVE",
+  deactivating: "DEACTIVATING",
+  unloading: "UNLOADING",
+  failed: "FAILED",
+};
+
+// -- quorum loss ---------------------------------------------------------------------------------------------
+
+export interface QuorumLossPolicy {
+  /** Stop every local instance once quorum has been gone this long; undefined: keep serving. */
+  fenceAfterMs?: number;
+}
+
+export interface QuorumLossDecision {
+  /** Act on KV commands and write states (only with quorum). */
+  acceptCommands: boolean;
+  /** Instances that keep running. */
+  keep: string[];
+  /** Instances to stop now (deactivate if serving, then unload), without writing to KV. */
+  stop: string[];
+  /** When the decision changes next (the fence time), if it will. */
+  reviewAtMs?: number;
+}
+
+/**
+ * What a node does with its instances while it has no quorum: keep serving, start nothing, write nothing;
+ * stop everything once `fenceAfterMs` passed, when the policy sets it. `lostSinceMs` is undefined while the
+ * node has quorum.
+ */
+export function quorumLossDecision(
+  instances: readonly Pick<LocalInstance, "instanceId" | "phase">[],
+  lostSinceMs: number | undefined,
+  nowMs: number,
+  policy: QuorumLossPolicy,
+): QuorumLossDecision {
+  const ids = instances.map((i) => i.instanceId);
+  if (lostSinceMs === undefined) return { acceptCommands: true, keep: ids, stop: [] };
+  const fenceAt = policy.fenceAfterMs === undefined ? undefined : lostSinceMs + policy.fenceAfterMs;
+  if (fenceAt !== undefined && nowMs >= fenceAt) return { acceptCommands: false, keep: [], stop: ids };
+  return {
+    acceptCommands: false,
+    keep: ids,
+    stop: [],
+    ...(fenceAt !== undefined ? { reviewAtMs: fenceAt } : {}),
+  };
+}
+
+// -- the manager ---------------------------------------------------------------------------------------------
+
+const IN_PROGRESS: Partial<Record<LifecycleState, keyof NodeManagerOptions>> = {
+  LOADING: "loadingMs",
+  ACTIVATING: "activatingMs",
+  DEACTIVATING: "deactivatingMs",
+  UNLOADING: "unloadingMs",
+};
+
+interface KeyView {
+  key: string;
+  coordinates: string;
+  base: string;
+  n: number;
+  record: InstanceRecord;
+  modRevision: number;
+  createRevision: number;
+}
+
+class Write {
+  readonly #compare = new Map<string, number>();
+  readonly #ops: KvOp[] = [];
+  readonly #reasons: string[] = [];
+
+  expect(key: string, modRevision: number): void {
+    this.#compare.set(key, modRevision);
+  }
+
+  put(key: string, value: Uint8Array): void {
+    this.#ops.push({ op: "put", key, value });
+  }
+
+  delete(key: string): void {
+    this.#ops.push({ op: "delete", key });
+  }
+
+  note(reason: string): void {
+    this.#reasons.push(reason);
+  }
+
+  get empty(): boolean {
+    return this.#ops.length === 0;
+  }
+
+  command(id: string): DeploymentCommand {
+    const compare: KvCompare[] = [...this.#compare].map(([key, modRevision]) => ({ key, modRevision }));
+    return {
+      id,
+      command: { type: "txn", compare, success: this.#ops, failure: [] },
+      reason: this.#reasons.join("; "),
+    };
+  }
+}
+
+export class NodeDeploymentManager {
+  readonly self: NodeId;
+  readonly options: Readonly<NodeManagerOptions>;
+  /** By instance key. */
+  readonly #local = new Map<string, LocalInstance>();
+  readonly #byId = new Map<string, LocalInstance>();
+  /** Instance key -> the write in flight for it. */
+  readonly #pending = new Map<string, { id: string; sentAtMs: number }>();
+  readonly #records = new Map<string, { modRevision: number; record: InstanceRecord }>();
+  readonly #manifests = new Map<string, { modRevision: number; manifest: DeployManifest | undefined }>();
+  #lostSinceMs: number | undefined;
+  #seq = 0;
+
+  constructor(self: NodeId, options: Partial<NodeManagerOptions> = {}) {
+    this.self = self;
+    this.options = { ...DEFAULT_NODE_MANAGER_OPTIONS, ...options };
+  }
+
+  /** What the executor runs, as tracked here (for status, tests and the simulator's checks). */
+  get instances(): readonly LocalInstance[] {
+    return [...this.#local.values()].map((l) => ({ ...l }));
+  }
+
+  step(input: NodeManagerInput): NodeManagerOutput {
+    const now = input.nowMs;
+    for (const result of input.results ?? []) {
+      for (const [key, pending] of this.#pending) if (pending.id === result.id) this.#pending.delete(key);
+    }
+    for (const outcome of input.outcomes ?? []) this.#applyOutcome(outcome);
+    for (const crash of input.crashes ?? []) {
+      const local = this.#byId.get(crash.instanceId);
+      if (local && local.phase !== "unloading") {
+        local.phase = "failed";
+        local.reason = crash.reason;
+      }
+    }
+    if (input.hasQuorum) this.#lostSinceMs = undefined;
+    else this.#lostSinceMs ??= now;
+
+    const actions: ExecutorAction[] = [];
+    const commands: DeploymentCommand[] = [];
+    let wakeAtMs: number | undefined;
+    const wake = (ms: number) => wakeAtMs = Math.min(wakeAtMs ?? Infinity, ms);
+
+    const decision = quorumLossDecision(
+      [...this.#local.values()],
+      this.#lostSinceMs,
+      now,
+      this.options.quorumLoss,
+    );
+    if (decision.reviewAtMs !== undefined) wake(decision.reviewAtMs);
+    if (!decision.acceptCommands) {
+      for (const id of decision.stop) {
+        const local = this.#byId.get(id)!;
+        local.fenced = true;
+        const action = this.#teardown(local);
+        if (action) actions.push(action);
+      }
+      return { actions, commands, ...(wakeAtMs !== undefined ? { wakeAtMs } : {}) };
+    }
+
+    for (const [key, pending] of this.#pending) {
+      const expiresAt = pending.sentAtMs + this.options.pendingTimeoutMs;
+      if (now >= expiresAt) this.#pending.delete(key);
+      else wake(expiresAt);
+    }
+
+    const mine = this.#readMine(input.kv);
+    // Local instances whose key is gone or was re-created belong to no record any more.
+    for (const local of this.#local.values()) {
+      const k = mine.get(local.key);
+      if (!k || k.createRevision !== local.createRevision) local.orphan = true;
+    }
+    for (const local of [...this.#local.values()]) {
+      if (!local.orphan) continue;
+      const action = this.#teardown(local);
+      if (action) actions.push(action);
+      if (!local.withdrawn) {
+        // Its endpoints and routes normally went with the key; make sure of it, once.
+        local.withdrawn = true;
+        const w = new Write();
+        this.#withdraw(w, input.kv, local.coordinates, local.n, local.key, mine);
+        if (!w.empty) {
+          w.note(`withdraw endpoints of ${local.key}: its key is gone`);
+          commands.push(w.command(this.#nextId()));
+        }
+      }
+    }
+    for (const k of mine.values()) {
+      if (this.#pending.has(k.key)) continue;
+      const local = this.#local.get(k.key);
+      if (local?.orphan) continue; // the previous instance under this key is still being released
+      const out = this.#reconcile(k, local, input.kv, mine, now);
+      if (out.action) actions.push(out.action);
+      if (out.write && !out.write.empty) {
+        const command = out.write.command(this.#nextId());
+        this.#pending.set(k.key, { id: command.id, sentAtMs: now });
+        wake(now + this.options.pendingTimeoutMs);
+        commands.push(command);
+      }
+    }
+    return { actions, commands, ...(wakeAtMs !== undefined ? { wakeAtMs } : {}) };
+  }
+
+  #nextId(): string {
+    return `${this.self}/ndm/${++this.#seq}`;
+  }
+
+  #applyOutcome(outcome: ExecutorOutcome): void {
+    const local = this.#byId.get(outcome.instanceId);
+    if (!local || local.busy !== outcome.op) return;
+    local.busy = undefined;
+    if (outcome.op === "unload") {
+      this.#local.delete(local.key);
+      this.#byId.delete(local.instanceId);
+      return;
+    }
+    if (!outcome.ok) {
+      local.phase = "failed";
+      local.reason = outcome.reason;
+      return;
+    }
+    const expected: Record<Exclude<ExecutorOp, "unload">, [LocalPhase, LocalPhase]> = {
+      load: ["loading", "loaded"],
+      activate: ["activating", "active"],
+      deactivate: ["deactivating", "loaded"],
+    };
+    const [from, to] = expected[outcome.op];
+    if (local.phase === from) local.phase = to;
+  }
+
+  /** Stops and releases a local instance one step at a time: deactivate if serving, then unload. */
+  #teardown(local: LocalInstance): ExecutorAction | undefined {
+    if (local.busy) return undefined;
+    if (local.phase === "active") return this.#start(local, "deactivate", "deactivating");
+    if (local.phase === "loaded" || local.phase === "failed") {
+      return this.#start(local, "unload", "unloading");
+    }
+    return undefined;
+  }
+
+  #start(local: LocalInstance, op: ExecutorOp, phase: LocalPhase): ExecutorAction {
+    local.busy = op;
+    local.phase = phase;
+    return { op, instanceId: local.instanceId, artifact: local.coordinates };
+  }
+
+  #readMine(kv: KvReader): Map<string, KeyView> {
+    const out = new Map<string, KeyView>();
+    const seen = new Set<string>();
+    for (const entry of kv.range(kvPrefixes.instancesOfNode(this.self))) {
+      seen.add(entry.key);
+      let cached = this.#records.get(entry.key);
+      if (cached?.modRevision !== entry.modRevision) {
+        try {
+          cached = { modRevision: entry.modRevision, record: decodeValue("instance", entry.value) };
+          this.#records.set(entry.key, cached);
+        } catch {
+          continue; // a record that does not decode is not a command this node can act on
+        }
+      }
+      let parsed;
+      try {
+        parsed = parseKey(entry.key);
+      } catch {
+        continue;
+      }
+      if (parsed.family !== "instance") continue;
+      const coordinates = `${parsed.artifact.group}:${parsed.artifact.artifact}:${parsed.artifact.version}`;
+      out.set(entry.key, {
+        key: entry.key,
+        coordinates,
+        base: baseOf(parsed.artifact),
+        n: parsed.n,
+        record: cached.record,
+        modRevision: entry.modRevision,
+        createRevision: entry.createRevision,
+      });
+    }
+    for (const key of this.#records.keys()) if (!seen.has(key)) this.#records.delete(key);
+    return out;
+  }
+
+  #manifest(kv: KvReader, coordinates: string): DeployManifest | undefined {
+    const key = kvKeys.artifact(coordinates);
+    const entry = kv.get(key);
+    if (!entry) return undefined;
+    const cached = this.#manifests.get(coordinates);
+    if (cached?.modRevision === entry.modRevision) return cached.manifest;
+    let manifest: DeployManifest | undefined;
+    try {
+      manifest = manifestOfArtifactValue(key, entry.value);
+    } catch {
+      manifest = undefined;
+    }
+    this.#manifests.set(coordinates, { modRevision: entry.modRevision, manifest });
+    return manifest;
+  }
+
+  /** The record this node writes for `state`, keeping the leader's fields. */
+  #record(k: KeyView, state: LifecycleState, now: number, reason?: string): Uint8Array {
+    const record: InstanceRecord = { state, updatedAt: now };
+    const limit = IN_PROGRESS[state];
+    if (limit) record.deadline = now + (this.options[limit] as number);
+    if (reason !== undefined) record.reason = reason.slice(0, 4096);
+    if (k.record.replaces) record.replaces = k.record.replaces;
+    if (k.record.retiring) record.retiring = true;
+    return encodeValue("instance", record);
+  }
+
+  #write(k: KeyView, state: LifecycleState, now: number, reason?: string): Write {
+    const w = new Write();
+    w.expect(k.key, k.modRevision);
+    w.put(k.key, this.#record(k, state, now, reason));
+    w.note(`${k.key}: ${k.record.state} -> ${state}${reason ? ` (${reason})` : ""}`);
+    return w;
+  }
+
+  /**
+   * One instance key of this node: start what its command asks for, then make the record say what actually
+   * runs. Level-triggered, so a write that failed (or a restart) is simply corrected at the next step.
+   */
+  #reconcile(
+    k: KeyView,
+    local: LocalInstance | undefined,
+    kv: KvReader,
+    mine: Map<string, KeyView>,
+    now: number,
+  ): { action?: ExecutorAction; write?: Write } {
+    const state = k.record.state;
+    if (local?.fenced) return {}; // stopped for lack of quorum: released first, then reported lost
+    if (state === "FAILED") {
+      // The leader gave up on it (stuck), or this node reported it: stop it here; the key stays until UNLOAD.
+      const action = local && local.phase !== "failed" ? this.#teardown(local) : undefined;
+      return action ? { action } : {};
+    }
+    if (state === "UNLOAD" || state === "UNLOADING") {
+      if (!local) {
+        const w = new Write();
+        w.expect(k.key, k.modRevision);
+        w.delete(k.key);
+        w.note(`${k.key}: unloaded, key removed`);
+        return { write: w };
+      }
+      const action = this.#teardown(local);
+      const write = state === "UNLOAD" && (action !== undefined || local.phase === "unloading")
+        ? this.#write(k, "UNLOADING", now)
+        : undefined;
+      return { ...(action ? { action } : {}), ...(write ? { write } : {}) };
+    }
+
+    let action: ExecutorAction | undefined;
+    if (state === "LOAD" && !local) {
+      const instanceId = `${k.coordinates}/${k.n}`;
+      local = {
+        instanceId,
+        key: k.key,
+        coordinates: k.coordinates,
+        n: k.n,
+        createRevision: k.createRevision,
+        phase: "loading",
+      };
+      this.#local.set(k.key, local);
+      this.#byId.set(instanceId, local);
+      action = this.#start(local, "load", "loading");
+    } else if (state === "ACTIVATE" && local?.phase === "loaded" && !local.busy) {
+      const conflict = this.#routeConflict(kv, k);
+      if (conflict) return { write: this.#write(k, "FAILED", now, conflict) };
+      action = this.#start(local, "activate", "activating");
+    } else if (state === "DEACTIVATE" && local?.phase === "active" && !local.busy) {
+      action = this.#start(local, "deactivate", "deactivating");
+    }
+
+    const serving = state === "ACTIVE" || state === "DEACTIVATE";
+    if (!local) {
+      const w = this.#write(
+        k,
+        "FAILED",
+        now,
+        `the instance is not running on ${this.self} (lost in a restart?)`,
+      );
+      if (serving) this.#withdraw(w, kv, k.coordinates, k.n, k.key, mine);
+      return { write: w };
+    }
+    const reported = PHASE_STATE[local.phase];
+    if (reported === state) return action ? { action } : {};
+    if (reported === "ACTIVE") {
+      const w = this.#write(k, "ACTIVE", now);
+      const problem = this.#publish(w, kv, k, now);
+      if (!problem) return { ...(action ? { action } : {}), write: w };
+      // Serving without its routes would be wrong: fail it (the leader unloads and replaces it).
+      local.phase = "failed";
+      local.reason = problem;
+      return { write: this.#write(k, "FAILED", now, problem) };
+    }
+    const w = this.#write(k, reported, now, reported === "FAILED" ? local.reason ?? "failed" : undefined);
+    if (serving) this.#withdraw(w, kv, k.coordinates, k.n, k.key, mine);
+    return { ...(action ? { action } : {}), write: w };
+  }
+
+  /** Adds endpoint puts and route places for an instance going ACTIVE; returns a problem instead, if any. */
+  #publish(w: Write, kv: KvReader, k: KeyView, now: number): string | undefined {
+    const manifest = this.#manifest(kv, k.coordinates);
+    if (!manifest) return `cannot publish endpoints: ${k.coordinates} has no artifact record`;
+    const conflict = this.#routeConflict(kv, k);
+    if (conflict) return conflict;
+    for (const method of manifest.methods) {
+      w.put(
+        kvKeys.endpoint(k.coordinates, method, this.self, k.n),
+        encodeValue("endpoint", { registeredAt: now }),
+      );
+    }
+    for (const entry of manifest.routes?.entries ?? []) {
+      const key = kvKeys.route(entry.httpMethod, entry.fullPath);
+      const existing = kv.get(key);
+      const record = existing ? this.#route(existing.value) : undefined;
+      if (record?.nodes.includes(this.self) && record.method === entry.method) continue;
+      const nodes = [...new Set([...(record?.nodes ?? []), this.self])].sort();
+      w.expect(key, existing?.modRevision ?? 0);
+      w.put(key, encodeValue("route", { slice: k.base, method: entry.method, nodes }));
+    }
+    return undefined;
+  }
+
+  /** Adds endpoint deletes and route-place removals for an instance that stops serving. */
+  #withdraw(
+    w: Write,
+    kv: KvReader,
+    coordinates: string,
+    n: number,
+    key: string,
+    mine: Map<string, KeyView>,
+  ): void {
+    for (const entry of kv.range(kvPrefixes.endpointsOf(coordinates))) {
+      const parsed = parseKey(entry.key);
+      if (parsed.family === "endpoint" && parsed.node === this.self && parsed.n === n) w.delete(entry.key);
+    }
+    const manifest = this.#manifest(kv, coordinates);
+    const base = baseOf(coordinates);
+    for (const entry of manifest?.routes?.entries ?? []) {
+      const routeKey = kvKeys.route(entry.httpMethod, entry.fullPath);
+      const existing = kv.get(routeKey);
+      const record = existing ? this.#route(existing.value) : undefined;
+      if (!existing || !record || record.slice !== base || !record.nodes.includes(this.self)) continue;
+      // Another instance on this node still serving the route keeps the node in it.
+      const stillServed = [...mine.values()].some((other) =>
+        other.key !== key && other.base === base && other.record.state === "ACTIVE" &&
+        (this.#manifest(kv, other.coordinates)?.routes?.entries ?? []).some((e) =>
+          e.httpMethod === entry.httpMethod && e.fullPath === entry.fullPath
+        )
+      );
+      if (stillServed) continue;
+      w.expect(routeKey, existing.modRevision);
+      const nodes = record.nodes.filter((node) => node !== this.self);
+      if (nodes.length === 0) w.delete(routeKey);
+      else w.put(routeKey, encodeValue("route", { ...record, nodes }));
+    }
+  }
+
+  /** A route of the manifest that another slice already serves. */
+  #routeConflict(kv: KvReader, k: KeyView): string | undefined {
+    const manifest = this.#manifest(kv, k.coordinates);
+    for (const entry of manifest?.routes?.entries ?? []) {
+      const existing = kv.get(kvKeys.route(entry.httpMethod, entry.fullPath));
+      const record = existing ? this.#route(existing.value) : undefined;
+      if (record && record.slice !== k.base && record.nodes.length > 0) {
+        return `route ${entry.httpMethod} ${entry.fullPath} is already served by ${record.slice}`;
+      }
+    }
+    return undefined;
+  }
+
+  #route(bytes: Uint8Array): RouteRecord | undefined {
+    try {
+      return decodeValue("route", bytes);
+    } catch {
+      return undefined;
+    }
+  }
+}

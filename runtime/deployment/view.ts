@@ -1,0 +1,256 @@
+/**
+ * The deployment view: the parts of the replicated KV state that deployment reasons about, decoded and
+ * indexed, read in one go from a `KvReader` (the node passes its `KvState`; the simulator passes its own).
+ * Reading is synchronous, so a view is one consistent revision of the store.
+ *
+ * `ViewReader` keeps decoded records by key and modRevision so that reading a view after a small change only
+ * decodes what changed; that cache is only a cache: a fresh reader builds the same view.
+ */
+
+import { baseOf, formatCoordinates } from "../core/artifact.ts";
+import type { NodeId } from "../core/ids.ts";
+import type { KvEntry } from "../kv/commands.ts";
+import {
+  decodeValue,
+  type HttpMethod,
+  type InstanceRecord,
+  KEY_PREFIXES,
+  LEADER_KEY,
+  type LeaderRecord,
+  parseKey,
+  type RecordFamily,
+  type RecordTypes,
+  type RouteRecord,
+  type TargetRecord,
+} from "../kv/schema.ts";
+import {
+  type ArtifactCatalog,
+  catalogFromEntries,
+  type DeployManifest,
+  ManifestCatalog,
+} from "./artifacts.ts";
+
+/** Read access to the replicated state; `KvState` is one. */
+export interface KvReader {
+  readonly revision: number;
+  get(key: string): KvEntry | undefined;
+  range(prefix: string): KvEntry[];
+}
+
+export interface InstanceView {
+  key: string;
+  node: NodeId;
+  /** `group:artifact:version`. */
+  coordinates: string;
+  /** `group:artifact`. */
+  base: string;
+  version: string;
+  n: number;
+  record: InstanceRecord;
+  modRevision: number;
+  createRevision: number;
+}
+
+export interface TargetView {
+  key: string;
+  base: string;
+  record: TargetRecord;
+  modRevision: number;
+}
+
+export interface EndpointView {
+  key: string;
+  coordinates: string;
+  base: string;
+  method: string;
+  node: NodeId;
+  n: number;
+  modRevision: number;
+}
+
+export interface RouteView {
+  key: string;
+  httpMethod: HttpMethod;
+  path: string;
+  record: RouteRecord;
+  modRevision: number;
+}
+
+export interface DeploymentView {
+  revision: number;
+  leader?: { record: LeaderRecord; modRevision: number };
+  /** By `group:artifact`. */
+  targets: Map<string, TargetView>;
+  /** In key order. */
+  instances: InstanceView[];
+  /** By `group:artifact`, in key order. */
+  instancesByBase: Map<string, InstanceView[]>;
+  endpoints: EndpointView[];
+  routes: RouteView[];
+  catalog: ArtifactCatalog;
+  /** Entries that did not decode (skipped): what was wrong with each. */
+  problems: string[];
+}
+
+interface Cached<T> {
+  modRevision: number;
+  value: T;
+}
+
+/** Reads views; keeps decoded records between reads (a cache, never a source of truth). */
+export class ViewReader {
+  readonly #records = new Map<string, Cached<unknown>>();
+  readonly #manifests = new Map<string, { modRevision: number; manifest: DeployManifest }>();
+  #catalog: { fingerprint: string; catalog: ManifestCatalog } | undefined;
+
+  read(kv: KvReader): DeploymentView {
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    const decode = <F extends RecordFamily>(family: F, entry: KvEntry): RecordTypes[F] | undefined => {
+      seen.add(entry.key);
+      const cached = this.#records.get(entry.key);
+      if (cached?.modRevision === entry.modRevision) return cached.value as RecordTypes[F];
+      try {
+        const value = decodeValue(family, entry.value, `value of "${entry.key}"`);
+        this.#records.set(entry.key, { modRevision: entry.modRevision, value });
+        return value;
+      } catch (e) {
+        this.#records.delete(entry.key);
+        problems.push((e as Error).message);
+        return undefined;
+      }
+    };
+
+    const view: DeploymentView = {
+      revision: kv.revision,
+      targets: new Map(),
+      instances: [],
+      instancesByBase: new Map(),
+      endpoints: [],
+      routes: [],
+      catalog: this.#readCatalog(kv.range(KEY_PREFIXES.artifacts), problems),
+      problems,
+    };
+
+    const leaderEntry = kv.get(LEADER_KEY);
+    if (leaderEntry) {
+      const record = decode("leader", leaderEntry);
+      if (record) view.leader = { record, modRevision: leaderEntry.modRevision };
+    }
+    for (const entry of kv.range(KEY_PREFIXES.targets)) {
+      const key = parseKeyOrNote(entry.key, "target", problems);
+      const record = key && decode("target", entry);
+      if (key && record) {
+        const base = `${key.slice.group}:${key.slice.artifact}`;
+        view.targets.set(base, { key: entry.key, base, record, modRevision: entry.modRevision });
+      }
+    }
+    for (const entry of kv.range(KEY_PREFIXES.instances)) {
+      const key = parseKeyOrNote(entry.key, "instance", problems);
+      const record = key && decode("instance", entry);
+      if (!key || !record) continue;
+      const coordinates = formatCoordinates(key.artifact);
+      const instance: InstanceView = {
+        key: entry.key,
+        node: key.node,
+        coordinates,
+        base: baseOf(key.artifact),
+        version: key.artifact.version,
+        n: key.n,
+        record,
+        modRevision: entry.modRevision,
+        createRevision: entry.createRevision,
+      };
+      view.instances.push(instance);
+      const list = view.instancesByBase.get(instance.base);
+      if (list) list.push(instance);
+      else view.instancesByBase.set(instance.base, [instance]);
+    }
+    for (const entry of kv.range(KEY_PREFIXES.endpoints)) {
+      // Endpoint values carry nothing deployment needs; the key says it all.
+      const key = parseKeyOrNote(entry.key, "endpoint", problems);
+      if (!key) continue;
+      view.endpoints.push({
+        key: entry.key,
+        coordinates: formatCoordinates(key.artifact),
+        base: baseOf(key.artifact),
+        method: key.method,
+        node: key.node,
+        n: key.n,
+        modRevision: entry.modRevision,
+      });
+    }
+    for (const entry of kv.range(KEY_PREFIXES.routes)) {
+      const key = parseKeyOrNote(entry.key, "route", problems);
+      const record = key && decode("route", entry);
+      if (key && record) {
+        view.routes.push({
+          key: entry.key,
+          httpMethod: key.method,
+          path: key.path,
+          record,
+          modRevision: entry.modRevision,
+        });
+      }
+    }
+    for (const key of this.#records.keys()) if (!seen.has(key)) this.#records.delete(key);
+    return view;
+  }
+
+  #readCatalog(entries: KvEntry[], problems: string[]): ManifestCatalog {
+    // Revisions only grow, so the count and the newest modRevision change whenever the set of entries does.
+    let newest = 0;
+    for (const entry of entries) newest = Math.max(newest, entry.modRevision);
+    const fingerprint = `${entries.length}:${newest}`;
+    if (this.#catalog?.fingerprint === fingerprint) return this.#catalog.catalog;
+    const catalog = catalogFromEntries(entries, this.#manifests, problems);
+    this.#catalog = { fingerprint, catalog };
+    return catalog;
+  }
+}
+
+type KeyOf<F extends string> = Extract<ReturnType<typeof parseKey>, { family: F }>;
+
+function parseKeyOrNote<F extends "target" | "instance" | "endpoint" | "route">(
+  key: string,
+  family: F,
+  problems: string[],
+): KeyOf<F> | undefined {
+  try {
+    const parsed = parseKey(key);
+    if (parsed.family === family) return parsed as KeyOf<F>;
+    problems.push(`key "${key}" is not a ${family} key`);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  return undefined;
+}
+
+/** One cluster member as the local node sees it. */
+export interface MemberStatus {
+  id: NodeId;
+  /** Connected to this node (always true for the node itself). */
+  connected: boolean;
+  /** When `connected` last changed, or when this node started watching (ms). */
+  sinceMs: number;
+}
+
+/** live: connected; suspect: down for less than the grace period; departed: down longer, or not a member. */
+export type NodeCondition = "live" | "suspect" | "departed";
+
+export function nodeCondition(
+  node: NodeId,
+  members: ReadonlyMap<NodeId, MemberStatus>,
+  nowMs: number,
+  departureGraceMs: number,
+): NodeCondition {
+  const member = members.get(node);
+  if (!member) return "departed";
+  if (member.connected) return "live";
+  return nowMs - member.sinceMs >= departureGraceMs ? "departed" : "suspect";
+}
+
+/** The artifact catalog of a KV state (decodes every `artifacts/` entry; use a ViewReader to repeat cheaply). */
+export function catalogFromKv(kv: KvReader, problems: string[] = []): ManifestCatalog {
+  return catalogFromEntries(kv.range(KEY_PREFIXES.artifacts), new Map(), problems);
+}

@@ -1,0 +1,168 @@
+/**
+ * `aether forge`: a local cluster on loopback for development. Starts N node processes with their data under
+ * `.forge/`, waits until they agree on a leader, prints every node's ports and commands to try, and stops every
+ * process on Ctrl-C.
+ */
+
+import { parseArgs } from "node:util";
+import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
+
+const FORGE_DIR = ".forge";
+
+interface ForgeOptions {
+  nodes: number;
+  clean: boolean;
+}
+
+const USAGE = `usage: deno task forge [--nodes 1|3|5] [--clean]
+
+  --nodes   cluster size (default 3)
+  --clean   delete the data of the previous run first (otherwise the cluster resumes where it stopped)`;
+
+function parseForgeArgs(args: string[]): ForgeOptions {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { nodes: { type: "string" }, clean: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const nodes = Number(values.nodes ?? 3);
+  if (![1, 3, 5].includes(nodes)) throw new Error(`--nodes: "${values.nodes}" is not 1, 3 or 5`);
+  return { nodes, clean: values.clean ?? false };
+}
+
+/** Preferred ports (7100+i, 8080+i, 8070+i); a busy one is replaced by a free one. */
+function choosePort(preferred: number): number {
+  return portIsFree(preferred) ? preferred : freePort();
+}
+
+async function prepareDataDir(options: ForgeOptions): Promise<string> {
+  if (options.clean) await Deno.remove(FORGE_DIR, { recursive: true }).catch(() => {});
+  await Deno.mkdir(`${FORGE_DIR}/logs`, { recursive: true });
+  const layoutFile = `${FORGE_DIR}/cluster.json`;
+  const previous = await Deno.readTextFile(layoutFile).then(JSON.parse).catch(() => null);
+  if (previous && previous.nodes !== options.nodes) {
+    throw new Error(
+      `${FORGE_DIR} holds a ${previous.nodes}-node cluster; start it with --nodes ${previous.nodes}, ` +
+        `or add --clean to start a new ${options.nodes}-node cluster`,
+    );
+  }
+  await Deno.writeTextFile(layoutFile, JSON.stringify({ nodes: options.nodes }));
+  const secretFile = `${FORGE_DIR}/secret`;
+  try {
+    await Deno.stat(secretFile);
+  } catch {
+    await Deno.writeTextFile(secretFile, crypto.randomUUID() + crypto.randomUUID(), { mode: 0o600 });
+  }
+  return secretFile;
+}
+
+function printBanner(nodes: NodeProcess[], leader: string): void {
+  const rows = nodes.map((n) =>
+    `  ${n.id.padEnd(4)} cluster ${String(n.ready!.clusterPort).padEnd(6)} api ${
+      n.apiUrl.padEnd(24)
+    } app ${n.httpUrl}` +
+    (n.id === leader ? "   (leader)" : "")
+  );
+  const api = nodes[0].apiUrl.replace("http://", "");
+  console.log([
+    "",
+    `Aether Forge: ${nodes.length}-member cluster is up (data in ${FORGE_DIR}/, logs in ${FORGE_DIR}/logs/)`,
+    ...rows,
+    "",
+    "Try:",
+    `  curl ${nodes[0].apiUrl}/api/v1/status`,
+    `  deno task cli -- --connect ${api} status`,
+    `  deno task cli -- --connect ${api} kv put app/greeting hello`,
+    `  deno task cli -- --connect ${nodes.at(-1)!.apiUrl.replace("http://", "")} kv get app/greeting`,
+    `  deno task cli -- --connect ${api} kv watch app/`,
+    `  deno task cli -- --connect ${api}            (interactive shell)`,
+    "",
+    "Ctrl-C stops every node.",
+  ].join("\n"));
+}
+
+async function waitForLeader(nodes: NodeProcess[], timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const leaders = await Promise.all(nodes.map(async (n) => {
+      try {
+        const { status, body } = await n.json<{ leader: string | null }>("/api/v1/health");
+        return status === 200 ? body.leader : null;
+      } catch {
+        return null;
+      }
+    }));
+    if (leaders[0] && leaders.every((l) => l === leaders[0])) return leaders[0];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the cluster did not agree on a leader within ${timeoutMs} ms; see ${FORGE_DIR}/logs/`);
+}
+
+/** Resolves on Ctrl-C, SIGTERM, or when standard input (if piped) closes. */
+function stopRequested(): Promise<string> {
+  return new Promise((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+    if (!Deno.stdin.isTerminal()) {
+      (async () => {
+        try {
+          for await (const _ of Deno.stdin.readable) { /* wait for end of input */ }
+        } catch { /* closed */ }
+        resolve("end of input");
+      })();
+    }
+  });
+}
+
+export async function runForge(args: string[]): Promise<number> {
+  let options: ForgeOptions;
+  try {
+    options = parseForgeArgs(args);
+  } catch (e) {
+    console.error(`forge: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  let secretFile: string;
+  try {
+    secretFile = await prepareDataDir(options);
+  } catch (e) {
+    console.error(`forge: ${(e as Error).message}`);
+    return 2;
+  }
+  const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+  const peers = ids.map((id, i) => `${id}@127.0.0.1:${choosePort(7101 + i)}`).join(",");
+  const nodes = ids.map((id, i) => {
+    const logFile = Deno.openSync(`${FORGE_DIR}/logs/${id}.log`, { create: true, append: true });
+    const encoder = new TextEncoder();
+    return new NodeProcess({
+      id,
+      peers,
+      dataDir: `${FORGE_DIR}/${id}`,
+      secretFile,
+      apiPort: choosePort(8081 + i),
+      httpPort: choosePort(8071 + i),
+      onLog: (text) => logFile.writeSync(encoder.encode(text)),
+    });
+  });
+  const stop = stopRequested();
+  try {
+    console.log(`Starting ${options.nodes} node(s)...`);
+    await Promise.all(nodes.map((n) => n.start()));
+    const leader = await waitForLeader(nodes, 30_000);
+    printBanner(nodes, leader);
+    const reason = await Promise.race([stop, ...nodes.map((n) => n.exited!.then(() => `${n.id} exited`))]);
+    console.log(`\nStopping (${reason})...`);
+    return reason.endsWith("exited") ? 1 : 0;
+  } catch (e) {
+    console.error(`forge: ${(e as Error).message}`);
+    return 1;
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop("SIGTERM", 5_000)));
+    console.log("All nodes stopped.");
+  }
+}

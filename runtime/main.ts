@@ -1,0 +1,17 @@
+/**
+ * The `aether` entry point: `node` runs a cluster member, `forge` a local cluster, anything else is a CLI
+ * command against a node's management API.
+ */
+
+const [command, ...rest] = Deno.args;
+
+if (command === "node") {
+  const { runNode } = await import("./node/main.ts");
+  Deno.exit(await runNode(rest));
+} else if (command === "forge") {
+  const { runForge } = await import("./forge/main.ts");
+  Deno.exit(await runForge(rest));
+} else {
+  const { runCli } = await import("./cli/main.ts");
+  Deno.exit(await runCli(Deno.args));
+}

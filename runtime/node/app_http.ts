@@ -1,0 +1,29 @@
+/**
+ * The application HTTP server on the node's http port. Routes come from deployed slices (the HTTP router);
+ * until a route matches, every request gets a 404 problem document.
+ */
+
+import type { Logger } from "../core/log.ts";
+
+export interface AppServerOptions {
+  hostname: string;
+  port: number;
+  log: Logger;
+  handler?: (request: Request) => Response | Promise<Response>;
+}
+
+function noRoute(request: Request): Response {
+  const path = new URL(request.url).pathname;
+  return Response.json({
+    type: "https://aether.dev/problems/not_found",
+    title: "not found",
+    status: 404,
+    detail: `no route for ${request.method} ${path}`,
+    instance: path,
+  }, { status: 404, headers: { "content-type": "application/problem+json" } });
+}
+
+export function createAppServer(options: AppServerOptions): Deno.HttpServer<Deno.NetAddr> {
+  const handler = options.handler ?? noRoute;
+  return Deno.serve({ hostname: options.hostname, port: options.port, onListen: () => {} }, handler);
+}

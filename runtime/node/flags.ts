@@ -1,0 +1,143 @@
+/**
+ * Command-line flags of `aether node`. Every problem names the flag; the caller exits with code 2.
+ */
+
+import { parseArgs } from "node:util";
+import { AetherError } from "../core/errors.ts";
+import { isNodeId, type NodeId } from "../core/ids.ts";
+
+export interface PeerAddress {
+  id: NodeId;
+  host: string;
+  port: number;
+}
+
+export type FsyncPolicy = "always" | "never";
+
+export interface NodeFlags {
+  id: NodeId;
+  peers: PeerAddress[];
+  apiPort: number;
+  httpPort: number;
+  dataDir: string;
+  secretFile: string;
+  /** Address the API and application HTTP servers bind to. */
+  host: string;
+  fsync: FsyncPolicy;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+export const NODE_USAGE =
+  `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
+                   [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
+                   [--fsync always|never] [--log-level info]
+
+  --id           this member's id (lower-case letters, digits, '-')
+  --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
+                 1, 3 or 5 members; this node binds its own entry's port (0 = any free port)
+  --api-port     management API port (0 = any free port)
+  --http-port    application HTTP port (0 = any free port)
+  --data-dir     where this member keeps its durable state
+  --secret-file  file holding the cluster secret (at least 16 bytes); every member needs the same one
+  --host         address for the API and application HTTP servers
+  --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
+                 never: written to the OS before it is acknowledged; survives a process crash, not power loss
+  --log-level    debug | info | warn | error`;
+
+function flagError(flag: string, message: string): AetherError {
+  return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
+}
+
+export function parsePort(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) throw flagError(flag, `"${text}" is not a port (0-65535)`);
+  return port;
+}
+
+export function parsePeers(text: string | undefined): PeerAddress[] {
+  if (!text) {
+    throw flagError("peers", "is required, e.g. n1@127.0.0.1:7101,n2@127.0.0.1:7102,n3@127.0.0.1:7103");
+  }
+  const peers = text.split(",").map((entry) => {
+    const match = /^([^@]+)@(.+):(\d+)$/.exec(entry.trim());
+    if (!match) throw flagError("peers", `"${entry}" is not ID@HOST:PORT`);
+    const [, id, host, port] = match;
+    if (!isNodeId(id)) throw flagError("peers", `"${id}" is not a valid node id`);
+    return { id, host: host.replace(/^\[(.*)\]$/, "$1"), port: parsePort("peers", port, 0) };
+  });
+  const ids = new Set(peers.map((p) => p.id));
+  if (ids.size !== peers.length) throw flagError("peers", "lists a member twice");
+  if (![1, 3, 5].includes(peers.length)) {
+    throw flagError("peers", `lists ${peers.length} members; a cluster has 1, 3 or 5 core members`);
+  }
+  return peers;
+}
+
+export function parseNodeFlags(args: string[]): NodeFlags {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        id: { type: "string" },
+        peers: { type: "string" },
+        "api-port": { type: "string" },
+        "http-port": { type: "string" },
+        "data-dir": { type: "string" },
+        "secret-file": { type: "string" },
+        host: { type: "string" },
+        fsync: { type: "string" },
+        "log-level": { type: "string" },
+      },
+    }).values;
+  } catch (e) {
+    // parseArgs says e.g. "Unknown option '--foo'"; keep its words, they name the flag.
+    throw new AetherError("invalid_flag", (e as Error).message);
+  }
+  if (!values.id) throw flagError("id", "is required");
+  if (!isNodeId(values.id)) throw flagError("id", `"${values.id}" is not a valid node id`);
+  const peers = parsePeers(values.peers);
+  if (!peers.some((p) => p.id === values.id)) {
+    throw flagError(
+      "peers",
+      `does not list this node ("${values.id}"); list every member, this one included`,
+    );
+  }
+  if (!values["data-dir"]) throw flagError("data-dir", "is required");
+  if (!values["secret-file"]) throw flagError("secret-file", "is required");
+  const fsync = values.fsync ?? "always";
+  if (fsync !== "always" && fsync !== "never") throw flagError("fsync", `"${fsync}" is not always or never`);
+  const logLevel = values["log-level"] ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(logLevel)) {
+    throw flagError("log-level", `"${logLevel}" is not debug, info, warn or error`);
+  }
+  return {
+    id: values.id,
+    peers,
+    apiPort: parsePort("api-port", values["api-port"], 8080),
+    httpPort: parsePort("http-port", values["http-port"], 8070),
+    dataDir: values["data-dir"],
+    secretFile: values["secret-file"],
+    host: values.host ?? "127.0.0.1",
+    fsync,
+    logLevel: logLevel as NodeFlags["logLevel"],
+  };
+}
+
+/** Reads and checks the cluster secret; a missing or short secret is a flag error. */
+export async function readSecret(path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw flagError("secret-file", `cannot read "${path}": ${(e as Error).message}`);
+  }
+  const text = new TextDecoder().decode(bytes).trim();
+  if (text.length < 16) {
+    throw flagError("secret-file", `"${path}" holds ${text.length} characters; need at least 16`);
+  }
+  return new TextEncoder().encode(text);
+}

@@ -1,0 +1,77 @@
+/**
+ * `aether node`: parses flags, starts a member, prints one ready line on standard output, and runs until
+ * SIGTERM/SIGINT or — when standard input is a pipe — until standard input closes.
+ */
+
+import { fstatSync } from "node:fs";
+import { AetherError } from "../core/errors.ts";
+import { createLogger } from "../core/log.ts";
+import { NODE_USAGE, parseNodeFlags, readSecret } from "./flags.ts";
+import { startNode } from "./node.ts";
+
+/** Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags. */
+export async function runNode(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(NODE_USAGE);
+    return 0;
+  }
+  let flags, secret;
+  try {
+    flags = parseNodeFlags(args);
+    secret = await readSecret(flags.secretFile);
+  } catch (e) {
+    if (e instanceof AetherError && e.code === "invalid_flag") {
+      console.error(`aether node: ${e.message}\n\n${NODE_USAGE}`);
+      return 2;
+    }
+    throw e;
+  }
+  const log = createLogger({ level: flags.logLevel, name: flags.id });
+  // Listen for stop requests before anything can announce readiness: a parent may signal right after.
+  const stop = stopRequested();
+  let node;
+  try {
+    node = await startNode(flags, secret, log);
+  } catch (e) {
+    log.error("failed to start", { error: (e as Error).message });
+    return 1;
+  }
+  console.log(JSON.stringify({
+    event: "ready",
+    nodeId: flags.id,
+    clusterPort: node.ports.cluster,
+    apiPort: node.ports.api,
+    httpPort: node.ports.http,
+    pid: Deno.pid,
+  }));
+  const reason = await stop;
+  log.info("stopping", { reason });
+  await node.stop();
+  return 0;
+}
+
+function stopRequested(): Promise<string> {
+  return new Promise((resolve) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+    if (stdinIsPipe()) {
+      (async () => {
+        try {
+          for await (const _ of Deno.stdin.readable) { /* only the end matters */ }
+        } catch { /* closed */ }
+        resolve("standard input closed");
+      })();
+    }
+  });
+}
+
+/** A parent that pipes our standard input owns us; /dev/null or a terminal does not. */
+function stdinIsPipe(): boolean {
+  try {
+    const stat = fstatSync(0);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * One cluster member, assembled: durable storage, the KV state rebuilt from it, the Rabia engine driven by the
+ * replica, the authenticated mesh, leader election, the management API and the application HTTP server.
+ */
+
+import { AetherError } from "../core/errors.ts";
+import { systemClock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import { randomHex } from "../core/ids.ts";
+import { DEFAULT_ENGINE_TIMINGS, RabiaEngine } from "../consensus/mod.ts";
+import type { KvCommand, KvEvent } from "../kv/commands.ts";
+import { ConsensusStorage, restoreKvState } from "../kv/storage.ts";
+import { WatchHub } from "../kv/watch.ts";
+import { Mesh } from "../net/mod.ts";
+import { createApiApp } from "../api/mod.ts";
+import type { ApiDeps, KvAccess, NodeStatusView, WatchStream } from "../api/deps.ts";
+import type { NodeFlags } from "./flags.ts";
+import { CONSENSUS_CHANNEL, Replica } from "./replica.ts";
+import { electionProposal, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
+import { createAppServer } from "./app_http.ts";
+
+export const LEADER_KEY = "leader";
+const TICK_MS = 20;
+const ELECTION_CHECK_MS = 100;
+const WRITE_TIMEOUT_MS = 5_000;
+
+export interface RunningNode {
+  ports: { cluster: number; api: number; http: number };
+  stop(): Promise<void>;
+}
+
+export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logger): Promise<RunningNode> {
+  const startedAt = systemClock.now();
+  const members = flags.peers.map((p) => p.id).sort();
+  await Deno.mkdir(flags.dataDir, { recursive: true });
+  const storage = ConsensusStorage.openInDir<KvCommand>(flags.dataDir, {
+    nodeId: flags.id,
+    members,
+    fsync: flags.fsync,
+  });
+  const loaded = storage.load();
+  const initialState = restoreKvState(loaded);
+  log.info("state restored", {
+    phase: loaded.restored.lastDecided,
+    revision: initialState.revision,
+    keys: initialState.size,
+  });
+  const hub = new WatchHub({ revision: initialState.revision });
+  const mesh = new Mesh({
+    self: flags.id,
+    peers: flags.peers,
+    secret,
+    logger: log.with({ component: "mesh" }),
+  });
+  await mesh.start();
+
+  const engine = new RabiaEngine<KvCommand>(
+    { self: flags.id, members, ...DEFAULT_ENGINE_TIMINGS },
+    loaded.restored,
+  );
+  const replica = new Replica({
+    self: flags.id,
+    members,
+    incarnation: `${Date.now().toString(36)}${randomHex(3)}`,
+    clock: systemClock,
+    log,
+    storage,
+    transport: mesh,
+    state: initialState,
+    engine,
+    maxSyncResponseBytes: 4 * 1024 * 1024,
+    defaultWriteTimeoutMs: WRITE_TIMEOUT_MS,
+    maxQueuedBytes: 64 * 1024 * 1024,
+    onEvents: (events: KvEvent[]) => hub.publish(events),
+    onSnapshotInstalled: (state) => hub.reset(state.revision),
+  });
+
+  const lastConnectedAt = new Map<string, number>();
+  mesh.onMessage(CONSENSUS_CHANNEL, (from, message) => replica.receive(from, message));
+  mesh.onPeerUp((id) => {
+    lastConnectedAt.set(id, systemClock.now());
+    log.info("peer up", { peer: id });
+    replica.peerConnected(id);
+  });
+  mesh.onPeerDown((id, reason) => {
+    lastConnectedAt.set(id, systemClock.now());
+    log.warn("peer down", { peer: id, reason });
+  });
+  replica.start();
+  const ticker = setInterval(() => replica.tick(), TICK_MS);
+
+  const leader = () => parseLeaderRecord(replica.state.get(LEADER_KEY)?.value);
+  const elections = startElections({
+    flags,
+    members,
+    replica,
+    mesh,
+    lastConnectedAt,
+    startedAt,
+    log,
+    leader,
+  });
+
+  const kv = kvAccess(replica, hub);
+  let ports = { cluster: mesh.port, api: 0, http: 0 };
+  const status = (): NodeStatusView => ({
+    nodeId: flags.id,
+    ready: replica.ready,
+    quorum: replica.quorum,
+    leader: leader(),
+    members: members.map((id) => ({ id, connected: id === flags.id || mesh.isConnected(id) })),
+    revision: replica.state.revision,
+    phase: replica.phase,
+    uptimeMs: systemClock.now() - startedAt,
+    ports,
+  });
+  const deps: ApiDeps = { status, kv, log: log.with({ component: "api" }) };
+  const api = createApiApp(deps);
+  const apiServer = Deno.serve(
+    { hostname: flags.host, port: flags.apiPort, onListen: () => {} },
+    api.fetch,
+  );
+  const appServer = createAppServer({ hostname: flags.host, port: flags.httpPort, log });
+  ports = { cluster: mesh.port, api: apiServer.addr.port, http: appServer.addr.port };
+  log.info("node started", { ...ports, members: members.join(",") });
+
+  return {
+    ports,
+    async stop() {
+      clearInterval(ticker);
+      elections.stop();
+      hub.close();
+      await Promise.all([shutdown(apiServer), shutdown(appServer)]);
+      await mesh.stop();
+      storage.close();
+    },
+  };
+}
+
+/** Stops accepting and waits briefly for in-flight requests (long-lived streams are cut after that). */
+async function shutdown(server: Deno.HttpServer): Promise<void> {
+  await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
+}
+
+function kvAccess(replica: Replica, hub: WatchHub): KvAccess {
+  return {
+    get maxValueBytes() {
+      return replica.state.maxValueBytes;
+    },
+    write: (command, options) => replica.writeOk(command, options?.timeoutMs),
+    get: async (key, options) =>
+      options?.consistent ? await replica.readConsistent(key, options.timeoutMs) : replica.state.get(key),
+    range: (prefix, options) => ({
+      revision: replica.state.revision,
+      items: replica.state.range(prefix, options?.limit ?? Infinity, options?.startAfter),
+    }),
+    watch: (prefix, fromRevision) => flattenWatch(hub, prefix, fromRevision),
+  };
+}
+
+/** The hub yields one batch per revision; the API streams single events. */
+function flattenWatch(hub: WatchHub, prefix: string, fromRevision?: number): WatchStream {
+  const watch = hub.watch(prefix, fromRevision);
+  return {
+    cancel: () => watch.cancel(),
+    async *[Symbol.asyncIterator]() {
+      for await (const batch of watch) yield* batch.events;
+    },
+  };
+}
+
+interface ElectionContext {
+  flags: NodeFlags;
+  members: string[];
+  replica: Replica;
+  mesh: Mesh;
+  lastConnectedAt: Map<string, number>;
+  startedAt: number;
+  log: Logger;
+  leader(): LeaderRecord | null;
+}
+
+/** Proposes leader records through consensus when the pure rule says so; one attempt at a time. */
+function startElections(ctx: ElectionContext): { stop(): void } {
+  let attempt: Promise<void> | null = null;
+  let lastLeader: string | null = ctx.leader()?.nodeId ?? null;
+  const check = () => {
+    const current = ctx.leader();
+    if ((current?.nodeId ?? null) !== lastLeader) {
+      lastLeader = current?.nodeId ?? null;
+      ctx.log.info("leader changed", { leader: lastLeader, view: current?.view });
+    }
+    if (attempt) return;
+    const proposal = electionProposal({
+      self: ctx.flags.id,
+      members: ctx.members,
+      canPropose: ctx.replica.ready && ctx.replica.quorum,
+      isConnected: (id) => ctx.mesh.isConnected(id),
+      lastConnectedAt: (id) => ctx.lastConnectedAt.get(id),
+      record: current,
+      recordRevision: ctx.replica.state.get(LEADER_KEY)?.modRevision ?? 0,
+      nowMs: systemClock.now(),
+      startedAtMs: ctx.startedAt,
+    });
+    if (!proposal) return;
+    const value = new TextEncoder().encode(JSON.stringify(proposal.record));
+    attempt = ctx.replica
+      .writeOk({ type: "put", key: LEADER_KEY, value, ifRevision: proposal.ifRevision }, 2_000)
+      .then(() => ctx.log.info("proposed leader accepted", { leader: proposal.record.nodeId }))
+      .catch((e) => {
+        // Another member's proposal won the compare-and-set, or quorum is gone: the next check decides again.
+        if (!(e instanceof AetherError && e.code === "compare_failed")) {
+          ctx.log.debug("leader proposal failed", { error: (e as Error).message });
+        }
+      })
+      .finally(() => attempt = null);
+  };
+  const timer = setInterval(check, ELECTION_CHECK_MS);
+  return { stop: () => clearInterval(timer) };
+}

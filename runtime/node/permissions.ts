@@ -1,0 +1,48 @@
+/**
+ * The narrow Deno permissions a node process runs with (never -A).
+ *
+ * Read: the runtime's own code, the slice SDK, installed npm packages, the data directory and the secret file.
+ * A slice worker's module loading is checked against these process permissions, not the worker's, so nothing
+ * else on disk is readable (see sandbox/ for how bundles are loaded). Write: the data directory only.
+ * Net: listening on the node's ports, dialing peers, and the outbound hosts that slices declare (each worker is
+ * narrowed further to its manifest's hosts).
+ */
+
+import { fromFileUrl, join, resolve } from "./_path.ts";
+
+/** The repository root: two levels above this file (runtime/node/). */
+export const PROJECT_ROOT = resolve(fromFileUrl(new URL("../..", import.meta.url)));
+
+export interface NodePermissionInput {
+  dataDir: string;
+  secretFile: string;
+  projectRoot?: string;
+}
+
+export function nodePermissionFlags(input: NodePermissionInput): string[] {
+  const root = input.projectRoot ?? PROJECT_ROOT;
+  const dataDir = resolve(input.dataDir);
+  const readable = [
+    join(root, "runtime"),
+    join(root, "slices"),
+    join(root, "node_modules"),
+    join(root, "deno.json"),
+    join(root, "deno.lock"),
+    dataDir,
+    resolve(input.secretFile),
+  ];
+  return [
+    "--unstable-worker-options",
+    "--allow-net",
+    `--allow-read=${readable.join(",")}`,
+    `--allow-write=${dataDir}`,
+    "--allow-sys=loadavg,systemMemoryInfo,osUptime,hostname",
+    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME",
+  ];
+}
+
+/** The full command line (after the deno executable) that starts a node. */
+export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[] }): string[] {
+  const root = input.projectRoot ?? PROJECT_ROOT;
+  return ["run", ...nodePermissionFlags(input), join(root, "runtime", "main.ts"), "node", ...input.nodeArgs];
+}

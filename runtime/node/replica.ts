@@ -1,0 +1,280 @@
+/**
+ * The replica: drives the Rabia engine with real IO. It owns the node's copy of the KV state, carries out the
+ * engine's effects (durable storage first, then messages), forms client batches, and answers reads.
+ *
+ * Order of work for every engine call (the engine's contract, consensus/types.ts):
+ *   1. persist / decide / installSnapshot effects go into one storage transaction; decisions are applied to
+ *      the KV state as they come;
+ *   2. the transaction commits (fsynced under --fsync always);
+ *   3. only then are messages sent, client writes acknowledged and watch events published.
+ */
+
+import { AetherError } from "../core/errors.ts";
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import type { NodeId } from "../core/ids.ts";
+import type { Batch, ConsensusMsg, DecidedPhase, Effect, PhaseRecord, Snapshot } from "../consensus/types.ts";
+import { quorumOf } from "../consensus/types.ts";
+import { Batcher, DEFAULT_BATCH_LIMITS, type RabiaEngine } from "../consensus/mod.ts";
+import { commandSize, type KvCommand, type KvEntry, type KvEvent, type KvResult } from "../kv/commands.ts";
+import { KvState } from "../kv/state.ts";
+import type { WriteOutcome } from "../api/deps.ts";
+
+/** Channel of consensus messages on the mesh. */
+export const CONSENSUS_CHANNEL = "c";
+
+/** What the replica needs from durable storage (implemented by kv/storage.ts). */
+export interface ReplicaStorage {
+  commit(
+    step: {
+      installSnapshot?: Snapshot;
+      record?: PhaseRecord<KvCommand>;
+      decisions?: DecidedPhase<KvCommand>[];
+    },
+  ): void;
+  saveSnapshot(phase: number, data: Uint8Array): void;
+  /** Enough decided since the last snapshot to take a new one. */
+  snapshotDue(): boolean;
+  readForSync(fromPhase: number, maxBytes: number): {
+    snapshot?: Snapshot;
+    decisions: DecidedPhase<KvCommand>[];
+    lastDecided: number;
+  };
+}
+
+/** What the replica needs from the mesh (implemented by net/mesh.ts). */
+export interface ReplicaTransport {
+  send(to: NodeId, channel: string, message: unknown): boolean;
+  broadcast(channel: string, message: unknown): void;
+  isConnected(id: NodeId): boolean;
+}
+
+export interface ReplicaOptions {
+  self: NodeId;
+  members: NodeId[];
+  incarnation: string;
+  clock: Clock;
+  log: Logger;
+  storage: ReplicaStorage;
+  transport: ReplicaTransport;
+  /** The state rebuilt from the latest snapshot plus the decided log. */
+  state: KvState;
+  engine: RabiaEngine<KvCommand>;
+  maxSyncResponseBytes: number;
+  defaultWriteTimeoutMs: number;
+  maxQueuedBytes: number;
+  onEvents(events: KvEvent[]): void;
+  onSnapshotInstalled(state: KvState): void;
+}
+
+export class Replica {
+  readonly #o: ReplicaOptions;
+  #state: KvState;
+  readonly #batcher: Batcher<KvCommand, KvResult>;
+  #ready = false;
+
+  constructor(options: ReplicaOptions) {
+    this.#o = options;
+    this.#state = options.state;
+    this.#batcher = new Batcher<KvCommand, KvResult>({
+      ...DEFAULT_BATCH_LIMITS,
+      self: options.self,
+      incarnation: options.incarnation,
+      maxQueuedBytes: options.maxQueuedBytes,
+    });
+  }
+
+  get state(): KvState {
+    return this.#state;
+  }
+
+  /** Caught up and taking part in consensus. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get phase(): number {
+    return this.#o.engine.lastDecided;
+  }
+
+  get quorum(): boolean {
+    const connected =
+      this.#o.members.filter((m) => m === this.#o.self || this.#o.transport.isConnected(m)).length;
+    return connected >= quorumOf(this.#o.members.length);
+  }
+
+  start(): void {
+    this.#run(this.#o.engine.start(this.#now()));
+  }
+
+  tick(): void {
+    this.#run(this.#o.engine.tick(this.#now()));
+    this.#pump();
+  }
+
+  receive(from: NodeId, message: unknown): void {
+    this.#run(this.#o.engine.receive(from, message as ConsensusMsg<KvCommand>, this.#now()));
+    this.#pump();
+  }
+
+  peerConnected(id: NodeId): void {
+    this.#run(this.#o.engine.peerConnected(id, this.#now()));
+  }
+
+  /** Replicates one command; resolves when it is applied here. */
+  write(command: KvCommand, timeoutMs = this.#o.defaultWriteTimeoutMs): Promise<KvResult> {
+    if (!this.quorum) {
+      return Promise.reject(
+        new AetherError(
+          "no_quorum",
+          "no quorum: fewer than a majority of members are connected; nothing was written",
+        ),
+      );
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<KvResult>();
+    const timer = setTimeout(() => {
+      reject(
+        this.quorum
+          ? new AetherError("timeout", `not applied within ${timeoutMs} ms; it may still be applied later`)
+          : new AetherError(
+            "no_quorum",
+            `quorum lost; not applied within ${timeoutMs} ms (it may be applied later)`,
+          ),
+      );
+    }, timeoutMs);
+    try {
+      this.#batcher.enqueue(command, commandSize(command), (outcome) => {
+        clearTimeout(timer);
+        if (outcome.ok) resolve(outcome.result);
+        else reject(outcome.error);
+      });
+    } catch (e) {
+      clearTimeout(timer);
+      return Promise.reject(e);
+    }
+    this.#pump();
+    return promise;
+  }
+
+  async writeOk(command: KvCommand, timeoutMs?: number): Promise<WriteOutcome> {
+    const result = await this.write(command, timeoutMs);
+    if (result.ok) return { revision: result.revision, succeeded: result.succeeded, deleted: result.deleted };
+    const code = result.code === "too_large"
+      ? "too_large"
+      : result.code === "invalid"
+      ? "bad_request"
+      : "compare_failed";
+    throw new AetherError(code, result.message, {
+      revision: result.revision,
+      ...(result.currentRevision !== undefined ? { currentRevision: result.currentRevision } : {}),
+    });
+  }
+
+  /** A linearizable read: a barrier through consensus, then the local state. */
+  async readConsistent(key: string, timeoutMs?: number): Promise<KvEntry | undefined> {
+    await this.write({ type: "barrier" }, timeoutMs);
+    return this.#state.get(key);
+  }
+
+  /** Forms the next batch when the engine can take one. */
+  #pump(): void {
+    if (!this.#ready) return;
+    const batch = this.#batcher.takeBatch(this.#now());
+    if (batch) this.#run(this.#o.engine.submit(batch, this.#now()));
+  }
+
+  #now(): number {
+    return this.#o.clock.now();
+  }
+
+  /** Carries out one engine call's effects in the order the contract requires. */
+  #run(effects: Effect<KvCommand>[]): void {
+    if (effects.length === 0) return;
+    const step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] } = { decisions: [] };
+    const afterCommit: (() => void)[] = [];
+    let ownDecided = false;
+    for (const effect of effects) {
+      switch (effect.type) {
+        case "persist":
+          step.record = effect.record;
+          break;
+        case "decide": {
+          step.decisions.push({ phase: effect.phase, batch: effect.batch });
+          const outcome = effect.batch ? this.#state.applyBatch(effect.batch as Batch<KvCommand>) : null;
+          if (outcome && outcome.events.length > 0) {
+            const events = outcome.events;
+            afterCommit.push(() => this.#o.onEvents(events));
+          }
+          if (effect.batch && effect.batch.submitter === this.#o.self) {
+            const batchId = effect.batch.id;
+            const results = outcome?.results ?? null;
+            afterCommit.push(() => this.#batcher.onDecided(batchId, results));
+            ownDecided = true;
+          }
+          break;
+        }
+        case "installSnapshot":
+          this.#commit(step);
+          this.#o.storage.commit({ installSnapshot: effect.snapshot });
+          this.#state = KvState.fromSnapshot(effect.snapshot.data, {
+            maxValueBytes: this.#state.maxValueBytes,
+          });
+          afterCommit.push(((state) => () => this.#o.onSnapshotInstalled(state))(this.#state));
+          break;
+        case "send":
+          afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
+          break;
+        case "broadcast":
+          afterCommit.push(() => this.#o.transport.broadcast(CONSENSUS_CHANNEL, effect.msg));
+          break;
+        case "serveSync":
+          afterCommit.push(() => this.#serveSync(effect.to, effect.request.fromPhase, effect.request.nonce));
+          break;
+        case "dropped":
+          afterCommit.push(() => this.#batcher.onDropped(effect.batchIds));
+          break;
+        case "status":
+          afterCommit.push(() => this.#setReady(effect.status === "active"));
+          break;
+      }
+    }
+    this.#commit(step);
+    for (const action of afterCommit) action();
+    this.#maybeSnapshot();
+    if (ownDecided) this.#pump();
+  }
+
+  #commit(step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] }): void {
+    if (!step.record && step.decisions.length === 0) return;
+    this.#o.storage.commit({ record: step.record, decisions: step.decisions });
+    step.record = undefined;
+    step.decisions = [];
+  }
+
+  #serveSync(to: NodeId, fromPhase: number, nonce: number): void {
+    const answer = this.#o.storage.readForSync(fromPhase, this.#o.maxSyncResponseBytes);
+    this.#o.transport.send(
+      to,
+      CONSENSUS_CHANNEL,
+      {
+        t: "syncRes",
+        nonce,
+        lastDecided: answer.lastDecided,
+        snapshot: answer.snapshot,
+        decisions: answer.decisions,
+      } satisfies ConsensusMsg<KvCommand>,
+    );
+  }
+
+  #setReady(ready: boolean): void {
+    if (ready !== this.#ready) this.#o.log.info(ready ? "consensus active" : "consensus syncing");
+    this.#ready = ready;
+    this.#pump();
+  }
+
+  #maybeSnapshot(): void {
+    if (this.#o.storage.snapshotDue()) {
+      this.#o.storage.saveSnapshot(this.#o.engine.lastDecided, this.#state.snapshot());
+    }
+  }
+}

@@ -1,0 +1,19 @@
+/** The link between a SliceHost and its sandbox, the same for a Worker and a child process. */
+
+import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+
+/** Why a sandbox ended without being asked to. */
+export type FailureKind = "load" | "hook" | "deadline" | "crash" | "exit" | "memory" | "protocol";
+
+export interface ChannelEvents {
+  message(message: RuntimeMessage): void;
+  /** The sandbox ended on its own (crash, memory limit, exit, garbage on the wire). Called at most once. */
+  ended(kind: FailureKind, message: string): void;
+}
+
+export interface SandboxChannel {
+  /** Throws when the message cannot be serialized. */
+  send(message: HostMessage): void;
+  /** Ends the sandbox at once; resolves when its worker or process and every stream are released. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,46 @@
+/**
+ * Worker isolation: the sandbox is a Web Worker in the node process whose `deno.permissions` are the grant.
+ * The Worker's entry module is the SDK's runtime (`slices/_worker_main.ts`); the bundle itself is imported
+ * from a blob: URL inside the Worker with a computed specifier, so every import it makes is checked against
+ * the Worker's permissions (proven by the hostile-slice tests). Needs `--unstable-worker-options`.
+ */
+
+import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
+import { type PermissionGrant, workerPermissions } from "./policy.ts";
+import type { RuntimeMessage } from "../../slices/protocol.ts";
+
+const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
+
+export function openWorkerChannel(name: string, grant: PermissionGrant, events: ChannelEvents): SandboxChannel {
+  const worker = new Worker(WORKER_MAIN, {
+    type: "module",
+    name,
+    deno: { permissions: workerPermissions(grant) },
+  } as WorkerOptions);
+  let open = true;
+  const end = (kind: "crash" | "protocol", message: string) => {
+    if (!open) return;
+    open = false;
+    worker.terminate();
+    events.ended(kind, message);
+  };
+  worker.onmessage = (event: MessageEvent<RuntimeMessage>) => {
+    if (open) events.message(event.data);
+  };
+  worker.onerror = (event: ErrorEvent) => {
+    // Unhandled, a Worker error propagates to the node's global scope and ends the process.
+    event.preventDefault();
+    end("crash", `the worker crashed: ${event.message}`);
+  };
+  worker.onmessageerror = () => end("protocol", "the worker sent a message that could not be deserialized");
+  return {
+    send(message) {
+      if (open) worker.postMessage(message);
+    },
+    close() {
+      open = false;
+      worker.terminate();
+      return Promise.resolve();
+    },
+  };
+}

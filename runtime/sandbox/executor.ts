@@ -1,0 +1,321 @@
+/**
+ * SliceExecutor: the node-side lifecycle executor (the original's SliceStore). It takes lifecycle commands for
+ * this node's instances, drives their SliceHosts, enforces the deadline of every in-progress state (the host
+ * enforces the hook deadlines), and reports every state change it makes through `onStateChange` (the
+ * deployment layer writes them to KV). Decisions come from the pure reducer in `lifecycle.ts`; this class only
+ * carries out its effects. Unloading an instance releases its sandbox, timers and streams.
+ */
+
+import { AetherError } from "../core/errors.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
+import type { SliceManifest } from "../../slices/manifest.ts";
+import {
+  type InvokeOptions,
+  type InvokeOutcome,
+  type OutboundCallHandler,
+  SliceHost,
+  type SliceLogEntry,
+  type HostTimeouts,
+} from "./host.ts";
+import {
+  DEFAULT_DEADLINES,
+  type InstanceRecord,
+  type LifecycleCommand,
+  type LifecycleDeadlines,
+  type LifecycleEffect,
+  type LifecycleEvent,
+  type Operation,
+  REMOVED,
+  type Removed,
+  type SliceState,
+  step,
+} from "./lifecycle.ts";
+import { DEFAULT_POLICY, type IsolationMode, type SandboxPolicy } from "./policy.ts";
+
+/** Where LOAD gets the artifact: its manifest, and its bundle (or a way to fetch it, inside LOADING). */
+export interface ArtifactSource {
+  manifest: SliceManifest;
+  bundle: Uint8Array | (() => Promise<Uint8Array>);
+}
+
+export type ExecutorCommand =
+  | {
+    type: "LOAD";
+    instanceId: string;
+    artifact: ArtifactSource;
+    /** Configuration values from the deployment (checked against the manifest's schema). */
+    config?: Record<string, unknown>;
+    /** Overrides the policy's isolation for this instance. */
+    mode?: IsolationMode;
+  }
+  | { type: "ACTIVATE" | "DEACTIVATE" | "UNLOAD"; instanceId: string };
+
+export interface StateChange {
+  instanceId: string;
+  coordinates: string;
+  from: SliceState;
+  to: SliceState | Removed;
+  /** Why, when `to` is FAILED. */
+  reason?: string;
+  /** Epoch milliseconds. */
+  atMs: number;
+}
+
+export interface InstanceInfo {
+  instanceId: string;
+  coordinates: string;
+  state: SliceState;
+  reason?: string;
+  /** The sandbox; present from LOADING until the instance is removed or has failed. */
+  host?: SliceHost;
+}
+
+export interface SliceExecutorOptions {
+  policy?: SandboxPolicy;
+  deadlines?: Partial<LifecycleDeadlines>;
+  /** Host timeouts other than the hooks' (those come from `deadlines.hookMs`). */
+  hostTimeouts?: Partial<Omit<HostTimeouts, "hookMs">>;
+  onStateChange?: (change: StateChange) => void;
+  onOutboundCall?: OutboundCallHandler;
+  onLog?: (entry: SliceLogEntry) => void;
+  /** Runs inside ACTIVATING after the start hook (e.g. publish endpoints and routes). */
+  afterStart?: (instance: InstanceInfo) => Promise<void>;
+  /** Runs inside DEACTIVATING before the stop hook (e.g. withdraw endpoints and routes). */
+  beforeStop?: (instance: InstanceInfo) => Promise<void>;
+  /** Runs inside UNLOADING after the sandbox is released (e.g. drop a local copy of the bundle). */
+  afterUnload?: (instance: InstanceInfo) => Promise<void>;
+  clock?: Clock;
+}
+
+interface Entry {
+  record: InstanceRecord;
+  coordinates: string;
+  load?: Extract<ExecutorCommand, { type: "LOAD" }>;
+  host?: SliceHost;
+  timer?: ReturnType<typeof setTimeout>;
+  waiters: Array<(state: SliceState | Removed) => void>;
+  /** Teardown in progress (abort or unload). */
+  releasing?: Promise<void>;
+}
+
+export class SliceExecutor {
+  readonly #options: SliceExecutorOptions;
+  readonly #deadlines: LifecycleDeadlines;
+  readonly #clock: Clock;
+  readonly #entries = new Map<string, Entry>();
+  readonly #releases = new Set<Promise<void>>();
+  #closed = false;
+
+  constructor(options: SliceExecutorOptions = {}) {
+    this.#options = options;
+    this.#deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /**
+   * Applies a command. Throws a 409 AetherError at once when the command is not valid in the instance's
+   * state; otherwise resolves when the in-progress state it starts has ended, with the state reached
+   * (LOADED, ACTIVE, FAILED, or REMOVED).
+   */
+  submit(command: ExecutorCommand): Promise<SliceState | Removed> {
+    if (this.#closed) throw new AetherError("unavailable", "the slice executor is closed");
+    const existing = this.#entries.get(command.instanceId);
+    if (command.type === "LOAD" && existing === undefined) {
+      const coordinates = command.artifact.manifest.coordinates;
+      const placeholder: Entry = {
+        record: { instanceId: command.instanceId, state: "LOAD", sinceMs: this.#clock.now(), epoch: 0 },
+        coordinates,
+        load: command,
+        waiters: [],
+      };
+      this.#entries.set(command.instanceId, placeholder);
+    }
+    const entry = this.#entries.get(command.instanceId);
+    const record = command.type === "LOAD" && existing === undefined ? undefined : entry?.record;
+    const result = step(
+      record,
+      command.instanceId,
+      { type: "command", command: command.type as LifecycleCommand },
+      this.#clock.now(),
+      this.#deadlines,
+    );
+    if (result.rejected) {
+      if (command.type === "LOAD" && existing === undefined) this.#entries.delete(command.instanceId);
+      throw new AetherError("conflict", result.rejected, { instanceId: command.instanceId });
+    }
+    const settled = new Promise<SliceState | Removed>((resolve) => entry!.waiters.push(resolve));
+    this.#apply(entry!, result.record, result.effects);
+    return settled;
+  }
+
+  /** The instance as the node sees it now, or undefined. */
+  get(instanceId: string): InstanceInfo | undefined {
+    const entry = this.#entries.get(instanceId);
+    return entry ? this.#info(entry) : undefined;
+  }
+
+  /** Every instance on this node. */
+  list(): InstanceInfo[] {
+    return [...this.#entries.values()].map((e) => this.#info(e));
+  }
+
+  /** Calls a method of an ACTIVE instance (the invoker's local path). */
+  invoke(instanceId: string, method: string, request: unknown, options?: InvokeOptions): Promise<InvokeOutcome> {
+    const entry = this.#entries.get(instanceId);
+    if (!entry?.host || entry.record.state !== "ACTIVE") {
+      return Promise.reject(
+        new AetherError("unavailable", `instance ${instanceId} is ${entry?.record.state ?? "unknown"}, not ACTIVE`),
+      );
+    }
+    return entry.host.invoke(method, request, options);
+  }
+
+  /** Unloads every instance at once (node shutdown) and waits until every sandbox is released. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const entry of this.#entries.values()) {
+      clearTimeout(entry.timer);
+      this.#release(entry);
+      for (const wake of entry.waiters.splice(0)) wake(REMOVED);
+    }
+    this.#entries.clear();
+    while (this.#releases.size > 0) await Promise.all([...this.#releases]);
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  #info(entry: Entry): InstanceInfo {
+    const info: InstanceInfo = {
+      instanceId: entry.record.instanceId,
+      coordinates: entry.coordinates,
+      state: entry.record.state,
+    };
+    if (entry.record.reason !== undefined) info.reason = entry.record.reason;
+    if (entry.host && entry.host.state !== "failed" && entry.host.state !== "unloaded") info.host = entry.host;
+    return info;
+  }
+
+  #dispatch(instanceId: string, event: LifecycleEvent): void {
+    const entry = this.#entries.get(instanceId);
+    if (!entry || this.#closed) return;
+    const result = step(entry.record, instanceId, event, this.#clock.now(), this.#deadlines);
+    this.#apply(entry, result.record, result.effects);
+  }
+
+  #apply(entry: Entry, next: InstanceRecord | undefined, effects: LifecycleEffect[]): void {
+    const previous = entry.record;
+    if (next) entry.record = next;
+    if (next?.deadlineAtMs === undefined) {
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
+    }
+    for (const effect of effects) {
+      switch (effect.type) {
+        case "report":
+          this.#report(entry, effect.from, effect.to, effect.reason);
+          break;
+        case "run":
+          this.#run(entry, effect.operation, effect.epoch);
+          break;
+        case "schedule": {
+          clearTimeout(entry.timer);
+          const id = entry.record.instanceId;
+          const delayMs = Math.max(0, effect.atMs - this.#clock.now()) + 1;
+          entry.timer = setTimeout(() => this.#dispatch(id, { type: "tick" }), delayMs);
+          break;
+        }
+        case "abort":
+          this.#release(entry);
+          break;
+        case "forget":
+          clearTimeout(entry.timer);
+          this.#entries.delete(previous.instanceId);
+          break;
+      }
+    }
+    const state: SliceState | Removed = next ? next.state : REMOVED;
+    if (state === REMOVED || state === "LOADED" || state === "ACTIVE" || state === "FAILED") {
+      for (const wake of entry.waiters.splice(0)) wake(state);
+    }
+  }
+
+  #report(entry: Entry, from: SliceState, to: SliceState | Removed, reason?: string): void {
+    const change: StateChange = {
+      instanceId: entry.record.instanceId,
+      coordinates: entry.coordinates,
+      from,
+      to,
+      atMs: Date.now(),
+    };
+    if (reason !== undefined) change.reason = reason;
+    try {
+      this.#options.onStateChange?.(change);
+    } catch {
+      // A listener's bug must not wedge the lifecycle.
+    }
+  }
+
+  #run(entry: Entry, operation: Operation, epoch: number): void {
+    const id = entry.record.instanceId;
+    this.#perform(entry, operation).then(
+      () => this.#dispatch(id, { type: "completed", epoch }),
+      (e) => this.#dispatch(id, { type: "failed", epoch, reason: (e as Error)?.message ?? String(e) }),
+    );
+  }
+
+  async #perform(entry: Entry, operation: Operation): Promise<void> {
+    switch (operation) {
+      case "load": {
+        const command = entry.load!;
+        const bundle = typeof command.artifact.bundle === "function"
+          ? await command.artifact.bundle()
+          : command.artifact.bundle;
+        const id = entry.record.instanceId;
+        const host = new SliceHost({
+          instanceId: id,
+          manifest: command.artifact.manifest,
+          bundle,
+          config: command.config,
+          policy: this.#options.policy ?? DEFAULT_POLICY,
+          mode: command.mode,
+          timeouts: { ...this.#options.hostTimeouts, hookMs: this.#deadlines.hookMs },
+          onOutboundCall: this.#options.onOutboundCall,
+          onLog: this.#options.onLog,
+          onFailure: (failure) => this.#dispatch(id, { type: "failed", reason: failure.message }),
+        });
+        if (entry.record.state !== "LOADING" || this.#closed) {
+          return; // Failed or closed while the bundle was fetched: nothing to start.
+        }
+        entry.host = host;
+        await host.load();
+        return;
+      }
+      case "start":
+        await this.#host(entry).start();
+        await this.#options.afterStart?.(this.#info(entry));
+        return;
+      case "stop":
+        await this.#options.beforeStop?.(this.#info(entry));
+        await this.#host(entry).stop();
+        return;
+      case "unload":
+        await this.#release(entry);
+        await this.#options.afterUnload?.(this.#info(entry));
+        return;
+    }
+  }
+
+  #host(entry: Entry): SliceHost {
+    if (!entry.host) throw new AetherError("internal", `instance ${entry.record.instanceId} has no sandbox`);
+    return entry.host;
+  }
+
+  /** Terminates and releases the instance's sandbox; tracked so `close()` can wait for it. */
+  #release(entry: Entry): Promise<void> {
+    if (!entry.host) return Promise.resolve();
+    const host = entry.host;
+    const releasing = host.unload().finally(() => this.#releases.delete(releasing));
+    this.#releases.add(releasing);
+    return releasing;
+  }
+}

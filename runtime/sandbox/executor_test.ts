@@ -1,0 +1,191 @@
+import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
+import type { AetherError } from "../core/errors.ts";
+import { type ExecutorCommand, SliceExecutor, type SliceExecutorOptions, type StateChange } from "./executor.ts";
+import { childProcesses, fixture, type FixtureName, MODES, waitFor, workerThreads } from "./_testing.ts";
+import type { IsolationMode } from "./policy.ts";
+
+const FAST = { loadingMs: 10_000, activatingMs: 10_000, deactivatingMs: 10_000, unloadingMs: 10_000, hookMs: 300 };
+
+function executor(mode: IsolationMode, options: SliceExecutorOptions = {}) {
+  const changes: StateChange[] = [];
+  const ex = new SliceExecutor({
+    policy: { mode, net: [], env: [], memoryLimitMb: 128 },
+    deadlines: FAST,
+    onLog: () => {},
+    ...options,
+    onStateChange: (c) => changes.push(c),
+  });
+  const trail = (id?: string) =>
+    changes.filter((c) => !id || c.instanceId === id).map((c) => `${c.from}>${c.to}${c.reason ? ` (${c.reason})` : ""}`);
+  return { ex, changes, trail };
+}
+
+async function load(name: FixtureName, instanceId: string, extra: Partial<ExecutorCommand> = {}) {
+  return { type: "LOAD", instanceId, artifact: await fixture(name), ...extra } as ExecutorCommand;
+}
+
+async function noSandboxesLeft(): Promise<void> {
+  await waitFor(() => workerThreads() === 0 && childProcesses().length === 0, "every sandbox to end");
+}
+
+for (const mode of MODES) {
+  Deno.test({
+    name: `[${mode}] executor: LOAD → ACTIVATE → DEACTIVATE → UNLOAD, every change reported, nothing leaked`,
+    sanitizeOps: true,
+    sanitizeResources: true,
+    async fn() {
+      await noSandboxesLeft();
+      const { ex, changes, trail } = executor(mode);
+      assertEquals(await ex.submit(await load("pricing", "p-1")), "LOADED");
+      assertEquals(ex.get("p-1")?.state, "LOADED");
+      await rejects(ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 }), { code: "unavailable" });
+      assertEquals(await ex.submit({ type: "ACTIVATE", instanceId: "p-1" }), "ACTIVE");
+      const outcome = await ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 });
+      assertEquals(outcome, { ok: true, value: { sku: "MOUSE-WIRELESS", net: 25, total: 30 } });
+      assertEquals(await ex.submit({ type: "DEACTIVATE", instanceId: "p-1" }), "LOADED");
+      assertEquals(await ex.submit({ type: "UNLOAD", instanceId: "p-1" }), "REMOVED");
+      assertEquals(ex.get("p-1"), undefined);
+      assertEquals(trail(), [
+        "LOAD>LOADING",
+        "LOADING>LOADED",
+        "ACTIVATE>ACTIVATING",
+        "ACTIVATING>ACTIVE",
+        "DEACTIVATE>DEACTIVATING",
+        "DEACTIVATING>LOADED",
+        "UNLOAD>UNLOADING",
+        "UNLOADING>REMOVED",
+      ]);
+      assert(changes.every((c) => c.coordinates === "org.example:pricing:1.0.0" && c.instanceId === "p-1"));
+      await noSandboxesLeft();
+      await ex.close();
+    },
+  });
+
+  Deno.test(`[${mode}] executor: commands the table does not allow are refused with a 409 and change nothing`, async () => {
+    const { ex, trail } = executor(mode);
+    try {
+      throws(() => ex.submit({ type: "ACTIVATE", instanceId: "x" }), { code: "conflict", message: "instance x does not exist" });
+      await ex.submit(await load("pricing", "p-1"));
+      throws(() => ex.submit({ type: "DEACTIVATE", instanceId: "p-1" }), (e: AetherError) => {
+        assertEquals(e.code, "conflict");
+        assertEquals(e.message, "cannot DEACTIVATE instance p-1: it is LOADED (DEACTIVATE needs ACTIVE; from LOADED the commands are ACTIVATE, UNLOAD)");
+        return true;
+      });
+      throws(() => ex.submit({ type: "LOAD", instanceId: "p-1", artifact: { manifest: {} as never, bundle: new Uint8Array() } }), /already exists \(LOADED\)/);
+      await ex.submit({ type: "ACTIVATE", instanceId: "p-1" });
+      throws(() => ex.submit({ type: "UNLOAD", instanceId: "p-1" }), /it is ACTIVE/);
+      throws(() => ex.submit({ type: "ACTIVATE", instanceId: "p-1" }), /it is ACTIVE/);
+      assertEquals(ex.get("p-1")?.state, "ACTIVE");
+      assertEquals(trail().length, 4);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  Deno.test(`[${mode}] executor: an ACTIVE instance that dies is reported FAILED and can be unloaded`, async () => {
+    const { ex, trail } = executor(mode);
+    try {
+      await ex.submit(await load("hostile", "h-1"));
+      await ex.submit({ type: "ACTIVATE", instanceId: "h-1" });
+      await rejects(ex.invoke("h-1", "exitProcess", { code: 9 }), { code: "unavailable" });
+      await waitFor(() => ex.get("h-1")?.state === "FAILED", "FAILED");
+      assertEquals(ex.get("h-1")?.reason, "the slice called Deno.exit(9)");
+      assertEquals(ex.get("h-1")?.host, undefined);
+      assertEquals(await ex.submit({ type: "UNLOAD", instanceId: "h-1" }), "REMOVED");
+      assertEquals(trail(), [
+        "LOAD>LOADING",
+        "LOADING>LOADED",
+        "ACTIVATE>ACTIVATING",
+        "ACTIVATING>ACTIVE",
+        "ACTIVE>FAILED (the slice called Deno.exit(9))",
+        "UNLOAD>UNLOADING",
+        "UNLOADING>REMOVED",
+      ]);
+    } finally {
+      await ex.close();
+    }
+  });
+}
+
+Deno.test("executor: every in-progress deadline and both hook deadlines end in FAILED with the reason", async () => {
+  await noSandboxesLeft();
+  const never = () => new Promise<void>((resolve) => setTimeout(resolve, 1_500));
+  const cases: Array<{
+    what: string;
+    options: SliceExecutorOptions;
+    config?: Record<string, unknown>;
+    slowBundle?: boolean;
+    until: "LOAD" | "ACTIVATE" | "DEACTIVATE" | "UNLOAD";
+    expect: string;
+  }> = [
+    { what: "LOADING", options: { deadlines: { ...FAST, loadingMs: 200 } }, slowBundle: true, until: "LOAD", expect: "LOADING>FAILED (LOADING did not finish within its deadline of 200 ms)" },
+    { what: "ACTIVATING", options: { deadlines: { ...FAST, activatingMs: 200 }, afterStart: never }, until: "ACTIVATE", expect: "ACTIVATING>FAILED (ACTIVATING did not finish within its deadline of 200 ms)" },
+    { what: "start hook", options: {}, config: { start: "hang" }, until: "ACTIVATE", expect: "ACTIVATING>FAILED (the start hook did not finish within 300 ms)" },
+    { what: "DEACTIVATING", options: { deadlines: { ...FAST, deactivatingMs: 200 }, beforeStop: never }, until: "DEACTIVATE", expect: "DEACTIVATING>FAILED (DEACTIVATING did not finish within its deadline of 200 ms)" },
+    { what: "stop hook", options: {}, config: { stop: "spin" }, until: "DEACTIVATE", expect: "DEACTIVATING>FAILED (the stop hook did not finish within 300 ms)" },
+    { what: "UNLOADING", options: { deadlines: { ...FAST, unloadingMs: 200 }, afterUnload: never }, until: "UNLOAD", expect: "UNLOADING>FAILED (UNLOADING did not finish within its deadline of 200 ms)" },
+  ];
+  for (const c of cases) {
+    const { ex, trail } = executor("process", c.options);
+    try {
+      const built = await fixture("hooks");
+      const artifact = c.slowBundle
+        ? { manifest: built.manifest, bundle: () => new Promise<Uint8Array>((r) => setTimeout(() => r(built.bundle), 1_000)) }
+        : built;
+      const t0 = Date.now();
+      const steps: ExecutorCommand[] = [
+        { type: "LOAD", instanceId: "i", artifact, config: c.config },
+        { type: "ACTIVATE", instanceId: "i" },
+        { type: "DEACTIVATE", instanceId: "i" },
+      ];
+      if (c.until === "UNLOAD") steps.push({ type: "UNLOAD", instanceId: "i" });
+      let reached: string = "";
+      for (const command of steps) {
+        reached = await ex.submit(command);
+        if (command.type === c.until) break;
+      }
+      assertEquals(reached, "FAILED", `${c.what}: ${trail().join(", ")}`);
+      assertEquals(trail().at(-1), c.expect, c.what);
+      assert(Date.now() - t0 < 5_000, `${c.what} took ${Date.now() - t0} ms`);
+      // A failed instance leaves through UNLOAD.
+      assertEquals(await ex.submit({ type: "UNLOAD", instanceId: "i" }), c.until === "UNLOAD" ? "FAILED" : "REMOVED", c.what);
+    } finally {
+      await ex.close();
+    }
+    await noSandboxesLeft();
+  }
+});
+
+Deno.test("executor: a LOAD with bad configuration fails with the reason", async () => {
+  const { ex, trail } = executor("worker");
+  try {
+    assertEquals(await ex.submit(await load("order", "o-1", { config: { maxQuantity: "ten" } } as never)), "FAILED");
+    assertEquals(trail(), [
+      "LOAD>LOADING",
+      "LOADING>FAILED (load failed: invalid configuration: config.maxQuantity expected an integer, got \"ten\")",
+    ]);
+  } finally {
+    await ex.close();
+  }
+});
+
+Deno.test({
+  name: "executor: close() releases every sandbox of both kinds at once",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  async fn() {
+    await noSandboxesLeft();
+    const { ex } = executor("worker");
+    const ids = ["a", "b", "c", "d"];
+    await Promise.all(ids.map(async (id, i) => {
+      await ex.submit(await load("pricing", id, { mode: i % 2 ? "process" : "worker" } as never));
+      await ex.submit({ type: "ACTIVATE", instanceId: id });
+    }));
+    assertEquals(ex.list().map((i) => i.state), ["ACTIVE", "ACTIVE", "ACTIVE", "ACTIVE"]);
+    assertEquals([workerThreads(), childProcesses().length], [2, 2]);
+    await ex.close();
+    assertEquals(ex.list(), []);
+    throws(() => ex.submit({ type: "ACTIVATE", instanceId: "a" }), { code: "unavailable" });
+    await noSandboxesLeft();
+  },
+});

@@ -1,0 +1,81 @@
+/**
+ * Slice sandboxes: permission mapping, the SliceHost (one instance in a Worker or a child process), the
+ * lifecycle table and reducer, the node's lifecycle executor, and `slice build` / `slice init`.
+ */
+
+export {
+  DEFAULT_HOST_TIMEOUTS,
+  type FailureKind,
+  type HostState,
+  type HostTimeouts,
+  type InvokeOptions,
+  type InvokeOutcome,
+  type OutboundCall,
+  type OutboundCallHandler,
+  type SliceErrorInfo,
+  type SliceFailure,
+  SliceHost,
+  type SliceHostOptions,
+  type SliceLogEntry,
+} from "./host.ts";
+export {
+  DEFAULT_POLICY,
+  grantPermissions,
+  type IsolationMode,
+  netAllowed,
+  type PermissionGrant,
+  processPermissionFlags,
+  type SandboxPolicy,
+  validatePolicy,
+  workerPermissions,
+} from "./policy.ts";
+export {
+  canTransition,
+  DEFAULT_DEADLINES,
+  deadlineOf,
+  type InProgressState,
+  inProgressOf,
+  type InstanceRecord,
+  isCommand,
+  isInProgress,
+  isTerminal,
+  type LifecycleCommand,
+  type LifecycleDeadlines,
+  type LifecycleEffect,
+  type LifecycleEvent,
+  type Operation,
+  REMOVED,
+  type Removed,
+  SLICE_STATES,
+  type SliceState,
+  step,
+  type StepResult,
+  TRANSITIONS,
+} from "./lifecycle.ts";
+export {
+  type ArtifactSource,
+  type ExecutorCommand,
+  type InstanceInfo,
+  SliceExecutor,
+  type SliceExecutorOptions,
+  type StateChange,
+} from "./executor.ts";
+export {
+  type BuildOptions,
+  buildSlice,
+  bundleSlice,
+  type BuiltSlice,
+  builtSliceFileNames,
+  describeBundle,
+  readBuiltSlice,
+  writeBuiltSlice,
+} from "./build.ts";
+export { initSlice, type InitSliceOptions } from "./init.ts";
+export {
+  type ManifestRoutes,
+  manifestProblems,
+  type RouteEntry,
+  type SliceManifest,
+  statusForError,
+  validateManifest,
+} from "../../slices/manifest.ts";

@@ -1,0 +1,476 @@
+/**
+ * The slice runtime: runs inside the sandbox (a Worker, or the child process in process isolation), loads the
+ * bundle, builds each call's context and speaks the protocol of `protocol.ts` with the host. It is transport
+ * neutral: `_worker_main.ts` wires it to postMessage, `runtime/sandbox/_child_main.ts` to stdio. `testing.ts`
+ * drives `SliceInstance` in-process, so tests see the same contexts, errors and responses as production.
+ *
+ * This file and its imports must stay free of bare specifiers: the child process runs without a config file.
+ */
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import type {
+  AnySliceDefinition,
+  CallOptions,
+  ConfigField,
+  Context,
+  JsonValue,
+  LogFields,
+  Logger,
+  LogLevel,
+  SliceRef,
+} from "./_types.ts";
+import type {
+  CallMeta,
+  HostMessage,
+  InvokeOutcome,
+  RuntimeMessage,
+  SliceDescription,
+  SliceErrorInfo,
+} from "./protocol.ts";
+import { childTraceparent } from "./_trace.ts";
+
+/** Where the runtime's messages go. `send` throws when a value cannot be serialized. */
+export interface RuntimeSink {
+  send(message: RuntimeMessage): void;
+}
+
+/** An error another slice's method threw (or the call failing), rethrown in the caller under the same name. */
+export class RemoteSliceError extends Error {
+  readonly status?: number;
+  readonly details?: unknown;
+  constructor(info: SliceErrorInfo) {
+    super(info.message);
+    this.name = info.name;
+    if (info.status !== undefined) this.status = info.status;
+    if (info.details !== undefined) this.details = info.details;
+  }
+}
+
+/** Turns anything thrown into what crosses the boundary: name, message, explicit status, JSON details. */
+export function errorInfo(e: unknown): SliceErrorInfo {
+  if (e instanceof Error || (e !== null && typeof e === "object" && "message" in e)) {
+    const err = e as { name?: unknown; message?: unknown; status?: unknown; details?: unknown };
+    const info: SliceErrorInfo = {
+      name: typeof err.name === "string" && err.name !== "" ? err.name : "Error",
+      message: String(err.message),
+    };
+    if (typeof err.status === "number" && Number.isInteger(err.status) && err.status >= 400 && err.status <= 599) {
+      info.status = err.status;
+    }
+    if (err.details !== undefined) info.details = jsonSafe(err.details);
+    return info;
+  }
+  return { name: "Error", message: String(e) };
+}
+
+function jsonSafe(value: unknown): JsonValue {
+  try {
+    const text = JSON.stringify(value);
+    return text === undefined ? null : JSON.parse(text);
+  } catch {
+    return String(value);
+  }
+}
+
+function okOutcome(value: unknown): InvokeOutcome {
+  if (value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === "aether.response") {
+    const r = value as { status: number; headers: Record<string, string>; body: unknown };
+    return { ok: true, value: r.body, status: r.status, headers: { ...r.headers } };
+  }
+  return { ok: true, value };
+}
+
+/** Reads a definition as plain JSON data (what the manifest is derived from). */
+export function describeDefinition(def: AnySliceDefinition): SliceDescription {
+  const http = def.http
+    ? {
+      prefix: def.http.prefix,
+      routes: { ...(def.http.routes ?? {}) } as Record<string, string>,
+      errors: Object.fromEntries(
+        Object.entries(def.http.errors ?? {}).map(([status, patterns]) => [status, [...patterns]]),
+      ),
+    }
+    : null;
+  const calls: SliceDescription["calls"] = {};
+  for (const [name, ref] of Object.entries(def.calls as Record<string, SliceRef>)) {
+    calls[name] = { artifact: ref.artifact, range: ref.range };
+  }
+  return {
+    coordinates: def.coordinates,
+    methods: Object.keys(def.methods as object),
+    http,
+    calls,
+    requires: [...def.requires],
+    permissions: { net: [...(def.permissions.net ?? [])], env: [...(def.permissions.env ?? [])] },
+    config: jsonSafe(def.config) as unknown as Record<string, ConfigField>,
+    hooks: { start: typeof def.start === "function", stop: typeof def.stop === "function" },
+  };
+}
+
+/** The context of the call or hook running now; console output is attributed through it. */
+const currentCall = new AsyncLocalStorage<CallContext>();
+
+type Method = (request: unknown, ctx: Context<unknown, unknown>) => unknown;
+
+class CallContext implements Context<unknown, unknown> {
+  readonly #owner: SliceInstance;
+  readonly requestId: string;
+  readonly traceparent: string;
+  readonly deadline: number;
+  #log?: Logger;
+  #signal?: AbortSignal;
+  #slices?: Record<string, unknown>;
+
+  constructor(owner: SliceInstance, meta: CallMeta) {
+    this.#owner = owner;
+    this.requestId = meta.requestId;
+    this.traceparent = meta.traceparent;
+    this.deadline = meta.deadline;
+  }
+
+  get remainingMs(): number {
+    return Math.max(0, this.deadline - Date.now());
+  }
+
+  get signal(): AbortSignal {
+    return this.#signal ??= AbortSignal.timeout(this.remainingMs);
+  }
+
+  get config(): unknown {
+    return this.#owner.config;
+  }
+
+  get log(): Logger {
+    return this.#log ??= this.#owner.loggerFor(this.requestId);
+  }
+
+  get slices(): never {
+    return (this.#slices ??= this.#owner.clientsFor(this)) as never;
+  }
+
+  get instance() {
+    return this.#owner.identity;
+  }
+
+  /** Console output written while this call runs, attributed to its request id. */
+  static console(ctx: CallContext, level: LogLevel, args: unknown[]): void {
+    ctx.#owner.log(level, formatArgs(args), undefined, ctx.requestId);
+  }
+}
+
+const CONSOLE_LEVELS: Array<[keyof Console, LogLevel]> = [
+  ["log", "info"],
+  ["info", "info"],
+  ["debug", "debug"],
+  ["trace", "debug"],
+  ["warn", "warn"],
+  ["error", "error"],
+];
+
+let consoleRouted = false;
+
+/**
+ * Routes console output written during a call or hook to that instance's log (with the request id); output
+ * outside any call goes to `elsewhere`, by default the original console. Installed once per isolate.
+ */
+export function routeConsole(elsewhere?: (level: LogLevel, args: unknown[]) => void): void {
+  if (consoleRouted) return;
+  consoleRouted = true;
+  const target = console as unknown as Record<string, (...args: unknown[]) => void>;
+  for (const [name, level] of CONSOLE_LEVELS) {
+    const original = target[name].bind(console);
+    target[name] = (...args: unknown[]) => {
+      const ctx = currentCall.getStore();
+      if (ctx) CallContext.console(ctx, level, args);
+      else if (elsewhere) elsewhere(level, args);
+      else original(...args);
+    };
+  }
+}
+
+/** One loaded slice: its definition, configuration and the calls it has out to other slices. */
+export class SliceInstance {
+  readonly definition: AnySliceDefinition;
+  readonly identity: { coordinates: string; instanceId: string };
+  readonly config: Readonly<Record<string, JsonValue>>;
+  readonly #sink: RuntimeSink;
+  readonly #pendingOut = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+  #nextOutId = 1;
+
+  constructor(
+    definition: AnySliceDefinition,
+    identity: { coordinates: string; instanceId: string },
+    config: Record<string, JsonValue>,
+    sink: RuntimeSink,
+  ) {
+    this.definition = definition;
+    this.identity = Object.freeze({ ...identity });
+    this.config = Object.freeze({ ...config });
+    this.#sink = sink;
+  }
+
+  /** Runs a method and sends its outcome; never throws. */
+  async call(id: number, method: string, payload: unknown, meta: CallMeta): Promise<void> {
+    const fn = Object.hasOwn(this.definition.methods as object, method)
+      ? (this.definition.methods as Record<string, Method>)[method]
+      : undefined;
+    let outcome: InvokeOutcome;
+    if (typeof fn !== "function") {
+      outcome = { ok: false, error: { name: "MethodNotFound", message: `no method "${method}"`, status: 404 } };
+    } else {
+      outcome = await this.#run((ctx) => fn.call(this.definition.methods, payload, ctx), meta);
+    }
+    this.#reply(id, outcome);
+  }
+
+  /** Runs the start or stop hook (if any) and sends its outcome; never throws. */
+  async hook(id: number, hook: "start" | "stop", meta: CallMeta): Promise<void> {
+    const fn = this.definition[hook] as ((ctx: Context<unknown, unknown>) => unknown) | undefined;
+    const outcome: InvokeOutcome = typeof fn === "function"
+      ? await this.#run((ctx) => fn.call(this.definition, ctx), meta)
+      : { ok: true, value: null };
+    this.#reply(id, outcome.ok ? { ok: true, value: null } : outcome);
+  }
+
+  async #run(body: (ctx: CallContext) => unknown, meta: CallMeta): Promise<InvokeOutcome> {
+    const ctx = new CallContext(this, meta);
+    try {
+      return okOutcome(await currentCall.run(ctx, () => body(ctx)));
+    } catch (e) {
+      return { ok: false, error: errorInfo(e) };
+    }
+  }
+
+  #reply(id: number, outcome: InvokeOutcome): void {
+    try {
+      this.#sink.send({ t: "done", id, outcome });
+    } catch (e) {
+      // The result could not be serialized (a function, a BigInt, a cycle...): the caller still gets an answer.
+      this.#sink.send({
+        t: "done",
+        id,
+        outcome: {
+          ok: false,
+          error: { name: "UnserializableResult", message: `result could not be sent: ${errorInfo(e).message}` },
+        },
+      });
+    }
+  }
+
+  /** Delivers the outcome of a call this slice made. */
+  settle(id: number, outcome: InvokeOutcome): void {
+    const pending = this.#pendingOut.get(id);
+    if (!pending) return;
+    this.#pendingOut.delete(id);
+    if (outcome.ok) pending.resolve(outcome.value);
+    else pending.reject(new RemoteSliceError(outcome.error));
+  }
+
+  loggerFor(requestId: string | undefined): Logger {
+    const write = (level: LogLevel) => (message: string, fields?: LogFields) =>
+      this.log(level, String(message), fields, requestId);
+    return { debug: write("debug"), info: write("info"), warn: write("warn"), error: write("error") };
+  }
+
+  log(level: LogLevel, message: string, fields: LogFields | undefined, requestId: string | undefined): void {
+    const entry: RuntimeMessage = { t: "log", level, message, ts: Date.now() };
+    if (requestId !== undefined) entry.requestId = requestId;
+    if (fields !== undefined) entry.fields = jsonSafe(fields) as Record<string, JsonValue>;
+    try {
+      this.#sink.send(entry);
+    } catch {
+      // A log line must never break the call that wrote it.
+    }
+  }
+
+  clientsFor(ctx: CallContext): Record<string, unknown> {
+    const clients: Record<string, unknown> = {};
+    for (const [name, ref] of Object.entries(this.definition.calls as Record<string, SliceRef>)) {
+      const methods = new Map<string, unknown>();
+      clients[name] = new Proxy(Object.create(null), {
+        get: (_target, method) => {
+          if (typeof method !== "string") return undefined;
+          let client = methods.get(method);
+          if (!client) {
+            client = this.#methodClient(ctx, name, ref, method);
+            methods.set(method, client);
+          }
+          return client;
+        },
+      });
+    }
+    return clients;
+  }
+
+  #methodClient(ctx: CallContext, name: string, ref: SliceRef, method: string) {
+    const call = (request: unknown, options?: CallOptions) =>
+      this.#callOut(ctx, name, ref, method, request, options, false);
+    call.fireAndForget = (request: unknown, options?: CallOptions) => {
+      this.#callOut(ctx, name, ref, method, request, options, true).catch((e) =>
+        this.log("warn", `fire-and-forget ${name}.${method} could not be sent`, { error: errorInfo(e) }, ctx.requestId)
+      );
+    };
+    return call;
+  }
+
+  #callOut(
+    ctx: CallContext,
+    name: string,
+    ref: SliceRef,
+    method: string,
+    payload: unknown,
+    options: CallOptions | undefined,
+    fireAndForget: boolean,
+  ): Promise<unknown> {
+    const timeoutMs = options?.timeoutMs;
+    const deadline = typeof timeoutMs === "number" && timeoutMs >= 0
+      ? Math.min(ctx.deadline, Date.now() + timeoutMs)
+      : ctx.deadline;
+    const id = this.#nextOutId++;
+    const message: RuntimeMessage = {
+      t: "call-out",
+      id,
+      name,
+      artifact: ref.artifact,
+      range: ref.range,
+      method,
+      payload,
+      fireAndForget,
+      requestId: ctx.requestId,
+      traceparent: childTraceparent(ctx.traceparent),
+      deadline,
+    };
+    if (fireAndForget) {
+      try {
+        this.#sink.send(message);
+        return Promise.resolve(undefined);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.#pendingOut.set(id, { resolve, reject });
+      try {
+        this.#sink.send(message);
+      } catch (e) {
+        this.#pendingOut.delete(id);
+        reject(new RemoteSliceError({ name: "UnserializableRequest", message: errorInfo(e).message }));
+      }
+    });
+  }
+}
+
+/** Finds the definition among a bundle's exports: the default export, else the only export that is one. */
+export function definitionOf(mod: Record<string, unknown>): AnySliceDefinition {
+  const isDef = (v: unknown): v is AnySliceDefinition =>
+    v !== null && typeof v === "object" && (v as { kind?: unknown }).kind === "aether.slice";
+  if (isDef(mod.default)) return mod.default;
+  const found = Object.values(mod).filter(isDef);
+  if (found.length === 1) return found[0];
+  throw new Error(
+    found.length === 0
+      ? "the bundle exports no slice definition (expected `export default defineSlice({...})`)"
+      : "the bundle exports several slice definitions; export exactly one as the default export",
+  );
+}
+
+export interface RuntimeTransport extends RuntimeSink {
+  /** Registers the handler for host messages. */
+  listen(handler: (message: HostMessage) => void): void;
+  /** Reports that the slice asked to exit, then ends the sandbox; never returns. */
+  exit(code: number): never;
+}
+
+function formatArgs(args: unknown[]): string {
+  return args.map((a) => typeof a === "string" ? a : Deno.inspect(a, { depth: 4, colors: false })).join(" ");
+}
+
+/**
+ * Routes console output through the host as log lines carrying the current request id, keeps stray errors
+ * from killing the sandbox (they are logged), and turns `Deno.exit` and `close` into a reported exit.
+ */
+function installGlobals(transport: RuntimeTransport): void {
+  const emit = (level: LogLevel, args: unknown[]) => {
+    const requestId = currentCall.getStore()?.requestId;
+    try {
+      transport.send({ t: "log", level, message: formatArgs(args), ts: Date.now(), ...(requestId ? { requestId } : {}) });
+    } catch {
+      // Nothing sensible to do with an unserializable log line.
+    }
+  };
+  routeConsole(emit);
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    emit("error", ["unhandled promise rejection:", event.reason]);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    emit("error", ["uncaught error:", (event as ErrorEvent).error ?? (event as ErrorEvent).message]);
+  });
+  const exit = (code?: number) => transport.exit(typeof code === "number" ? code : 0);
+  Deno.exit = exit as typeof Deno.exit;
+  (globalThis as { close?: unknown }).close = () => exit(0);
+}
+
+/** Starts the runtime on a transport: waits for `load`, then serves calls, hooks, replies and pings. */
+export function startRuntime(transport: RuntimeTransport): void {
+  let instance: SliceInstance | undefined;
+  installGlobals(transport);
+  const notLoaded = (id: number) =>
+    transport.send({
+      t: "done",
+      id,
+      outcome: { ok: false, error: { name: "NotLoaded", message: "the slice is not loaded", status: 503 } },
+    });
+
+  transport.listen((message) => {
+    switch (message.t) {
+      case "load":
+        load(message).then((loaded) => {
+          instance = loaded;
+        });
+        return;
+      case "call":
+        if (instance) instance.call(message.id, message.method, message.payload, message);
+        else notLoaded(message.id);
+        return;
+      case "hook":
+        if (instance) instance.hook(message.id, message.hook, message);
+        else notLoaded(message.id);
+        return;
+      case "reply":
+        instance?.settle(message.id, message.outcome);
+        return;
+      case "ping":
+        transport.send({ t: "pong", id: message.id });
+        return;
+    }
+  });
+
+  async function load(message: Extract<HostMessage, { t: "load" }>): Promise<SliceInstance | undefined> {
+    try {
+      const blob = new Blob([message.bundle as BlobPart], { type: "text/javascript" });
+      const url = URL.createObjectURL(blob);
+      let mod: Record<string, unknown>;
+      try {
+        // The specifier must not be a literal: Deno checks a literal dynamic import of the entry module against
+        // the process's permissions while building the module graph, a computed one against the sandbox's.
+        mod = await import(url);
+      } finally {
+        URL.revokeObjectURL(url);
+      }
+      const definition = definitionOf(mod);
+      const loaded = message.config === null ? undefined : new SliceInstance(
+        definition,
+        { coordinates: message.coordinates, instanceId: message.instanceId },
+        message.config,
+        transport,
+      );
+      transport.send({ t: "loaded", description: describeDefinition(definition) });
+      return loaded;
+    } catch (e) {
+      transport.send({ t: "load-failed", error: errorInfo(e) });
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * Types slice authors see. Everything here is erased at build time except the string markers (`kind`), which
+ * the worker runtime uses to recognise a definition, a slice reference and a response across module copies
+ * (the bundle carries its own copy of the SDK, so `instanceof` cannot be used).
+ */
+
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/** `"METHOD /path/{param}?query1&query2"`, relative to the slice's HTTP prefix. */
+export type RouteSpec = `${HttpMethod} /${string}`;
+
+// ---------------------------------------------------------------------------------------------------------
+// Configuration
+
+export type ConfigFieldType = "string" | "number" | "integer" | "boolean" | "string[]";
+
+export interface ConfigField {
+  readonly type: ConfigFieldType;
+  /** Used when the deployment gives no value. A field without a default and not optional is required. */
+  readonly default?: JsonValue;
+  /** The value may be absent (`undefined` in `ctx.config`). */
+  readonly optional?: boolean;
+  readonly description?: string;
+  /** Allowed values (string and number fields). */
+  readonly enum?: readonly (string | number)[];
+  /** Inclusive bounds (number and integer fields). */
+  readonly minimum?: number;
+  readonly maximum?: number;
+}
+
+export type ConfigSchema = { readonly [name: string]: ConfigField };
+
+type FieldValue<T extends ConfigFieldType> = T extends "string" ? string
+  : T extends "boolean" ? boolean
+  : T extends "string[]" ? readonly string[]
+  : number;
+
+type EnumValue<F extends ConfigField> = F extends { enum: readonly (infer E)[] } ? E : FieldValue<F["type"]>;
+
+/** The type of `ctx.config` for a schema. */
+export type ConfigOf<S extends ConfigSchema> = {
+  readonly [K in keyof S]: S[K] extends { optional: true } ? EnumValue<S[K]> | undefined : EnumValue<S[K]>;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Calling other slices
+
+declare const API: unique symbol;
+
+/** A dependency: the slice `artifact` (`group:artifact`) in a version `range`, called through API `Api`. */
+export interface SliceRef<Api = unknown> {
+  readonly kind: "aether.slice-ref";
+  readonly artifact: string;
+  readonly range: string;
+  /** Type-level only: carries `Api` so `ctx.slices.x` is typed. */
+  readonly [API]?: Api;
+}
+
+export interface CallOptions {
+  /** Deadline for this call, in ms from now; never later than the deadline of the call being served. */
+  readonly timeoutMs?: number;
+}
+
+/** One method of another slice: call it and await the result, or send it without waiting. */
+export interface MethodClient<Req, Res> {
+  (request: Req, options?: CallOptions): Promise<Res>;
+  /** Sends the call without waiting for its result; failures are logged, never thrown. */
+  fireAndForget(request: Req, options?: CallOptions): void;
+}
+
+/** A typed client for an API type `{ method(request): Promise<response> }`. */
+export type ClientOf<Api> = {
+  readonly [K in keyof Api & string]: Api[K] extends (request: infer Q, ...rest: never[]) => infer R
+    ? MethodClient<Q, Awaited<R>>
+    : never;
+};
+
+/** `ctx.slices` for a `calls` table. */
+export type Clients<Calls> = {
+  readonly [K in keyof Calls]: Calls[K] extends SliceRef<infer Api> ? ClientOf<Api> : never;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Context
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFields = Record<string, unknown>;
+
+/** Lines carry the request id of the call they were written in. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+}
+
+/** What every method call and hook receives next to its request. */
+export interface Context<Config = Record<string, never>, Calls = Record<string, never>> {
+  /** The request id, the same in every hop of a request. */
+  readonly requestId: string;
+  /** W3C trace context of this call. */
+  readonly traceparent: string;
+  /** Epoch milliseconds after which the caller no longer waits. */
+  readonly deadline: number;
+  /** Milliseconds left until `deadline` (never negative). */
+  readonly remainingMs: number;
+  /** Aborted when the deadline passes: hand it to `fetch` and friends. */
+  readonly signal: AbortSignal;
+  /** This slice's configuration, validated against its schema, defaults applied. */
+  readonly config: Config;
+  readonly log: Logger;
+  /** Typed clients of the slices this slice calls. */
+  readonly slices: Clients<Calls>;
+  /** Which instance is serving the call. */
+  readonly instance: { readonly coordinates: string; readonly instanceId: string };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Responses
+
+declare const BODY: unique symbol;
+
+/** A method's result with an explicit HTTP status and headers; made with `respond()`. */
+export interface HttpResponse<Body = unknown> {
+  readonly kind: "aether.response";
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Body;
+  readonly [BODY]?: Body;
+}
+
+/** The body a caller receives from a method result: `respond(...)` wrappers are unwrapped. */
+export type BodyOf<T> = T extends HttpResponse<infer B> ? B : T;
+
+// ---------------------------------------------------------------------------------------------------------
+// Definitions
+
+/** A slice method: one request in, one result out (a value, a promise, or `respond(...)`). */
+// deno-lint-ignore no-explicit-any
+export type SliceMethod<Ctx> = (request: any, ctx: Ctx) => unknown;
+
+export interface HttpSpec<M> {
+  /** Path prefix of every route, e.g. `/api/v1/inventory`. */
+  readonly prefix: string;
+  /** Route per method: `"POST /check"`, `"GET /items/{id}"`, `"GET /search?q&limit"`. */
+  readonly routes?: { readonly [K in keyof M]?: RouteSpec };
+  /** Error-name glob patterns per HTTP status: `{ 404: ["*NotFound*"], 400: ["*Invalid*"] }`. */
+  readonly errors?: { readonly [status: number]: readonly string[] };
+}
+
+export interface PermissionSpec {
+  /** Outbound hosts, `host` or `host:port`. */
+  readonly net?: readonly string[];
+  /** Environment variable names the slice reads. */
+  readonly env?: readonly string[];
+}
+
+export type Hook<Ctx> = (ctx: Ctx) => unknown;
+
+/** What `defineSlice` takes. */
+export interface SliceSpec<M, C, S extends ConfigSchema> {
+  /** `group:artifact:version`, e.g. `org.example:inventory:1.0.0`. */
+  readonly coordinates: string;
+  readonly methods: M;
+  readonly start?: Hook<Context<ConfigOf<S>, C>>;
+  readonly stop?: Hook<Context<ConfigOf<S>, C>>;
+  readonly http?: HttpSpec<M>;
+  readonly calls?: C;
+  /** Infrastructure services this slice needs, e.g. `["cache"]`. */
+  readonly requires?: readonly string[];
+  readonly permissions?: PermissionSpec;
+  readonly config?: S;
+}
+
+/** The value `defineSlice` returns; export it as the module's default export. */
+export interface SliceDefinition<
+  M = Record<string, unknown>,
+  C = Record<string, SliceRef>,
+  S extends ConfigSchema = ConfigSchema,
+> {
+  readonly kind: "aether.slice";
+  readonly format: 1;
+  readonly coordinates: string;
+  readonly methods: M;
+  readonly start?: Hook<Context<ConfigOf<S>, C>>;
+  readonly stop?: Hook<Context<ConfigOf<S>, C>>;
+  readonly http?: HttpSpec<M>;
+  readonly calls: C;
+  readonly requires: readonly string[];
+  readonly permissions: PermissionSpec;
+  readonly config: S;
+}
+
+/** Any slice definition, whatever its methods, calls and configuration. */
+// deno-lint-ignore no-explicit-any
+export type AnySliceDefinition = SliceDefinition<any, any, any>;
+
+/**
+ * The API another slice sees for a definition: `ApiOf<typeof inventory>` gives
+ * `{ checkStock(request: CheckStockRequest): Promise<StockAvailability>, ... }`.
+ */
+export type ApiOf<D> = D extends SliceDefinition<infer M, infer _C, infer _S> ? {
+    [K in keyof M]: M[K] extends (request: infer Q, ctx: never) => infer R ? (request: Q) => Promise<BodyOf<Awaited<R>>>
+      : never;
+  }
+  : never;

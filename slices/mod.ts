@@ -1,0 +1,49 @@
+/**
+ * The Aether slice SDK: what slice authors import.
+ *
+ * ```ts
+ * import { defineSlice, slice, SliceError, type ApiOf } from "@aether/slices";
+ * ```
+ *
+ * A slice is one module whose default export is `defineSlice({...})`. It is bundled (with this SDK inside) by
+ * `aether slice build` and runs in a permission-scoped sandbox; see `slices/README` in the project docs.
+ */
+
+export {
+  defineSlice,
+  isSliceDefinition,
+  METHOD_NAME,
+  respond,
+  slice,
+  SliceDefinitionError,
+  SliceError,
+} from "./_define.ts";
+export type {
+  AnySliceDefinition,
+  ApiOf,
+  BodyOf,
+  CallOptions,
+  ClientOf,
+  Clients,
+  ConfigField,
+  ConfigFieldType,
+  ConfigOf,
+  ConfigSchema,
+  Context,
+  Hook,
+  HttpMethod,
+  HttpResponse,
+  HttpSpec,
+  JsonPrimitive,
+  JsonValue,
+  LogFields,
+  Logger,
+  LogLevel,
+  MethodClient,
+  PermissionSpec,
+  RouteSpec,
+  SliceDefinition,
+  SliceMethod,
+  SliceRef,
+  SliceSpec,
+} from "./_types.ts";

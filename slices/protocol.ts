@@ -1,0 +1,87 @@
+/**
+ * The messages between a slice host (runtime/sandbox) and the slice runtime inside the sandbox. The same
+ * messages travel over `postMessage` (worker isolation) and as newline-delimited JSON over stdio (process
+ * isolation), so every field is a JSON value except `bundle` in worker mode (bytes).
+ */
+
+import type { ConfigField, JsonValue, LogLevel } from "./_types.ts";
+
+/** What a loaded bundle says about itself; the build turns it into the manifest. */
+export interface SliceDescription {
+  coordinates: string;
+  methods: string[];
+  http: {
+    prefix: string;
+    routes: Record<string, string>;
+    errors: Record<string, string[]>;
+  } | null;
+  calls: Record<string, { artifact: string; range: string }>;
+  requires: string[];
+  permissions: { net: string[]; env: string[] };
+  config: Record<string, ConfigField>;
+  hooks: { start: boolean; stop: boolean };
+}
+
+/** An error a slice method threw (or a call it made failed with), as its caller sees it. */
+export interface SliceErrorInfo {
+  /** The error's class name, e.g. `OrderNotFound`; matched against `http.errors` patterns. */
+  name: string;
+  message: string;
+  /** HTTP status: the error's own `status`, else the slice's error mapping, else 500. */
+  status?: number;
+  details?: JsonValue;
+}
+
+/** The result of one call: a value (with an optional status and headers) or the error the method threw. */
+export type InvokeOutcome =
+  | { ok: true; value: unknown; status?: number; headers?: Record<string, string> }
+  | { ok: false; error: SliceErrorInfo };
+
+export interface CallMeta {
+  requestId: string;
+  traceparent: string;
+  /** Epoch milliseconds. */
+  deadline: number;
+}
+
+export type HostMessage =
+  | {
+    t: "load";
+    /** The bundle: bytes in worker mode, UTF-8 text in process mode. */
+    bundle: Uint8Array | string;
+    /** Resolved configuration; null when the bundle is only being described (build). */
+    config: Record<string, JsonValue> | null;
+    coordinates: string;
+    instanceId: string;
+  }
+  | ({ t: "hook"; id: number; hook: "start" | "stop" } & CallMeta)
+  | ({ t: "call"; id: number; method: string; payload: unknown } & CallMeta)
+  | { t: "reply"; id: number; outcome: InvokeOutcome }
+  | { t: "ping"; id: number };
+
+export type RuntimeMessage =
+  | { t: "loaded"; description: SliceDescription }
+  | { t: "load-failed"; error: SliceErrorInfo }
+  | { t: "done"; id: number; outcome: InvokeOutcome }
+  | ({
+    t: "call-out";
+    id: number;
+    /** The key in the slice's `calls` table. */
+    name: string;
+    artifact: string;
+    range: string;
+    method: string;
+    payload: unknown;
+    fireAndForget: boolean;
+  } & CallMeta)
+  | {
+    t: "log";
+    level: LogLevel;
+    message: string;
+    requestId?: string;
+    fields?: Record<string, JsonValue>;
+    /** Epoch milliseconds. */
+    ts: number;
+  }
+  | { t: "pong"; id: number }
+  | { t: "exit"; code: number };
