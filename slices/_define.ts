@@ -65,7 +65,9 @@ export function respond<Body>(
   }
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(init.headers ?? {})) {
-    if (typeof value !== "string") throw new SliceDefinitionError(`respond(): header "${name}" must be a string`);
+    if (typeof value !== "string") {
+      throw new SliceDefinitionError(`respond(): header "${name}" must be a string`);
+    }
     headers[name.toLowerCase()] = value;
   }
   return { kind: "aether.response", status, headers, body: init.body } as HttpResponse<Body>;
@@ -88,7 +90,9 @@ function checkMethods(where: string, methods: unknown): void {
     throw new SliceDefinitionError(`${where}: methods must be an object of functions`);
   }
   const names = Object.keys(methods);
-  if (names.length === 0) throw new SliceDefinitionError(`${where}: methods is empty; a slice needs one method`);
+  if (names.length === 0) {
+    throw new SliceDefinitionError(`${where}: methods is empty; a slice needs one method`);
+  }
   for (const name of names) {
     if (!METHOD_NAME.test(name)) {
       throw new SliceDefinitionError(
@@ -103,7 +107,9 @@ function checkMethods(where: string, methods: unknown): void {
 
 function checkHttp(where: string, http: unknown, methods: object): void {
   if (http === undefined) return;
-  if (http === null || typeof http !== "object") throw new SliceDefinitionError(`${where}: http must be an object`);
+  if (http === null || typeof http !== "object") {
+    throw new SliceDefinitionError(`${where}: http must be an object`);
+  }
   const { prefix, routes = {}, errors = {} } = http as Record<string, unknown>;
   if (typeof prefix !== "string" || !prefix.startsWith("/")) {
     throw new SliceDefinitionError(`${where}: http.prefix must be a path starting with "/"`);
@@ -114,7 +120,9 @@ function checkHttp(where: string, http: unknown, methods: object): void {
     }
     if (typeof route !== "string" || !ROUTE.test(route)) {
       throw new SliceDefinitionError(
-        `${where}: http.routes.${method} is ${JSON.stringify(route)}; expected "METHOD /path" with METHOD one ` +
+        `${where}: http.routes.${method} is ${
+          JSON.stringify(route)
+        }; expected "METHOD /path" with METHOD one ` +
           `of GET, POST, PUT, PATCH, DELETE`,
       );
     }
@@ -122,7 +130,9 @@ function checkHttp(where: string, http: unknown, methods: object): void {
   for (const [status, patterns] of Object.entries(errors as Record<string, unknown>)) {
     const code = Number(status);
     if (!Number.isInteger(code) || code < 400 || code > 599) {
-      throw new SliceDefinitionError(`${where}: http.errors key ${status} is not an HTTP error status (400-599)`);
+      throw new SliceDefinitionError(
+        `${where}: http.errors key ${status} is not an HTTP error status (400-599)`,
+      );
     }
     checkStringList(where, `http.errors.${status}`, patterns);
   }
@@ -130,7 +140,9 @@ function checkHttp(where: string, http: unknown, methods: object): void {
 
 function checkCalls(where: string, calls: unknown): void {
   if (calls === undefined) return;
-  if (calls === null || typeof calls !== "object") throw new SliceDefinitionError(`${where}: calls must be an object`);
+  if (calls === null || typeof calls !== "object") {
+    throw new SliceDefinitionError(`${where}: calls must be an object`);
+  }
   for (const [name, ref] of Object.entries(calls)) {
     if ((ref as { kind?: unknown })?.kind !== "aether.slice-ref") {
       throw new SliceDefinitionError(
@@ -157,7 +169,9 @@ export function defineSlice<
   const S extends ConfigSchema = Record<never, never>,
   const C extends Record<string, SliceRef<unknown>> = Record<never, never>,
 >(spec: SliceSpec<M, C, S>): SliceDefinition<M, C, S> {
-  if (spec === null || typeof spec !== "object") throw new SliceDefinitionError("defineSlice: expected an object");
+  if (spec === null || typeof spec !== "object") {
+    throw new SliceDefinitionError("defineSlice: expected an object");
+  }
   const where = describeWhere(spec);
   if (typeof spec.coordinates !== "string" || spec.coordinates.split(":").length !== 3) {
     throw new SliceDefinitionError(`${where}: coordinates must be "group:artifact:version"`);

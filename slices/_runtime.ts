@@ -7,7 +7,6 @@
  * This file and its imports must stay free of bare specifiers: the child process runs without a config file.
  */
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import type {
   AnySliceDefinition,
   CallOptions,
@@ -54,7 +53,9 @@ export function errorInfo(e: unknown): SliceErrorInfo {
       name: typeof err.name === "string" && err.name !== "" ? err.name : "Error",
       message: String(err.message),
     };
-    if (typeof err.status === "number" && Number.isInteger(err.status) && err.status >= 400 && err.status <= 599) {
+    if (
+      typeof err.status === "number" && Number.isInteger(err.status) && err.status >= 400 && err.status <= 599
+    ) {
       info.status = err.status;
     }
     if (err.details !== undefined) info.details = jsonSafe(err.details);
@@ -73,7 +74,9 @@ function jsonSafe(value: unknown): JsonValue {
 }
 
 function okOutcome(value: unknown): InvokeOutcome {
-  if (value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === "aether.response") {
+  if (
+    value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === "aether.response"
+  ) {
     const r = value as { status: number; headers: Record<string, string>; body: unknown };
     return { ok: true, value: r.body, status: r.status, headers: { ...r.headers } };
   }
@@ -107,8 +110,46 @@ export function describeDefinition(def: AnySliceDefinition): SliceDescription {
   };
 }
 
+interface CallScope {
+  run<R>(ctx: CallContext, fn: () => R): R;
+  getStore(): CallContext | undefined;
+}
+
+/** Until async context tracking is loaded: only the synchronous part of a call is attributed. */
+class SyncScope implements CallScope {
+  #current: CallContext | undefined;
+  run<R>(ctx: CallContext, fn: () => R): R {
+    const previous = this.#current;
+    this.#current = ctx;
+    try {
+      return fn();
+    } finally {
+      this.#current = previous;
+    }
+  }
+  getStore(): CallContext | undefined {
+    return this.#current;
+  }
+}
+
 /** The context of the call or hook running now; console output is attributed through it. */
-const currentCall = new AsyncLocalStorage<CallContext>();
+let currentCall: CallScope = new SyncScope();
+let asyncScope: Promise<void> | undefined;
+let asyncScopeReady = false;
+
+/**
+ * Switches attribution to AsyncLocalStorage, which follows a call across awaits. Loading `node:async_hooks`
+ * costs a fresh isolate about 7 ms, so the sandbox starts it once the start hook is done rather than on the
+ * LOAD → ACTIVE path; calls arriving in those few milliseconds wait for it.
+ */
+export function enableAsyncScope(): Promise<void> {
+  // A computed specifier keeps Deno from loading the module with the Worker's entry graph.
+  const specifier = "node:async_hooks";
+  return asyncScope ??= import(specifier).then((m: typeof import("node:async_hooks")) => {
+    currentCall = new m.AsyncLocalStorage<CallContext>();
+    asyncScopeReady = true;
+  });
+}
 
 type Method = (request: unknown, ctx: Context<unknown, unknown>) => unknown;
 
@@ -216,7 +257,10 @@ export class SliceInstance {
       : undefined;
     let outcome: InvokeOutcome;
     if (typeof fn !== "function") {
-      outcome = { ok: false, error: { name: "MethodNotFound", message: `no method "${method}"`, status: 404 } };
+      outcome = {
+        ok: false,
+        error: { name: "MethodNotFound", message: `no method "${method}"`, status: 404 },
+      };
     } else {
       outcome = await this.#run((ctx) => fn.call(this.definition.methods, payload, ctx), meta);
     }
@@ -230,9 +274,11 @@ export class SliceInstance {
       ? await this.#run((ctx) => fn.call(this.definition, ctx), meta)
       : { ok: true, value: null };
     this.#reply(id, outcome.ok ? { ok: true, value: null } : outcome);
+    if (hook === "start") enableAsyncScope().catch(() => {/* attribution stays synchronous */});
   }
 
   async #run(body: (ctx: CallContext) => unknown, meta: CallMeta): Promise<InvokeOutcome> {
+    if (!asyncScopeReady && asyncScope) await asyncScope.catch(() => {/* stays synchronous */});
     const ctx = new CallContext(this, meta);
     try {
       return okOutcome(await currentCall.run(ctx, () => body(ctx)));
@@ -251,7 +297,10 @@ export class SliceInstance {
         id,
         outcome: {
           ok: false,
-          error: { name: "UnserializableResult", message: `result could not be sent: ${errorInfo(e).message}` },
+          error: {
+            name: "UnserializableResult",
+            message: `result could not be sent: ${errorInfo(e).message}`,
+          },
         },
       });
     }
@@ -307,7 +356,12 @@ export class SliceInstance {
       this.#callOut(ctx, name, ref, method, request, options, false);
     call.fireAndForget = (request: unknown, options?: CallOptions) => {
       this.#callOut(ctx, name, ref, method, request, options, true).catch((e) =>
-        this.log("warn", `fire-and-forget ${name}.${method} could not be sent`, { error: errorInfo(e) }, ctx.requestId)
+        this.log(
+          "warn",
+          `fire-and-forget ${name}.${method} could not be sent`,
+          { error: errorInfo(e) },
+          ctx.requestId,
+        )
       );
     };
     return call;
@@ -360,6 +414,34 @@ export class SliceInstance {
   }
 }
 
+/**
+ * What a batching transport does with a message it found it could not serialize after `send` returned: the
+ * caller still gets an answer, and a call this slice tried to make fails in the slice.
+ */
+export function undeliverable(
+  message: RuntimeMessage,
+  error: Error,
+  send: (message: RuntimeMessage) => void,
+  deliverLocally: (message: HostMessage) => void,
+): void {
+  const reason = `could not be sent: ${error.message}`;
+  if (message.t === "done") {
+    send({
+      t: "done",
+      id: message.id,
+      outcome: { ok: false, error: { name: "UnserializableResult", message: `result ${reason}` } },
+    });
+  } else if (message.t === "call-out" && !message.fireAndForget) {
+    deliverLocally({
+      t: "reply",
+      id: message.id,
+      outcome: { ok: false, error: { name: "UnserializableRequest", message: `request ${reason}` } },
+    });
+  } else if (message.t === "log") {
+    send({ ...message, message: `${message.message} (fields ${reason})`, fields: undefined });
+  }
+}
+
 /** Finds the definition among a bundle's exports: the default export, else the only export that is one. */
 export function definitionOf(mod: Record<string, unknown>): AnySliceDefinition {
   const isDef = (v: unknown): v is AnySliceDefinition =>
@@ -393,7 +475,13 @@ function installGlobals(transport: RuntimeTransport): void {
   const emit = (level: LogLevel, args: unknown[]) => {
     const requestId = currentCall.getStore()?.requestId;
     try {
-      transport.send({ t: "log", level, message: formatArgs(args), ts: Date.now(), ...(requestId ? { requestId } : {}) });
+      transport.send({
+        t: "log",
+        level,
+        message: formatArgs(args),
+        ts: Date.now(),
+        ...(requestId ? { requestId } : {}),
+      });
     } catch {
       // Nothing sensible to do with an unserializable log line.
     }

@@ -203,7 +203,8 @@ export type AnySliceDefinition = SliceDefinition<any, any, any>;
  * `{ checkStock(request: CheckStockRequest): Promise<StockAvailability>, ... }`.
  */
 export type ApiOf<D> = D extends SliceDefinition<infer M, infer _C, infer _S> ? {
-    [K in keyof M]: M[K] extends (request: infer Q, ctx: never) => infer R ? (request: Q) => Promise<BodyOf<Awaited<R>>>
+    [K in keyof M]: M[K] extends (request: infer Q, ctx: never) => infer R
+      ? (request: Q) => Promise<BodyOf<Awaited<R>>>
       : never;
   }
   : never;

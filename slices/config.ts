@@ -48,11 +48,17 @@ export function fieldValueProblem(field: ConfigField, value: unknown): string | 
       break;
   }
   if (field.enum && !field.enum.includes(value as string | number)) {
-    return `expected one of ${field.enum.map((v) => JSON.stringify(v)).join(", ")}, got ${describeValue(value)}`;
+    return `expected one of ${field.enum.map((v) => JSON.stringify(v)).join(", ")}, got ${
+      describeValue(value)
+    }`;
   }
   if (typeof value === "number") {
-    if (field.minimum !== undefined && value < field.minimum) return `must be at least ${field.minimum}, got ${value}`;
-    if (field.maximum !== undefined && value > field.maximum) return `must be at most ${field.maximum}, got ${value}`;
+    if (field.minimum !== undefined && value < field.minimum) {
+      return `must be at least ${field.minimum}, got ${value}`;
+    }
+    if (field.maximum !== undefined && value > field.maximum) {
+      return `must be at most ${field.maximum}, got ${value}`;
+    }
   }
   return undefined;
 }
@@ -65,14 +71,18 @@ export function schemaProblems(schema: unknown, path = "config.schema"): Problem
   const problems: Problem[] = [];
   for (const [name, raw] of Object.entries(schema)) {
     const at = `${path}.${name}`;
-    if (!FIELD_NAME.test(name)) problems.push({ path: at, message: "field names are identifiers (letters, digits, _)" });
+    if (!FIELD_NAME.test(name)) {
+      problems.push({ path: at, message: "field names are identifiers (letters, digits, _)" });
+    }
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
       problems.push({ path: at, message: 'must be an object such as { type: "string", default: "x" }' });
       continue;
     }
     const field = raw as Record<string, unknown>;
     for (const key of Object.keys(field)) {
-      if (!FIELD_KEYS.has(key)) problems.push({ path: `${at}.${key}`, message: "is not a known field property" });
+      if (!FIELD_KEYS.has(key)) {
+        problems.push({ path: `${at}.${key}`, message: "is not a known field property" });
+      }
     }
     if (!FIELD_TYPES.includes(field.type as ConfigFieldType)) {
       problems.push({ path: `${at}.type`, message: `must be one of ${FIELD_TYPES.join(", ")}` });
@@ -137,7 +147,9 @@ export function resolveConfig(
       const known = Object.keys(schema);
       problems.push({
         path: `${where}.${name}`,
-        message: `is not a configuration field of this slice (${known.length ? `known: ${known.join(", ")}` : "it has none"})`,
+        message: `is not a configuration field of this slice (${
+          known.length ? `known: ${known.join(", ")}` : "it has none"
+        })`,
       });
     }
   }
@@ -145,7 +157,9 @@ export function resolveConfig(
   for (const [name, field] of Object.entries(schema)) {
     const value = values[name] !== undefined ? values[name] : field.default;
     if (value === undefined) {
-      if (!field.optional) problems.push({ path: `${where}.${name}`, message: `is required (${field.type})` });
+      if (!field.optional) {
+        problems.push({ path: `${where}.${name}`, message: `is required (${field.type})` });
+      }
       continue;
     }
     const problem = fieldValueProblem(field, value);

@@ -63,7 +63,8 @@ const HTTP_METHODS: readonly HttpMethod[] = ["GET", "POST", "PUT", "PATCH", "DEL
 const IDENTIFIER = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const LITERAL_SEGMENT = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
 const PARAM_SEGMENT = /^\{([a-zA-Z_][a-zA-Z0-9_]*)\}$/;
-const HOST_NAME = /^(?=.{1,253}$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 const IPV6 = /^\[[0-9a-fA-F:.]+\]$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SERVICE_NAME = /^[a-z][a-z0-9-]*$/;
@@ -231,7 +232,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
-function stringList(value: unknown, path: string, problems: Problem[], check?: (s: string) => string | undefined) {
+function stringList(
+  value: unknown,
+  path: string,
+  problems: Problem[],
+  check?: (s: string) => string | undefined,
+) {
   if (!Array.isArray(value)) {
     problems.push({ path, message: "must be a list of strings" });
     return;
@@ -239,7 +245,9 @@ function stringList(value: unknown, path: string, problems: Problem[], check?: (
   if (value.length > MAX_LIST) problems.push({ path, message: `has more than ${MAX_LIST} entries` });
   const seen = new Set<string>();
   value.forEach((item, i) => {
-    if (typeof item !== "string") return problems.push({ path: `${path}[${i}]`, message: "must be a string" });
+    if (typeof item !== "string") {
+      return problems.push({ path: `${path}[${i}]`, message: "must be a string" });
+    }
     if (seen.has(item)) problems.push({ path: `${path}[${i}]`, message: `"${item}" is listed twice` });
     seen.add(item);
     const problem = check?.(item);
@@ -282,7 +290,10 @@ function checkRoutes(routes: unknown, methods: Set<string>, problems: Problem[])
       const at = `routes.entries[${i}]`;
       if (!isObject(entry)) return problems.push({ path: at, message: "must be an object" });
       if (typeof entry.method !== "string" || !methods.has(entry.method)) {
-        problems.push({ path: `${at}.method`, message: `${JSON.stringify(entry.method)} is not a method of the slice` });
+        problems.push({
+          path: `${at}.method`,
+          message: `${JSON.stringify(entry.method)} is not a method of the slice`,
+        });
       } else if (seenMethods.has(entry.method)) {
         problems.push({ path: `${at}.method`, message: `method "${entry.method}" has two routes` });
       }
@@ -318,7 +329,8 @@ function checkRoutes(routes: unknown, methods: Set<string>, problems: Problem[])
         rule.patterns,
         `${at}.patterns`,
         problems,
-        (p) => ERROR_PATTERN.test(p) ? undefined : `"${p}" is not a name pattern (letters, digits, _, * and ?)`,
+        (p) =>
+          ERROR_PATTERN.test(p) ? undefined : `"${p}" is not a name pattern (letters, digits, _, * and ?)`,
       );
     });
   }
@@ -334,8 +346,9 @@ function checkCalls(calls: unknown, own: string | undefined, problems: Problem[]
       continue;
     }
     const artifactProblem = errorOf(() => parseArtifactBase(ref.artifact as string, `${at}.artifact`));
-    if (artifactProblem) problems.push({ path: `${at}.artifact`, message: artifactProblem.replace(/^[^:]*: /, "") });
-    else if (own !== undefined && ref.artifact === own) {
+    if (artifactProblem) {
+      problems.push({ path: `${at}.artifact`, message: artifactProblem.replace(/^[^:]*: /, "") });
+    } else if (own !== undefined && ref.artifact === own) {
       problems.push({ path: `${at}.artifact`, message: `a slice cannot call itself (${own})` });
     }
     const rangeProblem = errorOf(() => parseVersionRange(ref.range as string, `${at}.range`));
@@ -354,14 +367,19 @@ export function manifestProblems(json: unknown): Problem[] {
     if (!(key in json)) problems.push({ path: key, message: "is missing" });
   }
   if (json.format !== MANIFEST_FORMAT) {
-    problems.push({ path: "format", message: `must be ${MANIFEST_FORMAT} (got ${JSON.stringify(json.format)})` });
+    problems.push({
+      path: "format",
+      message: `must be ${MANIFEST_FORMAT} (got ${JSON.stringify(json.format)})`,
+    });
   }
   let ownBase: string | undefined;
   const coordinatesProblem = errorOf(() => {
     const c = parseCoordinates(json.coordinates as string, "coordinates");
     ownBase = `${c.group}:${c.artifact}`;
   });
-  if (coordinatesProblem) problems.push({ path: "coordinates", message: coordinatesProblem.replace(/^[^:]*: /, "") });
+  if (coordinatesProblem) {
+    problems.push({ path: "coordinates", message: coordinatesProblem.replace(/^[^:]*: /, "") });
+  }
 
   const methods = new Set<string>();
   if (!Array.isArray(json.methods) || json.methods.length === 0) {
@@ -380,11 +398,15 @@ export function manifestProblems(json: unknown): Problem[] {
     problems,
     (s) => SERVICE_NAME.test(s) ? undefined : `"${s}" is not a service name (lower-case letters, digits, -)`,
   );
-  if (!isObject(json.permissions)) problems.push({ path: "permissions", message: "must be { net: [...], env: [...] }" });
-  else {
+  if (!isObject(json.permissions)) {
+    problems.push({ path: "permissions", message: "must be { net: [...], env: [...] }" });
+  } else {
     for (const key of Object.keys(json.permissions)) {
       if (key !== "net" && key !== "env") {
-        problems.push({ path: `permissions.${key}`, message: "is not a permission slices can ask for (net, env)" });
+        problems.push({
+          path: `permissions.${key}`,
+          message: "is not a permission slices can ask for (net, env)",
+        });
       }
     }
     stringList(json.permissions.net, "permissions.net", problems, netEntryProblem);
@@ -395,14 +417,18 @@ export function manifestProblems(json: unknown): Problem[] {
       (s) => ENV_NAME.test(s) ? undefined : `"${s}" is not an environment variable name`,
     );
   }
-  if (!isObject(json.config)) problems.push({ path: "config", message: "must be { schema: {...}, defaults: {...} }" });
-  else {
+  if (!isObject(json.config)) {
+    problems.push({ path: "config", message: "must be { schema: {...}, defaults: {...} }" });
+  } else {
     const schemaIssues = schemaProblems(json.config.schema, "config.schema");
     problems.push(...schemaIssues);
     if (schemaIssues.length === 0) {
       const expected = defaultsOf(json.config.schema as Record<string, ConfigField>);
       if (JSON.stringify(json.config.defaults) !== JSON.stringify(expected)) {
-        problems.push({ path: "config.defaults", message: `must equal the schema's defaults ${JSON.stringify(expected)}` });
+        problems.push({
+          path: "config.defaults",
+          message: `must equal the schema's defaults ${JSON.stringify(expected)}`,
+        });
       }
     }
   }
@@ -412,7 +438,9 @@ export function manifestProblems(json: unknown): Problem[] {
   if (!Number.isSafeInteger(json.sizeBytes) || (json.sizeBytes as number) <= 0) {
     problems.push({ path: "sizeBytes", message: "must be a positive integer" });
   }
-  if (typeof json.builtAt !== "string" || Number.isNaN(Date.parse(json.builtAt)) || !json.builtAt.includes("T")) {
+  if (
+    typeof json.builtAt !== "string" || Number.isNaN(Date.parse(json.builtAt)) || !json.builtAt.includes("T")
+  ) {
     problems.push({ path: "builtAt", message: "must be an ISO 8601 date-time" });
   }
   return problems;

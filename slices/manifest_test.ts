@@ -27,7 +27,14 @@ Deno.test("a manifest derived from a definition has every field, normalised", ()
     routes: {
       prefix: "/api/v1/orders",
       entries: [
-        { method: "placeOrder", httpMethod: "POST", path: "/", pathParams: [], queryParams: [], fullPath: "/api/v1/orders" },
+        {
+          method: "placeOrder",
+          httpMethod: "POST",
+          path: "/",
+          pathParams: [],
+          queryParams: [],
+          fullPath: "/api/v1/orders",
+        },
         {
           method: "getOrder",
           httpMethod: "GET",
@@ -36,7 +43,14 @@ Deno.test("a manifest derived from a definition has every field, normalised", ()
           queryParams: ["verbose"],
           fullPath: "/api/v1/orders/{id}",
         },
-        { method: "whoAmI", httpMethod: "GET", path: "/whoami", pathParams: [], queryParams: [], fullPath: "/api/v1/orders/whoami" },
+        {
+          method: "whoAmI",
+          httpMethod: "GET",
+          path: "/whoami",
+          pathParams: [],
+          queryParams: [],
+          fullPath: "/api/v1/orders/whoami",
+        },
       ],
       errors: [{ status: 400, patterns: ["*Invalid*"] }, { status: 404, patterns: ["*NotFound*"] }],
     },
@@ -61,37 +75,85 @@ Deno.test("validateManifest reports every problem with its path", () => {
     [(m) => m.format = 2, "format", "must be 1 (got 2)"],
     [(m) => delete m.sha256, "sha256", "is missing"],
     [(m) => m.extra = true, "extra", "is not a manifest field"],
-    [(m) => m.coordinates = "org.example:order:1.2", "coordinates", 'version "1.2" is not a semantic version'],
+    [
+      (m) => m.coordinates = "org.example:order:1.2",
+      "coordinates",
+      'version "1.2" is not a semantic version',
+    ],
     [(m) => m.coordinates = "Org:order:1.2.0", "coordinates", 'group "Org"'],
     [(m) => m.methods = [], "methods", "must be a non-empty list"],
     [(m) => m.methods = ["placeOrder", "Bad"], "methods[1]", '"Bad" must match'],
     [(m) => m.methods = ["placeOrder", "placeOrder"], "methods[1]", "listed twice"],
-    [(m) => (m.routes as { prefix: string }).prefix = "/api/{v}", "routes.prefix", "must not contain parameters"],
+    [
+      (m) => (m.routes as { prefix: string }).prefix = "/api/{v}",
+      "routes.prefix",
+      "must not contain parameters",
+    ],
     [(m) => (m.routes as { prefix: string }).prefix = "/api/", "routes.prefix", 'must not end with "/"'],
     [(m) => route(m, 1).path = "/{id", "routes.entries[1]", 'segment "{id" must be a whole parameter'],
     [(m) => route(m, 1).httpMethod = "FETCH", "routes.entries[1]", "must start with one of GET, POST"],
-    [(m) => route(m, 1).method = "cancel", "routes.entries[1].method", '"cancel" is not a method of the slice'],
+    [
+      (m) => route(m, 1).method = "cancel",
+      "routes.entries[1].method",
+      '"cancel" is not a method of the slice',
+    ],
     [(m) => route(m, 1).fullPath = "/x", "routes.entries[1].fullPath", 'must be "/api/v1/orders/{id}"'],
     [(m) => route(m, 1).pathParams = [], "routes.entries[1].pathParams", 'must be ["id"]'],
-    [(m) => {
-      route(m, 2).path = "/{other}";
-      route(m, 2).pathParams = ["other"];
-      route(m, 2).fullPath = "/api/v1/orders/{other}";
-    }, "routes.entries[2]", "GET /api/v1/orders/{} is the same route as routes.entries[1]"],
+    [
+      (m) => {
+        route(m, 2).path = "/{other}";
+        route(m, 2).pathParams = ["other"];
+        route(m, 2).fullPath = "/api/v1/orders/{other}";
+      },
+      "routes.entries[2]",
+      "GET /api/v1/orders/{} is the same route as routes.entries[1]",
+    ],
     [(m) => errors(m)[0].status = 200, "routes.errors[0].status", "must be an HTTP error status"],
     [(m) => errors(m)[0].patterns = ["*In valid*"], "routes.errors[0].patterns[0]", "is not a name pattern"],
     [(m) => calls(m).pricing.range = "^^1", "calls.pricing.range", '"^^1" is not a version range'],
-    [(m) => calls(m).pricing.artifact = "org.example:pricing:1.0.0", "calls.pricing.artifact", "is not group:artifact"],
-    [(m) => calls(m).pricing.artifact = "org.example:order", "calls.pricing.artifact", "a slice cannot call itself"],
+    [
+      (m) => calls(m).pricing.artifact = "org.example:pricing:1.0.0",
+      "calls.pricing.artifact",
+      "is not group:artifact",
+    ],
+    [
+      (m) => calls(m).pricing.artifact = "org.example:order",
+      "calls.pricing.artifact",
+      "a slice cannot call itself",
+    ],
     [(m) => m.requires = ["Cache"], "requires[0]", "is not a service name"],
-    [(m) => m.permissions = { net: ["api.example.com:99999"], env: [] }, "permissions.net[0]", "port 99999 is out of range"],
+    [
+      (m) => m.permissions = { net: ["api.example.com:99999"], env: [] },
+      "permissions.net[0]",
+      "port 99999 is out of range",
+    ],
     [(m) => m.permissions = { net: ["bad host"], env: [] }, "permissions.net[0]", "is not a host name"],
-    [(m) => m.permissions = { net: [], env: ["1X"] }, "permissions.env[0]", "is not an environment variable name"],
-    [(m) => m.permissions = { net: [], env: [], read: ["/"] }, "permissions.read", "is not a permission slices can ask for"],
-    [(m) => schema(m).maxQuantity.default = 0, "config.schema.maxQuantity.default", "must be at least 1, got 0"],
+    [
+      (m) => m.permissions = { net: [], env: ["1X"] },
+      "permissions.env[0]",
+      "is not an environment variable name",
+    ],
+    [
+      (m) => m.permissions = { net: [], env: [], read: ["/"] },
+      "permissions.read",
+      "is not a permission slices can ask for",
+    ],
+    [
+      (m) => schema(m).maxQuantity.default = 0,
+      "config.schema.maxQuantity.default",
+      "must be at least 1, got 0",
+    ],
     [(m) => schema(m).currency.type = "text", "config.schema.currency.type", "must be one of string, number"],
-    [(m) => schema(m).currency.minimum = 1, "config.schema.currency.minimum", "only number and integer fields"],
-    [(m) => (m.config as { defaults: unknown }).defaults = {}, "config.defaults", "must equal the schema's defaults"],
+    [
+      (m) => schema(m).currency.minimum = 1,
+      "config.schema.currency.minimum",
+      "only number and integer fields",
+    ],
+    [
+      (m) => (m.config as { defaults: unknown }).defaults = {},
+      "config.defaults",
+      "must equal the schema's defaults",
+    ],
     [(m) => m.sha256 = "ABC", "sha256", "64 lower-case hex digits"],
     [(m) => m.sizeBytes = 0, "sizeBytes", "must be a positive integer"],
     [(m) => m.builtAt = "yesterday", "builtAt", "ISO 8601"],
@@ -155,7 +217,9 @@ Deno.test("route DSL", () => {
 });
 
 Deno.test("error mapping: explicit status, first matching rule, else 500", () => {
-  const routes = { errors: [{ status: 400, patterns: ["*Invalid*", "Bad?"] }, { status: 404, patterns: ["*NotFound"] }] };
+  const routes = {
+    errors: [{ status: 400, patterns: ["*Invalid*", "Bad?"] }, { status: 404, patterns: ["*NotFound"] }],
+  };
   assertEquals(statusForError(routes, { name: "InvalidOrder" }), 400);
   assertEquals(statusForError(routes, { name: "OrderNotFound" }), 404);
   assertEquals(statusForError(routes, { name: "NotFoundAnywhere" }), 500);
@@ -169,7 +233,11 @@ Deno.test("error mapping: explicit status, first matching rule, else 500", () =>
 Deno.test("resolveConfig: defaults, optional fields, every problem named", () => {
   const schema = good().config.schema;
   assertEquals(resolveConfig(schema, {}), { currency: "EUR", maxQuantity: 10 });
-  assertEquals(resolveConfig(schema, { greeting: "hi", maxQuantity: 3 }), { currency: "EUR", maxQuantity: 3, greeting: "hi" });
+  assertEquals(resolveConfig(schema, { greeting: "hi", maxQuantity: 3 }), {
+    currency: "EUR",
+    maxQuantity: 3,
+    greeting: "hi",
+  });
   throws(() => resolveConfig(schema, { currency: "GBP", maxQuantity: 2.5, extra: 1 }), (e: AetherError) => {
     assertEquals(e.code, "bad_request");
     assertEquals(

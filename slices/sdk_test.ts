@@ -20,7 +20,10 @@ Deno.test("defineSlice checks the structure and names the bad field", () => {
     [{ ...base, http: { prefix: "/a", routes: { other: "GET /" } } }, "http.routes.other names no method"],
     [{ ...base, http: { prefix: "/a", routes: { doIt: "FETCH /" } } }, 'http.routes.doIt is "FETCH /"'],
     [{ ...base, http: { prefix: "/a", routes: { doIt: "GET x" } } }, 'http.routes.doIt is "GET x"'],
-    [{ ...base, http: { prefix: "/a", errors: { 200: ["*"] } } }, "http.errors key 200 is not an HTTP error status"],
+    [
+      { ...base, http: { prefix: "/a", errors: { 200: ["*"] } } },
+      "http.errors key 200 is not an HTTP error status",
+    ],
     [{ ...base, calls: { p: { artifact: "a:b", range: "^1" } } }, "calls.p must be made with slice<Api>"],
     [{ ...base, requires: "cache" }, "requires must be a list of strings"],
     [{ ...base, permissions: { net: "example.com" } }, "permissions.net must be a list of strings"],
@@ -28,7 +31,10 @@ Deno.test("defineSlice checks the structure and names the bad field", () => {
   for (const [spec, message] of cases) {
     throws(() => defineSlice(spec as never), (e: Error) => {
       assert(e instanceof SliceDefinitionError, String(e));
-      assert(e.message.startsWith("defineSlice(") && e.message.includes(message), `${e.message} / ${message}`);
+      assert(
+        e.message.startsWith("defineSlice(") && e.message.includes(message),
+        `${e.message} / ${message}`,
+      );
       return true;
     });
   }
@@ -52,7 +58,9 @@ Deno.test("defineSlice returns a frozen, normalised definition", () => {
 Deno.test("SliceError keeps the subclass name, status and details; respond() validates", () => {
   class PaymentDeclined extends SliceError {}
   const e = new PaymentDeclined("card declined", { status: 402, details: { code: "R1" } });
-  assertEquals([e.name, e.message, e.status, e.details], ["PaymentDeclined", "card declined", 402, { code: "R1" }]);
+  assertEquals([e.name, e.message, e.status, e.details], ["PaymentDeclined", "card declined", 402, {
+    code: "R1",
+  }]);
   assert(e instanceof Error);
   assertEquals(respond({ status: 201, headers: { "X-Id": "7" }, body: { id: 7 } }), {
     kind: "aether.response",
@@ -76,12 +84,18 @@ Deno.test("testSlice: routes, dependencies and config behave as in the sandbox",
   assertEquals(await t.call("getOrder", { id: "o-1" }), { id: "o-1", sku: "LAPTOP-PRO", total: 2398.8 });
   await rejects(t.call("getOrder", { id: "nope" }), { name: "OrderNotFound", status: 404 });
   // The dependency's error crosses the hop by name and is mapped by the caller.
-  await rejects(t.call("placeOrder", { sku: "NOPE", quantity: 1 }), { name: "UnknownSkuNotFound", status: 404 });
+  await rejects(t.call("placeOrder", { sku: "NOPE", quantity: 1 }), {
+    name: "UnknownSkuNotFound",
+    status: 404,
+  });
   assertEquals(t.outbound.map((c) => [c.name, c.method, c.requestId]), [
     ["pricing", "calculatePrice", "r-1"],
     ["pricing", "calculatePrice", t.outbound[1].requestId],
   ]);
-  assert(t.logs.some((l) => l.message === "placed order o-1" && l.requestId === "r-1"), JSON.stringify(t.logs));
+  assert(
+    t.logs.some((l) => l.message === "placed order o-1" && l.requestId === "r-1"),
+    JSON.stringify(t.logs),
+  );
   assertEquals(t.manifest.routes?.entries.map((e) => `${e.httpMethod} ${e.fullPath}`), [
     "POST /api/v1/orders",
     "GET /api/v1/orders/{id}",
@@ -92,9 +106,15 @@ Deno.test("testSlice: routes, dependencies and config behave as in the sandbox",
 Deno.test("testSlice: stubs, missing stubs, config errors and invalid coordinates", async () => {
   const calls: unknown[] = [];
   const t = await testSlice(order, {
-    calls: { pricing: { calculatePrice: (req: { quantity: number }) => (calls.push(req), { total: req.quantity }) } },
+    calls: {
+      pricing: { calculatePrice: (req: { quantity: number }) => (calls.push(req), { total: req.quantity }) },
+    },
   });
-  assertEquals(await t.call("placeOrder", { sku: "A", quantity: 3 }), { id: "o-2", total: 3, currency: "EUR" });
+  assertEquals(await t.call("placeOrder", { sku: "A", quantity: 3 }), {
+    id: "o-2",
+    total: 3,
+    currency: "EUR",
+  });
   assertEquals(calls, [{ sku: "A", quantity: 3 }]);
 
   const unstubbed = await testSlice(order);
@@ -102,7 +122,10 @@ Deno.test("testSlice: stubs, missing stubs, config errors and invalid coordinate
     name: "SliceCallFailed",
     message: "testSlice: no stub for calls.pricing (pass it in options.calls)",
   });
-  await rejects(testSlice(order, { config: { currency: "GBP" } }), /config.currency expected one of "EUR", "USD", got "GBP"/);
+  await rejects(
+    testSlice(order, { config: { currency: "GBP" } }),
+    /config.currency expected one of "EUR", "USD", got "GBP"/,
+  );
   const badRange = defineSlice({
     coordinates: "org.example:bad:1.0",
     calls: { p: slice<{ f(r: number): Promise<number> }>("org.example:p", "^^1") },

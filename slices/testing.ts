@@ -11,7 +11,14 @@
  */
 
 import { AetherError } from "../runtime/core/errors.ts";
-import { describeDefinition, errorInfo, RemoteSliceError, routeConsole, SliceInstance } from "./_runtime.ts";
+import {
+  describeDefinition,
+  enableAsyncScope,
+  errorInfo,
+  RemoteSliceError,
+  routeConsole,
+  SliceInstance,
+} from "./_runtime.ts";
 import type { AnySliceDefinition, BodyOf, JsonValue, LogLevel, SliceDefinition } from "./_types.ts";
 import { resolveConfig } from "./config.ts";
 import { manifestFromDescription, type SliceManifest, statusForError } from "./manifest.ts";
@@ -65,7 +72,11 @@ export interface TestSlice<D> {
     options?: { requestId?: string; timeoutMs?: number },
   ): Promise<ResultOf<MethodsOf<D>[K]>>;
   /** Calls a method and returns the raw outcome, with status and headers. */
-  invoke(method: string, request: unknown, options?: { requestId?: string; timeoutMs?: number }): Promise<InvokeOutcome>;
+  invoke(
+    method: string,
+    request: unknown,
+    options?: { requestId?: string; timeoutMs?: number },
+  ): Promise<InvokeOutcome>;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** Every log line written so far (ctx.log and console), with its request id. */
@@ -85,6 +96,7 @@ export async function testSlice<D extends AnySliceDefinition>(
   options: TestSliceOptions<D> = {},
 ): Promise<TestSlice<D>> {
   routeConsole();
+  await enableAsyncScope();
   const description = describeDefinition(definition);
   const manifest = manifestFromDescription(description, {
     sha256: "0".repeat(64),
@@ -109,7 +121,10 @@ export async function testSlice<D extends AnySliceDefinition>(
   const deliver = async (message: Extract<RuntimeMessage, { t: "call-out" }>): Promise<InvokeOutcome> => {
     const stub = stubs[message.name];
     if (stub === undefined) {
-      throw new AetherError("unavailable", `testSlice: no stub for calls.${message.name} (pass it in options.calls)`);
+      throw new AetherError(
+        "unavailable",
+        `testSlice: no stub for calls.${message.name} (pass it in options.calls)`,
+      );
     }
     if ((stub as SliceDefinition).kind === "aether.slice") {
       const dep = await dependency(message.name, stub as AnySliceDefinition);
@@ -117,7 +132,10 @@ export async function testSlice<D extends AnySliceDefinition>(
     }
     const fn = (stub as Record<string, unknown>)[message.method];
     if (typeof fn !== "function") {
-      throw new AetherError("not_found", `testSlice: the stub for calls.${message.name} has no ${message.method}()`);
+      throw new AetherError(
+        "not_found",
+        `testSlice: the stub for calls.${message.name} has no ${message.method}()`,
+      );
     }
     try {
       return { ok: true, value: throughJson(await fn(throughJson(message.payload))) };
@@ -141,7 +159,12 @@ export async function testSlice<D extends AnySliceDefinition>(
             return;
           }
           case "log":
-            logs.push({ level: message.level, message: message.message, requestId: message.requestId, fields: message.fields });
+            logs.push({
+              level: message.level,
+              message: message.message,
+              requestId: message.requestId,
+              fields: message.fields,
+            });
             return;
           case "call-out": {
             outbound.push({
@@ -163,8 +186,10 @@ export async function testSlice<D extends AnySliceDefinition>(
     },
   );
 
-  const run = (send: (id: number, meta: { requestId: string; traceparent: string; deadline: number }) => void,
-    options: { requestId?: string; timeoutMs?: number } = {}) =>
+  const run = (
+    send: (id: number, meta: { requestId: string; traceparent: string; deadline: number }) => void,
+    options: { requestId?: string; timeoutMs?: number } = {},
+  ) =>
     new Promise<InvokeOutcome>((resolve) => {
       const id = nextId++;
       pending.set(id, resolve);

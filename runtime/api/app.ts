@@ -6,7 +6,7 @@ import { kvRoutes } from "./kv.ts";
 import { problemResponse } from "./_problem.ts";
 
 /** The management API served on the node's api port under /api/v1. */
-export function createApiApp(deps: ApiDeps): Hono {
+export function createApiApp(deps: ApiDeps, featureRoutes: Hono[] = []): Hono {
   const app = new Hono();
   app.onError((error, c) => {
     if (!(error instanceof AetherError)) deps.log.error("api handler failed", { path: c.req.path, error });
@@ -17,5 +17,6 @@ export function createApiApp(deps: ApiDeps): Hono {
   );
   app.route("/api/v1", clusterRoutes(deps));
   app.route("/api/v1", kvRoutes(deps));
+  for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

@@ -31,6 +31,7 @@ export function clusterRoutes(deps: ApiDeps): Hono {
       phase: s.phase,
       uptimeSeconds: Math.round(s.uptimeMs / 100) / 10,
       ports: s.ports,
+      ...s.features,
     });
   });
 

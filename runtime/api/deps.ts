@@ -32,6 +32,8 @@ export interface NodeStatusView {
   uptimeMs: number;
   /** Ports this node bound. */
   ports: { cluster: number; api: number; http: number };
+  /** What each feature (repository, deployment, ...) reports about itself. */
+  features?: Record<string, unknown>;
 }
 
 /** A successful write: the store revision after it (and txn/delete details). */

@@ -116,8 +116,12 @@ export class RabiaEngine<C = unknown> {
   readonly #phases = new Map<number, PhaseState<C>>();
   /** Batches waiting to be decided, by id. */
   readonly #pending = new Map<string, Batch<C>>();
+  /** Ids of the pending batches that were submitted to this engine instance. */
+  readonly #submittedHere = new Set<string>();
   /** The last `recentDecisions` decisions, consecutive up to lastDecided, for answering late messages. */
   readonly #recent = new Map<number, Batch<C> | null>();
+  /** When each recent phase was decided (or adopted) here. */
+  readonly #decidedAtMs = new Map<number, number>();
   /** Ids of recently decided batches: late gossip of them must not make them pending again. */
   readonly #decidedIds: RecentSet;
   #sync?: SyncRound;
@@ -126,7 +130,6 @@ export class RabiaEngine<C = unknown> {
   readonly #syncAsked = new Map<NodeId, { fromPhase: number; atMs: number }>();
   readonly #syncServed = new Map<NodeId, { fromPhase: number; nonce: number; atMs: number }>();
   readonly #oldAnswered = new Map<NodeId, { phase: number; atMs: number }>();
-  #nonce = 0;
   #lastProgressMs = 0;
 
   #nowMs = 0;
@@ -186,9 +189,9 @@ export class RabiaEngine<C = unknown> {
       this.#advance();
     } else {
       // Distinguishes this start's answers from those to an earlier incarnation's requests.
-      this.#nonce = (((Math.floor(nowMs) % 0x7fffffff) + 0x7fffffff) % 0x7fffffff) + 1;
-      this.#sync = { nonce: this.#nonce, answered: new Map(), sentAtMs: nowMs };
-      this.#emit({ type: "broadcast", msg: this.#syncRequest(this.#nonce) });
+      const nonce = (((Math.floor(nowMs) % 0x7fffffff) + 0x7fffffff) % 0x7fffffff) + 1;
+      this.#sync = { nonce, answered: new Map(), sentAtMs: nowMs };
+      this.#emit({ type: "broadcast", msg: this.#syncRequest(nonce) });
     }
     return this.#end();
   }
@@ -213,6 +216,7 @@ export class RabiaEngine<C = unknown> {
     }
     this.#begin(nowMs);
     this.#pending.set(batch.id, batch);
+    this.#submittedHere.add(batch.id);
     // A batch this member proposes right away travels in the Propose; otherwise gossip it so every member
     // has it pending before some later phase proposes it.
     const proposesNow = !this.busy && this.#oldestPending() === batch;
@@ -349,6 +353,7 @@ export class RabiaEngine<C = unknown> {
     const unanimous = this.#unanimousProposal(ps);
     if (unanimous) ps.noteCandidate(unanimous.id, "unanimous proposals");
     if (unanimous !== undefined) return this.#decide(ps, unanimous === null ? 0 : 1, "proposals");
+    if (this.#noMajorityPossible(ps)) return this.#decide(ps, 0, "proposals");
     const round = ps.round;
     if (round === 0) return this.#voteFromProposals(ps);
     const vote1 = this.#unanimousVote1(ps, round);
@@ -362,6 +367,25 @@ export class RabiaEngine<C = unknown> {
     if (ps.proposals.size < this.#n) return undefined;
     const [first, ...rest] = ps.proposals.values();
     return rest.every((b) => (b?.id ?? null) === (first?.id ?? null)) ? first : undefined;
+  }
+
+  /**
+   * True when no batch can reach a majority of proposals, even if every missing proposal named it. Then every
+   * member's round-1 state is 0 whatever quorum it sees, so all n vote-1 messages will be 0: the unanimous
+   * case again, known in advance. It saves a full vote exchange whenever members propose different batches
+   * at the same moment, the usual collision in a leaderless protocol.
+   */
+  #noMajorityPossible(ps: PhaseState<C>): boolean {
+    const missing = this.#n - ps.proposals.size;
+    if (missing >= this.#quorum) return false;
+    const counts = new Map<string, number>();
+    for (const batch of ps.proposals.values()) {
+      if (!batch) continue;
+      const count = (counts.get(batch.id) ?? 0) + 1;
+      if (count + missing >= this.#quorum) return false;
+      counts.set(batch.id, count);
+    }
+    return true;
   }
 
   #unanimousVote1(ps: PhaseState<C>, round: number): BinaryValue | undefined {
@@ -517,6 +541,7 @@ export class RabiaEngine<C = unknown> {
     this.#remember(phase, batch);
     if (batch) {
       this.#pending.delete(batch.id);
+      this.#submittedHere.delete(batch.id);
       this.#decidedIds.add(batch.id);
     }
     this.#lastProgressMs = this.#nowMs;
@@ -525,7 +550,9 @@ export class RabiaEngine<C = unknown> {
 
   #remember(phase: number, batch: Batch<C> | null): void {
     this.#recent.set(phase, batch);
+    this.#decidedAtMs.set(phase, this.#nowMs);
     this.#recent.delete(phase - this.#config.recentDecisions);
+    this.#decidedAtMs.delete(phase - this.#config.recentDecisions);
   }
 
   #oldestPending(): Batch<C> | undefined {
@@ -595,6 +622,9 @@ export class RabiaEngine<C = unknown> {
       return;
     }
     if (this.#recent.has(msg.phase)) {
+      // Just decided here: the sender is likely one message behind and decides on its own. If it is stuck,
+      // it asks again later (retransmit or sync request) and is answered then.
+      if (this.#nowMs - this.#decidedAtMs.get(msg.phase)! < this.#config.retransmitMs / 4) return;
       const last = this.#oldAnswered.get(from);
       if (last && last.phase === msg.phase && this.#nowMs - last.atMs < this.#config.retransmitMs / 2) return;
       this.#oldAnswered.set(from, { phase: msg.phase, atMs: this.#nowMs });
@@ -693,11 +723,26 @@ export class RabiaEngine<C = unknown> {
     this.#lastDecided = snapshot.phase;
     for (const phase of this.#phases.keys()) if (phase <= snapshot.phase) this.#phases.delete(phase);
     this.#recent.clear();
-    // Some pending batches may be inside the snapshot; proposing them again would decide them twice.
-    const dropped = [...this.#pending.keys()];
-    this.#pending.clear();
-    if (dropped.length > 0) this.#emit({ type: "dropped", batchIds: dropped });
+    this.#decidedAtMs.clear();
+    this.#dropPendingAfterSnapshot();
     this.#lastProgressMs = this.#nowMs;
+  }
+
+  /**
+   * Some pending batches may be inside the snapshot, and proposing them again decides them twice. For the
+   * batches submitted to this engine (this process lifetime's batches) that is harmless: the state machine's
+   * batch-id filter always remembers the submitter's current incarnation and skips them (their tickets learn
+   * "outcome unknown"), while keeping them spares their clients a needless unknown when they are not inside.
+   * Other members' batches are dropped: a filter that forgot an older incarnation would apply them again,
+   * and their submitters (or others) still hold them if they are undecided.
+   */
+  #dropPendingAfterSnapshot(): void {
+    const dropped: string[] = [];
+    for (const id of this.#pending.keys()) {
+      if (!this.#submittedHere.has(id)) dropped.push(id);
+    }
+    for (const id of dropped) this.#pending.delete(id);
+    if (dropped.length > 0) this.#emit({ type: "dropped", batchIds: dropped });
   }
 
   /**
@@ -753,7 +798,7 @@ export class RabiaEngine<C = unknown> {
     this.#lastProgressMs = this.#nowMs;
     for (const msg of this.#ownMessages(ps)) this.#emit({ type: "broadcast", msg });
     // Without the batch's content a decided phase waits for peers to hand it over.
-    if (ps.decided) for (const peer of this.#peers) this.#askSync(peer, false);
+    if (ps.decided) { for (const peer of this.#peers) this.#askSync(peer, false); }
   }
 
   /** Everything this member has said in a phase, rebuilt from its record. */

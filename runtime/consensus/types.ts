@@ -25,6 +25,9 @@
  * that batch, so it may decide at once; likewise when it holds identical round-1 vote-1 messages from every
  * member. Unanimity is required: with n = 3 or 5 a smaller "super-majority" of n - f lets the coin decide the
  * opposite value in a run where the fast decider's messages are late (see rabia.ts for the counter-example).
+ * The same certainty holds when the proposals a member holds leave no batch able to reach a majority even if
+ * every missing proposal named it: every member's state must be 0, so all n vote-1 messages will be 0, and it
+ * decides 0 at once (members that proposed different batches at the same moment skip the vote rounds).
  *
  * A member that decides by voting broadcasts a Decision so that members still voting adopt it; decisions are
  * final and safe to adopt from any member. A member that learns the outcome before it holds the decided
@@ -169,7 +172,10 @@ export type Effect<C = unknown> =
   | { type: "installSnapshot"; snapshot: Snapshot }
   /** Answer a peer's sync request from durable storage (snapshot and decided log). */
   | { type: "serveSync"; to: NodeId; request: SyncRequestMsg }
-  /** Batches the engine dropped without deciding them (for example after installing a snapshot). */
+  /**
+   * Batches the engine dropped without deciding them: other members' batches it held when it installed a
+   * snapshot (they may be inside it). Batches submitted to this engine are never dropped.
+   */
   | { type: "dropped"; batchIds: string[] }
   /** The engine changed status; "active" means it takes part in phases and accepts submissions. */
   | { type: "status"; status: EngineStatus };

@@ -36,7 +36,9 @@ function bad(where: string, message: string, field?: string): AetherError {
 }
 
 function checkGroup(group: string, text: string, where: string): void {
-  if (group === "") throw bad(where, `"${text}" has an empty group (expected group:artifact[:version])`, "group");
+  if (group === "") {
+    throw bad(where, `"${text}" has an empty group (expected group:artifact[:version])`, "group");
+  }
   if (group.length > MAX_PART_LENGTH || !GROUP.test(group)) {
     throw bad(
       where,
@@ -65,9 +67,15 @@ export function isVersion(version: string): boolean {
 }
 
 export function parseVersion(version: string, where = "version"): string {
-  if (typeof version === "string" && version.includes("+") && isVersion(version.slice(0, version.indexOf("+")))) {
+  if (
+    typeof version === "string" && version.includes("+") && isVersion(version.slice(0, version.indexOf("+")))
+  ) {
     // Build metadata does not take part in precedence, so two "different" versions would be one for ranges.
-    throw bad(where, `version "${version}" carries build metadata ('+...'), which Aether does not accept`, "version");
+    throw bad(
+      where,
+      `version "${version}" carries build metadata ('+...'), which Aether does not accept`,
+      "version",
+    );
   }
   if (!isVersion(version)) {
     throw bad(
@@ -94,10 +102,15 @@ export function parseArtifactBase(text: string, where = "artifact"): ArtifactBas
 
 /** Parses `group:artifact:version`. */
 export function parseCoordinates(text: string, where = "artifact"): ArtifactCoordinates {
-  if (typeof text !== "string") throw bad(where, `expected a string "group:artifact:version", got ${typeof text}`);
+  if (typeof text !== "string") {
+    throw bad(where, `expected a string "group:artifact:version", got ${typeof text}`);
+  }
   const parts = text.split(":");
   if (parts.length !== 3) {
-    throw bad(where, `"${text}" is not group:artifact:version (found ${parts.length} part(s) separated by ':')`);
+    throw bad(
+      where,
+      `"${text}" is not group:artifact:version (found ${parts.length} part(s) separated by ':')`,
+    );
   }
   const [group, artifact, version] = parts;
   checkGroup(group, text, where);

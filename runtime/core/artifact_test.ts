@@ -50,7 +50,11 @@ Deno.test("coordinates parse and format round-trip", () => {
 
 Deno.test("bad coordinates name the bad part", () => {
   rejects(() => parseCoordinates("org.example:inventory"), "is not group:artifact:version (found 2 part(s)");
-  rejects(() => parseCoordinates("org.example:inventory:1.0"), 'version "1.0" is not a semantic version', "version");
+  rejects(
+    () => parseCoordinates("org.example:inventory:1.0"),
+    'version "1.0" is not a semantic version',
+    "version",
+  );
   rejects(() => parseCoordinates("org.example:inventory:v1.0.0"), 'version "v1.0.0"', "version");
   rejects(() => parseCoordinates("Org.Example:inventory:1.0.0"), 'group "Org.Example"', "group");
   rejects(() => parseCoordinates("org..example:inventory:1.0.0"), 'group "org..example"', "group");
@@ -60,7 +64,10 @@ Deno.test("bad coordinates name the bad part", () => {
   rejects(() => parseCoordinates("org.example::1.0.0"), "empty artifact", "artifact");
   rejects(() => parseCoordinates("org.example:inventory:"), "empty version", "version");
   rejects(() => parseCoordinates("a:b:1.0.0:x"), "found 4 part(s)");
-  rejects(() => parseCoordinates("X:y:1.0.0", "blueprint slices[2].artifact"), "blueprint slices[2].artifact:");
+  rejects(
+    () => parseCoordinates("X:y:1.0.0", "blueprint slices[2].artifact"),
+    "blueprint slices[2].artifact:",
+  );
   rejects(() => parseCoordinates("a:b:1.0.0+build.5"), "build metadata", "version");
   assertEquals(isCoordinates("a:b"), false);
 });

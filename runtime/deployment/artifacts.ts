@@ -45,8 +45,18 @@ export function callsOf(manifest: DeployManifest): SliceCall[] {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+const MANIFESTS = new WeakMap<Uint8Array, { key: string; manifest: DeployManifest }>();
+
 /** Reads the manifest out of an `artifacts/` record value (UTF-8 JSON with a `manifest` field). */
 export function manifestOfArtifactValue(key: string, value: Uint8Array): DeployManifest {
+  const hit = MANIFESTS.get(value);
+  if (hit?.key === key) return hit.manifest;
+  const manifest = decodeManifest(key, value);
+  MANIFESTS.set(value, { key, manifest });
+  return manifest;
+}
+
+function decodeManifest(key: string, value: Uint8Array): DeployManifest {
   let parsed: unknown;
   try {
     parsed = JSON.parse(utf8.decode(value));

@@ -83,6 +83,12 @@ export interface ClusterManagerOptions {
   pendingTimeoutMs: number;
   /** Move instances to restore the spread (node join). */
   rebalance: boolean;
+  /**
+   * How often the leader looks for endpoints and route places no serving instance backs (a safety net: nodes
+   * withdraw their own, and departure cleanup removes a dead node's). Also done when a term starts and when
+   * membership changes.
+   */
+  sweepIntervalMs: number;
 }
 
 export const DEFAULT_CLUSTER_MANAGER_OPTIONS: Readonly<ClusterManagerOptions> = Object.freeze({
@@ -94,6 +100,7 @@ export const DEFAULT_CLUSTER_MANAGER_OPTIONS: Readonly<ClusterManagerOptions> = 
   backoffResetMs: 30_000,
   pendingTimeoutMs: 15_000,
   rebalance: true,
+  sweepIntervalMs: 10_000,
 });
 
 /** The outcome of a command this manager emitted: `ok` when it applied and its compares held. */
@@ -116,6 +123,11 @@ export interface ClusterManagerInput {
   nowMs: number;
   /** Results of earlier commands (any order; unknown ids are ignored). */
   results?: readonly WriteResult[];
+  /**
+   * Whether this node is connected to a majority (default true). Without quorum its view may be stale and its
+   * writes cannot be decided, so it decides nothing.
+   */
+  hasQuorum?: boolean;
 }
 
 export interface ClusterManagerOutput {
@@ -141,6 +153,8 @@ export class ClusterDeploymentManager {
   readonly #pending = new Map<string, { id: string; sentAtMs: number }>();
   #leaderRevision = -1;
   #seq = 0;
+  #sweptAtMs: number | undefined;
+  #membership = "";
 
   constructor(self: NodeId, options: Partial<ClusterManagerOptions> = {}) {
     this.self = self;
@@ -168,6 +182,10 @@ export class ClusterDeploymentManager {
       // A new term (even of this node): nothing sent before can still apply.
       this.#pending.clear();
       this.#leaderRevision = view.leader.modRevision;
+      this.#sweptAtMs = undefined;
+    }
+    if (input.hasQuorum === false) {
+      return { leader: true, commands: [], waiting: ["no quorum: deciding nothing"] };
     }
     let wakeAtMs: number | undefined;
     for (const [scope, pending] of this.#pending) {
@@ -175,6 +193,14 @@ export class ClusterDeploymentManager {
       if (input.nowMs >= expiresAt) this.#pending.delete(scope);
       else wakeAtMs = Math.min(wakeAtMs ?? Infinity, expiresAt);
     }
+    const membership = input.members.map((m) => `${m.id}${m.connected ? "+" : "-"}`).join(",");
+    const sweep = this.#sweptAtMs === undefined || membership !== this.#membership ||
+      input.nowMs >= this.#sweptAtMs + this.options.sweepIntervalMs;
+    if (sweep) {
+      this.#sweptAtMs = input.nowMs;
+      this.#membership = membership;
+    }
+    wakeAtMs = Math.min(wakeAtMs ?? Infinity, this.#sweptAtMs! + this.options.sweepIntervalMs);
     const result = reconcile(
       view,
       input.members,
@@ -182,6 +208,7 @@ export class ClusterDeploymentManager {
       this.self,
       this.options,
       new Set(this.#pending.keys()),
+      sweep,
     );
     const commands = result.decisions.map((d) => {
       const id = `${this.self}/${this.#leaderRevision}/${++this.#seq}`;
@@ -190,12 +217,8 @@ export class ClusterDeploymentManager {
       return { id, command, reason: d.reason };
     });
     if (result.wakeAtMs !== undefined) wakeAtMs = Math.min(wakeAtMs ?? Infinity, result.wakeAtMs);
-    return {
-      leader: true,
-      commands,
-      ...(wakeAtMs !== undefined ? { wakeAtMs } : {}),
-      waiting: result.waiting,
-    };
+    const waiting = [...result.waiting, ...view.problems.map((p) => `unreadable record skipped: ${p}`)];
+    return { leader: true, commands, ...(wakeAtMs !== undefined ? { wakeAtMs } : {}), waiting };
   }
 }
 
@@ -318,8 +341,9 @@ export function reconcile(
   self: NodeId,
   options: Readonly<ClusterManagerOptions>,
   busy: ReadonlySet<string> = new Set(),
+  sweep = true,
 ): Reconciliation {
-  return new Reconciler(view, members, nowMs, self, options, busy).run();
+  return new Reconciler(view, members, nowMs, self, options, busy).run(sweep);
 }
 
 class Reconciler {
@@ -381,9 +405,9 @@ class Reconciler {
     }
   }
 
-  run(): Reconciliation {
+  run(sweep: boolean): Reconciliation {
     for (const [node, condition] of this.#conditions) if (condition === "departed") this.#cleanDeparted(node);
-    this.#sweepStale();
+    if (sweep) this.#sweepStale();
     const bases = new Set([...this.#view.targets.keys(), ...this.#view.instancesByBase.keys()]);
     for (const base of [...bases].sort()) this.#slice(base);
     if (this.#o.rebalance && this.#decisions.length === 0 && this.#busy.size === 0 && !this.#anySuspect) {
@@ -468,7 +492,9 @@ class Reconciler {
     for (const i of this.#view.instances) {
       if (i.record.state !== "ACTIVE" && i.record.state !== "DEACTIVATE") continue;
       const key = `${i.node}|${i.base}`;
-      serving.set(key, [...(serving.get(key) ?? []), i]);
+      const list = serving.get(key);
+      if (list) list.push(i);
+      else serving.set(key, [i]);
     }
     const b = this.#builder("sweep");
     const stale: string[] = [];
@@ -611,7 +637,9 @@ class Reconciler {
     const old = up.filter((i) => i.version !== version);
 
     // Moves in progress: a mover and its source count once; a mover that is ACTIVE retires its source.
-    const byNodeN = new Map(current.map((i) => [`${i.node}/${i.n}`, i]));
+    const byNodeN = current.some((i) => i.record.replaces)
+      ? new Map(current.map((i) => [`${i.node}/${i.n}`, i]))
+      : new Map<string, InstanceView>();
     const movers = new Set<InstanceView>();
     const sources = new Set<InstanceView>();
     const retiredSources = new Set<InstanceView>();
@@ -718,7 +746,11 @@ class Reconciler {
     }
 
     const byNode = new Map<NodeId, InstanceView[]>();
-    for (const i of counted) byNode.set(i.node, [...(byNode.get(i.node) ?? []), i]);
+    for (const i of counted) {
+      const list = byNode.get(i.node);
+      if (list) list.push(i);
+      else byNode.set(i.node, [i]);
+    }
     const settled = b.empty && manifest !== undefined && !backoff && movers.size === 0 && old.length === 0 &&
       live.every((i) => i.version === version && i.record.state === "ACTIVE") && counted.length === desired &&
       all.every((i) => this.#isLive(i.node));
@@ -743,7 +775,7 @@ class Reconciler {
     const justification: InstanceView[] = [];
     for (const call of callsOf(manifest)) {
       const active = (this.#view.instancesByBase.get(call.base) ?? []).find((i) =>
-        i.record.state === "ACTIVE" && this.#isLive(i.node) && satisfies(i.version, call.range)
+        i.record.state === "ACTIVE" && this.#isLive(i.node) && inRange(i.version, call.range)
       );
       if (!active) return `${call.base} ${call.range} to have an ACTIVE instance`;
       justification.push(active);
@@ -802,16 +834,18 @@ class Reconciler {
     if (this.#live.length < 2 || this.#summaries.some((s) => s.moving)) return;
     const settled = this.#summaries.filter((s) => s.settled);
     const countOn = (s: SliceSummary, node: NodeId) => s.byNode.get(node)?.length ?? 0;
-    // A slice crowded on one node.
+    // A slice crowded on one node: from the fullest (then busiest, lowest id) to the emptiest (then idlest).
     for (const s of settled) {
-      const byCount = (desc: boolean) =>
-        [...this.#live].sort((x, y) =>
-          desc
-            ? countOn(s, y) - countOn(s, x) || this.#total.get(y)! - this.#total.get(x)! || cmp(x, y)
-            : countOn(s, x) - countOn(s, y) || this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
-        )[0];
-      const from = byCount(true);
-      const to = byCount(false);
+      let from = this.#live[0];
+      let to = this.#live[0];
+      for (const node of this.#live) {
+        const c = countOn(s, node);
+        const t = this.#total.get(node)!;
+        const cf = countOn(s, from);
+        const ct = countOn(s, to);
+        if (c > cf || (c === cf && t > this.#total.get(from)!)) from = node;
+        if (c < ct || (c === ct && t < this.#total.get(to)!)) to = node;
+      }
       if (countOn(s, from) - countOn(s, to) > 1) return this.#move(s, from, to, "its instances are crowded");
     }
     // One node carrying more than its share overall.
@@ -844,6 +878,19 @@ class Reconciler {
     );
     this.#emit(b);
   }
+}
+
+/** `satisfies`, memoized: the same few versions and ranges come up at every step. */
+const RANGE_MEMO = new Map<string, boolean>();
+function inRange(version: string, range: string): boolean {
+  const key = `${version} ${range}`;
+  let hit = RANGE_MEMO.get(key);
+  if (hit === undefined) {
+    hit = satisfies(version, range);
+    if (RANGE_MEMO.size > 10_000) RANGE_MEMO.clear();
+    RANGE_MEMO.set(key, hit);
+  }
+  return hit;
 }
 
 function cmp(a: string, b: string): number {

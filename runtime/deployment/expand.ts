@@ -37,8 +37,21 @@ interface Demand {
 
 const MAX_ROUNDS = 64;
 
+export interface ExpandOptions {
+  /**
+   * The version a slice runs now, if it is deployed. A called slice the blueprint does not list keeps that
+   * version when it satisfies every range, so publishing a blueprint does not move a slice other blueprints
+   * share (which would be a 409) or upgrade it as a side effect.
+   */
+  deployed?: (base: string) => string | undefined;
+}
+
 /** Expands a parsed blueprint; throws AetherError("bad_request") naming what is missing, unsatisfiable or cyclic. */
-export function expandBlueprint(blueprint: ParsedBlueprint, catalog: ArtifactCatalog): ExpandedBlueprint {
+export function expandBlueprint(
+  blueprint: ParsedBlueprint,
+  catalog: ArtifactCatalog,
+  options: ExpandOptions = {},
+): ExpandedBlueprint {
   const listed = new Map<string, { index: number; version: string }>();
   blueprint.slices.forEach((spec, index) => {
     listed.set(baseOf(spec.artifact), { index, version: spec.artifact.split(":")[2] });
@@ -88,7 +101,10 @@ export function expandBlueprint(blueprint: ParsedBlueprint, catalog: ArtifactCat
         errors.add(`${base} is called (${who}) but no version of it is published`);
         continue;
       }
-      const version = pickVersion(published, demands);
+      const current = options.deployed?.(base);
+      const keep = current !== undefined && published.includes(current) &&
+        demands.every((d) => satisfies(current, d.range));
+      const version = keep ? current : pickVersion(published, demands);
       if (version === undefined) {
         errors.add(
           `no published version of ${base} satisfies every range that reaches it: ${who}; ` +

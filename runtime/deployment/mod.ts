@@ -4,6 +4,24 @@
  * (every node) as deterministic reducers, the executor interface the node manager drives, the endpoint
  * registry, and status views. Everything here is pure: the node wires it to consensus, the mesh and the
  * sandbox.
+ *
+ * Wiring (per node):
+ * - `cdm = new ClusterDeploymentManager(self)`; call `cdm.step({ kv: replica.state, members, nowMs,
+ *   results, hasQuorum })` after applied batches that touch `leader`, `targets/`, `instances/`, `endpoints/`,
+ *   `routes/` or `artifacts/`, on membership changes, when a write it sent completes, and at `wakeAtMs`
+ *   (coalescing calls is fine). Submit each `commands[i].command` with `replica.write`; report
+ *   `{ id, ok: isWriteOk(result or error) }` in the next step's `results`. It does nothing unless the `leader`
+ *   record names `self`.
+ * - `ndm = new NodeDeploymentManager(self)`; call `ndm.step({ kv, nowMs, hasQuorum, outcomes, crashes,
+ *   results })` after batches touching `instances/{self}/`, when an executor action finishes
+ *   (`perform(executor, action)` gives the outcome), when the executor reports a crash, when a write
+ *   completes, when quorum changes, and at `wakeAtMs`. Start every returned action; submit every command.
+ * - `registry = EndpointRegistry.fromKv(state)`, then `registry.apply(events)` for every applied batch and
+ *   `registry.reset(state)` after a snapshot install.
+ * - API: `planBlueprintSource` (POST /blueprints; return `plan` for `?dryRun=true`, else submit `command`),
+ *   `planBlueprintDelete`, `planDeploy`, `planScale`, `planUndeploy`; `sliceStatuses` / `blueprintStatus`
+ *   for GET /slices and .../status. A command whose transaction did not succeed means the state changed
+ *   between reading and writing: plan again (or answer 409).
  */
 export {
   type BlueprintProblem,

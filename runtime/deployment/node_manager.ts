@@ -37,14 +37,13 @@ import {
   kvKeys,
   kvPrefixes,
   type LifecycleState,
-  parseKey,
   type RouteRecord,
 } from "../kv/schema.ts";
 import { type DeployManifest, manifestOfArtifactValue } from "./artifacts.ts";
 import type { DeploymentCommand, WriteResult } from "./cluster_manager.ts";
 import type { ExecutorAction, ExecutorCrash, ExecutorOp, ExecutorOutcome } from "./executor.ts";
 import type { KvReader } from "./view.ts";
-import { decodeValue } from "../kv/schema.ts";
+import { decodeValueMemo, parseKeyMemo } from "./_memo.ts";
 
 export interface NodeManagerOptions {
   /** Deadlines written into in-progress records (the executor enforces them; the leader reads them). */
@@ -225,7 +224,8 @@ export class NodeDeploymentManager {
   readonly #byId = new Map<string, LocalInstance>();
   /** Instance key -> the write in flight for it. */
   readonly #pending = new Map<string, { id: string; sentAtMs: number }>();
-  readonly #records = new Map<string, { modRevision: number; record: InstanceRecord }>();
+  /** The last read of this node's instance keys (reused for entries that did not change). */
+  #keys = new Map<string, KeyView>();
   readonly #manifests = new Map<string, { modRevision: number; manifest: DeployManifest | undefined }>();
   #lostSinceMs: number | undefined;
   #seq = 0;
@@ -291,6 +291,12 @@ export class NodeDeploymentManager {
       if (!k || k.createRevision !== local.createRevision) local.orphan = true;
     }
     for (const local of [...this.#local.values()]) {
+      if (local.fenced) {
+        // Stopped for lack of quorum: finish releasing it; its record is corrected once it is gone.
+        const action = this.#teardown(local);
+        if (action) actions.push(action);
+        continue;
+      }
       if (!local.orphan) continue;
       const action = this.#teardown(local);
       if (action) actions.push(action);
@@ -366,37 +372,28 @@ export class NodeDeploymentManager {
 
   #readMine(kv: KvReader): Map<string, KeyView> {
     const out = new Map<string, KeyView>();
-    const seen = new Set<string>();
     for (const entry of kv.range(kvPrefixes.instancesOfNode(this.self))) {
-      seen.add(entry.key);
-      let cached = this.#records.get(entry.key);
-      if (cached?.modRevision !== entry.modRevision) {
+      let k = this.#keys.get(entry.key);
+      if (k?.modRevision !== entry.modRevision || k.createRevision !== entry.createRevision) {
         try {
-          cached = { modRevision: entry.modRevision, record: decodeValue("instance", entry.value) };
-          this.#records.set(entry.key, cached);
+          const parsed = parseKeyMemo(entry.key);
+          if (parsed.family !== "instance") continue;
+          k = {
+            key: entry.key,
+            coordinates: `${parsed.artifact.group}:${parsed.artifact.artifact}:${parsed.artifact.version}`,
+            base: baseOf(parsed.artifact),
+            n: parsed.n,
+            record: decodeValueMemo("instance", entry.value),
+            modRevision: entry.modRevision,
+            createRevision: entry.createRevision,
+          };
         } catch {
           continue; // a record that does not decode is not a command this node can act on
         }
       }
-      let parsed;
-      try {
-        parsed = parseKey(entry.key);
-      } catch {
-        continue;
-      }
-      if (parsed.family !== "instance") continue;
-      const coordinates = `${parsed.artifact.group}:${parsed.artifact.artifact}:${parsed.artifact.version}`;
-      out.set(entry.key, {
-        key: entry.key,
-        coordinates,
-        base: baseOf(parsed.artifact),
-        n: parsed.n,
-        record: cached.record,
-        modRevision: entry.modRevision,
-        createRevision: entry.createRevision,
-      });
+      out.set(entry.key, k);
     }
-    for (const key of this.#records.keys()) if (!seen.has(key)) this.#records.delete(key);
+    this.#keys = out;
     return out;
   }
 
@@ -551,7 +548,7 @@ export class NodeDeploymentManager {
     mine: Map<string, KeyView>,
   ): void {
     for (const entry of kv.range(kvPrefixes.endpointsOf(coordinates))) {
-      const parsed = parseKey(entry.key);
+      const parsed = parseKeyMemo(entry.key);
       if (parsed.family === "endpoint" && parsed.node === this.self && parsed.n === n) w.delete(entry.key);
     }
     const manifest = this.#manifest(kv, coordinates);
@@ -591,7 +588,7 @@ export class NodeDeploymentManager {
 
   #route(bytes: Uint8Array): RouteRecord | undefined {
     try {
-      return decodeValue("route", bytes);
+      return decodeValueMemo("route", bytes);
     } catch {
       return undefined;
     }

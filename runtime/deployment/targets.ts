@@ -174,8 +174,9 @@ export function planBlueprintApply(
       : slice.instances;
     const next = withBounds(
       { ...t, version, instances, owners: [...new Set([...t.owners, id])].sort(), updatedAt: nowMs },
-      slice.transitive ? t.min : slice.min,
-      slice.transitive ? t.max : slice.max,
+      // A listed slice takes the blueprint's bounds; a shared one keeps the other owners' unless it sets its own.
+      slice.transitive ? t.min : slice.min ?? (others.length > 0 ? t.min : undefined),
+      slice.transitive ? t.max : slice.max ?? (others.length > 0 ? t.max : undefined),
     );
     // Bounds from another owner may not hold the new count; the blueprint's own bounds win.
     if (
@@ -216,7 +217,10 @@ export function planBlueprintSource(
   source: string,
   nowMs: number,
 ): Planned<BlueprintPlan> & { expanded: ExpandedBlueprint } {
-  const expanded = expandBlueprint(parseBlueprint(source), catalogFromKv(kv));
+  const targets = readTargets(kv);
+  const expanded = expandBlueprint(parseBlueprint(source), catalogFromKv(kv), {
+    deployed: (base) => targets.get(base)?.version,
+  });
   return { ...planBlueprintApply(kv, expanded, nowMs), expanded };
 }
 

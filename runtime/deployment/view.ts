@@ -11,7 +11,6 @@ import { baseOf, formatCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { KvEntry } from "../kv/commands.ts";
 import {
-  decodeValue,
   type HttpMethod,
   type InstanceRecord,
   KEY_PREFIXES,
@@ -23,6 +22,7 @@ import {
   type RouteRecord,
   type TargetRecord,
 } from "../kv/schema.ts";
+import { decodeValueMemo, parseKeyMemo } from "./_memo.ts";
 import {
   type ArtifactCatalog,
   catalogFromEntries,
@@ -92,34 +92,43 @@ export interface DeploymentView {
   problems: string[];
 }
 
-interface Cached<T> {
-  modRevision: number;
-  value: T;
-}
-
-/** Reads views; keeps decoded records between reads (a cache, never a source of truth). */
+/** Reads views; keeps what it built per key and modRevision between reads (a cache, never a source of truth). */
 export class ViewReader {
-  readonly #records = new Map<string, Cached<unknown>>();
+  /** key -> the view object built for it at `modRevision` (objects are shared between views: do not mutate). */
+  #built = new Map<string, { modRevision: number; createRevision: number; value: unknown }>();
   readonly #manifests = new Map<string, { modRevision: number; manifest: DeployManifest }>();
   #catalog: { fingerprint: string; catalog: ManifestCatalog } | undefined;
 
   read(kv: KvReader): DeploymentView {
     const problems: string[] = [];
-    const seen = new Set<string>();
-    const decode = <F extends RecordFamily>(family: F, entry: KvEntry): RecordTypes[F] | undefined => {
-      seen.add(entry.key);
-      const cached = this.#records.get(entry.key);
-      if (cached?.modRevision === entry.modRevision) return cached.value as RecordTypes[F];
+    const previous = this.#built;
+    const built = new Map<string, { modRevision: number; createRevision: number; value: unknown }>();
+    /** The object for `entry`, rebuilt only when the entry changed; undefined (and noted) when it does not decode. */
+    const cached = <T>(entry: KvEntry, build: () => T): T | undefined => {
+      const hit = previous.get(entry.key);
+      if (hit && hit.modRevision === entry.modRevision && hit.createRevision === entry.createRevision) {
+        built.set(entry.key, hit);
+        return hit.value as T;
+      }
       try {
-        const value = decodeValue(family, entry.value, `value of "${entry.key}"`);
-        this.#records.set(entry.key, { modRevision: entry.modRevision, value });
+        const value = build();
+        built.set(entry.key, { modRevision: entry.modRevision, createRevision: entry.createRevision, value });
         return value;
       } catch (e) {
-        this.#records.delete(entry.key);
         problems.push((e as Error).message);
         return undefined;
       }
     };
+    const keyOf = <F extends "target" | "instance" | "endpoint" | "route">(
+      key: string,
+      family: F,
+    ): KeyOf<F> => {
+      const parsed = parseKeyMemo(key);
+      if (parsed.family !== family) throw new Error(`key "${key}" is not a ${family} key`);
+      return parsed as KeyOf<F>;
+    };
+    const record = <F extends RecordFamily>(family: F, entry: KvEntry): RecordTypes[F] =>
+      decodeValueMemo(family, entry.value, `value of "${entry.key}"`);
 
     const view: DeploymentView = {
       revision: kv.revision,
@@ -134,33 +143,36 @@ export class ViewReader {
 
     const leaderEntry = kv.get(LEADER_KEY);
     if (leaderEntry) {
-      const record = decode("leader", leaderEntry);
-      if (record) view.leader = { record, modRevision: leaderEntry.modRevision };
+      const leader = cached(leaderEntry, () => ({
+        record: record("leader", leaderEntry),
+        modRevision: leaderEntry.modRevision,
+      }));
+      if (leader) view.leader = leader;
     }
     for (const entry of kv.range(KEY_PREFIXES.targets)) {
-      const key = parseKeyOrNote(entry.key, "target", problems);
-      const record = key && decode("target", entry);
-      if (key && record) {
+      const target = cached(entry, (): TargetView => {
+        const key = keyOf(entry.key, "target");
         const base = `${key.slice.group}:${key.slice.artifact}`;
-        view.targets.set(base, { key: entry.key, base, record, modRevision: entry.modRevision });
-      }
+        return { key: entry.key, base, record: record("target", entry), modRevision: entry.modRevision };
+      });
+      if (target) view.targets.set(target.base, target);
     }
     for (const entry of kv.range(KEY_PREFIXES.instances)) {
-      const key = parseKeyOrNote(entry.key, "instance", problems);
-      const record = key && decode("instance", entry);
-      if (!key || !record) continue;
-      const coordinates = formatCoordinates(key.artifact);
-      const instance: InstanceView = {
-        key: entry.key,
-        node: key.node,
-        coordinates,
-        base: baseOf(key.artifact),
-        version: key.artifact.version,
-        n: key.n,
-        record,
-        modRevision: entry.modRevision,
-        createRevision: entry.createRevision,
-      };
+      const instance = cached(entry, (): InstanceView => {
+        const key = keyOf(entry.key, "instance");
+        return {
+          key: entry.key,
+          node: key.node,
+          coordinates: formatCoordinates(key.artifact),
+          base: baseOf(key.artifact),
+          version: key.artifact.version,
+          n: key.n,
+          record: record("instance", entry),
+          modRevision: entry.modRevision,
+          createRevision: entry.createRevision,
+        };
+      });
+      if (!instance) continue;
       view.instances.push(instance);
       const list = view.instancesByBase.get(instance.base);
       if (list) list.push(instance);
@@ -168,32 +180,34 @@ export class ViewReader {
     }
     for (const entry of kv.range(KEY_PREFIXES.endpoints)) {
       // Endpoint values carry nothing deployment needs; the key says it all.
-      const key = parseKeyOrNote(entry.key, "endpoint", problems);
-      if (!key) continue;
-      view.endpoints.push({
-        key: entry.key,
-        coordinates: formatCoordinates(key.artifact),
-        base: baseOf(key.artifact),
-        method: key.method,
-        node: key.node,
-        n: key.n,
-        modRevision: entry.modRevision,
+      const endpoint = cached(entry, (): EndpointView => {
+        const key = keyOf(entry.key, "endpoint");
+        return {
+          key: entry.key,
+          coordinates: formatCoordinates(key.artifact),
+          base: baseOf(key.artifact),
+          method: key.method,
+          node: key.node,
+          n: key.n,
+          modRevision: entry.modRevision,
+        };
       });
+      if (endpoint) view.endpoints.push(endpoint);
     }
     for (const entry of kv.range(KEY_PREFIXES.routes)) {
-      const key = parseKeyOrNote(entry.key, "route", problems);
-      const record = key && decode("route", entry);
-      if (key && record) {
-        view.routes.push({
+      const route = cached(entry, (): RouteView => {
+        const key = keyOf(entry.key, "route");
+        return {
           key: entry.key,
           httpMethod: key.method,
           path: key.path,
-          record,
+          record: record("route", entry),
           modRevision: entry.modRevision,
-        });
-      }
+        };
+      });
+      if (route) view.routes.push(route);
     }
-    for (const key of this.#records.keys()) if (!seen.has(key)) this.#records.delete(key);
+    this.#built = built;
     return view;
   }
 
@@ -210,21 +224,6 @@ export class ViewReader {
 }
 
 type KeyOf<F extends string> = Extract<ReturnType<typeof parseKey>, { family: F }>;
-
-function parseKeyOrNote<F extends "target" | "instance" | "endpoint" | "route">(
-  key: string,
-  family: F,
-  problems: string[],
-): KeyOf<F> | undefined {
-  try {
-    const parsed = parseKey(key);
-    if (parsed.family === family) return parsed as KeyOf<F>;
-    problems.push(`key "${key}" is not a ${family} key`);
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
-  return undefined;
-}
 
 /** One cluster member as the local node sees it. */
 export interface MemberStatus {

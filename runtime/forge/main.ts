@@ -12,18 +12,28 @@ const FORGE_DIR = ".forge";
 interface ForgeOptions {
   nodes: number;
   clean: boolean;
+  /** Example application to deploy, or null for an empty cluster. */
+  example: string | null;
 }
 
-const USAGE = `usage: deno task forge [--nodes 1|3|5] [--clean]
+const USAGE = `usage: deno task forge [--nodes 1|3|5] [--clean] [--no-example | --example NAME]
 
-  --nodes   cluster size (default 3)
-  --clean   delete the data of the previous run first (otherwise the cluster resumes where it stopped)`;
+  --nodes       cluster size (default 3)
+  --clean       delete the data of the previous run first (otherwise the cluster resumes where it stopped)
+  --no-example  start an empty cluster
+  --example     the example application to deploy (default: ecommerce, once examples exist)`;
 
 function parseForgeArgs(args: string[]): ForgeOptions {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { nodes: { type: "string" }, clean: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    options: {
+      nodes: { type: "string" },
+      clean: { type: "boolean" },
+      "no-example": { type: "boolean" },
+      example: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
   if (values.help) {
     console.log(USAGE);
@@ -31,7 +41,8 @@ function parseForgeArgs(args: string[]): ForgeOptions {
   }
   const nodes = Number(values.nodes ?? 3);
   if (![1, 3, 5].includes(nodes)) throw new Error(`--nodes: "${values.nodes}" is not 1, 3 or 5`);
-  return { nodes, clean: values.clean ?? false };
+  if (values["no-example"] && values.example) throw new Error("--example and --no-example exclude each other");
+  return { nodes, clean: values.clean ?? false, example: values["no-example"] ? null : values.example ?? null };
 }
 
 /** Preferred ports (7100+i, 8080+i, 8070+i); a busy one is replaced by a free one. */

@@ -362,7 +362,12 @@ Deno.test("schema: malformed records are refused, naming the field", () => {
     ["instance", (v) => v.state = "RUNNING", "state", /state must be one of LOAD, LOADING/],
     ["instance", (v) => v.reason = 42, "reason", /reason must be a string/],
     ["instance", (v) => v.deadline = "soon", "deadline", /deadline must be a time/],
-    ["instance", (v) => v.replaces = { node: "N2", n: 0 }, "replaces.node", /replaces.node must be a node id/],
+    [
+      "instance",
+      (v) => v.replaces = { node: "N2", n: 0 },
+      "replaces.node",
+      /replaces.node must be a node id/,
+    ],
     ["instance", (v) => v.replaces = { node: "n2", n: -1 }, "replaces.n", /replaces.n must be an integer/],
     ["instance", (v) => v.retiring = "yes", "retiring", /retiring must be true or false/],
     ["target", (v) => v.backoff = { failures: 0, retryAt: 1 }, "backoff.failures", /from 1 to/],

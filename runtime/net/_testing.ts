@@ -166,3 +166,26 @@ export async function authMessage(
   });
   return JSON.stringify({ t: "auth", v: 1, id: options.id, to: options.to, nonce: dialerNonce, mac });
 }
+
+// ------------------------------------------------------------------------------------------- socket accounting
+
+/**
+ * How many sockets this process has open, from Linux's /proc/self/fd; undefined where that cannot be read.
+ * The dialer's sockets (npm `ws` over node:net, see _dialer.ts) are invisible to Deno's resource sanitizer,
+ * so tests that must prove a mesh released everything count file descriptors instead.
+ */
+export function openSocketCount(): number | undefined {
+  let count = 0;
+  try {
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`).startsWith("socket:")) count++;
+      } catch {
+        // The descriptor closed while we looked (the directory handle itself, for one).
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return count;
+}

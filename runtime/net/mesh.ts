@@ -25,12 +25,19 @@
  * Liveness: both sides send a heartbeat every heartbeatMs and answer the other's with a pong (that gives RTT);
  * any frame counts as a sign of life; a connection silent for deadAfterMs is closed and the peer reported down.
  * The dialer re-dials with exponential backoff and jitter; the acceptor waits to be dialed.
+ *
+ * Sockets: the acceptor's come from Deno.serve + Deno.upgradeWebSocket. The dialer's come from _dialer.ts
+ * (the npm `ws` client with TCP_NODELAY), because Deno's client WebSocket leaves Nagle's algorithm on and so
+ * delays a message sent shortly after an unanswered one by about 40 ms. A dialed socket can also be dropped
+ * at once (`terminate`), which the mesh does when the peer is dead, stalled or failed the handshake, and in
+ * stop() for a peer that does not answer the closing handshake within one heartbeat interval.
  */
 
 import { AetherError } from "../core/errors.ts";
 import { isNodeId, type NodeId } from "../core/ids.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { CODEC_NAMES, type CodecName, createCodec, type MeshCodec } from "./codec.ts";
+import { dialWebSocket, type MeshSocket } from "./_dialer.ts";
 import {
   buildDataFrame,
   buildEntry,
@@ -74,6 +81,8 @@ export const MESH_DEFAULTS = {
   closeTimeoutMs: 2000,
 } as const;
 
+/** Deno's WebSocket message size limit (accepting side); the dialer's client is given the same. */
+const DENO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Frames are filled with small messages up to this size before a new one starts. */
 const BATCH_TARGET_BYTES = 64 * 1024;
 /** Connections still in their handshake; beyond this new ones get 503 (a cheap guard against floods). */
@@ -196,7 +205,7 @@ class Connection {
   lastPingAt = 0;
   pingSeq = 0;
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: MeshSocket,
     readonly peer: PeerState,
     readonly remote: string,
     public lastRxAt: number,
@@ -204,7 +213,7 @@ class Connection {
 }
 
 interface DialAttempt {
-  ws: WebSocket;
+  ws: MeshSocket;
   done: boolean;
   timer: Timer | undefined;
 }
@@ -267,7 +276,7 @@ export class Mesh {
   readonly #upHandlers = new Set<PeerUpHandler>();
   readonly #downHandlers = new Set<PeerDownHandler>();
   /** Every socket not yet closed (live, handshaking or closing), so stop() can wait for them. */
-  readonly #sockets = new Set<WebSocket>();
+  readonly #sockets = new Set<MeshSocket>();
   readonly #unknownChannelsLogged = new Set<string>();
   /** Handshake crypto in flight; stop() waits for it so nothing outlives the mesh. */
   readonly #cryptoOps = new Set<Promise<unknown>>();
@@ -391,28 +400,41 @@ export class Mesh {
       clearTimeout(peer.reconnectTimer);
       peer.reconnectTimer = undefined;
       if (peer.dialing) this.#abandonDial(peer.dialing, peer);
-      if (peer.conn) this.#lose(peer.conn, "mesh stopping");
+      if (peer.conn) this.#lose(peer.conn, "mesh stopping", "close");
       this.#resolveWaiters(peer, false);
     }
     if (this.#server) await this.#server.shutdown();
     await Promise.allSettled([...this.#cryptoOps]);
-    if (this.#sockets.size > 0) {
-      const allClosed = new Promise<void>((resolve) => this.#socketsClosed = resolve);
-      let timer: Timer | undefined;
-      const timedOut = new Promise<"timeout">((resolve) =>
-        timer = setTimeout(() => resolve("timeout"), this.#closeTimeoutMs)
-      );
-      const outcome = await Promise.race([allClosed, timedOut]);
-      clearTimeout(timer);
-      if (outcome === "timeout") {
-        this.#log.warn("mesh stopped with sockets still closing (their peers do not answer)", {
-          self: this.self,
-          sockets: this.#sockets.size,
-        });
-      }
+    const deadline = performance.now() + this.#closeTimeoutMs;
+    // A live peer answers the closing handshake within milliseconds. One that has not within a heartbeat
+    // interval is frozen or cut off: drop its socket rather than wait for TCP to give up. (Sockets the server
+    // accepted were already force-closed by shutdown(); only dialed ones can be left.)
+    let closed = await this.#socketsClosedWithin(Math.min(this.#closeTimeoutMs, this.#heartbeatMs));
+    if (!closed) {
+      for (const ws of this.#sockets) dropSocket(ws);
+      closed = await this.#socketsClosedWithin(deadline - performance.now());
+    }
+    if (!closed) {
+      this.#log.warn("mesh stopped with sockets still closing (their peers do not answer)", {
+        self: this.self,
+        sockets: this.#sockets.size,
+      });
     }
     this.#state = "stopped";
     if (wasRunning) this.#log.info("mesh stopped", { self: this.self });
+  }
+
+  /** Resolves true once every tracked socket has closed, false if that takes longer than timeoutMs. */
+  async #socketsClosedWithin(timeoutMs: number): Promise<boolean> {
+    if (this.#sockets.size === 0) return true;
+    if (timeoutMs <= 0) return false;
+    const allClosed = new Promise<boolean>((resolve) => this.#socketsClosed = () => resolve(true));
+    let timer: Timer | undefined;
+    const timedOut = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), timeoutMs));
+    const outcome = await Promise.race([allClosed, timedOut]);
+    clearTimeout(timer);
+    this.#socketsClosed = undefined;
+    return outcome;
   }
 
   /** The bound cluster port (after start). */
@@ -671,9 +693,13 @@ export class Mesh {
     if (this.#state !== "running" || peer.conn || peer.dialing || peer.port === 0) return;
     peer.reconnectTimer = undefined;
     const address = `${peer.host}:${peer.port}`;
-    let ws: WebSocket;
+    let ws: MeshSocket;
     try {
-      ws = new WebSocket(`ws://${urlHost(peer.host)}:${peer.port}${MESH_PATH}`);
+      ws = dialWebSocket(`ws://${urlHost(peer.host)}:${peer.port}${MESH_PATH}`, {
+        // Oversized frames up to Deno's own 64 MiB limit are counted and dropped (see #onFrame), as on the
+        // accepting side; only beyond that does the client close the connection.
+        maxMessageBytes: Math.max(DENO_MAX_MESSAGE_BYTES, 2 * this.#maxFrameBytes),
+      });
     } catch (e) {
       this.#dialFailed(peer, `cannot dial ${address}: ${errorText(e)}`);
       return;
@@ -763,7 +789,8 @@ export class Mesh {
     attempt.done = true;
     clearTimeout(attempt.timer);
     if (peer.dialing === attempt) peer.dialing = undefined;
-    closeQuietly(attempt.ws);
+    // A peer that failed or stalled the handshake is not owed a closing handshake.
+    dropSocket(attempt.ws);
   }
 
   #dialFailed(peer: PeerState, reason: string): void {
@@ -903,7 +930,7 @@ export class Mesh {
 
   // ------------------------------------------------------------------------------------------- live connections
 
-  #promote(peer: PeerState, ws: WebSocket, remote: string, held: unknown[]): void {
+  #promote(peer: PeerState, ws: MeshSocket, remote: string, held: unknown[]): void {
     if (this.#state !== "running") {
       closeQuietly(ws);
       return;
@@ -914,7 +941,7 @@ export class Mesh {
         peer: peer.id,
         remote,
       });
-      this.#lose(peer.conn, "replaced by a newer connection from the same peer");
+      this.#lose(peer.conn, "replaced by a newer connection from the same peer", "close");
     }
     const now = performance.now();
     const conn = new Connection(ws, peer, remote, now);
@@ -945,11 +972,16 @@ export class Mesh {
     }
   }
 
-  /** Takes a connection out of service: closes it, drops its queue, reports the peer down, re-dials. */
-  #lose(conn: Connection, reason: string): void {
+  /**
+   * Takes a connection out of service: closes it, drops its queue, reports the peer down, re-dials. `close`
+   * starts the closing handshake (the peer is alive); `drop` ends a dialed socket at once, for a peer that is
+   * dead, stalled or already gone, which would leave a closing handshake hanging until TCP gives up.
+   */
+  #lose(conn: Connection, reason: string, ending: "close" | "drop" = "drop"): void {
     if (conn.closed) return;
     conn.closed = true;
-    closeQuietly(conn.ws);
+    if (ending === "close") closeQuietly(conn.ws);
+    else dropSocket(conn.ws);
     const peer = conn.peer;
     if (peer.conn !== conn) return;
     peer.conn = undefined;
@@ -1153,7 +1185,7 @@ export class Mesh {
     return operation;
   }
 
-  #track(ws: WebSocket): void {
+  #track(ws: MeshSocket): void {
     this.#sockets.add(ws);
     ws.addEventListener("close", () => {
       // Deno can fire close twice for a server-side socket; the Set makes that harmless.
@@ -1165,12 +1197,18 @@ export class Mesh {
 
 // ------------------------------------------------------------------------------------------------------ helpers
 
-function closeQuietly(ws: WebSocket, code?: number): void {
+function closeQuietly(ws: MeshSocket, code?: number): void {
   try {
     if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(code);
   } catch {
     // Already closing: nothing to do.
   }
+}
+
+/** Ends a dialed socket without the closing handshake; other sockets get a normal close. */
+function dropSocket(ws: MeshSocket): void {
+  if (!ws.terminate) return closeQuietly(ws);
+  if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
 }
 
 function urlHost(host: string): string {

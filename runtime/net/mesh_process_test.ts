@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { Mesh } from "./mesh.ts";
-import { hex, recordingLogger, SECRET, waitFor } from "./_testing.ts";
+import { hex, openSocketCount, recordingLogger, SECRET, waitFor } from "./_testing.ts";
+import { DIALER_ENV_VARS } from "./_dialer.ts";
 import { type DenoChild, spawnDenoChild } from "../../tests/_support/child.ts";
 
 const options = { sanitizeOps: true, sanitizeResources: true };
@@ -14,7 +15,18 @@ const memberScript = new URL("../../tests/_support/mesh_member.ts", import.meta.
 
 function spawnMember(id: string, peers: string): DenoChild {
   return spawnDenoChild(
-    ["run", "--allow-net=127.0.0.1", memberScript, "--id", id, "--peers", peers, "--secret-hex", hex(SECRET)],
+    [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-env=${DIALER_ENV_VARS.join(",")}`,
+      memberScript,
+      "--id",
+      id,
+      "--peers",
+      peers,
+      "--secret-hex",
+      hex(SECRET),
+    ],
     { cwd: root },
   );
 }
@@ -52,6 +64,13 @@ async function assertEcho(
   assert.deepEqual(local.echoes.find((e) => (e as { tag: string }).tag === tag), message);
 }
 
+/** After stop(): the process holds no more sockets than before the mesh started (skipped without /proc). */
+function assertSocketsReleased(before: number | undefined): void {
+  const after = openSocketCount();
+  if (before === undefined || after === undefined) return;
+  assert.equal(after, before, `${after - before} socket(s) still open after stop()`);
+}
+
 function downAfter(
   events: { at: number; what: string }[],
   since: number,
@@ -60,6 +79,7 @@ function downAfter(
 }
 
 Deno.test("a SIGKILLed member is reported down at once and up again after its restart", options, async () => {
+  const socketsBefore = openSocketCount();
   const local = await localMember("n1", [{ id: "n1", port: 0 }, { id: "n2", port: 0 }]);
   const peers = `n1@127.0.0.1:${local.mesh.port},n2@127.0.0.1:0`;
   let child = spawnMember("n2", peers);
@@ -88,12 +108,14 @@ Deno.test("a SIGKILLed member is reported down at once and up again after its re
     await child.stop();
     await local.mesh.stop();
   }
+  assertSocketsReleased(socketsBefore);
 });
 
 Deno.test(
   "a SIGSTOPped member is declared down by heartbeat within about a second, up after SIGCONT",
   options,
   async () => {
+    const socketsBefore = openSocketCount();
     const local = await localMember("n1", [{ id: "n1", port: 0 }, { id: "n2", port: 0 }]);
     const child = spawnMember("n2", `n1@127.0.0.1:${local.mesh.port},n2@127.0.0.1:0`);
     try {
@@ -125,6 +147,34 @@ Deno.test(
       await child.stop();
       await local.mesh.stop();
     }
+    assertSocketsReleased(socketsBefore);
+  },
+);
+
+Deno.test(
+  "stop() drops the connection to a frozen member without waiting closeTimeoutMs, and releases every socket",
+  options,
+  async () => {
+    const socketsBefore = openSocketCount();
+    const local = await localMember("n1", [{ id: "n1", port: 0 }, { id: "n2", port: 0 }]);
+    const child = spawnMember("n2", `n1@127.0.0.1:${local.mesh.port},n2@127.0.0.1:0`);
+    try {
+      local.mesh.setPeerAddress("n2", "127.0.0.1", await readyPort(child));
+      await waitFor(() => local.mesh.isConnected("n2"), "n2 up");
+      await assertEcho(local, "n2", "before");
+      // Frozen, and stop() comes before the heartbeat notices: the closing handshake can get no answer.
+      child.kill("SIGSTOP");
+      const stoppingAt = performance.now();
+      await local.mesh.stop(); // closeTimeoutMs is the default 2000 ms, heartbeatMs 200 ms
+      const stopMs = performance.now() - stoppingAt;
+      console.log(`stop() with a frozen peer took ${stopMs.toFixed(0)} ms`);
+      assert.ok(stopMs < 1000, `stop() took ${stopMs} ms`);
+      assert.deepEqual(local.events.map((e) => e.what), ["up n2", "down n2: mesh stopping"]);
+    } finally {
+      await child.stop();
+      await local.mesh.stop();
+    }
+    assertSocketsReleased(socketsBefore);
   },
 );
 
@@ -133,6 +183,7 @@ Deno.test(
   options,
   async () => {
     // Here the child has the lower id, so it dials this process.
+    const socketsBefore = openSocketCount();
     const local = await localMember("n2", [{ id: "n1", port: 0 }, { id: "n2", port: 0 }]);
     const peers = `n1@127.0.0.1:0,n2@127.0.0.1:${local.mesh.port}`;
     let child = spawnMember("n1", peers);
@@ -153,5 +204,6 @@ Deno.test(
       await child.stop();
       await local.mesh.stop();
     }
+    assertSocketsReleased(socketsBefore);
   },
 );

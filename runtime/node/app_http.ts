@@ -9,7 +9,7 @@ export interface AppServerOptions {
   hostname: string;
   port: number;
   log: Logger;
-  handler?: (request: Request) => Response | Promise<Response>;
+  handler?: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response>;
 }
 
 function noRoute(request: Request): Response {

@@ -18,6 +18,8 @@ import type { NodeFlags } from "./flags.ts";
 import { CONSENSUS_CHANNEL, Replica } from "./replica.ts";
 import { electionProposal, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 import { createAppServer } from "./app_http.ts";
+import { type Feature, Listeners, type NodeContext } from "./context.ts";
+import { FEATURES } from "./features.ts";
 
 export const LEADER_KEY = "leader";
 const TICK_MS = 20;
@@ -46,6 +48,9 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     keys: initialState.size,
   });
   const hub = new WatchHub({ revision: initialState.revision });
+  const eventListeners = new Listeners<[readonly KvEvent[]]>(log, "kv event");
+  const resetListeners = new Listeners<[]>(log, "state reset");
+  const leadershipListeners = new Listeners<[boolean]>(log, "leadership");
   const mesh = new Mesh({
     self: flags.id,
     peers: flags.peers,
@@ -71,8 +76,14 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     maxSyncResponseBytes: 4 * 1024 * 1024,
     defaultWriteTimeoutMs: WRITE_TIMEOUT_MS,
     maxQueuedBytes: 64 * 1024 * 1024,
-    onEvents: (events: KvEvent[]) => hub.publish(events),
-    onSnapshotInstalled: (state) => hub.reset(state.revision),
+    onEvents: (events: KvEvent[]) => {
+      hub.publish(events);
+      eventListeners.emit(events);
+    },
+    onSnapshotInstalled: (state) => {
+      hub.reset(state.revision);
+      resetListeners.emit();
+    },
   });
 
   const lastConnectedAt = new Map<string, number>();
@@ -90,6 +101,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   const ticker = setInterval(() => replica.tick(), TICK_MS);
 
   const leader = () => parseLeaderRecord(replica.state.get(LEADER_KEY)?.value);
+  const isLeader = () => replica.ready && replica.quorum && leader()?.nodeId === flags.id;
   const elections = startElections({
     flags,
     members,
@@ -99,10 +111,33 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     startedAt,
     log,
     leader,
+    isLeader,
+    onLeadership: (leading) => leadershipListeners.emit(leading),
   });
 
   const kv = kvAccess(replica, hub);
   let ports = { cluster: mesh.port, api: 0, http: 0 };
+  const ctx: NodeContext = {
+    self: flags.id,
+    members,
+    dataDir: flags.dataDir,
+    log,
+    clock: systemClock,
+    mesh,
+    kv,
+    state: () => replica.state,
+    watches: hub,
+    onEvents: (listener) => eventListeners.add(listener),
+    onReset: (listener) => resetListeners.add(listener),
+    ready: () => replica.ready,
+    quorum: () => replica.quorum,
+    leader,
+    isLeader,
+    onLeadership: (listener) => leadershipListeners.add(listener),
+    ports: () => ports,
+  };
+  const features: Feature[] = [];
+  for (const factory of FEATURES) features.push(await factory(ctx));
   const status = (): NodeStatusView => ({
     nodeId: flags.id,
     ready: replica.ready,
@@ -113,14 +148,20 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     phase: replica.phase,
     uptimeMs: systemClock.now() - startedAt,
     ports,
+    features: Object.fromEntries(features.filter((f) => f.status).map((f) => [f.name, f.status!()])),
   });
   const deps: ApiDeps = { status, kv, log: log.with({ component: "api" }) };
-  const api = createApiApp(deps);
+  const api = createApiApp(deps, features.flatMap((f) => (f.api ? [f.api] : [])));
   const apiServer = Deno.serve(
     { hostname: flags.host, port: flags.apiPort, onListen: () => {} },
     api.fetch,
   );
-  const appServer = createAppServer({ hostname: flags.host, port: flags.httpPort, log });
+  const appServer = createAppServer({
+    hostname: flags.host,
+    port: flags.httpPort,
+    log,
+    handler: features.find((f) => f.app)?.app,
+  });
   ports = { cluster: mesh.port, api: apiServer.addr.port, http: appServer.addr.port };
   log.info("node started", { ...ports, members: members.join(",") });
 
@@ -129,6 +170,11 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     async stop() {
       clearInterval(ticker);
       elections.stop();
+      for (const feature of [...features].reverse()) {
+        await feature.stop?.().catch((e) =>
+          log.error("feature stop failed", { feature: feature.name, error: e })
+        );
+      }
       hub.close();
       await Promise.all([shutdown(apiServer), shutdown(appServer)]);
       await mesh.stop();
@@ -178,17 +224,25 @@ interface ElectionContext {
   startedAt: number;
   log: Logger;
   leader(): LeaderRecord | null;
+  isLeader(): boolean;
+  onLeadership(leading: boolean): void;
 }
 
 /** Proposes leader records through consensus when the pure rule says so; one attempt at a time. */
 function startElections(ctx: ElectionContext): { stop(): void } {
   let attempt: Promise<void> | null = null;
   let lastLeader: string | null = ctx.leader()?.nodeId ?? null;
+  let leading = false;
   const check = () => {
     const current = ctx.leader();
     if ((current?.nodeId ?? null) !== lastLeader) {
       lastLeader = current?.nodeId ?? null;
       ctx.log.info("leader changed", { leader: lastLeader, view: current?.view });
+    }
+    if (ctx.isLeader() !== leading) {
+      leading = !leading;
+      ctx.log.info(leading ? "leading the cluster" : "no longer leading");
+      ctx.onLeadership(leading);
     }
     if (attempt) return;
     const proposal = electionProposal({

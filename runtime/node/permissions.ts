@@ -37,7 +37,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     `--allow-read=${readable.join(",")}`,
     `--allow-write=${dataDir}`,
     "--allow-sys=loadavg,systemMemoryInfo,osUptime,hostname",
-    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME",
+    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
   ];
 }
 

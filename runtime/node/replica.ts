@@ -72,6 +72,10 @@ export class Replica {
   #state: KvState;
   readonly #batcher: Batcher<KvCommand, KvResult>;
   #ready = false;
+  /** Storage writes of engine calls not yet committed, and what waits for that commit. */
+  #step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] } = { decisions: [] };
+  #afterCommit: (() => void)[] = [];
+  #flushScheduled = false;
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
@@ -187,68 +191,86 @@ export class Replica {
     return this.#o.clock.now();
   }
 
-  /** Carries out one engine call's effects in the order the contract requires. */
+  /**
+   * Carries out one engine call's effects. State changes apply at once; storage writes join the pending
+   * transaction, and everything that must wait for durability (messages, acknowledgements, watch events) waits
+   * for its commit. Engine calls made in the same event-loop turn (several messages in one frame, messages from
+   * several peers) share one transaction: one fsync instead of one per message (group commit).
+   */
   #run(effects: Effect<KvCommand>[]): void {
     if (effects.length === 0) return;
-    const step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] } = { decisions: [] };
-    const afterCommit: (() => void)[] = [];
-    let ownDecided = false;
     for (const effect of effects) {
       switch (effect.type) {
         case "persist":
-          step.record = effect.record;
+          this.#step.record = effect.record;
           break;
-        case "decide": {
-          step.decisions.push({ phase: effect.phase, batch: effect.batch });
-          const outcome = effect.batch ? this.#state.applyBatch(effect.batch as Batch<KvCommand>) : null;
-          if (outcome && outcome.events.length > 0) {
-            const events = outcome.events;
-            afterCommit.push(() => this.#o.onEvents(events));
-          }
-          if (effect.batch && effect.batch.submitter === this.#o.self) {
-            const batchId = effect.batch.id;
-            const results = outcome?.results ?? null;
-            afterCommit.push(() => this.#batcher.onDecided(batchId, results));
-            ownDecided = true;
-          }
+        case "decide":
+          this.#applyDecision(effect.phase, effect.batch as Batch<KvCommand> | null);
           break;
-        }
         case "installSnapshot":
-          this.#commit(step);
+          this.#commit();
           this.#o.storage.commit({ installSnapshot: effect.snapshot });
           this.#state = KvState.fromSnapshot(effect.snapshot.data, {
             maxValueBytes: this.#state.maxValueBytes,
           });
-          afterCommit.push(((state) => () => this.#o.onSnapshotInstalled(state))(this.#state));
+          this.#afterCommit.push(((state) => () => this.#o.onSnapshotInstalled(state))(this.#state));
           break;
         case "send":
-          afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
+          this.#afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
           break;
         case "broadcast":
-          afterCommit.push(() => this.#o.transport.broadcast(CONSENSUS_CHANNEL, effect.msg));
+          this.#afterCommit.push(() => this.#o.transport.broadcast(CONSENSUS_CHANNEL, effect.msg));
           break;
         case "serveSync":
-          afterCommit.push(() => this.#serveSync(effect.to, effect.request.fromPhase, effect.request.nonce));
+          this.#afterCommit.push(() =>
+            this.#serveSync(effect.to, effect.request.fromPhase, effect.request.nonce)
+          );
           break;
         case "dropped":
-          afterCommit.push(() => this.#batcher.onDropped(effect.batchIds));
+          this.#afterCommit.push(() => this.#batcher.onDropped(effect.batchIds));
           break;
         case "status":
-          afterCommit.push(() => this.#setReady(effect.status === "active"));
+          this.#afterCommit.push(() => this.#setReady(effect.status === "active"));
           break;
       }
     }
-    this.#commit(step);
-    for (const action of afterCommit) action();
-    this.#maybeSnapshot();
-    if (ownDecided) this.#pump();
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
   }
 
-  #commit(step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] }): void {
+  #applyDecision(phase: number, batch: Batch<KvCommand> | null): void {
+    this.#step.decisions.push({ phase, batch });
+    const outcome = batch ? this.#state.applyBatch(batch) : null;
+    if (outcome && outcome.events.length > 0) {
+      const events = outcome.events;
+      this.#afterCommit.push(() => this.#o.onEvents(events));
+    }
+    if (batch && batch.submitter === this.#o.self) {
+      const results = outcome?.results ?? null;
+      this.#afterCommit.push(() => {
+        this.#batcher.onDecided(batch.id, results);
+        this.#pump();
+      });
+    }
+  }
+
+  /** Commits the pending transaction, then does what waited for it. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    this.#commit();
+    const actions = this.#afterCommit;
+    this.#afterCommit = [];
+    for (const action of actions) action();
+    this.#maybeSnapshot();
+  }
+
+  #commit(): void {
+    const step = this.#step;
     if (!step.record && step.decisions.length === 0) return;
     this.#o.storage.commit({ record: step.record, decisions: step.decisions });
-    step.record = undefined;
-    step.decisions = [];
+    this.#step = { decisions: [] };
   }
 
   #serveSync(to: NodeId, fromPhase: number, nonce: number): void {

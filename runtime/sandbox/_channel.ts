@@ -9,10 +9,14 @@ export interface ChannelEvents {
   message(message: RuntimeMessage): void;
   /** The sandbox ended on its own (crash, memory limit, exit, garbage on the wire). Called at most once. */
   ended(kind: FailureKind, message: string): void;
+  /** A message sent earlier could not be serialized (batched channels find out after `send` returned). */
+  undeliverable(message: HostMessage, error: Error): void;
 }
 
 export interface SandboxChannel {
-  /** Throws when the message cannot be serialized. */
+  /** The sandbox's process id (process isolation only). */
+  readonly pid?: number;
+  /** May throw when the message cannot be serialized, or report it later through `undeliverable`. */
   send(message: HostMessage): void;
   /** Ends the sandbox at once; resolves when its worker or process and every stream are released. */
   close(): Promise<void>;

@@ -14,7 +14,8 @@ const CHILD_MAIN = new URL("./_child_main.ts", import.meta.url);
 /** What the watchdog writes to stderr when the RSS passes the limit (followed by the RSS in bytes). */
 export const MEMORY_MARKER = "@@aether-memory-limit ";
 const WATCHDOG_INTERVAL_MS = 10;
-const MAX_LINE_CHARS = 256 * 1024 * 1024;
+/** The largest message a sandbox may send (a call's result, a log line); more fails the instance. */
+export const MAX_MESSAGE_CHARS = 64 * 1024 * 1024;
 const STDERR_TAIL_CHARS = 4096;
 /** Passed into the child when the node can read them, so Deno finds its module cache. */
 const PASSED_ENV = ["DENO_DIR", "HOME", "XDG_CACHE_HOME", "NO_COLOR"];
@@ -23,6 +24,102 @@ export interface ProcessChannelOptions {
   name: string;
   grant: PermissionGrant;
   memoryLimitMb: number;
+  /** Where to take an already started child from; without one a child is spawned. */
+  pool?: ProcessPool;
+}
+
+/** A started sandbox child that has not been given a slice yet. */
+export interface SpawnedChild {
+  readonly child: Deno.ChildProcess;
+  /** Set when the process has ended. */
+  exited: boolean;
+}
+
+export function spawnChild(grant: PermissionGrant, memoryLimitMb: number): SpawnedChild {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: childArgs(grant, memoryLimitMb),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    clearEnv: true,
+    env: childEnv(grant),
+  }).spawn();
+  const spawned: SpawnedChild = { child, exited: false };
+  child.status.then(() => {
+    spawned.exited = true;
+  });
+  return spawned;
+}
+
+/** Kills a child nobody reads from yet and releases its streams. */
+export async function discard(spawned: SpawnedChild): Promise<void> {
+  try {
+    spawned.child.kill("SIGKILL");
+  } catch {
+    // Already gone.
+  }
+  await spawned.child.status;
+  await Promise.all([
+    spawned.child.stdout.cancel().catch(() => {}),
+    spawned.child.stderr.cancel().catch(() => {}),
+    spawned.child.stdin.close().catch(() => {}),
+  ]);
+}
+
+/**
+ * Keeps one started child per recently used grant (and memory limit), so that loading an instance does not
+ * wait for a Deno process to boot: the next instance with the same grant takes the warm child and a new one
+ * is started behind it. A warm child has loaded nothing and is identical to a fresh one.
+ */
+export class ProcessPool {
+  readonly #warm = new Map<string, SpawnedChild>();
+  readonly #discarding = new Set<Promise<void>>();
+  readonly #maxKinds: number;
+  #closed = false;
+
+  /** `maxKinds`: how many different grants keep a warm child (the oldest is dropped). */
+  constructor(maxKinds = 4) {
+    this.#maxKinds = maxKinds;
+  }
+
+  /** A started child for this grant: a warm one if there is one, else a new one. Starts its successor. */
+  take(grant: PermissionGrant, memoryLimitMb: number): SpawnedChild {
+    const key = JSON.stringify([grant.net, grant.env, memoryLimitMb]);
+    let spawned = this.#warm.get(key);
+    this.#warm.delete(key);
+    if (spawned?.exited) {
+      this.#discard(spawned);
+      spawned = undefined;
+    }
+    spawned ??= spawnChild(grant, memoryLimitMb);
+    if (!this.#closed) {
+      while (this.#warm.size >= this.#maxKinds) {
+        const [oldest, child] = this.#warm.entries().next().value!;
+        this.#warm.delete(oldest);
+        this.#discard(child);
+      }
+      this.#warm.set(key, spawnChild(grant, memoryLimitMb));
+    }
+    return spawned;
+  }
+
+  /** Process ids of the warm children waiting. */
+  warmPids(): number[] {
+    return [...this.#warm.values()].map((s) => s.child.pid);
+  }
+
+  #discard(spawned: SpawnedChild): void {
+    const done = discard(spawned).finally(() => this.#discarding.delete(done));
+    this.#discarding.add(done);
+  }
+
+  /** Ends every warm child. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const spawned of this.#warm.values()) this.#discard(spawned);
+    this.#warm.clear();
+    await Promise.all([...this.#discarding]);
+  }
 }
 
 /** The command line (after the deno executable) of a sandbox child. */
@@ -68,7 +165,9 @@ function describeExit(status: Deno.CommandStatus, stderrTail: string, memoryLimi
     };
   }
   const how = status.signal ? `signal ${status.signal}` : `code ${status.code}`;
-  const last = stderrTail.trim().split("\n").filter((l) => !l.startsWith(MEMORY_MARKER)).slice(-3).join(" | ");
+  const last = stderrTail.trim().split("\n").filter((l) => !l.startsWith(MEMORY_MARKER)).slice(-3).join(
+    " | ",
+  );
   return {
     kind: "crash" as FailureKind,
     message: `the sandbox process exited unexpectedly (${how})${last ? `: ${last.slice(0, 400)}` : ""}`,
@@ -77,18 +176,12 @@ function describeExit(status: Deno.CommandStatus, stderrTail: string, memoryLimi
 
 export function openProcessChannel(options: ProcessChannelOptions, events: ChannelEvents): SandboxChannel {
   const { grant, memoryLimitMb } = options;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: childArgs(grant, memoryLimitMb),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    clearEnv: true,
-    env: childEnv(grant),
-  }).spawn();
+  const spawned = options.pool?.take(grant, memoryLimitMb) ?? spawnChild(grant, memoryLimitMb);
+  const child = spawned.child;
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
   let open = true;
-  let exited = false;
+  let exited = spawned.exited;
   let memoryRssBytes = 0;
   let stderrTail = "";
   let protocolError: string | undefined;
@@ -121,11 +214,20 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
           kill();
           continue;
         }
-        if (open && protocolError === undefined) events.message(message);
+        if (open && protocolError === undefined) {
+          try {
+            events.message(message);
+          } catch (e) {
+            protocolError ??= `a message from the sandbox could not be handled: ${(e as Error).message}`;
+            kill();
+          }
+        }
       }
       buffer = buffer.slice(start);
-      if (buffer.length > MAX_LINE_CHARS) {
-        protocolError ??= "the sandbox wrote more than 256 MiB without a line break";
+      if (buffer.length > MAX_MESSAGE_CHARS) {
+        protocolError ??= `the sandbox sent a message larger than ${
+          MAX_MESSAGE_CHARS / 2 ** 20
+        } Mi characters`;
         kill();
         buffer = "";
       }
@@ -144,7 +246,9 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
     }
   })();
 
-  const finished = Promise.all([child.status, stdoutDone, stderrDone]).then(([status]) => {
+  // The pumps end when the child's streams close; a read error there is the child going away.
+  const pumped = (p: Promise<void>) => p.catch(() => {});
+  const finished = Promise.all([child.status, pumped(stdoutDone), pumped(stderrDone)]).then(([status]) => {
     exited = true;
     if (!open) return;
     open = false;
@@ -159,16 +263,21 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
     const { kind, message } = describeExit(status, stderrTail, memoryLimitMb);
     events.ended(kind, message);
   });
-  child.status.then(() => exited = true);
+  child.status.then(() => {
+    exited = true;
+  });
 
   let queue: string[] = [];
   const flush = () => {
     const text = queue.join("");
     queue = [];
-    if (!exited) writer.write(encoder.encode(text)).catch(() => {/* the child is gone; `finished` reports it */});
+    if (!exited) {
+      writer.write(encoder.encode(text)).catch(() => {/* the child is gone; `finished` reports it */});
+    }
   };
 
   return {
+    pid: child.pid,
     send(message: HostMessage) {
       if (!open) return;
       const wire = message.t === "load" && message.bundle instanceof Uint8Array

@@ -1,7 +1,7 @@
 /** Helpers for the sandbox tests: fixtures built once per test process, and counters for leaked sandboxes. */
 
 import { fileURLToPath } from "node:url";
-import { type BuiltSlice, buildSlice } from "./build.ts";
+import { buildSlice, type BuiltSlice } from "./build.ts";
 import type { IsolationMode } from "./policy.ts";
 
 export const MODES: readonly IsolationMode[] = ["worker", "process"];
@@ -21,7 +21,19 @@ export function fixture(name: FixtureName): Promise<BuiltSlice> {
   return result;
 }
 
-/** Worker threads alive in this process (Deno names them `worker-N`). */
+/** Is process `pid` still alive (not yet reaped)? */
+export function processAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Worker threads alive in this process. Process-wide: `deno test --parallel` runs other test modules in this
+ * process too, so only tests that run alone (tests/integration) can count on it. (Deno names them `worker-N`). */
 export function workerThreads(): number {
   let count = 0;
   for (const task of Deno.readDirSync("/proc/self/task")) {
@@ -34,7 +46,7 @@ export function workerThreads(): number {
   return count;
 }
 
-/** Child processes of this process. */
+/** Child processes of this process (process-wide, like `workerThreads`). */
 export function childProcesses(): number[] {
   const children: number[] = [];
   for (const task of Deno.readDirSync("/proc/self/task")) {
@@ -52,7 +64,12 @@ export function childProcesses(): number[] {
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > until) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what} (${workerThreads()} worker threads, ` +
+          `children ${childProcesses().join(",") || "none"})`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -7,11 +7,15 @@
 
 import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, workerPermissions } from "./policy.ts";
-import type { RuntimeMessage } from "../../slices/protocol.ts";
+import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
 
-export function openWorkerChannel(name: string, grant: PermissionGrant, events: ChannelEvents): SandboxChannel {
+export function openWorkerChannel(
+  name: string,
+  grant: PermissionGrant,
+  events: ChannelEvents,
+): SandboxChannel {
   const worker = new Worker(WORKER_MAIN, {
     type: "module",
     name,
@@ -24,8 +28,10 @@ export function openWorkerChannel(name: string, grant: PermissionGrant, events: 
     worker.terminate();
     events.ended(kind, message);
   };
-  worker.onmessage = (event: MessageEvent<RuntimeMessage>) => {
-    if (open) events.message(event.data);
+  worker.onmessage = (event: MessageEvent<RuntimeMessage | RuntimeMessage[]>) => {
+    if (!open) return;
+    if (!Array.isArray(event.data)) return events.message(event.data);
+    for (const message of event.data) if (open) events.message(message);
   };
   worker.onerror = (event: ErrorEvent) => {
     // Unhandled, a Worker error propagates to the node's global scope and ends the process.
@@ -33,9 +39,29 @@ export function openWorkerChannel(name: string, grant: PermissionGrant, events: 
     end("crash", `the worker crashed: ${event.message}`);
   };
   worker.onmessageerror = () => end("protocol", "the worker sent a message that could not be deserialized");
+  // Messages sent in one task travel as one batch: a postMessage costs far more than its contents.
+  let queue: HostMessage[] = [];
+  const flush = () => {
+    const batch = queue;
+    queue = [];
+    if (!open) return;
+    try {
+      worker.postMessage(batch.length === 1 ? batch[0] : batch);
+    } catch {
+      for (const message of batch) {
+        try {
+          worker.postMessage(message);
+        } catch (e) {
+          events.undeliverable(message, e as Error);
+        }
+      }
+    }
+  };
   return {
     send(message) {
-      if (open) worker.postMessage(message);
+      if (!open) return;
+      if (queue.length === 0) queueMicrotask(flush);
+      queue.push(message);
     },
     close() {
       open = false;

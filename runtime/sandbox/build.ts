@@ -13,7 +13,12 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { AetherError } from "../core/errors.ts";
 import { parseCoordinates, parseVersion } from "../core/artifact.ts";
-import { manifestFromDescription, sha256Hex, type SliceManifest, validateManifest } from "../../slices/manifest.ts";
+import {
+  manifestFromDescription,
+  sha256Hex,
+  type SliceManifest,
+  validateManifest,
+} from "../../slices/manifest.ts";
 import type { RuntimeMessage, SliceDescription } from "../../slices/protocol.ts";
 import type { SandboxChannel } from "./_channel.ts";
 import { openProcessChannel } from "./_process_channel.ts";
@@ -43,7 +48,10 @@ export interface BuiltSlice {
 const NO_PERMISSIONS: PermissionGrant = Object.freeze({ net: [], env: [], denied: [] });
 
 /** Bundles `entryPath` and everything it imports (the SDK included) into one ES module. */
-export async function bundleSlice(entryPath: string, options: Pick<BuildOptions, "configPath" | "check"> = {}) {
+export async function bundleSlice(
+  entryPath: string,
+  options: Pick<BuildOptions, "configPath" | "check"> = {},
+) {
   const entry = resolve(entryPath);
   try {
     await Deno.stat(entry);
@@ -66,7 +74,9 @@ export async function bundleSlice(entryPath: string, options: Pick<BuildOptions,
     const stderr = new TextDecoder().decode(output.stderr).replace(/Stack backtrace:[\s\S]*$/, "").trim();
     throw new AetherError("bad_request", `slice build: bundling ${entry} failed: ${stderr}`);
   }
-  if (output.stdout.length === 0) throw new AetherError("bad_request", `slice build: bundling ${entry} gave nothing`);
+  if (output.stdout.length === 0) {
+    throw new AetherError("bad_request", `slice build: bundling ${entry} gave nothing`);
+  }
   return output.stdout;
 }
 
@@ -102,11 +112,21 @@ export function describeBundle(
             ),
           });
         } else if (message.t === "exit") {
-          finish({ error: new AetherError("bad_request", `the bundle called Deno.exit(${message.code}) while loading`) });
+          finish({
+            error: new AetherError(
+              "bad_request",
+              `the bundle called Deno.exit(${message.code}) while loading`,
+            ),
+          });
         }
       },
       ended(_kind: string, message: string) {
         finish({ error: new AetherError("bad_request", `the bundle could not be loaded: ${message}`) });
+      },
+      undeliverable(_message: unknown, error: Error) {
+        finish({
+          error: new AetherError("internal", `the bundle could not be sent to the sandbox: ${error.message}`),
+        });
       },
     };
     try {
@@ -123,7 +143,10 @@ export function describeBundle(
 /** Bundles a slice and derives its manifest. */
 export async function buildSlice(entryPath: string, options: BuildOptions = {}): Promise<BuiltSlice> {
   const bundle = await bundleSlice(entryPath, options);
-  const description = await describeBundle(bundle, { mode: options.mode, timeoutMs: options.describeTimeoutMs });
+  const description = await describeBundle(bundle, {
+    mode: options.mode,
+    timeoutMs: options.describeTimeoutMs,
+  });
   let coordinates = description.coordinates;
   if (options.version !== undefined) {
     const c = parseCoordinates(coordinates, "slice coordinates");
@@ -164,14 +187,20 @@ export async function readBuiltSlice(manifestPath: string, bundlePath?: string):
   try {
     json = JSON.parse(await Deno.readTextFile(manifestPath));
   } catch (e) {
-    throw new AetherError("bad_request", `${basename(manifestPath)}: not a readable JSON manifest: ${(e as Error).message}`);
+    throw new AetherError(
+      "bad_request",
+      `${basename(manifestPath)}: not a readable JSON manifest: ${(e as Error).message}`,
+    );
   }
   const manifest = validateManifest(json);
   const path = bundlePath ?? join(dirname(manifestPath), builtSliceFileNames(manifest).bundle);
   const bundle = await Deno.readFile(path);
   const sha = await sha256Hex(bundle);
   if (sha !== manifest.sha256 || bundle.length !== manifest.sizeBytes) {
-    throw new AetherError("bad_request", `${path} does not match its manifest (sha-256 ${sha}, ${bundle.length} bytes)`);
+    throw new AetherError(
+      "bad_request",
+      `${path} does not match its manifest (sha-256 ${sha}, ${bundle.length} bytes)`,
+    );
   }
   return { bundle, manifest };
 }

@@ -29,12 +29,19 @@ Deno.test("build: a slice with routes, dependencies and config becomes one modul
     "getOrder=GET /api/v1/orders/{id}",
     "whoAmI=GET /api/v1/orders/whoami",
   ]);
-  assertEquals(m.routes?.errors, [{ status: 400, patterns: ["*Invalid*"] }, { status: 404, patterns: ["*NotFound*"] }]);
+  assertEquals(m.routes?.errors, [{ status: 400, patterns: ["*Invalid*"] }, {
+    status: 404,
+    patterns: ["*NotFound*"],
+  }]);
   assertEquals(m.calls, { pricing: { artifact: "org.example:pricing", range: "^1.0.0" } });
   assertEquals([m.requires, m.permissions], [["cache"], { net: ["api.example.com:443"], env: [] }]);
   assertEquals(m.config.defaults, { currency: "EUR", maxQuantity: 10 });
   assertEquals(Object.keys(m.config.schema), ["currency", "maxQuantity", "greeting"]);
-  assertEquals([m.sha256, m.sizeBytes, m.builtAt], [await sha256Hex(built.bundle), built.bundle.length, NOW().toISOString()]);
+  assertEquals([m.sha256, m.sizeBytes, m.builtAt], [
+    await sha256Hex(built.bundle),
+    built.bundle.length,
+    NOW().toISOString(),
+  ]);
   assertEquals(validateManifest(JSON.parse(JSON.stringify(m))), m);
 });
 
@@ -44,7 +51,10 @@ Deno.test("build: both sandboxes read the same definition; --version replaces th
   const [worker, process] = await Promise.all(MODES.map((mode) => describeBundle(built.bundle, { mode })));
   assertEquals(worker, process);
   assertEquals(worker.coordinates, "org.example:pricing:1.0.0");
-  await rejects(buildSlice(fixturePath("pricing.ts"), { version: "1.4" }), /--version: version "1.4" is not a semantic/);
+  await rejects(
+    buildSlice(fixturePath("pricing.ts"), { version: "1.4" }),
+    /--version: version "1.4" is not a semantic/,
+  );
 });
 
 Deno.test("build: bad entries are refused with a precise message", async () => {
@@ -56,7 +66,11 @@ Deno.test("build: bad entries are refused with a precise message", async () => {
     };
     const cases: Array<[string, string, RegExp]> = [
       ["syntax.ts", "export default {", /bundling .*syntax\.ts failed/],
-      ["nothing.ts", "export const x = 1;", /exports no slice definition \(expected `export default defineSlice/],
+      [
+        "nothing.ts",
+        "export const x = 1;",
+        /exports no slice definition \(expected `export default defineSlice/,
+      ],
       [
         "coords.ts",
         `import { defineSlice } from "${SDK}";\nexport default defineSlice({ coordinates: "Org:x:1.0.0", methods: { doIt: () => 1 } });`,
@@ -103,12 +117,18 @@ Deno.test("build: a built slice written to disk reads back; a changed bundle is 
   try {
     const built = await buildSlice(fixturePath("pricing.ts"));
     const { bundlePath, manifestPath } = await writeBuiltSlice(dir, built);
-    assertEquals([bundlePath, manifestPath], [join(dir, "pricing-1.0.0.js"), join(dir, "pricing-1.0.0.manifest.json")]);
+    assertEquals([bundlePath, manifestPath], [
+      join(dir, "pricing-1.0.0.js"),
+      join(dir, "pricing-1.0.0.manifest.json"),
+    ]);
     assertEquals(await readBuiltSlice(manifestPath), built);
     await Deno.writeTextFile(bundlePath, "\n// tampered", { append: true });
     await rejects(readBuiltSlice(manifestPath), /pricing-1\.0\.0\.js does not match its manifest/);
     await Deno.writeTextFile(manifestPath, "{}");
-    await rejects(readBuiltSlice(manifestPath), /invalid slice manifest: format: is missing; coordinates: is missing/);
+    await rejects(
+      readBuiltSlice(manifestPath),
+      /invalid slice manifest: format: is missing; coordinates: is missing/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -119,7 +139,12 @@ Deno.test("init: the scaffolded project's tests pass and it builds", async () =>
   try {
     const project = join(dir, "greeter");
     const files = await initSlice(project, "greeter", { group: "com.acme" });
-    assertEquals(files.map((f) => f.slice(project.length + 1)).sort(), [".gitignore", "deno.json", "slice.ts", "slice_test.ts"]);
+    assertEquals(files.map((f) => f.slice(project.length + 1)).sort(), [
+      ".gitignore",
+      "deno.json",
+      "slice.ts",
+      "slice_test.ts",
+    ]);
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["test", "--quiet"],
       cwd: project,
@@ -133,7 +158,10 @@ Deno.test("init: the scaffolded project's tests pass and it builds", async () =>
     const built = await buildSlice(join(project, "slice.ts"));
     assertEquals(built.manifest.coordinates, "com.acme:greeter:0.1.0");
     assertEquals(built.manifest.routes?.entries[0].fullPath, "/api/v1/greeter/greet");
-    await rejects(initSlice(project, "greeter"), /already has slice\.ts, slice_test\.ts, deno\.json, \.gitignore/);
+    await rejects(
+      initSlice(project, "greeter"),
+      /already has slice\.ts, slice_test\.ts, deno\.json, \.gitignore/,
+    );
     await rejects(initSlice(join(dir, "x"), "Bad Name"), /artifact "Bad Name"/);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -10,12 +10,12 @@ import { AetherError } from "../core/errors.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { SliceManifest } from "../../slices/manifest.ts";
 import {
+  type HostTimeouts,
   type InvokeOptions,
   type InvokeOutcome,
   type OutboundCallHandler,
   SliceHost,
   type SliceLogEntry,
-  type HostTimeouts,
 } from "./host.ts";
 import {
   DEFAULT_DEADLINES,
@@ -31,6 +31,7 @@ import {
   step,
 } from "./lifecycle.ts";
 import { DEFAULT_POLICY, type IsolationMode, type SandboxPolicy } from "./policy.ts";
+import { ProcessPool } from "./_process_channel.ts";
 
 /** Where LOAD gets the artifact: its manifest, and its bundle (or a way to fetch it, inside LOADING). */
 export interface ArtifactSource {
@@ -85,6 +86,11 @@ export interface SliceExecutorOptions {
   /** Runs inside UNLOADING after the sandbox is released (e.g. drop a local copy of the bundle). */
   afterUnload?: (instance: InstanceInfo) => Promise<void>;
   clock?: Clock;
+  /**
+   * Process isolation: keep a started child per recently used grant so LOAD does not wait for a Deno process
+   * to boot (default true; each warm child costs about 55 MiB).
+   */
+  warmProcesses?: boolean;
 }
 
 interface Entry {
@@ -104,10 +110,12 @@ export class SliceExecutor {
   readonly #clock: Clock;
   readonly #entries = new Map<string, Entry>();
   readonly #releases = new Set<Promise<void>>();
+  readonly #pool?: ProcessPool;
   #closed = false;
 
   constructor(options: SliceExecutorOptions = {}) {
     this.#options = options;
+    if (options.warmProcesses ?? true) this.#pool = new ProcessPool();
     this.#deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
     this.#clock = options.clock ?? systemClock;
   }
@@ -160,11 +168,19 @@ export class SliceExecutor {
   }
 
   /** Calls a method of an ACTIVE instance (the invoker's local path). */
-  invoke(instanceId: string, method: string, request: unknown, options?: InvokeOptions): Promise<InvokeOutcome> {
+  invoke(
+    instanceId: string,
+    method: string,
+    request: unknown,
+    options?: InvokeOptions,
+  ): Promise<InvokeOutcome> {
     const entry = this.#entries.get(instanceId);
     if (!entry?.host || entry.record.state !== "ACTIVE") {
       return Promise.reject(
-        new AetherError("unavailable", `instance ${instanceId} is ${entry?.record.state ?? "unknown"}, not ACTIVE`),
+        new AetherError(
+          "unavailable",
+          `instance ${instanceId} is ${entry?.record.state ?? "unknown"}, not ACTIVE`,
+        ),
       );
     }
     return entry.host.invoke(method, request, options);
@@ -180,6 +196,7 @@ export class SliceExecutor {
     }
     this.#entries.clear();
     while (this.#releases.size > 0) await Promise.all([...this.#releases]);
+    await this.#pool?.close();
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -191,7 +208,9 @@ export class SliceExecutor {
       state: entry.record.state,
     };
     if (entry.record.reason !== undefined) info.reason = entry.record.reason;
-    if (entry.host && entry.host.state !== "failed" && entry.host.state !== "unloaded") info.host = entry.host;
+    if (entry.host && entry.host.state !== "failed" && entry.host.state !== "unloaded") {
+      info.host = entry.host;
+    }
     return info;
   }
 
@@ -282,6 +301,7 @@ export class SliceExecutor {
           onOutboundCall: this.#options.onOutboundCall,
           onLog: this.#options.onLog,
           onFailure: (failure) => this.#dispatch(id, { type: "failed", reason: failure.message }),
+          processPool: this.#pool,
         });
         if (entry.record.state !== "LOADING" || this.#closed) {
           return; // Failed or closed while the bundle was fetched: nothing to start.

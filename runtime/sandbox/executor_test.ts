@@ -1,10 +1,21 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
 import type { AetherError } from "../core/errors.ts";
-import { type ExecutorCommand, SliceExecutor, type SliceExecutorOptions, type StateChange } from "./executor.ts";
-import { childProcesses, fixture, type FixtureName, MODES, waitFor, workerThreads } from "./_testing.ts";
+import {
+  type ExecutorCommand,
+  SliceExecutor,
+  type SliceExecutorOptions,
+  type StateChange,
+} from "./executor.ts";
+import { fixture, type FixtureName, MODES, processAlive, waitFor } from "./_testing.ts";
 import type { IsolationMode } from "./policy.ts";
 
-const FAST = { loadingMs: 10_000, activatingMs: 10_000, deactivatingMs: 10_000, unloadingMs: 10_000, hookMs: 300 };
+const FAST = {
+  loadingMs: 10_000,
+  activatingMs: 10_000,
+  deactivatingMs: 10_000,
+  unloadingMs: 10_000,
+  hookMs: 300,
+};
 
 function executor(mode: IsolationMode, options: SliceExecutorOptions = {}) {
   const changes: StateChange[] = [];
@@ -16,16 +27,14 @@ function executor(mode: IsolationMode, options: SliceExecutorOptions = {}) {
     onStateChange: (c) => changes.push(c),
   });
   const trail = (id?: string) =>
-    changes.filter((c) => !id || c.instanceId === id).map((c) => `${c.from}>${c.to}${c.reason ? ` (${c.reason})` : ""}`);
+    changes.filter((c) => !id || c.instanceId === id).map((c) =>
+      `${c.from}>${c.to}${c.reason ? ` (${c.reason})` : ""}`
+    );
   return { ex, changes, trail };
 }
 
 async function load(name: FixtureName, instanceId: string, extra: Partial<ExecutorCommand> = {}) {
   return { type: "LOAD", instanceId, artifact: await fixture(name), ...extra } as ExecutorCommand;
-}
-
-async function noSandboxesLeft(): Promise<void> {
-  await waitFor(() => workerThreads() === 0 && childProcesses().length === 0, "every sandbox to end");
 }
 
 for (const mode of MODES) {
@@ -34,11 +43,14 @@ for (const mode of MODES) {
     sanitizeOps: true,
     sanitizeResources: true,
     async fn() {
-      await noSandboxesLeft();
       const { ex, changes, trail } = executor(mode);
       assertEquals(await ex.submit(await load("pricing", "p-1")), "LOADED");
+      const pid = ex.get("p-1")?.host?.pid;
+      assertEquals(pid !== undefined, mode === "process");
       assertEquals(ex.get("p-1")?.state, "LOADED");
-      await rejects(ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 }), { code: "unavailable" });
+      await rejects(ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 }), {
+        code: "unavailable",
+      });
       assertEquals(await ex.submit({ type: "ACTIVATE", instanceId: "p-1" }), "ACTIVE");
       const outcome = await ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 });
       assertEquals(outcome, { ok: true, value: { sku: "MOUSE-WIRELESS", net: 25, total: 30 } });
@@ -56,7 +68,7 @@ for (const mode of MODES) {
         "UNLOADING>REMOVED",
       ]);
       assert(changes.every((c) => c.coordinates === "org.example:pricing:1.0.0" && c.instanceId === "p-1"));
-      await noSandboxesLeft();
+      if (pid !== undefined) assertEquals(processAlive(pid), false, "the sandbox process is gone");
       await ex.close();
     },
   });
@@ -64,14 +76,28 @@ for (const mode of MODES) {
   Deno.test(`[${mode}] executor: commands the table does not allow are refused with a 409 and change nothing`, async () => {
     const { ex, trail } = executor(mode);
     try {
-      throws(() => ex.submit({ type: "ACTIVATE", instanceId: "x" }), { code: "conflict", message: "instance x does not exist" });
+      throws(() => ex.submit({ type: "ACTIVATE", instanceId: "x" }), {
+        code: "conflict",
+        message: "instance x does not exist",
+      });
       await ex.submit(await load("pricing", "p-1"));
       throws(() => ex.submit({ type: "DEACTIVATE", instanceId: "p-1" }), (e: AetherError) => {
         assertEquals(e.code, "conflict");
-        assertEquals(e.message, "cannot DEACTIVATE instance p-1: it is LOADED (DEACTIVATE needs ACTIVE; from LOADED the commands are ACTIVATE, UNLOAD)");
+        assertEquals(
+          e.message,
+          "cannot DEACTIVATE instance p-1: it is LOADED (DEACTIVATE needs ACTIVE; from LOADED the commands are ACTIVATE, UNLOAD)",
+        );
         return true;
       });
-      throws(() => ex.submit({ type: "LOAD", instanceId: "p-1", artifact: { manifest: {} as never, bundle: new Uint8Array() } }), /already exists \(LOADED\)/);
+      throws(
+        () =>
+          ex.submit({
+            type: "LOAD",
+            instanceId: "p-1",
+            artifact: { manifest: {} as never, bundle: new Uint8Array() },
+          }),
+        /already exists \(LOADED\)/,
+      );
       await ex.submit({ type: "ACTIVATE", instanceId: "p-1" });
       throws(() => ex.submit({ type: "UNLOAD", instanceId: "p-1" }), /it is ACTIVE/);
       throws(() => ex.submit({ type: "ACTIVATE", instanceId: "p-1" }), /it is ACTIVE/);
@@ -108,7 +134,6 @@ for (const mode of MODES) {
 }
 
 Deno.test("executor: every in-progress deadline and both hook deadlines end in FAILED with the reason", async () => {
-  await noSandboxesLeft();
   const never = () => new Promise<void>((resolve) => setTimeout(resolve, 1_500));
   const cases: Array<{
     what: string;
@@ -118,19 +143,55 @@ Deno.test("executor: every in-progress deadline and both hook deadlines end in F
     until: "LOAD" | "ACTIVATE" | "DEACTIVATE" | "UNLOAD";
     expect: string;
   }> = [
-    { what: "LOADING", options: { deadlines: { ...FAST, loadingMs: 200 } }, slowBundle: true, until: "LOAD", expect: "LOADING>FAILED (LOADING did not finish within its deadline of 200 ms)" },
-    { what: "ACTIVATING", options: { deadlines: { ...FAST, activatingMs: 200 }, afterStart: never }, until: "ACTIVATE", expect: "ACTIVATING>FAILED (ACTIVATING did not finish within its deadline of 200 ms)" },
-    { what: "start hook", options: {}, config: { start: "hang" }, until: "ACTIVATE", expect: "ACTIVATING>FAILED (the start hook did not finish within 300 ms)" },
-    { what: "DEACTIVATING", options: { deadlines: { ...FAST, deactivatingMs: 200 }, beforeStop: never }, until: "DEACTIVATE", expect: "DEACTIVATING>FAILED (DEACTIVATING did not finish within its deadline of 200 ms)" },
-    { what: "stop hook", options: {}, config: { stop: "spin" }, until: "DEACTIVATE", expect: "DEACTIVATING>FAILED (the stop hook did not finish within 300 ms)" },
-    { what: "UNLOADING", options: { deadlines: { ...FAST, unloadingMs: 200 }, afterUnload: never }, until: "UNLOAD", expect: "UNLOADING>FAILED (UNLOADING did not finish within its deadline of 200 ms)" },
+    {
+      what: "LOADING",
+      options: { deadlines: { ...FAST, loadingMs: 200 } },
+      slowBundle: true,
+      until: "LOAD",
+      expect: "LOADING>FAILED (LOADING did not finish within its deadline of 200 ms)",
+    },
+    {
+      what: "ACTIVATING",
+      options: { deadlines: { ...FAST, activatingMs: 200 }, afterStart: never },
+      until: "ACTIVATE",
+      expect: "ACTIVATING>FAILED (ACTIVATING did not finish within its deadline of 200 ms)",
+    },
+    {
+      what: "start hook",
+      options: {},
+      config: { start: "hang" },
+      until: "ACTIVATE",
+      expect: "ACTIVATING>FAILED (the start hook did not finish within 300 ms)",
+    },
+    {
+      what: "DEACTIVATING",
+      options: { deadlines: { ...FAST, deactivatingMs: 200 }, beforeStop: never },
+      until: "DEACTIVATE",
+      expect: "DEACTIVATING>FAILED (DEACTIVATING did not finish within its deadline of 200 ms)",
+    },
+    {
+      what: "stop hook",
+      options: {},
+      config: { stop: "spin" },
+      until: "DEACTIVATE",
+      expect: "DEACTIVATING>FAILED (the stop hook did not finish within 300 ms)",
+    },
+    {
+      what: "UNLOADING",
+      options: { deadlines: { ...FAST, unloadingMs: 200 }, afterUnload: never },
+      until: "UNLOAD",
+      expect: "UNLOADING>FAILED (UNLOADING did not finish within its deadline of 200 ms)",
+    },
   ];
   for (const c of cases) {
     const { ex, trail } = executor("process", c.options);
     try {
       const built = await fixture("hooks");
       const artifact = c.slowBundle
-        ? { manifest: built.manifest, bundle: () => new Promise<Uint8Array>((r) => setTimeout(() => r(built.bundle), 1_000)) }
+        ? {
+          manifest: built.manifest,
+          bundle: () => new Promise<Uint8Array>((r) => setTimeout(() => r(built.bundle), 1_000)),
+        }
         : built;
       const t0 = Date.now();
       const steps: ExecutorCommand[] = [
@@ -148,21 +209,27 @@ Deno.test("executor: every in-progress deadline and both hook deadlines end in F
       assertEquals(trail().at(-1), c.expect, c.what);
       assert(Date.now() - t0 < 5_000, `${c.what} took ${Date.now() - t0} ms`);
       // A failed instance leaves through UNLOAD.
-      assertEquals(await ex.submit({ type: "UNLOAD", instanceId: "i" }), c.until === "UNLOAD" ? "FAILED" : "REMOVED", c.what);
+      assertEquals(
+        await ex.submit({ type: "UNLOAD", instanceId: "i" }),
+        c.until === "UNLOAD" ? "FAILED" : "REMOVED",
+        c.what,
+      );
     } finally {
       await ex.close();
     }
-    await noSandboxesLeft();
   }
 });
 
 Deno.test("executor: a LOAD with bad configuration fails with the reason", async () => {
   const { ex, trail } = executor("worker");
   try {
-    assertEquals(await ex.submit(await load("order", "o-1", { config: { maxQuantity: "ten" } } as never)), "FAILED");
+    assertEquals(
+      await ex.submit(await load("order", "o-1", { config: { maxQuantity: "ten" } } as never)),
+      "FAILED",
+    );
     assertEquals(trail(), [
       "LOAD>LOADING",
-      "LOADING>FAILED (load failed: invalid configuration: config.maxQuantity expected an integer, got \"ten\")",
+      'LOADING>FAILED (load failed: invalid configuration: config.maxQuantity expected an integer, got "ten")',
     ]);
   } finally {
     await ex.close();
@@ -174,7 +241,6 @@ Deno.test({
   sanitizeOps: true,
   sanitizeResources: true,
   async fn() {
-    await noSandboxesLeft();
     const { ex } = executor("worker");
     const ids = ["a", "b", "c", "d"];
     await Promise.all(ids.map(async (id, i) => {
@@ -182,10 +248,12 @@ Deno.test({
       await ex.submit({ type: "ACTIVATE", instanceId: id });
     }));
     assertEquals(ex.list().map((i) => i.state), ["ACTIVE", "ACTIVE", "ACTIVE", "ACTIVE"]);
-    assertEquals([workerThreads(), childProcesses().length], [2, 2]);
+    const pids = ex.list().map((i) => i.host?.pid).filter((pid) => pid !== undefined);
+    assertEquals(pids.length, 2);
+    assert(pids.every(processAlive));
     await ex.close();
     assertEquals(ex.list(), []);
+    assertEquals(pids.filter(processAlive), [], "every sandbox process is gone");
     throws(() => ex.submit({ type: "ACTIVATE", instanceId: "a" }), { code: "unavailable" });
-    await noSandboxesLeft();
   },
 });

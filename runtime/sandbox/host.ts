@@ -16,7 +16,7 @@ import { AetherError } from "../core/errors.ts";
 import { randomHex } from "../core/ids.ts";
 import { parseCoordinates } from "../core/artifact.ts";
 import { resolveConfig } from "../../slices/config.ts";
-import { type SliceManifest, sha256Hex, statusForError } from "../../slices/manifest.ts";
+import { sha256Hex, type SliceManifest, statusForError } from "../../slices/manifest.ts";
 import type {
   HostMessage,
   InvokeOutcome,
@@ -28,7 +28,7 @@ import type { JsonValue, LogLevel } from "../../slices/mod.ts";
 import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
 import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
-import { openProcessChannel } from "./_process_channel.ts";
+import { openProcessChannel, ProcessPool } from "./_process_channel.ts";
 import {
   DEFAULT_POLICY,
   grantPermissions,
@@ -40,7 +40,15 @@ import {
 export type { FailureKind } from "./_channel.ts";
 export type { InvokeOutcome, SliceErrorInfo } from "../../slices/protocol.ts";
 
-export type HostState = "new" | "loading" | "loaded" | "starting" | "active" | "stopping" | "failed" | "unloaded";
+export type HostState =
+  | "new"
+  | "loading"
+  | "loaded"
+  | "starting"
+  | "active"
+  | "stopping"
+  | "failed"
+  | "unloaded";
 
 export interface SliceFailure {
   kind: FailureKind;
@@ -128,6 +136,8 @@ export interface SliceHostOptions {
   onLog?: (entry: SliceLogEntry) => void;
   /** Called once when the instance fails, whatever the cause (also during load, start and stop). */
   onFailure?: (failure: SliceFailure) => void;
+  /** Process isolation: take started children from this pool (the executor keeps one per node). */
+  processPool?: ProcessPool;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -137,6 +147,8 @@ interface Pending {
   reject(error: AetherError): void;
   timer: Timer;
   what: string;
+  /** A method call (not a hook). */
+  call: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -144,9 +156,9 @@ const encoder = new TextEncoder();
 function defaultLog(entry: SliceLogEntry): void {
   const fields = entry.fields ? ` ${JSON.stringify(entry.fields)}` : "";
   const request = entry.requestId ? ` requestId=${entry.requestId}` : "";
-  const line = `${new Date(entry.ts).toISOString()} ${entry.level.toUpperCase().padEnd(5)} [${entry.coordinates}#${
-    entry.instanceId
-  }]${request} ${entry.message}${fields}\n`;
+  const line = `${new Date(entry.ts).toISOString()} ${
+    entry.level.toUpperCase().padEnd(5)
+  } [${entry.coordinates}#${entry.instanceId}]${request} ${entry.message}${fields}\n`;
   try {
     Deno.stderr.writeSync(encoder.encode(line));
   } catch {
@@ -156,7 +168,10 @@ function defaultLog(entry: SliceLogEntry): void {
 
 function noInvoker(call: OutboundCall): Promise<InvokeOutcome> {
   return Promise.reject(
-    new AetherError("unavailable", `no invoker is connected: cannot call ${call.target.artifact}.${call.method}`),
+    new AetherError(
+      "unavailable",
+      `no invoker is connected: cannot call ${call.target.artifact}.${call.method}`,
+    ),
   );
 }
 
@@ -186,7 +201,8 @@ function mismatch(description: SliceDescription, manifest: SliceManifest): strin
   if (!sameList(description.permissions.env, manifest.permissions.env)) {
     return `the bundle asks for env [${description.permissions.env}], the manifest [${manifest.permissions.env}]`;
   }
-  const calls = (c: SliceDescription["calls"]) => Object.entries(c).map(([k, v]) => `${k}=${v.artifact}@${v.range}`);
+  const calls = (c: SliceDescription["calls"]) =>
+    Object.entries(c).map(([k, v]) => `${k}=${v.artifact}@${v.range}`);
   if (!sameList(calls(description.calls), calls(manifest.calls))) {
     return `the bundle calls [${calls(description.calls)}], the manifest [${calls(manifest.calls)}]`;
   }
@@ -208,6 +224,7 @@ export class SliceHost {
   readonly #onOutboundCall: OutboundCallHandler;
   readonly #onLog: (entry: SliceLogEntry) => void;
   readonly #onFailure?: (failure: SliceFailure) => void;
+  readonly #processPool?: ProcessPool;
   readonly #pending = new Map<number, Pending>();
   #state: HostState = "new";
   #failure?: SliceFailure;
@@ -229,6 +246,7 @@ export class SliceHost {
     this.#onOutboundCall = options.onOutboundCall ?? noInvoker;
     this.#onLog = options.onLog ?? defaultLog;
     this.#onFailure = options.onFailure;
+    this.#processPool = options.processPool;
   }
 
   get state(): HostState {
@@ -238,6 +256,11 @@ export class SliceHost {
   /** Why the instance failed; set once the state is `failed`. */
   get failure(): SliceFailure | undefined {
     return this.#failure;
+  }
+
+  /** The sandbox process's id in process isolation, while it runs. */
+  get pid(): number | undefined {
+    return this.#state === "unloaded" ? undefined : this.#channel?.pid;
   }
 
   /** Calls and hooks waiting for the sandbox. */
@@ -256,7 +279,10 @@ export class SliceHost {
     try {
       const sha = await sha256Hex(this.#bundle);
       if (sha !== this.manifest.sha256) {
-        throw new AetherError("bad_request", `bundle sha-256 ${sha} does not match the manifest's ${this.manifest.sha256}`);
+        throw new AetherError(
+          "bad_request",
+          `bundle sha-256 ${sha} does not match the manifest's ${this.manifest.sha256}`,
+        );
       }
       const config = resolveConfig(this.manifest.config.schema, this.#configValues, "config");
       if (this.#state !== "loading") throw this.#notNow("load");
@@ -266,7 +292,9 @@ export class SliceHost {
       if (problem) throw new AetherError("bad_request", `bundle and manifest disagree: ${problem}`);
       this.#state = "loaded";
     } catch (e) {
-      const error = e instanceof AetherError ? e : new AetherError("internal", String((e as Error)?.message ?? e));
+      const error = e instanceof AetherError
+        ? e
+        : new AetherError("internal", String((e as Error)?.message ?? e));
       this.#fail("load", `load failed: ${error.message}`);
       throw new AetherError(error.code, `${this.#label}: ${error.message}`, error.extra);
     }
@@ -280,12 +308,39 @@ export class SliceHost {
     this.#state = "active";
   }
 
-  /** Runs the stop hook under `timeouts.hookMs`; the instance is loaded again (calls are refused). */
+  /**
+   * Refuses new calls, lets the calls in flight finish (for at most `timeouts.hookMs`), then runs the stop
+   * hook under `timeouts.hookMs`; the instance is loaded again.
+   */
   async stop(): Promise<void> {
     this.#expect("stop", ["active"]);
     this.#state = "stopping";
+    await this.#drain(this.timeouts.hookMs);
+    if (this.#state !== "stopping") throw this.#notNow("stop");
     await this.#hook("stop");
     this.#state = "loaded";
+  }
+
+  /** Resolves when no call is in flight, or after `limitMs`. */
+  #drain(limitMs: number): Promise<void> {
+    if (this.#callsInFlight() === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, limitMs);
+      const poll = setInterval(() => {
+        if (this.#callsInFlight() === 0 || this.#state !== "stopping") done();
+      }, 5);
+      function done() {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    });
+  }
+
+  #callsInFlight(): number {
+    let calls = 0;
+    for (const pending of this.#pending.values()) if (pending.call) calls++;
+    return calls;
   }
 
   /**
@@ -297,11 +352,15 @@ export class SliceHost {
     if (this.#state !== "active") {
       const why = this.#failure ? `: ${this.#failure.message}` : "";
       return Promise.reject(
-        new AetherError("unavailable", `${this.#label} is ${this.#state}, not active${why}`, { state: this.#state }),
+        new AetherError("unavailable", `${this.#label} is ${this.#state}, not active${why}`, {
+          state: this.#state,
+        }),
       );
     }
     if (!this.#methods.has(method)) {
-      return Promise.reject(new AetherError("not_found", `${this.manifest.coordinates} has no method "${method}"`));
+      return Promise.reject(
+        new AetherError("not_found", `${this.manifest.coordinates} has no method "${method}"`),
+      );
     }
     const now = Date.now();
     const timeoutMs = options.timeoutMs ?? this.timeouts.callMs;
@@ -310,9 +369,13 @@ export class SliceHost {
     const traceparent = isTraceparent(options.traceparent) ? options.traceparent : newTraceparent();
     const id = this.#nextId++;
     const what = `${this.manifest.coordinates} ${method} (request ${requestId})`;
+    if (deadline <= now) {
+      // Nothing to send: the caller has already given up. Not a sign of a stuck sandbox either.
+      return Promise.reject(new AetherError("timeout", `${what}: its deadline had passed before the call`));
+    }
     return new Promise<InvokeOutcome>((resolve, reject) => {
       const timer = setTimeout(() => this.#callOverran(id, deadline - now), Math.max(0, deadline - now));
-      this.#pending.set(id, { resolve, reject, timer, what });
+      this.#pending.set(id, { resolve, reject, timer, what, call: true });
       this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline });
     });
   }
@@ -323,7 +386,9 @@ export class SliceHost {
     this.#state = "unloaded";
     if (this.#probe) clearTimeout(this.#probe.timer);
     this.#probe = undefined;
-    this.#rejectAll((what) => new AetherError("unavailable", `${what} was cut off: ${this.#label} was unloaded`));
+    this.#rejectAll((what) =>
+      new AetherError("unavailable", `${what} was cut off: ${this.#label} was unloaded`)
+    );
     this.#loadWaiter?.reject(new AetherError("unavailable", `${this.#label} was unloaded while loading`));
     await this.#closeChannel();
   }
@@ -343,11 +408,13 @@ export class SliceHost {
     const events = {
       message: (message: RuntimeMessage) => this.#onMessage(message),
       ended: (kind: FailureKind, message: string) => this.#fail(kind, message),
+      undeliverable: (message: HostMessage, error: Error) => this.#undeliverable(message, error),
     };
     const name = `slice ${this.#label}`;
-    return this.mode === "worker"
-      ? openWorkerChannel(name, this.grant, events)
-      : openProcessChannel({ name, grant: this.grant, memoryLimitMb: this.#policy.memoryLimitMb }, events);
+    return this.mode === "worker" ? openWorkerChannel(name, this.grant, events) : openProcessChannel(
+      { name, grant: this.grant, memoryLimitMb: this.#policy.memoryLimitMb, pool: this.#processPool },
+      events,
+    );
   }
 
   #awaitLoaded(config: Record<string, JsonValue>): Promise<SliceDescription> {
@@ -384,7 +451,13 @@ export class SliceHost {
       const timer = setTimeout(() => {
         this.#fail("deadline", `the ${hook} hook did not finish within ${this.timeouts.hookMs} ms`);
       }, this.timeouts.hookMs);
-      this.#pending.set(id, { resolve, reject, timer, what: `the ${hook} hook of ${this.#label}` });
+      this.#pending.set(id, {
+        resolve,
+        reject,
+        timer,
+        what: `the ${hook} hook of ${this.#label}`,
+        call: false,
+      });
       this.#send(id, { t: "hook", id, hook, requestId, traceparent: newTraceparent(), deadline });
     });
     if (!outcome.ok) {
@@ -400,6 +473,25 @@ export class SliceHost {
     } catch (e) {
       const pending = this.#take(id);
       pending?.reject(new AetherError("bad_request", `request could not be sent: ${(e as Error).message}`));
+    }
+  }
+
+  #undeliverable(message: HostMessage, error: Error): void {
+    if (message.t === "call" || message.t === "hook") {
+      this.#take(message.id)?.reject(
+        new AetherError("bad_request", `request could not be sent: ${error.message}`),
+      );
+    } else if (message.t === "reply") {
+      this.#channel?.send({
+        t: "reply",
+        id: message.id,
+        outcome: {
+          ok: false,
+          error: { name: "UnserializableResult", message: `result could not be sent: ${error.message}` },
+        },
+      });
+    } else if (message.t === "load") {
+      this.#loadWaiter?.reject(new AetherError("internal", `the bundle could not be sent: ${error.message}`));
     }
   }
 
@@ -429,10 +521,14 @@ export class SliceHost {
     const id = this.#nextId++;
     const timer = setTimeout(() => {
       this.#probe = undefined;
+      // Deno 2.9 cannot interrupt a Worker stuck in a synchronous loop: terminate() returns, the thread spins on.
+      const fate = this.mode === "worker"
+        ? "it was terminated, but a Worker stuck in a loop keeps its thread busy until the node restarts"
+        : "its process was killed";
       this.#fail(
         "deadline",
         `${reason} and the sandbox did not answer a liveness probe within ${this.timeouts.probeMs} ms ` +
-          `(stuck in a loop?); it was terminated`,
+          `(stuck in a loop?); ${fate}`,
       );
     }, this.timeouts.probeMs);
     this.#probe = { id, timer, reason };
@@ -443,26 +539,49 @@ export class SliceHost {
     }
   }
 
+  /** Everything from the sandbox is untrusted: a malformed message fails this instance, never the node. */
   #onMessage(message: RuntimeMessage): void {
-    switch (message?.t) {
+    try {
+      this.#handle(message);
+    } catch (e) {
+      const shown = (() => {
+        try {
+          return JSON.stringify(message)?.slice(0, 100);
+        } catch {
+          return String(message);
+        }
+      })();
+      this.#fail("protocol", `the sandbox sent a malformed message (${(e as Error).message}): ${shown}`);
+    }
+  }
+
+  #handle(message: RuntimeMessage): void {
+    if (message === null || typeof message !== "object") throw new TypeError("not an object");
+    switch (message.t) {
       case "done": {
+        const outcome = checkOutcome(message.outcome);
         const pending = this.#take(message.id);
         if (!pending) return; // Answered after its deadline: the caller has had its 504.
-        const outcome = message.outcome;
         if (!outcome.ok) outcome.error.status = statusForError(this.manifest.routes, outcome.error);
         pending.resolve(outcome);
         return;
       }
       case "call-out":
+        for (const field of ["name", "artifact", "range", "method", "requestId", "traceparent"] as const) {
+          if (typeof message[field] !== "string") throw new TypeError(`call-out.${field} is not a string`);
+        }
+        if (!Number.isInteger(message.id) || typeof message.deadline !== "number") {
+          throw new TypeError("call-out without id or deadline");
+        }
         this.#callOut(message);
         return;
       case "log":
         this.#onLog({
-          ts: message.ts,
-          level: message.level,
-          message: message.message,
-          requestId: message.requestId,
-          fields: message.fields,
+          ts: typeof message.ts === "number" ? message.ts : Date.now(),
+          level: LOG_LEVELS.includes(message.level) ? message.level : "info",
+          message: String(message.message),
+          requestId: typeof message.requestId === "string" ? message.requestId : undefined,
+          fields: message.fields !== null && typeof message.fields === "object" ? message.fields : undefined,
           instanceId: this.instanceId,
           coordinates: this.manifest.coordinates,
         });
@@ -478,14 +597,20 @@ export class SliceHost {
         return;
       case "load-failed":
         this.#loadWaiter?.reject(
-          new AetherError("bad_request", `the bundle failed to load: ${message.error.name}: ${message.error.message}`),
+          new AetherError(
+            "bad_request",
+            `the bundle failed to load: ${message.error.name}: ${message.error.message}`,
+          ),
         );
         return;
       case "exit":
         this.#fail("exit", `the slice called Deno.exit(${message.code})`);
         return;
       default:
-        this.#fail("protocol", `the sandbox sent an unknown message ${JSON.stringify(message)?.slice(0, 100)}`);
+        this.#fail(
+          "protocol",
+          `the sandbox sent an unknown message ${JSON.stringify(message)?.slice(0, 100)}`,
+        );
     }
   }
 
@@ -502,12 +627,18 @@ export class SliceHost {
       deadlineMs: message.deadline,
       fireAndForget: message.fireAndForget,
     };
-    const declared = this.manifest.calls[message.name];
+    const declared = Object.hasOwn(this.manifest.calls, message.name)
+      ? this.manifest.calls[message.name]
+      : undefined;
     const result = !declared || declared.artifact !== message.artifact || declared.range !== message.range
-      ? Promise.reject(new AetherError("forbidden", `${message.artifact} is not among the slices this slice calls`))
+      ? Promise.reject(
+        new AetherError("forbidden", `${message.artifact} is not among the slices this slice calls`),
+      )
       : this.#deliver(call);
     if (message.fireAndForget) {
-      result.catch((e) => this.#logHost("warn", `fire-and-forget ${call.name}.${call.method} failed: ${e}`, call));
+      result.catch((e) =>
+        this.#logHost("warn", `fire-and-forget ${call.name}.${call.method} failed: ${e}`, call)
+      );
       return;
     }
     result.then(
@@ -520,12 +651,17 @@ export class SliceHost {
   #deliver(call: OutboundCall): Promise<InvokeOutcome> {
     const budgetMs = call.deadlineMs - Date.now();
     if (budgetMs <= 0) {
-      return Promise.reject(new AetherError("timeout", `the deadline of ${call.name}.${call.method} had passed`));
+      return Promise.reject(
+        new AetherError("timeout", `the deadline of ${call.name}.${call.method} had passed`),
+      );
     }
     let timer: Timer | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`)),
+        () =>
+          reject(
+            new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`),
+          ),
         budgetMs,
       );
     });
@@ -542,7 +678,10 @@ export class SliceHost {
       this.#channel?.send({
         t: "reply",
         id,
-        outcome: { ok: false, error: { name: "UnserializableResult", message: String((e as Error).message) } },
+        outcome: {
+          ok: false,
+          error: { name: "UnserializableResult", message: String((e as Error).message) },
+        },
       });
     }
   }
@@ -593,6 +732,27 @@ export class SliceHost {
     this.#closing ??= this.#channel.close();
     return this.#closing;
   }
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** Checks an outcome from the sandbox; throws on anything that is not one. */
+function checkOutcome(outcome: unknown): InvokeOutcome {
+  if (outcome === null || typeof outcome !== "object") throw new TypeError("outcome is not an object");
+  const o = outcome as Record<string, unknown>;
+  if (o.ok === true) return o as InvokeOutcome;
+  const error = o.error as Record<string, unknown> | undefined;
+  if (o.ok !== false || error === null || typeof error !== "object") {
+    throw new TypeError("outcome is neither ok nor an error");
+  }
+  const status = typeof error.status === "number" && Number.isInteger(error.status) && error.status >= 400 &&
+      error.status <= 599
+    ? error.status
+    : undefined;
+  const info: SliceErrorInfo = { name: String(error.name ?? "Error"), message: String(error.message ?? "") };
+  if (status !== undefined) info.status = status;
+  if (error.details !== undefined) info.details = error.details as SliceErrorInfo["details"];
+  return { ok: false, error: info };
 }
 
 /** What a calling slice sees when its call could not be delivered. */

@@ -10,10 +10,10 @@ import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:ass
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { AetherError } from "../core/errors.ts";
 import { describeBundle, writeBuiltSlice } from "./build.ts";
-import { type InvokeOutcome, SliceHost, type SliceFailure } from "./host.ts";
+import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
 import type { IsolationMode, SandboxPolicy } from "./policy.ts";
-import { fixture, fixturePath, MODES } from "./_testing.ts";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { fixture, fixturePath, MODES, waitFor } from "./_testing.ts";
+import { manifestFromDescription, sha256Hex } from "../../slices/manifest.ts";
 
 const POLICY: SandboxPolicy = { mode: "worker", net: "*", env: ["HOME", "PATH"], memoryLimitMb: 128 };
 const SECRET_URL = pathToFileURL(fixturePath("project_secret.js")).href;
@@ -37,7 +37,13 @@ async function pair(mode: IsolationMode, probeMs = 500): Promise<Pair> {
     onLog: () => {},
     onFailure: (f) => failures.push(f),
   });
-  const neighbour = new SliceHost({ instanceId: "pricing-1", ...(await fixture("pricing")), mode, policy: POLICY, onLog: () => {} });
+  const neighbour = new SliceHost({
+    instanceId: "pricing-1",
+    ...(await fixture("pricing")),
+    mode,
+    policy: POLICY,
+    onLog: () => {},
+  });
   for (const host of [hostile, neighbour]) {
     await host.load();
     await host.start();
@@ -61,7 +67,10 @@ async function neighbourAnswers(p: Pair): Promise<void> {
 function denied(outcome: InvokeOutcome, name: string, fragment: string): void {
   assert(!outcome.ok, `the attack succeeded: ${JSON.stringify(outcome)}`);
   assertEquals(outcome.error.name, name, outcome.error.message);
-  assert(outcome.error.message.includes(fragment), `"${outcome.error.message}" does not mention "${fragment}"`);
+  assert(
+    outcome.error.message.includes(fragment),
+    `"${outcome.error.message}" does not mention "${fragment}"`,
+  );
 }
 
 for (const mode of MODES) {
@@ -77,11 +86,23 @@ for (const mode of MODES) {
       const url = `http://127.0.0.1:${server.addr.port}/`;
       denied(await p.hostile.invoke("readPasswd", {}), "NotCapable", 'Requires read access to "/etc/passwd"');
       await neighbourAnswers(p);
-      denied(await p.hostile.invoke("readEnv", { name: "HOME" }), "NotCapable", 'Requires env access to "HOME"');
-      denied(await p.hostile.invoke("writeFile", { path: `${tmp}/pwned` }), "NotCapable", "Requires write access");
+      denied(
+        await p.hostile.invoke("readEnv", { name: "HOME" }),
+        "NotCapable",
+        'Requires env access to "HOME"',
+      );
+      denied(
+        await p.hostile.invoke("writeFile", { path: `${tmp}/pwned` }),
+        "NotCapable",
+        "Requires write access",
+      );
       await rejects(Deno.stat(`${tmp}/pwned`), Deno.errors.NotFound);
       denied(await p.hostile.invoke("runProcess", {}), "NotCapable", "Requires run access");
-      denied(await p.hostile.invoke("connectTcp", { port: server.addr.port }), "NotCapable", "Requires net access");
+      denied(
+        await p.hostile.invoke("connectTcp", { port: server.addr.port }),
+        "NotCapable",
+        "Requires net access",
+      );
       denied(await p.hostile.invoke("fetchUrl", { url }), "NotCapable", "Requires net access");
       assertEquals(connections, 0);
       assertEquals(p.hostile.state, "active");
@@ -100,11 +121,21 @@ for (const mode of MODES) {
       for (const specifier of [SECRET_URL, "file:///etc/passwd"]) {
         const outcome = await p.hostile.invoke("importModule", { specifier });
         denied(outcome, "TypeError", "Requires read access");
-        assert(!JSON.stringify(outcome).includes("project-secret") && !JSON.stringify(outcome).includes("root:"));
+        assert(
+          !JSON.stringify(outcome).includes("project-secret") && !JSON.stringify(outcome).includes("root:"),
+        );
       }
       // A bare path does not even resolve from a blob: module.
-      denied(await p.hostile.invoke("importModule", { specifier: fixturePath("project_secret.js") }), "TypeError", "");
-      denied(await p.hostile.invoke("importModule", { specifier: "https://example.com/x.js" }), "TypeError", "");
+      denied(
+        await p.hostile.invoke("importModule", { specifier: fixturePath("project_secret.js") }),
+        "TypeError",
+        "",
+      );
+      denied(
+        await p.hostile.invoke("importModule", { specifier: "https://example.com/x.js" }),
+        "TypeError",
+        "",
+      );
       for (const specifier of ["npm:hono@4.13.19", "semver"]) {
         const outcome = await p.hostile.invoke("importModule", { specifier });
         if (mode === "process") denied(outcome, "TypeError", "");
@@ -125,7 +156,9 @@ for (const mode of MODES) {
   Deno.test(`[${mode}] hostile: a bundle with static or literal imports of local files does not load`, async () => {
     const base = await fixture("hostile");
     const crafted = [
-      `import { secret } from ${JSON.stringify(SECRET_URL)};\nexport default { kind: "aether.slice", secret };`,
+      `import { secret } from ${
+        JSON.stringify(SECRET_URL)
+      };\nexport default { kind: "aether.slice", secret };`,
       `const m = await import(${JSON.stringify(SECRET_URL)});\nexport default { kind: "aether.slice", m };`,
       `import "file:///etc/passwd";\nexport default {};`,
     ];
@@ -133,7 +166,14 @@ for (const mode of MODES) {
       const bundle = new TextEncoder().encode(source);
       await rejects(describeBundle(bundle, { mode }), /Requires read access/);
       const manifest = { ...base.manifest, sha256: await sha256Hex(bundle), sizeBytes: bundle.length };
-      const host = new SliceHost({ instanceId: "crafted", manifest, bundle, mode, policy: POLICY, onLog: () => {} });
+      const host = new SliceHost({
+        instanceId: "crafted",
+        manifest,
+        bundle,
+        mode,
+        policy: POLICY,
+        onLog: () => {},
+      });
       await rejects(host.load(), (e: AetherError) => {
         assert(e.message.includes("Requires read access"), e.message);
         assert(!e.message.includes("project-secret"), e.message);
@@ -158,26 +198,105 @@ for (const mode of MODES) {
     }
   });
 
-  Deno.test(`[${mode}] hostile: an endless loop is terminated and reported`, async () => {
-    const p = await pair(mode, 300);
+  Deno.test(`[${mode}] hostile: forged or malformed protocol messages fail the instance, never the node`, async () => {
+    // A bundle written by hand (no SDK): its method writes raw messages on the channel to the host.
+    const source = `export default {
+      kind: "aether.slice", format: 1, coordinates: "org.example:forger:1.0.0",
+      methods: {
+        forge(req) {
+          if (${mode === "worker"}) globalThis.postMessage(req.message);
+          else Deno.stdout.writeSync(new TextEncoder().encode(req.raw ?? JSON.stringify(req.message) + "\\n"));
+          return "sent";
+        },
+      },
+      calls: {}, requires: [], permissions: { net: [], env: [] }, config: {},
+    };`;
+    const bundle = new TextEncoder().encode(source);
+    const manifest = manifestFromDescription(await describeBundle(bundle, { mode }), {
+      sha256: await sha256Hex(bundle),
+      sizeBytes: bundle.length,
+      builtAt: new Date().toISOString(),
+    });
+    const neighbour = new SliceHost({
+      instanceId: "n",
+      ...(await fixture("pricing")),
+      mode,
+      policy: POLICY,
+      onLog: () => {},
+    });
+    await neighbour.load();
+    await neighbour.start();
+    const malformed: Array<Record<string, unknown>> = [
+      { message: null },
+      { message: { t: "done", id: 1, outcome: "yes" } },
+      { message: { t: "bogus" } },
+      { message: { t: "call-out", id: 1, name: 7 } },
+      ...(mode === "process" ? [{ raw: "not json at all\n" }] : []),
+    ];
     try {
-      await rejects(p.hostile.invoke("spin", {}, { timeoutMs: 200 }), { code: "timeout" });
-      await rejects(p.hostile.invoke("ping", {}), { code: "unavailable" }); // fails at once, not after a deadline
-      await new Promise((r) => setTimeout(r, 600));
-      assertEquals(p.hostile.state, "failed");
-      assertEquals(p.failures.length, 1);
-      assertEquals(p.failures[0].kind, "deadline");
-      assert(p.failures[0].message.includes("hostile:0.0.1 spin"), p.failures[0].message);
-      await neighbourAnswers(p);
+      for (const request of malformed) {
+        const host = new SliceHost({
+          instanceId: "forger",
+          manifest,
+          bundle,
+          mode,
+          policy: POLICY,
+          onLog: () => {},
+        });
+        await host.load();
+        await host.start();
+        await host.invoke("forge", request).catch(() => {});
+        await waitFor(() => host.state === "failed", `failure after ${JSON.stringify(request)}`);
+        assertEquals(host.failure?.kind, "protocol", JSON.stringify(request));
+        await host.unload();
+        await neighbourAnswers({ neighbour } as Pair);
+      }
+      // A well-formed forged log line is just a (coerced) log line.
+      const logs: string[] = [];
+      const host = new SliceHost({
+        instanceId: "forger",
+        manifest,
+        bundle,
+        mode,
+        policy: POLICY,
+        onLog: (e) => logs.push(`${e.level}:${e.message}`),
+      });
+      await host.load();
+      await host.start();
+      await host.invoke("forge", { message: { t: "log", level: "loud", message: { a: 1 } } });
+      await waitFor(() => logs.length > 0, "the forged log line");
+      assertEquals([logs[0], host.state], ["info:[object Object]", "active"]);
+      await host.unload();
     } finally {
-      await p.close();
+      await neighbour.unload();
     }
   });
+
+  if (mode === "process") {
+    Deno.test(`[${mode}] hostile: an endless loop is killed and reported`, async () => {
+      const p = await pair(mode, 300);
+      try {
+        await rejects(p.hostile.invoke("spin", {}, { timeoutMs: 200 }), { code: "timeout" });
+        await rejects(p.hostile.invoke("ping", {}), { code: "unavailable" }); // fails at once, not after a deadline
+        await new Promise((r) => setTimeout(r, 600));
+        assertEquals(p.hostile.state, "failed");
+        assertEquals(p.failures.length, 1);
+        assertEquals(p.failures[0].kind, "deadline");
+        assert(p.failures[0].message.includes("hostile:0.0.1 spin"), p.failures[0].message);
+        await neighbourAnswers(p);
+      } finally {
+        await p.close();
+      }
+    });
+  }
 }
 
 Deno.test("[process] hostile: a permission the manifest asks for and the node allows is granted, nothing more", async () => {
   const fetcher = await fixture("fetcher");
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => new Response("hello"));
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("hello"),
+  );
   try {
     const url = `http://127.0.0.1:${server.addr.port}/`;
     for (const mode of MODES) {
@@ -191,11 +310,19 @@ Deno.test("[process] hostile: a permission the manifest asks for and the node al
       assertEquals(allowed.grant, { net: ["127.0.0.1"], env: [], denied: ["env:AETHER_FIXTURE_GREETING"] });
       await allowed.load();
       await allowed.start();
-      assertEquals(await allowed.invoke("fetchUrl", { url }), { ok: true, value: { status: 200, body: "hello" } });
+      assertEquals(await allowed.invoke("fetchUrl", { url }), {
+        ok: true,
+        value: { status: 200, body: "hello" },
+      });
       denied(await allowed.invoke("readEnv", {}), "NotCapable", "AETHER_FIXTURE_GREETING");
       await allowed.unload();
 
-      const refused = new SliceHost({ instanceId: "f2", ...fetcher, mode, policy: { ...POLICY, net: ["10.0.0.1"] } });
+      const refused = new SliceHost({
+        instanceId: "f2",
+        ...fetcher,
+        mode,
+        policy: { ...POLICY, net: ["10.0.0.1"] },
+      });
       assertEquals(refused.grant.net, []);
       await refused.load();
       await refused.start();
@@ -228,6 +355,38 @@ for (const attack of ["allocateHeap", "allocateBuffers"]) {
   });
 }
 
+Deno.test("[worker] hostile: an endless loop fails the instance, but Deno cannot stop the Worker's thread", async () => {
+  // In a child process, so the thread that cannot be stopped dies with it.
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeBuiltSlice(dir, await fixture("hostile"));
+    await writeBuiltSlice(dir, await fixture("pricing"));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-worker-options", fixturePath("worker_loop_host.ts"), dir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    const report = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    assertEquals([report.spin, report.inFlight, report.state, report.neighbour], [
+      "timeout",
+      "unavailable",
+      "failed",
+      "ok",
+    ]);
+    assert(report.inFlightMs < 5_000, `in-flight calls failed after ${report.inFlightMs} ms`);
+    assert(String(report.failure).includes("keeps its thread busy until the node restarts"), report.failure);
+    // The platform limit this documents (denoland/deno#35657): the terminated Worker keeps spinning. If this
+    // ever fails, Deno has fixed it and worker isolation contains endless loops too.
+    assert(report.workerCpuTicksPerSecondAfterTerminate > 20, JSON.stringify(report));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("[worker] hostile: unbounded allocation in a Worker kills the whole process (why process mode exists)", async () => {
   // Run in a child process: this is exactly what would happen to a node using worker isolation.
   const dir = await Deno.makeTempDir();
@@ -255,7 +414,10 @@ Deno.test("[worker] hostile: unbounded allocation in a Worker kills the whole pr
       new Response(child.stderr).text(),
     ]);
     assert(stdout.includes("ready"), stdout + stderr);
-    assert(!stdout.includes("survived"), "the process survived a runaway Worker: revisit the isolation default");
+    assert(
+      !stdout.includes("survived"),
+      "the process survived a runaway Worker: revisit the isolation default",
+    );
     assertEquals(status.success, false);
     assert(/out of memory/i.test(stderr), stderr.slice(-500));
   } finally {

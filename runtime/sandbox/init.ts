@@ -96,7 +96,11 @@ Deno.test("an empty name is refused with 400", async () => {
 }
 
 /** Creates a slice project in `dir` (which must not hold any of the files it writes). Returns their paths. */
-export async function initSlice(dir: string, name: string, options: InitSliceOptions = {}): Promise<string[]> {
+export async function initSlice(
+  dir: string,
+  name: string,
+  options: InitSliceOptions = {},
+): Promise<string[]> {
   let coordinates: string;
   if (name.includes(":")) {
     const c = parseCoordinates(name, "slice init");
@@ -126,7 +130,8 @@ export async function initSlice(dir: string, name: string, options: InitSliceOpt
         tasks: {
           test: "deno test",
           check: "deno check slice.ts slice_test.ts",
-          build: `deno run --allow-read --allow-write --allow-run --allow-env ${cli} slice build slice.ts --out dist`,
+          build:
+            `deno run --allow-read --allow-write --allow-run --allow-env ${cli} slice build slice.ts --out dist`,
         },
         fmt: { lineWidth: 110 },
       },
@@ -147,7 +152,10 @@ export async function initSlice(dir: string, name: string, options: InitSliceOpt
     }
   }
   if (existing.length > 0) {
-    throw new AetherError("conflict", `slice init: ${target} already has ${existing.join(", ")}; nothing was written`);
+    throw new AetherError(
+      "conflict",
+      `slice init: ${target} already has ${existing.join(", ")}; nothing was written`,
+    );
   }
   const written: string[] = [];
   for (const [file, content] of Object.entries(files)) {

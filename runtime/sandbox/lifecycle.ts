@@ -174,7 +174,13 @@ function refuse(record: InstanceRecord | undefined, message: string): StepResult
 
 function fail(record: InstanceRecord, nowMs: number, reason: string): StepResult {
   return {
-    record: { instanceId: record.instanceId, state: "FAILED", sinceMs: nowMs, epoch: record.epoch + 1, reason },
+    record: {
+      instanceId: record.instanceId,
+      state: "FAILED",
+      sinceMs: nowMs,
+      epoch: record.epoch + 1,
+      reason,
+    },
     effects: [{ type: "report", from: record.state, to: "FAILED", reason }, { type: "abort" }],
   };
 }
@@ -187,7 +193,10 @@ function command(
   deadlines: LifecycleDeadlines,
 ): StepResult {
   if (cmd === "LOAD" && record !== undefined) {
-    return refuse(record, `instance ${instanceId} already exists (${record.state}); LOAD needs a new instance`);
+    return refuse(
+      record,
+      `instance ${instanceId} already exists (${record.state}); LOAD needs a new instance`,
+    );
   }
   if (cmd !== "LOAD" && record === undefined) return refuse(record, `instance ${instanceId} does not exist`);
   if (record !== undefined && !canTransition(record.state, cmd)) {
@@ -232,7 +241,10 @@ export function step(
       }
       const to = RESULT_OF[record.state as InProgressState];
       if (to === REMOVED) {
-        return { record: undefined, effects: [{ type: "report", from: record.state, to }, { type: "forget" }] };
+        return {
+          record: undefined,
+          effects: [{ type: "report", from: record.state, to }, { type: "forget" }],
+        };
       }
       return {
         record: { instanceId, state: to, sinceMs: nowMs, epoch: record.epoch },
@@ -249,7 +261,9 @@ export function step(
     case "tick": {
       if (!record || record.deadlineAtMs === undefined) return { record, effects: [] };
       // Timers may fire a little early against the clock: wake again at the deadline.
-      if (nowMs < record.deadlineAtMs) return { record, effects: [{ type: "schedule", atMs: record.deadlineAtMs }] };
+      if (nowMs < record.deadlineAtMs) {
+        return { record, effects: [{ type: "schedule", atMs: record.deadlineAtMs }] };
+      }
       const limit = record.deadlineAtMs - record.sinceMs;
       return fail(record, nowMs, `${record.state} did not finish within its deadline of ${limit} ms`);
     }

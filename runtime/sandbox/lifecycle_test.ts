@@ -45,7 +45,13 @@ Deno.test("in-progress states are every state but LOADED, ACTIVE and FAILED", ()
   assertEquals(SLICE_STATES.filter((s) => !isInProgress(s)), ["LOADED", "ACTIVE", "FAILED"]);
 });
 
-const D: LifecycleDeadlines = { loadingMs: 100, activatingMs: 200, deactivatingMs: 300, unloadingMs: 400, hookMs: 50 };
+const D: LifecycleDeadlines = {
+  loadingMs: 100,
+  activatingMs: 200,
+  deactivatingMs: 300,
+  unloadingMs: 400,
+  hookMs: 50,
+};
 
 function at(state: SliceState, epoch = 1, sinceMs = 0, deadlineAtMs?: number): InstanceRecord {
   return { instanceId: "i", state, sinceMs, epoch, ...(deadlineAtMs === undefined ? {} : { deadlineAtMs }) };
@@ -61,16 +67,23 @@ Deno.test("commands: accepted exactly where the table allows, refused everywhere
       else {
         assertEquals(result.record, at(state), "a refused command changes nothing");
         assertEquals(result.effects, []);
-        assert(result.rejected.includes(`cannot ${command} instance i: it is ${state}`) || command === "LOAD");
+        assert(
+          result.rejected.includes(`cannot ${command} instance i: it is ${state}`) || command === "LOAD",
+        );
       }
     }
   }
   assertEquals(accepted.sort(), ["ACTIVE:DEACTIVATE", "FAILED:UNLOAD", "LOADED:ACTIVATE", "LOADED:UNLOAD"]);
   // LOAD takes a new instance only.
   assertEquals(step(undefined, "i", { type: "command", command: "LOAD" }, 0, D).rejected, undefined);
-  assert(step(at("LOADED"), "i", { type: "command", command: "LOAD" }, 0, D).rejected?.includes("already exists"));
+  assert(
+    step(at("LOADED"), "i", { type: "command", command: "LOAD" }, 0, D).rejected?.includes("already exists"),
+  );
   for (const command of ["ACTIVATE", "DEACTIVATE", "UNLOAD"] as const) {
-    assertEquals(step(undefined, "i", { type: "command", command }, 0, D).rejected, "instance i does not exist");
+    assertEquals(
+      step(undefined, "i", { type: "command", command }, 0, D).rejected,
+      "instance i does not exist",
+    );
   }
   assertEquals(
     step(at("LOADING"), "i", { type: "command", command: "ACTIVATE" }, 0, D).rejected,
@@ -148,7 +161,13 @@ Deno.test("every in-progress deadline: FAILED exactly at the deadline, with the 
     );
     const result = step(record, "i", { type: "tick" }, 1_000 + limit, D);
     const reason = `${state} did not finish within its deadline of ${limit} ms`;
-    assertEquals(result.record, { instanceId: "i", state: "FAILED", sinceMs: 1_000 + limit, epoch: 6, reason });
+    assertEquals(result.record, {
+      instanceId: "i",
+      state: "FAILED",
+      sinceMs: 1_000 + limit,
+      epoch: 6,
+      reason,
+    });
     assertEquals(result.effects, [{ type: "report", from: state, to: "FAILED", reason }, { type: "abort" }]);
     // The operation finishing afterwards is ignored.
     assertEquals(step(result.record, "i", { type: "completed", epoch: 5 }, 9_999, D).effects, []);
@@ -180,10 +199,20 @@ Deno.test("failures: operation failures, runtime crashes, stale results", () => 
   assertEquals(step(at("UNLOADING"), "i", { type: "failed", reason: "exited" }, 50, D).effects, []);
   // Results of abandoned operations, failures of a failed instance and of unknown ones change nothing.
   assertEquals(step(at("ACTIVATING", 4), "i", { type: "completed", epoch: 3 }, 50, D).effects, []);
-  assertEquals(step(at("ACTIVATING", 4), "i", { type: "failed", epoch: 3, reason: "late" }, 50, D).effects, []);
+  assertEquals(
+    step(at("ACTIVATING", 4), "i", { type: "failed", epoch: 3, reason: "late" }, 50, D).effects,
+    [],
+  );
   assertEquals(step(at("FAILED"), "i", { type: "failed", reason: "again" }, 50, D).effects, []);
-  assertEquals(step(undefined, "i", { type: "failed", reason: "x" }, 50, D), { record: undefined, effects: [] });
-  assertEquals(step(at("ACTIVE"), "i", { type: "completed", epoch: 1 }, 50, D).effects, [], "nothing in progress");
+  assertEquals(step(undefined, "i", { type: "failed", reason: "x" }, 50, D), {
+    record: undefined,
+    effects: [],
+  });
+  assertEquals(
+    step(at("ACTIVE"), "i", { type: "completed", epoch: 1 }, 50, D).effects,
+    [],
+    "nothing in progress",
+  );
   // From FAILED the way out is UNLOAD, which removes the instance.
   const unload = step(at("FAILED", 7), "i", { type: "command", command: "UNLOAD" }, 60, D);
   assertEquals(unload.record?.state, "UNLOADING");

@@ -31,10 +31,10 @@ export {
 } from "./policy.ts";
 export {
   canTransition,
-  DEFAULT_DEADLINES,
   deadlineOf,
-  type InProgressState,
+  DEFAULT_DEADLINES,
   inProgressOf,
+  type InProgressState,
   type InstanceRecord,
   isCommand,
   isInProgress,
@@ -63,17 +63,17 @@ export {
 export {
   type BuildOptions,
   buildSlice,
-  bundleSlice,
   type BuiltSlice,
   builtSliceFileNames,
+  bundleSlice,
   describeBundle,
   readBuiltSlice,
   writeBuiltSlice,
 } from "./build.ts";
 export { initSlice, type InitSliceOptions } from "./init.ts";
 export {
-  type ManifestRoutes,
   manifestProblems,
+  type ManifestRoutes,
   type RouteEntry,
   type SliceManifest,
   statusForError,

@@ -16,7 +16,16 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export function sandboxNodeFlags(dataDir: string): string[] {
   return [
     "--unstable-worker-options",
-    `--allow-read=${[join(ROOT, "runtime"), join(ROOT, "slices"), join(ROOT, "node_modules"), join(ROOT, "deno.json"), join(ROOT, "deno.lock"), dataDir].join(",")}`,
+    `--allow-read=${
+      [
+        join(ROOT, "runtime"),
+        join(ROOT, "slices"),
+        join(ROOT, "node_modules"),
+        join(ROOT, "deno.json"),
+        join(ROOT, "deno.lock"),
+        dataDir,
+      ].join(",")
+    }`,
     `--allow-write=${dataDir}`,
     "--allow-net",
     `--allow-run=${Deno.execPath()}`,
@@ -52,7 +61,10 @@ Deno.test("narrow node permissions: slices serve, and cannot import or read what
       assertEquals(report[`${mode}.pricing`], "allowed");
       for (const attack of ["importNodeReadable", "importOwnCode", "readNodeReadable", "readPasswd"]) {
         const result = String(report[`${mode}.${attack}`]);
-        assert(result !== "allowed" && /Requires read access|NotCapable/.test(result), `${mode}.${attack}: ${result}`);
+        assert(
+          result !== "allowed" && /Requires read access|NotCapable/.test(result),
+          `${mode}.${attack}: ${result}`,
+        );
       }
     }
     assert(!stdout.includes("node-only"));

@@ -21,7 +21,7 @@ export interface SandboxPolicy {
   readonly net: "*" | readonly string[];
   /** Environment variables slices may be granted (process mode passes only these into the child). */
   readonly env: readonly string[];
-  /** Process mode: the most memory (RSS, and the V8 heap) one instance may use. */
+  /** Process mode: the most memory (RSS, and the V8 heap) one instance's process may use; at least 96. */
   readonly memoryLimitMb: number;
 }
 
@@ -96,7 +96,10 @@ export function processPermissionFlags(grant: PermissionGrant): string[] {
 /** Checks a policy from configuration; throws a 400 naming the bad field. */
 export function validatePolicy(policy: SandboxPolicy): SandboxPolicy {
   if (policy.mode !== "worker" && policy.mode !== "process") {
-    throw new AetherError("invalid_flag", `sandbox policy: mode must be "worker" or "process", got "${policy.mode}"`);
+    throw new AetherError(
+      "invalid_flag",
+      `sandbox policy: mode must be "worker" or "process", got "${policy.mode}"`,
+    );
   }
   if (policy.net !== "*" && (!Array.isArray(policy.net) || policy.net.some((h) => typeof h !== "string"))) {
     throw new AetherError("invalid_flag", `sandbox policy: net must be "*" or a list of host[:port] entries`);
@@ -109,8 +112,9 @@ export function validatePolicy(policy: SandboxPolicy): SandboxPolicy {
   if (!Array.isArray(policy.env) || policy.env.some((n) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(n))) {
     throw new AetherError("invalid_flag", `sandbox policy: env must be a list of environment variable names`);
   }
-  if (!Number.isInteger(policy.memoryLimitMb) || policy.memoryLimitMb < 32) {
-    throw new AetherError("invalid_flag", `sandbox policy: memoryLimitMb must be an integer of at least 32`);
+  // An idle sandbox process already uses about 55 MiB.
+  if (!Number.isInteger(policy.memoryLimitMb) || policy.memoryLimitMb < 96) {
+    throw new AetherError("invalid_flag", `sandbox policy: memoryLimitMb must be an integer of at least 96`);
   }
   return policy;
 }

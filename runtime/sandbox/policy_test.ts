@@ -10,7 +10,11 @@ import {
 } from "./policy.ts";
 import { childArgs } from "./_process_channel.ts";
 
-const policy = (net: SandboxPolicy["net"], env: string[] = []): SandboxPolicy => ({ ...DEFAULT_POLICY, net, env });
+const policy = (net: SandboxPolicy["net"], env: string[] = []): SandboxPolicy => ({
+  ...DEFAULT_POLICY,
+  net,
+  env,
+});
 
 Deno.test("net: a bare host asks for every port; the policy decides entry by entry", () => {
   const allowed = ["api.example.com:443", "cache.internal", "[::1]:8080"];
@@ -25,7 +29,9 @@ Deno.test("net: a bare host asks for every port; the policy decides entry by ent
     ["[::1]:8080", true],
     ["[::1]:8081", false],
   ];
-  for (const [requested, expected] of cases) assertEquals(netAllowed(requested, allowed), expected, requested);
+  for (const [requested, expected] of cases) {
+    assertEquals(netAllowed(requested, allowed), expected, requested);
+  }
   assertEquals(netAllowed("anything:1", "*"), true);
   assertEquals(netAllowed("anything:1", ["*"]), true);
   assertEquals(netAllowed("anything:1", []), false);
@@ -75,8 +81,14 @@ Deno.test("a sandbox child runs with the grant only: no config, npm, remote modu
 
 Deno.test("policies from configuration are validated", () => {
   assertEquals(validatePolicy(DEFAULT_POLICY), DEFAULT_POLICY);
-  throws(() => validatePolicy({ ...DEFAULT_POLICY, mode: "vm" as never }), /mode must be "worker" or "process"/);
+  throws(
+    () => validatePolicy({ ...DEFAULT_POLICY, mode: "vm" as never }),
+    /mode must be "worker" or "process"/,
+  );
   throws(() => validatePolicy({ ...DEFAULT_POLICY, net: ["a,b"] }), /net entry "a,b"/);
   throws(() => validatePolicy({ ...DEFAULT_POLICY, env: ["A B"] }), /env must be a list/);
-  throws(() => validatePolicy({ ...DEFAULT_POLICY, memoryLimitMb: 8 }), /memoryLimitMb must be an integer of at least 32/);
+  throws(
+    () => validatePolicy({ ...DEFAULT_POLICY, memoryLimitMb: 64 }),
+    /memoryLimitMb must be an integer of at least 96/,
+  );
 });

@@ -4,7 +4,8 @@
  *   deno run -A --unstable-worker-options tests/bench/sandbox_bench.ts [--quick]
  *
  * 1. Cold start: an artifact on disk (bundle + manifest) to ACTIVE through the lifecycle executor (read and
- *    verify the files, LOAD, ACTIVATE), p50/p99, per mode. Goal p50 < 50 ms.
+ *    verify the files, LOAD, ACTIVATE), p50/p99: worker isolation, process isolation starting a fresh Deno
+ *    process, and process isolation taking a warm process from the executor's pool. Goal p50 < 50 ms.
  * 2. Call overhead: sequential round trips of a small request through SliceHost.invoke against the raw
  *    transport underneath: a Worker that echoes postMessage (worker mode), a child Deno process that echoes
  *    JSON lines on stdio (process mode). Overhead = host p50 - raw p50 (goal < 0.1 ms in worker mode).
@@ -70,7 +71,9 @@ async function pipelined(n: number, once: () => Promise<unknown>): Promise<numbe
 /** A Worker that echoes every message: the floor under worker-mode calls. */
 function rawWorker() {
   const source = "onmessage = (e) => postMessage(e.data);";
-  const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), { type: "module" });
+  const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), {
+    type: "module",
+  });
   const waiting = new Map<number, () => void>();
   let next = 0;
   worker.onmessage = (e) => {
@@ -148,9 +151,14 @@ console.log(`sandbox benchmark (Deno ${Deno.version.deno}, ${QUICK ? "quick" : "
 const results: Record<string, string> = {};
 
 // 1. Cold start
-console.log("1. cold start: artifact on disk -> ACTIVE (read + verify + LOAD + ACTIVATE)");
-for (const mode of ["worker", "process"] as const) {
-  const executor = new SliceExecutor({ policy: policy(mode), onLog: () => {} });
+console.log("1. cold start: artifact on disk -> ACTIVE (read + verify + LOAD + ACTIVATE), one at a time");
+const coldModes = [
+  { label: "worker", mode: "worker" as const, warm: false },
+  { label: "process (fresh process)", mode: "process" as const, warm: false },
+  { label: "process (warm pool)", mode: "process" as const, warm: true },
+];
+for (const { label, mode, warm } of coldModes) {
+  const executor = new SliceExecutor({ policy: policy(mode), onLog: () => {}, warmProcesses: warm });
   const samples: number[] = [];
   for (let i = 0; i < COLD_STARTS + 2; i++) {
     const instanceId = `cold-${i}`;
@@ -163,11 +171,15 @@ for (const mode of ["worker", "process"] as const) {
     if (i >= 2) samples.push(elapsed); // the first two pay for module compilation caches
     await executor.submit({ type: "DEACTIVATE", instanceId });
     await executor.submit({ type: "UNLOAD", instanceId });
+    // A quiet node between loads: the previous sandbox's teardown (and the pool's refill) is not measured.
+    await new Promise((r) => setTimeout(r, 150));
   }
   await executor.close();
   const s = stats(samples);
-  results[`cold.${mode}`] = `p50 ${ms(s.p50)}, p99 ${ms(s.p99)}`;
-  console.log(`   ${mode.padEnd(8)} p50 ${ms(s.p50).padStart(9)}   p99 ${ms(s.p99).padStart(9)}   (n=${s.n})`);
+  results[`cold.${label}`] = `p50 ${ms(s.p50)}, p99 ${ms(s.p99)}`;
+  console.log(
+    `   ${label.padEnd(24)} p50 ${ms(s.p50).padStart(9)}   p99 ${ms(s.p99).padStart(9)}   (n=${s.n})`,
+  );
 }
 
 // 2 + 3. Calls
@@ -178,7 +190,11 @@ for (const mode of ["worker", "process"] as const) {
   const rawRate = await pipelined(PIPELINED, raw.call);
   await raw.close();
 
-  const host = new SliceHost({ instanceId: "bench", ...(await readBuiltSlice(manifestPath)), policy: policy(mode) });
+  const host = new SliceHost({
+    instanceId: "bench",
+    ...(await readBuiltSlice(manifestPath)),
+    policy: policy(mode),
+  });
   await host.load();
   await host.start();
   const call = () => host.invoke("echo", REQUEST, { requestId: "bench-request" });
@@ -190,10 +206,20 @@ for (const mode of ["worker", "process"] as const) {
 
   const overhead = hostSamples.p50 - rawSamples.p50;
   const baseline = mode === "worker" ? "raw postMessage" : "raw stdio JSON";
-  console.log(`   ${mode}: ${baseline.padEnd(15)} p50 ${ms(rawSamples.p50).padStart(9)}  p99 ${ms(rawSamples.p99).padStart(9)}  ${Math.round(rawRate)} calls/s`);
-  console.log(`   ${mode}: SliceHost.invoke  p50 ${ms(hostSamples.p50).padStart(9)}  p99 ${ms(hostSamples.p99).padStart(9)}  ${Math.round(hostRate)} calls/s`);
   console.log(
-    `   ${mode}: overhead p50 ${ms(overhead)}; ratio host/raw p50 ${(hostSamples.p50 / rawSamples.p50).toFixed(2)}, ` +
+    `   ${mode}: ${baseline.padEnd(15)} p50 ${ms(rawSamples.p50).padStart(9)}  p99 ${
+      ms(rawSamples.p99).padStart(9)
+    }  ${Math.round(rawRate)} calls/s`,
+  );
+  console.log(
+    `   ${mode}: SliceHost.invoke  p50 ${ms(hostSamples.p50).padStart(9)}  p99 ${
+      ms(hostSamples.p99).padStart(9)
+    }  ${Math.round(hostRate)} calls/s`,
+  );
+  console.log(
+    `   ${mode}: overhead p50 ${ms(overhead)}; ratio host/raw p50 ${
+      (hostSamples.p50 / rawSamples.p50).toFixed(2)
+    }, ` +
       `throughput ${(hostRate / rawRate).toFixed(2)}`,
   );
   results[`call.${mode}`] = `p50 ${ms(hostSamples.p50)} vs raw ${ms(rawSamples.p50)} (+${ms(overhead)})`;
@@ -205,7 +231,11 @@ for (const mode of ["worker", "process"] as const) {
   const hosts: SliceHost[] = [];
   const rssBefore = Deno.memoryUsage().rss;
   for (let i = 0; i < IDLE_INSTANCES; i++) {
-    const host = new SliceHost({ instanceId: `idle-${i}`, ...(await readBuiltSlice(manifestPath)), policy: policy(mode) });
+    const host = new SliceHost({
+      instanceId: `idle-${i}`,
+      ...(await readBuiltSlice(manifestPath)),
+      policy: policy(mode),
+    });
     await host.load();
     await host.start();
     await host.invoke("echo", REQUEST);
@@ -215,7 +245,9 @@ for (const mode of ["worker", "process"] as const) {
   const nodeGrowthMiB = (Deno.memoryUsage().rss - rssBefore) / 2 ** 20 / IDLE_INSTANCES;
   let line = `   ${mode.padEnd(8)} node RSS +${nodeGrowthMiB.toFixed(1)} MiB per instance`;
   if (mode === "process") {
-    const children = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/children`).trim().split(/\s+/).filter(Boolean);
+    const children = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/children`).trim().split(/\s+/).filter(
+      Boolean,
+    );
     const rss = children.map((pid) => {
       const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
       return m ? Number(m[1]) / 1024 : 0;

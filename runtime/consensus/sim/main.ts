@@ -76,7 +76,7 @@ function main(): void {
     } else if (v.verbose || count === 1) {
       console.log(
         `seed ${seed}: ok  phases ${s.phases}, ops ${s.operations} (${s.unknown} unknown), crashes ${s.crashes}, ` +
-          `partitions ${s.partitions}, messages ${s.messagesSent}, simulated ${s.simulatedMs} ms, ` +
+          `partitions ${s.partitions}, snapshot installs ${s.snapshotInstalls}, messages ${s.messagesSent}, simulated ${s.simulatedMs} ms, ` +
           `decisions ${result.decisionHash}, history ${result.historyHash}`,
       );
     }

@@ -13,15 +13,21 @@ import {
   type Batch,
   Batcher,
   type ConsensusMsg,
-  DEFAULT_ENGINE_TIMINGS,
   type Effect,
+  type EngineConfig,
   RabiaEngine,
   type Snapshot,
   type Ticket,
 } from "../mod.ts";
 import { SimStorage, type StorageLimits } from "./storage.ts";
+import { copyOf } from "./_copy.ts";
 
 /** What a member needs from the simulated world. */
+export type EngineTimings = Pick<
+  EngineConfig,
+  "retransmitMs" | "syncRetryMs" | "recentDecisions" | "maxPhasesAhead"
+>;
+
 export interface SimHost {
   now(): number;
   send(from: SimMember, to: NodeId, msg: ConsensusMsg<KvCommand>): void;
@@ -35,6 +41,8 @@ export interface SimHost {
 
 export interface MemberSettings extends StorageLimits {
   members: NodeId[];
+  /** Engine timings and memory bounds (small ones force catch-up from storage and snapshots). */
+  engine: EngineTimings;
   /** This member's clock runs this far from simulated time (skew between members). */
   clockOffsetMs: number;
   maxBatchCommands: number;
@@ -80,7 +88,7 @@ export class SimMember {
     storage.boots++;
     this.kv = storage.rebuildKv();
     this.engine = new RabiaEngine<KvCommand>(
-      { self: this.id, members: this.#settings.members, ...DEFAULT_ENGINE_TIMINGS },
+      { self: this.id, members: this.#settings.members, ...this.#settings.engine },
       { lastDecided: storage.lastDecided, record: storage.record },
     );
     this.batcher = new Batcher<KvCommand, KvResult>({
@@ -152,7 +160,7 @@ export class SimMember {
         }
         return;
       case "persist":
-        this.storage.record = effect.record;
+        this.storage.record = copyOf(effect.record);
         return;
       case "decide":
         return this.#decide(effect.phase, effect.batch);

@@ -10,6 +10,7 @@ import type { Rng } from "../../core/rng.ts";
 import type { KvCommand } from "../../kv/commands.ts";
 import type { ConsensusMsg } from "../mod.ts";
 import type { SimMember } from "./member.ts";
+import { copyOf } from "./_copy.ts";
 
 export interface NetworkSettings {
   lossRate: number;
@@ -101,14 +102,4 @@ export class SimNetwork {
 
 function linkOf(a: NodeId, b: NodeId): string {
   return a < b ? `${a}|${b}` : `${b}|${a}`;
-}
-
-/** A deep copy of plain data (objects, arrays, bytes, primitives): what a message looks like after the wire. */
-function copyOf<T>(value: T): T {
-  if (typeof value !== "object" || value === null) return value;
-  if (value instanceof Uint8Array) return value.slice() as T;
-  if (Array.isArray(value)) return value.map(copyOf) as T;
-  const out: Record<string, unknown> = {};
-  for (const key in value) out[key] = copyOf((value as Record<string, unknown>)[key]);
-  return out as T;
 }

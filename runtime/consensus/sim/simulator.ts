@@ -55,6 +55,8 @@ export interface SimStats {
   unknown: number;
   crashes: number;
   partitions: number;
+  /** Members that caught up by installing a peer's snapshot. */
+  snapshotInstalls: number;
   messagesSent: number;
   messagesDelivered: number;
 }
@@ -102,6 +104,26 @@ export function runSimulation(options: SimOptions): SimResult {
 
 class SimFailure extends Error {}
 
+/** How hard a run's faults hit, drawn from its seed: ranges are [min, max] in ms. */
+interface Intensity {
+  crashGapMs: number[];
+  downMs: number[];
+  /** Chance that a member crashes part-way through carrying out one effect list. */
+  midEffectCrashRate: number;
+  partitionGapMs: number[];
+  partitionMs: number[];
+}
+
+function drawIntensity(rng: Rng): Intensity {
+  return {
+    crashGapMs: rng.pick([[100, 900], [300, 2500]]),
+    downMs: rng.pick([[10, 600], [10, 150]]),
+    midEffectCrashRate: rng.pick([0.0005, 0.002, 0.01]),
+    partitionGapMs: rng.pick([[100, 1000], [300, 2000]]),
+    partitionMs: rng.pick([[50, 700], [20, 200]]),
+  };
+}
+
 interface KnownDecision {
   id: string | null;
   revision: number;
@@ -119,6 +141,7 @@ class Simulation implements SimHost {
   readonly #byId = new Map<NodeId, SimMember>();
   /** decisions[phase - 1]: the first decision any member made for the phase. */
   readonly #decisions: KnownDecision[] = [];
+  readonly #intensity: Intensity;
   #nowMs = 0;
   #events = 0;
   #faultsActive = true;
@@ -126,6 +149,7 @@ class Simulation implements SimHost {
   #finished = false;
   #crashes = 0;
   #partitions = 0;
+  #snapshotInstalls = 0;
 
   constructor(options: SimOptions) {
     if (![1, 3, 5].includes(options.members)) {
@@ -139,19 +163,8 @@ class Simulation implements SimHost {
     const clientRng = root.fork();
     const setupRng = root.fork();
     const ids = Array.from({ length: options.members }, (_, i) => `n${i + 1}`);
-    const storage = { snapshotEvery: setupRng.pick([4, 16, 64]), logTail: setupRng.pick([1, 4, 16]) };
-    const maxBatchCommands = setupRng.pick([1, 4, 64]);
-    this.members = ids.map((id) => {
-      const settings: MemberSettings = {
-        ...storage,
-        members: ids,
-        clockOffsetMs: setupRng.int(-40, 40),
-        maxBatchCommands,
-      };
-      const member = new SimMember(id, settings, this);
-      this.#byId.set(id, member);
-      return member;
-    });
+    this.#intensity = drawIntensity(setupRng);
+    this.members = this.#makeMembers(ids, setupRng);
     this.#network = new SimNetwork(netRng, this.#networkSettings(setupRng), {
       schedule: (delayMs, run) => this.schedule(delayMs, run),
       member: (id) => this.#byId.get(id)!,
@@ -166,6 +179,31 @@ class Simulation implements SimHost {
       clientRng,
       { clients: options.clients, keys: options.keys, opDeadlineMs: 1500, thinkMaxMs: 20 },
     );
+  }
+
+  /** Members share engine settings, storage limits and batch size (drawn per run); each has its own clock skew. */
+  #makeMembers(ids: NodeId[], rng: Rng): SimMember[] {
+    const storage = { snapshotEvery: rng.pick([4, 16, 64]), logTail: rng.pick([0, 2, 16]) };
+    const maxBatchCommands = rng.pick([1, 4, 64]);
+    // Small in-memory rings and buffers force catch-up from storage and snapshots.
+    const engine = {
+      retransmitMs: rng.pick([50, 150]),
+      syncRetryMs: rng.pick([100, 300]),
+      recentDecisions: rng.pick([2, 16, 512]),
+      maxPhasesAhead: rng.pick([2, 64]),
+    };
+    return ids.map((id) => {
+      const settings: MemberSettings = {
+        ...storage,
+        engine,
+        members: ids,
+        clockOffsetMs: rng.int(-40, 40),
+        maxBatchCommands,
+      };
+      const member = new SimMember(id, settings, this);
+      this.#byId.set(id, member);
+      return member;
+    });
   }
 
   #networkSettings(rng: Rng): NetworkSettings {
@@ -214,6 +252,7 @@ class Simulation implements SimHost {
   }
 
   snapshotInstalled(member: SimMember, snapshot: Snapshot): void {
+    this.#snapshotInstalls++;
     const known = this.#decisions[snapshot.phase - 1];
     if (!known) {
       this.#fail(`${member.id} installed a snapshot of phase ${snapshot.phase}, which nobody decided`);
@@ -229,12 +268,13 @@ class Simulation implements SimHost {
 
   crashPoint(_member: SimMember, count: number): number | undefined {
     if (!this.#faultsActive || !this.#faults.has("crash") || count === 0) return undefined;
-    return this.#faultRng.chance(0.002) ? this.#faultRng.int(0, count - 1) : undefined;
+    const rate = this.#intensity.midEffectCrashRate;
+    return this.#faultRng.chance(rate) ? this.#faultRng.int(0, count - 1) : undefined;
   }
 
   crashed(member: SimMember): void {
     this.#crashes++;
-    this.schedule(this.#faultRng.int(10, 600), () => this.#boot(member));
+    this.schedule(this.#between(this.#intensity.downMs), () => this.#boot(member));
   }
 
   schedule(delayMs: number, run: () => void): void {
@@ -318,7 +358,7 @@ class Simulation implements SimHost {
   }
 
   #scheduleCrash(): void {
-    this.schedule(this.#faultRng.int(100, 900), () => {
+    this.schedule(this.#between(this.#intensity.crashGapMs), () => {
       if (!this.#faultsActive) return;
       const alive = this.members.filter((m) => m.alive);
       if (alive.length > 0) this.#faultRng.pick(alive).crash();
@@ -327,17 +367,21 @@ class Simulation implements SimHost {
   }
 
   #schedulePartition(): void {
-    this.schedule(this.#faultRng.int(100, 1000), () => {
+    this.schedule(this.#between(this.#intensity.partitionGapMs), () => {
       if (!this.#faultsActive) return;
       const ids = this.#shuffled(this.members.map((m) => m.id));
       const cutAt = this.#faultRng.int(1, Math.max(1, Math.floor(ids.length / 2)));
       this.#network.partition(ids.slice(0, cutAt), ids.slice(cutAt));
       this.#partitions++;
-      this.schedule(this.#faultRng.int(50, 700), () => {
+      this.schedule(this.#between(this.#intensity.partitionMs), () => {
         this.#healNetwork();
         this.#schedulePartition();
       });
     });
+  }
+
+  #between([min, max]: number[]): number {
+    return this.#faultRng.int(min, max);
   }
 
   #shuffled<T>(items: T[]): T[] {
@@ -456,6 +500,7 @@ class Simulation implements SimHost {
       unknown: history.filter((e) => e.returnMs === Infinity).length,
       crashes: this.#crashes,
       partitions: this.#partitions,
+      snapshotInstalls: this.#snapshotInstalls,
       messagesSent: this.#network.sent,
       messagesDelivered: this.#network.delivered,
     };

@@ -19,13 +19,26 @@
  */
 
 import { Rng } from "../../core/rng.ts";
-import { baseOf, satisfies } from "../../core/artifact.ts";
+import { satisfies } from "../../core/artifact.ts";
 import type { NodeId } from "../../core/ids.ts";
 import type { KvCommand, KvEvent } from "../../kv/commands.ts";
 import { KvState } from "../../kv/state.ts";
-import { decodeValue, encodeValue, kvKeys, LEADER_KEY, parseKey, type TargetRecord } from "../../kv/schema.ts";
+import {
+  decodeValue,
+  encodeValue,
+  kvKeys,
+  LEADER_KEY,
+  type LeaderRecord,
+  parseKey,
+  type TargetRecord,
+} from "../../kv/schema.ts";
 import type { SliceManifest } from "../../../slices/manifest.ts";
-import { ClusterDeploymentManager, type ClusterManagerOptions, isWriteOk, type WriteResult } from "../cluster_manager.ts";
+import {
+  ClusterDeploymentManager,
+  type ClusterManagerOptions,
+  isWriteOk,
+  type WriteResult,
+} from "../cluster_manager.ts";
 import { NodeDeploymentManager, type NodeManagerOptions } from "../node_manager.ts";
 import type { ExecutorAction, ExecutorCrash, ExecutorOutcome } from "../executor.ts";
 import { planBlueprintDelete, planBlueprintSource, planDeploy, planScale } from "../targets.ts";
@@ -49,7 +62,7 @@ export interface DeploySimOptions {
 
 export const DEFAULT_DEPLOY_SIM_OPTIONS: Omit<DeploySimOptions, "seed"> = {
   nodes: 5,
-  faultWindowMs: 20_000,
+  faultWindowMs: 6_000,
   settleBoundMs: 30_000,
   failureRate: 0.1,
   joinPhase: true,
@@ -76,6 +89,7 @@ export const SIM_CDM_OPTIONS: Partial<ClusterManagerOptions> = {
   backoffMaxMs: 2_000,
   backoffResetMs: 1_000,
   pendingTimeoutMs: 2_000,
+  sweepIntervalMs: 1_000,
 };
 
 export const SIM_NDM_OPTIONS: Partial<NodeManagerOptions> = {
@@ -90,6 +104,8 @@ export const SIM_NDM_OPTIONS: Partial<NodeManagerOptions> = {
 // Workload
 
 const ROUTE_GET = "GET" as const;
+const UTF8 = new TextDecoder();
+const CDM_COALESCE_MS = 10;
 
 function workloadManifests(): SliceManifest[] {
   return [
@@ -164,10 +180,20 @@ interface SimNode {
   ndmDirty: boolean;
   cdmDirty: boolean;
   wasLeader: boolean;
+  cdmSteppedAt: number;
+  cdmWakeAt: number;
+  ndmWakeAt: number;
 }
 
 type SimEvent =
-  | { type: "apply"; from: NodeId; incarnation: number; id: string; command: KvCommand; component: "cdm" | "ndm" | "op" }
+  | {
+    type: "apply";
+    from: NodeId;
+    incarnation: number;
+    id: string;
+    command: KvCommand;
+    component: "cdm" | "ndm" | "op";
+  }
   | { type: "refused"; from: NodeId; incarnation: number; id: string; component: "cdm" | "ndm" }
   | { type: "complete"; node: NodeId; incarnation: number; action: ExecutorAction; ok: boolean }
   | { type: "wake"; node: NodeId; component: "cdm" | "ndm" }
@@ -238,6 +264,10 @@ class Simulation {
   readonly #nodes: SimNode[] = [];
   readonly #manifests = new Map<string, SliceManifest>();
   readonly #failures: string[] = [];
+  /** The checks' own reader of the store. */
+  readonly #checker = new ViewReader();
+  #leaderCache: { bytes: Uint8Array; record: LeaderRecord } | undefined;
+  readonly #ranges = new Map<string, boolean>();
   readonly #log: string[] = [];
   #now = 0;
   #applied = 0;
@@ -279,6 +309,9 @@ class Simulation {
       ndmDirty: true,
       cdmDirty: true,
       wasLeader: false,
+      cdmSteppedAt: -Infinity,
+      cdmWakeAt: -1,
+      ndmWakeAt: -1,
     };
   }
 
@@ -361,14 +394,16 @@ class Simulation {
   }
 
   #node(id: NodeId): SimNode {
-    return this.#nodes.find((n) => n.id === id)!;
+    return this.#nodes[Number(id.slice(1)) - 1];
   }
 
   /** Applies at once (set-up and simulated elections go straight to the store). */
   #applyNow(command: KvCommand): boolean {
     const events: KvEvent[] = [];
     const result = this.#store.apply(command, events);
-    if (!result.ok && result.code !== "compare_failed") this.#fail(`command refused as invalid: ${result.message}`);
+    if (!result.ok && result.code !== "compare_failed") {
+      this.#fail(`command refused as invalid: ${result.message}`);
+    }
     this.#afterApply(events);
     return isWriteOk(result);
   }
@@ -395,14 +430,15 @@ class Simulation {
     if (events.length === 0) return;
     for (const node of this.#nodes) {
       if (node.up && !node.isolated) {
-        node.ndmDirty = true;
+        // A node manager only acts on its own instance keys (what a node's watch of `instances/{self}/` sees).
+        const prefix = `instances/${node.id}/`;
+        if (events.some((e) => e.key.startsWith(prefix))) node.ndmDirty = true;
         node.cdmDirty = true;
       }
     }
     for (const e of events) {
       if (e.type !== "put" || !e.key.startsWith("instances/")) continue;
-      const record = decodeValue("instance", e.value!);
-      if (record.state === "ACTIVATE") this.#checkDependencies(e.key);
+      if (JSON.parse(UTF8.decode(e.value!)).state === "ACTIVATE") this.#checkDependencies(e.key);
     }
     if (this.#phase === "rejoin") this.#checkMinimumActive();
   }
@@ -414,14 +450,22 @@ class Simulation {
     const coordinates = `${parsed.artifact.group}:${parsed.artifact.artifact}:${parsed.artifact.version}`;
     const m = this.#manifests.get(coordinates);
     if (!m) return this.#fail(`ACTIVATE for ${key} whose manifest is unknown`);
+    const view = this.#checker.read(this.#store);
     for (const call of callsOf(m)) {
-      const active = this.#store.range("instances/").some((entry) => {
-        const k = parseKey(entry.key);
-        if (k.family !== "instance" || baseOf(k.artifact) !== call.base) return false;
-        return decodeValue("instance", entry.value).state === "ACTIVE" && satisfies(k.artifact.version, call.range);
-      });
-      if (!active) this.#fail(`${key} was told to ACTIVATE while ${call.base} ${call.range} had no ACTIVE instance`);
+      const active = (view.instancesByBase.get(call.base) ?? []).some((i) =>
+        i.record.state === "ACTIVE" && this.#inRange(i.version, call.range)
+      );
+      if (!active) {
+        this.#fail(`${key} was told to ACTIVATE while ${call.base} ${call.range} had no ACTIVE instance`);
+      }
     }
+  }
+
+  #inRange(version: string, range: string): boolean {
+    const key = `${version} ${range}`;
+    let hit = this.#ranges.get(key);
+    if (hit === undefined) this.#ranges.set(key, hit = satisfies(version, range));
+    return hit;
   }
 
   #complete(event: Extract<SimEvent, { type: "complete" }>): void {
@@ -447,7 +491,8 @@ class Simulation {
 
   #execute(node: SimNode, action: ExecutorAction): void {
     const entry = node.executor.get(action.instanceId);
-    const illegal = (why: string) => this.#fail(`${node.id}: executor asked to ${action.op} ${action.instanceId}: ${why}`);
+    const illegal = (why: string) =>
+      this.#fail(`${node.id}: executor asked to ${action.op} ${action.instanceId}: ${why}`);
     const failing = !this.#faultsOver && this.#rng.chance(this.#o.failureRate);
     let duration: number;
     switch (action.op) {
@@ -475,7 +520,13 @@ class Simulation {
         break;
     }
     const ok = action.op === "load" || action.op === "activate" ? !failing : true;
-    this.#heap.push(this.#now + duration, { type: "complete", node: node.id, incarnation: node.incarnation, action, ok });
+    this.#heap.push(this.#now + duration, {
+      type: "complete",
+      node: node.id,
+      incarnation: node.incarnation,
+      action,
+      ok,
+    });
   }
 
   // -- steps -----------------------------------------------------------------------------------------------
@@ -498,7 +549,13 @@ class Simulation {
 
   #submit(node: SimNode, component: "cdm" | "ndm", id: string, command: KvCommand): void {
     if (node.isolated) {
-      this.#heap.push(this.#now + 1, { type: "refused", from: node.id, incarnation: node.incarnation, id, component });
+      this.#heap.push(this.#now + 1, {
+        type: "refused",
+        from: node.id,
+        incarnation: node.incarnation,
+        id,
+        component,
+      });
       return;
     }
     this.#heap.push(this.#now + this.#rng.int(1, 8), {
@@ -531,40 +588,66 @@ class Simulation {
           this.#say(`${node.id} ndm: ${c.reason}`);
           this.#submit(node, "ndm", c.id, c.command);
         }
-        if (out.wakeAtMs !== undefined) this.#heap.push(out.wakeAtMs, { type: "wake", node: node.id, component: "ndm" });
+        if (out.wakeAtMs !== undefined) this.#wake(node, "ndm", out.wakeAtMs);
       }
       if (node.cdmDirty) {
-        node.cdmDirty = false;
         const leader = this.#leaderOf(kv);
         if (leader !== node.id && !node.wasLeader) {
+          node.cdmDirty = false;
           node.cdmResults.length = 0;
           continue;
         }
+        // Coalesce: the glue runs the leader's step at most once per CDM_COALESCE_MS as well.
+        if (this.#now - node.cdmSteppedAt < CDM_COALESCE_MS) {
+          this.#wake(node, "cdm", node.cdmSteppedAt + CDM_COALESCE_MS);
+          continue;
+        }
+        node.cdmDirty = false;
+        node.cdmSteppedAt = this.#now;
         const out = node.cdm.step({
           kv,
           members: this.#members(node),
           nowMs: this.#now,
           results: node.cdmResults.splice(0),
+          hasQuorum: !node.isolated,
         });
         node.wasLeader = out.leader;
         for (const c of out.commands) {
           this.#say(`${node.id} cdm: ${c.reason}`);
           this.#submit(node, "cdm", c.id, c.command);
         }
-        if (out.wakeAtMs !== undefined) this.#heap.push(out.wakeAtMs, { type: "wake", node: node.id, component: "cdm" });
+        if (out.wakeAtMs !== undefined) this.#wake(node, "cdm", out.wakeAtMs);
       }
     }
   }
 
+  /** Schedules a wake-up unless an earlier one (still in the future) is already scheduled. */
+  #wake(node: SimNode, component: "cdm" | "ndm", atMs: number): void {
+    const at = Math.max(atMs, this.#now + 1);
+    const scheduled = component === "cdm" ? node.cdmWakeAt : node.ndmWakeAt;
+    if (scheduled > this.#now && scheduled <= at) return;
+    if (component === "cdm") node.cdmWakeAt = at;
+    else node.ndmWakeAt = at;
+    this.#heap.push(at, { type: "wake", node: node.id, component });
+  }
+
   #leaderOf(kv: KvState): NodeId | undefined {
     const entry = kv.get(LEADER_KEY);
-    return entry ? decodeValue("leader", entry.value).nodeId : undefined;
+    return entry ? this.#leaderRecord(entry.value).nodeId : undefined;
+  }
+
+  /** Decoded leader records by their bytes (the record changes rarely; decoding it every round is waste). */
+  #leaderRecord(bytes: Uint8Array): LeaderRecord {
+    if (this.#leaderCache?.bytes !== bytes) {
+      this.#leaderCache = { bytes, record: decodeValue("leader", bytes) };
+    }
+    return this.#leaderCache.record;
   }
 
   /** The leader record moves to the lowest connected node once the leader has been gone for a while. */
   #elect(): void {
     const entry = this.#store.get(LEADER_KEY)!;
-    const record = decodeValue("leader", entry.value);
+    const record = this.#leaderRecord(entry.value);
     const leader = this.#node(record.nodeId);
     const majority = this.#majority();
     if (majority.includes(leader)) return;
@@ -738,7 +821,7 @@ class Simulation {
   // -- convergence -------------------------------------------------------------------------------------------
 
   #check(): void {
-    this.#heap.push(this.#now + 50, { type: "check" });
+    this.#heap.push(this.#now + 100, { type: "check" });
     if (this.#phase === "faults") return;
     const problems = this.#divergence();
     if (problems.length === 0) {
@@ -746,7 +829,8 @@ class Simulation {
         case "settle":
           this.#convergedAt = this.#now;
           this.#say(`converged ${this.#now - this.#lastFaultAt} ms after the last fault`);
-          if (!this.#o.joinPhase) this.#phase = "done";
+          // A node leaving a cluster of fewer than three takes the quorum with it: no rejoin phase then.
+          if (!this.#o.joinPhase || this.#o.nodes < 3) this.#phase = "done";
           else this.#leave();
           return;
         case "leave":
@@ -759,7 +843,9 @@ class Simulation {
       }
     }
     if (this.#now > this.#phaseDeadline) {
-      this.#fail(`no convergence in phase ${this.#phase} within its bound: ${problems.slice(0, 8).join("; ")}`);
+      this.#fail(
+        `no convergence in phase ${this.#phase} within its bound: ${problems.slice(0, 8).join("; ")}`,
+      );
       this.#phase = "done";
     }
   }
@@ -783,13 +869,15 @@ class Simulation {
 
   #checkMinimumActive(): void {
     if (!this.#minActiveChecked) return;
-    const view = new ViewReader().read(this.#store);
+    const view = this.#checker.read(this.#store);
     for (const [base, t] of view.targets) {
       const active = (view.instancesByBase.get(base) ?? []).filter((i) =>
         i.record.state === "ACTIVE" && i.version === t.record.version && this.#node(i.node).up
       ).length;
       if (active < t.record.instances) {
-        this.#fail(`during the rejoin ${base} had ${active} ACTIVE instance(s), fewer than ${t.record.instances}`);
+        this.#fail(
+          `during the rejoin ${base} had ${active} ACTIVE instance(s), fewer than ${t.record.instances}`,
+        );
       }
     }
   }
@@ -797,7 +885,7 @@ class Simulation {
   /** Everything that is not as it should be once the cluster settled; empty when converged. */
   #divergence(): string[] {
     const problems: string[] = [];
-    const view = new ViewReader().read(this.#store);
+    const view = this.#checker.read(this.#store);
     const live = new Set(this.#majority().map((n) => n.id));
     const expectedEndpoints = new Set<string>();
     const expectedRoutes = new Map<string, Set<NodeId>>();
@@ -805,18 +893,24 @@ class Simulation {
       const t = view.targets.get(i.base);
       if (!live.has(i.node)) problems.push(`${i.key} is on ${i.node}, which is not live`);
       if (!t) problems.push(`${i.key} exists but ${i.base} is not deployed`);
-      else if (t.record.version !== i.version) problems.push(`${i.key} is not the target version ${t.record.version}`);
+      else if (t.record.version !== i.version) {
+        problems.push(`${i.key} is not the target version ${t.record.version}`);
+      }
       if (i.record.state !== "ACTIVE") problems.push(`${i.key} is ${i.record.state}`);
       const m = this.#manifests.get(i.coordinates)!;
-      for (const method of m.methods) expectedEndpoints.add(kvKeys.endpoint(i.coordinates, method, i.node, i.n));
+      for (const method of m.methods) {
+        expectedEndpoints.add(`endpoints/${i.coordinates}/${method}/${i.node}/${i.n}`);
+      }
       for (const r of m.routes?.entries ?? []) {
-        const key = kvKeys.route(r.httpMethod, r.fullPath);
+        const key = `routes/${r.httpMethod}${r.fullPath}`;
         expectedRoutes.set(key, new Set([...(expectedRoutes.get(key) ?? []), i.node]));
       }
     }
     for (const [base, t] of view.targets) {
       const count = (view.instancesByBase.get(base) ?? []).length;
-      if (count !== t.record.instances) problems.push(`${base} has ${count} instance(s), wants ${t.record.instances}`);
+      if (count !== t.record.instances) {
+        problems.push(`${base} has ${count} instance(s), wants ${t.record.instances}`);
+      }
       if (t.record.backoff) problems.push(`${base} still backs off`);
     }
     const endpoints = new Set(view.endpoints.map((e) => e.key));
@@ -824,7 +918,9 @@ class Simulation {
     for (const key of endpoints) if (!expectedEndpoints.has(key)) problems.push(`endpoint ${key} is stale`);
     for (const r of view.routes) {
       const expected = [...(expectedRoutes.get(r.key) ?? [])].sort().join(",");
-      if (r.record.nodes.join(",") !== expected) problems.push(`route ${r.key} lists ${r.record.nodes} not ${expected}`);
+      if (r.record.nodes.join(",") !== expected) {
+        problems.push(`route ${r.key} lists ${r.record.nodes} not ${expected}`);
+      }
     }
     for (const key of expectedRoutes.keys()) {
       if (!view.routes.some((r) => r.key === key)) problems.push(`route ${key} is missing`);
@@ -832,14 +928,18 @@ class Simulation {
     // Every node runs exactly what KV says it runs.
     for (const node of this.#nodes) {
       if (!node.up) continue;
-      const keys = new Set(view.instances.filter((i) => i.node === node.id).map((i) => `${i.coordinates}/${i.n}`));
+      const keys = new Set(
+        view.instances.filter((i) => i.node === node.id).map((i) => `${i.coordinates}/${i.n}`),
+      );
       for (const [id, e] of node.executor) {
         if (!keys.has(id)) problems.push(`${node.id} runs ${id} (${e.state}) without a key`);
         else if (e.state !== "active") problems.push(`${node.id} has ${id} ${e.state}`);
       }
       for (const id of keys) if (!node.executor.has(id)) problems.push(`${node.id} does not run ${id}`);
       if (node.ndm.instances.length !== node.executor.size) {
-        problems.push(`${node.id}: the NDM tracks ${node.ndm.instances.length} instance(s), the executor has ${node.executor.size}`);
+        problems.push(
+          `${node.id}: the NDM tracks ${node.ndm.instances.length} instance(s), the executor has ${node.executor.size}`,
+        );
       }
     }
     // Spread: per slice and overall, within one instance between live nodes.
@@ -851,10 +951,14 @@ class Simulation {
         if (totals.has(i.node)) totals.set(i.node, totals.get(i.node)! + 1);
       }
       const counts = [...per.values()];
-      if (Math.max(...counts) - Math.min(...counts) > 1) problems.push(`${base} is spread unevenly: ${[...per]}`);
+      if (Math.max(...counts) - Math.min(...counts) > 1) {
+        problems.push(`${base} is spread unevenly: ${[...per]}`);
+      }
     }
     const counts = [...totals.values()];
-    if (counts.length && Math.max(...counts) - Math.min(...counts) > 1) problems.push(`nodes carry uneven loads: ${[...totals]}`);
+    if (counts.length && Math.max(...counts) - Math.min(...counts) > 1) {
+      problems.push(`nodes carry uneven loads: ${[...totals]}`);
+    }
     return problems;
   }
 }
