@@ -71,6 +71,8 @@ function files(root: string, match: (path: string) => boolean): string[] {
 
 const testPermissions = ["-A", "--unstable-worker-options"];
 
+// Node processes run with --cached-only: install every dependency before anything starts one.
+await check("install", ["install"]);
 await check("format", ["fmt", "--check"]);
 await check("lint", ["lint"]);
 await check("type check", [

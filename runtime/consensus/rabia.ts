@@ -10,7 +10,8 @@
  * "fast path". A sees {A:1, C:0} and C sees {C:0, A:1}: neither has a majority of all members, so both vote
  * "?". Round-2 votes {A:?, C:?} form a quorum of all "?", so A and C take the coin; if it shows 0, they decide
  * 0 and disagree with B. When *all n* members agree no such run exists: every quorum any member can see
- * contains only that value, so every member votes it and decides it in the same round.
+ * contains only that value, so every member votes it and decides it in the same round. The same certainty
+ * allows deciding 0 at once when no batch can reach a majority of proposals (#noMajorityPossible).
  *
  * Durability rule (no equivocation). Everything this member says in a phase (its proposal, every vote) is
  * first written into the phase's PhaseRecord, and a `persist` effect carrying the record comes before the
@@ -20,10 +21,23 @@
  * (A single-member cluster skips `persist`: nobody can have heard a proposal it might change after a restart.)
  *
  * Deciding without the batch. A member can learn that a phase decided 1 for batch X before it holds X's
- * content (its own proposal was something else and X's proposals were lost). It never emits `decide` without
- * the content. It keeps the phase open, sends the votes every member makes in the next round anyway (its
- * locked value) so that members still voting are not left short of a quorum, retransmits, and asks its peers
- * for the decision until a proposal, a NewBatch, a Decision or a sync response brings the content.
+ * content: in round 1 its quorum of proposals always includes X, but a restart loses the proposals received
+ * before it, and votes name only X's id. It never emits `decide` without the content. It keeps the phase
+ * open, sends the votes every member makes in the next round anyway (its locked value) so that members still
+ * voting are not left short of a quorum, retransmits, and asks its peers for the decision until a proposal,
+ * a NewBatch, a Decision or a sync response brings the content.
+ *
+ * Catch-up. A (re)started member is "syncing": it asks every peer for the decisions after its lastDecided
+ * and becomes active once a quorum (itself included) has answered and it has applied what they reported.
+ * Peers answer from the in-memory ring of recent decisions, else through `serveSync` from storage (snapshot
+ * plus log). An active member that sees a peer ahead (a message of a later phase, a sync answer) asks that
+ * peer; a message of a phase decided here (more than a moment ago) is answered with its Decision.
+ *
+ * Batch lifecycle. Pending batches come from `submit`, NewBatch gossip and proposals. A batch leaves when a
+ * phase decides it. After a snapshot install, batches of other members are dropped (they may be inside it);
+ * batches submitted to this engine are kept (a re-decision is skipped by the state machine's batch-id filter).
+ * A member that receives a proposal of a batch it knows is decided answers with that Decision, and the
+ * proposer forgets the batch (`dropped`): otherwise it would propose it forever while nobody else does.
  */
 
 import { AetherError, assert } from "../core/errors.ts";
@@ -84,19 +98,22 @@ interface SyncRound {
   sentAtMs: number;
 }
 
-/** A set that forgets its oldest entries beyond `capacity`. */
-class RecentSet {
-  readonly #items = new Set<string>();
+/** A map that forgets its oldest entries beyond `capacity`. */
+class RecentMap<K, V> {
+  readonly #items = new Map<K, V>();
   readonly #capacity: number;
   constructor(capacity: number) {
     this.#capacity = capacity;
   }
-  has(item: string): boolean {
-    return this.#items.has(item);
+  get(key: K): V | undefined {
+    return this.#items.get(key);
   }
-  add(item: string): void {
-    this.#items.add(item);
-    if (this.#items.size > this.#capacity) this.#items.delete(this.#items.values().next().value!);
+  has(key: K): boolean {
+    return this.#items.has(key);
+  }
+  set(key: K, value: V): void {
+    this.#items.set(key, value);
+    if (this.#items.size > this.#capacity) this.#items.delete(this.#items.keys().next().value!);
   }
 }
 
@@ -122,8 +139,8 @@ export class RabiaEngine<C = unknown> {
   readonly #recent = new Map<number, Batch<C> | null>();
   /** When each recent phase was decided (or adopted) here. */
   readonly #decidedAtMs = new Map<number, number>();
-  /** Ids of recently decided batches: late gossip of them must not make them pending again. */
-  readonly #decidedIds: RecentSet;
+  /** Recently decided batches (id -> phase): late gossip of them must not make them pending again. */
+  readonly #decidedIds: RecentMap<string, number>;
   #sync?: SyncRound;
   /** Highest phase each peer is known to have decided, from its messages and sync responses. */
   readonly #peerDecided = new Map<NodeId, number>();
@@ -147,7 +164,7 @@ export class RabiaEngine<C = unknown> {
     this.#quorum = quorumOf(this.#n);
     this.#decideThreshold = maxFaultsOf(this.#n) + 1;
     this.#lastDecided = restored.lastDecided;
-    this.#decidedIds = new RecentSet(Math.max(1024, config.recentDecisions * 4));
+    this.#decidedIds = new RecentMap(Math.max(1024, config.recentDecisions * 4));
     const record = restored.record;
     if (record && record.phase === restored.lastDecided + 1) {
       this.#phaseState(record.phase).restore(this.#self, record);
@@ -542,7 +559,7 @@ export class RabiaEngine<C = unknown> {
     if (batch) {
       this.#pending.delete(batch.id);
       this.#submittedHere.delete(batch.id);
-      this.#decidedIds.add(batch.id);
+      this.#decidedIds.set(batch.id, phase);
     }
     this.#lastProgressMs = this.#nowMs;
     if (announce && this.#n > 1) this.#emit({ type: "broadcast", msg: { t: "decision", phase, batch } });
@@ -576,8 +593,7 @@ export class RabiaEngine<C = unknown> {
 
   #onPhaseMessage(from: NodeId, msg: ConsensusMsg<C> & { phase: number }): void {
     if (msg.phase <= this.#lastDecided) return this.#onOldPhaseMessage(from, msg);
-    // A proposed batch becomes pending first, so that members converge on the same oldest batch.
-    if (msg.t === "propose" && msg.batch) this.#addPending(msg.batch);
+    if (msg.t === "propose" && msg.batch) this.#onProposedBatch(from, msg.batch);
     // A peer that sent phase p has decided p - 1 (a Decision for p: p itself).
     this.#notePeerDecided(from, msg.t === "decision" ? msg.phase : msg.phase - 1);
     if (msg.phase > this.#lastDecided + this.#config.maxPhasesAhead) return;
@@ -594,6 +610,27 @@ export class RabiaEngine<C = unknown> {
         this.#storeDecision(ps, msg.batch);
         break;
     }
+  }
+
+  /**
+   * A proposed batch becomes pending first, so that members converge on the same oldest batch. If it was
+   * decided already, the proposer does not know (it caught up by snapshot, or kept gossip it got before):
+   * tell it where, or it would propose the batch in every phase while no one else does.
+   */
+  #onProposedBatch(from: NodeId, batch: Batch<C>): void {
+    const decidedIn = this.#decidedIds.get(batch.id);
+    if (decidedIn === undefined) return this.#addPending(batch);
+    this.#sendTo(from, { t: "decision", phase: decidedIn, batch });
+  }
+
+  /** A Decision for a phase passed here names a batch still pending here: it is decided, so forget it. */
+  #forgetDecided(phase: number, batch: Batch<C>): void {
+    if (!this.#pending.has(batch.id)) return;
+    this.#pending.delete(batch.id);
+    this.#submittedHere.delete(batch.id);
+    this.#decidedIds.set(batch.id, phase);
+    // Its results are not known here: for this member's own batch the tickets learn "outcome unknown".
+    this.#emit({ type: "dropped", batchIds: [batch.id] });
   }
 
   #storeDecision(ps: PhaseState<C>, batch: Batch<C> | null): void {
@@ -619,6 +656,7 @@ export class RabiaEngine<C = unknown> {
           `phase ${msg.phase}: decided ${ours}, peer says ${msg.batch?.id}`,
         );
       }
+      if (msg.batch) this.#forgetDecided(msg.phase, msg.batch);
       return;
     }
     if (this.#recent.has(msg.phase)) {

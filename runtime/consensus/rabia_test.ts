@@ -536,6 +536,39 @@ Deno.test("a proposal from a peer is pending before this member proposes, so mem
   assert.deepEqual(broadcasts(effects)[0], { t: "propose", phase: 1, batch: Y });
 });
 
+Deno.test("a proposal of an already decided batch is answered with its Decision; the proposer forgets it", () => {
+  // b decided X in phase 1 ...
+  const b = activeEngineAs("b");
+  b.receive("a", { t: "propose", phase: 1, batch: X }, 1);
+  b.receive("c", { t: "propose", phase: 1, batch: X }, 1);
+  assert.equal(b.lastDecided, 1);
+  // ... and a, which caught up by a snapshot and still holds X, proposes it again in phase 2.
+  const answer = b.receive("a", { t: "propose", phase: 2, batch: X }, 2);
+  assert.deepEqual(sends(answer), [{ to: "a", msg: { t: "decision", phase: 1, batch: X } }]);
+  assert.equal(b.pendingCount, 0, "b does not take X back");
+  assert.deepEqual(broadcasts(answer).find((m) => m.t === "propose"), {
+    t: "propose",
+    phase: 2,
+    batch: null,
+  });
+
+  // The proposer's side: X is its own batch, kept across a snapshot install (phases 1..5).
+  const a = activeEngine();
+  a.submit(X, 1);
+  a.receive("b", {
+    t: "syncRes",
+    nonce: 0,
+    lastDecided: 5,
+    snapshot: { phase: 5, data: new Uint8Array() },
+    decisions: [],
+  }, 2);
+  assert.equal(a.pendingCount, 1);
+  const told = a.receive("b", { t: "decision", phase: 1, batch: X }, 3);
+  assert.deepEqual(told.filter((e) => e.type === "dropped"), [{ type: "dropped", batchIds: [X.id] }]);
+  assert.equal(a.pendingCount, 0);
+  assert.deepEqual(a.receive("c", { t: "batch", batch: X }, 4), [], "and it does not come back");
+});
+
 Deno.test("late gossip of a decided batch does not make it pending again", () => {
   const a = activeEngine();
   a.submit(X, 1);

@@ -173,8 +173,9 @@ export type Effect<C = unknown> =
   /** Answer a peer's sync request from durable storage (snapshot and decided log). */
   | { type: "serveSync"; to: NodeId; request: SyncRequestMsg }
   /**
-   * Batches the engine dropped without deciding them: other members' batches it held when it installed a
-   * snapshot (they may be inside it). Batches submitted to this engine are never dropped.
+   * Batches the engine gave up without deciding them here: other members' batches it held when it installed a
+   * snapshot (they may be inside it), and batches a peer reported decided in a phase this member passed
+   * without learning it (after a snapshot). Tickets of this member's own batches learn "outcome unknown".
    */
   | { type: "dropped"; batchIds: string[] }
   /** The engine changed status; "active" means it takes part in phases and accepts submissions. */

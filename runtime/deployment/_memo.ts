@@ -34,12 +34,3 @@ export function decodeValueMemo<F extends RecordFamily>(
   values.set(bytes, { family, value });
   return value;
 }
-
-/** Memoizes any pure function of an immutable bytes object (manifests from artifact records). */
-export function memoByBytes<T>(memo: WeakMap<Uint8Array, T>, bytes: Uint8Array, compute: () => T): T {
-  const hit = memo.get(bytes);
-  if (hit !== undefined) return hit;
-  const value = compute();
-  memo.set(bytes, value);
-  return value;
-}

@@ -94,7 +94,3 @@ export function membersOf(ids: NodeId[], down: Record<NodeId, number> = {}): Mem
     id in down ? { id, connected: false, sinceMs: down[id] } : { id, connected: true, sinceMs: 0 }
   );
 }
-
-export function newState(): KvState {
-  return new KvState();
-}

@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
+import { PROJECT_ROOT } from "../node/permissions.ts";
 
 const FORGE_DIR = ".forge";
 
@@ -43,6 +44,19 @@ function parseForgeArgs(args: string[]): ForgeOptions {
   if (![1, 3, 5].includes(nodes)) throw new Error(`--nodes: "${values.nodes}" is not 1, 3 or 5`);
   if (values["no-example"] && values.example) throw new Error("--example and --no-example exclude each other");
   return { nodes, clean: values.clean ?? false, example: values["no-example"] ? null : values.example ?? null };
+}
+
+/** Nodes run with --cached-only (they never download code), so dependencies are installed first. */
+async function installDependencies(): Promise<void> {
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["install"],
+    cwd: PROJECT_ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!result.success) {
+    throw new Error(`"deno install" failed:\n${new TextDecoder().decode(result.stderr)}`);
+  }
 }
 
 /** Preferred ports (7100+i, 8080+i, 8070+i); a busy one is replaced by a free one. */
@@ -162,6 +176,7 @@ export async function runForge(args: string[]): Promise<number> {
   });
   const stop = stopRequested();
   try {
+    await installDependencies();
     console.log(`Starting ${options.nodes} node(s)...`);
     await Promise.all(nodes.map((n) => n.start()));
     const leader = await waitForLeader(nodes, 30_000);

@@ -27,12 +27,12 @@ import {
   formatBase,
   formatCoordinates,
   isVersion,
-  isVersionRange,
   parseArtifactBase,
   parseCoordinates,
 } from "../core/artifact.ts";
 import { AetherError } from "../core/errors.ts";
 import { isNodeId, type NodeId } from "../core/ids.ts";
+import { manifestProblems, type SliceManifest } from "../../slices/manifest.ts";
 import { MAX_KEY_BYTES, utf8Length } from "./commands.ts";
 import {
   array,
@@ -47,7 +47,6 @@ import {
   literal,
   object,
   optional,
-  record,
   refine,
   string,
   timestamp,
@@ -64,7 +63,6 @@ const INSTANCE_NUMBER = /^(0|[1-9]\d{0,8})$/;
 const PATH_SEGMENT = /^(?:[A-Za-z0-9._~!$&'()*+,;=:@%-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$/;
 const DOTTED_PATH = /^[A-Za-z0-9_.:-]+(?:\/[A-Za-z0-9_.:-]+)*$/;
 const SERVICE = /^[a-z][a-z0-9-]{0,62}$/;
-const HOST = /^[A-Za-z0-9.*-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 // deno-lint-ignore no-control-regex -- control characters are exactly what app keys must not contain
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -575,45 +573,21 @@ export interface RouteRecord {
   nodes: NodeId[];
 }
 
-/** An HTTP route in a slice manifest. */
-export interface ManifestRoute {
-  method: HttpMethod;
-  /** Relative to the manifest's prefix; may contain `{param}` segments. */
-  path: string;
-  /** The slice method that serves it. */
-  handler: string;
-}
-
-/** What a slice declares about itself (written by `aether slice build`). */
-export interface SliceManifest {
-  /** `group:artifact:version`. */
-  artifact: string;
-  methods: string[];
-  http?: {
-    prefix: string;
-    routes: ManifestRoute[];
-    /** Error name -> HTTP status for errors the slice throws. */
-    errors?: Record<string, number>;
-  };
-  /** Slices it calls: `group:artifact` and a version range such as `^1.2.0`. */
-  dependencies: { slice: string; range: string }[];
-  /** Infrastructure services it requires. */
-  requires: string[];
-  permissions: {
-    /** Outbound hosts (`host` or `host:port`). */
-    net: string[];
-  };
-  /** JSON schema of its configuration. */
-  config?: { [key: string]: JsonValue };
-}
-
-/** `artifacts/{g}:{a}:{v}`: a published artifact, its blob's hash and size, and the nodes holding the blob. */
+/**
+ * `artifacts/{g}:{a}:{v}`: a published artifact (written by the artifact repository, runtime/repository): its
+ * manifest as `slices/manifest.ts` defines it, its bundle's hash and size (the same as the manifest's), and the
+ * nodes holding the bundle on disk. Versions are immutable: the record of a version is created once and only
+ * its `holders` change after that.
+ */
 export interface ArtifactRecord {
   manifest: SliceManifest;
-  /** Lower-case hex sha-256 of the blob. */
+  /** Lower-case hex sha-256 of the bundle (equals `manifest.sha256`). */
   sha256: string;
+  /** Bytes of the bundle (equals `manifest.sizeBytes`). */
   sizeBytes: number;
+  /** Nodes that stored the bundle durably; the first is the node that received the push. */
   holders: NodeId[];
+  /** When the push was committed (ms since the epoch). */
   pushedAt: number;
 }
 
@@ -690,27 +664,9 @@ const version: Check<string> = (value, path) => {
   }
   return value;
 };
-const versionRange: Check<string> = (value, path) => {
-  if (typeof value !== "string" || value.length > 256 || !isVersionRange(value)) {
-    throw new FieldError(
-      path,
-      `${path} must be a version range such as ^1.2.0, got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-};
 const sliceMethod = string({ pattern: SLICE_METHOD, expectation: "a method name" });
 const services = array(string({ pattern: SERVICE, expectation: "a service name" }), { unique: true });
 const nodes = array(nodeId, { unique: true });
-const routePath: Check<string> = (value, path) => {
-  if (typeof value !== "string" || !isRoutePath(value)) {
-    throw new FieldError(
-      path,
-      `${path} must be a route path ("/" then segments or {param}), got ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-};
 
 function bounds(value: { instances: number; min?: number; max?: number }, path: string): void {
   const at = (field: string) => join(path, field);
@@ -798,49 +754,38 @@ const endpointCheck: Check<EndpointRecord> = object({ registeredAt: timestamp() 
 
 const routeCheck: Check<RouteRecord> = object({ slice: baseField, method: sliceMethod, nodes });
 
-const manifestCheck: Check<SliceManifest> = refine(
+/** The real manifest check (slices/manifest.ts), its first problem reported as a field error under `path`. */
+const manifestCheck: Check<SliceManifest> = (value, path) => {
+  const problems = manifestProblems(value);
+  if (problems.length > 0) {
+    const first = problems[0];
+    const at = first.path === "(manifest)" ? path : join(path, first.path);
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+    throw new FieldError(at, `${at}: ${first.message}${more}`);
+  }
+  return value as SliceManifest;
+};
+
+const artifactCheck: Check<ArtifactRecord> = refine(
   object({
-    artifact: coordsField,
-    methods: array(sliceMethod, { min: 1, max: 1_000, unique: true }),
-    http: optional(object({
-      prefix: routePath,
-      routes: array(object({ method: literal(HTTP_METHODS), path: routePath, handler: sliceMethod }), {
-        max: 1_000,
-      }),
-      errors: optional(record(string({ pattern: /^[A-Za-z_$][A-Za-z0-9_$.]*$/ }), integer(400, 599))),
-    })),
-    dependencies: array(
-      object({ slice: baseField, range: versionRange }),
-    ),
-    requires: services,
-    permissions: object({
-      net: array(string({ pattern: HOST, expectation: "a host or host:port" }), { unique: true }),
-    }),
-    config: optional((value, path) => {
-      const out = json()(value, path);
-      if (typeof out !== "object" || out === null || Array.isArray(out)) {
-        throw new FieldError(path, `${path} must be a JSON schema object`);
-      }
-      return out;
-    }),
+    manifest: manifestCheck,
+    sha256: string({ pattern: SHA256_HEX, expectation: "64 lower-case hex digits" }),
+    sizeBytes: integer(0),
+    holders: nodes,
+    pushedAt: timestamp(),
   }),
   (value, path) => {
-    value.http?.routes.forEach((route, i) => {
-      if (!value.methods.includes(route.handler)) {
-        const at = join(path, `http.routes[${i}].handler`);
-        throw new FieldError(at, `${at} "${route.handler}" is not one of the slice's methods`);
+    for (const field of ["sha256", "sizeBytes"] as const) {
+      if (value[field] !== value.manifest[field]) {
+        const at = join(path, field);
+        throw new FieldError(
+          at,
+          `${at} (${value[field]}) differs from the manifest's (${value.manifest[field]})`,
+        );
       }
-    });
+    }
   },
 );
-
-const artifactCheck: Check<ArtifactRecord> = object({
-  manifest: manifestCheck,
-  sha256: string({ pattern: SHA256_HEX, expectation: "64 lower-case hex digits" }),
-  sizeBytes: integer(0),
-  holders: nodes,
-  pushedAt: timestamp(),
-});
 
 const routingCheck: Check<RoutingRecord> = refine(
   object({
@@ -967,12 +912,14 @@ function checkAgreement(key: ParsedKey, value: unknown, where: string): void {
     );
   }
   if (key.family === "artifact") {
-    const named = (value as ArtifactRecord).manifest.artifact;
+    const named = (value as ArtifactRecord).manifest.coordinates;
     if (named !== formatCoordinates(key.artifact)) {
       throw new AetherError(
         "bad_request",
-        `${where}: manifest.artifact "${named}" differs from the key's "${formatCoordinates(key.artifact)}"`,
-        { field: "manifest.artifact" },
+        `${where}: manifest.coordinates "${named}" differs from the key's "${
+          formatCoordinates(key.artifact)
+        }"`,
+        { field: "manifest.coordinates" },
       );
     }
   }

@@ -204,22 +204,41 @@ Deno.test("schema: operators write only under app/; everything else is a 403 tha
 // ---------------------------------------------------------------------------------------------------------------
 // Records
 
-const manifest = {
-  artifact: "org.example:orders:1.2.0",
+/** A manifest as `slices/manifest.ts` defines it (what `slice build` writes and the repository stores). */
+const manifest: ArtifactRecord["manifest"] = {
+  format: 1,
+  coordinates: "org.example:orders:1.2.0",
   methods: ["placeOrder", "getOrder"],
-  http: {
-    prefix: "/shop/",
-    routes: [
-      { method: "POST", path: "/orders", handler: "placeOrder" },
-      { method: "GET", path: "/orders/{id}", handler: "getOrder" },
+  routes: {
+    prefix: "/shop",
+    entries: [
+      {
+        method: "placeOrder",
+        httpMethod: "POST",
+        path: "/orders",
+        fullPath: "/shop/orders",
+        pathParams: [],
+        queryParams: [],
+      },
+      {
+        method: "getOrder",
+        httpMethod: "GET",
+        path: "/orders/{id}",
+        fullPath: "/shop/orders/{id}",
+        pathParams: ["id"],
+        queryParams: [],
+      },
     ],
-    errors: { NotFound: 404, "Order.Invalid": 422 },
+    errors: [{ status: 404, patterns: ["*NotFound*"] }],
   },
-  dependencies: [{ slice: "org.example:inventory", range: "^1.0.0" }],
+  calls: { inventory: { artifact: "org.example:inventory", range: "^1.0.0" } },
   requires: ["cache"],
-  permissions: { net: ["api.stripe.com:443", "127.0.0.1"] },
-  config: { type: "object", properties: { currency: { type: "string" } } },
-} as const;
+  permissions: { net: ["api.stripe.com:443", "127.0.0.1"], env: [] },
+  config: { schema: {}, defaults: {} },
+  sha256: "a".repeat(64),
+  sizeBytes: 12_345,
+  builtAt: "2026-01-02T03:04:05.000Z",
+};
 
 const RECORDS: { [F in RecordFamily]: { key: string; value: RecordTypes[F] } } = {
   blueprint: {
@@ -270,7 +289,7 @@ const RECORDS: { [F in RecordFamily]: { key: string; value: RecordTypes[F] } } =
   artifact: {
     key: "artifacts/org.example:orders:1.2.0",
     value: {
-      manifest: structuredClone(manifest) as unknown as ArtifactRecord["manifest"],
+      manifest: structuredClone(manifest),
       sha256: "a".repeat(64),
       sizeBytes: 12_345,
       holders: ["n1", "n2", "n3"],
@@ -379,40 +398,38 @@ Deno.test("schema: malformed records are refused, naming the field", () => {
     ["route", (v) => v.nodes = "n1", "nodes", /nodes must be an array/],
     ["artifact", (v) => v.sha256 = "ABC", "sha256", /64 lower-case hex digits/],
     ["artifact", (v) => v.sizeBytes = 1e20, "sizeBytes", /sizeBytes must be an integer/],
-    ["artifact", (v) => v.manifest.methods = [], "manifest.methods", /1 to 1000 items/],
+    ["artifact", (v) => v.sha256 = "b".repeat(64), "sha256", /sha256 \(b+\) differs from the manifest's/],
     [
       "artifact",
-      (v) => v.manifest.http.routes[1].handler = "deleteOrder",
-      "manifest.http.routes[1].handler",
-      /"deleteOrder" is not one of the slice's methods/,
+      (v) => v.sizeBytes = 1,
+      "sizeBytes",
+      /sizeBytes \(1\) differs from the manifest's \(12345\)/,
+    ],
+    ["artifact", (v) => v.holders = ["n1", "n1"], "holders[1]", /repeats "n1"/],
+    ["artifact", (v) => v.manifest.methods = [], "manifest.methods", /must be a non-empty list/],
+    [
+      "artifact",
+      (v) => v.manifest.routes.entries[1].method = "deleteOrder",
+      "manifest.routes.entries[1].method",
+      /"deleteOrder" is not a method of the slice/,
     ],
     [
       "artifact",
-      (v) => v.manifest.http.routes[0].method = "FETCH",
-      "manifest.http.routes[0].method",
-      /one of GET/,
+      (v) => v.manifest.routes.entries[0].httpMethod = "FETCH",
+      "manifest.routes.entries[0]",
+      /must start with one of GET/,
     ],
     [
       "artifact",
-      (v) => v.manifest.http.routes[0].path = "orders",
-      "manifest.http.routes[0].path",
-      /route path/,
-    ],
-    [
-      "artifact",
-      (v) => v.manifest.http.errors.NotFound = 200,
-      "manifest.http.errors.NotFound",
-      /from 400 to 599/,
-    ],
-    [
-      "artifact",
-      (v) => v.manifest.dependencies[0].range = "",
-      "manifest.dependencies[0].range",
+      (v) => v.manifest.calls.inventory.range = "",
+      "manifest.calls.inventory.range",
       /version range/,
     ],
     ["artifact", (v) => v.manifest.permissions.net = ["http://x"], "manifest.permissions.net[0]", /host/],
-    ["artifact", (v) => v.manifest.permissions = {}, "manifest.permissions.net", /is missing/],
-    ["artifact", (v) => v.manifest.config = [1], "manifest.config", /JSON schema object/],
+    ["artifact", (v) => v.manifest.permissions = {}, "manifest.permissions.net", /must be a list/],
+    ["artifact", (v) => v.manifest.format = 2, "manifest.format", /must be 1 \(got 2\)/],
+    ["artifact", (v) => v.manifest.extra = true, "manifest.extra", /is not a manifest field/],
+    ["artifact", (v) => v.manifest = "x", "manifest", /manifest: must be a JSON object/],
     ["routing", (v) => Object.assign(v, { oldWeight: 0, newWeight: 0 }), "newWeight", /must not both be 0/],
     ["routing", (v) => v.newVersion = v.oldVersion, "newVersion", /must differ from oldVersion/],
     ["routing", (v) => v.newWeight = -1, "newWeight", /newWeight must be an integer from 0/],
@@ -449,8 +466,8 @@ Deno.test("schema: undecodable bytes and key/record disagreements are refused", 
   );
   badRequest(
     () => decodeEntry("artifacts/org.example:orders:1.3.0", encodeValue("artifact", RECORDS.artifact.value)),
-    /manifest.artifact "org.example:orders:1.2.0" differs from the key's "org.example:orders:1.3.0"/,
-    "manifest.artifact",
+    /manifest.coordinates "org.example:orders:1.2.0" differs from the key's "org.example:orders:1.3.0"/,
+    "manifest.coordinates",
   );
   badRequest(() => encodeEntry("app/x", "text"), /must be bytes/);
   badRequest(() => encodeEntry("nowhere", {}), /in no namespace/);

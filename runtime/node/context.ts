@@ -15,12 +15,15 @@ import type { WatchHub } from "../kv/watch.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess } from "../api/deps.ts";
 import type { LeaderRecord } from "./leader.ts";
+import type { NodeFlags } from "./flags.ts";
 
 export interface NodeContext {
   self: NodeId;
   /** Every core member, sorted. */
   members: readonly NodeId[];
   dataDir: string;
+  /** The node's command-line flags (feature settings such as --artifact-replicas live here). */
+  flags: NodeFlags;
   log: Logger;
   clock: Clock;
   mesh: Mesh;
@@ -45,6 +48,32 @@ export interface NodeContext {
   onLeadership(listener: (leading: boolean) => void): () => void;
   /** The node's own bound ports. */
   ports(): { cluster: number; api: number; http: number };
+  /**
+   * Services features offer each other (e.g. "repository" offers fetchArtifact, "deployment" its executor and
+   * endpoint registry). A feature provides while it starts; later features use what earlier ones provided.
+   */
+  services: ServiceRegistry;
+}
+
+export class ServiceRegistry {
+  readonly #services = new Map<string, unknown>();
+
+  provide<T>(name: string, service: T): void {
+    if (this.#services.has(name)) throw new Error(`service "${name}" is provided twice`);
+    this.#services.set(name, service);
+  }
+
+  /** The service, or an error naming what is missing (a feature started before the one providing it). */
+  use<T>(name: string): T {
+    if (!this.#services.has(name)) {
+      throw new Error(`service "${name}" is not provided: check the feature order in runtime/node/features.ts`);
+    }
+    return this.#services.get(name) as T;
+  }
+
+  find<T>(name: string): T | undefined {
+    return this.#services.get(name) as T | undefined;
+  }
 }
 
 export interface Feature {

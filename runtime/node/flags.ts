@@ -25,12 +25,19 @@ export interface NodeFlags {
   host: string;
   fsync: FsyncPolicy;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Nodes that must store a pushed artifact before the push is acknowledged; default min(3, members). */
+  artifactReplicas?: number;
+  /** Largest artifact bundle the repository accepts. */
+  artifactMaxBytes: number;
 }
+
+export const DEFAULT_ARTIFACT_MAX_BYTES = 16 * 1024 * 1024;
 
 export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--fsync always|never] [--log-level info]
+                   [--artifact-replicas N] [--artifact-max-bytes 16777216]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -42,7 +49,9 @@ export const NODE_USAGE =
   --host         address for the API and application HTTP servers
   --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
-  --log-level    debug | info | warn | error`;
+  --log-level    debug | info | warn | error
+  --artifact-replicas   nodes that store a pushed artifact before the push succeeds (default min(3, members))
+  --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -91,6 +100,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         host: { type: "string" },
         fsync: { type: "string" },
         "log-level": { type: "string" },
+        "artifact-replicas": { type: "string" },
+        "artifact-max-bytes": { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -114,6 +125,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw flagError("log-level", `"${logLevel}" is not debug, info, warn or error`);
   }
+  const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
+  if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
+    throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
+  }
   return {
     id: values.id,
     peers,
@@ -124,7 +139,16 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     host: values.host ?? "127.0.0.1",
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
+    artifactReplicas,
+    artifactMaxBytes: positiveInt("artifact-max-bytes", values["artifact-max-bytes"]) ??
+      DEFAULT_ARTIFACT_MAX_BYTES,
   };
+}
+
+function positiveInt(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[1-9]\d{0,14}$/.test(text)) throw flagError(flag, `"${text}" is not a positive integer`);
+  return Number(text);
 }
 
 /** Reads and checks the cluster secret; a missing or short secret is a flag error. */

@@ -18,7 +18,7 @@ import type { NodeFlags } from "./flags.ts";
 import { CONSENSUS_CHANNEL, Replica } from "./replica.ts";
 import { electionProposal, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 import { createAppServer } from "./app_http.ts";
-import { type Feature, Listeners, type NodeContext } from "./context.ts";
+import { type Feature, Listeners, type NodeContext, ServiceRegistry } from "./context.ts";
 import { FEATURES } from "./features.ts";
 
 export const LEADER_KEY = "leader";
@@ -121,6 +121,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     self: flags.id,
     members,
     dataDir: flags.dataDir,
+    flags,
     log,
     clock: systemClock,
     mesh,
@@ -135,6 +136,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     isLeader,
     onLeadership: (listener) => leadershipListeners.add(listener),
     ports: () => ports,
+    services: new ServiceRegistry(),
   };
   const features: Feature[] = [];
   for (const factory of FEATURES) features.push(await factory(ctx));

@@ -4,8 +4,10 @@
  * Read: the runtime's own code, the slice SDK, installed npm packages, the data directory and the secret file.
  * A slice worker's module loading is checked against these process permissions, not the worker's, so nothing
  * else on disk is readable (see sandbox/ for how bundles are loaded). Write: the data directory only.
- * Net: listening on the node's ports, dialing peers, and the outbound hosts that slices declare (each worker is
- * narrowed further to its manifest's hosts).
+ * Net: listening on the node's ports, dialing peers, and the outbound hosts that slices declare (each sandbox
+ * is narrowed further to its manifest's hosts). Run: only the Deno binary itself, for process-isolated slice
+ * sandboxes (each started with its own narrower permissions). Env: what npm packages read at load time and
+ * what sandbox children need to find the module cache. --cached-only: nothing is ever downloaded at run time.
  */
 
 import { fromFileUrl, join, resolve } from "./_path.ts";
@@ -33,11 +35,13 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
   ];
   return [
     "--unstable-worker-options",
+    "--cached-only",
     "--allow-net",
+    `--allow-run=${Deno.execPath()}`,
     `--allow-read=${readable.join(",")}`,
     `--allow-write=${dataDir}`,
     "--allow-sys=loadavg,systemMemoryInfo,osUptime,hostname",
-    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME,XDG_CACHE_HOME,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
   ];
 }
 

@@ -30,7 +30,7 @@ import {
   type SliceState,
   step,
 } from "./lifecycle.ts";
-import { DEFAULT_POLICY, type IsolationMode, type SandboxPolicy } from "./policy.ts";
+import { DEFAULT_POLICY, type IsolationMode, type SandboxPolicy, validatePolicy } from "./policy.ts";
 import { ProcessPool } from "./_process_channel.ts";
 
 /** Where LOAD gets the artifact: its manifest, and its bundle (or a way to fetch it, inside LOADING). */
@@ -114,6 +114,7 @@ export class SliceExecutor {
   #closed = false;
 
   constructor(options: SliceExecutorOptions = {}) {
+    if (options.policy) validatePolicy(options.policy);
     this.#options = options;
     if (options.warmProcesses ?? true) this.#pool = new ProcessPool();
     this.#deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
@@ -154,6 +155,20 @@ export class SliceExecutor {
     const settled = new Promise<SliceState | Removed>((resolve) => entry!.waiters.push(resolve));
     this.#apply(entry!, result.record, result.effects);
     return settled;
+  }
+
+  /**
+   * Like `submit`, for callers that want a plain success or error: resolves when the command succeeded,
+   * rejects with the failure reason when it ended in FAILED (or was refused).
+   */
+  async run(command: ExecutorCommand): Promise<void> {
+    const state = await this.submit(command);
+    if (state === "FAILED") {
+      const reason = this.get(command.instanceId)?.reason ?? "failed";
+      throw new AetherError("unavailable", `${command.type} ${command.instanceId} failed: ${reason}`, {
+        instanceId: command.instanceId,
+      });
+    }
   }
 
   /** The instance as the node sees it now, or undefined. */

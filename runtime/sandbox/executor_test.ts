@@ -223,11 +223,16 @@ Deno.test("executor: every in-progress deadline and both hook deadlines end in F
 Deno.test("executor: a LOAD with bad configuration fails with the reason", async () => {
   const { ex, trail } = executor("worker");
   try {
+    await rejects(ex.run(await load("order", "o-0", { config: { currency: "GBP" } } as never)), {
+      code: "unavailable",
+      message:
+        'LOAD o-0 failed: load failed: invalid configuration: config.currency expected one of "EUR", "USD", got "GBP"',
+    });
     assertEquals(
       await ex.submit(await load("order", "o-1", { config: { maxQuantity: "ten" } } as never)),
       "FAILED",
     );
-    assertEquals(trail(), [
+    assertEquals(trail("o-1"), [
       "LOAD>LOADING",
       'LOADING>FAILED (load failed: invalid configuration: config.maxQuantity expected an integer, got "ten")',
     ]);

@@ -288,6 +288,7 @@ export class SliceHost {
       if (this.#state !== "loading") throw this.#notNow("load");
       this.#channel = this.#open();
       const description = await this.#awaitLoaded(config);
+      if (this.#state !== "loading") throw this.#notNow("load"); // unloaded meanwhile
       const problem = mismatch(description, this.manifest);
       if (problem) throw new AetherError("bad_request", `bundle and manifest disagree: ${problem}`);
       this.#state = "loaded";
@@ -305,6 +306,7 @@ export class SliceHost {
     this.#expect("start", ["loaded"]);
     this.#state = "starting";
     await this.#hook("start");
+    if (this.#state !== "starting") throw this.#notNow("start"); // unloaded meanwhile
     this.#state = "active";
   }
 
@@ -318,6 +320,7 @@ export class SliceHost {
     await this.#drain(this.timeouts.hookMs);
     if (this.#state !== "stopping") throw this.#notNow("stop");
     await this.#hook("stop");
+    if (this.#state !== "stopping") throw this.#notNow("stop");
     this.#state = "loaded";
   }
 

@@ -243,7 +243,8 @@ for (const mode of ["worker", "process"] as const) {
   }
   await new Promise((r) => setTimeout(r, 300));
   const nodeGrowthMiB = (Deno.memoryUsage().rss - rssBefore) / 2 ** 20 / IDLE_INSTANCES;
-  let line = `   ${mode.padEnd(8)} node RSS +${nodeGrowthMiB.toFixed(1)} MiB per instance`;
+  const growth = nodeGrowthMiB < 0.5 ? "≈0" : `+${nodeGrowthMiB.toFixed(1)}`;
+  let line = `   ${mode.padEnd(8)} node RSS ${growth} MiB per instance`;
   if (mode === "process") {
     const children = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/children`).trim().split(/\s+/).filter(
       Boolean,

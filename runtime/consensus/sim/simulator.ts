@@ -76,6 +76,7 @@ export interface SimResult {
 const HEAL_LIMIT_MS = 30_000;
 const TICK_MS = 10;
 const MONITOR_MS = 50;
+const FINAL_READ_ATTEMPTS = 10;
 
 export function parseFaults(faults: string): Set<FaultKind> {
   const out = new Set<FaultKind>();
@@ -421,16 +422,25 @@ class Simulation implements SimHost {
     this.schedule(MONITOR_MS, check);
   }
 
+  /**
+   * A linearizable read of every key through every member. A read may end with an unknown outcome without
+   * anything being wrong (its batch was decided inside a snapshot its member installed); it is tried again.
+   * Liveness means every member eventually serves one, within the heal limit.
+   */
   #finalReads(): void {
     let remaining = this.members.length * this.#workload.keys.length;
-    for (const member of this.members) {
-      for (const key of this.#workload.keys) {
-        this.#workload.finalRead(member, key, (ok) => {
-          if (!ok) this.#fail(`liveness: the final read of ${key} through ${member.id} did not complete`);
-          if (--remaining === 0) this.#whenQuiet(() => this.#finished = true);
-        });
-      }
-    }
+    const read = (member: SimMember, key: string, attempt: number) => {
+      this.#workload.finalRead(member, key, (ok) => {
+        if (!ok) {
+          if (attempt >= FINAL_READ_ATTEMPTS) {
+            this.#fail(`liveness: ${attempt} final reads of ${key} through ${member.id} did not complete`);
+          }
+          return this.schedule(MONITOR_MS, () => read(member, key, attempt + 1));
+        }
+        if (--remaining === 0) this.#whenQuiet(() => this.#finished = true);
+      });
+    };
+    for (const member of this.members) for (const key of this.#workload.keys) read(member, key, 1);
   }
 
   // ---------------------------------------------------------------- checks

@@ -1,19 +1,22 @@
-import { EventQueue } from "./_queue.ts";
-import { SimMember } from "./member.ts";
-import { runSimulation, DEFAULT_SIM_OPTIONS } from "./simulator.ts";
-const op = EventQueue.prototype.pop;
-let at = 0;
-EventQueue.prototype.pop = function () { const e = op.call(this); if (e) at = e.atMs; return e; };
-const ot = SimMember.prototype.tick;
-const hist = new Map<string, string[]>();
-SimMember.prototype.tick = function () {
-  const r = ot.call(this);
-  const e = this.engine!;
-  const key = `${e.lastDecided}/${e.busy ? "busy" : "idle"}/p${e.pendingCount}`;
-  const h = hist.get(this.id) ?? [];
-  if (!h.length || !h[h.length - 1].endsWith(key)) h.push(`${at}:${key}`);
-  hist.set(this.id, h);
-  return r;
+import { Batcher } from "../batcher.ts";
+import { DEFAULT_SIM_OPTIONS, runSimulation } from "./simulator.ts";
+const od = Batcher.prototype.onDropped;
+Batcher.prototype.onDropped = function (ids: string[]) {
+  if (this.inFlight && ids.includes(this.inFlight)) console.log("dropped in flight", this.inFlight);
+  return od.call(this, ids);
 };
-runSimulation({ ...DEFAULT_SIM_OPTIONS, seed: 10038, members: 5, faults: "net" });
-for (const [id, h] of hist) console.log(id, h.slice(-4).join("  "));
+const dd = Batcher.prototype.onDecided;
+Batcher.prototype.onDecided = function (id: string, r: unknown[] | null) {
+  if (r === null && this.inFlight === id) console.log("duplicate result for in-flight", id);
+  return dd.call(this, id, r as never);
+};
+for (const [seed, members, dur] of [[10021, 3, 3000], [20007, 5, 20000]]) {
+  const r = runSimulation({
+    ...DEFAULT_SIM_OPTIONS,
+    seed,
+    members,
+    faults: members === 3 ? "net" : "all",
+    durationMs: dur,
+  });
+  console.log(seed, r.failure?.split("\n")[0]);
+}
