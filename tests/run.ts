@@ -2,8 +2,9 @@
  * The project's one test command (`deno task test`): format check, lint, type check, then every test.
  * Ends with the plain line `N passed, N failed` that CI reads.
  *
- * Unit tests (`*_test.ts` next to the code) run in parallel; multi-process tests under tests/integration and
- * tests/e2e run one file at a time, because on a 2-core machine their timing matters.
+ * Unit tests (`*_test.ts` next to the code) run in parallel; multi-process tests (under tests/integration and
+ * tests/e2e, and any `*_process_test.ts`) run one file at a time, because on a 2-core machine their timing
+ * matters.
  */
 
 const deno = Deno.execPath();
@@ -80,15 +81,13 @@ await check("type check", [
   ...files(".", (p) => /\.(ts|tsx)$/.test(p) && !p.includes("/fixtures/")),
 ]);
 
-const unit = files(".", (p) => p.endsWith("_test.ts") && !p.startsWith("./tests/"));
-const crossModule = files(
-  "./tests",
-  (p) => p.endsWith("_test.ts") && !/\/(integration|e2e|browser)\//.test(p),
-);
+const isSerial = (p: string) => /\/(integration|e2e)\//.test(p) || p.endsWith("_process_test.ts");
+const unit = files(".", (p) => p.endsWith("_test.ts") && !p.startsWith("./tests/") && !isSerial(p));
+const crossModule = files("./tests", (p) => p.endsWith("_test.ts") && !/\/browser\//.test(p) && !isSerial(p));
 if (unit.length + crossModule.length > 0) {
   await tests("unit tests", ["test", ...testPermissions, "--parallel", ...unit, ...crossModule]);
 }
-for (const file of files("./tests", (p) => p.endsWith("_test.ts") && /\/(integration|e2e)\//.test(p))) {
+for (const file of files(".", (p) => p.endsWith("_test.ts") && isSerial(p))) {
   await tests(`multi-process: ${file}`, ["test", ...testPermissions, file]);
 }
 

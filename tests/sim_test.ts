@@ -21,8 +21,8 @@ interface Suite {
 }
 
 const SUITES: Suite[] = [
-  { members: 3, faults: "all", seeds: 400 },
-  { members: 5, faults: "all", seeds: 250 },
+  { members: 3, faults: "all", seeds: 300 },
+  { members: 5, faults: "all", seeds: 200 },
   { members: 3, faults: "net", seeds: 60 },
   { members: 5, faults: "net", seeds: 40 },
   { members: 3, faults: "partition", seeds: 60 },

@@ -7,8 +7,21 @@ import { ApiClient, CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_OK, EXIT_USAGE 
 import type { CliCommand, CliContext } from "./command.ts";
 import { clusterCommands } from "./commands/cluster.ts";
 import { kvCommands } from "./commands/kv.ts";
+import { loadCommands } from "./commands/load.ts";
+import { deploymentCommands } from "./commands/deployment.ts";
+import { artifactCommands } from "./commands/artifact.ts";
+import { sliceCommands } from "./commands/slice.ts";
+import { invokeCommands } from "./commands/invoke.ts";
 
-const COMMANDS: CliCommand[] = [...clusterCommands, ...kvCommands];
+const COMMANDS: CliCommand[] = [
+  ...clusterCommands,
+  ...kvCommands,
+  ...sliceCommands,
+  ...artifactCommands,
+  ...deploymentCommands,
+  ...invokeCommands,
+  ...loadCommands,
+];
 
 export function registerCommands(commands: CliCommand[]): void {
   COMMANDS.push(...commands);
@@ -155,7 +168,8 @@ async function repl(options: GlobalOptions): Promise<number> {
 export async function runCli(args: string[]): Promise<number> {
   let options: GlobalOptions;
   try {
-    options = parseGlobal(args);
+    // `deno task cli -- status` passes the "--" through to the program.
+    options = parseGlobal(args[0] === "--" ? args.slice(1) : args);
   } catch (e) {
     return report(e);
   }

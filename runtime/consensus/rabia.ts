@@ -149,6 +149,8 @@ export class RabiaEngine<C = unknown> {
   readonly #oldAnswered = new Map<NodeId, { phase: number; atMs: number }>();
   #lastProgressMs = 0;
 
+  /** Set when an invariant broke: the engine refuses every further input. */
+  #halted?: string;
   #nowMs = 0;
   #out: Effect<C>[] = [];
   /** Own messages recorded but not yet emitted: they go out right after one `persist` of the record. */
@@ -197,24 +199,25 @@ export class RabiaEngine<C = unknown> {
 
   /** Starts the engine: asks a quorum what was decided since lastDecided; a single member is active at once. */
   start(nowMs: number): Effect<C>[] {
-    this.#begin(nowMs);
-    assert(!this.#startedEngine, "start() called twice");
-    this.#startedEngine = true;
-    this.#emit({ type: "status", status: "syncing" });
-    if (this.#n === 1) {
-      this.#activate();
-      this.#advance();
-    } else {
+    return this.#call(nowMs, () => {
+      assert(!this.#startedEngine, "start() called twice");
+      this.#startedEngine = true;
+      this.#emit({ type: "status", status: "syncing" });
+      if (this.#n === 1) {
+        this.#activate();
+        this.#advance();
+        return;
+      }
       // Distinguishes this start's answers from those to an earlier incarnation's requests.
       const nonce = (((Math.floor(nowMs) % 0x7fffffff) + 0x7fffffff) % 0x7fffffff) + 1;
       this.#sync = { nonce, answered: new Map(), sentAtMs: nowMs };
       this.#emit({ type: "broadcast", msg: this.#syncRequest(nonce) });
-    }
-    return this.#end();
+    });
   }
 
   /** A batch formed on this member. Throws AetherError "unavailable" unless the engine is active. */
   submit(batch: Batch<C>, nowMs: number): Effect<C>[] {
+    this.#checkRunning();
     checkBatch(batch, "submitted batch");
     if (this.#status !== "active") {
       throw new AetherError(
@@ -231,85 +234,102 @@ export class RabiaEngine<C = unknown> {
     if (this.#pending.has(batch.id) || this.#decidedIds.has(batch.id)) {
       throw new AetherError("conflict", `batch ${batch.id} was already submitted`);
     }
-    this.#begin(nowMs);
-    this.#pending.set(batch.id, batch);
-    this.#submittedHere.add(batch.id);
-    // A batch this member proposes right away travels in the Propose; otherwise gossip it so every member
-    // has it pending before some later phase proposes it.
-    const proposesNow = !this.busy && this.#oldestPending() === batch;
-    if (!proposesNow && this.#n > 1) this.#emit({ type: "broadcast", msg: { t: "batch", batch } });
-    this.#advance();
-    return this.#end();
+    return this.#call(nowMs, () => {
+      this.#pending.set(batch.id, batch);
+      this.#submittedHere.add(batch.id);
+      // A batch this member proposes right away travels in the Propose; otherwise gossip it so every member
+      // has it pending before some later phase proposes it.
+      const proposesNow = !this.busy && this.#oldestPending() === batch;
+      if (!proposesNow && this.#n > 1) this.#emit({ type: "broadcast", msg: { t: "batch", batch } });
+      this.#advance();
+    });
   }
 
   /**
-   * A message from a peer. Throws AetherError "bad_request" for a malformed message (the engine is unchanged);
-   * throws a plain Error on a broken protocol invariant, which means a bug or corrupt storage somewhere.
+   * A message from a peer. Throws AetherError "bad_request" for a malformed message (the engine is unchanged).
+   * A broken protocol invariant (a bug, or corrupt storage somewhere) throws a plain Error and halts the engine.
    */
   receive(from: NodeId, msg: ConsensusMsg<C>, nowMs: number): Effect<C>[] {
+    this.#checkRunning();
     this.#checkPeer(from);
     checkMessage(from, msg);
-    this.#begin(nowMs);
-    switch (msg.t) {
-      case "propose":
-      case "vote1":
-      case "vote2":
-      case "decision":
-        this.#onPhaseMessage(from, msg);
-        break;
-      case "batch":
-        this.#addPending(msg.batch);
-        break;
-      case "syncReq":
-        this.#onSyncRequest(from, msg);
-        break;
-      case "syncRes":
-        this.#onSyncResponse(from, msg);
-        break;
-    }
-    this.#activateIfSynced();
-    this.#advance();
-    return this.#end();
+    return this.#call(nowMs, () => {
+      switch (msg.t) {
+        case "propose":
+        case "vote1":
+        case "vote2":
+        case "decision":
+          this.#onPhaseMessage(from, msg);
+          break;
+        case "batch":
+          this.#addPending(msg.batch);
+          break;
+        case "syncReq":
+          this.#onSyncRequest(from, msg);
+          break;
+        case "syncRes":
+          this.#onSyncResponse(from, msg);
+          break;
+      }
+      this.#activateIfSynced();
+      this.#advance();
+    });
   }
 
   /** Timer input: retransmits when the current phase makes no progress, retries sync requests. */
   tick(nowMs: number): Effect<C>[] {
-    this.#begin(nowMs);
-    this.#activateIfSynced();
-    if (this.#sync) this.#retrySync();
-    else if (this.#status === "active") this.#retransmitIfStalled();
-    this.#advance();
-    return this.#end();
+    return this.#call(nowMs, () => {
+      this.#activateIfSynced();
+      if (this.#sync) this.#retrySync();
+      else if (this.#status === "active") this.#retransmitIfStalled();
+      this.#advance();
+    });
   }
 
   /** The mesh (re)connected to `peer`: bring it up to date at once instead of waiting for a retransmit. */
   peerConnected(peer: NodeId, nowMs: number): Effect<C>[] {
+    this.#checkRunning();
     this.#checkPeer(peer);
-    this.#begin(nowMs);
-    if (this.#sync) {
-      if (!this.#sync.answered.has(peer)) this.#sendTo(peer, this.#syncRequest(this.#sync.nonce));
-    } else if (this.#status === "active") {
-      const ps = this.#phases.get(this.currentPhase);
-      if (ps?.started) { for (const msg of this.#ownMessages(ps)) this.#sendTo(peer, msg); }
-      // Tells this member whether the peer is ahead (the answer carries the peer's lastDecided).
-      this.#askSync(peer, true);
-    }
-    return this.#end();
+    return this.#call(nowMs, () => {
+      if (this.#sync) {
+        if (!this.#sync.answered.has(peer)) this.#sendTo(peer, this.#syncRequest(this.#sync.nonce));
+      } else if (this.#status === "active") {
+        const ps = this.#phases.get(this.currentPhase);
+        if (ps?.started) { for (const msg of this.#ownMessages(ps)) this.#sendTo(peer, msg); }
+        // Tells this member whether the peer is ahead (the answer carries the peer's lastDecided).
+        this.#askSync(peer, true);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- effect plumbing
 
-  #begin(nowMs: number): void {
-    assert(this.#out.length === 0 && this.#unsent.length === 0, "engine re-entered");
+  /**
+   * Runs one input and returns its effects. A broken invariant halts the engine for good: its state may be
+   * half-updated, and a member that carried on could break agreement. The caller should stop the process.
+   */
+  #call(nowMs: number, body: () => void): Effect<C>[] {
+    this.#checkRunning();
     assert(Number.isFinite(nowMs), "nowMs must be finite");
     this.#nowMs = nowMs;
-  }
-
-  #end(): Effect<C>[] {
+    try {
+      body();
+    } catch (e) {
+      this.#halted = e instanceof Error ? e.message : String(e);
+      this.#out = [];
+      this.#unsent = [];
+      throw e;
+    }
     this.#flush();
     const out = this.#out;
     this.#out = [];
     return out;
+  }
+
+  #checkRunning(): void {
+    if (this.#halted !== undefined) {
+      throw new Error(`consensus on ${this.#self} halted after a broken invariant: ${this.#halted}`);
+    }
   }
 
   /** Appends an effect after making every recorded-but-unsent message durable and sent. */

@@ -501,13 +501,18 @@ Deno.test("malformed messages are refused with a clear error and change nothing"
   assert.deepEqual(a.busy, false, "no phase started");
 });
 
-Deno.test("equivocation by a peer is caught as a broken invariant", () => {
+Deno.test("equivocation by a peer is caught as a broken invariant, and the engine halts for good", () => {
   const a = activeEngine();
   a.receive("b", { t: "vote1", phase: 1, round: 1, value: 0 }, 1);
   assert.throws(
     () => a.receive("b", { t: "vote1", phase: 1, round: 1, value: 1, batchId: X.id }, 2),
     /assertion/,
   );
+  assert.throws(
+    () => a.tick(3),
+    /halted after a broken invariant: assertion failed: phase 1 round 1: b sent/,
+  );
+  assert.throws(() => a.submit(X, 4), /halted/);
 });
 
 Deno.test("an idle cluster is quiet: no pending batch, no messages, no ticks' traffic", () => {

@@ -24,7 +24,9 @@
  *   UNLOADING → the node deletes the key. A LOAD the node has not taken up yet is deleted instead.
  * - Failure: a FAILED instance gets UNLOAD; its slice's `backoff` in the target record grows (base × 2^k, up
  *   to a maximum) and no replacement is placed before `retryAt`, preferring a node other than the one that
- *   failed. The backoff is cleared after the slice has been healthy for `backoffResetMs`.
+ *   failed. The backoff is cleared after the slice has been healthy for `backoffResetMs`. A FAILED record
+ *   marked `lost` (its node restarted and no longer runs it) is not the slice's failure: it is unloaded and
+ *   replaced at once, without backoff.
  * - Stuck: an instance whose record is past its `deadline` by `stuckSlackMs` on a live node is marked FAILED
  *   (UNLOAD / UNLOADING past it: the key is deleted). That covers a node that restarted mid-way and a command
  *   the node never took up.
@@ -590,6 +592,7 @@ class Reconciler {
     const b = this.#builder(scope);
     let failures = 0;
     let lastFailedNode: NodeId | undefined;
+    let lastReason: string | undefined;
     const handled = new Set<InstanceView>();
 
     for (const i of live) {
@@ -597,9 +600,11 @@ class Reconciler {
       if (state === "FAILED") {
         b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD failed ${i.key}`);
         handled.add(i);
-        if (target && i.version === target.record.version && !i.record.retiring) {
+        // A lost instance (its node restarted) says nothing about the slice: replaced without backoff.
+        if (target && i.version === target.record.version && !i.record.retiring && !i.record.lost) {
           failures++;
           lastFailedNode = i.node;
+          if (i.record.reason !== undefined) lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
         }
       } else if (this.#isStuck(i)) {
         handled.add(i);
@@ -674,6 +679,7 @@ class Reconciler {
         failures: count,
         retryAt: this.#now + delay,
         ...(lastFailedNode ? { lastFailedNode } : {}),
+        ...(lastReason ? { lastReason } : {}),
       };
       b.putTarget(
         target,

@@ -251,6 +251,7 @@ Deno.test("cdm: a FAILED instance is unloaded and replaced on another node, afte
     failures: 1,
     retryAt: h.now + 1_000,
     lastFailedNode: "n1",
+    lastReason: "n1: worker crashed",
   });
   h.remove("instances/n1/g:a:1.0.0/0");
 
@@ -279,6 +280,19 @@ Deno.test("cdm: a FAILED instance is unloaded and replaced on another node, afte
   h.now += 10_000;
   h.tick();
   assert.equal(h.targetRecord("g:a").backoff, undefined);
+});
+
+Deno.test("cdm: a lost instance (its node restarted) is replaced at once, without backoff", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A]);
+  h.target("g:a", "1.0.0", 1);
+  h.settle();
+  h.set("instances/n1/g:a:1.0.0/0", "FAILED", { reason: "not running on n1", lost: true });
+  assert.deepEqual(
+    puts(h.tick()),
+    ["n1/g:a:1.0.0/0 UNLOAD", "n1/g:a:1.0.0/1 LOAD"],
+    "unloaded and replaced in the same step (n1 is live again and runs none of g:a)",
+  );
+  assert.equal(h.targetRecord("g:a").backoff, undefined, "a restart is not the slice's failure");
 });
 
 Deno.test("cdm: a departed node loses its instances, endpoints and route places in one transaction", () => {

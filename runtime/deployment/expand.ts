@@ -97,8 +97,10 @@ export function expandBlueprint(
       }
       const published = catalog.versions(base);
       const who = demands.map((d) => `${d.range} from ${d.from}${chainOf(reach!, d.from)}`).join(", ");
+      // Located at the listed slice whose calls lead here.
+      const at = listedIndexReaching(reach, listed, baseOf(demands[0].from));
       if (published.length === 0) {
-        errors.add(`${base} is called (${who}) but no version of it is published`);
+        errors.add(`${base} is called (${who}) but no version of it is published`, at);
         continue;
       }
       const current = options.deployed?.(base);
@@ -109,6 +111,7 @@ export function expandBlueprint(
         errors.add(
           `no published version of ${base} satisfies every range that reaches it: ${who}; ` +
             `published versions: ${published.join(", ")}`,
+          at,
         );
         continue;
       }
@@ -127,13 +130,11 @@ export function expandBlueprint(
   const cycle = findCycle(edges, [...listed.keys()]);
   if (cycle) {
     const named = cycle.map((base) => `${base}:${chosen.get(base)}`).join(" → ");
-    throw new AetherError(
-      "bad_request",
-      `blueprint ${blueprint.id}: the slices call each other in a cycle: ${named}`,
-      {
-        cycle: cycle.map((base) => `${base}:${chosen.get(base)}`),
-      },
+    errors.add(
+      `the slices call each other in a cycle: ${named}`,
+      listedIndexReaching(reach, listed, cycle[0]),
     );
+    errors.throwIfAny({ cycle: cycle.map((base) => `${base}:${chosen.get(base)}`) });
   }
 
   const order = activationOrder(edges, [...listed.keys()]);
@@ -220,6 +221,23 @@ function chainOf(reach: Reach, from: string): string {
   return chain.length ? ` (reached through ${chain.join(" → ")})` : "";
 }
 
+/** The index of the listed slice from which `base` was reached (itself when listed). */
+function listedIndexReaching(
+  reach: Reach | undefined,
+  listed: Map<string, { index: number }>,
+  base: string,
+): number | undefined {
+  let current = base;
+  for (let hops = 0; hops < 64; hops++) {
+    const entry = listed.get(current);
+    if (entry) return entry.index;
+    const caller = reach?.parent.get(current);
+    if (!caller) return undefined;
+    current = baseOf(caller);
+  }
+  return undefined;
+}
+
 function sameChoice(a: Map<string, string>, b: Map<string, string>): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (b.get(k) !== v) return false;
@@ -285,7 +303,7 @@ class Errors {
     this.#list = [];
   }
 
-  throwIfAny(): void {
+  throwIfAny(fields: Record<string, unknown> = {}): void {
     if (this.#list.length === 0) return;
     const positions = locate(this.#blueprint.source);
     const problems = this.#list.map(({ message, index }) => {
@@ -297,7 +315,7 @@ class Errors {
     const first = problems[0];
     const where = "line" in first ? `, line ${first.line}, column ${first.column}` : "";
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem(s))` : "";
-    const extra: Record<string, unknown> = { problems };
+    const extra: Record<string, unknown> = { ...fields, problems };
     if (first.field) Object.assign(extra, { field: first.field, line: first.line, column: first.column });
     throw new AetherError(
       "bad_request",

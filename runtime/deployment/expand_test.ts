@@ -123,6 +123,8 @@ Deno.test("expand: a called slice with no published version is named with who ca
     e.message,
     /x:ghost is called \(\^3.0.0 from x:b:1.0.0 \(reached through x:a:1.0.0\)\) but no version of it is published/,
   );
+  // Located at the listed slice whose calls lead to it.
+  assert.deepEqual([e.extra.field, e.extra.line, e.extra.column], ["slices[0].artifact", 3, 12]);
 });
 
 Deno.test("expand: ranges nothing satisfies are named, each with its caller", () => {
@@ -144,6 +146,7 @@ Deno.test("expand: ranges nothing satisfies are named, each with its caller", ()
     e.message,
     /no published version of x:lib satisfies every range that reaches it: \^1.0.0 from x:a:1.0.0, \^2.0.0 from x:c:1.0.0; published versions: 1.5.0, 2.1.0/,
   );
+  assert.deepEqual([e.extra.field, e.extra.line, e.extra.column], ["slices[0].artifact", 3, 12]);
 });
 
 Deno.test("expand: a listed version outside a caller's range is named at its position", () => {
@@ -176,4 +179,21 @@ Deno.test("expand: a cycle is rejected, naming it", () => {
     /the slices call each other in a cycle: x:a:1.0.0 → x:b:1.0.0 → x:c:1.0.0 → x:a:1.0.0/,
   );
   assert.deepEqual(e.extra.cycle, ["x:a:1.0.0", "x:b:1.0.0", "x:c:1.0.0", "x:a:1.0.0"]);
+  assert.deepEqual([e.extra.field, e.extra.line, e.extra.column], ["slices[0].artifact", 3, 12]);
+  // A cycle among called slices only is located at the listed slice that reaches it.
+  const below = expansionError(() =>
+    expandBlueprint(
+      parseBlueprint(`id = "x:app:1.0.0"\n[[slices]]\nartifact = "x:top:1.0.0"\n`),
+      new ManifestCatalog([
+        manifest("x:top:1.0.0", { calls: { b: ["x:b", "^1.0.0"] } }),
+        manifest("x:b:1.0.0", { calls: { c: ["x:c", "^1.0.0"] } }),
+        manifest("x:c:1.0.0", { calls: { b: ["x:b", "^1.0.0"] } }),
+      ]),
+    )
+  );
+  assert.match(
+    below.message,
+    /line 3, column 12: the slices call each other in a cycle: x:b:1.0.0 → x:c:1.0.0 → x:b:1.0.0/,
+  );
+  assert.deepEqual([below.extra.field, below.extra.line], ["slices[0].artifact", 3]);
 });

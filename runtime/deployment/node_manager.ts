@@ -414,8 +414,9 @@ export class NodeDeploymentManager {
   }
 
   /** The record this node writes for `state`, keeping the leader's fields. */
-  #record(k: KeyView, state: LifecycleState, now: number, reason?: string): Uint8Array {
+  #record(k: KeyView, state: LifecycleState, now: number, reason?: string, lost = false): Uint8Array {
     const record: InstanceRecord = { state, updatedAt: now };
+    if (lost) record.lost = true;
     const limit = IN_PROGRESS[state];
     if (limit) record.deadline = now + (this.options[limit] as number);
     if (reason !== undefined) record.reason = reason.slice(0, 4096);
@@ -424,10 +425,10 @@ export class NodeDeploymentManager {
     return encodeValue("instance", record);
   }
 
-  #write(k: KeyView, state: LifecycleState, now: number, reason?: string): Write {
+  #write(k: KeyView, state: LifecycleState, now: number, reason?: string, lost = false): Write {
     const w = new Write();
     w.expect(k.key, k.modRevision);
-    w.put(k.key, this.#record(k, state, now, reason));
+    w.put(k.key, this.#record(k, state, now, reason, lost));
     w.note(`${k.key}: ${k.record.state} -> ${state}${reason ? ` (${reason})` : ""}`);
     return w;
   }
@@ -494,6 +495,7 @@ export class NodeDeploymentManager {
         "FAILED",
         now,
         `the instance is not running on ${this.self} (lost in a restart?)`,
+        true,
       );
       if (serving) this.#withdraw(w, kv, k.coordinates, k.n, k.key, mine);
       return { write: w };

@@ -194,6 +194,7 @@ Deno.test("ndm: after a restart, records of instances the node no longer runs be
   node.step();
   assert.equal(node.state()!.state, "FAILED");
   assert.match(node.state()!.reason!, /not running on n1 \(lost in a restart\?\)/);
+  assert.equal(node.state()!.lost, true, "marked lost: the leader replaces it without backoff");
   assert.deepEqual(node.endpoints(), []);
   node.command(KEY, "UNLOAD");
   node.step();

@@ -29,8 +29,8 @@ export interface SliceStatus {
   owners: string[];
   /** Desired ACTIVE count reached and nothing else of the slice left (no other version, nothing in progress). */
   settled: boolean;
-  /** Present while the slice backs off after failures. */
-  backoff?: { failures: number; retryAt: number };
+  /** Present while the slice backs off after failures (until it has been healthy for a while). */
+  backoff?: { failures: number; retryAt: number; lastReason?: string };
   instances: InstanceStatus[];
 }
 
@@ -60,7 +60,13 @@ export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) 
       owners: target?.owners ?? [],
       settled,
       ...(target?.backoff
-        ? { backoff: { failures: target.backoff.failures, retryAt: target.backoff.retryAt } }
+        ? {
+          backoff: {
+            failures: target.backoff.failures,
+            retryAt: target.backoff.retryAt,
+            ...(target.backoff.lastReason !== undefined ? { lastReason: target.backoff.lastReason } : {}),
+          },
+        }
         : {}),
       instances,
     };

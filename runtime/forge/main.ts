@@ -42,8 +42,14 @@ function parseForgeArgs(args: string[]): ForgeOptions {
   }
   const nodes = Number(values.nodes ?? 3);
   if (![1, 3, 5].includes(nodes)) throw new Error(`--nodes: "${values.nodes}" is not 1, 3 or 5`);
-  if (values["no-example"] && values.example) throw new Error("--example and --no-example exclude each other");
-  return { nodes, clean: values.clean ?? false, example: values["no-example"] ? null : values.example ?? null };
+  if (values["no-example"] && values.example) {
+    throw new Error("--example and --no-example exclude each other");
+  }
+  return {
+    nodes,
+    clean: values.clean ?? false,
+    example: values["no-example"] ? null : values.example ?? null,
+  };
 }
 
 /** Nodes run with --cached-only (they never download code), so dependencies are installed first. */

@@ -541,6 +541,8 @@ export interface TargetBackoff {
   /** No replacement is placed before this time (ms). */
   retryAt: number;
   lastFailedNode?: NodeId;
+  /** Why the last instance failed (for operators: `slices`, `--wait`). */
+  lastReason?: string;
 }
 
 /** `instances/{node}/{g}:{a}:{v}/{n}`: the lifecycle command (leader) or state (node) of one instance. */
@@ -558,6 +560,11 @@ export interface InstanceRecord {
   replaces?: { node: NodeId; n: number };
   /** Set by the leader with DEACTIVATE (kept by the node): after DEACTIVATING, LOADED means "unload me next". */
   retiring?: boolean;
+  /**
+   * FAILED because its node no longer runs it (the node restarted, or stopped it without quorum): not a failure
+   * of the slice, so it is replaced without backoff.
+   */
+  lost?: boolean;
 }
 
 /** `endpoints/{g}:{a}:{v}/{method}/{node}/{n}`: a callable method of an active instance (the key says which). */
@@ -736,6 +743,7 @@ const targetCheck: Check<TargetRecord> = refine(
       failures: integer(1, 1_000_000),
       retryAt: timestamp(),
       lastFailedNode: optional(nodeId),
+      lastReason: optional(string({ maxLength: 1024 })),
     })),
   }),
   bounds,
@@ -748,6 +756,7 @@ const instanceCheck: Check<InstanceRecord> = object({
   reason: optional(string({ maxLength: 4096 })),
   replaces: optional(object({ node: nodeId, n: integer(0, 999_999_999) })),
   retiring: optional(boolean()),
+  lost: optional(boolean()),
 });
 
 const endpointCheck: Check<EndpointRecord> = object({ registeredAt: timestamp() });

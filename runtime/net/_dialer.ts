@@ -10,6 +10,8 @@
  * instead of under one. Sockets from `Deno.upgradeWebSocket` (the accepting side) already have no-delay.
  * Figures and the comparison are in README.md ("Dialer client and Nagle's algorithm").
  *
+ * Masking: frames carry an all-zero masking key (see `generateMask` below for why).
+ *
  * Permissions: `ws` reads two environment variables when it loads (it asks whether to use optional native
  * add-ons), so a process that imports the mesh needs `--allow-env` for `DIALER_ENV_VARS` (or all of env).
  */
@@ -62,6 +64,12 @@ export function dialWebSocket(url: string, options: DialOptions): MeshSocket {
     // Deno.upgradeWebSocket negotiates no extensions; offering compression would only cost a header.
     perMessageDeflate: false,
     maxPayload: options.maxMessageBytes,
+    // An all-zero masking key, which `ws` recognises and then skips the XOR pass. Masking exists so that
+    // hostile script in a browser cannot steer the bytes an HTTP proxy on the path sees; mesh frames come from
+    // our own processes, over a private network. Masking each frame in JavaScript cost a quarter of the
+    // throughput of 64 KiB payloads (measured: 0.74x of Deno's client, 1.01x with this). Frames stay valid:
+    // the mask bit is set and any server unmasks them as usual.
+    generateMask: (mask: Uint8Array) => mask.fill(0),
     // No-delay from the first byte, so the HTTP upgrade and the auth messages are not held back either.
     // (`ws` sets it again itself when it takes the socket over after the upgrade.)
     createConnection: (netOptions: NetConnectOpts): Socket => {

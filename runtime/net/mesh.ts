@@ -81,7 +81,7 @@ export const MESH_DEFAULTS = {
   closeTimeoutMs: 2000,
 } as const;
 
-/** Deno's WebSocket message size limit (accepting side); the dialer's client is given the same. */
+/** Deno's WebSocket message size limit (accepting side); the dialer's client is allowed at least as much. */
 const DENO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** Frames are filled with small messages up to this size before a new one starts. */
 const BATCH_TARGET_BYTES = 64 * 1024;

@@ -66,7 +66,9 @@ export class ServiceRegistry {
   /** The service, or an error naming what is missing (a feature started before the one providing it). */
   use<T>(name: string): T {
     if (!this.#services.has(name)) {
-      throw new Error(`service "${name}" is not provided: check the feature order in runtime/node/features.ts`);
+      throw new Error(
+        `service "${name}" is not provided: check the feature order in runtime/node/features.ts`,
+      );
     }
     return this.#services.get(name) as T;
   }

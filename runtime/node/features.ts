@@ -4,5 +4,12 @@
  */
 
 import type { FeatureFactory } from "./context.ts";
+import { repositoryFeature } from "../repository/mod.ts";
+import { deploymentFeature } from "../deployment/feature.ts";
+import { invokeFeature } from "../http/feature.ts";
 
-export const FEATURES: FeatureFactory[] = [];
+export const FEATURES: FeatureFactory[] = [
+  repositoryFeature,
+  deploymentFeature(),
+  invokeFeature(),
+];

@@ -29,15 +29,19 @@ export interface NodeFlags {
   artifactReplicas?: number;
   /** Largest artifact bundle the repository accepts. */
   artifactMaxBytes: number;
+  /** Largest request body the application HTTP port accepts (413 beyond). */
+  httpMaxBodyBytes: number;
 }
 
 export const DEFAULT_ARTIFACT_MAX_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024;
 
 export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--fsync always|never] [--log-level info]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
+                   [--http-max-body-bytes 1048576]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -51,7 +55,8 @@ export const NODE_USAGE =
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
   --log-level    debug | info | warn | error
   --artifact-replicas   nodes that store a pushed artifact before the push succeeds (default min(3, members))
-  --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)`;
+  --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)
+  --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -102,6 +107,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "log-level": { type: "string" },
         "artifact-replicas": { type: "string" },
         "artifact-max-bytes": { type: "string" },
+        "http-max-body-bytes": { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -142,6 +148,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     artifactReplicas,
     artifactMaxBytes: positiveInt("artifact-max-bytes", values["artifact-max-bytes"]) ??
       DEFAULT_ARTIFACT_MAX_BYTES,
+    httpMaxBodyBytes: positiveInt("http-max-body-bytes", values["http-max-body-bytes"]) ??
+      DEFAULT_HTTP_MAX_BODY_BYTES,
   };
 }
 

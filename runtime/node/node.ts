@@ -80,6 +80,10 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
       hub.publish(events);
       eventListeners.emit(events);
     },
+    onFatal: (error) => {
+      log.error("consensus engine halted on a broken invariant; stopping this node", { error: error.stack });
+      Deno.exit(70);
+    },
     onSnapshotInstalled: (state) => {
       hub.reset(state.revision);
       resetListeners.emit();

@@ -65,6 +65,8 @@ export interface ReplicaOptions {
   maxQueuedBytes: number;
   onEvents(events: KvEvent[]): void;
   onSnapshotInstalled(state: KvState): void;
+  /** The engine halted on a broken invariant; the node must stop. */
+  onFatal(error: Error): void;
 }
 
 export class Replica {
@@ -108,21 +110,41 @@ export class Replica {
   }
 
   start(): void {
-    this.#run(this.#o.engine.start(this.#now()));
+    this.#call(() => this.#o.engine.start(this.#now()));
   }
 
   tick(): void {
-    this.#run(this.#o.engine.tick(this.#now()));
+    this.#call(() => this.#o.engine.tick(this.#now()));
     this.#pump();
   }
 
   receive(from: NodeId, message: unknown): void {
-    this.#run(this.#o.engine.receive(from, message as ConsensusMsg<KvCommand>, this.#now()));
+    this.#call(() => this.#o.engine.receive(from, message as ConsensusMsg<KvCommand>, this.#now()), from);
     this.#pump();
   }
 
   peerConnected(id: NodeId): void {
-    this.#run(this.#o.engine.peerConnected(id, this.#now()));
+    this.#call(() => this.#o.engine.peerConnected(id, this.#now()));
+  }
+
+  /**
+   * One engine call. An AetherError means a malformed message: the engine is unchanged, so it is logged and
+   * dropped. Anything else is a broken invariant: the engine has halted for good, and a member that can no
+   * longer take part must not keep serving stale state, so the node stops (onFatal).
+   */
+  #call(engineCall: () => Effect<KvCommand>[], from?: NodeId): void {
+    let effects: Effect<KvCommand>[];
+    try {
+      effects = engineCall();
+    } catch (e) {
+      if (e instanceof AetherError) {
+        this.#o.log.warn("dropped a malformed consensus message", { from, error: e.message });
+        return;
+      }
+      this.#o.onFatal(e as Error);
+      return;
+    }
+    this.#run(effects);
   }
 
   /** Replicates one command; resolves when it is applied here. */
@@ -184,7 +206,7 @@ export class Replica {
   #pump(): void {
     if (!this.#ready) return;
     const batch = this.#batcher.takeBatch(this.#now());
-    if (batch) this.#run(this.#o.engine.submit(batch, this.#now()));
+    if (batch) this.#call(() => this.#o.engine.submit(batch, this.#now()));
   }
 
   #now(): number {

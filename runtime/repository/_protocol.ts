@@ -127,7 +127,9 @@ export class ChunkAssembler {
     if (index !== this.#next) throw new Error(`chunk ${index} arrived where chunk ${this.#next} was due`);
     if (this.#received + data.length > this.sizeBytes) {
       throw new Error(
-        `chunk ${index} overruns the announced size (${this.#received + data.length} > ${this.sizeBytes} bytes)`,
+        `chunk ${index} overruns the announced size (${
+          this.#received + data.length
+        } > ${this.sizeBytes} bytes)`,
       );
     }
     if (data.length === 0 && this.sizeBytes !== 0) throw new Error(`chunk ${index} is empty`);

@@ -1,0 +1,577 @@
+/**
+ * Deployment commands: blueprints (apply, validate, list, get, status, delete), deploy, scale, undeploy and
+ * slices. `--wait` blocks until what the command changed has settled, printing a line whenever a slice's
+ * progress changes ("inventory 2/3 ACTIVE"), and fails (exit 1) when it does not settle in time.
+ */
+
+import { CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
+import { parseCommandArgs, parseIntFlag } from "../_args.ts";
+import { table } from "../_format.ts";
+import type { CliCommand, CliContext } from "../command.ts";
+
+// -- what the API answers (runtime/deployment/routes.ts) --------------------------------------------------------
+
+interface TargetSummary {
+  version: string;
+  instances: number;
+  owners: string[];
+}
+
+interface TargetPlanEntry {
+  slice: string;
+  action: "create" | "update" | "keep" | "release" | "remove";
+  from?: TargetSummary;
+  to?: TargetSummary;
+}
+
+interface BlueprintSlice {
+  artifact: string;
+  instances: number;
+  min?: number;
+  max?: number;
+  requires: string[];
+  transitive: boolean;
+}
+
+interface BlueprintPlan {
+  blueprint: string;
+  action: "create" | "update" | "delete";
+  slices: BlueprintSlice[];
+  targets: TargetPlanEntry[];
+  dryRun: boolean;
+  revision?: number;
+}
+
+interface SlicePlan {
+  slice: string;
+  entry: TargetPlanEntry;
+  missingCalls: string[];
+  callers: string[];
+  dryRun: boolean;
+  revision?: number;
+}
+
+interface InstanceStatus {
+  node: string;
+  n: number;
+  version: string;
+  state: string;
+  connected: boolean;
+  updatedAt: number;
+  reason?: string;
+}
+
+export interface SliceStatus {
+  slice: string;
+  version?: string;
+  desired: number;
+  active: number;
+  owners: string[];
+  settled: boolean;
+  backoff?: { failures: number; retryAt: number; lastReason?: string };
+  instances: InstanceStatus[];
+}
+
+interface Problem {
+  status: number;
+  title?: string;
+  detail?: string;
+  problems?: { line: number; column: number; field: string; message: string }[];
+}
+
+// -- waiting ---------------------------------------------------------------------------------------------------
+
+/** A slice `--wait` watches: settled at its target, or gone. */
+export interface WaitGoal {
+  slice: string;
+  gone: boolean;
+}
+
+const DEFAULT_WAIT_SECONDS = 120;
+const POLL_MS = 250;
+
+function shortName(slice: string): string {
+  return slice.split(":")[1] ?? slice;
+}
+
+/** Whether a goal is met by the slices as `GET /slices` shows them. */
+export function goalReached(goal: WaitGoal, status: SliceStatus | undefined): boolean {
+  if (goal.gone) return !status || (status.version === undefined && status.instances.length === 0);
+  return status !== undefined && status.settled && status.instances.every((i) => i.connected);
+}
+
+/** One line of progress: `inventory 2/3 ACTIVE (1 LOADING)`, `audit removed`, with failures when any. */
+export function progressLine(goal: WaitGoal, status: SliceStatus | undefined, nowMs = Date.now()): string {
+  const name = shortName(goal.slice);
+  if (goal.gone) {
+    if (goalReached(goal, status)) return `${name} removed`;
+    return `${name} removing: ${status!.instances.length} instance(s) left (${statesOf(status!)})`;
+  }
+  if (!status) return `${name} 0/? ACTIVE (not deployed)`;
+  const others = status.instances.filter((i) => !(i.state === "ACTIVE" && i.version === status.version));
+  let line = `${name} ${status.active}/${status.desired} ACTIVE`;
+  if (others.length > 0) line += ` (${statesOf({ ...status, instances: others })})`;
+  if (status.backoff) {
+    const waitS = Math.max(0, (status.backoff.retryAt - nowMs) / 1000);
+    line += `; ${status.backoff.failures} failure(s)`;
+    if (waitS > 0) line += `, next try in ${waitS.toFixed(1)}s`;
+    if (status.backoff.lastReason) line += `: ${status.backoff.lastReason}`;
+  }
+  return line;
+}
+
+function statesOf(status: SliceStatus): string {
+  const counts = new Map<string, number>();
+  for (const i of status.instances) {
+    const label = i.version === status.version || status.version === undefined
+      ? i.state
+      : `${i.state} ${i.version}`;
+    counts.set(label, (counts.get(label) ?? 0) + 1);
+  }
+  return [...counts].map(([state, n]) => `${n} ${state}`).join(", ");
+}
+
+async function fetchSlices(ctx: CliContext): Promise<SliceStatus[]> {
+  return (await ctx.api.json<{ slices: SliceStatus[] }>("GET", "/api/v1/slices")).slices;
+}
+
+/** Polls until every goal is reached; prints progress lines (not in --json mode). */
+async function waitFor(ctx: CliContext, goals: WaitGoal[], timeoutS: number): Promise<SliceStatus[]> {
+  const deadline = Date.now() + timeoutS * 1000;
+  const printed = new Map<string, string>();
+  while (true) {
+    const slices = await fetchSlices(ctx);
+    const bySlice = new Map(slices.map((s) => [s.slice, s]));
+    let done = true;
+    const lines: string[] = [];
+    for (const goal of goals) {
+      const status = bySlice.get(goal.slice);
+      const line = progressLine(goal, status);
+      if (!goalReached(goal, status)) {
+        done = false;
+        lines.push(line);
+      }
+      // The countdown changes every poll; compare without it.
+      const stable = line.replace(/, next try in [\d.]+s/, "");
+      if (!ctx.json && printed.get(goal.slice) !== stable) ctx.out(line);
+      printed.set(goal.slice, stable);
+    }
+    if (done) return slices.filter((s) => goals.some((g) => g.slice === s.slice));
+    if (Date.now() >= deadline) {
+      throw new CliError(`not settled within ${timeoutS}s:\n  ${lines.join("\n  ")}`, EXIT_FAILED);
+    }
+    if (ctx.signal.aborted) throw new CliError("interrupted while waiting", EXIT_FAILED);
+    await sleep(POLL_MS, ctx.signal);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+// -- requests --------------------------------------------------------------------------------------------------
+
+/** Sends a request and returns the parsed answer; a problem document becomes a CliError in its own words. */
+async function send<T>(
+  ctx: CliContext,
+  method: string,
+  path: string,
+  body?: { text: string; type: string },
+  source?: string,
+): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(ctx.api.baseUrl + path, {
+      method,
+      body: body?.text,
+      headers: body ? { "content-type": body.type } : undefined,
+      signal: AbortSignal.timeout(ctx.api.timeoutMs),
+    });
+  } catch (e) {
+    const reason = (e as Error).name === "TimeoutError"
+      ? `no answer within ${ctx.api.timeoutMs} ms`
+      : (e as Error).message;
+    throw new CliError(`cannot reach ${ctx.api.baseUrl}: ${reason}`, EXIT_CONNECTION);
+  }
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (response.ok) return parsed as T;
+  const problem = (parsed ?? {}) as Problem;
+  if (Array.isArray(problem.problems) && problem.problems.length > 0) {
+    // Blueprint problems: one line each, compiler style, so editors can jump to them.
+    const where = source ?? "blueprint";
+    const lines = problem.problems.map((p) =>
+      `${where}:${p.line}:${p.column}: ${
+        p.field && !p.message.startsWith(p.field) ? `${p.field}: ` : ""
+      }${p.message}`
+    );
+    throw new CliError(`${response.status} ${problem.title ?? "error"}\n${lines.join("\n")}`);
+  }
+  const detail = problem.detail ?? (text.slice(0, 500) || response.statusText);
+  throw new CliError(`${response.status} ${problem.title ?? response.statusText}: ${detail}`);
+}
+
+async function readSource(path: string): Promise<string> {
+  try {
+    return path === "-" ? await new Response(Deno.stdin.readable).text() : await Deno.readTextFile(path);
+  } catch (e) {
+    throw new CliError(`cannot read ${path}: ${(e as Error).message}`, EXIT_USAGE);
+  }
+}
+
+// -- output ----------------------------------------------------------------------------------------------------
+
+function summary(t: TargetSummary | undefined): string {
+  return t ? `${t.version} x${t.instances}` : "-";
+}
+
+function planTable(targets: TargetPlanEntry[], slices: BlueprintSlice[] = []): string {
+  const transitive = new Set(
+    slices.filter((s) => s.transitive).map((s) => s.artifact.split(":").slice(0, 2).join(":")),
+  );
+  return table(
+    ["SLICE", "ACTION", "FROM", "TO", "OWNERS"],
+    targets.map((t) => [
+      `${t.slice}${transitive.has(t.slice) ? " (called)" : ""}`,
+      t.action,
+      summary(t.from),
+      summary(t.to),
+      (t.to ?? t.from)?.owners.join(",") || "-",
+    ]),
+  );
+}
+
+/** `orders x3 (+ called: inventory x1, pricing x1)`. */
+function describeSlices(slices: BlueprintSlice[]): string {
+  const text = (list: BlueprintSlice[]) =>
+    list.map((s) => `${shortName(s.artifact)} x${s.instances}`).join(", ");
+  const called = slices.filter((s) => s.transitive);
+  const listed = text(slices.filter((s) => !s.transitive));
+  return called.length > 0 ? `${listed} (+ called: ${text(called)})` : listed;
+}
+
+export function slicesTable(slices: SliceStatus[]): string {
+  if (slices.length === 0) return "no slices deployed";
+  return table(
+    ["SLICE", "VERSION", "DESIRED", "ACTIVE", "STATUS", "INSTANCES"],
+    slices.map((s) => [
+      s.slice,
+      s.version ?? "-",
+      s.desired,
+      s.active,
+      statusWord(s),
+      s.instances.map((i) =>
+        `${i.node}/${i.n}${i.version !== s.version ? `@${i.version}` : ""} ${i.state}${
+          i.connected ? "" : "?"
+        }`
+      ).join("  ") || "-",
+    ]),
+  ) + failures(slices);
+}
+
+function statusWord(s: SliceStatus): string {
+  if (s.version === undefined) return "removing";
+  if (s.backoff && s.active < s.desired) return `FAILED x${s.backoff.failures}`;
+  return s.settled ? "settled" : "deploying";
+}
+
+function failures(slices: SliceStatus[]): string {
+  const lines: string[] = [];
+  for (const s of slices) {
+    if (s.backoff?.lastReason) lines.push(`  ${s.slice}: ${s.backoff.lastReason}`);
+    for (const i of s.instances) {
+      if (i.reason) lines.push(`  ${s.slice} ${i.node}/${i.n} ${i.state}: ${i.reason}`);
+    }
+  }
+  return lines.length > 0 ? `\n\nfailures:\n${lines.join("\n")}` : "";
+}
+
+// -- commands --------------------------------------------------------------------------------------------------
+
+const WAIT_FLAGS = {
+  wait: { type: "boolean" },
+  "wait-timeout": { type: "string" },
+} as const;
+
+const WAIT_ARGS = "[--wait [--wait-timeout SECONDS]]";
+
+function waitSeconds(command: string, values: { "wait-timeout"?: string }): number {
+  return parseIntFlag(command, "wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_SECONDS;
+}
+
+const enc = encodeURIComponent;
+
+/** Prints a change's result (and waits for it when asked). */
+async function finish(
+  ctx: CliContext,
+  result: unknown,
+  text: string,
+  wait: { goals: WaitGoal[]; timeoutS: number } | undefined,
+): Promise<void> {
+  if (!ctx.json) ctx.out(text);
+  if (!wait) {
+    if (ctx.json) ctx.out(JSON.stringify(result, null, 2));
+    return;
+  }
+  const slices = await waitFor(ctx, wait.goals, wait.timeoutS);
+  if (ctx.json) ctx.out(JSON.stringify({ ...result as object, settled: true, slices }, null, 2));
+  else ctx.out("settled");
+}
+
+function blueprintGoals(plan: BlueprintPlan): WaitGoal[] {
+  return plan.targets.map((t) => ({ slice: t.slice, gone: t.action === "remove" }));
+}
+
+export const deploymentCommands: CliCommand[] = [
+  {
+    name: "blueprint apply",
+    args: `<file|-> [--dry-run] ${WAIT_ARGS}`,
+    summary: "publish a blueprint (TOML); the cluster deploys what it lists and the slices they call",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("blueprint apply", args, {
+        "dry-run": { type: "boolean" },
+        ...WAIT_FLAGS,
+      }, { min: 1, max: 1, names: "<file> (or - for standard input)" });
+      const source = await readSource(positionals[0]);
+      const dryRun = values["dry-run"] === true;
+      const plan = await send<BlueprintPlan>(
+        ctx,
+        "POST",
+        `/api/v1/blueprints${dryRun ? "?dryRun=true" : ""}`,
+        { text: source, type: "application/toml" },
+        positionals[0],
+      );
+      const head = dryRun
+        ? `blueprint ${plan.blueprint} is valid; applying it would ${plan.action} it:`
+        : `blueprint ${plan.blueprint} ${
+          plan.action === "create" ? "created" : "updated"
+        } (revision ${plan.revision})`;
+      await finish(
+        ctx,
+        plan,
+        `${head}\n${planTable(plan.targets, plan.slices)}`,
+        values.wait && !dryRun
+          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds("blueprint apply", values) }
+          : undefined,
+      );
+    },
+  },
+  {
+    name: "blueprint validate",
+    args: "<file|->",
+    summary: "check a blueprint against the cluster's artifacts without applying it (exit 1 on problems)",
+    async run(ctx, args) {
+      const { positionals } = parseCommandArgs("blueprint validate", args, {}, {
+        min: 1,
+        max: 1,
+        names: "<file> (or - for standard input)",
+      });
+      const source = await readSource(positionals[0]);
+      const plan = await send<BlueprintPlan>(
+        ctx,
+        "POST",
+        "/api/v1/blueprints?dryRun=true",
+        { text: source, type: "application/toml" },
+        positionals[0],
+      );
+      if (ctx.json) return ctx.out(JSON.stringify(plan, null, 2));
+      ctx.out(`blueprint ${plan.blueprint} is valid (${plan.slices.length} slice(s), in activation order):`);
+      ctx.out(table(
+        ["SLICE", "INSTANCES", "LISTED"],
+        plan.slices.map((s) => [s.artifact, s.instances, s.transitive ? "no (called)" : "yes"]),
+      ));
+    },
+  },
+  {
+    name: "blueprint list",
+    args: "",
+    summary: "published blueprints",
+    async run(ctx, args) {
+      parseCommandArgs("blueprint list", args, {}, { min: 0, max: 0, names: "no arguments" });
+      const { blueprints } = await ctx.api.json<
+        { blueprints: { id: string; publishedAt: number; slices: BlueprintSlice[] }[] }
+      >("GET", "/api/v1/blueprints");
+      if (ctx.json) return ctx.out(JSON.stringify(blueprints, null, 2));
+      if (blueprints.length === 0) return ctx.out("no blueprints");
+      ctx.out(table(
+        ["BLUEPRINT", "SLICES", "PUBLISHED"],
+        blueprints.map((b) => [
+          b.id,
+          describeSlices(b.slices),
+          new Date(b.publishedAt).toISOString(),
+        ]),
+      ));
+    },
+  },
+  {
+    name: "blueprint get",
+    args: "<id>",
+    summary: "a blueprint's TOML as published (--json: the stored record, expanded)",
+    async run(ctx, args) {
+      const { positionals } = parseCommandArgs("blueprint get", args, {}, { min: 1, max: 1, names: "<id>" });
+      const record = await send<{ id: string; source?: string; slices: BlueprintSlice[] }>(
+        ctx,
+        "GET",
+        `/api/v1/blueprints/${enc(positionals[0])}`,
+      );
+      if (ctx.json || record.source === undefined) return ctx.out(JSON.stringify(record, null, 2));
+      ctx.out(record.source.trimEnd());
+    },
+  },
+  {
+    name: "blueprint status",
+    args: `<id> ${WAIT_ARGS}`,
+    summary: "the slices a blueprint owns: desired and actual instances, where and in which state",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("blueprint status", args, WAIT_FLAGS, {
+        min: 1,
+        max: 1,
+        names: "<id>",
+      });
+      const path = `/api/v1/blueprints/${enc(positionals[0])}/status`;
+      let status = await send<{ blueprint: string; settled: boolean; slices: SliceStatus[] }>(
+        ctx,
+        "GET",
+        path,
+      );
+      if (values.wait) {
+        await waitFor(
+          ctx,
+          status.slices.map((s) => ({ slice: s.slice, gone: false })),
+          waitSeconds("blueprint status", values),
+        );
+        status = await send(ctx, "GET", path);
+      }
+      if (ctx.json) return ctx.out(JSON.stringify(status, null, 2));
+      ctx.out(`blueprint ${status.blueprint}: ${status.settled ? "settled" : "not settled"}`);
+      ctx.out(slicesTable(status.slices));
+    },
+  },
+  {
+    name: "blueprint delete",
+    args: `<id> [--dry-run] ${WAIT_ARGS}`,
+    summary: "remove a blueprint and undeploy the slices only it owns",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("blueprint delete", args, {
+        "dry-run": { type: "boolean" },
+        ...WAIT_FLAGS,
+      }, { min: 1, max: 1, names: "<id>" });
+      const dryRun = values["dry-run"] === true;
+      const plan = await send<BlueprintPlan>(
+        ctx,
+        "DELETE",
+        `/api/v1/blueprints/${enc(positionals[0])}${dryRun ? "?dryRun=true" : ""}`,
+      );
+      const head = dryRun
+        ? `deleting blueprint ${plan.blueprint} would change:`
+        : `blueprint ${plan.blueprint} deleted (revision ${plan.revision})`;
+      await finish(
+        ctx,
+        plan,
+        `${head}\n${planTable(plan.targets)}`,
+        values.wait && !dryRun
+          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds("blueprint delete", values) }
+          : undefined,
+      );
+    },
+  },
+  {
+    name: "deploy",
+    args: `<group:artifact:version> [--instances N] [--dry-run] ${WAIT_ARGS}`,
+    summary: "run a published artifact (default 1 instance), or move a deployed slice to this version",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("deploy", args, {
+        instances: { type: "string" },
+        "dry-run": { type: "boolean" },
+        ...WAIT_FLAGS,
+      }, { min: 1, max: 1, names: "<group:artifact:version>" });
+      const instances = parseIntFlag("deploy", "instances", values.instances) ?? 1;
+      await sliceChange(ctx, "deploy", { artifact: positionals[0], instances }, values, false);
+    },
+  },
+  {
+    name: "scale",
+    args: `<group:artifact> --instances N [--dry-run] ${WAIT_ARGS}`,
+    summary: "change how many instances of a deployed slice run",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("scale", args, {
+        instances: { type: "string" },
+        "dry-run": { type: "boolean" },
+        ...WAIT_FLAGS,
+      }, { min: 1, max: 1, names: "<group:artifact>" });
+      const instances = parseIntFlag("scale", "instances", values.instances);
+      if (instances === undefined) throw new CliError("scale: --instances N is required", EXIT_USAGE);
+      await sliceChange(ctx, "scale", { artifact: positionals[0], instances }, values, false);
+    },
+  },
+  {
+    name: "undeploy",
+    args: `<group:artifact> [--dry-run] ${WAIT_ARGS}`,
+    summary: "stop and remove a directly deployed slice (a blueprint's slices go with the blueprint)",
+    async run(ctx, args) {
+      const { values, positionals } = parseCommandArgs("undeploy", args, {
+        "dry-run": { type: "boolean" },
+        ...WAIT_FLAGS,
+      }, { min: 1, max: 1, names: "<group:artifact>" });
+      await sliceChange(ctx, "undeploy", { artifact: positionals[0] }, values, true);
+    },
+  },
+  {
+    name: "slices",
+    args: "",
+    summary: "every slice: version, desired and ACTIVE instances, and each instance's node and state",
+    async run(ctx, args) {
+      parseCommandArgs("slices", args, {}, { min: 0, max: 0, names: "no arguments" });
+      const slices = await fetchSlices(ctx);
+      ctx.out(ctx.json ? JSON.stringify(slices, null, 2) : slicesTable(slices));
+    },
+  },
+];
+
+async function sliceChange(
+  ctx: CliContext,
+  what: "deploy" | "scale" | "undeploy",
+  body: { artifact: string; instances?: number },
+  values: { "dry-run"?: boolean; wait?: boolean; "wait-timeout"?: string },
+  gone: boolean,
+): Promise<void> {
+  const dryRun = values["dry-run"] === true;
+  const plan = await send<SlicePlan>(ctx, "POST", `/api/v1/${what}${dryRun ? "?dryRun=true" : ""}`, {
+    text: JSON.stringify(body),
+    type: "application/json",
+  });
+  const lines = [
+    dryRun
+      ? `${what} would change ${plan.slice}: ${summary(plan.entry.from)} -> ${summary(plan.entry.to)}`
+      : `${plan.slice}: ${summary(plan.entry.from)} -> ${summary(plan.entry.to)} (revision ${plan.revision})`,
+  ];
+  if (plan.missingCalls.length > 0) {
+    lines.push(
+      `note: it calls ${plan.missingCalls.join(", ")}, not deployed: its instances wait until they are`,
+    );
+  }
+  if (plan.callers.length > 0 && what === "undeploy") {
+    lines.push(`note: ${plan.callers.join(", ")} call(s) it; their calls to it will fail until it returns`);
+  }
+  await finish(
+    ctx,
+    plan,
+    lines.join("\n"),
+    values.wait && !dryRun
+      ? { goals: [{ slice: plan.slice, gone }], timeoutS: waitSeconds(what, values) }
+      : undefined,
+  );
+}

@@ -1,0 +1,139 @@
+/**
+ * The node's real lifecycle executor: the sandbox's `SliceExecutor` behind the `LifecycleExecutor` interface
+ * that the NodeDeploymentManager drives.
+ *
+ * - `load` resolves the artifact (manifest at once, bundle fetched inside LOADING so the executor's deadline
+ *   covers the fetch) and runs LOAD; every operation resolves on success and rejects with the executor's
+ *   reason when it ends in FAILED.
+ * - A state change to FAILED while no operation of this adapter is running for the instance is a crash (the
+ *   sandbox died, ran out of memory, a call wedged it): it is handed to `onCrash` for the NDM.
+ * - `unload` of an instance the executor no longer has (a LOAD that was refused) succeeds: there is nothing
+ *   left to release, which is what the NDM asks for.
+ * - Calls that slices make to other slices go to a handler that can be installed later (the invocation layer
+ *   starts after deployment); until then they fail with 503.
+ */
+
+import { AetherError } from "../core/errors.ts";
+import {
+  type ArtifactSource,
+  type InvokeOutcome,
+  type OutboundCall,
+  type OutboundCallHandler,
+  SliceExecutor,
+  type SliceExecutorOptions,
+  type SliceLogEntry,
+  type StateChange,
+} from "../sandbox/mod.ts";
+import type { ExecutorCrash, ExecutorOp, LifecycleExecutor } from "./executor.ts";
+
+export interface SandboxExecutorOptions {
+  /** The artifact for `g:a:v`: its manifest now, its bundle (or a way to fetch it) for LOADING. */
+  resolveArtifact(coordinates: string): ArtifactSource | Promise<ArtifactSource>;
+  /** An instance failed on its own, outside any operation. */
+  onCrash(crash: ExecutorCrash): void;
+  /** Every state change the executor makes (for logs). */
+  onStateChange?(change: StateChange): void;
+  /** Where slice log lines go until `setLogHandler` installs another. */
+  onLog?(entry: SliceLogEntry): void;
+  /** Passed to the SliceExecutor (policy, deadlines, host timeouts, warm processes, clock). */
+  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onOutboundCall" | "onLog">;
+}
+
+export class SandboxExecutor implements LifecycleExecutor {
+  /** The sandbox executor itself: `invoke`, `get`, `list` for the invocation layer. */
+  readonly slices: SliceExecutor;
+  readonly #options: SandboxExecutorOptions;
+  /** Instance id -> the operation this adapter is running on it. */
+  readonly #busy = new Map<string, ExecutorOp>();
+  #outbound: OutboundCallHandler | undefined;
+  #log: ((entry: SliceLogEntry) => void) | undefined;
+
+  constructor(options: SandboxExecutorOptions) {
+    this.#options = options;
+    this.#log = options.onLog;
+    this.slices = new SliceExecutor({
+      ...options.sandbox,
+      onStateChange: (change) => this.#changed(change),
+      // Delegates, so the invocation layer can install its handler after the executor exists.
+      onOutboundCall: (call) => this.#call(call),
+      onLog: (entry) => this.#log?.(entry),
+    });
+  }
+
+  /** Installs (or with undefined removes) the handler for calls slices make to other slices. */
+  setOutboundCallHandler(handler: OutboundCallHandler | undefined): void {
+    this.#outbound = handler;
+  }
+
+  /** Installs where slice log lines go (undefined: back to the default given at construction). */
+  setLogHandler(handler: ((entry: SliceLogEntry) => void) | undefined): void {
+    this.#log = handler ?? this.#options.onLog;
+  }
+
+  load(instanceId: string, artifact: string): Promise<void> {
+    return this.#track(instanceId, "load", async () => {
+      const source = await this.#options.resolveArtifact(artifact);
+      if (source.manifest.coordinates !== artifact) {
+        throw new AetherError(
+          "internal",
+          `the artifact resolved for ${artifact} is ${source.manifest.coordinates}`,
+        );
+      }
+      await this.slices.run({ type: "LOAD", instanceId, artifact: source });
+    });
+  }
+
+  activate(instanceId: string): Promise<void> {
+    return this.#track(instanceId, "activate", () => this.slices.run({ type: "ACTIVATE", instanceId }));
+  }
+
+  deactivate(instanceId: string): Promise<void> {
+    return this.#track(instanceId, "deactivate", () => this.slices.run({ type: "DEACTIVATE", instanceId }));
+  }
+
+  unload(instanceId: string): Promise<void> {
+    return this.#track(instanceId, "unload", async () => {
+      if (!this.slices.get(instanceId)) return;
+      await this.slices.run({ type: "UNLOAD", instanceId });
+    });
+  }
+
+  /** Unloads everything and releases every sandbox (node shutdown). */
+  close(): Promise<void> {
+    return this.slices.close();
+  }
+
+  async #track(instanceId: string, op: ExecutorOp, work: () => Promise<void>): Promise<void> {
+    const running = this.#busy.get(instanceId);
+    if (running) {
+      throw new AetherError("conflict", `${op} ${instanceId}: ${running} is still running`, { instanceId });
+    }
+    this.#busy.set(instanceId, op);
+    try {
+      await work();
+    } finally {
+      this.#busy.delete(instanceId);
+    }
+  }
+
+  #changed(change: StateChange): void {
+    // Reported synchronously by the executor, before the operation's promise settles: a FAILED that ends one
+    // of our operations is still marked busy here and is that operation's outcome, not a crash.
+    if (change.to === "FAILED" && !this.#busy.has(change.instanceId)) {
+      this.#options.onCrash({ instanceId: change.instanceId, reason: change.reason ?? "failed" });
+    }
+    this.#options.onStateChange?.(change);
+  }
+
+  #call(call: OutboundCall): Promise<InvokeOutcome> {
+    if (!this.#outbound) {
+      return Promise.reject(
+        new AetherError(
+          "unavailable",
+          `no invoker is installed on this node: cannot call ${call.target.artifact}.${call.method}`,
+        ),
+      );
+    }
+    return this.#outbound(call);
+  }
+}

@@ -1,0 +1,327 @@
+/**
+ * The application HTTP handler: an external request becomes a slice call, the outcome becomes the response.
+ *
+ * 1. The request id is the `x-request-id` header when it is 1-128 URL-safe characters, else a new one; every
+ *    response carries it in `x-request-id` (and every problem document in `requestId`). A W3C `traceparent`
+ *    header continues the caller's trace (the slice call is a child span); otherwise a trace starts here.
+ * 2. The route table (route_table.ts) picks the slice method: 404 no route, 405 wrong method (with `Allow`).
+ * 3. The request: the JSON body (at most `maxBodyBytes`, else 413; malformed JSON 400), then the declared
+ *    query parameters, then the path parameters, merged into one object (later ones win on a name clash).
+ *    A body that is not an object (an array, a string) is passed as it is when the route has no parameters;
+ *    otherwise it is a 400. No body is `{}` plus the parameters. Parameter values are strings.
+ * 4. The call goes through the SliceInvoker (local instance first, else over the mesh to a node that has one,
+ *    with its retries and failover), with the deadline from `x-aether-timeout-ms` (which can only shorten the
+ *    slice's configured timeout; default 30 s).
+ * 5. The outcome: the value as JSON with status 200 (204 when the method returned nothing), or the status and
+ *    headers the slice chose with `respond()`; the slice's error as an RFC 7807 problem document with the
+ *    status from the slice's error mapping; 503 when no live instance could serve it, 504 past the deadline.
+ */
+
+import { AetherError, problemOf } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { InvokeOutcome } from "../sandbox/mod.ts";
+import { childTraceparent, isTraceparent } from "../../slices/_trace.ts";
+import {
+  type CallOptions,
+  type CallTarget,
+  isRequestId,
+  MAX_CALL_TIMEOUT_MS,
+  newRequestId,
+} from "../invoke/mod.ts";
+import type { RouteDefinition, RouteTable } from "./route_table.ts";
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const REQUEST_ID_HEADER = "x-request-id";
+export const TIMEOUT_HEADER = "x-aether-timeout-ms";
+
+export interface AppInvoker {
+  invoke(
+    target: string | CallTarget,
+    method: string,
+    request: unknown,
+    options?: CallOptions,
+  ): Promise<InvokeOutcome>;
+}
+
+export interface AppHandlerOptions {
+  /** The current route table (rebuilt by the caller when routes change). */
+  routes(): RouteTable;
+  invoker: AppInvoker;
+  log: Logger;
+  maxBodyBytes?: number;
+}
+
+export type AppHandler = (request: Request) => Promise<Response>;
+
+/** Response headers a slice may not set: they belong to the HTTP layer. */
+const RESERVED_HEADERS = new Set([
+  "connection",
+  "content-length",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  REQUEST_ID_HEADER,
+]);
+
+const PROBLEM_TYPE = "https://aether.dev/problems/";
+
+export function createAppHandler(options: AppHandlerOptions): AppHandler {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const log = options.log;
+
+  return async (request: Request): Promise<Response> => {
+    const startedAt = performance.now();
+    const incoming = request.headers.get(REQUEST_ID_HEADER);
+    const requestId = incoming !== null && isRequestId(incoming) ? incoming : newRequestId();
+    const { path, query } = splitUrl(request.url);
+    const method = request.method;
+    let response: Response;
+    try {
+      response = await handle(request, method, path, query, requestId);
+    } catch (e) {
+      response = errorResponse(e, path, requestId);
+      if (response.status >= 500) {
+        log.warn("http request failed", {
+          requestId,
+          method,
+          path,
+          status: response.status,
+          error: (e as Error).message,
+        });
+      }
+    }
+    log.debug("http request", {
+      requestId,
+      method,
+      path,
+      status: response.status,
+      ms: Math.round((performance.now() - startedAt) * 10) / 10,
+    });
+    return response;
+  };
+
+  async function handle(
+    request: Request,
+    method: string,
+    path: string,
+    query: string,
+    requestId: string,
+  ): Promise<Response> {
+    const match = options.routes().match(method, path);
+    if (match.kind === "not_found") {
+      await discard(request);
+      throw new AetherError("not_found", `no route for ${method} ${path}`);
+    }
+    if (match.kind === "method_not_allowed") {
+      await discard(request);
+      return problemResponse(
+        {
+          type: `${PROBLEM_TYPE}method_not_allowed`,
+          title: "method not allowed",
+          status: 405,
+          detail: `${path} does not take ${method}; it takes ${match.allowed.join(", ")}`,
+        },
+        path,
+        requestId,
+        { allow: match.allowed.join(", ") },
+      );
+    }
+    const route = match.route;
+    const body = await readJson(request, maxBodyBytes);
+    const callRequest = buildRequest(route, body, match.params, query);
+    const timeoutMs = timeoutOf(request.headers.get(TIMEOUT_HEADER));
+    const traceHeader = request.headers.get("traceparent");
+    const outcome = await options.invoker.invoke(route.slice, route.method, callRequest, {
+      requestId,
+      traceparent: traceHeader !== null && isTraceparent(traceHeader)
+        ? childTraceparent(traceHeader)
+        : undefined,
+      timeoutMs,
+      from: "http",
+    });
+    return outcomeResponse(outcome, route, path, requestId, log);
+  }
+}
+
+/** Path and raw query of an absolute request URL, without the cost of `new URL`. */
+export function splitUrl(url: string): { path: string; query: string } {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return { path: "/", query: "" };
+  const q = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  const end = hash < 0 ? url.length : hash;
+  return q < 0 || q > end
+    ? { path: url.slice(start, end), query: "" }
+    : { path: url.slice(start, q), query: url.slice(q + 1, end) };
+}
+
+function timeoutOf(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  if (!/^[1-9]\d{0,8}$/.test(header) || Number(header) > MAX_CALL_TIMEOUT_MS) {
+    throw new AetherError(
+      "bad_request",
+      `header ${TIMEOUT_HEADER}: "${header}" is not a number of milliseconds from 1 to ${MAX_CALL_TIMEOUT_MS}`,
+    );
+  }
+  return Number(header);
+}
+
+/** Reads the body (bounded) and parses it as JSON; undefined when there is none. */
+export async function readJson(request: Request, maxBytes: number): Promise<unknown> {
+  if (request.body === null) return undefined;
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) {
+    await discard(request);
+    throw new AetherError("too_large", `the request body has ${declared} bytes; the limit is ${maxBytes}`);
+  }
+  const text = declared !== null ? await request.text() : await readBounded(request.body, maxBytes);
+  if (text.length > maxBytes) {
+    throw new AetherError("too_large", `the request body is larger than the limit of ${maxBytes} bytes`);
+  }
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new AetherError("bad_request", `the request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+async function readBounded(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw new AetherError("too_large", `the request body is larger than the limit of ${maxBytes} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+async function discard(request: Request): Promise<void> {
+  await request.body?.cancel().catch(() => {});
+}
+
+/** Body, declared query parameters and path parameters as one request value. */
+export function buildRequest(
+  route: Pick<RouteDefinition, "queryParams">,
+  body: unknown,
+  params: Record<string, string>,
+  query: string,
+): unknown {
+  let fromQuery: Record<string, string> | undefined;
+  if (query !== "" && route.queryParams.length > 0) {
+    const search = new URLSearchParams(query);
+    for (const name of route.queryParams) {
+      const value = search.get(name);
+      if (value !== null) (fromQuery ??= {})[name] = value;
+    }
+  }
+  let hasParams = fromQuery !== undefined;
+  for (const _ in params) {
+    hasParams = true;
+    break;
+  }
+  if (body === undefined) return hasParams ? { ...fromQuery, ...params } : {};
+  const isObject = body !== null && typeof body === "object" && !Array.isArray(body);
+  if (!isObject) {
+    if (!hasParams) return body;
+    throw new AetherError(
+      "bad_request",
+      "the request body must be a JSON object when the route has path or query parameters",
+    );
+  }
+  return hasParams ? { ...body as Record<string, unknown>, ...fromQuery, ...params } : body;
+}
+
+export function outcomeResponse(
+  outcome: InvokeOutcome,
+  route: Pick<RouteDefinition, "slice" | "method">,
+  path: string,
+  requestId: string,
+  log?: Logger,
+): Response {
+  if (!outcome.ok) {
+    const error = outcome.error;
+    const problem: Record<string, unknown> = {
+      type: `${PROBLEM_TYPE}slice-error`,
+      title: error.name,
+      status: validStatus(error.status, 400) ?? 500,
+      detail: error.message,
+      slice: route.slice,
+      method: route.method,
+    };
+    if (error.details !== undefined) problem.details = error.details;
+    return problemResponse(problem, path, requestId);
+  }
+  const status = validStatus(outcome.status, 200) ?? 200;
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
+  let contentType: string | undefined;
+  if (outcome.headers) {
+    for (const [name, value] of Object.entries(outcome.headers)) {
+      const lower = name.toLowerCase();
+      if (RESERVED_HEADERS.has(lower) || !isHeader(lower, value)) {
+        log?.warn("a slice response header was dropped", { requestId, header: name });
+        continue;
+      }
+      if (lower === "content-type") contentType = value;
+      else headers[lower] = value;
+    }
+  }
+  const noBody = status === 204 || status === 304 ||
+    (outcome.value === undefined && outcome.status === undefined);
+  if (noBody) return new Response(null, { status: status === 200 ? 204 : status, headers });
+  // A string with a non-JSON content type the slice chose (text/html, text/plain, ...) goes out as it is.
+  if (typeof outcome.value === "string" && contentType !== undefined && !/json/i.test(contentType)) {
+    headers["content-type"] = contentType;
+    return new Response(outcome.value, { status, headers });
+  }
+  headers["content-type"] = contentType ?? "application/json";
+  return new Response(JSON.stringify(outcome.value ?? null), { status, headers });
+}
+
+function validStatus(status: unknown, min: number): number | undefined {
+  return typeof status === "number" && Number.isInteger(status) && status >= min && status <= 599
+    ? status
+    : undefined;
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+// deno-lint-ignore no-control-regex -- control characters are what header values must not contain
+const BAD_HEADER_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+
+function isHeader(name: string, value: unknown): value is string {
+  return HEADER_NAME.test(name) && typeof value === "string" && !BAD_HEADER_VALUE.test(value);
+}
+
+function problemResponse(
+  problem: Record<string, unknown>,
+  path: string,
+  requestId: string,
+  extraHeaders: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify({ ...problem, instance: path, requestId }), {
+    status: problem.status as number,
+    headers: { "content-type": "application/problem+json", [REQUEST_ID_HEADER]: requestId, ...extraHeaders },
+  });
+}
+
+/** An error of the HTTP layer or the invoker as a problem document. */
+export function errorResponse(e: unknown, path: string, requestId: string): Response {
+  const error = e instanceof AetherError
+    ? e
+    : new AetherError("internal", (e as Error)?.message ?? String(e));
+  const problem = problemOf(error);
+  return problemResponse(problem as unknown as Record<string, unknown>, path, requestId);
+}

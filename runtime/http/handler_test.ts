@@ -1,0 +1,108 @@
+/**
+ * The application HTTP handler served by Deno.serve in front of real sandboxes and real meshes (several nodes
+ * in one process; the multi-process version is tests/integration/invoke_test.ts). Here two versions of a
+ * slice run at once, which the deployment API cannot do yet (a target has one version), to show that HTTP
+ * requests follow version weights per request.
+ */
+
+import { deepStrictEqual, equal, ok } from "node:assert/strict";
+import { silentLogger } from "../core/log.ts";
+import { fixture, InProcessCluster } from "../invoke/_testing.ts";
+import { createAppHandler } from "./app.ts";
+import { RouteDirectory } from "./directory.ts";
+
+async function serveNode(cluster: InProcessCluster, id: string) {
+  const directory = new RouteDirectory(() => cluster.state);
+  const handler = createAppHandler({
+    routes: () => {
+      directory.reset();
+      return directory.table();
+    },
+    invoker: cluster.node(id).invoker,
+    log: silentLogger,
+    maxBodyBytes: 2048,
+  });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  return { server, url: `http://127.0.0.1:${server.addr.port}` };
+}
+
+Deno.test("HTTP requests follow version weights per request: 1:3 gives a quarter to the new version", async () => {
+  const cluster = await InProcessCluster.start(["n1", "n2", "n3"]);
+  const { server, url } = await serveNode(cluster, "n1");
+  try {
+    await cluster.deploy("n2", await fixture("back"));
+    await cluster.deploy("n3", await fixture("back", "1.1.0"));
+    cluster.setRouting("org.example.invoke:back", {
+      oldVersion: "1.0.0",
+      newVersion: "1.1.0",
+      oldWeight: 3,
+      newWeight: 1,
+    });
+    const versions: string[] = [];
+    for (let i = 0; i < 80; i++) {
+      const response = await fetch(`${url}/back/echo`, { method: "POST", body: JSON.stringify({ i }) });
+      equal(response.status, 200);
+      versions.push(((await response.json()) as { coordinates: string }).coordinates);
+    }
+    equal(versions.filter((v) => v.endsWith(":1.1.0")).length, 20);
+    // Without weights both versions serve, in turns (n1 has no instance: round-robin over n2 and n3).
+    cluster.apply({ type: "delete", key: "routing/org.example.invoke:back" });
+    const unweighted = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`${url}/back/echo`, { method: "POST", body: "{}" });
+      unweighted.add(((await response.json()) as { coordinates: string }).coordinates);
+    }
+    deepStrictEqual(unweighted, new Set(["org.example.invoke:back:1.0.0", "org.example.invoke:back:1.1.0"]));
+  } finally {
+    await server.shutdown();
+    await cluster.close();
+  }
+});
+
+Deno.test("HTTP statuses through the handler: forwarded calls, errors, limits, no route, no live instance", async () => {
+  const cluster = await InProcessCluster.start(["n1", "n2"], {
+    retry: { maxAttempts: 2, baseBackoffMs: 10 },
+  });
+  const { server, url } = await serveNode(cluster, "n1");
+  try {
+    await cluster.deploy("n2", await fixture("back"));
+    const echo = await fetch(`${url}/back/echo`, {
+      method: "POST",
+      body: '{"a":1}',
+      headers: { "x-request-id": "h-1" },
+    });
+    equal(echo.status, 200);
+    equal(echo.headers.get("x-request-id"), "h-1");
+    const body = await echo.json();
+    deepStrictEqual([body.got, body.requestId], [{ a: 1 }, "h-1"]);
+    const cases: Array<[string, RequestInit, number]> = [
+      ["/back/fail/missing", {}, 404],
+      ["/back/fail/invalid", {}, 400],
+      ["/back/echo", { method: "POST", body: "[1," }, 400],
+      ["/back/echo", { method: "POST", body: "x".repeat(3000) }, 413],
+      ["/back/echo", { method: "GET" }, 405],
+      ["/nope", {}, 404],
+      ["/back/sleep?ms=3000", { headers: { "x-aether-timeout-ms": "100" } }, 504],
+      ["/back/sleep?ms=1", { headers: { "x-aether-timeout-ms": "soon" } }, 400],
+      ["/back/things/a%2Fb?verbose=1", {}, 200],
+    ];
+    for (const [path, init, status] of cases) {
+      const response = await fetch(url + path, init);
+      const text = await response.text();
+      equal(response.status, status, `${init.method ?? "GET"} ${path}: ${text}`);
+      if (status >= 400) {
+        equal(response.headers.get("content-type"), "application/problem+json");
+        ok(JSON.parse(text).requestId, "problem documents carry the request id");
+      }
+    }
+    // The only instance's node departs: the route is still known, the answer is 503.
+    await cluster.stopNode("n2");
+    const gone = await fetch(`${url}/back/echo`, { method: "POST", body: "{}" });
+    equal(gone.status, 503);
+    const problem = await gone.json();
+    ok(/no live instance/.test(problem.detail), problem.detail);
+  } finally {
+    await server.shutdown();
+    await cluster.close();
+  }
+});

@@ -1,0 +1,528 @@
+/**
+ * SliceInvoker: calls a slice method by name, wherever an instance of it runs.
+ *
+ * For each call it: fixes the deadline (the caller's, else the slice's configured timeout, else 30 s; a
+ * slice's configured timeout also caps what callers ask for), then per attempt looks up the live endpoints
+ * (EndpointRegistry, filtered by what the mesh sees connected), picks one (selection.ts: version range,
+ * version weights, local first, round-robin, an instance not tried yet), and runs the call through the local
+ * executor or over the mesh (remote.ts). A failure is retried by the rules of retry.ts; the slice's own
+ * errors are answers and come back as outcomes. The request id and traceparent travel with every attempt and
+ * hop, and the node's own log lines about a call carry the request id.
+ *
+ * The local executor is only reached through `LocalExecutor`, and endpoints through `EndpointSource`, so the
+ * invoker runs against the real SliceExecutor and EndpointRegistry in the node and in tests alike.
+ */
+
+import { AetherError } from "../core/errors.ts";
+import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
+import type { NodeId } from "../core/ids.ts";
+import { randomHex } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
+import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
+import { type Endpoint, EndpointSelector } from "./selection.ts";
+import { asInvokeFailure, InvokeFailure } from "./failure.ts";
+import {
+  DEFAULT_RETRY_POLICY,
+  type FailureKind,
+  retryDecision,
+  retryDelayMs,
+  type RetryPolicy,
+} from "./retry.ts";
+import {
+  type FlowLimits,
+  type InvokeMesh,
+  RemoteCalls,
+  type RemoteStats,
+  type ServedCall,
+} from "./remote.ts";
+import type { VersionWeightsRecord } from "./weights.ts";
+
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** The longest deadline a call may ask for. */
+export const MAX_CALL_TIMEOUT_MS = 15 * 60_000;
+
+/** The local sandbox side (runtime/sandbox's SliceExecutor has it). */
+export interface LocalExecutor {
+  invoke(
+    instanceId: string,
+    method: string,
+    request: unknown,
+    options?: InvokeOptions,
+  ): Promise<InvokeOutcome>;
+  get(instanceId: string): { state: string } | undefined;
+}
+
+/** Live endpoints by slice and method (runtime/deployment's EndpointRegistry has it). */
+export interface EndpointSource {
+  lookup(slice: string, method: string, isConnected?: (node: NodeId) => boolean): Endpoint[];
+}
+
+export interface SliceInvokerOptions {
+  self: NodeId;
+  mesh: InvokeMesh;
+  endpoints: EndpointSource;
+  executor: LocalExecutor;
+  /** The version weights of a slice (`group:artifact`), from `routing/` records. */
+  routing?: (slice: string) => VersionWeightsRecord | undefined;
+  /** The configured call timeout of a slice (`group:artifact`), if any. */
+  sliceTimeoutMs?: (slice: string) => number | undefined;
+  log: Logger;
+  retry?: Partial<RetryPolicy>;
+  flow?: Partial<FlowLimits>;
+  defaultTimeoutMs?: number;
+  /** The executor's instance id of an endpoint; default `group:artifact:version/n` (the deployment's ids). */
+  instanceIdOf?: (endpoint: Endpoint) => string;
+  now?: () => number;
+}
+
+/** What to call: `"group:artifact"` (any version), `"group:artifact:version"`, or with a version range. */
+export interface CallTarget {
+  artifact: string;
+  /** Accept only versions in this range (a slice's `calls` entry), e.g. `^1.0.0`. */
+  range?: string;
+}
+
+export interface CallOptions {
+  /** Absolute deadline, epoch milliseconds. */
+  deadlineMs?: number;
+  /** Relative deadline; the earlier of this and `deadlineMs` applies. */
+  timeoutMs?: number;
+  /** Propagated to every hop and log line; generated when absent or malformed. */
+  requestId?: string;
+  /** W3C trace context; a new trace starts when absent or malformed. */
+  traceparent?: string;
+  /** Resolve at once; deliver in the background (with the same retries), log a final failure. */
+  fireAndForget?: boolean;
+  /** Retry failures whose outcome is unknown (default true: slice methods are idempotent by contract). */
+  idempotent?: boolean;
+  /** Who calls (for log lines): a slice's coordinates, "http", "api". */
+  from?: string;
+}
+
+export interface InvokerStats {
+  calls: number;
+  local: number;
+  remote: number;
+  retries: number;
+  failed: Record<string, number>;
+  remoteCalls: RemoteStats;
+}
+
+interface ParsedTarget {
+  slice: string;
+  version?: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** A request id as accepted from outside (header `x-request-id`): 1-128 URL-safe characters. */
+export function isRequestId(value: unknown): value is string {
+  return typeof value === "string" && REQUEST_ID.test(value);
+}
+
+export function newRequestId(): string {
+  return randomHex(8);
+}
+
+export class SliceInvoker {
+  readonly self: NodeId;
+  readonly remote: RemoteCalls;
+  readonly #options: SliceInvokerOptions;
+  readonly #mesh: InvokeMesh;
+  readonly #log: Logger;
+  readonly #policy: RetryPolicy;
+  readonly #selector: EndpointSelector;
+  readonly #defaultTimeoutMs: number;
+  readonly #instanceIdOf: (endpoint: Endpoint) => string;
+  readonly #now: () => number;
+  readonly #live: (node: NodeId) => boolean;
+  readonly #targets = new Map<string, ParsedTarget>();
+  readonly #counters = { calls: 0, local: 0, remote: 0, retries: 0 };
+  readonly #failed = new Map<string, number>();
+  readonly #sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake(): void }>();
+  #closed = false;
+
+  constructor(options: SliceInvokerOptions) {
+    this.self = options.self;
+    this.#options = options;
+    this.#mesh = options.mesh;
+    this.#log = options.log;
+    this.#policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.#selector = new EndpointSelector(options.self);
+    this.#defaultTimeoutMs = options.defaultTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.#instanceIdOf = options.instanceIdOf ?? ((e) => `${e.artifact}/${e.n}`);
+    this.#now = options.now ?? Date.now;
+    this.#live = (node) => node === this.self || this.#mesh.isConnected(node);
+    this.remote = new RemoteCalls({
+      self: options.self,
+      mesh: options.mesh,
+      serve: (call) => this.#serve(call),
+      log: options.log,
+      limits: options.flow,
+      now: this.#now,
+    });
+  }
+
+  /**
+   * Calls `method` of the slice `target` with `request`. Resolves with the method's outcome: its value (with
+   * the status and headers it chose) or the error it threw (with its HTTP status from the slice's mapping).
+   * Rejects with an AetherError when the call could not be made: 503 no live instance or every attempt
+   * failed, 504 deadline, 400/404/413 a request no instance can take.
+   */
+  invoke(
+    target: string | CallTarget,
+    method: string,
+    request: unknown,
+    options: CallOptions = {},
+  ): Promise<InvokeOutcome> {
+    let parsed: ParsedTarget;
+    try {
+      parsed = this.#target(typeof target === "string" ? target : target.artifact);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#closed) {
+      return Promise.reject(
+        new AetherError("unavailable", `node ${this.self} is stopping; cannot call ${parsed.slice}`),
+      );
+    }
+    const range = typeof target === "string" ? undefined : target.range;
+    const call: Call = {
+      slice: parsed.slice,
+      version: parsed.version,
+      range,
+      method,
+      request,
+      requestId: isRequestId(options.requestId) ? options.requestId : newRequestId(),
+      traceparent: isTraceparent(options.traceparent) ? options.traceparent : newTraceparent(),
+      deadlineMs: this.#deadline(parsed.slice, options),
+      fireAndForget: options.fireAndForget === true,
+      idempotent: options.idempotent ?? true,
+      startedAt: this.#now(),
+    };
+    this.#counters.calls++;
+    if (!call.fireAndForget) return this.#attempts(call);
+    this.#attempts(call).then(
+      (outcome) => {
+        if (!outcome.ok) {
+          this.#log.warn("fire-and-forget call ended with the slice's error", {
+            requestId: call.requestId,
+            slice: call.slice,
+            method,
+            error: `${outcome.error.name}: ${outcome.error.message}`,
+          });
+        }
+      },
+      (e) =>
+        this.#log.warn("fire-and-forget call failed", {
+          requestId: call.requestId,
+          slice: call.slice,
+          method,
+          from: options.from,
+          error: (e as Error).message,
+        }),
+    );
+    return Promise.resolve({ ok: true, value: null });
+  }
+
+  /** The handler the local executor gives the calls its slices make (`onOutboundCall`). */
+  readonly outboundHandler: OutboundCallHandler = (call: OutboundCall) =>
+    this.invoke({ artifact: call.target.artifact, range: call.target.range }, call.method, call.payload, {
+      deadlineMs: call.deadlineMs,
+      requestId: call.requestId,
+      traceparent: call.traceparent,
+      fireAndForget: call.fireAndForget,
+      from: call.from,
+    });
+
+  stats(): InvokerStats {
+    return {
+      ...this.#counters,
+      failed: Object.fromEntries(this.#failed),
+      remoteCalls: this.remote.stats(),
+    };
+  }
+
+  /** Stops: new calls are refused, waiting retries end, calls in flight to other nodes fail. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const sleeper of this.#sleeping) {
+      clearTimeout(sleeper.timer);
+      sleeper.wake();
+    }
+    this.remote.close();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+
+  #target(text: string): ParsedTarget {
+    let parsed = this.#targets.get(text);
+    if (parsed) return parsed;
+    const parts = typeof text === "string" ? text.split(":") : [];
+    if (parts.length === 3) {
+      const c = parseCoordinates(text, "call target");
+      parsed = { slice: `${c.group}:${c.artifact}`, version: c.version };
+    } else {
+      const b = parseArtifactBase(text, "call target");
+      parsed = { slice: `${b.group}:${b.artifact}` };
+    }
+    if (this.#targets.size > 10_000) this.#targets.clear();
+    this.#targets.set(text, parsed);
+    return parsed;
+  }
+
+  #deadline(slice: string, options: CallOptions): number {
+    const now = this.#now();
+    let explicit = Infinity;
+    if (typeof options.deadlineMs === "number" && Number.isFinite(options.deadlineMs)) {
+      explicit = options.deadlineMs;
+    }
+    if (typeof options.timeoutMs === "number" && options.timeoutMs >= 0) {
+      explicit = Math.min(explicit, now + options.timeoutMs);
+    }
+    const configured = this.#options.sliceTimeoutMs?.(slice);
+    const cap = now + Math.min(MAX_CALL_TIMEOUT_MS, configured ?? MAX_CALL_TIMEOUT_MS);
+    if (explicit !== Infinity) return Math.min(explicit, cap);
+    return now + (configured ?? this.#defaultTimeoutMs);
+  }
+
+  async #attempts(call: Call): Promise<InvokeOutcome> {
+    const tried = new Set<string>();
+    const triedOn: string[] = [];
+    let version0: string | undefined;
+    let attempt = 0;
+    let last: InvokeFailure | undefined;
+    while (true) {
+      if (this.#closed) {
+        throw this.#final(
+          call,
+          new InvokeFailure("not_sent", "unavailable", "this node is stopping"),
+          attempt,
+          triedOn,
+        );
+      }
+      if (this.#now() >= call.deadlineMs) {
+        throw this.#final(
+          call,
+          new InvokeFailure(
+            "deadline",
+            "timeout",
+            last ? `last failure: ${last.message}` : "no attempt could be made",
+          ),
+          attempt,
+          triedOn,
+        );
+      }
+      const candidates = this.#options.endpoints.lookup(call.slice, call.method, this.#live);
+      const selection = this.#selector.select({
+        slice: call.slice,
+        method: call.method,
+        candidates,
+        version: call.version,
+        range: call.range,
+        routing: this.#options.routing?.(call.slice),
+        tried,
+        version0,
+      });
+      attempt++;
+      let failure: InvokeFailure;
+      if (!selection) {
+        failure = new InvokeFailure(
+          "no_instance",
+          "unavailable",
+          `no live instance of ${describe(call)} serves method ${call.method}`,
+        );
+      } else {
+        const endpoint = selection.endpoint;
+        tried.add(endpoint.key);
+        triedOn.push(`${endpoint.artifact}/${endpoint.n}@${endpoint.node}`);
+        version0 ??= endpoint.version;
+        try {
+          return endpoint.node === this.self
+            ? await this.#callLocal(endpoint, call)
+            : await this.#callRemote(endpoint, call);
+        } catch (e) {
+          failure = asInvokeFailure(e);
+        }
+      }
+      last = failure;
+      this.#failed.set(failure.kind, (this.#failed.get(failure.kind) ?? 0) + 1);
+      const decision = retryDecision(this.#policy, {
+        kind: failure.kind,
+        attempt,
+        idempotent: call.idempotent,
+      });
+      if (!decision.retry) throw this.#final(call, failure, attempt, triedOn);
+      const fresh = this.#selector
+        .eligible({
+          candidates: this.#options.endpoints.lookup(call.slice, call.method, this.#live),
+          version: call.version,
+          range: call.range,
+        })
+        .some((e) => !tried.has(e.key));
+      const delayMs = retryDelayMs(this.#policy, {
+        attempt,
+        immediate: decision.immediate,
+        freshInstance: fresh,
+        remainingMs: call.deadlineMs - this.#now(),
+      });
+      this.#counters.retries++;
+      this.#log.warn("call attempt failed; retrying", {
+        requestId: call.requestId,
+        slice: call.slice,
+        method: call.method,
+        attempt,
+        kind: failure.kind,
+        delayMs,
+        error: failure.message,
+      });
+      if (delayMs > 0) await this.#sleep(delayMs);
+    }
+  }
+
+  async #callLocal(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
+    this.#counters.local++;
+    const instanceId = this.#instanceIdOf(endpoint);
+    const state = this.#options.executor.get(instanceId)?.state;
+    if (state !== "ACTIVE") {
+      throw new InvokeFailure(
+        "not_active",
+        "unavailable",
+        `instance ${instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
+      );
+    }
+    return await this.#options.executor.invoke(instanceId, call.method, call.request, {
+      requestId: call.requestId,
+      traceparent: call.traceparent,
+      deadlineMs: call.deadlineMs,
+    });
+  }
+
+  #callRemote(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
+    this.#counters.remote++;
+    return this.remote.call(endpoint.node, {
+      instanceId: this.#instanceIdOf(endpoint),
+      method: call.method,
+      payload: call.request,
+      requestId: call.requestId,
+      traceparent: call.traceparent,
+      deadlineMs: call.deadlineMs,
+      fireAndForget: call.fireAndForget,
+    });
+  }
+
+  /** Runs a call another node sent here. */
+  #serve(call: ServedCall): Promise<InvokeOutcome> {
+    this.#log.debug("serving a remote call", {
+      requestId: call.requestId,
+      from: call.from,
+      instance: call.instanceId,
+      method: call.method,
+    });
+    const state = this.#options.executor.get(call.instanceId)?.state;
+    if (state !== "ACTIVE") {
+      return Promise.reject(
+        new InvokeFailure(
+          "not_active",
+          "unavailable",
+          `instance ${call.instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
+        ),
+      );
+    }
+    return this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
+      requestId: call.requestId,
+      traceparent: call.traceparent,
+      deadlineMs: call.deadlineMs,
+    });
+  }
+
+  /** The error a caller gets when the invoker gives up. */
+  #final(call: Call, failure: InvokeFailure, attempts: number, triedOn: string[]): AetherError {
+    const elapsedMs = Math.round(this.#now() - call.startedAt);
+    const extra = { slice: call.slice, method: call.method, attempts, requestId: call.requestId };
+    const where = `${describe(call)}.${call.method} (request ${call.requestId})`;
+    let error: AetherError;
+    if (failure.kind === "deadline") {
+      error = new InvokeFailure(
+        "deadline",
+        "timeout",
+        `${where}: deadline exceeded after ${elapsedMs} ms and ${attempts} attempt(s); ${failure.message}`,
+        extra,
+      );
+    } else if (failure.kind === "rejected") {
+      error = new InvokeFailure("rejected", failure.code, `${where}: ${failure.message}`, extra);
+    } else if (failure.kind === "no_instance" && triedOn.length === 0) {
+      error = new InvokeFailure(
+        "no_instance",
+        "unavailable",
+        `${where}: no live instance (looked ${attempts} time(s) over ${elapsedMs} ms)`,
+        extra,
+      );
+    } else if (failure.kind === "node_departed" || failure.kind === "instance_failed") {
+      const why = call.idempotent
+        ? `every attempt failed`
+        : `not retried: the call is not idempotent and its outcome is unknown`;
+      error = new InvokeFailure(
+        failure.kind,
+        "unavailable",
+        `${where}: ${why}; tried ${triedOn.join(", ")}; last failure: ${failure.message}`,
+        extra,
+      );
+    } else {
+      error = new InvokeFailure(
+        failure.kind,
+        failure.code === "overloaded" ? "overloaded" : "unavailable",
+        `${where}: every attempt failed (${attempts} in ${elapsedMs} ms); tried ${
+          triedOn.join(", ") || "no instance"
+        }; last failure: ${failure.message}`,
+        extra,
+      );
+    }
+    this.#log.warn("call failed", {
+      requestId: call.requestId,
+      slice: call.slice,
+      method: call.method,
+      kind: failure.kind,
+      attempts,
+      error: error.message,
+    });
+    return error;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const sleeper = {
+        timer: setTimeout(() => {
+          this.#sleeping.delete(sleeper);
+          resolve();
+        }, ms),
+        wake: () => resolve(),
+      };
+      this.#sleeping.add(sleeper);
+    });
+  }
+}
+
+interface Call {
+  slice: string;
+  version?: string;
+  range?: string;
+  method: string;
+  request: unknown;
+  requestId: string;
+  traceparent: string;
+  deadlineMs: number;
+  fireAndForget: boolean;
+  idempotent: boolean;
+  startedAt: number;
+}
+
+function describe(call: Pick<Call, "slice" | "version" | "range">): string {
+  if (call.version) return `${call.slice}:${call.version}`;
+  if (call.range) return `${call.slice}@${call.range}`;
+  return call.slice;
+}
+
+export type { FailureKind };

@@ -1,0 +1,48 @@
+/**
+ * Invocation: calling slice methods by name wherever an instance runs, with deadlines, retries and failover.
+ *
+ * - `SliceInvoker` (invoker.ts): `invoke(target, method, request, options)`; its `outboundHandler` is what
+ *   the local SliceExecutor hands the calls slices make to each other.
+ * - `RemoteCalls` (remote.ts): the mesh protocol on channel "i", with flow control.
+ * - Pure parts: `EndpointSelector` (selection.ts), `VersionChooser` (weights.ts), the retry rules (retry.ts).
+ *
+ * README.md explains the semantics (which failures are retried and why that is safe, weighted routing).
+ */
+
+export {
+  type CallOptions,
+  type CallTarget,
+  DEFAULT_CALL_TIMEOUT_MS,
+  type EndpointSource,
+  type InvokerStats,
+  isRequestId,
+  type LocalExecutor,
+  MAX_CALL_TIMEOUT_MS,
+  newRequestId,
+  SliceInvoker,
+  type SliceInvokerOptions,
+} from "./invoker.ts";
+export {
+  DEFAULT_FLOW_LIMITS,
+  type FlowLimits,
+  type InvokeMesh,
+  type RemoteCall,
+  RemoteCalls,
+  type RemoteCallsOptions,
+  type RemoteStats,
+  type ServedCall,
+} from "./remote.ts";
+export { type Endpoint, EndpointSelector, type Selection, type SelectionInput } from "./selection.ts";
+export { VersionChooser, type VersionWeightsRecord } from "./weights.ts";
+export {
+  DEFAULT_RETRY_POLICY,
+  FAILURE_KINDS,
+  type FailureKind,
+  neverRan,
+  type RetryDecision,
+  retryDecision,
+  retryDelayMs,
+  type RetryPolicy,
+} from "./retry.ts";
+export { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
+export { INVOKE_CHANNEL } from "./_wire.ts";

@@ -1,0 +1,450 @@
+/**
+ * Invocation benchmark: what the HTTP router and slice-to-slice calls cost, against raw baselines measured in
+ * the same run.
+ *
+ *   deno run -A --unstable-worker-options tests/bench/invoke_bench.ts [--quick] [--seconds 10] [--calls 5000]
+ *
+ * 1. HTTP throughput, wrk -t1 -c50 (installed from Debian when missing) against: a raw `Deno.serve` hello world
+ *    in its own process; a 1-member Aether node serving a slice route (`GET /hello`, default process
+ *    isolation); and the same handler + invoker + slice in worker isolation without consensus around it
+ *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
+ * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
+ *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
+ *    (process isolation), and both again in worker isolation (in this process, real meshes). Goals across
+ *    nodes: p50 < 0.5 ms, p99 < 2 ms. Baselines in the same run: a postMessage round trip to a Worker, a JSON
+ *    line round trip to a child process over stdio (what process isolation rides on), a WebSocket round trip
+ *    between two processes (what the mesh rides on).
+ */
+
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { TestCluster } from "../_support/cluster.ts";
+import { pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import { buildSlice } from "../../runtime/sandbox/mod.ts";
+import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: false },
+    seconds: { type: "string" },
+    calls: { type: "string" },
+  },
+});
+const QUICK = flags.quick;
+const WRK_SECONDS = Number(flags.seconds ?? (QUICK ? 3 : 10));
+const ROUNDS = QUICK ? 1 : 2;
+const CALLS = Number(flags.calls ?? (QUICK ? 1000 : 5000));
+const GROUP = "org.example.invoke";
+const PAYLOAD = { sku: "LAPTOP-PRO", quantity: 2 };
+
+const fmt = (v: number) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`);
+const rate = (v: number) => `${(v / 1000).toFixed(1)}k req/s`;
+
+function percentiles(samples: number[]) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+  return { p50: at(0.5), p99: at(0.99), n: sorted.length };
+}
+
+// ------------------------------------------------------------------------------------------------ processes
+
+interface Child {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Spawns a Deno child that prints `{"port": N}` once ready and exits when its standard input closes. */
+async function spawnServer(args: string[]): Promise<Child> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  while (!buffer.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`child ${args.join(" ").slice(0, 80)} exited before it was ready`);
+    buffer += value;
+  }
+  const port = JSON.parse(buffer.slice(0, buffer.indexOf("\n"))).port as number;
+  const draining = (async () => {
+    while (!(await reader.read()).done) { /* keep the pipe empty */ }
+  })();
+  return {
+    port,
+    async close() {
+      await child.stdin.close().catch(() => {});
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await child.status;
+      clearTimeout(timer);
+      await draining.catch(() => {});
+    },
+  };
+}
+
+const RAW_SERVER = `
+Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log(JSON.stringify({ port })) },
+  () => Response.json({ message: "hello" }));
+for await (const _ of Deno.stdin.readable) {}
+Deno.exit(0);`;
+
+const WS_ECHO = `
+Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log(JSON.stringify({ port })) },
+  (req) => { const { socket, response } = Deno.upgradeWebSocket(req); socket.binaryType = "arraybuffer";
+    socket.onmessage = (e) => socket.send(e.data); return response; });
+for await (const _ of Deno.stdin.readable) {}
+Deno.exit(0);`;
+
+// ------------------------------------------------------------------------------------------------ wrk
+
+async function ensureWrk(): Promise<void> {
+  try {
+    await new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" }).output();
+    return;
+  } catch {
+    console.log("wrk is missing: installing it from Debian (apt-get install -y wrk)");
+  }
+  const install = await new Deno.Command("apt-get", {
+    args: ["install", "-y", "wrk"],
+    stdout: "inherit",
+    stderr: "inherit",
+  })
+    .output();
+  if (!install.success) {
+    throw new Error("apt-get install -y wrk failed (run as root, or install wrk yourself)");
+  }
+}
+
+interface WrkResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: string;
+}
+
+function toMs(text: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text.trim());
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
+}
+
+async function wrk(url: string, seconds: number): Promise<WrkResult> {
+  const output = await new Deno.Command("wrk", {
+    args: ["-t1", "-c50", `-d${seconds}s`, "--latency", url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  if (!output.success || !rps) {
+    throw new Error(`wrk failed: ${text}${new TextDecoder().decode(output.stderr)}`);
+  }
+  const p50 = /\s50%\s+(\S+)/.exec(text)?.[1] ?? "";
+  const p99 = /\s99%\s+(\S+)/.exec(text)?.[1] ?? "";
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1];
+  const socket = /Socket errors: (.*)/.exec(text)?.[1];
+  return {
+    requestsPerSecond: Number(rps[1]),
+    p50Ms: toMs(p50),
+    p99Ms: toMs(p99),
+    errors: [non2xx ? `${non2xx} non-2xx` : "", socket ? `socket errors ${socket}` : ""].filter(Boolean).join(
+      ", ",
+    ),
+  };
+}
+
+// ------------------------------------------------------------------------------------------------ baselines
+
+async function roundTrips(n: number, once: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(500, n / 4); i++) await once();
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await once();
+    samples.push(performance.now() - t0);
+  }
+  return samples;
+}
+
+async function postMessageBaseline(n: number): Promise<number[]> {
+  const source = "onmessage = (e) => postMessage(e.data);";
+  const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), {
+    type: "module",
+  });
+  let wake: () => void = () => {};
+  worker.onmessage = () => wake();
+  const samples = await roundTrips(n, () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      worker.postMessage({ t: "call", id: 1, payload: PAYLOAD });
+    }));
+  worker.terminate();
+  return samples;
+}
+
+async function stdioBaseline(n: number): Promise<number[]> {
+  const source = `
+    const enc = new TextEncoder(); const dec = new TextDecoder(); let buf = "";
+    for await (const chunk of Deno.stdin.readable) {
+      buf += dec.decode(chunk, { stream: true }); let i, out = "";
+      while ((i = buf.indexOf("\\n")) >= 0) { const line = buf.slice(0, i); buf = buf.slice(i + 1);
+        out += JSON.stringify(JSON.parse(line)) + "\\n"; }
+      if (out) { const b = enc.encode(out); let o = 0; while (o < b.length) o += Deno.stdout.writeSync(b.subarray(o)); }
+    }`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", source],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let wake: () => void = () => {};
+  const reading = (async () => {
+    for await (const _ of child.stdout) wake();
+  })();
+  const line = encoder.encode(JSON.stringify({ t: "call", id: 1, payload: PAYLOAD }) + "\n");
+  const samples = await roundTrips(n, () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      writer.write(line);
+    }));
+  await writer.close();
+  await child.status;
+  await reading;
+  return samples;
+}
+
+async function webSocketBaseline(n: number): Promise<number[]> {
+  const server = await spawnServer(["eval", "--no-config", WS_ECHO]);
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
+  ws.binaryType = "arraybuffer";
+  await new Promise((resolve) => ws.addEventListener("open", resolve, { once: true }));
+  let wake: () => void = () => {};
+  ws.onmessage = () => wake();
+  const bytes = new TextEncoder().encode(JSON.stringify({ t: "q", c: 1, p: PAYLOAD }));
+  const samples = await roundTrips(n, () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+      ws.send(bytes);
+    }));
+  ws.close();
+  await server.close();
+  return samples;
+}
+
+// ------------------------------------------------------------------------------------------------ Aether
+
+async function publishBench(node: NodeProcess): Promise<void> {
+  for (const name of ["hello", "caller"]) {
+    const path = fileURLToPath(new URL(`../fixtures/invoke/${name}.ts`, import.meta.url));
+    await pushArtifact(node, await buildSlice(path));
+  }
+}
+
+async function deploy(node: NodeProcess, name: string): Promise<void> {
+  const { status, body } = await node.json("/api/v1/deploy", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ artifact: `${GROUP}:${name}:1.0.0`, instances: 1 }),
+  });
+  if (status >= 300) throw new Error(`deploy ${name}: ${status} ${JSON.stringify(body)}`);
+}
+
+/** Node ids hosting each slice once every named slice has one ACTIVE instance. */
+async function waitActive(
+  cluster: TestCluster,
+  node: NodeProcess,
+  names: string[],
+): Promise<Record<string, string>> {
+  return await cluster.waitFor(`${names.join(", ")} ACTIVE`, async () => {
+    const slices = await sliceStatuses(node);
+    const out: Record<string, string> = {};
+    for (const name of names) {
+      const s = slices.find((x) => x.slice === `${GROUP}:${name}`);
+      const active = s?.instances.find((i) => i.state === "ACTIVE");
+      if (!active) return null;
+      out[name] = active.node;
+    }
+    return out;
+  }, 90_000);
+}
+
+async function callerLoop(node: NodeProcess, n: number): Promise<{ p50: number; p99: number; n: number }> {
+  const { status, body } = await node.json<{ ok: boolean; value: { p50: number; p99: number; n: number } }>(
+    `/api/v1/invoke/${GROUP}:caller/loop`,
+    {
+      method: "POST",
+      headers: { "x-aether-timeout-ms": "600000" },
+      body: JSON.stringify({ n, warmup: Math.min(500, n / 4), payload: PAYLOAD }),
+    },
+  );
+  if (status !== 200 || !body.ok) throw new Error(`caller loop: ${status} ${JSON.stringify(body)}`);
+  return body.value;
+}
+
+// ------------------------------------------------------------------------------------------------ run
+
+console.log(
+  `invoke benchmark (Deno ${Deno.version.deno}, ${
+    QUICK ? "quick" : "full"
+  } run; wrk ${WRK_SECONDS}s, ${CALLS} calls)`,
+);
+const load = () => Deno.loadavg().map((v) => v.toFixed(2)).join(" ");
+console.log(`load average at start: ${load()}\n`);
+await ensureWrk();
+
+// 1. HTTP --------------------------------------------------------------------------------------------------
+const single = await TestCluster.start(1, { fsync: "never" });
+const rows: Array<{ round: number; raw: WrkResult; node: WrkResult; worker: WrkResult }> = [];
+try {
+  await single.waitForLeader();
+  const n1 = single.nodes[0];
+  await publishBench(n1);
+  await deploy(n1, "hello");
+  await deploy(n1, "caller");
+  await waitActive(single, n1, ["hello", "caller"]);
+  await single.waitFor(
+    "GET /hello routed",
+    async () => (await fetch(`${n1.httpUrl}/hello`).then((r) => r.text(), () => "")).includes("hello"),
+  );
+
+  const raw = await spawnServer(["eval", "--no-config", RAW_SERVER]);
+  const workerApp = await spawnServer([
+    "run",
+    "-A",
+    "--unstable-worker-options",
+    fileURLToPath(new URL("./_invoke_worker_app.ts", import.meta.url)),
+  ]);
+  try {
+    const targets = {
+      raw: `http://127.0.0.1:${raw.port}/hello`,
+      node: `${n1.httpUrl}/hello`,
+      worker: `http://127.0.0.1:${workerApp.port}/hello`,
+    };
+    for (const url of Object.values(targets)) await wrk(url, 1); // warm-up: JIT, connections, pools
+    console.log("1. HTTP GET /hello, wrk -t1 -c50 (wrk shares the 2 cores)");
+    for (let round = 1; round <= ROUNDS; round++) {
+      const r = {
+        round,
+        raw: await wrk(targets.raw, WRK_SECONDS),
+        node: await wrk(targets.node, WRK_SECONDS),
+        worker: await wrk(targets.worker, WRK_SECONDS),
+      };
+      rows.push(r);
+      for (
+        const [label, v] of [["raw Deno.serve", r.raw], ["Aether node, process isolation", r.node], [
+          "handler+invoker, worker isolation",
+          r.worker,
+        ]] as const
+      ) {
+        const ratio = label.startsWith("raw")
+          ? ""
+          : `  ${((v.requestsPerSecond / r.raw.requestsPerSecond) * 100).toFixed(0)}% of raw`;
+        console.log(
+          `   round ${round}  ${label.padEnd(34)} ${rate(v.requestsPerSecond).padStart(14)}  p50 ${
+            fmt(v.p50Ms).padStart(8)
+          }  p99 ${fmt(v.p99Ms).padStart(8)}${ratio}${v.errors ? `  (${v.errors})` : ""}`,
+        );
+      }
+    }
+  } finally {
+    await raw.close();
+    await workerApp.close();
+  }
+
+  // 2. Calls ------------------------------------------------------------------------------------------------
+  console.log(
+    `\n2. slice-to-slice call latency (${CALLS} sequential calls, measured inside the calling slice)`,
+  );
+  const sameNodeProcess = await callerLoop(n1, CALLS);
+  console.log(
+    `   one node, process isolation          p50 ${fmt(sameNodeProcess.p50).padStart(8)}  p99 ${
+      fmt(sameNodeProcess.p99).padStart(8)
+    }`,
+  );
+} finally {
+  await single.close();
+}
+
+const three = await TestCluster.start(3, { fsync: "never" });
+try {
+  await three.waitForLeader();
+  const [a] = three.nodes;
+  await publishBench(a);
+  await deploy(a, "hello");
+  await waitActive(three, a, ["hello"]);
+  await deploy(a, "caller");
+  const placed = await waitActive(three, a, ["hello", "caller"]);
+  const where = placed.hello === placed.caller
+    ? "SAME node (placement put both together)"
+    : "different nodes";
+  const cross = await callerLoop(a, CALLS);
+  console.log(
+    `   two nodes, process isolation         p50 ${fmt(cross.p50).padStart(8)}  p99 ${
+      fmt(cross.p99).padStart(8)
+    }   (caller on ${placed.caller}, hello on ${placed.hello}: ${where})`,
+  );
+} finally {
+  await three.close();
+}
+
+for (
+  const [label, ids, helloOn] of [["two nodes, worker isolation ", ["n1", "n2"], "n2"], [
+    "one node, worker isolation  ",
+    ["n1"],
+    "n1",
+  ]] as const
+) {
+  const cluster = await InProcessCluster.start([...ids]);
+  try {
+    await cluster.deploy(helloOn, await fixture("hello"));
+    await cluster.deploy("n1", await fixture("caller"));
+    const outcome = await cluster.node("n1").invoker.invoke(`${GROUP}:caller`, "loop", {
+      n: CALLS,
+      warmup: Math.min(500, CALLS / 4),
+      payload: PAYLOAD,
+    }, { timeoutMs: 600_000 });
+    if (!outcome.ok) throw new Error(JSON.stringify(outcome));
+    const v = outcome.value as { p50: number; p99: number };
+    console.log(
+      `   ${label}          p50 ${fmt(v.p50).padStart(8)}  p99 ${
+        fmt(v.p99).padStart(8)
+      }   (in this process, real meshes)`,
+    );
+  } finally {
+    await cluster.close();
+  }
+}
+
+console.log("\n   baselines, same run:");
+for (
+  const [label, measure] of [
+    ["postMessage round trip to a Worker", postMessageBaseline],
+    ["JSON line round trip to a child (stdio)", stdioBaseline],
+    ["WebSocket round trip between processes", webSocketBaseline],
+  ] as const
+) {
+  const s = percentiles(await measure(CALLS));
+  console.log(`   ${label.padEnd(40)} p50 ${fmt(s.p50).padStart(8)}  p99 ${fmt(s.p99).padStart(8)}`);
+}
+
+if (rows.length > 0) {
+  const ratios = rows.map((r) => r.node.requestsPerSecond / r.raw.requestsPerSecond);
+  const workerRatios = rows.map((r) => r.worker.requestsPerSecond / r.raw.requestsPerSecond);
+  console.log(
+    `\nHTTP to a slice on the same node / raw Deno.serve: ${
+      ratios.map((r) => `${(r * 100).toFixed(0)}%`).join(", ")
+    } ` +
+      `(process isolation); ${
+        workerRatios.map((r) => `${(r * 100).toFixed(0)}%`).join(", ")
+      } (worker isolation)`,
+  );
+}
+console.log(`load average at end: ${load()}`);
