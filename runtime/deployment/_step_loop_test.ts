@@ -7,10 +7,14 @@ const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 Deno.test("step loop: calls in one turn become one run; runs again at the time it asks for", async () => {
   const runs: number[] = [];
   let wakeIn: number | undefined;
-  const loop = new StepLoop(() => {
-    runs.push(systemClock.now());
-    return wakeIn === undefined ? undefined : systemClock.now() + wakeIn;
-  }, systemClock, (e) => assert.fail(String(e)));
+  const loop = new StepLoop(
+    () => {
+      runs.push(systemClock.now());
+      return wakeIn === undefined ? undefined : systemClock.now() + wakeIn;
+    },
+    systemClock,
+    (e) => assert.fail(String(e)),
+  );
   try {
     for (let i = 0; i < 10; i++) loop.schedule();
     await tick(5);
@@ -33,10 +37,14 @@ Deno.test("step loop: calls in one turn become one run; runs again at the time i
 Deno.test("step loop: a run that throws is reported and retried; stop() ends everything", async () => {
   const errors: unknown[] = [];
   let runs = 0;
-  const loop = new StepLoop(() => {
-    runs++;
-    throw new Error("boom");
-  }, systemClock, (e) => errors.push(e));
+  const loop = new StepLoop(
+    () => {
+      runs++;
+      throw new Error("boom");
+    },
+    systemClock,
+    (e) => errors.push(e),
+  );
   loop.schedule();
   await tick(5);
   assert.deepEqual([runs, errors.length], [1, 1]);

@@ -26,7 +26,13 @@ import type { Logger } from "../core/log.ts";
 import type { KvEvent } from "../kv/commands.ts";
 import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../kv/schema.ts";
 import { type Feature, type FeatureFactory, Listeners, type NodeContext } from "../node/context.ts";
-import type { ArtifactSource, SliceExecutorOptions, SliceLogEntry, SliceManifest } from "../sandbox/mod.ts";
+import {
+  type ArtifactSource,
+  DEFAULT_POLICY,
+  type SliceExecutorOptions,
+  type SliceLogEntry,
+  type SliceManifest,
+} from "../sandbox/mod.ts";
 import { AetherError } from "../core/errors.ts";
 import {
   ClusterDeploymentManager,
@@ -100,7 +106,9 @@ function startDeployment(ctx: NodeContext, options: DeploymentFeatureOptions): F
       else log.debug("instance state", fields);
     },
     onLog: (entry) => logSliceLine(sliceLog, entry),
-    sandbox: options.sandbox,
+    // The node's --sandbox flag picks the isolation unless the feature was given a whole sandbox setup.
+    sandbox: options.sandbox ??
+      { policy: { ...DEFAULT_POLICY, mode: ctx.flags.sandbox ?? DEFAULT_POLICY.mode } },
   });
 
   // -- node manager ------------------------------------------------------------------------------------------
@@ -166,7 +174,7 @@ function startDeployment(ctx: NodeContext, options: DeploymentFeatureOptions): F
       for (const command of out.commands) submit(command, cdmResults, cdmLoop, "info");
       if (out.waiting.join("\n") !== waiting.join("\n")) {
         waiting = out.waiting;
-        if (waiting.length > 0) log.info("deployment waiting", { on: waiting.join("; ") });
+        if (waiting.length > 0) log.debug("deployment waiting", { on: waiting.join("; ") });
       }
       return out.wakeAtMs;
     },

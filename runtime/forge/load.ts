@@ -134,6 +134,8 @@ export interface LoadReport {
   seed: number;
   /** ISO 8601. */
   startedAt: string;
+  /** The same, epoch milliseconds: outcomes' timestamps and `perSecond` count from here. */
+  startedAtMs: number;
   /** From the start until the last outcome. */
   elapsedMs: number;
   /** Stopped (signal or `stop()`) before every planned request was due. */
@@ -561,6 +563,7 @@ export function startLoad(options: LoadOptions): LoadRun {
       timeoutMs: p.timeoutMs,
       seed: p.seed,
       startedAt: new Date(t0).toISOString(),
+      startedAtMs: t0,
       elapsedMs,
       stoppedEarly: next < p.planned,
       planned: p.planned,

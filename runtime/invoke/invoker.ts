@@ -16,10 +16,10 @@
 import { AetherError } from "../core/errors.ts";
 import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
-import { randomHex } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
-import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
+import { isTraceparent } from "../../slices/_trace.ts";
+import { fastRequestId, fastTraceparent } from "./_ids.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
 import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import {
@@ -121,8 +121,9 @@ export function isRequestId(value: unknown): value is string {
   return typeof value === "string" && REQUEST_ID.test(value);
 }
 
+/** 16 random hex digits. */
 export function newRequestId(): string {
-  return randomHex(8);
+  return fastRequestId();
 }
 
 export class SliceInvoker {
@@ -195,7 +196,7 @@ export class SliceInvoker {
       method,
       request,
       requestId: isRequestId(options.requestId) ? options.requestId : newRequestId(),
-      traceparent: isTraceparent(options.traceparent) ? options.traceparent : newTraceparent(),
+      traceparent: isTraceparent(options.traceparent) ? options.traceparent : fastTraceparent(),
       deadlineMs: this.#deadline(parsed.slice, options),
       fireAndForget: options.fireAndForget === true,
       idempotent: options.idempotent ?? true,

@@ -79,6 +79,13 @@ export interface CommitStep<C = KvCommand> {
   decisions?: DecidedPhase<C>[];
   /** The member's record of its current phase (the last one persisted in the call). */
   record?: PhaseRecord<C>;
+  /**
+   * Under fsync "always": false lets this commit skip its own fsync. Safe for a commit of decisions only: the
+   * WAL is ordered, so the next fsynced commit makes it durable too, and a decision lost in a crash is learned
+   * again from the peers (the votes that decided it were fsynced by the voters before they were sent).
+   * Default true. Ignored under "never".
+   */
+  sync?: boolean;
 }
 
 /** Material for a SyncResponse; ask again from `lastIncluded + 1` for the rest. */
@@ -144,6 +151,9 @@ export class ConsensusStorage<C = KvCommand> {
   #decisionsSinceSnapshot = 0;
   #bytesSinceSnapshot = 0;
   #closed = false;
+
+  /** Whether commits are currently fsynced (synchronous=FULL); only toggled under the "always" policy. */
+  #syncing = true;
 
   private constructor(path: string, db: DatabaseSync, options: StorageOptions) {
     this.path = path;
@@ -233,6 +243,7 @@ export class ConsensusStorage<C = KvCommand> {
       lastDecided = d.phase;
     }
     let addedBytes = 0;
+    this.#setSync(step.sync ?? true);
     this.#transaction(() => {
       if (step.installSnapshot) this.#installSnapshot(step.installSnapshot);
       for (const d of decisions) {
@@ -397,6 +408,13 @@ export class ConsensusStorage<C = KvCommand> {
     };
     this.#decisionsSinceSnapshot = since.count;
     this.#bytesSinceSnapshot = since.bytes ?? 0;
+  }
+
+  /** Switches between fsynced (FULL) and unfsynced (NORMAL) commits under the "always" policy. */
+  #setSync(sync: boolean): void {
+    if (this.fsync !== "always" || sync === this.#syncing) return;
+    this.#db.exec(`PRAGMA synchronous = ${sync ? "FULL" : "NORMAL"}`);
+    this.#syncing = sync;
   }
 
   #transaction(body: () => void): void {

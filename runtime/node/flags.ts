@@ -29,6 +29,8 @@ export interface NodeFlags {
   artifactReplicas?: number;
   /** Largest artifact bundle the repository accepts. */
   artifactMaxBytes: number;
+  /** How slice instances are isolated: a child process each (memory bounded) or a Worker each (faster start). */
+  sandbox: "process" | "worker";
   /** Largest request body the application HTTP port accepts (413 beyond). */
   httpMaxBodyBytes: number;
 }
@@ -41,6 +43,7 @@ export const NODE_USAGE =
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--fsync always|never] [--log-level info]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
+                   [--sandbox process|worker]
                    [--http-max-body-bytes 1048576]
 
   --id           this member's id (lower-case letters, digits, '-')
@@ -56,6 +59,8 @@ export const NODE_USAGE =
   --log-level    debug | info | warn | error
   --artifact-replicas   nodes that store a pushed artifact before the push succeeds (default min(3, members))
   --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)
+  --sandbox      process: each slice instance in its own Deno process, memory bounded (default)
+                 worker: each instance in a Web Worker of the node (starts faster; memory not bounded)
   --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)`;
 
 function flagError(flag: string, message: string): AetherError {
@@ -107,6 +112,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "log-level": { type: "string" },
         "artifact-replicas": { type: "string" },
         "artifact-max-bytes": { type: "string" },
+        sandbox: { type: "string" },
         "http-max-body-bytes": { type: "string" },
       },
     }).values;
@@ -131,6 +137,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw flagError("log-level", `"${logLevel}" is not debug, info, warn or error`);
   }
+  const sandbox = values.sandbox ?? "process";
+  if (sandbox !== "process" && sandbox !== "worker") {
+    throw flagError("sandbox", `"${sandbox}" is not process or worker`);
+  }
   const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
   if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
     throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
@@ -146,6 +156,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
     artifactReplicas,
+    sandbox,
     artifactMaxBytes: positiveInt("artifact-max-bytes", values["artifact-max-bytes"]) ??
       DEFAULT_ARTIFACT_MAX_BYTES,
     httpMaxBodyBytes: positiveInt("http-max-body-bytes", values["http-max-body-bytes"]) ??

@@ -30,6 +30,7 @@ export interface ReplicaStorage {
       installSnapshot?: Snapshot;
       record?: PhaseRecord<KvCommand>;
       decisions?: DecidedPhase<KvCommand>[];
+      sync?: boolean;
     },
   ): void;
   saveSnapshot(phase: number, data: Uint8Array): void;
@@ -291,7 +292,10 @@ export class Replica {
   #commit(): void {
     const step = this.#step;
     if (!step.record && step.decisions.length === 0) return;
-    this.#o.storage.commit({ record: step.record, decisions: step.decisions });
+    // A commit of decisions only needs no fsync of its own (see ConsensusStorage's CommitStep.sync): what
+    // decided them was fsynced by the voters. A single member persists no votes, so its decisions are fsynced.
+    const sync = step.record !== undefined || this.#o.members.length === 1;
+    this.#o.storage.commit({ record: step.record, decisions: step.decisions, sync });
     this.#step = { decisions: [] };
   }
 

@@ -1,7 +1,9 @@
 /**
  * Deployment end to end on real node processes (3 members on loopback, process-isolated slices):
  *
- *   deno run -A --unstable-worker-options tests/bench/deployment_e2e_bench.ts [rounds=3]
+ *   deno run -A --unstable-worker-options tests/bench/deployment_e2e_bench.ts [rounds=3] [process|worker]
+ *
+ * Without a mode it measures both: nodes started with `--sandbox process` (the default) and `--sandbox worker`.
  *
  * 1. Publishing a blueprint of 5 slices x 3 instances (inventory, pricing <- orders <- checkout, and audit) to
  *    all 15 instances ACTIVE, seen by polling GET /api/v1/slices; where the time goes, from the `updatedAt` of
@@ -23,7 +25,7 @@ import {
   publishFixtures,
   sliceStatuses,
 } from "../_support/deployment.ts";
-import { SliceExecutor } from "../../runtime/sandbox/mod.ts";
+import { DEFAULT_POLICY, type IsolationMode, SliceExecutor } from "../../runtime/sandbox/mod.ts";
 
 const ROUNDS = Number(Deno.args[0] ?? 3);
 const SLICES: DeployFixture[] = ["inventory", "pricing", "orders", "checkout", "audit"];
@@ -44,9 +46,9 @@ const PHASES: [string, typeof STATES[number], typeof STATES[number]][] = [
 ];
 
 /** Direct baseline: 15 instances loaded and activated on one executor in this process, concurrently. */
-async function directMs(): Promise<number> {
+async function directMs(mode: IsolationMode): Promise<number> {
   const built = await Promise.all(SLICES.map((s) => deployFixture(s)));
-  const executor = new SliceExecutor({ onLog: () => {} });
+  const executor = new SliceExecutor({ onLog: () => {}, policy: { ...DEFAULT_POLICY, mode } });
   try {
     const started = performance.now();
     await Promise.all(built.flatMap((slice) =>
@@ -62,106 +64,119 @@ async function directMs(): Promise<number> {
   }
 }
 
-const cluster = await TestCluster.start(3);
-try {
-  const leader = await cluster.waitForLeader();
-  const [n1] = cluster.nodes;
-  await publishFixtures(n1, SLICES);
+async function measure(mode: IsolationMode): Promise<void> {
+  const cluster = await TestCluster.start(3, { extraArgs: ["--sandbox", mode] });
+  try {
+    const leader = await cluster.waitForLeader();
+    const [n1] = cluster.nodes;
+    await publishFixtures(n1, SLICES);
 
-  const writeMs: number[] = [];
-  for (let i = 0; i < 50; i++) {
-    const started = performance.now();
-    const response = await fetch(`${n1.apiUrl}/api/v1/kv/app/bench`, { method: "PUT", body: String(i) });
-    await response.body?.cancel();
-    writeMs.push(performance.now() - started);
-  }
-
-  const deployRuns: number[] = [];
-  const phaseRuns = new Map<string, number[]>();
-  const firstLoadRuns: number[] = [];
-  const detectRuns: number[] = [];
-  const replaceRuns: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const postedAt = Date.now();
-    const posted = await postBlueprint(n1, BLUEPRINT);
-    if (posted.status !== 201) {
-      throw new Error(`apply answered ${posted.status}: ${JSON.stringify(posted.body)}`);
-    }
-    while (true) {
-      const slices = await sliceStatuses(n1);
-      if (slices.length === 5 && slices.every((s) => s.active === 3 && s.instances.length === 3)) break;
-      if (Date.now() - postedAt > 60_000) throw new Error("the blueprint did not settle in 60 s");
-      await sleep(5);
-    }
-    deployRuns.push(Date.now() - postedAt);
-
-    // Where the time went, per instance, from the records' own timestamps.
-    const history = await instanceHistory(n1);
-    const times = new Map<string, Partial<Record<string, number>>>();
-    for (const e of history) {
-      if (e.type !== "put" || e.updatedAt === undefined || e.updatedAt < postedAt || !e.state) continue;
-      const t = times.get(e.key) ?? {};
-      t[e.state] ??= e.updatedAt;
-      times.set(e.key, t);
-    }
-    const fresh = [...times.values()].filter((t) => STATES.every((s) => t[s] !== undefined));
-    firstLoadRuns.push(Math.min(...fresh.map((t) => t.LOAD!)) - postedAt);
-    for (const [name, from, to] of PHASES) {
-      const list = phaseRuns.get(name) ?? [];
-      list.push(median(fresh.map((t) => t[to]! - t[from]!)));
-      phaseRuns.set(name, list);
+    const writeMs: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const started = performance.now();
+      const response = await fetch(`${n1.apiUrl}/api/v1/kv/app/bench`, { method: "PUT", body: String(i) });
+      await response.body?.cancel();
+      writeMs.push(performance.now() - started);
     }
 
-    // kill -9 a node that is not the leader.
-    const victim = cluster.nodes.find((n) => n.id !== leader && n.running)!;
-    const observer = cluster.nodes.find((n) => n !== victim)!;
-    const killedAt = Date.now();
-    await victim.kill();
-    let detectedAt: number | undefined;
-    while (true) {
-      const slices = await sliceStatuses(observer);
-      const all = slices.flatMap((s) => s.instances);
-      if (detectedAt === undefined && all.some((i) => i.node === victim.id && !i.connected)) {
-        detectedAt = Date.now();
+    const deployRuns: number[] = [];
+    const phaseRuns = new Map<string, number[]>();
+    const firstLoadRuns: number[] = [];
+    const detectRuns: number[] = [];
+    const replaceRuns: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const postedAt = Date.now();
+      const posted = await postBlueprint(n1, BLUEPRINT);
+      if (posted.status !== 201) {
+        throw new Error(`apply answered ${posted.status}: ${JSON.stringify(posted.body)}`);
       }
-      if (detectedAt !== undefined && slices.every((s) => s.active === s.desired)) break;
-      if (Date.now() - killedAt > 60_000) throw new Error("the killed node's instances were not replaced");
-      await sleep(5);
+      while (true) {
+        const slices = await sliceStatuses(n1);
+        if (slices.length === 5 && slices.every((s) => s.active === 3 && s.instances.length === 3)) break;
+        if (Date.now() - postedAt > 60_000) throw new Error("the blueprint did not settle in 60 s");
+        await sleep(5);
+      }
+      deployRuns.push(Date.now() - postedAt);
+
+      // Where the time went, per instance, from the records' own timestamps.
+      const history = await instanceHistory(n1);
+      const times = new Map<string, Partial<Record<string, number>>>();
+      for (const e of history) {
+        if (e.type !== "put" || e.updatedAt === undefined || e.updatedAt < postedAt || !e.state) continue;
+        const t = times.get(e.key) ?? {};
+        t[e.state] ??= e.updatedAt;
+        times.set(e.key, t);
+      }
+      const fresh = [...times.values()].filter((t) => STATES.every((s) => t[s] !== undefined));
+      firstLoadRuns.push(Math.min(...fresh.map((t) => t.LOAD!)) - postedAt);
+      for (const [name, from, to] of PHASES) {
+        const list = phaseRuns.get(name) ?? [];
+        list.push(median(fresh.map((t) => t[to]! - t[from]!)));
+        phaseRuns.set(name, list);
+      }
+
+      // kill -9 a node that is not the leader.
+      const victim = cluster.nodes.find((n) => n.id !== leader && n.running)!;
+      const observer = cluster.nodes.find((n) => n !== victim)!;
+      const killedAt = Date.now();
+      await victim.kill();
+      let detectedAt: number | undefined;
+      while (true) {
+        const slices = await sliceStatuses(observer);
+        const all = slices.flatMap((s) => s.instances);
+        if (detectedAt === undefined && all.some((i) => i.node === victim.id && !i.connected)) {
+          detectedAt = Date.now();
+        }
+        if (detectedAt !== undefined && slices.every((s) => s.active === s.desired)) break;
+        if (Date.now() - killedAt > 60_000) throw new Error("the killed node's instances were not replaced");
+        await sleep(5);
+      }
+      detectRuns.push(detectedAt - killedAt);
+      replaceRuns.push(Date.now() - detectedAt);
+
+      await victim.start();
+      await cluster.waitForLeader();
+      const gone = await n1.json(`/api/v1/blueprints/${GROUP}:bench:1.0.0`, { method: "DELETE" });
+      if (gone.status !== 200) {
+        throw new Error(`delete answered ${gone.status}: ${JSON.stringify(gone.body)}`);
+      }
+      while ((await sliceStatuses(n1)).length > 0) await sleep(50);
+      await cluster.waitForLeader();
     }
-    detectRuns.push(detectedAt - killedAt);
-    replaceRuns.push(Date.now() - detectedAt);
+    await cluster.close();
 
-    await victim.start();
-    const gone = await n1.json(`/api/v1/blueprints/${GROUP}:bench:1.0.0`, { method: "DELETE" });
-    if (gone.status !== 200) throw new Error(`delete answered ${gone.status}`);
-    while ((await sliceStatuses(n1)).length > 0) await sleep(50);
-    await cluster.waitForLeader();
-  }
+    const direct: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) direct.push(await directMs(mode));
 
-  const direct: number[] = [];
-  for (let i = 0; i < ROUNDS; i++) direct.push(await directMs());
-
-  const deploy = median(deployRuns);
-  console.log(`rounds: ${ROUNDS}; medians (all runs in brackets)`);
-  console.log(
-    `blueprint 5 slices x 3 instances on 3 nodes -> 15 ACTIVE: ${fmt(deploy)} [${deployRuns.join(", ")}] ` +
-      `(goal < 1000 ms)`,
-  );
-  console.log(
-    `  baseline, same 15 instances loaded + activated directly on one executor: ${fmt(median(direct))} ` +
-      `[${direct.map((d) => d.toFixed(0)).join(", ")}]; ratio ${(deploy / median(direct)).toFixed(1)}x`,
-  );
-  console.log(`  baseline, one replicated KV write through the API: ${median(writeMs).toFixed(1)} ms`);
-  console.log(`  where the time goes (median over instances, then over rounds):`);
-  console.log(`    POST -> leader's first LOAD written: ${fmt(median(firstLoadRuns))}`);
-  for (const [name] of PHASES) console.log(`    ${name}: ${fmt(median(phaseRuns.get(name)!))}`);
-  console.log(
-    `kill -9 of a node -> its instances ACTIVE elsewhere: detection ${fmt(median(detectRuns))} ` +
-      `[${detectRuns.join(", ")}], then replacement ${fmt(median(replaceRuns))} [${
-        replaceRuns.join(", ")
+    const deploy = median(deployRuns);
+    console.log(`--sandbox ${mode}: ${ROUNDS} rounds; medians (every run in brackets)`);
+    console.log(
+      `  blueprint 5 slices x 3 instances on 3 nodes -> 15 ACTIVE: ${fmt(deploy)} [${
+        deployRuns.join(", ")
       }] ` +
-      `(goal < 2000 ms after detection)`,
-  );
-} finally {
-  await cluster.close();
+        `(goal < 1000 ms)`,
+    );
+    console.log(
+      `    baseline, the same 15 instances loaded + activated directly on one executor: ${
+        fmt(median(direct))
+      } ` +
+        `[${direct.map((d) => d.toFixed(0)).join(", ")}]; ratio ${(deploy / median(direct)).toFixed(1)}x`,
+    );
+    console.log(`    baseline, one replicated KV write through the API: ${median(writeMs).toFixed(1)} ms`);
+    console.log(`    where the time goes (median over instances, then over rounds):`);
+    console.log(`      POST -> leader's first LOAD written: ${fmt(median(firstLoadRuns))}`);
+    for (const [name] of PHASES) console.log(`      ${name}: ${fmt(median(phaseRuns.get(name)!))}`);
+    console.log(
+      `  kill -9 of a node -> its instances ACTIVE elsewhere: detection ${fmt(median(detectRuns))} ` +
+        `[${detectRuns.join(", ")}], then replacement ${fmt(median(replaceRuns))} [${
+          replaceRuns.join(", ")
+        }] ` +
+        `(goal < 2000 ms after detection)`,
+    );
+  } finally {
+    await cluster.close();
+  }
 }
+
+const modes: IsolationMode[] = Deno.args[1] ? [Deno.args[1] as IsolationMode] : ["process", "worker"];
+for (const mode of modes) await measure(mode);

@@ -52,6 +52,7 @@ function percentiles(samples: number[]) {
 
 interface Child {
   port: number;
+  pid: number;
   close(): Promise<void>;
 }
 
@@ -77,6 +78,7 @@ async function spawnServer(args: string[]): Promise<Child> {
   })();
   return {
     port,
+    pid: child.pid,
     async close() {
       await child.stdin.close().catch(() => {});
       const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
@@ -100,6 +102,28 @@ Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log
 for await (const _ of Deno.stdin.readable) {}
 Deno.exit(0);`;
 
+// ------------------------------------------------------------------------------------------------ CPU
+
+/** CPU seconds (user + system) used so far by `pid` and every process below it (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number) => {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+      for (const task of Deno.readDirSync(`/proc/${p}/task`)) {
+        const children = Deno.readTextFileSync(`/proc/${p}/task/${task.name}/children`).trim();
+        if (children) { for (const child of children.split(/\s+/)) visit(Number(child)); }
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  visit(pid);
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
+
 // ------------------------------------------------------------------------------------------------ wrk
 
 async function ensureWrk(): Promise<void> {
@@ -122,6 +146,9 @@ async function ensureWrk(): Promise<void> {
 
 interface WrkResult {
   requestsPerSecond: number;
+  requests: number;
+  /** Server CPU (the process and its children, sandboxes included) per request. */
+  cpuUsPerRequest: number;
   p50Ms: number;
   p99Ms: number;
   errors: string;
@@ -134,14 +161,17 @@ function toMs(text: string): number {
   return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
 }
 
-async function wrk(url: string, seconds: number): Promise<WrkResult> {
+async function wrk(url: string, seconds: number, serverPid: number): Promise<WrkResult> {
+  const cpuBefore = cpuSeconds(serverPid);
   const output = await new Deno.Command("wrk", {
     args: ["-t1", "-c50", `-d${seconds}s`, "--latency", url],
     stdout: "piped",
     stderr: "piped",
   }).output();
+  const cpu = cpuSeconds(serverPid) - cpuBefore;
   const text = new TextDecoder().decode(output.stdout);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
   if (!output.success || !rps) {
     throw new Error(`wrk failed: ${text}${new TextDecoder().decode(output.stderr)}`);
   }
@@ -151,6 +181,8 @@ async function wrk(url: string, seconds: number): Promise<WrkResult> {
   const socket = /Socket errors: (.*)/.exec(text)?.[1];
   return {
     requestsPerSecond: Number(rps[1]),
+    requests,
+    cpuUsPerRequest: (cpu * 1e6) / requests,
     p50Ms: toMs(p50),
     p99Ms: toMs(p99),
     errors: [non2xx ? `${non2xx} non-2xx` : "", socket ? `socket errors ${socket}` : ""].filter(Boolean).join(
@@ -324,33 +356,37 @@ try {
   ]);
   try {
     const targets = {
-      raw: `http://127.0.0.1:${raw.port}/hello`,
-      node: `${n1.httpUrl}/hello`,
-      worker: `http://127.0.0.1:${workerApp.port}/hello`,
+      raw: { url: `http://127.0.0.1:${raw.port}/hello`, pid: raw.pid },
+      node: { url: `${n1.httpUrl}/hello`, pid: n1.process!.pid },
+      worker: { url: `http://127.0.0.1:${workerApp.port}/hello`, pid: workerApp.pid },
     };
-    for (const url of Object.values(targets)) await wrk(url, 1); // warm-up: JIT, connections, pools
-    console.log("1. HTTP GET /hello, wrk -t1 -c50 (wrk shares the 2 cores)");
+    for (const t of Object.values(targets)) await wrk(t.url, 1, t.pid); // warm-up: JIT, connections, pools
+    console.log(
+      "1. HTTP GET /hello, wrk -t1 -c50 (wrk shares the 2 cores); CPU = the server's, sandboxes included",
+    );
     for (let round = 1; round <= ROUNDS; round++) {
       const r = {
         round,
-        raw: await wrk(targets.raw, WRK_SECONDS),
-        node: await wrk(targets.node, WRK_SECONDS),
-        worker: await wrk(targets.worker, WRK_SECONDS),
+        raw: await wrk(targets.raw.url, WRK_SECONDS, targets.raw.pid),
+        node: await wrk(targets.node.url, WRK_SECONDS, targets.node.pid),
+        worker: await wrk(targets.worker.url, WRK_SECONDS, targets.worker.pid),
       };
       rows.push(r);
-      for (
-        const [label, v] of [["raw Deno.serve", r.raw], ["Aether node, process isolation", r.node], [
-          "handler+invoker, worker isolation",
-          r.worker,
-        ]] as const
-      ) {
+      const labelled = [
+        ["raw Deno.serve", r.raw],
+        ["Aether node, process isolation", r.node],
+        ["handler+invoker, worker isolation", r.worker],
+      ] as const;
+      for (const [label, v] of labelled) {
         const ratio = label.startsWith("raw")
           ? ""
           : `  ${((v.requestsPerSecond / r.raw.requestsPerSecond) * 100).toFixed(0)}% of raw`;
         console.log(
           `   round ${round}  ${label.padEnd(34)} ${rate(v.requestsPerSecond).padStart(14)}  p50 ${
             fmt(v.p50Ms).padStart(8)
-          }  p99 ${fmt(v.p99Ms).padStart(8)}${ratio}${v.errors ? `  (${v.errors})` : ""}`,
+          }  p99 ${fmt(v.p99Ms).padStart(8)}  CPU ${v.cpuUsPerRequest.toFixed(0).padStart(4)} µs/req${ratio}${
+            v.errors ? `  (${v.errors})` : ""
+          }`,
         );
       }
     }
@@ -436,15 +472,16 @@ for (
 }
 
 if (rows.length > 0) {
-  const ratios = rows.map((r) => r.node.requestsPerSecond / r.raw.requestsPerSecond);
-  const workerRatios = rows.map((r) => r.worker.requestsPerSecond / r.raw.requestsPerSecond);
+  const pct = (values: number[]) => values.map((r) => `${(r * 100).toFixed(0)}%`).join(", ");
   console.log(
-    `\nHTTP to a slice on the same node / raw Deno.serve: ${
-      ratios.map((r) => `${(r * 100).toFixed(0)}%`).join(", ")
-    } ` +
-      `(process isolation); ${
-        workerRatios.map((r) => `${(r * 100).toFixed(0)}%`).join(", ")
-      } (worker isolation)`,
+    `\nHTTP to a slice on the same node / raw Deno.serve, throughput: ` +
+      `${pct(rows.map((r) => r.node.requestsPerSecond / r.raw.requestsPerSecond))} (process isolation), ` +
+      `${pct(rows.map((r) => r.worker.requestsPerSecond / r.raw.requestsPerSecond))} (worker isolation)`,
+  );
+  console.log(
+    `raw CPU per request / Aether CPU per request (what the ratio is on a machine with cores to spare): ` +
+      `${pct(rows.map((r) => r.raw.cpuUsPerRequest / r.node.cpuUsPerRequest))} (process isolation), ` +
+      `${pct(rows.map((r) => r.raw.cpuUsPerRequest / r.worker.cpuUsPerRequest))} (worker isolation)`,
   );
 }
 console.log(`load average at end: ${load()}`);

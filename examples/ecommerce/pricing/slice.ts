@@ -231,12 +231,12 @@ export default defineSlice({
       const taxCents = applyRate(amountCents, milliPercent);
       const assessment: TaxAssessment = {
         country,
+        ...(region === undefined ? {} : { region }),
         ratePercent: milliPercent / 1000,
         amountCents,
         taxCents,
         totalCents: amountCents + taxCents,
       };
-      if (region !== undefined) assessment.region = region;
       return assessment;
     },
   },
