@@ -11,9 +11,13 @@
  *   all. They count as failures: they were due, and the system under test was too slow to take them.
  *
  * Requests go round-robin over the base URLs (`urls[i % urls.length]`), so the load spreads evenly over the
- * nodes. Bodies and paths are templates (`_load_template.ts`) expanded per request. A request succeeds when it
- * gets a 2xx answer within `timeoutMs`; latency is measured from the send to the end of the response body,
- * over every request that got an HTTP answer (timeouts and connection errors are counted, not timed).
+ * nodes. With `failover`, a request whose connection is refused (its node is down and never saw it) goes on
+ * to the next URL, as a load balancer in front of the nodes would; other errors are never retried, because a
+ * request that reached a node may have been processed.
+ *
+ * Bodies and paths are templates (`_load_template.ts`) expanded per request. A request succeeds when it gets a
+ * 2xx answer within `timeoutMs`; latency is measured from the send to the end of the response body, over
+ * every request that got an HTTP answer (timeouts and connection errors are counted, not timed).
  *
  * `startLoad` returns a handle for tests that act while the load runs (kill a node, then read per-second
  * success rates and every request's outcome with its timestamps); `runLoad` waits for the report.
@@ -34,6 +38,8 @@ export const MAX_DURATION_MS = 24 * 3_600_000;
 export const DEFAULT_CONCURRENCY = 1_000;
 export const DEFAULT_TIMEOUT_MS = 5_000;
 export const DEFAULT_LATE_AFTER_MS = 10;
+/** What `describeFetchError` says when nothing listens on the port. */
+const REFUSED = "Connection refused";
 
 export interface LoadOptions {
   /** `"POST /api/v1/orders"`; the path may hold template patterns. */
@@ -51,6 +57,11 @@ export interface LoadOptions {
   concurrency?: number;
   /** Per request, until the whole response is read. Default 5000. */
   timeoutMs?: number;
+  /**
+   * When a URL refuses the connection (its node is down, so it never saw the request), send the request to
+   * the next URL, as a load balancer would. Off by default: then a refused connection is a failed request.
+   */
+  failover?: boolean;
   /** Seeds the templates' randomness, so a run's bodies can be reproduced. */
   seed?: number;
   /** Aborting stops sending; requests in flight still finish (or time out) and are counted. */
@@ -82,6 +93,8 @@ export interface RequestOutcome {
   endedAt: number;
   latencyMs: number | null;
   error?: string;
+  /** URLs tried: 1, more with `failover` after refused connections, 0 when dropped. */
+  attempts: number;
 }
 
 export interface SecondStats {
@@ -98,9 +111,12 @@ export interface SecondStats {
 
 export interface UrlStats {
   url: string;
+  /** Requests that ended at this URL (their own, round-robin, or the next one after a failover). */
   requests: number;
   succeeded: number;
   failed: number;
+  /** Connections this URL refused (with `failover`, those requests went on to the next URL). */
+  refused: number;
 }
 
 export interface LoadProgress {
@@ -153,6 +169,8 @@ export interface LoadReport {
   successRate: number;
   late: number;
   maxSendLagMs: number;
+  /** Requests sent on to another URL after a refused connection (`failover`). */
+  failovers: number;
   /** By HTTP status, plus `timeout`, `error` and `dropped`. */
   statuses: Record<string, number>;
   /** Connection-level errors by reason. */
@@ -226,7 +244,7 @@ export function parseUrls(text: string | readonly string[], label = "url"): stri
   if (items.length === 0 || items.some((s) => s === "")) {
     throw invalid(`${label} needs one or more base URLs separated by commas, none of them empty`, label);
   }
-  return items.map((item) => {
+  const urls = items.map((item) => {
     const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(item) ? item : `http://${item}`;
     let url: URL;
     try {
@@ -242,6 +260,9 @@ export function parseUrls(text: string | readonly string[], label = "url"): stri
     }
     return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
   });
+  const twice = urls.find((url, i) => urls.indexOf(url) !== i);
+  if (twice) throw invalid(`${label} lists ${twice} twice`, label);
+  return urls;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -259,6 +280,7 @@ interface Plan {
   timeoutMs: number;
   lateAfterMs: number;
   seed: number;
+  failover: boolean;
 }
 
 function positiveInteger(value: number, label: string, max: number): number {
@@ -323,6 +345,7 @@ function plan(options: LoadOptions): Plan {
     timeoutMs,
     lateAfterMs: options.lateAfterMs ?? DEFAULT_LATE_AFTER_MS,
     seed: options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0],
+    failover: options.failover ?? false,
   };
 }
 
@@ -362,12 +385,14 @@ export function startLoad(options: LoadOptions): LoadRun {
   const errors: Record<string, number> = {};
   const samples = new Samples();
   const buckets: Bucket[] = [];
-  const perUrl = p.urls.map((url) => ({ url, requests: 0, succeeded: 0, failed: 0 }));
+  const perUrl: UrlStats[] = p.urls.map((url) => ({ url, requests: 0, succeeded: 0, failed: 0, refused: 0 }));
+  const urlStats = new Map(perUrl.map((u) => [u.url, u]));
   const t0 = clock.now();
 
   let next = 0;
   let sent = 0;
   let dropped = 0;
+  let failovers = 0;
   let succeeded = 0;
   let late = 0;
   let maxSendLagMs = 0;
@@ -401,7 +426,7 @@ export function startLoad(options: LoadOptions): LoadRun {
     const ok = outcome.kind === "ok";
     const bucket = bucketOf(outcome.scheduledAt);
     bucket.requests++;
-    const url = perUrl[outcome.index % perUrl.length];
+    const url = urlStats.get(outcome.url)!;
     url.requests++;
     if (ok) {
       succeeded++;
@@ -425,6 +450,62 @@ export function startLoad(options: LoadOptions): LoadRun {
     options.onOutcome?.(outcome);
   };
 
+  /**
+   * Sends one request, to its own URL and, with `failover`, to the next ones while connections are refused
+   * (a refused connection means no node saw the request, so sending it elsewhere cannot duplicate it).
+   */
+  const attempt = async (
+    index: number,
+    scheduledAt: number,
+    sentAt: number,
+    path: string,
+    body: string | undefined,
+  ): Promise<RequestOutcome> => {
+    const signal = AbortSignal.timeout(p.timeoutMs);
+    const tries = p.failover ? p.urls.length : 1;
+    let outcome: RequestOutcome | undefined;
+    for (let attempts = 1; attempts <= tries; attempts++) {
+      const position = (index + attempts - 1) % p.urls.length;
+      const url = p.urls[position];
+      try {
+        const response = await fetch(url + path, { method: p.method, headers: p.headers, body, signal });
+        await response.arrayBuffer();
+        const endedAt = clock.now();
+        const kind = response.ok ? "ok" : "http_error";
+        return {
+          index,
+          url,
+          kind,
+          status: response.status,
+          scheduledAt,
+          sentAt,
+          endedAt,
+          latencyMs: endedAt - sentAt,
+          attempts,
+        };
+      } catch (e) {
+        const timedOut = (e as Error)?.name === "TimeoutError";
+        const error = timedOut ? `no answer within ${p.timeoutMs} ms` : describeFetchError(e);
+        outcome = {
+          index,
+          url,
+          kind: timedOut ? "timeout" : "error",
+          status: null,
+          scheduledAt,
+          sentAt,
+          endedAt: clock.now(),
+          latencyMs: null,
+          error,
+          attempts,
+        };
+        if (timedOut || error !== REFUSED) return outcome;
+        perUrl[position].refused++;
+        if (attempts < tries) failovers++;
+      }
+    }
+    return outcome!;
+  };
+
   const send = async (index: number, scheduledAt: number) => {
     const url = p.urls[index % p.urls.length];
     if (inFlight >= p.concurrency) {
@@ -439,6 +520,7 @@ export function startLoad(options: LoadOptions): LoadRun {
         sentAt: null,
         endedAt: now,
         latencyMs: null,
+        attempts: 0,
       });
     }
     const body = p.body?.expand(rng);
@@ -451,40 +533,7 @@ export function startLoad(options: LoadOptions): LoadRun {
     const lag = sentAt - scheduledAt;
     if (lag > maxSendLagMs) maxSendLagMs = lag;
     if (lag > p.lateAfterMs) late++;
-    let outcome: RequestOutcome;
-    try {
-      const response = await fetch(url + path, {
-        method: p.method,
-        headers: p.headers,
-        body,
-        signal: AbortSignal.timeout(p.timeoutMs),
-      });
-      await response.arrayBuffer();
-      const endedAt = clock.now();
-      outcome = {
-        index,
-        url,
-        kind: response.ok ? "ok" : "http_error",
-        status: response.status,
-        scheduledAt,
-        sentAt,
-        endedAt,
-        latencyMs: endedAt - sentAt,
-      };
-    } catch (e) {
-      const timedOut = (e as Error)?.name === "TimeoutError";
-      outcome = {
-        index,
-        url,
-        kind: timedOut ? "timeout" : "error",
-        status: null,
-        scheduledAt,
-        sentAt,
-        endedAt: clock.now(),
-        latencyMs: null,
-        error: timedOut ? `no answer within ${p.timeoutMs} ms` : describeFetchError(e),
-      };
-    }
+    const outcome = await attempt(index, scheduledAt, sentAt, path, body);
     inFlight--;
     record(outcome);
     if (inFlight === 0 && (stopped || next >= p.planned)) done();
@@ -575,6 +624,7 @@ export function startLoad(options: LoadOptions): LoadRun {
       successRate: requests === 0 ? 0 : succeeded / requests,
       late,
       maxSendLagMs: Math.round(maxSendLagMs * 1000) / 1000,
+      failovers,
       statuses: sortedKeys(statuses),
       errors,
       throughputPerSecond: elapsedMs > 0 ? (sent * 1000) / elapsedMs : 0,
@@ -664,12 +714,16 @@ export function formatReport(r: LoadReport): string {
     `status      ${counts(r.statuses)}`,
   ];
   if (Object.keys(r.errors).length > 0) lines.push(`errors      ${counts(r.errors)}`);
+  if (r.failovers > 0) {
+    lines.push(`failovers   ${r.failovers} requests went to the next URL after a refused connection`);
+  }
   if (r.perUrl.length > 1) {
     const width = Math.max(...r.perUrl.map((u) => u.url.length));
     r.perUrl.forEach((u, i) =>
       lines.push(
         `${i === 0 ? "per URL     " : "            "}${u.url.padEnd(width)}  ${u.requests} requests  ` +
-          `${u.requests === 0 ? "-" : pct(u.succeeded / u.requests)} ok`,
+          `${u.requests === 0 ? "-" : pct(u.succeeded / u.requests)} ok` +
+          (u.refused > 0 ? `  ${u.refused} connections refused` : ""),
       )
     );
   }

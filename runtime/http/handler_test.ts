@@ -11,7 +11,7 @@ import { fixture, InProcessCluster } from "../invoke/_testing.ts";
 import { createAppHandler } from "./app.ts";
 import { RouteDirectory } from "./directory.ts";
 
-async function serveNode(cluster: InProcessCluster, id: string) {
+function serveNode(cluster: InProcessCluster, id: string) {
   const directory = new RouteDirectory(() => cluster.state);
   const handler = createAppHandler({
     routes: () => {
@@ -28,7 +28,7 @@ async function serveNode(cluster: InProcessCluster, id: string) {
 
 Deno.test("HTTP requests follow version weights per request: 1:3 gives a quarter to the new version", async () => {
   const cluster = await InProcessCluster.start(["n1", "n2", "n3"]);
-  const { server, url } = await serveNode(cluster, "n1");
+  const { server, url } = serveNode(cluster, "n1");
   try {
     await cluster.deploy("n2", await fixture("back"));
     await cluster.deploy("n3", await fixture("back", "1.1.0"));
@@ -63,7 +63,7 @@ Deno.test("HTTP statuses through the handler: forwarded calls, errors, limits, n
   const cluster = await InProcessCluster.start(["n1", "n2"], {
     retry: { maxAttempts: 2, baseBackoffMs: 10 },
   });
-  const { server, url } = await serveNode(cluster, "n1");
+  const { server, url } = serveNode(cluster, "n1");
   try {
     await cluster.deploy("n2", await fixture("back"));
     const echo = await fetch(`${url}/back/echo`, {

@@ -83,16 +83,16 @@ export class InProcessCluster {
       const lines: string[] = [];
       const sliceLogs: SliceLogEntry[] = [];
       const log: Logger = createLogger({ level: "debug", name: mesh.self, sink: (line) => lines.push(line) });
-      let invoker: SliceInvoker | undefined;
+      const late: { invoker?: SliceInvoker } = {};
       const executor = new SliceExecutor({
         policy: { mode: "worker", net: [], env: [], memoryLimitMb: 256 },
         warmProcesses: false,
-        onOutboundCall: (call) => invoker!.outboundHandler(call),
+        onOutboundCall: (call) => late.invoker!.outboundHandler(call),
         onLog: (entry) => sliceLogs.push(entry),
       });
       const registry = EndpointRegistry.fromKv(cluster.state);
       const nodeOptions = typeof options === "function" ? options(mesh.self) : options;
-      invoker = new SliceInvoker({
+      const invoker = late.invoker = new SliceInvoker({
         self: mesh.self,
         mesh,
         endpoints: registry,

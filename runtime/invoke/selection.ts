@@ -59,10 +59,10 @@ export class EndpointSelector {
   }
 
   /** The endpoints `input` accepts by version (before weights and tries). */
-  eligible(input: Pick<SelectionInput, "candidates" | "version" | "range">): Endpoint[] {
+  eligible(input: Pick<SelectionInput, "candidates" | "version" | "range">): readonly Endpoint[] {
     const { candidates, version, range } = input;
     if (version !== undefined) return candidates.filter((e) => e.version === version);
-    if (range === undefined || range === "*") return candidates.slice();
+    if (range === undefined || range === "*") return candidates;
     return candidates.filter((e) => this.#inRange(e.version, range));
   }
 

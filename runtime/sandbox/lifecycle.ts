@@ -14,21 +14,11 @@
  * the simulator; `executor.ts` is the shell that carries out its effects.
  */
 
-export const SLICE_STATES = [
-  "LOAD",
-  "LOADING",
-  "LOADED",
-  "ACTIVATE",
-  "ACTIVATING",
-  "ACTIVE",
-  "DEACTIVATE",
-  "DEACTIVATING",
-  "FAILED",
-  "UNLOAD",
-  "UNLOADING",
-] as const;
+import { LIFECYCLE_STATES, type LifecycleState } from "../kv/schema.ts";
 
-export type SliceState = typeof SLICE_STATES[number];
+/** The states as the KV schema records them: one list for the runtime and the store. */
+export const SLICE_STATES = LIFECYCLE_STATES;
+export type SliceState = LifecycleState;
 export type LifecycleCommand = "LOAD" | "ACTIVATE" | "DEACTIVATE" | "UNLOAD";
 export type InProgressState = "LOADING" | "ACTIVATING" | "DEACTIVATING" | "UNLOADING";
 

@@ -479,7 +479,7 @@ if (rows.length > 0) {
       `${pct(rows.map((r) => r.worker.requestsPerSecond / r.raw.requestsPerSecond))} (worker isolation)`,
   );
   console.log(
-    `raw CPU per request / Aether CPU per request (what the ratio is on a machine with cores to spare): ` +
+    `server CPU per request, raw / Aether (the ratio when CPU is the bound, whatever else runs): ` +
       `${pct(rows.map((r) => r.raw.cpuUsPerRequest / r.node.cpuUsPerRequest))} (process isolation), ` +
       `${pct(rows.map((r) => r.raw.cpuUsPerRequest / r.worker.cpuUsPerRequest))} (worker isolation)`,
   );

@@ -146,7 +146,7 @@ Deno.test("deployment on 3 nodes: blueprints, dependency order, scaling, ownersh
         deepStrictEqual(checkout.instances.map((i) => i.node).sort(), ["n1", "n2", "n3"], "one per node");
         deepStrictEqual(checkout.owners, [`${GROUP}:shop:1.0.0`]);
 
-        const history = await instanceHistory(n1);
+        const history = await instanceHistory(n3);
         const first = (slice: string, state: string) =>
           history.find((e) => e.key.includes(`/${GROUP}:${slice}:`) && e.state === state)?.revision ??
             Infinity;
@@ -166,12 +166,15 @@ Deno.test("deployment on 3 nodes: blueprints, dependency order, scaling, ownersh
           `/api/v1/blueprints/${GROUP}:shop:1.0.0/status`,
         );
         deepStrictEqual([status.body.settled, status.body.slices.length], [true, 5]);
-        const feature = await n1.json<{ deployment: { endpoints: number; instances: { state: string }[] } }>(
-          "/api/v1/status",
-        );
-        // checkout 1 method x3, audit 1 x2, orders 1, inventory 2, pricing 1: every node sees all endpoints.
-        equal(feature.body.deployment.endpoints, 3 + 2 + 1 + 2 + 1);
-        ok(feature.body.deployment.instances.every((i) => i.state === "ACTIVE"));
+        // checkout 1 method x3, audit 1 x2, orders 1, inventory 2, pricing 1: every node's registry has them all.
+        for (const node of cluster.nodes) {
+          await cluster.waitFor(`${node.id}'s endpoint registry`, async () => {
+            type Status = { deployment: { endpoints: number; instances: { state: string }[] } };
+            const { body } = await node.json<Status>("/api/v1/status");
+            return body.deployment.endpoints === 3 + 2 + 1 + 2 + 1 &&
+              body.deployment.instances.every((i) => i.state === "ACTIVE");
+          }, 10_000);
+        }
       },
     );
 
@@ -277,7 +280,10 @@ Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss 
       const killedAt = Date.now();
       await victim.kill();
       await cluster.waitFor("every slice ACTIVE again on the live nodes", async () => {
-        return allActive(await sliceStatuses(observer), 5);
+        const slices = await sliceStatuses(observer);
+        // Until the observer sees the node gone, its instances still count as ACTIVE.
+        const victimSeen = slices.some((s) => s.instances.some((i) => i.node === victim.id && i.connected));
+        return !victimSeen && allActive(slices, 5);
       }, 30_000);
       const replacedMs = Date.now() - killedAt;
       const slices = await waitSettled(cluster, observer, want, `${victim.id}'s instances gone and replaced`);

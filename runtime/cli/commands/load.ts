@@ -81,6 +81,7 @@ export async function parseLoadArgs(
         header: { type: "string", multiple: true },
         seed: { type: "string" },
         "min-success": { type: "string" },
+        failover: { type: "boolean" },
       },
     }));
   } catch (e) {
@@ -132,6 +133,7 @@ export async function parseLoadArgs(
     concurrency: integerFlag(values.concurrency, "concurrency", 1, 100_000),
     timeoutMs,
     seed: integerFlag(values.seed, "seed", 0, 0xffff_ffff),
+    failover: values.failover ?? false,
   };
   return { load, minSuccessPercent };
 }
@@ -141,7 +143,7 @@ export const loadCommands: CliCommand[] = [
     name: "load",
     args:
       '--rate 200/s --duration 30s --target "POST /path" [--body FILE] [--url URL,...] [--concurrency N] ' +
-      '[--timeout 5s] [--header "Name: value"]... [--seed N] [--min-success 99.9]',
+      '[--timeout 5s] [--header "Name: value"]... [--seed N] [--failover] [--min-success 99.9]',
     summary: "open-loop HTTP load on the application port(s): progress every second, then a summary",
     async run(ctx, args) {
       const { load, minSuccessPercent } = await parseLoadArgs(args, {

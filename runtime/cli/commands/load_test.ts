@@ -31,6 +31,7 @@ Deno.test("load flags: defaults, and every value read", async () => {
       "42",
       "--min-success",
       "99.9%",
+      "--failover",
     ]);
     assertEquals(parsed.minSuccessPercent, 99.9);
     assertEquals(parsed.load, {
@@ -44,6 +45,7 @@ Deno.test("load flags: defaults, and every value read", async () => {
       concurrency: 64,
       timeoutMs: 2000,
       seed: 42,
+      failover: true,
     });
     const defaults = await parseLoadArgs(BASE);
     assertEquals(
@@ -80,6 +82,7 @@ Deno.test("load flags: each mistake is a usage error (exit 2) that names the fla
       "HEAD, OPTIONS",
     ],
     [[...BASE, "--url", "gopher://x"], 'load: --url "gopher://x" must be http:// or https://'],
+    [[...BASE, "--url", "127.0.0.1:1,http://127.0.0.1:1/"], "load: --url lists http://127.0.0.1:1 twice"],
     [[...BASE, "--concurrency", "0"], 'load: --concurrency "0" is not an integer from 1 to 100000'],
     [[...BASE, "--concurrency", "ten"], 'load: --concurrency "ten" is not an integer from 1 to 100000'],
     [[...BASE, "--timeout", "soon"], 'load: --timeout "soon" is not a duration like 30s, 500ms, 5m or 1h'],
