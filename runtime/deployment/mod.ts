@@ -22,6 +22,10 @@
  *   `planBlueprintDelete`, `planDeploy`, `planScale`, `planUndeploy`; `sliceStatuses` / `blueprintStatus`
  *   for GET /slices and .../status. A command whose transaction did not succeed means the state changed
  *   between reading and writing: plan again (or answer 409).
+ *
+ * The node wiring itself is `feature.ts` (the node feature "deployment": the managers on the real sandbox
+ * executor, the API routes of `routes.ts`, and the `DeploymentService` of `service.ts` for the invocation
+ * layer); it is not exported here, so this module stays free of node and IO dependencies.
  */
 export {
   type BlueprintProblem,
@@ -109,3 +113,4 @@ export {
 } from "./executor.ts";
 export { type Endpoint, EndpointRegistry, ENDPOINTS_PREFIX } from "./endpoints.ts";
 export { blueprintStatus, type InstanceStatus, type SliceStatus, sliceStatuses } from "./status.ts";
+export { DEPLOYMENT_SERVICE, type DeploymentService, instanceIdOf } from "./service.ts";

@@ -4,11 +4,14 @@
  * process on Ctrl-C.
  */
 
+import { fstatSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
 import { PROJECT_ROOT } from "../node/permissions.ts";
+import { runCli } from "../cli/main.ts";
 
 const FORGE_DIR = ".forge";
+const DEFAULT_EXAMPLE = "ecommerce";
 
 interface ForgeOptions {
   nodes: number;
@@ -22,7 +25,7 @@ const USAGE = `usage: deno task forge [--nodes 1|3|5] [--clean] [--no-example | 
   --nodes       cluster size (default 3)
   --clean       delete the data of the previous run first (otherwise the cluster resumes where it stopped)
   --no-example  start an empty cluster
-  --example     the example application to deploy (default: ecommerce, once examples exist)`;
+  --example     the example application to deploy: a folder under examples/ (default: ecommerce)`;
 
 function parseForgeArgs(args: string[]): ForgeOptions {
   const { values } = parseArgs({
@@ -45,11 +48,11 @@ function parseForgeArgs(args: string[]): ForgeOptions {
   if (values["no-example"] && values.example) {
     throw new Error("--example and --no-example exclude each other");
   }
-  return {
-    nodes,
-    clean: values.clean ?? false,
-    example: values["no-example"] ? null : values.example ?? null,
-  };
+  const example = values["no-example"] ? null : values.example ?? DEFAULT_EXAMPLE;
+  if (example !== null && !/^[a-z0-9][a-z0-9-]*$/.test(example)) {
+    throw new Error(`--example: "${example}" is not the name of a folder under examples/`);
+  }
+  return { nodes, clean: values.clean ?? false, example };
 }
 
 /** Nodes run with --cached-only (they never download code), so dependencies are installed first. */
@@ -91,19 +94,62 @@ async function prepareDataDir(options: ForgeOptions): Promise<string> {
   return secretFile;
 }
 
-function printBanner(nodes: NodeProcess[], leader: string): void {
+const SAMPLE_ORDER = JSON.stringify({
+  customerId: "CUST-1001",
+  email: "ada@example.com",
+  items: [{ productId: "LAPTOP-PRO", quantity: 1 }, { productId: "MOUSE-WIRELESS", quantity: 2 }],
+  shippingAddress: {
+    name: "Ada Lovelace",
+    street: "1 Main St",
+    city: "Springfield",
+    postalCode: "62701",
+    country: "US",
+    region: "IL",
+  },
+  paymentMethod: {
+    cardNumber: "4242 4242 4242 4242",
+    expiryMonth: 12,
+    expiryYear: 2030,
+    cvv: "123",
+    holderName: "Ada Lovelace",
+  },
+  shippingOption: "EXPRESS",
+  discountCode: "WELCOME10",
+});
+
+function printBanner(nodes: NodeProcess[], leader: string, example: string | null): void {
   const rows = nodes.map((n) =>
-    `  ${n.id.padEnd(4)} cluster ${String(n.ready!.clusterPort).padEnd(6)} api ${
-      n.apiUrl.padEnd(24)
-    } app ${n.httpUrl}` +
-    (n.id === leader ? "   (leader)" : "")
+    `  ${n.id.padEnd(4)} cluster ${String(n.ready!.clusterPort).padEnd(6)} api ${n.apiUrl.padEnd(24)} ` +
+    `app ${n.httpUrl}${n.id === leader ? "   (leader)" : ""}`
   );
   const api = nodes[0].apiUrl.replace("http://", "");
+  const appUrls = nodes.map((n) => n.httpUrl).join(",");
+  const exampleLines = example === "ecommerce"
+    ? [
+      `The ${example} example is deployed. Application: ${nodes[0].httpUrl}   Management: ${nodes[0].apiUrl}`,
+      "",
+      "Place an order (any node's app port works):",
+      `  curl -s -X POST ${
+        nodes[0].httpUrl
+      }/api/v1/orders -H 'content-type: application/json' -d '${SAMPLE_ORDER}'`,
+      `  curl -s -X POST ${
+        nodes.at(-1)!.httpUrl
+      }/api/v1/inventory/check -H 'content-type: application/json' \\`,
+      `    -d '{"items":[{"productId":"MONITOR-4K","quantity":31}]}'`,
+      `  deno task cli -- --connect ${api} slices`,
+      `  deno task cli -- load --rate 100/s --duration 10s --target "POST /api/v1/orders" \\`,
+      `    --body examples/ecommerce/load-order.json.tmpl --url ${appUrls} --failover`,
+      "",
+    ]
+    : example
+    ? [`The ${example} example is deployed: deno task cli -- --connect ${api} slices`, ""]
+    : [];
   console.log([
     "",
     `Aether Forge: ${nodes.length}-member cluster is up (data in ${FORGE_DIR}/, logs in ${FORGE_DIR}/logs/)`,
     ...rows,
     "",
+    ...exampleLines,
     "Try:",
     `  curl ${nodes[0].apiUrl}/api/v1/status`,
     `  deno task cli -- --connect ${api} status`,
@@ -114,6 +160,51 @@ function printBanner(nodes: NodeProcess[], leader: string): void {
     "",
     "Ctrl-C stops every node.",
   ].join("\n"));
+}
+
+/**
+ * Builds every slice of examples/<name> (each folder with a slice.ts), pushes the artifacts and applies the
+ * example's blueprint, waiting until every instance is ACTIVE. It runs the same CLI commands a user would.
+ */
+async function deployExample(name: string, api: string): Promise<void> {
+  const exampleDir = `${PROJECT_ROOT}/examples/${name}`;
+  const blueprint = `${exampleDir}/blueprint.toml`;
+  try {
+    await Deno.stat(blueprint);
+  } catch {
+    const available = [...Deno.readDirSync(`${PROJECT_ROOT}/examples`)].filter((e) => e.isDirectory).map((
+      e,
+    ) => e.name);
+    throw new Error(`--example: no examples/${name}/blueprint.toml; examples: ${available.join(", ")}`);
+  }
+  const slices = [...Deno.readDirSync(exampleDir)]
+    .filter((e) => e.isDirectory && existsSync(`${exampleDir}/${e.name}/slice.ts`))
+    .map((e) => e.name)
+    .sort();
+  const outDir = `${FORGE_DIR}/dist/${name}`;
+  const cli = async (args: string[]) => {
+    const code = await runCli(args);
+    if (code !== 0) throw new Error(`"aether ${args.join(" ")}" failed (exit ${code})`);
+  };
+  console.log(`Building ${slices.length} slices of examples/${name}...`);
+  for (const slice of slices) {
+    await cli(["slice", "build", `${exampleDir}/${slice}/slice.ts`, "--out", outDir]);
+  }
+  console.log("Publishing them to the cluster's artifact repository...");
+  for (const entry of [...Deno.readDirSync(outDir)].filter((e) => e.name.endsWith(".manifest.json"))) {
+    await cli(["--connect", api, "artifact", "push", `${outDir}/${entry.name}`]);
+  }
+  console.log(`Applying examples/${name}/blueprint.toml...`);
+  await cli(["--connect", api, "blueprint", "apply", blueprint, "--wait"]);
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function waitForLeader(nodes: NodeProcess[], timeoutMs: number): Promise<string> {
@@ -133,13 +224,23 @@ async function waitForLeader(nodes: NodeProcess[], timeoutMs: number): Promise<s
   throw new Error(`the cluster did not agree on a leader within ${timeoutMs} ms; see ${FORGE_DIR}/logs/`);
 }
 
+/** A parent that pipes our standard input owns us; /dev/null or a terminal does not. */
+function stdinIsPipe(): boolean {
+  try {
+    const stat = fstatSync(0);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves on Ctrl-C, SIGTERM, or when standard input (if piped) closes. */
 function stopRequested(): Promise<string> {
   return new Promise((resolve) => {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(signal, () => resolve(signal));
     }
-    if (!Deno.stdin.isTerminal()) {
+    if (stdinIsPipe()) {
       (async () => {
         try {
           for await (const _ of Deno.stdin.readable) { /* wait for end of input */ }
@@ -186,7 +287,8 @@ export async function runForge(args: string[]): Promise<number> {
     console.log(`Starting ${options.nodes} node(s)...`);
     await Promise.all(nodes.map((n) => n.start()));
     const leader = await waitForLeader(nodes, 30_000);
-    printBanner(nodes, leader);
+    if (options.example) await deployExample(options.example, nodes[0].apiUrl.replace("http://", ""));
+    printBanner(nodes, leader, options.example);
     const reason = await Promise.race([stop, ...nodes.map((n) => n.exited!.then(() => `${n.id} exited`))]);
     console.log(`\nStopping (${reason})...`);
     return reason.endsWith("exited") ? 1 : 0;

@@ -137,12 +137,18 @@ export interface InstanceEvent {
 }
 
 /**
- * Every change under `instances/` so far, from the node's watch history (the replay ends when the stream has
- * been quiet for a moment: a watch never ends by itself).
+ * Every change under `instances/` so far, from the node's watch history. A watch never ends by itself: the
+ * replay is read up to the newest revision of the instance keys that exist now, or until the stream has been
+ * quiet for a moment.
  */
 export async function instanceHistory(node: NodeProcess): Promise<InstanceEvent[]> {
+  const { body } = await node.json<{ items: { revision: number }[] }>(
+    "/api/v1/kv?prefix=instances/&limit=10000",
+  );
+  const until = Math.max(0, ...body.items.map((i) => i.revision));
   const controller = new AbortController();
-  let idle = setTimeout(() => controller.abort(), 2_000);
+  // A slow first answer on a busy machine is not the end of the replay; a pause after it is.
+  let idle = setTimeout(() => controller.abort(), 10_000);
   const events: InstanceEvent[] = [];
   try {
     const response = await fetch(`${node.apiUrl}/api/v1/kv-watch?prefix=instances/&fromRevision=1`, {
@@ -151,7 +157,7 @@ export async function instanceHistory(node: NodeProcess): Promise<InstanceEvent[
     let buffer = "";
     for await (const chunk of response.body!.pipeThrough(new TextDecoderStream())) {
       clearTimeout(idle);
-      idle = setTimeout(() => controller.abort(), 500);
+      idle = setTimeout(() => controller.abort(), 2_000);
       buffer += chunk;
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -161,13 +167,15 @@ export async function instanceHistory(node: NodeProcess): Promise<InstanceEvent[
         if (!data) continue;
         const event = JSON.parse(data.slice(5));
         if (event.detail) throw new Error(`watch failed: ${event.detail}`);
+        const record = event.value ? JSON.parse(event.value) : undefined;
         events.push({
           revision: event.revision,
           key: event.key,
           type: event.type,
-          state: event.value ? JSON.parse(event.value).state : undefined,
-          updatedAt: event.value ? JSON.parse(event.value).updatedAt : undefined,
+          state: record?.state,
+          updatedAt: record?.updatedAt,
         });
+        if (until > 0 && event.revision >= until) return events;
       }
     }
   } catch (e) {

@@ -108,6 +108,7 @@ async function measure(mode: IsolationMode): Promise<void> {
         times.set(e.key, t);
       }
       const fresh = [...times.values()].filter((t) => STATES.every((s) => t[s] !== undefined));
+      if (fresh.length === 0) throw new Error(`no instance history read from ${n1.id}`);
       firstLoadRuns.push(Math.min(...fresh.map((t) => t.LOAD!)) - postedAt);
       for (const [name, from, to] of PHASES) {
         const list = phaseRuns.get(name) ?? [];

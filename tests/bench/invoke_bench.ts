@@ -10,7 +10,8 @@
  *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
  * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
  *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
- *    (process isolation), and both again in worker isolation (in this process, real meshes). Goals across
+ *    (process isolation), and both again in worker isolation (two helper processes with a real mesh and no
+ *    consensus, tests/bench/_invoke_peer.ts; one node in this process). Goals across
  *    nodes: p50 < 0.5 ms, p99 < 2 ms. Baselines in the same run: a postMessage round trip to a Worker, a JSON
  *    line round trip to a child process over stdio (what process isolation rides on), a WebSocket round trip
  *    between two processes (what the mesh rides on).
@@ -95,6 +96,18 @@ Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log
 for await (const _ of Deno.stdin.readable) {}
 Deno.exit(0);`;
 
+/** Deno.serve answering each request through a round trip to one Worker: the floor under a sandboxed call. */
+const RAW_WORKER_SERVER = `
+const worker = new Worker(URL.createObjectURL(new Blob(["onmessage = (e) => postMessage(e.data);"],
+  { type: "text/javascript" })), { type: "module" });
+const waiting = new Map(); let next = 0;
+worker.onmessage = (e) => { const done = waiting.get(e.data.id); waiting.delete(e.data.id); done(e.data.value); };
+Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log(JSON.stringify({ port })) },
+  () => new Promise((resolve) => { const id = next++;
+    waiting.set(id, (value) => resolve(Response.json(value))); worker.postMessage({ id, value: { message: "hello" } }); }));
+for await (const _ of Deno.stdin.readable) {}
+Deno.exit(0);`;
+
 const WS_ECHO = `
 Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log(JSON.stringify({ port })) },
   (req) => { const { socket, response } = Deno.upgradeWebSocket(req); socket.binaryType = "arraybuffer";
@@ -104,8 +117,8 @@ Deno.exit(0);`;
 
 // ------------------------------------------------------------------------------------------------ CPU
 
-/** CPU seconds (user + system) used so far by `pid` and every process below it (Linux /proc). */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) used so far by `pid` and, unless `own`, every process below it (Linux /proc). */
+function cpuSeconds(pid: number, own = false): number {
   let ticks = 0;
   const visit = (p: number) => {
     try {
@@ -114,7 +127,7 @@ function cpuSeconds(pid: number): number {
       ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
       for (const task of Deno.readDirSync(`/proc/${p}/task`)) {
         const children = Deno.readTextFileSync(`/proc/${p}/task/${task.name}/children`).trim();
-        if (children) { for (const child of children.split(/\s+/)) visit(Number(child)); }
+        if (children && !own) { for (const child of children.split(/\s+/)) visit(Number(child)); }
       }
     } catch {
       // Gone meanwhile.
@@ -149,6 +162,8 @@ interface WrkResult {
   requests: number;
   /** Server CPU (the process and its children, sandboxes included) per request. */
   cpuUsPerRequest: number;
+  /** The part of it spent in the server process itself (HTTP, routing, invoker, sandbox hosts). */
+  ownCpuUsPerRequest: number;
   p50Ms: number;
   p99Ms: number;
   errors: string;
@@ -163,12 +178,14 @@ function toMs(text: string): number {
 
 async function wrk(url: string, seconds: number, serverPid: number): Promise<WrkResult> {
   const cpuBefore = cpuSeconds(serverPid);
+  const ownBefore = cpuSeconds(serverPid, true);
   const output = await new Deno.Command("wrk", {
     args: ["-t1", "-c50", `-d${seconds}s`, "--latency", url],
     stdout: "piped",
     stderr: "piped",
   }).output();
   const cpu = cpuSeconds(serverPid) - cpuBefore;
+  const own = cpuSeconds(serverPid, true) - ownBefore;
   const text = new TextDecoder().decode(output.stdout);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
   const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
@@ -183,6 +200,7 @@ async function wrk(url: string, seconds: number, serverPid: number): Promise<Wrk
     requestsPerSecond: Number(rps[1]),
     requests,
     cpuUsPerRequest: (cpu * 1e6) / requests,
+    ownCpuUsPerRequest: (own * 1e6) / requests,
     p50Ms: toMs(p50),
     p99Ms: toMs(p99),
     errors: [non2xx ? `${non2xx} non-2xx` : "", socket ? `socket errors ${socket}` : ""].filter(Boolean).join(
@@ -334,7 +352,9 @@ await ensureWrk();
 
 // 1. HTTP --------------------------------------------------------------------------------------------------
 const single = await TestCluster.start(1, { fsync: "never" });
-const rows: Array<{ round: number; raw: WrkResult; node: WrkResult; worker: WrkResult }> = [];
+const rows: Array<
+  { round: number; raw: WrkResult; rawWorker: WrkResult; node: WrkResult; worker: WrkResult }
+> = [];
 try {
   await single.waitForLeader();
   const n1 = single.nodes[0];
@@ -348,6 +368,7 @@ try {
   );
 
   const raw = await spawnServer(["eval", "--no-config", RAW_SERVER]);
+  const rawWorker = await spawnServer(["eval", "--no-config", RAW_WORKER_SERVER]);
   const workerApp = await spawnServer([
     "run",
     "-A",
@@ -357,6 +378,7 @@ try {
   try {
     const targets = {
       raw: { url: `http://127.0.0.1:${raw.port}/hello`, pid: raw.pid },
+      rawWorker: { url: `http://127.0.0.1:${rawWorker.port}/hello`, pid: rawWorker.pid },
       node: { url: `${n1.httpUrl}/hello`, pid: n1.process!.pid },
       worker: { url: `http://127.0.0.1:${workerApp.port}/hello`, pid: workerApp.pid },
     };
@@ -368,30 +390,33 @@ try {
       const r = {
         round,
         raw: await wrk(targets.raw.url, WRK_SECONDS, targets.raw.pid),
+        rawWorker: await wrk(targets.rawWorker.url, WRK_SECONDS, targets.rawWorker.pid),
         node: await wrk(targets.node.url, WRK_SECONDS, targets.node.pid),
         worker: await wrk(targets.worker.url, WRK_SECONDS, targets.worker.pid),
       };
       rows.push(r);
       const labelled = [
         ["raw Deno.serve", r.raw],
+        ["raw Deno.serve + one Worker hop", r.rawWorker],
         ["Aether node, process isolation", r.node],
         ["handler+invoker, worker isolation", r.worker],
       ] as const;
       for (const [label, v] of labelled) {
-        const ratio = label.startsWith("raw")
+        const ratio = label === "raw Deno.serve"
           ? ""
           : `  ${((v.requestsPerSecond / r.raw.requestsPerSecond) * 100).toFixed(0)}% of raw`;
         console.log(
           `   round ${round}  ${label.padEnd(34)} ${rate(v.requestsPerSecond).padStart(14)}  p50 ${
             fmt(v.p50Ms).padStart(8)
-          }  p99 ${fmt(v.p99Ms).padStart(8)}  CPU ${v.cpuUsPerRequest.toFixed(0).padStart(4)} µs/req${ratio}${
-            v.errors ? `  (${v.errors})` : ""
-          }`,
+          }  p99 ${fmt(v.p99Ms).padStart(8)}  CPU ${v.cpuUsPerRequest.toFixed(0).padStart(4)} µs/req (${
+            v.ownCpuUsPerRequest.toFixed(0)
+          } in-process)${ratio}${v.errors ? `  (${v.errors})` : ""}`,
         );
       }
     }
   } finally {
     await raw.close();
+    await rawWorker.close();
     await workerApp.close();
   }
 
@@ -431,16 +456,31 @@ try {
   await three.close();
 }
 
-for (
-  const [label, ids, helloOn] of [["two nodes, worker isolation ", ["n1", "n2"], "n2"], [
-    "one node, worker isolation  ",
-    ["n1"],
-    "n1",
-  ]] as const
-) {
-  const cluster = await InProcessCluster.start([...ids]);
+{
+  // Two processes, worker isolation: tests/bench/_invoke_peer.ts (mesh + executor + invoker, no consensus).
+  const peer = fileURLToPath(new URL("./_invoke_peer.ts", import.meta.url));
+  const callee = await spawnServer(["run", "-A", "--unstable-worker-options", peer, "n2"]);
   try {
-    await cluster.deploy(helloOn, await fixture("hello"));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-worker-options", peer, "n1", String(callee.port), String(CALLS)],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    const line = new TextDecoder().decode(output.stdout).trim().split("\n").pop()!;
+    const v = JSON.parse(line).result as { p50: number; p99: number };
+    console.log(
+      `   two nodes, worker isolation           p50 ${fmt(v.p50).padStart(8)}  p99 ${
+        fmt(v.p99).padStart(8)
+      }` +
+        "   (two processes: mesh + sandbox + invoker, no consensus)",
+    );
+  } finally {
+    await callee.close();
+  }
+  const cluster = await InProcessCluster.start(["n1"]);
+  try {
+    await cluster.deploy("n1", await fixture("hello"));
     await cluster.deploy("n1", await fixture("caller"));
     const outcome = await cluster.node("n1").invoker.invoke(`${GROUP}:caller`, "loop", {
       n: CALLS,
@@ -450,9 +490,10 @@ for (
     if (!outcome.ok) throw new Error(JSON.stringify(outcome));
     const v = outcome.value as { p50: number; p99: number };
     console.log(
-      `   ${label}          p50 ${fmt(v.p50).padStart(8)}  p99 ${
+      `   one node, worker isolation            p50 ${fmt(v.p50).padStart(8)}  p99 ${
         fmt(v.p99).padStart(8)
-      }   (in this process, real meshes)`,
+      }` +
+        "   (in this process: sandbox + invoker, no consensus)",
     );
   } finally {
     await cluster.close();

@@ -38,6 +38,11 @@ artifact = "${GROUP}:inventory:1.0.0"
 instances = 2
 `;
 
+/**
+ * Waits until `node` shows exactly `want` ACTIVE and every running node's sandboxes are what the records say
+ * runs there (a node that just restarted still has records of instances it no longer runs: those do not count
+ * until they are replaced).
+ */
 async function waitSettled(
   cluster: TestCluster,
   node: NodeProcess,
@@ -49,7 +54,20 @@ async function waitSettled(
     return await cluster.waitFor(what, async () => {
       const slices = await sliceStatuses(node);
       last = describe(slices);
-      return settledAs(slices, want) ? slices : null;
+      if (!settledAs(slices, want)) return null;
+      for (const member of cluster.running()) {
+        const recorded = slices.flatMap((s) =>
+          s.instances.filter((i) => i.node === member.id).map((i) =>
+            `${s.slice}:${i.version}/${i.n} ${i.state}`
+          )
+        ).sort();
+        const running = await localInstances(member, false);
+        if (recorded.join() !== running.join()) {
+          last += `\n${member.id} runs [${running.join(", ")}], records say [${recorded.join(", ")}]`;
+          return null;
+        }
+      }
+      return slices;
     }, 60_000);
   } catch (e) {
     throw new Error(`${(e as Error).message}\nlast seen:\n${last}\n${cluster.logs().slice(-20_000)}`);
@@ -256,9 +274,11 @@ function allActive(slices: { desired: number; active: number }[], count: number)
 
 type Status = { deployment: { instances: { instance: string; state: string; pid?: number }[] } };
 
-async function localInstances(node: NodeProcess): Promise<string[]> {
+/** What the node's executor runs: `g:a:v/n STATE pid P` (without the pid when `pids` is false). */
+async function localInstances(node: NodeProcess, pids = true): Promise<string[]> {
   const { body } = await node.json<Status>("/api/v1/status");
-  return body.deployment.instances.map((i) => `${i.instance} ${i.state} pid ${i.pid}`).sort();
+  return body.deployment.instances.map((i) => `${i.instance} ${i.state}${pids ? ` pid ${i.pid}` : ""}`)
+    .sort();
 }
 
 Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss and a full restart", async (t) => {
@@ -348,10 +368,16 @@ Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss 
     );
 
     await t.step("stop and start the whole cluster: the deployment comes back by itself", async () => {
+      const before = (await Promise.all(cluster.nodes.map((n) => localInstances(n)))).flat();
       await Promise.all(cluster.nodes.map((n) => n.stop("SIGTERM")));
+      const stoppedAt = Date.now();
       await cluster.startAll();
       await cluster.waitForLeader();
       await waitSettled(cluster, cluster.nodes[0], want, "the shop back after a full restart");
+      const after = (await Promise.all(cluster.nodes.map((n) => localInstances(n)))).flat();
+      equal(after.length, before.length);
+      ok(after.every((i) => !before.includes(i)), "every instance runs in a new sandbox");
+      console.log(`  the whole deployment back ${Date.now() - stoppedAt} ms after every node stopped`);
       const slices = await sliceStatuses(cluster.nodes[1]);
       ok(slices.every((s) => s.backoff === undefined), `a restart is no failure: ${describe(slices)}`);
     });
