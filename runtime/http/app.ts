@@ -127,7 +127,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
       );
     }
     const route = match.route;
-    const body = await readJson(request, maxBodyBytes);
+    const body = request.body === null ? undefined : await readJson(request, maxBodyBytes);
     const callRequest = buildRequest(route, body, match.params, query);
     const timeoutMs = timeoutOf(request.headers.get(TIMEOUT_HEADER));
     const traceHeader = request.headers.get("traceparent");

@@ -80,10 +80,10 @@ export interface CommitStep<C = KvCommand> {
   /** The member's record of its current phase (the last one persisted in the call). */
   record?: PhaseRecord<C>;
   /**
-   * Under fsync "always": false lets this commit skip its own fsync. Safe for a commit of decisions only: the
-   * WAL is ordered, so the next fsynced commit makes it durable too, and a decision lost in a crash is learned
-   * again from the peers (the votes that decided it were fsynced by the voters before they were sent).
-   * Default true. Ignored under "never".
+   * Under fsync "always": false makes `commit` write the step to the WAL without fsyncing it, so it returns at
+   * once; the caller then makes it durable with `syncWal()` (asynchronous: the fsync runs off the event loop,
+   * and one fsync covers every commit written before it). Default true: `commit` fsyncs before it returns.
+   * Ignored under "never".
    */
   sync?: boolean;
 }
@@ -154,6 +154,8 @@ export class ConsensusStorage<C = KvCommand> {
 
   /** Whether commits are currently fsynced (synchronous=FULL); only toggled under the "always" policy. */
   #syncing = true;
+  /** The WAL file, opened for fsync by `syncWal`. */
+  #wal?: Deno.FsFile;
 
   private constructor(path: string, db: DatabaseSync, options: StorageOptions) {
     this.path = path;
@@ -330,9 +332,23 @@ export class ConsensusStorage<C = KvCommand> {
   }
 
   /** Checkpoints the WAL into the database file and closes it. Idempotent. */
+  /**
+   * Makes every commit written so far durable by fsyncing the WAL file, without blocking the event loop (the
+   * fsync runs on Deno's blocking-task pool). With the WAL journal, frames are appended in commit order, so one
+   * fsync covers all earlier commits; a checkpoint in between has already synced what it moved into the
+   * database file. A no-op under fsync "never".
+   */
+  async syncWal(): Promise<void> {
+    this.#checkOpen();
+    if (this.fsync !== "always") return;
+    this.#wal ??= await Deno.open(`${this.path}-wal`, { read: true });
+    await this.#wal.syncData();
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#wal?.close();
     try {
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } finally {

@@ -67,6 +67,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     self: flags.id,
     members,
     incarnation: `${Date.now().toString(36)}${randomHex(3)}`,
+    durable: flags.fsync === "always",
     clock: systemClock,
     log,
     storage,

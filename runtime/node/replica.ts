@@ -20,6 +20,10 @@ import { commandSize, type KvCommand, type KvEntry, type KvEvent, type KvResult 
 import { KvState } from "../kv/state.ts";
 import type { WriteOutcome } from "../api/deps.ts";
 
+function runAll(actions: (() => void)[]): void {
+  for (const action of actions) action();
+}
+
 /** Channel of consensus messages on the mesh. */
 export const CONSENSUS_CHANNEL = "c";
 
@@ -36,6 +40,8 @@ export interface ReplicaStorage {
   saveSnapshot(phase: number, data: Uint8Array): void;
   /** Enough decided since the last snapshot to take a new one. */
   snapshotDue(): boolean;
+  /** Makes every commit so far durable (fsync of the WAL) without blocking the event loop. */
+  syncWal(): Promise<void>;
   readForSync(fromPhase: number, maxBytes: number): {
     snapshot?: Snapshot;
     decisions: DecidedPhase<KvCommand>[];
@@ -54,6 +60,8 @@ export interface ReplicaOptions {
   self: NodeId;
   members: NodeId[];
   incarnation: string;
+  /** --fsync always: votes are fsynced before they are sent. */
+  durable: boolean;
   clock: Clock;
   log: Logger;
   storage: ReplicaStorage;
@@ -79,6 +87,9 @@ export class Replica {
   #step: { record?: PhaseRecord<KvCommand>; decisions: DecidedPhase<KvCommand>[] } = { decisions: [] };
   #afterCommit: (() => void)[] = [];
   #flushScheduled = false;
+  /** Committed groups of actions waiting (in order) for their fsync; see #flush. */
+  #waiting: { needsSync: boolean; actions: (() => void)[] }[] = [];
+  #syncInFlight = false;
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
@@ -279,24 +290,47 @@ export class Replica {
     }
   }
 
-  /** Commits the pending transaction, then does what waited for it. */
+  /**
+   * Writes the pending transaction to the WAL (no fsync: returns in microseconds), then releases what waited
+   * for it once it is durable. Under fsync "always", a step with a record (votes) is durable only after an
+   * fsync of the WAL, which runs off the event loop: meanwhile messages and requests keep being processed and
+   * their steps join the next fsync (group commit). Waiting groups are released strictly in flush order, so
+   * messages to each peer keep their order.
+   */
   #flush(): void {
     this.#flushScheduled = false;
-    this.#commit();
+    const needsSync = this.#commit();
     const actions = this.#afterCommit;
     this.#afterCommit = [];
-    for (const action of actions) action();
+    this.#waiting.push({ needsSync, actions });
+    this.#release();
     this.#maybeSnapshot();
   }
 
-  #commit(): void {
+  #release(): void {
+    if (this.#syncInFlight) return;
+    while (this.#waiting.length > 0 && !this.#waiting[0].needsSync) runAll(this.#waiting.shift()!.actions);
+    if (this.#waiting.length === 0) return;
+    // Every group queued now was written before this fsync starts, so this one fsync makes all of them durable.
+    const covered = this.#waiting.length;
+    this.#syncInFlight = true;
+    this.#o.storage.syncWal().then(() => {
+      this.#syncInFlight = false;
+      for (const group of this.#waiting.splice(0, covered)) runAll(group.actions);
+      this.#release();
+    }, (e) => this.#o.onFatal(e as Error));
+  }
+
+  /** Writes the pending step; true when it must be fsynced before what waits for it may happen. */
+  #commit(): boolean {
     const step = this.#step;
-    if (!step.record && step.decisions.length === 0) return;
-    // A commit of decisions only needs no fsync of its own (see ConsensusStorage's CommitStep.sync): what
-    // decided them was fsynced by the voters. A single member persists no votes, so its decisions are fsynced.
-    const sync = step.record !== undefined || this.#o.members.length === 1;
-    this.#o.storage.commit({ record: step.record, decisions: step.decisions, sync });
+    if (!step.record && step.decisions.length === 0) return false;
+    this.#o.storage.commit({ record: step.record, decisions: step.decisions, sync: false });
     this.#step = { decisions: [] };
+    // Votes must be durable before they are sent. Decisions alone need no fsync of their own: what decided
+    // them was fsynced by the voters, and a lost one is learned again from the peers. A single member casts no
+    // votes, so its decisions are fsynced before they are acknowledged.
+    return this.#o.durable && (step.record !== undefined || this.#o.members.length === 1);
   }
 
   #serveSync(to: NodeId, fromPhase: number, nonce: number): void {
