@@ -73,6 +73,11 @@ function jsonSafe(value: unknown): JsonValue {
   }
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
 function okOutcome(value: unknown): InvokeOutcome {
   if (
     value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === "aether.response"
@@ -250,21 +255,40 @@ export class SliceInstance {
     this.#sink = sink;
   }
 
-  /** Runs a method and sends its outcome; never throws. */
-  async call(id: number, method: string, payload: unknown, meta: CallMeta): Promise<void> {
+  /**
+   * Runs a method and sends its outcome; never throws. No async function around the method: a method that
+   * returns a plain value is answered in the same task, a promise one step after it settles.
+   */
+  call(id: number, method: string, payload: unknown, meta: CallMeta): void {
     const fn = Object.hasOwn(this.definition.methods as object, method)
       ? (this.definition.methods as Record<string, Method>)[method]
       : undefined;
-    let outcome: InvokeOutcome;
     if (typeof fn !== "function") {
-      outcome = {
+      return this.#reply(id, {
         ok: false,
         error: { name: "MethodNotFound", message: `no method "${method}"`, status: 404 },
-      };
-    } else {
-      outcome = await this.#run((ctx) => fn.call(this.definition.methods, payload, ctx), meta);
+      });
     }
-    this.#reply(id, outcome);
+    if (!asyncScopeReady && asyncScope) {
+      // Attribution is being switched to AsyncLocalStorage (right after the start hook): wait for it.
+      asyncScope.catch(() => {/* stays synchronous */}).then(() => this.call(id, method, payload, meta));
+      return;
+    }
+    const ctx = new CallContext(this, meta);
+    let result: unknown;
+    try {
+      result = currentCall.run(ctx, () => fn.call(this.definition.methods, payload, ctx));
+    } catch (e) {
+      return this.#reply(id, { ok: false, error: errorInfo(e) });
+    }
+    if (isThenable(result)) {
+      Promise.resolve(result).then(
+        (value) => this.#reply(id, okOutcome(value)),
+        (e) => this.#reply(id, { ok: false, error: errorInfo(e) }),
+      );
+    } else {
+      this.#reply(id, okOutcome(result));
+    }
   }
 
   /** Runs the start or stop hook (if any) and sends its outcome; never throws. */

@@ -40,6 +40,17 @@
  *   (`replaces` in its record) and retires the old one only when the new one is ACTIVE.
  * - Version change: new-version instances are placed first; old ones are retired as new ones become ACTIVE
  *   (ACTIVE old instances kept = desired − ACTIVE new ones).
+ * - Version routing: while `routing/{g}:{a}` names the target's version and another one, the slice keeps both:
+ *   the target version at its instance count and the other ("routed") version at the same count (the same
+ *   capacity on either side, so the weights can move all traffic to either version without waiting for
+ *   instances). Each version is allocated, spread, activated, replaced on failure and rebalanced on its own;
+ *   the routed version's failures back off in `routedBackoff` of the target record, so a failing canary never
+ *   delays the target version. A weight of 0 keeps the version running (the original's first stage of a rolling
+ *   update: the new version comes up with no traffic). Deploying the other version while the record names both
+ *   swaps the roles and stops nothing. When the record goes, the version the target does not name is retired
+ *   like an old version above (DEACTIVATE → UNLOAD, never below the target's ACTIVE count). A record that does
+ *   not name the target's version is ignored (only the target version runs; `waiting` says so). Decisions
+ *   that keep or retire versions compare the routing key, so they never apply over a newer routing change.
  * - Undeployed dependency: instances of slices that call it keep running (stopping healthy instances would
  *   turn one missing slice into an outage of everything above it; their calls fail with "no live instance"
  *   until it returns); new instances of those slices load and wait in LOADED until it is deployed again.
@@ -55,7 +66,9 @@ import {
   kvKeys,
   LEADER_KEY,
   type LifecycleState,
+  type RoutedBackoff,
   type RouteRecord,
+  type TargetBackoff,
   type TargetRecord,
 } from "../kv/schema.ts";
 import { callsOf, type DeployManifest } from "./artifacts.ts";
@@ -66,6 +79,8 @@ import {
   type MemberStatus,
   type NodeCondition,
   nodeCondition,
+  routedVersion,
+  type RoutingView,
   type TargetView,
   ViewReader,
 } from "./view.ts";
@@ -325,14 +340,42 @@ class DecisionBuilder {
   }
 }
 
-/** What the per-slice pass learned, for the rebalancing pass. */
+/** What the per-slice pass learned, for the rebalancing pass (one per version the slice keeps). */
 interface SliceSummary {
   base: string;
   target: TargetView;
+  /** The whole slice settled (every version it keeps). */
   settled: boolean;
-  /** Live instances of the target version, by node. */
+  /** Live instances of the version, by node. */
   byNode: Map<NodeId, InstanceView[]>;
   moving: boolean;
+}
+
+/** FAILED instances of one version seen in this step. */
+interface FailureTally {
+  count: number;
+  lastNode?: NodeId;
+  lastReason?: string;
+}
+
+/** What keeping one version decided. */
+interface VersionOutcome {
+  version: string;
+  manifest: DeployManifest | undefined;
+  /** Its up instances, minus sources of finished moves. */
+  counted: InstanceView[];
+  movers: number;
+  /** ACTIVE instances that stay. */
+  active: number;
+  /** The version's backoff after this step. */
+  backoff: TargetBackoff | undefined;
+  /** Set when the backoff changed (the target record is rewritten). */
+  backoffNote?: string;
+}
+
+function withoutVersion(backoff: RoutedBackoff): TargetBackoff {
+  const { version: _, ...rest } = backoff;
+  return rest;
 }
 
 /** Decides everything that should be written now. Pure: same inputs, same decisions. */
@@ -590,9 +633,11 @@ class Reconciler {
       return;
     }
     const b = this.#builder(scope);
-    let failures = 0;
-    let lastFailedNode: NodeId | undefined;
-    let lastReason: string | undefined;
+    const routing = this.#view.routing.get(base);
+    const routed = target ? this.#routedVersion(target, routing) : undefined;
+    /** The versions that run: the target's, and the other version `routing/` names (if any). */
+    const kept = target ? [target.record.version, ...(routed !== undefined ? [routed] : [])] : [];
+    const failures = new Map<string, FailureTally>();
     const handled = new Set<InstanceView>();
 
     for (const i of live) {
@@ -601,10 +646,14 @@ class Reconciler {
         b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD failed ${i.key}`);
         handled.add(i);
         // A lost instance (its node restarted) says nothing about the slice: replaced without backoff.
-        if (target && i.version === target.record.version && !i.record.retiring && !i.record.lost) {
-          failures++;
-          lastFailedNode = i.node;
-          if (i.record.reason !== undefined) lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
+        if (kept.includes(i.version) && !i.record.retiring && !i.record.lost) {
+          const tally = failures.get(i.version) ?? { count: 0 };
+          tally.count++;
+          tally.lastNode = i.node;
+          if (i.record.reason !== undefined) {
+            tally.lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
+          }
+          failures.set(i.version, tally);
         }
       } else if (this.#isStuck(i)) {
         handled.add(i);
@@ -636,10 +685,105 @@ class Reconciler {
 
     const version = target.record.version;
     const desired = target.record.instances;
+    const keptUp = up.filter((i) => kept.includes(i.version));
+    const outcomes = kept.map((v) => {
+      const routedBackoff = target.record.routedBackoff;
+      const previous = v === version
+        ? target.record.backoff
+        : routedBackoff?.version === v
+        ? withoutVersion(routedBackoff)
+        : undefined;
+      return this.#keepVersion(b, base, v, v !== version, desired, keptUp, failures.get(v), previous);
+    });
+    const main = outcomes[0];
+
+    // The target record holds both versions' backoffs; one write for whatever changed.
+    const notes = outcomes.flatMap((o) => o.backoffNote !== undefined ? [o.backoffNote] : []);
+    const stale = target.record.routedBackoff !== undefined && target.record.routedBackoff.version !== routed;
+    if (notes.length > 0 || stale) {
+      const next: TargetRecord = { ...target.record };
+      delete next.backoff;
+      delete next.routedBackoff;
+      if (main.backoff) next.backoff = main.backoff;
+      const other = outcomes[1];
+      if (other?.backoff) next.routedBackoff = { version: other.version, ...other.backoff };
+      if (stale) notes.push(`${base}: ${target.record.routedBackoff!.version} is no longer routed`);
+      b.putTarget(target, next, notes.join("; "));
+    }
+
+    // Other versions: keep ACTIVE ones until enough of the target version are ACTIVE.
+    const old = up.filter((i) => !kept.includes(i.version));
+    let keepOld = Math.max(0, desired - main.active);
+    const oldOrdered = [...old].sort((x, y) =>
+      (this.#total.get(x.node)! - this.#total.get(y.node)!) || cmp(x.key, y.key)
+    );
+    for (const i of oldOrdered) {
+      if (i.record.state === "ACTIVE" && keepOld > 0) {
+        keepOld--;
+        continue;
+      }
+      if (!this.#remove(b, i, `${base} moves to ${kept.join(" and ")}`)) {
+        this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
+      }
+    }
+    // Whether a version is kept or retired depends on `routing/`: a decision made without seeing its latest
+    // change must not apply (an operator setting weights must not find the version they name retired).
+    if (!b.empty && (routing !== undefined || old.length > 0)) {
+      b.expect(routing?.key ?? kvKeys.routing(base), routing?.modRevision ?? 0);
+    }
+
+    const settled = b.empty && old.length === 0 &&
+      outcomes.every((o) => o.manifest && !o.backoff && o.movers === 0 && o.counted.length === desired) &&
+      live.every((i) => kept.includes(i.version) && i.record.state === "ACTIVE") &&
+      all.every((i) => this.#isLive(i.node));
+    const moving = outcomes.some((o) => o.movers > 0);
+    for (const o of outcomes) {
+      const byNode = new Map<NodeId, InstanceView[]>();
+      for (const i of o.counted) {
+        const list = byNode.get(i.node);
+        if (list) list.push(i);
+        else byNode.set(i.node, [i]);
+      }
+      this.#summaries.push({ base, target, settled, byNode, moving });
+    }
+    this.#emit(b);
+  }
+
+  /**
+   * The other version `routing/` keeps running, when it names the target version and another one; undefined
+   * (with a note) when it names two versions neither of which is the target's: it then does not describe this
+   * deployment, and only the target version runs.
+   */
+  #routedVersion(target: TargetView, routing: RoutingView | undefined): string | undefined {
+    const version = target.record.version;
+    const routed = routedVersion(version, routing?.record);
+    if (!routing || routed !== undefined) return routed;
+    const { oldVersion, newVersion } = routing.record;
+    this.#waiting.push(
+      `${target.base}: routing names ${oldVersion} and ${newVersion}, not the target version ${version}; ` +
+        `only ${version} runs`,
+    );
+    return undefined;
+  }
+
+  /**
+   * One version the slice keeps at `desired` instances: moves in progress, failure backoff, scaling and
+   * activation. `keptUp` holds the up instances of every kept version (the placement tie-break).
+   */
+  #keepVersion(
+    b: DecisionBuilder,
+    base: string,
+    version: string,
+    isRouted: boolean,
+    desired: number,
+    keptUp: InstanceView[],
+    tally: FailureTally | undefined,
+    previousBackoff: TargetBackoff | undefined,
+  ): VersionOutcome {
     const coordinates = `${base}:${version}`;
+    const label = isRouted ? `${coordinates} (routed)` : base;
     const manifest = this.#manifest(coordinates);
-    const current = up.filter((i) => i.version === version);
-    const old = up.filter((i) => i.version !== version);
+    const current = keptUp.filter((i) => i.version === version);
 
     // Moves in progress: a mover and its source count once; a mover that is ACTIVE retires its source.
     const byNodeN = current.some((i) => i.record.replaces)
@@ -671,21 +815,18 @@ class Reconciler {
     const removed = new Set<InstanceView>();
 
     // Backoff: record new failures before deciding on replacements.
-    let backoff = target.record.backoff;
-    if (failures > 0) {
-      const count = (backoff?.failures ?? 0) + failures;
+    let backoff = previousBackoff;
+    let backoffNote: string | undefined;
+    if (tally) {
+      const count = (backoff?.failures ?? 0) + tally.count;
       const delay = Math.min(this.#o.backoffBaseMs * 2 ** Math.min(count - 1, 30), this.#o.backoffMaxMs);
       backoff = {
         failures: count,
         retryAt: this.#now + delay,
-        ...(lastFailedNode ? { lastFailedNode } : {}),
-        ...(lastReason ? { lastReason } : {}),
+        ...(tally.lastNode ? { lastFailedNode: tally.lastNode } : {}),
+        ...(tally.lastReason ? { lastReason: tally.lastReason } : {}),
       };
-      b.putTarget(
-        target,
-        { ...target.record, backoff },
-        `${base}: ${count} failure(s) in a row, next replacement not before ${backoff.retryAt}`,
-      );
+      backoffNote = `${label}: ${count} failure(s) in a row, next replacement not before ${backoff.retryAt}`;
     }
 
     if (effective > desired) {
@@ -694,20 +835,20 @@ class Reconciler {
       const picks = [...ordered, ...movers].slice(0, effective - desired);
       for (const i of picks) {
         removed.add(i);
-        if (!this.#remove(b, i, `${base} wants ${desired}`)) {
+        if (!this.#remove(b, i, `${label} wants ${desired}`)) {
           this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
         }
       }
     } else if (effective < desired) {
       if (!manifest) {
-        this.#waiting.push(`${base}: ${coordinates} is not published; nothing is placed`);
+        this.#waiting.push(`${label}: ${coordinates} is not published; nothing is placed`);
       } else if (backoff && this.#now < backoff.retryAt) {
         this.#waiting.push(
-          `${base}: backing off after ${backoff.failures} failure(s) until ${backoff.retryAt}`,
+          `${label}: backing off after ${backoff.failures} failure(s) until ${backoff.retryAt}`,
         );
         this.#wakeAt(backoff.retryAt);
       } else {
-        this.#place(b, base, coordinates, desired - effective, counted, backoff?.lastFailedNode);
+        this.#place(b, coordinates, desired - effective, counted, keptUp, backoff?.lastFailedNode);
       }
     }
 
@@ -716,7 +857,7 @@ class Reconciler {
     if (loaded.length > 0 && manifest) {
       const justification = this.#dependenciesActive(manifest);
       if (typeof justification === "string") {
-        this.#waiting.push(`${base}: ${loaded.length} LOADED instance(s) wait for ${justification}`);
+        this.#waiting.push(`${label}: ${loaded.length} LOADED instance(s) wait for ${justification}`);
       } else {
         for (const i of loaded) {
           for (const j of justification) b.expect(j.key, j.modRevision);
@@ -725,43 +866,16 @@ class Reconciler {
       }
     }
 
-    // Old versions: keep ACTIVE ones until enough new ones are ACTIVE.
-    const activeCurrent = counted.filter((i) => i.record.state === "ACTIVE" && !removed.has(i)).length;
-    let keepOld = Math.max(0, desired - activeCurrent);
-    const oldOrdered = [...old].sort((x, y) =>
-      (this.#total.get(x.node)! - this.#total.get(y.node)!) || cmp(x.key, y.key)
-    );
-    for (const i of oldOrdered) {
-      if (i.record.state === "ACTIVE" && keepOld > 0) {
-        keepOld--;
-        continue;
-      }
-      if (!this.#remove(b, i, `${base} moves to ${version}`)) {
-        this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
-      }
-    }
-
-    // Forget failures once the slice has been healthy for a while.
-    if (failures === 0 && backoff) {
+    const active = counted.filter((i) => i.record.state === "ACTIVE" && !removed.has(i)).length;
+    // Forget failures once the version has been healthy for a while.
+    if (!tally && backoff) {
       const healthyAt = backoff.retryAt + this.#o.backoffResetMs;
-      if (activeCurrent >= desired && this.#now >= healthyAt) {
-        const record = { ...target.record };
-        delete record.backoff;
-        b.putTarget(target, record, `${base}: healthy again, failures forgotten`);
+      if (active >= desired && this.#now >= healthyAt) {
+        backoff = undefined;
+        backoffNote = `${label}: healthy again, failures forgotten`;
       } else this.#wakeAt(Math.max(healthyAt, this.#now + 1));
     }
-
-    const byNode = new Map<NodeId, InstanceView[]>();
-    for (const i of counted) {
-      const list = byNode.get(i.node);
-      if (list) list.push(i);
-      else byNode.set(i.node, [i]);
-    }
-    const settled = b.empty && manifest !== undefined && !backoff && movers.size === 0 && old.length === 0 &&
-      live.every((i) => i.version === version && i.record.state === "ACTIVE") && counted.length === desired &&
-      all.every((i) => this.#isLive(i.node));
-    this.#summaries.push({ base, target, settled, byNode, moving: movers.size > 0 });
-    this.#emit(b);
+    return { version, manifest, counted, movers: movers.size, active, backoff, backoffNote };
   }
 
   /** Instances in the order they should be removed. */
@@ -789,32 +903,38 @@ class Reconciler {
     return justification;
   }
 
-  /** Places `count` new instances of `coordinates`, spreading them. */
+  /**
+   * Places `count` new instances of `coordinates`, spreading them: the node with the fewest instances of that
+   * version, then of the slice's kept versions together (`sameSlice`), then overall, then the lowest id.
+   */
   #place(
     b: DecisionBuilder,
-    base: string,
     coordinates: string,
     count: number,
     existing: InstanceView[],
+    sameSlice: InstanceView[],
     avoid: NodeId | undefined,
   ): void {
     if (this.#live.length === 0) {
-      this.#waiting.push(`${base}: no live node to place ${count} instance(s) on`);
+      this.#waiting.push(`${coordinates}: no live node to place ${count} instance(s) on`);
       return;
     }
     const perNode = countBy(existing, (i) => i.node);
+    const perNodeSlice = countBy(sameSlice, (i) => i.node);
     for (let k = 0; k < count; k++) {
       const candidates = avoid !== undefined && this.#live.length > 1
         ? this.#live.filter((n) => n !== avoid)
         : this.#live;
       const node = [...candidates].sort((x, y) =>
-        (perNode.get(x) ?? 0) - (perNode.get(y) ?? 0) || this.#total.get(x)! - this.#total.get(y)! ||
-        cmp(x, y)
+        (perNode.get(x) ?? 0) - (perNode.get(y) ?? 0) ||
+        (perNodeSlice.get(x) ?? 0) - (perNodeSlice.get(y) ?? 0) ||
+        this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
       )[0];
       const n = this.#freeNumber(node, coordinates);
       const key = kvKeys.instance(node, coordinates, n);
       b.putInstance({ key, modRevision: 0 }, this.#command(undefined, "LOAD"), `LOAD ${key}`);
       perNode.set(node, (perNode.get(node) ?? 0) + 1);
+      perNodeSlice.set(node, (perNodeSlice.get(node) ?? 0) + 1);
       this.#total.set(node, this.#total.get(node)! + 1);
     }
   }

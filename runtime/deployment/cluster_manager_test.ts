@@ -502,3 +502,178 @@ Deno.test("cdm: not the leader, or without quorum: no decisions; one decision pe
   });
   assert.equal(later.commands.length, 1);
 });
+
+// -- version routing ---------------------------------------------------------------------------------------------
+
+const A11 = manifest("g:a:1.1.0", { methods: ["get"] });
+
+function setRouting(
+  h: Harness,
+  oldWeight: number,
+  newWeight: number,
+  base = "g:a",
+  versions = ["1.0.0", "1.1.0"],
+) {
+  applyCommand(h.kv, {
+    type: "put",
+    key: kvKeys.routing(base),
+    value: encodeValue("routing", {
+      oldVersion: versions[0],
+      newVersion: versions[1],
+      oldWeight,
+      newWeight,
+      updatedAt: h.now,
+    }),
+  });
+}
+
+function clearRouting(h: Harness, base = "g:a"): void {
+  applyCommand(h.kv, { type: "delete", key: kvKeys.routing(base) });
+}
+
+Deno.test("cdm: while routing names the target version and another, both run at the target's count", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A, A11]);
+  h.target("g:a", "1.0.0", 2);
+  h.settle();
+  assert.deepEqual(h.instances(), ["n1/a:1.0.0/0 ACTIVE", "n2/a:1.0.0/0 ACTIVE"]);
+  // A weight of 0 still brings the version up: the first stage of a rolling update (no traffic yet).
+  setRouting(h, 1, 0);
+  const out = h.tick();
+  // Spread per version first, then over the slice's versions together: n3 (none of g:a yet), then n1.
+  assert.deepEqual(puts(out), ["n3/g:a:1.1.0/0 LOAD", "n1/g:a:1.1.0/0 LOAD"]);
+  const txn = out.commands[0].command as Extract<KvCommand, { type: "txn" }>;
+  assert.equal(
+    txn.compare.find((c) => c.key === kvKeys.routing("g:a"))?.modRevision,
+    h.kv.get(kvKeys.routing("g:a"))!.modRevision,
+    "the decision depends on the routing record it saw",
+  );
+  h.settle();
+  assert.deepEqual(h.instances(), [
+    "n1/a:1.0.0/0 ACTIVE",
+    "n1/a:1.1.0/0 ACTIVE",
+    "n2/a:1.0.0/0 ACTIVE",
+    "n3/a:1.1.0/0 ACTIVE",
+  ]);
+  assert.equal(h.tick().commands.length, 0, "settled: nothing retired, nothing moved");
+  // Scaling the target scales both versions.
+  h.target("g:a", "1.0.0", 3);
+  assert.deepEqual(puts(h.tick()), ["n3/g:a:1.0.0/0 LOAD", "n2/g:a:1.1.0/0 LOAD"]);
+  h.settle();
+  assert.equal(h.instances().filter((i) => i.includes("1.1.0")).length, 3);
+  h.target("g:a", "1.0.0", 1);
+  h.settle();
+  assert.deepEqual(h.instances().map((i) => i.split("/")[1]).sort(), ["a:1.0.0", "a:1.1.0"]);
+});
+
+Deno.test("cdm: deploying the routed version stops nothing; clearing routing retires the version the target does not name", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A, A11]);
+  h.target("g:a", "1.0.0", 2);
+  setRouting(h, 3, 1);
+  h.settle();
+  assert.equal(h.instances().length, 4);
+  // Deploy 1.1.0 while routing names both: the roles swap, nothing stops.
+  h.target("g:a", "1.1.0", 2);
+  assert.deepEqual(h.tick().commands.length, 0);
+  assert.equal(h.instances().filter((i) => i.endsWith("ACTIVE")).length, 4);
+  // The routing goes: 1.0.0 is retired through DEACTIVATE and UNLOAD.
+  clearRouting(h);
+  const out = h.tick();
+  assert.deepEqual(puts(out).sort(), ["n1/g:a:1.0.0/0 DEACTIVATE", "n2/g:a:1.0.0/0 DEACTIVATE"]);
+  assert.ok(out.commands[0].reason.includes("moves to 1.1.0"), out.commands[0].reason);
+  const txn = out.commands[0].command as Extract<KvCommand, { type: "txn" }>;
+  assert.ok(txn.compare.some((c) => c.key === kvKeys.routing("g:a") && c.modRevision === 0));
+  h.all("DEACTIVATE", "LOADED");
+  assert.deepEqual(puts(h.tick()).sort(), ["n1/g:a:1.0.0/0 UNLOAD", "n2/g:a:1.0.0/0 UNLOAD"]);
+  h.settle();
+  assert.deepEqual(h.instances().map((i) => i.split("/")[1]), ["a:1.1.0", "a:1.1.0"]);
+});
+
+Deno.test("cdm: clearing routing never takes the slice below the target's ACTIVE count", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A, A11]);
+  h.target("g:a", "1.0.0", 2);
+  setRouting(h, 1, 1);
+  h.settle();
+  // Roll back: the target stays 1.0.0, but one of its instances just failed.
+  h.set("instances/n1/g:a:1.0.0/0", "FAILED", { reason: "crashed" });
+  clearRouting(h);
+  let out = h.tick();
+  const changes = puts(out).sort();
+  assert.equal(
+    changes.filter((c) => c.includes("1.1.0") && c.endsWith("DEACTIVATE")).length,
+    1,
+    changes.join(),
+  );
+  assert.ok(changes.includes("n1/g:a:1.0.0/0 UNLOAD"));
+  assert.equal(h.instances().filter((i) => i.includes("1.1.0") && i.endsWith("ACTIVE")).length, 1);
+  h.settle(); // the replacement of the failed 1.0.0 instance waits for its backoff ...
+  assert.deepEqual(h.instances().filter((i) => i.includes("1.1.0")), ["n1/a:1.1.0/0 ACTIVE"]);
+  h.now += 1_000;
+  out = h.tick();
+  assert.deepEqual(puts(out).filter((p) => p.endsWith(" LOAD")).map((p) => p.split("/")[1]), ["g:a:1.0.0"]);
+  h.all("LOAD", "LOADED");
+  h.tick();
+  assert.equal(h.instances().filter((i) => i.includes("1.1.0")).length, 1, "kept while 1.0.0 activates");
+  h.settle(); // ... and once it is ACTIVE, the last 1.1.0 instance goes
+  assert.deepEqual(h.instances().map((i) => i.split(" ")[0].split("/")[1]), ["a:1.0.0", "a:1.0.0"]);
+});
+
+Deno.test("cdm: a failing routed version backs off on its own; the target version is replaced at once", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A, A11]);
+  h.target("g:a", "1.0.0", 1);
+  setRouting(h, 3, 1);
+  h.settle();
+  const routedKey = h.kv.range("instances/").find((e) => e.key.includes("1.1.0"))!.key;
+  h.set(routedKey, "FAILED", { reason: "bad canary" });
+  h.set("instances/n1/g:a:1.0.0/0", "FAILED", { reason: "lost", lost: true });
+  let out = h.tick();
+  const record = h.targetRecord("g:a");
+  assert.equal(record.backoff, undefined, "a lost target instance is not a failure");
+  assert.deepEqual(
+    { ...record.routedBackoff, retryAt: undefined },
+    {
+      version: "1.1.0",
+      failures: 1,
+      retryAt: undefined,
+      lastFailedNode: routedKey.split("/")[1],
+      lastReason: `${routedKey.split("/")[1]}: bad canary`,
+    },
+  );
+  assert.ok(puts(out).some((p) => p.includes("g:a:1.0.0") && p.endsWith("LOAD")), puts(out).join());
+  assert.ok(!puts(out).some((p) => p.includes("g:a:1.1.0") && p.endsWith(" LOAD")), "1.1.0 waits");
+  assert.ok(out.waiting.some((w) => /g:a:1.1.0 \(routed\): backing off after 1 failure/.test(w)));
+  h.remove(routedKey);
+  h.remove("instances/n1/g:a:1.0.0/0");
+  h.now += 1_000;
+  out = h.tick();
+  assert.ok(puts(out).some((p) => p.includes("g:a:1.1.0") && p.endsWith(" LOAD")), "replaced after the wait");
+  h.settle();
+  h.now += 10_000;
+  h.tick();
+  assert.equal(h.targetRecord("g:a").routedBackoff, undefined, "healthy again: forgotten");
+  // A routed backoff left behind when the version is no longer routed is dropped.
+  putTarget(h.kv, "g:a", {
+    ...h.targetRecord("g:a"),
+    routedBackoff: { version: "1.1.0", failures: 2, retryAt: 0 },
+  });
+  clearRouting(h);
+  h.tick();
+  assert.equal(h.targetRecord("g:a").routedBackoff, undefined);
+});
+
+Deno.test("cdm: routing that names neither target version is ignored, and a decision void once routing changed", () => {
+  const h = new Harness(["n1", "n2"], [A, A11, manifest("g:a:2.0.0", { methods: ["get"] })]);
+  h.target("g:a", "2.0.0", 1);
+  setRouting(h, 1, 1);
+  h.settle();
+  assert.deepEqual(h.instances(), ["n1/a:2.0.0/0 ACTIVE"]);
+  assert.ok(
+    h.tick().waiting.some((w) => w.includes("routing names 1.0.0 and 1.1.0, not the target version 2.0.0")),
+  );
+  // Target 1.0.0 with routing to 1.1.0: the decision to place 1.1.0 fails if routing is cleared before it applies.
+  h.target("g:a", "1.0.0", 1);
+  const out = h.tick(false);
+  assert.ok(puts(out).some((p) => p.includes("g:a:1.1.0")), puts(out).join());
+  clearRouting(h);
+  assert.equal(isWriteOk(applyCommand(h.kv, out.commands[0].command)), false);
+  assert.equal(h.kv.range("instances/").filter((e) => e.key.includes("1.1.0")).length, 0);
+});

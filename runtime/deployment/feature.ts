@@ -210,6 +210,7 @@ function startDeployment(ctx: NodeContext, options: DeploymentFeatureOptions): F
     KEY_PREFIXES.instances,
     KEY_PREFIXES.endpoints,
     KEY_PREFIXES.routes,
+    KEY_PREFIXES.routing,
     KEY_PREFIXES.artifacts,
   ];
   unsubscribe.push(ctx.onEvents((events: readonly KvEvent[]) => {

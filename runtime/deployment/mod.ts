@@ -8,7 +8,7 @@
  * Wiring (per node):
  * - `cdm = new ClusterDeploymentManager(self)`; call `cdm.step({ kv: replica.state, members, nowMs,
  *   results, hasQuorum })` after applied batches that touch `leader`, `targets/`, `instances/`, `endpoints/`,
- *   `routes/` or `artifacts/`, on membership changes, when a write it sent completes, and at `wakeAtMs`
+ *   `routes/`, `routing/` or `artifacts/`, on membership changes, when a write it sent completes, and at `wakeAtMs`
  *   (coalescing calls is fine). Submit each `commands[i].command` with `replica.write`; report
  *   `{ id, ok: isWriteOk(result or error) }` in the next step's `results`. It does nothing unless the `leader`
  *   record names `self`.
@@ -60,7 +60,9 @@ export {
   type MemberStatus,
   type NodeCondition,
   nodeCondition,
+  routedVersion,
   type RouteView,
+  type RoutingView,
   type TargetView,
   ViewReader,
 } from "./view.ts";
@@ -112,5 +114,11 @@ export {
   perform,
 } from "./executor.ts";
 export { type Endpoint, EndpointRegistry, ENDPOINTS_PREFIX } from "./endpoints.ts";
-export { blueprintStatus, type InstanceStatus, type SliceStatus, sliceStatuses } from "./status.ts";
+export {
+  type BackoffStatus,
+  blueprintStatus,
+  type InstanceStatus,
+  type SliceStatus,
+  sliceStatuses,
+} from "./status.ts";
 export { DEPLOYMENT_SERVICE, type DeploymentService, instanceIdOf } from "./service.ts";

@@ -6,10 +6,12 @@
  *   GET    /blueprints/{id}            one blueprint, with its TOML source
  *   GET    /blueprints/{id}/status     the slices it owns: desired and actual instances, settled or not
  *   DELETE /blueprints/{id}            removes it and undeploys what only it owns (?dryRun=true: the plan)
- *   POST   /deploy    {artifact: "g:a:v", instances?: 1}     (?dryRun=true)
+ *   POST   /deploy    {artifact: "g:a:v", instances?: 1}     (?dryRun=true; another version of a deployed slice
+ *                      replaces it, unless `routing/` names both: then both keep running, see cluster_manager.ts)
  *   POST   /scale     {artifact: "g:a", instances: N}        (?dryRun=true)
  *   POST   /undeploy  {artifact: "g:a"}                      (?dryRun=true)
- *   GET    /slices                     every slice: version, desired and actual instances, each instance
+ *   GET    /slices                     every slice: version, desired and actual instances, each instance (of
+ *                                      every version; `routed` and `weights` while `routing/` keeps two)
  *
  * Every error is an AetherError, which the API turns into an RFC 7807 problem document: blueprint problems carry
  * `line`, `column`, `field` and `problems` (all of them); JSON body problems carry `field`. Changes are planned

@@ -4,8 +4,8 @@
  */
 
 import type { NodeId } from "../core/ids.ts";
-import type { LifecycleState } from "../kv/schema.ts";
-import type { DeploymentView } from "./view.ts";
+import type { LifecycleState, TargetBackoff } from "../kv/schema.ts";
+import { type DeploymentView, routedVersion } from "./view.ts";
 
 export interface InstanceStatus {
   node: NodeId;
@@ -27,11 +27,28 @@ export interface SliceStatus {
   /** ACTIVE instances of the target version on connected nodes. */
   active: number;
   owners: string[];
-  /** Desired ACTIVE count reached and nothing else of the slice left (no other version, nothing in progress). */
+  /**
+   * Desired ACTIVE count reached (of the target version, and of the routed version when there is one) and
+   * nothing else of the slice left (no other version, nothing in progress).
+   */
   settled: boolean;
   /** Present while the slice backs off after failures (until it has been healthy for a while). */
-  backoff?: { failures: number; retryAt: number; lastReason?: string };
+  backoff?: BackoffStatus;
+  /**
+   * While `routing/` names the target version and another one: that other version, which runs next to the
+   * target's at the same desired count (see cluster_manager.ts), with its ACTIVE count and its own backoff.
+   */
+  routed?: { version: string; desired: number; active: number; backoff?: BackoffStatus };
+  /** The version weights of `routing/`, by version, while a record exists. */
+  weights?: Record<string, number>;
+  /** Every instance of every version. */
   instances: InstanceStatus[];
+}
+
+export interface BackoffStatus {
+  failures: number;
+  retryAt: number;
+  lastReason?: string;
 }
 
 export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) => boolean): SliceStatus[] {
@@ -47,11 +64,21 @@ export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) 
       updatedAt: i.record.updatedAt,
       ...(i.record.reason !== undefined ? { reason: i.record.reason } : {}),
     }));
-    const active = target
-      ? instances.filter((i) => i.version === target.version && i.state === "ACTIVE" && i.connected).length
-      : 0;
+    const activeOf = (version: string) =>
+      instances.filter((i) => i.version === version && i.state === "ACTIVE" && i.connected).length;
+    const active = target ? activeOf(target.version) : 0;
     const desired = target?.instances ?? 0;
-    const settled = active === desired && instances.length === desired;
+    const routing = view.routing.get(slice)?.record;
+    const routedTo = target ? routedVersion(target.version, routing) : undefined;
+    const routedBackoff = target?.routedBackoff?.version === routedTo ? target?.routedBackoff : undefined;
+    const routed = routedTo === undefined ? undefined : {
+      version: routedTo,
+      desired,
+      active: activeOf(routedTo),
+      ...(routedBackoff ? { backoff: backoffStatus(routedBackoff) } : {}),
+    };
+    const settled = active === desired && (routed === undefined || routed.active === desired) &&
+      instances.length === desired * (routed ? 2 : 1);
     return {
       slice,
       ...(target ? { version: target.version } : {}),
@@ -59,18 +86,22 @@ export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) 
       active,
       owners: target?.owners ?? [],
       settled,
-      ...(target?.backoff
-        ? {
-          backoff: {
-            failures: target.backoff.failures,
-            retryAt: target.backoff.retryAt,
-            ...(target.backoff.lastReason !== undefined ? { lastReason: target.backoff.lastReason } : {}),
-          },
-        }
+      ...(target?.backoff ? { backoff: backoffStatus(target.backoff) } : {}),
+      ...(routed ? { routed } : {}),
+      ...(routing
+        ? { weights: { [routing.oldVersion]: routing.oldWeight, [routing.newVersion]: routing.newWeight } }
         : {}),
       instances,
     };
   });
+}
+
+function backoffStatus(backoff: TargetBackoff): BackoffStatus {
+  return {
+    failures: backoff.failures,
+    retryAt: backoff.retryAt,
+    ...(backoff.lastReason !== undefined ? { lastReason: backoff.lastReason } : {}),
+  };
 }
 
 /** The slices a blueprint owns, and whether all of them settled. */

@@ -209,3 +209,40 @@ Deno.test("status: desired and actual per slice, settled only when exactly the d
   ]);
   assert.equal(blueprintStatus(view, "shop:app:1.0.0", () => true).settled, false);
 });
+
+Deno.test("status: while routing keeps a second version, both show with their instances; settled needs both", () => {
+  const kv = state();
+  apply(kv, planDeploy(kv, "shop:db:1.0.0", 2, 1));
+  const put = (key: string, value: unknown) =>
+    applyCommand(kv, { type: "put", key, value: new TextEncoder().encode(JSON.stringify(value)) });
+  put(kvKeys.routing("shop:db"), {
+    oldVersion: "1.0.0",
+    newVersion: "1.2.0",
+    oldWeight: 3,
+    newWeight: 1,
+    updatedAt: 2,
+  });
+  put(kvKeys.instance("n1", "shop:db:1.0.0", 0), { state: "ACTIVE", updatedAt: 3 });
+  put(kvKeys.instance("n2", "shop:db:1.0.0", 0), { state: "ACTIVE", updatedAt: 3 });
+  put(kvKeys.instance("n3", "shop:db:1.2.0", 0), { state: "ACTIVE", updatedAt: 3 });
+  put(kvKeys.instance("n1", "shop:db:1.2.0", 0), { state: "LOADING", updatedAt: 3 });
+  const reader = new ViewReader();
+  let db = sliceStatuses(reader.read(kv), () => true)[0];
+  assert.deepEqual(
+    [db.version, db.desired, db.active, db.settled, db.routed, db.weights],
+    ["1.0.0", 2, 2, false, { version: "1.2.0", desired: 2, active: 1 }, { "1.0.0": 3, "1.2.0": 1 }],
+  );
+  assert.deepEqual(db.instances.map((i) => `${i.node} ${i.version} ${i.state}`), [
+    "n1 1.0.0 ACTIVE",
+    "n1 1.2.0 LOADING",
+    "n2 1.0.0 ACTIVE",
+    "n3 1.2.0 ACTIVE",
+  ]);
+  put(kvKeys.instance("n1", "shop:db:1.2.0", 0), { state: "ACTIVE", updatedAt: 4 });
+  db = sliceStatuses(reader.read(kv), () => true)[0];
+  assert.equal(db.settled, true);
+  // Without the routing record, the 1.2.0 instances are left-overs: not settled until they are gone.
+  applyCommand(kv, { type: "delete", key: kvKeys.routing("shop:db") });
+  db = sliceStatuses(reader.read(kv), () => true)[0];
+  assert.deepEqual([db.settled, db.routed, db.weights], [false, undefined, undefined]);
+});

@@ -20,6 +20,7 @@ import {
   type RecordFamily,
   type RecordTypes,
   type RouteRecord,
+  type RoutingRecord,
   type TargetRecord,
 } from "../kv/schema.ts";
 import { decodeValueMemo, parseKeyMemo } from "./_memo.ts";
@@ -76,6 +77,14 @@ export interface RouteView {
   modRevision: number;
 }
 
+/** `routing/{g}:{a}`: version weights; deployment keeps both versions running while it exists. */
+export interface RoutingView {
+  key: string;
+  base: string;
+  record: RoutingRecord;
+  modRevision: number;
+}
+
 export interface DeploymentView {
   revision: number;
   leader?: { record: LeaderRecord; modRevision: number };
@@ -87,6 +96,8 @@ export interface DeploymentView {
   instancesByBase: Map<string, InstanceView[]>;
   endpoints: EndpointView[];
   routes: RouteView[];
+  /** By `group:artifact`. */
+  routing: Map<string, RoutingView>;
   catalog: ArtifactCatalog;
   /** Entries that did not decode (skipped): what was wrong with each. */
   problems: string[];
@@ -119,7 +130,7 @@ export class ViewReader {
         return undefined;
       }
     };
-    const keyOf = <F extends "target" | "instance" | "endpoint" | "route">(
+    const keyOf = <F extends "target" | "instance" | "endpoint" | "route" | "routing">(
       key: string,
       family: F,
     ): KeyOf<F> => {
@@ -137,6 +148,7 @@ export class ViewReader {
       instancesByBase: new Map(),
       endpoints: [],
       routes: [],
+      routing: new Map(),
       catalog: this.#readCatalog(kv.range(KEY_PREFIXES.artifacts), problems),
       problems,
     };
@@ -207,6 +219,14 @@ export class ViewReader {
       });
       if (route) view.routes.push(route);
     }
+    for (const entry of kv.range(KEY_PREFIXES.routing)) {
+      const routing = cached(entry, (): RoutingView => {
+        const key = keyOf(entry.key, "routing");
+        const base = `${key.slice.group}:${key.slice.artifact}`;
+        return { key: entry.key, base, record: record("routing", entry), modRevision: entry.modRevision };
+      });
+      if (routing) view.routing.set(routing.base, routing);
+    }
     this.#built = built;
     return view;
   }
@@ -224,6 +244,17 @@ export class ViewReader {
 }
 
 type KeyOf<F extends string> = Extract<ReturnType<typeof parseKey>, { family: F }>;
+
+/**
+ * The version `routing/` keeps running next to the target's: the other one it names, when it names the target's
+ * version; undefined when there is no record or it names neither (it then does not describe this deployment).
+ */
+export function routedVersion(targetVersion: string, routing: RoutingRecord | undefined): string | undefined {
+  if (!routing) return undefined;
+  if (routing.oldVersion === targetVersion) return routing.newVersion;
+  if (routing.newVersion === targetVersion) return routing.oldVersion;
+  return undefined;
+}
 
 /** One cluster member as the local node sees it. */
 export interface MemberStatus {

@@ -40,6 +40,8 @@ export const DEFAULT_TIMEOUT_MS = 5_000;
 export const DEFAULT_LATE_AFTER_MS = 10;
 /** What `describeFetchError` says when nothing listens on the port. */
 const REFUSED = "Connection refused";
+/** How much of a non-2xx answer's body an outcome keeps. */
+const ERROR_BODY_CHARS = 400;
 
 export interface LoadOptions {
   /** `"POST /api/v1/orders"`; the path may hold template patterns. */
@@ -92,6 +94,7 @@ export interface RequestOutcome {
   sentAt: number | null;
   endedAt: number;
   latencyMs: number | null;
+  /** Why it failed: the connection error, or the start of a non-2xx answer's body (a problem document). */
   error?: string;
   /** URLs tried: 1, more with `failover` after refused connections, 0 when dropped. */
   attempts: number;
@@ -469,18 +472,19 @@ export function startLoad(options: LoadOptions): LoadRun {
       const url = p.urls[position];
       try {
         const response = await fetch(url + path, { method: p.method, headers: p.headers, body, signal });
-        await response.arrayBuffer();
+        // A failed answer's body says why (a problem document); keep its start for the outcome.
+        const answer = response.ok ? (await response.arrayBuffer(), undefined) : await response.text();
         const endedAt = clock.now();
-        const kind = response.ok ? "ok" : "http_error";
         return {
           index,
           url,
-          kind,
+          kind: response.ok ? "ok" : "http_error",
           status: response.status,
           scheduledAt,
           sentAt,
           endedAt,
           latencyMs: endedAt - sentAt,
+          ...(answer === undefined ? {} : { error: answer.slice(0, ERROR_BODY_CHARS) }),
           attempts,
         };
       } catch (e) {

@@ -163,10 +163,15 @@ function printBanner(nodes: NodeProcess[], leader: string, example: string | nul
 }
 
 /**
- * Builds every slice of examples/<name> (each folder with a slice.ts), pushes the artifacts and applies the
- * example's blueprint, waiting until every instance is ACTIVE. It runs the same CLI commands a user would.
+ * Builds every slice of examples/<name> (each folder with a slice.ts) into `outDir`, pushes the artifacts and
+ * applies the example's blueprint, waiting until every instance is ACTIVE. It runs the same CLI commands a
+ * user would. Exported for the end-to-end tests, which deploy the example exactly as Forge does.
  */
-async function deployExample(name: string, api: string): Promise<void> {
+export async function deployExample(
+  name: string,
+  api: string,
+  outDir = `${FORGE_DIR}/dist/${name}`,
+): Promise<void> {
   const exampleDir = `${PROJECT_ROOT}/examples/${name}`;
   const blueprint = `${exampleDir}/blueprint.toml`;
   try {
@@ -181,7 +186,6 @@ async function deployExample(name: string, api: string): Promise<void> {
     .filter((e) => e.isDirectory && existsSync(`${exampleDir}/${e.name}/slice.ts`))
     .map((e) => e.name)
     .sort();
-  const outDir = `${FORGE_DIR}/dist/${name}`;
   const cli = async (args: string[]) => {
     const code = await runCli(args);
     if (code !== 0) throw new Error(`"aether ${args.join(" ")}" failed (exit ${code})`);

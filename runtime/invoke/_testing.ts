@@ -12,7 +12,13 @@ import { KvState } from "../kv/state.ts";
 import type { KvCommand, KvEvent } from "../kv/commands.ts";
 import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../kv/schema.ts";
 import { EndpointRegistry } from "../deployment/endpoints.ts";
-import { buildSlice, type BuiltSlice, SliceExecutor, type SliceLogEntry } from "../sandbox/mod.ts";
+import {
+  buildSlice,
+  type BuiltSlice,
+  type IsolationMode,
+  SliceExecutor,
+  type SliceLogEntry,
+} from "../sandbox/mod.ts";
 import { SliceInvoker, type SliceInvokerOptions } from "./invoker.ts";
 import { InvokeSettings, timeoutKey } from "./settings.ts";
 
@@ -45,7 +51,10 @@ export interface TestNode {
   stopped: boolean;
 }
 
-export type NodeOptions = Partial<Pick<SliceInvokerOptions, "retry" | "flow" | "defaultTimeoutMs">>;
+export type NodeOptions = Partial<Pick<SliceInvokerOptions, "retry" | "flow" | "defaultTimeoutMs">> & {
+  /** The sandbox isolation of the node's executor (default worker). */
+  mode?: IsolationMode;
+};
 
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -84,14 +93,16 @@ export class InProcessCluster {
       const sliceLogs: SliceLogEntry[] = [];
       const log: Logger = createLogger({ level: "debug", name: mesh.self, sink: (line) => lines.push(line) });
       const late: { invoker?: SliceInvoker } = {};
+      const { mode = "worker", ...nodeOptions } = typeof options === "function"
+        ? options(mesh.self)
+        : options;
       const executor = new SliceExecutor({
-        policy: { mode: "worker", net: [], env: [], memoryLimitMb: 256 },
+        policy: { mode, net: [], env: [], memoryLimitMb: 256 },
         warmProcesses: false,
         onOutboundCall: (call) => late.invoker!.outboundHandler(call),
         onLog: (entry) => sliceLogs.push(entry),
       });
       const registry = EndpointRegistry.fromKv(cluster.state);
-      const nodeOptions = typeof options === "function" ? options(mesh.self) : options;
       const invoker = late.invoker = new SliceInvoker({
         self: mesh.self,
         mesh,

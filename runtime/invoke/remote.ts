@@ -17,6 +17,7 @@
  */
 
 import { AetherError } from "../core/errors.ts";
+import { type Deadline, deadlineTimers } from "../core/deadline_timers.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
@@ -90,7 +91,7 @@ interface Pending {
   requestId: string;
   resolve(outcome: InvokeOutcome): void;
   reject(error: InvokeFailure): void;
-  timer: ReturnType<typeof setTimeout>;
+  deadline: Deadline;
 }
 
 interface Waiter {
@@ -180,10 +181,11 @@ export class RemoteCalls {
     gate.bytes += bytes;
     this.#wakeNext(gate);
     return new Promise<InvokeOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // The shared deadline timer runs on Date.now; `now` may be another clock (tests): convert.
+      const deadline = deadlineTimers.schedule(Date.now() + (call.deadlineMs - this.#now()), () => {
         if (this.#settle(c)) reject(this.#deadline(node, call));
-      }, Math.max(0, call.deadlineMs - this.#now()));
-      this.#pending.set(c, { node, bytes, requestId: call.requestId, resolve, reject, timer });
+      });
+      this.#pending.set(c, { node, bytes, requestId: call.requestId, resolve, reject, deadline });
     });
   }
 
@@ -361,7 +363,7 @@ export class RemoteCalls {
     const pending = this.#pending.get(c);
     if (!pending) return undefined;
     this.#pending.delete(c);
-    clearTimeout(pending.timer);
+    pending.deadline.cancel();
     const gate = this.#gates.get(pending.node);
     if (gate) this.#release(gate, pending.bytes);
     return pending;

@@ -533,6 +533,16 @@ export interface TargetRecord {
    * than `lastFailedNode`. Cleared once the slice has stayed healthy for a while.
    */
   backoff?: TargetBackoff;
+  /**
+   * The same for the other version `routing/{g}:{a}` keeps running next to the target's (see
+   * runtime/deployment/cluster_manager.ts): its failures back off on their own, so a failing canary never delays
+   * replacements of the target version. Tagged with its version; dropped when that version is no longer routed.
+   */
+  routedBackoff?: RoutedBackoff;
+}
+
+export interface RoutedBackoff extends TargetBackoff {
+  version: string;
 }
 
 export interface TargetBackoff {
@@ -731,6 +741,13 @@ const blueprintCheck: Check<BlueprintRecord> = refine(
   },
 );
 
+const backoffFields = {
+  failures: integer(1, 1_000_000),
+  retryAt: timestamp(),
+  lastFailedNode: optional(nodeId),
+  lastReason: optional(string({ maxLength: 1024 })),
+};
+
 const targetCheck: Check<TargetRecord> = refine(
   object({
     version,
@@ -739,12 +756,8 @@ const targetCheck: Check<TargetRecord> = refine(
     max: optional(integer(1, 10_000)),
     owners: array(coordsField, { unique: true }),
     updatedAt: timestamp(),
-    backoff: optional(object({
-      failures: integer(1, 1_000_000),
-      retryAt: timestamp(),
-      lastFailedNode: optional(nodeId),
-      lastReason: optional(string({ maxLength: 1024 })),
-    })),
+    backoff: optional(object(backoffFields)),
+    routedBackoff: optional(object({ version, ...backoffFields })),
   }),
   bounds,
 );

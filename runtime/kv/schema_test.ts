@@ -269,6 +269,7 @@ const RECORDS: { [F in RecordFamily]: { key: string; value: RecordTypes[F] } } =
       owners: ["org.example:shop:1.0.0"],
       updatedAt: 5,
       backoff: { failures: 2, retryAt: 4_000, lastFailedNode: "n3" },
+      routedBackoff: { version: "1.3.0", failures: 1, retryAt: 5_000 },
     },
   },
   instance: {
@@ -391,6 +392,12 @@ Deno.test("schema: malformed records are refused, naming the field", () => {
     ["instance", (v) => v.retiring = "yes", "retiring", /retiring must be true or false/],
     ["target", (v) => v.backoff = { failures: 0, retryAt: 1 }, "backoff.failures", /from 1 to/],
     ["target", (v) => v.backoff = { failures: 1 }, "backoff.retryAt", /backoff.retryAt is missing/],
+    [
+      "target",
+      (v) => v.routedBackoff = { failures: 1, retryAt: 1 },
+      "routedBackoff.version",
+      /routedBackoff.version is missing/,
+    ],
     ["endpoint", (v) => v.registeredAt = null, "registeredAt", /got null/],
     ["route", (v) => v.slice = "orders", "slice", /slice must be "group:artifact", got "orders"/],
     ["route", (v) => v.method = "get-order", "method", /method must be a method name/],

@@ -10,6 +10,7 @@
 
 import { startRuntime } from "../../slices/_runtime.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+import { LineSplitter } from "./_lines.ts";
 
 const MEMORY_MARKER = "@@aether-memory-limit ";
 const [rssLimitArg, intervalArg] = Deno.args;
@@ -60,19 +61,16 @@ function startWatchdog(): void {
   new Worker(url, { type: "module", name: "aether-memory-watchdog" });
 }
 
+/** Reads host messages from stdin: plain reads into one buffer (no stream machinery), one decode per chunk. */
 async function readMessages(handler: (message: HostMessage) => void): Promise<void> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of Deno.stdin.readable) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let start = 0;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n", start)) >= 0) {
-      const line = buffer.slice(start, newline);
-      start = newline + 1;
-      if (line !== "") handler(JSON.parse(line) as HostMessage);
-    }
-    buffer = buffer.slice(start);
+  const read = Deno.stdin.read.bind(Deno.stdin); // taken before the bundle loads and could replace it
+  const buffer = new Uint8Array(64 * 1024);
+  const lines = new LineSplitter();
+  const deliver = (line: string) => handler(JSON.parse(line) as HostMessage);
+  while (true) {
+    const n = await read(buffer);
+    if (n === null) break;
+    if (!lines.push(buffer.subarray(0, n), deliver)) throw new Error("the host sent an oversized message");
   }
   flush();
   exitProcess(0); // stdin closed: the host is gone or unloading us.

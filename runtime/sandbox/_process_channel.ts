@@ -9,13 +9,14 @@
 import type { ChannelEvents, FailureKind, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, processPermissionFlags } from "./policy.ts";
 import type { HostMessage } from "../../slices/protocol.ts";
+import { LineSplitter, MAX_MESSAGE_CHARS } from "./_lines.ts";
+
+export { MAX_MESSAGE_CHARS } from "./_lines.ts";
 
 const CHILD_MAIN = new URL("./_child_main.ts", import.meta.url);
 /** What the watchdog writes to stderr when the RSS passes the limit (followed by the RSS in bytes). */
 export const MEMORY_MARKER = "@@aether-memory-limit ";
 const WATCHDOG_INTERVAL_MS = 10;
-/** The largest message a sandbox may send (a call's result, a log line); more fails the instance. */
-export const MAX_MESSAGE_CHARS = 64 * 1024 * 1024;
 const STDERR_TAIL_CHARS = 4096;
 /** Passed into the child when the node can read them, so Deno finds its module cache. */
 const PASSED_ENV = ["DENO_DIR", "HOME", "XDG_CACHE_HOME", "NO_COLOR"];
@@ -196,40 +197,32 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
   };
 
   const stdoutDone = (async () => {
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const chunk of child.stdout) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let start = 0;
-      let newline: number;
-      while ((newline = buffer.indexOf("\n", start)) >= 0) {
-        const line = buffer.slice(start, newline);
-        start = newline + 1;
-        if (line === "") continue;
-        let message;
+    const reader = child.stdout.getReader();
+    const lines = new LineSplitter();
+    const deliver = (line: string) => {
+      let message;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        protocolError ??= `the sandbox wrote a line that is not a protocol message: ${line.slice(0, 120)}`;
+        kill();
+        return;
+      }
+      if (open && protocolError === undefined) {
         try {
-          message = JSON.parse(line);
-        } catch {
-          protocolError ??= `the sandbox wrote a line that is not a protocol message: ${line.slice(0, 120)}`;
+          events.message(message);
+        } catch (e) {
+          protocolError ??= `a message from the sandbox could not be handled: ${(e as Error).message}`;
           kill();
-          continue;
-        }
-        if (open && protocolError === undefined) {
-          try {
-            events.message(message);
-          } catch (e) {
-            protocolError ??= `a message from the sandbox could not be handled: ${(e as Error).message}`;
-            kill();
-          }
         }
       }
-      buffer = buffer.slice(start);
-      if (buffer.length > MAX_MESSAGE_CHARS) {
-        protocolError ??= `the sandbox sent a message larger than ${
-          MAX_MESSAGE_CHARS / 2 ** 20
-        } Mi characters`;
+    };
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (!lines.push(value, deliver)) {
+        protocolError ??= `the sandbox sent a message larger than ${MAX_MESSAGE_CHARS / 2 ** 20} Mi characters`;
         kill();
-        buffer = "";
       }
     }
   })();
@@ -267,13 +260,27 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
     exited = true;
   });
 
+  // Messages wait for the end of the event loop turn (setImmediate, after the I/O that is ready has been
+  // handled) and go out in one write: under load the HTTP server hands over one request per task, and one
+  // write per request costs both processes a system call and the child a wakeup each. While a write is in
+  // progress, further messages gather for the next one.
   let queue: string[] = [];
+  let scheduled = false;
+  let writing = false;
   const flush = () => {
-    const text = queue.join("");
+    scheduled = false;
+    if (writing || queue.length === 0) return;
+    const text = queue.length === 1 ? queue[0] : queue.join("");
     queue = [];
-    if (!exited) {
-      writer.write(encoder.encode(text)).catch(() => {/* the child is gone; `finished` reports it */});
-    }
+    if (exited) return;
+    writing = true;
+    writer.write(encoder.encode(text)).then(
+      () => {
+        writing = false;
+        if (queue.length > 0) flush();
+      },
+      () => {/* the child is gone; `finished` reports it */},
+    );
   };
 
   return {
@@ -285,8 +292,11 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
         : message;
       const line = JSON.stringify(wire);
       if (line === undefined) throw new TypeError("message cannot be serialized as JSON");
-      if (queue.length === 0) queueMicrotask(flush);
       queue.push(line + "\n");
+      if (!scheduled && !writing) {
+        scheduled = true;
+        setImmediate(flush);
+      }
     },
     async close() {
       open = false;

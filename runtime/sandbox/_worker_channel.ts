@@ -39,12 +39,14 @@ export function openWorkerChannel(
     end("crash", `the worker crashed: ${event.message}`);
   };
   worker.onmessageerror = () => end("protocol", "the worker sent a message that could not be deserialized");
-  // Messages sent in one task travel as one batch: a postMessage costs far more than its contents.
+  // Messages travel in batches: a postMessage costs far more than its contents. A batch closes at the end
+  // of the event loop turn (setImmediate, after the I/O that is ready has been handled), so that under load
+  // the HTTP requests of one turn, which the server hands over one task each, share one message.
   let queue: HostMessage[] = [];
   const flush = () => {
     const batch = queue;
     queue = [];
-    if (!open) return;
+    if (!open || batch.length === 0) return;
     try {
       worker.postMessage(batch.length === 1 ? batch[0] : batch);
     } catch {
@@ -60,7 +62,7 @@ export function openWorkerChannel(
   return {
     send(message) {
       if (!open) return;
-      if (queue.length === 0) queueMicrotask(flush);
+      if (queue.length === 0) setImmediate(flush);
       queue.push(message);
     },
     close() {

@@ -13,6 +13,7 @@
  */
 
 import { AetherError } from "../core/errors.ts";
+import { type Deadline, deadlineTimers } from "../core/deadline_timers.ts";
 import { randomHex } from "../core/ids.ts";
 import { parseCoordinates } from "../core/artifact.ts";
 import { resolveConfig } from "../../slices/config.ts";
@@ -145,10 +146,15 @@ type Timer = ReturnType<typeof setTimeout>;
 interface Pending {
   resolve(outcome: InvokeOutcome): void;
   reject(error: AetherError): void;
-  timer: Timer;
-  what: string;
+  /** A method call's deadline (on the shared deadline timer). */
+  deadline?: Deadline;
+  /** A hook's deadline. */
+  timer?: Timer;
   /** A method call (not a hook). */
   call: boolean;
+  /** The method, or the hook's name. */
+  name: string;
+  requestId: string;
 }
 
 const encoder = new TextEncoder();
@@ -370,15 +376,26 @@ export class SliceHost {
     const deadline = Math.min(options.deadlineMs ?? Infinity, now + timeoutMs);
     const requestId = options.requestId ?? randomHex(8);
     const traceparent = isTraceparent(options.traceparent) ? options.traceparent : newTraceparent();
-    const id = this.#nextId++;
-    const what = `${this.manifest.coordinates} ${method} (request ${requestId})`;
     if (deadline <= now) {
       // Nothing to send: the caller has already given up. Not a sign of a stuck sandbox either.
-      return Promise.reject(new AetherError("timeout", `${what}: its deadline had passed before the call`));
+      return Promise.reject(
+        new AetherError(
+          "timeout",
+          `${this.manifest.coordinates} ${method} (request ${requestId}): its deadline had passed before the call`,
+        ),
+      );
     }
+    const id = this.#nextId++;
     return new Promise<InvokeOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => this.#callOverran(id, deadline - now), Math.max(0, deadline - now));
-      this.#pending.set(id, { resolve, reject, timer, what, call: true });
+      const budgetMs = deadline - now;
+      this.#pending.set(id, {
+        resolve,
+        reject,
+        deadline: deadlineTimers.schedule(deadline, () => this.#callOverran(id, budgetMs)),
+        call: true,
+        name: method,
+        requestId,
+      });
       this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline });
     });
   }
@@ -454,13 +471,7 @@ export class SliceHost {
       const timer = setTimeout(() => {
         this.#fail("deadline", `the ${hook} hook did not finish within ${this.timeouts.hookMs} ms`);
       }, this.timeouts.hookMs);
-      this.#pending.set(id, {
-        resolve,
-        reject,
-        timer,
-        what: `the ${hook} hook of ${this.#label}`,
-        call: false,
-      });
+      this.#pending.set(id, { resolve, reject, timer, call: false, name: hook, requestId });
       this.#send(id, { t: "hook", id, hook, requestId, traceparent: newTraceparent(), deadline });
     });
     if (!outcome.ok) {
@@ -502,20 +513,29 @@ export class SliceHost {
     const pending = this.#pending.get(id);
     if (pending) {
       this.#pending.delete(id);
-      clearTimeout(pending.timer);
+      pending.deadline?.cancel();
+      if (pending.timer !== undefined) clearTimeout(pending.timer);
     }
     return pending;
+  }
+
+  /** What a pending call or hook is, for error messages. */
+  #what(pending: Pending): string {
+    return pending.call
+      ? `${this.manifest.coordinates} ${pending.name} (request ${pending.requestId})`
+      : `the ${pending.name} hook of ${this.#label}`;
   }
 
   #callOverran(id: number, budgetMs: number): void {
     const pending = this.#take(id);
     if (!pending) return;
+    const what = this.#what(pending);
     pending.reject(
-      new AetherError("timeout", `${pending.what} did not answer within its deadline of ${budgetMs} ms`, {
+      new AetherError("timeout", `${what} did not answer within its deadline of ${budgetMs} ms`, {
         instanceId: this.instanceId,
       }),
     );
-    this.#startProbe(`${pending.what} overran its deadline of ${budgetMs} ms`);
+    this.#startProbe(`${what} overran its deadline of ${budgetMs} ms`);
   }
 
   /** Asks the sandbox for a sign of life; no answer within `probeMs` means it is stuck and must go. */
@@ -658,19 +678,26 @@ export class SliceHost {
         new AetherError("timeout", `the deadline of ${call.name}.${call.method} had passed`),
       );
     }
-    let timer: Timer | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`),
-          ),
-        budgetMs,
+    return new Promise<InvokeOutcome>((resolve, reject) => {
+      const deadline = deadlineTimers.schedule(call.deadlineMs, () =>
+        reject(new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`)));
+      let result: Promise<InvokeOutcome>;
+      try {
+        result = this.#onOutboundCall(call);
+      } catch (e) {
+        result = Promise.reject(e);
+      }
+      result.then(
+        (outcome) => {
+          deadline.cancel();
+          resolve(outcome);
+        },
+        (e) => {
+          deadline.cancel();
+          reject(e);
+        },
       );
     });
-    return Promise.race([Promise.resolve().then(() => this.#onOutboundCall(call)), deadline]).finally(() =>
-      clearTimeout(timer)
-    );
   }
 
   #reply(id: number, outcome: InvokeOutcome): void {
@@ -703,7 +730,7 @@ export class SliceHost {
   #rejectAll(error: (what: string) => AetherError): void {
     for (const id of [...this.#pending.keys()]) {
       const pending = this.#take(id);
-      pending?.reject(error(pending.what));
+      if (pending) pending.reject(error(this.#what(pending)));
     }
   }
 

@@ -1,23 +1,26 @@
 /**
  * Helper process of invoke_bench.ts: where an HTTP request's time goes. One Deno.serve, whose handler is
- * switched between layers, each driven by wrk -t1 -c50 while this process's CPU time is read from /proc:
+ * switched between layers, each driven by wrk -t1 -c50 while the CPU time of this process and its children
+ * (the sandbox process in process isolation) is read from /proc:
  *
  *   raw       a hello world
  *   worker    one postMessage round trip to a Worker that echoes
- *   executor  SliceExecutor.invoke of the `hello` slice (worker isolation)
+ *   executor  SliceExecutor.invoke of the `hello` slice (in the given isolation)
  *   invoker   SliceInvoker.invoke of it (lookup, selection, deadline, ids)
  *   handler   the application HTTP handler (route match, request id in and out, problem documents)
  *
- *   deno run -A --unstable-worker-options tests/bench/_invoke_layers.ts <seconds>
- * prints one JSON line per layer: {layer, requestsPerSecond, cpuUsPerRequest}.
+ *   deno run -A --unstable-worker-options tests/bench/_invoke_layers.ts <seconds> [worker|process]
+ * prints one JSON line per layer: {layer, requestsPerSecond, cpuUsPerRequest, ownCpuUsPerRequest}.
  */
 
 import { silentLogger } from "../../runtime/core/log.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
 import { createAppHandler, RouteDirectory } from "../../runtime/http/mod.ts";
+import type { IsolationMode } from "../../runtime/sandbox/mod.ts";
 
 const seconds = Number(Deno.args[0] ?? 4);
-const cluster = await InProcessCluster.start(["n1"]);
+const mode = (Deno.args[1] ?? "worker") as IsolationMode;
+const cluster = await InProcessCluster.start(["n1"], { mode });
 const instanceId = await cluster.deploy("n1", await fixture("hello"));
 const node = cluster.node("n1");
 const directory = new RouteDirectory(() => cluster.state);
@@ -54,10 +57,25 @@ const layers: Record<string, Handler> = {
   handler: app,
 };
 
-function cpuSeconds(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/** CPU seconds (user + system) of this process and, unless `own`, every process below it (Linux /proc). */
+function cpuSeconds(own = false): number {
+  let ticks = 0;
+  const visit = (pid: number) => {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+      if (own) return;
+      for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const children = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
+        if (children) for (const child of children.split(/\s+/)) visit(Number(child));
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  };
+  visit(Deno.pid);
+  return ticks / 100;
 }
 
 async function wrk(url: string, duration: number): Promise<{ text: string; requests: number }> {
@@ -77,10 +95,17 @@ for (const [layer, handler] of Object.entries(layers)) {
   current = handler;
   await wrk(url, 1); // warm-up
   const before = cpuSeconds();
+  const ownBefore = cpuSeconds(true);
   const { text, requests } = await wrk(url, seconds);
   const cpu = cpuSeconds() - before;
+  const own = cpuSeconds(true) - ownBefore;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
-  console.log(JSON.stringify({ layer, requestsPerSecond: rps, cpuUsPerRequest: (cpu * 1e6) / requests }));
+  console.log(JSON.stringify({
+    layer,
+    requestsPerSecond: rps,
+    cpuUsPerRequest: (cpu * 1e6) / requests,
+    ownCpuUsPerRequest: (own * 1e6) / requests,
+  }));
 }
 await server.shutdown();
 echo.terminate();

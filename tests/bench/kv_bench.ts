@@ -4,8 +4,9 @@
  * size. Prints puts/s and p50/p99 for each and the ratio, then Aether's leader failover time (with etcd's for
  * comparison) and how long a member that missed N writes needs to catch up.
  *
- * Durability is comparable: Aether runs with --fsync always (every consensus step fsynced before it is sent or
- * acknowledged); etcd fsyncs its WAL before acknowledging (its only mode).
+ * Durability is comparable: Aether runs with --fsync always (every vote fsynced before it is sent, so an
+ * acknowledged write is on the voters' disks); etcd fsyncs its WAL before acknowledging (its only mode). A second
+ * Aether run with --fsync never (survives kill -9, not power loss) shows what the fsyncs cost.
  *
  * Flags: --concurrency 32 --duration-ms 10000 --value-bytes 256 --catchup-writes 100000 --skip-etcd
  */
@@ -92,14 +93,14 @@ function etcdPut(clientUrl: string) {
 
 // ---------------------------------------------------------------------------------------------------- Aether
 
-async function startAether(root: string): Promise<NodeProcess[]> {
+async function startAether(root: string, fsync: "always" | "never" = "always"): Promise<NodeProcess[]> {
   const secretFile = `${root}/secret`;
   await Deno.mkdir(root, { recursive: true });
   await Deno.writeTextFile(secretFile, crypto.randomUUID());
   const ids = ["n1", "n2", "n3"];
   const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
   const nodes = ids.map((id) =>
-    new NodeProcess({ id, peers, dataDir: `${root}/${id}`, secretFile, extraArgs: ["--fsync", "always"] })
+    new NodeProcess({ id, peers, dataDir: `${root}/${id}`, secretFile, extraArgs: ["--fsync", fsync] })
   );
   await Promise.all(nodes.map((n) => n.start()));
   await leaderOf(nodes);
@@ -283,6 +284,11 @@ try {
   await drive(aetherTargets, 1_000); // warm-up
   const aetherResult = await drive(aetherTargets, DURATION_MS);
   console.log(row("aether", aetherResult));
+  const relaxed = await startAether(`${root}/aether-nofsync`, "never");
+  const relaxedTargets = relaxed.map((n) => aetherPut(n.apiUrl));
+  await drive(relaxedTargets, 1_000);
+  console.log(row("aether*", await drive(relaxedTargets, DURATION_MS)) + "   *--fsync never");
+  await Promise.all(relaxed.map((n) => n.stop("SIGKILL")));
 
   let etcdResult: LoadResult | null = null;
   if (!flags["skip-etcd"]) {

@@ -69,6 +69,9 @@ export interface SliceStatus {
   owners: string[];
   settled: boolean;
   backoff?: { failures: number; retryAt: number; lastReason?: string };
+  /** While version weights keep a second version running next to the target's. */
+  routed?: { version: string; desired: number; active: number };
+  weights?: Record<string, number>;
   instances: InstanceStatus[];
 }
 
@@ -269,9 +272,10 @@ export function slicesTable(slices: SliceStatus[]): string {
     ["SLICE", "VERSION", "DESIRED", "ACTIVE", "STATUS", "INSTANCES"],
     slices.map((s) => [
       s.slice,
-      s.version ?? "-",
+      // A routed version runs next to the target's (weights in `routing`): `1.0.0 +1.1.0`, ACTIVE `2+2`.
+      s.routed ? `${s.version} +${s.routed.version}` : s.version ?? "-",
       s.desired,
-      s.active,
+      s.routed ? `${s.active}+${s.routed.active}` : s.active,
       statusWord(s),
       s.instances.map((i) =>
         `${i.node}/${i.n}${i.version !== s.version ? `@${i.version}` : ""} ${i.state}${

@@ -63,3 +63,17 @@ Deno.test("cli slices: a table with each instance's node and state, and failures
   assert.match(text, /failures:\n {2}org\.example:inventory n2\/0 FAILED: crashed/);
   assert.equal(slicesTable([]), "no slices deployed");
 });
+
+Deno.test("cli slices: a version kept by weights shows next to the target's, with its instances", () => {
+  const s = slice({ desired: 1, settled: true, routed: { version: "1.1.0", desired: 1, active: 1 } }, [
+    "ACTIVE",
+    "ACTIVE",
+  ]);
+  s.active = 1;
+  s.instances[1].version = "1.1.0";
+  const text = slicesTable([s]);
+  assert.match(
+    text,
+    /org\.example:inventory\s+1\.0\.0 \+1\.1\.0\s+1\s+1\+1\s+settled\s+n1\/0 ACTIVE {2}n2\/0@1\.1\.0 ACTIVE/,
+  );
+});

@@ -10,11 +10,13 @@
  *   violations. ACTIVE instances crash now and then.
  * - Faults: node crashes (its instances die with it) and restarts, isolation and healing, forced leader
  *   changes; the leader record moves to the lowest live node when the leader is gone. Operators scale slices,
- *   change versions, and apply and delete a second blueprint that shares a slice.
+ *   change versions, set and clear version weights (`routing/`, which keeps two versions running), and apply
+ *   and delete a second blueprint that shares a slice.
  * - Checks: at the revision where an instance is given ACTIVATE, every slice it calls has an ACTIVE instance
  *   in range (dependency order); after the last fault the cluster converges within a bound (every target at
- *   its count of ACTIVE instances of its version, nothing else, endpoints and routes exactly matching, every
- *   node's executor matching KV, no key on a departed node, spread within one per node); then a node leaves
+ *   its count of ACTIVE instances of its version, and of the routed version while weights name both, nothing
+ *   else, endpoints and routes exactly matching, every node's executor matching KV, no key on a departed node,
+ *   spread within one per node and version); then a node leaves
  *   and rejoins, and while the spread is restored no target ever has fewer ACTIVE instances than desired.
  */
 
@@ -43,7 +45,7 @@ import { NodeDeploymentManager, type NodeManagerOptions } from "../node_manager.
 import type { ExecutorAction, ExecutorCrash, ExecutorOutcome } from "../executor.ts";
 import { planBlueprintDelete, planBlueprintSource, planDeploy, planScale } from "../targets.ts";
 import { callsOf } from "../artifacts.ts";
-import { ViewReader } from "../view.ts";
+import { routedVersion, ViewReader } from "../view.ts";
 import { artifactValue, manifest } from "../_testing.ts";
 
 export interface DeploySimOptions {
@@ -776,20 +778,36 @@ class Simulation {
     const roll = rng.next();
     let command: KvCommand | undefined;
     try {
-      if (roll < 0.4) {
+      if (roll < 0.3) {
         const slice = rng.pick(["sim.shop:orders", "sim.shop:audit", "sim.shop:db", "sim.shop:inventory"]);
         const target = this.#target(slice);
         if (!target) return;
         const instances = rng.int(target.min ?? 1, Math.min(target.max ?? 4, 4));
         this.#say(`OPERATOR scale ${slice} to ${instances}`);
         command = planScale(this.#store, slice, instances, this.#now).command;
-      } else if (roll < 0.75) {
+      } else if (roll < 0.55) {
         const slice = rng.pick(Object.keys(VERSION_CHOICES));
         const target = this.#target(slice);
         if (!target) return;
         const version = rng.pick(VERSION_CHOICES[slice]);
         this.#say(`OPERATOR deploy ${slice}:${version}`);
         command = planDeploy(this.#store, `${slice}:${version}`, target.instances, this.#now).command;
+      } else if (roll < 0.75) {
+        // Version weights: both versions run while they exist; clearing them retires the non-target one.
+        const routed = Object.keys(VERSION_CHOICES).filter((s) => this.#store.get(kvKeys.routing(s)));
+        const clear = routed.length > 0 && rng.next() < 0.6;
+        const slice = rng.pick(clear ? routed : Object.keys(VERSION_CHOICES));
+        const key = kvKeys.routing(slice);
+        if (clear) {
+          this.#say(`OPERATOR routing clear ${slice}`);
+          command = { type: "delete", key };
+        } else {
+          const [oldVersion, newVersion] = VERSION_CHOICES[slice];
+          const [oldWeight, newWeight] = [rng.int(0, 3), rng.int(1, 3)];
+          this.#say(`OPERATOR routing ${slice} ${oldVersion}=${oldWeight} ${newVersion}=${newWeight}`);
+          const record = { oldVersion, newVersion, oldWeight, newWeight, updatedAt: this.#now };
+          command = { type: "put", key, value: encodeValue("routing", record) };
+        }
       } else if (!this.#reportsApplied) {
         this.#say("OPERATOR apply the reports blueprint");
         command = planBlueprintSource(this.#store, BLUEPRINT_REPORTS, this.#now).command;
@@ -871,13 +889,18 @@ class Simulation {
     if (!this.#minActiveChecked) return;
     const view = this.#checker.read(this.#store);
     for (const [base, t] of view.targets) {
-      const active = (view.instancesByBase.get(base) ?? []).filter((i) =>
-        i.record.state === "ACTIVE" && i.version === t.record.version && this.#node(i.node).up
-      ).length;
-      if (active < t.record.instances) {
-        this.#fail(
-          `during the rejoin ${base} had ${active} ACTIVE instance(s), fewer than ${t.record.instances}`,
-        );
+      for (
+        const version of [t.record.version, routedVersion(t.record.version, view.routing.get(base)?.record)]
+      ) {
+        if (version === undefined) continue;
+        const active = (view.instancesByBase.get(base) ?? []).filter((i) =>
+          i.record.state === "ACTIVE" && i.version === version && this.#node(i.node).up
+        ).length;
+        if (active < t.record.instances) {
+          this.#fail(
+            `during the rejoin ${base}:${version} had ${active} ACTIVE instance(s), fewer than ${t.record.instances}`,
+          );
+        }
       }
     }
   }
@@ -889,12 +912,14 @@ class Simulation {
     const live = new Set(this.#majority().map((n) => n.id));
     const expectedEndpoints = new Set<string>();
     const expectedRoutes = new Map<string, Set<NodeId>>();
+    const routedOf = (base: string, t: TargetRecord) =>
+      routedVersion(t.version, view.routing.get(base)?.record);
     for (const i of view.instances) {
       const t = view.targets.get(i.base);
       if (!live.has(i.node)) problems.push(`${i.key} is on ${i.node}, which is not live`);
       if (!t) problems.push(`${i.key} exists but ${i.base} is not deployed`);
-      else if (t.record.version !== i.version) {
-        problems.push(`${i.key} is not the target version ${t.record.version}`);
+      else if (t.record.version !== i.version && routedOf(i.base, t.record) !== i.version) {
+        problems.push(`${i.key} is neither the target version ${t.record.version} nor a routed one`);
       }
       if (i.record.state !== "ACTIVE") problems.push(`${i.key} is ${i.record.state}`);
       const m = this.#manifests.get(i.coordinates)!;
@@ -907,11 +932,15 @@ class Simulation {
       }
     }
     for (const [base, t] of view.targets) {
-      const count = (view.instancesByBase.get(base) ?? []).length;
-      if (count !== t.record.instances) {
-        problems.push(`${base} has ${count} instance(s), wants ${t.record.instances}`);
+      // While routing names the target version and another, each runs at the target's count.
+      for (const version of [t.record.version, routedOf(base, t.record)]) {
+        if (version === undefined) continue;
+        const count = (view.instancesByBase.get(base) ?? []).filter((i) => i.version === version).length;
+        if (count !== t.record.instances) {
+          problems.push(`${base}:${version} has ${count} instance(s), wants ${t.record.instances}`);
+        }
       }
-      if (t.record.backoff) problems.push(`${base} still backs off`);
+      if (t.record.backoff || t.record.routedBackoff) problems.push(`${base} still backs off`);
     }
     const endpoints = new Set(view.endpoints.map((e) => e.key));
     for (const key of expectedEndpoints) if (!endpoints.has(key)) problems.push(`endpoint ${key} is missing`);
@@ -942,17 +971,21 @@ class Simulation {
         );
       }
     }
-    // Spread: per slice and overall, within one instance between live nodes.
+    // Spread: per slice version and overall, within one instance between live nodes.
     const totals = new Map([...live].map((n) => [n, 0]));
     for (const [base] of view.targets) {
-      const per = new Map([...live].map((n) => [n, 0]));
+      const perVersion = new Map<string, Map<NodeId, number>>();
       for (const i of view.instancesByBase.get(base) ?? []) {
+        let per = perVersion.get(i.version);
+        if (!per) perVersion.set(i.version, per = new Map([...live].map((n) => [n, 0])));
         if (per.has(i.node)) per.set(i.node, per.get(i.node)! + 1);
         if (totals.has(i.node)) totals.set(i.node, totals.get(i.node)! + 1);
       }
-      const counts = [...per.values()];
-      if (Math.max(...counts) - Math.min(...counts) > 1) {
-        problems.push(`${base} is spread unevenly: ${[...per]}`);
+      for (const [version, per] of perVersion) {
+        const counts = [...per.values()];
+        if (Math.max(...counts) - Math.min(...counts) > 1) {
+          problems.push(`${base}:${version} is spread unevenly: ${[...per]}`);
+        }
       }
     }
     const counts = [...totals.values()];

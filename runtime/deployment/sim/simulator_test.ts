@@ -34,3 +34,21 @@ Deno.test("deployment simulation: the same seed replays exactly", () => {
   assert.ok(a.log.some((line) => /node n\d departed/.test(line)), "a node departed and was cleaned up");
   assert.ok(a.log.some((line) => /move .* to /.test(line)), "the rejoin moved instances back");
 });
+
+Deno.test("deployment simulation: version weights keep two versions running; clearing them retires one", () => {
+  let routed = 0;
+  let retired = 0;
+  for (let seed = 1; seed <= 40; seed++) {
+    const result = runDeploymentSimulation({ ...DEFAULT_DEPLOY_SIM_OPTIONS, seed, nodes: 3, verbose: true });
+    assert.equal(result.ok, true, describeFailure(result, 3, DEFAULT_DEPLOY_SIM_OPTIONS.failureRate));
+    const log = result.log;
+    // Runs where weights were set, and runs where clearing them led the leader to retire a version.
+    if (log.some((l) => /OPERATOR routing sim/.test(l))) routed++;
+    const clearedAt = log.findIndex((l) => l.includes("OPERATOR routing clear"));
+    if (clearedAt >= 0 && log.slice(clearedAt).some((l) => /cdm: .*DEACTIVATE .* moves to/.test(l))) {
+      retired++;
+    }
+  }
+  assert.ok(routed >= 5, `weights were set in ${routed} of 40 runs`);
+  assert.ok(retired >= 1, `clearing weights retired a version in ${retired} of 40 runs`);
+});

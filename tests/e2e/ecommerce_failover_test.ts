@@ -1,0 +1,355 @@
+/**
+ * The ecommerce example end to end on 3 real node processes: deployed exactly as Forge deploys it, orders
+ * through every node, then a steady open-loop load of orders while nodes are killed with SIGKILL and started
+ * again. One cluster serves every step, in order:
+ *
+ * 1. deploy (build, push, `blueprint apply --wait`): 15 instances ACTIVE, one of every slice on every node;
+ * 2. an order through every node's application port (201 with the confirmation), a malformed one (400);
+ * 3. kill -9 a node that is not the leader under load: requests succeed, the instances are back to full count;
+ * 4. restart it: it rejoins and gets instances again (the leader restores the spread), still under load;
+ * 5. kill -9 the leader under load: requests succeed, every survivor names one new leader;
+ * 6. restart the old leader: it rejoins and gets instances again.
+ *
+ * The measured figures are printed (and gathered at the end); the assertions use margins below the goals of
+ * issue 6, explained where they are set.
+ *
+ *   deno test -A --unstable-worker-options tests/e2e/ecommerce_failover_test.ts
+ */
+
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import { sliceStatuses } from "../_support/deployment.ts";
+import { deployExample } from "../../runtime/forge/main.ts";
+import { type LoadReport, startLoad } from "../../runtime/forge/load.ts";
+import { PROJECT_ROOT } from "../../runtime/node/permissions.ts";
+import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import {
+  countReasons,
+  describeSlices,
+  evenSpread,
+  failuresByPhase,
+  failureSummary,
+  instancesByNode,
+  killAndWatch,
+  logTails,
+  msText,
+  ORDER,
+  pct,
+  perSecondTable,
+  type RejoinTimeline,
+  restartAndWatch,
+  since,
+  splitFailures,
+  TOTAL_INSTANCES,
+} from "./_ecommerce.ts";
+
+/** Orders per second, spread round-robin over the nodes' application ports (issue 6: at least 200). */
+const RATE_PER_SECOND = 200;
+/** Load before the kill, so the window starts from a steady state. */
+const WARMUP_MS = 2_000;
+/** Each kill window: warm-up, the kill, detection and replacement (a few seconds), then steady again. */
+const KILL_WINDOW_MS = 12_000;
+
+// Goals (issue 6) and the margins asserted. The goals are what the README reports against; the assertions sit
+// below them so that a test on the shared 2-core machine (other engineers' builds and tests running at the
+// same time) fails on a regression, not on noise. Each margin is explained where it is checked.
+const GOAL_NON_LEADER_SUCCESS = 0.999;
+const GOAL_LEADER_SUCCESS = 0.99;
+const GOAL_REPLACEMENT_MS = 2_000;
+const GOAL_LEADER_MS = 2_000;
+/**
+ * Asserted: 99% over a non-leader's kill window (goal 99.9%). Every failure seen in the runs behind these
+ * margins was a request in flight on the killed node's own application port: its connection is cut (reset, or
+ * closed before the answer), the client cannot know whether the order was placed, and nothing may send it
+ * again. That count is the killed node's share of the rate times the time a request spends there: 67/s x
+ * 40-300 ms of p50 on this machine = 0-10 of the window's 2,400 requests (99.6-100%). 1% leaves room for a
+ * p50 of ~350 ms under other jobs' load; anything else failing is asserted separately (none may).
+ */
+const MIN_NON_LEADER_SUCCESS = 0.99;
+/** Asserted: 98% over the leader's kill window (goal 99%): the same losses; the election itself lost none. */
+const MIN_LEADER_SUCCESS = 0.98;
+/** Asserted: requests succeeding while a node rejoins and instances move to it. */
+const MIN_REJOIN_SUCCESS = 0.995;
+/** Asserted: detection to full count within 5 s (goal 2 s; measured well under it, see the README). */
+const MAX_REPLACEMENT_MS = 5_000;
+/** Asserted: kill to one new leader named by every survivor within 3 s (goal 2 s). */
+const MAX_LEADER_MS = 3_000;
+/** Asserted: a restarted node healthy, connected and running the even spread again within 30 s. */
+const MAX_REJOIN_MS = 30_000;
+
+/** One line per load window, printed together at the end. */
+const figures: string[] = [];
+
+function loadOn(urls: string[], durationMs: number) {
+  return startLoad({
+    target: "POST /api/v1/orders",
+    urls,
+    ratePerSecond: RATE_PER_SECOND,
+    durationMs,
+    body: Deno.readTextFileSync(`${PROJECT_ROOT}/examples/ecommerce/load-order.json.tmpl`),
+    bodyLabel: "load-order.json.tmpl",
+    failover: true,
+    recordOutcomes: true,
+    // Far above any latency seen here (p99 under 2 s): a timeout means a request was stuck, not slow.
+    timeoutMs: 10_000,
+  });
+}
+
+/** Waits on the load's own schedule (the window is a stretch of time under load, not a condition). */
+async function untilElapsed(load: ReturnType<typeof startLoad>, ms: number): Promise<void> {
+  while (load.progress().elapsedMs < ms) await new Promise((r) => setTimeout(r, 20));
+}
+
+function windowLine(report: LoadReport): string {
+  return `${report.succeeded}/${report.requests} succeeded (${pct(report.successRate)}), ` +
+    `p50 ${report.latency.p50Ms.toFixed(1)} ms, p99 ${report.latency.p99Ms.toFixed(1)} ms, ` +
+    `max ${report.latency.maxMs.toFixed(0)} ms`;
+}
+
+/** Everything needed to see where requests failed, for an assertion message. */
+function diagnosis(cluster: TestCluster, report: LoadReport, origin: number, phases: string): string {
+  return [
+    `requests failed by phase (failed/due): ${phases}`,
+    "failed requests:",
+    failureSummary(report, origin),
+    "per second (by when the requests were due):",
+    perSecondTable(report),
+    logTails(cluster),
+  ].join("\n");
+}
+
+interface KillGoals {
+  goalSuccess: number;
+  minSuccess: number;
+  /** The leader must change (the victim was the leader) or stay (it was not). */
+  leaderAfter: (leader: string | undefined) => boolean;
+  leaderText: string;
+}
+
+/**
+ * Kills `victim` in the middle of a window of steady load, then checks and prints what the issue asks: the
+ * share of requests that succeeded, where the failures came from, detection, the new leader, full count.
+ */
+async function killUnderLoad(cluster: TestCluster, victim: NodeProcess, goals: KillGoals): Promise<void> {
+  const survivors = cluster.running().filter((n) => n !== victim);
+  const victimUrl = victim.httpUrl;
+  const load = loadOn(cluster.running().map((n) => n.httpUrl), KILL_WINDOW_MS);
+  await untilElapsed(load, WARMUP_MS);
+  const k = await killAndWatch(victim, survivors, KILL_WINDOW_MS);
+  const report = await load.finished;
+
+  const phases = failuresByPhase(report, [
+    { name: "kill->detection", from: k.killedAt },
+    { name: "detection->full count", from: k.detectedAt },
+    { name: "after full count", from: k.fullCountAt },
+  ]);
+  const { lostWithNode, other } = splitFailures(report, victimUrl);
+  const detectionMs = since(k.killedAt, k.detectedAt);
+  const leaderMs = since(k.killedAt, k.leaderAt);
+  const replacementMs = k.detectedAt === undefined ? undefined : since(k.detectedAt, k.fullCountAt);
+  const answerable = report.requests - lostWithNode.length;
+  const lines = [
+    `requests  ${windowLine(report)}; goal ${pct(goals.goalSuccess)}`,
+    `failures  ${lostWithNode.length} lost with ${victim.id} (in flight on its own port when it died: ` +
+    `${countReasons(lostWithNode) || "none"}); ${other.length} elsewhere, so ` +
+    `${pct((answerable - other.length) / Math.max(1, answerable))} of the requests the survivors could ` +
+    `answer succeeded`,
+    `by phase  ${phases} (failed/due)`,
+    `times     ${victim.id}'s death seen by every survivor ${msText(detectionMs)} after the kill; ` +
+    `leader ${k.leader ?? "none"} named by every survivor ${msText(leaderMs)} after the kill` +
+    `${goals.leaderText}; ${TOTAL_INSTANCES} instances ACTIVE again ${
+      msText(replacementMs)
+    } after detection ` +
+    `(goal ${GOAL_REPLACEMENT_MS} ms)`,
+  ];
+  console.log(lines.map((l) => `  ${l}`).join("\n"));
+  if (report.failed > 0) console.log(failureSummary(report, k.killedAt));
+  figures.push(`kill -9 ${victim.id}${goals.leaderText ? " (the leader)" : ""}:\n${lines.join("\n")}`);
+
+  const why = () => diagnosis(cluster, report, k.killedAt, phases);
+  ok(report.dropped === 0 && !report.stoppedEarly, `the load ran in full\n${why()}`);
+  ok(
+    k.leader !== undefined && goals.leaderAfter(k.leader) && leaderMs! <= MAX_LEADER_MS,
+    `leader ${k.leader} after ${msText(leaderMs)} (at most ${MAX_LEADER_MS} ms)\n${logTails(cluster)}`,
+  );
+  ok(
+    replacementMs !== undefined && replacementMs <= MAX_REPLACEMENT_MS,
+    `full count ${msText(replacementMs)} after detection (at most ${MAX_REPLACEMENT_MS} ms)\n` +
+      `${describeSlices(k.lastSlices)}\n${why()}`,
+  );
+  // Everything the survivors could answer, they answered: the runtime's own promise, so no margin.
+  equal(other.length, 0, `${other.length} requests failed other than with ${victim.id}\n${why()}`);
+  ok(
+    report.successRate >= goals.minSuccess,
+    `${pct(report.successRate)} succeeded (at least ${pct(goals.minSuccess)})\n${why()}`,
+  );
+}
+
+/**
+ * Starts `node` again while orders keep coming to the running nodes; checks and prints how long it takes to
+ * be healthy and connected, to run an instance, and until the leader has restored the even spread.
+ */
+async function rejoinUnderLoad(cluster: TestCluster, node: NodeProcess): Promise<void> {
+  // The load goes to the nodes that are up when it starts (the restarted node gets new application port).
+  const load = loadOn(cluster.running().map((n) => n.httpUrl), 120_000);
+  let r: RejoinTimeline;
+  try {
+    await untilElapsed(load, 1_000);
+    r = await restartAndWatch(cluster, node, MAX_REJOIN_MS);
+    // A moment of steady load after the spread is back: the instances that moved keep serving.
+    await untilElapsed(load, load.progress().elapsedMs + 1_000);
+  } finally {
+    load.stop();
+  }
+  const report = await load.finished;
+  const lines = [
+    `times     ready ${msText(since(r.startedAt, r.readyAt))}, healthy and connected to every member ` +
+    `${msText(since(r.startedAt, r.connectedAt))}, first instance ACTIVE ` +
+    `${msText(since(r.startedAt, r.firstInstanceAt))}, one instance of every slice on every node ` +
+    `${msText(since(r.startedAt, r.spreadAt))} after the start`,
+    `requests  meanwhile ${windowLine(report)}`,
+  ];
+  console.log(lines.map((l) => `  ${l}`).join("\n"));
+  figures.push(`restart ${node.id}:\n${lines.join("\n")}`);
+
+  ok(
+    r.spreadAt !== undefined,
+    `no even spread within ${MAX_REJOIN_MS} ms: ${describeSlices(r.lastSlices)}\n${logTails(cluster)}`,
+  );
+  ok(
+    report.successRate >= MIN_REJOIN_SUCCESS,
+    `${pct(report.successRate)} succeeded while ${node.id} rejoined\n` +
+      diagnosis(cluster, report, r.startedAt, "-"),
+  );
+  // Its own application port takes orders again.
+  const placed = await placeOrder(node, ORDER);
+  equal(placed.status, 201, JSON.stringify(placed.body));
+}
+
+async function placeOrder(node: NodeProcess, body: unknown) {
+  const response = await fetch(`${node.httpUrl}/api/v1/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type"),
+    location: response.headers.get("location"),
+    body: await response.json(),
+  };
+}
+
+interface Confirmation {
+  orderId: string;
+  status: string;
+  totals: { totalCents: number };
+  reservation: { reservationId: string };
+  payment: { transactionId: string };
+  shipment: { trackingNumber: string };
+}
+
+interface Problem {
+  title: string;
+  detail: string;
+  details: { field: string };
+  requestId: string;
+}
+
+Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and restarted", async (t) => {
+  const distDir = await Deno.makeTempDir({ prefix: "aether-e2e-dist-" });
+  const cluster = await TestCluster.start(3);
+  const ids = cluster.nodes.map((n) => n.id);
+  const step = async (name: string, fn: () => Promise<void>) => {
+    if (!(await t.step(name, fn))) throw new Error(`step failed: ${name} (later steps need it)`);
+  };
+  try {
+    let leader = await cluster.waitForLeader();
+
+    await step(
+      "deploy the example as Forge does: 15 instances ACTIVE, one of every slice per node",
+      async () => {
+        const startedAt = Date.now();
+        await deployExample("ecommerce", cluster.nodes[0].apiUrl.replace("http://", ""), distDir);
+        const slices = await cluster.waitFor("the even spread", async () => {
+          const slices = await sliceStatuses(cluster.nodes[1]);
+          return evenSpread(slices, ids) ? slices : null;
+        });
+        equal(slices.flatMap((s) => s.instances).length, TOTAL_INSTANCES, describeSlices(slices));
+        console.log(`  deployed (build, push, apply --wait) in ${Date.now() - startedAt} ms`);
+      },
+    );
+
+    await step(
+      "an order through every node's app port; a malformed one is a 400 problem document",
+      async () => {
+        for (const node of cluster.nodes) {
+          const placed = await placeOrder(node, ORDER);
+          equal(placed.status, 201, `${node.id}: ${JSON.stringify(placed.body)}`);
+          const order = placed.body as Confirmation;
+          match(order.orderId, /^ORD-[0-9a-f-]{36}$/);
+          equal(order.status, "CONFIRMED");
+          equal(placed.location, `/api/v1/orders/${order.orderId}`);
+          // 135997 subtotal - 13600 (WELCOME10) + 2499 EXPRESS + 6.25% IL tax on 122397 = 132546 cents.
+          equal(order.totals.totalCents, 132546, JSON.stringify(order.totals));
+          match(order.reservation.reservationId, /^RSV-/);
+          match(order.payment.transactionId, /^TXN-/);
+          match(order.shipment.trackingNumber, /^AE\d+US$/);
+          // Read back through the same node: its local place-order instance made it.
+          const read = await fetch(`${node.httpUrl}${placed.location}`);
+          equal(read.status, 200);
+          equal((await read.json()).orderId, order.orderId);
+        }
+        const bad = await placeOrder(cluster.nodes[2], { ...ORDER, email: "ada@example" });
+        equal(bad.status, 400);
+        equal(bad.contentType, "application/problem+json");
+        const problem = bad.body as Problem;
+        equal(problem.title, "InvalidOrder");
+        match(problem.detail, /^email must be an e-mail address/);
+        equal(problem.details.field, "email");
+        ok(problem.requestId, "the problem document carries the request id");
+      },
+    );
+
+    const nonLeader = cluster.nodes.find((n) => n.id !== leader)!;
+    await step(`kill -9 ${nonLeader.id} (not the leader) under ${RATE_PER_SECOND} orders/s`, async () => {
+      await killUnderLoad(cluster, nonLeader, {
+        goalSuccess: GOAL_NON_LEADER_SUCCESS,
+        minSuccess: MIN_NON_LEADER_SUCCESS,
+        leaderAfter: (after) => after === leader,
+        leaderText: "",
+      });
+    });
+
+    await step(`restart ${nonLeader.id} under load: it rejoins and runs instances again`, async () => {
+      await rejoinUnderLoad(cluster, nonLeader);
+    });
+
+    leader = await cluster.waitForLeader();
+    const oldLeader = cluster.node(leader);
+    await step(`kill -9 the leader ${leader} under ${RATE_PER_SECOND} orders/s`, async () => {
+      await killUnderLoad(cluster, oldLeader, {
+        goalSuccess: GOAL_LEADER_SUCCESS,
+        minSuccess: MIN_LEADER_SUCCESS,
+        leaderAfter: (after) => after !== leader,
+        leaderText: ` (goal ${GOAL_LEADER_MS} ms)`,
+      });
+    });
+
+    await step(
+      `restart the old leader ${leader} under load: it rejoins and runs instances again`,
+      async () => {
+        await rejoinUnderLoad(cluster, oldLeader);
+        const spread = instancesByNode(await sliceStatuses(oldLeader));
+        deepEqual(spread, Object.fromEntries(ids.map((id) => [id, TOTAL_INSTANCES / ids.length])));
+      },
+    );
+  } finally {
+    if (figures.length > 0) {
+      console.log(`\nFigures (${RATE_PER_SECOND} orders/s spread over the nodes' application ports):`);
+      for (const f of figures) console.log(f.replace(/^/gm, "  "));
+    }
+    await cluster.close();
+    await Deno.remove(distDir, { recursive: true }).catch(() => {});
+  }
+});
