@@ -119,6 +119,8 @@ export interface KillTimeline {
   /** Every survivor answers healthy and names the same leader, one of the survivors. */
   leaderAt?: number;
   leader?: string;
+  /** Every leader any survivor named while it was watched (the victim's too, before they saw it die). */
+  leadersNamed: Set<string>;
   /** Every slice back at its desired ACTIVE count on the survivors. */
   fullCountAt?: number;
   lastSlices: SliceStatus[];
@@ -136,7 +138,7 @@ export async function killAndWatch(
 ): Promise<KillTimeline> {
   const killedAt = Date.now();
   await victim.kill();
-  const t: KillTimeline = { killedAt, lastSlices: [] };
+  const t: KillTimeline = { killedAt, leadersNamed: new Set(), lastSlices: [] };
   const survivorIds = new Set(survivors.map((n) => n.id));
   while (Date.now() - killedAt < timeoutMs) {
     const [healths, slices] = await Promise.all([
@@ -148,6 +150,7 @@ export async function killAndWatch(
       t.detectedAt === undefined &&
       healths.every((h) => h?.body.members.some((m) => m.id === victim.id && !m.connected))
     ) t.detectedAt = now;
+    for (const h of healths) if (h?.body.leader) t.leadersNamed.add(h.body.leader);
     const leader = healths[0]?.body.leader;
     if (
       t.leaderAt === undefined && leader && survivorIds.has(leader) &&
@@ -173,16 +176,23 @@ export interface RejoinTimeline {
   readyAt: number;
   /** Every running node answers healthy, names one leader and sees every member connected. */
   connectedAt?: number;
-  /** The restarted node runs ACTIVE instances again. */
+  /** An instance started after the restart is ACTIVE on the restarted node. */
   firstInstanceAt?: number;
   /** The even spread is back: one instance of every slice on every node. */
   spreadAt?: number;
   lastSlices: SliceStatus[];
 }
 
+/**
+ * Starts `node` again and polls until every running node is healthy and connected to every member, and a node
+ * that ran throughout (`observer`) shows the even spread back. The restarted node's own view is not used for
+ * the instance figures: it starts from its data directory, whose records still show the instances it ran
+ * before it was killed, until it has caught up.
+ */
 export async function restartAndWatch(
   cluster: TestCluster,
   node: NodeProcess,
+  observer: NodeProcess,
   timeoutMs: number,
 ): Promise<RejoinTimeline> {
   const startedAt = Date.now();
@@ -192,7 +202,7 @@ export async function restartAndWatch(
   while (Date.now() - startedAt < timeoutMs) {
     const [healths, slices] = await Promise.all([
       Promise.all(cluster.running().map(health)),
-      sliceStatuses(node).catch(() => null),
+      sliceStatuses(observer).catch(() => null),
     ]);
     const now = Date.now();
     const leader = healths[0]?.body.leader;
@@ -204,9 +214,10 @@ export async function restartAndWatch(
     ) t.connectedAt = now;
     if (slices) {
       t.lastSlices = slices;
-      if (t.firstInstanceAt === undefined && (instancesByNode(slices)[node.id] ?? 0) > 0) {
-        t.firstInstanceAt = now;
-      }
+      const started = slices.flatMap((s) => s.instances).some((i) =>
+        i.node === node.id && i.state === "ACTIVE" && i.connected && i.updatedAt >= startedAt
+      );
+      if (t.firstInstanceAt === undefined && started) t.firstInstanceAt = now;
       if (t.spreadAt === undefined && t.connectedAt !== undefined && evenSpread(slices, ids)) {
         t.spreadAt = now;
       }
@@ -257,7 +268,7 @@ export function splitFailures(report: LoadReport, victimUrl: string): {
   return { lostWithNode: failed.filter(lost), other: failed.filter((o) => !lost(o)) };
 }
 
-/** `{"Connection reset by peer": 6, ...}` as text. */
+/** `"6 Connection reset by peer, 2 connection closed before the answer"`. */
 export function countReasons(outcomes: RequestOutcome[]): string {
   const counts = new Map<string, number>();
   for (const o of outcomes) counts.set(shortError(o.error), (counts.get(shortError(o.error)) ?? 0) + 1);
@@ -265,7 +276,7 @@ export function countReasons(outcomes: RequestOutcome[]): string {
 }
 
 /** What went wrong, grouped: kind, status, URL and the error text (a problem document's title and detail). */
-export function failureSummary(report: LoadReport, origin: number): string {
+export function failureSummary(report: LoadReport, origin: number, originName = "the kill"): string {
   const failed = (report.outcomes ?? []).filter((o) => o.kind !== "ok");
   if (failed.length === 0) return "no failed requests";
   const groups = new Map<string, RequestOutcome[]>();
@@ -278,20 +289,22 @@ export function failureSummary(report: LoadReport, origin: number): string {
   return [...groups].map(([key, list]) =>
     `  ${list.length} x ${key}\n    due at ${
       list.slice(0, 12).map((o) => `${Math.round(o.scheduledAt - origin)}`).join(", ")
-    }${list.length > 12 ? ", ..." : ""} ms after the kill; latency ${
+    }${list.length > 12 ? ", ..." : ""} ms after ${originName}; latency ${
       list.slice(0, 6).map((o) => o.latencyMs === null ? "-" : Math.round(o.latencyMs)).join(", ")
     } ms`
   ).join("\n");
 }
 
+/** A problem document's title and detail, or the error text as it is. */
 function shortError(error: string | undefined): string {
   if (!error) return "";
   try {
     const problem = JSON.parse(error);
-    return `${problem.title}: ${problem.detail}`.slice(0, 300);
+    if (typeof problem?.title === "string") return `${problem.title}: ${problem.detail}`.slice(0, 300);
   } catch {
-    return error.replace(/\s+/g, " ").slice(0, 300);
+    // Not JSON (a connection error, or a body cut at its first characters).
   }
+  return error.replace(/\s+/g, " ").slice(0, 300);
 }
 
 export function perSecondTable(report: LoadReport): string {
@@ -304,9 +317,15 @@ export function perSecondTable(report: LoadReport): string {
   ).join("\n");
 }
 
-/** The last `lines` lines of every node's log. */
-export function logTails(cluster: TestCluster, lines = 40): string {
-  return cluster.nodes.map((n) =>
-    `----- ${n.id} (last ${lines} lines) -----\n${n.log.trimEnd().split("\n").slice(-lines).join("\n")}`
-  ).join("\n");
+/**
+ * The last `lines` lines of every node's own log: what the runtime did (peers down, deployment writes, leader
+ * changes, warnings). The slices' info lines (several per order) are left out; their warnings stay.
+ */
+export function logTails(cluster: TestCluster, lines = 50): string {
+  const isOrderChatter = (line: string) => / (INFO|DEBUG) .*component=slice /.test(line);
+  return cluster.nodes.map((n) => {
+    const own = n.log.trimEnd().split("\n").filter((line) => !isOrderChatter(line));
+    return `----- ${n.id} (last ${lines} lines without the slices' info lines) -----\n` +
+      own.slice(-lines).join("\n");
+  }).join("\n");
 }

@@ -6,9 +6,10 @@
  * 1. deploy (build, push, `blueprint apply --wait`): 15 instances ACTIVE, one of every slice on every node;
  * 2. an order through every node's application port (201 with the confirmation), a malformed one (400);
  * 3. kill -9 a node that is not the leader under load: requests succeed, the instances are back to full count;
- * 4. restart it: it rejoins and gets instances again (the leader restores the spread), still under load;
+ * 4. restart it under load (its port in the load too): it rejoins and gets instances again (the leader
+ *    restores the spread), and nothing fails meanwhile;
  * 5. kill -9 the leader under load: requests succeed, every survivor names one new leader;
- * 6. restart the old leader: it rejoins and gets instances again.
+ * 6. restart the old leader under load: the same as 4.
  *
  * The measured figures are printed (and gathered at the end); the assertions use margins below the goals of
  * issue 6, explained where they are set.
@@ -16,7 +17,7 @@
  *   deno test -A --unstable-worker-options tests/e2e/ecommerce_failover_test.ts
  */
 
-import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { sliceStatuses } from "../_support/deployment.ts";
 import { deployExample } from "../../runtime/forge/main.ts";
@@ -50,31 +51,35 @@ const WARMUP_MS = 2_000;
 /** Each kill window: warm-up, the kill, detection and replacement (a few seconds), then steady again. */
 const KILL_WINDOW_MS = 12_000;
 
-// Goals (issue 6) and the margins asserted. The goals are what the README reports against; the assertions sit
-// below them so that a test on the shared 2-core machine (other engineers' builds and tests running at the
-// same time) fails on a regression, not on noise. Each margin is explained where it is checked.
+// Goals (issue 6) and the margins asserted. The goals are printed with the figures and reported in the README;
+// the assertions sit below them so that the test fails on a regression, not on the shared 2-core machine's
+// noise (other engineers' builds and tests run at the same time; the load average was 4-11 during the 17 runs
+// behind these margins, and a figure moves by 3x with it).
 const GOAL_NON_LEADER_SUCCESS = 0.999;
 const GOAL_LEADER_SUCCESS = 0.99;
 const GOAL_REPLACEMENT_MS = 2_000;
 const GOAL_LEADER_MS = 2_000;
 /**
- * Asserted: 99% over a non-leader's kill window (goal 99.9%). Every failure seen in the runs behind these
- * margins was a request in flight on the killed node's own application port: its connection is cut (reset, or
- * closed before the answer), the client cannot know whether the order was placed, and nothing may send it
- * again. That count is the killed node's share of the rate times the time a request spends there: 67/s x
- * 40-300 ms of p50 on this machine = 0-10 of the window's 2,400 requests (99.6-100%). 1% leaves room for a
- * p50 of ~350 ms under other jobs' load; anything else failing is asserted separately (none may).
+ * Asserted: 99% over a non-leader's kill window (goal 99.9%, met in 10 of 17 runs; worst 99.38%). Every failure
+ * in those runs was a request in flight on the killed node's own application port: its connection is cut
+ * (reset, or closed before the answer), the client cannot know whether the order was placed, and nothing may
+ * send it again. Their number is the killed node's share of the rate times how long a request stays there,
+ * 0-15 of the window's 2,400 here; 1% (24) leaves room for a slower machine. Every other failure is asserted
+ * separately, with no margin.
  */
 const MIN_NON_LEADER_SUCCESS = 0.99;
-/** Asserted: 98% over the leader's kill window (goal 99%): the same losses; the election itself lost none. */
+/** Asserted: 98% over the leader's kill window (goal 99%, met in 17 of 17; worst 99.54%): the same losses. */
 const MIN_LEADER_SUCCESS = 0.98;
-/** Asserted: requests succeeding while a node rejoins and instances move to it. */
-const MIN_REJOIN_SUCCESS = 0.995;
-/** Asserted: detection to full count within 5 s (goal 2 s; measured well under it, see the README). */
+/**
+ * Asserted: detection to full count within 5 s (goal 2 s, met in 23 of 34 windows; worst 3.1 s). Without load
+ * it takes 0.3-0.4 s; a replacement is a sandbox process start plus four consensus writes one after the other
+ * (LOAD, LOADED, ACTIVATE, ACTIVE), and under 200 orders/s on 2 cores each waits 0.1-1 s for CPU behind the
+ * order traffic and the new sandbox processes (a KV write through the API took 0.2-1 s at that moment).
+ */
 const MAX_REPLACEMENT_MS = 5_000;
-/** Asserted: kill to one new leader named by every survivor within 3 s (goal 2 s). */
+/** Asserted: kill to one new leader named by every survivor within 3 s (goal 2 s; 0.12-0.57 s measured). */
 const MAX_LEADER_MS = 3_000;
-/** Asserted: a restarted node healthy, connected and running the even spread again within 30 s. */
+/** Asserted: a restarted node healthy, connected and holding its share of the spread within 30 s (3-11 s). */
 const MAX_REJOIN_MS = 30_000;
 
 /** One line per load window, printed together at the end. */
@@ -107,11 +112,16 @@ function windowLine(report: LoadReport): string {
 }
 
 /** Everything needed to see where requests failed, for an assertion message. */
-function diagnosis(cluster: TestCluster, report: LoadReport, origin: number, phases: string): string {
+function diagnosis(
+  cluster: TestCluster,
+  report: LoadReport,
+  origin: { at: number; name: string },
+  phases: string,
+): string {
   return [
     `requests failed by phase (failed/due): ${phases}`,
     "failed requests:",
-    failureSummary(report, origin),
+    failureSummary(report, origin.at, origin.name),
     "per second (by when the requests were due):",
     perSecondTable(report),
     logTails(cluster),
@@ -121,9 +131,8 @@ function diagnosis(cluster: TestCluster, report: LoadReport, origin: number, pha
 interface KillGoals {
   goalSuccess: number;
   minSuccess: number;
-  /** The leader must change (the victim was the leader) or stay (it was not). */
-  leaderAfter: (leader: string | undefined) => boolean;
-  leaderText: string;
+  /** Whether the victim is the leader: then a new one must be named, else the leader must not change. */
+  leader: boolean;
 }
 
 /**
@@ -132,8 +141,8 @@ interface KillGoals {
  */
 async function killUnderLoad(cluster: TestCluster, victim: NodeProcess, goals: KillGoals): Promise<void> {
   const survivors = cluster.running().filter((n) => n !== victim);
-  const victimUrl = victim.httpUrl;
-  const load = loadOn(cluster.running().map((n) => n.httpUrl), KILL_WINDOW_MS);
+  const victimUrl = appUrl(victim);
+  const load = loadOn(cluster.running().map(appUrl), KILL_WINDOW_MS);
   await untilElapsed(load, WARMUP_MS);
   const k = await killAndWatch(victim, survivors, KILL_WINDOW_MS);
   const report = await load.finished;
@@ -148,36 +157,46 @@ async function killUnderLoad(cluster: TestCluster, victim: NodeProcess, goals: K
   const leaderMs = since(k.killedAt, k.leaderAt);
   const replacementMs = k.detectedAt === undefined ? undefined : since(k.detectedAt, k.fullCountAt);
   const answerable = report.requests - lostWithNode.length;
+  const answered = pct((answerable - other.length) / Math.max(1, answerable));
+  const lost = countReasons(lostWithNode) || "none";
+  const leaderLine = goals.leader
+    ? `new leader ${k.leader ?? "none"} named by every survivor ${msText(leaderMs)} after the kill ` +
+      `(goal ${GOAL_LEADER_MS} ms)`
+    : `leader ${[...k.leadersNamed].join(", ")} throughout`;
   const lines = [
     `requests  ${windowLine(report)}; goal ${pct(goals.goalSuccess)}`,
-    `failures  ${lostWithNode.length} lost with ${victim.id} (in flight on its own port when it died: ` +
-    `${countReasons(lostWithNode) || "none"}); ${other.length} elsewhere, so ` +
-    `${pct((answerable - other.length) / Math.max(1, answerable))} of the requests the survivors could ` +
-    `answer succeeded`,
+    `failures  ${lostWithNode.length} lost with ${victim.id} (in flight on its own port when it died: ${lost}); ` +
+    `${other.length} elsewhere, so ${answered} of the requests the survivors could answer succeeded`,
     `by phase  ${phases} (failed/due)`,
     `times     ${victim.id}'s death seen by every survivor ${msText(detectionMs)} after the kill; ` +
-    `leader ${k.leader ?? "none"} named by every survivor ${msText(leaderMs)} after the kill` +
-    `${goals.leaderText}; ${TOTAL_INSTANCES} instances ACTIVE again ${
-      msText(replacementMs)
-    } after detection ` +
-    `(goal ${GOAL_REPLACEMENT_MS} ms)`,
+    `${leaderLine}; ${TOTAL_INSTANCES} instances ACTIVE again ${msText(replacementMs)} ` +
+    `after detection (goal ${GOAL_REPLACEMENT_MS} ms)`,
   ];
   console.log(lines.map((l) => `  ${l}`).join("\n"));
   if (report.failed > 0) console.log(failureSummary(report, k.killedAt));
-  figures.push(`kill -9 ${victim.id}${goals.leaderText ? " (the leader)" : ""}:\n${lines.join("\n")}`);
+  const title = `kill -9 ${victim.id}${goals.leader ? " (the leader)" : ""}:`;
+  figures.push([title, ...lines.map((l) => `  ${l}`)].join("\n"));
 
-  const why = () => diagnosis(cluster, report, k.killedAt, phases);
+  const why = () => diagnosis(cluster, report, { at: k.killedAt, name: "the kill" }, phases);
   ok(report.dropped === 0 && !report.stoppedEarly, `the load ran in full\n${why()}`);
-  ok(
-    k.leader !== undefined && goals.leaderAfter(k.leader) && leaderMs! <= MAX_LEADER_MS,
-    `leader ${k.leader} after ${msText(leaderMs)} (at most ${MAX_LEADER_MS} ms)\n${logTails(cluster)}`,
-  );
+  // Leadership never flaps: the survivors name the old leader, then (only if it died) one new one.
+  const named = [...k.leadersNamed].filter((id) => id !== victim.id);
+  if (goals.leader) {
+    ok(
+      k.leader !== undefined && k.leader !== victim.id && leaderMs! <= MAX_LEADER_MS,
+      `new leader ${k.leader} after ${msText(leaderMs)} (at most ${MAX_LEADER_MS} ms)\n${logTails(cluster)}`,
+    );
+    equal(named.join(), k.leader, `one new leader, never another: ${named}`);
+  } else {
+    equal([...k.leadersNamed].join(), k.leader, `the leader did not change: ${[...k.leadersNamed]}`);
+  }
   ok(
     replacementMs !== undefined && replacementMs <= MAX_REPLACEMENT_MS,
     `full count ${msText(replacementMs)} after detection (at most ${MAX_REPLACEMENT_MS} ms)\n` +
       `${describeSlices(k.lastSlices)}\n${why()}`,
   );
-  // Everything the survivors could answer, they answered: the runtime's own promise, so no margin.
+  // Everything the survivors could answer, they answered: the runtime's own promise (calls to a dead node are
+  // retried elsewhere at once; routes and calls prefer the local instances), so no margin. Seen 0 in every run.
   equal(other.length, 0, `${other.length} requests failed other than with ${victim.id}\n${why()}`);
   ok(
     report.successRate >= goals.minSuccess,
@@ -186,44 +205,62 @@ async function killUnderLoad(cluster: TestCluster, victim: NodeProcess, goals: K
 }
 
 /**
- * Starts `node` again while orders keep coming to the running nodes; checks and prints how long it takes to
+ * Starts `node` again while orders keep coming to every node's port; checks and prints how long it takes to
  * be healthy and connected, to run an instance, and until the leader has restored the even spread.
  */
 async function rejoinUnderLoad(cluster: TestCluster, node: NodeProcess): Promise<void> {
-  // The load goes to the nodes that are up when it starts (the restarted node gets new application port).
-  const load = loadOn(cluster.running().map((n) => n.httpUrl), 120_000);
+  // Orders go to every node's port, the restarted one's too: refused (and sent on to the next node) until it
+  // listens, then served by it while it catches up and receives instances.
+  const running = cluster.running();
+  const load = loadOn(cluster.nodes.map(appUrl), 120_000);
   let r: RejoinTimeline;
   try {
     await untilElapsed(load, 1_000);
-    r = await restartAndWatch(cluster, node, MAX_REJOIN_MS);
+    r = await restartAndWatch(cluster, node, running[0], MAX_REJOIN_MS);
     // A moment of steady load after the spread is back: the instances that moved keep serving.
     await untilElapsed(load, load.progress().elapsedMs + 1_000);
   } finally {
     load.stop();
   }
   const report = await load.finished;
+  const after = (at: number | undefined) => msText(since(r.startedAt, at));
+  const ownPort = report.perUrl.find((u) => u.url === appUrl(node))!;
   const lines = [
-    `times     ready ${msText(since(r.startedAt, r.readyAt))}, healthy and connected to every member ` +
-    `${msText(since(r.startedAt, r.connectedAt))}, first instance ACTIVE ` +
-    `${msText(since(r.startedAt, r.firstInstanceAt))}, one instance of every slice on every node ` +
-    `${msText(since(r.startedAt, r.spreadAt))} after the start`,
-    `requests  meanwhile ${windowLine(report)}`,
+    `times     ready ${after(r.readyAt)}, healthy and connected to every member ${after(r.connectedAt)}, ` +
+    `a new instance ACTIVE on it ${after(r.firstInstanceAt)}, one instance of every slice on every node ` +
+    `${after(r.spreadAt)} after the start`,
+    `requests  meanwhile ${windowLine(report)}; ${node.id}'s own port answered ${ownPort.requests} of them ` +
+    `(it refused ${ownPort.refused} before it listened; those went to the next node)`,
   ];
   console.log(lines.map((l) => `  ${l}`).join("\n"));
-  figures.push(`restart ${node.id}:\n${lines.join("\n")}`);
+  figures.push([`restart ${node.id}:`, ...lines.map((l) => `  ${l}`)].join("\n"));
 
   ok(
     r.spreadAt !== undefined,
     `no even spread within ${MAX_REJOIN_MS} ms: ${describeSlices(r.lastSlices)}\n${logTails(cluster)}`,
   );
-  ok(
-    report.successRate >= MIN_REJOIN_SUCCESS,
-    `${pct(report.successRate)} succeeded while ${node.id} rejoined\n` +
-      diagnosis(cluster, report, r.startedAt, "-"),
+  // Nothing may fail while a node rejoins: a move starts the new instance first and retires the old one only
+  // once the new one is ACTIVE, draining the calls in flight on it.
+  equal(
+    report.failed,
+    0,
+    `${report.failed} requests failed while ${node.id} rejoined\n${
+      diagnosis(cluster, report, { at: r.startedAt, name: "the restart" }, "-")
+    }`,
   );
-  // Its own application port takes orders again.
-  const placed = await placeOrder(node, ORDER);
-  equal(placed.status, 201, JSON.stringify(placed.body));
+  // Every node, the restarted one included, sees the same even spread, and its port takes orders again.
+  const want = Object.fromEntries(cluster.nodes.map((n) => [n.id, TOTAL_INSTANCES / cluster.nodes.length]));
+  for (const n of cluster.nodes) {
+    await cluster.waitFor(`${n.id} to see ${JSON.stringify(want)}`, async () => {
+      return JSON.stringify(instancesByNode(await sliceStatuses(n))) === JSON.stringify(want);
+    }, 10_000);
+  }
+  ok(ownPort.succeeded > 0, `${node.id}'s port answered no order after its restart`);
+}
+
+/** A node's application URL, also while it is down (its port is kept across restarts). */
+function appUrl(node: NodeProcess): string {
+  return `http://127.0.0.1:${node.options.httpPort}`;
 }
 
 async function placeOrder(node: NodeProcess, body: unknown) {
@@ -260,6 +297,12 @@ Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and 
   const distDir = await Deno.makeTempDir({ prefix: "aether-e2e-dist-" });
   const cluster = await TestCluster.start(3);
   const ids = cluster.nodes.map((n) => n.id);
+  // A restarted node keeps its ports, as a node with configured ports does (and Forge's nodes do), so clients
+  // and the load keep one address per node.
+  for (const node of cluster.nodes) {
+    node.options.apiPort = node.ready!.apiPort;
+    node.options.httpPort = node.ready!.httpPort;
+  }
   const step = async (name: string, fn: () => Promise<void>) => {
     if (!(await t.step(name, fn))) throw new Error(`step failed: ${name} (later steps need it)`);
   };
@@ -316,8 +359,7 @@ Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and 
       await killUnderLoad(cluster, nonLeader, {
         goalSuccess: GOAL_NON_LEADER_SUCCESS,
         minSuccess: MIN_NON_LEADER_SUCCESS,
-        leaderAfter: (after) => after === leader,
-        leaderText: "",
+        leader: false,
       });
     });
 
@@ -331,8 +373,7 @@ Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and 
       await killUnderLoad(cluster, oldLeader, {
         goalSuccess: GOAL_LEADER_SUCCESS,
         minSuccess: MIN_LEADER_SUCCESS,
-        leaderAfter: (after) => after !== leader,
-        leaderText: ` (goal ${GOAL_LEADER_MS} ms)`,
+        leader: true,
       });
     });
 
@@ -340,8 +381,6 @@ Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and 
       `restart the old leader ${leader} under load: it rejoins and runs instances again`,
       async () => {
         await rejoinUnderLoad(cluster, oldLeader);
-        const spread = instancesByNode(await sliceStatuses(oldLeader));
-        deepEqual(spread, Object.fromEntries(ids.map((id) => [id, TOTAL_INSTANCES / ids.length])));
       },
     );
   } finally {
