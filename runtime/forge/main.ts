@@ -94,29 +94,6 @@ async function prepareDataDir(options: ForgeOptions): Promise<string> {
   return secretFile;
 }
 
-const SAMPLE_ORDER = JSON.stringify({
-  customerId: "CUST-1001",
-  email: "ada@example.com",
-  items: [{ productId: "LAPTOP-PRO", quantity: 1 }, { productId: "MOUSE-WIRELESS", quantity: 2 }],
-  shippingAddress: {
-    name: "Ada Lovelace",
-    street: "1 Main St",
-    city: "Springfield",
-    postalCode: "62701",
-    country: "US",
-    region: "IL",
-  },
-  paymentMethod: {
-    cardNumber: "4242 4242 4242 4242",
-    expiryMonth: 12,
-    expiryYear: 2030,
-    cvv: "123",
-    holderName: "Ada Lovelace",
-  },
-  shippingOption: "EXPRESS",
-  discountCode: "WELCOME10",
-});
-
 function printBanner(nodes: NodeProcess[], leader: string, example: string | null): void {
   const rows = nodes.map((n) =>
     `  ${n.id.padEnd(4)} cluster ${String(n.ready!.clusterPort).padEnd(6)} api ${n.apiUrl.padEnd(24)} ` +
@@ -129,9 +106,8 @@ function printBanner(nodes: NodeProcess[], leader: string, example: string | nul
       `The ${example} example is deployed. Application: ${nodes[0].httpUrl}   Management: ${nodes[0].apiUrl}`,
       "",
       "Place an order (any node's app port works):",
-      `  curl -s -X POST ${
-        nodes[0].httpUrl
-      }/api/v1/orders -H 'content-type: application/json' -d '${SAMPLE_ORDER}'`,
+      `  curl -s -X POST ${nodes[0].httpUrl}/api/v1/orders -H 'content-type: application/json' \\`,
+      `    -d @examples/ecommerce/order.json`,
       `  curl -s -X POST ${
         nodes.at(-1)!.httpUrl
       }/api/v1/inventory/check -H 'content-type: application/json' \\`,

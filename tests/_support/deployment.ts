@@ -4,6 +4,7 @@
  * the management API.
  */
 
+import type { SliceStatus } from "../../runtime/deployment/status.ts";
 import { fileURLToPath } from "node:url";
 import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
@@ -50,26 +51,7 @@ export async function publishFixtures(node: NodeProcess, names: DeployFixture[])
   for (const name of names) await pushArtifact(node, await deployFixture(name));
 }
 
-export interface InstanceStatus {
-  node: string;
-  n: number;
-  version: string;
-  state: string;
-  connected: boolean;
-  updatedAt: number;
-  reason?: string;
-}
-
-export interface SliceStatus {
-  slice: string;
-  version?: string;
-  desired: number;
-  active: number;
-  owners: string[];
-  settled: boolean;
-  backoff?: { failures: number; retryAt: number; lastReason?: string };
-  instances: InstanceStatus[];
-}
+export type { InstanceStatus, SliceStatus } from "../../runtime/deployment/status.ts";
 
 export async function sliceStatuses(node: NodeProcess): Promise<SliceStatus[]> {
   const { status, body } = await node.json<{ slices: SliceStatus[] }>("/api/v1/slices");

@@ -16,29 +16,10 @@ export const SLICES = ["fulfillment", "inventory", "payment", "place-order", "pr
 export const INSTANCES_PER_SLICE = 3;
 export const TOTAL_INSTANCES = SLICES.length * INSTANCES_PER_SLICE;
 
-/** The order of examples/ecommerce/README.md. */
-export const ORDER = {
-  customerId: "CUST-1001",
-  email: "ada@example.com",
-  items: [{ productId: "LAPTOP-PRO", quantity: 1 }, { productId: "MOUSE-WIRELESS", quantity: 2 }],
-  shippingAddress: {
-    name: "Ada Lovelace",
-    street: "1 Main St",
-    city: "Springfield",
-    postalCode: "62701",
-    country: "US",
-    region: "IL",
-  },
-  paymentMethod: {
-    cardNumber: "4242 4242 4242 4242",
-    expiryMonth: 12,
-    expiryYear: 2030,
-    cvv: "123",
-    holderName: "Ada Lovelace",
-  },
-  shippingOption: "EXPRESS",
-  discountCode: "WELCOME10",
-};
+/** The sample order of examples/ecommerce (the one Forge's banner and the README use). */
+export const ORDER = JSON.parse(
+  await Deno.readTextFile(new URL("../../examples/ecommerce/order.json", import.meta.url)),
+) as Record<string, unknown>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**

@@ -7,6 +7,7 @@
 import { CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
 import { parseCommandArgs, parseIntFlag } from "../_args.ts";
 import { table } from "../_format.ts";
+import type { SliceStatus } from "../../deployment/status.ts";
 import type { CliCommand, CliContext } from "../command.ts";
 
 // -- what the API answers (runtime/deployment/routes.ts) --------------------------------------------------------
@@ -51,29 +52,8 @@ interface SlicePlan {
   revision?: number;
 }
 
-interface InstanceStatus {
-  node: string;
-  n: number;
-  version: string;
-  state: string;
-  connected: boolean;
-  updatedAt: number;
-  reason?: string;
-}
-
-export interface SliceStatus {
-  slice: string;
-  version?: string;
-  desired: number;
-  active: number;
-  owners: string[];
-  settled: boolean;
-  backoff?: { failures: number; retryAt: number; lastReason?: string };
-  /** While version weights keep a second version running next to the target's. */
-  routed?: { version: string; desired: number; active: number };
-  weights?: Record<string, number>;
-  instances: InstanceStatus[];
-}
+/** What GET /api/v1/slices answers per slice (the JSON form of the deployment layer's status). */
+export type { SliceStatus } from "../../deployment/status.ts";
 
 interface Problem {
   status: number;

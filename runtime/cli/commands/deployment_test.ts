@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { goalReached, progressLine, slicesTable, type SliceStatus } from "./deployment.ts";
+import type { LifecycleState } from "../../kv/schema.ts";
 
-function slice(extra: Partial<SliceStatus>, states: string[]): SliceStatus {
+function slice(extra: Partial<SliceStatus>, states: LifecycleState[]): SliceStatus {
   return {
     slice: "org.example:inventory",
     version: "1.0.0",
