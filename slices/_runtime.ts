@@ -144,16 +144,21 @@ let asyncScopeReady = false;
 
 /**
  * Switches attribution to AsyncLocalStorage, which follows a call across awaits. Loading `node:async_hooks`
- * costs a fresh isolate about 7 ms, so the sandbox starts it once the start hook is done rather than on the
- * LOAD → ACTIVE path; calls arriving in those few milliseconds wait for it.
+ * costs a fresh isolate about 7-10 ms, and the `import()` does most of that work before it returns, blocking
+ * the isolate: it starts in a microtask, after the one that sends a reply queued just before (the start
+ * hook's). (Not in a timer: the first `setTimeout` in a fresh isolate costs about as much.) Worker sandboxes
+ * start it once the start hook is done rather than on the LOAD → ACTIVE path; process sandboxes start it when
+ * the process boots (a warm process has it ready). Calls arriving while it loads wait for it.
  */
 export function enableAsyncScope(): Promise<void> {
   // A computed specifier keeps Deno from loading the module with the Worker's entry graph.
   const specifier = "node:async_hooks";
-  return asyncScope ??= import(specifier).then((m: typeof import("node:async_hooks")) => {
-    currentCall = new m.AsyncLocalStorage<CallContext>();
-    asyncScopeReady = true;
-  });
+  return asyncScope ??= Promise.resolve()
+    .then(() => import(specifier))
+    .then((m: typeof import("node:async_hooks")) => {
+      currentCall = new m.AsyncLocalStorage<CallContext>();
+      asyncScopeReady = true;
+    });
 }
 
 type Method = (request: unknown, ctx: Context<unknown, unknown>) => unknown;

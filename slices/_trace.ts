@@ -1,6 +1,8 @@
 /** W3C trace context (`traceparent`) helpers; dependency-free so the sandbox runtime can use them. */
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** The same shape, without the all-zero trace and span ids the spec forbids: one match per check. */
+const VALID_TRACEPARENT = /^00-(?!0{32}-)[0-9a-f]{32}-(?!0{16}-)[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 function randomHexId(bytes: number): string {
   const buf = crypto.getRandomValues(new Uint8Array(bytes));
@@ -10,8 +12,7 @@ function randomHexId(bytes: number): string {
 }
 
 export function isTraceparent(value: unknown): value is string {
-  return typeof value === "string" && TRACEPARENT.test(value) && !/^00-0{32}-/.test(value) &&
-    !/-0{16}-[0-9a-f]{2}$/.test(value);
+  return typeof value === "string" && value.length === 55 && VALID_TRACEPARENT.test(value);
 }
 
 /** A new trace with a sampled root span. */

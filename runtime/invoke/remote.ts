@@ -32,7 +32,8 @@ export interface InvokeMesh {
   canSend(id: NodeId): boolean;
   writable(id: NodeId, signal?: AbortSignal): Promise<boolean>;
   isConnected(id: NodeId): boolean;
-  peerStats(id: NodeId): { queuedBytes: number };
+  /** Bytes queued for the peer (measures an encoded request's size for flow control). */
+  queuedBytes(id: NodeId): number;
 }
 
 export interface FlowLimits {
@@ -171,7 +172,7 @@ export class RemoteCalls {
         b: budgetMs,
       };
       if (call.fireAndForget) request.f = 1;
-      const before = this.#mesh.peerStats(node).queuedBytes;
+      const before = this.#mesh.queuedBytes(node);
       bytes = this.#send(node, request) - before;
     } catch (e) {
       this.#release(gate, 0);
@@ -207,7 +208,7 @@ export class RemoteCalls {
         connected ? `the queue to node ${node} is full` : `node ${node} went down before the call was sent`,
       );
     }
-    return this.#mesh.peerStats(node).queuedBytes;
+    return this.#mesh.queuedBytes(node);
   }
 
   /** Fails every call in flight to `node` at once (the invoker retries them elsewhere). */
@@ -253,6 +254,7 @@ export class RemoteCalls {
     this.#closed = true;
     for (const off of this.#unsubscribe.splice(0)) off();
     for (const node of this.#gates.keys()) this.nodeDeparted(node, "this node is stopping");
+    deadlineTimers.settle();
   }
 
   // ------------------------------------------------------------------------------------------- caller side

@@ -546,6 +546,11 @@ export class Mesh {
     return this.#peerList.filter((p) => p.conn !== undefined).map((p) => p.id);
   }
 
+  /** Bytes queued for a peer (not flushed yet, plus the socket's buffer): `peerStats(id).queuedBytes`, cheaper. */
+  queuedBytes(id: NodeId): number {
+    return this.#queuedBytes(this.#peerFor(id));
+  }
+
   peerStats(id: NodeId): PeerStats {
     const peer = this.#peerFor(id);
     return {

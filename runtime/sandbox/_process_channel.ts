@@ -1,14 +1,17 @@
 /**
  * Process isolation: the sandbox is a child Deno process (`_child_main.ts`) started with only the grant's
  * `--allow-*` flags, no config file, no npm and no remote modules, and a V8 heap limit. Messages are
- * newline-delimited JSON: host → child on stdin, child → host on stdout. Inside the child a tiny watchdog
- * Worker samples the process RSS and writes a marker line to stderr when it passes the limit; the host kills
- * the child on that line. The V8 heap limit alone is not enough: ArrayBuffer memory lives outside the heap.
+ * newline-delimited JSON (`_lines.ts`): host → child on stdin, child → host on stdout, in batches
+ * (`_flush.ts`). A child writes an empty line once it has booted (the warm pool waits for it; the protocol
+ * skips empty lines). Inside the child a tiny watchdog Worker samples the process RSS once a bundle is being
+ * loaded and writes a marker line to stderr when it passes the limit; the host kills the child on that line.
+ * The V8 heap limit alone is not enough: ArrayBuffer memory lives outside the heap.
  */
 
 import type { ChannelEvents, FailureKind, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, processPermissionFlags } from "./policy.ts";
 import type { HostMessage } from "../../slices/protocol.ts";
+import { FlushScheduler } from "./_flush.ts";
 import { LineSplitter, MAX_MESSAGE_CHARS } from "./_lines.ts";
 
 export { MAX_MESSAGE_CHARS } from "./_lines.ts";
@@ -25,8 +28,8 @@ export interface ProcessChannelOptions {
   name: string;
   grant: PermissionGrant;
   memoryLimitMb: number;
-  /** Where to take an already started child from; without one a child is spawned. */
-  pool?: ProcessPool;
+  /** An already started child for this grant (from the warm pool); without one a child is spawned. */
+  spawned?: SpawnedChild;
 }
 
 /** A started sandbox child that has not been given a slice yet. */
@@ -34,6 +37,10 @@ export interface SpawnedChild {
   readonly child: Deno.ChildProcess;
   /** Set when the process has ended. */
   exited: boolean;
+  /** Resolves once the child has booted (it writes an empty line), has ended, or was released. */
+  readonly ready: Promise<void>;
+  /** Stops watching for the ready line, so a channel can read standard output. */
+  release(): void;
 }
 
 export function spawnChild(grant: PermissionGrant, memoryLimitMb: number): SpawnedChild {
@@ -45,7 +52,17 @@ export function spawnChild(grant: PermissionGrant, memoryLimitMb: number): Spawn
     clearEnv: true,
     env: childEnv(grant),
   }).spawn();
-  const spawned: SpawnedChild = { child, exited: false };
+  // The child writes an empty line once it has booted; a pending read is cancelled by `release()` (the line,
+  // if it comes later, is an empty line the channel skips).
+  const reader = child.stdout.getReader();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    reader.releaseLock();
+  };
+  const ready = reader.read().then(() => {}, () => {}).finally(release);
+  const spawned: SpawnedChild = { child, exited: false, ready, release };
   child.status.then(() => {
     spawned.exited = true;
   });
@@ -54,6 +71,7 @@ export function spawnChild(grant: PermissionGrant, memoryLimitMb: number): Spawn
 
 /** Kills a child nobody reads from yet and releases its streams. */
 export async function discard(spawned: SpawnedChild): Promise<void> {
+  spawned.release();
   try {
     spawned.child.kill("SIGKILL");
   } catch {
@@ -65,62 +83,6 @@ export async function discard(spawned: SpawnedChild): Promise<void> {
     spawned.child.stderr.cancel().catch(() => {}),
     spawned.child.stdin.close().catch(() => {}),
   ]);
-}
-
-/**
- * Keeps one started child per recently used grant (and memory limit), so that loading an instance does not
- * wait for a Deno process to boot: the next instance with the same grant takes the warm child and a new one
- * is started behind it. A warm child has loaded nothing and is identical to a fresh one.
- */
-export class ProcessPool {
-  readonly #warm = new Map<string, SpawnedChild>();
-  readonly #discarding = new Set<Promise<void>>();
-  readonly #maxKinds: number;
-  #closed = false;
-
-  /** `maxKinds`: how many different grants keep a warm child (the oldest is dropped). */
-  constructor(maxKinds = 4) {
-    this.#maxKinds = maxKinds;
-  }
-
-  /** A started child for this grant: a warm one if there is one, else a new one. Starts its successor. */
-  take(grant: PermissionGrant, memoryLimitMb: number): SpawnedChild {
-    const key = JSON.stringify([grant.net, grant.env, memoryLimitMb]);
-    let spawned = this.#warm.get(key);
-    this.#warm.delete(key);
-    if (spawned?.exited) {
-      this.#discard(spawned);
-      spawned = undefined;
-    }
-    spawned ??= spawnChild(grant, memoryLimitMb);
-    if (!this.#closed) {
-      while (this.#warm.size >= this.#maxKinds) {
-        const [oldest, child] = this.#warm.entries().next().value!;
-        this.#warm.delete(oldest);
-        this.#discard(child);
-      }
-      this.#warm.set(key, spawnChild(grant, memoryLimitMb));
-    }
-    return spawned;
-  }
-
-  /** Process ids of the warm children waiting. */
-  warmPids(): number[] {
-    return [...this.#warm.values()].map((s) => s.child.pid);
-  }
-
-  #discard(spawned: SpawnedChild): void {
-    const done = discard(spawned).finally(() => this.#discarding.delete(done));
-    this.#discarding.add(done);
-  }
-
-  /** Ends every warm child. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    for (const spawned of this.#warm.values()) this.#discard(spawned);
-    this.#warm.clear();
-    await Promise.all([...this.#discarding]);
-  }
 }
 
 /** The command line (after the deno executable) of a sandbox child. */
@@ -177,7 +139,8 @@ function describeExit(status: Deno.CommandStatus, stderrTail: string, memoryLimi
 
 export function openProcessChannel(options: ProcessChannelOptions, events: ChannelEvents): SandboxChannel {
   const { grant, memoryLimitMb } = options;
-  const spawned = options.pool?.take(grant, memoryLimitMb) ?? spawnChild(grant, memoryLimitMb);
+  const spawned = options.spawned ?? spawnChild(grant, memoryLimitMb);
+  spawned.release();
   const child = spawned.child;
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
@@ -196,6 +159,26 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
     }
   };
 
+  // Messages travel in batches (see _flush.ts), one write each: a write costs both processes a system call
+  // and the child a wakeup. While a write is in progress, further messages gather for the next one.
+  let queue: string[] = [];
+  let writing = false;
+  const flush = () => {
+    if (writing || queue.length === 0) return;
+    const text = queue.length === 1 ? queue[0] : queue.join("");
+    queue = [];
+    if (exited) return;
+    writing = true;
+    writer.write(encoder.encode(text)).then(
+      () => {
+        writing = false;
+        if (queue.length > 0) flusher.again();
+      },
+      () => {/* the child is gone; `finished` reports it */},
+    );
+  };
+  const flusher = new FlushScheduler(flush);
+
   const stdoutDone = (async () => {
     const reader = child.stdout.getReader();
     const lines = new LineSplitter();
@@ -210,6 +193,7 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
       }
       if (open && protocolError === undefined) {
         try {
+          if (message?.t === "done") flusher.answered();
           events.message(message);
         } catch (e) {
           protocolError ??= `a message from the sandbox could not be handled: ${(e as Error).message}`;
@@ -221,7 +205,9 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
       const { value, done } = await reader.read();
       if (done) break;
       if (!lines.push(value, deliver)) {
-        protocolError ??= `the sandbox sent a message larger than ${MAX_MESSAGE_CHARS / 2 ** 20} Mi characters`;
+        protocolError ??= `the sandbox sent a message larger than ${
+          MAX_MESSAGE_CHARS / 2 ** 20
+        } Mi characters`;
         kill();
       }
     }
@@ -260,29 +246,6 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
     exited = true;
   });
 
-  // Messages wait for the end of the event loop turn (setImmediate, after the I/O that is ready has been
-  // handled) and go out in one write: under load the HTTP server hands over one request per task, and one
-  // write per request costs both processes a system call and the child a wakeup each. While a write is in
-  // progress, further messages gather for the next one.
-  let queue: string[] = [];
-  let scheduled = false;
-  let writing = false;
-  const flush = () => {
-    scheduled = false;
-    if (writing || queue.length === 0) return;
-    const text = queue.length === 1 ? queue[0] : queue.join("");
-    queue = [];
-    if (exited) return;
-    writing = true;
-    writer.write(encoder.encode(text)).then(
-      () => {
-        writing = false;
-        if (queue.length > 0) flush();
-      },
-      () => {/* the child is gone; `finished` reports it */},
-    );
-  };
-
   return {
     pid: child.pid,
     send(message: HostMessage) {
@@ -293,10 +256,7 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
       const line = JSON.stringify(wire);
       if (line === undefined) throw new TypeError("message cannot be serialized as JSON");
       queue.push(line + "\n");
-      if (!scheduled && !writing) {
-        scheduled = true;
-        setImmediate(flush);
-      }
+      flusher.queued(message.t === "call" || message.t === "hook");
     },
     async close() {
       open = false;

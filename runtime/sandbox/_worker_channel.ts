@@ -8,6 +8,7 @@
 import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, workerPermissions } from "./policy.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+import { FlushScheduler } from "./_flush.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
 
@@ -28,20 +29,7 @@ export function openWorkerChannel(
     worker.terminate();
     events.ended(kind, message);
   };
-  worker.onmessage = (event: MessageEvent<RuntimeMessage | RuntimeMessage[]>) => {
-    if (!open) return;
-    if (!Array.isArray(event.data)) return events.message(event.data);
-    for (const message of event.data) if (open) events.message(message);
-  };
-  worker.onerror = (event: ErrorEvent) => {
-    // Unhandled, a Worker error propagates to the node's global scope and ends the process.
-    event.preventDefault();
-    end("crash", `the worker crashed: ${event.message}`);
-  };
-  worker.onmessageerror = () => end("protocol", "the worker sent a message that could not be deserialized");
-  // Messages travel in batches: a postMessage costs far more than its contents. A batch closes at the end
-  // of the event loop turn (setImmediate, after the I/O that is ready has been handled), so that under load
-  // the HTTP requests of one turn, which the server hands over one task each, share one message.
+  // Messages travel in batches (see _flush.ts): a postMessage costs far more than its contents.
   let queue: HostMessage[] = [];
   const flush = () => {
     const batch = queue;
@@ -59,11 +47,28 @@ export function openWorkerChannel(
       }
     }
   };
+  const flusher = new FlushScheduler(flush);
+  const receive = (message: RuntimeMessage) => {
+    if (message?.t === "done") flusher.answered();
+    events.message(message);
+  };
+  worker.onmessage = (event: MessageEvent<RuntimeMessage | RuntimeMessage[]>) => {
+    if (!open) return;
+    const data = event.data;
+    if (!Array.isArray(data)) return receive(data);
+    for (const message of data) if (open) receive(message);
+  };
+  worker.onerror = (event: ErrorEvent) => {
+    // Unhandled, a Worker error propagates to the node's global scope and ends the process.
+    event.preventDefault();
+    end("crash", `the worker crashed: ${event.message}`);
+  };
+  worker.onmessageerror = () => end("protocol", "the worker sent a message that could not be deserialized");
   return {
     send(message) {
       if (!open) return;
-      if (queue.length === 0) setImmediate(flush);
       queue.push(message);
+      flusher.queued(message.t === "call" || message.t === "hook");
     },
     close() {
       open = false;

@@ -30,8 +30,15 @@ import {
   type SliceState,
   step,
 } from "./lifecycle.ts";
-import { DEFAULT_POLICY, type IsolationMode, type SandboxPolicy, validatePolicy } from "./policy.ts";
-import { ProcessPool } from "./_process_channel.ts";
+import {
+  DEFAULT_POLICY,
+  grantPermissions,
+  type IsolationMode,
+  type SandboxPolicy,
+  validatePolicy,
+} from "./policy.ts";
+import { discard, type SpawnedChild } from "./_process_channel.ts";
+import { ProcessPool } from "./_process_pool.ts";
 
 /** Where LOAD gets the artifact: its manifest, and its bundle (or a way to fetch it, inside LOADING). */
 export interface ArtifactSource {
@@ -87,11 +94,17 @@ export interface SliceExecutorOptions {
   afterUnload?: (instance: InstanceInfo) => Promise<void>;
   clock?: Clock;
   /**
-   * Process isolation: keep a started child per recently used grant so LOAD does not wait for a Deno process
-   * to boot (default true; each warm child costs about 55 MiB).
+   * Process isolation: keep started children warm so LOAD does not wait for a Deno process to boot. `true`
+   * (the default) keeps up to DEFAULT_WARM_PROCESSES, a number up to that many, `false` or 0 none. The pool
+   * follows demand (see _process_pool.ts); a warm child costs about 17-20 MiB of private memory and no CPU.
    */
-  warmProcesses?: boolean;
+  warmProcesses?: boolean | number;
 }
+
+/** The most warm sandbox processes an executor keeps by default (all grants together). */
+export const DEFAULT_WARM_PROCESSES = 4;
+/** Warm children started for the policy's plain grant (no net, no env) when the executor starts. */
+const PREWARM_PROCESSES = 2;
 
 interface Entry {
   record: InstanceRecord;
@@ -102,6 +115,8 @@ interface Entry {
   waiters: Array<(state: SliceState | Removed) => void>;
   /** Teardown in progress (abort or unload). */
   releasing?: Promise<void>;
+  /** Process isolation: the child started when the LOAD arrived, until a SliceHost takes it over. */
+  child?: SpawnedChild;
 }
 
 export class SliceExecutor {
@@ -116,9 +131,17 @@ export class SliceExecutor {
   constructor(options: SliceExecutorOptions = {}) {
     if (options.policy) validatePolicy(options.policy);
     this.#options = options;
-    if (options.warmProcesses ?? true) this.#pool = new ProcessPool();
+    const warm = options.warmProcesses ?? true;
+    const maxWarm = warm === true ? DEFAULT_WARM_PROCESSES : warm === false ? 0 : Math.max(0, warm);
+    if (maxWarm > 0) this.#pool = new ProcessPool({ maxWarm });
     this.#deadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
     this.#clock = options.clock ?? systemClock;
+    const policy = options.policy ?? DEFAULT_POLICY;
+    if (policy.mode === "process" && this.#pool) {
+      // Most slices ask for no permission at all: have children ready for them before the first LOAD.
+      const plain = grantPermissions({ net: [], env: [] }, policy);
+      this.#pool.prewarm(plain, policy.memoryLimitMb, Math.min(PREWARM_PROCESSES, maxWarm));
+    }
   }
 
   /**
@@ -153,6 +176,7 @@ export class SliceExecutor {
       throw new AetherError("conflict", result.rejected, { instanceId: command.instanceId });
     }
     const settled = new Promise<SliceState | Removed>((resolve) => entry!.waiters.push(resolve));
+    if (command.type === "LOAD") this.#startChild(entry!, command);
     this.#apply(entry!, result.record, result.effects);
     return settled;
   }
@@ -180,6 +204,11 @@ export class SliceExecutor {
   /** Every instance on this node. */
   list(): InstanceInfo[] {
     return [...this.#entries.values()].map((e) => this.#info(e));
+  }
+
+  /** Process ids of the warm sandbox processes waiting for a LOAD (process isolation). */
+  warmProcesses(): number[] {
+    return this.#pool?.warmPids() ?? [];
   }
 
   /** Calls a method of an ACTIVE instance (the invoker's local path). */
@@ -215,6 +244,27 @@ export class SliceExecutor {
   }
 
   // -------------------------------------------------------------------------------------------------------
+
+  /**
+   * Process isolation: takes the instance's child now (a warm one, or one started now), so that it boots
+   * while LOADING fetches and checks the bundle instead of after.
+   */
+  #startChild(entry: Entry, command: Extract<ExecutorCommand, { type: "LOAD" }>): void {
+    const policy = this.#options.policy ?? DEFAULT_POLICY;
+    if ((command.mode ?? policy.mode) !== "process" || !this.#pool) return;
+    const grant = grantPermissions(command.artifact.manifest.permissions, policy);
+    entry.child = this.#pool.take(grant, policy.memoryLimitMb);
+  }
+
+  /** Ends the child started for a LOAD that never reached a SliceHost. */
+  #dropChild(entry: Entry): Promise<void> {
+    const child = entry.child;
+    if (!child) return Promise.resolve();
+    entry.child = undefined;
+    const dropping = discard(child).finally(() => this.#releases.delete(dropping));
+    this.#releases.add(dropping);
+    return dropping;
+  }
 
   #info(entry: Entry): InstanceInfo {
     const info: InstanceInfo = {
@@ -263,6 +313,7 @@ export class SliceExecutor {
           break;
         case "forget":
           clearTimeout(entry.timer);
+          this.#dropChild(entry);
           this.#entries.delete(previous.instanceId);
           break;
       }
@@ -301,9 +352,15 @@ export class SliceExecutor {
     switch (operation) {
       case "load": {
         const command = entry.load!;
-        const bundle = typeof command.artifact.bundle === "function"
-          ? await command.artifact.bundle()
-          : command.artifact.bundle;
+        let bundle: Uint8Array;
+        try {
+          bundle = typeof command.artifact.bundle === "function"
+            ? await command.artifact.bundle()
+            : command.artifact.bundle;
+        } catch (e) {
+          this.#dropChild(entry);
+          throw e;
+        }
         const id = entry.record.instanceId;
         const host = new SliceHost({
           instanceId: id,
@@ -317,10 +374,14 @@ export class SliceExecutor {
           onLog: this.#options.onLog,
           onFailure: (failure) => this.#dispatch(id, { type: "failed", reason: failure.message }),
           processPool: this.#pool,
+          processChild: entry.child,
         });
         if (entry.record.state !== "LOADING" || this.#closed) {
-          return; // Failed or closed while the bundle was fetched: nothing to start.
+          // Failed or closed while the bundle was fetched: nothing to start.
+          this.#dropChild(entry);
+          return;
         }
+        entry.child = undefined; // the host owns it now
         entry.host = host;
         await host.load();
         return;
@@ -347,7 +408,7 @@ export class SliceExecutor {
 
   /** Terminates and releases the instance's sandbox; tracked so `close()` can wait for it. */
   #release(entry: Entry): Promise<void> {
-    if (!entry.host) return Promise.resolve();
+    if (!entry.host) return this.#dropChild(entry);
     const host = entry.host;
     const releasing = host.unload().finally(() => this.#releases.delete(releasing));
     this.#releases.add(releasing);

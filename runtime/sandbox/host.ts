@@ -29,7 +29,8 @@ import type { JsonValue, LogLevel } from "../../slices/mod.ts";
 import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
 import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
-import { openProcessChannel, ProcessPool } from "./_process_channel.ts";
+import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
+import type { ProcessPool } from "./_process_pool.ts";
 import {
   DEFAULT_POLICY,
   grantPermissions,
@@ -139,6 +140,11 @@ export interface SliceHostOptions {
   onFailure?: (failure: SliceFailure) => void;
   /** Process isolation: take started children from this pool (the executor keeps one per node). */
   processPool?: ProcessPool;
+  /**
+   * Process isolation: a child already started for this instance's grant (the executor starts it when the
+   * LOAD arrives, so it boots while the bundle is fetched and checked). The host owns it from here on.
+   */
+  processChild?: SpawnedChild;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -231,6 +237,7 @@ export class SliceHost {
   readonly #onLog: (entry: SliceLogEntry) => void;
   readonly #onFailure?: (failure: SliceFailure) => void;
   readonly #processPool?: ProcessPool;
+  #processChild?: SpawnedChild;
   readonly #pending = new Map<number, Pending>();
   #state: HostState = "new";
   #failure?: SliceFailure;
@@ -253,6 +260,7 @@ export class SliceHost {
     this.#onLog = options.onLog ?? defaultLog;
     this.#onFailure = options.onFailure;
     this.#processPool = options.processPool;
+    this.#processChild = options.processChild;
   }
 
   get state(): HostState {
@@ -410,6 +418,7 @@ export class SliceHost {
       new AetherError("unavailable", `${what} was cut off: ${this.#label} was unloaded`)
     );
     this.#loadWaiter?.reject(new AetherError("unavailable", `${this.#label} was unloaded while loading`));
+    deadlineTimers.settle(); // no call of any host left: nothing should stay armed
     await this.#closeChannel();
   }
 
@@ -431,10 +440,11 @@ export class SliceHost {
       undeliverable: (message: HostMessage, error: Error) => this.#undeliverable(message, error),
     };
     const name = `slice ${this.#label}`;
-    return this.mode === "worker" ? openWorkerChannel(name, this.grant, events) : openProcessChannel(
-      { name, grant: this.grant, memoryLimitMb: this.#policy.memoryLimitMb, pool: this.#processPool },
-      events,
-    );
+    if (this.mode === "worker") return openWorkerChannel(name, this.grant, events);
+    const memoryLimitMb = this.#policy.memoryLimitMb;
+    const spawned = this.#processChild ?? this.#processPool?.take(this.grant, memoryLimitMb);
+    this.#processChild = undefined;
+    return openProcessChannel({ name, grant: this.grant, memoryLimitMb, spawned }, events);
   }
 
   #awaitLoaded(config: Record<string, JsonValue>): Promise<SliceDescription> {
@@ -679,8 +689,13 @@ export class SliceHost {
       );
     }
     return new Promise<InvokeOutcome>((resolve, reject) => {
-      const deadline = deadlineTimers.schedule(call.deadlineMs, () =>
-        reject(new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`)));
+      const deadline = deadlineTimers.schedule(
+        call.deadlineMs,
+        () =>
+          reject(
+            new AetherError("timeout", `${call.name}.${call.method} did not answer within ${budgetMs} ms`),
+          ),
+      );
       let result: Promise<InvokeOutcome>;
       try {
         result = this.#onOutboundCall(call);
@@ -758,6 +773,12 @@ export class SliceHost {
 
   #closing?: Promise<void>;
   #closeChannel(): Promise<void> {
+    if (this.#processChild) {
+      // Failed or unloaded before the sandbox was opened: the child started for it goes.
+      this.#closing ??= discard(this.#processChild);
+      this.#processChild = undefined;
+      return this.#closing;
+    }
     if (!this.#channel) return Promise.resolve();
     this.#closing ??= this.#channel.close();
     return this.#closing;

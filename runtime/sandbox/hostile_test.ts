@@ -355,6 +355,42 @@ for (const attack of ["allocateHeap", "allocateBuffers"]) {
   });
 }
 
+Deno.test("[process] hostile: a bundle that allocates without bound while it loads is stopped at the memory limit", async () => {
+  // The watchdog of a (warm) sandbox process samples only from the load on: this proves it is armed before
+  // any of the bundle's code runs. The description comes from a harmless twin (describing the bomb would run
+  // it); the manifest carries the bomb's hash, so the host loads the bomb.
+  const definition = `export default {
+    kind: "aether.slice", format: 1, coordinates: "org.example:bomb:1.0.0", methods: { ping() { return 1; } },
+    calls: {}, requires: [], permissions: { net: [], env: [] }, config: {},
+  };`;
+  const harmless = new TextEncoder().encode(definition);
+  const bomb = new TextEncoder().encode(
+    `const keep = []; while (true) keep.push(new Uint8Array(8 * 1024 * 1024).fill(1));\n${definition}`,
+  );
+  const manifest = manifestFromDescription(await describeBundle(harmless, { mode: "process" }), {
+    sha256: await sha256Hex(bomb),
+    sizeBytes: bomb.length,
+    builtAt: new Date().toISOString(),
+  });
+  const failures: SliceFailure[] = [];
+  const host = new SliceHost({
+    instanceId: "bomb",
+    manifest,
+    bundle: bomb,
+    mode: "process",
+    policy: POLICY,
+    onLog: () => {},
+    onFailure: (f) => failures.push(f),
+  });
+  try {
+    await rejects(host.load(), /memory limit of 128 MiB/);
+    assertEquals(host.state, "failed");
+    assertEquals(failures.map((f) => f.kind), ["memory"]);
+  } finally {
+    await host.unload();
+  }
+});
+
 Deno.test("[worker] hostile: an endless loop fails the instance, but Deno cannot stop the Worker's thread", async () => {
   // In a child process, so the thread that cannot be stopped dies with it.
   const dir = await Deno.makeTempDir();

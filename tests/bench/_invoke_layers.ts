@@ -68,7 +68,7 @@ function cpuSeconds(own = false): number {
       if (own) return;
       for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
         const children = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
-        if (children) for (const child of children.split(/\s+/)) visit(Number(child));
+        if (children) { for (const child of children.split(/\s+/)) visit(Number(child)); }
       }
     } catch {
       // Gone meanwhile.

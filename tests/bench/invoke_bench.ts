@@ -8,8 +8,8 @@
  *    in its own process; a 1-member Aether node serving a slice route (`GET /hello`, default process
  *    isolation); and the same handler + invoker + slice in worker isolation without consensus around it
  *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
- *    Then each layer alone behind one Deno.serve (tests/bench/_invoke_layers.ts): raw, a Worker round trip,
- *    the sandbox executor, the invoker, the HTTP handler, with the server CPU each adds per request.
+ *    Then each layer alone behind one Deno.serve (tests/bench/_invoke_layers.ts), in both isolations: raw, a
+ *    Worker round trip, the sandbox executor, the invoker, the HTTP handler, with the server CPU each adds.
  * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
  *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
  *    (process isolation), and both again in worker isolation (two helper processes with a real mesh and no
@@ -423,32 +423,40 @@ try {
   }
 
   // 1b. Where the time goes --------------------------------------------------------------------------------
-  console.log("\n   where an HTTP request's time goes: one Deno.serve, each layer alone (worker isolation),");
-  console.log("   server CPU per request (tests/bench/_invoke_layers.ts)");
-  const layers = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--unstable-worker-options",
-      fileURLToPath(new URL("./_invoke_layers.ts", import.meta.url)),
-      String(Math.max(2, Math.round(WRK_SECONDS / 2))),
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  let previous = 0;
-  for (const line of new TextDecoder().decode(layers.stdout).trim().split("\n")) {
-    const v = JSON.parse(line) as { layer: string; requestsPerSecond: number; cpuUsPerRequest: number };
-    const added = previous === 0
-      ? ""
-      : `  (${v.cpuUsPerRequest - previous >= 0 ? "+" : ""}${(v.cpuUsPerRequest - previous).toFixed(0)} µs)`;
-    console.log(
-      `   ${v.layer.padEnd(10)} ${rate(v.requestsPerSecond).padStart(14)}  CPU ${
-        v.cpuUsPerRequest.toFixed(0).padStart(4)
-      } µs/req${added}`,
-    );
-    previous = v.cpuUsPerRequest;
+  console.log(
+    "\n   where an HTTP request's time goes: one Deno.serve, each layer alone, server CPU per request",
+  );
+  console.log("   (the process and its sandbox child; tests/bench/_invoke_layers.ts)");
+  for (const mode of ["process", "worker"] as const) {
+    const layers = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-worker-options",
+        fileURLToPath(new URL("./_invoke_layers.ts", import.meta.url)),
+        String(Math.max(2, Math.round(WRK_SECONDS / 2))),
+        mode,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    console.log(`   ${mode} isolation:`);
+    let previous = 0;
+    for (const line of new TextDecoder().decode(layers.stdout).trim().split("\n")) {
+      const v = JSON.parse(line) as { layer: string; requestsPerSecond: number; cpuUsPerRequest: number };
+      const added = previous === 0
+        ? ""
+        : `  (${v.cpuUsPerRequest - previous >= 0 ? "+" : ""}${
+          (v.cpuUsPerRequest - previous).toFixed(0)
+        } µs)`;
+      console.log(
+        `     ${v.layer.padEnd(10)} ${rate(v.requestsPerSecond).padStart(14)}  CPU ${
+          v.cpuUsPerRequest.toFixed(0).padStart(4)
+        } µs/req${added}`,
+      );
+      previous = v.cpuUsPerRequest;
+    }
   }
 
   // 2. Calls ------------------------------------------------------------------------------------------------
