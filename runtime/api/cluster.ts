@@ -29,6 +29,8 @@ export function clusterRoutes(deps: ApiDeps): Hono {
       members: s.members,
       revision: s.revision,
       phase: s.phase,
+      consensus: s.consensus,
+      writeForwarding: s.writeForwarding,
       uptimeSeconds: Math.round(s.uptimeMs / 100) / 10,
       ports: s.ports,
       ...s.features,

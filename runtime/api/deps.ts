@@ -4,6 +4,7 @@
  */
 
 import type { Logger } from "../core/log.ts";
+import type { EngineStats } from "../consensus/types.ts";
 import type { KvCommand, KvEntry, KvEvent } from "../kv/commands.ts";
 
 export interface MemberView {
@@ -29,11 +30,27 @@ export interface NodeStatusView {
   revision: number;
   /** Highest consensus phase applied on this node. */
   phase: number;
+  /** How this node's consensus phases were decided since it started. */
+  consensus: EngineStats;
+  /** API writes this node sent into the leader's batches, and those it served for others. */
+  writeForwarding: ForwardStats;
   uptimeMs: number;
   /** Ports this node bound. */
   ports: { cluster: number; api: number; http: number };
   /** What each feature (repository, deployment, ...) reports about itself. */
   features?: Record<string, unknown>;
+}
+
+/** API writes a node sent into the leader's batches (runtime/node/forward.ts). */
+export interface ForwardStats {
+  /** Writes this member sent to the leader. */
+  forwarded: number;
+  /** Writes other members sent here. */
+  served: number;
+  /** Forwarded writes that failed because the leader disconnected before answering. */
+  lostLeader: number;
+  /** Forwarded writes waiting for an answer now. */
+  inFlight: number;
 }
 
 /** A successful write: the store revision after it (and txn/delete details). */

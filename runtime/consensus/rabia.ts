@@ -49,6 +49,7 @@ import {
   type DecidedPhase,
   type Effect,
   type EngineConfig,
+  type EngineStats,
   type EngineStatus,
   maxFaultsOf,
   type PhaseRecord,
@@ -133,6 +134,7 @@ export class RabiaEngine<C = unknown> {
   readonly #phases = new Map<number, PhaseState<C>>();
   /** Batches waiting to be decided, by id. */
   readonly #pending = new Map<string, Batch<C>>();
+  readonly #stats: EngineStats = { decided: 0, empty: 0, byProposals: 0, byVote1: 0, byVote2: 0 };
   /** Ids of the pending batches that were submitted to this engine instance. */
   readonly #submittedHere = new Set<string>();
   /** The last `recentDecisions` decisions, consecutive up to lastDecided, for answering late messages. */
@@ -184,6 +186,11 @@ export class RabiaEngine<C = unknown> {
   /** The phase being decided now (or next, when idle). */
   get currentPhase(): number {
     return this.#lastDecided + 1;
+  }
+
+  /** Counters since this engine started: how phases were decided (the first place to look when throughput drops). */
+  get stats(): EngineStats {
+    return { ...this.#stats };
   }
 
   get pendingCount(): number {
@@ -510,6 +517,7 @@ export class RabiaEngine<C = unknown> {
   }
 
   #decide(ps: PhaseState<C>, value: BinaryValue, how: "proposals" | "vote1" | "votes"): boolean {
+    this.#stats[how === "proposals" ? "byProposals" : how === "vote1" ? "byVote1" : "byVote2"]++;
     if (value === 0) {
       this.#commit(ps.phase, null, how === "votes");
       return true;
@@ -573,6 +581,8 @@ export class RabiaEngine<C = unknown> {
       );
     }
     this.#emit({ type: "decide", phase, batch });
+    this.#stats.decided++;
+    if (!batch) this.#stats.empty++;
     this.#lastDecided = phase;
     this.#phases.delete(phase);
     this.#remember(phase, batch);

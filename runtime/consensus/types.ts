@@ -183,6 +183,20 @@ export type Effect<C = unknown> =
 
 export type EngineStatus = "syncing" | "active";
 
+/** How this member's phases were decided since it started. */
+export interface EngineStats {
+  /** Phases decided here, however they were learned. */
+  decided: number;
+  /** Of those, phases that decided no batch (0): proposals collided or nothing was proposed. */
+  empty: number;
+  /** Decided from the proposals alone (all n equal, or no majority possible): one message delay. */
+  byProposals: number;
+  /** Decided from n equal round-1 votes. */
+  byVote1: number;
+  /** Decided from f + 1 equal round-2 votes (the slow path). */
+  byVote2: number;
+}
+
 export interface EngineConfig {
   self: NodeId;
   /** Every core member, self included; fixed for the cluster's life. 1, 3 or 5 members. */

@@ -15,7 +15,8 @@ import { Mesh } from "../net/mod.ts";
 import { createApiApp } from "../api/mod.ts";
 import type { ApiDeps, KvAccess, NodeStatusView, WatchStream } from "../api/deps.ts";
 import type { NodeFlags } from "./flags.ts";
-import { CONSENSUS_CHANNEL, Replica } from "./replica.ts";
+import { CONSENSUS_CHANNEL, Replica, writeOutcome } from "./replica.ts";
+import { WRITE_CHANNEL, WriteForwarder, type Writer } from "./forward.ts";
 import { electionProposal, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 import { createAppServer } from "./app_http.ts";
 import { type Feature, Listeners, type NodeContext, ServiceRegistry } from "./context.ts";
@@ -91,6 +92,15 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     },
   });
 
+  const forwarder = new WriteForwarder({
+    self: flags.id,
+    transport: mesh,
+    local: replica,
+    target: () => (replica.ready ? leader()?.nodeId : undefined),
+    log: log.with({ component: "writes" }),
+  });
+  mesh.onMessage(WRITE_CHANNEL, (from, message) => forwarder.receive(from, message));
+
   const lastConnectedAt = new Map<string, number>();
   mesh.onMessage(CONSENSUS_CHANNEL, (from, message) => replica.receive(from, message));
   mesh.onPeerUp((id) => {
@@ -101,6 +111,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   mesh.onPeerDown((id, reason) => {
     lastConnectedAt.set(id, systemClock.now());
     log.warn("peer down", { peer: id, reason });
+    forwarder.peerDown(id);
   });
   replica.start();
   const ticker = setInterval(() => replica.tick(), TICK_MS);
@@ -153,11 +164,18 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     members: members.map((id) => ({ id, connected: id === flags.id || mesh.isConnected(id) })),
     revision: replica.state.revision,
     phase: replica.phase,
+    consensus: engine.stats,
+    writeForwarding: forwarder.stats,
     uptimeMs: systemClock.now() - startedAt,
     ports,
     features: Object.fromEntries(features.filter((f) => f.status).map((f) => [f.name, f.status!()])),
   });
-  const deps: ApiDeps = { status, kv, log: log.with({ component: "api" }) };
+  // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
+  const deps: ApiDeps = {
+    status,
+    kv: kvAccess(replica, hub, forwarder),
+    log: log.with({ component: "api" }),
+  };
   const api = createApiApp(deps, features.flatMap((f) => (f.api ? [f.api] : [])));
   const apiServer = Deno.serve(
     { hostname: flags.host, port: flags.apiPort, onListen: () => {} },
@@ -195,14 +213,20 @@ async function shutdown(server: Deno.HttpServer): Promise<void> {
   await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
 }
 
-function kvAccess(replica: Replica, hub: WatchHub): KvAccess {
+/** Writes go through `writer`: the replica itself, or the forwarder into the leader's batches (API writes). */
+function kvAccess(replica: Replica, hub: WatchHub, writer: Writer = replica): KvAccess {
+  const write = async (command: KvCommand, timeoutMs = WRITE_TIMEOUT_MS) =>
+    writeOutcome(await writer.write(command, timeoutMs));
   return {
     get maxValueBytes() {
       return replica.state.maxValueBytes;
     },
-    write: (command, options) => replica.writeOk(command, options?.timeoutMs),
-    get: async (key, options) =>
-      options?.consistent ? await replica.readConsistent(key, options.timeoutMs) : replica.state.get(key),
+    write: (command, options) => write(command, options?.timeoutMs),
+    get: async (key, options) => {
+      // A barrier through consensus, then the local state: linearizable.
+      if (options?.consistent) await write({ type: "barrier" }, options.timeoutMs);
+      return replica.state.get(key);
+    },
     range: (prefix, options) => ({
       revision: replica.state.revision,
       items: replica.state.range(prefix, options?.limit ?? Infinity, options?.startAfter),

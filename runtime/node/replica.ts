@@ -16,7 +16,7 @@ import type { NodeId } from "../core/ids.ts";
 import type { Batch, ConsensusMsg, DecidedPhase, Effect, PhaseRecord, Snapshot } from "../consensus/types.ts";
 import { quorumOf } from "../consensus/types.ts";
 import { Batcher, DEFAULT_BATCH_LIMITS, type RabiaEngine } from "../consensus/mod.ts";
-import { commandSize, type KvCommand, type KvEntry, type KvEvent, type KvResult } from "../kv/commands.ts";
+import { commandSize, type KvCommand, type KvEvent, type KvResult } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
 import type { WriteOutcome } from "../api/deps.ts";
 
@@ -78,6 +78,20 @@ export interface ReplicaOptions {
   onFatal(error: Error): void;
 }
 
+/** A write's result as the API reports it: the outcome, or an AetherError for a refused command. */
+export function writeOutcome(result: KvResult): WriteOutcome {
+  if (result.ok) return { revision: result.revision, succeeded: result.succeeded, deleted: result.deleted };
+  const code = result.code === "too_large"
+    ? "too_large"
+    : result.code === "invalid"
+    ? "bad_request"
+    : "compare_failed";
+  throw new AetherError(code, result.message, {
+    revision: result.revision,
+    ...(result.currentRevision !== undefined ? { currentRevision: result.currentRevision } : {}),
+  });
+}
+
 export class Replica {
   readonly #o: ReplicaOptions;
   #state: KvState;
@@ -90,6 +104,8 @@ export class Replica {
   /** Committed groups of actions waiting (in order) for their fsync; see #flush. */
   #waiting: { needsSync: boolean; actions: (() => void)[] }[] = [];
   #syncInFlight = false;
+  /** Callers waiting for the applied revision to reach theirs, in no particular order (there are few). */
+  #revisionWaiters: { revision: number; resolve: () => void }[] = [];
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
@@ -194,24 +210,39 @@ export class Replica {
     return promise;
   }
 
-  async writeOk(command: KvCommand, timeoutMs?: number): Promise<WriteOutcome> {
-    const result = await this.write(command, timeoutMs);
-    if (result.ok) return { revision: result.revision, succeeded: result.succeeded, deleted: result.deleted };
-    const code = result.code === "too_large"
-      ? "too_large"
-      : result.code === "invalid"
-      ? "bad_request"
-      : "compare_failed";
-    throw new AetherError(code, result.message, {
-      revision: result.revision,
-      ...(result.currentRevision !== undefined ? { currentRevision: result.currentRevision } : {}),
-    });
+  /**
+   * Resolves once this node has applied (and published the events of) `revision`, the revision another member
+   * reported for a write. False when `timeoutMs` passes first.
+   */
+  waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.#state.revision >= revision) return Promise.resolve(true);
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const timer = setTimeout(() => {
+      const index = this.#revisionWaiters.indexOf(waiter);
+      if (index >= 0) this.#revisionWaiters.splice(index, 1);
+      resolve(false);
+    }, timeoutMs);
+    const waiter = {
+      revision,
+      resolve: () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    };
+    this.#revisionWaiters.push(waiter);
+    return promise;
   }
 
-  /** A linearizable read: a barrier through consensus, then the local state. */
-  async readConsistent(key: string, timeoutMs?: number): Promise<KvEntry | undefined> {
-    await this.write({ type: "barrier" }, timeoutMs);
-    return this.#state.get(key);
+  #releaseRevisionWaiters(): void {
+    const revision = this.#state.revision;
+    const waiting = this.#revisionWaiters;
+    if (!waiting.some((w) => w.revision <= revision)) return;
+    this.#revisionWaiters = waiting.filter((w) => w.revision > revision);
+    for (const w of waiting) if (w.revision <= revision) w.resolve();
+  }
+
+  async writeOk(command: KvCommand, timeoutMs?: number): Promise<WriteOutcome> {
+    return writeOutcome(await this.write(command, timeoutMs));
   }
 
   /** Forms the next batch when the engine can take one. */
@@ -247,7 +278,10 @@ export class Replica {
           this.#state = KvState.fromSnapshot(effect.snapshot.data, {
             maxValueBytes: this.#state.maxValueBytes,
           });
-          this.#afterCommit.push(((state) => () => this.#o.onSnapshotInstalled(state))(this.#state));
+          this.#afterCommit.push(((state) => () => {
+            this.#o.onSnapshotInstalled(state);
+            this.#releaseRevisionWaiters();
+          })(this.#state));
           break;
         case "send":
           this.#afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
@@ -279,7 +313,10 @@ export class Replica {
     const outcome = batch ? this.#state.applyBatch(batch) : null;
     if (outcome && outcome.events.length > 0) {
       const events = outcome.events;
-      this.#afterCommit.push(() => this.#o.onEvents(events));
+      this.#afterCommit.push(() => {
+        this.#o.onEvents(events);
+        this.#releaseRevisionWaiters();
+      });
     }
     if (batch && batch.submitter === this.#o.self) {
       const results = outcome?.results ?? null;
