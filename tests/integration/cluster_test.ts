@@ -31,6 +31,10 @@ Deno.test("a write through one member is readable on every member, consistent re
       ...cluster.nodes.filter((n) => n.id !== leader),
       cluster.nodes.find((n) => n.id === leader)!,
     ];
+    await cluster.waitFor("a is caught up and connected to every member", async () => {
+      const { body } = await a.json<{ ready: boolean; members: { connected: boolean }[] }>("/api/v1/health");
+      return body.ready && body.members.every((m) => m.connected);
+    });
     const written = await put(a, "app/greeting", "hello");
     equal(written.status, 200);
     ok(written.body.revision > 0);
