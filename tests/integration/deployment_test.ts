@@ -345,6 +345,16 @@ Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss 
         const [survivor, ...others] = cluster.nodes;
         const running = await localInstances(survivor);
         ok(running.length >= 2 && running.every((i) => / ACTIVE pid \d+$/.test(i)), running.join("\n"));
+        // When an instance record was created: a number n can be used again by a later instance on the node.
+        const createdAt = async (instance: string) => {
+          const key = `instances/${survivor.id}/${instance.split(" ")[0]}`;
+          const response = await fetch(`${survivor.apiUrl}/api/v1/kv/${key}`);
+          await response.body?.cancel();
+          return response.headers.get("x-aether-create-revision");
+        };
+        const created = new Map(
+          await Promise.all(running.map(async (i) => [i, await createdAt(i)] as const)),
+        );
         await Promise.all(others.map((n) => n.kill()));
         await cluster.waitFor("the survivor to notice it has no quorum", async () => {
           return (await survivor.json("/api/v1/health")).status === 503;
@@ -354,15 +364,20 @@ Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss 
         deepStrictEqual(await localInstances(survivor), running, "the same sandboxes, still ACTIVE");
         await Promise.all(others.map((n) => n.start()));
         await waitSettled(cluster, survivor, want, "settled again with quorum");
-        // The leader may move an instance to restore the spread once everyone is back; nothing that stays is
-        // restarted in place.
+        // The leader may move an instance to restore the spread once everyone is back (and a new instance may
+        // reuse a retired one's number); nothing whose record stayed is restarted in place.
         const after = await localInstances(survivor);
         const kept = after.filter((i) => running.includes(i));
         ok(kept.length >= 1, `kept ${kept.length}`);
         for (const instance of after) {
           const id = instance.split(" ")[0];
           const was = running.find((i) => i.startsWith(`${id} `));
-          ok(was === undefined || was === instance, `${id} restarted in place: was ${was}, now ${instance}`);
+          if (was === undefined || was === instance) continue;
+          const [before, now] = [created.get(was), await createdAt(instance)];
+          ok(
+            before !== now,
+            `${id} restarted in place (record created at ${before}): was ${was}, now ${instance}`,
+          );
         }
       },
     );
