@@ -5,26 +5,11 @@
 
 import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
+import { runCli } from "../_support/cli.ts";
 
 const MAIN = new URL("../../runtime/main.ts", import.meta.url).pathname;
 
-async function cli(args: string[], stdin?: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", MAIN, ...args],
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
+const cli = (args: string[], stdin?: string) => runCli(args, { stdin });
 
 Deno.test("CLI batch mode: status, health, kv put/get/list/del, and exit codes", async () => {
   const cluster = await TestCluster.start(3);

@@ -7,20 +7,9 @@
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { GROUP, publishFixtures, type SliceStatus, sliceStatuses } from "../_support/deployment.ts";
+import { runCli } from "../_support/cli.ts";
 
-const MAIN = new URL("../../runtime/main.ts", import.meta.url).pathname;
-
-async function cli(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", MAIN, ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
+const cli = (args: string[]) => runCli(args);
 
 const GOOD = `id = "${GROUP}:cli-shop:1.0.0"
 [[slices]]

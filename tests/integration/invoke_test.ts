@@ -11,6 +11,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { pushArtifact, type SliceStatus, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import { runCli } from "../_support/cli.ts";
 
 const GROUP = "org.example.invoke";
 type Json = Record<string, unknown>;
@@ -83,30 +84,8 @@ const post = (node: NodeProcess, path: string, body: unknown, headers: Record<st
     headers: { "content-type": "application/json", ...headers },
   });
 
-async function cli(
-  node: NodeProcess,
-  ...args: string[]
-): Promise<{ code: number; out: string; err: string }> {
-  const main = new URL("../../runtime/main.ts", import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      main,
-      "--connect",
-      `127.0.0.1:${node.ready!.apiPort}`,
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: output.code, out: d.decode(output.stdout), err: d.decode(output.stderr) };
-}
+const cli = (node: NodeProcess, ...args: string[]) =>
+  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, ...args]);
 
 async function publish(node: NodeProcess) {
   for (const name of ["back", "middle", "front"] as const) await pushArtifact(node, await fixture(name));
@@ -222,7 +201,7 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
         ok(Date.now() - started < 3_000, "answered at the deadline");
         // A slice timeout configured through the API applies too.
         const set = await cli(n1, "timeout", "set", `${GROUP}:back`, "300");
-        equal(set.code, 0, set.err);
+        equal(set.code, 0, set.stderr);
         await cluster.waitFor("the timeout reaches the entry node", async () => {
           const { body } = await entry.json<{ items: Json[] }>("/api/v1/timeouts");
           return body.items.some((i) => i.timeoutMs === 300);
@@ -260,12 +239,12 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
         },
       );
       const table = await cli(entry, "routes");
-      equal(table.code, 0, table.err);
-      match(table.out, /METHOD\s+PATH\s+SLICE\s+SLICE METHOD\s+NODES/);
-      match(table.out, new RegExp(`POST\\s+/front/chain\\s+${GROUP}:front\\s+chain\\s+${frontNode}`));
-      match(table.out, /GET\s+\/back\/things\/\{id\}\?verbose&limit/);
+      equal(table.code, 0, table.stderr);
+      match(table.stdout, /METHOD\s+PATH\s+SLICE\s+SLICE METHOD\s+NODES/);
+      match(table.stdout, new RegExp(`POST\\s+/front/chain\\s+${GROUP}:front\\s+chain\\s+${frontNode}`));
+      match(table.stdout, /GET\s+\/back\/things\/\{id\}\?verbose&limit/);
       const json = await cli(entry, "routes", "--json");
-      ok(JSON.parse(json.out).routes.length >= 9);
+      ok(JSON.parse(json.stdout).routes.length >= 9);
     });
 
     await t.step(
@@ -283,8 +262,8 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
         });
         await pushArtifact(n1, v110);
         const set = await cli(n1, "routing", "set", `${GROUP}:back`, "1.0.0=3", "1.1.0=1");
-        equal(set.code, 0, set.err);
-        match(set.out, /1\.1\.0 \(new\)\s+1\s+25%/);
+        equal(set.code, 0, set.stderr);
+        match(set.stdout, /1\.1\.0 \(new\)\s+1\s+25%/);
         for (const node of cluster.nodes) {
           await cluster.waitFor(`${node.id} has the weights`, async () => {
             const { status, body } = await node.json(`/api/v1/routing/${GROUP}:back`);
@@ -292,12 +271,12 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
           });
         }
         const listed = await cli(n1, "routing", "--json");
-        equal(JSON.parse(listed.out).items[0].oldWeight, 3);
+        equal(JSON.parse(listed.stdout).items[0].oldWeight, 3);
         // Only 1.0.0 runs: every request still succeeds (the new version has no instance, the old one serves).
         for (let i = 0; i < 4; i++) equal((await post(entry, "/back/echo", {})).status, 200);
         const zero = await cli(n1, "routing", "set", `${GROUP}:back`, "1.0.0=0", "1.1.0=0");
         equal(zero.code, 1);
-        match(zero.err, /both weights are 0/);
+        match(zero.stderr, /both weights are 0/);
         equal((await cli(n1, "routing", "clear", `${GROUP}:back`)).code, 0);
         equal((await n1.json(`/api/v1/routing/${GROUP}:back`)).status, 404);
       },
@@ -313,8 +292,8 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
       equal(r.body.ok, true);
       equal((r.body.value as Json).requestId, "it-api-1");
       const cliCall = await cli(n1, "invoke", `${GROUP}:back`, "getThing", '{"id":"7"}');
-      equal(cliCall.code, 0, cliCall.err);
-      equal(JSON.parse(cliCall.out).id, "7");
+      equal(cliCall.code, 0, cliCall.stderr);
+      equal(JSON.parse(cliCall.stdout).id, "7");
     });
 
     await t.step(

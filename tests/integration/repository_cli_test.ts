@@ -6,24 +6,11 @@
 import { equal, match, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { TestCluster } from "../_support/cluster.ts";
+import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
 
-const MAIN = fileURLToPath(new URL("../../runtime/main.ts", import.meta.url));
 const FIXTURE = fileURLToPath(new URL("./fixtures/repo_greeter.ts", import.meta.url));
-/** The `cli` task's permissions in deno.json. */
-const CLI_PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
 
-async function cli(args: string[], cwd?: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CLI_PERMISSIONS, MAIN, ...args],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
+const cli = (args: string[], cwd?: string) => runCli(args, { cwd, permissions: CLI_TASK_PERMISSIONS });
 
 Deno.test("CLI: slice init scaffolds a project that slice build turns into a bundle and manifest", async () => {
   const dir = await Deno.makeTempDir({ prefix: "aether-cli-init-" });

@@ -12,6 +12,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { pushArtifact, type SliceStatus, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import { runCli } from "../_support/cli.ts";
 
 const GROUP = "org.example.routing";
 const VERSIONED = `${GROUP}:versioned`;
@@ -112,30 +113,8 @@ async function waitEndpoints(cluster: TestCluster, versions: string[]): Promise<
   }
 }
 
-async function cli(
-  node: NodeProcess,
-  ...args: string[]
-): Promise<{ code: number; out: string; err: string }> {
-  const main = new URL("../../runtime/main.ts", import.meta.url).pathname;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      main,
-      "--connect",
-      `127.0.0.1:${node.ready!.apiPort}`,
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: output.code, out: d.decode(output.stdout), err: d.decode(output.stderr) };
-}
+const cli = (node: NodeProcess, ...args: string[]) =>
+  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, ...args]);
 
 /** `key@modRevision` of every instance record in `node`'s replica. */
 async function instanceRevisions(node: NodeProcess): Promise<string[]> {
@@ -179,9 +158,9 @@ Deno.test("weights of 1:3 between two running versions give about a quarter of r
       deepStrictEqual(s.weights, { "1.0.0": 3, "1.1.0": 1 });
       deepStrictEqual(s.instances.map((i) => i.version).sort(), ["1.0.0", "1.1.0"]);
       const table = await cli(n1, "slices");
-      equal(table.code, 0, table.err);
+      equal(table.code, 0, table.stderr);
       match(
-        table.out,
+        table.stdout,
         /org\.example\.routing:versioned\s+1\.0\.0 \+1\.1\.0\s+1\s+1\+1\s+settled\s+.*@1\.1\.0 ACTIVE/,
       );
       await waitEndpoints(cluster, ["1.0.0", "1.1.0"]);

@@ -4,8 +4,8 @@ import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:ass
 import { join } from "node:path";
 import { CliError } from "../client.ts";
 import { DEFAULT_APP_URL, parseLoadArgs } from "./load.ts";
+import { runCli } from "../../../tests/_support/cli.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const BASE = ["--rate", "50/s", "--duration", "1s", "--target", "POST /api/v1/orders"];
 
 Deno.test("load flags: defaults, and every value read", async () => {
@@ -103,18 +103,8 @@ Deno.test("load flags: each mistake is a usage error (exit 2) that names the fla
   }
 });
 
-async function cli(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    // "--" as `deno task cli -- load ...` passes it.
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", MAIN, "--", "load", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-}
+// "--" as `deno task cli -- load ...` passes it.
+const cli = (args: string[]) => runCli(["--", "load", ...args]);
 
 Deno.test("aether load: a real run with --json, --min-success, and a template file", async () => {
   let count = 0;
