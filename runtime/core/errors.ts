@@ -50,6 +50,11 @@ export class AetherError extends Error {
   }
 }
 
+/** True for a code AetherError knows (e.g. one that came over the wire). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(STATUS_BY_CODE, code);
+}
+
 export function isAetherError(e: unknown): e is AetherError {
   return e instanceof AetherError;
 }

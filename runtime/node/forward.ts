@@ -14,7 +14,7 @@
  * as any write that times out (README, Guarantees): it is never sent a second time, so nothing is applied twice.
  */
 
-import { AetherError, type ErrorCode } from "../core/errors.ts";
+import { AetherError, type ErrorCode, isErrorCode, toAetherError } from "../core/errors.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { ForwardStats } from "../api/deps.ts";
@@ -59,19 +59,6 @@ interface Pending {
   reject(error: AetherError): void;
   timer: ReturnType<typeof setTimeout>;
 }
-
-const ERROR_CODES = new Set<string>([
-  "bad_request",
-  "not_found",
-  "conflict",
-  "too_large",
-  "no_quorum",
-  "unavailable",
-  "timeout",
-  "overloaded",
-  "compare_failed",
-  "internal",
-]);
 
 export class WriteForwarder {
   readonly #o: WriteForwarderOptions;
@@ -140,9 +127,7 @@ export class WriteForwarder {
     try {
       answer = { t: "result", id: msg.id, result: await this.#o.local.write(msg.command, msg.timeoutMs) };
     } catch (e) {
-      const error = e instanceof AetherError
-        ? e
-        : new AetherError("internal", `forwarded write failed: ${(e as Error).message}`);
+      const error = toAetherError(e);
       answer = { t: "error", id: msg.id, code: error.code, message: error.message, extra: error.extra };
     }
     this.#o.transport.send(from, WRITE_CHANNEL, answer);
@@ -216,7 +201,7 @@ export function checkForwardMsg(message: unknown): string | undefined {
       return undefined;
     }
     case "error":
-      if (!ERROR_CODES.has(m.code as string)) return `unknown error code ${String(m.code)}`;
+      if (!isErrorCode(m.code)) return `unknown error code ${String(m.code)}`;
       if (typeof m.message !== "string") return "message must be a string";
       return undefined;
     default:
