@@ -443,34 +443,6 @@ export class SliceInstance {
   }
 }
 
-/**
- * What a batching transport does with a message it found it could not serialize after `send` returned: the
- * caller still gets an answer, and a call this slice tried to make fails in the slice.
- */
-export function undeliverable(
-  message: RuntimeMessage,
-  error: Error,
-  send: (message: RuntimeMessage) => void,
-  deliverLocally: (message: HostMessage) => void,
-): void {
-  const reason = `could not be sent: ${error.message}`;
-  if (message.t === "done") {
-    send({
-      t: "done",
-      id: message.id,
-      outcome: { ok: false, error: { name: "UnserializableResult", message: `result ${reason}` } },
-    });
-  } else if (message.t === "call-out" && !message.fireAndForget) {
-    deliverLocally({
-      t: "reply",
-      id: message.id,
-      outcome: { ok: false, error: { name: "UnserializableRequest", message: `request ${reason}` } },
-    });
-  } else if (message.t === "log") {
-    send({ ...message, message: `${message.message} (fields ${reason})`, fields: undefined });
-  }
-}
-
 /** Finds the definition among a bundle's exports: the default export, else the only export that is one. */
 export function definitionOf(mod: Record<string, unknown>): AnySliceDefinition {
   const isDef = (v: unknown): v is AnySliceDefinition =>

@@ -4,7 +4,7 @@
  * the bundle's own imports are checked against the Worker's permissions.
  */
 
-import { startRuntime, undeliverable } from "./_runtime.ts";
+import { startRuntime } from "./_runtime.ts";
 import type { HostMessage, RuntimeMessage } from "./protocol.ts";
 
 interface WorkerScope {
@@ -18,42 +18,37 @@ const scope = globalThis as unknown as WorkerScope;
 const post = scope.postMessage.bind(scope);
 const close = scope.close.bind(scope);
 
-let deliver: (message: HostMessage) => void = () => {};
-let queue: RuntimeMessage[] = [];
+/** Messages of this task, each already JSON text. */
+let queue: string[] = [];
 
 function flush(): void {
-  const batch = queue;
+  if (queue.length === 0) return;
+  const batch = queue.length === 1 ? queue[0] : `[${queue.join(",")}]`;
   queue = [];
-  try {
-    post(batch.length === 1 ? batch[0] : batch);
-  } catch {
-    for (const message of batch) {
-      try {
-        post(message);
-      } catch (e) {
-        undeliverable(message, e as Error, post, deliver);
-      }
-    }
-  }
+  post(batch);
 }
 
 startRuntime({
-  // Messages of one task travel as one batch: a postMessage costs far more than its contents.
+  // Messages of one task travel as one batch of JSON text (see the host side, _worker_channel.ts, for why
+  // JSON): a postMessage costs far more than its contents. A message JSON cannot carry throws here, at once,
+  // like in process isolation, and the runtime answers for it.
   send(message: RuntimeMessage) {
+    const text = JSON.stringify(message);
+    if (text === undefined) throw new TypeError("message cannot be serialized as JSON");
     if (queue.length === 0) queueMicrotask(flush);
-    queue.push(message);
+    queue.push(text);
   },
   listen(handler) {
-    deliver = handler;
     scope.addEventListener("message", (event) => {
-      const data = event.data as HostMessage | HostMessage[];
-      if (!Array.isArray(data)) return handler(data);
-      for (const message of data) handler(message);
+      // JSON text (one message or an array of them); a `load` arrives as an object, its bundle as bytes.
+      const data = typeof event.data === "string" ? JSON.parse(event.data) : event.data;
+      if (!Array.isArray(data)) return handler(data as HostMessage);
+      for (const message of data as HostMessage[]) handler(message);
     });
   },
   exit(code: number): never {
     flush();
-    post({ t: "exit", code } satisfies RuntimeMessage);
+    post(JSON.stringify({ t: "exit", code } satisfies RuntimeMessage));
     close();
     // close() stops the event loop after this task; make sure the slice's code after exit() never runs.
     throw new Error(`slice called Deno.exit(${code})`);

@@ -1,7 +1,8 @@
 /**
  * The messages between a slice host (runtime/sandbox) and the slice runtime inside the sandbox. The same
- * messages travel over `postMessage` (worker isolation) and as newline-delimited JSON over stdio (process
- * isolation), so every field is a JSON value except `bundle` in worker mode (bytes).
+ * messages travel as JSON text in both isolations: batches over `postMessage` (worker isolation; a `load` goes
+ * as an object, its `bundle` as bytes) and newline-delimited lines over stdio (process isolation). So every
+ * field is a JSON value, and a value JSON cannot carry (a BigInt, a cycle) fails the call that sends it.
  */
 
 import type { ConfigField, JsonValue, LogLevel } from "./_types.ts";

@@ -16,6 +16,8 @@ export interface Logger {
   error(message: string, fields?: LogFields): void;
   /** A logger whose records all carry `fields` (for example a request id). */
   with(fields: LogFields): Logger;
+  /** Whether records of `level` are written: hot paths skip building fields nobody will see. */
+  enabled(level: LogLevel): boolean;
 }
 
 export type LogSink = (line: string) => void;
@@ -57,6 +59,7 @@ export function createLogger(
     warn: (m, f) => write("warn", m, f),
     error: (m, f) => write("error", m, f),
     with: (fields) => createLogger({ ...options, fields: { ...base, ...fields } }),
+    enabled: (level) => LEVEL_RANK[level] >= minRank,
   };
 }
 

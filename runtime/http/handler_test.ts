@@ -95,6 +95,20 @@ Deno.test("HTTP statuses through the handler: forwarded calls, errors, limits, n
         ok(JSON.parse(text).requestId, "problem documents carry the request id");
       }
     }
+    // A GET body has no meaning and is not read (not even malformed JSON is an error); the connection still
+    // serves the next request. fetch() refuses to send a GET body, so this goes over a raw socket.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const get = "GET /back/things/7 HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\r\n[1,";
+    await conn.write(new TextEncoder().encode(get + get));
+    let raw = "";
+    const chunk = new Uint8Array(8192);
+    while ((raw.match(/HTTP\/1\.1 /g) ?? []).length < 2 || !raw.endsWith("}")) {
+      const n = await conn.read(chunk);
+      if (n === null) break;
+      raw += new TextDecoder().decode(chunk.subarray(0, n));
+    }
+    conn.close();
+    deepStrictEqual(raw.match(/HTTP\/1\.1 \d+/g), ["HTTP/1.1 200", "HTTP/1.1 200"], raw);
     // The only instance's node departs: the route is still known, the answer is 503.
     await cluster.stopNode("n2");
     const gone = await fetch(`${url}/back/echo`, { method: "POST", body: "{}" });

@@ -18,8 +18,7 @@ import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
-import { isTraceparent } from "../../slices/_trace.ts";
-import { fastRequestId, fastTraceparent } from "./_ids.ts";
+import { isTraceparent, newTraceparent, randomHexId } from "../../slices/_trace.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
 import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import {
@@ -123,7 +122,7 @@ export function isRequestId(value: unknown): value is string {
 
 /** 16 random hex digits. */
 export function newRequestId(): string {
-  return fastRequestId();
+  return randomHexId(8);
 }
 
 export class SliceInvoker {
@@ -196,7 +195,7 @@ export class SliceInvoker {
       method,
       request,
       requestId: isRequestId(options.requestId) ? options.requestId : newRequestId(),
-      traceparent: isTraceparent(options.traceparent) ? options.traceparent : fastTraceparent(),
+      traceparent: isTraceparent(options.traceparent) ? options.traceparent : newTraceparent(),
       deadlineMs: this.#deadline(parsed.slice, options),
       fireAndForget: options.fireAndForget === true,
       idempotent: options.idempotent ?? true,
@@ -290,8 +289,9 @@ export class SliceInvoker {
   }
 
   async #attempts(call: Call): Promise<InvokeOutcome> {
-    const tried = new Set<string>();
-    const triedOn: string[] = [];
+    // Allocated on the first failure only: nearly every call succeeds on its first attempt.
+    let tried: Set<string> | undefined;
+    const triedOn: Endpoint[] = [];
     let version0: string | undefined;
     let attempt = 0;
     let last: InvokeFailure | undefined;
@@ -324,7 +324,7 @@ export class SliceInvoker {
         version: call.version,
         range: call.range,
         routing: this.#options.routing?.(call.slice),
-        tried,
+        tried: tried ?? NOTHING_TRIED,
         version0,
       });
       attempt++;
@@ -337,8 +337,7 @@ export class SliceInvoker {
         );
       } else {
         const endpoint = selection.endpoint;
-        tried.add(endpoint.key);
-        triedOn.push(`${endpoint.artifact}/${endpoint.n}@${endpoint.node}`);
+        triedOn.push(endpoint);
         version0 ??= endpoint.version;
         try {
           return endpoint.node === this.self
@@ -347,6 +346,7 @@ export class SliceInvoker {
         } catch (e) {
           failure = asInvokeFailure(e);
         }
+        (tried ??= new Set()).add(endpoint.key);
       }
       last = failure;
       this.#failed.set(failure.kind, (this.#failed.get(failure.kind) ?? 0) + 1);
@@ -362,7 +362,7 @@ export class SliceInvoker {
           version: call.version,
           range: call.range,
         })
-        .some((e) => !tried.has(e.key));
+        .some((e) => !tried?.has(e.key));
       const delayMs = retryDelayMs(this.#policy, {
         attempt,
         immediate: decision.immediate,
@@ -383,18 +383,20 @@ export class SliceInvoker {
     }
   }
 
-  async #callLocal(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
+  #callLocal(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
     this.#counters.local++;
     const instanceId = this.#instanceIdOf(endpoint);
     const state = this.#options.executor.get(instanceId)?.state;
     if (state !== "ACTIVE") {
-      throw new InvokeFailure(
-        "not_active",
-        "unavailable",
-        `instance ${instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
+      return Promise.reject(
+        new InvokeFailure(
+          "not_active",
+          "unavailable",
+          `instance ${instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
+        ),
       );
     }
-    return await this.#options.executor.invoke(instanceId, call.method, call.request, {
+    return this.#options.executor.invoke(instanceId, call.method, call.request, {
       requestId: call.requestId,
       traceparent: call.traceparent,
       deadlineMs: call.deadlineMs,
@@ -440,7 +442,8 @@ export class SliceInvoker {
   }
 
   /** The error a caller gets when the invoker gives up. */
-  #final(call: Call, failure: InvokeFailure, attempts: number, triedOn: string[]): AetherError {
+  #final(call: Call, failure: InvokeFailure, attempts: number, tried: Endpoint[]): AetherError {
+    const triedOn = tried.map((e) => `${e.artifact}/${e.n}@${e.node}`);
     const elapsedMs = Math.round(this.#now() - call.startedAt);
     const extra = { slice: call.slice, method: call.method, attempts, requestId: call.requestId };
     const where = `${describe(call)}.${call.method} (request ${call.requestId})`;
@@ -505,6 +508,8 @@ export class SliceInvoker {
     });
   }
 }
+
+const NOTHING_TRIED: ReadonlySet<string> = new Set();
 
 interface Call {
   slice: string;

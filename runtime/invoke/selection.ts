@@ -75,10 +75,7 @@ export class EndpointSelector {
     const pool = fresh ? untried : eligible;
     const version = this.#version(input, pool);
     const ofVersion = version === undefined ? pool : pool.filter((e) => e.version === version);
-    const endpoint = this.#localFirst(
-      `${input.slice}/${input.method}`,
-      ofVersion.length > 0 ? ofVersion : pool,
-    );
+    const endpoint = this.#localFirst(input, ofVersion.length > 0 ? ofVersion : pool);
     return { endpoint, fresh, eligible: eligible.length };
   }
 
@@ -94,13 +91,17 @@ export class EndpointSelector {
     return this.#chooser.choose(input.slice, input.routing, has);
   }
 
-  #localFirst(key: string, pool: readonly Endpoint[]): Endpoint {
+  #localFirst(input: Pick<SelectionInput, "slice" | "method">, pool: readonly Endpoint[]): Endpoint {
     let local: Endpoint[] | undefined;
     for (const e of pool) {
       if (e.node === this.#self) (local ??= []).push(e);
     }
-    if (local) return local.length === 1 ? local[0] : local[this.#next(`${key}/local`) % local.length];
-    return pool.length === 1 ? pool[0] : pool[this.#next(key) % pool.length];
+    // The round-robin key is built only when there is a choice to make (not for the lone local instance).
+    if (local) {
+      if (local.length === 1) return local[0];
+      return local[this.#next(`${input.slice}/${input.method}/local`) % local.length];
+    }
+    return pool.length === 1 ? pool[0] : pool[this.#next(`${input.slice}/${input.method}`) % pool.length];
   }
 
   #next(key: string): number {

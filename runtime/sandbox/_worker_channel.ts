@@ -7,7 +7,7 @@
 
 import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, workerPermissions } from "./policy.ts";
-import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+import type { RuntimeMessage } from "../../slices/protocol.ts";
 import { FlushScheduler } from "./_flush.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
@@ -29,32 +29,33 @@ export function openWorkerChannel(
     worker.terminate();
     events.ended(kind, message);
   };
-  // Messages travel in batches (see _flush.ts): a postMessage costs far more than its contents.
-  let queue: HostMessage[] = [];
+  // Messages travel in batches (see _flush.ts): a postMessage costs far more than its contents. A batch is
+  // JSON text, not objects: JSON.stringify plus JSON.parse of a call message cost 1.7-1.8 µs against 2.5 µs
+  // for its structured clone (batches of 17), and cloning a string is a copy. Every field is JSON anyway
+  // (process isolation carries the same messages as JSON lines), so both isolations see the same values. A `load` goes as an object: its bundle is bytes.
+  let queue: string[] = [];
   const flush = () => {
-    const batch = queue;
+    if (!open || queue.length === 0) return;
+    const batch = queue.length === 1 ? queue[0] : `[${queue.join(",")}]`;
     queue = [];
-    if (!open || batch.length === 0) return;
-    try {
-      worker.postMessage(batch.length === 1 ? batch[0] : batch);
-    } catch {
-      for (const message of batch) {
-        try {
-          worker.postMessage(message);
-        } catch (e) {
-          events.undeliverable(message, e as Error);
-        }
-      }
-    }
+    worker.postMessage(batch);
   };
   const flusher = new FlushScheduler(flush);
   const receive = (message: RuntimeMessage) => {
     if (message?.t === "done") flusher.answered();
     events.message(message);
   };
-  worker.onmessage = (event: MessageEvent<RuntimeMessage | RuntimeMessage[]>) => {
+  worker.onmessage = (event: MessageEvent<string>) => {
     if (!open) return;
-    const data = event.data;
+    let data: RuntimeMessage | RuntimeMessage[];
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return end(
+        "protocol",
+        `the worker sent a message that is not protocol JSON: ${String(event.data).slice(0, 120)}`,
+      );
+    }
     if (!Array.isArray(data)) return receive(data);
     for (const message of data) if (open) receive(message);
   };
@@ -67,7 +68,18 @@ export function openWorkerChannel(
   return {
     send(message) {
       if (!open) return;
-      queue.push(message);
+      if (message.t === "load") {
+        flush(); // keeps the order
+        try {
+          worker.postMessage(message);
+        } catch (e) {
+          events.undeliverable(message, e as Error);
+        }
+        return;
+      }
+      const text = JSON.stringify(message);
+      if (text === undefined) throw new TypeError("message cannot be serialized as JSON");
+      queue.push(text);
       flusher.queued(message.t === "call" || message.t === "hook");
     },
     close() {

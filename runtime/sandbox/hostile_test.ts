@@ -204,7 +204,7 @@ for (const mode of MODES) {
       kind: "aether.slice", format: 1, coordinates: "org.example:forger:1.0.0",
       methods: {
         forge(req) {
-          if (${mode === "worker"}) globalThis.postMessage(req.message);
+          if (${mode === "worker"}) globalThis.postMessage(req.raw ?? JSON.stringify(req.message));
           else Deno.stdout.writeSync(new TextEncoder().encode(req.raw ?? JSON.stringify(req.message) + "\\n"));
           return "sent";
         },
@@ -231,7 +231,7 @@ for (const mode of MODES) {
       { message: { t: "done", id: 1, outcome: "yes" } },
       { message: { t: "bogus" } },
       { message: { t: "call-out", id: 1, name: 7 } },
-      ...(mode === "process" ? [{ raw: "not json at all\n" }] : []),
+      { raw: "not json at all\n" },
     ];
     try {
       for (const request of malformed) {
