@@ -5,8 +5,11 @@
  *
  *   raw       a hello world
  *   worker    one postMessage round trip to a Worker that echoes
+ *   batched   the same, the requests of one event loop turn in one message (the floor of a batched hop)
  *   executor  SliceExecutor.invoke of the `hello` slice (in the given isolation)
  *   invoker   SliceInvoker.invoke of it (lookup, selection, deadline, ids)
+ *   request   the invoker plus what any handler must touch of Deno's request and response: read the URL, the
+ *             method and one header, set one response header (no logic of ours: Deno's cost for them)
  *   handler   the application HTTP handler (route match, request id in and out, problem documents)
  *
  *   deno run -A --unstable-worker-options tests/bench/_invoke_layers.ts <seconds> [worker|process]
@@ -33,9 +36,17 @@ const echo = new Worker(
 const waiting = new Map<number, (value: unknown) => void>();
 let next = 0;
 echo.onmessage = (e) => {
-  const done = waiting.get(e.data.id)!;
-  waiting.delete(e.data.id);
-  done(e.data.value);
+  for (const message of Array.isArray(e.data) ? e.data : [e.data]) {
+    const done = waiting.get(message.id)!;
+    waiting.delete(message.id);
+    done(message.value);
+  }
+};
+/** Messages for the echo Worker, sent at the end of the event loop turn (as the sandbox channels do). */
+let batch: Array<{ id: number; value: unknown }> = [];
+const sendBatch = () => {
+  echo.postMessage(batch);
+  batch = [];
 };
 
 type Handler = (request: Request) => Response | Promise<Response>;
@@ -48,12 +59,29 @@ const layers: Record<string, Handler> = {
       waiting.set(id, (value) => resolve(Response.json(value)));
       echo.postMessage({ id, value: { message: "hello" } });
     }),
+  batched: () =>
+    new Promise((resolve) => {
+      const id = next++;
+      waiting.set(id, (value) => resolve(Response.json(value)));
+      if (batch.length === 0) setImmediate(sendBatch);
+      batch.push({ id, value: { message: "hello" } });
+    }),
   executor: async () =>
     Response.json(valueOf(await node.executor.invoke(instanceId, "hello", {}, { requestId: "bench" }))),
   invoker: async () =>
     Response.json(
       valueOf(await node.invoker.invoke("org.example.invoke:hello", "hello", {}, { requestId: "bench" })),
     ),
+  request: async (request) => {
+    request.url;
+    request.method;
+    request.headers.get("x-request-id");
+    const response = Response.json(
+      valueOf(await node.invoker.invoke("org.example.invoke:hello", "hello", {}, { requestId: "bench" })),
+    );
+    response.headers.set("x-request-id", "0123456789abcdef");
+    return response;
+  },
   handler: app,
 };
 

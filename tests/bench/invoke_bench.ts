@@ -9,7 +9,8 @@
  *    isolation); and the same handler + invoker + slice in worker isolation without consensus around it
  *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
  *    Then each layer alone behind one Deno.serve (tests/bench/_invoke_layers.ts), in both isolations: raw, a
- *    Worker round trip, the sandbox executor, the invoker, the HTTP handler, with the server CPU each adds.
+ *    Worker round trip, the same batched per event loop turn, the sandbox executor, the invoker, what Deno
+ *    charges for reading the request and setting a header, the HTTP handler, with the server CPU of each.
  * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
  *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
  *    (process isolation), and both again in worker isolation (two helper processes with a real mesh and no
@@ -443,6 +444,7 @@ try {
     }).output();
     console.log(`   ${mode} isolation:`);
     let previous = 0;
+    let raw = 0;
     for (const line of new TextDecoder().decode(layers.stdout).trim().split("\n")) {
       const v = JSON.parse(line) as { layer: string; requestsPerSecond: number; cpuUsPerRequest: number };
       const added = previous === 0
@@ -450,8 +452,10 @@ try {
         : `  (${v.cpuUsPerRequest - previous >= 0 ? "+" : ""}${
           (v.cpuUsPerRequest - previous).toFixed(0)
         } µs)`;
+      raw ||= v.requestsPerSecond;
+      const share = `${Math.round((100 * v.requestsPerSecond) / raw)}%`.padStart(5);
       console.log(
-        `     ${v.layer.padEnd(10)} ${rate(v.requestsPerSecond).padStart(14)}  CPU ${
+        `     ${v.layer.padEnd(10)} ${rate(v.requestsPerSecond).padStart(14)} ${share} of raw  CPU ${
           v.cpuUsPerRequest.toFixed(0).padStart(4)
         } µs/req${added}`,
       );
