@@ -1,4 +1,5 @@
 import { AetherError } from "./errors.ts";
+import { randomHexId } from "../../slices/_trace.ts";
 
 /** A cluster member's id: lower-case letters, digits and dashes, starting with a letter or digit. */
 export type NodeId = string;
@@ -21,6 +22,5 @@ export function parseNodeId(value: string, where = "node id"): NodeId {
 
 /** Random hex id for request ids and nonces (not for simulated code paths). */
 export function randomHex(bytes = 8): string {
-  const buf = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
+  return randomHexId(bytes);
 }

@@ -6,8 +6,8 @@
  *    header continues the caller's trace (the slice call is a child span); otherwise a trace starts here.
  * 2. The route table (route_table.ts) picks the slice method: 404 no route, 405 wrong method (with `Allow`).
  * 3. The request: the JSON body (at most `maxBodyBytes`, else 413; malformed JSON 400; a GET or HEAD body is
- *    ignored), then the declared
- *    query parameters, then the path parameters, merged into one object (later ones win on a name clash).
+ *    ignored), then the declared query parameters, then the path parameters, merged into one object (later
+ *    ones win on a name clash).
  *    A body that is not an object (an array, a string) is passed as it is when the route has no parameters;
  *    otherwise it is a 400. No body is `{}` plus the parameters. Parameter values are strings.
  * 4. The call goes through the SliceInvoker (local instance first, else over the mesh to a node that has one,

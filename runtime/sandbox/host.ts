@@ -26,7 +26,7 @@ import type {
   SliceErrorInfo,
 } from "../../slices/protocol.ts";
 import type { JsonValue, LogLevel } from "../../slices/mod.ts";
-import { isTraceparent, newTraceparent, randomHexId } from "../../slices/_trace.ts";
+import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
 import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
@@ -382,7 +382,7 @@ export class SliceHost {
     const now = Date.now();
     const timeoutMs = options.timeoutMs ?? this.timeouts.callMs;
     const deadline = Math.min(options.deadlineMs ?? Infinity, now + timeoutMs);
-    const requestId = options.requestId ?? randomHexId(8);
+    const requestId = options.requestId ?? randomHex(8);
     const traceparent = isTraceparent(options.traceparent) ? options.traceparent : newTraceparent();
     if (deadline <= now) {
       // Nothing to send: the caller has already given up. Not a sign of a stuck sandbox either.
