@@ -6,6 +6,11 @@
  *   raw       a hello world
  *   worker    one postMessage round trip to a Worker that echoes
  *   batched   the same, the requests of one event loop turn in one message (the floor of a batched hop)
+ *   contract  no hop: only what the HTTP contract makes any handler touch of Deno's request and response
+ *             (the URL, the method, the x-request-id, traceparent and x-aether-timeout-ms headers; the
+ *             x-request-id response header): Deno's own price for them, against raw's bare Response.json
+ *   ceiling   contract plus the batched hop: the most any worker-isolated design honouring the contract can
+ *             reach here, whatever its own code costs
  *   executor  SliceExecutor.invoke of the `hello` slice (in the given isolation)
  *   invoker   SliceInvoker.invoke of it (lookup, selection, deadline, ids)
  *   request   the invoker plus what any handler must touch of Deno's request and response: read the URL, the
@@ -49,6 +54,24 @@ const sendBatch = () => {
   batch = [];
 };
 
+/** What the HTTP contract makes any handler read of the request (the values themselves are not used). */
+const readContract = (request: Request) => {
+  const headers = request.headers;
+  return [
+    request.url,
+    request.method,
+    headers.get("x-request-id"),
+    headers.get("traceparent"),
+    headers.get("x-aether-timeout-ms"),
+  ];
+};
+/** What the HTTP contract makes any handler write: the value as JSON, plus the request id header. */
+const contractResponse = (value: unknown) => {
+  const response = Response.json(value);
+  response.headers.set("x-request-id", "0123456789abcdef");
+  return response;
+};
+
 type Handler = (request: Request) => Response | Promise<Response>;
 const valueOf = (outcome: { ok: boolean; value?: unknown }) => outcome.ok ? outcome.value : null;
 const layers: Record<string, Handler> = {
@@ -63,6 +86,18 @@ const layers: Record<string, Handler> = {
     new Promise((resolve) => {
       const id = next++;
       waiting.set(id, (value) => resolve(Response.json(value)));
+      if (batch.length === 0) setImmediate(sendBatch);
+      batch.push({ id, value: { message: "hello" } });
+    }),
+  contract: (request) => {
+    readContract(request);
+    return contractResponse({ message: "hello" });
+  },
+  ceiling: (request) =>
+    new Promise((resolve) => {
+      readContract(request);
+      const id = next++;
+      waiting.set(id, (value) => resolve(contractResponse(value)));
       if (batch.length === 0) setImmediate(sendBatch);
       batch.push({ id, value: { message: "hello" } });
     }),

@@ -6,8 +6,9 @@
  *
  *   n2: deno run -A --unstable-worker-options tests/bench/_invoke_peer.ts n2
  *       prints {"port": N} (its mesh port) and serves until standard input closes
- *   n1: deno run -A --unstable-worker-options tests/bench/_invoke_peer.ts n1 <n2 port> <calls>
- *       runs caller.loop against n2 and prints {"port": 0, "result": {p50, p99, ...}}
+ *   n1: deno run -A --unstable-worker-options tests/bench/_invoke_peer.ts n1 <n2 port> <calls> <n2 pid>
+ *       runs caller.loop against n2 and prints {"port": 0, "result": {p50, p99, ..., cpuUsPerCall}}, the last
+ *       being the CPU time both processes spent per call during the loop (warm-up included)
  */
 
 import { Mesh } from "../../runtime/net/mod.ts";
@@ -19,7 +20,14 @@ import { SliceExecutor } from "../../runtime/sandbox/mod.ts";
 import { SliceInvoker } from "../../runtime/invoke/mod.ts";
 import { fixture, SECRET } from "../../runtime/invoke/_testing.ts";
 
-const [self, peerPort, callsText] = Deno.args;
+const [self, peerPort, callsText, peerPidText] = Deno.args;
+
+/** CPU seconds (user + system, every thread) `pid` has used so far (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 const quiet = createLogger({ level: "error", sink: () => {} });
 const mesh = new Mesh({
   self,
@@ -69,12 +77,18 @@ if (self === "n2") {
 } else {
   while (!mesh.isConnected("n2")) await new Promise((r) => setTimeout(r, 5));
   const n = Number(callsText);
+  const warmup = Math.min(500, n / 4);
+  const both = () => cpuSeconds(Deno.pid) + cpuSeconds(Number(peerPidText));
+  const cpuBefore = both();
   const outcome = await invoker.invoke("org.example.invoke:caller", "loop", {
     n,
-    warmup: Math.min(500, n / 4),
+    warmup,
     payload: { sku: "LAPTOP-PRO", quantity: 2 },
   }, { timeoutMs: 600_000 });
-  console.log(JSON.stringify({ port: 0, result: outcome.ok ? outcome.value : outcome }));
+  const cpuUsPerCall = ((both() - cpuBefore) * 1e6) / (n + warmup);
+  console.log(
+    JSON.stringify({ port: 0, result: outcome.ok ? { ...outcome.value as object, cpuUsPerCall } : outcome }),
+  );
 }
 invoker.close();
 await mesh.stop();

@@ -9,8 +9,10 @@
  *    isolation); and the same handler + invoker + slice in worker isolation without consensus around it
  *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
  *    Then each layer alone behind one Deno.serve (tests/bench/_invoke_layers.ts), in both isolations: raw, a
- *    Worker round trip, the same batched per event loop turn, the sandbox executor, the invoker, what Deno
- *    charges for reading the request and setting a header, the HTTP handler, with the server CPU of each.
+ *    Worker round trip, the same batched per event loop turn, what Deno charges for the request and response
+ *    parts the HTTP contract touches (alone, then with the batched hop: the ceiling of any worker-isolated
+ *    design), the sandbox executor, the invoker, the invoker plus those request parts, the HTTP handler, with
+ *    the server CPU of each.
  * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
  *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
  *    (process isolation), and both again in worker isolation (two helper processes with a real mesh and no
@@ -27,6 +29,7 @@ import { pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
 import { buildSlice } from "../../runtime/sandbox/mod.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
+import { spawnStdioEcho } from "./_stdio_echo.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -42,6 +45,8 @@ const ROUNDS = QUICK ? 1 : 2;
 const CALLS = Number(flags.calls ?? (QUICK ? 1000 : 5000));
 const GROUP = "org.example.invoke";
 const PAYLOAD = { sku: "LAPTOP-PRO", quantity: 2 };
+/** Calls made before the measured ones in every latency loop (left out of the percentiles). */
+const WARMUP = Math.min(500, CALLS / 4);
 
 const fmt = (v: number) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`);
 const rate = (v: number) => `${(v / 1000).toFixed(1)}k req/s`;
@@ -50,6 +55,27 @@ function percentiles(samples: number[]) {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
   return { p50: at(0.5), p99: at(0.99), n: sorted.length };
+}
+
+/**
+ * Runs a latency loop of `calls` sequential calls (warm-up included) and adds the CPU time this process and
+ * every process below it (nodes, sandboxes, helpers) spent per call: a figure near the p50 means the calls
+ * are bound by CPU (work on each hop), not by waiting.
+ */
+async function withCpu(calls: number, loop: () => Promise<{ p50: number; p99: number }>) {
+  const before = cpuSeconds(Deno.pid);
+  const result = await loop();
+  return { ...result, cpuUsPerCall: ((cpuSeconds(Deno.pid) - before) * 1e6) / calls };
+}
+
+function latencyLine(
+  label: string,
+  v: { p50: number; p99: number; cpuUsPerCall: number },
+  note = "",
+): string {
+  return `   ${label.padEnd(40)} p50 ${fmt(v.p50).padStart(8)}  p99 ${fmt(v.p99).padStart(8)}  CPU ${
+    v.cpuUsPerCall.toFixed(0).padStart(4)
+  } µs/call${note}`;
 }
 
 // ------------------------------------------------------------------------------------------------ processes
@@ -214,48 +240,42 @@ async function wrk(url: string, seconds: number, serverPid: number): Promise<Wrk
 
 // ------------------------------------------------------------------------------------------------ baselines
 
-async function roundTrips(n: number, once: () => Promise<unknown>): Promise<number[]> {
-  for (let i = 0; i < Math.min(500, n / 4); i++) await once();
+type RoundTrips = { samples: number[]; cpuUsPerCall: number };
+
+/** `n` timed round trips after the warm-up, and the CPU this process and its children spent per trip. */
+async function roundTrips(
+  n: number,
+  once: () => Promise<unknown>,
+): Promise<RoundTrips> {
+  for (let i = 0; i < WARMUP; i++) await once();
   const samples: number[] = [];
+  const cpuBefore = cpuSeconds(Deno.pid);
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     await once();
     samples.push(performance.now() - t0);
   }
-  return samples;
+  return { samples, cpuUsPerCall: ((cpuSeconds(Deno.pid) - cpuBefore) * 1e6) / n };
 }
 
-async function postMessageBaseline(n: number): Promise<number[]> {
+async function postMessageBaseline(n: number): Promise<RoundTrips> {
   const source = "onmessage = (e) => postMessage(e.data);";
   const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })), {
     type: "module",
   });
   let wake: () => void = () => {};
   worker.onmessage = () => wake();
-  const samples = await roundTrips(n, () =>
+  const trips = await roundTrips(n, () =>
     new Promise<void>((resolve) => {
       wake = resolve;
       worker.postMessage({ t: "call", id: 1, payload: PAYLOAD });
     }));
   worker.terminate();
-  return samples;
+  return trips;
 }
 
-async function stdioBaseline(n: number): Promise<number[]> {
-  const source = `
-    const enc = new TextEncoder(); const dec = new TextDecoder(); let buf = "";
-    for await (const chunk of Deno.stdin.readable) {
-      buf += dec.decode(chunk, { stream: true }); let i, out = "";
-      while ((i = buf.indexOf("\\n")) >= 0) { const line = buf.slice(0, i); buf = buf.slice(i + 1);
-        out += JSON.stringify(JSON.parse(line)) + "\\n"; }
-      if (out) { const b = enc.encode(out); let o = 0; while (o < b.length) o += Deno.stdout.writeSync(b.subarray(o)); }
-    }`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-config", source],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+async function stdioBaseline(n: number): Promise<RoundTrips> {
+  const child = spawnStdioEcho();
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
   let wake: () => void = () => {};
@@ -263,7 +283,7 @@ async function stdioBaseline(n: number): Promise<number[]> {
     for await (const _ of child.stdout) wake();
   })();
   const line = encoder.encode(JSON.stringify({ t: "call", id: 1, payload: PAYLOAD }) + "\n");
-  const samples = await roundTrips(n, () =>
+  const trips = await roundTrips(n, () =>
     new Promise<void>((resolve) => {
       wake = resolve;
       writer.write(line);
@@ -271,10 +291,10 @@ async function stdioBaseline(n: number): Promise<number[]> {
   await writer.close();
   await child.status;
   await reading;
-  return samples;
+  return trips;
 }
 
-async function webSocketBaseline(n: number): Promise<number[]> {
+async function webSocketBaseline(n: number): Promise<RoundTrips> {
   const server = await spawnServer(["eval", "--no-config", WS_ECHO]);
   const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
   ws.binaryType = "arraybuffer";
@@ -282,14 +302,14 @@ async function webSocketBaseline(n: number): Promise<number[]> {
   let wake: () => void = () => {};
   ws.onmessage = () => wake();
   const bytes = new TextEncoder().encode(JSON.stringify({ t: "q", c: 1, p: PAYLOAD }));
-  const samples = await roundTrips(n, () =>
+  const trips = await roundTrips(n, () =>
     new Promise<void>((resolve) => {
       wake = resolve;
       ws.send(bytes);
     }));
   ws.close();
   await server.close();
-  return samples;
+  return trips;
 }
 
 // ------------------------------------------------------------------------------------------------ Aether
@@ -335,7 +355,7 @@ async function callerLoop(node: NodeProcess, n: number): Promise<{ p50: number; 
     {
       method: "POST",
       headers: { "x-aether-timeout-ms": "600000" },
-      body: JSON.stringify({ n, warmup: Math.min(500, n / 4), payload: PAYLOAD }),
+      body: JSON.stringify({ n, warmup: WARMUP, payload: PAYLOAD }),
     },
   );
   if (status !== 200 || !body.ok) throw new Error(`caller loop: ${status} ${JSON.stringify(body)}`);
@@ -467,12 +487,8 @@ try {
   console.log(
     `\n2. slice-to-slice call latency (${CALLS} sequential calls, measured inside the calling slice)`,
   );
-  const sameNodeProcess = await callerLoop(n1, CALLS);
-  console.log(
-    `   one node, process isolation          p50 ${fmt(sameNodeProcess.p50).padStart(8)}  p99 ${
-      fmt(sameNodeProcess.p99).padStart(8)
-    }`,
-  );
+  const sameNodeProcess = await withCpu(CALLS + WARMUP, () => callerLoop(n1, CALLS));
+  console.log(latencyLine("one node, process isolation", sameNodeProcess, "   (the whole node)"));
 } finally {
   await single.close();
 }
@@ -489,11 +505,13 @@ try {
   const where = placed.hello === placed.caller
     ? "SAME node (placement put both together)"
     : "different nodes";
-  const cross = await callerLoop(a, CALLS);
+  const cross = await withCpu(CALLS + WARMUP, () => callerLoop(a, CALLS));
   console.log(
-    `   two nodes, process isolation         p50 ${fmt(cross.p50).padStart(8)}  p99 ${
-      fmt(cross.p99).padStart(8)
-    }   (caller on ${placed.caller}, hello on ${placed.hello}: ${where})`,
+    latencyLine(
+      "two nodes, process isolation",
+      cross,
+      `   (3 nodes; caller on ${placed.caller}, hello on ${placed.hello}: ${where})`,
+    ),
   );
 } finally {
   await three.close();
@@ -504,19 +522,30 @@ try {
   const peer = fileURLToPath(new URL("./_invoke_peer.ts", import.meta.url));
   const callee = await spawnServer(["run", "-A", "--unstable-worker-options", peer, "n2"]);
   try {
+    // The caller process measures the CPU of both processes around its loop (its own start-up left out).
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-worker-options", peer, "n1", String(callee.port), String(CALLS)],
+      args: [
+        "run",
+        "-A",
+        "--unstable-worker-options",
+        peer,
+        "n1",
+        String(callee.port),
+        String(CALLS),
+        String(callee.pid),
+      ],
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",
     }).output();
     const line = new TextDecoder().decode(output.stdout).trim().split("\n").pop()!;
-    const v = JSON.parse(line).result as { p50: number; p99: number };
+    const v = JSON.parse(line).result as { p50: number; p99: number; cpuUsPerCall: number };
     console.log(
-      `   two nodes, worker isolation           p50 ${fmt(v.p50).padStart(8)}  p99 ${
-        fmt(v.p99).padStart(8)
-      }` +
+      latencyLine(
+        "two nodes, worker isolation",
+        v,
         "   (two processes: mesh + sandbox + invoker, no consensus)",
+      ),
     );
   } finally {
     await callee.close();
@@ -525,18 +554,17 @@ try {
   try {
     await cluster.deploy("n1", await fixture("hello"));
     await cluster.deploy("n1", await fixture("caller"));
-    const outcome = await cluster.node("n1").invoker.invoke(`${GROUP}:caller`, "loop", {
-      n: CALLS,
-      warmup: Math.min(500, CALLS / 4),
-      payload: PAYLOAD,
-    }, { timeoutMs: 600_000 });
-    if (!outcome.ok) throw new Error(JSON.stringify(outcome));
-    const v = outcome.value as { p50: number; p99: number };
+    const v = await withCpu(CALLS + WARMUP, async () => {
+      const outcome = await cluster.node("n1").invoker.invoke(`${GROUP}:caller`, "loop", {
+        n: CALLS,
+        warmup: WARMUP,
+        payload: PAYLOAD,
+      }, { timeoutMs: 600_000 });
+      if (!outcome.ok) throw new Error(JSON.stringify(outcome));
+      return outcome.value as { p50: number; p99: number };
+    });
     console.log(
-      `   one node, worker isolation            p50 ${fmt(v.p50).padStart(8)}  p99 ${
-        fmt(v.p99).padStart(8)
-      }` +
-        "   (in this process: sandbox + invoker, no consensus)",
+      latencyLine("one node, worker isolation", v, "   (in this process: sandbox + invoker, no consensus)"),
     );
   } finally {
     await cluster.close();
@@ -551,8 +579,8 @@ for (
     ["WebSocket round trip between processes", webSocketBaseline],
   ] as const
 ) {
-  const s = percentiles(await measure(CALLS));
-  console.log(`   ${label.padEnd(40)} p50 ${fmt(s.p50).padStart(8)}  p99 ${fmt(s.p99).padStart(8)}`);
+  const { samples, cpuUsPerCall } = await measure(CALLS);
+  console.log(latencyLine(label, { ...percentiles(samples), cpuUsPerCall }));
 }
 
 if (rows.length > 0) {

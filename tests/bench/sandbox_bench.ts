@@ -19,6 +19,7 @@ import { buildSlice, readBuiltSlice, writeBuiltSlice } from "../../runtime/sandb
 import { SliceExecutor } from "../../runtime/sandbox/executor.ts";
 import { SliceHost } from "../../runtime/sandbox/host.ts";
 import type { IsolationMode, SandboxPolicy } from "../../runtime/sandbox/policy.ts";
+import { spawnStdioEcho } from "./_stdio_echo.ts";
 
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
 const QUICK = flags.quick;
@@ -91,23 +92,9 @@ function rawWorker() {
   };
 }
 
-/** A child Deno process that echoes JSON lines: the floor under process-mode calls. */
+/** A child Deno process that echoes JSON lines (_stdio_echo.ts): the floor under process-mode calls. */
 function rawProcess() {
-  const source = `
-    const enc = new TextEncoder(); const dec = new TextDecoder(); let buf = "";
-    for await (const chunk of Deno.stdin.readable) {
-      buf += dec.decode(chunk, { stream: true });
-      let i, out = "";
-      while ((i = buf.indexOf("\\n")) >= 0) { const line = buf.slice(0, i); buf = buf.slice(i + 1);
-        const m = JSON.parse(line); out += JSON.stringify({ id: m.id, payload: m.payload }) + "\\n"; }
-      if (out) { const b = enc.encode(out); let o = 0; while (o < b.length) o += Deno.stdout.writeSync(b.subarray(o)); }
-    }`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--no-config", source],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const child = spawnStdioEcho();
   const writer = child.stdin.getWriter();
   const encoder = new TextEncoder();
   const waiting = new Map<number, () => void>();
