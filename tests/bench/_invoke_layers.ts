@@ -25,6 +25,7 @@ import { silentLogger } from "../../runtime/core/log.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
 import { createAppHandler, RouteDirectory } from "../../runtime/http/mod.ts";
 import type { IsolationMode } from "../../runtime/sandbox/mod.ts";
+import { cpuSeconds } from "./_proc_cpu.ts";
 
 const seconds = Number(Deno.args[0] ?? 4);
 const mode = (Deno.args[1] ?? "worker") as IsolationMode;
@@ -53,6 +54,14 @@ const sendBatch = () => {
   echo.postMessage(batch);
   batch = [];
 };
+/** A round trip through the echo Worker in the batch of this event loop turn, answered with `respond`. */
+const batchedHop = (respond: (value: unknown) => Response) =>
+  new Promise<Response>((resolve) => {
+    const id = next++;
+    waiting.set(id, (value) => resolve(respond(value)));
+    if (batch.length === 0) setImmediate(sendBatch);
+    batch.push({ id, value: { message: "hello" } });
+  });
 
 /** What the HTTP contract makes any handler read of the request (the values themselves are not used). */
 const readContract = (request: Request) => {
@@ -82,25 +91,15 @@ const layers: Record<string, Handler> = {
       waiting.set(id, (value) => resolve(Response.json(value)));
       echo.postMessage({ id, value: { message: "hello" } });
     }),
-  batched: () =>
-    new Promise((resolve) => {
-      const id = next++;
-      waiting.set(id, (value) => resolve(Response.json(value)));
-      if (batch.length === 0) setImmediate(sendBatch);
-      batch.push({ id, value: { message: "hello" } });
-    }),
+  batched: () => batchedHop((value) => Response.json(value)),
   contract: (request) => {
     readContract(request);
     return contractResponse({ message: "hello" });
   },
-  ceiling: (request) =>
-    new Promise((resolve) => {
-      readContract(request);
-      const id = next++;
-      waiting.set(id, (value) => resolve(contractResponse(value)));
-      if (batch.length === 0) setImmediate(sendBatch);
-      batch.push({ id, value: { message: "hello" } });
-    }),
+  ceiling: (request) => {
+    readContract(request);
+    return batchedHop(contractResponse);
+  },
   executor: async () =>
     Response.json(valueOf(await node.executor.invoke(instanceId, "hello", {}, { requestId: "bench" }))),
   invoker: async () =>
@@ -120,27 +119,6 @@ const layers: Record<string, Handler> = {
   handler: app,
 };
 
-/** CPU seconds (user + system) of this process and, unless `own`, every process below it (Linux /proc). */
-function cpuSeconds(own = false): number {
-  let ticks = 0;
-  const visit = (pid: number) => {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]);
-      if (own) return;
-      for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-        const children = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`).trim();
-        if (children) { for (const child of children.split(/\s+/)) visit(Number(child)); }
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  };
-  visit(Deno.pid);
-  return ticks / 100;
-}
-
 async function wrk(url: string, duration: number): Promise<{ text: string; requests: number }> {
   const output = await new Deno.Command("wrk", {
     args: ["-t1", "-c50", `-d${duration}s`, url],
@@ -157,11 +135,11 @@ const url = `http://127.0.0.1:${server.addr.port}/hello`;
 for (const [layer, handler] of Object.entries(layers)) {
   current = handler;
   await wrk(url, 1); // warm-up
-  const before = cpuSeconds();
-  const ownBefore = cpuSeconds(true);
+  const before = cpuSeconds(Deno.pid);
+  const ownBefore = cpuSeconds(Deno.pid, true);
   const { text, requests } = await wrk(url, seconds);
-  const cpu = cpuSeconds() - before;
-  const own = cpuSeconds(true) - ownBefore;
+  const cpu = cpuSeconds(Deno.pid) - before;
+  const own = cpuSeconds(Deno.pid, true) - ownBefore;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
   console.log(JSON.stringify({
     layer,

@@ -19,15 +19,10 @@ import { EndpointRegistry } from "../../runtime/deployment/endpoints.ts";
 import { SliceExecutor } from "../../runtime/sandbox/mod.ts";
 import { SliceInvoker } from "../../runtime/invoke/mod.ts";
 import { fixture, SECRET } from "../../runtime/invoke/_testing.ts";
+import { cpuSeconds } from "./_proc_cpu.ts";
 
 const [self, peerPort, callsText, peerPidText] = Deno.args;
 
-/** CPU seconds (user + system, every thread) `pid` has used so far (Linux /proc). */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 const quiet = createLogger({ level: "error", sink: () => {} });
 const mesh = new Mesh({
   self,
@@ -78,7 +73,7 @@ if (self === "n2") {
   while (!mesh.isConnected("n2")) await new Promise((r) => setTimeout(r, 5));
   const n = Number(callsText);
   const warmup = Math.min(500, n / 4);
-  const both = () => cpuSeconds(Deno.pid) + cpuSeconds(Number(peerPidText));
+  const both = () => cpuSeconds(Deno.pid, true) + cpuSeconds(Number(peerPidText), true);
   const cpuBefore = both();
   const outcome = await invoker.invoke("org.example.invoke:caller", "loop", {
     n,

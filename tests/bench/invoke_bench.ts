@@ -30,6 +30,7 @@ import type { NodeProcess } from "../../runtime/forge/node_process.ts";
 import { buildSlice } from "../../runtime/sandbox/mod.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
 import { spawnStdioEcho } from "./_stdio_echo.ts";
+import { cpuSeconds } from "./_proc_cpu.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -143,28 +144,6 @@ Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log
     socket.onmessage = (e) => socket.send(e.data); return response; });
 for await (const _ of Deno.stdin.readable) {}
 Deno.exit(0);`;
-
-// ------------------------------------------------------------------------------------------------ CPU
-
-/** CPU seconds (user + system) used so far by `pid` and, unless `own`, every process below it (Linux /proc). */
-function cpuSeconds(pid: number, own = false): number {
-  let ticks = 0;
-  const visit = (p: number) => {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${p}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
-      for (const task of Deno.readDirSync(`/proc/${p}/task`)) {
-        const children = Deno.readTextFileSync(`/proc/${p}/task/${task.name}/children`).trim();
-        if (children && !own) { for (const child of children.split(/\s+/)) visit(Number(child)); }
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  };
-  visit(pid);
-  return ticks / 100; // USER_HZ is 100 on Linux
-}
 
 // ------------------------------------------------------------------------------------------------ wrk
 
