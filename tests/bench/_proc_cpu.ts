@@ -23,3 +23,17 @@ export function cpuSeconds(pid: number, own = false): number {
   visit(pid);
   return ticks / 100;
 }
+
+/**
+ * CPU seconds (user + system) used so far by one thread of `pid`; by default its main thread, whose id is the
+ * process id. A thread that is gone counts as zero.
+ */
+export function threadCpuSeconds(pid: number, tid = pid): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}

@@ -10,9 +10,10 @@
  *    (tests/bench/_invoke_worker_app.ts). Goal: the node at ≥ 50% of raw (aim 70%). Rounds alternate.
  *    Then each layer alone behind one Deno.serve (tests/bench/_invoke_layers.ts), in both isolations: raw, a
  *    Worker round trip, the same batched per event loop turn, what Deno charges for the request and response
- *    parts the HTTP contract touches (alone, then with the batched hop: the ceiling of any worker-isolated
- *    design), the sandbox executor, the invoker, the invoker plus those request parts, the HTTP handler, with
- *    the server CPU of each.
+ *    parts the HTTP contract touches (alone, then with the batched hop: the ceiling of a worker-isolated
+ *    design serving HTTP on the main thread), the sandbox executor, the invoker, the invoker plus those
+ *    request parts, the HTTP handler, and the ceiling served by two threads sharing the port, with the
+ *    server CPU of each and the main thread's share of it.
  * 2. Slice-to-slice call latency, measured inside the calling slice (a loop of awaited calls, performance.now
  *    around each): caller and callee on different nodes (3 node processes, process isolation), on one node
  *    (process isolation), and both again in worker isolation (two helper processes with a real mesh and no
@@ -426,13 +427,19 @@ try {
   console.log(
     "\n   where an HTTP request's time goes: one Deno.serve, each layer alone, server CPU per request",
   );
-  console.log("   (the process and its sandbox child; tests/bench/_invoke_layers.ts)");
+  console.log(
+    "   (the process and its sandbox child, and the main thread alone, where Deno.serve and the handler run;",
+  );
+  console.log(
+    "   tests/bench/_invoke_layers.ts; `threads`: the ceiling served by two Workers sharing the port)",
+  );
   for (const mode of ["process", "worker"] as const) {
     const layers = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
         "-A",
         "--unstable-worker-options",
+        "--unstable-net",
         fileURLToPath(new URL("./_invoke_layers.ts", import.meta.url)),
         String(Math.max(2, Math.round(WRK_SECONDS / 2))),
         mode,
@@ -445,7 +452,12 @@ try {
     let previous = 0;
     let raw = 0;
     for (const line of new TextDecoder().decode(layers.stdout).trim().split("\n")) {
-      const v = JSON.parse(line) as { layer: string; requestsPerSecond: number; cpuUsPerRequest: number };
+      const v = JSON.parse(line) as {
+        layer: string;
+        requestsPerSecond: number;
+        cpuUsPerRequest: number;
+        mainThreadCpuUsPerRequest: number;
+      };
       const added = previous === 0
         ? ""
         : `  (${v.cpuUsPerRequest - previous >= 0 ? "+" : ""}${
@@ -456,7 +468,7 @@ try {
       console.log(
         `     ${v.layer.padEnd(10)} ${rate(v.requestsPerSecond).padStart(14)} ${share} of raw  CPU ${
           v.cpuUsPerRequest.toFixed(0).padStart(4)
-        } µs/req${added}`,
+        } µs/req${added.padEnd(10)} main thread ${v.mainThreadCpuUsPerRequest.toFixed(0).padStart(3)} µs/req`,
       );
       previous = v.cpuUsPerRequest;
     }
