@@ -36,8 +36,9 @@
  *   preferring instances that are not ACTIVE yet.
  * - Node join and rebalancing: when everything is settled and no node is down, the leader moves one instance
  *   at a time from the most to the least loaded node, only when a slice's spread differs by more than one
- *   between two nodes, or the total number of instances does. A move creates the new instance first
- *   (`replaces` in its record) and retires the old one only when the new one is ACTIVE.
+ *   between two nodes, or the total number of instances does. It moves the instance placed last on the
+ *   fuller node (so a long-running instance is not replaced while a newer one can move). A move creates the
+ *   new instance first (`replaces` in its record) and retires the old one only when the new one is ACTIVE.
  * - Version change: new-version instances are placed first; old ones are retired as new ones become ACTIVE
  *   (ACTIVE old instances kept = desired − ACTIVE new ones).
  * - Version routing: while `routing/{g}:{a}` names the target's version and another one, the slice keeps both:
@@ -886,6 +887,7 @@ class Reconciler {
       perNode.get(y.node)! - perNode.get(x.node)! ||
       this.#total.get(y.node)! - this.#total.get(x.node)! ||
       cmp(y.node, x.node) ||
+      y.createRevision - x.createRevision ||
       y.n - x.n
     );
   }
@@ -979,7 +981,13 @@ class Reconciler {
     const to = byTotal[0];
     const from = [...this.#live].sort((x, y) => this.#total.get(y)! - this.#total.get(x)! || cmp(x, y))[0];
     if (this.#total.get(from)! - this.#total.get(to)! <= 1) return;
-    const s = settled.find((s) => countOn(s, from) > countOn(s, to));
+    // The slice whose instance on `from` was placed last: a long-running instance stays where it is while a
+    // newer one (say, a replacement placed while other nodes were down) can move instead.
+    const s = settled
+      .filter((s) => countOn(s, from) > countOn(s, to))
+      .sort((x, y) =>
+        youngest(y.byNode.get(from)!).createRevision - youngest(x.byNode.get(from)!).createRevision
+      )[0];
     if (s) {
       this.#move(
         s,
@@ -991,7 +999,7 @@ class Reconciler {
   }
 
   #move(s: SliceSummary, from: NodeId, to: NodeId, why: string): void {
-    const source = [...s.byNode.get(from)!].sort((x, y) => y.n - x.n)[0];
+    const source = youngest(s.byNode.get(from)!);
     const b = this.#builder(`slice:${s.base}`);
     const coordinates = source.coordinates;
     const n = this.#freeNumber(to, coordinates);
@@ -1017,6 +1025,17 @@ function inRange(version: string, range: string): boolean {
     RANGE_MEMO.set(key, hit);
   }
   return hit;
+}
+
+/** The instance whose record was created last (the highest number on a tie, which cannot happen in KV). */
+function youngest(instances: readonly InstanceView[]): InstanceView {
+  let out = instances[0];
+  for (const i of instances) {
+    if (i.createRevision > out.createRevision || (i.createRevision === out.createRevision && i.n > out.n)) {
+      out = i;
+    }
+  }
+  return out;
 }
 
 function cmp(a: string, b: string): number {
