@@ -1027,7 +1027,7 @@ function inRange(version: string, range: string): boolean {
   return hit;
 }
 
-/** The instance whose record was created last (the highest number on a tie, which cannot happen in KV). */
+/** The instance whose record was created last; of instances placed in one transaction, the highest number. */
 function youngest(instances: readonly InstanceView[]): InstanceView {
   let out = instances[0];
   for (const i of instances) {
