@@ -5,7 +5,7 @@
 
 import type { Logger } from "../core/log.ts";
 import type { EngineStats } from "../consensus/types.ts";
-import type { KvCommand, KvEntry, KvEvent } from "../kv/commands.ts";
+import type { ForwardStats, KvAccess } from "../cluster/mod.ts";
 
 export interface MemberView {
   id: string;
@@ -39,45 +39,6 @@ export interface NodeStatusView {
   ports: { cluster: number; api: number; http: number };
   /** What each feature (repository, deployment, ...) reports about itself. */
   features?: Record<string, unknown>;
-}
-
-/** API writes a node sent into the leader's batches (runtime/node/forward.ts). */
-export interface ForwardStats {
-  /** Writes this member sent to the leader. */
-  forwarded: number;
-  /** Writes other members sent here. */
-  served: number;
-  /** Forwarded writes that failed because the leader disconnected before answering. */
-  lostLeader: number;
-  /** Forwarded writes waiting for an answer now. */
-  inFlight: number;
-}
-
-/** A successful write: the store revision after it (and txn/delete details). */
-export interface WriteOutcome {
-  revision: number;
-  succeeded?: boolean;
-  deleted?: number;
-}
-
-export interface WatchStream extends AsyncIterable<KvEvent> {
-  /** Ends the stream and releases its resources. */
-  cancel(): void;
-}
-
-export interface KvAccess {
-  readonly maxValueBytes: number;
-  /** Replicates a command; resolves once it is applied on this node. Throws AetherError (no_quorum, timeout,
-   * compare_failed, too_large, overloaded) otherwise. */
-  write(command: KvCommand, options?: { timeoutMs?: number }): Promise<WriteOutcome>;
-  /** Local read, or linearizable when `consistent` (a consensus barrier first). */
-  get(key: string, options?: { consistent?: boolean; timeoutMs?: number }): Promise<KvEntry | undefined>;
-  range(
-    prefix: string,
-    options?: { limit?: number; startAfter?: string },
-  ): { revision: number; items: KvEntry[] };
-  /** Events with revision >= fromRevision under the prefix; throws AetherError "gone" if compacted. */
-  watch(prefix: string, fromRevision?: number): WatchStream;
 }
 
 export interface ApiDeps {

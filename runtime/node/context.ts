@@ -13,8 +13,7 @@ import type { KvEvent } from "../kv/commands.ts";
 import type { KvState } from "../kv/state.ts";
 import type { WatchHub } from "../kv/watch.ts";
 import type { Mesh } from "../net/mod.ts";
-import type { KvAccess } from "../api/deps.ts";
-import type { LeaderRecord } from "./leader.ts";
+import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 
 export interface NodeContext {

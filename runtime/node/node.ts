@@ -13,18 +13,23 @@ import { ConsensusStorage, restoreKvState } from "../kv/storage.ts";
 import { WatchHub } from "../kv/watch.ts";
 import { Mesh } from "../net/mod.ts";
 import { createApiApp } from "../api/mod.ts";
-import type { ApiDeps, KvAccess, NodeStatusView, WatchStream } from "../api/deps.ts";
+import type { ApiDeps, NodeStatusView } from "../api/mod.ts";
+import {
+  CONSENSUS_CHANNEL,
+  kvAccess,
+  LEADER_KEY,
+  parseLeaderRecord,
+  Replica,
+  startElections,
+  WRITE_CHANNEL,
+  WriteForwarder,
+} from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
-import { CONSENSUS_CHANNEL, Replica, writeOutcome } from "./replica.ts";
-import { WRITE_CHANNEL, WriteForwarder, type Writer } from "./forward.ts";
-import { electionProposal, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 import { createAppServer } from "./app_http.ts";
 import { type Feature, Listeners, type NodeContext, ServiceRegistry } from "./context.ts";
 import { FEATURES } from "./features.ts";
 
-export const LEADER_KEY = "leader";
 const TICK_MS = 20;
-const ELECTION_CHECK_MS = 100;
 const WRITE_TIMEOUT_MS = 5_000;
 
 export interface RunningNode {
@@ -119,10 +124,11 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   const leader = () => parseLeaderRecord(replica.state.get(LEADER_KEY)?.value);
   const isLeader = () => replica.ready && replica.quorum && leader()?.nodeId === flags.id;
   const elections = startElections({
-    flags,
+    self: flags.id,
     members,
     replica,
-    mesh,
+    clock: systemClock,
+    isConnected: (id) => mesh.isConnected(id),
     lastConnectedAt,
     startedAt,
     log,
@@ -131,7 +137,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     onLeadership: (leading) => leadershipListeners.emit(leading),
   });
 
-  const kv = kvAccess(replica, hub);
+  const kv = kvAccess(replica, hub, WRITE_TIMEOUT_MS);
   let ports = { cluster: mesh.port, api: 0, http: 0 };
   const ctx: NodeContext = {
     self: flags.id,
@@ -173,7 +179,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const deps: ApiDeps = {
     status,
-    kv: kvAccess(replica, hub, forwarder),
+    kv: kvAccess(replica, hub, WRITE_TIMEOUT_MS, forwarder),
     log: log.with({ component: "api" }),
   };
   const api = createApiApp(deps, features.flatMap((f) => (f.api ? [f.api] : [])));
@@ -211,95 +217,4 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
 /** Stops accepting and waits briefly for in-flight requests (long-lived streams are cut after that). */
 async function shutdown(server: Deno.HttpServer): Promise<void> {
   await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
-}
-
-/** Writes go through `writer`: the replica itself, or the forwarder into the leader's batches (API writes). */
-function kvAccess(replica: Replica, hub: WatchHub, writer: Writer = replica): KvAccess {
-  const write = async (command: KvCommand, timeoutMs = WRITE_TIMEOUT_MS) =>
-    writeOutcome(await writer.write(command, timeoutMs));
-  return {
-    get maxValueBytes() {
-      return replica.state.maxValueBytes;
-    },
-    write: (command, options) => write(command, options?.timeoutMs),
-    get: async (key, options) => {
-      // A barrier through consensus, then the local state: linearizable.
-      if (options?.consistent) await write({ type: "barrier" }, options.timeoutMs);
-      return replica.state.get(key);
-    },
-    range: (prefix, options) => ({
-      revision: replica.state.revision,
-      items: replica.state.range(prefix, options?.limit ?? Infinity, options?.startAfter),
-    }),
-    watch: (prefix, fromRevision) => flattenWatch(hub, prefix, fromRevision),
-  };
-}
-
-/** The hub yields one batch per revision; the API streams single events. */
-function flattenWatch(hub: WatchHub, prefix: string, fromRevision?: number): WatchStream {
-  const watch = hub.watch(prefix, fromRevision);
-  return {
-    cancel: () => watch.cancel(),
-    async *[Symbol.asyncIterator]() {
-      for await (const batch of watch) yield* batch.events;
-    },
-  };
-}
-
-interface ElectionContext {
-  flags: NodeFlags;
-  members: string[];
-  replica: Replica;
-  mesh: Mesh;
-  lastConnectedAt: Map<string, number>;
-  startedAt: number;
-  log: Logger;
-  leader(): LeaderRecord | null;
-  isLeader(): boolean;
-  onLeadership(leading: boolean): void;
-}
-
-/** Proposes leader records through consensus when the pure rule says so; one attempt at a time. */
-function startElections(ctx: ElectionContext): { stop(): void } {
-  let attempt: Promise<void> | null = null;
-  let lastLeader: string | null = ctx.leader()?.nodeId ?? null;
-  let leading = false;
-  const check = () => {
-    const current = ctx.leader();
-    if ((current?.nodeId ?? null) !== lastLeader) {
-      lastLeader = current?.nodeId ?? null;
-      ctx.log.info("leader changed", { leader: lastLeader, view: current?.view });
-    }
-    if (ctx.isLeader() !== leading) {
-      leading = !leading;
-      ctx.log.info(leading ? "leading the cluster" : "no longer leading");
-      ctx.onLeadership(leading);
-    }
-    if (attempt) return;
-    const proposal = electionProposal({
-      self: ctx.flags.id,
-      members: ctx.members,
-      canPropose: ctx.replica.ready && ctx.replica.quorum,
-      isConnected: (id) => ctx.mesh.isConnected(id),
-      lastConnectedAt: (id) => ctx.lastConnectedAt.get(id),
-      record: current,
-      recordRevision: ctx.replica.state.get(LEADER_KEY)?.modRevision ?? 0,
-      nowMs: systemClock.now(),
-      startedAtMs: ctx.startedAt,
-    });
-    if (!proposal) return;
-    const value = new TextEncoder().encode(JSON.stringify(proposal.record));
-    attempt = ctx.replica
-      .writeOk({ type: "put", key: LEADER_KEY, value, ifRevision: proposal.ifRevision }, 2_000)
-      .then(() => ctx.log.info("proposed leader accepted", { leader: proposal.record.nodeId }))
-      .catch((e) => {
-        // Another member's proposal won the compare-and-set, or quorum is gone: the next check decides again.
-        if (!(e instanceof AetherError && e.code === "compare_failed")) {
-          ctx.log.debug("leader proposal failed", { error: (e as Error).message });
-        }
-      })
-      .finally(() => attempt = null);
-  };
-  const timer = setInterval(check, ELECTION_CHECK_MS);
-  return { stop: () => clearInterval(timer) };
 }

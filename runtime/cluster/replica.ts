@@ -18,7 +18,7 @@ import { quorumOf } from "../consensus/types.ts";
 import { Batcher, DEFAULT_BATCH_LIMITS, type RabiaEngine } from "../consensus/mod.ts";
 import { commandSize, type KvCommand, type KvEvent, type KvResult } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
-import type { WriteOutcome } from "../api/deps.ts";
+import type { WriteOutcome } from "./access.ts";
 
 function runAll(actions: (() => void)[]): void {
   for (const action of actions) action();

@@ -17,7 +17,7 @@
 import { AetherError, type ErrorCode, isErrorCode, toAetherError } from "../core/errors.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
-import type { ForwardStats } from "../api/deps.ts";
+import type { ForwardStats } from "./access.ts";
 import { commandSize, type KvCommand, type KvResult } from "../kv/commands.ts";
 
 /** Channel of forwarded writes on the mesh. */
@@ -64,7 +64,7 @@ export class WriteForwarder {
   readonly #o: WriteForwarderOptions;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
-  #stats = { forwarded: 0, served: 0, lostLeader: 0 };
+  #stats = { forwarded: 0, served: 0, lostLeader: 0, keptLocal: 0, refusedFull: 0 };
 
   constructor(options: WriteForwarderOptions) {
     this.#o = options;

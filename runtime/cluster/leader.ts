@@ -9,6 +9,9 @@
 
 import type { NodeId } from "../core/ids.ts";
 
+/** The KV key of the leader record. */
+export const LEADER_KEY = "leader";
+
 export interface LeaderRecord {
   nodeId: NodeId;
   view: number;
