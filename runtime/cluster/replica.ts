@@ -73,7 +73,12 @@ export interface ReplicaOptions {
   defaultWriteTimeoutMs: number;
   maxQueuedBytes: number;
   onEvents(events: KvEvent[]): void;
-  onSnapshotInstalled(state: KvState): void;
+  /**
+   * The state was replaced by a snapshot that brought it to `revision`. Called in order with onEvents: the
+   * events of decisions applied after the snapshot follow it. Caches rebuilt from the live state here may
+   * already hold those later changes; the events that follow then repeat them (revisions above `revision`).
+   */
+  onSnapshotInstalled(revision: number): void;
   /** The engine halted on a broken invariant; the node must stop. */
   onFatal(error: Error): void;
 }
@@ -278,10 +283,16 @@ export class Replica {
           this.#state = KvState.fromSnapshot(effect.snapshot.data, {
             maxValueBytes: this.#state.maxValueBytes,
           });
-          this.#afterCommit.push(((state) => () => {
-            this.#o.onSnapshotInstalled(state);
-            this.#releaseRevisionWaiters();
-          })(this.#state));
+          {
+            // Decisions that followed the snapshot in this same step are applied to the new state before the
+            // step commits, and their events are published after this; the hub must restart at the
+            // snapshot's own revision, not at the live state's (which is already past them).
+            const revision = this.#state.revision;
+            this.#afterCommit.push(() => {
+              this.#o.onSnapshotInstalled(revision);
+              this.#releaseRevisionWaiters();
+            });
+          }
           break;
         case "send":
           this.#afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));

@@ -3,7 +3,6 @@
  * replica, the authenticated mesh, leader election, the management API and the application HTTP server.
  */
 
-import { AetherError } from "../core/errors.ts";
 import { systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { randomHex } from "../core/ids.ts";
@@ -91,8 +90,8 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
       log.error("consensus engine halted on a broken invariant; stopping this node", { error: error.stack });
       Deno.exit(70);
     },
-    onSnapshotInstalled: (state) => {
-      hub.reset(state.revision);
+    onSnapshotInstalled: (revision) => {
+      hub.reset(revision);
       resetListeners.emit();
     },
   });
