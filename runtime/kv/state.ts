@@ -6,6 +6,7 @@
  */
 
 import { BTree } from "./_btree.ts";
+import { assert } from "../core/mod.ts";
 import { decode, encode } from "@msgpack/msgpack";
 import type { Batch } from "../consensus/types.ts";
 import {
@@ -95,6 +96,14 @@ export class KvState {
 
   /** Applies one command, appending its changes to `events`. */
   apply(command: KvCommand, events: KvEvent[] = []): KvResult {
+    const revisionBefore = this.#revision;
+    const eventsBefore = events.length;
+    const result = this.#applyOne(command, events);
+    this.#checkApplied(revisionBefore, events, eventsBefore, result);
+    return result;
+  }
+
+  #applyOne(command: KvCommand, events: KvEvent[]): KvResult {
     switch (command.type) {
       case "barrier":
         return { ok: true, revision: this.#revision };
@@ -107,6 +116,26 @@ export class KvState {
       default:
         return this.#invalid(`unknown command type "${(command as { type: unknown }).type}"`);
     }
+  }
+
+  /**
+   * Invariants of one applied command: the revision moves by one exactly when the command changed something,
+   * every change it reported carries that revision, and its result names the state's revision.
+   */
+  #checkApplied(revisionBefore: number, events: KvEvent[], eventsBefore: number, result: KvResult): void {
+    const advanced = this.#revision - revisionBefore;
+    assert(advanced === 0 || advanced === 1, `kv: one command moved the revision by ${advanced}`);
+    assert(
+      (advanced === 1) === (events.length > eventsBefore),
+      `kv: revision ${this.#revision} ${advanced ? "advanced without" : "stayed with"} changes`,
+    );
+    for (let i = eventsBefore; i < events.length; i++) {
+      assert(events[i].revision === this.#revision, `kv: change of "${events[i].key}" has a stale revision`);
+    }
+    assert(
+      result.revision === this.#revision,
+      `kv: result names revision ${result.revision}, not ${this.#revision}`,
+    );
   }
 
   #put(key: string, value: Uint8Array, ifRevision: number | undefined, events: KvEvent[]): KvResult {
@@ -178,6 +207,10 @@ export class KvState {
 
   #write(key: string, value: Uint8Array, revision: number, events: KvEvent[]): void {
     const previous = this.#entries.get(key);
+    assert(
+      previous === undefined || previous.modRevision <= revision,
+      `kv: "${key}" written at an older revision`,
+    );
     this.#entries.set(key, {
       key,
       value,
@@ -275,6 +308,7 @@ export class KvState {
     };
     if (raw?.v !== 1) throw new Error("KV snapshot: unknown format version");
     const state = new KvState(options);
+    assert(Number.isSafeInteger(raw.revision) && raw.revision >= 0, "KV snapshot: bad revision");
     state.#revision = raw.revision;
     state.#entries = new BTree(
       raw.entries.map(([key, value, createRevision, modRevision, version]) => [
@@ -282,6 +316,13 @@ export class KvState {
         { key, value, createRevision, modRevision, version },
       ]),
     );
+    // A snapshot is the state of some member: no entry can be newer than its revision.
+    for (const [key, , createRevision, modRevision] of raw.entries) {
+      assert(
+        createRevision <= modRevision && modRevision <= raw.revision,
+        `KV snapshot: "${key}" has revisions ${createRevision}/${modRevision} beyond ${raw.revision}`,
+      );
+    }
     for (const [submitter, incarnations] of raw.sessions) {
       state.#sessions.set(
         submitter,

@@ -12,7 +12,7 @@
  * the hub's revision when it starts; replay covers revisions up to it, the queue everything after it.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError, assert } from "../core/mod.ts";
 import type { KvEvent } from "./commands.ts";
 
 /** The changes of one revision under a watcher's prefix. Shared between watchers: do not mutate. */
@@ -30,6 +30,8 @@ export interface WatchHubOptions {
   /** Default bound of each watcher's queue of undelivered live changes. */
   queueEvents?: number;
   queueBytes?: number;
+  /** Watches open at once; beyond it `watch()` refuses with "overloaded". Default 10,000. */
+  maxWatchers?: number;
 }
 
 export interface WatchOptions {
@@ -45,7 +47,24 @@ export const WATCH_DEFAULTS = {
   historyBytes: 16 * 1024 * 1024,
   queueEvents: 1_000,
   queueBytes: 4 * 1024 * 1024,
+  maxWatchers: 10_000,
 } as const;
+
+/** How long a client refused for too many watchers is told to wait before trying again. */
+const WATCHERS_FULL_RETRY_AFTER_SECONDS = 1;
+
+/** The hub's load and limits, for the node's status. */
+export interface WatchHubStats {
+  /** Watches open now, and the bound on them. */
+  watchers: number;
+  maxWatchers: number;
+  /** `watch()` calls refused because `maxWatchers` watches were open (since the hub started). */
+  watchersRefused: number;
+  /** History retained for replay. */
+  historyRevisions: number;
+  historyEvents: number;
+  historyBytes: number;
+}
 
 interface Group {
   revision: number;
@@ -75,6 +94,7 @@ export class WatchHub {
   #historyEvents = 0;
   #historyBytes = 0;
   #watches = new Set<Watch>();
+  #watchersRefused = 0;
   #closed = false;
   readonly #limits: Required<Omit<WatchHubOptions, "revision">>;
 
@@ -88,6 +108,7 @@ export class WatchHub {
       historyBytes: options.historyBytes ?? WATCH_DEFAULTS.historyBytes,
       queueEvents: options.queueEvents ?? WATCH_DEFAULTS.queueEvents,
       queueBytes: options.queueBytes ?? WATCH_DEFAULTS.queueBytes,
+      maxWatchers: options.maxWatchers ?? WATCH_DEFAULTS.maxWatchers,
     };
     for (const [name, value] of Object.entries(this.#limits)) checkCount(name, value, 1);
   }
@@ -114,10 +135,22 @@ export class WatchHub {
     };
   }
 
+  get stats(): WatchHubStats {
+    return {
+      watchers: this.#watches.size,
+      maxWatchers: this.#limits.maxWatchers,
+      watchersRefused: this.#watchersRefused,
+      historyRevisions: this.#groups.length - this.#head,
+      historyEvents: this.#historyEvents,
+      historyBytes: this.#historyBytes,
+    };
+  }
+
   /**
    * Watches keys starting with `prefix` from `fromRevision` on (default: changes after the current revision).
    * Throws `gone` when history before `fromRevision` is no longer retained; the error names the oldest
-   * revision still available (`extra.oldestRevision`).
+   * revision still available (`extra.oldestRevision`). Throws `overloaded` (HTTP 503, `extra.retryAfterSeconds`)
+   * when `maxWatchers` watches are open already.
    */
   watch(prefix: string, fromRevision?: number, options: WatchOptions = {}): Watch {
     if (this.#closed) throw new AetherError("unavailable", "the watch hub is closed");
@@ -129,8 +162,18 @@ export class WatchHub {
     const queueBytes = options.queueBytes ?? this.#limits.queueBytes;
     checkCount("queueEvents", queueEvents, 1);
     checkCount("queueBytes", queueBytes, 1);
+    if (this.#watches.size >= this.#limits.maxWatchers) {
+      this.#watchersRefused++;
+      throw new AetherError(
+        "overloaded",
+        `watch of "${prefix}" refused: ${this.#watches.size} watches are open, the limit is ` +
+          `${this.#limits.maxWatchers}; retry in ${WATCHERS_FULL_RETRY_AFTER_SECONDS} s`,
+        { retryAfterSeconds: WATCHERS_FULL_RETRY_AFTER_SECONDS, maxWatchers: this.#limits.maxWatchers },
+      );
+    }
     const watch = new Watch(this, prefix, from, this.#revision, queueEvents, queueBytes);
     this.#watches.add(watch);
+    assert(this.#watches.size <= this.#limits.maxWatchers, "watch hub: more watches than maxWatchers");
     if (options.signal) {
       if (options.signal.aborted) watch.cancel();
       else options.signal.addEventListener("abort", () => watch.cancel(), { once: true });
@@ -157,6 +200,8 @@ export class WatchHub {
         group.events.push(events[i]);
         group.bytes += eventBytes(events[i]);
       }
+      const last = this.#groups.length > this.#head ? this.#groups[this.#groups.length - 1] : undefined;
+      assert(last === undefined || last.revision < revision, "watch hub: history revisions not increasing");
       this.#groups.push(group);
       this.#historyEvents += group.events.length;
       this.#historyBytes += group.bytes;
@@ -164,6 +209,7 @@ export class WatchHub {
       for (const watch of this.#watches) watch[OFFER](group);
     }
     this.#trim();
+    this.#checkCounters();
   }
 
   /**
@@ -186,6 +232,7 @@ export class WatchHub {
         );
       }
     }
+    this.#checkCounters();
   }
 
   /** Ends every watch (without error) and refuses new ones. */
@@ -222,6 +269,29 @@ export class WatchHub {
       else high = mid;
     }
     return low;
+  }
+
+  /**
+   * Cheap invariants, checked after every change: the history counters stay within their bounds and agree with
+   * the retained groups at their ends (summing every group would cost a scan per publish).
+   */
+  #checkCounters(): void {
+    const retained = this.#groups.length - this.#head;
+    assert(retained >= 0, "watch hub: history head past its end");
+    assert(this.#historyEvents >= retained, "watch hub: fewer history events than retained revisions");
+    assert(this.#historyBytes >= 0, "watch hub: negative history bytes");
+    if (retained === 0) {
+      assert(this.#historyEvents === 0 && this.#historyBytes === 0, "watch hub: counters without history");
+      return;
+    }
+    const oldest = this.#groups[this.#head];
+    const newest = this.#groups[this.#groups.length - 1];
+    assert(oldest.revision > this.#compactedThrough, "watch hub: a retained revision is marked compacted");
+    assert(newest.revision === this.#revision, "watch hub: the newest retained revision is not the hub's");
+    assert(
+      this.#historyEvents <= this.#limits.historyEvents && this.#historyBytes <= this.#limits.historyBytes,
+      "watch hub: history over its bounds after trimming",
+    );
   }
 
   #trim(): void {

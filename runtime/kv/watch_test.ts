@@ -277,3 +277,39 @@ Deno.test("watch: publish refuses revisions that do not move forward; bad argume
   assert.throws(() => hub.watch("", 10), (e: unknown) => e instanceof AetherError && e.code === "gone");
   assert.throws(() => new WatchHub({ historyEvents: 0 }), /historyEvents/);
 });
+
+Deno.test("watch: beyond maxWatchers a new watch is refused with overloaded; open ones keep their changes", async () => {
+  const node = new Node(new WatchHub({ maxWatchers: 2 }));
+  const first = node.hub.watch("a/");
+  const second = node.hub.watch("");
+  assert.throws(
+    () => node.hub.watch("a/"),
+    (e: unknown) =>
+      e instanceof AetherError && e.code === "overloaded" && e.status === 503 &&
+      e.extra.retryAfterSeconds === 1 && /2 watches are open, the limit is 2/.test(e.message),
+  );
+  assert.throws(
+    () => node.hub.watch("b/"),
+    (e: unknown) => e instanceof AetherError && e.code === "overloaded",
+  );
+  assert.deepEqual(node.hub.stats, {
+    watchers: 2,
+    maxWatchers: 2,
+    watchersRefused: 2,
+    historyRevisions: 0,
+    historyEvents: 0,
+    historyBytes: 0,
+  });
+  node.put("a/1");
+  assert.deepEqual(summary(await take(first, 1)), ["1:put a/1"]);
+  assert.deepEqual(summary(await take(second, 1)), ["1:put a/1"]);
+  // A cancelled watch frees its place.
+  first.cancel();
+  const third = node.hub.watch("a/", 1);
+  assert.deepEqual(summary(await take(third, 1)), ["1:put a/1"]);
+  assert.equal(node.hub.stats.watchers, 2);
+  assert.equal(node.hub.stats.watchersRefused, 2);
+  assert.throws(() => new WatchHub({ maxWatchers: 0 }), /maxWatchers/);
+  second.cancel();
+  third.cancel();
+});
