@@ -5,17 +5,12 @@
 
 import type { Logger } from "../core/log.ts";
 import type { EngineStats } from "../consensus/types.ts";
-import type { ForwardStats, KvAccess } from "../cluster/mod.ts";
+import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
+import type { LeaderRecord } from "../model/mod.ts";
 
 export interface MemberView {
   id: string;
   connected: boolean;
-}
-
-export interface LeaderView {
-  nodeId: string;
-  view: number;
-  electedAt: number;
 }
 
 export interface NodeStatusView {
@@ -24,7 +19,7 @@ export interface NodeStatusView {
   ready: boolean;
   /** A quorum of members (this one included) is connected. */
   quorum: boolean;
-  leader: LeaderView | null;
+  leader: LeaderRecord | null;
   members: MemberView[];
   /** KV store revision applied on this node. */
   revision: number;
@@ -34,6 +29,8 @@ export interface NodeStatusView {
   consensus: EngineStats;
   /** API writes this node sent into the leader's batches, and those it served for others. */
   writeForwarding: ForwardStats;
+  /** Leader changes this node has seen and the proposals it made. */
+  elections: ElectionStats;
   uptimeMs: number;
   /** Ports this node bound. */
   ports: { cluster: number; api: number; http: number };

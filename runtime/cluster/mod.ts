@@ -3,7 +3,17 @@
  * forwarding into the leader's batches, leader election, and the access types features receive.
  */
 export * from "./access.ts";
-export { startElections } from "./elections.ts";
+export {
+  checkLostReport,
+  ELECTION_CHANNEL,
+  ELECTION_CHECK_MS,
+  Elections,
+  type ElectionsOptions,
+  type ElectionStats,
+  type ElectionTransport,
+  type LostReport,
+  REPORT_FRESH_MS,
+} from "./elections.ts";
 export { checkForwardMsg, type LocalWriter, WRITE_CHANNEL, WriteForwarder, type Writer } from "./forward.ts";
 export {
   type ElectionProposal,
@@ -11,6 +21,7 @@ export {
   type ElectionView,
   LEADER_KEY,
   type LeaderRecord,
+  lostMembers,
   parseLeaderRecord,
   STARTUP_GRACE_MS,
 } from "./leader.ts";

@@ -15,11 +15,11 @@ import { createApiApp } from "../api/mod.ts";
 import type { ApiDeps, NodeStatusView } from "../api/mod.ts";
 import {
   CONSENSUS_CHANNEL,
+  ELECTION_CHANNEL,
+  ELECTION_CHECK_MS,
+  Elections,
   kvAccess,
-  LEADER_KEY,
-  parseLeaderRecord,
   Replica,
-  startElections,
   WRITE_CHANNEL,
   WriteForwarder,
 } from "../cluster/mod.ts";
@@ -105,36 +105,32 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   });
   mesh.onMessage(WRITE_CHANNEL, (from, message) => forwarder.receive(from, message));
 
-  const lastConnectedAt = new Map<string, number>();
+  const elections = new Elections({
+    self: flags.id,
+    members,
+    replica,
+    clock: systemClock,
+    transport: mesh,
+    log,
+    onLeadership: (leading) => leadershipListeners.emit(leading),
+  });
+  const leader = () => elections.leader();
+  const isLeader = () => elections.isLeader();
+  mesh.onMessage(ELECTION_CHANNEL, (from, message) => elections.receive(from, message));
   mesh.onMessage(CONSENSUS_CHANNEL, (from, message) => replica.receive(from, message));
   mesh.onPeerUp((id) => {
-    lastConnectedAt.set(id, systemClock.now());
+    elections.peerUp(id);
     log.info("peer up", { peer: id });
     replica.peerConnected(id);
   });
   mesh.onPeerDown((id, reason) => {
-    lastConnectedAt.set(id, systemClock.now());
+    elections.peerDown(id);
     log.warn("peer down", { peer: id, reason });
     forwarder.peerDown(id);
   });
   replica.start();
   const ticker = setInterval(() => replica.tick(), TICK_MS);
-
-  const leader = () => parseLeaderRecord(replica.state.get(LEADER_KEY)?.value);
-  const isLeader = () => replica.ready && replica.quorum && leader()?.nodeId === flags.id;
-  const elections = startElections({
-    self: flags.id,
-    members,
-    replica,
-    clock: systemClock,
-    isConnected: (id) => mesh.isConnected(id),
-    lastConnectedAt,
-    startedAt,
-    log,
-    leader,
-    isLeader,
-    onLeadership: (leading) => leadershipListeners.emit(leading),
-  });
+  const electionTimer = setInterval(() => elections.check(), ELECTION_CHECK_MS);
 
   const kv = kvAccess(replica, hub, WRITE_TIMEOUT_MS);
   let ports = { cluster: mesh.port, api: 0, http: 0 };
@@ -171,6 +167,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     phase: replica.phase,
     consensus: engine.stats,
     writeForwarding: forwarder.stats,
+    elections: elections.stats,
     uptimeMs: systemClock.now() - startedAt,
     ports,
     features: Object.fromEntries(features.filter((f) => f.status).map((f) => [f.name, f.status!()])),
@@ -199,7 +196,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     ports,
     async stop() {
       clearInterval(ticker);
-      elections.stop();
+      clearInterval(electionTimer);
       for (const feature of [...features].reverse()) {
         await feature.stop?.().catch((e) =>
           log.error("feature stop failed", { feature: feature.name, error: e })
