@@ -33,10 +33,17 @@ export interface NodeFlags {
   sandbox: "process" | "worker";
   /** Largest request body the application HTTP port accepts (413 beyond). */
   httpMaxBodyBytes: number;
+  /** A snapshot of the state is taken after this many decided phases. */
+  snapshotEveryPhases: number;
+  /** Decided phases kept in the log besides those after the snapshot: a member behind by more catches up by
+   * snapshot. */
+  retainedLogPhases: number;
 }
 
 export const DEFAULT_ARTIFACT_MAX_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_HTTP_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_SNAPSHOT_EVERY_PHASES = 10_000;
+export const DEFAULT_RETAINED_LOG_PHASES = 10_000;
 
 export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
@@ -45,6 +52,7 @@ export const NODE_USAGE =
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
                    [--http-max-body-bytes 1048576]
+                   [--snapshot-every-phases 10000] [--retained-log-phases 10000]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -61,7 +69,10 @@ export const NODE_USAGE =
   --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)
   --sandbox      process: each slice instance in its own Deno process, memory bounded (default)
                  worker: each instance in a Web Worker of the node (starts faster; memory not bounded)
-  --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)`;
+  --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)
+  --snapshot-every-phases  take a snapshot of the state after this many decided phases (default 10000)
+  --retained-log-phases    decided phases kept besides those after the snapshot; a member behind by more
+                           catches up by snapshot (default 10000)`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -114,6 +125,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "artifact-max-bytes": { type: "string" },
         sandbox: { type: "string" },
         "http-max-body-bytes": { type: "string" },
+        "snapshot-every-phases": { type: "string" },
+        "retained-log-phases": { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -161,6 +174,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
       DEFAULT_ARTIFACT_MAX_BYTES,
     httpMaxBodyBytes: positiveInt("http-max-body-bytes", values["http-max-body-bytes"]) ??
       DEFAULT_HTTP_MAX_BODY_BYTES,
+    snapshotEveryPhases: positiveInt("snapshot-every-phases", values["snapshot-every-phases"]) ??
+      DEFAULT_SNAPSHOT_EVERY_PHASES,
+    retainedLogPhases: positiveInt("retained-log-phases", values["retained-log-phases"]) ??
+      DEFAULT_RETAINED_LOG_PHASES,
   };
 }
 

@@ -44,6 +44,8 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     nodeId: flags.id,
     members,
     fsync: flags.fsync,
+    snapshotEveryDecisions: flags.snapshotEveryPhases,
+    retainDecisions: flags.retainedLogPhases,
   });
   const loaded = storage.load();
   const initialState = restoreKvState(loaded);

@@ -7,6 +7,7 @@
  */
 
 import { freePort, NodeProcess } from "../../runtime/forge/node_process.ts";
+import { type PartitionProxy, startPartitionProxy } from "./partition_proxy.ts";
 
 export { NodeProcess };
 
@@ -14,10 +15,16 @@ export interface ClusterOptions {
   fsync?: "always" | "never";
   /** Extra flags for every node. */
   extraArgs?: string[];
+  /**
+   * Carry every link between two members through its own partition proxy (the member with the smaller id
+   * dials, so its --peers names the proxy in front of the other), so a test can cut one link: `link(a, b)`.
+   */
+  proxyLinks?: boolean;
 }
 
 export class TestCluster {
   readonly nodes: NodeProcess[] = [];
+  readonly #links = new Map<string, PartitionProxy>();
 
   private constructor(readonly root: string) {}
 
@@ -28,9 +35,18 @@ export class TestCluster {
     const secretFile = `${root}/secret`;
     await Deno.writeTextFile(secretFile, `test-secret-${crypto.randomUUID()}`);
     const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-    const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
+    const ports = new Map(ids.map((id) => [id, freePort()]));
     const extraArgs = [...(options.fsync ? ["--fsync", options.fsync] : []), ...(options.extraArgs ?? [])];
     for (const id of ids) {
+      const peers = ids.map((peer) => {
+        let port = ports.get(peer)!;
+        if (options.proxyLinks && id < peer) {
+          const proxy = startPartitionProxy({ targetPort: port });
+          cluster.#links.set(`${id}-${peer}`, proxy);
+          port = proxy.port;
+        }
+        return `${peer}@127.0.0.1:${port}`;
+      }).join(",");
       cluster.nodes.push(new NodeProcess({ id, peers, dataDir: `${root}/${id}`, secretFile, extraArgs }));
     }
     return cluster;
@@ -49,6 +65,13 @@ export class TestCluster {
 
   async startAll(): Promise<void> {
     await Promise.all(this.nodes.filter((n) => !n.running).map((n) => n.start()));
+  }
+
+  /** The proxy carrying the link between members `a` and `b` (proxyLinks only). */
+  link(a: string, b: string): PartitionProxy {
+    const proxy = this.#links.get(a < b ? `${a}-${b}` : `${b}-${a}`);
+    if (!proxy) throw new Error(`no proxy on the link ${a}-${b}: create the cluster with proxyLinks`);
+    return proxy;
   }
 
   node(id: string): NodeProcess {
@@ -105,6 +128,7 @@ export class TestCluster {
 
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop("SIGKILL")));
+    await Promise.all([...this.#links.values()].map((proxy) => proxy.close()));
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
   }
 }

@@ -1,0 +1,156 @@
+/**
+ * The cluster core under the faults an outside review found defects with (issue 13): a member that catches up
+ * by snapshot while watches are open on it, one cut link next to the leader, an isolated leader, and writes
+ * sent right after the leader is killed. Real node processes on loopback; links cut with partition proxies.
+ */
+
+import { equal, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+
+interface Status {
+  leader: { nodeId: string; view: number } | null;
+  revision: number;
+  phase: number;
+  elections: { leaderChanges: number };
+}
+
+const put = async (node: NodeProcess, key: string, value: string) => {
+  const response = await fetch(`${node.apiUrl}/api/v1/kv/${key}`, { method: "PUT", body: value });
+  await response.body?.cancel();
+  return response.status;
+};
+
+const status = async (node: NodeProcess) => (await node.json<Status>("/api/v1/status")).body;
+
+/** Reads an SSE stream in the background; `text` grows as it arrives, `ended` settles when it closes. */
+function readStream(response: Response): { text: () => string; ended: Promise<void> } {
+  let text = "";
+  const ended = (async () => {
+    for await (const chunk of response.body!.pipeThrough(new TextDecoderStream())) text += chunk;
+  })().catch(() => {});
+  return { text: () => text, ended };
+}
+
+Deno.test("a member far behind catches up by snapshot with watches open on it, and keeps running", async () => {
+  // Snapshots every 50 phases, 20 retained: a member that misses a few hundred phases needs a snapshot.
+  const cluster = await TestCluster.start(3, {
+    extraArgs: ["--snapshot-every-phases", "50", "--retained-log-phases", "20"],
+  });
+  try {
+    await cluster.waitForLeader();
+    const [a, , c] = cluster.nodes;
+    await c.stop("SIGTERM");
+    for (let i = 0; i < 400; i++) equal(await put(a, `app/s/${i % 50}`, `v${i}`), 200);
+    const behind = await status(a);
+
+    await c.start();
+    // Watches opened on the lagging member before it catches up, from its own (old) revision.
+    const controller = new AbortController();
+    const watchResponse = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/`, {
+      signal: controller.signal,
+    });
+    const watch = readStream(watchResponse);
+    // Writes keep coming while it catches up, so decisions follow the snapshot it installs.
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing && i < 2_000; i++) await put(a, `app/during/${i % 20}`, `w${i}`);
+    })();
+    try {
+      await cluster.waitFor("the lagging member catches up", async () => {
+        const s = await status(c);
+        return s.revision >= behind.revision && s.phase >= behind.phase;
+      }, 15_000);
+    } finally {
+      writing = false;
+      await writer;
+    }
+    // Still running a while later (the defect: it exited within half a second of installing the snapshot).
+    await new Promise((r) => setTimeout(r, 1_000));
+    ok(c.running && (await c.json("/api/v1/health")).status === 200, `c stopped:\n${c.log}`);
+    // The old watch needed revisions the snapshot replaced: it ended with "gone".
+    await Promise.race([watch.ended, new Promise((r) => setTimeout(r, 5_000))]);
+    ok(/event: error/.test(watch.text()) && /snapshot/.test(watch.text()), watch.text().slice(-500));
+    controller.abort();
+    // A new watch on c sees new writes in order.
+    const fresh = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/after/`);
+    const stream = readStream(fresh);
+    equal(await put(a, "app/after/1", "x"), 200);
+    equal(await put(c, "app/after/2", "y"), 200);
+    await cluster.waitFor(
+      "the new watch sees both writes",
+      () => Promise.resolve(stream.text().includes("app/after/2") && stream.text().includes("app/after/1")),
+    );
+    await fresh.body?.cancel();
+    equal((await c.json<{ status: number }>("/api/v1/health")).status, 200);
+  } finally {
+    await cluster.close();
+  }
+});
+
+/** Distinct leader views named by every node, sampled every 100 ms for `ms`; writes go through `writer`. */
+async function watchLeadership(
+  cluster: TestCluster,
+  writer: NodeProcess,
+  ms: number,
+): Promise<{ views: Set<number>; writes: number; failedWrites: number }> {
+  const views = new Set<number>();
+  let writes = 0;
+  let failedWrites = 0;
+  const deadline = Date.now() + ms;
+  for (let i = 0; Date.now() < deadline; i++) {
+    for (const node of cluster.running()) {
+      const view = (await status(node)).leader?.view;
+      if (view !== undefined) views.add(view);
+    }
+    writes++;
+    if ((await put(writer, `app/cut/${i % 10}`, `v${i}`)) !== 200) failedWrites++;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { views, writes, failedWrites };
+}
+
+Deno.test("cutting one of the leader's links changes the leader at most once, and KV stays available", async () => {
+  const cluster = await TestCluster.start(3, { proxyLinks: true });
+  try {
+    const leader = await cluster.waitForLeader();
+    const [cutFrom, bridge] = cluster.nodes.filter((n) => n.id !== leader).map((n) => n.id);
+    const before = (await status(cluster.node(leader))).leader!.view;
+    cluster.link(leader, cutFrom).partition();
+    // The mesh declares the link dead after 1 s; watch for six.
+    const seen = await watchLeadership(cluster, cluster.node(bridge), 6_000);
+    const changes = [...seen.views].filter((v) => v > before).length;
+    ok(changes <= 1, `${changes} leader changes during one cut link (views ${[...seen.views].join(",")})`);
+    equal(seen.failedWrites, 0, `${seen.failedWrites} of ${seen.writes} writes through ${bridge} failed`);
+    // Writes through both ends of the cut link succeed too.
+    equal(await put(cluster.node(cutFrom), "app/cut/end", "a"), 200);
+    equal(await put(cluster.node(leader), "app/cut/end", "b"), 200);
+    cluster.link(leader, cutFrom).heal();
+    await cluster.waitForLeader();
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("a leader cut off from both others is replaced within 2 s of the mesh noticing", async () => {
+  const cluster = await TestCluster.start(3, { proxyLinks: true });
+  try {
+    const leader = await cluster.waitForLeader();
+    const others = cluster.nodes.filter((n) => n.id !== leader);
+    const started = Date.now();
+    for (const other of others) cluster.link(leader, other.id).partition();
+    const next = await cluster.waitFor("the other two agree on a new leader", async () => {
+      const named = await Promise.all(others.map(async (n) => (await status(n)).leader?.nodeId));
+      return named[0] && named[0] !== leader && named.every((id) => id === named[0]) ? named[0] : null;
+    }, 10_000);
+    const elapsedMs = Date.now() - started;
+    // 1 s for the mesh to declare the links dead (deadAfterMs), then reports and one decision.
+    ok(elapsedMs < 3_000, `new leader ${next} after ${elapsedMs} ms`);
+    console.log(`isolated leader replaced after ${elapsedMs} ms`);
+    for (const other of others) cluster.link(leader, other.id).heal();
+    const after = await cluster.waitForLeader();
+    equal(after, next, "the old leader does not take over again once it is back");
+  } finally {
+    await cluster.close();
+  }
+});
