@@ -131,6 +131,9 @@ export function checkConfig(config: EngineConfig): void {
       fail(where, `${key} must be a positive integer, got ${String(config[key])}`);
     }
   }
+  if (config.maxPendingBatches !== undefined && !isPositiveInt(config.maxPendingBatches)) {
+    fail(where, `maxPendingBatches must be a positive integer, got ${String(config.maxPendingBatches)}`);
+  }
 }
 
 export function checkRestored(restored: RestoredState): void {

@@ -7,8 +7,7 @@
  * replays exactly; `enqueueAsync` wraps one in a Promise for the node.
  */
 
-import { AetherError } from "../core/errors.ts";
-import type { NodeId } from "../core/ids.ts";
+import { AetherError, assert, type NodeId } from "../core/mod.ts";
 import type { Batch } from "./types.ts";
 
 export type Outcome<R> = { ok: true; result: R } | { ok: false; error: AetherError };
@@ -33,6 +32,9 @@ export const DEFAULT_BATCH_LIMITS = {
   maxQueuedBytes: 16 * 1024 * 1024,
 } as const;
 
+/** How long a client whose command met a full queue is told to wait (a batch is decided in milliseconds). */
+const QUEUE_FULL_RETRY_AFTER_SECONDS = 1;
+
 interface Queued<C, R> {
   command: C;
   sizeBytes: number;
@@ -51,6 +53,7 @@ export class Batcher<C, R> {
   #queuedBytes = 0;
   #seq = 0;
   #inFlight?: InFlight<R>;
+  #refusedQueueFull = 0;
 
   constructor(config: BatcherConfig) {
     checkConfig(config);
@@ -70,6 +73,11 @@ export class Batcher<C, R> {
     return this.#queuedBytes;
   }
 
+  /** Commands refused with "overloaded" because the queue was full (since this batcher started). */
+  get refusedQueueFull(): number {
+    return this.#refusedQueueFull;
+  }
+
   /** True when there is nothing queued and nothing in flight. */
   get idle(): boolean {
     return this.queuedCommands === 0 && this.#inFlight === undefined;
@@ -77,10 +85,11 @@ export class Batcher<C, R> {
 
   /** Queues a command. Throws "overloaded" when the queue is full, "too_large" when it could never fit. */
   enqueue(command: C, sizeBytes: number, ticket: Ticket<R>): void {
-    if (!Number.isFinite(sizeBytes) || sizeBytes <= 0) {
+    // Whole bytes only, so the queue's byte count returns exactly to zero (an invariant checked below).
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
       throw new AetherError(
         "bad_request",
-        `command size must be a positive number of bytes, got ${sizeBytes}`,
+        `command size must be a positive whole number of bytes, got ${sizeBytes}`,
       );
     }
     if (sizeBytes > this.#config.maxQueuedBytes) {
@@ -90,9 +99,11 @@ export class Batcher<C, R> {
       );
     }
     if (this.#queuedBytes + sizeBytes > this.#config.maxQueuedBytes) {
+      this.#refusedQueueFull++;
       throw new AetherError(
         "overloaded",
         `consensus queue on ${this.#config.self} is full (${this.#queuedBytes} bytes waiting); retry later`,
+        { retryAfterSeconds: QUEUE_FULL_RETRY_AFTER_SECONDS },
       );
     }
     this.#queue.push({ command, sizeBytes, ticket });
@@ -121,6 +132,10 @@ export class Batcher<C, R> {
       this.#head++;
     }
     this.#queuedBytes -= bytes;
+    assert(
+      this.#queuedBytes >= 0 && (this.#queuedBytes === 0) === (this.queuedCommands === 0),
+      `batcher: ${this.#queuedBytes} bytes queued for ${this.queuedCommands} commands`,
+    );
     this.#compact();
     const id = `${this.#config.self}:${this.#config.incarnation}:${++this.#seq}`;
     this.#inFlight = { batchId: id, tickets };

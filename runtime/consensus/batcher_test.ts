@@ -75,9 +75,10 @@ Deno.test("the queue is bounded: enqueue refuses with 'overloaded' instead of gr
   b.enqueue("a", 200, ticket);
   assert.throws(
     () => b.enqueue("b", 60, ticket),
-    (e: unknown) => e instanceof AetherError && e.code === "overloaded",
+    (e: unknown) => e instanceof AetherError && e.code === "overloaded" && e.extra.retryAfterSeconds === 1,
   );
   assert.equal(b.queuedBytes, 200);
+  assert.equal(b.refusedQueueFull, 1);
   b.enqueue("c", 50, ticket);
   assert.throws(
     () => b.enqueue("huge", 251, ticket),

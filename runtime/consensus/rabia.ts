@@ -40,7 +40,7 @@
  * proposer forgets the batch (`dropped`): otherwise it would propose it forever while nobody else does.
  */
 
-import { AetherError, assert } from "../core/errors.ts";
+import { AetherError, assert } from "../core/mod.ts";
 import type { NodeId } from "../core/ids.ts";
 import {
   type Batch,
@@ -62,6 +62,7 @@ import {
   type VoteValue,
 } from "./types.ts";
 import { PhaseState, type Vote } from "./_phase.ts";
+import { DEFAULT_MAX_PENDING_BATCHES, PendingBatches } from "./_pending.ts";
 import { checkBatch, checkConfig, checkMessage, checkRestored } from "./_validate.ts";
 
 /** Decisions sent in one sync response from memory; the requester asks again for the rest. */
@@ -87,10 +88,8 @@ function mix32(x: number): number {
   return x >>> 0;
 }
 
-/** Orders pending batches: oldest first by the submitter's clock, then by id so every member agrees. */
-function olderThan(a: Batch<unknown>, b: Batch<unknown>): boolean {
-  return a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
-}
+/** How long a client whose write was refused because the pending set is full is told to wait. */
+const PENDING_FULL_RETRY_AFTER_SECONDS = 1;
 
 /** Sync progress after a (re)start: who answered, and how far each said the cluster has decided. */
 interface SyncRound {
@@ -132,11 +131,9 @@ export class RabiaEngine<C = unknown> {
   #lastDecided: number;
   /** The current phase (lastDecided + 1) and buffered future phases. */
   readonly #phases = new Map<number, PhaseState<C>>();
-  /** Batches waiting to be decided, by id. */
-  readonly #pending = new Map<string, Batch<C>>();
-  readonly #stats: EngineStats = { decided: 0, empty: 0, byProposals: 0, byVote1: 0, byVote2: 0 };
-  /** Ids of the pending batches that were submitted to this engine instance. */
-  readonly #submittedHere = new Set<string>();
+  /** Batches waiting to be decided, oldest first, bounded (see _pending.ts for what happens when full). */
+  readonly #pending: PendingBatches<C>;
+  readonly #stats = { decided: 0, empty: 0, byProposals: 0, byVote1: 0, byVote2: 0, submissionsRefused: 0 };
   /** The last `recentDecisions` decisions, consecutive up to lastDecided, for answering late messages. */
   readonly #recent = new Map<number, Batch<C> | null>();
   /** When each recent phase was decided (or adopted) here. */
@@ -169,6 +166,7 @@ export class RabiaEngine<C = unknown> {
     this.#decideThreshold = maxFaultsOf(this.#n) + 1;
     this.#lastDecided = restored.lastDecided;
     this.#decidedIds = new RecentMap(Math.max(1024, config.recentDecisions * 4));
+    this.#pending = new PendingBatches(config.maxPendingBatches ?? DEFAULT_MAX_PENDING_BATCHES);
     const record = restored.record;
     if (record && record.phase === restored.lastDecided + 1) {
       this.#phaseState(record.phase).restore(this.#self, record);
@@ -190,7 +188,12 @@ export class RabiaEngine<C = unknown> {
 
   /** Counters since this engine started: how phases were decided (the first place to look when throughput drops). */
   get stats(): EngineStats {
-    return { ...this.#stats };
+    return {
+      ...this.#stats,
+      pendingBatches: this.#pending.size,
+      maxPendingBatches: this.#pending.maxBatches,
+      pendingGossipDropped: this.#pending.foreignRefused,
+    };
   }
 
   get pendingCount(): number {
@@ -222,7 +225,10 @@ export class RabiaEngine<C = unknown> {
     });
   }
 
-  /** A batch formed on this member. Throws AetherError "unavailable" unless the engine is active. */
+  /**
+   * A batch formed on this member. Throws AetherError "unavailable" unless the engine is active, "overloaded"
+   * (with `extra.retryAfterSeconds`) when the pending set is full of this member's own batches.
+   */
   submit(batch: Batch<C>, nowMs: number): Effect<C>[] {
     this.#checkRunning();
     checkBatch(batch, "submitted batch");
@@ -241,12 +247,20 @@ export class RabiaEngine<C = unknown> {
     if (this.#pending.has(batch.id) || this.#decidedIds.has(batch.id)) {
       throw new AetherError("conflict", `batch ${batch.id} was already submitted`);
     }
+    if (this.#pending.fullOfOwn) {
+      this.#stats.submissionsRefused++;
+      throw new AetherError(
+        "overloaded",
+        `consensus on ${this.#self} holds ${this.#pending.size} undecided batches of its own, the limit; ` +
+          `batch ${batch.id} refused, retry in ${PENDING_FULL_RETRY_AFTER_SECONDS} s`,
+        { retryAfterSeconds: PENDING_FULL_RETRY_AFTER_SECONDS },
+      );
+    }
     return this.#call(nowMs, () => {
-      this.#pending.set(batch.id, batch);
-      this.#submittedHere.add(batch.id);
+      this.#pending.add(batch, true);
       // A batch this member proposes right away travels in the Propose; otherwise gossip it so every member
       // has it pending before some later phase proposes it.
-      const proposesNow = !this.busy && this.#oldestPending() === batch;
+      const proposesNow = !this.busy && this.#pending.oldest() === batch;
       if (!proposesNow && this.#n > 1) this.#emit({ type: "broadcast", msg: { t: "batch", batch } });
       this.#advance();
     });
@@ -386,7 +400,7 @@ export class RabiaEngine<C = unknown> {
   }
 
   #startPhase(ps: PhaseState<C>): void {
-    const proposal = this.#oldestPending() ?? null;
+    const proposal = this.#pending.oldest() ?? null;
     ps.record = { phase: ps.phase, proposal, rounds: [] };
     ps.addProposal(this.#self, proposal);
     this.#said({ t: "propose", phase: ps.phase, batch: proposal });
@@ -588,7 +602,6 @@ export class RabiaEngine<C = unknown> {
     this.#remember(phase, batch);
     if (batch) {
       this.#pending.delete(batch.id);
-      this.#submittedHere.delete(batch.id);
       this.#decidedIds.set(batch.id, phase);
     }
     this.#lastProgressMs = this.#nowMs;
@@ -602,15 +615,10 @@ export class RabiaEngine<C = unknown> {
     this.#decidedAtMs.delete(phase - this.#config.recentDecisions);
   }
 
-  #oldestPending(): Batch<C> | undefined {
-    let oldest: Batch<C> | undefined;
-    for (const batch of this.#pending.values()) if (!oldest || olderThan(batch, oldest)) oldest = batch;
-    return oldest;
-  }
-
+  /** Another member's batch (gossip or proposal); when the set is full it may not be kept (_pending.ts). */
   #addPending(batch: Batch<C>): void {
-    if (this.#decidedIds.has(batch.id) || this.#pending.has(batch.id)) return;
-    this.#pending.set(batch.id, batch);
+    if (this.#decidedIds.has(batch.id)) return;
+    this.#pending.add(batch, false);
   }
 
   #phaseState(phase: number): PhaseState<C> {
@@ -655,9 +663,7 @@ export class RabiaEngine<C = unknown> {
 
   /** A Decision for a phase passed here names a batch still pending here: it is decided, so forget it. */
   #forgetDecided(phase: number, batch: Batch<C>): void {
-    if (!this.#pending.has(batch.id)) return;
-    this.#pending.delete(batch.id);
-    this.#submittedHere.delete(batch.id);
+    if (!this.#pending.delete(batch.id)) return;
     this.#decidedIds.set(batch.id, phase);
     // Its results are not known here: for this member's own batch the tickets learn "outcome unknown".
     this.#emit({ type: "dropped", batchIds: [batch.id] });
@@ -805,11 +811,7 @@ export class RabiaEngine<C = unknown> {
    * and their submitters (or others) still hold them if they are undecided.
    */
   #dropPendingAfterSnapshot(): void {
-    const dropped: string[] = [];
-    for (const id of this.#pending.keys()) {
-      if (!this.#submittedHere.has(id)) dropped.push(id);
-    }
-    for (const id of dropped) this.#pending.delete(id);
+    const dropped = this.#pending.dropForeign();
     if (dropped.length > 0) this.#emit({ type: "dropped", batchIds: dropped });
   }
 

@@ -11,6 +11,7 @@ import {
   type ConsensusMsg,
   DEFAULT_ENGINE_TIMINGS,
   type Effect,
+  type EngineConfig,
   type PhaseRecord,
   QUESTION,
   type RestoredState,
@@ -21,8 +22,13 @@ type Cmd = string;
 const THREE = ["a", "b", "c"];
 const FIVE = ["a", "b", "c", "d", "e"];
 
-function engine(members = THREE, restored: RestoredState<Cmd> = { lastDecided: 0 }, self = "a") {
-  return new RabiaEngine<Cmd>({ self, members, ...DEFAULT_ENGINE_TIMINGS }, restored);
+function engine(
+  members = THREE,
+  restored: RestoredState<Cmd> = { lastDecided: 0 },
+  self = "a",
+  limits: Partial<EngineConfig> = {},
+) {
+  return new RabiaEngine<Cmd>({ self, members, ...DEFAULT_ENGINE_TIMINGS, ...limits }, restored);
 }
 
 function batch(id: string, createdAt = 1, submitter = id.split(":")[0]): Batch<Cmd> {
@@ -30,8 +36,12 @@ function batch(id: string, createdAt = 1, submitter = id.split(":")[0]): Batch<C
 }
 
 /** Starts an engine and answers its sync request from enough peers to make it active. */
-function activeEngine(members = THREE, restored: RestoredState<Cmd> = { lastDecided: 0 }) {
-  const e = engine(members, restored);
+function activeEngine(
+  members = THREE,
+  restored: RestoredState<Cmd> = { lastDecided: 0 },
+  limits: Partial<EngineConfig> = {},
+) {
+  const e = engine(members, restored, "a", limits);
   const nonce = syncNonce(e.start(0));
   for (const peer of members.slice(1, Math.floor(members.length / 2) + 1)) {
     e.receive(peer, { t: "syncRes", nonce, lastDecided: restored.lastDecided, decisions: [] }, 0);
@@ -582,4 +592,72 @@ Deno.test("late gossip of a decided batch does not make it pending again", () =>
   assert.deepEqual(a.lastDecided, 1);
   assert.deepEqual(a.receive("b", { t: "batch", batch: X }, 4), []);
   assert.deepEqual(a.pendingCount, 0);
+});
+
+Deno.test("pending limit: gossip beyond it keeps the oldest batches; those kept are still proposed and decided", () => {
+  const a = activeEngine(THREE, { lastDecided: 0 }, { maxPendingBatches: 3 });
+  const gossip = [10, 20, 30, 40, 50].map((at, i) => batch(`b:1:${i + 1}`, at));
+  for (const g of gossip) a.receive("b", { t: "batch", batch: g }, 1);
+  assert.equal(a.pendingCount, 3);
+  assert.equal(a.stats.pendingGossipDropped, 2, "the two newest were not kept");
+  // An older batch takes the place of the newest one kept.
+  const older = batch("c:1:1", 5);
+  a.receive("c", { t: "batch", batch: older }, 2);
+  assert.equal(a.pendingCount, 3);
+  assert.equal(a.stats.pendingGossipDropped, 3);
+  assert.deepEqual(
+    { pending: a.stats.pendingBatches, max: a.stats.maxPendingBatches, refused: a.stats.submissionsRefused },
+    { pending: 3, max: 3, refused: 0 },
+  );
+  // Phase 1 started with b:1:1 (the oldest when it began); each decision makes the next oldest the proposal.
+  const first = a.receive("b", { t: "decision", phase: 1, batch: gossip[0] }, 3);
+  assert.deepEqual(decisions(first), [{ phase: 1, id: gossip[0].id }]);
+  assert.deepEqual(broadcasts(first).find((m) => m.t === "propose"), {
+    t: "propose",
+    phase: 2,
+    batch: older,
+  });
+  const second = a.receive("b", { t: "decision", phase: 2, batch: older }, 4);
+  assert.deepEqual(broadcasts(second).find((m) => m.t === "propose"), {
+    t: "propose",
+    phase: 3,
+    batch: gossip[1],
+  });
+  a.receive("b", { t: "decision", phase: 3, batch: gossip[1] }, 5);
+  assert.equal(a.pendingCount, 0);
+  // With room again, the batch that was not kept is taken when it comes back (its submitter proposes it).
+  a.receive("b", { t: "propose", phase: 4, batch: gossip[4] }, 6);
+  assert.equal(a.pendingCount, 1);
+});
+
+Deno.test("pending limit: a submission evicts the newest gossip; full of own batches it is refused with overloaded", () => {
+  const a = activeEngine(THREE, { lastDecided: 0 }, { maxPendingBatches: 2 });
+  a.receive("b", { t: "batch", batch: batch("b:1:1", 1) }, 1);
+  a.receive("c", { t: "batch", batch: batch("c:1:1", 2) }, 1);
+  const own1 = batch("a:1:1", 3);
+  a.submit(own1, 2);
+  assert.equal(a.pendingCount, 2);
+  assert.equal(a.stats.pendingGossipDropped, 1, "c:1:1 made room for a's own batch");
+  a.receive("b", { t: "decision", phase: 1, batch: batch("b:1:1", 1) }, 3);
+  const own2 = batch("a:1:2", 4);
+  a.submit(own2, 4);
+  const own3 = batch("a:1:3", 5);
+  assert.throws(
+    () => a.submit(own3, 5),
+    (e: unknown) =>
+      e instanceof AetherError && e.code === "overloaded" && e.status === 503 &&
+      e.extra.retryAfterSeconds === 1,
+  );
+  assert.equal(a.stats.submissionsRefused, 1);
+  // Gossip finds no room either, and the engine goes on: its admitted batches are decided, then it takes more.
+  a.receive("c", { t: "batch", batch: batch("c:1:2", 0) }, 6);
+  assert.equal(a.stats.pendingGossipDropped, 2);
+  assert.deepEqual(decisions(a.receive("b", { t: "decision", phase: 2, batch: own1 }, 7)), [{
+    phase: 2,
+    id: own1.id,
+  }]);
+  assert.equal(a.pendingCount, 1);
+  a.submit(own3, 8);
+  assert.equal(a.pendingCount, 2);
+  assert.throws(() => engine(THREE, { lastDecided: 0 }, "a", { maxPendingBatches: 0 }), /maxPendingBatches/);
 });

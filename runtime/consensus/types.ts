@@ -183,7 +183,7 @@ export type Effect<C = unknown> =
 
 export type EngineStatus = "syncing" | "active";
 
-/** How this member's phases were decided since it started. */
+/** How this member's phases were decided since it started, and its pending batches. */
 export interface EngineStats {
   /** Phases decided here, however they were learned. */
   decided: number;
@@ -195,6 +195,13 @@ export interface EngineStats {
   byVote1: number;
   /** Decided from f + 1 equal round-2 votes (the slow path). */
   byVote2: number;
+  /** Batches waiting to be decided now, and their bound (EngineConfig.maxPendingBatches). */
+  pendingBatches: number;
+  maxPendingBatches: number;
+  /** Other members' batches not kept (or evicted for older ones) because the pending set was full. */
+  pendingGossipDropped: number;
+  /** Submissions of this member refused with "overloaded" because the pending set was full of its own. */
+  submissionsRefused: number;
 }
 
 export interface EngineConfig {
@@ -209,6 +216,8 @@ export interface EngineConfig {
   recentDecisions: number;
   /** Messages buffered for phases ahead of the current one; beyond this the member asks for a sync. */
   maxPhasesAhead: number;
+  /** Batches kept pending at once (default 1024); see _pending.ts for what happens beyond it. */
+  maxPendingBatches?: number;
 }
 
 export const DEFAULT_ENGINE_TIMINGS = {
