@@ -26,7 +26,7 @@ import type {
   SliceDescription,
   SliceErrorInfo,
 } from "./protocol.ts";
-import { childTraceparent } from "./_trace.ts";
+import { childTraceparent } from "../runtime/core/trace.ts";
 
 /** Where the runtime's messages go. `send` throws when a value cannot be serialized. */
 export interface RuntimeSink {

@@ -23,7 +23,7 @@ import type { AnySliceDefinition, BodyOf, JsonValue, LogLevel, SliceDefinition }
 import { resolveConfig } from "./config.ts";
 import { manifestFromDescription, type SliceManifest, statusForError } from "./manifest.ts";
 import type { InvokeOutcome, RuntimeMessage } from "./protocol.ts";
-import { newTraceparent } from "./_trace.ts";
+import { newTraceparent } from "../runtime/core/trace.ts";
 
 export { RemoteSliceError } from "./_runtime.ts";
 

@@ -1,14 +1,9 @@
 import type { Context } from "hono";
-import { AetherError, problemOf, toAetherError } from "../core/errors.ts";
+import { AetherError, problemResponse as problemAnswer, toAetherError } from "../core/mod.ts";
 
 /** Sends an RFC 7807 problem document for any error. */
 export function problemResponse(c: Context, error: unknown, extra: Record<string, unknown> = {}): Response {
-  const e = toAetherError(error);
-  const body = problemOf(e, { instance: c.req.path, ...extra });
-  return new Response(JSON.stringify(body), {
-    status: e.status,
-    headers: { "content-type": "application/problem+json" },
-  });
+  return problemAnswer(toAetherError(error), { fields: { instance: c.req.path, ...extra } });
 }
 
 export function badRequest(message: string, extra: Record<string, unknown> = {}): AetherError {

@@ -1,5 +1,5 @@
 import { AetherError } from "./errors.ts";
-import { randomHexId } from "../../slices/_trace.ts";
+import { randomHexId } from "./trace.ts";
 
 /** A cluster member's id: lower-case letters, digits and dashes, starting with a letter or digit. */
 export type NodeId = string;

@@ -18,10 +18,16 @@
  *    status from the slice's error mapping; 503 when no live instance could serve it, 504 past the deadline.
  */
 
-import { AetherError, problemOf } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
-import { childTraceparent, isTraceparent } from "../../slices/_trace.ts";
+import {
+  AetherError,
+  childTraceparent,
+  isTraceparent,
+  type Problem,
+  problemResponse as problemAnswer,
+  REQUEST_ID_HEADER,
+} from "../core/mod.ts";
 import {
   type CallOptions,
   type CallTarget,
@@ -32,7 +38,7 @@ import {
 import type { RouteDefinition, RouteTable } from "./route_table.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
-export const REQUEST_ID_HEADER = "x-request-id";
+export { REQUEST_ID_HEADER };
 export const TIMEOUT_HEADER = "x-aether-timeout-ms";
 
 export interface AppInvoker {
@@ -271,7 +277,7 @@ export function outcomeResponse(
 ): Response {
   if (!outcome.ok) {
     const error = outcome.error;
-    const problem: Record<string, unknown> = {
+    const problem: Problem = {
       type: `${PROBLEM_TYPE}slice-error`,
       title: error.name,
       status: validStatus(error.status, 400) ?? 500,
@@ -331,18 +337,12 @@ function isHeader(name: string, value: unknown): value is string {
 }
 
 function problemResponse(
-  problem: Record<string, unknown>,
+  problem: AetherError | Problem,
   path: string,
   requestId: string,
-  extraHeaders: Record<string, string> = {},
+  headers: Record<string, string> = {},
 ): Response {
-  const response = new Response(JSON.stringify({ ...problem, instance: path, requestId }), {
-    status: problem.status as number,
-  });
-  response.headers.set("content-type", "application/problem+json");
-  response.headers.set(REQUEST_ID_HEADER, requestId);
-  for (const [name, value] of Object.entries(extraHeaders)) response.headers.set(name, value);
-  return response;
+  return problemAnswer(problem, { fields: { instance: path }, requestId, headers });
 }
 
 /** An error of the HTTP layer or the invoker as a problem document. */
@@ -350,6 +350,5 @@ export function errorResponse(e: unknown, path: string, requestId: string): Resp
   const error = e instanceof AetherError
     ? e
     : new AetherError("internal", (e as Error)?.message ?? String(e));
-  const problem = problemOf(error);
-  return problemResponse(problem as unknown as Record<string, unknown>, path, requestId);
+  return problemResponse(error, path, requestId);
 }

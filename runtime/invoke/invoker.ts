@@ -18,7 +18,7 @@ import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
-import { isTraceparent, newTraceparent, randomHexId } from "../../slices/_trace.ts";
+import { isTraceparent, newTraceparent, randomHexId } from "../core/mod.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
 import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import {

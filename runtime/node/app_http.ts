@@ -3,6 +3,7 @@
  * until a route matches, every request gets a 404 problem document.
  */
 
+import { AetherError, problemResponse } from "../core/mod.ts";
 import type { Logger } from "../core/log.ts";
 
 export interface AppServerOptions {
@@ -14,13 +15,8 @@ export interface AppServerOptions {
 
 function noRoute(request: Request): Response {
   const path = new URL(request.url).pathname;
-  return Response.json({
-    type: "https://aether.dev/problems/not_found",
-    title: "not found",
-    status: 404,
-    detail: `no route for ${request.method} ${path}`,
-    instance: path,
-  }, { status: 404, headers: { "content-type": "application/problem+json" } });
+  const error = new AetherError("not_found", `no route for ${request.method} ${path}`);
+  return problemResponse(error, { fields: { instance: path } });
 }
 
 export function createAppServer(options: AppServerOptions): Deno.HttpServer<Deno.NetAddr> {

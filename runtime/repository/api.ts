@@ -20,7 +20,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { AetherError, problemOf, toAetherError } from "../core/errors.ts";
+import { AetherError, problemResponse, toAetherError } from "../core/mod.ts";
 import { parseCoordinates } from "../core/artifact.ts";
 import type { Logger } from "../core/log.ts";
 import type { ArtifactRepository } from "./repository.ts";
@@ -31,11 +31,7 @@ import { boundaryOf, parseMultipart } from "./_multipart.ts";
 const ENVELOPE_BYTES = 1024 * 1024;
 
 function problem(c: Context, error: unknown): Response {
-  const e = toAetherError(error);
-  return new Response(JSON.stringify(problemOf(e, { instance: c.req.path })), {
-    status: e.status,
-    headers: { "content-type": "application/problem+json" },
-  });
+  return problemResponse(toAetherError(error), { fields: { instance: c.req.path } });
 }
 
 function replicasParam(c: Context): number | undefined {

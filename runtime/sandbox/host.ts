@@ -26,7 +26,7 @@ import type {
   SliceErrorInfo,
 } from "../../slices/protocol.ts";
 import type { JsonValue, LogLevel } from "../../slices/mod.ts";
-import { isTraceparent, newTraceparent } from "../../slices/_trace.ts";
+import { isTraceparent, newTraceparent } from "../core/mod.ts";
 import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";

@@ -1,4 +1,8 @@
-/** W3C trace context (`traceparent`) helpers; dependency-free so the sandbox runtime can use them. */
+/**
+ * W3C trace context (`traceparent`) helpers. Dependency-free on purpose: the slice runtime inside the sandbox
+ * imports this file itself, not core/mod.ts, because a sandbox child process runs with `--no-npm` and
+ * `--no-config` and core/mod.ts reaches npm packages (semver).
+ */
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 /** The same shape, without the all-zero trace and span ids the spec forbids: one match per check. */
