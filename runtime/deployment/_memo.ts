@@ -5,7 +5,7 @@
  * memo is bounded; values are held weakly.
  */
 
-import { decodeValue, type ParsedKey, parseKey, type RecordFamily, type RecordTypes } from "../kv/schema.ts";
+import { decodeValue, type ParsedKey, parseKey, type RecordFamily, type RecordTypes } from "../model/mod.ts";
 
 const MAX_KEYS = 50_000;
 const keys = new Map<string, ParsedKey>();

@@ -6,7 +6,7 @@
 import type { NodeId } from "../core/ids.ts";
 import type { KvCommand, KvEvent, KvResult } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
-import { encodeValue, kvKeys, type TargetRecord } from "../kv/schema.ts";
+import { encodeValue, kvKeys, type TargetRecord } from "../model/mod.ts";
 import { type SliceManifest, validateManifest } from "../../slices/manifest.ts";
 import type { HttpMethod } from "../../slices/_types.ts";
 import type { MemberStatus } from "./view.ts";

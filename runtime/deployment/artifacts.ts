@@ -13,7 +13,7 @@ import { AetherError } from "../core/errors.ts";
 import type { SliceManifest } from "../../slices/manifest.ts";
 import { validateManifest } from "../../slices/manifest.ts";
 import type { KvEntry } from "../kv/commands.ts";
-import { KEY_PREFIXES } from "../kv/schema.ts";
+import { KEY_PREFIXES } from "../model/mod.ts";
 
 /** The parts of a manifest that deployment reads. */
 export type DeployManifest = Pick<SliceManifest, "coordinates" | "methods" | "routes" | "calls" | "requires">;

@@ -71,7 +71,7 @@ import {
   type RouteRecord,
   type TargetBackoff,
   type TargetRecord,
-} from "../kv/schema.ts";
+} from "../model/mod.ts";
 import { callsOf, type DeployManifest } from "./artifacts.ts";
 import {
   type DeploymentView,

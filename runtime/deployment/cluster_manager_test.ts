@@ -9,7 +9,7 @@ import {
   type LifecycleState,
   type RouteRecord,
   type TargetRecord,
-} from "../kv/schema.ts";
+} from "../model/mod.ts";
 import type { SliceManifest } from "../../slices/manifest.ts";
 import {
   ClusterDeploymentManager,

@@ -14,7 +14,7 @@
 import { baseOf, formatCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { KvEvent } from "../kv/commands.ts";
-import { KEY_PREFIXES, tryParseKey } from "../kv/schema.ts";
+import { KEY_PREFIXES, tryParseKey } from "../model/mod.ts";
 import type { KvReader } from "./view.ts";
 
 export const ENDPOINTS_PREFIX = KEY_PREFIXES.endpoints;

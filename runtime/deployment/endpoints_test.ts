@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { KvEvent } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
-import { encodeValue, kvKeys } from "../kv/schema.ts";
+import { encodeValue, kvKeys } from "../model/mod.ts";
 import { EndpointRegistry } from "./endpoints.ts";
 import { applyCommand } from "./_testing.ts";
 

@@ -12,7 +12,7 @@
 
 import { baseOf, maxSatisfying, satisfies } from "../core/artifact.ts";
 import { AetherError } from "../core/errors.ts";
-import type { BlueprintRecord, BlueprintSlice } from "../kv/schema.ts";
+import type { BlueprintRecord, BlueprintSlice } from "../model/mod.ts";
 import type { ParsedBlueprint } from "./blueprint.ts";
 import { type ArtifactCatalog, callsOf, type DeployManifest } from "./artifacts.ts";
 import { formatPath, locate } from "./_toml_locate.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AetherError } from "../core/errors.ts";
-import { encodeValue } from "../kv/schema.ts";
+import { encodeValue } from "../model/mod.ts";
 import { ManifestCatalog } from "./artifacts.ts";
 import { parseBlueprint } from "./blueprint.ts";
 import { blueprintRecordOf, expandBlueprint } from "./expand.ts";

@@ -24,7 +24,7 @@
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { KvEvent } from "../kv/commands.ts";
-import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../kv/schema.ts";
+import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";
 import { type Feature, type FeatureFactory, Listeners, type NodeContext } from "../node/context.ts";
 import {
   type ArtifactSource,

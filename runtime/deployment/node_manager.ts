@@ -38,7 +38,7 @@ import {
   kvPrefixes,
   type LifecycleState,
   type RouteRecord,
-} from "../kv/schema.ts";
+} from "../model/mod.ts";
 import { type DeployManifest, manifestOfArtifactValue } from "./artifacts.ts";
 import type { DeploymentCommand, WriteResult } from "./cluster_manager.ts";
 import type { ExecutorAction, ExecutorCrash, ExecutorOp, ExecutorOutcome } from "./executor.ts";

@@ -25,7 +25,7 @@ import { AetherError } from "../core/errors.ts";
 import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { KvCommand } from "../kv/commands.ts";
-import { type BlueprintRecord, KEY_PREFIXES, kvKeys } from "../kv/schema.ts";
+import { type BlueprintRecord, KEY_PREFIXES, kvKeys } from "../model/mod.ts";
 import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "./blueprint.ts";
 import {
   planBlueprintDelete,

@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import { AetherError, problemOf, toAetherError } from "../core/errors.ts";
 import type { KvCommand } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
-import { decodeValue, kvKeys } from "../kv/schema.ts";
+import { decodeValue, kvKeys } from "../model/mod.ts";
 import { deploymentRoutes } from "./routes.ts";
 import { manifest, publish } from "./_testing.ts";
 

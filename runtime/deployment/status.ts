@@ -4,7 +4,7 @@
  */
 
 import type { NodeId } from "../core/ids.ts";
-import type { LifecycleState, TargetBackoff } from "../kv/schema.ts";
+import type { LifecycleState, TargetBackoff } from "../model/mod.ts";
 import { type DeploymentView, routedVersion } from "./view.ts";
 
 export interface InstanceStatus {

@@ -24,7 +24,7 @@ import {
   KEY_PREFIXES,
   kvKeys,
   type TargetRecord,
-} from "../kv/schema.ts";
+} from "../model/mod.ts";
 import { blueprintRecordOf, expandBlueprint, type ExpandedBlueprint } from "./expand.ts";
 import { callsOf } from "./artifacts.ts";
 import { catalogFromKv, type KvReader } from "./view.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { AetherError } from "../core/errors.ts";
 import { KvState } from "../kv/state.ts";
-import { decodeValue, kvKeys, type TargetRecord } from "../kv/schema.ts";
+import { decodeValue, kvKeys, type TargetRecord } from "../model/mod.ts";
 import { isWriteOk } from "./cluster_manager.ts";
 import { planBlueprintDelete, planBlueprintSource, planDeploy, planScale, planUndeploy } from "./targets.ts";
 import { applyCommand, manifest, publish, putTarget } from "./_testing.ts";

@@ -22,7 +22,7 @@ import {
   type RouteRecord,
   type RoutingRecord,
   type TargetRecord,
-} from "../kv/schema.ts";
+} from "../model/mod.ts";
 import { decodeValueMemo, parseKeyMemo } from "./_memo.ts";
 import {
   type ArtifactCatalog,

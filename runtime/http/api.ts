@@ -24,7 +24,7 @@ import { AetherError } from "../core/errors.ts";
 import { compareVersions, formatBase, isVersion, parseArtifactBase } from "../core/artifact.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { KvCommand, KvEntry } from "../kv/commands.ts";
-import { encodeValue, kvKeys, type RoutingRecord } from "../kv/schema.ts";
+import { encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { type InvokeSettings, timeoutKey } from "../invoke/settings.ts";
 import { isRequestId, MAX_CALL_TIMEOUT_MS, newRequestId, type SliceInvoker } from "../invoke/mod.ts";
 import type { RouteTable } from "./route_table.ts";

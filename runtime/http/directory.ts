@@ -5,7 +5,7 @@
  */
 
 import type { KvEntry, KvEvent } from "../kv/commands.ts";
-import { decodeValue, KEY_PREFIXES, kvPrefixes, tryParseKey } from "../kv/schema.ts";
+import { decodeValue, KEY_PREFIXES, kvPrefixes, tryParseKey } from "../model/mod.ts";
 import type { Logger } from "../core/log.ts";
 import { type RouteDefinition, RouteTable } from "./route_table.ts";
 

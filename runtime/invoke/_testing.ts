@@ -10,7 +10,7 @@ import { createLogger, type Logger } from "../core/log.ts";
 import type { NodeId } from "../core/ids.ts";
 import { KvState } from "../kv/state.ts";
 import type { KvCommand, KvEvent } from "../kv/commands.ts";
-import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../kv/schema.ts";
+import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { EndpointRegistry } from "../deployment/endpoints.ts";
 import {
   buildSlice,

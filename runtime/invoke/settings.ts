@@ -11,7 +11,7 @@
  */
 
 import type { KvEntry, KvEvent } from "../kv/commands.ts";
-import { decodeValue, KEY_PREFIXES, kvKeys, type RoutingRecord } from "../kv/schema.ts";
+import { decodeValue, KEY_PREFIXES, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { MAX_CALL_TIMEOUT_MS } from "./invoker.ts";
 
 export const TIMEOUT_CONFIG_PREFIX = `${KEY_PREFIXES.config}invoke/timeoutMs/`;

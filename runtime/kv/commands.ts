@@ -2,8 +2,8 @@
  * Commands of the replicated KV state machine and their results.
  *
  * Every mutating command that changes something takes the next global revision; a transaction takes one
- * revision for all its operations. Values are raw bytes; the typed schema (schema.ts) encodes runtime records
- * as UTF-8 JSON.
+ * revision for all its operations. Values are raw bytes; the cluster's typed records (runtime/model) are encoded
+ * as UTF-8 JSON above this layer.
  */
 
 export const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024;

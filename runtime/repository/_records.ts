@@ -9,7 +9,7 @@
 
 import { parseCoordinates } from "../core/artifact.ts";
 import type { KvEntry } from "../kv/commands.ts";
-import { type ArtifactRecord, decodeValue, KEY_PREFIXES, kvKeys } from "../kv/schema.ts";
+import { type ArtifactRecord, decodeValue, KEY_PREFIXES, kvKeys } from "../model/mod.ts";
 
 /** The reads the helpers need: the node's KvState fits. */
 export interface StateReader {

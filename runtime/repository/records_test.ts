@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
 import { KvState } from "../kv/state.ts";
-import { encodeEntry, kvKeys } from "../kv/schema.ts";
+import { encodeEntry, kvKeys } from "../model/mod.ts";
 import { usersOf, withHolder } from "./_records.ts";
 
 const utf8 = new TextEncoder();

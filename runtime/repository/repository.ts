@@ -23,7 +23,7 @@ import type { Clock } from "../core/clock.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { KvCommand, KvEntry, KvEvent } from "../kv/commands.ts";
-import { type ArtifactRecord, encodeEntry, KEY_PREFIXES, kvKeys, kvPrefixes } from "../kv/schema.ts";
+import { type ArtifactRecord, encodeEntry, KEY_PREFIXES, kvKeys, kvPrefixes } from "../model/mod.ts";
 import type { SliceManifest } from "../../slices/manifest.ts";
 import { BlobStore, CorruptBlobError } from "./blob_store.ts";
 import { BlobTransfers, type TransferMesh, type TransferStats } from "./_transfer.ts";

@@ -14,7 +14,7 @@
  * the simulator; `executor.ts` is the shell that carries out its effects.
  */
 
-import { LIFECYCLE_STATES, type LifecycleState } from "../kv/schema.ts";
+import { LIFECYCLE_STATES, type LifecycleState } from "../model/mod.ts";
 
 /** The states as the KV schema records them: one list for the runtime and the store. */
 export const SLICE_STATES = LIFECYCLE_STATES;

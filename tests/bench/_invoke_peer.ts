@@ -14,7 +14,7 @@
 import { Mesh } from "../../runtime/net/mod.ts";
 import { createLogger } from "../../runtime/core/log.ts";
 import { KvState } from "../../runtime/kv/state.ts";
-import { encodeValue, kvKeys } from "../../runtime/kv/schema.ts";
+import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";
 import { EndpointRegistry } from "../../runtime/deployment/endpoints.ts";
 import { SliceExecutor } from "../../runtime/sandbox/mod.ts";
 import { SliceInvoker } from "../../runtime/invoke/mod.ts";

@@ -14,7 +14,7 @@
 
 import { KvState } from "../../runtime/kv/state.ts";
 import type { KvCommand } from "../../runtime/kv/commands.ts";
-import { encodeValue, kvKeys } from "../../runtime/kv/schema.ts";
+import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";
 import {
   ClusterDeploymentManager,
   EndpointRegistry,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { goalReached, progressLine, slicesTable, type SliceStatus } from "./deployment.ts";
-import type { LifecycleState } from "../../kv/schema.ts";
+import type { LifecycleState } from "../../model/mod.ts";
 
 function slice(extra: Partial<SliceStatus>, states: LifecycleState[]): SliceStatus {
   return {

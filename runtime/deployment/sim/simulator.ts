@@ -33,7 +33,7 @@ import {
   type LeaderRecord,
   parseKey,
   type TargetRecord,
-} from "../../kv/schema.ts";
+} from "../../model/mod.ts";
 import type { SliceManifest } from "../../../slices/manifest.ts";
 import {
   ClusterDeploymentManager,

@@ -1,10 +1,10 @@
 /**
- * A small validation kit for the typed KV schema: each check takes an unknown value and the path of the field
+ * A small validation kit for the model's records: each check takes an unknown value and the path of the field
  * being checked, returns the value typed (objects rebuilt with only their declared fields, in declared order),
  * or throws an AetherError naming the field.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 
 export type Check<T> = (value: unknown, path: string) => T;
 /** A field that may be absent (undefined is treated as absent; null is not). */

@@ -1,0 +1,19 @@
+/**
+ * The cluster's records by family, typed keys and values over the generic KV store: blueprints, targets,
+ * instances (the lifecycle vocabulary), endpoints, routes, artifacts, routing weights, the leader record (the
+ * cluster's, re-exported), configuration, thresholds and the operator namespace `app/`; the key schema and
+ * the codec that validates records on the way in and out.
+ */
+export * from "./keys.ts";
+export * from "./codec.ts";
+export * from "./app.ts";
+export { type ArtifactRecord } from "./artifacts.ts";
+export { type BlueprintRecord, type BlueprintSlice } from "./blueprints.ts";
+export { type ConfigRecord, type JsonValue } from "./config.ts";
+export { type EndpointRecord } from "./endpoints.ts";
+export { type InstanceRecord, isLifecycleState, LIFECYCLE_STATES, type LifecycleState } from "./instances.ts";
+export { LEADER_KEY, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
+export { HTTP_METHODS, type HttpMethod, isRoutePath, type RouteRecord } from "./routes.ts";
+export { type RoutingRecord } from "./routing.ts";
+export { type RoutedBackoff, type TargetBackoff, type TargetRecord } from "./targets.ts";
+export { type ThresholdRecord } from "./thresholds.ts";
