@@ -10,7 +10,7 @@ import { type NodeProcess, TestCluster } from "../_support/cluster.ts";
 import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
 import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { createLogger } from "../../runtime/core/log.ts";
-import { encodeValue, kvKeys } from "../../runtime/kv/schema.ts";
+import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";
 import { startNode } from "../../runtime/node/node.ts";
 import { FEATURES } from "../../runtime/node/features.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
