@@ -10,7 +10,7 @@
  */
 
 import { AetherError } from "../core/errors.ts";
-import type { Clock } from "../core/clock.ts";
+import type { Timers } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Batch, ConsensusMsg, DecidedPhase, Effect, PhaseRecord, Snapshot } from "../consensus/types.ts";
@@ -62,7 +62,8 @@ export interface ReplicaOptions {
   incarnation: string;
   /** --fsync always: votes are fsynced before they are sent. */
   durable: boolean;
-  clock: Clock;
+  /** Time, write deadlines and the deferred flush (systemClock in a node, simulated timers in the simulator). */
+  clock: Timers;
   log: Logger;
   storage: ReplicaStorage;
   transport: ReplicaTransport;
@@ -191,7 +192,7 @@ export class Replica {
       );
     }
     const { promise, resolve, reject } = Promise.withResolvers<KvResult>();
-    const timer = setTimeout(() => {
+    const timer = this.#o.clock.schedule(timeoutMs, () => {
       reject(
         this.quorum
           ? new AetherError("timeout", `not applied within ${timeoutMs} ms; it may still be applied later`)
@@ -200,15 +201,15 @@ export class Replica {
             `quorum lost; not applied within ${timeoutMs} ms (it may be applied later)`,
           ),
       );
-    }, timeoutMs);
+    });
     try {
       this.#batcher.enqueue(command, commandSize(command), (outcome) => {
-        clearTimeout(timer);
+        timer.cancel();
         if (outcome.ok) resolve(outcome.result);
         else reject(outcome.error);
       });
     } catch (e) {
-      clearTimeout(timer);
+      timer.cancel();
       return Promise.reject(e);
     }
     this.#pump();
@@ -222,15 +223,15 @@ export class Replica {
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
     if (this.#state.revision >= revision) return Promise.resolve(true);
     const { promise, resolve } = Promise.withResolvers<boolean>();
-    const timer = setTimeout(() => {
+    const timer = this.#o.clock.schedule(timeoutMs, () => {
       const index = this.#revisionWaiters.indexOf(waiter);
       if (index >= 0) this.#revisionWaiters.splice(index, 1);
       resolve(false);
-    }, timeoutMs);
+    });
     const waiter = {
       revision,
       resolve: () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve(true);
       },
     };
@@ -315,7 +316,7 @@ export class Replica {
     }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      queueMicrotask(() => this.#flush());
+      this.#o.clock.defer(() => this.#flush());
     }
   }
 
