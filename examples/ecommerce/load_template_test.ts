@@ -7,7 +7,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { testSlice } from "@aether/slices/testing";
-import { compileTemplate } from "../../runtime/forge/load.ts";
+import { compileTemplate } from "../../runtime/loadgen/mod.ts";
 import { Rng } from "../../runtime/core/rng.ts";
 import placeOrder, { parseOrder } from "./place-order/slice.ts";
 import inventory from "./inventory/slice.ts";

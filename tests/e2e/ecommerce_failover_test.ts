@@ -21,7 +21,7 @@ import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { sliceStatuses } from "../_support/deployment.ts";
 import { deployExample } from "../../runtime/forge/main.ts";
-import { type LoadReport, startLoad } from "../../runtime/forge/load.ts";
+import { type LoadReport, startLoad } from "../../runtime/loadgen/mod.ts";
 import { PROJECT_ROOT } from "../../runtime/node/permissions.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
 import {

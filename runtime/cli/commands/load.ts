@@ -1,6 +1,6 @@
 /**
  * `aether load`: open-loop HTTP load against the application port of one or more nodes (the library is
- * `runtime/forge/load.ts`). Prints a progress line every second and a summary at the end; `--json` prints the
+ * `runtime/loadgen/`). Prints a progress line every second and a summary at the end; `--json` prints the
  * report as JSON (progress goes to stderr then). Ctrl-C stops sending and still prints the summary.
  */
 
@@ -15,7 +15,7 @@ import {
   parseTarget,
   parseUrls,
   startLoad,
-} from "../../forge/load.ts";
+} from "../../loadgen/mod.ts";
 import { CliError, EXIT_USAGE } from "../client.ts";
 import type { CliCommand } from "../command.ts";
 

@@ -15,8 +15,7 @@
  * number. Randomness comes from a seeded `Rng`, so a seed reproduces every body.
  */
 
-import { AetherError } from "../core/errors.ts";
-import type { Rng } from "../core/rng.ts";
+import { AetherError, type Rng } from "../core/mod.ts";
 
 type Part = string | ((rng: Rng) => string);
 

@@ -4,7 +4,7 @@
  */
 
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { Rng } from "../core/rng.ts";
+import { Rng } from "../core/mod.ts";
 import {
   compileTemplate,
   type LoadOptions,
@@ -16,7 +16,7 @@ import {
   percentile,
   runLoad,
   startLoad,
-} from "./load.ts";
+} from "./mod.ts";
 
 interface TestServer {
   url: string;
