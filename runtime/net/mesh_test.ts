@@ -390,3 +390,51 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "writers waiting in writable() are bounded per peer; the ones admitted are released",
+  options,
+  async () => {
+    const maxQueued = 512 * 1024;
+    const [a, b] = await startMeshes(["a", "b"], {
+      logger: quiet(),
+      maxFrameBytes: 256 * 1024,
+      maxQueuedBytesPerPeer: maxQueued,
+      maxWaitersPerPeer: 2,
+    });
+    try {
+      await allConnected([a, b]);
+      let got = 0;
+      b.onMessage("i", () => got++);
+      // Fill the queue past half its bound within one task (nothing is flushed before the microtask).
+      let sent = 0;
+      while (a.canSend("b")) {
+        assert.equal(a.send("b", "i", new Uint8Array(32 * 1024)), true);
+        sent++;
+      }
+      const admitted = [a.writable("b"), a.writable("b")];
+      assert.equal(await a.writable("b"), false, "a third writer is refused at once");
+      assert.equal(a.peerStats("b").waitersRefused, 1);
+      assert.deepEqual(
+        await Promise.all(admitted),
+        [true, true],
+        "the admitted writers are released as it drains",
+      );
+      await waitFor(() => got === sent, "every queued message");
+      assert.equal(await a.writable("b"), true, "with room again writers are answered at once");
+      assert.equal(a.peerStats("b").waitersRefused, 1);
+      assert.throws(
+        () =>
+          new Mesh({
+            self: "a",
+            peers: [{ id: "a", host: "127.0.0.1", port: 0 }],
+            secret: SECRET,
+            maxWaitersPerPeer: 0,
+          }),
+        (e: unknown) => e instanceof AetherError && /maxWaitersPerPeer/.test(e.message),
+      );
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  },
+);

@@ -1,0 +1,173 @@
+/**
+ * The mesh's configuration: its options, their defaults and their validation (a bad value is refused with a
+ * sentence that names it).
+ */
+
+import { AetherError } from "../core/errors.ts";
+import { isNodeId, type NodeId } from "../core/ids.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { CODEC_NAMES, type CodecName } from "./codec.ts";
+import { isChannel } from "./_frame.ts";
+
+/** Chosen by measurement: see runtime/net/README.md and tests/bench/mesh_bench.ts. */
+export const DEFAULT_CODEC: CodecName = "msgpack";
+
+export const MESH_DEFAULTS = {
+  clusterName: "aether",
+  heartbeatMs: 200,
+  deadAfterMs: 1000,
+  reconnectMinMs: 100,
+  reconnectMaxMs: 2000,
+  handshakeTimeoutMs: 2000,
+  maxFrameBytes: 8 * 1024 * 1024,
+  maxQueuedBytesPerPeer: 16 * 1024 * 1024,
+  stallTimeoutMs: 2000,
+  closeTimeoutMs: 2000,
+  maxWaitersPerPeer: 10_000,
+} as const;
+
+const MIN_SECRET_BYTES = 16;
+
+export interface MeshPeerAddress {
+  id: NodeId;
+  host: string;
+  /** 0 for self: bind an ephemeral port. 0 for another member: address not known yet (see setPeerAddress). */
+  port: number;
+}
+
+/** The part of core's Logger the mesh uses; any `Logger` from runtime/core/log.ts fits. */
+export type MeshLogger = Pick<Logger, "debug" | "info" | "warn" | "error">;
+
+export interface MeshConfig {
+  self: NodeId;
+  /** Every member, self included; self's entry gives the host and port to listen on. */
+  peers: MeshPeerAddress[];
+  /** The cluster secret, at least 16 bytes. */
+  secret: Uint8Array;
+  clusterName?: string;
+  codec?: CodecName;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  handshakeTimeoutMs?: number;
+  /** Largest frame sent or accepted; a single message must fit in one frame. */
+  maxFrameBytes?: number;
+  /** Bound of a peer's outbound queue (unflushed messages plus the socket's bufferedAmount). */
+  maxQueuedBytesPerPeer?: number;
+  /** A peer whose queue stays at or over its bound this long is disconnected. */
+  stallTimeoutMs?: number;
+  /** stop() waits this long for sockets to finish closing, then gives up on the stragglers. */
+  closeTimeoutMs?: number;
+  /** Writers waiting in `writable()` for one peer; beyond it `writable()` answers false at once. */
+  maxWaitersPerPeer?: number;
+  logger?: MeshLogger;
+}
+
+export function validateAddress(host: string, port: number, where: string): void {
+  if (typeof host !== "string" || host.length === 0 || host.length > 255) {
+    throw new AetherError("bad_request", `${where}: host must be a non-empty string`);
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new AetherError("bad_request", `${where}: port ${port} is not an integer from 0 to 65535`);
+  }
+}
+
+export function checkChannel(channel: string): void {
+  if (typeof channel !== "string" || !isChannel(channel)) {
+    throw new AetherError(
+      "bad_request",
+      `mesh channel ${
+        JSON.stringify(channel)
+      } is invalid (1-32 characters: letters, digits, '.', '_', ':', '-')`,
+    );
+  }
+}
+
+export type ResolvedConfig = Required<MeshConfig>;
+
+export function validateConfig(config: MeshConfig): ResolvedConfig {
+  const where = "mesh config";
+  if (typeof config !== "object" || config === null) {
+    throw new AetherError("bad_request", `${where}: missing`);
+  }
+  if (typeof config.self !== "string" || !isNodeId(config.self)) {
+    throw new AetherError(
+      "bad_request",
+      `${where}: self ${JSON.stringify(config.self)} is not a valid node id`,
+    );
+  }
+  if (!Array.isArray(config.peers) || config.peers.length === 0) {
+    throw new AetherError("bad_request", `${where}: peers must list every member, self included`);
+  }
+  const seen = new Set<string>();
+  for (const [i, p] of config.peers.entries()) {
+    if (typeof p?.id !== "string" || !isNodeId(p.id)) {
+      throw new AetherError(
+        "bad_request",
+        `${where}: peers[${i}].id ${JSON.stringify(p?.id)} is not a valid node id`,
+      );
+    }
+    if (seen.has(p.id)) throw new AetherError("bad_request", `${where}: peers lists "${p.id}" twice`);
+    seen.add(p.id);
+    validateAddress(p.host, p.port, `${where}: peers[${i}] (${p.id})`);
+  }
+  if (!seen.has(config.self)) {
+    throw new AetherError(
+      "bad_request",
+      `${where}: peers must include self ("${config.self}") with its listen address`,
+    );
+  }
+  if (!(config.secret instanceof Uint8Array) || config.secret.byteLength < MIN_SECRET_BYTES) {
+    throw new AetherError("bad_request", `${where}: secret must be at least ${MIN_SECRET_BYTES} bytes`);
+  }
+  const clusterName = config.clusterName ?? MESH_DEFAULTS.clusterName;
+  if (
+    typeof clusterName !== "string" || clusterName.length === 0 || clusterName.length > 128 ||
+    /\n/.test(clusterName)
+  ) {
+    throw new AetherError("bad_request", `${where}: clusterName must be 1-128 characters without newlines`);
+  }
+  const codec = config.codec ?? DEFAULT_CODEC;
+  if (!CODEC_NAMES.includes(codec)) {
+    throw new AetherError(
+      "bad_request",
+      `${where}: codec ${JSON.stringify(codec)} is not one of ${CODEC_NAMES.join(", ")}`,
+    );
+  }
+  const ms = (name: keyof typeof MESH_DEFAULTS, min: number): number => {
+    const value = (config as unknown as Record<string, unknown>)[name] ?? MESH_DEFAULTS[name];
+    if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+      throw new AetherError("bad_request", `${where}: ${name} must be a number >= ${min}`);
+    }
+    return value;
+  };
+  const resolved: ResolvedConfig = {
+    self: config.self,
+    peers: config.peers.map((p) => ({ id: p.id, host: p.host, port: p.port })),
+    secret: config.secret,
+    clusterName,
+    codec,
+    heartbeatMs: ms("heartbeatMs", 5),
+    deadAfterMs: ms("deadAfterMs", 20),
+    reconnectMinMs: ms("reconnectMinMs", 1),
+    reconnectMaxMs: ms("reconnectMaxMs", 1),
+    handshakeTimeoutMs: ms("handshakeTimeoutMs", 50),
+    maxFrameBytes: ms("maxFrameBytes", 1024),
+    maxQueuedBytesPerPeer: ms("maxQueuedBytesPerPeer", 1024),
+    stallTimeoutMs: ms("stallTimeoutMs", 1),
+    closeTimeoutMs: ms("closeTimeoutMs", 0),
+    maxWaitersPerPeer: ms("maxWaitersPerPeer", 1),
+    logger: config.logger ?? createLogger({ name: `mesh ${config.self}` }),
+  };
+  if (resolved.heartbeatMs * 2 > resolved.deadAfterMs) {
+    throw new AetherError("bad_request", `${where}: deadAfterMs must be at least twice heartbeatMs`);
+  }
+  if (resolved.reconnectMaxMs < resolved.reconnectMinMs) {
+    throw new AetherError("bad_request", `${where}: reconnectMaxMs must be >= reconnectMinMs`);
+  }
+  if (resolved.maxQueuedBytesPerPeer < resolved.maxFrameBytes) {
+    throw new AetherError("bad_request", `${where}: maxQueuedBytesPerPeer must be >= maxFrameBytes`);
+  }
+  return resolved;
+}
