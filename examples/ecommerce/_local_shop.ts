@@ -7,7 +7,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/build.ts";
+import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
 import { SliceHost, type SliceLogEntry } from "../../runtime/sandbox/host.ts";
 import { createAppHandler, type RouteDefinition, RouteTable } from "../../runtime/http/mod.ts";
 import { AetherError } from "../../runtime/core/errors.ts";

@@ -6,7 +6,7 @@
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import type { BuiltSlice } from "../../runtime/sandbox/build.ts";
+import type { BuiltSlice } from "../../runtime/authoring/mod.ts";
 import { parseBlueprint } from "../../runtime/deployment/blueprint.ts";
 import { satisfies } from "../../runtime/core/artifact.ts";
 import { validateManifest } from "../../slices/manifest.ts";

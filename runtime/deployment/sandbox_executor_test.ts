@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, equal, match, ok, rejects } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { buildSlice, type BuiltSlice, type IsolationMode } from "../sandbox/mod.ts";
+import type { IsolationMode } from "../sandbox/mod.ts";
+import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
 import { waitFor } from "../sandbox/_testing.ts";
 import type { ExecutorCrash } from "./executor.ts";
 import { perform } from "./executor.ts";

@@ -12,13 +12,8 @@ import { KvState } from "../kv/state.ts";
 import type { KvCommand, KvEvent } from "../kv/commands.ts";
 import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { EndpointRegistry } from "../deployment/endpoints.ts";
-import {
-  buildSlice,
-  type BuiltSlice,
-  type IsolationMode,
-  SliceExecutor,
-  type SliceLogEntry,
-} from "../sandbox/mod.ts";
+import { type IsolationMode, SliceExecutor, type SliceLogEntry } from "../sandbox/mod.ts";
+import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
 import { SliceInvoker, type SliceInvokerOptions } from "./invoker.ts";
 import { InvokeSettings, timeoutKey } from "./settings.ts";
 

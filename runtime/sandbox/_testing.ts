@@ -1,7 +1,7 @@
 /** Helpers for the sandbox tests: fixtures built once per test process, and counters for leaked sandboxes. */
 
 import { fileURLToPath } from "node:url";
-import { buildSlice, type BuiltSlice } from "./build.ts";
+import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
 import type { IsolationMode } from "./policy.ts";
 
 export const MODES: readonly IsolationMode[] = ["worker", "process"];

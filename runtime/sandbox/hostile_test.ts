@@ -9,7 +9,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { AetherError } from "../core/errors.ts";
-import { describeBundle, writeBuiltSlice } from "./build.ts";
+import { describeBundle } from "./describe.ts";
+import { writeBuiltSlice } from "../authoring/mod.ts";
 import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
 import type { IsolationMode, SandboxPolicy } from "./policy.ts";
 import { fixture, fixturePath, MODES, waitFor } from "./_testing.ts";

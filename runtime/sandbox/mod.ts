@@ -1,6 +1,7 @@
 /**
  * Slice sandboxes: permission mapping, the SliceHost (one instance in a Worker or a child process), the
- * lifecycle table and reducer, the node's lifecycle executor, and `slice build` / `slice init`.
+ * lifecycle table and reducer, the node's lifecycle executor, and reading a bundle's definition in a sandbox
+ * without permissions (`slice build` and `slice init` are authoring tools: runtime/authoring).
  */
 
 export {
@@ -60,17 +61,7 @@ export {
   type SliceExecutorOptions,
   type StateChange,
 } from "./executor.ts";
-export {
-  type BuildOptions,
-  buildSlice,
-  type BuiltSlice,
-  builtSliceFileNames,
-  bundleSlice,
-  describeBundle,
-  readBuiltSlice,
-  writeBuiltSlice,
-} from "./build.ts";
-export { initSlice, type InitSliceOptions } from "./init.ts";
+export { describeBundle } from "./describe.ts";
 export {
   manifestProblems,
   type ManifestRoutes,

@@ -7,7 +7,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { writeBuiltSlice } from "./build.ts";
+import { writeBuiltSlice } from "../authoring/mod.ts";
 import { fixture } from "./_testing.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));

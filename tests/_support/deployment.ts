@@ -6,7 +6,7 @@
 
 import type { SliceStatus } from "../../runtime/deployment/status.ts";
 import { fileURLToPath } from "node:url";
-import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
+import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/node_process.ts";
 
 export type DeployFixture =

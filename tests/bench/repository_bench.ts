@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { TestCluster } from "../_support/cluster.ts";
-import { buildSlice } from "../../runtime/sandbox/mod.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
 import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { Mesh } from "../../runtime/net/mod.ts";
 import { createLogger } from "../../runtime/core/log.ts";

@@ -15,7 +15,7 @@
 
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { buildSlice, readBuiltSlice, writeBuiltSlice } from "../../runtime/sandbox/build.ts";
+import { buildSlice, readBuiltSlice, writeBuiltSlice } from "../../runtime/authoring/mod.ts";
 import { SliceExecutor } from "../../runtime/sandbox/executor.ts";
 import { SliceHost } from "../../runtime/sandbox/host.ts";
 import type { IsolationMode, SandboxPolicy } from "../../runtime/sandbox/policy.ts";

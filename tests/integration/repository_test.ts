@@ -7,7 +7,7 @@
 import { deepStrictEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { type NodeProcess, TestCluster } from "../_support/cluster.ts";
-import { buildSlice, type BuiltSlice } from "../../runtime/sandbox/mod.ts";
+import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
 import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { createLogger } from "../../runtime/core/log.ts";
 import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";

@@ -75,7 +75,7 @@ export const artifactCommands: CliCommand[] = [
       const replicas = parseIntFlag("artifact push", "replicas", values.replicas);
       if (replicas === 0) throw new CliError("artifact push: --replicas must be at least 1", EXIT_USAGE);
       const path = await manifestPath(positionals[0]);
-      const { readBuiltSlice } = await import("../../sandbox/mod.ts");
+      const { readBuiltSlice } = await import("../../authoring/mod.ts");
       const built = await local("artifact push", () => readBuiltSlice(path));
       const m = built.manifest;
       const form = new FormData();

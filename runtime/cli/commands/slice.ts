@@ -44,7 +44,7 @@ export const sliceCommands: CliCommand[] = [
         check: { type: "boolean" },
       }, { min: 1, max: 1, names: "<entry.ts>" });
       // Loaded on use: the sandbox code is only needed by the build commands, not by every CLI start.
-      const { buildSlice, writeBuiltSlice } = await import("../../sandbox/mod.ts");
+      const { buildSlice, writeBuiltSlice } = await import("../../authoring/mod.ts");
       const entry = resolve(positionals[0]);
       const outDir = resolve(values.out ?? join(dirname(entry), "dist"));
       const built = await local(
@@ -91,7 +91,7 @@ export const sliceCommands: CliCommand[] = [
         throw new CliError((e as Error).message, EXIT_USAGE);
       }
       const dir = resolve(values.dir ?? artifact);
-      const { initSlice } = await import("../../sandbox/mod.ts");
+      const { initSlice } = await import("../../authoring/mod.ts");
       const files = await local(
         "slice init",
         () => initSlice(dir, name, { group: values.group, version: values.version }),

@@ -2,7 +2,8 @@
  * `slice build`: bundles a slice into one self-contained ES module with `deno bundle` (the running Deno
  * binary, so resolution matches `deno run`/`deno test`: deno.json import maps, npm: packages, TypeScript),
  * then derives the manifest by loading the bundle in a sandbox with no permissions at all and reading its
- * definition. A bundle that still imports anything from disk, npm or the network fails right there.
+ * definition (`describeBundle` in the sandbox). A bundle that still imports anything from disk, npm or the
+ * network fails right there.
  *
  * Why `deno bundle` and not the npm `esbuild` package: measured on this machine, `deno bundle` takes about
  * 30 ms per build as a subprocess and esbuild 2.5 ms warm (43 ms including its service start), but esbuild
@@ -11,19 +12,14 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import { AetherError } from "../core/errors.ts";
-import { parseCoordinates, parseVersion } from "../core/artifact.ts";
+import { AetherError, parseCoordinates, parseVersion } from "../core/mod.ts";
+import { describeBundle, type IsolationMode } from "../sandbox/mod.ts";
 import {
   manifestFromDescription,
   sha256Hex,
   type SliceManifest,
   validateManifest,
 } from "../../slices/manifest.ts";
-import type { RuntimeMessage, SliceDescription } from "../../slices/protocol.ts";
-import type { SandboxChannel } from "./_channel.ts";
-import { openProcessChannel } from "./_process_channel.ts";
-import { openWorkerChannel } from "./_worker_channel.ts";
-import type { IsolationMode, PermissionGrant } from "./policy.ts";
 
 export interface BuildOptions {
   /** Replaces the version in the slice's coordinates (e.g. from a release pipeline). */
@@ -44,8 +40,6 @@ export interface BuiltSlice {
   bundle: Uint8Array;
   manifest: SliceManifest;
 }
-
-const NO_PERMISSIONS: PermissionGrant = Object.freeze({ net: [], env: [], denied: [] });
 
 /** Bundles `entryPath` and everything it imports (the SDK included) into one ES module. */
 export async function bundleSlice(
@@ -78,66 +72,6 @@ export async function bundleSlice(
     throw new AetherError("bad_request", `slice build: bundling ${entry} gave nothing`);
   }
   return output.stdout;
-}
-
-/** Loads a bundle in a sandbox with no permissions and returns what its definition declares. */
-export function describeBundle(
-  bundle: Uint8Array,
-  options: { mode?: IsolationMode; timeoutMs?: number } = {},
-): Promise<SliceDescription> {
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  return new Promise<SliceDescription>((resolvePromise, reject) => {
-    let channel: SandboxChannel | undefined;
-    let settled = false;
-    const finish = (result: { description?: SliceDescription; error?: AetherError }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      (channel?.close() ?? Promise.resolve()).then(() =>
-        result.error ? reject(result.error) : resolvePromise(result.description!)
-      );
-    };
-    const timer = setTimeout(
-      () => finish({ error: new AetherError("timeout", `the bundle did not load within ${timeoutMs} ms`) }),
-      timeoutMs,
-    );
-    const events = {
-      message(message: RuntimeMessage) {
-        if (message.t === "loaded") finish({ description: message.description });
-        else if (message.t === "load-failed") {
-          finish({
-            error: new AetherError(
-              "bad_request",
-              `the bundle failed to load in a sandbox without permissions: ${message.error.name}: ${message.error.message}`,
-            ),
-          });
-        } else if (message.t === "exit") {
-          finish({
-            error: new AetherError(
-              "bad_request",
-              `the bundle called Deno.exit(${message.code}) while loading`,
-            ),
-          });
-        }
-      },
-      ended(_kind: string, message: string) {
-        finish({ error: new AetherError("bad_request", `the bundle could not be loaded: ${message}`) });
-      },
-      undeliverable(_message: unknown, error: Error) {
-        finish({
-          error: new AetherError("internal", `the bundle could not be sent to the sandbox: ${error.message}`),
-        });
-      },
-    };
-    try {
-      channel = options.mode === "worker"
-        ? openWorkerChannel("slice build", NO_PERMISSIONS, events)
-        : openProcessChannel({ name: "slice build", grant: NO_PERMISSIONS, memoryLimitMb: 512 }, events);
-      channel.send({ t: "load", bundle, config: null, coordinates: "", instanceId: "build" });
-    } catch (e) {
-      finish({ error: new AetherError("internal", `could not start a sandbox: ${(e as Error).message}`) });
-    }
-  });
 }
 
 /** Bundles a slice and derives its manifest. */

@@ -1,11 +1,18 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import type { AetherError } from "../core/errors.ts";
-import { buildSlice, describeBundle, readBuiltSlice, writeBuiltSlice } from "./build.ts";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { AetherError } from "../core/mod.ts";
+import { describeBundle, type IsolationMode } from "../sandbox/mod.ts";
+import { buildSlice, readBuiltSlice, writeBuiltSlice } from "./build.ts";
 import { initSlice } from "./init.ts";
-import { fixturePath, MODES } from "./_testing.ts";
 import { sha256Hex, validateManifest } from "../../slices/manifest.ts";
+
+const MODES: readonly IsolationMode[] = ["worker", "process"];
+
+/** The sandbox tests' slices: files `deno bundle` reads, not modules this test imports. */
+function fixturePath(file: string): string {
+  return fileURLToPath(new URL(`../sandbox/fixtures/${file}`, import.meta.url));
+}
 
 const SDK = pathToFileURL(new URL("../../slices/mod.ts", import.meta.url).pathname).href;
 const NOW = () => new Date("2026-03-04T05:06:07.000Z");

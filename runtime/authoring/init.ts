@@ -6,8 +6,7 @@
 
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AetherError } from "../core/errors.ts";
-import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
+import { AetherError, parseArtifactBase, parseCoordinates } from "../core/mod.ts";
 
 export interface InitSliceOptions {
   /** Group of the new slice's coordinates; default `org.example`. Ignored when `name` is full coordinates. */
