@@ -96,7 +96,7 @@ export {
 export {
   DEFAULT_NODE_MANAGER_OPTIONS,
   type LocalInstance,
-  type LocalPhase,
+  type RunState,
   NodeDeploymentManager,
   type NodeManagerInput,
   type NodeManagerOptions,

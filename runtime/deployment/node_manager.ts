@@ -42,6 +42,7 @@ import {
 import { type DeployManifest, manifestOfArtifactValue } from "./artifacts.ts";
 import type { DeploymentCommand, WriteResult } from "./cluster_manager.ts";
 import type { ExecutorAction, ExecutorCrash, ExecutorOp, ExecutorOutcome } from "./executor.ts";
+import type { LifecycleCommand } from "../sandbox/mod.ts";
 import type { KvReader } from "./view.ts";
 import { decodeValueMemo, parseKeyMemo } from "./_memo.ts";
 
@@ -82,14 +83,13 @@ export interface NodeManagerOutput {
   wakeAtMs?: number;
 }
 
-export type LocalPhase =
-  | "loading"
-  | "loaded"
-  | "activating"
-  | "active"
-  | "deactivating"
-  | "unloading"
-  | "failed";
+/**
+ * What this node's executor runs for one instance, in the lifecycle vocabulary of the KV records: the states
+ * the node itself writes (the in-progress and result states; the leader writes the commands). The NDM sets
+ * the in-progress state when it starts an operation and the result from the executor's outcome or crash
+ * report; `#reconcile` copies it into the instance's record.
+ */
+export type RunState = Exclude<LifecycleState, LifecycleCommand>;
 
 /** One instance the executor has, as this node tracks it. */
 export interface LocalInstance {
@@ -99,7 +99,7 @@ export interface LocalInstance {
   n: number;
   /** The KV key's createRevision when the instance was started: a re-created key is a different instance. */
   createRevision: number;
-  phase: LocalPhase;
+  state: RunState;
   /** The operation running on the executor. */
   busy?: ExecutorOp;
   reason?: string;
@@ -110,16 +110,6 @@ export interface LocalInstance {
   /** Orphan whose endpoints and routes were withdrawn. */
   withdrawn?: boolean;
 }
-
-const PHASE_STATE: Record<LocalPhase, LifecycleState> = {
-  loading: "LOADING",
-  loaded: "LOADED",
-  activating: "ACTIVATING",
-  active: "ACTIVE",
-  deactivating: "DEACTIVATING",
-  unloading: "UNLOADING",
-  failed: "FAILED",
-};
 
 // -- quorum loss ---------------------------------------------------------------------------------------------
 
@@ -145,7 +135,7 @@ export interface QuorumLossDecision {
  * node has quorum.
  */
 export function quorumLossDecision(
-  instances: readonly Pick<LocalInstance, "instanceId" | "phase">[],
+  instances: readonly Pick<LocalInstance, "instanceId" | "state">[],
   lostSinceMs: number | undefined,
   nowMs: number,
   policy: QuorumLossPolicy,
@@ -248,8 +238,8 @@ export class NodeDeploymentManager {
     for (const outcome of input.outcomes ?? []) this.#applyOutcome(outcome);
     for (const crash of input.crashes ?? []) {
       const local = this.#byId.get(crash.instanceId);
-      if (local && local.phase !== "unloading") {
-        local.phase = "failed";
+      if (local && local.state !== "UNLOADING") {
+        local.state = "FAILED";
         local.reason = crash.reason;
       }
     }
@@ -341,32 +331,32 @@ export class NodeDeploymentManager {
       return;
     }
     if (!outcome.ok) {
-      local.phase = "failed";
+      local.state = "FAILED";
       local.reason = outcome.reason;
       return;
     }
-    const expected: Record<Exclude<ExecutorOp, "unload">, [LocalPhase, LocalPhase]> = {
-      load: ["loading", "loaded"],
-      activate: ["activating", "active"],
-      deactivate: ["deactivating", "loaded"],
+    const expected: Record<Exclude<ExecutorOp, "unload">, [RunState, RunState]> = {
+      load: ["LOADING", "LOADED"],
+      activate: ["ACTIVATING", "ACTIVE"],
+      deactivate: ["DEACTIVATING", "LOADED"],
     };
     const [from, to] = expected[outcome.op];
-    if (local.phase === from) local.phase = to;
+    if (local.state === from) local.state = to;
   }
 
   /** Stops and releases a local instance one step at a time: deactivate if serving, then unload. */
   #teardown(local: LocalInstance): ExecutorAction | undefined {
     if (local.busy) return undefined;
-    if (local.phase === "active") return this.#start(local, "deactivate", "deactivating");
-    if (local.phase === "loaded" || local.phase === "failed") {
-      return this.#start(local, "unload", "unloading");
+    if (local.state === "ACTIVE") return this.#start(local, "deactivate", "DEACTIVATING");
+    if (local.state === "LOADED" || local.state === "FAILED") {
+      return this.#start(local, "unload", "UNLOADING");
     }
     return undefined;
   }
 
-  #start(local: LocalInstance, op: ExecutorOp, phase: LocalPhase): ExecutorAction {
+  #start(local: LocalInstance, op: ExecutorOp, state: RunState): ExecutorAction {
     local.busy = op;
-    local.phase = phase;
+    local.state = state;
     return { op, instanceId: local.instanceId, artifact: local.coordinates };
   }
 
@@ -448,7 +438,7 @@ export class NodeDeploymentManager {
     if (local?.fenced) return {}; // stopped for lack of quorum: released first, then reported lost
     if (state === "FAILED") {
       // The leader gave up on it (stuck), or this node reported it: stop it here; the key stays until UNLOAD.
-      const action = local && local.phase !== "failed" ? this.#teardown(local) : undefined;
+      const action = local && local.state !== "FAILED" ? this.#teardown(local) : undefined;
       return action ? { action } : {};
     }
     if (state === "UNLOAD" || state === "UNLOADING") {
@@ -460,7 +450,7 @@ export class NodeDeploymentManager {
         return { write: w };
       }
       const action = this.#teardown(local);
-      const write = state === "UNLOAD" && (action !== undefined || local.phase === "unloading")
+      const write = state === "UNLOAD" && (action !== undefined || local.state === "UNLOADING")
         ? this.#write(k, "UNLOADING", now)
         : undefined;
       return { ...(action ? { action } : {}), ...(write ? { write } : {}) };
@@ -475,17 +465,17 @@ export class NodeDeploymentManager {
         coordinates: k.coordinates,
         n: k.n,
         createRevision: k.createRevision,
-        phase: "loading",
+        state: "LOADING",
       };
       this.#local.set(k.key, local);
       this.#byId.set(instanceId, local);
-      action = this.#start(local, "load", "loading");
-    } else if (state === "ACTIVATE" && local?.phase === "loaded" && !local.busy) {
+      action = this.#start(local, "load", "LOADING");
+    } else if (state === "ACTIVATE" && local?.state === "LOADED" && !local.busy) {
       const conflict = this.#routeConflict(kv, k);
       if (conflict) return { write: this.#write(k, "FAILED", now, conflict) };
-      action = this.#start(local, "activate", "activating");
-    } else if (state === "DEACTIVATE" && local?.phase === "active" && !local.busy) {
-      action = this.#start(local, "deactivate", "deactivating");
+      action = this.#start(local, "activate", "ACTIVATING");
+    } else if (state === "DEACTIVATE" && local?.state === "ACTIVE" && !local.busy) {
+      action = this.#start(local, "deactivate", "DEACTIVATING");
     }
 
     const serving = state === "ACTIVE" || state === "DEACTIVATE";
@@ -500,14 +490,14 @@ export class NodeDeploymentManager {
       if (serving) this.#withdraw(w, kv, k.coordinates, k.n, k.key, mine);
       return { write: w };
     }
-    const reported = PHASE_STATE[local.phase];
+    const reported = local.state;
     if (reported === state) return action ? { action } : {};
     if (reported === "ACTIVE") {
       const w = this.#write(k, "ACTIVE", now);
       const problem = this.#publish(w, kv, k, now);
       if (!problem) return { ...(action ? { action } : {}), write: w };
       // Serving without its routes would be wrong: fail it (the leader unloads and replaces it).
-      local.phase = "failed";
+      local.state = "FAILED";
       local.reason = problem;
       return { write: this.#write(k, "FAILED", now, problem) };
     }

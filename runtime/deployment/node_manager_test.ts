@@ -102,7 +102,7 @@ Deno.test("ndm: LOAD starts loading and reports LOADING, then LOADED; deadlines 
   assert.deepEqual(actions(node.step()), [], "nothing more while it loads");
   node.done("load");
   assert.deepEqual(node.state(), { state: "LOADED", updatedAt: node.now });
-  assert.deepEqual(node.ndm.instances.map((i) => [i.instanceId, i.phase]), [[ID, "loaded"]]);
+  assert.deepEqual(node.ndm.instances.map((i) => [i.instanceId, i.state]), [[ID, "LOADED"]]);
 });
 
 Deno.test("ndm: ACTIVE is written with an endpoint per method and the node's place in every route, at once", () => {
@@ -253,7 +253,7 @@ Deno.test("ndm: without quorum it keeps serving, starts nothing, writes nothing;
   node.command("instances/n1/g:shop:1.0.0/1", "LOAD");
   const out = node.step({ hasQuorum: false });
   assert.deepEqual([out.actions, out.commands], [[], []]);
-  assert.deepEqual(node.ndm.instances.map((i) => i.phase), ["active"]);
+  assert.deepEqual(node.ndm.instances.map((i) => i.state), ["ACTIVE"]);
   // A crash while cut off is recorded locally and reported once quorum is back.
   node.step({ hasQuorum: false, crashes: [{ instanceId: ID, reason: "boom" }] });
   assert.equal(node.state()!.state, "ACTIVE");
@@ -283,9 +283,9 @@ Deno.test("ndm: with a fence time, instances stop once quorum has been gone that
 });
 
 Deno.test("quorumLossDecision: keep serving by default; stop everything after the fence time", () => {
-  const local = [{ instanceId: "a/0", phase: "active" as const }, {
+  const local = [{ instanceId: "a/0", state: "ACTIVE" as const }, {
     instanceId: "b/0",
-    phase: "loaded" as const,
+    state: "LOADED" as const,
   }];
   assert.deepEqual(quorumLossDecision(local, undefined, 5, {}), {
     acceptCommands: true,

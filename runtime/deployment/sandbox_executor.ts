@@ -5,8 +5,9 @@
  * - `load` resolves the artifact (manifest at once, bundle fetched inside LOADING so the executor's deadline
  *   covers the fetch) and runs LOAD; every operation resolves on success and rejects with the executor's
  *   reason when it ends in FAILED.
- * - A state change to FAILED while no operation of this adapter is running for the instance is a crash (the
- *   sandbox died, ran out of memory, a call wedged it): it is handed to `onCrash` for the NDM.
+ * - A crash (the sandbox died, ran out of memory, a call wedged it while no operation ran on the instance) is
+ *   what the SliceExecutor reports as one (its host reports the exit, its lifecycle decides it is a crash):
+ *   it is handed on to `onCrash` for the NDM, nothing here infers it.
  * - `unload` of an instance the executor no longer has (a LOAD that was refused) succeeds: there is nothing
  *   left to release, which is what the NDM asks for.
  * - Calls that slices make to other slices go to a handler that can be installed later (the invocation layer
@@ -35,8 +36,8 @@ export interface SandboxExecutorOptions {
   onStateChange?(change: StateChange): void;
   /** Where slice log lines go until `setLogHandler` installs another. */
   onLog?(entry: SliceLogEntry): void;
-  /** Passed to the SliceExecutor (policy, deadlines, host timeouts, warm processes, clock). */
-  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onOutboundCall" | "onLog">;
+  /** Passed to the SliceExecutor (policy, deadlines, host timeouts and limits, warm processes, clock). */
+  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onCrash" | "onOutboundCall" | "onLog">;
 }
 
 export class SandboxExecutor implements LifecycleExecutor {
@@ -53,7 +54,8 @@ export class SandboxExecutor implements LifecycleExecutor {
     this.#log = options.onLog;
     this.slices = new SliceExecutor({
       ...options.sandbox,
-      onStateChange: (change) => this.#changed(change),
+      onStateChange: (change) => options.onStateChange?.(change),
+      onCrash: (crash) => options.onCrash({ instanceId: crash.instanceId, reason: crash.reason }),
       // Delegates, so the invocation layer can install its handler after the executor exists.
       onOutboundCall: (call) => this.#call(call),
       onLog: (entry) => this.#log?.(entry),
@@ -114,15 +116,6 @@ export class SandboxExecutor implements LifecycleExecutor {
     } finally {
       this.#busy.delete(instanceId);
     }
-  }
-
-  #changed(change: StateChange): void {
-    // Reported synchronously by the executor, before the operation's promise settles: a FAILED that ends one
-    // of our operations is still marked busy here and is that operation's outcome, not a crash.
-    if (change.to === "FAILED" && !this.#busy.has(change.instanceId)) {
-      this.#options.onCrash({ instanceId: change.instanceId, reason: change.reason ?? "failed" });
-    }
-    this.#options.onStateChange?.(change);
   }
 
   #call(call: OutboundCall): Promise<InvokeOutcome> {

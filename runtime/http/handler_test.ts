@@ -120,3 +120,34 @@ Deno.test("HTTP statuses through the handler: forwarded calls, errors, limits, n
     await cluster.close();
   }
 });
+
+Deno.test("a slow instance at its maxPendingRequests answers 503 with retry-after; the admitted requests complete", async () => {
+  // One attempt per call, so the instance's refusal is what the client sees (the invoker would retry it).
+  const cluster = await InProcessCluster.start(["n1"], {
+    hostLimits: { maxPendingRequests: 2 },
+    retry: { maxAttempts: 1 },
+  });
+  const { server, url } = serveNode(cluster, "n1");
+  try {
+    await cluster.deploy("n1", await fixture("back"));
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () => fetch(`${url}/back/sleep?ms=400`)),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    const answered = responses.filter((r) => r.status === 200);
+    const refused = responses.flatMap((r, i) => r.status === 503 ? [{ r, body: bodies[i] }] : []);
+    deepStrictEqual([answered.length, refused.length], [2, 3]);
+    for (const { r, body } of refused) {
+      equal(r.headers.get("retry-after"), "1");
+      equal(r.headers.get("content-type"), "application/problem+json");
+      ok(
+        /refused, 2 calls are waiting for the slice already \(limit maxPendingRequests 2\)/.test(body.detail),
+        body.detail,
+      );
+    }
+    equal(cluster.node("n1").executor.refusedRequests, 3);
+  } finally {
+    await server.shutdown();
+    await cluster.close();
+  }
+});

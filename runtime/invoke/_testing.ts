@@ -12,7 +12,12 @@ import { KvState } from "../kv/state.ts";
 import type { KvCommand, KvEvent } from "../kv/commands.ts";
 import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { EndpointRegistry } from "../deployment/endpoints.ts";
-import { type IsolationMode, SliceExecutor, type SliceLogEntry } from "../sandbox/mod.ts";
+import {
+  type IsolationMode,
+  SliceExecutor,
+  type SliceExecutorOptions,
+  type SliceLogEntry,
+} from "../sandbox/mod.ts";
 import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
 import { SliceInvoker, type SliceInvokerOptions } from "./invoker.ts";
 import { InvokeSettings, timeoutKey } from "./settings.ts";
@@ -49,6 +54,8 @@ export interface TestNode {
 export type NodeOptions = Partial<Pick<SliceInvokerOptions, "retry" | "flow" | "defaultTimeoutMs">> & {
   /** The sandbox isolation of the node's executor (default worker). */
   mode?: IsolationMode;
+  /** Bounds of the node's sandbox hosts (default DEFAULT_HOST_LIMITS). */
+  hostLimits?: SliceExecutorOptions["hostLimits"];
 };
 
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -88,12 +95,13 @@ export class InProcessCluster {
       const sliceLogs: SliceLogEntry[] = [];
       const log: Logger = createLogger({ level: "debug", name: mesh.self, sink: (line) => lines.push(line) });
       const late: { invoker?: SliceInvoker } = {};
-      const { mode = "worker", ...nodeOptions } = typeof options === "function"
+      const { mode = "worker", hostLimits, ...nodeOptions } = typeof options === "function"
         ? options(mesh.self)
         : options;
       const executor = new SliceExecutor({
         policy: { mode, net: [], env: [], memoryLimitMb: 256 },
         warmProcesses: false,
+        hostLimits,
         onOutboundCall: (call) => late.invoker!.outboundHandler(call),
         onLog: (entry) => sliceLogs.push(entry),
       });

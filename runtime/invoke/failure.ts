@@ -21,8 +21,9 @@ export function isFailureKind(value: unknown): value is FailureKind {
 
 /**
  * The kind of a failure thrown by the local sandbox (SliceExecutor/SliceHost `invoke`) or anything else:
- * - 503 with `state` (the host refused: not active) → not_active; other 503s (the instance failed or was
- *   unloaded with the call inside) → instance_failed, since the method may have run;
+ * - 503 refused before anything ran → not_active: with `state` (the executor: the instance is not ACTIVE) or
+ *   `sandbox` (the host: its sandbox is not running); other 503s (the instance failed or was unloaded with
+ *   the call inside) → instance_failed, since the method may have run;
  * - 504 → deadline; 503 "overloaded" → overloaded; 400/404/413 and the rest → rejected.
  */
 export function failureKindOf(e: unknown): FailureKind {
@@ -34,7 +35,7 @@ export function failureKindOf(e: unknown): FailureKind {
     case "overloaded":
       return "overloaded";
     case "unavailable":
-      return e.extra.state !== undefined ? "not_active" : "instance_failed";
+      return e.extra.state !== undefined || e.extra.sandbox !== undefined ? "not_active" : "instance_failed";
     default:
       return "rejected";
   }

@@ -41,7 +41,10 @@ export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** The longest deadline a call may ask for. */
 export const MAX_CALL_TIMEOUT_MS = 15 * 60_000;
 
-/** The local sandbox side (runtime/sandbox's SliceExecutor has it). */
+/**
+ * The local sandbox side (runtime/sandbox's SliceExecutor has it). `invoke` refuses an instance that is not
+ * ACTIVE with a 503 carrying `extra.state` (see failure.ts): the request path asks that question there only.
+ */
 export interface LocalExecutor {
   invoke(
     instanceId: string,
@@ -49,7 +52,6 @@ export interface LocalExecutor {
     request: unknown,
     options?: InvokeOptions,
   ): Promise<InvokeOutcome>;
-  get(instanceId: string): { state: string } | undefined;
 }
 
 /** Live endpoints by slice and method (runtime/deployment's EndpointRegistry has it). */
@@ -385,17 +387,8 @@ export class SliceInvoker {
 
   #callLocal(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
     this.#counters.local++;
+    // Whether the instance is ACTIVE is the executor's one check (a refusal comes back as `not_active`).
     const instanceId = this.#instanceIdOf(endpoint);
-    const state = this.#options.executor.get(instanceId)?.state;
-    if (state !== "ACTIVE") {
-      return Promise.reject(
-        new InvokeFailure(
-          "not_active",
-          "unavailable",
-          `instance ${instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
-        ),
-      );
-    }
     return this.#options.executor.invoke(instanceId, call.method, call.request, {
       requestId: call.requestId,
       traceparent: call.traceparent,
@@ -424,16 +417,6 @@ export class SliceInvoker {
       instance: call.instanceId,
       method: call.method,
     });
-    const state = this.#options.executor.get(call.instanceId)?.state;
-    if (state !== "ACTIVE") {
-      return Promise.reject(
-        new InvokeFailure(
-          "not_active",
-          "unavailable",
-          `instance ${call.instanceId} on ${this.self} is ${state ?? "unknown"}, not ACTIVE`,
-        ),
-      );
-    }
     return this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
       requestId: call.requestId,
       traceparent: call.traceparent,
@@ -475,13 +458,15 @@ export class SliceInvoker {
         extra,
       );
     } else {
+      // An instance's `maxPendingRequests` (or a peer's flow bound) says when to come back: pass it on.
+      const retryAfterSeconds = failure.extra.retryAfterSeconds;
       error = new InvokeFailure(
         failure.kind,
         failure.code === "overloaded" ? "overloaded" : "unavailable",
         `${where}: every attempt failed (${attempts} in ${elapsedMs} ms); tried ${
           triedOn.join(", ") || "no instance"
         }; last failure: ${failure.message}`,
-        extra,
+        retryAfterSeconds === undefined ? extra : { ...extra, retryAfterSeconds },
       );
     }
     this.#log.warn("call failed", {

@@ -4,12 +4,17 @@
  * enforces the hook deadlines), and reports every state change it makes through `onStateChange` (the
  * deployment layer writes them to KV). Decisions come from the pure reducer in `lifecycle.ts`; this class only
  * carries out its effects. Unloading an instance releases its sandbox, timers and streams.
+ *
+ * It owns the instance's lifecycle state on this node, so it alone answers "is it ACTIVE?" on the request
+ * path (`invoke`), and it alone tells a crash from a failed operation: its host reports a sandbox exit as an
+ * event, the reducer decides, and a crash goes to `onCrash`.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError, assert } from "../core/errors.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { SliceManifest } from "../../slices/manifest.ts";
 import {
+  type HostLimits,
   type HostTimeouts,
   type InvokeOptions,
   type InvokeOutcome,
@@ -19,15 +24,15 @@ import {
 } from "./host.ts";
 import {
   DEFAULT_DEADLINES,
-  type InstanceRecord,
+  type ExecutorRecord,
   type LifecycleCommand,
   type LifecycleDeadlines,
   type LifecycleEffect,
   type LifecycleEvent,
+  type LifecycleState,
   type Operation,
   REMOVED,
   type Removed,
-  type SliceState,
   step,
 } from "./lifecycle.ts";
 import {
@@ -61,8 +66,8 @@ export type ExecutorCommand =
 export interface StateChange {
   instanceId: string;
   coordinates: string;
-  from: SliceState;
-  to: SliceState | Removed;
+  from: LifecycleState;
+  to: LifecycleState | Removed;
   /** Why, when `to` is FAILED. */
   reason?: string;
   /** Epoch milliseconds. */
@@ -72,10 +77,19 @@ export interface StateChange {
 export interface InstanceInfo {
   instanceId: string;
   coordinates: string;
-  state: SliceState;
+  state: LifecycleState;
   reason?: string;
-  /** The sandbox; present from LOADING until the instance is removed or has failed. */
+  /** The sandbox; present while it boots or runs (from LOADING until the instance is removed or has failed). */
   host?: SliceHost;
+  /** Calls its host refused at `maxPendingRequests` (since the instance was loaded). */
+  refusedRequests: number;
+}
+
+/** An instance whose sandbox exited on its own while no operation ran on it (it is FAILED now). */
+export interface InstanceCrash {
+  instanceId: string;
+  coordinates: string;
+  reason: string;
 }
 
 export interface SliceExecutorOptions {
@@ -83,7 +97,11 @@ export interface SliceExecutorOptions {
   deadlines?: Partial<LifecycleDeadlines>;
   /** Host timeouts other than the hooks' (those come from `deadlines.hookMs`). */
   hostTimeouts?: Partial<Omit<HostTimeouts, "hookMs">>;
+  /** Bounds of every host (pending calls). */
+  hostLimits?: Partial<HostLimits>;
   onStateChange?: (change: StateChange) => void;
+  /** A crash: an instance's sandbox exited outside any operation (reported after its change to FAILED). */
+  onCrash?: (crash: InstanceCrash) => void;
   onOutboundCall?: OutboundCallHandler;
   onLog?: (entry: SliceLogEntry) => void;
   /** Runs inside ACTIVATING after the start hook (e.g. publish endpoints and routes). */
@@ -107,12 +125,12 @@ export const DEFAULT_WARM_PROCESSES = 4;
 const PREWARM_PROCESSES = 2;
 
 interface Entry {
-  record: InstanceRecord;
+  record: ExecutorRecord;
   coordinates: string;
   load?: Extract<ExecutorCommand, { type: "LOAD" }>;
   host?: SliceHost;
   timer?: ReturnType<typeof setTimeout>;
-  waiters: Array<(state: SliceState | Removed) => void>;
+  waiters: Array<(state: LifecycleState | Removed) => void>;
   /** Teardown in progress (abort or unload). */
   releasing?: Promise<void>;
   /** Process isolation: the child started when the LOAD arrived, until a SliceHost takes it over. */
@@ -126,10 +144,19 @@ export class SliceExecutor {
   readonly #entries = new Map<string, Entry>();
   readonly #releases = new Set<Promise<void>>();
   readonly #pool?: ProcessPool;
+  /** Refusals of hosts already gone, so `refusedRequests` counts since the executor started. */
+  #refusedByRemoved = 0;
   #closed = false;
 
   constructor(options: SliceExecutorOptions = {}) {
     if (options.policy) validatePolicy(options.policy);
+    const maxPending = options.hostLimits?.maxPendingRequests;
+    if (maxPending !== undefined && (!Number.isInteger(maxPending) || maxPending < 1)) {
+      throw new AetherError(
+        "bad_request",
+        `hostLimits.maxPendingRequests must be a positive integer, got ${maxPending}`,
+      );
+    }
     this.#options = options;
     const warm = options.warmProcesses ?? true;
     const maxWarm = warm === true ? DEFAULT_WARM_PROCESSES : warm === false ? 0 : Math.max(0, warm);
@@ -149,7 +176,7 @@ export class SliceExecutor {
    * state; otherwise resolves when the in-progress state it starts has ended, with the state reached
    * (LOADED, ACTIVE, FAILED, or REMOVED).
    */
-  submit(command: ExecutorCommand): Promise<SliceState | Removed> {
+  submit(command: ExecutorCommand): Promise<LifecycleState | Removed> {
     if (this.#closed) throw new AetherError("unavailable", "the slice executor is closed");
     const existing = this.#entries.get(command.instanceId);
     if (command.type === "LOAD" && existing === undefined) {
@@ -175,7 +202,7 @@ export class SliceExecutor {
       if (command.type === "LOAD" && existing === undefined) this.#entries.delete(command.instanceId);
       throw new AetherError("conflict", result.rejected, { instanceId: command.instanceId });
     }
-    const settled = new Promise<SliceState | Removed>((resolve) => entry!.waiters.push(resolve));
+    const settled = new Promise<LifecycleState | Removed>((resolve) => entry!.waiters.push(resolve));
     if (command.type === "LOAD") this.#startChild(entry!, command);
     this.#apply(entry!, result.record, result.effects);
     return settled;
@@ -211,7 +238,18 @@ export class SliceExecutor {
     return this.#pool?.warmPids() ?? [];
   }
 
-  /** Calls a method of an ACTIVE instance (the invoker's local path). */
+  /** Calls refused by this executor's hosts at their `maxPendingRequests` bound, since it started. */
+  get refusedRequests(): number {
+    let refused = this.#refusedByRemoved;
+    for (const entry of this.#entries.values()) refused += entry.host?.stats.refusedRequests ?? 0;
+    return refused;
+  }
+
+  /**
+   * Calls a method of an ACTIVE instance (the invoker's local path, for local and remote callers alike). The
+   * request path's one "is it ACTIVE?" check: anything else is refused with 503 and `extra.state`, before
+   * anything ran (so the invoker retries at once elsewhere).
+   */
   invoke(
     instanceId: string,
     method: string,
@@ -219,14 +257,17 @@ export class SliceExecutor {
     options?: InvokeOptions,
   ): Promise<InvokeOutcome> {
     const entry = this.#entries.get(instanceId);
-    if (!entry?.host || entry.record.state !== "ACTIVE") {
+    if (entry?.record.state !== "ACTIVE") {
+      const state = entry?.record.state ?? "unknown";
       return Promise.reject(
-        new AetherError(
-          "unavailable",
-          `instance ${instanceId} is ${entry?.record.state ?? "unknown"}, not ACTIVE`,
-        ),
+        new AetherError("unavailable", `instance ${instanceId} is ${state}, not ACTIVE`, {
+          state,
+          instanceId,
+        }),
       );
     }
+    // ACTIVE means the start hook ran on a running sandbox, and a sandbox that exits fails the instance first.
+    assert(entry.host?.state === "running", `instance ${instanceId} is ACTIVE without a running sandbox`);
     return entry.host.invoke(method, request, options);
   }
 
@@ -237,6 +278,7 @@ export class SliceExecutor {
       clearTimeout(entry.timer);
       this.#release(entry);
       for (const wake of entry.waiters.splice(0)) wake(REMOVED);
+      this.#refusedByRemoved += entry.host?.stats.refusedRequests ?? 0;
     }
     this.#entries.clear();
     while (this.#releases.size > 0) await Promise.all([...this.#releases]);
@@ -271,11 +313,10 @@ export class SliceExecutor {
       instanceId: entry.record.instanceId,
       coordinates: entry.coordinates,
       state: entry.record.state,
+      refusedRequests: entry.host?.stats.refusedRequests ?? 0,
     };
     if (entry.record.reason !== undefined) info.reason = entry.record.reason;
-    if (entry.host && entry.host.state !== "failed" && entry.host.state !== "unloaded") {
-      info.host = entry.host;
-    }
+    if (entry.host?.state === "booting" || entry.host?.state === "running") info.host = entry.host;
     return info;
   }
 
@@ -286,7 +327,7 @@ export class SliceExecutor {
     this.#apply(entry, result.record, result.effects);
   }
 
-  #apply(entry: Entry, next: InstanceRecord | undefined, effects: LifecycleEffect[]): void {
+  #apply(entry: Entry, next: ExecutorRecord | undefined, effects: LifecycleEffect[]): void {
     const previous = entry.record;
     if (next) entry.record = next;
     if (next?.deadlineAtMs === undefined) {
@@ -311,20 +352,24 @@ export class SliceExecutor {
         case "abort":
           this.#release(entry);
           break;
+        case "crashed":
+          this.#crashed(entry, effect.reason);
+          break;
         case "forget":
           clearTimeout(entry.timer);
           this.#dropChild(entry);
+          this.#refusedByRemoved += entry.host?.stats.refusedRequests ?? 0;
           this.#entries.delete(previous.instanceId);
           break;
       }
     }
-    const state: SliceState | Removed = next ? next.state : REMOVED;
+    const state: LifecycleState | Removed = next ? next.state : REMOVED;
     if (state === REMOVED || state === "LOADED" || state === "ACTIVE" || state === "FAILED") {
       for (const wake of entry.waiters.splice(0)) wake(state);
     }
   }
 
-  #report(entry: Entry, from: SliceState, to: SliceState | Removed, reason?: string): void {
+  #report(entry: Entry, from: LifecycleState, to: LifecycleState | Removed, reason?: string): void {
     const change: StateChange = {
       instanceId: entry.record.instanceId,
       coordinates: entry.coordinates,
@@ -335,6 +380,15 @@ export class SliceExecutor {
     if (reason !== undefined) change.reason = reason;
     try {
       this.#options.onStateChange?.(change);
+    } catch {
+      // A listener's bug must not wedge the lifecycle.
+    }
+  }
+
+  #crashed(entry: Entry, reason: string): void {
+    const crash = { instanceId: entry.record.instanceId, coordinates: entry.coordinates, reason };
+    try {
+      this.#options.onCrash?.(crash);
     } catch {
       // A listener's bug must not wedge the lifecycle.
     }
@@ -370,9 +424,10 @@ export class SliceExecutor {
           policy: this.#options.policy ?? DEFAULT_POLICY,
           mode: command.mode,
           timeouts: { ...this.#options.hostTimeouts, hookMs: this.#deadlines.hookMs },
+          limits: this.#options.hostLimits,
           onOutboundCall: this.#options.onOutboundCall,
           onLog: this.#options.onLog,
-          onFailure: (failure) => this.#dispatch(id, { type: "failed", reason: failure.message }),
+          onFailure: (failure) => this.#dispatch(id, { type: "exited", reason: failure.message }),
           processPool: this.#pool,
           processChild: entry.child,
         });

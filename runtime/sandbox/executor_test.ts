@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "
 import type { AetherError } from "../core/errors.ts";
 import {
   type ExecutorCommand,
+  type InstanceCrash,
   SliceExecutor,
   type SliceExecutorOptions,
   type StateChange,
@@ -109,7 +110,8 @@ for (const mode of MODES) {
   });
 
   Deno.test(`[${mode}] executor: an ACTIVE instance that dies is reported FAILED and can be unloaded`, async () => {
-    const { ex, trail } = executor(mode);
+    const crashes: InstanceCrash[] = [];
+    const { ex, trail } = executor(mode, { onCrash: (c) => crashes.push(c) });
     try {
       await ex.submit(await load("hostile", "h-1"));
       await ex.submit({ type: "ACTIVATE", instanceId: "h-1" });
@@ -127,11 +129,94 @@ for (const mode of MODES) {
         "UNLOAD>UNLOADING",
         "UNLOADING>REMOVED",
       ]);
+      // The host reported the exit once; the executor alone decided it was a crash.
+      assertEquals(crashes, [{
+        instanceId: "h-1",
+        coordinates: "org.example:hostile:0.0.1",
+        reason: "the slice called Deno.exit(9)",
+      }]);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  Deno.test(`[${mode}] executor: the one ACTIVE check: DEACTIVATING refuses new calls, the call in flight finishes`, async () => {
+    const { ex } = executor(mode);
+    try {
+      await ex.submit(await load("hostile", "h-1"));
+      await ex.submit({ type: "ACTIVATE", instanceId: "h-1" });
+      const slow = ex.invoke("h-1", "slow", { ms: 300 });
+      await new Promise((r) => setTimeout(r, 20));
+      const deactivated = ex.submit({ type: "DEACTIVATE", instanceId: "h-1" });
+      await rejects(ex.invoke("h-1", "ping", {}), (e: AetherError) => {
+        assertEquals([e.code, e.extra.state, e.message], [
+          "unavailable",
+          "DEACTIVATING",
+          "instance h-1 is DEACTIVATING, not ACTIVE",
+        ]);
+        return true;
+      });
+      assertEquals(await slow, { ok: true, value: { slept: 300 } });
+      assertEquals(await deactivated, "LOADED");
+      await rejects(ex.invoke("nope", "ping", {}), {
+        code: "unavailable",
+        message: "instance nope is unknown, not ACTIVE",
+      });
     } finally {
       await ex.close();
     }
   });
 }
+
+Deno.test("executor: a start hook that throws or a load that fails is the operation's failure, not a crash", async () => {
+  const crashes: InstanceCrash[] = [];
+  const { ex, trail } = executor("worker", { onCrash: (c) => crashes.push(c) });
+  try {
+    await ex.submit({
+      type: "LOAD",
+      instanceId: "h",
+      artifact: await fixture("hooks"),
+      config: { start: "throw" },
+    });
+    assertEquals(await ex.submit({ type: "ACTIVATE", instanceId: "h" }), "FAILED");
+    assertEquals(trail("h").at(-1), "ACTIVATING>FAILED (the start hook threw HookBroke: start refused)");
+    assertEquals(
+      await ex.submit(await load("order", "o", { config: { maxQuantity: 0 } } as never)),
+      "FAILED",
+    );
+    assertEquals(crashes, []);
+  } finally {
+    await ex.close();
+  }
+});
+
+Deno.test("executor: an instance refuses calls beyond hostLimits.maxPendingRequests; the refusals are counted", async () => {
+  const { ex } = executor("worker", { hostLimits: { maxPendingRequests: 3 } });
+  try {
+    await ex.submit(await load("hostile", "h-1"));
+    await ex.submit({ type: "ACTIVATE", instanceId: "h-1" });
+    const calls = Array.from({ length: 5 }, () => ex.invoke("h-1", "slow", { ms: 200 }));
+    const results = await Promise.allSettled(calls);
+    assertEquals(results.filter((r) => r.status === "fulfilled").length, 3);
+    const refused = results.filter((r) => r.status === "rejected").map((r) =>
+      (r as PromiseRejectedResult).reason
+    );
+    assertEquals(refused.map((e: AetherError) => [e.code, e.status, e.extra.retryAfterSeconds]), [
+      ["overloaded", 503, 1],
+      ["overloaded", 503, 1],
+    ]);
+    assertEquals([ex.get("h-1")?.refusedRequests, ex.refusedRequests], [2, 2]);
+    await ex.submit({ type: "DEACTIVATE", instanceId: "h-1" });
+    await ex.submit({ type: "UNLOAD", instanceId: "h-1" });
+    assertEquals(ex.refusedRequests, 2, "the count outlives the instance");
+    throws(
+      () => new SliceExecutor({ hostLimits: { maxPendingRequests: 0 } }),
+      /maxPendingRequests must be a positive/,
+    );
+  } finally {
+    await ex.close();
+  }
+});
 
 Deno.test("executor: every in-progress deadline and both hook deadlines end in FAILED with the reason", async () => {
   const never = () => new Promise<void>((resolve) => setTimeout(resolve, 1_500));

@@ -1,7 +1,14 @@
 /**
  * SliceHost: one slice instance in its sandbox (a Worker or a child process, same API). It loads the bundle,
  * runs the start/stop hooks and calls methods, each under a deadline, and turns everything that can go wrong
- * inside the sandbox into a failure of this instance only:
+ * inside the sandbox into a failure of this instance only.
+ *
+ * Its state is the sandbox's (`SandboxState`: idle → booting → running → exited), not the instance's
+ * lifecycle: whether the instance is ACTIVE (may take calls) is the lifecycle's question, answered once by the
+ * node's `SliceExecutor`, which owns the LOAD…UNLOAD states and drives the host through `load`, `start`
+ * (the start hook), `stop` (the stop hook) and `unload`. The host only refuses calls its sandbox cannot take
+ * (it is not running) or cannot hold (`limits.maxPendingRequests`). Every exit of the sandbox other than
+ * `unload` is reported once, as an event, through `onFailure`:
  *
  * - a method that throws: the caller gets `{ ok: false, error }` (name, message, status) and the instance
  *   stays healthy;
@@ -12,7 +19,7 @@
  * - a hook past its deadline or throwing, a crash, `Deno.exit`, the memory limit: failed, sandbox released.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError, assert } from "../core/errors.ts";
 import { type Deadline, deadlineTimers } from "../core/deadline_timers.ts";
 import { randomHex } from "../core/ids.ts";
 import { parseCoordinates } from "../core/artifact.ts";
@@ -42,15 +49,23 @@ import {
 export type { FailureKind } from "./_channel.ts";
 export type { InvokeOutcome, SliceErrorInfo } from "../../slices/protocol.ts";
 
-export type HostState =
-  | "new"
-  | "loading"
-  | "loaded"
-  | "starting"
-  | "active"
-  | "stopping"
-  | "failed"
-  | "unloaded";
+/**
+ * The sandbox's own state (its Worker or child process), a different thing from the instance's lifecycle
+ * (`LifecycleState`, LOAD…UNLOAD, owned by the SliceExecutor):
+ * - `idle`: created, nothing started yet;
+ * - `booting`: the sandbox starts and imports the bundle (`load`);
+ * - `running`: the bundle is loaded; the sandbox takes hooks and calls;
+ * - `exited`: the sandbox is gone, for good: it failed (`failure` says why) or was released (`unload`).
+ */
+export type SandboxState = "idle" | "booting" | "running" | "exited";
+
+/** The edges a sandbox's state may take; the host asserts every change against them. */
+export const SANDBOX_TRANSITIONS: Readonly<Record<SandboxState, readonly SandboxState[]>> = Object.freeze({
+  idle: ["booting", "exited"],
+  booting: ["running", "exited"],
+  running: ["exited"],
+  exited: [],
+});
 
 export interface SliceFailure {
   kind: FailureKind;
@@ -76,6 +91,32 @@ export const DEFAULT_HOST_TIMEOUTS: HostTimeouts = Object.freeze({
   callMs: 30_000,
   probeMs: 1_000,
 });
+
+export interface HostLimits {
+  /**
+   * Method calls waiting for the sandbox's answer at once; one more is refused with "overloaded" (HTTP 503,
+   * `retryAfterSeconds`) instead of queueing without bound behind a slow or stuck slice.
+   */
+  maxPendingRequests: number;
+}
+
+/**
+ * 4096: sixteen times the 256 connections a busy load test keeps open, and as many as the mesh serves for
+ * other nodes at once (`DEFAULT_FLOW_LIMITS.maxServing`); a pending call costs well under a kilobyte here.
+ */
+export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({ maxPendingRequests: 4096 });
+
+/** How long a caller refused for `maxPendingRequests` is told to wait before trying again. */
+const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+
+/** The host's load and limits, for the instance's status. */
+export interface SandboxStats {
+  /** Method calls waiting for the sandbox now, and the bound on them. */
+  pendingRequests: number;
+  maxPendingRequests: number;
+  /** Calls refused because `maxPendingRequests` were pending (since the host was created). */
+  refusedRequests: number;
+}
 
 export interface InvokeOptions {
   /** Propagated to every hop and log line; generated when absent. */
@@ -134,9 +175,13 @@ export interface SliceHostOptions {
   /** Overrides `policy.mode`. */
   mode?: IsolationMode;
   timeouts?: Partial<HostTimeouts>;
+  limits?: Partial<HostLimits>;
   onOutboundCall?: OutboundCallHandler;
   onLog?: (entry: SliceLogEntry) => void;
-  /** Called once when the instance fails, whatever the cause (also during load, start and stop). */
+  /**
+   * Called once when the sandbox exits other than by `unload`, whatever the cause (a crash, the memory limit,
+   * a stuck sandbox, also a failed load or hook): the host's one report of its own end.
+   */
   onFailure?: (failure: SliceFailure) => void;
   /** Process isolation: take started children from this pool (the executor keeps one per node). */
   processPool?: ProcessPool;
@@ -161,6 +206,8 @@ interface Pending {
   /** The method, or the hook's name. */
   name: string;
   requestId: string;
+  /** Set when it leaves `#pending` (answered, overran, cut off): an answer after that is dropped. */
+  settled: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -228,6 +275,7 @@ export class SliceHost {
   /** What the sandbox may do: the manifest's request narrowed by the node's policy. */
   readonly grant: PermissionGrant;
   readonly timeouts: Readonly<HostTimeouts>;
+  readonly limits: Readonly<HostLimits>;
 
   readonly #bundle: Uint8Array;
   readonly #configValues: Record<string, unknown>;
@@ -238,8 +286,12 @@ export class SliceHost {
   readonly #onFailure?: (failure: SliceFailure) => void;
   readonly #processPool?: ProcessPool;
   #processChild?: SpawnedChild;
+  /** Calls and hooks sent to the sandbox and not answered yet, by message id. */
   readonly #pending = new Map<number, Pending>();
-  #state: HostState = "new";
+  /** How many entries of `#pending` are method calls (bounded by `limits.maxPendingRequests`). */
+  #pendingCalls = 0;
+  #refusedRequests = 0;
+  #state: SandboxState = "idle";
   #failure?: SliceFailure;
   #channel?: SandboxChannel;
   #nextId = 1;
@@ -253,6 +305,14 @@ export class SliceHost {
     this.mode = options.mode ?? this.#policy.mode;
     this.grant = grantPermissions(options.manifest.permissions, this.#policy);
     this.timeouts = { ...DEFAULT_HOST_TIMEOUTS, ...options.timeouts };
+    this.limits = { ...DEFAULT_HOST_LIMITS, ...options.limits };
+    const max = this.limits.maxPendingRequests;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new AetherError(
+        "bad_request",
+        `limits.maxPendingRequests must be a positive integer, got ${max}`,
+      );
+    }
     this.#bundle = options.bundle;
     this.#configValues = options.config ?? {};
     this.#methods = new Set(options.manifest.methods);
@@ -263,18 +323,19 @@ export class SliceHost {
     this.#processChild = options.processChild;
   }
 
-  get state(): HostState {
+  /** The sandbox's state (not the instance's lifecycle: see `SandboxState`). */
+  get state(): SandboxState {
     return this.#state;
   }
 
-  /** Why the instance failed; set once the state is `failed`. */
+  /** Why the sandbox failed; set once it has exited other than by `unload`. */
   get failure(): SliceFailure | undefined {
     return this.#failure;
   }
 
   /** The sandbox process's id in process isolation, while it runs. */
   get pid(): number | undefined {
-    return this.#state === "unloaded" ? undefined : this.#channel?.pid;
+    return this.#state === "booting" || this.#state === "running" ? this.#channel?.pid : undefined;
   }
 
   /** Calls and hooks waiting for the sandbox. */
@@ -282,14 +343,22 @@ export class SliceHost {
     return this.#pending.size;
   }
 
+  get stats(): SandboxStats {
+    return {
+      pendingRequests: this.#pendingCalls,
+      maxPendingRequests: this.limits.maxPendingRequests,
+      refusedRequests: this.#refusedRequests,
+    };
+  }
+
   get #label(): string {
     return `${this.manifest.coordinates}#${this.instanceId}`;
   }
 
-  /** Starts the sandbox and imports the bundle. Rejects (and the instance fails) on any problem. */
+  /** Starts the sandbox and imports the bundle. Rejects (and the sandbox fails) on any problem. */
   async load(): Promise<void> {
-    this.#expect("load", ["new"]);
-    this.#state = "loading";
+    this.#expect("load", "idle");
+    this.#moveTo("booting");
     try {
       const sha = await sha256Hex(this.#bundle);
       if (sha !== this.manifest.sha256) {
@@ -299,52 +368,51 @@ export class SliceHost {
         );
       }
       const config = resolveConfig(this.manifest.config.schema, this.#configValues, "config");
-      if (this.#state !== "loading") throw this.#notNow("load");
+      if (this.#state !== "booting") throw this.#notNow("load");
       this.#channel = this.#open();
       const description = await this.#awaitLoaded(config);
-      if (this.#state !== "loading") throw this.#notNow("load"); // unloaded meanwhile
+      if (this.#state !== "booting") throw this.#notNow("load"); // unloaded meanwhile
       const problem = mismatch(description, this.manifest);
       if (problem) throw new AetherError("bad_request", `bundle and manifest disagree: ${problem}`);
-      this.#state = "loaded";
+      this.#moveTo("running");
     } catch (e) {
       const error = e instanceof AetherError
         ? e
         : new AetherError("internal", String((e as Error)?.message ?? e));
       this.#fail("load", `load failed: ${error.message}`);
       throw new AetherError(error.code, `${this.#label}: ${error.message}`, error.extra);
+    } finally {
+      this.#checkInvariants();
     }
   }
 
-  /** Runs the start hook under `timeouts.hookMs`; the instance is then active. */
+  /** Runs the slice's start hook under `timeouts.hookMs`. A hook that throws or overruns fails the sandbox. */
   async start(): Promise<void> {
-    this.#expect("start", ["loaded"]);
-    this.#state = "starting";
+    this.#expect("run the start hook of", "running");
     await this.#hook("start");
-    if (this.#state !== "starting") throw this.#notNow("start"); // unloaded meanwhile
-    this.#state = "active";
+    this.#checkInvariants();
   }
 
   /**
-   * Refuses new calls, lets the calls in flight finish (for at most `timeouts.hookMs`), then runs the stop
-   * hook under `timeouts.hookMs`; the instance is loaded again.
+   * Lets the calls in flight finish (for at most `timeouts.hookMs`), then runs the slice's stop hook under
+   * `timeouts.hookMs`. Sending no new calls meanwhile is the caller's part: the SliceExecutor admits calls
+   * only while the instance is ACTIVE, and it leaves ACTIVE before it stops the host.
    */
   async stop(): Promise<void> {
-    this.#expect("stop", ["active"]);
-    this.#state = "stopping";
+    this.#expect("run the stop hook of", "running");
     await this.#drain(this.timeouts.hookMs);
-    if (this.#state !== "stopping") throw this.#notNow("stop");
+    if (this.#state !== "running") throw this.#notNow("run the stop hook of");
     await this.#hook("stop");
-    if (this.#state !== "stopping") throw this.#notNow("stop");
-    this.#state = "loaded";
+    this.#checkInvariants();
   }
 
-  /** Resolves when no call is in flight, or after `limitMs`. */
+  /** Resolves when no call is in flight, or after `limitMs`, or when the sandbox exits. */
   #drain(limitMs: number): Promise<void> {
-    if (this.#callsInFlight() === 0) return Promise.resolve();
+    if (this.#pendingCalls === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, limitMs);
       const poll = setInterval(() => {
-        if (this.#callsInFlight() === 0 || this.#state !== "stopping") done();
+        if (this.#pendingCalls === 0 || this.#state !== "running") done();
       }, 5);
       function done() {
         clearTimeout(timer);
@@ -354,31 +422,15 @@ export class SliceHost {
     });
   }
 
-  #callsInFlight(): number {
-    let calls = 0;
-    for (const pending of this.#pending.values()) if (pending.call) calls++;
-    return calls;
-  }
-
   /**
    * Calls a method. Resolves with the method's outcome (its value, or the error it threw with a status);
-   * rejects with an AetherError only when the call could not be made or answered: 503 (not active, or the
-   * instance failed meanwhile), 404 (no such method), 504 (deadline), 400 (request not serializable).
+   * rejects with an AetherError only when the call could not be made or answered: 503 "unavailable" (the
+   * sandbox is not running, or failed meanwhile), 503 "overloaded" (`limits.maxPendingRequests` calls are
+   * pending), 404 (no such method), 504 (deadline), 400 (request not serializable).
    */
   invoke(method: string, request: unknown, options: InvokeOptions = {}): Promise<InvokeOutcome> {
-    if (this.#state !== "active") {
-      const why = this.#failure ? `: ${this.#failure.message}` : "";
-      return Promise.reject(
-        new AetherError("unavailable", `${this.#label} is ${this.#state}, not active${why}`, {
-          state: this.#state,
-        }),
-      );
-    }
-    if (!this.#methods.has(method)) {
-      return Promise.reject(
-        new AetherError("not_found", `${this.manifest.coordinates} has no method "${method}"`),
-      );
-    }
+    const refused = this.#refusal(method);
+    if (refused) return Promise.reject(refused);
     const now = Date.now();
     const timeoutMs = options.timeoutMs ?? this.timeouts.callMs;
     const deadline = Math.min(options.deadlineMs ?? Infinity, now + timeoutMs);
@@ -394,24 +446,62 @@ export class SliceHost {
       );
     }
     const id = this.#nextId++;
-    return new Promise<InvokeOutcome>((resolve, reject) => {
+    const answer = new Promise<InvokeOutcome>((resolve, reject) => {
       const budgetMs = deadline - now;
-      this.#pending.set(id, {
+      this.#admit(id, {
         resolve,
         reject,
         deadline: deadlineTimers.schedule(deadline, () => this.#callOverran(id, budgetMs)),
         call: true,
         name: method,
         requestId,
+        settled: false,
       });
       this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline });
     });
+    this.#checkInvariants();
+    return answer;
+  }
+
+  /** Why a call cannot be sent now (an error to reject with), or undefined. */
+  #refusal(method: string): AetherError | undefined {
+    if (this.#state !== "running") {
+      const why = this.#failure ? `: ${this.#failure.message}` : "";
+      // `sandbox` marks a refusal before anything ran (the invoker may retry at once elsewhere).
+      return new AetherError(
+        "unavailable",
+        `${this.#label}: its sandbox is ${this.#state}, not running${why}`,
+        { sandbox: this.#state, instanceId: this.instanceId },
+      );
+    }
+    if (!this.#methods.has(method)) {
+      return new AetherError("not_found", `${this.manifest.coordinates} has no method "${method}"`);
+    }
+    const max = this.limits.maxPendingRequests;
+    if (this.#pendingCalls >= max) {
+      this.#refusedRequests++;
+      return new AetherError(
+        "overloaded",
+        `${this.#label} ${method}: refused, ${this.#pendingCalls} calls are waiting for the slice already ` +
+          `(limit maxPendingRequests ${max}); retry in ${OVERLOADED_RETRY_AFTER_SECONDS} s`,
+        {
+          retryAfterSeconds: OVERLOADED_RETRY_AFTER_SECONDS,
+          maxPendingRequests: max,
+          instanceId: this.instanceId,
+        },
+      );
+    }
+    return undefined;
   }
 
   /** Ends the sandbox and releases everything (worker or process, timers, streams). Safe to call twice. */
   async unload(): Promise<void> {
-    if (this.#state === "unloaded") return;
-    this.#state = "unloaded";
+    if (this.#state === "exited") {
+      // Failed before (its calls were cut off then), or unloaded already: release what is left, once.
+      deadlineTimers.settle();
+      return await this.#closeChannel();
+    }
+    this.#moveTo("exited");
     if (this.#probe) clearTimeout(this.#probe.timer);
     this.#probe = undefined;
     this.#rejectAll((what) =>
@@ -419,18 +509,66 @@ export class SliceHost {
     );
     this.#loadWaiter?.reject(new AetherError("unavailable", `${this.#label} was unloaded while loading`));
     deadlineTimers.settle(); // no call of any host left: nothing should stay armed
+    this.#checkInvariants();
     await this.#closeChannel();
   }
 
   // -------------------------------------------------------------------------------------------------------
 
-  #expect(action: string, states: HostState[]): void {
-    if (!states.includes(this.#state)) throw this.#notNow(action);
+  #expect(action: string, state: SandboxState): void {
+    this.#checkInvariants();
+    if (this.#state !== state) throw this.#notNow(action);
   }
 
   #notNow(action: string): AetherError {
     const why = this.#failure ? ` (${this.#failure.message})` : "";
-    return new AetherError("conflict", `cannot ${action} ${this.#label}: it is ${this.#state}${why}`);
+    return new AetherError(
+      "conflict",
+      `cannot ${action} ${this.#label}: its sandbox is ${this.#state}${why}`,
+    );
+  }
+
+  /** The one place the sandbox's state changes, along `SANDBOX_TRANSITIONS` only. */
+  #moveTo(next: SandboxState): void {
+    assert(
+      SANDBOX_TRANSITIONS[this.#state].includes(next),
+      `sandbox host ${this.#label}: ${this.#state} -> ${next} is not an allowed transition`,
+    );
+    this.#state = next;
+  }
+
+  /**
+   * Cheap invariants, checked on entry and exit of the public methods: the pending calls stay within their
+   * bound and agree with the pending table; nothing waits on, or probes, a sandbox that is not running (a
+   * hook or call of a `booting` sandbox is impossible: they need `running`); a failure is recorded only with
+   * the sandbox exited.
+   */
+  #checkInvariants(): void {
+    const label = `sandbox host ${this.#label}`;
+    assert(this.#pendingCalls >= 0, `${label}: negative pending calls`);
+    assert(this.#pendingCalls <= this.#pending.size, `${label}: more pending calls than pending entries`);
+    assert(
+      this.#pendingCalls <= this.limits.maxPendingRequests,
+      `${label}: ${this.#pendingCalls} pending calls, above maxPendingRequests ${this.limits.maxPendingRequests}`,
+    );
+    if (this.#state !== "running") {
+      assert(
+        this.#pending.size === 0,
+        `${label}: ${this.#pending.size} calls pending on a ${this.#state} sandbox`,
+      );
+      assert(this.#probe === undefined, `${label}: a liveness probe of a ${this.#state} sandbox`);
+    }
+    assert(
+      this.#failure === undefined || this.#state === "exited",
+      `${label}: a failure recorded while ${this.#state}`,
+    );
+  }
+
+  /** Records a call or hook sent to the sandbox; `#take` is the only way out. */
+  #admit(id: number, pending: Pending): void {
+    assert(!this.#pending.has(id), `sandbox host ${this.#label}: message id ${id} is pending twice`);
+    this.#pending.set(id, pending);
+    if (pending.call) this.#pendingCalls++;
   }
 
   #open(): SandboxChannel {
@@ -481,7 +619,7 @@ export class SliceHost {
       const timer = setTimeout(() => {
         this.#fail("deadline", `the ${hook} hook did not finish within ${this.timeouts.hookMs} ms`);
       }, this.timeouts.hookMs);
-      this.#pending.set(id, { resolve, reject, timer, call: false, name: hook, requestId });
+      this.#admit(id, { resolve, reject, timer, call: false, name: hook, requestId, settled: false });
       this.#send(id, { t: "hook", id, hook, requestId, traceparent: newTraceparent(), deadline });
     });
     if (!outcome.ok) {
@@ -519,10 +657,14 @@ export class SliceHost {
     }
   }
 
+  /** Removes a call or hook from `#pending`: whoever takes it settles it, exactly once. */
   #take(id: number): Pending | undefined {
     const pending = this.#pending.get(id);
     if (pending) {
+      assert(!pending.settled, `sandbox host ${this.#label}: message ${id} is both pending and answered`);
+      pending.settled = true;
       this.#pending.delete(id);
+      if (pending.call) this.#pendingCalls--;
       pending.deadline?.cancel();
       if (pending.timer !== undefined) clearTimeout(pending.timer);
     }
@@ -550,7 +692,7 @@ export class SliceHost {
 
   /** Asks the sandbox for a sign of life; no answer within `probeMs` means it is stuck and must go. */
   #startProbe(reason: string): void {
-    if (this.#probe || this.#state === "failed" || this.#state === "unloaded") return;
+    if (this.#probe || this.#state !== "running") return;
     const id = this.#nextId++;
     const timer = setTimeout(() => {
       this.#probe = undefined;
@@ -716,7 +858,7 @@ export class SliceHost {
   }
 
   #reply(id: number, outcome: InvokeOutcome): void {
-    if (this.#state === "failed" || this.#state === "unloaded") return;
+    if (this.#state === "exited") return;
     try {
       this.#channel?.send({ t: "reply", id, outcome });
     } catch (e) {
@@ -749,9 +891,10 @@ export class SliceHost {
     }
   }
 
+  /** The sandbox ended other than by `unload`: everything waiting on it fails now, and `onFailure` hears it. */
   #fail(kind: FailureKind, message: string): void {
-    if (this.#state === "failed" || this.#state === "unloaded") return;
-    this.#state = "failed";
+    if (this.#state === "exited") return;
+    this.#moveTo("exited");
     this.#failure = { kind, message, atMs: Date.now() };
     if (this.#probe) clearTimeout(this.#probe.timer);
     this.#probe = undefined;

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
 import { AetherError } from "../core/errors.ts";
 import { type OutboundCall, SliceHost, type SliceLogEntry } from "./host.ts";
 import { fixture, MODES, processAlive, waitFor } from "./_testing.ts";
@@ -46,7 +46,7 @@ for (const mode of MODES) {
     async fn() {
       const logs: SliceLogEntry[] = [];
       const host = await started("pricing", mode, { onLog: (e) => logs.push(e) });
-      assertEquals(host.state, "active");
+      assertEquals(host.state, "running");
       assertEquals(host.mode, mode);
       const pid = host.pid;
       if (mode === "process") assert(pid !== undefined && processAlive(pid), "a sandbox process runs");
@@ -65,10 +65,14 @@ for (const mode of MODES) {
       ]);
 
       await host.stop();
-      assertEquals(host.state, "loaded");
-      await rejects(host.invoke("calculatePrice", { sku: "X", quantity: 1 }), { code: "unavailable" });
+      assertEquals(host.state, "running", "the stop hook ran; the sandbox runs until it is unloaded");
       await host.unload();
-      assertEquals(host.state, "unloaded");
+      assertEquals(host.state, "exited");
+      await rejects(host.invoke("calculatePrice", { sku: "X", quantity: 1 }), (e: AetherError) => {
+        assertEquals([e.code, e.extra.sandbox], ["unavailable", "exited"]);
+        assert(e.message.includes("pricing-1: its sandbox is exited, not running"), e.message);
+        return true;
+      });
       await host.unload(); // twice is fine
       if (pid !== undefined) assertEquals(processAlive(pid), false, "the sandbox process is gone and reaped");
       // Worker threads are counted in tests/integration/sandbox_leak_test.ts, which runs alone.
@@ -95,7 +99,7 @@ for (const mode of MODES) {
       // Not a SliceError and not mapped: 500 with its own name.
       const bad = await order.invoke("placeOrder", null);
       assert(!bad.ok && bad.error.name === "TypeError" && bad.error.status === 500, JSON.stringify(bad));
-      assertEquals(order.state, "active");
+      assertEquals(order.state, "running");
       const placed = await order.invoke("placeOrder", { sku: "MOUSE-WIRELESS", quantity: 1 });
       assert(placed.ok, JSON.stringify(placed));
     } finally {
@@ -225,7 +229,7 @@ for (const mode of MODES) {
       assert(e.message.includes("config.maxQuantity must be at least 1, got 0"), e.message);
       return true;
     });
-    assertEquals([bad.state, bad.failure?.kind, failures], ["failed", "load", ["load"]]);
+    assertEquals([bad.state, bad.failure?.kind, failures], ["exited", "load", ["load"]]);
     await bad.unload();
   });
 
@@ -251,7 +255,7 @@ for (const mode of MODES) {
     };
     const lying = new SliceHost({ instanceId: "p-3", manifest, bundle: order.bundle, mode, onLog: () => {} });
     await rejects(lying.load(), /bundle and manifest disagree: the bundle defines org.example:order:1.2.0/);
-    assertEquals(lying.state, "failed");
+    assertEquals(lying.state, "exited");
     await lying.unload();
     assertEquals(await sha256Hex(order.bundle), order.manifest.sha256);
   });
@@ -267,7 +271,7 @@ for (const mode of MODES) {
       });
       assert(Date.now() - t0 < 1_000, "the caller did not wait for the slow method");
       await new Promise((r) => setTimeout(r, 2_200)); // longer than the probe window
-      assertEquals(hostile.state, "active");
+      assertEquals(hostile.state, "running");
       assertEquals(await hostile.invoke("ping", {}), { ok: true, value: { pong: true } });
     } finally {
       await hostile.unload();
@@ -295,10 +299,13 @@ for (const mode of MODES) {
           assert(r.status === "rejected" && (r.reason as AetherError).code === "unavailable", String(r));
           assert((r.reason as AetherError).message.includes("stuck in a loop?"), (r.reason as Error).message);
         }
-        assertEquals(hostile.state, "failed");
+        assertEquals(hostile.state, "exited");
         assertEquals(hostile.failure?.kind, "deadline");
         assertEquals(failures.length, 1);
-        await rejects(hostile.invoke("ping", {}), /hostile-1 is failed, not active/);
+        await rejects(
+          hostile.invoke("ping", {}),
+          /hostile-1: its sandbox is exited, not running: .*stuck in a loop/,
+        );
         assertEquals(
           (await neighbour.invoke("calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 1 })).ok,
           true,
@@ -340,7 +347,7 @@ for (const mode of MODES) {
         await host.load();
         if (hook === "stop") await host.start();
         await rejects(hook === "start" ? host.start() : host.stop());
-        assertEquals(host.state, "failed", JSON.stringify(config));
+        assertEquals(host.state, "exited", JSON.stringify(config));
         assertEquals([host.failure?.kind, host.failure?.message], [kind, message]);
       } finally {
         await host.unload();
@@ -348,17 +355,18 @@ for (const mode of MODES) {
     }
   });
 
-  Deno.test(`[${mode}] stop() refuses new calls and lets the calls in flight finish first`, async () => {
+  // Refusing new calls meanwhile is the executor's part (the instance is DEACTIVATING): executor_test.ts.
+  Deno.test(`[${mode}] stop() lets the calls in flight finish before the stop hook runs`, async () => {
     const hostile = await started("hostile", mode);
     try {
       const slow = hostile.invoke("slow", { ms: 300 });
       await new Promise((r) => setTimeout(r, 20));
-      const stopping = hostile.stop();
-      assertEquals(hostile.state, "stopping");
-      await rejects(hostile.invoke("ping", {}), { code: "unavailable" });
+      let stopped = false;
+      const stopping = hostile.stop().then(() => stopped = true);
       assertEquals(await slow, { ok: true, value: { slept: 300 } });
+      assertEquals(stopped, false, "the stop hook waited for the call in flight");
       await stopping;
-      assertEquals(hostile.state, "loaded");
+      assertEquals(hostile.state, "running");
     } finally {
       await hostile.unload();
     }
@@ -371,9 +379,64 @@ for (const mode of MODES) {
       // Both isolations carry messages as JSON: a BigInt cannot travel (a function would be dropped).
       await rejects(pricing.invoke("calculatePrice", { n: 1n }), { code: "bad_request" });
       assertEquals(pricing.inFlight, 0);
-      assertEquals(pricing.state, "active");
+      assertEquals(pricing.state, "running");
     } finally {
       await pricing.unload();
     }
   });
 }
+
+Deno.test("a host refuses calls beyond limits.maxPendingRequests with 503 overloaded; the admitted ones complete", async () => {
+  const hostile = await started("hostile", "worker", { limits: { maxPendingRequests: 2 } });
+  try {
+    const calls = Array.from({ length: 6 }, () => hostile.invoke("slow", { ms: 300 }));
+    assertEquals(hostile.stats, { pendingRequests: 2, maxPendingRequests: 2, refusedRequests: 4 });
+    const results = await Promise.allSettled(calls);
+    const answered = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
+    assertEquals(answered, [{ ok: true, value: { slept: 300 } }, { ok: true, value: { slept: 300 } }]);
+    const refused = results.flatMap((r) => r.status === "rejected" ? [r.reason as AetherError] : []);
+    assertEquals(refused.length, 4);
+    for (const e of refused) {
+      assertEquals([e.code, e.status, e.extra.retryAfterSeconds, e.extra.maxPendingRequests], [
+        "overloaded",
+        503,
+        1,
+        2,
+      ]);
+      assert(
+        e.message.includes(
+          "hostile-1 slow: refused, 2 calls are waiting for the slice already (limit maxPendingRequests 2)",
+        ),
+        e.message,
+      );
+    }
+    // Room again once the admitted calls are answered; the refusals stay counted.
+    assertEquals(await hostile.invoke("ping", {}), { ok: true, value: { pong: true } });
+    assertEquals(hostile.stats, { pendingRequests: 0, maxPendingRequests: 2, refusedRequests: 4 });
+  } finally {
+    await hostile.unload();
+  }
+  const built = await fixture("pricing");
+  for (const maxPendingRequests of [0, 1.5, -1]) {
+    throws(
+      () => new SliceHost({ instanceId: "x", ...built, limits: { maxPendingRequests } }),
+      /maxPendingRequests must be a positive integer/,
+    );
+  }
+});
+
+Deno.test("the sandbox's state moves along its edges only: idle → booting → running → exited", async () => {
+  const pricing = await started("pricing", "worker");
+  assertEquals(pricing.state, "running");
+  await rejects(pricing.load(), {
+    code: "conflict",
+    message: /cannot load .*pricing-1: its sandbox is running/,
+  });
+  await pricing.unload();
+  await rejects(pricing.start(), /cannot run the start hook of .*: its sandbox is exited/);
+  const idle = new SliceHost({ instanceId: "never", ...(await fixture("pricing")), mode: "worker" });
+  assertEquals(idle.state, "idle");
+  await idle.unload(); // released before it ever booted
+  assertEquals(idle.state, "exited");
+  await rejects(idle.load(), /its sandbox is exited/);
+});

@@ -106,7 +106,7 @@ for (const mode of MODES) {
       );
       denied(await p.hostile.invoke("fetchUrl", { url }), "NotCapable", "Requires net access");
       assertEquals(connections, 0);
-      assertEquals(p.hostile.state, "active");
+      assertEquals(p.hostile.state, "running");
       assertEquals(p.failures, []);
       await neighbourAnswers(p);
     } finally {
@@ -147,7 +147,7 @@ for (const mode of MODES) {
       // A Worker started from a file on disk is checked against the sandbox's permissions too.
       const nested = await p.hostile.invoke("spawnWorker", { url: SECRET_WORKER_URL });
       assert(!nested.ok && nested.error.message.includes("Requires read access"), JSON.stringify(nested));
-      assertEquals(p.hostile.state, "active");
+      assertEquals(p.hostile.state, "running");
       await neighbourAnswers(p);
     } finally {
       await p.close();
@@ -191,7 +191,7 @@ for (const mode of MODES) {
       const inFlight = p.hostile.invoke("slow", { ms: 10_000 });
       await rejects(p.hostile.invoke("exitProcess", { code: 3 }), { code: "unavailable" });
       await rejects(inFlight, /the slice called Deno.exit\(3\)/);
-      assertEquals(p.hostile.state, "failed");
+      assertEquals(p.hostile.state, "exited");
       assertEquals(p.failures.map((f) => [f.kind, f.message]), [["exit", "the slice called Deno.exit(3)"]]);
       await neighbourAnswers(p);
     } finally {
@@ -247,7 +247,7 @@ for (const mode of MODES) {
         await host.load();
         await host.start();
         await host.invoke("forge", request).catch(() => {});
-        await waitFor(() => host.state === "failed", `failure after ${JSON.stringify(request)}`);
+        await waitFor(() => host.state === "exited", `failure after ${JSON.stringify(request)}`);
         assertEquals(host.failure?.kind, "protocol", JSON.stringify(request));
         await host.unload();
         await neighbourAnswers({ neighbour } as Pair);
@@ -266,7 +266,7 @@ for (const mode of MODES) {
       await host.start();
       await host.invoke("forge", { message: { t: "log", level: "loud", message: { a: 1 } } });
       await waitFor(() => logs.length > 0, "the forged log line");
-      assertEquals([logs[0], host.state], ["info:[object Object]", "active"]);
+      assertEquals([logs[0], host.state], ["info:[object Object]", "running"]);
       await host.unload();
     } finally {
       await neighbour.unload();
@@ -280,7 +280,7 @@ for (const mode of MODES) {
         await rejects(p.hostile.invoke("spin", {}, { timeoutMs: 200 }), { code: "timeout" });
         await rejects(p.hostile.invoke("ping", {}), { code: "unavailable" }); // fails at once, not after a deadline
         await new Promise((r) => setTimeout(r, 600));
-        assertEquals(p.hostile.state, "failed");
+        assertEquals(p.hostile.state, "exited");
         assertEquals(p.failures.length, 1);
         assertEquals(p.failures[0].kind, "deadline");
         assert(p.failures[0].message.includes("hostile:0.0.1 spin"), p.failures[0].message);
@@ -342,7 +342,7 @@ for (const attack of ["allocateHeap", "allocateBuffers"]) {
       const t0 = Date.now();
       await rejects(p.hostile.invoke(attack, {}, { timeoutMs: 60_000 }), { code: "unavailable" });
       const elapsed = Date.now() - t0;
-      assertEquals(p.hostile.state, "failed");
+      assertEquals(p.hostile.state, "exited");
       assertEquals(p.failures.length, 1);
       assertEquals(p.failures[0].kind, "memory");
       assert(p.failures[0].message.includes("128 MiB"), p.failures[0].message);
@@ -385,7 +385,7 @@ Deno.test("[process] hostile: a bundle that allocates without bound while it loa
   });
   try {
     await rejects(host.load(), /memory limit of 128 MiB/);
-    assertEquals(host.state, "failed");
+    assertEquals(host.state, "exited");
     assertEquals(failures.map((f) => f.kind), ["memory"]);
   } finally {
     await host.unload();
@@ -411,7 +411,7 @@ Deno.test("[worker] hostile: an endless loop fails the instance, but Deno cannot
     assertEquals([report.spin, report.inFlight, report.state, report.neighbour], [
       "timeout",
       "unavailable",
-      "failed",
+      "exited",
       "ok",
     ]);
     assert(report.inFlightMs < 5_000, `in-flight calls failed after ${report.inFlightMs} ms`);

@@ -1,10 +1,20 @@
 /**
- * The slice instance lifecycle: one transition table, and the pure reducer that the node's executor runs.
+ * The slice instance lifecycle on a node: one transition table, and the pure reducer that the node's executor
+ * runs. Its states are the cluster's lifecycle vocabulary, the one the `instances/` records in KV use
+ * (`LifecycleState`): there is no second list of instance states.
  *
  *   LOAD → LOADING → LOADED → ACTIVATE → ACTIVATING → ACTIVE → DEACTIVATE → DEACTIVATING → LOADED
  *   LOADED | FAILED → UNLOAD → UNLOADING → (removed)
  *
- * Command states (LOAD, ACTIVATE, DEACTIVATE, UNLOAD) are written by the leader, the others by the node.
+ * Who moves an instance along which edge (one owner per transition):
+ * - the leader writes the command states (LOAD, ACTIVATE, DEACTIVATE, UNLOAD) to KV;
+ * - this reducer, run by the node's SliceExecutor, takes a command into its in-progress state, the in-progress
+ *   state to its result (or FAILED when its operation fails or passes its deadline), and a resting instance
+ *   (LOADED, ACTIVE) to FAILED when its sandbox exits on its own (a crash: reported as an effect);
+ * - the node's deployment manager copies these states into KV; it decides none of them.
+ * The sandbox host's own state (`SandboxState`: idle, booting, running, exited) is a different thing: the
+ * host reports its sandbox's end as an event (`exited`), and the reducer decides what it means here.
+ *
  * FAILED can follow every state but FAILED itself: from an in-progress state when its work fails or passes
  * its deadline, and also from LOADED and ACTIVE (and a command state the node has not taken up yet) because a
  * sandbox can crash or be killed for its memory while idle; that must be recorded, or a dead instance would
@@ -16,9 +26,7 @@
 
 import { LIFECYCLE_STATES, type LifecycleState } from "../model/mod.ts";
 
-/** The states as the KV schema records them: one list for the runtime and the store. */
-export const SLICE_STATES = LIFECYCLE_STATES;
-export type SliceState = LifecycleState;
+export { LIFECYCLE_STATES, type LifecycleState };
 export type LifecycleCommand = "LOAD" | "ACTIVATE" | "DEACTIVATE" | "UNLOAD";
 export type InProgressState = "LOADING" | "ACTIVATING" | "DEACTIVATING" | "UNLOADING";
 
@@ -27,7 +35,7 @@ export const REMOVED = "REMOVED";
 export type Removed = typeof REMOVED;
 
 /** The one transition table. */
-export const TRANSITIONS: Readonly<Record<SliceState, readonly SliceState[]>> = Object.freeze({
+export const TRANSITIONS: Readonly<Record<LifecycleState, readonly LifecycleState[]>> = Object.freeze({
   LOAD: ["LOADING", "FAILED"],
   LOADING: ["LOADED", "FAILED"],
   LOADED: ["ACTIVATE", "UNLOAD", "FAILED"],
@@ -41,21 +49,21 @@ export const TRANSITIONS: Readonly<Record<SliceState, readonly SliceState[]>> = 
   UNLOADING: ["FAILED"],
 });
 
-export function canTransition(from: SliceState, to: SliceState): boolean {
+export function canTransition(from: LifecycleState, to: LifecycleState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
-export function isCommand(state: SliceState): state is LifecycleCommand {
+export function isCommand(state: LifecycleState): state is LifecycleCommand {
   return state === "LOAD" || state === "ACTIVATE" || state === "DEACTIVATE" || state === "UNLOAD";
 }
 
 /** As the original defines it: every state but LOADED, ACTIVE and FAILED (these block autoscaling). */
-export function isInProgress(state: SliceState): boolean {
+export function isInProgress(state: LifecycleState): boolean {
   return state !== "LOADED" && state !== "ACTIVE" && state !== "FAILED";
 }
 
 /** UNLOADING is the last state: when it finishes the instance is removed. */
-export function isTerminal(state: SliceState): boolean {
+export function isTerminal(state: LifecycleState): boolean {
   return state === "UNLOADING";
 }
 
@@ -66,7 +74,7 @@ const IN_PROGRESS_OF: Record<LifecycleCommand, InProgressState> = {
   UNLOAD: "UNLOADING",
 };
 
-const RESULT_OF: Record<InProgressState, SliceState | Removed> = {
+const RESULT_OF: Record<InProgressState, LifecycleState | Removed> = {
   LOADING: "LOADED",
   ACTIVATING: "ACTIVE",
   DEACTIVATING: "LOADED",
@@ -119,9 +127,10 @@ export function deadlineOf(state: InProgressState, deadlines: LifecycleDeadlines
 
 export type Operation = "load" | "start" | "stop" | "unload";
 
-export interface InstanceRecord {
+/** The executor's record of one instance on this node (the KV `ExecutorRecord` is the cluster's copy). */
+export interface ExecutorRecord {
   readonly instanceId: string;
-  readonly state: SliceState;
+  readonly state: LifecycleState;
   /** When the current state was entered (ms). */
   readonly sinceMs: number;
   /** When the current in-progress state fails unless its operation finished (ms). */
@@ -136,33 +145,37 @@ export type LifecycleEvent =
   | { type: "command"; command: LifecycleCommand }
   /** The operation started at `epoch` finished. */
   | { type: "completed"; epoch: number }
-  /** The operation started at `epoch` failed; without an epoch: the sandbox failed on its own. */
-  | { type: "failed"; epoch?: number; reason: string }
+  /** The operation started at `epoch` failed. */
+  | { type: "failed"; epoch: number; reason: string }
+  /** The host reports that its sandbox exited on its own (crashed, was killed, failed a hook or its load). */
+  | { type: "exited"; reason: string }
   /** Time passed: check the deadline. */
   | { type: "tick" };
 
 export type LifecycleEffect =
-  | { type: "report"; from: SliceState; to: SliceState | Removed; reason?: string }
+  | { type: "report"; from: LifecycleState; to: LifecycleState | Removed; reason?: string }
   | { type: "run"; operation: Operation; epoch: number }
   /** Terminate the sandbox now and release it (failure or deadline). */
   | { type: "abort" }
+  /** The sandbox of a resting instance (LOADED, ACTIVE) exited outside any operation: report the crash. */
+  | { type: "crashed"; reason: string }
   /** Wake the executor at this time (ms) to check a deadline. */
   | { type: "schedule"; atMs: number }
   /** The instance is gone: drop its record. */
   | { type: "forget" };
 
 export interface StepResult {
-  record: InstanceRecord | undefined;
+  record: ExecutorRecord | undefined;
   effects: LifecycleEffect[];
   /** Set when a command is refused; record and effects are then unchanged / empty. */
   rejected?: string;
 }
 
-function refuse(record: InstanceRecord | undefined, message: string): StepResult {
+function refuse(record: ExecutorRecord | undefined, message: string): StepResult {
   return { record, effects: [], rejected: message };
 }
 
-function fail(record: InstanceRecord, nowMs: number, reason: string): StepResult {
+function fail(record: ExecutorRecord, nowMs: number, reason: string): StepResult {
   return {
     record: {
       instanceId: record.instanceId,
@@ -176,7 +189,7 @@ function fail(record: InstanceRecord, nowMs: number, reason: string): StepResult
 }
 
 function command(
-  record: InstanceRecord | undefined,
+  record: ExecutorRecord | undefined,
   instanceId: string,
   cmd: LifecycleCommand,
   nowMs: number,
@@ -191,7 +204,7 @@ function command(
   if (cmd !== "LOAD" && record === undefined) return refuse(record, `instance ${instanceId} does not exist`);
   if (record !== undefined && !canTransition(record.state, cmd)) {
     const from = TRANSITIONS[record.state].filter(isCommand);
-    const needs = SLICE_STATES.filter((s) => canTransition(s, cmd)).filter((s) => !isCommand(s));
+    const needs = LIFECYCLE_STATES.filter((s) => canTransition(s, cmd)).filter((s) => !isCommand(s));
     return refuse(
       record,
       `cannot ${cmd} instance ${instanceId}: it is ${record.state} (${cmd} needs ${needs.join(" or ")}` +
@@ -216,7 +229,7 @@ function command(
  * Pure: the same inputs give the same outputs.
  */
 export function step(
-  record: InstanceRecord | undefined,
+  record: ExecutorRecord | undefined,
   instanceId: string,
   event: LifecycleEvent,
   nowMs: number,
@@ -242,11 +255,19 @@ export function step(
       };
     }
     case "failed": {
-      if (!record || record.state === "FAILED") return { record, effects: [] };
-      if (event.epoch !== undefined && event.epoch !== record.epoch) return { record, effects: [] };
-      // The sandbox dying while it is being unloaded is what unloading does; only the unload itself can fail.
-      if (record.state === "UNLOADING" && event.epoch === undefined) return { record, effects: [] };
+      if (!record || record.state === "FAILED" || event.epoch !== record.epoch) {
+        return { record, effects: [] };
+      }
       return fail(record, nowMs, event.reason);
+    }
+    case "exited": {
+      if (!record || record.state === "FAILED") return { record, effects: [] };
+      // The sandbox dying while it is being unloaded is what unloading does; only the unload itself can fail.
+      if (record.state === "UNLOADING") return { record, effects: [] };
+      const failed = fail(record, nowMs, event.reason);
+      // Inside an operation the exit is that operation's failure (its caller hears it); otherwise a crash.
+      if (isInProgress(record.state) && !isCommand(record.state)) return failed;
+      return { ...failed, effects: [...failed.effects, { type: "crashed", reason: event.reason }] };
     }
     case "tick": {
       if (!record || record.deadlineAtMs === undefined) return { record, effects: [] };

@@ -2,13 +2,13 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import {
   canTransition,
   DEFAULT_DEADLINES,
-  type InstanceRecord,
+  type ExecutorRecord,
   isInProgress,
+  LIFECYCLE_STATES,
   type LifecycleCommand,
   type LifecycleDeadlines,
+  type LifecycleState,
   REMOVED,
-  SLICE_STATES,
-  type SliceState,
   step,
 } from "./lifecycle.ts";
 
@@ -26,13 +26,13 @@ const VALID = new Set([
   "FAILED>UNLOAD",
   "UNLOAD>UNLOADING",
   // FAILED from every state but itself (in-progress failures and deadlines; crashes of idle instances).
-  ...SLICE_STATES.filter((s) => s !== "FAILED").map((s) => `${s}>FAILED`),
+  ...LIFECYCLE_STATES.filter((s) => s !== "FAILED").map((s) => `${s}>FAILED`),
 ]);
 
 Deno.test("canTransition: every one of the 121 pairs", () => {
   let checked = 0;
-  for (const from of SLICE_STATES) {
-    for (const to of SLICE_STATES) {
+  for (const from of LIFECYCLE_STATES) {
+    for (const to of LIFECYCLE_STATES) {
       assertEquals(canTransition(from, to), VALID.has(`${from}>${to}`), `${from} → ${to}`);
       checked++;
     }
@@ -42,7 +42,7 @@ Deno.test("canTransition: every one of the 121 pairs", () => {
 });
 
 Deno.test("in-progress states are every state but LOADED, ACTIVE and FAILED", () => {
-  assertEquals(SLICE_STATES.filter((s) => !isInProgress(s)), ["LOADED", "ACTIVE", "FAILED"]);
+  assertEquals(LIFECYCLE_STATES.filter((s) => !isInProgress(s)), ["LOADED", "ACTIVE", "FAILED"]);
 });
 
 const D: LifecycleDeadlines = {
@@ -53,7 +53,7 @@ const D: LifecycleDeadlines = {
   hookMs: 50,
 };
 
-function at(state: SliceState, epoch = 1, sinceMs = 0, deadlineAtMs?: number): InstanceRecord {
+function at(state: LifecycleState, epoch = 1, sinceMs = 0, deadlineAtMs?: number): ExecutorRecord {
   return { instanceId: "i", state, sinceMs, epoch, ...(deadlineAtMs === undefined ? {} : { deadlineAtMs }) };
 }
 
@@ -61,7 +61,7 @@ Deno.test("commands: accepted exactly where the table allows, refused everywhere
   const commands: LifecycleCommand[] = ["LOAD", "ACTIVATE", "DEACTIVATE", "UNLOAD"];
   const accepted: string[] = [];
   for (const command of commands) {
-    for (const state of SLICE_STATES) {
+    for (const state of LIFECYCLE_STATES) {
       const result = step(at(state), "i", { type: "command", command }, 1_000, D);
       if (result.rejected === undefined) accepted.push(`${state}:${command}`);
       else {
@@ -96,7 +96,7 @@ Deno.test("commands: accepted exactly where the table allows, refused everywhere
 });
 
 Deno.test("the happy path reports every change, starts each operation and sets each deadline", () => {
-  let record: InstanceRecord | undefined;
+  let record: ExecutorRecord | undefined;
   const trail: string[] = [];
   const apply = (event: Parameters<typeof step>[2], now: number) => {
     const result = step(record, "i", event, now, D);
@@ -146,7 +146,7 @@ Deno.test("the happy path reports every change, starts each operation and sets e
 });
 
 Deno.test("every in-progress deadline: FAILED exactly at the deadline, with the reason, and the sandbox aborted", () => {
-  const cases: Array<[SliceState, number]> = [
+  const cases: Array<[LifecycleState, number]> = [
     ["LOADING", D.loadingMs],
     ["ACTIVATING", D.activatingMs],
     ["DEACTIVATING", D.deactivatingMs],
@@ -191,20 +191,35 @@ Deno.test("failures: operation failures, runtime crashes, stale results", () => 
     assertEquals(result.record?.state, "FAILED");
     assertEquals(result.effects[0], { type: "report", from: state, to: "FAILED", reason: "boom" });
   }
-  // A crash of an idle instance is recorded too.
+  // A sandbox exiting on its own while the instance rests is recorded, and reported as a crash.
   for (const state of ["LOADED", "ACTIVE"] as const) {
-    assertEquals(step(at(state), "i", { type: "failed", reason: "crash" }, 50, D).record?.state, "FAILED");
+    const result = step(at(state), "i", { type: "exited", reason: "crash" }, 50, D);
+    assertEquals(result.record?.state, "FAILED");
+    assertEquals(result.effects, [
+      { type: "report", from: state, to: "FAILED", reason: "crash" },
+      { type: "abort" },
+      { type: "crashed", reason: "crash" },
+    ]);
+  }
+  // Inside an operation, the exit fails that operation: FAILED, but no crash (its caller hears of it).
+  for (const state of ["LOADING", "ACTIVATING", "DEACTIVATING"] as const) {
+    const result = step(at(state, 3), "i", { type: "exited", reason: "hook threw" }, 50, D);
+    assertEquals(result.record?.state, "FAILED");
+    assertEquals(result.effects.map((e) => e.type), ["report", "abort"]);
+    // The operation's own failure that follows is stale (the epoch moved on).
+    assertEquals(step(result.record, "i", { type: "failed", epoch: 3, reason: "late" }, 60, D).effects, []);
   }
   // A sandbox ending while it is being unloaded is what unloading does.
-  assertEquals(step(at("UNLOADING"), "i", { type: "failed", reason: "exited" }, 50, D).effects, []);
+  assertEquals(step(at("UNLOADING"), "i", { type: "exited", reason: "exited" }, 50, D).effects, []);
   // Results of abandoned operations, failures of a failed instance and of unknown ones change nothing.
   assertEquals(step(at("ACTIVATING", 4), "i", { type: "completed", epoch: 3 }, 50, D).effects, []);
   assertEquals(
     step(at("ACTIVATING", 4), "i", { type: "failed", epoch: 3, reason: "late" }, 50, D).effects,
     [],
   );
-  assertEquals(step(at("FAILED"), "i", { type: "failed", reason: "again" }, 50, D).effects, []);
-  assertEquals(step(undefined, "i", { type: "failed", reason: "x" }, 50, D), {
+  assertEquals(step(at("FAILED"), "i", { type: "exited", reason: "again" }, 50, D).effects, []);
+  assertEquals(step(at("FAILED"), "i", { type: "failed", epoch: 1, reason: "again" }, 50, D).effects, []);
+  assertEquals(step(undefined, "i", { type: "exited", reason: "x" }, 50, D), {
     record: undefined,
     effects: [],
   });
