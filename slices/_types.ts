@@ -4,6 +4,10 @@
  * (the bundle carries its own copy of the SDK, so `instanceof` cannot be used).
  */
 
+// The log types are core's (one definition for the node and the SDK). A file import, not core/mod.ts: the
+// slice runtime runs where npm packages cannot load (see runtime/core/trace.ts), and this import is type-only.
+import type { LogFields, LogLevel, LogWriter } from "../runtime/core/log.ts";
+
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
 
@@ -86,16 +90,10 @@ export type Clients<Calls> = {
 // ---------------------------------------------------------------------------------------------------------
 // Context
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
-export type LogFields = Record<string, unknown>;
+export type { LogFields, LogLevel };
 
 /** Lines carry the request id of the call they were written in. */
-export interface Logger {
-  debug(message: string, fields?: LogFields): void;
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
-}
+export type Logger = LogWriter;
 
 /** What every method call and hook receives next to its request. */
 export interface Context<Config = Record<string, never>, Calls = Record<string, never>> {

@@ -9,11 +9,15 @@ const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error
 
 export type LogFields = Record<string, unknown>;
 
-export interface Logger {
+/** A record per call at four levels: all a slice's `ctx.log` offers (the SDK's `Logger`). */
+export interface LogWriter {
   debug(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
+}
+
+export interface Logger extends LogWriter {
   /** A logger whose records all carry `fields` (for example a request id). */
   with(fields: LogFields): Logger;
   /** Whether records of `level` are written: hot paths skip building fields nobody will see. */

@@ -4,8 +4,8 @@
  * process on Ctrl-C.
  */
 
-import { fstatSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { stopRequested } from "../core/mod.ts";
 import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
 import { PROJECT_ROOT } from "../node/permissions.ts";
 import { runCli } from "../cli/main.ts";
@@ -202,33 +202,6 @@ async function waitForLeader(nodes: NodeProcess[], timeoutMs: number): Promise<s
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the cluster did not agree on a leader within ${timeoutMs} ms; see ${FORGE_DIR}/logs/`);
-}
-
-/** A parent that pipes our standard input owns us; /dev/null or a terminal does not. */
-function stdinIsPipe(): boolean {
-  try {
-    const stat = fstatSync(0);
-    return stat.isFIFO() || stat.isSocket();
-  } catch {
-    return false;
-  }
-}
-
-/** Resolves on Ctrl-C, SIGTERM, or when standard input (if piped) closes. */
-function stopRequested(): Promise<string> {
-  return new Promise((resolve) => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(signal, () => resolve(signal));
-    }
-    if (stdinIsPipe()) {
-      (async () => {
-        try {
-          for await (const _ of Deno.stdin.readable) { /* wait for end of input */ }
-        } catch { /* closed */ }
-        resolve("end of input");
-      })();
-    }
-  });
 }
 
 export async function runForge(args: string[]): Promise<number> {

@@ -3,8 +3,7 @@
  * SIGTERM/SIGINT or — when standard input is a pipe — until standard input closes.
  */
 
-import { fstatSync } from "node:fs";
-import { AetherError } from "../core/errors.ts";
+import { AetherError, stopRequested } from "../core/mod.ts";
 import { createLogger } from "../core/log.ts";
 import { NODE_USAGE, parseNodeFlags, readSecret } from "./flags.ts";
 import { startNode } from "./node.ts";
@@ -48,30 +47,4 @@ export async function runNode(args: string[]): Promise<number> {
   log.info("stopping", { reason });
   await node.stop();
   return 0;
-}
-
-function stopRequested(): Promise<string> {
-  return new Promise((resolve) => {
-    for (const signal of ["SIGTERM", "SIGINT"] as const) {
-      Deno.addSignalListener(signal, () => resolve(signal));
-    }
-    if (stdinIsPipe()) {
-      (async () => {
-        try {
-          for await (const _ of Deno.stdin.readable) { /* only the end matters */ }
-        } catch { /* closed */ }
-        resolve("standard input closed");
-      })();
-    }
-  });
-}
-
-/** A parent that pipes our standard input owns us; /dev/null or a terminal does not. */
-function stdinIsPipe(): boolean {
-  try {
-    const stat = fstatSync(0);
-    return stat.isFIFO() || stat.isSocket();
-  } catch {
-    return false;
-  }
 }

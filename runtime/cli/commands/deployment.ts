@@ -7,7 +7,8 @@
 import { CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
 import { parseCommandArgs, parseIntFlag } from "../_args.ts";
 import { table } from "../_format.ts";
-import type { SliceStatus } from "../../deployment/status.ts";
+import type { SliceStatus } from "../../deployment/mod.ts";
+import type { BlueprintSlice } from "../../model/mod.ts";
 import type { CliCommand, CliContext } from "../command.ts";
 
 // -- what the API answers (runtime/deployment/routes.ts) --------------------------------------------------------
@@ -23,15 +24,6 @@ interface TargetPlanEntry {
   action: "create" | "update" | "keep" | "release" | "remove";
   from?: TargetSummary;
   to?: TargetSummary;
-}
-
-interface BlueprintSlice {
-  artifact: string;
-  instances: number;
-  min?: number;
-  max?: number;
-  requires: string[];
-  transitive: boolean;
 }
 
 interface BlueprintPlan {
