@@ -16,12 +16,12 @@ export interface ForwardStats {
   served: number;
   /** Forwarded writes that failed because the leader disconnected before answering. */
   lostLeader: number;
-  /** Writes that went into this member's own batch because the leader's connection was already gone. */
+  /** Forwarded writes the leader never read before it disconnected: they went into this member's batch. */
   keptLocal: number;
+  /** Writes kept in this member's batch because `inFlight` was at its limit. */
+  keptLocalFull: number;
   /** Forwarded writes waiting for an answer now. */
   inFlight: number;
-  /** Writes refused because `inFlight` was at its limit. */
-  refusedFull: number;
 }
 
 /** A successful write: the store revision after it (and txn/delete details). */

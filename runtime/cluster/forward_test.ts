@@ -1,5 +1,6 @@
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { AetherError } from "../core/errors.ts";
+import { systemClock } from "../core/clock.ts";
 import { createLogger } from "../core/log.ts";
 import type { KvCommand, KvEvent, KvResult } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
@@ -30,9 +31,11 @@ function pair() {
     warn: (m: string, f?: object) => warnings.push(`${m} ${JSON.stringify(f)}`),
   };
   const localWrites: string[] = [];
+  const sent: string[] = [];
   const transport = (from: string) => ({
     send: (to: string, channel: string, message: unknown) => {
       equal(channel, WRITE_CHANNEL);
+      sent.push((message as { t: string }).t);
       if (!connected.has(to)) return false;
       // Messages cross the wire encoded: nothing may be shared by reference.
       queue.push({ to, from, message: structuredClone(message) });
@@ -78,14 +81,18 @@ function pair() {
     transport: transport("lead"),
     local: leaderLocal,
     target: () => leaderId,
+    timers: systemClock,
     log,
+    maxInFlight: 2,
   });
   const follow = new WriteForwarder({
     self: "follow",
     transport: transport("follow"),
     local: followerLocal,
     target: () => leaderId,
+    timers: systemClock,
     log,
+    maxInFlight: 2,
   });
   const byId: Record<string, WriteForwarder> = { lead, follow };
   return {
@@ -94,12 +101,14 @@ function pair() {
     state,
     warnings,
     localWrites,
+    sent,
+    queue,
     connected,
     setLeader: (id: string | undefined) => leaderId = id,
     failNextWith: (error: AetherError) => failNext = error,
     /** Delivers every queued message (and what they cause) in order. */
-    async deliver() {
-      while (queue.length > 0) {
+    async deliver(count = Infinity) {
+      for (let i = 0; i < count && queue.length > 0; i++) {
         const { to, from, message } = queue.shift()!;
         if (connected.has(to)) byId[to].receive(from, message);
         await new Promise((r) => setTimeout(r, 0));
@@ -124,8 +133,11 @@ Deno.test("a follower's write goes into the leader's batch and is acknowledged o
   equal(settled, false, "acknowledged before the follower applied it");
   p.replicate();
   deepStrictEqual(await written, { ok: true, revision: 1 });
-  deepStrictEqual(p.follow.stats, { forwarded: 1, served: 0, lostLeader: 0, inFlight: 0 });
-  deepStrictEqual(p.lead.stats, { forwarded: 0, served: 1, lostLeader: 0, inFlight: 0 });
+  const none = { keptLocal: 0, keptLocalFull: 0, lostLeader: 0, inFlight: 0 };
+  deepStrictEqual(p.follow.stats, { ...none, forwarded: 1, served: 0 });
+  deepStrictEqual(p.lead.stats, { ...none, forwarded: 0, served: 1 });
+  // The leader acknowledged reading it before it answered.
+  deepStrictEqual(p.sent, ["write", "received", "result"]);
 });
 
 Deno.test("refused commands and errors come back as they happened on the leader", async () => {
@@ -160,19 +172,54 @@ Deno.test("writes stay local without a connected leader other than this member",
   equal(p.follow.stats.forwarded, 0);
 });
 
-Deno.test("a leader that disconnects before answering fails its writes as unavailable, never retried", async () => {
+Deno.test("a leader that read a write and then disconnects fails it as unavailable, never retried", async () => {
   const p = pair();
   const failed = rejects(p.follow.write(put("app/a", "1"), 1_000), (e: AetherError) => {
     equal(e.code, "unavailable");
     match(e.message, /lead disconnected before answering; the write may still be applied/);
     return true;
   });
+  // The leader reads the write (its receipt arrives), then is gone before its answer is delivered.
+  await p.deliver(1);
+  await p.deliver(1);
+  deepStrictEqual(p.localWrites, ["lead"]);
   p.connected.delete("lead");
   p.follow.peerDown("lead");
   await failed;
+  deepStrictEqual(p.localWrites, ["lead"], "not written again locally");
+  equal(p.follow.stats.lostLeader, 1);
+  equal(p.follow.stats.keptLocal, 0);
+});
+
+Deno.test("a write the leader never read before it disconnected goes into this member's batch", async () => {
+  const p = pair();
+  const written = p.follow.write(put("app/a", "1"), 1_000);
+  // Sent, but the leader died before reading it: no receipt.
+  p.queue.length = 0;
+  p.connected.delete("lead");
+  p.follow.peerDown("lead");
+  deepStrictEqual(await written, { ok: true, revision: 1 });
+  deepStrictEqual(p.localWrites, ["follow"]);
+  deepStrictEqual(p.follow.stats, {
+    forwarded: 1,
+    served: 0,
+    lostLeader: 0,
+    keptLocal: 1,
+    keptLocalFull: 0,
+    inFlight: 0,
+  });
+});
+
+Deno.test("forwards in flight are bounded: beyond the limit writes go into this member's batch", async () => {
+  const p = pair();
+  const writes = [1, 2, 3].map((i) => p.follow.write(put(`app/${i}`, "x"), 1_000));
+  equal(p.follow.stats.inFlight, 2);
+  equal(p.follow.stats.keptLocalFull, 1);
+  deepStrictEqual(p.localWrites, ["follow"]);
   await p.deliver();
-  deepStrictEqual(p.localWrites, [], "sent to a leader that was gone, and not again locally");
-  deepStrictEqual(p.follow.stats, { forwarded: 1, served: 0, lostLeader: 1, inFlight: 0 });
+  p.replicate();
+  await Promise.all(writes);
+  equal(p.follow.stats.inFlight, 0);
 });
 
 Deno.test("an unanswered forwarded write times out within its deadline", async () => {
@@ -205,6 +252,7 @@ Deno.test("checkForwardMsg names what is wrong", () => {
       "command must be an object whose type is put, delete, txn or barrier",
     ],
     [{ t: "result", id: 1, result: { ok: true, revision: 3 } }, undefined],
+    [{ t: "received", id: 4 }, undefined],
     [{ t: "error", id: 1, code: "teapot", message: "x" }, "unknown error code teapot"],
     [{ t: "error", id: 1, code: "timeout", message: "x" }, undefined],
     [{ t: "ping", id: 1 }, "unknown message type ping"],

@@ -25,14 +25,16 @@ import {
 } from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
-import { type Feature, Listeners, type NodeContext, ServiceRegistry } from "./context.ts";
-import { FEATURES } from "./features.ts";
+import { type Feature, Listeners, type NodeContext } from "./context.ts";
+import { type StartedFeatures, startFeatures } from "./features.ts";
 
 const TICK_MS = 20;
 const WRITE_TIMEOUT_MS = 5_000;
 
 export interface RunningNode {
   ports: { cluster: number; api: number; http: number };
+  /** The core the features were built from (for in-process tests that write through the node's own path). */
+  core: NodeContext;
   stop(): Promise<void>;
 }
 
@@ -103,6 +105,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     transport: mesh,
     local: replica,
     target: () => (replica.ready ? leader()?.nodeId : undefined),
+    timers: systemClock,
     log: log.with({ component: "writes" }),
   });
   mesh.onMessage(WRITE_CHANNEL, (from, message) => forwarder.receive(from, message));
@@ -135,15 +138,14 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   const electionTimer = setInterval(() => elections.check(), ELECTION_CHECK_MS);
 
   const kv = kvAccess(replica, hub, WRITE_TIMEOUT_MS);
-  let ports = { cluster: mesh.port, api: 0, http: 0 };
-  const ctx: NodeContext = {
+  const core: NodeContext = {
     self: flags.id,
     members,
     dataDir: flags.dataDir,
-    flags,
     log,
     clock: systemClock,
     mesh,
+    isConnected: (id) => id === flags.id || mesh.isConnected(id),
     kv,
     state: () => replica.state,
     watches: hub,
@@ -154,17 +156,15 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     leader,
     isLeader,
     onLeadership: (listener) => leadershipListeners.add(listener),
-    ports: () => ports,
-    services: new ServiceRegistry(),
   };
-  const features: Feature[] = [];
-  for (const factory of FEATURES) features.push(await factory(ctx));
+  const features = startFeatures(core, flags);
+  let ports = { cluster: mesh.port, api: 0, http: 0 };
   const status = (): NodeStatusView => ({
     nodeId: flags.id,
     ready: replica.ready,
     quorum: replica.quorum,
     leader: leader(),
-    members: members.map((id) => ({ id, connected: id === flags.id || mesh.isConnected(id) })),
+    members: members.map((id) => ({ id, connected: core.isConnected(id) })),
     revision: replica.state.revision,
     phase: replica.phase,
     consensus: engine.stats,
@@ -172,15 +172,54 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     elections: elections.stats,
     uptimeMs: systemClock.now() - startedAt,
     ports,
-    features: Object.fromEntries(features.filter((f) => f.status).map((f) => [f.name, f.status!()])),
+    features: statusOf(features.started),
   });
-  // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
-  const deps: ApiDeps = {
+  const servers = startServers(flags, features, log, {
     status,
+    // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
     kv: kvAccess(replica, hub, WRITE_TIMEOUT_MS, forwarder),
     log: log.with({ component: "api" }),
+  });
+  ports = { cluster: mesh.port, ...servers.ports };
+  log.info("node started", { ...ports, members: members.join(",") });
+
+  return {
+    ports,
+    core,
+    async stop() {
+      clearInterval(ticker);
+      clearInterval(electionTimer);
+      await stopFeatures(features.started, log);
+      hub.close();
+      await servers.stop();
+      await mesh.stop();
+      storage.close();
+    },
   };
-  const api = createApiApp(deps, features.flatMap((f) => (f.api ? [f.api] : [])));
+}
+
+/** Each feature's status under its name. */
+function statusOf(features: readonly Feature[]): Record<string, unknown> {
+  return Object.fromEntries(features.filter((f) => f.status).map((f) => [f.name, f.status!()]));
+}
+
+/** Stops the features in reverse start order; a failing stop is logged and the rest still stop. */
+async function stopFeatures(features: readonly Feature[], log: Logger): Promise<void> {
+  for (const feature of [...features].reverse()) {
+    await feature.stop?.().catch((e) =>
+      log.error("feature stop failed", { feature: feature.name, error: e })
+    );
+  }
+}
+
+interface Servers {
+  ports: { api: number; http: number };
+  stop(): Promise<void>;
+}
+
+/** The management API (with every feature's routes) and the application HTTP server. */
+function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, deps: ApiDeps): Servers {
+  const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])));
   const apiServer = Deno.serve(
     { hostname: flags.host, port: flags.apiPort, onListen: () => {} },
     api.fetch,
@@ -189,25 +228,12 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     hostname: flags.host,
     port: flags.httpPort,
     log,
-    handler: features.find((f) => f.app)?.app,
+    handler: features.app,
   });
-  ports = { cluster: mesh.port, api: apiServer.addr.port, http: appServer.addr.port };
-  log.info("node started", { ...ports, members: members.join(",") });
-
   return {
-    ports,
-    async stop() {
-      clearInterval(ticker);
-      clearInterval(electionTimer);
-      for (const feature of [...features].reverse()) {
-        await feature.stop?.().catch((e) =>
-          log.error("feature stop failed", { feature: feature.name, error: e })
-        );
-      }
-      hub.close();
+    ports: { api: apiServer.addr.port, http: appServer.addr.port },
+    stop: async () => {
       await Promise.all([shutdown(apiServer), shutdown(appServer)]);
-      await mesh.stop();
-      storage.close();
     },
   };
 }
