@@ -1,15 +1,17 @@
 /**
- * The node feature "deployment": the pure deployment core wired into a running node.
+ * The node feature "deployment": the pure deployment core wired into a running node. The node builds it with
+ * `startDeployment(options)`, handing it what it uses; it returns what later features use (the executor, the
+ * endpoint registry) with its API routes, status and stop hook.
  *
  * - EndpointRegistry: built from the state at start, kept current with every applied batch, rebuilt after a
  *   snapshot install.
  * - NodeDeploymentManager, on every node: stepped when this node's instance keys (or artifacts) change, when
  *   an executor operation finishes, when a sandbox crashes, when one of its writes completes, when quorum or
  *   readiness changes, and at the time it asks for. Its actions run on the real sandbox executor (bundles come
- *   from the artifact repository's `fetchArtifact`); its commands are replicated writes.
+ *   from `fetchArtifact`, the artifact repository's); its commands are replicated writes.
  * - ClusterDeploymentManager, while the `leader` record names this node: stepped after batches that touch
  *   what it reads, on membership changes, when its writes complete, and at the time it asks for.
- * - The management API of deployment (routes.ts) and the "deployment" service (service.ts).
+ * - The management API of deployment (routes.ts).
  *
  * Quorum loss (`quorumLoss` option, default: keep serving): a node that loses its majority keeps its ACTIVE
  * instances running and serving whoever can still reach it, starts nothing, stops nothing and writes nothing;
@@ -21,19 +23,22 @@
  * quorum the node stops its instances, and reports them lost once quorum is back.
  */
 
+import type { Hono } from "hono";
+import type { Clock } from "../core/clock.ts";
 import type { NodeId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
-import type { KvEvent } from "../kv/commands.ts";
-import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";
-import { type Feature, type FeatureFactory, Listeners, type NodeContext } from "../node/context.ts";
-import {
-  type ArtifactSource,
-  DEFAULT_POLICY,
-  type SliceExecutorOptions,
-  type SliceLogEntry,
-  type SliceManifest,
-} from "../sandbox/mod.ts";
 import { AetherError } from "../core/errors.ts";
+import type { KvEvent } from "../kv/commands.ts";
+import type { Mesh } from "../net/mod.ts";
+import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
+import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";
+import type {
+  ArtifactSource,
+  OutboundCallHandler,
+  SliceExecutorOptions,
+  SliceLogEntry,
+  SliceManifest,
+} from "../sandbox/mod.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,
@@ -42,63 +47,127 @@ import {
 } from "./cluster_manager.ts";
 import { NodeDeploymentManager, type NodeManagerOptions, type QuorumLossPolicy } from "./node_manager.ts";
 import { type ExecutorCrash, type ExecutorOutcome, perform } from "./executor.ts";
-import { EndpointRegistry, ENDPOINTS_PREFIX } from "./endpoints.ts";
+import { EndpointRegistry } from "./endpoints.ts";
 import { decodeValueMemo } from "./_memo.ts";
 import { SandboxExecutor } from "./sandbox_executor.ts";
-import { DEPLOYMENT_SERVICE, type DeploymentService, instanceIdOf } from "./service.ts";
+import { type DeploymentService, instanceIdOf } from "./service.ts";
 import { deploymentRoutes } from "./routes.ts";
-import type { MemberStatus } from "./view.ts";
+import type { KvReader, MemberStatus } from "./view.ts";
 import { StepLoop } from "./_step_loop.ts";
-import { repositoryOf } from "../repository/mod.ts";
 
-/** What the deployment feature needs from the artifact repository (the node service "repository"). */
-export interface ArtifactFetcher {
-  fetchArtifact(coordinates: string): Promise<{ manifest: SliceManifest; bundle: Uint8Array }>;
-}
-
-export const REPOSITORY_SERVICE = "repository";
-
+/** What the deployment feature is built from. */
 export interface DeploymentFeatureOptions {
+  self: NodeId;
+  /** Every core member, sorted. */
+  members: readonly NodeId[];
+  log: Logger;
+  clock: Clock;
+  /** Membership changes (the cluster manager places instances on connected members). */
+  mesh: Pick<Mesh, "onPeerUp" | "onPeerDown">;
+  /** This node, or a peer the mesh reaches now. */
+  isConnected(node: NodeId): boolean;
+  /** The reducers' commands are replicated writes. */
+  kv: Pick<KvAccess, "write">;
+  /** The node's current copy of the replicated state. */
+  state(): KvReader;
+  /** Called after every applied batch with its changes, in revision order. */
+  onEvents(listener: (events: readonly KvEvent[]) => void): () => void;
+  /** Called when a snapshot replaced the state wholesale. */
+  onReset(listener: () => void): () => void;
+  /** Caught up with the cluster and taking part in consensus. */
+  ready(): boolean;
+  /** A majority of members (this one included) is connected. */
+  quorum(): boolean;
+  /** The consensus-agreed leader record, if any. */
+  leader(): LeaderRecord | null;
+  /** Called whenever this node starts or stops being the leader. */
+  onLeadership(listener: (leading: boolean) => void): () => void;
+  /** A published artifact's bundle (the artifact repository's `fetchArtifact`). */
+  fetchArtifact(coordinates: string): Promise<{ bundle: Uint8Array }>;
+  /** Where calls that local slices make to other slices go (the invoker's handler). */
+  onOutboundCall: OutboundCallHandler;
+  /** Passed to the sandbox executor (policy, deadlines, host timeouts, warm processes). */
+  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onOutboundCall" | "onLog">;
   cluster?: Partial<ClusterManagerOptions>;
   node?: Partial<Omit<NodeManagerOptions, "quorumLoss">>;
   /** What a node does with running instances when it loses quorum (see the module comment). */
   quorumLoss?: QuorumLossPolicy;
-  /** Passed to the sandbox executor (policy, deadlines, host timeouts, warm processes). */
-  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onOutboundCall" | "onLog">;
-  /** Where bundles come from; by default the node service "repository", else the node's repository. */
-  fetcher?: ArtifactFetcher;
+}
+
+/** The running feature: what later features use, its API routes, status and stop hook. */
+export interface DeploymentFeature extends DeploymentService {
+  readonly name: "deployment";
+  readonly api: Hono;
+  status(): DeploymentStatus;
+  stop(): Promise<void>;
+}
+
+export interface DeploymentStatus {
+  leading: boolean;
+  quorumLoss: string;
+  endpoints: number;
+  waiting: string[];
+  /** Calls this node's instances refused at their `maxPendingRequests` bound, since the node started. */
+  refusedRequests: number;
+  instances: { instance: string; state: string; reason?: string; pid?: number; refusedRequests: number }[];
 }
 
 /** How often readiness, quorum and leadership are checked for changes that raise no event of their own. */
 const CONDITION_CHECK_MS = 250;
 
-/** The feature factory to list in runtime/node/features.ts. */
-export function deploymentFeature(options: DeploymentFeatureOptions = {}): FeatureFactory {
-  return (ctx) => startDeployment(ctx, options);
+export function startDeployment(options: DeploymentFeatureOptions): DeploymentFeature {
+  const log = options.log.with({ component: "deployment" });
+  const endpoints = EndpointRegistry.fromKv(options.state());
+  // The executor reports crashes to the node manager, which drives the executor: the loop is looked up when
+  // a crash is reported, which cannot happen before anything was loaded.
+  const executor = createExecutor(options, log, (crash) => nodeLoop.crashed(crash));
+  const nodeLoop = new NodeManagerLoop(options, executor, log);
+  const clusterLoop = new ClusterManagerLoop(options, log);
+  const stopTriggers = startTriggers(options, endpoints, nodeLoop, clusterLoop);
+  nodeLoop.schedule();
+  clusterLoop.schedule();
+  return {
+    name: "deployment",
+    executor: executor.slices,
+    endpoints,
+    instanceIdOf,
+    api: deploymentRoutes({
+      state: () => options.state(),
+      write: (command) => options.kv.write(command),
+      isConnected: options.isConnected,
+      nowMs: () => nowMs(options.clock),
+    }),
+    status: () => deploymentStatus(options, endpoints, executor, clusterLoop),
+    async stop() {
+      stopTriggers();
+      nodeLoop.stop();
+      clusterLoop.stop();
+      // Instance records stay as they are: a node that comes back reports what it no longer runs as lost.
+      await executor.close();
+    },
+  };
 }
 
-function startDeployment(ctx: NodeContext, options: DeploymentFeatureOptions): Feature {
-  const log = ctx.log.with({ component: "deployment" });
-  const self = ctx.self;
-  const now = () => Math.floor(ctx.clock.now());
-  const unsubscribe: (() => void)[] = [];
+function nowMs(clock: Clock): number {
+  return Math.floor(clock.now());
+}
 
-  // -- endpoints ---------------------------------------------------------------------------------------------
-  const endpoints = EndpointRegistry.fromKv(ctx.state());
-  const endpointListeners = new Listeners<[]>(log, "endpoints changed");
+function hasQuorum(options: Pick<DeploymentFeatureOptions, "ready" | "quorum">): boolean {
+  return options.ready() && options.quorum();
+}
 
-  // -- the executor ------------------------------------------------------------------------------------------
-  const outcomes: ExecutorOutcome[] = [];
-  const crashes: ExecutorCrash[] = [];
-  const ndmResults: WriteResult[] = [];
-  const cdmResults: WriteResult[] = [];
-  const sliceLog = ctx.log.with({ component: "slice" });
-  const executor = new SandboxExecutor({
-    resolveArtifact: (coordinates) => resolveArtifact(ctx, options.fetcher, coordinates),
+/** The real sandbox executor; bundles come from the repository, manifests from the replicated records. */
+function createExecutor(
+  options: DeploymentFeatureOptions,
+  log: Logger,
+  onCrash: (crash: ExecutorCrash) => void,
+): SandboxExecutor {
+  const sliceLog = options.log.with({ component: "slice" });
+  return new SandboxExecutor({
+    resolveArtifact: (coordinates) => resolveArtifact(options, coordinates),
     onCrash: (crash) => {
       log.warn("instance crashed", { instance: crash.instanceId, reason: crash.reason });
-      crashes.push(crash);
-      ndmLoop.schedule();
+      onCrash(crash);
     },
     onStateChange: (change) => {
       const fields = { instance: change.instanceId, from: change.from, to: change.to, reason: change.reason };
@@ -106,219 +175,23 @@ function startDeployment(ctx: NodeContext, options: DeploymentFeatureOptions): F
       else log.debug("instance state", fields);
     },
     onLog: (entry) => logSliceLine(sliceLog, entry),
-    // The node's --sandbox flag picks the isolation unless the feature was given a whole sandbox setup.
-    sandbox: options.sandbox ??
-      { policy: { ...DEFAULT_POLICY, mode: ctx.flags.sandbox ?? DEFAULT_POLICY.mode } },
+    onOutboundCall: options.onOutboundCall,
+    sandbox: options.sandbox,
   });
-
-  // -- node manager ------------------------------------------------------------------------------------------
-  const ndm = new NodeDeploymentManager(self, { ...options.node, quorumLoss: options.quorumLoss ?? {} });
-  const hasQuorum = () => ctx.ready() && ctx.quorum();
-  const ndmLoop: StepLoop = new StepLoop(
-    () => {
-      const out = ndm.step({
-        kv: ctx.state(),
-        nowMs: now(),
-        hasQuorum: hasQuorum(),
-        outcomes: outcomes.splice(0),
-        crashes: crashes.splice(0),
-        results: ndmResults.splice(0),
-      });
-      for (const action of out.actions) {
-        log.debug("instance action", { op: action.op, instance: action.instanceId });
-        perform(executor, action).then((outcome) => {
-          if (!outcome.ok) {
-            log.warn("instance action failed", {
-              op: outcome.op,
-              instance: outcome.instanceId,
-              reason: outcome.reason,
-            });
-          }
-          outcomes.push(outcome);
-          ndmLoop.schedule();
-        });
-      }
-      for (const command of out.commands) submit(command, ndmResults, ndmLoop, "debug");
-      return out.wakeAtMs;
-    },
-    ctx.clock,
-    (e) => log.error("node deployment step failed", { error: (e as Error).stack ?? String(e) }),
-  );
-
-  // -- cluster manager (leader) ------------------------------------------------------------------------------
-  const cdm = new ClusterDeploymentManager(self, options.cluster);
-  const startedAt = now();
-  const since = new Map<NodeId, number>(ctx.members.map((id) => [id, startedAt]));
-  const members = (): MemberStatus[] =>
-    ctx.members.map((id) => ({
-      id,
-      connected: id === self || ctx.mesh.isConnected(id),
-      sinceMs: since.get(id) ?? startedAt,
-    }));
-  let waiting: string[] = [];
-  const cdmLoop: StepLoop = new StepLoop(
-    () => {
-      if (ctx.leader()?.nodeId !== self) {
-        // Not this node's term: results of an earlier term can no longer matter (a new term clears them).
-        cdmResults.length = 0;
-        waiting = [];
-        return undefined;
-      }
-      const out = cdm.step({
-        kv: ctx.state(),
-        members: members(),
-        nowMs: now(),
-        results: cdmResults.splice(0),
-        hasQuorum: hasQuorum(),
-      });
-      for (const command of out.commands) submit(command, cdmResults, cdmLoop, "info");
-      if (out.waiting.join("\n") !== waiting.join("\n")) {
-        waiting = out.waiting;
-        if (waiting.length > 0) log.debug("deployment waiting", { on: waiting.join("; ") });
-      }
-      return out.wakeAtMs;
-    },
-    ctx.clock,
-    (e) => log.error("cluster deployment step failed", { error: (e as Error).stack ?? String(e) }),
-  );
-
-  /** Replicates one reducer command and reports `{ id, ok }` to its reducer's next step. */
-  function submit(
-    command: DeploymentCommand,
-    results: WriteResult[],
-    loop: StepLoop,
-    level: "info" | "debug",
-  ) {
-    log[level]("deployment write", { id: command.id, reason: command.reason });
-    ctx.kv.write(command.command).then(
-      (outcome) => {
-        const ok = outcome.succeeded !== false;
-        if (!ok) log.debug("deployment write lost a race", { id: command.id });
-        results.push({ id: command.id, ok });
-      },
-      (e) => {
-        log.debug("deployment write failed", { id: command.id, error: (e as Error).message });
-        results.push({ id: command.id, ok: false });
-      },
-    ).finally(() => loop.schedule());
-  }
-
-  // -- triggers ----------------------------------------------------------------------------------------------
-  const ownPrefix = kvPrefixes.instancesOfNode(self);
-  const leaderPrefixes = [
-    KEY_PREFIXES.targets,
-    KEY_PREFIXES.instances,
-    KEY_PREFIXES.endpoints,
-    KEY_PREFIXES.routes,
-    KEY_PREFIXES.routing,
-    KEY_PREFIXES.artifacts,
-  ];
-  unsubscribe.push(ctx.onEvents((events: readonly KvEvent[]) => {
-    endpoints.apply(events);
-    let endpointsChanged = false, forNode = false, forLeader = false;
-    for (const { key } of events) {
-      if (key.startsWith(ENDPOINTS_PREFIX)) endpointsChanged = true;
-      if (key.startsWith(ownPrefix) || key.startsWith(KEY_PREFIXES.artifacts)) forNode = true;
-      if (key === LEADER_KEY || leaderPrefixes.some((p) => key.startsWith(p))) forLeader = true;
-    }
-    if (endpointsChanged) endpointListeners.emit();
-    if (forNode) ndmLoop.schedule();
-    if (forLeader) cdmLoop.schedule();
-  }));
-  unsubscribe.push(ctx.onReset(() => {
-    endpoints.reset(ctx.state());
-    endpointListeners.emit();
-    ndmLoop.schedule();
-    cdmLoop.schedule();
-  }));
-  const membershipChanged = (id: NodeId) => {
-    since.set(id, now());
-    ndmLoop.schedule();
-    cdmLoop.schedule();
-  };
-  unsubscribe.push(ctx.mesh.onPeerUp(membershipChanged));
-  unsubscribe.push(ctx.mesh.onPeerDown(membershipChanged));
-  unsubscribe.push(ctx.onLeadership((leading) => {
-    if (leading) cdmLoop.schedule();
-    else cdmLoop.clearWake();
-  }));
-  // Readiness has no event, and quorum follows connections only indirectly: look for changes now and then.
-  let condition = "";
-  const conditionTimer = setInterval(() => {
-    const next = `${hasQuorum()}/${ctx.leader()?.nodeId ?? ""}`;
-    if (next === condition) return;
-    condition = next;
-    ndmLoop.schedule();
-    cdmLoop.schedule();
-  }, CONDITION_CHECK_MS);
-  ndmLoop.schedule();
-  cdmLoop.schedule();
-
-  // -- services and API --------------------------------------------------------------------------------------
-  const isConnected = (node: NodeId) => node === self || ctx.mesh.isConnected(node);
-  const service: DeploymentService = {
-    executor: executor.slices,
-    endpoints,
-    instanceIdOf,
-    isConnected,
-    onEndpointsChanged: (listener) => endpointListeners.add(listener),
-    setOutboundCallHandler: (handler) => executor.setOutboundCallHandler(handler),
-    setLogHandler: (handler) => executor.setLogHandler(handler),
-  };
-  ctx.services.provide(DEPLOYMENT_SERVICE, service);
-
-  const api = deploymentRoutes({
-    state: () => ctx.state(),
-    write: (command) => ctx.kv.write(command),
-    isConnected,
-    nowMs: now,
-  });
-
-  return {
-    name: "deployment",
-    api,
-    status: () => ({
-      leading: ctx.leader()?.nodeId === self && hasQuorum(),
-      quorumLoss: options.quorumLoss?.fenceAfterMs === undefined
-        ? "keep serving"
-        : `stop instances after ${options.quorumLoss.fenceAfterMs} ms`,
-      endpoints: endpoints.size,
-      waiting,
-      instances: executor.slices.list().map((i) => ({
-        instance: i.instanceId,
-        state: i.state,
-        ...(i.reason !== undefined ? { reason: i.reason } : {}),
-        ...(i.host?.pid !== undefined ? { pid: i.host.pid } : {}),
-      })),
-    }),
-    async stop() {
-      clearInterval(conditionTimer);
-      ndmLoop.stop();
-      cdmLoop.stop();
-      for (const off of unsubscribe) off();
-      // Instance records stay as they are: a node that comes back reports what it no longer runs as lost.
-      await executor.close();
-    },
-  };
 }
 
 /** The manifest from the replicated artifact record; the bundle from the repository, fetched inside LOADING. */
 function resolveArtifact(
-  ctx: NodeContext,
-  fetcher: ArtifactFetcher | undefined,
+  options: Pick<DeploymentFeatureOptions, "state" | "fetchArtifact">,
   coordinates: string,
 ): ArtifactSource {
   const key = `${KEY_PREFIXES.artifacts}${coordinates}`;
-  const entry = ctx.state().get(key);
+  const entry = options.state().get(key);
   if (!entry) throw new AetherError("not_found", `${coordinates} is not published (no ${key} record)`);
-  const manifest = decodeValueMemo("artifact", entry.value, `value of "${key}"`).manifest;
+  const manifest: SliceManifest = decodeValueMemo("artifact", entry.value, `value of "${key}"`).manifest;
   return {
     manifest,
-    bundle: async () => {
-      const repository = fetcher ?? ctx.services.find<ArtifactFetcher>(REPOSITORY_SERVICE) ??
-        repositoryOf(ctx);
-      return (await repository.fetchArtifact(coordinates)).bundle;
-    },
+    bundle: async () => (await options.fetchArtifact(coordinates)).bundle,
   };
 }
 
@@ -329,4 +202,268 @@ function logSliceLine(log: Logger, entry: SliceLogEntry): void {
     requestId: entry.requestId,
     ...entry.fields,
   });
+}
+
+/** Replicates one reducer command; the result is `{ id, ok }` for its reducer's next step (never rejects). */
+function replicate(
+  kv: Pick<KvAccess, "write">,
+  log: Logger,
+  command: DeploymentCommand,
+  level: "info" | "debug",
+): Promise<WriteResult> {
+  log[level]("deployment write", { id: command.id, reason: command.reason });
+  return kv.write(command.command).then(
+    (outcome) => {
+      const ok = outcome.succeeded !== false;
+      if (!ok) log.debug("deployment write lost a race", { id: command.id });
+      return { id: command.id, ok };
+    },
+    (e) => {
+      log.debug("deployment write failed", { id: command.id, error: (e as Error).message });
+      return { id: command.id, ok: false };
+    },
+  );
+}
+
+/** Steps the NodeDeploymentManager: its inputs queue here between steps; its actions run on the executor. */
+class NodeManagerLoop {
+  readonly #options: DeploymentFeatureOptions;
+  readonly #executor: SandboxExecutor;
+  readonly #log: Logger;
+  readonly #manager: NodeDeploymentManager;
+  readonly #loop: StepLoop;
+  // Drained by every step, so each holds at most what finished since the last one (bounded by the actions
+  // and writes in flight, which the manager's own state bounds).
+  readonly #outcomes: ExecutorOutcome[] = [];
+  readonly #crashes: ExecutorCrash[] = [];
+  readonly #results: WriteResult[] = [];
+
+  constructor(options: DeploymentFeatureOptions, executor: SandboxExecutor, log: Logger) {
+    this.#options = options;
+    this.#executor = executor;
+    this.#log = log;
+    this.#manager = new NodeDeploymentManager(options.self, {
+      ...options.node,
+      quorumLoss: options.quorumLoss ?? {},
+    });
+    this.#loop = new StepLoop(
+      () => this.#step(),
+      options.clock,
+      (e) => log.error("node deployment step failed", { error: (e as Error).stack ?? String(e) }),
+    );
+  }
+
+  schedule(): void {
+    this.#loop.schedule();
+  }
+
+  crashed(crash: ExecutorCrash): void {
+    this.#crashes.push(crash);
+    this.#loop.schedule();
+  }
+
+  stop(): void {
+    this.#loop.stop();
+  }
+
+  #step(): number | undefined {
+    const out = this.#manager.step({
+      kv: this.#options.state(),
+      nowMs: nowMs(this.#options.clock),
+      hasQuorum: hasQuorum(this.#options),
+      outcomes: this.#outcomes.splice(0),
+      crashes: this.#crashes.splice(0),
+      results: this.#results.splice(0),
+    });
+    for (const action of out.actions) {
+      this.#log.debug("instance action", { op: action.op, instance: action.instanceId });
+      perform(this.#executor, action).then((outcome) => this.#performed(outcome));
+    }
+    for (const command of out.commands) {
+      replicate(this.#options.kv, this.#log, command, "debug").then((result) => {
+        this.#results.push(result);
+        this.#loop.schedule();
+      });
+    }
+    return out.wakeAtMs;
+  }
+
+  #performed(outcome: ExecutorOutcome): void {
+    if (!outcome.ok) {
+      this.#log.warn("instance action failed", {
+        op: outcome.op,
+        instance: outcome.instanceId,
+        reason: outcome.reason,
+      });
+    }
+    this.#outcomes.push(outcome);
+    this.#loop.schedule();
+  }
+}
+
+/** Steps the ClusterDeploymentManager while the leader record names this node. */
+class ClusterManagerLoop {
+  readonly #options: DeploymentFeatureOptions;
+  readonly #log: Logger;
+  readonly #manager: ClusterDeploymentManager;
+  readonly #loop: StepLoop;
+  readonly #results: WriteResult[] = [];
+  readonly #startedAtMs: number;
+  /** When each member last connected or disconnected (one entry per core member). */
+  readonly #since: Map<NodeId, number>;
+  /** What the last step said it waits on (status, and logged when it changes). */
+  #waiting: string[] = [];
+
+  constructor(options: DeploymentFeatureOptions, log: Logger) {
+    this.#options = options;
+    this.#log = log;
+    this.#manager = new ClusterDeploymentManager(options.self, options.cluster);
+    this.#startedAtMs = nowMs(options.clock);
+    this.#since = new Map(options.members.map((id) => [id, this.#startedAtMs]));
+    this.#loop = new StepLoop(
+      () => this.#step(),
+      options.clock,
+      (e) => log.error("cluster deployment step failed", { error: (e as Error).stack ?? String(e) }),
+    );
+  }
+
+  get waiting(): string[] {
+    return this.#waiting;
+  }
+
+  schedule(): void {
+    this.#loop.schedule();
+  }
+
+  /** Leadership ended: the pending wake-up no longer matters. */
+  clearWake(): void {
+    this.#loop.clearWake();
+  }
+
+  memberChanged(id: NodeId): void {
+    this.#since.set(id, nowMs(this.#options.clock));
+  }
+
+  stop(): void {
+    this.#loop.stop();
+  }
+
+  #step(): number | undefined {
+    if (this.#options.leader()?.nodeId !== this.#options.self) {
+      // Not this node's term: results of an earlier term can no longer matter (a new term clears them).
+      this.#results.length = 0;
+      this.#waiting = [];
+      return undefined;
+    }
+    const out = this.#manager.step({
+      kv: this.#options.state(),
+      members: this.#members(),
+      nowMs: nowMs(this.#options.clock),
+      results: this.#results.splice(0),
+      hasQuorum: hasQuorum(this.#options),
+    });
+    for (const command of out.commands) {
+      replicate(this.#options.kv, this.#log, command, "info").then((result) => {
+        this.#results.push(result);
+        this.#loop.schedule();
+      });
+    }
+    if (out.waiting.join("\n") !== this.#waiting.join("\n")) {
+      this.#waiting = out.waiting;
+      if (out.waiting.length > 0) this.#log.debug("deployment waiting", { on: out.waiting.join("; ") });
+    }
+    return out.wakeAtMs;
+  }
+
+  #members(): MemberStatus[] {
+    return this.#options.members.map((id) => ({
+      id,
+      connected: this.#options.isConnected(id),
+      sinceMs: this.#since.get(id) ?? this.#startedAtMs,
+    }));
+  }
+}
+
+/** Steps the managers on what concerns them; returns the function that stops listening. */
+function startTriggers(
+  options: DeploymentFeatureOptions,
+  endpoints: EndpointRegistry,
+  nodeLoop: NodeManagerLoop,
+  clusterLoop: ClusterManagerLoop,
+): () => void {
+  const both = () => {
+    nodeLoop.schedule();
+    clusterLoop.schedule();
+  };
+  const ownPrefix = kvPrefixes.instancesOfNode(options.self);
+  const leaderPrefixes = [
+    KEY_PREFIXES.targets,
+    KEY_PREFIXES.instances,
+    KEY_PREFIXES.endpoints,
+    KEY_PREFIXES.routes,
+    KEY_PREFIXES.routing,
+    KEY_PREFIXES.artifacts,
+  ];
+  const membershipChanged = (id: NodeId) => {
+    clusterLoop.memberChanged(id);
+    both();
+  };
+  const unsubscribe = [
+    options.onEvents((events) => {
+      endpoints.apply(events);
+      let forNode = false, forLeader = false;
+      for (const { key } of events) {
+        if (key.startsWith(ownPrefix) || key.startsWith(KEY_PREFIXES.artifacts)) forNode = true;
+        if (key === LEADER_KEY || leaderPrefixes.some((p) => key.startsWith(p))) forLeader = true;
+      }
+      if (forNode) nodeLoop.schedule();
+      if (forLeader) clusterLoop.schedule();
+    }),
+    options.onReset(() => {
+      endpoints.reset(options.state());
+      both();
+    }),
+    options.mesh.onPeerUp(membershipChanged),
+    options.mesh.onPeerDown(membershipChanged),
+    options.onLeadership((leading) => {
+      if (leading) clusterLoop.schedule();
+      else clusterLoop.clearWake();
+    }),
+  ];
+  // Readiness has no event, and quorum follows connections only indirectly: look for changes now and then.
+  let condition = "";
+  const conditionTimer = setInterval(() => {
+    const next = `${hasQuorum(options)}/${options.leader()?.nodeId ?? ""}`;
+    if (next === condition) return;
+    condition = next;
+    both();
+  }, CONDITION_CHECK_MS);
+  return () => {
+    clearInterval(conditionTimer);
+    for (const off of unsubscribe) off();
+  };
+}
+
+function deploymentStatus(
+  options: DeploymentFeatureOptions,
+  endpoints: EndpointRegistry,
+  executor: SandboxExecutor,
+  clusterLoop: ClusterManagerLoop,
+): DeploymentStatus {
+  return {
+    leading: options.leader()?.nodeId === options.self && hasQuorum(options),
+    quorumLoss: options.quorumLoss?.fenceAfterMs === undefined
+      ? "keep serving"
+      : `stop instances after ${options.quorumLoss.fenceAfterMs} ms`,
+    endpoints: endpoints.size,
+    waiting: clusterLoop.waiting,
+    refusedRequests: executor.slices.refusedRequests,
+    instances: executor.slices.list().map((i) => ({
+      instance: i.instanceId,
+      state: i.state,
+      ...(i.reason !== undefined ? { reason: i.reason } : {}),
+      ...(i.host?.pid !== undefined ? { pid: i.host.pid } : {}),
+      refusedRequests: i.refusedRequests,
+    })),
+  };
 }

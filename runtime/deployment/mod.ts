@@ -2,8 +2,8 @@
  * Deployment: blueprints (TOML, validation, expansion with the slices they call), desired state (targets and
  * the commands the management API submits), the ClusterDeploymentManager (leader) and NodeDeploymentManager
  * (every node) as deterministic reducers, the executor interface the node manager drives, the endpoint
- * registry, and status views. Everything here is pure: the node wires it to consensus, the mesh and the
- * sandbox.
+ * registry, and status views. These are pure; `startDeployment` (below) wires them to consensus, the mesh and
+ * the sandbox.
  *
  * Wiring (per node):
  * - `cdm = new ClusterDeploymentManager(self)`; call `cdm.step({ kv: replica.state, members, nowMs,
@@ -23,9 +23,8 @@
  *   for GET /slices and .../status. A command whose transaction did not succeed means the state changed
  *   between reading and writing: plan again (or answer 409).
  *
- * The node wiring itself is `feature.ts` (the node feature "deployment": the managers on the real sandbox
- * executor, the API routes of `routes.ts`, and the `DeploymentService` of `service.ts` for the invocation
- * layer); it is not exported here, so this module stays free of node and IO dependencies.
+ * The node feature is `startDeployment` (feature.ts): the managers on the real sandbox executor, the API routes
+ * of `routes.ts`, and the `DeploymentService` of `service.ts` that the node hands to the invocation layer.
  */
 export {
   type BlueprintProblem,
@@ -96,7 +95,6 @@ export {
 export {
   DEFAULT_NODE_MANAGER_OPTIONS,
   type LocalInstance,
-  type RunState,
   NodeDeploymentManager,
   type NodeManagerInput,
   type NodeManagerOptions,
@@ -104,6 +102,7 @@ export {
   type QuorumLossDecision,
   quorumLossDecision,
   type QuorumLossPolicy,
+  type RunState,
 } from "./node_manager.ts";
 export {
   type ExecutorAction,
@@ -121,4 +120,10 @@ export {
   type SliceStatus,
   sliceStatuses,
 } from "./status.ts";
-export { DEPLOYMENT_SERVICE, type DeploymentService, instanceIdOf } from "./service.ts";
+export { type DeploymentService, instanceIdOf } from "./service.ts";
+export {
+  type DeploymentFeature,
+  type DeploymentFeatureOptions,
+  type DeploymentStatus,
+  startDeployment,
+} from "./feature.ts";

@@ -10,15 +10,13 @@
  *   it is handed on to `onCrash` for the NDM, nothing here infers it.
  * - `unload` of an instance the executor no longer has (a LOAD that was refused) succeeds: there is nothing
  *   left to release, which is what the NDM asks for.
- * - Calls that slices make to other slices go to a handler that can be installed later (the invocation layer
- *   starts after deployment); until then they fail with 503.
+ * - Calls that slices make to other slices go to `onOutboundCall`, given at construction (the node passes one
+ *   that reaches its invoker); without one they fail with 503.
  */
 
 import { AetherError } from "../core/errors.ts";
 import {
   type ArtifactSource,
-  type InvokeOutcome,
-  type OutboundCall,
   type OutboundCallHandler,
   SliceExecutor,
   type SliceExecutorOptions,
@@ -34,8 +32,10 @@ export interface SandboxExecutorOptions {
   onCrash(crash: ExecutorCrash): void;
   /** Every state change the executor makes (for logs). */
   onStateChange?(change: StateChange): void;
-  /** Where slice log lines go until `setLogHandler` installs another. */
+  /** Where slice log lines go (none: dropped). */
   onLog?(entry: SliceLogEntry): void;
+  /** Where calls that slices make to other slices go (none: they fail with 503). */
+  onOutboundCall?: OutboundCallHandler;
   /** Passed to the SliceExecutor (policy, deadlines, host timeouts and limits, warm processes, clock). */
   sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onCrash" | "onOutboundCall" | "onLog">;
 }
@@ -46,30 +46,16 @@ export class SandboxExecutor implements LifecycleExecutor {
   readonly #options: SandboxExecutorOptions;
   /** Instance id -> the operation this adapter is running on it. */
   readonly #busy = new Map<string, ExecutorOp>();
-  #outbound: OutboundCallHandler | undefined;
-  #log: ((entry: SliceLogEntry) => void) | undefined;
 
   constructor(options: SandboxExecutorOptions) {
     this.#options = options;
-    this.#log = options.onLog;
     this.slices = new SliceExecutor({
       ...options.sandbox,
       onStateChange: (change) => options.onStateChange?.(change),
       onCrash: (crash) => options.onCrash({ instanceId: crash.instanceId, reason: crash.reason }),
-      // Delegates, so the invocation layer can install its handler after the executor exists.
-      onOutboundCall: (call) => this.#call(call),
-      onLog: (entry) => this.#log?.(entry),
+      onOutboundCall: options.onOutboundCall,
+      onLog: (entry) => options.onLog?.(entry),
     });
-  }
-
-  /** Installs (or with undefined removes) the handler for calls slices make to other slices. */
-  setOutboundCallHandler(handler: OutboundCallHandler | undefined): void {
-    this.#outbound = handler;
-  }
-
-  /** Installs where slice log lines go (undefined: back to the default given at construction). */
-  setLogHandler(handler: ((entry: SliceLogEntry) => void) | undefined): void {
-    this.#log = handler ?? this.#options.onLog;
   }
 
   load(instanceId: string, artifact: string): Promise<void> {
@@ -116,17 +102,5 @@ export class SandboxExecutor implements LifecycleExecutor {
     } finally {
       this.#busy.delete(instanceId);
     }
-  }
-
-  #call(call: OutboundCall): Promise<InvokeOutcome> {
-    if (!this.#outbound) {
-      return Promise.reject(
-        new AetherError(
-          "unavailable",
-          `no invoker is installed on this node: cannot call ${call.target.artifact}.${call.method}`,
-        ),
-      );
-    }
-    return this.#outbound(call);
   }
 }

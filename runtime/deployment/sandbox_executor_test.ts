@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, equal, match, ok, rejects } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import type { IsolationMode } from "../sandbox/mod.ts";
+import type { IsolationMode, OutboundCallHandler } from "../sandbox/mod.ts";
 import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
 import { waitFor } from "../sandbox/_testing.ts";
 import type { ExecutorCrash } from "./executor.ts";
@@ -20,7 +20,7 @@ function fixture(name: string): Promise<BuiltSlice> {
 const FIXTURES = ["inventory", "pricing", "orders", "broken"];
 
 /** An adapter whose artifacts are the built fixtures, by coordinates; crashes are collected. */
-async function adapter(mode: IsolationMode) {
+async function adapter(mode: IsolationMode, onOutboundCall?: OutboundCallHandler) {
   const artifacts = new Map<string, BuiltSlice>();
   for (const name of FIXTURES) {
     const slice = await fixture(name);
@@ -35,6 +35,7 @@ async function adapter(mode: IsolationMode) {
     },
     onCrash: (crash) => crashes.push(crash),
     onLog: () => {},
+    onOutboundCall,
     sandbox: {
       policy: { mode, net: [], env: [], memoryLimitMb: 128 },
       deadlines: { hookMs: 2_000 },
@@ -101,31 +102,44 @@ Deno.test("sandbox executor: a sandbox that dies on its own is reported as a cra
   }
 });
 
-Deno.test("sandbox executor: calls between slices go to the handler installed later", async () => {
+const CALLERS: Record<string, string> = {
+  [INVENTORY]: `${INVENTORY}/0`,
+  [PRICING]: `${PRICING}/0`,
+  [ORDERS]: `${ORDERS}/0`,
+};
+
+async function activateCallers(executor: SandboxExecutor): Promise<void> {
+  for (const [coordinates, id] of Object.entries(CALLERS)) {
+    await executor.load(id, coordinates);
+    await executor.activate(id);
+  }
+}
+
+Deno.test("sandbox executor: without an outbound call handler, calls between slices fail with 503", async () => {
   const { executor } = await adapter("worker");
   try {
-    const ids: Record<string, string> = {
-      [INVENTORY]: `${INVENTORY}/0`,
-      [PRICING]: `${PRICING}/0`,
-      [ORDERS]: `${ORDERS}/0`,
-    };
-    for (const [coordinates, id] of Object.entries(ids)) {
-      await executor.load(id, coordinates);
-      await executor.activate(id);
-    }
-    const before = await executor.slices.invoke(ids[ORDERS], "place", { sku: "MOUSE", quantity: 2 });
-    equal(before.ok, false, "no invoker yet: the call fails");
-    match(JSON.stringify(before), /no invoker is installed/);
+    await activateCallers(executor);
+    const outcome = await executor.slices.invoke(CALLERS[ORDERS], "place", { sku: "MOUSE", quantity: 2 });
+    equal(outcome.ok, false, "no invoker: the call fails");
+    match(JSON.stringify(outcome), /no invoker is connected/);
+  } finally {
+    await executor.close();
+  }
+});
 
-    const seen: string[] = [];
-    executor.setOutboundCallHandler((call) => {
-      seen.push(`${call.target.artifact}.${call.method}`);
-      return executor.slices.invoke(ids[`${call.target.artifact}:1.0.0`], call.method, call.payload, {
-        requestId: call.requestId,
-      });
+Deno.test("sandbox executor: calls between slices go to the handler given at construction", async () => {
+  const seen: string[] = [];
+  // The handler calls back into the executor it is given to, as the node's invoker does: looked up per call.
+  const { executor } = await adapter("worker", (call) => {
+    seen.push(`${call.target.artifact}.${call.method}`);
+    return executor.slices.invoke(CALLERS[`${call.target.artifact}:1.0.0`], call.method, call.payload, {
+      requestId: call.requestId,
     });
-    const after = await executor.slices.invoke(ids[ORDERS], "place", { sku: "MOUSE", quantity: 2 });
-    assertEquals(after, { ok: true, value: { placed: true, total: 50 } });
+  });
+  try {
+    await activateCallers(executor);
+    const outcome = await executor.slices.invoke(CALLERS[ORDERS], "place", { sku: "MOUSE", quantity: 2 });
+    assertEquals(outcome, { ok: true, value: { placed: true, total: 50 } });
     assertEquals(seen, ["org.example.deploy:inventory.reserve", "org.example.deploy:pricing.quote"]);
   } finally {
     await executor.close();

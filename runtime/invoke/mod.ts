@@ -4,6 +4,7 @@
  * - `SliceInvoker` (invoker.ts): `invoke(target, method, request, options)`; its `outboundHandler` is what
  *   the local SliceExecutor hands the calls slices make to each other.
  * - `RemoteCalls` (remote.ts): the mesh protocol on channel "i", with flow control.
+ * - `InvokeSettings` (settings.ts): version weights and slice call timeouts, kept current from KV records.
  * - Pure parts: `EndpointSelector` (selection.ts), `VersionChooser` (weights.ts), the retry rules (retry.ts).
  *
  * README.md explains the semantics (which failures are retried and why that is safe, weighted routing).
@@ -46,3 +47,4 @@ export {
 } from "./retry.ts";
 export { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
 export { INVOKE_CHANNEL } from "./_wire.ts";
+export { InvokeSettings, type SettingsReader, timeoutKey } from "./settings.ts";

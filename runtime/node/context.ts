@@ -1,8 +1,8 @@
 /**
- * What a node offers the features built on the cluster core (artifact repository, deployment, invocation,
- * HTTP routing, metrics, ...). A feature is started with a NodeContext and returns a Feature: its management
- * API routes, an application HTTP handler, a status contribution and a stop hook. Features talk to each other
- * only through what they are given here and through the replicated KV store.
+ * The cluster core's shared pieces that the node builds its features from (artifact repository, deployment,
+ * invocation and HTTP routing, ...). The node passes each feature the pieces it declares in its own options,
+ * together with what earlier features returned (features.ts); a feature never sees this bag as a whole, so it
+ * cannot discover other features through it.
  */
 
 import type { Hono } from "hono";
@@ -14,18 +14,17 @@ import type { KvState } from "../kv/state.ts";
 import type { WatchHub } from "../kv/watch.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
-import type { NodeFlags } from "./flags.ts";
 
 export interface NodeContext {
   self: NodeId;
   /** Every core member, sorted. */
   members: readonly NodeId[];
   dataDir: string;
-  /** The node's command-line flags (feature settings such as --artifact-replicas live here). */
-  flags: NodeFlags;
   log: Logger;
   clock: Clock;
   mesh: Mesh;
+  /** This node, or a peer the mesh reaches now. */
+  isConnected(node: NodeId): boolean;
   /** Replicated writes and reads (the same access the management API has, without the app/ rule). */
   kv: KvAccess;
   /** The node's current copy of the replicated state (replaced when a snapshot is installed). */
@@ -45,50 +44,17 @@ export interface NodeContext {
   isLeader(): boolean;
   /** Called whenever isLeader() changes. */
   onLeadership(listener: (leading: boolean) => void): () => void;
-  /** The node's own bound ports. */
-  ports(): { cluster: number; api: number; http: number };
-  /**
-   * Services features offer each other (e.g. "repository" offers fetchArtifact, "deployment" its executor and
-   * endpoint registry). A feature provides while it starts; later features use what earlier ones provided.
-   */
-  services: ServiceRegistry;
 }
 
-export class ServiceRegistry {
-  readonly #services = new Map<string, unknown>();
-
-  provide<T>(name: string, service: T): void {
-    if (this.#services.has(name)) throw new Error(`service "${name}" is provided twice`);
-    this.#services.set(name, service);
-  }
-
-  /** The service, or an error naming what is missing (a feature started before the one providing it). */
-  use<T>(name: string): T {
-    if (!this.#services.has(name)) {
-      throw new Error(
-        `service "${name}" is not provided: check the feature order in runtime/node/features.ts`,
-      );
-    }
-    return this.#services.get(name) as T;
-  }
-
-  find<T>(name: string): T | undefined {
-    return this.#services.get(name) as T | undefined;
-  }
-}
-
+/** What the node itself uses of every started feature. */
 export interface Feature {
   name: string;
   /** Routes mounted under /api/v1 on the management API. */
   api?: Hono;
-  /** Handles requests on the application HTTP port (at most one feature provides it). */
-  app?: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response>;
   /** Merged into GET /api/v1/status under the feature's name. */
   status?(): unknown;
   stop?(): Promise<void>;
 }
-
-export type FeatureFactory = (ctx: NodeContext) => Feature | Promise<Feature>;
 
 /** A tiny listener set (synchronous fan-out; a failing listener is logged and the rest still run). */
 export class Listeners<A extends unknown[]> {

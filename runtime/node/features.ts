@@ -1,15 +1,46 @@
 /**
- * The features a node runs on top of the cluster core, in start order (a feature may rely on the ones before
- * it through the KV store and the mesh). Add a feature by adding its factory here.
+ * The features a node runs on top of the cluster core, built in order with typed arguments: each one gets the
+ * core pieces it declares and what the features before it returned. Add a feature by starting it here and
+ * listing it in `started`.
  */
 
-import type { FeatureFactory } from "./context.ts";
-import { repositoryFeature } from "../repository/mod.ts";
-import { deploymentFeature } from "../deployment/feature.ts";
-import { invokeFeature } from "../http/feature.ts";
+import type { AppHandler } from "../http/mod.ts";
+import { startInvoke } from "../http/mod.ts";
+import { startDeployment } from "../deployment/mod.ts";
+import { startRepository } from "../repository/mod.ts";
+import { DEFAULT_POLICY } from "../sandbox/mod.ts";
+import type { Feature, NodeContext } from "./context.ts";
+import type { NodeFlags } from "./flags.ts";
 
-export const FEATURES: FeatureFactory[] = [
-  repositoryFeature,
-  deploymentFeature(),
-  invokeFeature(),
-];
+export interface StartedFeatures {
+  /** In start order; stopped in reverse. */
+  started: readonly Feature[];
+  /** Handles requests on the application HTTP port. */
+  app: AppHandler;
+}
+
+export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatures {
+  const repository = startRepository({
+    ...core,
+    fsync: flags.fsync !== "never",
+    replicas: flags.artifactReplicas,
+    maxBundleBytes: flags.artifactMaxBytes,
+  });
+  const deployment = startDeployment({
+    ...core,
+    fetchArtifact: repository.fetchArtifact,
+    // A cycle: slices' calls to other slices go through the invoker, and the invoker calls local slices
+    // through this executor. So the executor is built first and reaches the invoker when a slice calls, which
+    // is after this function returned (no slice is loaded before the deployment's first step, a later task).
+    onOutboundCall: (call) => invoke.invoker.outboundHandler(call),
+    sandbox: { policy: { ...DEFAULT_POLICY, mode: flags.sandbox } },
+  });
+  const invoke = startInvoke({
+    ...core,
+    executor: deployment.executor,
+    endpoints: deployment.endpoints,
+    instanceIdOf: deployment.instanceIdOf,
+    maxBodyBytes: flags.httpMaxBodyBytes,
+  });
+  return { started: [repository, deployment, invoke], app: invoke.app };
+}

@@ -1,50 +1,35 @@
 /**
- * The repository as a node feature: one ArtifactRepository per node, its API routes and its status. Other
- * features (deployment) reach the same instance as the node service "repository" (`ctx.services`) or with
- * `repositoryOf(ctx)`, which also works before the repository feature has started.
+ * The repository as a node feature: the node builds one ArtifactRepository with `startRepository(options)`
+ * and hands its `fetchArtifact` to the features that need bundles (deployment). That is the only way to the
+ * repository from other features.
  */
 
-import type { Feature, FeatureFactory, NodeContext } from "../node/context.ts";
+import type { Hono } from "hono";
 import { artifactRoutes } from "./api.ts";
-import { ArtifactRepository } from "./repository.ts";
+import {
+  ArtifactRepository,
+  type FetchedArtifact,
+  type RepositoryOptions,
+  type RepositoryStatus,
+} from "./repository.ts";
 
-/** The name the repository is provided under in `ctx.services`. */
-export const REPOSITORY_SERVICE = "repository";
-
-const REPOSITORIES = new WeakMap<NodeContext, ArtifactRepository>();
-
-/** The node's artifact repository (created on first use). */
-export function repositoryOf(ctx: NodeContext): ArtifactRepository {
-  let repository = REPOSITORIES.get(ctx);
-  if (!repository) {
-    repository = new ArtifactRepository({
-      self: ctx.self,
-      members: ctx.members,
-      dataDir: ctx.dataDir,
-      log: ctx.log,
-      clock: ctx.clock,
-      mesh: ctx.mesh,
-      kv: ctx.kv,
-      state: () => ctx.state(),
-      onEvents: (listener) => ctx.onEvents(listener),
-      onReset: (listener) => ctx.onReset(listener),
-      ready: () => ctx.ready(),
-      fsync: ctx.flags.fsync !== "never",
-      replicas: ctx.flags.artifactReplicas,
-      maxBundleBytes: ctx.flags.artifactMaxBytes,
-    });
-    REPOSITORIES.set(ctx, repository);
-    ctx.services.provide(REPOSITORY_SERVICE, repository);
-  }
-  return repository;
+/** The running feature: what later features use, its API routes, status and stop hook. */
+export interface RepositoryFeature {
+  readonly name: "repository";
+  /** A published artifact's manifest and verified bundle (fetched from a holder when this node lacks it). */
+  fetchArtifact(coordinates: string): Promise<FetchedArtifact>;
+  readonly api: Hono;
+  status(): RepositoryStatus;
+  stop(): Promise<void>;
 }
 
-export const repositoryFeature: FeatureFactory = (ctx): Feature => {
-  const repository = repositoryOf(ctx);
+export function startRepository(options: RepositoryOptions): RepositoryFeature {
+  const repository = new ArtifactRepository(options);
   return {
     name: "repository",
-    api: artifactRoutes(repository, ctx.log.with({ component: "repository-api" })),
+    fetchArtifact: (coordinates) => repository.fetchArtifact(coordinates),
+    api: artifactRoutes(repository, options.log.with({ component: "repository-api" })),
     status: () => repository.status(),
     stop: () => repository.stop(),
   };
-};
+}

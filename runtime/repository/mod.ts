@@ -1,9 +1,8 @@
 /**
  * The artifact repository: slice bundles as content-addressed blobs on every node's disk, their metadata in
  * the replicated KV store (`artifacts/{g}:{a}:{v}`), replication over the mesh, and the HTTP API under
- * /api/v1/artifacts. The deployment layer gets a node's repository with `repositoryOf(ctx)` (or
- * `ctx.services.use("repository")`) and calls `fetchArtifact(coordinates)` (or `artifactSource(coordinates)`
- * for the sandbox executor).
+ * /api/v1/artifacts. The node starts it with `startRepository(options)` and passes its
+ * `fetchArtifact(coordinates)` to the deployment feature.
  */
 
 export {
@@ -20,6 +19,6 @@ export {
 } from "./repository.ts";
 export { type BlobInfo, BlobStore, type BlobStoreOptions, CorruptBlobError } from "./blob_store.ts";
 export { artifactRoutes } from "./api.ts";
-export { REPOSITORY_SERVICE, repositoryFeature, repositoryOf } from "./feature.ts";
+export { type RepositoryFeature, startRepository } from "./feature.ts";
 export { type CheckedUpload, checkUpload, type UploadInput, type UploadProblem } from "./_upload.ts";
 export { CHUNK_BYTES, REPO_CHANNEL } from "./_protocol.ts";

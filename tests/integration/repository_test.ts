@@ -12,9 +12,7 @@ import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { createLogger } from "../../runtime/core/log.ts";
 import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";
 import { startNode } from "../../runtime/node/node.ts";
-import { FEATURES } from "../../runtime/node/features.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
-import type { NodeContext } from "../../runtime/node/context.ts";
 
 const FIXTURE = fileURLToPath(new URL("./fixtures/repo_greeter.ts", import.meta.url));
 const COORDS = "org.example.repo:greeter:1.0.0";
@@ -361,12 +359,6 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
   await Deno.writeTextFile(secretFile, "repository-in-use-test-secret");
   // A real single-member node in this process, so the test can write blueprint and target records through the
   // node's own replicated write path (operators may write only under app/).
-  let ctx: NodeContext | undefined;
-  const capture = (c: NodeContext) => {
-    ctx = c;
-    return { name: "test-capture" };
-  };
-  FEATURES.push(capture);
   const flags = parseNodeFlags([
     ...["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", dataDir, "--secret-file", secretFile],
     ...["--api-port", "0", "--http-port", "0", "--log-level", "warn"],
@@ -376,10 +368,11 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
     new TextEncoder().encode("repository-in-use-test-secret"),
     createLogger({ level: "warn" }),
   );
+  const ctx = node.core;
   try {
     const api = `http://127.0.0.1:${node.ports.api}/api/v1`;
     const deadline = Date.now() + 20_000;
-    while (!ctx!.isLeader() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (!ctx.isLeader() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const form = new FormData();
     form.set("manifest", JSON.stringify(built.manifest));
     form.set("bundle", new Blob([built.bundle as Uint8Array<ArrayBuffer>]));
@@ -391,7 +384,7 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
       return { status: response.status, body: await response.json() };
     };
     const blueprintKey = kvKeys.blueprint("org.example.repo:shop:1.0.0");
-    await ctx!.kv.write({
+    await ctx.kv.write({
       type: "put",
       key: blueprintKey,
       value: encodeValue("blueprint", {
@@ -401,7 +394,7 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
       }),
     });
     const targetKey = kvKeys.target("org.example.repo:greeter");
-    await ctx!.kv.write({
+    await ctx.kv.write({
       type: "put",
       key: targetKey,
       value: encodeValue("target", { version: "1.0.0", instances: 0, owners: [], updatedAt: Date.now() }),
@@ -415,14 +408,14 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
     ok(inUse.body.usedBy.includes("blueprint org.example.repo:shop:1.0.0"));
     ok(inUse.body.usedBy.includes("target org.example.repo:greeter"));
 
-    await ctx!.kv.write({ type: "delete", key: blueprintKey });
+    await ctx.kv.write({ type: "delete", key: blueprintKey });
     const targetOnly = await del();
     equal(targetOnly.status, 409);
     notEqual(targetOnly.body.detail.indexOf("target org.example.repo:greeter"), -1);
     equal(targetOnly.body.detail.indexOf("blueprint"), -1);
 
     // Another version in the target no longer pins this one.
-    await ctx!.kv.write({
+    await ctx.kv.write({
       type: "put",
       key: targetKey,
       value: encodeValue("target", { version: "2.0.0", instances: 0, owners: [], updatedAt: Date.now() }),
@@ -434,7 +427,6 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
       404,
     );
   } finally {
-    FEATURES.splice(FEATURES.indexOf(capture), 1);
     await node.stop();
     await Deno.remove(dataDir, { recursive: true });
     await Deno.remove(secretFile);
