@@ -9,9 +9,9 @@ if (command === "node") {
   const { runNode } = await import("./node/main.ts");
   Deno.exit(await runNode(rest));
 } else if (command === "forge") {
-  const { runForge } = await import("./forge/main.ts");
+  const { runForge } = await import("./forge/mod.ts");
   Deno.exit(await runForge(rest));
 } else {
-  const { runCli } = await import("./cli/main.ts");
+  const { runCli } = await import("./cli/mod.ts");
   Deno.exit(await runCli(Deno.args));
 }

@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { stopRequested } from "../core/mod.ts";
 import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
 import { PROJECT_ROOT } from "../node/permissions.ts";
-import { runCli } from "../cli/main.ts";
+import { runCli } from "../cli/mod.ts";
 
 const FORGE_DIR = ".forge";
 const DEFAULT_EXAMPLE = "ecommerce";

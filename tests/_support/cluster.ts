@@ -6,7 +6,7 @@
  * restarted member keeps its port. Children get piped standard input, so they exit if the test runner dies.
  */
 
-import { freePort, NodeProcess } from "../../runtime/forge/node_process.ts";
+import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
 import { type PartitionProxy, startPartitionProxy } from "./partition_proxy.ts";
 
 export { NodeProcess };

@@ -7,7 +7,7 @@
 import type { SliceStatus } from "../../runtime/deployment/status.ts";
 import { fileURLToPath } from "node:url";
 import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
 export type DeployFixture =
   | "inventory"

@@ -27,7 +27,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { TestCluster } from "../_support/cluster.ts";
 import { pushArtifact, sliceStatuses } from "../_support/deployment.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
 import { spawnStdioEcho } from "./_stdio_echo.ts";

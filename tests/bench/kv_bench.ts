@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { freePort, NodeProcess } from "../../runtime/forge/node_process.ts";
+import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,

@@ -6,7 +6,7 @@
 
 import type { TestCluster } from "../_support/cluster.ts";
 import { type SliceStatus, sliceStatuses } from "../_support/deployment.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import type { LoadReport, RequestOutcome } from "../../runtime/loadgen/mod.ts";
 
 export const SLICES = ["fulfillment", "inventory", "payment", "place-order", "pricing"].map((s) =>

@@ -20,10 +20,10 @@
 import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { sliceStatuses } from "../_support/deployment.ts";
-import { deployExample } from "../../runtime/forge/main.ts";
+import { deployExample } from "../../runtime/forge/mod.ts";
 import { type LoadReport, startLoad } from "../../runtime/loadgen/mod.ts";
 import { PROJECT_ROOT } from "../../runtime/node/permissions.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import {
   countReasons,
   describeSlices,

@@ -5,7 +5,7 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
-import { NodeProcess } from "../../runtime/forge/node_process.ts";
+import { NodeProcess } from "../../runtime/forge/mod.ts";
 
 const put = async (node: NodeProcess, key: string, value: string, query = "") => {
   const response = await fetch(`${node.apiUrl}/api/v1/kv/${key}${query}`, { method: "PUT", body: value });

@@ -16,7 +16,7 @@ import {
   settledAs,
   sliceStatuses,
 } from "../_support/deployment.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
 const SHOP = `# a shop: checkout calls orders, which calls inventory and pricing
 id = "${GROUP}:shop:1.0.0"

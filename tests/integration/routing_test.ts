@@ -11,7 +11,7 @@ import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { pushArtifact, type SliceStatus, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
-import type { NodeProcess } from "../../runtime/forge/node_process.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { runCli } from "../_support/cli.ts";
 
 const GROUP = "org.example.routing";

@@ -45,7 +45,7 @@ interface SlicePlan {
 }
 
 /** What GET /api/v1/slices answers per slice (the JSON form of the deployment layer's status). */
-export type { SliceStatus } from "../../deployment/status.ts";
+export type { SliceStatus } from "../../deployment/mod.ts";
 
 interface Problem {
   status: number;

@@ -5,7 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { AetherError } from "../../core/errors.ts";
+import { AetherError } from "../../core/mod.ts";
 import {
   formatProgress,
   formatReport,

@@ -1,8 +1,7 @@
 /** `slice build` and `slice init`: local commands for slice authors (no node needed). */
 
 import { dirname, join, resolve } from "node:path";
-import { AetherError } from "../../core/errors.ts";
-import { parseArtifactBase, parseCoordinates } from "../../core/artifact.ts";
+import { AetherError, parseArtifactBase, parseCoordinates } from "../../core/mod.ts";
 import { CliError, EXIT_USAGE } from "../client.ts";
 import { parseCommandArgs } from "../_args.ts";
 import type { CliCommand } from "../command.ts";
