@@ -32,13 +32,7 @@ import type { KvEvent } from "../kv/commands.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
 import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";
-import type {
-  ArtifactSource,
-  OutboundCallHandler,
-  SliceExecutorOptions,
-  SliceLogEntry,
-  SliceManifest,
-} from "../sandbox/mod.ts";
+import type { ArtifactSource, OutboundCallHandler, SliceLogEntry, SliceManifest } from "../sandbox/mod.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,
@@ -49,7 +43,7 @@ import { NodeDeploymentManager, type NodeManagerOptions, type QuorumLossPolicy }
 import { type ExecutorCrash, type ExecutorOutcome, perform } from "./executor.ts";
 import { EndpointRegistry } from "./endpoints.ts";
 import { decodeValueMemo } from "./_memo.ts";
-import { SandboxExecutor } from "./sandbox_executor.ts";
+import { SandboxExecutor, type SandboxExecutorOptions } from "./sandbox_executor.ts";
 import { type DeploymentService, instanceIdOf } from "./service.ts";
 import { deploymentRoutes } from "./routes.ts";
 import type { KvReader, MemberStatus } from "./view.ts";
@@ -87,7 +81,7 @@ export interface DeploymentFeatureOptions {
   /** Where calls that local slices make to other slices go (the invoker's handler). */
   onOutboundCall: OutboundCallHandler;
   /** Passed to the sandbox executor (policy, deadlines, host timeouts, warm processes). */
-  sandbox?: Omit<SliceExecutorOptions, "onStateChange" | "onOutboundCall" | "onLog">;
+  sandbox?: SandboxExecutorOptions["sandbox"];
   cluster?: Partial<ClusterManagerOptions>;
   node?: Partial<Omit<NodeManagerOptions, "quorumLoss">>;
   /** What a node does with running instances when it loses quorum (see the module comment). */
