@@ -66,6 +66,9 @@ export function toAetherError(e: unknown): AetherError {
   return new AetherError("internal", message);
 }
 
+/** Where every problem document's `type` starts (the error code, or `slice-error`, follows). */
+export const PROBLEM_TYPE = "https://aether.dev/problems/";
+
 /** RFC 7807 problem document. */
 export interface Problem {
   type: string;
@@ -77,7 +80,7 @@ export interface Problem {
 
 export function problemOf(e: AetherError, extra: Record<string, unknown> = {}): Problem {
   return {
-    type: `https://aether.dev/problems/${e.code}`,
+    type: `${PROBLEM_TYPE}${e.code}`,
     title: e.code.replaceAll("_", " "),
     status: e.status,
     detail: e.message,

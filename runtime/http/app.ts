@@ -25,6 +25,7 @@ import {
   childTraceparent,
   isTraceparent,
   type Problem,
+  PROBLEM_TYPE,
   problemResponse as problemAnswer,
   REQUEST_ID_HEADER,
 } from "../core/mod.ts";
@@ -69,8 +70,6 @@ const RESERVED_HEADERS = new Set([
   "upgrade",
   REQUEST_ID_HEADER,
 ]);
-
-const PROBLEM_TYPE = "https://aether.dev/problems/";
 
 export function createAppHandler(options: AppHandlerOptions): AppHandler {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
