@@ -151,3 +151,25 @@ Deno.test("a slow instance at its maxPendingRequests answers 503 with retry-afte
     await cluster.close();
   }
 });
+
+Deno.test("with the default maxPendingRequests, 256 concurrent requests to one slow instance are all served", async () => {
+  const cluster = await InProcessCluster.start(["n1"], { retry: { maxAttempts: 1 } });
+  const { server, url } = serveNode(cluster, "n1");
+  try {
+    const instanceId = await cluster.deploy("n1", await fixture("back"));
+    const host = cluster.node("n1").executor.get(instanceId)!.host!;
+    let peak = 0;
+    const sampler = setInterval(() => peak = Math.max(peak, host.stats.pendingRequests), 5);
+    const responses = await Promise.all(
+      Array.from({ length: 256 }, () => fetch(`${url}/back/sleep?ms=300`)),
+    );
+    clearInterval(sampler);
+    await Promise.all(responses.map((r) => r.body?.cancel()));
+    deepStrictEqual(new Set(responses.map((r) => r.status)), new Set([200]));
+    equal(cluster.node("n1").executor.refusedRequests, 0);
+    ok(peak >= 128, `only ${peak} calls were pending at once`);
+  } finally {
+    await server.shutdown();
+    await cluster.close();
+  }
+});
