@@ -33,24 +33,32 @@ function readStream(response: Response): { text: () => string; ended: Promise<vo
 }
 
 Deno.test("a member far behind catches up by snapshot with watches open on it, and keeps running", async () => {
-  // Snapshots every 50 phases, 20 retained: a member that misses a few hundred phases needs a snapshot.
+  // Snapshots every 50 phases, 20 retained: a member that misses more phases than the engine keeps in memory
+  // (512) needs a snapshot.
   const cluster = await TestCluster.start(3, {
+    fsync: "never",
     extraArgs: ["--snapshot-every-phases", "50", "--retained-log-phases", "20"],
+    proxyLinks: true,
   });
   try {
     await cluster.waitForLeader();
-    const [a, , c] = cluster.nodes;
+    const [a, b, c] = cluster.nodes;
     await c.stop("SIGTERM");
-    for (let i = 0; i < 400; i++) equal(await put(a, `app/s/${i % 50}`, `v${i}`), 200);
+    for (let i = 0; i < 700; i++) equal(await put(a, `app/s/${i % 50}`, `v${i}`), 200);
     const behind = await status(a);
 
+    // c starts cut off from both peers, so the watch below is opened before it catches up.
+    cluster.link(a.id, c.id).partition();
+    cluster.link(b.id, c.id).partition();
     await c.start();
-    // Watches opened on the lagging member before it catches up, from its own (old) revision.
     const controller = new AbortController();
     const watchResponse = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/`, {
       signal: controller.signal,
     });
+    equal(watchResponse.status, 200);
     const watch = readStream(watchResponse);
+    cluster.link(a.id, c.id).heal();
+    cluster.link(b.id, c.id).heal();
     // Writes keep coming while it catches up, so decisions follow the snapshot it installs.
     let writing = true;
     const writer = (async () => {
@@ -70,10 +78,13 @@ Deno.test("a member far behind catches up by snapshot with watches open on it, a
     ok(c.running && (await c.json("/api/v1/health")).status === 200, `c stopped:\n${c.log}`);
     // The old watch needed revisions the snapshot replaced: it ended with "gone".
     await Promise.race([watch.ended, new Promise((r) => setTimeout(r, 5_000))]);
-    ok(/event: error/.test(watch.text()) && /snapshot/.test(watch.text()), watch.text().slice(-500));
+    ok(/event: error/.test(watch.text()) && /snapshot/.test(watch.text()), watch.text().slice(-300));
     controller.abort();
     // A new watch on c sees new writes in order.
-    const fresh = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/after/`);
+    const freshController = new AbortController();
+    const fresh = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/after/`, {
+      signal: freshController.signal,
+    });
     const stream = readStream(fresh);
     equal(await put(a, "app/after/1", "x"), 200);
     equal(await put(c, "app/after/2", "y"), 200);
@@ -81,7 +92,8 @@ Deno.test("a member far behind catches up by snapshot with watches open on it, a
       "the new watch sees both writes",
       () => Promise.resolve(stream.text().includes("app/after/2") && stream.text().includes("app/after/1")),
     );
-    await fresh.body?.cancel();
+    freshController.abort();
+    await stream.ended;
     equal((await c.json<{ status: number }>("/api/v1/health")).status, 200);
   } finally {
     await cluster.close();
@@ -120,6 +132,7 @@ Deno.test("cutting one of the leader's links changes the leader at most once, an
     // The mesh declares the link dead after 1 s; watch for six.
     const seen = await watchLeadership(cluster, cluster.node(bridge), 6_000);
     const changes = [...seen.views].filter((v) => v > before).length;
+    console.log(`leader changes during 6 s with one of the leader's links cut: ${changes}`);
     ok(changes <= 1, `${changes} leader changes during one cut link (views ${[...seen.views].join(",")})`);
     equal(seen.failedWrites, 0, `${seen.failedWrites} of ${seen.writes} writes through ${bridge} failed`);
     // Writes through both ends of the cut link succeed too.
@@ -145,11 +158,56 @@ Deno.test("a leader cut off from both others is replaced within 2 s of the mesh 
     }, 10_000);
     const elapsedMs = Date.now() - started;
     // 1 s for the mesh to declare the links dead (deadAfterMs), then reports and one decision.
-    ok(elapsedMs < 3_000, `new leader ${next} after ${elapsedMs} ms`);
+    ok(elapsedMs < 2_000, `new leader ${next} after ${elapsedMs} ms`);
     console.log(`isolated leader replaced after ${elapsedMs} ms`);
     for (const other of others) cluster.link(leader, other.id).heal();
     const after = await cluster.waitForLeader();
     equal(after, next, "the old leader does not take over again once it is back");
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("writes sent through the survivors right after the leader is killed are not refused", async () => {
+  const cluster = await TestCluster.start(3);
+  try {
+    let sent = 0;
+    let refused = 0;
+    const details = new Set<string>();
+    for (let round = 0; round < 3; round++) {
+      const leader = await cluster.waitForLeader();
+      const survivors = cluster.nodes.filter((n) => n.id !== leader);
+      // Warm the forwarding path: both survivors have sent writes into the leader's batches.
+      for (const node of survivors) equal(await put(node, "app/warm", node.id), 200);
+      // The signal goes out now; for 30 ms writes go out through both survivors, most of them before the
+      // survivors can have noticed (a killed process's sockets stay open while it is torn down).
+      const killed = cluster.node(leader).kill();
+      const writes: Promise<Response>[] = [];
+      const startedAt = Date.now();
+      for (let i = 0; Date.now() - startedAt < 30; i++) {
+        writes.push(
+          fetch(`${survivors[i % 2].apiUrl}/api/v1/kv/app/k/${i}`, { method: "PUT", body: `${i}` }),
+        );
+        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 1));
+      }
+      for (const response of await Promise.all(writes)) {
+        const body = await response.json();
+        sent++;
+        if (response.status !== 200) {
+          refused++;
+          details.add(`${response.status} ${body.detail}`);
+        }
+      }
+      await killed;
+      // Every acknowledged write is there, with its value.
+      for (let i = 0; i < writes.length; i++) {
+        const response = await fetch(`${survivors[0].apiUrl}/api/v1/kv/app/k/${i}?consistent=true`);
+        equal(await response.text(), `${i}`);
+      }
+      await cluster.node(leader).start();
+    }
+    console.log(`writes refused right after the leader was killed: ${refused} of ${sent}`);
+    equal(refused, 0, [...details].join("; "));
   } finally {
     await cluster.close();
   }
