@@ -191,7 +191,14 @@ export class WriteForwarder {
   async #answered(from: NodeId, id: number, result: KvResult): Promise<void> {
     if (this.#pending.get(id)?.to !== from) return;
     const pending = this.#settle(id)!;
-    const applied = await this.#o.local.waitForRevision(result.revision, pending.timeoutMs);
+    let applied: boolean;
+    try {
+      applied = await this.#o.local.waitForRevision(result.revision, pending.timeoutMs);
+    } catch (e) {
+      // Too many already waiting here (overloaded): decided on the leader, but not acknowledged as applied.
+      pending.reject(toAetherError(e));
+      return;
+    }
     if (applied) pending.resolve(result);
     else {
       pending.reject(

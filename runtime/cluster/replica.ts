@@ -19,6 +19,7 @@ import { Batcher, DEFAULT_BATCH_LIMITS, type RabiaEngine } from "../consensus/mo
 import { commandSize, type KvCommand, type KvEvent, type KvResult } from "../kv/commands.ts";
 import { KvState } from "../kv/state.ts";
 import type { WriteOutcome } from "./access.ts";
+import { RevisionWaiters } from "./_revision_waiters.ts";
 
 function runAll(actions: (() => void)[]): void {
   for (const action of actions) action();
@@ -110,12 +111,13 @@ export class Replica {
   /** Committed groups of actions waiting (in order) for their fsync; see #flush. */
   #waiting: { needsSync: boolean; actions: (() => void)[] }[] = [];
   #syncInFlight = false;
-  /** Callers waiting for the applied revision to reach theirs, in no particular order (there are few). */
-  #revisionWaiters: { revision: number; resolve: () => void }[] = [];
+  /** Callers waiting for the applied revision to reach theirs (forwarded writes), ordered and bounded. */
+  readonly #revisionWaiters: RevisionWaiters;
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
     this.#state = options.state;
+    this.#revisionWaiters = new RevisionWaiters(options.clock);
     this.#batcher = new Batcher<KvCommand, KvResult>({
       ...DEFAULT_BATCH_LIMITS,
       self: options.self,
@@ -222,29 +224,16 @@ export class Replica {
    */
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
     if (this.#state.revision >= revision) return Promise.resolve(true);
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    const timer = this.#o.clock.schedule(timeoutMs, () => {
-      const index = this.#revisionWaiters.indexOf(waiter);
-      if (index >= 0) this.#revisionWaiters.splice(index, 1);
-      resolve(false);
-    });
-    const waiter = {
-      revision,
-      resolve: () => {
-        timer.cancel();
-        resolve(true);
-      },
-    };
-    this.#revisionWaiters.push(waiter);
-    return promise;
+    return this.#revisionWaiters.waitFor(revision, timeoutMs);
+  }
+
+  /** Callers waiting for a revision to be applied here: how many, the limit, and how many were refused. */
+  get revisionWaiterStats(): { waiting: number; maxWaiting: number; refused: number } {
+    return this.#revisionWaiters.stats;
   }
 
   #releaseRevisionWaiters(): void {
-    const revision = this.#state.revision;
-    const waiting = this.#revisionWaiters;
-    if (!waiting.some((w) => w.revision <= revision)) return;
-    this.#revisionWaiters = waiting.filter((w) => w.revision > revision);
-    for (const w of waiting) if (w.revision <= revision) w.resolve();
+    this.#revisionWaiters.release(this.#state.revision);
   }
 
   async writeOk(command: KvCommand, timeoutMs?: number): Promise<WriteOutcome> {
