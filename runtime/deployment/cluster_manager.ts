@@ -374,6 +374,41 @@ interface VersionOutcome {
   backoffNote?: string;
 }
 
+/** What `#keepVersion` works on: one kept version of a target. */
+interface KeepVersionInput {
+  target: TargetView;
+  version: string;
+  /** The up instances of every kept version (the placement tie-break). */
+  keptUp: InstanceView[];
+  /** This step's new failures of the version. */
+  tally: FailureTally | undefined;
+  /** The version's backoff before this step. */
+  previousBackoff: TargetBackoff | undefined;
+}
+
+/** What `#scale` brings to `desired` instances. */
+interface ScaleInput {
+  /** How the version is named in notes: the slice, or its coordinates when it is the routed one. */
+  label: string;
+  coordinates: string;
+  manifest: DeployManifest | undefined;
+  desired: number;
+  counted: InstanceView[];
+  movers: ReadonlySet<InstanceView>;
+  sources: ReadonlySet<InstanceView>;
+  keptUp: InstanceView[];
+  backoff: TargetBackoff | undefined;
+}
+
+/** Counts a FAILED instance against its version. */
+function tallyFailure(failures: Map<string, FailureTally>, i: InstanceView): void {
+  const tally = failures.get(i.version) ?? { count: 0 };
+  tally.count++;
+  tally.lastNode = i.node;
+  if (i.record.reason !== undefined) tally.lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
+  failures.set(i.version, tally);
+}
+
 function withoutVersion(backoff: RoutedBackoff): TargetBackoff {
   const { version: _, ...rest } = backoff;
   return rest;
@@ -634,87 +669,144 @@ class Reconciler {
       return;
     }
     const b = this.#builder(scope);
+    if (!target) {
+      const { handled } = this.#clearUnhealthy(b, live, []);
+      this.#removeAll(b, base, live.filter((i) => !handled.has(i) && isUp(i.record)));
+      this.#emit(b);
+      return;
+    }
     const routing = this.#view.routing.get(base);
-    const routed = target ? this.#routedVersion(target, routing) : undefined;
+    const routed = this.#routedVersion(target, routing);
     /** The versions that run: the target's, and the other version `routing/` names (if any). */
-    const kept = target ? [target.record.version, ...(routed !== undefined ? [routed] : [])] : [];
+    const kept = [target.record.version, ...(routed !== undefined ? [routed] : [])];
+    const { failures, handled } = this.#clearUnhealthy(b, live, kept);
+    const up = live.filter((i) => !handled.has(i) && isUp(i.record));
+    const keptUp = up.filter((i) => kept.includes(i.version));
+    const outcomes = kept.map((version) =>
+      this.#keepVersion(b, {
+        target,
+        version,
+        keptUp,
+        tally: failures.get(version),
+        previousBackoff: this.#previousBackoff(target, version),
+      })
+    );
+    this.#writeBackoffs(b, target, routed, outcomes);
+    const old = up.filter((i) => !kept.includes(i.version));
+    this.#retireOldVersions(b, {
+      base,
+      kept,
+      old,
+      stillNeeded: target.record.instances - outcomes[0].active,
+    });
+    // Whether a version is kept or retired depends on `routing/`: a decision made without seeing its latest
+    // change must not apply (an operator setting weights must not find the version they name retired).
+    if (!b.empty && (routing !== undefined || old.length > 0)) {
+      b.expect(routing?.key ?? kvKeys.routing(base), routing?.modRevision ?? 0);
+    }
+    const settled = b.empty && old.length === 0 &&
+      outcomes.every((o) =>
+        o.manifest && !o.backoff && o.movers === 0 && o.counted.length === target.record.instances
+      ) &&
+      live.every((i) => kept.includes(i.version) && i.record.state === "ACTIVE") &&
+      all.every((i) => this.#isLive(i.node));
+    this.#summarize(target, outcomes, settled);
+    this.#emit(b);
+  }
+
+  /**
+   * FAILED instances are unloaded (those of a kept version counted as failures, by version), instances stuck
+   * past their deadline are failed (or deleted when stuck unloading), retired LOADED ones are unloaded. Returns
+   * the tallies and the instances handled here (the rest of the step leaves them alone).
+   */
+  #clearUnhealthy(
+    b: DecisionBuilder,
+    live: readonly InstanceView[],
+    kept: readonly string[],
+  ): { failures: Map<string, FailureTally>; handled: Set<InstanceView> } {
     const failures = new Map<string, FailureTally>();
     const handled = new Set<InstanceView>();
-
     for (const i of live) {
-      const state = i.record.state;
-      if (state === "FAILED") {
+      if (i.record.state === "FAILED") {
         b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD failed ${i.key}`);
         handled.add(i);
         // A lost instance (its node restarted) says nothing about the slice: replaced without backoff.
-        if (kept.includes(i.version) && !i.record.retiring && !i.record.lost) {
-          const tally = failures.get(i.version) ?? { count: 0 };
-          tally.count++;
-          tally.lastNode = i.node;
-          if (i.record.reason !== undefined) {
-            tally.lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
-          }
-          failures.set(i.version, tally);
-        }
+        if (kept.includes(i.version) && !i.record.retiring && !i.record.lost) tallyFailure(failures, i);
       } else if (this.#isStuck(i)) {
         handled.add(i);
-        if (state === "UNLOAD" || state === "UNLOADING") {
-          b.deleteKey(i.key, i.modRevision, `delete ${i.key}: stuck in ${state} past its deadline`);
-        } else {
-          const reason =
-            `stuck in ${state} past its deadline (${i.record.deadline}); node ${i.node} did not finish`;
-          const failed: InstanceRecord = { state: "FAILED", updatedAt: this.#now, reason };
-          if (i.record.retiring) failed.retiring = true;
-          b.putInstance(i, failed, `FAILED ${i.key}: ${reason}`);
-        }
-      } else if (state === "LOADED" && i.record.retiring) {
+        this.#endStuck(b, i);
+      } else if (i.record.state === "LOADED" && i.record.retiring) {
         b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD retired ${i.key}`);
         handled.add(i);
       }
     }
-    const up = live.filter((i) => !handled.has(i) && isUp(i.record));
+    return { failures, handled };
+  }
 
-    if (!target) {
-      for (const i of up) {
-        if (!this.#remove(b, i, `${base} is not deployed`)) {
-          this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
-        }
-      }
-      this.#emit(b);
+  /** An instance past its deadline: deleted when it was being unloaded anyway, else FAILED. */
+  #endStuck(b: DecisionBuilder, i: InstanceView): void {
+    const state = i.record.state;
+    if (state === "UNLOAD" || state === "UNLOADING") {
+      b.deleteKey(i.key, i.modRevision, `delete ${i.key}: stuck in ${state} past its deadline`);
       return;
     }
+    const reason =
+      `stuck in ${state} past its deadline (${i.record.deadline}); node ${i.node} did not finish`;
+    const failed: InstanceRecord = { state: "FAILED", updatedAt: this.#now, reason };
+    if (i.record.retiring) failed.retiring = true;
+    b.putInstance(i, failed, `FAILED ${i.key}: ${reason}`);
+  }
 
-    const version = target.record.version;
-    const desired = target.record.instances;
-    const keptUp = up.filter((i) => kept.includes(i.version));
-    const outcomes = kept.map((v) => {
-      const routedBackoff = target.record.routedBackoff;
-      const previous = v === version
-        ? target.record.backoff
-        : routedBackoff?.version === v
-        ? withoutVersion(routedBackoff)
-        : undefined;
-      return this.#keepVersion(b, base, v, v !== version, desired, keptUp, failures.get(v), previous);
-    });
-    const main = outcomes[0];
+  /** A slice without a target: every instance goes, each as soon as its state allows. */
+  #removeAll(b: DecisionBuilder, base: string, up: readonly InstanceView[]): void {
+    for (const i of up) {
+      if (!this.#remove(b, i, `${base} is not deployed`)) {
+        this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
+      }
+    }
+  }
 
-    // The target record holds both versions' backoffs; one write for whatever changed.
+  /** The backoff a kept version carries into this step (the target record holds both versions'). */
+  #previousBackoff(target: TargetView, version: string): TargetBackoff | undefined {
+    if (version === target.record.version) return target.record.backoff;
+    const routedBackoff = target.record.routedBackoff;
+    return routedBackoff?.version === version ? withoutVersion(routedBackoff) : undefined;
+  }
+
+  /** The target record holds both versions' backoffs: one write for whatever changed. */
+  #writeBackoffs(
+    b: DecisionBuilder,
+    target: TargetView,
+    routed: string | undefined,
+    outcomes: readonly VersionOutcome[],
+  ): void {
     const notes = outcomes.flatMap((o) => o.backoffNote !== undefined ? [o.backoffNote] : []);
     const stale = target.record.routedBackoff !== undefined && target.record.routedBackoff.version !== routed;
-    if (notes.length > 0 || stale) {
-      const next: TargetRecord = { ...target.record };
-      delete next.backoff;
-      delete next.routedBackoff;
-      if (main.backoff) next.backoff = main.backoff;
-      const other = outcomes[1];
-      if (other?.backoff) next.routedBackoff = { version: other.version, ...other.backoff };
-      if (stale) notes.push(`${base}: ${target.record.routedBackoff!.version} is no longer routed`);
-      b.putTarget(target, next, notes.join("; "));
-    }
+    if (notes.length === 0 && !stale) return;
+    const next: TargetRecord = { ...target.record };
+    delete next.backoff;
+    delete next.routedBackoff;
+    const [main, other] = outcomes;
+    if (main.backoff) next.backoff = main.backoff;
+    if (other?.backoff) next.routedBackoff = { version: other.version, ...other.backoff };
+    if (stale) notes.push(`${target.base}: ${target.record.routedBackoff!.version} is no longer routed`);
+    b.putTarget(target, next, notes.join("; "));
+  }
 
-    // Other versions: keep ACTIVE ones until enough of the target version are ACTIVE.
-    const old = up.filter((i) => !kept.includes(i.version));
-    let keepOld = Math.max(0, desired - main.active);
+  /**
+   * Instances of versions no longer kept: ACTIVE ones stay, least loaded nodes first, while the target version
+   * still lacks `stillNeeded` ACTIVE instances; the others go.
+   */
+  #retireOldVersions(
+    b: DecisionBuilder,
+    { base, kept, old, stillNeeded }: {
+      base: string;
+      kept: string[];
+      old: InstanceView[];
+      stillNeeded: number;
+    },
+  ): void {
+    let keepOld = Math.max(0, stillNeeded);
     const oldOrdered = [...old].sort((x, y) =>
       (this.#total.get(x.node)! - this.#total.get(y.node)!) || cmp(x.key, y.key)
     );
@@ -727,16 +819,10 @@ class Reconciler {
         this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
       }
     }
-    // Whether a version is kept or retired depends on `routing/`: a decision made without seeing its latest
-    // change must not apply (an operator setting weights must not find the version they name retired).
-    if (!b.empty && (routing !== undefined || old.length > 0)) {
-      b.expect(routing?.key ?? kvKeys.routing(base), routing?.modRevision ?? 0);
-    }
+  }
 
-    const settled = b.empty && old.length === 0 &&
-      outcomes.every((o) => o.manifest && !o.backoff && o.movers === 0 && o.counted.length === desired) &&
-      live.every((i) => kept.includes(i.version) && i.record.state === "ACTIVE") &&
-      all.every((i) => this.#isLive(i.node));
+  /** One summary per kept version, for rebalancing and status. */
+  #summarize(target: TargetView, outcomes: readonly VersionOutcome[], settled: boolean): void {
     const moving = outcomes.some((o) => o.movers > 0);
     for (const o of outcomes) {
       const byNode = new Map<NodeId, InstanceView[]>();
@@ -745,9 +831,8 @@ class Reconciler {
         if (list) list.push(i);
         else byNode.set(i.node, [i]);
       }
-      this.#summaries.push({ base, target, settled, byNode, moving });
+      this.#summaries.push({ base: target.base, target, settled, byNode, moving });
     }
-    this.#emit(b);
   }
 
   /**
@@ -768,31 +853,57 @@ class Reconciler {
   }
 
   /**
-   * One version the slice keeps at `desired` instances: moves in progress, failure backoff, scaling and
-   * activation. `keptUp` holds the up instances of every kept version (the placement tie-break).
+   * One version the slice keeps at the target's instance count: moves in progress, failure backoff, scaling
+   * and activation. `keptUp` holds the up instances of every kept version (the placement tie-break).
    */
-  #keepVersion(
-    b: DecisionBuilder,
-    base: string,
-    version: string,
-    isRouted: boolean,
-    desired: number,
-    keptUp: InstanceView[],
-    tally: FailureTally | undefined,
-    previousBackoff: TargetBackoff | undefined,
-  ): VersionOutcome {
+  #keepVersion(b: DecisionBuilder, input: KeepVersionInput): VersionOutcome {
+    const { target, version, keptUp, tally } = input;
+    const base = target.base;
+    const desired = target.record.instances;
     const coordinates = `${base}:${version}`;
-    const label = isRouted ? `${coordinates} (routed)` : base;
+    const label = version !== target.record.version ? `${coordinates} (routed)` : base;
     const manifest = this.#manifest(coordinates);
     const current = keptUp.filter((i) => i.version === version);
+    const { movers, sources, retiredSources } = this.#moves(b, current);
+    const counted = current.filter((i) => !retiredSources.has(i));
+    let { backoff, backoffNote } = this.#recordFailures(label, tally, input.previousBackoff);
+    const removed = this.#scale(b, {
+      label,
+      coordinates,
+      manifest,
+      desired,
+      counted,
+      movers,
+      sources,
+      keptUp,
+      backoff,
+    });
+    const loaded = counted.filter((i) => i.record.state === "LOADED" && !removed.has(i));
+    if (loaded.length > 0 && manifest) this.#activate(b, label, manifest, loaded);
+    const active = counted.filter((i) => i.record.state === "ACTIVE" && !removed.has(i)).length;
+    if (!tally && backoff) {
+      const forgotten = this.#forgetFailures(backoff, active >= desired);
+      if (forgotten) {
+        backoff = undefined;
+        backoffNote = `${label}: healthy again, failures forgotten`;
+      }
+    }
+    return { version, manifest, counted, movers: movers.size, active, backoff, backoffNote };
+  }
 
-    // Moves in progress: a mover and its source count once; a mover that is ACTIVE retires its source.
-    const byNodeN = current.some((i) => i.record.replaces)
-      ? new Map(current.map((i) => [`${i.node}/${i.n}`, i]))
-      : new Map<string, InstanceView>();
+  /**
+   * Moves in progress among a version's instances: a mover and its source count once; a mover that is ACTIVE
+   * retires its source (or, when the source cannot be removed yet, both stay a move in progress).
+   */
+  #moves(
+    b: DecisionBuilder,
+    current: readonly InstanceView[],
+  ): { movers: Set<InstanceView>; sources: Set<InstanceView>; retiredSources: Set<InstanceView> } {
     const movers = new Set<InstanceView>();
     const sources = new Set<InstanceView>();
     const retiredSources = new Set<InstanceView>();
+    if (!current.some((i) => i.record.replaces)) return { movers, sources, retiredSources };
+    const byNodeN = new Map(current.map((i) => [`${i.node}/${i.n}`, i]));
     for (const m of current) {
       const r = m.record.replaces;
       if (!r) continue;
@@ -800,83 +911,93 @@ class Reconciler {
       // A source created after the mover is a later instance that happens to reuse the number: not the one.
       if (!source || source.createRevision >= m.createRevision) continue;
       if (sources.has(source) || movers.has(source) || retiredSources.has(source)) continue;
-      if (m.record.state === "ACTIVE") {
-        if (this.#remove(b, source, `moved to ${m.key}`)) retiredSources.add(source);
-        else {
-          movers.add(m);
-          sources.add(source);
-        }
+      if (m.record.state === "ACTIVE" && this.#remove(b, source, `moved to ${m.key}`)) {
+        retiredSources.add(source);
       } else {
         movers.add(m);
         sources.add(source);
       }
     }
-    const counted = current.filter((i) => !retiredSources.has(i));
-    const effective = counted.length - movers.size;
+    return { movers, sources, retiredSources };
+  }
+
+  /** New failures of this step raise the backoff (exponential, capped) before replacements are decided. */
+  #recordFailures(
+    label: string,
+    tally: FailureTally | undefined,
+    previous: TargetBackoff | undefined,
+  ): { backoff: TargetBackoff | undefined; backoffNote?: string } {
+    if (!tally) return { backoff: previous };
+    const count = (previous?.failures ?? 0) + tally.count;
+    const delay = Math.min(this.#o.backoffBaseMs * 2 ** Math.min(count - 1, 30), this.#o.backoffMaxMs);
+    const backoff: TargetBackoff = {
+      failures: count,
+      retryAt: this.#now + delay,
+      ...(tally.lastNode ? { lastFailedNode: tally.lastNode } : {}),
+      ...(tally.lastReason ? { lastReason: tally.lastReason } : {}),
+    };
+    return {
+      backoff,
+      backoffNote: `${label}: ${count} failure(s) in a row, next replacement not before ${backoff.retryAt}`,
+    };
+  }
+
+  /**
+   * Brings a version to `desired` instances (a mover and its source counting once): removes the surplus, or
+   * places what is missing unless the version is not published or backs off. Returns the instances removed.
+   */
+  #scale(b: DecisionBuilder, s: ScaleInput): Set<InstanceView> {
     const removed = new Set<InstanceView>();
-
-    // Backoff: record new failures before deciding on replacements.
-    let backoff = previousBackoff;
-    let backoffNote: string | undefined;
-    if (tally) {
-      const count = (backoff?.failures ?? 0) + tally.count;
-      const delay = Math.min(this.#o.backoffBaseMs * 2 ** Math.min(count - 1, 30), this.#o.backoffMaxMs);
-      backoff = {
-        failures: count,
-        retryAt: this.#now + delay,
-        ...(tally.lastNode ? { lastFailedNode: tally.lastNode } : {}),
-        ...(tally.lastReason ? { lastReason: tally.lastReason } : {}),
-      };
-      backoffNote = `${label}: ${count} failure(s) in a row, next replacement not before ${backoff.retryAt}`;
-    }
-
-    if (effective > desired) {
-      const free = counted.filter((i) => !movers.has(i) && !sources.has(i));
-      const ordered = this.#removalOrder(free, counted);
-      const picks = [...ordered, ...movers].slice(0, effective - desired);
+    const effective = s.counted.length - s.movers.size;
+    if (effective > s.desired) {
+      const free = s.counted.filter((i) => !s.movers.has(i) && !s.sources.has(i));
+      const ordered = this.#removalOrder(free, s.counted);
+      const picks = [...ordered, ...s.movers].slice(0, effective - s.desired);
       for (const i of picks) {
         removed.add(i);
-        if (!this.#remove(b, i, `${label} wants ${desired}`)) {
+        if (!this.#remove(b, i, `${s.label} wants ${s.desired}`)) {
           this.#waiting.push(`${i.key}: removed once ${i.record.state} ends`);
         }
       }
-    } else if (effective < desired) {
-      if (!manifest) {
-        this.#waiting.push(`${label}: ${coordinates} is not published; nothing is placed`);
-      } else if (backoff && this.#now < backoff.retryAt) {
+    } else if (effective < s.desired) {
+      if (!s.manifest) {
+        this.#waiting.push(`${s.label}: ${s.coordinates} is not published; nothing is placed`);
+      } else if (s.backoff && this.#now < s.backoff.retryAt) {
         this.#waiting.push(
-          `${label}: backing off after ${backoff.failures} failure(s) until ${backoff.retryAt}`,
+          `${s.label}: backing off after ${s.backoff.failures} failure(s) until ${s.backoff.retryAt}`,
         );
-        this.#wakeAt(backoff.retryAt);
+        this.#wakeAt(s.backoff.retryAt);
       } else {
-        this.#place(b, coordinates, desired - effective, counted, keptUp, backoff?.lastFailedNode);
+        this.#place(b, s.coordinates, s.desired - effective, s.counted, s.keptUp, s.backoff?.lastFailedNode);
       }
     }
+    return removed;
+  }
 
-    // Activation in dependency order.
-    const loaded = counted.filter((i) => i.record.state === "LOADED" && !removed.has(i));
-    if (loaded.length > 0 && manifest) {
-      const justification = this.#dependenciesActive(manifest);
-      if (typeof justification === "string") {
-        this.#waiting.push(`${label}: ${loaded.length} LOADED instance(s) wait for ${justification}`);
-      } else {
-        for (const i of loaded) {
-          for (const j of justification) b.expect(j.key, j.modRevision);
-          b.putInstance(i, this.#command(i.record, "ACTIVATE"), `ACTIVATE ${i.key}`);
-        }
-      }
+  /** Activation in dependency order: LOADED instances go ACTIVATE once every slice they call has an ACTIVE one. */
+  #activate(
+    b: DecisionBuilder,
+    label: string,
+    manifest: DeployManifest,
+    loaded: readonly InstanceView[],
+  ): void {
+    const justification = this.#dependenciesActive(manifest);
+    if (typeof justification === "string") {
+      this.#waiting.push(`${label}: ${loaded.length} LOADED instance(s) wait for ${justification}`);
+      return;
     }
+    for (const i of loaded) {
+      for (const j of justification) b.expect(j.key, j.modRevision);
+      b.putInstance(i, this.#command(i.record, "ACTIVATE"), `ACTIVATE ${i.key}`);
+    }
+  }
 
-    const active = counted.filter((i) => i.record.state === "ACTIVE" && !removed.has(i)).length;
-    // Forget failures once the version has been healthy for a while.
-    if (!tally && backoff) {
-      const healthyAt = backoff.retryAt + this.#o.backoffResetMs;
-      if (active >= desired && this.#now >= healthyAt) {
-        backoff = undefined;
-        backoffNote = `${label}: healthy again, failures forgotten`;
-      } else this.#wakeAt(Math.max(healthyAt, this.#now + 1));
-    }
-    return { version, manifest, counted, movers: movers.size, active, backoff, backoffNote };
+  /** Whether to forget a version's failures: it has been healthy for `backoffResetMs` past its retry time. */
+  #forgetFailures(backoff: TargetBackoff, healthy: boolean): boolean {
+    const healthyAt = backoff.retryAt + this.#o.backoffResetMs;
+    if (healthy && this.#now >= healthyAt) return true;
+    this.#wakeAt(Math.max(healthyAt, this.#now + 1));
+    return false;
   }
 
   /** Instances in the order they should be removed. */
