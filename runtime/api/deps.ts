@@ -7,6 +7,7 @@ import type { Logger } from "../core/log.ts";
 import type { EngineStats } from "../consensus/types.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
+import type { WatchHubStats } from "../kv/mod.ts";
 
 export interface MemberView {
   id: string;
@@ -31,6 +32,11 @@ export interface NodeStatusView {
   writeForwarding: ForwardStats;
   /** Leader changes this node has seen and the proposals it made. */
   elections: ElectionStats;
+  /** Bounded queues of the cluster core: how full each is, its limit, and how often it refused. */
+  limits: {
+    watches: WatchHubStats;
+    revisionWaiters: { waiting: number; maxWaiting: number; refused: number };
+  };
   uptimeMs: number;
   /** Ports this node bound. */
   ports: { cluster: number; api: number; http: number };

@@ -30,6 +30,10 @@ import { type StartedFeatures, startFeatures } from "./features.ts";
 
 const TICK_MS = 20;
 const WRITE_TIMEOUT_MS = 5_000;
+/** Largest answer to a peer's catch-up request (it asks again for the rest). */
+const MAX_SYNC_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** Writes waiting for a batch on this member, at most (beyond: overloaded with retry-after). */
+const MAX_QUEUED_WRITE_BYTES = 64 * 1024 * 1024;
 
 export interface RunningNode {
   ports: { cluster: number; api: number; http: number };
@@ -41,21 +45,7 @@ export interface RunningNode {
 export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logger): Promise<RunningNode> {
   const startedAt = systemClock.now();
   const members = flags.peers.map((p) => p.id).sort();
-  await Deno.mkdir(flags.dataDir, { recursive: true });
-  const storage = ConsensusStorage.openInDir<KvCommand>(flags.dataDir, {
-    nodeId: flags.id,
-    members,
-    fsync: flags.fsync,
-    snapshotEveryDecisions: flags.snapshotEveryPhases,
-    retainDecisions: flags.retainedLogPhases,
-  });
-  const loaded = storage.load();
-  const initialState = restoreKvState(loaded);
-  log.info("state restored", {
-    phase: loaded.restored.lastDecided,
-    revision: initialState.revision,
-    keys: initialState.size,
-  });
+  const { storage, loaded, initialState } = await openState(flags, members, log);
   const hub = new WatchHub({ revision: initialState.revision });
   const eventListeners = new Listeners<[readonly KvEvent[]]>(log, "kv event");
   const resetListeners = new Listeners<[]>(log, "state reset");
@@ -83,9 +73,9 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     transport: mesh,
     state: initialState,
     engine,
-    maxSyncResponseBytes: 4 * 1024 * 1024,
+    maxSyncResponseBytes: MAX_SYNC_RESPONSE_BYTES,
     defaultWriteTimeoutMs: WRITE_TIMEOUT_MS,
-    maxQueuedBytes: 64 * 1024 * 1024,
+    maxQueuedBytes: MAX_QUEUED_WRITE_BYTES,
     onEvents: (events: KvEvent[]) => {
       hub.publish(events);
       eventListeners.emit(events);
@@ -99,17 +89,6 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
       resetListeners.emit();
     },
   });
-
-  const forwarder = new WriteForwarder({
-    self: flags.id,
-    transport: mesh,
-    local: replica,
-    target: () => (replica.ready ? leader()?.nodeId : undefined),
-    timers: systemClock,
-    log: log.with({ component: "writes" }),
-  });
-  mesh.onMessage(WRITE_CHANNEL, (from, message) => forwarder.receive(from, message));
-
   const elections = new Elections({
     self: flags.id,
     members,
@@ -121,18 +100,15 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   });
   const leader = () => elections.leader();
   const isLeader = () => elections.isLeader();
-  mesh.onMessage(ELECTION_CHANNEL, (from, message) => elections.receive(from, message));
-  mesh.onMessage(CONSENSUS_CHANNEL, (from, message) => replica.receive(from, message));
-  mesh.onPeerUp((id) => {
-    elections.peerUp(id);
-    log.info("peer up", { peer: id });
-    replica.peerConnected(id);
+  const forwarder = new WriteForwarder({
+    self: flags.id,
+    transport: mesh,
+    local: replica,
+    target: () => (replica.ready ? leader()?.nodeId : undefined),
+    timers: systemClock,
+    log: log.with({ component: "writes" }),
   });
-  mesh.onPeerDown((id, reason) => {
-    elections.peerDown(id);
-    log.warn("peer down", { peer: id, reason });
-    forwarder.peerDown(id);
-  });
+  wireMesh(mesh, { replica, elections, forwarder }, log);
   replica.start();
   const ticker = setInterval(() => replica.tick(), TICK_MS);
   const electionTimer = setInterval(() => elections.check(), ELECTION_CHECK_MS);
@@ -170,6 +146,10 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     consensus: engine.stats,
     writeForwarding: forwarder.stats,
     elections: elections.stats,
+    limits: {
+      watches: hub.stats,
+      revisionWaiters: replica.revisionWaiterStats,
+    },
     uptimeMs: systemClock.now() - startedAt,
     ports,
     features: statusOf(features.started),
@@ -196,6 +176,48 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
       storage.close();
     },
   };
+}
+
+/** Opens the member's durable storage and rebuilds its state from the latest snapshot and the log after it. */
+async function openState(flags: NodeFlags, members: string[], log: Logger) {
+  await Deno.mkdir(flags.dataDir, { recursive: true });
+  const storage = ConsensusStorage.openInDir<KvCommand>(flags.dataDir, {
+    nodeId: flags.id,
+    members,
+    fsync: flags.fsync,
+    snapshotEveryDecisions: flags.snapshotEveryPhases,
+    retainDecisions: flags.retainedLogPhases,
+  });
+  const loaded = storage.load();
+  const initialState = restoreKvState(loaded);
+  log.info("state restored", {
+    phase: loaded.restored.lastDecided,
+    revision: initialState.revision,
+    keys: initialState.size,
+  });
+  return { storage, loaded, initialState };
+}
+
+/** The mesh's channels and peer events, to the cluster shell's parts that use them. */
+function wireMesh(
+  mesh: Mesh,
+  shell: { replica: Replica; elections: Elections; forwarder: WriteForwarder },
+  log: Logger,
+): void {
+  const { replica, elections, forwarder } = shell;
+  mesh.onMessage(CONSENSUS_CHANNEL, (from, message) => replica.receive(from, message));
+  mesh.onMessage(ELECTION_CHANNEL, (from, message) => elections.receive(from, message));
+  mesh.onMessage(WRITE_CHANNEL, (from, message) => forwarder.receive(from, message));
+  mesh.onPeerUp((id) => {
+    elections.peerUp(id);
+    log.info("peer up", { peer: id });
+    replica.peerConnected(id);
+  });
+  mesh.onPeerDown((id, reason) => {
+    elections.peerDown(id);
+    log.warn("peer down", { peer: id, reason });
+    forwarder.peerDown(id);
+  });
 }
 
 /** Each feature's status under its name. */
