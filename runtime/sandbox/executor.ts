@@ -267,7 +267,9 @@ export class SliceExecutor {
       );
     }
     // ACTIVE means the start hook ran on a running sandbox, and a sandbox that exits fails the instance first.
-    assert(entry.host?.state === "running", `instance ${instanceId} is ACTIVE without a running sandbox`);
+    if (entry.host?.state !== "running") {
+      assert(false, `instance ${instanceId} is ACTIVE without a running sandbox`);
+    }
     return entry.host.invoke(method, request, options);
   }
 

@@ -429,6 +429,7 @@ export class SliceHost {
    * pending), 404 (no such method), 504 (deadline), 400 (request not serializable).
    */
   invoke(method: string, request: unknown, options: InvokeOptions = {}): Promise<InvokeOutcome> {
+    this.#checkInvariants();
     const refused = this.#refusal(method);
     if (refused) return Promise.reject(refused);
     const now = Date.now();
@@ -541,32 +542,35 @@ export class SliceHost {
    * Cheap invariants, checked on entry and exit of the public methods: the pending calls stay within their
    * bound and agree with the pending table; nothing waits on, or probes, a sandbox that is not running (a
    * hook or call of a `booting` sandbox is impossible: they need `running`); a failure is recorded only with
-   * the sandbox exited.
+   * the sandbox exited. On every call's path: the message is built only when one is broken.
    */
   #checkInvariants(): void {
-    const label = `sandbox host ${this.#label}`;
-    assert(this.#pendingCalls >= 0, `${label}: negative pending calls`);
-    assert(this.#pendingCalls <= this.#pending.size, `${label}: more pending calls than pending entries`);
-    assert(
-      this.#pendingCalls <= this.limits.maxPendingRequests,
-      `${label}: ${this.#pendingCalls} pending calls, above maxPendingRequests ${this.limits.maxPendingRequests}`,
-    );
-    if (this.#state !== "running") {
-      assert(
-        this.#pending.size === 0,
-        `${label}: ${this.#pending.size} calls pending on a ${this.#state} sandbox`,
-      );
-      assert(this.#probe === undefined, `${label}: a liveness probe of a ${this.#state} sandbox`);
+    const problem = this.#brokenInvariant();
+    if (problem !== undefined) assert(false, `sandbox host ${this.#label}: ${problem}`);
+  }
+
+  #brokenInvariant(): string | undefined {
+    const calls = this.#pendingCalls;
+    if (calls < 0) return "negative pending calls";
+    if (calls > this.#pending.size) return `${calls} pending calls, ${this.#pending.size} pending entries`;
+    if (calls > this.limits.maxPendingRequests) {
+      return `${calls} pending calls, above maxPendingRequests ${this.limits.maxPendingRequests}`;
     }
-    assert(
-      this.#failure === undefined || this.#state === "exited",
-      `${label}: a failure recorded while ${this.#state}`,
-    );
+    if (this.#state !== "running") {
+      if (this.#pending.size > 0) return `${this.#pending.size} calls pending on a ${this.#state} sandbox`;
+      if (this.#probe !== undefined) return `a liveness probe of a ${this.#state} sandbox`;
+    }
+    if (this.#failure !== undefined && this.#state !== "exited") {
+      return `a failure recorded while ${this.#state}`;
+    }
+    return undefined;
   }
 
   /** Records a call or hook sent to the sandbox; `#take` is the only way out. */
   #admit(id: number, pending: Pending): void {
-    assert(!this.#pending.has(id), `sandbox host ${this.#label}: message id ${id} is pending twice`);
+    if (this.#pending.has(id)) {
+      assert(false, `sandbox host ${this.#label}: message id ${id} is pending twice`);
+    }
     this.#pending.set(id, pending);
     if (pending.call) this.#pendingCalls++;
   }
@@ -661,7 +665,9 @@ export class SliceHost {
   #take(id: number): Pending | undefined {
     const pending = this.#pending.get(id);
     if (pending) {
-      assert(!pending.settled, `sandbox host ${this.#label}: message ${id} is both pending and answered`);
+      if (pending.settled) {
+        assert(false, `sandbox host ${this.#label}: message ${id} is both pending and answered`);
+      }
       pending.settled = true;
       this.#pending.delete(id);
       if (pending.call) this.#pendingCalls--;
