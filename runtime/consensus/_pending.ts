@@ -94,7 +94,7 @@ export class PendingBatches<C> {
     const batch = this.#byId.get(id);
     if (!batch) return false;
     const index = this.#indexOf(batch);
-    assert(this.#sorted[index] === batch, `pending batches: ${id} is not where its order puts it`);
+    assert(this.#sorted[index] === batch, "pending batches: a batch is not where its order puts it");
     this.#sorted.splice(index, 1);
     this.#byId.delete(id);
     this.#own.delete(id);

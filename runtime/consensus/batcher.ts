@@ -134,7 +134,7 @@ export class Batcher<C, R> {
     this.#queuedBytes -= bytes;
     assert(
       this.#queuedBytes >= 0 && (this.#queuedBytes === 0) === (this.queuedCommands === 0),
-      `batcher: ${this.#queuedBytes} bytes queued for ${this.queuedCommands} commands`,
+      "batcher: queued bytes disagree with the queued commands",
     );
     this.#compact();
     const id = `${this.#config.self}:${this.#config.incarnation}:${++this.#seq}`;

@@ -100,7 +100,7 @@ export class Outbox {
       peer.waiters.add(waiter);
       assert(
         peer.waiters.size <= this.#host.maxWaitersPerPeer,
-        `mesh: ${peer.id} has too many writers waiting`,
+        "mesh: more writers wait than maxWaitersPerPeer",
       );
       this.#scheduleDrainPoll();
     });
@@ -135,7 +135,7 @@ export class Outbox {
     const entries = peer.pending;
     assert(
       peer.pendingBytes >= 0 && (peer.pendingBytes === 0) === (entries.length === 0),
-      `mesh: ${peer.pendingBytes} bytes counted for ${entries.length} queued messages to ${peer.id}`,
+      "mesh: a peer's queued bytes disagree with its queued messages",
     );
     peer.pending = [];
     peer.pendingBytes = 0;
