@@ -41,7 +41,7 @@ export class TestCluster {
       const peers = ids.map((peer) => {
         let port = ports.get(peer)!;
         if (options.proxyLinks && id < peer) {
-          const proxy = startPartitionProxy({ targetPort: port });
+          const proxy = startProxyAvoiding(port, [...ports.values()]);
           cluster.#links.set(`${id}-${peer}`, proxy);
           port = proxy.port;
         }
@@ -130,5 +130,22 @@ export class TestCluster {
     await Promise.all(this.nodes.map((n) => n.stop("SIGKILL")));
     await Promise.all([...this.#links.values()].map((proxy) => proxy.close()));
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * A proxy to `targetPort` on a port none of the members will bind: member ports were picked free and released,
+ * so the kernel may hand one of them to the proxy's listener.
+ */
+function startProxyAvoiding(targetPort: number, memberPorts: number[]): PartitionProxy {
+  const unusable: PartitionProxy[] = [];
+  try {
+    for (;;) {
+      const proxy = startPartitionProxy({ targetPort });
+      if (!memberPorts.includes(proxy.port)) return proxy;
+      unusable.push(proxy);
+    }
+  } finally {
+    for (const proxy of unusable) void proxy.close();
   }
 }
