@@ -1,15 +1,23 @@
 /**
- * Deterministic simulation of 1, 3 and 5 members under message loss, duplication, reordering, partitions,
- * crashes (also in the middle of carrying out effects) and restarts: agreement, no lost acknowledged write,
- * linearizability of the client history, and liveness after healing, over several hundred seeds.
+ * Deterministic simulation of 1, 3 and 5 members running the real replica, watch hub and leader elections over
+ * simulated storage, network and time (runtime/cluster/sim), under message loss, duplication, reordering,
+ * partitions, one-link cuts, process crashes (also in the middle of IO), power losses, long lags that force
+ * catch-up by snapshot, and crashes or isolation of the leader: agreement, no lost acknowledged write,
+ * linearizability of the client history, watch events in revision order on every member, leader stability,
+ * and liveness after healing, over several hundred seeds.
  *
  * Seeds are fixed so CI is reproducible; set SIM_SEED_BASE to explore others. A failure names every failing
  * seed with the one command that replays it.
  */
 
 import assert from "node:assert/strict";
-import { runSimulation, type SimOptions, type SimResult } from "../runtime/consensus/sim/simulator.ts";
-import { DEFAULT_SIM_OPTIONS } from "../runtime/consensus/sim/simulator.ts";
+import {
+  DEFAULT_SIM_OPTIONS,
+  runSimulation,
+  type SimOptions,
+  type SimResult,
+  type SimStats,
+} from "../runtime/cluster/sim/mod.ts";
 
 const SEED_BASE = Number(Deno.env.get("SIM_SEED_BASE") ?? 1);
 
@@ -18,22 +26,68 @@ interface Suite {
   faults: string;
   seeds: number;
   durationMs?: number;
+  /** What the suite's runs must have exercised, summed over its seeds (or the checks prove nothing). */
+  expect?: (total: SimStats) => void;
 }
 
 const SUITES: Suite[] = [
-  { members: 3, faults: "all", seeds: 300 },
-  { members: 5, faults: "all", seeds: 200 },
-  { members: 3, faults: "net", seeds: 60 },
-  { members: 5, faults: "net", seeds: 40 },
-  { members: 3, faults: "partition", seeds: 60 },
-  { members: 5, faults: "partition", seeds: 40 },
-  { members: 3, faults: "crash", seeds: 60 },
-  { members: 5, faults: "crash", seeds: 40 },
+  {
+    members: 3,
+    faults: "all",
+    seeds: 200,
+    expect: (t) => assert.ok(t.snapshotInstalls > 0, "no snapshot install"),
+  },
+  {
+    members: 5,
+    faults: "all",
+    seeds: 120,
+    expect: (t) => assert.ok(t.snapshotInstalls > 0, "no snapshot install"),
+  },
+  { members: 3, faults: "net", seeds: 40 },
+  { members: 5, faults: "net", seeds: 30 },
+  { members: 3, faults: "partition", seeds: 40 },
+  { members: 5, faults: "partition", seeds: 30 },
+  {
+    members: 3,
+    faults: "crash,power",
+    seeds: 40,
+    expect: (t) => assert.ok(t.lostWrites > 0, "no write lost"),
+  },
+  { members: 5, faults: "crash,power", seeds: 30 },
+  // Partial partitions: at most one leader change per cut link (seconds-long runs, so cuts can be checked).
+  { members: 3, faults: "link", seeds: 24, durationMs: 10_000, expect: expectLinkEpisodes },
+  { members: 5, faults: "link", seeds: 12, durationMs: 10_000, expect: expectLinkEpisodes },
+  // The leader crashes or is cut off: a new one within 2 s (over a network that loses no single message).
+  { members: 3, faults: "leader,dup,reorder", seeds: 24, durationMs: 10_000, expect: expectLeaderEpisodes },
+  { members: 5, faults: "leader", seeds: 12, durationMs: 10_000, expect: expectLeaderEpisodes },
+  // Catch-up by snapshot with the watcher open (the path of the crash fixed in 9665bf2).
+  { members: 3, faults: "lag", seeds: 60, expect: expectSnapshotCatchUp },
+  { members: 5, faults: "lag,net", seeds: 30, expect: expectSnapshotCatchUp },
   // Longer runs: deeper logs, snapshots and log truncation, many restarts per member.
   { members: 3, faults: "all", seeds: 16, durationMs: 15_000 },
-  { members: 5, faults: "all", seeds: 12, durationMs: 15_000 },
-  { members: 1, faults: "all", seeds: 10 },
+  { members: 5, faults: "all", seeds: 10, durationMs: 15_000 },
+  // A single member decides alone. (Power losses are left out: see the note in the report of issue 13.)
+  { members: 1, faults: "crash", seeds: 20 },
 ];
+
+function expectLinkEpisodes(total: SimStats): void {
+  assert.ok(total.linkEpisodesChecked >= 10, `only ${total.linkEpisodesChecked} one-link cuts were checked`);
+}
+
+function expectLeaderEpisodes(total: SimStats): void {
+  assert.ok(
+    total.leaderEpisodesChecked >= 10,
+    `only ${total.leaderEpisodesChecked} leader faults were checked`,
+  );
+}
+
+function expectSnapshotCatchUp(total: SimStats): void {
+  assert.ok(
+    total.snapshotInstallsWithTail > 0,
+    "no snapshot install was followed by decisions in the same step",
+  );
+  assert.ok(total.watchRereads > 0, "no watch was ended by a snapshot install");
+}
 
 function optionsOf(suite: Suite, seed: number): SimOptions {
   return {
@@ -49,48 +103,55 @@ function describe(result: SimResult, seed: number): string {
   return `seed ${seed}: ${result.failure}\n  replay: ${result.replay}`;
 }
 
+/** Sums every numeric statistic (maxima and slowest times are summed too; only the counts are used). */
+function add(total: SimStats | undefined, stats: SimStats): SimStats {
+  if (!total) return { ...stats };
+  const sum = { ...total };
+  for (const key of Object.keys(stats) as (keyof SimStats)[]) sum[key] += stats[key];
+  return sum;
+}
+
 for (const suite of SUITES) {
   const label = `${suite.members}-member cluster, faults ${suite.faults}, ${suite.seeds} seeds` +
     (suite.durationMs ? `, ${suite.durationMs / 1000} s each` : "");
-  Deno.test(`simulation: ${label}`, () => {
+  Deno.test(`simulation: ${label}`, async () => {
     const failures: string[] = [];
-    let phases = 0;
-    let completed = 0;
-    let installs = 0;
+    let total: SimStats | undefined;
     for (let seed = SEED_BASE; seed < SEED_BASE + suite.seeds; seed++) {
-      const result = runSimulation(optionsOf(suite, seed));
+      const result = await runSimulation(optionsOf(suite, seed));
       if (!result.ok) failures.push(describe(result, seed));
-      phases += result.stats.phases;
-      completed += result.stats.completed;
-      installs += result.stats.snapshotInstalls;
+      total = add(total, result.stats);
     }
     assert.equal(failures.length, 0, `${failures.length} failing seed(s):\n${failures.join("\n")}`);
     // The runs must have done real work, or the checks above prove nothing.
-    assert.ok(phases > suite.seeds * 20, `only ${phases} phases decided over ${suite.seeds} runs`);
     assert.ok(
-      completed > suite.seeds * 20,
-      `only ${completed} operations completed over ${suite.seeds} runs`,
+      total!.phases > suite.seeds * 20,
+      `only ${total!.phases} phases decided over ${suite.seeds} runs`,
     );
-    if (suite.seeds >= 200) assert.ok(installs > 0, "no member ever caught up by installing a snapshot");
+    assert.ok(
+      total!.completed > suite.seeds * 20,
+      `only ${total!.completed} operations completed over ${suite.seeds} runs`,
+    );
+    suite.expect?.(total!);
   });
 }
 
-Deno.test("simulation replays bit for bit: same seed, same decisions and history", () => {
+Deno.test("simulation replays bit for bit: same seed, same decisions and history", async () => {
   for (const [members, seed] of [[3, 11], [5, 12]]) {
     const options = optionsOf({ members, faults: "all", seeds: 1 }, seed);
-    const first = runSimulation(options);
-    const second = runSimulation(options);
+    const first = await runSimulation(options);
+    const second = await runSimulation(options);
     assert.ok(first.ok, first.failure);
     assert.equal(second.decisionHash, first.decisionHash);
     assert.equal(second.historyHash, first.historyHash);
     assert.deepEqual(second.stats, first.stats);
-    const other = runSimulation({ ...options, seed: seed + 1000 });
+    const other = await runSimulation({ ...options, seed: seed + 1000 });
     assert.notEqual(other.historyHash, first.historyHash, "a different seed gives a different run");
   }
 });
 
-Deno.test("every run carries the one command that replays it, with every non-default option", () => {
-  const result = runSimulation({
+Deno.test("every run carries the one command that replays it, with every non-default option", async () => {
+  const result = await runSimulation({
     ...DEFAULT_SIM_OPTIONS,
     seed: 42,
     members: 5,

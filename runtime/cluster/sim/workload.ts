@@ -1,14 +1,14 @@
 /**
  * Simulated clients: each one issues KV commands one at a time through a member (puts, compare-and-sets,
  * deletes and linearizable reads), every write with a value never used before, and records the history the
- * linearizability checker reads. An operation that times out, or whose batch was interrupted or dropped, has
- * an unknown outcome (return time +infinity); one refused before it was queued never happened.
+ * linearizability checker reads. They use what the API uses: `kvAccess` over the member's replica (a
+ * linearizable read is a consensus barrier, then the local state). An operation that times out, whose batch
+ * was interrupted or dropped, or whose member crashed has an unknown outcome (return time +infinity); one
+ * refused before it was queued never happened.
  */
 
-import { AetherError } from "../../core/errors.ts";
-import type { Rng } from "../../core/rng.ts";
-import { commandSize, type KvCommand, type KvResult } from "../../kv/commands.ts";
-import type { Outcome } from "../mod.ts";
+import { AetherError, type Rng } from "../../core/mod.ts";
+import type { KvCommand } from "../../kv/mod.ts";
 import type { KvInput, KvOperation, KvOutput } from "./linearizability.ts";
 import type { SimMember } from "./member.ts";
 
@@ -35,6 +35,8 @@ export interface WorkloadHost {
   members: SimMember[];
   /** False once the run is over: clients stop starting operations. */
   issuing(): boolean;
+  /** An outcome no correct cluster gives (the run fails). */
+  fail(message: string): void;
 }
 
 const encoder = new TextEncoder();
@@ -46,12 +48,22 @@ interface Seen {
   value: string | null;
 }
 
+/** Refused before it was queued: the command never ran. (Quorum is checked before a command is sent.) */
+const NEVER_RAN = new Set(["overloaded", "too_large"]);
+
+interface Pending {
+  entry: HistoryEntry;
+  finish(ok: boolean): void;
+}
+
 export class Workload {
   readonly history: HistoryEntry[] = [];
   readonly #host: WorkloadHost;
   readonly #rng: Rng;
   readonly #settings: WorkloadSettings;
   readonly #keys: string[];
+  /** Operations not settled yet, by the member they went through. */
+  readonly #pending = new Map<string, Set<Pending>>();
   #outstanding = 0;
 
   constructor(host: WorkloadHost, rng: Rng, settings: WorkloadSettings) {
@@ -59,6 +71,7 @@ export class Workload {
     this.#rng = rng;
     this.#settings = settings;
     this.#keys = Array.from({ length: settings.keys }, (_, i) => `app/k${i}`);
+    for (const member of host.members) this.#pending.set(member.id, new Set());
   }
 
   get keys(): readonly string[] {
@@ -77,10 +90,25 @@ export class Workload {
     }
   }
 
-  /** A linearizable read of `key` through `member`, outside the random workload (the final reads). */
-  finalRead(member: SimMember, key: string, done: (ok: boolean) => void): void {
-    const entry = this.#begin(`final-${member.id}`, member, key, { kind: "get" });
-    this.#submit(entry, member, { type: "barrier" }, () => {}, done);
+  /** The member's process died: its clients' connections close, and what they waited for is unknown. */
+  memberCrashed(member: SimMember): void {
+    for (const pending of [...this.#pending.get(member.id)!]) pending.finish(false);
+  }
+
+  /**
+   * A linearizable read of `key` through `member`, outside the random workload (the final reads); false when
+   * the member refused it.
+   */
+  finalRead(member: SimMember, key: string, done: (ok: boolean) => void): boolean {
+    return this.issue(
+      `final-${member.id}`,
+      member,
+      key,
+      { kind: "get" },
+      { type: "barrier" },
+      () => {},
+      done,
+    );
   }
 
   // ---------------------------------------------------------------- used by clients
@@ -101,21 +129,10 @@ export class Workload {
     return this.#rng.pick(this.#keys);
   }
 
-  #begin(client: string, member: SimMember, key: string, input: KvInput): HistoryEntry {
-    return {
-      client,
-      member: member.id,
-      key,
-      input,
-      callMs: this.#host.now(),
-      returnMs: Infinity,
-      settled: false,
-    };
-  }
-
   /**
-   * Sends one operation. `onSeen` learns what the client may assume afterwards; `done` runs once when the
-   * operation settles (true: completed with a known outcome). Returns false when the member refused it.
+   * Sends one operation through `member`'s KV access. `onSeen` learns what the client may assume afterwards;
+   * `done` runs once when the operation settles (true: completed with a known outcome). Returns false when the
+   * member refused it at once (down, or without quorum: the command never ran, as the API would answer 503).
    */
   issue(
     client: string,
@@ -126,48 +143,57 @@ export class Workload {
     onSeen: (seen: Seen | undefined) => void,
     done: (ok: boolean) => void,
   ): boolean {
-    const entry = this.#begin(client, member, key, input);
-    if (command.type === "put" && command.ifRevision !== undefined) entry.ifRevision = command.ifRevision;
-    return this.#submit(entry, member, command, onSeen, done);
-  }
-
-  #submit(
-    entry: HistoryEntry,
-    member: SimMember,
-    command: KvCommand,
-    onSeen: (seen: Seen | undefined) => void,
-    done: (ok: boolean) => void,
-  ): boolean {
-    const finish = (ok: boolean) => {
-      entry.settled = true;
-      this.#outstanding--;
-      done(ok);
+    const kv = member.kv;
+    if (!kv || !member.replica!.quorum) return false;
+    const entry: HistoryEntry = {
+      client,
+      member: member.id,
+      key,
+      input,
+      callMs: this.#host.now(),
+      returnMs: Infinity,
+      settled: false,
     };
-    // In the history before submitting: the outcome may arrive synchronously (a crash while batching).
+    if (command.type === "put" && command.ifRevision !== undefined) entry.ifRevision = command.ifRevision;
     this.history.push(entry);
     this.#outstanding++;
-    try {
-      member.submit(command, commandSize(command), (outcome) => {
+    const byMember = this.#pending.get(member.id)!;
+    const pending: Pending = {
+      entry,
+      finish: (ok) => {
         if (entry.settled) return;
-        if (this.#record(entry, member, outcome, onSeen)) finish(true);
-        else if (isUnknown(outcome)) finish(false);
-        else {
-          // Refused before it was batched: it never ran, so it is not part of the history.
-          this.#forget(entry);
-          finish(false);
+        entry.settled = true;
+        byMember.delete(pending);
+        this.#outstanding--;
+        done(ok);
+      },
+    };
+    byMember.add(pending);
+    this.#host.schedule(this.#settings.opDeadlineMs, () => pending.finish(false));
+    const timeoutMs = this.#settings.opDeadlineMs;
+    const operation = input.kind === "get"
+      ? kv.get(key, { consistent: true, timeoutMs }).then((found) => this.#read(entry, found, onSeen))
+      : kv.write(command, { timeoutMs }).then((outcome) => this.#wrote(entry, outcome, onSeen));
+    operation.then(
+      () => {
+        if (!entry.settled) pending.finish(true);
+      },
+      (error) => {
+        if (entry.settled) return;
+        if (error instanceof AetherError && error.code === "compare_failed" && input.kind === "cas") {
+          entry.returnMs = this.#host.now();
+          entry.output = { ok: false };
+          onSeen(undefined);
+          return pending.finish(true);
         }
-      });
-    } catch (e) {
-      if (!(e instanceof AetherError)) throw e;
-      this.#forget(entry);
-      this.#outstanding--;
-      return false;
-    }
-    if (!entry.settled) {
-      this.#host.schedule(this.#settings.opDeadlineMs, () => {
-        if (!entry.settled) finish(false);
-      });
-    }
+        if (!(error instanceof AetherError)) {
+          this.#host.fail(
+            `${client}: ${input.kind} of ${key} through ${member.id} failed: ${error?.stack ?? error}`,
+          );
+        } else if (NEVER_RAN.has(error.code)) this.#forget(entry);
+        pending.finish(false);
+      },
+    );
     return true;
   }
 
@@ -176,52 +202,36 @@ export class Workload {
     if (at >= 0) this.history.splice(at, 1);
   }
 
-  /** Fills in a completed operation's outcome; false when the outcome is not known. */
-  #record(
+  #read(
     entry: HistoryEntry,
-    member: SimMember,
-    outcome: Outcome<KvResult>,
+    found: { value: Uint8Array; modRevision: number } | undefined,
     onSeen: (seen: Seen | undefined) => void,
-  ): boolean {
-    if (!outcome.ok) return false;
-    const result = outcome.result;
+  ): void {
+    if (entry.settled) return;
+    entry.returnMs = this.#host.now();
+    const value = found ? decoder.decode(found.value) : null;
+    entry.output = { ok: true, value };
+    entry.readRevision = found?.modRevision ?? 0;
+    onSeen({ revision: entry.readRevision, value });
+  }
+
+  #wrote(
+    entry: HistoryEntry,
+    outcome: { revision: number; deleted?: number },
+    onSeen: (seen: Seen | undefined) => void,
+  ): void {
+    if (entry.settled) return;
     entry.returnMs = this.#host.now();
     const input = entry.input;
-    if (input.kind === "get") {
-      // Runs inside the decision of the barrier's batch: the state right after it.
-      const found = member.kv!.get(entry.key);
-      const value = found ? decoder.decode(found.value) : null;
-      entry.output = { ok: true, value };
-      entry.readRevision = found?.modRevision ?? 0;
-      onSeen({ revision: entry.readRevision, value });
-      return true;
+    entry.output = { ok: true } satisfies KvOutput;
+    if (input.kind === "put" || input.kind === "cas") {
+      entry.revision = outcome.revision;
+      onSeen({ revision: outcome.revision, value: input.value });
+    } else if (input.kind === "delete") {
+      if (outcome.deleted === 1) entry.revision = outcome.revision;
+      onSeen({ revision: 0, value: null });
     }
-    entry.output = outputOf(input, result, entry);
-    if (input.kind === "put" || (input.kind === "cas" && entry.output.ok)) {
-      onSeen({ revision: result.revision, value: input.value });
-    } else if (input.kind === "delete") onSeen({ revision: 0, value: null });
-    else onSeen(undefined);
-    return true;
   }
-}
-
-function isUnknown(outcome: Outcome<KvResult>): boolean {
-  return !outcome.ok && outcome.error.extra.outcome === "unknown";
-}
-
-function outputOf(input: KvInput, result: KvResult, entry: HistoryEntry): KvOutput {
-  if (input.kind === "cas") {
-    if (!result.ok && result.code !== "compare_failed") {
-      throw new Error(`unexpected cas result ${result.message}`);
-    }
-    if (result.ok) entry.revision = result.revision;
-    return { ok: result.ok };
-  }
-  if (!result.ok) throw new Error(`unexpected ${input.kind} failure: ${result.message}`);
-  if (input.kind === "put" || (input.kind === "delete" && result.deleted === 1)) {
-    entry.revision = result.revision;
-  }
-  return { ok: true };
 }
 
 /** One client: a loop of operations through its member, switching members when that one is unavailable. */

@@ -14,7 +14,7 @@ import { DEFAULT_SIM_OPTIONS, parseFaults, runSimulation, type SimOptions } from
 function usage(message: string): never {
   console.error(`sim: ${message}`);
   console.error(
-    "usage: deno task sim [--seed N] [--seeds COUNT] [--members 1|3|5] [--faults all|none|net,partition,crash]",
+    "usage: deno task sim [--seed N] [--seeds COUNT] [--members 1|3|5] [--faults all|none|net,link,lag,...]",
   );
   console.error("                     [--duration MS] [--clients N] [--keys N] [--verbose]");
   Deno.exit(2);
@@ -28,7 +28,7 @@ function intFlag(values: Record<string, unknown>, name: string, fallback: number
   return n;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -68,16 +68,20 @@ function main(): void {
   let failed = 0;
   const started = performance.now();
   for (let seed = firstSeed; seed < firstSeed + count; seed++) {
-    const result = runSimulation({ ...base, seed });
+    const result = await runSimulation({ ...base, seed });
     const s = result.stats;
     if (!result.ok) {
       failed++;
       console.log(`seed ${seed}: FAILED\n${result.failure}\nreplay: ${result.replay}`);
     } else if (v.verbose || count === 1) {
       console.log(
-        `seed ${seed}: ok  phases ${s.phases}, ops ${s.operations} (${s.unknown} unknown), crashes ${s.crashes}, ` +
-          `partitions ${s.partitions}, snapshot installs ${s.snapshotInstalls}, messages ${s.messagesSent}, simulated ${s.simulatedMs} ms, ` +
-          `decisions ${result.decisionHash}, history ${result.historyHash}`,
+        `seed ${seed}: ok  phases ${s.phases}, ops ${s.operations} (${s.unknown} unknown), crashes ${s.crashes} ` +
+          `(${s.powerLosses} power, ${s.lostWrites} writes lost), partitions ${s.partitions}, link cuts ${s.linkCuts}, ` +
+          `lags ${s.lags}, snapshot installs ${s.snapshotInstalls} (${s.snapshotInstallsWithTail} with decisions ` +
+          `after), watch re-reads ${s.watchRereads}, leader changes ${s.leaderChanges} (link cuts checked ` +
+          `${s.linkEpisodesChecked}, most per cut ${s.maxLeaderChangesPerLinkEpisode}; leader faults checked ` +
+          `${s.leaderEpisodesChecked}, slowest new leader ${s.slowestNewLeaderMs} ms), messages ${s.messagesSent}, ` +
+          `simulated ${s.simulatedMs} ms, events ${s.events}, decisions ${result.decisionHash}, history ${result.historyHash}`,
       );
     }
   }
@@ -86,4 +90,4 @@ function main(): void {
   if (failed > 0) Deno.exit(1);
 }
 
-main();
+await main();
