@@ -23,6 +23,7 @@ import {
   type SliceLogEntry,
 } from "./host.ts";
 import {
+  canTransition,
   DEFAULT_DEADLINES,
   type ExecutorRecord,
   type LifecycleCommand,
@@ -372,6 +373,10 @@ export class SliceExecutor {
   }
 
   #report(entry: Entry, from: LifecycleState, to: LifecycleState | Removed, reason?: string): void {
+    // Every change the reducer reports follows the one table (removal only ends UNLOADING).
+    if (to === REMOVED ? from !== "UNLOADING" : !canTransition(from, to)) {
+      assert(false, `instance ${entry.record.instanceId}: ${from} -> ${to} is not in the lifecycle table`);
+    }
     const change: StateChange = {
       instanceId: entry.record.instanceId,
       coordinates: entry.coordinates,
