@@ -3,8 +3,7 @@
  * PhaseRecord), and the phase's candidate batch. Pure bookkeeping; the protocol rules live in rabia.ts.
  */
 
-import { assert } from "../core/errors.ts";
-import type { NodeId } from "../core/ids.ts";
+import { assert, type NodeId } from "../core/mod.ts";
 import type { Batch, BinaryValue, PhaseRecord, VoteValue } from "./types.ts";
 
 export interface Vote {

@@ -3,8 +3,7 @@
  * state and configuration. They run before the engine changes anything, so a bad input leaves it untouched.
  */
 
-import { AetherError } from "../core/errors.ts";
-import type { NodeId } from "../core/ids.ts";
+import { AetherError, type NodeId } from "../core/mod.ts";
 import type { Batch, ConsensusMsg, EngineConfig, PhaseRecord, RestoredState } from "./types.ts";
 
 /** Ben-Or ends within a few rounds with overwhelming probability; a larger round number is corrupt input. */

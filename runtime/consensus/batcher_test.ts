@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { Batcher, type BatcherConfig, type Outcome } from "./batcher.ts";
 
 const config: BatcherConfig = {

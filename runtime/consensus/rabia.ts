@@ -40,8 +40,7 @@
  * proposer forgets the batch (`dropped`): otherwise it would propose it forever while nobody else does.
  */
 
-import { AetherError, assert } from "../core/mod.ts";
-import type { NodeId } from "../core/ids.ts";
+import { AetherError, assert, type NodeId } from "../core/mod.ts";
 import {
   type Batch,
   type BinaryValue,

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { commonCoin, RabiaEngine } from "./rabia.ts";
 import {
   type Batch,

@@ -39,7 +39,7 @@
  * sent, and a restarted member resumes its recorded phase with the same proposal and votes.
  */
 
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 
 /** Client commands travel through the engine as opaque values of type C. */
 export interface Batch<C = unknown> {

@@ -8,7 +8,7 @@
 import { BTree } from "./_btree.ts";
 import { assert } from "../core/mod.ts";
 import { decode, encode } from "@msgpack/msgpack";
-import type { Batch } from "../consensus/types.ts";
+import type { Batch } from "../consensus/mod.ts";
 import {
   DEFAULT_MAX_VALUE_BYTES,
   type KvCommand,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import type { KvCommand, KvEvent } from "./commands.ts";
 import { KvState } from "./state.ts";
 import { type Watch, type WatchBatch, WatchHub } from "./watch.ts";

@@ -7,8 +7,7 @@
  * bounded (MAX_PENDING_HANDSHAKES); beyond it new ones get 503, a cheap guard against floods.
  */
 
-import { assert } from "../core/errors.ts";
-import type { NodeId } from "../core/ids.ts";
+import { assert, type NodeId } from "../core/mod.ts";
 import type { MeshLogger } from "./_config.ts";
 import type { MeshSocket } from "./_dialer.ts";
 import {

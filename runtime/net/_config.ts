@@ -3,9 +3,7 @@
  * sentence that names it).
  */
 
-import { AetherError } from "../core/errors.ts";
-import { isNodeId, type NodeId } from "../core/ids.ts";
-import { createLogger, type Logger } from "../core/log.ts";
+import { AetherError, createLogger, isNodeId, type Logger, type NodeId } from "../core/mod.ts";
 import { CODEC_NAMES, type CodecName } from "./codec.ts";
 import { isChannel } from "./_frame.ts";
 

@@ -6,7 +6,7 @@
  * handshake is not owed a closing handshake: its socket is dropped at once.
  */
 
-import { assert } from "../core/errors.ts";
+import { assert } from "../core/mod.ts";
 import type { HandshakeHost } from "./_accept.ts";
 import { dialWebSocket, type MeshSocket } from "./_dialer.ts";
 import {

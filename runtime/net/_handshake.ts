@@ -20,7 +20,7 @@
  * a private network, or put it behind TLS, when the path is not trusted.
  */
 
-import { isNodeId, type NodeId } from "../core/ids.ts";
+import { isNodeId, type NodeId } from "../core/mod.ts";
 
 export const PROTOCOL_VERSION = 1;
 export const NONCE_BYTES = 32;

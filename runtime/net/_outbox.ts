@@ -12,7 +12,7 @@
  * and counts the refusal (`waitersRefused`), as it does for a peer that is down.
  */
 
-import { assert } from "../core/errors.ts";
+import { assert } from "../core/mod.ts";
 import { buildDataFrame, entryBodyBytes } from "./_frame.ts";
 import { type Connection, errorText, type PeerState, type Timer, type Waiter } from "./_peer.ts";
 

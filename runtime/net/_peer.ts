@@ -3,7 +3,7 @@
  * its parts share.
  */
 
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 import type { MeshSocket } from "./_dialer.ts";
 
 export interface PeerStats {

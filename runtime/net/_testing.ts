@@ -1,7 +1,7 @@
 /** Helpers for the mesh's own tests: in-process meshes on loopback, raw protocol clients, recording logger. */
 
 import { Mesh, MESH_PATH, type MeshConfig, type MeshLogger } from "./mesh.ts";
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 
 export const SECRET = new TextEncoder().encode("test-cluster-secret-0123456789");
 export const WRONG_SECRET = new TextEncoder().encode("not-the-cluster-secret-987654321");

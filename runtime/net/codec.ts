@@ -11,7 +11,7 @@
  */
 
 import { Decoder, Encoder } from "@msgpack/msgpack";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 
 export type CodecName = "msgpack" | "json";
 

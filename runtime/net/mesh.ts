@@ -39,8 +39,7 @@
  * counts, one connection per peer, legal state changes) are asserted where they change.
  */
 
-import { AetherError, assert } from "../core/errors.ts";
-import type { NodeId } from "../core/ids.ts";
+import { AetherError, assert, type NodeId } from "../core/mod.ts";
 import { CODEC_NAMES, type CodecName, createCodec, type MeshCodec } from "./codec.ts";
 import type { MeshSocket } from "./_dialer.ts";
 import { buildEntry, FRAME_DATA, FRAME_PING, FRAME_PONG, splitEntries } from "./_frame.ts";

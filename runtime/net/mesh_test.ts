@@ -1,7 +1,7 @@
 /** Meshes in one process over real loopback sockets: delivery, batching, input validation, backpressure. */
 
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { Mesh } from "./mesh.ts";
 import { createCodec } from "./codec.ts";
 import { buildDataFrame, buildEntry, entryBodyBytes } from "./_frame.ts";

@@ -18,3 +18,9 @@ export {
   type PeerUpHandler,
 } from "./mesh.ts";
 export { CODEC_NAMES, type CodecName, createCodec, type MeshCodec } from "./codec.ts";
+/**
+ * The dialing side's WebSocket client (the npm `ws` with TCP_NODELAY) and the environment variables it reads
+ * when it loads: a process that imports the mesh grants them with `--allow-env`. Benchmarks dial with it to
+ * measure the raw client as a baseline.
+ */
+export { DIALER_ENV_VARS, dialWebSocket, type MeshSocket } from "./_dialer.ts";

@@ -21,8 +21,7 @@
 import { parseArgs } from "node:util";
 import { CODEC_NAMES, type CodecName, createCodec } from "../../runtime/net/codec.ts";
 import { Mesh } from "../../runtime/net/mesh.ts";
-import { DEFAULT_CODEC } from "../../runtime/net/mod.ts";
-import { DIALER_ENV_VARS, dialWebSocket, type MeshSocket } from "../../runtime/net/_dialer.ts";
+import { DEFAULT_CODEC, DIALER_ENV_VARS, dialWebSocket, type MeshSocket } from "../../runtime/net/mod.ts";
 import { silentLogger } from "../../runtime/core/log.ts";
 import { type DenoChild, spawnDenoChild } from "../_support/child.ts";
 
