@@ -38,6 +38,9 @@
  * batches submitted to this engine are kept (a re-decision is skipped by the state machine's batch-id filter).
  * A member that receives a proposal of a batch it knows is decided answers with that Decision, and the
  * proposer forgets the batch (`dropped`): otherwise it would propose it forever while nobody else does.
+ * Pending batches are kept in proposal order and bounded (maxPendingBatches): when full, other members' newest
+ * gossip is not kept and own submissions are refused with "overloaded"; _pending.ts explains why that keeps
+ * both safety and liveness.
  */
 
 import { AetherError, assert, type NodeId } from "../core/mod.ts";
