@@ -13,7 +13,7 @@
  */
 
 import { AetherError, type NodeId, type Rng, SimulatedTimers, type VirtualTime } from "../../core/mod.ts";
-import type { Logger } from "../../core/log.ts";
+import type { Logger } from "../../core/mod.ts";
 import type { EngineConfig } from "../../consensus/mod.ts";
 import { RabiaEngine } from "../../consensus/mod.ts";
 import { type KvCommand, type KvEvent, restoreKvState, type Watch, WatchHub } from "../../kv/mod.ts";

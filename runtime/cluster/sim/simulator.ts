@@ -21,7 +21,7 @@
  */
 
 import { assert, type NodeId, Rng, VirtualTime } from "../../core/mod.ts";
-import type { Logger, LogLevel } from "../../core/log.ts";
+import type { Logger, LogLevel } from "../../core/mod.ts";
 import type { KvEvent } from "../../kv/mod.ts";
 import { LEADER_KEY, parseLeaderRecord } from "../leader.ts";
 import { hashBytes, hashHex } from "./_hash.ts";
