@@ -14,7 +14,7 @@
  * ends with a mirror equal to its state, liveness (the heal phase completes in bounded simulated time),
  * identical final state on every member, a consistent revision-to-value map, linearizability of the client
  * history per key, and leader stability: at most one leader change per one-link cut, and a new leader within
- * 2 s when the leader crashes or is cut off from every other member.
+ * 2 s when the leader crashes or is cut off from a quorum of the members.
  *
  * The simulation is async because the real shell uses promises (fsync completions, write acknowledgements,
  * watches): after every callback the loop lets the promise jobs it started run before virtual time moves on.
@@ -22,6 +22,7 @@
 
 import { assert, type NodeId, Rng, VirtualTime } from "../../core/mod.ts";
 import type { Logger, LogLevel } from "../../core/mod.ts";
+import { quorumOf } from "../../consensus/mod.ts";
 import type { KvEvent } from "../../kv/mod.ts";
 import { LEADER_KEY, parseLeaderRecord } from "../leader.ts";
 import { hashBytes, hashHex } from "./_hash.ts";
@@ -39,7 +40,7 @@ import { type HistoryEntry, Workload } from "./workload.ts";
  * - power: the same, but the disk loses a suffix of the writes not yet fsynced;
  * - lag: one member down or cut off until the others have taken snapshots past everything it has and
  *   truncated their logs behind them, so it must catch up by installing a snapshot;
- * - leader: the agreed leader crashes or is cut off from every other member, and a new one must be in place
+ * - leader: the agreed leader crashes or is cut off from a quorum of the members, and a new one must be in place
  *   within 2 s.
  */
 export const FAULT_KINDS = [
@@ -214,8 +215,9 @@ interface LeaderEntry {
 interface Episode {
   kind: "link" | "leader-crash" | "leader-isolated";
   startMs: number;
-  /** For leader episodes: the leader that went away. */
+  /** For leader episodes: the leader that went away, and from how many members it was cut off. */
   leader?: NodeId;
+  cutFrom?: number;
   /** Another fault overlapped it or came too soon before it: nothing is concluded from it. */
   spoiled: boolean;
 }
@@ -710,7 +712,10 @@ class Simulation implements MemberHost {
     });
   }
 
-  /** The agreed leader crashes or is cut off from everyone; the others must agree on a new one within 2 s. */
+  /**
+   * The agreed leader crashes, or is cut off from a quorum of the members (from every other member in a
+   * 3-member cluster; from 3 or all 4 of them in a 5-member one); the others must agree on a new one within 2 s.
+   */
   #scheduleLeaderFault(): void {
     this.time.after(this.#between(this.#intensity.leaderGapMs), () => {
       if (!this.#faultsActive) return;
@@ -728,7 +733,11 @@ class Simulation implements MemberHost {
         spoiled: this.#lossy,
       };
       this.#openEpisodes.add(episode);
-      const peers = this.members.filter((m) => m !== member).map((m) => m.id);
+      const others = this.#shuffled(this.members.filter((m) => m !== member).map((m) => m.id));
+      const peers = crash
+        ? []
+        : others.slice(0, this.#faultRng.int(quorumOf(this.members.length), others.length));
+      episode.cutFrom = peers.length;
       if (crash) this.#crash(member);
       else for (const peer of peers) this.network.cut(member.id, peer);
       this.time.after(NEW_LEADER_WITHIN_MS, () => this.#checkLeaderEpisode(episode));
@@ -754,7 +763,9 @@ class Simulation implements MemberHost {
     if (!next || next.atMs - episode.startMs > NEW_LEADER_WITHIN_MS) {
       return this.fail(
         `leader election: no new leader within ${NEW_LEADER_WITHIN_MS} ms after leader ${episode.leader} ` +
-          `${episode.kind === "leader-crash" ? "crashed" : "was cut off from every member"} at ` +
+          `${
+            episode.kind === "leader-crash" ? "crashed" : `was cut off from ${episode.cutFrom} members`
+          } at ` +
           `${episode.startMs} ms\n${this.#describe()}`,
       );
     }
