@@ -52,7 +52,7 @@ const SUITES: Suite[] = [
   { members: 3, faults: "all", seeds: 40, durationMs: 15_000 },
   { members: 5, faults: "all", seeds: 25, durationMs: 15_000 },
   // A single member decides alone. Power losses are left out: a read may return a decision applied but not yet
-  // fsynced, which a power loss takes back (replay: deno task sim --seed 16 --members 1 --faults power).
+  // fsynced, which a power loss takes back (replay: deno task sim --seed 45 --members 1 --faults power).
   { members: 1, faults: "crash", seeds: 20 },
 ];
 
