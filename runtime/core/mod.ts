@@ -1,9 +1,10 @@
 /**
- * Shared building blocks: errors and problem responses, clock, seeded randomness, ids, trace context, logging,
- * and stop requests (signals, end of a piped standard input).
+ * Shared building blocks: errors and problem responses, clock and deadline timers, seeded randomness, ids,
+ * trace context, logging, and stop requests (signals, end of a piped standard input).
  */
 export * from "./errors.ts";
 export * from "./clock.ts";
+export * from "./deadline_timers.ts";
 export * from "./rng.ts";
 export * from "./ids.ts";
 export * from "./artifact.ts";
