@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { nodeCommandArgs } from "./node/permissions.ts";
+import { nodeCommandArgs } from "./node/mod.ts";
 
 const [command, ...args] = Deno.args;
 if (command !== "node") {

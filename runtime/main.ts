@@ -6,7 +6,7 @@
 const [command, ...rest] = Deno.args;
 
 if (command === "node") {
-  const { runNode } = await import("./node/main.ts");
+  const { runNode } = await import("./node/mod.ts");
   Deno.exit(await runNode(rest));
 } else if (command === "forge") {
   const { runForge } = await import("./forge/mod.ts");

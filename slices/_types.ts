@@ -6,7 +6,7 @@
 
 // The log types are core's (one definition for the node and the SDK). A file import, not core/mod.ts: the
 // slice runtime runs where npm packages cannot load (see runtime/core/trace.ts), and this import is type-only.
-import type { LogFields, LogLevel, LogWriter } from "../runtime/core/log.ts";
+import type { LogFields, LogLevel, LogWriter } from "../runtime/core/mod.ts";
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };

@@ -3,7 +3,7 @@
  * (defaults applied, types and bounds checked) when it loads.
  */
 
-import { AetherError } from "../runtime/core/errors.ts";
+import { AetherError } from "../runtime/core/mod.ts";
 import type { ConfigField, ConfigFieldType, JsonValue } from "./_types.ts";
 
 const FIELD_TYPES: readonly ConfigFieldType[] = ["string", "number", "integer", "boolean", "string[]"];

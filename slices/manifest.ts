@@ -5,8 +5,7 @@
  * every problem with its path, e.g. `routes.entries[1].path: "/items/{id" has an unclosed "{"`.
  */
 
-import { AetherError } from "../runtime/core/errors.ts";
-import { parseArtifactBase, parseCoordinates, parseVersionRange } from "../runtime/core/artifact.ts";
+import { AetherError, parseArtifactBase, parseCoordinates, parseVersionRange } from "../runtime/core/mod.ts";
 import { METHOD_NAME } from "./_define.ts";
 import type { ConfigField, HttpMethod, JsonValue } from "./_types.ts";
 import { defaultsOf, type Problem, schemaProblems } from "./config.ts";

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { AetherError } from "../runtime/core/errors.ts";
+import { AetherError } from "../runtime/core/mod.ts";
 import { describeDefinition } from "./_runtime.ts";
 import { resolveConfig } from "./config.ts";
 import {

@@ -10,7 +10,7 @@
  * ```
  */
 
-import { AetherError } from "../runtime/core/errors.ts";
+import { AetherError, newTraceparent } from "../runtime/core/mod.ts";
 import {
   describeDefinition,
   enableAsyncScope,
@@ -23,7 +23,6 @@ import type { AnySliceDefinition, BodyOf, JsonValue, LogLevel, SliceDefinition }
 import { resolveConfig } from "./config.ts";
 import { manifestFromDescription, type SliceManifest, statusForError } from "./manifest.ts";
 import type { InvokeOutcome, RuntimeMessage } from "./protocol.ts";
-import { newTraceparent } from "../runtime/core/trace.ts";
 
 export { RemoteSliceError } from "./_runtime.ts";
 

@@ -1,4 +1,4 @@
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 
 /** Operators may write only under `app/`; every other prefix belongs to the runtime. */
 export function operatorWriteProblem(key: string): void {

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { clusterRoutes } from "./cluster.ts";
 import type { ApiDeps } from "./deps.ts";
 import { kvRoutes } from "./kv.ts";

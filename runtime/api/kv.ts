@@ -1,8 +1,8 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { AetherError } from "../core/errors.ts";
-import type { KvEntry } from "../kv/commands.ts";
+import { AetherError } from "../core/mod.ts";
+import type { KvEntry } from "../kv/mod.ts";
 import { operatorWriteProblem } from "./_operator.ts";
 import { badRequest, boolParam, intParam, problemResponse } from "./_problem.ts";
 import type { ApiDeps } from "./deps.ts";

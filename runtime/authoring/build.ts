@@ -19,7 +19,7 @@ import {
   sha256Hex,
   type SliceManifest,
   validateManifest,
-} from "../../slices/manifest.ts";
+} from "../../slices/host.ts";
 
 export interface BuildOptions {
   /** Replaces the version in the slice's coordinates (e.g. from a release pipeline). */

@@ -5,7 +5,7 @@ import type { AetherError } from "../core/mod.ts";
 import { describeBundle, type IsolationMode } from "../sandbox/mod.ts";
 import { buildSlice, readBuiltSlice, writeBuiltSlice } from "./build.ts";
 import { initSlice } from "./init.ts";
-import { sha256Hex, validateManifest } from "../../slices/manifest.ts";
+import { sha256Hex, validateManifest } from "../../slices/host.ts";
 
 const MODES: readonly IsolationMode[] = ["worker", "process"];
 

@@ -5,8 +5,7 @@
  */
 
 import sortedBtree from "sorted-btree";
-import { AetherError, assert } from "../core/errors.ts";
-import type { TimerHandle, Timers } from "../core/clock.ts";
+import { AetherError, assert, type TimerHandle, type Timers } from "../core/mod.ts";
 
 // sorted-btree is CommonJS with `exports.default = BTree`; Deno's default import is `module.exports`.
 const BTree = sortedBtree.default;

@@ -7,10 +7,7 @@
  * It holds no timers of its own: whoever drives it calls check() and feeds it peer events and reports.
  */
 
-import { AetherError } from "../core/errors.ts";
-import type { Clock } from "../core/clock.ts";
-import type { Logger } from "../core/log.ts";
-import type { NodeId } from "../core/ids.ts";
+import { AetherError, type Clock, type Logger, type NodeId } from "../core/mod.ts";
 import {
   electionProposal,
   type ElectionView,

@@ -25,12 +25,19 @@
  * members took to notice the death (tens of milliseconds, in which 68% of writes were refused in a test).
  */
 
-import { AetherError, assert, type ErrorCode, isErrorCode, toAetherError } from "../core/errors.ts";
-import type { TimerHandle, Timers } from "../core/clock.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
+import {
+  AetherError,
+  assert,
+  type ErrorCode,
+  isErrorCode,
+  type Logger,
+  type NodeId,
+  type TimerHandle,
+  type Timers,
+  toAetherError,
+} from "../core/mod.ts";
 import type { ForwardStats } from "./access.ts";
-import { commandSize, type KvCommand, type KvResult } from "../kv/commands.ts";
+import { commandSize, type KvCommand, type KvResult } from "../kv/mod.ts";
 
 /** Channel of forwarded writes on the mesh. */
 export const WRITE_CHANNEL = "w";

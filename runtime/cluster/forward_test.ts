@@ -1,9 +1,6 @@
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
-import { systemClock } from "../core/clock.ts";
-import { createLogger } from "../core/log.ts";
-import type { KvCommand, KvEvent, KvResult } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import { AetherError, createLogger, systemClock } from "../core/mod.ts";
+import { type KvCommand, type KvEvent, type KvResult, KvState } from "../kv/mod.ts";
 import { checkForwardMsg, WRITE_CHANNEL, WriteForwarder } from "./forward.ts";
 
 const encoder = new TextEncoder();

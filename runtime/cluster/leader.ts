@@ -14,7 +14,7 @@
  * new record, and which?
  */
 
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 import { quorumOf } from "../consensus/mod.ts";
 
 /** The KV key of the leader record. */

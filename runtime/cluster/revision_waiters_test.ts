@@ -1,6 +1,5 @@
 import { deepStrictEqual, equal, rejects } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
-import { systemClock } from "../core/clock.ts";
+import { AetherError, systemClock } from "../core/mod.ts";
 import { RevisionWaiters } from "./_revision_waiters.ts";
 
 Deno.test("revision waiters resolve in order as the applied revision reaches theirs, and time out", async () => {

@@ -4,7 +4,7 @@
  * happens (its `wakeAtMs`), which replaces the previous wake-up: the reducer recomputes it every time.
  */
 
-import type { Clock } from "../core/clock.ts";
+import type { Clock } from "../core/mod.ts";
 
 export class StepLoop {
   readonly #run: () => number | undefined;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { systemClock } from "../core/clock.ts";
+import { systemClock } from "../core/mod.ts";
 import { StepLoop } from "./_step_loop.ts";
 
 const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));

@@ -3,12 +3,11 @@
  * records in a real `KvState`, and a way to apply the commands the reducers emit.
  */
 
-import type { NodeId } from "../core/ids.ts";
-import type { KvCommand, KvEvent, KvResult } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import type { NodeId } from "../core/mod.ts";
+import { type KvCommand, type KvEvent, type KvResult, KvState } from "../kv/mod.ts";
 import { encodeValue, kvKeys, type TargetRecord } from "../model/mod.ts";
-import { type SliceManifest, validateManifest } from "../../slices/manifest.ts";
-import type { HttpMethod } from "../../slices/_types.ts";
+import { type SliceManifest, validateManifest } from "../../slices/host.ts";
+import type { HttpMethod } from "../../slices/mod.ts";
 import type { MemberStatus } from "./view.ts";
 
 export interface ManifestSpec {

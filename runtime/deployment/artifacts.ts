@@ -8,11 +8,9 @@
  * changes.
  */
 
-import { baseOf, compareVersions, formatCoordinates, parseCoordinates } from "../core/artifact.ts";
-import { AetherError } from "../core/errors.ts";
-import type { SliceManifest } from "../../slices/manifest.ts";
-import { validateManifest } from "../../slices/manifest.ts";
-import type { KvEntry } from "../kv/commands.ts";
+import { AetherError, baseOf, compareVersions, formatCoordinates, parseCoordinates } from "../core/mod.ts";
+import { type SliceManifest, validateManifest } from "../../slices/host.ts";
+import type { KvEntry } from "../kv/mod.ts";
 import { KEY_PREFIXES } from "../model/mod.ts";
 
 /** The parts of a manifest that deployment reads. */

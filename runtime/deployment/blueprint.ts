@@ -18,8 +18,7 @@
  */
 
 import { parse, TomlDate, TomlError } from "smol-toml";
-import { AetherError } from "../core/errors.ts";
-import { baseOf, parseCoordinates } from "../core/artifact.ts";
+import { AetherError, baseOf, parseCoordinates } from "../core/mod.ts";
 import { formatPath, locate, type Located, type Segment, type SourcePosition } from "./_toml_locate.ts";
 
 export const MAX_BLUEPRINT_BYTES = 256 * 1024;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { MAX_BLUEPRINT_BYTES, parseBlueprint, validateBlueprint } from "./blueprint.ts";
 import { locate } from "./_toml_locate.ts";
 

@@ -57,9 +57,8 @@
  *   until it returns); new instances of those slices load and wait in LOADED until it is deployed again.
  */
 
-import { satisfies } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvCommand, KvCompare, KvOp, KvResult } from "../kv/commands.ts";
+import { type NodeId, satisfies } from "../core/mod.ts";
+import type { KvCommand, KvCompare, KvOp, KvResult } from "../kv/mod.ts";
 import {
   encodeValue,
   type InstanceRecord,

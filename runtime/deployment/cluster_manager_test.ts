@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import type { KvCommand, KvOp } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import { type KvCommand, type KvOp, KvState } from "../kv/mod.ts";
 import {
   decodeValue,
   encodeValue,
@@ -10,7 +9,7 @@ import {
   type RouteRecord,
   type TargetRecord,
 } from "../model/mod.ts";
-import type { SliceManifest } from "../../slices/manifest.ts";
+import type { SliceManifest } from "../../slices/host.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,

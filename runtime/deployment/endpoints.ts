@@ -11,9 +11,8 @@
  * `ENDPOINTS_PREFIX` from `registry.revision + 1`); after a snapshot is installed, `reset(state)`.
  */
 
-import { baseOf, formatCoordinates } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvEvent } from "../kv/commands.ts";
+import { baseOf, formatCoordinates, type NodeId } from "../core/mod.ts";
+import type { KvEvent } from "../kv/mod.ts";
 import { KEY_PREFIXES, tryParseKey } from "../model/mod.ts";
 import type { KvReader } from "./view.ts";
 

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import type { KvEvent } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import { type KvEvent, KvState } from "../kv/mod.ts";
 import { encodeValue, kvKeys } from "../model/mod.ts";
 import { EndpointRegistry } from "./endpoints.ts";
 import { applyCommand } from "./_testing.ts";

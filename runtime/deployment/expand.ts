@@ -10,8 +10,7 @@
  * highest choice leads to ranges nothing satisfies, it reports them rather than trying lower versions.
  */
 
-import { baseOf, maxSatisfying, satisfies } from "../core/artifact.ts";
-import { AetherError } from "../core/errors.ts";
+import { AetherError, baseOf, maxSatisfying, satisfies } from "../core/mod.ts";
 import type { BlueprintRecord, BlueprintSlice } from "../model/mod.ts";
 import type { ParsedBlueprint } from "./blueprint.ts";
 import { type ArtifactCatalog, callsOf, type DeployManifest } from "./artifacts.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { encodeValue } from "../model/mod.ts";
 import { ManifestCatalog } from "./artifacts.ts";
 import { parseBlueprint } from "./blueprint.ts";

@@ -24,11 +24,8 @@
  */
 
 import type { Hono } from "hono";
-import type { Clock } from "../core/clock.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
-import { AetherError } from "../core/errors.ts";
-import type { KvEvent } from "../kv/commands.ts";
+import { AetherError, type Clock, type Logger, type NodeId } from "../core/mod.ts";
+import type { KvEvent } from "../kv/mod.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
 import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";

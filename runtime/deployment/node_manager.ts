@@ -28,9 +28,8 @@
  * runs are corrected (FAILED "lost" when an instance is gone).
  */
 
-import { baseOf } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvCompare, KvOp } from "../kv/commands.ts";
+import { baseOf, type NodeId } from "../core/mod.ts";
+import type { KvCompare, KvOp } from "../kv/mod.ts";
 import {
   encodeValue,
   type InstanceRecord,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { KvState } from "../kv/state.ts";
+import { KvState } from "../kv/mod.ts";
 import { decodeValue, encodeValue, type InstanceRecord, kvKeys, type LifecycleState } from "../model/mod.ts";
 import { isWriteOk, type WriteResult } from "./cluster_manager.ts";
 import type { ExecutorAction, ExecutorCrash, ExecutorOp, ExecutorOutcome } from "./executor.ts";

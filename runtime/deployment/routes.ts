@@ -21,10 +21,8 @@
 
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { AetherError } from "../core/errors.ts";
-import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvCommand } from "../kv/commands.ts";
+import { AetherError, type NodeId, parseArtifactBase, parseCoordinates } from "../core/mod.ts";
+import type { KvCommand } from "../kv/mod.ts";
 import { type BlueprintRecord, KEY_PREFIXES, kvKeys } from "../model/mod.ts";
 import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "./blueprint.ts";
 import {

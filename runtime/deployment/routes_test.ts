@@ -6,9 +6,8 @@
 
 import assert from "node:assert/strict";
 import { Hono } from "hono";
-import { AetherError, problemOf, toAetherError } from "../core/errors.ts";
-import type { KvCommand } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import { AetherError, problemOf, toAetherError } from "../core/mod.ts";
+import { type KvCommand, KvState } from "../kv/mod.ts";
 import { decodeValue, kvKeys } from "../model/mod.ts";
 import { deploymentRoutes } from "./routes.ts";
 import { manifest, publish } from "./_testing.ts";

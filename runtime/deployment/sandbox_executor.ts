@@ -14,7 +14,7 @@
  *   that reaches its invoker); without one they fail with 503.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import {
   type ArtifactSource,
   type OutboundCallHandler,

@@ -2,7 +2,7 @@ import { deepStrictEqual as assertEquals, equal, match, ok, rejects } from "node
 import { fileURLToPath } from "node:url";
 import type { IsolationMode, OutboundCallHandler } from "../sandbox/mod.ts";
 import { buildSlice, type BuiltSlice } from "../authoring/mod.ts";
-import { waitFor } from "../sandbox/_testing.ts";
+import { waitFor } from "../sandbox/testing.ts";
 import type { ExecutorCrash } from "./executor.ts";
 import { perform } from "./executor.ts";
 import { SandboxExecutor } from "./sandbox_executor.ts";

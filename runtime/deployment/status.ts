@@ -3,7 +3,7 @@
  * instances are and in which state. Pure, from a deployment view and the mesh's connectivity.
  */
 
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 import type { LifecycleState, TargetBackoff } from "../model/mod.ts";
 import { type DeploymentView, routedVersion } from "./view.ts";
 

@@ -13,9 +13,8 @@
  * instance count is the largest any of them asks for. A blueprint's own re-apply sets the count it lists.
  */
 
-import { baseOf, parseArtifactBase, parseCoordinates, satisfies } from "../core/artifact.ts";
-import { AetherError } from "../core/errors.ts";
-import type { KvCommand, KvCompare, KvOp } from "../kv/commands.ts";
+import { AetherError, baseOf, parseArtifactBase, parseCoordinates, satisfies } from "../core/mod.ts";
+import type { KvCommand, KvCompare, KvOp } from "../kv/mod.ts";
 import {
   type BlueprintRecord,
   type BlueprintSlice,

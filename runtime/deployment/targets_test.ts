@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
-import { KvState } from "../kv/state.ts";
+import { AetherError } from "../core/mod.ts";
+import { KvState } from "../kv/mod.ts";
 import { decodeValue, kvKeys, type TargetRecord } from "../model/mod.ts";
 import { isWriteOk } from "./cluster_manager.ts";
 import { planBlueprintDelete, planBlueprintSource, planDeploy, planScale, planUndeploy } from "./targets.ts";

@@ -7,9 +7,8 @@
  * decodes what changed; that cache is only a cache: a fresh reader builds the same view.
  */
 
-import { baseOf, formatCoordinates } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvEntry } from "../kv/commands.ts";
+import { baseOf, formatCoordinates, type NodeId } from "../core/mod.ts";
+import type { KvEntry } from "../kv/mod.ts";
 import {
   type HttpMethod,
   type InstanceRecord,

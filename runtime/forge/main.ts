@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { stopRequested } from "../core/mod.ts";
 import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
-import { PROJECT_ROOT } from "../node/permissions.ts";
+import { PROJECT_ROOT } from "../node/mod.ts";
 import { runCli } from "../cli/mod.ts";
 
 const FORGE_DIR = ".forge";

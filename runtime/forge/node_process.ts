@@ -4,7 +4,7 @@
  * standard error. Used by Forge and by the multi-process tests.
  */
 
-import { nodeCommandArgs } from "../node/permissions.ts";
+import { nodeCommandArgs } from "../node/mod.ts";
 
 export interface ReadyLine {
   event: "ready";

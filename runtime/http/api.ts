@@ -20,13 +20,24 @@
  */
 
 import { Hono } from "hono";
-import { AetherError } from "../core/errors.ts";
-import { compareVersions, formatBase, isVersion, parseArtifactBase } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { KvCommand, KvEntry } from "../kv/commands.ts";
+import {
+  AetherError,
+  compareVersions,
+  formatBase,
+  isVersion,
+  type NodeId,
+  parseArtifactBase,
+} from "../core/mod.ts";
+import type { KvCommand, KvEntry } from "../kv/mod.ts";
 import { encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
-import { type InvokeSettings, timeoutKey } from "../invoke/settings.ts";
-import { isRequestId, MAX_CALL_TIMEOUT_MS, newRequestId, type SliceInvoker } from "../invoke/mod.ts";
+import {
+  type InvokeSettings,
+  isRequestId,
+  MAX_CALL_TIMEOUT_MS,
+  newRequestId,
+  type SliceInvoker,
+  timeoutKey,
+} from "../invoke/mod.ts";
 import type { RouteTable } from "./route_table.ts";
 import { readJson, REQUEST_ID_HEADER, TIMEOUT_HEADER } from "./app.ts";
 

@@ -18,17 +18,17 @@
  *    status from the slice's error mapping; 503 when no live instance could serve it, 504 past the deadline.
  */
 
-import type { Logger } from "../core/log.ts";
-import type { InvokeOutcome } from "../sandbox/mod.ts";
 import {
   AetherError,
   childTraceparent,
   isTraceparent,
+  type Logger,
   type Problem,
   PROBLEM_TYPE,
   problemResponse as problemAnswer,
   REQUEST_ID_HEADER,
 } from "../core/mod.ts";
+import type { InvokeOutcome } from "../sandbox/mod.ts";
 import {
   type CallOptions,
   type CallTarget,

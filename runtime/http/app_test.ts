@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal, rejects, throws } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { buildRequest, outcomeResponse, readJson, splitUrl } from "./app.ts";
 import { weightsRecord } from "./api.ts";
 

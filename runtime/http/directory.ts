@@ -4,9 +4,9 @@
  * either prefix. Reads the state it is given; no IO of its own.
  */
 
-import type { KvEntry, KvEvent } from "../kv/commands.ts";
+import type { KvEntry, KvEvent } from "../kv/mod.ts";
 import { decodeValue, KEY_PREFIXES, kvPrefixes, tryParseKey } from "../model/mod.ts";
-import type { Logger } from "../core/log.ts";
+import type { Logger } from "../core/mod.ts";
 import { type RouteDefinition, RouteTable } from "./route_table.ts";
 
 export interface DirectoryReader {

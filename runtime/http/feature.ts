@@ -10,10 +10,8 @@
  */
 
 import type { Hono } from "hono";
-import type { Clock } from "../core/clock.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
-import type { KvEvent } from "../kv/commands.ts";
+import type { Clock, Logger, NodeId } from "../core/mod.ts";
+import type { KvEvent } from "../kv/mod.ts";
 import type { KvAccess } from "../cluster/mod.ts";
 import type { KvReader } from "../deployment/mod.ts";
 import {

@@ -6,8 +6,8 @@
  */
 
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
-import { silentLogger } from "../core/log.ts";
-import { fixture, InProcessCluster } from "../invoke/_testing.ts";
+import { silentLogger } from "../core/mod.ts";
+import { fixture, InProcessCluster } from "../invoke/testing.ts";
 import { createAppHandler } from "./app.ts";
 import { RouteDirectory } from "./directory.ts";
 

@@ -6,12 +6,10 @@
 
 import { fileURLToPath } from "node:url";
 import { Mesh } from "../net/mod.ts";
-import { createLogger, type Logger } from "../core/log.ts";
-import type { NodeId } from "../core/ids.ts";
-import { KvState } from "../kv/state.ts";
-import type { KvCommand, KvEvent } from "../kv/commands.ts";
+import { createLogger, type Logger, type NodeId } from "../core/mod.ts";
+import { type KvCommand, type KvEvent, KvState } from "../kv/mod.ts";
 import { decodeValue, encodeValue, kvKeys, type RoutingRecord } from "../model/mod.ts";
-import { EndpointRegistry } from "../deployment/endpoints.ts";
+import { EndpointRegistry } from "../deployment/mod.ts";
 import {
   type IsolationMode,
   SliceExecutor,

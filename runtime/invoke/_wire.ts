@@ -12,7 +12,7 @@
  * dropped (and answered with a failure when its correlation id can be read).
  */
 
-import type { ErrorCode } from "../core/errors.ts";
+import type { ErrorCode } from "../core/mod.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
 import { isFailureKind } from "./failure.ts";
 import type { FailureKind } from "./retry.ts";

@@ -3,7 +3,7 @@
  * decide on a retry without reading messages, and the kind survives a hop over the mesh.
  */
 
-import { AetherError, type ErrorCode } from "../core/errors.ts";
+import { AetherError, type ErrorCode } from "../core/mod.ts";
 import { FAILURE_KINDS, type FailureKind } from "./retry.ts";
 
 export class InvokeFailure extends AetherError {

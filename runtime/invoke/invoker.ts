@@ -13,12 +13,17 @@
  * invoker runs against the real SliceExecutor and EndpointRegistry in the node and in tests alike.
  */
 
-import { AetherError } from "../core/errors.ts";
-import { parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
+import {
+  AetherError,
+  isTraceparent,
+  type Logger,
+  newTraceparent,
+  type NodeId,
+  parseArtifactBase,
+  parseCoordinates,
+  randomHexId,
+} from "../core/mod.ts";
 import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
-import { isTraceparent, newTraceparent, randomHexId } from "../core/mod.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
 import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import {

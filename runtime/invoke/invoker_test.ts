@@ -5,7 +5,7 @@
  */
 
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { fixture, InProcessCluster } from "./_testing.ts";
 import { INVOKE_CHANNEL } from "./_wire.ts";
 

@@ -16,10 +16,7 @@
  * bounded by these limits.
  */
 
-import { AetherError } from "../core/errors.ts";
-import { type Deadline, deadlineTimers } from "../core/deadline_timers.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
+import { AetherError, type Deadline, deadlineTimers, type Logger, type NodeId } from "../core/mod.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
 import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import { INVOKE_CHANNEL, parseWire, type WireFailure, type WireRequest } from "./_wire.ts";

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { DEFAULT_RETRY_POLICY, FAILURE_KINDS, neverRan, retryDecision, retryDelayMs } from "./retry.ts";
 import { failureKindOf, InvokeFailure } from "./failure.ts";
 

@@ -14,12 +14,11 @@
  * Pure: the counters are the only state; no clock, randomness or IO.
  */
 
-import { parseVersionRange, satisfies, type VersionRange } from "../core/artifact.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Endpoint } from "../deployment/endpoints.ts";
+import { type NodeId, parseVersionRange, satisfies, type VersionRange } from "../core/mod.ts";
+import type { Endpoint } from "../deployment/mod.ts";
 import { VersionChooser, type VersionWeightsRecord } from "./weights.ts";
 
-export type { Endpoint } from "../deployment/endpoints.ts";
+export type { Endpoint } from "../deployment/mod.ts";
 
 export interface SelectionInput {
   /** `group:artifact`. */

@@ -10,7 +10,7 @@
  * Records that do not validate are ignored (and reported through `problems`), never half-used.
  */
 
-import type { KvEntry, KvEvent } from "../kv/commands.ts";
+import type { KvEntry, KvEvent } from "../kv/mod.ts";
 import { decodeValue, KEY_PREFIXES, kvKeys, type RoutingRecord } from "../model/mod.ts";
 import { MAX_CALL_TIMEOUT_MS } from "./invoker.ts";
 

@@ -16,9 +16,8 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { Decoder, Encoder } from "@msgpack/msgpack";
-import { AetherError } from "../core/errors.ts";
-import { isNodeId, type NodeId } from "../core/ids.ts";
-import type { Batch, DecidedPhase, PhaseRecord, RestoredState, Snapshot } from "../consensus/types.ts";
+import { AetherError, isNodeId, type NodeId } from "../core/mod.ts";
+import type { Batch, DecidedPhase, PhaseRecord, RestoredState, Snapshot } from "../consensus/mod.ts";
 import type { KvCommand } from "./commands.ts";
 import { KvState, type KvStateOptions } from "./state.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { AetherError } from "../core/errors.ts";
-import type { DecidedPhase, PhaseRecord } from "../consensus/types.ts";
+import { AetherError } from "../core/mod.ts";
+import type { DecidedPhase, PhaseRecord } from "../consensus/mod.ts";
 import type { KvCommand } from "./commands.ts";
 import { KvState } from "./state.ts";
 import { ConsensusStorage, restoreKvState, type StorageOptions } from "./storage.ts";

@@ -1,7 +1,7 @@
 /** `artifacts/{group}:{artifact}:{version}`: the artifacts published to the cluster's repository. */
 
 import type { NodeId } from "../core/mod.ts";
-import { manifestProblems, type SliceManifest } from "../../slices/manifest.ts";
+import { manifestProblems, type SliceManifest } from "../../slices/host.ts";
 import { nodes } from "./_fields.ts";
 import { type Check, FieldError, integer, join, object, refine, string, timestamp } from "./_validate.ts";
 

@@ -3,8 +3,7 @@
  * until a route matches, every request gets a 404 problem document.
  */
 
-import { AetherError, problemResponse } from "../core/mod.ts";
-import type { Logger } from "../core/log.ts";
+import { AetherError, type Logger, problemResponse } from "../core/mod.ts";
 
 export interface AppServerOptions {
   hostname: string;

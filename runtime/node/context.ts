@@ -6,12 +6,8 @@
  */
 
 import type { Hono } from "hono";
-import type { Clock } from "../core/clock.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
-import type { KvEvent } from "../kv/commands.ts";
-import type { KvState } from "../kv/state.ts";
-import type { WatchHub } from "../kv/watch.ts";
+import type { Clock, Logger, NodeId } from "../core/mod.ts";
+import type { KvEvent, KvState, WatchHub } from "../kv/mod.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
 

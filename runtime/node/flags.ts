@@ -3,8 +3,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { AetherError } from "../core/errors.ts";
-import { isNodeId, type NodeId } from "../core/ids.ts";
+import { AetherError, isNodeId, type NodeId } from "../core/mod.ts";
 
 export interface PeerAddress {
   id: NodeId;

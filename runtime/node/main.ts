@@ -3,8 +3,7 @@
  * SIGTERM/SIGINT or — when standard input is a pipe — until standard input closes.
  */
 
-import { AetherError, stopRequested } from "../core/mod.ts";
-import { createLogger } from "../core/log.ts";
+import { AetherError, createLogger, stopRequested } from "../core/mod.ts";
 import { NODE_USAGE, parseNodeFlags, readSecret } from "./flags.ts";
 import { startNode } from "./node.ts";
 

@@ -20,7 +20,7 @@
  * everything when it dies, so a chunk out of sequence means a broken transfer; timeouts catch silence.
  */
 
-import type { NodeId } from "../core/ids.ts";
+import type { NodeId } from "../core/mod.ts";
 
 export const REPO_CHANNEL = "repo";
 

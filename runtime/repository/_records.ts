@@ -7,8 +7,8 @@
  * and does not crash the repository).
  */
 
-import { parseCoordinates } from "../core/artifact.ts";
-import type { KvEntry } from "../kv/commands.ts";
+import { parseCoordinates } from "../core/mod.ts";
+import type { KvEntry } from "../kv/mod.ts";
 import { type ArtifactRecord, decodeValue, KEY_PREFIXES, kvKeys } from "../model/mod.ts";
 
 /** The reads the helpers need: the node's KvState fits. */

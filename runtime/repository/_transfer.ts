@@ -7,11 +7,9 @@
  * A transfer fails at once when its peer goes down, and on silence longer than `idleTimeoutMs`.
  */
 
-import { AetherError } from "../core/errors.ts";
-import { type NodeId, randomHex } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
+import { AetherError, type Logger, type NodeId, randomHex } from "../core/mod.ts";
 import type { Mesh } from "../net/mod.ts";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { sha256Hex } from "../../slices/host.ts";
 import { type BlobStore, CorruptBlobError } from "./blob_store.ts";
 import {
   CHUNK_BYTES,

@@ -13,9 +13,8 @@
  * | `too_large`            | 413    | the bundle is over the node's --artifact-max-bytes                     |
  */
 
-import { AetherError } from "../core/errors.ts";
-import { parseCoordinates } from "../core/artifact.ts";
-import { sha256Hex, type SliceManifest, validateManifest } from "../../slices/manifest.ts";
+import { AetherError, parseCoordinates } from "../core/mod.ts";
+import { sha256Hex, type SliceManifest, validateManifest } from "../../slices/host.ts";
 
 export type UploadProblem =
   | "not_a_slice"

@@ -20,9 +20,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { AetherError, problemResponse, toAetherError } from "../core/mod.ts";
-import { parseCoordinates } from "../core/artifact.ts";
-import type { Logger } from "../core/log.ts";
+import { AetherError, type Logger, parseCoordinates, problemResponse, toAetherError } from "../core/mod.ts";
 import type { ArtifactRepository } from "./repository.ts";
 import { checkUpload, uploadError } from "./_upload.ts";
 import { boundaryOf, parseMultipart } from "./_multipart.ts";

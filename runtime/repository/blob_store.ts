@@ -10,10 +10,8 @@
  */
 
 import { join } from "node:path";
-import { AetherError } from "../core/errors.ts";
-import type { Logger } from "../core/log.ts";
-import { randomHex } from "../core/ids.ts";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { AetherError, type Logger, randomHex } from "../core/mod.ts";
+import { sha256Hex } from "../../slices/host.ts";
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const MAX_QUARANTINED = 8;

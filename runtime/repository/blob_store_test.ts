@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { sha256Hex } from "../../slices/host.ts";
 import { BlobStore, CorruptBlobError } from "./blob_store.ts";
 
 async function withStore(fn: (store: BlobStore, dataDir: string) => Promise<void>): Promise<void> {

@@ -1,5 +1,5 @@
 import { deepStrictEqual, equal } from "node:assert/strict";
-import { KvState } from "../kv/state.ts";
+import { KvState } from "../kv/mod.ts";
 import { encodeEntry, kvKeys } from "../model/mod.ts";
 import { usersOf, withHolder } from "./_records.ts";
 

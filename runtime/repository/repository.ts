@@ -17,14 +17,18 @@
  *   copying) are removed once they are older than `orphanGraceMs`.
  */
 
-import { AetherError } from "../core/errors.ts";
-import { compareVersions, parseArtifactBase, parseCoordinates } from "../core/artifact.ts";
-import type { Clock } from "../core/clock.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
-import type { KvCommand, KvEntry, KvEvent } from "../kv/commands.ts";
+import {
+  AetherError,
+  type Clock,
+  compareVersions,
+  type Logger,
+  type NodeId,
+  parseArtifactBase,
+  parseCoordinates,
+} from "../core/mod.ts";
+import type { KvCommand, KvEntry, KvEvent } from "../kv/mod.ts";
 import { type ArtifactRecord, encodeEntry, KEY_PREFIXES, kvKeys, kvPrefixes } from "../model/mod.ts";
-import type { SliceManifest } from "../../slices/manifest.ts";
+import type { SliceManifest } from "../../slices/host.ts";
 import { BlobStore, CorruptBlobError } from "./blob_store.ts";
 import { BlobTransfers, type TransferMesh, type TransferStats } from "./_transfer.ts";
 import { fetchCandidates, replicaCandidates, replicaCount } from "./_protocol.ts";

@@ -2,9 +2,9 @@
 
 import { deepStrictEqual, equal, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
-import { createLogger } from "../core/log.ts";
+import { createLogger } from "../core/mod.ts";
 import { Mesh } from "../net/mod.ts";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { sha256Hex } from "../../slices/host.ts";
 import { BlobStore } from "./blob_store.ts";
 import { BlobTransfers } from "./_transfer.ts";
 

@@ -1,6 +1,6 @@
 import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
-import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
+import { AetherError } from "../core/mod.ts";
+import { sha256Hex, type SliceManifest } from "../../slices/host.ts";
 import { checkUpload, type UploadInput } from "./_upload.ts";
 
 const BUNDLE = new TextEncoder().encode("export default { methods: {} };\n// é\n");

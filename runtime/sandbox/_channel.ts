@@ -1,6 +1,6 @@
 /** The link between a SliceHost and its sandbox, the same for a Worker and a child process. */
 
-import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 
 /** Why a sandbox ended without being asked to. */
 export type FailureKind = "load" | "hook" | "deadline" | "crash" | "exit" | "memory" | "protocol";

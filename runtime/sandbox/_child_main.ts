@@ -9,7 +9,7 @@
  */
 
 import { enableAsyncScope, startRuntime } from "../../slices/_runtime.ts";
-import type { HostMessage, RuntimeMessage } from "../../slices/protocol.ts";
+import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
 
 const MEMORY_MARKER = "@@aether-memory-limit ";

@@ -10,7 +10,7 @@
 
 import type { ChannelEvents, FailureKind, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, processPermissionFlags } from "./policy.ts";
-import type { HostMessage } from "../../slices/protocol.ts";
+import type { HostMessage } from "../../slices/host.ts";
 import { FlushScheduler } from "./_flush.ts";
 import { LineSplitter, MAX_MESSAGE_CHARS } from "./_lines.ts";
 

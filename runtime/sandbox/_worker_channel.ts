@@ -7,7 +7,7 @@
 
 import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, workerPermissions } from "./policy.ts";
-import type { RuntimeMessage } from "../../slices/protocol.ts";
+import type { RuntimeMessage } from "../../slices/host.ts";
 import { FlushScheduler } from "./_flush.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);

@@ -5,7 +5,7 @@
  */
 
 import { AetherError } from "../core/mod.ts";
-import type { RuntimeMessage, SliceDescription } from "../../slices/protocol.ts";
+import type { RuntimeMessage, SliceDescription } from "../../slices/host.ts";
 import type { SandboxChannel } from "./_channel.ts";
 import { openProcessChannel } from "./_process_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";

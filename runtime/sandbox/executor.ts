@@ -10,9 +10,8 @@
  * event, the reducer decides, and a crash goes to `onCrash`.
  */
 
-import { AetherError, assert } from "../core/errors.ts";
-import { type Clock, systemClock } from "../core/clock.ts";
-import type { SliceManifest } from "../../slices/manifest.ts";
+import { AetherError, assert, type Clock, systemClock } from "../core/mod.ts";
+import type { SliceManifest } from "../../slices/host.ts";
 import {
   type HostLimits,
   type HostTimeouts,

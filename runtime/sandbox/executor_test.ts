@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
-import type { AetherError } from "../core/errors.ts";
+import type { AetherError } from "../core/mod.ts";
 import {
   type ExecutorCommand,
   type InstanceCrash,

@@ -19,21 +19,28 @@
  * - a hook past its deadline or throwing, a crash, `Deno.exit`, the memory limit: failed, sandbox released.
  */
 
-import { AetherError, assert } from "../core/errors.ts";
-import { type Deadline, deadlineTimers } from "../core/deadline_timers.ts";
-import { randomHex } from "../core/ids.ts";
-import { parseCoordinates } from "../core/artifact.ts";
-import { resolveConfig } from "../../slices/config.ts";
-import { sha256Hex, type SliceManifest, statusForError } from "../../slices/manifest.ts";
-import type {
-  HostMessage,
-  InvokeOutcome,
-  RuntimeMessage,
-  SliceDescription,
-  SliceErrorInfo,
-} from "../../slices/protocol.ts";
+import {
+  AetherError,
+  assert,
+  type Deadline,
+  deadlineTimers,
+  isTraceparent,
+  newTraceparent,
+  parseCoordinates,
+  randomHex,
+} from "../core/mod.ts";
+import {
+  type HostMessage,
+  type InvokeOutcome,
+  resolveConfig,
+  type RuntimeMessage,
+  sha256Hex,
+  type SliceDescription,
+  type SliceErrorInfo,
+  type SliceManifest,
+  statusForError,
+} from "../../slices/host.ts";
 import type { JsonValue, LogLevel } from "../../slices/mod.ts";
-import { isTraceparent, newTraceparent } from "../core/mod.ts";
 import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
@@ -47,7 +54,7 @@ import {
 } from "./policy.ts";
 
 export type { FailureKind } from "./_channel.ts";
-export type { InvokeOutcome, SliceErrorInfo } from "../../slices/protocol.ts";
+export type { InvokeOutcome, SliceErrorInfo } from "../../slices/host.ts";
 
 /**
  * The sandbox's own state (its Worker or child process), a different thing from the instance's lifecycle

@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 import { type OutboundCall, SliceHost, type SliceLogEntry } from "./host.ts";
 import { fixture, MODES, processAlive, waitFor } from "./_testing.ts";
-import { sha256Hex } from "../../slices/manifest.ts";
+import { sha256Hex } from "../../slices/host.ts";
 import type { IsolationMode } from "./policy.ts";
 
 const PERMISSIVE = { mode: "worker" as const, net: "*" as const, env: [], memoryLimitMb: 256 };

@@ -8,13 +8,13 @@
 
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import type { AetherError } from "../core/errors.ts";
+import type { AetherError } from "../core/mod.ts";
 import { describeBundle } from "./describe.ts";
 import { writeBuiltSlice } from "../authoring/mod.ts";
 import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
 import type { IsolationMode, SandboxPolicy } from "./policy.ts";
 import { fixture, fixturePath, MODES, waitFor } from "./_testing.ts";
-import { manifestFromDescription, sha256Hex } from "../../slices/manifest.ts";
+import { manifestFromDescription, sha256Hex } from "../../slices/host.ts";
 
 const POLICY: SandboxPolicy = { mode: "worker", net: "*", env: ["HOME", "PATH"], memoryLimitMb: 128 };
 const SECRET_URL = pathToFileURL(fixturePath("project_secret.js")).href;

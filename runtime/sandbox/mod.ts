@@ -74,4 +74,4 @@ export {
   type SliceManifest,
   statusForError,
   validateManifest,
-} from "../../slices/manifest.ts";
+} from "../../slices/host.ts";

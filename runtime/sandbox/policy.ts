@@ -4,7 +4,7 @@
  * denied: no file system, no subprocesses, no FFI, no system information, no remote imports.
  */
 
-import { AetherError } from "../core/errors.ts";
+import { AetherError } from "../core/mod.ts";
 
 /**
  * `process`: each instance in its own Deno process with a V8 heap limit and an RSS watchdog (memory is

@@ -26,7 +26,7 @@
  */
 
 import { silentLogger } from "../../runtime/core/log.ts";
-import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
+import { fixture, InProcessCluster } from "../../runtime/invoke/testing.ts";
 import { createAppHandler, RouteDirectory } from "../../runtime/http/mod.ts";
 import type { IsolationMode } from "../../runtime/sandbox/mod.ts";
 import { cpuSeconds, threadCpuSeconds } from "./_proc_cpu.ts";

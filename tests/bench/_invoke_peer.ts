@@ -18,7 +18,7 @@ import { encodeValue, kvKeys } from "../../runtime/model/mod.ts";
 import { EndpointRegistry } from "../../runtime/deployment/endpoints.ts";
 import { SliceExecutor } from "../../runtime/sandbox/mod.ts";
 import { SliceInvoker } from "../../runtime/invoke/mod.ts";
-import { fixture, SECRET } from "../../runtime/invoke/_testing.ts";
+import { fixture, SECRET } from "../../runtime/invoke/testing.ts";
 import { cpuSeconds } from "./_proc_cpu.ts";
 
 const [self, peerPort, callsText, peerPidText] = Deno.args;

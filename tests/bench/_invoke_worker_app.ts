@@ -7,7 +7,7 @@
  */
 
 import { silentLogger } from "../../runtime/core/log.ts";
-import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
+import { fixture, InProcessCluster } from "../../runtime/invoke/testing.ts";
 import { createAppHandler, RouteDirectory } from "../../runtime/http/mod.ts";
 
 const cluster = await InProcessCluster.start(["n1"]);

@@ -24,7 +24,7 @@ import {
   ViewReader,
   type WriteResult,
 } from "../../runtime/deployment/mod.ts";
-import { manifest, membersOf, publish, putTarget, setLeader } from "../../runtime/deployment/_testing.ts";
+import { manifest, membersOf, publish, putTarget, setLeader } from "../../runtime/deployment/testing.ts";
 
 function median(samples: number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);

@@ -29,7 +29,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
-import { fixture, InProcessCluster } from "../../runtime/invoke/_testing.ts";
+import { fixture, InProcessCluster } from "../../runtime/invoke/testing.ts";
 import { spawnStdioEcho } from "./_stdio_echo.ts";
 import { cpuSeconds } from "./_proc_cpu.ts";
 

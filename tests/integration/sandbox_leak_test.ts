@@ -9,7 +9,7 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { SliceExecutor } from "../../runtime/sandbox/executor.ts";
 import { SliceHost } from "../../runtime/sandbox/host.ts";
-import { childProcesses, fixture, MODES, waitFor, workerThreads } from "../../runtime/sandbox/_testing.ts";
+import { childProcesses, fixture, MODES, waitFor, workerThreads } from "../../runtime/sandbox/testing.ts";
 
 async function settled(workers: number, children: number, what: string): Promise<void> {
   await waitFor(() => workerThreads() === workers && childProcesses().length === children, what, 15_000);

@@ -20,11 +20,8 @@
  *   and rejoins, and while the spread is restored no target ever has fewer ACTIVE instances than desired.
  */
 
-import { Rng } from "../../core/rng.ts";
-import { satisfies } from "../../core/artifact.ts";
-import type { NodeId } from "../../core/ids.ts";
-import type { KvCommand, KvEvent } from "../../kv/commands.ts";
-import { KvState } from "../../kv/state.ts";
+import { type NodeId, Rng, satisfies } from "../../core/mod.ts";
+import { type KvCommand, type KvEvent, KvState } from "../../kv/mod.ts";
 import {
   decodeValue,
   encodeValue,
@@ -34,7 +31,7 @@ import {
   parseKey,
   type TargetRecord,
 } from "../../model/mod.ts";
-import type { SliceManifest } from "../../../slices/manifest.ts";
+import type { SliceManifest } from "../../../slices/host.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,

@@ -6,7 +6,7 @@
  * Usage: deno run --allow-read=DIR --allow-write=DIR storage_crash_child.ts DB_PATH always|never
  */
 
-import type { Batch, PhaseRecord } from "../../consensus/types.ts";
+import type { Batch, PhaseRecord } from "../../consensus/mod.ts";
 import type { KvCommand } from "../commands.ts";
 import { ConsensusStorage, type FsyncPolicy, restoreKvState } from "../storage.ts";
 
