@@ -3,8 +3,8 @@
  * node's internals, so the API can be tested against a real single-member node or any implementation.
  */
 
-import type { Logger } from "../core/log.ts";
-import type { EngineStats } from "../consensus/types.ts";
+import type { Logger } from "../core/mod.ts";
+import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
 import type { WatchHubStats } from "../kv/mod.ts";

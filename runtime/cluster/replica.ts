@@ -9,15 +9,20 @@
  *   3. only then are messages sent, client writes acknowledged and watch events published.
  */
 
-import { AetherError } from "../core/errors.ts";
-import type { Timers } from "../core/clock.ts";
-import type { Logger } from "../core/log.ts";
-import type { NodeId } from "../core/ids.ts";
-import type { Batch, ConsensusMsg, DecidedPhase, Effect, PhaseRecord, Snapshot } from "../consensus/types.ts";
-import { quorumOf } from "../consensus/types.ts";
-import { Batcher, DEFAULT_BATCH_LIMITS, type RabiaEngine } from "../consensus/mod.ts";
-import { commandSize, type KvCommand, type KvEvent, type KvResult } from "../kv/commands.ts";
-import { KvState } from "../kv/state.ts";
+import { AetherError, type Logger, type NodeId, type Timers } from "../core/mod.ts";
+import {
+  type Batch,
+  Batcher,
+  type ConsensusMsg,
+  type DecidedPhase,
+  DEFAULT_BATCH_LIMITS,
+  type Effect,
+  type PhaseRecord,
+  quorumOf,
+  type RabiaEngine,
+  type Snapshot,
+} from "../consensus/mod.ts";
+import { commandSize, type KvCommand, type KvEvent, type KvResult, KvState } from "../kv/mod.ts";
 import type { WriteOutcome } from "./access.ts";
 import { RevisionWaiters } from "./_revision_waiters.ts";
 

@@ -3,13 +3,9 @@
  * replica, the authenticated mesh, leader election, the management API and the application HTTP server.
  */
 
-import { systemClock } from "../core/clock.ts";
-import type { Logger } from "../core/log.ts";
-import { randomHex } from "../core/ids.ts";
+import { type Logger, randomHex, systemClock } from "../core/mod.ts";
 import { DEFAULT_ENGINE_TIMINGS, RabiaEngine } from "../consensus/mod.ts";
-import type { KvCommand, KvEvent } from "../kv/commands.ts";
-import { ConsensusStorage, restoreKvState } from "../kv/storage.ts";
-import { WatchHub } from "../kv/watch.ts";
+import { ConsensusStorage, type KvCommand, type KvEvent, restoreKvState, WatchHub } from "../kv/mod.ts";
 import { Mesh } from "../net/mod.ts";
 import { createApiApp } from "../api/mod.ts";
 import type { ApiDeps, NodeStatusView } from "../api/mod.ts";
