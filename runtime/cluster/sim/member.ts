@@ -20,7 +20,7 @@ import { type KvCommand, type KvEvent, restoreKvState, type Watch, WatchHub } fr
 import { type KvAccess, kvAccess } from "../access.ts";
 import { ELECTION_CHANNEL, ELECTION_CHECK_MS, Elections } from "../elections.ts";
 import type { LeaderRecord } from "../leader.ts";
-import { CONSENSUS_CHANNEL, Replica } from "../replica.ts";
+import { CONSENSUS_CHANNEL, Replica, type ReplicaOptions, type ReplicaTransport } from "../replica.ts";
 import type { Endpoint, SimNetwork } from "./network.ts";
 import { type CommitStep, type CrashKind, SimDisk, SimStorage, type StorageSettings } from "./storage.ts";
 
@@ -64,7 +64,6 @@ export interface MemberHost {
 
 /** One process lifetime of a member. */
 interface Process {
-  incarnation: number;
   timers: SimulatedTimers;
   engine: RabiaEngine<KvCommand>;
   replica: Replica;
@@ -79,7 +78,6 @@ interface Mirror {
   entries: Map<string, { value: string; revision: number }>;
   /** The revision the mirror is at (the last delivered one, or the state's when it was re-read). */
   revision: number;
-  rereads: number;
   watch?: Watch;
 }
 
@@ -93,8 +91,6 @@ export class SimMember implements Endpoint {
   readonly #rng: Rng;
   #process?: Process;
   #incarnation = 0;
-  /** Leader changes seen by earlier processes of this member (for the stats). */
-  #pastLeaderChanges = 0;
   snapshotInstalls = 0;
   /** Times a watcher re-read the state because a snapshot install ended its watch. */
   watchRereads = 0;
@@ -140,10 +136,6 @@ export class SimMember implements Endpoint {
     return this.#process?.elections;
   }
 
-  get leaderChanges(): number {
-    return this.#pastLeaderChanges + (this.#process?.elections?.stats.leaderChanges ?? 0);
-  }
-
   /** The leader record in this member's state. */
   leader(): LeaderRecord | null {
     return this.#process?.elections?.leader() ?? null;
@@ -164,17 +156,17 @@ export class SimMember implements Endpoint {
     return p !== undefined && p.watcher.revision < p.hub.revision;
   }
 
+  /** Starts a process: everything is rebuilt from the disk, as node.ts builds a node. */
   boot(): void {
     if (this.#process) return;
     const incarnation = ++this.#incarnation;
-    const log = this.#host.log(this.id);
+    const live = () => this.#incarnation === incarnation && this.#process !== undefined;
     const timers = new SimulatedTimers(this.#host.time, {
       offsetMs: this.#settings.clockOffsetMs,
       rng: this.#rng,
       maxLateMs: this.#settings.maxTimerLateMs,
       onError: (e) => this.#host.fail(`${this.id}: uncaught ${describe(e)}`),
     });
-    const live = () => this.#incarnation === incarnation && this.#process !== undefined;
     const storage = new SimStorage(this.disk, {
       timers,
       rng: this.#rng,
@@ -191,6 +183,38 @@ export class SimMember implements Endpoint {
       { self: this.id, members, ...this.#settings.engine },
       loaded.restored,
     );
+    const transport = this.#transport(live);
+    const replica = this.#replica({ incarnation, live, timers, storage, transport, state, engine, hub });
+    const elections = this.#settings.elections
+      ? new Elections({
+        self: this.id,
+        members,
+        replica,
+        clock: timers,
+        transport,
+        log: this.#host.log(this.id),
+        onLeadership: () => {},
+      })
+      : undefined;
+    const kv = kvAccess(replica, hub, this.#settings.writeTimeoutMs);
+    this.#process = {
+      timers,
+      engine,
+      replica,
+      hub,
+      kv,
+      elections,
+      watcher: { entries: new Map(), revision: 0 },
+    };
+    this.#follow(this.#process);
+    replica.start();
+    this.#every(this.#settings.tickMs, () => replica.tick());
+    if (elections) this.#every(ELECTION_CHECK_MS, () => elections.check());
+    this.#host.network.started(this);
+  }
+
+  /** The mesh as the replica and the elections use it; a dead process sends nothing. */
+  #transport(live: () => boolean): ReplicaTransport {
     const network = this.#host.network;
     const transport = {
       send: (to: NodeId, channel: string, message: unknown) => {
@@ -198,24 +222,36 @@ export class SimMember implements Endpoint {
         return network.send(this, to, channel, message);
       },
       broadcast: (channel: string, message: unknown) => {
-        for (const peer of members) {
+        for (const peer of this.#settings.members) {
           if (!live()) return;
           if (peer !== this.id && network.isConnected(this.id, peer)) transport.send(peer, channel, message);
         }
       },
       isConnected: (id: NodeId) => network.isConnected(this.id, id),
     };
-    const replica = new Replica({
+    return transport;
+  }
+
+  #replica(
+    p: Pick<ReplicaOptions, "storage" | "transport" | "state" | "engine"> & {
+      incarnation: number;
+      live: () => boolean;
+      timers: SimulatedTimers;
+      hub: WatchHub;
+    },
+  ): Replica {
+    const { live, hub } = p;
+    return new Replica({
       self: this.id,
-      members,
-      incarnation: String(incarnation),
+      members: this.#settings.members,
+      incarnation: String(p.incarnation),
       durable: true,
-      clock: timers,
-      log,
-      storage,
-      transport,
-      state,
-      engine,
+      clock: p.timers,
+      log: this.#host.log(this.id),
+      storage: p.storage,
+      transport: p.transport,
+      state: p.state,
+      engine: p.engine,
       maxSyncResponseBytes: this.#settings.maxSyncResponseBytes,
       defaultWriteTimeoutMs: this.#settings.writeTimeoutMs,
       maxQueuedBytes: this.#settings.maxQueuedBytes,
@@ -233,33 +269,6 @@ export class SimMember implements Endpoint {
       },
       onFatal: (error) => this.#host.fail(`${this.id}: the replica stopped the node: ${describe(error)}`),
     });
-    const elections = this.#settings.elections
-      ? new Elections({
-        self: this.id,
-        members,
-        replica,
-        clock: timers,
-        transport,
-        log,
-        onLeadership: () => {},
-      })
-      : undefined;
-    const watcher: Mirror = { entries: new Map(), revision: 0, rereads: 0 };
-    this.#process = {
-      incarnation,
-      timers,
-      engine,
-      replica,
-      hub,
-      kv: kvAccess(replica, hub, this.#settings.writeTimeoutMs),
-      elections,
-      watcher,
-    };
-    this.#follow(this.#process);
-    replica.start();
-    this.#every(this.#settings.tickMs, () => replica.tick());
-    if (elections) this.#every(ELECTION_CHECK_MS, () => elections.check());
-    network.started(this);
   }
 
   /** The process dies; the disk keeps what `kind` keeps. */
@@ -267,7 +276,6 @@ export class SimMember implements Endpoint {
     const p = this.#process;
     if (!p) return;
     this.#process = undefined;
-    this.#pastLeaderChanges += p.elections?.stats.leaderChanges ?? 0;
     p.timers.stop();
     p.watcher.watch?.cancel();
     this.disk.crash(kind, this.#rng);
@@ -378,7 +386,6 @@ export class SimMember implements Endpoint {
             return this.#host.fail(`${this.id}: the watch failed: ${describe(e)}`);
           }
           // A snapshot replaced the state: read everything again, as a client of the watch API must.
-          mirror.rereads++;
           this.watchRereads++;
           reread();
         }
