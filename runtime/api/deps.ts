@@ -36,6 +36,8 @@ export interface NodeStatusView {
   limits: {
     watches: WatchHubStats;
     revisionWaiters: { waiting: number; maxWaiting: number; refused: number };
+    /** Writes refused because the queue of writes waiting for a batch was full. */
+    writeQueueRefused: number;
   };
   uptimeMs: number;
   /** Ports this node bound. */

@@ -232,6 +232,11 @@ export class Replica {
     return this.#revisionWaiters.waitFor(revision, timeoutMs);
   }
 
+  /** Writes refused because this member's queue of writes waiting for a batch was full (maxQueuedBytes). */
+  get writeQueueRefused(): number {
+    return this.#batcher.refusedQueueFull;
+  }
+
   /** Callers waiting for a revision to be applied here: how many, the limit, and how many were refused. */
   get revisionWaiterStats(): { waiting: number; maxWaiting: number; refused: number } {
     return this.#revisionWaiters.stats;

@@ -145,6 +145,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     limits: {
       watches: hub.stats,
       revisionWaiters: replica.revisionWaiterStats,
+      writeQueueRefused: replica.writeQueueRefused,
     },
     uptimeMs: systemClock.now() - startedAt,
     ports,
