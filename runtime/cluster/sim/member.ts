@@ -55,11 +55,12 @@ export interface MemberHost {
   fail(message: string): void;
   /** How a process of `member` crashes right here (a fault drawn per IO call); undefined almost always. */
   crashHere(member: SimMember): CrashKind | undefined;
-  committed(member: SimMember, step: CommitStep): void;
-  snapshotSaved(member: SimMember, phase: number, data: Uint8Array): void;
+  /** A commit was written (not yet durable); returns what to run once it is durable. */
+  committed(member: SimMember, step: CommitStep): () => void;
+  snapshotSaved(member: SimMember, phase: number, data: Uint8Array): () => void;
   snapshotInstalled(member: SimMember, revision: number): void;
   applied(member: SimMember, events: readonly KvEvent[]): void;
-  crashed(member: SimMember, kind: CrashKind): void;
+  crashed(member: SimMember): void;
 }
 
 /** One process lifetime of a member. */
@@ -280,7 +281,7 @@ export class SimMember implements Endpoint {
     p.watcher.watch?.cancel();
     this.disk.crash(kind, this.#rng);
     this.#host.network.stopped(this);
-    this.#host.crashed(this, kind);
+    this.#host.crashed(this);
   }
 
   /** Ends the process at the end of a run (nothing of it may act afterwards); not a fault. */

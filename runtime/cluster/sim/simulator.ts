@@ -231,12 +231,16 @@ class Simulation implements MemberHost {
   readonly #workload: Workload;
   readonly members: SimMember[];
   readonly #byId = new Map<NodeId, SimMember>();
-  /** decisions[phase - 1]: the first decision any member made for the phase. */
-  readonly #decisions: KnownDecision[] = [];
-  /** Every snapshot taken, by phase: all members' snapshots of one phase must be the same bytes. */
+  /** By phase: the first decision of the phase that became durable on some member. */
+  readonly #decisions = new Map<number, KnownDecision>();
+  /** The highest phase in #decisions. */
+  #lastDecided = 0;
+  /** Durable snapshots by phase: all members' snapshots of one phase must be the same bytes. */
   readonly #snapshots = new Map<number, { hash: string; revision: number; by: NodeId }>();
-  /** The phase of the snapshot a member is installing (committed, not yet reported to the hub). */
-  readonly #installing = new Map<NodeId, number>();
+  /** Every snapshot written, durable or not ("phase:hash" to revision): what a peer may be sent. */
+  readonly #writtenSnapshots = new Map<string, number>();
+  /** The snapshot a member is installing (committed, not yet reported to the hub). */
+  readonly #installing = new Map<NodeId, { phase: number; revision: number }>();
   readonly #leaderTimeline: LeaderEntry[] = [];
   readonly #leaderRevisions = new Set<number>();
   readonly #openEpisodes = new Set<Episode>();
@@ -383,23 +387,37 @@ class Simulation implements MemberHost {
     return kinds;
   }
 
-  committed(member: SimMember, step: CommitStep): void {
-    if (step.installSnapshot) {
-      this.#checkInstall(member, step.installSnapshot.phase, step.installSnapshot.data);
-    }
+  /**
+   * Agreement is checked on what members can no longer take back: a decision counts once its write is durable.
+   * (A member decides with its own vote before that vote is fsynced; until then nobody has heard of the decision,
+   * and a power loss may take both back, after which the phase may be decided differently.)
+   */
+  committed(member: SimMember, step: CommitStep): () => void {
+    const install = step.installSnapshot;
+    const installed = install ? this.#checkInstall(member, install.phase, install.data) : undefined;
     const decisions = step.decisions ?? [];
-    decisions.forEach((d, i) => {
-      // The state is at the revision after the step's last decision (all of them are applied before it commits).
-      const revision = i === decisions.length - 1 ? member.replica!.state.revision : undefined;
-      this.#decided(member, d.phase, d.batch?.id ?? null, revision);
-    });
+    // The state is at the revision after the step's last decision (all of them are applied before it commits).
+    const revision = member.replica!.state.revision;
+    return () => {
+      if (install && installed !== undefined) {
+        this.#snapshotDurable(member, install.phase, hashBytes(install.data), installed);
+      }
+      decisions.forEach((d, i) => {
+        this.#decided(
+          member,
+          d.phase,
+          d.batch?.id ?? null,
+          i === decisions.length - 1 ? revision : undefined,
+        );
+      });
+    };
   }
 
   #decided(member: SimMember, phase: number, id: string | null, revision: number | undefined): void {
-    const known = this.#decisions[phase - 1];
+    this.#lastDecided = Math.max(this.#lastDecided, phase);
+    const known = this.#decisions.get(phase);
     if (!known) {
-      if (phase - 1 !== this.#decisions.length) this.fail(`phase ${phase} decided before phase ${phase - 1}`);
-      this.#decisions.push({ id, revision, by: member.id });
+      this.#decisions.set(phase, { id, revision, by: member.id });
       return;
     }
     if (known.id !== id) {
@@ -407,7 +425,13 @@ class Simulation implements MemberHost {
         `agreement violated at phase ${phase}: ${member.id} decided ${id}, ${known.by} decided ${known.id}`,
       );
     }
-    if (revision === undefined) return;
+    this.#checkRevision(member, phase, revision);
+  }
+
+  /** The state's revision after `phase` is the same on every member. */
+  #checkRevision(member: SimMember, phase: number, revision: number | undefined): void {
+    const known = this.#decisions.get(phase);
+    if (revision === undefined || !known) return;
     if (known.revision === undefined) known.revision = revision;
     else if (known.revision !== revision) {
       this.fail(
@@ -416,9 +440,15 @@ class Simulation implements MemberHost {
     }
   }
 
-  snapshotSaved(member: SimMember, phase: number, data: Uint8Array): void {
+  snapshotSaved(member: SimMember, phase: number, data: Uint8Array): () => void {
     const hash = hashBytes(data);
     const revision = member.replica!.state.revision;
+    this.#writtenSnapshots.set(`${phase}:${hash}`, revision);
+    return () => this.#snapshotDurable(member, phase, hash, revision);
+  }
+
+  /** Every durable snapshot of one phase, taken or installed, is the same bytes at the same revision. */
+  #snapshotDurable(member: SimMember, phase: number, hash: string, revision: number): void {
     const known = this.#snapshots.get(phase);
     if (!known) this.#snapshots.set(phase, { hash, revision, by: member.id });
     else if (known.hash !== hash || known.revision !== revision) {
@@ -427,30 +457,28 @@ class Simulation implements MemberHost {
           `(revision ${known.revision}, ${known.hash})`,
       );
     }
-    this.#decided(member, phase, this.#decisions[phase - 1]?.id ?? null, revision);
+    this.#checkRevision(member, phase, revision);
   }
 
-  #checkInstall(member: SimMember, phase: number, data: Uint8Array): void {
-    if (phase > this.#decisions.length) {
-      this.fail(`${member.id} installed a snapshot of phase ${phase}, which nobody decided`);
+  /** The snapshot's revision, when some member wrote exactly this snapshot (else the run fails). */
+  #checkInstall(member: SimMember, phase: number, data: Uint8Array): number | undefined {
+    const revision = this.#writtenSnapshots.get(`${phase}:${hashBytes(data)}`);
+    if (revision === undefined) {
+      this.fail(`${member.id} installed a snapshot of phase ${phase} that no member wrote`);
+      return undefined;
     }
-    const known = this.#snapshots.get(phase);
-    if (!known) return this.fail(`${member.id} installed a snapshot of phase ${phase} that no member took`);
-    if (known.hash !== hashBytes(data)) {
-      this.fail(`${member.id} installed a corrupted snapshot of phase ${phase}`);
-    }
-    this.#installing.set(member.id, phase);
+    this.#installing.set(member.id, { phase, revision });
+    return revision;
   }
 
   snapshotInstalled(member: SimMember, revision: number): void {
-    const phase = this.#installing.get(member.id);
+    const installing = this.#installing.get(member.id);
     this.#installing.delete(member.id);
-    if (phase === undefined) return this.fail(`${member.id} reported a snapshot install it never committed`);
-    const expected = this.#snapshots.get(phase)!.revision;
-    if (revision !== expected) {
+    if (!installing) return this.fail(`${member.id} reported a snapshot install it never committed`);
+    if (revision !== installing.revision) {
       this.fail(
-        `${member.id}: after installing the snapshot of phase ${phase} (revision ${expected}) the watch hub ` +
-          `restarts at revision ${revision}`,
+        `${member.id}: after installing the snapshot of phase ${installing.phase} (revision ${installing.revision}) ` +
+          `the watch hub restarts at revision ${revision}`,
       );
     }
     if (member.replica!.state.revision > revision) this.#installsWithTail++;
@@ -469,24 +497,10 @@ class Simulation implements MemberHost {
     }
   }
 
-  crashed(member: SimMember, kind: CrashKind): void {
+  crashed(member: SimMember): void {
     this.#crashes++;
     this.#workload.memberCrashed(member);
     this.#installing.delete(member.id);
-    if (kind === "power" && this.members.length === 1) {
-      this.#forgetUndisclosed(member.disk.written.lastDecided);
-    }
-  }
-
-  /**
-   * A single member decides alone and discloses a decision (acknowledgements, watch events) only once it is
-   * fsynced, so a power loss may take back the decisions after `lastDurable`: they never happened, and the
-   * phases may be decided again differently. (With peers, a decision is final once made: the voters fsynced
-   * their votes, and a member that lost it learns the same one again.)
-   */
-  #forgetUndisclosed(lastDurable: number): void {
-    this.#decisions.length = Math.min(this.#decisions.length, lastDurable);
-    for (const phase of this.#snapshots.keys()) if (phase > lastDurable) this.#snapshots.delete(phase);
   }
 
   // ---------------------------------------------------------------- the run
@@ -684,7 +698,7 @@ class Simulation implements MemberHost {
         `lag: ${member.id} ${isolate ? "cut off" : "down"} at phase ${member.disk.written.lastDecided}`,
       );
       const release = () => {
-        this.#note(`lag: ${member.id} back; cluster at phase ${this.#decisions.length}`);
+        this.#note(`lag: ${member.id} back; cluster at phase ${this.#lastDecided}`);
         this.#noteFault();
         if (isolate) { for (const peer of peers) this.network.restore(member.id, peer); }
         else this.#boot(member);
@@ -810,7 +824,7 @@ class Simulation implements MemberHost {
     const decided = this.members[0].engine?.lastDecided;
     return this.#workload.outstanding === 0 &&
       this.members.every((m) => m.quiet && m.engine!.lastDecided === decided) &&
-      decided === this.#decisions.length;
+      decided! >= this.#lastDecided;
   }
 
   #whenQuiet(then: () => void): void {
@@ -844,6 +858,9 @@ class Simulation implements MemberHost {
   // ---------------------------------------------------------------- checks
 
   #verify(): void {
+    // Whatever is still waiting for an fsync is checked now, as if the disks were flushed.
+    for (const member of this.members) member.disk.syncAll();
+    if (this.#failure !== undefined) throw new SimFailure(this.#failure);
     const states = this.members.map((m) =>
       `${m.id}:${m.engine!.lastDecided}:${hashBytes(m.replica!.state.snapshot())}`
     );
@@ -922,12 +939,15 @@ class Simulation implements MemberHost {
         `${m.hub!.revision}, watcher ${m.mirror!.revision}, leader ${m.leader()?.nodeId ?? "none"}, ` +
         `connected to [${peers}]`;
     }).join("\n") +
-      `\n  decided in the cluster: ${this.#decisions.length}; operations outstanding: ${this.#workload.outstanding}`;
+      `\n  decided in the cluster: ${this.#lastDecided}; operations outstanding: ${this.#workload.outstanding}`;
   }
 
   #decisionHash(): string {
     let chain = "";
-    this.#decisions.forEach((d, i) => chain = hashHex(`${chain}|${i + 1}:${d.id}:${d.revision ?? "-"}`));
+    for (let phase = 1; phase <= this.#lastDecided; phase++) {
+      const d = this.#decisions.get(phase);
+      chain = hashHex(`${chain}|${phase}:${d ? `${d.id}:${d.revision ?? "-"}` : "?"}`);
+    }
     return chain;
   }
 
@@ -936,7 +956,7 @@ class Simulation implements MemberHost {
     return {
       simulatedMs: this.time.nowMs,
       events: this.#events,
-      phases: this.#decisions.length,
+      phases: this.#lastDecided,
       operations: history.length,
       completed: history.filter((e) => e.returnMs !== Infinity).length,
       unknown: history.filter((e) => e.returnMs === Infinity).length,

@@ -42,9 +42,13 @@ export interface StorageIo {
   alive(): boolean;
   /** True when the process crashes right at this point (the write or the fsync's completion is lost). */
   crashHere(): boolean;
-  /** A commit was made: checks of agreement across members. */
-  committed(step: CommitStep): void;
-  snapshotSaved(phase: number, data: Uint8Array): void;
+  /**
+   * A commit was written; returns what to run once it is durable (the checks of agreement count only what a
+   * member can no longer take back).
+   */
+  committed(step: CommitStep): () => void;
+  /** A snapshot was written; returns what to run once it is durable. */
+  snapshotSaved(phase: number, data: Uint8Array): () => void;
 }
 
 export interface CommitStep {
@@ -67,7 +71,7 @@ interface Image {
 type WriteBody =
   | { kind: "commit"; step: CommitStep }
   | { kind: "snapshot"; phase: number; data: Uint8Array; retain: number };
-type Write = WriteBody & { seq: number };
+type Write = WriteBody & { seq: number; onDurable: () => void };
 
 /** Most decisions one readForSync answer carries, whatever their size (like the real storage's row limit). */
 const SYNC_MAX_ROWS = 10_000;
@@ -96,8 +100,9 @@ export class SimDisk {
     return this.#seq;
   }
 
-  write(body: WriteBody, sync: boolean): void {
-    const full: Write = { ...body, seq: ++this.#seq };
+  /** Writes `body` (a later read sees it); `onDurable` runs once no crash can take it back. */
+  write(body: WriteBody, sync: boolean, onDurable: () => void): void {
+    const full: Write = { ...body, seq: ++this.#seq, onDurable };
     apply(this.#written, full);
     this.#unsynced.push(full);
     if (this.#unsynced.length > MAX_UNSYNCED_WRITES) {
@@ -109,19 +114,27 @@ export class SimDisk {
   /** An fsync finished: every write up to `seq` is durable. */
   synced(seq: number): void {
     let n = 0;
-    while (n < this.#unsynced.length && this.#unsynced[n].seq <= seq) {
-      apply(this.#durable, this.#unsynced[n++]);
-    }
+    while (n < this.#unsynced.length && this.#unsynced[n].seq <= seq) this.#makeDurable(this.#unsynced[n++]);
     this.#unsynced.splice(0, n);
+  }
+
+  /** Every write so far is durable (the end of a run: what still waits for an fsync gets checked too). */
+  syncAll(): void {
+    this.synced(this.#seq);
   }
 
   /** The process died: a power loss also loses a suffix of the writes not yet fsynced. */
   crash(kind: CrashKind, rng: Rng): void {
     const kept = kind === "process" ? this.#unsynced.length : rng.int(0, this.#unsynced.length);
     this.lostWrites += this.#unsynced.length - kept;
-    for (let i = 0; i < kept; i++) apply(this.#durable, this.#unsynced[i]);
+    for (let i = 0; i < kept; i++) this.#makeDurable(this.#unsynced[i]);
     this.#unsynced = [];
     this.#written = cloneImage(this.#durable);
+  }
+
+  #makeDurable(write: Write): void {
+    apply(this.#durable, write);
+    write.onDurable();
   }
 }
 
@@ -171,8 +184,7 @@ export class SimStorage implements ReplicaStorage {
     }
     this.#syncing = step.sync ?? true;
     const copy = copyOf(step);
-    this.#disk.write({ kind: "commit", step: copy }, this.#syncing);
-    this.#io.committed(copy);
+    this.#disk.write({ kind: "commit", step: copy }, this.#syncing, this.#io.committed(copy));
   }
 
   snapshotDue(): boolean {
@@ -195,8 +207,8 @@ export class SimStorage implements ReplicaStorage {
     this.#disk.write(
       { kind: "snapshot", phase, data: copy, retain: this.#disk.settings.retainDecisions },
       this.#syncing,
+      this.#io.snapshotSaved(phase, copy),
     );
-    this.#io.snapshotSaved(phase, copy);
   }
 
   /** Resolves after a simulated fsync that covers every write made so far; never, if the process dies first. */

@@ -46,8 +46,8 @@ function simStorage(disk: SimDisk, time = new VirtualTime()): SimStorage {
     rng: new Rng(1),
     alive: () => true,
     crashHere: () => false,
-    committed: () => {},
-    snapshotSaved: () => {},
+    committed: () => () => {},
+    snapshotSaved: () => () => {},
   });
 }
 
