@@ -57,12 +57,14 @@ export class SimNetwork {
   readonly #links = new Map<string, Link>();
   /** views[a][b]: the epoch of the connection to b that a believes is up. */
   readonly #views = new Map<NodeId, Map<NodeId, number>>();
+  #lossRate: number;
   sent = 0;
   delivered = 0;
 
   constructor(rng: Rng, settings: NetworkSettings, time: VirtualTime, endpoints: Endpoint[]) {
     this.#rng = rng;
     this.#settings = settings;
+    this.#lossRate = settings.lossRate;
     this.#time = time;
     for (const e of endpoints) {
       this.#endpoints.set(e.id, e);
@@ -92,7 +94,7 @@ export class SimNetwork {
     if (epoch === undefined) return false;
     this.sent++;
     const link = this.#link(from.id, to);
-    if (link.epoch !== epoch || this.#rng.chance(this.#settings.lossRate)) return true;
+    if (link.epoch !== epoch || this.#rng.chance(this.#lossRate)) return true;
     const copies = this.#rng.chance(this.#settings.duplicateRate) ? 2 : 1;
     const receiver = this.#endpoints.get(to)!;
     for (let i = 0; i < copies; i++) {
@@ -155,6 +157,11 @@ export class SimNetwork {
       link.cuts = 1;
       this.restore(a, b);
     }
+  }
+
+  /** The end of the faulty period: messages are no longer lost (they may still be late or duplicated). */
+  calm(): void {
+    this.#lossRate = 0;
   }
 
   /** Every member alive believes it is connected to every other one, and no link is cut. */
