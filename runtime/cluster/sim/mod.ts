@@ -6,8 +6,6 @@ export {
   DEFAULT_SIM_OPTIONS,
   FAULT_KINDS,
   type FaultKind,
-  MAX_LEADER_CHANGES_PER_LINK_CUT,
-  NEW_LEADER_WITHIN_MS,
   parseFaults,
   replayCommand,
   runSimulation,
@@ -15,4 +13,5 @@ export {
   type SimResult,
   type SimStats,
 } from "./simulator.ts";
+export { MAX_LEADER_CHANGES_PER_LINK_CUT, NEW_LEADER_WITHIN_MS } from "./_leadership.ts";
 export * from "./linearizability.ts";

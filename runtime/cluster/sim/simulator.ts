@@ -25,8 +25,9 @@ import { assert, type NodeId, Rng, VirtualTime } from "../../core/mod.ts";
 import type { Logger, LogLevel } from "../../core/mod.ts";
 import { quorumOf } from "../../consensus/mod.ts";
 import type { KvEvent } from "../../kv/mod.ts";
-import { LEADER_KEY, parseLeaderRecord } from "../leader.ts";
+import { Agreement } from "./_agreement.ts";
 import { hashBytes, hashHex } from "./_hash.ts";
+import { type Episode, Leadership, NEW_LEADER_WITHIN_MS } from "./_leadership.ts";
 import { checkKvHistory } from "./linearizability.ts";
 import { type MemberHost, type MemberSettings, SimMember } from "./member.ts";
 import { type NetworkSettings, SimNetwork } from "./network.ts";
@@ -127,10 +128,6 @@ const FINAL_READ_ATTEMPTS = 10;
 const SETTLE_TURNS = 8;
 /** More turns while a watcher is behind its hub (each watch batch takes a few). */
 const MAX_WATCH_TURNS = 100_000;
-/** A new leader must be in place this soon after the leader crashed or was cut off. */
-export const NEW_LEADER_WITHIN_MS = 2_000;
-/** A one-link cut may change the leader at most this often. */
-export const MAX_LEADER_CHANGES_PER_LINK_CUT = 1;
 /** After a one-link cut heals, changes this soon still count to it. */
 const LINK_EPISODE_TAIL_MS = 1_500;
 /** An episode is checked only when the cluster was whole and fault-free for this long before it. */
@@ -198,31 +195,6 @@ function drawIntensity(rng: Rng): Intensity {
   };
 }
 
-interface KnownDecision {
-  id: string | null;
-  /** The state's revision after the phase, once some member reported it. */
-  revision?: number;
-  by: NodeId;
-}
-
-/** A change of the `leader` key, when the first member applied it. */
-interface LeaderEntry {
-  revision: number;
-  nodeId: NodeId | null;
-  atMs: number;
-}
-
-/** A one-link cut, or a crash or isolation of the leader, whose effect on leadership is checked. */
-interface Episode {
-  kind: "link" | "leader-crash" | "leader-isolated";
-  startMs: number;
-  /** For leader episodes: the leader that went away, and from how many members it was cut off. */
-  leader?: NodeId;
-  cutFrom?: number;
-  /** Another fault overlapped it or came too soon before it: nothing is concluded from it. */
-  spoiled: boolean;
-}
-
 class Simulation implements MemberHost {
   readonly #options: SimOptions;
   readonly #faults: Set<FaultKind>;
@@ -232,18 +204,8 @@ class Simulation implements MemberHost {
   readonly #workload: Workload;
   readonly members: SimMember[];
   readonly #byId = new Map<NodeId, SimMember>();
-  /** By phase: the first decision of the phase that became durable on some member. */
-  readonly #decisions = new Map<number, KnownDecision>();
-  /** The highest phase in #decisions. */
-  #lastDecided = 0;
-  /** Durable snapshots by phase: all members' snapshots of one phase must be the same bytes. */
-  readonly #snapshots = new Map<number, { hash: string; revision: number; by: NodeId }>();
-  /** Every snapshot written, durable or not ("phase:hash" to revision): what a peer may be sent. */
-  readonly #writtenSnapshots = new Map<string, number>();
-  /** The snapshot a member is installing (committed, not yet reported to the hub). */
-  readonly #installing = new Map<NodeId, { phase: number; revision: number }>();
-  readonly #leaderTimeline: LeaderEntry[] = [];
-  readonly #leaderRevisions = new Set<number>();
+  readonly #agreement = new Agreement((message) => this.fail(message));
+  readonly #leadership = new Leadership((message) => this.fail(message));
   readonly #openEpisodes = new Set<Episode>();
   /** What the heal phase must end early (episodes restore their own links and members). */
   readonly #onHeal: (() => void)[] = [];
@@ -261,11 +223,6 @@ class Simulation implements MemberHost {
   #partitions = 0;
   #linkCuts = 0;
   #lags = 0;
-  #installsWithTail = 0;
-  #linkEpisodesChecked = 0;
-  #maxChangesPerLinkEpisode = 0;
-  #leaderEpisodesChecked = 0;
-  #slowestNewLeaderMs = -1;
 
   constructor(options: SimOptions) {
     if (![1, 3, 5].includes(options.members)) {
@@ -388,120 +345,26 @@ class Simulation implements MemberHost {
     return kinds;
   }
 
-  /**
-   * Agreement is checked on what members can no longer take back: a decision counts once its write is durable.
-   * (A member decides with its own vote before that vote is fsynced; until then nobody has heard of the decision,
-   * and a power loss may take both back, after which the phase may be decided differently.)
-   */
   committed(member: SimMember, step: CommitStep): () => void {
-    const install = step.installSnapshot;
-    const installed = install ? this.#checkInstall(member, install.phase, install.data) : undefined;
-    const decisions = step.decisions ?? [];
-    // The state is at the revision after the step's last decision (all of them are applied before it commits).
-    const revision = member.replica!.state.revision;
-    return () => {
-      if (install && installed !== undefined) {
-        this.#snapshotDurable(member, install.phase, hashBytes(install.data), installed);
-      }
-      decisions.forEach((d, i) => {
-        this.#decided(
-          member,
-          d.phase,
-          d.batch?.id ?? null,
-          i === decisions.length - 1 ? revision : undefined,
-        );
-      });
-    };
-  }
-
-  #decided(member: SimMember, phase: number, id: string | null, revision: number | undefined): void {
-    this.#lastDecided = Math.max(this.#lastDecided, phase);
-    const known = this.#decisions.get(phase);
-    if (!known) {
-      this.#decisions.set(phase, { id, revision, by: member.id });
-      return;
-    }
-    if (known.id !== id) {
-      this.fail(
-        `agreement violated at phase ${phase}: ${member.id} decided ${id}, ${known.by} decided ${known.id}`,
-      );
-    }
-    this.#checkRevision(member, phase, revision);
-  }
-
-  /** The state's revision after `phase` is the same on every member. */
-  #checkRevision(member: SimMember, phase: number, revision: number | undefined): void {
-    const known = this.#decisions.get(phase);
-    if (revision === undefined || !known) return;
-    if (known.revision === undefined) known.revision = revision;
-    else if (known.revision !== revision) {
-      this.fail(
-        `state diverged at phase ${phase}: ${member.id} has revision ${revision}, another had ${known.revision}`,
-      );
-    }
+    return this.#agreement.committed(member.id, step, member.replica!.state.revision);
   }
 
   snapshotSaved(member: SimMember, phase: number, data: Uint8Array): () => void {
-    const hash = hashBytes(data);
-    const revision = member.replica!.state.revision;
-    this.#writtenSnapshots.set(`${phase}:${hash}`, revision);
-    return () => this.#snapshotDurable(member, phase, hash, revision);
-  }
-
-  /** Every durable snapshot of one phase, taken or installed, is the same bytes at the same revision. */
-  #snapshotDurable(member: SimMember, phase: number, hash: string, revision: number): void {
-    const known = this.#snapshots.get(phase);
-    if (!known) this.#snapshots.set(phase, { hash, revision, by: member.id });
-    else if (known.hash !== hash || known.revision !== revision) {
-      this.fail(
-        `${member.id}'s snapshot of phase ${phase} (revision ${revision}, ${hash}) differs from ${known.by}'s ` +
-          `(revision ${known.revision}, ${known.hash})`,
-      );
-    }
-    this.#checkRevision(member, phase, revision);
-  }
-
-  /** The snapshot's revision, when some member wrote exactly this snapshot (else the run fails). */
-  #checkInstall(member: SimMember, phase: number, data: Uint8Array): number | undefined {
-    const revision = this.#writtenSnapshots.get(`${phase}:${hashBytes(data)}`);
-    if (revision === undefined) {
-      this.fail(`${member.id} installed a snapshot of phase ${phase} that no member wrote`);
-      return undefined;
-    }
-    this.#installing.set(member.id, { phase, revision });
-    return revision;
+    return this.#agreement.snapshotSaved(member.id, phase, data, member.replica!.state.revision);
   }
 
   snapshotInstalled(member: SimMember, revision: number): void {
-    const installing = this.#installing.get(member.id);
-    this.#installing.delete(member.id);
-    if (!installing) return this.fail(`${member.id} reported a snapshot install it never committed`);
-    if (revision !== installing.revision) {
-      this.fail(
-        `${member.id}: after installing the snapshot of phase ${installing.phase} (revision ${installing.revision}) ` +
-          `the watch hub restarts at revision ${revision}`,
-      );
-    }
-    if (member.replica!.state.revision > revision) this.#installsWithTail++;
+    this.#agreement.snapshotInstalled(member.id, revision, member.replica!.state.revision);
   }
 
   applied(_member: SimMember, events: readonly KvEvent[]): void {
-    for (const event of events) {
-      if (event.key !== LEADER_KEY || this.#leaderRevisions.has(event.revision)) continue;
-      this.#leaderRevisions.add(event.revision);
-      const nodeId = event.type === "put" ? parseLeaderRecord(event.value)?.nodeId ?? null : null;
-      const last = this.#leaderTimeline.at(-1);
-      if (last && last.revision > event.revision) {
-        this.fail(`leader record of revision ${event.revision} applied after revision ${last.revision}`);
-      }
-      this.#leaderTimeline.push({ revision: event.revision, nodeId, atMs: this.time.nowMs });
-    }
+    this.#leadership.applied(events, this.time.nowMs);
   }
 
   crashed(member: SimMember): void {
     this.#crashes++;
     this.#workload.memberCrashed(member);
-    this.#installing.delete(member.id);
+    this.#agreement.crashed(member.id);
   }
 
   // ---------------------------------------------------------------- the run
@@ -533,7 +396,7 @@ class Simulation implements MemberHost {
       ok: failure === undefined,
       failure,
       replay: replayCommand(this.#options),
-      decisionHash: this.#decisionHash(),
+      decisionHash: this.#agreement.hash(),
       historyHash: hashHex(this.#workload.history.map(serializeEntry).join("\n")),
       stats: this.#stats(),
     };
@@ -637,7 +500,7 @@ class Simulation implements MemberHost {
       const [a, b] = this.#shuffled(this.members.map((m) => m.id));
       const stable = this.#stable();
       this.#noteFault();
-      const episode: Episode = { kind: "link", startMs: this.time.nowMs, spoiled: !stable };
+      const episode: Episode = { kind: "link", startMs: this.time.nowMs, link: [a, b], spoiled: !stable };
       this.#openEpisodes.add(episode);
       this.network.cut(a, b);
       this.#linkCuts++;
@@ -645,7 +508,7 @@ class Simulation implements MemberHost {
         this.#openEpisodes.delete(episode);
         this.network.restore(a, b);
         this.#noteFault();
-        this.time.after(LINK_EPISODE_TAIL_MS, () => this.#checkLinkEpisode(episode, a, b));
+        this.time.after(LINK_EPISODE_TAIL_MS, () => this.#leadership.checkLinkEpisode(episode));
         this.#scheduleLinkCut();
       };
       const endTimer = this.time.after(this.#between(this.#intensity.linkMs), end);
@@ -654,30 +517,6 @@ class Simulation implements MemberHost {
         if (this.#openEpisodes.has(episode)) end();
       });
     });
-  }
-
-  #checkLinkEpisode(episode: Episode, a: NodeId, b: NodeId): void {
-    if (episode.spoiled) return;
-    const changes = this.#leaderChangesSince(episode.startMs);
-    this.#linkEpisodesChecked++;
-    this.#maxChangesPerLinkEpisode = Math.max(this.#maxChangesPerLinkEpisode, changes.length);
-    if (changes.length > MAX_LEADER_CHANGES_PER_LINK_CUT) {
-      this.fail(
-        `leader stability: ${changes.length} leader changes while only the link ${a}-${b} was cut ` +
-          `(from ${episode.startMs} ms): ${changes.map((c) => `${c.nodeId}@${c.atMs}`).join(", ")}`,
-      );
-    }
-  }
-
-  /** Changes of the agreed leader (to another member) at or after `fromMs`. */
-  #leaderChangesSince(fromMs: number): LeaderEntry[] {
-    const out: LeaderEntry[] = [];
-    let previous: NodeId | null | undefined;
-    for (const entry of this.#leaderTimeline) {
-      if (entry.atMs >= fromMs && previous !== undefined && entry.nodeId !== previous) out.push(entry);
-      previous = entry.nodeId;
-    }
-    return out;
   }
 
   /**
@@ -699,7 +538,7 @@ class Simulation implements MemberHost {
         `lag: ${member.id} ${isolate ? "cut off" : "down"} at phase ${member.disk.written.lastDecided}`,
       );
       const release = () => {
-        this.#note(`lag: ${member.id} back; cluster at phase ${this.#lastDecided}`);
+        this.#note(`lag: ${member.id} back; cluster at phase ${this.#agreement.lastDecided}`);
         this.#noteFault();
         if (isolate) { for (const peer of peers) this.network.restore(member.id, peer); }
         else this.#boot(member);
@@ -734,7 +573,7 @@ class Simulation implements MemberHost {
   #scheduleLeaderFault(): void {
     this.time.after(this.#between(this.#intensity.leaderGapMs), () => {
       if (!this.#faultsActive) return;
-      const leader = this.#leaderTimeline.at(-1)?.nodeId;
+      const leader = this.#leadership.current;
       const member = leader ? this.#byId.get(leader) : undefined;
       if (!member?.alive || !this.#stable()) return this.#scheduleLeaderFault();
       const crash = this.#faultRng.chance(0.5);
@@ -755,7 +594,10 @@ class Simulation implements MemberHost {
       episode.cutFrom = peers.length;
       if (crash) this.#crash(member);
       else for (const peer of peers) this.network.cut(member.id, peer);
-      this.time.after(NEW_LEADER_WITHIN_MS, () => this.#checkLeaderEpisode(episode));
+      this.time.after(
+        NEW_LEADER_WITHIN_MS,
+        () => this.#leadership.checkLeaderEpisode(episode, () => this.#describe()),
+      );
       const end = () => {
         this.#openEpisodes.delete(episode);
         this.#noteFault();
@@ -771,22 +613,6 @@ class Simulation implements MemberHost {
     });
   }
 
-  #checkLeaderEpisode(episode: Episode): void {
-    if (episode.spoiled) return;
-    const next = this.#leaderChangesSince(episode.startMs).find((c) => c.nodeId !== episode.leader);
-    this.#leaderEpisodesChecked++;
-    if (!next || next.atMs - episode.startMs > NEW_LEADER_WITHIN_MS) {
-      return this.fail(
-        `leader election: no new leader within ${NEW_LEADER_WITHIN_MS} ms after leader ${episode.leader} ` +
-          `${
-            episode.kind === "leader-crash" ? "crashed" : `was cut off from ${episode.cutFrom} members`
-          } at ` +
-          `${episode.startMs} ms\n${this.#describe()}`,
-      );
-    }
-    this.#slowestNewLeaderMs = Math.max(this.#slowestNewLeaderMs, next.atMs - episode.startMs);
-  }
-
   get #lossy(): boolean {
     return this.#faults.has("loss");
   }
@@ -794,7 +620,7 @@ class Simulation implements MemberHost {
   /** Whole (every member up and connected to every other) and free of faults for a while. */
   #stable(): boolean {
     return this.network.whole && this.time.nowMs - this.#lastFaultMs >= STABLE_BEFORE_EPISODE_MS &&
-      this.#leaderTimeline.length > 0;
+      this.#leadership.current !== undefined;
   }
 
   #between([min, max]: [number, number]): number {
@@ -828,7 +654,7 @@ class Simulation implements MemberHost {
     const decided = this.members[0].engine?.lastDecided;
     return this.#workload.outstanding === 0 &&
       this.members.every((m) => m.quiet && m.engine!.lastDecided === decided) &&
-      decided! >= this.#lastDecided;
+      decided! >= this.#agreement.lastDecided;
   }
 
   /** Every member is up and taking part, and no client operation is in flight. */
@@ -948,16 +774,7 @@ class Simulation implements MemberHost {
         `${m.hub!.revision}, watcher ${m.mirror!.revision}, leader ${m.leader()?.nodeId ?? "none"}, ` +
         `connected to [${peers}]`;
     }).join("\n") +
-      `\n  decided in the cluster: ${this.#lastDecided}; operations outstanding: ${this.#workload.outstanding}`;
-  }
-
-  #decisionHash(): string {
-    let chain = "";
-    for (let phase = 1; phase <= this.#lastDecided; phase++) {
-      const d = this.#decisions.get(phase);
-      chain = hashHex(`${chain}|${phase}:${d ? `${d.id}:${d.revision ?? "-"}` : "?"}`);
-    }
-    return chain;
+      `\n  decided in the cluster: ${this.#agreement.lastDecided}; operations outstanding: ${this.#workload.outstanding}`;
   }
 
   #stats(): SimStats {
@@ -965,7 +782,7 @@ class Simulation implements MemberHost {
     return {
       simulatedMs: this.time.nowMs,
       events: this.#events,
-      phases: this.#lastDecided,
+      phases: this.#agreement.lastDecided,
       operations: history.length,
       completed: history.filter((e) => e.returnMs !== Infinity).length,
       unknown: history.filter((e) => e.returnMs === Infinity).length,
@@ -975,14 +792,14 @@ class Simulation implements MemberHost {
       partitions: this.#partitions,
       linkCuts: this.#linkCuts,
       snapshotInstalls: this.members.reduce((n, m) => n + m.snapshotInstalls, 0),
-      snapshotInstallsWithTail: this.#installsWithTail,
+      snapshotInstallsWithTail: this.#agreement.installsWithTail,
       lags: this.#lags,
       watchRereads: this.members.reduce((n, m) => n + m.watchRereads, 0),
-      leaderChanges: this.#leaderChangesSince(0).length,
-      linkEpisodesChecked: this.#linkEpisodesChecked,
-      maxLeaderChangesPerLinkEpisode: this.#maxChangesPerLinkEpisode,
-      leaderEpisodesChecked: this.#leaderEpisodesChecked,
-      slowestNewLeaderMs: this.#slowestNewLeaderMs,
+      leaderChanges: this.#leadership.changesSince(0).length,
+      linkEpisodesChecked: this.#leadership.linkEpisodesChecked,
+      maxLeaderChangesPerLinkEpisode: this.#leadership.maxChangesPerLinkEpisode,
+      leaderEpisodesChecked: this.#leadership.leaderEpisodesChecked,
+      slowestNewLeaderMs: this.#leadership.slowestNewLeaderMs,
       messagesSent: this.network.sent,
       messagesDelivered: this.network.delivered,
     };
