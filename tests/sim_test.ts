@@ -40,8 +40,8 @@ const SUITES: Suite[] = [
   { members: 3, faults: "crash,power", seeds: 40, expect: expectLostWrites },
   { members: 5, faults: "crash,power", seeds: 30, expect: expectLostWrites },
   // Partial partitions: at most one leader change per cut link (seconds-long runs, so cuts can be checked).
-  { members: 3, faults: "link", seeds: 40, durationMs: 10_000, expect: expectLinkEpisodes },
-  { members: 5, faults: "link", seeds: 20, durationMs: 10_000, expect: expectLinkEpisodes },
+  { members: 3, faults: "link,net", seeds: 40, durationMs: 10_000, expect: expectLinkEpisodes },
+  { members: 5, faults: "link,net", seeds: 20, durationMs: 10_000, expect: expectLinkEpisodes },
   // The leader crashes or is cut off: a new one within 2 s (over a network that loses no single message).
   { members: 3, faults: "leader,dup,reorder", seeds: 40, durationMs: 10_000, expect: expectLeaderEpisodes },
   { members: 5, faults: "leader", seeds: 20, durationMs: 10_000, expect: expectLeaderEpisodes },
