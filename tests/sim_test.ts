@@ -26,9 +26,15 @@ interface Suite {
   faults: string;
   seeds: number;
   durationMs?: number;
+  /** What the suite is about, in its test name. */
+  about?: string;
   /** What the suite's runs must have exercised, summed over its seeds (or the checks prove nothing). */
   expect?: (total: SimStats) => void;
 }
+
+const LINK = "at most one leader change per cut link";
+const LEADER = "a new leader within 2 s of a leader crash or isolation";
+const CATCH_UP = "catch-up by snapshot with watches open does not crash the watch hub";
 
 const SUITES: Suite[] = [
   { members: 3, faults: "all", seeds: 400, expect: expectSnapshotInstalls },
@@ -40,14 +46,28 @@ const SUITES: Suite[] = [
   { members: 3, faults: "crash,power", seeds: 40, expect: expectLostWrites },
   { members: 5, faults: "crash,power", seeds: 30, expect: expectLostWrites },
   // Partial partitions: at most one leader change per cut link (seconds-long runs, so cuts can be checked).
-  { members: 3, faults: "link,net", seeds: 40, durationMs: 10_000, expect: expectLinkEpisodes },
-  { members: 5, faults: "link,net", seeds: 20, durationMs: 10_000, expect: expectLinkEpisodes },
+  { members: 3, faults: "link,net", seeds: 40, durationMs: 10_000, about: LINK, expect: expectLinkEpisodes },
+  { members: 5, faults: "link,net", seeds: 20, durationMs: 10_000, about: LINK, expect: expectLinkEpisodes },
   // The leader crashes or is cut off: a new one within 2 s (over a network that loses no single message).
-  { members: 3, faults: "leader,dup,reorder", seeds: 40, durationMs: 10_000, expect: expectLeaderEpisodes },
-  { members: 5, faults: "leader", seeds: 20, durationMs: 10_000, expect: expectLeaderEpisodes },
+  {
+    members: 3,
+    faults: "leader,dup,reorder",
+    seeds: 40,
+    durationMs: 10_000,
+    about: LEADER,
+    expect: expectLeaderEpisodes,
+  },
+  {
+    members: 5,
+    faults: "leader",
+    seeds: 20,
+    durationMs: 10_000,
+    about: LEADER,
+    expect: expectLeaderEpisodes,
+  },
   // Catch-up by snapshot with the watcher open (the path of the crash fixed in 9665bf2).
-  { members: 3, faults: "lag", seeds: 100, expect: expectSnapshotCatchUp },
-  { members: 5, faults: "lag,net", seeds: 50, expect: expectSnapshotCatchUp },
+  { members: 3, faults: "lag", seeds: 100, about: CATCH_UP, expect: expectSnapshotCatchUp },
+  { members: 5, faults: "lag,net", seeds: 50, about: CATCH_UP, expect: expectSnapshotCatchUp },
   // Longer runs: deeper logs, snapshots and log truncation, many restarts per member.
   { members: 3, faults: "all", seeds: 40, durationMs: 15_000 },
   { members: 5, faults: "all", seeds: 25, durationMs: 15_000 },
@@ -107,7 +127,7 @@ function add(total: SimStats | undefined, stats: SimStats): SimStats {
 
 for (const suite of SUITES) {
   const label = `${suite.members}-member cluster, faults ${suite.faults}, ${suite.seeds} seeds` +
-    (suite.durationMs ? `, ${suite.durationMs / 1000} s each` : "");
+    (suite.durationMs ? `, ${suite.durationMs / 1000} s each` : "") + (suite.about ? `: ${suite.about}` : "");
   Deno.test(`simulation: ${label}`, async () => {
     const failures: string[] = [];
     let total: SimStats | undefined;
