@@ -254,7 +254,21 @@ export class Replica {
   #pump(): void {
     if (!this.#ready) return;
     const batch = this.#batcher.takeBatch(this.#now());
-    if (batch) this.#call(() => this.#o.engine.submit(batch, this.#now()));
+    if (!batch) return;
+    let effects: Effect<KvCommand>[];
+    try {
+      effects = this.#o.engine.submit(batch, this.#now());
+    } catch (e) {
+      if (!(e instanceof AetherError)) {
+        this.#o.onFatal(e as Error);
+        return;
+      }
+      // Refused before it entered consensus (overloaded, not active): its writes did not run, and the next
+      // batch may go once the engine takes one again.
+      this.#batcher.onRefused(batch.id, e);
+      return;
+    }
+    this.#run(effects);
   }
 
   #now(): number {

@@ -161,6 +161,19 @@ export class Batcher<C, R> {
     return true;
   }
 
+  /**
+   * The engine refused the batch `batchId` when it was submitted (for example overloaded): it never entered
+   * consensus, so its commands definitely did not run, and each fails with `error`. Returns false when it is
+   * not the batch in flight.
+   */
+  onRefused(batchId: string, error: AetherError): boolean {
+    const flight = this.#inFlight;
+    if (!flight || flight.batchId !== batchId) return false;
+    this.#inFlight = undefined;
+    settle(flight.tickets, () => ({ ok: false, error }));
+    return true;
+  }
+
   /** Consensus dropped these batches without deciding them: their commands may or may not be applied later. */
   onDropped(batchIds: string[]): void {
     const flight = this.#inFlight;

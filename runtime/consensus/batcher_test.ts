@@ -138,3 +138,16 @@ Deno.test("result count must match the batch (a broken state machine is a bug)",
   const batch = b.takeBatch(0)!;
   assert.throws(() => b.onDecided(batch.id, [1, 2]), /assertion failed/);
 });
+
+Deno.test("a batch the engine refused at submission fails with that error, and the next batch may go", () => {
+  const b = new Batcher<string, number>(config);
+  const { outcomes, ticket } = collect<number>();
+  for (const c of ["a", "b", "c", "d"]) b.enqueue(c, 10, ticket);
+  const first = b.takeBatch(0)!;
+  const refusal = new AetherError("overloaded", "pending batches are full", { retryAfterSeconds: 1 });
+  assert.equal(b.onRefused("n1:7:99", refusal), false, "not the batch in flight");
+  assert.ok(b.onRefused(first.id, refusal));
+  assert.deepEqual(outcomes, [1, 2, 3].map(() => ({ ok: false, error: refusal })));
+  assert.equal(b.inFlight, undefined);
+  assert.deepEqual(b.takeBatch(1)!.commands, ["d"]);
+});
