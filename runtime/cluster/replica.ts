@@ -3,13 +3,13 @@
  * engine's effects (durable storage first, then messages), forms client batches, and answers reads.
  *
  * Order of work for every engine call (the engine's contract, consensus/types.ts):
- *   1. persist / decide / installSnapshot effects go into one storage transaction; decisions are applied to
- *      the KV state as they come;
- *   2. the transaction commits (fsynced under --fsync always);
- *   3. only then are messages sent, client writes acknowledged and watch events published.
+ *   1. persist / decide / installSnapshot effects go into one storage transaction;
+ *   2. the transaction commits (fsynced under --fsync always when it holds a vote);
+ *   3. only then are decisions applied to the readable KV state, messages sent, client writes acknowledged and
+ *      watch events published, in the order the effects came: a read never sees what is not yet durable.
  */
 
-import { AetherError, type Logger, type NodeId, type Timers } from "../core/mod.ts";
+import { AetherError, assert, type Logger, type NodeId, type Timers } from "../core/mod.ts";
 import {
   type Batch,
   Batcher,
@@ -86,6 +86,9 @@ export interface ReplicaOptions {
    * already hold those later changes; the events that follow then repeat them (revisions above `revision`).
    */
   onSnapshotInstalled(revision: number): void;
+  /** A decided phase was applied to the readable state, which is now at `revision` (the simulator checks that
+   * every member reaches the same revision at the same phase). */
+  onApplied?(phase: number, revision: number): void;
   /** The engine halted on a broken invariant; the node must stop. */
   onFatal(error: Error): void;
 }
@@ -116,12 +119,17 @@ export class Replica {
   /** Committed groups of actions waiting (in order) for their fsync; see #flush. */
   #waiting: { needsSync: boolean; actions: (() => void)[] }[] = [];
   #syncInFlight = false;
+  /** The phase of the last decision applied to #state (decisions are applied once durable). */
+  #appliedPhase: number;
+  /** The phase of the last snapshot installed: no snapshot of our own below it (storage already holds one). */
+  #snapshotFloor = 0;
   /** Callers waiting for the applied revision to reach theirs (forwarded writes), ordered and bounded. */
   readonly #revisionWaiters: RevisionWaiters;
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
     this.#state = options.state;
+    this.#appliedPhase = options.engine.lastDecided;
     this.#revisionWaiters = new RevisionWaiters(options.clock);
     this.#batcher = new Batcher<KvCommand, KvResult>({
       ...DEFAULT_BATCH_LIMITS,
@@ -140,8 +148,9 @@ export class Replica {
     return this.#ready;
   }
 
+  /** The last phase applied to the readable state (the engine may have decided more, waiting for an fsync). */
   get phase(): number {
-    return this.#o.engine.lastDecided;
+    return this.#appliedPhase;
   }
 
   get quorum(): boolean {
@@ -276,9 +285,9 @@ export class Replica {
   }
 
   /**
-   * Carries out one engine call's effects. State changes apply at once; storage writes join the pending
-   * transaction, and everything that must wait for durability (messages, acknowledgements, watch events) waits
-   * for its commit. Engine calls made in the same event-loop turn (several messages in one frame, messages from
+   * Carries out one engine call's effects. Storage writes join the pending transaction, and everything that
+   * must wait for durability (applying decisions, messages, acknowledgements, watch events) waits for its
+   * commit. Engine calls made in the same event-loop turn (several messages in one frame, messages from
    * several peers) share one transaction: one fsync instead of one per message (group commit).
    */
   #run(effects: Effect<KvCommand>[]): void {
@@ -294,19 +303,7 @@ export class Replica {
         case "installSnapshot":
           this.#commit();
           this.#o.storage.commit({ installSnapshot: effect.snapshot });
-          this.#state = KvState.fromSnapshot(effect.snapshot.data, {
-            maxValueBytes: this.#state.maxValueBytes,
-          });
-          {
-            // Decisions that followed the snapshot in this same step are applied to the new state before the
-            // step commits, and their events are published after this; the hub must restart at the
-            // snapshot's own revision, not at the live state's (which is already past them).
-            const revision = this.#state.revision;
-            this.#afterCommit.push(() => {
-              this.#o.onSnapshotInstalled(revision);
-              this.#releaseRevisionWaiters();
-            });
-          }
+          this.#installSnapshot(effect.snapshot);
           break;
         case "send":
           this.#afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
@@ -333,23 +330,39 @@ export class Replica {
     }
   }
 
+  /**
+   * A decision joins the pending storage step now, and is applied to the readable state only once that step
+   * is durable (in order with everything else that waits for it): a read never returns a write that a power
+   * loss could take back (the decision may rest on this member's own vote, fsynced with the same step).
+   */
   #applyDecision(phase: number, batch: Batch<KvCommand> | null): void {
     this.#step.decisions.push({ phase, batch });
-    const outcome = batch ? this.#state.applyBatch(batch) : null;
-    if (outcome && outcome.events.length > 0) {
-      const events = outcome.events;
-      this.#afterCommit.push(() => {
-        this.#o.onEvents(events);
+    this.#afterCommit.push(() => {
+      assert(phase === this.#appliedPhase + 1, "decisions are applied in phase order without gaps");
+      this.#appliedPhase = phase;
+      const outcome = batch ? this.#state.applyBatch(batch) : undefined;
+      this.#o.onApplied?.(phase, this.#state.revision);
+      if (!batch || !outcome) return;
+      if (outcome.events.length > 0) {
+        this.#o.onEvents(outcome.events);
         this.#releaseRevisionWaiters();
-      });
-    }
-    if (batch && batch.submitter === this.#o.self) {
-      const results = outcome?.results ?? null;
-      this.#afterCommit.push(() => {
-        this.#batcher.onDecided(batch.id, results);
+      }
+      if (batch.submitter === this.#o.self) {
+        this.#batcher.onDecided(batch.id, outcome.results);
         this.#pump();
-      });
-    }
+      }
+    });
+  }
+
+  /** The snapshot replaces the readable state once it is durable, in order with the decisions around it. */
+  #installSnapshot(snapshot: Snapshot): void {
+    this.#snapshotFloor = snapshot.phase;
+    this.#afterCommit.push(() => {
+      this.#state = KvState.fromSnapshot(snapshot.data, { maxValueBytes: this.#state.maxValueBytes });
+      this.#appliedPhase = snapshot.phase;
+      this.#o.onSnapshotInstalled(this.#state.revision);
+      this.#releaseRevisionWaiters();
+    });
   }
 
   /**
@@ -417,8 +430,11 @@ export class Replica {
   }
 
   #maybeSnapshot(): void {
+    // Until an installed snapshot is applied here, the readable state is older than the one storage holds.
+    if (this.#appliedPhase < this.#snapshotFloor) return;
     if (this.#o.storage.snapshotDue()) {
-      this.#o.storage.saveSnapshot(this.#o.engine.lastDecided, this.#state.snapshot());
+      // The readable state holds what is durable, up to #appliedPhase (later decisions wait for an fsync).
+      this.#o.storage.saveSnapshot(this.#appliedPhase, this.#state.snapshot());
     }
   }
 }

@@ -15,8 +15,6 @@ import type { CommitStep } from "./storage.ts";
 
 interface KnownDecision {
   id: string | null;
-  /** The state's revision after the phase, once some member reported it. */
-  revision?: number;
   by: NodeId;
 }
 
@@ -24,14 +22,17 @@ export class Agreement {
   readonly #fail: (message: string) => void;
   /** By phase: the first decision of the phase that became durable on some member. */
   readonly #decisions = new Map<number, KnownDecision>();
+  /** The state's revision after each phase, as the first member to apply it reported. */
+  readonly #revisions = new Map<number, number>();
   #lastDecided = 0;
   /** Durable snapshots by phase: all members' snapshots of one phase must be the same bytes. */
   readonly #snapshots = new Map<number, { hash: string; revision: number; by: NodeId }>();
   /** Every snapshot written, durable or not ("phase:hash" to revision): what a peer may be sent. */
   readonly #written = new Map<string, number>();
   /** The snapshot a member is installing (committed, not yet reported to the hub). */
-  readonly #installing = new Map<NodeId, { phase: number; revision: number }>();
-  /** Snapshot installs followed by decisions in the same step (the path of the crash fixed in 9665bf2). */
+  readonly #installing = new Map<NodeId, { phase: number; revision: number; tail?: boolean }>();
+  /** Snapshot installs followed by decisions before the member reported the install (the path of the crash
+   * fixed in 9665bf2). */
   installsWithTail = 0;
 
   constructor(fail: (message: string) => void) {
@@ -43,26 +44,23 @@ export class Agreement {
     return this.#lastDecided;
   }
 
-  /**
-   * A member wrote a commit; `revision` is its state's revision now (after the step's last decision: all of them
-   * are applied before the step commits). Returns the checks to run once the write is durable.
-   */
-  committed(member: NodeId, step: CommitStep, revision: number): () => void {
+  /** A member wrote a commit. Returns the checks to run once the write is durable. */
+  committed(member: NodeId, step: CommitStep): () => void {
     const install = step.installSnapshot;
     const installed = install ? this.#checkInstall(member, install.phase, install.data) : undefined;
     const decisions = step.decisions ?? [];
+    // Decisions written after an install the member has not yet reported to its watch hub: the path of the
+    // crash fixed in 9665bf2 (the hub must restart at the snapshot's revision, not at a later one).
+    const installing = this.#installing.get(member);
+    if (!install && installing && decisions.length > 0 && !installing.tail) {
+      installing.tail = true;
+      this.installsWithTail++;
+    }
     return () => {
       if (install && installed !== undefined) {
         this.#snapshotDurable(member, install.phase, hashBytes(install.data), installed);
       }
-      decisions.forEach((d, i) => {
-        this.#decided(
-          member,
-          d.phase,
-          d.batch?.id ?? null,
-          i === decisions.length - 1 ? revision : undefined,
-        );
-      });
+      for (const d of decisions) this.#decided(member, d.phase, d.batch?.id ?? null);
     };
   }
 
@@ -84,7 +82,9 @@ export class Agreement {
           `the watch hub restarts at revision ${revision}`,
       );
     }
-    if (stateRevision > revision) this.installsWithTail++;
+    if (stateRevision !== revision) {
+      this.#fail(`${member}: its state is at revision ${stateRevision} when its hub restarts at ${revision}`);
+    }
   }
 
   crashed(member: NodeId): void {
@@ -96,16 +96,16 @@ export class Agreement {
     let chain = "";
     for (let phase = 1; phase <= this.#lastDecided; phase++) {
       const d = this.#decisions.get(phase);
-      chain = hashHex(`${chain}|${phase}:${d ? `${d.id}:${d.revision ?? "-"}` : "?"}`);
+      chain = hashHex(`${chain}|${phase}:${d ? `${d.id}:${this.#revisions.get(phase) ?? "-"}` : "?"}`);
     }
     return chain;
   }
 
-  #decided(member: NodeId, phase: number, id: string | null, revision: number | undefined): void {
+  #decided(member: NodeId, phase: number, id: string | null): void {
     this.#lastDecided = Math.max(this.#lastDecided, phase);
     const known = this.#decisions.get(phase);
     if (!known) {
-      this.#decisions.set(phase, { id, revision, by: member });
+      this.#decisions.set(phase, { id, by: member });
       return;
     }
     if (known.id !== id) {
@@ -113,17 +113,21 @@ export class Agreement {
         `agreement violated at phase ${phase}: ${member} decided ${id}, ${known.by} decided ${known.id}`,
       );
     }
+  }
+
+  /** A member applied `phase` to its readable state (decisions are applied once durable), reaching `revision`. */
+  applied(member: NodeId, phase: number, revision: number): void {
     this.#checkRevision(member, phase, revision);
   }
 
   /** The state's revision after `phase` is the same on every member. */
   #checkRevision(member: NodeId, phase: number, revision: number | undefined): void {
-    const known = this.#decisions.get(phase);
-    if (revision === undefined || !known) return;
-    if (known.revision === undefined) known.revision = revision;
-    else if (known.revision !== revision) {
+    if (revision === undefined) return;
+    const known = this.#revisions.get(phase);
+    if (known === undefined) this.#revisions.set(phase, revision);
+    else if (known !== revision) {
       this.#fail(
-        `state diverged at phase ${phase}: ${member} has revision ${revision}, another had ${known.revision}`,
+        `state diverged at phase ${phase}: ${member} has revision ${revision}, another had ${known}`,
       );
     }
   }

@@ -60,6 +60,8 @@ export interface MemberHost {
   snapshotSaved(member: SimMember, phase: number, data: Uint8Array): () => void;
   snapshotInstalled(member: SimMember, revision: number): void;
   applied(member: SimMember, events: readonly KvEvent[]): void;
+  /** The member's readable state reached `revision` with `phase` applied. */
+  appliedPhase(member: SimMember, phase: number, revision: number): void;
   crashed(member: SimMember): void;
 }
 
@@ -267,6 +269,9 @@ export class SimMember implements Endpoint {
         this.snapshotInstalls++;
         hub.reset(revision);
         this.#host.snapshotInstalled(this, revision);
+      },
+      onApplied: (phase, revision) => {
+        if (live()) this.#host.appliedPhase(this, phase, revision);
       },
       onFatal: (error) => this.#host.fail(`${this.id}: the replica stopped the node: ${describe(error)}`),
     });

@@ -346,7 +346,11 @@ class Simulation implements MemberHost {
   }
 
   committed(member: SimMember, step: CommitStep): () => void {
-    return this.#agreement.committed(member.id, step, member.replica!.state.revision);
+    return this.#agreement.committed(member.id, step);
+  }
+
+  appliedPhase(member: SimMember, phase: number, revision: number): void {
+    this.#agreement.applied(member.id, phase, revision);
   }
 
   snapshotSaved(member: SimMember, phase: number, data: Uint8Array): () => void {
@@ -650,10 +654,13 @@ class Simulation implements MemberHost {
     this.#when(() => this.#settled(), () => this.#finalReads());
   }
 
+  /** No operation in flight, and every member has decided and applied (once durable) the same phases. */
   #quiet(): boolean {
     const decided = this.members[0].engine?.lastDecided;
     return this.#workload.outstanding === 0 &&
-      this.members.every((m) => m.quiet && m.engine!.lastDecided === decided) &&
+      this.members.every((m) =>
+        m.quiet && m.engine!.lastDecided === decided && m.replica!.phase === decided
+      ) &&
       decided! >= this.#agreement.lastDecided;
   }
 
