@@ -408,17 +408,24 @@ export class Replica {
     return this.#o.durable && (step.record !== undefined || this.#o.members.length === 1);
   }
 
+  /**
+   * Answers a peer's catch-up request from storage, with only what is durable here: storage also holds later
+   * steps that are written but still wait for their fsync, and a power loss could take those back after a peer
+   * applied them. What is applied here is durable (#appliedPhase), and so is an installed snapshot (fsynced as
+   * it is written).
+   */
   #serveSync(to: NodeId, fromPhase: number, nonce: number): void {
     const answer = this.#o.storage.readForSync(fromPhase, this.#o.maxSyncResponseBytes);
+    const durableThrough = Math.max(this.#appliedPhase, answer.snapshot?.phase ?? 0);
     this.#o.transport.send(
       to,
       CONSENSUS_CHANNEL,
       {
         t: "syncRes",
         nonce,
-        lastDecided: answer.lastDecided,
+        lastDecided: Math.min(answer.lastDecided, durableThrough),
         snapshot: answer.snapshot,
-        decisions: answer.decisions,
+        decisions: answer.decisions.filter((d) => d.phase <= durableThrough),
       } satisfies ConsensusMsg<KvCommand>,
     );
   }
