@@ -11,6 +11,7 @@
 
 import { AetherError, assert } from "./errors.ts";
 import type { Rng } from "./rng.ts";
+import { heapPop, heapPush } from "./_timer_heap.ts";
 
 /** Time source injected into every component that needs one, so the simulator can replace it. */
 export interface Clock {
@@ -99,7 +100,7 @@ export class VirtualTime {
   /** Runs `run` at `atMs` (the current time when earlier), after everything already scheduled for that time. */
   at(atMs: number, run: () => void): TimerHandle {
     const entry = new Entry(Math.max(this.#nowMs, atMs), this.#seq++, run);
-    this.#push(entry);
+    heapPush(this.#heap, entry);
     return entry;
   }
 
@@ -143,7 +144,7 @@ export class VirtualTime {
     this.#dropDead();
     const next = this.#heap[0];
     if (!next) return false;
-    this.#pop();
+    heapPop(this.#heap);
     assert(next.atMs >= this.#nowMs, "virtual time: a callback is scheduled in the past");
     this.#nowMs = next.atMs;
     next.dead = true;
@@ -153,43 +154,8 @@ export class VirtualTime {
   }
 
   #dropDead(): void {
-    while (this.#heap.length > 0 && this.#heap[0].dead) this.#pop();
+    while (this.#heap.length > 0 && this.#heap[0].dead) heapPop(this.#heap);
   }
-
-  #push(entry: Entry): void {
-    const heap = this.#heap;
-    let i = heap.length;
-    heap.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(entry, heap[parent])) break;
-      heap[i] = heap[parent];
-      i = parent;
-    }
-    heap[i] = entry;
-  }
-
-  #pop(): void {
-    const heap = this.#heap;
-    const last = heap.pop()!;
-    if (heap.length === 0) return;
-    let i = 0;
-    const n = heap.length;
-    while (true) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && before(heap[right], heap[left]) ? right : left;
-      if (!before(heap[child], last)) break;
-      heap[i] = heap[child];
-      i = child;
-    }
-    heap[i] = last;
-  }
-}
-
-function before(a: Entry, b: Entry): boolean {
-  return a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq);
 }
 
 /** Like setTimeout: a negative or non-finite delay means "as soon as possible". */

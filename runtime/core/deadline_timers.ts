@@ -17,6 +17,8 @@
  * Times are epoch milliseconds from `now` (`Date.now` by default), the same clock the callers' deadlines use.
  */
 
+import { heapPop, heapPush } from "./_timer_heap.ts";
+
 export interface Deadline {
   /** Cancels the deadline; its callback will not run. Safe to call more than once or after it fired. */
   cancel(): void;
@@ -63,7 +65,7 @@ export class DeadlineTimers {
   /** Runs `fire` at `atMs` (epoch milliseconds) unless cancelled first. */
   schedule(atMs: number, fire: () => void): Deadline {
     const entry = new Entry(this, atMs, this.#seq++, fire);
-    this.#push(entry);
+    heapPush(this.#heap, entry);
     this.#live++;
     if (atMs < this.#armedAtMs) this.#arm(atMs);
     else if (!this.#referenced && this.#timer !== undefined) {
@@ -121,11 +123,11 @@ export class DeadlineTimers {
     while (this.#heap.length > 0) {
       const top = this.#heap[0];
       if (top.dead) {
-        this.#pop();
+        heapPop(this.#heap);
         continue;
       }
       if (top.atMs > now) break;
-      this.#pop();
+      heapPop(this.#heap);
       top.dead = true;
       this.#live--;
       due.push(top);
@@ -145,47 +147,10 @@ export class DeadlineTimers {
   #rebuild(): void {
     const live = this.#heap.filter((e) => !e.dead);
     this.#heap.length = 0;
-    for (const entry of live) this.#push(entry);
+    for (const entry of live) heapPush(this.#heap, entry);
     const top = this.#heap[0];
     if (top && top.atMs !== this.#armedAtMs) this.#arm(top.atMs);
   }
-
-  // ---------------------------------------------------------------------------------------------- heap
-
-  #push(entry: Entry): void {
-    const heap = this.#heap;
-    let i = heap.length;
-    heap.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(entry, heap[parent])) break;
-      heap[i] = heap[parent];
-      i = parent;
-    }
-    heap[i] = entry;
-  }
-
-  #pop(): void {
-    const heap = this.#heap;
-    const last = heap.pop()!;
-    if (heap.length === 0) return;
-    let i = 0;
-    const n = heap.length;
-    while (true) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && before(heap[right], heap[left]) ? right : left;
-      if (!before(heap[child], last)) break;
-      heap[i] = heap[child];
-      i = child;
-    }
-    heap[i] = last;
-  }
-}
-
-function before(a: Entry, b: Entry): boolean {
-  return a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq);
 }
 
 /** The process-wide instance the sandbox host and the invoker share. */
