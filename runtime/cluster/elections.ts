@@ -96,6 +96,8 @@ export class Elections {
   peerDown(id: NodeId): void {
     this.#lastConnectedAt.set(id, this.#o.clock.now());
     this.#reports.delete(id);
+    // Losing the leader is news the others need now, not at the next check (up to ELECTION_CHECK_MS later).
+    if (id === this.leader()?.nodeId) this.check();
   }
 
   /** A message on ELECTION_CHANNEL. Malformed ones and strangers' are logged and dropped. */
@@ -105,7 +107,12 @@ export class Elections {
       this.#o.log.warn("dropped a malformed election report", { from, problem: problem ?? "not a peer" });
       return;
     }
-    this.#reports.set(from, { members: (message as LostReport).members, atMs: this.#o.clock.now() });
+    const members = (message as LostReport).members;
+    const before = this.#reports.get(from);
+    this.#reports.set(from, { members, atMs: this.#o.clock.now() });
+    // A peer that newly lost the leader may complete the quorum that replaces it: decide now.
+    const leader = this.leader()?.nodeId;
+    if (leader !== undefined && members.includes(leader) && !before?.members.includes(leader)) this.check();
   }
 
   check(): void {
