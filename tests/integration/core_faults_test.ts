@@ -145,7 +145,7 @@ Deno.test("cutting one of the leader's links changes the leader at most once, an
   }
 });
 
-Deno.test("a leader cut off from both others is replaced within 2 s of the mesh noticing", async () => {
+Deno.test("a leader cut off from both others is replaced about a second after the mesh notices", async () => {
   const cluster = await TestCluster.start(3, { proxyLinks: true });
   try {
     const leader = await cluster.waitForLeader();
@@ -157,8 +157,10 @@ Deno.test("a leader cut off from both others is replaced within 2 s of the mesh 
       return named[0] && named[0] !== leader && named.every((id) => id === named[0]) ? named[0] : null;
     }, 10_000);
     const elapsedMs = Date.now() - started;
-    // 1 s for the mesh to declare the links dead (deadAfterMs), then reports and one decision.
-    ok(elapsedMs < 2_000, `new leader ${next} after ${elapsedMs} ms`);
+    // 1 s for the mesh to declare the links dead (deadAfterMs), then reports and one decision: 1.05-1.23 s in 20
+    // of 22 runs, 1.91-1.95 s in two (README, Measured numbers). The goal is 2 s; the bound here leaves room for
+    // a loaded machine, and the simulator checks the 2 s goal in virtual time.
+    ok(elapsedMs < 2_500, `new leader ${next} after ${elapsedMs} ms`);
     console.log(`isolated leader replaced after ${elapsedMs} ms`);
     for (const other of others) cluster.link(leader, other.id).heal();
     const after = await cluster.waitForLeader();
