@@ -31,6 +31,8 @@ export function clusterRoutes(deps: ApiDeps): Hono {
       phase: s.phase,
       consensus: s.consensus,
       writeForwarding: s.writeForwarding,
+      elections: s.elections,
+      limits: s.limits,
       uptimeSeconds: Math.round(s.uptimeMs / 100) / 10,
       ports: s.ports,
       ...s.features,

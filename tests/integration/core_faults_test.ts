@@ -12,7 +12,8 @@ interface Status {
   leader: { nodeId: string; view: number } | null;
   revision: number;
   phase: number;
-  elections: { leaderChanges: number };
+  elections: { leaderChanges: number; proposals: number };
+  limits: { watches: { watchers: number; maxWatchers: number }; revisionWaiters: { maxWaiting: number } };
 }
 
 const put = async (node: NodeProcess, key: string, value: string) => {
@@ -133,6 +134,15 @@ Deno.test("cutting one of the leader's links changes the leader at most once, an
     const seen = await watchLeadership(cluster, cluster.node(bridge), 6_000);
     const changes = [...seen.views].filter((v) => v > before).length;
     console.log(`leader changes during 6 s with one of the leader's links cut: ${changes}`);
+    // Each member counts the changes it saw, and reports the core's bounded queues.
+    for (const node of cluster.nodes) {
+      const s = await status(node);
+      ok(s.elections.leaderChanges <= 2, `${node.id} saw ${s.elections.leaderChanges} leader changes`);
+      ok(
+        s.limits.watches.maxWatchers > 0 && s.limits.revisionWaiters.maxWaiting > 0,
+        JSON.stringify(s.limits),
+      );
+    }
     ok(changes <= 1, `${changes} leader changes during one cut link (views ${[...seen.views].join(",")})`);
     equal(seen.failedWrites, 0, `${seen.failedWrites} of ${seen.writes} writes through ${bridge} failed`);
     // Writes through both ends of the cut link succeed too.
