@@ -5,7 +5,15 @@
 
 import { type Logger, randomHex, systemClock } from "../core/mod.ts";
 import { DEFAULT_ENGINE_TIMINGS, RabiaEngine } from "../consensus/mod.ts";
-import { ConsensusStorage, type KvCommand, type KvEvent, restoreKvState, WatchHub } from "../kv/mod.ts";
+import {
+  ConsensusStorage,
+  type KvCommand,
+  type KvEvent,
+  type KvState,
+  type LoadedState,
+  restoreKvState,
+  WatchHub,
+} from "../kv/mod.ts";
 import { Mesh } from "../net/mod.ts";
 import { createApiApp } from "../api/mod.ts";
 import type { ApiDeps, NodeStatusView } from "../api/mod.ts";
@@ -43,9 +51,11 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   const members = flags.peers.map((p) => p.id).sort();
   const { storage, loaded, initialState } = await openState(flags, members, log);
   const hub = new WatchHub({ revision: initialState.revision });
-  const eventListeners = new Listeners<[readonly KvEvent[]]>(log, "kv event");
-  const resetListeners = new Listeners<[]>(log, "state reset");
-  const leadershipListeners = new Listeners<[boolean]>(log, "leadership");
+  const listeners: CoreListeners = {
+    events: new Listeners<[readonly KvEvent[]]>(log, "kv event"),
+    reset: new Listeners<[]>(log, "state reset"),
+    leadership: new Listeners<[boolean]>(log, "leadership"),
+  };
   const mesh = new Mesh({
     self: flags.id,
     peers: flags.peers,
@@ -53,100 +63,15 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     logger: log.with({ component: "mesh" }),
   });
   await mesh.start();
+  const shell = startShell({ flags, members, storage, loaded, initialState, mesh, hub, listeners, log });
 
-  const engine = new RabiaEngine<KvCommand>(
-    { self: flags.id, members, ...DEFAULT_ENGINE_TIMINGS },
-    loaded.restored,
-  );
-  const replica = new Replica({
-    self: flags.id,
-    members,
-    incarnation: `${Date.now().toString(36)}${randomHex(3)}`,
-    durable: flags.fsync === "always",
-    clock: systemClock,
-    log,
-    storage,
-    transport: mesh,
-    state: initialState,
-    engine,
-    maxSyncResponseBytes: MAX_SYNC_RESPONSE_BYTES,
-    defaultWriteTimeoutMs: WRITE_TIMEOUT_MS,
-    maxQueuedBytes: MAX_QUEUED_WRITE_BYTES,
-    onEvents: (events: KvEvent[]) => {
-      hub.publish(events);
-      eventListeners.emit(events);
-    },
-    onFatal: (error) => {
-      log.error("consensus engine halted on a broken invariant; stopping this node", { error: error.stack });
-      Deno.exit(70);
-    },
-    onSnapshotInstalled: (revision) => {
-      hub.reset(revision);
-      resetListeners.emit();
-    },
-  });
-  const elections = new Elections({
-    self: flags.id,
-    members,
-    replica,
-    clock: systemClock,
-    transport: mesh,
-    log,
-    onLeadership: (leading) => leadershipListeners.emit(leading),
-  });
-  const leader = () => elections.leader();
-  const isLeader = () => elections.isLeader();
-  const forwarder = new WriteForwarder({
-    self: flags.id,
-    transport: mesh,
-    local: replica,
-    target: () => (replica.ready ? leader()?.nodeId : undefined),
-    timers: systemClock,
-    log: log.with({ component: "writes" }),
-  });
-  wireMesh(mesh, { replica, elections, forwarder }, log);
-  replica.start();
-  const ticker = setInterval(() => replica.tick(), TICK_MS);
-  const electionTimer = setInterval(() => elections.check(), ELECTION_CHECK_MS);
-
-  const kv = kvAccess(replica, hub, WRITE_TIMEOUT_MS);
-  const core: NodeContext = {
-    self: flags.id,
-    members,
-    dataDir: flags.dataDir,
-    log,
-    clock: systemClock,
-    mesh,
-    isConnected: (id) => id === flags.id || mesh.isConnected(id),
-    kv,
-    state: () => replica.state,
-    watches: hub,
-    onEvents: (listener) => eventListeners.add(listener),
-    onReset: (listener) => resetListeners.add(listener),
-    ready: () => replica.ready,
-    quorum: () => replica.quorum,
-    leader,
-    isLeader,
-    onLeadership: (listener) => leadershipListeners.add(listener),
-  };
+  const core = coreContext(flags, members, shell, mesh, hub, listeners, log);
   const features = startFeatures(core, flags);
   let ports = { cluster: mesh.port, api: 0, http: 0 };
   const status = (): NodeStatusView => ({
+    ...shellStatus(shell, hub),
     nodeId: flags.id,
-    ready: replica.ready,
-    quorum: replica.quorum,
-    leader: leader(),
     members: members.map((id) => ({ id, connected: core.isConnected(id) })),
-    revision: replica.state.revision,
-    phase: replica.phase,
-    consensus: engine.stats,
-    writeForwarding: forwarder.stats,
-    elections: elections.stats,
-    limits: {
-      watches: hub.stats,
-      revisionWaiters: replica.revisionWaiterStats,
-      writeQueueRefused: replica.writeQueueRefused,
-    },
     uptimeMs: systemClock.now() - startedAt,
     ports,
     features: statusOf(features.started),
@@ -154,7 +79,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
   const servers = startServers(flags, features, log, {
     status,
     // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
-    kv: kvAccess(replica, hub, WRITE_TIMEOUT_MS, forwarder),
+    kv: kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder),
     log: log.with({ component: "api" }),
   });
   ports = { cluster: mesh.port, ...servers.ports };
@@ -164,13 +89,157 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     ports,
     core,
     async stop() {
-      clearInterval(ticker);
-      clearInterval(electionTimer);
+      shell.stop();
       await stopFeatures(features.started, log);
       hub.close();
       await servers.stop();
       await mesh.stop();
       storage.close();
+    },
+  };
+}
+
+/** Who hears of applied changes, snapshot installs and changes of leadership (the features subscribe). */
+interface CoreListeners {
+  events: Listeners<[readonly KvEvent[]]>;
+  reset: Listeners<[]>;
+  leadership: Listeners<[boolean]>;
+}
+
+/** The replicated-state shell of runtime/cluster, running: engine, replica, elections, write forwarding. */
+interface Shell {
+  engine: RabiaEngine<KvCommand>;
+  replica: Replica;
+  elections: Elections;
+  forwarder: WriteForwarder;
+  stop(): void;
+}
+
+/** Builds the cluster shell over the restored state and the mesh, wires it, and starts its timers. */
+function startShell(o: {
+  flags: NodeFlags;
+  members: string[];
+  storage: ConsensusStorage<KvCommand>;
+  loaded: LoadedState<KvCommand>;
+  initialState: KvState;
+  mesh: Mesh;
+  hub: WatchHub;
+  listeners: CoreListeners;
+  log: Logger;
+}): Shell {
+  const { flags, members, mesh, hub, listeners, log } = o;
+  const engine = new RabiaEngine<KvCommand>(
+    { self: flags.id, members, ...DEFAULT_ENGINE_TIMINGS },
+    o.loaded.restored,
+  );
+  const replica = new Replica({
+    self: flags.id,
+    members,
+    incarnation: `${Date.now().toString(36)}${randomHex(3)}`,
+    durable: flags.fsync === "always",
+    clock: systemClock,
+    log,
+    storage: o.storage,
+    transport: mesh,
+    state: o.initialState,
+    engine,
+    maxSyncResponseBytes: MAX_SYNC_RESPONSE_BYTES,
+    defaultWriteTimeoutMs: WRITE_TIMEOUT_MS,
+    maxQueuedBytes: MAX_QUEUED_WRITE_BYTES,
+    onEvents: (events: KvEvent[]) => {
+      hub.publish(events);
+      listeners.events.emit(events);
+    },
+    onFatal: (error) => {
+      log.error("consensus engine halted on a broken invariant; stopping this node", { error: error.stack });
+      Deno.exit(70);
+    },
+    onSnapshotInstalled: (revision) => {
+      hub.reset(revision);
+      listeners.reset.emit();
+    },
+  });
+  const elections = new Elections({
+    self: flags.id,
+    members,
+    replica,
+    clock: systemClock,
+    transport: mesh,
+    log,
+    onLeadership: (leading) => listeners.leadership.emit(leading),
+  });
+  const forwarder = new WriteForwarder({
+    self: flags.id,
+    transport: mesh,
+    local: replica,
+    target: () => (replica.ready ? elections.leader()?.nodeId : undefined),
+    timers: systemClock,
+    log: log.with({ component: "writes" }),
+  });
+  wireMesh(mesh, { replica, elections, forwarder }, log);
+  replica.start();
+  const ticker = setInterval(() => replica.tick(), TICK_MS);
+  const electionTimer = setInterval(() => elections.check(), ELECTION_CHECK_MS);
+  return {
+    engine,
+    replica,
+    elections,
+    forwarder,
+    stop() {
+      clearInterval(ticker);
+      clearInterval(electionTimer);
+    },
+  };
+}
+
+/** What every feature is built from: the core's shared pieces, typed. */
+function coreContext(
+  flags: NodeFlags,
+  members: string[],
+  shell: Shell,
+  mesh: Mesh,
+  hub: WatchHub,
+  listeners: CoreListeners,
+  log: Logger,
+): NodeContext {
+  const { replica, elections } = shell;
+  return {
+    self: flags.id,
+    members,
+    dataDir: flags.dataDir,
+    log,
+    clock: systemClock,
+    mesh,
+    isConnected: (id) => id === flags.id || mesh.isConnected(id),
+    kv: kvAccess(replica, hub, WRITE_TIMEOUT_MS),
+    state: () => replica.state,
+    watches: hub,
+    onEvents: (listener) => listeners.events.add(listener),
+    onReset: (listener) => listeners.reset.add(listener),
+    ready: () => replica.ready,
+    quorum: () => replica.quorum,
+    leader: () => elections.leader(),
+    isLeader: () => elections.isLeader(),
+    onLeadership: (listener) => listeners.leadership.add(listener),
+  };
+}
+
+/** The shell's part of GET /api/v1/status. */
+function shellStatus(shell: Shell, hub: WatchHub) {
+  const { engine, replica, elections, forwarder } = shell;
+  return {
+    ready: replica.ready,
+    quorum: replica.quorum,
+    leader: elections.leader(),
+    revision: replica.state.revision,
+    phase: replica.phase,
+    consensus: engine.stats,
+    writeForwarding: forwarder.stats,
+    elections: elections.stats,
+    limits: {
+      watches: hub.stats,
+      revisionWaiters: replica.revisionWaiterStats,
+      writeQueueRefused: replica.writeQueueRefused,
     },
   };
 }
