@@ -13,7 +13,7 @@
  */
 
 import { assert } from "../core/mod.ts";
-import { buildDataFrame, entryBodyBytes } from "./_frame.ts";
+import { buildDataFrame, DATA_HEADER_BYTES, entryBodyBytes } from "./_frame.ts";
 import { type Connection, errorText, type PeerState, type Timer, type Waiter } from "./_peer.ts";
 
 /** Frames are filled with small messages up to this size before a new one starts. */
@@ -24,6 +24,8 @@ const DRAIN_POLL_MS = 5;
 /** What the outbox needs from the mesh. */
 export interface OutboxHost {
   readonly codecId: number;
+  /** The largest frame a peer accepts: frames are filled up to BATCH_TARGET_BYTES only when that fits. */
+  readonly maxFrameBytes: number;
   readonly maxQueuedBytes: number;
   readonly maxWaitersPerPeer: number;
   running(): boolean;
@@ -141,11 +143,13 @@ export class Outbox {
     peer.pendingBytes = 0;
     const conn = peer.conn;
     if (!conn || entries.length === 0) return;
+    // A frame of several messages never outgrows what the peer accepts (it would refuse the whole frame).
+    const fillBytes = Math.min(BATCH_TARGET_BYTES, this.#host.maxFrameBytes - DATA_HEADER_BYTES);
     let from = 0;
     let bytes = 0;
     for (let i = 0; i < entries.length; i++) {
       const size = entryBodyBytes(entries[i]);
-      if (i > from && bytes + size > BATCH_TARGET_BYTES) {
+      if (i > from && bytes + size > fillBytes) {
         if (!this.#sendFrame(conn, buildDataFrame(this.#host.codecId, entries, from, i, bytes), i - from)) {
           return;
         }

@@ -190,6 +190,7 @@ export class Mesh {
     const lose = (conn: Connection, reason: string) => this.#lose(conn, reason);
     this.#outbox = new Outbox({
       codecId: this.#codec.id,
+      maxFrameBytes: c.maxFrameBytes,
       maxQueuedBytes: c.maxQueuedBytesPerPeer,
       maxWaitersPerPeer: c.maxWaitersPerPeer,
       running: parts.running,

@@ -104,6 +104,27 @@ Deno.test("small messages sent in one task share a frame", options, async () => 
   }
 });
 
+Deno.test(
+  "with a small maxFrameBytes, messages sent together still fit the frames the peer accepts",
+  options,
+  async () => {
+    const small = { logger: quiet(), heartbeatMs: 1000, deadAfterMs: 5000, maxFrameBytes: 4096 };
+    const [a, b] = await startMeshes(["a", "b"], small);
+    try {
+      await allConnected([a, b]);
+      const got: number[] = [];
+      b.onMessage("v", (_from, m) => got.push((m as { seq: number }).seq));
+      // 100 messages of about 1 KiB in one task: together far more than one 4 KiB frame.
+      for (let seq = 0; seq < 100; seq++) a.send("b", "v", { seq, pad: "x".repeat(1000) });
+      await waitFor(() => got.length === 100, "100 messages");
+      assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  },
+);
+
 Deno.test("send reports down peers, broadcast reports whom it reached, misuse throws", options, async () => {
   const [a, b, c] = await startMeshes(["a", "b", "c"], { logger: quiet() });
   try {
