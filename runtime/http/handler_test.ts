@@ -152,6 +152,30 @@ Deno.test("a slow instance at its maxPendingRequests answers 503 with retry-afte
   }
 });
 
+Deno.test("an overloaded instance on another node answers 503 with retry-after through this node", async () => {
+  const cluster = await InProcessCluster.start(["n1", "n2"], {
+    hostLimits: { maxPendingRequests: 2 },
+    retry: { maxAttempts: 1 },
+  });
+  const { server, url } = serveNode(cluster, "n1");
+  try {
+    await cluster.deploy("n2", await fixture("back"));
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () => fetch(`${url}/back/sleep?ms=400`)),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    const refused = responses.flatMap((r, i) => r.status === 503 ? [{ r, body: bodies[i] }] : []);
+    equal(refused.length, 3, JSON.stringify(bodies));
+    for (const { r, body } of refused) {
+      equal(r.headers.get("retry-after"), "1", body.detail);
+      ok(/node n2: .*maxPendingRequests 2/.test(body.detail), body.detail);
+    }
+  } finally {
+    await server.shutdown();
+    await cluster.close();
+  }
+});
+
 Deno.test("with the default maxPendingRequests, 256 concurrent requests to one slow instance are all served", async () => {
   const cluster = await InProcessCluster.start(["n1"], { retry: { maxAttempts: 1 } });
   const { server, url } = serveNode(cluster, "n1");

@@ -6,7 +6,8 @@
  *   traceparent, budget (ms left until the caller's deadline; a budget rather than a time, so clock skew
  *   between nodes does not matter), fire-and-forget flag (the answer then carries no value).
  * - answer   `{t:"a", c, o}`: the callee's outcome (value or the slice's own error).
- * - failure  `{t:"e", c, k, code, msg}`: the call could not be made or answered on the callee (kind, code).
+ * - failure  `{t:"e", c, k, code, msg, ra?}`: the call could not be made or answered on the callee (kind,
+ *   code, and for an overloaded callee the seconds after which to retry, so the client gets its retry-after).
  *
  * Everything arriving here comes from an authenticated peer but is still checked: a malformed message is
  * dropped (and answered with a failure when its correlation id can be read).
@@ -43,7 +44,12 @@ export interface WireFailure {
   k: FailureKind;
   code: ErrorCode;
   msg: string;
+  /** Seconds after which a retry may succeed (overloaded). */
+  ra?: number;
 }
+
+/** The largest retry-after a failure may carry, in seconds. */
+const MAX_RETRY_AFTER_SECONDS = 3_600;
 
 export type WireMessage = WireRequest | WireAnswer | WireFailure;
 
@@ -125,6 +131,12 @@ export function parseWire(value: unknown): WireMessage | { problem: string; c?: 
         return { problem: "failure without a known code", c };
       }
       if (typeof value.msg !== "string") return { problem: "failure without a message", c };
+      if (
+        value.ra !== undefined &&
+        !(typeof value.ra === "number" && value.ra > 0 && value.ra <= MAX_RETRY_AFTER_SECONDS)
+      ) {
+        return { problem: `failure with a retry-after that is not 0-${MAX_RETRY_AFTER_SECONDS} seconds`, c };
+      }
       return value as unknown as WireFailure;
     }
     default:

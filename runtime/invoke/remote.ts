@@ -391,7 +391,14 @@ export class RemoteCalls {
       }
       case "e": {
         const pending = this.#settle(parsed.c);
-        pending?.reject(new InvokeFailure(parsed.k, parsed.code, `node ${from}: ${parsed.msg}`));
+        pending?.reject(
+          new InvokeFailure(
+            parsed.k,
+            parsed.code,
+            `node ${from}: ${parsed.msg}`,
+            parsed.ra !== undefined ? { retryAfterSeconds: parsed.ra } : {},
+          ),
+        );
         return;
       }
     }
@@ -417,6 +424,7 @@ export class RemoteCalls {
         msg: this.#closed
           ? `node ${this.#self} is stopping`
           : `node ${this.#self} runs ${this.#serving} remote calls`,
+        ...(this.#closed ? {} : { ra: 1 }),
       });
       return;
     }
@@ -446,12 +454,14 @@ export class RemoteCalls {
       },
       (e) => {
         const failure = asInvokeFailure(e);
+        const retryAfterSeconds = failure.extra.retryAfterSeconds;
         this.#answer(from, {
           t: "e",
           c: request.c,
           k: failure.kind,
           code: failure.code,
           msg: failure.message,
+          ...(typeof retryAfterSeconds === "number" ? { ra: retryAfterSeconds } : {}),
         });
       },
     ).finally(() => this.#serving--);
