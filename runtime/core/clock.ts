@@ -42,23 +42,6 @@ export const systemClock: Timers = {
   defer: (fn) => queueMicrotask(fn),
 };
 
-/** A clock the test or simulator moves by hand. */
-export class ManualClock implements Clock {
-  #nowMs: number;
-  constructor(startMs = 0) {
-    this.#nowMs = startMs;
-  }
-  now(): number {
-    return this.#nowMs;
-  }
-  advance(ms: number): void {
-    this.#nowMs += ms;
-  }
-  set(ms: number): void {
-    this.#nowMs = ms;
-  }
-}
-
 // ------------------------------------------------------------------------------------------ virtual time
 
 class Entry implements TimerHandle {
