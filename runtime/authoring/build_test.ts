@@ -141,8 +141,8 @@ Deno.test("build: a built slice written to disk reads back; a changed bundle is 
   }
 });
 
-Deno.test("init: the scaffolded project's tests pass and it builds", async () => {
-  const dir = await Deno.makeTempDir();
+Deno.test("init: the scaffolded project's tests pass and it builds, outside the checkout", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aether-init-" });
   try {
     const project = join(dir, "greeter");
     const files = await initSlice(project, "greeter", { group: "com.acme" });
@@ -152,6 +152,11 @@ Deno.test("init: the scaffolded project's tests pass and it builds", async () =>
       "slice.ts",
       "slice_test.ts",
     ]);
+    const config = JSON.parse(await Deno.readTextFile(join(project, "deno.json")));
+    assertEquals(config.imports["@aether/slices"], SDK, "the SDK by an absolute file URL");
+    assertEquals(config.imports["@aether/slices/testing"], SDK.replace(/mod\.ts$/, "testing.ts"));
+    const source = await Deno.readTextFile(join(project, "slice.ts"));
+    assert(source.startsWith(`import { defineSlice, SliceError } from "@aether/slices";`), source);
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["test", "--quiet"],
       cwd: project,
@@ -161,15 +166,21 @@ Deno.test("init: the scaffolded project's tests pass and it builds", async () =>
       env: { NO_COLOR: "1" },
     }).output();
     const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert(out.success && /ok \| 3 passed \| 0 failed/.test(report), report);
+    assert(out.success && /ok \| 4 passed \| 0 failed/.test(report), report);
     const built = await buildSlice(join(project, "slice.ts"));
     assertEquals(built.manifest.coordinates, "com.acme:greeter:0.1.0");
-    assertEquals(built.manifest.routes?.entries[0].fullPath, "/api/v1/greeter/greet");
+    assertEquals(built.manifest.routes?.entries.map((e) => `${e.httpMethod} ${e.fullPath}`), [
+      "GET /api/v1/greeter/{name}",
+    ]);
     await rejects(
       initSlice(project, "greeter"),
       /already has slice\.ts, slice_test\.ts, deno\.json, \.gitignore/,
     );
     await rejects(initSlice(join(dir, "x"), "Bad Name"), /artifact "Bad Name"/);
+    await rejects(
+      initSlice(join(dir, "y"), "greeter", { aetherRoot: dir }),
+      /slice SDK is not on disk at .*slices\/mod\.ts/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,11 +1,17 @@
 /**
- * `slice init`: scaffolds a slice project: `slice.ts` (a working slice with a route, an error mapping and a
- * config field), `slice_test.ts` (tests that run with `deno task test`), and a `deno.json` whose import map
- * points at this checkout's SDK and whose tasks test, type-check and build the slice.
+ * `slice init`: scaffolds a slice project: `slice.ts` (a working slice with a GET route, an error mapping and a
+ * config field), `slice_test.ts` (tests that run with `deno test`), and a `deno.json` whose import map resolves
+ * `@aether/slices` and `@aether/slices/testing`.
+ *
+ * Why the import map names the SDK by an absolute `file:` URL: the project lives anywhere (not inside the
+ * checkout), works offline, and the SDK is not published to any registry these machines can reach (no JSR, and
+ * the SDK imports `runtime/core`, so copying `slices/` alone would not do). An absolute URL keeps working when
+ * the project moves; it breaks only when the Aether checkout moves, and then `slice init` in a fresh directory
+ * (or editing two lines of deno.json) fixes it. A relative path into the checkout broke when the project moved.
  */
 
-import { join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { AetherError, parseArtifactBase, parseCoordinates } from "../core/mod.ts";
 
 export interface InitSliceOptions {
@@ -20,7 +26,7 @@ export interface InitSliceOptions {
 const AETHER_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const FALLBACK_SEMVER = { semver: "npm:semver@7.8.6", "@types/semver": "npm:@types/semver@7.8.0" };
 
-/** The SDK's own npm dependencies, as pinned in the checkout's deno.json (the test helpers need them). */
+/** The SDK's own npm dependencies, as pinned in the checkout's deno.json (the SDK's core imports need them). */
 async function sdkImports(root: string): Promise<Record<string, string>> {
   try {
     const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
@@ -34,37 +40,40 @@ async function sdkImports(root: string): Promise<Record<string, string>> {
   return { ...FALLBACK_SEMVER };
 }
 
-function sliceSource(coordinates: string, artifact: string): string {
-  const prefix = `/api/v1/${artifact}`;
+/** The SDK's entry files as absolute `file:` URLs; refuses a root that has no SDK on disk. */
+async function sdkUrls(root: string): Promise<{ sdk: string; testing: string }> {
+  const sdk = join(root, "slices", "mod.ts");
+  const testing = join(root, "slices", "testing.ts");
+  for (const file of [sdk, testing]) {
+    try {
+      await Deno.stat(file);
+    } catch {
+      throw new AetherError(
+        "bad_request",
+        `slice init: the slice SDK is not on disk at ${file}; run slice init with an aether that runs from ` +
+          `an Aether checkout`,
+      );
+    }
+  }
+  return { sdk: pathToFileURL(sdk).href, testing: pathToFileURL(testing).href };
+}
+
+/** The scaffold's slice: README.md ("Slices: write, build, publish") shows it as generated for greeter. */
+export function sliceSource(coordinates: string, artifact: string): string {
   return `import { defineSlice, SliceError } from "@aether/slices";
 
-export interface GreetRequest {
-  name: string;
-}
-
-export interface Greeting {
-  message: string;
-}
-
-/** Thrown for a bad request; \`http.errors\` maps it to 400. */
-export class InvalidName extends SliceError {}
+/** The class name matches \`http.errors\`' "*Invalid*", so callers get 400. */
+export class GreetingInvalid extends SliceError {}
 
 export default defineSlice({
   coordinates: "${coordinates}",
-  config: {
-    greeting: { type: "string", default: "Hello", description: "Word the greeting starts with" },
-  },
-  http: {
-    prefix: "${prefix}",
-    routes: { greet: "POST /greet" },
-    errors: { 400: ["*Invalid*"] },
-  },
+  config: { greeting: { type: "string", default: "Hello", description: "the word a greeting starts with" } },
+  http: { prefix: "/api/v1/${artifact}", routes: { greet: "GET /{name}" }, errors: { 400: ["*Invalid*"] } },
   methods: {
-    greet(request: GreetRequest, ctx): Greeting {
-      const name = request.name?.trim();
-      if (!name) throw new InvalidName("name must not be empty");
-      ctx.log.info("greeting", { name });
-      return { message: \`\${ctx.config.greeting}, \${name}!\` };
+    greet(req: { name: string }, ctx) {
+      if (req.name.length > 40) throw new GreetingInvalid("name must be at most 40 characters");
+      ctx.log.info("greeting", { name: req.name });
+      return { greeting: \`\${ctx.config.greeting}, \${req.name}!\` };
     },
   },
 });
@@ -78,20 +87,68 @@ import slice from "./slice.ts";
 
 Deno.test("greet greets by name", async () => {
   const t = await testSlice(slice);
-  deepStrictEqual(await t.call("greet", { name: "Ada" }), { message: "Hello, Ada!" });
+  deepStrictEqual(await t.call("greet", { name: "Ada" }), { greeting: "Hello, Ada!" });
   deepStrictEqual(t.logs.map((l) => l.message), ["greeting"]);
 });
 
 Deno.test("the greeting comes from configuration", async () => {
   const t = await testSlice(slice, { config: { greeting: "Hi" } });
-  deepStrictEqual(await t.call("greet", { name: "Grace" }), { message: "Hi, Grace!" });
+  deepStrictEqual(await t.call("greet", { name: "Grace" }), { greeting: "Hi, Grace!" });
 });
 
-Deno.test("an empty name is refused with 400", async () => {
+Deno.test("a name longer than 40 characters is refused with 400", async () => {
   const t = await testSlice(slice);
-  await rejects(t.call("greet", { name: "  " }), { name: "InvalidName", status: 400 });
+  await rejects(t.call("greet", { name: "x".repeat(41) }), { name: "GreetingInvalid", status: 400 });
+});
+
+Deno.test("the route is GET {prefix}/{name}", async () => {
+  const t = await testSlice(slice);
+  deepStrictEqual(t.manifest.routes?.entries.map((e) => \`\${e.httpMethod} \${e.fullPath}\`), [
+    \`GET \${t.manifest.routes?.prefix}/{name}\`,
+  ]);
 });
 `;
+}
+
+async function denoJson(root: string): Promise<string> {
+  const { sdk, testing } = await sdkUrls(root);
+  const config = {
+    imports: { "@aether/slices": sdk, "@aether/slices/testing": testing, ...(await sdkImports(root)) },
+    tasks: {
+      test: "deno test",
+      check: "deno check slice.ts slice_test.ts",
+      build: "aether slice build slice.ts",
+    },
+    fmt: { lineWidth: 110 },
+  };
+  return JSON.stringify(config, null, 2) + "\n";
+}
+
+/** Coordinates of the new slice from `name` (an artifact or full coordinates) and the options. */
+function scaffoldCoordinates(name: string, options: InitSliceOptions): string {
+  if (name.includes(":")) {
+    const c = parseCoordinates(name, "slice init");
+    return `${c.group}:${c.artifact}:${c.version}`;
+  }
+  const base = parseArtifactBase(`${options.group ?? "org.example"}:${name}`, "slice init");
+  const coordinates = `${base.group}:${base.artifact}:${options.version ?? "0.1.0"}`;
+  parseCoordinates(coordinates, "slice init");
+  return coordinates;
+}
+
+/** The files of a new project, by name relative to its directory. */
+export async function scaffoldFiles(
+  name: string,
+  options: InitSliceOptions = {},
+): Promise<Record<string, string>> {
+  const coordinates = scaffoldCoordinates(name, options);
+  const { artifact } = parseCoordinates(coordinates);
+  return {
+    "slice.ts": sliceSource(coordinates, artifact),
+    "slice_test.ts": testSource(),
+    "deno.json": await denoJson(resolve(options.aetherRoot ?? AETHER_ROOT)),
+    ".gitignore": "dist/\n",
+  };
 }
 
 /** Creates a slice project in `dir` (which must not hold any of the files it writes). Returns their paths. */
@@ -100,46 +157,8 @@ export async function initSlice(
   name: string,
   options: InitSliceOptions = {},
 ): Promise<string[]> {
-  let coordinates: string;
-  if (name.includes(":")) {
-    const c = parseCoordinates(name, "slice init");
-    coordinates = `${c.group}:${c.artifact}:${c.version}`;
-  } else {
-    const base = parseArtifactBase(`${options.group ?? "org.example"}:${name}`, "slice init");
-    coordinates = `${base.group}:${base.artifact}:${options.version ?? "0.1.0"}`;
-    parseCoordinates(coordinates, "slice init");
-  }
-  const { artifact } = parseCoordinates(coordinates);
+  const files = await scaffoldFiles(name, options);
   const target = resolve(dir);
-  const root = resolve(options.aetherRoot ?? AETHER_ROOT);
-  const sdk = relative(target, join(root, "slices")).split("\\").join("/");
-  const sdkPath = sdk.startsWith(".") ? sdk : `./${sdk}`;
-  const cli = relative(target, join(root, "runtime", "main.ts")).split("\\").join("/");
-
-  const files: Record<string, string> = {
-    "slice.ts": sliceSource(coordinates, artifact),
-    "slice_test.ts": testSource(),
-    "deno.json": JSON.stringify(
-      {
-        imports: {
-          "@aether/slices": `${sdkPath}/mod.ts`,
-          "@aether/slices/testing": `${sdkPath}/testing.ts`,
-          ...(await sdkImports(root)),
-        },
-        tasks: {
-          test: "deno test",
-          check: "deno check slice.ts slice_test.ts",
-          build:
-            `deno run --allow-read --allow-write --allow-run --allow-env ${cli} slice build slice.ts --out dist`,
-        },
-        fmt: { lineWidth: 110 },
-      },
-      null,
-      2,
-    ) + "\n",
-    ".gitignore": "dist/\n",
-  };
-
   await Deno.mkdir(target, { recursive: true });
   const existing: string[] = [];
   for (const file of Object.keys(files)) {
