@@ -1,13 +1,15 @@
 /**
- * The `aether` entry point: `node` runs a cluster member, `forge` a local cluster, anything else is a CLI
- * command against a node's management API.
+ * The `aether` entry point: `node` starts a cluster member (as a child process with the node's narrow
+ * permissions, see launch.ts), `forge` a local cluster, anything else is a CLI command against a node's
+ * management API. Each branch loads only its own modules, so `aether --help` and `aether status` do not pay
+ * for the node's or Forge's code.
  */
 
 const [command, ...rest] = Deno.args;
 
 if (command === "node") {
-  const { runNode } = await import("./node/mod.ts");
-  Deno.exit(await runNode(rest));
+  const { launchNode } = await import("./launch.ts");
+  Deno.exit(await launchNode(rest));
 } else if (command === "forge") {
   const { runForge } = await import("./forge/mod.ts");
   Deno.exit(await runForge(rest));

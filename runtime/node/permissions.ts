@@ -45,8 +45,19 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
   ];
 }
 
-/** The full command line (after the deno executable) that starts a node. */
+/**
+ * The full command line (after the deno executable) that starts a node: the node's entry module with the
+ * project's configuration named explicitly, so the import map and node_modules are found from any working
+ * directory (an installed `aether` runs from wherever its user is).
+ */
 export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[] }): string[] {
   const root = input.projectRoot ?? PROJECT_ROOT;
-  return ["run", ...nodePermissionFlags(input), join(root, "runtime", "main.ts"), "node", ...input.nodeArgs];
+  return [
+    "run",
+    "--config",
+    join(root, "deno.json"),
+    ...nodePermissionFlags(input),
+    join(root, "runtime", "node", "entry.ts"),
+    ...input.nodeArgs,
+  ];
 }
