@@ -3,6 +3,7 @@ import { AetherError } from "../core/mod.ts";
 import { clusterRoutes } from "./cluster.ts";
 import type { ApiDeps } from "./deps.ts";
 import { kvRoutes } from "./kv.ts";
+import { logRoutes } from "./logs.ts";
 import { problemResponse } from "./_problem.ts";
 
 /** The management API served on the node's api port under /api/v1. */
@@ -17,6 +18,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[] = []): Hono {
   );
   app.route("/api/v1", clusterRoutes(deps));
   app.route("/api/v1", kvRoutes(deps));
+  app.route("/api/v1", logRoutes(deps));
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

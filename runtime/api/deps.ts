@@ -3,7 +3,7 @@
  * node's internals, so the API can be tested against a real single-member node or any implementation.
  */
 
-import type { Logger } from "../core/mod.ts";
+import type { LogFilter, Logger, SequencedLogRecord } from "../core/mod.ts";
 import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
@@ -46,8 +46,42 @@ export interface NodeStatusView {
   features?: Record<string, unknown>;
 }
 
+/** Where a follower has read up to in one node's ring (its seq is meaningful only for that ring's epoch). */
+export interface LogCursor {
+  epoch: string;
+  seq: number;
+}
+
+export interface ClusterLogQuery {
+  filter: LogFilter;
+  /** Records returned at most per node (and, without cursors, in all). */
+  limit: number;
+  /**
+   * Absent: each node's newest matching records. Given: what each node wrote after its cursor, oldest first
+   * (a node without a cursor, or whose ring restarted, answers from its oldest record).
+   */
+  cursors?: Record<string, LogCursor>;
+}
+
+export interface ClusterLogAnswer {
+  /** Every answering node's records, merged by time (oldest first). */
+  records: SequencedLogRecord[];
+  /** Where to continue per node that answered. */
+  cursors: Record<string, LogCursor>;
+  /** Per node: records its ring dropped before a follower read them. */
+  missed: Record<string, number>;
+  /** Nodes that could not answer, with the reason. */
+  unreachable: Record<string, string>;
+}
+
+/** The log records of every member, gathered by the node this API runs on. */
+export interface LogsView {
+  gather(query: ClusterLogQuery): Promise<ClusterLogAnswer>;
+}
+
 export interface ApiDeps {
   status(): NodeStatusView;
   kv: KvAccess;
   log: Logger;
+  logs: LogsView;
 }

@@ -3,7 +3,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { AetherError, isNodeId, type NodeId } from "../core/mod.ts";
+import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 
 export interface PeerAddress {
   id: NodeId;
@@ -24,6 +24,8 @@ export interface NodeFlags {
   host: string;
   fsync: FsyncPolicy;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** text: one readable line per record; json: one JSON object per line (time, level, node, msg, fields). */
+  logFormat: LogFormat;
   /** Nodes that must store a pushed artifact before the push is acknowledged; default min(3, members). */
   artifactReplicas?: number;
   /** Largest artifact bundle the repository accepts. */
@@ -47,7 +49,7 @@ export const DEFAULT_RETAINED_LOG_PHASES = 10_000;
 export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
-                   [--fsync always|never] [--log-level info]
+                   [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
                    [--http-max-body-bytes 1048576]
@@ -64,6 +66,8 @@ export const NODE_USAGE =
   --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
   --log-level    debug | info | warn | error
+  --log-format   text: one readable line per record (default)
+                 json: one JSON object per line: time, level, node, msg and the record's fields
   --artifact-replicas   nodes that store a pushed artifact before the push succeeds (default min(3, members))
   --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)
   --sandbox      process: each slice instance in its own Deno process, memory bounded (default)
@@ -120,6 +124,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         host: { type: "string" },
         fsync: { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
         "artifact-replicas": { type: "string" },
         "artifact-max-bytes": { type: "string" },
         sandbox: { type: "string" },
@@ -149,6 +154,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw flagError("log-level", `"${logLevel}" is not debug, info, warn or error`);
   }
+  const logFormat = values["log-format"] ?? "text";
+  if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw flagError("log-format", `"${logFormat}" is not text or json`);
+  }
   const sandbox = values.sandbox ?? "process";
   if (sandbox !== "process" && sandbox !== "worker") {
     throw flagError("sandbox", `"${sandbox}" is not process or worker`);
@@ -167,6 +176,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     host: values.host ?? "127.0.0.1",
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
+    logFormat: logFormat as LogFormat,
     artifactReplicas,
     sandbox,
     artifactMaxBytes: positiveInt("artifact-max-bytes", values["artifact-max-bytes"]) ??

@@ -3,9 +3,10 @@
  * SIGTERM/SIGINT or — when standard input is a pipe — until standard input closes.
  */
 
-import { AetherError, createLogger, stopRequested } from "../core/mod.ts";
+import { AetherError, stopRequested } from "../core/mod.ts";
 import { NODE_USAGE, parseNodeFlags, readSecret } from "./flags.ts";
 import { startNode } from "./node.ts";
+import { nodeLogger } from "./logs.ts";
 
 /** Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags. */
 export async function runNode(args: string[]): Promise<number> {
@@ -24,12 +25,12 @@ export async function runNode(args: string[]): Promise<number> {
     }
     throw e;
   }
-  const log = createLogger({ level: flags.logLevel, name: flags.id });
+  const { log, ring } = nodeLogger(flags);
   // Listen for stop requests before anything can announce readiness: a parent may signal right after.
   const stop = stopRequested();
   let node;
   try {
-    node = await startNode(flags, secret, log);
+    node = await startNode(flags, secret, log, ring);
   } catch (e) {
     log.error("failed to start", { error: (e as Error).message });
     return 1;

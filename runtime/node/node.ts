@@ -3,7 +3,7 @@
  * replica, the authenticated mesh, leader election, the management API and the application HTTP server.
  */
 
-import { type Logger, randomHex, systemClock } from "../core/mod.ts";
+import { type Logger, LogRing, randomHex, systemClock } from "../core/mod.ts";
 import { DEFAULT_ENGINE_TIMINGS, RabiaEngine } from "../consensus/mod.ts";
 import {
   ConsensusStorage,
@@ -31,6 +31,7 @@ import type { NodeFlags } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
+import { ClusterLogs } from "./logs.ts";
 
 const TICK_MS = 20;
 const WRITE_TIMEOUT_MS = 5_000;
@@ -46,7 +47,16 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logger): Promise<RunningNode> {
+/**
+ * Starts a member. `ring` holds the records `log` writes (nodeLogger in logs.ts makes both); the management API
+ * serves it to GET /api/v1/logs. Without one (tests that bring their own logger), this node's ring stays empty.
+ */
+export async function startNode(
+  flags: NodeFlags,
+  secret: Uint8Array,
+  log: Logger,
+  ring: LogRing = new LogRing(),
+): Promise<RunningNode> {
   const startedAt = systemClock.now();
   const members = flags.peers.map((p) => p.id).sort();
   const { storage, loaded, initialState } = await openState(flags, members, log);
@@ -67,6 +77,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
 
   const core = coreContext(flags, members, shell, mesh, hub, listeners, log);
   const features = startFeatures(core, flags);
+  const logs = new ClusterLogs({ self: flags.id, members, mesh, ring, log: log.with({ component: "logs" }) });
   let ports = { cluster: mesh.port, api: 0, http: 0 };
   const status = (): NodeStatusView => ({
     ...shellStatus(shell, hub),
@@ -81,6 +92,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
     kv: kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder),
     log: log.with({ component: "api" }),
+    logs,
   });
   ports = { cluster: mesh.port, ...servers.ports };
   log.info("node started", { ...ports, members: members.join(",") });
@@ -91,6 +103,7 @@ export async function startNode(flags: NodeFlags, secret: Uint8Array, log: Logge
     async stop() {
       shell.stop();
       await stopFeatures(features.started, log);
+      logs.stop();
       hub.close();
       await servers.stop();
       await mesh.stop();

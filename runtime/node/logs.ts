@@ -1,0 +1,247 @@
+/**
+ * The node's log records: its logger (text or JSON on standard error) writes every record into a bounded ring
+ * too, and `ClusterLogs` answers the management API's GET /api/v1/logs for the whole cluster by asking every
+ * other member for the matching records of its ring over the mesh (channel "logs"), the way the cluster
+ * already reaches its members: nodes do not know each other's API ports, only their mesh addresses.
+ */
+
+import {
+  AetherError,
+  createLogger,
+  isLogLevel,
+  type LogFilter,
+  type Logger,
+  LogRing,
+  type LogRingAnswer,
+  type NodeId,
+  type SequencedLogRecord,
+} from "../core/mod.ts";
+import type { Mesh } from "../net/mod.ts";
+import type { ClusterLogAnswer, ClusterLogQuery, LogCursor, LogsView } from "../api/mod.ts";
+import type { NodeFlags } from "./flags.ts";
+
+export const LOGS_CHANNEL = "logs";
+/** A member that has not answered a log query within this long is reported unreachable for it. */
+export const PEER_LOG_QUERY_TIMEOUT_MS = 2_000;
+/** Log queries this node waits on at once (followers poll four times a second); beyond, refused. */
+export const MAX_PENDING_LOG_QUERIES = 256;
+/** An answer to a peer larger than this is cut to its newest records (the mesh frame limit is 8 MiB). */
+export const MAX_LOG_ANSWER_BYTES = 2 * 1024 * 1024;
+/** Records one answer to a peer holds at most (a peer asks for up to a ring's worth). */
+const MAX_LOG_ANSWER_RECORDS = 10_000;
+
+/** The node's logger with its ring: every record written also lands in the ring. */
+export function nodeLogger(
+  flags: Pick<NodeFlags, "id" | "logLevel" | "logFormat">,
+): { log: Logger; ring: LogRing } {
+  const ring = new LogRing();
+  const log = createLogger({
+    level: flags.logLevel,
+    name: flags.id,
+    format: flags.logFormat,
+    onRecord: (record, lineLength) => ring.append(record, lineLength),
+  });
+  return { log, ring };
+}
+
+type LogsMessage =
+  | { t: "query"; id: number; filter: LogFilter; limit: number; afterSeq?: number }
+  | { t: "answer"; id: number; answer: LogRingAnswer }
+  | { t: "refused"; id: number; reason: string };
+
+interface PendingQuery {
+  from: NodeId;
+  resolve(answer: LogRingAnswer): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export interface ClusterLogsOptions {
+  self: NodeId;
+  members: readonly NodeId[];
+  mesh: Pick<Mesh, "send" | "onMessage" | "onPeerDown" | "isConnected">;
+  ring: LogRing;
+  log: Logger;
+  timeoutMs?: number;
+}
+
+/** Gathers log records from every member's ring; serves this member's ring to the others. */
+export class ClusterLogs implements LogsView {
+  readonly #o: ClusterLogsOptions;
+  readonly #pending = new Map<number, PendingQuery>();
+  readonly #unsubscribe: (() => void)[];
+  #nextId = 1;
+
+  constructor(options: ClusterLogsOptions) {
+    this.#o = options;
+    this.#unsubscribe = [
+      options.mesh.onMessage(LOGS_CHANNEL, (from, message) => this.#receive(from, message)),
+      options.mesh.onPeerDown((id, reason) => this.#failPeer(id, `${id} went down: ${reason}`)),
+    ];
+  }
+
+  stop(): void {
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new Error("the node is stopping"));
+  }
+
+  async gather(query: ClusterLogQuery): Promise<ClusterLogAnswer> {
+    const nodes = query.filter.node !== undefined ? [query.filter.node] : this.#o.members;
+    const answers = await Promise.all(nodes.map(async (node) => {
+      const cursor = query.cursors?.[node];
+      try {
+        return { node, answer: await this.#ask(node, query.filter, query.limit, cursor) };
+      } catch (e) {
+        return { node, error: (e as Error).message };
+      }
+    }));
+    const result: ClusterLogAnswer = { records: [], cursors: {}, missed: {}, unreachable: {} };
+    for (const { node, answer, error } of answers) {
+      if (!answer) {
+        result.unreachable[node] = error!;
+        continue;
+      }
+      result.records.push(...answer.records);
+      result.cursors[node] = { epoch: answer.epoch, seq: answer.cursor };
+      if (answer.missed > 0) result.missed[node] = answer.missed;
+    }
+    result.records.sort(byTime);
+    // Without cursors each node gave its newest `limit`: the newest `limit` of them all are the answer.
+    if (!query.cursors && result.records.length > query.limit) {
+      result.records = result.records.slice(-query.limit);
+    }
+    return result;
+  }
+
+  #ask(node: NodeId, filter: LogFilter, limit: number, cursor?: LogCursor): Promise<LogRingAnswer> {
+    if (node === this.#o.self) {
+      const ring = this.#o.ring;
+      // A cursor from another epoch belongs to a ring that restarted since: read the new one from its start.
+      const afterSeq = cursor === undefined ? undefined : cursor.epoch === ring.epoch ? cursor.seq : 0;
+      return Promise.resolve(ring.query({ filter, limit, afterSeq }));
+    }
+    if (!this.#o.mesh.isConnected(node)) return Promise.reject(new Error(`${node} is not connected`));
+    if (this.#pending.size >= MAX_PENDING_LOG_QUERIES) {
+      return Promise.reject(new Error(`${MAX_PENDING_LOG_QUERIES} log queries are waiting on peers already`));
+    }
+    const id = this.#nextId++;
+    // The peer knows only its own epoch: the answer's epoch is checked against the cursor's on return.
+    const message: LogsMessage = { t: "query", id, filter, limit, afterSeq: cursor?.seq };
+    return new Promise<LogRingAnswer>((resolve, reject) => {
+      const timeoutMs = this.#o.timeoutMs ?? PEER_LOG_QUERY_TIMEOUT_MS;
+      const timer = setTimeout(
+        () => this.#settle(id)?.reject(new Error(`${node} did not answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.#pending.set(id, { from: node, resolve, reject, timer });
+      if (!this.#o.mesh.send(node, LOGS_CHANNEL, message)) {
+        this.#settle(id)?.reject(new Error(`${node} is not connected`));
+      }
+    }).then((answer) =>
+      this.#sameEpoch(answer, cursor) ? answer : this.#restarted(node, filter, limit, answer)
+    );
+  }
+
+  #sameEpoch(answer: LogRingAnswer, cursor?: LogCursor): boolean {
+    return cursor === undefined || cursor.epoch === answer.epoch;
+  }
+
+  /** The peer's ring is not the one the cursor came from (it restarted): read it again from its start. */
+  #restarted(node: NodeId, filter: LogFilter, limit: number, answer: LogRingAnswer): Promise<LogRingAnswer> {
+    return this.#ask(node, filter, limit, { epoch: answer.epoch, seq: 0 });
+  }
+
+  #receive(from: NodeId, raw: unknown): void {
+    const message = raw as LogsMessage;
+    if (message === null || typeof message !== "object" || !Number.isInteger(message.id)) {
+      this.#o.log.warn("malformed logs message", { from });
+      return;
+    }
+    if (message.t === "query") return this.#serve(from, message);
+    const pending = this.#pending.get(message.id);
+    if (!pending || pending.from !== from) return; // Answered after its timeout.
+    this.#settle(message.id);
+    if (message.t === "answer" && isRingAnswer(message.answer)) pending.resolve(message.answer);
+    else {pending.reject(
+        new Error(message.t === "refused" ? message.reason : `${from} sent a malformed answer`),
+      );}
+  }
+
+  #serve(from: NodeId, query: Extract<LogsMessage, { t: "query" }>): void {
+    let answer: LogsMessage;
+    try {
+      const filter = checkFilter(query.filter);
+      const limit = Number.isInteger(query.limit) && query.limit > 0
+        ? Math.min(query.limit, MAX_LOG_ANSWER_RECORDS)
+        : 1;
+      const afterSeq = Number.isInteger(query.afterSeq) ? query.afterSeq : undefined;
+      const page = this.#o.ring.query({ filter, limit, afterSeq });
+      answer = { t: "answer", id: query.id, answer: fitAnswer(page, afterSeq !== undefined) };
+    } catch (e) {
+      answer = { t: "refused", id: query.id, reason: (e as Error).message };
+    }
+    this.#o.mesh.send(from, LOGS_CHANNEL, answer);
+  }
+
+  #settle(id: number): PendingQuery | undefined {
+    const pending = this.#pending.get(id);
+    if (!pending) return undefined;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    return pending;
+  }
+
+  #failPeer(node: NodeId, reason: string): void {
+    for (const [id, pending] of [...this.#pending]) {
+      if (pending.from === node) this.#settle(id)?.reject(new Error(reason));
+    }
+  }
+}
+
+function byTime(a: SequencedLogRecord, b: SequencedLogRecord): number {
+  return a.time - b.time || (a.node ?? "").localeCompare(b.node ?? "") || a.seq - b.seq;
+}
+
+/** A peer's filter, checked field by field (peers are authenticated, but a bad query must not throw later). */
+function checkFilter(raw: unknown): LogFilter {
+  if (raw === null || typeof raw !== "object") {
+    throw new AetherError("bad_request", "the filter is not an object");
+  }
+  const f = raw as Record<string, unknown>;
+  const filter: LogFilter = {};
+  for (const key of ["node", "slice", "requestId"] as const) {
+    if (f[key] !== undefined) {
+      if (typeof f[key] !== "string") throw new AetherError("bad_request", `filter.${key} is not a string`);
+      filter[key] = f[key];
+    }
+  }
+  if (f.level !== undefined) {
+    if (!isLogLevel(f.level)) throw new AetherError("bad_request", `filter.level is not a log level`);
+    filter.level = f.level;
+  }
+  if (f.sinceMs !== undefined) {
+    if (typeof f.sinceMs !== "number") throw new AetherError("bad_request", "filter.sinceMs is not a number");
+    filter.sinceMs = f.sinceMs;
+  }
+  return filter;
+}
+
+function isRingAnswer(value: unknown): value is LogRingAnswer {
+  const a = value as LogRingAnswer;
+  return a !== null && typeof a === "object" && Array.isArray(a.records) && typeof a.epoch === "string" &&
+    Number.isInteger(a.cursor) && Number.isInteger(a.missed);
+}
+
+/**
+ * Keeps an answer within MAX_LOG_ANSWER_BYTES: halves its records until it fits. A page of a follower keeps
+ * its oldest records (the cursor then points at the last one kept); a newest-first answer keeps its newest.
+ */
+function fitAnswer(answer: LogRingAnswer, followerPage: boolean): LogRingAnswer {
+  let records = answer.records;
+  while (records.length > 1 && JSON.stringify(records).length > MAX_LOG_ANSWER_BYTES) {
+    const half = Math.ceil(records.length / 2);
+    records = followerPage ? records.slice(0, half) : records.slice(-half);
+  }
+  if (records === answer.records) return answer;
+  return followerPage ? { ...answer, records, cursor: records.at(-1)!.seq } : { ...answer, records };
+}
