@@ -186,12 +186,17 @@ function resolveArtifact(
   };
 }
 
+/**
+ * A slice's `ctx.log` record, written by the node (so it carries the node) with the slice's coordinates, its
+ * instance and the request it served; the slice's own fields cannot overwrite those three.
+ */
 function logSliceLine(log: Logger, entry: SliceLogEntry): void {
+  if (!log.enabled(entry.level)) return;
   log[entry.level](entry.message, {
+    ...entry.fields,
     slice: entry.coordinates,
     instance: entry.instanceId,
     requestId: entry.requestId,
-    ...entry.fields,
   });
 }
 

@@ -342,7 +342,7 @@ export default defineSlice({
         estimatedDelivery: addDays(nowMs, chosen.estimatedDays),
       };
       remember({ shipment, createdAtMs: nowMs, contents });
-      ctx.log.info("shipment created", { orderId, trackingNumber: shipment.trackingNumber, option });
+      ctx.log.debug("shipment created", { orderId, trackingNumber: shipment.trackingNumber, option });
       return shipment;
     },
 

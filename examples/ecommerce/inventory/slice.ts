@@ -279,7 +279,7 @@ export default defineSlice({
           ctx.log.info("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
         }
       }
-      ctx.log.info("stock reserved", { orderId, reservationId: reservation.reservationId });
+      ctx.log.debug("stock reserved", { orderId, reservationId: reservation.reservationId });
       return toWire(reservation);
     },
 
@@ -310,7 +310,7 @@ export default defineSlice({
           shelf.set(item.productId, (shelf.get(item.productId) ?? 0) + item.quantity);
         }
         reservation.releasedAtMs = nowMs;
-        ctx.log.info("stock released", { orderId: reservation.orderId, reservationId });
+        ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
       }
       return {
         reservationId,

@@ -170,7 +170,7 @@ export default defineSlice({
         processedAt: new Date().toISOString(),
       };
       remember({ result, refundedCents: 0 });
-      ctx.log.info("payment captured", {
+      ctx.log.debug("payment captured", {
         orderId,
         customerId,
         transactionId: result.transactionId,

@@ -225,7 +225,7 @@ export default defineSlice({
       const items: LineItem[] = order.items;
       const destination: Address = order.shippingAddress;
       const orderId: OrderId = newOrderId();
-      ctx.log.info("placing order", { orderId, customerId: order.customerId, lines: items.length });
+      ctx.log.debug("placing order", { orderId, customerId: order.customerId, lines: items.length });
 
       const stock = await inventory.checkStock({ items }, call);
       if (!stock.available) {
@@ -350,7 +350,7 @@ export default defineSlice({
         placedAt: new Date().toISOString(),
       };
       store(confirmation, ctx.config.maxStoredOrders);
-      ctx.log.info("order placed", { orderId, totalCents: totals.totalCents });
+      ctx.log.debug("order placed", { orderId, totalCents: totals.totalCents });
       return respond({ status: 201, headers: { location: `/api/v1/orders/${orderId}` }, body: confirmation });
     },
 

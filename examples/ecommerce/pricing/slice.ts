@@ -211,7 +211,7 @@ export default defineSlice({
         );
       }
       const discountCents = applyRate(subtotalCents, discount.percentOff * 1000);
-      ctx.log.info("discount applied", { customerId, code, discountCents });
+      ctx.log.debug("discount applied", { customerId, code, discountCents });
       return {
         code,
         percentOff: discount.percentOff,
