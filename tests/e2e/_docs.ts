@@ -7,7 +7,9 @@
  *   lines inside an open quote (a JSON body spread over lines);
  * - `NAME=value` sets a variable for the block's later commands (`APP=http://127.0.0.1:8071`);
  * - `# → text` on the line after a command (or at the end of the command's own line) is output the command
- *   must print: the text with every `…` standing for anything, compared after trimming;
+ *   must print: the text with every `…` standing for anything, compared after trimming; it continues on the
+ *   lines right after it that start with `#` and two or more spaces (joined without the `#` and spaces, so
+ *   a long JSON answer can be split anywhere);
  * - other `#` lines are comments; blank lines are ignored; anything else is an error naming the file and line
  *   (a runnable block must not hold commands the test would silently skip).
  * Every command must exit 0; a curl command must also get a 2xx status. Addresses of Forge's default ports
@@ -29,6 +31,7 @@ export interface DocCommand {
 const FENCE = /^(\s*)(`{3,}|~{3,})(.*)$/;
 const ASSIGNMENT = /^([A-Z_][A-Z0-9_]*)=(\S+)$/;
 const EXPECTED = "# → ";
+const EXPECTED_CONTINUED = /^#\s{2,}\S/;
 
 /** Where a `#` outside quotes (preceded by whitespace) starts a comment, or -1; and whether a quote is open. */
 function scanShell(text: string): { commentAt: number; openQuote: string | null } {
@@ -80,6 +83,9 @@ function blockCommands(body: { text: string; line: number }[], file: string): Do
         throw new Error(`${where}: "${EXPECTED.trim()}" names the output of the command just above; none is`);
       }
       last.expected = text.slice(EXPECTED.trim().length).trim();
+      while (k + 1 < body.length && EXPECTED_CONTINUED.test(body[k + 1].text.trim())) {
+        last.expected += body[++k].text.trim().slice(1).trim();
+      }
       continue;
     }
     if (text.startsWith("#")) continue;

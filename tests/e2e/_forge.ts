@@ -38,13 +38,18 @@ interface ForgeJson {
   nodes?: { api?: string; app?: string }[];
 }
 
+/** forge.json names the management API as `--connect` takes it (`127.0.0.1:8081`), the app port as a URL. */
+function withScheme(address: string): string {
+  return /^https?:\/\//.test(address) ? address : `http://${address}`;
+}
+
 /** The nodes' addresses from `.forge/forge.json`, or null while it is missing or incomplete. */
 async function readForgeJson(cwd: string, count: number): Promise<ForgeAddresses | null> {
   try {
     const json = JSON.parse(await Deno.readTextFile(`${cwd}/.forge/forge.json`)) as ForgeJson;
     const nodes = json.nodes ?? [];
     if (nodes.length < count || nodes.some((n) => !n.api || !n.app)) return null;
-    return { api: nodes.map((n) => n.api!), app: nodes.map((n) => n.app!) };
+    return { api: nodes.map((n) => withScheme(n.api!)), app: nodes.map((n) => withScheme(n.app!)) };
   } catch {
     return null;
   }

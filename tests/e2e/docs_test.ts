@@ -38,6 +38,10 @@ Deno.test("docs: runnable blocks are extracted with continuations, variables and
     '  "a": 1 }\'',
     '# → {"ok":…}',
     "curl -s http://127.0.0.1:8072/y   # → hello",
+    "curl -s http://127.0.0.1:8073/z",
+    '# → {"a":1,',
+    '#    "b":2}',
+    "# a comment again",
     "```",
   ].join("\n");
   const commands = extractRunnable(markdown, "doc.md");
@@ -50,6 +54,7 @@ Deno.test("docs: runnable blocks are extracted with continuations, variables and
       "http://127.0.0.1:8071",
     ],
     ["doc.md:12", "curl -s http://127.0.0.1:8072/y", "hello", "http://127.0.0.1:8071"],
+    ["doc.md:13", "curl -s http://127.0.0.1:8073/z", '{"a":1,"b":2}', "http://127.0.0.1:8071"],
   ]);
   throws(
     () => extractRunnable("```sh runnable\nkill -9 1234\n```", "d.md"),
