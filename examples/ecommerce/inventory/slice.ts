@@ -276,7 +276,7 @@ export default defineSlice({
       remember(reservation);
       for (const item of items) {
         if (restock(item.productId, ctx.config.restockBelowPercent)) {
-          ctx.log.info("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
+          ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
         }
       }
       ctx.log.debug("stock reserved", { orderId, reservationId: reservation.reservationId });
