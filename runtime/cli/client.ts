@@ -21,28 +21,85 @@ export interface ApiResponse {
   body: Uint8Array;
 }
 
-export class ApiClient {
-  readonly baseUrl: string;
+/** How the CLI chose the nodes it talks to (for the message when none answers). */
+export interface ConnectSource {
+  /** "--connect", "AETHER_CONNECT", "forge" (a .forge/forge.json) or "default". */
+  kind: "--connect" | "AETHER_CONNECT" | "forge" | "default";
+  /** The forge.json read, for kind "forge". */
+  path?: string;
+}
 
-  constructor(connect: string, readonly timeoutMs = 30_000) {
-    this.baseUrl = /^https?:\/\//.test(connect) ? connect.replace(/\/$/, "") : `http://${connect}`;
+const CONNECT_HINT = "choose a node with --connect HOST:PORT or AETHER_CONNECT=HOST:PORT, or start a local " +
+  'cluster with "aether forge"';
+
+/**
+ * Sends every request to the first node that accepts the connection: when one is down (connection refused),
+ * the next is tried; the one that answered is tried first next time. A timeout is not retried elsewhere: the
+ * request may have been applied.
+ */
+export class ApiClient {
+  readonly endpoints: string[];
+  #current = 0;
+
+  constructor(
+    connect: string | string[],
+    readonly timeoutMs = 30_000,
+    readonly source: ConnectSource = { kind: "--connect" },
+  ) {
+    const list = typeof connect === "string" ? [connect] : connect;
+    if (list.length === 0) throw new CliError("no node to connect to", EXIT_USAGE);
+    this.endpoints = list.map((c) => (/^https?:\/\//.test(c) ? c.replace(/\/$/, "") : `http://${c}`));
+  }
+
+  /** The node the next request goes to first. */
+  get baseUrl(): string {
+    return this.endpoints[this.#current];
+  }
+
+  /**
+   * fetch() against the cluster with failover between its nodes. `timeoutMs: null` waits without limit (for
+   * streams; `signal` ends them).
+   */
+  async fetch(path: string, init: RequestInit & { timeoutMs?: number | null } = {}): Promise<Response> {
+    const tried: string[] = [];
+    for (let k = 0; k < this.endpoints.length; k++) {
+      const index = (this.#current + k) % this.endpoints.length;
+      const base = this.endpoints[index];
+      const timeoutMs = init.timeoutMs === undefined ? this.timeoutMs : init.timeoutMs;
+      const signals = [init.signal, timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs)]
+        .filter((s): s is AbortSignal => s !== undefined && s !== null);
+      try {
+        const response = await fetch(base + path, { ...init, signal: AbortSignal.any(signals) });
+        this.#current = index;
+        return response;
+      } catch (e) {
+        if (init.signal?.aborted) throw e;
+        const error = e as Error;
+        if (error.name === "TimeoutError") {
+          throw new CliError(`cannot reach ${base}: no answer within ${timeoutMs} ms`, EXIT_CONNECTION);
+        }
+        tried.push(`${base} (${connectReason(error)})`);
+        if (!isConnectFailure(error)) break;
+      }
+    }
+    throw new CliError(`cannot reach ${tried.join(", ")}${this.#where()}; ${CONNECT_HINT}`, EXIT_CONNECTION);
+  }
+
+  #where(): string {
+    switch (this.source.kind) {
+      case "forge":
+        return ` (the nodes of the Forge cluster in ${this.source.path})`;
+      case "default":
+        return " (the default: no --connect, no AETHER_CONNECT, no .forge/forge.json here or above)";
+      case "AETHER_CONNECT":
+        return " (from AETHER_CONNECT)";
+      default:
+        return "";
+    }
   }
 
   async request(method: string, path: string, body?: BodyInit, headers?: HeadersInit): Promise<ApiResponse> {
-    let response: Response;
-    try {
-      response = await fetch(this.baseUrl + path, {
-        method,
-        body,
-        headers,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (e) {
-      const reason = (e as Error).name === "TimeoutError"
-        ? `no answer within ${this.timeoutMs} ms`
-        : (e as Error).message;
-      throw new CliError(`cannot reach ${this.baseUrl}: ${reason}`, EXIT_CONNECTION);
-    }
+    const response = await this.fetch(path, { method, body, headers });
     const bytes = new Uint8Array(await response.arrayBuffer());
     if (!response.ok) throw new CliError(describeFailure(response, bytes));
     return { status: response.status, headers: response.headers, body: bytes };
@@ -62,10 +119,14 @@ export class ApiClient {
   ): AsyncGenerator<{ event: string; id?: string; data: string }> {
     let response: Response;
     try {
-      response = await fetch(this.baseUrl + path, { headers: { accept: "text/event-stream" }, signal });
+      response = await this.fetch(path, {
+        headers: { accept: "text/event-stream" },
+        signal,
+        timeoutMs: null,
+      });
     } catch (e) {
       if (signal?.aborted) return;
-      throw new CliError(`cannot reach ${this.baseUrl}: ${(e as Error).message}`, EXIT_CONNECTION);
+      throw e;
     }
     if (!response.ok || !response.body) {
       throw new CliError(describeFailure(response, new Uint8Array(await response.arrayBuffer())));
@@ -111,4 +172,17 @@ function describeFailure(response: Response, bytes: Uint8Array): string {
     // Not a problem document: report the raw text.
   }
   return `${response.status} ${response.statusText}${text ? `: ${text.slice(0, 500)}` : ""}`;
+}
+
+/** Whether the request never reached the node (so another node may be asked safely). */
+function isConnectFailure(e: Error): boolean {
+  const text = `${e.message} ${(e.cause as Error | undefined)?.message ?? ""}`;
+  return e instanceof TypeError && /connect|refused|unreachable|dns error|os error 111/i.test(text);
+}
+
+function connectReason(e: Error): string {
+  const text = e.message;
+  if (/connection refused/i.test(text)) return "connection refused";
+  if (/dns error|failed to lookup/i.test(text)) return "unknown host";
+  return text.replace(/^error sending request for url \([^)]*\): /, "");
 }

@@ -1,10 +1,23 @@
 /**
  * The `aether` CLI: batch mode (`aether [--connect host:port] <command> ...`, non-zero exit on failure) and an
- * interactive REPL when no command is given.
+ * interactive shell when no command is given. The command modules import only light code at the top; what is
+ * heavy (the bundler, the load generator) each command loads when it runs, so `aether status` starts fast.
  */
 
-import { ApiClient, CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_OK, EXIT_USAGE } from "./client.ts";
+import {
+  ApiClient,
+  CliError,
+  type ConnectSource,
+  EXIT_CONNECTION,
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_USAGE,
+} from "./client.ts";
 import type { CliCommand, CliContext } from "./command.ts";
+import { normalizeArgs } from "./_args.ts";
+import { commandHelp, groupHelp, type ListedCommand, terminalWidth, topHelp } from "./_help.ts";
+import { didYouMean } from "./_suggest.ts";
+import { findForgeFile, forgeApiAddresses } from "./forge_file.ts";
 import { clusterCommands } from "./commands/cluster.ts";
 import { kvCommands } from "./commands/kv.ts";
 import { loadCommands } from "./commands/load.ts";
@@ -12,6 +25,7 @@ import { deploymentCommands } from "./commands/deployment.ts";
 import { artifactCommands } from "./commands/artifact.ts";
 import { sliceCommands } from "./commands/slice.ts";
 import { invokeCommands } from "./commands/invoke.ts";
+import { logsCommands } from "./commands/logs.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -21,48 +35,82 @@ const COMMANDS: CliCommand[] = [
   ...deploymentCommands,
   ...invokeCommands,
   ...loadCommands,
+  ...logsCommands,
 ];
 
 export function registerCommands(commands: CliCommand[]): void {
   COMMANDS.push(...commands);
 }
 
-function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => `${c.name} ${c.args}`.length));
-  const lines = COMMANDS.map((c) => `  ${`${c.name} ${c.args}`.padEnd(width)}  ${c.summary}`);
+/** Every command of the CLI (for help, completion and tests). */
+export function cliCommands(): readonly CliCommand[] {
+  return COMMANDS;
+}
+
+/** Top-level words runtime/main.ts handles before the CLI; listed in help and did-you-mean all the same. */
+const PROCESS_COMMANDS: ListedCommand[] = [
+  { name: "node", summary: "run a cluster member (aether node --help)", group: "processes" },
+  {
+    name: "forge",
+    summary: "a local cluster: nodes, example, chaos (aether forge --help)",
+    group: "processes",
+  },
+];
+
+/** The groups of the top-level help, in order; each command belongs to the first whose test it passes. */
+const HELP_GROUPS: [string, (name: string) => boolean][] = [
+  ["cluster", (n) => ["status", "health", "logs"].includes(n)],
+  ["deployment", (n) => /^(blueprint |deploy$|scale$|undeploy$|slices$)/.test(n)],
+  ["artifacts and slice projects", (n) => /^(artifact |slice )/.test(n)],
+  ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],
+  ["key-value store", (n) => n.startsWith("kv ")],
+  ["load", (n) => n === "load"],
+];
+
+function listed(): ListedCommand[] {
+  const group = (name: string) => HELP_GROUPS.find(([, test]) => test(name))?.[0] ?? "other";
   return [
-    "usage: aether [--connect HOST:PORT] [--json] [--timeout MS] <command> [args]",
-    "       aether [--connect HOST:PORT]            (interactive shell)",
-    "",
-    "  --connect   management API of any node (default $AETHER_CONNECT or 127.0.0.1:8080)",
-    "  --json      machine-readable output",
-    "",
-    "commands:",
-    ...lines,
-    "",
-    "exit codes: 0 ok, 1 the command failed, 2 bad usage, 3 no connection",
-  ].join("\n");
+    ...COMMANDS.map((c) => ({ name: c.name, summary: c.summary, group: group(c.name) })),
+    ...PROCESS_COMMANDS,
+  ];
+}
+
+export function usage(width = terminalWidth()): string {
+  return topHelp(listed(), [...HELP_GROUPS.map(([g]) => g), "processes", "other"], width);
+}
+
+/** First words of multi-word commands that are not commands themselves: `kv`, `blueprint`, `artifact`. */
+export function groupNames(): Set<string> {
+  const singles = new Set(COMMANDS.filter((c) => !c.name.includes(" ")).map((c) => c.name));
+  return new Set(
+    COMMANDS.filter((c) => c.name.includes(" ")).map((c) => c.name.split(" ")[0]).filter((w) =>
+      !singles.has(w)
+    ),
+  );
+}
+
+function groupMembers(word: string): CliCommand[] {
+  return COMMANDS.filter((c) => c.name.startsWith(`${word} `));
 }
 
 interface GlobalOptions {
-  connect: string;
+  connect: string[];
+  source: ConnectSource;
   json: boolean;
   timeoutMs: number;
   rest: string[];
 }
 
-function parseGlobal(args: string[]): GlobalOptions {
-  const options: GlobalOptions = {
-    connect: Deno.env.get("AETHER_CONNECT") ?? "127.0.0.1:8080",
-    json: false,
-    timeoutMs: 30_000,
-    rest: [],
-  };
+const GLOBAL_FLAGS = ["connect", "json", "timeout", "help"];
+
+function parseGlobal(args: string[], cwd: string): GlobalOptions {
+  let connect: string | undefined;
+  const options = { json: false, timeoutMs: 30_000, rest: [] as string[] };
   let i = 0;
   for (; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--connect" || arg === "-c") options.connect = requireValue(args, ++i, arg);
-    else if (arg.startsWith("--connect=")) options.connect = arg.slice("--connect=".length);
+    if (arg === "--connect" || arg === "-c") connect = requireValue(args, ++i, arg);
+    else if (arg.startsWith("--connect=")) connect = arg.slice("--connect=".length);
     else if (arg === "--json") options.json = true;
     else if (arg === "--timeout") {
       const text = requireValue(args, ++i, arg);
@@ -70,10 +118,35 @@ function parseGlobal(args: string[]): GlobalOptions {
         throw new CliError(`--timeout: "${text}" is not a number of milliseconds`, EXIT_USAGE);
       }
       options.timeoutMs = Number(text);
+    } else if (arg.startsWith("-") && arg !== "-h" && arg !== "--help") {
+      const name = arg.replace(/^-+/, "").split("=")[0];
+      throw new CliError(
+        `unknown flag ${arg.split("=")[0]}${
+          didYouMean(name, GLOBAL_FLAGS, (s) => `--${s}`) ||
+          " (the global flags: --connect, --json, --timeout)"
+        }; see "aether --help"`,
+        EXIT_USAGE,
+      );
     } else break;
   }
-  options.rest = args.slice(i);
-  return options;
+  return { ...options, ...chooseNodes(connect, cwd), rest: args.slice(i) };
+}
+
+/** --connect, else AETHER_CONNECT, else the Forge cluster of this directory, else 127.0.0.1:8080. */
+function chooseNodes(flag: string | undefined, cwd: string): { connect: string[]; source: ConnectSource } {
+  if (flag !== undefined) return { connect: [flag], source: { kind: "--connect" } };
+  const env = Deno.env.get("AETHER_CONNECT");
+  if (env) return { connect: [env], source: { kind: "AETHER_CONNECT" } };
+  let found;
+  try {
+    found = findForgeFile(cwd);
+  } catch (e) {
+    throw new CliError(`${(e as Error).message} (or choose a node with --connect HOST:PORT)`, EXIT_USAGE);
+  }
+  if (found && found.forge.nodes.length > 0) {
+    return { connect: forgeApiAddresses(found.forge), source: { kind: "forge", path: found.path } };
+  }
+  return { connect: ["127.0.0.1:8080"], source: { kind: "default" } };
 }
 
 function requireValue(args: string[], index: number, flag: string): string {
@@ -96,25 +169,63 @@ function findCommand(words: string[]): { command: CliCommand; args: string[] } |
   return best;
 }
 
-async function runOne(options: GlobalOptions, words: string[], signal: AbortSignal): Promise<void> {
-  if (words.length === 0 || words[0] === "help" || words[0] === "--help" || words[0] === "-h") {
-    console.log(usage());
-    return;
+/** `unknown command "blueprint aply"; did you mean "blueprint apply"?` */
+function unknownCommand(words: string[]): CliError {
+  const groups = groupNames();
+  if (groups.has(words[0]) && words.length > 1) {
+    const typed = `${words[0]} ${words[1]}`;
+    const hint = didYouMean(typed, groupMembers(words[0]).map((c) => c.name)) ||
+      `; the "${words[0]}" commands: ${groupMembers(words[0]).map((c) => c.name.split(" ")[1]).join(", ")}`;
+    return new CliError(`unknown command "${typed}"${hint}`, EXIT_USAGE);
   }
-  // The command's own --json after its name works too.
-  const json = options.json || words.includes("--json");
-  const found = findCommand(words.filter((w) => w !== "--json"));
-  if (!found) throw new CliError(`unknown command "${words.join(" ")}"; try "help"`, EXIT_USAGE);
-  const ctx: CliContext = {
-    api: new ApiClient(options.connect, options.timeoutMs),
-    json,
-    out: (text) => console.log(text),
-    signal,
-  };
-  await found.command.run(ctx, found.args);
+  const topWords = new Set([
+    ...COMMANDS.map((c) => c.name.split(" ")[0]),
+    ...PROCESS_COMMANDS.map((c) => c.name),
+    "help",
+  ]);
+  const hint = didYouMean(words[0], topWords);
+  return new CliError(`unknown command "${words[0]}"${hint} ("aether help" lists the commands)`, EXIT_USAGE);
 }
 
-function report(e: unknown): number {
+/** Words before a `--` terminator (what follows it is the command's, never a flag of ours). */
+function beforeTerminator(words: string[]): string[] {
+  const end = words.indexOf("--");
+  return end < 0 ? words : words.slice(0, end);
+}
+
+async function runOne(
+  options: GlobalOptions,
+  api: ApiClient,
+  words: string[],
+  signal: AbortSignal,
+): Promise<void> {
+  const out = (text: string) => console.log(text);
+  if (words.length === 0 || words[0] === "--help" || words[0] === "-h") return out(usage());
+  if (words[0] === "help") {
+    return words.length === 1
+      ? out(usage())
+      : await runOne(options, api, [...words.slice(1), "--help"], signal);
+  }
+  const head = beforeTerminator(words);
+  const wantsHelp = head.includes("--help") || head.includes("-h");
+  // The command's own --json after its name works too.
+  const json = options.json || head.includes("--json");
+  const strip = new Set(["--json", "--help", "-h"]);
+  const cleaned = [...head.filter((w) => !strip.has(w)), ...words.slice(head.length)];
+  const found = findCommand(cleaned);
+  if (!found) {
+    if (groupNames().has(cleaned[0]) && (cleaned.length === 1 || wantsHelp)) {
+      return out(groupHelp(cleaned[0], groupMembers(cleaned[0]), terminalWidth()));
+    }
+    throw unknownCommand(cleaned);
+  }
+  if (wantsHelp) return out(commandHelp(found.command, terminalWidth()));
+  const args = normalizeArgs(found.command, found.args);
+  const ctx: CliContext = { api, json, out, signal };
+  await found.command.run(ctx, args);
+}
+
+export function report(e: unknown): number {
   if (e instanceof CliError) {
     console.error(`error: ${e.message}`);
     return e.exitCode;
@@ -131,57 +242,42 @@ export function splitWords(line: string): string[] {
   return words;
 }
 
-async function repl(options: GlobalOptions): Promise<number> {
-  const encoder = new TextEncoder();
-  const prompt = () => Deno.stdout.writeSync(encoder.encode("aether> "));
-  console.log(`connected to ${options.connect}; "help" lists commands, "exit" leaves`);
-  prompt();
-  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
-  let buffer = "";
-  let lastCode = EXIT_OK;
-  for await (const chunk of lines) {
-    buffer += chunk;
-    let newline;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (line === "exit" || line === "quit") return lastCode;
-      if (line !== "") {
-        const controller = new AbortController();
-        const onInterrupt = () => controller.abort();
-        Deno.addSignalListener("SIGINT", onInterrupt);
-        try {
-          await runOne(options, splitWords(line), controller.signal);
-          lastCode = EXIT_OK;
-        } catch (e) {
-          lastCode = report(e);
-        } finally {
-          Deno.removeSignalListener("SIGINT", onInterrupt);
-        }
-      }
-      prompt();
-    }
-  }
-  return lastCode;
-}
-
-export async function runCli(args: string[]): Promise<number> {
-  let options: GlobalOptions;
+/** Runs one command line with Ctrl-C aborting it; returns its exit code. */
+export async function runLine(
+  options: GlobalOptions,
+  api: ApiClient,
+  words: string[],
+  controller = new AbortController(),
+): Promise<number> {
   try {
-    // `deno task cli -- status` passes the "--" through to the program.
-    options = parseGlobal(args[0] === "--" ? args.slice(1) : args);
+    await runOne(options, api, words, controller.signal);
+    return EXIT_OK;
   } catch (e) {
     return report(e);
   }
-  if (options.rest.length === 0) return await repl(options);
+}
+
+export type { GlobalOptions };
+
+export async function runCli(args: string[]): Promise<number> {
+  let options: GlobalOptions;
+  let api: ApiClient;
+  try {
+    // `deno task cli -- status` passes the "--" through to the program.
+    options = parseGlobal(args[0] === "--" ? args.slice(1) : args, Deno.cwd());
+    api = new ApiClient(options.connect, options.timeoutMs, options.source);
+  } catch (e) {
+    return report(e);
+  }
+  if (options.rest.length === 0) {
+    const { repl } = await import("./_repl.ts");
+    return await repl(options, api);
+  }
   const controller = new AbortController();
   const onInterrupt = () => controller.abort();
   Deno.addSignalListener("SIGINT", onInterrupt);
   try {
-    await runOne(options, options.rest, controller.signal);
-    return EXIT_OK;
-  } catch (e) {
-    return report(e);
+    return await runLine(options, api, options.rest, controller);
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }

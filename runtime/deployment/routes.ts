@@ -6,10 +6,12 @@
  *   GET    /blueprints/{id}            one blueprint, with its TOML source
  *   GET    /blueprints/{id}/status     the slices it owns: desired and actual instances, settled or not
  *   DELETE /blueprints/{id}            removes it and undeploys what only it owns (?dryRun=true: the plan)
- *   POST   /deploy    {artifact: "g:a:v", instances?: 1}     (?dryRun=true; another version of a deployed slice
- *                      replaces it, unless `routing/` names both: then both keep running, see cluster_manager.ts)
+ *   POST   /deploy    {artifact: "g:a:v", instances?: N}     (?dryRun=true; another version of a deployed slice
+ *                      replaces it, unless `routing/` names both: then both keep running, see cluster_manager.ts;
+ *                      without `instances` a deployed slice keeps its count, a new one gets 1)
  *   POST   /scale     {artifact: "g:a", instances: N}        (?dryRun=true)
- *   POST   /undeploy  {artifact: "g:a"}                      (?dryRun=true)
+ *   POST   /undeploy  {artifact: "g:a" or "g:a:v"}           (?dryRun=true; with a version that is not the one
+ *                      deployed: 409 naming the deployed version)
  *   GET    /slices                     every slice: version, desired and actual instances, each instance (of
  *                                      every version; `routed` and `weights` while `routing/` keeps two)
  *
@@ -23,7 +25,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { AetherError, type NodeId, parseArtifactBase, parseCoordinates } from "../core/mod.ts";
 import type { KvCommand } from "../kv/mod.ts";
-import { type BlueprintRecord, KEY_PREFIXES, kvKeys } from "../model/mod.ts";
+import { type BlueprintRecord, KEY_PREFIXES, kvKeys, type TargetRecord } from "../model/mod.ts";
 import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "./blueprint.ts";
 import {
   planBlueprintDelete,
@@ -47,6 +49,8 @@ export interface DeploymentApiDeps {
   nowMs(): number;
 }
 
+/** Instances of a slice deployed for the first time without a count. */
+const DEFAULT_INSTANCES = 1;
 /** Largest JSON body of deploy, scale and undeploy. */
 const MAX_JSON_BYTES = 16 * 1024;
 /** How often a change is planned again when the state moved under it. */
@@ -117,8 +121,15 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const dryRun = dryRunParam(c);
     const body = await jsonBody(c, "deploy", ["artifact", "instances"]);
     const artifact = coordinatesField(body, "deploy");
-    const instances = instancesField(body, "deploy", 1);
-    const plan = () => planDeploy(deps.state(), artifact, instances, deps.nowMs());
+    const requested = body.instances === undefined ? undefined : instancesField(body, "deploy");
+    const { group, artifact: name } = parseCoordinates(artifact, "deploy: artifact");
+    // A new version of a running slice keeps its instance count unless the request names one.
+    const instances = (state: KvReader) =>
+      requested ?? currentTarget(state, `${group}:${name}`)?.instances ?? DEFAULT_INSTANCES;
+    const plan = () => {
+      const state = deps.state();
+      return planDeploy(state, artifact, instances(state), deps.nowMs());
+    };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });
     const { plan: done, revision } = await apply(plan);
     return c.json({ ...done, dryRun: false, revision }, done.entry.action === "create" ? 201 : 200);
@@ -139,7 +150,11 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const dryRun = dryRunParam(c);
     const body = await jsonBody(c, "undeploy", ["artifact"]);
     const slice = sliceField(body, "undeploy");
-    const plan = () => planUndeploy(deps.state(), slice);
+    const plan = () => {
+      const state = deps.state();
+      refuseOtherVersion(state, slice);
+      return planUndeploy(state, slice);
+    };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });
     const { plan: done, revision } = await apply(plan);
     return c.json({ ...done, dryRun: false, revision });
@@ -288,6 +303,36 @@ function blueprintOf(key: string, value: Uint8Array): BlueprintRecord {
   } catch (e) {
     throw new AetherError("internal", `stored blueprint is damaged: ${(e as Error).message}`);
   }
+}
+
+/** The target a slice has now, undefined when it is not deployed. */
+function currentTarget(state: KvReader, base: string): TargetRecord | undefined {
+  const key = kvKeys.target(base);
+  const entry = state.get(key);
+  if (!entry) return undefined;
+  try {
+    return decodeValueMemo("target", entry.value, `value of "${key}"`);
+  } catch (e) {
+    throw new AetherError("internal", `stored target is damaged: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * `undeploy g:a:v` names the version the caller means to remove: when another one is deployed, removing it
+ * would take down what the caller did not name, so the request is refused (409) naming the deployed version.
+ */
+function refuseOtherVersion(state: KvReader, slice: string): void {
+  const parts = slice.split(":");
+  if (parts.length !== 3) return;
+  const base = `${parts[0]}:${parts[1]}`;
+  const target = currentTarget(state, base);
+  if (!target || target.version === parts[2]) return; // not deployed: planUndeploy answers 404
+  throw new AetherError(
+    "conflict",
+    `undeploy: ${slice} is not deployed; ${base} runs version ${target.version} (undeploy ${base} or ` +
+      `${base}:${target.version} to remove it)`,
+    { field: "artifact", deployed: `${base}:${target.version}` },
+  );
 }
 
 function readBlueprint(state: KvReader, text: string): BlueprintRecord {

@@ -220,3 +220,40 @@ Deno.test("routes: GET /slices shows desired and actual instances per slice", as
     instances: [],
   }]);
 });
+
+Deno.test("routes: deploy of a new version keeps the running instance count unless instances is given", async () => {
+  const { kv, call } = api();
+  publish(kv, manifest("shop:audit:1.1.0"), manifest("shop:audit:1.2.0"));
+  await call("POST", "/deploy", `{"artifact": "shop:audit:1.0.0", "instances": 2}`);
+  const kept = await call("POST", "/deploy", `{"artifact": "shop:audit:1.1.0"}`);
+  assert.equal(kept.status, 200, JSON.stringify(kept.body));
+  assert.deepEqual([kept.body.entry.from, kept.body.entry.to].map((t) => `${t.version} x${t.instances}`), [
+    "1.0.0 x2",
+    "1.1.0 x2",
+  ]);
+  const dry = await call("POST", "/deploy?dryRun=true", `{"artifact": "shop:audit:1.2.0"}`);
+  assert.equal(dry.body.entry.to.instances, 2, "the dry run plans the same count");
+  const changed = await call("POST", "/deploy", `{"artifact": "shop:audit:1.2.0", "instances": 3}`);
+  assert.equal(changed.body.entry.to.instances, 3, "an explicit count wins");
+  assert.equal(decodeValue("target", kv.get(kvKeys.target("shop:audit"))!.value).instances, 3);
+  const fresh = await call("POST", "/deploy", `{"artifact": "shop:db:1.0.0"}`);
+  assert.equal(fresh.body.entry.to.instances, 1, "a new slice gets one instance");
+});
+
+Deno.test("routes: undeploy with a version that is not deployed is refused (409) naming the deployed one", async () => {
+  const { kv, writes, call } = api();
+  publish(kv, manifest("shop:audit:1.1.0"));
+  await call("POST", "/deploy", `{"artifact": "shop:audit:1.1.0", "instances": 2}`);
+  const before = writes.length;
+  for (const path of ["/undeploy", "/undeploy?dryRun=true"]) {
+    const refused = await call("POST", path, `{"artifact": "shop:audit:1.0.0"}`);
+    assert.equal(refused.status, 409, path);
+    assert.match(refused.body.detail, /shop:audit:1\.0\.0 is not deployed; shop:audit runs version 1\.1\.0/);
+    assert.equal(refused.body.deployed, "shop:audit:1.1.0");
+  }
+  assert.equal(writes.length, before, "nothing was written");
+  assert.ok(kv.get(kvKeys.target("shop:audit")), "the deployed version still runs");
+  const named = await call("POST", "/undeploy", `{"artifact": "shop:audit:1.1.0"}`);
+  assert.deepEqual([named.status, named.body.entry.action], [200, "remove"]);
+  assert.equal((await call("POST", "/undeploy", `{"artifact": "shop:audit:1.1.0"}`)).status, 404);
+});

@@ -2,7 +2,7 @@
 
 import { join, resolve } from "node:path";
 import { CliError, EXIT_USAGE } from "../client.ts";
-import { parseCommandArgs, parseIntFlag } from "../_args.ts";
+import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
 import { formatBytes, local } from "./slice.ts";
@@ -66,14 +66,23 @@ const when = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z"
 export const artifactCommands: CliCommand[] = [
   {
     name: "artifact push",
-    args: "<manifest.json|dir> [--replicas N]",
-    summary: "publish a built slice; succeeds once N nodes stored it (default min(3, members))",
+    args: "<manifest.json|dir>",
+    summary: "publish a built slice to the cluster's repository",
+    description:
+      "Publish a built slice (its manifest, or the directory holding the one manifest); it succeeds " +
+      "once --replicas nodes stored it.",
+    flags: [{
+      name: "replicas",
+      value: "N",
+      description: "how many nodes must store it before it counts as published (default min(3, members))",
+      int: { min: 1, max: 100 },
+    }],
+    positionals: { min: 1, max: 1 },
+    examples: ["aether artifact push greeter/dist"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("artifact push", args, {
-        replicas: { type: "string" },
-      }, { min: 1, max: 1, names: "<manifest.json|dir>" });
-      const replicas = parseIntFlag("artifact push", "replicas", values.replicas);
-      if (replicas === 0) throw new CliError("artifact push: --replicas must be at least 1", EXIT_USAGE);
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const replicas = parsed.int("replicas");
       const path = await manifestPath(positionals[0]);
       const { readBuiltSlice } = await import("../../authoring/mod.ts");
       const built = await local("artifact push", () => readBuiltSlice(path));
@@ -110,9 +119,11 @@ export const artifactCommands: CliCommand[] = [
   {
     name: "artifact list",
     args: "",
-    summary: "every published artifact version with its size, hash and holders",
+    summary: "every published artifact version: size, hash, holders",
+    flags: [],
+    positionals: { min: 0, max: 0 },
     async run(ctx, args) {
-      parseCommandArgs("artifact list", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const { items } = await ctx.api.json<{ items: Summary[] }>("GET", "/api/v1/artifacts");
       if (ctx.json) return ctx.out(JSON.stringify(items, null, 2));
       ctx.out(table(
@@ -132,12 +143,10 @@ export const artifactCommands: CliCommand[] = [
     name: "artifact versions",
     args: "<group:artifact>",
     summary: "published versions of one slice, lowest first",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("artifact versions", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json<{ base: string; versions: string[] }>(
         "GET",
         `/api/v1/artifacts/${enc(positionals[0])}/versions`,
@@ -150,13 +159,11 @@ export const artifactCommands: CliCommand[] = [
   {
     name: "artifact info",
     args: "<group:artifact:version>",
-    summary: "an artifact's record: manifest summary, sha-256, size, holders",
+    summary: "an artifact's record: manifest, sha-256, size, holders",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("artifact info", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact:version>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json<ArtifactRecordView & { coordinates: string; local: boolean }>(
         "GET",
         `/api/v1/artifacts/${enc(positionals[0])}`,
@@ -184,13 +191,13 @@ export const artifactCommands: CliCommand[] = [
   {
     name: "artifact delete",
     args: "<group:artifact:version>",
-    summary: "delete a version nothing uses (refused while a blueprint, target or instance uses it)",
+    summary: "delete a version nothing uses",
+    description:
+      "Delete an artifact version; refused while a blueprint, a deployment or an instance uses it.",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("artifact delete", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact:version>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json<{ deleted: string; revision: number }>(
         "DELETE",
         `/api/v1/artifacts/${enc(positionals[0])}`,

@@ -1,4 +1,5 @@
 import { CliError } from "../client.ts";
+import { parseFor } from "../_args.ts";
 import { formatDuration, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
 
@@ -11,8 +12,13 @@ export const clusterCommands: CliCommand[] = [
   {
     name: "status",
     args: "",
-    summary: "this node's view of the cluster: leader, members, revision, uptime",
-    async run(ctx) {
+    summary: "the cluster as a node sees it: leader, members, revision",
+    description: "This node's view of the cluster: leader, members and whether it reaches them, revision, " +
+      "uptime.",
+    flags: [],
+    positionals: { min: 0, max: 0 },
+    async run(ctx, args) {
+      parseFor(this, args);
       const s = await ctx.api.json<{
         nodeId: string;
         leader: { nodeId: string; view: number } | null;
@@ -44,11 +50,14 @@ export const clusterCommands: CliCommand[] = [
   {
     name: "health",
     args: "",
-    summary: "healthy when this node is ready and has quorum (exit code 1 otherwise)",
-    async run(ctx) {
+    summary: "healthy when the node is ready and has quorum (else exit 1)",
+    description: "Healthy when this node is ready and has quorum; exit code 1 otherwise.",
+    flags: [],
+    positionals: { min: 0, max: 0 },
+    async run(ctx, args) {
+      parseFor(this, args);
       // 503 is a valid answer here: read the body either way.
-      const response = await fetch(`${ctx.api.baseUrl}/api/v1/health`).catch(() => null);
-      if (!response) return void (await ctx.api.json("GET", "/api/v1/health")); // reports the connection error
+      const response = await ctx.api.fetch("/api/v1/health");
       const h = await response.json();
       if (ctx.json) ctx.out(JSON.stringify(h, null, 2));
       else {

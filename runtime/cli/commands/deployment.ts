@@ -4,12 +4,12 @@
  * progress changes ("inventory 2/3 ACTIVE"), and fails (exit 1) when it does not settle in time.
  */
 
-import { CliError, EXIT_CONNECTION, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
-import { parseCommandArgs, parseIntFlag } from "../_args.ts";
+import { CliError, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
+import { type ParsedArgs, parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { SliceStatus } from "../../deployment/mod.ts";
 import type { BlueprintSlice } from "../../model/mod.ts";
-import type { CliCommand, CliContext } from "../command.ts";
+import type { CliCommand, CliContext, CliFlag } from "../command.ts";
 
 // -- what the API answers (runtime/deployment/routes.ts) --------------------------------------------------------
 
@@ -162,20 +162,11 @@ async function send<T>(
   body?: { text: string; type: string },
   source?: string,
 ): Promise<T> {
-  let response: Response;
-  try {
-    response = await fetch(ctx.api.baseUrl + path, {
-      method,
-      body: body?.text,
-      headers: body ? { "content-type": body.type } : undefined,
-      signal: AbortSignal.timeout(ctx.api.timeoutMs),
-    });
-  } catch (e) {
-    const reason = (e as Error).name === "TimeoutError"
-      ? `no answer within ${ctx.api.timeoutMs} ms`
-      : (e as Error).message;
-    throw new CliError(`cannot reach ${ctx.api.baseUrl}: ${reason}`, EXIT_CONNECTION);
-  }
+  const response = await ctx.api.fetch(path, {
+    method,
+    body: body?.text,
+    headers: body ? { "content-type": body.type } : undefined,
+  });
   const text = await response.text();
   let parsed: unknown;
   try {
@@ -277,15 +268,28 @@ function failures(slices: SliceStatus[]): string {
 
 // -- commands --------------------------------------------------------------------------------------------------
 
-const WAIT_FLAGS = {
-  wait: { type: "boolean" },
-  "wait-timeout": { type: "string" },
-} as const;
+/** The API's limit on instances (runtime/deployment/blueprint.ts; deployment_test.ts checks they agree). */
+export const MAX_INSTANCES = 10_000;
 
-const WAIT_ARGS = "[--wait [--wait-timeout SECONDS]]";
+const WAIT_FLAGS: CliFlag[] = [
+  {
+    name: "wait",
+    description: "block until the change has settled, printing progress; exit 1 if it does not",
+  },
+  {
+    name: "wait-timeout",
+    value: "SECONDS",
+    description: `how long --wait waits (default ${DEFAULT_WAIT_SECONDS})`,
+    int: { min: 1, max: 86_400 },
+  },
+];
 
-function waitSeconds(command: string, values: { "wait-timeout"?: string }): number {
-  return parseIntFlag(command, "wait-timeout", values["wait-timeout"]) ?? DEFAULT_WAIT_SECONDS;
+const DRY_RUN: CliFlag = { name: "dry-run", description: "show what would change, change nothing" };
+
+const INSTANCES_RANGE = { min: 0, max: MAX_INSTANCES };
+
+function waitSeconds(parsed: ParsedArgs): number {
+  return parsed.int("wait-timeout") ?? DEFAULT_WAIT_SECONDS;
 }
 
 const enc = encodeURIComponent;
@@ -311,24 +315,31 @@ function blueprintGoals(plan: BlueprintPlan): WaitGoal[] {
   return plan.targets.map((t) => ({ slice: t.slice, gone: t.action === "remove" }));
 }
 
+const ONE = { min: 1, max: 1 };
+const NONE = { min: 0, max: 0 };
+
 export const deploymentCommands: CliCommand[] = [
   {
     name: "blueprint apply",
-    args: `<file|-> [--dry-run] ${WAIT_ARGS}`,
-    summary: "publish a blueprint (TOML); the cluster deploys what it lists and the slices they call",
+    args: "<file|->",
+    summary: "publish a blueprint (TOML); the cluster deploys its slices",
+    description: "Publish a blueprint (TOML, from a file or - for standard input). The cluster deploys the " +
+      "slices it lists and the slices they call, and removes what an earlier version listed and this one " +
+      "does not.",
+    flags: [DRY_RUN, ...WAIT_FLAGS],
+    positionals: ONE,
+    examples: ["aether blueprint apply examples/ecommerce/blueprint.toml --wait"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("blueprint apply", args, {
-        "dry-run": { type: "boolean" },
-        ...WAIT_FLAGS,
-      }, { min: 1, max: 1, names: "<file> (or - for standard input)" });
-      const source = await readSource(positionals[0]);
-      const dryRun = values["dry-run"] === true;
+      const parsed = parseFor(this, args);
+      const file = parsed.positionals[0];
+      const source = await readSource(file);
+      const dryRun = parsed.boolean("dry-run");
       const plan = await send<BlueprintPlan>(
         ctx,
         "POST",
         `/api/v1/blueprints${dryRun ? "?dryRun=true" : ""}`,
         { text: source, type: "application/toml" },
-        positionals[0],
+        file,
       );
       const head = dryRun
         ? `blueprint ${plan.blueprint} is valid; applying it would ${plan.action} it:`
@@ -339,8 +350,8 @@ export const deploymentCommands: CliCommand[] = [
         ctx,
         plan,
         `${head}\n${planTable(plan.targets, plan.slices)}`,
-        values.wait && !dryRun
-          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds("blueprint apply", values) }
+        parsed.boolean("wait") && !dryRun
+          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds(parsed) }
           : undefined,
       );
     },
@@ -348,20 +359,20 @@ export const deploymentCommands: CliCommand[] = [
   {
     name: "blueprint validate",
     args: "<file|->",
-    summary: "check a blueprint against the cluster's artifacts without applying it (exit 1 on problems)",
+    summary: "check a blueprint without applying it (exit 1 on problems)",
+    description: "Check a blueprint against the cluster's artifacts without applying it; every problem is " +
+      "printed as file:line:column. Exit 1 when there are problems.",
+    positionals: ONE,
+    flags: [],
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("blueprint validate", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<file> (or - for standard input)",
-      });
-      const source = await readSource(positionals[0]);
+      const file = parseFor(this, args).positionals[0];
+      const source = await readSource(file);
       const plan = await send<BlueprintPlan>(
         ctx,
         "POST",
         "/api/v1/blueprints?dryRun=true",
         { text: source, type: "application/toml" },
-        positionals[0],
+        file,
       );
       if (ctx.json) return ctx.out(JSON.stringify(plan, null, 2));
       ctx.out(`blueprint ${plan.blueprint} is valid (${plan.slices.length} slice(s), in activation order):`);
@@ -375,8 +386,10 @@ export const deploymentCommands: CliCommand[] = [
     name: "blueprint list",
     args: "",
     summary: "published blueprints",
+    flags: [],
+    positionals: NONE,
     async run(ctx, args) {
-      parseCommandArgs("blueprint list", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const { blueprints } = await ctx.api.json<
         { blueprints: { id: string; publishedAt: number; slices: BlueprintSlice[] }[] }
       >("GET", "/api/v1/blueprints");
@@ -395,13 +408,16 @@ export const deploymentCommands: CliCommand[] = [
   {
     name: "blueprint get",
     args: "<id>",
-    summary: "a blueprint's TOML as published (--json: the stored record, expanded)",
+    summary: "a blueprint's TOML as published",
+    description: "Print a blueprint's TOML as published (--json: the stored record, expanded).",
+    flags: [],
+    positionals: ONE,
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("blueprint get", args, {}, { min: 1, max: 1, names: "<id>" });
+      const id = parseFor(this, args).positionals[0];
       const record = await send<{ id: string; source?: string; slices: BlueprintSlice[] }>(
         ctx,
         "GET",
-        `/api/v1/blueprints/${enc(positionals[0])}`,
+        `/api/v1/blueprints/${enc(id)}`,
       );
       if (ctx.json || record.source === undefined) return ctx.out(JSON.stringify(record, null, 2));
       ctx.out(record.source.trimEnd());
@@ -409,25 +425,25 @@ export const deploymentCommands: CliCommand[] = [
   },
   {
     name: "blueprint status",
-    args: `<id> ${WAIT_ARGS}`,
-    summary: "the slices a blueprint owns: desired and actual instances, where and in which state",
+    args: "<id>",
+    summary: "the slices a blueprint owns: desired and actual instances",
+    description: "The slices a blueprint owns: desired and actual instances, where they run and in which " +
+      "state.",
+    flags: WAIT_FLAGS,
+    positionals: ONE,
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("blueprint status", args, WAIT_FLAGS, {
-        min: 1,
-        max: 1,
-        names: "<id>",
-      });
-      const path = `/api/v1/blueprints/${enc(positionals[0])}/status`;
+      const parsed = parseFor(this, args);
+      const path = `/api/v1/blueprints/${enc(parsed.positionals[0])}/status`;
       let status = await send<{ blueprint: string; settled: boolean; slices: SliceStatus[] }>(
         ctx,
         "GET",
         path,
       );
-      if (values.wait) {
+      if (parsed.boolean("wait")) {
         await waitFor(
           ctx,
           status.slices.map((s) => ({ slice: s.slice, gone: false })),
-          waitSeconds("blueprint status", values),
+          waitSeconds(parsed),
         );
         status = await send(ctx, "GET", path);
       }
@@ -438,18 +454,17 @@ export const deploymentCommands: CliCommand[] = [
   },
   {
     name: "blueprint delete",
-    args: `<id> [--dry-run] ${WAIT_ARGS}`,
+    args: "<id>",
     summary: "remove a blueprint and undeploy the slices only it owns",
+    flags: [DRY_RUN, ...WAIT_FLAGS],
+    positionals: ONE,
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("blueprint delete", args, {
-        "dry-run": { type: "boolean" },
-        ...WAIT_FLAGS,
-      }, { min: 1, max: 1, names: "<id>" });
-      const dryRun = values["dry-run"] === true;
+      const parsed = parseFor(this, args);
+      const dryRun = parsed.boolean("dry-run");
       const plan = await send<BlueprintPlan>(
         ctx,
         "DELETE",
-        `/api/v1/blueprints/${enc(positionals[0])}${dryRun ? "?dryRun=true" : ""}`,
+        `/api/v1/blueprints/${enc(parsed.positionals[0])}${dryRun ? "?dryRun=true" : ""}`,
       );
       const head = dryRun
         ? `deleting blueprint ${plan.blueprint} would change:`
@@ -458,59 +473,82 @@ export const deploymentCommands: CliCommand[] = [
         ctx,
         plan,
         `${head}\n${planTable(plan.targets)}`,
-        values.wait && !dryRun
-          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds("blueprint delete", values) }
+        parsed.boolean("wait") && !dryRun
+          ? { goals: blueprintGoals(plan), timeoutS: waitSeconds(parsed) }
           : undefined,
       );
     },
   },
   {
     name: "deploy",
-    args: `<group:artifact:version> [--instances N] [--dry-run] ${WAIT_ARGS}`,
-    summary: "run a published artifact (default 1 instance), or move a deployed slice to this version",
+    args: "<group:artifact:version>",
+    summary: "run a published artifact, or move a deployed slice to this version",
+    description: "Run a published artifact, or move a deployed slice to this version. A new slice gets " +
+      "one instance unless --instances says otherwise; a slice that runs keeps its instance count.",
+    flags: [
+      {
+        name: "instances",
+        value: "N",
+        description: "how many instances (default: the running count, 1 for a new slice)",
+        int: INSTANCES_RANGE,
+      },
+      DRY_RUN,
+      ...WAIT_FLAGS,
+    ],
+    positionals: ONE,
+    examples: ["aether deploy org.example:greeter:0.2.0 --instances 2 --wait"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("deploy", args, {
-        instances: { type: "string" },
-        "dry-run": { type: "boolean" },
-        ...WAIT_FLAGS,
-      }, { min: 1, max: 1, names: "<group:artifact:version>" });
-      const instances = parseIntFlag("deploy", "instances", values.instances) ?? 1;
-      await sliceChange(ctx, "deploy", { artifact: positionals[0], instances }, values, false);
+      const parsed = parseFor(this, args);
+      const instances = parsed.int("instances");
+      const body = { artifact: parsed.positionals[0], ...(instances === undefined ? {} : { instances }) };
+      await sliceChange(ctx, "deploy", body, parsed, false);
     },
   },
   {
     name: "scale",
-    args: `<group:artifact> --instances N [--dry-run] ${WAIT_ARGS}`,
+    args: "<group:artifact>",
     summary: "change how many instances of a deployed slice run",
+    flags: [
+      {
+        name: "instances",
+        value: "N",
+        description: "how many instances to run (required)",
+        int: INSTANCES_RANGE,
+      },
+      DRY_RUN,
+      ...WAIT_FLAGS,
+    ],
+    positionals: ONE,
+    examples: ["aether scale org.example:greeter --instances 3 --wait"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("scale", args, {
-        instances: { type: "string" },
-        "dry-run": { type: "boolean" },
-        ...WAIT_FLAGS,
-      }, { min: 1, max: 1, names: "<group:artifact>" });
-      const instances = parseIntFlag("scale", "instances", values.instances);
+      const parsed = parseFor(this, args);
+      const instances = parsed.int("instances");
       if (instances === undefined) throw new CliError("scale: --instances N is required", EXIT_USAGE);
-      await sliceChange(ctx, "scale", { artifact: positionals[0], instances }, values, false);
+      await sliceChange(ctx, "scale", { artifact: parsed.positionals[0], instances }, parsed, false);
     },
   },
   {
     name: "undeploy",
-    args: `<group:artifact> [--dry-run] ${WAIT_ARGS}`,
-    summary: "stop and remove a directly deployed slice (a blueprint's slices go with the blueprint)",
+    args: "<group:artifact[:version]>",
+    summary: "stop and remove a directly deployed slice",
+    description: "Stop and remove a directly deployed slice (a blueprint's slices go with the blueprint). " +
+      "With a version, it is refused unless that version is the one deployed.",
+    flags: [DRY_RUN, ...WAIT_FLAGS],
+    positionals: ONE,
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("undeploy", args, {
-        "dry-run": { type: "boolean" },
-        ...WAIT_FLAGS,
-      }, { min: 1, max: 1, names: "<group:artifact>" });
-      await sliceChange(ctx, "undeploy", { artifact: positionals[0] }, values, true);
+      const parsed = parseFor(this, args);
+      await sliceChange(ctx, "undeploy", { artifact: parsed.positionals[0] }, parsed, true);
     },
   },
   {
     name: "slices",
     args: "",
-    summary: "every slice: version, desired and ACTIVE instances, and each instance's node and state",
+    summary: "every slice: version, desired and ACTIVE instances, where",
+    description: "Every slice: version, desired and ACTIVE instances, and each instance's node and state.",
+    flags: [],
+    positionals: NONE,
     async run(ctx, args) {
-      parseCommandArgs("slices", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const slices = await fetchSlices(ctx);
       ctx.out(ctx.json ? JSON.stringify(slices, null, 2) : slicesTable(slices));
     },
@@ -521,10 +559,10 @@ async function sliceChange(
   ctx: CliContext,
   what: "deploy" | "scale" | "undeploy",
   body: { artifact: string; instances?: number },
-  values: { "dry-run"?: boolean; wait?: boolean; "wait-timeout"?: string },
+  parsed: ParsedArgs,
   gone: boolean,
 ): Promise<void> {
-  const dryRun = values["dry-run"] === true;
+  const dryRun = parsed.boolean("dry-run");
   const plan = await send<SlicePlan>(ctx, "POST", `/api/v1/${what}${dryRun ? "?dryRun=true" : ""}`, {
     text: JSON.stringify(body),
     type: "application/json",
@@ -546,8 +584,8 @@ async function sliceChange(
     ctx,
     plan,
     lines.join("\n"),
-    values.wait && !dryRun
-      ? { goals: [{ slice: plan.slice, gone }], timeoutS: waitSeconds(what, values) }
+    parsed.boolean("wait") && !dryRun
+      ? { goals: [{ slice: plan.slice, gone }], timeoutS: waitSeconds(parsed) }
       : undefined,
   );
 }

@@ -4,7 +4,7 @@
  */
 
 import { CliError, EXIT_USAGE } from "../client.ts";
-import { parseCommandArgs } from "../_args.ts";
+import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
 
@@ -47,9 +47,13 @@ export const invokeCommands: CliCommand[] = [
   {
     name: "routes",
     args: "",
-    summary: "the application HTTP route table: method, path, slice, slice method, nodes serving it",
+    summary: "the application HTTP route table",
+    description: "The application HTTP route table: method, path, slice, slice method, and the nodes " +
+      "serving it.",
+    flags: [],
+    positionals: { min: 0, max: 0 },
     async run(ctx, args) {
-      parseCommandArgs("routes", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const body = await ctx.api.json<{ routes: RouteView[] }>("GET", "/api/v1/routes");
       if (ctx.json) return ctx.out(JSON.stringify(body, null, 2));
       if (body.routes.length === 0) return ctx.out("no routes (no slice with HTTP routes is active)");
@@ -69,8 +73,10 @@ export const invokeCommands: CliCommand[] = [
     name: "routing",
     args: "",
     summary: "version weights of every slice that has them",
+    flags: [],
+    positionals: { min: 0, max: 0 },
     async run(ctx, args) {
-      parseCommandArgs("routing", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const body = await ctx.api.json<{ items: RoutingView[] }>("GET", "/api/v1/routing");
       if (ctx.json) return ctx.out(JSON.stringify(body, null, 2));
       ctx.out(body.items.length === 0 ? "no version weights" : routingTable(body.items));
@@ -80,12 +86,10 @@ export const invokeCommands: CliCommand[] = [
     name: "routing get",
     args: "<group:artifact>",
     summary: "one slice's version weights",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("routing get", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json<RoutingView>("GET", `/api/v1/routing/${enc(positionals[0])}`);
       ctx.out(ctx.json ? JSON.stringify(r, null, 2) : routingTable([r]));
     },
@@ -93,13 +97,15 @@ export const invokeCommands: CliCommand[] = [
   {
     name: "routing set",
     args: "<group:artifact> <version>=<weight> <version>=<weight>",
-    summary: "split requests between two versions, e.g. 1.0.0=3 1.1.0=1 (a quarter to 1.1.0)",
+    summary: "split requests between two versions of a slice",
+    description:
+      "Split requests between two versions of a slice by weight: 1.0.0=3 1.1.0=1 sends a quarter " +
+      "to 1.1.0.",
+    examples: ["aether routing set org.example:greeter 0.2.0=3 0.3.0=1"],
+    flags: [],
+    positionals: { min: 3, max: 3 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("routing set", args, {}, {
-        min: 3,
-        max: 3,
-        names: "<group:artifact> <version>=<weight> <version>=<weight>",
-      });
+      const { positionals } = parseFor(this, args);
       const weights: Record<string, number> = {};
       for (const pair of positionals.slice(1)) {
         const m = /^([^=]+)=(\d+)$/.exec(pair);
@@ -117,12 +123,10 @@ export const invokeCommands: CliCommand[] = [
     name: "routing clear",
     args: "<group:artifact>",
     summary: "remove a slice's version weights (every version serves again)",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("routing clear", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json("DELETE", `/api/v1/routing/${enc(positionals[0])}`);
       ctx.out(ctx.json ? JSON.stringify(r) : `weights of ${positionals[0]} removed`);
     },
@@ -131,8 +135,10 @@ export const invokeCommands: CliCommand[] = [
     name: "timeouts",
     args: "",
     summary: "slices with a configured call timeout",
+    flags: [],
+    positionals: { min: 0, max: 0 },
     async run(ctx, args) {
-      parseCommandArgs("timeouts", args, {}, { min: 0, max: 0, names: "no arguments" });
+      parseFor(this, args);
       const body = await ctx.api.json<{ items: Array<{ artifact: string; timeoutMs: number }> }>(
         "GET",
         "/api/v1/timeouts",
@@ -148,13 +154,12 @@ export const invokeCommands: CliCommand[] = [
   {
     name: "timeout set",
     args: "<group:artifact> <ms>",
-    summary: "calls to the slice get this deadline (and never a longer one)",
+    summary: "give calls to a slice this deadline in ms",
+    description: "Calls to the slice get this deadline in milliseconds (and never a longer one).",
+    flags: [],
+    positionals: { min: 2, max: 2 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("timeout set", args, {}, {
-        min: 2,
-        max: 2,
-        names: "<group:artifact> <ms>",
-      });
+      const { positionals } = parseFor(this, args);
       if (!/^\d+$/.test(positionals[1])) {
         throw new CliError(`timeout set: "${positionals[1]}" is not a number of milliseconds`, EXIT_USAGE);
       }
@@ -170,25 +175,35 @@ export const invokeCommands: CliCommand[] = [
     name: "timeout clear",
     args: "<group:artifact>",
     summary: "back to the default call timeout (30000 ms)",
+    flags: [],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { positionals } = parseCommandArgs("timeout clear", args, {}, {
-        min: 1,
-        max: 1,
-        names: "<group:artifact>",
-      });
+      const { positionals } = parseFor(this, args);
       const r = await ctx.api.json("DELETE", `/api/v1/timeouts/${enc(positionals[0])}`);
       ctx.out(ctx.json ? JSON.stringify(r) : `timeout of ${positionals[0]} removed`);
     },
   },
   {
     name: "invoke",
-    args: "<group:artifact[:version]> <method> [json] [--request-id ID] [--timeout-ms MS]",
-    summary: "call a slice method by name (the value is printed as JSON; a slice error exits 1)",
+    args: "<group:artifact[:version]> <method> [json]",
+    summary: "call a slice method by name",
+    description: "Call a slice method by name with a JSON request (default {}); the value is printed as " +
+      "JSON, and a slice error exits 1.",
+    flags: [
+      { name: "request-id", value: "ID", description: "the request id (x-request-id) to trace the call by" },
+      {
+        name: "timeout-ms",
+        value: "MS",
+        description: "the call's deadline in milliseconds",
+        int: { min: 1, max: 3_600_000 },
+      },
+    ],
+    positionals: { min: 2, max: 3 },
+    examples: [`aether invoke org.example:greeter greet '{"name": "Ada"}'`],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("invoke", args, {
-        "request-id": { type: "string" },
-        "timeout-ms": { type: "string" },
-      }, { min: 2, max: 3, names: "<group:artifact[:version]> <method> [json]" });
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const values = { "request-id": parsed.string("request-id"), "timeout-ms": parsed.string("timeout-ms") };
       const body = positionals[2] ?? "{}";
       try {
         JSON.parse(body);

@@ -1,25 +1,31 @@
 import { CliError } from "../client.ts";
-import { parseCommandArgs, parseIntFlag } from "../_args.ts";
+import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
-import type { CliCommand } from "../command.ts";
+import type { CliCommand, CliFlag } from "../command.ts";
 
 const enc = encodeURIComponent;
 const keyPath = (key: string) => `/api/v1/kv/${key.split("/").map(enc).join("/")}`;
 
+const IF_REVISION: CliFlag = {
+  name: "if-revision",
+  value: "N",
+  description: "compare-and-set: only when the key is at revision N (0: only when it does not exist)",
+  int: { min: 0, max: Number.MAX_SAFE_INTEGER },
+};
+
 export const kvCommands: CliCommand[] = [
   {
     name: "kv get",
-    args: "<key> [--consistent]",
-    summary: "print a value (--consistent: linearizable read through consensus)",
+    args: "<key>",
+    summary: "print a value",
+    flags: [{ name: "consistent", description: "a linearizable read through consensus" }],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("kv get", args, { consistent: { type: "boolean" } }, {
-        min: 1,
-        max: 1,
-        names: "<key>",
-      });
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
       const r = await ctx.api.request(
         "GET",
-        `${keyPath(positionals[0])}${values.consistent ? "?consistent=true" : ""}`,
+        `${keyPath(positionals[0])}${parsed.boolean("consistent") ? "?consistent=true" : ""}`,
       );
       const value = new TextDecoder().decode(r.body);
       if (ctx.json) {
@@ -35,20 +41,15 @@ export const kvCommands: CliCommand[] = [
   },
   {
     name: "kv put",
-    args: "<key> <value> [--if-revision N]  (value '-' reads standard input)",
-    summary: "write a value under app/ (--if-revision: compare-and-set; 0 = create only)",
+    args: "<key> <value>",
+    summary: "write a value under app/",
+    description: "Write a value under app/ (a value of - reads standard input).",
+    flags: [IF_REVISION],
+    positionals: { min: 2, max: 2 },
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs(
-        "kv put",
-        args,
-        { "if-revision": { type: "string" } },
-        {
-          min: 2,
-          max: 2,
-          names: "<key> <value>",
-        },
-      );
-      const ifRevision = parseIntFlag("kv put", "if-revision", values["if-revision"]);
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const ifRevision = parsed.int("if-revision");
       const body = positionals[1] === "-" ? await new Response(Deno.stdin.readable).bytes() : positionals[1];
       const query = ifRevision === undefined ? "" : `?ifRevision=${ifRevision}`;
       const r = await ctx.api.request("PUT", keyPath(positionals[0]) + query, body);
@@ -58,20 +59,14 @@ export const kvCommands: CliCommand[] = [
   },
   {
     name: "kv del",
-    args: "<key> [--if-revision N]",
+    args: "<key>",
     summary: "delete a key under app/",
+    flags: [IF_REVISION],
+    positionals: { min: 1, max: 1 },
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs(
-        "kv del",
-        args,
-        { "if-revision": { type: "string" } },
-        {
-          min: 1,
-          max: 1,
-          names: "<key>",
-        },
-      );
-      const ifRevision = parseIntFlag("kv del", "if-revision", values["if-revision"]);
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const ifRevision = parsed.int("if-revision");
       const query = ifRevision === undefined ? "" : `?ifRevision=${ifRevision}`;
       const r = await ctx.api.json<{ revision: number; deleted: number }>(
         "DELETE",
@@ -82,15 +77,19 @@ export const kvCommands: CliCommand[] = [
   },
   {
     name: "kv list",
-    args: "[prefix] [--limit N]",
+    args: "[prefix]",
     summary: "list keys under a prefix with their revisions",
+    flags: [{
+      name: "limit",
+      value: "N",
+      description: "at most N keys (default 1000)",
+      int: { min: 1, max: 100_000 },
+    }],
+    positionals: { min: 0, max: 1 },
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("kv list", args, { limit: { type: "string" } }, {
-        min: 0,
-        max: 1,
-        names: "[prefix]",
-      });
-      const limit = parseIntFlag("kv list", "limit", values.limit) ?? 1000;
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const limit = parsed.int("limit") ?? 1000;
       const r = await ctx.api.json<
         { revision: number; items: { key: string; value: string; revision: number }[] }
       >(
@@ -105,17 +104,19 @@ export const kvCommands: CliCommand[] = [
   },
   {
     name: "kv watch",
-    args: "[prefix] [--from-revision N]",
+    args: "[prefix]",
     summary: "print changes under a prefix as they happen (Ctrl-C stops)",
+    flags: [{
+      name: "from-revision",
+      value: "N",
+      description: "start with the changes after revision N (default: from now on)",
+      int: { min: 0, max: Number.MAX_SAFE_INTEGER },
+    }],
+    positionals: { min: 0, max: 1 },
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("kv watch", args, {
-        "from-revision": { type: "string" },
-      }, {
-        min: 0,
-        max: 1,
-        names: "[prefix]",
-      });
-      const from = parseIntFlag("kv watch", "from-revision", values["from-revision"]);
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const from = parsed.int("from-revision");
       const query = `prefix=${enc(positionals[0] ?? "")}${from === undefined ? "" : `&fromRevision=${from}`}`;
       for await (const e of ctx.api.events(`/api/v1/kv-watch?${query}`, ctx.signal)) {
         if (e.event === "error") throw new CliError(JSON.parse(e.data).detail);

@@ -5,19 +5,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { AetherError } from "../../core/mod.ts";
-import {
-  formatProgress,
-  formatReport,
-  type LoadOptions,
-  parseDuration,
-  parseRate,
-  parseTarget,
-  parseUrls,
-  startLoad,
-} from "../../loadgen/mod.ts";
+import type { LoadOptions } from "../../loadgen/mod.ts";
 import { CliError, EXIT_USAGE } from "../client.ts";
 import type { CliCommand } from "../command.ts";
+
+/** The load generator and the core errors, loaded when `load` runs (a plain `aether status` need not). */
+const loadgen = () => import("../../loadgen/mod.ts");
+const core = () => import("../../core/mod.ts");
+
+/** The success rate below which `load` exits 1, in percent (`--min-success`). */
+export const DEFAULT_MIN_SUCCESS_PERCENT = 99;
 
 /** Forge's first node; `$AETHER_APP_URL` or `--url` say otherwise. */
 export const DEFAULT_APP_URL = "http://127.0.0.1:8071";
@@ -27,7 +24,7 @@ const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/;
 export interface LoadCommandOptions {
   load: Omit<LoadOptions, "signal" | "onProgress">;
   /** Fail (exit 1) when the success rate ends below this percentage. */
-  minSuccessPercent?: number;
+  minSuccessPercent: number;
 }
 
 function usage(message: string): CliError {
@@ -35,13 +32,16 @@ function usage(message: string): CliError {
 }
 
 /** Reads a flag through one of the library's parsers, turning its error into a usage error. */
-function flag<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (e) {
-    if (e instanceof AetherError) throw usage(e.message);
-    throw e;
-  }
+async function flagReader(): Promise<<T>(parse: () => T) => T> {
+  const { AetherError } = await core();
+  return (parse) => {
+    try {
+      return parse();
+    } catch (e) {
+      if (e instanceof AetherError) throw usage(e.message);
+      throw e;
+    }
+  };
 }
 
 function required(value: string | undefined, name: string, example: string): string {
@@ -87,6 +87,8 @@ export async function parseLoadArgs(
   } catch (e) {
     throw usage((e as Error).message);
   }
+  const flag = await flagReader();
+  const { parseDuration, parseRate, parseTarget, parseUrls } = await loadgen();
   const rate = flag(() => parseRate(required(values.rate, "rate", "200/s"), "--rate"));
   const durationMs = flag(() => parseDuration(required(values.duration, "duration", "30s"), "--duration"));
   const target = required(values.target, "target", '"POST /api/v1/orders"');
@@ -114,7 +116,7 @@ export async function parseLoadArgs(
       throw usage(`--body: cannot read ${values.body}: ${(e as Error).message}`);
     }
   }
-  let minSuccessPercent: number | undefined;
+  let minSuccessPercent = DEFAULT_MIN_SUCCESS_PERCENT;
   if (values["min-success"] !== undefined) {
     const text = values["min-success"].replace(/%$/, "");
     minSuccessPercent = Number(text);
@@ -141,14 +143,62 @@ export async function parseLoadArgs(
 export const loadCommands: CliCommand[] = [
   {
     name: "load",
-    args:
-      '--rate 200/s --duration 30s --target "POST /path" [--body FILE] [--url URL,...] [--concurrency N] ' +
-      '[--timeout 5s] [--header "Name: value"]... [--seed N] [--failover] [--min-success 99.9]',
-    summary: "open-loop HTTP load on the application port(s): progress every second, then a summary",
+    args: "",
+    summary: "open-loop HTTP load on the application port(s)",
+    description: "Open-loop HTTP load on the application port(s) of the cluster: a progress line every " +
+      "second, then a summary. Exit 1 when the success rate ends below --min-success. Ctrl-C stops sending " +
+      "and still prints the summary.",
+    flags: [
+      { name: "rate", value: "RATE", description: "requests per second, e.g. 200/s or 6000/m (required)" },
+      { name: "duration", value: "TIME", description: "how long to send, e.g. 30s or 5m (required)" },
+      {
+        name: "target",
+        value: '"METHOD /path"',
+        description: 'what to call, e.g. "POST /api/v1/orders" (required)',
+      },
+      {
+        name: "body",
+        value: "FILE",
+        description: "the request body; ${seq}, ${seq:N} and ${rand:A-B} in it vary per request",
+      },
+      {
+        name: "url",
+        value: "URL,...",
+        description:
+          `the application base URL(s), requests spread over them (default $AETHER_APP_URL or ${DEFAULT_APP_URL})`,
+      },
+      {
+        name: "concurrency",
+        value: "N",
+        description: "at most N requests in flight (beyond that requests are dropped)",
+        int: { min: 1, max: 100_000 },
+      },
+      {
+        name: "timeout",
+        value: "TIME",
+        description: "a request that takes longer fails (default 5s, at most 10m)",
+      },
+      { name: "header", value: '"Name: value"', description: "an extra request header", multiple: true },
+      {
+        name: "seed",
+        value: "N",
+        description: "seed of the random values",
+        int: { min: 0, max: 0xffff_ffff },
+      },
+      { name: "failover", description: "a refused connection goes to the next URL" },
+      {
+        name: "min-success",
+        value: "PERCENT",
+        description: `exit 1 when the success rate ends below this (default ${DEFAULT_MIN_SUCCESS_PERCENT})`,
+      },
+    ],
+    examples: ['aether load --rate 200/s --duration 30s --target "POST /api/v1/orders" --body order.json'],
     async run(ctx, args) {
       const { load, minSuccessPercent } = await parseLoadArgs(args, {
         appUrl: Deno.env.get("AETHER_APP_URL"),
       });
+      const { formatProgress, formatReport, startLoad } = await loadgen();
+      const { AetherError } = await core();
       const progressLine = (text: string) => ctx.json ? console.error(text) : ctx.out(text);
       let run;
       try {
@@ -159,13 +209,15 @@ export const loadCommands: CliCommand[] = [
       }
       const report = await run.finished;
       ctx.out(ctx.json ? JSON.stringify(report, null, 2) : `\n${formatReport(report)}`);
-      if (minSuccessPercent !== undefined && report.successRate * 100 < minSuccessPercent) {
+      const percent = (report.successRate * 100).toFixed(2);
+      if (report.requests === 0 || report.successRate * 100 < minSuccessPercent) {
         throw new CliError(
-          `the success rate ${
-            (report.successRate * 100).toFixed(2)
-          }% is below --min-success ${minSuccessPercent}%`,
+          report.requests === 0
+            ? `no request completed, so the success rate is below --min-success ${minSuccessPercent}%`
+            : `the success rate ${percent}% is below --min-success ${minSuccessPercent}%`,
         );
       }
+      if (!ctx.json) ctx.out(`ok: the success rate ${percent}% meets --min-success ${minSuccessPercent}%`);
     },
   },
 ];

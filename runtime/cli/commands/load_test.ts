@@ -119,8 +119,10 @@ Deno.test("aether load: a real run with --json, --min-success, and a template fi
     await Deno.writeTextFile(body, '{"n": ${seq:1}}');
     const url = `http://127.0.0.1:${server.addr.port}`;
     // 1.5 s at 50/s: 75 requests, of which n = 10, 20, ... 70 get a 503.
+    // Below the default --min-success of 99%: the report is printed, and the exit code says it failed.
     const json = await cli([...BASE, "--duration", "1.5s", "--body", body, "--url", url, "--json"]);
-    assertEquals(json.code, 0, json.stderr);
+    assertEquals(json.code, 1, json.stderr);
+    assert(json.stderr.includes("is below --min-success 99%"), json.stderr);
     const report = JSON.parse(json.stdout);
     assertEquals([report.sent, report.succeeded, report.statuses], [75, 68, { "201": 68, "503": 7 }]);
     assertEquals(report.successRate, 68 / 75);

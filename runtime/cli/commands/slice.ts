@@ -1,9 +1,8 @@
 /** `slice build` and `slice init`: local commands for slice authors (no node needed). */
 
 import { dirname, join, resolve } from "node:path";
-import { AetherError, parseArtifactBase, parseCoordinates } from "../../core/mod.ts";
 import { CliError, EXIT_USAGE } from "../client.ts";
-import { parseCommandArgs } from "../_args.ts";
+import { parseFor } from "../_args.ts";
 import type { CliCommand } from "../command.ts";
 
 /** Runs a local step, turning its AetherError into a CLI failure with the same words. */
@@ -11,6 +10,8 @@ export async function local<T>(what: string, step: () => Promise<T>): Promise<T>
   try {
     return await step();
   } catch (e) {
+    // Loaded on use: the core module brings the semver package, which a plain `aether status` need not load.
+    const { AetherError } = await import("../../core/mod.ts");
     if (e instanceof AetherError) {
       throw new CliError(`${what}: ${e.message.replace(/^slice (build|init): /, "")}`);
     }
@@ -34,14 +35,25 @@ export function formatBytes(bytes: number): string {
 export const sliceCommands: CliCommand[] = [
   {
     name: "slice build",
-    args: "<entry.ts> [--out DIR] [--version V] [--check]",
-    summary: "bundle a slice into one module and write its manifest (default --out: dist/ beside the entry)",
+    args: "<entry.ts>",
+    summary: "bundle a slice into one module and write its manifest",
+    description: "Bundle a slice into one module and write it with its manifest (methods, routes, calls, " +
+      "permissions) for artifact push.",
+    flags: [
+      { name: "out", value: "DIR", description: "where to write (default: dist/ beside the entry)" },
+      { name: "version", value: "V", description: "the version to build (default: the one in the slice)" },
+      { name: "check", description: "type-check the slice first" },
+    ],
+    positionals: { min: 1, max: 1 },
+    examples: ["aether slice build greeter/slice.ts"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("slice build", args, {
-        out: { type: "string" },
-        version: { type: "string" },
-        check: { type: "boolean" },
-      }, { min: 1, max: 1, names: "<entry.ts>" });
+      const parsed = parseFor(this, args);
+      const positionals = parsed.positionals;
+      const values = {
+        out: parsed.string("out"),
+        version: parsed.string("version"),
+        check: parsed.boolean("check"),
+      };
       // Loaded on use: the sandbox code is only needed by the build commands, not by every CLI start.
       const { buildSlice, writeBuiltSlice } = await import("../../authoring/mod.ts");
       const entry = resolve(positionals[0]);
@@ -72,16 +84,26 @@ export const sliceCommands: CliCommand[] = [
   },
   {
     name: "slice init",
-    args: "<name|group:artifact:version> [--dir DIR] [--group G] [--version V]",
-    summary: "scaffold a slice project (slice.ts, slice_test.ts, deno.json) in DIR (default ./<name>)",
+    args: "<name|group:artifact:version>",
+    summary: "scaffold a slice project",
+    description: "Scaffold a slice project (slice.ts, slice_test.ts, deno.json) in a new directory.",
+    flags: [
+      { name: "dir", value: "DIR", description: "where to create it (default ./<name>)" },
+      { name: "group", value: "G", description: "the artifact group (default org.example)" },
+      { name: "version", value: "V", description: "the first version (default 0.1.0)" },
+    ],
+    positionals: { min: 1, max: 1 },
+    examples: ["aether slice init greeter"],
     async run(ctx, args) {
-      const { values, positionals } = parseCommandArgs("slice init", args, {
-        dir: { type: "string" },
-        group: { type: "string" },
-        version: { type: "string" },
-      }, { min: 1, max: 1, names: "<name>" });
-      const name = positionals[0];
+      const parsed = parseFor(this, args);
+      const values = {
+        dir: parsed.string("dir"),
+        group: parsed.string("group"),
+        version: parsed.string("version"),
+      };
+      const name = parsed.positionals[0];
       let artifact: string;
+      const { parseArtifactBase, parseCoordinates } = await import("../../core/mod.ts");
       try {
         artifact = name.includes(":")
           ? parseCoordinates(name, "slice init").artifact
