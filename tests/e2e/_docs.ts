@@ -151,6 +151,24 @@ export function outputMatches(output: string, expected: string): boolean {
 
 const STATUS_MARK = "@@docs-test-status=";
 
+/** The tools the docs' commands need besides `aether`, missing ones named (empty: all there). */
+export async function missingTools(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const tool of ["bash", "curl"]) {
+    try {
+      const { success } = await new Deno.Command("sh", {
+        args: ["-c", `command -v ${tool}`],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (!success) missing.push(tool);
+    } catch {
+      missing.push(tool);
+    }
+  }
+  return missing;
+}
+
 export interface CommandResult {
   code: number;
   stdout: string;
@@ -171,8 +189,10 @@ export async function runDocCommand(
   let command = rewritePorts(doc.command, options.forge);
   const isCurl = command.startsWith("curl ");
   if (isCurl) command += ` --write-out '\\n${STATUS_MARK}%{http_code}\\n'`;
+  // The docs rely on the CLI finding Forge by itself: a stray AETHER_CONNECT would point it elsewhere.
+  const { AETHER_CONNECT: _ignored, ...inherited } = Deno.env.toObject();
   const env: Record<string, string> = {
-    ...Deno.env.toObject(),
+    ...inherited,
     NO_COLOR: "1",
     PATH: `${options.binDir}:${Deno.env.get("PATH") ?? ""}`,
   };
@@ -182,6 +202,7 @@ export async function runDocCommand(
     args: ["-o", "pipefail", "-c", command],
     cwd: options.cwd,
     env,
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

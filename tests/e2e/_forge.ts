@@ -63,13 +63,13 @@ function bannerAddresses(output: string, count: number): ForgeAddresses | null {
   return { api: last.map((r) => r[1]), app: last.map((r) => r[2]) };
 }
 
-/** Every slice in the node's view at its desired count and settled (true for an empty cluster too). */
-async function settled(api: string): Promise<boolean> {
+/** At least `minSlices` slices in the node's view, every one at its desired count and settled. */
+async function settled(api: string, minSlices: number): Promise<boolean> {
   try {
     const response = await fetch(`${api}/api/v1/slices`);
     if (!response.ok) return (await response.body?.cancel(), false);
     const { slices } = await response.json() as { slices: { settled: boolean }[] };
-    return slices.every((s) => s.settled);
+    return slices.length >= minSlices && slices.every((s) => s.settled);
   } catch {
     return false;
   }
@@ -81,13 +81,22 @@ async function settled(api: string): Promise<boolean> {
  * one, else from the banner.
  */
 export async function startForge(
-  options: { cwd: string; binDir: string; args: string[]; nodes: number; timeoutMs: number },
+  options: {
+    cwd: string;
+    binDir: string;
+    args: string[];
+    nodes: number;
+    /** Slices the example deploys (0 for `--no-example`). */
+    minSlices: number;
+    timeoutMs: number;
+  },
 ): Promise<RunningForge> {
   const child = new Deno.Command(`${options.binDir}/aether`, {
     args: ["forge", ...options.args],
     cwd: options.cwd,
     env: { NO_COLOR: "1" },
-    stdin: "null",
+    // Piped and held open: a Forge that watches its standard input stops if this test process dies.
+    stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -108,6 +117,7 @@ export async function startForge(
       await status;
       clearTimeout(timer);
     }
+    await child.stdin.close().catch(() => {});
     await pumped;
   };
   const deadline = Date.now() + options.timeoutMs;
@@ -117,7 +127,7 @@ export async function startForge(
       const banner = bannerAddresses(output, options.nodes);
       if (banner) {
         const addresses = (await readForgeJson(options.cwd, options.nodes)) ?? banner;
-        if (await settled(addresses.api[0])) {
+        if (await settled(addresses.api[0], options.minSlices)) {
           return { ...addresses, output: () => output, stop };
         }
       }

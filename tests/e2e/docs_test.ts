@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import {
   type DocCommand,
   extractRunnable,
+  missingTools,
   outputMatches,
   resultProblem,
   rewritePorts,
@@ -21,6 +22,8 @@ import { aetherBinDir, linkExamples, startForge } from "./_forge.ts";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const DOCS = ["README.md", "docs/slices.md", "examples/ecommerce/README.md"];
 const FORGE_NODES = 3;
+/** Forge deploys examples/ecommerce by default: five slices. */
+const ECOMMERCE_SLICES = 5;
 const FORGE_READY_MS = 180_000;
 const COMMAND_TIMEOUT_MS = 120_000;
 
@@ -90,6 +93,12 @@ Deno.test({
     console.log(`runnable commands: ${perDoc.map(([d, c]) => `${d} ${c.length}`).join(", ")}`);
     assert(total > 0, "no runnable block in the docs");
 
+    const missing = await missingTools();
+    assertEquals(
+      missing,
+      [],
+      `the docs' commands need ${missing.join(" and ")} on PATH (Debian: apt-get install)`,
+    );
     const work = await Deno.makeTempDir({ prefix: "aether-docs-" });
     const binDir = await aetherBinDir();
     const forgeDir = `${work}/forge`;
@@ -101,6 +110,7 @@ Deno.test({
       binDir,
       args: ["--clean"],
       nodes: FORGE_NODES,
+      minSlices: ECOMMERCE_SLICES,
       timeoutMs: FORGE_READY_MS,
     });
     console.log(
