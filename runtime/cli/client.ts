@@ -181,8 +181,10 @@ function isConnectFailure(e: Error): boolean {
 }
 
 function connectReason(e: Error): string {
-  const text = e.message;
+  const cause = (e.cause as Error | undefined)?.message;
+  const text = cause ?? e.message;
   if (/connection refused/i.test(text)) return "connection refused";
   if (/dns error|failed to lookup/i.test(text)) return "unknown host";
+  if (/timed out/i.test(text)) return "connection timed out";
   return text.replace(/^error sending request for url \([^)]*\): /, "");
 }
