@@ -116,7 +116,7 @@ Deno.test("Forge starts a local cluster, prints its ports, and stops every node 
   let output = "";
   try {
     const reader = forge.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    while (!output.includes("Ctrl-C stops every node")) {
+    while (!output.includes("stops every node.")) {
       const { value, done } = await reader.read();
       if (done) throw new Error(`forge ended early:\n${output}`);
       output += value;
