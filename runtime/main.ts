@@ -5,15 +5,19 @@
  * for the node's or Forge's code.
  */
 
-const [command, ...rest] = Deno.args;
+/** `deno task node -- --id n1` passes the `--` through; it only separates the task's arguments from deno's. */
+const withoutSeparator = (args: string[]) => args[0] === "--" ? args.slice(1) : args;
+
+const args = withoutSeparator(Deno.args);
+const [command, ...rest] = args;
 
 if (command === "node") {
   const { launchNode } = await import("./launch.ts");
-  Deno.exit(await launchNode(rest));
+  Deno.exit(await launchNode(withoutSeparator(rest)));
 } else if (command === "forge") {
   const { runForge } = await import("./forge/mod.ts");
-  Deno.exit(await runForge(rest));
+  Deno.exit(await runForge(withoutSeparator(rest)));
 } else {
   const { runCli } = await import("./cli/mod.ts");
-  Deno.exit(await runCli(Deno.args));
+  Deno.exit(await runCli(args));
 }
