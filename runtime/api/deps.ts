@@ -3,7 +3,7 @@
  * node's internals, so the API can be tested against a real single-member node or any implementation.
  */
 
-import type { LogFilter, Logger, SequencedLogRecord } from "../core/mod.ts";
+import type { LogFilter, Logger, LogRingStats, SequencedLogRecord } from "../core/mod.ts";
 import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
@@ -38,6 +38,8 @@ export interface NodeStatusView {
     revisionWaiters: { waiting: number; maxWaiting: number; refused: number };
     /** Writes refused because the queue of writes waiting for a batch was full. */
     writeQueueRefused: number;
+    /** This node's ring of recent log records (GET /api/v1/logs): how full, its limits, records dropped. */
+    logRing?: LogRingStats;
   };
   uptimeMs: number;
   /** Ports this node bound. */

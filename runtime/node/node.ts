@@ -80,7 +80,7 @@ export async function startNode(
   const logs = new ClusterLogs({ self: flags.id, members, mesh, ring, log: log.with({ component: "logs" }) });
   let ports = { cluster: mesh.port, api: 0, http: 0 };
   const status = (): NodeStatusView => ({
-    ...shellStatus(shell, hub),
+    ...shellStatus(shell, hub, ring),
     nodeId: flags.id,
     members: members.map((id) => ({ id, connected: core.isConnected(id) })),
     uptimeMs: systemClock.now() - startedAt,
@@ -237,8 +237,8 @@ function coreContext(
   };
 }
 
-/** The shell's part of GET /api/v1/status. */
-function shellStatus(shell: Shell, hub: WatchHub) {
+/** The shell's part of GET /api/v1/status (with the log ring among the bounded queues). */
+function shellStatus(shell: Shell, hub: WatchHub, ring: LogRing) {
   const { engine, replica, elections, forwarder } = shell;
   return {
     ready: replica.ready,
@@ -253,6 +253,7 @@ function shellStatus(shell: Shell, hub: WatchHub) {
       watches: hub.stats,
       revisionWaiters: replica.revisionWaiterStats,
       writeQueueRefused: replica.writeQueueRefused,
+      logRing: ring.stats,
     },
   };
 }

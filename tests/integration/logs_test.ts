@@ -138,6 +138,11 @@ Deno.test("logs on 3 nodes: JSON lines, a slice's request line through any node'
       deepStrictEqual(new Set(records.map((r) => r.node)), new Set(cluster.nodes.map((n) => n.id)));
       const times = records.map((r) => Date.parse(r.time));
       deepStrictEqual(times, [...times].sort((a, b) => a - b));
+      const status = await reader.json<{ limits: { logRing: { records: number; maxRecords: number } } }>(
+        "/api/v1/status",
+      );
+      equal(status.body.limits.logRing.maxRecords, 10_000, "the ring's limit is in the status");
+      ok(status.body.limits.logRing.records > 0);
       const limited = await logs(reader, "?limit=3");
       equal(limited.body.records.length, 3);
       deepStrictEqual(limited.body.records, records.slice(-3));
