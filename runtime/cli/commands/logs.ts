@@ -3,7 +3,13 @@
  * others), filtered, merged by time; `--follow` keeps printing new records until Ctrl-C.
  */
 
-import { formatLogText, type LogLevel, type LogRecord } from "../../core/mod.ts";
+import type { LogLevel, LogRecord } from "../../core/mod.ts";
+
+/** Loaded when `logs` runs: the core module brings npm packages a plain `aether status` need not load. */
+let formatLogText: ((record: LogRecord) => string) | undefined;
+async function loadFormatter(): Promise<void> {
+  formatLogText ??= (await import("../../core/mod.ts")).formatLogText;
+}
 import { parseCommandArgs } from "../_args.ts";
 import type { CliCommand, CliContext } from "../command.ts";
 
@@ -69,6 +75,7 @@ export function formatRecord(view: RecordView, json: boolean): string {
     fields: view.fields,
   };
   if (view.node !== undefined) record.node = view.node;
+  if (!formatLogText) throw new Error("formatRecord before loadFormatter()");
   return formatLogText(record);
 }
 
@@ -107,6 +114,7 @@ export const logsCommands: CliCommand[] = [
       "aether logs --slice org.example:orders --level warn --follow",
     ],
     async run(ctx, args) {
+      await loadFormatter();
       const options = Object.fromEntries(
         FLAGS.map((f) => [f.name, { type: f.value === undefined ? "boolean" as const : "string" as const }]),
       );
