@@ -1,10 +1,11 @@
 /**
  * The single-file `aether` (`deno task compile`, tools/compile.ts), built into a temporary directory and run from
- * a copy outside the checkout, with a PATH that holds only the POSIX tools its first run uses (no deno, npx or
- * node), an empty Deno cache and an npm registry that cannot be reached: `aether node` starts a member, a slice
- * deployed to it through the file's own CLI serves requests, and still cannot read a file outside its grant (the
- * node's secret file, which the node itself reads); `aether status` reports the member; `aether forge
- * --no-example` starts a local cluster and stops cleanly on SIGINT. No process started here outlives the test.
+ * a copy outside the checkout (a damaged copy is refused by its checksum), with a PATH that holds only the POSIX
+ * tools its first run uses (no deno, npx or node), an empty Deno cache and an npm registry that cannot be
+ * reached: `aether node` starts a member, a slice deployed to it through the file's own CLI serves requests, and
+ * still cannot read a file outside its grant (the node's secret file, which the node itself reads); `aether
+ * status` reports the member; `aether forge --no-example` starts a local cluster and stops cleanly on SIGINT. No
+ * process started here outlives the test.
  */
 
 import { equal, match, ok } from "node:assert/strict";
@@ -158,6 +159,32 @@ Deno.test({
       const [extracted] = [...Deno.readDirSync(cache)].filter((e) => !e.name.startsWith("."));
       ok(extracted, "the runtime was extracted into the cache");
       await Deno.stat(join(cache, extracted.name, ".complete"));
+
+      // A damaged copy is refused before anything is extracted or run.
+      const damaged = join(tmp, "bin", "aether-damaged");
+      await Deno.copyFile(aether, damaged);
+      const file = await Deno.open(damaged, { write: true });
+      await file.seek(-1000, Deno.SeekMode.End);
+      await file.write(new TextEncoder().encode("damage"));
+      file.close();
+      const refused = await new Deno.Command(damaged, {
+        args: ["--help"],
+        env: { ...env, AETHER_CACHE_DIR: join(tmp, "cache-damaged") },
+        clearEnv: true,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      equal(refused.code, 1);
+      match(
+        new TextDecoder().decode(refused.stderr),
+        /aether-damaged is damaged: its archive's sha256 is [0-9a-f]{64}/,
+      );
+      equal(
+        [...Deno.readDirSync(join(tmp, "cache-damaged"))].length,
+        0,
+        "nothing extracted from a damaged file",
+      );
 
       // aether node: a one-member cluster on ephemeral ports.
       const dataDir = join(tmp, "n1");
