@@ -6,19 +6,21 @@
 
 import { fileURLToPath } from "node:url";
 import type { ForgeAddresses } from "./_docs.ts";
+import { installedLauncher, shellQuote } from "../../tools/launcher.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /**
- * A directory with an `aether` command in it. `AETHER_BIN` (the path of an installed `aether`) is used when
- * set; otherwise a launcher that runs this checkout's runtime/main.ts with the Deno running the test.
+ * A directory with an `aether` command in it: the launcher `deno task install` writes (tools/launcher.ts), for
+ * this checkout and the Deno running the test, so the docs run with the installed command's per-command
+ * permissions. `AETHER_BIN` (the path of another `aether`, e.g. a compiled dist/aether) replaces it.
  */
 export async function aetherBinDir(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "aether-bin-" });
   const installed = Deno.env.get("AETHER_BIN");
   const script = installed
-    ? `#!/bin/sh\nexec "${installed}" "$@"\n`
-    : `#!/bin/sh\nexec "${Deno.execPath()}" run -A --config "${ROOT}deno.json" "${ROOT}runtime/main.ts" "$@"\n`;
+    ? `#!/bin/sh\nexec ${shellQuote(installed)} "$@"\n`
+    : installedLauncher({ deno: Deno.execPath(), root: ROOT.replace(/\/$/, "") });
   await Deno.writeTextFile(`${dir}/aether`, script, { mode: 0o755 });
   return dir;
 }
