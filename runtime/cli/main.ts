@@ -213,6 +213,14 @@ async function runOne(
   const strip = new Set(["--json", "--help", "-h"]);
   const cleaned = [...head.filter((w) => !strip.has(w)), ...words.slice(head.length)];
   const found = findCommand(cleaned);
+  if (!found && PROCESS_COMMANDS.some((c) => c.name === cleaned[0])) {
+    // runtime/main.ts starts these before the CLI; here (the shell, or after a global flag) they cannot run.
+    throw new CliError(
+      `"${cleaned[0]}" starts a process of its own: run "aether ${cleaned[0]} ..." as the first word ` +
+        `("aether ${cleaned[0]} --help" shows its flags)`,
+      EXIT_USAGE,
+    );
+  }
   if (!found) {
     if (groupNames().has(cleaned[0]) && (cleaned.length === 1 || wantsHelp)) {
       return out(groupHelp(cleaned[0], groupMembers(cleaned[0]), terminalWidth()));
