@@ -121,7 +121,7 @@ export const sliceCommands: CliCommand[] = [
       ctx.out(`created a slice project in ${dir}:`);
       for (const file of files) ctx.out(`  ${file}`);
       ctx.out("");
-      ctx.out(`next: cd ${dir} && deno task test && deno task build`);
+      ctx.out(`next: cd ${dir} && npx -y deno@2.9.6 test && aether slice build slice.ts`);
     },
   },
 ];
