@@ -219,6 +219,8 @@ export interface LogRingQuery {
    * record numbered `afterSeq` (a follower's cursor).
    */
   afterSeq?: number;
+  /** Without `afterSeq`: only records numbered below this (the next page of a newest-first answer). */
+  beforeSeq?: number;
 }
 
 export interface LogRingAnswer {
@@ -316,7 +318,11 @@ export class LogRing {
 
   #newest(q: LogRingQuery): LogRingAnswer {
     const records: SequencedLogRecord[] = [];
-    for (let i = this.#count - 1; i >= 0 && records.length < q.limit; i--) {
+    const firstSeq = this.#lastSeq - this.#count + 1;
+    const start = q.beforeSeq === undefined
+      ? this.#count - 1
+      : Math.min(this.#count - 1, q.beforeSeq - 1 - firstSeq);
+    for (let i = start; i >= 0 && records.length < q.limit; i--) {
       const record = this.#at(i);
       // Older records cannot be newer than `sinceMs` either (times only grow, give or take a clock step).
       if (q.filter.sinceMs !== undefined && record.time < q.filter.sinceMs) break;

@@ -101,6 +101,13 @@ Deno.test("LogRing: keeps the newest maxRecords, counts what it dropped, answers
     "m4",
     "m5",
   ]);
+  const page = ring.query({ filter: {}, limit: 2, beforeSeq: 5 });
+  assert.deepEqual(page.records.map((r) => r.seq), [3, 4], "the page before seq 5");
+  assert.deepEqual(
+    ring.query({ filter: {}, limit: 2, beforeSeq: 3 }).records,
+    [],
+    "nothing kept before seq 3",
+  );
 });
 
 Deno.test("LogRing: maxBytes bounds the sum of sizes; a record larger than the ring is dropped, not kept", () => {

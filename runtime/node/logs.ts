@@ -44,14 +44,24 @@ export function nodeLogger(
   return { log, ring };
 }
 
+interface QueryMessage {
+  t: "query";
+  id: number;
+  filter: LogFilter;
+  limit: number;
+  afterSeq?: number;
+  beforeSeq?: number;
+}
+
 type LogsMessage =
-  | { t: "query"; id: number; filter: LogFilter; limit: number; afterSeq?: number }
-  | { t: "answer"; id: number; answer: LogRingAnswer }
+  | QueryMessage
+  /** `truncated`: the records were cut to fit MAX_LOG_ANSWER_BYTES (ask for the next page). */
+  | { t: "answer"; id: number; answer: LogRingAnswer; truncated: boolean }
   | { t: "refused"; id: number; reason: string };
 
 interface PendingQuery {
   from: NodeId;
-  resolve(answer: LogRingAnswer): void;
+  resolve(page: { answer: LogRingAnswer; truncated: boolean }): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -113,21 +123,41 @@ export class ClusterLogs implements LogsView {
     return result;
   }
 
-  #ask(node: NodeId, filter: LogFilter, limit: number, cursor?: LogCursor): Promise<LogRingAnswer> {
+  async #ask(node: NodeId, filter: LogFilter, limit: number, cursor?: LogCursor): Promise<LogRingAnswer> {
     if (node === this.#o.self) {
       const ring = this.#o.ring;
       // A cursor from another epoch belongs to a ring that restarted since: read the new one from its start.
       const afterSeq = cursor === undefined ? undefined : cursor.epoch === ring.epoch ? cursor.seq : 0;
-      return Promise.resolve(ring.query({ filter, limit, afterSeq }));
+      return ring.query({ filter, limit, afterSeq });
     }
+    if (cursor !== undefined) {
+      // The peer knows only its own epoch: a page for a cursor of another epoch is read again from the start.
+      const page = await this.#askPeer(node, { filter, limit, afterSeq: cursor.seq });
+      if (page.answer.epoch === cursor.epoch) return page.answer;
+      return (await this.#askPeer(node, { filter, limit, afterSeq: 0 })).answer;
+    }
+    // Newest first, in pages that each fit one mesh message (MAX_LOG_ANSWER_BYTES), until `limit` or the end.
+    let page = await this.#askPeer(node, { filter, limit });
+    const records = [...page.answer.records];
+    while (page.truncated && records.length > 0 && records.length < limit) {
+      page = await this.#askPeer(node, { filter, limit: limit - records.length, beforeSeq: records[0].seq });
+      records.unshift(...page.answer.records);
+    }
+    return { ...page.answer, records };
+  }
+
+  /** One query to a peer's ring over the mesh; fails when the peer is down or silent for the timeout. */
+  #askPeer(
+    node: NodeId,
+    query: Omit<QueryMessage, "t" | "id">,
+  ): Promise<{ answer: LogRingAnswer; truncated: boolean }> {
     if (!this.#o.mesh.isConnected(node)) return Promise.reject(new Error(`${node} is not connected`));
     if (this.#pending.size >= MAX_PENDING_LOG_QUERIES) {
       return Promise.reject(new Error(`${MAX_PENDING_LOG_QUERIES} log queries are waiting on peers already`));
     }
     const id = this.#nextId++;
-    // The peer knows only its own epoch: the answer's epoch is checked against the cursor's on return.
-    const message: LogsMessage = { t: "query", id, filter, limit, afterSeq: cursor?.seq };
-    return new Promise<LogRingAnswer>((resolve, reject) => {
+    const message: LogsMessage = { t: "query", id, ...query };
+    return new Promise((resolve, reject) => {
       const timeoutMs = this.#o.timeoutMs ?? PEER_LOG_QUERY_TIMEOUT_MS;
       const timer = setTimeout(
         () => this.#settle(id)?.reject(new Error(`${node} did not answer within ${timeoutMs} ms`)),
@@ -137,18 +167,7 @@ export class ClusterLogs implements LogsView {
       if (!this.#o.mesh.send(node, LOGS_CHANNEL, message)) {
         this.#settle(id)?.reject(new Error(`${node} is not connected`));
       }
-    }).then((answer) =>
-      this.#sameEpoch(answer, cursor) ? answer : this.#restarted(node, filter, limit, answer)
-    );
-  }
-
-  #sameEpoch(answer: LogRingAnswer, cursor?: LogCursor): boolean {
-    return cursor === undefined || cursor.epoch === answer.epoch;
-  }
-
-  /** The peer's ring is not the one the cursor came from (it restarted): read it again from its start. */
-  #restarted(node: NodeId, filter: LogFilter, limit: number, answer: LogRingAnswer): Promise<LogRingAnswer> {
-    return this.#ask(node, filter, limit, { epoch: answer.epoch, seq: 0 });
+    });
   }
 
   #receive(from: NodeId, raw: unknown): void {
@@ -161,13 +180,14 @@ export class ClusterLogs implements LogsView {
     const pending = this.#pending.get(message.id);
     if (!pending || pending.from !== from) return; // Answered after its timeout.
     this.#settle(message.id);
-    if (message.t === "answer" && isRingAnswer(message.answer)) pending.resolve(message.answer);
-    else {pending.reject(
-        new Error(message.t === "refused" ? message.reason : `${from} sent a malformed answer`),
-      );}
+    if (message.t === "answer" && isRingAnswer(message.answer)) {
+      pending.resolve({ answer: message.answer, truncated: message.truncated === true });
+    } else {
+      pending.reject(new Error(message.t === "refused" ? message.reason : `${from} sent a malformed answer`));
+    }
   }
 
-  #serve(from: NodeId, query: Extract<LogsMessage, { t: "query" }>): void {
+  #serve(from: NodeId, query: QueryMessage): void {
     let answer: LogsMessage;
     try {
       const filter = checkFilter(query.filter);
@@ -175,8 +195,10 @@ export class ClusterLogs implements LogsView {
         ? Math.min(query.limit, MAX_LOG_ANSWER_RECORDS)
         : 1;
       const afterSeq = Number.isInteger(query.afterSeq) ? query.afterSeq : undefined;
-      const page = this.#o.ring.query({ filter, limit, afterSeq });
-      answer = { t: "answer", id: query.id, answer: fitAnswer(page, afterSeq !== undefined) };
+      const beforeSeq = Number.isInteger(query.beforeSeq) ? query.beforeSeq : undefined;
+      const page = this.#o.ring.query({ filter, limit, afterSeq, beforeSeq });
+      const fitted = fitAnswer(page, afterSeq !== undefined);
+      answer = { t: "answer", id: query.id, answer: fitted, truncated: fitted !== page };
     } catch (e) {
       answer = { t: "refused", id: query.id, reason: (e as Error).message };
     }

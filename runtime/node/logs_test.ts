@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createLogger, LogRing, type NodeId } from "../core/mod.ts";
 import { Mesh } from "../net/mod.ts";
-import { ClusterLogs, nodeLogger } from "./logs.ts";
+import { ClusterLogs, MAX_LOG_ANSWER_BYTES, nodeLogger } from "./logs.ts";
 
 const SECRET = new TextEncoder().encode("logs-test-secret-0123456789");
 const quiet = createLogger({ level: "error", sink: () => {} });
@@ -104,6 +104,25 @@ Deno.test("ClusterLogs: a follower's cursors read each new record once; a down m
     const partial = await n1.logs.gather({ filter: {}, limit: 100 });
     assert.match(partial.unreachable.n3, /n3 (is not connected|went down|did not answer)/);
     assert.ok(partial.records.every((r) => r.node !== "n3"));
+  } finally {
+    await cluster.stop();
+  }
+});
+
+Deno.test("ClusterLogs: a peer's answer larger than one mesh message comes in pages, newest last", async () => {
+  const cluster = await members(["n1", "n2", "n3"]);
+  try {
+    const [n1, n2] = cluster.nodes;
+    const padding = "x".repeat(1_000);
+    const count = Math.ceil((MAX_LOG_ANSWER_BYTES * 1.5) / padding.length);
+    for (let i = 0; i < count; i++) n2.log.info(`m${i}`, { padding });
+    const all = await n1.logs.gather({ filter: { node: "n2" }, limit: count });
+    assert.equal(all.records.length, count);
+    assert.deepEqual(all.records.map((r) => r.seq), Array.from({ length: count }, (_, i) => i + 1));
+    const newest = await n1.logs.gather({ filter: { node: "n2" }, limit: count - 10 });
+    assert.equal(newest.records.length, count - 10);
+    assert.equal(newest.records[0].msg, "m10");
+    assert.equal(newest.records.at(-1)!.msg, `m${count - 1}`);
   } finally {
     await cluster.stop();
   }
