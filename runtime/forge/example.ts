@@ -2,11 +2,11 @@
  * Deploys an example application the way an operator would: build every slice of examples/<name> (each folder
  * with a slice.ts), publish the artifacts, and apply the example's blueprint, waiting until every instance is
  * ACTIVE. The blueprint is applied only when the cluster has none of that id, so an operator's changes
- * (`aether scale ...`) survive a Forge restart. Slices are built side by side.
+ * (`aether scale ...`) survive a Forge restart. Slices are built side by side, while the nodes start.
  */
 
 import { parse as parseToml } from "smol-toml";
-import { buildSlice, writeBuiltSlice } from "../authoring/mod.ts";
+import { buildSlice, type BuiltSlice, writeBuiltSlice } from "../authoring/mod.ts";
 import { runCli } from "../cli/mod.ts";
 import { PROJECT_ROOT } from "../node/mod.ts";
 import { FORGE_DIR } from "./state.ts";
@@ -14,6 +14,10 @@ import { FORGE_DIR } from "./state.ts";
 export const EXAMPLES_DIR = `${PROJECT_ROOT}/examples`;
 /** How long Forge waits for a kept blueprint's instances to be ACTIVE again. */
 const SETTLE_TIMEOUT_MS = 60_000;
+/** Pushes in flight at once (below the repository's 4 per node). */
+const PARALLEL_PUSHES = 3;
+/** Attempts of a push the node refused as busy (503). */
+const PUSH_ATTEMPTS = 5;
 
 export interface DeployedExample {
   blueprint: string;
@@ -21,29 +25,48 @@ export interface DeployedExample {
   applied: boolean;
 }
 
-/** Exported for the end-to-end tests, which deploy the example exactly as Forge does. */
-export async function deployExample(
+/** An example's slices, built and written to its dist folder, ready to publish. */
+export interface BuiltExample {
+  name: string;
+  blueprintPath: string;
+  blueprint: string;
+  slices: { source: string; built: BuiltSlice }[];
+}
+
+/** Builds every slice of examples/<name> side by side (no cluster needed: Forge does it while nodes start). */
+export async function buildExample(
   name: string,
-  api: string,
   outDir = `${FORGE_DIR}/dist/${name}`,
-): Promise<DeployedExample> {
+): Promise<BuiltExample> {
   const exampleDir = `${EXAMPLES_DIR}/${name}`;
   const blueprintPath = `${exampleDir}/blueprint.toml`;
   const blueprint = blueprintId(await Deno.readTextFile(blueprintPath), blueprintPath);
-  const slices = [...Deno.readDirSync(exampleDir)]
+  const names = [...Deno.readDirSync(exampleDir)]
     .filter((e) => e.isDirectory && existsSync(`${exampleDir}/${e.name}/slice.ts`))
     .map((e) => e.name)
     .sort();
-  console.log(`Building ${slices.length} slices of examples/${name} and publishing them...`);
-  const built = await Promise.all(slices.map(async (slice) => {
+  const slices = await Promise.all(names.map(async (slice) => {
     const built = await buildSlice(`${exampleDir}/${slice}/slice.ts`);
     await writeBuiltSlice(outDir, built);
-    return { slice, built };
+    return { source: `examples/${name}/${slice}/slice.ts`, built };
   }));
-  // One push at a time: a node replicates only a few pushes at once (more are refused with 503).
-  for (const { slice, built: b } of built) {
-    await pushArtifact(api, b.manifest.coordinates, b, `examples/${name}/${slice}/slice.ts`);
-  }
+  return { name, blueprintPath, blueprint, slices };
+}
+
+/**
+ * Publishes a built example's slices and applies its blueprint unless the cluster has one of that id (then
+ * waits until its instances are ACTIVE).
+ */
+export async function publishExample(example: BuiltExample, api: string): Promise<DeployedExample> {
+  const { name, blueprintPath, blueprint } = example;
+  console.log(`Publishing the ${example.slices.length} slices of examples/${name}...`);
+  // A few pushes at a time: a node replicates only 4 at once (more are refused with 503, then retried).
+  const queue = [...example.slices];
+  await Promise.all(Array.from({ length: PARALLEL_PUSHES }, async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      await pushArtifact(api, next.built.manifest.coordinates, next.built, next.source);
+    }
+  }));
   const base = `http://${api}/api/v1/blueprints/${encodeURIComponent(blueprint)}`;
   const existing = await fetch(base);
   await existing.body?.cancel();
@@ -58,6 +81,15 @@ export async function deployExample(
   const code = await runCli(["--connect", api, "blueprint", "apply", blueprintPath, "--wait"]);
   if (code !== 0) throw new Error(`"aether blueprint apply ${blueprintPath} --wait" failed (exit ${code})`);
   return { blueprint, applied: true };
+}
+
+/** Build, publish, apply: exported for the end-to-end tests, which deploy the example exactly as Forge does. */
+export async function deployExample(
+  name: string,
+  api: string,
+  outDir = `${FORGE_DIR}/dist/${name}`,
+): Promise<DeployedExample> {
+  return await publishExample(await buildExample(name, outDir), api);
 }
 
 function blueprintId(source: string, path: string): string {
@@ -84,12 +116,18 @@ async function pushArtifact(
     "bundle.js",
   );
   const path = `/api/v1/artifacts/${encodeURIComponent(coordinates).replaceAll("%3A", ":")}`;
-  const response = await fetch(`http://${api}${path}`, {
-    method: "PUT",
-    body: form,
-    headers: { "x-aether-sha256": built.manifest.sha256 },
-  });
-  const text = await response.text();
+  let response: Response;
+  let text: string;
+  for (let attempt = 1;; attempt++) {
+    response = await fetch(`http://${api}${path}`, {
+      method: "PUT",
+      body: form,
+      headers: { "x-aether-sha256": built.manifest.sha256 },
+    });
+    text = await response.text();
+    if (response.status !== 503 || attempt === PUSH_ATTEMPTS) break;
+    await new Promise((r) => setTimeout(r, 100 * attempt));
+  }
   if (response.status === 409) {
     throw new Error(
       `${source} changed, but ${coordinates} is already published in this cluster with other content ` +

@@ -8,7 +8,7 @@
 import { stopRequested } from "../core/mod.ts";
 import { PROJECT_ROOT } from "../node/mod.ts";
 import { runForgeCommand } from "./commands.ts";
-import { deployExample, EXAMPLES_DIR } from "./example.ts";
+import { buildExample, EXAMPLES_DIR, publishExample } from "./example.ts";
 import { Forge } from "./forge.ts";
 import type { NodeProcess } from "./node_process.ts";
 import { type ForgeOptions, parseForgeOptions, USAGE, UsageError } from "./options.ts";
@@ -56,11 +56,18 @@ async function startForge(options: ForgeOptions): Promise<number> {
   const forge = new Forge(options, secretFile);
   const stop = Promise.race([stopRequested(), forge.stopRequested]);
   try {
-    console.log(`Starting ${options.nodes} node(s)...`);
+    console.log(
+      `Starting ${options.nodes} node(s)${
+        options.example ? ` and building examples/${options.example}` : ""
+      }...`,
+    );
+    // The example's slices are built while the nodes start (building needs no cluster).
+    const building = options.example ? buildExample(options.example) : null;
+    building?.catch(() => {}); // awaited below; a failure is reported there
     const started = await Promise.race([forge.start().then(() => null), stop]);
     if (started !== null) return 0;
     const leader = await waitForLeader(forge.nodes, LEADER_TIMEOUT_MS);
-    if (options.example) await deployExample(options.example, apiAddress(forge.nodes[0]));
+    if (building) await publishExample(await building, apiAddress(forge.nodes[0]));
     printBanner(forge, leader, options.example, performance.now() - startedAt);
     const reason = await stop;
     console.log(`\nStopping (${reason})...`);
