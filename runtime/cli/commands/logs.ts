@@ -100,7 +100,8 @@ async function follow(ctx: CliContext, path: string): Promise<void> {
 export const logsCommands: CliCommand[] = [
   {
     name: "logs",
-    args: "[--node ID] [--slice S] [--request-id ID] [--level L] [--since 5m|ISO] [--limit N] [--follow]",
+    // The flags' usage comes from FLAGS (help prints them); args holds the positionals only.
+    args: "",
     summary: "recent log records of every node, merged by time (--follow: keep printing new ones)",
     description:
       "Every node keeps its recent log records (the newest 10,000, at most 8 MiB) in memory; the " +
