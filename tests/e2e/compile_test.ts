@@ -153,9 +153,18 @@ Deno.test({
       };
 
       // The first run extracts the archive (checked against its sha256) into the cache.
+      const firstStarted = performance.now();
       const help = await cli(["--help"]);
+      const firstMs = performance.now() - firstStarted;
       equal(help.code, 0, help.stderr);
       match(help.stdout, /usage: aether/);
+      const laterStarted = performance.now();
+      equal((await cli(["--help"])).code, 0);
+      const size = (await Deno.stat(aether)).size;
+      console.log(
+        `dist/aether ${(size / 1024 / 1024).toFixed(1)} MiB; first run (check, extract, empty Deno cache) ` +
+          `${firstMs.toFixed(0)} ms; second run ${(performance.now() - laterStarted).toFixed(0)} ms`,
+      );
       const [extracted] = [...Deno.readDirSync(cache)].filter((e) => !e.name.startsWith("."));
       ok(extracted, "the runtime was extracted into the cache");
       await Deno.stat(join(cache, extracted.name, ".complete"));
