@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import type { LoadOptions } from "../../loadgen/mod.ts";
 import { CliError, EXIT_USAGE } from "../client.ts";
+import { findForgeFile } from "../forge_file.ts";
 import type { CliCommand } from "../command.ts";
 
 /** The load generator and the core errors, loaded when `load` runs (a plain `aether status` need not). */
@@ -62,7 +63,7 @@ function integerFlag(text: string | undefined, name: string, min: number, max: n
 /** Parses and checks every flag; reads the body file. Throws CliError (exit 2) naming the flag. */
 export async function parseLoadArgs(
   args: string[],
-  env: { appUrl?: string } = {},
+  env: { appUrl?: string; forgeAppUrls?: string[] } = {},
 ): Promise<LoadCommandOptions> {
   let values;
   try {
@@ -93,7 +94,10 @@ export async function parseLoadArgs(
   const durationMs = flag(() => parseDuration(required(values.duration, "duration", "30s"), "--duration"));
   const target = required(values.target, "target", '"POST /api/v1/orders"');
   flag(() => parseTarget(target, "--target"));
-  const urls = flag(() => parseUrls(values.url ?? env.appUrl ?? DEFAULT_APP_URL, "--url"));
+  const fallback = env.forgeAppUrls && env.forgeAppUrls.length > 0
+    ? env.forgeAppUrls.join(",")
+    : DEFAULT_APP_URL;
+  const urls = flag(() => parseUrls(values.url ?? env.appUrl ?? fallback, "--url"));
   const timeoutMs = values.timeout === undefined
     ? undefined
     : flag(() => parseDuration(values.timeout!, "--timeout"));
@@ -140,6 +144,18 @@ export async function parseLoadArgs(
   return { load, minSuccessPercent };
 }
 
+/** The application URLs of the Forge cluster of this directory (running nodes), if there is one. */
+function forgeAppUrls(): string[] | undefined {
+  try {
+    const found = findForgeFile(Deno.cwd());
+    return found?.forge.nodes.filter((n) => n.running !== false && typeof n.app === "string").map((n) =>
+      n.app!
+    );
+  } catch {
+    return undefined; // a damaged file: the default URL (other commands report the damage)
+  }
+}
+
 export const loadCommands: CliCommand[] = [
   {
     name: "load",
@@ -165,7 +181,8 @@ export const loadCommands: CliCommand[] = [
         name: "url",
         value: "URL,...",
         description:
-          `the application base URL(s), requests spread over them (default $AETHER_APP_URL or ${DEFAULT_APP_URL})`,
+          "the application base URL(s), requests spread over them (default $AETHER_APP_URL, else every " +
+          `node of the Forge cluster in .forge/forge.json, else ${DEFAULT_APP_URL})`,
       },
       {
         name: "concurrency",
@@ -196,6 +213,7 @@ export const loadCommands: CliCommand[] = [
     async run(ctx, args) {
       const { load, minSuccessPercent } = await parseLoadArgs(args, {
         appUrl: Deno.env.get("AETHER_APP_URL"),
+        forgeAppUrls: forgeAppUrls(),
       });
       const { formatProgress, formatReport, startLoad } = await loadgen();
       const { AetherError } = await core();

@@ -145,3 +145,12 @@ Deno.test("aether load: a real run with --json, --min-success, and a template fi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("load flags: without --url or $AETHER_APP_URL, the Forge cluster's application URLs", async () => {
+  const forge = ["http://127.0.0.1:8071", "http://127.0.0.1:8072"];
+  assertEquals((await parseLoadArgs(BASE, { forgeAppUrls: forge })).load.urls, forge);
+  assertEquals((await parseLoadArgs(BASE, { appUrl: "127.0.0.1:9000", forgeAppUrls: forge })).load.urls, [
+    "http://127.0.0.1:9000",
+  ]);
+  assertEquals((await parseLoadArgs(BASE, { forgeAppUrls: [] })).load.urls, [DEFAULT_APP_URL]);
+});
