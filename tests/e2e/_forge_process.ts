@@ -52,11 +52,15 @@ export class ForgeProcess {
   }
 
   /**
-   * Starts Forge in a new temporary directory and waits for its banner (the example deployed); returns the
+   * Starts Forge in `dir` (default: a new temporary directory) and waits for its banner (the example deployed); returns the
    * process and how long that took.
    */
-  static async start(args: string[], timeoutMs = 120_000): Promise<{ forge: ForgeProcess; startMs: number }> {
-    const cwd = await Deno.makeTempDir({ prefix: "aether-forge-e2e-" });
+  static async start(
+    args: string[],
+    timeoutMs = 120_000,
+    dir?: string,
+  ): Promise<{ forge: ForgeProcess; startMs: number }> {
+    const cwd = dir ?? await Deno.makeTempDir({ prefix: "aether-forge-e2e-" });
     const startedAt = performance.now();
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--config", `${ROOT}deno.json`, MAIN, "forge", ...args],
@@ -140,8 +144,8 @@ export class ForgeProcess {
     throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last}` : ""}`);
   }
 
-  /** Stops Forge (SIGTERM, SIGKILL after 20 s), kills any node it left, removes the directory. */
-  async close(): Promise<void> {
+  /** Stops Forge (SIGTERM, SIGKILL after 20 s), kills any node it left, removes the directory (unless kept). */
+  async close(options: { keepDir?: boolean } = {}): Promise<void> {
     await this.state().catch(() => {});
     if (!this.#done) {
       try {
@@ -161,7 +165,7 @@ export class ForgeProcess {
         Deno.kill(pid, "SIGKILL");
       } catch { /* already gone, as it should be */ }
     }
-    await Deno.remove(this.cwd, { recursive: true }).catch(() => {});
+    if (!options.keepDir) await Deno.remove(this.cwd, { recursive: true }).catch(() => {});
   }
 
   /** Whether a process with this pid exists. */
