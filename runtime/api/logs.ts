@@ -153,8 +153,13 @@ export class FollowBuffer {
     while (this.#items.length === 0 && this.#dropped === 0) {
       if (signal.aborted) return undefined;
       await new Promise<void>((resolve) => {
-        this.#waiter = resolve;
-        signal.addEventListener("abort", () => resolve(), { once: true });
+        // The listener goes with the wait: a long follow waits many times on the same signal.
+        const onAbort = () => resolve();
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#waiter = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
       });
     }
     if (this.#dropped > 0) {
