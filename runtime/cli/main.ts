@@ -134,9 +134,14 @@ function parseGlobal(args: string[], cwd: string): GlobalOptions {
 
 /** --connect, else AETHER_CONNECT, else the Forge cluster of this directory, else 127.0.0.1:8080. */
 function chooseNodes(flag: string | undefined, cwd: string): { connect: string[]; source: ConnectSource } {
-  if (flag !== undefined) return { connect: [flag], source: { kind: "--connect" } };
+  // Several nodes may be named, comma-separated: each request goes to the first that accepts it.
+  const list = (text: string) => text.split(",").map((s) => s.trim()).filter(Boolean);
+  if (flag !== undefined) {
+    if (list(flag).length === 0) throw new CliError("--connect: needs HOST:PORT", EXIT_USAGE);
+    return { connect: list(flag), source: { kind: "--connect" } };
+  }
   const env = Deno.env.get("AETHER_CONNECT");
-  if (env) return { connect: [env], source: { kind: "AETHER_CONNECT" } };
+  if (env && list(env).length > 0) return { connect: list(env), source: { kind: "AETHER_CONNECT" } };
   let found;
   try {
     found = findForgeFile(cwd);

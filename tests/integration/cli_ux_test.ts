@@ -255,6 +255,10 @@ Deno.test("CLI finds the Forge cluster of the directory (.forge/forge.json) and 
     equal(put.code, 0, put.stderr);
     equal((await cli(["kv", "get", "app/forge", "--consistent"], { cwd })).stdout.trim(), "found");
 
+    // --connect may name several nodes too; the first that accepts the connection answers.
+    const listed = await cli(["--connect", `${down},${live}`, "status"], { cwd: dir });
+    equal(listed.code, 0, listed.stderr);
+
     // --connect still wins over the file.
     const explicit = await cli(["--connect", down, "status"], { cwd });
     equal(explicit.code, 3);
