@@ -26,8 +26,8 @@ const FLAGS = [
   { name: "node", value: "ID", description: "only this node's records" },
   {
     name: "slice",
-    value: "GROUP:ARTIFACT[:VERSION]",
-    description: "only the records of this slice (every version without one)",
+    value: "SLICE",
+    description: "only the records of this slice: group:artifact (every version) or group:artifact:version",
   },
   { name: "request-id", value: "ID", description: "only the records of this request" },
   { name: "level", value: "LEVEL", description: "the lowest level shown: debug, info, warn or error" },
@@ -39,7 +39,7 @@ const FLAGS = [
   {
     name: "limit",
     value: "N",
-    description: "the newest N records (default 200)",
+    description: "the newest N records, default 200",
     int: { min: 1, max: 10_000 },
   },
   { name: "follow", description: "keep printing new records as the nodes write them (Ctrl-C stops)" },
