@@ -123,7 +123,8 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
   out.push(
     "",
     ...wrap(
-      "--connect: the management API of any node (default: $AETHER_CONNECT, else the Forge cluster of " +
+      "--connect: the management API of any node, or several comma-separated (default: $AETHER_CONNECT, " +
+        "else the Forge cluster of " +
         "this directory (.forge/forge.json), else 127.0.0.1:8080). Exit codes: 0 ok, 1 the command failed, " +
         "2 bad usage, 3 no connection.",
       width,
