@@ -16,8 +16,8 @@ export type LaunchedCommand = "node" | "forge" | "cli";
 /**
  * Deno permission flags per command, for the process that runs runtime/main.ts.
  *
- * - node: only enough to start the narrow node process (read: resolve its paths and load this module; run: the
- *   Deno binary itself). The node's own permissions come from nodePermissionFlags, never from here.
+ * - node: only enough to start the narrow node process (read: the project, to load this module; run: the Deno
+ *   binary itself). The node's own permissions come from nodePermissionFlags, never from here.
  * - forge: reads the project (examples, its own code), writes only `.forge/` under the working directory,
  *   starts node processes and `deno install`, talks to its nodes on loopback, and reads the environment
  *   (NO_COLOR, the terminal, and what npm packages read as they load).
@@ -25,12 +25,13 @@ export type LaunchedCommand = "node" | "forge" | "cli";
  *   runs `deno bundle` for `slice build`, reads AETHER_CONNECT and the like. This is the widest set; it is
  *   still a process that only ever acts on behalf of the user at the keyboard.
  *
- * `denoPath` is the Deno binary that will run the command (node may start only that binary).
+ * `at.deno` is the Deno binary that will run the command (node may start only that binary), `at.root` the
+ * directory holding runtime/ and deno.json.
  */
-export function commandPermissions(command: LaunchedCommand, denoPath: string): string[] {
+export function commandPermissions(command: LaunchedCommand, at: { deno: string; root: string }): string[] {
   switch (command) {
     case "node":
-      return ["--allow-read", `--allow-run=${denoPath}`];
+      return [`--allow-read=${at.root}`, `--allow-run=${at.deno}`];
     case "forge":
       return ["--allow-read", "--allow-write=.forge", "--allow-run", "--allow-net=127.0.0.1", "--allow-env"];
     case "cli":

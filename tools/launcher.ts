@@ -24,8 +24,10 @@ export function shellQuote(text: string): string {
  */
 export function execCase(): string {
   const line = (command: LaunchedCommand) => {
-    // "$DENO" is expanded by the shell: node may start only the binary that runs it.
-    const flags = commandPermissions(command, "$DENO").map((f) => `"${f}"`).join(" ");
+    // "$DENO" and "$ROOT" are expanded by the shell: node may start only the binary that runs it.
+    const flags = commandPermissions(command, { deno: "$DENO", root: "$ROOT" }).map((f) => `"${f}"`).join(
+      " ",
+    );
     return `exec "$DENO" run --cached-only --config "$ROOT/deno.json" ${flags} "$ROOT/runtime/main.ts" "$@"`;
   };
   return [
