@@ -130,9 +130,9 @@ async function pushArtifact(
   }
   if (response.status === 409) {
     throw new Error(
-      `${source} changed, but ${coordinates} is already published in this cluster with other content ` +
-        `(${problemDetail(text)}). Either start over with an empty cluster: aether forge --clean, ` +
-        `or bump the version in ${source}`,
+      `${coordinates} is already published in this cluster with other content: ${source} changed without a ` +
+        `version bump (a published version never changes). Either start over with an empty cluster: ` +
+        `aether forge --clean, or bump the version in ${source}`,
     );
   }
   if (!response.ok) {
