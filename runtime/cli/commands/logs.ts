@@ -4,14 +4,14 @@
  */
 
 import type { LogLevel, LogRecord } from "../../core/mod.ts";
+import { parseCommandArgs } from "../_args.ts";
+import type { CliCommand, CliContext } from "../command.ts";
 
 /** Loaded when `logs` runs: the core module brings npm packages a plain `aether status` need not load. */
 let formatLogText: ((record: LogRecord) => string) | undefined;
-async function loadFormatter(): Promise<void> {
+export async function loadFormatter(): Promise<void> {
   formatLogText ??= (await import("../../core/mod.ts")).formatLogText;
 }
-import { parseCommandArgs } from "../_args.ts";
-import type { CliCommand, CliContext } from "../command.ts";
 
 /** A record as GET /api/v1/logs shows it. */
 interface RecordView {
