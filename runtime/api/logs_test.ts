@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { Hono } from "hono";
 import { AetherError, createLogger, LogRing, problemResponse, toAetherError } from "../core/mod.ts";
 import type { ApiDeps, LogsView, NodeStatusView } from "./deps.ts";
-import { FollowBuffer, logRoutes, MAX_FOLLOW_BUFFER_RECORDS, parseSince } from "./logs.ts";
+import {
+  FOLLOW_POLL_MS,
+  FollowBuffer,
+  logRoutes,
+  MAX_FOLLOW_BUFFER_RECORDS,
+  MAX_FOLLOWERS,
+  parseSince,
+} from "./logs.ts";
 
 const quiet = createLogger({ level: "error", sink: () => {} });
 
@@ -161,4 +168,22 @@ Deno.test("GET /logs?follow=true: a client that does not read loses the oldest r
   const droppedCount = dropped.reduce((sum, e) => sum + (e.data as { count: number }).count, 0);
   const records = seen.filter((e) => e.event === "record").length;
   assert.equal(records + droppedCount, total, "every record is either sent or counted as dropped");
+});
+
+Deno.test("GET /logs?follow=true: a follower that goes frees its place; beyond MAX_FOLLOWERS at once, 503", async () => {
+  const ring = new LogRing();
+  write(ring, "one");
+  const hono = app(ring);
+  for (let i = 0; i < MAX_FOLLOWERS + 5; i++) {
+    const response = await hono.request("/api/v1/logs?follow=true");
+    assert.equal(response.status, 200, `follower ${i}`);
+    await events(response, (s) => s.length > 0);
+  }
+  await new Promise((r) => setTimeout(r, FOLLOW_POLL_MS * 2));
+  const open = [];
+  for (let i = 0; i < MAX_FOLLOWERS; i++) open.push(await hono.request("/api/v1/logs?follow=true"));
+  const refused = await hono.request("/api/v1/logs?follow=true");
+  assert.equal(refused.status, 503);
+  assert.match((await refused.json()).detail, new RegExp(`${MAX_FOLLOWERS} log followers`));
+  for (const response of open) await response.body!.cancel();
 });
