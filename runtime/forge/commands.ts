@@ -3,6 +3,7 @@
  * `.forge/forge.json`). Exit 0 done, 1 failed (no Forge runs, or it refused), 2 bad command line.
  */
 
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { describeFault, type Fault } from "./faults.ts";
 import { MAX_LATENCY_MS } from "./link_proxy.ts";
@@ -108,7 +109,7 @@ async function addFault(forge: ForgeState, fault: Fault): Promise<void> {
 export function commandUsage(name: string): string {
   const c = COMMANDS[name];
   return `usage: aether forge ${name}${c.args ? ` ${c.args}` : ""}\n\n  ${c.summary}\n\n` +
-    `It acts on the Forge running in this directory (found in ${STATE_FILE}).`;
+    `It acts on the Forge running in this directory or the nearest one above (found in ${STATE_FILE}).`;
 }
 
 /** Runs `aether forge <name> ...`; returns the exit code. */
@@ -162,20 +163,26 @@ export async function runForgeCommand(name: string, args: string[]): Promise<num
   }
 }
 
+/** The Forge of this directory or the nearest one above it that has a `.forge/forge.json`. */
 async function findForge(): Promise<ForgeState> {
-  const state = await readState();
-  if (!state) {
-    throw new CommandFailed(
-      `no Forge runs in ${Deno.cwd()} (no ${STATE_FILE}); start one here with: aether forge`,
-    );
+  let dir = Deno.cwd();
+  for (;;) {
+    const path = `${dir}/${STATE_FILE}`;
+    const state = await readState(path);
+    if (state) {
+      if (await isAlive(state)) return state;
+      throw new CommandFailed(
+        `the Forge recorded in ${path} (pid ${state.pid}, control ${state.control}) does not answer: ` +
+          `it is not running (start one with: aether forge)`,
+      );
+    }
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
   }
-  if (!(await isAlive(state))) {
-    throw new CommandFailed(
-      `the Forge recorded in ${STATE_FILE} (pid ${state.pid}, control ${state.control}) does not answer: ` +
-        `it is not running (start one with: aether forge)`,
-    );
-  }
-  return state;
+  throw new CommandFailed(
+    `no Forge runs in ${Deno.cwd()} or above (no ${STATE_FILE}); start one here with: aether forge`,
+  );
 }
 
 async function control<T = unknown>(
