@@ -2,7 +2,7 @@
  * Deploys an example application the way an operator would: build every slice of examples/<name> (each folder
  * with a slice.ts), publish the artifacts, and apply the example's blueprint, waiting until every instance is
  * ACTIVE. The blueprint is applied only when the cluster has none of that id, so an operator's changes
- * (`aether scale ...`) survive a Forge restart. Slices are built side by side, while the nodes start.
+ * (`aether scale ...`) survive a Forge restart. The slices are built while the nodes start.
  */
 
 import { parse as parseToml } from "smol-toml";
@@ -33,7 +33,7 @@ export interface BuiltExample {
   slices: { source: string; built: BuiltSlice }[];
 }
 
-/** Builds every slice of examples/<name> side by side (no cluster needed: Forge does it while nodes start). */
+/** Builds every slice of examples/<name> (no cluster needed: Forge does it while the nodes start). */
 export async function buildExample(
   name: string,
   outDir = `${FORGE_DIR}/dist/${name}`,
@@ -45,11 +45,14 @@ export async function buildExample(
     .filter((e) => e.isDirectory && existsSync(`${exampleDir}/${e.name}/slice.ts`))
     .map((e) => e.name)
     .sort();
-  const slices = await Promise.all(names.map(async (slice) => {
+  // One build at a time: each is two Deno processes (bundle, describe), and they share 2 cores with the nodes
+  // starting meanwhile; side by side they finish later, not sooner.
+  const slices: BuiltExample["slices"] = [];
+  for (const slice of names) {
     const built = await buildSlice(`${exampleDir}/${slice}/slice.ts`);
     await writeBuiltSlice(outDir, built);
-    return { source: `examples/${name}/${slice}/slice.ts`, built };
-  }));
+    slices.push({ source: `examples/${name}/${slice}/slice.ts`, built });
+  }
   return { name, blueprintPath, blueprint, slices };
 }
 
@@ -150,7 +153,7 @@ async function waitSettled(url: string, blueprint: string): Promise<void> {
     } catch {
       // A node still starting: try again.
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
   }
   console.log(`The instances of ${blueprint} are not all ACTIVE yet (aether blueprint status ${blueprint}).`);
 }

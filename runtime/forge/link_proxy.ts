@@ -140,6 +140,14 @@ export function startLinkProxy(options: { targetPort: number; targetHost?: strin
           return;
         }
         open.add(target);
+        // Small frames (consensus messages) go out at once, as the mesh's own sockets do: no Nagle delay here.
+        for (const conn of [client, target]) {
+          try {
+            (conn as Deno.TcpConn).setNoDelay(true);
+          } catch {
+            // Closed meanwhile: the pumps end at once.
+          }
+        }
         track(pump(client, target));
         track(pump(target, client));
       })());
