@@ -41,7 +41,7 @@ function load(urls: string[]) {
   });
 }
 
-function summary(report: LoadReport): string {
+function summary(report: LoadReport, goal: number): string {
   const failed = (report.outcomes ?? []).filter((o) => o.kind !== "ok");
   const reasons = new Map<string, number>();
   for (const o of failed) {
@@ -49,7 +49,7 @@ function summary(report: LoadReport): string {
     reasons.set(key, (reasons.get(key) ?? 0) + 1);
   }
   return [
-    `${report.succeeded}/${report.requests} succeeded (${pct(report.successRate)}), ` +
+    `${report.succeeded}/${report.requests} succeeded (${pct(report.successRate)}; goal ${pct(goal)}), ` +
     `p50 ${report.latency.p50Ms.toFixed(1)} ms, p99 ${report.latency.p99Ms.toFixed(1)} ms`,
     ...[...reasons].map(([k, n]) => `    ${n} x ${k}`),
   ].join("\n");
@@ -101,8 +101,8 @@ Deno.test("Forge restarts the nodes aether forge kill kills, and orders keep suc
     const first = await killUnderLoad(forge, nonLeader);
     figures.push(
       `kill ${nonLeader} (not the leader) under ${RATE_PER_SECOND}/s for ${WINDOW_MS / 1000} s: ${
-        summary(first)
-      } (goal ${pct(GOAL_NON_LEADER)})`,
+        summary(first, GOAL_NON_LEADER)
+      }`,
     );
     console.log(figures.at(-1));
     match(
@@ -115,8 +115,8 @@ Deno.test("Forge restarts the nodes aether forge kill kills, and orders keep suc
     const second = await killUnderLoad(forge, currentLeader);
     figures.push(
       `kill ${currentLeader} (the leader) under ${RATE_PER_SECOND}/s for ${WINDOW_MS / 1000} s: ${
-        summary(second)
-      } (goal ${pct(GOAL_LEADER)})`,
+        summary(second, GOAL_LEADER)
+      }`,
     );
     console.log(figures.at(-1));
 
