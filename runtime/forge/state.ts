@@ -5,6 +5,7 @@
  * and removed when Forge stops cleanly.
  */
 
+import type { ForgeFile, ForgeNodeEntry } from "../cli/mod.ts";
 import type { Fault } from "./faults.ts";
 
 export const FORGE_DIR = ".forge";
@@ -12,10 +13,8 @@ export const STATE_FILE = `${FORGE_DIR}/forge.json`;
 /** How long a control request of another process may take before Forge counts as not running. */
 const PROBE_TIMEOUT_MS = 1_500;
 
-export interface ForgeNodeState {
-  id: string;
-  /** `127.0.0.1:8081`: the management API, as `--connect` takes it. */
-  api: string;
+/** What Forge writes: the CLI's `ForgeNodeEntry` (the part it reads) with every field present. */
+export interface ForgeNodeState extends ForgeNodeEntry {
   /** `http://127.0.0.1:8071`: the application HTTP port. */
   app: string;
   /** The node's own mesh port. */
@@ -25,8 +24,7 @@ export interface ForgeNodeState {
   restarts: number;
 }
 
-export interface ForgeState {
-  pid: number;
+export interface ForgeState extends ForgeFile {
   /** `http://127.0.0.1:<port>`: the control channel. */
   control: string;
   nodes: ForgeNodeState[];

@@ -9,22 +9,10 @@
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MAIN = `${ROOT}runtime/main.ts`;
 
-export interface ForgeNode {
-  id: string;
-  api: string;
-  app: string;
-  cluster: number;
-  pid: number | null;
-  running: boolean;
-  restarts: number;
-}
+import type { ForgeNodeState, ForgeState } from "../../runtime/forge/mod.ts";
 
-export interface ForgeJson {
-  pid: number;
-  control: string;
-  nodes: ForgeNode[];
-  faults: unknown[];
-}
+export type ForgeNode = ForgeNodeState;
+export type ForgeJson = ForgeState;
 
 export interface CommandResult {
   code: number;
