@@ -215,7 +215,12 @@ Deno.test({
       ok(nodeCmdline.some((a) => a.startsWith("--allow-write=") && a.endsWith("/n1")), nodeCmdline.join(" "));
       ok(!nodeCmdline.includes("-A") && !nodeCmdline.includes("--allow-all"), nodeCmdline.join(" "));
 
-      const status = await cli([...connect, "status"]);
+      // Ready comes before the first leader election is decided: ask until the node names itself leader.
+      let status = await cli([...connect, "status"]);
+      for (let i = 0; i < 100 && status.code === 0 && !/leader\s+n1/.test(status.stdout); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await cli([...connect, "status"]);
+      }
       equal(status.code, 0, status.stderr);
       match(status.stdout, /leader\s+n1/);
 

@@ -124,7 +124,12 @@ Deno.test({
       ok(cmdline.includes("--cached-only"), cmdline.join(" "));
 
       const connect = ["--connect", `127.0.0.1:${ready.apiPort}`];
-      const status = await run(aether, [...connect, "status"], env, tmp);
+      // Ready comes before the first leader election is decided: ask until the node names itself leader.
+      let status = await run(aether, [...connect, "status"], env, tmp);
+      for (let i = 0; i < 100 && status.code === 0 && !/leader\s+n1/.test(status.stdout); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await run(aether, [...connect, "status"], env, tmp);
+      }
       equal(status.code, 0, status.stderr);
       match(status.stdout, /leader\s+n1/);
       const statusMs = await bestOf(5, () => run(aether, [...connect, "status"], env, tmp));
