@@ -164,7 +164,10 @@ export class ArtifactRepository {
       maxBytes: this.maxBundleBytes,
       idleTimeoutMs: options.transferIdleTimeoutMs,
       onReceived: (sha256) => {
-        this.#receivedUntil.set(sha256, this.#o.clock.now() + RECEIVED_PIN_MS);
+        // The pin keeps a blob whose record may still be on its way. A blob a record already references needs
+        // none: a pin would outlive that record's delete (a push of a published version through a member that
+        // had not applied its record yet sends the blob again, and the record's put event never comes again).
+        if (!this.#referenced(sha256)) this.#receivedUntil.set(sha256, this.#o.clock.now() + RECEIVED_PIN_MS);
         void this.#countBlobs();
       },
       onCorrupt: (sha256) => this.#repairSoon(sha256),
