@@ -5,7 +5,7 @@
  */
 
 export { runForge } from "./main.ts";
-export { type DeployedExample, deployExample } from "./example.ts";
+export { type BuiltExample, type DeployedExample, deployExample, publishExample } from "./example.ts";
 export { describeFault, type Fault, FaultSet, type LinkFaults, linkKey, MAX_FAULTS } from "./faults.ts";
 export { type LinkProxy, MAX_DELAYED_BYTES, MAX_LATENCY_MS, startLinkProxy } from "./link_proxy.ts";
 export { KEPT_LOG_FILES, MAX_LOG_FILE_BYTES, RotatingLogFile } from "./log_file.ts";
