@@ -20,8 +20,12 @@ export interface NodeFlags {
   httpPort: number;
   dataDir: string;
   secretFile: string;
-  /** Address the API and application HTTP servers bind to. */
+  /** Default bind address of the API and application HTTP servers (each has its own flag too). */
   host: string;
+  /** Address the management API binds to (--api-host, default --host). */
+  apiHost: string;
+  /** Address the application HTTP port binds to (--app-host, default --host). */
+  appHost: string;
   fsync: FsyncPolicy;
   logLevel: "debug" | "info" | "warn" | "error";
   /** text: one readable line per record; json: one JSON object per line (time, level, node, msg, fields). */
@@ -49,6 +53,7 @@ export const DEFAULT_RETAINED_LOG_PHASES = 10_000;
 export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
+                   [--api-host ADDRESS] [--app-host ADDRESS]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
@@ -62,7 +67,10 @@ export const NODE_USAGE =
   --http-port    application HTTP port (0 = any free port)
   --data-dir     where this member keeps its durable state
   --secret-file  file holding the cluster secret (at least 16 bytes); every member needs the same one
-  --host         address for the API and application HTTP servers
+  --host         default address for the API and application HTTP servers (default 127.0.0.1)
+  --api-host     address the management API binds to (default: --host)
+  --app-host     address the application HTTP port binds to (default: --host); the mesh binds the
+                 host of this node's own --peers entry
   --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
   --log-level    debug | info | warn | error
@@ -122,6 +130,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "data-dir": { type: "string" },
         "secret-file": { type: "string" },
         host: { type: "string" },
+        "api-host": { type: "string" },
+        "app-host": { type: "string" },
         fsync: { type: "string" },
         "log-level": { type: "string" },
         "log-format": { type: "string" },
@@ -162,6 +172,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   if (sandbox !== "process" && sandbox !== "worker") {
     throw flagError("sandbox", `"${sandbox}" is not process or worker`);
   }
+  const host = parseHost("host", values.host) ?? "127.0.0.1";
   const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
   if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
     throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
@@ -173,7 +184,9 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     httpPort: parsePort("http-port", values["http-port"], 8070),
     dataDir: values["data-dir"],
     secretFile: values["secret-file"],
-    host: values.host ?? "127.0.0.1",
+    host,
+    apiHost: parseHost("api-host", values["api-host"]) ?? host,
+    appHost: parseHost("app-host", values["app-host"]) ?? host,
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
     logFormat: logFormat as LogFormat,
@@ -188,6 +201,16 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     retainedLogPhases: positiveInt("retained-log-phases", values["retained-log-phases"]) ??
       DEFAULT_RETAINED_LOG_PHASES,
   };
+}
+
+/** A bind address: an IP literal or a host name (letters, digits, '.', '-', ':' for IPv6, brackets allowed). */
+export function parseHost(flag: string, text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const host = text.replace(/^\[(.*)\]$/, "$1");
+  if (!/^[A-Za-z0-9.:%_-]{1,253}$/.test(host) || !/[A-Za-z0-9:]/.test(host)) {
+    throw flagError(flag, `"${text}" is not an address to bind (an IP address or a host name)`);
+  }
+  return host;
 }
 
 function positiveInt(flag: string, text: string | undefined): number | undefined {

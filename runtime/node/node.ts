@@ -323,11 +323,11 @@ interface Servers {
 function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, deps: ApiDeps): Servers {
   const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])));
   const apiServer = Deno.serve(
-    { hostname: flags.host, port: flags.apiPort, onListen: () => {} },
+    { hostname: flags.apiHost, port: flags.apiPort, onListen: () => {} },
     api.fetch,
   );
   const appServer = createAppServer({
-    hostname: flags.host,
+    hostname: flags.appHost,
     port: flags.httpPort,
     log,
     handler: features.app,
