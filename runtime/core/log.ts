@@ -75,18 +75,50 @@ function jsonSafe(value: unknown): unknown {
   return value;
 }
 
-function formatValue(value: unknown): string {
-  if (typeof value === "string") return /[\s="]/.test(value) ? JSON.stringify(value) : value;
-  return JSON.stringify(value) ?? String(value);
+/**
+ * Characters that must not reach a terminal or a line-oriented log reader raw: C0 controls (newline, carriage
+ * return, ESC of ANSI sequences...), DEL, C1 controls and the Unicode line and paragraph separators. A
+ * message with a newline would otherwise start a line of its own that looks like the node's.
+ */
+// deno-lint-ignore no-control-regex
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+// deno-lint-ignore no-control-regex
+const NEEDS_QUOTES = /[\s="\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const PLAIN_KEY = /^[\w.:/@-]+$/;
+const NAMED_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+function escapeChar(c: string): string {
+  const code = c.charCodeAt(0);
+  return NAMED_ESCAPES[c] ??
+    (code < 0x100 ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`);
 }
 
-/** `2026-01-02T03:04:05.678Z INFO  [n1] message key=value ...` */
+/** `text` with every unsafe character written as an escape (`\n`, `\x1b`, `\u2028`): one line, no terminal codes. */
+export function escapeLogText(text: string): string {
+  return text.replace(UNSAFE_TEXT, escapeChar);
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === "string") {
+    return NEEDS_QUOTES.test(value) ? escapeLogText(JSON.stringify(value)) : value;
+  }
+  return escapeLogText(JSON.stringify(value) ?? String(value));
+}
+
+function formatKey(key: string): string {
+  return PLAIN_KEY.test(key) ? key : escapeLogText(JSON.stringify(key));
+}
+
+/**
+ * `2026-01-02T03:04:05.678Z INFO  [n1] message key=value ...`, always one line: control characters in the
+ * message, keys and values are escaped, so no record (a slice's included) can forge or colour another line.
+ */
 export function formatLogText(record: LogRecord): string {
-  const prefix = record.node ? ` [${record.node}]` : "";
-  const tail = Object.entries(record.fields).map(([k, v]) => ` ${k}=${formatValue(v)}`).join("");
-  return `${new Date(record.time).toISOString()} ${
-    record.level.toUpperCase().padEnd(5)
-  }${prefix} ${record.msg}${tail}`;
+  const prefix = record.node ? ` [${escapeLogText(record.node)}]` : "";
+  const tail = Object.entries(record.fields).map(([k, v]) => ` ${formatKey(k)}=${formatValue(v)}`).join("");
+  return `${new Date(record.time).toISOString()} ${record.level.toUpperCase().padEnd(5)}${prefix} ${
+    escapeLogText(record.msg)
+  }${tail}`;
 }
 
 /** The keys every JSON line starts with; a field of the same name is written as `field.<name>`. */

@@ -23,6 +23,27 @@ Deno.test("formatLogText: time, padded level, node, message and key=value fields
   );
 });
 
+Deno.test("formatLogText: newlines, ANSI escapes and other control characters are escaped (one line, no colour)", () => {
+  const forged = "ok\n2026-01-02T03:04:05.678Z ERROR [n1] forged\r\x1b[31mred\x1b[0m\u2028\x9b\x00";
+  const line = formatLogText(
+    record({ msg: forged, fields: { v: forged, "k\nERROR [n1] x": 1, o: { s: "\x1b[2J" } } }),
+  );
+  assert.ok(!/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(line), `raw control character in ${line}`);
+  assert.equal(line.split("\n").length, 1);
+  assert.ok(
+    line.includes("hello") === false &&
+      line.includes(" ok\\n2026-01-02T03:04:05.678Z ERROR [n1] forged\\r\\x1b[31m"),
+  );
+  assert.ok(line.includes("\\u2028\\x9b\\x00"), line);
+  assert.ok(line.includes(` "k\\nERROR [n1] x"=1`), line);
+  assert.ok(line.includes(` o={"s":"\\u001b[2J"}`), line);
+  // Plain text is untouched.
+  assert.equal(
+    formatLogText(record({ msg: "a/b c:d", fields: { "x.y": "p/q" } })),
+    "2026-01-02T03:04:05.678Z INFO  [n1] a/b c:d x.y=p/q",
+  );
+});
+
 Deno.test("formatLogJson: one JSON object per line; a field named like a reserved key keeps its value", () => {
   const line = formatLogJson(record({ fields: { requestId: "r1", msg: "mine", n: 2 } }));
   assert.ok(!line.includes("\n"));
