@@ -5,7 +5,9 @@
  */
 
 import { startRuntime } from "./_runtime.ts";
+import { closeSharedState } from "./_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "./protocol.ts";
+import type { LogLevel } from "./_types.ts";
 
 interface WorkerScope {
   postMessage(message: unknown): void;
@@ -28,16 +30,56 @@ function flush(): void {
   post(batch);
 }
 
+/**
+ * A Worker writes to the node's own standard output and error: where the node's ready line goes, and where
+ * its log lines go. The Worker's handles to them are closed (that closes this isolate's handles only, not
+ * the node's), so `process.stdout` and other writers fail, and `Deno.stdout` and `Deno.stderr` become log
+ * lines of the slice, like its console output.
+ */
+function closeStdio(send: (message: RuntimeMessage) => void): void {
+  const decoder = new TextDecoder();
+  const writer = (level: LogLevel) => {
+    const line = (bytes: Uint8Array) => {
+      const message = decoder.decode(bytes).replace(/\n$/, "");
+      if (message !== "") send({ t: "log", level, message, ts: Date.now() });
+      return bytes.byteLength;
+    };
+    return {
+      rid: -1,
+      writeSync: line,
+      write: (bytes: Uint8Array) => Promise.resolve(line(bytes)),
+      writable: new WritableStream<Uint8Array>({ write: (bytes) => void line(bytes) }),
+      isTerminal: () => false,
+      close: () => {},
+    };
+  };
+  for (const [name, level] of [["stdout", "info"], ["stderr", "warn"]] as const) {
+    try {
+      Deno[name].close();
+    } catch {
+      // Already closed.
+    }
+    Object.defineProperty(Deno, name, { value: writer(level), writable: false, configurable: false });
+  }
+}
+
+// Before any slice code: no storage or channel shared with other slices, and no way onto the node's stdio.
+closeSharedState();
+
+// Messages of one task travel as one batch of JSON text (see the host side, _worker_channel.ts, for why
+// JSON): a postMessage costs far more than its contents. A message JSON cannot carry throws here, at once,
+// like in process isolation, and the runtime answers for it.
+function send(message: RuntimeMessage): void {
+  const text = JSON.stringify(message);
+  if (text === undefined) throw new TypeError("message cannot be serialized as JSON");
+  if (queue.length === 0) queueMicrotask(flush);
+  queue.push(text);
+}
+
+closeStdio(send);
+
 startRuntime({
-  // Messages of one task travel as one batch of JSON text (see the host side, _worker_channel.ts, for why
-  // JSON): a postMessage costs far more than its contents. A message JSON cannot carry throws here, at once,
-  // like in process isolation, and the runtime answers for it.
-  send(message: RuntimeMessage) {
-    const text = JSON.stringify(message);
-    if (text === undefined) throw new TypeError("message cannot be serialized as JSON");
-    if (queue.length === 0) queueMicrotask(flush);
-    queue.push(text);
-  },
+  send,
   listen(handler) {
     scope.addEventListener("message", (event) => {
       // JSON text (one message or an array of them); a `load` arrives as an object, its bundle as bytes.

@@ -98,6 +98,9 @@ const EXCEPTIONS: Readonly<Record<string, string>> = {
     "the process sandbox's entry runs the slice runtime " +
     "in a child without a config file or npm, so it cannot load slices/host.ts (semver through the manifest); " +
     "slices/mod.ts is the authors' SDK",
+  "runtime/sandbox/_child_main.ts → slices/_isolation.ts":
+    "the process sandbox's entry closes the storage and channels slices would share before the runtime starts " +
+    "(the same code as slice Workers; the SDK's mod.ts is the authors' API)",
   "slices/_runtime.ts → runtime/core/trace.ts":
     "the slice runtime runs in that same child without npm, and " +
     "core/mod.ts loads semver (core/artifact.ts)",

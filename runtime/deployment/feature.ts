@@ -100,7 +100,15 @@ export interface DeploymentStatus {
   waiting: string[];
   /** Calls this node's instances refused at their `maxPendingRequests` bound, since the node started. */
   refusedRequests: number;
-  instances: { instance: string; state: string; reason?: string; pid?: number; refusedRequests: number }[];
+  instances: {
+    instance: string;
+    state: string;
+    reason?: string;
+    pid?: number;
+    refusedRequests: number;
+    /** The slice's log lines dropped over its log limits (`limits.log` of the sandbox host). */
+    droppedLogLines: number;
+  }[];
 }
 
 /** How often readiness, quorum and leadership are checked for changes that raise no event of their own. */
@@ -188,12 +196,14 @@ function resolveArtifact(
 
 /**
  * A slice's `ctx.log` record, written by the node (so it carries the node) with the slice's coordinates, its
- * instance and the request it served; the slice's own fields cannot overwrite those three.
+ * instance, the request it served and `component=slice`; the slice's own fields cannot overwrite those four
+ * (the logger escapes what the slice wrote, so it cannot forge a line either).
  */
 function logSliceLine(log: Logger, entry: SliceLogEntry): void {
   if (!log.enabled(entry.level)) return;
   log[entry.level](entry.message, {
     ...entry.fields,
+    component: "slice",
     slice: entry.coordinates,
     instance: entry.instanceId,
     requestId: entry.requestId,
@@ -460,6 +470,7 @@ function deploymentStatus(
       ...(i.reason !== undefined ? { reason: i.reason } : {}),
       ...(i.host?.pid !== undefined ? { pid: i.host.pid } : {}),
       refusedRequests: i.refusedRequests,
+      droppedLogLines: i.droppedLogLines,
     })),
   };
 }

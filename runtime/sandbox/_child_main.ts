@@ -9,6 +9,7 @@
  */
 
 import { enableAsyncScope, startRuntime } from "../../slices/_runtime.ts";
+import { closeSharedState } from "../../slices/_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
 
@@ -86,7 +87,14 @@ async function readMessages(handler: (message: HostMessage) => void): Promise<vo
   const read = Deno.stdin.read.bind(Deno.stdin); // taken before the bundle loads and could replace it
   const buffer = new Uint8Array(64 * 1024);
   const lines = new LineSplitter();
-  const deliver = (line: string) => handler(JSON.parse(line) as HostMessage);
+  const deliver = (line: string) => {
+    try {
+      handler(JSON.parse(line) as HostMessage);
+    } catch {
+      // Whatever one message does (the runtime answers every call itself), this loop must go on reading: a
+      // child that stops reading looks alive but answers nothing (the host's liveness ping would replace it).
+    }
+  };
   while (true) {
     const n = await read(buffer);
     if (n === null) break;
@@ -97,6 +105,8 @@ async function readMessages(handler: (message: HostMessage) => void): Promise<vo
   exitProcess(0); // stdin closed: the host is gone or unloading us.
 }
 
+// Before any slice code: no storage or channel shared with other slices (all sandboxes share one origin).
+closeSharedState();
 const armWatchdog = startWatchdog();
 // Booted: tell the host (an empty line, which the protocol skips), once the slow part of a fresh isolate is done.
 enableAsyncScope().catch(() => {/* attribution stays synchronous */}).then(() => {

@@ -6,7 +6,7 @@ import type { IsolationMode } from "./policy.ts";
 
 export const MODES: readonly IsolationMode[] = ["worker", "process"];
 
-export type FixtureName = "pricing" | "order" | "hostile" | "fetcher" | "hooks" | "echo";
+export type FixtureName = "pricing" | "order" | "hostile" | "fetcher" | "hooks" | "echo" | "isolation";
 
 export function fixturePath(file: string): string {
   return fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url));

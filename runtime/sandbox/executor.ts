@@ -13,7 +13,7 @@
 import { AetherError, assert, type Clock, systemClock } from "../core/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
 import {
-  type HostLimits,
+  type HostLimitsOptions,
   type HostTimeouts,
   type InvokeOptions,
   type InvokeOutcome,
@@ -83,6 +83,8 @@ export interface InstanceInfo {
   host?: SliceHost;
   /** Calls its host refused at `maxPendingRequests` (since the instance was loaded). */
   refusedRequests: number;
+  /** Log lines of the slice dropped over its host's log limits (since the instance was loaded). */
+  droppedLogLines: number;
 }
 
 /** An instance whose sandbox exited on its own while no operation ran on it (it is FAILED now). */
@@ -97,8 +99,8 @@ export interface SliceExecutorOptions {
   deadlines?: Partial<LifecycleDeadlines>;
   /** Host timeouts other than the hooks' (those come from `deadlines.hookMs`). */
   hostTimeouts?: Partial<Omit<HostTimeouts, "hookMs">>;
-  /** Bounds of every host (pending calls). */
-  hostLimits?: Partial<HostLimits>;
+  /** Bounds of every host (pending calls, the slice's log lines). */
+  hostLimits?: HostLimitsOptions;
   onStateChange?: (change: StateChange) => void;
   /** A crash: an instance's sandbox exited outside any operation (reported after its change to FAILED). */
   onCrash?: (crash: InstanceCrash) => void;
@@ -316,6 +318,7 @@ export class SliceExecutor {
       coordinates: entry.coordinates,
       state: entry.record.state,
       refusedRequests: entry.host?.stats.refusedRequests ?? 0,
+      droppedLogLines: entry.host?.stats.droppedLogLines ?? 0,
     };
     if (entry.record.reason !== undefined) info.reason = entry.record.reason;
     if (entry.host?.state === "booting" || entry.host?.state === "running") info.host = entry.host;

@@ -45,6 +45,7 @@ import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
 import type { ProcessPool } from "./_process_pool.ts";
+import { DEFAULT_SLICE_LOG_LIMITS, SliceLogLimiter, type SliceLogLimits } from "./_log_limit.ts";
 import {
   DEFAULT_POLICY,
   grantPermissions,
@@ -105,13 +106,24 @@ export interface HostLimits {
    * `retryAfterSeconds`) instead of queueing without bound behind a slow or stuck slice.
    */
   maxPendingRequests: number;
+  /** What the slice may write to the node's log (lines per second, burst, size of a line). */
+  log: SliceLogLimits;
 }
+
+/** Host limits as options: any of them, and any of the log limits. */
+export type HostLimitsOptions = Partial<Omit<HostLimits, "log">> & { log?: Partial<SliceLogLimits> };
 
 /**
  * 4096: sixteen times the 256 connections a busy load test keeps open, and as many as the mesh serves for
  * other nodes at once (`DEFAULT_FLOW_LIMITS.maxServing`); a pending call costs well under a kilobyte here.
  */
-export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({ maxPendingRequests: 4096 });
+export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
+  maxPendingRequests: 4096,
+  log: DEFAULT_SLICE_LOG_LIMITS,
+});
+
+/** How long after a log line was dropped the node reports the lines dropped meanwhile (one line a second). */
+const DROPPED_LOG_REPORT_MS = 1_000;
 
 /** How long a caller refused for `maxPendingRequests` is told to wait before trying again. */
 const OVERLOADED_RETRY_AFTER_SECONDS = 1;
@@ -123,6 +135,8 @@ export interface SandboxStats {
   maxPendingRequests: number;
   /** Calls refused because `maxPendingRequests` were pending (since the host was created). */
   refusedRequests: number;
+  /** The slice's log lines dropped over `limits.log` (since the host was created). */
+  droppedLogLines: number;
 }
 
 export interface InvokeOptions {
@@ -182,7 +196,7 @@ export interface SliceHostOptions {
   /** Overrides `policy.mode`. */
   mode?: IsolationMode;
   timeouts?: Partial<HostTimeouts>;
-  limits?: Partial<HostLimits>;
+  limits?: HostLimitsOptions;
   onOutboundCall?: OutboundCallHandler;
   onLog?: (entry: SliceLogEntry) => void;
   /**
@@ -298,6 +312,9 @@ export class SliceHost {
   /** How many entries of `#pending` are method calls (bounded by `limits.maxPendingRequests`). */
   #pendingCalls = 0;
   #refusedRequests = 0;
+  readonly #logLimiter: SliceLogLimiter;
+  /** Pending report of the log lines dropped in the last second. */
+  #dropReport?: Timer;
   #state: SandboxState = "idle";
   #failure?: SliceFailure;
   #channel?: SandboxChannel;
@@ -312,7 +329,16 @@ export class SliceHost {
     this.mode = options.mode ?? this.#policy.mode;
     this.grant = grantPermissions(options.manifest.permissions, this.#policy);
     this.timeouts = { ...DEFAULT_HOST_TIMEOUTS, ...options.timeouts };
-    this.limits = { ...DEFAULT_HOST_LIMITS, ...options.limits };
+    this.limits = {
+      ...DEFAULT_HOST_LIMITS,
+      ...options.limits,
+      log: { ...DEFAULT_HOST_LIMITS.log, ...options.limits?.log },
+    };
+    try {
+      this.#logLimiter = new SliceLogLimiter(this.limits.log, Date.now());
+    } catch (e) {
+      throw new AetherError("bad_request", (e as Error).message);
+    }
     const max = this.limits.maxPendingRequests;
     if (!Number.isInteger(max) || max < 1) {
       throw new AetherError(
@@ -355,6 +381,7 @@ export class SliceHost {
       pendingRequests: this.#pendingCalls,
       maxPendingRequests: this.limits.maxPendingRequests,
       refusedRequests: this.#refusedRequests,
+      droppedLogLines: this.#logLimiter.dropped,
     };
   }
 
@@ -764,12 +791,16 @@ export class SliceHost {
         this.#callOut(message);
         return;
       case "log":
+        if (!this.#logLimiter.admit(Date.now())) return this.#scheduleDropReport();
         this.#onLog({
           ts: typeof message.ts === "number" ? message.ts : Date.now(),
           level: LOG_LEVELS.includes(message.level) ? message.level : "info",
-          message: String(message.message),
+          message: this.#logLimiter.message(String(message.message)),
           requestId: typeof message.requestId === "string" ? message.requestId : undefined,
-          fields: message.fields !== null && typeof message.fields === "object" ? message.fields : undefined,
+          fields:
+            message.fields !== null && typeof message.fields === "object" && !Array.isArray(message.fields)
+              ? this.#logLimiter.fields(message.fields)
+              : undefined,
           instanceId: this.instanceId,
           coordinates: this.manifest.coordinates,
         });
@@ -886,6 +917,25 @@ export class SliceHost {
     }
   }
 
+  #scheduleDropReport(): void {
+    this.#dropReport ??= setTimeout(() => {
+      this.#dropReport = undefined;
+      this.#reportDroppedLines();
+    }, DROPPED_LOG_REPORT_MS);
+  }
+
+  /** One line of the node for the slice's lines dropped since the last report (none: no line). */
+  #reportDroppedLines(): void {
+    const count = this.#logLimiter.takeUnreported();
+    if (count === 0) return;
+    const { linesPerSecond, burstLines } = this.limits.log;
+    this.#logHost(
+      "warn",
+      `${count} log lines of the slice dropped: over its limit of ${linesPerSecond} lines/s ` +
+        `(burst ${burstLines}); ${this.#logLimiter.dropped} dropped since it started`,
+    );
+  }
+
   #logHost(level: LogLevel, message: string, call?: OutboundCall): void {
     this.#onLog({
       ts: Date.now(),
@@ -929,6 +979,11 @@ export class SliceHost {
 
   #closing?: Promise<void>;
   #closeChannel(): Promise<void> {
+    if (this.#dropReport !== undefined) {
+      clearTimeout(this.#dropReport);
+      this.#dropReport = undefined;
+      this.#reportDroppedLines();
+    }
     if (this.#processChild) {
       // Failed or unloaded before the sandbox was opened: the child started for it goes.
       this.#closing ??= discard(this.#processChild);

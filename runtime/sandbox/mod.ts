@@ -9,6 +9,7 @@ export {
   DEFAULT_HOST_TIMEOUTS,
   type FailureKind,
   type HostLimits,
+  type HostLimitsOptions,
   type HostTimeouts,
   type InvokeOptions,
   type InvokeOutcome,
@@ -23,6 +24,7 @@ export {
   type SliceHostOptions,
   type SliceLogEntry,
 } from "./host.ts";
+export { DEFAULT_SLICE_LOG_LIMITS, type SliceLogLimits } from "./_log_limit.ts";
 export {
   DEFAULT_POLICY,
   grantPermissions,
