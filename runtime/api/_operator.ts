@@ -1,13 +1,10 @@
-import { AetherError } from "../core/mod.ts";
+import { operatorWriteError } from "../model/mod.ts";
 
-/** Operators may write only under `app/`; every other prefix belongs to the runtime. */
+/**
+ * Operators may write only under `app/` (403 elsewhere: every other prefix belongs to the runtime), and only
+ * keys the `app/` schema allows (400: an empty name, control characters, longer than the store takes).
+ */
 export function operatorWriteProblem(key: string): void {
-  if (!key.startsWith("app/")) {
-    throw new AetherError(
-      "forbidden",
-      `key "${key}" is outside the operator namespace: operators may write only keys under "app/"; ` +
-        `other prefixes belong to the runtime`,
-      { key },
-    );
-  }
+  const problem = operatorWriteError(key);
+  if (problem) throw problem;
 }

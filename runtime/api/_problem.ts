@@ -10,16 +10,6 @@ export function badRequest(message: string, extra: Record<string, unknown> = {})
   return new AetherError("bad_request", message, extra);
 }
 
-/** Parses an optional non-negative integer query parameter, naming it when it is malformed. */
-export function intParam(c: Context, name: string): number | undefined {
-  const text = c.req.query(name);
-  if (text === undefined || text === "") return undefined;
-  if (!/^\d+$/.test(text)) {
-    throw badRequest(`query parameter ${name}: "${text}" is not a non-negative integer`);
-  }
-  return Number(text);
-}
-
 export function boolParam(c: Context, name: string): boolean {
   const text = c.req.query(name);
   if (text === undefined || text === "" || text === "false") return false;

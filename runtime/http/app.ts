@@ -124,6 +124,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const match = options.routes().match(method, path);
     if (match.kind === "not_found") {
       await discard(request);
+      badPathEncoding(path);
       throw new AetherError("not_found", `no route for ${method} ${path}`);
     }
     if (match.kind === "method_not_allowed") {
@@ -244,10 +245,17 @@ export function buildRequest(
 ): unknown {
   let fromQuery: Record<string, string> | undefined;
   if (query !== "" && route.queryParams.length > 0) {
-    const search = new URLSearchParams(query);
-    for (const name of route.queryParams) {
-      const value = search.get(name);
-      if (value !== null) (fromQuery ??= {})[name] = value;
+    for (const pair of query.split("&")) {
+      const eq = pair.indexOf("=");
+      const name = queryText(eq < 0 ? pair : pair.slice(0, eq), "a query parameter name");
+      // The first value wins (as URLSearchParams.get); only declared names are taken.
+      if (!route.queryParams.includes(name) || (fromQuery !== undefined && Object.hasOwn(fromQuery, name))) {
+        continue;
+      }
+      (fromQuery ??= Object.create(null) as Record<string, string>)[name] = queryText(
+        eq < 0 ? "" : pair.slice(eq + 1),
+        `query parameter ${name}`,
+      );
     }
   }
   let hasParams = fromQuery !== undefined;
@@ -265,6 +273,36 @@ export function buildRequest(
     );
   }
   return hasParams ? { ...body as Record<string, unknown>, ...fromQuery, ...params } : body;
+}
+
+/** A query part decoded as a form (`+` is a space), or a 400 naming `where` for bad percent-encoding. */
+function queryText(text: string, where: string): string {
+  const plain = text.includes("+") ? text.replaceAll("+", " ") : text;
+  if (!plain.includes("%")) return plain;
+  try {
+    return decodeURIComponent(plain);
+  } catch {
+    throw new AetherError(
+      "bad_request",
+      `${where}: bad percent-encoding in "${text.slice(0, 100)}"; each % must start %XX bytes of UTF-8`,
+    );
+  }
+}
+
+/** A 400 naming the path segment when a path that matched no route has bad percent-encoding. */
+function badPathEncoding(path: string): void {
+  if (!path.includes("%")) return;
+  for (const segment of path.split("/")) {
+    try {
+      decodeURIComponent(segment);
+    } catch {
+      throw new AetherError(
+        "bad_request",
+        `path ${path.slice(0, 200)}: bad percent-encoding in the segment "${segment.slice(0, 100)}"; ` +
+          `each % must start %XX bytes of UTF-8`,
+      );
+    }
+  }
 }
 
 export function outcomeResponse(
@@ -287,7 +325,10 @@ export function outcomeResponse(
     if (error.details !== undefined) problem.details = error.details;
     return problemResponse(problem, path, requestId);
   }
-  const status = validStatus(outcome.status, 200) ?? 200;
+  if (outcome.status !== undefined && validStatus(outcome.status, 200) === undefined) {
+    return invalidStatusResponse(outcome.status, route, path, requestId, log);
+  }
+  const status = (outcome.status as number | undefined) ?? 200;
   const noBody = status === 204 || status === 304 ||
     (outcome.value === undefined && outcome.status === undefined);
   let contentType: string | undefined;
@@ -319,6 +360,39 @@ export function outcomeResponse(
   response.headers.set(REQUEST_ID_HEADER, requestId);
   for (const [name, value] of extra) response.headers.set(name, value);
   return response;
+}
+
+/**
+ * A slice answered with a status HTTP cannot carry (99, 101, 1000, "204", 2.5): a 500 naming the slice and
+ * the status, and an error line, rather than a silent 200 that hides the slice's bug.
+ */
+function invalidStatusResponse(
+  status: unknown,
+  route: Pick<RouteDefinition, "slice" | "method">,
+  path: string,
+  requestId: string,
+  log?: Logger,
+): Response {
+  const shown = JSON.stringify(status)?.slice(0, 40) ?? String(status);
+  log?.error("a slice answered with an invalid HTTP status", {
+    requestId,
+    slice: route.slice,
+    method: route.method,
+    status: shown,
+  });
+  return problemResponse(
+    {
+      type: `${PROBLEM_TYPE}invalid-slice-status`,
+      title: "invalid slice status",
+      status: 500,
+      detail: `${route.slice}.${route.method} answered with status ${shown}; a slice's status must be a ` +
+        `whole number from 200 to 599`,
+      slice: route.slice,
+      method: route.method,
+    },
+    path,
+    requestId,
+  );
 }
 
 function validStatus(status: unknown, min: number): number | undefined {

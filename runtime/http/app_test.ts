@@ -1,5 +1,5 @@
-import { deepStrictEqual, equal, rejects, throws } from "node:assert/strict";
-import { AetherError } from "../core/mod.ts";
+import { deepStrictEqual, equal, match, rejects, throws } from "node:assert/strict";
+import { AetherError, createLogger } from "../core/mod.ts";
 import { buildRequest, outcomeResponse, readJson, splitUrl } from "./app.ts";
 import { weightsRecord } from "./api.ts";
 
@@ -139,4 +139,51 @@ Deno.test("routing bodies: two versions, lower is old, integer weights not both 
   bad({ "1.0.0": 1.5, "1.1.0": 1 }, /whole number/);
   bad({ "x": 1, "1.1.0": 1 }, /is not a version/);
   bad([1, 2], /expected an object/);
+});
+
+Deno.test('a slice status HTTP cannot carry (99, 101, 1000, "204", 2.5) is a 500 naming the slice, and a log line', async () => {
+  for (const status of [99, 101, 199, 600, 1000, "204", 2.5, -1, null]) {
+    const lines: string[] = [];
+    const log = createLogger({ level: "info", sink: (line) => lines.push(line) });
+    const response = outcomeResponse(
+      { ok: true, value: { x: 1 }, status: status as number },
+      { slice: "g:odd", method: "status" },
+      "/odd/status",
+      "rid-1",
+      log,
+    );
+    equal(response.status, 500, `status ${JSON.stringify(status)}`);
+    equal(response.headers.get("content-type"), "application/problem+json");
+    const problem = await response.json();
+    match(problem.detail, new RegExp(`g:odd\\.status answered with status ${JSON.stringify(status)}`));
+    equal(problem.slice, "g:odd");
+    equal(lines.length, 1, `one log line for ${JSON.stringify(status)}`);
+    match(lines[0], /invalid HTTP status.*slice=g:odd/);
+  }
+  // The statuses a slice may choose still pass.
+  for (const status of [200, 201, 302, 404, 599]) {
+    const response = outcomeResponse(
+      { ok: true, value: "x", status },
+      { slice: "g:a", method: "m" },
+      "/",
+      "r",
+    );
+    equal(response.status, status);
+    await response.body?.cancel();
+  }
+});
+
+Deno.test("declared query parameters are decoded strictly: bad percent-encoding is a 400 naming the parameter", () => {
+  const route = { queryParams: ["limit", "q"] };
+  deepStrictEqual(buildRequest(route, undefined, {}, "q=a+b%20c&limit=2&limit=3"), {
+    q: "a b c",
+    limit: "2",
+  });
+  throws(
+    () => buildRequest(route, undefined, {}, "limit=%ZZ"),
+    (e: AetherError) => e.status === 400 && /query parameter limit: bad percent-encoding/.test(e.message),
+  );
+  throws(() => buildRequest(route, undefined, {}, "q=%ED%A0%80"), (e: AetherError) => e.status === 400);
+  // Undeclared parameters are not read, so their encoding does not matter.
+  deepStrictEqual(buildRequest(route, undefined, {}, "other=%ZZ"), {});
 });

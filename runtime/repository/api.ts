@@ -36,9 +36,11 @@ function replicasParam(c: Context): number | undefined {
   const text = c.req.query("replicas");
   if (text === undefined || text === "") return undefined;
   if (!/^[1-9]\d{0,2}$/.test(text)) {
-    throw new AetherError("bad_request", `query parameter replicas: "${text}" is not a positive integer`, {
-      field: "replicas",
-    });
+    throw new AetherError(
+      "bad_request",
+      `query parameter replicas: "${text.slice(0, 40)}" is not a whole number from 1 to 999`,
+      { field: "replicas", min: 1, max: 999 },
+    );
   }
   return Number(text);
 }

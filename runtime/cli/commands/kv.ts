@@ -1,6 +1,6 @@
 import { CliError } from "../client.ts";
 import { parseFor } from "../_args.ts";
-import { table } from "../_format.ts";
+import { printable, table } from "../_format.ts";
 import type { CliCommand, CliFlag } from "../command.ts";
 
 const enc = encodeURIComponent;
@@ -97,8 +97,13 @@ export const kvCommands: CliCommand[] = [
         `/api/v1/kv?prefix=${enc(positionals[0] ?? "")}&limit=${limit}`,
       );
       if (ctx.json) return ctx.out(JSON.stringify(r, null, 2));
-      const shorten = (v: string) => (v.length > 60 ? v.slice(0, 57) + "..." : v).replaceAll("\n", " ");
-      ctx.out(table(["KEY", "REVISION", "VALUE"], r.items.map((i) => [i.key, i.revision, shorten(i.value)])));
+      const shorten = (v: string) => printable(v.length > 60 ? v.slice(0, 57) + "..." : v);
+      ctx.out(
+        table(
+          ["KEY", "REVISION", "VALUE"],
+          r.items.map((i) => [printable(i.key), i.revision, shorten(i.value)]),
+        ),
+      );
       ctx.out(`(${r.items.length} keys, store revision ${r.revision})`);
     },
   },
@@ -124,7 +129,9 @@ export const kvCommands: CliCommand[] = [
         else {
           const d = JSON.parse(e.data);
           ctx.out(
-            `${d.revision} ${d.type.padEnd(6)} ${d.key}${d.value !== undefined ? ` = ${d.value}` : ""}`,
+            `${d.revision} ${d.type.padEnd(6)} ${printable(d.key)}${
+              d.value !== undefined ? ` = ${printable(d.value)}` : ""
+            }`,
           );
         }
       }
