@@ -45,23 +45,69 @@ export class RemoteSliceError extends Error {
   }
 }
 
-/** Turns anything thrown into what crosses the boundary: name, message, explicit status, JSON details. */
+/**
+ * Turns anything thrown into what crosses the boundary: name, message, explicit status, JSON details. Never
+ * throws: a thrown value is the slice's, so any of its property reads, `toString` or Proxy traps may throw
+ * (or return something odd); each is read once, guarded, and replaced by a placeholder when it misbehaves, so
+ * every call gets an answer.
+ */
 export function errorInfo(e: unknown): SliceErrorInfo {
-  if (e instanceof Error || (e !== null && typeof e === "object" && "message" in e)) {
-    const err = e as { name?: unknown; message?: unknown; status?: unknown; details?: unknown };
-    const info: SliceErrorInfo = {
-      name: typeof err.name === "string" && err.name !== "" ? err.name : "Error",
-      message: String(err.message),
-    };
-    if (
-      typeof err.status === "number" && Number.isInteger(err.status) && err.status >= 400 && err.status <= 599
-    ) {
-      info.status = err.status;
-    }
-    if (err.details !== undefined) info.details = jsonSafe(err.details);
-    return info;
+  try {
+    return errorInfoOf(e);
+  } catch {
+    return { name: "Error", message: `a thrown ${safeTypeOf(e)} that could not be read` };
   }
-  return { name: "Error", message: String(e) };
+}
+
+const UNREADABLE = "(unreadable: reading it threw)";
+
+function errorInfoOf(e: unknown): SliceErrorInfo {
+  if (e === null || (typeof e !== "object" && typeof e !== "function")) {
+    return { name: "Error", message: safeString(e) };
+  }
+  const read = (field: string): unknown => {
+    try {
+      return (e as Record<string, unknown>)[field];
+    } catch {
+      return UNREADABLE;
+    }
+  };
+  const message = read("message");
+  if (message === undefined && !isError(e)) return { name: "Error", message: safeString(e) };
+  const name = read("name");
+  const info: SliceErrorInfo = {
+    name: typeof name === "string" && name !== "" && name !== UNREADABLE ? name.slice(0, 200) : "Error",
+    message: safeString(message),
+  };
+  const status = read("status");
+  if (typeof status === "number" && Number.isInteger(status) && status >= 400 && status <= 599) {
+    info.status = status;
+  }
+  const details = read("details");
+  if (details !== undefined) info.details = jsonSafe(details);
+  return info;
+}
+
+function isError(e: unknown): boolean {
+  try {
+    return e instanceof Error;
+  } catch {
+    return false; // a Proxy whose getPrototypeOf trap throws
+  }
+}
+
+function safeTypeOf(e: unknown): string {
+  return e === null ? "null" : typeof e;
+}
+
+/** `String(value)`, or a placeholder when converting it throws or yields no string. */
+function safeString(value: unknown): string {
+  try {
+    const text = String(value);
+    return typeof text === "string" ? text : `(a ${safeTypeOf(value)})`;
+  } catch {
+    return `(a ${safeTypeOf(value)} whose conversion to a string threw)`;
+  }
 }
 
 function jsonSafe(value: unknown): JsonValue {
@@ -69,7 +115,7 @@ function jsonSafe(value: unknown): JsonValue {
     const text = JSON.stringify(value);
     return text === undefined ? null : JSON.parse(text);
   } catch {
-    return String(value);
+    return safeString(value);
   }
 }
 
@@ -78,7 +124,19 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     typeof (value as { then?: unknown }).then === "function";
 }
 
+/** The outcome for a method's value; a value whose reading throws (a hostile Proxy) is the method's error. */
 function okOutcome(value: unknown): InvokeOutcome {
+  try {
+    return readOkOutcome(value);
+  } catch (e) {
+    return {
+      ok: false,
+      error: { name: "UnserializableResult", message: `result could not be read: ${errorInfo(e).message}` },
+    };
+  }
+}
+
+function readOkOutcome(value: unknown): InvokeOutcome {
   if (
     value !== null && typeof value === "object" && (value as { kind?: unknown }).kind === "aether.response"
   ) {
@@ -281,13 +339,16 @@ export class SliceInstance {
     }
     const ctx = new CallContext(this, meta);
     let result: unknown;
+    let thenable: boolean;
     try {
       result = currentCall.run(ctx, () => fn.call(this.definition.methods, payload, ctx));
+      // Reading `then` runs the slice's code (a getter, a Proxy trap): it may throw too.
+      thenable = isThenable(result);
     } catch (e) {
       return this.#reply(id, { ok: false, error: errorInfo(e) });
     }
-    if (isThenable(result)) {
-      Promise.resolve(result).then(
+    if (thenable) {
+      new Promise((resolve) => resolve(result)).then(
         (value) => this.#reply(id, okOutcome(value)),
         (e) => this.#reply(id, { ok: false, error: errorInfo(e) }),
       );

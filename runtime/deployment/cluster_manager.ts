@@ -60,12 +60,14 @@
 import { type NodeId, satisfies } from "../core/mod.ts";
 import type { KvCommand, KvCompare, KvOp, KvResult } from "../kv/mod.ts";
 import {
+  type CrashReport,
   encodeValue,
   type InstanceRecord,
   KEY_PREFIXES,
   kvKeys,
   LEADER_KEY,
   type LifecycleState,
+  MAX_CRASH_REPORTS,
   type RoutedBackoff,
   type RouteRecord,
   type TargetBackoff,
@@ -399,6 +401,40 @@ interface ScaleInput {
   backoff: TargetBackoff | undefined;
 }
 
+/** Instances that crashed during one request, seen FAILED in this step. */
+interface CrashTally {
+  count: number;
+  lastReason?: string;
+}
+
+/** Counts a FAILED instance against the requests that were in flight when it crashed. */
+function tallyCrash(crashes: Map<string, CrashTally>, i: InstanceView): void {
+  for (const requestId of i.record.crashedBy ?? []) {
+    const tally = crashes.get(requestId) ?? { count: 0 };
+    tally.count++;
+    if (i.record.reason !== undefined) tally.lastReason = `${i.node}: ${i.record.reason}`.slice(0, 1024);
+    crashes.set(requestId, tally);
+  }
+}
+
+/** The target's crash reports with this step's added: a request seen again moves last; the oldest go first. */
+export function mergeCrashReports(
+  previous: readonly CrashReport[] | undefined,
+  crashes: ReadonlyMap<string, CrashTally>,
+  nowMs: number,
+): CrashReport[] {
+  const reports = new Map((previous ?? []).map((r) => [r.requestId, r]));
+  for (const [requestId, tally] of crashes) {
+    const before = reports.get(requestId);
+    reports.delete(requestId);
+    const report: CrashReport = { requestId, count: (before?.count ?? 0) + tally.count, lastAt: nowMs };
+    const lastReason = tally.lastReason ?? before?.lastReason;
+    if (lastReason !== undefined) report.lastReason = lastReason;
+    reports.set(requestId, report);
+  }
+  return [...reports.values()].slice(-MAX_CRASH_REPORTS);
+}
+
 /** Counts a FAILED instance against its version. */
 function tallyFailure(failures: Map<string, FailureTally>, i: InstanceView): void {
   const tally = failures.get(i.version) ?? { count: 0 };
@@ -678,7 +714,7 @@ class Reconciler {
     const routed = this.#routedVersion(target, routing);
     /** The versions that run: the target's, and the other version `routing/` names (if any). */
     const kept = [target.record.version, ...(routed !== undefined ? [routed] : [])];
-    const { failures, handled } = this.#clearUnhealthy(b, live, kept);
+    const { failures, crashes, handled } = this.#clearUnhealthy(b, live, kept);
     const up = live.filter((i) => !handled.has(i) && isUp(i.record));
     const keptUp = up.filter((i) => kept.includes(i.version));
     const outcomes = kept.map((version) =>
@@ -690,7 +726,7 @@ class Reconciler {
         previousBackoff: this.#previousBackoff(target, version),
       })
     );
-    this.#writeBackoffs(b, target, routed, outcomes);
+    this.#writeBackoffs(b, target, routed, outcomes, crashes);
     const old = up.filter((i) => !kept.includes(i.version));
     this.#retireOldVersions(b, {
       base,
@@ -722,15 +758,23 @@ class Reconciler {
     b: DecisionBuilder,
     live: readonly InstanceView[],
     kept: readonly string[],
-  ): { failures: Map<string, FailureTally>; handled: Set<InstanceView> } {
+  ): { failures: Map<string, FailureTally>; crashes: Map<string, CrashTally>; handled: Set<InstanceView> } {
     const failures = new Map<string, FailureTally>();
+    const crashes = new Map<string, CrashTally>();
     const handled = new Set<InstanceView>();
     for (const i of live) {
       if (i.record.state === "FAILED") {
         b.putInstance(i, this.#command(i.record, "UNLOAD"), `UNLOAD failed ${i.key}`);
         handled.add(i);
-        // A lost instance (its node restarted) says nothing about the slice: replaced without backoff.
-        if (kept.includes(i.version) && !i.record.retiring && !i.record.lost) tallyFailure(failures, i);
+        if (i.record.crashedBy !== undefined && i.record.crashedBy.length > 0) {
+          // It crashed during calls: charged to those requests (reported), not to the slice. One request
+          // that kills every instance it reaches must not lock the whole slice out with a growing backoff;
+          // the invoker keeps such a request from reaching more than two instances.
+          tallyCrash(crashes, i);
+        } else if (kept.includes(i.version) && !i.record.retiring && !i.record.lost) {
+          // A lost instance (its node restarted) says nothing about the slice: replaced without backoff.
+          tallyFailure(failures, i);
+        }
       } else if (this.#isStuck(i)) {
         handled.add(i);
         this.#endStuck(b, i);
@@ -739,7 +783,7 @@ class Reconciler {
         handled.add(i);
       }
     }
-    return { failures, handled };
+    return { failures, crashes, handled };
   }
 
   /** An instance past its deadline: deleted when it was being unloaded anyway, else FAILED. */
@@ -778,11 +822,17 @@ class Reconciler {
     target: TargetView,
     routed: string | undefined,
     outcomes: readonly VersionOutcome[],
+    crashes: ReadonlyMap<string, CrashTally>,
   ): void {
     const notes = outcomes.flatMap((o) => o.backoffNote !== undefined ? [o.backoffNote] : []);
     const stale = target.record.routedBackoff !== undefined && target.record.routedBackoff.version !== routed;
+    if (crashes.size > 0) {
+      const counts = [...crashes].map(([id, t]) => `${id} (${t.count})`).join(", ");
+      notes.push(`${target.base}: instance(s) crashed during request(s) ${counts}; replaced without backoff`);
+    }
     if (notes.length === 0 && !stale) return;
     const next: TargetRecord = { ...target.record };
+    if (crashes.size > 0) next.crashes = mergeCrashReports(target.record.crashes, crashes, this.#now);
     delete next.backoff;
     delete next.routedBackoff;
     const [main, other] = outcomes;

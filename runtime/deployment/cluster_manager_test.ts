@@ -294,6 +294,64 @@ Deno.test("cdm: a lost instance (its node restarted) is replaced at once, withou
   assert.equal(h.targetRecord("g:a").backoff, undefined, "a restart is not the slice's failure");
 });
 
+Deno.test("cdm: an instance that crashed during calls is replaced at once; the request is reported, the slice never backs off", () => {
+  const h = new Harness(["n1", "n2", "n3"], [A]);
+  h.target("g:a", "1.0.0", 3);
+  h.settle();
+  assert.deepEqual(h.instances(), ["n1/a:1.0.0/0 ACTIVE", "n2/a:1.0.0/0 ACTIVE", "n3/a:1.0.0/0 ACTIVE"]);
+  // One request crashes two instances (the invoker's one retry), another request one more.
+  h.set("instances/n1/g:a:1.0.0/0", "FAILED", {
+    reason: "the slice called Deno.exit(1)",
+    crashedBy: ["req-1"],
+  });
+  h.set("instances/n2/g:a:1.0.0/0", "FAILED", {
+    reason: "the slice called Deno.exit(1)",
+    crashedBy: ["req-1"],
+  });
+  h.set("instances/n3/g:a:1.0.0/0", "FAILED", { reason: "out of memory", crashedBy: ["req-2", "req-3"] });
+  const startedAt = h.now;
+  assert.deepEqual(puts(h.tick()), [
+    "n1/g:a:1.0.0/0 UNLOAD",
+    "n2/g:a:1.0.0/0 UNLOAD",
+    "n3/g:a:1.0.0/0 UNLOAD",
+    "n1/g:a:1.0.0/1 LOAD",
+    "n2/g:a:1.0.0/1 LOAD",
+    "n3/g:a:1.0.0/1 LOAD",
+  ], "unloaded and replaced in the same step");
+  const record = h.targetRecord("g:a");
+  assert.equal(record.backoff, undefined, "a crash during a call is not the slice's failure");
+  assert.deepEqual(record.crashes, [
+    { requestId: "req-1", count: 2, lastAt: startedAt, lastReason: "n2: the slice called Deno.exit(1)" },
+    { requestId: "req-2", count: 1, lastAt: startedAt, lastReason: "n3: out of memory" },
+    { requestId: "req-3", count: 1, lastAt: startedAt, lastReason: "n3: out of memory" },
+  ]);
+
+  // The same request again, every second for a minute: replaced every time, never a backoff; it moves last.
+  for (let second = 0; second < 60; second++) {
+    h.settle();
+    h.now += 1_000;
+    const key = h.kv.range("instances/")[second % 3].key;
+    h.set(key, "FAILED", { reason: "the slice called Deno.exit(1)", crashedBy: ["req-1"] });
+    const placed = puts(h.tick()).filter((p) => p.endsWith(" LOAD"));
+    assert.equal(placed.length, 1, `second ${second}: replaced at once`);
+    assert.equal(h.targetRecord("g:a").backoff, undefined);
+  }
+  const crashes = h.targetRecord("g:a").crashes!;
+  assert.deepEqual(crashes.map((c) => [c.requestId, c.count]), [["req-2", 1], ["req-3", 1], ["req-1", 62]]);
+
+  // The reports are bounded: the oldest requests go first.
+  for (let r = 0; r < 20; r++) {
+    h.settle();
+    const key = h.kv.range("instances/")[0].key;
+    h.set(key, "FAILED", { reason: "exit", crashedBy: [`many-${r}`] });
+    h.tick();
+  }
+  const bounded = h.targetRecord("g:a").crashes!;
+  assert.equal(bounded.length, 16);
+  assert.equal(bounded[0].requestId, "many-4");
+  assert.equal(bounded[15].requestId, "many-19");
+});
+
 Deno.test("cdm: a departed node loses its instances, endpoints and route places in one transaction", () => {
   const routedA = manifest("g:a:1.0.0", {
     methods: ["get", "drop"],

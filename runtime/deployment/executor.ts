@@ -30,6 +30,8 @@ export type ExecutorOutcome =
 export interface ExecutorCrash {
   instanceId: string;
   reason: string;
+  /** The request ids of the method calls in flight when it crashed, if any (a crash during a call). */
+  requestIds?: string[];
 }
 
 export interface LifecycleExecutor {

@@ -102,6 +102,8 @@ export interface LocalInstance {
   /** The operation running on the executor. */
   busy?: ExecutorOp;
   reason?: string;
+  /** Crashed with method calls in flight: their request ids (copied into the FAILED record). */
+  crashedBy?: string[];
   /** Its KV key is gone: stop and release it. */
   orphan?: boolean;
   /** Stopped because quorum was gone too long. */
@@ -240,6 +242,7 @@ export class NodeDeploymentManager {
       if (local && local.state !== "UNLOADING") {
         local.state = "FAILED";
         local.reason = crash.reason;
+        if (crash.requestIds && crash.requestIds.length > 0) local.crashedBy = crash.requestIds.slice(0, 8);
       }
     }
     if (input.hasQuorum) this.#lostSinceMs = undefined;
@@ -403,9 +406,17 @@ export class NodeDeploymentManager {
   }
 
   /** The record this node writes for `state`, keeping the leader's fields. */
-  #record(k: KeyView, state: LifecycleState, now: number, reason?: string, lost = false): Uint8Array {
+  #record(
+    k: KeyView,
+    state: LifecycleState,
+    now: number,
+    reason?: string,
+    lost = false,
+    crashedBy?: string[],
+  ): Uint8Array {
     const record: InstanceRecord = { state, updatedAt: now };
     if (lost) record.lost = true;
+    if (crashedBy !== undefined) record.crashedBy = crashedBy.map((id) => id.slice(0, 128));
     const limit = IN_PROGRESS[state];
     if (limit) record.deadline = now + (this.options[limit] as number);
     if (reason !== undefined) record.reason = reason.slice(0, 4096);
@@ -414,11 +425,19 @@ export class NodeDeploymentManager {
     return encodeValue("instance", record);
   }
 
-  #write(k: KeyView, state: LifecycleState, now: number, reason?: string, lost = false): Write {
+  #write(
+    k: KeyView,
+    state: LifecycleState,
+    now: number,
+    reason?: string,
+    lost = false,
+    crashedBy?: string[],
+  ): Write {
     const w = new Write();
     w.expect(k.key, k.modRevision);
-    w.put(k.key, this.#record(k, state, now, reason, lost));
-    w.note(`${k.key}: ${k.record.state} -> ${state}${reason ? ` (${reason})` : ""}`);
+    w.put(k.key, this.#record(k, state, now, reason, lost, crashedBy));
+    const during = crashedBy ? ` during request(s) ${crashedBy.join(", ")}` : "";
+    w.note(`${k.key}: ${k.record.state} -> ${state}${reason ? ` (${reason})` : ""}${during}`);
     return w;
   }
 
@@ -500,7 +519,9 @@ export class NodeDeploymentManager {
       local.reason = problem;
       return { write: this.#write(k, "FAILED", now, problem) };
     }
-    const w = this.#write(k, reported, now, reported === "FAILED" ? local.reason ?? "failed" : undefined);
+    const w = reported === "FAILED"
+      ? this.#write(k, reported, now, local.reason ?? "failed", false, local.crashedBy)
+      : this.#write(k, reported, now);
     if (serving) this.#withdraw(w, kv, k.coordinates, k.n, k.key, mine);
     return { ...(action ? { action } : {}), write: w };
   }

@@ -52,7 +52,12 @@ export class SandboxExecutor implements LifecycleExecutor {
     this.slices = new SliceExecutor({
       ...options.sandbox,
       onStateChange: (change) => options.onStateChange?.(change),
-      onCrash: (crash) => options.onCrash({ instanceId: crash.instanceId, reason: crash.reason }),
+      onCrash: (crash) =>
+        options.onCrash({
+          instanceId: crash.instanceId,
+          reason: crash.reason,
+          ...(crash.requestIds ? { requestIds: crash.requestIds } : {}),
+        }),
       onOutboundCall: options.onOutboundCall,
       onLog: (entry) => options.onLog?.(entry),
     });

@@ -4,7 +4,7 @@
  */
 
 import type { NodeId } from "../core/mod.ts";
-import type { LifecycleState, TargetBackoff } from "../model/mod.ts";
+import type { CrashReport, LifecycleState, TargetBackoff } from "../model/mod.ts";
 import { type DeploymentView, routedVersion } from "./view.ts";
 
 export interface InstanceStatus {
@@ -39,6 +39,8 @@ export interface SliceStatus {
    * target's at the same desired count (see cluster_manager.ts), with its ACTIVE count and its own backoff.
    */
   routed?: { version: string; desired: number; active: number; backoff?: BackoffStatus };
+  /** Requests during which instances crashed (request id, instances crashed), most recent last. */
+  crashes?: CrashReport[];
   /** The version weights of `routing/`, by version, while a record exists. */
   weights?: Record<string, number>;
   /** Every instance of every version. */
@@ -88,6 +90,7 @@ export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) 
       settled,
       ...(target?.backoff ? { backoff: backoffStatus(target.backoff) } : {}),
       ...(routed ? { routed } : {}),
+      ...(target?.crashes?.length ? { crashes: target.crashes.map((c) => ({ ...c })) } : {}),
       ...(routing
         ? { weights: { [routing.oldVersion]: routing.oldWeight, [routing.newVersion]: routing.newWeight } }
         : {}),

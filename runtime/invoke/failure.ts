@@ -23,7 +23,9 @@ export function isFailureKind(value: unknown): value is FailureKind {
  * The kind of a failure thrown by the local sandbox (SliceExecutor/SliceHost `invoke`) or anything else:
  * - 503 refused before anything ran → not_active: with `state` (the executor: the instance is not ACTIVE) or
  *   `sandbox` (the host: its sandbox is not running); other 503s (the instance failed or was unloaded with
- *   the call inside) → instance_failed, since the method may have run;
+ *   the call inside) → instance_failed, since the method may have run; a 503 with `failure` (the sandbox
+ *   ended: crash, exit, memory, stuck) → crashed_by_call when the call was the only one in flight
+ *   (`callsInFlight` 1), else instance_crashed;
  * - 504 → deadline; 503 "overloaded" → overloaded; 400/404/413 and the rest → rejected.
  */
 export function failureKindOf(e: unknown): FailureKind {
@@ -35,7 +37,11 @@ export function failureKindOf(e: unknown): FailureKind {
     case "overloaded":
       return "overloaded";
     case "unavailable":
-      return e.extra.state !== undefined || e.extra.sandbox !== undefined ? "not_active" : "instance_failed";
+      if (e.extra.state !== undefined || e.extra.sandbox !== undefined) return "not_active";
+      if (e.extra.failure !== undefined) {
+        return e.extra.callsInFlight === 1 ? "crashed_by_call" : "instance_crashed";
+      }
+      return "instance_failed";
     default:
       return "rejected";
   }

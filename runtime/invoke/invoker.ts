@@ -29,6 +29,7 @@ import { asInvokeFailure, InvokeFailure } from "./failure.ts";
 import {
   DEFAULT_RETRY_POLICY,
   type FailureKind,
+  isCrash,
   retryDecision,
   retryDelayMs,
   type RetryPolicy,
@@ -301,6 +302,7 @@ export class SliceInvoker {
     const triedOn: Endpoint[] = [];
     let version0: string | undefined;
     let attempt = 0;
+    let crashes = 0;
     let last: InvokeFailure | undefined;
     while (true) {
       if (this.#closed) {
@@ -357,12 +359,14 @@ export class SliceInvoker {
       }
       last = failure;
       this.#failed.set(failure.kind, (this.#failed.get(failure.kind) ?? 0) + 1);
+      if (isCrash(failure.kind)) crashes++;
       const decision = retryDecision(this.#policy, {
         kind: failure.kind,
         attempt,
         idempotent: call.idempotent,
+        crashes,
       });
-      if (!decision.retry) throw this.#final(call, failure, attempt, triedOn);
+      if (!decision.retry) throw this.#final(call, failure, attempt, triedOn, crashes, decision.why);
       const fresh = this.#selector
         .eligible({
           candidates: this.#options.endpoints.lookup(call.slice, call.method, this.#live),
@@ -430,7 +434,14 @@ export class SliceInvoker {
   }
 
   /** The error a caller gets when the invoker gives up. */
-  #final(call: Call, failure: InvokeFailure, attempts: number, tried: Endpoint[]): AetherError {
+  #final(
+    call: Call,
+    failure: InvokeFailure,
+    attempts: number,
+    tried: Endpoint[],
+    crashes = 0,
+    why = "",
+  ): AetherError {
     const triedOn = tried.map((e) => `${e.artifact}/${e.n}@${e.node}`);
     const elapsedMs = Math.round(this.#now() - call.startedAt);
     const extra = { slice: call.slice, method: call.method, attempts, requestId: call.requestId };
@@ -452,6 +463,24 @@ export class SliceInvoker {
         `${where}: no live instance (looked ${attempts} time(s) over ${elapsedMs} ms)`,
         extra,
       );
+    } else if (isCrash(failure.kind)) {
+      // A request that crashes instances is answered, not spread over the slice: a 500 naming the crash.
+      error = new InvokeFailure(
+        failure.kind,
+        "internal",
+        `${where}: ${crashes} instance(s) crashed while serving this request (tried ${
+          triedOn.join(", ")
+        }); not retried further: ${why}; last crash: ${failure.message}`,
+        { ...extra, crashes },
+      );
+      this.#log.error("a request crashed slice instances", {
+        requestId: call.requestId,
+        slice: call.slice,
+        method: call.method,
+        crashes,
+        instances: triedOn.slice(-crashes).join(", "),
+        error: failure.message,
+      });
     } else if (failure.kind === "node_departed" || failure.kind === "instance_failed") {
       const why = call.idempotent
         ? `every attempt failed`

@@ -8,6 +8,7 @@ import { deepStrictEqual, equal, match, ok, rejects } from "node:assert/strict";
 import { AetherError } from "../core/mod.ts";
 import { fixture, InProcessCluster } from "./_testing.ts";
 import { INVOKE_CHANNEL } from "./_wire.ts";
+import type { InvokeOutcome } from "../sandbox/mod.ts";
 
 type Json = Record<string, unknown>;
 
@@ -148,30 +149,29 @@ Deno.test("a node that departs with a call in flight: the call is retried at onc
   }
 });
 
-Deno.test("an instance that fails during a call: retried elsewhere, unless the call is declared not idempotent", async () => {
+Deno.test("an instance that crashes during a call it alone served: a 500 naming the crash, not spread to the next instance", async () => {
   const cluster = await InProcessCluster.start(["n1", "n2", "n3"]);
   try {
     const back = await fixture("back");
     const crashing = await cluster.deploy("n2", back, 0);
-    await cluster.deploy("n3", back, 1);
-    const outcome = await cluster.node("n1").invoker.invoke("org.example.invoke:back", "crashIf", {
-      instance: crashing,
-    });
-    deepStrictEqual(value(outcome), { survived: "org.example.invoke:back:1.0.0/1" });
-    equal(cluster.node("n1").invoker.stats().failed.instance_failed, 1);
-
-    // Again, with a fresh pair, and idempotent: false: the unknown outcome comes back as a 503.
-    const again = await cluster.deploy("n2", back, 2);
+    const survivor = await cluster.deploy("n3", back, 1);
     const n1 = cluster.node("n1").invoker;
     let error: AetherError | undefined;
     for (let i = 0; i < 2 && !error; i++) {
-      // Round-robin may pick n3 first; the call that lands on the crashing instance is the one that fails.
-      await n1.invoke("org.example.invoke:back:1.0.0", "crashIf", { instance: again }, { idempotent: false })
-        .catch((e) => error = e);
+      // Round-robin may pick n3 first (it survives that call); the call that lands on n2 is the one that fails.
+      const outcome = await n1.invoke("org.example.invoke:back", "crashIf", { instance: crashing }, {
+        requestId: `crash-${i}`,
+      }).catch((e) => error = e);
+      if (!error) deepStrictEqual(value(outcome as InvokeOutcome), { survived: survivor });
     }
     ok(error instanceof AetherError);
-    equal(error.status, 503);
-    match(error.message, /not retried: the call is not idempotent and its outcome is unknown/);
+    equal(error.status, 500);
+    match(error.message, /1 instance\(s\) crashed while serving this request/);
+    match(error.message, /the slice called Deno.exit\(3\)/);
+    equal(n1.stats().failed.crashed_by_call, 1);
+    // Not retried: the other instance was never handed the crashing call, and serves on.
+    const after = await n1.invoke("org.example.invoke:back", "crashIf", { instance: crashing });
+    deepStrictEqual(value(after), { survived: survivor });
   } finally {
     await cluster.close();
   }

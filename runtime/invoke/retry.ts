@@ -16,7 +16,14 @@
  *    because of the idempotence contract, unless the caller says the call is not idempotent
  *    (`idempotent: false`), in which case the failure is returned as it is:
  *    - `node_departed`: the callee's node left the cluster (mesh connection lost) with the call in flight;
- *    - `instance_failed`: the instance failed (crashed, was killed, its sandbox was cut off) during the call.
+ *    - `instance_failed`: the instance was cut off (unloaded) during the call.
+ * 2b. The instance's sandbox ended during the call (a crash, `Deno.exit`, its memory limit, it stopped
+ *    answering): unlike a node departure, the call itself is the likely cause, and retrying it on the next
+ *    instance would let one request kill every instance of the slice. So:
+ *    - `crashed_by_call`: this call was the only one in flight on the instance: the call is to blame; never
+ *      retried (the caller gets a 500 naming the crash);
+ *    - `instance_crashed`: other calls were in flight too, so another one may be to blame: retried at most
+ *      once per call (`MAX_CRASH_RETRIES`), then a 500 naming the crash.
  * 3. Never retried:
  *    - the slice's own error (an outcome with `ok: false`) is an answer, not a failure: it goes back to the
  *      caller as it is, once;
@@ -41,6 +48,8 @@ export type FailureKind =
   | "no_instance"
   | "node_departed"
   | "instance_failed"
+  | "instance_crashed"
+  | "crashed_by_call"
   | "deadline"
   | "rejected";
 
@@ -51,6 +60,8 @@ export const FAILURE_KINDS: readonly FailureKind[] = [
   "no_instance",
   "node_departed",
   "instance_failed",
+  "instance_crashed",
+  "crashed_by_call",
   "deadline",
   "rejected",
 ];
@@ -73,6 +84,16 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
 const NEVER_RAN: ReadonlySet<FailureKind> = new Set(["not_sent", "not_active", "overloaded", "no_instance"]);
 /** The method may have run. */
 const UNKNOWN_OUTCOME: ReadonlySet<FailureKind> = new Set(["node_departed", "instance_failed"]);
+/** The instance crashed with the call in it. */
+const CRASHED: ReadonlySet<FailureKind> = new Set(["instance_crashed", "crashed_by_call"]);
+/** How often one call is retried after instances crashed with it in flight. */
+export const MAX_CRASH_RETRIES = 1;
+
+/** Whether an instance crashed (its sandbox ended) during the call. */
+export function isCrash(kind: FailureKind): boolean {
+  return CRASHED.has(kind);
+}
+
 /** Worth an immediate retry on an instance not tried yet. */
 const IMMEDIATE: ReadonlySet<FailureKind> = new Set(["not_sent", "not_active", "node_departed"]);
 
@@ -82,6 +103,8 @@ export interface RetryInput {
   attempt: number;
   /** Unknown outcomes may be retried (default true: the runtime's contract). */
   idempotent: boolean;
+  /** Instances that crashed with this call in flight so far, this failure included. */
+  crashes?: number;
 }
 
 export type RetryDecision =
@@ -92,6 +115,19 @@ export function retryDecision(policy: RetryPolicy, input: RetryInput): RetryDeci
   const { kind, attempt } = input;
   if (kind === "deadline") return { retry: false, why: "the call's deadline passed" };
   if (kind === "rejected") return { retry: false, why: "the request fails the same way on every instance" };
+  if (kind === "crashed_by_call") {
+    return { retry: false, why: "the instance crashed while this call was the only one it served" };
+  }
+  if (kind === "instance_crashed") {
+    if (!input.idempotent) {
+      return { retry: false, why: "the instance crashed and the call is not idempotent" };
+    }
+    if ((input.crashes ?? 1) > MAX_CRASH_RETRIES) {
+      return { retry: false, why: `${input.crashes} instances crashed with this call in flight` };
+    }
+    if (attempt >= policy.maxAttempts) return { retry: false, why: `${attempt} attempts made` };
+    return { retry: true, immediate: false };
+  }
   if (UNKNOWN_OUTCOME.has(kind) && !input.idempotent) {
     return { retry: false, why: "its outcome is unknown and the call is not idempotent" };
   }

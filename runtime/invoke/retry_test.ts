@@ -39,7 +39,9 @@ Deno.test("deadlines and requests that fail everywhere are never retried; attemp
     true,
   );
   deepStrictEqual([...FAILURE_KINDS].sort(), [
+    "crashed_by_call",
     "deadline",
+    "instance_crashed",
     "instance_failed",
     "no_instance",
     "node_departed",
@@ -73,7 +75,15 @@ Deno.test("sandbox errors are classified without reading their messages", () => 
   );
   equal(
     failureKindOf(new AetherError("unavailable", "instance failed", { failure: "crash" })),
-    "instance_failed",
+    "instance_crashed",
+  );
+  equal(
+    failureKindOf(new AetherError("unavailable", "instance failed", { failure: "exit", callsInFlight: 1 })),
+    "crashed_by_call",
+  );
+  equal(
+    failureKindOf(new AetherError("unavailable", "instance failed", { failure: "memory", callsInFlight: 3 })),
+    "instance_crashed",
   );
   equal(failureKindOf(new AetherError("unavailable", "was cut off: unloaded")), "instance_failed");
   equal(failureKindOf(new AetherError("timeout", "deadline")), "deadline");
@@ -82,4 +92,31 @@ Deno.test("sandbox errors are classified without reading their messages", () => 
   equal(failureKindOf(new AetherError("overloaded", "busy")), "overloaded");
   equal(failureKindOf(new InvokeFailure("node_departed", "unavailable", "gone")), "node_departed");
   equal(failureKindOf(new Error("plain")), "rejected");
+});
+
+Deno.test("a crash during a call is not a node departure: never retried when the call was alone, else once", () => {
+  deepStrictEqual(
+    retryDecision(policy, { kind: "crashed_by_call", attempt: 1, idempotent: true, crashes: 1 }),
+    {
+      retry: false,
+      why: "the instance crashed while this call was the only one it served",
+    },
+  );
+  deepStrictEqual(
+    retryDecision(policy, { kind: "instance_crashed", attempt: 1, idempotent: true, crashes: 1 }),
+    { retry: true, immediate: false },
+  );
+  deepStrictEqual(
+    retryDecision(policy, { kind: "instance_crashed", attempt: 2, idempotent: true, crashes: 2 }),
+    { retry: false, why: "2 instances crashed with this call in flight" },
+  );
+  equal(
+    retryDecision(policy, { kind: "instance_crashed", attempt: 1, idempotent: false, crashes: 1 }).retry,
+    false,
+  );
+  // A departure between two crashes does not reset the count.
+  equal(
+    retryDecision(policy, { kind: "instance_crashed", attempt: 3, idempotent: true, crashes: 2 }).retry,
+    false,
+  );
 });

@@ -7,7 +7,17 @@
 
 import type { NodeId } from "../core/mod.ts";
 import { nodeId } from "./_fields.ts";
-import { boolean, type Check, integer, literal, object, optional, string, timestamp } from "./_validate.ts";
+import {
+  array,
+  boolean,
+  type Check,
+  integer,
+  literal,
+  object,
+  optional,
+  string,
+  timestamp,
+} from "./_validate.ts";
 
 export const LIFECYCLE_STATES = [
   "LOAD",
@@ -48,6 +58,12 @@ export interface InstanceRecord {
    * of the slice, so it is replaced without backoff.
    */
   lost?: boolean;
+  /**
+   * FAILED while method calls were in flight (its sandbox crashed, exited, ran out of memory or stopped
+   * answering during them): their request ids, at most 8. Such a crash is charged to the requests, not to
+   * the slice (see runtime/deployment/cluster_manager.ts).
+   */
+  crashedBy?: string[];
 }
 
 export const instanceCheck: Check<InstanceRecord> = object({
@@ -58,4 +74,5 @@ export const instanceCheck: Check<InstanceRecord> = object({
   replaces: optional(object({ node: nodeId, n: integer(0, 999_999_999) })),
   retiring: optional(boolean()),
   lost: optional(boolean()),
+  crashedBy: optional(array(string({ maxLength: 128 }), { max: 8 })),
 });

@@ -15,5 +15,11 @@ export { type InstanceRecord, isLifecycleState, LIFECYCLE_STATES, type Lifecycle
 export { LEADER_KEY, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 export { HTTP_METHODS, type HttpMethod, isRoutePath, type RouteRecord } from "./routes.ts";
 export { type RoutingRecord } from "./routing.ts";
-export { type RoutedBackoff, type TargetBackoff, type TargetRecord } from "./targets.ts";
+export {
+  type CrashReport,
+  MAX_CRASH_REPORTS,
+  type RoutedBackoff,
+  type TargetBackoff,
+  type TargetRecord,
+} from "./targets.ts";
 export { type ThresholdRecord } from "./thresholds.ts";

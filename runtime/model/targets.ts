@@ -25,7 +25,26 @@ export interface TargetRecord {
    * replacements of the target version. Tagged with its version; dropped when that version is no longer routed.
    */
   routedBackoff?: RoutedBackoff;
+  /**
+   * Requests during which instances of the slice crashed (most recent last, at most `MAX_CRASH_REPORTS`):
+   * written by the leader when it unloads an instance that failed with calls in flight (`crashedBy`).
+   */
+  crashes?: CrashReport[];
 }
+
+/** A request that crashed instances of a slice. */
+export interface CrashReport {
+  requestId: string;
+  /** Instances that failed while it was in flight. */
+  count: number;
+  /** When the last of them was seen failed (ms). */
+  lastAt: number;
+  /** `node: reason` of the last of them. */
+  lastReason?: string;
+}
+
+/** How many requests `crashes` remembers (the oldest goes first). */
+export const MAX_CRASH_REPORTS = 16;
 
 export interface RoutedBackoff extends TargetBackoff {
   version: string;
@@ -58,6 +77,17 @@ export const targetCheck: Check<TargetRecord> = refine(
     updatedAt: timestamp(),
     backoff: optional(object(backoffFields)),
     routedBackoff: optional(object({ version, ...backoffFields })),
+    crashes: optional(
+      array(
+        object({
+          requestId: string({ maxLength: 128 }),
+          count: integer(1, 1_000_000),
+          lastAt: timestamp(),
+          lastReason: optional(string({ maxLength: 1024 })),
+        }),
+        { max: MAX_CRASH_REPORTS },
+      ),
+    ),
   }),
   bounds,
 );

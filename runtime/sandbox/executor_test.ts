@@ -115,7 +115,9 @@ for (const mode of MODES) {
     try {
       await ex.submit(await load("hostile", "h-1"));
       await ex.submit({ type: "ACTIVATE", instanceId: "h-1" });
-      await rejects(ex.invoke("h-1", "exitProcess", { code: 9 }), { code: "unavailable" });
+      await rejects(ex.invoke("h-1", "exitProcess", { code: 9 }, { requestId: "exit-9" }), {
+        code: "unavailable",
+      });
       await waitFor(() => ex.get("h-1")?.state === "FAILED", "FAILED");
       assertEquals(ex.get("h-1")?.reason, "the slice called Deno.exit(9)");
       assertEquals(ex.get("h-1")?.host, undefined);
@@ -134,6 +136,7 @@ for (const mode of MODES) {
         instanceId: "h-1",
         coordinates: "org.example:hostile:0.0.1",
         reason: "the slice called Deno.exit(9)",
+        requestIds: ["exit-9"], // the call during which it crashed
       }]);
     } finally {
       await ex.close();
