@@ -1,17 +1,38 @@
 /**
- * The accepting side of the mesh (the member with the higher id): the HTTP upgrade on the cluster port and
- * the acceptor's half of the handshake (challenge, check the dialer's MAC, prove the secret in return).
+ * The accepting side of the mesh (the member with the higher id): the cluster port's listener, the HTTP
+ * upgrade, and the acceptor's half of the handshake (challenge, check the dialer's MAC, prove the secret in
+ * return).
  *
  * A connection from a member with a higher id, an unknown id, or a wrong MAC is refused with close code 1008
- * and no reason, so a prober learns nothing about which check failed. Connections still in their handshake are
- * bounded (MAX_PENDING_HANDSHAKES); beyond it new ones get 503, a cheap guard against floods.
+ * and no reason, so a prober learns nothing about which check failed.
+ *
+ * Floods before authentication (anyone who reaches the port can open connections):
+ * - Every TCP connection counts as unauthenticated from accept until its handshake succeeds, and must get
+ *   there within `authTimeoutMs` (default 1 s; a real member needs one round trip) or it is dropped.
+ * - Unauthenticated connections are bounded per remote address (MAX_UNAUTHENTICATED_PER_ADDRESS) and in all
+ *   (MAX_UNAUTHENTICATED). A new connection over a bound does not get refused: the OLDEST unauthenticated
+ *   connection (of that address, or overall) is dropped instead. A real member finishes its handshake within
+ *   milliseconds, so a flood would have to open a whole bound's worth of connections in that time to push it
+ *   out; refusing the newest instead let a flood of 35 idle sockets a second keep a restarted member out.
+ * - Frame sizes are checked on the frame header before anything is buffered: `ws` (npm) reads the header and
+ *   closes with 1009 when the announced length is over its `maxPayload`. Before authentication that is
+ *   MAX_HANDSHAKE_MESSAGE_BYTES (1 KiB); after it, the connection's limit is raised to the mesh's limit.
+ *   (Deno.upgradeWebSocket buffered whole frames up to 64 MiB before the handshake could look at them: 16
+ *   frames of 60 MB took a node from 82 to 1,757 MiB.)
+ *
+ * Why `node:http` + `ws` rather than Deno.serve + Deno.upgradeWebSocket: Deno's server WebSocket has no
+ * message-size option, so a frame cannot be refused on its header. The dialer already uses `ws` (_dialer.ts).
  */
 
-import { assert, type NodeId } from "../core/mod.ts";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { WebSocketServer } from "ws";
+import { AetherError, assert, type NodeId } from "../core/mod.ts";
 import type { MeshLogger } from "./_config.ts";
 import type { MeshSocket } from "./_dialer.ts";
 import {
   computeMac,
+  MAX_HANDSHAKE_MESSAGE_BYTES,
   newNonce,
   parseAuth,
   PROTOCOL_VERSION,
@@ -20,8 +41,10 @@ import {
 } from "./_handshake.ts";
 import { closeQuietly, errorText, type PeerState } from "./_peer.ts";
 
-/** Connections still in their handshake; beyond this new ones get 503 (a cheap guard against floods). */
-const MAX_PENDING_HANDSHAKES = 64;
+/** Unauthenticated connections (from TCP accept to a completed handshake) in all; beyond, the oldest goes. */
+export const MAX_UNAUTHENTICATED = 64;
+/** Unauthenticated connections from one remote address; beyond, that address's oldest goes. */
+export const MAX_UNAUTHENTICATED_PER_ADDRESS = 8;
 
 /** What either side's handshake needs from the mesh. */
 export interface HandshakeHost {
@@ -41,19 +64,54 @@ export interface HandshakeHost {
 }
 
 export interface AcceptorHost extends HandshakeHost {
+  /** A connection that has not authenticated within this long is dropped. */
+  readonly authTimeoutMs: number;
+  /** The largest message an authenticated peer may send (checked on the frame header). */
+  readonly maxMessageBytes: number;
   /** The peer with this id, or undefined when it is not a member (or is this member). */
   peer(id: string): PeerState | undefined;
+}
+
+/** The part of `ws`'s server the acceptor uses (the package ships no types). */
+interface WsServer {
+  handleUpgrade(
+    request: IncomingMessage,
+    socket: Socket,
+    head: Uint8Array,
+    done: (ws: MeshSocket & { on(event: "error", listener: () => void): void }) => void,
+  ): void;
+  close(): void;
+}
+type WsServerConstructor = new (options: Record<string, unknown>) => WsServer;
+
+/** One connection not yet authenticated: where it came from and its deadline. */
+interface Unauthenticated {
+  address: string;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export class Acceptor {
   readonly #host: AcceptorHost;
   readonly #path: string;
-  #pendingHandshakes = 0;
+  readonly #wss: WsServer;
+  /** Insertion order is age order: the first entry is the oldest. */
+  readonly #unauthenticated = new Map<Socket, Unauthenticated>();
+  readonly #unauthenticatedByAddress = new Map<string, number>();
+  /** Every TCP connection the server holds, so close() can end them. */
+  readonly #connections = new Set<Socket>();
+  #server?: Server;
   #refusedHandshakes = 0;
+  #droppedUnauthenticated = 0;
 
   constructor(host: AcceptorHost, path: string) {
     this.#host = host;
     this.#path = path;
+    this.#wss = new (WebSocketServer as unknown as WsServerConstructor)({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: MAX_HANDSHAKE_MESSAGE_BYTES,
+    });
   }
 
   /** Incoming connections refused during the handshake (bad secret, unknown id, protocol error, timeout). */
@@ -61,61 +119,154 @@ export class Acceptor {
     return this.#refusedHandshakes;
   }
 
-  handleRequest(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
-    const url = new URL(request.url);
-    if (url.pathname !== this.#path) return new Response("not found\n", { status: 404 });
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return new Response("the mesh endpoint expects a WebSocket upgrade\n", { status: 426 });
-    }
-    const remote = `${info.remoteAddr.hostname}:${info.remoteAddr.port}`;
-    if (!this.#host.running()) return new Response("stopping\n", { status: 503 });
-    if (this.#pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
-      this.#refusedHandshakes++;
-      this.#host.log.warn("mesh refused a connection: too many handshakes in progress", {
-        self: this.#host.self,
-        remote,
-      });
-      return new Response("busy\n", { status: 503 });
-    }
-    let upgraded: { socket: WebSocket; response: Response };
-    try {
-      upgraded = Deno.upgradeWebSocket(request);
-    } catch (e) {
-      return new Response(`bad WebSocket upgrade: ${errorText(e)}\n`, { status: 400 });
-    }
-    upgraded.socket.binaryType = "arraybuffer";
-    this.#host.track(upgraded.socket);
-    this.#handshake(upgraded.socket, remote);
-    return upgraded.response;
+  /** Unauthenticated connections dropped: over their deadline, or pushed out by newer ones over a bound. */
+  get droppedUnauthenticated(): number {
+    return this.#droppedUnauthenticated;
   }
 
-  #handshake(ws: WebSocket, remote: string): void {
+  /** Unauthenticated connections held right now. */
+  get unauthenticated(): number {
+    return this.#unauthenticated.size;
+  }
+
+  /** Binds the cluster port; resolves with the bound port. */
+  listen(hostname: string, port: number): Promise<number> {
+    const server = createServer((request, response) => this.#plainRequest(request, response));
+    this.#server = server;
+    server.on("connection", (socket: Socket) => this.#connected(socket));
+    server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Uint8Array) => {
+      this.#upgrade(request, socket, head);
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", (e: Error) => reject(e));
+      server.listen(port, hostname, () => {
+        const address = server.address();
+        if (address === null || typeof address === "string") {
+          return reject(new AetherError("internal", "mesh listener has no TCP address"));
+        }
+        resolve(address.port);
+      });
+    });
+  }
+
+  /** Stops accepting and ends every connection still held (authenticated sockets are closed by the mesh). */
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.#connections) socket.destroy();
+    this.#wss.close();
+    await closed;
+  }
+
+  #connected(socket: Socket): void {
+    this.#connections.add(socket);
+    socket.once("close", () => {
+      this.#connections.delete(socket);
+      this.#authenticated(socket);
+    });
+    // Deno's node:http emits the error on the socket; without a listener it would throw.
+    socket.on("error", () => {});
+    const address = socket.remoteAddress ?? "unknown";
+    const fromAddress = this.#unauthenticatedByAddress.get(address) ?? 0;
+    if (fromAddress >= MAX_UNAUTHENTICATED_PER_ADDRESS) this.#dropOldest(address);
+    if (this.#unauthenticated.size >= MAX_UNAUTHENTICATED) this.#dropOldest();
+    const timer = setTimeout(
+      () => this.#drop(socket, `not authenticated within ${this.#host.authTimeoutMs} ms`),
+      this.#host.authTimeoutMs,
+    );
+    this.#unauthenticated.set(socket, { address, timer });
+    this.#unauthenticatedByAddress.set(address, (this.#unauthenticatedByAddress.get(address) ?? 0) + 1);
+    assert(
+      this.#unauthenticated.size <= MAX_UNAUTHENTICATED,
+      "mesh: more unauthenticated connections than the bound",
+    );
+  }
+
+  /** Drops the oldest unauthenticated connection (from `address`, or from anywhere). */
+  #dropOldest(address?: string): void {
+    for (const [socket, entry] of this.#unauthenticated) {
+      if (address === undefined || entry.address === address) {
+        const bound = address === undefined
+          ? `${MAX_UNAUTHENTICATED} in all`
+          : `${MAX_UNAUTHENTICATED_PER_ADDRESS} from ${address}`;
+        return this.#drop(socket, `oldest unauthenticated connection over the bound (${bound})`);
+      }
+    }
+  }
+
+  #drop(socket: Socket, reason: string): void {
+    if (!this.#unauthenticated.has(socket)) return;
+    this.#authenticated(socket);
+    this.#droppedUnauthenticated++;
+    this.#host.log.debug("mesh dropped an unauthenticated connection", {
+      self: this.#host.self,
+      remote: `${socket.remoteAddress}:${socket.remotePort}`,
+      reason,
+    });
+    socket.destroy();
+  }
+
+  /** Forgets a connection as unauthenticated (it authenticated, closed, or was dropped). */
+  #authenticated(socket: Socket): void {
+    const entry = this.#unauthenticated.get(socket);
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.#unauthenticated.delete(socket);
+    const left = (this.#unauthenticatedByAddress.get(entry.address) ?? 1) - 1;
+    if (left > 0) this.#unauthenticatedByAddress.set(entry.address, left);
+    else this.#unauthenticatedByAddress.delete(entry.address);
+  }
+
+  #plainRequest(request: IncomingMessage, response: ServerResponse): void {
+    const path = new URL(request.url ?? "/", "http://mesh").pathname;
+    const [status, text] = path === this.#path
+      ? [426, "the mesh endpoint expects a WebSocket upgrade\n"]
+      : [404, "not found\n"];
+    response.writeHead(status, { "content-type": "text/plain", connection: "close" });
+    response.end(text);
+  }
+
+  #upgrade(request: IncomingMessage, socket: Socket, head: Uint8Array): void {
+    const path = new URL(request.url ?? "/", "http://mesh").pathname;
+    if (path !== this.#path) return refuseUpgrade(socket, 404, "not found");
+    if (!this.#host.running()) return refuseUpgrade(socket, 503, "stopping");
+    if (!this.#unauthenticated.has(socket)) return refuseUpgrade(socket, 503, "busy");
+    socket.setNoDelay(true);
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    try {
+      this.#wss.handleUpgrade(request, socket, head, (ws) => {
+        // `ws` is an EventEmitter: an "error" with no listener would throw out of the event loop (an
+        // oversized frame is one). The handshake's and the connection's onerror come and go; this one stays.
+        ws.on("error", () => {});
+        ws.binaryType = "arraybuffer";
+        this.#host.track(ws);
+        this.#handshake(ws, socket, remote);
+      });
+    } catch (e) {
+      refuseUpgrade(socket, 400, `bad WebSocket upgrade: ${errorText(e)}`);
+    }
+  }
+
+  #handshake(ws: MeshSocket, socket: Socket, remote: string): void {
     const host = this.#host;
-    this.#pendingHandshakes++;
-    assert(this.#pendingHandshakes <= MAX_PENDING_HANDSHAKES, "mesh: more handshakes than the bound");
     let done = false;
     const nonce = newNonce();
-    const finish = () => {
-      done = true;
-      this.#pendingHandshakes--;
-      assert(this.#pendingHandshakes >= 0, "mesh: a handshake finished twice");
-      clearTimeout(timer);
-    };
     const refuse = (reason: string, claimedId?: string) => {
       if (done) return;
-      finish();
+      done = true;
+      clearTimeout(timer);
       this.#refusedHandshakes++;
       host.log.warn("mesh refused a connection", { self: host.self, remote, claimedId, reason });
-      // 1008 policy violation; no reason text, so a prober learns nothing about which check failed.
+      // 1008 policy violation; no reason text, so a prober learns nothing about which check failed. The
+      // connection stays counted as unauthenticated until it closes (its deadline drops it at the latest).
       closeQuietly(ws, 1008);
     };
     const timer = setTimeout(
       () => refuse(`no valid auth within ${host.handshakeTimeoutMs} ms`),
       host.handshakeTimeoutMs,
     );
-    ws.onopen = () => {
-      if (!done) ws.send(JSON.stringify({ t: "challenge", v: PROTOCOL_VERSION, nonce }));
-    };
+    ws.send(JSON.stringify({ t: "challenge", v: PROTOCOL_VERSION, nonce }));
     let received = false;
     ws.onmessage = (event) => {
       if (done) return;
@@ -150,17 +301,48 @@ export class Acceptor {
         const mac = await host.crypto(computeMac(host.key(), "acceptor", transcript));
         if (done) return;
         if (!host.running()) return refuse("mesh is stopping", auth.id);
-        finish();
+        if (!this.#unauthenticated.has(socket)) {
+          return refuse("dropped before the handshake completed", auth.id);
+        }
+        done = true;
+        clearTimeout(timer);
+        this.#authenticated(socket);
+        raiseMessageLimit(ws, host.maxMessageBytes);
         ws.send(JSON.stringify({ t: "accept", mac }));
         host.promote(peer, ws, remote, []);
       }).catch((e) => refuse(`handshake error: ${errorText(e)}`, auth.id));
     };
     ws.onerror = () => {
       if (!done) {
-        finish();
+        done = true;
+        clearTimeout(timer);
         host.log.debug("mesh connection failed during the handshake", { self: host.self, remote });
       }
     };
     ws.onclose = ws.onerror;
   }
+}
+
+/**
+ * Raises the largest message `ws` accepts on one connection (its server-wide `maxPayload` is the handshake's
+ * 1 KiB). `ws` 8 keeps the limit in its receiver's `_maxPayload`, which it reads on every frame header;
+ * accept_test.ts fails if an upgrade of `ws` moves it.
+ */
+export function raiseMessageLimit(ws: MeshSocket, bytes: number): void {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver;
+  assert(
+    receiver !== undefined && typeof receiver._maxPayload === "number",
+    "mesh: ws no longer keeps the message limit in _receiver._maxPayload (see _accept.ts)",
+  );
+  receiver._maxPayload = bytes;
+}
+
+/** Answers an upgrade that will not happen with a plain HTTP status and closes the connection. */
+function refuseUpgrade(socket: Socket, status: number, text: string): void {
+  const reason = { 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable" }[status] ?? "Error";
+  const body = `${text}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: text/plain\r\n` +
+      `content-length: ${new TextEncoder().encode(body).byteLength}\r\n\r\n${body}`,
+  );
 }

@@ -17,6 +17,7 @@ export const MESH_DEFAULTS = {
   reconnectMinMs: 100,
   reconnectMaxMs: 2000,
   handshakeTimeoutMs: 2000,
+  authTimeoutMs: 1000,
   maxFrameBytes: 8 * 1024 * 1024,
   maxQueuedBytesPerPeer: 16 * 1024 * 1024,
   stallTimeoutMs: 2000,
@@ -49,6 +50,11 @@ export interface MeshConfig {
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   handshakeTimeoutMs?: number;
+  /**
+   * An incoming connection must complete its handshake this long after TCP accept, or it is dropped (a real
+   * member needs one round trip; a flood of idle sockets must not hold the handshake slots).
+   */
+  authTimeoutMs?: number;
   /** Largest frame sent or accepted; a single message must fit in one frame. */
   maxFrameBytes?: number;
   /** Bound of a peer's outbound queue (unflushed messages plus the socket's bufferedAmount). */
@@ -151,6 +157,7 @@ export function validateConfig(config: MeshConfig): ResolvedConfig {
     reconnectMinMs: ms("reconnectMinMs", 1),
     reconnectMaxMs: ms("reconnectMaxMs", 1),
     handshakeTimeoutMs: ms("handshakeTimeoutMs", 50),
+    authTimeoutMs: ms("authTimeoutMs", 50),
     maxFrameBytes: ms("maxFrameBytes", 1024),
     maxQueuedBytesPerPeer: ms("maxQueuedBytesPerPeer", 1024),
     stallTimeoutMs: ms("stallTimeoutMs", 1),

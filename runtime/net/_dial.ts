@@ -20,8 +20,8 @@ import {
 } from "./_handshake.ts";
 import { type DialAttempt, dropSocket, errorText, type PeerState, urlHost } from "./_peer.ts";
 
-/** Deno's WebSocket message size limit (accepting side); the dialer's client is allowed at least as much. */
-const DENO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Deno's WebSocket message size limit, kept as the floor of both sides' limit once authenticated. */
+export const DENO_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 /** What dialing needs from the mesh, besides the handshake's needs. */
 export interface DialerHost extends HandshakeHost {

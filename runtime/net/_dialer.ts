@@ -7,7 +7,7 @@
  * while an earlier one is still unacknowledged then waits for that ACK, and the peer's kernel delays a lone
  * ACK by about 40 ms. The mesh's traffic is exactly that pattern (a heartbeat, then a consensus message a few
  * milliseconds later, before the peer has sent anything back), so every consensus decision took 20-50 ms
- * instead of under one. Sockets from `Deno.upgradeWebSocket` (the accepting side) already have no-delay.
+ * instead of under one. The accepting side sets no-delay on the sockets it accepts (_accept.ts).
  * Figures and the comparison are in README.md ("Dialer client and Nagle's algorithm").
  *
  * Masking: frames carry an all-zero masking key (see `generateMask` below for why).
@@ -61,7 +61,7 @@ export interface DialOptions {
  */
 export function dialWebSocket(url: string, options: DialOptions): MeshSocket {
   const client = new NodeWebSocket(url, {
-    // Deno.upgradeWebSocket negotiates no extensions; offering compression would only cost a header.
+    // The acceptor negotiates no extensions; offering compression would only cost a header.
     perMessageDeflate: false,
     maxPayload: options.maxMessageBytes,
     // An all-zero masking key, which `ws` recognises and then skips the XOR pass. Masking exists so that

@@ -26,11 +26,12 @@
  * any frame counts as a sign of life; a connection silent for deadAfterMs is closed and the peer reported down.
  * The dialer re-dials with exponential backoff and jitter; the acceptor waits to be dialed.
  *
- * Sockets: the acceptor's come from Deno.serve + Deno.upgradeWebSocket. The dialer's come from _dialer.ts
- * (the npm `ws` client with TCP_NODELAY), because Deno's client WebSocket leaves Nagle's algorithm on and so
- * delays a message sent shortly after an unanswered one by about 40 ms. A dialed socket can also be dropped
- * at once (`terminate`), which the mesh does when the peer is dead, stalled or failed the handshake, and in
- * stop() for a peer that does not answer the closing handshake within one heartbeat interval.
+ * Sockets: the acceptor's come from a node:http server and `ws` (_accept.ts: frame sizes are checked on
+ * the header; unauthenticated connections are bounded and dropped oldest first). The dialer's come from
+ * _dialer.ts (the npm `ws` client with TCP_NODELAY), because Deno's client WebSocket leaves Nagle's algorithm
+ * on and so delays a message sent shortly after an unanswered one by about 40 ms. A socket can also be
+ * dropped at once (`terminate`), which the mesh does when the peer is dead, stalled or failed the handshake,
+ * and in stop() for a peer that does not answer the closing handshake within one heartbeat interval.
  *
  * Where the parts live: this file holds the life cycle (start, stop, the state machine of NEXT_STATES), the
  * public API and the live connections (promote, lose, incoming frames); _outbox.ts the queues, batching and
@@ -64,7 +65,7 @@ import {
 import { Outbox } from "./_outbox.ts";
 import { Liveness } from "./_liveness.ts";
 import { Acceptor, type AcceptorHost } from "./_accept.ts";
-import { Dialer, type DialerHost } from "./_dial.ts";
+import { DENO_MAX_MESSAGE_BYTES, Dialer, type DialerHost } from "./_dial.ts";
 
 export {
   DEFAULT_CODEC,
@@ -91,6 +92,8 @@ export interface MeshStats {
   codec: CodecName;
   /** Incoming connections refused during the handshake (bad secret, unknown id, protocol error, timeout). */
   refusedHandshakes: number;
+  /** Incoming connections dropped before authenticating: over their deadline or pushed out by a flood. */
+  droppedUnauthenticated: number;
   peers: PeerStats[];
 }
 
@@ -137,7 +140,6 @@ export class Mesh {
 
   #state: MeshState = "new";
   #key?: CryptoKey;
-  #server?: Deno.HttpServer<Deno.NetAddr>;
   #port = 0;
   #tickTimer?: ReturnType<typeof setInterval>;
   #socketsClosed?: () => void;
@@ -176,6 +178,9 @@ export class Mesh {
       self: c.self,
       clusterName: c.clusterName,
       handshakeTimeoutMs: c.handshakeTimeoutMs,
+      authTimeoutMs: c.authTimeoutMs,
+      // As the dialer's: oversized frames up to this are counted and dropped, larger ones close the connection.
+      maxMessageBytes: Math.max(DENO_MAX_MESSAGE_BYTES, 2 * c.maxFrameBytes),
       maxFrameBytes: c.maxFrameBytes,
       reconnectMinMs: c.reconnectMinMs,
       reconnectMaxMs: c.reconnectMaxMs,
@@ -221,22 +226,14 @@ export class Mesh {
     this.#key = await importSecret(this.#secret);
     if (this.#stopped) return; // stop() was called while the key was imported
     try {
-      this.#server = Deno.serve({
-        hostname: this.#listenHost,
-        port: this.#listenPort,
-        onListen: () => {},
-        onError: (e) => {
-          this.#log.error("mesh request handler failed", { error: errorText(e) });
-          return new Response("internal error", { status: 500 });
-        },
-      }, (request, info) => this.#acceptor.handleRequest(request, info));
+      this.#port = await this.#acceptor.listen(this.#listenHost, this.#listenPort);
     } catch (e) {
       throw new AetherError(
         "unavailable",
         `mesh ${this.self}: cannot listen on ${this.#listenHost}:${this.#listenPort}: ${errorText(e)}`,
       );
     }
-    this.#port = this.#server.addr.port;
+    if (this.#stopped) return; // stop() was called while the port was bound
     this.#moveTo("running");
     this.#liveness.begin(performance.now());
     this.#tickTimer = setInterval(() => this.#liveness.tick(this.#peerList), this.#liveness.tickMs);
@@ -266,12 +263,12 @@ export class Mesh {
       if (peer.conn) this.#lose(peer.conn, "mesh stopping", "close");
       this.#outbox.resolveWaiters(peer, false);
     }
-    if (this.#server) await this.#server.shutdown();
+    await this.#acceptor.close();
     await Promise.allSettled([...this.#cryptoOps]);
     const deadline = performance.now() + this.#closeTimeoutMs;
     // A live peer answers the closing handshake within milliseconds. One that has not within a heartbeat
-    // interval is frozen or cut off: drop its socket rather than wait for TCP to give up. (Sockets the server
-    // accepted were already force-closed by shutdown(); only dialed ones can be left.)
+    // interval is frozen or cut off: drop its socket rather than wait for TCP to give up. (The acceptor's
+    // close() already ended every TCP connection it held.)
     let closed = await this.#socketsClosedWithin(Math.min(this.#closeTimeoutMs, this.#heartbeatMs));
     if (!closed) {
       for (const ws of this.#sockets) dropSocket(ws);
@@ -429,6 +426,7 @@ export class Mesh {
       port: this.#port,
       codec: this.codecName,
       refusedHandshakes: this.#acceptor.refusedHandshakes,
+      droppedUnauthenticated: this.#acceptor.droppedUnauthenticated,
       peers: this.#peerList.map((p) => this.peerStats(p.id)),
     };
   }
