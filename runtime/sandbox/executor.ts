@@ -92,6 +92,8 @@ export interface InstanceCrash {
   instanceId: string;
   coordinates: string;
   reason: string;
+  /** The request ids of the method calls in flight when it crashed (a crash during a call), if any. */
+  requestIds?: string[];
 }
 
 export interface SliceExecutorOptions {
@@ -395,7 +397,13 @@ export class SliceExecutor {
   }
 
   #crashed(entry: Entry, reason: string): void {
-    const crash = { instanceId: entry.record.instanceId, coordinates: entry.coordinates, reason };
+    const crash: InstanceCrash = {
+      instanceId: entry.record.instanceId,
+      coordinates: entry.coordinates,
+      reason,
+    };
+    const requestIds = entry.host?.failure?.requestIds;
+    if (requestIds !== undefined) crash.requestIds = [...requestIds];
     try {
       this.#options.onCrash?.(crash);
     } catch {

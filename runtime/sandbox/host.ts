@@ -80,7 +80,15 @@ export interface SliceFailure {
   message: string;
   /** Epoch milliseconds. */
   atMs: number;
+  /**
+   * The request ids of the method calls in flight when the sandbox ended (at most `MAX_REPORTED_REQUESTS`):
+   * a crash during a call is likely that call's doing, so it is reported with the instance.
+   */
+  requestIds?: string[];
 }
+
+/** How many request ids of the calls in flight a failure names. */
+export const MAX_REPORTED_REQUESTS = 8;
 
 export interface HostTimeouts {
   /** Spawning the sandbox and importing the bundle. */
@@ -91,6 +99,16 @@ export interface HostTimeouts {
   callMs: number;
   /** After a call's deadline: how long the sandbox has to answer a liveness probe before it is terminated. */
   probeMs: number;
+  /**
+   * How often a running sandbox is pinged, calls or not: a sandbox that stopped reading its messages (its
+   * runtime wedged) looks alive and would otherwise only be found out by each call's deadline. 0 turns it off.
+   */
+  livenessIntervalMs: number;
+  /**
+   * How long a periodic ping may go unanswered before the sandbox is terminated (its instance fails and is
+   * replaced). Generous: a method that computes synchronously delays the answer for as long as it runs.
+   */
+  livenessTimeoutMs: number;
 }
 
 export const DEFAULT_HOST_TIMEOUTS: HostTimeouts = Object.freeze({
@@ -98,6 +116,8 @@ export const DEFAULT_HOST_TIMEOUTS: HostTimeouts = Object.freeze({
   hookMs: 5_000,
   callMs: 30_000,
   probeMs: 1_000,
+  livenessIntervalMs: 5_000,
+  livenessTimeoutMs: 10_000,
 });
 
 export interface HostLimits {
@@ -320,6 +340,8 @@ export class SliceHost {
   #channel?: SandboxChannel;
   #nextId = 1;
   #probe?: { id: number; timer: Timer; reason: string };
+  /** The periodic liveness ping, while the sandbox runs. */
+  #liveness?: ReturnType<typeof setInterval>;
   #loadWaiter?: { resolve(d: SliceDescription): void; reject(e: AetherError): void };
 
   constructor(options: SliceHostOptions) {
@@ -409,6 +431,7 @@ export class SliceHost {
       const problem = mismatch(description, this.manifest);
       if (problem) throw new AetherError("bad_request", `bundle and manifest disagree: ${problem}`);
       this.#moveTo("running");
+      this.#startLiveness();
     } catch (e) {
       const error = e instanceof AetherError
         ? e
@@ -537,6 +560,7 @@ export class SliceHost {
       return await this.#closeChannel();
     }
     this.#moveTo("exited");
+    this.#stopLiveness();
     if (this.#probe) clearTimeout(this.#probe.timer);
     this.#probe = undefined;
     this.#rejectAll((what) =>
@@ -730,8 +754,28 @@ export class SliceHost {
     this.#startProbe(`${what} overran its deadline of ${budgetMs} ms`);
   }
 
-  /** Asks the sandbox for a sign of life; no answer within `probeMs` means it is stuck and must go. */
-  #startProbe(reason: string): void {
+  /** Pings the running sandbox every `livenessIntervalMs`; see `#startProbe`. */
+  #startLiveness(): void {
+    const { livenessIntervalMs, livenessTimeoutMs } = this.timeouts;
+    if (!(livenessIntervalMs > 0)) return;
+    this.#liveness = setInterval(() => {
+      this.#startProbe(
+        `a periodic liveness ping went unanswered for ${livenessTimeoutMs} ms (the sandbox stopped answering)`,
+        livenessTimeoutMs,
+        "",
+      );
+    }, livenessIntervalMs);
+    // The ping is the host's own business: it must not keep a process alive that has nothing else to do.
+    Deno.unrefTimer(this.#liveness);
+  }
+
+  #stopLiveness(): void {
+    if (this.#liveness !== undefined) clearInterval(this.#liveness);
+    this.#liveness = undefined;
+  }
+
+  /** Asks the sandbox for a sign of life; no answer within `timeoutMs` means it is stuck and must go. */
+  #startProbe(reason: string, timeoutMs = this.timeouts.probeMs, suffix = " (stuck in a loop?)"): void {
     if (this.#probe || this.#state !== "running") return;
     const id = this.#nextId++;
     const timer = setTimeout(() => {
@@ -742,10 +786,11 @@ export class SliceHost {
         : "its process was killed";
       this.#fail(
         "deadline",
-        `${reason} and the sandbox did not answer a liveness probe within ${this.timeouts.probeMs} ms ` +
-          `(stuck in a loop?); ${fate}`,
+        suffix === ""
+          ? `${reason}; ${fate}`
+          : `${reason} and the sandbox did not answer a liveness probe within ${timeoutMs} ms${suffix}; ${fate}`,
       );
-    }, this.timeouts.probeMs);
+    }, timeoutMs);
     this.#probe = { id, timer, reason };
     try {
       this.#channel?.send({ t: "ping", id });
@@ -958,18 +1003,30 @@ export class SliceHost {
   #fail(kind: FailureKind, message: string): void {
     if (this.#state === "exited") return;
     this.#moveTo("exited");
+    const calls = [...this.#pending.values()].filter((p) => p.call);
     this.#failure = { kind, message, atMs: Date.now() };
+    if (calls.length > 0) {
+      this.#failure.requestIds = calls.slice(0, MAX_REPORTED_REQUESTS).map((p) => p.requestId);
+    }
+    this.#stopLiveness();
     if (this.#probe) clearTimeout(this.#probe.timer);
     this.#probe = undefined;
+    // `callsInFlight` tells the invoker whether the call could be the only one to blame (see runtime/invoke).
     this.#rejectAll((what) =>
       new AetherError("unavailable", `${what} failed: instance ${this.#label} failed: ${message}`, {
         instanceId: this.instanceId,
         failure: kind,
+        callsInFlight: calls.length,
       })
     );
     this.#loadWaiter?.reject(new AetherError("internal", message));
     this.#closeChannel();
-    this.#logHost("error", `instance failed (${kind}): ${message}`);
+    const during = calls.length === 0
+      ? ""
+      : ` during ${calls.length} call(s): ${
+        calls.slice(0, MAX_REPORTED_REQUESTS).map((p) => `${p.name} (request ${p.requestId})`).join(", ")
+      }`;
+    this.#logHost("error", `instance failed (${kind})${during}: ${message}`);
     try {
       this.#onFailure?.(this.#failure);
     } catch {
