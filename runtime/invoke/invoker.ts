@@ -63,6 +63,14 @@ export interface LocalExecutor {
 /** Live endpoints by slice and method (runtime/deployment's EndpointRegistry has it). */
 export interface EndpointSource {
   lookup(slice: string, method: string, isConnected?: (node: NodeId) => boolean): Endpoint[];
+  /**
+   * The methods `slice` (`group:artifact` or `group:artifact:version`) has endpoints for. With it (and
+   * `revision`), a call to a method the slice does not have is refused at once with a 404 that names the
+   * methods it has, instead of being retried as "no live instance".
+   */
+  methods?(slice: string): string[];
+  /** Changes whenever the endpoints do (the registry's applied KV revision). */
+  readonly revision?: number;
 }
 
 export interface SliceInvokerOptions {
@@ -146,6 +154,8 @@ export class SliceInvoker {
   readonly #now: () => number;
   readonly #live: (node: NodeId) => boolean;
   readonly #targets = new Map<string, ParsedTarget>();
+  /** Methods per slice name as of an endpoints revision (see #unknownMethod). */
+  readonly #knownMethods = new Map<string, { revision: number; methods: ReadonlySet<string> }>();
   readonly #counters = { calls: 0, local: 0, remote: 0, retries: 0 };
   readonly #failed = new Map<string, number>();
   readonly #sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake(): void }>();
@@ -195,6 +205,8 @@ export class SliceInvoker {
         new AetherError("unavailable", `node ${this.self} is stopping; cannot call ${parsed.slice}`),
       );
     }
+    const unknown = this.#unknownMethod(parsed, method);
+    if (unknown) return Promise.reject(unknown);
     const range = typeof target === "string" ? undefined : target.range;
     const call: Call = {
       slice: parsed.slice,
@@ -279,6 +291,33 @@ export class SliceInvoker {
     if (this.#targets.size > 10_000) this.#targets.clear();
     this.#targets.set(text, parsed);
     return parsed;
+  }
+
+  /**
+   * A 404 when the slice has endpoints but none for `method` (a typo, `__proto__`): every instance of a slice
+   * version registers all its methods at once, so retrying cannot help. Undefined when the method is known,
+   * or the slice has no endpoints at all (not deployed yet, or every instance down: "no live instance" and
+   * retries stay right). The method names are kept in a Set, never used to index an object.
+   */
+  #unknownMethod(target: ParsedTarget, method: string): AetherError | undefined {
+    const endpoints = this.#options.endpoints;
+    if (typeof endpoints.methods !== "function" || typeof endpoints.revision !== "number") return undefined;
+    const name = target.version ? `${target.slice}:${target.version}` : target.slice;
+    let known = this.#knownMethods.get(name);
+    if (!known || known.revision !== endpoints.revision) {
+      if (this.#knownMethods.size > 10_000) this.#knownMethods.clear();
+      known = { revision: endpoints.revision, methods: new Set(endpoints.methods(name)) };
+      this.#knownMethods.set(name, known);
+    }
+    if (known.methods.size === 0 || (typeof method === "string" && known.methods.has(method))) {
+      return undefined;
+    }
+    const shown = typeof method === "string" ? method.slice(0, 128) : String(method);
+    return new AetherError(
+      "not_found",
+      `${name} has no method "${shown}"; its methods are ${[...known.methods].join(", ")}`,
+      { slice: target.slice, method: shown, methods: [...known.methods] },
+    );
   }
 
   #deadline(slice: string, options: CallOptions): number {

@@ -370,3 +370,28 @@ Deno.test("malformed invocation messages from a peer are counted and answered, n
     await cluster.close();
   }
 });
+
+Deno.test("an unknown method (a typo, __proto__) is a 404 naming the slice's methods at once, never retried", async () => {
+  const cluster = await InProcessCluster.start(["n1", "n2"]);
+  try {
+    await cluster.deploy("n2", await fixture("back"));
+    const invoker = cluster.node("n1").invoker;
+    for (const method of ["nope", "__proto__", "constructor", "toString"]) {
+      const startedAt = performance.now();
+      await rejects(invoker.invoke("org.example.invoke:back", method, {}), (e: unknown) => {
+        ok(e instanceof AetherError, String(e));
+        equal(e.code, "not_found", e.message);
+        match(e.message, new RegExp(`has no method "${method}"; its methods are .*echo.*fail`));
+        return true;
+      });
+      ok(performance.now() - startedAt < 500, `${method}: refused at once, not after the retries`);
+    }
+    // Also with a version, and from a slice's own call (the outbound handler is the same entry).
+    await rejects(invoker.invoke("org.example.invoke:back:1.0.0", "nope", {}), /has no method "nope"/);
+    equal(invoker.stats().retries, 0);
+    // A known method still works, and a slice with no endpoints at all is still "no live instance".
+    equal(value(await invoker.invoke("org.example.invoke:back", "echo", { x: 1 })).hop, "back");
+  } finally {
+    await cluster.close();
+  }
+});
