@@ -11,6 +11,9 @@
  * get; they are removed anyway should a future Deno add them by default.
  */
 
+import type { LogLevel } from "./_types.ts";
+import type { RuntimeMessage } from "./protocol.ts";
+
 /** Globals through which one slice could keep or see data shared with another. */
 export const SHARED_STATE_GLOBALS: readonly string[] = [
   "caches",
@@ -62,5 +65,53 @@ function forget(owner: Record<string, unknown>, name: string): void {
   } catch {
     // Not configurable: make sure it holds nothing usable instead.
     Object.defineProperty(owner, name, { value: undefined });
+  }
+}
+
+/** A writer in place of `Deno.stdout` or `Deno.stderr`: each write becomes a log line of the slice. */
+function logLineWriter(level: LogLevel, send: (message: RuntimeMessage) => void) {
+  const decoder = new TextDecoder();
+  const line = (bytes: Uint8Array) => {
+    const message = decoder.decode(bytes).replace(/\n$/, "");
+    if (message !== "") {
+      try {
+        send({ t: "log", level, message, ts: Date.now() });
+      } catch {
+        // Nothing sensible to do with a line that cannot be sent.
+      }
+    }
+    return bytes.byteLength;
+  };
+  return {
+    rid: -1,
+    writeSync: line,
+    write: (bytes: Uint8Array) => Promise.resolve(line(bytes)),
+    writable: new WritableStream<Uint8Array>({ write: (bytes) => void line(bytes) }),
+    isTerminal: () => false,
+    close: () => {},
+  };
+}
+
+/**
+ * Makes `Deno.stdout` and `Deno.stderr` log lines of the slice (stdout at INFO, stderr at WARN), like its
+ * console output. `closeHandles` (worker isolation) also closes the isolate's own handles to them first: a
+ * Worker shares the node's stdout (its ready line) and stderr (its log); closing them closes this isolate's
+ * handles only, so `process.stdout` and other writers fail there. A process sandbox keeps its handles: its
+ * stdout is the protocol pipe the entry module took before, its stderr is read by the host.
+ */
+export function stdioAsLogLines(send: (message: RuntimeMessage) => void, closeHandles: boolean): void {
+  for (const [name, level] of [["stdout", "info"], ["stderr", "warn"]] as const) {
+    if (closeHandles) {
+      try {
+        Deno[name].close();
+      } catch {
+        // Already closed.
+      }
+    }
+    Object.defineProperty(Deno, name, {
+      value: logLineWriter(level, send),
+      writable: false,
+      configurable: false,
+    });
   }
 }

@@ -5,9 +5,8 @@
  */
 
 import { startRuntime } from "./_runtime.ts";
-import { closeSharedState } from "./_isolation.ts";
+import { closeSharedState, stdioAsLogLines } from "./_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "./protocol.ts";
-import type { LogLevel } from "./_types.ts";
 
 interface WorkerScope {
   postMessage(message: unknown): void;
@@ -30,39 +29,6 @@ function flush(): void {
   post(batch);
 }
 
-/**
- * A Worker writes to the node's own standard output and error: where the node's ready line goes, and where
- * its log lines go. The Worker's handles to them are closed (that closes this isolate's handles only, not
- * the node's), so `process.stdout` and other writers fail, and `Deno.stdout` and `Deno.stderr` become log
- * lines of the slice, like its console output.
- */
-function closeStdio(send: (message: RuntimeMessage) => void): void {
-  const decoder = new TextDecoder();
-  const writer = (level: LogLevel) => {
-    const line = (bytes: Uint8Array) => {
-      const message = decoder.decode(bytes).replace(/\n$/, "");
-      if (message !== "") send({ t: "log", level, message, ts: Date.now() });
-      return bytes.byteLength;
-    };
-    return {
-      rid: -1,
-      writeSync: line,
-      write: (bytes: Uint8Array) => Promise.resolve(line(bytes)),
-      writable: new WritableStream<Uint8Array>({ write: (bytes) => void line(bytes) }),
-      isTerminal: () => false,
-      close: () => {},
-    };
-  };
-  for (const [name, level] of [["stdout", "info"], ["stderr", "warn"]] as const) {
-    try {
-      Deno[name].close();
-    } catch {
-      // Already closed.
-    }
-    Object.defineProperty(Deno, name, { value: writer(level), writable: false, configurable: false });
-  }
-}
-
 // Before any slice code: no storage or channel shared with other slices, and no way onto the node's stdio.
 closeSharedState();
 
@@ -76,7 +42,8 @@ function send(message: RuntimeMessage): void {
   queue.push(text);
 }
 
-closeStdio(send);
+// A Worker shares the node's stdout and stderr: its own handles close, its writes become log lines.
+stdioAsLogLines(send, true);
 
 startRuntime({
   send,

@@ -9,7 +9,7 @@
  */
 
 import { enableAsyncScope, startRuntime } from "../../slices/_runtime.ts";
-import { closeSharedState } from "../../slices/_isolation.ts";
+import { closeSharedState, stdioAsLogLines } from "../../slices/_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
 
@@ -107,6 +107,9 @@ async function readMessages(handler: (message: HostMessage) => void): Promise<vo
 
 // Before any slice code: no storage or channel shared with other slices (all sandboxes share one origin).
 closeSharedState();
+// `Deno.stdout` is the protocol pipe (taken above as `stdout`): a slice's writes become log lines instead of
+// lines that break the protocol, its stderr writes too (the host reads stderr for the watchdog's marker).
+stdioAsLogLines(send, false);
 const armWatchdog = startWatchdog();
 // Booted: tell the host (an empty line, which the protocol skips), once the slow part of a fresh isolate is done.
 enableAsyncScope().catch(() => {/* attribution stays synchronous */}).then(() => {

@@ -200,13 +200,14 @@ for (const mode of MODES) {
   });
 
   Deno.test(`[${mode}] hostile: forged or malformed protocol messages fail the instance, never the node`, async () => {
-    // A bundle written by hand (no SDK): its method writes raw messages on the channel to the host.
+    // A bundle written by hand (no SDK): its method writes raw messages on the channel to the host (in process
+    // isolation through node's process.stdout: the sandbox turns Deno.stdout writes into log lines).
     const source = `export default {
       kind: "aether.slice", format: 1, coordinates: "org.example:forger:1.0.0",
       methods: {
         forge(req) {
           if (${mode === "worker"}) globalThis.postMessage(req.raw ?? JSON.stringify(req.message));
-          else Deno.stdout.writeSync(new TextEncoder().encode(req.raw ?? JSON.stringify(req.message) + "\\n"));
+          else globalThis.process.stdout.write(req.raw ?? JSON.stringify(req.message) + "\\n");
           return "sent";
         },
       },
