@@ -83,6 +83,10 @@ function jsonSafe(value: unknown): unknown {
 // deno-lint-ignore no-control-regex
 const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 // deno-lint-ignore no-control-regex
+const HAS_UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** What JSON.stringify leaves unescaped of the above. */
+const HAS_UNSAFE_JSON = /[\u007f-\u009f\u2028\u2029]/;
+// deno-lint-ignore no-control-regex
 const NEEDS_QUOTES = /[\s="\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const PLAIN_KEY = /^[\w.:/@-]+$/;
 const NAMED_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
@@ -95,18 +99,23 @@ function escapeChar(c: string): string {
 
 /** `text` with every unsafe character written as an escape (`\n`, `\x1b`, `\u2028`): one line, no terminal codes. */
 export function escapeLogText(text: string): string {
-  return text.replace(UNSAFE_TEXT, escapeChar);
+  return HAS_UNSAFE_TEXT.test(text) ? text.replace(UNSAFE_TEXT, escapeChar) : text;
+}
+
+/** JSON text, with the few characters JSON leaves raw escaped too. */
+function safeJson(json: string): string {
+  return HAS_UNSAFE_JSON.test(json) ? json.replace(UNSAFE_TEXT, escapeChar) : json;
 }
 
 function formatValue(value: unknown): string {
-  if (typeof value === "string") {
-    return NEEDS_QUOTES.test(value) ? escapeLogText(JSON.stringify(value)) : value;
-  }
-  return escapeLogText(JSON.stringify(value) ?? String(value));
+  if (typeof value === "string") return NEEDS_QUOTES.test(value) ? safeJson(JSON.stringify(value)) : value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  const json = JSON.stringify(value);
+  return json === undefined ? escapeLogText(String(value)) : safeJson(json);
 }
 
 function formatKey(key: string): string {
-  return PLAIN_KEY.test(key) ? key : escapeLogText(JSON.stringify(key));
+  return PLAIN_KEY.test(key) ? key : safeJson(JSON.stringify(key));
 }
 
 /**
