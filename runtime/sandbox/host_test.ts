@@ -390,7 +390,12 @@ Deno.test("a host refuses calls beyond limits.maxPendingRequests with 503 overlo
   const hostile = await started("hostile", "worker", { limits: { maxPendingRequests: 2 } });
   try {
     const calls = Array.from({ length: 6 }, () => hostile.invoke("slow", { ms: 300 }));
-    assertEquals(hostile.stats, { pendingRequests: 2, maxPendingRequests: 2, refusedRequests: 4, droppedLogLines: 0 });
+    assertEquals(hostile.stats, {
+      pendingRequests: 2,
+      maxPendingRequests: 2,
+      refusedRequests: 4,
+      droppedLogLines: 0,
+    });
     const results = await Promise.allSettled(calls);
     const answered = results.filter((r) => r.status === "fulfilled").map((r) => r.value);
     assertEquals(answered, [{ ok: true, value: { slept: 300 } }, { ok: true, value: { slept: 300 } }]);
@@ -412,7 +417,12 @@ Deno.test("a host refuses calls beyond limits.maxPendingRequests with 503 overlo
     }
     // Room again once the admitted calls are answered; the refusals stay counted.
     assertEquals(await hostile.invoke("ping", {}), { ok: true, value: { pong: true } });
-    assertEquals(hostile.stats, { pendingRequests: 0, maxPendingRequests: 2, refusedRequests: 4, droppedLogLines: 0 });
+    assertEquals(hostile.stats, {
+      pendingRequests: 0,
+      maxPendingRequests: 2,
+      refusedRequests: 4,
+      droppedLogLines: 0,
+    });
   } finally {
     await hostile.unload();
   }
