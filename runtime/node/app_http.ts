@@ -4,10 +4,13 @@
  */
 
 import { AetherError, type Logger, problemResponse } from "../core/mod.ts";
+import { type GuardedServer, serveGuarded, type ServerLimits } from "./server_guard.ts";
 
 export interface AppServerOptions {
   hostname: string;
   port: number;
+  /** Header, body and idle timeouts and the connection limit (server_guard.ts). */
+  limits: ServerLimits;
   log: Logger;
   handler?: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response>;
 }
@@ -18,7 +21,7 @@ function noRoute(request: Request): Response {
   return problemResponse(error, { fields: { instance: path } });
 }
 
-export function createAppServer(options: AppServerOptions): Deno.HttpServer<Deno.NetAddr> {
-  const handler = options.handler ?? noRoute;
-  return Deno.serve({ hostname: options.hostname, port: options.port, onListen: () => {} }, handler);
+export function createAppServer(options: AppServerOptions): GuardedServer {
+  const { hostname, port, limits, log } = options;
+  return serveGuarded({ name: "app", hostname, port, limits, log }, options.handler ?? noRoute);
 }

@@ -17,7 +17,7 @@ Deno.test("--log-format: text by default, json on request, anything else refused
   assert.throws(() => parseNodeFlags([...REQUIRED, "--log-format"]), /log-format/);
 });
 
-Deno.test("--api-host and --app-host: each listener binds its own address, --host is the default of both", () => {
+Deno.test("--api-host and --app-host: one address per listener, --host the default of both", () => {
   const plain = parseNodeFlags(REQUIRED);
   assert.deepEqual([plain.host, plain.apiHost, plain.appHost], ["127.0.0.1", "127.0.0.1", "127.0.0.1"]);
   const shared = parseNodeFlags([...REQUIRED, "--host", "0.0.0.0"]);
@@ -40,4 +40,31 @@ Deno.test("--api-host and --app-host: each listener binds its own address, --hos
     );
     assert.throws(() => parseNodeFlags([...REQUIRED, flag, ""]), new RegExp(flag.slice(2)));
   }
+});
+
+Deno.test("HTTP server limits: defaults, each flag read, bad values refused naming the flag", () => {
+  const limits = parseNodeFlags(REQUIRED).serverLimits;
+  assert.deepEqual(limits, {
+    headerTimeoutMs: 10_000,
+    bodyTimeoutMs: 10_000,
+    idleTimeoutMs: 60_000,
+    maxConnections: 4096,
+  });
+  const set = parseNodeFlags([
+    ...REQUIRED,
+    ...["--header-timeout-ms", "500", "--body-timeout-ms", "600", "--idle-timeout-ms", "700"],
+    ...["--max-connections", "8"],
+  ]).serverLimits;
+  assert.deepEqual(set, { headerTimeoutMs: 500, bodyTimeoutMs: 600, idleTimeoutMs: 700, maxConnections: 8 });
+  for (const flag of ["--header-timeout-ms", "--body-timeout-ms", "--idle-timeout-ms", "--max-connections"]) {
+    assert.throws(
+      () => parseNodeFlags([...REQUIRED, flag, "0"]),
+      (e: Error) => e.message.startsWith(`${flag}: "0"`),
+    );
+    assert.throws(() => parseNodeFlags([...REQUIRED, flag, "1.5"]), new RegExp(flag));
+  }
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--idle-timeout-ms", "99999999999999"]),
+    (e: Error) => e.message === "--idle-timeout-ms: 99999999999999 is over 2147483647 ms",
+  );
 });

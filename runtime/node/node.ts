@@ -29,6 +29,7 @@ import {
 } from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
+import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
@@ -322,13 +323,14 @@ interface Servers {
 /** The management API (with every feature's routes) and the application HTTP server. */
 function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, deps: ApiDeps): Servers {
   const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])));
-  const apiServer = Deno.serve(
-    { hostname: flags.apiHost, port: flags.apiPort, onListen: () => {} },
+  const apiServer = serveGuarded(
+    { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log },
     api.fetch,
   );
   const appServer = createAppServer({
     hostname: flags.appHost,
     port: flags.httpPort,
+    limits: flags.serverLimits,
     log,
     handler: features.app,
   });
@@ -341,6 +343,6 @@ function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, 
 }
 
 /** Stops accepting and waits briefly for in-flight requests (long-lived streams are cut after that). */
-async function shutdown(server: Deno.HttpServer): Promise<void> {
+async function shutdown(server: GuardedServer): Promise<void> {
   await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
 }
