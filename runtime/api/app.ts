@@ -5,10 +5,23 @@ import type { ApiDeps } from "./deps.ts";
 import { kvRoutes } from "./kv.ts";
 import { logRoutes } from "./logs.ts";
 import { problemResponse } from "./_problem.ts";
+import { authMiddleware, type AuthOptions, type TokenIndex } from "./auth.ts";
+import { tokenRoutes } from "./tokens.ts";
+import { auditRoutes } from "./audit.ts";
 
-/** The management API served on the node's api port under /api/v1. */
-export function createApiApp(deps: ApiDeps, featureRoutes: Hono[] = []): Hono {
+/** How the API checks its callers: the node's token index and its options. */
+export interface ApiAccess {
+  tokens: TokenIndex;
+  options?: AuthOptions;
+}
+
+/**
+ * The management API served on the node's api port under /api/v1. Every request passes the auth middleware
+ * first (roles.ts holds the role of every endpoint).
+ */
+export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAccess): Hono {
   const app = new Hono();
+  app.use("*", authMiddleware(access.tokens, access.options));
   app.onError((error, c) => {
     if (!(error instanceof AetherError)) deps.log.error("api handler failed", { path: c.req.path, error });
     return problemResponse(c, error);
@@ -19,6 +32,8 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[] = []): Hono {
   app.route("/api/v1", clusterRoutes(deps));
   app.route("/api/v1", kvRoutes(deps));
   app.route("/api/v1", logRoutes(deps));
+  app.route("/api/v1", tokenRoutes(deps, access.tokens));
+  app.route("/api/v1", auditRoutes(deps.kv));
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

@@ -18,6 +18,13 @@ export function clusterRoutes(deps: ApiDeps): Hono {
     }, healthy ? 200 : 503);
   });
 
+  // Readiness: caught up and in a quorum (what a load balancer or orchestrator waits for).
+  app.get("/ready", (c) => {
+    const s = deps.status();
+    const ready = s.ready && s.quorum;
+    return c.json({ ready, nodeId: s.nodeId }, ready ? 200 : 503);
+  });
+
   app.get("/status", (c) => {
     const s = deps.status();
     return c.json({

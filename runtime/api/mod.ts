@@ -1,4 +1,19 @@
 /** The Hono management API. */
-export { createApiApp } from "./app.ts";
+export { type ApiAccess, createApiApp } from "./app.ts";
 export type * from "./deps.ts";
 export { DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT, parseSince } from "./logs.ts";
+export {
+  authMiddleware,
+  type AuthOptions,
+  type Bootstrap,
+  bootstrapAdminToken,
+  type Caller,
+  constantTimeEqual,
+  newTokenId,
+  newTokenSecret,
+  sha256Hex,
+  TokenIndex,
+} from "./auth.ts";
+export { API_PREFIX, ENDPOINT_ROLES, type EndpointEntry, type EndpointRole, RoleTable } from "./roles.ts";
+export { parseTtl } from "./tokens.ts";
+export { AuditLog, type AuditStats, MAX_AUDIT_ENTRIES, MAX_PENDING_AUDIT } from "./audit.ts";

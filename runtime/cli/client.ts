@@ -3,6 +3,8 @@
  * that cannot be reached becomes a connection error (exit code 3).
  */
 
+import { type TokenChoice, tokenHint } from "./credentials.ts";
+
 export class CliError extends Error {
   constructor(message: string, readonly exitCode = 1) {
     super(message);
@@ -45,6 +47,8 @@ export class ApiClient {
     connect: string | string[],
     readonly timeoutMs = 30_000,
     readonly source: ConnectSource = { kind: "--connect" },
+    /** The token sent as `Authorization: Bearer` (credentials.ts chooses it). */
+    public token: TokenChoice = { source: "none" },
   ) {
     const list = typeof connect === "string" ? [connect] : connect;
     if (list.length === 0) throw new CliError("no node to connect to", EXIT_USAGE);
@@ -68,8 +72,12 @@ export class ApiClient {
       const timeoutMs = init.timeoutMs === undefined ? this.timeoutMs : init.timeoutMs;
       const signals = [init.signal, timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs)]
         .filter((s): s is AbortSignal => s !== undefined && s !== null);
+      const headers = new Headers(init.headers);
+      if (this.token.token && !headers.has("authorization")) {
+        headers.set("authorization", `Bearer ${this.token.token}`);
+      }
       try {
-        const response = await fetch(base + path, { ...init, signal: AbortSignal.any(signals) });
+        const response = await fetch(base + path, { ...init, headers, signal: AbortSignal.any(signals) });
         this.#current = index;
         return response;
       } catch (e) {
@@ -101,7 +109,7 @@ export class ApiClient {
   async request(method: string, path: string, body?: BodyInit, headers?: HeadersInit): Promise<ApiResponse> {
     const response = await this.fetch(path, { method, body, headers });
     const bytes = new Uint8Array(await response.arrayBuffer());
-    if (!response.ok) throw new CliError(describeFailure(response, bytes));
+    if (!response.ok) throw new CliError(this.describeFailure(response, bytes));
     return { status: response.status, headers: response.headers, body: bytes };
   }
 
@@ -129,7 +137,7 @@ export class ApiClient {
       throw e;
     }
     if (!response.ok || !response.body) {
-      throw new CliError(describeFailure(response, new Uint8Array(await response.arrayBuffer())));
+      throw new CliError(this.describeFailure(response, new Uint8Array(await response.arrayBuffer())));
     }
     const lines = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -158,6 +166,12 @@ export class ApiClient {
       lines.releaseLock();
       await response.body.cancel().catch(() => {});
     }
+  }
+
+  /** The server's problem in its own words; after a 401, how to supply a token. */
+  describeFailure(response: Response, bytes: Uint8Array): string {
+    const text = describeFailure(response, bytes);
+    return response.status === 401 ? `${text}\n${tokenHint(this.token)}` : text;
   }
 }
 

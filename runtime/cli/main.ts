@@ -18,6 +18,8 @@ import { normalizeArgs } from "./_args.ts";
 import { commandHelp, groupHelp, type ListedCommand, terminalWidth, topHelp } from "./_help.ts";
 import { didYouMean } from "./_suggest.ts";
 import { findForgeFile, forgeApiAddresses } from "./forge_file.ts";
+import { chooseToken } from "./credentials.ts";
+import { accessCommands } from "./commands/access.ts";
 import { clusterCommands } from "./commands/cluster.ts";
 import { kvCommands } from "./commands/kv.ts";
 import { loadCommands } from "./commands/load.ts";
@@ -36,6 +38,7 @@ const COMMANDS: CliCommand[] = [
   ...invokeCommands,
   ...loadCommands,
   ...logsCommands,
+  ...accessCommands,
 ];
 
 export function registerCommands(commands: CliCommand[]): void {
@@ -65,6 +68,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],
   ["key-value store", (n) => n.startsWith("kv ")],
   ["load", (n) => n === "load"],
+  ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 
 function listed(): ListedCommand[] {
@@ -95,22 +99,31 @@ function groupMembers(word: string): CliCommand[] {
 
 interface GlobalOptions {
   connect: string[];
+  /** --token, when given. */
+  token?: string;
   source: ConnectSource;
   json: boolean;
   timeoutMs: number;
   rest: string[];
 }
 
-const GLOBAL_FLAGS = ["connect", "json", "timeout", "help"];
+const GLOBAL_FLAGS = ["connect", "token", "json", "timeout", "help"];
 
 function parseGlobal(args: string[], cwd: string): GlobalOptions {
   let connect: string | undefined;
-  const options = { json: false, timeoutMs: 30_000, rest: [] as string[] };
+  const options = {
+    json: false,
+    timeoutMs: 30_000,
+    rest: [] as string[],
+    token: undefined as string | undefined,
+  };
   let i = 0;
   for (; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--connect" || arg === "-c") connect = requireValue(args, ++i, arg);
     else if (arg.startsWith("--connect=")) connect = arg.slice("--connect=".length);
+    else if (arg === "--token") options.token = requireValue(args, ++i, arg);
+    else if (arg.startsWith("--token=")) options.token = arg.slice("--token=".length);
     else if (arg === "--json") options.json = true;
     else if (arg === "--timeout") {
       const text = requireValue(args, ++i, arg);
@@ -123,13 +136,32 @@ function parseGlobal(args: string[], cwd: string): GlobalOptions {
       throw new CliError(
         `unknown flag ${arg.split("=")[0]}${
           didYouMean(name, GLOBAL_FLAGS, (s) => `--${s}`) ||
-          " (the global flags: --connect, --json, --timeout)"
+          " (the global flags: --connect, --token, --json, --timeout)"
         }; see "aether --help"`,
         EXIT_USAGE,
       );
     } else break;
   }
   return { ...options, ...chooseNodes(connect, cwd), rest: args.slice(i) };
+}
+
+/**
+ * The forge.json whose admin token the CLI may use: the one it found its nodes through, or the one of this
+ * directory when --connect or AETHER_CONNECT names one of that Forge's nodes.
+ */
+function forgeOf(source: ConnectSource, endpoints: readonly string[], cwd: string): string | undefined {
+  if (source.kind === "forge") return source.path;
+  let found;
+  try {
+    found = findForgeFile(cwd);
+  } catch {
+    return undefined;
+  }
+  if (!found) return undefined;
+  const url = (address: string) =>
+    (/^https?:\/\//.test(address) ? address : `http://${address}`).replace(/\/$/, "");
+  const forgeNodes = new Set(found.forge.nodes.map((n) => url(n.api)));
+  return endpoints.some((e) => forgeNodes.has(e)) ? found.path : undefined;
 }
 
 /** --connect, else AETHER_CONNECT, else the Forge cluster of this directory, else 127.0.0.1:8080. */
@@ -192,6 +224,17 @@ function unknownCommand(words: string[]): CliError {
   return new CliError(`unknown command "${words[0]}"${hint} ("aether help" lists the commands)`, EXIT_USAGE);
 }
 
+/** `--token TOKEN` after the command's name works like the global flag (it is never a command's own flag). */
+function takeTokenFlag(api: ApiClient, words: string[]): { words: string[] } {
+  const head = beforeTerminator(words);
+  const at = head.findIndex((w) => w === "--token" || w.startsWith("--token="));
+  if (at < 0) return { words };
+  const inline = head[at].startsWith("--token=");
+  const token = inline ? head[at].slice("--token=".length) : requireValue(head, at + 1, "--token");
+  api.token = { token, source: "--token" };
+  return { words: [...words.slice(0, at), ...words.slice(at + (inline ? 1 : 2))] };
+}
+
 /** Words before a `--` terminator (what follows it is the command's, never a flag of ours). */
 function beforeTerminator(words: string[]): string[] {
   const end = words.indexOf("--");
@@ -211,6 +254,7 @@ async function runOne(
       ? out(usage())
       : await runOne(options, api, [...words.slice(1), "--help"], signal);
   }
+  ({ words } = takeTokenFlag(api, words));
   const head = beforeTerminator(words);
   const wantsHelp = head.includes("--help") || head.includes("-h");
   // The command's own --json after its name works too.
@@ -279,6 +323,7 @@ export async function runCli(args: string[]): Promise<number> {
     // `deno task cli -- status` passes the "--" through to the program.
     options = parseGlobal(args[0] === "--" ? args.slice(1) : args, Deno.cwd());
     api = new ApiClient(options.connect, options.timeoutMs, options.source);
+    api.token = chooseToken(options.token, api.endpoints, forgeOf(options.source, api.endpoints, Deno.cwd()));
   } catch (e) {
     return report(e);
   }

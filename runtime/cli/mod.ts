@@ -13,3 +13,11 @@ export {
 } from "./forge_file.ts";
 export { DEFAULT_HELP_WIDTH } from "./_help.ts";
 export { HISTORY_LIMIT } from "./_repl.ts";
+export {
+  chooseToken,
+  credentialsPath,
+  FORGE_TOKEN_FILE,
+  readCredentials,
+  saveCredentials,
+  type TokenChoice,
+} from "./credentials.ts";

@@ -60,28 +60,41 @@ export async function buildExample(
  * Publishes a built example's slices and applies its blueprint unless the cluster has one of that id (then
  * waits until its instances are ACTIVE).
  */
-export async function publishExample(example: BuiltExample, api: string): Promise<DeployedExample> {
+export async function publishExample(
+  example: BuiltExample,
+  api: string,
+  token?: string,
+): Promise<DeployedExample> {
+  const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   const { name, blueprintPath, blueprint } = example;
   console.log(`Publishing the ${example.slices.length} slices of examples/${name}...`);
   // A few pushes at a time: a node replicates only 4 at once (more are refused with 503, then retried).
   const queue = [...example.slices];
   await Promise.all(Array.from({ length: PARALLEL_PUSHES }, async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
-      await pushArtifact(api, next.built.manifest.coordinates, next.built, next.source);
+      await pushArtifact(api, next.built.manifest.coordinates, next.built, next.source, auth);
     }
   }));
   const base = `http://${api}/api/v1/blueprints/${encodeURIComponent(blueprint)}`;
-  const existing = await fetch(base);
+  const existing = await fetch(base, { headers: auth });
   await existing.body?.cancel();
   if (existing.status === 200) {
     console.log(
       `Blueprint ${blueprint} is already in the cluster: kept as it is (aether forge --clean starts over).`,
     );
-    await waitSettled(base, blueprint);
+    await waitSettled(base, blueprint, auth);
     return { blueprint, applied: false };
   }
   console.log(`Applying examples/${name}/blueprint.toml...`);
-  const code = await runCli(["--connect", api, "blueprint", "apply", blueprintPath, "--wait"]);
+  const code = await runCli([
+    "--connect",
+    api,
+    ...(token ? ["--token", token] : []),
+    "blueprint",
+    "apply",
+    blueprintPath,
+    "--wait",
+  ]);
   if (code !== 0) throw new Error(`"aether blueprint apply ${blueprintPath} --wait" failed (exit ${code})`);
   return { blueprint, applied: true };
 }
@@ -91,8 +104,9 @@ export async function deployExample(
   name: string,
   api: string,
   outDir = `${FORGE_DIR}/dist/${name}`,
+  token?: string,
 ): Promise<DeployedExample> {
-  return await publishExample(await buildExample(name, outDir), api);
+  return await publishExample(await buildExample(name, outDir), api, token);
 }
 
 function blueprintId(source: string, path: string): string {
@@ -106,6 +120,7 @@ async function pushArtifact(
   coordinates: string,
   built: { bundle: Uint8Array; manifest: { sha256: string } },
   source: string,
+  auth: Record<string, string>,
 ): Promise<void> {
   const form = new FormData();
   form.set(
@@ -125,7 +140,7 @@ async function pushArtifact(
     response = await fetch(`http://${api}${path}`, {
       method: "PUT",
       body: form,
-      headers: { "x-aether-sha256": built.manifest.sha256 },
+      headers: { ...auth, "x-aether-sha256": built.manifest.sha256 },
     });
     text = await response.text();
     if (response.status !== 503 || attempt === PUSH_ATTEMPTS) break;
@@ -143,11 +158,11 @@ async function pushArtifact(
   }
 }
 
-async function waitSettled(url: string, blueprint: string): Promise<void> {
+async function waitSettled(url: string, blueprint: string, auth: Record<string, string>): Promise<void> {
   const deadline = Date.now() + SETTLE_TIMEOUT_MS;
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`${url}/status`);
+      const response = await fetch(`${url}/status`, { headers: auth });
       if (response.ok && (await response.json() as { settled: boolean }).settled) return;
       else await response.body?.cancel();
     } catch {

@@ -25,6 +25,12 @@ interface ForgeMember {
   clusterPort: number;
 }
 
+/** The cluster's first admin token: the file the nodes read it from, and the token itself. */
+export interface AdminToken {
+  file: string;
+  token: string;
+}
+
 export class Forge {
   readonly members: ForgeMember[] = [];
   readonly faults: FaultSet;
@@ -36,7 +42,7 @@ export class Forge {
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(readonly options: ForgeOptions, secretFile: string) {
+  constructor(readonly options: ForgeOptions, secretFile: string, readonly adminToken?: AdminToken) {
     const ids = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
     const taken = new Set<number>();
     const port = (preferred: number) => choosePort(options.freePorts ? 0 : preferred, taken);
@@ -60,6 +66,8 @@ export class Forge {
         peers,
         dataDir: `${FORGE_DIR}/${id}`,
         secretFile,
+        bootstrapTokenFile: adminToken?.file,
+        token: adminToken?.token,
         apiPort: apiPorts[i],
         httpPort: httpPorts[i],
         onLog: (text) => log.write(text),

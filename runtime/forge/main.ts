@@ -6,10 +6,12 @@
  */
 
 import { stopRequested } from "../core/mod.ts";
+import { newTokenId, newTokenSecret } from "../api/mod.ts";
+import { FORGE_TOKEN_FILE as ADMIN_TOKEN_FILE } from "../cli/mod.ts";
 import { PROJECT_ROOT } from "../node/mod.ts";
 import { runForgeCommand } from "./commands.ts";
 import { buildExample, EXAMPLES_DIR, publishExample } from "./example.ts";
-import { Forge } from "./forge.ts";
+import { type AdminToken, Forge } from "./forge.ts";
 import type { NodeProcess } from "./node_process.ts";
 import { type ForgeOptions, parseForgeOptions, USAGE, UsageError } from "./options.ts";
 import { FORGE_DIR, runningForge, STATE_FILE } from "./state.ts";
@@ -46,14 +48,16 @@ async function startForge(options: ForgeOptions): Promise<number> {
     return 1;
   }
   let secretFile: string;
+  let adminToken: AdminToken;
   try {
     secretFile = await prepareDataDir(options);
+    adminToken = await prepareAdminToken();
     await installDependencies();
   } catch (e) {
     console.error(`forge: ${(e as Error).message}`);
     return 2;
   }
-  const forge = new Forge(options, secretFile);
+  const forge = new Forge(options, secretFile, adminToken);
   const stop = Promise.race([stopRequested(), forge.stopRequested]);
   try {
     console.log(
@@ -67,7 +71,7 @@ async function startForge(options: ForgeOptions): Promise<number> {
     const started = await Promise.race([forge.start().then(() => null), stop]);
     if (started !== null) return 0;
     const leader = await waitForLeader(forge.nodes, LEADER_TIMEOUT_MS);
-    if (building) await publishExample(await building, apiAddress(forge.nodes[0]));
+    if (building) await publishExample(await building, apiAddress(forge.nodes[0]), adminToken.token);
     printBanner(forge, leader, options.example, performance.now() - startedAt);
     const reason = await stop;
     console.log(`\nStopping (${reason})...`);
@@ -130,6 +134,23 @@ async function prepareDataDir(options: ForgeOptions): Promise<string> {
   return secretFile;
 }
 
+/**
+ * `.forge/admin-token` (mode 0600): the cluster's first admin token, made here and given to the nodes with
+ * --bootstrap-token-file, so the CLI (which finds it beside forge.json) never asks a Forge user for a token.
+ * Kept across restarts: the cluster's data holds its hash.
+ */
+async function prepareAdminToken(): Promise<AdminToken> {
+  const file = `${FORGE_DIR}/${ADMIN_TOKEN_FILE}`;
+  try {
+    return { file, token: (await Deno.readTextFile(file)).trim() };
+  } catch {
+    const token = `aether_${newTokenId()}_${newTokenSecret()}`;
+    await Deno.writeTextFile(file, token + "\n", { mode: 0o600 });
+    await Deno.chmod(file, 0o600);
+    return { file, token };
+  }
+}
+
 async function waitForLeader(nodes: NodeProcess[], timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -182,8 +203,10 @@ function printBanner(forge: Forge, leader: string, example: string | null, elaps
     ...rows,
     "",
     ...exampleLines,
-    "Try (the CLI finds this Forge through .forge/forge.json):",
-    `  curl http://${apiAddress(nodes[0])}/api/v1/status`,
+    "Try (the CLI finds this Forge through .forge/forge.json, and its admin token in .forge/admin-token):",
+    `  curl -H "Authorization: Bearer $(cat ${FORGE_DIR}/${ADMIN_TOKEN_FILE})" http://${
+      apiAddress(nodes[0])
+    }/api/v1/status`,
     `  aether status`,
     `  aether kv put app/greeting hello`,
     `  aether kv get app/greeting`,

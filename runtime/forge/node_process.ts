@@ -22,6 +22,10 @@ export interface NodeProcessOptions {
   secretFile: string;
   apiPort?: number;
   httpPort?: number;
+  /** --bootstrap-token-file: the cluster's first admin token, when this node creates it. */
+  bootstrapTokenFile?: string;
+  /** The token `json()` and `api()` send (Authorization: Bearer). */
+  token?: string;
   extraArgs?: string[];
   /** Receives the node's log as it arrives (default: kept in `log`). */
   onLog?: (text: string) => void;
@@ -68,6 +72,7 @@ export class NodeProcess {
         nodeArgs: [
           ...["--id", o.id, "--peers", o.peers, "--data-dir", o.dataDir, "--secret-file", o.secretFile],
           ...["--api-port", String(o.apiPort ?? 0), "--http-port", String(o.httpPort ?? 0)],
+          ...(o.bootstrapTokenFile ? ["--bootstrap-token-file", o.bootstrapTokenFile] : []),
           ...(o.extraArgs ?? []),
         ],
       }),
@@ -155,11 +160,20 @@ export class NodeProcess {
     if (this.process) signalSafely(this.process, frozen ? "SIGSTOP" : "SIGCONT");
   }
 
+  /** fetch() against this node's management API with its token (unless `init` sets Authorization itself). */
+  api(path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.options.token && !headers.has("authorization")) {
+      headers.set("authorization", `Bearer ${this.options.token}`);
+    }
+    return fetch(this.apiUrl + path, { ...init, headers });
+  }
+
   async json<T = Record<string, unknown>>(
     path: string,
     init?: RequestInit,
   ): Promise<{ status: number; body: T }> {
-    const response = await fetch(this.apiUrl + path, init);
+    const response = await this.api(path, init);
     const text = await response.text();
     return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
   }

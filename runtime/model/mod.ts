@@ -23,3 +23,4 @@ export {
   type TargetRecord,
 } from "./targets.ts";
 export { type ThresholdRecord } from "./thresholds.ts";
+export * from "./auth.ts";

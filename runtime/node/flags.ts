@@ -4,7 +4,6 @@
 
 import { parseArgs } from "node:util";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
-import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
 
 export interface PeerAddress {
   id: NodeId;
@@ -27,8 +26,14 @@ export interface NodeFlags {
   apiHost: string;
   /** Address the application HTTP port binds to (--app-host, default --host). */
   appHost: string;
-  /** Header, body and idle timeouts and the connection limit of each HTTP listener (API and app port). */
-  serverLimits: ServerLimits;
+  /** File holding the first admin token (`aether_{id}_{secret}`) a new cluster creates; else a random one. */
+  bootstrapTokenFile?: string;
+  /** Host names the management API answers to besides its bind host, 127.0.0.1, localhost and [::1]. */
+  apiNames: string[];
+  /** Origins whose browser pages may call the API (CORS); none by default. */
+  corsOrigins: string[];
+  /** Health and readiness probes need a viewer token too. */
+  closedProbes: boolean;
   fsync: FsyncPolicy;
   logLevel: "debug" | "info" | "warn" | "error";
   /** text: one readable line per record; json: one JSON object per line (time, level, node, msg, fields). */
@@ -57,8 +62,8 @@ export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--api-host ADDRESS] [--app-host ADDRESS]
-                   [--header-timeout-ms 10000] [--body-timeout-ms 10000] [--idle-timeout-ms 60000]
-                   [--max-connections 4096]
+                   [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
+                   [--closed-probes]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
@@ -76,11 +81,12 @@ export const NODE_USAGE =
   --api-host     address the management API binds to (default: --host)
   --app-host     address the application HTTP port binds to (default: --host); the mesh binds the
                  host of this node's own --peers entry
-  --header-timeout-ms  HTTP (API and app port): from a request's first byte to complete headers (default
-                 10000); slower clients are disconnected
-  --body-timeout-ms    HTTP: the longest a request body may send nothing (default 10000)
-  --idle-timeout-ms    HTTP: a connection with no request in flight is closed after this long (default 60000)
-  --max-connections    HTTP: open connections per listener; beyond it new ones are closed (default 4096)
+  --bootstrap-token-file  a new cluster's first admin token (aether_<id>_<secret>) is read from this file;
+                 without it, the node that creates it prints a random one once on standard error
+  --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
+                 (a request naming another Host is refused: DNS rebinding)
+  --cors-origins origins (https://ops.example) whose pages may call the API; default none
+  --closed-probes  /api/v1/health and /api/v1/ready need a token too (default: open)
   --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
   --log-level    debug | info | warn | error
@@ -142,10 +148,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         host: { type: "string" },
         "api-host": { type: "string" },
         "app-host": { type: "string" },
-        "header-timeout-ms": { type: "string" },
-        "body-timeout-ms": { type: "string" },
-        "idle-timeout-ms": { type: "string" },
-        "max-connections": { type: "string" },
+        "bootstrap-token-file": { type: "string" },
+        "api-names": { type: "string" },
+        "cors-origins": { type: "string" },
+        "closed-probes": { type: "boolean" },
         fsync: { type: "string" },
         "log-level": { type: "string" },
         "log-format": { type: "string" },
@@ -201,16 +207,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     host,
     apiHost: parseHost("api-host", values["api-host"]) ?? host,
     appHost: parseHost("app-host", values["app-host"]) ?? host,
-    serverLimits: {
-      headerTimeoutMs: timeoutFlag("header-timeout-ms", values["header-timeout-ms"]) ??
-        DEFAULT_SERVER_LIMITS.headerTimeoutMs,
-      bodyTimeoutMs: timeoutFlag("body-timeout-ms", values["body-timeout-ms"]) ??
-        DEFAULT_SERVER_LIMITS.bodyTimeoutMs,
-      idleTimeoutMs: timeoutFlag("idle-timeout-ms", values["idle-timeout-ms"]) ??
-        DEFAULT_SERVER_LIMITS.idleTimeoutMs,
-      maxConnections: positiveInt("max-connections", values["max-connections"]) ??
-        DEFAULT_SERVER_LIMITS.maxConnections,
-    },
+    bootstrapTokenFile: values["bootstrap-token-file"] || undefined,
+    apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
+    corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),
+    closedProbes: values["closed-probes"] ?? false,
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
     logFormat: logFormat as LogFormat,
@@ -227,7 +227,17 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   };
 }
 
-/** A bind address: an IP literal or a host name (an IPv6 literal may come in brackets). */
+/** A comma-separated list; every entry must match `pattern` (the problem names the entry). */
+function listFlag(flag: string, text: string | undefined, pattern: RegExp): string[] {
+  if (text === undefined) return [];
+  const entries = text.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  for (const entry of entries) {
+    if (!pattern.test(entry)) throw flagError(flag, `"${entry}" is not a valid entry`);
+  }
+  return entries;
+}
+
+/** A bind address: an IP literal or a host name (letters, digits, '.', '-', ':' for IPv6, brackets allowed). */
 export function parseHost(flag: string, text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   const host = text.replace(/^\[(.*)\]$/, "$1");
@@ -235,15 +245,6 @@ export function parseHost(flag: string, text: string | undefined): string | unde
     throw flagError(flag, `"${text}" is not an address to bind (an IP address or a host name)`);
   }
   return host;
-}
-
-/** Timers hold at most 2^31-1 ms; a longer one would fire at once. */
-const MAX_TIMEOUT_MS = 2_147_483_647;
-
-function timeoutFlag(flag: string, text: string | undefined): number | undefined {
-  const ms = positiveInt(flag, text);
-  if (ms !== undefined && ms > MAX_TIMEOUT_MS) throw flagError(flag, `${ms} is over ${MAX_TIMEOUT_MS} ms`);
-  return ms;
 }
 
 function positiveInt(flag: string, text: string | undefined): number | undefined {

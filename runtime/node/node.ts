@@ -15,8 +15,8 @@ import {
   WatchHub,
 } from "../kv/mod.ts";
 import { Mesh } from "../net/mod.ts";
-import { createApiApp } from "../api/mod.ts";
-import type { ApiDeps, NodeStatusView } from "../api/mod.ts";
+import { AuditLog, bootstrapAdminToken, createApiApp, TokenIndex } from "../api/mod.ts";
+import type { ApiAccess, ApiDeps, NodeStatusView } from "../api/mod.ts";
 import {
   CONSENSUS_CHANNEL,
   ELECTION_CHANNEL,
@@ -29,7 +29,6 @@ import {
 } from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
-import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
@@ -45,6 +44,8 @@ export interface RunningNode {
   ports: { cluster: number; api: number; http: number };
   /** The core the features were built from (for in-process tests that write through the node's own path). */
   core: NodeContext;
+  /** Every endpoint the management API serves (tests check each has a role in runtime/api/roles.ts). */
+  apiRoutes: { method: string; path: string }[];
   stop(): Promise<void>;
 }
 
@@ -88,21 +89,25 @@ export async function startNode(
     ports,
     features: statusOf(features.started),
   });
+  // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
+  const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
+  const access = await startAccess(flags, apiKv, log.with({ component: "auth" }));
   const servers = startServers(flags, features, log, {
     status,
-    // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
-    kv: kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder),
+    kv: apiKv,
     log: log.with({ component: "api" }),
     logs,
-  });
+  }, access);
   ports = { cluster: mesh.port, ...servers.ports };
   log.info("node started", { ...ports, members: members.join(",") });
 
   return {
     ports,
     core,
+    apiRoutes: servers.apiRoutes,
     async stop() {
       shell.stop();
+      access.stop();
       await stopFeatures(features.started, log);
       logs.stop();
       hub.close();
@@ -317,25 +322,76 @@ async function stopFeatures(features: readonly Feature[], log: Logger): Promise<
 
 interface Servers {
   ports: { api: number; http: number };
+  apiRoutes: { method: string; path: string }[];
   stop(): Promise<void>;
 }
 
+/**
+ * The API's token index, and the first admin token of a new cluster: from --bootstrap-token-file, else a random
+ * one printed once on standard error (never into the log ring that GET /api/v1/logs serves).
+ */
+async function startAccess(
+  flags: NodeFlags,
+  kv: ApiDeps["kv"],
+  log: Logger,
+): Promise<ApiAccess & { stop(): void }> {
+  let token: string | undefined;
+  if (flags.bootstrapTokenFile !== undefined) {
+    try {
+      token = (await Deno.readTextFile(flags.bootstrapTokenFile)).trim();
+    } catch (e) {
+      throw new Error(
+        `--bootstrap-token-file: cannot read "${flags.bootstrapTokenFile}": ${(e as Error).message}`,
+      );
+    }
+  }
+  const tokens = new TokenIndex(kv, log, { bootstrapToken: token });
+  const audit = new AuditLog(kv, flags.id, log.with({ component: "audit" }));
+  const bootstrap = bootstrapAdminToken({
+    kv,
+    log,
+    token,
+    announce: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)),
+  });
+  return {
+    tokens,
+    options: {
+      closedProbes: flags.closedProbes,
+      hostNames: [flags.apiHost, ...flags.apiNames],
+      corsOrigins: flags.corsOrigins,
+      audit,
+    },
+    stop: () => {
+      audit.stop();
+      bootstrap.stop();
+      tokens.stop();
+    },
+  };
+}
+
 /** The management API (with every feature's routes) and the application HTTP server. */
-function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, deps: ApiDeps): Servers {
-  const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])));
-  const apiServer = serveGuarded(
-    { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log },
+function startServers(
+  flags: NodeFlags,
+  features: StartedFeatures,
+  log: Logger,
+  deps: ApiDeps,
+  access: ApiAccess,
+): Servers {
+  const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])), access);
+  const apiServer = Deno.serve(
+    { hostname: flags.apiHost, port: flags.apiPort, onListen: () => {} },
     api.fetch,
   );
   const appServer = createAppServer({
     hostname: flags.appHost,
     port: flags.httpPort,
-    limits: flags.serverLimits,
     log,
     handler: features.app,
   });
   return {
     ports: { api: apiServer.addr.port, http: appServer.addr.port },
+    // Handlers only: middleware (the auth check) is registered as ALL.
+    apiRoutes: api.routes.filter((r) => r.method !== "ALL").map(({ method, path }) => ({ method, path })),
     stop: async () => {
       await Promise.all([shutdown(apiServer), shutdown(appServer)]);
     },
@@ -343,6 +399,6 @@ function startServers(flags: NodeFlags, features: StartedFeatures, log: Logger, 
 }
 
 /** Stops accepting and waits briefly for in-flight requests (long-lived streams are cut after that). */
-async function shutdown(server: GuardedServer): Promise<void> {
+async function shutdown(server: Deno.HttpServer): Promise<void> {
   await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
 }

@@ -18,6 +18,8 @@ export const PROJECT_ROOT = resolve(fromFileUrl(new URL("../..", import.meta.url
 export interface NodePermissionInput {
   dataDir: string;
   secretFile: string;
+  /** --bootstrap-token-file, when given (read once at start). */
+  bootstrapTokenFile?: string;
   projectRoot?: string;
 }
 
@@ -32,6 +34,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     join(root, "deno.lock"),
     dataDir,
     resolve(input.secretFile),
+    ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),
   ];
   return [
     "--unstable-worker-options",
@@ -56,8 +59,20 @@ export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[
     "run",
     "--config",
     join(root, "deno.json"),
-    ...nodePermissionFlags(input),
+    ...nodePermissionFlags({
+      ...input,
+      bootstrapTokenFile: input.bootstrapTokenFile ?? flagValue(input.nodeArgs, "--bootstrap-token-file"),
+    }),
     join(root, "runtime", "node", "entry.ts"),
     ...input.nodeArgs,
   ];
+}
+
+/** The value of `--flag VALUE` or `--flag=VALUE` in a node's arguments. */
+function flagValue(args: readonly string[], flag: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === flag) return args[i + 1];
+    if (args[i].startsWith(`${flag}=`)) return args[i].slice(flag.length + 1);
+  }
+  return undefined;
 }

@@ -23,7 +23,7 @@ export interface CliRun {
 
 export async function runCli(
   args: string[],
-  options: { stdin?: string; cwd?: string; permissions?: string[] } = {},
+  options: { stdin?: string; cwd?: string; permissions?: string[]; env?: Record<string, string> } = {},
 ): Promise<CliRun> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...(options.permissions ?? NETWORK_PERMISSIONS), MAIN, ...args],
@@ -31,7 +31,7 @@ export async function runCli(
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...options.env },
   }).spawn();
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();

@@ -22,8 +22,17 @@ export interface ClusterOptions {
   proxyLinks?: boolean;
 }
 
+/** A fixed-format admin token for a test cluster (its nodes create it from --bootstrap-token-file). */
+export function testAdminToken(): string {
+  return `aether_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}_${
+    crypto.randomUUID().replaceAll("-", "")
+  }`;
+}
+
 export class TestCluster {
   readonly nodes: NodeProcess[] = [];
+  /** The cluster's admin token: every node's `json()` and `api()` send it. */
+  token = "";
   readonly #links = new Map<string, PartitionProxy>();
 
   private constructor(readonly root: string) {}
@@ -34,6 +43,9 @@ export class TestCluster {
     const cluster = new TestCluster(root);
     const secretFile = `${root}/secret`;
     await Deno.writeTextFile(secretFile, `test-secret-${crypto.randomUUID()}`);
+    cluster.token = testAdminToken();
+    const bootstrapTokenFile = `${root}/admin-token`;
+    await Deno.writeTextFile(bootstrapTokenFile, cluster.token);
     const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
     const ports = new Map(ids.map((id) => [id, freePort()]));
     const extraArgs = [...(options.fsync ? ["--fsync", options.fsync] : []), ...(options.extraArgs ?? [])];
@@ -47,7 +59,17 @@ export class TestCluster {
         }
         return `${peer}@127.0.0.1:${port}`;
       }).join(",");
-      cluster.nodes.push(new NodeProcess({ id, peers, dataDir: `${root}/${id}`, secretFile, extraArgs }));
+      cluster.nodes.push(
+        new NodeProcess({
+          id,
+          peers,
+          dataDir: `${root}/${id}`,
+          secretFile,
+          bootstrapTokenFile,
+          token: cluster.token,
+          extraArgs,
+        }),
+      );
     }
     return cluster;
   }

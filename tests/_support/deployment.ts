@@ -39,7 +39,7 @@ export async function pushArtifact(node: NodeProcess, slice: BuiltSlice): Promis
   const form = new FormData();
   form.append("manifest", JSON.stringify(slice.manifest));
   form.append("bundle", new Blob([slice.bundle as Uint8Array<ArrayBuffer>]), "bundle.js");
-  const response = await fetch(`${node.apiUrl}/api/v1/artifacts`, { method: "POST", body: form });
+  const response = await node.api(`/api/v1/artifacts`, { method: "POST", body: form });
   const text = await response.text();
   if (response.status !== 201 && response.status !== 200) {
     throw new Error(`push of ${slice.manifest.coordinates} answered ${response.status}: ${text}`);
@@ -99,7 +99,7 @@ export async function postJson(node: NodeProcess, path: string, body: unknown) {
 }
 
 export async function postBlueprint(node: NodeProcess, toml: string, query = "") {
-  const response = await fetch(`${node.apiUrl}/api/v1/blueprints${query}`, { method: "POST", body: toml });
+  const response = await node.api(`/api/v1/blueprints${query}`, { method: "POST", body: toml });
   const text = await response.text();
   return {
     status: response.status,
@@ -133,7 +133,7 @@ export async function instanceHistory(node: NodeProcess): Promise<InstanceEvent[
   let idle = setTimeout(() => controller.abort(), 10_000);
   const events: InstanceEvent[] = [];
   try {
-    const response = await fetch(`${node.apiUrl}/api/v1/kv-watch?prefix=instances/&fromRevision=1`, {
+    const response = await node.api(`/api/v1/kv-watch?prefix=instances/&fromRevision=1`, {
       signal: controller.signal,
     });
     let buffer = "";

@@ -74,7 +74,7 @@ async function measure(mode: IsolationMode): Promise<void> {
     const writeMs: number[] = [];
     for (let i = 0; i < 50; i++) {
       const started = performance.now();
-      const response = await fetch(`${n1.apiUrl}/api/v1/kv/app/bench`, { method: "PUT", body: String(i) });
+      const response = await n1.api(`/api/v1/kv/app/bench`, { method: "PUT", body: String(i) });
       await response.body?.cancel();
       writeMs.push(performance.now() - started);
     }

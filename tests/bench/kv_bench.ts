@@ -13,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
+import { testAdminToken } from "../_support/cluster.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -69,9 +70,9 @@ async function drive(
   };
 }
 
-function aetherPut(apiUrl: string) {
+function aetherPut(node: NodeProcess) {
   return async (key: string) => {
-    const response = await fetch(`${apiUrl}/api/v1/kv/app/${key}`, { method: "PUT", body: VALUE });
+    const response = await node.api(`/api/v1/kv/app/${key}`, { method: "PUT", body: VALUE });
     await response.body?.cancel();
     return response.ok;
   };
@@ -99,8 +100,19 @@ async function startAether(root: string, fsync: "always" | "never" = "always"): 
   await Deno.writeTextFile(secretFile, crypto.randomUUID());
   const ids = ["n1", "n2", "n3"];
   const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
+  const token = testAdminToken();
+  const bootstrapTokenFile = `${root}/admin-token`;
+  await Deno.writeTextFile(bootstrapTokenFile, token);
   const nodes = ids.map((id) =>
-    new NodeProcess({ id, peers, dataDir: `${root}/${id}`, secretFile, extraArgs: ["--fsync", fsync] })
+    new NodeProcess({
+      id,
+      peers,
+      dataDir: `${root}/${id}`,
+      secretFile,
+      bootstrapTokenFile,
+      token,
+      extraArgs: ["--fsync", fsync],
+    })
   );
   await Promise.all(nodes.map((n) => n.start()));
   await leaderOf(nodes);
@@ -142,7 +154,7 @@ async function aetherFailoverMs(nodes: NodeProcess[]): Promise<number> {
 async function aetherCatchUpMs(nodes: NodeProcess[], writes: number): Promise<number> {
   const [a, b, lagging] = nodes;
   await lagging.stop("SIGTERM");
-  const targets = [aetherPut(a.apiUrl), aetherPut(b.apiUrl)];
+  const targets = [aetherPut(a), aetherPut(b)];
   let next = 0;
   await Promise.all(Array.from({ length: 64 }, async (_, w) => {
     while (next < writes) {
@@ -280,12 +292,12 @@ try {
       `${DURATION_MS} ms per run, fsync on every write for both\n`,
   );
   aether = await startAether(`${root}/aether`);
-  const aetherTargets = aether.map((n) => aetherPut(n.apiUrl));
+  const aetherTargets = aether.map((n) => aetherPut(n));
   await drive(aetherTargets, 1_000); // warm-up
   const aetherResult = await drive(aetherTargets, DURATION_MS);
   console.log(row("aether", aetherResult));
   const relaxed = await startAether(`${root}/aether-nofsync`, "never");
-  const relaxedTargets = relaxed.map((n) => aetherPut(n.apiUrl));
+  const relaxedTargets = relaxed.map((n) => aetherPut(n));
   await drive(relaxedTargets, 1_000);
   console.log(row("aether*", await drive(relaxedTargets, DURATION_MS)) + "   *--fsync never");
   await Promise.all(relaxed.map((n) => n.stop("SIGKILL")));

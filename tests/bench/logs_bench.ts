@@ -42,7 +42,7 @@ async function volume(): Promise<void> {
   try {
     await cluster.waitForLeader();
     const dist = await Deno.makeTempDir({ prefix: "aether-logs-bench-" });
-    await deployExample("ecommerce", cluster.nodes[0].apiUrl.replace("http://", ""), dist);
+    await deployExample("ecommerce", cluster.nodes[0].apiUrl.replace("http://", ""), dist, cluster.token);
     await cluster.waitFor("15 instances ACTIVE", async () => {
       const slices = await sliceStatuses(cluster.nodes[0]);
       return slices.flatMap((s) => s.instances).filter((i) => i.state === "ACTIVE").length === 15;
@@ -84,7 +84,7 @@ async function timed(node: NodeProcess, path: string, runs = 20) {
   let body = "";
   for (let i = 0; i < runs; i++) {
     const started = performance.now();
-    body = await (await fetch(`${node.apiUrl}${path}`)).text();
+    body = await (await node.api(`${path}`)).text();
     times.push(performance.now() - started);
   }
   times.sort((a, b) => a - b);

@@ -13,7 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { TestCluster } from "../_support/cluster.ts";
+import { type NodeProcess, TestCluster } from "../_support/cluster.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { Mesh } from "../../runtime/net/mod.ts";
@@ -60,11 +60,11 @@ async function artifact(version: string): Promise<{ manifest: SliceManifest; bun
   return { manifest, bundle };
 }
 
-async function push(apiUrl: string, a: { manifest: SliceManifest; bundle: Uint8Array }, replicas: number) {
+async function push(node: NodeProcess, a: { manifest: SliceManifest; bundle: Uint8Array }, replicas: number) {
   const form = new FormData();
   form.set("manifest", JSON.stringify(a.manifest));
   form.set("bundle", new Blob([a.bundle as Uint8Array<ArrayBuffer>]));
-  const response = await fetch(`${apiUrl}/api/v1/artifacts?replicas=${replicas}`, {
+  const response = await node.api(`/api/v1/artifacts?replicas=${replicas}`, {
     method: "POST",
     body: form,
   });
@@ -73,8 +73,8 @@ async function push(apiUrl: string, a: { manifest: SliceManifest; bundle: Uint8A
   return body.record.holders as string[];
 }
 
-async function download(apiUrl: string, coordinates: string): Promise<string> {
-  const response = await fetch(`${apiUrl}/api/v1/artifacts/${coordinates}/bundle`);
+async function download(node: NodeProcess, coordinates: string): Promise<string> {
+  const response = await node.api(`/api/v1/artifacts/${coordinates}/bundle`);
   const bytes = await response.arrayBuffer();
   if (response.status !== 200 || bytes.byteLength !== SIZE) throw new Error(`download: ${response.status}`);
   return response.headers.get("x-aether-source") ?? "?";
@@ -149,13 +149,13 @@ try {
   await cluster.waitForLeader();
   const [n1] = cluster.nodes;
   // Warm-up: the first upload compiles paths in every node.
-  await push(n1.apiUrl, await artifact("0.0.0"), 3);
+  await push(n1, await artifact("0.0.0"), 3);
 
   const pushTimes: number[] = [];
   for (let i = 1; i <= PUSHES; i++) {
     const a = await artifact(`1.0.${i}`);
     const t = performance.now();
-    const holders = await push(n1.apiUrl, a, 3);
+    const holders = await push(n1, a, 3);
     pushTimes.push(performance.now() - t);
     if (holders.length !== 3) throw new Error(`holders ${holders}`);
   }
@@ -164,14 +164,14 @@ try {
   const localTimes: number[] = [];
   for (let i = 1; i <= FETCHES; i++) {
     const a = await artifact(`2.0.${i}`);
-    const holders = await push(n1.apiUrl, a, 2);
+    const holders = await push(n1, a, 2);
     const outsider = cluster.nodes.find((n) => !holders.includes(n.id))!;
     let t = performance.now();
-    const source = await download(outsider.apiUrl, a.manifest.coordinates);
+    const source = await download(outsider, a.manifest.coordinates);
     fetchTimes.push(performance.now() - t);
     if (source === "local") throw new Error("expected a fetch from a peer");
     t = performance.now();
-    if ((await download(outsider.apiUrl, a.manifest.coordinates)) !== "local") throw new Error("not stored");
+    if ((await download(outsider, a.manifest.coordinates)) !== "local") throw new Error("not stored");
     localTimes.push(performance.now() - t);
   }
 

@@ -66,9 +66,10 @@ function bannerAddresses(output: string, count: number): ForgeAddresses | null {
 }
 
 /** At least `minSlices` slices in the node's view, every one at its desired count and settled. */
-async function settled(api: string, minSlices: number): Promise<boolean> {
+async function settled(api: string, minSlices: number, cwd: string): Promise<boolean> {
   try {
-    const response = await fetch(`${api}/api/v1/slices`);
+    const token = (await Deno.readTextFile(`${cwd}/.forge/admin-token`)).trim();
+    const response = await fetch(`${api}/api/v1/slices`, { headers: { authorization: `Bearer ${token}` } });
     if (!response.ok) return (await response.body?.cancel(), false);
     const { slices } = await response.json() as { slices: { settled: boolean }[] };
     return slices.length >= minSlices && slices.every((s) => s.settled);
@@ -129,7 +130,7 @@ export async function startForge(
       const banner = bannerAddresses(output, options.nodes);
       if (banner) {
         const addresses = (await readForgeJson(options.cwd, options.nodes)) ?? banner;
-        if (await settled(addresses.api[0], options.minSlices)) {
+        if (await settled(addresses.api[0], options.minSlices, options.cwd)) {
           return { ...addresses, output: () => output, stop };
         }
       }

@@ -167,6 +167,11 @@ export class ForgeProcess {
   }
 }
 
+/** The Authorization header of the Forge in `cwd` (its `.forge/admin-token`, as the CLI finds it). */
+export function forgeAuth(cwd: string): Record<string, string> {
+  return { authorization: `Bearer ${Deno.readTextFileSync(`${cwd}/.forge/admin-token`).trim()}` };
+}
+
 export interface Health {
   status: string;
   quorum: boolean;
@@ -198,9 +203,16 @@ interface SliceView {
 }
 
 /** Every node sees every slice settled, with `perNode` ACTIVE instances on every node. */
-export async function evenlySpread(state: ForgeJson, perNode: number): Promise<boolean> {
+export async function evenlySpread(
+  state: ForgeJson,
+  perNode: number,
+  auth: Record<string, string>,
+): Promise<boolean> {
   const views = await Promise.all(state.nodes.map(async (n) => {
-    const response = await fetch(`http://${n.api}/api/v1/slices`, { signal: AbortSignal.timeout(3_000) });
+    const response = await fetch(`http://${n.api}/api/v1/slices`, {
+      headers: auth,
+      signal: AbortSignal.timeout(3_000),
+    });
     return (await response.json() as { slices: SliceView[] }).slices;
   }));
   return views.every((slices) =>

@@ -11,6 +11,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { testAdminToken } from "../_support/cluster.ts";
 import { buildSlice, writeBuiltSlice } from "../../runtime/authoring/mod.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -200,15 +201,18 @@ Deno.test({
       const secretFile = join(tmp, "node-secret");
       const secret = `secret-${crypto.randomUUID()}-${crypto.randomUUID()}`;
       await Deno.writeTextFile(secretFile, secret, { mode: 0o600 });
+      const token = testAdminToken();
+      const tokenFile = join(tmp, "admin-token");
+      await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
       const node = spawn(aether, [
         "node",
         ...["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", dataDir, "--secret-file", secretFile],
-        ...["--api-port", "0", "--http-port", "0"],
+        ...["--api-port", "0", "--http-port", "0", "--bootstrap-token-file", tokenFile],
       ], { cwd: work, env });
       started.push(node);
       const [readyLine] = await node.waitFor(/\{"event":"ready".*\}/, 60_000);
       const ready = JSON.parse(readyLine) as { apiPort: number; httpPort: number; pid: number };
-      const connect = ["--connect", `127.0.0.1:${ready.apiPort}`];
+      const connect = ["--connect", `127.0.0.1:${ready.apiPort}`, "--token", token];
       // The node runs as its own process with the narrow permissions, from the extracted Deno.
       const nodeCmdline = Deno.readTextFileSync(`/proc/${ready.pid}/cmdline`).split("\0");
       equal(nodeCmdline[0], join(cache, extracted.name, "deno"));

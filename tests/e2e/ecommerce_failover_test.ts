@@ -313,7 +313,12 @@ Deno.test("ecommerce on 3 nodes keeps serving orders while nodes are killed and 
       "deploy the example as Forge does: 15 instances ACTIVE, one of every slice per node",
       async () => {
         const startedAt = Date.now();
-        await deployExample("ecommerce", cluster.nodes[0].apiUrl.replace("http://", ""), distDir);
+        await deployExample(
+          "ecommerce",
+          cluster.nodes[0].apiUrl.replace("http://", ""),
+          distDir,
+          cluster.token,
+        );
         const slices = await cluster.waitFor("the even spread", async () => {
           const slices = await sliceStatuses(cluster.nodes[1]);
           return evenSpread(slices, ids) ? slices : null;

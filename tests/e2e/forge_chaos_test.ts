@@ -10,7 +10,7 @@
 
 import { equal, match, ok } from "node:assert/strict";
 import { type LoadReport, startLoad } from "../../runtime/loadgen/mod.ts";
-import { agreedLeader, evenlySpread, type ForgeJson, ForgeProcess } from "./_forge_process.ts";
+import { agreedLeader, evenlySpread, forgeAuth, type ForgeJson, ForgeProcess } from "./_forge_process.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const RATE_PER_SECOND = 200;
@@ -83,7 +83,7 @@ async function settledAgain(forge: ForgeProcess): Promise<ForgeJson> {
   return await forge.waitFor("one leader and the even spread on all three nodes", async () => {
     const state = await forge.state();
     return state.nodes.every((n) => n.running) && await agreedLeader(state) &&
-        await evenlySpread(state, PER_NODE)
+        await evenlySpread(state, PER_NODE, forgeAuth(forge.cwd))
       ? state
       : null;
   }, 60_000);

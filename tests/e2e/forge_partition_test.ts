@@ -12,19 +12,26 @@
  */
 
 import { equal, match, ok } from "node:assert/strict";
-import { agreedLeader, type ForgeJson, ForgeProcess, health } from "./_forge_process.ts";
+import { agreedLeader, forgeAuth, type ForgeJson, ForgeProcess, health } from "./_forge_process.ts";
+
+/** The running Forge's admin token header (set once it started). */
+let auth: Record<string, string> = {};
 
 async function put(api: string, key: string, value: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://${api}/api/v1/kv/${key}?timeoutMs=3000`, {
     method: "PUT",
     body: value,
+    headers: auth,
     signal: AbortSignal.timeout(10_000),
   });
   return { status: response.status, body: await response.text() };
 }
 
 async function get(api: string, key: string): Promise<string | null> {
-  const response = await fetch(`http://${api}/api/v1/kv/${key}`, { signal: AbortSignal.timeout(3_000) });
+  const response = await fetch(`http://${api}/api/v1/kv/${key}`, {
+    headers: auth,
+    signal: AbortSignal.timeout(3_000),
+  });
   if (response.status !== 200) {
     await response.body?.cancel();
     return null;
@@ -33,7 +40,10 @@ async function get(api: string, key: string): Promise<string | null> {
 }
 
 async function revision(api: string): Promise<number> {
-  const response = await fetch(`http://${api}/api/v1/status`, { signal: AbortSignal.timeout(3_000) });
+  const response = await fetch(`http://${api}/api/v1/status`, {
+    headers: auth,
+    signal: AbortSignal.timeout(3_000),
+  });
   return ((await response.json()) as { revision: number }).revision;
 }
 
@@ -55,6 +65,7 @@ async function forgeOk(forge: ForgeProcess, ...args: string[]): Promise<string> 
 
 Deno.test("aether forge isolate, partition, latency and heal on a running Forge", async (t) => {
   const { forge } = await ForgeProcess.start(["--clean", "--free-ports", "--no-example"]);
+  auth = forgeAuth(forge.cwd);
   try {
     const state = await forge.waitFor("a leader", async () => {
       const s = await forge.state();

@@ -10,7 +10,7 @@
  */
 
 import { equal, match, ok } from "node:assert/strict";
-import { ForgeProcess } from "./_forge_process.ts";
+import { forgeAuth, ForgeProcess } from "./_forge_process.ts";
 
 interface SliceView {
   slice: string;
@@ -18,8 +18,11 @@ interface SliceView {
   settled: boolean;
 }
 
-async function slices(api: string): Promise<SliceView[]> {
-  const response = await fetch(`http://${api}/api/v1/slices`, { signal: AbortSignal.timeout(3_000) });
+async function slices(api: string, auth: Record<string, string>): Promise<SliceView[]> {
+  const response = await fetch(`http://${api}/api/v1/slices`, {
+    headers: auth,
+    signal: AbortSignal.timeout(3_000),
+  });
   return ((await response.json()) as { slices: SliceView[] }).slices;
 }
 
@@ -32,12 +35,12 @@ Deno.test("a restarted Forge keeps the operator's scale; --restart never leaves 
     const api = (await first.state()).nodes[0].api;
     const scaled = await fetch(`http://${api}/api/v1/scale`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { ...forgeAuth(cwd), "content-type": "application/json" },
       body: JSON.stringify({ artifact: "org.example:pricing", instances: 2 }),
     });
     equal(scaled.status, 200, await scaled.text());
     await first.waitFor("pricing at 2 instances, settled", async () => {
-      const pricing = (await slices(api)).find((s) => s.slice === "org.example:pricing");
+      const pricing = (await slices(api, forgeAuth(cwd))).find((s) => s.slice === "org.example:pricing");
       return pricing?.desired === 2 && pricing.settled;
     });
     const stopped = await first.command("stop");
@@ -53,7 +56,9 @@ Deno.test("a restarted Forge keeps the operator's scale; --restart never leaves 
     match(second.output, /Blueprint org\.example:ecommerce:1\.0\.0 is already in the cluster: kept as it is/);
     ok(!/Applying examples/.test(second.output), "the blueprint was not applied again");
     let state = await second.state();
-    const pricing = (await slices(state.nodes[0].api)).find((s) => s.slice === "org.example:pricing");
+    const pricing = (await slices(state.nodes[0].api, forgeAuth(cwd))).find((s) =>
+      s.slice === "org.example:pricing"
+    );
     equal(pricing?.desired, 2, "the operator's scale survived the restart");
 
     const victim = state.nodes[2];

@@ -9,6 +9,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { testAdminToken } from "../_support/cluster.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const INSTALL = join(ROOT, "tools", "install.ts");
@@ -96,11 +97,14 @@ Deno.test({
       const dataDir = join(tmp, "n1");
       const secretFile = join(tmp, "secret");
       await Deno.writeTextFile(secretFile, crypto.randomUUID() + crypto.randomUUID());
+      const token = testAdminToken();
+      const tokenFile = join(tmp, "admin-token");
+      await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
       node = new Deno.Command(aether, {
         args: [
           "node",
           ...["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", dataDir, "--secret-file", secretFile],
-          ...["--api-port", "0", "--http-port", "0"],
+          ...["--api-port", "0", "--http-port", "0", "--bootstrap-token-file", tokenFile],
         ],
         cwd: tmp,
         env,
@@ -123,7 +127,7 @@ Deno.test({
       ok(!cmdline.includes("-A") && !cmdline.includes("--allow-all"), cmdline.join(" "));
       ok(cmdline.includes("--cached-only"), cmdline.join(" "));
 
-      const connect = ["--connect", `127.0.0.1:${ready.apiPort}`];
+      const connect = ["--connect", `127.0.0.1:${ready.apiPort}`, "--token", token];
       // Ready comes before the first leader election is decided: ask until the node names itself leader.
       let status = await run(aether, [...connect, "status"], env, tmp);
       for (let i = 0; i < 100 && status.code === 0 && !/leader\s+n1/.test(status.stdout); i++) {

@@ -15,8 +15,18 @@ Deno.test("CLI batch mode: status, health, kv put/get/list/del, and exit codes",
   const cluster = await TestCluster.start(3);
   try {
     await cluster.waitForLeader();
-    const connect = ["--connect", cluster.nodes[0].apiUrl.replace("http://", "")];
-    const other = ["--connect", cluster.nodes[2].apiUrl.replace("http://", "")];
+    const connect = [
+      "--connect",
+      cluster.nodes[0].apiUrl.replace("http://", ""),
+      "--token",
+      cluster.nodes[0].options.token!,
+    ];
+    const other = [
+      "--connect",
+      cluster.nodes[2].apiUrl.replace("http://", ""),
+      "--token",
+      cluster.nodes[2].options.token!,
+    ];
 
     const status = await cli([...connect, "status"]);
     equal(status.code, 0, status.stderr);
@@ -79,7 +89,12 @@ Deno.test("CLI interactive shell reads commands from standard input", async () =
   const cluster = await TestCluster.start(1);
   try {
     await cluster.waitForLeader();
-    const connect = ["--connect", cluster.nodes[0].apiUrl.replace("http://", "")];
+    const connect = [
+      "--connect",
+      cluster.nodes[0].apiUrl.replace("http://", ""),
+      "--token",
+      cluster.nodes[0].options.token!,
+    ];
     const session = await cli(connect, 'kv put app/repl "two words"\nkv get app/repl\nnonsense\nexit\n');
     equal(session.code, 2, "the last command's failure is the exit code"); // nonsense -> usage error
     match(session.stdout, /aether> /);

@@ -165,7 +165,12 @@ Deno.test("CLI shell on a terminal: line editing, history across sessions, Tab c
   const state = await Deno.makeTempDir({ prefix: "aether-cli-state-" });
   try {
     await cluster.waitForLeader();
-    const connect = ["--connect", cluster.nodes[0].apiUrl.replace("http://", "")];
+    const connect = [
+      "--connect",
+      cluster.nodes[0].apiUrl.replace("http://", ""),
+      "--token",
+      cluster.nodes[0].options.token!,
+    ];
     const env = { XDG_STATE_HOME: state, HOME: state };
 
     const first = new PtySession(connect, env);
@@ -248,6 +253,13 @@ Deno.test("CLI finds the Forge cluster of the directory (.forge/forge.json) and 
     await Deno.writeTextFile(`${dir}/.forge/forge.json`, JSON.stringify(forge));
 
     const cwd = `${dir}/src/deep`; // found in a parent directory, as git finds its repository
+    // Without Forge's admin token the node refuses, and the CLI says how to supply one.
+    const refused = await cli(["status"], { cwd });
+    equal(refused.code, 1, refused.stderr);
+    match(refused.stderr, /401 unauthorized: .*needs a token/);
+    match(refused.stderr, /no token was sent; pass --token TOKEN, set AETHER_TOKEN, or run "aether login"/);
+    // Forge writes .forge/admin-token beside forge.json: the CLI sends it, nobody types a token.
+    await Deno.writeTextFile(`${dir}/.forge/admin-token`, cluster.token + "\n", { mode: 0o600 });
     const status = await cli(["status"], { cwd });
     equal(status.code, 0, status.stderr);
     match(status.stdout, /leader\s+n1/);
@@ -291,7 +303,7 @@ Deno.test("CLI deploy of a new version keeps the instance count; undeploy of ano
   try {
     await cluster.waitForLeader();
     const [node] = cluster.nodes;
-    const connect = ["--connect", node.apiUrl.replace("http://", "")];
+    const connect = ["--connect", node.apiUrl.replace("http://", ""), "--token", node.options.token!];
     await pushArtifact(node, await deployFixture("audit"));
     await pushArtifact(node, await deployFixture("audit", "1.1.0"));
     const slice = `${GROUP}:audit`;

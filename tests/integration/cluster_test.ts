@@ -8,12 +8,12 @@ import { TestCluster } from "../_support/cluster.ts";
 import { NodeProcess } from "../../runtime/forge/mod.ts";
 
 const put = async (node: NodeProcess, key: string, value: string, query = "") => {
-  const response = await fetch(`${node.apiUrl}/api/v1/kv/${key}${query}`, { method: "PUT", body: value });
+  const response = await node.api(`/api/v1/kv/${key}${query}`, { method: "PUT", body: value });
   return { status: response.status, body: await response.json() };
 };
 
 const get = async (node: NodeProcess, key: string, query = "") => {
-  const response = await fetch(`${node.apiUrl}/api/v1/kv/${key}${query}`);
+  const response = await node.api(`/api/v1/kv/${key}${query}`);
   return {
     status: response.status,
     revision: Number(response.headers.get("x-aether-revision")),
@@ -60,7 +60,7 @@ Deno.test("a write through one member is readable on every member, consistent re
 
     // Plain reads are local: c shows the new value once it has applied it.
     await cluster.waitFor("c lists the new value", async () => {
-      const list = await (await fetch(`${c.apiUrl}/api/v1/kv?prefix=app/&limit=10`)).json();
+      const list = await (await c.api(`/api/v1/kv?prefix=app/&limit=10`)).json();
       return JSON.stringify(list.items.map((i: { key: string; value: string }) => [i.key, i.value])) ===
         JSON.stringify([["app/greeting", "fresh"]]);
     });
@@ -74,20 +74,20 @@ Deno.test("operators write only under app/, values over the limit get 413, error
   try {
     await cluster.waitForLeader();
     const [n] = cluster.nodes;
-    const forbidden = await fetch(`${n.apiUrl}/api/v1/kv/leader`, { method: "PUT", body: "{}" });
+    const forbidden = await n.api(`/api/v1/kv/leader`, { method: "PUT", body: "{}" });
     equal(forbidden.status, 403);
     equal(forbidden.headers.get("content-type"), "application/problem+json");
     match((await forbidden.json()).detail, /only keys under "app\/"/);
-    const tooLarge = await fetch(`${n.apiUrl}/api/v1/kv/app/big`, {
+    const tooLarge = await n.api(`/api/v1/kv/app/big`, {
       method: "PUT",
       body: new Uint8Array(1024 * 1024 + 1),
     });
     equal(tooLarge.status, 413);
     await tooLarge.body?.cancel();
-    const missing = await fetch(`${n.apiUrl}/api/v1/kv/app/nothing`);
+    const missing = await n.api(`/api/v1/kv/app/nothing`);
     equal(missing.status, 404);
     match((await missing.json()).detail, /does not exist/);
-    const badQuery = await fetch(`${n.apiUrl}/api/v1/kv/app/x?ifRevision=abc`, { method: "PUT", body: "v" });
+    const badQuery = await n.api(`/api/v1/kv/app/x?ifRevision=abc`, { method: "PUT", body: "v" });
     equal(badQuery.status, 400);
     match((await badQuery.json()).detail, /ifRevision/);
   } finally {
@@ -102,16 +102,13 @@ Deno.test("watch streams every change under a prefix in revision order over SSE"
     const [a, b] = cluster.nodes;
     const first = await put(a, "app/w/1", "one");
     const controller = new AbortController();
-    const response = await fetch(
-      `${b.apiUrl}/api/v1/kv-watch?prefix=app/w/&fromRevision=${first.body.revision}`,
-      {
-        signal: controller.signal,
-      },
-    );
+    const response = await b.api(`/api/v1/kv-watch?prefix=app/w/&fromRevision=${first.body.revision}`, {
+      signal: controller.signal,
+    });
     equal(response.headers.get("content-type"), "text/event-stream");
     await put(a, "app/w/2", "two");
     await put(a, "app/other", "not watched");
-    await fetch(`${a.apiUrl}/api/v1/kv/app/w/1`, { method: "DELETE" }).then((r) => r.body?.cancel());
+    await a.api(`/api/v1/kv/app/w/1`, { method: "DELETE" }).then((r) => r.body?.cancel());
     const events: { type: string; key: string; revision: number }[] = [];
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -156,7 +153,7 @@ Deno.test("losing a member keeps writes going; losing two refuses them with 503 
       async () => (await a.json("/api/v1/health")).status === 503,
     );
     const started = Date.now();
-    const refused = await fetch(`${a.apiUrl}/api/v1/kv/app/lost?timeoutMs=2000`, {
+    const refused = await a.api(`/api/v1/kv/app/lost?timeoutMs=2000`, {
       method: "PUT",
       body: "x",
     });
@@ -215,7 +212,7 @@ Deno.test("stopping every member and starting them again loses no acknowledged w
     await cluster.startAll();
     await cluster.waitForLeader();
     for (const node of cluster.nodes) {
-      const list = await (await fetch(`${node.apiUrl}/api/v1/kv?prefix=app/d/&limit=1000`)).json();
+      const list = await (await node.api(`/api/v1/kv?prefix=app/d/&limit=1000`)).json();
       const found = new Map(list.items.map((i: { key: string; value: string }) => [i.key, i.value]));
       deepStrictEqual(found, acknowledged, `${node.id} after restart`);
     }

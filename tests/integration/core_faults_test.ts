@@ -17,7 +17,7 @@ interface Status {
 }
 
 const put = async (node: NodeProcess, key: string, value: string) => {
-  const response = await fetch(`${node.apiUrl}/api/v1/kv/${key}`, { method: "PUT", body: value });
+  const response = await node.api(`/api/v1/kv/${key}`, { method: "PUT", body: value });
   await response.body?.cancel();
   return response.status;
 };
@@ -53,7 +53,7 @@ Deno.test("a member far behind catches up by snapshot with watches open on it, a
     cluster.link(b.id, c.id).partition();
     await c.start();
     const controller = new AbortController();
-    const watchResponse = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/`, {
+    const watchResponse = await c.api(`/api/v1/kv-watch?prefix=app/`, {
       signal: controller.signal,
     });
     equal(watchResponse.status, 200);
@@ -83,7 +83,7 @@ Deno.test("a member far behind catches up by snapshot with watches open on it, a
     controller.abort();
     // A new watch on c sees new writes in order.
     const freshController = new AbortController();
-    const fresh = await fetch(`${c.apiUrl}/api/v1/kv-watch?prefix=app/after/`, {
+    const fresh = await c.api(`/api/v1/kv-watch?prefix=app/after/`, {
       signal: freshController.signal,
     });
     const stream = readStream(fresh);
@@ -198,7 +198,7 @@ Deno.test("writes sent through the survivors right after the leader is killed ar
       const startedAt = Date.now();
       for (let i = 0; Date.now() - startedAt < 30; i++) {
         writes.push(
-          fetch(`${survivors[i % 2].apiUrl}/api/v1/kv/app/k/${i}`, { method: "PUT", body: `${i}` }),
+          survivors[i % 2].api(`/api/v1/kv/app/k/${i}`, { method: "PUT", body: `${i}` }),
         );
         if (i % 10 === 9) await new Promise((r) => setTimeout(r, 1));
       }
@@ -213,7 +213,7 @@ Deno.test("writes sent through the survivors right after the leader is killed ar
       await killed;
       // Every acknowledged write is there, with its value.
       for (let i = 0; i < writes.length; i++) {
-        const response = await fetch(`${survivors[0].apiUrl}/api/v1/kv/app/k/${i}?consistent=true`);
+        const response = await survivors[0].api(`/api/v1/kv/app/k/${i}?consistent=true`);
         equal(await response.text(), `${i}`);
       }
       await cluster.node(leader).start();

@@ -29,7 +29,7 @@ Deno.test("CLI: blueprint validate/apply/list/get/status/delete, slices, scale a
   try {
     await cluster.waitForLeader();
     const [node] = cluster.nodes;
-    const connect = ["--connect", node.apiUrl.replace("http://", "")];
+    const connect = ["--connect", node.apiUrl.replace("http://", ""), "--token", node.options.token!];
     await publishFixtures(node, ["inventory", "pricing", "orders", "broken"]);
     await Deno.writeTextFile(`${dir}/bad.toml`, BAD);
     await Deno.writeTextFile(`${dir}/shop.toml`, GOOD);
@@ -95,7 +95,7 @@ Deno.test("a slice that always fails to start is retried with a growing backoff 
   try {
     await cluster.waitForLeader();
     const [node] = cluster.nodes;
-    const connect = ["--connect", node.apiUrl.replace("http://", "")];
+    const connect = ["--connect", node.apiUrl.replace("http://", ""), "--token", node.options.token!];
     await publishFixtures(node, ["broken"]);
     const started = Date.now();
     const waited = await cli([

@@ -348,7 +348,7 @@ Deno.test("deployment on 3 nodes survives node death, leader death, quorum loss 
         // When an instance record was created: a number n can be used again by a later instance on the node.
         const createdAt = async (instance: string) => {
           const key = `instances/${survivor.id}/${instance.split(" ")[0]}`;
-          const response = await fetch(`${survivor.apiUrl}/api/v1/kv/${key}`);
+          const response = await survivor.api(`/api/v1/kv/${key}`);
           await response.body?.cancel();
           return response.headers.get("x-aether-create-revision");
         };

@@ -39,11 +39,11 @@ Deno.test("forge: an example slice edited without a version bump is named with b
     const form = new FormData();
     form.set("manifest", new Blob([JSON.stringify(original.manifest)]), "manifest.json");
     form.set("bundle", new Blob([original.bundle as Uint8Array<ArrayBuffer>]), "bundle.js");
-    const pushed = await fetch(`${cluster.nodes[0].apiUrl}/api/v1/artifacts`, { method: "POST", body: form });
+    const pushed = await cluster.nodes[0].api(`/api/v1/artifacts`, { method: "POST", body: form });
     await pushed.body?.cancel();
     equal(pushed.status, 201);
 
-    await rejects(publishExample(example(await edited(original)), api), (e: Error) => {
+    await rejects(publishExample(example(await edited(original)), api, cluster.token), (e: Error) => {
       match(e.message, new RegExp(`${original.manifest.coordinates} is already published`));
       match(e.message, /examples\/shop\/greeter\/slice\.ts changed without a version bump/);
       match(e.message, /aether forge --clean/);

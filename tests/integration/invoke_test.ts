@@ -85,7 +85,7 @@ const post = (node: NodeProcess, path: string, body: unknown, headers: Record<st
   });
 
 const cli = (node: NodeProcess, ...args: string[]) =>
-  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, ...args]);
+  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, "--token", node.options.token!, ...args]);
 
 async function publish(node: NodeProcess) {
   for (const name of ["back", "middle", "front"] as const) await pushArtifact(node, await fixture(name));

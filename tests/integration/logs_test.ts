@@ -36,7 +36,7 @@ async function say(node: NodeProcess, word: string, requestId: string) {
 }
 
 async function logs(node: NodeProcess, query: string) {
-  const response = await fetch(`${node.apiUrl}/api/v1/logs${query}`);
+  const response = await node.api(`/api/v1/logs${query}`);
   return { status: response.status, type: response.headers.get("content-type"), body: await response.json() };
 }
 
@@ -150,7 +150,7 @@ Deno.test("logs on 3 nodes: JSON lines, a slice's request line through any node'
 
     await t.step("follow=true streams a record written after it started", async () => {
       const controller = new AbortController();
-      const response = await fetch(`${reader.apiUrl}/api/v1/logs?follow=true&slice=${SLICE}&limit=1`, {
+      const response = await reader.api(`/api/v1/logs?follow=true&slice=${SLICE}&limit=1`, {
         signal: controller.signal,
       });
       equal(response.status, 200);
@@ -199,7 +199,7 @@ Deno.test("logs on 3 nodes: JSON lines, a slice's request line through any node'
     });
 
     await t.step("aether logs prints the records (text and --json) and names a bad flag value", async () => {
-      const connect = ["--connect", `127.0.0.1:${reader.ready!.apiPort}`];
+      const connect = ["--connect", `127.0.0.1:${reader.ready!.apiPort}`, "--token", reader.options.token!];
       const json = await runCli([
         ...connect,
         "logs",
@@ -231,6 +231,8 @@ Deno.test("logs on 3 nodes: JSON lines, a slice's request line through any node'
           ...[
             "--connect",
             `127.0.0.1:${reader.ready!.apiPort}`,
+            "--token",
+            reader.options.token!,
             "logs",
             "--follow",
             "--slice",

@@ -51,7 +51,12 @@ Deno.test("CLI: build a slice, push it, list, versions, info, push again, delete
   const cluster = await TestCluster.start(1);
   try {
     await cluster.waitForLeader();
-    const connect = ["--connect", cluster.nodes[0].apiUrl.replace("http://", "")];
+    const connect = [
+      "--connect",
+      cluster.nodes[0].apiUrl.replace("http://", ""),
+      "--token",
+      cluster.nodes[0].options.token!,
+    ];
 
     const build = await cli(["slice", "build", FIXTURE, "--out", `${dir}/dist`]);
     equal(build.code, 0, build.stderr);

@@ -6,7 +6,7 @@
 
 import { deepStrictEqual, equal, match, notEqual, ok } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type NodeProcess, TestCluster } from "../_support/cluster.ts";
+import { type NodeProcess, testAdminToken, TestCluster } from "../_support/cluster.ts";
 import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
 import { sha256Hex, type SliceManifest } from "../../slices/manifest.ts";
 import { createLogger } from "../../runtime/core/log.ts";
@@ -49,7 +49,7 @@ async function upload(node: NodeProcess, slice: BuiltSlice, options: UploadOptio
   if (bundle !== null) form.set("bundle", new Blob([bundle as Uint8Array<ArrayBuffer>]), "bundle.js");
   const query = options.replicas === undefined ? "" : `?replicas=${options.replicas}`;
   const path = options.url === undefined ? "/api/v1/artifacts" : `/api/v1/artifacts/${options.url}`;
-  const response = await fetch(`${node.apiUrl}${path}${query}`, {
+  const response = await node.api(`${path}${query}`, {
     method: options.url === undefined ? "POST" : "PUT",
     body: form,
     headers: options.headers,
@@ -58,7 +58,7 @@ async function upload(node: NodeProcess, slice: BuiltSlice, options: UploadOptio
 }
 
 async function download(node: NodeProcess, coordinates: string) {
-  const response = await fetch(`${node.apiUrl}/api/v1/artifacts/${coordinates}/bundle`);
+  const response = await node.api(`/api/v1/artifacts/${coordinates}/bundle`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   return { status: response.status, bytes, source: response.headers.get("x-aether-source"), response };
 }
@@ -223,7 +223,7 @@ Deno.test("repository: versions are immutable, corrupt blobs are detected and re
     });
 
     // Delete: the record goes, and every node drops the blob.
-    const deleted = await fetch(`${n3.apiUrl}/api/v1/artifacts/${COORDS}`, { method: "DELETE" });
+    const deleted = await n3.api(`/api/v1/artifacts/${COORDS}`, { method: "DELETE" });
     equal(deleted.status, 200);
     equal((await deleted.json()).deleted, COORDS);
     for (const node of cluster.nodes) {
@@ -233,7 +233,7 @@ Deno.test("repository: versions are immutable, corrupt blobs are detected and re
       });
     }
     equal((await download(n1, COORDS)).status, 404);
-    const missing = await fetch(`${n1.apiUrl}/api/v1/artifacts/${COORDS}`, { method: "DELETE" });
+    const missing = await n1.api(`/api/v1/artifacts/${COORDS}`, { method: "DELETE" });
     equal(missing.status, 404);
     await missing.body?.cancel();
     // Deleted means gone: the version can be published again, with other content this time.
@@ -262,7 +262,7 @@ Deno.test("repository: every bad upload gets a precise 4xx and nothing is stored
       match(String(body.detail), detail);
     };
 
-    const notMultipart = fetch(`${node.apiUrl}/api/v1/artifacts`, {
+    const notMultipart = node.api(`/api/v1/artifacts`, {
       method: "POST",
       body: JSON.stringify(built.manifest),
       headers: { "content-type": "application/json" },
@@ -321,7 +321,7 @@ Deno.test("repository: every bad upload gets a precise 4xx and nothing is stored
       upload(node, built, { replicas: 0 }),
       400,
       undefined,
-      /replicas: "0" is not a positive/,
+      /replicas: "0" is not a whole number/,
     );
     await expectProblem(
       upload(node, built, { replicas: 2 }),
@@ -357,11 +357,15 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
   const dataDir = await Deno.makeTempDir({ prefix: "aether-repo-inuse-" });
   const secretFile = `${dataDir}.secret`;
   await Deno.writeTextFile(secretFile, "repository-in-use-test-secret");
+  const token = testAdminToken();
+  await Deno.writeTextFile(`${dataDir}.token`, token);
+  const auth = { authorization: `Bearer ${token}` };
   // A real single-member node in this process, so the test can write blueprint and target records through the
   // node's own replicated write path (operators may write only under app/).
   const flags = parseNodeFlags([
     ...["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", dataDir, "--secret-file", secretFile],
     ...["--api-port", "0", "--http-port", "0", "--log-level", "warn"],
+    ...["--bootstrap-token-file", `${dataDir}.token`],
   ]);
   const node = await startNode(
     flags,
@@ -376,11 +380,11 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
     const form = new FormData();
     form.set("manifest", JSON.stringify(built.manifest));
     form.set("bundle", new Blob([built.bundle as Uint8Array<ArrayBuffer>]));
-    const pushed = await fetch(`${api}/artifacts`, { method: "POST", body: form });
+    const pushed = await fetch(`${api}/artifacts`, { method: "POST", body: form, headers: auth });
     equal(pushed.status, 201, await pushed.text());
 
     const del = async () => {
-      const response = await fetch(`${api}/artifacts/${COORDS}`, { method: "DELETE" });
+      const response = await fetch(`${api}/artifacts/${COORDS}`, { method: "DELETE", headers: auth });
       return { status: response.status, body: await response.json() };
     };
     const blueprintKey = kvKeys.blueprint("org.example.repo:shop:1.0.0");
@@ -423,12 +427,15 @@ Deno.test("repository: delete is refused while a blueprint or target uses the ve
     const done = await del();
     equal(done.status, 200, JSON.stringify(done.body));
     equal(
-      await fetch(`${api}/artifacts/${COORDS}`).then(async (r) => (await r.body?.cancel(), r.status)),
+      await fetch(`${api}/artifacts/${COORDS}`, { headers: auth }).then(async (
+        r,
+      ) => (await r.body?.cancel(), r.status)),
       404,
     );
   } finally {
     await node.stop();
     await Deno.remove(dataDir, { recursive: true });
     await Deno.remove(secretFile);
+    await Deno.remove(`${dataDir}.token`).catch(() => {});
   }
 });

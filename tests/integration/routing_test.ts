@@ -114,7 +114,7 @@ async function waitEndpoints(cluster: TestCluster, versions: string[]): Promise<
 }
 
 const cli = (node: NodeProcess, ...args: string[]) =>
-  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, ...args]);
+  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, "--token", node.options.token!, ...args]);
 
 /** `key@modRevision` of every instance record in `node`'s replica. */
 async function instanceRevisions(node: NodeProcess): Promise<string[]> {

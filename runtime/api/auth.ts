@@ -1,0 +1,486 @@
+/**
+ * Who may call the management API. Tokens (`aether_{id}_{secret}`, sent as `Authorization: Bearer ...`) are
+ * kept in KV as records holding only the sha-256 of the secret; every node keeps an index of them in memory,
+ * fed by a KV watch, so checking a request reads no KV. The secret's hash is compared in constant time.
+ *
+ * Every request is matched against the one role table (roles.ts); a missing or unknown token is a 401 and too
+ * small a role a 403, both problem documents naming the role needed. Requiring the header on every mutating
+ * call is also what keeps web pages out: a cross-site form or `fetch` without CORS cannot set it.
+ */
+
+import { hash } from "node:crypto";
+import type { Context, MiddlewareHandler } from "hono";
+import { AetherError, type Logger, randomHex, REQUEST_ID_HEADER } from "../core/mod.ts";
+import type { KvAccess, WatchStream } from "../cluster/mod.ts";
+import {
+  type AuditRecord,
+  AUTH_PREFIXES,
+  BOOTSTRAP_KEY,
+  decodeTokenRecord,
+  encodeJson,
+  parseToken,
+  type Role,
+  roleAllows,
+  tokenKey,
+  type TokenRecord,
+} from "../model/mod.ts";
+import { problemResponse } from "./_problem.ts";
+import { type EndpointRole, RoleTable } from "./roles.ts";
+
+/** Tokens one cluster may hold (records, revoked ones included): the index and `token list` stay bounded. */
+export const MAX_TOKENS = 1_000;
+/** How long a node waits before it retries creating the bootstrap token (no quorum yet, a timeout). */
+const BOOTSTRAP_RETRY_MS = 500;
+/** How long a broken token watch waits before it reads the tokens again. */
+const RESYNC_DELAY_MS = 200;
+
+export interface Caller {
+  tokenId: string;
+  tokenName: string;
+  role: Role;
+}
+
+export function sha256Hex(text: string): string {
+  return hash("sha256", text, "hex");
+}
+
+/** Equal-length strings compared without an early exit (no timing hint of how much of a hash matched). */
+export function constantTimeEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return difference === 0;
+}
+
+/** A new token's secret part: 32 random bytes, base64url. */
+export function newTokenSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+export function newTokenId(): string {
+  return randomHex(6);
+}
+
+/** The in-memory copy of `auth/tokens/` (and whether `auth/bootstrap` exists), kept current by a watch. */
+export class TokenIndex {
+  readonly #tokens = new Map<string, TokenRecord>();
+  /** Per token id, the secret last verified against its hash (one per record, so bounded by MAX_TOKENS). */
+  readonly #verified = new Map<string, string>();
+  #bootstrapped = false;
+  readonly #pending: { id: string; secretSha256: string } | null;
+  #watch: WatchStream | null = null;
+  #stopped = false;
+  #synced: Promise<void>;
+
+  /**
+   * `bootstrapToken` (from --bootstrap-token-file) is accepted as admin until the cluster records its first
+   * token, so a client holding it can call a node that has not yet seen that record committed.
+   */
+  constructor(
+    readonly kv: KvAccess,
+    readonly log: Logger,
+    options: { now?: () => number; bootstrapToken?: string } = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    const parsed = options.bootstrapToken ? parseToken(options.bootstrapToken) : null;
+    this.#pending = parsed ? { id: parsed.id, secretSha256: sha256Hex(parsed.secret) } : null;
+    this.#synced = this.#follow();
+  }
+
+  readonly now: () => number;
+
+  /** Resolves once the index holds what this node's KV held when it started. */
+  get synced(): Promise<void> {
+    return this.#synced;
+  }
+
+  get size(): number {
+    return this.#tokens.size;
+  }
+
+  records(): TokenRecord[] {
+    return [...this.#tokens.values()];
+  }
+
+  get(id: string): TokenRecord | undefined {
+    return this.#tokens.get(id);
+  }
+
+  /** The caller a bearer token names, or the 401 saying why it is refused. */
+  verify(token: string): Caller | AetherError {
+    const parsed = parseToken(token);
+    if (!parsed) return unauthorized("the bearer token is not an Aether token (aether_<id>_<secret>)");
+    const record = this.#tokens.get(parsed.id);
+    if (!record) return this.#verifyPending(parsed.id, parsed.secret);
+    // A secret that already matched this record's hash is compared directly (hashing is most of the cost).
+    const known = this.#verified.get(record.id);
+    if (known === undefined || !constantTimeEqual(parsed.secret, known)) {
+      if (!constantTimeEqual(sha256Hex(parsed.secret), record.secretSha256)) {
+        return unauthorized("the token is not known to this cluster");
+      }
+      this.#verified.set(record.id, parsed.secret);
+    }
+    if (record.revokedAt !== undefined) return unauthorized(`token ${record.id} was revoked`);
+    if (record.expiresAt !== undefined && this.now() >= record.expiresAt) {
+      return unauthorized(`token ${record.id} expired at ${new Date(record.expiresAt).toISOString()}`);
+    }
+    return { tokenId: record.id, tokenName: record.name, role: record.role };
+  }
+
+  #verifyPending(id: string, secret: string): Caller | AetherError {
+    const pending = this.#pending;
+    if (
+      pending && !this.#bootstrapped && pending.id === id &&
+      constantTimeEqual(sha256Hex(secret), pending.secretSha256)
+    ) {
+      return { tokenId: id, tokenName: "bootstrap admin", role: "admin" };
+    }
+    return unauthorized("the token is not known to this cluster");
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#watch?.cancel();
+  }
+
+  /** Reads every token, then applies changes from the next revision on; starts over if the watch breaks. */
+  #follow(): Promise<void> {
+    let markSynced!: () => void;
+    const synced = new Promise<void>((resolve) => (markSynced = resolve));
+    (async () => {
+      while (!this.#stopped) {
+        try {
+          const { revision, items } = this.kv.range(AUTH_PREFIXES.tokens, { limit: MAX_TOKENS });
+          this.#tokens.clear();
+          this.#verified.clear();
+          for (const item of items) this.#apply(item.key, item.value);
+          this.#bootstrapped = (await this.kv.get(BOOTSTRAP_KEY)) !== undefined;
+          markSynced();
+          this.#watch = this.kv.watch(AUTH_ROOT, revision + 1);
+          for await (const event of this.#watch) this.#event(event.type, event.key, event.value);
+        } catch (e) {
+          if (!this.#stopped) this.log.warn("token watch broke; reading the tokens again", { error: e });
+        }
+        if (!this.#stopped) await new Promise((r) => setTimeout(r, RESYNC_DELAY_MS));
+      }
+    })();
+    return synced;
+  }
+
+  #event(type: string, key: string, value: Uint8Array | undefined): void {
+    if (key === BOOTSTRAP_KEY) this.#bootstrapped = type !== "delete";
+    else if (!key.startsWith(AUTH_PREFIXES.tokens)) return;
+    else if (type === "delete") {
+      this.#tokens.delete(key.slice(AUTH_PREFIXES.tokens.length));
+      this.#verified.delete(key.slice(AUTH_PREFIXES.tokens.length));
+    } else if (value) this.#apply(key, value);
+  }
+
+  #apply(key: string, value: Uint8Array): void {
+    try {
+      const record = decodeTokenRecord(value, key);
+      // A changed record (revoked, or a new secret under the same id) must be verified against its hash again.
+      if (this.#tokens.get(record.id)?.secretSha256 !== record.secretSha256) this.#verified.delete(record.id);
+      this.#tokens.set(record.id, record);
+    } catch (e) {
+      this.log.error("ignoring a malformed token record", { key, error: e });
+    }
+  }
+}
+
+/** The watch covers the tokens and the bootstrap marker. */
+const AUTH_ROOT = "auth/";
+
+function unauthorized(why: string, needed?: EndpointRole): AetherError {
+  return new AetherError(
+    "unauthorized",
+    `${why}; send "Authorization: Bearer <token>"${
+      needed ? ` of a token with role ${needed} or above` : ""
+    } ` +
+      `(the CLI: --token, AETHER_TOKEN or "aether login")`,
+    needed ? { roleNeeded: needed } : {},
+  );
+}
+
+export interface AuthOptions {
+  /** Health and readiness probes need a viewer token too. */
+  closedProbes?: boolean;
+  /**
+   * Host names this API answers to besides localhost and IP literals (a DNS-rebinding page reaches the API
+   * under its own domain name, never an IP literal). Absent: the Host header is not checked.
+   */
+  hostNames?: readonly string[];
+  /** Origins whose pages may call the API (CORS preflights answered for them; others refused). */
+  corsOrigins?: readonly string[];
+  /** Where authenticated mutating calls are recorded. */
+  audit?: { record(entry: Omit<AuditRecord, "node">): void };
+}
+
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Methods and headers a CORS preflight from an allowed origin is told it may use. */
+const CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE";
+const CORS_ALLOW_HEADERS = "authorization, content-type, x-request-id, x-aether-timeout-ms, last-event-id";
+const CORS_MAX_AGE_S = "600";
+
+/** `host[:port]` without the port; brackets kept off IPv6. */
+function hostName(hostHeader: string): string {
+  const bracketed = /^\[([^\]]+)\](:\d+)?$/.exec(hostHeader);
+  if (bracketed) return bracketed[1].toLowerCase();
+  return hostHeader.replace(/:\d+$/, "").toLowerCase();
+}
+
+function isIpLiteral(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(":");
+}
+
+/** The problem for a Host the API does not answer to, or undefined when it is one of its names. */
+function hostProblem(c: Context, names: ReadonlySet<string>): AetherError | undefined {
+  const header = c.req.header("host");
+  if (header === undefined) return undefined;
+  const host = hostName(header);
+  if (isIpLiteral(host) || names.has(host)) return undefined;
+  return new AetherError(
+    "forbidden",
+    `Host "${header}" is not a name of this API (DNS rebinding is refused); its names: ` +
+      `${[...names].join(", ")} and IP addresses; add one with --api-names`,
+    { host: header },
+  );
+}
+
+/** An Origin the API accepts: a configured one, or the API's own (a page it serves). */
+function originAllowed(c: Context, origin: string, origins: ReadonlySet<string>): boolean {
+  if (origins.has(origin)) return true;
+  try {
+    return new URL(origin).host === c.req.header("host");
+  } catch {
+    return false;
+  }
+}
+
+function corsPreflight(origin: string): Response {
+  return new Response(null, {
+    status: 204,
+    headers: {
+      "access-control-allow-origin": origin,
+      "access-control-allow-methods": CORS_ALLOW_METHODS,
+      "access-control-allow-headers": CORS_ALLOW_HEADERS,
+      "access-control-max-age": CORS_MAX_AGE_S,
+      vary: "Origin",
+    },
+  });
+}
+
+const callers = new WeakMap<Request, Caller>();
+
+/** The caller of an authenticated request (set by the middleware). */
+export function callerOf(c: Context): Caller | undefined {
+  return callers.get(c.req.raw);
+}
+
+/**
+ * Checks every request against the role table. The problem documents name the role needed (`roleNeeded`) and,
+ * for a 403, the role held.
+ */
+export function authMiddleware(
+  index: TokenIndex,
+  options: AuthOptions = {},
+  table = new RoleTable(),
+): MiddlewareHandler {
+  const names = new Set(["localhost", ...(options.hostNames ?? []).map((n) => n.toLowerCase())]);
+  const origins = new Set(options.corsOrigins ?? []);
+  return async (c, next) => {
+    if (options.hostNames) {
+      const problem = hostProblem(c, names);
+      if (problem) return problemResponse(c, problem);
+    }
+    const origin = c.req.header("origin");
+    if (origin !== undefined) {
+      if (!originAllowed(c, origin, origins)) {
+        return problemResponse(
+          c,
+          new AetherError(
+            "forbidden",
+            `Origin "${origin}" may not call this API (cross-site requests are refused); allow it with ` +
+              "--cors-origins",
+            { origin },
+          ),
+        );
+      }
+      if (c.req.method === "OPTIONS") return corsPreflight(origin);
+      c.header("access-control-allow-origin", origin);
+      c.header("vary", "Origin");
+    }
+    const found = table.find(c.req.method, c.req.path);
+    let needed: EndpointRole = found?.entry.role ?? "viewer";
+    if (needed === "open") {
+      if (!options.closedProbes) return await next();
+      needed = "viewer";
+    }
+    const header = c.req.header("authorization");
+    if (header === undefined) {
+      return problemResponse(c, unauthorized(`${c.req.method} ${c.req.path} needs a token`, needed));
+    }
+    if (!header.startsWith("Bearer ")) {
+      return problemResponse(c, unauthorized('the Authorization header is not "Bearer <token>"', needed));
+    }
+    const caller = index.verify(header.slice(7).trim());
+    if (caller instanceof AetherError) {
+      return problemResponse(c, new AetherError(caller.code, caller.message, { roleNeeded: needed }));
+    }
+    if (!roleAllows(caller.role, needed)) {
+      if (options.audit && !READ_METHODS.has(c.req.method)) {
+        options.audit.record(auditEntry(c, caller, found?.target, 403));
+      }
+      return problemResponse(
+        c,
+        new AetherError(
+          "forbidden",
+          `${c.req.method} ${c.req.path} needs role ${needed} or above; token ${caller.tokenId} ` +
+            `("${caller.tokenName}") has role ${caller.role}`,
+          { roleNeeded: needed, role: caller.role },
+        ),
+      );
+    }
+    callers.set(c.req.raw, caller);
+    await next();
+    if (options.audit && !READ_METHODS.has(c.req.method)) {
+      options.audit.record(auditEntry(c, caller, found?.target, c.res.status));
+    }
+  };
+}
+
+function auditEntry(
+  c: Context,
+  caller: Caller,
+  target: string | undefined,
+  status: number,
+): Omit<AuditRecord, "node"> {
+  return {
+    time: Date.now(),
+    tokenId: caller.tokenId,
+    tokenName: caller.tokenName,
+    role: caller.role,
+    method: c.req.method,
+    path: c.req.path,
+    ...(target === undefined ? {} : { target }),
+    status,
+    requestId: requestIdOf(c),
+  };
+}
+
+/** The call's request id: the one the client or handler set, else a new one sent back to the client. */
+function requestIdOf(c: Context): string {
+  const given = c.res.headers.get(REQUEST_ID_HEADER) ?? c.req.header(REQUEST_ID_HEADER);
+  if (given !== undefined && given !== null && /^[A-Za-z0-9._:-]{1,128}$/.test(given)) return given;
+  const id = randomHex(8);
+  try {
+    c.res.headers.set(REQUEST_ID_HEADER, id);
+  } catch {
+    // An immutable response (a stream already sent): the id stays in the audit record only.
+  }
+  return id;
+}
+
+export interface BootstrapOptions {
+  kv: KvAccess;
+  log: Logger;
+  /** The whole first admin token (`aether_{id}_{secret}`), read from --bootstrap-token-file; else random. */
+  token?: string;
+  /** Shows a generated token to the person who started the node, once (standard error, never the log ring). */
+  announce(text: string): void;
+  now?: () => number;
+}
+
+/** A running bootstrap: `done` resolves when the cluster has its first token (by this node or another). */
+export interface Bootstrap {
+  done: Promise<"created" | "exists" | "stopped">;
+  stop(): void;
+}
+
+/**
+ * Creates the cluster's first admin token unless it has one: a transaction that writes the token record and
+ * `auth/bootstrap` only if `auth/bootstrap` does not exist, so among nodes starting together exactly one
+ * succeeds, and a restarted cluster never makes another. Retried until the cluster can write.
+ */
+export function bootstrapAdminToken(options: BootstrapOptions): Bootstrap {
+  const { kv, log } = options;
+  let stopped = false;
+  const parsed = options.token === undefined ? null : parseToken(options.token);
+  if (options.token !== undefined && !parsed) {
+    throw new AetherError(
+      "invalid_flag",
+      "--bootstrap-token-file: the file does not hold a token of the form aether_<id>_<secret> " +
+        "(id: 4-32 lower-case letters or digits; secret: 16-128 base64url characters)",
+      { flag: "bootstrap-token-file" },
+    );
+  }
+  const id = parsed?.id ?? newTokenId();
+  const secret = parsed?.secret ?? newTokenSecret();
+  const record: TokenRecord = {
+    id,
+    name: "bootstrap admin",
+    role: "admin",
+    secretSha256: sha256Hex(secret),
+    createdAt: (options.now ?? Date.now)(),
+  };
+  // After an ambiguous write (a timeout that still committed), the marker names this node's token: created.
+  const existing = (): "created" | "exists" | null => {
+    const marker = kv.range(BOOTSTRAP_KEY, { limit: 1 }).items.find((e) => e.key === BOOTSTRAP_KEY);
+    if (!marker) return null;
+    try {
+      return JSON.parse(new TextDecoder().decode(marker.value)).tokenId === id ? "created" : "exists";
+    } catch {
+      return "exists";
+    }
+  };
+  const attempt = async (): Promise<"created" | "exists" | null> => {
+    const found = existing();
+    if (found) return found;
+    try {
+      const outcome = await kv.write({
+        type: "txn",
+        compare: [{ key: BOOTSTRAP_KEY, modRevision: 0 }],
+        success: [
+          { op: "put", key: BOOTSTRAP_KEY, value: encodeJson({ tokenId: id }) },
+          { op: "put", key: tokenKey(id), value: encodeJson(record) },
+        ],
+        failure: [],
+      });
+      return outcome.succeeded ? "created" : existing() ?? "exists";
+    } catch (e) {
+      log.debug("bootstrap token not written yet; retrying", { error: e });
+      return null;
+    }
+  };
+  const done = (async () => {
+    while (!stopped) {
+      const result = await attempt();
+      if (result === "created") {
+        log.info("bootstrap admin token created", { tokenId: id, fromFile: parsed !== null });
+        if (!parsed) options.announce(announcement(`aether_${id}_${secret}`));
+        return result;
+      }
+      if (result === "exists") return result;
+      await new Promise((r) => setTimeout(r, BOOTSTRAP_RETRY_MS));
+    }
+    return "stopped" as const;
+  })();
+  return { done, stop: () => (stopped = true) };
+}
+
+function announcement(token: string): string {
+  const rule = "=".repeat(78);
+  return [
+    rule,
+    "AETHER ADMIN TOKEN: created for this new cluster and shown only this once (only its hash is stored).",
+    "",
+    `  ${token}`,
+    "",
+    `Use it: aether login --token ${token}`,
+    "    or: export AETHER_TOKEN=<token>   (then create narrower ones: aether token create --role operator)",
+    rule,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,138 @@
+/**
+ * THE table of the management API: every endpoint and the least role that may call it. The auth middleware
+ * reads only this table; `roles_test.ts` fails when the router has a route the table does not list (so every
+ * new endpoint is born with a role) or the table lists one the router does not serve.
+ *
+ * `open`: no token needed (health probes; `--closed-probes` makes them `viewer`).
+ * `viewer`: reads and streams. `operator`: changes to what runs (deploy, scale, artifacts, routing, KV `app/`,
+ * calls). `admin`: tokens.
+ */
+
+import type { Role } from "../model/mod.ts";
+
+export type EndpointRole = Role | "open";
+
+export interface EndpointEntry {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Hono's pattern, with the /api/v1 prefix. */
+  path: string;
+  role: EndpointRole;
+  /** The path parameter naming what a mutating call acts on (for the audit log). */
+  target?: string;
+}
+
+export const API_PREFIX = "/api/v1";
+
+export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
+  // cluster
+  { method: "GET", path: "/api/v1/health", role: "open" },
+  { method: "GET", path: "/api/v1/ready", role: "open" },
+  { method: "GET", path: "/api/v1/status", role: "viewer" },
+  { method: "GET", path: "/api/v1/logs", role: "viewer" },
+  // KV (writes only under app/, checked by the handler)
+  { method: "GET", path: "/api/v1/kv", role: "viewer" },
+  { method: "GET", path: "/api/v1/kv/*", role: "viewer" },
+  { method: "PUT", path: "/api/v1/kv/*", role: "operator", target: "*" },
+  { method: "DELETE", path: "/api/v1/kv/*", role: "operator", target: "*" },
+  { method: "GET", path: "/api/v1/kv-watch", role: "viewer" },
+  // deployment
+  { method: "POST", path: "/api/v1/blueprints", role: "operator" },
+  { method: "GET", path: "/api/v1/blueprints", role: "viewer" },
+  { method: "GET", path: "/api/v1/blueprints/:id", role: "viewer" },
+  { method: "GET", path: "/api/v1/blueprints/:id/status", role: "viewer" },
+  { method: "DELETE", path: "/api/v1/blueprints/:id", role: "operator", target: "id" },
+  { method: "POST", path: "/api/v1/deploy", role: "operator" },
+  { method: "POST", path: "/api/v1/scale", role: "operator" },
+  { method: "POST", path: "/api/v1/undeploy", role: "operator" },
+  { method: "GET", path: "/api/v1/slices", role: "viewer" },
+  // artifacts
+  { method: "GET", path: "/api/v1/artifacts", role: "viewer" },
+  { method: "POST", path: "/api/v1/artifacts", role: "operator" },
+  { method: "PUT", path: "/api/v1/artifacts/:coordinates", role: "operator", target: "coordinates" },
+  { method: "GET", path: "/api/v1/artifacts/:base/versions", role: "viewer" },
+  { method: "GET", path: "/api/v1/artifacts/:coordinates", role: "viewer" },
+  { method: "GET", path: "/api/v1/artifacts/:coordinates/manifest", role: "viewer" },
+  { method: "GET", path: "/api/v1/artifacts/:coordinates/bundle", role: "viewer" },
+  { method: "DELETE", path: "/api/v1/artifacts/:coordinates", role: "operator", target: "coordinates" },
+  // routes, routing, timeouts, calls
+  { method: "GET", path: "/api/v1/routes", role: "viewer" },
+  { method: "GET", path: "/api/v1/routing", role: "viewer" },
+  { method: "GET", path: "/api/v1/routing/:artifact", role: "viewer" },
+  { method: "POST", path: "/api/v1/routing", role: "operator" },
+  { method: "DELETE", path: "/api/v1/routing/:artifact", role: "operator", target: "artifact" },
+  { method: "GET", path: "/api/v1/timeouts", role: "viewer" },
+  { method: "PUT", path: "/api/v1/timeouts/:artifact", role: "operator", target: "artifact" },
+  { method: "DELETE", path: "/api/v1/timeouts/:artifact", role: "operator", target: "artifact" },
+  { method: "POST", path: "/api/v1/invoke/:target/:method", role: "operator", target: "target" },
+  // access
+  { method: "GET", path: "/api/v1/whoami", role: "viewer" },
+  { method: "POST", path: "/api/v1/tokens", role: "admin" },
+  { method: "GET", path: "/api/v1/tokens", role: "admin" },
+  { method: "DELETE", path: "/api/v1/tokens/:id", role: "admin", target: "id" },
+  { method: "GET", path: "/api/v1/audit", role: "operator" },
+];
+
+/** Role for a request the table does not list (it will be a 404): a token is still needed. */
+export const UNLISTED_ROLE: Role = "viewer";
+
+interface CompiledEntry {
+  entry: EndpointEntry;
+  pattern: RegExp;
+  /** Names of the pattern's groups, in order (`*` for a wildcard). */
+  params: string[];
+}
+
+function compile(entry: EndpointEntry): CompiledEntry {
+  const params: string[] = [];
+  const source = entry.path.split("/").map((part) => {
+    if (part === "*") {
+      params.push("*");
+      return "(.+)";
+    }
+    if (part.startsWith(":")) {
+      params.push(part.slice(1));
+      return "([^/]+)";
+    }
+    return part.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&");
+  }).join("/");
+  return { entry, pattern: new RegExp(`^${source}/?$`), params };
+}
+
+/** The table by method, patterns without parameters first so exact paths never lose to a wildcard. */
+export class RoleTable {
+  readonly #exact = new Map<string, EndpointEntry>();
+  readonly #patterns = new Map<string, CompiledEntry[]>();
+
+  constructor(entries: readonly EndpointEntry[] = ENDPOINT_ROLES) {
+    for (const entry of entries) {
+      if (!/[:*]/.test(entry.path)) this.#exact.set(`${entry.method} ${entry.path}`, entry);
+      else {
+        const list = this.#patterns.get(entry.method) ?? [];
+        list.push(compile(entry));
+        this.#patterns.set(entry.method, list);
+      }
+    }
+  }
+
+  /** The entry serving `method path` (HEAD is GET), and what its target parameter holds. */
+  find(method: string, path: string): { entry: EndpointEntry; target?: string } | undefined {
+    const m = method === "HEAD" ? "GET" : method;
+    const exact = this.#exact.get(`${m} ${path}`) ?? this.#exact.get(`${m} ${path.replace(/\/$/, "")}`);
+    if (exact) return { entry: exact };
+    for (const compiled of this.#patterns.get(m) ?? []) {
+      const match = compiled.pattern.exec(path);
+      if (!match) continue;
+      const index = compiled.entry.target ? compiled.params.indexOf(compiled.entry.target) : -1;
+      return { entry: compiled.entry, target: index >= 0 ? safeDecode(match[index + 1]) : undefined };
+    }
+    return undefined;
+  }
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
