@@ -383,6 +383,33 @@ function requestIdOf(c: Context): string {
   return id;
 }
 
+/** Reads and checks --bootstrap-token-file before the node starts anything; the problem names the flag. */
+export async function readBootstrapTokenFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(path)).trim();
+  } catch (e) {
+    throw new AetherError(
+      "invalid_flag",
+      `--bootstrap-token-file: cannot read "${path}": ${(e as Error).message}`,
+      {
+        flag: "bootstrap-token-file",
+      },
+    );
+  }
+  if (!parseToken(text)) throw badTokenFile();
+  return text;
+}
+
+function badTokenFile(): AetherError {
+  return new AetherError(
+    "invalid_flag",
+    "--bootstrap-token-file: the file does not hold a token of the form aether_<id>_<secret> " +
+      "(id: 4-32 lower-case letters or digits; secret: 16-128 base64url characters)",
+    { flag: "bootstrap-token-file" },
+  );
+}
+
 export interface BootstrapOptions {
   kv: KvAccess;
   log: Logger;
@@ -408,14 +435,7 @@ export function bootstrapAdminToken(options: BootstrapOptions): Bootstrap {
   const { kv, log } = options;
   let stopped = false;
   const parsed = options.token === undefined ? null : parseToken(options.token);
-  if (options.token !== undefined && !parsed) {
-    throw new AetherError(
-      "invalid_flag",
-      "--bootstrap-token-file: the file does not hold a token of the form aether_<id>_<secret> " +
-        "(id: 4-32 lower-case letters or digits; secret: 16-128 base64url characters)",
-      { flag: "bootstrap-token-file" },
-    );
-  }
+  if (options.token !== undefined && !parsed) throw badTokenFile();
   const id = parsed?.id ?? newTokenId();
   const secret = parsed?.secret ?? newTokenSecret();
   const record: TokenRecord = {

@@ -11,6 +11,7 @@ export {
   constantTimeEqual,
   newTokenId,
   newTokenSecret,
+  readBootstrapTokenFile,
   sha256Hex,
   TokenIndex,
 } from "./auth.ts";

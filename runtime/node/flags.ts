@@ -4,6 +4,7 @@
 
 import { parseArgs } from "node:util";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
 
 export interface PeerAddress {
   id: NodeId;
@@ -26,6 +27,8 @@ export interface NodeFlags {
   apiHost: string;
   /** Address the application HTTP port binds to (--app-host, default --host). */
   appHost: string;
+  /** Header, body and idle timeouts and the connection limit of each HTTP listener (API and app port). */
+  serverLimits: ServerLimits;
   /** File holding the first admin token (`aether_{id}_{secret}`) a new cluster creates; else a random one. */
   bootstrapTokenFile?: string;
   /** Host names the management API answers to besides its bind host, 127.0.0.1, localhost and [::1]. */
@@ -62,6 +65,8 @@ export const NODE_USAGE =
   `usage: aether node --id ID --peers ID@HOST:PORT,... --data-dir DIR --secret-file FILE
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--api-host ADDRESS] [--app-host ADDRESS]
+                   [--header-timeout-ms 10000] [--body-timeout-ms 10000] [--idle-timeout-ms 60000]
+                   [--max-connections 4096]
                    [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
                    [--closed-probes]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
@@ -81,6 +86,11 @@ export const NODE_USAGE =
   --api-host     address the management API binds to (default: --host)
   --app-host     address the application HTTP port binds to (default: --host); the mesh binds the
                  host of this node's own --peers entry
+  --header-timeout-ms  HTTP (API and app port): from a request's first byte to complete headers (default
+                 10000); slower clients are disconnected
+  --body-timeout-ms    HTTP: the longest a request body may send nothing (default 10000)
+  --idle-timeout-ms    HTTP: a connection with no request in flight is closed after this long (default 60000)
+  --max-connections    HTTP: open connections per listener; beyond it new ones are closed (default 4096)
   --bootstrap-token-file  a new cluster's first admin token (aether_<id>_<secret>) is read from this file;
                  without it, the node that creates it prints a random one once on standard error
   --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
@@ -148,6 +158,10 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         host: { type: "string" },
         "api-host": { type: "string" },
         "app-host": { type: "string" },
+        "header-timeout-ms": { type: "string" },
+        "body-timeout-ms": { type: "string" },
+        "idle-timeout-ms": { type: "string" },
+        "max-connections": { type: "string" },
         "bootstrap-token-file": { type: "string" },
         "api-names": { type: "string" },
         "cors-origins": { type: "string" },
@@ -207,6 +221,16 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     host,
     apiHost: parseHost("api-host", values["api-host"]) ?? host,
     appHost: parseHost("app-host", values["app-host"]) ?? host,
+    serverLimits: {
+      headerTimeoutMs: timeoutFlag("header-timeout-ms", values["header-timeout-ms"]) ??
+        DEFAULT_SERVER_LIMITS.headerTimeoutMs,
+      bodyTimeoutMs: timeoutFlag("body-timeout-ms", values["body-timeout-ms"]) ??
+        DEFAULT_SERVER_LIMITS.bodyTimeoutMs,
+      idleTimeoutMs: timeoutFlag("idle-timeout-ms", values["idle-timeout-ms"]) ??
+        DEFAULT_SERVER_LIMITS.idleTimeoutMs,
+      maxConnections: positiveInt("max-connections", values["max-connections"]) ??
+        DEFAULT_SERVER_LIMITS.maxConnections,
+    },
     bootstrapTokenFile: values["bootstrap-token-file"] || undefined,
     apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
     corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),
@@ -237,7 +261,7 @@ function listFlag(flag: string, text: string | undefined, pattern: RegExp): stri
   return entries;
 }
 
-/** A bind address: an IP literal or a host name (letters, digits, '.', '-', ':' for IPv6, brackets allowed). */
+/** A bind address: an IP literal or a host name (an IPv6 literal may come in brackets). */
 export function parseHost(flag: string, text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   const host = text.replace(/^\[(.*)\]$/, "$1");
@@ -245,6 +269,15 @@ export function parseHost(flag: string, text: string | undefined): string | unde
     throw flagError(flag, `"${text}" is not an address to bind (an IP address or a host name)`);
   }
   return host;
+}
+
+/** Timers hold at most 2^31-1 ms; a longer one would fire at once. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+function timeoutFlag(flag: string, text: string | undefined): number | undefined {
+  const ms = positiveInt(flag, text);
+  if (ms !== undefined && ms > MAX_TIMEOUT_MS) throw flagError(flag, `${ms} is over ${MAX_TIMEOUT_MS} ms`);
+  return ms;
 }
 
 function positiveInt(flag: string, text: string | undefined): number | undefined {

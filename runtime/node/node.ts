@@ -15,7 +15,13 @@ import {
   WatchHub,
 } from "../kv/mod.ts";
 import { Mesh } from "../net/mod.ts";
-import { AuditLog, bootstrapAdminToken, createApiApp, TokenIndex } from "../api/mod.ts";
+import {
+  AuditLog,
+  bootstrapAdminToken,
+  createApiApp,
+  readBootstrapTokenFile,
+  TokenIndex,
+} from "../api/mod.ts";
 import type { ApiAccess, ApiDeps, NodeStatusView } from "../api/mod.ts";
 import {
   CONSENSUS_CHANNEL,
@@ -29,6 +35,7 @@ import {
 } from "../cluster/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
+import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
@@ -60,6 +67,10 @@ export async function startNode(
   ring: LogRing = new LogRing(),
 ): Promise<RunningNode> {
   const startedAt = systemClock.now();
+  // Checked before anything starts: a bad file stops the node with the flag named, leaving nothing running.
+  const bootstrapToken = flags.bootstrapTokenFile === undefined
+    ? undefined
+    : await readBootstrapTokenFile(flags.bootstrapTokenFile);
   const members = flags.peers.map((p) => p.id).sort();
   const { storage, loaded, initialState } = await openState(flags, members, log);
   const hub = new WatchHub({ revision: initialState.revision });
@@ -91,7 +102,7 @@ export async function startNode(
   });
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
-  const access = await startAccess(flags, apiKv, log.with({ component: "auth" }));
+  const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
   const servers = startServers(flags, features, log, {
     status,
     kv: apiKv,
@@ -330,21 +341,12 @@ interface Servers {
  * The API's token index, and the first admin token of a new cluster: from --bootstrap-token-file, else a random
  * one printed once on standard error (never into the log ring that GET /api/v1/logs serves).
  */
-async function startAccess(
+function startAccess(
   flags: NodeFlags,
   kv: ApiDeps["kv"],
   log: Logger,
-): Promise<ApiAccess & { stop(): void }> {
-  let token: string | undefined;
-  if (flags.bootstrapTokenFile !== undefined) {
-    try {
-      token = (await Deno.readTextFile(flags.bootstrapTokenFile)).trim();
-    } catch (e) {
-      throw new Error(
-        `--bootstrap-token-file: cannot read "${flags.bootstrapTokenFile}": ${(e as Error).message}`,
-      );
-    }
-  }
+  token: string | undefined,
+): ApiAccess & { stop(): void } {
   const tokens = new TokenIndex(kv, log, { bootstrapToken: token });
   const audit = new AuditLog(kv, flags.id, log.with({ component: "audit" }));
   const bootstrap = bootstrapAdminToken({
@@ -378,13 +380,14 @@ function startServers(
   access: ApiAccess,
 ): Servers {
   const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])), access);
-  const apiServer = Deno.serve(
-    { hostname: flags.apiHost, port: flags.apiPort, onListen: () => {} },
+  const apiServer = serveGuarded(
+    { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log },
     api.fetch,
   );
   const appServer = createAppServer({
     hostname: flags.appHost,
     port: flags.httpPort,
+    limits: flags.serverLimits,
     log,
     handler: features.app,
   });
@@ -399,6 +402,6 @@ function startServers(
 }
 
 /** Stops accepting and waits briefly for in-flight requests (long-lived streams are cut after that). */
-async function shutdown(server: Deno.HttpServer): Promise<void> {
+async function shutdown(server: GuardedServer): Promise<void> {
   await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 1_000))]);
 }

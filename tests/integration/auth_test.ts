@@ -10,6 +10,7 @@ import { AuditLog, ENDPOINT_ROLES, type EndpointEntry } from "../../runtime/api/
 import { createLogger } from "../../runtime/core/log.ts";
 import { ROLES } from "../../runtime/model/mod.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
+import { rejects, throws } from "node:assert/strict";
 import { type RunningNode, startNode } from "../../runtime/node/node.ts";
 import { NodeProcess, testAdminToken } from "../_support/cluster.ts";
 
@@ -400,6 +401,41 @@ Deno.test("auth: mutating calls are audited (who, role, what, target, status, re
     small.stop();
   } finally {
     await n.close();
+  }
+});
+
+Deno.test("auth: flags and the bootstrap token file are checked, naming what is wrong", async () => {
+  const base = ["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", "/tmp/x", "--secret-file", "/tmp/s"];
+  throws(
+    () => parseNodeFlags([...base, "--cors-origins", "evil"]),
+    /--cors-origins: "evil" is not a valid entry/,
+  );
+  throws(() => parseNodeFlags([...base, "--api-names", "a b"]), /--api-names: "a b" is not a valid entry/);
+  const flags = parseNodeFlags([...base, "--api-names", "a.example, b.example", "--closed-probes"]);
+  deepStrictEqual([flags.apiNames, flags.closedProbes, flags.corsOrigins], [
+    ["a.example", "b.example"],
+    true,
+    [],
+  ]);
+  const dataDir = await Deno.makeTempDir({ prefix: "aether-auth-badfile-" });
+  await Deno.writeTextFile(`${dataDir}.token`, "not-a-token");
+  try {
+    const bad = parseNodeFlags([
+      ...["--id", "n1", "--peers", "n1@127.0.0.1:0", "--data-dir", dataDir, "--secret-file", "/unused"],
+      ...["--api-port", "0", "--http-port", "0", "--bootstrap-token-file", `${dataDir}.token`],
+    ]);
+    await rejects(
+      startNode(bad, new TextEncoder().encode(SECRET), createLogger({ level: "error" })),
+      /--bootstrap-token-file: the file does not hold a token of the form aether_<id>_<secret>/,
+    );
+    const missing = { ...bad, bootstrapTokenFile: `${dataDir}.none` };
+    await rejects(
+      startNode(missing, new TextEncoder().encode(SECRET), createLogger({ level: "error" })),
+      /--bootstrap-token-file: cannot read ".*\.none"/,
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await Deno.remove(`${dataDir}.token`).catch(() => {});
   }
 });
 

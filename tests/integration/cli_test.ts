@@ -140,6 +140,15 @@ Deno.test("Forge starts a local cluster, prints its ports, and stops every node 
     equal(apis.length, 3, output);
     const health = await (await fetch(`${apis[1]}/api/v1/health`)).json();
     equal(health.status, "healthy");
+    // Forge made the cluster's admin token, private to the user, and the nodes took it as their first.
+    equal((await Deno.stat(`${cwd}/.forge/admin-token`)).mode! & 0o777, 0o600);
+    const token = (await Deno.readTextFile(`${cwd}/.forge/admin-token`)).trim();
+    const status = await fetch(`${apis[2]}/api/v1/status`, { headers: { authorization: `Bearer ${token}` } });
+    equal(status.status, 200, await status.text());
+    equal(
+      (await fetch(`${apis[2]}/api/v1/status`).then(async (r) => (await r.body?.cancel(), r))).status,
+      401,
+    );
     forge.kill("SIGINT");
     while (true) {
       const { value, done } = await reader.read();
