@@ -4,13 +4,18 @@
  */
 
 import { AetherError, type Logger, problemResponse } from "../core/mod.ts";
-import { type GuardedServer, serveGuarded, type ServerLimits } from "./server_guard.ts";
+import { type GuardedServer, serveGuarded, type ServerLimits, serveUnguarded } from "./server_guard.ts";
 
 export interface AppServerOptions {
   hostname: string;
   port: number;
   /** Header, body and idle timeouts and the connection limit (server_guard.ts). */
   limits: ServerLimits;
+  /**
+   * false: plain Deno.serve, without the limits (for a port behind a reverse proxy that enforces its own):
+   * the guard's relay costs about half the throughput of a trivial slice route.
+   */
+  guard: boolean;
   log: Logger;
   handler?: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response>;
 }
@@ -23,5 +28,7 @@ function noRoute(request: Request): Response {
 
 export function createAppServer(options: AppServerOptions): GuardedServer {
   const { hostname, port, limits, log } = options;
-  return serveGuarded({ name: "app", hostname, port, limits, log }, options.handler ?? noRoute);
+  const handler = options.handler ?? noRoute;
+  if (options.guard) return serveGuarded({ name: "app", hostname, port, limits, log }, handler);
+  return serveUnguarded(hostname, port, handler);
 }

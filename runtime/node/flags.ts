@@ -29,6 +29,8 @@ export interface NodeFlags {
   appHost: string;
   /** Header, body and idle timeouts and the connection limit of each HTTP listener (API and app port). */
   serverLimits: ServerLimits;
+  /** off: the app port is plain Deno.serve without serverLimits (behind a proxy that enforces its own). */
+  appGuard: boolean;
   /** File holding the first admin token (`aether_{id}_{secret}`) a new cluster creates; else a random one. */
   bootstrapTokenFile?: string;
   /** Host names the management API answers to besides its bind host, 127.0.0.1, localhost and [::1]. */
@@ -66,7 +68,7 @@ export const NODE_USAGE =
                    [--api-port 8080] [--http-port 8070] [--host 127.0.0.1]
                    [--api-host ADDRESS] [--app-host ADDRESS]
                    [--header-timeout-ms 10000] [--body-timeout-ms 10000] [--idle-timeout-ms 60000]
-                   [--max-connections 4096]
+                   [--max-connections 4096] [--app-guard on|off]
                    [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
                    [--closed-probes]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
@@ -91,6 +93,8 @@ export const NODE_USAGE =
   --body-timeout-ms    HTTP: the longest a request body may send nothing (default 10000)
   --idle-timeout-ms    HTTP: a connection with no request in flight is closed after this long (default 60000)
   --max-connections    HTTP: open connections per listener; beyond it new ones are closed (default 4096)
+  --app-guard    on: the app port enforces the four limits above (default); off: plain Deno.serve, about
+                 twice the throughput on a trivial route, for a port behind a proxy that enforces its own
   --bootstrap-token-file  a new cluster's first admin token (aether_<id>_<secret>) is read from this file;
                  without it, the node that creates it prints a random one once on standard error
   --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
@@ -162,6 +166,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "body-timeout-ms": { type: "string" },
         "idle-timeout-ms": { type: "string" },
         "max-connections": { type: "string" },
+        "app-guard": { type: "string" },
         "bootstrap-token-file": { type: "string" },
         "api-names": { type: "string" },
         "cors-origins": { type: "string" },
@@ -207,6 +212,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     throw flagError("sandbox", `"${sandbox}" is not process or worker`);
   }
   const host = parseHost("host", values.host) ?? "127.0.0.1";
+  const appGuard = values["app-guard"] ?? "on";
+  if (appGuard !== "on" && appGuard !== "off") throw flagError("app-guard", `"${appGuard}" is not on or off`);
   const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
   if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
     throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
@@ -231,6 +238,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
       maxConnections: positiveInt("max-connections", values["max-connections"]) ??
         DEFAULT_SERVER_LIMITS.maxConnections,
     },
+    appGuard: appGuard === "on",
     bootstrapTokenFile: values["bootstrap-token-file"] || undefined,
     apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
     corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),

@@ -63,6 +63,12 @@ Deno.test("HTTP server limits: defaults, each flag read, bad values refused nami
     );
     assert.throws(() => parseNodeFlags([...REQUIRED, flag, "1.5"]), new RegExp(flag));
   }
+  assert.equal(parseNodeFlags(REQUIRED).appGuard, true);
+  assert.equal(parseNodeFlags([...REQUIRED, "--app-guard", "off"]).appGuard, false);
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--app-guard", "no"]),
+    /--app-guard: "no" is not on or off/,
+  );
   assert.throws(
     () => parseNodeFlags([...REQUIRED, "--idle-timeout-ms", "99999999999999"]),
     (e: Error) => e.message === "--idle-timeout-ms: 99999999999999 is over 2147483647 ms",

@@ -388,6 +388,7 @@ function startServers(
     hostname: flags.appHost,
     port: flags.httpPort,
     limits: flags.serverLimits,
+    guard: flags.appGuard,
     log,
     handler: features.app,
   });

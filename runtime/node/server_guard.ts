@@ -70,6 +70,13 @@ export interface GuardedServer {
   shutdown(): Promise<void>;
 }
 
+/** Deno.serve as it is, behind the same interface (for a listener whose limits a reverse proxy enforces). */
+export function serveUnguarded(hostname: string, port: number, handler: ServeHandler): GuardedServer {
+  const server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
+  const none = { open: 0, refusedConnections: 0, headerTimeouts: 0, bodyTimeouts: 0, idleTimeouts: 0 };
+  return { addr: server.addr, stats: () => none, shutdown: () => server.shutdown() };
+}
+
 /** Relay buffer: one read's worth per direction per connection. */
 const RELAY_BUFFER_BYTES = 64 * 1024;
 
