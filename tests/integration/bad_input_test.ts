@@ -354,6 +354,60 @@ function rows(): Row[] {
     ], { headers: json, body: JSON.stringify({ big: "x".repeat(2 * 1024 * 1024) }) }),
   );
 
+  // 18: every other route of the API, once each with a malformed input.
+  const more: Array<[string, string, string | undefined, number, string[]]> = [
+    ["POST", "/api/v1/scale", '{"artifact": "org.example.bad:odd", "instances": -1}', 400, ["instances"]],
+    ["POST", "/api/v1/scale", "{not json", 400, ["JSON"]],
+    ["POST", "/api/v1/undeploy", '{"artifact": ["x"]}', 400, ["artifact"]],
+    ["POST", "/api/v1/undeploy", "{not json", 400, ["JSON"]],
+    ["GET", "/api/v1/blueprints/%ZZ/status", undefined, 400, ["blueprint id"]],
+    ["DELETE", "/api/v1/blueprints/%ZZ", undefined, 400, ["blueprint id"]],
+    ["GET", "/api/v1/artifacts/%ZZ/versions", undefined, 400, ["%ZZ"]],
+    ["GET", "/api/v1/artifacts/%ZZ/manifest", undefined, 400, ["%ZZ"]],
+    ["GET", "/api/v1/artifacts/org.example.bad:odd:9.9.9/bundle", undefined, 404, [
+      "org.example.bad:odd:9.9.9",
+    ]],
+    ["DELETE", "/api/v1/artifacts/a:b:c:d", undefined, 400, ["a:b:c:d"]],
+    ["DELETE", "/api/v1/routing/%ZZ", undefined, 400, ["artifact"]],
+    ["DELETE", "/api/v1/timeouts/org.example.bad", undefined, 400, ["artifact"]],
+    ["GET", "/api/v1/routing/org.example.bad:odd:1.0.0", undefined, 400, ["no version"]],
+  ];
+  for (const [method, path, body, status, names] of more) {
+    out.push(
+      api("other routes", `${method} ${path}${body ? ` body ${body}` : ""}`, method, path, status, names, {
+        headers: body ? json : {},
+        body,
+      }),
+    );
+  }
+  out.push(
+    api(
+      "content type",
+      "PUT artifacts/{c} as application/json",
+      "PUT",
+      "/api/v1/artifacts/org.example.bad:odd:1.0.1",
+      400,
+      [
+        "multipart",
+      ],
+      { headers: json, body: "{}" },
+    ),
+  );
+  out.push(
+    api("header", "POST artifacts, x-aether-sha256: zz, no parts", "POST", "/api/v1/artifacts", 400, [
+      "manifest",
+      "bundle",
+    ], {
+      headers: { "x-aether-sha256": "zz", "content-type": "multipart/form-data; boundary=zzz" },
+      body: "--zzz--\r\n",
+    }),
+  );
+  out.push(
+    api("request body", "PUT kv/app/big over the value limit", "PUT", "/api/v1/kv/app/big", 413, ["limit"], {
+      body: "x".repeat(2 * 1024 * 1024),
+    }),
+  );
+
   // 18: garbage on the wire. Deno.serve (hyper) answers malformed HTTP framing itself with a bare 400 and
   // closes the connection before any handler runs, so these cannot carry a problem document (a known limit).
   for (const port of ["api", "app"] as const) {
