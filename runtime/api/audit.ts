@@ -68,7 +68,7 @@ export class AuditLog {
     this.stats.pending = this.#pending.length;
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;
-      void this.flush();
+      this.flush().catch((e) => this.log.warn("audit flush failed", { error: e }));
     }, FLUSH_EVERY_MS);
   }
 
@@ -105,11 +105,11 @@ export class AuditLog {
 
   /** Deletes the oldest records beyond the retention limit. */
   async prune(): Promise<void> {
-    const { items } = this.kv.range(AUTH_PREFIXES.audit, { limit: this.maxEntries + PRUNE_BATCH });
-    const excess = items.length - this.maxEntries;
-    if (excess <= 0) return;
-    const success: KvOp[] = items.slice(0, excess).map((e) => ({ op: "delete", key: e.key }));
     try {
+      const { items } = this.kv.range(AUTH_PREFIXES.audit, { limit: this.maxEntries + PRUNE_BATCH });
+      const excess = items.length - this.maxEntries;
+      if (excess <= 0) return;
+      const success: KvOp[] = items.slice(0, excess).map((e) => ({ op: "delete", key: e.key }));
       await this.kv.write({ type: "txn", compare: [], success, failure: [] });
       this.stats.pruned += excess;
     } catch (e) {

@@ -158,6 +158,7 @@ export class TokenIndex {
           this.#bootstrapped = (await this.kv.get(BOOTSTRAP_KEY)) !== undefined;
           markSynced();
           this.#watch = this.kv.watch(AUTH_ROOT, revision + 1);
+          if (this.#stopped) this.#watch.cancel(); // stop() ran while this was reading
           for await (const event of this.#watch) this.#event(event.type, event.key, event.value);
         } catch (e) {
           if (!this.#stopped) this.log.warn("token watch broke; reading the tokens again", { error: e });

@@ -140,7 +140,8 @@ Deno.test({
       // The same request by curl, the floor for a process that asks a node for its status.
       const statusUrl = `http://127.0.0.1:${ready.apiPort}/api/v1/status`;
       const curl = await Deno.stat("/usr/bin/curl").then(() => true, () => false);
-      const curlMs = curl ? await bestOf(5, () => run("/usr/bin/curl", ["-sf", statusUrl], env, tmp)) : NaN;
+      const curlArgs = ["-sf", "-H", `Authorization: Bearer ${token}`, statusUrl];
+      const curlMs = curl ? await bestOf(5, () => run("/usr/bin/curl", curlArgs, env, tmp)) : NaN;
       console.log(
         `aether --help ${helpMs.toFixed(0)} ms; aether status ${statusMs.toFixed(0)} ms; ` +
           `curl of GET /api/v1/status ${curl ? `${curlMs.toFixed(0)} ms` : "(no curl here)"} ` +

@@ -6,7 +6,7 @@
  */
 
 import { deepStrictEqual, equal, match, notEqual, ok } from "node:assert/strict";
-import { AuditLog, ENDPOINT_ROLES, type EndpointEntry } from "../../runtime/api/mod.ts";
+import { AuditLog, ENDPOINT_ROLES, type EndpointEntry, TokenIndex } from "../../runtime/api/mod.ts";
 import { createLogger } from "../../runtime/core/log.ts";
 import { ROLES } from "../../runtime/model/mod.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
@@ -212,6 +212,19 @@ Deno.test("auth: tokens are created once-shown, listed without secrets, revoked 
     const short = await createToken(n.api, n.admin, "short", "viewer", "1m");
     equal((await call(`${n.api}/api/v1/status`, { token: short.token })).status, 200);
     ok(Date.parse(short.expiresAt!) - Date.now() <= 60_000);
+    // Two minutes later (a node's index with its clock moved on) it is refused, naming when it expired.
+    const later = new TokenIndex(n.node.core.kv, createLogger({ level: "error" }), {
+      now: () => Date.now() + 120_000,
+    });
+    try {
+      await later.synced;
+      const refused = later.verify(short.token);
+      ok("code" in refused, "an expired token is refused");
+      match((refused as Error).message, new RegExp(`token ${short.id} expired at 20`));
+      ok(!("code" in later.verify(n.admin)), "a token without expiry still works");
+    } finally {
+      later.stop();
+    }
   } finally {
     await n.close();
   }
