@@ -93,7 +93,8 @@ export function commandHelp(command: CliCommand, width: number): string {
   return out.join("\n");
 }
 
-const GLOBAL_NOTE = 'global flags: --connect HOST:PORT, --json, --timeout MS (see "aether --help")';
+const GLOBAL_NOTE =
+  'global flags: --connect HOST:PORT, --token TOKEN, --json, --timeout MS (see "aether --help")';
 
 /** One entry of the top-level list: a command or a top-level word handled elsewhere (node, forge). */
 export interface ListedCommand {
@@ -106,7 +107,12 @@ export interface ListedCommand {
 export function topHelp(commands: ListedCommand[], groups: string[], width: number): string {
   const column = Math.min(Math.max(...commands.map((c) => c.name.length)) + 4, Math.floor(width / 3));
   const out: string[] = [
-    ...wrap("usage: aether [--connect HOST:PORT] [--json] [--timeout MS] <command> [args]", width, "", 14),
+    ...wrap(
+      "usage: aether [--connect HOST:PORT] [--token TOKEN] [--json] [--timeout MS] <command> [args]",
+      width,
+      "",
+      14,
+    ),
     ...wrap("aether (an interactive shell: history, line editing, Tab completes)", width, "       ", 14),
     ...wrap("aether <command> --help (its flags and examples)", width, "       ", 14),
   ];
@@ -127,6 +133,11 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
         "else the Forge cluster of " +
         "this directory (.forge/forge.json), else 127.0.0.1:8080). Exit codes: 0 ok, 1 the command failed, " +
         "2 bad usage, 3 no connection.",
+      width,
+    ),
+    ...wrap(
+      "--token: the API token (default: $AETHER_TOKEN, else the one `aether login` saved for these nodes, " +
+        "else .forge/admin-token of the Forge cluster found).",
       width,
     ),
   );
