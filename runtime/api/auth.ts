@@ -193,6 +193,28 @@ export class TokenIndex {
 /** The watch covers the tokens and the bootstrap marker. */
 const AUTH_ROOT = "auth/";
 
+/**
+ * Runtime KV families whose raw reads (GET /kv, /kv/{key}, /kv-watch) need more than a viewer: token records
+ * (admin, like GET /tokens) and the audit log (operator, like GET /audit).
+ */
+export const PROTECTED_KV_PREFIXES: readonly { prefix: string; role: Role }[] = [
+  { prefix: AUTH_ROOT, role: "admin" },
+  { prefix: AUTH_PREFIXES.audit, role: "operator" },
+];
+
+/** The role a raw KV read of `key` needs beyond viewer, or undefined when a viewer may read it. */
+export function kvReadRole(key: string): Role | undefined {
+  return PROTECTED_KV_PREFIXES.find((p) => key.startsWith(p.prefix))?.role;
+}
+
+/** Whether this request's caller may read `key` through the KV API. */
+export function kvReadable(c: Context, key: string): boolean {
+  const needed = kvReadRole(key);
+  if (needed === undefined) return true;
+  const caller = callerOf(c);
+  return caller !== undefined && roleAllows(caller.role, needed);
+}
+
 function unauthorized(why: string, needed?: EndpointRole): AetherError {
   return new AetherError(
     "unauthorized",

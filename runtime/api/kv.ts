@@ -16,6 +16,7 @@ import {
   rawPath,
 } from "./_input.ts";
 import type { ApiDeps } from "./deps.ts";
+import { kvReadable, kvReadRole } from "./auth.ts";
 
 /** The longest a KV request may ask to wait (`timeoutMs`); longer would overflow no timer but hold a request. */
 export const MAX_KV_TIMEOUT_MS = 10 * 60_000;
@@ -65,11 +66,22 @@ export function kvRoutes(deps: ApiDeps): Hono {
     const limit = intParam(c, "limit", { min: 1, max: MAX_KV_LIST_LIMIT });
     const startAfter = queryParam(c, "startAfter") || undefined;
     const { revision, items } = kv.range(prefix, { limit: limit ?? 1000, startAfter });
-    return c.json({ revision, items: items.map(itemOf) });
+    // Token records and the audit log are left out for a caller whose role may not read them (auth.ts).
+    return c.json({ revision, items: items.filter((e) => kvReadable(c, e.key)).map(itemOf) });
   });
 
   app.get("/kv/*", async (c) => {
     const key = kvKeyOf(rawPath(c));
+    if (!kvReadable(c, key)) {
+      throw new AetherError(
+        "forbidden",
+        `key "${key}" can be read only with role ${kvReadRole(key)} or above`,
+        {
+          key,
+          roleNeeded: kvReadRole(key),
+        },
+      );
+    }
     const entry = await kv.get(key, {
       consistent: optionalBool(c, "consistent"),
       timeoutMs: intParam(c, "timeoutMs", TIMEOUT_RANGE),
@@ -124,6 +136,7 @@ export function kvRoutes(deps: ApiDeps): Hono {
     return streamSSE(c, async (sse) => {
       sse.onAbort(() => stream.cancel());
       for await (const event of stream) {
+        if (!kvReadable(c, event.key)) continue;
         await sse.writeSSE({
           id: String(event.revision),
           event: event.type,

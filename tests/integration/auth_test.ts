@@ -411,6 +411,24 @@ Deno.test("auth: mutating calls are audited (who, role, what, target, status, re
     const limited = (await call(`${n.api}/api/v1/audit?limit=2`, { token: op.token })).body!.items as Entry[];
     deepStrictEqual(limited.map((e) => e.path), ["/x/10", "/x/11"]);
     equal((await call(`${n.api}/api/v1/audit?limit=0`, { token: op.token })).status, 400);
+    // The same records through the raw KV API: no way around the roles of /tokens and /audit.
+    const keys = async (prefix: string, token: string) =>
+      ((await call(`${n.api}/api/v1/kv?prefix=${prefix}`, { token })).body!.items as { key: string }[])
+        .length;
+    equal(await keys("auth/", viewer.token), 0);
+    equal(await keys("auth/", op.token), 0);
+    ok(await keys("auth/", n.admin) >= 4, "admin reads the token records");
+    equal(await keys("audit/", viewer.token), 0);
+    equal(await keys("audit/", op.token), 5);
+    const all = (await call(`${n.api}/api/v1/kv?prefix=`, { token: viewer.token })).body!.items as {
+      key: string;
+    }[];
+    ok(all.some((e) => e.key === "app/audited"), "a viewer's full listing still lists app/");
+    ok(!all.some((e) => e.key.startsWith("auth/") || e.key.startsWith("audit/")), JSON.stringify(all));
+    const direct = await call(`${n.api}/api/v1/kv/auth/bootstrap`, { token: op.token });
+    equal(direct.status, 403);
+    equal(direct.body?.roleNeeded, "admin");
+    equal((await call(`${n.api}/api/v1/kv/auth/bootstrap`, { token: n.admin })).status, 200);
     small.stop();
   } finally {
     await n.close();
