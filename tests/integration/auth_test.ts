@@ -12,7 +12,7 @@ import { ROLES } from "../../runtime/model/mod.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
 import { rejects, throws } from "node:assert/strict";
 import { type RunningNode, startNode } from "../../runtime/node/node.ts";
-import { NodeProcess, testAdminToken } from "../_support/cluster.ts";
+import { NodeProcess, testAdminToken, TestCluster } from "../_support/cluster.ts";
 
 const SECRET = "auth-test-cluster-secret";
 
@@ -467,6 +467,34 @@ Deno.test("auth: flags and the bootstrap token file are checked, naming what is 
   } finally {
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await Deno.remove(`${dataDir}.token`).catch(() => {});
+  }
+});
+
+Deno.test("auth: three members starting together without a token file create exactly one admin token", async () => {
+  const cluster = await TestCluster.create(3);
+  for (const node of cluster.nodes) node.options.bootstrapTokenFile = undefined;
+  try {
+    await cluster.startAll();
+    await cluster.waitForLeader();
+    const printed = await cluster.waitFor("one node to print the admin token", () => {
+      const found = cluster.nodes.flatMap((
+        n,
+      ) => [...n.log.matchAll(/^\s+(aether_[a-z0-9]+_[A-Za-z0-9_-]+)$/gm)]);
+      return Promise.resolve(found.length > 0 ? found : null);
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const all = cluster.nodes.flatMap((n) => [...n.log.matchAll(/AETHER ADMIN TOKEN/g)]);
+    equal(all.length, 1, cluster.logs());
+    const token = printed[0][1];
+    for (const node of cluster.nodes) {
+      const answer = await node.json<{ items: { role: string }[] }>("/api/v1/tokens", {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      equal(answer.status, 200, `${node.id}: ${JSON.stringify(answer.body)}`);
+      deepStrictEqual(answer.body.items.map((t) => t.role), ["admin"]);
+    }
+  } finally {
+    await cluster.close();
   }
 });
 
