@@ -136,8 +136,8 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
       width,
     ),
     ...wrap(
-      "--token: the API token (default: $AETHER_TOKEN, else the one `aether login` saved for these nodes, " +
-        "else .forge/admin-token of the Forge cluster found).",
+      "--token: the API token (default: $AETHER_TOKEN, else .forge/admin-token of the Forge cluster found, " +
+        "else the one `aether login` saved for these nodes).",
       width,
     ),
   );

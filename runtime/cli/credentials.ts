@@ -2,9 +2,10 @@
  * Which token the CLI sends, first found wins:
  *   1. `--token TOKEN`
  *   2. `AETHER_TOKEN`
- *   3. the credentials file `aether login` writes ($XDG_CONFIG_HOME/aether/credentials, else
+ *   3. `.forge/admin-token` beside the `.forge/forge.json` the CLI found its nodes through, or whose nodes
+ *      --connect names (Forge writes it)
+ *   4. the credentials file `aether login` writes ($XDG_CONFIG_HOME/aether/credentials, else
  *      ~/.config/aether/credentials; mode 0600), keyed by the cluster's node addresses
- *   4. `.forge/admin-token` beside the `.forge/forge.json` the CLI found its nodes through (Forge writes it)
  */
 
 import { dirname, join } from "node:path";
@@ -72,18 +73,20 @@ export function chooseToken(
   if (flag) return { token: flag, source: "--token" };
   const env = Deno.env.get("AETHER_TOKEN");
   if (env) return { token: env.trim(), source: "AETHER_TOKEN" };
-  const path = credentialsPath();
-  const saved = readCredentials(path).clusters;
-  for (const endpoint of endpoints) {
-    if (saved[endpoint]?.token) return { token: saved[endpoint].token, source: "credentials", path };
-  }
+  // Before the credentials file: a Forge cluster is often made anew (--clean) on the same ports, so a token
+  // saved for those addresses is likely an old cluster's, while .forge/admin-token is this one's.
   if (forgeFile) {
     const tokenPath = join(dirname(forgeFile), FORGE_TOKEN_FILE);
     try {
       return { token: Deno.readTextFileSync(tokenPath).trim(), source: "forge", path: tokenPath };
     } catch {
-      // An older Forge, or not readable: no token.
+      // An older Forge, or not readable: look further.
     }
+  }
+  const path = credentialsPath();
+  const saved = readCredentials(path).clusters;
+  for (const endpoint of endpoints) {
+    if (saved[endpoint]?.token) return { token: saved[endpoint].token, source: "credentials", path };
   }
   return { source: "none" };
 }

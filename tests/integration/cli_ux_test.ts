@@ -263,6 +263,19 @@ Deno.test("CLI finds the Forge cluster of the directory (.forge/forge.json) and 
     const status = await cli(["status"], { cwd });
     equal(status.code, 0, status.stderr);
     match(status.stdout, /leader\s+n1/);
+    // A token an earlier cluster on the same ports left in the credentials file does not shadow Forge's.
+    const config = `${dir}/config`;
+    await Deno.mkdir(`${config}/aether`, { recursive: true });
+    const stale = {
+      token: "aether_0ldc1u5ter_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+      savedAt: "2026-01-01",
+    };
+    await Deno.writeTextFile(
+      `${config}/aether/credentials`,
+      JSON.stringify({ clusters: { [`http://${live}`]: stale } }),
+    );
+    const withStale = await runCli(["status"], { cwd, env: { XDG_CONFIG_HOME: config } });
+    equal(withStale.code, 0, withStale.stderr);
     const put = await cli(["kv", "put", "app/forge", "found"], { cwd });
     equal(put.code, 0, put.stderr);
     equal((await cli(["kv", "get", "app/forge", "--consistent"], { cwd })).stdout.trim(), "found");
