@@ -45,6 +45,8 @@ interface Answer {
 }
 
 const json = { "content-type": "application/json" };
+/** How long one row may take; a malformed request is answered long before (an accepted watch never ends). */
+const ROW_TIMEOUT_MS = 5_000;
 
 function rows(): Row[] {
   const api = (
@@ -480,12 +482,22 @@ async function send(node: NodeProcess, row: Row): Promise<Answer> {
     const answer = await sendRaw(new URL(base).port, row.raw);
     return { ...answer, ms: performance.now() - startedAt };
   }
-  const response = await fetch(base + row.path, {
-    method: row.method,
-    headers: row.port === "api" ? { ...auth, ...row.headers } : row.headers,
-    body: row.body,
-  });
-  const body = await response.text();
+  // A request that is taken as valid may start a stream (kv-watch): the answer is what came within the limit.
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ROW_TIMEOUT_MS);
+  let response: Response;
+  let body = "";
+  try {
+    response = await fetch(base + row.path, {
+      method: row.method,
+      headers: row.port === "api" ? { ...auth, ...row.headers } : row.headers,
+      body: row.body,
+      signal: controller.signal,
+    });
+    body = await response.text().catch(() => "(a stream still open after the time limit)");
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     status: response.status,
     contentType: response.headers.get("content-type") ?? "",
