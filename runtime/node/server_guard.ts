@@ -66,7 +66,7 @@ export interface GuardStats {
 export interface GuardedServer {
   readonly addr: Deno.NetAddr;
   stats(): GuardStats;
-  /** Stops accepting, closes every connection, stops the inner server. */
+  /** Stops accepting, closes idle connections, lets requests in flight finish, then closes the rest. */
   shutdown(): Promise<void>;
 }
 
@@ -76,6 +76,9 @@ export function serveUnguarded(hostname: string, port: number, handler: ServeHan
   const none = { open: 0, refusedConnections: 0, headerTimeouts: 0, bodyTimeouts: 0, idleTimeouts: 0 };
   return { addr: server.addr, stats: () => none, shutdown: () => server.shutdown() };
 }
+
+/** After the inner server has shut down, relays get this long to pass on what it wrote last. */
+const SHUTDOWN_DRAIN_MS = 1000;
 
 /** Relay buffer: one read's worth per direction per connection. */
 const RELAY_BUFFER_BYTES = 64 * 1024;
@@ -114,6 +117,8 @@ class Guard implements GuardedServer {
   /** Open connections by the local port of their relay socket (the inner server's view of the remote). */
   readonly #byRelayPort = new Map<number, Guarded>();
   readonly #open = new Set<Guarded>();
+  /** Every relay still running (shutdown waits briefly for them to pass on the last responses). */
+  readonly #relays = new Set<Promise<void>>();
   readonly #stats = { refusedConnections: 0, headerTimeouts: 0, bodyTimeouts: 0, idleTimeouts: 0 };
   #stopping = false;
   readonly #acceptLoop: Promise<void>;
@@ -147,8 +152,16 @@ class Guard implements GuardedServer {
       // Already closed.
     }
     await this.#acceptLoop;
-    for (const conn of [...this.#open]) this.#close(conn);
+    // Idle connections go now; requests in flight finish first (Deno.serve's shutdown waits for them while
+    // the relay keeps carrying their responses), then whatever is left is closed.
+    for (const conn of [...this.#open]) if (conn.inFlight === 0) this.#close(conn);
     await this.#inner.shutdown();
+    // The inner server has written its last responses to the relays; give them a moment to pass them on.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const drained = Promise.allSettled([...this.#relays]);
+    await Promise.race([drained, new Promise((resolve) => timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS))]);
+    clearTimeout(timer);
+    for (const conn of [...this.#open]) this.#close(conn);
   }
 
   async #accept(): Promise<void> {
@@ -173,7 +186,9 @@ class Guard implements GuardedServer {
         client.close();
         continue;
       }
-      this.#relay(client);
+      const relay = this.#relay(client);
+      this.#relays.add(relay);
+      relay.finally(() => this.#relays.delete(relay));
     }
   }
 

@@ -152,3 +152,14 @@ Deno.test("guard: slow handlers, long streams and large bodies outlive the timeo
     assert.deepEqual([stats.headerTimeouts, stats.bodyTimeouts, stats.idleTimeouts], [0, 0, 0]);
   });
 });
+
+Deno.test("guard: shutdown lets a request in flight finish and closes idle connections at once", async () => {
+  const server = serveGuarded({ name: "test", hostname: "127.0.0.1", port: 0, limits: LIMITS, log }, handler);
+  const idle = await raw(server.addr.port);
+  const slow = fetch(`http://127.0.0.1:${server.addr.port}/slow`).then((r) => r.text());
+  await new Promise((r) => setTimeout(r, 200));
+  const stopped = server.shutdown();
+  await within(idle.closed, 500, "the idle connection closed by shutdown");
+  assert.equal(await slow, "hello 127.0.0.1");
+  await within(stopped, 3000, "shutdown");
+});
