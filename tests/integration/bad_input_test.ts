@@ -659,7 +659,7 @@ Deno.test("bad input: every malformed request to the API and the app port gets a
     if (Deno.env.get("BAD_INPUT_TABLE")) {
       await Deno.writeTextFile(
         Deno.env.get("BAD_INPUT_TABLE")!,
-        results.map(({ row, answer }) => {
+        "| category | input | status | detail |\n|---|---|---:|---|\n" + results.map(({ row, answer }) => {
           let detail = "";
           try {
             const parsed = JSON.parse(answer.body);
