@@ -304,6 +304,9 @@ export class SliceInvoker {
     if (typeof endpoints.methods !== "function" || typeof endpoints.revision !== "number") return undefined;
     const name = target.version ? `${target.slice}:${target.version}` : target.slice;
     let known = this.#knownMethods.get(name);
+    // A method seen before passes without a rescan, however many KV writes came since: if its endpoints have
+    // gone, the selection's "no live instance" is the right answer anyway. Only a miss rescans.
+    if (known && typeof method === "string" && known.methods.has(method)) return undefined;
     if (!known || known.revision !== endpoints.revision) {
       if (this.#knownMethods.size > 10_000) this.#knownMethods.clear();
       known = { revision: endpoints.revision, methods: new Set(endpoints.methods(name)) };
