@@ -5,8 +5,8 @@
  *   address, among them), which never authenticate;
  * - 16 connections that announce a 60 MB frame before authenticating and keep streaming its bytes.
  * While the idle flood runs, the member that dials the victim is SIGKILLed and restarted: it must be
- * connected again within REJOIN_BOUND_MS of its restart being ready. During the oversized frames the victim's RSS must
- * not grow by more than RSS_GROWTH_BOUND_MIB (the frames are refused on their header, not buffered).
+ * connected again within REJOIN_BOUND_MS of its restart being ready. During the oversized frames the
+ * victim's RSS must not grow by more than RSS_GROWTH_BOUND_MIB (frames are refused on their header).
  * Before the fix the restarted member stayed out for as long as the flood ran, and the frames took the victim
  * from 82 to 1,757 MiB.
  */

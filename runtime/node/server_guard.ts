@@ -7,8 +7,8 @@
  * `node:http`'s `headersTimeout`, `requestTimeout` and `keepAliveTimeout` are accepted and ignored by Deno's
  * implementation (same probe: open after 5 s with 1 s limits). So each listener gets a thin accept loop in
  * front: it accepts TCP connections on the public address, counts them, and relays bytes to a Deno.serve
- * bound on an ephemeral loopback port. The handler wrapper tells the loop when a request starts and ends (the inner
- * server sees the relay's own socket as the remote address; its port names the connection), so:
+ * bound on an ephemeral loopback port. The handler wrapper tells the loop when a request starts and ends
+ * (the inner server sees the relay's own socket as the remote address; its port names the connection), so:
  *
  * - header timeout: once a client starts a request (its first byte while no request is in flight), the
  *   handler must be reached within `headerTimeoutMs`, or the connection is closed (slow-loris);

@@ -75,7 +75,7 @@ function ports(node: NodeProcess) {
   return { api: node.ready!.apiPort, app: node.ready!.httpPort };
 }
 
-Deno.test("slow-loris: 300 unfinished requests per port are closed by the header timeout; the node serves on", async () => {
+Deno.test("slow-loris: 300 unfinished requests per port are closed by the header timeout", async () => {
   const started = await startNode();
   const connections: Awaited<ReturnType<typeof rawConnection>>[] = [];
   try {
@@ -111,7 +111,7 @@ Deno.test("slow-loris: 300 unfinished requests per port are closed by the header
   }
 });
 
-Deno.test("a body that declares 100 bytes and sends 2 is failed after the body timeout, on both ports", async () => {
+Deno.test("a body that declares 100 bytes and sends 2 is not held: both ports close it", async () => {
   const started = await startNode();
   try {
     const { api, app } = ports(started.node);
@@ -119,7 +119,8 @@ Deno.test("a body that declares 100 bytes and sends 2 is failed after the body t
       rawConnection(
         "127.0.0.1",
         port,
-        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"`,
+        `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+          `Content-Length: 100\r\n\r\n{"`,
       );
     const clients = [await partial(app, "/anything"), await partial(api, "/api/v1/kv/app/x")];
     const bound = BODY_TIMEOUT_MS + IDLE_TIMEOUT_MS + 3000;
@@ -167,7 +168,7 @@ Deno.test("the connection limit holds per listener; closed connections free thei
   }
 });
 
-Deno.test("--api-host and --app-host bind the management API and the app port to their own addresses", async () => {
+Deno.test("--api-host and --app-host bind the API and the app port to their own addresses", async () => {
   const started = await startNode(["--api-host", "127.0.0.2", "--app-host", "127.0.0.3"]);
   try {
     const { api, app } = ports(started.node);
@@ -186,6 +187,32 @@ Deno.test("--api-host and --app-host bind the management API and the app port to
     assert.equal(await status("127.0.0.1", app, "/nothing-here"), "refused");
     assert.equal(await status("127.0.0.2", app, "/nothing-here"), "refused");
   } finally {
+    await stopNode(started);
+  }
+});
+
+Deno.test("--app-guard off: the app port is plain Deno.serve; the API stays guarded", async () => {
+  const started = await startNode(["--app-guard", "off"]);
+  const connections: Awaited<ReturnType<typeof rawConnection>>[] = [];
+  try {
+    const { api, app } = ports(started.node);
+    for (const port of [api, app]) {
+      connections.push(await rawConnection("127.0.0.1", port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
+    }
+    await within(connections[0].closed, HEADER_TIMEOUT_MS + 4000, "the API's slow-loris connection closed");
+    const stillOpen = await Promise.race([
+      connections[1].closed.then(() => false),
+      new Promise<boolean>((r) => setTimeout(() => r(true), HEADER_TIMEOUT_MS + 1000)),
+    ]);
+    assert.equal(stillOpen, true, "the unguarded app port closed a slow-loris connection");
+  } finally {
+    for (const c of connections) {
+      try {
+        c.conn.close();
+      } catch {
+        // already closed
+      }
+    }
     await stopNode(started);
   }
 });
