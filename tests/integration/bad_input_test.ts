@@ -461,32 +461,13 @@ function rows(): Row[] {
   return out;
 }
 
-/**
- * The API's admin token, when the node has API authentication: every API request of this suite carries it,
- * so each row tests its input, not a missing token. The test cluster's own token when it has one; else, when
- * the node takes --bootstrap-token-file, one of this suite's.
- */
+/** The test cluster's admin token: every API request of this suite carries it, so each row tests its input. */
 let auth: Record<string, string> = {};
 
 async function startNode(): Promise<TestCluster> {
-  const cluster = await TestCluster.create(1, { fsync: "never" });
-  const token = (cluster as unknown as { token?: string }).token;
-  if (token) {
-    auth = { authorization: `Bearer ${token}` };
-    await cluster.startAll().catch(async (e) => {
-      await cluster.close();
-      throw e;
-    });
-    return cluster;
-  }
-  await cluster.close();
-  const flags = await Deno.readTextFile(new URL("../../runtime/node/flags.ts", import.meta.url));
-  if (!flags.includes("bootstrap-token-file")) return await TestCluster.start(1, { fsync: "never" });
-  const own = `aether_badinput_${crypto.randomUUID().replaceAll("-", "")}`;
-  const file = await Deno.makeTempFile({ prefix: "aether-bad-input-token-" });
-  await Deno.writeTextFile(file, own);
-  auth = { authorization: `Bearer ${own}` };
-  return await TestCluster.start(1, { fsync: "never", extraArgs: ["--bootstrap-token-file", file] });
+  const cluster = await TestCluster.start(1, { fsync: "never" });
+  auth = { authorization: `Bearer ${cluster.token}` };
+  return cluster;
 }
 
 async function apiJson<T>(node: NodeProcess, path: string, init: RequestInit = {}) {
