@@ -294,7 +294,13 @@ class Guard implements GuardedServer {
     const realInfo = { remoteAddr: conn.remote, completed: info.completed };
     const body = request.body;
     if (body === null) return handler(request, realInfo);
-    const timed = new Request(request, {
+    // Built from the parts, not `new Request(request, ...)`: copying a request reads its `signal`, and the
+    // first read makes Deno 2.9.6 print a warning about the signal's legacy behaviour on standard error, a line
+    // that is not a log record (it broke --log-format json). Handlers here notice a gone client through their
+    // streams, not the signal.
+    const timed = new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
       body: this.#timedBody(body, conn),
       // @ts-ignore: `duplex` is required by fetch for a stream body but missing from Deno's RequestInit type.
       duplex: "half",
