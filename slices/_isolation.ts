@@ -59,6 +59,23 @@ export function closeSharedState(): void {
   forget(Deno as unknown as Record<string, unknown>, "openKv");
 }
 
+/**
+ * Worker isolation only: a slice Worker may not start Workers of its own. A nested Worker is a thread and a
+ * heap in the node's process that the host neither sees nor bounds (126 of them took a node from 0.3 to 1.6
+ * GB): `Worker` is replaced by a constructor that throws. In process isolation nested Workers stay: they live
+ * in the sandbox's own process, under its memory limit.
+ */
+export function closeNestedWorkers(): void {
+  const refuseWorker = function Worker(): never {
+    throw new DOMException(
+      "Worker is not available to slices in worker isolation: a nested Worker would take the node's memory " +
+        "and threads without bound (run the slice in process isolation to use Workers)",
+      "NotSupportedError",
+    );
+  };
+  Object.defineProperty(globalThis, "Worker", { value: refuseWorker, writable: false, configurable: false });
+}
+
 function forget(owner: Record<string, unknown>, name: string): void {
   try {
     delete owner[name];

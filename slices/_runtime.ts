@@ -28,9 +28,39 @@ import type {
 } from "./protocol.ts";
 import { childTraceparent } from "../runtime/core/trace.ts";
 
-/** Where the runtime's messages go. `send` throws when a value cannot be serialized. */
+/**
+ * Where the runtime's messages go. `send` throws when a value cannot be serialized, and (through
+ * `checkAnswerSize`) an `AnswerTooLarge` when `maxBytes` is given and the message's JSON is larger.
+ */
 export interface RuntimeSink {
-  send(message: RuntimeMessage): void;
+  send(message: RuntimeMessage, maxBytes?: number): void;
+}
+
+/** A call's answer whose JSON text is over the host's `limits.maxResponseBytes`. */
+export class AnswerTooLarge extends RangeError {
+  /** The answer's size in bytes of UTF-8 JSON; a lower bound when `atLeast`. */
+  readonly bytes: number;
+  readonly atLeast: boolean;
+  constructor(bytes: number, atLeast: boolean) {
+    super(`the answer is ${atLeast ? "more than " : ""}${bytes} bytes`);
+    this.name = "AnswerTooLarge";
+    this.bytes = bytes;
+    this.atLeast = atLeast;
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Throws `AnswerTooLarge` when `text` is more than `maxBytes` bytes of UTF-8. Called by the transports on the
+ * JSON text of an answer before it is queued, so an oversized answer never leaves the sandbox. A UTF-16 unit
+ * is 1 to 3 bytes, so only texts between a third of the limit and the limit are encoded to be measured.
+ */
+export function checkAnswerSize(text: string, maxBytes: number): void {
+  if (text.length > maxBytes) throw new AnswerTooLarge(text.length, true);
+  if (text.length * 3 <= maxBytes) return;
+  const bytes = utf8.encode(text).byteLength;
+  if (bytes > maxBytes) throw new AnswerTooLarge(bytes, false);
 }
 
 /** An error another slice's method threw (or the call failing), rethrown in the caller under the same name. */
@@ -303,6 +333,8 @@ export class SliceInstance {
   readonly identity: { coordinates: string; instanceId: string };
   readonly config: Readonly<Record<string, JsonValue>>;
   readonly #sink: RuntimeSink;
+  /** The host's bound on an answer's JSON (`limits.maxResponseBytes`); none when the host sent none. */
+  readonly #maxResponseBytes: number | undefined;
   readonly #pendingOut = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
   #nextOutId = 1;
 
@@ -311,11 +343,15 @@ export class SliceInstance {
     identity: { coordinates: string; instanceId: string },
     config: Record<string, JsonValue>,
     sink: RuntimeSink,
+    maxResponseBytes?: number,
   ) {
     this.definition = definition;
     this.identity = Object.freeze({ ...identity });
     this.config = Object.freeze({ ...config });
     this.#sink = sink;
+    this.#maxResponseBytes = Number.isSafeInteger(maxResponseBytes) && maxResponseBytes! > 0
+      ? maxResponseBytes
+      : undefined;
   }
 
   /**
@@ -349,12 +385,47 @@ export class SliceInstance {
     }
     if (thenable) {
       new Promise((resolve) => resolve(result)).then(
-        (value) => this.#reply(id, okOutcome(value)),
+        (value) => this.#answer(id, method, value),
         (e) => this.#reply(id, { ok: false, error: errorInfo(e) }),
       );
     } else {
-      this.#reply(id, okOutcome(result));
+      this.#answer(id, method, result);
     }
+  }
+
+  /** Sends a method's value, or a `ResponseTooLarge` error (HTTP 500) when its JSON is over the host's limit. */
+  #answer(id: number, method: string, value: unknown): void {
+    const max = this.#maxResponseBytes;
+    if (max === undefined) return this.#reply(id, okOutcome(value));
+    // A string over the limit is refused before it is copied into JSON (a 200 MB string would be copied twice
+    // more on its way out, enough to pass a process sandbox's memory limit).
+    if (typeof value === "string" && value.length > max) {
+      return this.#reply(id, this.#tooLarge(method, new AnswerTooLarge(value.length, true)));
+    }
+    try {
+      this.#sink.send({ t: "done", id, outcome: okOutcome(value) }, max);
+    } catch (e) {
+      if (e instanceof AnswerTooLarge) return this.#reply(id, this.#tooLarge(method, e));
+      this.#reply(id, {
+        ok: false,
+        error: { name: "UnserializableResult", message: `result could not be sent: ${errorInfo(e).message}` },
+      });
+    }
+  }
+
+  #tooLarge(method: string, e: AnswerTooLarge): InvokeOutcome {
+    const max = this.#maxResponseBytes;
+    return {
+      ok: false,
+      error: {
+        name: "ResponseTooLarge",
+        message: `the answer of ${this.identity.coordinates} method "${method}" is ${
+          e.atLeast ? "more than " : ""
+        }${e.bytes} bytes of JSON, over the response size limit of ${max} bytes (limits.maxResponseBytes)`,
+        status: 500,
+        details: { coordinates: this.identity.coordinates, method, maxResponseBytes: max!, bytes: e.bytes },
+      },
+    };
   }
 
   /** Runs the start or stop hook (if any) and sends its outcome; never throws. */
@@ -615,6 +686,7 @@ export function startRuntime(transport: RuntimeTransport): void {
         { coordinates: message.coordinates, instanceId: message.instanceId },
         message.config,
         transport,
+        message.maxResponseBytes,
       );
       transport.send({ t: "loaded", description: describeDefinition(definition) });
       return loaded;

@@ -4,8 +4,8 @@
  * the bundle's own imports are checked against the Worker's permissions.
  */
 
-import { startRuntime } from "./_runtime.ts";
-import { closeSharedState, stdioAsLogLines } from "./_isolation.ts";
+import { checkAnswerSize, startRuntime } from "./_runtime.ts";
+import { closeNestedWorkers, closeSharedState, stdioAsLogLines } from "./_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "./protocol.ts";
 
 interface WorkerScope {
@@ -29,15 +29,18 @@ function flush(): void {
   post(batch);
 }
 
-// Before any slice code: no storage or channel shared with other slices, and no way onto the node's stdio.
+// Before any slice code: no storage or channel shared with other slices, no nested Workers (they would share
+// the node's memory without bound), and no way onto the node's stdio.
 closeSharedState();
+closeNestedWorkers();
 
 // Messages of one task travel as one batch of JSON text (see the host side, _worker_channel.ts, for why
 // JSON): a postMessage costs far more than its contents. A message JSON cannot carry throws here, at once,
 // like in process isolation, and the runtime answers for it.
-function send(message: RuntimeMessage): void {
+function send(message: RuntimeMessage, maxBytes?: number): void {
   const text = JSON.stringify(message);
   if (text === undefined) throw new TypeError("message cannot be serialized as JSON");
+  if (maxBytes !== undefined) checkAnswerSize(text, maxBytes);
   if (queue.length === 0) queueMicrotask(flush);
   queue.push(text);
 }

@@ -54,6 +54,8 @@ export type HostMessage =
     config: Record<string, JsonValue> | null;
     coordinates: string;
     instanceId: string;
+    /** The host's bound on a call's answer, in bytes of UTF-8 JSON; an answer over it becomes an error. */
+    maxResponseBytes?: number;
   }
   | ({ t: "hook"; id: number; hook: "start" | "stop" } & CallMeta)
   | ({ t: "call"; id: number; method: string; payload: unknown } & CallMeta)

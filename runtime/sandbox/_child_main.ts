@@ -8,7 +8,7 @@
  * Its imports must stay free of bare specifiers: the child runs without a config file or npm.
  */
 
-import { enableAsyncScope, startRuntime } from "../../slices/_runtime.ts";
+import { checkAnswerSize, enableAsyncScope, startRuntime } from "../../slices/_runtime.ts";
 import { closeSharedState, stdioAsLogLines } from "../../slices/_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
@@ -38,9 +38,10 @@ function flush(): void {
   }
 }
 
-function send(message: RuntimeMessage): void {
+function send(message: RuntimeMessage, maxBytes?: number): void {
   const line = JSON.stringify(message);
   if (line === undefined) throw new TypeError("message cannot be serialized as JSON");
+  if (maxBytes !== undefined) checkAnswerSize(line, maxBytes);
   if (queue.length === 0) queueMicrotask(flush);
   queue.push(line + "\n");
 }

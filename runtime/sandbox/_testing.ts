@@ -6,7 +6,15 @@ import type { IsolationMode } from "./policy.ts";
 
 export const MODES: readonly IsolationMode[] = ["worker", "process"];
 
-export type FixtureName = "pricing" | "order" | "hostile" | "fetcher" | "hooks" | "echo" | "isolation";
+export type FixtureName =
+  | "pricing"
+  | "order"
+  | "hostile"
+  | "fetcher"
+  | "hooks"
+  | "echo"
+  | "isolation"
+  | "resources";
 
 export function fixturePath(file: string): string {
   return fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url));

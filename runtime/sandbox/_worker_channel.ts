@@ -9,6 +9,7 @@ import type { ChannelEvents, SandboxChannel } from "./_channel.ts";
 import { type PermissionGrant, workerPermissions } from "./policy.ts";
 import type { RuntimeMessage } from "../../slices/host.ts";
 import { FlushScheduler } from "./_flush.ts";
+import { MAX_MESSAGE_CHARS } from "./_lines.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
 
@@ -48,6 +49,14 @@ export function openWorkerChannel(
   };
   worker.onmessage = (event: MessageEvent<string>) => {
     if (!open) return;
+    // The runtime keeps answers within `limits.maxResponseBytes`; a batch this large comes from a sandbox that
+    // bypassed it. Refused before it is parsed (which would cost the node as much again, in objects).
+    if (typeof event.data === "string" && event.data.length > MAX_MESSAGE_CHARS) {
+      return end(
+        "protocol",
+        `the worker sent a message larger than ${MAX_MESSAGE_CHARS / 2 ** 20} Mi characters`,
+      );
+    }
     let data: RuntimeMessage | RuntimeMessage[];
     try {
       data = JSON.parse(event.data);

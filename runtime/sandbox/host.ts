@@ -126,6 +126,13 @@ export interface HostLimits {
    * `retryAfterSeconds`) instead of queueing without bound behind a slow or stuck slice.
    */
   maxPendingRequests: number;
+  /**
+   * The largest answer a method may give, in bytes of UTF-8 JSON. The sandbox's runtime measures the answer
+   * before it leaves the sandbox and sends a `ResponseTooLarge` error (HTTP 500, naming the slice, the method
+   * and this limit) instead; the instance keeps serving. A sandbox that bypasses its runtime is stopped by
+   * the channel's bound on one message (`MAX_MESSAGE_CHARS`, 64 Mi characters) and fails.
+   */
+  maxResponseBytes: number;
   /** What the slice may write to the node's log (lines per second, burst, size of a line). */
   log: SliceLogLimits;
 }
@@ -139,6 +146,9 @@ export type HostLimitsOptions = Partial<Omit<HostLimits, "log">> & { log?: Parti
  */
 export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
   maxPendingRequests: 4096,
+  // 16 MiB: far above any answer meant for an HTTP client or another slice, and small enough that a few of
+  // them in flight do not threaten the node (a sandbox's memory limit is 256 MiB by default).
+  maxResponseBytes: 16 * 1024 * 1024,
   log: DEFAULT_SLICE_LOG_LIMITS,
 });
 
@@ -366,6 +376,13 @@ export class SliceHost {
       throw new AetherError(
         "bad_request",
         `limits.maxPendingRequests must be a positive integer, got ${max}`,
+      );
+    }
+    const maxResponse = this.limits.maxResponseBytes;
+    if (!Number.isSafeInteger(maxResponse) || maxResponse < 1) {
+      throw new AetherError(
+        "bad_request",
+        `limits.maxResponseBytes must be a positive integer (bytes), got ${maxResponse}`,
       );
     }
     this.#bundle = options.bundle;
@@ -669,6 +686,7 @@ export class SliceHost {
         config,
         coordinates: this.manifest.coordinates,
         instanceId: this.instanceId,
+        maxResponseBytes: this.limits.maxResponseBytes,
       });
     }).finally(() => this.#loadWaiter = undefined);
   }

@@ -1,0 +1,132 @@
+/**
+ * Shared resources a slice could take from its node: answers over `limits.maxResponseBytes` and nested
+ * Workers in worker isolation. In every test a neighbour slice keeps answering.
+ */
+
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
+import type { IsolationMode, SandboxPolicy } from "./policy.ts";
+import { fixture, MODES } from "./_testing.ts";
+import type { AetherError } from "../core/mod.ts";
+
+const POLICY: SandboxPolicy = { mode: "worker", net: [], env: [], memoryLimitMb: 256 };
+const MIB = 1024 * 1024;
+
+async function loaded(
+  name: "resources" | "pricing",
+  mode: IsolationMode,
+  failures: SliceFailure[],
+  maxResponseBytes?: number,
+): Promise<SliceHost> {
+  const host = new SliceHost({
+    instanceId: `${name}-1`,
+    ...(await fixture(name)),
+    mode,
+    policy: POLICY,
+    limits: maxResponseBytes === undefined ? undefined : { maxResponseBytes },
+    onLog: () => {},
+    onFailure: (f) => failures.push(f),
+  });
+  await host.load();
+  await host.start();
+  return host;
+}
+
+async function neighbourAnswers(neighbour: SliceHost): Promise<void> {
+  const outcome = await neighbour.invoke("calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 2 });
+  assertEquals(outcome, { ok: true, value: { sku: "MOUSE-WIRELESS", net: 50, total: 60 } });
+}
+
+function tooLarge(outcome: InvokeOutcome, method: string, limit: number): void {
+  assert(!outcome.ok, `an oversized answer went through (${JSON.stringify(outcome).length} characters)`);
+  assertEquals(outcome.error.name, "ResponseTooLarge", outcome.error.message);
+  assertEquals(outcome.error.status, 500);
+  for (
+    const fragment of ["org.example:resources:0.0.1", `"${method}"`, `${limit} bytes`, "maxResponseBytes"]
+  ) {
+    assert(
+      outcome.error.message.includes(fragment),
+      `"${outcome.error.message}" does not mention ${fragment}`,
+    );
+  }
+}
+
+for (const mode of MODES) {
+  Deno.test(`[${mode}] resources: an answer over maxResponseBytes is a 500 naming the slice, method and limit`, async () => {
+    const failures: SliceFailure[] = [];
+    const host = await loaded("resources", mode, failures, 1 * MIB);
+    const neighbour = await loaded("pricing", mode, []);
+    try {
+      // Refused before it is copied into JSON.
+      tooLarge(await host.invoke("bigString", { chars: 2 * MIB }), "bigString", MIB);
+      // Measured on its JSON: many strings, each small.
+      tooLarge(await host.invoke("bigObject", { chars: 1.5 * MIB, parts: 64 }), "bigObject", MIB);
+      // Bytes of UTF-8, not characters: 400 Ki "é" are 800 KiB, 500 Ki are 1000 KiB + JSON, over 1 MiB.
+      const under = await host.invoke("bigObject", { chars: 400 * 1024, parts: 4, char: "é" });
+      assert(under.ok, JSON.stringify(under).slice(0, 300));
+      tooLarge(await host.invoke("bigObject", { chars: 530 * 1024, parts: 4, char: "é" }), "bigObject", MIB);
+      // Just under the limit goes through; the instance keeps serving.
+      const fits = await host.invoke("bigString", { chars: MIB - 64 });
+      assert(fits.ok && typeof fits.value === "string" && fits.value.length === MIB - 64);
+      assertEquals(await host.invoke("small", {}), { ok: true, value: { ok: true } });
+      assertEquals(host.state, "running");
+      assertEquals(failures, []);
+      await neighbourAnswers(neighbour);
+    } finally {
+      await host.unload();
+      await neighbour.unload();
+    }
+  });
+
+  Deno.test(`[${mode}] resources: a 200 MB answer under the default limit (16 MiB) is refused, the instance serves on`, async () => {
+    const failures: SliceFailure[] = [];
+    const host = await loaded("resources", mode, failures);
+    const neighbour = await loaded("pricing", mode, []);
+    try {
+      assertEquals(host.limits.maxResponseBytes, 16 * MIB);
+      tooLarge(await host.invoke("bigString", { chars: 200_000_000 }), "bigString", 16 * MIB);
+      tooLarge(await host.invoke("bigObject", { chars: 20_000_000, parts: 20 }), "bigObject", 16 * MIB);
+      assertEquals(await host.invoke("small", {}), { ok: true, value: { ok: true } });
+      assertEquals(host.state, "running");
+      assertEquals(failures, []);
+      await neighbourAnswers(neighbour);
+    } finally {
+      await host.unload();
+      await neighbour.unload();
+    }
+  });
+}
+
+Deno.test("resources: limits.maxResponseBytes must be a positive integer", async () => {
+  const built = await fixture("resources");
+  for (const bad of [0, -1, 1.5, Number.NaN]) {
+    throws(
+      () => new SliceHost({ instanceId: "r", ...built, limits: { maxResponseBytes: bad } }),
+      (e: AetherError) => e.code === "bad_request" && e.message.includes("limits.maxResponseBytes"),
+    );
+  }
+});
+
+Deno.test("[worker] resources: a slice Worker cannot start Workers of its own; in process isolation it can", async () => {
+  for (const mode of MODES) {
+    const failures: SliceFailure[] = [];
+    const host = await loaded("resources", mode, failures);
+    const neighbour = await loaded("pricing", mode, []);
+    try {
+      const nested = await host.invoke("nestedWorker", {});
+      if (mode === "worker") {
+        assert(!nested.ok, `a nested Worker ran in worker isolation: ${JSON.stringify(nested)}`);
+        assertEquals(nested.error.name, "NotSupportedError", nested.error.message);
+        assert(nested.error.message.includes("Worker is not available to slices in worker isolation"));
+      } else {
+        assertEquals(nested, { ok: true, value: { message: "nested worker ran" } });
+      }
+      assertEquals(host.state, "running");
+      assertEquals(failures, []);
+      await neighbourAnswers(neighbour);
+    } finally {
+      await host.unload();
+      await neighbour.unload();
+    }
+  }
+});
