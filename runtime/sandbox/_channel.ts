@@ -3,7 +3,7 @@
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 
 /** Why a sandbox ended without being asked to. */
-export type FailureKind = "load" | "hook" | "deadline" | "crash" | "exit" | "memory" | "protocol";
+export type FailureKind = "load" | "hook" | "deadline" | "crash" | "exit" | "memory" | "cpu" | "protocol";
 
 export interface ChannelEvents {
   message(message: RuntimeMessage): void;

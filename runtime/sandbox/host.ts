@@ -45,6 +45,7 @@ import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
 import type { ProcessPool } from "./_process_pool.ts";
+import { CpuWindow, processCpuMs } from "./_cpu_watch.ts";
 import { DEFAULT_SLICE_LOG_LIMITS, SliceLogLimiter, type SliceLogLimits } from "./_log_limit.ts";
 import {
   DEFAULT_POLICY,
@@ -133,6 +134,15 @@ export interface HostLimits {
    * the channel's bound on one message (`MAX_MESSAGE_CHARS`, 64 Mi characters) and fails.
    */
   maxResponseBytes: number;
+  /**
+   * Process isolation: the share of one CPU core (1 = a core busy all the time) the sandbox process may use
+   * over `cpuWindowMs`; above it the process is killed and the instance fails (kind "cpu"). A slice that
+   * keeps a core busy still answers every liveness ping, so only its CPU time finds it out. 0 turns it off.
+   * Worker isolation is not watched: a Worker is a thread of the node, its CPU time is not counted apart.
+   */
+  maxCpuShare: number;
+  /** The window `maxCpuShare` is measured over; the process's CPU time is sampled ten times per window. */
+  cpuWindowMs: number;
   /** What the slice may write to the node's log (lines per second, burst, size of a line). */
   log: SliceLogLimits;
 }
@@ -149,8 +159,17 @@ export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
   // 16 MiB: far above any answer meant for an HTTP client or another slice, and small enough that a few of
   // them in flight do not threaten the node (a sandbox's memory limit is 256 MiB by default).
   maxResponseBytes: 16 * 1024 * 1024,
+  // 90% of a core for 10 s: a slice busy that long is a runaway or belongs on a machine of its own; a burst of
+  // calls that fills a core for a few seconds is not.
+  maxCpuShare: 0.9,
+  cpuWindowMs: 10_000,
   log: DEFAULT_SLICE_LOG_LIMITS,
 });
+
+/** The largest `limits.maxCpuShare`: a sandbox process rarely keeps more than this many cores busy. */
+const MAX_CPU_SHARE = 64;
+/** The shortest `limits.cpuWindowMs`: the kernel counts CPU time in 10 ms ticks, sampled ten times a window. */
+const MIN_CPU_WINDOW_MS = 500;
 
 /** How long after a log line was dropped the node reports the lines dropped meanwhile (one line a second). */
 const DROPPED_LOG_REPORT_MS = 1_000;
@@ -352,6 +371,8 @@ export class SliceHost {
   #probe?: { id: number; timer: Timer; reason: string };
   /** The periodic liveness ping, while the sandbox runs. */
   #liveness?: ReturnType<typeof setInterval>;
+  /** Samples the sandbox process's CPU time (process isolation, `limits.maxCpuShare`). */
+  #cpuWatch?: ReturnType<typeof setInterval>;
   #loadWaiter?: { resolve(d: SliceDescription): void; reject(e: AetherError): void };
 
   constructor(options: SliceHostOptions) {
@@ -383,6 +404,19 @@ export class SliceHost {
       throw new AetherError(
         "bad_request",
         `limits.maxResponseBytes must be a positive integer (bytes), got ${maxResponse}`,
+      );
+    }
+    const { maxCpuShare, cpuWindowMs } = this.limits;
+    if (!(maxCpuShare >= 0 && maxCpuShare <= MAX_CPU_SHARE)) {
+      throw new AetherError(
+        "bad_request",
+        `limits.maxCpuShare must be a share of one core from 0 (off) to ${MAX_CPU_SHARE}, got ${maxCpuShare}`,
+      );
+    }
+    if (!Number.isSafeInteger(cpuWindowMs) || cpuWindowMs < MIN_CPU_WINDOW_MS) {
+      throw new AetherError(
+        "bad_request",
+        `limits.cpuWindowMs must be an integer of at least ${MIN_CPU_WINDOW_MS} ms, got ${cpuWindowMs}`,
       );
     }
     this.#bundle = options.bundle;
@@ -449,6 +483,7 @@ export class SliceHost {
       if (problem) throw new AetherError("bad_request", `bundle and manifest disagree: ${problem}`);
       this.#moveTo("running");
       this.#startLiveness();
+      this.#startCpuWatch();
     } catch (e) {
       const error = e instanceof AetherError
         ? e
@@ -790,6 +825,35 @@ export class SliceHost {
   #stopLiveness(): void {
     if (this.#liveness !== undefined) clearInterval(this.#liveness);
     this.#liveness = undefined;
+    if (this.#cpuWatch !== undefined) clearInterval(this.#cpuWatch);
+    this.#cpuWatch = undefined;
+  }
+
+  /**
+   * Process isolation: samples the sandbox process's CPU time ten times per `cpuWindowMs` and fails the
+   * instance (its process killed) when it used more than `maxCpuShare` of a core over a whole window.
+   */
+  #startCpuWatch(): void {
+    const { maxCpuShare, cpuWindowMs } = this.limits;
+    const pid = this.#channel?.pid;
+    const startCpuMs = pid === undefined ? undefined : processCpuMs(pid);
+    if (!(maxCpuShare > 0) || pid === undefined || startCpuMs === undefined) return;
+    const window = new CpuWindow(cpuWindowMs);
+    window.add(performance.now(), startCpuMs);
+    this.#cpuWatch = setInterval(() => {
+      const cpuMs = processCpuMs(pid);
+      if (cpuMs === undefined || this.#state !== "running") return; // Exited: the channel reports it.
+      const share = window.add(performance.now(), cpuMs);
+      if (share === undefined || share <= maxCpuShare) return;
+      this.#fail(
+        "cpu",
+        `the sandbox process used ${Math.round(share * 100)}% of a CPU core over the last ${
+          cpuWindowMs / 1000
+        } s, over its limit of ${Math.round(maxCpuShare * 100)}% (limits.maxCpuShare ${maxCpuShare} over ` +
+          `limits.cpuWindowMs ${cpuWindowMs}); its process was killed`,
+      );
+    }, Math.max(1, Math.floor(cpuWindowMs / 10)));
+    Deno.unrefTimer(this.#cpuWatch);
   }
 
   /** Asks the sandbox for a sign of life; no answer within `timeoutMs` means it is stuck and must go. */

@@ -6,7 +6,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
 import type { IsolationMode, SandboxPolicy } from "./policy.ts";
-import { fixture, MODES } from "./_testing.ts";
+import { fixture, MODES, processAlive } from "./_testing.ts";
 import type { AetherError } from "../core/mod.ts";
 
 const POLICY: SandboxPolicy = { mode: "worker", net: [], env: [], memoryLimitMb: 256 };
@@ -128,5 +128,82 @@ Deno.test("[worker] resources: a slice Worker cannot start Workers of its own; i
       await host.unload();
       await neighbour.unload();
     }
+  }
+});
+
+Deno.test("[process] resources: a sandbox over limits.maxCpuShare is killed and its instance fails (kind cpu)", async () => {
+  const limits = { maxCpuShare: 0.3, cpuWindowMs: 2_000 };
+  const failures: SliceFailure[] = [];
+  const hog = new SliceHost({
+    instanceId: "hog-1",
+    ...(await fixture("resources")),
+    mode: "process",
+    policy: POLICY,
+    limits,
+    onLog: () => {},
+    onFailure: (f) => failures.push(f),
+  });
+  const neighbourFailures: SliceFailure[] = [];
+  const neighbour = new SliceHost({
+    instanceId: "pricing-1",
+    ...(await fixture("pricing")),
+    mode: "process",
+    policy: POLICY,
+    limits,
+    onLog: () => {},
+    onFailure: (f) => neighbourFailures.push(f),
+  });
+  try {
+    for (const host of [hog, neighbour]) {
+      await host.load();
+      await host.start();
+    }
+    const pid = hog.pid!;
+    const startedMs = performance.now();
+    // Busy in 50 ms slices, yielding between them: it answers every liveness ping.
+    const burning = hog.invoke("burn", { ms: 30_000 }, { timeoutMs: 40_000 }).then(
+      () => undefined,
+      (e: AetherError) => e,
+    );
+    // The neighbour answers meanwhile.
+    while (failures.length === 0 && performance.now() - startedMs < 25_000) {
+      await neighbourAnswers(neighbour);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const tookMs = performance.now() - startedMs;
+    assertEquals(failures.length, 1, "the CPU hog was not stopped within 25 s");
+    assertEquals(failures[0].kind, "cpu");
+    for (
+      const fragment of ["of a CPU core over the last 2 s", "over its limit of 30%", "limits.maxCpuShare"]
+    ) {
+      assert(failures[0].message.includes(fragment), `"${failures[0].message}" does not mention ${fragment}`);
+    }
+    const outcome = await burning;
+    assert(outcome?.message.includes("limits.maxCpuShare"), String(outcome?.message));
+    assert(!processAlive(pid) || (await new Promise((r) => setTimeout(r, 500)), !processAlive(pid)));
+    console.log(`CPU hog stopped after ${Math.round(tookMs)} ms: ${failures[0].message}`);
+    // The neighbour, idle under the same limits, keeps serving.
+    await neighbourAnswers(neighbour);
+    assertEquals(neighbour.state, "running");
+    assertEquals(neighbourFailures, []);
+  } finally {
+    await hog.unload().catch(() => {});
+    await neighbour.unload();
+  }
+});
+
+Deno.test("resources: limits.maxCpuShare and cpuWindowMs are checked", async () => {
+  const built = await fixture("resources");
+  for (const limits of [{ maxCpuShare: -0.1 }, { maxCpuShare: Number.NaN }, { maxCpuShare: 65 }]) {
+    throws(
+      () => new SliceHost({ instanceId: "r", ...built, limits }),
+      (e: AetherError) => e.code === "bad_request" && e.message.includes("limits.maxCpuShare"),
+    );
+  }
+  for (const cpuWindowMs of [0, 100, 1_000.5]) {
+    throws(
+      () => new SliceHost({ instanceId: "r", ...built, limits: { cpuWindowMs } }),
+      (e: AetherError) => e.code === "bad_request" && e.message.includes("limits.cpuWindowMs"),
+    );
   }
 });
