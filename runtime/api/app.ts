@@ -8,6 +8,7 @@ import { problemResponse } from "./_problem.ts";
 import { authMiddleware, type AuthOptions, type TokenIndex } from "./auth.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { auditRoutes } from "./audit.ts";
+import { openApiRoutes } from "./openapi.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
 export interface ApiAccess {
@@ -34,6 +35,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", logRoutes(deps));
   app.route("/api/v1", tokenRoutes(deps, access.tokens));
   app.route("/api/v1", auditRoutes(deps.kv));
+  app.route("/api/v1", openApiRoutes());
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

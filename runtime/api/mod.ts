@@ -18,3 +18,11 @@ export {
 export { API_PREFIX, ENDPOINT_ROLES, type EndpointEntry, type EndpointRole, RoleTable } from "./roles.ts";
 export { parseTtl } from "./tokens.ts";
 export { AuditLog, type AuditStats, MAX_AUDIT_ENTRIES, MAX_PENDING_AUDIT } from "./audit.ts";
+export {
+  ENDPOINT_DOCS,
+  type JsonSchema,
+  openApiDocument,
+  openApiPath,
+  type OperationDoc,
+  PROBLEM_STATUSES,
+} from "./openapi.ts";

@@ -27,6 +27,8 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   // cluster
   { method: "GET", path: "/api/v1/health", role: "open" },
   { method: "GET", path: "/api/v1/ready", role: "open" },
+  // the OpenAPI document (openapi.ts): what an agent reads before it has a token
+  { method: "GET", path: "/api/v1/openapi.json", role: "open" },
   { method: "GET", path: "/api/v1/status", role: "viewer" },
   { method: "GET", path: "/api/v1/logs", role: "viewer" },
   // KV (writes only under app/, checked by the handler)

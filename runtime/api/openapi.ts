@@ -1,0 +1,703 @@
+/**
+ * The management API's contract for agents and tools: an OpenAPI 3.1 document generated from the one endpoint
+ * table (roles.ts) and a description of each entry here, keyed by the same `METHOD path`. The generator throws
+ * when an entry has no description or a description has no entry, so the document cannot drift from the table,
+ * and the table cannot drift from the router (tests/integration/openapi_test.ts compares it with the routes the
+ * node serves and validates it with an OpenAPI 3.1 validator).
+ */
+
+import { Hono } from "hono";
+import { type ErrorCode, PROBLEM_TYPE } from "../core/mod.ts";
+import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "../deployment/mod.ts";
+import { MAX_CALL_TIMEOUT_MS } from "../invoke/mod.ts";
+import { ROLES } from "../model/mod.ts";
+import { MAX_REVISION } from "./_input.ts";
+import { DEFAULT_AUDIT_LIMIT, MAX_AUDIT_ENTRIES } from "./audit.ts";
+import { MAX_KV_LIST_LIMIT, MAX_KV_TIMEOUT_MS } from "./kv.ts";
+import { DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT } from "./logs.ts";
+import { ENDPOINT_ROLES, type EndpointEntry } from "./roles.ts";
+
+/** A JSON Schema (2020-12, the dialect OpenAPI 3.1 uses). */
+export type JsonSchema = Record<string, unknown>;
+
+export interface QueryParameter {
+  name: string;
+  description: string;
+  schema: JsonSchema;
+  in?: "query" | "header";
+}
+
+/** What a request carries: JSON (with its schema), or a content type the handler reads itself. */
+export type RequestBody =
+  | { json: JsonSchema; required?: boolean }
+  | { contentType: string; schema?: JsonSchema; description: string };
+
+export interface OperationDoc {
+  summary: string;
+  description?: string;
+  /** Descriptions of the path parameters (`:name`, or `*` for a wildcard), by name. */
+  pathParameters?: Record<string, string>;
+  query?: QueryParameter[];
+  body?: RequestBody;
+  /** The success answer: its status (200 unless said), JSON schema, or another content type. */
+  response: {
+    status?: number;
+    description: string;
+    json?: JsonSchema;
+    contentType?: string;
+    also200?: string;
+  };
+  /** Problem answers beyond the ones every call may get (401/403 from the role, 400 from the Host check). */
+  problems?: number[];
+}
+
+// -- schema helpers --------------------------------------------------------------------------------------------
+
+const str: JsonSchema = { type: "string" };
+const bool: JsonSchema = { type: "boolean" };
+const int = (minimum: number, maximum: number): JsonSchema => ({ type: "integer", minimum, maximum });
+const revision = int(0, MAX_REVISION);
+const obj = (properties: Record<string, JsonSchema>, required: string[] = []): JsonSchema => ({
+  type: "object",
+  properties,
+  ...(required.length ? { required } : {}),
+});
+const list = (name: string, items: JsonSchema = { type: "object" }): JsonSchema =>
+  obj({ [name]: { type: "array", items } }, [name]);
+const SSE = "text/event-stream";
+
+const dryRun: QueryParameter = {
+  name: "dryRun",
+  description: "true: answer the plan without changing anything",
+  schema: { type: "string", enum: ["true", "false"] },
+};
+const kvTimeout: QueryParameter = {
+  name: "timeoutMs",
+  description: "how long to wait for the cluster, in milliseconds",
+  schema: int(1, MAX_KV_TIMEOUT_MS),
+};
+const ifRevision: QueryParameter = {
+  name: "ifRevision",
+  description: "apply only if the key's revision is this (0: only if it does not exist); 409 otherwise",
+  schema: revision,
+};
+const since: QueryParameter = {
+  name: "since",
+  description: "a duration back from now (`90s`, `15m`, `2h`) or an ISO 8601 time",
+  schema: str,
+};
+const coordinates = "group:artifact:version";
+const sliceName = "group:artifact";
+const instances = int(0, MAX_INSTANCES);
+const deployAnswer = obj({ dryRun: bool, revision }, ["dryRun"]);
+const tokenView = obj({
+  id: str,
+  name: str,
+  role: { type: "string", enum: [...ROLES] },
+  createdAt: str,
+  expiresAt: { type: ["string", "null"] },
+  revokedAt: { type: ["string", "null"] },
+  createdBy: { type: ["string", "null"] },
+}, ["id", "name", "role"]);
+const upload: RequestBody = {
+  contentType: "multipart/form-data",
+  description: 'parts "manifest" (the slice manifest, TOML) and "bundle" (the bundled JavaScript)',
+  schema: obj({ manifest: str, bundle: { type: "string", contentMediaType: "text/javascript" } }, [
+    "manifest",
+    "bundle",
+  ]),
+};
+const uploadQuery: QueryParameter[] = [
+  { name: "replicas", description: "how many nodes keep a copy", schema: int(1, 999) },
+  {
+    name: "x-aether-sha256",
+    in: "header",
+    description: "the bundle's sha-256 (hex); the upload is refused when it differs",
+    schema: str,
+  },
+];
+const uploadAnswer: OperationDoc["response"] = {
+  status: 201,
+  description: "published",
+  also200: "already published with the same bundle",
+  json: obj({ coordinates: str, sha256: str, created: bool }),
+};
+
+/** Every endpoint of ENDPOINT_ROLES, described. Keys are `METHOD path`, exactly as in the role table. */
+export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
+  "GET /api/v1/health": {
+    summary: "Whether this node is ready and in a quorum (503 when not)",
+    response: {
+      description: "healthy",
+      json: obj({
+        status: { type: "string", enum: ["healthy", "unhealthy"] },
+        ready: bool,
+        quorum: bool,
+        nodeId: str,
+        leader: { type: ["string", "null"] },
+        members: { type: "array" },
+      }, ["status", "ready", "quorum", "nodeId"]),
+    },
+    problems: [503],
+  },
+  "GET /api/v1/ready": {
+    summary: "Readiness probe: caught up and in a quorum (503 with the same body when not)",
+    response: { description: "ready", json: obj({ ready: bool, nodeId: str }, ["ready", "nodeId"]) },
+    problems: [503],
+  },
+  "GET /api/v1/openapi.json": {
+    summary: "This document: every endpoint, its role, parameters, bodies and problem answers",
+    response: { description: "the OpenAPI 3.1 document", json: { type: "object" } },
+  },
+  "GET /api/v1/status": {
+    summary: "This node's view of the cluster: leader, members, consensus, limits, ports, features",
+    response: {
+      description: "node and cluster status",
+      json: obj({
+        nodeId: str,
+        leader: { type: ["object", "null"] },
+        isLeader: bool,
+        ready: bool,
+        quorum: bool,
+        members: { type: "array" },
+        revision,
+        phase: str,
+        uptimeSeconds: { type: "number" },
+        ports: { type: "object" },
+      }, ["nodeId", "ready", "quorum"]),
+    },
+  },
+  "GET /api/v1/logs": {
+    summary: "Log records of the whole cluster, newest last; `follow=true` streams them (server-sent events)",
+    description: "An unknown query parameter is a 400 naming it. Streams send `record`, `dropped` and " +
+      "`unreachable` events.",
+    query: [
+      { name: "node", description: "only this member's records", schema: str },
+      { name: "slice", description: `only this slice (${sliceName} or ${coordinates})`, schema: str },
+      { name: "requestId", description: "only this request's records", schema: { ...str, maxLength: 200 } },
+      {
+        name: "level",
+        description: "this level and above",
+        schema: { type: "string", enum: ["debug", "info", "warn", "error"] },
+      },
+      since,
+      {
+        name: "limit",
+        description: `most records (default ${DEFAULT_LOG_LIMIT})`,
+        schema: int(1, MAX_LOG_LIMIT),
+      },
+      { name: "follow", description: "true: keep streaming new records", schema: str },
+    ],
+    response: {
+      description: "records and the members that did not answer (or an event stream when following)",
+      json: obj({ records: { type: "array" }, unreachable: { type: "object" } }, ["records", "unreachable"]),
+    },
+    problems: [400, 503],
+  },
+  "GET /api/v1/kv": {
+    summary: "Lists keys and values under a prefix (auth records only for admins)",
+    query: [
+      { name: "prefix", description: "only keys starting with this", schema: str },
+      { name: "limit", description: "most items (default 1000)", schema: int(1, MAX_KV_LIST_LIMIT) },
+      { name: "startAfter", description: "only keys after this one (paging)", schema: str },
+    ],
+    response: {
+      description: "entries",
+      json: obj({ revision, items: { type: "array" } }, ["revision", "items"]),
+    },
+    problems: [400],
+  },
+  "GET /api/v1/kv/*": {
+    summary: "Reads one key's value (raw bytes; revisions in x-aether-* headers)",
+    pathParameters: { "*": "the key (may contain /, percent-encoded)" },
+    query: [{ name: "consistent", description: "true: read through the leader", schema: str }, kvTimeout],
+    response: { description: "the value", contentType: "application/octet-stream" },
+    problems: [400, 404, 503, 504],
+  },
+  "PUT /api/v1/kv/*": {
+    summary: "Writes one key (only under app/)",
+    pathParameters: { "*": "the key, under app/" },
+    query: [ifRevision, kvTimeout],
+    body: { contentType: "application/octet-stream", description: "the value, as raw bytes" },
+    response: { description: "written", json: obj({ revision }, ["revision"]) },
+    problems: [400, 409, 413, 503, 504],
+  },
+  "DELETE /api/v1/kv/*": {
+    summary: "Deletes one key (only under app/)",
+    pathParameters: { "*": "the key, under app/" },
+    query: [ifRevision, kvTimeout],
+    response: { description: "deleted (0 when absent)", json: obj({ revision, deleted: int(0, 1) }) },
+    problems: [400, 409, 503, 504],
+  },
+  "GET /api/v1/kv-watch": {
+    summary: "Streams changes under a prefix (server-sent events `put`/`delete`, id = revision)",
+    query: [
+      { name: "prefix", description: "only keys starting with this", schema: str },
+      { name: "fromRevision", description: "replay changes from this revision", schema: revision },
+      {
+        name: "last-event-id",
+        in: "header",
+        description: "resume after this revision",
+        schema: { type: "string", pattern: "^\\d{1,16}$" },
+      },
+    ],
+    response: { description: "an event stream", contentType: SSE },
+    problems: [400],
+  },
+  "POST /api/v1/blueprints": {
+    summary: "Publishes a blueprint (TOML): creates or updates the slices it lists",
+    query: [dryRun],
+    body: {
+      contentType: "application/toml",
+      description: `the blueprint, TOML (at most ${MAX_BLUEPRINT_BYTES} bytes)`,
+    },
+    response: {
+      status: 201,
+      description: "created",
+      also200: "updated, or the plan of a dry run",
+      json: obj({ action: str, dryRun: bool, revision }, ["dryRun"]),
+    },
+    problems: [400, 409, 413, 503],
+  },
+  "GET /api/v1/blueprints": {
+    summary: "Lists published blueprints",
+    response: { description: "blueprints", json: obj({ revision, blueprints: { type: "array" } }) },
+  },
+  "GET /api/v1/blueprints/:id": {
+    summary: "One blueprint",
+    pathParameters: { id: "the blueprint id" },
+    response: { description: "the blueprint", json: obj({ revision, id: str }) },
+    problems: [400, 404],
+  },
+  "GET /api/v1/blueprints/:id/status": {
+    summary: "Whether each slice of a blueprint runs as it asks",
+    pathParameters: { id: "the blueprint id" },
+    response: { description: "status per slice", json: obj({ revision }) },
+    problems: [400, 404],
+  },
+  "DELETE /api/v1/blueprints/:id": {
+    summary: "Deletes a blueprint and undeploys what only it deployed",
+    pathParameters: { id: "the blueprint id" },
+    query: [dryRun],
+    response: { description: "the plan applied", json: deployAnswer },
+    problems: [400, 404, 409, 503],
+  },
+  "POST /api/v1/deploy": {
+    summary: "Deploys a published artifact (a new version of a running slice replaces it)",
+    query: [dryRun],
+    body: {
+      json: obj({
+        artifact: { ...str, description: coordinates },
+        instances: { ...instances, description: "default: the running version's count, else 1" },
+      }, ["artifact"]),
+      required: true,
+    },
+    response: {
+      status: 201,
+      description: "deployed a slice that was not running",
+      also200: "changed a running slice, or the plan of a dry run",
+      json: deployAnswer,
+    },
+    problems: [400, 404, 409, 503],
+  },
+  "POST /api/v1/scale": {
+    summary: "Changes how many instances of a slice run",
+    query: [dryRun],
+    body: {
+      json: obj({ artifact: { ...str, description: sliceName }, instances }, ["artifact", "instances"]),
+      required: true,
+    },
+    response: { description: "the plan applied", json: deployAnswer },
+    problems: [400, 404, 409, 503],
+  },
+  "POST /api/v1/undeploy": {
+    summary: "Stops a slice everywhere",
+    query: [dryRun],
+    body: { json: obj({ artifact: { ...str, description: sliceName } }, ["artifact"]), required: true },
+    response: { description: "the plan applied", json: deployAnswer },
+    problems: [400, 404, 409, 503],
+  },
+  "GET /api/v1/slices": {
+    summary: "Every deployed slice: its instances, where they run, their state",
+    response: { description: "slices", json: obj({ revision, slices: { type: "array" } }, ["slices"]) },
+  },
+  "GET /api/v1/artifacts": {
+    summary: "Lists published artifacts",
+    response: { description: "artifacts", json: list("items") },
+  },
+  "POST /api/v1/artifacts": {
+    summary: "Publishes an artifact (coordinates from its manifest)",
+    query: uploadQuery,
+    body: upload,
+    response: uploadAnswer,
+    problems: [400, 409, 413, 503],
+  },
+  "PUT /api/v1/artifacts/:coordinates": {
+    summary: "Publishes an artifact at these coordinates (the manifest must agree)",
+    pathParameters: { coordinates },
+    query: uploadQuery,
+    body: upload,
+    response: uploadAnswer,
+    problems: [400, 409, 413, 503],
+  },
+  "GET /api/v1/artifacts/:base/versions": {
+    summary: "The published versions of an artifact",
+    pathParameters: { base: sliceName },
+    response: { description: "versions", json: obj({ base: str, versions: { type: "array", items: str } }) },
+  },
+  "GET /api/v1/artifacts/:coordinates": {
+    summary: "One artifact's record (hash, size, manifest, whether this node holds it)",
+    pathParameters: { coordinates },
+    response: { description: "the record", json: obj({ coordinates: str, sha256: str, local: bool }) },
+    problems: [400, 404],
+  },
+  "GET /api/v1/artifacts/:coordinates/manifest": {
+    summary: "One artifact's manifest",
+    pathParameters: { coordinates },
+    response: { description: "the manifest", json: { type: "object" } },
+    problems: [400, 404],
+  },
+  "GET /api/v1/artifacts/:coordinates/bundle": {
+    summary: "One artifact's bundle (JavaScript; etag and x-aether-sha256 carry its hash)",
+    pathParameters: { coordinates },
+    response: { description: "the bundle", contentType: "text/javascript" },
+    problems: [400, 404, 503],
+  },
+  "DELETE /api/v1/artifacts/:coordinates": {
+    summary: "Deletes a published artifact (refused while deployed)",
+    pathParameters: { coordinates },
+    response: { description: "deleted", json: obj({ deleted: str, revision }) },
+    problems: [400, 404, 409, 503],
+  },
+  "GET /api/v1/routes": {
+    summary: "The HTTP routes the app port serves, and the nodes that serve each",
+    response: { description: "routes", json: list("routes") },
+  },
+  "GET /api/v1/routing": {
+    summary: "Version weights of every slice in a rollout",
+    response: { description: "weights", json: list("items") },
+  },
+  "GET /api/v1/routing/:artifact": {
+    summary: "Version weights of one slice",
+    pathParameters: { artifact: sliceName },
+    response: { description: "weights", json: { type: "object" } },
+    problems: [400, 404],
+  },
+  "POST /api/v1/routing": {
+    summary: "Splits a slice's calls between two published versions",
+    body: {
+      json: obj({
+        artifact: { ...str, description: sliceName },
+        weights: { type: "object", additionalProperties: { type: "integer", minimum: 0 } },
+      }, ["artifact", "weights"]),
+      required: true,
+    },
+    response: { description: "the weights set", json: obj({ revision }) },
+    problems: [400, 503],
+  },
+  "DELETE /api/v1/routing/:artifact": {
+    summary: "Removes a slice's version weights",
+    pathParameters: { artifact: sliceName },
+    response: { description: "removed", json: obj({ artifact: str, deleted: bool, revision }) },
+    problems: [400, 404, 503],
+  },
+  "GET /api/v1/timeouts": {
+    summary: "Call timeouts configured per slice",
+    response: { description: "timeouts", json: list("items") },
+  },
+  "PUT /api/v1/timeouts/:artifact": {
+    summary: "Sets a slice's call timeout",
+    pathParameters: { artifact: sliceName },
+    body: { json: obj({ timeoutMs: int(1, MAX_CALL_TIMEOUT_MS) }, ["timeoutMs"]), required: true },
+    response: { description: "set", json: obj({ artifact: str, timeoutMs: { type: "integer" }, revision }) },
+    problems: [400, 503],
+  },
+  "DELETE /api/v1/timeouts/:artifact": {
+    summary: "Removes a slice's call timeout (the default applies)",
+    pathParameters: { artifact: sliceName },
+    response: { description: "removed", json: obj({ artifact: str, deleted: bool, revision }) },
+    problems: [400, 404, 503],
+  },
+  "POST /api/v1/invoke/:target/:method": {
+    summary: "Calls one method of a slice",
+    pathParameters: { target: `${sliceName} or ${coordinates}`, method: "the slice method" },
+    query: [
+      { name: "x-request-id", in: "header", description: "the request id to use", schema: str },
+      {
+        name: "x-aether-timeout-ms",
+        in: "header",
+        description: "the call's deadline in milliseconds",
+        schema: { type: "string", pattern: "^[1-9]\\d{0,8}$" },
+      },
+    ],
+    body: { json: { description: "the method's request (any JSON; {} when empty)" } },
+    response: { description: "the method's answer", json: obj({ requestId: str }, ["requestId"]) },
+    problems: [400, 404, 413, 500, 503, 504],
+  },
+  "GET /api/v1/whoami": {
+    summary: "The caller's token: id, name and role",
+    response: {
+      description: "the caller",
+      json: obj({ tokenId: str, tokenName: str, role: { type: "string", enum: [...ROLES] } }),
+    },
+  },
+  "POST /api/v1/tokens": {
+    summary: "Creates a token; the answer holds its secret, shown only this once",
+    body: {
+      json: obj({
+        name: { type: "string", pattern: "^[A-Za-z0-9 ._@:-]{1,64}$" },
+        role: { type: "string", enum: [...ROLES] },
+        ttl: { ...str, description: "lifetime, e.g. 30m, 12h, 90d (none: never expires)" },
+      }, ["name", "role"]),
+      required: true,
+    },
+    response: {
+      status: 201,
+      description: "the token",
+      json: { ...tokenView, properties: { ...(tokenView.properties as object), token: str } },
+    },
+    problems: [400, 409, 503],
+  },
+  "GET /api/v1/tokens": {
+    summary: "Lists tokens (never their secrets)",
+    response: { description: "tokens", json: list("items", tokenView) },
+  },
+  "DELETE /api/v1/tokens/:id": {
+    summary: "Revokes a token",
+    pathParameters: { id: "the token id (4-32 letters or digits)" },
+    response: { description: "the revoked token", json: tokenView },
+    problems: [400, 404, 409, 503],
+  },
+  "GET /api/v1/audit": {
+    summary: "The audit log: every mutating call (who, role, what, target, result, request id, time)",
+    query: [
+      since,
+      {
+        name: "limit",
+        description: `most records, newest (default ${DEFAULT_AUDIT_LIMIT})`,
+        schema: int(1, MAX_AUDIT_ENTRIES),
+      },
+    ],
+    response: { description: "records, oldest first", json: list("items") },
+    problems: [400],
+  },
+};
+
+/** Every error code a problem document's `type` may end in, with its status (core/errors.ts). */
+export const PROBLEM_STATUSES: Readonly<Record<ErrorCode, number>> = {
+  bad_request: 400,
+  invalid_flag: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  compare_failed: 409,
+  gone: 410,
+  too_large: 413,
+  internal: 500,
+  no_quorum: 503,
+  unavailable: 503,
+  overloaded: 503,
+  timeout: 504,
+};
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "bad request: the problem names the parameter, field or header",
+  401: "no token, or an unknown, expired or revoked one; `roleNeeded` names the role",
+  403: "the token's role is below the one needed; `roleNeeded` names it",
+  404: "no such thing",
+  409: "a conflict (a revision that no longer matches, a limit reached, something in use)",
+  410: "gone",
+  413: "the body is over the limit",
+  500: "the call failed (a slice's error or a crash)",
+  503: "no quorum, unavailable or overloaded; may carry `retryAfterSeconds`",
+  504: "timed out",
+};
+
+/** The OpenAPI path of a role-table pattern: `:id` → `{id}`, `*` → `{key}`. */
+export function openApiPath(path: string): string {
+  return path.split("/").map((part) => {
+    if (part === "*") return "{key}";
+    return part.startsWith(":") ? `{${part.slice(1)}}` : part;
+  }).join("/");
+}
+
+function operationId(entry: EndpointEntry): string {
+  const words = entry.path.replace(/^\/api\/v1\//, "").split(/[/.-]/).filter((w) => w)
+    .map((w) => w === "*" ? "by key" : w.startsWith(":") ? `by ${w.slice(1)}` : w).join(" ").split(" ");
+  return [entry.method.toLowerCase(), ...words].map((w, i) => i ? w[0].toUpperCase() + w.slice(1) : w).join(
+    "",
+  )
+    .replace(/[^A-Za-z0-9]/g, "");
+}
+
+function parametersOf(entry: EndpointEntry, doc: OperationDoc): JsonSchema[] {
+  const where = `${entry.method} ${entry.path}`;
+  const names = entry.path.split("/").filter((p) => p === "*" || p.startsWith(":")).map((p) =>
+    p === "*" ? "*" : p.slice(1)
+  );
+  const described = Object.keys(doc.pathParameters ?? {});
+  const missing = names.filter((n) => !described.includes(n));
+  const extra = described.filter((n) => !names.includes(n));
+  if (missing.length || extra.length) {
+    throw new Error(
+      `openapi.ts: ${where}: path parameters ${names.join(", ") || "none"}, described: ` +
+        `${described.join(", ") || "none"}`,
+    );
+  }
+  const path = names.map((name) => ({
+    name: name === "*" ? "key" : name,
+    in: "path",
+    required: true,
+    description: doc.pathParameters![name],
+    schema: str,
+  }));
+  const query = (doc.query ?? []).map((q) => ({
+    name: q.name,
+    in: q.in ?? "query",
+    required: false,
+    description: q.description,
+    schema: q.schema,
+  }));
+  return [...path, ...query];
+}
+
+function requestBodyOf(body: RequestBody): JsonSchema {
+  if ("json" in body) {
+    return { required: body.required ?? false, content: { "application/json": { schema: body.json } } };
+  }
+  return {
+    required: true,
+    description: body.description,
+    content: { [body.contentType]: { schema: body.schema ?? { type: "string", format: "binary" } } },
+  };
+}
+
+function responsesOf(entry: EndpointEntry, doc: OperationDoc): JsonSchema {
+  const status = doc.response.status ?? 200;
+  const content = doc.response.json
+    ? { "application/json": { schema: doc.response.json } }
+    : { [doc.response.contentType ?? "application/octet-stream"]: { schema: str } };
+  const responses: JsonSchema = { [String(status)]: { description: doc.response.description, content } };
+  if (doc.response.also200) responses["200"] = { description: doc.response.also200, content };
+  const problems = new Set([400, ...(doc.problems ?? [])]);
+  if (entry.role !== "open") {
+    problems.add(401);
+    problems.add(403);
+  }
+  for (const code of [...problems].sort()) {
+    if (String(code) in responses) continue;
+    responses[String(code)] = { $ref: `#/components/responses/Problem${code}` };
+  }
+  return responses;
+}
+
+function operationOf(entry: EndpointEntry, doc: OperationDoc): JsonSchema {
+  const role = entry.role;
+  const parameters = parametersOf(entry, doc);
+  return {
+    operationId: operationId(entry),
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    tags: [entry.path.split("/")[3].replace(/\.json$|-watch$/, "")],
+    "x-aether-role": role,
+    ...(entry.target ? { "x-aether-audit-target": entry.target === "*" ? "key" : entry.target } : {}),
+    security: role === "open" ? [] : [{ bearer: [] }],
+    ...(parameters.length ? { parameters } : {}),
+    ...(doc.body ? { requestBody: requestBodyOf(doc.body) } : {}),
+    responses: responsesOf(entry, doc),
+  };
+}
+
+function components(): JsonSchema {
+  const statuses = [...new Set(Object.values(PROBLEM_STATUSES))].sort();
+  const responses = Object.fromEntries(statuses.map((status) => [
+    `Problem${status}`,
+    {
+      description: STATUS_TEXT[status] ?? "a problem",
+      content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+    },
+  ]));
+  return {
+    securitySchemes: {
+      bearer: {
+        type: "http",
+        scheme: "bearer",
+        bearerFormat: "aether_{id}_{secret}",
+        description: "A token from `aether token create` (or the cluster's first admin token).",
+      },
+    },
+    schemas: {
+      Problem: {
+        type: "object",
+        description:
+          "RFC 7807 problem details; extra fields (field, parameter, roleNeeded, requestId, ...) " +
+          "name what was wrong",
+        properties: {
+          type: {
+            type: "string",
+            enum: Object.keys(PROBLEM_STATUSES).map((code) => `${PROBLEM_TYPE}${code}`).concat(
+              `${PROBLEM_TYPE}slice-error`,
+            ),
+          },
+          title: str,
+          status: { type: "integer", minimum: 400, maximum: 599 },
+          detail: str,
+          instance: str,
+          roleNeeded: { type: "string", enum: [...ROLES] },
+          requestId: str,
+        },
+        required: ["type", "title", "status", "detail"],
+      },
+    },
+    responses,
+  };
+}
+
+/**
+ * The OpenAPI 3.1 document of `entries`, each described by `docs[METHOD path]`. Throws naming the entry when a
+ * description is missing, a description has no entry, or the path parameters and their descriptions differ.
+ */
+export function openApiDocument(
+  entries: readonly EndpointEntry[] = ENDPOINT_ROLES,
+  docs: Readonly<Record<string, OperationDoc>> = ENDPOINT_DOCS,
+): JsonSchema {
+  const keys = new Set(entries.map((e) => `${e.method} ${e.path}`));
+  const undescribed = [...keys].filter((k) => !Object.hasOwn(docs, k));
+  const unlisted = Object.keys(docs).filter((k) => !keys.has(k));
+  if (undescribed.length || unlisted.length) {
+    throw new Error(
+      `openapi.ts: endpoints without a description: ${undescribed.join(", ") || "none"}; ` +
+        `descriptions of endpoints roles.ts does not list: ${unlisted.join(", ") || "none"}`,
+    );
+  }
+  const paths: Record<string, Record<string, JsonSchema>> = {};
+  for (const entry of entries) {
+    const path = openApiPath(entry.path);
+    paths[path] ??= {};
+    paths[path][entry.method.toLowerCase()] = operationOf(entry, docs[`${entry.method} ${entry.path}`]);
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Aether management API",
+      version: "1",
+      description:
+        "Roles, least to most: open (no token), viewer, operator, admin; each operation names its " +
+        "role in `x-aether-role`. With --closed-probes, open endpoints need a viewer token. Errors are " +
+        "application/problem+json documents whose `type` ends in the error code.",
+    },
+    servers: [{ url: "/" }],
+    security: [{ bearer: [] }],
+    paths,
+    components: components(),
+  };
+}
+
+/** `GET /openapi.json` (mounted under /api/v1): the document, built once. */
+export function openApiRoutes(): Hono {
+  const app = new Hono();
+  let document: JsonSchema | undefined;
+  app.get("/openapi.json", (c) => c.json(document ??= openApiDocument()));
+  return app;
+}
