@@ -42,7 +42,7 @@ export class AnswerTooLarge extends RangeError {
   readonly bytes: number;
   readonly atLeast: boolean;
   constructor(bytes: number, atLeast: boolean) {
-    super(`the answer is ${atLeast ? "more than " : ""}${bytes} bytes`);
+    super(`the answer is ${atLeast ? "at least " : ""}${bytes} bytes`);
     this.name = "AnswerTooLarge";
     this.bytes = bytes;
     this.atLeast = atLeast;
@@ -420,7 +420,7 @@ export class SliceInstance {
       error: {
         name: "ResponseTooLarge",
         message: `the answer of ${this.identity.coordinates} method "${method}" is ${
-          e.atLeast ? "more than " : ""
+          e.atLeast ? "at least " : ""
         }${e.bytes} bytes of JSON, over the response size limit of ${max} bytes (limits.maxResponseBytes)`,
         status: 500,
         details: { coordinates: this.identity.coordinates, method, maxResponseBytes: max!, bytes: e.bytes },
