@@ -6,7 +6,8 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { type InvokeOutcome, type SliceFailure, SliceHost } from "./host.ts";
 import type { IsolationMode, SandboxPolicy } from "./policy.ts";
-import { fixture, MODES, processAlive } from "./_testing.ts";
+import { fixture, MODES, processAlive, waitFor } from "./_testing.ts";
+import { type ExecutorCommand, type InstanceCrash, SliceExecutor } from "./executor.ts";
 import type { AetherError } from "../core/mod.ts";
 
 const POLICY: SandboxPolicy = { mode: "worker", net: [], env: [], memoryLimitMb: 256 };
@@ -205,5 +206,36 @@ Deno.test("resources: limits.maxCpuShare and cpuWindowMs are checked", async () 
       () => new SliceHost({ instanceId: "r", ...built, limits: { cpuWindowMs } }),
       (e: AetherError) => e.code === "bad_request" && e.message.includes("limits.cpuWindowMs"),
     );
+  }
+});
+
+Deno.test("[process] resources: the executor reports a CPU hog FAILED with the CPU share as its reason", async () => {
+  const crashes: InstanceCrash[] = [];
+  const ex = new SliceExecutor({
+    policy: { ...POLICY, mode: "process" },
+    hostLimits: { maxCpuShare: 0.3, cpuWindowMs: 1_000 },
+    onLog: () => {},
+    onCrash: (c) => crashes.push(c),
+  });
+  const load = async (name: "resources" | "pricing", instanceId: string) => {
+    const command = { type: "LOAD", instanceId, artifact: await fixture(name) } as ExecutorCommand;
+    assertEquals(await ex.submit(command), "LOADED");
+    assertEquals(await ex.submit({ type: "ACTIVATE", instanceId }), "ACTIVE");
+  };
+  try {
+    await load("resources", "hog-1");
+    await load("pricing", "p-1");
+    const burning = ex.invoke("hog-1", "burn", { ms: 30_000 }, { requestId: "burn-1", timeoutMs: 40_000 })
+      .then(() => undefined, (e: AetherError) => e);
+    await waitFor(() => ex.get("hog-1")?.state === "FAILED", "the CPU hog FAILED", 25_000);
+    const reason = ex.get("hog-1")?.reason ?? "";
+    assert(/used \d+% of a CPU core over the last 1 s, over its limit of 30%/.test(reason), reason);
+    assertEquals((await burning)?.code, "unavailable");
+    assertEquals(crashes.map((c) => [c.instanceId, c.requestIds]), [["hog-1", ["burn-1"]]]);
+    const outcome = await ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 2 });
+    assertEquals(outcome, { ok: true, value: { sku: "MOUSE-WIRELESS", net: 50, total: 60 } });
+    assertEquals(ex.get("p-1")?.state, "ACTIVE");
+  } finally {
+    await ex.close();
   }
 });
