@@ -62,7 +62,7 @@ const PROCESS_COMMANDS: ListedCommand[] = [
 
 /** The groups of the top-level help, in order; each command belongs to the first whose test it passes. */
 const HELP_GROUPS: [string, (name: string) => boolean][] = [
-  ["cluster", (n) => ["status", "health", "logs"].includes(n)],
+  ["cluster", (n) => ["status", "health", "logs"].includes(n) || n.startsWith("cluster ")],
   ["deployment", (n) => /^(blueprint |deploy$|scale$|undeploy$|slices$)/.test(n)],
   ["artifacts and slice projects", (n) => /^(artifact |slice )/.test(n)],
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],

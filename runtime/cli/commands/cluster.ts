@@ -2,6 +2,7 @@ import { CliError } from "../client.ts";
 import { parseFor } from "../_args.ts";
 import { formatDuration, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { initClusterCerts } from "../cluster_certs.ts";
 
 interface Member {
   id: string;
@@ -67,6 +68,44 @@ export const clusterCommands: CliCommand[] = [
         ctx.out(h.members.map((m: Member) => `${m.id}:${m.connected ? "up" : "down"}`).join("  "));
       }
       if (h.status !== "healthy") throw new CliError("node is unhealthy");
+    },
+  },
+  {
+    name: "cluster init",
+    args: "",
+    summary: "create a cluster CA and a TLS certificate + key per node (needs openssl)",
+    description:
+      "Creates DIR/ca.crt and DIR/ca.key (the cluster CA) and DIR/<id>.crt, DIR/<id>.key for every " +
+      "node, each valid for its id, localhost, 127.0.0.1, ::1 and --hosts. Keys are written with mode 0600. " +
+      "When DIR already holds ca.key, that CA is kept and only the listed nodes' certificates are (re)issued: " +
+      "that is how certificates are rotated and members added. Start each node with --tls-cert DIR/<id>.crt " +
+      "--tls-key DIR/<id>.key --tls-ca DIR/ca.crt, and give the CLI --ca DIR/ca.crt (or AETHER_CA).",
+    flags: [
+      { name: "out", value: "DIR", description: "directory for the files (created when missing)" },
+      { name: "nodes", value: "ID,...", description: "the node ids, e.g. n1,n2,n3" },
+      { name: "hosts", value: "HOST,...", description: "extra host names or IP addresses for every node" },
+      {
+        name: "days",
+        value: "N",
+        description: "validity of node certificates (default 825)",
+        int: { min: 1, max: 3650 },
+      },
+    ],
+    positionals: { min: 0, max: 0 },
+    examples: ["aether cluster init --out certs --nodes n1,n2,n3 --hosts node1.example,10.0.0.5"],
+    async run(ctx, args) {
+      const parsed = parseFor(this, args);
+      const list = (text: string | undefined) => (text ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+      const out = parsed.string("out") ?? "";
+      const result = await initClusterCerts({
+        out,
+        nodes: list(parsed.string("nodes")),
+        hosts: list(parsed.string("hosts")),
+        days: parsed.int("days") ?? 825,
+      });
+      if (ctx.json) return ctx.out(JSON.stringify(result, null, 2));
+      ctx.out(result.createdCa ? `created the cluster CA in ${out}` : `kept the cluster CA in ${out}`);
+      for (const file of result.files) ctx.out(`  ${file}`);
     },
   },
 ];
