@@ -51,6 +51,48 @@ export class AnswerTooLarge extends RangeError {
 
 const utf8 = new TextEncoder();
 
+/** How many values `jsonCharsAtLeast` looks at: a few microseconds, whatever the answer. */
+const SIZE_WALK_BUDGET = 256;
+
+/**
+ * A lower bound on the length of `value`'s JSON from its first `SIZE_WALK_BUDGET` values (strings and keys
+ * counted in full), stopping as soon as it passes `limit`. It finds an answer made of a few large strings (or
+ * a large typed array, whose JSON is an object of at least 6 characters per element) before JSON.stringify
+ * copies them; anything else is measured on its JSON. Reading the answer may run the slice's getters or
+ * Proxy traps: whatever they throw, the estimate is then 0 and the JSON decides.
+ */
+export function jsonCharsAtLeast(value: unknown, limit: number): number {
+  let total = 0;
+  let visits = 0;
+  const stack: unknown[] = [value];
+  try {
+    while (stack.length > 0 && visits++ < SIZE_WALK_BUDGET && total <= limit) {
+      const item = stack.pop();
+      if (typeof item === "string") total += item.length + 2;
+      else if (typeof item === "number" || typeof item === "boolean" || item === null) total += 1;
+      else if (typeof item !== "object") continue; // undefined, a function or a symbol: no JSON of its own
+      else if (ArrayBuffer.isView(item)) total += 6 * ((item as { length?: number }).length ?? 0);
+      else if (typeof (item as { toJSON?: unknown }).toJSON === "function") total += 2;
+      else if (Array.isArray(item)) {
+        total += 1 + item.length; // brackets and commas
+        for (let i = Math.min(item.length, SIZE_WALK_BUDGET) - 1; i >= 0; i--) stack.push(item[i]);
+      } else {
+        total += 1; // braces, less the comma the first member does not have
+        for (const key of Object.keys(item)) {
+          const member = (item as Record<string, unknown>)[key];
+          if (member === undefined || typeof member === "function" || typeof member === "symbol") continue;
+          total += key.length + 4; // "key": and a comma
+          stack.push(member);
+          if (stack.length > SIZE_WALK_BUDGET) break;
+        }
+      }
+    }
+  } catch {
+    return 0;
+  }
+  return total;
+}
+
 /**
  * Throws `AnswerTooLarge` when `text` is more than `maxBytes` bytes of UTF-8. Called by the transports on the
  * JSON text of an answer before it is queued, so an oversized answer never leaves the sandbox. A UTF-16 unit
@@ -397,13 +439,13 @@ export class SliceInstance {
   #answer(id: number, method: string, value: unknown): void {
     const max = this.#maxResponseBytes;
     if (max === undefined) return this.#reply(id, okOutcome(value));
-    // A string over the limit is refused before it is copied into JSON (a 200 MB string would be copied twice
-    // more on its way out, enough to pass a process sandbox's memory limit).
-    if (typeof value === "string" && value.length > max) {
-      return this.#reply(id, this.#tooLarge(method, new AnswerTooLarge(value.length, true)));
-    }
+    const outcome = okOutcome(value);
+    // A value whose strings alone are over the limit is refused before it is copied into JSON (a 200 MB
+    // string would be copied twice more on its way out, enough to pass a process sandbox's memory limit).
+    const least = outcome.ok ? jsonCharsAtLeast(outcome.value, max) : 0;
+    if (least > max) return this.#reply(id, this.#tooLarge(method, new AnswerTooLarge(least, true)));
     try {
-      this.#sink.send({ t: "done", id, outcome: okOutcome(value) }, max);
+      this.#sink.send({ t: "done", id, outcome }, max);
     } catch (e) {
       if (e instanceof AnswerTooLarge) return this.#reply(id, this.#tooLarge(method, e));
       this.#reply(id, {
