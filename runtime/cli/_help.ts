@@ -94,7 +94,7 @@ export function commandHelp(command: CliCommand, width: number): string {
 }
 
 const GLOBAL_NOTE =
-  'global flags: --connect HOST:PORT, --token TOKEN, --json, --timeout MS (see "aether --help")';
+  'global flags: --connect HOST:PORT, --token TOKEN, --json, --timeout MS, --ca FILE (see "aether --help")';
 
 /** One entry of the top-level list: a command or a top-level word handled elsewhere (node, forge). */
 export interface ListedCommand {
@@ -108,7 +108,8 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
   const column = Math.min(Math.max(...commands.map((c) => c.name.length)) + 4, Math.floor(width / 3));
   const out: string[] = [
     ...wrap(
-      "usage: aether [--connect HOST:PORT] [--token TOKEN] [--json] [--timeout MS] <command> [args]",
+      "usage: aether [--connect HOST:PORT] [--token TOKEN] [--json] [--timeout MS] [--ca FILE] <command> " +
+        "[args]",
       width,
       "",
       14,
@@ -138,6 +139,11 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
     ...wrap(
       "--token: the API token (default: $AETHER_TOKEN, else .forge/admin-token of the Forge cluster found, " +
         "else the one `aether login` saved for these nodes).",
+      width,
+    ),
+    ...wrap(
+      "--ca: the cluster CA (PEM) to check HTTPS nodes against (default: $AETHER_CA); with it, HOST:PORT " +
+        "means https://HOST:PORT.",
       width,
     ),
   );

@@ -40,8 +40,11 @@ const CONNECT_HINT = "choose a node with --connect HOST:PORT or AETHER_CONNECT=H
  * request may have been applied.
  */
 export class ApiClient {
-  readonly endpoints: string[];
+  endpoints: string[];
   #current = 0;
+  /** Trusts the cluster CA (--ca / AETHER_CA); absent: the system's roots. */
+  #httpClient?: Deno.HttpClient;
+  readonly #connect: string[];
 
   constructor(
     connect: string | string[],
@@ -52,7 +55,18 @@ export class ApiClient {
   ) {
     const list = typeof connect === "string" ? [connect] : connect;
     if (list.length === 0) throw new CliError("no node to connect to", EXIT_USAGE);
-    this.endpoints = list.map((c) => (/^https?:\/\//.test(c) ? c.replace(/\/$/, "") : `http://${c}`));
+    this.#connect = list;
+    this.endpoints = baseUrls(list, "http");
+  }
+
+  /**
+   * Trusts the cluster CA (PEM) for HTTPS: a node whose certificate it did not sign is refused. Addresses given
+   * without a scheme then mean https://.
+   */
+  trustCa(pem: string): void {
+    this.#httpClient?.close();
+    this.#httpClient = Deno.createHttpClient({ caCerts: [pem] });
+    this.endpoints = baseUrls(this.#connect, "https");
   }
 
   /** The node the next request goes to first. */
@@ -77,7 +91,12 @@ export class ApiClient {
         headers.set("authorization", `Bearer ${this.token.token}`);
       }
       try {
-        const response = await fetch(base + path, { ...init, headers, signal: AbortSignal.any(signals) });
+        const response = await fetch(base + path, {
+          ...init,
+          headers,
+          signal: AbortSignal.any(signals),
+          ...(this.#httpClient ? { client: this.#httpClient } : {}),
+        });
         this.#current = index;
         return response;
       } catch (e) {
@@ -175,6 +194,10 @@ export class ApiClient {
   }
 }
 
+function baseUrls(connect: string[], scheme: "http" | "https"): string[] {
+  return connect.map((c) => (/^https?:\/\//.test(c) ? c.replace(/\/$/, "") : `${scheme}://${c}`));
+}
+
 function describeFailure(response: Response, bytes: Uint8Array): string {
   const text = new TextDecoder().decode(bytes);
   try {
@@ -200,5 +223,9 @@ function connectReason(e: Error): string {
   if (/connection refused/i.test(text)) return "connection refused";
   if (/dns error|failed to lookup/i.test(text)) return "unknown host";
   if (/timed out/i.test(text)) return "connection timed out";
+  if (/certificate|UnknownIssuer|tls|handshake/i.test(text)) {
+    return `TLS: ${text.replace(/^error sending request for url \([^)]*\): /, "")} (trust the cluster CA ` +
+      "with --ca FILE or AETHER_CA=FILE)";
+  }
   return text.replace(/^error sending request for url \([^)]*\): /, "");
 }

@@ -43,7 +43,15 @@ Deno.test("help: the top-level list is grouped, one line per command, within the
   }
   for (const name of ["node", "forge"]) assert.match(text, new RegExp(`^  ${name}\\s`, "m"));
   assert.match(text, /^deployment:$/m);
-  assert.deepEqual([...groupNames()].sort(), ["artifact", "blueprint", "cluster", "kv", "slice", "timeout", "token"]);
+  assert.deepEqual([...groupNames()].sort(), [
+    "artifact",
+    "blueprint",
+    "cluster",
+    "kv",
+    "slice",
+    "timeout",
+    "token",
+  ]);
 });
 
 Deno.test("help: wrap never splits under the width and keeps every word", () => {

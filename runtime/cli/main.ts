@@ -104,10 +104,12 @@ interface GlobalOptions {
   source: ConnectSource;
   json: boolean;
   timeoutMs: number;
+  /** --ca, else AETHER_CA: the cluster CA (PEM file) HTTPS nodes are checked against. */
+  caFile?: string;
   rest: string[];
 }
 
-const GLOBAL_FLAGS = ["connect", "token", "json", "timeout", "help"];
+const GLOBAL_FLAGS = ["connect", "token", "json", "timeout", "ca", "help"];
 
 function parseGlobal(args: string[], cwd: string): GlobalOptions {
   let connect: string | undefined;
@@ -116,6 +118,7 @@ function parseGlobal(args: string[], cwd: string): GlobalOptions {
     timeoutMs: 30_000,
     rest: [] as string[],
     token: undefined as string | undefined,
+    caFile: Deno.env.get("AETHER_CA") || undefined,
   };
   let i = 0;
   for (; i < args.length; i++) {
@@ -125,6 +128,8 @@ function parseGlobal(args: string[], cwd: string): GlobalOptions {
     else if (arg === "--token") options.token = requireValue(args, ++i, arg);
     else if (arg.startsWith("--token=")) options.token = arg.slice("--token=".length);
     else if (arg === "--json") options.json = true;
+    else if (arg === "--ca") options.caFile = requireValue(args, ++i, arg);
+    else if (arg.startsWith("--ca=")) options.caFile = arg.slice("--ca=".length);
     else if (arg === "--timeout") {
       const text = requireValue(args, ++i, arg);
       if (!/^\d+$/.test(text)) {
@@ -136,7 +141,7 @@ function parseGlobal(args: string[], cwd: string): GlobalOptions {
       throw new CliError(
         `unknown flag ${arg.split("=")[0]}${
           didYouMean(name, GLOBAL_FLAGS, (s) => `--${s}`) ||
-          " (the global flags: --connect, --token, --json, --timeout)"
+          " (the global flags: --connect, --token, --json, --timeout, --ca)"
         }; see "aether --help"`,
         EXIT_USAGE,
       );
@@ -323,6 +328,7 @@ export async function runCli(args: string[]): Promise<number> {
     // `deno task cli -- status` passes the "--" through to the program.
     options = parseGlobal(args[0] === "--" ? args.slice(1) : args, Deno.cwd());
     api = new ApiClient(options.connect, options.timeoutMs, options.source);
+    if (options.caFile !== undefined) api.trustCa(readCa(options.caFile));
     api.token = chooseToken(options.token, api.endpoints, forgeOf(options.source, api.endpoints, Deno.cwd()));
   } catch (e) {
     return report(e);
@@ -339,6 +345,20 @@ export async function runCli(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
+}
+
+/** The cluster CA named by --ca or AETHER_CA; a file that cannot be read is a usage error naming it. */
+function readCa(path: string): string {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new CliError(`--ca/AETHER_CA: cannot read "${path}": ${(e as Error).message}`, EXIT_USAGE);
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new CliError(`--ca/AETHER_CA: "${path}" holds no PEM certificate`, EXIT_USAGE);
+  }
+  return text;
 }
 
 export { EXIT_CONNECTION };

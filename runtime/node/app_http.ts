@@ -4,7 +4,13 @@
  */
 
 import { AetherError, type Logger, problemResponse } from "../core/mod.ts";
-import { type GuardedServer, serveGuarded, type ServerLimits, serveUnguarded } from "./server_guard.ts";
+import {
+  type GuardedServer,
+  serveGuarded,
+  type ServerLimits,
+  serveUnguarded,
+  type TlsCertificate,
+} from "./server_guard.ts";
 
 export interface AppServerOptions {
   hostname: string;
@@ -17,6 +23,8 @@ export interface AppServerOptions {
    */
   guard: boolean;
   log: Logger;
+  /** Serve HTTPS with this certificate. */
+  tls?: TlsCertificate;
   handler?: (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => Response | Promise<Response>;
 }
 
@@ -27,8 +35,8 @@ function noRoute(request: Request): Response {
 }
 
 export function createAppServer(options: AppServerOptions): GuardedServer {
-  const { hostname, port, limits, log } = options;
+  const { hostname, port, limits, log, tls } = options;
   const handler = options.handler ?? noRoute;
-  if (options.guard) return serveGuarded({ name: "app", hostname, port, limits, log }, handler);
-  return serveUnguarded(hostname, port, handler);
+  if (options.guard) return serveGuarded({ name: "app", hostname, port, limits, log, tls }, handler);
+  return serveUnguarded(hostname, port, handler, tls);
 }

@@ -3,6 +3,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
 
@@ -56,6 +57,23 @@ export interface NodeFlags {
   /** Decided phases kept in the log besides those after the snapshot: a member behind by more catches up by
    * snapshot. */
   retainedLogPhases: number;
+  /** --tls-cert/--tls-key (both or neither), and --tls-ca for the mesh; absent: plain HTTP and ws. */
+  tls?: TlsFiles;
+}
+
+/** The TLS files a node was given (paths; readTls reads and checks them). */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** The cluster CA: with it the mesh runs over wss:// and accepts only peers with certificates it signed. */
+  caFile?: string;
+}
+
+/** The TLS files' contents (PEM), checked: the key matches the certificate, which the CA (if any) signed. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  ca?: string;
 }
 
 export const DEFAULT_ARTIFACT_MAX_BYTES = 16 * 1024 * 1024;
@@ -76,6 +94,7 @@ export const NODE_USAGE =
                    [--sandbox process|worker]
                    [--http-max-body-bytes 1048576]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
+                   [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -113,7 +132,11 @@ export const NODE_USAGE =
   --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)
   --snapshot-every-phases  take a snapshot of the state after this many decided phases (default 10000)
   --retained-log-phases    decided phases kept besides those after the snapshot; a member behind by more
-                           catches up by snapshot (default 10000)`;
+                           catches up by snapshot (default 10000)
+  --tls-cert, --tls-key  PEM certificate and private key: the management API and the application port
+                 serve HTTPS (both flags or neither; "aether cluster init" makes them)
+  --tls-ca       PEM cluster CA: the mesh runs over wss:// and accepts only members whose certificate this
+                 CA signed (needs --tls-cert and --tls-key)`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -180,6 +203,9 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "http-max-body-bytes": { type: "string" },
         "snapshot-every-phases": { type: "string" },
         "retained-log-phases": { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "tls-ca": { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -256,7 +282,67 @@ export function parseNodeFlags(args: string[]): NodeFlags {
       DEFAULT_SNAPSHOT_EVERY_PHASES,
     retainedLogPhases: positiveInt("retained-log-phases", values["retained-log-phases"]) ??
       DEFAULT_RETAINED_LOG_PHASES,
+    tls: tlsFlags(values["tls-cert"], values["tls-key"], values["tls-ca"]),
   };
+}
+
+function tlsFlags(
+  cert: string | undefined,
+  key: string | undefined,
+  ca: string | undefined,
+): TlsFiles | undefined {
+  if (cert === "" || key === "" || ca === "") {
+    const flag = cert === "" ? "tls-cert" : key === "" ? "tls-key" : "tls-ca";
+    throw flagError(flag, "needs a file");
+  }
+  if (cert === undefined && key === undefined) {
+    if (ca !== undefined) throw flagError("tls-ca", "needs --tls-cert and --tls-key too");
+    return undefined;
+  }
+  if (cert === undefined) throw flagError("tls-cert", "is required with --tls-key (both or neither)");
+  if (key === undefined) throw flagError("tls-key", "is required with --tls-cert (both or neither)");
+  return { certFile: cert, keyFile: key, ...(ca === undefined ? {} : { caFile: ca }) };
+}
+
+/** Reads the TLS files and checks them: PEM, the key is the certificate's, the CA (if given) signed it. */
+export async function readTls(files: TlsFiles): Promise<TlsMaterial> {
+  const read = async (flag: string, path: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      throw flagError(flag, `cannot read "${path}": ${(e as Error).message}`);
+    }
+  };
+  const cert = await read("tls-cert", files.certFile);
+  const key = await read("tls-key", files.keyFile);
+  const ca = files.caFile === undefined ? undefined : await read("tls-ca", files.caFile);
+  const parsed = parsePem("tls-cert", files.certFile, () => new X509Certificate(cert));
+  const privateKey = parsePem("tls-key", files.keyFile, () => createPrivateKey(key));
+  if (!parsed.checkPrivateKey(privateKey)) {
+    throw flagError("tls-key", `"${files.keyFile}" is not the private key of "${files.certFile}"`);
+  }
+  if (ca !== undefined) {
+    // A bundle (several CAs, while the CA is rotated) is accepted when any of them signed the certificate.
+    const blocks = ca.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [ca];
+    const authorities = blocks.map((block) =>
+      parsePem("tls-ca", files.caFile!, () => new X509Certificate(block))
+    );
+    if (!authorities.some((authority) => parsed.verify(authority.publicKey))) {
+      throw flagError("tls-cert", `"${files.certFile}" is not signed by the CA in "${files.caFile}"`);
+    }
+  }
+  return { cert, key, ...(ca === undefined ? {} : { ca }) };
+}
+
+function parsePem<T>(flag: string, path: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw flagError(
+      flag,
+      `"${path}" is not a PEM ${flag === "tls-key" ? "private key" : "certificate"}: ${(e as Error).message}`,
+    );
+  }
 }
 
 /** A comma-separated list; every entry must match `pattern` (the problem names the entry). */

@@ -4,7 +4,7 @@
  */
 
 import { AetherError, stopRequested } from "../core/mod.ts";
-import { NODE_USAGE, parseNodeFlags, readSecret } from "./flags.ts";
+import { NODE_USAGE, parseNodeFlags, readSecret, readTls, type TlsMaterial } from "./flags.ts";
 import { startNode } from "./node.ts";
 import { nodeLogger } from "./logs.ts";
 
@@ -14,10 +14,11 @@ export async function runNode(args: string[]): Promise<number> {
     console.log(NODE_USAGE);
     return 0;
   }
-  let flags, secret;
+  let flags, secret, tls: TlsMaterial | undefined;
   try {
     flags = parseNodeFlags(args);
     secret = await readSecret(flags.secretFile);
+    tls = flags.tls === undefined ? undefined : await readTls(flags.tls);
   } catch (e) {
     if (e instanceof AetherError && e.code === "invalid_flag") {
       console.error(`aether node: ${e.message}\n\n${NODE_USAGE}`);
@@ -30,7 +31,7 @@ export async function runNode(args: string[]): Promise<number> {
   const stop = stopRequested();
   let node;
   try {
-    node = await startNode(flags, secret, log, ring);
+    node = await startNode(flags, secret, log, ring, tls);
   } catch (e) {
     log.error("failed to start", { error: (e as Error).message });
     return 1;

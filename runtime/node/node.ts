@@ -33,7 +33,7 @@ import {
   WRITE_CHANNEL,
   WriteForwarder,
 } from "../cluster/mod.ts";
-import type { NodeFlags } from "./flags.ts";
+import { type NodeFlags, readTls, type TlsMaterial } from "./flags.ts";
 import { createAppServer } from "./app_http.ts";
 import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
@@ -65,8 +65,11 @@ export async function startNode(
   secret: Uint8Array,
   log: Logger,
   ring: LogRing = new LogRing(),
+  /** The TLS files' contents when main.ts has read them already (else they are read here from flags.tls). */
+  tlsMaterial?: TlsMaterial,
 ): Promise<RunningNode> {
   const startedAt = systemClock.now();
+  const tls = flags.tls === undefined ? undefined : (tlsMaterial ?? await readTls(flags.tls));
   // Checked before anything starts: a bad file stops the node with the flag named, leaving nothing running.
   const bootstrapToken = flags.bootstrapTokenFile === undefined
     ? undefined
@@ -103,14 +106,14 @@ export async function startNode(
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
   const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
-  const servers = startServers(flags, features, log, {
+  const servers = startServers(flags, tls, features, log, {
     status,
     kv: apiKv,
     log: log.with({ component: "api" }),
     logs,
   }, access);
   ports = { cluster: mesh.port, ...servers.ports };
-  log.info("node started", { ...ports, members: members.join(",") });
+  log.info("node started", { ...ports, members: members.join(","), tls: tls !== undefined });
 
   return {
     ports,
@@ -374,6 +377,7 @@ function startAccess(
 /** The management API (with every feature's routes) and the application HTTP server. */
 function startServers(
   flags: NodeFlags,
+  tls: TlsMaterial | undefined,
   features: StartedFeatures,
   log: Logger,
   deps: ApiDeps,
@@ -381,7 +385,7 @@ function startServers(
 ): Servers {
   const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])), access);
   const apiServer = serveGuarded(
-    { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log },
+    { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log, tls },
     api.fetch,
   );
   const appServer = createAppServer({
@@ -390,6 +394,7 @@ function startServers(
     limits: flags.serverLimits,
     guard: flags.appGuard,
     log,
+    tls,
     handler: features.app,
   });
   return {

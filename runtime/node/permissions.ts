@@ -20,6 +20,8 @@ export interface NodePermissionInput {
   secretFile: string;
   /** --bootstrap-token-file, when given (read once at start). */
   bootstrapTokenFile?: string;
+  /** --tls-cert, --tls-key and --tls-ca, when given (read once at start). */
+  tlsFiles?: string[];
   projectRoot?: string;
 }
 
@@ -35,6 +37,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     dataDir,
     resolve(input.secretFile),
     ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),
+    ...(input.tlsFiles ?? []).map((file) => resolve(file)),
   ];
   return [
     "--unstable-worker-options",
@@ -62,6 +65,8 @@ export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[
     ...nodePermissionFlags({
       ...input,
       bootstrapTokenFile: input.bootstrapTokenFile ?? flagValue(input.nodeArgs, "--bootstrap-token-file"),
+      tlsFiles: input.tlsFiles ??
+        ["--tls-cert", "--tls-key", "--tls-ca"].flatMap((flag) => flagValue(input.nodeArgs, flag) ?? []),
     }),
     join(root, "runtime", "node", "entry.ts"),
     ...input.nodeArgs,

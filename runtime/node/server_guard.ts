@@ -48,6 +48,14 @@ export interface GuardedServerOptions {
   port: number;
   limits: ServerLimits;
   log: Logger;
+  /** PEM certificate and key: the listener serves HTTPS (TLS ends in the inner Deno.serve; the relay copies
+   * ciphertext, and the header timeout then covers the TLS handshake too). */
+  tls?: TlsCertificate;
+}
+
+export interface TlsCertificate {
+  cert: string;
+  key: string;
 }
 
 export type ServeHandler = (
@@ -71,10 +79,19 @@ export interface GuardedServer {
 }
 
 /** Deno.serve as it is, behind the same interface (for a listener whose limits a reverse proxy enforces). */
-export function serveUnguarded(hostname: string, port: number, handler: ServeHandler): GuardedServer {
-  const server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
+export function serveUnguarded(
+  hostname: string,
+  port: number,
+  handler: ServeHandler,
+  tls?: TlsCertificate,
+): GuardedServer {
+  const server = Deno.serve({ hostname, port, onListen: () => {}, ...tlsOptions(tls) }, handler);
   const none = { open: 0, refusedConnections: 0, headerTimeouts: 0, bodyTimeouts: 0, idleTimeouts: 0 };
   return { addr: server.addr, stats: () => none, shutdown: () => server.shutdown() };
+}
+
+function tlsOptions(tls: TlsCertificate | undefined): { cert?: string; key?: string } {
+  return tls ? { cert: tls.cert, key: tls.key } : {};
 }
 
 /** After the inner server has shut down, relays get this long to pass on what it wrote last. */
@@ -127,7 +144,7 @@ class Guard implements GuardedServer {
     this.#options = options;
     this.#limits = options.limits;
     this.#inner = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tlsOptions(options.tls) },
       (request, info) => this.#handle(request, info, handler),
     );
     try {

@@ -1,0 +1,213 @@
+/**
+ * TLS (issue 15, item 6): certificates from `aether cluster init`, a 3-node cluster serving the management API
+ * and the application port over HTTPS, the CLI trusting the cluster CA with --ca, and bad TLS flags refused.
+ */
+
+import assert from "node:assert/strict";
+import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
+import { testAdminToken } from "../_support/cluster.ts";
+import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
+
+interface TlsCluster {
+  root: string;
+  certs: string;
+  token: string;
+  nodes: NodeProcess[];
+  close(): Promise<void>;
+}
+
+/** `aether cluster init` (a real CLI process) for `ids` into `dir`. */
+async function clusterInit(dir: string, ids: string[]): Promise<void> {
+  const run = await runCli(["cluster", "init", "--out", dir, "--nodes", ids.join(",")], {
+    permissions: CLI_TASK_PERMISSIONS,
+  });
+  assert.equal(run.code, 0, `cluster init failed: ${run.stderr}`);
+}
+
+async function startTlsCluster(size: number): Promise<TlsCluster> {
+  const root = await Deno.makeTempDir({ prefix: "aether-tls-" });
+  const certs = `${root}/certs`;
+  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  await clusterInit(certs, ids);
+  const secretFile = `${root}/secret`;
+  await Deno.writeTextFile(secretFile, `test-secret-${crypto.randomUUID()}`);
+  const token = testAdminToken();
+  await Deno.writeTextFile(`${root}/admin-token`, token);
+  const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
+  const nodes = ids.map((id) =>
+    new NodeProcess({
+      id,
+      peers,
+      dataDir: `${root}/${id}`,
+      secretFile,
+      bootstrapTokenFile: `${root}/admin-token`,
+      token,
+      extraArgs: tlsArgs(certs, id),
+    })
+  );
+  const close = async () => {
+    await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  };
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { root, certs, token, nodes, close };
+}
+
+function tlsArgs(certs: string, id: string): string[] {
+  return [
+    "--tls-cert",
+    `${certs}/${id}.crt`,
+    "--tls-key",
+    `${certs}/${id}.key`,
+    "--tls-ca",
+    `${certs}/ca.crt`,
+  ];
+}
+
+/** Runs the CLI against every node of the cluster over HTTPS, trusting the cluster CA. */
+function cli(cluster: TlsCluster, args: string[], caFile = `${cluster.certs}/ca.crt`) {
+  const connect = cluster.nodes.map((n) => `127.0.0.1:${n.ready!.apiPort}`).join(",");
+  return runCli(["--connect", connect, "--ca", caFile, "--token", cluster.token, ...args]);
+}
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const result = await check();
+      if (result !== undefined) return result;
+    } catch (e) {
+      last = String(e);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what} ${last}`);
+}
+
+Deno.test({
+  name: "tls: a 3-node cluster over HTTPS; the CLI writes and reads KV trusting the cluster CA with --ca",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const cluster = await startTlsCluster(3);
+    try {
+      const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${cluster.certs}/ca.crt`)] });
+      try {
+        await waitFor("a healthy cluster over HTTPS", async () => {
+          const run = await cli(cluster, ["health"]);
+          return run.code === 0 ? run : undefined;
+        });
+        const put = await cli(cluster, ["kv", "put", "app/tls-greeting", "hello over https"]);
+        assert.equal(put.code, 0, put.stderr);
+        for (const node of cluster.nodes) {
+          const one = ["--connect", `https://127.0.0.1:${node.ready!.apiPort}`];
+          const get = await runCli([
+            ...one,
+            "--ca",
+            `${cluster.certs}/ca.crt`,
+            "--token",
+            cluster.token,
+            "kv",
+            "get",
+            "app/tls-greeting",
+            "--consistent",
+          ]);
+          assert.equal(get.code, 0, get.stderr);
+          assert.match(get.stdout, /hello over https/);
+          // The application port speaks HTTPS too: no route yet, so a 404 problem document over TLS.
+          const app = await fetch(`https://127.0.0.1:${node.ready!.httpPort}/nothing`, { client });
+          assert.equal(app.status, 404);
+          await app.body?.cancel();
+        }
+        // Plain HTTP to an HTTPS port gets no answer it can use.
+        const plain = await fetch(`http://127.0.0.1:${cluster.nodes[0].ready!.apiPort}/api/v1/health`)
+          .then((r) => r.status, () => "failed");
+        assert.notEqual(plain, 200);
+        // Without the cluster CA the CLI refuses the node's certificate and says how to trust it.
+        const untrusted = await runCli([
+          "--connect",
+          `https://127.0.0.1:${cluster.nodes[0].ready!.apiPort}`,
+          "--token",
+          cluster.token,
+          "status",
+        ], { env: { AETHER_CA: "" } });
+        assert.equal(untrusted.code, 3, untrusted.stderr);
+        assert.match(untrusted.stderr, /--ca FILE/);
+        // AETHER_CA works like --ca.
+        const viaEnv = await runCli([
+          "--connect",
+          `127.0.0.1:${cluster.nodes[1].ready!.apiPort}`,
+          "--token",
+          cluster.token,
+          "kv",
+          "get",
+          "app/tls-greeting",
+        ], { env: { AETHER_CA: `${cluster.certs}/ca.crt` } });
+        assert.equal(viaEnv.code, 0, viaEnv.stderr);
+      } finally {
+        client.close();
+      }
+    } catch (e) {
+      throw new Error(`${e}\n${cluster.nodes.map((n) => `--- ${n.id}\n${n.log}`).join("\n")}`);
+    } finally {
+      await cluster.close();
+    }
+  },
+});
+
+/** Starts a single node with `args` and expects it to exit with code 2 and `message` on standard error. */
+async function refusedFlags(root: string, args: string[], message: RegExp): Promise<void> {
+  const node = new NodeProcess({
+    id: "n1",
+    peers: "n1@127.0.0.1:0",
+    dataDir: `${root}/n1`,
+    secretFile: `${root}/secret`,
+    extraArgs: args,
+    readyTimeoutMs: 20_000,
+  });
+  await assert.rejects(() => node.start());
+  const status = await node.exited;
+  assert.equal(status?.code, 2, node.log);
+  assert.match(node.log, message);
+}
+
+Deno.test("tls: bad TLS flags stop the node with exit code 2 naming the flag", async () => {
+  const root = await Deno.makeTempDir({ prefix: "aether-tls-flags-" });
+  try {
+    await Deno.writeTextFile(`${root}/secret`, `test-secret-${crypto.randomUUID()}`);
+    await clusterInit(`${root}/a`, ["n1", "n2"]);
+    await clusterInit(`${root}/b`, ["n1"]);
+    const a = `${root}/a`;
+    await refusedFlags(root, ["--tls-cert", `${a}/n1.crt`], /--tls-key: is required with --tls-cert/);
+    await refusedFlags(root, ["--tls-key", `${a}/n1.key`], /--tls-cert: is required with --tls-key/);
+    await refusedFlags(root, ["--tls-ca", `${a}/ca.crt`], /--tls-ca: needs --tls-cert and --tls-key/);
+    await refusedFlags(
+      root,
+      ["--tls-cert", `${a}/n1.crt`, "--tls-key", `${a}/n2.key`],
+      /--tls-key: ".*n2.key" is not the private key of ".*n1.crt"/,
+    );
+    await refusedFlags(
+      root,
+      ["--tls-cert", `${a}/n1.crt`, "--tls-key", `${a}/none.key`],
+      /--tls-key: cannot read/,
+    );
+    await refusedFlags(
+      root,
+      ["--tls-cert", `${a}/n1.crt`, "--tls-key", `${a}/n1.key`, "--tls-ca", `${root}/b/ca.crt`],
+      /--tls-cert: ".*n1.crt" is not signed by the CA/,
+    );
+    await refusedFlags(
+      root,
+      ["--tls-cert", `${root}/secret`, "--tls-key", `${a}/n1.key`],
+      /--tls-cert: ".*secret" is not a PEM certificate/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
