@@ -46,6 +46,7 @@ import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
 import type { ProcessPool } from "./_process_pool.ts";
 import { CpuWindow, processCpuMs } from "./_cpu_watch.ts";
+import { MAX_MESSAGE_CHARS } from "./_lines.ts";
 import { DEFAULT_SLICE_LOG_LIMITS, SliceLogLimiter, type SliceLogLimits } from "./_log_limit.ts";
 import {
   DEFAULT_POLICY,
@@ -166,6 +167,11 @@ export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
   log: DEFAULT_SLICE_LOG_LIMITS,
 });
 
+/**
+ * The largest `limits.maxResponseBytes`: an answer must fit in one message of the channel (`MAX_MESSAGE_CHARS`,
+ * 64 Mi characters), with room for the rest of the message.
+ */
+const MAX_RESPONSE_BYTES = MAX_MESSAGE_CHARS - 1024 * 1024;
 /** The largest `limits.maxCpuShare`: a sandbox process rarely keeps more than this many cores busy. */
 const MAX_CPU_SHARE = 64;
 /** The shortest `limits.cpuWindowMs`: the kernel counts CPU time in 10 ms ticks, sampled ten times a window. */
@@ -400,10 +406,10 @@ export class SliceHost {
       );
     }
     const maxResponse = this.limits.maxResponseBytes;
-    if (!Number.isSafeInteger(maxResponse) || maxResponse < 1) {
+    if (!Number.isSafeInteger(maxResponse) || maxResponse < 1 || maxResponse > MAX_RESPONSE_BYTES) {
       throw new AetherError(
         "bad_request",
-        `limits.maxResponseBytes must be a positive integer (bytes), got ${maxResponse}`,
+        `limits.maxResponseBytes must be an integer from 1 to ${MAX_RESPONSE_BYTES} (bytes), got ${maxResponse}`,
       );
     }
     const { maxCpuShare, cpuWindowMs } = this.limits;

@@ -98,9 +98,9 @@ for (const mode of MODES) {
   });
 }
 
-Deno.test("resources: limits.maxResponseBytes must be a positive integer", async () => {
+Deno.test("resources: limits.maxResponseBytes must be a positive integer within one channel message", async () => {
   const built = await fixture("resources");
-  for (const bad of [0, -1, 1.5, Number.NaN]) {
+  for (const bad of [0, -1, 1.5, Number.NaN, 64 * MIB]) {
     throws(
       () => new SliceHost({ instanceId: "r", ...built, limits: { maxResponseBytes: bad } }),
       (e: AetherError) => e.code === "bad_request" && e.message.includes("limits.maxResponseBytes"),
