@@ -7,7 +7,7 @@
  */
 
 import { Hono } from "hono";
-import { type ErrorCode, PROBLEM_TYPE } from "../core/mod.ts";
+import { type ErrorCode, PROBLEM_TYPE, STATUS_BY_CODE } from "../core/mod.ts";
 import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "../deployment/mod.ts";
 import { MAX_CALL_TIMEOUT_MS } from "../invoke/mod.ts";
 import { ROLES } from "../model/mod.ts";
@@ -483,23 +483,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
 };
 
-/** Every error code a problem document's `type` may end in, with its status (core/errors.ts). */
-export const PROBLEM_STATUSES: Readonly<Record<ErrorCode, number>> = {
-  bad_request: 400,
-  invalid_flag: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  conflict: 409,
-  compare_failed: 409,
-  gone: 410,
-  too_large: 413,
-  internal: 500,
-  no_quorum: 503,
-  unavailable: 503,
-  overloaded: 503,
-  timeout: 504,
-};
+/** Every error code a problem document's `type` may end in, with its status: core's own table. */
+export const PROBLEM_STATUSES: Readonly<Record<ErrorCode, number>> = STATUS_BY_CODE;
 
 const STATUS_TEXT: Record<number, string> = {
   400: "bad request: the problem names the parameter, field or header",

@@ -18,7 +18,8 @@ export type ErrorCode =
   | "compare_failed"
   | "internal";
 
-const STATUS_BY_CODE: Record<ErrorCode, number> = {
+/** The HTTP status of each error code (problem documents, the OpenAPI document's problem types). */
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   bad_request: 400,
   invalid_flag: 400,
   unauthorized: 401,
