@@ -25,10 +25,11 @@
  */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { Socket } from "node:net";
 import { WebSocketServer } from "ws";
 import { AetherError, assert, type NodeId } from "../core/mod.ts";
-import type { MeshLogger } from "./_config.ts";
+import type { MeshLogger, MeshTls } from "./_config.ts";
 import type { MeshSocket } from "./_dialer.ts";
 import {
   computeMac,
@@ -52,6 +53,8 @@ export interface HandshakeHost {
   readonly clusterName: string;
   readonly handshakeTimeoutMs: number;
   readonly log: MeshLogger;
+  /** wss:// with certificates the cluster CA signed, on both sides (absent: plain ws://). */
+  readonly tls?: MeshTls;
   /** The cluster secret as an HMAC key (imported in start()). */
   key(): CryptoKey;
   running(): boolean;
@@ -131,7 +134,27 @@ export class Acceptor {
 
   /** Binds the cluster port; resolves with the bound port. */
   listen(hostname: string, port: number): Promise<number> {
-    const server = createServer((request, response) => this.#plainRequest(request, response));
+    const tls = this.#host.tls;
+    const onRequest = (request: IncomingMessage, response: ServerResponse) =>
+      this.#plainRequest(request, response);
+    // With TLS every dialer must present a certificate the cluster CA signed, or the TLS handshake fails
+    // before any byte of HTTP: a member with another CA's certificate never reaches the HMAC handshake.
+    const server: Server = tls
+      ? createTlsServer(
+        { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true },
+        onRequest,
+      ) as unknown as Server
+      : createServer(onRequest);
+    if (tls) {
+      server.on("tlsClientError", (error: Error, socket: Socket) => {
+        this.#refusedHandshakes++;
+        this.#host.log.warn("mesh refused a connection", {
+          self: this.#host.self,
+          remote: `${socket?.remoteAddress}:${socket?.remotePort}`,
+          reason: `TLS: ${error.message}`,
+        });
+      });
+    }
     this.#server = server;
     server.on("connection", (socket: Socket) => this.#connected(socket));
     server.on("upgrade", (request: IncomingMessage, socket: Socket, head: Uint8Array) => {
@@ -227,15 +250,17 @@ export class Acceptor {
     response.end(text);
   }
 
-  #upgrade(request: IncomingMessage, socket: Socket, head: Uint8Array): void {
+  #upgrade(request: IncomingMessage, tlsOrTcp: Socket, head: Uint8Array): void {
+    // Over TLS the upgrade comes on the TLS socket; the bounds and deadlines track the TCP socket under it.
+    const socket = this.#host.tls ? tcpSocketOf(tlsOrTcp, this.#connections) : tlsOrTcp;
     const path = new URL(request.url ?? "/", "http://mesh").pathname;
-    if (path !== this.#path) return refuseUpgrade(socket, 404, "not found");
-    if (!this.#host.running()) return refuseUpgrade(socket, 503, "stopping");
-    if (!this.#unauthenticated.has(socket)) return refuseUpgrade(socket, 503, "busy");
-    socket.setNoDelay(true);
+    if (path !== this.#path) return refuseUpgrade(tlsOrTcp, 404, "not found");
+    if (!this.#host.running()) return refuseUpgrade(tlsOrTcp, 503, "stopping");
+    if (!this.#unauthenticated.has(socket)) return refuseUpgrade(tlsOrTcp, 503, "busy");
+    tlsOrTcp.setNoDelay(true);
     const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     try {
-      this.#wss.handleUpgrade(request, socket, head, (ws) => {
+      this.#wss.handleUpgrade(request, tlsOrTcp, head, (ws) => {
         // `ws` is an EventEmitter: an "error" with no listener would throw out of the event loop (an
         // oversized frame is one). The handshake's and the connection's onerror come and go; this one stays.
         ws.on("error", () => {});
@@ -244,7 +269,7 @@ export class Acceptor {
         this.#handshake(ws, socket, remote);
       });
     } catch (e) {
-      refuseUpgrade(socket, 400, `bad WebSocket upgrade: ${errorText(e)}`);
+      refuseUpgrade(tlsOrTcp, 400, `bad WebSocket upgrade: ${errorText(e)}`);
     }
   }
 
@@ -335,6 +360,21 @@ export function raiseMessageLimit(ws: MeshSocket, bytes: number): void {
     "mesh: ws no longer keeps the message limit in _receiver._maxPayload (see _accept.ts)",
   );
   receiver._maxPayload = bytes;
+}
+
+/**
+ * The TCP socket under a server-side TLS socket (the one the "connection" event counted). `_parent` is how
+ * node:tls links them (Deno's node:https too); failing that, the counted socket with the same remote port.
+ */
+function tcpSocketOf(tlsSocket: Socket, connections: Set<Socket>): Socket {
+  const parent = (tlsSocket as Socket & { _parent?: Socket })._parent;
+  if (parent && connections.has(parent)) return parent;
+  for (const socket of connections) {
+    if (socket.remotePort === tlsSocket.remotePort && socket.remoteAddress === tlsSocket.remoteAddress) {
+      return socket;
+    }
+  }
+  return tlsSocket;
 }
 
 /** Answers an upgrade that will not happen with a plain HTTP status and closes the connection. */

@@ -66,6 +66,19 @@ export interface MeshConfig {
   /** Writers waiting in `writable()` for one peer; beyond it `writable()` answers false at once. */
   maxWaitersPerPeer?: number;
   logger?: MeshLogger;
+  /**
+   * TLS for the cluster port: the mesh runs over wss://, the acceptor asks every dialer for a certificate and
+   * both sides accept only certificates the cluster CA signed (a dialer also checks the acceptor's names its
+   * id). The HMAC handshake still runs inside; TLS adds encryption and a second, CA-based check.
+   */
+  tls?: MeshTls;
+}
+
+/** PEM texts: this member's certificate and key and the cluster CA (one or more certificates). */
+export interface MeshTls {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 export function validateAddress(host: string, port: number, where: string): void {
@@ -88,7 +101,23 @@ export function checkChannel(channel: string): void {
   }
 }
 
-export type ResolvedConfig = Required<MeshConfig>;
+function checkTls(tls: MeshTls, where: string): MeshTls {
+  const pem = (name: keyof MeshTls, marker: RegExp) => {
+    const text = tls?.[name];
+    if (typeof text !== "string" || !marker.test(text)) {
+      throw new AetherError("bad_request", `${where}: tls.${name} must be PEM text (${marker.source})`);
+    }
+    return text;
+  };
+  const certificate = /-----BEGIN CERTIFICATE-----/;
+  return {
+    cert: pem("cert", certificate),
+    key: pem("key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+    ca: pem("ca", certificate),
+  };
+}
+
+export type ResolvedConfig = Required<Omit<MeshConfig, "tls">> & { tls?: MeshTls };
 
 export function validateConfig(config: MeshConfig): ResolvedConfig {
   const where = "mesh config";
@@ -164,6 +193,7 @@ export function validateConfig(config: MeshConfig): ResolvedConfig {
     closeTimeoutMs: ms("closeTimeoutMs", 0),
     maxWaitersPerPeer: ms("maxWaitersPerPeer", 1),
     logger: config.logger ?? createLogger({ name: `mesh ${config.self}` }),
+    ...(config.tls === undefined ? {} : { tls: checkTls(config.tls, where) }),
   };
   if (resolved.heartbeatMs * 2 > resolved.deadAfterMs) {
     throw new AetherError("bad_request", `${where}: deadAfterMs must be at least twice heartbeatMs`);

@@ -48,7 +48,9 @@ export class Dialer {
     const address = `${peer.host}:${peer.port}`;
     let ws: MeshSocket;
     try {
-      ws = dialWebSocket(`ws://${urlHost(peer.host)}:${peer.port}${this.#path}`, {
+      const tls = host.tls;
+      ws = dialWebSocket(`${tls ? "wss" : "ws"}://${urlHost(peer.host)}:${peer.port}${this.#path}`, {
+        ...(tls ? { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, servername: peer.id } } : {}),
         // Oversized frames up to Deno's own 64 MiB limit are counted and dropped (see Mesh's frame handling),
         // as on the accepting side; only beyond that does the client close the connection.
         maxMessageBytes: Math.max(DENO_MAX_MESSAGE_BYTES, 2 * host.maxFrameBytes),

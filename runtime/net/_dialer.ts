@@ -17,6 +17,7 @@
  */
 
 import { connect, type NetConnectOpts, type Socket } from "node:net";
+import { connect as tlsConnect, type ConnectionOptions } from "node:tls";
 import { WebSocket as UntypedWebSocket } from "ws";
 
 /** The environment variables `ws` reads at load time; grant them with `--allow-env`. */
@@ -52,6 +53,11 @@ const NodeWebSocket = UntypedWebSocket as unknown as WsClientConstructor;
 export interface DialOptions {
   /** Messages larger than this close the connection (code 1009), as Deno's client does at its own limit. */
   maxMessageBytes: number;
+  /**
+   * For a wss:// URL: trust only `ca`, present `cert`/`key` (the acceptor asks for them) and require the
+   * acceptor's certificate to name `servername` (the peer's id).
+   */
+  tls?: { ca: string; cert: string; key: string; servername: string };
 }
 
 /**
@@ -73,7 +79,10 @@ export function dialWebSocket(url: string, options: DialOptions): MeshSocket {
     // No-delay from the first byte, so the HTTP upgrade and the auth messages are not held back either.
     // (`ws` sets it again itself when it takes the socket over after the upgrade.)
     createConnection: (netOptions: NetConnectOpts): Socket => {
-      const tcp = connect(netOptions);
+      const tls = options.tls;
+      const tcp = tls
+        ? tlsConnect({ ...netOptions, ...tls, rejectUnauthorized: true } as ConnectionOptions)
+        : connect(netOptions);
       tcp.setNoDelay(true);
       return tcp;
     },

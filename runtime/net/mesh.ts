@@ -185,6 +185,7 @@ export class Mesh {
       reconnectMinMs: c.reconnectMinMs,
       reconnectMaxMs: c.reconnectMaxMs,
       log: c.logger,
+      tls: c.tls,
       key: () => this.#key!,
       running: () => this.#state === "running",
       peer: (id) => this.#peers.get(id),

@@ -87,6 +87,8 @@ export async function startNode(
     peers: flags.peers,
     secret,
     logger: log.with({ component: "mesh" }),
+    // With the cluster CA the mesh runs over wss:// and both sides check the other's certificate against it.
+    ...(tls?.ca === undefined ? {} : { tls: { cert: tls.cert, key: tls.key, ca: tls.ca } }),
   });
   await mesh.start();
   const shell = startShell({ flags, members, storage, loaded, initialState, mesh, hub, listeners, log });

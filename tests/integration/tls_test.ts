@@ -161,6 +161,91 @@ Deno.test({
   },
 });
 
+/** The members a node reaches over the mesh, asked over HTTPS. */
+async function connectedPeers(
+  cluster: TlsCluster,
+  node: NodeProcess,
+  client: Deno.HttpClient,
+): Promise<string[]> {
+  const response = await fetch(`https://127.0.0.1:${node.ready!.apiPort}/api/v1/status`, {
+    client,
+    headers: { authorization: `Bearer ${cluster.token}` },
+  });
+  const status = await response.json() as { members: { id: string; connected: boolean }[] };
+  return status.members.filter((m) => m.connected && m.id !== node.id).map((m) => m.id).sort();
+}
+
+/** Restarts member `index` with other TLS flags (same id, ports, data and secret). */
+async function restartWith(cluster: TlsCluster, index: number, extraArgs: string[]): Promise<NodeProcess> {
+  const old = cluster.nodes[index];
+  await old.stop();
+  const { apiPort, httpPort } = old.ready ?? {};
+  const node = new NodeProcess({ ...old.options, apiPort, httpPort, extraArgs });
+  cluster.nodes[index] = node;
+  await node.start();
+  return node;
+}
+
+Deno.test({
+  name:
+    "tls: the mesh runs over wss://; a member whose certificate another CA signed is refused, then rejoins " +
+    "with a certificate re-issued by the cluster CA",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const cluster = await startTlsCluster(3);
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${cluster.certs}/ca.crt`)] });
+    try {
+      const [, n2, n3] = cluster.nodes;
+      await waitFor(
+        "n2 reaches n1 and n3",
+        async () => (await connectedPeers(cluster, n2, client)).join() === "n1,n3" ? true : undefined,
+      );
+      // A plain ws:// client gets no answer from the cluster port: it speaks TLS only.
+      const plain = await fetch(`http://127.0.0.1:${n3.ready!.clusterPort}/aether/mesh/1`).then(
+        (r) => r.status,
+        () => "failed",
+      );
+      assert.equal(plain, "failed");
+      // n1 comes back with a certificate from a foreign CA. It trusts the cluster CA too (a bundle), so only
+      // the acceptors' check of its client certificate can keep it out; it knows the cluster secret.
+      const foreign = `${cluster.root}/foreign`;
+      await clusterInit(foreign, ["n1"]);
+      const bundle = `${foreign}/bundle.crt`;
+      await Deno.writeTextFile(
+        bundle,
+        (await Deno.readTextFile(`${foreign}/ca.crt`)) + (await Deno.readTextFile(`${cluster.certs}/ca.crt`)),
+      );
+      const intruder = await restartWith(cluster, 0, [
+        ...["--tls-cert", `${foreign}/n1.crt`, "--tls-key", `${foreign}/n1.key`, "--tls-ca", bundle],
+      ]);
+      await waitFor(
+        "n2 to refuse the foreign certificate",
+        () => Promise.resolve(cluster.nodes[1].log.includes("mesh refused a connection") ? true : undefined),
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.deepEqual(await connectedPeers(cluster, n2, client), ["n3"], "n2 does not accept the intruder");
+      assert.deepEqual(await connectedPeers(cluster, n3, client), ["n2"], "n3 does not accept the intruder");
+      assert.match(n2.log, /mesh refused a connection.*TLS/);
+      assert.doesNotMatch(intruder.log, /mesh peer up/);
+      // Rotation: a new certificate for n1 from the cluster CA (cluster init keeps the CA), then a restart.
+      const oldCert = await Deno.readTextFile(`${cluster.certs}/n1.crt`);
+      await clusterInit(cluster.certs, ["n1"]);
+      assert.notEqual(await Deno.readTextFile(`${cluster.certs}/n1.crt`), oldCert);
+      const rejoined = await restartWith(cluster, 0, tlsArgs(cluster.certs, "n1"));
+      await waitFor(
+        "n1 rejoins with its new certificate",
+        async () => (await connectedPeers(cluster, rejoined, client)).join() === "n2,n3" ? true : undefined,
+      );
+    } catch (e) {
+      throw new Error(`${e}\n${cluster.nodes.map((n) => `--- ${n.id}\n${n.log}`).join("\n")}`);
+    } finally {
+      client.close();
+      await cluster.close();
+    }
+  },
+});
+
 /** Starts a single node with `args` and expects it to exit with code 2 and `message` on standard error. */
 async function refusedFlags(root: string, args: string[], message: RegExp): Promise<void> {
   const node = new NodeProcess({
