@@ -1,0 +1,179 @@
+/**
+ * What TLS costs: the same 3-member cluster on loopback, once plain (http:// API, ws:// mesh) and once with TLS
+ * on every listener (https:// API and app port, wss:// mesh with client certificates), each driven by C workers
+ * issuing KV puts back to back through the management API (round-robin over the members; followers forward to
+ * the leader over the mesh). Prints puts/s and p50/p99 for both and the ratio, plus the time for one new HTTPS
+ * connection (TLS handshake included) against one over plain HTTP.
+ *
+ * Flags: --concurrency 32 --duration-ms 5000 --value-bytes 256 --fsync never
+ * Run: npx -y deno@2.9.6 run -A tests/bench/tls_bench.ts
+ */
+
+import { parseArgs } from "node:util";
+import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
+import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
+import { testAdminToken } from "../_support/cluster.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    concurrency: { type: "string", default: "32" },
+    "duration-ms": { type: "string", default: "5000" },
+    "value-bytes": { type: "string", default: "256" },
+    fsync: { type: "string", default: "never" },
+  },
+});
+const CONCURRENCY = Number(flags.concurrency);
+const DURATION_MS = Number(flags["duration-ms"]);
+const VALUE = new Uint8Array(Number(flags["value-bytes"])).fill(97);
+const NEW_CONNECTIONS = 200;
+
+interface Cluster {
+  nodes: NodeProcess[];
+  token: string;
+  scheme: "http" | "https";
+  client?: Deno.HttpClient;
+}
+
+async function startCluster(root: string, tls: boolean): Promise<Cluster> {
+  await Deno.mkdir(root, { recursive: true });
+  const ids = ["n1", "n2", "n3"];
+  const certs = `${root}/certs`;
+  if (tls) {
+    const init = await runCli(["cluster", "init", "--out", certs, "--nodes", ids.join(",")], {
+      permissions: CLI_TASK_PERMISSIONS,
+    });
+    if (init.code !== 0) throw new Error(`cluster init failed: ${init.stderr}`);
+  }
+  const secretFile = `${root}/secret`;
+  await Deno.writeTextFile(secretFile, crypto.randomUUID());
+  const token = testAdminToken();
+  await Deno.writeTextFile(`${root}/admin-token`, token);
+  const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
+  const nodes = ids.map((id) =>
+    new NodeProcess({
+      id,
+      peers,
+      dataDir: `${root}/${id}`,
+      secretFile,
+      bootstrapTokenFile: `${root}/admin-token`,
+      token,
+      extraArgs: [
+        "--fsync",
+        flags.fsync!,
+        ...(tls
+          ? [
+            "--tls-cert",
+            `${certs}/${id}.crt`,
+            "--tls-key",
+            `${certs}/${id}.key`,
+            "--tls-ca",
+            `${certs}/ca.crt`,
+          ]
+          : []),
+      ],
+    })
+  );
+  await Promise.all(nodes.map((n) => n.start()));
+  const client = tls
+    ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${certs}/ca.crt`)] })
+    : undefined;
+  const cluster: Cluster = { nodes, token, scheme: tls ? "https" : "http", client };
+  await waitHealthy(cluster);
+  return cluster;
+}
+
+function url(cluster: Cluster, node: NodeProcess, path: string): string {
+  return `${cluster.scheme}://127.0.0.1:${node.ready!.apiPort}${path}`;
+}
+
+async function waitHealthy(cluster: Cluster): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const ok = await Promise.all(cluster.nodes.map(async (n) => {
+      try {
+        const r = await fetch(url(cluster, n, "/api/v1/health"), { client: cluster.client });
+        await r.body?.cancel();
+        return r.status === 200;
+      } catch {
+        return false;
+      }
+    }));
+    if (ok.every(Boolean)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("cluster not healthy");
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+async function drive(cluster: Cluster): Promise<{ putsPerSecond: number; p50Ms: number; p99Ms: number }> {
+  const latencies: number[] = [];
+  const stopAt = performance.now() + DURATION_MS;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, async (_, w) => {
+    const node = cluster.nodes[w % cluster.nodes.length];
+    for (let i = 0; performance.now() < stopAt; i++) {
+      const t = performance.now();
+      const r = await fetch(url(cluster, node, `/api/v1/kv/app/bench/${w}/${i}`), {
+        method: "PUT",
+        body: VALUE,
+        headers: { authorization: `Bearer ${cluster.token}` },
+        client: cluster.client,
+      });
+      await r.body?.cancel();
+      if (r.ok) latencies.push(performance.now() - t);
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    putsPerSecond: latencies.length / seconds,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+  };
+}
+
+/** Mean time of a health request on a fresh connection each time (a new client per request). */
+async function newConnectionMs(cluster: Cluster, caPem?: string): Promise<number> {
+  const started = performance.now();
+  for (let i = 0; i < NEW_CONNECTIONS; i++) {
+    const client = Deno.createHttpClient(caPem ? { caCerts: [caPem] } : {});
+    const r = await fetch(url(cluster, cluster.nodes[0], "/api/v1/health"), { client });
+    await r.body?.cancel();
+    client.close();
+  }
+  return (performance.now() - started) / NEW_CONNECTIONS;
+}
+
+async function run(tls: boolean) {
+  const root = await Deno.makeTempDir({ prefix: `aether-tls-bench-${tls ? "tls" : "plain"}-` });
+  const cluster = await startCluster(root, tls);
+  try {
+    const load = await drive(cluster);
+    const ca = tls ? await Deno.readTextFile(`${root}/certs/ca.crt`) : undefined;
+    return { ...load, newConnectionMs: await newConnectionMs(cluster, ca) };
+  } finally {
+    cluster.client?.close();
+    await Promise.all(cluster.nodes.map((n) => n.stop()));
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+const plain = await run(false);
+const tls = await run(true);
+const f = (n: number) => n.toFixed(1);
+console.log(
+  `concurrency ${CONCURRENCY}, ${DURATION_MS} ms, ${VALUE.byteLength}-byte values, --fsync ${flags.fsync}`,
+);
+console.log(
+  `plain  ${f(plain.putsPerSecond)} puts/s  p50 ${f(plain.p50Ms)} ms  p99 ${f(plain.p99Ms)} ms  ` +
+    `new connection + request ${f(plain.newConnectionMs)} ms`,
+);
+console.log(
+  `tls    ${f(tls.putsPerSecond)} puts/s  p50 ${f(tls.p50Ms)} ms  p99 ${f(tls.p99Ms)} ms  ` +
+    `new connection + request ${f(tls.newConnectionMs)} ms`,
+);
+console.log(`tls/plain throughput ${(tls.putsPerSecond / plain.putsPerSecond).toFixed(2)}x`);
