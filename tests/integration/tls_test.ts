@@ -296,3 +296,31 @@ Deno.test("tls: bad TLS flags stop the node with exit code 2 naming the flag", a
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("tls: with --app-guard off the application port (plain Deno.serve) serves HTTPS too", async () => {
+  const root = await Deno.makeTempDir({ prefix: "aether-tls-unguarded-" });
+  const certs = `${root}/certs`;
+  const node = new NodeProcess({
+    id: "n1",
+    peers: "n1@127.0.0.1:0",
+    dataDir: `${root}/n1`,
+    secretFile: `${root}/secret`,
+    extraArgs: [...tlsArgs(certs, "n1"), "--app-guard", "off"],
+  });
+  try {
+    await Deno.writeTextFile(`${root}/secret`, `test-secret-${crypto.randomUUID()}`);
+    await clusterInit(certs, ["n1"]);
+    await node.start();
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${certs}/ca.crt`)] });
+    try {
+      const response = await fetch(`https://localhost:${node.ready!.httpPort}/nothing`, { client });
+      assert.equal(response.status, 404);
+      await response.body?.cancel();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await node.stop();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
