@@ -324,3 +324,60 @@ Deno.test("tls: with --app-guard off the application port (plain Deno.serve) ser
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test({
+  name:
+    "tls: the cluster CA is rotated on a running cluster, one member restart at a time, through a bundle " +
+    "of both CAs; data written before is read over HTTPS with the new CA after",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const cluster = await startTlsCluster(3);
+    const oldCa = await Deno.readTextFile(`${cluster.certs}/ca.crt`);
+    const next = `${cluster.root}/next`;
+    await clusterInit(next, ["n1", "n2", "n3"]);
+    const bundle = `${cluster.root}/bundle.crt`;
+    await Deno.writeTextFile(bundle, oldCa + (await Deno.readTextFile(`${next}/ca.crt`)));
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(bundle)] });
+    const allConnected = (what: string) =>
+      waitFor(what, async () => {
+        const views = await Promise.all(cluster.nodes.map((n) => connectedPeers(cluster, n, client)));
+        return views.every((peers) => peers.length === 2) ? true : undefined;
+      });
+    try {
+      await allConnected("the cluster on the old CA");
+      assert.equal((await cli(cluster, ["kv", "put", "app/rotation", "before"], bundle)).code, 0);
+      // 1: every member trusts both CAs (still presenting the old certificate).
+      for (const [i, id] of ["n1", "n2", "n3"].entries()) {
+        await restartWith(cluster, i, [
+          ...["--tls-cert", `${cluster.certs}/${id}.crt`, "--tls-key", `${cluster.certs}/${id}.key`],
+          ...["--tls-ca", bundle],
+        ]);
+        await allConnected(`${id} back trusting both CAs`);
+      }
+      // 2: every member presents a certificate from the new CA (the others still mix old and new).
+      for (const [i, id] of ["n1", "n2", "n3"].entries()) {
+        await restartWith(cluster, i, [
+          ...["--tls-cert", `${next}/${id}.crt`, "--tls-key", `${next}/${id}.key`, "--tls-ca", bundle],
+        ]);
+        await allConnected(`${id} back with a new-CA certificate`);
+      }
+      // 3: the old CA is dropped.
+      for (const [i] of ["n1", "n2", "n3"].entries()) {
+        await restartWith(cluster, i, tlsArgs(next, cluster.nodes[i].id));
+        await allConnected(`${cluster.nodes[i].id} back trusting only the new CA`);
+      }
+      const get = await cli(cluster, ["kv", "get", "app/rotation"], `${next}/ca.crt`);
+      assert.equal(get.code, 0, get.stderr);
+      assert.match(get.stdout, /before/);
+      // The old CA no longer opens the API.
+      const stale = await cli(cluster, ["status"], `${cluster.certs}/ca.crt`);
+      assert.equal(stale.code, 3, stale.stderr);
+    } catch (e) {
+      throw new Error(`${e}\n${cluster.nodes.map((n) => `--- ${n.id}\n${n.log}`).join("\n")}`);
+    } finally {
+      client.close();
+      await cluster.close();
+    }
+  },
+});
