@@ -176,11 +176,22 @@ async function connectedPeers(
 }
 
 /** Restarts member `index` with other TLS flags (same id, ports, data and secret). */
-async function restartWith(cluster: TlsCluster, index: number, extraArgs: string[]): Promise<NodeProcess> {
+async function restartWith(
+  cluster: TlsCluster,
+  index: number,
+  extraArgs: string[],
+  secretFile?: string,
+): Promise<NodeProcess> {
   const old = cluster.nodes[index];
   await old.stop();
   const { apiPort, httpPort } = old.ready ?? {};
-  const node = new NodeProcess({ ...old.options, apiPort, httpPort, extraArgs });
+  const node = new NodeProcess({
+    ...old.options,
+    apiPort,
+    httpPort,
+    extraArgs,
+    secretFile: secretFile ?? old.options.secretFile,
+  });
   cluster.nodes[index] = node;
   await node.start();
   return node;
@@ -373,6 +384,46 @@ Deno.test({
       // The old CA no longer opens the API.
       const stale = await cli(cluster, ["status"], `${cluster.certs}/ca.crt`);
       assert.equal(stale.code, 3, stale.stderr);
+    } catch (e) {
+      throw new Error(`${e}\n${cluster.nodes.map((n) => `--- ${n.id}\n${n.log}`).join("\n")}`);
+    } finally {
+      client.close();
+      await cluster.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "tls: the cluster secret is rotated by restarting members one at a time; a majority stays connected",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const cluster = await startTlsCluster(3);
+    const client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${cluster.certs}/ca.crt`)] });
+    const newSecret = `${cluster.root}/secret-next`;
+    await Deno.writeTextFile(newSecret, `rotated-secret-${crypto.randomUUID()}`);
+    const connected = async (i: number) => (await connectedPeers(cluster, cluster.nodes[i], client)).join();
+    try {
+      await waitFor("all connected", async () => (await connected(0)) === "n2,n3" ? true : undefined);
+      // n1 on the new secret: alone (n2 and n3 still hold the old one and a majority).
+      await restartWith(cluster, 0, tlsArgs(cluster.certs, "n1"), newSecret);
+      await waitFor("n2 and n3 still together", async () => (await connected(1)) === "n3" ? true : undefined);
+      assert.equal(await connected(0), "");
+      // n2 too: n1 and n2 form the majority on the new secret; n3 is the one left out.
+      await restartWith(cluster, 1, tlsArgs(cluster.certs, "n2"), newSecret);
+      await waitFor(
+        "n1 and n2 on the new secret",
+        async () => (await connected(0)) === "n2" ? true : undefined,
+      );
+      // n3 last: everyone together again.
+      await restartWith(cluster, 2, tlsArgs(cluster.certs, "n3"), newSecret);
+      await waitFor(
+        "all on the new secret",
+        async () =>
+          (await Promise.all([0, 1, 2].map(connected))).join(" ") === "n2,n3 n1,n3 n1,n2" ? true : undefined,
+      );
+      const put = await cli(cluster, ["kv", "put", "app/after-rotation", "ok"]);
+      assert.equal(put.code, 0, put.stderr);
     } catch (e) {
       throw new Error(`${e}\n${cluster.nodes.map((n) => `--- ${n.id}\n${n.log}`).join("\n")}`);
     } finally {
