@@ -74,3 +74,22 @@ Deno.test("HTTP server limits: defaults, each flag read, bad values refused nami
     (e: Error) => e.message === "--idle-timeout-ms: 99999999999999 is over 2147483647 ms",
   );
 });
+
+Deno.test("--tls-cert/--tls-key: both or neither; --tls-ca only with them; plain HTTP by default", () => {
+  assert.equal(parseNodeFlags(REQUIRED).tls, undefined);
+  assert.deepEqual(parseNodeFlags([...REQUIRED, "--tls-cert", "c.pem", "--tls-key", "k.pem"]).tls, {
+    certFile: "c.pem",
+    keyFile: "k.pem",
+  });
+  assert.deepEqual(
+    parseNodeFlags([...REQUIRED, "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-ca", "ca.pem"]).tls,
+    { certFile: "c.pem", keyFile: "k.pem", caFile: "ca.pem" },
+  );
+  assert.throws(() => parseNodeFlags([...REQUIRED, "--tls-cert", "c.pem"]), /--tls-key: is required/);
+  assert.throws(() => parseNodeFlags([...REQUIRED, "--tls-key", "k.pem"]), /--tls-cert: is required/);
+  assert.throws(() => parseNodeFlags([...REQUIRED, "--tls-ca", "ca.pem"]), /--tls-ca: needs --tls-cert/);
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--tls-cert", "", "--tls-key", "k.pem"]),
+    /--tls-cert: needs a file/,
+  );
+});
