@@ -20,6 +20,10 @@
  *   (Deno.upgradeWebSocket buffered whole frames up to 64 MiB before the handshake could look at them: 16
  *   frames of 60 MB took a node from 82 to 1,757 MiB.)
  *
+ * TLS (MeshConfig.tls): the listener is `node:https` asking every dialer for a certificate the cluster CA
+ * signed; one without is refused in the TLS handshake, before the HMAC handshake above is reached. The bounds
+ * and deadlines count the TCP socket under the TLS socket, from accept, so a stalled TLS handshake is dropped too.
+ *
  * Why `node:http` + `ws` rather than Deno.serve + Deno.upgradeWebSocket: Deno's server WebSocket has no
  * message-size option, so a frame cannot be refused on its header. The dialer already uses `ws` (_dialer.ts).
  */
