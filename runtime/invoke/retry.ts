@@ -22,8 +22,10 @@
  *    instance would let one request kill every instance of the slice. So:
  *    - `crashed_by_call`: this call was the only one in flight on the instance: the call is to blame; never
  *      retried (the caller gets a 500 naming the crash);
- *    - `instance_crashed`: other calls were in flight too, so another one may be to blame: retried at most
- *      once per call (`MAX_CRASH_RETRIES`), then a 500 naming the crash.
+ *    - `instance_crashed`: other calls were in flight too, and which of them is to blame cannot be told:
+ *      not retried either (`MAX_CRASH_RETRIES` 0), a 500 naming the crash. Retrying them once let the guilty
+ *      one kill a second instance before the first was replaced (1 of 3 ACTIVE under one crashing request a
+ *      second); the innocent calls cut off with it are the price, a few per crash.
  * 3. Never retried:
  *    - the slice's own error (an outcome with `ok: false`) is an answer, not a failure: it goes back to the
  *      caller as it is, once;
@@ -87,7 +89,7 @@ const UNKNOWN_OUTCOME: ReadonlySet<FailureKind> = new Set(["node_departed", "ins
 /** The instance crashed with the call in it. */
 const CRASHED: ReadonlySet<FailureKind> = new Set(["instance_crashed", "crashed_by_call"]);
 /** How often one call is retried after instances crashed with it in flight. */
-export const MAX_CRASH_RETRIES = 1;
+export const MAX_CRASH_RETRIES = 0;
 
 /** Whether an instance crashed (its sandbox ended) during the call. */
 export function isCrash(kind: FailureKind): boolean {
@@ -123,7 +125,7 @@ export function retryDecision(policy: RetryPolicy, input: RetryInput): RetryDeci
       return { retry: false, why: "the instance crashed and the call is not idempotent" };
     }
     if ((input.crashes ?? 1) > MAX_CRASH_RETRIES) {
-      return { retry: false, why: `${input.crashes} instances crashed with this call in flight` };
+      return { retry: false, why: `${input.crashes ?? 1} instance(s) crashed with this call in flight` };
     }
     if (attempt >= policy.maxAttempts) return { retry: false, why: `${attempt} attempts made` };
     return { retry: true, immediate: false };

@@ -49,11 +49,14 @@ Deno.test("[process] a crash during a call names the request, and the calls in f
   const failures: SliceFailure[] = [];
   const h = await host(failures);
   try {
-    await rejects(h.invoke("exit", {}, { requestId: "exit-req" }), (e: { extra: Record<string, unknown> }) => {
-      assertEquals(e.extra.failure, "exit");
-      assertEquals(e.extra.callsInFlight, 1);
-      return true;
-    });
+    await rejects(
+      h.invoke("exit", {}, { requestId: "exit-req" }),
+      (e: { extra: Record<string, unknown> }) => {
+        assertEquals(e.extra.failure, "exit");
+        assertEquals(e.extra.callsInFlight, 1);
+        return true;
+      },
+    );
     assertEquals(failures.map((f) => [f.kind, f.requestIds]), [["exit", ["exit-req"]]]);
   } finally {
     await h.unload();
