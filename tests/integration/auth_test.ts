@@ -11,54 +11,11 @@ import { createLogger } from "../../runtime/core/log.ts";
 import { ROLES } from "../../runtime/model/mod.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
 import { rejects, throws } from "node:assert/strict";
-import { type RunningNode, startNode } from "../../runtime/node/node.ts";
-import { NodeProcess, testAdminToken, TestCluster } from "../_support/cluster.ts";
+import { startNode } from "../../runtime/node/node.ts";
+import { NodeProcess, TestCluster } from "../_support/cluster.ts";
+import { startInProcessNode } from "../_support/in_process_node.ts";
 
 const SECRET = "auth-test-cluster-secret";
-
-interface InProcessNode {
-  node: RunningNode;
-  api: string;
-  admin: string;
-  close(): Promise<void>;
-}
-
-async function startInProcess(extraArgs: string[] = []): Promise<InProcessNode> {
-  const dataDir = await Deno.makeTempDir({ prefix: "aether-auth-" });
-  await Deno.writeTextFile(`${dataDir}.secret`, SECRET);
-  const admin = testAdminToken();
-  await Deno.writeTextFile(`${dataDir}.token`, admin);
-  const flags = parseNodeFlags([
-    ...[
-      "--id",
-      "n1",
-      "--peers",
-      "n1@127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-      "--secret-file",
-      `${dataDir}.secret`,
-    ],
-    ...["--api-port", "0", "--http-port", "0", "--log-level", "error"],
-    ...["--bootstrap-token-file", `${dataDir}.token`, ...extraArgs],
-  ]);
-  const node = await startNode(flags, new TextEncoder().encode(SECRET), createLogger({ level: "error" }));
-  const api = `http://127.0.0.1:${node.ports.api}`;
-  // The bootstrap token is committed once the single member leads.
-  const deadline = Date.now() + 20_000;
-  while (!node.core.isLeader() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return {
-    node,
-    api,
-    admin,
-    close: async () => {
-      await node.stop();
-      for (const path of [dataDir, `${dataDir}.secret`, `${dataDir}.token`]) {
-        await Deno.remove(path, { recursive: true }).catch(() => {});
-      }
-    },
-  };
-}
 
 async function call(
   url: string,
@@ -99,7 +56,7 @@ function concrete(entry: EndpointEntry): string {
 }
 
 Deno.test("auth: every route of the management API has a role in the table, and every entry is routed", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const routed = new Set(n.node.apiRoutes.map((r) => `${r.method} ${r.path}`));
     const listed = new Set(ENDPOINT_ROLES.map((e) => `${e.method} ${e.path}`));
@@ -117,7 +74,7 @@ Deno.test("auth: every route of the management API has a role in the table, and 
 });
 
 Deno.test("auth: every endpoint × role: 401 without a token, 403 below its role, allowed at it", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const tokens: Record<string, string> = { admin: n.admin };
     for (const role of ["viewer", "operator"]) {
@@ -160,7 +117,7 @@ Deno.test("auth: every endpoint × role: 401 without a token, 403 below its role
 });
 
 Deno.test("auth: tokens are created once-shown, listed without secrets, revoked and expire", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const ci = await createToken(n.api, n.admin, "ci pipeline", "operator", "90d");
     match(ci.token, /^aether_[a-z0-9]+_[A-Za-z0-9_-]{43}$/);
@@ -231,7 +188,12 @@ Deno.test("auth: tokens are created once-shown, listed without secrets, revoked 
 });
 
 Deno.test("auth: a foreign Host (DNS rebinding) and a foreign Origin are refused; CORS is default-deny", async () => {
-  const n = await startInProcess(["--api-names", "aether.internal", "--cors-origins", "https://ops.example"]);
+  const n = await startInProcessNode([
+    "--api-names",
+    "aether.internal",
+    "--cors-origins",
+    "https://ops.example",
+  ]);
   try {
     const status = `${n.api}/api/v1/status`;
     // fetch() always sends the URL's own Host: a raw request sends what a rebinding page's browser would.
@@ -278,14 +240,14 @@ Deno.test("auth: a foreign Host (DNS rebinding) and a foreign Origin are refused
 });
 
 Deno.test("auth: health and readiness stay open; --closed-probes closes them", async () => {
-  const open = await startInProcess();
+  const open = await startInProcessNode();
   try {
     notEqual((await call(`${open.api}/api/v1/health`)).status, 401);
     notEqual((await call(`${open.api}/api/v1/ready`)).status, 401);
   } finally {
     await open.close();
   }
-  const closed = await startInProcess(["--closed-probes"]);
+  const closed = await startInProcessNode(["--closed-probes"]);
   try {
     equal((await call(`${closed.api}/api/v1/health`)).status, 401);
     equal((await call(`${closed.api}/api/v1/ready`)).status, 401);
@@ -349,7 +311,7 @@ async function rawGet(port: number, path: string, host: string, token: string): 
 }
 
 Deno.test("auth: mutating calls are audited (who, role, what, target, status, request id); retention is bounded", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const op = await createToken(n.api, n.admin, "deployer", "operator");
     const put = await call(`${n.api}/api/v1/kv/app/audited`, {

@@ -9,12 +9,7 @@
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { openApiPath } from "../../runtime/api/mod.ts";
-import { createLogger } from "../../runtime/core/log.ts";
-import { parseNodeFlags } from "../../runtime/node/flags.ts";
-import { type RunningNode, startNode } from "../../runtime/node/node.ts";
-import { testAdminToken } from "../_support/cluster.ts";
-
-const SECRET = "openapi-test-cluster-secret";
+import { startInProcessNode } from "../_support/in_process_node.ts";
 
 interface Operation {
   "x-aether-role": string;
@@ -24,45 +19,6 @@ interface Operation {
   >;
 }
 type Document = { paths: Record<string, Record<string, Operation>> };
-
-async function startInProcess(extraArgs: string[] = []) {
-  const dataDir = await Deno.makeTempDir({ prefix: "aether-openapi-" });
-  await Deno.writeTextFile(`${dataDir}.secret`, SECRET);
-  const admin = testAdminToken();
-  await Deno.writeTextFile(`${dataDir}.token`, admin);
-  const flags = parseNodeFlags([
-    ...[
-      "--id",
-      "n1",
-      "--peers",
-      "n1@127.0.0.1:0",
-      "--data-dir",
-      dataDir,
-      "--secret-file",
-      `${dataDir}.secret`,
-    ],
-    ...["--api-port", "0", "--http-port", "0", "--log-level", "error"],
-    ...["--bootstrap-token-file", `${dataDir}.token`, ...extraArgs],
-  ]);
-  const node: RunningNode = await startNode(
-    flags,
-    new TextEncoder().encode(SECRET),
-    createLogger({ level: "error" }),
-  );
-  const deadline = Date.now() + 20_000;
-  while (!node.core.isLeader() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return {
-    node,
-    api: `http://127.0.0.1:${node.ports.api}`,
-    admin,
-    close: async () => {
-      await node.stop();
-      for (const path of [dataDir, `${dataDir}.secret`, `${dataDir}.token`]) {
-        await Deno.remove(path, { recursive: true }).catch(() => {});
-      }
-    },
-  };
-}
 
 async function fetchDocument(api: string, token?: string): Promise<{ status: number; body: unknown }> {
   const response = await fetch(`${api}/api/v1/openapi.json`, {
@@ -97,7 +53,7 @@ function concrete(path: string): string {
 }
 
 Deno.test("openapi: a node serves a valid OpenAPI 3.1 document, without a token, listing exactly its routes", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const { status, body } = await fetchDocument(n.api);
     equal(status, 200, JSON.stringify(body));
@@ -118,7 +74,7 @@ Deno.test("openapi: a node serves a valid OpenAPI 3.1 document, without a token,
 });
 
 Deno.test("openapi: every operation answers what the document says (called as admin)", async () => {
-  const n = await startInProcess();
+  const n = await startInProcessNode();
   try {
     const document = (await fetchDocument(n.api)).body as Document;
     let checked = 0;
@@ -163,7 +119,7 @@ Deno.test("openapi: every operation answers what the document says (called as ad
 });
 
 Deno.test("openapi: with --closed-probes the document, like the probes, needs a viewer token", async () => {
-  const n = await startInProcess(["--closed-probes"]);
+  const n = await startInProcessNode(["--closed-probes"]);
   try {
     equal((await fetchDocument(n.api)).status, 401);
     equal((await fetchDocument(n.api, n.admin)).status, 200);
