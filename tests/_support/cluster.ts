@@ -15,6 +15,8 @@ export interface ClusterOptions {
   fsync?: "always" | "never";
   /** Extra flags for every node. */
   extraArgs?: string[];
+  /** Extra flags of one node (after `extraArgs`), e.g. its own certificate; `root` is the cluster's directory. */
+  argsFor?: (id: string, root: string) => string[];
   /**
    * Carry every link between two members through its own partition proxy (the member with the smaller id
    * dials, so its --peers names the proxy in front of the other), so a test can cut one link: `link(a, b)`.
@@ -67,7 +69,7 @@ export class TestCluster {
           secretFile,
           bootstrapTokenFile,
           token: cluster.token,
-          extraArgs,
+          extraArgs: [...extraArgs, ...(options.argsFor?.(id, root) ?? [])],
         }),
       );
     }

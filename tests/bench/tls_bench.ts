@@ -10,9 +10,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
-import { testAdminToken } from "../_support/cluster.ts";
+import { TestCluster } from "../_support/cluster.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -29,58 +29,51 @@ const VALUE = new Uint8Array(Number(flags["value-bytes"])).fill(97);
 const NEW_CONNECTIONS = 200;
 
 interface Cluster {
+  test: TestCluster;
   nodes: NodeProcess[];
   token: string;
   scheme: "http" | "https";
   client?: Deno.HttpClient;
+  /** The cluster CA (TLS only). */
+  ca?: string;
 }
 
-async function startCluster(root: string, tls: boolean): Promise<Cluster> {
-  await Deno.mkdir(root, { recursive: true });
-  const ids = ["n1", "n2", "n3"];
-  const certs = `${root}/certs`;
-  if (tls) {
-    const init = await runCli(["cluster", "init", "--out", certs, "--nodes", ids.join(",")], {
-      permissions: CLI_TASK_PERMISSIONS,
-    });
-    if (init.code !== 0) throw new Error(`cluster init failed: ${init.stderr}`);
+const tlsArgs = (id: string, root: string) => [
+  ...["--tls-cert", `${root}/certs/${id}.crt`, "--tls-key", `${root}/certs/${id}.key`],
+  ...["--tls-ca", `${root}/certs/ca.crt`],
+];
+
+async function startCluster(tls: boolean): Promise<Cluster> {
+  const test = await TestCluster.create(3, {
+    fsync: flags.fsync as "always" | "never",
+    argsFor: tls ? tlsArgs : undefined,
+  });
+  try {
+    let ca: string | undefined;
+    if (tls) {
+      const ids = test.nodes.map((n) => n.id).join(",");
+      const init = await runCli(["cluster", "init", "--out", `${test.root}/certs`, "--nodes", ids], {
+        permissions: CLI_TASK_PERMISSIONS,
+      });
+      if (init.code !== 0) throw new Error(`cluster init failed: ${init.stderr}`);
+      ca = await Deno.readTextFile(`${test.root}/certs/ca.crt`);
+    }
+    await test.startAll();
+    const client = ca ? Deno.createHttpClient({ caCerts: [ca] }) : undefined;
+    const cluster: Cluster = {
+      test,
+      nodes: test.nodes,
+      token: test.token,
+      scheme: tls ? "https" : "http",
+      client,
+      ca,
+    };
+    await waitHealthy(cluster);
+    return cluster;
+  } catch (e) {
+    await test.close();
+    throw e;
   }
-  const secretFile = `${root}/secret`;
-  await Deno.writeTextFile(secretFile, crypto.randomUUID());
-  const token = testAdminToken();
-  await Deno.writeTextFile(`${root}/admin-token`, token);
-  const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
-  const nodes = ids.map((id) =>
-    new NodeProcess({
-      id,
-      peers,
-      dataDir: `${root}/${id}`,
-      secretFile,
-      bootstrapTokenFile: `${root}/admin-token`,
-      token,
-      extraArgs: [
-        "--fsync",
-        flags.fsync!,
-        ...(tls
-          ? [
-            "--tls-cert",
-            `${certs}/${id}.crt`,
-            "--tls-key",
-            `${certs}/${id}.key`,
-            "--tls-ca",
-            `${certs}/ca.crt`,
-          ]
-          : []),
-      ],
-    })
-  );
-  await Promise.all(nodes.map((n) => n.start()));
-  const client = tls
-    ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${certs}/ca.crt`)] })
-    : undefined;
-  const cluster: Cluster = { nodes, token, scheme: tls ? "https" : "http", client };
-  await waitHealthy(cluster);
-  return cluster;
 }
 
 function url(cluster: Cluster, node: NodeProcess, path: string): string {
@@ -149,16 +142,13 @@ async function newConnectionMs(cluster: Cluster, caPem?: string): Promise<number
 }
 
 async function run(tls: boolean) {
-  const root = await Deno.makeTempDir({ prefix: `aether-tls-bench-${tls ? "tls" : "plain"}-` });
-  const cluster = await startCluster(root, tls);
+  const cluster = await startCluster(tls);
   try {
     const load = await drive(cluster);
-    const ca = tls ? await Deno.readTextFile(`${root}/certs/ca.crt`) : undefined;
-    return { ...load, newConnectionMs: await newConnectionMs(cluster, ca) };
+    return { ...load, newConnectionMs: await newConnectionMs(cluster, cluster.ca) };
   } finally {
     cluster.client?.close();
-    await Promise.all(cluster.nodes.map((n) => n.stop()));
-    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await cluster.test.close();
   }
 }
 

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, NodeProcess } from "../../runtime/forge/mod.ts";
-import { testAdminToken } from "../_support/cluster.ts";
+import { NodeProcess } from "../../runtime/forge/mod.ts";
+import { TestCluster } from "../_support/cluster.ts";
 import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
 
 interface TlsCluster {
@@ -25,37 +25,22 @@ async function clusterInit(dir: string, ids: string[]): Promise<void> {
 }
 
 async function startTlsCluster(size: number): Promise<TlsCluster> {
-  const root = await Deno.makeTempDir({ prefix: "aether-tls-" });
-  const certs = `${root}/certs`;
-  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-  await clusterInit(certs, ids);
-  const secretFile = `${root}/secret`;
-  await Deno.writeTextFile(secretFile, `test-secret-${crypto.randomUUID()}`);
-  const token = testAdminToken();
-  await Deno.writeTextFile(`${root}/admin-token`, token);
-  const peers = ids.map((id) => `${id}@127.0.0.1:${freePort()}`).join(",");
-  const nodes = ids.map((id) =>
-    new NodeProcess({
-      id,
-      peers,
-      dataDir: `${root}/${id}`,
-      secretFile,
-      bootstrapTokenFile: `${root}/admin-token`,
-      token,
-      extraArgs: tlsArgs(certs, id),
-    })
-  );
-  const close = async () => {
-    await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
-    await Deno.remove(root, { recursive: true }).catch(() => {});
-  };
+  const cluster = await TestCluster.create(size, { argsFor: (id, root) => tlsArgs(`${root}/certs`, id) });
+  const certs = `${cluster.root}/certs`;
   try {
-    await Promise.all(nodes.map((n) => n.start()));
+    await clusterInit(certs, cluster.nodes.map((n) => n.id));
+    await cluster.startAll();
   } catch (e) {
-    await close();
+    await cluster.close();
     throw e;
   }
-  return { root, certs, token, nodes, close };
+  return {
+    root: cluster.root,
+    certs,
+    token: cluster.token,
+    nodes: cluster.nodes,
+    close: () => cluster.close(),
+  };
 }
 
 function tlsArgs(certs: string, id: string): string[] {
