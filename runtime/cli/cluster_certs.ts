@@ -11,6 +11,9 @@
 
 import { CliError, EXIT_FAILED, EXIT_USAGE } from "./client.ts";
 
+/** `openssl req` arguments for a new unencrypted P-256 key (the CA's and every node's). */
+const NEW_P256_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 export interface ClusterCertOptions {
   /** Directory the files go into (created when missing). */
   out: string;
@@ -44,11 +47,7 @@ export async function initClusterCerts(options: ClusterCertOptions): Promise<Clu
     await openssl([
       "req",
       "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
+      ...NEW_P256_KEY,
       "-keyout",
       caKey,
       "-out",
@@ -121,11 +120,7 @@ async function issueNodeCert(
     const tempKey = `${work}/${id}.key`;
     await openssl([
       "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
+      ...NEW_P256_KEY,
       "-keyout",
       tempKey,
       "-out",
