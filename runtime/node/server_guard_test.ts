@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../core/mod.ts";
 import { type GuardedServer, serveGuarded, type ServeHandler, type ServerLimits } from "./server_guard.ts";
+import { rawConnection, within } from "../../tests/_support/raw_connection.ts";
 
 const LIMITS: ServerLimits = {
   headerTimeoutMs: 300,
@@ -50,46 +51,11 @@ async function withServer(test: (server: GuardedServer) => Promise<void>, limits
   }
 }
 
-/** A raw connection: writes what it is told, records what comes back and when it was closed. */
-async function raw(port: number, localText = "") {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const state = { conn, received: "", closedAt: 0, closed: Promise.resolve() };
-  const openedAt = performance.now();
-  state.closed = (async () => {
-    const buffer = new Uint8Array(4096);
-    try {
-      while (true) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        state.received += new TextDecoder().decode(buffer.subarray(0, n));
-      }
-    } catch {
-      // reset
-    }
-    state.closedAt = performance.now() - openedAt;
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  })();
-  if (localText) await conn.write(new TextEncoder().encode(localText));
-  return state;
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 Deno.test("guard: a request whose headers never complete is closed after headerTimeoutMs", async () => {
   await withServer(async (server) => {
-    const loris = await raw(server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n");
+    const loris = await rawConnection("127.0.0.1", server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n");
     await within(loris.closed, 3000, "slow-loris connection closed");
-    assert.ok(loris.closedAt >= 250 && loris.closedAt < 2000, `closed after ${loris.closedAt} ms`);
+    assert.ok(loris.openMs >= 250 && loris.openMs < 2000, `closed after ${loris.openMs} ms`);
     assert.equal(loris.received, "");
     assert.equal(server.stats().headerTimeouts, 1);
   });
@@ -97,25 +63,26 @@ Deno.test("guard: a request whose headers never complete is closed after headerT
 
 Deno.test("guard: a body that stops arriving fails after bodyTimeoutMs; the connection closes", async () => {
   await withServer(async (server) => {
-    const partial = await raw(
+    const partial = await rawConnection(
+      "127.0.0.1",
       server.addr.port,
       "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab",
     );
     await within(partial.closed, 3000, "partial-body connection closed");
     assert.match(partial.received, /^HTTP\/1.1 408/);
     assert.match(partial.received, /no bytes for 300 ms \(body timeout\)/);
-    assert.ok(partial.closedAt < 2000, `closed after ${partial.closedAt} ms`);
+    assert.ok(partial.openMs < 2000, `closed after ${partial.openMs} ms`);
     assert.equal(server.stats().bodyTimeouts, 1);
   });
 });
 
 Deno.test("guard: idle connections close after idleTimeoutMs, before and after a request", async () => {
   await withServer(async (server) => {
-    const silent = await raw(server.addr.port);
-    const kept = await raw(server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const silent = await rawConnection("127.0.0.1", server.addr.port);
+    const kept = await rawConnection("127.0.0.1", server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     await within(Promise.all([silent.closed, kept.closed]), 3000, "idle connections closed");
     assert.match(kept.received, /^HTTP\/1.1 200[\s\S]*hello 127.0.0.1/);
-    for (const c of [silent, kept]) assert.ok(c.closedAt >= 500 && c.closedAt < 2500, `${c.closedAt} ms`);
+    for (const c of [silent, kept]) assert.ok(c.openMs >= 500 && c.openMs < 2500, `${c.openMs} ms`);
     assert.equal(server.stats().idleTimeouts, 2);
   });
 });
@@ -123,11 +90,13 @@ Deno.test("guard: idle connections close after idleTimeoutMs, before and after a
 Deno.test("guard: beyond maxConnections new connections close at once; a freed slot is reused", async () => {
   await withServer(async (server) => {
     const held = [];
-    for (let i = 0; i < LIMITS.maxConnections; i++) held.push(await raw(server.addr.port));
+    for (let i = 0; i < LIMITS.maxConnections; i++) {
+      held.push(await rawConnection("127.0.0.1", server.addr.port));
+    }
     await new Promise((r) => setTimeout(r, 50));
-    const extra = await raw(server.addr.port);
+    const extra = await rawConnection("127.0.0.1", server.addr.port);
     await within(extra.closed, 1000, "the connection over the limit closed");
-    assert.ok(extra.closedAt < 200, `closed after ${extra.closedAt} ms`);
+    assert.ok(extra.openMs < 200, `closed after ${extra.openMs} ms`);
     assert.equal(server.stats().refusedConnections, 1);
     held[0].conn.close();
     await held[0].closed;
@@ -155,7 +124,7 @@ Deno.test("guard: slow handlers, long streams and large bodies outlive the timeo
 
 Deno.test("guard: shutdown lets a request in flight finish and closes idle connections at once", async () => {
   const server = serveGuarded({ name: "test", hostname: "127.0.0.1", port: 0, limits: LIMITS, log }, handler);
-  const idle = await raw(server.addr.port);
+  const idle = await rawConnection("127.0.0.1", server.addr.port);
   const slow = fetch(`http://127.0.0.1:${server.addr.port}/slow`).then((r) => r.text());
   await new Promise((r) => setTimeout(r, 200));
   const stopped = server.shutdown();

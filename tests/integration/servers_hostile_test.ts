@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { NodeProcess } from "../../runtime/forge/mod.ts";
+import { rawConnection, within } from "../_support/raw_connection.ts";
 
 const HEADER_TIMEOUT_MS = 1000;
 const BODY_TIMEOUT_MS = 1000;
@@ -35,40 +36,6 @@ async function startNode(extraArgs: string[] = []): Promise<{ node: NodeProcess;
 async function stopNode({ node, root }: { node: NodeProcess; root: string }): Promise<void> {
   await node.stop();
   await Deno.remove(root, { recursive: true }).catch(() => {});
-}
-
-/** A raw client connection that records what it receives and how long it stayed open. */
-async function rawConnection(hostname: string, port: number, text: string) {
-  const conn = await Deno.connect({ hostname, port });
-  const openedAt = performance.now();
-  const state = { conn, received: "", openMs: -1, closed: Promise.resolve() };
-  state.closed = (async () => {
-    const buffer = new Uint8Array(4096);
-    try {
-      for (let n; (n = await conn.read(buffer)) !== null;) {
-        state.received += new TextDecoder().decode(buffer.subarray(0, n));
-      }
-    } catch {
-      // reset by the server
-    }
-    state.openMs = performance.now() - openedAt;
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  })();
-  if (text) await conn.write(new TextEncoder().encode(text));
-  return state;
-}
-
-/** Rejects when `promise` takes longer than `ms`; the message names what was awaited. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function ports(node: NodeProcess) {
