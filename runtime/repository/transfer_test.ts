@@ -126,9 +126,10 @@ Deno.test("transfer: a push fails promptly when the peer goes down in the middle
     const bytes = blob(8 * 1024 * 1024, 3);
     const sha = await sha256Hex(bytes);
     const started = Date.now();
-    const push = a.transfers.push("n2", sha, bytes);
+    // The rejection handler is attached before the peer stops: the push may fail while stop() is awaited.
+    const failed = rejects(a.transfers.push("n2", sha, bytes), /n2 (went down|went away|is not reachable)/);
     await b.mesh.stop();
-    await rejects(push, /n2 (went down|went away|is not reachable)/);
+    await failed;
     ok(Date.now() - started < 4_000, "failed on the disconnect, not on the idle timeout");
   } finally {
     await close();
