@@ -10,6 +10,7 @@ import type { Clock, Logger, NodeId } from "../core/mod.ts";
 import type { KvEvent, KvState, WatchHub } from "../kv/mod.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
+import type { EventBus } from "../metrics/mod.ts";
 
 export interface NodeContext {
   self: NodeId;
@@ -40,6 +41,8 @@ export interface NodeContext {
   isLeader(): boolean;
   /** Called whenever isLeader() changes. */
   onLeadership(listener: (leading: boolean) => void): () => void;
+  /** The node's cluster event bus: features publish what they decide (controller, rollouts, alerts). */
+  events: EventBus;
 }
 
 /** What the node itself uses of every started feature. */

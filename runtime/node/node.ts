@@ -39,6 +39,7 @@ import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
+import { EventBus } from "../metrics/mod.ts";
 
 const TICK_MS = 20;
 const WRITE_TIMEOUT_MS = 5_000;
@@ -256,6 +257,12 @@ function coreContext(
     leader: () => elections.leader(),
     isLeader: () => elections.isLeader(),
     onLeadership: (listener) => listeners.leadership.add(listener),
+    // Ids start at the boot time so they grow across restarts (a resume from before one is answered "gone").
+    events: new EventBus({
+      node: flags.id,
+      firstId: Math.floor(Date.now()),
+      log: log.with({ component: "events" }),
+    }),
   };
 }
 
