@@ -12,3 +12,4 @@ export * from "./trace.ts";
 export * from "./problem.ts";
 export * from "./log.ts";
 export * from "./stop.ts";
+export * from "./metrics.ts";

@@ -23,3 +23,22 @@ export {
   MAX_EVENT_SUBSCRIBERS,
   parseEventTypeFilter,
 } from "./events.ts";
+// Cluster metrics (issue 16 items 1-4): the contract other features read (types.ts).
+export type {
+  ClusterSnapshot,
+  ConsensusMetrics,
+  HistoryAnswer,
+  HistoryQuery,
+  HistorySeries,
+  InstanceMetrics,
+  InvocationSummary,
+  MergedMethodMetrics,
+  MethodMetrics,
+  MetricsView,
+  NodeEntry,
+  NodeMetrics,
+  PeerMetrics,
+  ProcessMetrics,
+  RouteMetrics,
+  SliceMetrics,
+} from "./types.ts";
