@@ -84,6 +84,7 @@ import {
   routedVersion,
   type RoutingView,
   type TargetView,
+  versionCount,
   ViewReader,
 } from "./view.ts";
 
@@ -369,6 +370,8 @@ interface VersionOutcome {
   movers: number;
   /** ACTIVE instances that stay. */
   active: number;
+  /** Instances the version should run. */
+  desired: number;
   /** The version's backoff after this step. */
   backoff: TargetBackoff | undefined;
   /** Set when the backoff changed (the target record is rewritten). */
@@ -379,6 +382,8 @@ interface VersionOutcome {
 interface KeepVersionInput {
   target: TargetView;
   version: string;
+  /** Instances the version should run. */
+  desired: number;
   /** The up instances of every kept version (the placement tie-break). */
   keptUp: InstanceView[];
   /** This step's new failures of the version. */
@@ -721,6 +726,12 @@ class Reconciler {
       this.#keepVersion(b, {
         target,
         version,
+        // Both at the target's count, unless a rolling update gives each version its own (routing/).
+        desired: routed === undefined ? target.record.instances : versionCount(
+          target.record.instances,
+          version,
+          routing?.record,
+        ),
         keptUp,
         tally: failures.get(version),
         previousBackoff: this.#previousBackoff(target, version),
@@ -732,7 +743,7 @@ class Reconciler {
       base,
       kept,
       old,
-      stillNeeded: target.record.instances - outcomes[0].active,
+      stillNeeded: outcomes[0].desired - outcomes[0].active,
     });
     // Whether a version is kept or retired depends on `routing/`: a decision made without seeing its latest
     // change must not apply (an operator setting weights must not find the version they name retired).
@@ -740,9 +751,7 @@ class Reconciler {
       b.expect(routing?.key ?? kvKeys.routing(base), routing?.modRevision ?? 0);
     }
     const settled = b.empty && old.length === 0 &&
-      outcomes.every((o) =>
-        o.manifest && !o.backoff && o.movers === 0 && o.counted.length === target.record.instances
-      ) &&
+      outcomes.every((o) => o.manifest && !o.backoff && o.movers === 0 && o.counted.length === o.desired) &&
       live.every((i) => kept.includes(i.version) && i.record.state === "ACTIVE") &&
       all.every((i) => this.#isLive(i.node));
     this.#summarize(target, outcomes, settled);
@@ -908,7 +917,7 @@ class Reconciler {
   #keepVersion(b: DecisionBuilder, input: KeepVersionInput): VersionOutcome {
     const { target, version, keptUp, tally } = input;
     const base = target.base;
-    const desired = target.record.instances;
+    const desired = input.desired;
     const coordinates = `${base}:${version}`;
     const label = version !== target.record.version ? `${coordinates} (routed)` : base;
     const manifest = this.#manifest(coordinates);
@@ -937,7 +946,7 @@ class Reconciler {
         backoffNote = `${label}: healthy again, failures forgotten`;
       }
     }
-    return { version, manifest, counted, movers: movers.size, active, backoff, backoffNote };
+    return { version, manifest, counted, movers: movers.size, active, desired, backoff, backoffNote };
   }
 
   /**

@@ -255,6 +255,24 @@ export function routedVersion(targetVersion: string, routing: RoutingRecord | un
   return undefined;
 }
 
+/**
+ * How many instances `version` of a slice runs: the count `routing/` gives it while a rolling update moves in
+ * batches, else the target's count.
+ */
+export function versionCount(
+  targetInstances: number,
+  version: string,
+  routing: RoutingRecord | undefined,
+): number {
+  if (!routing) return targetInstances;
+  const count = version === routing.oldVersion
+    ? routing.oldInstances
+    : version === routing.newVersion
+    ? routing.newInstances
+    : undefined;
+  return count ?? targetInstances;
+}
+
 /** One cluster member as the local node sees it. */
 export interface MemberStatus {
   id: NodeId;

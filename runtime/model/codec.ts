@@ -17,6 +17,7 @@ import { type AppKey, type ParsedKey, parseKey } from "./keys.ts";
 import { leaderCheck, type LeaderRecord } from "./leader.ts";
 import { routeCheck, type RouteRecord } from "./routes.ts";
 import { routingCheck, type RoutingRecord } from "./routing.ts";
+import { rolloutCheck, type RolloutRecord } from "./rollouts.ts";
 import { targetCheck, type TargetRecord } from "./targets.ts";
 import { thresholdCheck, type ThresholdRecord } from "./thresholds.ts";
 
@@ -28,6 +29,7 @@ export interface RecordTypes {
   route: RouteRecord;
   artifact: ArtifactRecord;
   routing: RoutingRecord;
+  rollout: RolloutRecord;
   leader: LeaderRecord;
   config: ConfigRecord;
   threshold: ThresholdRecord;
@@ -44,6 +46,7 @@ const CHECKS: { [F in RecordFamily]: Check<RecordTypes[F]> } = {
   route: routeCheck,
   artifact: artifactCheck,
   routing: routingCheck,
+  rollout: rolloutCheck,
   leader: leaderCheck,
   config: configCheck,
   threshold: thresholdCheck,

@@ -11,6 +11,7 @@
  * | `routes/{METHOD}{path}` (path starts with `/`)               | RouteRecord       |
  * | `artifacts/{group}:{artifact}:{version}`                     | ArtifactRecord    |
  * | `routing/{group}:{artifact}`                                 | RoutingRecord     |
+ * | `rollouts/{group}:{artifact}`                                | RolloutRecord     |
  * | `leader`                                                     | LeaderRecord      |
  * | `config/{name}`, `config/node/{node}/{name}`                 | ConfigRecord      |
  * | `thresholds/{metric}`                                        | ThresholdRecord   |
@@ -49,6 +50,7 @@ export const KEY_PREFIXES = {
   routes: "routes/",
   artifacts: "artifacts/",
   routing: "routing/",
+  rollouts: "rollouts/",
   config: "config/",
   thresholds: "thresholds/",
   app: "app/",
@@ -89,6 +91,10 @@ export interface RoutingKey {
   family: "routing";
   slice: ArtifactBase;
 }
+export interface RolloutKey {
+  family: "rollout";
+  slice: ArtifactBase;
+}
 export interface LeaderKey {
   family: "leader";
 }
@@ -115,6 +121,7 @@ export type ParsedKey =
   | RouteKey
   | ArtifactKey
   | RoutingKey
+  | RolloutKey
   | LeaderKey
   | ConfigKey
   | ThresholdKey
@@ -144,6 +151,7 @@ export const kvKeys = {
   artifact: (artifact: ArtifactCoordinates | string): string =>
     checkedKey(`artifacts/${coordsText(artifact, "artifact key")}`),
   routing: (slice: ArtifactBase | string): string => checkedKey(`routing/${baseText(slice, "routing key")}`),
+  rollout: (slice: ArtifactBase | string): string => checkedKey(`rollouts/${baseText(slice, "rollout key")}`),
   leader: (): string => LEADER_KEY,
   /** `config/{name}` for the cluster, `config/node/{node}/{name}` for one node. */
   config: (name: string, node?: NodeId): string => {
@@ -226,6 +234,9 @@ export function parseKey(key: string): ParsedKey {
     case KEY_PREFIXES.routing:
       expect(1, "routing/{group}:{artifact}");
       return { family: "routing", slice: parseArtifactBase(rest, where) };
+    case KEY_PREFIXES.rollouts:
+      expect(1, "rollouts/{group}:{artifact}");
+      return { family: "rollout", slice: parseArtifactBase(rest, where) };
     case KEY_PREFIXES.config:
       if (parts[0] === "node") {
         if (parts.length < 3) {
@@ -278,6 +289,8 @@ export function formatKey(key: ParsedKey): string {
       return kvKeys.artifact(key.artifact);
     case "routing":
       return kvKeys.routing(key.slice);
+    case "rollout":
+      return kvKeys.rollout(key.slice);
     case "leader":
       return LEADER_KEY;
     case "config":

@@ -48,6 +48,7 @@ const KEYS: [string, string, ParsedKey][] = [
     { family: "artifact", artifact: { group: "g", artifact: "a", version: "1.0.0" } },
   ],
   [kvKeys.routing("g:a"), "routing/g:a", { family: "routing", slice: { group: "g", artifact: "a" } }],
+  [kvKeys.rollout("g:a"), "rollouts/g:a", { family: "rollout", slice: { group: "g", artifact: "a" } }],
   [kvKeys.leader(), "leader", { family: "leader" }],
   [kvKeys.config("http.maxBodyBytes"), "config/http.maxBodyBytes", {
     family: "config",

@@ -16,6 +16,20 @@ export { LEADER_KEY, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 export { HTTP_METHODS, type HttpMethod, isRoutePath, type RouteRecord } from "./routes.ts";
 export { type RoutingRecord } from "./routing.ts";
 export {
+  isRolloutFinished,
+  MAX_ROLLOUT_STEPS,
+  MAX_ROLLOUT_VERDICTS,
+  parseRolloutStep,
+  ROLLOUT_PHASES,
+  ROLLOUT_STRATEGIES,
+  type RolloutAnalysis,
+  type RolloutPhase,
+  type RolloutRecord,
+  type RolloutStep,
+  type RolloutStrategy,
+  type RolloutVerdict,
+} from "./rollouts.ts";
+export {
   type CrashReport,
   MAX_CRASH_REPORTS,
   type RoutedBackoff,
@@ -24,3 +38,4 @@ export {
 } from "./targets.ts";
 export { type ThresholdRecord } from "./thresholds.ts";
 export * from "./auth.ts";
+export * from "./controller.ts";

@@ -1,7 +1,7 @@
 /** `routing/{group}:{artifact}`: traffic weights between two versions of a slice while a deployment runs. */
 
 import { version } from "./_fields.ts";
-import { type Check, FieldError, integer, join, object, refine, timestamp } from "./_validate.ts";
+import { type Check, FieldError, integer, join, object, optional, refine, timestamp } from "./_validate.ts";
 
 /** `routing/{g}:{a}`: traffic weights between two versions during a rolling, canary or blue-green deployment. */
 export interface RoutingRecord {
@@ -10,6 +10,12 @@ export interface RoutingRecord {
   oldWeight: number;
   newWeight: number;
   updatedAt: number;
+  /**
+   * Instance counts of each version while a rolling update moves in batches (written by the rollout
+   * reducer); absent: each version runs at the target's count.
+   */
+  oldInstances?: number;
+  newInstances?: number;
 }
 
 export const routingCheck: Check<RoutingRecord> = refine(
@@ -19,6 +25,8 @@ export const routingCheck: Check<RoutingRecord> = refine(
     oldWeight: integer(0, 1_000_000),
     newWeight: integer(0, 1_000_000),
     updatedAt: timestamp(),
+    oldInstances: optional(integer(0, 10_000)),
+    newInstances: optional(integer(0, 10_000)),
   }),
   (value, path) => {
     if (value.oldWeight === 0 && value.newWeight === 0) {

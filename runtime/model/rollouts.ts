@@ -1,0 +1,203 @@
+/**
+ * `rollouts/{group}:{artifact}`: the one rollout of a slice (rolling, canary or blue-green), written by the
+ * management API when an operator starts, pauses, resumes, promotes or aborts it, and advanced by the leader's
+ * rollout reducer (runtime/control/rollout.ts). A finished rollout stays until the next one replaces it, so
+ * `rollout status` can still tell how the last one ended.
+ */
+
+import { version } from "./_fields.ts";
+import {
+  array,
+  boolean,
+  type Check,
+  FieldError,
+  finite,
+  integer,
+  join,
+  literal,
+  object,
+  optional,
+  refine,
+  string,
+  timestamp,
+} from "./_validate.ts";
+
+export const ROLLOUT_STRATEGIES = ["rolling", "canary", "blue-green"] as const;
+export type RolloutStrategy = typeof ROLLOUT_STRATEGIES[number];
+
+/**
+ * - `Progressing`: the leader moves it on; `Paused`: an operator paused it, or a canary waits at a `pause`
+ *   step without a duration until `promote`;
+ * - `RollingBack`: traffic is back on the stable version; the new version is being retired;
+ * - `Succeeded` (the new version is the slice's target at full count), `RolledBack`: finished.
+ */
+export const ROLLOUT_PHASES = ["Progressing", "Paused", "RollingBack", "Succeeded", "RolledBack"] as const;
+export type RolloutPhase = typeof ROLLOUT_PHASES[number];
+
+/** Finished rollouts: a new one may start. */
+export function isRolloutFinished(phase: RolloutPhase): boolean {
+  return phase === "Succeeded" || phase === "RolledBack";
+}
+
+/** What a canary (or blue-green preview) must show at each analysis to go on. */
+export interface RolloutAnalysis {
+  /** Fraction of the new version's calls that succeed over the step (0..1, default 0.99). */
+  minSuccessRate: number;
+  /** The new version's p99 may be at most this multiple of the stable version's (default 1.5). */
+  maxP99Factor: number;
+  /** An absolute p99 objective in ms; when set, it is used instead of the factor. */
+  maxP99Ms?: number;
+  /** Failed analyses that abort the rollout (default 1). */
+  failureLimit: number;
+  /** Fewer calls of the new version than this over a step give no verdict (the step is extended). */
+  minRequests: number;
+}
+
+/** The outcome of one analysis. */
+export interface RolloutVerdict {
+  step: number;
+  at: number;
+  ok: boolean;
+  /** What was measured against what, in words. */
+  reason: string;
+  requests?: number;
+  successRate?: number;
+  p99Ms?: number;
+  stableP99Ms?: number;
+}
+
+/** At most this many verdicts are kept (the oldest goes first). */
+export const MAX_ROLLOUT_VERDICTS = 32;
+/** At most this many canary steps. */
+export const MAX_ROLLOUT_STEPS = 64;
+
+export interface RolloutRecord {
+  strategy: RolloutStrategy;
+  stableVersion: string;
+  newVersion: string;
+  phase: RolloutPhase;
+  /** Canary steps (`"5%"`, `"pause 30s"`, `"pause"`); empty for the other strategies. */
+  steps: string[];
+  /** Index of the current canary step (rolling: batches done; blue-green: 0 preview, 1 switched). */
+  step: number;
+  stepStartedAt: number;
+  /** Rolling: extra instances above the count, `"25%"` or `"1"`. */
+  maxSurge: string;
+  /** Rolling: instances that may be unavailable, `"0"` or `"10%"`. */
+  maxUnavailable: string;
+  /** Blue-green: how long the old version stays after the switch (an abort switches back at once). */
+  scaleDownDelayMs: number;
+  /** Blue-green: promote by itself once the preview analysis passed. */
+  autoPromote: boolean;
+  analysis: RolloutAnalysis;
+  /** Failed analyses so far. */
+  failures: number;
+  verdicts: RolloutVerdict[];
+  /** Set by the operator: the leader skips the remaining steps and pauses. */
+  promote?: boolean;
+  /** Set by the operator's pause; cleared by resume. */
+  paused?: boolean;
+  /** Blue-green: when traffic switched to the new version. */
+  switchedAt?: number;
+  /** Why it waits, why it rolled back, or how it ended. */
+  reason?: string;
+  /** The target's instance count when the rollout started (rolling batches are computed from it). */
+  instances: number;
+  startedAt: number;
+  updatedAt: number;
+  endedAt?: number;
+}
+
+const STEP = /^(?:(\d{1,3})%|pause(?: (\d{1,9})(ms|s|m))?)$/;
+
+export type RolloutStep = { kind: "weight"; percent: number } | { kind: "pause"; durationMs?: number };
+
+/** Parses a canary step; throws FieldError naming `path` and the accepted forms. */
+export function parseRolloutStep(text: string, path = "step"): RolloutStep {
+  const m = typeof text === "string" ? STEP.exec(text) : null;
+  if (!m) {
+    throw new FieldError(
+      path,
+      `${path}: ${
+        JSON.stringify(text)
+      } is not a step ("5%", "pause", "pause 30s", "pause 500ms", "pause 2m")`,
+    );
+  }
+  if (m[1] !== undefined) {
+    const percent = Number(m[1]);
+    if (percent < 0 || percent > 100) throw new FieldError(path, `${path}: ${text} is not from 0% to 100%`);
+    return { kind: "weight", percent };
+  }
+  if (m[2] === undefined) return { kind: "pause" };
+  const unit = m[3] === "ms" ? 1 : m[3] === "s" ? 1000 : 60_000;
+  return { kind: "pause", durationMs: Number(m[2]) * unit };
+}
+
+const SURGE = /^(?:\d{1,5}|\d{1,3}%)$/;
+const surge = string({ pattern: SURGE, expectation: 'a count such as "1" or a percentage such as "25%"' });
+
+export const rolloutAnalysisCheck: Check<RolloutAnalysis> = object({
+  minSuccessRate: refine(finite(), (v, p) => {
+    if (v < 0 || v > 1) throw new FieldError(p, `${p} must be from 0 to 1, got ${v}`);
+  }),
+  maxP99Factor: refine(finite(), (v, p) => {
+    if (v < 1 || v > 1000) throw new FieldError(p, `${p} must be from 1 to 1000, got ${v}`);
+  }),
+  maxP99Ms: optional(integer(1, 3_600_000)),
+  failureLimit: integer(1, 100),
+  minRequests: integer(0, 1_000_000),
+});
+
+const stepsCheck: Check<string[]> = refine(
+  array(string({ maxLength: 32 }), { max: MAX_ROLLOUT_STEPS }),
+  (steps, path) => steps.forEach((s, i) => parseRolloutStep(s, `${path}[${i}]`)),
+);
+
+export const rolloutCheck: Check<RolloutRecord> = refine(
+  object({
+    strategy: literal(ROLLOUT_STRATEGIES),
+    stableVersion: version,
+    newVersion: version,
+    phase: literal(ROLLOUT_PHASES),
+    steps: stepsCheck,
+    step: integer(0, MAX_ROLLOUT_STEPS + 10_000),
+    stepStartedAt: timestamp(),
+    maxSurge: surge,
+    maxUnavailable: surge,
+    scaleDownDelayMs: integer(0, 86_400_000),
+    autoPromote: boolean(),
+    analysis: rolloutAnalysisCheck,
+    failures: integer(0, 1_000_000),
+    verdicts: array(
+      object({
+        step: integer(0, 1_000_000),
+        at: timestamp(),
+        ok: boolean(),
+        reason: string({ maxLength: 1024 }),
+        requests: optional(integer(0, Number.MAX_SAFE_INTEGER)),
+        successRate: optional(finite()),
+        p99Ms: optional(finite()),
+        stableP99Ms: optional(finite()),
+      }),
+      { max: MAX_ROLLOUT_VERDICTS },
+    ),
+    promote: optional(boolean()),
+    paused: optional(boolean()),
+    switchedAt: optional(timestamp()),
+    reason: optional(string({ maxLength: 2048 })),
+    instances: integer(0, 10_000),
+    startedAt: timestamp(),
+    updatedAt: timestamp(),
+    endedAt: optional(timestamp()),
+  }),
+  (value, path) => {
+    if (value.stableVersion === value.newVersion) {
+      const at = join(path, "newVersion");
+      throw new FieldError(at, `${at} must differ from stableVersion (both ${value.newVersion})`);
+    }
+    if (value.strategy === "canary" && value.steps.length === 0) {
+      const at = join(path, "steps");
+      throw new FieldError(at, `${at}: a canary needs at least one step`);
+    }
+  },
+);
