@@ -4,6 +4,8 @@
  * 1. The request id is the `x-request-id` header when it is 1-128 URL-safe characters, else a new one; every
  *    response carries it in `x-request-id` (and every problem document in `requestId`). A W3C `traceparent`
  *    header continues the caller's trace (the slice call is a child span); otherwise a trace starts here.
+ *    With a span sink, the request is recorded as an `http` span (runtime/invoke/spans.ts), the parent of
+ *    the route's call span.
  * 2. The route table (route_table.ts) picks the slice method: 404 no route, 405 wrong method (with `Allow`).
  * 3. The request: the JSON body (at most `maxBodyBytes`, else 413; malformed JSON 400; a GET or HEAD body is
  *    ignored), then the declared query parameters, then the path parameters, merged into one object (later
@@ -23,6 +25,7 @@ import {
   childTraceparent,
   isTraceparent,
   type Logger,
+  newTraceparent,
   type Problem,
   PROBLEM_TYPE,
   problemResponse as problemAnswer,
@@ -35,6 +38,10 @@ import {
   isRequestId,
   MAX_CALL_TIMEOUT_MS,
   newRequestId,
+  spanClockMs,
+  spanIdIn,
+  type SpanSink,
+  traceIdIn,
 } from "../invoke/mod.ts";
 import type { RouteDefinition, RouteTable } from "./route_table.ts";
 
@@ -57,6 +64,23 @@ export interface AppHandlerOptions {
   invoker: AppInvoker;
   log: Logger;
   maxBodyBytes?: number;
+  /** Records each request as an `http` span; none: no tracing cost. */
+  spans?: SpanSink;
+  /** This node's id (in its spans). */
+  node?: string;
+}
+
+/** The longest path an `http` span keeps in its name (the ring's memory bound counts on it). */
+const MAX_SPAN_PATH_CHARS = 200;
+
+/** An `http` span being recorded: its trace context, and the route once matched. */
+interface HttpSpan {
+  startMs: number;
+  /** The span's own traceparent (a child of the caller's, or a new trace). */
+  traceparent: string;
+  parentSpanId?: string;
+  slice?: string;
+  method?: string;
 }
 
 export type AppHandler = (request: Request) => Promise<Response>;
@@ -74,6 +98,8 @@ const RESERVED_HEADERS = new Set([
 export function createAppHandler(options: AppHandlerOptions): AppHandler {
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const log = options.log;
+  const spans = options.spans;
+  const node = options.node ?? "";
 
   // Every property of a Deno.serve request (url, method, headers, body) is fetched from Rust when first
   // read, and a response with headers of its own leaves Deno's fastest path: each costs an HTTP request
@@ -86,9 +112,10 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const requestId = incoming !== null && isRequestId(incoming) ? incoming : newRequestId();
     const { path, query } = splitUrl(request.url);
     const method = request.method;
+    const span = spans ? startSpan(headers.get("traceparent")) : undefined;
     let response: Response;
     try {
-      response = await handle(request, headers, method, path, query, requestId);
+      response = await handle(request, headers, method, path, query, requestId, span);
     } catch (e) {
       response = errorResponse(e, path, requestId);
       if (response.status >= 500) {
@@ -101,6 +128,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
         });
       }
     }
+    if (span) recordSpan(span, requestId, method, path, response.status);
     if (debug) {
       log.debug("http request", {
         requestId,
@@ -120,6 +148,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     path: string,
     query: string,
     requestId: string,
+    span: HttpSpan | undefined,
   ): Promise<Response> {
     const match = options.routes().match(method, path);
     if (match.kind === "not_found") {
@@ -145,16 +174,51 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const body = mayHaveBody(request, method) ? await readJson(request, maxBodyBytes) : undefined;
     const callRequest = buildRequest(route, body, match.params, query);
     const timeoutMs = timeoutOf(headers.get(TIMEOUT_HEADER));
-    const traceHeader = headers.get("traceparent");
+    let traceparent: string | undefined;
+    if (span) {
+      span.slice = route.slice;
+      span.method = route.method;
+      traceparent = childTraceparent(span.traceparent);
+    } else {
+      const traceHeader = headers.get("traceparent");
+      traceparent = traceHeader !== null && isTraceparent(traceHeader)
+        ? childTraceparent(traceHeader)
+        : undefined;
+    }
     const outcome = await options.invoker.invoke(route.slice, route.method, callRequest, {
       requestId,
-      traceparent: traceHeader !== null && isTraceparent(traceHeader)
-        ? childTraceparent(traceHeader)
-        : undefined,
+      traceparent,
+      parentSpanId: span ? spanIdIn(span.traceparent) : undefined,
       timeoutMs,
       from: "http",
     });
     return outcomeResponse(outcome, route, path, requestId, log);
+  }
+
+  function startSpan(traceHeader: string | null): HttpSpan {
+    const startMs = spanClockMs();
+    if (traceHeader !== null && isTraceparent(traceHeader)) {
+      return { startMs, traceparent: childTraceparent(traceHeader), parentSpanId: spanIdIn(traceHeader) };
+    }
+    return { startMs, traceparent: newTraceparent() };
+  }
+
+  function recordSpan(span: HttpSpan, requestId: string, method: string, path: string, status: number): void {
+    spans!.record({
+      traceId: traceIdIn(span.traceparent),
+      spanId: spanIdIn(span.traceparent),
+      parentSpanId: span.parentSpanId,
+      requestId,
+      node,
+      kind: "http",
+      name: `${method} ${path.length > MAX_SPAN_PATH_CHARS ? path.slice(0, MAX_SPAN_PATH_CHARS) : path}`,
+      slice: span.slice,
+      method: span.method,
+      startMs: span.startMs,
+      durationMs: spanClockMs() - span.startMs,
+      outcome: status < 400 ? "ok" : "error",
+      status,
+    });
   }
 }
 

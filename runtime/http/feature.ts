@@ -24,6 +24,7 @@ import {
   type RetryPolicy,
   SliceInvoker,
   type SliceInvokerOptions,
+  type SpanSink,
 } from "../invoke/mod.ts";
 import { type AppHandler, createAppHandler, DEFAULT_MAX_BODY_BYTES } from "./app.ts";
 import { RouteDirectory } from "./directory.ts";
@@ -58,6 +59,8 @@ export interface InvokeFeatureOptions {
   flow?: Partial<FlowLimits>;
   /** Default call deadline (30 s). */
   defaultTimeoutMs?: number;
+  /** Where the router's and the invoker's spans go (runtime/metrics' trace ring); none: not traced. */
+  spans?: SpanSink;
 }
 
 /** The running feature: the invoker for what is built on it, its routes, handler, status and stop hook. */
@@ -100,6 +103,8 @@ export function startInvoke(options: InvokeFeatureOptions): InvokeFeature {
       invoker,
       log: options.log.with({ component: "http" }),
       maxBodyBytes,
+      spans: options.spans,
+      node: options.self,
     }),
     api: invokeRoutes({
       routes: () => directory.table(),
@@ -138,5 +143,6 @@ function createInvoker(options: InvokeFeatureOptions, settings: InvokeSettings, 
     retry: options.retry,
     flow: options.flow,
     defaultTimeoutMs: options.defaultTimeoutMs,
+    spans: options.spans,
   });
 }

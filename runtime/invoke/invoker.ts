@@ -42,10 +42,17 @@ import {
   type ServedCall,
 } from "./remote.ts";
 import type { VersionWeightsRecord } from "./weights.ts";
+import { type Span, spanClockMs, spanIdIn, type SpanSink, traceIdIn, withSpanId } from "./spans.ts";
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** The longest deadline a call may ask for. */
 export const MAX_CALL_TIMEOUT_MS = 15 * 60_000;
+/**
+ * Slice runs (attempts and served calls on local instances) whose span this node keeps, to link the calls a
+ * slice makes to their parent: one entry per run in flight, so the sandbox's own limits bound it; past this,
+ * such calls are recorded without a parent (the trace still has them, by request id).
+ */
+export const MAX_TRACED_RUNS = 65_536;
 
 /**
  * The local sandbox side (runtime/sandbox's SliceExecutor has it). `invoke` refuses an instance that is not
@@ -89,6 +96,8 @@ export interface SliceInvokerOptions {
   /** The executor's instance id of an endpoint; default `group:artifact:version/n` (the deployment's ids). */
   instanceIdOf?: (endpoint: Endpoint) => string;
   now?: () => number;
+  /** Where each call, attempt and served call is recorded as a span (spans.ts); none: no tracing cost. */
+  spans?: SpanSink;
 }
 
 /** What to call: `"group:artifact"` (any version), `"group:artifact:version"`, or with a version range. */
@@ -113,6 +122,8 @@ export interface CallOptions {
   idempotent?: boolean;
   /** Who calls (for log lines): a slice's coordinates, "http", "api". */
   from?: string;
+  /** The span this call is a child of (the HTTP router's), when spans are recorded. */
+  parentSpanId?: string;
 }
 
 export interface InvokerStats {
@@ -159,6 +170,9 @@ export class SliceInvoker {
   readonly #counters = { calls: 0, local: 0, remote: 0, retries: 0 };
   readonly #failed = new Map<string, number>();
   readonly #sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake(): void }>();
+  readonly #spans: SpanSink | undefined;
+  /** The span of each slice run in flight here, by `instance id \n request id` (see MAX_TRACED_RUNS). */
+  readonly #runs = new Map<string, string>();
   #closed = false;
 
   constructor(options: SliceInvokerOptions) {
@@ -172,6 +186,7 @@ export class SliceInvoker {
     this.#instanceIdOf = options.instanceIdOf ?? ((e) => `${e.artifact}/${e.n}`);
     this.#now = options.now ?? Date.now;
     this.#live = (node) => node === this.self || this.#mesh.isConnected(node);
+    this.#spans = options.spans;
     this.remote = new RemoteCalls({
       self: options.self,
       mesh: options.mesh,
@@ -222,8 +237,9 @@ export class SliceInvoker {
       startedAt: this.#now(),
     };
     this.#counters.calls++;
-    if (!call.fireAndForget) return this.#attempts(call);
-    this.#attempts(call).then(
+    const attempts = this.#spans ? this.#tracedAttempts(call, options.parentSpanId) : this.#attempts(call);
+    if (!call.fireAndForget) return attempts;
+    attempts.then(
       (outcome) => {
         if (!outcome.ok) {
           this.#log.warn("fire-and-forget call ended with the slice's error", {
@@ -254,6 +270,8 @@ export class SliceInvoker {
       traceparent: call.traceparent,
       fireAndForget: call.fireAndForget,
       from: call.from,
+      // The calling slice's run: the attempt or served call that ran it here (MAX_TRACED_RUNS).
+      parentSpanId: this.#spans ? this.#runs.get(runKey(call.instanceId, call.requestId)) : undefined,
     });
 
   stats(): InvokerStats {
@@ -386,14 +404,16 @@ export class SliceInvoker {
           "unavailable",
           `no live instance of ${describe(call)} serves method ${call.method}`,
         );
+        if (this.#spans) this.#recordNoInstance(call, attempt);
       } else {
         const endpoint = selection.endpoint;
         triedOn.push(endpoint);
         version0 ??= endpoint.version;
         try {
+          if (this.#spans) return await this.#tracedAttempt(endpoint, call, attempt);
           return endpoint.node === this.self
-            ? await this.#callLocal(endpoint, call)
-            : await this.#callRemote(endpoint, call);
+            ? await this.#callLocal(endpoint, call, call.traceparent)
+            : await this.#callRemote(endpoint, call, call.traceparent);
         } catch (e) {
           failure = asInvokeFailure(e);
         }
@@ -436,25 +456,25 @@ export class SliceInvoker {
     }
   }
 
-  #callLocal(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
+  #callLocal(endpoint: Endpoint, call: Call, traceparent: string): Promise<InvokeOutcome> {
     this.#counters.local++;
     // Whether the instance is ACTIVE is the executor's one check (a refusal comes back as `not_active`).
     const instanceId = this.#instanceIdOf(endpoint);
     return this.#options.executor.invoke(instanceId, call.method, call.request, {
       requestId: call.requestId,
-      traceparent: call.traceparent,
+      traceparent,
       deadlineMs: call.deadlineMs,
     });
   }
 
-  #callRemote(endpoint: Endpoint, call: Call): Promise<InvokeOutcome> {
+  #callRemote(endpoint: Endpoint, call: Call, traceparent: string): Promise<InvokeOutcome> {
     this.#counters.remote++;
     return this.remote.call(endpoint.node, {
       instanceId: this.#instanceIdOf(endpoint),
       method: call.method,
       payload: call.request,
       requestId: call.requestId,
-      traceparent: call.traceparent,
+      traceparent,
       deadlineMs: call.deadlineMs,
       fireAndForget: call.fireAndForget,
     });
@@ -468,11 +488,168 @@ export class SliceInvoker {
       instance: call.instanceId,
       method: call.method,
     });
+    if (this.#spans) return this.#tracedServe(call);
     return this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
       requestId: call.requestId,
       traceparent: call.traceparent,
       deadlineMs: call.deadlineMs,
     });
+  }
+
+  // ------------------------------------------------------------------------------------- spans (spans.ts)
+
+  /** The call's attempts, recorded as a `call` span (its id: the call's traceparent's span id). */
+  async #tracedAttempts(call: Call, parentSpanId: string | undefined): Promise<InvokeOutcome> {
+    const startMs = spanClockMs();
+    let outcome = "ok";
+    let status: number | undefined;
+    try {
+      const result = await this.#attempts(call);
+      if (!result.ok) {
+        outcome = "error";
+        status = result.error.status;
+      }
+      return result;
+    } catch (e) {
+      outcome = e instanceof InvokeFailure ? e.kind : "rejected";
+      throw e;
+    } finally {
+      this.#spans!.record({
+        ...this.#spanOf(call, "call", call.traceparent, parentSpanId, startMs),
+        name: `${describe(call)}.${call.method}`,
+        outcome,
+        status,
+      });
+    }
+  }
+
+  /**
+   * One attempt on `endpoint` as an `attempt` span: the traceparent sent names the attempt's own span id (the
+   * callee's `serve` span is its child), and a local run is registered so the slice's own calls find it.
+   */
+  async #tracedAttempt(endpoint: Endpoint, call: Call, attempt: number): Promise<InvokeOutcome> {
+    const startMs = spanClockMs();
+    const spanId = randomHexId(8);
+    const traceparent = withSpanId(call.traceparent, spanId);
+    const instance = this.#instanceIdOf(endpoint);
+    const local = endpoint.node === this.self;
+    const run = local ? this.#runStarted(instance, call.requestId, spanId) : undefined;
+    let outcome = "ok";
+    let status: number | undefined;
+    try {
+      const result = local
+        ? await this.#callLocal(endpoint, call, traceparent)
+        : await this.#callRemote(endpoint, call, traceparent);
+      if (!result.ok) {
+        outcome = "error";
+        status = result.error.status;
+      }
+      return result;
+    } catch (e) {
+      outcome = asInvokeFailure(e).kind;
+      throw e;
+    } finally {
+      if (run) this.#runEnded(run, spanId);
+      this.#spans!.record({
+        ...this.#spanOf(call, "attempt", traceparent, spanIdIn(call.traceparent), startMs),
+        name: `${instance}@${endpoint.node}`,
+        instance,
+        peer: endpoint.node,
+        attempt,
+        outcome,
+        status,
+      });
+    }
+  }
+
+  /** An attempt that found no live instance to try: a span of no length, so the retries show. */
+  #recordNoInstance(call: Call, attempt: number): void {
+    const startMs = spanClockMs();
+    this.#spans!.record({
+      ...this.#spanOf(call, "attempt", call.traceparent, spanIdIn(call.traceparent), startMs),
+      spanId: randomHexId(8),
+      name: `no live instance of ${describe(call)}`,
+      attempt,
+      outcome: "no_instance",
+    });
+  }
+
+  /** A call from another node as a `serve` span, the child of the caller's attempt. */
+  async #tracedServe(call: ServedCall): Promise<InvokeOutcome> {
+    const startMs = spanClockMs();
+    const valid = isTraceparent(call.traceparent);
+    const spanId = randomHexId(8);
+    const traceparent = withSpanId(valid ? call.traceparent : newTraceparent(), spanId);
+    const run = this.#runStarted(call.instanceId, call.requestId, spanId);
+    let outcome = "ok";
+    let status: number | undefined;
+    try {
+      const result = await this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
+        requestId: call.requestId,
+        traceparent,
+        deadlineMs: call.deadlineMs,
+      });
+      if (!result.ok) {
+        outcome = "error";
+        status = result.error.status;
+      }
+      return result;
+    } catch (e) {
+      outcome = asInvokeFailure(e).kind;
+      throw e;
+    } finally {
+      if (run) this.#runEnded(run, spanId);
+      this.#spans!.record({
+        traceId: traceIdIn(traceparent),
+        spanId,
+        parentSpanId: valid ? spanIdIn(call.traceparent) : undefined,
+        requestId: call.requestId,
+        node: this.self,
+        kind: "serve",
+        name: `${call.instanceId}.${call.method} for ${call.from}`,
+        method: call.method,
+        instance: call.instanceId,
+        peer: call.from,
+        startMs,
+        durationMs: spanClockMs() - startMs,
+        outcome,
+        status,
+      });
+    }
+  }
+
+  #spanOf(
+    call: Call,
+    kind: "call" | "attempt",
+    traceparent: string,
+    parentSpanId: string | undefined,
+    startMs: number,
+  ): Omit<Span, "name" | "outcome"> {
+    return {
+      traceId: traceIdIn(traceparent),
+      spanId: spanIdIn(traceparent),
+      parentSpanId,
+      requestId: call.requestId,
+      node: this.self,
+      kind,
+      slice: call.slice,
+      method: call.method,
+      startMs,
+      durationMs: spanClockMs() - startMs,
+    };
+  }
+
+  /** Registers a slice run on a local instance; undefined when MAX_TRACED_RUNS are registered already. */
+  #runStarted(instanceId: string, requestId: string, spanId: string): string | undefined {
+    if (this.#runs.size >= MAX_TRACED_RUNS) return undefined;
+    const key = runKey(instanceId, requestId);
+    this.#runs.set(key, spanId);
+    return key;
+  }
+
+  /** Unregisters a run, unless a later run of the same request on that instance has taken the key. */
+  #runEnded(key: string, spanId: string): void {
+    if (this.#runs.get(key) === spanId) this.#runs.delete(key);
   }
 
   /** The error a caller gets when the invoker gives up. */
@@ -584,6 +761,10 @@ interface Call {
   fireAndForget: boolean;
   idempotent: boolean;
   startedAt: number;
+}
+
+function runKey(instanceId: string, requestId: string): string {
+  return `${instanceId}\n${requestId}`;
 }
 
 function describe(call: Pick<Call, "slice" | "version" | "range">): string {

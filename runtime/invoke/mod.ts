@@ -6,6 +6,7 @@
  * - `RemoteCalls` (remote.ts): the mesh protocol on channel "i", with flow control.
  * - `InvokeSettings` (settings.ts): version weights and slice call timeouts, kept current from KV records.
  * - Pure parts: `EndpointSelector` (selection.ts), `VersionChooser` (weights.ts), the retry rules (retry.ts).
+ * - Span hooks (spans.ts): with a `SpanSink`, every call, attempt and served call is recorded as a span.
  *
  * README.md explains the semantics (which failures are retried and why that is safe, weighted routing).
  */
@@ -19,6 +20,7 @@ export {
   isRequestId,
   type LocalExecutor,
   MAX_CALL_TIMEOUT_MS,
+  MAX_TRACED_RUNS,
   newRequestId,
   SliceInvoker,
   type SliceInvokerOptions,
@@ -48,3 +50,12 @@ export {
 export { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
 export { INVOKE_CHANNEL } from "./_wire.ts";
 export { InvokeSettings, type SettingsReader, timeoutKey } from "./settings.ts";
+export {
+  type Span,
+  spanClockMs,
+  spanIdIn,
+  type SpanKind,
+  type SpanSink,
+  traceIdIn,
+  withSpanId,
+} from "./spans.ts";
