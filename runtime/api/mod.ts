@@ -1,6 +1,14 @@
 /** The Hono management API. */
 export { type ApiAccess, createApiApp } from "./app.ts";
 export type * from "./deps.ts";
+export {
+  DASHBOARD_CSP,
+  type DashboardAssets,
+  type DashboardFile,
+  dashboardResponse,
+  isDashboardPath,
+  readDashboardAssets,
+} from "./dashboard.ts";
 export { DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT, parseSince } from "./logs.ts";
 export {
   authMiddleware,

@@ -15,6 +15,9 @@ import { fromFileUrl, join, resolve } from "./_path.ts";
 /** The repository root: two levels above this file (runtime/node/). */
 export const PROJECT_ROOT = resolve(fromFileUrl(new URL("../..", import.meta.url)));
 
+/** The built dashboard the node serves at `/` (`deno task dashboard:build` writes it; it is committed). */
+export const DASHBOARD_DIR = join(PROJECT_ROOT, "dashboard", "dist");
+
 export interface NodePermissionInput {
   dataDir: string;
   secretFile: string;
@@ -34,6 +37,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     join(root, "node_modules"),
     join(root, "deno.json"),
     join(root, "deno.lock"),
+    join(root, "dashboard", "dist"),
     dataDir,
     resolve(input.secretFile),
     ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),

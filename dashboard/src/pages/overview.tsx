@@ -1,0 +1,120 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource preact */
+/**
+ * Overview: the health banner (quorum, leader), the members with the leader marked and whether this node
+ * reaches each, key figures with one-minute sparklines, and the live event feed.
+ */
+
+import { feed, samples, slices, status } from "../state.ts";
+import { Sparkline } from "../sparkline.tsx";
+import { clock } from "../ui.tsx";
+
+export function Overview() {
+  const s = status.value;
+  if (!s) return <p>Loading the cluster's status…</p>;
+  const leader = s.leader?.nodeId ?? null;
+  const down = s.members.filter((m) => !m.connected);
+  const healthy = s.ready && s.quorum && leader !== null && down.length === 0;
+  return (
+    <>
+      <section
+        class={`banner ${healthy ? "good" : s.quorum ? "warn" : "bad"}`}
+        data-testid="health"
+        aria-live="polite"
+      >
+        <strong>{healthy ? "Healthy" : s.quorum ? "Degraded" : "No quorum"}</strong>
+        <span>quorum {s.quorum ? "yes" : "no"}</span>
+        <span>leader {leader ?? "none"}</span>
+        <span>{s.members.length - down.length}/{s.members.length} members reachable</span>
+        {down.length > 0 && <span>down: {down.map((m) => m.id).join(", ")}</span>}
+      </section>
+      <Figures />
+      <div class="columns">
+        <section aria-labelledby="members-title">
+          <h2 id="members-title">Members</h2>
+          <table data-testid="members">
+            <thead>
+              <tr>
+                <th scope="col">Node</th>
+                <th scope="col">State</th>
+                <th scope="col">Role</th>
+                <th scope="col">Instances</th>
+              </tr>
+            </thead>
+            <tbody>
+              {s.members.map((m) => (
+                <tr key={m.id} data-node={m.id} data-connected={String(m.connected)}>
+                  <th scope="row">{m.id}{m.id === s.nodeId ? " (this node)" : ""}</th>
+                  <td>
+                    <span class={`dot ${m.connected ? "up" : "down"}`} aria-hidden="true" />
+                    {m.connected ? "up" : "down"}
+                  </td>
+                  <td>{m.id === leader ? <span class="tag leader">leader</span> : "member"}</td>
+                  <td>{instancesOn(m.id)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <p class="muted">
+            Revision {s.revision}, phase {s.phase}, this node up {Math.round(s.uptimeSeconds)} s.
+          </p>
+        </section>
+        <Feed />
+      </div>
+    </>
+  );
+}
+
+function instancesOn(node: string): number {
+  return slices.value.reduce((sum, s) => sum + s.instances.filter((i) => i.node === node).length, 0);
+}
+
+function Figures() {
+  const all = samples.value;
+  const times = all.map((x) => x.time);
+  const last = all[all.length - 1];
+  const list = slices.value;
+  const figures = [
+    { label: "Active instances", value: last?.active ?? 0, series: all.map((x) => x.active) },
+    { label: "Desired instances", value: last?.desired ?? 0, series: all.map((x) => x.desired) },
+    { label: "Members up", value: last?.connected ?? 0, series: all.map((x) => x.connected) },
+  ];
+  return (
+    <section class="figures" aria-label="Key figures">
+      {figures.map((f) => (
+        <div class="figure" key={f.label}>
+          <span class="label">{f.label}</span>
+          <span class="value" data-testid={`figure-${f.label.toLowerCase().replaceAll(" ", "-")}`}>
+            {f.value}
+          </span>
+          <Sparkline label={f.label} times={times} values={f.series} />
+        </div>
+      ))}
+      <div class="figure">
+        <span class="label">Slices</span>
+        <span class="value">{list.length}</span>
+        <span class="muted">{list.filter((s) => s.settled).length} settled</span>
+      </div>
+    </section>
+  );
+}
+
+function Feed() {
+  const events = feed.value;
+  return (
+    <section aria-labelledby="feed-title">
+      <h2 id="feed-title">Live events</h2>
+      {events.length === 0
+        ? <p class="muted">Nothing has changed since this page opened.</p>
+        : (
+          <ol class="feed" data-testid="feed" aria-live="polite">
+            {events.slice(0, 50).map((e, i) => (
+              <li key={`${e.time}-${i}`} class={e.kind}>
+                <time>{clock(e.time)}</time> {e.text}
+              </li>
+            ))}
+          </ol>
+        )}
+    </section>
+  );
+}
