@@ -9,6 +9,7 @@ import { authMiddleware, type AuthOptions, type TokenIndex } from "./auth.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { auditRoutes } from "./audit.ts";
 import { openApiRoutes } from "./openapi.ts";
+import { rolloutRoutes } from "./rollouts.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
 export interface ApiAccess {
@@ -36,6 +37,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", tokenRoutes(deps, access.tokens));
   app.route("/api/v1", auditRoutes(deps.kv));
   app.route("/api/v1", openApiRoutes());
+  app.route("/api/v1", rolloutRoutes(deps.kv));
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

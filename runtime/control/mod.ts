@@ -1,4 +1,9 @@
 /**
  * The control layer: the autoscaling controller (a decision tree on the leader, with a forecaster that may
+ * only act earlier), alerts on thresholds, rollouts. Each part adds its exports here.
  */
 export * from "./controller.ts";
+export * from "./rollout.ts";
+export * from "./rollout_feature.ts";
+export * from "./rollout_metrics.ts";
+export * from "./rollout_spec.ts";

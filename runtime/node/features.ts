@@ -8,6 +8,7 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
+import { startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
@@ -42,5 +43,7 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     instanceIdOf: deployment.instanceIdOf,
     maxBodyBytes: flags.httpMaxBodyBytes,
   });
-  return { started: [repository, deployment, invoke], app: invoke.app };
+  // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
+  const rollouts = startRollouts({ ...core });
+  return { started: [repository, deployment, invoke, rollouts], app: invoke.app };
 }
