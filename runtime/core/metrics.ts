@@ -173,7 +173,9 @@ export const UNMATCHED_ROUTE = "_unmatched";
  * instance) and HTTP routes (recorded by the application router). One per node, shared by the recorders.
  */
 export class MetricsRecorder {
-  readonly #methods = new Map<string, MethodSeries>();
+  readonly #methods = new Map<string, Map<string, MethodSeries>>();
+  #methodCount = 0;
+  #overflow?: MethodSeries;
   readonly #routes = new Map<string, RouteSeries>();
 
   constructor(
@@ -185,14 +187,19 @@ export class MetricsRecorder {
 
   /** A call of `method` on an instance of `coordinates` (`group:artifact:version`) starts: in-flight + 1. */
   begin(coordinates: string, method: string): MethodSeries {
-    const key = `${coordinates} ${method}`;
-    let series = this.#methods.get(key);
+    // Two levels of maps: no key string is built per call.
+    let byMethod = this.#methods.get(coordinates);
+    if (byMethod === undefined) {
+      if (this.#methodCount >= this.limits.maxMethodSeries) return this.#overflowMethod();
+      byMethod = new Map();
+      this.#methods.set(coordinates, byMethod);
+    }
+    let series = byMethod.get(method);
     if (series === undefined) {
-      if (this.#methods.size >= this.limits.maxMethodSeries) {
-        return this.#overflowMethod();
-      }
+      if (this.#methodCount >= this.limits.maxMethodSeries) return this.#overflowMethod();
       series = new MethodSeries(coordinates, method);
-      this.#methods.set(key, series);
+      byMethod.set(method, series);
+      this.#methodCount++;
     }
     series.inFlight++;
     return series;
@@ -215,8 +222,9 @@ export class MetricsRecorder {
     return series;
   }
 
-  methods(): IterableIterator<MethodSeries> {
-    return this.#methods.values();
+  *methods(): IterableIterator<MethodSeries> {
+    for (const byMethod of this.#methods.values()) yield* byMethod.values();
+    if (this.#overflow) yield this.#overflow;
   }
 
   routes(): IterableIterator<RouteSeries> {
@@ -224,13 +232,8 @@ export class MetricsRecorder {
   }
 
   #overflowMethod(): MethodSeries {
-    const key = `${OVERFLOW_SERIES} ${OVERFLOW_SERIES}`;
-    let series = this.#methods.get(key);
-    if (series === undefined) {
-      series = new MethodSeries(OVERFLOW_SERIES, OVERFLOW_SERIES);
-      this.#methods.set(key, series);
-    }
-    series.inFlight++;
-    return series;
+    this.#overflow ??= new MethodSeries(OVERFLOW_SERIES, OVERFLOW_SERIES);
+    this.#overflow.inFlight++;
+    return this.#overflow;
   }
 }

@@ -17,6 +17,7 @@ import {
   AetherError,
   isTraceparent,
   type Logger,
+  type MetricsRecorder,
   newTraceparent,
   type NodeId,
   parseArtifactBase,
@@ -25,7 +26,7 @@ import {
 } from "../core/mod.ts";
 import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
-import { asInvokeFailure, InvokeFailure } from "./failure.ts";
+import { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
 import {
   DEFAULT_RETRY_POLICY,
   type FailureKind,
@@ -98,6 +99,11 @@ export interface SliceInvokerOptions {
   now?: () => number;
   /** Where each call, attempt and served call is recorded as a span (spans.ts); none: no tracing cost. */
   spans?: SpanSink;
+  /**
+   * Where the calls this node's instances run are recorded (calls, errors by kind, in-flight, latency per
+   * slice version and method), for local and remote callers alike. Absent: nothing is recorded.
+   */
+  metrics?: MetricsRecorder;
 }
 
 /** What to call: `"group:artifact"` (any version), `"group:artifact:version"`, or with a version range. */
@@ -165,6 +171,8 @@ export class SliceInvoker {
   readonly #now: () => number;
   readonly #live: (node: NodeId) => boolean;
   readonly #targets = new Map<string, ParsedTarget>();
+  /** Coordinates by executor instance id (for the metrics recorder); cleared past 10,000. */
+  readonly #coordinates = new Map<string, string>();
   /** Methods per slice name as of an endpoints revision (see #unknownMethod). */
   readonly #knownMethods = new Map<string, { revision: number; methods: ReadonlySet<string> }>();
   readonly #counters = { calls: 0, local: 0, remote: 0, retries: 0 };
@@ -489,11 +497,50 @@ export class SliceInvoker {
       method: call.method,
     });
     if (this.#spans) return this.#tracedServe(call);
-    return this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
+    return this.#execute(call.instanceId, call.method, call.payload, {
       requestId: call.requestId,
       traceparent: call.traceparent,
       deadlineMs: call.deadlineMs,
     });
+  }
+
+  /**
+   * Runs a call on a local instance, recorded where it runs (so a call counts once in the cluster, on the
+   * node that ran it, whichever node it came from). Its error kind: `slice_error` for the slice's own error,
+   * else the failure's kind.
+   */
+  #execute(
+    instanceId: string,
+    method: string,
+    request: unknown,
+    options: InvokeOptions,
+  ): Promise<InvokeOutcome> {
+    const recorder = this.#options.metrics;
+    if (recorder === undefined) return this.#options.executor.invoke(instanceId, method, request, options);
+    const series = recorder.begin(this.#coordinatesOf(instanceId), method);
+    const startedAt = performance.now();
+    return this.#options.executor.invoke(instanceId, method, request, options).then(
+      (outcome) => {
+        series.end(performance.now() - startedAt, outcome.ok ? undefined : "slice_error");
+        return outcome;
+      },
+      (e) => {
+        series.end(performance.now() - startedAt, failureKindOf(e));
+        throw e;
+      },
+    );
+  }
+
+  /** `group:artifact:version` of an executor instance id (`group:artifact:version/n`), cached. */
+  #coordinatesOf(instanceId: string): string {
+    let coordinates = this.#coordinates.get(instanceId);
+    if (coordinates === undefined) {
+      const slash = instanceId.indexOf("/");
+      coordinates = slash < 0 ? instanceId : instanceId.slice(0, slash);
+      if (this.#coordinates.size >= 10_000) this.#coordinates.clear();
+      this.#coordinates.set(instanceId, coordinates);
+    }
+    return coordinates;
   }
 
   // ------------------------------------------------------------------------------------- spans (spans.ts)
