@@ -25,11 +25,13 @@ import {
   childTraceparent,
   isTraceparent,
   type Logger,
+  type MetricsRecorder,
   newTraceparent,
   type Problem,
   PROBLEM_TYPE,
   problemResponse as problemAnswer,
   REQUEST_ID_HEADER,
+  UNMATCHED_ROUTE,
 } from "../core/mod.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
 import {
@@ -68,6 +70,16 @@ export interface AppHandlerOptions {
   spans?: SpanSink;
   /** This node's id (in its spans). */
   node?: string;
+  /** Records each request by route template and status class with its latency; none: nothing recorded. */
+  metrics?: MetricsRecorder;
+}
+
+/** HTTP methods kept as themselves in metric labels; any other is counted as `OTHER` (labels stay bounded). */
+const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
+
+/** The route a request matched, for the metrics recorder (the template, never the raw path). */
+interface RouteHolder {
+  route: string;
 }
 
 /** The longest path an `http` span keeps in its name (the ring's memory bound counts on it). */
@@ -100,6 +112,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
   const log = options.log;
   const spans = options.spans;
   const node = options.node ?? "";
+  const metrics = options.metrics;
 
   // Every property of a Deno.serve request (url, method, headers, body) is fetched from Rust when first
   // read, and a response with headers of its own leaves Deno's fastest path: each costs an HTTP request
@@ -113,9 +126,11 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const { path, query } = splitUrl(request.url);
     const method = request.method;
     const span = spans ? startSpan(headers.get("traceparent")) : undefined;
+    const matched: RouteHolder | undefined = metrics ? { route: UNMATCHED_ROUTE } : undefined;
+    const metricsStart = metrics ? performance.now() : 0;
     let response: Response;
     try {
-      response = await handle(request, headers, method, path, query, requestId, span);
+      response = await handle(request, headers, method, path, query, requestId, span, matched);
     } catch (e) {
       response = errorResponse(e, path, requestId);
       if (response.status >= 500) {
@@ -129,6 +144,10 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
       }
     }
     if (span) recordSpan(span, requestId, method, path, response.status);
+    if (matched) {
+      metrics!.route(KNOWN_METHODS.has(method) ? method : "OTHER", matched.route)
+        .record(response.status, performance.now() - metricsStart);
+    }
     if (debug) {
       log.debug("http request", {
         requestId,
@@ -149,6 +168,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     query: string,
     requestId: string,
     span: HttpSpan | undefined,
+    matched: RouteHolder | undefined,
   ): Promise<Response> {
     const match = options.routes().match(method, path);
     if (match.kind === "not_found") {
@@ -171,6 +191,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
       );
     }
     const route = match.route;
+    if (matched) matched.route = route.path;
     const body = mayHaveBody(request, method) ? await readJson(request, maxBodyBytes) : undefined;
     const callRequest = buildRequest(route, body, match.params, query);
     const timeoutMs = timeoutOf(headers.get(TIMEOUT_HEADER));

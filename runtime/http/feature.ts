@@ -10,7 +10,7 @@
  */
 
 import type { Hono } from "hono";
-import type { Clock, Logger, NodeId } from "../core/mod.ts";
+import type { Clock, Logger, MetricsRecorder, NodeId } from "../core/mod.ts";
 import type { KvEvent } from "../kv/mod.ts";
 import type { KvAccess } from "../cluster/mod.ts";
 import type { KvReader } from "../deployment/mod.ts";
@@ -61,6 +61,8 @@ export interface InvokeFeatureOptions {
   defaultTimeoutMs?: number;
   /** Where the router's and the invoker's spans go (runtime/metrics' trace ring); none: not traced. */
   spans?: SpanSink;
+  /** Where calls run here and application requests are recorded (the node's metrics); none: not recorded. */
+  metrics?: MetricsRecorder;
 }
 
 /** The running feature: the invoker for what is built on it, its routes, handler, status and stop hook. */
@@ -104,6 +106,7 @@ export function startInvoke(options: InvokeFeatureOptions): InvokeFeature {
       log: options.log.with({ component: "http" }),
       maxBodyBytes,
       spans: options.spans,
+      metrics: options.metrics,
       node: options.self,
     }),
     api: invokeRoutes({
@@ -144,5 +147,6 @@ function createInvoker(options: InvokeFeatureOptions, settings: InvokeSettings, 
     flow: options.flow,
     defaultTimeoutMs: options.defaultTimeoutMs,
     spans: options.spans,
+    metrics: options.metrics,
   });
 }
