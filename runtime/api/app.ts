@@ -10,6 +10,7 @@ import { tokenRoutes } from "./tokens.ts";
 import { auditRoutes } from "./audit.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { rolloutRoutes } from "./rollouts.ts";
+import { eventRoutes } from "./events.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
 export interface ApiAccess {
@@ -38,6 +39,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", auditRoutes(deps.kv));
   app.route("/api/v1", openApiRoutes());
   app.route("/api/v1", rolloutRoutes(deps.kv));
+  app.route("/api/v1", eventRoutes(deps));
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

@@ -8,6 +8,7 @@ import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
 import type { WatchHubStats } from "../kv/mod.ts";
+import type { EventBus } from "../metrics/mod.ts";
 
 export interface MemberView {
   id: string;
@@ -86,4 +87,8 @@ export interface ApiDeps {
   kv: KvAccess;
   log: Logger;
   logs: LogsView;
+  /** The node's cluster event bus (GET /api/v1/events, GET /api/v1/ws). */
+  events: EventBus;
+  /** The cluster metrics snapshot for the WebSocket feed (absent or undefined: the node status is sent). */
+  clusterSnapshot?: () => unknown;
 }

@@ -15,6 +15,7 @@ import { MAX_REVISION } from "./_input.ts";
 import { DEFAULT_AUDIT_LIMIT, MAX_AUDIT_ENTRIES } from "./audit.ts";
 import { MAX_KV_LIST_LIMIT, MAX_KV_TIMEOUT_MS } from "./kv.ts";
 import { DEFAULT_LOG_LIMIT, MAX_LOG_LIMIT } from "./logs.ts";
+import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT } from "./events.ts";
 import { ENDPOINT_ROLES, type EndpointEntry } from "./roles.ts";
 
 /** A JSON Schema (2020-12, the dialect OpenAPI 3.1 uses). */
@@ -192,6 +193,52 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
       description: "records and the members that did not answer (or an event stream when following)",
       json: obj({ records: { type: "array" }, unreachable: { type: "object" } }, ["records", "unreachable"]),
     },
+    problems: [400, 503],
+  },
+  "GET /api/v1/events": {
+    summary: "The cluster event stream of this node (server-sent events, id and Last-Event-ID resume)",
+    description:
+      "Events: node.joined/down/left/suspected/back, leader.changed, instance.state, blueprint.*, " +
+      "target.*, routing.*, route.*, artifact.*, alert.*, controller.*, rollout.*. Each SSE message has `id` " +
+      "(this node's event id) and `event` (the type); data is the event as JSON. Resuming after an id the " +
+      "node no longer holds is a 410 naming the oldest id held. `follow=false` answers JSON instead.",
+    query: [
+      {
+        name: "type",
+        description:
+          "only these types or families (node, node.down, alert.firing), repeated or comma-separated",
+        schema: str,
+      },
+      { name: "since", description: "resume after this event id (as Last-Event-ID)", schema: revision },
+      {
+        name: "recent",
+        description: "start a new stream with the newest N matching events (default 0)",
+        schema: int(0, MAX_EVENTS_LIMIT),
+      },
+      {
+        name: "limit",
+        description: `follow=false: most events (default ${DEFAULT_EVENTS_LIMIT})`,
+        schema: int(1, MAX_EVENTS_LIMIT),
+      },
+      { name: "follow", description: "false: answer JSON and end (default true: stream)", schema: str },
+      {
+        name: "last-event-id",
+        in: "header",
+        description: "resume after this event id",
+        schema: { type: "string", pattern: "^\\d{1,16}$" },
+      },
+    ],
+    response: {
+      description: "an event stream (or, with follow=false, the newest events as JSON)",
+      contentType: SSE,
+    },
+    problems: [400, 410],
+  },
+  "GET /api/v1/ws": {
+    summary: "WebSocket feed: the cluster snapshot every second and events as they happen (the dashboard's)",
+    description: 'Messages are JSON: {"kind":"snapshot","source":"metrics"|"status","snapshot":...} every ' +
+      'second, {"kind":"event","event":...} per event. Send {"types":["node","alert"]} to filter events.',
+    response: { status: 101, description: "switching to the WebSocket protocol" },
     problems: [400, 503],
   },
   "GET /api/v1/kv": {

@@ -28,6 +28,7 @@ import { artifactCommands } from "./commands/artifact.ts";
 import { sliceCommands } from "./commands/slice.ts";
 import { invokeCommands } from "./commands/invoke.ts";
 import { logsCommands } from "./commands/logs.ts";
+import { eventsCommands } from "./commands/events.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 
 const COMMANDS: CliCommand[] = [
@@ -39,6 +40,7 @@ const COMMANDS: CliCommand[] = [
   ...invokeCommands,
   ...loadCommands,
   ...logsCommands,
+  ...eventsCommands,
   ...rolloutCommands,
   ...accessCommands,
 ];
@@ -70,6 +72,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],
   ["key-value store", (n) => n.startsWith("kv ")],
   ["load", (n) => n === "load"],
+  ["events and alerts", (n) => /^(events$|alerts$|alert )/.test(n)],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 

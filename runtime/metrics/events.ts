@@ -32,6 +32,11 @@ export interface ClusterEvent {
   /** What it is about: a node id, a slice `group:artifact`, an instance key, a rule name... */
   subject: string;
   details: EventDetails;
+  /**
+   * Present on an event another node published `everywhere` (alert transitions, controller decisions): the
+   * node that published it. Absent when this node observed it itself.
+   */
+  origin?: string;
 }
 
 /** What a publisher gives; the bus adds id, node and (unless given) time. */
@@ -41,6 +46,20 @@ export interface EventInput {
   details?: EventDetails;
   /** Epoch milliseconds; defaults to now. */
   time?: number;
+  /**
+   * Also publish it on every other node's bus (over the mesh), for facts only this node knows: what the leader
+   * decides (alert transitions, controller decisions, rollout steps). Facts every node sees by itself (KV
+   * changes, its own connections) are published by each node's event sources and must not be relayed.
+   */
+  everywhere?: boolean;
+}
+
+/** What travels to the other nodes for an `everywhere` event. */
+export interface RelayedEvent {
+  type: string;
+  subject: string;
+  details: EventDetails;
+  time: number;
 }
 
 /**
@@ -79,6 +98,9 @@ export const EVENT_TYPES = {
   alertResolved: "alert.resolved",
   /** A rule left pending without firing (its condition cleared before its `for` elapsed). */
   alertCleared: "alert.cleared",
+  /** An alert rule (`thresholds/...`) was created or changed. */
+  alertRuleChanged: "alert.rule-changed",
+  alertRuleRemoved: "alert.rule-removed",
 } as const;
 
 /** Events the ring holds by default (each at most ~8 KiB, typically ~300 bytes). */
@@ -192,6 +214,7 @@ export class EventBus {
   #published = 0;
   #refusedSubscribers = 0;
   readonly #subscribers = new Set<{ listener: EventListener; filter?: EventTypeFilter }>();
+  #relay?: (event: RelayedEvent) => void;
 
   constructor(options: EventBusOptions) {
     const capacity = options.capacity ?? DEFAULT_EVENT_CAPACITY;
@@ -219,7 +242,33 @@ export class EventBus {
    * malformed type, an over-long subject or over-large details: publishers are runtime code, so that is a bug.
    */
   publish(input: EventInput): ClusterEvent {
-    const event = this.#validated(input);
+    const event = this.#validated(input, undefined);
+    if (input.everywhere) this.#relayOut(event);
+    return this.#deliver(event);
+  }
+
+  /**
+   * Sets where `everywhere` events go to reach the other nodes (the node's event sources send them over the
+   * mesh). Without one they stay on this bus.
+   */
+  setRelay(relay: ((event: RelayedEvent) => void) | undefined): void {
+    this.#relay = relay;
+  }
+
+  /** Records an event that node `origin` published `everywhere` (validated like a local one). */
+  publishRelayed(origin: string, relayed: RelayedEvent): ClusterEvent {
+    return this.#deliver(this.#validated(relayed, origin));
+  }
+
+  #relayOut(event: ClusterEvent): void {
+    try {
+      this.#relay?.({ type: event.type, subject: event.subject, details: event.details, time: event.time });
+    } catch (e) {
+      this.#log?.error("event relay failed", { type: event.type, error: (e as Error).stack ?? String(e) });
+    }
+  }
+
+  #deliver(event: ClusterEvent): ClusterEvent {
     this.#append(event);
     for (const subscriber of [...this.#subscribers]) {
       if (!matchesTypes(event.type, subscriber.filter)) continue;
@@ -323,7 +372,7 @@ export class EventBus {
     this.#published++;
   }
 
-  #validated(input: EventInput): ClusterEvent {
+  #validated(input: EventInput, origin: string | undefined): ClusterEvent {
     if (!isEventType(input.type)) {
       throw new AetherError("bad_request", `event type "${input.type}" is not family.name in lower case`);
     }
@@ -334,6 +383,9 @@ export class EventBus {
       );
     }
     const details = input.details ?? {};
+    if (typeof details !== "object" || details === null || Array.isArray(details)) {
+      throw new AetherError("bad_request", `event ${input.type}: details must be a JSON object`);
+    }
     const bytes = new TextEncoder().encode(JSON.stringify(details)).length;
     if (bytes > MAX_EVENT_DETAILS_BYTES) {
       throw new AetherError(
@@ -341,7 +393,22 @@ export class EventBus {
         `event ${input.type} about ${input.subject}: details take ${bytes} bytes, more than ${MAX_EVENT_DETAILS_BYTES}`,
       );
     }
+    if (input.time !== undefined && !(Number.isFinite(input.time) && input.time >= 0)) {
+      throw new AetherError(
+        "bad_request",
+        `event ${input.type}: time must be epoch milliseconds, got ${input.time}`,
+      );
+    }
     const time = input.time ?? Math.round(this.#clock.now());
-    return { id: this.#nextId++, time, type: input.type, node: this.node, subject: input.subject, details };
+    const event: ClusterEvent = {
+      id: this.#nextId++,
+      time,
+      type: input.type,
+      node: this.node,
+      subject: input.subject,
+      details,
+    };
+    if (origin !== undefined) event.origin = origin;
+    return event;
   }
 }

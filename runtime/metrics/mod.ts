@@ -22,7 +22,17 @@ export {
   MAX_EVENT_DETAILS_BYTES,
   MAX_EVENT_SUBSCRIBERS,
   parseEventTypeFilter,
+  type RelayedEvent,
 } from "./events.ts";
+export {
+  DEFAULT_SUSPECT_AFTER_MS,
+  EVENTS_CHANNEL,
+  type EventSources,
+  type EventSourcesOptions,
+  type KvView,
+  type MeshView,
+  startEventSources,
+} from "./event_sources.ts";
 // Cluster metrics (issue 16 items 1-4): the contract other features read (types.ts).
 export type {
   ClusterSnapshot,

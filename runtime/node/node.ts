@@ -39,7 +39,7 @@ import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
-import { EventBus } from "../metrics/mod.ts";
+import { EventBus, startEventSources } from "../metrics/mod.ts";
 
 const TICK_MS = 20;
 const WRITE_TIMEOUT_MS = 5_000;
@@ -96,6 +96,14 @@ export async function startNode(
 
   const core = coreContext(flags, members, shell, mesh, hub, listeners, log);
   const features = startFeatures(core, flags);
+  const eventSources = startEventSources({
+    self: flags.id,
+    members,
+    bus: core.events,
+    mesh,
+    kv: { range: (p) => core.state().range(p), get: (k) => core.state().get(k), ...core },
+    log: log.with({ component: "events" }),
+  });
   const logs = new ClusterLogs({ self: flags.id, members, mesh, ring, log: log.with({ component: "logs" }) });
   let ports = { cluster: mesh.port, api: 0, http: 0 };
   const status = (): NodeStatusView => ({
@@ -114,6 +122,7 @@ export async function startNode(
     kv: apiKv,
     log: log.with({ component: "api" }),
     logs,
+    events: core.events,
   }, access);
   ports = { cluster: mesh.port, ...servers.ports };
   log.info("node started", { ...ports, members: members.join(","), tls: tls !== undefined });
@@ -125,6 +134,7 @@ export async function startNode(
     async stop() {
       shell.stop();
       access.stop();
+      eventSources.stop();
       await stopFeatures(features.started, log);
       logs.stop();
       hub.close();

@@ -1,0 +1,266 @@
+/**
+ * The cluster event stream on real node processes (3 members on loopback): a killed member's `node.down`
+ * reaches the SSE streams of both survivors; a frozen member is suspected, then down, then back; a stream
+ * resumed with Last-Event-ID gets every event after that id exactly once and in order (the unfiltered ids of
+ * one node are consecutive, so a gap would show); a resume point the node no longer holds is a 410 naming the
+ * oldest id; `?type=` filters; `follow=false` answers JSON; the WebSocket feed sends the snapshot every
+ * second and events as they happen; bad input is a 400 naming the parameter.
+ */
+
+import { deepEqual, equal, match, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import { runCli } from "../_support/cli.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import type { ClusterEvent } from "../../runtime/metrics/mod.ts";
+import WebSocket from "ws";
+
+/** An open SSE stream whose events are collected as they arrive. */
+class EventReader {
+  readonly events: ClusterEvent[] = [];
+  readonly ids: string[] = [];
+  ended = false;
+  readonly #reader: ReadableStreamDefaultReader<string>;
+  readonly #done: Promise<void>;
+
+  private constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    this.#done = this.#pump();
+  }
+
+  static async open(
+    node: NodeProcess,
+    query = "",
+    headers: Record<string, string> = {},
+  ): Promise<EventReader> {
+    const response = await node.api(`/api/v1/events${query}`, { headers });
+    equal(response.status, 200, await (response.status === 200 ? "" : response.text()));
+    equal(response.headers.get("content-type"), "text/event-stream");
+    return new EventReader(response.body!);
+  }
+
+  async #pump(): Promise<void> {
+    let buffer = "";
+    try {
+      while (true) {
+        const { value, done } = await this.#reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const id = /^id: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (id === undefined || data === undefined) continue;
+          const event = JSON.parse(data) as ClusterEvent;
+          equal(String(event.id), id, "the SSE id is the event's id");
+          this.ids.push(id);
+          this.events.push(event);
+        }
+      }
+    } catch {
+      // Cancelled.
+    }
+    this.ended = true;
+  }
+
+  async waitFor(
+    what: string,
+    match: (e: ClusterEvent) => boolean,
+    timeoutMs = 20_000,
+  ): Promise<ClusterEvent> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const found = this.events.find(match);
+      if (found) return found;
+      if (this.ended) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`no ${what} within ${timeoutMs} ms; got ${JSON.stringify(this.events.map(brief))}`);
+  }
+
+  async close(): Promise<void> {
+    await this.#reader.cancel().catch(() => {});
+    await this.#done;
+  }
+}
+
+function brief(e: ClusterEvent): string {
+  return `${e.id} ${e.type} ${e.subject}`;
+}
+
+const isType = (type: string, subject: string) => (e: ClusterEvent) =>
+  e.type === type && e.subject === subject;
+
+Deno.test("events on 3 nodes: node down on the survivors' streams, suspected and back, resume, 410, filters, ws", async (t) => {
+  const cluster = await TestCluster.start(3, { fsync: "never" });
+  const readers: EventReader[] = [];
+  const open = async (node: NodeProcess, query = "", headers: Record<string, string> = {}) => {
+    const reader = await EventReader.open(node, query, headers);
+    readers.push(reader);
+    return reader;
+  };
+  try {
+    await cluster.waitForLeader();
+    const [n1, n2, n3] = cluster.nodes;
+
+    await t.step("a killed member's node.down reaches both survivors' streams", async () => {
+      const on1 = await open(n1, "?type=node");
+      const on2 = await open(n2, "?type=node.down");
+      const killedAt = Date.now();
+      await n3.kill();
+      const down1 = await on1.waitFor("node.down n3 on n1", isType("node.down", "n3"));
+      const down2 = await on2.waitFor("node.down n3 on n2", isType("node.down", "n3"));
+      equal(down1.node, "n1");
+      equal(down2.node, "n2");
+      ok(
+        down1.time >= killedAt - 1_000 && down1.time - killedAt < 5_000,
+        `down after ${down1.time - killedAt} ms`,
+      );
+      ok(on1.events.every((e) => e.type.startsWith("node.")), "?type=node: only node.* events");
+      ok(on2.events.every((e) => e.type === "node.down"), "?type=node.down: only node.down");
+      await n3.start();
+      await on1.waitFor("node.back n3 on n1", isType("node.back", "n3"));
+    });
+
+    await t.step("a frozen member is suspected, then down, then back when it thaws", async () => {
+      const on1 = await open(n1, "?type=node");
+      n3.freeze(true);
+      try {
+        await on1.waitFor("node.suspected n3", isType("node.suspected", "n3"), 10_000);
+        await on1.waitFor("node.down n3", isType("node.down", "n3"), 10_000);
+      } finally {
+        n3.freeze(false);
+      }
+      const back = await on1.waitFor("node.back n3", (e) => isType("node.back", "n3")(e) && e.id > 0);
+      const order = on1.events.filter((e) => e.subject === "n3").map((e) => e.type);
+      deepEqual(order.slice(0, 3), ["node.suspected", "node.down", "node.back"], JSON.stringify(order));
+      ok(back);
+    });
+
+    await t.step("a stream resumed with Last-Event-ID loses nothing and repeats nothing", async () => {
+      const first = await open(n1, "?recent=5");
+      await first.waitFor("a replayed event", () => true, 5_000);
+      const lastSeen = first.events.at(-1)!;
+      await first.close();
+      // Events happen while no stream is open: n3 restarts (down, then joined again as back).
+      await n3.kill();
+      await n3.start();
+      await cluster.waitForLeader();
+      const listed = await n1.json<{ events: ClusterEvent[] }>(
+        `/api/v1/events?follow=false&since=${lastSeen.id}`,
+      );
+      equal(listed.status, 200);
+      const missed = listed.body.events;
+      ok(
+        missed.some(isType("node.down", "n3")) && missed.some(isType("node.back", "n3")),
+        JSON.stringify(missed.map(brief)),
+      );
+      const resumed = await open(n1, "", { "last-event-id": String(lastSeen.id) });
+      await resumed.waitFor("the newest missed event", (e) => e.id === missed.at(-1)!.id);
+      const ids = resumed.events.map((e) => e.id);
+      deepEqual(ids.slice(0, missed.length), missed.map((e) => e.id), "the missed events first, in order");
+      deepEqual(
+        ids,
+        ids.map((_, i) => lastSeen.id + 1 + i),
+        "consecutive ids from the one after Last-Event-ID",
+      );
+    });
+
+    await t.step("a resume point the node no longer holds is 410 naming the oldest id", async () => {
+      const response = await n1.api("/api/v1/events", { headers: { "last-event-id": "5" } });
+      equal(response.status, 410);
+      equal(response.headers.get("content-type"), "application/problem+json");
+      const problem = await response.json();
+      equal(typeof problem.oldestId, "number");
+      match(problem.detail, new RegExp(`after id 5 .*oldest held is ${problem.oldestId}`));
+    });
+
+    await t.step("bad input is a 400 naming what was wrong", async () => {
+      for (
+        const [query, headers, pattern] of [
+          ["?type=Node.Down", {}, /query parameter type.*"Node\.Down"/],
+          ["?since=-1", {}, /query parameter since/],
+          ["?bogus=1", {}, /query parameter bogus: unknown/],
+          ["", { "last-event-id": "abc" }, /header last-event-id/],
+          ["?follow=maybe", {}, /follow/],
+        ] as const
+      ) {
+        const response = await n2.api(`/api/v1/events${query}`, { headers });
+        equal(response.status, 400, query);
+        match((await response.json()).detail, pattern);
+      }
+      const notUpgraded = await n2.api("/api/v1/ws");
+      equal(notUpgraded.status, 400);
+      match((await notUpgraded.json()).detail, /Upgrade: websocket/);
+    });
+
+    await t.step("the WebSocket feed: a snapshot every second and events as they happen", async () => {
+      const url = n2.apiUrl.replace(/^http/, "ws") + "/api/v1/ws";
+      const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cluster.token}` } });
+      const messages: { kind: string; event?: ClusterEvent; snapshot?: unknown; time?: number }[] = [];
+      ws.on("message", (data: unknown) => messages.push(JSON.parse(String(data))));
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
+      try {
+        await cluster.waitFor(
+          "two snapshots",
+          () => Promise.resolve(messages.filter((m) => m.kind === "snapshot").length >= 2),
+          5_000,
+        );
+        await n3.kill();
+        await cluster.waitFor(
+          "node.down n3 on the ws",
+          () =>
+            Promise.resolve(
+              messages.some((m) =>
+                m.kind === "event" && m.event!.type === "node.down" && m.event!.subject === "n3"
+              ),
+            ),
+          10_000,
+        );
+        const snapshots = messages.filter((m) => m.kind === "snapshot");
+        ok(snapshots.every((s) => typeof s.snapshot === "object"));
+        const gaps = snapshots.slice(1).map((s, i) => s.time! - snapshots[i].time!);
+        ok(gaps.every((g) => g >= 500 && g <= 3_000), `snapshot gaps ${gaps}`);
+      } finally {
+        ws.close();
+      }
+      const refused = new WebSocket(url);
+      const status = await new Promise<number>((resolve) => {
+        refused.once(
+          "unexpected-response",
+          (_req: unknown, res: { statusCode: number }) => resolve(res.statusCode),
+        );
+        refused.once("open", () => resolve(101));
+      });
+      equal(status, 401, "the feed needs a token like every endpoint");
+      await n3.start();
+    });
+
+    await t.step("aether events prints the recent events; --type filters", async () => {
+      const out = await runCli([
+        "--connect",
+        n1.apiUrl,
+        "--token",
+        cluster.token,
+        "events",
+        "--type",
+        "node.down",
+        "--limit",
+        "5",
+      ]);
+      equal(out.code, 0, out.stderr);
+      match(out.stdout, /node\.down\s+n3/);
+      ok(!/node\.back/.test(out.stdout));
+    });
+  } catch (e) {
+    console.error(cluster.logs().slice(-20_000));
+    throw e;
+  } finally {
+    for (const reader of readers) await reader.close();
+    await cluster.close();
+  }
+});
