@@ -25,6 +25,7 @@ export {
 } from "./auth.ts";
 export { API_PREFIX, ENDPOINT_ROLES, type EndpointEntry, type EndpointRole, RoleTable } from "./roles.ts";
 export { parseTtl } from "./tokens.ts";
+export { traceRoutes, type TracesView } from "./traces.ts";
 export { AuditLog, type AuditStats, MAX_AUDIT_ENTRIES, MAX_PENDING_AUDIT } from "./audit.ts";
 export {
   ENDPOINT_DOCS,

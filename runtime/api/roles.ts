@@ -31,6 +31,7 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "GET", path: "/api/v1/openapi.json", role: "open" },
   { method: "GET", path: "/api/v1/status", role: "viewer" },
   { method: "GET", path: "/api/v1/logs", role: "viewer" },
+  { method: "GET", path: "/api/v1/traces/:requestId", role: "viewer" },
   // the cluster event stream and the dashboard's live feed (events.ts)
   { method: "GET", path: "/api/v1/events", role: "viewer" },
   { method: "GET", path: "/api/v1/ws", role: "viewer" },

@@ -24,15 +24,6 @@ export {
   parseEventTypeFilter,
   type RelayedEvent,
 } from "./events.ts";
-export {
-  DEFAULT_SUSPECT_AFTER_MS,
-  EVENTS_CHANNEL,
-  type EventSources,
-  type EventSourcesOptions,
-  type KvView,
-  type MeshView,
-  startEventSources,
-} from "./event_sources.ts";
 // Cluster metrics (issue 16 items 1-4): the contract other features read (types.ts).
 export type {
   ClusterSnapshot,
@@ -52,3 +43,45 @@ export type {
   RouteMetrics,
   SliceMetrics,
 } from "./types.ts";
+// Request traces (issue 16 item 7): the span ring, the tree, gathering from every member, OTLP export.
+export {
+  assembleTrace,
+  DEFAULT_SPAN_RING_CAPACITY,
+  isSpan,
+  isTraceId,
+  MAX_SPAN_RING_BYTES,
+  MAX_TRACE_SPANS,
+  type SpanQueryAnswer,
+  SpanRing,
+  type SpanRingStats,
+  teeSpans,
+  type TraceNode,
+  type TraceTree,
+} from "./traces.ts";
+export {
+  type ClusterSpans,
+  ClusterTraces,
+  type ClusterTracesOptions,
+  MAX_PENDING_TRACE_QUERIES,
+  PEER_TRACE_QUERY_TIMEOUT_MS,
+  type TraceMesh,
+  TRACES_CHANNEL,
+} from "./traces_cluster.ts";
+export {
+  OTLP_BATCH_SPANS,
+  OTLP_MAX_QUEUED_SPANS,
+  OtlpExporter,
+  type OtlpExporterOptions,
+  type OtlpExporterStats,
+  otlpTraceRequest,
+  otlpTracesUrl,
+} from "./traces_otlp.ts";
+export {
+  DEFAULT_SUSPECT_AFTER_MS,
+  EVENTS_CHANNEL,
+  type EventSources,
+  type EventSourcesOptions,
+  type KvView,
+  type MeshView,
+  startEventSources,
+} from "./event_sources.ts";
