@@ -241,6 +241,29 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     response: { status: 101, description: "switching to the WebSocket protocol" },
     problems: [400, 503],
   },
+  "GET /api/v1/traces/:requestId": {
+    summary: "One request's spans from every node as a tree: HTTP router, slice calls, attempts, remote side",
+    description:
+      "Each node keeps its newest spans in a bounded ring; the node asked gathers the others' over " +
+      "the mesh. Offsets are milliseconds from the request's first span. 404 when no node has a span of it.",
+    pathParameters: { requestId: "the request id (x-request-id), or a W3C trace id (32 hex digits)" },
+    response: {
+      description: "the trace: its spans nested under their parents, and the members that did not answer",
+      json: obj({
+        id: str,
+        requestIds: { type: "array", items: str },
+        traceIds: { type: "array", items: str },
+        startTime: str,
+        durationMs: { type: "number" },
+        spanCount: { type: "integer" },
+        nodes: { type: "array", items: str },
+        roots: { type: "array" },
+        unreachable: { type: "object" },
+        truncated: { type: "array", items: str },
+      }, ["id", "roots", "spanCount", "unreachable"]),
+    },
+    problems: [400, 404],
+  },
   "GET /api/v1/kv": {
     summary: "Lists keys and values under a prefix (auth records only for admins)",
     query: [

@@ -28,6 +28,7 @@ import { artifactCommands } from "./commands/artifact.ts";
 import { sliceCommands } from "./commands/slice.ts";
 import { invokeCommands } from "./commands/invoke.ts";
 import { logsCommands } from "./commands/logs.ts";
+import { traceCommands } from "./commands/trace.ts";
 import { eventsCommands } from "./commands/events.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 
@@ -40,6 +41,7 @@ const COMMANDS: CliCommand[] = [
   ...invokeCommands,
   ...loadCommands,
   ...logsCommands,
+  ...traceCommands,
   ...eventsCommands,
   ...rolloutCommands,
   ...accessCommands,
@@ -66,7 +68,7 @@ const PROCESS_COMMANDS: ListedCommand[] = [
 
 /** The groups of the top-level help, in order; each command belongs to the first whose test it passes. */
 const HELP_GROUPS: [string, (name: string) => boolean][] = [
-  ["cluster", (n) => ["status", "health", "logs"].includes(n) || n.startsWith("cluster ")],
+  ["cluster", (n) => ["status", "health", "logs", "trace"].includes(n) || n.startsWith("cluster ")],
   ["deployment", (n) => /^(blueprint |deploy$|scale$|undeploy$|slices$|rollout )/.test(n)],
   ["artifacts and slice projects", (n) => /^(artifact |slice )/.test(n)],
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],

@@ -563,7 +563,8 @@ export class SliceInvoker {
     } finally {
       this.#spans!.record({
         ...this.#spanOf(call, "call", call.traceparent, parentSpanId, startMs),
-        name: `${describe(call)}.${call.method}`,
+        // The slice (and a pinned version), not the caller's range: what ran, as the timeline shows it.
+        name: `${call.version ? `${call.slice}:${call.version}` : call.slice}.${call.method}`,
         outcome,
         status,
       });

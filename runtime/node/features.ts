@@ -12,6 +12,7 @@ import { startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
+import { startTraces } from "./traces.ts";
 
 export interface StartedFeatures {
   /** In start order; stopped in reverse. */
@@ -36,8 +37,10 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     onOutboundCall: (call) => invoke.invoker.outboundHandler(call),
     sandbox: { policy: { ...DEFAULT_POLICY, mode: flags.sandbox } },
   });
+  const traces = startTraces(core, flags);
   const invoke = startInvoke({
     ...core,
+    spans: traces.spans,
     executor: deployment.executor,
     endpoints: deployment.endpoints,
     instanceIdOf: deployment.instanceIdOf,
@@ -45,5 +48,5 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
   const rollouts = startRollouts({ ...core });
-  return { started: [repository, deployment, invoke, rollouts], app: invoke.app };
+  return { started: [repository, deployment, traces, invoke, rollouts], app: invoke.app };
 }

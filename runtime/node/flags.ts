@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
+import { otlpTracesUrl } from "../metrics/mod.ts";
 
 export interface PeerAddress {
   id: NodeId;
@@ -59,6 +60,10 @@ export interface NodeFlags {
   retainedLogPhases: number;
   /** --tls-cert/--tls-key (both or neither), and --tls-ca for the mesh; absent: plain HTTP and ws. */
   tls?: TlsFiles;
+  /** Record request spans (--traces on, the default): GET /api/v1/traces, `aether trace`. */
+  traces: boolean;
+  /** Where spans are also exported as OTLP/HTTP JSON (the full URL, /v1/traces added to a bare base). */
+  otlpEndpoint?: string;
 }
 
 /** The TLS files a node was given (paths; readTls reads and checks them). */
@@ -95,6 +100,7 @@ export const NODE_USAGE =
                    [--http-max-body-bytes 1048576]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+                   [--traces on|off] [--otlp-endpoint URL]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -136,7 +142,11 @@ export const NODE_USAGE =
   --tls-cert, --tls-key  PEM certificate and private key: the management API and the application port
                  serve HTTPS (both flags or neither; "aether cluster init" makes them)
   --tls-ca       PEM cluster CA: the mesh runs over wss:// and accepts only members whose certificate this
-                 CA signed (needs --tls-cert and --tls-key)`;
+                 CA signed (needs --tls-cert and --tls-key)
+  --traces       on: record a span per hop of every request in a bounded ring (the newest 16384 per
+                 node) for GET /api/v1/traces and aether trace (default); off: record nothing
+  --otlp-endpoint  also send every span as OTLP/HTTP JSON to this collector, e.g. http://127.0.0.1:4318
+                 (/v1/traces is added to a URL without a path); batched, bounded queue, retried`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -206,6 +216,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "tls-ca": { type: "string" },
+        traces: { type: "string" },
+        "otlp-endpoint": { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -240,6 +252,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   const host = parseHost("host", values.host) ?? "127.0.0.1";
   const appGuard = values["app-guard"] ?? "on";
   if (appGuard !== "on" && appGuard !== "off") throw flagError("app-guard", `"${appGuard}" is not on or off`);
+  const traces = values.traces ?? "on";
+  if (traces !== "on" && traces !== "off") throw flagError("traces", `"${traces}" is not on or off`);
   const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
   if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
     throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
@@ -283,8 +297,20 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     retainedLogPhases: positiveInt("retained-log-phases", values["retained-log-phases"]) ??
       DEFAULT_RETAINED_LOG_PHASES,
     tls: tlsFlags(values["tls-cert"], values["tls-key"], values["tls-ca"]),
+    traces: traces === "on",
+    otlpEndpoint: otlpFlag(values["otlp-endpoint"]),
   };
 }
+
+function otlpFlag(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return otlpTracesUrl(text);
+  } catch (e) {
+    throw flagError("otlp-endpoint", (e as Error).message);
+  }
+}
+
 
 function tlsFlags(
   cert: string | undefined,
