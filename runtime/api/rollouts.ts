@@ -22,15 +22,18 @@ import {
   KEY_PREFIXES,
   kvKeys,
   parseKey,
-  parseRolloutStep,
   type RolloutRecord,
   type RoutingRecord,
 } from "../model/mod.ts";
-import { newRolloutRecord, parseRolloutSpec, readRollouts } from "../control/mod.ts";
+import {
+  applyRolloutAction,
+  newRolloutRecord,
+  parseRolloutSpec,
+  readRollouts,
+  ROLLOUT_ACTIONS,
+} from "../control/mod.ts";
 
 const MAX_BODY_BYTES = 16 * 1024;
-const ACTIONS = ["pause", "resume", "promote", "abort"] as const;
-type Action = typeof ACTIONS[number];
 
 export function rolloutRoutes(kv: KvAccess, nowMs: () => number = Date.now): Hono {
   const app = new Hono();
@@ -106,7 +109,7 @@ export function rolloutRoutes(kv: KvAccess, nowMs: () => number = Date.now): Hon
     return c.json({ ...view(slice, record, snapshot(kv, slice)), revision }, 201);
   });
 
-  for (const action of ACTIONS) {
+  for (const action of ROLLOUT_ACTIONS) {
     app.post(`/rollouts/:artifact/${action}`, async (c) => {
       const slice = sliceParam(c.req.param("artifact"));
       const key = kvKeys.rollout(slice);
@@ -119,50 +122,13 @@ export function rolloutRoutes(kv: KvAccess, nowMs: () => number = Date.now): Hon
           `${slice}'s rollout to ${record.newVersion} already ended ${record.phase}`,
         );
       }
-      const next = applyAction(record, action, nowMs());
+      const next = applyRolloutAction(record, action, nowMs());
       const { revision } = await compareAndPut(kv, key, entry, next);
       return c.json({ ...view(slice, next, snapshot(kv, slice)), revision });
     });
   }
 
   return app;
-}
-
-/** What an operator's action changes; the leader acts on it in its next step. */
-export function applyAction(record: RolloutRecord, action: Action, nowMs: number): RolloutRecord {
-  const next: RolloutRecord = { ...record, updatedAt: nowMs };
-  switch (action) {
-    case "pause":
-      next.paused = true;
-      break;
-    case "resume": {
-      delete next.paused;
-      const step = next.steps[next.step];
-      // Resuming at an open-ended "pause" step passes it.
-      if (next.phase === "Paused" && step !== undefined) {
-        const parsed = parseRolloutStep(step);
-        if (parsed.kind === "pause" && parsed.durationMs === undefined) next.step++;
-      }
-      if (next.phase === "Paused") next.phase = "Progressing";
-      next.stepStartedAt = nowMs;
-      break;
-    }
-    case "promote":
-      if (record.phase === "RollingBack") {
-        throw new AetherError("conflict", `the rollout to ${record.newVersion} is rolling back`);
-      }
-      delete next.paused;
-      next.promote = true;
-      if (next.phase === "Paused") next.phase = "Progressing";
-      break;
-    case "abort":
-      delete next.paused;
-      delete next.promote;
-      next.phase = "RollingBack";
-      next.reason = "aborted by an operator";
-      break;
-  }
-  return next;
 }
 
 async function compareAndPut(
