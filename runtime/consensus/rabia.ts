@@ -135,7 +135,15 @@ export class RabiaEngine<C = unknown> {
   readonly #phases = new Map<number, PhaseState<C>>();
   /** Batches waiting to be decided, oldest first, bounded (see _pending.ts for what happens when full). */
   readonly #pending: PendingBatches<C>;
-  readonly #stats = { decided: 0, empty: 0, byProposals: 0, byVote1: 0, byVote2: 0, submissionsRefused: 0 };
+  readonly #stats = {
+    decided: 0,
+    empty: 0,
+    decidedCommands: 0,
+    byProposals: 0,
+    byVote1: 0,
+    byVote2: 0,
+    submissionsRefused: 0,
+  };
   /** The last `recentDecisions` decisions, consecutive up to lastDecided, for answering late messages. */
   readonly #recent = new Map<number, Batch<C> | null>();
   /** When each recent phase was decided (or adopted) here. */
@@ -599,6 +607,7 @@ export class RabiaEngine<C = unknown> {
     this.#emit({ type: "decide", phase, batch });
     this.#stats.decided++;
     if (!batch) this.#stats.empty++;
+    else this.#stats.decidedCommands += batch.commands.length;
     this.#lastDecided = phase;
     this.#phases.delete(phase);
     this.#remember(phase, batch);

@@ -189,6 +189,8 @@ export interface EngineStats {
   decided: number;
   /** Of those, phases that decided no batch (0): proposals collided or nothing was proposed. */
   empty: number;
+  /** Commands in the batches decided here (the mean batch size is this over `decided - empty`). */
+  decidedCommands: number;
   /** Decided from the proposals alone (all n equal, or no majority possible): one message delay. */
   byProposals: number;
   /** Decided from n equal round-1 votes. */
