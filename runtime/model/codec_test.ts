@@ -139,7 +139,20 @@ const RECORDS: { [F in RecordFamily]: { key: string; value: RecordTypes[F] } } =
     key: "config/node/n1/sandbox.allowNet",
     value: { value: { hosts: ["a.example"], n: 1.5 }, updatedAt: 1 },
   },
-  threshold: { key: "thresholds/cpu.usage", value: { warning: 0.7, critical: 0.9, updatedAt: 2 } },
+  threshold: {
+    key: "thresholds/orders-p99",
+    value: {
+      metric: "latency",
+      slice: "org.example:orders",
+      method: "placeOrder",
+      quantile: 0.99,
+      op: ">",
+      threshold: 200,
+      forMs: 30_000,
+      severity: "critical",
+      updatedAt: 2,
+    },
+  },
 };
 
 Deno.test("codec: every record family round-trips through UTF-8 JSON, by family and by key", () => {
@@ -278,8 +291,16 @@ Deno.test("codec: malformed records are refused, naming the field", () => {
     ["rollout", (v) => v.maxSurge = "25x", "maxSurge", /maxSurge/],
     ["config", (v) => v.value = { x: NaN }, "value.x", /value.x must be a JSON value, got NaN/],
     ["config", (v) => delete v.value, "value", /value is missing/],
-    ["threshold", (v) => v.warning = Infinity, "warning", /warning must be a finite number/],
-    ["threshold", (v) => v.critical = "high", "critical", /critical must be a finite number/],
+    ["threshold", (v) => v.threshold = Infinity, "threshold", /threshold must be a finite number/],
+    ["threshold", (v) => v.op = "!=", "op", /op must be one of >, >=, <, <=/],
+    ["threshold", (v) => delete v.slice, "slice", /slice is missing: latency is measured per slice/],
+    ["threshold", (v) => v.quantile = 0.2, "quantile", /quantile must be from 0.5 to 0.999/],
+    [
+      "threshold",
+      (v) => v.threshold = "desired",
+      "threshold",
+      /"desired" is a threshold of instances_active/,
+    ],
   ];
   const families = new Set<string>();
   for (const [family, change, field, pattern] of cases) {

@@ -36,6 +36,23 @@ export {
   type TargetBackoff,
   type TargetRecord,
 } from "./targets.ts";
-export { type ThresholdRecord } from "./thresholds.ts";
+export {
+  ALERT_METRICS,
+  ALERT_OPS,
+  ALERT_RULE_NAME,
+  ALERT_SEVERITIES,
+  type AlertExpression,
+  type AlertMetric,
+  type AlertOp,
+  type AlertRuleRecord,
+  type AlertSeverity,
+  DEFAULT_ALERT_WINDOW_MS,
+  expressionOf,
+  MAX_ALERT_FOR_MS,
+  MAX_ALERT_RULES,
+  MAX_ALERT_WINDOW_MS,
+  parseAlertExpression,
+  type ThresholdRecord,
+} from "./thresholds.ts";
 export * from "./auth.ts";
 export * from "./controller.ts";
