@@ -49,12 +49,14 @@ export interface TestNode {
   stopped: boolean;
 }
 
-export type NodeOptions = Partial<Pick<SliceInvokerOptions, "retry" | "flow" | "defaultTimeoutMs">> & {
-  /** The sandbox isolation of the node's executor (default worker). */
-  mode?: IsolationMode;
-  /** Bounds of the node's sandbox hosts (default DEFAULT_HOST_LIMITS). */
-  hostLimits?: SliceExecutorOptions["hostLimits"];
-};
+export type NodeOptions =
+  & Partial<Pick<SliceInvokerOptions, "retry" | "flow" | "defaultTimeoutMs" | "spans">>
+  & {
+    /** The sandbox isolation of the node's executor (default worker). */
+    mode?: IsolationMode;
+    /** Bounds of the node's sandbox hosts (default DEFAULT_HOST_LIMITS). */
+    hostLimits?: SliceExecutorOptions["hostLimits"];
+  };
 
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
