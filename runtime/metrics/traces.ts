@@ -152,11 +152,14 @@ export function assembleTrace(id: string, spans: readonly Span[]): TraceTree {
   const endMs = all.reduce((end, s) => Math.max(end, s.startMs + s.durationMs), originMs);
   const nodes = new Map<string, TraceNode>(all.map((s) => [s.spanId, nodeOf(s, originMs)]));
   const roots: TraceNode[] = [];
+  /** The links made so far (child to parent), to refuse the one that would close a cycle. */
+  const linked = new Map<TraceNode, TraceNode>();
   for (const span of all) {
     const node = nodes.get(span.spanId)!;
     const parent = span.parentSpanId === undefined ? undefined : nodes.get(span.parentSpanId);
-    if (parent && parent !== node && !isAncestor(node, span.parentSpanId!, unique)) {
+    if (parent && !isAncestor(node, parent, linked)) {
       parent.children.push(node);
+      linked.set(node, parent);
     } else roots.push(node);
   }
   return {
@@ -171,14 +174,10 @@ export function assembleTrace(id: string, spans: readonly Span[]): TraceTree {
   };
 }
 
-/** Whether `node` is an ancestor of the span `spanId` (linking them would close a cycle). */
-function isAncestor(node: TraceNode, spanId: string, spans: Map<string, Span>): boolean {
-  const seen = new Set<string>();
-  let current: string | undefined = spanId;
-  while (current !== undefined && !seen.has(current)) {
-    if (current === node.spanId) return true;
-    seen.add(current);
-    current = spans.get(current)?.parentSpanId;
+/** Whether `node` is `parent` or above it in the links made so far (linking them would close a cycle). */
+function isAncestor(node: TraceNode, parent: TraceNode, linked: Map<TraceNode, TraceNode>): boolean {
+  for (let p: TraceNode | undefined = parent; p !== undefined; p = linked.get(p)) {
+    if (p === node) return true;
   }
   return false;
 }
