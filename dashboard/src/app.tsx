@@ -10,6 +10,7 @@ import { useState } from "preact/hooks";
 import { caller, lastError, liveMode, login, loginError, logout, updatedAt } from "./state.ts";
 import { Overview } from "./pages/overview.tsx";
 import { Slices } from "./pages/slices.tsx";
+import { Deployments } from "./pages/deployments.tsx";
 import { Data } from "./pages/data.tsx";
 import { Access } from "./pages/access.tsx";
 import { Logs } from "./pages/logs.tsx";
@@ -17,6 +18,7 @@ import { Logs } from "./pages/logs.tsx";
 export const PAGES = [
   { id: "overview", title: "Overview", component: Overview },
   { id: "slices", title: "Slices", component: Slices },
+  { id: "deployments", title: "Deployments", component: Deployments },
   { id: "data", title: "Data", component: Data },
   { id: "logs", title: "Logs", component: Logs },
   { id: "access", title: "Access", component: Access },

@@ -22,6 +22,8 @@ export function Sparkline({ label, times, values, width = 160, height = 36 }: Sp
   const plot = useRef<uPlot | null>(null);
   useEffect(() => {
     if (!frame.current) return;
+    // A canvas knows no currentColor: the stroke is the element's computed colour (light or dark theme).
+    const stroke = getComputedStyle(frame.current).color;
     plot.current = new uPlot(
       {
         width,
@@ -34,7 +36,7 @@ export function Sparkline({ label, times, values, width = 160, height = 36 }: Sp
           x: { time: false },
           y: { range: (_u, min, max) => [Math.min(0, min), Math.max(1, max * 1.1)] },
         },
-        series: [{}, { stroke: "currentColor", width: 1.5, points: { show: false } }],
+        series: [{}, { stroke, width: 1.5, points: { show: false } }],
       },
       [[], []],
       frame.current,

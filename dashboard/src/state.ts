@@ -73,6 +73,20 @@ export const updatedAt = signal<number | null>(null);
 /** The sampled figures, oldest first, one per update, for the sparklines (about the last minute). */
 export const samples = signal<{ time: number; active: number; desired: number; connected: number }[]>([]);
 
+/** Per-node figures from the cluster's metrics snapshot, when the node has metrics (GET /metrics, socket). */
+export interface MetricsSnapshot {
+  atMs: number;
+  leader?: string;
+  nodes: {
+    node: string;
+    stale: boolean;
+    process?: { cpuShare?: number; rssBytes?: number; heapUsedBytes?: number; eventLoopLagMs?: number };
+    mesh?: { peer: string; connected: boolean; rttMs?: number }[];
+  }[];
+}
+
+export const metrics = signal<MetricsSnapshot | null>(null);
+
 export const canOperate = computed(() => caller.value?.role === "operator" || caller.value?.role === "admin");
 export const isAdmin = computed(() => caller.value?.role === "admin");
 
@@ -87,6 +101,30 @@ export function pushEvent(kind: FeedEvent["kind"], text: string, time = Date.now
   feed.value = [{ time, kind, text }, ...feed.value].slice(0, MAX_FEED_EVENTS);
 }
 
+/**
+ * The API paths this node serves (`METHOD /api/v1/...` from its OpenAPI document), read once after sign-in:
+ * pages for features a node does not have yet (metrics, rollouts, the socket) stay away from them instead of
+ * calling into a 404.
+ */
+export const served = signal<ReadonlySet<string> | null>(null);
+
+/** Whether the node serves an endpoint; true when its document could not be read (same build as the page). */
+export const serves = (method: string, path: string) =>
+  served.value === null || served.value.has(`${method} /api/v1${path}`);
+
+async function readServed(): Promise<void> {
+  try {
+    const doc = await get<{ paths?: Record<string, Record<string, unknown>> }>("/openapi.json");
+    const found = new Set<string>();
+    for (const [path, operations] of Object.entries(doc.paths ?? {})) {
+      for (const method of Object.keys(operations)) found.add(`${method.toUpperCase()} ${path}`);
+    }
+    served.value = found;
+  } catch {
+    served.value = null;
+  }
+}
+
 /** Checks a token with GET /whoami; a good one is kept for the tab and the live feed starts. */
 export async function login(candidate: string): Promise<boolean> {
   const trimmed = candidate.trim();
@@ -97,6 +135,7 @@ export async function login(candidate: string): Promise<boolean> {
   token.value = trimmed;
   try {
     const who = await get<Caller>("/whoami");
+    await readServed();
     storeToken(trimmed);
     batch(() => {
       caller.value = who;
@@ -126,12 +165,13 @@ export function logout(): void {
 /** Applies a new status and slice list: derives feed events from what changed, and samples the figures. */
 export function applyUpdate(next: { status?: ClusterStatus; slices?: Slice[] }, time = Date.now()): void {
   batch(() => {
+    const derive = liveMode.value !== "socket";
     if (next.status) {
-      if (status.value) diffStatus(status.value, next.status, time);
+      if (status.value && derive) diffStatus(status.value, next.status, time);
       status.value = next.status;
     }
     if (next.slices) {
-      if (updatedAt.value !== null) diffSlices(slices.value, next.slices, time);
+      if (updatedAt.value !== null && derive) diffSlices(slices.value, next.slices, time);
       slices.value = next.slices;
     }
     updatedAt.value = time;
@@ -221,6 +261,7 @@ export async function refresh(): Promise<void> {
       get<{ slices: Slice[] }>("/slices"),
     ]);
     applyUpdate({ status: s, slices: list.slices });
+    if (serves("GET", "/metrics")) metrics.value = await get<MetricsSnapshot>("/metrics");
     lastError.value = null;
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
@@ -254,7 +295,9 @@ function usePolling(): void {
  * the socket, the page polls.
  */
 function connectSocket(): void {
-  if (!running || token.value === null || typeof WebSocket === "undefined") return usePolling();
+  if (!running || token.value === null || typeof WebSocket === "undefined" || !serves("GET", "/ws")) {
+    return usePolling();
+  }
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`;
   let opened = false;
   let ws: WebSocket;
@@ -279,16 +322,118 @@ function connectSocket(): void {
   };
 }
 
+/** One event of the node's bus (runtime/metrics/events.ts), as the WebSocket sends it. */
+export interface ClusterEvent {
+  id: number;
+  time: number;
+  type: string;
+  node: string;
+  subject: string;
+  details: Record<string, unknown>;
+}
+
+/** Event families after which the slices (instances, targets) or the status (members, leader) are read again. */
+const SLICE_EVENTS = /^(instance|target|routing|blueprint)\./;
+const STATUS_EVENTS = /^(node|leader)\./;
+
 function onSocketMessage(data: unknown): void {
   if (typeof data !== "string") return;
-  let message: { type?: string; status?: ClusterStatus; slices?: Slice[]; event?: FeedEvent };
+  let message: { kind?: string; source?: string; snapshot?: Record<string, unknown>; event?: ClusterEvent };
   try {
     message = JSON.parse(data);
   } catch {
     return;
   }
-  if (message.status || message.slices) applyUpdate({ status: message.status, slices: message.slices });
-  if (message.event) {
-    pushEvent(message.event.kind ?? "info", message.event.text ?? JSON.stringify(message.event));
+  if (message.kind === "snapshot" && message.source === "status" && message.snapshot) {
+    applyUpdate({ status: statusOfNodeView(message.snapshot) });
+  } else if (message.kind === "snapshot" && message.source === "metrics" && message.snapshot) {
+    // Membership and the leader come from this node's status, read again on node and leader events.
+    metrics.value = message.snapshot as unknown as MetricsSnapshot;
+    if (status.value === null) void refreshStatus();
+  } else if (message.kind === "event" && message.event) {
+    const event = message.event;
+    pushEvent(kindOf(event.type), describeEvent(event), event.time);
+    if (SLICE_EVENTS.test(event.type)) scheduleSlicesRead();
+    if (STATUS_EVENTS.test(event.type)) void refreshStatus();
+  }
+}
+
+/** The node's status as the socket sends it (the NodeStatusView of runtime/api), in GET /status's shape. */
+function statusOfNodeView(view: Record<string, unknown>): ClusterStatus {
+  const leader = view.leader as ClusterStatus["leader"];
+  return {
+    nodeId: String(view.nodeId),
+    leader,
+    isLeader: leader?.nodeId === view.nodeId,
+    ready: Boolean(view.ready),
+    quorum: Boolean(view.quorum),
+    members: (view.members as Member[]) ?? [],
+    revision: Number(view.revision ?? 0),
+    phase: Number(view.phase ?? 0),
+    uptimeSeconds: Number(view.uptimeMs ?? 0) / 1000,
+  };
+}
+
+function kindOf(type: string): FeedEvent["kind"] {
+  const family = type.split(".")[0];
+  if (family === "node") return "node";
+  if (family === "leader") return "leader";
+  if (family === "instance") return "instance";
+  if (family === "target" || family === "blueprint" || family === "routing") return "slice";
+  return "info";
+}
+
+/** A sentence for an event; the type and subject for kinds the page does not know. */
+export function describeEvent(event: ClusterEvent): string {
+  const d = event.details ?? {};
+  switch (event.type) {
+    case "node.down":
+      return `node ${event.subject} is down`;
+    case "node.back":
+    case "node.joined":
+      return `node ${event.subject} is back`;
+    case "node.suspected":
+      return `node ${event.subject} is suspected`;
+    case "leader.changed":
+      return `leader is now ${d.leader ?? event.subject}`;
+    case "instance.state":
+      return `${event.subject}: ${d.from ?? "?"} → ${d.to ?? "?"}${d.reason ? ` (${d.reason})` : ""}`;
+    case "instance.removed":
+      return `${event.subject} removed`;
+    case "target.changed":
+      return `${event.subject} wants ${d.instances ?? "?"} × ${d.version ?? "?"}`;
+    case "route.changed":
+      return `route ${event.subject} on ${Array.isArray(d.nodes) ? d.nodes.join(", ") : "?"}`;
+    default: {
+      const details = JSON.stringify(d);
+      return `${event.type} ${event.subject}${details === "{}" ? "" : ` ${details.slice(0, 160)}`}`;
+    }
+  }
+}
+
+/** Between two reads of the slices the socket's events cause: a burst of instance events costs one read. */
+const SLICES_READ_GAP_MS = 250;
+let slicesReadTimer: ReturnType<typeof setTimeout> | undefined;
+let statusReadAt = 0;
+
+function scheduleSlicesRead(): void {
+  if (slicesReadTimer !== undefined) return;
+  slicesReadTimer = setTimeout(async () => {
+    slicesReadTimer = undefined;
+    try {
+      applyUpdate({ slices: (await get<{ slices: Slice[] }>("/slices")).slices });
+    } catch (e) {
+      lastError.value = e instanceof Error ? e.message : String(e);
+    }
+  }, SLICES_READ_GAP_MS);
+}
+
+async function refreshStatus(): Promise<void> {
+  if (Date.now() - statusReadAt < POLL_MS) return;
+  statusReadAt = Date.now();
+  try {
+    applyUpdate({ status: await get<ClusterStatus>("/status") });
+  } catch (e) {
+    lastError.value = e instanceof Error ? e.message : String(e);
   }
 }

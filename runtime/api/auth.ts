@@ -297,6 +297,28 @@ function corsPreflight(origin: string): Response {
 
 const callers = new WeakMap<Request, Caller>();
 
+/**
+ * A browser cannot put an Authorization header on a WebSocket: it offers the token as the subprotocol
+ * `bearer.<token>` next to WEBSOCKET_PROTOCOL, which the server picks (the token never goes into a URL).
+ */
+export const WEBSOCKET_PROTOCOL = "aether.v1";
+const BEARER_PROTOCOL_PREFIX = "bearer.";
+
+/** The token a WebSocket upgrade offers as a subprotocol, if any. */
+export function webSocketToken(request: Request): string | undefined {
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return undefined;
+  const offered = request.headers.get("sec-websocket-protocol")?.split(",").map((p) => p.trim()) ?? [];
+  return offered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))?.slice(BEARER_PROTOCOL_PREFIX.length);
+}
+
+/** Whether a WebSocket upgrade offers WEBSOCKET_PROTOCOL (then the answer must pick it). */
+export function offersWebSocketProtocol(request: Request): boolean {
+  return request.headers.get("sec-websocket-protocol")?.split(",").some((p) =>
+    p.trim() === WEBSOCKET_PROTOCOL
+  ) ??
+    false;
+}
+
 /** The caller of an authenticated request (set by the middleware). */
 export function callerOf(c: Context): Caller | undefined {
   return callers.get(c.req.raw);
@@ -341,7 +363,9 @@ export function authMiddleware(
       if (!options.closedProbes) return await next();
       needed = "viewer";
     }
-    const header = c.req.header("authorization");
+    const protocolToken = webSocketToken(c.req.raw);
+    const header = c.req.header("authorization") ??
+      (protocolToken === undefined ? undefined : `Bearer ${protocolToken}`);
     if (header === undefined) {
       return problemResponse(c, unauthorized(`${c.req.method} ${c.req.path} needs a token`, needed));
     }

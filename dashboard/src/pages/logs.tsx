@@ -56,7 +56,7 @@ export function Logs() {
       {unreachable.length > 0 && (
         <p class="error">Not answering: {unreachable.map(([n, why]) => `${n} (${why})`).join(", ")}</p>
       )}
-      <ol class="logs" data-testid="logs">
+      <ol class="logs" data-testid="logs" tabIndex={0} aria-label="Log records">
         {[...(logs.data?.records ?? [])].reverse().map((r, i) => (
           <li key={i} class={r.level}>
             <time>{clock(r.time)}</time> <span class="node">{r.node ?? ""}</span>{" "}

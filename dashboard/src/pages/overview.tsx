@@ -5,7 +5,7 @@
  * reaches each, key figures with one-minute sparklines, and the live event feed.
  */
 
-import { feed, samples, slices, status } from "../state.ts";
+import { feed, metrics, samples, slices, status } from "../state.ts";
 import { Sparkline } from "../sparkline.tsx";
 import { clock } from "../ui.tsx";
 
@@ -39,6 +39,9 @@ export function Overview() {
                 <th scope="col">State</th>
                 <th scope="col">Role</th>
                 <th scope="col">Instances</th>
+                {metrics.value && <th scope="col">CPU</th>}
+                {metrics.value && <th scope="col">Memory</th>}
+                {metrics.value && <th scope="col">Round trip</th>}
               </tr>
             </thead>
             <tbody>
@@ -51,6 +54,7 @@ export function Overview() {
                   </td>
                   <td>{m.id === leader ? <span class="tag leader">leader</span> : "member"}</td>
                   <td>{instancesOn(m.id)}</td>
+                  {metrics.value && <NodeFigures node={m.id} self={s.nodeId} />}
                 </tr>
               ))}
             </tbody>
@@ -61,6 +65,21 @@ export function Overview() {
         </section>
         <Feed />
       </div>
+    </>
+  );
+}
+
+/** CPU, memory and this node's round trip to it, from the metrics snapshot (blank for a stale node). */
+function NodeFigures({ node, self }: { node: string; self: string }) {
+  const snapshot = metrics.value!;
+  const entry = snapshot.nodes.find((n) => n.node === node);
+  const process = entry && !entry.stale ? entry.process : undefined;
+  const link = snapshot.nodes.find((n) => n.node === self)?.mesh?.find((l) => l.peer === node);
+  return (
+    <>
+      <td>{process?.cpuShare !== undefined ? `${(process.cpuShare * 100).toFixed(0)}%` : ""}</td>
+      <td>{process?.rssBytes !== undefined ? `${Math.round(process.rssBytes / 1048576)} MiB` : ""}</td>
+      <td>{link?.rttMs !== undefined ? `${link.rttMs.toFixed(1)} ms` : ""}</td>
     </>
   );
 }
@@ -104,17 +123,21 @@ function Feed() {
   return (
     <section aria-labelledby="feed-title">
       <h2 id="feed-title">Live events</h2>
-      {events.length === 0
-        ? <p class="muted">Nothing has changed since this page opened.</p>
-        : (
-          <ol class="feed" data-testid="feed" aria-live="polite">
-            {events.slice(0, 50).map((e, i) => (
-              <li key={`${e.time}-${i}`} class={e.kind}>
-                <time>{clock(e.time)}</time> {e.text}
-              </li>
-            ))}
-          </ol>
-        )}
+      {events.length === 0 ? <p class="muted">Nothing has changed since this page opened.</p> : (
+        <ol
+          class="feed"
+          data-testid="feed"
+          aria-live="polite"
+          tabIndex={0}
+          aria-label="Events, newest first"
+        >
+          {events.slice(0, 50).map((e, i) => (
+            <li key={`${e.time}-${i}`} class={e.kind}>
+              <time>{clock(e.time)}</time> {e.text}
+            </li>
+          ))}
+        </ol>
+      )}
     </section>
   );
 }

@@ -1,0 +1,301 @@
+/**
+ * The dashboard in a real browser: Debian's Chromium driven by playwright-core against a real 3-node cluster
+ * with the ecommerce example deployed, every page served by a node's api port.
+ *
+ * 1. the committed build (dashboard/dist) is what `deno task dashboard:build` makes now (stale assets fail);
+ * 2. the node serves `/` with a CSP, revalidation, gzip and a 304 for a current copy; assets cached for a year;
+ * 3. a viewer token signs in: the overview shows three members and the leader, the Slices page shows every
+ *    slice and no action button; the token lives in sessionStorage (a reload keeps it, a new tab does not);
+ * 4. an operator scales a slice from the Slices page and the cluster's instance count changes;
+ * 5. the page is live over the status WebSocket and polls nothing while it is up; kill -9 of a member shows it
+ *    down on the overview within 3 s and the event appears in the feed;
+ * 6. through all of it: no request leaves the node's origin, the console has no error, axe-core finds no
+ *    serious or critical violation on any page; screenshots of each page go to the artifacts directory.
+ *
+ * Figures printed: JavaScript transferred for the first page (compressed) and the time to a live overview.
+ */
+
+import { equal, ok } from "node:assert/strict";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { TestCluster } from "../_support/cluster.ts";
+import { sliceStatuses } from "../_support/deployment.ts";
+import { deployExample } from "../../runtime/forge/mod.ts";
+import { SLICES } from "./_ecommerce.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const CHROMIUM = "/usr/bin/chromium";
+/** Where screenshots go (CI keeps it as the run's artifacts when set). */
+const ARTIFACTS = Deno.env.get("AETHER_TEST_ARTIFACTS") ??
+  `${Deno.env.get("TMPDIR") ?? "/tmp"}/aether-dashboard`;
+
+Deno.test("the committed dashboard build is what dashboard:build makes from the sources now", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "dashboard:build", "--check"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  ok(output.success, `dashboard/dist is stale or the build failed:\n${text}`);
+});
+
+interface Watch {
+  requests: string[];
+  consoleErrors: string[];
+  scriptBytes: number;
+}
+
+/** Records every request the page makes, console errors and page errors, and compressed script bytes. */
+function watch(page: Page): Watch {
+  const seen: Watch = { requests: [], consoleErrors: [], scriptBytes: 0 };
+  page.on("request", (r) => seen.requests.push(r.url()));
+  page.on("console", (m) => {
+    if (m.type() === "error") seen.consoleErrors.push(m.text());
+  });
+  page.on("pageerror", (e) => seen.consoleErrors.push(`page error: ${e.message}`));
+  page.on("response", async (r) => {
+    if (r.request().resourceType() !== "script") return;
+    const sizes = await r.request().sizes().catch(() => null);
+    if (sizes) seen.scriptBytes += sizes.responseBodySize;
+  });
+  return seen;
+}
+
+async function signIn(page: Page, origin: string, token: string): Promise<void> {
+  await page.goto(`${origin}/`);
+  await page.getByLabel("Token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("who").waitFor();
+}
+
+/** axe-core's serious and critical violations on the page as it is now (empty when there are none). */
+async function accessibilityProblems(page: Page): Promise<string[]> {
+  const source = await Deno.readTextFile(`${ROOT}node_modules/axe-core/axe.min.js`);
+  // evaluate() runs through the DevTools protocol, outside the page's CSP (which refuses inline scripts).
+  await page.evaluate(`${source}\n;0`);
+  const violations = await page.evaluate(async () => {
+    // deno-lint-ignore no-explicit-any
+    const axe = (globalThis as any).axe;
+    // deno-lint-ignore no-explicit-any
+    const result = await axe.run((globalThis as any).document, { resultTypes: ["violations"] });
+    // deno-lint-ignore no-explicit-any
+    return result.violations.map((v: any) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.length,
+    }));
+  }) as { id: string; impact: string; help: string; nodes: number }[];
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}, ${v.nodes} element(s)): ${v.help}`);
+}
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  await Deno.mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
+}
+
+async function createToken(cluster: TestCluster, name: string, role: string): Promise<string> {
+  const { status, body } = await cluster.nodes[0].json<{ token: string }>("/api/v1/tokens", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name, role }),
+  });
+  equal(status, 201, `creating the ${role} token: ${JSON.stringify(body)}`);
+  return body.token;
+}
+
+Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, slices, scale, node down", async (t) => {
+  const distDir = await Deno.makeTempDir({ prefix: "aether-dashboard-dist-" });
+  const cluster = await TestCluster.start(3);
+  let browser: Browser | undefined;
+  const contexts: BrowserContext[] = [];
+  const step = async (name: string, fn: () => Promise<void>) => {
+    if (!(await t.step(name, fn))) throw new Error(`step failed: ${name} (later steps need it)`);
+  };
+  try {
+    const leader = await cluster.waitForLeader();
+    await deployExample("ecommerce", cluster.nodes[0].apiUrl.replace("http://", ""), distDir, cluster.token);
+    // The page is served by a member that is not the leader and is not killed later.
+    const served = cluster.nodes.find((n) => n.id !== leader)!;
+    const victim = cluster.nodes.find((n) => n.id !== leader && n !== served)!;
+    const origin = served.apiUrl;
+    const viewerToken = await createToken(cluster, "dash-viewer", "viewer");
+    const operatorToken = await createToken(cluster, "dash-operator", "operator");
+
+    await step(
+      "the node serves the shell with a CSP, revalidation and gzip, and assets for a year",
+      async () => {
+        const response = await fetch(`${origin}/`, { headers: { "accept-encoding": "gzip" } });
+        const html = await response.text();
+        equal(response.status, 200);
+        equal(response.headers.get("content-type"), "text/html; charset=utf-8");
+        ok(response.headers.get("content-security-policy")?.includes("script-src 'self'"));
+        equal(response.headers.get("cache-control"), "no-cache");
+        ok(html.includes('data-island="page"'), "the shell is server-rendered with its islands");
+        const etag = response.headers.get("etag")!;
+        const again = await fetch(`${origin}/`, { headers: { "if-none-match": etag } });
+        await again.body?.cancel();
+        equal(again.status, 304);
+        const script = /src="(\/assets\/app\.[0-9a-f]+\.js)"/.exec(html)![1];
+        const asset = await fetch(`${origin}${script}`, { headers: { "accept-encoding": "gzip" } });
+        await asset.arrayBuffer();
+        equal(asset.headers.get("cache-control"), "public, max-age=31536000, immutable");
+        const missing = await fetch(`${origin}/assets/nope.js`);
+        equal(missing.status, 404);
+        equal(missing.headers.get("content-type"), "application/problem+json");
+        ok((await missing.json()).detail.includes("/assets/nope.js"));
+        const post = await fetch(`${origin}/`, { method: "POST" });
+        equal(post.status, 400);
+        equal(post.headers.get("allow"), "GET, HEAD");
+        await post.body?.cancel();
+      },
+    );
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
+    });
+    const open = async () => {
+      const context = await browser!.newContext({ viewport: { width: 1280, height: 720 } });
+      contexts.push(context);
+      const page = await context.newPage();
+      return { context, page, seen: watch(page) };
+    };
+
+    const viewer = await open();
+    await step("a viewer signs in and the overview shows three members and the leader", async () => {
+      const startedAt = performance.now();
+      await signIn(viewer.page, origin, viewerToken);
+      const rows = viewer.page.locator('[data-testid="members"] tbody tr');
+      await rows.nth(2).waitFor();
+      const liveMs = Math.round(performance.now() - startedAt);
+      equal(await rows.count(), 3);
+      await screenshot(viewer.page, "overview-first");
+      await viewer.page.locator(`[data-testid="members"] tr[data-node="${leader}"] .tag.leader`).waitFor({
+        timeout: 3_000,
+      });
+      await viewer.page.getByTestId("health").getByText("Healthy").waitFor();
+      console.log(
+        `  first page: ${viewer.seen.scriptBytes} B of JavaScript transferred (gzip); live overview ` +
+          `${liveMs} ms after navigation (sign-in included)`,
+      );
+      ok(viewer.seen.scriptBytes > 0 && viewer.seen.scriptBytes < 100 * 1024, `${viewer.seen.scriptBytes} B`);
+      await screenshot(viewer.page, "overview");
+      const problems = await accessibilityProblems(viewer.page);
+      equal(problems.length, 0, problems.join("\n"));
+    });
+
+    await step(
+      "the viewer sees every slice and no action button; the token survives a reload only",
+      async () => {
+        await viewer.page.getByRole("link", { name: "Slices" }).click();
+        for (const slice of SLICES) await viewer.page.locator(`[data-slice="${slice}"]`).waitFor();
+        equal(await viewer.page.getByRole("button", { name: "Scale" }).count(), 0);
+        equal(await viewer.page.getByRole("button", { name: /Undeploy/ }).count(), 0);
+        equal(await viewer.page.getByRole("button", { name: "Deploy" }).count(), 0);
+        await screenshot(viewer.page, "slices-viewer");
+        const problems = await accessibilityProblems(viewer.page);
+        equal(problems.length, 0, problems.join("\n"));
+        for (const name of ["Deployments", "Data", "Logs", "Access"]) {
+          await viewer.page.getByRole("link", { name }).click();
+          await viewer.page.locator("h1", { hasText: name }).waitFor();
+          await viewer.page.waitForLoadState("networkidle").catch(() => {});
+          await screenshot(viewer.page, name.toLowerCase());
+          const found = await accessibilityProblems(viewer.page);
+          equal(found.length, 0, `${name}: ${found.join("\n")}`);
+        }
+        equal(await viewer.page.getByRole("button", { name: "Put" }).count(), 0, "no KV edit for a viewer");
+        // What the page hides, the API refuses: the viewer's token cannot scale (through the browser's context,
+        // outside the page so that the refusal is not a console error).
+        const refused = await viewer.context.request.post(`${origin}/api/v1/scale`, {
+          headers: { authorization: `Bearer ${viewerToken}` },
+          data: { artifact: "org.example:inventory", instances: 1 },
+        });
+        equal(refused.status(), 403);
+        ok((await refused.json()).detail.includes("needs role operator"));
+        equal(
+          await viewer.page.evaluate(() => sessionStorage.getItem("aether.token")),
+          viewerToken,
+          "the token is in sessionStorage",
+        );
+        await viewer.page.reload();
+        await viewer.page.getByTestId("who").waitFor();
+        const other = await open();
+        await other.page.goto(`${origin}/`);
+        await other.page.getByLabel("Token").waitFor();
+        equal(await other.page.getByTestId("who").count(), 0, "a new tab (another session) is signed out");
+      },
+    );
+
+    const operator = await open();
+    await step("an operator scales a slice from the Slices page and the cluster follows", async () => {
+      await signIn(operator.page, origin, operatorToken);
+      await operator.page.getByRole("link", { name: "Slices" }).click();
+      const card = operator.page.locator('[data-slice="org.example:inventory"]');
+      await card.getByLabel("Instances").fill("2");
+      await card.getByRole("button", { name: "Scale" }).click();
+      await card.getByText("org.example:inventory scaled to 2").waitFor();
+      await cluster.waitFor("inventory at 2 instances in the cluster", async () => {
+        const slices = await sliceStatuses(cluster.nodes[0]);
+        const inventory = slices.find((s) => s.slice === "org.example:inventory");
+        return inventory?.desired === 2 && inventory.instances.length === 2 && inventory.active === 2;
+      });
+      await card.getByTestId("counts").getByText("2/2 active").waitFor({ timeout: 10_000 });
+      await screenshot(operator.page, "slices-operator");
+    });
+
+    await step(
+      "kill -9 of a member: the overview shows it down within 3 s and the feed says so",
+      async () => {
+        await viewer.page.getByRole("link", { name: "Overview" }).click();
+        await viewer.page.locator(
+          `[data-testid="members"] tr[data-node="${victim.id}"][data-connected="true"]`,
+        )
+          .waitFor();
+        // Live over the status WebSocket, and then no polling: in a quiet spell the page asks nothing.
+        await viewer.page.getByTestId("live-mode").getByText("live").waitFor({ timeout: 5_000 });
+        const feedBefore = await viewer.page.locator('[data-testid="feed"] li').count();
+        const asksBefore = viewer.seen.requests.length;
+        await new Promise((r) => setTimeout(r, 3_000));
+        const asked = viewer.seen.requests.slice(asksBefore).filter((u) =>
+          /\/api\/v1\/(status|slices)/.test(u)
+        );
+        if (await viewer.page.locator('[data-testid="feed"] li').count() === feedBefore) {
+          equal(asked.length, 0, `polled while the socket was up: ${asked.join(", ")}`);
+        } else console.log(`  (events arrived in the quiet spell; ${asked.length} reads they caused)`);
+        const killedAt = performance.now();
+        await victim.kill();
+        await viewer.page.locator(
+          `[data-testid="members"] tr[data-node="${victim.id}"][data-connected="false"]`,
+        )
+          .waitFor({ timeout: 3_000 });
+        const shownMs = Math.round(performance.now() - killedAt);
+        await viewer.page.getByTestId("feed").getByText(`node ${victim.id} is down`).waitFor({
+          timeout: 3_000,
+        });
+        console.log(`  member ${victim.id} shown down ${shownMs} ms after kill -9`);
+        await screenshot(viewer.page, "overview-node-down");
+      },
+    );
+
+    await step("no request left the node's origin and the console stayed clean", () => {
+      for (const page of [viewer, operator]) {
+        const outside = page.seen.requests.filter((url) =>
+          !url.startsWith(`${origin}/`) && !url.startsWith("data:")
+        );
+        equal(outside.length, 0, `requests outside ${origin}: ${outside.join(", ")}`);
+        equal(page.seen.consoleErrors.length, 0, `console errors:\n${page.seen.consoleErrors.join("\n")}`);
+      }
+      console.log(`  screenshots in ${ARTIFACTS}`);
+      return Promise.resolve();
+    });
+  } finally {
+    for (const context of contexts) await context.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    await cluster.close();
+    await Deno.remove(distDir, { recursive: true }).catch(() => {});
+  }
+});
