@@ -28,6 +28,7 @@ import {
 import { badRequest, boolParam } from "./_problem.ts";
 import { intInRange, intParam, MAX_REVISION } from "./_input.ts";
 import type { ApiDeps } from "./deps.ts";
+import { offersWebSocketProtocol, WEBSOCKET_PROTOCOL } from "./auth.ts";
 
 /** Events `?follow=false` answers unless it asks for another number (`limit`). */
 export const DEFAULT_EVENTS_LIMIT = 100;
@@ -184,7 +185,11 @@ export function eventRoutes(deps: EventsDeps): Hono {
     if (feeds >= MAX_WS_FEEDS) {
       throw new AetherError("overloaded", `this node serves at most ${MAX_WS_FEEDS} WebSocket feeds at once`);
     }
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    // A browser's socket offers WEBSOCKET_PROTOCOL with its token (auth.ts); the answer must pick it.
+    const { socket, response } = Deno.upgradeWebSocket(
+      c.req.raw,
+      offersWebSocketProtocol(c.req.raw) ? { protocol: WEBSOCKET_PROTOCOL } : {},
+    );
     feeds++;
     startFeed(socket, deps, () => feeds--);
     return response;
