@@ -19,7 +19,11 @@ import {
   AuditLog,
   bootstrapAdminToken,
   createApiApp,
+  type DashboardAssets,
+  dashboardResponse,
+  isDashboardPath,
   readBootstrapTokenFile,
+  readDashboardAssets,
   TokenIndex,
 } from "../api/mod.ts";
 import type { ApiAccess, ApiDeps, NodeStatusView } from "../api/mod.ts";
@@ -39,6 +43,7 @@ import { type GuardedServer, serveGuarded } from "./server_guard.ts";
 import { type Feature, Listeners, type NodeContext } from "./context.ts";
 import { type StartedFeatures, startFeatures } from "./features.ts";
 import { ClusterLogs } from "./logs.ts";
+import { DASHBOARD_DIR } from "./permissions.ts";
 import { EventBus, startEventSources } from "../metrics/mod.ts";
 
 const TICK_MS = 20;
@@ -117,7 +122,8 @@ export async function startNode(
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
   const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
-  const servers = startServers(flags, tls, features, log, {
+  const dashboard = await loadDashboard(log);
+  const servers = startServers(flags, tls, features, log, dashboard, {
     status,
     kv: apiKv,
     log: log.with({ component: "api" }),
@@ -393,19 +399,37 @@ function startAccess(
   };
 }
 
-/** The management API (with every feature's routes) and the application HTTP server. */
+/**
+ * The built dashboard (dashboard/dist), read once. Without it the node still runs and `/` answers 503 naming
+ * the build command: the API does not depend on the dashboard.
+ */
+async function loadDashboard(log: Logger): Promise<DashboardAssets | Error> {
+  try {
+    return await readDashboardAssets(DASHBOARD_DIR);
+  } catch (e) {
+    const error = e instanceof Error ? e : new Error(String(e));
+    log.warn("dashboard not served", { reason: error.message });
+    return error;
+  }
+}
+
+/** The management API (with every feature's routes), the dashboard at `/`, and the application HTTP server. */
 function startServers(
   flags: NodeFlags,
   tls: TlsMaterial | undefined,
   features: StartedFeatures,
   log: Logger,
+  dashboard: DashboardAssets | Error,
   deps: ApiDeps,
   access: ApiAccess,
 ): Servers {
   const api = createApiApp(deps, features.started.flatMap((f) => (f.api ? [f.api] : [])), access);
   const apiServer = serveGuarded(
     { name: "api", hostname: flags.apiHost, port: flags.apiPort, limits: flags.serverLimits, log, tls },
-    api.fetch,
+    (request, info) =>
+      isDashboardPath(new URL(request.url).pathname)
+        ? dashboardResponse(dashboard, request)
+        : api.fetch(request, info),
   );
   const appServer = createAppServer({
     hostname: flags.appHost,
