@@ -85,3 +85,30 @@ export {
   type MeshView,
   startEventSources,
 } from "./event_sources.ts";
+// Cluster metrics: the node feature, its parts (each usable alone in tests and benchmarks), Prometheus text.
+export { type MetricsFeature, type MetricsFeatureOptions, startMetrics } from "./feature.ts";
+export { Collector, type CollectorSources, type InstanceSource, type PeerSource } from "./collector.ts";
+export {
+  DEFAULT_INTERVAL_MS,
+  FULL_EVERY,
+  historyValues,
+  MAX_SNAPSHOT_SUBSCRIBERS,
+  type MetricsMesh,
+  MetricsService,
+  type MetricsServiceOptions,
+  type MetricsServiceStats,
+} from "./service.ts";
+export { ClusterTable, errorCount, mergeSlices, methodKey, routeKey, STALE_AFTER_MS } from "./aggregate.ts";
+export { type Checkpoint, checkpointOf, MAX_WINDOW_SECONDS, RecentWindow } from "./window.ts";
+export {
+  BYTES_PER_SERIES,
+  COARSE_STEP_SECONDS,
+  FINE_SECONDS,
+  MAX_HISTORY_SERIES,
+  MAX_QUERY_POINTS,
+  MAX_QUERY_SERIES,
+  MetricsHistory,
+  WINDOW_SECONDS,
+} from "./history.ts";
+export { PROMETHEUS_CONTENT_TYPE, prometheusText } from "./prometheus.ts";
+export { METRICS_CHANNEL } from "./_wire.ts";
