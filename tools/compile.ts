@@ -24,8 +24,16 @@ import { DENO_VERSION, execCase } from "./launcher.ts";
 
 const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 
-/** What a running `aether` needs from the checkout, relative to its root. */
-const PAYLOAD_PATHS = ["runtime", "slices", "examples", "deno.json", "deno.lock", "node_modules"];
+/** What a running `aether` needs from the checkout, relative to its root (the dashboard as built, not its sources). */
+const PAYLOAD_PATHS = [
+  "runtime",
+  "slices",
+  "examples",
+  "dashboard/dist",
+  "deno.json",
+  "deno.lock",
+  "node_modules",
+];
 /** Never shipped: local state and scratch files that may sit in those folders (tar matches any path component). */
 const PAYLOAD_EXCLUDES = [".forge", ".aether-data", "zz_*", "*.db-wal", "*.db-shm"];
 /** The width of the archive offset in the script (padded with spaces), so that writing the number moves nothing. */
