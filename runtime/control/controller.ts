@@ -53,7 +53,7 @@ export const DEFAULT_CONTROLLER_RULES: Readonly<ControllerRules> = Object.freeze
   maxPerNode: 4,
   maxChangesPerMinute: 12,
   forecast: true,
-  forecastConfidence: 0.6,
+  forecastConfidence: 0.5,
 });
 
 /** The stored rules over the defaults. */
@@ -323,7 +323,9 @@ export function wantedCount(
       reason: `forecast demand ${fmt(forecastDemand)} instances > ${current}`,
     };
   }
-  if (!stable.full || current <= s.min) return undefined;
+  // Never below one instance: a slice at zero would refuse requests until something starts it again.
+  const floor = Math.max(s.min, 1);
+  if (!stable.full || current <= floor) return undefined;
   const keep = Math.max(
     Math.ceil(stable.meanDemand / rules.scaleDownUtilization),
     forecastNeed(forecastDemand),
@@ -331,7 +333,7 @@ export function wantedCount(
   if (keep >= current || stable.anyOverObjective) return undefined;
   if (stable.meanCpu !== undefined && stable.meanCpu >= rules.cpuLow) return undefined;
   return {
-    to: Math.max(keep, s.min),
+    to: Math.max(keep, floor),
     rule: "demand",
     reason: `demand ${fmt(stable.meanDemand)} instances over ${seconds(rules.stableWindowMs)} ` +
       `< ${rules.scaleDownUtilization} of ${current}`,

@@ -3,6 +3,10 @@
  * only act earlier), alerts on thresholds, rollouts. Each part adds its exports here.
  */
 export * from "./controller.ts";
+export * from "./controller_feature.ts";
+export * from "./controller_load.ts";
+export * from "./forecast.ts";
+export * from "./forecast_onnx.ts";
 export * from "./rollout.ts";
 export * from "./rollout_feature.ts";
 export * from "./rollout_metrics.ts";

@@ -25,6 +25,7 @@ import {
   DEFAULT_CONTROLLER_RULES,
   type SliceObservation,
 } from "../controller.ts";
+import { type Forecaster, RateHistory } from "../forecast.ts";
 
 export type TrafficShape = "steady" | "step" | "ramp" | "cycle" | "burst";
 export const TRAFFIC_SHAPES: readonly TrafficShape[] = ["steady", "step", "ramp", "cycle", "burst"];
@@ -40,8 +41,14 @@ export interface ControllerSimOptions {
   /** Leader changes per simulated hour. */
   leaderChangesPerHour: number;
   rules: ControllerRules;
-  /** Pass a forecast of the rate `forecastLeadMs` ahead to the controller (layer 2 in the simulator). */
-  forecast?: (slice: string, nowMs: number) => { requestsPerSecond: number; confidence: number } | undefined;
+  /** How long a new instance takes to serve (ms; plus up to half as much jitter). */
+  startDelayMs: number;
+  /** The period of the "cycle" shape (ms). */
+  cyclePeriodMs: number;
+  /** Seconds over the objective and instance-seconds are counted from this time on (skips the warm-up). */
+  measureFromMs: number;
+  /** Layer 2: fed each slice's observed rate, its forecasts go to the controller as on the leader. */
+  forecaster?: Forecaster;
   verbose?: boolean;
 }
 
@@ -53,14 +60,15 @@ export const DEFAULT_CONTROLLER_SIM_OPTIONS: Readonly<ControllerSimOptions> = {
   nodeFailuresPerHour: 4,
   leaderChangesPerHour: 6,
   rules: DEFAULT_CONTROLLER_RULES,
+  startDelayMs: 1_500,
+  cyclePeriodMs: 20 * 60_000,
+  measureFromMs: 0,
 };
 
 /** Requests per second one ACTIVE instance serves at most. */
 export const INSTANCE_CAPACITY_RPS = 80;
 /** Service time of one call on an idle instance (s). */
 const BASE_LATENCY_S = 0.1;
-/** An instance the target asks for serves after this long (plus up to half as much jitter). */
-const START_DELAY_MS = 1_500;
 /** After a step in load, the target must cover the new demand within this long. */
 export const REACTION_BOUND_MS = 15_000;
 /** Under steady load, at most this many count changes per hour (after the first ten minutes). */
@@ -109,12 +117,12 @@ export interface Traffic {
 }
 
 /** The synthetic traffic of one slice. */
-export function trafficOf(shape: TrafficShape, rng: Rng, durationMs: number): Traffic {
+export function trafficOf(shape: TrafficShape, rng: Rng, durationMs: number, cyclePeriodMs: number): Traffic {
   const at = durationMs / 4 + rng.int(0, Math.floor(durationMs / 4));
-  return { rate: trafficRate(shape, rng, at), ...(shape === "step" ? { stepAt: at } : {}) };
+  return { rate: trafficRate(shape, rng, at, cyclePeriodMs), ...(shape === "step" ? { stepAt: at } : {}) };
 }
 
-function trafficRate(shape: TrafficShape, rng: Rng, at: number): (t: number) => number {
+function trafficRate(shape: TrafficShape, rng: Rng, at: number, periodMs: number): (t: number) => number {
   const base = 40 + rng.int(0, 40);
   const high = base * (3 + rng.next() * 3);
   const noise = new Rng(rng.nextUint32());
@@ -127,7 +135,6 @@ function trafficRate(shape: TrafficShape, rng: Rng, at: number): (t: number) => 
     case "ramp":
       return (t) => jitter(base + (high - base) * Math.min(1, Math.max(0, (t - at) / 120_000)));
     case "cycle": {
-      const periodMs = 20 * 60_000;
       return (t) => jitter(base + (high - base) * (0.5 - 0.5 * Math.cos((2 * Math.PI * t) / periodMs)));
     }
     case "burst":
@@ -172,6 +179,7 @@ class ControllerSimulation {
   #leader = 0;
   #view = 1;
   #memory = new ControllerMemory();
+  readonly #history = new RateHistory();
   /** The shared (KV) state: written only with a decision the fence let through. */
   #state: ControllerState = structuredClone(EMPTY_CONTROLLER_STATE);
   #changes = 0;
@@ -187,8 +195,8 @@ class ControllerSimulation {
   constructor(options: ControllerSimOptions) {
     this.#o = options;
     this.#rng = new Rng(options.seed);
-    const main = trafficOf(options.shape, this.#rng.fork(), options.durationMs);
-    const steady = trafficOf("steady", this.#rng.fork(), options.durationMs);
+    const main = trafficOf(options.shape, this.#rng.fork(), options.durationMs, options.cyclePeriodMs);
+    const steady = trafficOf("steady", this.#rng.fork(), options.durationMs, options.cyclePeriodMs);
     this.#stepAt = main.stepAt;
     this.#slices = [
       this.#slice("shop:main", 1, 12, false, main.rate),
@@ -321,6 +329,7 @@ class ControllerSimulation {
     s.starting = s.starting.filter((t) => t > this.#now);
     s.active = Math.min(s.active + ready, s.target);
     const rate = s.rate(this.#now);
+    this.#history.add(s.name, this.#now, rate);
     const capacity = s.active * INSTANCE_CAPACITY_RPS;
     const served = Math.min(rate + s.backlog, capacity);
     // Calls wait at most 30 s of capacity; the rest are refused (a bound like the node's queues).
@@ -341,18 +350,20 @@ class ControllerSimulation {
       requestsPerSecond: rate,
       cpu: capacity === 0 ? 1 : Math.min(1, (0.9 * Math.min(rate, capacity)) / capacity),
       ...(rate > 0 ? { p95Ms: latency * 1.6 * 1000 } : {}),
-      ...(this.#o.forecast ? this.#forecastOf(s.name) : {}),
+      ...(this.#o.forecaster ? this.#forecastOf(s.name) : {}),
     };
   }
 
   #forecastOf(slice: string): Pick<SliceObservation, "forecast"> {
-    const forecast = this.#o.forecast?.(slice, this.#now);
+    const forecast = this.#o.forecaster?.predict(slice, this.#history.minutes(slice));
     return forecast ? { forecast } : {};
   }
 
   #apply(s: SimSlice, to: number): void {
     if (to > s.target) {
-      for (let i = s.target; i < to; i++) s.starting.push(this.#now + START_DELAY_MS + this.#rng.int(0, 750));
+      for (let i = s.target; i < to; i++) {
+        s.starting.push(this.#now + this.#o.startDelayMs + this.#rng.int(0, this.#o.startDelayMs / 2));
+      }
     } else {
       const drop = s.target - to;
       const notStarted = Math.min(drop, s.starting.length);
@@ -389,9 +400,11 @@ class ControllerSimulation {
 
   #measure(main: SliceObservation): void {
     const objective = this.#o.rules.objectives["shop:main"] ?? this.#o.rules.p95ObjectiveMs;
-    if ((main.p95Ms ?? 0) > objective) this.#overObjective++;
-    this.#instanceSeconds += main.instances;
-    this.#minimumInstanceSeconds += fewestInstances(main.requestsPerSecond, objective);
+    if (this.#now >= this.#o.measureFromMs) {
+      if ((main.p95Ms ?? 0) > objective) this.#overObjective++;
+      this.#instanceSeconds += main.instances;
+      this.#minimumInstanceSeconds += fewestInstances(main.requestsPerSecond, objective);
+    }
     if (this.#o.shape !== "step") return;
     const s = this.#slices[0];
     if (this.#stepAt !== undefined && this.#now >= this.#stepAt && this.#reactionMs === undefined) {
