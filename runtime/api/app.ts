@@ -11,6 +11,7 @@ import { auditRoutes } from "./audit.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { rolloutRoutes } from "./rollouts.ts";
 import { eventRoutes } from "./events.ts";
+import { metricsRoutes, prometheusRoutes } from "./metrics.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
 export interface ApiAccess {
@@ -40,6 +41,10 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", openApiRoutes());
   app.route("/api/v1", rolloutRoutes(deps.kv));
   app.route("/api/v1", eventRoutes(deps));
+  if (deps.metrics) {
+    app.route("/", prometheusRoutes(deps.metrics));
+    app.route("/api/v1", metricsRoutes(deps.metrics));
+  }
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;
 }

@@ -8,7 +8,7 @@ import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
 import type { WatchHubStats } from "../kv/mod.ts";
-import type { EventBus } from "../metrics/mod.ts";
+import type { EventBus, MetricsView } from "../metrics/mod.ts";
 
 export interface MemberView {
   id: string;
@@ -91,4 +91,6 @@ export interface ApiDeps {
   events: EventBus;
   /** The cluster metrics snapshot for the WebSocket feed (absent or undefined: the node status is sent). */
   clusterSnapshot?: () => unknown;
+  /** The cluster metrics this node holds: GET /metrics, /api/v1/metrics, /metrics/history, /invocations. */
+  metrics?: MetricsView;
 }

@@ -471,6 +471,71 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     response: { description: "removed", json: obj({ artifact: str, deleted: bool, revision }) },
     problems: [400, 404, 503],
   },
+  "GET /api/v1/controller": {
+    summary: "The autoscaling controller: leading, paused, pins, evaluation time, forecaster",
+    response: {
+      description: "its status",
+      json: obj({ leading: bool, paused: bool, pinned: { type: "object" }, forecaster: str }, ["paused"]),
+    },
+  },
+  "GET /api/v1/controller/rules": {
+    summary: "The controller's stored rules and the effective ones (defaults filled in)",
+    response: {
+      description: "the rules",
+      json: obj({ stored: { type: "object" }, effective: { type: "object" }, revision }, ["effective"]),
+    },
+  },
+  "PUT /api/v1/controller/rules": {
+    summary: "Replaces the controller's stored rules; the leader uses them from its next tick",
+    description: "Every field is optional: targetInFlightPerInstance, scaleDownUtilization, cpuHigh, cpuLow, " +
+      "p95ObjectiveMs, objectives {group:artifact: ms}, stableWindowMs, panicWindowMs, panicThreshold, " +
+      "upCooldownMs, downCooldownMs, maxStepUp, maxStepDown, maxPerNode, maxChangesPerMinute, forecast, " +
+      "forecastConfidence.",
+    body: { json: { type: "object" }, required: true },
+    response: {
+      description: "stored",
+      json: obj({ stored: { type: "object" }, effective: { type: "object" } }, ["effective"]),
+    },
+    problems: [400, 413, 503],
+  },
+  "POST /api/v1/controller/pause": {
+    summary: "Pauses automatic scaling (min/max and pins stay as they are)",
+    response: { description: "paused", json: obj({ paused: bool }, ["paused"]) },
+    problems: [409, 503],
+  },
+  "POST /api/v1/controller/resume": {
+    summary: "Resumes automatic scaling",
+    response: { description: "resumed", json: obj({ paused: bool }, ["paused"]) },
+    problems: [409, 503],
+  },
+  "PUT /api/v1/controller/pins/:slice": {
+    summary: "Pins a slice: the controller leaves it alone until the pin is lifted",
+    pathParameters: { slice: sliceName },
+    body: { json: obj({ instances: int(0, MAX_INSTANCES) }) },
+    response: { description: "pinned", json: obj({ slice: str, pin: { type: "object" } }, ["slice"]) },
+    problems: [400, 404, 409, 413, 503],
+  },
+  "DELETE /api/v1/controller/pins/:slice": {
+    summary: "Lifts a slice's pin",
+    pathParameters: { slice: sliceName },
+    response: { description: "unpinned", json: obj({ slice: str, pinned: bool }, ["slice"]) },
+    problems: [400, 404, 409, 503],
+  },
+  "GET /api/v1/controller/decisions": {
+    summary: "The controller's latest decisions, each with its reason and inputs",
+    query: [
+      { name: "slice", description: "only this slice (group:artifact)", schema: str },
+      { name: "limit", description: "at most this many (newest)", schema: int(1, 64) },
+    ],
+    response: { description: "decisions, oldest first", json: list("decisions") },
+    problems: [400],
+  },
+  "GET /api/v1/controller/forecast": {
+    summary: "Per slice: the last hour's per-minute request rates beside the forecaster's prediction",
+    query: [{ name: "slice", description: "only this slice (group:artifact)", schema: str }],
+    response: { description: "forecasts", json: obj({ forecaster: str, slices: { type: "array" } }) },
+    problems: [400],
+  },
   "GET /api/v1/rollouts": {
     summary: "Every slice's rollout (the last one, finished or not)",
     response: { description: "rollouts", json: list("items") },

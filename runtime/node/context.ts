@@ -6,7 +6,7 @@
  */
 
 import type { Hono } from "hono";
-import type { Clock, Logger, NodeId } from "../core/mod.ts";
+import type { Clock, LatencyHistogram, Logger, NodeId } from "../core/mod.ts";
 import type { KvEvent, KvState, WatchHub } from "../kv/mod.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
@@ -43,6 +43,17 @@ export interface NodeContext {
   onLeadership(listener: (leading: boolean) => void): () => void;
   /** The node's cluster event bus: features publish what they decide (controller, rollouts, alerts). */
   events: EventBus;
+  /** Consensus counters of this member (for the metrics feature). */
+  consensusStats(): {
+    phases: number;
+    batches: number;
+    commands: number;
+    forwardedWrites: number;
+    servedForwardedWrites: number;
+    pendingBatches: number;
+  };
+  /** Latency of the KV writes made through `kv`, from submit until applied here. */
+  commitLatency: LatencyHistogram;
 }
 
 /** What the node itself uses of every started feature. */

@@ -13,12 +13,16 @@ import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
+import { type InstanceSource, type MetricsView, startMetrics } from "../metrics/mod.ts";
+import type { InstanceInfo } from "../sandbox/mod.ts";
 
 export interface StartedFeatures {
   /** In start order; stopped in reverse. */
   started: readonly Feature[];
   /** Handles requests on the application HTTP port. */
   app: AppHandler;
+  /** The cluster's metrics as this node holds them (the API's /metrics and /api/v1/metrics read it). */
+  metrics: MetricsView;
 }
 
 export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatures {
@@ -38,9 +42,17 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     sandbox: { policy: { ...DEFAULT_POLICY, mode: flags.sandbox } },
   });
   const traces = startTraces(core, flags);
+  const metrics = startMetrics({
+    ...core,
+    enabled: flags.metrics,
+    instances: () => deployment.executor.list().map(instanceSource),
+    consensus: core.consensusStats,
+    commitLatency: core.commitLatency,
+  });
   const invoke = startInvoke({
     ...core,
     spans: traces.spans,
+    metrics: metrics.recorder,
     executor: deployment.executor,
     endpoints: deployment.endpoints,
     instanceIdOf: deployment.instanceIdOf,
@@ -48,5 +60,22 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
   const rollouts = startRollouts({ ...core });
-  return { started: [repository, deployment, traces, invoke, rollouts], app: invoke.app };
+  metrics.start();
+  return {
+    started: [repository, deployment, traces, metrics, invoke, rollouts],
+    app: invoke.app,
+    metrics: metrics.view,
+  };
+}
+
+/** An instance as the metrics collector reads it: its sandbox's pid and own CPU and memory report. */
+function instanceSource(info: InstanceInfo): InstanceSource {
+  const source: InstanceSource = {
+    instanceId: info.instanceId,
+    coordinates: info.coordinates,
+    state: info.state,
+  };
+  const pid = info.host?.pid;
+  if (pid !== undefined) source.pid = pid;
+  return source;
 }

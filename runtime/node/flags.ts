@@ -64,6 +64,8 @@ export interface NodeFlags {
   traces: boolean;
   /** Where spans are also exported as OTLP/HTTP JSON (the full URL, /v1/traces added to a bare base). */
   otlpEndpoint?: string;
+  /** Record slice calls and HTTP requests into the metrics (--metrics on, the default). */
+  metrics: boolean;
 }
 
 /** The TLS files a node was given (paths; readTls reads and checks them). */
@@ -100,7 +102,7 @@ export const NODE_USAGE =
                    [--http-max-body-bytes 1048576]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
-                   [--traces on|off] [--otlp-endpoint URL]
+                   [--traces on|off] [--otlp-endpoint URL] [--metrics on|off]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -146,7 +148,10 @@ export const NODE_USAGE =
   --traces       on: record a span per hop of every request in a bounded ring (the newest 16384 per
                  node) for GET /api/v1/traces and aether trace (default); off: record nothing
   --otlp-endpoint  also send every span as OTLP/HTTP JSON to this collector, e.g. http://127.0.0.1:4318
-                 (/v1/traces is added to a URL without a path); batched, bounded queue, retried`;
+                 (/v1/traces is added to a URL without a path); batched, bounded queue, retried
+  --metrics      on: count every slice call and application request by slice version, method and route
+                 (GET /metrics, /api/v1/metrics, aether top) (default); off: record no calls or requests
+                 (the node's own CPU, memory and consensus figures are still sampled)`;
 
 function flagError(flag: string, message: string): AetherError {
   return new AetherError("invalid_flag", `--${flag}: ${message}`, { flag });
@@ -218,6 +223,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "tls-ca": { type: "string" },
         traces: { type: "string" },
         "otlp-endpoint": { type: "string" },
+        metrics: { type: "string" },
       },
     }).values;
   } catch (e) {
@@ -254,6 +260,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
   if (appGuard !== "on" && appGuard !== "off") throw flagError("app-guard", `"${appGuard}" is not on or off`);
   const traces = values.traces ?? "on";
   if (traces !== "on" && traces !== "off") throw flagError("traces", `"${traces}" is not on or off`);
+  const metrics = values.metrics ?? "on";
+  if (metrics !== "on" && metrics !== "off") throw flagError("metrics", `"${metrics}" is not on or off`);
   const artifactReplicas = positiveInt("artifact-replicas", values["artifact-replicas"]);
   if (artifactReplicas !== undefined && artifactReplicas > peers.length) {
     throw flagError("artifact-replicas", `${artifactReplicas} is more than the ${peers.length} members`);
@@ -299,6 +307,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     tls: tlsFlags(values["tls-cert"], values["tls-key"], values["tls-ca"]),
     traces: traces === "on",
     otlpEndpoint: otlpFlag(values["otlp-endpoint"]),
+    metrics: metrics === "on",
   };
 }
 

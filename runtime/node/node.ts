@@ -3,7 +3,7 @@
  * replica, the authenticated mesh, leader election, the management API and the application HTTP server.
  */
 
-import { type Logger, LogRing, randomHex, systemClock } from "../core/mod.ts";
+import { LatencyHistogram, type Logger, LogRing, randomHex, systemClock } from "../core/mod.ts";
 import { DEFAULT_ENGINE_TIMINGS, RabiaEngine } from "../consensus/mod.ts";
 import {
   ConsensusStorage,
@@ -32,6 +32,7 @@ import {
   ELECTION_CHANNEL,
   ELECTION_CHECK_MS,
   Elections,
+  type KvAccess,
   kvAccess,
   Replica,
   WRITE_CHANNEL,
@@ -129,6 +130,8 @@ export async function startNode(
     log: log.with({ component: "api" }),
     logs,
     events: core.events,
+    metrics: features.metrics,
+    clusterSnapshot: () => features.metrics.snapshot(),
   }, access);
   ports = { cluster: mesh.port, ...servers.ports };
   log.info("node started", { ...ports, members: members.join(","), tls: tls !== undefined });
@@ -254,7 +257,8 @@ function coreContext(
   listeners: CoreListeners,
   log: Logger,
 ): NodeContext {
-  const { replica, elections } = shell;
+  const { replica, elections, engine, forwarder } = shell;
+  const commitLatency = new LatencyHistogram();
   return {
     self: flags.id,
     members,
@@ -263,7 +267,7 @@ function coreContext(
     clock: systemClock,
     mesh,
     isConnected: (id) => id === flags.id || mesh.isConnected(id),
-    kv: kvAccess(replica, hub, WRITE_TIMEOUT_MS),
+    kv: timedWrites(kvAccess(replica, hub, WRITE_TIMEOUT_MS), commitLatency),
     state: () => replica.state,
     watches: hub,
     onEvents: (listener) => listeners.events.add(listener),
@@ -279,6 +283,33 @@ function coreContext(
       firstId: Math.floor(Date.now()),
       log: log.with({ component: "events" }),
     }),
+    consensusStats: () => {
+      const e = engine.stats;
+      const f = forwarder.stats;
+      return {
+        phases: e.decided,
+        batches: e.decided - e.empty,
+        commands: e.decidedCommands,
+        forwardedWrites: f.forwarded,
+        servedForwardedWrites: f.served,
+        pendingBatches: e.pendingBatches,
+      };
+    },
+    commitLatency,
+  };
+}
+
+/** The access with every write's time from submit until applied recorded (the commit latency metric). */
+function timedWrites(access: KvAccess, latency: LatencyHistogram): KvAccess {
+  return {
+    ...access,
+    write(command, options) {
+      const startedAt = performance.now();
+      const done = () => latency.observe(performance.now() - startedAt);
+      const written = access.write(command, options);
+      written.then(done, () => {});
+      return written;
+    },
   };
 }
 
