@@ -56,3 +56,4 @@ export {
 } from "./thresholds.ts";
 export * from "./auth.ts";
 export * from "./controller.ts";
+export * from "./stores.ts";

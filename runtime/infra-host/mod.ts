@@ -1,0 +1,29 @@
+/**
+ * Infrastructure hosting: the partitioned, replicated store that infrastructure services (cache, lock, rate
+ * limiter, ...) keep their data in. README.md states its guarantees; /api/v1/stores is its management API.
+ *
+ *   const store = await stores.open("cache.sessions", { replicas: 3, writeQuorum: 2, engine: "sqlite" });
+ *   const { version } = await store.put("user:42", JSON.stringify(user), { ttlMs: 60_000 });
+ *   const entry = await store.get("user:42"); // { key, value, version, expiresAtMs? } | undefined
+ *   await store.put("stock:apple", "9", { ifVersion: entry.version }); // compare-and-set (0: only if absent)
+ *   await store.delete("user:42");
+ */
+export {
+  type InfraStoreFeature,
+  type InfraStoreOptions,
+  type InfraStores,
+  startInfraStore,
+} from "./feature.ts";
+export {
+  type CallOptions,
+  DEFAULT_STORE_SETTINGS,
+  type DeleteOptions,
+  type PutOptions,
+  type Store,
+  type StoreEntry,
+  type StoreOptions,
+  type StoreSettings,
+} from "./store_node.ts";
+export { hash32, PARTITION_COUNT, partitionOf } from "./partitioning.ts";
+export { type BalancerSettings, DEFAULT_BALANCER_SETTINGS } from "./balancer.ts";
+export { STORE_CHANNEL } from "./_protocol.ts";

@@ -1,0 +1,1055 @@
+/**
+ * The store on one node: the client side (route a get, put or delete to the partition's primary, retry what
+ * was refused before it applied), the primary's side (compare-and-set, versions, replication to a write quorum
+ * of the owners and, during a move, of the new owners too), the owners' side (apply replicated entries, serve
+ * pulls), streaming partitions to new owners and to new primaries, anti-entropy repair, expiry and tombstone
+ * sweeps, and dropping partitions this node no longer owns.
+ *
+ * It runs on ports (transport, metadata, timers) so the same code runs in a node over the mesh and the
+ * consensus KV, and in the seeded simulator (sim/).
+ */
+
+import { AetherError, type Logger, type NodeId, type Timers, toAetherError } from "../core/mod.ts";
+import {
+  type PartitionMapRecord,
+  type StoreConfigRecord,
+  type StoreEngineName,
+  storeNameText,
+  type SyncReportRecord,
+} from "../model/mod.ts";
+import { isLive, type StoredEntry, type StoreEngine } from "./engine.ts";
+import { LocalStore } from "./_local.ts";
+import { PARTITION_COUNT, partitionOf } from "./partitioning.ts";
+import {
+  fromWire,
+  type OpKind,
+  parseStoreMessage,
+  type StoreMessage,
+  toWire,
+  wireBytes,
+  type WireEntry,
+} from "./_protocol.ts";
+
+/** What the store needs of the mesh. */
+export interface StoreTransport {
+  /** False when not sent (peer down, queue full). */
+  send(to: NodeId, message: unknown): boolean;
+  onMessage(handler: (from: NodeId, message: unknown) => void): () => void;
+  isConnected(node: NodeId): boolean;
+  /** Resolves once the peer's queue has room (flow control for streams); absent: always room. */
+  writable?(node: NodeId): Promise<boolean>;
+}
+
+/** The store's records in the consensus KV (model/stores.ts), read locally, written through consensus. */
+export interface StoreMeta {
+  stores(): string[];
+  config(store: string): StoreConfigRecord | undefined;
+  map(store: string): PartitionMapRecord | undefined;
+  /** Creates the config record unless one exists (create-only); resolves either way. */
+  createConfig(store: string, config: StoreConfigRecord): Promise<void>;
+  writeSyncReport(store: string, report: SyncReportRecord): Promise<void>;
+  /** Called when a store's config or map changed (or appeared). */
+  onChange(listener: (store: string) => void): () => void;
+}
+
+export interface StoreSettings {
+  /** A client call's default deadline. */
+  opTimeoutMs: number;
+  /** One attempt at the primary waits this long for an answer. */
+  attemptTimeoutMs: number;
+  /** A primary waits this long for a write quorum. */
+  replicateTimeoutMs: number;
+  /** Promotions, syncs, sync reports and drops are looked at this often. */
+  tickMs: number;
+  /** The primary sends digests to the other owners this often. */
+  antiEntropyMs: number;
+  /** At most this many partitions stream into this node at once. */
+  maxConcurrentSyncs: number;
+  /** At most this many partitions are repaired per digest received. */
+  maxRepairsPerDigest: number;
+  /** At most this many client calls wait for an answer at once (more: "overloaded"). */
+  maxInFlight: number;
+  /** A partition this node no longer owns is dropped after this long. */
+  dropAfterMs: number;
+  /** Expired entries are swept (and no longer replicated) this long after they expired. */
+  expiryGraceMs: number;
+  /** Tombstones (deletes) are kept this long, so a replica that was away cannot resurrect a deleted key. */
+  tombstoneTtlMs: number;
+  maxValueBytes: number;
+  maxKeyBytes: number;
+  /** A stream message carries at most about this many bytes of entries. */
+  chunkBytes: number;
+  /** A pull with no answer for this long fails (and is tried again). */
+  pullIdleTimeoutMs: number;
+}
+
+export const DEFAULT_STORE_SETTINGS: StoreSettings = {
+  opTimeoutMs: 5_000,
+  attemptTimeoutMs: 1_500,
+  replicateTimeoutMs: 1_500,
+  tickMs: 100,
+  antiEntropyMs: 2_000,
+  maxConcurrentSyncs: 16,
+  maxRepairsPerDigest: 32,
+  maxInFlight: 20_000,
+  dropAfterMs: 10_000,
+  expiryGraceMs: 30_000,
+  tombstoneTtlMs: 3_600_000,
+  maxValueBytes: 1024 * 1024,
+  maxKeyBytes: 1024,
+  chunkBytes: 256 * 1024,
+  pullIdleTimeoutMs: 3_000,
+};
+
+export interface StoreOptions {
+  replicas?: number;
+  writeQuorum?: number;
+  engine?: StoreEngineName;
+  /** Partitions of a new store (default PARTITION_COUNT, 1024); the simulator uses fewer. */
+  partitions?: number;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+}
+
+export interface PutOptions extends CallOptions {
+  /** The entry expires this long after the put. */
+  ttlMs?: number;
+  /** Compare-and-set: the current version must equal this (0: the key must be absent). */
+  ifVersion?: number;
+}
+
+export interface DeleteOptions extends CallOptions {
+  ifVersion?: number;
+}
+
+/** A live entry as a client sees it. */
+export interface StoreEntry {
+  key: string;
+  value: string;
+  version: number;
+  /** Wall-clock ms when it expires; absent: never. */
+  expiresAtMs?: number;
+}
+
+/** A named store: get, put (with TTL and compare-and-set) and delete. */
+export interface Store {
+  readonly name: string;
+  readonly config: StoreConfigRecord;
+  get(key: string, options?: CallOptions): Promise<StoreEntry | undefined>;
+  put(key: string, value: string, options?: PutOptions): Promise<{ version: number }>;
+  delete(key: string, options?: DeleteOptions): Promise<boolean>;
+}
+
+export interface StoreNodeStats {
+  opsServed: number;
+  opsForwarded: number;
+  retries: number;
+  replicationFailures: number;
+  pullsServed: number;
+  partitionsSynced: number;
+  promotions: number;
+  repairsSent: number;
+  entriesRepaired: number;
+  partitionsDropped: number;
+  badMessages: number;
+}
+
+export interface StoreNodeOptions {
+  self: NodeId;
+  transport: StoreTransport;
+  meta: StoreMeta;
+  timers: Timers;
+  /** Durable engine for `engine: "sqlite"` stores; absent: such stores live in `memory`. */
+  durable?: StoreEngine;
+  memory: StoreEngine;
+  log: Logger;
+  settings?: Partial<StoreSettings>;
+}
+
+type OpRequest = Extract<StoreMessage, { t: "op" }>;
+type OpReply = Extract<StoreMessage, { t: "op-r" }>;
+
+interface Waiting<T> {
+  resolve(value: T): void;
+  timer: { cancel(): void };
+}
+
+interface Replication {
+  quorum: number;
+  owners: NodeId[];
+  next: NodeId[];
+  acked: Set<NodeId>;
+  resolve(ok: boolean): void;
+}
+
+interface Pull {
+  from: NodeId;
+  store: LocalStore;
+  p: number;
+  idle: { cancel(): void };
+  done(ok: boolean, reason?: string): void;
+}
+
+const DIGEST_KEY_LIMIT = 100_000;
+
+export class StoreNode {
+  readonly self: NodeId;
+  readonly settings: StoreSettings;
+  readonly stats: StoreNodeStats = {
+    opsServed: 0,
+    opsForwarded: 0,
+    retries: 0,
+    replicationFailures: 0,
+    pullsServed: 0,
+    partitionsSynced: 0,
+    promotions: 0,
+    repairsSent: 0,
+    entriesRepaired: 0,
+    partitionsDropped: 0,
+    badMessages: 0,
+  };
+  readonly #o: StoreNodeOptions;
+  readonly #stores = new Map<string, LocalStore>();
+  readonly #ops = new Map<number, Waiting<OpReply | undefined>>();
+  readonly #replications = new Map<number, Replication>();
+  readonly #pulls = new Map<number, Pull>();
+  readonly #unsubscribe: (() => void)[] = [];
+  /** Sync reports not written yet, by store. */
+  readonly #reportDue = new Set<string>();
+  readonly #reportsInFlight = new Set<string>();
+  readonly #lastReported = new Map<string, string>();
+  #nextId = 1;
+  #tickTimer: { cancel(): void } | undefined;
+  #lastAntiEntropyMs = 0;
+  #stopped = false;
+
+  constructor(options: StoreNodeOptions) {
+    this.#o = options;
+    this.self = options.self;
+    this.settings = { ...DEFAULT_STORE_SETTINGS, ...options.settings };
+    this.#unsubscribe.push(
+      options.transport.onMessage((from, message) => this.#receive(from, message)),
+      options.meta.onChange((store) => this.#metaChanged(store)),
+    );
+    for (const store of options.meta.stores()) this.#metaChanged(store);
+    this.#lastAntiEntropyMs = options.timers.now();
+    this.#scheduleTick();
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const off of this.#unsubscribe) off();
+    this.#tickTimer?.cancel();
+    for (const w of this.#ops.values()) {
+      w.timer.cancel();
+      w.resolve(undefined);
+    }
+    for (const r of this.#replications.values()) r.resolve(false);
+    for (const pull of this.#pulls.values()) pull.done(false, "stopping");
+    this.#ops.clear();
+    this.#replications.clear();
+    this.#pulls.clear();
+  }
+
+  // ------------------------------------------------------------------------------------------------ stores
+
+  /** Opens (creating on first use) a named store; resolves once this node has its partition map. */
+  async open(name: string, options: StoreOptions = {}, timeoutMs = 10_000): Promise<Store> {
+    storeNameText(name, "store");
+    const requested = checkStoreOptions(options);
+    let config = this.#o.meta.config(name);
+    if (!config) {
+      const fresh: StoreConfigRecord = {
+        replicas: requested.replicas ?? 3,
+        writeQuorum: requested.writeQuorum ?? Math.min(2, requested.replicas ?? 3),
+        engine: requested.engine ?? "sqlite",
+        partitions: requested.partitions ?? PARTITION_COUNT,
+        createdAt: Math.round(this.#o.timers.now()),
+      };
+      if (fresh.writeQuorum > fresh.replicas) {
+        throw new AetherError(
+          "bad_request",
+          `store ${name}: writeQuorum (${fresh.writeQuorum}) must not exceed replicas (${fresh.replicas})`,
+          { field: "writeQuorum" },
+        );
+      }
+      await this.#o.meta.createConfig(name, fresh);
+    }
+    const deadline = this.#o.timers.now() + timeoutMs;
+    for (;;) {
+      config = this.#o.meta.config(name);
+      if (config && this.#o.meta.map(name) && this.#stores.has(name)) break;
+      if (this.#o.timers.now() >= deadline) {
+        throw new AetherError(
+          "unavailable",
+          `store ${name}: no partition map within ${timeoutMs} ms (is there a leader?)`,
+        );
+      }
+      await this.#sleep(20);
+    }
+    for (const field of ["replicas", "writeQuorum", "engine"] as const) {
+      if (requested[field] !== undefined && requested[field] !== config[field]) {
+        throw new AetherError(
+          "conflict",
+          `store ${name} exists with ${field} ${config[field]}, not ${requested[field]}`,
+          { field },
+        );
+      }
+    }
+    return this.#handle(name, config);
+  }
+
+  /** A handle on a store that exists (its config is known here). */
+  handle(name: string): Store | undefined {
+    const config = this.#o.meta.config(name);
+    return config ? this.#handle(name, config) : undefined;
+  }
+
+  local(name: string): LocalStore | undefined {
+    return this.#stores.get(name);
+  }
+
+  status(): Record<string, unknown> {
+    const stores: Record<string, unknown> = {};
+    for (const [name, s] of this.#stores) {
+      let primary = 0, owned = 0, adding = 0, complete = 0, promoted = 0, entries = 0;
+      for (let p = 0; p < s.config.partitions; p++) {
+        const role = s.role(p);
+        if (role === "primary") primary++;
+        if (role === "primary" || role === "owner") owned++;
+        if (role === "adding") adding++;
+        complete += s.complete[p];
+        promoted += s.promoted[p];
+        entries += s.count[p];
+      }
+      stores[name] = {
+        ...s.config,
+        epoch: s.epoch,
+        moving: Object.keys(s.map?.moving ?? {}).length,
+        primary,
+        promoted,
+        owned,
+        adding,
+        complete,
+        entries,
+      };
+    }
+    return { stores, stats: { ...this.stats } };
+  }
+
+  #handle(name: string, config: StoreConfigRecord): Store {
+    return {
+      name,
+      config,
+      get: async (key, options) => {
+        const reply = await this.#call({ op: "get", s: name, key }, options?.timeoutMs);
+        if (!reply.entry) return undefined;
+        const e = fromWire(reply.entry);
+        return {
+          key: e.key,
+          value: e.value!,
+          version: e.version,
+          ...(e.expiresAtMs ? { expiresAtMs: e.expiresAtMs } : {}),
+        };
+      },
+      put: async (key, value, options) => {
+        if (typeof value !== "string") {
+          throw new AetherError("bad_request", `store ${name}: value must be a string, got ${typeof value}`, {
+            field: "value",
+          });
+        }
+        if (value.length > this.settings.maxValueBytes) {
+          throw new AetherError(
+            "too_large",
+            `store ${name}: value of ${value.length} characters is over ${this.settings.maxValueBytes}`,
+          );
+        }
+        const reply = await this.#call({
+          op: "put",
+          s: name,
+          key,
+          value,
+          ttlMs: checkTtl(options?.ttlMs),
+          ifVersion: checkIfVersion(options?.ifVersion),
+        }, options?.timeoutMs);
+        return { version: reply.version ?? 0 };
+      },
+      delete: async (key, options) => {
+        const reply = await this.#call(
+          { op: "del", s: name, key, ifVersion: checkIfVersion(options?.ifVersion) },
+          options?.timeoutMs,
+        );
+        return reply.existed ?? false;
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------------ client
+
+  async #call(
+    request: { op: OpKind; s: string; key: string; value?: string; ttlMs?: number; ifVersion?: number },
+    timeoutMs = this.settings.opTimeoutMs,
+  ): Promise<Extract<OpReply, { ok: true }>> {
+    checkKey(request.key, request.s, this.settings.maxKeyBytes);
+    const timers = this.#o.timers;
+    const deadline = timers.now() + timeoutMs;
+    let lastReason = "no attempt";
+    for (let attempt = 0;; attempt++) {
+      if (this.#stopped) throw new AetherError("unavailable", "the store is stopping");
+      const local = this.#stores.get(request.s);
+      const map = local?.map;
+      let reply: OpReply | undefined;
+      if (!local || !map) {
+        lastReason = `store ${request.s} has no partition map on ${this.self} yet`;
+      } else {
+        const p = partitionOf(request.key, local.config.partitions);
+        const primary = local.owners(p)[0];
+        const op: OpRequest = { t: "op", id: 0, p, ...request };
+        if (primary === this.self) {
+          reply = await this.#serveOp(op);
+        } else if (primary === undefined || !this.#o.transport.isConnected(primary)) {
+          lastReason = `the primary of partition ${p} (${primary ?? "none"}) is not reachable`;
+        } else {
+          reply = await this.#forward(
+            primary,
+            op,
+            Math.min(this.settings.attemptTimeoutMs, deadline - timers.now()),
+          );
+          if (reply === undefined && request.op !== "get") {
+            throw new AetherError(
+              "unavailable",
+              `store ${request.s}: ${primary} did not answer the ${request.op} of "${request.key}" in time; ` +
+                `it may or may not have been applied`,
+            );
+          }
+          if (reply === undefined) lastReason = `${primary} did not answer in time`;
+        }
+      }
+      if (reply?.ok) return reply;
+      if (reply && !reply.ok) {
+        if (!reply.retry) {
+          throw new AetherError(
+            reply.code,
+            reply.message,
+            reply.current !== undefined ? { version: reply.current } : {},
+          );
+        }
+        lastReason = reply.message;
+      }
+      const waitMs = Math.min(10 * 2 ** Math.min(attempt, 5), 200);
+      if (timers.now() + waitMs >= deadline) {
+        throw new AetherError(
+          "unavailable",
+          `store ${request.s}: ${request.op} of "${request.key}" failed within ${timeoutMs} ms: ${lastReason}`,
+        );
+      }
+      this.stats.retries++;
+      await this.#sleep(waitMs);
+    }
+  }
+
+  #forward(primary: NodeId, op: OpRequest, timeoutMs: number): Promise<OpReply | undefined> {
+    if (this.#ops.size >= this.settings.maxInFlight) {
+      return Promise.resolve({
+        t: "op-r",
+        id: 0,
+        ok: false,
+        code: "overloaded",
+        message: `store: ${this.#ops.size} calls are waiting for an answer already`,
+        retry: false,
+      });
+    }
+    const id = this.#nextId++;
+    this.stats.opsForwarded++;
+    return new Promise((resolve) => {
+      const timer = this.#o.timers.schedule(Math.max(1, timeoutMs), () => {
+        this.#ops.delete(id);
+        resolve(undefined);
+      });
+      this.#ops.set(id, { resolve, timer });
+      if (!this.#o.transport.send(primary, { ...op, id })) {
+        timer.cancel();
+        this.#ops.delete(id);
+        resolve(refusal("unavailable", `could not send to ${primary}`));
+      }
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------------- primary
+
+  async #serveOp(op: OpRequest): Promise<OpReply> {
+    const store = this.#stores.get(op.s);
+    if (!store?.map) return refusal("unavailable", `store ${op.s} has no partition map on ${this.self} yet`);
+    const p = op.p;
+    if (p >= store.config.partitions || partitionOf(op.key, store.config.partitions) !== p) {
+      return {
+        t: "op-r",
+        id: op.id,
+        ok: false,
+        code: "bad_request",
+        message: `key is not in partition ${p}`,
+        retry: false,
+      };
+    }
+    if (store.role(p) !== "primary") {
+      return refusal(
+        "unavailable",
+        `${this.self} is not the primary of partition ${p} at epoch ${store.epoch}`,
+      );
+    }
+    if (!store.promoted[p]) {
+      return refusal("unavailable", `partition ${p} is being taken over by ${this.self}`);
+    }
+    this.stats.opsServed++;
+    const now = this.#o.timers.now();
+    const current = store.get(op.key);
+    const live = isLive(current, now) ? current : undefined;
+    if (op.op === "get") {
+      return { t: "op-r", id: op.id, ok: true, entry: live ? toWire(live) : null };
+    }
+    const currentVersion = live?.version ?? 0;
+    if (op.ifVersion !== undefined && op.ifVersion !== currentVersion) {
+      return {
+        t: "op-r",
+        id: op.id,
+        ok: false,
+        code: "compare_failed",
+        message: `store ${op.s}: "${op.key}" is at version ${currentVersion}, not ${op.ifVersion}`,
+        retry: false,
+        current: currentVersion,
+      };
+    }
+    if (op.op === "del" && !live) return { t: "op-r", id: op.id, ok: true, existed: false };
+    const entry: StoredEntry = {
+      key: op.key,
+      value: op.op === "put" ? op.value ?? "" : null,
+      version: store.nextVersion(p),
+      origin: this.self,
+      writtenAtMs: Math.round(now),
+      expiresAtMs: op.op === "put" && op.ttlMs ? Math.round(now + op.ttlMs) : 0,
+    };
+    const ok = await this.#replicate(store, p, entry);
+    if (!ok) {
+      this.stats.replicationFailures++;
+      return {
+        t: "op-r",
+        id: op.id,
+        ok: false,
+        code: "unavailable",
+        message:
+          `store ${op.s}: the ${op.op} of "${op.key}" did not reach a write quorum of partition ${p}'s ` +
+          `owners within ${this.settings.replicateTimeoutMs} ms; it may or may not have been applied`,
+        retry: false,
+      };
+    }
+    return op.op === "put"
+      ? { t: "op-r", id: op.id, ok: true, version: entry.version }
+      : { t: "op-r", id: op.id, ok: true, existed: true };
+  }
+
+  /** Applies locally and on the other owners (and new owners); true once a write quorum of each set has it. */
+  #replicate(store: LocalStore, p: number, entry: StoredEntry): Promise<boolean> {
+    const owners = store.owners(p);
+    const next = store.next(p);
+    const id = this.#nextId++;
+    return new Promise<boolean>((resolve) => {
+      const timer = this.#o.timers.schedule(this.settings.replicateTimeoutMs, () => finish(false));
+      const finish = (ok: boolean) => {
+        if (!this.#replications.delete(id)) return;
+        timer.cancel();
+        resolve(ok);
+      };
+      const replication: Replication = {
+        quorum: store.config.writeQuorum,
+        owners,
+        next,
+        acked: new Set(),
+        resolve: finish,
+      };
+      this.#replications.set(id, replication);
+      store.apply(p, entry).then(
+        () => this.#acked(id, this.self),
+        (e) => {
+          this.#o.log.warn("store: local write failed", { store: store.name, error: String(e) });
+          finish(false);
+        },
+      );
+      const message = { t: "rep", id, s: store.name, p, epoch: store.epoch, e: [toWire(entry)] };
+      for (const target of new Set([...owners, ...next])) {
+        if (target !== this.self) this.#o.transport.send(target, message);
+      }
+    });
+  }
+
+  #acked(id: number, node: NodeId): void {
+    const r = this.#replications.get(id);
+    if (!r) return;
+    r.acked.add(node);
+    const enough = (set: NodeId[]) =>
+      set.length === 0 || set.filter((n) => r.acked.has(n)).length >= Math.min(r.quorum, set.length);
+    if (enough(r.owners) && enough(r.next)) r.resolve(true);
+  }
+
+  // ------------------------------------------------------------------------------------------------ inbound
+
+  #receive(from: NodeId, raw: unknown): void {
+    if (this.#stopped) return;
+    const m = parseStoreMessage(raw);
+    if (typeof m === "string") {
+      this.stats.badMessages++;
+      this.#o.log.debug("store: dropped a bad message", { from, problem: m });
+      return;
+    }
+    switch (m.t) {
+      case "op":
+        this.#serveOp(m).then((reply) => this.#o.transport.send(from, { ...reply, id: m.id }));
+        return;
+      case "op-r": {
+        const w = this.#ops.get(m.id);
+        if (!w) return;
+        this.#ops.delete(m.id);
+        w.timer.cancel();
+        w.resolve(m);
+        return;
+      }
+      case "rep":
+        this.#onReplicate(from, m);
+        return;
+      case "rep-r":
+        if (m.ok) this.#acked(m.id, from);
+        return;
+      case "pull":
+        this.#servePull(from, m);
+        return;
+      case "pull-r":
+        this.#onPullData(from, m);
+        return;
+      case "dig":
+        this.#onDigest(from, m);
+        return;
+      case "sum":
+        this.#onSummary(from, m);
+        return;
+      case "fix":
+        this.#onFix(from, m);
+        return;
+      case "want":
+        this.#onWant(from, m);
+        return;
+    }
+  }
+
+  #onReplicate(from: NodeId, m: Extract<StoreMessage, { t: "rep" }>): void {
+    const store = this.#stores.get(m.s);
+    const answer = (ok: boolean, reason?: string) =>
+      this.#o.transport.send(from, { t: "rep-r", id: m.id, ok, ...(reason ? { reason } : {}) });
+    if (!store) return void answer(false, `store ${m.s} is not known on ${this.self} yet`);
+    if (m.epoch < store.epoch) return void answer(false, `stale map epoch ${m.epoch} < ${store.epoch}`);
+    if (m.p >= store.config.partitions) return void answer(false, `no partition ${m.p}`);
+    const now = this.#o.timers.now();
+    const writes = m.e.map(fromWire).filter((e) => this.#acceptable(e, now)).map((e) => store.apply(m.p, e));
+    Promise.all(writes).then(() => answer(true), (e) => answer(false, String(e)));
+  }
+
+  /** Entries past their expiry grace or tombstone lifetime are not taken in (they would be swept at once). */
+  #acceptable(e: StoredEntry, nowMs: number): boolean {
+    if (e.value === null) return e.writtenAtMs >= nowMs - this.settings.tombstoneTtlMs;
+    return e.expiresAtMs === 0 || e.expiresAtMs >= nowMs - this.settings.expiryGraceMs;
+  }
+
+  // ------------------------------------------------------------------------------------------ pull (stream)
+
+  async #servePull(from: NodeId, m: Extract<StoreMessage, { t: "pull" }>): Promise<void> {
+    const store = this.#stores.get(m.s);
+    const refuse = (reason: string) =>
+      this.#o.transport.send(from, { t: "pull-r", id: m.id, ok: false, reason });
+    if (!store) return void refuse(`store ${m.s} is not known on ${this.self}`);
+    if (store.epoch < m.epoch) return void refuse(`${this.self} is catching up (map epoch ${store.epoch})`);
+    const role = store.role(m.p);
+    if ((role !== "primary" && role !== "owner") || !store.complete[m.p]) {
+      return void refuse(`${this.self} does not hold partition ${m.p} completely`);
+    }
+    this.stats.pullsServed++;
+    const entries = store.engine.scan(store.name, m.p);
+    let chunk: WireEntry[] = [];
+    let bytes = 0;
+    const flush = async (more: boolean) => {
+      if (this.#o.transport.writable && !(await this.#o.transport.writable(from))) return false;
+      this.#o.transport.send(from, { t: "pull-r", id: m.id, ok: true, e: chunk, more });
+      chunk = [];
+      bytes = 0;
+      return true;
+    };
+    for (const entry of entries) {
+      chunk.push(toWire(entry));
+      bytes += wireBytes(entry);
+      if (bytes >= this.settings.chunkBytes && !(await flush(true))) return;
+    }
+    await flush(false);
+  }
+
+  #onPullData(from: NodeId, m: Extract<StoreMessage, { t: "pull-r" }>): void {
+    const pull = this.#pulls.get(m.id);
+    if (!pull || pull.from !== from) return;
+    if (!m.ok) return pull.done(false, m.reason ?? "refused");
+    pull.idle.cancel();
+    pull.idle = this.#o.timers.schedule(this.settings.pullIdleTimeoutMs, () => pull.done(false, "silent"));
+    const now = this.#o.timers.now();
+    const writes = (m.e ?? []).map(fromWire).filter((e) => this.#acceptable(e, now)).map((e) =>
+      pull.store.apply(pull.p, e)
+    );
+    if (!m.more) Promise.all(writes).then(() => pull.done(true), (e) => pull.done(false, String(e)));
+  }
+
+  /** Streams partition p of `store` from `from`; resolves true once every entry is stored here durably. */
+  #pull(store: LocalStore, p: number, from: NodeId): Promise<{ ok: boolean; reason?: string }> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const pull: Pull = {
+        from,
+        store,
+        p,
+        idle: this.#o.timers.schedule(this.settings.pullIdleTimeoutMs, () => pull.done(false, "silent")),
+        done: (ok, reason) => {
+          if (!this.#pulls.delete(id)) return;
+          pull.idle.cancel();
+          resolve({ ok, reason });
+        },
+      };
+      this.#pulls.set(id, pull);
+      if (!this.#o.transport.send(from, { t: "pull", id, s: store.name, p, epoch: store.epoch })) {
+        pull.done(false, "not sent");
+      }
+    });
+  }
+
+  /**
+   * Brings partition p here up to date from the other owners: for a new primary before it serves (promotion),
+   * for a node being added, and for an owner that restarted empty. Needs `sourcesNeeded` owners that hold it
+   * completely, or an answer from every other owner (some of them restarted empty too: a new store, or more
+   * failures than the guarantee covers).
+   */
+  async #bringUp(store: LocalStore, p: number, kind: "promote" | "sync"): Promise<void> {
+    const epoch = store.epoch;
+    const need = store.sourcesNeeded(p, store.complete[p] === 1);
+    const others = store.owners(p).filter((n) => n !== this.self);
+    let ok = 0;
+    let incomplete = 0;
+    if (need > 0) {
+      const results = await Promise.all(
+        others.filter((n) => this.#o.transport.isConnected(n)).map((n) => this.#pull(store, p, n)),
+      );
+      ok = results.filter((r) => r.ok).length;
+      incomplete = results.filter((r) => !r.ok && r.reason?.includes("completely")).length;
+    }
+    if (this.#stopped || store.epoch === 0) return;
+    // Every other owner answered, some that they hold nothing completely (they restarted empty): with this
+    // node that is more failures than the guarantee covers, so what they all had is what there is.
+    const allAnswered = ok + incomplete === others.length;
+    if (ok < need && !allAnswered) return;
+    if (store.epoch !== epoch && store.role(p) === "none") return;
+    store.complete[p] = 1;
+    if (kind === "promote" && store.role(p) === "primary") {
+      store.promoted[p] = 1;
+      this.stats.promotions++;
+    }
+    if (kind === "sync") this.stats.partitionsSynced++;
+    const since = store.moveSince(p);
+    if (store.role(p) === "adding" && since !== undefined) {
+      store.syncedSince.set(p, since);
+      this.#reportDue.add(store.name);
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------- anti-entropy
+
+  #sendDigests(): void {
+    for (const store of this.#stores.values()) {
+      if (!store.map) continue;
+      const byTarget = new Map<NodeId, number[]>();
+      for (let p = 0; p < store.config.partitions; p++) {
+        if (store.role(p) !== "primary" || !store.promoted[p]) continue;
+        for (const owner of store.owners(p)) {
+          if (owner === this.self) continue;
+          let d = byTarget.get(owner);
+          if (!d) byTarget.set(owner, d = []);
+          d.push(p, Math.max(0, store.count[p]), store.hash[p]);
+        }
+      }
+      for (const [target, d] of byTarget) {
+        this.#o.transport.send(target, { t: "dig", s: store.name, epoch: store.epoch, d });
+      }
+    }
+  }
+
+  #onDigest(from: NodeId, m: Extract<StoreMessage, { t: "dig" }>): void {
+    const store = this.#stores.get(m.s);
+    if (!store || store.epoch !== m.epoch) return;
+    let repairs = 0;
+    for (let i = 0; i < m.d.length && repairs < this.settings.maxRepairsPerDigest; i += 3) {
+      const p = m.d[i];
+      if (p >= store.config.partitions || store.role(p) !== "owner" || store.owners(p)[0] !== from) continue;
+      if (!store.complete[p] || store.syncing.has(p)) continue;
+      if (store.count[p] === m.d[i + 1] && store.hash[p] === m.d[i + 2]) continue;
+      repairs++;
+      const entries = store.engine.scan(store.name, p);
+      if (entries.length > DIGEST_KEY_LIMIT) continue;
+      this.stats.repairsSent++;
+      this.#o.transport.send(from, {
+        t: "sum",
+        s: store.name,
+        p,
+        k: entries.map((e) => [e.key, e.version, e.origin]),
+      });
+    }
+  }
+
+  /** The primary's side: send what the owner lacks or holds older; ask for what it holds newer. */
+  #onSummary(from: NodeId, m: Extract<StoreMessage, { t: "sum" }>): void {
+    const store = this.#stores.get(m.s);
+    if (!store || m.p >= store.config.partitions || store.role(m.p) !== "primary") return;
+    const theirs = new Map(m.k.map(([key, version, origin]) => [key, { version, origin }]));
+    const send: StoredEntry[] = [];
+    for (const entry of store.engine.scan(store.name, m.p)) {
+      const other = theirs.get(entry.key);
+      if (
+        !other || entry.version > other.version ||
+        (entry.version === other.version && entry.origin > other.origin)
+      ) {
+        send.push(entry);
+      }
+    }
+    const want: string[] = [];
+    for (const [key, other] of theirs) {
+      const own = store.get(key);
+      if (
+        !own || other.version > own.version || (other.version === own.version && other.origin > own.origin)
+      ) {
+        want.push(key);
+      }
+    }
+    this.#sendEntries(from, store.name, m.p, send);
+    if (want.length > 0) this.#o.transport.send(from, { t: "want", s: store.name, p: m.p, k: want });
+  }
+
+  #onWant(from: NodeId, m: Extract<StoreMessage, { t: "want" }>): void {
+    const store = this.#stores.get(m.s);
+    if (!store || m.p >= store.config.partitions) return;
+    const entries = m.k.map((key) => store.get(key)).filter((e): e is StoredEntry => e !== undefined);
+    this.#sendEntries(from, store.name, m.p, entries);
+  }
+
+  #sendEntries(to: NodeId, store: string, p: number, entries: StoredEntry[]): void {
+    let chunk: WireEntry[] = [];
+    let bytes = 0;
+    for (const entry of entries) {
+      chunk.push(toWire(entry));
+      bytes += wireBytes(entry);
+      if (bytes >= this.settings.chunkBytes) {
+        this.#o.transport.send(to, { t: "fix", s: store, p, e: chunk });
+        chunk = [];
+        bytes = 0;
+      }
+    }
+    if (chunk.length > 0) this.#o.transport.send(to, { t: "fix", s: store, p, e: chunk });
+  }
+
+  #onFix(from: NodeId, m: Extract<StoreMessage, { t: "fix" }>): void {
+    const store = this.#stores.get(m.s);
+    if (!store || m.p >= store.config.partitions || store.role(m.p) === "none") return;
+    const owners = store.owners(m.p);
+    if (!owners.includes(from) && !store.next(m.p).includes(from)) return;
+    const now = this.#o.timers.now();
+    for (const wire of m.e) {
+      const entry = fromWire(wire);
+      if (partitionOf(entry.key, store.config.partitions) !== m.p || !this.#acceptable(entry, now)) continue;
+      this.stats.entriesRepaired++;
+      store.apply(m.p, entry).catch((e) =>
+        this.#o.log.warn("store: repair write failed", { error: String(e) })
+      );
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ maintenance
+
+  #metaChanged(name: string): void {
+    if (this.#stopped) return;
+    const config = this.#o.meta.config(name);
+    if (!config) return;
+    let store = this.#stores.get(name);
+    if (!store) {
+      const engine = config.engine === "sqlite" ? this.#o.durable ?? this.#o.memory : this.#o.memory;
+      store = new LocalStore(this.self, name, config, engine);
+      this.#stores.set(name, store);
+    }
+    const map = this.#o.meta.map(name);
+    if (map && map.epoch > store.epoch) {
+      store.setMap(map, this.#o.timers.now());
+      this.#reportDue.add(name);
+    }
+  }
+
+  #scheduleTick(): void {
+    if (this.#stopped) return;
+    this.#tickTimer = this.#o.timers.schedule(this.settings.tickMs, () => {
+      try {
+        this.#tick();
+      } catch (e) {
+        this.#o.log.error("store: maintenance failed", { error: toAetherError(e).message });
+      }
+      this.#scheduleTick();
+    });
+  }
+
+  #tick(): void {
+    const now = this.#o.timers.now();
+    let running = 0;
+    for (const store of this.#stores.values()) running += store.syncing.size;
+    for (const store of this.#stores.values()) {
+      if (!store.map) continue;
+      for (let p = 0; p < store.config.partitions && running < this.settings.maxConcurrentSyncs; p++) {
+        if (store.syncing.has(p)) continue;
+        const role = store.role(p);
+        const kind = role === "primary" && !store.promoted[p]
+          ? "promote"
+          : (role === "owner" || role === "adding") && !store.complete[p]
+          ? "sync"
+          : undefined;
+        if (!kind) continue;
+        running++;
+        store.syncing.add(p);
+        this.#bringUp(store, p, kind).catch((e) =>
+          this.#o.log.warn("store: streaming a partition failed", { store: store.name, p, error: String(e) })
+        ).finally(() => store.syncing.delete(p));
+      }
+    }
+    for (const name of [...this.#reportDue]) this.#report(name);
+    if (now - this.#lastAntiEntropyMs >= this.settings.antiEntropyMs) {
+      this.#lastAntiEntropyMs = now;
+      this.#sendDigests();
+      this.#sweepAndDrop(now);
+    }
+  }
+
+  #sweepAndDrop(now: number): void {
+    for (const store of this.#stores.values()) {
+      store.sweep(now - this.settings.expiryGraceMs, now - this.settings.tombstoneTtlMs);
+      if (!store.map) continue;
+      for (const p of store.engine.partitions(store.name)) {
+        if (store.role(p) !== "none") continue;
+        const since = store.notOwnedSince.get(p);
+        if (since === undefined) store.notOwnedSince.set(p, now);
+        else if (now - since >= this.settings.dropAfterMs) {
+          store.drop(p);
+          this.stats.partitionsDropped++;
+        }
+      }
+    }
+  }
+
+  /** Writes this node's sync report when the set of synced moving partitions changed. */
+  #report(name: string): void {
+    const store = this.#stores.get(name);
+    if (!store?.map || this.#reportsInFlight.has(name)) return;
+    this.#reportDue.delete(name);
+    const partitions: number[] = [];
+    for (const [p, since] of store.syncedSince) if (store.moveSince(p) === since) partitions.push(p);
+    partitions.sort((a, b) => a - b);
+    const text = partitions.join(",");
+    if (partitions.length === 0 || this.#lastReported.get(name) === text) return;
+    this.#reportsInFlight.add(name);
+    this.#o.meta.writeSyncReport(name, { epoch: store.epoch, partitions }).then(
+      () => this.#lastReported.set(name, text),
+      (e) => {
+        this.#reportDue.add(name);
+        this.#o.log.debug("store: sync report not written", { store: name, error: String(e) });
+      },
+    ).finally(() => this.#reportsInFlight.delete(name));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#o.timers.schedule(ms, resolve));
+  }
+}
+
+function refusal(code: "unavailable" | "overloaded", message: string): OpReply {
+  return { t: "op-r", id: 0, ok: false, code, message, retry: true };
+}
+
+function checkKey(key: unknown, store: string, maxKeyBytes: number): void {
+  if (typeof key !== "string" || key.length === 0) {
+    throw new AetherError("bad_request", `store ${store}: key must be a non-empty string`, { field: "key" });
+  }
+  if (new TextEncoder().encode(key).length > maxKeyBytes) {
+    throw new AetherError("too_large", `store ${store}: key is over ${maxKeyBytes} bytes`, { field: "key" });
+  }
+}
+
+function checkTtl(ttlMs: unknown): number | undefined {
+  if (ttlMs === undefined) return undefined;
+  if (typeof ttlMs !== "number" || !Number.isSafeInteger(ttlMs) || ttlMs < 1) {
+    throw new AetherError(
+      "bad_request",
+      `ttlMs must be a positive integer (ms), got ${JSON.stringify(ttlMs)}`,
+      {
+        field: "ttlMs",
+      },
+    );
+  }
+  return ttlMs;
+}
+
+function checkIfVersion(ifVersion: unknown): number | undefined {
+  if (ifVersion === undefined) return undefined;
+  if (typeof ifVersion !== "number" || !Number.isSafeInteger(ifVersion) || ifVersion < 0) {
+    throw new AetherError(
+      "bad_request",
+      `ifVersion must be a version (an integer >= 0; 0 = absent), got ${JSON.stringify(ifVersion)}`,
+      { field: "ifVersion" },
+    );
+  }
+  return ifVersion;
+}
+
+function checkStoreOptions(options: StoreOptions): StoreOptions {
+  const int = (name: "replicas" | "writeQuorum", v: unknown) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1 || v > 7) {
+      throw new AetherError(
+        "bad_request",
+        `store option ${name} must be an integer from 1 to 7, got ${JSON.stringify(v)}`,
+        {
+          field: name,
+        },
+      );
+    }
+    return v;
+  };
+  const engine = options.engine;
+  if (engine !== undefined && engine !== "sqlite" && engine !== "memory") {
+    throw new AetherError(
+      "bad_request",
+      `store option engine must be "sqlite" or "memory", got ${JSON.stringify(engine)}`,
+      {
+        field: "engine",
+      },
+    );
+  }
+  const partitions = options.partitions;
+  if (
+    partitions !== undefined && (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > 65_536)
+  ) {
+    throw new AetherError("bad_request", `store option partitions must be an integer from 1 to 65536`, {
+      field: "partitions",
+    });
+  }
+  return {
+    replicas: int("replicas", options.replicas),
+    writeQuorum: int("writeQuorum", options.writeQuorum),
+    engine,
+    partitions,
+  };
+}
