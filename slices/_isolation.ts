@@ -109,20 +109,38 @@ function logLineWriter(level: LogLevel, send: (message: RuntimeMessage) => void)
   };
 }
 
+/** The standard descriptors: stdin, stdout, stderr. */
+const STDIO_DESCRIPTORS = [0, 1, 2] as const;
+
 /**
  * Makes `Deno.stdout` and `Deno.stderr` log lines of the slice (stdout at INFO, stderr at WARN), like its
- * console output. `closeHandles` (worker isolation) also closes the isolate's own handles to them first: a
- * Worker shares the node's stdout (its ready line) and stderr (its log); closing them closes this isolate's
- * handles only, so `process.stdout` and other writers fail there. A process sandbox keeps its handles: its
- * stdout is the protocol pipe the entry module took before, its stderr is read by the host.
+ * console output. `closeDescriptor` (worker isolation: `node:fs`'s `closeSync`) also closes the isolate's
+ * own handles to the standard streams first: a Worker shares the node's stdin (its parent's lifeline), stdout
+ * (its ready line) and stderr (its log). `Deno.stdout.close()` alone leaves `node:fs`'s descriptors open, and
+ * `fs.writeSync(1, ...)` reached the node's stdout; closing descriptors 0-2 through `node:fs` closes this
+ * isolate's entries only (the node's own stay open), so `fs.writeSync(1, ...)`, `process.stdout` and other
+ * writers fail with EBADF there. A process sandbox keeps its handles: its stdout is the protocol pipe the
+ * entry module took before, its stderr is read by the host.
  */
-export function stdioAsLogLines(send: (message: RuntimeMessage) => void, closeHandles: boolean): void {
+export function stdioAsLogLines(
+  send: (message: RuntimeMessage) => void,
+  closeDescriptor?: (fd: number) => void,
+): void {
+  if (closeDescriptor) {
+    for (const fd of STDIO_DESCRIPTORS) {
+      try {
+        closeDescriptor(fd);
+      } catch {
+        // Not open in this isolate.
+      }
+    }
+  }
   for (const [name, level] of [["stdout", "info"], ["stderr", "warn"]] as const) {
-    if (closeHandles) {
+    if (closeDescriptor) {
       try {
         Deno[name].close();
       } catch {
-        // Already closed.
+        // Already closed (with its descriptor above).
       }
     }
     Object.defineProperty(Deno, name, {

@@ -4,6 +4,7 @@
  * the bundle's own imports are checked against the Worker's permissions.
  */
 
+import { closeSync } from "node:fs";
 import { checkAnswerSize, startRuntime } from "./_runtime.ts";
 import { closeNestedWorkers, closeSharedState, stdioAsLogLines } from "./_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "./protocol.ts";
@@ -45,8 +46,9 @@ function send(message: RuntimeMessage, maxBytes?: number): void {
   queue.push(text);
 }
 
-// A Worker shares the node's stdout and stderr: its own handles close, its writes become log lines.
-stdioAsLogLines(send, true);
+// A Worker shares the node's stdin, stdout and stderr: its own handles and descriptors close (the node's stay
+// open), its writes become log lines.
+stdioAsLogLines(send, closeSync);
 
 startRuntime({
   send,

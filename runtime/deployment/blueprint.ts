@@ -10,6 +10,11 @@
  * min = 2                # optional autoscaling bounds: min <= instances <= max
  * max = 6
  * requires = ["cache"]   # infrastructure services (validated here, resolved by a later issue)
+ * trusted = true         # may run in worker isolation (default false: a process of its own)
+ * cpuSoftShare = 0.5     # sandbox CPU limits over the node's defaults (runtime/sandbox/README.md):
+ * cpuHardShare = 0.9     #   shares of one core over cpuWindowMs (0 = off), and one call's CPU time
+ * cpuWindowMs = 10000
+ * callCpuMs = 2000
  * ```
  *
  * Every problem is reported with its line and column (syntax errors from smol-toml, semantic ones located in
@@ -20,6 +25,8 @@
 import { parse, TomlDate, TomlError } from "smol-toml";
 import { AetherError, baseOf, parseCoordinates } from "../core/mod.ts";
 import { formatPath, locate, type Located, type Segment, type SourcePosition } from "./_toml_locate.ts";
+import { SANDBOX_KEYS, sandboxSettings } from "./_blueprint_sandbox.ts";
+import type { SliceSandboxSettings } from "../sandbox/mod.ts";
 
 export const MAX_BLUEPRINT_BYTES = 256 * 1024;
 export const MAX_BLUEPRINT_SLICES = 1_000;
@@ -27,7 +34,14 @@ export const MAX_INSTANCES = 10_000;
 const SERVICE = /^[a-z][a-z0-9-]{0,62}$/;
 
 const TOP_LEVEL_KEYS = ["id", "slices"] as const;
-const SLICE_KEYS = ["artifact", "instances", "min", "max", "requires"] as const;
+const SLICE_KEYS = [
+  "artifact",
+  "instances",
+  "min",
+  "max",
+  "requires",
+  ...SANDBOX_KEYS,
+] as const;
 
 /** One `[[slices]]` entry as the operator wrote it (defaults applied). */
 export interface BlueprintSliceSpec {
@@ -37,6 +51,8 @@ export interface BlueprintSliceSpec {
   min?: number;
   max?: number;
   requires: string[];
+  /** `trusted` and the CPU limits (`cpuSoftShare`, ...), when any is given (_blueprint_sandbox.ts). */
+  sandbox?: SliceSandboxSettings;
 }
 
 export interface ParsedBlueprint {
@@ -242,6 +258,7 @@ class Checker {
     const min = this.#integer(table.min, [...path, "min"], 0, MAX_INSTANCES);
     const max = this.#integer(table.max, [...path, "max"], 1, MAX_INSTANCES);
     const requires = this.#services(table.requires, [...path, "requires"]);
+    const sandbox = sandboxSettings(table, (key, message) => this.#problem([...path, key], message));
     if (min !== undefined && max !== undefined && min > max) {
       this.#problem([...path, "min"], `min (${min}) must not exceed max (${max})`);
     } else if (min !== undefined && instances < min) {
@@ -255,6 +272,7 @@ class Checker {
     const spec: BlueprintSliceSpec = { artifact, instances, requires };
     if (min !== undefined) spec.min = min;
     if (max !== undefined) spec.max = max;
+    if (sandbox !== undefined) spec.sandbox = sandbox;
     return spec;
   }
 

@@ -29,7 +29,15 @@ import type { KvEvent } from "../kv/mod.ts";
 import type { Mesh } from "../net/mod.ts";
 import type { KvAccess, LeaderRecord } from "../cluster/mod.ts";
 import { KEY_PREFIXES, kvPrefixes, LEADER_KEY } from "../model/mod.ts";
-import type { ArtifactSource, OutboundCallHandler, SliceLogEntry, SliceManifest } from "../sandbox/mod.ts";
+import type {
+  ArtifactSource,
+  OutboundCallHandler,
+  SandboxStats,
+  SliceLogEntry,
+  SliceManifest,
+  SliceSandboxSettings,
+} from "../sandbox/mod.ts";
+import { parseBlueprint } from "./blueprint.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,
@@ -108,7 +116,22 @@ export interface DeploymentStatus {
     refusedRequests: number;
     /** The slice's log lines dropped over its log limits (`limits.log` of the sandbox host). */
     droppedLogLines: number;
+    /** Where its sandbox runs: untrusted slices of a worker-isolation node run in a process. */
+    isolation?: "process" | "worker";
+    /** Process isolation: the share of a core its sandbox used over the last CPU window. */
+    cpuShare?: number;
+    /** Why it is retiring (over its soft CPU limit): it takes no new calls and is replaced soon. */
+    retiring?: string;
   }[];
+}
+
+/** The CPU figures of a host's stats for the status (none in worker isolation). */
+function cpuOf(stats: SandboxStats | undefined): { cpuShare?: number; retiring?: string } {
+  if (stats === undefined) return {};
+  return {
+    ...(stats.cpuShare !== undefined ? { cpuShare: Math.round(stats.cpuShare * 1000) / 1000 } : {}),
+    ...(stats.retiring !== undefined ? { retiring: stats.retiring } : {}),
+  };
 }
 
 /** How often readiness, quorum and leadership are checked for changes that raise no event of their own. */
@@ -164,6 +187,7 @@ function createExecutor(
   const sliceLog = options.log.with({ component: "slice" });
   return new SandboxExecutor({
     resolveArtifact: (coordinates) => resolveArtifact(options, coordinates),
+    resolveSettings: (coordinates) => sandboxSettingsOf(options, coordinates, log),
     onCrash: (crash) => {
       log.warn("instance crashed", { instance: crash.instanceId, reason: crash.reason });
       onCrash(crash);
@@ -192,6 +216,47 @@ function resolveArtifact(
     manifest,
     bundle: async () => (await options.fetchArtifact(coordinates)).bundle,
   };
+}
+
+/** Blueprint sources parsed for their sandbox settings, by source text (bounded: a few blueprints are live). */
+const settingsBySource = new Map<string, Map<string, SliceSandboxSettings>>();
+const MAX_PARSED_BLUEPRINTS = 64;
+
+/**
+ * A slice's sandbox settings (`trusted`, CPU limits) from the first blueprint, in key order, whose own
+ * `[[slices]]` entry for it sets any (read from the published TOML: the stored record keeps the placement
+ * only). None: the node's defaults, also for a slice only added because another one calls it.
+ */
+function sandboxSettingsOf(
+  options: Pick<DeploymentFeatureOptions, "state">,
+  coordinates: string,
+  log: Logger,
+): SliceSandboxSettings | undefined {
+  for (const entry of options.state().range(KEY_PREFIXES.blueprints)) {
+    try {
+      const record = decodeValueMemo("blueprint", entry.value, `value of "${entry.key}"`);
+      if (record.source === undefined) continue;
+      if (!record.slices.some((s) => s.artifact === coordinates && !s.transitive)) continue;
+      const settings = parsedSettings(record.source).get(coordinates);
+      if (settings !== undefined) return settings;
+    } catch (e) {
+      log.warn("blueprint sandbox settings unreadable", { key: entry.key, error: (e as Error).message });
+    }
+  }
+  return undefined;
+}
+
+function parsedSettings(source: string): Map<string, SliceSandboxSettings> {
+  let settings = settingsBySource.get(source);
+  if (settings === undefined) {
+    settings = new Map();
+    for (const spec of parseBlueprint(source).slices) {
+      if (spec.sandbox !== undefined) settings.set(spec.artifact, spec.sandbox);
+    }
+    if (settingsBySource.size >= MAX_PARSED_BLUEPRINTS) settingsBySource.clear();
+    settingsBySource.set(source, settings);
+  }
+  return settings;
 }
 
 /**
@@ -469,6 +534,8 @@ function deploymentStatus(
       state: i.state,
       ...(i.reason !== undefined ? { reason: i.reason } : {}),
       ...(i.host?.pid !== undefined ? { pid: i.host.pid } : {}),
+      ...(i.host !== undefined ? { isolation: i.host.mode } : {}),
+      ...cpuOf(i.host?.stats),
       refusedRequests: i.refusedRequests,
       droppedLogLines: i.droppedLogLines,
     })),

@@ -21,6 +21,7 @@ import {
   SliceExecutor,
   type SliceExecutorOptions,
   type SliceLogEntry,
+  type SliceSandboxSettings,
   type StateChange,
 } from "../sandbox/mod.ts";
 import type { ExecutorCrash, ExecutorOp, LifecycleExecutor } from "./executor.ts";
@@ -28,6 +29,8 @@ import type { ExecutorCrash, ExecutorOp, LifecycleExecutor } from "./executor.ts
 export interface SandboxExecutorOptions {
   /** The artifact for `g:a:v`: its manifest now, its bundle (or a way to fetch it) for LOADING. */
   resolveArtifact(coordinates: string): ArtifactSource | Promise<ArtifactSource>;
+  /** The slice's sandbox settings (trusted, CPU limits) from its blueprint; none: the node's defaults. */
+  resolveSettings?(coordinates: string): SliceSandboxSettings | undefined;
   /** An instance failed on its own, outside any operation. */
   onCrash(crash: ExecutorCrash): void;
   /** Every state change the executor makes (for logs). */
@@ -72,7 +75,13 @@ export class SandboxExecutor implements LifecycleExecutor {
           `the artifact resolved for ${artifact} is ${source.manifest.coordinates}`,
         );
       }
-      await this.slices.run({ type: "LOAD", instanceId, artifact: source });
+      const settings = this.#options.resolveSettings?.(artifact);
+      await this.slices.run({
+        type: "LOAD",
+        instanceId,
+        artifact: source,
+        ...(settings ? { settings } : {}),
+      });
     });
   }
 

@@ -40,6 +40,7 @@ async function adapter(mode: IsolationMode, onOutboundCall?: OutboundCallHandler
       policy: { mode, net: [], env: [], memoryLimitMb: 128 },
       deadlines: { hookMs: 2_000 },
       warmProcesses: false,
+      trustAllSlices: true,
     },
   });
   return { executor, crashes };

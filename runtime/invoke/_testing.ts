@@ -101,6 +101,8 @@ export class InProcessCluster {
       const executor = new SliceExecutor({
         policy: { mode, net: [], env: [], memoryLimitMb: 256 },
         warmProcesses: false,
+        // The mode asked for, for every slice (a node runs only trusted slices in Workers).
+        trustAllSlices: true,
         hostLimits,
         onOutboundCall: (call) => late.invoker!.outboundHandler(call),
         onLog: (entry) => sliceLogs.push(entry),

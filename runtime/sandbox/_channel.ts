@@ -2,8 +2,20 @@
 
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 
-/** Why a sandbox ended without being asked to. */
-export type FailureKind = "load" | "hook" | "deadline" | "crash" | "exit" | "memory" | "cpu" | "protocol";
+/**
+ * Why a sandbox ended without being asked to. `cpu`: over the hard CPU share or a call's CPU budget (killed at
+ * once); `retired`: over the soft CPU share (ended after its current calls, so that it is replaced).
+ */
+export type FailureKind =
+  | "load"
+  | "hook"
+  | "deadline"
+  | "crash"
+  | "exit"
+  | "memory"
+  | "cpu"
+  | "retired"
+  | "protocol";
 
 export interface ChannelEvents {
   message(message: RuntimeMessage): void;
@@ -16,6 +28,11 @@ export interface ChannelEvents {
 export interface SandboxChannel {
   /** The sandbox's process id (process isolation only). */
   readonly pid?: number;
+  /**
+   * Process isolation: the CPU time (ms, every thread) the sandbox process has used, as its watchdog last
+   * reported it; undefined before the first report. Worker isolation has no such count.
+   */
+  cpuMs?(): number | undefined;
   /** May throw when the message cannot be serialized, or report it later through `undeliverable`. */
   send(message: HostMessage): void;
   /** Ends the sandbox at once; resolves when its worker or process and every stream are released. */

@@ -14,6 +14,10 @@ import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
 
 const MEMORY_MARKER = "@@aether-memory-limit ";
+/** The watchdog's report of the process's CPU time (ms, all threads), as _process_channel.ts reads it. */
+const CPU_MARKER = "@@aether-cpu ";
+/** How often the watchdog reports the CPU time (when it grew by at least a kernel tick since). */
+const CPU_REPORT_MS = 50;
 const [rssLimitArg, intervalArg] = Deno.args;
 const rssLimitBytes = Number(rssLimitArg);
 const intervalMs = Number(intervalArg) || 10;
@@ -54,15 +58,30 @@ function send(message: RuntimeMessage, maxBytes?: number): void {
  */
 function startWatchdog(): () => void {
   if (!(rssLimitBytes > 0)) return () => {};
+  // The CPU time comes from here too: the node may not read /proc/<pid>/stat (Deno asks --allow-all for it),
+  // and getrusage (process.cpuUsage) counts every thread of the process, the slice's included. A slice can
+  // write lines that look like these to stderr, but the host keeps the largest value it has seen (CPU time
+  // only grows): a forged line can only make its own sandbox look busier, never hide the real figure.
   const source = `
-    const marker = new TextEncoder().encode(${JSON.stringify("\n" + MEMORY_MARKER)});
+    import process from "node:process";
+    const encoder = new TextEncoder();
+    const marker = encoder.encode(${JSON.stringify("\n" + MEMORY_MARKER)});
+    const write = (bytes) => {
+      try {
+        Deno.stderr.writeSync(bytes);
+      } catch { /* the host is gone */ }
+    };
     const sample = () => {
       const rss = Deno.memoryUsage().rss;
-      if (rss > ${rssLimitBytes}) {
-        try {
-          Deno.stderr.writeSync(new Uint8Array([...marker, ...new TextEncoder().encode(rss + "\\n")]));
-        } catch { /* the host is gone */ }
-      }
+      if (rss > ${rssLimitBytes}) write(new Uint8Array([...marker, ...encoder.encode(rss + "\\n")]));
+    };
+    let reportedCpuMs = -Infinity;
+    const reportCpu = () => {
+      const usage = process.cpuUsage();
+      const cpuMs = Math.floor((usage.user + usage.system) / 1000);
+      if (cpuMs - reportedCpuMs < 10) return;
+      reportedCpuMs = cpuMs;
+      write(encoder.encode(${JSON.stringify("\n" + CPU_MARKER)} + cpuMs + "\\n"));
     };
     // The first timer of an isolate costs it 7-10 ms: pay that now, not when armed.
     clearTimeout(setTimeout(() => {}, 0));
@@ -72,6 +91,8 @@ function startWatchdog(): () => void {
       armed = true;
       sample();
       setInterval(sample, ${intervalMs});
+      reportCpu();
+      setInterval(reportCpu, ${CPU_REPORT_MS});
     };`;
   const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
   const watchdog = new Worker(url, { type: "module", name: "aether-memory-watchdog" });
@@ -110,7 +131,7 @@ async function readMessages(handler: (message: HostMessage) => void): Promise<vo
 closeSharedState();
 // `Deno.stdout` is the protocol pipe (taken above as `stdout`): a slice's writes become log lines instead of
 // lines that break the protocol, its stderr writes too (the host reads stderr for the watchdog's marker).
-stdioAsLogLines(send, false);
+stdioAsLogLines(send);
 const armWatchdog = startWatchdog();
 // Booted: tell the host (an empty line, which the protocol skips), once the slow part of a fresh isolate is done.
 enableAsyncScope().catch(() => {/* attribution stays synchronous */}).then(() => {

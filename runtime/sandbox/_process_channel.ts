@@ -5,7 +5,8 @@
  * (`_flush.ts`). A child writes an empty line once it has booted (the warm pool waits for it; the protocol
  * skips empty lines). Inside the child a tiny watchdog Worker samples the process RSS once a bundle is being
  * loaded and writes a marker line to stderr when it passes the limit; the host kills the child on that line.
- * The V8 heap limit alone is not enough: ArrayBuffer memory lives outside the heap.
+ * The V8 heap limit alone is not enough: ArrayBuffer memory lives outside the heap. The watchdog also reports
+ * the process's CPU time on stderr (`cpuMs()`, for the host's CPU limits): the node cannot read /proc/<pid>.
  */
 
 import type { ChannelEvents, FailureKind, SandboxChannel } from "./_channel.ts";
@@ -19,6 +20,8 @@ export { MAX_MESSAGE_CHARS } from "./_lines.ts";
 const CHILD_MAIN = new URL("./_child_main.ts", import.meta.url);
 /** What the watchdog writes to stderr when the RSS passes the limit (followed by the RSS in bytes). */
 export const MEMORY_MARKER = "@@aether-memory-limit ";
+/** What the watchdog writes to stderr every 50 ms while the process computes: its CPU time so far, in ms. */
+export const CPU_MARKER = "@@aether-cpu ";
 const WATCHDOG_INTERVAL_MS = 10;
 const STDERR_TAIL_CHARS = 4096;
 /** Passed into the child when the node can read them, so Deno finds its module cache. */
@@ -148,6 +151,7 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
   let exited = spawned.exited;
   let memoryRssBytes = 0;
   let stderrTail = "";
+  const cpu = new CpuReports();
   let protocolError: string | undefined;
 
   const kill = () => {
@@ -216,13 +220,15 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
   const stderrDone = (async () => {
     const decoder = new TextDecoder();
     for await (const chunk of child.stderr) {
-      stderrTail = (stderrTail + decoder.decode(chunk, { stream: true })).slice(-STDERR_TAIL_CHARS);
+      const text = cpu.take(decoder.decode(chunk, { stream: true }));
+      stderrTail = (stderrTail + text).slice(-STDERR_TAIL_CHARS);
       const at = stderrTail.lastIndexOf(MEMORY_MARKER);
       if (at >= 0 && memoryRssBytes === 0) {
         memoryRssBytes = Number.parseInt(stderrTail.slice(at + MEMORY_MARKER.length), 10) || 1;
         kill();
       }
     }
+    stderrTail = (stderrTail + cpu.rest()).slice(-STDERR_TAIL_CHARS);
   })();
 
   // The pumps end when the child's streams close; a read error there is the child going away.
@@ -248,6 +254,7 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
 
   return {
     pid: child.pid,
+    cpuMs: () => cpu.cpuMs,
     send(message: HostMessage) {
       if (!open) return;
       const wire = message.t === "load" && message.bundle instanceof Uint8Array
@@ -265,4 +272,42 @@ export function openProcessChannel(options: ProcessChannelOptions, events: Chann
       await finished;
     },
   };
+}
+
+/**
+ * The watchdog's CPU reports, taken out of the child's stderr line by line (the other lines go on to the
+ * stderr tail). A slice may write lookalike lines: the largest value wins, since CPU time only grows, so a
+ * forged line can make its own sandbox look busier but never hide what it used.
+ */
+class CpuReports {
+  /** The CPU time the process has used, as last reported (undefined before the first report). */
+  cpuMs: number | undefined;
+  /** The unfinished last line of the stream, bounded like the tail. */
+  #partial = "";
+
+  /** Records the reports among the complete lines of `text`; answers the other complete lines. */
+  take(text: string): string {
+    const lines = (this.#partial + text).split("\n");
+    this.#partial = lines.pop()!.slice(-STDERR_TAIL_CHARS);
+    let rest = "";
+    for (const line of lines) {
+      const at = line.lastIndexOf(CPU_MARKER);
+      if (at < 0) {
+        rest += line + "\n";
+        continue;
+      }
+      const value = Number(line.slice(at + CPU_MARKER.length));
+      if (Number.isFinite(value) && value >= 0 && (this.cpuMs === undefined || value > this.cpuMs)) {
+        this.cpuMs = value;
+      }
+    }
+    return rest;
+  }
+
+  /** The unfinished last line, once the stream has ended (a crash's last words may lack a newline). */
+  rest(): string {
+    const partial = this.#partial;
+    this.#partial = "";
+    return partial;
+  }
 }

@@ -13,6 +13,7 @@
 import { AetherError, assert, type Clock, systemClock } from "../core/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
 import {
+  type HostLimits,
   type HostLimitsOptions,
   type HostTimeouts,
   type InvokeOptions,
@@ -51,6 +52,21 @@ export interface ArtifactSource {
   bundle: Uint8Array | (() => Promise<Uint8Array>);
 }
 
+/** The CPU limits a slice may set for itself (over the executor's `hostLimits`). */
+export type SliceCpuLimits = Partial<
+  Pick<HostLimits, "maxCpuShare" | "softCpuShare" | "cpuWindowMs" | "maxCallCpuMs">
+>;
+
+/** What the deployment says about one slice's sandbox (its blueprint's `[[slices]]` entry). */
+export interface SliceSandboxSettings {
+  /**
+   * The operator vouches for the slice's code: only then may it run in worker isolation, which bounds neither
+   * memory nor CPU (see `SliceExecutorOptions.trustAllSlices`).
+   */
+  trusted?: boolean;
+  limits?: SliceCpuLimits;
+}
+
 export type ExecutorCommand =
   | {
     type: "LOAD";
@@ -58,8 +74,13 @@ export type ExecutorCommand =
     artifact: ArtifactSource;
     /** Configuration values from the deployment (checked against the manifest's schema). */
     config?: Record<string, unknown>;
-    /** Overrides the policy's isolation for this instance. */
+    /**
+     * Overrides the policy's isolation for this instance, trusted or not (tests and embedders choose
+     * explicitly; the node never sets it).
+     */
     mode?: IsolationMode;
+    /** The slice's own sandbox settings: trusted, CPU limits. */
+    settings?: SliceSandboxSettings;
   }
   | { type: "ACTIVATE" | "DEACTIVATE" | "UNLOAD"; instanceId: string };
 
@@ -101,8 +122,14 @@ export interface SliceExecutorOptions {
   deadlines?: Partial<LifecycleDeadlines>;
   /** Host timeouts other than the hooks' (those come from `deadlines.hookMs`). */
   hostTimeouts?: Partial<Omit<HostTimeouts, "hookMs">>;
-  /** Bounds of every host (pending calls, the slice's log lines). */
+  /** Bounds of every host (pending calls, the slice's log lines, CPU); a slice's settings override the CPU ones. */
   hostLimits?: HostLimitsOptions;
+  /**
+   * With a policy in worker isolation: run every slice in a Worker, trusted or not. Without it (the default)
+   * only slices marked trusted run in Workers and the others in process isolation: a Worker is a thread of the
+   * node whose memory and CPU Deno cannot bound, so code the operator does not vouch for never runs there.
+   */
+  trustAllSlices?: boolean;
   onStateChange?: (change: StateChange) => void;
   /** A crash: an instance's sandbox exited outside any operation (reported after its change to FAILED). */
   onCrash?: (crash: InstanceCrash) => void;
@@ -299,9 +326,22 @@ export class SliceExecutor {
    */
   #startChild(entry: Entry, command: Extract<ExecutorCommand, { type: "LOAD" }>): void {
     const policy = this.#options.policy ?? DEFAULT_POLICY;
-    if ((command.mode ?? policy.mode) !== "process" || !this.#pool) return;
+    if (this.#isolationOf(command) !== "process" || !this.#pool) return;
     const grant = grantPermissions(command.artifact.manifest.permissions, policy);
     entry.child = this.#pool.take(grant, policy.memoryLimitMb);
+  }
+
+  /**
+   * The isolation of a LOAD's instance: its explicit `mode`, else the policy's, except that worker isolation
+   * is only for trusted slices (`settings.trusted`, or `trustAllSlices`): the others run in process isolation.
+   */
+  #isolationOf(command: Extract<ExecutorCommand, { type: "LOAD" }>): IsolationMode {
+    if (command.mode !== undefined) return command.mode;
+    const mode = (this.#options.policy ?? DEFAULT_POLICY).mode;
+    if (mode === "worker" && !this.#options.trustAllSlices && command.settings?.trusted !== true) {
+      return "process";
+    }
+    return mode;
   }
 
   /** Ends the child started for a LOAD that never reached a SliceHost. */
@@ -433,15 +473,17 @@ export class SliceExecutor {
           throw e;
         }
         const id = entry.record.instanceId;
+        const policy = this.#options.policy ?? DEFAULT_POLICY;
+        const mode = this.#isolationOf(command);
         const host = new SliceHost({
           instanceId: id,
           manifest: command.artifact.manifest,
           bundle,
           config: command.config,
-          policy: this.#options.policy ?? DEFAULT_POLICY,
-          mode: command.mode,
+          policy,
+          mode,
           timeouts: { ...this.#options.hostTimeouts, hookMs: this.#deadlines.hookMs },
-          limits: this.#options.hostLimits,
+          limits: { ...this.#options.hostLimits, ...command.settings?.limits },
           onOutboundCall: this.#options.onOutboundCall,
           onLog: this.#options.onLog,
           onFailure: (failure) => this.#dispatch(id, { type: "exited", reason: failure.message }),
@@ -455,6 +497,7 @@ export class SliceExecutor {
         }
         entry.child = undefined; // the host owns it now
         entry.host = host;
+        if (command.mode === undefined && mode !== policy.mode) this.#untrustedInProcess(host);
         await host.load();
         return;
       }
@@ -471,6 +514,18 @@ export class SliceExecutor {
         await this.#options.afterUnload?.(this.#info(entry));
         return;
     }
+  }
+
+  /** Says once per instance why a slice of a worker-isolation node runs in a process. */
+  #untrustedInProcess(host: SliceHost): void {
+    this.#options.onLog?.({
+      ts: Date.now(),
+      level: "info",
+      message: "runs in process isolation although the node's is worker: worker isolation is for slices " +
+        "marked trusted (blueprint: trusted = true; node: --trust-all-slices)",
+      instanceId: host.instanceId,
+      coordinates: host.manifest.coordinates,
+    });
   }
 
   #host(entry: Entry): SliceHost {

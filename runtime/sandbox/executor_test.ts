@@ -24,6 +24,8 @@ function executor(mode: IsolationMode, options: SliceExecutorOptions = {}) {
     policy: { mode, net: [], env: [], memoryLimitMb: 128 },
     deadlines: FAST,
     onLog: () => {},
+    // These tests are about each isolation: worker isolation for every slice (cpu_limits_test: trusted only).
+    trustAllSlices: true,
     ...options,
     onStateChange: (c) => changes.push(c),
   });

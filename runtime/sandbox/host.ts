@@ -45,7 +45,7 @@ import type { FailureKind, SandboxChannel } from "./_channel.ts";
 import { openWorkerChannel } from "./_worker_channel.ts";
 import { discard, openProcessChannel, type SpawnedChild } from "./_process_channel.ts";
 import type { ProcessPool } from "./_process_pool.ts";
-import { CpuWindow, processCpuMs } from "./_cpu_watch.ts";
+import { CpuWindow } from "./_cpu_watch.ts";
 import { MAX_MESSAGE_CHARS } from "./_lines.ts";
 import { DEFAULT_SLICE_LOG_LIMITS, SliceLogLimiter, type SliceLogLimits } from "./_log_limit.ts";
 import {
@@ -136,14 +136,29 @@ export interface HostLimits {
    */
   maxResponseBytes: number;
   /**
-   * Process isolation: the share of one CPU core (1 = a core busy all the time) the sandbox process may use
-   * over `cpuWindowMs`; above it the process is killed and the instance fails (kind "cpu"). A slice that
-   * keeps a core busy still answers every liveness ping, so only its CPU time finds it out. 0 turns it off.
-   * Worker isolation is not watched: a Worker is a thread of the node, its CPU time is not counted apart.
+   * Process isolation, the hard CPU limit: the share of one CPU core (1 = a core busy all the time) the
+   * sandbox process may use over `cpuWindowMs`; above it the process is killed at once and the instance fails
+   * (kind "cpu"). A slice that keeps a core busy still answers every liveness ping, so only its CPU time finds
+   * it out. 0 turns it off. Worker isolation is not watched: a Worker is a thread of the node, its CPU time is
+   * not counted apart (worker isolation is for trusted slices only, see the executor).
    */
   maxCpuShare: number;
-  /** The window `maxCpuShare` is measured over; the process's CPU time is sampled ten times per window. */
+  /**
+   * Process isolation, the soft CPU limit: above this share over `cpuWindowMs` the instance is retired: it
+   * takes no new call (503 with `sandbox: "retiring"`, so the invoker goes elsewhere at once), finishes the
+   * calls it has (for at most `timeouts.callMs`), then ends (kind "retired") and is replaced. 0 turns it off;
+   * at or above `maxCpuShare` the hard limit comes first.
+   */
+  softCpuShare: number;
+  /** The window both CPU shares are measured over; the process's CPU time is sampled ten times per window. */
   cpuWindowMs: number;
+  /**
+   * Process isolation: the CPU time one call may use, in ms. The sandbox's CPU time is sampled (at least four
+   * times per budget) and each sample's growth is shared among the calls in flight; a call over its budget
+   * cannot be stopped alone, so the process is killed (kind "cpu") and the call answered 503 naming the
+   * budget. 0 turns it off.
+   */
+  maxCallCpuMs: number;
   /** What the slice may write to the node's log (lines per second, burst, size of a line). */
   log: SliceLogLimits;
 }
@@ -163,7 +178,11 @@ export const DEFAULT_HOST_LIMITS: HostLimits = Object.freeze({
   // 90% of a core for 10 s: a slice busy that long is a runaway or belongs on a machine of its own; a burst of
   // calls that fills a core for a few seconds is not.
   maxCpuShare: 0.9,
+  // Below the hard limit, so that a slice that is merely busy is replaced gracefully before it is killed.
+  softCpuShare: 0.8,
   cpuWindowMs: 10_000,
+  // A third of the default call deadline (30 s): no request-response call should compute this long.
+  maxCallCpuMs: 10_000,
   log: DEFAULT_SLICE_LOG_LIMITS,
 });
 
@@ -176,6 +195,12 @@ const MAX_RESPONSE_BYTES = MAX_MESSAGE_CHARS - 1024 * 1024;
 const MAX_CPU_SHARE = 64;
 /** The shortest `limits.cpuWindowMs`: the kernel counts CPU time in 10 ms ticks, sampled ten times a window. */
 const MIN_CPU_WINDOW_MS = 500;
+/** The smallest `limits.maxCallCpuMs` (other than 0): four samples of the 10 ms kernel ticks at least. */
+const MIN_CALL_CPU_MS = 100;
+/** The largest `limits.maxCallCpuMs`: an hour of CPU. */
+const MAX_CALL_CPU_MS = 3_600_000;
+/** The CPU watch never samples more often than the sandbox's watchdog reports (every 50 ms). */
+const MIN_CPU_SAMPLE_MS = 50;
 
 /** How long after a log line was dropped the node reports the lines dropped meanwhile (one line a second). */
 const DROPPED_LOG_REPORT_MS = 1_000;
@@ -192,6 +217,10 @@ export interface SandboxStats {
   refusedRequests: number;
   /** The slice's log lines dropped over `limits.log` (since the host was created). */
   droppedLogLines: number;
+  /** Process isolation: the share of a core the sandbox used over the last whole `limits.cpuWindowMs`. */
+  cpuShare?: number;
+  /** Why the instance is retiring (over `limits.softCpuShare`): it takes no new calls and ends soon. */
+  retiring?: string;
 }
 
 export interface InvokeOptions {
@@ -284,6 +313,8 @@ interface Pending {
   requestId: string;
   /** Set when it leaves `#pending` (answered, overran, cut off): an answer after that is dropped. */
   settled: boolean;
+  /** A method call's share of the sandbox's CPU time so far (ms), against `limits.maxCallCpuMs`. */
+  cpuMs?: number;
 }
 
 const encoder = new TextEncoder();
@@ -377,8 +408,12 @@ export class SliceHost {
   #probe?: { id: number; timer: Timer; reason: string };
   /** The periodic liveness ping, while the sandbox runs. */
   #liveness?: ReturnType<typeof setInterval>;
-  /** Samples the sandbox process's CPU time (process isolation, `limits.maxCpuShare`). */
+  /** Samples the sandbox process's CPU time (process isolation, the CPU limits). */
   #cpuWatch?: ReturnType<typeof setInterval>;
+  /** The CPU share over the last whole window (process isolation). */
+  #cpuShare?: number;
+  /** Why the instance is retiring (over `limits.softCpuShare`); set once. */
+  #retiring?: string;
   #loadWaiter?: { resolve(d: SliceDescription): void; reject(e: AetherError): void };
 
   constructor(options: SliceHostOptions) {
@@ -412,19 +447,7 @@ export class SliceHost {
         `limits.maxResponseBytes must be an integer from 1 to ${MAX_RESPONSE_BYTES} (bytes), got ${maxResponse}`,
       );
     }
-    const { maxCpuShare, cpuWindowMs } = this.limits;
-    if (!(maxCpuShare >= 0 && maxCpuShare <= MAX_CPU_SHARE)) {
-      throw new AetherError(
-        "bad_request",
-        `limits.maxCpuShare must be a share of one core from 0 (off) to ${MAX_CPU_SHARE}, got ${maxCpuShare}`,
-      );
-    }
-    if (!Number.isSafeInteger(cpuWindowMs) || cpuWindowMs < MIN_CPU_WINDOW_MS) {
-      throw new AetherError(
-        "bad_request",
-        `limits.cpuWindowMs must be an integer of at least ${MIN_CPU_WINDOW_MS} ms, got ${cpuWindowMs}`,
-      );
-    }
+    checkCpuLimits(this.limits);
     this.#bundle = options.bundle;
     this.#configValues = options.config ?? {};
     this.#methods = new Set(options.manifest.methods);
@@ -461,6 +484,8 @@ export class SliceHost {
       maxPendingRequests: this.limits.maxPendingRequests,
       refusedRequests: this.#refusedRequests,
       droppedLogLines: this.#logLimiter.dropped,
+      ...(this.#cpuShare === undefined ? {} : { cpuShare: this.#cpuShare }),
+      ...(this.#retiring === undefined ? {} : { retiring: this.#retiring }),
     };
   }
 
@@ -592,6 +617,14 @@ export class SliceHost {
     }
     if (!this.#methods.has(method)) {
       return new AetherError("not_found", `${this.manifest.coordinates} has no method "${method}"`);
+    }
+    if (this.#retiring !== undefined) {
+      // Like a sandbox that is not running: refused before anything ran, so the invoker goes elsewhere.
+      return new AetherError(
+        "unavailable",
+        `${this.#label}: retiring, it takes no new calls (${this.#retiring})`,
+        { sandbox: "retiring", instanceId: this.instanceId },
+      );
     }
     const max = this.limits.maxPendingRequests;
     if (this.#pendingCalls >= max) {
@@ -836,30 +869,95 @@ export class SliceHost {
   }
 
   /**
-   * Process isolation: samples the sandbox process's CPU time ten times per `cpuWindowMs` and fails the
-   * instance (its process killed) when it used more than `maxCpuShare` of a core over a whole window.
+   * Process isolation: samples the sandbox process's CPU time (ten times per `cpuWindowMs`, and at least four
+   * times per `maxCallCpuMs`) and applies the CPU limits: a call over its budget or a share over the hard
+   * limit kills the process (kind "cpu"); a share over the soft limit retires the instance.
    */
   #startCpuWatch(): void {
-    const { maxCpuShare, cpuWindowMs } = this.limits;
-    const pid = this.#channel?.pid;
-    const startCpuMs = pid === undefined ? undefined : processCpuMs(pid);
-    if (!(maxCpuShare > 0) || pid === undefined || startCpuMs === undefined) return;
+    const { maxCpuShare, softCpuShare, cpuWindowMs, maxCallCpuMs } = this.limits;
+    const channel = this.#channel;
+    if (!(maxCpuShare > 0 || softCpuShare > 0 || maxCallCpuMs > 0)) return;
+    if (channel?.cpuMs === undefined) return; // Worker isolation: no CPU time of its own.
     const window = new CpuWindow(cpuWindowMs);
-    window.add(performance.now(), startCpuMs);
+    let lastCpuMs: number | undefined;
+    const intervalMs = Math.max(
+      MIN_CPU_SAMPLE_MS,
+      Math.floor(Math.min(cpuWindowMs / 10, maxCallCpuMs > 0 ? maxCallCpuMs / 4 : Infinity)),
+    );
     this.#cpuWatch = setInterval(() => {
-      const cpuMs = processCpuMs(pid);
+      const cpuMs = channel.cpuMs!();
       if (cpuMs === undefined || this.#state !== "running") return; // Exited: the channel reports it.
+      const usedMs = lastCpuMs === undefined ? 0 : cpuMs - lastCpuMs;
+      lastCpuMs = cpuMs;
+      if (maxCallCpuMs > 0 && this.#chargeCalls(usedMs, maxCallCpuMs)) return;
       const share = window.add(performance.now(), cpuMs);
-      if (share === undefined || share <= maxCpuShare) return;
+      if (share === undefined) return;
+      this.#cpuShare = share;
+      this.#checkCpuShare(share);
+    }, intervalMs);
+    Deno.unrefTimer(this.#cpuWatch);
+  }
+
+  /**
+   * Shares `usedMs` of the sandbox's CPU time among the calls in flight; the first call over `budgetMs` kills
+   * the sandbox (a call cannot be stopped alone). Answers whether it did.
+   */
+  #chargeCalls(usedMs: number, budgetMs: number): boolean {
+    if (this.#pendingCalls === 0 || usedMs <= 0) return false;
+    const shareMs = usedMs / this.#pendingCalls;
+    for (const pending of this.#pending.values()) {
+      if (!pending.call) continue;
+      pending.cpuMs = (pending.cpuMs ?? 0) + shareMs;
+      if (pending.cpuMs <= budgetMs) continue;
       this.#fail(
         "cpu",
-        `the sandbox process used ${Math.round(share * 100)}% of a CPU core over the last ${
-          cpuWindowMs / 1000
-        } s, over its limit of ${Math.round(maxCpuShare * 100)}% (limits.maxCpuShare ${maxCpuShare} over ` +
+        `${pending.name} (request ${pending.requestId}) used ${
+          Math.round(pending.cpuMs)
+        } ms of CPU, over its ` +
+          `budget of ${budgetMs} ms per call (limits.maxCallCpuMs); its process was killed`,
+      );
+      return true;
+    }
+    return false;
+  }
+
+  /** The hard CPU limit kills the sandbox at once; the soft one retires the instance. */
+  #checkCpuShare(share: number): void {
+    const { maxCpuShare, softCpuShare, cpuWindowMs } = this.limits;
+    const used = `the sandbox process used ${Math.round(share * 100)}% of a CPU core over the last ${
+      cpuWindowMs / 1000
+    } s`;
+    if (maxCpuShare > 0 && share > maxCpuShare) {
+      this.#fail(
+        "cpu",
+        `${used}, over its limit of ${
+          Math.round(maxCpuShare * 100)
+        }% (limits.maxCpuShare ${maxCpuShare} over ` +
           `limits.cpuWindowMs ${cpuWindowMs}); its process was killed`,
       );
-    }, Math.max(1, Math.floor(cpuWindowMs / 10)));
-    Deno.unrefTimer(this.#cpuWatch);
+    } else if (softCpuShare > 0 && share > softCpuShare) {
+      this.#retire(
+        `${used}, over its soft limit of ${Math.round(softCpuShare * 100)}% (limits.softCpuShare ` +
+          `${softCpuShare} over limits.cpuWindowMs ${cpuWindowMs})`,
+      );
+    }
+  }
+
+  /**
+   * Over the soft CPU limit: no new calls from now on; once the calls in flight are answered (or after
+   * `timeouts.callMs`) the sandbox ends (kind "retired") and the instance is replaced like a failed one.
+   */
+  #retire(reason: string): void {
+    if (this.#retiring !== undefined || this.#state !== "running") return;
+    this.#retiring = reason;
+    const calls = this.#pendingCalls;
+    this.#logHost(
+      "warn",
+      `instance retiring: ${reason}; it takes no new calls and ends after ${calls} call(s)`,
+    );
+    this.#drain(this.timeouts.callMs).then(() =>
+      this.#fail("retired", `${reason}; retired after its current calls, to be replaced`)
+    );
   }
 
   /** Asks the sandbox for a sign of life; no answer within `timeoutMs` means it is stuck and must go. */
@@ -1138,6 +1236,38 @@ export class SliceHost {
     if (!this.#channel) return Promise.resolve();
     this.#closing ??= this.#channel.close();
     return this.#closing;
+  }
+}
+
+/** Checks the CPU limits of `limits`; a bad one is a 400 naming it and its range. */
+export function checkCpuLimits(
+  limits: Pick<HostLimits, "maxCpuShare" | "softCpuShare" | "cpuWindowMs" | "maxCallCpuMs">,
+): void {
+  for (const name of ["maxCpuShare", "softCpuShare"] as const) {
+    const share = limits[name];
+    if (!(share >= 0 && share <= MAX_CPU_SHARE)) {
+      throw new AetherError(
+        "bad_request",
+        `limits.${name} must be a share of one core from 0 (off) to ${MAX_CPU_SHARE}, got ${share}`,
+      );
+    }
+  }
+  const { cpuWindowMs, maxCallCpuMs } = limits;
+  if (!Number.isSafeInteger(cpuWindowMs) || cpuWindowMs < MIN_CPU_WINDOW_MS) {
+    throw new AetherError(
+      "bad_request",
+      `limits.cpuWindowMs must be an integer of at least ${MIN_CPU_WINDOW_MS} ms, got ${cpuWindowMs}`,
+    );
+  }
+  const callOk = maxCallCpuMs === 0 ||
+    (Number.isSafeInteger(maxCallCpuMs) && maxCallCpuMs >= MIN_CALL_CPU_MS &&
+      maxCallCpuMs <= MAX_CALL_CPU_MS);
+  if (!callOk) {
+    throw new AetherError(
+      "bad_request",
+      `limits.maxCallCpuMs must be 0 (off) or an integer from ${MIN_CALL_CPU_MS} to ${MAX_CALL_CPU_MS} ms, ` +
+        `got ${maxCallCpuMs}`,
+    );
   }
 }
 

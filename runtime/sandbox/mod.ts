@@ -5,6 +5,7 @@
  */
 
 export {
+  checkCpuLimits,
   DEFAULT_HOST_LIMITS,
   DEFAULT_HOST_TIMEOUTS,
   type FailureKind,
@@ -64,8 +65,10 @@ export {
   type ExecutorCommand,
   type InstanceCrash,
   type InstanceInfo,
+  type SliceCpuLimits,
   SliceExecutor,
   type SliceExecutorOptions,
+  type SliceSandboxSettings,
   type StateChange,
 } from "./executor.ts";
 export { describeBundle } from "./describe.ts";

@@ -1,8 +1,9 @@
 /**
  * Worker isolation: a slice's Worker shares the node's standard output (where the node's ready line goes) and
  * standard error (its log). In a child process hosting the isolation slice, the slice writes to them every
- * way it knows; nothing of it may reach the child's stdout or stderr: `Deno.stdout`/`Deno.stderr` and console
- * output become the slice's log lines, other writers fail.
+ * way it knows (also `node:fs` on descriptors 1 and 2, and reads descriptor 0); nothing of it may reach the
+ * child's stdout or stderr: `Deno.stdout`/`Deno.stderr` and console output become the slice's log lines,
+ * other writers fail.
  */
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
@@ -30,7 +31,9 @@ Deno.test("[worker] stdio: a slice cannot write to the node's stdout or stderr; 
     const report = JSON.parse(lines[0]);
     assertEquals(report.ping.ok, true);
     const seen = report.outcome.value;
-    assertEquals(seen.processStdout.startsWith("denied"), true, JSON.stringify(seen));
+    for (const writer of ["processStdout", "fsWriteSync1", "fsWriteSync2", "fsWrite1", "fsReadSync0"]) {
+      assertEquals(seen[writer]?.startsWith("denied"), true, `${writer}: ${JSON.stringify(seen)}`);
+    }
     for (const line of ["FORGED Deno.stdout", "FORGED Deno.stdout.write", "FORGED console.log"]) {
       assert(report.logs.includes(`info ${line}`), `${line} not logged: ${JSON.stringify(report.logs)}`);
     }

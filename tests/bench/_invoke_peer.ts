@@ -50,6 +50,7 @@ for (const [slice, node] of [[hello, "n2"], [caller, "n1"]] as const) {
 const late: { invoker?: SliceInvoker } = {};
 const executor = new SliceExecutor({
   policy: { mode: "worker", net: [], env: [], memoryLimitMb: 256 },
+  trustAllSlices: true,
   warmProcesses: false,
   onOutboundCall: (call) => late.invoker!.outboundHandler(call),
   onLog: () => {},

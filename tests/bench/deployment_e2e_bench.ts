@@ -48,7 +48,11 @@ const PHASES: [string, typeof STATES[number], typeof STATES[number]][] = [
 /** Direct baseline: 15 instances loaded and activated on one executor in this process, concurrently. */
 async function directMs(mode: IsolationMode): Promise<number> {
   const built = await Promise.all(SLICES.map((s) => deployFixture(s)));
-  const executor = new SliceExecutor({ onLog: () => {}, policy: { ...DEFAULT_POLICY, mode } });
+  const executor = new SliceExecutor({
+    onLog: () => {},
+    policy: { ...DEFAULT_POLICY, mode },
+    trustAllSlices: true,
+  });
   try {
     const started = performance.now();
     await Promise.all(built.flatMap((slice) =>
@@ -65,7 +69,8 @@ async function directMs(mode: IsolationMode): Promise<number> {
 }
 
 async function measure(mode: IsolationMode): Promise<void> {
-  const cluster = await TestCluster.start(3, { extraArgs: ["--sandbox", mode] });
+  const trust = mode === "worker" ? ["--trust-all-slices"] : [];
+  const cluster = await TestCluster.start(3, { extraArgs: ["--sandbox", mode, ...trust] });
   try {
     const leader = await cluster.waitForLeader();
     const [n1] = cluster.nodes;

@@ -145,7 +145,12 @@ const coldModes = [
   { label: "process (warm pool)", mode: "process" as const, warm: true },
 ];
 for (const { label, mode, warm } of coldModes) {
-  const executor = new SliceExecutor({ policy: policy(mode), onLog: () => {}, warmProcesses: warm });
+  const executor = new SliceExecutor({
+    policy: policy(mode),
+    onLog: () => {},
+    warmProcesses: warm,
+    trustAllSlices: true,
+  });
   const samples: number[] = [];
   for (let i = 0; i < COLD_STARTS + 2; i++) {
     const instanceId = `cold-${i}`;

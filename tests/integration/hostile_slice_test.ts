@@ -64,7 +64,9 @@ async function waitActive(cluster: TestCluster, node: NodeProcess, count: number
 }
 
 async function start(mode: "process" | "worker"): Promise<TestCluster> {
-  const cluster = await TestCluster.start(3, { extraArgs: ["--sandbox", mode] });
+  // Worker isolation is for trusted slices: these nodes trust every slice, to test the Worker's containment.
+  const trust = mode === "worker" ? ["--trust-all-slices"] : [];
+  const cluster = await TestCluster.start(3, { extraArgs: ["--sandbox", mode, ...trust] });
   try {
     const [n1] = cluster.nodes;
     await cluster.waitForLeader();

@@ -25,6 +25,7 @@ Deno.test({
     for (const mode of MODES) {
       const ex = new SliceExecutor({
         policy: { mode, net: [], env: [], memoryLimitMb: 128 },
+        trustAllSlices: true,
         deadlines: { hookMs: 500 },
         onLog: () => {},
       });

@@ -52,6 +52,8 @@ async function startNode(root: string, mode: "process" | "worker"): Promise<Node
         ...["--id", "n1", "--peers", `n1@127.0.0.1:${freePort()}`, "--data-dir", dataDir],
         ...["--secret-file", secretFile, "--api-port", "0", "--http-port", "0"],
         ...["--bootstrap-token-file", tokenFile, "--fsync", "never", "--sandbox", mode],
+        // Worker isolation is for trusted slices: trust this one, to test the Worker's own containment.
+        ...(mode === "worker" ? ["--trust-all-slices"] : []),
       ],
     }),
     stdin: "piped",
