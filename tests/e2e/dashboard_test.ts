@@ -221,8 +221,19 @@ Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, sl
           viewerToken,
           "the token is in sessionStorage",
         );
+        // A reload in the same tab signs in again from sessionStorage: navigation to a live overview, measured.
+        await viewer.page.getByRole("link", { name: "Overview" }).click();
+        const reloadAt = performance.now();
         await viewer.page.reload();
-        await viewer.page.getByTestId("who").waitFor();
+        await viewer.page.locator('[data-testid="members"] tbody tr').nth(2).waitFor();
+        const liveMs = Math.round(performance.now() - reloadAt);
+        const paintMs = await viewer.page.evaluate(() =>
+          Math.round(performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1)
+        );
+        console.log(
+          `  reload: first contentful paint ${paintMs} ms, live overview ${liveMs} ms after navigation`,
+        );
+        ok(liveMs < 5_000, `live overview ${liveMs} ms after a reload`);
         const other = await open();
         await other.page.goto(`${origin}/`);
         await other.page.getByLabel("Token").waitFor();
