@@ -35,3 +35,4 @@ export {
   type OperationDoc,
   PROBLEM_STATUSES,
 } from "./openapi.ts";
+export { controllerRoutes } from "./controller.ts";

@@ -31,6 +31,7 @@ import { logsCommands } from "./commands/logs.ts";
 import { traceCommands } from "./commands/trace.ts";
 import { eventsCommands } from "./commands/events.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
+import { controllerCommands } from "./commands/controller.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -44,6 +45,7 @@ const COMMANDS: CliCommand[] = [
   ...traceCommands,
   ...eventsCommands,
   ...rolloutCommands,
+  ...controllerCommands,
   ...accessCommands,
 ];
 
@@ -74,6 +76,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],
   ["key-value store", (n) => n.startsWith("kv ")],
   ["load", (n) => n === "load"],
+  ["autoscaling", (n) => n.startsWith("controller ") || n === "forecast"],
   ["events and alerts", (n) => /^(events$|alerts$|alert )/.test(n)],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];

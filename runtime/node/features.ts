@@ -13,6 +13,7 @@ import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
+import { startControllerFeature } from "./controller.ts";
 import { type InstanceSource, type MetricsView, startMetrics } from "../metrics/mod.ts";
 import type { InstanceInfo } from "../sandbox/mod.ts";
 
@@ -60,9 +61,11 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
   const rollouts = startRollouts({ ...core });
+  // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
+  const controller = startControllerFeature(core, metrics.view);
   metrics.start();
   return {
-    started: [repository, deployment, traces, metrics, invoke, rollouts],
+    started: [repository, deployment, traces, metrics, invoke, rollouts, controller],
     app: invoke.app,
     metrics: metrics.view,
   };

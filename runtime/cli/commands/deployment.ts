@@ -515,15 +515,28 @@ export const deploymentCommands: CliCommand[] = [
         description: "how many instances to run (required)",
         int: INSTANCES_RANGE,
       },
+      {
+        name: "pin",
+        description: "pin the slice at this count: the autoscaling controller leaves it alone until " +
+          "`aether controller unpin`",
+      },
       DRY_RUN,
       ...WAIT_FLAGS,
     ],
     positionals: ONE,
-    examples: ["aether scale org.example:greeter --instances 3 --wait"],
+    examples: [
+      "aether scale org.example:greeter --instances 3 --wait",
+      "aether scale org.example:greeter --instances 5 --pin",
+    ],
     async run(ctx, args) {
       const parsed = parseFor(this, args);
       const instances = parsed.int("instances");
       if (instances === undefined) throw new CliError("scale: --instances N is required", EXIT_USAGE);
+      if (parsed.boolean("pin") && !parsed.boolean("dry-run")) {
+        // Scales and pins in one transaction, so the controller cannot undo the count in between.
+        const slice = encodeURIComponent(parsed.positionals[0]);
+        await ctx.api.json("PUT", `/api/v1/controller/pins/${slice}`, { instances });
+      }
       await sliceChange(ctx, "scale", { artifact: parsed.positionals[0], instances }, parsed, false);
     },
   },
