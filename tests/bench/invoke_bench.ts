@@ -21,6 +21,11 @@
  *    nodes: p50 < 0.5 ms, p99 < 2 ms. Baselines in the same run: a postMessage round trip to a Worker, a JSON
  *    line round trip to a child process over stdio (what process isolation rides on), a WebSocket round trip
  *    between two processes (what the mesh rides on).
+ * 3. HTTP to a slice over TLS: a 1-member node serving `GET /hello` with its ports plain, then with
+ *    `--tls-cert/--tls-key/--tls-ca` from `aether cluster init` (HTTPS on the app port), wrk -t1 -c50 against
+ *    each, rounds alternated (keep-alive connections: the handshakes are paid once per connection). Run it
+ *    alone with `--only tls`. The token check is the management API's (tests/bench/auth_bench.ts); the app
+ *    port takes no token.
  */
 
 import { parseArgs } from "node:util";
@@ -31,6 +36,7 @@ import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import { fixture, InProcessCluster } from "../../runtime/invoke/testing.ts";
 import { spawnStdioEcho } from "./_stdio_echo.ts";
+import { CLI_TASK_PERMISSIONS, runCli } from "../_support/cli.ts";
 import { cpuSeconds } from "./_proc_cpu.ts";
 
 const { values: flags } = parseArgs({
@@ -39,8 +45,10 @@ const { values: flags } = parseArgs({
     quick: { type: "boolean", default: false },
     seconds: { type: "string" },
     calls: { type: "string" },
+    only: { type: "string" },
   },
 });
+if (flags.only !== undefined && flags.only !== "tls") throw new Error(`--only: "${flags.only}" is not tls`);
 const QUICK = flags.quick;
 const WRK_SECONDS = Number(flags.seconds ?? (QUICK ? 3 : 10));
 const ROUNDS = QUICK ? 1 : 2;
@@ -342,6 +350,114 @@ async function callerLoop(node: NodeProcess, n: number): Promise<{ p50: number; 
   return body.value;
 }
 
+// ------------------------------------------------------------------------------------------------ TLS
+
+interface ServedNode {
+  cluster: TestCluster;
+  url: string;
+  pid: number;
+  client?: Deno.HttpClient;
+}
+
+/** A 1-member node serving `GET /hello`, its ports plain or HTTPS (certificates from `aether cluster init`). */
+async function helloNode(tls: boolean): Promise<ServedNode> {
+  const cluster = await TestCluster.create(1, {
+    fsync: "never",
+    argsFor: tls
+      ? (id, root) => [
+        ...["--tls-cert", `${root}/certs/${id}.crt`, "--tls-key", `${root}/certs/${id}.key`],
+        ...["--tls-ca", `${root}/certs/ca.crt`],
+      ]
+      : undefined,
+  });
+  try {
+    let client: Deno.HttpClient | undefined;
+    if (tls) {
+      const ids = cluster.nodes.map((n) => n.id).join(",");
+      const init = await runCli(["cluster", "init", "--out", `${cluster.root}/certs`, "--nodes", ids], {
+        permissions: CLI_TASK_PERMISSIONS,
+      });
+      if (init.code !== 0) throw new Error(`cluster init failed: ${init.stderr}`);
+      client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(`${cluster.root}/certs/ca.crt`)] });
+    }
+    await cluster.startAll();
+    const n1 = cluster.nodes[0];
+    const scheme = tls ? "https" : "http";
+    const api = async (path: string, init: RequestInit = {}) => {
+      const response = await fetch(`${scheme}://127.0.0.1:${n1.ready!.apiPort}${path}`, {
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${cluster.token}` },
+        client,
+      });
+      return { status: response.status, text: await response.text() };
+    };
+    await cluster.waitFor("a leader", async () => {
+      const status = await api("/api/v1/status").catch(() => ({ text: "" }));
+      return status.text.includes('"isLeader":true') || null;
+    }, 30_000);
+    const path = fileURLToPath(new URL("../fixtures/invoke/hello.ts", import.meta.url));
+    const slice = await buildSlice(path);
+    const form = new FormData();
+    form.append("manifest", JSON.stringify(slice.manifest));
+    form.append("bundle", new Blob([slice.bundle as Uint8Array<ArrayBuffer>]), "bundle.js");
+    const pushed = await api("/api/v1/artifacts", { method: "POST", body: form });
+    if (pushed.status >= 300) throw new Error(`push: ${pushed.status} ${pushed.text}`);
+    const deployed = await api("/api/v1/deploy", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ artifact: `${GROUP}:hello:1.0.0`, instances: 1 }),
+    });
+    if (deployed.status >= 300) throw new Error(`deploy: ${deployed.status} ${deployed.text}`);
+    const url = `${scheme}://127.0.0.1:${n1.ready!.httpPort}/hello`;
+    await cluster.waitFor("GET /hello served", async () => {
+      const text = await fetch(url, { client }).then((r) => r.text(), () => "");
+      return text.includes("hello") || null;
+    }, 90_000);
+    return { cluster, url, pid: n1.process!.pid, client };
+  } catch (e) {
+    await cluster.close();
+    throw e;
+  }
+}
+
+async function tlsSection(): Promise<void> {
+  console.log(
+    `\n3. HTTP GET /hello over TLS: a 1-member node, plain and HTTPS (wrk -t1 -c50, ${WRK_SECONDS} s)`,
+  );
+  const nodes = { plain: await helloNode(false), tls: await helloNode(true) };
+  try {
+    for (const n of Object.values(nodes)) await wrk(n.url, 1, n.pid); // warm-up
+    const results: Record<"plain" | "tls", WrkResult[]> = { plain: [], tls: [] };
+    const rounds = Math.max(2, ROUNDS);
+    for (let round = 1; round <= rounds; round++) {
+      const order = round % 2 === 1 ? (["plain", "tls"] as const) : (["tls", "plain"] as const);
+      for (const key of order) {
+        const v = await wrk(nodes[key].url, WRK_SECONDS, nodes[key].pid);
+        results[key].push(v);
+        console.log(
+          `   round ${round}  ${key.padEnd(6)} ${rate(v.requestsPerSecond).padStart(14)}  p50 ${
+            fmt(v.p50Ms).padStart(8)
+          }  p99 ${fmt(v.p99Ms).padStart(8)}  CPU ${v.cpuUsPerRequest.toFixed(0).padStart(4)} µs/req${
+            v.errors ? `  (${v.errors})` : ""
+          }`,
+        );
+      }
+    }
+    const best = (key: "plain" | "tls") => Math.max(...results[key].map((v) => v.requestsPerSecond));
+    const cpu = (key: "plain" | "tls") => Math.min(...results[key].map((v) => v.cpuUsPerRequest));
+    console.log(
+      `   best of ${rounds}: plain ${rate(best("plain"))}, TLS ${rate(best("tls"))} (${
+        ((best("tls") / best("plain")) * 100).toFixed(0)
+      }% of plain); server CPU ${cpu("plain").toFixed(0)} vs ${cpu("tls").toFixed(0)} µs/req`,
+    );
+  } finally {
+    for (const n of Object.values(nodes)) {
+      n.client?.close();
+      await n.cluster.close();
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------------ run
 
 console.log(
@@ -352,6 +468,11 @@ console.log(
 const load = () => Deno.loadavg().map((v) => v.toFixed(2)).join(" ");
 console.log(`load average at start: ${load()}\n`);
 await ensureWrk();
+if (flags.only === "tls") {
+  await tlsSection();
+  console.log(`load average at end: ${load()}`);
+  Deno.exit(0);
+}
 
 // 1. HTTP --------------------------------------------------------------------------------------------------
 const single = await TestCluster.start(1, { fsync: "never" });
@@ -587,4 +708,5 @@ if (rows.length > 0) {
       `${pct(rows.map((r) => r.raw.cpuUsPerRequest / r.worker.cpuUsPerRequest))} (worker isolation)`,
   );
 }
+await tlsSection();
 console.log(`load average at end: ${load()}`);
