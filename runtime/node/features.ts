@@ -40,7 +40,11 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     // through this executor. So the executor is built first and reaches the invoker when a slice calls, which
     // is after this function returned (no slice is loaded before the deployment's first step, a later task).
     onOutboundCall: (call) => invoke.invoker.outboundHandler(call),
-    sandbox: { policy: { ...DEFAULT_POLICY, mode: flags.sandbox } },
+    sandbox: {
+      policy: { ...DEFAULT_POLICY, mode: flags.sandbox },
+      hostLimits: flags.sliceLimits,
+      trustAllSlices: flags.trustAllSlices,
+    },
   });
   const traces = startTraces(core, flags);
   const metrics = startMetrics({

@@ -6,6 +6,13 @@ import { parseArgs } from "node:util";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
+import {
+  parseSandboxFlags,
+  SANDBOX_FLAG_OPTIONS,
+  SANDBOX_USAGE,
+  SANDBOX_USAGE_SYNOPSIS,
+  type SandboxFlags,
+} from "./sandbox_flags.ts";
 import { otlpTracesUrl } from "../metrics/mod.ts";
 
 export interface PeerAddress {
@@ -16,7 +23,7 @@ export interface PeerAddress {
 
 export type FsyncPolicy = "always" | "never";
 
-export interface NodeFlags {
+export interface NodeFlags extends SandboxFlags {
   id: NodeId;
   peers: PeerAddress[];
   apiPort: number;
@@ -99,6 +106,7 @@ export const NODE_USAGE =
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
+${SANDBOX_USAGE_SYNOPSIS}
                    [--http-max-body-bytes 1048576]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
@@ -136,7 +144,9 @@ export const NODE_USAGE =
   --artifact-replicas   nodes that store a pushed artifact before the push succeeds (default min(3, members))
   --artifact-max-bytes  largest artifact bundle accepted (default 16 MiB)
   --sandbox      process: each slice instance in its own Deno process, memory bounded (default)
-                 worker: each instance in a Web Worker of the node (starts faster; memory not bounded)
+                 worker: each instance in a Web Worker of the node (starts faster; memory not bounded),
+                 for slices marked trusted only (see --trust-all-slices)
+${SANDBOX_USAGE}
   --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)
   --snapshot-every-phases  take a snapshot of the state after this many decided phases (default 10000)
   --retained-log-phases    decided phases kept besides those after the snapshot; a member behind by more
@@ -215,6 +225,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "artifact-replicas": { type: "string" },
         "artifact-max-bytes": { type: "string" },
         sandbox: { type: "string" },
+        ...SANDBOX_FLAG_OPTIONS,
         "http-max-body-bytes": { type: "string" },
         "snapshot-every-phases": { type: "string" },
         "retained-log-phases": { type: "string" },
@@ -296,6 +307,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     logFormat: logFormat as LogFormat,
     artifactReplicas,
     sandbox,
+    ...parseSandboxFlags(values),
     artifactMaxBytes: positiveInt("artifact-max-bytes", values["artifact-max-bytes"]) ??
       DEFAULT_ARTIFACT_MAX_BYTES,
     httpMaxBodyBytes: positiveInt("http-max-body-bytes", values["http-max-body-bytes"]) ??
