@@ -10,6 +10,7 @@
  * min = 2                # optional autoscaling bounds: min <= instances <= max
  * max = 6
  * requires = ["cache"]   # infrastructure services (validated here, resolved by a later issue)
+ * rollout = { strategy = "canary", steps = ["10%", "pause 30s", "100%"] }  # how a version change rolls out
  * trusted = true         # may run in worker isolation (default false: a process of its own)
  * cpuSoftShare = 0.5     # sandbox CPU limits over the node's defaults (runtime/sandbox/README.md):
  * cpuHardShare = 0.9     #   shares of one core over cpuWindowMs (0 = off), and one call's CPU time
@@ -24,6 +25,7 @@
 
 import { parse, TomlDate, TomlError } from "smol-toml";
 import { AetherError, baseOf, parseCoordinates } from "../core/mod.ts";
+import { parseRolloutSpec, type RolloutSpec } from "../model/mod.ts";
 import { formatPath, locate, type Located, type Segment, type SourcePosition } from "./_toml_locate.ts";
 import { SANDBOX_KEYS, sandboxSettings } from "./_blueprint_sandbox.ts";
 import type { SliceSandboxSettings } from "../sandbox/mod.ts";
@@ -40,6 +42,7 @@ const SLICE_KEYS = [
   "min",
   "max",
   "requires",
+  "rollout",
   ...SANDBOX_KEYS,
 ] as const;
 
@@ -51,6 +54,8 @@ export interface BlueprintSliceSpec {
   min?: number;
   max?: number;
   requires: string[];
+  /** How a change of its version rolls out (runtime/control/rollout.ts); absent: the new version at once. */
+  rollout?: RolloutSpec;
   /** `trusted` and the CPU limits (`cpuSoftShare`, ...), when any is given (_blueprint_sandbox.ts). */
   sandbox?: SliceSandboxSettings;
 }
@@ -258,6 +263,7 @@ class Checker {
     const min = this.#integer(table.min, [...path, "min"], 0, MAX_INSTANCES);
     const max = this.#integer(table.max, [...path, "max"], 1, MAX_INSTANCES);
     const requires = this.#services(table.requires, [...path, "requires"]);
+    const rollout = this.#rollout(table.rollout, [...path, "rollout"]);
     const sandbox = sandboxSettings(table, (key, message) => this.#problem([...path, key], message));
     if (min !== undefined && max !== undefined && min > max) {
       this.#problem([...path, "min"], `min (${min}) must not exceed max (${max})`);
@@ -272,8 +278,35 @@ class Checker {
     const spec: BlueprintSliceSpec = { artifact, instances, requires };
     if (min !== undefined) spec.min = min;
     if (max !== undefined) spec.max = max;
+    if (rollout !== undefined) spec.rollout = rollout;
     if (sandbox !== undefined) spec.sandbox = sandbox;
     return spec;
+  }
+
+  /** `rollout = { strategy = "...", ... }`: the API's rollout spec (its integers as TOML integers). */
+  #rollout(value: unknown, path: Segment[]): RolloutSpec | undefined {
+    if (value === undefined) return undefined;
+    if (!isTable(value)) {
+      this.#problem(path, `must be a table such as { strategy = "canary" }, got ${describe(value)}`);
+      return undefined;
+    }
+    const plain = (v: unknown): unknown =>
+      typeof v === "bigint"
+        ? Number(v)
+        : Array.isArray(v)
+        ? v.map(plain)
+        : isTable(v)
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]))
+        : v;
+    try {
+      return parseRolloutSpec(plain(value) as Record<string, unknown>, formatPath(path));
+    } catch (e) {
+      if (!(e instanceof AetherError)) throw e;
+      const field = String(e.extra.field ?? "");
+      const at = field === "" ? path : [...path, ...field.split(".")];
+      this.problems.push(problemAt(formatPath(at), e.message, this.#where(at)));
+      return undefined;
+    }
   }
 
   #integer(value: unknown, path: Segment[], min: number, max: number): number | undefined {

@@ -150,6 +150,7 @@ export function expandBlueprint(
     };
     if (spec.min !== undefined) slice.min = spec.min;
     if (spec.max !== undefined) slice.max = spec.max;
+    if (spec.rollout !== undefined) slice.rollout = spec.rollout;
     return slice;
   });
   const calls: Record<string, string[]> = {};

@@ -20,8 +20,11 @@ import {
   type BlueprintSlice,
   decodeValue,
   encodeValue,
+  isRolloutFinished,
   KEY_PREFIXES,
   kvKeys,
+  newRolloutRecord,
+  type RolloutRecord,
   type TargetRecord,
 } from "../model/mod.ts";
 import { blueprintRecordOf, expandBlueprint, type ExpandedBlueprint } from "./expand.ts";
@@ -43,6 +46,8 @@ export interface TargetPlanEntry {
   action: TargetAction;
   from?: TargetSummary;
   to?: TargetSummary;
+  /** The version change goes through a rollout (the blueprint slice's `rollout`): `canary to 1.1.0`. */
+  rollout?: string;
 }
 
 export interface BlueprintPlan {
@@ -86,10 +91,10 @@ class TxnBuilder {
     this.#compare.set(key, modRevision);
   }
 
-  put<F extends "target" | "blueprint">(
+  put<F extends "target" | "blueprint" | "rollout">(
     key: string,
     family: F,
-    value: F extends "target" ? TargetRecord : BlueprintRecord,
+    value: F extends "target" ? TargetRecord : F extends "rollout" ? RolloutRecord : BlueprintRecord,
   ) {
     this.#ops.push({ op: "put", key, value: encodeValue(family, value as never) });
   }
@@ -120,6 +125,48 @@ function withBounds(target: TargetRecord, min: number | undefined, max: number |
   if (min !== undefined) out.min = min;
   if (max !== undefined) out.max = max;
   return out;
+}
+
+/**
+ * A blueprint changes a slice's version and asks for a rollout: the rollout record (the leader drives it), or
+ * nothing new when an unfinished rollout already goes to that version. 409 while one goes elsewhere.
+ */
+function startRollout(
+  kv: KvReader,
+  txn: TxnBuilder,
+  r: {
+    base: string;
+    stable: string;
+    version: string;
+    next: TargetRecord;
+    slice: BlueprintSlice;
+    nowMs: number;
+  },
+): string {
+  const key = kvKeys.rollout(r.base);
+  const entry = kv.get(key);
+  txn.expect(key, entry?.modRevision ?? 0);
+  const spec = r.slice.rollout!;
+  if (entry) {
+    const current = decodeValue("rollout", entry.value);
+    if (!isRolloutFinished(current.phase)) {
+      if (current.newVersion === r.version) return `${current.strategy} to ${r.version} (under way)`;
+      throw new AetherError(
+        "conflict",
+        `${r.base} has a ${current.strategy} rollout to ${current.newVersion} under way; abort it before ` +
+          `rolling out ${r.version}`,
+        { slice: r.base },
+      );
+    }
+  }
+  const record = newRolloutRecord(spec, {
+    stableVersion: r.stable,
+    newVersion: r.version,
+    instances: r.next.instances,
+    nowMs: r.nowMs,
+  });
+  txn.put(key, "rollout", record);
+  return `${spec.strategy} to ${r.version}`;
 }
 
 /**
@@ -186,6 +233,17 @@ export function planBlueprintApply(
       delete next.max;
     }
     if (t.version !== version) delete next.backoff;
+    const rollout = t.version !== version && slice.rollout
+      ? startRollout(kv, txn, { base, stable: t.version, version, next, slice, nowMs })
+      : undefined;
+    if (rollout !== undefined) {
+      // The rollout moves the target to the new version when it succeeds (runtime/control/rollout.ts).
+      next.version = t.version;
+      if (t.backoff) next.backoff = t.backoff;
+      if (!sameTarget(t, next)) txn.put(key, "target", next);
+      entries.push({ slice: base, action: "update", from: summary(t), to: summary(next), rollout });
+      continue;
+    }
     if (sameTarget(t, next)) {
       entries.push({ slice: base, action: "keep", from: summary(t), to: summary(t) });
       continue;

@@ -14,6 +14,8 @@ import {
   string,
   timestamp,
 } from "./_validate.ts";
+import { AetherError } from "../core/mod.ts";
+import { parseRolloutSpec, type RolloutSpec } from "./rollouts.ts";
 
 /** One slice of a published blueprint, after expansion with the slices it calls. */
 export interface BlueprintSlice {
@@ -27,6 +29,8 @@ export interface BlueprintSlice {
   requires: string[];
   /** True when expansion added it because another slice calls it; false when the operator listed it. */
   transitive: boolean;
+  /** How a change of its version rolls out (`rollout = { strategy = "canary", ... }`); absent: at once. */
+  rollout?: RolloutSpec;
 }
 
 /** `blueprints/{id}`: a published blueprint, parsed, validated and expanded. */
@@ -40,6 +44,19 @@ export interface BlueprintRecord {
   publishedAt: number;
 }
 
+/** A rollout spec as stored: the same checks as the API's (runtime/model/rollouts.ts). */
+function rolloutSpecField(value: unknown, path: string): RolloutSpec {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new FieldError(path, `${path} must be a table such as { strategy = "canary" }`);
+  }
+  try {
+    return parseRolloutSpec(value as Record<string, unknown>, path);
+  } catch (e) {
+    if (!(e instanceof AetherError)) throw e;
+    throw new FieldError(join(path, String(e.extra.field ?? "")), e.message);
+  }
+}
+
 const blueprintSliceCheck: Check<BlueprintSlice> = refine(
   object({
     artifact: coordsField,
@@ -48,6 +65,7 @@ const blueprintSliceCheck: Check<BlueprintSlice> = refine(
     max: optional(integer(1, 10_000)),
     requires: services,
     transitive: boolean(),
+    rollout: optional(rolloutSpecField),
   }),
   bounds,
 );

@@ -16,15 +16,21 @@ export { LEADER_KEY, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 export { HTTP_METHODS, type HttpMethod, isRoutePath, type RouteRecord } from "./routes.ts";
 export { type RoutingRecord } from "./routing.ts";
 export {
+  DEFAULT_ANALYSIS,
+  DEFAULT_CANARY_STEPS,
+  DEFAULT_SCALE_DOWN_DELAY_MS,
   isRolloutFinished,
   MAX_ROLLOUT_STEPS,
   MAX_ROLLOUT_VERDICTS,
+  newRolloutRecord,
+  parseRolloutSpec,
   parseRolloutStep,
   ROLLOUT_PHASES,
   ROLLOUT_STRATEGIES,
   type RolloutAnalysis,
   type RolloutPhase,
   type RolloutRecord,
+  type RolloutSpec,
   type RolloutStep,
   type RolloutStrategy,
   type RolloutVerdict,
