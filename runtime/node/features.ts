@@ -8,7 +8,7 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
-import { startRollouts } from "../control/mod.ts";
+import { snapshotMetrics, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
@@ -64,7 +64,10 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     maxBodyBytes: flags.httpMaxBodyBytes,
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
-  const rollouts = startRollouts({ ...core });
+  const rollouts = startRollouts({
+    ...core,
+    rolloutMetrics: snapshotMetrics(() => metrics.view.snapshot()),
+  });
   // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
   const controller = startControllerFeature(core, metrics.view);
   metrics.start();
