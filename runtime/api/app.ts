@@ -11,6 +11,7 @@ import { auditRoutes } from "./audit.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { rolloutRoutes } from "./rollouts.ts";
 import { eventRoutes } from "./events.ts";
+import { alertRoutes } from "./alerts.ts";
 import { metricsRoutes, prometheusRoutes } from "./metrics.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
@@ -41,6 +42,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", openApiRoutes());
   app.route("/api/v1", rolloutRoutes(deps.kv));
   app.route("/api/v1", eventRoutes(deps));
+  app.route("/api/v1", alertRoutes(deps));
   if (deps.metrics) {
     app.route("/", prometheusRoutes(deps.metrics));
     app.route("/api/v1", metricsRoutes(deps.metrics));

@@ -8,6 +8,7 @@ import type { EngineStats } from "../consensus/mod.ts";
 import type { ElectionStats, ForwardStats, KvAccess } from "../cluster/mod.ts";
 import type { LeaderRecord } from "../model/mod.ts";
 import type { WatchHubStats } from "../kv/mod.ts";
+import type { AlertView } from "../control/mod.ts";
 import type { EventBus, MetricsView } from "../metrics/mod.ts";
 
 export interface MemberView {
@@ -93,4 +94,11 @@ export interface ApiDeps {
   clusterSnapshot?: () => unknown;
   /** The cluster metrics this node holds: GET /metrics, /api/v1/metrics, /metrics/history, /invocations. */
   metrics?: MetricsView;
+  /** The alerts pending and firing now, as this node's alert board holds them (GET /api/v1/alerts). */
+  alerts?: AlertsView;
+}
+
+export interface AlertsView {
+  active(): AlertView[];
+  recentlyResolved(): (AlertView & { resolvedAt: number })[];
 }

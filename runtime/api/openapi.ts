@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import { type ErrorCode, PROBLEM_TYPE, STATUS_BY_CODE } from "../core/mod.ts";
 import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "../deployment/mod.ts";
 import { MAX_CALL_TIMEOUT_MS } from "../invoke/mod.ts";
-import { ROLES } from "../model/mod.ts";
+import { ALERT_SEVERITIES, MAX_ALERT_FOR_MS, ROLES } from "../model/mod.ts";
 import { MAX_REVISION } from "./_input.ts";
 import { DEFAULT_AUDIT_LIMIT, MAX_AUDIT_ENTRIES } from "./audit.ts";
 import { MAX_KV_LIST_LIMIT, MAX_KV_TIMEOUT_MS } from "./kv.ts";
@@ -263,6 +263,58 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
       }, ["id", "roots", "spanCount", "unreachable"]),
     },
     problems: [400, 404],
+  },
+  "GET /api/v1/alerts/rules": {
+    summary: "Every alert rule (thresholds/ in KV) with its text form",
+    response: {
+      description: "the rules",
+      json: list(
+        "rules",
+        obj({ name: str, expr: str, metric: str, op: str, forMs: int(0, MAX_ALERT_FOR_MS) }),
+      ),
+    },
+  },
+  "PUT /api/v1/alerts/rules/:name": {
+    summary: "Creates or replaces an alert rule; the leader evaluates it every second",
+    description: 'E.g. {"expr": "p99 of org.example:orders/placeOrder > 200ms", "for": "30s", "severity": ' +
+      '"critical"}. Expressions: p50..p999 / error-rate of group:artifact[/method], cpu / memory of node ID ' +
+      "or of nodes, instances of group:artifact < desired. Units: ms, s, %, KiB/MiB/GiB.",
+    pathParameters: { name: "the rule's name (lower-case letters, digits, _ . -)" },
+    body: {
+      json: obj({
+        expr: str,
+        for: { type: "string", description: "how long the condition must hold: 30s, 1m" },
+        window: { type: "string", description: "latency and error rate: the window (default 1m)" },
+        severity: { type: "string", enum: [...ALERT_SEVERITIES] },
+        summary: str,
+      }),
+      required: true,
+    },
+    response: {
+      status: 201,
+      description: "created",
+      also200: "replaced",
+      json: obj({ name: str, expr: str, created: bool, revision }, ["name", "expr", "revision"]),
+    },
+    problems: [400, 409, 413, 503],
+  },
+  "DELETE /api/v1/alerts/rules/:name": {
+    summary: "Removes an alert rule (its alerts resolve at the next evaluation)",
+    pathParameters: { name: "the rule's name" },
+    response: {
+      description: "deleted",
+      json: obj({ name: str, deleted: bool, revision }, ["name", "deleted"]),
+    },
+    problems: [400, 404, 503],
+  },
+  "GET /api/v1/alerts": {
+    summary: "The alerts pending and firing now (any node answers)",
+    query: [{ name: "resolved", description: "true: also the recently resolved ones", schema: str }],
+    response: {
+      description: "the alerts",
+      json: obj({ alerts: { type: "array" }, resolved: { type: "array" } }, ["alerts"]),
+    },
+    problems: [400, 503],
   },
   "GET /api/v1/kv": {
     summary: "Lists keys and values under a prefix (auth records only for admins)",

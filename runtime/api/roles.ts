@@ -35,6 +35,11 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   // the cluster event stream and the dashboard's live feed (events.ts)
   { method: "GET", path: "/api/v1/events", role: "viewer" },
   { method: "GET", path: "/api/v1/ws", role: "viewer" },
+  // alert rules (thresholds/ in KV) and the alerts pending and firing (alerts.ts)
+  { method: "GET", path: "/api/v1/alerts/rules", role: "viewer" },
+  { method: "PUT", path: "/api/v1/alerts/rules/:name", role: "operator", target: "name" },
+  { method: "DELETE", path: "/api/v1/alerts/rules/:name", role: "operator", target: "name" },
+  { method: "GET", path: "/api/v1/alerts", role: "viewer" },
   // KV (writes only under app/, checked by the handler)
   { method: "GET", path: "/api/v1/kv", role: "viewer" },
   { method: "GET", path: "/api/v1/kv/*", role: "viewer" },

@@ -11,3 +11,6 @@ export * from "./rollout.ts";
 export * from "./rollout_feature.ts";
 export * from "./rollout_metrics.ts";
 export * from "./rollout_spec.ts";
+export * from "./alerts.ts";
+export * from "./alerts_delivery.ts";
+export * from "./alerts_feature.ts";

@@ -8,7 +8,7 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
-import { snapshotMetrics, startRollouts } from "../control/mod.ts";
+import { type AlertBoard, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
@@ -24,6 +24,8 @@ export interface StartedFeatures {
   app: AppHandler;
   /** The cluster's metrics as this node holds them (the API's /metrics and /api/v1/metrics read it). */
   metrics: MetricsView;
+  /** The alerts pending and firing in the cluster, as this node knows them (GET /api/v1/alerts). */
+  alerts: AlertBoard;
 }
 
 export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatures {
@@ -64,17 +66,22 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     maxBodyBytes: flags.httpMaxBodyBytes,
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
-  const rollouts = startRollouts({
-    ...core,
-    rolloutMetrics: snapshotMetrics(() => metrics.view.snapshot()),
-  });
+  const rollouts = startRollouts({ ...core });
   // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
   const controller = startControllerFeature(core, metrics.view);
+  // The leader evaluates the alert rules over the metrics; every node keeps the alerts it announced.
+  const alerts = startAlerts({
+    ...core,
+    metrics: metrics.view,
+    alertmanagers: flags.alertmanagers,
+    webhooks: flags.alertWebhooks,
+  });
   metrics.start();
   return {
-    started: [repository, deployment, traces, metrics, invoke, rollouts, controller],
+    started: [repository, deployment, traces, metrics, invoke, rollouts, alerts, controller],
     app: invoke.app,
     metrics: metrics.view,
+    alerts: alerts.board,
   };
 }
 

@@ -71,6 +71,10 @@ export interface NodeFlags extends SandboxFlags {
   traces: boolean;
   /** Where spans are also exported as OTLP/HTTP JSON (the full URL, /v1/traces added to a bare base). */
   otlpEndpoint?: string;
+  /** Alertmanager base URLs the leader sends alerts to (v2 API), from --alertmanager (repeatable). */
+  alertmanagers: string[];
+  /** Webhook URLs the leader POSTs every alert transition to, from --alert-webhook (repeatable). */
+  alertWebhooks: string[];
   /** Record slice calls and HTTP requests into the metrics (--metrics on, the default). */
   metrics: boolean;
 }
@@ -110,6 +114,7 @@ ${SANDBOX_USAGE_SYNOPSIS}
                    [--http-max-body-bytes 1048576]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
+                   [--alertmanager URL]... [--alert-webhook URL]...
                    [--traces on|off] [--otlp-endpoint URL] [--metrics on|off]
 
   --id           this member's id (lower-case letters, digits, '-')
@@ -155,6 +160,9 @@ ${SANDBOX_USAGE}
                  serve HTTPS (both flags or neither; "aether cluster init" makes them)
   --tls-ca       PEM cluster CA: the mesh runs over wss:// and accepts only members whose certificate this
                  CA signed (needs --tls-cert and --tls-key)
+  --alertmanager send alerts (firing, resolved, re-sent while firing) to this Alertmanager's v2 API, e.g.
+                 http://127.0.0.1:9093; may be repeated. Only the leader sends.
+  --alert-webhook  POST every alert transition (firing, resolved) as JSON to this URL, retried; may be repeated
   --traces       on: record a span per hop of every request in a bounded ring (the newest 16384 per
                  node) for GET /api/v1/traces and aether trace (default); off: record nothing
   --otlp-endpoint  also send every span as OTLP/HTTP JSON to this collector, e.g. http://127.0.0.1:4318
@@ -234,6 +242,8 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "tls-ca": { type: "string" },
         traces: { type: "string" },
         "otlp-endpoint": { type: "string" },
+        alertmanager: { type: "string", multiple: true },
+        "alert-webhook": { type: "string", multiple: true },
         metrics: { type: "string" },
       },
     }).values;
@@ -319,8 +329,25 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     tls: tlsFlags(values["tls-cert"], values["tls-key"], values["tls-ca"]),
     traces: traces === "on",
     otlpEndpoint: otlpFlag(values["otlp-endpoint"]),
+    alertmanagers: (values.alertmanager ?? []).map((url) => httpUrlFlag("alertmanager", url)),
+    alertWebhooks: (values["alert-webhook"] ?? []).map((url) => httpUrlFlag("alert-webhook", url)),
     metrics: metrics === "on",
   };
+}
+
+/** An http(s) URL without credentials, or a flag error naming `flag`. */
+function httpUrlFlag(flag: string, text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw flagError(flag, `"${text}" is not a URL (e.g. http://127.0.0.1:9093)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw flagError(flag, `"${text}" is not an http:// or https:// URL`);
+  }
+  if (url.username || url.password) throw flagError(flag, "put no credentials in the URL");
+  return text.replace(/\/+$/, "");
 }
 
 function otlpFlag(text: string | undefined): string | undefined {

@@ -130,6 +130,7 @@ export async function startNode(
     log: log.with({ component: "api" }),
     logs,
     events: core.events,
+    alerts: features.alerts,
     metrics: features.metrics,
     clusterSnapshot: () => features.metrics.snapshot(),
   }, access);
