@@ -443,6 +443,66 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     summary: "Every deployed slice: its instances, where they run, their state",
     response: { description: "slices", json: obj({ revision, slices: { type: "array" } }, ["slices"]) },
   },
+  "GET /api/v1/stores": {
+    summary: "Lists the partitioned stores: config and this node's share (partitions, entries)",
+    response: { description: "stores", json: list("items") },
+  },
+  "POST /api/v1/stores": {
+    summary: "Creates a partitioned store (or opens it: 200 when it exists with these options)",
+    body: {
+      json: obj({
+        name: { ...str, description: "1-64 of [a-z0-9._-]" },
+        replicas: int(1, 7),
+        writeQuorum: int(1, 7),
+        engine: { type: "string", enum: ["sqlite", "memory"] },
+      }, ["name"]),
+      required: true,
+    },
+    response: { status: 201, description: "created", json: obj({ name: str }), also200: "it existed" },
+    problems: [400, 409, 503],
+  },
+  "GET /api/v1/stores/:store/entries/:key": {
+    summary: "Reads one entry of a store from its partition's primary",
+    pathParameters: { store: "the store name", key: "the key (percent-encoded)" },
+    response: {
+      description: "the entry",
+      json: obj({
+        key: str,
+        value: str,
+        version: int(0, Number.MAX_SAFE_INTEGER),
+        expiresAtMs: int(0, Number.MAX_SAFE_INTEGER),
+      }, [
+        "key",
+        "value",
+        "version",
+      ]),
+    },
+    problems: [400, 404, 503],
+  },
+  "PUT /api/v1/stores/:store/entries/:key": {
+    summary: "Writes one entry (acknowledged once a write quorum of its owners stored it)",
+    pathParameters: { store: "the store name", key: "the key (percent-encoded)" },
+    body: {
+      json: obj({
+        value: str,
+        ttlMs: { ...int(1, Number.MAX_SAFE_INTEGER), description: "expires this long after the write" },
+        ifVersion: { ...int(0, Number.MAX_SAFE_INTEGER), description: "compare-and-set: 0 = only if absent" },
+      }, ["value"]),
+      required: true,
+    },
+    response: {
+      description: "written",
+      json: obj({ version: int(0, Number.MAX_SAFE_INTEGER) }, ["version"]),
+    },
+    problems: [400, 404, 409, 413, 503],
+  },
+  "DELETE /api/v1/stores/:store/entries/:key": {
+    summary: "Deletes one entry",
+    pathParameters: { store: "the store name", key: "the key (percent-encoded)" },
+    query: [{ name: "ifVersion", description: "compare-and-set on the entry's version", schema: str }],
+    response: { description: "whether a live entry was deleted", json: obj({ deleted: bool }, ["deleted"]) },
+    problems: [400, 404, 409, 503],
+  },
   "GET /api/v1/artifacts": {
     summary: "Lists published artifacts",
     response: { description: "artifacts", json: list("items") },

@@ -65,6 +65,12 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "GET", path: "/api/v1/artifacts/:coordinates/manifest", role: "viewer" },
   { method: "GET", path: "/api/v1/artifacts/:coordinates/bundle", role: "viewer" },
   { method: "DELETE", path: "/api/v1/artifacts/:coordinates", role: "operator", target: "coordinates" },
+  // the partitioned store of infrastructure services (runtime/infra-host/api.ts); entries are service data
+  { method: "GET", path: "/api/v1/stores", role: "viewer" },
+  { method: "POST", path: "/api/v1/stores", role: "operator" },
+  { method: "GET", path: "/api/v1/stores/:store/entries/:key", role: "operator" },
+  { method: "PUT", path: "/api/v1/stores/:store/entries/:key", role: "operator", target: "key" },
+  { method: "DELETE", path: "/api/v1/stores/:store/entries/:key", role: "operator", target: "key" },
   // routes, routing, timeouts, calls
   { method: "GET", path: "/api/v1/routes", role: "viewer" },
   { method: "GET", path: "/api/v1/routing", role: "viewer" },

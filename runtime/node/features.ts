@@ -8,6 +8,7 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
+import { startInfraStore } from "../infra-host/mod.ts";
 import { type AlertBoard, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
@@ -35,6 +36,8 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     replicas: flags.artifactReplicas,
     maxBundleBytes: flags.artifactMaxBytes,
   });
+  // The partitioned store for infrastructure services (runtime/infra-host): data over the mesh, maps in KV.
+  const store = startInfraStore({ ...core, fsync: flags.fsync !== "never" });
   const deployment = startDeployment({
     ...core,
     fetchArtifact: repository.fetchArtifact,
@@ -78,7 +81,7 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   metrics.start();
   return {
-    started: [repository, deployment, traces, metrics, invoke, rollouts, alerts, controller],
+    started: [repository, store, deployment, traces, metrics, invoke, rollouts, alerts, controller],
     app: invoke.app,
     metrics: metrics.view,
     alerts: alerts.board,
