@@ -1,0 +1,236 @@
+/**
+ * The autoscaling controller on real node processes (3 members on loopback): a slice with `min 1 max 6` whose
+ * instance carries ~50 calls a second (tests/integration/fixtures/controller_hold.ts) gets a load ramp from 10
+ * to 100 requests a second, spread over the three nodes' app ports:
+ *
+ * - its target grows and the new instances become ACTIVE, and the p95 the clients see recovers;
+ * - when the load stops it returns to `min` after the (shortened) scale-down window;
+ * - a second slice under load but pinned with `aether scale ... --pin` is left at its count;
+ * - the decisions are listed with their inputs (`aether controller log`) and published on the event stream.
+ *
+ * The windows are shortened through the rules API (`aether controller rules set`), as an operator would.
+ */
+
+import { equal, match, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { runCli } from "../_support/cli.ts";
+
+const WORK = "org.example.autoscale:work";
+const PINNED = "org.example.autoscale:pinned";
+/** Requests in flight from the test at most (a bound, so an overloaded slice cannot grow the test's memory). */
+const MAX_CLIENT_IN_FLIGHT = 800;
+
+const cli = (node: NodeProcess, ...args: string[]) =>
+  runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, "--token", node.options.token!, ...args]);
+
+interface Sample {
+  at: number;
+  ms: number;
+  status: number;
+}
+
+/** Open-loop load at `rate(t)` requests a second (t in ms since start), round-robin over the nodes. */
+class ShapedLoad {
+  readonly samples: Sample[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sent = 0;
+  #startedAt = 0;
+  refused = 0;
+
+  constructor(
+    private readonly nodes: NodeProcess[],
+    private readonly path: string,
+    private readonly rate: (t: number) => number,
+  ) {}
+
+  start(): void {
+    this.#startedAt = performance.now();
+    let due = 0, last = this.#startedAt;
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      due += (this.rate(now - this.#startedAt) * (now - last)) / 1000;
+      last = now;
+      for (; due >= 1; due--) {
+        if (this.#inFlight.size >= MAX_CLIENT_IN_FLIGHT) {
+          this.refused++;
+          continue;
+        }
+        const node = this.nodes[this.#sent++ % this.nodes.length];
+        const p = this.#one(node).finally(() => this.#inFlight.delete(p));
+        this.#inFlight.add(p);
+      }
+    }, 10);
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.#startedAt;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await Promise.all(this.#inFlight);
+  }
+
+  /** p95 per 2 s of the run, for a failure's message. */
+  timeline(): string {
+    const end = Math.max(...this.samples.map((s) => s.at), 0);
+    const out: string[] = [];
+    for (let t = 0; t < end; t += 2_000) out.push(`${t / 1000}s:${this.p95(t, t + 2_000).toFixed(0)}`);
+    return out.join(" ");
+  }
+
+  /** p95 (ms) of the answers that started within [fromMs, toMs) of the start. */
+  p95(fromMs: number, toMs: number): number {
+    const ms = this.samples.filter((s) => s.at >= fromMs && s.at < toMs).map((s) => s.ms).sort((a, b) =>
+      a - b
+    );
+    return ms.length === 0 ? NaN : ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.95))];
+  }
+
+  async #one(node: NodeProcess): Promise<void> {
+    const at = this.elapsedMs();
+    const started = performance.now();
+    let status = 0;
+    try {
+      const response = await fetch(`${node.httpUrl}${this.path}`);
+      await response.body?.cancel();
+      status = response.status;
+    } catch {
+      status = 0;
+    }
+    this.samples.push({ at, ms: performance.now() - started, status });
+  }
+}
+
+async function target(node: NodeProcess, slice: string): Promise<{ instances: number; active: number }> {
+  const s = (await sliceStatuses(node)).find((x) => x.slice === slice);
+  return {
+    instances: s?.desired ?? 0,
+    active: s?.active ?? 0,
+  };
+}
+
+Deno.test("controller on 3 nodes: a load ramp scales a slice up, p95 recovers, back to min after; a pinned slice is left alone", async () => {
+  const cluster = await TestCluster.start(3, { fsync: "never" });
+  const loads: ShapedLoad[] = [];
+  try {
+    await cluster.waitForLeader();
+    const [n1, n2, n3] = cluster.nodes;
+    for (const name of ["work", "pinned"]) {
+      const path = new URL(`./fixtures/controller_${name}_slice.ts`, import.meta.url).pathname;
+      await pushArtifact(n1, await buildSlice(path));
+    }
+    const blueprint = [
+      'id = "org.example.autoscale:app:1.0.0"',
+      ...[WORK, PINNED].flatMap((slice) => [
+        "[[slices]]",
+        `artifact = "${slice}:1.0.0"`,
+        "instances = 1",
+        "min = 1",
+        "max = 6",
+      ]),
+    ].join("\n");
+    const published = await postBlueprint(n1, blueprint);
+    ok(published.status < 300, JSON.stringify(published.body));
+    await cluster.waitFor("both slices ACTIVE", async () => {
+      const [w, p] = [await target(n1, WORK), await target(n1, PINNED)];
+      return w.active === 1 && p.active === 1;
+    }, 60_000);
+
+    // Shortened windows for the test: a 10 s stable window, 3 s panic window, short cooldowns.
+    const rules = await cli(
+      n2,
+      "controller",
+      "rules",
+      "set",
+      "targetInFlightPerInstance=0.7",
+      "stableWindowMs=10000",
+      "panicWindowMs=3000",
+      "upCooldownMs=2000",
+      "downCooldownMs=3000",
+      "maxStepDown=5",
+      "forecast=false",
+    );
+    equal(rules.code, 0, rules.stderr);
+    match(rules.stdout, /stableWindowMs\s+10000\s+set/);
+    const pin = await cli(n3, "scale", PINNED, "--instances", "1", "--pin");
+    equal(pin.code, 0, pin.stderr);
+
+    const rampMs = 10_000, holdMs = 25_000;
+    const work = new ShapedLoad(
+      cluster.nodes,
+      "/work/work",
+      (t) => t < rampMs ? 10 + (90 * t) / rampMs : t < rampMs + holdMs ? 100 : 0,
+    );
+    // 40 a second: within one instance's capacity, but above the in-flight target (unpinned, it would scale).
+    const pinned = new ShapedLoad(cluster.nodes, "/pinned/work", (t) => (t < rampMs + holdMs ? 40 : 0));
+    loads.push(work, pinned);
+    work.start();
+    pinned.start();
+
+    let peak = { instances: 0, active: 0 };
+    let reactionMs: number | undefined;
+    while (work.elapsedMs() < rampMs + holdMs) {
+      const now = await target(n1, WORK);
+      if (now.active > peak.active) peak = now;
+      if (reactionMs === undefined && now.instances >= 3 && now.active >= 3) reactionMs = work.elapsedMs();
+      equal((await target(n1, PINNED)).instances, 1, "the pinned slice keeps its count");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const stoppedAt = Date.now();
+    await work.stop();
+    await pinned.stop();
+    const congested = work.p95(rampMs - 2_000, rampMs + 3_000);
+    const recovered = work.p95(rampMs + holdMs - 8_000, rampMs + holdMs);
+    const failed = work.samples.filter((s) => s.status !== 200).length;
+    console.log(
+      `ramp 10..100/s over 10 s: 3 instances ACTIVE after ${
+        reactionMs?.toFixed(0)
+      } ms from the start of the ` +
+        `ramp, peak ${peak.active} ACTIVE; client p95 ${congested.toFixed(0)} ms at the end of the ramp, ` +
+        `${recovered.toFixed(0)} ms over the last 8 s of the hold; ${failed} of ${work.samples.length} ` +
+        `requests failed (client bound refused ${work.refused})`,
+    );
+    ok(reactionMs !== undefined, `never reached 3 ACTIVE instances (peak ${JSON.stringify(peak)})`);
+    ok(peak.active <= 6, "never above max");
+    ok(recovered < 200, `p95 did not recover: ${recovered} ms`);
+
+    await cluster.waitFor("back to min after the scale-down window", async () => {
+      const now = await target(n1, WORK);
+      return now.instances === 1 && now.active === 1;
+    }, 60_000);
+    console.log(`load stopped: back to 1 instance after ${Date.now() - stoppedAt} ms (stable window 10 s)`);
+    equal((await target(n1, PINNED)).instances, 1);
+
+    const log = await cli(n2, "controller", "log", "--wide");
+    equal(log.code, 0, log.stderr);
+    match(log.stdout, new RegExp(`${WORK}\\s+1 -> \\d`));
+    match(log.stdout, /inFlight=/);
+    ok(!log.stdout.includes(PINNED), `the pinned slice has no decision:\n${log.stdout}`);
+    const events = await n3.json<{ events: { type: string; subject: string }[] }>(
+      "/api/v1/events?follow=false&type=controller",
+    );
+    ok(
+      events.body.events.some((e) => e.type === "controller.decision" && e.subject === WORK),
+      `controller.decision events on a follower: ${JSON.stringify(events.body).slice(0, 500)}`,
+    );
+    const status = await cli(n1, "controller", "status");
+    equal(status.code, 0, status.stderr);
+    match(status.stdout, new RegExp(`pinned: ${PINNED}=1`));
+  } catch (e) {
+    const warnings = cluster.logs().split("\n").filter((l) =>
+      /WARN|ERROR|leader|decision/.test(l) && !l.includes("call attempt failed")
+    );
+    const timelines = loads.map((l) => l.timeline()).join("\n");
+    throw new Error(
+      `${(e as Error).message}\np95 per 2 s:\n${timelines}\n${warnings.slice(-150).join("\n")}`,
+    );
+  } finally {
+    for (const load of loads) await load.stop();
+    await cluster.close();
+  }
+});
