@@ -11,6 +11,9 @@ import { caller, lastError, liveMode, login, loginError, logout, updatedAt } fro
 import { Overview } from "./pages/overview.tsx";
 import { Slices } from "./pages/slices.tsx";
 import { Deployments } from "./pages/deployments.tsx";
+import { Invocations } from "./pages/invocations.tsx";
+import { Alerts } from "./pages/alerts.tsx";
+import { Controller } from "./pages/controller.tsx";
 import { Data } from "./pages/data.tsx";
 import { Access } from "./pages/access.tsx";
 import { Logs } from "./pages/logs.tsx";
@@ -18,7 +21,10 @@ import { Logs } from "./pages/logs.tsx";
 export const PAGES = [
   { id: "overview", title: "Overview", component: Overview },
   { id: "slices", title: "Slices", component: Slices },
+  { id: "invocations", title: "Invocations", component: Invocations },
+  { id: "alerts", title: "Alerts", component: Alerts },
   { id: "deployments", title: "Deployments", component: Deployments },
+  { id: "controller", title: "Controller", component: Controller },
   { id: "data", title: "Data", component: Data },
   { id: "logs", title: "Logs", component: Logs },
   { id: "access", title: "Access", component: Access },

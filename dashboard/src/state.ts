@@ -83,9 +83,100 @@ export interface MetricsSnapshot {
     process?: { cpuShare?: number; rssBytes?: number; heapUsedBytes?: number; eventLoopLagMs?: number };
     mesh?: { peer: string; connected: boolean; rttMs?: number }[];
   }[];
+  slices?: {
+    artifact: string;
+    version: string;
+    methods: {
+      method: string;
+      calls: number;
+      errors?: Record<string, number>;
+      latency?: { sumMs: number; count: number };
+    }[];
+  }[];
 }
 
 export const metrics = signal<MetricsSnapshot | null>(null);
+
+/** Cluster traffic per second, from two metrics snapshots (counters are cumulative per node). */
+export interface TrafficSample {
+  time: number;
+  callsPerSecond: number;
+  /** Share of calls that failed (0..1), 0 without calls. */
+  errorRate: number;
+  /** Mean call latency over the second, ms; undefined without calls. */
+  meanMs?: number;
+}
+
+export const traffic = signal<TrafficSample[]>([]);
+
+interface TrafficTotals {
+  atMs: number;
+  calls: number;
+  errors: number;
+  latencySumMs: number;
+  latencyCount: number;
+}
+
+let lastTotals: TrafficTotals | undefined;
+
+function totalsOf(snapshot: MetricsSnapshot): TrafficTotals {
+  const totals = { atMs: snapshot.atMs, calls: 0, errors: 0, latencySumMs: 0, latencyCount: 0 };
+  for (const slice of snapshot.slices ?? []) {
+    for (const m of slice.methods) {
+      totals.calls += m.calls;
+      totals.errors += Object.values(m.errors ?? {}).reduce((a, b) => a + b, 0);
+      totals.latencySumMs += m.latency?.sumMs ?? 0;
+      totals.latencyCount += m.latency?.count ?? 0;
+    }
+  }
+  return totals;
+}
+
+/** Keeps a metrics snapshot and samples the traffic since the previous one (a restarted node's reset is skipped). */
+export function applyMetrics(snapshot: MetricsSnapshot): void {
+  metrics.value = snapshot;
+  const now = totalsOf(snapshot);
+  const before = lastTotals;
+  lastTotals = now;
+  if (!before || now.atMs <= before.atMs) return;
+  const calls = now.calls - before.calls;
+  const errors = now.errors - before.errors;
+  const count = now.latencyCount - before.latencyCount;
+  if (calls < 0 || errors < 0 || count < 0) return;
+  const sample: TrafficSample = {
+    time: now.atMs,
+    callsPerSecond: calls / ((now.atMs - before.atMs) / 1000),
+    errorRate: calls > 0 ? errors / calls : 0,
+    ...(count > 0 ? { meanMs: (now.latencySumMs - before.latencySumMs) / count } : {}),
+  };
+  traffic.value = [...traffic.value, sample].slice(-MAX_SAMPLES);
+}
+
+/** Alerts pending and firing now, when the node runs alerts (read at sign-in and on alert events). */
+export interface Alert {
+  id: string;
+  rule: string;
+  node?: string;
+  state: "pending" | "firing";
+  expr: string;
+  value?: number;
+  threshold: number;
+  severity: string;
+  summary?: string;
+  activeSince: number;
+  firedAt?: number;
+}
+
+export const alerts = signal<Alert[]>([]);
+
+export async function refreshAlerts(): Promise<void> {
+  if (!serves("GET", "/alerts")) return;
+  try {
+    alerts.value = (await get<{ alerts: Alert[] }>("/alerts")).alerts;
+  } catch {
+    // The node's alerts may not run yet (503): the banner shows none rather than an error.
+  }
+}
 
 export const canOperate = computed(() => caller.value?.role === "operator" || caller.value?.role === "admin");
 export const isAdmin = computed(() => caller.value?.role === "admin");
@@ -159,6 +250,9 @@ export function logout(): void {
     slices.value = [];
     feed.value = [];
     samples.value = [];
+    traffic.value = [];
+    alerts.value = [];
+    metrics.value = null;
   });
 }
 
@@ -261,7 +355,8 @@ export async function refresh(): Promise<void> {
       get<{ slices: Slice[] }>("/slices"),
     ]);
     applyUpdate({ status: s, slices: list.slices });
-    if (serves("GET", "/metrics")) metrics.value = await get<MetricsSnapshot>("/metrics");
+    await refreshAlerts();
+    if (serves("GET", "/metrics")) applyMetrics(await get<MetricsSnapshot>("/metrics"));
     lastError.value = null;
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
@@ -348,13 +443,14 @@ function onSocketMessage(data: unknown): void {
     applyUpdate({ status: statusOfNodeView(message.snapshot) });
   } else if (message.kind === "snapshot" && message.source === "metrics" && message.snapshot) {
     // Membership and the leader come from this node's status, read again on node and leader events.
-    metrics.value = message.snapshot as unknown as MetricsSnapshot;
+    applyMetrics(message.snapshot as unknown as MetricsSnapshot);
     if (status.value === null) void refreshStatus();
   } else if (message.kind === "event" && message.event) {
     const event = message.event;
     pushEvent(kindOf(event.type), describeEvent(event), event.time);
     if (SLICE_EVENTS.test(event.type)) scheduleSlicesRead();
     if (STATUS_EVENTS.test(event.type)) void refreshStatus();
+    if (event.type.startsWith("alert.")) void refreshAlerts();
   }
 }
 

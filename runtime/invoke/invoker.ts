@@ -468,7 +468,8 @@ export class SliceInvoker {
     this.#counters.local++;
     // Whether the instance is ACTIVE is the executor's one check (a refusal comes back as `not_active`).
     const instanceId = this.#instanceIdOf(endpoint);
-    return this.#options.executor.invoke(instanceId, call.method, call.request, {
+    // Through #execute: a call run here is recorded here (the metrics, and so canary analysis, see it).
+    return this.#execute(instanceId, call.method, call.request, {
       requestId: call.requestId,
       traceparent,
       deadlineMs: call.deadlineMs,

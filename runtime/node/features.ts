@@ -9,7 +9,7 @@ import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
 import { startInfraStore } from "../infra-host/mod.ts";
-import { type AlertBoard, startAlerts, startRollouts } from "../control/mod.ts";
+import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
@@ -69,7 +69,10 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     maxBodyBytes: flags.httpMaxBodyBytes,
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
-  const rollouts = startRollouts({ ...core });
+  const rollouts = startRollouts({
+    ...core,
+    rolloutMetrics: snapshotMetrics(() => metrics.view.snapshot()),
+  });
   // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
   const controller = startControllerFeature(core, metrics.view);
   // The leader evaluates the alert rules over the metrics; every node keeps the alerts it announced.

@@ -199,7 +199,7 @@ Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, sl
         await screenshot(viewer.page, "slices-viewer");
         const problems = await accessibilityProblems(viewer.page);
         equal(problems.length, 0, problems.join("\n"));
-        for (const name of ["Deployments", "Data", "Logs", "Access"]) {
+        for (const name of ["Invocations", "Alerts", "Deployments", "Controller", "Data", "Logs", "Access"]) {
           await viewer.page.getByRole("link", { name }).click();
           await viewer.page.locator("h1", { hasText: name }).waitFor();
           await viewer.page.waitForLoadState("networkidle").catch(() => {});

@@ -5,7 +5,7 @@
  * reaches each, key figures with one-minute sparklines, and the live event feed.
  */
 
-import { feed, metrics, samples, slices, status } from "../state.ts";
+import { alerts, feed, metrics, samples, slices, status, traffic } from "../state.ts";
 import { Sparkline } from "../sparkline.tsx";
 import { clock } from "../ui.tsx";
 
@@ -14,7 +14,8 @@ export function Overview() {
   if (!s) return <p>Loading the cluster's status…</p>;
   const leader = s.leader?.nodeId ?? null;
   const down = s.members.filter((m) => !m.connected);
-  const healthy = s.ready && s.quorum && leader !== null && down.length === 0;
+  const firing = alerts.value.filter((a) => a.state === "firing");
+  const healthy = s.ready && s.quorum && leader !== null && down.length === 0 && firing.length === 0;
   return (
     <>
       <section
@@ -27,6 +28,10 @@ export function Overview() {
         <span>leader {leader ?? "none"}</span>
         <span>{s.members.length - down.length}/{s.members.length} members reachable</span>
         {down.length > 0 && <span>down: {down.map((m) => m.id).join(", ")}</span>}
+        <span data-testid="alerts-firing">
+          {firing.length === 0 ? "no alert firing" : `${firing.length} alert(s) firing: `}
+          {firing.length > 0 && <a href="#/alerts">{firing.map((a) => a.id).join(", ")}</a>}
+        </span>
       </section>
       <Figures />
       <div class="columns">
@@ -93,6 +98,26 @@ function Figures() {
   const times = all.map((x) => x.time);
   const last = all[all.length - 1];
   const list = slices.value;
+  const flow = traffic.value;
+  const flowTimes = flow.map((x) => x.time);
+  const lastFlow = flow[flow.length - 1];
+  const trafficFigures = metrics.value === null ? [] : [
+    {
+      label: "Calls per second",
+      value: lastFlow ? lastFlow.callsPerSecond.toFixed(1) : "–",
+      series: flow.map((x) => x.callsPerSecond),
+    },
+    {
+      label: "Success rate",
+      value: lastFlow ? `${((1 - lastFlow.errorRate) * 100).toFixed(1)}%` : "–",
+      series: flow.map((x) => (1 - x.errorRate) * 100),
+    },
+    {
+      label: "Mean latency",
+      value: lastFlow?.meanMs !== undefined ? `${lastFlow.meanMs.toFixed(1)} ms` : "–",
+      series: flow.map((x) => x.meanMs ?? 0),
+    },
+  ];
   const figures = [
     { label: "Active instances", value: last?.active ?? 0, series: all.map((x) => x.active) },
     { label: "Desired instances", value: last?.desired ?? 0, series: all.map((x) => x.desired) },
@@ -100,6 +125,13 @@ function Figures() {
   ];
   return (
     <section class="figures" aria-label="Key figures">
+      {trafficFigures.map((f) => (
+        <div class="figure" key={f.label}>
+          <span class="label">{f.label}</span>
+          <span class="value">{f.value}</span>
+          <Sparkline label={f.label} times={flowTimes} values={f.series} />
+        </div>
+      ))}
       {figures.map((f) => (
         <div class="figure" key={f.label}>
           <span class="label">{f.label}</span>
