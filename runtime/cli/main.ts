@@ -29,6 +29,7 @@ import { sliceCommands } from "./commands/slice.ts";
 import { invokeCommands } from "./commands/invoke.ts";
 import { logsCommands } from "./commands/logs.ts";
 import { traceCommands } from "./commands/trace.ts";
+import { metricsCommands } from "./commands/metrics.ts";
 import { eventsCommands } from "./commands/events.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 import { controllerCommands } from "./commands/controller.ts";
@@ -43,6 +44,7 @@ const COMMANDS: CliCommand[] = [
   ...loadCommands,
   ...logsCommands,
   ...traceCommands,
+  ...metricsCommands,
   ...eventsCommands,
   ...rolloutCommands,
   ...controllerCommands,
