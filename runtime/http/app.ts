@@ -30,6 +30,7 @@ import {
   type Problem,
   PROBLEM_TYPE,
   problemResponse as problemAnswer,
+  randomHexId,
   REQUEST_ID_HEADER,
   UNMATCHED_ROUTE,
 } from "../core/mod.ts";
@@ -41,9 +42,9 @@ import {
   MAX_CALL_TIMEOUT_MS,
   newRequestId,
   spanClockMs,
-  spanIdIn,
+  type SpanRecord,
   type SpanSink,
-  traceIdIn,
+  withSpanId,
 } from "../invoke/mod.ts";
 import type { RouteDefinition, RouteTable } from "./route_table.ts";
 
@@ -85,16 +86,6 @@ interface RouteHolder {
 /** The longest path an `http` span keeps in its name (the ring's memory bound counts on it). */
 const MAX_SPAN_PATH_CHARS = 200;
 
-/** An `http` span being recorded: its trace context, and the route once matched. */
-interface HttpSpan {
-  startMs: number;
-  /** The span's own traceparent (a child of the caller's, or a new trace). */
-  traceparent: string;
-  parentSpanId?: string;
-  slice?: string;
-  method?: string;
-}
-
 export type AppHandler = (request: Request) => Promise<Response>;
 
 /** Response headers a slice may not set: they belong to the HTTP layer. */
@@ -125,7 +116,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const requestId = incoming !== null && isRequestId(incoming) ? incoming : newRequestId();
     const { path, query } = splitUrl(request.url);
     const method = request.method;
-    const span = spans ? startSpan(headers.get("traceparent")) : undefined;
+    const span = spans ? startSpan(headers.get("traceparent"), requestId) : undefined;
     const matched: RouteHolder | undefined = metrics ? { route: UNMATCHED_ROUTE } : undefined;
     const metricsStart = metrics ? performance.now() : 0;
     let response: Response;
@@ -143,7 +134,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
         });
       }
     }
-    if (span) recordSpan(span, requestId, method, path, response.status);
+    if (span) recordSpan(span, method, path, response.status);
     if (matched) {
       metrics!.route(KNOWN_METHODS.has(method) ? method : "OTHER", matched.route)
         .record(response.status, performance.now() - metricsStart);
@@ -167,7 +158,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     path: string,
     query: string,
     requestId: string,
-    span: HttpSpan | undefined,
+    span: SpanRecord | undefined,
     matched: RouteHolder | undefined,
   ): Promise<Response> {
     const match = options.routes().match(method, path);
@@ -199,7 +190,7 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     if (span) {
       span.slice = route.slice;
       span.method = route.method;
-      traceparent = childTraceparent(span.traceparent);
+      traceparent = withSpanId(span.traceparent, randomHexId(8));
     } else {
       const traceHeader = headers.get("traceparent");
       traceparent = traceHeader !== null && isTraceparent(traceHeader)
@@ -209,37 +200,39 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     const outcome = await options.invoker.invoke(route.slice, route.method, callRequest, {
       requestId,
       traceparent,
-      parentSpanId: span ? spanIdIn(span.traceparent) : undefined,
+      parentTraceparent: span?.traceparent,
       timeoutMs,
       from: "http",
     });
     return outcomeResponse(outcome, route, path, requestId, log);
   }
 
-  function startSpan(traceHeader: string | null): HttpSpan {
-    const startMs = spanClockMs();
-    if (traceHeader !== null && isTraceparent(traceHeader)) {
-      return { startMs, traceparent: childTraceparent(traceHeader), parentSpanId: spanIdIn(traceHeader) };
-    }
-    return { startMs, traceparent: newTraceparent() };
-  }
-
-  function recordSpan(span: HttpSpan, requestId: string, method: string, path: string, status: number): void {
-    spans!.record({
-      traceId: traceIdIn(span.traceparent),
-      spanId: spanIdIn(span.traceparent),
-      parentSpanId: span.parentSpanId,
+  /** The request's `http` span, recorded when the response is made (one object, filled in as it goes). */
+  function startSpan(traceHeader: string | null, requestId: string): SpanRecord {
+    const valid = traceHeader !== null && isTraceparent(traceHeader);
+    return {
+      kind: "http",
+      // A child of the caller's span, or a new trace.
+      traceparent: valid ? withSpanId(traceHeader, randomHexId(8)) : newTraceparent(),
+      parent: valid ? traceHeader : undefined,
       requestId,
       node,
-      kind: "http",
-      name: `${method} ${path.length > MAX_SPAN_PATH_CHARS ? path.slice(0, MAX_SPAN_PATH_CHARS) : path}`,
-      slice: span.slice,
-      method: span.method,
-      startMs: span.startMs,
-      durationMs: spanClockMs() - span.startMs,
-      outcome: status < 400 ? "ok" : "error",
-      status,
-    });
+      name: undefined,
+      slice: undefined,
+      method: undefined,
+      startMs: spanClockMs(),
+      durationMs: 0,
+      outcome: "ok",
+      status: undefined,
+    };
+  }
+
+  function recordSpan(span: SpanRecord, method: string, path: string, status: number): void {
+    span.durationMs = spanClockMs() - span.startMs;
+    span.name = `${method} ${path.length > MAX_SPAN_PATH_CHARS ? path.slice(0, MAX_SPAN_PATH_CHARS) : path}`;
+    span.status = status;
+    if (status >= 400) span.outcome = "error";
+    spans!.record(span);
   }
 }
 

@@ -8,7 +8,7 @@
 
 import { deepStrictEqual, equal, ok } from "node:assert/strict";
 import { silentLogger } from "../core/mod.ts";
-import type { Span, SpanSink } from "../invoke/mod.ts";
+import { type Span, type SpanSink, toSpan } from "../invoke/mod.ts";
 import { fixture, InProcessCluster } from "../invoke/testing.ts";
 import { createAppHandler } from "./app.ts";
 import { RouteDirectory } from "./directory.ts";
@@ -16,7 +16,7 @@ import { RouteDirectory } from "./directory.ts";
 /** A sink that keeps every span (the node's ring does the same, bounded). */
 function collector(): SpanSink & { spans: Span[] } {
   const spans: Span[] = [];
-  return { spans, record: (span) => spans.push(span) };
+  return { spans, record: (record) => spans.push(toSpan(record)) };
 }
 
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";

@@ -43,7 +43,7 @@ import {
   type ServedCall,
 } from "./remote.ts";
 import type { VersionWeightsRecord } from "./weights.ts";
-import { type Span, spanClockMs, spanIdIn, type SpanSink, traceIdIn, withSpanId } from "./spans.ts";
+import { spanClockMs, type SpanRecord, type SpanSink, withSpanId } from "./spans.ts";
 
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** The longest deadline a call may ask for. */
@@ -128,8 +128,8 @@ export interface CallOptions {
   idempotent?: boolean;
   /** Who calls (for log lines): a slice's coordinates, "http", "api". */
   from?: string;
-  /** The span this call is a child of (the HTTP router's), when spans are recorded. */
-  parentSpanId?: string;
+  /** A traceparent naming the span this call is a child of (the HTTP router's), when spans are recorded. */
+  parentTraceparent?: string;
 }
 
 export interface InvokerStats {
@@ -179,8 +179,9 @@ export class SliceInvoker {
   readonly #failed = new Map<string, number>();
   readonly #sleeping = new Set<{ timer: ReturnType<typeof setTimeout>; wake(): void }>();
   readonly #spans: SpanSink | undefined;
-  /** The span of each slice run in flight here, by `instance id \n request id` (see MAX_TRACED_RUNS). */
-  readonly #runs = new Map<string, string>();
+  /** The slice runs in flight here (attempts on local instances, served calls), by request id. */
+  readonly #runs = new Map<string, Run>();
+  #runCount = 0;
   #closed = false;
 
   constructor(options: SliceInvokerOptions) {
@@ -243,11 +244,12 @@ export class SliceInvoker {
       fireAndForget: options.fireAndForget === true,
       idempotent: options.idempotent ?? true,
       startedAt: this.#now(),
+      spanStartMs: this.#spans ? spanClockMs() : 0,
+      parentTraceparent: options.parentTraceparent,
     };
     this.#counters.calls++;
-    const attempts = this.#spans ? this.#tracedAttempts(call, options.parentSpanId) : this.#attempts(call);
-    if (!call.fireAndForget) return attempts;
-    attempts.then(
+    if (!call.fireAndForget) return this.#attempts(call);
+    this.#attempts(call).then(
       (outcome) => {
         if (!outcome.ok) {
           this.#log.warn("fire-and-forget call ended with the slice's error", {
@@ -278,8 +280,8 @@ export class SliceInvoker {
       traceparent: call.traceparent,
       fireAndForget: call.fireAndForget,
       from: call.from,
-      // The calling slice's run: the attempt or served call that ran it here (MAX_TRACED_RUNS).
-      parentSpanId: this.#spans ? this.#runs.get(runKey(call.instanceId, call.requestId)) : undefined,
+      // The calling slice's run: the attempt or served call that runs it here (MAX_TRACED_RUNS).
+      parentTraceparent: this.#spans ? this.#runOf(call.requestId, call.instanceId) : undefined,
     });
 
   stats(): InvokerStats {
@@ -417,13 +419,17 @@ export class SliceInvoker {
         const endpoint = selection.endpoint;
         triedOn.push(endpoint);
         version0 ??= endpoint.version;
+        // Traced inline (no wrapper per attempt): tests/bench/trace_bench.ts measures what tracing costs.
+        const span = this.#spans ? this.#attemptStarted(endpoint, call, attempt) : undefined;
         try {
-          if (this.#spans) return await this.#tracedAttempt(endpoint, call, attempt);
-          return endpoint.node === this.self
-            ? await this.#callLocal(endpoint, call, call.traceparent)
-            : await this.#callRemote(endpoint, call, call.traceparent);
+          const outcome = endpoint.node === this.self
+            ? await this.#callLocal(endpoint, call, span?.traceparent ?? call.traceparent)
+            : await this.#callRemote(endpoint, call, span?.traceparent ?? call.traceparent);
+          if (span) this.#attemptEnded(span, call, outcome.ok ? "ok" : "error", outcome);
+          return outcome;
         } catch (e) {
           failure = asInvokeFailure(e);
+          if (span) this.#attemptEnded(span, call, failure.kind);
         }
         (tried ??= new Set()).add(endpoint.key);
       }
@@ -546,79 +552,81 @@ export class SliceInvoker {
 
   // ------------------------------------------------------------------------------------- spans (spans.ts)
 
-  /** The call's attempts, recorded as a `call` span (its id: the call's traceparent's span id). */
-  async #tracedAttempts(call: Call, parentSpanId: string | undefined): Promise<InvokeOutcome> {
-    const startMs = spanClockMs();
-    let outcome = "ok";
-    let status: number | undefined;
-    try {
-      const result = await this.#attempts(call);
-      if (!result.ok) {
-        outcome = "error";
-        status = result.error.status;
-      }
-      return result;
-    } catch (e) {
-      outcome = e instanceof InvokeFailure ? e.kind : "rejected";
-      throw e;
-    } finally {
-      this.#spans!.record({
-        ...this.#spanOf(call, "call", call.traceparent, parentSpanId, startMs),
-        // The slice (and a pinned version), not the caller's range: what ran, as the timeline shows it.
-        name: `${call.version ? `${call.slice}:${call.version}` : call.slice}.${call.method}`,
-        outcome,
-        status,
-      });
-    }
-  }
-
   /**
-   * One attempt on `endpoint` as an `attempt` span: the traceparent sent names the attempt's own span id (the
-   * callee's `serve` span is its child), and a local run is registered so the slice's own calls find it.
+   * An attempt's span begins: its own span id in the traceparent it sends (the callee's `serve` span is its
+   * child), and a run registered when the instance is local, so the slice's own calls find their parent. The
+   * first attempt starts when the call did: one clock read fewer per call.
    */
-  async #tracedAttempt(endpoint: Endpoint, call: Call, attempt: number): Promise<InvokeOutcome> {
-    const startMs = spanClockMs();
-    const spanId = randomHexId(8);
-    const traceparent = withSpanId(call.traceparent, spanId);
+  #attemptStarted(endpoint: Endpoint, call: Call, attempt: number): AttemptSpan {
+    const traceparent = withSpanId(call.traceparent, randomHexId(8));
     const instance = this.#instanceIdOf(endpoint);
-    const local = endpoint.node === this.self;
-    const run = local ? this.#runStarted(instance, call.requestId, spanId) : undefined;
-    let outcome = "ok";
-    let status: number | undefined;
-    try {
-      const result = local
-        ? await this.#callLocal(endpoint, call, traceparent)
-        : await this.#callRemote(endpoint, call, traceparent);
-      if (!result.ok) {
-        outcome = "error";
-        status = result.error.status;
-      }
-      return result;
-    } catch (e) {
-      outcome = asInvokeFailure(e).kind;
-      throw e;
-    } finally {
-      if (run) this.#runEnded(run, spanId);
-      this.#spans!.record({
-        ...this.#spanOf(call, "attempt", traceparent, spanIdIn(call.traceparent), startMs),
-        name: `${instance}@${endpoint.node}`,
+    return {
+      record: {
+        kind: "attempt",
+        traceparent,
+        parent: call.traceparent,
+        requestId: call.requestId,
+        node: this.self,
+        slice: call.slice,
+        method: call.method,
         instance,
         peer: endpoint.node,
         attempt,
-        outcome,
-        status,
-      });
+        startMs: attempt === 1 ? call.spanStartMs : spanClockMs(),
+        durationMs: 0,
+        outcome: "ok",
+      },
+      traceparent,
+      run: endpoint.node === this.self ? this.#runStarted(call.requestId, instance, traceparent) : undefined,
+    };
+  }
+
+  /** An attempt's span ends; an answered call ends with it (the same clock read). */
+  #attemptEnded(span: AttemptSpan, call: Call, outcome: string, answer?: InvokeOutcome): void {
+    if (span.run) this.#runEnded(call.requestId, span.run);
+    const endMs = spanClockMs();
+    const record = span.record;
+    record.durationMs = endMs - record.startMs;
+    record.outcome = outcome;
+    if (answer !== undefined && !answer.ok) record.status = answer.error.status;
+    this.#spans!.record(record);
+    if (answer !== undefined) {
+      this.#recordCall(call, endMs, outcome, answer.ok ? undefined : answer.error.status);
     }
+  }
+
+  /** The call's span: its id is the call's traceparent's span id. */
+  #recordCall(call: Call, endMs: number, outcome: string, status?: number): void {
+    this.#spans!.record({
+      kind: "call",
+      traceparent: call.traceparent,
+      parent: call.parentTraceparent,
+      requestId: call.requestId,
+      node: this.self,
+      slice: call.slice,
+      version: call.version,
+      method: call.method,
+      startMs: call.spanStartMs,
+      durationMs: endMs - call.spanStartMs,
+      outcome,
+      status,
+    });
   }
 
   /** An attempt that found no live instance to try: a span of no length, so the retries show. */
   #recordNoInstance(call: Call, attempt: number): void {
-    const startMs = spanClockMs();
     this.#spans!.record({
-      ...this.#spanOf(call, "attempt", call.traceparent, spanIdIn(call.traceparent), startMs),
-      spanId: randomHexId(8),
-      name: `no live instance of ${describe(call)}`,
+      kind: "attempt",
+      traceparent: withSpanId(call.traceparent, randomHexId(8)),
+      parent: call.traceparent,
+      requestId: call.requestId,
+      node: this.self,
+      slice: call.slice,
+      version: call.version,
+      method: call.method,
       attempt,
+      startMs: spanClockMs(),
+      durationMs: 0,
       outcome: "no_instance",
     });
   }
@@ -627,13 +635,12 @@ export class SliceInvoker {
   async #tracedServe(call: ServedCall): Promise<InvokeOutcome> {
     const startMs = spanClockMs();
     const valid = isTraceparent(call.traceparent);
-    const spanId = randomHexId(8);
-    const traceparent = withSpanId(valid ? call.traceparent : newTraceparent(), spanId);
-    const run = this.#runStarted(call.instanceId, call.requestId, spanId);
+    const traceparent = withSpanId(valid ? call.traceparent : newTraceparent(), randomHexId(8));
+    const run = this.#runStarted(call.requestId, call.instanceId, traceparent);
     let outcome = "ok";
     let status: number | undefined;
     try {
-      const result = await this.#options.executor.invoke(call.instanceId, call.method, call.payload, {
+      const result = await this.#execute(call.instanceId, call.method, call.payload, {
         requestId: call.requestId,
         traceparent,
         deadlineMs: call.deadlineMs,
@@ -647,15 +654,13 @@ export class SliceInvoker {
       outcome = asInvokeFailure(e).kind;
       throw e;
     } finally {
-      if (run) this.#runEnded(run, spanId);
+      if (run) this.#runEnded(call.requestId, run);
       this.#spans!.record({
-        traceId: traceIdIn(traceparent),
-        spanId,
-        parentSpanId: valid ? spanIdIn(call.traceparent) : undefined,
+        kind: "serve",
+        traceparent,
+        parent: valid ? call.traceparent : undefined,
         requestId: call.requestId,
         node: this.self,
-        kind: "serve",
-        name: `${call.instanceId}.${call.method} for ${call.from}`,
         method: call.method,
         instance: call.instanceId,
         peer: call.from,
@@ -667,38 +672,35 @@ export class SliceInvoker {
     }
   }
 
-  #spanOf(
-    call: Call,
-    kind: "call" | "attempt",
-    traceparent: string,
-    parentSpanId: string | undefined,
-    startMs: number,
-  ): Omit<Span, "name" | "outcome"> {
-    return {
-      traceId: traceIdIn(traceparent),
-      spanId: spanIdIn(traceparent),
-      parentSpanId,
-      requestId: call.requestId,
-      node: this.self,
-      kind,
-      slice: call.slice,
-      method: call.method,
-      startMs,
-      durationMs: spanClockMs() - startMs,
-    };
-  }
-
   /** Registers a slice run on a local instance; undefined when MAX_TRACED_RUNS are registered already. */
-  #runStarted(instanceId: string, requestId: string, spanId: string): string | undefined {
-    if (this.#runs.size >= MAX_TRACED_RUNS) return undefined;
-    const key = runKey(instanceId, requestId);
-    this.#runs.set(key, spanId);
-    return key;
+  #runStarted(requestId: string, instance: string, traceparent: string): Run | undefined {
+    if (this.#runCount >= MAX_TRACED_RUNS) return undefined;
+    const run: Run = { instance, traceparent, next: this.#runs.get(requestId) };
+    this.#runs.set(requestId, run);
+    this.#runCount++;
+    return run;
   }
 
-  /** Unregisters a run, unless a later run of the same request on that instance has taken the key. */
-  #runEnded(key: string, spanId: string): void {
-    if (this.#runs.get(key) === spanId) this.#runs.delete(key);
+  #runEnded(requestId: string, run: Run): void {
+    const head = this.#runs.get(requestId);
+    if (head === run) {
+      if (run.next) this.#runs.set(requestId, run.next);
+      else this.#runs.delete(requestId);
+    } else {
+      let before = head;
+      while (before && before.next !== run) before = before.next;
+      if (!before) return;
+      before.next = run.next;
+    }
+    this.#runCount--;
+  }
+
+  /** The traceparent of the run of `requestId` on `instance` here (the newest, when it runs there twice). */
+  #runOf(requestId: string, instance: string): string | undefined {
+    for (let run = this.#runs.get(requestId); run; run = run.next) {
+      if (run.instance === instance) return run.traceparent;
+    }
+    return undefined;
   }
 
   /** The error a caller gets when the invoker gives up. */
@@ -714,6 +716,7 @@ export class SliceInvoker {
     const elapsedMs = Math.round(this.#now() - call.startedAt);
     const extra = { slice: call.slice, method: call.method, attempts, requestId: call.requestId };
     const where = `${describe(call)}.${call.method} (request ${call.requestId})`;
+    if (this.#spans) this.#recordCall(call, spanClockMs(), failure.kind);
     let error: AetherError;
     if (failure.kind === "deadline") {
       error = new InvokeFailure(
@@ -810,10 +813,25 @@ interface Call {
   fireAndForget: boolean;
   idempotent: boolean;
   startedAt: number;
+  /** When the call began on the span clock (0 without a span sink). */
+  spanStartMs: number;
+  parentTraceparent?: string;
 }
 
-function runKey(instanceId: string, requestId: string): string {
-  return `${instanceId}\n${requestId}`;
+/** An attempt's span while it runs. */
+interface AttemptSpan {
+  record: SpanRecord;
+  /** The traceparent sent with the attempt. */
+  traceparent: string;
+  run?: Run;
+}
+
+/** A slice run in flight on this node (requests of one id chained: a request may run on several instances). */
+interface Run {
+  instance: string;
+  /** The run's span (an attempt's or a served call's traceparent). */
+  traceparent: string;
+  next: Run | undefined;
 }
 
 function describe(call: Pick<Call, "slice" | "version" | "range">): string {

@@ -51,11 +51,15 @@ export { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
 export { INVOKE_CHANNEL } from "./_wire.ts";
 export { InvokeSettings, type SettingsReader, timeoutKey } from "./settings.ts";
 export {
+  inTrace,
   type Span,
   spanClockMs,
   spanIdIn,
   type SpanKind,
+  spanName,
+  type SpanRecord,
   type SpanSink,
+  toSpan,
   traceIdIn,
   withSpanId,
 } from "./spans.ts";

@@ -16,7 +16,7 @@
  * 2 error).
  */
 
-import type { Span, SpanSink } from "../invoke/mod.ts";
+import { type Span, type SpanRecord, type SpanSink, toSpan } from "../invoke/mod.ts";
 
 export const OTLP_BATCH_SPANS = 512;
 export const OTLP_FLUSH_INTERVAL_MS = 1_000;
@@ -88,7 +88,7 @@ export function otlpTracesUrl(text: string): string {
 /** Sends a node's spans to an OTLP/HTTP collector; `record` is its SpanSink face. */
 export class OtlpExporter implements SpanSink {
   readonly #o: Required<Omit<OtlpExporterOptions, "log">> & { log: WarnLog };
-  #queue: Span[] = [];
+  #queue: SpanRecord[] = [];
   #sending: Promise<void> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
@@ -115,7 +115,7 @@ export class OtlpExporter implements SpanSink {
     this.#timer = timer;
   }
 
-  record(span: Span): void {
+  record(span: SpanRecord): void {
     if (this.#stopped) return;
     if (this.#queue.length >= this.#o.maxQueuedSpans) {
       this.#stats.droppedQueueFull++;
@@ -167,8 +167,8 @@ export class OtlpExporter implements SpanSink {
     }
   }
 
-  async #sendBatch(batch: Span[]): Promise<void> {
-    const body = JSON.stringify(otlpTraceRequest(batch, this.#o.node));
+  async #sendBatch(batch: SpanRecord[]): Promise<void> {
+    const body = JSON.stringify(otlpTraceRequest(batch.map(toSpan), this.#o.node));
     for (let attempt = 1;; attempt++) {
       const result = await this.#post(body);
       if (result.ok) {

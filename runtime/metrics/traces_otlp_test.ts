@@ -6,11 +6,21 @@
  */
 
 import { deepStrictEqual, equal, match, ok, throws } from "node:assert/strict";
-import type { Span } from "../invoke/mod.ts";
+import type { Span, SpanRecord } from "../invoke/mod.ts";
 import { OtlpExporter, otlpTracesUrl, unixNanos } from "./traces_otlp.ts";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 let next = 1;
+
+/** The record a hook would have made for `span`. */
+function recordOf(span: Span): SpanRecord {
+  const { traceId, spanId, parentSpanId, ...rest } = span;
+  return {
+    ...rest,
+    traceparent: `00-${traceId}-${spanId}-01`,
+    ...(parentSpanId === undefined ? {} : { parent: `00-${traceId}-${parentSpanId}-01` }),
+  };
+}
 
 function span(overrides: Partial<Span> = {}): Span {
   return {
@@ -76,7 +86,7 @@ Deno.test("OTLP JSON: resourceSpans/scopeSpans/spans with hex ids, nanosecond st
       outcome: "error",
       status: 402,
     });
-    for (const s of [http, call, attempt, serve]) exporter.record(s);
+    for (const s of [http, call, attempt, serve]) exporter.record(recordOf(s));
     await exporter.flush();
     equal(r.bodies.length, 1, "one batch");
     deepStrictEqual(r.seen.map((s) => [s.path, s.type]), [["/v1/traces", "application/json"]]);
@@ -133,7 +143,7 @@ Deno.test("OTLP batches: at most batchSpans per request, sent when a batch is fu
     flushIntervalMs: 60_000,
   });
   try {
-    for (let i = 0; i < 25; i++) exporter.record(span());
+    for (let i = 0; i < 25; i++) exporter.record(recordOf(span()));
     const deadline = Date.now() + 5_000;
     while (r.bodies.length < 2 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
     await exporter.flush();
@@ -157,7 +167,7 @@ Deno.test("OTLP retries: 503 twice then accepted; a 400 is given up at once and 
     firstRetryDelayMs: 20,
   });
   try {
-    exporter.record(span());
+    exporter.record(recordOf(span()));
     await exporter.flush();
     deepStrictEqual(r.seen.map((s) => s.status), [503, 503, 200]);
     equal(exporter.stats.retries, 2);
@@ -166,7 +176,7 @@ Deno.test("OTLP retries: 503 twice then accepted; a 400 is given up at once and 
 
     const bad = receiver([400]);
     const refused = new OtlpExporter({ url: bad.url, node: "n1", log: silent, firstRetryDelayMs: 20 });
-    refused.record(span());
+    refused.record(recordOf(span()));
     await refused.flush();
     deepStrictEqual(bad.seen.map((s) => s.status), [400]);
     equal(refused.stats.droppedFailed, 1);
@@ -197,7 +207,7 @@ Deno.test("OTLP with the collector away: the queue stays bounded; the batch in f
   });
   let r: ReturnType<typeof receiver> | undefined;
   try {
-    for (let i = 0; i < 100; i++) exporter.record(span());
+    for (let i = 0; i < 100; i++) exporter.record(recordOf(span()));
     await new Promise((res) => setTimeout(res, 150));
     const stats = exporter.stats;
     ok(stats.queued <= 20, `queued ${stats.queued}`);

@@ -7,8 +7,8 @@
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { createLogger } from "../core/mod.ts";
-import type { Span } from "../invoke/mod.ts";
+import { createLogger, newTraceparent, randomHexId } from "../core/mod.ts";
+import { type Span, type SpanRecord, withSpanId } from "../invoke/mod.ts";
 import { Mesh } from "../net/mod.ts";
 import {
   assembleTrace,
@@ -25,6 +25,16 @@ import { ClusterTraces } from "./traces_cluster.ts";
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 let nextSpan = 1;
 const spanId = () => (nextSpan++).toString(16).padStart(16, "0");
+
+/** The record a hook would have made for `span` (the ring stores records; it answers with spans). */
+function recordOf(span: Span): SpanRecord {
+  const { traceId, spanId, parentSpanId, ...rest } = span;
+  return {
+    ...rest,
+    traceparent: `00-${traceId}-${spanId}-01`,
+    ...(parentSpanId === undefined ? {} : { parent: `00-${traceId}-${parentSpanId}-01` }),
+  };
+}
 
 function span(overrides: Partial<Span> = {}): Span {
   return {
@@ -45,7 +55,7 @@ function span(overrides: Partial<Span> = {}): Span {
 
 Deno.test("the ring keeps the newest spans up to its capacity and counts what it overwrote", () => {
   const ring = new SpanRing(4);
-  for (let i = 0; i < 6; i++) ring.record(span({ requestId: `r${i}` }));
+  for (let i = 0; i < 6; i++) ring.record(recordOf(span({ requestId: `r${i}` })));
   deepStrictEqual(ring.stats, { capacity: 4, held: 4, recorded: 6, overwritten: 2 });
   equal(ring.find("r0").spans.length, 0, "overwritten");
   equal(ring.find("r1").spans.length, 0, "overwritten");
@@ -58,7 +68,7 @@ Deno.test("find: by request id or trace id, oldest first, the newest kept past t
   const other = "0af7651916cd43dd8448eb211c80319c";
   for (let i = 0; i < 10; i++) {
     ring.record(
-      span({ requestId: i % 2 === 0 ? "even" : "odd", traceId: i % 2 ? other : TRACE, startMs: i }),
+      recordOf(span({ requestId: i % 2 === 0 ? "even" : "odd", traceId: i % 2 ? other : TRACE, startMs: i })),
     );
   }
   deepStrictEqual(ring.find("even").spans.map((s) => s.startMs), [0, 2, 4, 6, 8]);
@@ -89,20 +99,19 @@ function retainedBytes(fill: (ring: SpanRing, i: number) => void): number {
   return retained;
 }
 
-const hex = (n: number, i: number) => (i.toString(16) + "f".repeat(n)).slice(0, n);
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
 Deno.test(`memory bound: a full default ring of the largest spans stays under ${MAX_SPAN_RING_BYTES >> 20} MiB`, () => {
-  // The largest span the hooks make: an http span with a 200-character path and a 128-character request id;
-  // every string its own (as in a node: ids are fresh per request).
-  const largest = retainedBytes((ring, i) =>
+  // The largest span the hooks make: an http span with a 200-character path, a 128-character request id and
+  // a caller's traceparent; every string its own (as in a node: ids are fresh per request).
+  const largest = retainedBytes((ring, i) => {
+    const header = newTraceparent();
     ring.record({
-      traceId: hex(32, i),
-      spanId: hex(16, i),
-      parentSpanId: hex(16, i + 1),
+      kind: "http",
+      traceparent: withSpanId(header, randomHexId(8)),
+      parent: header,
       requestId: `${i}-${"r".repeat(128)}`.slice(0, 128),
       node: "node-name-01",
-      kind: "http",
       name: `POST /${"p".repeat(199)}${i}`.slice(0, 205),
       slice: "org.example.some-group:some-artifact",
       method: "someMethodName",
@@ -110,35 +119,32 @@ Deno.test(`memory bound: a full default ring of the largest spans stays under ${
       durationMs: 1.25,
       outcome: "ok",
       status: 200,
-    })
-  );
-  // A span of the example shop: an attempt (shared names; fresh ids, a 16-digit request id).
-  const names = {
-    slice: "org.example:inventory",
-    method: "checkStock",
-    instance: "org.example:inventory:1.0.0/0",
-  };
-  const shop = retainedBytes((ring, i) =>
+    });
+  });
+  // An attempt of the example shop, made as the invoker makes it: its traceparent from the call's, a fresh
+  // instance name and a 16-digit request id (the call's traceparent counted too, though the call keeps it).
+  const shop = retainedBytes((ring, i) => {
+    const call = newTraceparent();
     ring.record({
-      traceId: hex(32, i),
-      spanId: hex(16, i),
-      parentSpanId: hex(16, i + 1),
-      requestId: hex(16, i + 7),
-      node: "n1",
       kind: "attempt",
-      name: `${names.instance}@n1`,
-      ...names,
+      traceparent: withSpanId(call, randomHexId(8)),
+      parent: call,
+      requestId: randomHexId(8),
+      node: "n1",
+      slice: "org.example:inventory",
+      method: "checkStock",
+      instance: `${"org.example:inventory:1.0.0"}/${i % 3}`,
       peer: "n1",
       attempt: 1,
       startMs: 1_700_000_000_000 + i,
       durationMs: 1.25,
       outcome: "ok",
-    })
-  );
+    });
+  });
   const n = DEFAULT_SPAN_RING_CAPACITY;
   console.log(
     `  ${n} spans retained: largest ${mib(largest)} (${(largest / n).toFixed(0)} B/span), ` +
-      `the shop's ${mib(shop)} (${(shop / n).toFixed(0)} B/span)`,
+      `the shop's attempts ${mib(shop)} (${(shop / n).toFixed(0)} B/span)`,
   );
   ok(largest < MAX_SPAN_RING_BYTES, `${largest} bytes`);
   ok(shop < largest);
@@ -248,10 +254,14 @@ Deno.test("ClusterTraces over real meshes: every member's spans of a request; a 
       if (Date.now() > deadline) throw new Error("meshes did not connect");
       await new Promise((r) => setTimeout(r, 10));
     }
-    rings[0].record(span({ node: "n1", requestId: "req-x", name: "on n1" }));
-    rings[1].record(span({ node: "n2", requestId: "req-x", name: "on n2", parentSpanId: undefined }));
-    rings[1].record(span({ node: "n2", requestId: "other" }));
-    for (let i = 0; i < MAX_TRACE_SPANS + 5; i++) rings[2].record(span({ node: "n3", requestId: "many" }));
+    rings[0].record(recordOf(span({ node: "n1", requestId: "req-x", name: "on n1" })));
+    rings[1].record(
+      recordOf(span({ node: "n2", requestId: "req-x", name: "on n2", parentSpanId: undefined })),
+    );
+    rings[1].record(recordOf(span({ node: "n2", requestId: "other" })));
+    for (let i = 0; i < MAX_TRACE_SPANS + 5; i++) {
+      rings[2].record(recordOf(span({ node: "n3", requestId: "many" })));
+    }
     const answer = await gatherers[0].gather("req-x");
     deepStrictEqual(answer.spans.map((s) => s.name).sort(), ["on n1", "on n2"]);
     deepStrictEqual(answer.unreachable, {});
