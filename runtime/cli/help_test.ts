@@ -44,10 +44,13 @@ Deno.test("help: the top-level list is grouped, one line per command, within the
   for (const name of ["node", "forge"]) assert.match(text, new RegExp(`^  ${name}\\s`, "m"));
   assert.match(text, /^deployment:$/m);
   assert.deepEqual([...groupNames()].sort(), [
+    "alert",
     "artifact",
     "blueprint",
     "cluster",
+    "controller",
     "kv",
+    "rollout",
     "slice",
     "timeout",
     "token",

@@ -31,6 +31,7 @@ import { logsCommands } from "./commands/logs.ts";
 import { traceCommands } from "./commands/trace.ts";
 import { metricsCommands } from "./commands/metrics.ts";
 import { eventsCommands } from "./commands/events.ts";
+import { alertsCommands } from "./commands/alerts.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 import { controllerCommands } from "./commands/controller.ts";
 
@@ -46,6 +47,7 @@ const COMMANDS: CliCommand[] = [
   ...traceCommands,
   ...metricsCommands,
   ...eventsCommands,
+  ...alertsCommands,
   ...rolloutCommands,
   ...controllerCommands,
   ...accessCommands,
