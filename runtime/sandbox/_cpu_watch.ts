@@ -1,8 +1,9 @@
 /**
- * Process isolation: a sandbox's CPU share over a sliding window, from the kernel's count of the CPU time its
- * process used (`/proc/<pid>/stat`, utime + stime, all threads). A slice that keeps a core busy answers every
- * liveness ping (it yields between its slices of work), so only its CPU time finds it out. Worker isolation
- * has no per-Worker count (a Worker is a thread of the node), so it is not watched.
+ * Process isolation: a sandbox's CPU share over a sliding window, from the CPU time its process used (all
+ * threads), as the sandbox's watchdog reports it (`_process_channel.ts`: a node may not read /proc/<pid>).
+ * A slice that keeps a core busy answers every liveness ping (it yields between its slices of work), so only
+ * its CPU time finds it out. Worker isolation has no per-Worker count (a Worker is a thread of the node), so
+ * it is not watched. `processCpuMs` reads /proc directly, for tests and benches that run with -A.
  */
 
 /**

@@ -924,20 +924,18 @@ export class SliceHost {
   /** The hard CPU limit kills the sandbox at once; the soft one retires the instance. */
   #checkCpuShare(share: number): void {
     const { maxCpuShare, softCpuShare, cpuWindowMs } = this.limits;
-    const used = `the sandbox process used ${Math.round(share * 100)}% of a CPU core over the last ${
+    const used = `the sandbox process used ${percent(share)} of a CPU core over the last ${
       cpuWindowMs / 1000
     } s`;
     if (maxCpuShare > 0 && share > maxCpuShare) {
       this.#fail(
         "cpu",
-        `${used}, over its limit of ${
-          Math.round(maxCpuShare * 100)
-        }% (limits.maxCpuShare ${maxCpuShare} over ` +
+        `${used}, over its limit of ${percent(maxCpuShare)} (limits.maxCpuShare ${maxCpuShare} over ` +
           `limits.cpuWindowMs ${cpuWindowMs}); its process was killed`,
       );
     } else if (softCpuShare > 0 && share > softCpuShare) {
       this.#retire(
-        `${used}, over its soft limit of ${Math.round(softCpuShare * 100)}% (limits.softCpuShare ` +
+        `${used}, over its soft limit of ${percent(softCpuShare)} (limits.softCpuShare ` +
           `${softCpuShare} over limits.cpuWindowMs ${cpuWindowMs})`,
       );
     }
@@ -1237,6 +1235,11 @@ export class SliceHost {
     this.#closing ??= this.#channel.close();
     return this.#closing;
   }
+}
+
+/** A share of a core as a percentage, to a tenth (15.3% over a limit of 15% reads as more). */
+function percent(share: number): string {
+  return `${Math.round(share * 1000) / 10}%`;
 }
 
 /** Checks the CPU limits of `limits`; a bad one is a 400 naming it and its range. */

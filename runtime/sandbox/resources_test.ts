@@ -229,7 +229,7 @@ Deno.test("[process] resources: the executor reports a CPU hog FAILED with the C
       .then(() => undefined, (e: AetherError) => e);
     await waitFor(() => ex.get("hog-1")?.state === "FAILED", "the CPU hog FAILED", 25_000);
     const reason = ex.get("hog-1")?.reason ?? "";
-    assert(/used \d+% of a CPU core over the last 1 s, over its limit of 30%/.test(reason), reason);
+    assert(/used [\d.]+% of a CPU core over the last 1 s, over its limit of 30%/.test(reason), reason);
     assertEquals((await burning)?.code, "unavailable");
     assertEquals(crashes.map((c) => [c.instanceId, c.requestIds]), [["hog-1", ["burn-1"]]]);
     const outcome = await ex.invoke("p-1", "calculatePrice", { sku: "MOUSE-WIRELESS", quantity: 2 });

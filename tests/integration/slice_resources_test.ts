@@ -204,3 +204,39 @@ Deno.test("[worker node, untrusted slice] a process of its own: memory attacks l
     await cluster.close();
   }
 });
+
+Deno.test("[process] slice resources: over its blueprint's soft CPU limit an instance finishes its call, is retired and replaced; /api/v1/slices says why", async () => {
+  const cluster = await TestCluster.start(1);
+  try {
+    const [n1] = cluster.nodes;
+    await cluster.waitForLeader();
+    await pushArtifact(
+      n1,
+      await buildSlice(new URL("../fixtures/resources/big.ts", import.meta.url).pathname),
+    );
+    const blueprint = `id = "org.example.resources:soft:1.0.0"\n\n[[slices]]\nartifact = "${SLICE}:1.0.0"\n` +
+      `cpuSoftShare = 0.05\ncpuHardShare = 0\ncpuWindowMs = 1000\ncallCpuMs = 0\n`;
+    const published = await postBlueprint(n1, blueprint);
+    ok(published.status === 200 || published.status === 201, JSON.stringify(published));
+    await cluster.waitFor("/big serves", async () => (await ping(n1)) || null, 60_000);
+    const [before] = await instancesOn(n1);
+
+    // The call is answered in full: retirement waits for the calls in flight.
+    const burned = await post(n1, "/big/burn", { ms: 6_000 });
+    equal(burned.status, 200, burned.text.slice(0, 300));
+    const reported = await cluster.waitFor("/api/v1/slices to report the retirement", async () => {
+      const text = JSON.stringify(await sliceStatuses(n1));
+      return /over its soft limit of 5%.*retired after its current calls/.test(text) ? text : null;
+    }, 30_000);
+    await cluster.waitFor("a replacement ACTIVE", async () => {
+      const instances = await instancesOn(n1);
+      return instances.some((i) => i.state === "ACTIVE" && i.pid !== before.pid) || null;
+    }, 60_000);
+    ok(await ping(n1), "the replacement serves");
+    const logs = cluster.logs();
+    ok(logs.includes("instance retiring"), "no log line for the retirement");
+    console.log(`retired and replaced: ${reported.slice(0, 300)}`);
+  } finally {
+    await cluster.close();
+  }
+});
