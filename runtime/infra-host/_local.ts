@@ -79,6 +79,7 @@ export class LocalStore {
 
   /** Applies a new map: roles, and which partitions must be streamed here again. */
   setMap(map: PartitionMapRecord, nowMs: number): void {
+    const first = this.map === undefined;
     this.map = map;
     for (let p = 0; p < this.config.partitions; p++) {
       const owners = ownersOf(map, p);
@@ -91,6 +92,11 @@ export class LocalStore {
         ? "adding"
         : "none";
       this.#roles[p] = role;
+      if (first && role !== "primary" && role !== "owner" && this.count[p] > 0) {
+        // Data left from before this node departed: the owners moved on without it (deletes whose tombstones
+        // are gone since could come back from it), so it starts over and streams the partition if added.
+        this.drop(p);
+      }
       if (role !== "primary") this.promoted[p] = 0;
       if (role === "adding") {
         if (this.syncedSince.get(p) !== map.moving[String(p)]?.since) {
