@@ -136,7 +136,12 @@ class ControllerLoop implements ControllerService {
     this.#o = options;
     this.#log = options.log.with({ component: "controller" });
     // A new leader starts with empty windows: it decides from what it saw itself, never from a guess.
-    this.#stopLeadership = options.onLeadership(() => (this.#memory = new ControllerMemory()));
+    this.#stopLeadership = options.onLeadership((leading) => {
+      this.#memory = new ControllerMemory();
+      // The forecaster's runtime is loaded only on a leader, when it becomes one.
+      if (leading) void options.forecaster?.ready?.();
+    });
+    if (options.isLeader()) void options.forecaster?.ready?.();
     this.#timer = setInterval(() => this.#tick(), options.intervalMs ?? 1_000);
   }
 

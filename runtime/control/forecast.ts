@@ -69,6 +69,8 @@ export interface Forecaster {
   /** A forecast from a slice's per-minute rates (oldest first), or undefined without enough history. */
   predict(slice: string, minutes: readonly number[]): Forecast | undefined;
   describe(): string;
+  /** Loads what the forecaster needs ahead of its first forecast (the leader calls it when elected). */
+  ready?(): Promise<void>;
 }
 
 /** Runs a window through `run` and turns its output into a forecast with a confidence. */

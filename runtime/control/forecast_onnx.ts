@@ -241,7 +241,8 @@ export class OnnxForecaster implements Forecaster {
 
   describe(): string {
     if (this.#failed) return `typescript (onnxruntime-web failed: ${this.#failed})`;
-    return this.#session ? "onnx (onnxruntime-web, wasm, 1 thread)" : "typescript (onnx loading)";
+    if (this.#session) return "onnx (onnxruntime-web, wasm, 1 thread)";
+    return this.#loading ? "typescript (onnxruntime-web loading)" : "onnx (loads on the leader)";
   }
 
   /** Loads the runtime now (otherwise on the first forecast); resolves when it is ready or has failed. */

@@ -218,9 +218,14 @@ Deno.test("controller on 3 nodes: a load ramp scales a slice up, p95 recovers, b
       events.body.events.some((e) => e.type === "controller.decision" && e.subject === WORK),
       `controller.decision events on a follower: ${JSON.stringify(events.body).slice(0, 500)}`,
     );
-    const status = await cli(n1, "controller", "status");
+    const leaderId = await cluster.waitForLeader();
+    const leader = cluster.nodes.find((n) => n.options.id === leaderId)!;
+    const status = await cli(leader, "controller", "status");
     equal(status.code, 0, status.stderr);
     match(status.stdout, new RegExp(`pinned: ${PINNED}=1`));
+    // The leader loaded onnxruntime-web under the node's own (narrow) permissions.
+    match(status.stdout, /forecaster: onnx \(onnxruntime-web, wasm, 1 thread\)/);
+    console.log(status.stdout);
   } catch (e) {
     const warnings = cluster.logs().split("\n").filter((l) =>
       /WARN|ERROR|leader|decision/.test(l) && !l.includes("call attempt failed")
