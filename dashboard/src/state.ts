@@ -498,6 +498,13 @@ export function describeEvent(event: ClusterEvent): string {
       return `${event.subject} removed`;
     case "target.changed":
       return `${event.subject} wants ${d.instances ?? "?"} × ${d.version ?? "?"}`;
+    case "alert.pending":
+    case "alert.firing":
+    case "alert.resolved": {
+      const alert = (d.alert ?? {}) as { expr?: string; value?: number };
+      const value = typeof alert.value === "number" ? ` (now ${alert.value.toFixed(2)})` : "";
+      return `alert ${event.subject} ${event.type.slice(6)}: ${alert.expr ?? ""}${value}`;
+    }
     case "route.changed":
       return `route ${event.subject} on ${Array.isArray(d.nodes) ? d.nodes.join(", ") : "?"}`;
     default: {

@@ -7,9 +7,11 @@
  * 3. a viewer token signs in: the overview shows three members and the leader, the Slices page shows every
  *    slice and no action button; the token lives in sessionStorage (a reload keeps it, a new tab does not);
  * 4. an operator scales a slice from the Slices page and the cluster's instance count changes;
- * 5. the page is live over the status WebSocket and polls nothing while it is up; kill -9 of a member shows it
+ * 5. an alert rule added on the Alerts page fires under load (orders through the app port) and shows as firing
+ *    there and on the overview;
+ * 6. the page is live over the status WebSocket and polls nothing while it is up; kill -9 of a member shows it
  *    down on the overview within 3 s and the event appears in the feed;
- * 6. through all of it: no request leaves the node's origin, the console has no error, axe-core finds no
+ * 7. through all of it: no request leaves the node's origin, the console has no error, axe-core finds no
  *    serious or critical violation on any page; screenshots of each page go to the artifacts directory.
  *
  * Figures printed: JavaScript transferred for the first page (compressed) and the time to a live overview.
@@ -20,7 +22,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from "playwrig
 import { TestCluster } from "../_support/cluster.ts";
 import { sliceStatuses } from "../_support/deployment.ts";
 import { deployExample } from "../../runtime/forge/mod.ts";
-import { SLICES } from "./_ecommerce.ts";
+import { ORDER, SLICES } from "./_ecommerce.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const CHROMIUM = "/usr/bin/chromium";
@@ -256,6 +258,44 @@ Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, sl
       });
       await card.getByTestId("counts").getByText("2/2 active").waitFor({ timeout: 10_000 });
       await screenshot(operator.page, "slices-operator");
+    });
+
+    await step("an alert rule added on the Alerts page fires under load and shows as firing", async () => {
+      await operator.page.getByRole("link", { name: "Alerts" }).click();
+      await operator.page.getByLabel("Name").fill("dash-orders-slow");
+      // Any placed order takes longer than 0.001 ms: the rule fires as soon as orders flow.
+      await operator.page.getByLabel("Expression").fill(
+        "p50 of org.example:place-order/placeOrder > 0.001ms",
+      );
+      await operator.page.getByLabel("For").fill("0s");
+      await operator.page.getByRole("button", { name: "Add rule" }).click();
+      await operator.page.getByText("saved dash-orders-slow").waitFor();
+      await operator.page.locator('[data-testid="rules"]').getByText("dash-orders-slow").waitFor();
+      const firing = viewer.page.locator('[data-testid="alerts"] tr[data-state="firing"]', {
+        hasText: "dash-orders-slow",
+      });
+      const stopAt = Date.now() + 20_000;
+      const load = (async () => {
+        while (Date.now() < stopAt && await firing.count() === 0) {
+          const response = await fetch(`${served.httpUrl}/api/v1/orders`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(ORDER),
+          }).catch(() => null);
+          await response?.body?.cancel();
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      await viewer.page.getByRole("link", { name: "Alerts" }).click();
+      await firing.waitFor({ timeout: 20_000 });
+      await load;
+      await viewer.page.getByRole("link", { name: "Overview" }).click();
+      await viewer.page.getByTestId("alerts-firing").getByText("dash-orders-slow").waitFor();
+      await screenshot(viewer.page, "alerts-firing");
+      await operator.page.getByRole("button", { name: "Delete dash-orders-slow" }).click();
+      await operator.page.locator('[data-testid="rules"]', { hasText: "dash-orders-slow" }).waitFor({
+        state: "detached",
+      });
     });
 
     await step(
