@@ -93,3 +93,30 @@ Deno.test("--tls-cert/--tls-key: both or neither; --tls-ca only with them; plain
     /--tls-cert: needs a file/,
   );
 });
+
+Deno.test("--traces on|off and --otlp-endpoint: on and no export by default; bad values refused naming the flag", () => {
+  const defaults = parseNodeFlags(REQUIRED);
+  assert.equal(defaults.traces, true);
+  assert.equal(defaults.otlpEndpoint, undefined);
+  assert.equal(parseNodeFlags([...REQUIRED, "--traces", "off"]).traces, false);
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--traces", "maybe"]),
+    (e: Error) => e.message === `--traces: "maybe" is not on or off`,
+  );
+  assert.equal(
+    parseNodeFlags([...REQUIRED, "--otlp-endpoint", "http://127.0.0.1:4318"]).otlpEndpoint,
+    "http://127.0.0.1:4318/v1/traces",
+  );
+  assert.equal(
+    parseNodeFlags([...REQUIRED, "--otlp-endpoint", "https://otel.example/ingest/traces"]).otlpEndpoint,
+    "https://otel.example/ingest/traces",
+  );
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--otlp-endpoint", "collector:4318"]),
+    /--otlp-endpoint: "collector:4318" is not an http:\/\/ or https:\/\/ URL/,
+  );
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--otlp-endpoint", "nowhere"]),
+    /--otlp-endpoint: "nowhere" is not a URL/,
+  );
+});
