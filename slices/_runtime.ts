@@ -636,6 +636,11 @@ export interface RuntimeTransport extends RuntimeSink {
   listen(handler: (message: HostMessage) => void): void;
   /** Reports that the slice asked to exit, then ends the sandbox; never returns. */
   exit(code: number): never;
+  /**
+   * A process sandbox's own CPU time and resident memory, sent with every liveness pong so the node's metrics
+   * have them without a message per call (a Worker shares the node's process: it has none).
+   */
+  usage?(): { cpuMs: number; rssBytes: number };
 }
 
 function formatArgs(args: unknown[]): string {
@@ -705,7 +710,7 @@ export function startRuntime(transport: RuntimeTransport): void {
         instance?.settle(message.id, message.outcome);
         return;
       case "ping":
-        transport.send({ t: "pong", id: message.id });
+        transport.send({ t: "pong", id: message.id, ...transport.usage?.() });
         return;
     }
   });

@@ -86,5 +86,6 @@ export type RuntimeMessage =
     /** Epoch milliseconds. */
     ts: number;
   }
-  | { t: "pong"; id: number }
+  /** The answer to a ping; a process sandbox adds its own CPU time and resident memory (the metrics). */
+  | { t: "pong"; id: number; cpuMs?: number; rssBytes?: number }
   | { t: "exit"; code: number };

@@ -100,5 +100,7 @@ function instanceSource(info: InstanceInfo): InstanceSource {
   };
   const pid = info.host?.pid;
   if (pid !== undefined) source.pid = pid;
+  const usage = info.host?.usage;
+  if (usage !== undefined) source.usage = usage;
   return source;
 }

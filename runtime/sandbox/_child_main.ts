@@ -12,6 +12,7 @@ import { checkAnswerSize, enableAsyncScope, startRuntime } from "../../slices/_r
 import { closeSharedState, stdioAsLogLines } from "../../slices/_isolation.ts";
 import type { HostMessage, RuntimeMessage } from "../../slices/host.ts";
 import { LineSplitter } from "./_lines.ts";
+import { cpuUsage } from "node:process";
 
 const MEMORY_MARKER = "@@aether-memory-limit ";
 /** The watchdog's report of the process's CPU time (ms, all threads), as _process_channel.ts reads it. */
@@ -141,8 +142,14 @@ enableAsyncScope().catch(() => {/* attribution stays synchronous */}).then(() =>
     exitProcess(0); // The host is gone.
   }
 });
+// Taken before any slice code runs, so a slice cannot replace what the pongs report.
+const memoryUsage = Deno.memoryUsage;
 startRuntime({
   send,
+  usage() {
+    const cpu = cpuUsage();
+    return { cpuMs: (cpu.user + cpu.system) / 1000, rssBytes: memoryUsage().rss };
+  },
   listen: (handler) =>
     void readMessages((message) => {
       if (message.t === "load") armWatchdog(); // before any of the slice's code runs

@@ -406,6 +406,8 @@ export class SliceHost {
   #channel?: SandboxChannel;
   #nextId = 1;
   #probe?: { id: number; timer: Timer; reason: string };
+  /** The latest CPU and memory report of the sandbox process (its liveness pongs). */
+  #usage?: { cpuMs: number; rssBytes: number };
   /** The periodic liveness ping, while the sandbox runs. */
   #liveness?: ReturnType<typeof setInterval>;
   /** Samples the sandbox process's CPU time (process isolation, the CPU limits). */
@@ -466,6 +468,22 @@ export class SliceHost {
   /** Why the sandbox failed; set once it has exited other than by `unload`. */
   get failure(): SliceFailure | undefined {
     return this.#failure;
+  }
+
+  /**
+   * The sandbox process's own report of its CPU time (ms) and resident memory, from its latest liveness pong
+   * (process isolation only; every `timeouts.livenessIntervalMs`). Informational: the process reports it.
+   */
+  get usage(): { cpuMs: number; rssBytes: number } | undefined {
+    return this.#usage;
+  }
+
+  /** Keeps a pong's usage figures when they are plausible numbers. */
+  #takeUsage(message: { cpuMs?: unknown; rssBytes?: unknown }): void {
+    const { cpuMs, rssBytes } = message;
+    if (typeof cpuMs !== "number" || typeof rssBytes !== "number") return;
+    if (!(Number.isFinite(cpuMs) && cpuMs >= 0 && Number.isFinite(rssBytes) && rssBytes >= 0)) return;
+    this.#usage = { cpuMs, rssBytes };
   }
 
   /** The sandbox process's id in process isolation, while it runs. */
@@ -1035,6 +1053,7 @@ export class SliceHost {
         });
         return;
       case "pong":
+        this.#takeUsage(message);
         if (this.#probe?.id === message.id) {
           clearTimeout(this.#probe.timer);
           this.#probe = undefined;
