@@ -132,10 +132,10 @@ Deno.test("events on 3 nodes: node down on the survivors' streams, suspected and
       } finally {
         n3.freeze(false);
       }
-      const back = await on1.waitFor("node.back n3", (e) => isType("node.back", "n3")(e) && e.id > 0);
-      const order = on1.events.filter((e) => e.subject === "n3").map((e) => e.type);
-      deepEqual(order.slice(0, 3), ["node.suspected", "node.down", "node.back"], JSON.stringify(order));
-      ok(back);
+      const suspected = on1.events.find(isType("node.suspected", "n3"))!;
+      const down = on1.events.find((e) => isType("node.down", "n3")(e) && e.id > suspected.id);
+      ok(down, `down after suspected: ${JSON.stringify(on1.events.map(brief))}`);
+      await on1.waitFor("node.back n3 after the thaw", (e) => isType("node.back", "n3")(e) && e.id > down.id);
     });
 
     await t.step("a stream resumed with Last-Event-ID loses nothing and repeats nothing", async () => {
@@ -224,7 +224,8 @@ Deno.test("events on 3 nodes: node down on the survivors' streams, suspected and
         const snapshots = messages.filter((m) => m.kind === "snapshot");
         ok(snapshots.every((s) => typeof s.snapshot === "object"));
         const gaps = snapshots.slice(1).map((s, i) => s.time! - snapshots[i].time!);
-        ok(gaps.every((g) => g >= 500 && g <= 3_000), `snapshot gaps ${gaps}`);
+        // About a second apart; the margins allow for a loaded machine (timers late, never early).
+        ok(gaps.every((g) => g >= 500 && g <= 5_000), `snapshot gaps ${gaps}`);
       } finally {
         ws.close();
       }
