@@ -50,6 +50,7 @@ export {
   isSpan,
   isTraceId,
   MAX_SPAN_RING_BYTES,
+  MAX_SPAN_RING_CAPACITY,
   MAX_TRACE_SPANS,
   type SpanQueryAnswer,
   SpanRing,

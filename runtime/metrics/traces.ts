@@ -19,6 +19,8 @@ import { inTrace, type Span, type SpanRecord, type SpanSink, toSpan } from "../i
 
 /** Spans a node keeps (the newest; the oldest are overwritten). */
 export const DEFAULT_SPAN_RING_CAPACITY = 16_384;
+/** The largest ring a node may be given (--trace-ring-spans): at most 0.9 KiB a span, about 230 MiB. */
+export const MAX_SPAN_RING_CAPACITY = 262_144;
 /** The bytes the default ring may hold at most (traces_test.ts fills it with the largest spans and checks). */
 export const MAX_SPAN_RING_BYTES = 16 * 1024 * 1024;
 /** Spans one query of one node returns at most (a request with more is shown truncated). */

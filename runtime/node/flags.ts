@@ -13,7 +13,7 @@ import {
   SANDBOX_USAGE_SYNOPSIS,
   type SandboxFlags,
 } from "./sandbox_flags.ts";
-import { otlpTracesUrl } from "../metrics/mod.ts";
+import { DEFAULT_SPAN_RING_CAPACITY, MAX_SPAN_RING_CAPACITY, otlpTracesUrl } from "../metrics/mod.ts";
 
 export interface PeerAddress {
   id: NodeId;
@@ -71,6 +71,8 @@ export interface NodeFlags extends SandboxFlags {
   traces: boolean;
   /** Where spans are also exported as OTLP/HTTP JSON (the full URL, /v1/traces added to a bare base). */
   otlpEndpoint?: string;
+  /** Spans this node keeps for GET /api/v1/traces (the newest; about 0.6 KiB each). */
+  traceRingSpans: number;
   /** Alertmanager base URLs the leader sends alerts to (v2 API), from --alertmanager (repeatable). */
   alertmanagers: string[];
   /** Webhook URLs the leader POSTs every alert transition to, from --alert-webhook (repeatable). */
@@ -115,7 +117,7 @@ ${SANDBOX_USAGE_SYNOPSIS}
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
                    [--alertmanager URL]... [--alert-webhook URL]...
-                   [--traces on|off] [--otlp-endpoint URL] [--metrics on|off]
+                   [--traces on|off] [--otlp-endpoint URL] [--trace-ring-spans 16384] [--metrics on|off]
 
   --id           this member's id (lower-case letters, digits, '-')
   --peers        every core member, this one included: n1@127.0.0.1:7101,n2@127.0.0.1:7102,...
@@ -167,6 +169,8 @@ ${SANDBOX_USAGE}
                  node) for GET /api/v1/traces and aether trace (default); off: record nothing
   --otlp-endpoint  also send every span as OTLP/HTTP JSON to this collector, e.g. http://127.0.0.1:4318
                  (/v1/traces is added to a URL without a path); batched, bounded queue, retried
+  --trace-ring-spans  spans this node keeps for aether trace, the newest (default 16384, about 0.6 KiB
+                 each, at most 0.9 KiB; 1 to 262144): a request's 20 spans at 200 requests/s stay 4 s
   --metrics      on: count every slice call and application request by slice version, method and route
                  (GET /metrics, /api/v1/metrics, aether top) (default); off: record no calls or requests
                  (the node's own CPU, memory and consensus figures are still sampled)`;
@@ -242,6 +246,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "tls-ca": { type: "string" },
         traces: { type: "string" },
         "otlp-endpoint": { type: "string" },
+        "trace-ring-spans": { type: "string" },
         alertmanager: { type: "string", multiple: true },
         "alert-webhook": { type: "string", multiple: true },
         metrics: { type: "string" },
@@ -329,6 +334,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     tls: tlsFlags(values["tls-cert"], values["tls-key"], values["tls-ca"]),
     traces: traces === "on",
     otlpEndpoint: otlpFlag(values["otlp-endpoint"]),
+    traceRingSpans: ringSpansFlag(values["trace-ring-spans"]),
     alertmanagers: (values.alertmanager ?? []).map((url) => httpUrlFlag("alertmanager", url)),
     alertWebhooks: (values["alert-webhook"] ?? []).map((url) => httpUrlFlag("alert-webhook", url)),
     metrics: metrics === "on",
@@ -350,6 +356,14 @@ function httpUrlFlag(flag: string, text: string): string {
   return text.replace(/\/+$/, "");
 }
 
+function ringSpansFlag(text: string | undefined): number {
+  const spans = positiveInt("trace-ring-spans", text) ?? DEFAULT_SPAN_RING_CAPACITY;
+  if (spans > MAX_SPAN_RING_CAPACITY) {
+    throw flagError("trace-ring-spans", `${spans} is more than ${MAX_SPAN_RING_CAPACITY}`);
+  }
+  return spans;
+}
+
 function otlpFlag(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   try {
@@ -358,7 +372,6 @@ function otlpFlag(text: string | undefined): string | undefined {
     throw flagError("otlp-endpoint", (e as Error).message);
   }
 }
-
 
 function tlsFlags(
   cert: string | undefined,

@@ -119,4 +119,11 @@ Deno.test("--traces on|off and --otlp-endpoint: on and no export by default; bad
     () => parseNodeFlags([...REQUIRED, "--otlp-endpoint", "nowhere"]),
     /--otlp-endpoint: "nowhere" is not a URL/,
   );
+  assert.equal(defaults.traceRingSpans, 16_384);
+  assert.equal(parseNodeFlags([...REQUIRED, "--trace-ring-spans", "100000"]).traceRingSpans, 100_000);
+  assert.throws(() => parseNodeFlags([...REQUIRED, "--trace-ring-spans", "0"]), /--trace-ring-spans/);
+  assert.throws(
+    () => parseNodeFlags([...REQUIRED, "--trace-ring-spans", "300000"]),
+    /--trace-ring-spans: 300000 is more than 262144/,
+  );
 });

@@ -21,10 +21,10 @@ export interface TracesFeature extends Feature {
 
 export function startTraces(
   core: Pick<NodeContext, "self" | "members" | "mesh" | "log">,
-  flags: Pick<NodeFlags, "traces" | "otlpEndpoint">,
+  flags: Pick<NodeFlags, "traces" | "otlpEndpoint" | "traceRingSpans">,
 ): TracesFeature {
   const log = core.log.with({ component: "traces" });
-  const ring = new SpanRing();
+  const ring = new SpanRing(flags.traceRingSpans);
   const exporter = flags.otlpEndpoint === undefined
     ? undefined
     : new OtlpExporter({ url: flags.otlpEndpoint, node: core.self, log });
