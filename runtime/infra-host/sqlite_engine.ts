@@ -43,7 +43,10 @@ export class SqliteEngine implements StoreEngine {
   #waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   #commitScheduled = false;
   readonly #schedule: (fn: () => void) => void;
-  readonly #stmt: Record<"get" | "upsert" | "scan" | "partitions" | "drop" | "all", StatementSync>;
+  readonly #stmt: Record<
+    "get" | "upsert" | "scan" | "partitions" | "drop" | "all" | "sweepable" | "deleteVersion",
+    StatementSync
+  >;
   #closed = false;
 
   constructor(options: SqliteEngineOptions) {
@@ -72,6 +75,12 @@ export class SqliteEngine implements StoreEngine {
         "SELECT DISTINCT partition FROM entries WHERE store = ? ORDER BY partition",
       ),
       drop: this.#db.prepare("DELETE FROM entries WHERE store = ? AND partition = ?"),
+      // Tombstones written before the first bound, and entries that expired before the second.
+      sweepable: this.#db.prepare(
+        "SELECT partition, key, value, version, origin, written_at, expires_at FROM entries WHERE store = ? AND " +
+          "((value IS NULL AND written_at < ?) OR (expires_at > 0 AND expires_at < ?))",
+      ),
+      deleteVersion: this.#db.prepare("DELETE FROM entries WHERE store = ? AND key = ? AND version = ?"),
       all: this.#db.prepare(
         "SELECT partition, key, value, version, origin, written_at, expires_at FROM entries WHERE store = ?",
       ),
@@ -119,17 +128,14 @@ export class SqliteEngine implements StoreEngine {
 
   sweep(store: string, expiredBeforeMs: number, tombstonesBeforeMs: number) {
     this.#commit();
-    const removed: { partition: number; entry: StoredEntry }[] = [];
-    for (const row of this.#stmt.all.iterate(store) as Iterable<Row & { partition: number }>) {
-      const entry = fromRow(row);
-      if (sweepable(entry, expiredBeforeMs, tombstonesBeforeMs)) {
-        removed.push({ partition: row.partition, entry });
-      }
-    }
+    const rows = this.#stmt.sweepable.all(store, tombstonesBeforeMs, expiredBeforeMs) as unknown as (
+      & Row
+      & { partition: number }
+    )[];
+    const removed = rows.map((row) => ({ partition: row.partition, entry: fromRow(row) }));
     if (removed.length > 0) {
-      const del = this.#db.prepare("DELETE FROM entries WHERE store = ? AND key = ? AND version = ?");
       this.#db.exec("BEGIN");
-      for (const { entry } of removed) del.run(store, entry.key, entry.version);
+      for (const { entry } of removed) this.#stmt.deleteVersion.run(store, entry.key, entry.version);
       this.#db.exec("COMMIT");
     }
     return removed;

@@ -938,8 +938,8 @@ export class StoreNode {
     for (const store of this.#stores.values()) {
       store.sweep(now - this.settings.expiryGraceMs, now - this.settings.tombstoneTtlMs);
       if (!store.map) continue;
-      for (const p of store.engine.partitions(store.name)) {
-        if (store.role(p) !== "none") continue;
+      for (let p = 0; p < store.config.partitions; p++) {
+        if (store.role(p) !== "none" || store.count[p] <= 0) continue;
         const since = store.notOwnedSince.get(p);
         if (since === undefined) store.notOwnedSince.set(p, now);
         else if (now - since >= this.settings.dropAfterMs) {
