@@ -69,7 +69,15 @@ export function startInfraStore(options: InfraStoreOptions): InfraStoreFeature {
   const node = new StoreNode({
     self: options.self,
     transport: {
-      send: (to, message) => options.mesh.send(to, STORE_CHANNEL, message),
+      send: (to, message) => {
+        try {
+          return options.mesh.send(to, STORE_CHANNEL, message);
+        } catch (e) {
+          // Too large for one frame, or not encodable: a bug or a huge partition; the caller treats it as lost.
+          log.warn("store: a message could not be sent", { to, error: (e as Error).message });
+          return false;
+        }
+      },
       onMessage: (handler) =>
         options.mesh.onMessage(STORE_CHANNEL, (from, message) => handler(from, message)),
       isConnected: (peer) => options.isConnected(peer),

@@ -192,7 +192,8 @@ interface Pull {
   done(ok: boolean, reason?: string): void;
 }
 
-const DIGEST_KEY_LIMIT = 100_000;
+/** A partition with more entries is not repaired by key lists (one `sum` message must fit a mesh frame). */
+const DIGEST_KEY_LIMIT = 20_000;
 
 export class StoreNode {
   readonly self: NodeId;
