@@ -2,7 +2,7 @@
  * Tracing benchmark: what recording a span per hop costs on the request path, tracing on against off in the
  * same run, rounds alternating (off, on, off, on) so the machine's drift hits both alike.
  *
- *   deno run -A --unstable-worker-options tests/bench/trace_bench.ts [--quick] [--seconds 3] [--rounds 2]
+ *   deno run -A --unstable-worker-options tests/bench/trace_bench.ts [--quick] [--seconds 3] [--rounds 3]
  *
  * 1. SpanRing.record alone: nanoseconds per span (the ring store), and a span's full making as the hooks do it
  *    (two clock reads, a random span id, the object).
@@ -13,9 +13,10 @@
  *    `GET /hello` (3 spans per request: http, call, attempt) and `POST /front/chain`, a chain of three slices
  *    on the node (7 spans: http, and a call and an attempt per slice); requests/s and server CPU per request.
  *
- * The goal is the issue's for metrics: at most 1% throughput lost with tracing on. Each line prints off, on,
- * and the difference; the noise of a 2-core machine shared with other work is a few percent per round, so
- * read the differences against the spread between rounds of the same setting (printed too).
+ * The goal is the issue's for metrics: at most 1% throughput lost with tracing on. Each line prints the
+ * medians of the rounds off and on, and the differences; read them against the spread between rounds of
+ * the same setting (printed too): on a 2-core machine shared with other work a round moves by several
+ * percent, and CPU per call is the steadier figure.
  */
 
 import { parseArgs } from "node:util";
@@ -37,7 +38,7 @@ const { values: flags } = parseArgs({
 });
 const QUICK = flags.quick;
 const SECONDS = Number(flags.seconds ?? (QUICK ? 2 : 3));
-const ROUNDS = Number(flags.rounds ?? (QUICK ? 1 : 2));
+const ROUNDS = Number(flags.rounds ?? (QUICK ? 1 : 3));
 const CONCURRENCY = 50;
 
 interface Round {
@@ -45,23 +46,34 @@ interface Round {
   cpuUsPer: number;
 }
 
+/** The median of the rounds (the machine's noise moves single rounds a lot; the median less). */
+function median(rounds: Round[], key: keyof Round): number {
+  const values = rounds.map((r) => r[key]).sort((a, b) => a - b);
+  const mid = Math.floor(values.length / 2);
+  return values.length % 2 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+}
+
 function summary(label: string, off: Round[], on: Round[], unit: string): string {
-  const mean = (rs: Round[], key: keyof Round) => rs.reduce((s, r) => s + r[key], 0) / rs.length;
   const spread = (rs: Round[]) => {
     const values = rs.map((r) => r.perSecond);
-    return rs.length < 2 ? 0 : ((Math.max(...values) - Math.min(...values)) / mean(rs, "perSecond")) * 100;
+    return rs.length < 2 ? 0 : ((Math.max(...values) - Math.min(...values)) / median(rs, "perSecond")) * 100;
   };
-  const offRate = mean(off, "perSecond");
-  const onRate = mean(on, "perSecond");
+  const offRate = median(off, "perSecond");
+  const onRate = median(on, "perSecond");
   const diff = ((onRate - offRate) / offRate) * 100;
-  const cpuDiff = mean(on, "cpuUsPer") - mean(off, "cpuUsPer");
-  return `  ${label.padEnd(34)} off ${(offRate / 1000).toFixed(2)}k ${unit}/s (${
-    mean(off, "cpuUsPer").toFixed(1)
-  } µs CPU)  on ${(onRate / 1000).toFixed(2)}k ${unit}/s (${mean(on, "cpuUsPer").toFixed(1)} µs CPU)  ` +
+  const cpuDiff = median(on, "cpuUsPer") - median(off, "cpuUsPer");
+  const per = unit === "calls" ? "call" : "request";
+  return `  ${label.padEnd(30)} off ${(offRate / 1000).toFixed(2)}k ${unit}/s, ${
+    median(off, "cpuUsPer").toFixed(1)
+  } µs ` +
+    `CPU/${per}; on ${(onRate / 1000).toFixed(2)}k ${unit}/s, ${
+      median(on, "cpuUsPer").toFixed(1)
+    } µs CPU/${per}; ` +
     `throughput ${diff >= 0 ? "+" : ""}${diff.toFixed(1)}%, CPU ${cpuDiff >= 0 ? "+" : ""}${
       cpuDiff.toFixed(1)
-    } µs per ${unit === "calls" ? "call" : "request"}  (round spread off ${spread(off).toFixed(1)}%, on ${
-      spread(on).toFixed(1)
+    } µs ` +
+    `(medians of ${off.length} rounds; spread of rounds off ${spread(off).toFixed(0)}%, on ${
+      spread(on).toFixed(0)
     }%)`;
 }
 
