@@ -40,7 +40,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", tokenRoutes(deps, access.tokens));
   app.route("/api/v1", auditRoutes(deps.kv));
   app.route("/api/v1", openApiRoutes());
-  app.route("/api/v1", rolloutRoutes(deps.kv));
+  app.route("/api/v1", rolloutRoutes(deps.kv, { metrics: deps.metrics }));
   app.route("/api/v1", eventRoutes(deps));
   app.route("/api/v1", alertRoutes(deps));
   if (deps.metrics) {

@@ -674,6 +674,7 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
           minSuccessRate: { type: "number", minimum: 0, maximum: 1 },
           maxP99Factor: { type: "number", minimum: 1 },
           maxP99Ms: int(1, 3_600_000),
+          p99ToleranceMs: int(0, 3_600_000),
           failureLimit: int(1, 100),
           minRequests: int(0, 1_000_000),
         }),

@@ -15,6 +15,7 @@ import { Hono } from "hono";
 import { AetherError, formatBase, parseArtifactBase } from "../core/mod.ts";
 import type { KvAccess } from "../cluster/mod.ts";
 import type { KvEntry } from "../kv/mod.ts";
+import type { MetricsView } from "../metrics/mod.ts";
 import {
   decodeValue,
   encodeValue,
@@ -35,7 +36,15 @@ import {
 
 const MAX_BODY_BYTES = 16 * 1024;
 
-export function rolloutRoutes(kv: KvAccess, nowMs: () => number = Date.now): Hono {
+/** What the rollout routes read besides KV: the clock, and the metrics for each version's figures. */
+export interface RolloutRouteOptions {
+  nowMs?: () => number;
+  metrics?: Pick<MetricsView, "invocations">;
+}
+
+export function rolloutRoutes(kv: KvAccess, options: RolloutRouteOptions = {}): Hono {
+  const nowMs = options.nowMs ?? Date.now;
+  const snapshot = (kv: KvAccess, slice: string) => versionsNow(kv, slice, options.metrics, nowMs());
   const app = new Hono();
   const reader = { range: (prefix: string) => kv.range(prefix).items };
 
@@ -158,11 +167,57 @@ interface VersionNow {
   instances: number;
   active: number;
   weight?: number;
+  /** Over the current step (at most the last 15 minutes), from the metrics this node holds. */
+  figures?: VersionFigures;
 }
 
-/** Instances and weights of both versions now, from this node's copy of the state. */
-function snapshot(kv: KvAccess, slice: string): (record: RolloutRecord) => VersionNow[] {
+interface VersionFigures {
+  windowSeconds: number;
+  /** Calls per second, over every method. */
+  rate: number;
+  /** Share of calls that succeeded (absent without calls). */
+  successRate?: number;
+  /** The highest p99 of its methods, ms. */
+  p99Ms?: number;
+}
+
+/** The longest window the figures cover (the metrics history keeps per-second points this long). */
+const MAX_FIGURES_WINDOW_SECONDS = 900;
+
+/** A version's calls over the current step, summed over its methods. */
+function figuresOf(
+  metrics: Pick<MetricsView, "invocations"> | undefined,
+  slice: string,
+  version: string,
+  windowSeconds: number,
+): VersionFigures | undefined {
+  if (!metrics) return undefined;
+  const rows = metrics.invocations(windowSeconds).filter((i) =>
+    i.artifact === slice && i.version === version
+  );
+  const rate = rows.reduce((a, r) => a + r.rate, 0);
+  const errorRate = rate > 0 ? rows.reduce((a, r) => a + r.rate * r.errorRate, 0) / rate : undefined;
+  const p99s = rows.flatMap((r) => (r.p99Ms !== undefined ? [r.p99Ms] : []));
+  return {
+    windowSeconds,
+    rate,
+    ...(errorRate !== undefined ? { successRate: 1 - errorRate } : {}),
+    ...(p99s.length > 0 ? { p99Ms: Math.max(...p99s) } : {}),
+  };
+}
+
+/** Instances, weights and figures of both versions now, from this node's copy of the state and metrics. */
+function versionsNow(
+  kv: KvAccess,
+  slice: string,
+  metrics: Pick<MetricsView, "invocations"> | undefined,
+  nowMs: number,
+): (record: RolloutRecord) => VersionNow[] {
   return (record) => {
+    const windowSeconds = Math.max(
+      1,
+      Math.min(MAX_FIGURES_WINDOW_SECONDS, Math.round((nowMs - record.stepStartedAt) / 1000)),
+    );
     const counts = new Map<string, { instances: number; active: number }>();
     for (const entry of kv.range(KEY_PREFIXES.instances).items) {
       const key = parseKey(entry.key);
@@ -189,11 +244,16 @@ function snapshot(kv: KvAccess, slice: string): (record: RolloutRecord) => Versi
     return ([[record.stableVersion, "stable"], [record.newVersion, "new"]] as const).map(
       ([version, role]) => {
         const w = weight(version);
+        // Figures describe the step under way; a finished rollout has none.
+        const figures = record.endedAt === undefined
+          ? figuresOf(metrics, slice, version, windowSeconds)
+          : undefined;
         return {
           version,
           role,
           ...(counts.get(version) ?? { instances: 0, active: 0 }),
           ...(w !== undefined ? { weight: w } : {}),
+          ...(figures ? { figures } : {}),
         };
       },
     );

@@ -359,6 +359,7 @@ class Step {
     } else {
       this.#route({ oldWeight: 1, newWeight: 0 });
       this.#set({ phase: "RollingBack", reason });
+      this.#note = `rolling back, all traffic to ${r.stableVersion}: ${reason}`;
     }
     this.#event("rolled-back", { reason, automatic });
   }
@@ -447,7 +448,8 @@ export function rollingBatch(
 
 /**
  * The verdict of one analysis: the new version's success rate against `minSuccessRate`, and its p99 against
- * `maxP99Ms` or `maxP99Factor` × the stable version's p99. Undefined while the new version has fewer than
+ * `maxP99Ms` or `maxP99Factor` × the stable version's p99 (a limit never below the stable p99 +
+ * `p99ToleranceMs`). Undefined while the new version has fewer than
  * `minRequests` calls in the window (no verdict yet).
  */
 export function analyse(
@@ -466,7 +468,10 @@ export function analyse(
   if (successRate < a.minSuccessRate) {
     problems.push(`success rate ${pct(successRate)} < ${pct(a.minSuccessRate)}`);
   }
-  const limitMs = a.maxP99Ms ?? (stableP99Ms !== undefined ? stableP99Ms * a.maxP99Factor : undefined);
+  const limitMs = a.maxP99Ms ??
+    (stableP99Ms !== undefined
+      ? Math.max(stableP99Ms * a.maxP99Factor, stableP99Ms + (a.p99ToleranceMs ?? 0))
+      : undefined);
   if (p99Ms !== undefined && limitMs !== undefined && p99Ms > limitMs) {
     problems.push(`p99 ${p99Ms.toFixed(1)} ms > ${limitMs.toFixed(1)} ms`);
   }

@@ -172,10 +172,13 @@ class RolloutDriver implements RolloutFeature {
     note: string | undefined,
   ): void {
     this.#inFlight.add(slice);
+    const submittedAt = this.#o.clock.now();
     this.#o.kv.write(command).then((outcome) => {
       if (outcome.succeeded === false) return; // a newer change came first: the next step sees it
-      if (note) this.#log.info(`rollout ${slice}: ${note}`);
-      for (const e of events) this.#publish(slice, e);
+      // How long the decision took to apply (a rollback's weights are in this very write).
+      const appliedMs = Math.round((this.#o.clock.now() - submittedAt) * 10) / 10;
+      if (note) this.#log.info(`rollout ${slice}: ${note} (applied in ${appliedMs} ms)`);
+      for (const e of events) this.#publish(slice, { ...e, details: { ...e.details, appliedMs } });
     }).catch((e) => {
       this.#writesFailed++;
       this.#log.warn(`rollout ${slice}: write failed`, { error: (e as Error).message });

@@ -49,6 +49,11 @@ export interface RolloutAnalysis {
   maxP99Factor: number;
   /** An absolute p99 objective in ms; when set, it is used instead of the factor. */
   maxP99Ms?: number;
+  /**
+   * A p99 this close to the stable one never fails the factor check (ms, default 50): at a few ms, scheduling
+   * noise on a busy machine alone doubles a p99 measured over a few hundred calls.
+   */
+  p99ToleranceMs?: number;
   /** Failed analyses that abort the rollout (default 1). */
   failureLimit: number;
   /** Fewer calls of the new version than this over a step give no verdict (the step is extended). */
@@ -146,6 +151,7 @@ export const rolloutAnalysisCheck: Check<RolloutAnalysis> = object({
     if (v < 1 || v > 1000) throw new FieldError(p, `${p} must be from 1 to 1000, got ${v}`);
   }),
   maxP99Ms: optional(integer(1, 3_600_000)),
+  p99ToleranceMs: optional(integer(0, 3_600_000)),
   failureLimit: integer(1, 100),
   minRequests: integer(0, 1_000_000),
 });
@@ -220,6 +226,7 @@ export const DEFAULT_ANALYSIS: Readonly<RolloutAnalysis> = Object.freeze({
   maxP99Factor: 1.5,
   failureLimit: 1,
   minRequests: 20,
+  p99ToleranceMs: 50,
 });
 
 export const DEFAULT_SCALE_DOWN_DELAY_MS = 30_000;
@@ -243,7 +250,14 @@ const SPEC_FIELDS = [
   "autoPromote",
   "analysis",
 ];
-const ANALYSIS_FIELDS = ["minSuccessRate", "maxP99Factor", "maxP99Ms", "failureLimit", "minRequests"];
+const ANALYSIS_FIELDS = [
+  "minSuccessRate",
+  "maxP99Factor",
+  "maxP99Ms",
+  "p99ToleranceMs",
+  "failureLimit",
+  "minRequests",
+];
 
 /** Checks a spec given as JSON (`where` names it in errors: "body", "blueprint slice x"). */
 export function parseRolloutSpec(

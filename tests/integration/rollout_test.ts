@@ -229,9 +229,14 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
           30_000,
         );
         const after = load.mark();
+        const applied = /rolling back, all traffic to 1\.1\.0: .*\(applied in ([\d.]+) ms\)/.exec(
+          cluster.logs(),
+        );
+        ok(applied, "the leader logged the rollback");
         console.log(
           `bad canary: ${after.failures - before.failures} of ${after.done - before.done} requests failed; ` +
-            `verdict: ${done.verdicts[0].reason}`,
+            `verdict: ${done.verdicts[0].reason}; from the failed analysis to all traffic on 1.1.0: ` +
+            `${applied[1]} ms (one replicated write)`,
         );
       },
     );
@@ -263,6 +268,8 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
       equal(status.code, 0, status.stderr);
       match(status.stdout, /canary 1\.1\.0 -> 1\.3\.0\s+Succeeded/);
       match(status.stdout, /step 1: passed/);
+      match(status.stdout, /REQ\/S\s+SUCCESS\s+P99/);
+      console.log(status.stdout);
     });
 
     await t.step("at most one rollout per slice; bad input names the field", async () => {

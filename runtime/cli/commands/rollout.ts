@@ -14,6 +14,7 @@ interface VersionNow {
   instances: number;
   active: number;
   weight?: number;
+  figures?: { windowSeconds: number; rate: number; successRate?: number; p99Ms?: number };
 }
 
 interface Verdict {
@@ -79,6 +80,12 @@ const START_FLAGS: CliFlag[] = [
     int: { min: 1, max: 3_600_000 },
   },
   {
+    name: "p99-tolerance-ms",
+    value: "MS",
+    description: "canary analysis: a p99 within MS of stable's always passes the factor check (default 50)",
+    int: { min: 0, max: 3_600_000 },
+  },
+  {
     name: "failure-limit",
     value: "N",
     description: "canary analysis: failed analyses that roll back (default 1)",
@@ -101,10 +108,21 @@ function statusText(r: RolloutView): string {
     lines.push(`steps: ${r.steps.map((s, i) => i === r.step ? `[${s}]` : s).join(", ")}`);
   }
   if (r.reason) lines.push(`reason: ${r.reason}`);
+  const window = r.versions.find((v) => v.figures)?.figures?.windowSeconds;
   lines.push(table(
-    ["VERSION", "ROLE", "INSTANCES", "ACTIVE", "WEIGHT"],
-    r.versions.map((v) => [v.version, v.role, v.instances, v.active, v.weight ?? "-"]),
+    ["VERSION", "ROLE", "INSTANCES", "ACTIVE", "WEIGHT", "REQ/S", "SUCCESS", "P99"],
+    r.versions.map((v) => [
+      v.version,
+      v.role,
+      v.instances,
+      v.active,
+      v.weight ?? "-",
+      v.figures ? v.figures.rate.toFixed(1) : "-",
+      v.figures?.successRate !== undefined ? `${(v.figures.successRate * 100).toFixed(2)}%` : "-",
+      v.figures?.p99Ms !== undefined ? `${v.figures.p99Ms.toFixed(1)} ms` : "-",
+    ]),
   ));
+  if (window !== undefined) lines.push(`(figures over the current step: the last ${window} s)`);
   if (r.verdicts.length > 0) {
     lines.push("analysis:");
     for (const v of r.verdicts) lines.push(`  step ${v.step}: ${v.ok ? "passed" : "FAILED"}  ${v.reason}`);
@@ -163,6 +181,7 @@ export const rolloutCommands: CliCommand[] = [
       put("minSuccessRate", number(p.string("min-success-rate"), "min-success-rate"));
       put("maxP99Factor", number(p.string("max-p99-factor"), "max-p99-factor"));
       put("maxP99Ms", p.int("max-p99-ms"));
+      put("p99ToleranceMs", p.int("p99-tolerance-ms"));
       put("failureLimit", p.int("failure-limit"));
       put("minRequests", p.int("min-requests"));
       const body: Record<string, unknown> = {
