@@ -248,7 +248,14 @@ Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, sl
 
     const operator = await open();
     await step("an operator scales a slice from the Slices page and the cluster follows", async () => {
-      await signIn(operator.page, origin, operatorToken);
+      // Signed in with the keyboard only: the first Tab stop is the skip link, the form submits on Enter.
+      await operator.page.goto(`${origin}/`);
+      await operator.page.keyboard.press("Tab");
+      equal(await operator.page.evaluate("document.activeElement.textContent"), "Skip to content");
+      await operator.page.getByLabel("Token").focus();
+      await operator.page.keyboard.type(operatorToken);
+      await operator.page.keyboard.press("Enter");
+      await operator.page.getByTestId("who").getByText("(operator)").waitFor();
       await operator.page.getByRole("link", { name: "Slices" }).click();
       const card = operator.page.locator('[data-slice="org.example:inventory"]');
       await card.getByLabel("Instances").fill("2");

@@ -46,7 +46,7 @@ export function Overview() {
                 <th scope="col">Instances</th>
                 {metrics.value && <th scope="col">CPU</th>}
                 {metrics.value && <th scope="col">Memory</th>}
-                {metrics.value && <th scope="col">Round trip</th>}
+                {metrics.value && <th scope="col" class="wide">Round trip</th>}
               </tr>
             </thead>
             <tbody>
@@ -84,7 +84,7 @@ function NodeFigures({ node, self }: { node: string; self: string }) {
     <>
       <td>{process?.cpuShare !== undefined ? `${(process.cpuShare * 100).toFixed(0)}%` : ""}</td>
       <td>{process?.rssBytes !== undefined ? `${Math.round(process.rssBytes / 1048576)} MiB` : ""}</td>
-      <td>{link?.rttMs !== undefined ? `${link.rttMs.toFixed(1)} ms` : ""}</td>
+      <td class="wide">{link?.rttMs !== undefined ? `${link.rttMs.toFixed(1)} ms` : ""}</td>
     </>
   );
 }

@@ -52,9 +52,9 @@ function SliceCard({ slice }: { slice: Slice }) {
           <tr>
             <th scope="col">#</th>
             <th scope="col">Node</th>
-            <th scope="col">Version</th>
+            <th scope="col" class="wide">Version</th>
             <th scope="col">State</th>
-            <th scope="col">Since</th>
+            <th scope="col" class="wide">Since</th>
             <th scope="col">Last reason</th>
           </tr>
         </thead>
@@ -63,11 +63,11 @@ function SliceCard({ slice }: { slice: Slice }) {
             <tr key={`${i.node}-${i.version}-${i.n}`} data-state={i.state}>
               <td>{i.n}</td>
               <td>{i.node}{i.connected ? "" : " (unreachable)"}</td>
-              <td>{i.version}</td>
+              <td class="wide">{i.version}</td>
               <td>
                 <span class={`state ${i.state.toLowerCase()}`}>{i.state}</span>
               </td>
-              <td>{ago(i.updatedAt)}</td>
+              <td class="wide">{ago(i.updatedAt)}</td>
               <td>{i.reason ?? ""}</td>
             </tr>
           ))}
