@@ -101,8 +101,8 @@ export const metrics = signal<MetricsSnapshot | null>(null);
 export interface TrafficSample {
   time: number;
   callsPerSecond: number;
-  /** Share of calls that failed (0..1), 0 without calls. */
-  errorRate: number;
+  /** Share of calls that failed (0..1); undefined without calls. */
+  errorRate?: number;
   /** Mean call latency over the second, ms; undefined without calls. */
   meanMs?: number;
 }
@@ -146,7 +146,7 @@ export function applyMetrics(snapshot: MetricsSnapshot): void {
   const sample: TrafficSample = {
     time: now.atMs,
     callsPerSecond: calls / ((now.atMs - before.atMs) / 1000),
-    errorRate: calls > 0 ? errors / calls : 0,
+    ...(calls > 0 ? { errorRate: errors / calls } : {}),
     ...(count > 0 ? { meanMs: (now.latencySumMs - before.latencySumMs) / count } : {}),
   };
   traffic.value = [...traffic.value, sample].slice(-MAX_SAMPLES);

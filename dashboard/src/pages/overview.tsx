@@ -109,8 +109,8 @@ function Figures() {
     },
     {
       label: "Success rate",
-      value: lastFlow ? `${((1 - lastFlow.errorRate) * 100).toFixed(1)}%` : "–",
-      series: flow.map((x) => (1 - x.errorRate) * 100),
+      value: lastFlow?.errorRate !== undefined ? `${((1 - lastFlow.errorRate) * 100).toFixed(1)}%` : "–",
+      series: flow.map((x) => (1 - (x.errorRate ?? 0)) * 100),
     },
     {
       label: "Mean latency",
