@@ -156,11 +156,25 @@ export class ClusterTable {
     return out;
   }
 
+  /**
+   * The live nodes' method series as they are now (the maps copied, the series shared: they are never
+   * changed in place, an update replaces them), for windowed figures (window.ts).
+   */
+  liveSeries(): Map<NodeId, { startedAtMs: number; methods: Map<string, MethodMetrics> }> {
+    const out = new Map<NodeId, { startedAtMs: number; methods: Map<string, MethodMetrics> }>();
+    for (const [id, entry] of this.#nodes) {
+      if (!entry.stale) {
+        out.set(id, { startedAtMs: entry.sample.startedAtMs, methods: new Map(entry.methods) });
+      }
+    }
+    return out;
+  }
+
   /** The cluster snapshot: every node (stale ones flagged) and the slices merged over the live ones. */
   snapshot(leader: NodeId, seq: number, atMs: number): ClusterSnapshot {
     const nodes: NodeEntry[] = [];
     for (
-      const entry of [...this.#nodes.values()].sort((a, b) => a.sample.node.localeCompare(b.sample.node))
+      const entry of [...this.#nodes.values()].sort((a, b) => compare(a.sample.node, b.sample.node))
     ) {
       nodes.push({
         ...entry.sample,
@@ -201,7 +215,8 @@ export function mergeSlices(nodes: readonly NodeEntry[]): SliceMetrics[] {
       merged.calls += m.calls;
       merged.inFlight += m.inFlight;
       let nodeErrors = 0;
-      for (const [kind, n] of Object.entries(m.errors)) {
+      for (const kind in m.errors) {
+        const n = m.errors[kind];
         merged.errors[kind] = (merged.errors[kind] ?? 0) + n;
         nodeErrors += n;
       }
@@ -215,14 +230,19 @@ export function mergeSlices(nodes: readonly NodeEntry[]): SliceMetrics[] {
   return [...slices.values()]
     .map(({ slice, methods }) => ({
       ...slice,
-      methods: [...methods.values()].sort((a, b) => a.method.localeCompare(b.method)),
+      methods: [...methods.values()].sort((a, b) => compare(a.method, b.method)),
     }))
-    .sort((a, b) => a.artifact.localeCompare(b.artifact) || a.version.localeCompare(b.version));
+    .sort((a, b) => compare(a.artifact, b.artifact) || compare(a.version, b.version));
 }
 
 /** Errors of a method series, all kinds together. */
 export function errorCount(m: Pick<MethodMetrics, "errors">): number {
   let total = 0;
-  for (const n of Object.values(m.errors)) total += n;
+  for (const kind in m.errors) total += m.errors[kind];
   return total;
+}
+
+/** Code-unit order (no locale rules: ids and names sort the same everywhere, and fast). */
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -247,6 +247,9 @@ class TestMesh {
     this.handlers.push(handler);
     return () => {};
   }
+  onPeerUp() {
+    return () => {};
+  }
   onPeerDown(handler: (id: string, reason: string) => void) {
     this.down.push(handler);
     return () => {};

@@ -16,34 +16,43 @@ import type { NodeMetrics } from "./types.ts";
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
 const LE = [...LATENCY_BOUNDS_MS.map((ms) => formatNumber(ms / 1000)), "+Inf"];
+/** `0.005"} ` and so on: the end of each bucket line's labels, ready to append the count to. */
+const LE_CLOSE = LE.map((le) => `${le}"} `);
 
 type Kind = "counter" | "gauge" | "histogram";
 
-/** Writes families in order: all samples of one family are added before the next starts. */
+/**
+ * Writes families in order: all samples of one family are added before the next starts. Built by string
+ * concatenation (V8 joins the pieces lazily): a scrape of 500 method series is ~17,000 lines.
+ */
 class Exposition {
-  readonly lines: string[] = [];
+  #text = "";
 
   family(name: string, kind: Kind, help: string): void {
-    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${kind}`);
+    this.#text += `# HELP ${name} ${help}\n# TYPE ${name} ${kind}\n`;
   }
 
   sample(name: string, labels: string, value: number): void {
-    this.lines.push(`${name}${labels === "" ? "" : `{${labels}}`} ${formatNumber(value)}`);
+    this.#text += labels === ""
+      ? `${name} ${formatNumber(value)}\n`
+      : `${name}{${labels}} ${formatNumber(value)}\n`;
   }
 
   histogram(name: string, labels: string, h: HistogramData, unitPerMs: number): void {
-    const prefix = labels === "" ? "" : `${labels},`;
+    const prefix = labels === "" ? `${name}_bucket{le="` : `${name}_bucket{${labels},le="`;
     let cumulative = 0;
+    let text = "";
     for (let i = 0; i < LE.length; i++) {
       cumulative += h.counts[i] ?? 0;
-      this.lines.push(`${name}_bucket{${prefix}le="${LE[i]}"} ${cumulative}`);
+      text += prefix + LE_CLOSE[i] + cumulative + "\n";
     }
+    this.#text += text;
     this.sample(`${name}_sum`, labels, h.sumMs * unitPerMs);
     this.sample(`${name}_count`, labels, h.count);
   }
 
   text(): string {
-    return this.lines.join("\n") + "\n";
+    return this.#text;
   }
 }
 

@@ -6,8 +6,9 @@
  * Nothing about metrics touches the KV store.
  *
  * Traffic: a node's update and the leader's broadcast carry only the series that changed since the previous
- * message, and everything every FULL_EVERY-th second (and on a change of leader), so an idle slice costs
- * nothing on the wire and a lost message is repaired within seconds.
+ * message, and everything every FULL_EVERY-th second, on a change of leader, and (the broadcast) when a peer
+ * connects, so an idle slice costs nothing on the wire, a node that (re)joins gets the whole picture at once,
+ * and anything lost otherwise (the mesh is ordered and reliable per connection) is repaired within FULL_EVERY s.
  *
  * Staleness: the leader checks every STALE_CHECK_MS and marks a node stale STALE_AFTER_MS after its last
  * update, or at once when the mesh reports it down; a change is broadcast at once. With updates every second,
@@ -24,9 +25,9 @@ import {
   METRICS_CHANNEL,
   type SnapshotMessage,
 } from "./_wire.ts";
-import { type Checkpoint, checkpointOf, RecentWindow, seriesDeltas } from "./window.ts";
+import { type Checkpoint, RecentWindow } from "./window.ts";
 import { MetricsHistory } from "./history.ts";
-import { histogramDelta, histogramQuantileMs } from "../core/mod.ts";
+import { histogramQuantileMs } from "../core/mod.ts";
 import type {
   ClusterSnapshot,
   HistoryAnswer,
@@ -40,7 +41,7 @@ import type {
 
 export const DEFAULT_INTERVAL_MS = 1_000;
 /** Every this many samples a node sends all its series (and the leader broadcasts its whole table). */
-export const FULL_EVERY = 5;
+export const FULL_EVERY = 30;
 const STALE_CHECK_MS = 250;
 /** Subscribers to new snapshots at most (the dashboard feed, alerts, the controller, ...). */
 export const MAX_SNAPSHOT_SUBSCRIBERS = 1_000;
@@ -51,6 +52,7 @@ export interface MetricsMesh {
   send(to: NodeId, channel: string, message: unknown): boolean;
   broadcast(channel: string, message: unknown): NodeId[];
   onPeerDown(handler: (id: NodeId, reason: string) => void): () => void;
+  onPeerUp(handler: (id: NodeId) => void): () => void;
 }
 
 export interface MetricsServiceOptions {
@@ -88,6 +90,8 @@ export class MetricsService implements MetricsView {
   readonly #subscribers = new Set<(snapshot: ClusterSnapshot) => void>();
   readonly #down = new Set<NodeId>();
   #local?: NodeMetrics;
+  /** The latest snapshot's leader, seq and time; the snapshot itself is built when first asked for. */
+  #snapshotMeta?: { leader: NodeId; seq: number; atMs: number };
   #snapshot?: ClusterSnapshot;
   #lastRecorded?: Checkpoint;
   /** Per series key, what the last update carried (to send only what changed). */
@@ -118,6 +122,12 @@ export class MetricsService implements MetricsView {
     o.collector.start();
     this.#unsubscribe.push(
       o.mesh.onMessage(METRICS_CHANNEL, (from, message) => this.receive(from, message)),
+      o.mesh.onPeerUp(() => {
+        // The peer may have missed changes while it was away (or be new): the next broadcast is whole.
+        this.#sinceFullBroadcast = FULL_EVERY;
+        this.#sentMethods.clear();
+        this.#sentRoutes.clear();
+      }),
       o.mesh.onPeerDown((id) => {
         this.#down.add(id);
         if (this.#leading()) this.#checkStale();
@@ -142,6 +152,11 @@ export class MetricsService implements MetricsView {
   // ------------------------------------------------------------------------------------------------ view
 
   snapshot(): ClusterSnapshot | undefined {
+    const meta = this.#snapshotMeta;
+    if (this.#snapshot === undefined && meta !== undefined) {
+      // Built on demand (once per new snapshot): a node nobody asks spends nothing on merging.
+      this.#snapshot = this.#table.snapshot(meta.leader, meta.seq, meta.atMs);
+    }
     return this.#snapshot;
   }
 
@@ -192,15 +207,16 @@ export class MetricsService implements MetricsView {
     this.#lastLeader = leader;
     const full = leaderChanged || this.#samples % FULL_EVERY === 0;
     if (leader === undefined) return;
+    // Only what changed, like every node's update: the leader relays the series its table saw change.
+    const update = full ? sample : this.#changedOnly(sample);
+    if (full) this.#rememberSent(sample);
     if (leader === o.self) {
-      this.#table.apply(sample, true, this.#now());
+      this.#table.apply(update, full, this.#now());
       this.#down.delete(o.self);
       this.#checkStale(false);
       this.#broadcast(leaderChanged);
       return;
     }
-    const update = full ? sample : this.#changedOnly(sample);
-    if (full) this.#rememberSent(sample);
     if (o.mesh.send(leader, METRICS_CHANNEL, encodeUpdate(update, full))) this.#stats.updatesSent++;
   }
 
@@ -253,7 +269,7 @@ export class MetricsService implements MetricsView {
     const nodes = this.#table.takeChanges(full).map((n) => ({ sample: n.sample, stale: n.stale }));
     o.mesh.broadcast(METRICS_CHANNEL, encodeSnapshot({ leader: o.self, seq, atMs, full, nodes }));
     this.#stats.snapshotsBroadcast++;
-    this.#publish(this.#table.snapshot(o.self, seq, atMs));
+    this.#publish(o.self, seq, atMs);
   }
 
   #applySnapshot(message: SnapshotMessage): void {
@@ -263,20 +279,23 @@ export class MetricsService implements MetricsView {
       this.#table.apply(n.sample, message.full, now, n.stale);
     }
     // Stale flags travel with every relayed node; a node without news keeps its flag.
-    this.#publish(this.#table.snapshot(message.leader, message.seq, message.atMs));
+    this.#publish(message.leader, message.seq, message.atMs);
   }
 
-  /** A new cluster snapshot on this node: keep it, checkpoint it, record a second of history, tell listeners. */
-  #publish(snapshot: ClusterSnapshot): void {
-    this.#snapshot = snapshot;
+  /** A new cluster snapshot on this node: checkpoint it, record a second of history, tell listeners. */
+  #publish(leader: NodeId, seq: number, atMs: number): void {
+    this.#snapshotMeta = { leader, seq, atMs };
+    this.#snapshot = undefined;
     const nowMs = this.#now();
-    const checkpoint = checkpointOf(snapshot, nowMs);
+    const checkpoint: Checkpoint = { atMs: nowMs, nodes: this.#table.liveSeries() };
     this.#window.add(checkpoint);
     const second = Math.floor(nowMs / 1000);
     if (this.#lastRecorded === undefined || Math.floor(this.#lastRecorded.atMs / 1000) < second) {
-      this.#history.record(second, historyValues(snapshot, checkpoint, this.#lastRecorded));
+      this.#history.record(second, historyValues(this.#table.nodes(), checkpoint, this.#lastRecorded));
       this.#lastRecorded = checkpoint;
     }
+    if (this.#subscribers.size === 0) return;
+    const snapshot = this.snapshot()!;
     for (const listener of this.#subscribers) {
       try {
         listener(snapshot);
@@ -324,18 +343,58 @@ function routeMark(r: RouteMetrics): string {
   return `${r.latency.count}/${Object.values(r.requests).join(",")}`;
 }
 
+interface SeriesNames {
+  calls: string;
+  errors: string;
+  p50: string;
+  p95: string;
+  p99: string;
+}
+
+/** History names by series key (`g:a:v method` → `calls:g:a:v/method`, ...), so a second builds no strings. */
+const historyNames = new Map<string, SeriesNames>();
+const MAX_CACHED_NAMES = 50_000;
+
+function historyNamesOf(key: string): SeriesNames {
+  let names = historyNames.get(key);
+  if (names === undefined) {
+    if (historyNames.size >= MAX_CACHED_NAMES) historyNames.clear();
+    const name = key.replace(" ", "/");
+    names = {
+      calls: `calls:${name}`,
+      errors: `errors:${name}`,
+      p50: `p50:${name}`,
+      p95: `p95:${name}`,
+      p99: `p99:${name}`,
+    };
+    historyNames.set(key, names);
+  }
+  return names;
+}
+
+interface SecondOf {
+  calls: number;
+  errors: number;
+  /** Allocated once a series of the group changed this second. */
+  counts?: number[];
+  sumMs: number;
+  count: number;
+}
+
 /**
- * One second of history from a new snapshot: node gauges, and per slice version and method the calls and
- * errors per second and latency quantiles of what happened since the previously recorded checkpoint.
+ * One second of history: node gauges of the live nodes, and per slice version and method the calls and errors
+ * per second and latency quantiles of what happened since the previously recorded checkpoint. A series that
+ * is the same object in both checkpoints did not change (updates replace series, never edit them): it adds
+ * nothing, so a quiet cluster costs a map lookup per series.
  */
 export function historyValues(
-  snapshot: ClusterSnapshot,
+  nodes: Iterable<{ sample: NodeMetrics; stale: boolean }>,
   now: Checkpoint,
   previous: Checkpoint | undefined,
 ): Map<string, number> {
   const values = new Map<string, number>();
-  for (const n of snapshot.nodes) {
-    if (n.stale) continue;
+  for (const { sample: n, stale } of nodes) {
+    if (stale) continue;
     values.set(`node.cpu:${n.node}`, n.process.cpuShare);
     values.set(`node.rss:${n.node}`, n.process.rssBytes);
     values.set(`node.heap:${n.node}`, n.process.heapUsedBytes);
@@ -343,36 +402,45 @@ export function historyValues(
   }
   if (!previous) return values;
   const seconds = Math.max(0.001, (now.atMs - previous.atMs) / 1000);
-  const grouped = new Map<
-    string,
-    { calls: number; errors: number; latency: ReturnType<typeof histogramDelta> }
-  >();
+  const groups = new Map<string, SecondOf>();
   let clusterCalls = 0;
   let clusterErrors = 0;
-  for (const { now: m, then } of seriesDeltas(now, previous)) {
-    const name = `${m.artifact}:${m.version}/${m.method}`;
-    const calls = Math.max(0, m.calls - (then?.calls ?? 0));
-    const errors = Math.max(0, errorCount(m) - (then ? errorCount(then) : 0));
-    const latency = histogramDelta(m.latency, then?.latency);
-    const g = grouped.get(name);
-    if (!g) grouped.set(name, { calls, errors, latency });
-    else {
+  for (const [node, current] of now.nodes) {
+    const old = previous.nodes.get(node);
+    const sameRun = old !== undefined && old.startedAtMs === current.startedAtMs;
+    for (const [key, m] of current.methods) {
+      let g = groups.get(key);
+      if (g === undefined) {
+        g = { calls: 0, errors: 0, sumMs: 0, count: 0 };
+        groups.set(key, g);
+      }
+      const then = sameRun ? old.methods.get(key) : undefined;
+      if (then === m) continue;
+      const calls = Math.max(0, m.calls - (then?.calls ?? 0));
+      const errors = Math.max(0, errorCount(m) - (then ? errorCount(then) : 0));
       g.calls += calls;
       g.errors += errors;
-      for (let i = 0; i < latency.counts.length; i++) g.latency.counts[i] += latency.counts[i];
-      g.latency.count += latency.count;
-      g.latency.sumMs += latency.sumMs;
+      clusterCalls += calls;
+      clusterErrors += errors;
+      const count = m.latency.count - (then?.latency.count ?? 0);
+      if (count <= 0) continue;
+      const counts = g.counts ??= new Array(m.latency.counts.length).fill(0);
+      for (let i = 0; i < counts.length; i++) {
+        counts[i] += Math.max(0, m.latency.counts[i] - (then?.latency.counts[i] ?? 0));
+      }
+      g.count += count;
+      g.sumMs += m.latency.sumMs - (then?.latency.sumMs ?? 0);
     }
-    clusterCalls += calls;
-    clusterErrors += errors;
   }
-  for (const [name, g] of grouped) {
-    values.set(`calls:${name}`, g.calls / seconds);
-    values.set(`errors:${name}`, g.errors / seconds);
-    if (g.latency.count > 0) {
-      values.set(`p50:${name}`, histogramQuantileMs(g.latency, 0.5)!);
-      values.set(`p95:${name}`, histogramQuantileMs(g.latency, 0.95)!);
-      values.set(`p99:${name}`, histogramQuantileMs(g.latency, 0.99)!);
+  for (const [key, g] of groups) {
+    const names = historyNamesOf(key);
+    values.set(names.calls, g.calls / seconds);
+    values.set(names.errors, g.errors / seconds);
+    if (g.counts !== undefined && g.count > 0) {
+      const h = { counts: g.counts, sumMs: g.sumMs, count: g.count };
+      values.set(names.p50, histogramQuantileMs(h, 0.5)!);
+      values.set(names.p95, histogramQuantileMs(h, 0.95)!);
+      values.set(names.p99, histogramQuantileMs(h, 0.99)!);
     }
   }
   values.set("cluster.calls", clusterCalls / seconds);

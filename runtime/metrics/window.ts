@@ -12,7 +12,7 @@
 
 import { AetherError, histogramDelta, histogramQuantileMs, type NodeId } from "../core/mod.ts";
 import type { ClusterSnapshot, InvocationSummary, MethodMetrics } from "./types.ts";
-import { errorCount, methodKey } from "./aggregate.ts";
+import { compare, errorCount, methodKey } from "./aggregate.ts";
 
 /** The longest window `invocations` accepts, seconds. */
 export const MAX_WINDOW_SECONDS = 300;
@@ -199,7 +199,6 @@ function summarize(now: Checkpoint, then: Checkpoint | undefined): InvocationSum
     out.push(s);
   }
   return out.sort((a, b) =>
-    a.artifact.localeCompare(b.artifact) || a.version.localeCompare(b.version) ||
-    a.method.localeCompare(b.method)
+    compare(a.artifact, b.artifact) || compare(a.version, b.version) || compare(a.method, b.method)
   );
 }
