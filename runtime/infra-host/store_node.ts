@@ -89,7 +89,7 @@ export const DEFAULT_STORE_SETTINGS: StoreSettings = {
   replicateTimeoutMs: 1_500,
   tickMs: 100,
   antiEntropyMs: 2_000,
-  maxConcurrentSyncs: 16,
+  maxConcurrentSyncs: 64,
   maxRepairsPerDigest: 32,
   maxInFlight: 20_000,
   dropAfterMs: 10_000,
