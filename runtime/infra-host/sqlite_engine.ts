@@ -8,7 +8,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { AetherError } from "../core/mod.ts";
-import { type StoredEntry, type StoreEngine, sweepable } from "./engine.ts";
+import type { StoredEntry, StoreEngine } from "./engine.ts";
 
 export const STORE_DB_FILE = "store.sqlite";
 
