@@ -13,12 +13,21 @@ import { MAX_MESSAGE_CHARS } from "./_lines.ts";
 
 const WORKER_MAIN = new URL("../../slices/_worker_main.ts", import.meta.url);
 
+/**
+ * The Web Worker constructor, taken when this module loads. Libraries the node loads later may replace the
+ * global: onnxruntime-web's Emscripten glue sets `globalThis.Worker` to `node:worker_threads`' Worker once a
+ * session is created (the controller's forecaster, on the leader), which ignores `deno.permissions` and
+ * speaks another protocol: slice Workers started through it hung in LOADING, and would have had the node's
+ * permissions.
+ */
+const WebWorker: typeof Worker = globalThis.Worker;
+
 export function openWorkerChannel(
   name: string,
   grant: PermissionGrant,
   events: ChannelEvents,
 ): SandboxChannel {
-  const worker = new Worker(WORKER_MAIN, {
+  const worker = new WebWorker(WORKER_MAIN, {
     type: "module",
     name,
     deno: { permissions: workerPermissions(grant) },

@@ -59,7 +59,9 @@ for (const mode of ["process", "worker"] as const) {
         body: JSON.stringify({ artifact: `${SLICE}:1.0.0`, instances: 1 }),
       });
       ok(status === 200 || status === 201, `deploy: ${status} ${JSON.stringify(body)}`);
-      await cluster.waitFor("/big serves", async () => (await ping(n1)) || null, 60_000);
+      await cluster.waitFor("/big serves", async () => (await ping(n1)) || null, 60_000).catch((e) => {
+        throw new Error(`${e.message}\n${cluster.logs().slice(-6000)}`);
+      });
 
       const big = await answer(n1, 200_000_000);
       equal(big.status, 500, big.text.slice(0, 300));
