@@ -20,6 +20,8 @@
  *   and the forecaster (when on) does not predict the capacity will be needed.
  * - forecast (layer 2): a confident forecast of the request rate may add capacity early; it never removes any.
  * - bounds: a count below `min` is raised to it and one above `max` lowered, whatever the load.
+ * - idle: a slice with `min = 0` and no call for `idleToZeroMs` (5 min) goes to zero instances; its routes stay
+ *   and the next call starts an instance (controller_activation.ts). Demand alone never goes below one.
  *
  * The safety validator (`boundDecision`) then bounds every wanted count: within min/max, never more than
  * `maxPerNode` per connected node, at most `maxStepUp`/`maxStepDown` per decision, cooldowns, at most
@@ -52,6 +54,7 @@ export const DEFAULT_CONTROLLER_RULES: Readonly<ControllerRules> = Object.freeze
   maxStepDown: 1,
   maxPerNode: 4,
   maxChangesPerMinute: 12,
+  idleToZeroMs: 300_000,
   forecast: true,
   forecastConfidence: 0.5,
 });
@@ -78,6 +81,8 @@ export interface SliceObservation {
   cpu?: number;
   /** p95 latency over the last second; undefined without calls. */
   p95Ms?: number;
+  /** When the target last changed (ms): a slice just started from zero is not idle yet. */
+  changedAt?: number;
   /** A forecast of the request rate a few minutes ahead (layer 2), if one is available. */
   forecast?: { requestsPerSecond: number; confidence: number };
 }
@@ -109,6 +114,8 @@ export class ControllerMemory {
   readonly samples = new Map<string, Sample[]>();
   /** Mean latency (s) seen when the slice last had traffic, to turn a forecast rate into demand. */
   readonly latencyS = new Map<string, number>();
+  /** When the slice last had a call (or when this leader first saw it): the idle window starts there. */
+  readonly busyAt = new Map<string, number>();
 }
 
 export interface ControllerChange {
@@ -156,6 +163,7 @@ function remember(memory: ControllerMemory, rules: ControllerRules, nowMs: numbe
       const oldest = memory.samples.keys().next().value!;
       memory.samples.delete(oldest);
       memory.latencyS.delete(oldest);
+      memory.busyAt.delete(oldest);
     }
     samples = [];
     memory.samples.set(s.slice, samples);
@@ -174,6 +182,12 @@ function remember(memory: ControllerMemory, rules: ControllerRules, nowMs: numbe
   if (s.requestsPerSecond > 0 && s.inFlight > 0) {
     memory.latencyS.set(s.slice, s.inFlight / s.requestsPerSecond);
   }
+  if (s.requestsPerSecond > 0 || s.inFlight > 0 || !memory.busyAt.has(s.slice)) {
+    memory.busyAt.set(s.slice, nowMs);
+  }
+  if (s.changedAt !== undefined && s.changedAt > memory.busyAt.get(s.slice)!) {
+    memory.busyAt.set(s.slice, Math.min(s.changedAt, nowMs));
+  }
 }
 
 function forgetUnseen(memory: ControllerMemory, seen: Set<string>): void {
@@ -181,6 +195,7 @@ function forgetUnseen(memory: ControllerMemory, seen: Set<string>): void {
     if (!seen.has(slice)) {
       memory.samples.delete(slice);
       memory.latencyS.delete(slice);
+      memory.busyAt.delete(slice);
     }
   }
 }
@@ -245,7 +260,8 @@ function decideSlice(
   const panic = summarize(samples, input.nowMs, rules.panicWindowMs);
   const stable = summarize(samples, input.nowMs, rules.stableWindowMs);
   const forecastDemand = forecastDemandOf(memory, rules, s);
-  const wanted = wantedCount(rules, s, panic, stable, forecastDemand);
+  const idleMs = input.nowMs - (memory.busyAt.get(s.slice) ?? input.nowMs);
+  const wanted = wantedCount(rules, s, panic, stable, forecastDemand, idleMs);
   if (!wanted) return undefined;
   const bounded = boundDecision(rules, input, s, state.slices[s.slice], wanted);
   if (bounded.to === s.instances) return undefined;
@@ -277,6 +293,7 @@ export function wantedCount(
   panic: WindowSummary,
   stable: WindowSummary,
   forecastDemand: number | undefined,
+  idleMs = 0,
 ): Wanted | undefined {
   const current = s.instances;
   if (current < s.min) return { to: s.min, rule: "min", reason: `${current} below min ${s.min}` };
@@ -323,7 +340,10 @@ export function wantedCount(
       reason: `forecast demand ${fmt(forecastDemand)} instances > ${current}`,
     };
   }
-  // Never below one instance: a slice at zero would refuse requests until something starts it again.
+  if (s.min === 0 && current > 0 && idleMs >= rules.idleToZeroMs && forecastNeed(forecastDemand) === 0) {
+    return { to: 0, rule: "idle", reason: `no calls for ${seconds(idleMs)}: scale to zero` };
+  }
+  // Demand alone never goes below one instance: only the idle rule scales to zero (a request activates it).
   const floor = Math.max(s.min, 1);
   if (!stable.full || current <= floor) return undefined;
   const keep = Math.max(

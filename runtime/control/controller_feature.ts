@@ -324,6 +324,7 @@ class ControllerLoop implements ControllerService {
         slice,
         instances: record.instances,
         active: active.get(slice) ?? 0,
+        changedAt: record.updatedAt,
         min: record.min ?? 1,
         max: record.max!,
         inFlight: l?.inFlight ?? 0,

@@ -158,3 +158,22 @@ Deno.test("controller: one evaluation of 50 slices takes under 1 ms", () => {
   console.log(`controller evaluation, 50 slices: ${perTickMs.toFixed(3)} ms per tick`);
   assert.ok(perTickMs < 1, `${perTickMs} ms per tick`);
 });
+
+Deno.test("controller: a min 0 slice idle for idleToZeroMs goes to zero; min 1 stays at one; calls keep it up", () => {
+  const idle = observation({
+    instances: 2,
+    active: 2,
+    min: 0,
+    inFlight: 0,
+    requestsPerSecond: 0,
+    p95Ms: undefined,
+  });
+  const { decisions } = run(400, idle);
+  // Low demand takes it to one after the stable window; only the idle window takes it to zero.
+  assert.deepEqual(decisions.map((d) => [d.rule, d.from, d.to]), [["demand", 2, 1], ["idle", 1, 0]]);
+  assert.ok(decisions[1].at >= DEFAULT_CONTROLLER_RULES.idleToZeroMs);
+  const kept = run(400, { ...idle, min: 1 }).decisions;
+  assert.deepEqual(kept.map((d) => d.to), [1], "demand alone stops at one");
+  const busy = run(400, { ...idle, requestsPerSecond: 0.5, inFlight: 0.01 }).decisions;
+  assert.ok(busy.every((d) => d.to >= 1), "a slice with calls is never idle");
+});

@@ -3,6 +3,7 @@
  * only act earlier), alerts on thresholds, rollouts. Each part adds its exports here.
  */
 export * from "./controller.ts";
+export * from "./controller_activation.ts";
 export * from "./controller_feature.ts";
 export * from "./controller_load.ts";
 export * from "./forecast.ts";

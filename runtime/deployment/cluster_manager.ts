@@ -1072,14 +1072,20 @@ class Reconciler {
   }
 
   /** The ACTIVE instances that justify activating a slice with this manifest, or what is missing. */
+  #scaledToZero(base: string): boolean {
+    const target = this.#view.targets.get(base)?.record;
+    return target !== undefined && target.instances === 0 && target.min === 0;
+  }
+
   #dependenciesActive(manifest: DeployManifest): InstanceView[] | string {
     const justification: InstanceView[] = [];
     for (const call of callsOf(manifest)) {
       const active = (this.#view.instancesByBase.get(call.base) ?? []).find((i) =>
         i.record.state === "ACTIVE" && this.#isLive(i.node) && inRange(i.version, call.range)
       );
-      if (!active) return `${call.base} ${call.range} to have an ACTIVE instance`;
-      justification.push(active);
+      if (active) justification.push(active);
+      // A dependency scaled to zero (min 0, no instance asked for) is started by the first call to it.
+      else if (!this.#scaledToZero(call.base)) return `${call.base} ${call.range} to have an ACTIVE instance`;
     }
     return justification;
   }

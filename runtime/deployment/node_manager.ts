@@ -580,7 +580,8 @@ export class NodeDeploymentManager {
       if (stillServed) continue;
       w.expect(routeKey, existing.modRevision);
       const nodes = record.nodes.filter((node) => node !== this.self);
-      if (nodes.length === 0) w.delete(routeKey);
+      // A slice scaled to zero keeps its routes (served by no node) so a request can activate it again.
+      if (nodes.length === 0 && !scaledToZero(kv, base)) w.delete(routeKey);
       else w.put(routeKey, encodeValue("route", { ...record, nodes }));
     }
   }
@@ -604,5 +605,17 @@ export class NodeDeploymentManager {
     } catch {
       return undefined;
     }
+  }
+}
+
+/** The slice's target asks for no instance and allows none (`min = 0`): scaled to zero, not undeployed. */
+function scaledToZero(kv: KvReader, base: string): boolean {
+  const entry = kv.get(kvKeys.target(base));
+  if (!entry) return false;
+  try {
+    const target = decodeValueMemo("target", entry.value);
+    return target.instances === 0 && target.min === 0;
+  } catch {
+    return false;
   }
 }

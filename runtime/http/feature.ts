@@ -63,6 +63,8 @@ export interface InvokeFeatureOptions {
   spans?: SpanSink;
   /** Where calls run here and application requests are recorded (the node's metrics); none: not recorded. */
   metrics?: MetricsRecorder;
+  /** Starts a slice scaled to zero for a call (the controller's activator); none: no scale to zero. */
+  activate?: SliceInvokerOptions["activate"];
 }
 
 /** The running feature: the invoker for what is built on it, its routes, handler, status and stop hook. */
@@ -148,5 +150,6 @@ function createInvoker(options: InvokeFeatureOptions, settings: InvokeSettings, 
     defaultTimeoutMs: options.defaultTimeoutMs,
     spans: options.spans,
     metrics: options.metrics,
+    ...(options.activate ? { activate: options.activate } : {}),
   });
 }

@@ -68,6 +68,8 @@ export interface ControllerRules {
   maxPerNode: number;
   /** At most this many count changes per slice per minute (a rate limit over the cooldowns). */
   maxChangesPerMinute: number;
+  /** A slice with `min = 0` and no calls for this long is scaled to zero (ms). */
+  idleToZeroMs: number;
   /** Let the forecaster add capacity ahead of predicted load. */
   forecast: boolean;
   /** The forecaster's confidence (0..1) below which its prediction is ignored. */
@@ -104,6 +106,7 @@ const rulesFields = {
   maxStepDown: optional(integer(1, 10_000)),
   maxPerNode: optional(integer(1, 10_000)),
   maxChangesPerMinute: optional(integer(1, 600)),
+  idleToZeroMs: optional(integer(1_000, 86_400_000)),
   forecast: optional(boolean()),
   forecastConfidence: optional(share),
 };

@@ -6,11 +6,26 @@
  */
 
 import { controllerRoutes } from "../api/mod.ts";
-import { FORECAST_MODEL_URL, type Forecaster, OnnxForecaster, startController } from "../control/mod.ts";
+import {
+  Activator,
+  FORECAST_MODEL_URL,
+  type Forecaster,
+  OnnxForecaster,
+  startController,
+} from "../control/mod.ts";
 import type { MetricsView } from "../metrics/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 
-export function startControllerFeature(core: NodeContext, metrics: MetricsView | undefined): Feature {
+/** Scale to zero's activation (the invoker's `activate`): built before the invoker, stopped with the controller. */
+export function startActivator(core: NodeContext): Activator {
+  return new Activator({ ...core, log: core.log.with({ component: "activation" }) });
+}
+
+export function startControllerFeature(
+  core: NodeContext,
+  metrics: MetricsView | undefined,
+  activator?: Activator,
+): Feature {
   const log = core.log.with({ component: "controller" });
   const controller = startController({
     ...core,
@@ -20,8 +35,11 @@ export function startControllerFeature(core: NodeContext, metrics: MetricsView |
   return {
     name: "controller",
     api: controllerRoutes(controller),
-    status: () => controller.status(),
-    stop: () => controller.stop(),
+    status: () => ({ ...controller.status(), ...(activator ? { scaleToZero: activator.stats() } : {}) }),
+    stop: async () => {
+      activator?.close();
+      await controller.stop();
+    },
   };
 
   function loadForecaster(core: NodeContext): { forecaster: Forecaster } | undefined {

@@ -14,7 +14,7 @@ import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
-import { startControllerFeature } from "./controller.ts";
+import { startActivator, startControllerFeature } from "./controller.ts";
 import { type InstanceSource, type MetricsView, startMetrics } from "../metrics/mod.ts";
 import type { InstanceInfo } from "../sandbox/mod.ts";
 
@@ -59,8 +59,11 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     consensus: core.consensusStats,
     commitLatency: core.commitLatency,
   });
+  // Scale to zero: a call for a slice at zero is held while an instance starts (runtime/control).
+  const activator = startActivator(core);
   const invoke = startInvoke({
     ...core,
+    activate: (slice, deadlineMs) => activator.activate(slice, deadlineMs),
     spans: traces.spans,
     metrics: metrics.recorder,
     executor: deployment.executor,
@@ -74,7 +77,7 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     rolloutMetrics: snapshotMetrics(() => metrics.view.snapshot()),
   });
   // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
-  const controller = startControllerFeature(core, metrics.view);
+  const controller = startControllerFeature(core, metrics.view, activator);
   // The leader evaluates the alert rules over the metrics; every node keeps the alerts it announced.
   const alerts = startAlerts({
     ...core,

@@ -239,3 +239,76 @@ Deno.test("controller on 3 nodes: a load ramp scales a slice up, p95 recovers, b
     await cluster.close();
   }
 });
+
+Deno.test("scale to zero: an idle min 0 slice goes to zero with its route kept; the next requests start it and succeed", async () => {
+  const cluster = await TestCluster.start(1, { fsync: "never" });
+  try {
+    await cluster.waitForLeader();
+    const [node] = cluster.nodes;
+    const path = new URL("./fixtures/controller_work_slice.ts", import.meta.url).pathname;
+    await pushArtifact(node, await buildSlice(path));
+    const blueprint = [
+      'id = "org.example.autoscale:lazy:1.0.0"',
+      "[[slices]]",
+      `artifact = "${WORK}:1.0.0"`,
+      "instances = 1",
+      "min = 0",
+      "max = 3",
+    ].join("\n");
+    const published = await postBlueprint(node, blueprint);
+    ok(published.status < 300, JSON.stringify(published.body));
+    await cluster.waitFor("ACTIVE", async () => (await target(node, WORK)).active === 1, 60_000);
+    const rules = await cli(
+      node,
+      "controller",
+      "rules",
+      "set",
+      "idleToZeroMs=2000",
+      "panicWindowMs=1000",
+      "stableWindowMs=2000",
+      "downCooldownMs=1000",
+    );
+    equal(rules.code, 0, rules.stderr);
+
+    const coldStartsMs: number[] = [];
+    for (let round = 1; round <= 3; round++) {
+      await cluster.waitFor(`round ${round}: scaled to zero`, async () => {
+        const now = await target(node, WORK);
+        return now.instances === 0 && now.active === 0;
+      }, 30_000);
+      const routes = await node.json<{ routes: { path: string; nodes: string[] }[] }>("/api/v1/routes");
+      const route = routes.body.routes.find((r) => r.path === "/work/work");
+      ok(route, `the route stays registered at zero: ${JSON.stringify(routes.body)}`);
+      equal(route.nodes.length, 0, "served by no node");
+      // A burst of calls at zero: all held while one instance starts, then served.
+      const started = performance.now();
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          fetch(`${node.httpUrl}/work/work`).then(async (r) => ({
+            status: r.status,
+            ms: performance.now() - started,
+            body: await r.text(),
+          }))),
+      );
+      for (const a of answers) equal(a.status, 200, a.body);
+      coldStartsMs.push(Math.min(...answers.map((a) => a.ms)));
+      equal((await target(node, WORK)).instances, 1, "activated to one instance");
+    }
+    const sorted = [...coldStartsMs].sort((a, b) => a - b);
+    const status = await node.json<{ controller: { scaleToZero: { coldStarts: unknown } } }>(
+      "/api/v1/status",
+    );
+    console.log(
+      `scale to zero, first answer after zero (client, ${coldStartsMs.length} rounds of 10 concurrent ` +
+        `requests): ${coldStartsMs.map((ms) => ms.toFixed(0)).join(", ")} ms (p50 ${
+          sorted[Math.floor(sorted.length / 2)].toFixed(0)
+        } ms); node's cold-start metric: ${JSON.stringify(status.body.controller.scaleToZero.coldStarts)}`,
+    );
+    const log = await cli(node, "controller", "log", WORK);
+    match(log.stdout, /1 -> 0\s+idle/);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${cluster.logs().slice(-8_000)}`);
+  } finally {
+    await cluster.close();
+  }
+});
