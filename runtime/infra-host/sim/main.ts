@@ -4,6 +4,7 @@
  *   deno run runtime/infra-host/sim/main.ts --seed 1234 --verbose      replay one run, printing its log
  *   deno run runtime/infra-host/sim/main.ts --seed 1 --seeds 200       seeds 1..200
  *   ... --engine memory|durable --nodes 5                              fix the engine or the cluster size
+ *   ... --replicas 5 --write-quorum 3                                  another store shape
  *
  * Prints one line per failing run with the command that replays it; exits with status 1 if any failed.
  */
@@ -11,17 +12,31 @@
 import { parseArgs } from "node:util";
 import { DEFAULT_STORE_SIM_OPTIONS, runStoreSimulation, type StoreSimResult } from "./simulator.ts";
 
-export function replayCommand(seed: number, nodes: number, engine?: string): string {
-  const nodesFlag = nodes === DEFAULT_STORE_SIM_OPTIONS.nodes ? "" : ` --nodes ${nodes}`;
-  const engineFlag = engine ? ` --engine ${engine}` : "";
-  return `deno run runtime/infra-host/sim/main.ts --seed ${seed}${nodesFlag}${engineFlag} --verbose`;
+export interface ReplayShape {
+  nodes: number;
+  engine?: string;
+  replicas?: number;
+  writeQuorum?: number;
 }
 
-export function describeFailure(result: StoreSimResult, nodes: number, engine?: string): string {
+export function replayCommand(seed: number, shape: ReplayShape): string {
+  const d = DEFAULT_STORE_SIM_OPTIONS;
+  const flags = [
+    shape.nodes === d.nodes ? "" : ` --nodes ${shape.nodes}`,
+    shape.engine ? ` --engine ${shape.engine}` : "",
+    shape.replicas === undefined || shape.replicas === d.replicas ? "" : ` --replicas ${shape.replicas}`,
+    shape.writeQuorum === undefined || shape.writeQuorum === d.writeQuorum
+      ? ""
+      : ` --write-quorum ${shape.writeQuorum}`,
+  ].join("");
+  return `deno run runtime/infra-host/sim/main.ts --seed ${seed}${flags} --verbose`;
+}
+
+export function describeFailure(result: StoreSimResult, shape: ReplayShape): string {
   return [
     `seed ${result.seed} (${result.engine} engine) FAILED:`,
     ...result.failures.map((f) => `  ${f}`),
-    `  replay: ${replayCommand(result.seed, nodes, engine)}`,
+    `  replay: ${replayCommand(result.seed, shape)}`,
   ].join("\n");
 }
 
@@ -33,6 +48,8 @@ async function main(): Promise<void> {
       seeds: { type: "string" },
       nodes: { type: "string" },
       engine: { type: "string" },
+      replicas: { type: "string" },
+      "write-quorum": { type: "string" },
       verbose: { type: "boolean", short: "v" },
     },
     strict: true,
@@ -41,6 +58,16 @@ async function main(): Promise<void> {
   const count = Number(values.seeds ?? 1);
   const nodes = Number(values.nodes ?? DEFAULT_STORE_SIM_OPTIONS.nodes);
   const engine = values.engine;
+  const replicas = Number(values.replicas ?? DEFAULT_STORE_SIM_OPTIONS.replicas);
+  const writeQuorum = Number(values["write-quorum"] ?? DEFAULT_STORE_SIM_OPTIONS.writeQuorum);
+  if (
+    !Number.isSafeInteger(replicas) || replicas < 1 || !Number.isSafeInteger(writeQuorum) ||
+    writeQuorum < 1 ||
+    writeQuorum > replicas
+  ) {
+    console.error("--replicas and --write-quorum must be integers with 1 <= write quorum <= replicas");
+    Deno.exit(2);
+  }
   if (engine !== undefined && engine !== "memory" && engine !== "durable") {
     console.error("--engine must be memory or durable");
     Deno.exit(2);
@@ -59,6 +86,8 @@ async function main(): Promise<void> {
       ...DEFAULT_STORE_SIM_OPTIONS,
       seed,
       nodes,
+      replicas,
+      writeQuorum,
       engine: engine as "memory" | "durable" | undefined,
       verbose: !!values.verbose,
     });
@@ -66,7 +95,7 @@ async function main(): Promise<void> {
     if (result.convergedAfterMs !== undefined) converged.push(result.convergedAfterMs);
     if (!result.ok) {
       failed++;
-      console.log(describeFailure(result, nodes, engine));
+      console.log(describeFailure(result, { nodes, engine, replicas, writeQuorum }));
     } else if (count === 1 || values.verbose) {
       console.log(
         `seed ${seed} ok (${result.engine}): converged ${result.convergedAfterMs} ms after the last fault; ` +

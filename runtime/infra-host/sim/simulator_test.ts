@@ -12,7 +12,9 @@ for (const engine of ["durable", "memory"] as const) {
     let faults = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
       const result = await runStoreSimulation({ ...DEFAULT_STORE_SIM_OPTIONS, seed: seed * 7919, engine });
-      if (!result.ok) failures.push(describeFailure(result, DEFAULT_STORE_SIM_OPTIONS.nodes, engine));
+      if (!result.ok) {
+        failures.push(describeFailure(result, { nodes: DEFAULT_STORE_SIM_OPTIONS.nodes, engine }));
+      }
       writes += result.acknowledgedWrites;
       faults += result.faults;
     }
@@ -36,6 +38,14 @@ Deno.test("store simulation: the same seed replays exactly, with faults, a join,
 Deno.test("store simulation: a 3-node cluster (every node owns every partition) converges too", async () => {
   for (let seed = 1; seed <= 5; seed++) {
     const result = await runStoreSimulation({ ...DEFAULT_STORE_SIM_OPTIONS, seed, nodes: 3 });
-    assert.equal(result.ok, true, describeFailure(result, 3));
+    assert.equal(result.ok, true, describeFailure(result, { nodes: 3 }));
+  }
+});
+
+Deno.test("store simulation: replicas 5, write quorum 3 on 7 nodes (two owners may fail at once)", async () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const shape = { nodes: 7, replicas: 5, writeQuorum: 3 };
+    const result = await runStoreSimulation({ ...DEFAULT_STORE_SIM_OPTIONS, seed, ...shape });
+    assert.equal(result.ok, true, describeFailure(result, shape));
   }
 });
