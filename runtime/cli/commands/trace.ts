@@ -96,7 +96,8 @@ function describe(span: TraceNodeView): string {
       return `http ${span.name} → ${span.status ?? "?"}` +
         (span.slice ? ` (${span.slice}.${span.method})` : "");
     case "call":
-      return `call ${span.name}  ${outcome(span)}`;
+      // A call answered by a local instance at the first try shows it here (it has no attempt span).
+      return `call ${span.name}  ${outcome(span)}` + (span.instance ? `  (${span.instance}, local)` : "");
     case "attempt":
       if (span.instance === undefined) {
         return `attempt ${span.attempt ?? "?"}: ${span.name}  ${outcome(span)}`;
