@@ -186,9 +186,21 @@ export function eventRoutes(deps: EventsDeps): Hono {
       throw new AetherError("overloaded", `this node serves at most ${MAX_WS_FEEDS} WebSocket feeds at once`);
     }
     // A browser's socket offers WEBSOCKET_PROTOCOL with its token (auth.ts); the answer must pick it.
+    const offered = offersWebSocketProtocol(c.req.raw);
+    // Deno's upgrade reads the offered list split at ", " (as browsers send it); a list joined by a bare ","
+    // (the npm ws client) would make it throw, so that is a 400 saying how to send it instead of a 500.
+    const header = c.req.header("sec-websocket-protocol") ?? "";
+    if (offered && !header.split(", ").includes(WEBSOCKET_PROTOCOL)) {
+      throw badRequest(
+        `Sec-WebSocket-Protocol "${header.replace(/bearer\.[^,\s]*/g, "bearer.***")}": separate the ` +
+          `protocols with ", " (e.g. "${WEBSOCKET_PROTOCOL}, bearer.<token>"), or send the token as ` +
+          "Authorization: Bearer",
+        { header: "sec-websocket-protocol" },
+      );
+    }
     const { socket, response } = Deno.upgradeWebSocket(
       c.req.raw,
-      offersWebSocketProtocol(c.req.raw) ? { protocol: WEBSOCKET_PROTOCOL } : {},
+      offered ? { protocol: WEBSOCKET_PROTOCOL } : {},
     );
     feeds++;
     startFeed(socket, deps, () => feeds--);

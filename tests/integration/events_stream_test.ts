@@ -257,6 +257,26 @@ Deno.test("events on 3 nodes: node down on the survivors' streams, suspected and
         refused.once("open", () => resolve(101));
       });
       equal(status, 401, "the feed needs a token like every endpoint");
+      // A browser cannot set headers on a WebSocket: it offers the token as a subprotocol (auth.ts). Deno's
+      // own client sends the list as browsers do.
+      const browserLike = new globalThis.WebSocket(url, ["aether.v1", `bearer.${cluster.token}`]);
+      const first = await new Promise<{ kind: string }>((resolve, reject) => {
+        browserLike.onmessage = (message) => resolve(JSON.parse(String(message.data)));
+        browserLike.onerror = () => reject(new Error("the browser-like socket failed"));
+      });
+      equal(browserLike.protocol, "aether.v1", "the server picks the protocol the browser offered");
+      equal(first.kind, "snapshot");
+      browserLike.close();
+      // The npm ws client joins the list with a bare ",", which Deno's upgrade cannot read: a 400 that says so.
+      const joined = new WebSocket(url, ["aether.v1", `bearer.${cluster.token}`]);
+      const joinedStatus = await new Promise<number>((resolve) => {
+        joined.once(
+          "unexpected-response",
+          (_req: unknown, res: { statusCode: number }) => resolve(res.statusCode),
+        );
+        joined.once("open", () => resolve(101));
+      });
+      equal(joinedStatus, 400);
       await n3.start();
     });
 
