@@ -170,7 +170,7 @@ ${SANDBOX_USAGE}
   --otlp-endpoint  also send every span as OTLP/HTTP JSON to this collector, e.g. http://127.0.0.1:4318
                  (/v1/traces is added to a URL without a path); batched, bounded queue, retried
   --trace-ring-spans  spans this node keeps for aether trace, the newest (default 16384, about 0.6 KiB
-                 each, at most 0.9 KiB; 1 to 262144): a request's 20 spans at 200 requests/s stay 4 s
+                 each, at most 0.9 KiB; 1 to 262144): an order's 10 spans at 200 orders/s stay 8 s
   --metrics      on: count every slice call and application request by slice version, method and route
                  (GET /metrics, /api/v1/metrics, aether top) (default); off: record no calls or requests
                  (the node's own CPU, memory and consensus figures are still sampled)`;
