@@ -122,7 +122,8 @@ export class MetricsService implements MetricsView {
     o.collector.start();
     this.#unsubscribe.push(
       o.mesh.onMessage(METRICS_CHANNEL, (from, message) => this.receive(from, message)),
-      o.mesh.onPeerUp(() => {
+      o.mesh.onPeerUp((id) => {
+        this.#down.delete(id);
         // The peer may have missed changes while it was away (or be new): the next broadcast is whole.
         this.#sinceFullBroadcast = FULL_EVERY;
         this.#sentMethods.clear();
