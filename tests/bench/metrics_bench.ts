@@ -4,19 +4,20 @@
  *   deno run -A --unstable-worker-options tests/bench/metrics_bench.ts [--quick] [--seconds 10]
  *     [--only nodes|simulation]
  *
- * 1. Overhead on the hot paths, in the same run: two 1-member nodes serving a slice route (`GET /hello`,
- *    process isolation), one with `--metrics on` (the default), one with `--metrics off` (no call or request
- *    recorded); wrk -t1 -c50 against each, rounds alternated; then KV puts through each node's API (32 at a
- *    time). Goal: ≤ 1% throughput difference.
- * 2. Idle: each node's own CPU over an idle stretch (both still sample and ship every second), and the
- *    metrics pipeline's own time per second measured in-process for 50 slices × 10 methods: a node's sample
- *    and its update's encoding, the leader's merge and broadcast. Goal: ≤ 0.5% of a core per node.
+ * 1. Recording cost per slice call and per HTTP request, in-process (the hot paths' share of the overhead).
+ * 2. `/metrics` scrape: Prometheus text of one node (500 method series, their histograms) and of the cluster
+ *    scope (5 nodes): time to render and size. Goal: < 20 ms.
  * 3. Mesh traffic for 50 slices × 10 methods on 5 nodes, simulated with five real MetricsServices over an
  *    in-memory mesh that encodes every message with the mesh's msgpack codec: bytes per second a node sends
  *    (its update), the leader sends (its broadcast to four), with every series changing every second (worst
- *    case) and with a tenth of them changing; and the leader's merge time per second.
- * 4. `/metrics` scrape: Prometheus text of one node (500 method series, their histograms) and of the cluster
- *    scope (5 nodes): time to render and size; and a real scrape of node 1 over HTTP. Goal: < 20 ms.
+ *    case), a tenth of them, and none (idle); and each node's and the leader's time per second (merge
+ *    included).
+ * 4. Overhead on the hot paths, in the same run: two 1-member nodes serving a slice route (`GET /hello`,
+ *    process isolation), one with `--metrics on` (the default), one with `--metrics off` (no call or request
+ *    recorded); wrk -t1 -c50 against each, rounds alternated; then KV puts through each node's API (32 at a
+ *    time). Goal: ≤ 1% throughput difference.
+ * 5. Idle: each node's own CPU over an idle stretch (both still sample and ship every second), and a real
+ *    scrape of /metrics over HTTP. Goal: ≤ 0.5% of a core per node for the metrics.
  */
 
 import { parseArgs } from "node:util";
@@ -153,7 +154,7 @@ async function kvPuts(node: ServedNode, seconds: number, concurrency = 32): Prom
 
 async function overhead(): Promise<void> {
   console.log(
-    `\n1. Overhead: GET /hello on a 1-member node, --metrics on vs off (wrk -t1 -c50, ${WRK_SECONDS} s)`,
+    `\n4. Overhead: GET /hello on a 1-member node, --metrics on vs off (wrk -t1 -c50, ${WRK_SECONDS} s)`,
   );
   const nodes = { on: await helloNode("on"), off: await helloNode("off") };
   try {
@@ -197,7 +198,7 @@ async function overhead(): Promise<void> {
     );
 
     const idleSeconds = QUICK ? 5 : 15;
-    console.log(`\n2. Idle: each node's own CPU over ${idleSeconds} s with nothing to do`);
+    console.log(`\n5. Idle: each node's own CPU over ${idleSeconds} s with nothing to do`);
     await new Promise((r) => setTimeout(r, 2_000));
     const before = { on: cpuSeconds(nodes.on.pid, true), off: cpuSeconds(nodes.off.pid, true) };
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
@@ -378,7 +379,7 @@ function meshSimulation(): void {
 /** What recording costs per call and per request, in-process (the hot-path share of the overhead). */
 function recordingCost(): void {
   console.log(
-    "\n0. Recording cost in-process (the hot path's share; compare with the node's CPU per request above)",
+    "\n1. Recording cost in-process (the hot path's share; compare with the node's CPU per request below)",
   );
   const recorder = new MetricsRecorder();
   const coordinates = Array.from({ length: 50 }, (_, i) => `org.example:slice-${i}:1.0.0`);
@@ -409,7 +410,7 @@ function recordingCost(): void {
 
 function scrapeSimulation(): void {
   console.log(
-    `\n4. /metrics: Prometheus text for ${SLICES} slices × ${METHODS} methods (rendered in-process)`,
+    `\n2. /metrics: Prometheus text for ${SLICES} slices × ${METHODS} methods (rendered in-process)`,
   );
   const recorders = Array.from({ length: NODES }, () => new MetricsRecorder());
   for (const r of recorders) {
