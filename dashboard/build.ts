@@ -11,7 +11,9 @@
 
 import { renderToString } from "preact-render-to-string";
 import { h } from "preact";
+import type { ComponentType } from "preact";
 import { Shell } from "./src/shell.tsx";
+import { ForgeShell } from "./src/forge/shell.tsx";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -23,7 +25,7 @@ export interface BuiltFile {
   bytes: Uint8Array;
 }
 
-async function bundleClient(): Promise<Uint8Array> {
+async function bundleClient(entry: string): Promise<Uint8Array> {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
@@ -32,7 +34,7 @@ async function bundleClient(): Promise<Uint8Array> {
       `${ROOT}deno.json`,
       "--platform=browser",
       "--minify",
-      `${HERE}src/client.tsx`,
+      `${HERE}src/${entry}`,
     ],
     stdout: "piped",
     stderr: "piped",
@@ -56,7 +58,7 @@ async function hashName(stem: string, extension: string, bytes: Uint8Array): Pro
   return `assets/${stem}.${hex}.${extension}`;
 }
 
-function page(script: string, stylesheet: string): string {
+function page(title: string, shell: ComponentType, script: string, stylesheet: string): string {
   return [
     "<!doctype html>",
     '<html lang="en">',
@@ -64,27 +66,35 @@ function page(script: string, stylesheet: string): string {
     '<meta charset="utf-8">',
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     '<meta name="color-scheme" content="light dark">',
-    "<title>Aether</title>",
+    `<title>${title}</title>`,
     // No favicon request: it would go to the API (401) and show as an error in the console.
     '<link rel="icon" href="data:,">',
     `<link rel="stylesheet" href="/${stylesheet}">`,
     `<script type="module" src="/${script}"></script>`,
     "</head>",
-    `<body>${renderToString(h(Shell, {}))}</body>`,
+    `<body>${renderToString(h(shell, {}))}</body>`,
     "</html>",
     "",
   ].join("\n");
 }
 
-/** Every file of dist/, built in memory. */
+/**
+ * Every file of dist/, built in memory: the node's dashboard (index.html, app.*.js) and Forge's console
+ * (forge.html, forge.*.js), sharing one stylesheet.
+ */
 export async function buildDashboard(): Promise<BuiltFile[]> {
-  const js = await bundleClient();
   const css = await styles();
-  const script = await hashName("app", "js", js);
   const stylesheet = await hashName("app", "css", css);
+  const app = await bundleClient("client.tsx");
+  const appScript = await hashName("app", "js", app);
+  const forge = await bundleClient("forge/client.tsx");
+  const forgeScript = await hashName("forge", "js", forge);
+  const encode = (text: string) => new TextEncoder().encode(text);
   return [
-    { path: "index.html", bytes: new TextEncoder().encode(page(script, stylesheet)) },
-    { path: script, bytes: js },
+    { path: "index.html", bytes: encode(page("Aether", Shell, appScript, stylesheet)) },
+    { path: "forge.html", bytes: encode(page("Aether Forge", ForgeShell, forgeScript, stylesheet)) },
+    { path: appScript, bytes: app },
+    { path: forgeScript, bytes: forge },
     { path: stylesheet, bytes: css },
   ];
 }
@@ -94,6 +104,7 @@ async function readDist(): Promise<Map<string, Uint8Array>> {
   const read = async (path: string) => files.set(path, await Deno.readFile(`${DIST}/${path}`));
   try {
     await read("index.html");
+    await read("forge.html");
     for await (const entry of Deno.readDir(`${DIST}/assets`)) {
       if (entry.isFile) await read(`assets/${entry.name}`);
     }

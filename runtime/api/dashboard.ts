@@ -61,13 +61,14 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 };
 
 /**
- * Reads the built dashboard: `index.html` and every file of `assets/`. A missing directory is an error naming
- * it and the command that builds it.
+ * Reads the built dashboard: the page served at `/` (`index.html`, the node's dashboard; Forge serves
+ * `forge.html`, its console) and every file of `assets/`. A missing directory is an error naming it and the
+ * command that builds it.
  */
-export async function readDashboardAssets(dir: string): Promise<DashboardAssets> {
+export async function readDashboardAssets(dir: string, page = "index.html"): Promise<DashboardAssets> {
   const files = new Map<string, DashboardFile>();
-  const index = await readBuilt(dir, "index.html");
-  files.set("/", await prepare("index.html", index, false));
+  const index = await readBuilt(dir, page);
+  files.set("/", await prepare(page, index, false));
   for await (const entry of Deno.readDir(`${dir}/assets`)) {
     if (!entry.isFile) continue;
     if (files.size >= MAX_DASHBOARD_FILES) {

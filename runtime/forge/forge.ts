@@ -8,6 +8,8 @@
  * for every connection, so links work again as soon as a restarted node listens.
  */
 
+import { type DashboardAssets, dashboardResponse, isDashboardPath, readDashboardAssets } from "../api/mod.ts";
+import { PROJECT_ROOT } from "../node/mod.ts";
 import { type Fault, FaultSet, linkKey } from "./faults.ts";
 import { type LinkProxy, startLinkProxy } from "./link_proxy.ts";
 import { RotatingLogFile } from "./log_file.ts";
@@ -38,6 +40,8 @@ export class Forge {
   readonly #stop = Promise.withResolvers<string>();
   #server: Deno.HttpServer<Deno.NetAddr> | null = null;
   #control = "";
+  /** The console page (dashboard/dist/forge.html and its assets), or why it is not served. */
+  #console: DashboardAssets | Error = new Error("Forge's console is not loaded yet");
   #startedAt = new Date().toISOString();
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -98,6 +102,8 @@ export class Forge {
 
   /** Opens the control channel and writes forge.json; then starts every node and waits until all are ready. */
   async start(): Promise<void> {
+    this.#console = await readDashboardAssets(`${PROJECT_ROOT}/dashboard/dist`, "forge.html")
+      .catch((e) => e instanceof Error ? e : new Error(String(e)));
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
       port: 0,
@@ -189,6 +195,19 @@ export class Forge {
     const path = url.pathname;
     try {
       if (request.method === "GET" && path === "/status") return json(200, this.state());
+      // The console (GET / and its assets) is the browser's way in; its commands are same-origin POSTs.
+      if ((request.method === "GET" || request.method === "HEAD") && isDashboardPath(path)) {
+        return dashboardResponse(this.#console, request);
+      }
+      // A page of any other origin must not kill nodes: a browser sends Origin with a cross-site POST, and
+      // the plain JSON body would need no preflight. The CLI sends no Origin.
+      const origin = request.headers.get("origin");
+      if (origin !== null && origin !== this.#control) {
+        return problem(
+          403,
+          `Origin ${origin} may not control this Forge (only its console at ${this.#control})`,
+        );
+      }
       if (request.method !== "POST") {
         return problem(405, `${request.method} ${path}: only GET /status or POST`);
       }

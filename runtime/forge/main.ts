@@ -212,7 +212,12 @@ function printBanner(forge: Forge, leader: string, example: string | null, elaps
     `  aether kv get app/greeting`,
     `  aether                      (interactive shell)`,
     "",
+    `Dashboard: http://${
+      apiAddress(nodes[0])
+    }/ (any node's api port; sign in with ${FORGE_DIR}/${ADMIN_TOKEN_FILE})`,
+    "",
     "Chaos (a node that dies is restarted; see aether forge --help):",
+    `  ${forge.control}/   (the console: kill, restart, partition, latency, heal in a browser)`,
     `  aether forge status`,
     `  aether forge kill ${other}`,
     ...(nodes.length > 1 ? [`  aether forge partition ${nodes[0].id} ${other}`] : []),

@@ -18,17 +18,14 @@
  */
 
 import { equal, ok } from "node:assert/strict";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { accessibilityProblems, ARTIFACTS, launchChromium, screenshot } from "./_browser.ts";
 import { TestCluster } from "../_support/cluster.ts";
 import { sliceStatuses } from "../_support/deployment.ts";
 import { deployExample } from "../../runtime/forge/mod.ts";
 import { ORDER, SLICES } from "./_ecommerce.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const CHROMIUM = "/usr/bin/chromium";
-/** Where screenshots go (CI keeps it as the run's artifacts when set). */
-const ARTIFACTS = Deno.env.get("AETHER_TEST_ARTIFACTS") ??
-  `${Deno.env.get("TMPDIR") ?? "/tmp"}/aether-dashboard`;
 
 Deno.test("the committed dashboard build is what dashboard:build makes from the sources now", async () => {
   const output = await new Deno.Command(Deno.execPath(), {
@@ -68,34 +65,6 @@ async function signIn(page: Page, origin: string, token: string): Promise<void> 
   await page.getByLabel("Token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByTestId("who").waitFor();
-}
-
-/** axe-core's serious and critical violations on the page as it is now (empty when there are none). */
-async function accessibilityProblems(page: Page): Promise<string[]> {
-  const source = await Deno.readTextFile(`${ROOT}node_modules/axe-core/axe.min.js`);
-  // evaluate() runs through the DevTools protocol, outside the page's CSP (which refuses inline scripts).
-  await page.evaluate(`${source}\n;0`);
-  const violations = await page.evaluate(async () => {
-    // deno-lint-ignore no-explicit-any
-    const axe = (globalThis as any).axe;
-    // deno-lint-ignore no-explicit-any
-    const result = await axe.run((globalThis as any).document, { resultTypes: ["violations"] });
-    // deno-lint-ignore no-explicit-any
-    return result.violations.map((v: any) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.length,
-    }));
-  }) as { id: string; impact: string; help: string; nodes: number }[];
-  return violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}, ${v.nodes} element(s)): ${v.help}`);
-}
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  await Deno.mkdir(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 }
 
 async function createToken(cluster: TestCluster, name: string, role: string): Promise<string> {
@@ -155,11 +124,7 @@ Deno.test("dashboard in Chromium against a 3-node cluster: sign in, overview, sl
       },
     );
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
-    });
+    browser = await launchChromium();
     const open = async () => {
       const context = await browser!.newContext({ viewport: { width: 1280, height: 720 } });
       contexts.push(context);
