@@ -31,6 +31,14 @@ import {
 import { AlertDelivery, type DeliveryTargetStats, RESEND_EVERY_MS } from "./alerts_delivery.ts";
 
 export const EVALUATE_EVERY_MS = 1_000;
+/**
+ * The mesh channel on which the leader hands a member that (re)connects the alerts pending and firing now:
+ * a member that restarted missed the events, and without them its board would be empty (and, were it to
+ * become leader, it would fire them again).
+ */
+export const ALERTS_SYNC_CHANNEL = "alerts";
+/** Alerts one sync message carries at most (one per rule and node; rules are bounded too). */
+export const MAX_SYNCED_ALERTS = 10_000;
 /** Resolved alerts the board remembers (newest first) for GET /api/v1/alerts?resolved=true. */
 export const MAX_RECENT_RESOLVED = 100;
 const ALERT_EVENT_TYPES = ["alert.pending", "alert.firing", "alert.resolved", "alert.cleared"];
@@ -56,6 +64,11 @@ export interface AlertsFeatureOptions {
   evaluateEveryMs?: number;
   /** For the webhook and Alertmanager retries (tests make them short). */
   firstRetryMs?: number;
+  /** For ALERTS_SYNC_CHANNEL (absent: no sync; a member's board then fills from the events alone). */
+  mesh?: {
+    send(to: string, channel: string, message: unknown): boolean;
+    onMessage(channel: string, handler: (from: string, message: unknown) => void): () => void;
+  };
 }
 
 export interface RuleView extends AlertRuleRecord {
@@ -86,6 +99,12 @@ export class AlertBoard {
 
   recentlyResolved(): (AlertView & { resolvedAt: number })[] {
     return [...this.#resolved];
+  }
+
+  /** Takes the leader's list of what is pending and firing now (a member that missed the events). */
+  replace(alerts: readonly AlertView[]): void {
+    this.#active.clear();
+    for (const alert of alerts) this.#active.set(alert.id, alert);
   }
 
   close(): void {
@@ -185,6 +204,7 @@ class AlertsDriver implements AlertsFeature {
   readonly #log: Logger;
   readonly #delivery: AlertDelivery;
   readonly #offLeadership: () => void;
+  readonly #offSync: (() => void)[] = [];
   #evaluator?: AlertEvaluator;
   #timer?: ReturnType<typeof setInterval>;
   #lastResendMs = 0;
@@ -201,6 +221,7 @@ class AlertsDriver implements AlertsFeature {
       firstRetryMs: options.firstRetryMs,
     });
     this.#offLeadership = options.onLeadership((leading) => this.#leadership(leading));
+    this.#startSync();
     this.#leadership(options.isLeader());
   }
 
@@ -215,6 +236,7 @@ class AlertsDriver implements AlertsFeature {
 
   stop(): Promise<void> {
     this.#offLeadership();
+    for (const off of this.#offSync) off();
     this.#leadership(false);
     this.board.close();
     this.#delivery.stop();
@@ -231,6 +253,29 @@ class AlertsDriver implements AlertsFeature {
       clearInterval(this.#timer);
       this.#evaluator = undefined;
     }
+  }
+
+  /** The leader sends its alerts to a member that (re)connects; a member takes them (see ALERTS_SYNC_CHANNEL). */
+  #startSync(): void {
+    const mesh = this.#o.mesh;
+    if (!mesh) return;
+    const peerConnected = this.#o.events.subscribe((event) => {
+      if (!this.#evaluator) return;
+      mesh.send(event.subject, ALERTS_SYNC_CHANNEL, {
+        alerts: this.#evaluator.alerts().slice(0, MAX_SYNCED_ALERTS),
+      });
+    }, ["node.joined", "node.back"]);
+    this.#offSync.push(() => peerConnected.close());
+    this.#offSync.push(mesh.onMessage(ALERTS_SYNC_CHANNEL, (from, message) => {
+      const alerts = syncedAlerts(message);
+      if (alerts === undefined) {
+        this.#log.warn("alerts: dropped a malformed sync message", { from });
+        return;
+      }
+      // Only the leading member sends (its evaluator exists only while consensus names it leader), and a
+      // member that just restarted may not know the current leader yet: any member's list is taken.
+      this.board.replace(alerts);
+    }));
   }
 
   #tick(): void {
@@ -262,4 +307,15 @@ class AlertsDriver implements AlertsFeature {
       everywhere: true,
     });
   }
+}
+
+/** The alerts of a sync message, or undefined when it is not `{alerts: AlertView[]}`. */
+function syncedAlerts(message: unknown): AlertView[] | undefined {
+  const alerts = (message as { alerts?: unknown } | null)?.alerts;
+  if (!Array.isArray(alerts) || alerts.length > MAX_SYNCED_ALERTS) return undefined;
+  const valid = alerts.every((a) =>
+    typeof a === "object" && a !== null && typeof a.id === "string" && typeof a.rule === "string" &&
+    (a.state === "pending" || a.state === "firing") && typeof a.activeSince === "number"
+  );
+  return valid ? alerts as AlertView[] : undefined;
 }

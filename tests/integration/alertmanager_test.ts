@@ -209,6 +209,32 @@ Deno.test("alerts: a rule fires and resolves on a 3-node cluster, reaching a rea
     );
 
     await t.step(
+      "n3 restarts: the leader hands it the firing alert; were n3 the leader, the next one does not fire it again",
+      async () => {
+        const leaderBefore = await cluster.waitForLeader();
+        await n3.kill();
+        await n3.start();
+        await cluster.waitForLeader(60_000);
+        const onN3 = await cluster.waitFor("n3 lists the firing alert", async () => {
+          const { status, body } = await n3.json<{ alerts: { id: string; state: string }[] }>(
+            "/api/v1/alerts",
+          );
+          return status === 200 && body.alerts.some((a) => a.id === "n1-memory" && a.state === "firing")
+            ? body.alerts
+            : null;
+        }, 60_000);
+        ok(onN3.length === 1, JSON.stringify(onN3));
+        // Give a new leader a few evaluations: the alert still fires, and no second alert.firing was sent.
+        await new Promise((r) => setTimeout(r, 3_000));
+        const firings = events.filter((e) => e.type === "alert.firing" && e.subject === "n1-memory");
+        equal(firings.length, 1, `leader was ${leaderBefore}; firings ${JSON.stringify(firings)}`);
+        ok(!eventOf("alert.resolved"), "not resolved by the change of leader");
+        const [stillActive] = await am.alerts("n1-memory");
+        equal(stillActive.status.state, "active");
+      },
+    );
+
+    await t.step(
       "the rule changed so it no longer holds: resolved in the events, Alertmanager and the webhook",
       async () => {
         const changed = await write(
