@@ -72,6 +72,11 @@ const dryRun: QueryParameter = {
   description: "true: answer the plan without changing anything",
   schema: { type: "string", enum: ["true", "false"] },
 };
+const force: QueryParameter = {
+  name: "force",
+  description: "true: undeploy or scale to 0 even while ACTIVE slices call it (else 409 naming them)",
+  schema: { type: "string", enum: ["true", "false"] },
+};
 const kvTimeout: QueryParameter = {
   name: "timeoutMs",
   description: "how long to wait for the cluster, in milliseconds",
@@ -424,7 +429,7 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "POST /api/v1/scale": {
     summary: "Changes how many instances of a slice run",
-    query: [dryRun],
+    query: [dryRun, force],
     body: {
       json: obj({ artifact: { ...str, description: sliceName }, instances }, ["artifact", "instances"]),
       required: true,
@@ -434,7 +439,7 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "POST /api/v1/undeploy": {
     summary: "Stops a slice everywhere",
-    query: [dryRun],
+    query: [dryRun, force],
     body: { json: obj({ artifact: { ...str, description: sliceName } }, ["artifact"]), required: true },
     response: { description: "the plan applied", json: deployAnswer },
     problems: [400, 404, 409, 503],

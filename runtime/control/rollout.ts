@@ -75,7 +75,12 @@ export interface RolloutInput {
    */
   window(version: string): WindowStats | undefined;
   nowMs: number;
+  /** A rollout whose new instances make no progress this long rolls back (default PROGRESS_DEADLINE_MS). */
+  progressDeadlineMs?: number;
 }
+
+/** How long a rollout waits for new instances to become ACTIVE before it rolls back. */
+export const PROGRESS_DEADLINE_MS = 300_000;
 
 /** Something that happened, for the event bus (`rollout.{type}`). */
 export interface RolloutEvent {
@@ -196,6 +201,7 @@ class Step {
       this.#succeed(target, `${count} instance(s) of ${r.newVersion} ACTIVE, ${r.stableVersion} retired`);
       return;
     }
+    if (Math.min(fresh.active, count) === r.step && this.#stalled(target, `${fresh.active}/${count}`)) return;
     const oldInstances = Math.max(0, count - fresh.active - unavailable);
     const newInstances = Math.min(count, Math.max(0, count + surge - stable.present));
     const oldWeight = stable.active === 0 && fresh.active === 0 ? 1 : stable.active;
@@ -288,8 +294,33 @@ class Step {
     }
     const active = this.#in.counts(r.newVersion).active;
     if (active >= target.instances) return true;
+    // Only the first bring-up has a deadline: later (a node died, say) the deployment manager replaces the
+    // missing instances while the rollout waits, however long it has been paused.
+    const firstBringUp = r.step === 0 && r.phase !== "Paused";
+    if (firstBringUp && this.#stalled(target, `${active}/${target.instances}`)) return false;
     this.#waitReason(`starting ${r.newVersion}: ${active}/${target.instances} ACTIVE, no traffic yet`);
     return false;
+  }
+
+  /**
+   * True (and rolled back) when the new version made no progress within the deadline since the step started:
+   * a version that never activates (it fails to load, or backs off) must not hold the slice forever.
+   */
+  #stalled(target: TargetRecord, progress: string): boolean {
+    const r = this.#record;
+    const deadlineMs = this.#in.progressDeadlineMs ?? PROGRESS_DEADLINE_MS;
+    if (this.#in.nowMs - r.stepStartedAt <= deadlineMs) {
+      this.#wakeAtMs = Math.min(this.#wakeAtMs ?? Infinity, r.stepStartedAt + deadlineMs + 1);
+      return false;
+    }
+    const backoff = target.routedBackoff?.version === r.newVersion ? target.routedBackoff : undefined;
+    const why = backoff?.lastReason ? `; last failure: ${backoff.lastReason}` : "";
+    this.#abort(
+      `${r.newVersion} made no progress for ${Math.round(deadlineMs / 1000)} s (${progress} ACTIVE)${why}`,
+      target,
+      true,
+    );
+    return true;
   }
 
   /** Analysis of the window since the step started: a verdict, then `passed` or a failure. */

@@ -49,6 +49,9 @@ export interface RolloutSimOptions {
   rate: number;
   /** Share of the new version's calls that fail. */
   newFailureRate: number;
+  /** The new version's instances never become ACTIVE (it fails to start). */
+  newNeverStarts?: boolean;
+  progressDeadlineMs?: number;
   /** Operator actions at simulated times. */
   actions: Array<{ atMs: number; action: RolloutAction }>;
   /** A node dies at this time (and comes back `nodeDownMs` later). */
@@ -297,6 +300,7 @@ class RolloutSim {
       counts: (version) => this.#counts(version),
       window: (version) => this.#windows.window(SIM_SLICE, stepKey, version),
       nowMs: this.#now,
+      progressDeadlineMs: this.#o.progressDeadlineMs,
     });
     this.#wakeAt = decision.wakeAtMs ?? Infinity;
     if (!decision.command) return;
@@ -329,7 +333,9 @@ class RolloutSim {
 
   #deployment(): void {
     for (const i of this.#instances) {
-      if (i.state === "starting" && this.#now >= i.until) i.state = "active";
+      if (i.state === "starting" && this.#now >= i.until && !(this.#o.newNeverStarts && i.version === NEW)) {
+        i.state = "active";
+      }
     }
     this.#instances = this.#instances.filter((i) => !(i.state === "draining" && this.#now >= i.until));
     const target = this.#target();

@@ -177,3 +177,24 @@ Deno.test("rollout sim: the same seed replays exactly", () => {
   assert.deepEqual(a.log, b.log);
   assert.ok(a.log.some((l) => l.includes("FAULT leader change")));
 });
+
+Deno.test("rollout sim: a new version that never becomes ACTIVE rolls back at the progress deadline", () => {
+  for (
+    const spec of [{ strategy: "rolling" as const }, { strategy: "canary" as const, steps: FAST_CANARY }, {
+      strategy: "blue-green" as const,
+    }]
+  ) {
+    const r = runRolloutSimulation({
+      ...BASE,
+      seed: 3,
+      spec,
+      newNeverStarts: true,
+      progressDeadlineMs: 5_000,
+    });
+    assert.equal(r.record.phase, "RolledBack", explain(r));
+    assert.match(r.record.reason!, /made no progress for 5 s/);
+    assert.equal(r.target.version, SIM_VERSIONS.stable);
+    assert.equal(r.failed, 0, explain(r));
+    assert.deepEqual(r.left, { [SIM_VERSIONS.stable]: 3 }, explain(r));
+  }
+});

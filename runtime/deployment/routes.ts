@@ -34,6 +34,7 @@ import {
   type Planned,
   planScale,
   planUndeploy,
+  protectDependents,
 } from "./targets.ts";
 import { type KvReader, ViewReader } from "./view.ts";
 import { blueprintStatus, sliceStatuses } from "./status.ts";
@@ -140,7 +141,12 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const body = await jsonBody(c, "scale", ["artifact", "instances"]);
     const slice = sliceField(body, "scale");
     const instances = instancesField(body, "scale");
-    const plan = () => planScale(deps.state(), slice, instances, deps.nowMs());
+    const force = forceParam(c);
+    const plan = () => {
+      const state = deps.state();
+      if (instances === 0 && !force) protectDependents(state, sliceBase(slice), "scale to 0");
+      return planScale(state, slice, instances, deps.nowMs());
+    };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });
     const { plan: done, revision } = await apply(plan);
     return c.json({ ...done, dryRun: false, revision });
@@ -150,9 +156,11 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const dryRun = dryRunParam(c);
     const body = await jsonBody(c, "undeploy", ["artifact"]);
     const slice = sliceField(body, "undeploy");
+    const force = forceParam(c);
     const plan = () => {
       const state = deps.state();
       refuseOtherVersion(state, slice);
+      if (!force) protectDependents(state, sliceBase(slice), "undeploy");
       return planUndeploy(state, slice);
     };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });
@@ -169,6 +177,19 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
 }
 
 // -- request parsing -------------------------------------------------------------------------------------------
+
+/** `group:artifact` of `g:a` or `g:a:v`. */
+function sliceBase(slice: string): string {
+  return slice.split(":").slice(0, 2).join(":");
+}
+
+/** `?force=true`: undeploy or scale to 0 even while ACTIVE slices call the slice. */
+function forceParam(c: Context): boolean {
+  const text = c.req.query("force");
+  if (text === undefined || text === "" || text === "false") return false;
+  if (text === "true") return true;
+  throw new AetherError("bad_request", `force: expected true or false, got "${text}"`, { field: "force" });
+}
 
 function dryRunParam(c: Context): boolean {
   const text = c.req.query("dryRun");

@@ -492,6 +492,49 @@ function readTargets(kv: KvReader): Map<string, TargetRecord> {
 }
 
 /** Deployed slices (`g:a:v` of their target version) whose manifest calls `base`. */
+/** Call chains shown at most in a refusal (the callers themselves are all named). */
+const MAX_CHAINS_SHOWN = 10;
+/** How far up the call graph a chain is followed. */
+const MAX_CHAIN_DEPTH = 8;
+
+/**
+ * Dependency protection: undeploying `base`, or scaling it to zero, is refused (409) while slices with ACTIVE
+ * instances call it; the error names them and the call chains that reach it (`shop:web:1.0.0 →
+ * shop:orders:1.0.0 → shop:db`). The API skips this with `?force=true`.
+ */
+export function protectDependents(kv: KvReader, base: string, what: "undeploy" | "scale to 0"): void {
+  const active = new Set<string>();
+  for (const entry of kv.range(KEY_PREFIXES.instances)) {
+    const coordinates = entry.key.split("/")[2];
+    if (active.has(coordinates)) continue;
+    try {
+      if (decodeValue("instance", entry.value).state === "ACTIVE") active.add(coordinates);
+    } catch {
+      continue;
+    }
+  }
+  const activeCallersOf = (b: string) => callersOf(kv, b).filter((c) => active.has(c));
+  const callers = activeCallersOf(base);
+  if (callers.length === 0) return;
+  const chains: string[] = [];
+  const walk = (chain: string[], depth: number) => {
+    if (chains.length >= MAX_CHAINS_SHOWN) return;
+    const top = chain[0];
+    const above = depth < MAX_CHAIN_DEPTH
+      ? activeCallersOf(baseOf(top)).filter((c) => !chain.includes(c))
+      : [];
+    if (above.length === 0) chains.push(chain.join(" → "));
+    for (const caller of above) walk([caller, ...chain], depth + 1);
+  };
+  for (const caller of callers) walk([caller, base], 1);
+  throw new AetherError(
+    "conflict",
+    `${what}: ${base} is called by ACTIVE slice(s) ${callers.join(", ")} (${chains.join("; ")}); ` +
+      `their calls would fail. Undeploy them first, or pass --force (?force=true)`,
+    { slice: base, callers, chains },
+  );
+}
+
 function callersOf(kv: KvReader, base: string): string[] {
   const catalog = catalogFromKv(kv);
   const out: string[] = [];

@@ -299,7 +299,8 @@ Deno.test("HTTP on 3 nodes: a chain of slices across nodes, one request id in ev
     await t.step(
       "an undeployed slice: its routes go, and callers of it get 503 after the retries",
       async () => {
-        const undeploy = await n1.json("/api/v1/undeploy", {
+        // force: front (ACTIVE) calls back, which dependency protection would refuse (409).
+        const undeploy = await n1.json("/api/v1/undeploy?force=true", {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ artifact: `${GROUP}:back` }),

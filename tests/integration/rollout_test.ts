@@ -14,7 +14,7 @@
 
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
-import { pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { GROUP, publishFixtures, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { runCli } from "../_support/cli.ts";
@@ -289,6 +289,35 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
       ok(wrong.code !== 0);
       match(wrong.stderr, /strategy must be one of rolling, canary, blue-green/);
     });
+
+    await t.step(
+      "undeploying a slice ACTIVE slices call is refused with the chain, unless --force",
+      async () => {
+        await publishFixtures(n1, ["inventory", "pricing", "orders", "checkout"]);
+        for (const name of ["inventory", "pricing", "orders", "checkout"]) {
+          await api(n1, "POST", "/api/v1/deploy", { artifact: `${GROUP}:${name}:1.0.0`, instances: 1 });
+        }
+        await cluster.waitFor("checkout ACTIVE", async () => {
+          const s = (await sliceStatuses(n1)).find((x) => x.slice === `${GROUP}:checkout`);
+          return s?.instances.some((i) => i.state === "ACTIVE") === true;
+        }, 60_000);
+        const refused = await cli(n1, "undeploy", `${GROUP}:inventory`);
+        equal(refused.code === 0, false);
+        match(refused.stderr, /409/);
+        match(
+          refused.stderr,
+          /org\.example\.deploy:checkout:1\.0\.0 → org\.example\.deploy:orders:1\.0\.0 → org\.example\.deploy:inventory/,
+        );
+        const zero = await n1.json("/api/v1/scale", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ artifact: `${GROUP}:orders`, instances: 0 }),
+        });
+        equal(zero.status, 409, JSON.stringify(zero.body));
+        const forced = await cli(n1, "undeploy", `${GROUP}:inventory`, "--force");
+        equal(forced.code, 0, forced.stderr);
+      },
+    );
 
     await load.stop();
     const failed = load.failures.length;

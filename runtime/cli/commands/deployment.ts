@@ -285,6 +285,10 @@ const WAIT_FLAGS: CliFlag[] = [
 ];
 
 const DRY_RUN: CliFlag = { name: "dry-run", description: "show what would change, change nothing" };
+const FORCE: CliFlag = {
+  name: "force",
+  description: "even while ACTIVE slices call it (their calls to it fail until it returns)",
+};
 
 const INSTANCES_RANGE = { min: 0, max: MAX_INSTANCES };
 
@@ -521,6 +525,7 @@ export const deploymentCommands: CliCommand[] = [
           "`aether controller unpin`",
       },
       DRY_RUN,
+      FORCE,
       ...WAIT_FLAGS,
     ],
     positionals: ONE,
@@ -545,8 +550,9 @@ export const deploymentCommands: CliCommand[] = [
     args: "<group:artifact[:version]>",
     summary: "stop and remove a directly deployed slice",
     description: "Stop and remove a directly deployed slice (a blueprint's slices go with the blueprint). " +
-      "With a version, it is refused unless that version is the one deployed.",
-    flags: [DRY_RUN, ...WAIT_FLAGS],
+      "With a version, it is refused unless that version is the one deployed. Refused while ACTIVE slices " +
+      "call it (the error names them and the call chains), unless --force.",
+    flags: [DRY_RUN, FORCE, ...WAIT_FLAGS],
     positionals: ONE,
     async run(ctx, args) {
       const parsed = parseFor(this, args);
@@ -576,10 +582,19 @@ async function sliceChange(
   gone: boolean,
 ): Promise<void> {
   const dryRun = parsed.boolean("dry-run");
-  const plan = await send<SlicePlan>(ctx, "POST", `/api/v1/${what}${dryRun ? "?dryRun=true" : ""}`, {
-    text: JSON.stringify(body),
-    type: "application/json",
-  });
+  const query = [
+    ...(dryRun ? ["dryRun=true"] : []),
+    ...(what !== "deploy" && parsed.boolean("force") ? ["force=true"] : []),
+  ];
+  const plan = await send<SlicePlan>(
+    ctx,
+    "POST",
+    `/api/v1/${what}${query.length > 0 ? `?${query.join("&")}` : ""}`,
+    {
+      text: JSON.stringify(body),
+      type: "application/json",
+    },
+  );
   const lines = [
     dryRun
       ? `${what} would change ${plan.slice}: ${summary(plan.entry.from)} -> ${summary(plan.entry.to)}`
