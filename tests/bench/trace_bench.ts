@@ -7,11 +7,11 @@
  * 1. SpanRing.record alone: nanoseconds per span (the ring store), and a span's full making as the hooks do it
  *    (two clock reads, a random span id, the object).
  * 2. Invoker: SliceInvoker.invoke of the `hello` slice (worker isolation, a local instance) by 50 concurrent
- *    callers in this process: calls/s and this process's CPU per call (the sandbox worker included). Two
- *    spans per call (call, attempt).
+ *    callers in this process: calls/s and this process's CPU per call (the sandbox worker included). One
+ *    span per call (a local first attempt is folded into the call's span).
  * 3. HTTP: the application handler behind Deno.serve, wrk -t1 -c50 (Debian's wrk; installed when missing):
- *    `GET /hello` (3 spans per request: http, call, attempt) and `POST /front/chain`, a chain of three slices
- *    on the node (7 spans: http, and a call and an attempt per slice); requests/s and server CPU per request.
+ *    `GET /hello` (2 spans per request: http, call) and `POST /front/chain`, a chain of three slices on the
+ *    node (4 spans: http and a call per slice); requests/s and server CPU per request.
  *
  * The goal is the issue's for metrics: at most 1% throughput lost with tracing on. Each line prints the
  * medians of the rounds off and on, and the differences; read them against the spread between rounds of
@@ -240,11 +240,13 @@ try {
       results.chain[setting].push(await wrkRound(`${node.url}/front/chain`, script));
     }
   }
-  console.log("2. invoker (in process, worker isolation, local instance; 2 spans per call)");
+  console.log(
+    "2. invoker (in process, worker isolation, local instance; 1 span per call: the call, its local first attempt folded in)",
+  );
   console.log(summary("invoke hello", results.invoker.off, results.invoker.on, "calls"));
   console.log("3. HTTP, wrk -t1 -c50 (wrk shares the 2 cores); CPU = this process's (server and workers)");
-  console.log(summary("GET /hello (3 spans)", results.hello.off, results.hello.on, "req"));
-  console.log(summary("POST /front/chain (7 spans)", results.chain.off, results.chain.on, "req"));
+  console.log(summary("GET /hello (2 spans)", results.hello.off, results.hello.on, "req"));
+  console.log(summary("POST /front/chain (4 spans)", results.chain.off, results.chain.on, "req"));
   const stats = ring.stats;
   console.log(
     `  the ring: ${stats.recorded} spans recorded, ${stats.held} held (capacity ${stats.capacity}), ` +
