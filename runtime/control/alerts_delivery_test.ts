@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../core/mod.ts";
 import type { AlertChange, AlertView } from "./alerts.ts";
-import { AlertDelivery, MAX_ATTEMPTS } from "./alerts_delivery.ts";
+import { AlertDelivery, MAX_ATTEMPTS, type PostableAlert } from "./alerts_delivery.ts";
 
 interface Received {
   path: string;
@@ -68,7 +68,9 @@ Deno.test("alert delivery: a webhook gets firing and resolved, retried through t
     delivery.deliver([{ transition: "resolved", alert, atMs: 9_000 }], 9_000);
     await until("both transitions sent", () => delivery.stats()[0].sent === 2);
     assert.equal(hook.attempts(), 4, "two failures, then each of the two succeeded");
-    const [firing, resolved] = hook.received.map((r) => r.body as Record<string, any>);
+    const [firing, resolved] = hook.received.map((r) =>
+      r.body as { status: string; alert: { id: string; labels: unknown; endsAt: string } }
+    );
     assert.equal(firing.status, "firing");
     assert.equal(firing.alert.id, "cpu/n1");
     assert.deepEqual(firing.alert.labels, {
@@ -120,10 +122,10 @@ Deno.test("alert delivery: Alertmanager gets postable alerts at /api/v2/alerts, 
     delivery.deliver([{ transition: "resolved", alert, atMs: 40_000 }], 40_000);
     await until("three posts", () => delivery.stats()[0].sent === 3);
     assert.ok(am.received.every((r) => r.path === "/api/v2/alerts"));
-    const [first, again, resolved] = am.received.map((r) => (r.body as Record<string, any>[])[0]);
+    const [first, again, resolved] = am.received.map((r) => (r.body as PostableAlert[])[0]);
     assert.equal(first.startsAt, new Date(2_000).toISOString());
-    assert.ok(Date.parse(first.endsAt) > 2_000, "firing: endsAt ahead");
-    assert.ok(Date.parse(again.endsAt) > 32_000);
+    assert.ok(Date.parse(first.endsAt!) > 2_000, "firing: endsAt ahead");
+    assert.ok(Date.parse(again.endsAt!) > 32_000);
     assert.equal(resolved.endsAt, new Date(40_000).toISOString());
     assert.equal(first.annotations.summary, "cpu of nodes > 90%");
     assert.equal(first.annotations.value, "0.95");
