@@ -104,6 +104,13 @@ export interface SliceInvokerOptions {
    * slice version and method), for local and remote callers alike. Absent: nothing is recorded.
    */
   metrics?: MetricsRecorder;
+  /**
+   * Scale to zero: called once per call when no live instance serves it, before that counts as a failed
+   * attempt. Resolves true once an instance serves the slice (the call selects again), false when the slice is
+   * not scaled to zero (the usual `no_instance` handling); rejects (503 with retry-after) when too many calls
+   * are held already or no instance came up in time.
+   */
+  activate?: (slice: string, deadlineMs: number) => Promise<boolean>;
 }
 
 /** What to call: `"group:artifact"` (any version), `"group:artifact:version"`, or with a version range. */
@@ -374,6 +381,7 @@ export class SliceInvoker {
     let attempt = 0;
     let crashes = 0;
     let last: InvokeFailure | undefined;
+    let activation = false;
     while (true) {
       if (this.#closed) {
         throw this.#final(
@@ -406,6 +414,10 @@ export class SliceInvoker {
         tried: tried ?? NOTHING_TRIED,
         version0,
       });
+      if (!selection && !activation && this.#options.activate) {
+        activation = true;
+        if (await this.#options.activate(call.slice, call.deadlineMs)) continue;
+      }
       attempt++;
       let failure: InvokeFailure;
       if (!selection) {
