@@ -119,7 +119,8 @@ export const traceCommands: CliCommand[] = [
       "one request's hops on every node as a timeline (HTTP router, slice calls, retries, remote side)",
     description:
       "Every node records a span per hop of each request (the HTTP router, each slice call, each attempt and " +
-      "retry, the remote node's side) in a ring of its newest 16384 spans; the node asked gathers the " +
+      "retry, the remote node's side) in a ring of its newest spans (16384 unless --trace-ring-spans says " +
+      "otherwise); the node asked gathers the " +
       "others' over the cluster mesh and nests them. The request id is the x-request-id of the response " +
       "(or the problem document's requestId); a W3C trace id (32 hex digits) works too. --json prints the tree.",
     flags: [],
