@@ -10,6 +10,7 @@
 
 import { type DashboardAssets, dashboardResponse, isDashboardPath, readDashboardAssets } from "../api/mod.ts";
 import { PROJECT_ROOT } from "../node/mod.ts";
+import { ConsoleLoad, parseLoadRequest } from "./console_load.ts";
 import { type Fault, FaultSet, linkKey } from "./faults.ts";
 import { type LinkProxy, startLinkProxy } from "./link_proxy.ts";
 import { RotatingLogFile } from "./log_file.ts";
@@ -42,6 +43,8 @@ export class Forge {
   #control = "";
   /** The console page (dashboard/dist/forge.html and its assets), or why it is not served. */
   #console: DashboardAssets | Error = new Error("Forge's console is not loaded yet");
+  /** The load the console starts (POST /load). */
+  readonly #load = new ConsoleLoad();
   #startedAt = new Date().toISOString();
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -104,6 +107,12 @@ export class Forge {
   async start(): Promise<void> {
     this.#console = await readDashboardAssets(`${PROJECT_ROOT}/dashboard/dist`, "forge.html")
       .catch((e) => e instanceof Error ? e : new Error(String(e)));
+    // The console's load form starts from the example's own template (examples/<name>/load-order.json.tmpl).
+    if (this.options.example) {
+      const template = `${PROJECT_ROOT}/examples/${this.options.example}/load-order.json.tmpl`;
+      const body = await Deno.readTextFile(template).catch(() => undefined);
+      if (body !== undefined) this.#load.defaults = { target: "POST /api/v1/orders", body };
+    }
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
       port: 0,
@@ -181,6 +190,7 @@ export class Forge {
 
   /** Stops every node, the proxies and the control channel; removes forge.json. */
   async close(): Promise<void> {
+    this.#load.stop();
     await Promise.all(this.members.map((m) => m.supervisor.stop()));
     this.#closed = true;
     await this.#writing;
@@ -195,6 +205,7 @@ export class Forge {
     const path = url.pathname;
     try {
       if (request.method === "GET" && path === "/status") return json(200, this.state());
+      if (request.method === "GET" && path === "/load") return json(200, this.#load.view());
       // The console (GET / and its assets) is the browser's way in; its commands are same-origin POSTs.
       if ((request.method === "GET" || request.method === "HEAD") && isDashboardPath(path)) {
         return dashboardResponse(this.#console, request);
@@ -209,7 +220,10 @@ export class Forge {
         );
       }
       if (request.method !== "POST") {
-        return problem(405, `${request.method} ${path}: only GET /status or POST`);
+        return problem(
+          405,
+          `${request.method} ${path}: only GET /status, GET /load, the console (GET /) or POST`,
+        );
       }
       const body = await readBody(request);
       if (path === "/stop") {
@@ -228,6 +242,15 @@ export class Forge {
         return json(200, { faults: this.faults.list() });
       }
       if (path === "/heal") return json(200, { healed: this.heal(), faults: [] });
+      if (path === "/load") {
+        const apps = this.members.map((m) => `http://127.0.0.1:${m.supervisor.node.options.httpPort}`);
+        this.#load.start(parseLoadRequest(body), apps);
+        return json(200, this.#load.view());
+      }
+      if (path === "/load/stop") {
+        this.#load.stop();
+        return json(200, this.#load.view());
+      }
       return problem(404, `no control command ${path}`);
     } catch (e) {
       const status = e instanceof RangeError ? 400 : e instanceof SyntaxError ? 400 : 409;

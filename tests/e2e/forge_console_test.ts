@@ -2,7 +2,8 @@
  * Forge's console in a real browser (Debian's Chromium through playwright-core): a real `aether forge` with 3
  * nodes and no example, its console opened at the control channel's address. Killing a node from the console
  * restarts it (the restart count grows, the fault log says so); a partition from the console cuts the link in
- * the cluster (the members' own health says so) and heal restores it; a page of another origin cannot send
+ * the cluster (the members' own health says so) and heal restores it; a load started from the console moves its
+ * live chart and stops on request; a page of another origin cannot send
  * commands; no request leaves the console's origin and the console stays clean.
  */
 
@@ -76,6 +77,23 @@ Deno.test("Forge's console in Chromium: kill and restart, partition and heal, ot
     await until("n1 to reach n3 again", async () => (await connected(n1, "n3")) === true);
     await page.getByTestId("forge-log").getByText("heal").waitFor();
     await screenshot(page, "forge-console");
+
+    // A load from the console: the live figures move (no example is deployed, so its answers are 404s, which
+    // the chart counts as answers and as failures), and it stops on request.
+    await page.getByLabel("Target").fill("GET /api/v1/nothing");
+    await page.getByLabel("Requests/s").fill("40");
+    await page.getByLabel("Seconds").fill("30");
+    await page.getByRole("button", { name: "Start load" }).click();
+    await page.getByTestId("load-state").getByText("Running: GET /api/v1/nothing at 40/s").waitFor();
+    await until("the chart's figures to move", async () => {
+      const text = await page.getByTestId("load-state").textContent() ?? "";
+      const answers = Number(/last second (\d+) answers/.exec(text)?.[1] ?? 0);
+      return answers > 10;
+    });
+    ok(await page.locator('[data-testid="load-chart"] canvas').count() > 0, "the chart is drawn");
+    await screenshot(page, "forge-console-load");
+    await page.getByRole("button", { name: "Stop" }).click();
+    await page.getByTestId("load-state").getByText("No load running").waitFor();
 
     // A page of another origin may not command Forge (a browser sends its Origin; the CLI sends none).
     const foreign = await fetch(`${control}/nodes/n3/kill`, {

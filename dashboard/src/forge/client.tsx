@@ -1,15 +1,16 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource preact */
-/** The browser entry of Forge's console: hydrates the shell's island and reads Forge's state every second. */
+/** The browser entry of Forge's console: hydrates the shell's island, reads Forge's state and load each second. */
 
 import { hydrate } from "preact";
 import { FORGE_POLL_MS, ForgeConsole, readForge } from "./console.tsx";
+import { readLoad } from "./load.tsx";
 
 const island = document.querySelector<HTMLElement>('[data-island="forge"]');
 if (island) hydrate(<ForgeConsole />, island);
 
 const poll = async () => {
-  await readForge();
+  await Promise.all([readForge(), readLoad()]);
   setTimeout(poll, FORGE_POLL_MS);
 };
 void poll();

@@ -9,6 +9,7 @@
 
 import { signal } from "@preact/signals";
 import { useState } from "preact/hooks";
+import { LoadPanel } from "./load.tsx";
 
 interface ForgeNode {
   id: string;
@@ -92,6 +93,7 @@ export function ForgeConsole() {
         <>
           <Nodes nodes={state.nodes} />
           <Links nodes={state.nodes} faults={state.faults} />
+          <LoadPanel />
           <FaultLog />
         </>
       )}
