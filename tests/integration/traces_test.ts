@@ -13,7 +13,9 @@
  * - `aether trace <requestId>` prints the timeline: the five slices with their timings, both nodes;
  * - the receiver got the same spans as OTLP JSON (resourceSpans/scopeSpans/spans, hex ids, nanosecond
  *   strings) from both nodes;
- * - a malformed id is a 400 naming the parameter, an unknown one a 404; the CLI exits non-zero for it.
+ * - a malformed id is a 400 naming the parameter, an unknown one a 404; the CLI exits non-zero for it;
+ * - with the node that ran place-order killed, the trace still answers with the other node's spans and
+ *   names the dead one unreachable (the CLI warns).
  *
  *   deno test -A --unstable-worker-options tests/integration/traces_test.ts
  */
@@ -305,6 +307,22 @@ Deno.test("traces on 3 nodes: an order's spans from two nodes as one tree, aethe
         "201",
       );
     });
+
+    await t.step(
+      "a member that is down: its spans are missing, it is named unreachable, the rest still shown",
+      async () => {
+        await cluster.node(placeOrderNode).kill();
+        const { status, body } = await reader.json<TraceView>(`/api/v1/traces/${requestId}`);
+        equal(status, 200, JSON.stringify(body));
+        deepStrictEqual(Object.keys(body.unreachable), [placeOrderNode]);
+        deepStrictEqual(body.nodes, [entry.id]);
+        deepStrictEqual(flatten(body.roots).map((s) => s.kind), ["http", "call", "attempt"]);
+        const connect = ["--connect", `127.0.0.1:${reader.ready!.apiPort}`, "--token", cluster.token];
+        const text = await runCli([...connect, "trace", requestId]);
+        equal(text.code, 0, text.stderr);
+        match(text.stderr, new RegExp(`warning: ${placeOrderNode} did not answer, its spans are missing`));
+      },
+    );
   } finally {
     await cluster.close();
     await receiver.stop();
