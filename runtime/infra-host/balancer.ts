@@ -9,12 +9,11 @@
  */
 
 import { type Logger, type NodeId, type Timers, toAetherError } from "../core/mod.ts";
-import type { PartitionMapRecord, SyncReportRecord } from "../model/mod.ts";
+import type { PartitionMapRecord } from "../model/mod.ts";
 import { planPartitionMap } from "./partitioning.ts";
 import type { StoreMeta } from "./store_node.ts";
 
 export interface LeaderMeta extends StoreMeta {
-  reports(store: string): Map<NodeId, SyncReportRecord>;
   /** Writes the map if the stored one still has `previousEpoch` (0: none); rejects otherwise. */
   writeMap(store: string, map: PartitionMapRecord, previousEpoch: number): Promise<void>;
 }
@@ -51,6 +50,9 @@ export class StoreBalancer {
   readonly #connectedSince = new Map<NodeId, number>();
   readonly #disconnectedSince = new Map<NodeId, number>();
   readonly #live = new Set<NodeId>();
+  /** Per store: members seen disconnected, then connected again, since this leader last wrote its map. */
+  readonly #rejoined = new Map<string, Set<NodeId>>();
+  readonly #seenDown = new Set<NodeId>();
   readonly #writing = new Set<string>();
   #timer: { cancel(): void } | undefined;
   #leading = false;
@@ -70,6 +72,8 @@ export class StoreBalancer {
     // A new leader trusts the connections it has now; the others get the departure grace from now.
     const now = this.#o.timers.now();
     this.#live.clear();
+    this.#rejoined.clear();
+    this.#seenDown.clear();
     this.#connectedSince.clear();
     this.#disconnectedSince.clear();
     for (const m of this.#o.members) {
@@ -121,11 +125,14 @@ export class StoreBalancer {
         reports: this.#o.meta.reports(store),
         nowMs: Math.round(this.#o.timers.now()),
         maxMoving: this.settings.maxMoving,
+        rejoined: this.#rejoined.get(store),
       });
       if (!next) continue;
       this.#writing.add(store);
+      const rejoined = [...this.#rejoined.get(store) ?? []];
       this.#o.meta.writeMap(store, next, current?.epoch ?? 0).then(
         () => {
+          for (const n of rejoined) this.#rejoined.get(store)?.delete(n);
           this.mapsWritten++;
           this.#o.log.debug("store map written", {
             store,
@@ -146,10 +153,18 @@ export class StoreBalancer {
         continue;
       }
       if (this.#o.isConnected(m)) {
+        if (this.#seenDown.delete(m)) {
+          for (const store of this.#o.meta.stores()) {
+            let set = this.#rejoined.get(store);
+            if (!set) this.#rejoined.set(store, set = new Set());
+            set.add(m);
+          }
+        }
         this.#disconnectedSince.delete(m);
         if (!this.#connectedSince.has(m)) this.#connectedSince.set(m, now);
         if (now - this.#connectedSince.get(m)! >= this.settings.joinAfterMs) this.#live.add(m);
       } else {
+        this.#seenDown.add(m);
         this.#connectedSince.delete(m);
         if (!this.#disconnectedSince.has(m)) this.#disconnectedSince.set(m, now);
         if (now - this.#disconnectedSince.get(m)! >= this.settings.departAfterMs) this.#live.delete(m);

@@ -49,6 +49,11 @@ export interface PlanInput {
   nowMs: number;
   /** At most this many partitions move at once (each new owner streams its data first). */
   maxMoving: number;
+  /**
+   * Members seen disconnected and connected again since the last map: a restart may have lost what they
+   * streamed, so their moves start over (reports from before do not count).
+   */
+  rejoined?: ReadonlySet<NodeId>;
 }
 
 /** The next map, or undefined when nothing changes. */
@@ -57,6 +62,7 @@ export function planPartitionMap(input: PlanInput): PartitionMapRecord | undefin
   if (live.length === 0) return undefined;
   if (!current) return initialMap(config, live, input.nowMs);
   const plan = new MapDraft(current, live);
+  plan.restartMoves(input.rejoined ?? new Set());
   plan.completeMoves(input.reports);
   plan.dropDeparted();
   const replicas = Math.min(config.replicas, live.length);
@@ -94,6 +100,18 @@ class MapDraft {
       this.moving.set(Number(p), { next: [...move.next], since: move.since });
     }
     this.live = new Set(live.map((n) => this.nodes.indexOf(n)));
+  }
+
+  /** Moves that add a rejoined member begin again at the next epoch, so only a report after it counts. */
+  restartMoves(rejoined: ReadonlySet<NodeId>): void {
+    if (rejoined.size === 0) return;
+    const indexes = new Set([...rejoined].map((n) => this.nodes.indexOf(n)).filter((i) => i >= 0));
+    for (const [p, move] of this.moving) {
+      if (move.next.some((n) => indexes.has(n) && !this.owners[p].includes(n))) {
+        move.since = this.epoch + 1;
+        this.changed = true;
+      }
+    }
   }
 
   /** Moves whose every new owner reported the partition synced (at or after the move began) complete. */

@@ -176,3 +176,42 @@ Deno.test("planner: the last owner of a partition is kept even when departed (it
   const p = first.owners.findIndex((o) => first.nodes[o[0]] === "n2");
   assert.deepEqual(ownersOf(after ?? first, p), ["n2"]);
 });
+
+Deno.test("planner: a member that rejoined (it may have restarted empty) starts its moves over", () => {
+  const first = settle(undefined, ["n1", "n2", "n3"]);
+  const live = ["n1", "n2", "n3", "n4"];
+  const joined = planPartitionMap({
+    config,
+    current: first,
+    live,
+    reports: new Map(),
+    nowMs: 3,
+    maxMoving: 4,
+  })!;
+  const p = Number(Object.keys(joined.moving)[0]);
+  const report = new Map([["n4", { epoch: joined.epoch, partitions: [p] }]]);
+  const restarted = planPartitionMap({
+    config,
+    current: joined,
+    live,
+    reports: report,
+    nowMs: 4,
+    maxMoving: 4,
+    rejoined: new Set(["n4"]),
+  })!;
+  assert.ok(
+    !ownersOf(restarted, p).includes("n4"),
+    "the report from before the rejoin does not complete the move",
+  );
+  assert.equal(restarted.moving[String(p)].since, joined.epoch + 1);
+  const fresh = new Map([["n4", { epoch: restarted.epoch, partitions: [p] }]]);
+  const done = planPartitionMap({
+    config,
+    current: restarted,
+    live,
+    reports: fresh,
+    nowMs: 5,
+    maxMoving: 4,
+  })!;
+  assert.ok(ownersOf(done, p).includes("n4"));
+});

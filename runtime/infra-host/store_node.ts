@@ -47,6 +47,8 @@ export interface StoreMeta {
   map(store: string): PartitionMapRecord | undefined;
   /** Creates the config record unless one exists (create-only); resolves either way. */
   createConfig(store: string, config: StoreConfigRecord): Promise<void>;
+  /** Every node's latest sync report of a store. */
+  reports(store: string): Map<NodeId, SyncReportRecord>;
   writeSyncReport(store: string, report: SyncReportRecord): Promise<void>;
   /** Called when a store's config or map changed (or appeared). */
   onChange(listener: (store: string) => void): () => void;
@@ -959,8 +961,13 @@ export class StoreNode {
     const partitions: number[] = [];
     for (const [p, since] of store.syncedSince) if (store.moveSince(p) === since) partitions.push(p);
     partitions.sort((a, b) => a - b);
-    const text = partitions.join(",");
-    if (partitions.length === 0 || this.#lastReported.get(name) === text) return;
+    // The same partitions synced for a later move need a new report (the leader wants one from its epoch on).
+    const text = partitions.map((p) => `${p}@${store.syncedSince.get(p)}`).join(",");
+    if (this.#lastReported.get(name) === text) return;
+    // Nothing synced: write only to clear a report this node left before it restarted (it may have lost
+    // what that report promised).
+    const stored = this.#o.meta.reports(name).get(this.self);
+    if (partitions.length === 0 && (stored === undefined || stored.partitions.length === 0)) return;
     this.#reportsInFlight.add(name);
     this.#o.meta.writeSyncReport(name, { epoch: store.epoch, partitions }).then(
       () => this.#lastReported.set(name, text),

@@ -100,7 +100,8 @@ async function main(): Promise<void> {
       console.log(
         `seed ${seed} ok (${result.engine}): converged ${result.convergedAfterMs} ms after the last fault; ` +
           `${result.acknowledgedWrites} acknowledged writes, ${result.unknownWrites} unknown, ${result.reads} reads ` +
-          `(${result.staleReads} stale), ${result.faults} faults, ${result.mapsWritten} maps`,
+          `(${result.staleReads} stale), ${result.faults} faults, ${result.mapsWritten} maps, ` +
+          `${result.partitionsSynced} partitions streamed, ${result.entriesRepaired} entries repaired`,
       );
     }
   }

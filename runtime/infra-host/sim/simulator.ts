@@ -67,6 +67,10 @@ export interface StoreSimResult {
   staleReads: number;
   faults: number;
   mapsWritten: number;
+  /** Entries anti-entropy sent to owners that lacked them or held them older (live nodes at the end). */
+  entriesRepaired: number;
+  /** Partitions streamed to new owners and restarted memory nodes (live nodes at the end). */
+  partitionsSynced: number;
   log: string[];
 }
 
@@ -134,6 +138,8 @@ class NodeMeta implements LeaderMeta {
 class SimNode {
   alive = false;
   isolated = false;
+  /** A crashed or cut-off node stays so at least until then (long enough, often, to count as departed). */
+  downUntilMs = 0;
   incarnation = 0;
   timers!: SimulatedTimers;
   store!: StoreNode;
@@ -403,8 +409,14 @@ export class StoreSimulation {
       staleReads: this.#stats.stale,
       faults: this.#stats.faults,
       mapsWritten: this.authority.map?.epoch ?? 0,
+      entriesRepaired: this.#statSum("entriesRepaired"),
+      partitionsSynced: this.#statSum("partitionsSynced"),
       log: this.log,
     };
+  }
+
+  #statSum(name: "entriesRepaired" | "partitionsSynced"): number {
+    return this.nodes.reduce((sum, n) => sum + (n.alive ? n.store.stats[name] : 0), 0);
   }
 
   async #runUntil(untilMs: number, done: () => boolean): Promise<void> {
@@ -452,8 +464,9 @@ export class StoreSimulation {
 
   #fault(): void {
     const maxDown = this.options.replicas - this.options.writeQuorum;
-    const down = this.nodes.filter((n) => n.alive && (n.isolated || false));
-    const dead = this.nodes.filter((n) => !n.alive && n.incarnation > 0);
+    const now = this.time.nowMs;
+    const down = this.nodes.filter((n) => n.alive && n.isolated && n.downUntilMs <= now);
+    const dead = this.nodes.filter((n) => !n.alive && n.incarnation > 0 && n.downUntilMs <= now);
     const kind = this.#faultRng.int(0, 3);
     if (kind === 0 && dead.length > 0) return this.#restart(this.#faultRng.pick(dead));
     if (kind === 1 && down.length > 0) return this.#heal(this.#faultRng.pick(down));
@@ -466,7 +479,10 @@ export class StoreSimulation {
     const up = this.nodes.filter((n) => n.alive && !n.isolated);
     const victim = this.#faultRng.pick(up);
     this.#stats.faults++;
-    this.#lastFaultMs = this.time.nowMs;
+    this.#lastFaultMs = now;
+    // Down for 0.3-4 s (at least one leader tick sees it gone): often longer than the leader's departure grace (1.5 s), so partitions fail over and
+    // move back when the node returns.
+    victim.downUntilMs = now + this.#faultRng.int(300, 4_000);
     if (kind === 2) {
       this.#note(`FAULT isolate ${victim.id}`);
       victim.isolated = true;

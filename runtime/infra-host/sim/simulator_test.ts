@@ -10,6 +10,8 @@ for (const engine of ["durable", "memory"] as const) {
     const failures: string[] = [];
     let writes = 0;
     let faults = 0;
+    let synced = 0;
+    let repaired = 0;
     for (let seed = 1; seed <= SEEDS; seed++) {
       const result = await runStoreSimulation({ ...DEFAULT_STORE_SIM_OPTIONS, seed: seed * 7919, engine });
       if (!result.ok) {
@@ -17,10 +19,15 @@ for (const engine of ["durable", "memory"] as const) {
       }
       writes += result.acknowledgedWrites;
       faults += result.faults;
+      synced += result.partitionsSynced;
+      repaired += result.entriesRepaired;
     }
     assert.deepEqual(failures, [], failures.join("\n"));
     assert.ok(writes > SEEDS * 300, `${writes} acknowledged writes`);
     assert.ok(faults > SEEDS * 2, `${faults} faults`);
+    // The mechanisms under test ran: partitions were streamed to new owners, anti-entropy repaired entries.
+    assert.ok(synced > SEEDS, `${synced} partitions streamed`);
+    assert.ok(repaired > 0, `${repaired} entries repaired by anti-entropy`);
   });
 }
 
