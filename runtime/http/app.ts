@@ -232,7 +232,11 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
     span.name = `${method} ${path.length > MAX_SPAN_PATH_CHARS ? path.slice(0, MAX_SPAN_PATH_CHARS) : path}`;
     span.status = status;
     if (status >= 400) span.outcome = "error";
-    spans!.record(span);
+    try {
+      spans!.record(span);
+    } catch {
+      // Dropped: a sink that throws (it must not) never costs the request its response.
+    }
   }
 }
 

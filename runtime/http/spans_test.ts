@@ -164,13 +164,36 @@ Deno.test("no live instance: each look is an attempt span, the call ends with th
   }
 });
 
-Deno.test("without a sink nothing is recorded and calls work as before", async () => {
-  const cluster = await InProcessCluster.start(["n1"]);
+Deno.test("a sink that throws never fails a call or a request; without a sink calls work as before", async () => {
+  const throwing: SpanSink = {
+    record() {
+      throw new Error("a broken sink");
+    },
+  };
+  const cluster = await InProcessCluster.start(["n1"], { spans: throwing });
+  const plain = await InProcessCluster.start(["n1"]);
+  const directory = new RouteDirectory(() => cluster.state);
+  const handler = createAppHandler({
+    routes: () => {
+      directory.reset();
+      return directory.table();
+    },
+    invoker: cluster.node("n1").invoker,
+    log: silentLogger,
+    spans: throwing,
+    node: "n1",
+  });
   try {
     await cluster.deploy("n1", await fixture("back"));
+    await plain.deploy("n1", await fixture("back"));
     const outcome = await cluster.node("n1").invoker.invoke("org.example.invoke:back", "echo", { x: 1 });
-    ok(outcome.ok);
+    ok(outcome.ok, JSON.stringify(outcome));
+    equal(cluster.node("n1").invoker.stats().retries, 0, "not retried");
+    const response = await handler(new Request("http://node/back/echo", { method: "POST", body: "{}" }));
+    equal(response.status, 200, await response.text());
+    ok((await plain.node("n1").invoker.invoke("org.example.invoke:back", "echo", { x: 1 })).ok);
   } finally {
     await cluster.close();
+    await plain.close();
   }
 });

@@ -615,11 +615,20 @@ export class SliceInvoker {
       record.durationMs = endMs - record.startMs;
       record.outcome = outcome;
       record.status = status;
-      this.#spans!.record(record);
+      this.#record(record);
     }
     // A call answered by its folded first attempt shows where it ran.
     if (answer !== undefined) {
       this.#recordCall(call, endMs, outcome, status, span.record ? undefined : span.instance);
+    }
+  }
+
+  /** Hands a span to the sink; a sink that throws (it must not) never turns a call's answer into a failure. */
+  #record(record: SpanRecord): void {
+    try {
+      this.#spans!.record(record);
+    } catch {
+      // Dropped: a span is worth less than the call it describes.
     }
   }
 
@@ -645,7 +654,7 @@ export class SliceInvoker {
 
   /** The call's span: its id is the call's traceparent's span id. */
   #recordCall(call: Call, endMs: number, outcome: string, status?: number, instance?: string): void {
-    this.#spans!.record({
+    this.#record({
       kind: "call",
       traceparent: call.traceparent,
       parent: call.parentTraceparent,
@@ -666,7 +675,7 @@ export class SliceInvoker {
 
   /** An attempt that found no live instance to try: a span of no length, so the retries show. */
   #recordNoInstance(call: Call, attempt: number): void {
-    this.#spans!.record({
+    this.#record({
       kind: "attempt",
       traceparent: withSpanId(call.traceparent, randomHexId(8)),
       parent: call.traceparent,
@@ -706,7 +715,7 @@ export class SliceInvoker {
       throw e;
     } finally {
       if (run) this.#runEnded(call.requestId, run);
-      this.#spans!.record({
+      this.#record({
         kind: "serve",
         traceparent,
         parent: valid ? call.traceparent : undefined,
