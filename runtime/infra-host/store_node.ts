@@ -69,7 +69,8 @@ export interface StoreSettings {
   maxConcurrentSyncs: number;
   /** At most this many partitions are repaired per digest received. */
   maxRepairsPerDigest: number;
-  /** At most this many client calls wait for an answer at once (more: "overloaded"). */
+  /** At most this many client calls wait for an answer, and as many writes for a quorum, at once (more:
+   * "overloaded"). */
   maxInFlight: number;
   /** A partition this node no longer owns is dropped after this long. */
   dropAfterMs: number;
@@ -526,6 +527,9 @@ export class StoreNode {
       };
     }
     if (op.op === "del" && !live) return { t: "op-r", id: op.id, ok: true, existed: false };
+    if (this.#replications.size >= this.settings.maxInFlight) {
+      return refusal("overloaded", `${this.self} has ${this.#replications.size} writes waiting for a quorum`);
+    }
     const entry: StoredEntry = {
       key: op.key,
       value: op.op === "put" ? op.value ?? "" : null,
