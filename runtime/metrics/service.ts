@@ -126,8 +126,7 @@ export class MetricsService implements MetricsView {
         this.#down.delete(id);
         // The peer may have missed changes while it was away (or be new): the next broadcast is whole.
         this.#sinceFullBroadcast = FULL_EVERY;
-        this.#sentMethods.clear();
-        this.#sentRoutes.clear();
+        this.#forgetSent();
       }),
       o.mesh.onPeerDown((id) => {
         this.#down.add(id);
@@ -219,6 +218,8 @@ export class MetricsService implements MetricsView {
       return;
     }
     if (o.mesh.send(leader, METRICS_CHANNEL, encodeUpdate(update, full))) this.#stats.updatesSent++;
+    // Not sent (the leader unreachable right now): everything goes in the next update.
+    else this.#forgetSent();
   }
 
   /** A message on channel "m". */
@@ -327,6 +328,11 @@ export class MetricsService implements MetricsView {
       }
     }
     return { ...sample, methods, routes };
+  }
+
+  #forgetSent(): void {
+    this.#sentMethods.clear();
+    this.#sentRoutes.clear();
   }
 
   #rememberSent(sample: NodeMetrics): void {

@@ -27,6 +27,13 @@ instances = 3
 /** Deploys the shop and waits until an order goes through every node's app port. */
 export async function deployShop(cluster: TestCluster): Promise<void> {
   const [n1] = cluster.nodes;
+  // A push needs every member reachable: on a busy machine the mesh may still be connecting.
+  await cluster.waitFor("every member connected to every other", async () => {
+    const views = await Promise.all(
+      cluster.nodes.map((n) => n.json<{ members: { id: string; connected: boolean }[] }>("/api/v1/status")),
+    );
+    return views.every((v) => v.status === 200 && v.body.members.every((m) => m.connected));
+  }, 60_000);
   for (const slice of SHOP_SLICES) {
     await pushArtifact(n1, await buildSlice(new URL(`${slice}/slice.ts`, EXAMPLE).pathname));
   }

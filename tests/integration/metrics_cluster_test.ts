@@ -6,7 +6,9 @@
  *   orders route's requests; the p99 of /api/v1/invocations is within one bucket of the load generator's own;
  * - every node serves the same picture (the leader's broadcast), Prometheus text at /metrics (node and
  *   cluster scope), the history and bad-input answers;
- * - a killed node is marked stale, and its series left out of the merged figures, within 3 s on the survivors;
+ * - a frozen node (SIGSTOP: alive, its socket open, silent) is marked stale within 3 s on the others, and
+ *   comes back when it resumes; a killed node is marked stale, and its series left out of the merged figures,
+ *   within 3 s on the survivors;
  * - `aether metrics`, `aether invocations` and `aether top --once` print the figures.
  *
  *   deno test -A --unstable-worker-options tests/integration/metrics_cluster_test.ts
@@ -179,11 +181,64 @@ Deno.test("metrics on 3 nodes: exact counts under load, p99, the same picture ev
       match(bad.stderr, /window/);
     });
 
+    await t.step(
+      "a frozen node (alive, silent: SIGSTOP) is stale within 3 s, and back once it resumes",
+      async () => {
+        const leader = await cluster.waitForLeader();
+        const frozen = cluster.nodes.find((n) => n.id !== leader)!;
+        const others = cluster.nodes.filter((n) => n !== frozen);
+        frozen.freeze(true);
+        const frozenAt = performance.now();
+        try {
+          const seen = await Promise.all(
+            others.map((node) =>
+              cluster.waitFor(`${node.id} marking ${frozen.id} stale`, async () => {
+                const entry = (await snapshotOf(node)).nodes.find((n) => n.node === frozen.id);
+                return entry?.stale ? performance.now() - frozenAt : null;
+              }, 10_000)
+            ),
+          );
+          console.log(
+            `frozen node stale after: ${
+              seen.map((ms, i) => `${others[i].id} ${Math.round(ms)} ms`).join(", ")
+            }`,
+          );
+          for (const ms of seen) {
+            ok(ms <= 3_000, `stale after ${Math.round(ms)} ms`);
+          }
+        } finally {
+          frozen.freeze(false);
+        }
+        await cluster.waitFor(`${frozen.id} back in the picture`, async () => {
+          const all = await Promise.all(others.map(snapshotOf));
+          return all.every((s) => s.nodes.find((n) => n.node === frozen.id)?.stale === false);
+        }, 15_000);
+      },
+    );
+
     await t.step("a killed node is stale on the survivors within 3 s, its series left out", async () => {
       const leader = await cluster.waitForLeader();
       const victim = cluster.nodes.find((n) => n.id !== leader)!;
+      console.log(`leader ${leader}, killing ${victim.id}`);
       const survivors = cluster.nodes.filter((n) => n !== victim);
-      const before = placeOrderCalls(await snapshotOf(survivors[0]));
+      // Every survivor's picture holds the victim's place-order series before the kill (its own calls)...
+      const ranOn = (snapshot: Awaited<ReturnType<typeof snapshotOf>>) =>
+        snapshot.slices.find((x) => x.artifact === PLACE_ORDER)?.methods.find((m) =>
+          m.method === "placeOrder"
+        )
+          ?.nodes ?? {};
+      const totalsBefore: number[] = [];
+      for (const node of survivors) {
+        const snapshot = await snapshotOf(node);
+        const calls = ranOn(snapshot)[victim.id]?.calls ?? 0;
+        ok(
+          calls > 0,
+          `${node.id} holds ${victim.id}'s place-order calls before the kill: ${
+            JSON.stringify(ranOn(snapshot))
+          }`,
+        );
+        totalsBefore.push(placeOrderCalls(snapshot));
+      }
       const killedAt = performance.now();
       await victim.kill();
       const seenAfterMs = await Promise.all(
@@ -191,13 +246,19 @@ Deno.test("metrics on 3 nodes: exact counts under load, p99, the same picture ev
           cluster.waitFor(`${node.id} marking ${victim.id} stale`, async () => {
             const s = await snapshotOf(node);
             const entry = s.nodes.find((n) => n.node === victim.id);
-            return entry?.stale ? { ms: performance.now() - killedAt, calls: placeOrderCalls(s) } : null;
+            return entry?.stale ? { ms: performance.now() - killedAt, snapshot: s } : null;
           }, 10_000)
         ),
       );
+      // ... and none of it once the victim is stale.
       for (const [i, seen] of seenAfterMs.entries()) {
         ok(seen.ms <= 3_000, `${survivors[i].id} saw ${victim.id} stale after ${Math.round(seen.ms)} ms`);
-        ok(seen.calls < before, "the stale node's calls are left out of the merged figures");
+        equal(
+          ranOn(seen.snapshot)[victim.id],
+          undefined,
+          "the stale node's calls are left out of the merged figures",
+        );
+        ok(placeOrderCalls(seen.snapshot) < totalsBefore[i], "fewer calls in the merged figure");
       }
       console.log(
         `stale after: ${seenAfterMs.map((s, i) => `${survivors[i].id} ${Math.round(s.ms)} ms`).join(", ")}`,
