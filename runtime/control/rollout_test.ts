@@ -35,6 +35,13 @@ Deno.test("analysis: p99 against the stable one's with a factor and a tolerance,
   assert.equal(analyse(canary({ maxP99Ms: 100 }), stats(200, 0, 400), stats(200, 0, 5), 10)!.ok, false);
 });
 
+Deno.test("analysis: a p99 over fewer than 100 calls is not judged (it is the slowest call)", () => {
+  const v = analyse(canary(), stats(99, 0, 400), stats(900, 0, 5), 10)!;
+  assert.equal(v.ok, true);
+  assert.match(v.reason, /p99 not judged below 100 calls/);
+  assert.equal(analyse(canary(), stats(100, 0, 400), stats(900, 0, 5), 10)!.ok, false);
+});
+
 Deno.test("analysis: too few calls give no verdict", () => {
   assert.equal(analyse(canary(), stats(19, 19, 5), stats(900, 0, 5), 10), undefined);
   assert.equal(analyse(canary(), undefined, stats(900, 0, 5), 10), undefined);

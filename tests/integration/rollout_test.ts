@@ -301,6 +301,14 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
           const s = (await sliceStatuses(n1)).find((x) => x.slice === `${GROUP}:checkout`);
           return s?.instances.some((i) => i.state === "ACTIVE") === true;
         }, 60_000);
+        const graph = await cli(n1, "slices", "--graph");
+        equal(graph.code, 0, graph.stderr);
+        match(
+          graph.stdout,
+          /org\.example\.deploy:orders 1\.0\.0\s+1 ACTIVE\s+called by org\.example\.deploy:checkout/,
+        );
+        match(graph.stdout, /-> org\.example\.deploy:inventory \^1\.0\.0\s+\(runs 1\.0\.0, 1 ACTIVE\)/);
+        console.log(graph.stdout);
         const refused = await cli(n1, "undeploy", `${GROUP}:inventory`);
         equal(refused.code === 0, false);
         match(refused.stderr, /409/);

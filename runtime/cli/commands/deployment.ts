@@ -563,16 +563,71 @@ export const deploymentCommands: CliCommand[] = [
     name: "slices",
     args: "",
     summary: "every slice: version, desired and ACTIVE instances, where",
-    description: "Every slice: version, desired and ACTIVE instances, and each instance's node and state.",
-    flags: [],
+    description: "Every slice: version, desired and ACTIVE instances, and each instance's node and state. " +
+      "With --graph: which slices each one calls (from the manifests), with the version range and what runs.",
+    flags: [{ name: "graph", description: "the dependency graph: each slice and the slices it calls" }],
     positionals: NONE,
     async run(ctx, args) {
-      parseFor(this, args);
+      const parsed = parseFor(this, args);
       const slices = await fetchSlices(ctx);
+      if (parsed.boolean("graph")) {
+        const graph = await dependencyGraph(ctx, slices);
+        return ctx.out(ctx.json ? JSON.stringify(graph, null, 2) : graphText(graph));
+      }
       ctx.out(ctx.json ? JSON.stringify(slices, null, 2) : slicesTable(slices));
     },
   },
 ];
+
+interface GraphNode {
+  slice: string;
+  version?: string;
+  active: number;
+  calls: { slice: string; range: string; version?: string; active?: number }[];
+  calledBy: string[];
+}
+
+/** Each deployed slice with the slices its manifest calls and the slices that call it. */
+async function dependencyGraph(ctx: CliContext, slices: SliceStatus[]): Promise<GraphNode[]> {
+  const bySlice = new Map(slices.map((s) => [s.slice, s]));
+  const nodes: GraphNode[] = [];
+  for (const s of slices) {
+    const node: GraphNode = { slice: s.slice, version: s.version, active: s.active, calls: [], calledBy: [] };
+    if (s.version !== undefined) {
+      const coordinates = encodeURIComponent(`${s.slice}:${s.version}`);
+      const manifest = await ctx.api.json<{ calls?: Record<string, { artifact: string; range: string }> }>(
+        "GET",
+        `/api/v1/artifacts/${coordinates}/manifest`,
+      );
+      for (const ref of Object.values(manifest.calls ?? {})) {
+        const callee = bySlice.get(ref.artifact);
+        node.calls.push({
+          slice: ref.artifact,
+          range: ref.range,
+          ...(callee ? { version: callee.version, active: callee.active } : {}),
+        });
+      }
+    }
+    nodes.push(node);
+  }
+  for (const n of nodes) {
+    for (const c of n.calls) nodes.find((m) => m.slice === c.slice)?.calledBy.push(n.slice);
+  }
+  return nodes;
+}
+
+function graphText(graph: GraphNode[]): string {
+  if (graph.length === 0) return "no slices";
+  return graph.map((n) => {
+    const head = `${n.slice} ${n.version ?? "(removed)"}  ${n.active} ACTIVE` +
+      (n.calledBy.length > 0 ? `  called by ${n.calledBy.join(", ")}` : "");
+    const calls = n.calls.map((c) =>
+      `  -> ${c.slice} ${c.range}  ` +
+      (c.version !== undefined ? `(runs ${c.version}, ${c.active} ACTIVE)` : "(NOT DEPLOYED)")
+    );
+    return [head, ...calls].join("\n");
+  }).join("\n");
+}
 
 async function sliceChange(
   ctx: CliContext,
