@@ -333,3 +333,49 @@ Deno.test("service: nodes push to the leader, every node holds the merged pictur
   ok(values.includes(30), `30 calls/s recorded: ${values.join(",")}`);
   ok(services[1].seriesNames().includes("node.cpu:n2"));
 });
+
+Deno.test("service: a new leader carries the picture on; the old one goes stale; counts stay exact", () => {
+  TestMesh.all.clear();
+  let now = 2_000_000;
+  let leader = "n1";
+  const ids = ["n1", "n2", "n3"];
+  const recorders = ids.map(() => new MetricsRecorder());
+  const services = ids.map((id, i) =>
+    new MetricsService({
+      self: id,
+      log: silentLogger,
+      mesh: new TestMesh(id),
+      leader: () => ({ nodeId: leader }),
+      collector: new Collector({ self: id, recorder: recorders[i], now: () => now }),
+      now: () => now,
+    })
+  );
+  for (const [i, service] of services.entries()) {
+    TestMesh.all.get(ids[i])!.handlers.push((from, message) => service.receive(from, message));
+  }
+  const tick = () => {
+    const order = services.filter((_, i) => ids[i] !== leader).concat(services[ids.indexOf(leader)]);
+    for (const s of order) if (!TestMesh.all.get(s.local()?.node ?? "")?.cut) s.tick();
+    now += 1_000;
+  };
+  for (let second = 0; second < 4; second++) {
+    recorders.forEach((r, i) => r.begin("g:a:1", "m").end(1 + i));
+    tick();
+  }
+  equal(services[2].snapshot()!.slices[0].methods[0].calls, 12);
+  // n1 (the leader) dies; n2 is elected.
+  TestMesh.all.get("n1")!.cut = true;
+  leader = "n2";
+  for (let second = 0; second < 3; second++) {
+    recorders.slice(1).forEach((r, i) => r.begin("g:a:1", "m").end(2 + i));
+    tick();
+  }
+  for (const service of services.slice(1)) {
+    const snap = service.snapshot()!;
+    equal(snap.leader, "n2");
+    equal(snap.nodes.find((n) => n.node === "n1")!.stale, true, "the old leader is stale");
+    const m = snap.slices[0].methods[0];
+    equal(m.calls, 2 * 4 + 2 * 3, "n2 and n3: every call, none of n1's");
+    deepStrictEqual(Object.keys(m.nodes).sort(), ["n2", "n3"]);
+  }
+});
