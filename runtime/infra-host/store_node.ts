@@ -657,8 +657,16 @@ export class StoreNode {
     if (m.epoch < store.epoch) return void answer(false, `stale map epoch ${m.epoch} < ${store.epoch}`);
     if (m.p >= store.config.partitions) return void answer(false, `no partition ${m.p}`);
     const now = this.#o.timers.now();
-    const writes = m.e.map(fromWire).filter((e) => this.#acceptable(e, now)).map((e) => store.apply(m.p, e));
+    const writes = m.e.map(fromWire).filter((e) => this.#belongs(store, m.p, e) && this.#acceptable(e, now))
+      .map((e) => store.apply(m.p, e));
     Promise.all(writes).then(() => answer(true), (e) => answer(false, String(e)));
+  }
+
+  /** A peer's entry for partition p whose key hashes elsewhere is dropped (it would corrupt the digests). */
+  #belongs(store: LocalStore, p: number, e: StoredEntry): boolean {
+    if (partitionOf(e.key, store.config.partitions) === p) return true;
+    this.stats.badMessages++;
+    return false;
   }
 
   /** Entries past their expiry grace or tombstone lifetime are not taken in (they would be swept at once). */
@@ -705,9 +713,9 @@ export class StoreNode {
     pull.idle.cancel();
     pull.idle = this.#o.timers.schedule(this.settings.pullIdleTimeoutMs, () => pull.done(false, "silent"));
     const now = this.#o.timers.now();
-    const writes = (m.e ?? []).map(fromWire).filter((e) => this.#acceptable(e, now)).map((e) =>
-      pull.store.apply(pull.p, e)
-    );
+    const writes = (m.e ?? []).map(fromWire).filter((e) =>
+      this.#belongs(pull.store, pull.p, e) && this.#acceptable(e, now)
+    ).map((e) => pull.store.apply(pull.p, e));
     if (!m.more) Promise.all(writes).then(() => pull.done(true), (e) => pull.done(false, String(e)));
   }
 
