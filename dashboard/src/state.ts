@@ -119,6 +119,64 @@ interface TrafficTotals {
 
 let lastTotals: TrafficTotals | undefined;
 
+/** The busiest methods over the last snapshot interval (the overview's "top methods"). */
+export interface TopMethod {
+  name: string;
+  callsPerSecond: number;
+  errorsPerSecond: number;
+  meanMs?: number;
+}
+
+export const topMethods = signal<TopMethod[]>([]);
+/** Methods the overview lists. */
+export const TOP_METHODS = 5;
+
+interface MethodTotals {
+  calls: number;
+  errors: number;
+  sumMs: number;
+  count: number;
+}
+
+let lastMethods = new Map<string, MethodTotals>();
+
+function methodTotals(snapshot: MetricsSnapshot): Map<string, MethodTotals> {
+  const out = new Map<string, MethodTotals>();
+  for (const slice of snapshot.slices ?? []) {
+    for (const m of slice.methods) {
+      out.set(`${slice.artifact}:${slice.version}/${m.method}`, {
+        calls: m.calls,
+        errors: Object.values(m.errors ?? {}).reduce((a, b) => a + b, 0),
+        sumMs: m.latency?.sumMs ?? 0,
+        count: m.latency?.count ?? 0,
+      });
+    }
+  }
+  return out;
+}
+
+function sampleTopMethods(now: Map<string, MethodTotals>, seconds: number): void {
+  const before = lastMethods;
+  lastMethods = now;
+  if (seconds <= 0) return;
+  const rows: TopMethod[] = [];
+  for (const [name, t] of now) {
+    const was = before.get(name);
+    if (!was || t.calls < was.calls) continue;
+    const count = t.count - was.count;
+    rows.push({
+      name,
+      callsPerSecond: (t.calls - was.calls) / seconds,
+      errorsPerSecond: Math.max(0, t.errors - was.errors) / seconds,
+      ...(count > 0 ? { meanMs: (t.sumMs - was.sumMs) / count } : {}),
+    });
+  }
+  topMethods.value = rows.filter((r) => r.callsPerSecond > 0).sort((a, b) =>
+    b.callsPerSecond - a.callsPerSecond
+  )
+    .slice(0, TOP_METHODS);
+}
+
 function totalsOf(snapshot: MetricsSnapshot): TrafficTotals {
   const totals = { atMs: snapshot.atMs, calls: 0, errors: 0, latencySumMs: 0, latencyCount: 0 };
   for (const slice of snapshot.slices ?? []) {
@@ -138,6 +196,7 @@ export function applyMetrics(snapshot: MetricsSnapshot): void {
   const now = totalsOf(snapshot);
   const before = lastTotals;
   lastTotals = now;
+  sampleTopMethods(methodTotals(snapshot), before ? (now.atMs - before.atMs) / 1000 : 0);
   if (!before || now.atMs <= before.atMs) return;
   const calls = now.calls - before.calls;
   const errors = now.errors - before.errors;
@@ -251,6 +310,7 @@ export function logout(): void {
     feed.value = [];
     samples.value = [];
     traffic.value = [];
+    topMethods.value = [];
     alerts.value = [];
     metrics.value = null;
   });

@@ -5,7 +5,7 @@
  * reaches each, key figures with one-minute sparklines, and the live event feed.
  */
 
-import { alerts, feed, metrics, samples, slices, status, traffic } from "../state.ts";
+import { alerts, feed, metrics, samples, slices, status, topMethods, traffic } from "../state.ts";
 import { Sparkline } from "../sparkline.tsx";
 import { clock } from "../ui.tsx";
 
@@ -67,6 +67,7 @@ export function Overview() {
           <p class="muted">
             Revision {s.revision}, phase {s.phase}, this node up {Math.round(s.uptimeSeconds)} s.
           </p>
+          {metrics.value && <TopMethods />}
         </section>
         <Feed />
       </div>
@@ -147,6 +148,41 @@ function Figures() {
         <span class="muted">{list.filter((s) => s.settled).length} settled</span>
       </div>
     </section>
+  );
+}
+
+function TopMethods() {
+  const rows = topMethods.value;
+  return (
+    <>
+      <h2>Top methods</h2>
+      {rows.length === 0
+        ? <p class="muted">No call in the last second.</p>
+        : (
+          <table data-testid="top-methods">
+            <thead>
+              <tr>
+                <th scope="col">Method</th>
+                <th scope="col">Calls/s</th>
+                <th scope="col">Errors/s</th>
+                <th scope="col">Mean ms</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((m) => (
+                <tr key={m.name}>
+                  <td>
+                    <a href="#/invocations">{m.name}</a>
+                  </td>
+                  <td>{m.callsPerSecond.toFixed(1)}</td>
+                  <td>{m.errorsPerSecond.toFixed(1)}</td>
+                  <td>{m.meanMs === undefined ? "" : m.meanMs.toFixed(1)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+    </>
   );
 }
 
