@@ -76,10 +76,12 @@ const testPermissions = ["-A", "--unstable-worker-options"];
 await check("install", ["install"]);
 await check("format", ["fmt", "--check"]);
 await check("lint", ["lint"]);
-await check("type check", [
-  "check",
-  ...files(".", (p) => /\.(ts|tsx)$/.test(p) && !p.includes("/fixtures/")),
-]);
+// Two programs: the dashboard's browser code (Preact's JSX types pull in the DOM library, whose stream types
+// differ from Deno's) is checked apart from the runtime, the tests and the tools.
+const typeChecked = (p: string) => /\.(ts|tsx)$/.test(p) && !p.includes("/fixtures/");
+const isDashboard = (p: string) => p.startsWith("./dashboard/");
+await check("type check", ["check", ...files(".", (p) => typeChecked(p) && !isDashboard(p))]);
+await check("type check (dashboard)", ["check", ...files("./dashboard", typeChecked)]);
 
 const isSerial = (p: string) => /\/(integration|e2e)\//.test(p) || p.endsWith("_process_test.ts");
 const unit = files(".", (p) => p.endsWith("_test.ts") && !p.startsWith("./tests/") && !isSerial(p));
