@@ -92,10 +92,10 @@ export interface ApiDeps {
   events: EventBus;
   /** The cluster metrics snapshot for the WebSocket feed (absent or undefined: the node status is sent). */
   clusterSnapshot?: () => unknown;
-  /** The cluster metrics this node holds: GET /metrics, /api/v1/metrics, /metrics/history, /invocations. */
-  metrics?: MetricsView;
   /** The alerts pending and firing now, as this node's alert board holds them (GET /api/v1/alerts). */
   alerts?: AlertsView;
+  /** The cluster metrics this node holds: GET /metrics, /api/v1/metrics, /metrics/history, /invocations. */
+  metrics?: MetricsView;
 }
 
 export interface AlertsView {

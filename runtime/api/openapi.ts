@@ -604,7 +604,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "PUT /api/v1/controller/rules": {
     summary: "Replaces the controller's stored rules; the leader uses them from its next tick",
-    description: "Every field is optional: targetInFlightPerInstance, scaleDownUtilization, cpuHigh, cpuLow, " +
+    description:
+      "Every field is optional: targetInFlightPerInstance, scaleDownUtilization, cpuHigh, cpuLow, " +
       "p95ObjectiveMs, objectives {group:artifact: ms}, stableWindowMs, panicWindowMs, panicThreshold, " +
       "upCooldownMs, downCooldownMs, maxStepUp, maxStepDown, maxPerNode, maxChangesPerMinute, forecast, " +
       "forecastConfidence.",
@@ -793,6 +794,86 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     response: { description: "records, oldest first", json: list("items") },
     problems: [400],
   },
+  "GET /metrics": {
+    summary:
+      "Prometheus text (0.0.4) of this node's metrics; `scope=cluster`: every live node's, from any node",
+    description:
+      "Names start `aether_`, base units (seconds, bytes), counters end in `_total`, histograms have " +
+      "`_bucket`/`_sum`/`_count`; labels: node, slice, version, method, kind, instance, route (the template), " +
+      "status_class, peer. For a Prometheus scrape job, give it a viewer token (`authorization` credentials).",
+    query: [{
+      name: "scope",
+      description: "node (default) or cluster",
+      schema: { type: "string", enum: ["node", "cluster"] },
+    }],
+    response: { description: "the exposition (text/plain; version=0.0.4)", contentType: "text/plain" },
+    problems: [400],
+  },
+  "GET /api/v1/metrics": {
+    summary:
+      "The cluster metrics snapshot: every node's sample (stale ones flagged) and slices merged by version",
+    description: "The leader merges the nodes' samples every second and broadcasts them; any node answers. " +
+      "Counters are cumulative since each node started; latency histograms use fixed buckets " +
+      "(`counts` per bucket, bounds in ms from 0.25 to 60000, then +Inf). 503 before the first snapshot.",
+    query: [{
+      name: "scope",
+      description: "cluster (default) or node (this node's own sample)",
+      schema: { type: "string", enum: ["cluster", "node"] },
+    }],
+    response: {
+      description: "the snapshot",
+      json: obj({
+        atMs: { type: "number" },
+        leader: str,
+        seq: { type: "integer" },
+        nodes: { type: "array" },
+        slices: { type: "array" },
+      }),
+    },
+    problems: [400, 503],
+  },
+  "GET /api/v1/metrics/history": {
+    summary: "Points of the 2-hour history: 1 s for the last 15 minutes, 10 s before",
+    description: "Series: node.cpu|node.rss|node.heap|node.lag:<node>, calls|errors:<g:a:v>/<method> (per " +
+      "second), p50|p95|p99:<g:a:v>/<method> (ms), cluster.calls, cluster.errors. No `series`: every series.",
+    query: [
+      { name: "series", description: "comma-separated series names", schema: str },
+      { name: "from", description: "epoch ms, ISO 8601, or a duration back from now (15m)", schema: str },
+      {
+        name: "to",
+        description: "epoch ms, ISO 8601, or a duration back from now (default now)",
+        schema: str,
+      },
+      {
+        name: "step",
+        description: "seconds between points (a multiple of 10 beyond 15 minutes)",
+        schema: int(1, 7_200),
+      },
+    ],
+    response: {
+      description: "the points per series ([epoch ms, value or null])",
+      json: obj({
+        fromMs: { type: "number" },
+        toMs: { type: "number" },
+        stepSeconds: { type: "integer" },
+        series: { type: "array" },
+      }),
+    },
+    problems: [400],
+  },
+  "GET /api/v1/invocations": {
+    summary: "Per slice version and method: calls/s, error rate and p50/p95/p99 over a window, and per node",
+    query: [
+      { name: "window", description: "seconds (default 60)", schema: int(1, 300) },
+      { name: "slice", description: `only this slice (${sliceName} or ${coordinates})`, schema: str },
+      { name: "method", description: "only this method", schema: str },
+    ],
+    response: {
+      description: "the summaries",
+      json: obj({ windowSeconds: { type: "integer" }, invocations: { type: "array" } }, ["invocations"]),
+    },
+    problems: [400],
+  },
 };
 
 /** Every error code a problem document's `type` may end in, with its status: core's own table. */
@@ -820,7 +901,8 @@ export function openApiPath(path: string): string {
 }
 
 function operationId(entry: EndpointEntry): string {
-  const words = entry.path.replace(/^\/api\/v1\//, "").split(/[/.-]/).filter((w) => w)
+  const words = (entry.path.startsWith("/api/v1/") ? entry.path.slice(8) : `root/${entry.path}`)
+    .split(/[/.-]/).filter((w) => w)
     .map((w) => w === "*" ? "by key" : w.startsWith(":") ? `by ${w.slice(1)}` : w).join(" ").split(" ");
   return [entry.method.toLowerCase(), ...words].map((w, i) => i ? w[0].toUpperCase() + w.slice(1) : w).join(
     "",
@@ -896,7 +978,8 @@ function operationOf(entry: EndpointEntry, doc: OperationDoc): JsonSchema {
     operationId: operationId(entry),
     summary: doc.summary,
     ...(doc.description ? { description: doc.description } : {}),
-    tags: [entry.path.split("/")[3].replace(/\.json$|-watch$/, "")],
+    // The folder after /api/v1 (the root's own /metrics is its own tag).
+    tags: [(entry.path.split("/")[3] ?? entry.path.split("/")[1]).replace(/\.json$|-watch$/, "")],
     "x-aether-role": role,
     ...(entry.target ? { "x-aether-audit-target": entry.target === "*" ? "key" : entry.target } : {}),
     security: role === "open" ? [] : [{ bearer: [] }],

@@ -105,6 +105,11 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "GET", path: "/api/v1/tokens", role: "admin" },
   { method: "DELETE", path: "/api/v1/tokens/:id", role: "admin", target: "id" },
   { method: "GET", path: "/api/v1/audit", role: "operator" },
+  // metrics (runtime/api/metrics.ts): Prometheus text at the root of the API port, JSON under /api/v1
+  { method: "GET", path: "/metrics", role: "viewer" },
+  { method: "GET", path: "/api/v1/metrics", role: "viewer" },
+  { method: "GET", path: "/api/v1/metrics/history", role: "viewer" },
+  { method: "GET", path: "/api/v1/invocations", role: "viewer" },
 ];
 
 /** Role for a request the table does not list (it will be a 404): a token is still needed. */
