@@ -74,7 +74,8 @@ const dryRun: QueryParameter = {
 };
 const force: QueryParameter = {
   name: "force",
-  description: "true: undeploy or scale to 0 even while ACTIVE slices call it (else 409 naming them)",
+  description: "true: undeploy or scale to 0 even while ACTIVE slices call it, or scale below the slice's " +
+    "disruption budget (minAvailable); else 409 naming them",
   schema: { type: "string", enum: ["true", "false"] },
 };
 const kvTimeout: QueryParameter = {

@@ -28,6 +28,7 @@
 import { type HistogramData, histogramQuantileMs } from "../core/mod.ts";
 import type { KvCommand, KvCompare, KvOp } from "../kv/mod.ts";
 import {
+  budgetCount,
   encodeValue,
   isRolloutFinished,
   kvKeys,
@@ -194,7 +195,7 @@ class Step {
   #rolling(target: TargetRecord): void {
     const r = this.#record;
     const count = target.instances;
-    const { surge, unavailable } = rollingBatch(r.maxSurge, r.maxUnavailable, count);
+    const { surge, unavailable, budgetNote } = budgetedBatch(r, target);
     const fresh = this.#in.counts(r.newVersion);
     const stable = this.#in.counts(r.stableVersion);
     if (fresh.active >= count && stable.present === 0) {
@@ -213,7 +214,7 @@ class Step {
     }
     this.#waitReason(
       `${fresh.active}/${count} ${r.newVersion} ACTIVE, ${stable.present} ${r.stableVersion} left ` +
-        `(maxSurge ${surge}, maxUnavailable ${unavailable})`,
+        `(maxSurge ${surge}, maxUnavailable ${unavailable}${budgetNote})`,
     );
   }
 
@@ -460,6 +461,25 @@ class Step {
   #event(type: RolloutEvent["type"], details: RolloutEvent["details"]): void {
     this.#events.push({ type, details: { strategy: this.#record.strategy, ...details } });
   }
+}
+
+/**
+ * The rolling batch within the slice's disruption budget: `maxUnavailable` never lets ACTIVE instances fall
+ * below `minAvailable` (the note says when the budget held it back).
+ */
+export function budgetedBatch(
+  r: RolloutRecord,
+  target: TargetRecord,
+): { surge: number; unavailable: number; budgetNote: string } {
+  const count = target.instances;
+  const batch = rollingBatch(r.maxSurge, r.maxUnavailable, count);
+  const allowed = Math.max(0, count - budgetCount(target.minAvailable, count));
+  if (batch.unavailable <= allowed) return { ...batch, budgetNote: "" };
+  return {
+    surge: Math.max(batch.surge, allowed === 0 ? 1 : 0),
+    unavailable: allowed,
+    budgetNote: `; the disruption budget minAvailable ${target.minAvailable} holds it at ${allowed}`,
+  };
 }
 
 /** `maxSurge`/`maxUnavailable` as counts for `count` instances (surge rounds up, unavailable down). */

@@ -96,3 +96,17 @@ Deno.test("blueprint rollout: a bad rollout table is refused with its line and f
     );
   }
 });
+
+Deno.test("blueprint budget: minAvailable goes into the target; bad values are refused with their line", () => {
+  const kv = state();
+  apply(kv, blueprint("1.0.0", `minAvailable = "50%"`), 1);
+  assert.equal(decodeValue("target", kv.get(kvKeys.target("shop:orders"))!.value).minAvailable, "50%");
+  apply(kv, blueprint("1.0.0", `minAvailable = 2`), 2);
+  assert.equal(decodeValue("target", kv.get(kvKeys.target("shop:orders"))!.value).minAvailable, "2");
+  apply(kv, blueprint("1.0.0", ""), 3);
+  assert.equal(decodeValue("target", kv.get(kvKeys.target("shop:orders"))!.value).minAvailable, undefined);
+  assert.throws(
+    () => planBlueprintSource(kv, blueprint("1.0.0", `minAvailable = "lots"`), 4),
+    (e: unknown) => e instanceof AetherError && /line 5.*minAvailable: must be a count/.test(e.message),
+  );
+});

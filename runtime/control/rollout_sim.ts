@@ -25,7 +25,7 @@ import {
   type RoutingRecord,
   type TargetRecord,
 } from "../model/mod.ts";
-import { rollingBatch, stepRollout, type WindowStats } from "./rollout.ts";
+import { budgetedBatch, stepRollout, type WindowStats } from "./rollout.ts";
 import { RolloutWindows } from "./rollout_metrics.ts";
 import {
   applyRolloutAction,
@@ -44,6 +44,8 @@ export interface RolloutSimOptions {
   spec: RolloutSpec;
   /** The slice's instance count. */
   instances: number;
+  /** The slice's disruption budget. */
+  minAvailable?: string;
   nodes: number;
   /** Requests per second (split over ticks). */
   rate: number;
@@ -176,6 +178,7 @@ class RolloutSim {
   #setup(): void {
     this.#put(LEADER_KEY, "leader", { nodeId: "n1", view: this.#leaderView, electedAt: 1 });
     const target: TargetRecord = { version: STABLE, instances: this.#o.instances, owners: [], updatedAt: 1 };
+    if (this.#o.minAvailable !== undefined) target.minAvailable = this.#o.minAvailable;
     this.#put(kvKeys.target(SIM_SLICE), "target", target);
     for (let k = 0; k < this.#o.instances; k++) {
       this.#instances.push({
@@ -459,7 +462,7 @@ class RolloutSim {
     if (record.strategy !== "rolling" || record.phase !== "Progressing" || this.#downNode !== undefined) {
       return;
     }
-    const { surge, unavailable } = rollingBatch(record.maxSurge, record.maxUnavailable, record.instances);
+    const { surge, unavailable } = budgetedBatch(record, this.#target()!);
     const active = this.#instances.filter((i) => i.state === "active").length;
     const present = this.#instances.length;
     if (active < record.instances - unavailable) {

@@ -11,6 +11,7 @@
  * max = 6
  * requires = ["cache"]   # infrastructure services (validated here, resolved by a later issue)
  * rollout = { strategy = "canary", steps = ["10%", "pause 30s", "100%"] }  # how a version change rolls out
+ * minAvailable = 2       # disruption budget: a count, or a share such as "50%" (rollouts, scale down)
  * trusted = true         # may run in worker isolation (default false: a process of its own)
  * cpuSoftShare = 0.5     # sandbox CPU limits over the node's defaults (runtime/sandbox/README.md):
  * cpuHardShare = 0.9     #   shares of one core over cpuWindowMs (0 = off), and one call's CPU time
@@ -43,6 +44,7 @@ const SLICE_KEYS = [
   "max",
   "requires",
   "rollout",
+  "minAvailable",
   ...SANDBOX_KEYS,
 ] as const;
 
@@ -56,6 +58,8 @@ export interface BlueprintSliceSpec {
   requires: string[];
   /** How a change of its version rolls out (runtime/control/rollout.ts); absent: the new version at once. */
   rollout?: RolloutSpec;
+  /** Disruption budget: `"2"` or `"50%"` (runtime/model/targets.ts). */
+  minAvailable?: string;
   /** `trusted` and the CPU limits (`cpuSoftShare`, ...), when any is given (_blueprint_sandbox.ts). */
   sandbox?: SliceSandboxSettings;
 }
@@ -264,6 +268,7 @@ class Checker {
     const max = this.#integer(table.max, [...path, "max"], 1, MAX_INSTANCES);
     const requires = this.#services(table.requires, [...path, "requires"]);
     const rollout = this.#rollout(table.rollout, [...path, "rollout"]);
+    const minAvailable = this.#budget(table.minAvailable, [...path, "minAvailable"]);
     const sandbox = sandboxSettings(table, (key, message) => this.#problem([...path, key], message));
     if (min !== undefined && max !== undefined && min > max) {
       this.#problem([...path, "min"], `min (${min}) must not exceed max (${max})`);
@@ -279,8 +284,23 @@ class Checker {
     if (min !== undefined) spec.min = min;
     if (max !== undefined) spec.max = max;
     if (rollout !== undefined) spec.rollout = rollout;
+    if (minAvailable !== undefined) spec.minAvailable = minAvailable;
     if (sandbox !== undefined) spec.sandbox = sandbox;
     return spec;
+  }
+
+  /** `minAvailable = 2` or `minAvailable = "50%"`, kept as text. */
+  #budget(value: unknown, path: Segment[]): string | undefined {
+    if (value === undefined) return undefined;
+    if (typeof value === "bigint" && value >= 0n && value <= BigInt(MAX_INSTANCES)) return String(value);
+    if (typeof value === "string" && /^\d{1,3}%$/.test(value) && Number(value.slice(0, -1)) <= 100) {
+      return value;
+    }
+    this.#problem(
+      path,
+      `must be a count from 0 to ${MAX_INSTANCES} or a percentage such as "50%", got ${describe(value)}`,
+    );
+    return undefined;
   }
 
   /** `rollout = { strategy = "...", ... }`: the API's rollout spec (its integers as TOML integers). */

@@ -151,6 +151,7 @@ export function expandBlueprint(
     if (spec.min !== undefined) slice.min = spec.min;
     if (spec.max !== undefined) slice.max = spec.max;
     if (spec.rollout !== undefined) slice.rollout = spec.rollout;
+    if (spec.minAvailable !== undefined) slice.minAvailable = spec.minAvailable;
     return slice;
   });
   const calls: Record<string, string[]> = {};

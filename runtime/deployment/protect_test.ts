@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { AetherError } from "../core/mod.ts";
 import { KvState } from "../kv/mod.ts";
 import { encodeValue, kvKeys } from "../model/mod.ts";
-import { protectDependents } from "./targets.ts";
+import { protectBudget, protectDependents } from "./targets.ts";
 import { applyCommand, manifest, publish, putTarget } from "./_testing.ts";
 
 function state(activeCallers: boolean): KvState {
@@ -47,4 +47,21 @@ Deno.test("dependency protection: undeploying a slice ACTIVE slices call is refu
 Deno.test("dependency protection: nothing ACTIVE calls the top slice, nor a slice whose callers are not ACTIVE", () => {
   protectDependents(state(true), "shop:web", "undeploy");
   protectDependents(state(false), "shop:inventory", "undeploy");
+});
+
+Deno.test("disruption budget: scaling below minAvailable is refused naming the budget", () => {
+  const kv = state(true);
+  putTarget(kv, "shop:web", {
+    version: "1.0.0",
+    instances: 4,
+    owners: [],
+    updatedAt: 1,
+    minAvailable: "50%",
+  });
+  assert.throws(
+    () => protectBudget(kv, "shop:web", 1),
+    /scale: shop:web has a disruption budget of minAvailable 50% \(2 of 4 instances\); 1 would break it/,
+  );
+  protectBudget(kv, "shop:web", 2);
+  protectBudget(kv, "shop:orders", 0); // no budget
 });

@@ -34,6 +34,7 @@ import {
   type Planned,
   planScale,
   planUndeploy,
+  protectBudget,
   protectDependents,
 } from "./targets.ts";
 import { type KvReader, ViewReader } from "./view.ts";
@@ -145,6 +146,7 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const plan = () => {
       const state = deps.state();
       if (instances === 0 && !force) protectDependents(state, sliceBase(slice), "scale to 0");
+      if (!force) protectBudget(state, sliceBase(slice), instances);
       return planScale(state, slice, instances, deps.nowMs());
     };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });

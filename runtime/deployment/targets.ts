@@ -18,6 +18,7 @@ import type { KvCommand, KvCompare, KvOp } from "../kv/mod.ts";
 import {
   type BlueprintRecord,
   type BlueprintSlice,
+  budgetCount,
   decodeValue,
   encodeValue,
   isRolloutFinished,
@@ -115,6 +116,7 @@ function summary(t: TargetRecord): TargetSummary {
 
 function sameTarget(a: TargetRecord, b: TargetRecord): boolean {
   return a.version === b.version && a.instances === b.instances && a.min === b.min && a.max === b.max &&
+    a.minAvailable === b.minAvailable &&
     a.owners.join() === b.owners.join();
 }
 
@@ -199,6 +201,7 @@ export function planBlueprintApply(
         slice.min,
         slice.max,
       );
+      if (slice.minAvailable !== undefined) created.minAvailable = slice.minAvailable;
       txn.put(key, "target", created);
       entries.push({ slice: base, action: "create", to: summary(created) });
       continue;
@@ -233,6 +236,11 @@ export function planBlueprintApply(
       delete next.max;
     }
     if (t.version !== version) delete next.backoff;
+    // A listed slice takes the blueprint's budget (none: none); a transitive one keeps what it had.
+    if (!slice.transitive) {
+      if (slice.minAvailable !== undefined) next.minAvailable = slice.minAvailable;
+      else if (others.length === 0) delete next.minAvailable;
+    }
     const rollout = t.version !== version && slice.rollout
       ? startRollout(kv, txn, { base, stable: t.version, version, next, slice, nowMs })
       : undefined;
@@ -532,6 +540,24 @@ export function protectDependents(kv: KvReader, base: string, what: "undeploy" |
     `${what}: ${base} is called by ACTIVE slice(s) ${callers.join(", ")} (${chains.join("; ")}); ` +
       `their calls would fail. Undeploy them first, or pass --force (?force=true)`,
     { slice: base, callers, chains },
+  );
+}
+
+/**
+ * Disruption budget: scaling `base` below its `minAvailable` is refused (409) naming the budget; the API skips
+ * this with `?force=true`. (The autoscaling controller keeps within min/max; an operator sets the budget.)
+ */
+export function protectBudget(kv: KvReader, base: string, instances: number): void {
+  const current = read(kv, "target", kvKeys.target(base));
+  if (!current?.value.minAvailable) return;
+  const budget = budgetCount(current.value.minAvailable, current.value.instances);
+  if (instances >= budget) return;
+  throw new AetherError(
+    "conflict",
+    `scale: ${base} has a disruption budget of minAvailable ${current.value.minAvailable} ` +
+      `(${budget} of ${current.value.instances} instances); ${instances} would break it. Pass --force ` +
+      `(?force=true) to scale anyway`,
+    { slice: base, minAvailable: current.value.minAvailable },
   );
 }
 

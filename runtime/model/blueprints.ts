@@ -31,6 +31,8 @@ export interface BlueprintSlice {
   transitive: boolean;
   /** How a change of its version rolls out (`rollout = { strategy = "canary", ... }`); absent: at once. */
   rollout?: RolloutSpec;
+  /** Disruption budget (`minAvailable = 2` or `"50%"`), see TargetRecord. */
+  minAvailable?: string;
 }
 
 /** `blueprints/{id}`: a published blueprint, parsed, validated and expanded. */
@@ -66,6 +68,9 @@ const blueprintSliceCheck: Check<BlueprintSlice> = refine(
     requires: services,
     transitive: boolean(),
     rollout: optional(rolloutSpecField),
+    minAvailable: optional(
+      string({ pattern: /^(?:\d{1,5}|\d{1,3}%)$/, expectation: "a count or a percentage" }),
+    ),
   }),
   bounds,
 );

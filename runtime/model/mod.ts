@@ -36,6 +36,7 @@ export {
   type RolloutVerdict,
 } from "./rollouts.ts";
 export {
+  budgetCount,
   type CrashReport,
   MAX_CRASH_REPORTS,
   type RoutedBackoff,

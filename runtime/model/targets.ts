@@ -12,6 +12,11 @@ export interface TargetRecord {
   max?: number;
   /** Blueprint ids that want this slice; empty when it was deployed directly. */
   owners: string[];
+  /**
+   * Disruption budget: instances that must stay ACTIVE through voluntary disruptions (rollouts, scaling down
+   * by an operator), a count (`"2"`) or a share of `instances` (`"50%"`, rounded up).
+   */
+  minAvailable?: string;
   updatedAt: number;
   /**
    * Failure backoff, kept here (not in the leader's memory) so it survives a change of leader: after each
@@ -74,6 +79,10 @@ export const targetCheck: Check<TargetRecord> = refine(
     min: optional(integer(0, 10_000)),
     max: optional(integer(1, 10_000)),
     owners: array(coordsField, { unique: true }),
+    minAvailable: optional(string({
+      pattern: /^(?:\d{1,5}|\d{1,3}%)$/,
+      expectation: 'a count such as "2" or a percentage such as "50%"',
+    })),
     updatedAt: timestamp(),
     backoff: optional(object(backoffFields)),
     routedBackoff: optional(object({ version, ...backoffFields })),
@@ -91,3 +100,10 @@ export const targetCheck: Check<TargetRecord> = refine(
   }),
   bounds,
 );
+
+/** The disruption budget as a count of instances out of `instances` (a percentage rounds up). */
+export function budgetCount(minAvailable: string | undefined, instances: number): number {
+  if (minAvailable === undefined) return 0;
+  if (minAvailable.endsWith("%")) return Math.ceil((Number(minAvailable.slice(0, -1)) / 100) * instances);
+  return Number(minAvailable);
+}

