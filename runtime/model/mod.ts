@@ -64,3 +64,4 @@ export {
 export * from "./auth.ts";
 export * from "./controller.ts";
 export * from "./stores.ts";
+export * from "./secrets.ts";
