@@ -11,8 +11,9 @@
  *   counters sampled at most WINDOW_SAMPLES times per window (a fixed memory bound per rule).
  *
  * A rule about every node (`cpu of nodes > 90%`) is one alert per node (`rule/node`); any other rule is one
- * alert (`rule`). Missing data (no calls in the window, an unknown slice, a stale node) counts as "the
- * condition does not hold".
+ * alert (`rule`). Missing data (no calls in the window, an unknown slice, a stale or gone node) counts as "the
+ * condition does not hold", except that a pending or firing alert keeps its state through NO_DATA_GRACE_MS of
+ * missing data (a node's metrics stale for a few seconds on a loaded machine must not resolve and re-fire it).
  */
 
 import {
@@ -116,6 +117,9 @@ export interface AlertChange {
   atMs: number;
 }
 
+/** How long a pending or firing alert keeps its state without data before that counts as "does not hold". */
+export const NO_DATA_GRACE_MS = 10_000;
+
 /** Samples of cumulative counters kept per rule window (so a window of 1 h is sampled every minute). */
 export const WINDOW_SAMPLES = 60;
 
@@ -179,6 +183,8 @@ interface Measured {
 /** Evaluates every rule once per tick and keeps each alert's state (see the file header). */
 export class AlertEvaluator {
   readonly #status = new Map<string, AlertStatus & { view?: AlertView }>();
+  /** When each pending or firing alert last had data (seeded ones: their first evaluation). */
+  readonly #lastDataAt = new Map<string, number>();
   readonly #windows = new Map<string, { key: string; window: CounterWindow }>();
 
   /**
@@ -187,6 +193,7 @@ export class AlertEvaluator {
    */
   seed(alerts: readonly AlertView[]): void {
     for (const alert of alerts) {
+      this.#lastDataAt.delete(alert.id);
       this.#status.set(alert.id, {
         state: alert.state,
         activeSince: alert.activeSince,
@@ -213,9 +220,12 @@ export class AlertEvaluator {
         changes.push(...this.#step(name, rule, measured, nowMs));
       }
     }
-    // Alerts whose rule or node is gone stop: a firing one resolves, a pending one clears.
+    // Alerts whose rule is gone stop at once; those whose node is gone after the no-data grace: a firing one
+    // resolves, a pending one clears.
     for (const [id, status] of this.#status) {
       if (seen.has(id)) continue;
+      if (status.view && rules.has(status.view.rule) && this.#withinGrace(id, nowMs)) continue;
+      this.#lastDataAt.delete(id);
       if (status.view && status.state !== "inactive") {
         changes.push({
           transition: status.state === "firing" ? "resolved" : "cleared",
@@ -229,13 +239,27 @@ export class AlertEvaluator {
     return changes;
   }
 
+  /** Whether an alert without data now had data within NO_DATA_GRACE_MS (a seeded one: from now on). */
+  #withinGrace(id: string, nowMs: number): boolean {
+    if (!this.#lastDataAt.has(id)) this.#lastDataAt.set(id, nowMs);
+    return nowMs - this.#lastDataAt.get(id)! < NO_DATA_GRACE_MS;
+  }
+
   #step(name: string, rule: AlertRuleRecord, measured: Measured, nowMs: number): AlertChange[] {
     const status = this.#status.get(measured.id) ?? INACTIVE;
+    if (
+      measured.value === undefined && status.state !== "inactive" && this.#withinGrace(measured.id, nowMs)
+    ) {
+      return [];
+    }
+    if (measured.value !== undefined) this.#lastDataAt.set(measured.id, nowMs);
     const holds = measured.value !== undefined && compare(measured.value, rule.op, measured.threshold);
     const { next, transitions } = stepAlert(status, holds, nowMs, rule.forMs);
     const view = this.#view(name, rule, measured, next.state === "inactive" ? status : next);
-    if (next.state === "inactive") this.#status.delete(measured.id);
-    else this.#status.set(measured.id, { ...next, view });
+    if (next.state === "inactive") {
+      this.#status.delete(measured.id);
+      this.#lastDataAt.delete(measured.id);
+    } else this.#status.set(measured.id, { ...next, view });
     return transitions.map((transition) => ({ transition, alert: view, atMs: nowMs }));
   }
 

@@ -7,6 +7,7 @@ import {
   type AlertSeries,
   type AlertStatus,
   INACTIVE,
+  NO_DATA_GRACE_MS,
   stepAlert,
 } from "./alerts.ts";
 
@@ -163,12 +164,18 @@ Deno.test("alert evaluator: error rate, without calls there is no data (the aler
     "firing orders-errors",
   ]);
   assert.equal(evaluator.alerts()[0].value, 0.05);
-  // No calls at all over the window: no data, so the alert resolves.
-  for (let t = 2_000; t <= 12_000; t += 1_000) evaluator.evaluate(rules, series, t);
+  // No calls at all: once the window holds none (from 11 s: the last calls were counted by the 1 s sample)
+  // there is no data; the alert keeps firing through the grace after its last data (10 s), then resolves.
+  let resolvedAt = 0;
+  for (let t = 2_000; t <= 40_000 && resolvedAt === 0; t += 1_000) {
+    if (summary(evaluator.evaluate(rules, series, t)).includes("resolved orders-errors")) resolvedAt = t;
+  }
+  assert.ok(resolvedAt >= 10_000 + NO_DATA_GRACE_MS, `resolved at ${resolvedAt}: not within the grace`);
+  assert.ok(resolvedAt <= 12_000 + NO_DATA_GRACE_MS, `resolved at ${resolvedAt}`);
   assert.deepEqual(evaluator.alerts(), []);
 });
 
-Deno.test("alert evaluator: `cpu of nodes` is one alert per node; a node that goes away resolves its alert", () => {
+Deno.test("alert evaluator: `cpu of nodes` is one alert per node; a node gone for the grace resolves its alert", () => {
   const series = new TestSeries();
   const rules = new Map([["cpu", rule({ forMs: 2_000 })]]);
   const evaluator = new AlertEvaluator();
@@ -177,7 +184,16 @@ Deno.test("alert evaluator: `cpu of nodes` is one alert per node; a node that go
   assert.deepEqual(summary(evaluator.evaluate(rules, series, 2_000)), ["firing cpu/n1"]);
   assert.equal(evaluator.alerts()[0].node, "n1");
   series.cpu = { n2: 0.2 };
-  assert.deepEqual(summary(evaluator.evaluate(rules, series, 3_000)), ["resolved cpu/n1"]);
+  // Stale or gone for less than the grace: still firing (a loaded node must not resolve and re-fire).
+  assert.deepEqual(evaluator.evaluate(rules, series, 3_000), []);
+  assert.deepEqual(evaluator.evaluate(rules, series, 2_000 + NO_DATA_GRACE_MS - 1), []);
+  series.cpu = { n1: 0.95, n2: 0.2 };
+  assert.deepEqual(evaluator.evaluate(rules, series, 2_000 + NO_DATA_GRACE_MS), [], "back in time: no event");
+  series.cpu = { n2: 0.2 };
+  assert.deepEqual(evaluator.evaluate(rules, series, 3_000 + NO_DATA_GRACE_MS), []);
+  assert.deepEqual(summary(evaluator.evaluate(rules, series, 2_000 + 2 * NO_DATA_GRACE_MS)), [
+    "resolved cpu/n1",
+  ]);
 });
 
 Deno.test("alert evaluator: ACTIVE instances below desired; removing the rule resolves its alert", () => {
