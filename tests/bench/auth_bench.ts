@@ -10,6 +10,9 @@
  * 3. Over real sockets: the same apps (and one with a middleware that does nothing) served by `Deno.serve` in
  *    this process, each loaded by wrk -t1 -c50 (keep-alive, the token header on every request) for
  *    `--seconds`, rounds rotated: requests/s with tokens on against the same stack without them.
+ * 4. A real node's management API over sockets: `GET /api/v1/health` on a 1-member node started plainly (the
+ *    probe is open: no token checked) and on one started with `--closed-probes` (the same handler behind the
+ *    token check), each loaded by wrk with the token; requests/s and the node process's CPU per request.
  * The targets: < 2 µs per verification, < 5% of throughput with tokens on.
  *
  * Flags after the iterations: --seconds 5 --rounds 3 (section 3; --seconds 0 skips it).
@@ -22,6 +25,8 @@ import { authMiddleware, sha256Hex, TokenIndex } from "../../runtime/api/mod.ts"
 import { encodeJson, tokenKey } from "../../runtime/model/mod.ts";
 import { parseNodeFlags } from "../../runtime/node/flags.ts";
 import { startNode } from "../../runtime/node/node.ts";
+import { cpuSeconds } from "./_proc_cpu.ts";
+import { TestCluster } from "../_support/cluster.ts";
 
 const { values: options, positionals } = parseArgs({
   args: Deno.args,
@@ -145,27 +150,39 @@ try {
     await overSockets({ off: withoutAuth, noop: withNoop, hdr: withHeaders, on: withAuth }, token);
   }
   index.stop();
+  if (WRK_SECONDS > 0) await realNode();
 } finally {
   await node.stop();
   await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   await Deno.remove(`${dataDir}.secret`).catch(() => {});
 }
 
-/** Requests/s of wrk -t1 -c50 against `url` for WRK_SECONDS, sending the token header. */
-async function wrk(url: string, token: string): Promise<{ rps: number; p99: string; errors: string }> {
+/**
+ * wrk -t1 -c50 against `url` for WRK_SECONDS, sending the token header: requests/s, and this process's CPU
+ * per request (the server runs here; CPU per request holds up on a busy machine, throughput does not).
+ */
+async function wrk(
+  url: string,
+  token: string,
+  serverPid = Deno.pid,
+): Promise<{ rps: number; cpuUs: number; p99: string; errors: string }> {
+  const cpuBefore = cpuSeconds(serverPid, true);
   const output = await new Deno.Command("wrk", {
     args: ["-t1", "-c50", `-d${WRK_SECONDS}s`, "--latency", "-H", `authorization: Bearer ${token}`, url],
     stdout: "piped",
     stderr: "piped",
   }).output();
+  const cpu = cpuSeconds(serverPid, true) - cpuBefore;
   const text = new TextDecoder().decode(output.stdout);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
   if (!output.success || !rps) {
     throw new Error(`wrk failed: ${text}${new TextDecoder().decode(output.stderr)}`);
   }
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1];
   return {
     rps: Number(rps[1]),
+    cpuUs: (cpu * 1e6) / requests,
     p99: /\s99%\s+(\S+)/.exec(text)?.[1] ?? "?",
     errors: non2xx ? ` (${non2xx} non-2xx)` : "",
   };
@@ -190,14 +207,18 @@ async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<v
     const url = (key: AppKey) => `http://127.0.0.1:${servers[key].addr.port}/api/v1/status`;
     for (const key of keys) await wrk(url(key), token); // warm-up: JIT, connections
     const best: Record<AppKey, number> = { off: 0, noop: 0, hdr: 0, on: 0 };
+    const cpu: Record<AppKey, number> = { off: Infinity, noop: Infinity, hdr: Infinity, on: Infinity };
     for (let round = 1; round <= WRK_ROUNDS; round++) {
       // Rotated: a busy machine slows whichever happens to run during a burst.
       const order = keys.map((_, i) => keys[(i + round) % keys.length]);
       for (const key of order) {
         const r = await wrk(url(key), token);
         best[key] = Math.max(best[key], r.rps);
+        cpu[key] = Math.min(cpu[key], r.cpuUs);
         console.log(
-          `  round ${round} ${key.padEnd(4)} ${(r.rps / 1000).toFixed(1)}k req/s  p99 ${r.p99}${r.errors}`,
+          `  round ${round} ${key.padEnd(4)} ${(r.rps / 1000).toFixed(1)}k req/s  CPU ${
+            r.cpuUs.toFixed(1)
+          } µs/req  p99 ${r.p99}${r.errors}`,
         );
       }
     }
@@ -215,7 +236,61 @@ async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<v
       `${less(best.on, best.noop)} below the do-nothing one, ${less(best.on, best.off)} below a bare handler`,
     ];
     console.log(summary.join(", "));
+    const us = (key: AppKey) => `${cpu[key].toFixed(1)}`;
+    console.log(
+      `server CPU per request (best of ${WRK_ROUNDS}): bare ${us("off")} µs, do-nothing middleware ${
+        us("noop")
+      }, ` +
+        `header-reading ${us("hdr")}, token check ${us("on")}: the check adds ${
+          (cpu.on - cpu.hdr).toFixed(1)
+        } µs to the header-reading stack (${
+          less(cpu.hdr, cpu.on)
+        } fewer requests per CPU second; target < 5%)`,
+    );
   } finally {
     for (const key of keys) await servers[key].shutdown();
+  }
+}
+
+/** Section 4: GET /api/v1/health of a real node, open (no token checked) and with --closed-probes. */
+async function realNode(): Promise<void> {
+  const open = await TestCluster.start(1, { fsync: "never" });
+  const closed = await TestCluster.start(1, { fsync: "never", extraArgs: ["--closed-probes"] });
+  try {
+    const target = (cluster: TestCluster) => ({
+      url: `${cluster.nodes[0].apiUrl}/api/v1/health`,
+      pid: cluster.nodes[0].process!.pid,
+      token: cluster.token,
+    });
+    const nodes = { open: target(open), closed: target(closed) };
+    for (const n of Object.values(nodes)) await wrk(n.url, n.token, n.pid); // warm-up
+    const best = { open: 0, closed: 0 };
+    const cpu = { open: Infinity, closed: Infinity };
+    for (let round = 1; round <= WRK_ROUNDS; round++) {
+      const order = round % 2 === 1 ? (["open", "closed"] as const) : (["closed", "open"] as const);
+      for (const key of order) {
+        const r = await wrk(nodes[key].url, nodes[key].token, nodes[key].pid);
+        best[key] = Math.max(best[key], r.rps);
+        cpu[key] = Math.min(cpu[key], r.cpuUs);
+        console.log(
+          `  node round ${round} ${key.padEnd(6)} ${(r.rps / 1000).toFixed(1)}k req/s  CPU ${
+            r.cpuUs.toFixed(1)
+          } µs/req  p99 ${r.p99}${r.errors}`,
+        );
+      }
+    }
+    console.log(
+      `a node's GET /api/v1/health (best of ${WRK_ROUNDS}): open ${(best.open / 1000).toFixed(1)}k req/s, ` +
+        `${cpu.open.toFixed(1)} µs CPU/req; with the token checked (--closed-probes) ${
+          (best.closed / 1000).toFixed(1)
+        }k req/s, ${cpu.closed.toFixed(1)} µs CPU/req: +${(cpu.closed - cpu.open).toFixed(1)} µs, ${
+          (100 * (1 - cpu.open / cpu.closed)).toFixed(1)
+        }% fewer requests per CPU second, ${
+          (100 * (1 - best.closed / best.open)).toFixed(1)
+        }% less throughput`,
+    );
+  } finally {
+    await open.close();
+    await closed.close();
   }
 }
