@@ -5,16 +5,19 @@ import type { LoadProgress, LoadReport } from "./load.ts";
 const ms = (value: number) =>
   `${value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : Math.round(value)}ms`;
 const pct = (rate: number) => `${(rate * 100).toFixed(rate === 1 ? 1 : 2)}%`;
+/** A rate a second: whole above 10, one decimal below. */
+const rate = (perSecond: number) =>
+  `${perSecond >= 10 || Number.isInteger(perSecond) ? Math.round(perSecond) : perSecond.toFixed(1)}/s`;
 const counts = (c: Record<string, number>) =>
   Object.entries(c).map(([k, v]) => `${k}: ${v}`).join("  ") || "-";
 
-/** One live line: `[  5s] sent 1000  dropped 0  late 0  in-flight 2 | last 1s: 199/s  ok 100.0%  p50 ... */
+/** One live line: `[  5s] target  200/s  sent 1000  dropped 0  late 0  in-flight 2 | last 1s: 199/s  ok 100.0%  p50 ... */
 export function formatProgress(p: LoadProgress): string {
   const w = p.window;
   const okRate = w.completed === 0 ? "-" : pct(w.succeeded / w.completed);
-  return `[${String(Math.round(p.elapsedMs / 1000)).padStart(4)}s] sent ${
-    String(p.sent).padStart(7)
-  }  dropped ` +
+  return `[${String(Math.round(p.elapsedMs / 1000)).padStart(4)}s] target ${
+    rate(p.targetPerSecond).padStart(6)
+  }  sent ${String(p.sent).padStart(7)}  dropped ` +
     `${p.dropped}  late ${p.late}  in-flight ${p.inFlight} | last ${
       w.perSecond.toFixed(0)
     }/s  ok ${okRate}  ` +
@@ -25,7 +28,11 @@ export function formatProgress(p: LoadProgress): string {
 export function formatReport(r: LoadReport): string {
   const l = r.latency;
   const lines = [
-    `${r.target} at ${r.ratePerSecond}/s for ${r.durationMs / 1000}s over ${r.urls.length} URL(s)` +
+    `${r.target} ${
+      r.shape === undefined
+        ? `at ${r.ratePerSecond}/s`
+        : `shaped "${r.shape}" (mean ${rate(r.ratePerSecond)})`
+    } for ${r.durationMs / 1000}s over ${r.urls.length} URL(s)` +
     ` (concurrency ${r.concurrency}, timeout ${r.timeoutMs}ms, seed ${r.seed})${
       r.stoppedEarly ? "  STOPPED EARLY" : ""
     }`,

@@ -1,7 +1,8 @@
 /**
  * The load generator: an open-loop HTTP load at a fixed rate against one or more nodes.
  *
- * Open loop means request `i` is due at `start + i / rate` whatever happened to the requests before it, so a
+ * Open loop means request `i` is due at `start + i / rate` (or, with a `shape`, when the shape's cumulative
+ * count of requests reaches `i`: see `shape.ts`) whatever happened to the requests before it, so a
  * slow or dead node does not lower the offered load (a closed loop, where each client waits for its answer
  * before sending again, would quietly send less exactly when the system struggles). Two things are counted
  * instead of hidden:
@@ -27,6 +28,7 @@ import { type Clock, Rng, systemClock } from "../core/mod.ts";
 import { type LatencySummary, percentile, Samples } from "./_stats.ts";
 import { compileTemplate, type Template } from "./_template.ts";
 import { invalid, MAX_DURATION_MS, MAX_RATE_PER_SECOND, parseTarget, parseUrls } from "./parse.ts";
+import type { LoadShape } from "./shape.ts";
 
 export const DEFAULT_CONCURRENCY = 1_000;
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -41,8 +43,11 @@ export interface LoadOptions {
   target: string;
   /** Base URLs (scheme, host, port, optional base path), used round-robin. */
   urls: readonly string[];
-  ratePerSecond: number;
-  durationMs: number;
+  /** A constant rate; with `durationMs`. Either these two or `shape`. */
+  ratePerSecond?: number;
+  durationMs?: number;
+  /** A rate that changes over time (`parseShape`), instead of `ratePerSecond` and `durationMs`. */
+  shape?: LoadShape;
   /** Body template; sent with `content-type: application/json` unless `headers` say otherwise. */
   body?: string;
   /** Where the body came from, for messages (a file name). */
@@ -117,6 +122,8 @@ export interface UrlStats {
 
 export interface LoadProgress {
   elapsedMs: number;
+  /** The rate the schedule asks for now (requests a second; a shape's current rate). */
+  targetPerSecond: number;
   /** Due so far (sent + dropped). */
   requests: number;
   sent: number;
@@ -139,8 +146,11 @@ export interface LoadProgress {
 export interface LoadReport {
   target: string;
   urls: string[];
+  /** The constant rate, or a shape's mean rate (planned over its duration). */
   ratePerSecond: number;
   durationMs: number;
+  /** The shape played, in the grammar's words (absent for a constant rate). */
+  shape?: string;
   concurrency: number;
   timeoutMs: number;
   seed: number;
@@ -152,7 +162,7 @@ export interface LoadReport {
   elapsedMs: number;
   /** Stopped (signal or `stop()`) before every planned request was due. */
   stoppedEarly: boolean;
-  /** `ratePerSecond × durationMs`. */
+  /** `ratePerSecond × durationMs`, or the integral of the shape's rate rounded up. */
   planned: number;
   /** Due: sent + dropped. */
   requests: number;
@@ -199,8 +209,7 @@ interface Plan {
   body: Template | undefined;
   headers: Record<string, string>;
   urls: string[];
-  intervalMs: number;
-  planned: number;
+  schedule: Schedule;
   concurrency: number;
   timeoutMs: number;
   lateAfterMs: number;
@@ -215,22 +224,57 @@ function positiveInteger(value: number, label: string, max: number): number {
   return value;
 }
 
+/** When each request is due: a constant rate or a shape. */
+export interface Schedule {
+  /** Requests in all. */
+  planned: number;
+  durationMs: number;
+  /** Request `index`'s due time in ms after the start (non-decreasing in `index`). */
+  dueAtMs(index: number): number;
+  /** The target rate `tMs` after the start. */
+  rateAt(tMs: number): number;
+  /** The shape in words, for a shaped schedule. */
+  shape?: string;
+}
+
+/** The schedule the options ask for; every problem names the option. */
+function scheduleOf(options: LoadOptions): Schedule {
+  const { ratePerSecond, durationMs, shape } = options;
+  if (shape !== undefined) {
+    if (ratePerSecond !== undefined || durationMs !== undefined) {
+      throw invalid("a shape sets the rate and the duration: give shape alone", "shape");
+    }
+    return {
+      planned: shape.planned,
+      durationMs: shape.durationMs,
+      dueAtMs: (index) => shape.dueAtMs(index),
+      rateAt: (tMs) => shape.rateAt(tMs),
+      shape: shape.describe(),
+    };
+  }
+  if (!(ratePerSecond !== undefined && ratePerSecond > 0 && ratePerSecond <= MAX_RATE_PER_SECOND)) {
+    throw invalid(`ratePerSecond must be above 0 and at most ${MAX_RATE_PER_SECOND}`, "ratePerSecond");
+  }
+  if (!(durationMs !== undefined && durationMs > 0 && durationMs <= MAX_DURATION_MS)) {
+    throw invalid(`durationMs must be above 0 and at most ${MAX_DURATION_MS}`, "durationMs");
+  }
+  const planned = Math.round((ratePerSecond * durationMs) / 1000);
+  if (planned < 1) {
+    throw invalid(`a rate of ${ratePerSecond}/s for ${durationMs} ms gives no request at all`, "durationMs");
+  }
+  const intervalMs = 1000 / ratePerSecond;
+  return {
+    planned,
+    durationMs,
+    dueAtMs: (index) => index * intervalMs,
+    rateAt: (tMs) => (tMs >= 0 && tMs < durationMs ? ratePerSecond : 0),
+  };
+}
+
 /** Checks the options as a whole; every problem names the option. */
 function plan(options: LoadOptions): Plan {
   const { method, path } = parseTarget(options.target);
-  if (!(options.ratePerSecond > 0 && options.ratePerSecond <= MAX_RATE_PER_SECOND)) {
-    throw invalid(`ratePerSecond must be above 0 and at most ${MAX_RATE_PER_SECOND}`, "ratePerSecond");
-  }
-  if (!(options.durationMs > 0 && options.durationMs <= MAX_DURATION_MS)) {
-    throw invalid(`durationMs must be above 0 and at most ${MAX_DURATION_MS}`, "durationMs");
-  }
-  const planned = Math.round((options.ratePerSecond * options.durationMs) / 1000);
-  if (planned < 1) {
-    throw invalid(
-      `a rate of ${options.ratePerSecond}/s for ${options.durationMs} ms gives no request at all`,
-      "durationMs",
-    );
-  }
+  const schedule = scheduleOf(options);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(options.headers ?? {})) headers[name.toLowerCase()] = value;
   const body = plannedBody(options, method, headers);
@@ -244,8 +288,7 @@ function plan(options: LoadOptions): Plan {
     body,
     headers,
     urls: parseUrls(options.urls),
-    intervalMs: 1000 / options.ratePerSecond,
-    planned,
+    schedule,
     concurrency: positiveInteger(options.concurrency ?? DEFAULT_CONCURRENCY, "concurrency", 100_000),
     timeoutMs,
     lateAfterMs: options.lateAfterMs ?? DEFAULT_LATE_AFTER_MS,
@@ -532,7 +575,7 @@ class Tally implements RefusalCounter {
 // The schedule
 
 /**
- * Sends request `i` when it is due (`t0 + i × intervalMs`), drops it when `concurrency` requests are already
+ * Sends request `i` when it is due (`t0 + schedule.dueAtMs(i)`), drops it when `concurrency` requests are already
  * waiting, and reports once sending has stopped and nothing is in flight.
  */
 class LoadRunner {
@@ -594,6 +637,7 @@ class LoadRunner {
     const windowMs = Math.max(1, now - this.#tally.windowStart);
     return {
       elapsedMs: now - this.#t0,
+      targetPerSecond: this.#p.schedule.rateAt(now - this.#t0),
       requests: this.#sent + this.#dropped,
       sent: this.#sent,
       dropped: this.#dropped,
@@ -616,14 +660,15 @@ class LoadRunner {
   #tick(): void {
     this.#timer = undefined;
     if (this.#stopped) return;
-    const p = this.#p;
+    const { schedule } = this.#p;
     const now = this.#clock.now();
-    while (this.#next < p.planned && this.#t0 + this.#next * p.intervalMs <= now) {
-      const index = this.#next++;
-      this.#send(index, this.#t0 + index * p.intervalMs);
+    let dueAt = this.#t0 + schedule.dueAtMs(this.#next);
+    while (this.#next < schedule.planned && dueAt <= now) {
+      this.#send(this.#next++, dueAt);
+      dueAt = this.#t0 + schedule.dueAtMs(this.#next);
     }
-    if (this.#next >= p.planned) return this.stop();
-    const dueInMs = this.#t0 + this.#next * p.intervalMs - this.#clock.now();
+    if (this.#next >= schedule.planned) return this.stop();
+    const dueInMs = dueAt - this.#clock.now();
     this.#timer = setTimeout(() => this.#tick(), Math.max(0, dueInMs));
   }
 
@@ -645,7 +690,7 @@ class LoadRunner {
     );
     this.#inFlight--;
     this.#record(outcome);
-    if (this.#inFlight === 0 && (this.#stopped || this.#next >= this.#p.planned)) this.#done();
+    if (this.#inFlight === 0 && (this.#stopped || this.#next >= this.#p.schedule.planned)) this.#done();
   }
 
   /** Counts a send and how far behind its schedule it left; returns when it left. */
@@ -689,16 +734,17 @@ class LoadRunner {
     const result: LoadReport = {
       target: `${p.method} ${p.path.source}`,
       urls: [...p.urls],
-      ratePerSecond: this.#options.ratePerSecond,
-      durationMs: this.#options.durationMs,
+      ratePerSecond: this.#options.ratePerSecond ?? (p.schedule.planned * 1000) / p.schedule.durationMs,
+      durationMs: p.schedule.durationMs,
+      ...(p.schedule.shape === undefined ? {} : { shape: p.schedule.shape }),
       concurrency: p.concurrency,
       timeoutMs: p.timeoutMs,
       seed: p.seed,
       startedAt: new Date(this.#t0).toISOString(),
       startedAtMs: this.#t0,
       elapsedMs,
-      stoppedEarly: this.#next < p.planned,
-      planned: p.planned,
+      stoppedEarly: this.#next < p.schedule.planned,
+      planned: p.schedule.planned,
       requests,
       sent,
       dropped: this.#dropped,

@@ -1,5 +1,5 @@
 /**
- * The load generator: open-loop HTTP load at a fixed rate against one or more nodes, with request templates,
+ * The load generator: open-loop HTTP load at a fixed rate or a shape (steps, ramps, a sine, spikes) against one or more nodes, with request templates,
  * per-second and per-URL figures and live progress. `aether load` and Forge's tests use it.
  */
 
@@ -15,6 +15,7 @@ export {
   type OutcomeKind,
   type RequestOutcome,
   runLoad,
+  type Schedule,
   type SecondStats,
   startLoad,
   type UrlStats,
@@ -28,6 +29,14 @@ export {
   parseTarget,
   parseUrls,
 } from "./parse.ts";
+export {
+  LoadShape,
+  MAX_SHAPE_CHARS,
+  MAX_SHAPE_SEGMENTS,
+  parseShape,
+  type SegmentKind,
+  type ShapeSegment,
+} from "./shape.ts";
 export { formatProgress, formatReport } from "./format.ts";
 export { compileTemplate, type Template, uuidFrom } from "./_template.ts";
 export { type LatencySummary, percentile } from "./_stats.ts";
