@@ -45,9 +45,9 @@ async function flagReader(): Promise<<T>(parse: () => T) => T> {
   };
 }
 
-function required(value: string | undefined, name: string, example: string): string {
+function required(value: string | undefined, name: string, example: string, hint = ""): string {
   if (value === undefined || value.trim() === "") {
-    throw usage(`--${name} is required (for example --${name} ${example})`);
+    throw usage(`--${name} is required (for example --${name} ${example})${hint}`);
   }
   return value;
 }
@@ -59,6 +59,41 @@ function integerFlag(text: string | undefined, name: string, min: number, max: n
   }
   return Number(text);
 }
+
+/** `--rate` with `--duration`, or a shape (`--shape` or `--shape-file`): what the load's schedule is. */
+async function scheduleFlags(
+  values: { rate?: string; duration?: string; shape?: string; "shape-file"?: string },
+  flag: <T>(parse: () => T) => T,
+): Promise<Pick<LoadOptions, "ratePerSecond" | "durationMs" | "shape">> {
+  const { parseDuration, parseRate, parseShape } = await loadgen();
+  const file = values["shape-file"];
+  if (values.shape === undefined && file === undefined) {
+    const rate = flag(() => parseRate(required(values.rate, "rate", "200/s", SHAPE_HINT), "--rate"));
+    const durationMs = flag(() =>
+      parseDuration(required(values.duration, "duration", "30s", SHAPE_HINT), "--duration")
+    );
+    return { ratePerSecond: rate, durationMs };
+  }
+  if (values.shape !== undefined && file !== undefined) {
+    throw usage("give --shape or --shape-file, not both");
+  }
+  if (values.rate !== undefined || values.duration !== undefined) {
+    throw usage(
+      `--${values.shape === undefined ? "shape-file" : "shape"} sets the rate and the duration: ` +
+        "leave out --rate and --duration",
+    );
+  }
+  if (values.shape !== undefined) return { shape: flag(() => parseShape(values.shape!, "--shape")) };
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file!);
+  } catch (e) {
+    throw usage(`--shape-file: cannot read ${file}: ${(e as Error).message}`);
+  }
+  return { shape: flag(() => parseShape(text, `--shape-file ${file}`, { file: true })) };
+}
+
+const SHAPE_HINT = ', or give --shape "ramp 10..400/s over 60s"';
 
 /** Parses and checks every flag; reads the body file. Throws CliError (exit 2) naming the flag. */
 export async function parseLoadArgs(
@@ -74,6 +109,8 @@ export async function parseLoadArgs(
       options: {
         rate: { type: "string" },
         duration: { type: "string" },
+        shape: { type: "string" },
+        "shape-file": { type: "string" },
         target: { type: "string" },
         body: { type: "string" },
         url: { type: "string" },
@@ -89,9 +126,8 @@ export async function parseLoadArgs(
     throw usage((e as Error).message);
   }
   const flag = await flagReader();
-  const { parseDuration, parseRate, parseTarget, parseUrls } = await loadgen();
-  const rate = flag(() => parseRate(required(values.rate, "rate", "200/s"), "--rate"));
-  const durationMs = flag(() => parseDuration(required(values.duration, "duration", "30s"), "--duration"));
+  const { parseDuration, parseTarget, parseUrls } = await loadgen();
+  const schedule = await scheduleFlags(values, flag);
   const target = required(values.target, "target", '"POST /api/v1/orders"');
   flag(() => parseTarget(target, "--target"));
   const fallback = env.forgeAppUrls && env.forgeAppUrls.length > 0
@@ -131,8 +167,7 @@ export async function parseLoadArgs(
   const load: LoadCommandOptions["load"] = {
     target,
     urls,
-    ratePerSecond: rate,
-    durationMs,
+    ...schedule,
     body,
     bodyLabel: values.body === undefined ? undefined : `--body ${values.body}`,
     headers,
@@ -161,12 +196,33 @@ export const loadCommands: CliCommand[] = [
     name: "load",
     args: "",
     summary: "open-loop HTTP load on the application port(s)",
-    description: "Open-loop HTTP load on the application port(s) of the cluster: a progress line every " +
-      "second, then a summary. Exit 1 when the success rate ends below --min-success. Ctrl-C stops sending " +
+    description: "Open-loop HTTP load on the application port(s) of the cluster, at a constant rate or " +
+      "following a shape (steps, ramps, a sine cycle, spikes): a progress line every second with the " +
+      "current target rate, then a summary. Exit 1 when the success rate ends below --min-success. Ctrl-C stops sending " +
       "and still prints the summary.",
     flags: [
-      { name: "rate", value: "RATE", description: "requests per second, e.g. 200/s or 6000/m (required)" },
-      { name: "duration", value: "TIME", description: "how long to send, e.g. 30s or 5m (required)" },
+      {
+        name: "rate",
+        value: "RATE",
+        description: "requests per second, e.g. 200/s or 6000/m (required unless --shape or --shape-file)",
+      },
+      {
+        name: "duration",
+        value: "TIME",
+        description: "how long to send, e.g. 30s or 5m (required with --rate)",
+      },
+      {
+        name: "shape",
+        value: '"SEGMENT, ..."',
+        description: 'a rate that changes over time, instead of --rate and --duration: segments "RATE for ' +
+          'TIME", "ramp A..B/s over TIME", "sine A..B/s period TIME for TIME", "spike RATE for TIME", ' +
+          '"idle for TIME", separated by , or ;',
+      },
+      {
+        name: "shape-file",
+        value: "FILE",
+        description: "the shape from a file: one segment a line, # starts a comment",
+      },
       {
         name: "target",
         value: '"METHOD /path"',
@@ -209,7 +265,12 @@ export const loadCommands: CliCommand[] = [
         description: `exit 1 when the success rate ends below this (default ${DEFAULT_MIN_SUCCESS_PERCENT})`,
       },
     ],
-    examples: ['aether load --rate 200/s --duration 30s --target "POST /api/v1/orders" --body order.json'],
+    examples: [
+      'aether load --rate 200/s --duration 30s --target "POST /api/v1/orders" --body order.json',
+      'aether load --shape "10/s for 10s, ramp 10..200/s over 30s, sine 50..150/s period 60s for 2m, ' +
+      'spike 500/s for 5s" --target "GET /api/v1/products"',
+      'aether load --shape-file shape.txt --target "POST /api/v1/orders" --body order.json',
+    ],
     async run(ctx, args) {
       const { load, minSuccessPercent } = await parseLoadArgs(args, {
         appUrl: Deno.env.get("AETHER_APP_URL"),

@@ -103,6 +103,57 @@ Deno.test("load flags: each mistake is a usage error (exit 2) that names the fla
   }
 });
 
+Deno.test("load flags: --shape and --shape-file instead of --rate and --duration; their mistakes", async () => {
+  const TARGET = ["--target", "GET /x"];
+  const inline = await parseLoadArgs([...TARGET, "--shape", "10/s for 2s, ramp 10..30/s over 2s"]);
+  assertEquals(
+    [
+      inline.load.ratePerSecond,
+      inline.load.durationMs,
+      inline.load.shape?.describe(),
+      inline.load.shape?.planned,
+    ],
+    [undefined, undefined, "10/s for 2s, ramp 10..30/s over 2s", 60],
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "shape.txt");
+    await Deno.writeTextFile(file, "# warm up\n5/s for 1s\nspike 50/s for 1s # burst\n");
+    const fromFile = await parseLoadArgs([...TARGET, "--shape-file", file]);
+    assertEquals(fromFile.load.shape?.describe(), "5/s for 1s, spike 50/s for 1s");
+    await Deno.writeTextFile(file, "5/s for 1s\nramp 5..50/s in 10s\n");
+    const cases: Array<[string[], string]> = [
+      [
+        ["--shape", "10/s for 2s, ramp 10..30/s ovr 2s"],
+        'load: --shape segment 2 "ramp 10..30/s ovr 2s", column 28: expected "over" but found "ovr"',
+      ],
+      [
+        ["--shape-file", file],
+        `load: --shape-file ${file} line 2, column 14 ("ramp 5..50/s in 10s"): expected "over" but found "in"`,
+      ],
+      [["--shape", "1/s for 1s", "--shape-file", file], "load: give --shape or --shape-file, not both"],
+      [
+        ["--shape", "1/s for 1s", "--rate", "5/s"],
+        "load: --shape sets the rate and the duration: leave out --rate and --duration",
+      ],
+      [
+        ["--shape-file", join(dir, "missing.txt")],
+        `load: --shape-file: cannot read ${join(dir, "missing.txt")}`,
+      ],
+      [[], 'load: --rate is required (for example --rate 200/s), or give --shape "ramp 10..400/s over 60s"'],
+    ];
+    for (const [args, message] of cases) {
+      await rejects(parseLoadArgs([...TARGET, ...args]), (e: Error) => {
+        assert(e instanceof CliError && e.exitCode === 2, `${e}`);
+        assert(e.message.startsWith(message), `${e.message}\n  expected: ${message}`);
+        return true;
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // "--" as `deno task cli -- load ...` passes it.
 const cli = (args: string[]) => runCli(["--", "load", ...args]);
 
@@ -126,7 +177,10 @@ Deno.test("aether load: a real run with --json, --min-success, and a template fi
     const report = JSON.parse(json.stdout);
     assertEquals([report.sent, report.succeeded, report.statuses], [75, 68, { "201": 68, "503": 7 }]);
     assertEquals(report.successRate, 68 / 75);
-    assert(/\[\s*\d+s\] sent/.test(json.stderr), `progress lines go to stderr with --json: ${json.stderr}`);
+    assert(
+      /\[\s*\d+s\] target\s+\d+\/s\s+sent/.test(json.stderr),
+      `progress lines go to stderr with --json: ${json.stderr}`,
+    );
 
     const text = await cli([...BASE, "--body", body, "--url", url, "--min-success", "95"]);
     assertEquals(text.code, 1, text.stderr);
