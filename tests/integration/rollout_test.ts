@@ -191,6 +191,14 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
         versionsBefore["1.4.0"] ?? 0,
         "no request reached 1.4.0 before promote",
       );
+      // Operators check the preview through the management API, naming the version (an operator token).
+      const preview = await api<{ ok: boolean; value: { version: string } }>(
+        n2,
+        "POST",
+        `/api/v1/invoke/${SLICE}:1.4.0/which`,
+        {},
+      );
+      deepStrictEqual([preview.ok, preview.value.version], [true, "1.4.0"]);
       await api(n1, "POST", `/api/v1/rollouts/${SLICE}/promote`);
       await waitRollout(cluster, n1, "switched", (r) => r.step === 1);
       const atSwitch = load.versions["1.4.0"] ?? 0;
