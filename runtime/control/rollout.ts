@@ -51,7 +51,10 @@ export interface Versioned<T> {
 export interface VersionCounts {
   /** ACTIVE (serving) instances. */
   active: number;
-  /** Instances in any state but FAILED (starting, serving or being drained): what occupies capacity. */
+  /**
+   * Instances starting or serving (not FAILED, not being drained): what the surge bound counts. A draining
+   * instance takes no new calls and is on its way out, so the next batch starts while it finishes.
+   */
   present: number;
 }
 

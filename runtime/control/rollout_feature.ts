@@ -211,12 +211,18 @@ class RolloutDriver implements RolloutFeature {
       if (record.state === "FAILED") continue;
       const id = `${key.artifact.group}:${key.artifact.artifact}:${key.artifact.version}`;
       const c = counts.get(id) ?? { active: 0, present: 0 };
-      c.present++;
+      if (!isDraining(record)) c.present++;
       if (record.state === ACTIVE_STATE && !record.retiring) c.active++;
       counts.set(id, c);
     }
     return counts;
   }
+}
+
+/** Being removed: it takes no new calls (its endpoints are withdrawn first) and will be gone. */
+function isDraining(record: InstanceRecord): boolean {
+  return record.retiring === true || record.state === "DEACTIVATE" || record.state === "DEACTIVATING" ||
+    record.state === "UNLOAD" || record.state === "UNLOADING";
 }
 
 function relevant(key: string): boolean {

@@ -327,7 +327,7 @@ class RolloutSim {
     let active = 0;
     let present = 0;
     for (const i of this.#instances) {
-      if (i.version !== version) continue;
+      if (i.version !== version || i.state === "draining") continue;
       present++;
       if (i.state === "active") active++;
     }
@@ -464,7 +464,7 @@ class RolloutSim {
     }
     const { surge, unavailable } = budgetedBatch(record, this.#target()!);
     const active = this.#instances.filter((i) => i.state === "active").length;
-    const present = this.#instances.length;
+    const present = this.#instances.filter((i) => i.state !== "draining").length;
     if (active < record.instances - unavailable) {
       this.#violation(`rolling: ${active} ACTIVE < ${record.instances} - maxUnavailable ${unavailable}`);
     }
@@ -486,7 +486,7 @@ class RolloutSim {
     if (this.#now < (this.#o.minRunMs ?? 0)) return false;
     // Run on until the retired version's instances are gone (or 5 s more at most).
     const retired = record.phase === "Succeeded" ? STABLE : NEW;
-    return this.#counts(retired).present === 0 && this.#pending.length === 0 ||
+    return this.#instances.every((i) => i.version !== retired) && this.#pending.length === 0 ||
       this.#now > this.#r.finishedAtMs + 5_000;
   }
 }
