@@ -81,6 +81,7 @@ export function startInfraStore(options: InfraStoreOptions): InfraStoreFeature {
       onMessage: (handler) =>
         options.mesh.onMessage(STORE_CHANNEL, (from, message) => handler(from, message)),
       isConnected: (peer) => options.isConnected(peer),
+      onPeerDown: (handler) => options.mesh.onPeerDown((peer) => handler(peer)),
       writable: (peer) => options.mesh.writable(peer),
     },
     meta,

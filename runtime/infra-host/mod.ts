@@ -27,3 +27,27 @@ export {
 export { hash32, PARTITION_COUNT, partitionOf } from "./partitioning.ts";
 export { type BalancerSettings, DEFAULT_BALANCER_SETTINGS } from "./balancer.ts";
 export { STORE_CHANNEL } from "./_protocol.ts";
+export {
+  INFRA_GROUP,
+  type InfraService,
+  type InfraServices,
+  missingMessage,
+  SERVICES,
+  startInfraServices,
+} from "./services.ts";
+export {
+  type ConfigFeature,
+  type ConfigFeatureOptions,
+  NODE_SERVED_SERVICES,
+  startConfigFeature,
+} from "./config_feature.ts";
+export { ConfigService, NODE_SETTINGS, type SettingView, type SliceConfigView } from "./config.ts";
+export {
+  importMasterKey,
+  newMasterKeyText,
+  readMasterKeyFile,
+  type SecretInfo,
+  type SecretReadAudit,
+  SecretsService,
+} from "./secrets.ts";
+export { RateLimiter, type RateLimitStatus, splitShares, TokenBucket } from "./ratelimit.ts";

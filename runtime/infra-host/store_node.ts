@@ -36,6 +36,8 @@ export interface StoreTransport {
   send(to: NodeId, message: unknown): boolean;
   onMessage(handler: (from: NodeId, message: unknown) => void): () => void;
   isConnected(node: NodeId): boolean;
+  /** Called when a peer's connection is lost (calls waiting on it end at once instead of at their deadline). */
+  onPeerDown?(handler: (node: NodeId) => void): () => void;
   /** Resolves once the peer's queue has room (flow control for streams); absent: always room. */
   writable?(node: NodeId): Promise<boolean>;
 }
@@ -175,6 +177,7 @@ type OpRequest = Extract<StoreMessage, { t: "op" }>;
 type OpReply = Extract<StoreMessage, { t: "op-r" }>;
 
 interface Waiting<T> {
+  peer: NodeId;
   resolve(value: T): void;
   timer: { cancel(): void };
 }
@@ -237,6 +240,9 @@ export class StoreNode {
       options.transport.onMessage((from, message) => this.#receive(from, message)),
       options.meta.onChange((store) => this.#metaChanged(store)),
     );
+    if (options.transport.onPeerDown) {
+      this.#unsubscribe.push(options.transport.onPeerDown((peer) => this.#peerDown(peer)));
+    }
     for (const store of options.meta.stores()) this.#metaChanged(store);
     this.#lastAntiEntropyMs = options.timers.now();
     this.#scheduleTick();
@@ -417,11 +423,13 @@ export class StoreNode {
         } else if (primary === undefined || !this.#o.transport.isConnected(primary)) {
           lastReason = `the primary of partition ${p} (${primary ?? "none"}) is not reachable`;
         } else {
-          reply = await this.#forward(
-            primary,
-            op,
-            Math.min(this.settings.attemptTimeoutMs, deadline - timers.now()),
-          );
+          // A read that goes unanswered is simply sent again; a write cannot be (it may have been applied),
+          // so it waits for its answer until the call's deadline.
+          const remainingMs = deadline - timers.now();
+          const waitMs = request.op === "get"
+            ? Math.min(this.settings.attemptTimeoutMs, remainingMs)
+            : remainingMs;
+          reply = await this.#forward(primary, op, waitMs);
           if (reply === undefined && request.op !== "get") {
             throw new AetherError(
               "unavailable",
@@ -473,13 +481,26 @@ export class StoreNode {
         this.#ops.delete(id);
         resolve(undefined);
       });
-      this.#ops.set(id, { resolve, timer });
+      this.#ops.set(id, { peer: primary, resolve, timer });
       if (!this.#o.transport.send(primary, { ...op, id })) {
         timer.cancel();
         this.#ops.delete(id);
         resolve(refusal("unavailable", `could not send to ${primary}`));
       }
     });
+  }
+
+  /** Calls and streams waiting on a peer that went away end now: a read is retried, a write's outcome unknown. */
+  #peerDown(peer: NodeId): void {
+    for (const [id, w] of this.#ops) {
+      if (w.peer !== peer) continue;
+      this.#ops.delete(id);
+      w.timer.cancel();
+      w.resolve(undefined);
+    }
+    for (const pull of [...this.#pulls.values()]) {
+      if (pull.from === peer) pull.done(false, `${peer} went away`);
+    }
   }
 
   // ----------------------------------------------------------------------------------------------- primary

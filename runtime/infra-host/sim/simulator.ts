@@ -10,9 +10,10 @@
  * - Engines: "durable" (the node's entries survive a crash) or "memory" (a crash loses them), by seed.
  * - Faults (during `faultWindowMs`): crashes and restarts, isolation (every link of a node cut) and healing,
  *   and a node that joins late. At most `replicas - writeQuorum` nodes are down or cut off at once, and with
- *   the memory engine a node is crashed only when every partition is fully replicated again: the guarantee is
- *   stated for fewer than `replicas - writeQuorum + 1` owners failing, and a memory node that restarts empty
- *   has failed until it is resynced.
+ *   the memory engine a node is crashed only when every partition is fully replicated again (every owner
+ *   complete, as many owners as live nodes up to `replicas`): the guarantee is stated for fewer than
+ *   `replicas - writeQuorum + 1` owners failing, and a memory node that restarts empty has failed until it is
+ *   resynced and the partitions it owned have their copies back.
  * - Workload: clients, each with its own keys, doing puts (some with TTL far in the future), compare-and-set
  *   puts and deletes, and gets, one at a time, through a random live node.
  * - Checks: after the window every node is healed and restarted; the maps must converge (no move under way,
@@ -149,6 +150,7 @@ class SimNode {
   /** The durable engine survives crashes; the memory one is replaced on every boot. */
   readonly durableEngine: MemoryEngine;
   readonly #handlers = new Set<(from: NodeId, m: unknown) => void>();
+  readonly #downHandlers = new Set<(peer: NodeId) => void>();
   constructor(readonly id: NodeId, readonly sim: StoreSimulation) {
     this.durableEngine = new MemoryEngine((k) => partitionOf(k, sim.options.partitions), { durable: true });
   }
@@ -162,6 +164,7 @@ class SimNode {
       onError: (e) => sim.fail(`${this.id}: uncaught ${(e as Error).stack ?? e}`),
     });
     this.#handlers.clear();
+    this.#downHandlers.clear();
     this.meta = new NodeMeta(sim, this);
     const transport: StoreTransport = {
       send: (to, message) => {
@@ -173,6 +176,10 @@ class SimNode {
         return () => this.#handlers.delete(handler);
       },
       isConnected: (node) => sim.connected(this.id, node),
+      onPeerDown: (handler) => {
+        this.#downHandlers.add(handler);
+        return () => this.#downHandlers.delete(handler);
+      },
     };
     const log = sim.logger(this.id);
     const memory = new MemoryEngine((k) => partitionOf(k, sim.options.partitions));
@@ -204,6 +211,12 @@ class SimNode {
     this.leading = false;
     this.timers.stop();
     this.#handlers.clear();
+  }
+
+  /** The mesh noticed the connection to `peer` is gone. */
+  peerDown(peer: NodeId): void {
+    if (!this.alive) return;
+    for (const h of this.#downHandlers) h(peer);
   }
 
   receive(from: NodeId, message: unknown): void {
@@ -453,6 +466,23 @@ export class StoreSimulation {
     return true;
   }
 
+  /** Every partition has as many owners as there are live nodes (up to replicas), each live and complete. */
+  #fullyReplicated(): boolean {
+    const map = this.authority.map;
+    if (!map) return false;
+    const live = this.nodes.filter((n) => n.alive && !n.isolated);
+    const replicas = Math.min(this.options.replicas, live.length);
+    for (let p = 0; p < map.owners.length; p++) {
+      const owners = ownersOf(map, p);
+      if (owners.length < replicas) return false;
+      for (const o of owners) {
+        const local = this.#node(o)?.alive ? this.#node(o)!.store.local(STORE) : undefined;
+        if (!local || !local.complete[p]) return false;
+      }
+    }
+    return true;
+  }
+
   #scheduleFault(endMs: number): void {
     const at = this.time.nowMs + this.#faultRng.int(100, 700);
     if (at >= endMs) return;
@@ -475,7 +505,9 @@ export class StoreSimulation {
       if (down.length > 0) return this.#heal(this.#faultRng.pick(down));
       return;
     }
-    if (this.engine === "memory" && !this.#noAmnesia()) return;
+    // A memory node's crash loses its copies: only while every partition is fully replicated is that one
+    // failure (otherwise an earlier failure has not been repaired yet and this would be a second).
+    if (kind !== 2 && this.engine === "memory" && !(this.#noAmnesia() && this.#fullyReplicated())) return;
     const up = this.nodes.filter((n) => n.alive && !n.isolated);
     const victim = this.#faultRng.pick(up);
     this.#stats.faults++;
@@ -490,6 +522,14 @@ export class StoreSimulation {
       this.#note(`FAULT crash ${victim.id}`);
       victim.crash();
     }
+    // Both sides' meshes notice a few ms later (a crash: the kernel closes the sockets; a cut: heartbeats).
+    this.time.after(this.#faultRng.int(5, 50), () => {
+      for (const n of this.nodes) {
+        if (n === victim) continue;
+        n.peerDown(victim.id);
+        victim.peerDown(n.id);
+      }
+    });
   }
 
   #restart(n: SimNode): void {
