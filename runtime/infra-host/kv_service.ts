@@ -1,0 +1,133 @@
+/**
+ * The kv service: a durable key-value map of JSON values per group, with compare-and-set on versions and an
+ * atomic `add` to numbers (click counters, stock), kept in the store `infra.kv` (3 replicas, write quorum 2,
+ * SQLite). `add` with `min` refuses to go below it, which is how the shop never oversells: the store's
+ * compare-and-set decides between concurrent orders.
+ */
+
+import { AetherError } from "../core/mod.ts";
+import type { Store } from "./store_node.ts";
+import { type InfraService, remainingMs, type ServiceCall, stringField } from "./services.ts";
+
+const MAX_VALUE_BYTES = 512 * 1024;
+/** Compare-and-set rounds `add` tries before it reports contention. */
+const MAX_ADD_ATTEMPTS = 64;
+
+function versionField(call: ServiceCall, field: string): number | undefined {
+  const value = call.payload[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new AetherError("bad_request", `kv.${call.method}: ${field} must be a version (an integer >= 0)`, {
+      field,
+    });
+  }
+  return value;
+}
+
+function numberField(call: ServiceCall, field: string, required: boolean): number | undefined {
+  const value = call.payload[field];
+  if (value === undefined || value === null) {
+    if (!required) return undefined;
+    throw new AetherError("bad_request", `kv.${call.method}: ${field} is missing (a finite number)`, {
+      field,
+    });
+  }
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new AetherError("bad_request", `kv.${call.method}: ${field} must be a finite number`, { field });
+  }
+  return value;
+}
+
+function compareFailed(e: unknown): boolean {
+  return e instanceof AetherError && e.code === "compare_failed";
+}
+
+async function serve(store: Store, call: ServiceCall): Promise<unknown> {
+  const map = stringField(call, "kv", "map", 64);
+  const key = stringField(call, "kv", "key");
+  const storeKey = `${call.group}/${map}/${key}`;
+  const timeoutMs = remainingMs(call);
+  switch (call.method) {
+    case "get": {
+      const entry = await store.get(storeKey, { timeoutMs });
+      return entry === undefined ? null : { value: JSON.parse(entry.value), version: entry.version };
+    }
+    case "put": {
+      if (!Object.hasOwn(call.payload, "value") || call.payload.value === undefined) {
+        throw new AetherError("bad_request", "kv.put: value is missing (any JSON value)", { field: "value" });
+      }
+      const json = JSON.stringify(call.payload.value);
+      if (json.length > MAX_VALUE_BYTES) {
+        throw new AetherError("bad_request", `kv.put: value is over ${MAX_VALUE_BYTES} bytes of JSON`, {
+          field: "value",
+        });
+      }
+      const ifVersion = versionField(call, "ifVersion");
+      try {
+        const { version } = await store.put(
+          storeKey,
+          json,
+          ifVersion === undefined ? { timeoutMs } : { timeoutMs, ifVersion },
+        );
+        return { version };
+      } catch (e) {
+        if (!compareFailed(e)) throw e;
+        throw new AetherError("conflict", `kv.put: ${key} is not at version ${ifVersion}`, {
+          errorName: "VersionMismatch",
+          details: { current: (e as AetherError).extra.version ?? 0 },
+        });
+      }
+    }
+    case "delete": {
+      const ifVersion = versionField(call, "ifVersion");
+      return await store.delete(storeKey, ifVersion === undefined ? { timeoutMs } : { timeoutMs, ifVersion });
+    }
+    case "add": {
+      const delta = numberField(call, "delta", true)!;
+      const min = numberField(call, "min", false);
+      for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS; attempt++) {
+        const entry = await store.get(storeKey, { timeoutMs: remainingMs(call) });
+        const current = entry === undefined ? 0 : JSON.parse(entry.value);
+        if (typeof current !== "number") {
+          throw new AetherError("bad_request", `kv.add: ${key} holds a ${typeof current}, not a number`, {
+            field: "key",
+          });
+        }
+        const next = current + delta;
+        if (min !== undefined && next < min) {
+          throw new AetherError(
+            "conflict",
+            `kv.add: ${key} is ${current}; adding ${delta} would go below ${min}`,
+            {
+              errorName: "BelowMinimum",
+              details: { current },
+            },
+          );
+        }
+        try {
+          const { version } = await store.put(storeKey, JSON.stringify(next), {
+            timeoutMs: remainingMs(call),
+            ifVersion: entry?.version ?? 0,
+          });
+          return { value: next, version };
+        } catch (e) {
+          if (!compareFailed(e)) throw e;
+        }
+      }
+      throw new AetherError(
+        "conflict",
+        `kv.add: ${key} changed ${MAX_ADD_ATTEMPTS} times in a row; try again`,
+      );
+    }
+  }
+  throw new AetherError("not_found", `kv has no method "${call.method}"`);
+}
+
+export const KV_SERVICE: InfraService = {
+  name: "kv",
+  version: "1.0.0",
+  description: "a durable key-value map with compare-and-set and atomic add, on the replicated store",
+  store: { name: "infra.kv", engine: "sqlite" },
+  methods: ["get", "put", "delete", "add"],
+  serve,
+};

@@ -1,0 +1,222 @@
+/**
+ * Infrastructure services served by the node ("host-backed slices"): `ctx.infra.cache(...)`, `.lock(...)` and
+ * `.kv(...)` calls leave the sandbox as ordinary call-outs (client `@infra`, artifact `aether.infra:<service>`,
+ * allowed by the sandbox host only for services the slice's manifest `requires`), and the node answers them
+ * here, against the partitioned replicated store, instead of sending them to another sandbox. Slices thereby
+ * gain no capability: they reach no socket, file or store handle, only these methods, and every key is scoped
+ * to the calling slice's group taken from its manifest by the host (never from the request).
+ *
+ * SERVICES is a table: a later service (config, secrets, rate limiter) adds one row.
+ */
+
+import { AetherError, isAetherError } from "../core/mod.ts";
+import type { InvokeOutcome, OutboundCall } from "../sandbox/mod.ts";
+import type { InfraStores } from "./feature.ts";
+import type { Store } from "./store_node.ts";
+import { CACHE_SERVICE } from "./cache_service.ts";
+import { LOCK_SERVICE } from "./lock_service.ts";
+import { KV_SERVICE } from "./kv_service.ts";
+
+/** The artifact group of infrastructure services' calls and the bundled catalog. */
+export const INFRA_GROUP = "aether.infra";
+
+/** Who is calling: the group every key is scoped to, and the request's deadline. */
+export interface ServiceCall {
+  /** The calling slice's group (from its manifest, set by the sandbox host). */
+  group: string;
+  method: string;
+  payload: Record<string, unknown>;
+  deadlineMs: number;
+  requestId: string;
+}
+
+export interface InfraService {
+  name: string;
+  version: string;
+  description: string;
+  /** The store it keeps its data in, and that store's options. */
+  store: { name: string; engine: "sqlite" | "memory" };
+  methods: readonly string[];
+  serve(store: Store, call: ServiceCall): Promise<unknown>;
+}
+
+export const SERVICES: readonly InfraService[] = [CACHE_SERVICE, LOCK_SERVICE, KV_SERVICE];
+
+export interface InfraServicesOptions {
+  stores: InfraStores;
+}
+
+export interface InfraServices {
+  /** True for a call to an infrastructure service (`aether.infra:<name>`). */
+  handles(call: OutboundCall): boolean;
+  serve(call: OutboundCall): Promise<InvokeOutcome>;
+  /** The bundled catalog: name, version, description, methods. */
+  catalog(): Array<{ name: string; version: string; description: string; methods: readonly string[] }>;
+  /**
+   * Makes sure each named service runs (opens its store, which the leader then places), in the order given;
+   * a name not in the catalog throws the seed's message: the missing name, the services available, the
+   * command that installs one.
+   */
+  ensure(names: readonly string[], timeoutMs?: number): Promise<void>;
+  /** Which services run (their store exists), with the store's status. */
+  status(): Array<{ name: string; version: string; running: boolean; store: string }>;
+}
+
+export function startInfraServices(options: InfraServicesOptions): InfraServices {
+  const byName = new Map(SERVICES.map((s) => [s.name, s]));
+  const opening = new Map<string, Promise<Store>>();
+  const storeOf = (service: InfraService): Promise<Store> => {
+    let store = opening.get(service.name);
+    if (!store) {
+      store = options.stores.open(service.store.name, { engine: service.store.engine });
+      opening.set(service.name, store);
+      store.catch(() => opening.delete(service.name)); // a failed open is tried again by the next call
+    }
+    return store;
+  };
+  return {
+    handles: (call) => call.target.artifact.startsWith(`${INFRA_GROUP}:`),
+    async serve(call) {
+      const name = call.target.artifact.slice(INFRA_GROUP.length + 1);
+      const service = byName.get(name);
+      try {
+        if (!service) throw new AetherError("not_found", missingMessage(name));
+        if (!service.methods.includes(call.method)) {
+          throw new AetherError(
+            "not_found",
+            `${name} has no method "${call.method}" (methods: ${service.methods.join(", ")})`,
+          );
+        }
+        const payload = call.payload;
+        if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+          throw new AetherError("bad_request", `${name}.${call.method}: the request must be a JSON object`);
+        }
+        const store = await storeOf(service);
+        const value = await service.serve(store, {
+          group: call.from.split(":")[0],
+          method: call.method,
+          payload: payload as Record<string, unknown>,
+          deadlineMs: call.deadlineMs,
+          requestId: call.requestId,
+        });
+        return { ok: true, value: (value ?? null) as never };
+      } catch (e) {
+        return { ok: false, error: failure(e) };
+      }
+    },
+    catalog: () =>
+      SERVICES.map((s) => ({
+        name: s.name,
+        version: s.version,
+        description: s.description,
+        methods: s.methods,
+      })),
+    async ensure(names, timeoutMs = 15_000) {
+      for (const name of names) {
+        const service = byName.get(name);
+        if (!service) throw new AetherError("not_found", missingMessage(name), { service: name });
+      }
+      for (const name of names) {
+        await withTimeout(storeOf(byName.get(name)!), timeoutMs, `starting infrastructure service ${name}`);
+      }
+    },
+    status: () => {
+      const existing = new Set(options.stores.list());
+      return SERVICES.map((s) => ({
+        name: s.name,
+        version: s.version,
+        running: existing.has(s.store.name),
+        store: s.store.name,
+      }));
+    },
+  };
+}
+
+/** The seed's message for a service not in the catalog. */
+export function missingMessage(name: string): string {
+  return [
+    "Blueprint deployment failed:",
+    "",
+    `Required infrastructure service '${name}' not found.`,
+    "",
+    "Available services in infrastructure repository:",
+    ...SERVICES.map((s) => `  - ${s.name} (v${s.version})`),
+    "",
+    `To add ${name} service:`,
+    `  aether infra install ${name}`,
+  ].join("\n");
+}
+
+function failure(e: unknown): { name: string; message: string; status: number; details?: never } {
+  if (isAetherError(e)) {
+    const name = e.code === "bad_request" ? "BadRequest" : e.code === "conflict" ? "Conflict" : e.name;
+    const out: { name: string; message: string; status: number; details?: never } = {
+      name: typeof e.extra.errorName === "string" ? e.extra.errorName : name,
+      message: e.message,
+      status: e.status,
+    };
+    if (e.extra.details !== undefined) out.details = e.extra.details as never;
+    return out;
+  }
+  return { name: "InfraError", message: e instanceof Error ? e.message : String(e), status: 500 };
+}
+
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new AetherError("timeout", `${what} took longer than ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Request field checks shared by the services: each error names the service, method and field.
+
+export function stringField(call: ServiceCall, service: string, field: string, maxBytes = 512): string {
+  const value = call.payload[field];
+  if (typeof value !== "string" || value === "") {
+    throw new AetherError("bad_request", `${service}.${call.method}: ${field} must be a non-empty string`, {
+      field,
+    });
+  }
+  if (new TextEncoder().encode(value).byteLength > maxBytes) {
+    throw new AetherError("bad_request", `${service}.${call.method}: ${field} is over ${maxBytes} bytes`, {
+      field,
+    });
+  }
+  return value;
+}
+
+export function optionalMs(
+  call: ServiceCall,
+  service: string,
+  field: string,
+  maxMs: number,
+): number | undefined {
+  const value = call.payload[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > maxMs) {
+    throw new AetherError(
+      "bad_request",
+      `${service}.${call.method}: ${field} must be an integer from 1 to ${maxMs} (ms), got ${
+        JSON.stringify(value)
+      }`,
+      { field },
+    );
+  }
+  return value;
+}
+
+/** Milliseconds left of the caller's deadline, capped for one store call. */
+export function remainingMs(call: ServiceCall, capMs = 5_000): number {
+  return Math.max(1, Math.min(capMs, call.deadlineMs - Date.now()));
+}

@@ -1,0 +1,181 @@
+/**
+ * `ctx.infra`: typed clients of the infrastructure services (runtime/infra-host serves them in every node, on
+ * the partitioned replicated store). A slice reaches a service only when its manifest `requires` it; every
+ * call travels like a call to another slice (the reserved client `@infra`, artifact `aether.infra:<service>`),
+ * carrying the call's request id and deadline. Data is scoped to the slice's group: slices of one group share
+ * a cache or a lock by name, a slice of another group never sees them.
+ *
+ * This file must stay free of bare specifiers (the child process runs without a config file).
+ */
+
+import type { CallOptions, JsonValue } from "./_types.ts";
+
+/** One named cache: JSON values under string keys, with an optional time to live. */
+export interface CacheClient {
+  /** The value, or `undefined` when absent or expired. */
+  get<T extends JsonValue = JsonValue>(key: string, options?: CallOptions): Promise<T | undefined>;
+  /** Stores `value` with the cache's default time to live (none: until evicted). */
+  put(key: string, value: JsonValue, options?: CallOptions): Promise<void>;
+  putWithTtl(key: string, value: JsonValue, ttlMs: number, options?: CallOptions): Promise<void>;
+  /** True when a live entry was removed. */
+  remove(key: string, options?: CallOptions): Promise<boolean>;
+  /** Drops every entry of this cache (a new generation: old entries are never read again). */
+  clear(options?: CallOptions): Promise<void>;
+  /** The cached value, else `compute()`'s, stored (with `ttlMs` when given) and returned. */
+  getOrCompute<T extends JsonValue>(
+    key: string,
+    compute: () => T | Promise<T>,
+    options?: CallOptions & { ttlMs?: number },
+  ): Promise<T>;
+  /** This cache's counters as the serving node counts them, and its configuration. */
+  stats(options?: CallOptions): Promise<CacheStats>;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  puts: number;
+  removes: number;
+  clears: number;
+  defaultTtlMs: number | null;
+}
+
+/** A held lock: `token` grows with every acquisition of the lock (a fencing token). */
+export interface LockLease {
+  name: string;
+  token: number;
+  /** Epoch ms (the store primary's clock) when the lease ends unless renewed. */
+  expiresAtMs: number;
+}
+
+export interface LockClient {
+  /**
+   * Acquires the lock for `ttlMs` (default 10 000), waiting up to `waitMs` (default 0: fail at once) for a
+   * holder to release it or its lease to end. Throws `LockBusy` (409) when it stays held.
+   */
+  acquire(options?: CallOptions & { ttlMs?: number; waitMs?: number }): Promise<LockLease>;
+  /** Extends a held lease by `ttlMs`; throws `LockLost` (409) when the lease ended or another holds it. */
+  renew(token: number, options?: CallOptions & { ttlMs?: number }): Promise<LockLease>;
+  /** Releases the lease; false when it had already ended. */
+  release(token: number, options?: CallOptions): Promise<boolean>;
+  /** The current holder's token and expiry, or null when free. */
+  holder(options?: CallOptions): Promise<{ token: number; expiresAtMs: number } | null>;
+}
+
+/** A durable map of JSON values with versions (compare-and-set) and an atomic add for counters. */
+export interface KvClient {
+  get<T extends JsonValue = JsonValue>(
+    key: string,
+    options?: CallOptions,
+  ): Promise<{ value: T; version: number } | null>;
+  /** `ifVersion`: write only when the entry is at that version (0: only when absent); else `VersionMismatch`. */
+  put(
+    key: string,
+    value: JsonValue,
+    options?: CallOptions & { ifVersion?: number },
+  ): Promise<{ version: number }>;
+  delete(key: string, options?: CallOptions & { ifVersion?: number }): Promise<boolean>;
+  /** Adds `delta` to a number (absent: 0); with `min`, refuses (`BelowMinimum`, 409) to go below it. */
+  add(
+    key: string,
+    delta: number,
+    options?: CallOptions & { min?: number },
+  ): Promise<{ value: number; version: number }>;
+}
+
+export interface InfraClients {
+  cache(name: string): CacheClient;
+  lock(name: string): LockClient;
+  kv(name: string): KvClient;
+}
+
+/** Sends one service call: `service` names the service, `method` its method. */
+export type InfraCall = (
+  service: string,
+  method: string,
+  payload: Record<string, JsonValue>,
+  options: CallOptions | undefined,
+) => Promise<unknown>;
+
+function checkName(kind: string, name: unknown): string {
+  if (typeof name !== "string" || !/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/.test(name)) {
+    throw new TypeError(
+      `ctx.infra.${kind}(name): the name must be 1-64 letters, digits, '.', '_' or '-', got ${
+        JSON.stringify(name)
+      }`,
+    );
+  }
+  return name;
+}
+
+function callOptions(options: CallOptions | undefined): CallOptions | undefined {
+  return options?.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs };
+}
+
+export function infraClients(call: InfraCall): InfraClients {
+  return {
+    cache(name: string): CacheClient {
+      const cache = checkName("cache", name);
+      const send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) =>
+        call("cache", method, { cache, ...payload }, callOptions(options));
+      const client: CacheClient = {
+        // The service answers null for a miss (JSON has no undefined).
+        get: async (key, options) => ((await send("get", { key }, options)) ?? undefined) as never,
+        put: async (key, value, options) => void await send("put", { key, value }, options),
+        putWithTtl: async (key, value, ttlMs, options) =>
+          void await send("put", { key, value, ttlMs }, options),
+        remove: async (key, options) => (await send("remove", { key }, options)) as boolean,
+        clear: async (options) => void await send("clear", {}, options),
+        getOrCompute: async (key, compute, options) => {
+          const cached = await client.get(key, options);
+          if (cached !== undefined) return cached as never;
+          const value = await compute();
+          const put: Record<string, JsonValue> = { key, value };
+          if (options?.ttlMs !== undefined) put.ttlMs = options.ttlMs;
+          await send("put", put, options);
+          return value;
+        },
+        stats: async (options) => (await send("stats", {}, options)) as CacheStats,
+      };
+      return client;
+    },
+    lock(name: string): LockClient {
+      const lock = checkName("lock", name);
+      const send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) =>
+        call("lock", method, { lock, ...payload }, callOptions(options));
+      const lease = (options: { ttlMs?: number; waitMs?: number } | undefined) => {
+        const fields: Record<string, JsonValue> = {};
+        if (options?.ttlMs !== undefined) fields.ttlMs = options.ttlMs;
+        if (options?.waitMs !== undefined) fields.waitMs = options.waitMs;
+        return fields;
+      };
+      return {
+        acquire: async (options) => (await send("acquire", lease(options), options)) as LockLease,
+        renew: async (token, options) =>
+          (await send("renew", { token, ...lease(options) }, options)) as LockLease,
+        release: async (token, options) => (await send("release", { token }, options)) as boolean,
+        holder: async (options) => (await send("holder", {}, options)) as never,
+      };
+    },
+    kv(name: string): KvClient {
+      const map = checkName("kv", name);
+      const send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) =>
+        call("kv", method, { map, ...payload }, callOptions(options));
+      const version = (options: { ifVersion?: number } | undefined): Record<string, JsonValue> =>
+        options?.ifVersion === undefined ? {} : { ifVersion: options.ifVersion };
+      return {
+        get: async (key, options) => (await send("get", { key }, options)) as never,
+        put: async (key, value, options) =>
+          (await send("put", { key, value, ...version(options) }, options)) as never,
+        delete: async (key, options) =>
+          (await send("delete", { key, ...version(options) }, options)) as boolean,
+        add: async (key, delta, options) =>
+          (await send(
+            "add",
+            { key, delta, ...(options?.min === undefined ? {} : { min: options.min }) },
+            options,
+          )) as never,
+      };
+    },
+  };
+}
