@@ -346,6 +346,45 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
         JSON.stringify(load.versions),
     );
     ok(failed / load.done < 0.01, `${failed} of ${load.done} requests failed`);
+
+    await t.step("the leader dies mid-canary: the new leader carries the rollout on from KV", async () => {
+      const leaderId = await cluster.waitForLeader();
+      const survivors = cluster.nodes.filter((n) => n.id !== leaderId);
+      const steady = new Load(survivors);
+      steady.start();
+      try {
+        await api(survivors[0], "POST", "/api/v1/rollouts", {
+          artifact: SLICE,
+          version: "1.4.0",
+          strategy: "canary",
+          steps: ["10%", "pause 4s", "100%"],
+          analysis: { maxP99Ms: 2_000 },
+        });
+        await waitRollout(cluster, survivors[0], "the 10% step", (r) => r.step >= 1);
+        await cluster.node(leaderId).stop("SIGKILL");
+        const next = await cluster.waitForLeader(30_000);
+        ok(next !== leaderId);
+        const done = await waitRollout(
+          cluster,
+          survivors[0],
+          "Succeeded under the new leader",
+          (r) => r.phase === "Succeeded",
+          90_000,
+        );
+        ok(done.verdicts.some((v) => v.ok), JSON.stringify(done.verdicts));
+        await cluster.waitFor(
+          "only 1.4.0 runs",
+          async () => (await versionsRunning(survivors[0])).join() === "1.4.0",
+          60_000,
+        );
+        console.log(
+          `leader ${leaderId} killed mid-canary, ${next} finished it: ${steady.failures.length} of ` +
+            `${steady.done} requests to the surviving nodes failed`,
+        );
+      } finally {
+        await steady.stop();
+      }
+    });
   } finally {
     await load.stop();
     await cluster.close();
