@@ -1,9 +1,10 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource preact */
 /**
- * The console's load generator: a target, a rate and a duration (the example's order template by default),
- * started against every node's app port; and its live chart of answers per second, success and p99, with the
- * faults injected from this console drawn on the same time axis.
+ * The console's load generator: a target, a rate and a duration, or a shape (`10/s for 10s, ramp 10..200/s
+ * over 30s, spike 500/s for 5s`, the grammar of `aether load --shape`), with the example's order template by
+ * default, started against every node's app port; and its live chart of the target rate, answers per second,
+ * success and p99, with the faults injected from this console drawn on the same time axis.
  */
 
 import { signal } from "@preact/signals";
@@ -13,6 +14,7 @@ import { actions } from "./console.tsx";
 
 interface LoadPoint {
   time: number;
+  targetPerSecond: number;
   perSecond: number;
   successRate?: number;
   p50Ms: number;
@@ -24,6 +26,8 @@ interface LoadView {
   defaults?: { target: string; body?: string };
   target?: string;
   ratePerSecond?: number;
+  shape?: string;
+  targetPerSecond?: number;
   points: LoadPoint[];
 }
 
@@ -39,6 +43,7 @@ export function LoadPanel() {
   const [rate, setRate] = useState("50");
   const [seconds, setSeconds] = useState("60");
   const [body, setBody] = useState("");
+  const [shape, setShape] = useState("");
   const defaults = load.value.defaults;
   // The example's template arrives with the first read of /load: the form starts from it.
   useEffect(() => {
@@ -59,11 +64,10 @@ export function LoadPanel() {
   };
   const start = (e: Event) => {
     e.preventDefault();
-    const payload: Record<string, unknown> = {
-      target,
-      ratePerSecond: Number(rate),
-      durationSeconds: Number(seconds),
-    };
+    // A shape, when given, sets the rate and the duration itself.
+    const payload: Record<string, unknown> = shape.trim() !== ""
+      ? { target, shape }
+      : { target, ratePerSecond: Number(rate), durationSeconds: Number(seconds) };
     if (!/^(GET|HEAD|DELETE)\s/i.test(target) && body.trim() !== "") payload.body = body;
     void send("/load", payload);
   };
@@ -96,6 +100,16 @@ export function LoadPanel() {
           value={seconds}
           onInput={(e) => setSeconds((e.target as HTMLInputElement).value)}
         />
+        <label for="load-shape">Shape</label>
+        <input
+          id="load-shape"
+          size={40}
+          placeholder="optional: 10/s for 10s, ramp 10..200/s over 30s, spike 500/s for 5s"
+          title={"Instead of Requests/s and Seconds: segments separated by , or ; — RATE for TIME, " +
+            "ramp A..B/s over TIME, sine A..B/s period TIME for TIME, spike RATE for TIME, idle for TIME"}
+          value={shape}
+          onInput={(e) => setShape((e.target as HTMLInputElement).value)}
+        />
         <label for="load-body">Body</label>
         <textarea
           id="load-body"
@@ -109,7 +123,7 @@ export function LoadPanel() {
       </form>
       {problem && <p class="error" role="alert">{problem}</p>}
       <p data-testid="load-state">
-        {view.running ? `Running: ${view.target} at ${view.ratePerSecond}/s` : "No load running"}
+        {view.running ? runningText(view) : "No load running"}
         {view.points.length > 0
           ? `; last second ${view.points[view.points.length - 1].perSecond.toFixed(0)} answers`
           : ""}
@@ -119,7 +133,13 @@ export function LoadPanel() {
   );
 }
 
-const COLORS = { rate: "#2f6fde", success: "#2e9d57", p99: "#c98a12", fault: "#d0453a" };
+function runningText(view: LoadView): string {
+  if (view.shape === undefined) return `Running: ${view.target} at ${view.ratePerSecond}/s`;
+  const now = view.targetPerSecond === undefined ? "" : `, target ${view.targetPerSecond.toFixed(0)}/s now`;
+  return `Running: ${view.target} shaped "${view.shape}"${now}`;
+}
+
+const COLORS = { target: "#7a7a7a", rate: "#2f6fde", success: "#2e9d57", p99: "#c98a12", fault: "#d0453a" };
 
 function LoadChart({ points }: { points: LoadPoint[] }) {
   const frame = useRef<HTMLDivElement>(null);
@@ -134,6 +154,7 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
         scales: { pct: { range: [0, 100] } },
         series: [
           {},
+          { label: "target/s", stroke: COLORS.target, width: 1, dash: [4, 4] },
           { label: "answers/s", stroke: COLORS.rate, width: 1.5 },
           { label: "success %", stroke: COLORS.success, width: 1.5, scale: "pct" },
           { label: "p99 ms", stroke: COLORS.p99, width: 1.5 },
@@ -141,7 +162,7 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
         axes: [{ stroke: axis }, { stroke: axis }, { stroke: axis, side: 1, scale: "pct" }],
         hooks: { draw: [(u) => drawFaults(u)] },
       },
-      [[], [], [], []],
+      [[], [], [], [], []],
       frame.current,
     );
     return () => plot.current?.destroy();
@@ -149,6 +170,7 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
   useEffect(() => {
     plot.current?.setData([
       points.map((p) => p.time / 1000),
+      points.map((p) => p.targetPerSecond ?? null),
       points.map((p) => p.perSecond),
       points.map((p) => (p.successRate === undefined ? null : p.successRate * 100)),
       points.map((p) => p.p99Ms),
@@ -162,13 +184,14 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
   return (
     <figure class="chart">
       <figcaption>
-        Answers per second, success and p99; red lines are the faults injected from this console
+        Target rate (dashed), answers per second, success and p99; red lines are the faults injected from this
+        console
       </figcaption>
       <div
         ref={frame}
         data-testid="load-chart"
         role="img"
-        aria-label="Load: answers per second, success, p99"
+        aria-label="Load: target rate, answers per second, success, p99"
       />
     </figure>
   );
