@@ -9,6 +9,7 @@
  * SERVICES is a table: a later service (config, secrets, rate limiter) adds one row.
  */
 
+import type { Hono } from "hono";
 import { AetherError, isAetherError } from "../core/mod.ts";
 import type { InvokeOutcome, OutboundCall } from "../sandbox/mod.ts";
 import type { InfraStores } from "./feature.ts";
@@ -16,6 +17,7 @@ import type { Store } from "./store_node.ts";
 import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
+import { infraServicesRoutes } from "./services_api.ts";
 
 /** The artifact group of infrastructure services' calls and the bundled catalog. */
 export const INFRA_GROUP = "aether.infra";
@@ -47,6 +49,9 @@ export interface InfraServicesOptions {
 }
 
 export interface InfraServices {
+  readonly name: "infra";
+  /** GET /infra, GET /infra/{name}, POST /infra/{name}/install (services_api.ts). */
+  readonly api: Hono;
   /** True for a call to an infrastructure service (`aether.infra:<name>`). */
   handles(call: OutboundCall): boolean;
   serve(call: OutboundCall): Promise<InvokeOutcome>;
@@ -74,7 +79,11 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
     }
     return store;
   };
-  return {
+  const services: InfraServices = {
+    name: "infra",
+    get api() {
+      return api ??= infraServicesRoutes(services);
+    },
     handles: (call) => call.target.artifact.startsWith(`${INFRA_GROUP}:`),
     async serve(call) {
       const name = call.target.artifact.slice(INFRA_GROUP.length + 1);
@@ -130,6 +139,8 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
       }));
     },
   };
+  let api: Hono | undefined;
+  return services;
 }
 
 /** The seed's message for a service not in the catalog. */

@@ -11,6 +11,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { runCli } from "../_support/cli.ts";
 
 type Json = Record<string, unknown>;
 
@@ -124,6 +125,27 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
       equal(r.status, 201, JSON.stringify(r.body));
       await waitActive(cluster, n1, "org.example.probe:probe", 3);
       await waitRoute(cluster, "/probe/kv-get");
+    });
+
+    await t.step("aether infra list|status|install and /api/v1/infra", async () => {
+      const cli = (...args: string[]) =>
+        runCli(["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", n2.options.token!, ...args]);
+      const list = await cli("infra", "list");
+      equal(list.code, 0, list.stderr);
+      match(list.stdout, /SERVICE\s+VERSION\s+RUNNING/);
+      match(list.stdout, /\bkv\s+1\.0\.0\s+yes/);
+      match(list.stdout, /\block\s+1\.0\.0\s+yes/);
+      const status = await cli("infra", "status", "cache");
+      equal(status.code, 0, status.stderr);
+      match(status.stdout, /store {4}infra\.cache/);
+      const missing = await cli("infra", "install", "caching");
+      ok(missing.code !== 0);
+      match(missing.stderr, /Required infrastructure service 'caching' not found/);
+      const again = await n1.json<Json>("/api/v1/infra/kv/install", { method: "POST" });
+      equal(again.status, 200);
+      equal(again.body.installed, false);
+      const bad = await n1.json<Json>("/api/v1/infra/Bad_Name");
+      equal(bad.status, 400);
     });
 
     await t.step(
