@@ -26,7 +26,7 @@ import type { Context } from "hono";
 import { AetherError, type NodeId, parseArtifactBase, parseCoordinates } from "../core/mod.ts";
 import type { KvCommand } from "../kv/mod.ts";
 import { type BlueprintRecord, KEY_PREFIXES, kvKeys, type TargetRecord } from "../model/mod.ts";
-import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES } from "./blueprint.ts";
+import { MAX_BLUEPRINT_BYTES, MAX_INSTANCES, parseBlueprint } from "./blueprint.ts";
 import {
   planBlueprintDelete,
   planBlueprintSource,
@@ -49,6 +49,11 @@ export interface DeploymentApiDeps {
   /** Whether this node reaches `node` now (for instance status). */
   isConnected(node: NodeId): boolean;
   nowMs(): number;
+  /**
+   * Starts the infrastructure services named (in order) before the slices that require them are deployed;
+   * throws (the seed's message) for a name no service has. None: `requires` is not checked.
+   */
+  resolveRequires?(names: readonly string[]): Promise<void>;
 }
 
 /** Instances of a slice deployed for the first time without a count. */
@@ -80,6 +85,7 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
   app.post("/blueprints", async (c) => {
     const dryRun = dryRunParam(c);
     const source = await textBody(c, MAX_BLUEPRINT_BYTES, "blueprint");
+    await deps.resolveRequires?.(blueprintRequires(deps.state(), source));
     if (dryRun) {
       const { plan } = planBlueprintSource(deps.state(), source, deps.nowMs());
       return c.json({ ...plan, dryRun: true });
@@ -125,6 +131,7 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const artifact = coordinatesField(body, "deploy");
     const requested = body.instances === undefined ? undefined : instancesField(body, "deploy");
     const { group, artifact: name } = parseCoordinates(artifact, "deploy: artifact");
+    await deps.resolveRequires?.(manifestRequires(deps.state(), artifact));
     // A new version of a running slice keeps its instance count unless the request names one.
     const instances = (state: KvReader) =>
       requested ?? currentTarget(state, `${group}:${name}`)?.instances ?? DEFAULT_INSTANCES;
@@ -364,4 +371,35 @@ function readBlueprint(state: KvReader, text: string): BlueprintRecord {
   const entry = state.get(key);
   if (!entry) throw new AetherError("not_found", `there is no blueprint ${id}`, { id });
   return blueprintOf(key, entry.value);
+}
+
+/**
+ * The infrastructure services a blueprint needs, in the order its slices name them: each slice's `requires`
+ * in the blueprint, then those its published manifest declares. A blueprint that does not parse names none
+ * (planning reports its problems).
+ */
+function blueprintRequires(state: KvReader, source: string): string[] {
+  let slices: Array<{ artifact: string; requires: readonly string[] }>;
+  try {
+    slices = parseBlueprint(source).slices;
+  } catch {
+    return [];
+  }
+  const names = new Set<string>();
+  for (const slice of slices) {
+    for (const name of slice.requires) names.add(name);
+    for (const name of manifestRequires(state, slice.artifact)) names.add(name);
+  }
+  return [...names];
+}
+
+/** What a published artifact's manifest `requires` (none when it is not published). */
+function manifestRequires(state: KvReader, coordinates: string): readonly string[] {
+  const entry = state.get(`${KEY_PREFIXES.artifacts}${coordinates}`);
+  if (!entry) return [];
+  try {
+    return decodeValueMemo("artifact", entry.value, coordinates).manifest.requires ?? [];
+  } catch {
+    return [];
+  }
 }
