@@ -1,61 +1,60 @@
 /**
- * Open-loop HTTP load at a rate that follows a shape (requests a second as a function of time), round-robin
- * over a cluster's app ports, recording each answer's start, latency and status: the controller's tests and
- * benchmark drive slices with it.
+ * Open-loop HTTP load following a shape (`"ramp 10..100/s over 10s, 100/s for 25s"`, the grammar of
+ * `aether load --shape`), round-robin over a cluster's app ports, keeping each answer's start, latency and
+ * status: the controller's tests and benchmark drive slices with it. The schedule and the sending are the
+ * load generator's own (runtime/loadgen); this only keeps the samples and answers p95 questions about them.
  */
 
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { type LoadRun, parseShape, type RequestOutcome, startLoad } from "../../runtime/loadgen/mod.ts";
 
 /** Requests in flight at most (a bound, so an overloaded slice cannot grow the caller's memory). */
 export const MAX_CLIENT_IN_FLIGHT = 800;
+/** A request waits this long for its answer (an activation from zero holds calls up to 30 s). */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 export interface Sample {
+  /** When it was sent, ms after the start. */
   at: number;
   ms: number;
+  /** The HTTP status; 0 for no answer (refused, reset, timed out). */
   status: number;
 }
 
-/** Open-loop load at `rate(t)` requests a second (t in ms since start), round-robin over the nodes. */
+/** Open-loop load following `shape`, round-robin over the nodes' app ports. */
 export class ShapedLoad {
   readonly samples: Sample[] = [];
-  readonly #inFlight = new Set<Promise<void>>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #sent = 0;
-  #startedAt = 0;
+  /** Requests not sent because MAX_CLIENT_IN_FLIGHT were waiting for answers. */
   refused = 0;
+  #run: LoadRun | undefined;
+  #startedAt = 0;
 
   constructor(
     private readonly nodes: NodeProcess[],
     private readonly path: string,
-    private readonly rate: (t: number) => number,
+    private readonly shape: string,
   ) {}
 
   start(): void {
-    this.#startedAt = performance.now();
-    let due = 0, last = this.#startedAt;
-    this.#timer = setInterval(() => {
-      const now = performance.now();
-      due += (this.rate(now - this.#startedAt) * (now - last)) / 1000;
-      last = now;
-      for (; due >= 1; due--) {
-        if (this.#inFlight.size >= MAX_CLIENT_IN_FLIGHT) {
-          this.refused++;
-          continue;
-        }
-        const node = this.nodes[this.#sent++ % this.nodes.length];
-        const p = this.#one(node).finally(() => this.#inFlight.delete(p));
-        this.#inFlight.add(p);
-      }
-    }, 10);
+    this.#startedAt = performance.timeOrigin + performance.now();
+    this.#run = startLoad({
+      target: `GET ${this.path}`,
+      urls: this.nodes.map((n) => n.httpUrl),
+      shape: parseShape(this.shape),
+      concurrency: MAX_CLIENT_IN_FLIGHT,
+      timeoutMs: REQUEST_TIMEOUT_MS,
+      onOutcome: (outcome) => this.#record(outcome),
+    });
   }
 
   elapsedMs(): number {
-    return performance.now() - this.#startedAt;
+    return this.#run ? this.#run.progress().elapsedMs : 0;
   }
 
+  /** Stops sending (the shape may also have ended) and waits for the answers in flight. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await Promise.all(this.#inFlight);
+    this.#run?.stop();
+    await this.#run?.finished;
   }
 
   /** p95 per 2 s of the run, for a failure's message. */
@@ -74,17 +73,16 @@ export class ShapedLoad {
     return ms.length === 0 ? NaN : ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.95))];
   }
 
-  async #one(node: NodeProcess): Promise<void> {
-    const at = this.elapsedMs();
-    const started = performance.now();
-    let status = 0;
-    try {
-      const response = await fetch(`${node.httpUrl}${this.path}`);
-      await response.body?.cancel();
-      status = response.status;
-    } catch {
-      status = 0;
+  #record(outcome: RequestOutcome): void {
+    if (outcome.kind === "dropped") {
+      this.refused++;
+      return;
     }
-    this.samples.push({ at, ms: performance.now() - started, status });
+    const sentAt = outcome.sentAt!;
+    this.samples.push({
+      at: sentAt - this.#startedAt,
+      ms: outcome.endedAt - sentAt,
+      status: outcome.status ?? 0,
+    });
   }
 }

@@ -104,7 +104,7 @@ try {
       const c = await counts(n1, STEP);
       return c.desired === 1 && c.active === 1;
     });
-    const load = new ShapedLoad(cluster.nodes, "/work/work", (t) => (t < 1_000 ? 5 : 150));
+    const load = new ShapedLoad(cluster.nodes, "/work/work", "5/s for 1s, 150/s for 10m");
     load.start();
     let raisedAt: number | undefined;
     await until("3 ACTIVE under the step", async () => {

@@ -83,10 +83,10 @@ Deno.test("controller on 3 nodes: a load ramp scales a slice up, p95 recovers, b
     const work = new ShapedLoad(
       cluster.nodes,
       "/work/work",
-      (t) => t < rampMs ? 10 + (90 * t) / rampMs : t < rampMs + holdMs ? 100 : 0,
+      `ramp 10..100/s over ${rampMs}ms, 100/s for ${holdMs}ms`,
     );
     // 40 a second: within one instance's capacity, but above the in-flight target (unpinned, it would scale).
-    const pinned = new ShapedLoad(cluster.nodes, "/pinned/work", (t) => (t < rampMs + holdMs ? 40 : 0));
+    const pinned = new ShapedLoad(cluster.nodes, "/pinned/work", `40/s for ${rampMs + holdMs}ms`);
     loads.push(work, pinned);
     work.start();
     pinned.start();
