@@ -38,6 +38,83 @@ function numberField(call: ServiceCall, field: string, required: boolean): numbe
   return value;
 }
 
+/** A number written by `add`: the value and the id of the add that wrote it (to tell whether a retry is due). */
+interface Counter {
+  $n: number;
+  $op: string;
+}
+
+function isCounter(value: unknown): value is Counter {
+  return value !== null && typeof value === "object" && typeof (value as Counter).$n === "number" &&
+    typeof (value as Counter).$op === "string" && Object.keys(value).length === 2;
+}
+
+/** A stored value as callers see it (a counter is its number), and the add that wrote it, if one did. */
+function decode(text: string): { value: unknown; op?: string } {
+  const value = JSON.parse(text);
+  return isCounter(value) ? { value: value.$n, op: value.$op } : { value };
+}
+
+/** A write whose outcome is unknown (the primary went away after it was sent): it may have been applied. */
+function outcomeUnknown(e: unknown): boolean {
+  return e instanceof AetherError && (e.code === "unavailable" || e.code === "timeout");
+}
+
+/**
+ * Adds `delta` by compare-and-set. A put whose outcome is unknown (its primary died) is retried only after
+ * reading the entry again: when the entry carries this add's id, the put was applied and is not repeated, so
+ * an add is counted once across a failover. (Not if another add overwrote it in between: then it is counted
+ * again; stated in runtime/infra-host/README.md.)
+ */
+async function add(store: Store, call: ServiceCall, key: string, storeKey: string) {
+  const delta = numberField(call, "delta", true)!;
+  const min = numberField(call, "min", false);
+  const op = crypto.randomUUID();
+  let lastError: unknown;
+  for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS && call.deadlineMs - Date.now() > 10; attempt++) {
+    let entry;
+    try {
+      entry = await store.get(storeKey, { timeoutMs: remainingMs(call) });
+    } catch (e) {
+      if (!outcomeUnknown(e)) throw e;
+      lastError = e;
+      continue;
+    }
+    const stored = entry === undefined ? { value: 0 } : decode(entry.value);
+    if (stored.op === op) return { value: stored.value as number, version: entry!.version };
+    const current = stored.value;
+    if (typeof current !== "number") {
+      throw new AetherError("bad_request", `kv.add: ${key} holds a ${typeof current}, not a number`, {
+        field: "key",
+      });
+    }
+    const next = current + delta;
+    if (min !== undefined && next < min) {
+      throw new AetherError(
+        "conflict",
+        `kv.add: ${key} is ${current}; adding ${delta} would go below ${min}`,
+        {
+          errorName: "BelowMinimum",
+          details: { current },
+        },
+      );
+    }
+    try {
+      const counter: Counter = { $n: next, $op: op };
+      const { version } = await store.put(storeKey, JSON.stringify(counter), {
+        timeoutMs: remainingMs(call),
+        ifVersion: entry?.version ?? 0,
+      });
+      return { value: next, version };
+    } catch (e) {
+      if (!compareFailed(e) && !outcomeUnknown(e)) throw e;
+      lastError = e;
+    }
+  }
+  if (outcomeUnknown(lastError)) throw lastError;
+  throw new AetherError("conflict", `kv.add: ${key} changed ${MAX_ADD_ATTEMPTS} times in a row; try again`);
+}
+
 function compareFailed(e: unknown): boolean {
   return e instanceof AetherError && e.code === "compare_failed";
 }
@@ -50,7 +127,7 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
   switch (call.method) {
     case "get": {
       const entry = await store.get(storeKey, { timeoutMs });
-      return entry === undefined ? null : { value: JSON.parse(entry.value), version: entry.version };
+      return entry === undefined ? null : { value: decode(entry.value).value, version: entry.version };
     }
     case "put": {
       if (!Object.hasOwn(call.payload, "value") || call.payload.value === undefined) {
@@ -82,43 +159,8 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
       const ifVersion = versionField(call, "ifVersion");
       return await store.delete(storeKey, ifVersion === undefined ? { timeoutMs } : { timeoutMs, ifVersion });
     }
-    case "add": {
-      const delta = numberField(call, "delta", true)!;
-      const min = numberField(call, "min", false);
-      for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS; attempt++) {
-        const entry = await store.get(storeKey, { timeoutMs: remainingMs(call) });
-        const current = entry === undefined ? 0 : JSON.parse(entry.value);
-        if (typeof current !== "number") {
-          throw new AetherError("bad_request", `kv.add: ${key} holds a ${typeof current}, not a number`, {
-            field: "key",
-          });
-        }
-        const next = current + delta;
-        if (min !== undefined && next < min) {
-          throw new AetherError(
-            "conflict",
-            `kv.add: ${key} is ${current}; adding ${delta} would go below ${min}`,
-            {
-              errorName: "BelowMinimum",
-              details: { current },
-            },
-          );
-        }
-        try {
-          const { version } = await store.put(storeKey, JSON.stringify(next), {
-            timeoutMs: remainingMs(call),
-            ifVersion: entry?.version ?? 0,
-          });
-          return { value: next, version };
-        } catch (e) {
-          if (!compareFailed(e)) throw e;
-        }
-      }
-      throw new AetherError(
-        "conflict",
-        `kv.add: ${key} changed ${MAX_ADD_ATTEMPTS} times in a row; try again`,
-      );
-    }
+    case "add":
+      return await add(store, call, key, storeKey);
   }
   throw new AetherError("not_found", `kv has no method "${call.method}"`);
 }

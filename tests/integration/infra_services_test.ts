@@ -224,7 +224,7 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
         const endAt = Date.now() + 8_000;
         const killAt = Date.now() + 2_000;
         let killed = false;
-        const workers = Array.from({ length: 8 }, async (_, w) => {
+        const workers = Array.from({ length: 16 }, async (_, w) => {
           while (Date.now() < endAt) {
             if (!killed && Date.now() >= killAt) {
               killed = true;
@@ -243,11 +243,18 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
         });
         await Promise.all(workers);
         const rate = good / sent;
-        console.log(`resolves: ${sent} sent, ${good} ok (${(rate * 100).toFixed(3)}%) around a kill -9`);
+        console.log(
+          `resolves: ${sent} sent in 8 s, ${good} ok (${(rate * 100).toFixed(3)}%) around a kill -9; failed:`,
+          failures,
+        );
         ok(rate >= 0.999, `${rate} ${failures.slice(0, 5).join("; ")}`);
+        let clicks = 0;
         for (const c of codes) {
-          equal((await call(n1, "GET", `/u/links/${c}`)).status, 200, `link ${c} is kept`);
+          const stats = await call(n1, "GET", `/u/links/${c}`);
+          equal(stats.status, 200, `link ${c} is kept`);
+          clicks += stats.body.clicks as number;
         }
+        equal(clicks, good, "every acknowledged click is counted once");
       },
     );
   } finally {
