@@ -192,6 +192,19 @@ function printBanner(forge: Forge, leader: string, example: string | null, elaps
       `    --body examples/ecommerce/load-order.json.tmpl --url ${appUrls} --failover`,
       "",
     ]
+    : example === "url-shortener"
+    ? [
+      `The url-shortener example is deployed (links in the replicated kv service, the cache in front).`,
+      "",
+      "Shorten a URL on one node, follow it through another, see its clicks through a third:",
+      `  curl -s -X POST ${
+        app(0)
+      }/u/links -H 'content-type: application/json' -d '{"url":"https://example.org"}'`,
+      `  curl -si ${app(1)}/u/r/CODE`,
+      `  curl -s ${app(-1)}/u/links/CODE`,
+      `  aether infra list`,
+      "",
+    ]
     : example
     ? [`The ${example} example is deployed: aether slices`, ""]
     : [];
