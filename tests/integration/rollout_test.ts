@@ -241,6 +241,15 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
           cluster.logs(),
         );
         ok(applied, "the leader logged the rollback");
+        // Every step went to the leader's event bus.
+        const leader = cluster.node(await cluster.waitForLeader());
+        const { body: events } = await leader.json<
+          { events: { type: string; details: { reason?: string } }[] }
+        >(
+          "/api/v1/events?follow=false&type=rollout&limit=100",
+        );
+        const types = events.events.map((e) => e.type);
+        ok(types.includes("rollout.analysis") && types.includes("rollout.rolled-back"), types.join(", "));
         console.log(
           `bad canary: ${after.failures - before.failures} of ${after.done - before.done} requests failed; ` +
             `verdict: ${done.verdicts[0].reason}; from the failed analysis to all traffic on 1.1.0: ` +
