@@ -7,6 +7,7 @@ export interface LatencySummary {
   meanMs: number;
   p50Ms: number;
   p90Ms: number;
+  p95Ms: number;
   p99Ms: number;
   maxMs: number;
 }
@@ -50,6 +51,7 @@ export class Samples {
       meanMs: round(this.#count === 0 ? 0 : this.#sum / this.#count),
       p50Ms: round(percentile(sorted, 50)),
       p90Ms: round(percentile(sorted, 90)),
+      p95Ms: round(percentile(sorted, 95)),
       p99Ms: round(percentile(sorted, 99)),
       maxMs: round(sorted[this.#count - 1] ?? 0),
     };

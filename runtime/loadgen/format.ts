@@ -50,6 +50,19 @@ export function formatReport(r: LoadReport): string {
   if (r.failovers > 0) {
     lines.push(`failovers   ${r.failovers} requests went to the next URL after a refused connection`);
   }
+  if (r.perSegment) {
+    const width = Math.max(...r.perSegment.map((s) => s.segment.length));
+    r.perSegment.forEach((s, i) =>
+      lines.push(
+        `${i === 0 ? "per segment " : "            "}${s.segment.padEnd(width)}  ${s.requests} requests` +
+          (s.requests === 0
+            ? ""
+            : `  ${pct(s.successRate)} ok  first ${
+              s.firstLatencyMs === null ? "-" : ms(s.firstLatencyMs)
+            }  p50 ${ms(s.latency.p50Ms)}  p95 ${ms(s.latency.p95Ms)}  p99 ${ms(s.latency.p99Ms)}`),
+      )
+    );
+  }
   if (r.perUrl.length > 1) {
     const width = Math.max(...r.perUrl.map((u) => u.url.length));
     r.perUrl.forEach((u, i) =>

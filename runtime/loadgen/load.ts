@@ -28,7 +28,7 @@ import { type Clock, Rng, systemClock } from "../core/mod.ts";
 import { type LatencySummary, percentile, Samples } from "./_stats.ts";
 import { compileTemplate, type Template } from "./_template.ts";
 import { invalid, MAX_DURATION_MS, MAX_RATE_PER_SECOND, parseTarget, parseUrls } from "./parse.ts";
-import type { LoadShape } from "./shape.ts";
+import { describeSegment, type LoadShape } from "./shape.ts";
 
 export const DEFAULT_CONCURRENCY = 1_000;
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -110,6 +110,22 @@ export interface SecondStats {
   p99Ms: number;
 }
 
+/**
+ * The requests due within one segment of a shape. `firstLatencyMs` is the answer time of the segment's first
+ * request: after an `idle` segment that let a slice scale to zero, its cold start as a client sees it.
+ */
+export interface SegmentStats {
+  /** The segment in the grammar's words. */
+  segment: string;
+  startMs: number;
+  durationMs: number;
+  requests: number;
+  succeeded: number;
+  successRate: number;
+  firstLatencyMs: number | null;
+  latency: LatencySummary;
+}
+
 export interface UrlStats {
   url: string;
   /** Requests that ended at this URL (their own, round-robin, or the next one after a failover). */
@@ -188,6 +204,8 @@ export interface LoadReport {
   latency: LatencySummary;
   perSecond: SecondStats[];
   perUrl: UrlStats[];
+  /** By segment of the shape (absent for a constant rate). */
+  perSegment?: SegmentStats[];
   outcomes?: RequestOutcome[];
 }
 
@@ -235,6 +253,9 @@ export interface Schedule {
   rateAt(tMs: number): number;
   /** The shape in words, for a shaped schedule. */
   shape?: string;
+  /** A shape's segments in words with their times, and which one plays `tMs` after the start. */
+  segments?: { segment: string; startMs: number; durationMs: number }[];
+  segmentIndexAt?(tMs: number): number;
 }
 
 /** The schedule the options ask for; every problem names the option. */
@@ -250,6 +271,12 @@ function scheduleOf(options: LoadOptions): Schedule {
       dueAtMs: (index) => shape.dueAtMs(index),
       rateAt: (tMs) => shape.rateAt(tMs),
       shape: shape.describe(),
+      segments: shape.segments.map((s) => ({
+        segment: describeSegment(s),
+        startMs: s.startMs,
+        durationMs: s.durationMs,
+      })),
+      segmentIndexAt: (tMs) => shape.segmentIndexAt(tMs),
     };
   }
   if (!(ratePerSecond !== undefined && ratePerSecond > 0 && ratePerSecond <= MAX_RATE_PER_SECOND)) {
@@ -503,6 +530,36 @@ function statusKey(outcome: RequestOutcome): string {
     : String(outcome.status);
 }
 
+/** The outcomes of the requests due in one segment of a shape. */
+class SegmentTally {
+  requests = 0;
+  succeeded = 0;
+  readonly samples = new Samples();
+  #firstIndex = Infinity;
+  #firstLatencyMs: number | null = null;
+
+  add(outcome: RequestOutcome): void {
+    this.requests++;
+    if (outcome.kind === "ok") this.succeeded++;
+    if (outcome.latencyMs !== null) this.samples.add(outcome.latencyMs);
+    if (outcome.index < this.#firstIndex) {
+      this.#firstIndex = outcome.index;
+      this.#firstLatencyMs = outcome.latencyMs;
+    }
+  }
+
+  stats(segment: { segment: string; startMs: number; durationMs: number }): SegmentStats {
+    return {
+      ...segment,
+      requests: this.requests,
+      succeeded: this.succeeded,
+      successRate: this.requests === 0 ? 0 : this.succeeded / this.requests,
+      firstLatencyMs: this.#firstLatencyMs === null ? null : Math.round(this.#firstLatencyMs * 1000) / 1000,
+      latency: this.samples.summary(),
+    };
+  }
+}
+
 /** Every count over the outcomes: by status, by second of the schedule, by URL, and since the last report. */
 class Tally implements RefusalCounter {
   readonly statuses: Record<string, number> = {};
@@ -517,8 +574,15 @@ class Tally implements RefusalCounter {
   window = emptyWindow();
   windowStart: number;
   readonly #byUrl: Map<string, UrlStats>;
+  readonly #segments: SegmentTally[];
 
-  constructor(urls: readonly string[], readonly t0: number, readonly keepOutcomes: boolean) {
+  constructor(
+    urls: readonly string[],
+    readonly t0: number,
+    readonly keepOutcomes: boolean,
+    readonly schedule: Schedule,
+  ) {
+    this.#segments = (schedule.segments ?? []).map(() => new SegmentTally());
     this.perUrl = urls.map((url) => ({ url, requests: 0, succeeded: 0, failed: 0, refused: 0 }));
     this.#byUrl = new Map(this.perUrl.map((u) => [u.url, u]));
     this.lastEndedAt = t0;
@@ -533,6 +597,8 @@ class Tally implements RefusalCounter {
     if (outcome.kind === "error") increment(this.errors, outcome.error!);
     if (outcome.latencyMs !== null) this.samples.add(outcome.latencyMs);
     this.#bucketOf(outcome.scheduledAt).add(outcome);
+    const segment = this.schedule.segmentIndexAt?.(outcome.scheduledAt - this.t0) ?? -1;
+    if (segment >= 0) this.#segments[segment].add(outcome);
     const url = this.#byUrl.get(outcome.url)!;
     url.requests++;
     if (ok) url.succeeded++;
@@ -551,6 +617,11 @@ class Tally implements RefusalCounter {
   resetWindow(now: number): void {
     this.window = emptyWindow();
     this.windowStart = now;
+  }
+
+  perSegment(): SegmentStats[] | undefined {
+    const segments = this.schedule.segments;
+    return segments && this.#segments.map((tally, i) => tally.stats(segments[i]));
   }
 
   perSecond(): SecondStats[] {
@@ -606,7 +677,7 @@ class LoadRunner {
     this.#clock = options.clock ?? systemClock;
     this.#rng = new Rng(p.seed);
     this.#t0 = this.#clock.now();
-    this.#tally = new Tally(p.urls, this.#t0, options.recordOutcomes === true);
+    this.#tally = new Tally(p.urls, this.#t0, options.recordOutcomes === true, p.schedule);
     this.finished = new Promise<LoadReport>((resolve) => this.#finish = resolve);
   }
 
@@ -762,6 +833,8 @@ class LoadRunner {
       perSecond: tally.perSecond(),
       perUrl: tally.perUrl.map((u) => ({ ...u })),
     };
+    const perSegment = tally.perSegment();
+    if (perSegment) result.perSegment = perSegment;
     if (tally.keepOutcomes) result.outcomes = tally.outcomes.sort((a, b) => a.index - b.index);
     return result;
   }

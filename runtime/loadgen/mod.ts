@@ -17,6 +17,7 @@ export {
   runLoad,
   type Schedule,
   type SecondStats,
+  type SegmentStats,
   startLoad,
   type UrlStats,
 } from "./load.ts";

@@ -263,14 +263,14 @@ export class LoadShape {
 
   /** The target rate (requests a second) `tMs` after the start; 0 outside the shape. */
   rateAt(tMs: number): number {
-    const i = this.#segmentAt(tMs);
+    const i = this.segmentIndexAt(tMs);
     return i < 0 ? 0 : rateWithin(this.segments[i], tMs - this.segments[i].startMs);
   }
 
   /** Requests due by `tMs` after the start (the integral of the rate up to it, fractional). */
   requestsBy(tMs: number): number {
     if (tMs >= this.durationMs) return this.expectedRequests;
-    const i = this.#segmentAt(tMs);
+    const i = this.segmentIndexAt(tMs);
     if (i < 0) return 0;
     return this.#countBefore[i] + countWithin(this.segments[i], tMs - this.segments[i].startMs);
   }
@@ -294,7 +294,8 @@ export class LoadShape {
     return this.segments.map(describeSegment).join(", ");
   }
 
-  #segmentAt(tMs: number): number {
+  /** The index of the segment playing `tMs` after the start; -1 outside the shape. */
+  segmentIndexAt(tMs: number): number {
     if (tMs < 0 || tMs >= this.durationMs) return -1;
     let lo = 0, hi = this.segments.length - 1;
     while (lo < hi) {
@@ -316,7 +317,8 @@ const time = (ms: number) =>
     ? `${ms / 1000}s`
     : `${n(ms)}ms`;
 
-function describeSegment(s: ShapeSegment): string {
+/** One segment in the grammar's words, e.g. `ramp 10..200/s over 30s`. */
+export function describeSegment(s: ShapeSegment): string {
   const over = time(s.durationMs);
   switch (s.kind) {
     case "ramp":

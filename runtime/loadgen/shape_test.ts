@@ -5,7 +5,7 @@
 
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { AetherError } from "../core/mod.ts";
-import { parseShape, startLoad } from "./mod.ts";
+import { formatReport, parseShape, startLoad } from "./mod.ts";
 
 const close = (actual: number, expected: number, tolerance = 1e-6) =>
   assert(Math.abs(actual - expected) <= tolerance, `${actual} is not within ${tolerance} of ${expected}`);
@@ -193,6 +193,20 @@ Deno.test("shaped load: with an injected clock, the requests due by each moment 
     assertEquals([report.planned, report.sent, report.succeeded, arrivals], [100, 100, 100, 100]);
     assertEquals(report.shape, "idle for 200ms, ramp 0..200/s over 1s");
     assertEquals(report.durationMs, 1_200);
+    // By segment: nothing in the idle one; the ramp's first answer timed (a cold start after idle shows there).
+    assertEquals(
+      report.perSegment?.map((s) => [s.segment, s.startMs, s.requests, s.succeeded]),
+      [["idle for 200ms", 0, 0, 0], ["ramp 0..200/s over 1s", 200, 100, 100]],
+    );
+    assertEquals(report.perSegment![0].firstLatencyMs, null);
+    // (Latencies are read from the injected clock, which stands still while requests are answered: 0 ms.)
+    assertEquals([report.perSegment![1].firstLatencyMs, report.perSegment![1].latency.count], [0, 100]);
+    const text = formatReport(report);
+    assert(/per segment idle for 200ms\s+0 requests\n/.test(text), text);
+    assert(
+      /ramp 0\.\.200\/s over 1s\s+100 requests\s+100\.0% ok\s+first [\d.]+ms\s+p50 .* p95 .* p99 /.test(text),
+      text,
+    );
   } finally {
     run.stop();
     await run.finished;
