@@ -18,6 +18,8 @@ const MAX_WAIT_MS = 600_000;
 
 interface LeaseValue {
   token: number;
+  /** The acquisition that wrote the entry, until its token is written. */
+  by?: string;
 }
 
 function tokenField(call: ServiceCall): number {
@@ -34,25 +36,33 @@ function compareFailed(e: unknown): boolean {
   return e instanceof AetherError && e.code === "compare_failed";
 }
 
-async function tryAcquire(store: Store, key: string, ttlMs: number, call: ServiceCall) {
+/** A write or read whose outcome is unknown or that found no primary in time: worth another try. */
+function retryable(e: unknown): boolean {
+  return e instanceof AetherError && (e.code === "unavailable" || e.code === "timeout");
+}
+
+/**
+ * One attempt: create the entry only if absent (tagged with this acquisition's id), then write the token into
+ * it. After a write whose outcome is unknown (its primary went away), the entry is read again: carrying this
+ * id, it is this acquisition's lease.
+ */
+async function tryAcquire(store: Store, key: string, ttlMs: number, call: ServiceCall, id: string) {
+  const options = () => ({ ttlMs, timeoutMs: remainingMs(call) });
+  let version: number;
   try {
-    // The value is rewritten with the token right after: the token is only known once the store answers.
-    const { version } = await store.put(key, JSON.stringify({ token: 0 }), {
+    ({ version } = await store.put(key, JSON.stringify({ token: 0, by: id }), {
+      ...options(),
       ifVersion: 0,
-      ttlMs,
-      timeoutMs: remainingMs(call),
-    });
-    const expiresAtMs = Date.now() + ttlMs;
-    await store.put(key, JSON.stringify({ token: version }), {
-      ifVersion: version,
-      ttlMs,
-      timeoutMs: remainingMs(call),
-    });
-    return { token: version, expiresAtMs };
+    }));
   } catch (e) {
-    if (compareFailed(e)) return undefined;
-    throw e;
+    if (!compareFailed(e) && !retryable(e)) throw e;
+    const entry = await store.get(key, { timeoutMs: remainingMs(call) });
+    const value = entry === undefined ? undefined : JSON.parse(entry.value) as LeaseValue;
+    if (entry === undefined || value?.by !== id || value.token !== 0) return undefined;
+    version = entry.version;
   }
+  await store.put(key, JSON.stringify({ token: version }), { ...options(), ifVersion: version });
+  return { token: version, expiresAtMs: Date.now() + ttlMs };
 }
 
 async function holding(store: Store, key: string, token: number, call: ServiceCall) {
@@ -72,8 +82,15 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
       const ttlMs = optionalMs(call, "lock", "ttlMs", MAX_TTL_MS) ?? DEFAULT_TTL_MS;
       const waitMs = call.payload.waitMs === 0 ? 0 : optionalMs(call, "lock", "waitMs", MAX_WAIT_MS) ?? 0;
       const giveUpAtMs = Math.min(Date.now() + waitMs, call.deadlineMs - 50);
+      const id = crypto.randomUUID();
       for (let pauseMs = 25;; pauseMs = Math.min(250, pauseMs * 2)) {
-        const lease = await tryAcquire(store, key, ttlMs, call);
+        let lease;
+        try {
+          lease = await tryAcquire(store, key, ttlMs, call, id);
+        } catch (e) {
+          // No primary in time (a node that holds the partition froze or died): the store fails over.
+          if (!retryable(e) || Date.now() + pauseMs > giveUpAtMs) throw e;
+        }
         if (lease) return { name, ...lease };
         if (Date.now() + pauseMs > giveUpAtMs) break;
         await new Promise((resolve) => setTimeout(resolve, pauseMs));
