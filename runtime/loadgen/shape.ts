@@ -221,7 +221,8 @@ function timeWithin(s: ShapeSegment, x: number): number {
   if (s.kind === "ramp") {
     // a·t + k·t²/2 = 1000x with k = (b - a) / D; the root written so that k → 0 stays exact.
     const k = (b - a) / s.durationMs;
-    return Math.min(s.durationMs, (2000 * x) / (a + Math.sqrt(a * a + 2000 * k * x)));
+    // (A ramp down to 0 at its very end can round the discriminant a hair below 0.)
+    return Math.min(s.durationMs, (2000 * x) / (a + Math.sqrt(Math.max(0, a * a + 2000 * k * x))));
   }
   if (s.kind === "sine") {
     // The count only grows (the rate is never negative): bisection to well below a microsecond.

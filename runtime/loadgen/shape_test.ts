@@ -90,6 +90,23 @@ Deno.test("shape: request i is due when the count reaches i; each second gets th
   assertEquals(due.length, Math.ceil(0 + 500 + 400 + 100));
 });
 
+Deno.test("shape: a ramp down to 0 and a step at 0/s schedule every request inside the shape", () => {
+  for (
+    const text of [
+      "ramp 100..0/s over 3s",
+      "0/s for 1s, ramp 7..0/s over 3s, 0/s for 2s",
+      "ramp 0..3/s over 1s",
+    ]
+  ) {
+    const shape = parseShape(text);
+    const due = Array.from({ length: shape.planned }, (_, i) => shape.dueAtMs(i));
+    assert(due.every((t) => Number.isFinite(t) && t >= 0 && t <= shape.durationMs), `${text}: ${due}`);
+    assert(due.every((t, i) => i === 0 || t >= due[i - 1]), `${text}: in order`);
+  }
+  assertEquals(parseShape("ramp 100..0/s over 3s").planned, 150);
+  assertEquals(parseShape("ramp 0..3/s over 1s").planned, 2); // 1.5 requests: rounded up
+});
+
 /** Parses `text` and returns the error's message and its segment, line and column. */
 function refusal(text: string, file = false): { message: string; [extra: string]: unknown } {
   try {
