@@ -154,7 +154,7 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
         scales: { pct: { range: [0, 100] } },
         series: [
           {},
-          { label: "target/s", stroke: COLORS.target, width: 1, dash: [4, 4] },
+          { label: "requested/s", stroke: COLORS.target, width: 1, dash: [4, 4] },
           { label: "answers/s", stroke: COLORS.rate, width: 1.5 },
           { label: "success %", stroke: COLORS.success, width: 1.5, scale: "pct" },
           { label: "p99 ms", stroke: COLORS.p99, width: 1.5 },
@@ -184,14 +184,14 @@ function LoadChart({ points }: { points: LoadPoint[] }) {
   return (
     <figure class="chart">
       <figcaption>
-        Target rate (dashed), answers per second, success and p99; red lines are the faults injected from this
-        console
+        Requested rate (dashed), answers per second, success and p99; red lines are the faults injected from
+        this console
       </figcaption>
       <div
         ref={frame}
         data-testid="load-chart"
         role="img"
-        aria-label="Load: target rate, answers per second, success, p99"
+        aria-label="Load: requested rate, answers per second, success, p99"
       />
     </figure>
   );
