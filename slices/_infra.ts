@@ -13,16 +13,16 @@ import type { CallOptions, JsonValue } from "./_types.ts";
 /** One named cache: JSON values under string keys, with an optional time to live. */
 export interface CacheClient {
   /** The value, or `undefined` when absent or expired. */
-  get<T extends JsonValue = JsonValue>(key: string, options?: CallOptions): Promise<T | undefined>;
+  get<T = JsonValue>(key: string, options?: CallOptions): Promise<T | undefined>;
   /** Stores `value` with the cache's default time to live (none: until evicted). */
-  put(key: string, value: JsonValue, options?: CallOptions): Promise<void>;
-  putWithTtl(key: string, value: JsonValue, ttlMs: number, options?: CallOptions): Promise<void>;
+  put(key: string, value: unknown, options?: CallOptions): Promise<void>;
+  putWithTtl(key: string, value: unknown, ttlMs: number, options?: CallOptions): Promise<void>;
   /** True when a live entry was removed. */
   remove(key: string, options?: CallOptions): Promise<boolean>;
   /** Drops every entry of this cache (a new generation: old entries are never read again). */
   clear(options?: CallOptions): Promise<void>;
   /** The cached value, else `compute()`'s, stored (with `ttlMs` when given) and returned. */
-  getOrCompute<T extends JsonValue>(
+  getOrCompute<T>(
     key: string,
     compute: () => T | Promise<T>,
     options?: CallOptions & { ttlMs?: number },
@@ -64,15 +64,18 @@ export interface LockClient {
 
 /** A durable map of JSON values with versions (compare-and-set) and an atomic add for counters. */
 export interface KvClient {
-  get<T extends JsonValue = JsonValue>(
+  get<T = JsonValue>(
     key: string,
     options?: CallOptions,
   ): Promise<{ value: T; version: number } | null>;
-  /** `ifVersion`: write only when the entry is at that version (0: only when absent); else `VersionMismatch`. */
+  /**
+   * `ifVersion`: write only when the entry is at that version (0: only when absent); else `VersionMismatch`.
+   * `ttlMs`: the entry disappears that long after the write.
+   */
   put(
     key: string,
-    value: JsonValue,
-    options?: CallOptions & { ifVersion?: number },
+    value: unknown,
+    options?: CallOptions & { ifVersion?: number; ttlMs?: number },
   ): Promise<{ version: number }>;
   delete(key: string, options?: CallOptions & { ifVersion?: number }): Promise<boolean>;
   /** Adds `delta` to a number (absent: 0); with `min`, refuses (`BelowMinimum`, 409) to go below it. */
@@ -121,16 +124,17 @@ export function infraClients(call: InfraCall): InfraClients {
       const client: CacheClient = {
         // The service answers null for a miss (JSON has no undefined).
         get: async (key, options) => ((await send("get", { key }, options)) ?? undefined) as never,
-        put: async (key, value, options) => void await send("put", { key, value }, options),
+        put: async (key, value, options) =>
+          void await send("put", { key, value: value as JsonValue }, options),
         putWithTtl: async (key, value, ttlMs, options) =>
-          void await send("put", { key, value, ttlMs }, options),
+          void await send("put", { key, value: value as JsonValue, ttlMs }, options),
         remove: async (key, options) => (await send("remove", { key }, options)) as boolean,
         clear: async (options) => void await send("clear", {}, options),
         getOrCompute: async (key, compute, options) => {
           const cached = await client.get(key, options);
           if (cached !== undefined) return cached as never;
           const value = await compute();
-          const put: Record<string, JsonValue> = { key, value };
+          const put: Record<string, JsonValue> = { key, value: value as JsonValue };
           if (options?.ttlMs !== undefined) put.ttlMs = options.ttlMs;
           await send("put", put, options);
           return value;
@@ -161,12 +165,16 @@ export function infraClients(call: InfraCall): InfraClients {
       const map = checkName("kv", name);
       const send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) =>
         call("kv", method, { map, ...payload }, callOptions(options));
-      const version = (options: { ifVersion?: number } | undefined): Record<string, JsonValue> =>
-        options?.ifVersion === undefined ? {} : { ifVersion: options.ifVersion };
+      const version = (
+        options: { ifVersion?: number; ttlMs?: number } | undefined,
+      ): Record<string, JsonValue> => ({
+        ...(options?.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }),
+        ...(options?.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+      });
       return {
         get: async (key, options) => (await send("get", { key }, options)) as never,
         put: async (key, value, options) =>
-          (await send("put", { key, value, ...version(options) }, options)) as never,
+          (await send("put", { key, value: value as JsonValue, ...version(options) }, options)) as never,
         delete: async (key, options) =>
           (await send("delete", { key, ...version(options) }, options)) as boolean,
         add: async (key, delta, options) =>

@@ -23,6 +23,12 @@ import type { AnySliceDefinition, BodyOf, JsonValue, LogLevel, SliceDefinition }
 import { resolveConfig } from "./config.ts";
 import { manifestFromDescription, type SliceManifest, statusForError } from "./manifest.ts";
 import type { InvokeOutcome, RuntimeMessage } from "./protocol.ts";
+import { TestInfra } from "./_test_infra.ts";
+
+export { TestInfra };
+
+/** The infrastructure every test slice reaches unless given its own. */
+const sharedInfra = new TestInfra();
 
 export { RemoteSliceError } from "./_runtime.ts";
 
@@ -44,6 +50,11 @@ export interface TestSliceOptions<D> {
   instanceId?: string;
   /** Deadline of each call; default 30 s. */
   timeoutMs?: number;
+  /**
+   * The in-memory infrastructure services `ctx.infra` calls reach. Default: one shared by every test slice of
+   * the process (as slices of one group share a cluster's); pass a `new TestInfra()` for data of its own.
+   */
+  infra?: TestInfra;
 }
 
 export interface TestLogRecord {
@@ -108,16 +119,29 @@ export async function testSlice<D extends AnySliceDefinition>(
   const outbound: TestOutboundCall[] = [];
   const pending = new Map<number, (outcome: InvokeOutcome) => void>();
   const stubs = (options.calls ?? {}) as Record<string, DependencyStub | undefined>;
+  const infra = options.infra ?? sharedInfra;
   const dependencies = new Map<string, Promise<TestSlice<AnySliceDefinition>>>();
   let nextId = 1;
 
   const dependency = (name: string, stub: AnySliceDefinition) => {
     let made = dependencies.get(name);
-    if (!made) dependencies.set(name, made = testSlice(stub));
+    if (!made) dependencies.set(name, made = testSlice(stub, { infra }));
     return made;
   };
 
   const deliver = async (message: Extract<RuntimeMessage, { t: "call-out" }>): Promise<InvokeOutcome> => {
+    if (message.name === "@infra") {
+      const service = message.artifact.slice("aether.infra:".length);
+      if (!manifest.requires.includes(service)) {
+        throw new AetherError(
+          "forbidden",
+          `${message.artifact} is not among the infrastructure services this slice requires`,
+        );
+      }
+      return throughJson(
+        infra.serve(service, message.method, throughJson(message.payload) as Record<string, unknown>),
+      );
+    }
     const stub = stubs[message.name];
     if (stub === undefined) {
       throw new AetherError(

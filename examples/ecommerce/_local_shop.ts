@@ -3,7 +3,8 @@
  * (`SliceHost`, process isolation, no permissions), behind the node's real application HTTP handler
  * (`createAppHandler`: routes from the manifests, JSON body → request, outcome → response or RFC 7807
  * problem). Only the cluster is missing: calls between slices go straight to the one host of each slice
- * instead of through the SliceInvoker and the mesh.
+ * instead of through the SliceInvoker and the mesh, and `ctx.infra` calls reach the in-memory services of
+ * slices/testing.ts instead of the replicated store.
  */
 
 import { fileURLToPath } from "node:url";
@@ -12,6 +13,7 @@ import { SliceHost, type SliceLogEntry } from "../../runtime/sandbox/host.ts";
 import { createAppHandler, type RouteDefinition, RouteTable } from "../../runtime/http/mod.ts";
 import { AetherError } from "../../runtime/core/errors.ts";
 import { silentLogger } from "../../runtime/core/log.ts";
+import { TestInfra } from "../../slices/testing.ts";
 
 export const SLICES = ["place-order", "inventory", "pricing", "payment", "fulfillment"] as const;
 export type SliceName = typeof SLICES[number];
@@ -34,6 +36,8 @@ export async function startLocalShop(built?: ReadonlyMap<string, BuiltSlice>): P
   const logs: SliceLogEntry[] = [];
   const hosts = new Map<string, SliceHost>();
   const routes: RouteDefinition[] = [];
+  // The cluster's kv service, as slices/testing.ts keeps it in memory for tests without a cluster.
+  const infra = new TestInfra();
   for (const name of SLICES) {
     const slice = built?.get(name) ?? await buildExampleSlice(name);
     const artifact = `org.example:${name}`;
@@ -43,7 +47,12 @@ export async function startLocalShop(built?: ReadonlyMap<string, BuiltSlice>): P
         instanceId: `${name}-1`,
         ...slice,
         onLog: (entry) => logs.push(entry),
-        onOutboundCall: (call) => deliver(call.target.artifact, call.method, call.payload, call),
+        onOutboundCall: (call) =>
+          call.name === "@infra"
+            ? Promise.resolve(
+              infra.serve(call.target.artifact.split(":")[1], call.method, call.payload as never),
+            )
+            : deliver(call.target.artifact, call.method, call.payload, call),
       }),
     );
     for (const entry of slice.manifest.routes?.entries ?? []) {

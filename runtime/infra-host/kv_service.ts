@@ -7,9 +7,11 @@
 
 import { AetherError } from "../core/mod.ts";
 import type { Store } from "./store_node.ts";
-import { type InfraService, remainingMs, type ServiceCall, stringField } from "./services.ts";
+import { type InfraService, optionalMs, remainingMs, type ServiceCall, stringField } from "./services.ts";
 
 const MAX_VALUE_BYTES = 512 * 1024;
+/** The longest time to live a put may ask for: 366 days. */
+const MAX_TTL_MS = 366 * 24 * 3600_000;
 /** Compare-and-set rounds `add` tries before it reports contention. */
 const MAX_ADD_ATTEMPTS = 64;
 
@@ -140,12 +142,13 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
         });
       }
       const ifVersion = versionField(call, "ifVersion");
+      const ttlMs = optionalMs(call, "kv", "ttlMs", MAX_TTL_MS);
       try {
-        const { version } = await store.put(
-          storeKey,
-          json,
-          ifVersion === undefined ? { timeoutMs } : { timeoutMs, ifVersion },
-        );
+        const { version } = await store.put(storeKey, json, {
+          timeoutMs,
+          ...(ifVersion === undefined ? {} : { ifVersion }),
+          ...(ttlMs === undefined ? {} : { ttlMs }),
+        });
         return { version };
       } catch (e) {
         if (!compareFailed(e)) throw e;

@@ -5,8 +5,9 @@
  * expires; after that the stock counts as sold and a release is refused with 409. Place-order reserves before
  * it takes payment and releases when payment fails.
  *
- * State lives in this instance's memory: each instance has its own shelf and its own reservations. So that
- * demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
+ * State lives in the cluster's `kv` infrastructure service (the replicated store), so every instance on every
+ * node sees one shelf and every reservation, and stock is taken with atomic adds that never go below zero:
+ * concurrent orders through any node never oversell. So that demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
  * level is refilled to that level (a supplier delivery); an order for more than is on the shelf is still
  * refused.
  */
@@ -50,8 +51,8 @@ export const DEMO_STOCK: Readonly<Record<string, number>> = Object.freeze({
   "CHARGER-65W": 120,
 });
 
-/** Reservations kept for answering releases; the oldest are forgotten beyond this. */
-const MAX_RESERVATIONS = 10_000;
+/** How long a reservation is kept for answering releases after it expired (then the store drops it). */
+const KEEP_EXPIRED_RESERVATION_MS = 3600_000;
 
 // ---------------------------------------------------------------------------------------------------------
 // Requests and responses
@@ -113,7 +114,7 @@ export interface StockLevel {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// State of this instance
+// State: in the cluster's kv service, shared by every instance on every node
 
 interface Reservation {
   reservationId: string;
@@ -124,40 +125,122 @@ interface Reservation {
   releasedAtMs?: number;
 }
 
-const shelf = new Map<string, number>(Object.entries(DEMO_STOCK));
-const reservations = new Map<string, Reservation>();
-const reservationByOrder = new Map<string, string>();
+/** Units held by open reservations of one product, by expiry (ms, rounded up to a second for long TTLs). */
+type HeldByExpiry = Record<string, number>;
 
-function onShelf(productId: ProductId, field: Field): number {
-  const units = shelf.get(productId);
-  if (units === undefined) {
+/** Expiry buckets kept per product; the oldest merge into the next beyond this. */
+const MAX_HELD_BUCKETS = 2_000;
+
+type Ctx = Parameters<NonNullable<Parameters<typeof defineSlice>[0]["start"]>>[0];
+type Kv = ReturnType<Ctx["infra"]["kv"]>;
+
+interface Stores {
+  /** productId -> units on the shelf (a number changed only by atomic adds, never below 0). */
+  stock: Kv;
+  /** reservationId -> Reservation. */
+  reservations: Kv;
+  /** orderId -> reservationId of its latest reservation. */
+  byOrder: Kv;
+  /** productId -> HeldByExpiry. */
+  held: Kv;
+  /** productId -> units added by restocks, ever. */
+  restocked: Kv;
+}
+
+function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
+  return {
+    stock: ctx.infra.kv("inventory.stock"),
+    reservations: ctx.infra.kv("inventory.reservations"),
+    byOrder: ctx.infra.kv("inventory.by-order"),
+    held: ctx.infra.kv("inventory.held"),
+    restocked: ctx.infra.kv("inventory.restocked"),
+  };
+}
+
+function isVersionMismatch(e: unknown): boolean {
+  return (e as Error)?.name === "VersionMismatch";
+}
+
+/** Units on the shelf; the first read of a product puts its demo level there. */
+async function onShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
+  if (!Object.hasOwn(DEMO_STOCK, productId)) {
     throw new ProductNotFound(`${field.path}: ${productId} is not in the catalog`, {
       details: { field: field.path, productId },
     });
   }
-  return units;
+  const entry = await stores.stock.get<number>(productId);
+  if (entry !== null) return entry.value;
+  try {
+    await stores.stock.put(productId, DEMO_STOCK[productId], { ifVersion: 0 });
+  } catch (e) {
+    if (!isVersionMismatch(e)) throw e;
+  }
+  return (await stores.stock.get<number>(productId))?.value ?? 0;
 }
 
 function isOpen(r: Reservation, nowMs: number): boolean {
   return r.releasedAtMs === undefined && nowMs < r.expiresAtMs;
 }
 
-function remember(reservation: Reservation): void {
-  reservations.set(reservation.reservationId, reservation);
-  reservationByOrder.set(reservation.orderId, reservation.reservationId);
-  // Map iteration is insertion order: the first entries are the oldest.
-  for (const [id, old] of reservations) {
-    if (reservations.size <= MAX_RESERVATIONS) break;
-    reservations.delete(id);
-    if (reservationByOrder.get(old.orderId) === id) reservationByOrder.delete(old.orderId);
+function bucketOf(r: Reservation): string {
+  const long = r.expiresAtMs - r.reservedAtMs >= 10_000;
+  return String(long ? Math.ceil(r.expiresAtMs / 1000) * 1000 : r.expiresAtMs);
+}
+
+/** Adds `units` (negative: removes) to a product's held units in `bucket`, dropping expired buckets. */
+async function hold(stores: Stores, productId: string, bucket: string, units: number): Promise<void> {
+  for (;;) {
+    const entry = await stores.held.get<HeldByExpiry>(productId);
+    const nowMs = Date.now();
+    const next: HeldByExpiry = {};
+    for (const [expiry, held] of Object.entries(entry?.value ?? {})) {
+      if (Number(expiry) > nowMs) next[expiry] = held;
+    }
+    next[bucket] = (next[bucket] ?? 0) + units;
+    if (next[bucket] <= 0) delete next[bucket];
+    const keys = Object.keys(next).sort((a, b) => Number(a) - Number(b));
+    while (keys.length > MAX_HELD_BUCKETS) {
+      const oldest = keys.shift()!;
+      next[keys[0]] += next[oldest];
+      delete next[oldest];
+    }
+    try {
+      await stores.held.put(productId, next, { ifVersion: entry?.version ?? 0 });
+      return;
+    } catch (e) {
+      if (!isVersionMismatch(e)) throw e;
+    }
   }
 }
 
-function restock(productId: string, belowPercent: number): boolean {
+/** Refills a product to its demo level when it fell below the share (compare-and-set: one refill wins). */
+async function restock(stores: Stores, productId: string, belowPercent: number): Promise<boolean> {
   const level = DEMO_STOCK[productId];
-  if ((shelf.get(productId) ?? 0) * 100 >= level * belowPercent) return false;
-  shelf.set(productId, level);
-  return true;
+  const entry = await stores.stock.get<number>(productId);
+  if (entry === null || entry.value * 100 >= level * belowPercent) return false;
+  try {
+    await stores.stock.put(productId, level, { ifVersion: entry.version });
+    // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always.
+    await stores.restocked.add(productId, level - entry.value);
+    return true;
+  } catch (e) {
+    if (isVersionMismatch(e)) return false;
+    throw e;
+  }
+}
+
+/** Takes every line off the shelf, or none: a line that cannot be taken puts the earlier ones back. */
+async function take(stores: Stores, items: ParsedLineItem[]): Promise<number | undefined> {
+  for (let i = 0; i < items.length; i++) {
+    try {
+      await stores.stock.add(items[i].productId, -items[i].quantity, { min: 0 });
+    } catch (e) {
+      if ((e as Error).name !== "BelowMinimum") throw e;
+      for (const back of items.slice(0, i)) await stores.stock.add(back.productId, back.quantity);
+      return i;
+    }
+  }
+  return undefined;
 }
 
 const wire = (items: ParsedLineItem[]): LineItem[] => items.map((i) => ({ ...i }));
@@ -184,6 +267,7 @@ const request = requestOf(InvalidStockRequest);
 
 export default defineSlice({
   coordinates: "org.example:inventory:1.0.0",
+  requires: ["kv"],
   config: {
     reservationTtlMs: {
       type: "integer",
@@ -216,37 +300,41 @@ export default defineSlice({
   },
   methods: {
     /** Says, line by line, whether the shelf holds enough; reserves nothing. */
-    checkStock(req: CheckStockRequest): StockAvailability {
+    async checkStock(req: CheckStockRequest, ctx): Promise<StockAvailability> {
       const body = parseObject(req, request, ["items"]);
       const itemsField = request.at("items");
-      const lines = parseLineItems(body.items, itemsField).map((item, i) => {
-        const inStock = onShelf(item.productId, itemsField.at(i).at("productId"));
-        return { ...item, requested: item.quantity, inStock, sufficient: inStock >= item.quantity };
-      });
-      return {
-        available: lines.every((l) => l.sufficient),
-        items: lines.map(({ productId, requested, inStock, sufficient }) => ({
-          productId,
-          requested,
+      const stores = storesOf(ctx);
+      const parsed = parseLineItems(body.items, itemsField);
+      const lines = [];
+      for (const [i, item] of parsed.entries()) {
+        const inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
+        lines.push({
+          productId: item.productId,
+          requested: item.quantity,
           inStock,
-          sufficient,
-        })),
-      };
+          sufficient: inStock >= item.quantity,
+        });
+      }
+      return { available: lines.every((l) => l.sufficient), items: lines };
     },
 
     /**
-     * Takes every line off the shelf, or none. Idempotent per order: reserving the same items for the same
-     * order again (a retried call) returns the reservation already held.
+     * Takes every line off the shelf, or none (atomic adds that never go below 0: concurrent orders through
+     * any node never oversell). Idempotent per order: reserving the same items for the same order again (a
+     * retried call) returns the reservation already held.
      */
-    reserveStock(req: ReserveStockRequest, ctx): StockReservation {
+    async reserveStock(req: ReserveStockRequest, ctx): Promise<StockReservation> {
       const body = parseObject(req, request, ["orderId", "items"]);
       const orderId = parseOrderId(body.orderId, request.at("orderId"));
       const itemsField = request.at("items");
       const items = parseLineItems(body.items, itemsField);
+      const stores = storesOf(ctx);
       const nowMs = Date.now();
 
-      const heldId = reservationByOrder.get(orderId);
-      const held = heldId === undefined ? undefined : reservations.get(heldId);
+      const heldId = (await stores.byOrder.get<string>(orderId))?.value;
+      const held = heldId === undefined
+        ? undefined
+        : (await stores.reservations.get<Reservation>(heldId))?.value;
       if (held && isOpen(held, nowMs)) {
         if (sameItems(held.items, items)) return toWire(held);
         throw new ReservationAlreadyExists(
@@ -255,17 +343,28 @@ export default defineSlice({
         );
       }
 
-      const shortages = items.flatMap((item, i) => {
-        const inStock = onShelf(item.productId, itemsField.at(i).at("productId"));
-        return inStock < item.quantity
-          ? [{ productId: item.productId, requested: item.quantity, inStock }]
-          : [];
-      });
-      if (shortages.length > 0) {
+      const levels: number[] = [];
+      for (const [i, item] of items.entries()) {
+        levels.push(await onShelf(stores, item.productId, itemsField.at(i).at("productId")));
+      }
+      const short = await take(stores, items);
+      if (short !== undefined) {
+        const shortages = [];
+        for (const [i, item] of items.entries()) {
+          const inStock = i === short
+            ? (await stores.stock.get<number>(item.productId))?.value ?? 0
+            : levels[i];
+          if (inStock < item.quantity) {
+            shortages.push({ productId: item.productId, requested: item.quantity, inStock });
+          }
+        }
+        if (shortages.length === 0) {
+          const item = items[short];
+          shortages.push({ productId: item.productId, requested: item.quantity, inStock: 0 });
+        }
         const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
         throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, { details: { shortages } });
       }
-      for (const item of items) shelf.set(item.productId, shelf.get(item.productId)! - item.quantity);
       const reservation: Reservation = {
         reservationId: `RSV-${crypto.randomUUID()}`,
         orderId,
@@ -273,9 +372,12 @@ export default defineSlice({
         reservedAtMs: nowMs,
         expiresAtMs: nowMs + ctx.config.reservationTtlMs,
       };
-      remember(reservation);
+      const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
+      await stores.reservations.put(reservation.reservationId, { ...reservation, items: wire(items) }, keep);
+      await stores.byOrder.put(orderId, reservation.reservationId, keep);
+      for (const item of items) await hold(stores, item.productId, bucketOf(reservation), item.quantity);
       for (const item of items) {
-        if (restock(item.productId, ctx.config.restockBelowPercent)) {
+        if (await restock(stores, item.productId, ctx.config.restockBelowPercent)) {
           ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
         }
       }
@@ -284,53 +386,62 @@ export default defineSlice({
     },
 
     /** Puts a reservation's stock back on the shelf. Releasing twice is harmless (same answer). */
-    releaseStock(req: ReleaseStockRequest, ctx): StockRelease {
+    async releaseStock(req: ReleaseStockRequest, ctx): Promise<StockRelease> {
       const body = parseObject(req, request, ["reservationId"]);
       const reservationId = parseString(body.reservationId, request.at("reservationId"), {
         max: 64,
         pattern: /^RSV-[0-9a-f-]{36}$/,
         expected: "a reservation id like RSV-5b0c1e4f-2a8d-4c3e-9f71-0d6a2b9e8c47",
       });
-      const reservation = reservations.get(reservationId);
-      if (!reservation) {
-        throw new ReservationNotFound(
-          `reservation ${reservationId} is not known to this instance (reservations live in the memory of ` +
-            `the instance that made them)`,
-        );
-      }
-      const nowMs = Date.now();
-      if (reservation.releasedAtMs === undefined) {
-        if (nowMs >= reservation.expiresAtMs) {
-          throw new ReservationExpired(
-            `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
-              `its stock is sold and can no longer be released`,
-          );
+      const stores = storesOf(ctx);
+      for (;;) {
+        const entry = await stores.reservations.get<Reservation>(reservationId);
+        if (!entry) throw new ReservationNotFound(`reservation ${reservationId} is not known`);
+        const reservation = entry.value;
+        const nowMs = Date.now();
+        if (reservation.releasedAtMs === undefined) {
+          if (nowMs >= reservation.expiresAtMs) {
+            throw new ReservationExpired(
+              `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
+                `its stock is sold and can no longer be released`,
+            );
+          }
+          // Marked released first (compare-and-set): of two concurrent releases, one puts the stock back.
+          try {
+            await stores.reservations.put(reservationId, { ...reservation, releasedAtMs: nowMs }, {
+              ifVersion: entry.version,
+              ttlMs: KEEP_EXPIRED_RESERVATION_MS,
+            });
+          } catch (e) {
+            if (isVersionMismatch(e)) continue;
+            throw e;
+          }
+          for (const item of reservation.items) {
+            await stores.stock.add(item.productId, item.quantity);
+            await hold(stores, item.productId, bucketOf(reservation), -item.quantity);
+          }
+          reservation.releasedAtMs = nowMs;
+          ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
         }
-        for (const item of reservation.items) {
-          shelf.set(item.productId, (shelf.get(item.productId) ?? 0) + item.quantity);
-        }
-        reservation.releasedAtMs = nowMs;
-        ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
+        return {
+          reservationId,
+          orderId: reservation.orderId,
+          released: wire(reservation.items),
+          releasedAt: new Date(reservation.releasedAtMs).toISOString(),
+        };
       }
-      return {
-        reservationId,
-        orderId: reservation.orderId,
-        released: wire(reservation.items),
-        releasedAt: new Date(reservation.releasedAtMs).toISOString(),
-      };
     },
 
-    /** `GET /api/v1/inventory/{productId}`: this instance's shelf for one product. */
-    getStock(req: GetStockRequest): StockLevel {
+    /** `GET /api/v1/inventory/{productId}`: the shelf of one product, as every node sees it. */
+    async getStock(req: GetStockRequest, ctx): Promise<StockLevel> {
       const productField = request.at("productId");
       const productId = parseProductId(req?.productId, productField);
-      const inStock = onShelf(productId, productField);
+      const stores = storesOf(ctx);
+      const inStock = await onShelf(stores, productId, productField);
       const nowMs = Date.now();
       let reserved = 0;
-      for (const r of reservations.values()) {
-        if (!isOpen(r, nowMs)) continue;
-        for (const item of r.items) if (item.productId === productId) reserved += item.quantity;
-      }
+      const held = (await stores.held.get<HeldByExpiry>(productId))?.value ?? {};
+      for (const [expiry, units] of Object.entries(held)) if (Number(expiry) > nowMs) reserved += units;
       return { productId, inStock, reserved, demoLevel: DEMO_STOCK[productId] };
     },
   },

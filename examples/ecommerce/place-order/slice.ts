@@ -10,10 +10,11 @@
  * the payment is refunded and the reservation released. A compensation that fails is logged and does not
  * hide the original error (an unreleased reservation still expires on its own).
  *
- * Confirmed orders are kept in this instance's memory for `GET /api/v1/orders/{orderId}`.
+ * Confirmed orders are kept in the cluster's kv service for `GET /api/v1/orders/{orderId}`: an order placed
+ * through one node is read back through any other.
  */
 
-import { type ApiOf, defineSlice, respond, slice, SliceError } from "@aether/slices";
+import { type ApiOf, defineSlice, type KvClient, respond, slice, SliceError } from "@aether/slices";
 import {
   type Address,
   type Cents,
@@ -52,9 +53,6 @@ export class InvalidOrder extends SliceError {}
 export class InsufficientStock extends SliceError {}
 /** No order with that id on this instance. 404. */
 export class OrderNotFound extends SliceError {}
-
-/** Confirmed orders kept for `getOrder`; the oldest are forgotten beyond `maxStoredOrders`. */
-const orders = new Map<string, OrderConfirmation>();
 
 // ---------------------------------------------------------------------------------------------------------
 // Requests and responses
@@ -170,12 +168,23 @@ function describeError(e: unknown): { name: string; message: string } {
   return { name: (e as Error)?.name ?? "Error", message: (e as Error)?.message ?? String(e) };
 }
 
-function store(confirmation: OrderConfirmation, limit: number): void {
-  orders.set(confirmation.orderId, confirmation);
-  for (const id of orders.keys()) {
-    if (orders.size <= limit) break;
-    orders.delete(id);
-  }
+type Infra = { infra: { kv(name: string): KvClient } };
+
+/**
+ * Keeps a confirmed order in the cluster's kv service, so any instance on any node answers `getOrder`. The
+ * newest `limit` orders are kept: each order takes the next slot of a ring of `limit` slots (an atomic
+ * counter) and the order the slot held before is deleted.
+ */
+async function store(ctx: Infra, confirmation: OrderConfirmation, limit: number): Promise<void> {
+  if (limit === 0) return;
+  const orders = ctx.infra.kv("orders");
+  await orders.put(confirmation.orderId, confirmation);
+  const { value: seq } = await ctx.infra.kv("orders.seq").add("next", 1);
+  const ring = ctx.infra.kv("orders.ring");
+  const slot = String(seq % limit);
+  const previous = await ring.get<string>(slot);
+  await ring.put(slot, confirmation.orderId);
+  if (previous !== null && previous.value !== confirmation.orderId) await orders.delete(previous.value);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -183,6 +192,7 @@ function store(confirmation: OrderConfirmation, limit: number): void {
 
 export default defineSlice({
   coordinates: "org.example:place-order:1.0.0",
+  requires: ["kv"],
   config: {
     callTimeoutMs: {
       type: "integer",
@@ -195,7 +205,8 @@ export default defineSlice({
       type: "integer",
       default: 10_000,
       minimum: 0,
-      description: "Confirmed orders kept in memory for GET; the oldest are forgotten first",
+      description:
+        "Confirmed orders kept for GET (in the cluster's kv service); the oldest are forgotten first",
     },
   },
   calls: {
@@ -349,22 +360,17 @@ export default defineSlice({
         },
         placedAt: new Date().toISOString(),
       };
-      store(confirmation, ctx.config.maxStoredOrders);
+      await store(ctx, confirmation, ctx.config.maxStoredOrders);
       ctx.log.debug("order placed", { orderId, totalCents: totals.totalCents });
       return respond({ status: 201, headers: { location: `/api/v1/orders/${orderId}` }, body: confirmation });
     },
 
-    /** `GET /api/v1/orders/{orderId}`: an order confirmed by this instance. */
-    getOrder(req: GetOrderRequest): OrderConfirmation {
+    /** `GET /api/v1/orders/{orderId}`: a confirmed order, placed through any node. */
+    async getOrder(req: GetOrderRequest, ctx): Promise<OrderConfirmation> {
       const orderId = parseOrderId(req?.orderId, requestOf(InvalidOrder).at("orderId"));
-      const order = orders.get(orderId);
-      if (!order) {
-        throw new OrderNotFound(
-          `order ${orderId} is not known to this instance (orders live in the memory of the instance that ` +
-            `placed them)`,
-        );
-      }
-      return order;
+      const order = await ctx.infra.kv("orders").get<OrderConfirmation>(orderId);
+      if (!order) throw new OrderNotFound(`order ${orderId} is not known`);
+      return order.value;
     },
   },
 });
