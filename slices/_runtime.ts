@@ -27,6 +27,7 @@ import type {
   SliceErrorInfo,
 } from "./protocol.ts";
 import { childTraceparent } from "../runtime/core/trace.ts";
+import { type InfraClients, infraClients } from "./_infra.ts";
 
 /**
  * Where the runtime's messages go. `send` throws when a value cannot be serialized, and (through
@@ -301,6 +302,7 @@ class CallContext implements Context<unknown, unknown> {
   #log?: Logger;
   #signal?: AbortSignal;
   #slices?: Record<string, unknown>;
+  #infra?: InfraClients;
 
   constructor(owner: SliceInstance, meta: CallMeta) {
     this.#owner = owner;
@@ -331,6 +333,12 @@ class CallContext implements Context<unknown, unknown> {
 
   get instance() {
     return this.#owner.identity;
+  }
+
+  get infra(): InfraClients {
+    return this.#infra ??= infraClients((service, method, payload, options) =>
+      this.#owner.callInfra(this, service, method, payload, options)
+    );
   }
 
   /** Console output written while this call runs, attributed to its request id. */
@@ -552,6 +560,18 @@ export class SliceInstance {
       });
     }
     return clients;
+  }
+
+  /** A call to an infrastructure service: the reserved client `@infra` (the host checks `requires`). */
+  callInfra(
+    ctx: CallContext,
+    service: string,
+    method: string,
+    payload: unknown,
+    options: CallOptions | undefined,
+  ): Promise<unknown> {
+    const ref = { artifact: `aether.infra:${service}`, range: "*" } as SliceRef;
+    return this.#callOut(ctx, "@infra", ref, method, payload, options, false);
   }
 
   #methodClient(ctx: CallContext, name: string, ref: SliceRef, method: string) {

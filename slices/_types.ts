@@ -8,6 +8,8 @@
 // slice runtime runs where npm packages cannot load (see runtime/core/trace.ts), and this import is type-only.
 import type { LogFields, LogLevel, LogWriter } from "../runtime/core/mod.ts";
 
+import type { InfraClients } from "./_infra.ts";
+
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
 
@@ -114,6 +116,8 @@ export interface Context<Config = Record<string, never>, Calls = Record<string, 
   readonly slices: Clients<Calls>;
   /** Which instance is serving the call. */
   readonly instance: { readonly coordinates: string; readonly instanceId: string };
+  /** Clients of the infrastructure services the slice `requires` (`ctx.infra.cache("sessions")`). */
+  readonly infra: InfraClients;
 }
 
 // ---------------------------------------------------------------------------------------------------------

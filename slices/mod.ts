@@ -18,6 +18,7 @@ export {
   SliceDefinitionError,
   SliceError,
 } from "./_define.ts";
+export type { CacheClient, CacheStats, InfraClients, KvClient, LockClient, LockLease } from "./_infra.ts";
 export type {
   AnySliceDefinition,
   ApiOf,

@@ -449,6 +449,28 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     summary: "Every deployed slice: its instances, where they run, their state",
     response: { description: "slices", json: obj({ revision, slices: { type: "array" } }, ["slices"]) },
   },
+  "GET /api/v1/infra": {
+    summary: "Lists the bundled infrastructure services: name, version, methods, and whether each runs",
+    response: { description: "services", json: list("items") },
+  },
+  "GET /api/v1/infra/:name": {
+    summary: "One infrastructure service (404 names the services available)",
+    pathParameters: { name: "the service name (cache, lock, kv)" },
+    response: {
+      description: "the service",
+      json: obj({ name: str, version: str, description: str, running: bool }, ["name", "version", "running"]),
+    },
+    problems: [400, 404],
+  },
+  "POST /api/v1/infra/:name/install": {
+    summary: "Starts an infrastructure service (creates its store); answers once every node can serve it",
+    pathParameters: { name: "the service name (cache, lock, kv)" },
+    response: {
+      description: "the service, running",
+      json: obj({ name: str, version: str, running: bool, installed: bool }, ["name", "running", "installed"]),
+    },
+    problems: [400, 404, 503, 504],
+  },
   "GET /api/v1/stores": {
     summary: "Lists the partitioned stores: config and this node's share (partitions, entries)",
     response: { description: "stores", json: list("items") },

@@ -66,6 +66,10 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "GET", path: "/api/v1/artifacts/:coordinates/bundle", role: "viewer" },
   { method: "DELETE", path: "/api/v1/artifacts/:coordinates", role: "operator", target: "coordinates" },
   // the partitioned store of infrastructure services (runtime/infra-host/api.ts); entries are service data
+  // infrastructure services (runtime/infra-host/services_api.ts)
+  { method: "GET", path: "/api/v1/infra", role: "viewer" },
+  { method: "GET", path: "/api/v1/infra/:name", role: "viewer" },
+  { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },
   { method: "GET", path: "/api/v1/stores", role: "viewer" },
   { method: "POST", path: "/api/v1/stores", role: "operator" },
   { method: "GET", path: "/api/v1/stores/:store/entries/:key", role: "operator" },

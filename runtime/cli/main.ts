@@ -32,6 +32,7 @@ import { traceCommands } from "./commands/trace.ts";
 import { metricsCommands } from "./commands/metrics.ts";
 import { eventsCommands } from "./commands/events.ts";
 import { alertsCommands } from "./commands/alerts.ts";
+import { infraCommands } from "./commands/infra.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 import { controllerCommands } from "./commands/controller.ts";
 
@@ -48,6 +49,7 @@ const COMMANDS: CliCommand[] = [
   ...metricsCommands,
   ...eventsCommands,
   ...alertsCommands,
+  ...infraCommands,
   ...rolloutCommands,
   ...controllerCommands,
   ...accessCommands,

@@ -85,6 +85,8 @@ export interface DeploymentFeatureOptions {
   fetchArtifact(coordinates: string): Promise<{ bundle: Uint8Array }>;
   /** Where calls that local slices make to other slices go (the invoker's handler). */
   onOutboundCall: OutboundCallHandler;
+  /** Starts the infrastructure services a blueprint or slice `requires` (runtime/infra-host); none: unchecked. */
+  resolveRequires?(names: readonly string[]): Promise<void>;
   /** Passed to the sandbox executor (policy, deadlines, host timeouts, warm processes). */
   sandbox?: SandboxExecutorOptions["sandbox"];
   cluster?: Partial<ClusterManagerOptions>;
@@ -158,6 +160,7 @@ export function startDeployment(options: DeploymentFeatureOptions): DeploymentFe
       write: (command) => options.kv.write(command),
       isConnected: options.isConnected,
       nowMs: () => nowMs(options.clock),
+      ...(options.resolveRequires ? { resolveRequires: options.resolveRequires } : {}),
     }),
     status: () => deploymentStatus(options, endpoints, executor, clusterLoop),
     async stop() {

@@ -8,7 +8,7 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
-import { startInfraStore } from "../infra-host/mod.ts";
+import { startInfraServices, startInfraStore } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
@@ -38,13 +38,16 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   // The partitioned store for infrastructure services (runtime/infra-host): data over the mesh, maps in KV.
   const store = startInfraStore({ ...core, fsync: flags.fsync !== "never" });
+  // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
+  const infra = startInfraServices({ stores: store.stores });
   const deployment = startDeployment({
     ...core,
     fetchArtifact: repository.fetchArtifact,
     // A cycle: slices' calls to other slices go through the invoker, and the invoker calls local slices
     // through this executor. So the executor is built first and reaches the invoker when a slice calls, which
     // is after this function returned (no slice is loaded before the deployment's first step, a later task).
-    onOutboundCall: (call) => invoke.invoker.outboundHandler(call),
+    onOutboundCall: (call) => infra.handles(call) ? infra.serve(call) : invoke.invoker.outboundHandler(call),
+    resolveRequires: (names) => infra.ensure(names),
     sandbox: {
       policy: { ...DEFAULT_POLICY, mode: flags.sandbox },
       hostLimits: flags.sliceLimits,
@@ -87,7 +90,7 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   metrics.start();
   return {
-    started: [repository, store, deployment, traces, metrics, invoke, rollouts, alerts, controller],
+    started: [repository, store, infra, deployment, traces, metrics, invoke, rollouts, alerts, controller],
     app: invoke.app,
     metrics: metrics.view,
     alerts: alerts.board,

@@ -234,6 +234,19 @@ export interface InvokeOptions {
   deadlineMs?: number;
 }
 
+/**
+ * `ctx.infra.<service>(...)` calls: the reserved client name `@infra`, artifact `aether.infra:<service>`, range
+ * `*`, allowed only for a service the slice's manifest `requires` (runtime/infra-host serves them in the node).
+ */
+function infraRequired(
+  manifest: SliceManifest,
+  message: { name: string; artifact: string },
+): { artifact: string; range: string } | undefined {
+  if (message.name !== "@infra" || !message.artifact.startsWith("aether.infra:")) return undefined;
+  const service = message.artifact.slice("aether.infra:".length);
+  return manifest.requires.includes(service) ? { artifact: message.artifact, range: "*" } : undefined;
+}
+
 /** A call a slice makes to another slice, handed to `onOutboundCall`. */
 export interface OutboundCall {
   /** The calling instance. */
@@ -1096,10 +1109,15 @@ export class SliceHost {
     };
     const declared = Object.hasOwn(this.manifest.calls, message.name)
       ? this.manifest.calls[message.name]
-      : undefined;
+      : infraRequired(this.manifest, message);
     const result = !declared || declared.artifact !== message.artifact || declared.range !== message.range
       ? Promise.reject(
-        new AetherError("forbidden", `${message.artifact} is not among the slices this slice calls`),
+        new AetherError(
+          "forbidden",
+          message.name === "@infra"
+            ? `${message.artifact} is not among the infrastructure services this slice requires (manifest requires)`
+            : `${message.artifact} is not among the slices this slice calls`,
+        ),
       )
       : this.#deliver(call);
     if (message.fireAndForget) {
