@@ -1,0 +1,90 @@
+/**
+ * The example shop keeps its state in the kv infrastructure service (3 real nodes): an order placed through
+ * one node is read back through every other, and concurrent orders from all three nodes against limited
+ * stock never oversell: every unit is accounted for (demo level + restocked − units of confirmed orders =
+ * what is left, never below zero), and the orders refused are 409 InsufficientStock.
+ */
+
+import { equal, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { deployShop, ORDER_BODY } from "./_metrics_shop.ts";
+
+type Json = Record<string, unknown>;
+
+async function order(node: NodeProcess, items: unknown[]) {
+  const body = { ...JSON.parse(ORDER_BODY), items };
+  const response = await fetch(`${node.httpUrl}/api/v1/orders`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() as Json };
+}
+
+async function stock(node: NodeProcess, productId: string): Promise<number> {
+  const response = await fetch(`${node.httpUrl}/api/v1/inventory/${productId}`);
+  const body = await response.json() as { inStock: number };
+  equal(response.status, 200, JSON.stringify(body));
+  return body.inStock;
+}
+
+/** Units restocks added to a product so far, read from the store behind the kv service. */
+async function restocked(node: NodeProcess, productId: string): Promise<number> {
+  const key = encodeURIComponent(`org.example/inventory.restocked/${productId}`);
+  const { status, body } = await node.json<{ value: string }>(`/api/v1/stores/infra.kv/entries/${key}`);
+  if (status === 404) return 0;
+  equal(status, 200, JSON.stringify(body));
+  const value = JSON.parse(body.value);
+  return typeof value === "number" ? value : value.$n;
+}
+
+Deno.test("the shop on 3 nodes: orders visible through every node, concurrent orders never oversell", async (t) => {
+  const cluster = await TestCluster.start(3, { fsync: "never" });
+  try {
+    await cluster.waitForLeader();
+    await deployShop(cluster);
+    const [n1, n2, n3] = cluster.nodes;
+
+    await t.step("an order placed through n1 is read back through n2 and n3", async () => {
+      const placed = await order(n1, [{ productId: "LAPTOP-PRO", quantity: 1 }]);
+      equal(placed.status, 201, JSON.stringify(placed.body));
+      for (const node of [n2, n3]) {
+        const response = await fetch(`${node.httpUrl}/api/v1/orders/${placed.body.orderId}`);
+        const body = await response.json();
+        equal(response.status, 200, JSON.stringify(body));
+        equal(body.orderId, placed.body.orderId);
+      }
+    });
+
+    await t.step("45 concurrent orders of 4 monitors from 3 nodes: every unit accounted for", async () => {
+      const product = "MONITOR-4K";
+      const before = await stock(n2, product);
+      const restockedBefore = await restocked(n1, product);
+      const results = await Promise.all(
+        Array.from(
+          { length: 45 },
+          (_, i) => order(cluster.nodes[i % 3], [{ productId: product, quantity: 4 }]),
+        ),
+      );
+      const confirmed = results.filter((r) => r.status === 201).length;
+      const refused = results.filter((r) => r.status === 409 && r.body.title === "InsufficientStock").length;
+      equal(
+        confirmed + refused,
+        results.length,
+        JSON.stringify(results.filter((r) => r.status !== 201 && r.status !== 409).map((r) => r.body)),
+      );
+      const after = await stock(n3, product);
+      const added = (await restocked(n1, product)) - restockedBefore;
+      console.log(
+        `${product}: ${before} on the shelf, ${confirmed} orders of 4 confirmed, ${refused} refused, ` +
+          `${added} restocked, ${after} left`,
+      );
+      ok(after >= 0);
+      equal(before + added - 4 * confirmed, after, "no unit sold twice, none lost");
+      ok(confirmed > 0);
+    });
+  } finally {
+    await cluster.close();
+  }
+});
