@@ -103,7 +103,36 @@ export interface ListedCommand {
   group: string;
 }
 
-/** The short top-level help: usage, then the commands by group, one line each. */
+/** Command groups with at least this many subcommands take one line in the top-level help (`aether rollout`). */
+export const COLLAPSED_GROUP_MIN = 3;
+
+/**
+ * The top-level help's lines of one section: a command per line, except that the subcommands of a group with
+ * COLLAPSED_GROUP_MIN or more (`rollout start`, `rollout status`, ...) share one line naming them
+ * (`rollout ...  start, status, list, ...`); `aether rollout` lists them with their summaries.
+ */
+export function listedLines(members: ListedCommand[]): { name: string; summary: string }[] {
+  const firstWord = (c: ListedCommand) => c.name.split(" ")[0];
+  const subcommands = (word: string) => members.filter((c) => c.name.startsWith(`${word} `));
+  const lines: { name: string; summary: string }[] = [];
+  const collapsed = new Set<string>();
+  for (const c of members) {
+    const word = firstWord(c);
+    const group = subcommands(word);
+    if (group.length < COLLAPSED_GROUP_MIN || !c.name.startsWith(`${word} `)) {
+      lines.push(c);
+    } else if (!collapsed.has(word)) {
+      collapsed.add(word);
+      lines.push({
+        name: `${word} ...`,
+        summary: group.map((g) => g.name.slice(word.length + 1)).join(", "),
+      });
+    }
+  }
+  return lines;
+}
+
+/** The short top-level help: usage, then the commands by group, one line each (large groups collapsed). */
 export function topHelp(commands: ListedCommand[], groups: string[], width: number): string {
   const column = Math.min(Math.max(...commands.map((c) => c.name.length)) + 4, Math.floor(width / 3));
   const out: string[] = [
@@ -121,9 +150,9 @@ export function topHelp(commands: ListedCommand[], groups: string[], width: numb
     const members = commands.filter((c) => c.group === group);
     if (members.length === 0) continue;
     out.push("", `${group}:`);
-    for (const c of members) {
+    for (const entry of listedLines(members)) {
       // One line each: a summary that does not fit is cut (the command's --help has all of it).
-      const line = `  ${c.name.padEnd(column - 2)}${c.summary}`;
+      const line = `  ${entry.name.padEnd(column - 2)}${entry.summary}`;
       out.push(line.length > width ? `${line.slice(0, width - 3).trimEnd()}...` : line);
     }
   }

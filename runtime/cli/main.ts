@@ -30,11 +30,14 @@ import { invokeCommands } from "./commands/invoke.ts";
 import { logsCommands } from "./commands/logs.ts";
 import { traceCommands } from "./commands/trace.ts";
 import { metricsCommands } from "./commands/metrics.ts";
-import { eventsCommands } from "./commands/events.ts";
-import { alertsCommands } from "./commands/alerts.ts";
-import { infraCommands } from "./commands/infra.ts";
 import { rolloutCommands } from "./commands/rollout.ts";
 import { controllerCommands } from "./commands/controller.ts";
+import { eventsCommands } from "./commands/events.ts";
+import { alertsCommands } from "./commands/alerts.ts";
+import { configCommands } from "./commands/config.ts";
+import { secretCommands } from "./commands/secret.ts";
+import { rateLimitCommands } from "./commands/ratelimit.ts";
+import { infraCommands } from "./commands/infra.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -47,11 +50,14 @@ const COMMANDS: CliCommand[] = [
   ...logsCommands,
   ...traceCommands,
   ...metricsCommands,
-  ...eventsCommands,
-  ...alertsCommands,
-  ...infraCommands,
   ...rolloutCommands,
   ...controllerCommands,
+  ...eventsCommands,
+  ...alertsCommands,
+  ...configCommands,
+  ...secretCommands,
+  ...rateLimitCommands,
+  ...infraCommands,
   ...accessCommands,
 ];
 
@@ -83,7 +89,8 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["key-value store", (n) => n.startsWith("kv ")],
   ["load", (n) => n === "load"],
   ["autoscaling", (n) => n.startsWith("controller ") || n === "forecast"],
-  ["events and alerts", (n) => /^(events$|alerts$|alert )/.test(n)],
+  ["observability", (n) => /^(metrics$|invocations$|top$|events$|alerts$|alert )/.test(n)],
+  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit )/.test(n)],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 
