@@ -17,6 +17,7 @@ type Json = Record<string, unknown>;
 
 const LINKS = new URL("../../examples/url-shortener/links/slice.ts", import.meta.url).pathname;
 const PROBE = new URL("../fixtures/infra/probe.ts", import.meta.url).pathname;
+const CACHER = new URL("../fixtures/infra/cacher.ts", import.meta.url).pathname;
 const BLUEPRINT = new URL("../../examples/url-shortener/blueprint.toml", import.meta.url).pathname;
 
 async function call(node: NodeProcess, method: string, path: string, body?: unknown) {
@@ -84,6 +85,7 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
 
     await pushArtifact(n1, await buildSlice(LINKS));
     await pushArtifact(n1, await buildSlice(PROBE));
+    await pushArtifact(n1, await buildSlice(CACHER));
 
     await t.step(
       "bootstrap: kv and cache start before the slice; the shortener answers on every node",
@@ -125,6 +127,51 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
       equal(r.status, 201, JSON.stringify(r.body));
       await waitActive(cluster, n1, "org.example.probe:probe", 3);
       await waitRoute(cluster, "/probe/kv-get");
+    });
+
+    await t.step("cache: every method across nodes, TTL, clear, getOrCompute, stats, bad input", async () => {
+      const r = await postBlueprint(
+        n1,
+        `id = "org.example.cacher:cacher:1.0.0"\n[[slices]]\nartifact = "org.example.cacher:cacher:1.0.0"\n` +
+          `instances = 3\n`,
+      );
+      equal(r.status, 201, JSON.stringify(r.body));
+      await waitActive(cluster, n1, "org.example.cacher:cacher", 3);
+      await waitRoute(cluster, "/cacher/run");
+      const run = async (node: NodeProcess, op: Json) => {
+        const answer = await call(node, "POST", "/cacher/run", { name: "sessions", ...op });
+        return answer;
+      };
+      equal((await run(n1, { op: "put", key: "u1", value: { name: "ada" } })).status, 200);
+      equal(JSON.stringify((await run(n2, { op: "get", key: "u1" })).body), `{"value":{"name":"ada"}}`);
+      equal((await run(n3, { op: "putWithTtl", key: "short", value: 1, ttlMs: 300 })).status, 200);
+      equal((await run(n1, { op: "get", key: "short" })).body.value, 1);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      equal((await run(n2, { op: "get", key: "short" })).body.value, null, "expired");
+      equal((await run(n3, { op: "remove", key: "u1" })).body.text, true);
+      equal((await run(n1, { op: "get", key: "u1" })).body.value, null);
+      const first = await run(n1, { op: "getOrCompute", key: "c" });
+      const second = await run(n2, { op: "getOrCompute", key: "c" });
+      equal(
+        JSON.stringify(second.body),
+        JSON.stringify(first.body),
+        "computed once, then read from the cache",
+      );
+      await run(n1, { op: "put", key: "x", value: "y" });
+      equal((await run(n2, { op: "clear" })).status, 200);
+      equal((await run(n3, { op: "get", key: "x" })).body.value, null, "cleared");
+      equal((await run(n3, { op: "get", key: "c" })).body.value, null, "cleared");
+      const stats = await run(n1, { op: "stats" });
+      ok((stats.body.hits as number) >= 1 && (stats.body.misses as number) >= 1, JSON.stringify(stats.body));
+      const badTtl = await run(n1, { op: "putWithTtl", key: "k", value: 1, ttlMs: 0 });
+      equal(badTtl.status, 400);
+      match(String(badTtl.body.detail), /cache\.put: ttlMs must be an integer from 1 to/);
+      const badKey = await run(n2, { op: "get", key: "" });
+      equal(badKey.status, 400);
+      match(String(badKey.body.detail), /cache\.get: key must be a non-empty string/);
+      const badName = await call(n2, "POST", "/cacher/run", { op: "get", name: "no spaces", key: "k" });
+      ok(badName.status >= 400);
+      match(String(badName.body.detail), /ctx\.infra\.cache\(name\): the name must be/);
     });
 
     await t.step("aether infra list|status|install and /api/v1/infra", async () => {
