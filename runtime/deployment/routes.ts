@@ -169,8 +169,10 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
     const plan = () => {
       const state = deps.state();
       refuseOtherVersion(state, slice);
+      // Not deployed or owned by a blueprint are the first answers; callers only matter for what may go.
+      const planned = planUndeploy(state, slice);
       if (!force) protectDependents(state, sliceBase(slice), "undeploy");
-      return planUndeploy(state, slice);
+      return planned;
     };
     if (dryRun) return c.json({ ...plan().plan, dryRun: true });
     const { plan: done, revision } = await apply(plan);
