@@ -33,7 +33,7 @@ Deno.test("every slice of the example builds into one self-contained module with
     assert(!/^\s*import\s/m.test(text) && !/\bfrom\s+["']/.test(text), `${name}: the bundle still imports`);
     assertEquals(slice.manifest.coordinates, `org.example:${name}:1.0.0`);
     assertEquals(validateManifest(JSON.parse(JSON.stringify(slice.manifest))), slice.manifest);
-    // Inventory and place-order keep their state in the cluster's kv service.
+    // Inventory and place-order may keep their state in the cluster's kv service (config sharedState).
     const requires = name === "inventory" || name === "place-order" ? ["kv"] : [];
     assertEquals([slice.manifest.requires, slice.manifest.permissions], [requires, { net: [], env: [] }]);
   }
@@ -66,7 +66,11 @@ Deno.test("the manifests declare the methods, routes, error mapping and calls of
     payment: { artifact: "org.example:payment", range: "^1.0.0" },
     fulfillment: { artifact: "org.example:fulfillment", range: "^1.0.0" },
   });
-  assertEquals(m("place-order").config.defaults, { callTimeoutMs: 10_000, maxStoredOrders: 10_000 });
+  assertEquals(m("place-order").config.defaults, {
+    callTimeoutMs: 10_000,
+    sharedState: false,
+    maxStoredOrders: 10_000,
+  });
 
   assertEquals(m("inventory").methods, ["checkStock", "reserveStock", "releaseStock", "getStock"]);
   assertEquals(routesOf(slices.get("inventory")!), [
@@ -75,7 +79,11 @@ Deno.test("the manifests declare the methods, routes, error mapping and calls of
     "releaseStock=POST /api/v1/inventory/release",
     "getStock=GET /api/v1/inventory/{productId}",
   ]);
-  assertEquals(m("inventory").config.defaults, { reservationTtlMs: 900_000, restockBelowPercent: 20 });
+  assertEquals(m("inventory").config.defaults, {
+    sharedState: false,
+    reservationTtlMs: 900_000,
+    restockBelowPercent: 20,
+  });
 
   assertEquals(routesOf(slices.get("pricing")!), [
     "calculatePrice=POST /api/v1/pricing/calculate",

@@ -117,6 +117,17 @@ async function add(store: Store, call: ServiceCall, key: string, storeKey: strin
   throw new AetherError("conflict", `kv.add: ${key} changed ${MAX_ADD_ATTEMPTS} times in a row; try again`);
 }
 
+/** Runs `write` again after an unknown outcome while the caller's deadline allows. */
+async function retryUnknown<T>(call: ServiceCall, write: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await write();
+    } catch (e) {
+      if (!outcomeUnknown(e) || call.deadlineMs - Date.now() < 100) throw e;
+    }
+  }
+}
+
 function compareFailed(e: unknown): boolean {
   return e instanceof AetherError && e.code === "compare_failed";
 }
@@ -144,11 +155,14 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
       const ifVersion = versionField(call, "ifVersion");
       const ttlMs = optionalMs(call, "kv", "ttlMs", MAX_TTL_MS);
       try {
-        const { version } = await store.put(storeKey, json, {
-          timeoutMs,
-          ...(ifVersion === undefined ? {} : { ifVersion }),
-          ...(ttlMs === undefined ? {} : { ttlMs }),
-        });
+        const write = () =>
+          store.put(storeKey, json, {
+            timeoutMs: remainingMs(call),
+            ...(ifVersion === undefined ? {} : { ifVersion }),
+            ...(ttlMs === undefined ? {} : { ttlMs }),
+          });
+        // A plain put is idempotent: after an unknown outcome (its primary died) it is simply written again.
+        const { version } = ifVersion === undefined ? await retryUnknown(call, write) : await write();
         return { version };
       } catch (e) {
         if (!compareFailed(e)) throw e;

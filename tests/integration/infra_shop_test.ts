@@ -1,5 +1,7 @@
 /**
- * The example shop keeps its state in the kv infrastructure service (3 real nodes): an order placed through
+ * The example shop with `sharedState` on keeps its state in the kv infrastructure service (3 real nodes; the
+ * inventory and place-order slices are built from tests/fixtures/infra/shared_*.ts, the example's code with
+ * that setting's default turned on): an order placed through
  * one node is read back through every other, and concurrent orders from all three nodes against limited
  * stock never oversell: every unit is accounted for (demo level + restocked − units of confirmed orders =
  * what is left, never below zero), and the orders refused are 409 InsufficientStock.
@@ -8,9 +10,43 @@
 import { equal, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
-import { deployShop, ORDER_BODY } from "./_metrics_shop.ts";
+import { ORDER_BODY, SHOP_SLICES } from "./_metrics_shop.ts";
+import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
 
 type Json = Record<string, unknown>;
+
+/** The shop's five slices (inventory and place-order with sharedState on), one instance per node. */
+async function deployShop(cluster: TestCluster): Promise<void> {
+  const [n1] = cluster.nodes;
+  await cluster.waitFor("every member connected to every other", async () => {
+    const views = await Promise.all(
+      cluster.nodes.map((n) => n.json<{ members: { id: string; connected: boolean }[] }>("/api/v1/status")),
+    );
+    return views.every((v) => v.status === 200 && v.body.members.every((m) => m.connected));
+  }, 60_000);
+  for (const slice of SHOP_SLICES) {
+    const shared = slice === "inventory" || slice === "place-order";
+    const source = shared
+      ? new URL(`../fixtures/infra/shared_${slice}.ts`, import.meta.url)
+      : new URL(`../../examples/ecommerce/${slice}/slice.ts`, import.meta.url);
+    await pushArtifact(n1, await buildSlice(source.pathname));
+  }
+  const blueprint = `id = "org.example:ecommerce-shared:1.0.0"\n` +
+    SHOP_SLICES.map((s) => `[[slices]]\nartifact = "org.example:${s}:1.0.0"\ninstances = 3\n`).join("");
+  const applied = await postBlueprint(n1, blueprint);
+  ok(applied.status === 201, JSON.stringify(applied.body));
+  await cluster.waitFor("the shop ACTIVE on every node", async () => {
+    const slices = await sliceStatuses(n1);
+    return SHOP_SLICES.every((name) =>
+      (slices.find((s) => s.slice === `org.example:${name}`)?.instances ?? [])
+        .filter((i) => i.state === "ACTIVE" && i.connected).length === 3
+    );
+  }, 90_000);
+  for (const node of cluster.nodes) {
+    await cluster.waitFor(`an order through ${node.id}`, async () => (await order(node, [])).status === 400);
+  }
+}
 
 async function order(node: NodeProcess, items: unknown[]) {
   const body = { ...JSON.parse(ORDER_BODY), items };

@@ -5,14 +5,16 @@
  * expires; after that the stock counts as sold and a release is refused with 409. Place-order reserves before
  * it takes payment and releases when payment fails.
  *
- * State lives in the cluster's `kv` infrastructure service (the replicated store), so every instance on every
- * node sees one shelf and every reservation, and stock is taken with atomic adds that never go below zero:
- * concurrent orders through any node never oversell. So that demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
+ * State lives in this instance's memory by default (each instance has its own shelf and reservations); with
+ * `sharedState` on it lives in the cluster's `kv` infrastructure service (the replicated store), so every
+ * instance on every node sees one shelf and every reservation. Either way stock is taken with atomic adds that
+ * never go below zero, so concurrent orders never oversell. So that demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
  * level is refilled to that level (a supplier delivery); an order for more than is on the shelf is still
  * refused.
  */
 
 import { defineSlice, SliceError } from "@aether/slices";
+import { localKv } from "../shared/local_kv.ts";
 import {
   type Field,
   type LineItem,
@@ -128,6 +130,9 @@ interface Reservation {
 /** Units held by open reservations of one product, by expiry (ms, rounded up to a second for long TTLs). */
 type HeldByExpiry = Record<string, number>;
 
+/** Compare-and-set rounds a restock tries while concurrent orders change the stock. */
+const MAX_RESTOCK_ATTEMPTS = 10;
+
 /** Expiry buckets kept per product; the oldest merge into the next beyond this. */
 const MAX_HELD_BUCKETS = 2_000;
 
@@ -147,7 +152,17 @@ interface Stores {
   restocked: Kv;
 }
 
-function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
+/** This instance's own state, used while `sharedState` is off. */
+const local: Stores = {
+  stock: localKv(),
+  reservations: localKv(),
+  byOrder: localKv(),
+  held: localKv(),
+  restocked: localKv(),
+};
+
+function storesOf(ctx: { infra: Ctx["infra"]; config: { sharedState: boolean } }): Stores {
+  if (!ctx.config.sharedState) return local;
   return {
     stock: ctx.infra.kv("inventory.stock"),
     reservations: ctx.infra.kv("inventory.reservations"),
@@ -216,29 +231,48 @@ async function hold(stores: Stores, productId: string, bucket: string, units: nu
 /** Refills a product to its demo level when it fell below the share (compare-and-set: one refill wins). */
 async function restock(stores: Stores, productId: string, belowPercent: number): Promise<boolean> {
   const level = DEMO_STOCK[productId];
-  const entry = await stores.stock.get<number>(productId);
-  if (entry === null || entry.value * 100 >= level * belowPercent) return false;
-  try {
-    await stores.stock.put(productId, level, { ifVersion: entry.version });
+  // Concurrent orders change the stock between the read and the write: read again until the refill lands
+  // or the stock is no longer below the share.
+  for (let attempt = 0; attempt < MAX_RESTOCK_ATTEMPTS; attempt++) {
+    const entry = await stores.stock.get<number>(productId);
+    if (entry === null || entry.value * 100 >= level * belowPercent) return false;
+    try {
+      await stores.stock.put(productId, level, { ifVersion: entry.version });
+    } catch (e) {
+      if (isVersionMismatch(e)) continue;
+      throw e;
+    }
     // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always.
     await stores.restocked.add(productId, level - entry.value);
     return true;
-  } catch (e) {
-    if (isVersionMismatch(e)) return false;
-    throw e;
   }
+  return false;
 }
 
-/** Takes every line off the shelf, or none: a line that cannot be taken puts the earlier ones back. */
-async function take(stores: Stores, items: ParsedLineItem[]): Promise<number | undefined> {
-  for (let i = 0; i < items.length; i++) {
+/**
+ * Takes every line off the shelf, or none: a line that cannot be taken puts the earlier ones back. A line
+ * short of stock first gets the restock a low shelf is due (so a shelf emptied by a burst of orders is
+ * refilled by the next order, not stuck at 0) and is tried once more. Returns the index of a short line.
+ */
+async function take(
+  stores: Stores,
+  items: ParsedLineItem[],
+  belowPercent: number,
+): Promise<number | undefined> {
+  const takeOne = async (item: ParsedLineItem) => {
     try {
-      await stores.stock.add(items[i].productId, -items[i].quantity, { min: 0 });
+      await stores.stock.add(item.productId, -item.quantity, { min: 0 });
+      return true;
     } catch (e) {
       if ((e as Error).name !== "BelowMinimum") throw e;
-      for (const back of items.slice(0, i)) await stores.stock.add(back.productId, back.quantity);
-      return i;
+      return false;
     }
+  };
+  for (let i = 0; i < items.length; i++) {
+    if (await takeOne(items[i])) continue;
+    if (await restock(stores, items[i].productId, belowPercent) && await takeOne(items[i])) continue;
+    for (const back of items.slice(0, i)) await stores.stock.add(back.productId, back.quantity);
+    return i;
   }
   return undefined;
 }
@@ -269,6 +303,12 @@ export default defineSlice({
   coordinates: "org.example:inventory:1.0.0",
   requires: ["kv"],
   config: {
+    sharedState: {
+      type: "boolean",
+      default: false,
+      description: "Keep stock and reservations in the cluster's kv service (one shelf for every node) " +
+        "instead of this instance's memory",
+    },
     reservationTtlMs: {
       type: "integer",
       default: 900_000,
@@ -347,7 +387,7 @@ export default defineSlice({
       for (const [i, item] of items.entries()) {
         levels.push(await onShelf(stores, item.productId, itemsField.at(i).at("productId")));
       }
-      const short = await take(stores, items);
+      const short = await take(stores, items, ctx.config.restockBelowPercent);
       if (short !== undefined) {
         const shortages = [];
         for (const [i, item] of items.entries()) {
@@ -396,7 +436,14 @@ export default defineSlice({
       const stores = storesOf(ctx);
       for (;;) {
         const entry = await stores.reservations.get<Reservation>(reservationId);
-        if (!entry) throw new ReservationNotFound(`reservation ${reservationId} is not known`);
+        if (!entry) {
+          throw new ReservationNotFound(
+            ctx.config.sharedState
+              ? `reservation ${reservationId} is not known`
+              : `reservation ${reservationId} is not known to this instance (reservations live in the memory ` +
+                `of the instance that made them)`,
+          );
+        }
         const reservation = entry.value;
         const nowMs = Date.now();
         if (reservation.releasedAtMs === undefined) {

@@ -10,8 +10,9 @@
  * the payment is refunded and the reservation released. A compensation that fails is logged and does not
  * hide the original error (an unreleased reservation still expires on its own).
  *
- * Confirmed orders are kept in the cluster's kv service for `GET /api/v1/orders/{orderId}`: an order placed
- * through one node is read back through any other.
+ * Confirmed orders are kept for `GET /api/v1/orders/{orderId}` in this instance's memory, or with
+ * `sharedState` in the cluster's kv service, where an order placed through one node is read back through any
+ * other.
  */
 
 import { type ApiOf, defineSlice, type KvClient, respond, slice, SliceError } from "@aether/slices";
@@ -170,21 +171,33 @@ function describeError(e: unknown): { name: string; message: string } {
 
 type Infra = { infra: { kv(name: string): KvClient } };
 
+/** How long a confirmed order can be read back with `sharedState`. */
+const KEEP_ORDER_MS = 7 * 24 * 3600_000;
+
+/** Confirmed orders kept in this instance's memory for `getOrder` (without `sharedState`). */
+const orders = new Map<string, OrderConfirmation>();
+
+interface StoreConfig {
+  sharedState: boolean;
+  maxStoredOrders: number;
+}
+
 /**
- * Keeps a confirmed order in the cluster's kv service, so any instance on any node answers `getOrder`. The
- * newest `limit` orders are kept: each order takes the next slot of a ring of `limit` slots (an atomic
- * counter) and the order the slot held before is deleted.
+ * Keeps a confirmed order for `getOrder`: with `sharedState` in the cluster's kv service for a week (any
+ * instance on any node answers; one replicated write per order), else in this instance's memory (the oldest
+ * forgotten beyond `maxStoredOrders`).
  */
-async function store(ctx: Infra, confirmation: OrderConfirmation, limit: number): Promise<void> {
-  if (limit === 0) return;
-  const orders = ctx.infra.kv("orders");
-  await orders.put(confirmation.orderId, confirmation);
-  const { value: seq } = await ctx.infra.kv("orders.seq").add("next", 1);
-  const ring = ctx.infra.kv("orders.ring");
-  const slot = String(seq % limit);
-  const previous = await ring.get<string>(slot);
-  await ring.put(slot, confirmation.orderId);
-  if (previous !== null && previous.value !== confirmation.orderId) await orders.delete(previous.value);
+async function store(ctx: Infra, config: StoreConfig, confirmation: OrderConfirmation): Promise<void> {
+  if (config.maxStoredOrders === 0) return;
+  if (config.sharedState) {
+    await ctx.infra.kv("orders").put(confirmation.orderId, confirmation, { ttlMs: KEEP_ORDER_MS });
+    return;
+  }
+  orders.set(confirmation.orderId, confirmation);
+  for (const id of orders.keys()) {
+    if (orders.size <= config.maxStoredOrders) break;
+    orders.delete(id);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -200,6 +213,12 @@ export default defineSlice({
       minimum: 100,
       maximum: 120_000,
       description: "Deadline of each call to another slice (never later than the request's own deadline)",
+    },
+    sharedState: {
+      type: "boolean",
+      default: false,
+      description: "Keep confirmed orders in the cluster's kv service (readable through every node) " +
+        "instead of this instance's memory",
     },
     maxStoredOrders: {
       type: "integer",
@@ -360,17 +379,26 @@ export default defineSlice({
         },
         placedAt: new Date().toISOString(),
       };
-      await store(ctx, confirmation, ctx.config.maxStoredOrders);
+      await store(ctx, ctx.config, confirmation);
       ctx.log.debug("order placed", { orderId, totalCents: totals.totalCents });
       return respond({ status: 201, headers: { location: `/api/v1/orders/${orderId}` }, body: confirmation });
     },
 
-    /** `GET /api/v1/orders/{orderId}`: a confirmed order, placed through any node. */
+    /** `GET /api/v1/orders/{orderId}`: a confirmed order (with `sharedState`, placed through any node). */
     async getOrder(req: GetOrderRequest, ctx): Promise<OrderConfirmation> {
       const orderId = parseOrderId(req?.orderId, requestOf(InvalidOrder).at("orderId"));
-      const order = await ctx.infra.kv("orders").get<OrderConfirmation>(orderId);
-      if (!order) throw new OrderNotFound(`order ${orderId} is not known`);
-      return order.value;
+      const order = ctx.config.sharedState
+        ? (await ctx.infra.kv("orders").get<OrderConfirmation>(orderId))?.value
+        : orders.get(orderId);
+      if (!order) {
+        throw new OrderNotFound(
+          ctx.config.sharedState
+            ? `order ${orderId} is not known`
+            : `order ${orderId} is not known to this instance (orders live in the memory of the instance that ` +
+              `placed them)`,
+        );
+      }
+      return order;
     },
   },
 });

@@ -75,11 +75,6 @@ Deno.test("place-order: the full flow across the four real slices, with a 201 an
     "inventory.reserveStock",
     "payment.processPayment",
     "fulfillment.createShipment",
-    // The confirmation kept in the kv service: the order, the ring counter, the ring slot read and written.
-    "@infra.put",
-    "@infra.add",
-    "@infra.get",
-    "@infra.put",
   ]);
   assert(t.outbound.every((c) => c.requestId === "req-flow-1" && !c.fireAndForget));
   assertEquals(t.outbound[6].payload, {
@@ -375,7 +370,9 @@ Deno.test("place-order: getOrder answers 404 for an unknown order and 400 for a 
   await expectError(t, "getOrder", { orderId: unknown }, {
     name: "OrderNotFound",
     status: 404,
-    message: `order ${unknown} is not known`,
+    message:
+      `order ${unknown} is not known to this instance (orders live in the memory of the instance that ` +
+      "placed them)",
   });
   await expectError(
     t,
