@@ -347,7 +347,14 @@ export default defineSlice({
       const parsed = parseLineItems(body.items, itemsField);
       const lines = [];
       for (const [i, item] of parsed.entries()) {
-        const inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
+        let inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
+        // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
+        // left empty by orders that stop at this check.
+        if (
+          inStock < item.quantity && await restock(stores, item.productId, ctx.config.restockBelowPercent)
+        ) {
+          inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
+        }
         lines.push({
           productId: item.productId,
           requested: item.quantity,
