@@ -201,6 +201,7 @@ export function defineSlice<
     http: spec.http,
     calls: (spec.calls ?? {}) as C,
     requires: checkStringList(where, "requires", spec.requires),
+    secrets: checkStringList(where, "secrets", spec.secrets),
     permissions: Object.freeze({
       net: checkStringList(where, "permissions.net", permissions.net),
       env: checkStringList(where, "permissions.env", permissions.env),

@@ -16,6 +16,7 @@ import type {
   LogFields,
   Logger,
   LogLevel,
+  SecretsClient,
   SliceRef,
 } from "./_types.ts";
 import type {
@@ -28,6 +29,7 @@ import type {
 } from "./protocol.ts";
 import { childTraceparent } from "../runtime/core/trace.ts";
 import { type InfraClients, infraClients } from "./_infra.ts";
+import { type RateLimitClients, rateLimitClients } from "./_ratelimit.ts";
 
 /**
  * Where the runtime's messages go. `send` throws when a value cannot be serialized, and (through
@@ -240,6 +242,7 @@ export function describeDefinition(def: AnySliceDefinition): SliceDescription {
     http,
     calls,
     requires: [...def.requires],
+    ...(def.secrets?.length ? { secrets: [...def.secrets] } : {}),
     permissions: { net: [...(def.permissions.net ?? [])], env: [...(def.permissions.env ?? [])] },
     config: jsonSafe(def.config) as unknown as Record<string, ConfigField>,
     hooks: { start: typeof def.start === "function", stop: typeof def.stop === "function" },
@@ -302,7 +305,7 @@ class CallContext implements Context<unknown, unknown> {
   #log?: Logger;
   #signal?: AbortSignal;
   #slices?: Record<string, unknown>;
-  #infra?: InfraClients;
+  #infra?: InfraClients & RateLimitClients;
 
   constructor(owner: SliceInstance, meta: CallMeta) {
     this.#owner = owner;
@@ -335,10 +338,25 @@ class CallContext implements Context<unknown, unknown> {
     return this.#owner.identity;
   }
 
-  get infra(): InfraClients {
-    return this.#infra ??= infraClients((service, method, payload, options) =>
-      this.#owner.callInfra(this, service, method, payload, options)
-    );
+  get secrets(): SecretsClient {
+    return {
+      get: async (name: string, options?: CallOptions) => {
+        if (typeof name !== "string") throw new TypeError("ctx.secrets.get(name): the name must be a string");
+        return String(await this.#owner.callInfra(this, "secrets", "get", { name }, options));
+      },
+    };
+  }
+
+  onConfigChange(listener: (config: never) => void): () => void {
+    return this.#owner.onConfigChange(listener as (config: Readonly<Record<string, JsonValue>>) => void);
+  }
+
+  get infra(): InfraClients & RateLimitClients {
+    return this.#infra ??= (() => {
+      const call = (service: string, method: string, payload: unknown, options: CallOptions | undefined) =>
+        this.#owner.callInfra(this, service, method, payload, options);
+      return { ...infraClients(call), ...rateLimitClients(call) };
+    })();
   }
 
   /** Console output written while this call runs, attributed to its request id. */
@@ -377,11 +395,16 @@ export function routeConsole(elsewhere?: (level: LogLevel, args: unknown[]) => v
   }
 }
 
+/** The most `ctx.onConfigChange` listeners one instance keeps. */
+const MAX_CONFIG_LISTENERS = 100;
+
 /** One loaded slice: its definition, configuration and the calls it has out to other slices. */
 export class SliceInstance {
   readonly definition: AnySliceDefinition;
   readonly identity: { coordinates: string; instanceId: string };
-  readonly config: Readonly<Record<string, JsonValue>>;
+  #config: Readonly<Record<string, JsonValue>>;
+  /** `ctx.onConfigChange` listeners; bounded so a slice that subscribes on every call cannot grow it forever. */
+  readonly #configListeners = new Set<(config: Readonly<Record<string, JsonValue>>) => void>();
   readonly #sink: RuntimeSink;
   /** The host's bound on an answer's JSON (`limits.maxResponseBytes`); none when the host sent none. */
   readonly #maxResponseBytes: number | undefined;
@@ -397,11 +420,43 @@ export class SliceInstance {
   ) {
     this.definition = definition;
     this.identity = Object.freeze({ ...identity });
-    this.config = Object.freeze({ ...config });
+    this.#config = Object.freeze({ ...config });
     this.#sink = sink;
     this.#maxResponseBytes = Number.isSafeInteger(maxResponseBytes) && maxResponseBytes! > 0
       ? maxResponseBytes
       : undefined;
+  }
+
+  get config(): Readonly<Record<string, JsonValue>> {
+    return this.#config;
+  }
+
+  /** New configuration from the host (an operator's `aether config set`): then every listener runs. */
+  setConfig(config: Record<string, JsonValue>): void {
+    this.#config = Object.freeze({ ...config });
+    for (const listener of [...this.#configListeners]) {
+      try {
+        const result = listener(this.#config) as unknown;
+        if (isThenable(result)) {
+          Promise.resolve(result).catch((e) =>
+            this.log("error", "a config change listener failed", { error: errorInfo(e) }, undefined)
+          );
+        }
+      } catch (e) {
+        this.log("error", "a config change listener failed", { error: errorInfo(e) }, undefined);
+      }
+    }
+  }
+
+  onConfigChange(listener: (config: Readonly<Record<string, JsonValue>>) => void): () => void {
+    if (typeof listener !== "function") throw new TypeError("ctx.onConfigChange(listener): not a function");
+    if (this.#configListeners.size >= MAX_CONFIG_LISTENERS) {
+      throw new RangeError(
+        `ctx.onConfigChange: more than ${MAX_CONFIG_LISTENERS} listeners (subscribe in start)`,
+      );
+    }
+    this.#configListeners.add(listener);
+    return () => void this.#configListeners.delete(listener);
   }
 
   /**
@@ -728,6 +783,9 @@ export function startRuntime(transport: RuntimeTransport): void {
         return;
       case "reply":
         instance?.settle(message.id, message.outcome);
+        return;
+      case "config":
+        instance?.setConfig(message.config);
         return;
       case "ping":
         transport.send({ t: "pong", id: message.id, ...transport.usage?.() });

@@ -9,6 +9,7 @@
 import type { LogFields, LogLevel, LogWriter } from "../runtime/core/mod.ts";
 
 import type { InfraClients } from "./_infra.ts";
+import type { RateLimitClients } from "./_ratelimit.ts";
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -117,7 +118,20 @@ export interface Context<Config = Record<string, never>, Calls = Record<string, 
   /** Which instance is serving the call. */
   readonly instance: { readonly coordinates: string; readonly instanceId: string };
   /** Clients of the infrastructure services the slice `requires` (`ctx.infra.cache("sessions")`). */
-  readonly infra: InfraClients;
+  readonly infra: InfraClients & RateLimitClients;
+  /** The cluster secrets the slice declares (`secrets: [...]`); each read is audited. */
+  readonly secrets: SecretsClient;
+  /**
+   * Runs `listener` with the new configuration whenever an operator changes it (`aether config set`);
+   * `ctx.config` already reads the new values by then. Returns a function that removes the listener.
+   */
+  onConfigChange(listener: (config: Config) => void): () => void;
+}
+
+/** `ctx.secrets`: reads a declared secret's current version (decrypted by the node). */
+export interface SecretsClient {
+  /** The secret's value; throws (403) for a name the slice does not declare, (404) for none set. */
+  get(name: string, options?: CallOptions): Promise<string>;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -173,6 +187,8 @@ export interface SliceSpec<M, C, S extends ConfigSchema> {
   readonly calls?: C;
   /** Infrastructure services this slice needs, e.g. `["cache"]`. */
   readonly requires?: readonly string[];
+  /** Names of the cluster secrets this slice reads with `ctx.secrets.get(name)`; no other can be read. */
+  readonly secrets?: readonly string[];
   readonly permissions?: PermissionSpec;
   readonly config?: S;
 }
@@ -192,6 +208,7 @@ export interface SliceDefinition<
   readonly http?: HttpSpec<M>;
   readonly calls: C;
   readonly requires: readonly string[];
+  readonly secrets: readonly string[];
   readonly permissions: PermissionSpec;
   readonly config: S;
 }

@@ -49,6 +49,8 @@ export interface SliceManifest {
   routes: ManifestRoutes | null;
   calls: Record<string, { artifact: string; range: string }>;
   requires: string[];
+  /** Secret names the slice may read (`ctx.secrets.get`); absent in manifests built before secrets. */
+  secrets?: string[];
   permissions: { net: string[]; env: string[] };
   config: { schema: Record<string, ConfigField>; defaults: Record<string, JsonValue> };
   /** Lower-case hex SHA-256 of the bundle. */
@@ -67,6 +69,7 @@ const HOST_NAME =
 const IPV6 = /^\[[0-9a-fA-F:.]+\]$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SERVICE_NAME = /^[a-z][a-z0-9-]*$/;
+const SECRET_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 const ERROR_PATTERN = /^[A-Za-z0-9_$*?]+$/;
 const TOP_LEVEL_KEYS = [
@@ -76,6 +79,7 @@ const TOP_LEVEL_KEYS = [
   "routes",
   "calls",
   "requires",
+  "secrets",
   "permissions",
   "config",
   "sha256",
@@ -204,6 +208,7 @@ export function manifestFromDescription(
     routes: routesFromDescription(description.http, problems),
     calls: description.calls,
     requires: description.requires,
+    ...(description.secrets?.length ? { secrets: description.secrets } : {}),
     permissions: description.permissions,
     config: { schema, defaults: schemaProblems(schema).length === 0 ? defaultsOf(schema) : {} },
     sha256: artifact.sha256,
@@ -363,7 +368,8 @@ export function manifestProblems(json: unknown): Problem[] {
     if (!TOP_LEVEL_KEYS.includes(key)) problems.push({ path: key, message: "is not a manifest field" });
   }
   for (const key of TOP_LEVEL_KEYS) {
-    if (!(key in json)) problems.push({ path: key, message: "is missing" });
+    // `secrets` is optional: manifests built before it stay valid.
+    if (!(key in json) && key !== "secrets") problems.push({ path: key, message: "is missing" });
   }
   if (json.format !== MANIFEST_FORMAT) {
     problems.push({
@@ -397,6 +403,15 @@ export function manifestProblems(json: unknown): Problem[] {
     problems,
     (s) => SERVICE_NAME.test(s) ? undefined : `"${s}" is not a service name (lower-case letters, digits, -)`,
   );
+  if (json.secrets !== undefined) {
+    stringList(
+      json.secrets,
+      "secrets",
+      problems,
+      (s) =>
+        SECRET_NAME.test(s) ? undefined : `"${s}" is not a secret name (1-64 of a-z, 0-9, ".", "_", "-")`,
+    );
+  }
   if (!isObject(json.permissions)) {
     problems.push({ path: "permissions", message: "must be { net: [...], env: [...] }" });
   } else {

@@ -19,6 +19,7 @@ export {
   SliceError,
 } from "./_define.ts";
 export type { CacheClient, CacheStats, InfraClients, KvClient, LockClient, LockLease } from "./_infra.ts";
+export type { RateLimitClient, RateLimitClients } from "./_ratelimit.ts";
 export type {
   AnySliceDefinition,
   ApiOf,
@@ -43,6 +44,7 @@ export type {
   MethodClient,
   PermissionSpec,
   RouteSpec,
+  SecretsClient,
   SliceDefinition,
   SliceMethod,
   SliceRef,

@@ -18,6 +18,8 @@ export interface SliceDescription {
   } | null;
   calls: Record<string, { artifact: string; range: string }>;
   requires: string[];
+  /** Secret names the slice reads with `ctx.secrets.get` (absent from bundles built before secrets). */
+  secrets?: string[];
   permissions: { net: string[]; env: string[] };
   config: Record<string, ConfigField>;
   hooks: { start: boolean; stop: boolean };
@@ -60,6 +62,8 @@ export type HostMessage =
   | ({ t: "hook"; id: number; hook: "start" | "stop" } & CallMeta)
   | ({ t: "call"; id: number; method: string; payload: unknown } & CallMeta)
   | { t: "reply"; id: number; outcome: InvokeOutcome }
+  /** New configuration at run time (resolved and checked by the host): `ctx.config` changes to it. */
+  | { t: "config"; config: Record<string, JsonValue> }
   | { t: "ping"; id: number };
 
 export type RuntimeMessage =

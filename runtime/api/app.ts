@@ -13,6 +13,9 @@ import { rolloutRoutes } from "./rollouts.ts";
 import { eventRoutes } from "./events.ts";
 import { alertRoutes } from "./alerts.ts";
 import { metricsRoutes, prometheusRoutes } from "./metrics.ts";
+import { configRoutes } from "./config.ts";
+import { secretRoutes } from "./secrets.ts";
+import { rateLimitRoutes } from "./ratelimit.ts";
 
 /** How the API checks its callers: the node's token index and its options. */
 export interface ApiAccess {
@@ -46,6 +49,11 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   if (deps.metrics) {
     app.route("/", prometheusRoutes(deps.metrics));
     app.route("/api/v1", metricsRoutes(deps.metrics));
+  }
+  if (deps.config) {
+    app.route("/api/v1", configRoutes(deps.config));
+    app.route("/api/v1", secretRoutes(deps.config));
+    app.route("/api/v1", rateLimitRoutes(deps.config));
   }
   for (const routes of featureRoutes) app.route("/api/v1", routes);
   return app;

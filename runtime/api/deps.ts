@@ -10,6 +10,7 @@ import type { LeaderRecord } from "../model/mod.ts";
 import type { WatchHubStats } from "../kv/mod.ts";
 import type { AlertView } from "../control/mod.ts";
 import type { EventBus, MetricsView } from "../metrics/mod.ts";
+import type { ConfigFeature } from "../infra-host/mod.ts";
 
 export interface MemberView {
   id: string;
@@ -96,6 +97,8 @@ export interface ApiDeps {
   alerts?: AlertsView;
   /** The cluster metrics this node holds: GET /metrics, /api/v1/metrics, /metrics/history, /invocations. */
   metrics?: MetricsView;
+  /** Dynamic configuration, secrets and rate limits: /api/v1/config, /secrets, /ratelimits. */
+  config?: ConfigFeature;
 }
 
 export interface AlertsView {

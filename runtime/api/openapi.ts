@@ -65,6 +65,9 @@ const obj = (properties: Record<string, JsonSchema>, required: string[] = []): J
 });
 const list = (name: string, items: JsonSchema = { type: "object" }): JsonSchema =>
   obj({ [name]: { type: "array", items } }, [name]);
+const anyObj: JsonSchema = { type: "object" };
+const anyValue: JsonSchema = {};
+const arr = (items: JsonSchema): JsonSchema => ({ type: "array", items });
 const SSE = "text/event-stream";
 
 const dryRun: QueryParameter = {
@@ -467,7 +470,11 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     pathParameters: { name: "the service name (cache, lock, kv)" },
     response: {
       description: "the service, running",
-      json: obj({ name: str, version: str, running: bool, installed: bool }, ["name", "running", "installed"]),
+      json: obj({ name: str, version: str, running: bool, installed: bool }, [
+        "name",
+        "running",
+        "installed",
+      ]),
     },
     problems: [400, 404, 503, 504],
   },
@@ -530,6 +537,100 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     query: [{ name: "ifVersion", description: "compare-and-set on the entry's version", schema: str }],
     response: { description: "whether a live entry was deleted", json: obj({ deleted: bool }, ["deleted"]) },
     problems: [400, 404, 409, 503],
+  },
+  "GET /api/v1/config": {
+    summary: "The live node settings and every slice with configuration values set",
+    response: {
+      description: "settings and slices",
+      json: obj({ settings: arr(anyObj), slices: arr(anyObj) }),
+    },
+  },
+  "GET /api/v1/config/:slice": {
+    summary: "A slice's configuration: the values set and what its instances run with (defaults applied)",
+    pathParameters: { slice: "group:artifact" },
+    response: { description: "the slice's configuration", json: obj({ slice: str, values: anyObj }) },
+    problems: [400],
+  },
+  "PUT /api/v1/config/:slice": {
+    summary: "Sets configuration fields of a slice, checked against its schema; running instances see them",
+    pathParameters: { slice: "group:artifact" },
+    body: { json: obj({ values: anyObj }, ["values"]), required: true },
+    response: { description: "the slice's configuration", json: obj({ slice: str, values: anyObj }) },
+    problems: [400, 404, 413, 503],
+  },
+  "DELETE /api/v1/config/:slice/:field": {
+    summary: "Unsets one configuration field (the schema's default applies again)",
+    pathParameters: { slice: "group:artifact", field: "the field" },
+    response: { description: "the slice's configuration", json: obj({ slice: str, values: anyObj }) },
+    problems: [400, 404, 503],
+  },
+  "GET /api/v1/settings": {
+    summary:
+      "Node settings changed live (log.level): the value and whether it is the flag's or the cluster's",
+    response: { description: "settings", json: obj({ settings: arr(anyObj) }) },
+  },
+  "PUT /api/v1/settings/:name": {
+    summary: "Sets a node setting for every node (cluster config overrides the node's flag)",
+    pathParameters: { name: "the setting, e.g. log.level" },
+    body: { json: obj({ value: anyValue }, ["value"]), required: true },
+    response: { description: "the setting", json: anyObj },
+    problems: [400, 404, 503],
+  },
+  "DELETE /api/v1/settings/:name": {
+    summary: "Unsets a node setting: every node returns to its flag's value",
+    pathParameters: { name: "the setting" },
+    response: { description: "the setting", json: anyObj },
+    problems: [404, 503],
+  },
+  "GET /api/v1/secrets": {
+    summary: "Secret names and versions (never values)",
+    response: { description: "secrets", json: obj({ enabled: bool, secrets: arr(anyObj) }) },
+  },
+  "GET /api/v1/secrets/:name": {
+    summary: "One secret's versions (never its value)",
+    pathParameters: { name: "the secret" },
+    response: { description: "the secret's versions", json: anyObj },
+    problems: [400, 404],
+  },
+  "PUT /api/v1/secrets/:name": {
+    summary: "Creates a secret or adds a version (encrypted with the cluster master key before it is stored)",
+    pathParameters: { name: "the secret" },
+    body: { json: obj({ value: str }, ["value"]), required: true },
+    response: { status: 201, description: "created", json: anyObj, also200: "a new version" },
+    problems: [400, 413, 503],
+  },
+  "POST /api/v1/secrets/:name/rotate": {
+    summary: "A new version of an existing secret (slices read it from then on)",
+    pathParameters: { name: "the secret" },
+    body: { json: obj({ value: str }, ["value"]), required: true },
+    response: { description: "the secret's versions", json: anyObj },
+    problems: [400, 404, 413, 503],
+  },
+  "DELETE /api/v1/secrets/:name": {
+    summary: "Deletes a secret and every version",
+    pathParameters: { name: "the secret" },
+    response: { description: "deleted", json: obj({ deleted: str }) },
+    problems: [400, 404, 503],
+  },
+  "GET /api/v1/ratelimits": {
+    summary: "Rate limits with this node's share of each (rate, bucket, granted and refused counts)",
+    response: { description: "rate limits", json: obj({ ratelimits: arr(anyObj) }) },
+  },
+  "PUT /api/v1/ratelimits/:name": {
+    summary: "Defines or changes a cluster-wide rate limit (token bucket: permits per second and burst)",
+    pathParameters: { name: "the limit" },
+    body: {
+      json: obj({ ratePerSec: int(1, 1_000_000), burst: int(1, 1_000_000) }, ["ratePerSec"]),
+      required: true,
+    },
+    response: { description: "the limit", json: anyObj },
+    problems: [400, 503],
+  },
+  "DELETE /api/v1/ratelimits/:name": {
+    summary: "Deletes a rate limit",
+    pathParameters: { name: "the limit" },
+    response: { description: "deleted", json: obj({ deleted: str }) },
+    problems: [400, 404, 503],
   },
   "GET /api/v1/artifacts": {
     summary: "Lists published artifacts",

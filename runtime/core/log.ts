@@ -55,6 +55,8 @@ export interface Logger extends LogWriter {
   with(fields: LogFields): Logger;
   /** Whether records of `level` are written: hot paths skip building fields nobody will see. */
   enabled(level: LogLevel): boolean;
+  /** Changes the least level written, for this logger and every one made from it by `with` (live config). */
+  setLevel?(level: LogLevel): void;
 }
 
 export type LogSink = (line: string) => void;
@@ -171,16 +173,18 @@ export interface LoggerOptions {
   onRecord?: (record: LogRecord, lineLength: number) => void;
   /** The time of a record; `Date.now` unless a test fixes it. */
   now?: () => number;
+  /** Shared by a logger and those made from it by `with`, so `setLevel` changes them all. */
+  levelRef?: { level: LogLevel };
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const minRank = LEVEL_RANK[options.level ?? "info"];
+  const levelRef = options.levelRef ?? { level: options.level ?? "info" };
   const sink = options.sink ?? stderrSink;
   const base = options.fields ?? {};
   const format = options.format === "json" ? formatLogJson : formatLogText;
   const now = options.now ?? Date.now;
   const write = (level: LogLevel, message: string, fields?: LogFields) => {
-    if (LEVEL_RANK[level] < minRank) return;
+    if (LEVEL_RANK[level] < LEVEL_RANK[levelRef.level]) return;
     const all: Record<string, unknown> = {};
     for (const [k, v] of Object.entries({ ...base, ...fields })) if (v !== undefined) all[k] = jsonSafe(v);
     const record: LogRecord = { time: now(), level, msg: String(message), fields: all };
@@ -194,8 +198,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, f) => write("info", m, f),
     warn: (m, f) => write("warn", m, f),
     error: (m, f) => write("error", m, f),
-    with: (fields) => createLogger({ ...options, fields: { ...base, ...fields } }),
-    enabled: (level) => LEVEL_RANK[level] >= minRank,
+    with: (fields) => createLogger({ ...options, levelRef, fields: { ...base, ...fields } }),
+    enabled: (level) => LEVEL_RANK[level] >= LEVEL_RANK[levelRef.level],
+    setLevel: (level) => {
+      if (!isLogLevel(level)) {
+        throw new TypeError(`log level ${JSON.stringify(level)} is not ${LOG_LEVELS.join(", ")}`);
+      }
+      levelRef.level = level;
+    },
   };
 }
 

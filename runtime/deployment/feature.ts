@@ -87,6 +87,8 @@ export interface DeploymentFeatureOptions {
   onOutboundCall: OutboundCallHandler;
   /** Starts the infrastructure services a blueprint or slice `requires` (runtime/infra-host); none: unchecked. */
   resolveRequires?(names: readonly string[]): Promise<void>;
+  /** An instance's configuration values set at run time (runtime/infra-host/config.ts); none: the defaults. */
+  resolveConfig?(coordinates: string): Record<string, unknown>;
   /** Passed to the sandbox executor (policy, deadlines, host timeouts, warm processes). */
   sandbox?: SandboxExecutorOptions["sandbox"];
   cluster?: Partial<ClusterManagerOptions>;
@@ -191,6 +193,7 @@ function createExecutor(
   return new SandboxExecutor({
     resolveArtifact: (coordinates) => resolveArtifact(options, coordinates),
     resolveSettings: (coordinates) => sandboxSettingsOf(options, coordinates, log),
+    ...(options.resolveConfig ? { resolveConfig: options.resolveConfig } : {}),
     onCrash: (crash) => {
       log.warn("instance crashed", { instance: crash.instanceId, reason: crash.reason });
       onCrash(crash);

@@ -31,6 +31,8 @@ export interface SandboxExecutorOptions {
   resolveArtifact(coordinates: string): ArtifactSource | Promise<ArtifactSource>;
   /** The slice's sandbox settings (trusted, CPU limits) from its blueprint; none: the node's defaults. */
   resolveSettings?(coordinates: string): SliceSandboxSettings | undefined;
+  /** The configuration values an instance loads with (set at run time); none: the schema's defaults. */
+  resolveConfig?(coordinates: string): Record<string, unknown>;
   /** An instance failed on its own, outside any operation. */
   onCrash(crash: ExecutorCrash): void;
   /** Every state change the executor makes (for logs). */
@@ -76,11 +78,13 @@ export class SandboxExecutor implements LifecycleExecutor {
         );
       }
       const settings = this.#options.resolveSettings?.(artifact);
+      const config = this.#options.resolveConfig?.(artifact);
       await this.slices.run({
         type: "LOAD",
         instanceId,
         artifact: source,
         ...(settings ? { settings } : {}),
+        ...(config ? { config } : {}),
       });
     });
   }

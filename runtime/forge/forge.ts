@@ -14,7 +14,7 @@ import { ConsoleLoad, parseLoadRequest } from "./console_load.ts";
 import { type Fault, FaultSet, linkKey } from "./faults.ts";
 import { type LinkProxy, startLinkProxy } from "./link_proxy.ts";
 import { RotatingLogFile } from "./log_file.ts";
-import { freePort, NodeProcess, portIsFree } from "./node_process.ts";
+import { freePort, NodeProcess, portIsFree, SECRETS_KEY_FILE } from "./node_process.ts";
 import type { ForgeOptions } from "./options.ts";
 import { FORGE_DIR, type ForgeState, removeState, STATE_FILE, writeState } from "./state.ts";
 import { NodeSupervisor } from "./supervisor.ts";
@@ -73,6 +73,7 @@ export class Forge {
         peers,
         dataDir: `${FORGE_DIR}/${id}`,
         secretFile,
+        secretsKeyFile: `${FORGE_DIR}/${SECRETS_KEY_FILE}`,
         bootstrapTokenFile: adminToken?.file,
         token: adminToken?.token,
         apiPort: apiPorts[i],

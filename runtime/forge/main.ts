@@ -9,6 +9,8 @@ import { stopRequested } from "../core/mod.ts";
 import { newTokenId, newTokenSecret } from "../api/mod.ts";
 import { FORGE_TOKEN_FILE as ADMIN_TOKEN_FILE } from "../cli/mod.ts";
 import { PROJECT_ROOT } from "../node/mod.ts";
+import { newMasterKeyText } from "../infra-host/mod.ts";
+import { SECRETS_KEY_FILE } from "./node_process.ts";
 import { runForgeCommand } from "./commands.ts";
 import { buildExample, EXAMPLES_DIR, publishExample } from "./example.ts";
 import { type AdminToken, Forge } from "./forge.ts";
@@ -130,6 +132,12 @@ async function prepareDataDir(options: ForgeOptions): Promise<string> {
     await Deno.stat(secretFile);
   } catch {
     await Deno.writeTextFile(secretFile, crypto.randomUUID() + crypto.randomUUID(), { mode: 0o600 });
+  }
+  // The secrets' master key (AES-256-GCM), beside the mesh secret; every node is started with it.
+  try {
+    await Deno.stat(`${FORGE_DIR}/${SECRETS_KEY_FILE}`);
+  } catch {
+    await Deno.writeTextFile(`${FORGE_DIR}/${SECRETS_KEY_FILE}`, newMasterKeyText(), { mode: 0o600 });
   }
   return secretFile;
 }

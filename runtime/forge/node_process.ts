@@ -14,6 +14,9 @@ export interface ReadyLine {
   httpPort: number;
 }
 
+/** The secrets' master key file Forge keeps beside its mesh secret (in .forge/). */
+export const SECRETS_KEY_FILE = "secrets.key";
+
 export interface NodeProcessOptions {
   id: string;
   /** The --peers value, the same for every member. */
@@ -24,6 +27,8 @@ export interface NodeProcessOptions {
   httpPort?: number;
   /** --bootstrap-token-file: the cluster's first admin token, when this node creates it. */
   bootstrapTokenFile?: string;
+  /** --secrets-key-file: the secrets' master key (Forge writes .forge/secrets.key). */
+  secretsKeyFile?: string;
   /** The token `json()` and `api()` send (Authorization: Bearer). */
   token?: string;
   extraArgs?: string[];
@@ -73,6 +78,7 @@ export class NodeProcess {
           ...["--id", o.id, "--peers", o.peers, "--data-dir", o.dataDir, "--secret-file", o.secretFile],
           ...["--api-port", String(o.apiPort ?? 0), "--http-port", String(o.httpPort ?? 0)],
           ...(o.bootstrapTokenFile ? ["--bootstrap-token-file", o.bootstrapTokenFile] : []),
+          ...(o.secretsKeyFile ? ["--secrets-key-file", o.secretsKeyFile] : []),
           ...(o.extraArgs ?? []),
         ],
       }),

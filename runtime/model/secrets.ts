@@ -77,7 +77,9 @@ function nameText(kind: string, name: string, where: string): string {
   if (typeof name !== "string" || !SECRET_NAME.test(name)) {
     throw new AetherError(
       "bad_request",
-      `${where}: ${kind} name ${JSON.stringify(name)} must be 1-64 characters of [a-z0-9._-] starting with a ` +
+      `${where}: ${kind} name ${
+        JSON.stringify(name)
+      } must be 1-64 characters of [a-z0-9._-] starting with a ` +
         `letter or digit`,
       { field: "name" },
     );
@@ -87,7 +89,8 @@ function nameText(kind: string, name: string, where: string): string {
 
 export const secretKeys = {
   secret: (name: string): string => `${SECRETS_PREFIX}${nameText("secret", name, "secret key")}`,
-  rateLimit: (name: string): string => `${RATELIMITS_PREFIX}${nameText("rate limit", name, "rate limit key")}`,
+  rateLimit: (name: string): string =>
+    `${RATELIMITS_PREFIX}${nameText("rate limit", name, "rate limit key")}`,
 } as const;
 
 export function secretNameText(name: string, where: string): string {

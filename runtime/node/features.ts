@@ -8,7 +8,14 @@ import type { AppHandler } from "../http/mod.ts";
 import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
-import { startInfraServices, startInfraStore } from "../infra-host/mod.ts";
+import {
+  type ConfigFeature,
+  NODE_SERVED_SERVICES,
+  type SecretReadAudit,
+  startConfigFeature,
+  startInfraServices,
+  startInfraStore,
+} from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
@@ -27,9 +34,23 @@ export interface StartedFeatures {
   metrics: MetricsView;
   /** The alerts pending and firing in the cluster, as this node knows them (GET /api/v1/alerts). */
   alerts: AlertBoard;
+  /** Dynamic configuration, secrets and rate limits (the API's /config, /secrets and /ratelimits). */
+  config: ConfigFeature;
 }
 
-export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatures {
+/** What the node gives the features besides its core and flags. */
+export interface FeatureExtras {
+  /** The secrets' master key read from --secrets-key-file. */
+  secretsKey?: CryptoKey;
+  /** Records a slice's secret read in the audit log (bound once the API's audit log exists). */
+  auditSecretRead?(entry: SecretReadAudit): void;
+}
+
+export function startFeatures(
+  core: NodeContext,
+  flags: NodeFlags,
+  extras: FeatureExtras = {},
+): StartedFeatures {
   const repository = startRepository({
     ...core,
     fsync: flags.fsync !== "never",
@@ -46,13 +67,33 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
     // A cycle: slices' calls to other slices go through the invoker, and the invoker calls local slices
     // through this executor. So the executor is built first and reaches the invoker when a slice calls, which
     // is after this function returned (no slice is loaded before the deployment's first step, a later task).
-    onOutboundCall: (call) => infra.handles(call) ? infra.serve(call) : invoke.invoker.outboundHandler(call),
-    resolveRequires: (names) => infra.ensure(names),
+    onOutboundCall: (call) =>
+      config.handles(call)
+        ? config.serve(call)
+        : infra.handles(call)
+        ? infra.serve(call)
+        : invoke.invoker.outboundHandler(call),
+    // secrets and ratelimit are served by the config feature, always present: nothing to start for them.
+    resolveRequires: (names) =>
+      infra.ensure(names.filter((n) => !(NODE_SERVED_SERVICES as readonly string[]).includes(n))),
+    resolveConfig: (coordinates) => config.valuesFor(coordinates),
     sandbox: {
       policy: { ...DEFAULT_POLICY, mode: flags.sandbox },
       hostLimits: flags.sliceLimits,
       trustAllSlices: flags.trustAllSlices,
     },
+  });
+  // Dynamic configuration, secrets and the cluster-wide rate limiter (runtime/infra-host/config_feature.ts).
+  const config = startConfigFeature({
+    ...core,
+    leader: () => core.leader(),
+    instances: () => deployment.executor.list(),
+    flagSettings: { "log.level": flags.logLevel },
+    applySetting: (name, value) => {
+      if (name === "log.level") core.log.setLevel?.(value as NodeFlags["logLevel"]);
+    },
+    ...(extras.secretsKey ? { secretsKey: extras.secretsKey } : {}),
+    auditSecretRead: (entry) => extras.auditSecretRead?.(entry),
   });
   const traces = startTraces(core, flags);
   const metrics = startMetrics({
@@ -90,10 +131,23 @@ export function startFeatures(core: NodeContext, flags: NodeFlags): StartedFeatu
   });
   metrics.start();
   return {
-    started: [repository, store, infra, deployment, traces, metrics, invoke, rollouts, alerts, controller],
+    started: [
+      repository,
+      store,
+      infra,
+      deployment,
+      config,
+      traces,
+      metrics,
+      invoke,
+      rollouts,
+      alerts,
+      controller,
+    ],
     app: invoke.app,
     metrics: metrics.view,
     alerts: alerts.board,
+    config,
   };
 }
 

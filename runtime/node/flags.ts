@@ -42,6 +42,8 @@ export interface NodeFlags extends SandboxFlags {
   appGuard: boolean;
   /** File holding the first admin token (`aether_{id}_{secret}`) a new cluster creates; else a random one. */
   bootstrapTokenFile?: string;
+  /** The cluster master key of the secrets (32 bytes, base64); without it secrets answer 503. */
+  secretsKeyFile?: string;
   /** Host names the management API answers to besides its bind host, 127.0.0.1, localhost and [::1]. */
   apiNames: string[];
   /** Origins whose browser pages may call the API (CORS); none by default. */
@@ -108,7 +110,7 @@ export const NODE_USAGE =
                    [--header-timeout-ms 10000] [--body-timeout-ms 10000] [--idle-timeout-ms 60000]
                    [--max-connections 4096] [--app-guard on|off]
                    [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
-                   [--closed-probes]
+                   [--closed-probes] [--secrets-key-file FILE]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
@@ -139,6 +141,8 @@ ${SANDBOX_USAGE_SYNOPSIS}
                  twice the throughput on a trivial route, for a port behind a proxy that enforces its own
   --bootstrap-token-file  a new cluster's first admin token (aether_<id>_<secret>) is read from this file;
                  without it, the node that creates it prints a random one once on standard error
+  --secrets-key-file  the cluster master key that encrypts secrets at rest (AES-256-GCM; the same file on
+                 every node; aether cluster init writes one); without it secrets are off (503)
   --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
                  (a request naming another Host is refused: DNS rebinding)
   --cors-origins origins (https://ops.example) whose pages may call the API; default none
@@ -228,6 +232,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "max-connections": { type: "string" },
         "app-guard": { type: "string" },
         "bootstrap-token-file": { type: "string" },
+        "secrets-key-file": { type: "string" },
         "api-names": { type: "string" },
         "cors-origins": { type: "string" },
         "closed-probes": { type: "boolean" },
@@ -314,6 +319,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     },
     appGuard: appGuard === "on",
     bootstrapTokenFile: values["bootstrap-token-file"] || undefined,
+    secretsKeyFile: values["secrets-key-file"] || undefined,
     apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
     corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),
     closedProbes: values["closed-probes"] ?? false,

@@ -27,6 +27,8 @@ import {
   TokenIndex,
 } from "../api/mod.ts";
 import type { ApiAccess, ApiDeps, NodeStatusView } from "../api/mod.ts";
+import { readMasterKeyFile, type SecretReadAudit } from "../infra-host/mod.ts";
+import type { AuditRecord } from "../model/mod.ts";
 import {
   CONSENSUS_CHANNEL,
   ELECTION_CHANNEL,
@@ -81,6 +83,9 @@ export async function startNode(
   const bootstrapToken = flags.bootstrapTokenFile === undefined
     ? undefined
     : await readBootstrapTokenFile(flags.bootstrapTokenFile);
+  const secretsKey = flags.secretsKeyFile === undefined
+    ? undefined
+    : await readMasterKeyFile(flags.secretsKeyFile);
   const members = flags.peers.map((p) => p.id).sort();
   const { storage, loaded, initialState } = await openState(flags, members, log);
   const hub = new WatchHub({ revision: initialState.revision });
@@ -101,7 +106,12 @@ export async function startNode(
   const shell = startShell({ flags, members, storage, loaded, initialState, mesh, hub, listeners, log });
 
   const core = coreContext(flags, members, shell, mesh, hub, listeners, log);
-  const features = startFeatures(core, flags);
+  // Slices' secret reads are audited in the API's audit log, which exists once the API's access is built.
+  let auditLog: { record(entry: Omit<AuditRecord, "node">): void } | undefined;
+  const features = startFeatures(core, flags, {
+    ...(secretsKey ? { secretsKey } : {}),
+    auditSecretRead: (entry) => auditLog?.record(secretReadRecord(entry)),
+  });
   const eventSources = startEventSources({
     self: flags.id,
     members,
@@ -123,6 +133,7 @@ export async function startNode(
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
   const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
+  auditLog = access.options?.audit;
   const dashboard = await loadDashboard(log);
   const servers = startServers(flags, tls, features, log, dashboard, {
     status,
@@ -133,6 +144,7 @@ export async function startNode(
     alerts: features.alerts,
     metrics: features.metrics,
     clusterSnapshot: () => features.metrics.snapshot(),
+    config: features.config,
   }, access);
   ports = { cluster: mesh.port, ...servers.ports };
   log.info("node started", { ...ports, members: members.join(","), tls: tls !== undefined });
@@ -152,6 +164,19 @@ export async function startNode(
       await mesh.stop();
       storage.close();
     },
+  };
+}
+
+/** A slice's secret read as an audit record: who (the slice), which secret, allowed (200) or refused (403). */
+function secretReadRecord(entry: SecretReadAudit): Omit<AuditRecord, "node"> {
+  return {
+    time: Date.now(),
+    tokenName: `slice ${entry.slice} (${entry.instanceId})`,
+    method: "READ",
+    path: `/secrets/${entry.secret}`,
+    target: entry.version === undefined ? entry.secret : `${entry.secret}@${entry.version}`,
+    status: entry.allowed ? 200 : 403,
+    requestId: entry.requestId,
   };
 }
 

@@ -23,6 +23,8 @@ export interface NodePermissionInput {
   secretFile: string;
   /** --bootstrap-token-file, when given (read once at start). */
   bootstrapTokenFile?: string;
+  /** --secrets-key-file, when given (read once at start). */
+  secretsKeyFile?: string;
   /** --tls-cert, --tls-key and --tls-ca, when given (read once at start). */
   tlsFiles?: string[];
   projectRoot?: string;
@@ -41,6 +43,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     dataDir,
     resolve(input.secretFile),
     ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),
+    ...(input.secretsKeyFile ? [resolve(input.secretsKeyFile)] : []),
     ...(input.tlsFiles ?? []).map((file) => resolve(file)),
   ];
   return [
@@ -69,6 +72,7 @@ export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[
     ...nodePermissionFlags({
       ...input,
       bootstrapTokenFile: input.bootstrapTokenFile ?? flagValue(input.nodeArgs, "--bootstrap-token-file"),
+      secretsKeyFile: input.secretsKeyFile ?? flagValue(input.nodeArgs, "--secrets-key-file"),
       tlsFiles: input.tlsFiles ??
         ["--tls-cert", "--tls-key", "--tls-ca"].flatMap((flag) => flagValue(input.nodeArgs, flag) ?? []),
     }),

@@ -244,7 +244,11 @@ function infraRequired(
 ): { artifact: string; range: string } | undefined {
   if (message.name !== "@infra" || !message.artifact.startsWith("aether.infra:")) return undefined;
   const service = message.artifact.slice("aether.infra:".length);
-  return manifest.requires.includes(service) ? { artifact: message.artifact, range: "*" } : undefined;
+  // Secrets are declared by name (manifest `secrets`); the node checks the name against the stored manifest.
+  const declared = service === "secrets"
+    ? (manifest.secrets?.length ?? 0) > 0
+    : manifest.requires.includes(service);
+  return declared ? { artifact: message.artifact, range: "*" } : undefined;
 }
 
 /** A call a slice makes to another slice, handed to `onOutboundCall`. */
@@ -398,7 +402,7 @@ export class SliceHost {
   readonly limits: Readonly<HostLimits>;
 
   readonly #bundle: Uint8Array;
-  readonly #configValues: Record<string, unknown>;
+  #configValues: Record<string, unknown>;
   readonly #policy: SandboxPolicy;
   readonly #methods: Set<string>;
   readonly #onOutboundCall: OutboundCallHandler;
@@ -487,6 +491,18 @@ export class SliceHost {
    * The sandbox process's own report of its CPU time (ms) and resident memory, from its latest liveness pong
    * (process isolation only; every `timeouts.livenessIntervalMs`). Informational: the process reports it.
    */
+  /**
+   * New configuration values at run time (runtime/infra-host/config.ts): checked against the manifest's schema
+   * (throws AetherError("bad_request") naming each problem, keeping the current values), then sent to a
+   * running sandbox, whose `ctx.config` changes and whose `onConfigChange` listeners run. Before the load, the
+   * values are the ones the load resolves.
+   */
+  updateConfig(values: Record<string, unknown>): void {
+    const config = resolveConfig(this.manifest.config.schema, values, "config");
+    this.#configValues = values;
+    if (this.#state === "running") this.#channel?.send({ t: "config", config });
+  }
+
   get usage(): { cpuMs: number; rssBytes: number } | undefined {
     return this.#usage;
   }

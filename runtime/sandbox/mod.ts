@@ -73,8 +73,10 @@ export {
 } from "./executor.ts";
 export { describeBundle } from "./describe.ts";
 export {
+  fieldValueProblem,
   manifestProblems,
   type ManifestRoutes,
+  resolveConfig,
   type RouteEntry,
   type SliceManifest,
   statusForError,

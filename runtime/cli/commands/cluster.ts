@@ -79,7 +79,9 @@ export const clusterCommands: CliCommand[] = [
       "node, each valid for its id, localhost, 127.0.0.1, ::1 and --hosts. Keys are written with mode 0600. " +
       "When DIR already holds ca.key, that CA is kept and only the listed nodes' certificates are (re)issued: " +
       "that is how certificates are rotated and members added. Start each node with --tls-cert DIR/<id>.crt " +
-      "--tls-key DIR/<id>.key --tls-ca DIR/ca.crt, and give the CLI --ca DIR/ca.crt (or AETHER_CA).",
+      "--tls-key DIR/<id>.key --tls-ca DIR/ca.crt, and give the CLI --ca DIR/ca.crt (or AETHER_CA). It also " +
+      "writes DIR/secrets.key (kept when present): the master key that encrypts secrets, for every node's " +
+      "--secrets-key-file.",
     flags: [
       { name: "out", value: "DIR", description: "directory for the files (created when missing)" },
       { name: "nodes", value: "ID,...", description: "the node ids, e.g. n1,n2,n3" },
@@ -103,9 +105,31 @@ export const clusterCommands: CliCommand[] = [
         hosts: list(parsed.string("hosts")),
         days: parsed.int("days") ?? 825,
       });
-      if (ctx.json) return ctx.out(JSON.stringify(result, null, 2));
+      const secretsKey = await writeSecretsKey(out);
+      if (secretsKey.created) result.files.push(secretsKey.file);
+      if (ctx.json) return ctx.out(JSON.stringify({ ...result, secretsKeyFile: secretsKey.file }, null, 2));
       ctx.out(result.createdCa ? `created the cluster CA in ${out}` : `kept the cluster CA in ${out}`);
       for (const file of result.files) ctx.out(`  ${file}`);
+      ctx.out(
+        `${secretsKey.created ? "created" : "kept"} the secrets master key ${secretsKey.file} ` +
+          `(give every node --secrets-key-file ${secretsKey.file})`,
+      );
     },
   },
 ];
+
+/** DIR/secrets.key: the secrets' master key (32 random bytes, base64, mode 0600); an existing one is kept. */
+async function writeSecretsKey(dir: string): Promise<{ file: string; created: boolean }> {
+  const file = `${dir}/secrets.key`;
+  try {
+    await Deno.stat(file);
+    return { file, created: false };
+  } catch {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    await Deno.writeTextFile(file, `${btoa(String.fromCharCode(...bytes))}\n`, {
+      mode: 0o600,
+      createNew: true,
+    });
+    return { file, created: true };
+  }
+}
