@@ -107,10 +107,10 @@ export async function startNode(
 
   const core = coreContext(flags, members, shell, mesh, hub, listeners, log);
   // Slices' secret reads are audited in the API's audit log, which exists once the API's access is built.
-  let auditLog: { record(entry: Omit<AuditRecord, "node">): void } | undefined;
+  const audit: { log?: { record(entry: Omit<AuditRecord, "node">): void } } = {};
   const features = startFeatures(core, flags, {
     ...(secretsKey ? { secretsKey } : {}),
-    auditSecretRead: (entry) => auditLog?.record(secretReadRecord(entry)),
+    auditSecretRead: (entry) => audit.log?.record(secretReadRecord(entry)),
   });
   const eventSources = startEventSources({
     self: flags.id,
@@ -133,7 +133,7 @@ export async function startNode(
   // Clients' writes join the leader's batches; the runtime's own writes stay local (forward.ts).
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
   const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
-  auditLog = access.options?.audit;
+  audit.log = access.options?.audit;
   const dashboard = await loadDashboard(log);
   const servers = startServers(flags, tls, features, log, dashboard, {
     status,
