@@ -31,6 +31,8 @@ import { type EndpointRole, RoleTable } from "./roles.ts";
 export const MAX_TOKENS = 1_000;
 /** How long a node waits before it retries creating the bootstrap token (no quorum yet, a timeout). */
 const BOOTSTRAP_RETRY_MS = 500;
+/** Verified whole tokens a node remembers (see TokenIndex.#verified); at most one live entry per record. */
+export const MAX_VERIFIED_TOKENS = 2 * MAX_TOKENS;
 /** How long a broken token watch waits before it reads the tokens again. */
 const RESYNC_DELAY_MS = 200;
 
@@ -65,8 +67,14 @@ export function newTokenId(): string {
 /** The in-memory copy of `auth/tokens/` (and whether `auth/bootstrap` exists), kept current by a watch. */
 export class TokenIndex {
   readonly #tokens = new Map<string, TokenRecord>();
-  /** Per token id, the secret last verified against its hash (one per record, so bounded by MAX_TOKENS). */
-  readonly #verified = new Map<string, string>();
+  /**
+   * Whole tokens already verified against their record's hash, with the caller they name: a request carrying
+   * one again costs a map lookup instead of a parse, a hash and a new Caller. An entry holds the very record
+   * object it was verified against; any change to the record (revoked, deleted, a new secret) replaces that
+   * object in #tokens, so the entry no longer matches and the next request is checked in full at once. Only
+   * tokens whose secret matched get an entry, and the map is cleared when it reaches MAX_VERIFIED_TOKENS.
+   */
+  readonly #verified = new Map<string, { record: TokenRecord; caller: Caller }>();
   #bootstrapped = false;
   readonly #pending: { id: string; secretSha256: string } | null;
   #watch: WatchStream | null = null;
@@ -109,23 +117,31 @@ export class TokenIndex {
 
   /** The caller a bearer token names, or the 401 saying why it is refused. */
   verify(token: string): Caller | AetherError {
+    const known = this.#verified.get(token);
+    if (known !== undefined && this.#tokens.get(known.record.id) === known.record) {
+      const expiresAt = known.record.expiresAt;
+      if (expiresAt === undefined || this.now() < expiresAt) return known.caller;
+    }
+    return this.#verifyInFull(token);
+  }
+
+  /** Parses the token, hashes its secret and checks the record; a token that passes is remembered. */
+  #verifyInFull(token: string): Caller | AetherError {
     const parsed = parseToken(token);
     if (!parsed) return unauthorized("the bearer token is not an Aether token (aether_<id>_<secret>)");
     const record = this.#tokens.get(parsed.id);
     if (!record) return this.#verifyPending(parsed.id, parsed.secret);
-    // A secret that already matched this record's hash is compared directly (hashing is most of the cost).
-    const known = this.#verified.get(record.id);
-    if (known === undefined || !constantTimeEqual(parsed.secret, known)) {
-      if (!constantTimeEqual(sha256Hex(parsed.secret), record.secretSha256)) {
-        return unauthorized("the token is not known to this cluster");
-      }
-      this.#verified.set(record.id, parsed.secret);
+    if (!constantTimeEqual(sha256Hex(parsed.secret), record.secretSha256)) {
+      return unauthorized("the token is not known to this cluster");
     }
     if (record.revokedAt !== undefined) return unauthorized(`token ${record.id} was revoked`);
     if (record.expiresAt !== undefined && this.now() >= record.expiresAt) {
       return unauthorized(`token ${record.id} expired at ${new Date(record.expiresAt).toISOString()}`);
     }
-    return { tokenId: record.id, tokenName: record.name, role: record.role };
+    const caller: Caller = Object.freeze({ tokenId: record.id, tokenName: record.name, role: record.role });
+    if (this.#verified.size >= MAX_VERIFIED_TOKENS) this.#verified.clear();
+    this.#verified.set(token, { record, caller });
+    return caller;
   }
 
   #verifyPending(id: string, secret: string): Caller | AetherError {
@@ -172,17 +188,14 @@ export class TokenIndex {
   #event(type: string, key: string, value: Uint8Array | undefined): void {
     if (key === BOOTSTRAP_KEY) this.#bootstrapped = type !== "delete";
     else if (!key.startsWith(AUTH_PREFIXES.tokens)) return;
-    else if (type === "delete") {
-      this.#tokens.delete(key.slice(AUTH_PREFIXES.tokens.length));
-      this.#verified.delete(key.slice(AUTH_PREFIXES.tokens.length));
-    } else if (value) this.#apply(key, value);
+    else if (type === "delete") this.#tokens.delete(key.slice(AUTH_PREFIXES.tokens.length));
+    else if (value) this.#apply(key, value);
   }
 
   #apply(key: string, value: Uint8Array): void {
     try {
       const record = decodeTokenRecord(value, key);
-      // A changed record (revoked, or a new secret under the same id) must be verified against its hash again.
-      if (this.#tokens.get(record.id)?.secretSha256 !== record.secretSha256) this.#verified.delete(record.id);
+      // A new record object: verified tokens naming the old one no longer match it (see #verified).
       this.#tokens.set(record.id, record);
     } catch (e) {
       this.log.error("ignoring a malformed token record", { key, error: e });
@@ -259,9 +272,7 @@ function isIpLiteral(host: string): boolean {
 }
 
 /** The problem for a Host the API does not answer to, or undefined when it is one of its names. */
-function hostProblem(c: Context, names: ReadonlySet<string>): AetherError | undefined {
-  const header = c.req.header("host");
-  if (header === undefined) return undefined;
+function hostProblem(header: string, names: ReadonlySet<string>): AetherError | undefined {
   const host = hostName(header);
   if (isIpLiteral(host) || names.has(host)) return undefined;
   return new AetherError(
@@ -272,11 +283,31 @@ function hostProblem(c: Context, names: ReadonlySet<string>): AetherError | unde
   );
 }
 
+/** Distinct Host headers whose verdict a middleware remembers (cleared when full: a client may send any). */
+const MAX_REMEMBERED_HOSTS = 64;
+
+/**
+ * hostProblem, remembered per exact header: nearly every request names one of a few hosts, and the verdict
+ * depends on nothing else (the names are fixed when the middleware is made).
+ */
+function hostChecker(names: ReadonlySet<string>): (header: string) => AetherError | undefined {
+  const verdicts = new Map<string, AetherError | null>();
+  return (header) => {
+    let verdict = verdicts.get(header);
+    if (verdict === undefined) {
+      verdict = hostProblem(header, names) ?? null;
+      if (verdicts.size >= MAX_REMEMBERED_HOSTS) verdicts.clear();
+      verdicts.set(header, verdict);
+    }
+    return verdict ?? undefined;
+  };
+}
+
 /** An Origin the API accepts: a configured one, or the API's own (a page it serves). */
-function originAllowed(c: Context, origin: string, origins: ReadonlySet<string>): boolean {
+function originAllowed(host: string | null, origin: string, origins: ReadonlySet<string>): boolean {
   if (origins.has(origin)) return true;
   try {
-    return new URL(origin).host === c.req.header("host");
+    return new URL(origin).host === host;
   } catch {
     return false;
   }
@@ -335,14 +366,20 @@ export function authMiddleware(
 ): MiddlewareHandler {
   const names = new Set(["localhost", ...(options.hostNames ?? []).map((n) => n.toLowerCase())]);
   const origins = new Set(options.corsOrigins ?? []);
+  const checkHost = options.hostNames ? hostChecker(names) : undefined;
+  // Each header is read once, straight from the request (a served request's headers are materialised lazily).
   return async (c, next) => {
-    if (options.hostNames) {
-      const problem = hostProblem(c, names);
+    const raw = c.req.raw;
+    const headers = raw.headers;
+    const method = raw.method;
+    const host = headers.get("host");
+    if (checkHost !== undefined && host !== null) {
+      const problem = checkHost(host);
       if (problem) return problemResponse(c, problem);
     }
-    const origin = c.req.header("origin");
-    if (origin !== undefined) {
-      if (!originAllowed(c, origin, origins)) {
+    const origin = headers.get("origin");
+    if (origin !== null) {
+      if (!originAllowed(host, origin, origins)) {
         return problemResponse(
           c,
           new AetherError(
@@ -353,49 +390,60 @@ export function authMiddleware(
           ),
         );
       }
-      if (c.req.method === "OPTIONS") return corsPreflight(origin);
+      if (method === "OPTIONS") return corsPreflight(origin);
       c.header("access-control-allow-origin", origin);
       c.header("vary", "Origin");
     }
-    const found = table.find(c.req.method, c.req.path);
+    const found = table.find(method, c.req.path);
     let needed: EndpointRole = found?.entry.role ?? "viewer";
     if (needed === "open") {
       if (!options.closedProbes) return await next();
       needed = "viewer";
     }
-    const protocolToken = webSocketToken(c.req.raw);
-    const header = c.req.header("authorization") ??
-      (protocolToken === undefined ? undefined : `Bearer ${protocolToken}`);
+    const header = headers.get("authorization") ?? webSocketAuthorization(raw);
     if (header === undefined) {
-      return problemResponse(c, unauthorized(`${c.req.method} ${c.req.path} needs a token`, needed));
+      return problemResponse(c, unauthorized(`${method} ${c.req.path} needs a token`, needed));
     }
     if (!header.startsWith("Bearer ")) {
       return problemResponse(c, unauthorized('the Authorization header is not "Bearer <token>"', needed));
     }
-    const caller = index.verify(header.slice(7).trim());
+    const caller = index.verify(bearerToken(header));
     if (caller instanceof AetherError) {
       return problemResponse(c, new AetherError(caller.code, caller.message, { roleNeeded: needed }));
     }
     if (!roleAllows(caller.role, needed)) {
-      if (options.audit && !READ_METHODS.has(c.req.method)) {
+      if (options.audit && !READ_METHODS.has(method)) {
         options.audit.record(auditEntry(c, caller, found?.target, 403));
       }
       return problemResponse(
         c,
         new AetherError(
           "forbidden",
-          `${c.req.method} ${c.req.path} needs role ${needed} or above; token ${caller.tokenId} ` +
+          `${method} ${c.req.path} needs role ${needed} or above; token ${caller.tokenId} ` +
             `("${caller.tokenName}") has role ${caller.role}`,
           { roleNeeded: needed, role: caller.role },
         ),
       );
     }
-    callers.set(c.req.raw, caller);
+    callers.set(raw, caller);
     await next();
-    if (options.audit && !READ_METHODS.has(c.req.method)) {
+    if (options.audit && !READ_METHODS.has(method)) {
       options.audit.record(auditEntry(c, caller, found?.target, c.res.status));
     }
   };
+}
+
+/** The Authorization a WebSocket upgrade carries as its `bearer.` subprotocol, if it offers one. */
+function webSocketAuthorization(request: Request): string | undefined {
+  const token = webSocketToken(request);
+  return token === undefined ? undefined : `Bearer ${token}`;
+}
+
+/** The token after "Bearer ": trimmed only when it has surrounding blanks (the usual header has none). */
+function bearerToken(header: string): string {
+  const token = header.slice(7);
+  const last = token.charCodeAt(token.length - 1);
+  return token.charCodeAt(0) <= 32 || last <= 32 ? token.trim() : token;
 }
 
 function auditEntry(

@@ -7,9 +7,11 @@
  * 1. `TokenIndex.verify`: parse, sha-256 of the secret, constant-time compare, role, expiry (µs per call).
  * 2. A request through Hono (`app.request`, no sockets) with the auth middleware and without it, same handler:
  *    the difference is what auth adds to a request; the ratio compares the two.
- * 3. Over real sockets: the same apps (and one with a middleware that does nothing) served by `Deno.serve` in
- *    this process, each loaded by wrk -t1 -c50 (keep-alive, the token header on every request) for
- *    `--seconds`, rounds rotated: requests/s with tokens on against the same stack without them.
+ * 3. Over real sockets: the same apps (and one with a middleware that does nothing, one that reads two
+ *    headers, one with the middleware as it was before it was made cheaper: _auth_before.ts) served by
+ *    `Deno.serve` in this process, each loaded by wrk -t1 -c50 (keep-alive, the token header on every request)
+ *    for `--seconds`, rounds rotated: requests/s and server CPU per request with tokens on against the same
+ *    stack without them, and the current middleware against the old one.
  * 4. A real node's management API over sockets: `GET /api/v1/health` on a 1-member node started plainly (the
  *    probe is open: no token checked) and on one started with `--closed-probes` (the same handler behind the
  *    token check), each loaded by wrk with the token; requests/s and the node process's CPU per request.
@@ -27,6 +29,7 @@ import { parseNodeFlags } from "../../runtime/node/flags.ts";
 import { startNode } from "../../runtime/node/node.ts";
 import { cpuSeconds } from "./_proc_cpu.ts";
 import { TestCluster } from "../_support/cluster.ts";
+import { authMiddlewareBefore } from "./_auth_before.ts";
 
 const { values: options, positionals } = parseArgs({
   args: Deno.args,
@@ -102,12 +105,19 @@ try {
     await next();
   });
   handler(withNoop);
+  const withOldAuth = new Hono();
+  withOldAuth.use("*", authMiddlewareBefore(index, { hostNames: ["127.0.0.1"] }));
+  handler(withOldAuth);
   const request = () =>
     new Request("http://127.0.0.1:8080/api/v1/status", { headers: { authorization: `Bearer ${token}` } });
   const requests = Math.max(1, Math.floor(ITERATIONS / 4));
   // Alternated, best of three each: a busy machine slows whichever happens to run during a burst.
-  let plainUs = Infinity, authUs = Infinity, noopUs = Infinity;
+  let plainUs = Infinity, authUs = Infinity, noopUs = Infinity, oldUs = Infinity;
   for (let round = 0; round < 3; round++) {
+    oldUs = Math.min(
+      oldUs,
+      await timeAsyncUs(requests, () => Promise.resolve(withOldAuth.request(request()))),
+    );
     noopUs = Math.min(
       noopUs,
       await timeAsyncUs(requests, () => Promise.resolve(withNoop.request(request()))),
@@ -136,7 +146,9 @@ try {
         (authUs / plainUs).toFixed(2)
       }x; ${requests} requests each, best of 3); with a middleware that does nothing: ${
         noopUs.toFixed(2)
-      } µs`,
+      } µs; with the old auth middleware (_auth_before.ts): ${oldUs.toFixed(2)} µs (+${
+        (oldUs - plainUs).toFixed(2)
+      } µs)`,
   );
   // What reading request headers costs by itself (a real request's headers come from Deno lazily, on first
   // access): the auth middleware reads Host, Origin and Authorization; a node's API reads headers anyway.
@@ -147,7 +159,10 @@ try {
   });
   handler(withHeaders);
   if (WRK_SECONDS > 0) {
-    await overSockets({ off: withoutAuth, noop: withNoop, hdr: withHeaders, on: withAuth }, token);
+    await overSockets(
+      { off: withoutAuth, noop: withNoop, hdr: withHeaders, old: withOldAuth, on: withAuth },
+      token,
+    );
   }
   index.stop();
   if (WRK_SECONDS > 0) await realNode();
@@ -188,7 +203,7 @@ async function wrk(
   };
 }
 
-type AppKey = "off" | "noop" | "hdr" | "on";
+type AppKey = "off" | "noop" | "hdr" | "old" | "on";
 
 /**
  * Section 3: the apps without auth, with a middleware that does nothing, and with auth, behind Deno.serve,
@@ -198,7 +213,7 @@ type AppKey = "off" | "noop" | "hdr" | "on";
 async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<void> {
   const serve = (app: Hono) =>
     Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => app.fetch(request));
-  const keys: AppKey[] = ["off", "noop", "hdr", "on"];
+  const keys: AppKey[] = ["off", "noop", "hdr", "old", "on"];
   const servers = Object.fromEntries(keys.map((key) => [key, serve(apps[key])])) as Record<
     AppKey,
     Deno.HttpServer<Deno.NetAddr>
@@ -206,8 +221,14 @@ async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<v
   try {
     const url = (key: AppKey) => `http://127.0.0.1:${servers[key].addr.port}/api/v1/status`;
     for (const key of keys) await wrk(url(key), token); // warm-up: JIT, connections
-    const best: Record<AppKey, number> = { off: 0, noop: 0, hdr: 0, on: 0 };
-    const cpu: Record<AppKey, number> = { off: Infinity, noop: Infinity, hdr: Infinity, on: Infinity };
+    const best: Record<AppKey, number> = { off: 0, noop: 0, hdr: 0, old: 0, on: 0 };
+    const cpu: Record<AppKey, number> = {
+      off: Infinity,
+      noop: Infinity,
+      hdr: Infinity,
+      old: Infinity,
+      on: Infinity,
+    };
     for (let round = 1; round <= WRK_ROUNDS; round++) {
       // Rotated: a busy machine slows whichever happens to run during a burst.
       const order = keys.map((_, i) => keys[(i + round) % keys.length]);
@@ -234,6 +255,7 @@ async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<v
         less(best.on, best.hdr)
       } below the header-reading stack (target < 5%)`,
       `${less(best.on, best.noop)} below the do-nothing one, ${less(best.on, best.off)} below a bare handler`,
+      `the old middleware ${k(best.old)}: ${less(best.old, best.hdr)} below the header-reading stack`,
     ];
     console.log(summary.join(", "));
     const us = (key: AppKey) => `${cpu[key].toFixed(1)}`;
@@ -245,7 +267,9 @@ async function overSockets(apps: Record<AppKey, Hono>, token: string): Promise<v
           (cpu.on - cpu.hdr).toFixed(1)
         } µs to the header-reading stack (${
           less(cpu.hdr, cpu.on)
-        } fewer requests per CPU second; target < 5%)`,
+        } fewer requests per CPU second; target < 5%); the old middleware ${us("old")} µs (adds ${
+          (cpu.old - cpu.hdr).toFixed(1)
+        } µs, ${less(cpu.hdr, cpu.old)})`,
     );
   } finally {
     for (const key of keys) await servers[key].shutdown();
