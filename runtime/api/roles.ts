@@ -159,15 +159,27 @@ function compile(entry: EndpointEntry): CompiledEntry {
   return { entry, pattern: new RegExp(`^${source}/?$`), params };
 }
 
-/** The table by method, patterns without parameters first so exact paths never lose to a wildcard. */
+/** What RoleTable.find answers: the entry, and what its target parameter holds. */
+export interface FoundEndpoint {
+  entry: EndpointEntry;
+  target?: string;
+}
+
+/**
+ * The table by method, patterns without parameters first so exact paths never lose to a wildcard. An exact
+ * path's answer is made once here (the auth middleware asks on every request: no string or object per call).
+ */
 export class RoleTable {
-  readonly #exact = new Map<string, EndpointEntry>();
+  readonly #exact = new Map<string, Map<string, FoundEndpoint>>();
   readonly #patterns = new Map<string, CompiledEntry[]>();
 
   constructor(entries: readonly EndpointEntry[] = ENDPOINT_ROLES) {
     for (const entry of entries) {
-      if (!/[:*]/.test(entry.path)) this.#exact.set(`${entry.method} ${entry.path}`, entry);
-      else {
+      if (!/[:*]/.test(entry.path)) {
+        const paths = this.#exact.get(entry.method) ?? new Map<string, FoundEndpoint>();
+        paths.set(entry.path, Object.freeze({ entry }));
+        this.#exact.set(entry.method, paths);
+      } else {
         const list = this.#patterns.get(entry.method) ?? [];
         list.push(compile(entry));
         this.#patterns.set(entry.method, list);
@@ -176,10 +188,11 @@ export class RoleTable {
   }
 
   /** The entry serving `method path` (HEAD is GET), and what its target parameter holds. */
-  find(method: string, path: string): { entry: EndpointEntry; target?: string } | undefined {
+  find(method: string, path: string): FoundEndpoint | undefined {
     const m = method === "HEAD" ? "GET" : method;
-    const exact = this.#exact.get(`${m} ${path}`) ?? this.#exact.get(`${m} ${path.replace(/\/$/, "")}`);
-    if (exact) return { entry: exact };
+    const paths = this.#exact.get(m);
+    const exact = paths?.get(path) ?? (path.endsWith("/") ? paths?.get(path.slice(0, -1)) : undefined);
+    if (exact) return exact;
     for (const compiled of this.#patterns.get(m) ?? []) {
       const match = compiled.pattern.exec(path);
       if (!match) continue;
