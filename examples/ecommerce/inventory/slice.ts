@@ -5,16 +5,14 @@
  * expires; after that the stock counts as sold and a release is refused with 409. Place-order reserves before
  * it takes payment and releases when payment fails.
  *
- * State lives in this instance's memory by default (each instance has its own shelf and reservations); with
- * `sharedState` on it lives in the cluster's `kv` infrastructure service (the replicated store), so every
- * instance on every node sees one shelf and every reservation. Either way stock is taken with atomic adds that
- * never go below zero, so concurrent orders never oversell. So that demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
+ * State lives in this instance's memory: each instance has its own shelf and its own reservations (with the
+ * `sharedState` setting on, in the cluster's kv service instead: one shelf for every node). So that
+ * demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
  * level is refilled to that level (a supplier delivery); an order for more than is on the shelf is still
  * refused.
  */
 
 import { defineSlice, SliceError } from "@aether/slices";
-import { localKv } from "../shared/local_kv.ts";
 import {
   type Field,
   type LineItem,
@@ -53,8 +51,8 @@ export const DEMO_STOCK: Readonly<Record<string, number>> = Object.freeze({
   "CHARGER-65W": 120,
 });
 
-/** How long a reservation is kept for answering releases after it expired (then the store drops it). */
-const KEEP_EXPIRED_RESERVATION_MS = 3600_000;
+/** Reservations kept for answering releases; the oldest are forgotten beyond this. */
+const MAX_RESERVATIONS = 10_000;
 
 // ---------------------------------------------------------------------------------------------------------
 // Requests and responses
@@ -116,7 +114,7 @@ export interface StockLevel {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// State: in the cluster's kv service, shared by every instance on every node
+// State of this instance
 
 interface Reservation {
   reservationId: string;
@@ -127,6 +125,73 @@ interface Reservation {
   releasedAtMs?: number;
 }
 
+const shelf = new Map<string, number>(Object.entries(DEMO_STOCK));
+const reservations = new Map<string, Reservation>();
+const reservationByOrder = new Map<string, string>();
+
+function onShelf(productId: ProductId, field: Field): number {
+  const units = shelf.get(productId);
+  if (units === undefined) {
+    throw new ProductNotFound(`${field.path}: ${productId} is not in the catalog`, {
+      details: { field: field.path, productId },
+    });
+  }
+  return units;
+}
+
+function isOpen(r: Reservation, nowMs: number): boolean {
+  return r.releasedAtMs === undefined && nowMs < r.expiresAtMs;
+}
+
+function remember(reservation: Reservation): void {
+  reservations.set(reservation.reservationId, reservation);
+  reservationByOrder.set(reservation.orderId, reservation.reservationId);
+  // Map iteration is insertion order: the first entries are the oldest.
+  for (const [id, old] of reservations) {
+    if (reservations.size <= MAX_RESERVATIONS) break;
+    reservations.delete(id);
+    if (reservationByOrder.get(old.orderId) === id) reservationByOrder.delete(old.orderId);
+  }
+}
+
+function restock(productId: string, belowPercent: number): boolean {
+  const level = DEMO_STOCK[productId];
+  if ((shelf.get(productId) ?? 0) * 100 >= level * belowPercent) return false;
+  shelf.set(productId, level);
+  return true;
+}
+
+const wire = (items: ParsedLineItem[]): LineItem[] => items.map((i) => ({ ...i }));
+
+function toWire(r: Reservation): StockReservation {
+  return {
+    reservationId: r.reservationId,
+    orderId: r.orderId,
+    items: wire(r.items),
+    reservedAt: new Date(r.reservedAtMs).toISOString(),
+    expiresAt: new Date(r.expiresAtMs).toISOString(),
+  };
+}
+
+function sameItems(a: ParsedLineItem[], b: ParsedLineItem[]): boolean {
+  const key = (items: ParsedLineItem[]) => items.map((i) => `${i.productId}*${i.quantity}`).sort().join(",");
+  return key(a) === key(b);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared state (`sharedState` on): the same operations on the cluster's kv service, so every instance on
+// every node sees one shelf and every reservation. Stock is taken with atomic adds that never go below zero,
+// so concurrent orders through any node never oversell; restocks are counted.
+
+/** How long a reservation is kept for answering releases after it expired (then the store drops it). */
+const KEEP_EXPIRED_RESERVATION_MS = 3600_000;
+
+type Ctx = Parameters<NonNullable<Parameters<typeof defineSlice>[0]["start"]>>[0];
+type SharedCtx = Pick<Ctx, "infra" | "log"> & {
+  config: { reservationTtlMs: number; restockBelowPercent: number };
+};
+type Kv = ReturnType<Ctx["infra"]["kv"]>;
+
 /** Units held by open reservations of one product, by expiry (ms, rounded up to a second for long TTLs). */
 type HeldByExpiry = Record<string, number>;
 
@@ -135,9 +200,6 @@ const MAX_RESTOCK_ATTEMPTS = 10;
 
 /** Expiry buckets kept per product; the oldest merge into the next beyond this. */
 const MAX_HELD_BUCKETS = 2_000;
-
-type Ctx = Parameters<NonNullable<Parameters<typeof defineSlice>[0]["start"]>>[0];
-type Kv = ReturnType<Ctx["infra"]["kv"]>;
 
 interface Stores {
   /** productId -> units on the shelf (a number changed only by atomic adds, never below 0). */
@@ -152,17 +214,8 @@ interface Stores {
   restocked: Kv;
 }
 
-/** This instance's own state, used while `sharedState` is off. */
-const local: Stores = {
-  stock: localKv(),
-  reservations: localKv(),
-  byOrder: localKv(),
-  held: localKv(),
-  restocked: localKv(),
-};
-
-function storesOf(ctx: { infra: Ctx["infra"]; config: { sharedState: boolean } }): Stores {
-  if (!ctx.config.sharedState) return local;
+/** The kv service's maps of the shared shelf (`sharedState` on). */
+function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
   return {
     stock: ctx.infra.kv("inventory.stock"),
     reservations: ctx.infra.kv("inventory.reservations"),
@@ -177,7 +230,7 @@ function isVersionMismatch(e: unknown): boolean {
 }
 
 /** Units on the shelf; the first read of a product puts its demo level there. */
-async function onShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
+async function sharedOnShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
   if (!Object.hasOwn(DEMO_STOCK, productId)) {
     throw new ProductNotFound(`${field.path}: ${productId} is not in the catalog`, {
       details: { field: field.path, productId },
@@ -193,17 +246,17 @@ async function onShelf(stores: Stores, productId: ProductId, field: Field): Prom
   return (await stores.stock.get<number>(productId))?.value ?? 0;
 }
 
-function isOpen(r: Reservation, nowMs: number): boolean {
+function sharedIsOpen(r: Reservation, nowMs: number): boolean {
   return r.releasedAtMs === undefined && nowMs < r.expiresAtMs;
 }
 
-function bucketOf(r: Reservation): string {
+function sharedBucketOf(r: Reservation): string {
   const long = r.expiresAtMs - r.reservedAtMs >= 10_000;
   return String(long ? Math.ceil(r.expiresAtMs / 1000) * 1000 : r.expiresAtMs);
 }
 
 /** Adds `units` (negative: removes) to a product's held units in `bucket`, dropping expired buckets. */
-async function hold(stores: Stores, productId: string, bucket: string, units: number): Promise<void> {
+async function sharedHold(stores: Stores, productId: string, bucket: string, units: number): Promise<void> {
   for (;;) {
     const entry = await stores.held.get<HeldByExpiry>(productId);
     const nowMs = Date.now();
@@ -229,7 +282,7 @@ async function hold(stores: Stores, productId: string, bucket: string, units: nu
 }
 
 /** Refills a product to its demo level when it fell below the share (compare-and-set: one refill wins). */
-async function restock(stores: Stores, productId: string, belowPercent: number): Promise<boolean> {
+async function sharedRestock(stores: Stores, productId: string, belowPercent: number): Promise<boolean> {
   const level = DEMO_STOCK[productId];
   // Concurrent orders change the stock between the read and the write: read again until the refill lands
   // or the stock is no longer below the share.
@@ -254,7 +307,7 @@ async function restock(stores: Stores, productId: string, belowPercent: number):
  * short of stock first gets the restock a low shelf is due (so a shelf emptied by a burst of orders is
  * refilled by the next order, not stuck at 0) and is tried once more. Returns the index of a short line.
  */
-async function take(
+async function sharedTake(
   stores: Stores,
   items: ParsedLineItem[],
   belowPercent: number,
@@ -270,28 +323,164 @@ async function take(
   };
   for (let i = 0; i < items.length; i++) {
     if (await takeOne(items[i])) continue;
-    if (await restock(stores, items[i].productId, belowPercent) && await takeOne(items[i])) continue;
+    if (await sharedRestock(stores, items[i].productId, belowPercent) && await takeOne(items[i])) continue;
     for (const back of items.slice(0, i)) await stores.stock.add(back.productId, back.quantity);
     return i;
   }
   return undefined;
 }
 
-const wire = (items: ParsedLineItem[]): LineItem[] => items.map((i) => ({ ...i }));
-
-function toWire(r: Reservation): StockReservation {
-  return {
-    reservationId: r.reservationId,
-    orderId: r.orderId,
-    items: wire(r.items),
-    reservedAt: new Date(r.reservedAtMs).toISOString(),
-    expiresAt: new Date(r.expiresAtMs).toISOString(),
-  };
+/** Says, line by line, whether the shelf holds enough; reserves nothing. */
+async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise<StockAvailability> {
+  const body = parseObject(req, request, ["items"]);
+  const itemsField = request.at("items");
+  const stores = storesOf(ctx);
+  const parsed = parseLineItems(body.items, itemsField);
+  const lines = [];
+  for (const [i, item] of parsed.entries()) {
+    let inStock = await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId"));
+    // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
+    // left empty by orders that stop at this check.
+    if (
+      inStock < item.quantity && await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)
+    ) {
+      inStock = await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId"));
+    }
+    lines.push({
+      productId: item.productId,
+      requested: item.quantity,
+      inStock,
+      sufficient: inStock >= item.quantity,
+    });
+  }
+  return { available: lines.every((l) => l.sufficient), items: lines };
 }
 
-function sameItems(a: ParsedLineItem[], b: ParsedLineItem[]): boolean {
-  const key = (items: ParsedLineItem[]) => items.map((i) => `${i.productId}*${i.quantity}`).sort().join(",");
-  return key(a) === key(b);
+/**
+ * Takes every line off the shelf, or none (atomic adds that never go below 0: concurrent orders through
+ * any node never oversell). Idempotent per order: reserving the same items for the same order again (a
+ * retried call) returns the reservation already held.
+ */
+async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Promise<StockReservation> {
+  const body = parseObject(req, request, ["orderId", "items"]);
+  const orderId = parseOrderId(body.orderId, request.at("orderId"));
+  const itemsField = request.at("items");
+  const items = parseLineItems(body.items, itemsField);
+  const stores = storesOf(ctx);
+  const nowMs = Date.now();
+
+  const heldId = (await stores.byOrder.get<string>(orderId))?.value;
+  const held = heldId === undefined ? undefined : (await stores.reservations.get<Reservation>(heldId))?.value;
+  if (held && sharedIsOpen(held, nowMs)) {
+    if (sameItems(held.items, items)) return toWire(held);
+    throw new ReservationAlreadyExists(
+      `order ${orderId} already holds reservation ${held.reservationId} for other items; release it first`,
+      { details: { reservationId: held.reservationId } },
+    );
+  }
+
+  const levels: number[] = [];
+  for (const [i, item] of items.entries()) {
+    levels.push(await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId")));
+  }
+  const short = await sharedTake(stores, items, ctx.config.restockBelowPercent);
+  if (short !== undefined) {
+    const shortages = [];
+    for (const [i, item] of items.entries()) {
+      const inStock = i === short ? (await stores.stock.get<number>(item.productId))?.value ?? 0 : levels[i];
+      if (inStock < item.quantity) {
+        shortages.push({ productId: item.productId, requested: item.quantity, inStock });
+      }
+    }
+    if (shortages.length === 0) {
+      const item = items[short];
+      shortages.push({ productId: item.productId, requested: item.quantity, inStock: 0 });
+    }
+    const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
+    throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, { details: { shortages } });
+  }
+  const reservation: Reservation = {
+    reservationId: `RSV-${crypto.randomUUID()}`,
+    orderId,
+    items,
+    reservedAtMs: nowMs,
+    expiresAtMs: nowMs + ctx.config.reservationTtlMs,
+  };
+  const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
+  await stores.reservations.put(reservation.reservationId, { ...reservation, items: wire(items) }, keep);
+  await stores.byOrder.put(orderId, reservation.reservationId, keep);
+  for (const item of items) {
+    await sharedHold(stores, item.productId, sharedBucketOf(reservation), item.quantity);
+  }
+  for (const item of items) {
+    if (await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)) {
+      ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
+    }
+  }
+  ctx.log.debug("stock reserved", { orderId, reservationId: reservation.reservationId });
+  return toWire(reservation);
+}
+
+/** Puts a reservation's stock back on the shelf. Releasing twice is harmless (same answer). */
+async function sharedReleaseStock(req: ReleaseStockRequest, ctx: SharedCtx): Promise<StockRelease> {
+  const body = parseObject(req, request, ["reservationId"]);
+  const reservationId = parseString(body.reservationId, request.at("reservationId"), {
+    max: 64,
+    pattern: /^RSV-[0-9a-f-]{36}$/,
+    expected: "a reservation id like RSV-5b0c1e4f-2a8d-4c3e-9f71-0d6a2b9e8c47",
+  });
+  const stores = storesOf(ctx);
+  for (;;) {
+    const entry = await stores.reservations.get<Reservation>(reservationId);
+    if (!entry) {
+      throw new ReservationNotFound(`reservation ${reservationId} is not known`);
+    }
+    const reservation = entry.value;
+    const nowMs = Date.now();
+    if (reservation.releasedAtMs === undefined) {
+      if (nowMs >= reservation.expiresAtMs) {
+        throw new ReservationExpired(
+          `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
+            `its stock is sold and can no longer be released`,
+        );
+      }
+      // Marked released first (compare-and-set): of two concurrent releases, one puts the stock back.
+      try {
+        await stores.reservations.put(reservationId, { ...reservation, releasedAtMs: nowMs }, {
+          ifVersion: entry.version,
+          ttlMs: KEEP_EXPIRED_RESERVATION_MS,
+        });
+      } catch (e) {
+        if (isVersionMismatch(e)) continue;
+        throw e;
+      }
+      for (const item of reservation.items) {
+        await stores.stock.add(item.productId, item.quantity);
+        await sharedHold(stores, item.productId, sharedBucketOf(reservation), -item.quantity);
+      }
+      reservation.releasedAtMs = nowMs;
+      ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
+    }
+    return {
+      reservationId,
+      orderId: reservation.orderId,
+      released: wire(reservation.items),
+      releasedAt: new Date(reservation.releasedAtMs).toISOString(),
+    };
+  }
+}
+
+/** `GET /api/v1/inventory/{productId}`: the shelf of one product, as every node sees it. */
+async function sharedGetStock(req: GetStockRequest, ctx: SharedCtx): Promise<StockLevel> {
+  const productField = request.at("productId");
+  const productId = parseProductId(req?.productId, productField);
+  const stores = storesOf(ctx);
+  const inStock = await sharedOnShelf(stores, productId, productField);
+  const nowMs = Date.now();
+  let reserved = 0;
+  const held = (await stores.held.get<HeldByExpiry>(productId))?.value ?? {};
+  for (const [expiry, units] of Object.entries(held)) if (Number(expiry) > nowMs) reserved += units;
+  return { productId, inStock, reserved, demoLevel: DEMO_STOCK[productId] };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -340,48 +529,39 @@ export default defineSlice({
   },
   methods: {
     /** Says, line by line, whether the shelf holds enough; reserves nothing. */
-    async checkStock(req: CheckStockRequest, ctx): Promise<StockAvailability> {
+    checkStock(req: CheckStockRequest, ctx): StockAvailability | Promise<StockAvailability> {
+      if (ctx.config.sharedState) return sharedCheckStock(req, ctx);
       const body = parseObject(req, request, ["items"]);
       const itemsField = request.at("items");
-      const stores = storesOf(ctx);
-      const parsed = parseLineItems(body.items, itemsField);
-      const lines = [];
-      for (const [i, item] of parsed.entries()) {
-        let inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
-        // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
-        // left empty by orders that stop at this check.
-        if (
-          inStock < item.quantity && await restock(stores, item.productId, ctx.config.restockBelowPercent)
-        ) {
-          inStock = await onShelf(stores, item.productId, itemsField.at(i).at("productId"));
-        }
-        lines.push({
-          productId: item.productId,
-          requested: item.quantity,
+      const lines = parseLineItems(body.items, itemsField).map((item, i) => {
+        const inStock = onShelf(item.productId, itemsField.at(i).at("productId"));
+        return { ...item, requested: item.quantity, inStock, sufficient: inStock >= item.quantity };
+      });
+      return {
+        available: lines.every((l) => l.sufficient),
+        items: lines.map(({ productId, requested, inStock, sufficient }) => ({
+          productId,
+          requested,
           inStock,
-          sufficient: inStock >= item.quantity,
-        });
-      }
-      return { available: lines.every((l) => l.sufficient), items: lines };
+          sufficient,
+        })),
+      };
     },
 
     /**
-     * Takes every line off the shelf, or none (atomic adds that never go below 0: concurrent orders through
-     * any node never oversell). Idempotent per order: reserving the same items for the same order again (a
-     * retried call) returns the reservation already held.
+     * Takes every line off the shelf, or none. Idempotent per order: reserving the same items for the same
+     * order again (a retried call) returns the reservation already held.
      */
-    async reserveStock(req: ReserveStockRequest, ctx): Promise<StockReservation> {
+    reserveStock(req: ReserveStockRequest, ctx): StockReservation | Promise<StockReservation> {
+      if (ctx.config.sharedState) return sharedReserveStock(req, ctx);
       const body = parseObject(req, request, ["orderId", "items"]);
       const orderId = parseOrderId(body.orderId, request.at("orderId"));
       const itemsField = request.at("items");
       const items = parseLineItems(body.items, itemsField);
-      const stores = storesOf(ctx);
       const nowMs = Date.now();
 
-      const heldId = (await stores.byOrder.get<string>(orderId))?.value;
-      const held = heldId === undefined
-        ? undefined
-        : (await stores.reservations.get<Reservation>(heldId))?.value;
+      const heldId = reservationByOrder.get(orderId);
+      const held = heldId === undefined ? undefined : reservations.get(heldId);
       if (held && isOpen(held, nowMs)) {
         if (sameItems(held.items, items)) return toWire(held);
         throw new ReservationAlreadyExists(
@@ -390,28 +570,17 @@ export default defineSlice({
         );
       }
 
-      const levels: number[] = [];
-      for (const [i, item] of items.entries()) {
-        levels.push(await onShelf(stores, item.productId, itemsField.at(i).at("productId")));
-      }
-      const short = await take(stores, items, ctx.config.restockBelowPercent);
-      if (short !== undefined) {
-        const shortages = [];
-        for (const [i, item] of items.entries()) {
-          const inStock = i === short
-            ? (await stores.stock.get<number>(item.productId))?.value ?? 0
-            : levels[i];
-          if (inStock < item.quantity) {
-            shortages.push({ productId: item.productId, requested: item.quantity, inStock });
-          }
-        }
-        if (shortages.length === 0) {
-          const item = items[short];
-          shortages.push({ productId: item.productId, requested: item.quantity, inStock: 0 });
-        }
+      const shortages = items.flatMap((item, i) => {
+        const inStock = onShelf(item.productId, itemsField.at(i).at("productId"));
+        return inStock < item.quantity
+          ? [{ productId: item.productId, requested: item.quantity, inStock }]
+          : [];
+      });
+      if (shortages.length > 0) {
         const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
         throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, { details: { shortages } });
       }
+      for (const item of items) shelf.set(item.productId, shelf.get(item.productId)! - item.quantity);
       const reservation: Reservation = {
         reservationId: `RSV-${crypto.randomUUID()}`,
         orderId,
@@ -419,12 +588,9 @@ export default defineSlice({
         reservedAtMs: nowMs,
         expiresAtMs: nowMs + ctx.config.reservationTtlMs,
       };
-      const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
-      await stores.reservations.put(reservation.reservationId, { ...reservation, items: wire(items) }, keep);
-      await stores.byOrder.put(orderId, reservation.reservationId, keep);
-      for (const item of items) await hold(stores, item.productId, bucketOf(reservation), item.quantity);
+      remember(reservation);
       for (const item of items) {
-        if (await restock(stores, item.productId, ctx.config.restockBelowPercent)) {
+        if (restock(item.productId, ctx.config.restockBelowPercent)) {
           ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
         }
       }
@@ -433,69 +599,55 @@ export default defineSlice({
     },
 
     /** Puts a reservation's stock back on the shelf. Releasing twice is harmless (same answer). */
-    async releaseStock(req: ReleaseStockRequest, ctx): Promise<StockRelease> {
+    releaseStock(req: ReleaseStockRequest, ctx): StockRelease | Promise<StockRelease> {
+      if (ctx.config.sharedState) return sharedReleaseStock(req, ctx);
       const body = parseObject(req, request, ["reservationId"]);
       const reservationId = parseString(body.reservationId, request.at("reservationId"), {
         max: 64,
         pattern: /^RSV-[0-9a-f-]{36}$/,
         expected: "a reservation id like RSV-5b0c1e4f-2a8d-4c3e-9f71-0d6a2b9e8c47",
       });
-      const stores = storesOf(ctx);
-      for (;;) {
-        const entry = await stores.reservations.get<Reservation>(reservationId);
-        if (!entry) {
-          throw new ReservationNotFound(
-            ctx.config.sharedState
-              ? `reservation ${reservationId} is not known`
-              : `reservation ${reservationId} is not known to this instance (reservations live in the memory ` +
-                `of the instance that made them)`,
+      const reservation = reservations.get(reservationId);
+      if (!reservation) {
+        throw new ReservationNotFound(
+          `reservation ${reservationId} is not known to this instance (reservations live in the memory of ` +
+            `the instance that made them)`,
+        );
+      }
+      const nowMs = Date.now();
+      if (reservation.releasedAtMs === undefined) {
+        if (nowMs >= reservation.expiresAtMs) {
+          throw new ReservationExpired(
+            `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
+              `its stock is sold and can no longer be released`,
           );
         }
-        const reservation = entry.value;
-        const nowMs = Date.now();
-        if (reservation.releasedAtMs === undefined) {
-          if (nowMs >= reservation.expiresAtMs) {
-            throw new ReservationExpired(
-              `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
-                `its stock is sold and can no longer be released`,
-            );
-          }
-          // Marked released first (compare-and-set): of two concurrent releases, one puts the stock back.
-          try {
-            await stores.reservations.put(reservationId, { ...reservation, releasedAtMs: nowMs }, {
-              ifVersion: entry.version,
-              ttlMs: KEEP_EXPIRED_RESERVATION_MS,
-            });
-          } catch (e) {
-            if (isVersionMismatch(e)) continue;
-            throw e;
-          }
-          for (const item of reservation.items) {
-            await stores.stock.add(item.productId, item.quantity);
-            await hold(stores, item.productId, bucketOf(reservation), -item.quantity);
-          }
-          reservation.releasedAtMs = nowMs;
-          ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
+        for (const item of reservation.items) {
+          shelf.set(item.productId, (shelf.get(item.productId) ?? 0) + item.quantity);
         }
-        return {
-          reservationId,
-          orderId: reservation.orderId,
-          released: wire(reservation.items),
-          releasedAt: new Date(reservation.releasedAtMs).toISOString(),
-        };
+        reservation.releasedAtMs = nowMs;
+        ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
       }
+      return {
+        reservationId,
+        orderId: reservation.orderId,
+        released: wire(reservation.items),
+        releasedAt: new Date(reservation.releasedAtMs).toISOString(),
+      };
     },
 
-    /** `GET /api/v1/inventory/{productId}`: the shelf of one product, as every node sees it. */
-    async getStock(req: GetStockRequest, ctx): Promise<StockLevel> {
+    /** `GET /api/v1/inventory/{productId}`: this instance's shelf for one product. */
+    getStock(req: GetStockRequest, ctx): StockLevel | Promise<StockLevel> {
+      if (ctx.config.sharedState) return sharedGetStock(req, ctx);
       const productField = request.at("productId");
       const productId = parseProductId(req?.productId, productField);
-      const stores = storesOf(ctx);
-      const inStock = await onShelf(stores, productId, productField);
+      const inStock = onShelf(productId, productField);
       const nowMs = Date.now();
       let reserved = 0;
-      const held = (await stores.held.get<HeldByExpiry>(productId))?.value ?? {};
-      for (const [expiry, units] of Object.entries(held)) if (Number(expiry) > nowMs) reserved += units;
+      for (const r of reservations.values()) {
+        if (!isOpen(r, nowMs)) continue;
+        for (const item of r.items) if (item.productId === productId) reserved += item.quantity;
+      }
       return { productId, inStock, reserved, demoLevel: DEMO_STOCK[productId] };
     },
   },
