@@ -52,6 +52,14 @@
  *   like an old version above (DEACTIVATE → UNLOAD, never below the target's ACTIVE count). A record that does
  *   not name the target's version is ignored (only the target version runs; `waiting` says so). Decisions
  *   that keep or retire versions compare the routing key, so they never apply over a newer routing change.
+ * - Cordon and drain (`nodes/{node}/cordon`): a cordoned node gets no new instances (placement, replacement,
+ *   rebalancing); its instances are the first removed when a slice shrinks. A draining node also loses its
+ *   instances, one move at a time cluster-wide, only while everything is settled, by the same move as
+ *   rebalancing (the replacement ACTIVE before the old one is deactivated), so a slice's ACTIVE count never
+ *   drops below its target, and never below its disruption budget.
+ * - Placement rules (`placement` in the target): only nodes carrying every `require` label take the slice's
+ *   instances, spread first over the values of the `spread` label; with no such node the slice waits, and
+ *   `waiting` says which labels no schedulable node has.
  * - Undeployed dependency: instances of slices that call it keep running (stopping healthy instances would
  *   turn one missing slice into an outage of everything above it; their calls fail with "no live instance"
  *   until it returns); new instances of those slices load and wait in LOADED until it is deployed again.
@@ -65,9 +73,12 @@ import {
   type InstanceRecord,
   KEY_PREFIXES,
   kvKeys,
+  labelsText,
   LEADER_KEY,
   type LifecycleState,
   MAX_CRASH_REPORTS,
+  nodeMatches,
+  type PlacementRule,
   type RoutedBackoff,
   type RouteRecord,
   type TargetBackoff,
@@ -404,6 +415,7 @@ interface ScaleInput {
   sources: ReadonlySet<InstanceView>;
   keptUp: InstanceView[];
   backoff: TargetBackoff | undefined;
+  placement?: PlacementRule;
 }
 
 /** Instances that crashed during one request, seen FAILED in this step. */
@@ -477,6 +489,8 @@ class Reconciler {
   readonly #members: Map<NodeId, MemberStatus>;
   /** Live nodes, sorted. */
   readonly #live: NodeId[];
+  /** Live nodes that take new instances (not cordoned), sorted. */
+  readonly #schedulable: NodeId[];
   /** Instances counting toward a slice, per live node (all slices): the load measure for placement. */
   readonly #total = new Map<NodeId, number>();
   readonly #decisions: Decision[] = [];
@@ -520,6 +534,7 @@ class Reconciler {
       }
     }
     this.#live = [...nodes].filter((n) => this.#conditions.get(n) === "live").sort();
+    this.#schedulable = this.#live.filter((n) => !view.nodes.get(n)?.cordon);
     for (const node of this.#live) this.#total.set(node, 0);
     for (const i of view.instances) {
       if (this.#isLive(i.node) && isUp(i.record)) this.#total.set(i.node, this.#total.get(i.node)! + 1);
@@ -531,9 +546,10 @@ class Reconciler {
     if (sweep) this.#sweepStale();
     const bases = new Set([...this.#view.targets.keys(), ...this.#view.instancesByBase.keys()]);
     for (const base of [...bases].sort()) this.#slice(base);
-    if (this.#o.rebalance && this.#decisions.length === 0 && this.#busy.size === 0 && !this.#anySuspect) {
-      this.#rebalance();
-    }
+    const quiet = this.#decisions.length === 0 && this.#busy.size === 0 && !this.#anySuspect &&
+      !this.#summaries.some((s) => s.moving);
+    if (quiet) this.#drain();
+    if (this.#o.rebalance && quiet && this.#decisions.length === 0) this.#rebalance();
     return {
       decisions: this.#decisions,
       ...(this.#wake !== undefined ? { wakeAtMs: this.#wake } : {}),
@@ -926,6 +942,7 @@ class Reconciler {
     const counted = current.filter((i) => !retiredSources.has(i));
     let { backoff, backoffNote } = this.#recordFailures(label, tally, input.previousBackoff);
     const removed = this.#scale(b, {
+      placement: target.record.placement,
       label,
       coordinates,
       manifest,
@@ -1026,7 +1043,15 @@ class Reconciler {
         );
         this.#wakeAt(s.backoff.retryAt);
       } else {
-        this.#place(b, s.coordinates, s.desired - effective, s.counted, s.keptUp, s.backoff?.lastFailedNode);
+        this.#place(
+          b,
+          s.coordinates,
+          s.desired - effective,
+          s.counted,
+          s.keptUp,
+          s.backoff?.lastFailedNode,
+          s.placement,
+        );
       }
     }
     return removed;
@@ -1063,6 +1088,7 @@ class Reconciler {
     const perNode = countBy(sameSlice, (i) => i.node);
     return [...candidates].sort((x, y) =>
       (REMOVAL_RANK[x.record.state] ?? 9) - (REMOVAL_RANK[y.record.state] ?? 9) ||
+      Number(this.#cordoned(y.node)) - Number(this.#cordoned(x.node)) ||
       perNode.get(y.node)! - perNode.get(x.node)! ||
       this.#total.get(y.node)! - this.#total.get(x.node)! ||
       cmp(y.node, x.node) ||
@@ -1101,18 +1127,26 @@ class Reconciler {
     existing: InstanceView[],
     sameSlice: InstanceView[],
     avoid: NodeId | undefined,
+    placement?: PlacementRule,
   ): void {
-    if (this.#live.length === 0) {
-      this.#waiting.push(`${coordinates}: no live node to place ${count} instance(s) on`);
+    const eligible = this.#eligible(placement);
+    if (eligible.length === 0) {
+      this.#waiting.push(`${coordinates}: cannot place ${count} instance(s): ${this.#whyNoNode(placement)}`);
       return;
     }
     const perNode = countBy(existing, (i) => i.node);
     const perNodeSlice = countBy(sameSlice, (i) => i.node);
+    const spread = placement?.spread;
+    const perValue = spread === undefined
+      ? new Map<string, number>()
+      : countBy(existing.filter((i) => this.#isLive(i.node)), (i) => this.#label(i.node, spread));
     for (let k = 0; k < count; k++) {
-      const candidates = avoid !== undefined && this.#live.length > 1
-        ? this.#live.filter((n) => n !== avoid)
-        : this.#live;
+      const candidates = avoid !== undefined && eligible.length > 1
+        ? eligible.filter((n) => n !== avoid)
+        : eligible;
+      const valueCount = (n: NodeId) => spread === undefined ? 0 : perValue.get(this.#label(n, spread)) ?? 0;
       const node = [...candidates].sort((x, y) =>
+        valueCount(x) - valueCount(y) ||
         (perNode.get(x) ?? 0) - (perNode.get(y) ?? 0) ||
         (perNodeSlice.get(x) ?? 0) - (perNodeSlice.get(y) ?? 0) ||
         this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
@@ -1121,8 +1155,71 @@ class Reconciler {
       const key = kvKeys.instance(node, coordinates, n);
       b.putInstance({ key, modRevision: 0 }, this.#command(undefined, "LOAD"), `LOAD ${key}`);
       perNode.set(node, (perNode.get(node) ?? 0) + 1);
+      if (spread !== undefined) perValue.set(this.#label(node, spread), valueCount(node) + 1);
       perNodeSlice.set(node, (perNodeSlice.get(node) ?? 0) + 1);
       this.#total.set(node, this.#total.get(node)! + 1);
+    }
+  }
+
+  #cordoned(node: NodeId): boolean {
+    return this.#view.nodes.get(node)?.cordon !== undefined;
+  }
+
+  #label(node: NodeId, name: string): string {
+    return this.#view.nodes.get(node)?.labels[name] ?? "";
+  }
+
+  /** Schedulable nodes whose labels satisfy the rule, sorted. */
+  #eligible(placement: PlacementRule | undefined): NodeId[] {
+    return this.#schedulable.filter((n) => nodeMatches(placement, this.#view.nodes.get(n)?.labels ?? {}));
+  }
+
+  /** Why no node can take an instance: for `waiting` (and so `slices`). */
+  #whyNoNode(placement: PlacementRule | undefined): string {
+    if (this.#live.length === 0) return "no live node";
+    const cordoned = this.#live.filter((n) => this.#cordoned(n));
+    const note = cordoned.length > 0 ? ` (cordoned: ${cordoned.join(", ")})` : "";
+    if (this.#schedulable.length === 0) return `every live node is cordoned${note}`;
+    return `no schedulable node has the labels ${labelsText(placement?.require)}${note}`;
+  }
+
+  // -- drain -------------------------------------------------------------------------------------------------
+
+  /**
+   * One move off a draining node, when nothing else is under way: an instance of a settled slice goes to the
+   * eligible node with the fewest instances of the slice (then overall). The move keeps the old instance until
+   * the new one is ACTIVE, so no slice's ACTIVE count (or budget) drops.
+   */
+  #drain(): void {
+    const draining = this.#live.filter((n) => this.#view.nodes.get(n)?.cordon?.mode === "drain");
+    for (const from of draining) {
+      const left = this.#view.instances.filter((i) => i.node === from);
+      if (left.length === 0) continue;
+      for (const s of this.#summaries) {
+        if (!s.byNode.get(from)?.length) continue;
+        if (!s.settled) {
+          this.#waiting.push(`drain ${from}: ${s.base} waits until the slice is settled`);
+          continue;
+        }
+        const placement = s.target.record.placement;
+        const countOn = (n: NodeId) => s.byNode.get(n)?.length ?? 0;
+        const spread = placement?.spread;
+        const valueCount = (n: NodeId) =>
+          spread === undefined
+            ? 0
+            : [...s.byNode].filter(([m]) => m !== from && this.#label(m, spread) === this.#label(n, spread))
+              .reduce((sum, [, list]) => sum + list.length, 0);
+        const to = this.#eligible(placement).sort((x, y) =>
+          valueCount(x) - valueCount(y) || countOn(x) - countOn(y) ||
+          this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
+        )[0];
+        if (to === undefined) {
+          this.#waiting.push(`drain ${from}: ${s.base} has nowhere to go: ${this.#whyNoNode(placement)}`);
+          continue;
+        }
+        return this.#move(s, from, to, `node ${from} is draining`);
+      }
+      this.#waiting.push(`drain ${from}: ${left.length} instance(s) left`);
     }
   }
 
@@ -1144,14 +1241,16 @@ class Reconciler {
 
   /** One move at a time, only when everything is settled and the spread is off by more than one. */
   #rebalance(): void {
-    if (this.#live.length < 2 || this.#summaries.some((s) => s.moving)) return;
-    const settled = this.#summaries.filter((s) => s.settled);
+    const nodes = this.#schedulable;
+    if (nodes.length < 2 || this.#summaries.some((s) => s.moving)) return;
+    // Slices with placement rules stay where their rules put them (moving one could break the spread).
+    const settled = this.#summaries.filter((s) => s.settled && !s.target.record.placement);
     const countOn = (s: SliceSummary, node: NodeId) => s.byNode.get(node)?.length ?? 0;
     // A slice crowded on one node: from the fullest (then busiest, lowest id) to the emptiest (then idlest).
     for (const s of settled) {
-      let from = this.#live[0];
-      let to = this.#live[0];
-      for (const node of this.#live) {
+      let from = nodes[0];
+      let to = nodes[0];
+      for (const node of nodes) {
         const c = countOn(s, node);
         const t = this.#total.get(node)!;
         const cf = countOn(s, from);
@@ -1162,9 +1261,9 @@ class Reconciler {
       if (countOn(s, from) - countOn(s, to) > 1) return this.#move(s, from, to, "its instances are crowded");
     }
     // One node carrying more than its share overall.
-    const byTotal = [...this.#live].sort((x, y) => this.#total.get(x)! - this.#total.get(y)! || cmp(x, y));
+    const byTotal = [...nodes].sort((x, y) => this.#total.get(x)! - this.#total.get(y)! || cmp(x, y));
     const to = byTotal[0];
-    const from = [...this.#live].sort((x, y) => this.#total.get(y)! - this.#total.get(x)! || cmp(x, y))[0];
+    const from = [...nodes].sort((x, y) => this.#total.get(y)! - this.#total.get(x)! || cmp(x, y))[0];
     if (this.#total.get(from)! - this.#total.get(to)! <= 1) return;
     // The slice whose instance on `from` was placed last: a long-running instance stays where it is while a
     // newer one (say, a replacement placed while other nodes were down) can move instead.

@@ -10,6 +10,7 @@
 import { baseOf, formatCoordinates, type NodeId } from "../core/mod.ts";
 import type { KvEntry } from "../kv/mod.ts";
 import {
+  type CordonRecord,
   type HttpMethod,
   type InstanceRecord,
   KEY_PREFIXES,
@@ -76,6 +77,14 @@ export interface RouteView {
   modRevision: number;
 }
 
+/** What placement knows of a node besides membership: its labels and whether it is cordoned or draining. */
+export interface NodeInfoView {
+  labels: Record<string, string>;
+  cordon?: CordonRecord;
+  cordonKey?: string;
+  cordonModRevision?: number;
+}
+
 /** `routing/{g}:{a}`: version weights; deployment keeps both versions running while it exists. */
 export interface RoutingView {
   key: string;
@@ -95,6 +104,8 @@ export interface DeploymentView {
   instancesByBase: Map<string, InstanceView[]>;
   endpoints: EndpointView[];
   routes: RouteView[];
+  /** `nodes/{node}/labels|cordon`, by node (only nodes with either). */
+  nodes: Map<NodeId, NodeInfoView>;
   /** By `group:artifact`. */
   routing: Map<string, RoutingView>;
   catalog: ArtifactCatalog;
@@ -148,6 +159,7 @@ export class ViewReader {
       endpoints: [],
       routes: [],
       routing: new Map(),
+      nodes: new Map(),
       catalog: this.#readCatalog(kv.range(KEY_PREFIXES.artifacts), problems),
       problems,
     };
@@ -225,6 +237,25 @@ export class ViewReader {
         return { key: entry.key, base, record: record("routing", entry), modRevision: entry.modRevision };
       });
       if (routing) view.routing.set(routing.base, routing);
+    }
+    for (const entry of kv.range(KEY_PREFIXES.nodes)) {
+      const info = cached(entry, () => {
+        const parsed = parseKeyMemo(entry.key);
+        if (parsed.family === "nodeLabels") {
+          return { node: parsed.node, labels: record("nodeLabels", entry).labels };
+        }
+        if (parsed.family === "cordon") return { node: parsed.node, cordon: record("cordon", entry) };
+        throw new Error(`key "${entry.key}" is not a nodes/ key`);
+      });
+      if (!info) continue;
+      const node = view.nodes.get(info.node) ?? { labels: {} };
+      if ("labels" in info && info.labels) node.labels = info.labels;
+      if ("cordon" in info && info.cordon) {
+        node.cordon = info.cordon;
+        node.cordonKey = entry.key;
+        node.cordonModRevision = entry.modRevision;
+      }
+      view.nodes.set(info.node, node);
     }
     this.#built = built;
     return view;

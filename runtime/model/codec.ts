@@ -15,6 +15,7 @@ import { endpointCheck, type EndpointRecord } from "./endpoints.ts";
 import { instanceCheck, type InstanceRecord } from "./instances.ts";
 import { type AppKey, type ParsedKey, parseKey } from "./keys.ts";
 import { leaderCheck, type LeaderRecord } from "./leader.ts";
+import { cordonCheck, type CordonRecord, nodeLabelsCheck, type NodeLabelsRecord } from "./nodes.ts";
 import { routeCheck, type RouteRecord } from "./routes.ts";
 import { routingCheck, type RoutingRecord } from "./routing.ts";
 import { rolloutCheck, type RolloutRecord } from "./rollouts.ts";
@@ -33,6 +34,8 @@ export interface RecordTypes {
   leader: LeaderRecord;
   config: ConfigRecord;
   threshold: ThresholdRecord;
+  nodeLabels: NodeLabelsRecord;
+  cordon: CordonRecord;
 }
 
 /** Every family whose values are JSON records (`app/` values are the operator's raw bytes). */
@@ -50,6 +53,8 @@ const CHECKS: { [F in RecordFamily]: Check<RecordTypes[F]> } = {
   leader: leaderCheck,
   config: configCheck,
   threshold: thresholdCheck,
+  nodeLabels: nodeLabelsCheck,
+  cordon: cordonCheck,
 };
 
 export const RECORD_FAMILIES = Object.keys(CHECKS) as RecordFamily[];

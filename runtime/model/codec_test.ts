@@ -153,6 +153,8 @@ const RECORDS: { [F in RecordFamily]: { key: string; value: RecordTypes[F] } } =
       updatedAt: 2,
     },
   },
+  nodeLabels: { key: "nodes/n1/labels", value: { labels: { zone: "a", disk: "ssd" }, updatedAt: 3 } },
+  cordon: { key: "nodes/n1/cordon", value: { mode: "drain", since: 4, by: "admin" } },
 };
 
 Deno.test("codec: every record family round-trips through UTF-8 JSON, by family and by key", () => {
@@ -295,6 +297,8 @@ Deno.test("codec: malformed records are refused, naming the field", () => {
     ["threshold", (v) => v.op = "!=", "op", /op must be one of >, >=, <, <=/],
     ["threshold", (v) => delete v.slice, "slice", /slice is missing: latency is measured per slice/],
     ["threshold", (v) => v.quantile = 0.2, "quantile", /quantile must be from 0.5 to 0.999/],
+    ["nodeLabels", (v) => v.labels = { Zone: "a" }, "labels.Zone", /labels.Zone/],
+    ["cordon", (v) => v.mode = "evict", "mode", /mode must be one of cordon, drain/],
     [
       "threshold",
       (v) => v.threshold = "desired",

@@ -16,6 +16,7 @@
  * | `config/{name}`, `config/node/{node}/{name}`                 | ConfigRecord      |
  * | `thresholds/{metric}`                                        | ThresholdRecord   |
  * | `app/{name}`                                                 | raw operator bytes |
+ * | `nodes/{node}/labels`, `nodes/{node}/cordon`                 | NodeLabelsRecord, CordonRecord |
  */
 
 import {
@@ -54,6 +55,7 @@ export const KEY_PREFIXES = {
   config: "config/",
   thresholds: "thresholds/",
   app: "app/",
+  nodes: "nodes/",
 } as const;
 
 export interface BlueprintKey {
@@ -113,6 +115,15 @@ export interface AppKey {
   name: string;
 }
 
+export interface NodeLabelsKey {
+  family: "nodeLabels";
+  node: NodeId;
+}
+export interface CordonKey {
+  family: "cordon";
+  node: NodeId;
+}
+
 export type ParsedKey =
   | BlueprintKey
   | TargetKey
@@ -125,7 +136,9 @@ export type ParsedKey =
   | LeaderKey
   | ConfigKey
   | ThresholdKey
-  | AppKey;
+  | AppKey
+  | NodeLabelsKey
+  | CordonKey;
 
 export type KeyFamily = ParsedKey["family"];
 
@@ -164,6 +177,8 @@ export const kvKeys = {
   threshold: (metric: string): string =>
     checkedKey(`thresholds/${dottedText(metric, "metric", "threshold key")}`),
   app: (name: string): string => checkedKey(`app/${appText(name, "app key")}`),
+  nodeLabels: (node: NodeId): string => checkedKey(`nodes/${nodeText(node, "node labels key")}/labels`),
+  cordon: (node: NodeId): string => checkedKey(`nodes/${nodeText(node, "cordon key")}/cordon`),
 } as const;
 
 /** Prefixes for range reads and watches; every one ends at a separator, so `n1/` never matches `n10/`. */
@@ -253,6 +268,17 @@ export function parseKey(key: string): ParsedKey {
       return { family: "threshold", metric: dottedText(rest, "metric", where) };
     case KEY_PREFIXES.app:
       return { family: "app", name: appText(rest, where) };
+    case KEY_PREFIXES.nodes:
+      expect(2, "nodes/{node}/labels or nodes/{node}/cordon");
+      if (parts[1] !== "labels" && parts[1] !== "cordon") {
+        throw new AetherError(
+          "bad_request",
+          `${where} is not of the form nodes/{node}/labels or nodes/{node}/cordon`,
+        );
+      }
+      return parts[1] === "labels"
+        ? { family: "nodeLabels", node: nodeText(parts[0], where) }
+        : { family: "cordon", node: nodeText(parts[0], where) };
     default:
       throw new AetherError(
         "bad_request",
@@ -299,6 +325,10 @@ export function formatKey(key: ParsedKey): string {
       return kvKeys.threshold(key.metric);
     case "app":
       return kvKeys.app(key.name);
+    case "nodeLabels":
+      return kvKeys.nodeLabels(key.node);
+    case "cordon":
+      return kvKeys.cordon(key.node);
   }
 }
 

@@ -66,6 +66,8 @@ const KEYS: [string, string, ParsedKey][] = [
     { family: "threshold", metric: "g:a/placeOrder/latency.p99" },
   ],
   [kvKeys.app("team/x y/ü"), "app/team/x y/ü", { family: "app", name: "team/x y/ü" }],
+  [kvKeys.nodeLabels("n2"), "nodes/n2/labels", { family: "nodeLabels", node: "n2" }],
+  [kvKeys.cordon("n2"), "nodes/n2/cordon", { family: "cordon", node: "n2" }],
 ];
 
 Deno.test("keys: every key family builds, parses back and formats to the same key", () => {

@@ -14,6 +14,17 @@ export { type EndpointRecord } from "./endpoints.ts";
 export { type InstanceRecord, isLifecycleState, LIFECYCLE_STATES, type LifecycleState } from "./instances.ts";
 export { LEADER_KEY, type LeaderRecord, parseLeaderRecord } from "./leader.ts";
 export { HTTP_METHODS, type HttpMethod, isRoutePath, type RouteRecord } from "./routes.ts";
+export {
+  type CordonRecord,
+  LABEL_PATTERN,
+  labelsText,
+  MAX_NODE_LABELS,
+  type NodeLabelsRecord,
+  nodeMatches,
+  parseNodeLabels,
+  placementCheck,
+  type PlacementRule,
+} from "./nodes.ts";
 export { type RoutingRecord } from "./routing.ts";
 export {
   DEFAULT_ANALYSIS,

@@ -2,6 +2,7 @@
 
 import type { NodeId } from "../core/mod.ts";
 import { bounds, coordsField, nodeId, version } from "./_fields.ts";
+import { placementCheck, type PlacementRule } from "./nodes.ts";
 import { array, type Check, integer, object, optional, refine, string, timestamp } from "./_validate.ts";
 
 /** `targets/{group}:{artifact}`: the desired version and instance count of one slice. */
@@ -17,6 +18,8 @@ export interface TargetRecord {
    * by an operator), a count (`"2"`) or a share of `instances` (`"50%"`, rounded up).
    */
   minAvailable?: string;
+  /** Placement rules (labels required, a label to spread over); see runtime/model/nodes.ts. */
+  placement?: PlacementRule;
   updatedAt: number;
   /**
    * Failure backoff, kept here (not in the leader's memory) so it survives a change of leader: after each
@@ -83,6 +86,7 @@ export const targetCheck: Check<TargetRecord> = refine(
       pattern: /^(?:\d{1,5}|\d{1,3}%)$/,
       expectation: 'a count such as "2" or a percentage such as "50%"',
     })),
+    placement: optional(placementCheck),
     updatedAt: timestamp(),
     backoff: optional(object(backoffFields)),
     routedBackoff: optional(object({ version, ...backoffFields })),
