@@ -12,6 +12,7 @@
  * requires = ["cache"]   # infrastructure services (validated here, resolved by a later issue)
  * rollout = { strategy = "canary", steps = ["10%", "pause 30s", "100%"] }  # how a version change rolls out
  * minAvailable = 2       # disruption budget: a count, or a share such as "50%" (rollouts, scale down)
+ * placement = { spread = "zone", require = { disk = "ssd" } }  # node labels: spread over, required
  * trusted = true         # may run in worker isolation (default false: a process of its own)
  * cpuSoftShare = 0.5     # sandbox CPU limits over the node's defaults (runtime/sandbox/README.md):
  * cpuHardShare = 0.9     #   shares of one core over cpuWindowMs (0 = off), and one call's CPU time
@@ -26,7 +27,7 @@
 
 import { parse, TomlDate, TomlError } from "smol-toml";
 import { AetherError, baseOf, parseCoordinates } from "../core/mod.ts";
-import { parseRolloutSpec, type RolloutSpec } from "../model/mod.ts";
+import { LABEL_PATTERN, parseRolloutSpec, type PlacementRule, type RolloutSpec } from "../model/mod.ts";
 import { formatPath, locate, type Located, type Segment, type SourcePosition } from "./_toml_locate.ts";
 import { SANDBOX_KEYS, sandboxSettings } from "./_blueprint_sandbox.ts";
 import type { SliceSandboxSettings } from "../sandbox/mod.ts";
@@ -45,6 +46,7 @@ const SLICE_KEYS = [
   "requires",
   "rollout",
   "minAvailable",
+  "placement",
   ...SANDBOX_KEYS,
 ] as const;
 
@@ -60,6 +62,8 @@ export interface BlueprintSliceSpec {
   rollout?: RolloutSpec;
   /** Disruption budget: `"2"` or `"50%"` (runtime/model/targets.ts). */
   minAvailable?: string;
+  /** Placement rules over node labels (runtime/model/nodes.ts). */
+  placement?: PlacementRule;
   /** `trusted` and the CPU limits (`cpuSoftShare`, ...), when any is given (_blueprint_sandbox.ts). */
   sandbox?: SliceSandboxSettings;
 }
@@ -269,6 +273,7 @@ class Checker {
     const requires = this.#services(table.requires, [...path, "requires"]);
     const rollout = this.#rollout(table.rollout, [...path, "rollout"]);
     const minAvailable = this.#budget(table.minAvailable, [...path, "minAvailable"]);
+    const placement = this.#placement(table.placement, [...path, "placement"]);
     const sandbox = sandboxSettings(table, (key, message) => this.#problem([...path, key], message));
     if (min !== undefined && max !== undefined && min > max) {
       this.#problem([...path, "min"], `min (${min}) must not exceed max (${max})`);
@@ -285,8 +290,38 @@ class Checker {
     if (max !== undefined) spec.max = max;
     if (rollout !== undefined) spec.rollout = rollout;
     if (minAvailable !== undefined) spec.minAvailable = minAvailable;
+    if (placement !== undefined) spec.placement = placement;
     if (sandbox !== undefined) spec.sandbox = sandbox;
     return spec;
+  }
+
+  /** `placement = { spread = "zone", require = { disk = "ssd" } }`: label names and values checked. */
+  #placement(value: unknown, path: Segment[]): PlacementRule | undefined {
+    if (value === undefined) return undefined;
+    if (!isTable(value)) {
+      this.#problem(path, `must be a table such as { spread = "zone" }, got ${describe(value)}`);
+      return undefined;
+    }
+    const rule: PlacementRule = {};
+    for (const [key, v] of Object.entries(value)) {
+      if (key === "spread" && typeof v === "string" && LABEL_PATTERN.test(v)) rule.spread = v;
+      else if (key === "require" && isTable(v)) {
+        const require: Record<string, string> = {};
+        for (const [name, label] of Object.entries(v)) {
+          if (LABEL_PATTERN.test(name) && typeof label === "string" && LABEL_PATTERN.test(label)) {
+            require[name] = label;
+          } else {
+            this.#problem([...path, "require", name], `must be a label = "value" (a-z, 0-9, '.', '_', '-')`);
+          }
+        }
+        rule.require = require;
+      } else if (key === "spread") {
+        this.#problem([...path, key], `must be a label name such as "zone", got ${describe(v)}`);
+      } else if (key === "require") {
+        this.#problem([...path, key], `must be a table such as { disk = "ssd" }, got ${describe(v)}`);
+      } else this.#problem([...path, key], `is not a placement rule (spread, require)`);
+    }
+    return rule;
   }
 
   /** `minAvailable = 2` or `minAvailable = "50%"`, kept as text. */

@@ -152,6 +152,7 @@ export function expandBlueprint(
     if (spec.max !== undefined) slice.max = spec.max;
     if (spec.rollout !== undefined) slice.rollout = spec.rollout;
     if (spec.minAvailable !== undefined) slice.minAvailable = spec.minAvailable;
+    if (spec.placement !== undefined) slice.placement = spec.placement;
     return slice;
   });
   const calls: Record<string, string[]> = {};

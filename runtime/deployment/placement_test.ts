@@ -3,6 +3,7 @@
  * KvState with the node side played step by step.
  */
 import assert from "node:assert/strict";
+import { AetherError } from "../core/mod.ts";
 import { KvState } from "../kv/mod.ts";
 import {
   type CordonRecord,
@@ -21,6 +22,7 @@ import {
   type WriteResult,
 } from "./cluster_manager.ts";
 import type { MemberStatus } from "./view.ts";
+import { planBlueprintSource } from "./targets.ts";
 import { applyCommand, manifest, membersOf, publish, putTarget, setLeader } from "./_testing.ts";
 
 const A = manifest("g:a:1.0.0", { methods: ["get"] });
@@ -271,4 +273,34 @@ Deno.test("drain honours placement: the instance moves only to a node with the r
   c.settle();
   assert.equal(c.active("g:a"), 2, "nothing stops while there is nowhere to go");
   assert.ok(c.waiting.some((w) => w.includes("has nowhere to go")), c.waiting.join("; "));
+});
+
+Deno.test("blueprint placement: the rule goes into the target, is dropped with it, and bad rules name their line", () => {
+  const kv = new KvState();
+  publish(kv, manifest("shop:orders:1.0.0"));
+  const source = (placement: string) =>
+    `id = "shop:app:1.0.0"\n[[slices]]\nartifact = "shop:orders:1.0.0"\ninstances = 3\n${placement}\n`;
+  const apply = (text: string, nowMs: number) => {
+    const result = applyCommand(kv, planBlueprintSource(kv, text, nowMs).command);
+    assert.ok(result.ok && result.succeeded !== false, JSON.stringify(result));
+  };
+  const placement = () => decodeValue("target", kv.get(kvKeys.target("shop:orders"))!.value).placement;
+  apply(source(`placement = { spread = "zone", require = { disk = "ssd" } }`), 1);
+  assert.deepEqual(placement(), { spread: "zone", require: { disk: "ssd" } });
+  apply(source(""), 2);
+  assert.equal(placement(), undefined);
+  for (
+    const [bad, pattern] of [
+      [`placement = { spread = "Zone" }`, /line 5.*placement\.spread: must be a label name/],
+      [`placement = { require = { disk = 1 } }`, /line 5.*placement\.require\.disk: must be a label/],
+      [`placement = { near = "x" }`, /line 5.*placement\.near: is not a placement rule/],
+      [`placement = "zone"`, /line 5.*placement: must be a table/],
+    ] as const
+  ) {
+    assert.throws(
+      () => planBlueprintSource(kv, source(bad), 3),
+      (e: unknown) => e instanceof AetherError && pattern.test(e.message),
+      bad,
+    );
+  }
 });

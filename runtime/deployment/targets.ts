@@ -117,6 +117,7 @@ function summary(t: TargetRecord): TargetSummary {
 function sameTarget(a: TargetRecord, b: TargetRecord): boolean {
   return a.version === b.version && a.instances === b.instances && a.min === b.min && a.max === b.max &&
     a.minAvailable === b.minAvailable &&
+    JSON.stringify(a.placement) === JSON.stringify(b.placement) &&
     a.owners.join() === b.owners.join();
 }
 
@@ -202,6 +203,7 @@ export function planBlueprintApply(
         slice.max,
       );
       if (slice.minAvailable !== undefined) created.minAvailable = slice.minAvailable;
+      if (slice.placement !== undefined) created.placement = slice.placement;
       txn.put(key, "target", created);
       entries.push({ slice: base, action: "create", to: summary(created) });
       continue;
@@ -240,6 +242,9 @@ export function planBlueprintApply(
     if (!slice.transitive) {
       if (slice.minAvailable !== undefined) next.minAvailable = slice.minAvailable;
       else if (others.length === 0) delete next.minAvailable;
+      // The same for placement rules.
+      if (slice.placement !== undefined) next.placement = slice.placement;
+      else if (others.length === 0) delete next.placement;
     }
     const rollout = t.version !== version && slice.rollout
       ? startRollout(kv, txn, { base, stable: t.version, version, next, slice, nowMs })

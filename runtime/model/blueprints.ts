@@ -1,5 +1,6 @@
 /** `blueprints/{group}:{artifact}:{version}`: published blueprints, parsed, validated and expanded. */
 
+import { placementCheck, type PlacementRule } from "./nodes.ts";
 import { bounds, coordsField, services } from "./_fields.ts";
 import {
   array,
@@ -33,6 +34,8 @@ export interface BlueprintSlice {
   rollout?: RolloutSpec;
   /** Disruption budget (`minAvailable = 2` or `"50%"`), see TargetRecord. */
   minAvailable?: string;
+  /** Placement rules (`placement = { spread = "zone", require = { disk = "ssd" } }`), see TargetRecord. */
+  placement?: PlacementRule;
 }
 
 /** `blueprints/{id}`: a published blueprint, parsed, validated and expanded. */
@@ -71,6 +74,7 @@ const blueprintSliceCheck: Check<BlueprintSlice> = refine(
     minAvailable: optional(
       string({ pattern: /^(?:\d{1,5}|\d{1,3}%)$/, expectation: "a count or a percentage" }),
     ),
+    placement: optional(placementCheck),
   }),
   bounds,
 );
