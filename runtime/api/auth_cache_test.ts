@@ -11,7 +11,9 @@ import { AetherError, createLogger } from "../core/mod.ts";
 import { type KvAccess, kvAccess, type Replica } from "../cluster/mod.ts";
 import { type KvCommand, type KvEvent, KvState, WatchHub } from "../kv/mod.ts";
 import { encodeJson, tokenKey, type TokenRecord } from "../model/mod.ts";
-import { MAX_VERIFIED_TOKENS, sha256Hex, TokenIndex } from "./auth.ts";
+import { Hono } from "hono";
+import { authMiddleware, MAX_VERIFIED_TOKENS, sha256Hex, TokenIndex } from "./auth.ts";
+import { RoleTable } from "./roles.ts";
 
 /** A one-member store: commands applied to a real KvState, their events published on a real WatchHub. */
 function oneMemberKv(): { kv: KvAccess; close(): void } {
@@ -135,4 +137,43 @@ Deno.test("auth cache: a wrong secret is refused while the right one is remember
     refusal(index.verify(`aether_tok5_${SECRET} `)); // the exact string: a near miss is checked in full
     refusal(index.verify("Bearer nonsense"));
   });
+});
+
+Deno.test("auth middleware: remembered Host verdicts and tokens still refuse what they must, request after request", async () => {
+  await withIndex(async (kv, index) => {
+    await put(kv, record("tok6", SECRET));
+    await until("the record", () => index.get("tok6") !== undefined);
+    const app = new Hono();
+    app.use("*", authMiddleware(index, { hostNames: ["api.example"] }));
+    app.get("/api/v1/status", (c) => c.text("ok"));
+    const call = (host: string, authorization = `Bearer aether_tok6_${SECRET}`) =>
+      app.request(new Request("http://x/api/v1/status", { headers: { host, authorization } }));
+    for (let i = 0; i < 3; i++) {
+      equal((await call("evil.example")).status, 403, `a foreign Host, request ${i}`);
+      equal((await call("API.example:8080")).status, 200, `the API's own name, request ${i}`);
+      equal((await call("127.0.0.1:8080")).status, 200, `an IP literal, request ${i}`);
+    }
+    // More distinct Host headers than are remembered: each still judged, the API's name still accepted.
+    for (let i = 0; i < 200; i++) equal((await call(`h${i}.evil.example`)).status, 403);
+    equal((await call("api.example")).status, 200);
+    equal((await call("api.example", `Bearer  aether_tok6_${SECRET} `)).status, 200, "blanks around it");
+    equal((await call("api.example", `Basic aether_tok6_${SECRET}`)).status, 401);
+    await put(kv, record("tok6", SECRET, { revokedAt: 2 }));
+    await until("the revoke", () => index.get("tok6")?.revokedAt !== undefined);
+    const refused = await call("api.example");
+    equal(refused.status, 401, "the request right after the revoke");
+    ok((await refused.text()).includes("revoked"));
+  });
+});
+
+Deno.test("role table: exact paths (a trailing slash, HEAD as GET) and patterns answer their entries", () => {
+  const table = new RoleTable();
+  equal(table.find("GET", "/api/v1/status")?.entry.role, "viewer");
+  equal(table.find("GET", "/api/v1/status/")?.entry.path, "/api/v1/status");
+  equal(table.find("HEAD", "/api/v1/health")?.entry.role, "open");
+  equal(table.find("POST", "/api/v1/status"), undefined);
+  equal(table.find("GET", "/api/v1/nothing-here"), undefined);
+  const revoke = table.find("DELETE", "/api/v1/tokens/ab%2Fcd");
+  equal(revoke?.entry.role, "admin");
+  equal(revoke?.target, "ab/cd");
 });
