@@ -10,6 +10,7 @@ import { tokenRoutes } from "./tokens.ts";
 import { auditRoutes } from "./audit.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { rolloutRoutes } from "./rollouts.ts";
+import { nodeRoutes } from "./nodes.ts";
 import { eventRoutes } from "./events.ts";
 import { alertRoutes } from "./alerts.ts";
 import { metricsRoutes, prometheusRoutes } from "./metrics.ts";
@@ -44,6 +45,7 @@ export function createApiApp(deps: ApiDeps, featureRoutes: Hono[], access: ApiAc
   app.route("/api/v1", auditRoutes(deps.kv));
   app.route("/api/v1", openApiRoutes());
   app.route("/api/v1", rolloutRoutes(deps.kv, { metrics: deps.metrics }));
+  app.route("/api/v1", nodeRoutes(deps));
   app.route("/api/v1", eventRoutes(deps));
   app.route("/api/v1", alertRoutes(deps));
   if (deps.metrics) {

@@ -778,6 +778,45 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     response: { description: "forecasts", json: obj({ forecaster: str, slices: { type: "array" } }) },
     problems: [400],
   },
+  "GET /api/v1/nodes": {
+    summary:
+      "Every node: connected, labels, cordon or drain, its instances by state, whether a drain is done",
+    response: { description: "nodes", json: list("items") },
+  },
+  "GET /api/v1/nodes/:id": {
+    summary: "One node: labels, cordon or drain, its instances by state (drain progress), drained",
+    pathParameters: { id: "node id" },
+    response: { description: "the node", json: obj({ id: str, drained: bool }) },
+    problems: [400, 404],
+  },
+  "POST /api/v1/nodes/:id/cordon": {
+    summary: "Cordons a node: no new instances go to it; those it runs stay",
+    pathParameters: { id: "node id" },
+    body: { json: obj({ reason: str }), required: false },
+    response: {
+      description: "the cordon record",
+      json: obj({ node: str, cordon: obj({ mode: str }), revision }),
+    },
+    problems: [400, 404, 409, 413, 503],
+  },
+  "POST /api/v1/nodes/:id/drain": {
+    summary:
+      "Drains a node: cordoned, and its instances moved off one at a time, each replacement ACTIVE before " +
+      "the old one stops (disruption budgets hold); GET /nodes/{id} shows when it is drained",
+    pathParameters: { id: "node id" },
+    body: { json: obj({ reason: str }), required: false },
+    response: {
+      description: "the cordon record",
+      json: obj({ node: str, cordon: obj({ mode: str }), revision }),
+    },
+    problems: [400, 404, 409, 413, 503],
+  },
+  "POST /api/v1/nodes/:id/uncordon": {
+    summary: "Uncordons a node (ends a drain): it takes instances again, and rebalancing fills it",
+    pathParameters: { id: "node id" },
+    response: { description: "whether it was cordoned", json: obj({ node: str, uncordoned: bool }) },
+    problems: [400, 503],
+  },
   "GET /api/v1/rollouts": {
     summary: "Every slice's rollout (the last one, finished or not)",
     response: { description: "rollouts", json: list("items") },

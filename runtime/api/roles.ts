@@ -106,6 +106,12 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "POST", path: "/api/v1/rollouts/:artifact/resume", role: "operator", target: "artifact" },
   { method: "POST", path: "/api/v1/rollouts/:artifact/promote", role: "operator", target: "artifact" },
   { method: "POST", path: "/api/v1/rollouts/:artifact/abort", role: "operator", target: "artifact" },
+  // nodes: labels, cordon, drain (runtime/api/nodes.ts)
+  { method: "GET", path: "/api/v1/nodes", role: "viewer" },
+  { method: "GET", path: "/api/v1/nodes/:id", role: "viewer" },
+  { method: "POST", path: "/api/v1/nodes/:id/cordon", role: "operator", target: "id" },
+  { method: "POST", path: "/api/v1/nodes/:id/drain", role: "operator", target: "id" },
+  { method: "POST", path: "/api/v1/nodes/:id/uncordon", role: "operator", target: "id" },
   // the autoscaling controller (runtime/api/controller.ts)
   { method: "GET", path: "/api/v1/controller", role: "viewer" },
   { method: "GET", path: "/api/v1/controller/rules", role: "viewer" },

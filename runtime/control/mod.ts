@@ -15,3 +15,4 @@ export * from "./rollout_spec.ts";
 export * from "./alerts.ts";
 export * from "./alerts_delivery.ts";
 export * from "./alerts_feature.ts";
+export * from "./drain.ts";
