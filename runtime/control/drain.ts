@@ -119,3 +119,56 @@ export async function uncordonNode(kv: KvAccess, node: NodeId): Promise<{ wasCor
   await kv.write({ type: "delete", key });
   return { wasCordoned: true };
 }
+
+/** How often the label publisher tries again until its record is in KV. */
+const LABEL_RETRY_MS = 1_000;
+
+/**
+ * Publishes this node's labels (`--labels zone=a,disk=ssd`) as `nodes/{node}/labels` once the node is ready,
+ * trying again every second until the record in KV says the same (a write may fail while there is no quorum).
+ * An unchanged record is not rewritten, so a restart with the same labels writes nothing.
+ */
+export function startLabelPublisher(o: {
+  kv: Pick<KvAccess, "get" | "write">;
+  node: NodeId;
+  labels: Record<string, string>;
+  ready: () => boolean;
+  nowMs?: () => number;
+  log: { warn(message: string, fields?: Record<string, unknown>): void };
+}): { stop(): void; readonly published: boolean } {
+  const key = kvKeys.nodeLabels(o.node);
+  const wanted = JSON.stringify(Object.entries(o.labels).sort());
+  let published = false;
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const attempt = async () => {
+    timer = undefined;
+    if (stopped) return;
+    try {
+      if (o.ready()) {
+        const current = await o.kv.get(key);
+        const same = current !== undefined &&
+          JSON.stringify(Object.entries(decodeValue("nodeLabels", current.value).labels).sort()) === wanted;
+        if (!same) {
+          const record = { labels: o.labels, updatedAt: (o.nowMs ?? Date.now)() };
+          await o.kv.write({ type: "put", key, value: encodeValue("nodeLabels", record) });
+        }
+        published = true;
+        return;
+      }
+    } catch (e) {
+      o.log.warn("node labels not published yet; trying again", { error: e });
+    }
+    if (!stopped) timer = setTimeout(attempt, LABEL_RETRY_MS);
+  };
+  timer = setTimeout(attempt, 0);
+  return {
+    stop() {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+    },
+    get published() {
+      return published;
+    },
+  };
+}

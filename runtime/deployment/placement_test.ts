@@ -12,6 +12,7 @@ import {
   type InstanceRecord,
   kvKeys,
   type LifecycleState,
+  parseNodeLabels,
   type TargetRecord,
 } from "../model/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
@@ -303,4 +304,12 @@ Deno.test("blueprint placement: the rule goes into the target, is dropped with i
       bad,
     );
   }
+});
+
+Deno.test("node labels: --labels text parses, and a bad pair is named", () => {
+  assert.deepEqual(parseNodeLabels("zone=a, disk=ssd"), { zone: "a", disk: "ssd" });
+  assert.deepEqual(parseNodeLabels(""), {});
+  assert.throws(() => parseNodeLabels("zone"), /--labels: "zone" is not name=value/);
+  assert.throws(() => parseNodeLabels("Zone=a"), /--labels: "Zone=a" is not name=value/);
+  assert.throws(() => parseNodeLabels("zone=a,zone=b"), /label "zone" is given twice/);
 });

@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
+import { parseNodeLabels } from "../model/mod.ts";
 import {
   parseSandboxFlags,
   SANDBOX_FLAG_OPTIONS,
@@ -48,6 +49,8 @@ export interface NodeFlags extends SandboxFlags {
   apiNames: string[];
   /** Origins whose browser pages may call the API (CORS); none by default. */
   corsOrigins: string[];
+  /** `--labels zone=a,disk=ssd`: published as `nodes/{id}/labels` for placement rules. */
+  labels: Record<string, string>;
   /** Health and readiness probes need a viewer token too. */
   closedProbes: boolean;
   fsync: FsyncPolicy;
@@ -110,7 +113,7 @@ export const NODE_USAGE =
                    [--header-timeout-ms 10000] [--body-timeout-ms 10000] [--idle-timeout-ms 60000]
                    [--max-connections 4096] [--app-guard on|off]
                    [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
-                   [--closed-probes] [--secrets-key-file FILE]
+                   [--closed-probes] [--secrets-key-file FILE] [--labels NAME=VALUE,...]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
@@ -146,6 +149,8 @@ ${SANDBOX_USAGE_SYNOPSIS}
   --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
                  (a request naming another Host is refused: DNS rebinding)
   --cors-origins origins (https://ops.example) whose pages may call the API; default none
+  --labels       this node's labels for placement rules, e.g. zone=a,disk=ssd (blueprint
+                 placement = { spread = "zone", require = { disk = "ssd" } }); shown by aether node list
   --closed-probes  /api/v1/health and /api/v1/ready need a token too (default: open)
   --fsync        always: every consensus step is fsynced before it is acknowledged or sent (default)
                  never: written to the OS before it is acknowledged; survives a process crash, not power loss
@@ -235,6 +240,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "secrets-key-file": { type: "string" },
         "api-names": { type: "string" },
         "cors-origins": { type: "string" },
+        labels: { type: "string" },
         "closed-probes": { type: "boolean" },
         fsync: { type: "string" },
         "log-level": { type: "string" },
@@ -323,6 +329,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
     corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),
     closedProbes: values["closed-probes"] ?? false,
+    labels: labelsFlag(values.labels),
     fsync,
     logLevel: logLevel as NodeFlags["logLevel"],
     logFormat: logFormat as LogFormat,
@@ -486,4 +493,13 @@ export async function readSecret(path: string): Promise<Uint8Array> {
     throw flagError("secret-file", `"${path}" holds ${text.length} characters; need at least 16`);
   }
   return new TextEncoder().encode(text);
+}
+
+/** `--labels zone=a,disk=ssd`; a bad pair is a usage error naming it. */
+function labelsFlag(text: string | undefined): Record<string, string> {
+  try {
+    return parseNodeLabels(text ?? "", "--labels");
+  } catch (e) {
+    throw new AetherError("invalid_flag", (e as Error).message, { flag: "labels" });
+  }
 }

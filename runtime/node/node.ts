@@ -29,6 +29,7 @@ import {
 import type { ApiAccess, ApiDeps, NodeStatusView } from "../api/mod.ts";
 import { readMasterKeyFile, type SecretReadAudit } from "../infra-host/mod.ts";
 import type { AuditRecord } from "../model/mod.ts";
+import { startLabelPublisher } from "../control/mod.ts";
 import {
   CONSENSUS_CHANNEL,
   ELECTION_CHANNEL,
@@ -134,6 +135,13 @@ export async function startNode(
   const apiKv = kvAccess(shell.replica, hub, WRITE_TIMEOUT_MS, shell.forwarder);
   const access = startAccess(flags, apiKv, log.with({ component: "auth" }), bootstrapToken);
   audit.log = access.options?.audit;
+  const labelPublisher = startLabelPublisher({
+    kv: apiKv,
+    node: flags.id,
+    labels: flags.labels,
+    ready: () => shell.replica.ready && shell.replica.quorum,
+    log: log.with({ component: "labels" }),
+  });
   const dashboard = await loadDashboard(log);
   const servers = startServers(flags, tls, features, log, dashboard, {
     status,
@@ -154,6 +162,7 @@ export async function startNode(
     core,
     apiRoutes: servers.apiRoutes,
     async stop() {
+      labelPublisher.stop();
       shell.stop();
       access.stop();
       eventSources.stop();
