@@ -12,7 +12,7 @@ import { type KvAccess, kvAccess, type Replica } from "../cluster/mod.ts";
 import { type KvCommand, type KvEvent, KvState, WatchHub } from "../kv/mod.ts";
 import { encodeJson, tokenKey, type TokenRecord } from "../model/mod.ts";
 import { Hono } from "hono";
-import { authMiddleware, MAX_VERIFIED_TOKENS, sha256Hex, TokenIndex } from "./auth.ts";
+import { authMiddleware, callerOf, MAX_VERIFIED_TOKENS, sha256Hex, TokenIndex } from "./auth.ts";
 import { RoleTable } from "./roles.ts";
 
 /** A one-member store: commands applied to a real KvState, their events published on a real WatchHub. */
@@ -146,6 +146,10 @@ Deno.test("auth middleware: remembered Host verdicts and tokens still refuse wha
     const app = new Hono();
     app.use("*", authMiddleware(index, { hostNames: ["api.example"] }));
     app.get("/api/v1/status", (c) => c.text("ok"));
+    // A mounted sub-app (as every route group is) sees the caller the middleware found.
+    const mounted = new Hono();
+    mounted.get("/whoami", (c) => c.json(callerOf(c) ?? null));
+    app.route("/api/v1", mounted);
     const call = (host: string, authorization = `Bearer aether_tok6_${SECRET}`) =>
       app.request(new Request("http://x/api/v1/status", { headers: { host, authorization } }));
     for (let i = 0; i < 3; i++) {
@@ -157,6 +161,10 @@ Deno.test("auth middleware: remembered Host verdicts and tokens still refuse wha
     for (let i = 0; i < 200; i++) equal((await call(`h${i}.evil.example`)).status, 403);
     equal((await call("api.example")).status, 200);
     equal((await call("api.example", `Bearer  aether_tok6_${SECRET} `)).status, 200, "blanks around it");
+    const whoami = await app.request(
+      new Request("http://x/api/v1/whoami", { headers: { authorization: `Bearer aether_tok6_${SECRET}` } }),
+    );
+    equal((await whoami.json()).tokenId, "tok6");
     equal((await call("api.example", `Basic aether_tok6_${SECRET}`)).status, 401);
     await put(kv, record("tok6", SECRET, { revokedAt: 2 }));
     await until("the revoke", () => index.get("tok6")?.revokedAt !== undefined);
