@@ -50,4 +50,5 @@ export {
   type SecretReadAudit,
   SecretsService,
 } from "./secrets.ts";
+export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
 export { RateLimiter, type RateLimitStatus, splitShares, TokenBucket } from "./ratelimit.ts";

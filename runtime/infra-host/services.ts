@@ -36,16 +36,19 @@ export interface InfraService {
   name: string;
   version: string;
   description: string;
-  /** The store it keeps its data in, and that store's options. */
-  store: { name: string; engine: "sqlite" | "memory" };
+  /** The store it keeps its data in, and that store's options; none for a service on the consensus KV. */
+  store?: { name: string; engine: "sqlite" | "memory" };
   methods: readonly string[];
-  serve(store: Store, call: ServiceCall): Promise<unknown>;
+  /** Answers a call on the store; a service without a store is answered by `kvServed` (the lock). */
+  serve?(store: Store, call: ServiceCall): Promise<unknown>;
 }
 
 export const SERVICES: readonly InfraService[] = [CACHE_SERVICE, LOCK_SERVICE, KV_SERVICE];
 
 export interface InfraServicesOptions {
   stores: InfraStores;
+  /** Services kept in the consensus KV, by name: the lock (lock_service.ts). */
+  kvServed: Readonly<Record<string, (call: ServiceCall) => Promise<unknown>>>;
 }
 
 export interface InfraServices {
@@ -70,12 +73,12 @@ export interface InfraServices {
 export function startInfraServices(options: InfraServicesOptions): InfraServices {
   const byName = new Map(SERVICES.map((s) => [s.name, s]));
   const opening = new Map<string, Promise<Store>>();
-  const storeOf = (service: InfraService): Promise<Store> => {
-    let store = opening.get(service.name);
+  const storeOf = (service: string, spec: NonNullable<InfraService["store"]>): Promise<Store> => {
+    let store = opening.get(service);
     if (!store) {
-      store = options.stores.open(service.store.name, { engine: service.store.engine });
-      opening.set(service.name, store);
-      store.catch(() => opening.delete(service.name)); // a failed open is tried again by the next call
+      store = options.stores.open(spec.name, { engine: spec.engine });
+      opening.set(service, store);
+      store.catch(() => opening.delete(service)); // a failed open is tried again by the next call
     }
     return store;
   };
@@ -100,14 +103,16 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
         if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
           throw new AetherError("bad_request", `${name}.${call.method}: the request must be a JSON object`);
         }
-        const store = await storeOf(service);
-        const value = await service.serve(store, {
+        const serviceCall: ServiceCall = {
           group: call.from.split(":")[0],
           method: call.method,
           payload: payload as Record<string, unknown>,
           deadlineMs: call.deadlineMs,
           requestId: call.requestId,
-        });
+        };
+        const value = service.store && service.serve
+          ? await service.serve(await storeOf(service.name, service.store), serviceCall)
+          : await kvServedOf(service.name)(serviceCall);
         return { ok: true, value: (value ?? null) as never };
       } catch (e) {
         return { ok: false, error: failure(e) };
@@ -126,7 +131,9 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
         if (!service) throw new AetherError("not_found", missingMessage(name), { service: name });
       }
       for (const name of names) {
-        await withTimeout(storeOf(byName.get(name)!), timeoutMs, `starting infrastructure service ${name}`);
+        const service = byName.get(name)!;
+        if (!service.store) continue; // kept in the consensus KV: always running
+        await withTimeout(storeOf(name, service.store), timeoutMs, `starting infrastructure service ${name}`);
       }
     },
     status: () => {
@@ -134,12 +141,19 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
       return SERVICES.map((s) => ({
         name: s.name,
         version: s.version,
-        running: existing.has(s.store.name),
-        store: s.store.name,
+        running: s.store ? existing.has(s.store.name) : true,
+        store: s.store?.name ?? "consensus KV",
       }));
     },
   };
   let api: Hono | undefined;
+  const kvServedOf = (name: string) => {
+    const serve = options.kvServed[name];
+    if (!serve) {
+      throw new AetherError("unavailable", `infrastructure service ${name} is not served by this node`);
+    }
+    return serve;
+  };
   return services;
 }
 

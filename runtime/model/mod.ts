@@ -76,3 +76,4 @@ export * from "./auth.ts";
 export * from "./controller.ts";
 export * from "./stores.ts";
 export * from "./secrets.ts";
+export * from "./locks.ts";

@@ -15,6 +15,7 @@ import {
   startConfigFeature,
   startInfraServices,
   startInfraStore,
+  startLockService,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
@@ -60,7 +61,9 @@ export function startFeatures(
   // The partitioned store for infrastructure services (runtime/infra-host): data over the mesh, maps in KV.
   const store = startInfraStore({ ...core, fsync: flags.fsync !== "never" });
   // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
-  const infra = startInfraServices({ stores: store.stores });
+  // The lock keeps its leases in the consensus KV (lock_service.ts); the leader expires them.
+  const locks = startLockService(core);
+  const infra = startInfraServices({ stores: store.stores, kvServed: { lock: locks.serve } });
   const deployment = startDeployment({
     ...core,
     fetchArtifact: repository.fetchArtifact,
@@ -135,6 +138,7 @@ export function startFeatures(
       repository,
       store,
       infra,
+      { name: "locks", status: () => ({ held: locks.size() }), stop: () => Promise.resolve(locks.stop()) },
       deployment,
       config,
       traces,
