@@ -39,8 +39,17 @@ export function commandPermissions(command: LaunchedCommand, at: { deno: string;
   }
 }
 
-/** Which permission set a command line's first word selects. */
-export function launchedCommand(firstArg: string | undefined): LaunchedCommand {
+/**
+ * `aether node <word>` words that are CLI commands against the API (`aether node drain n2`), not flags of a
+ * node process; they get the CLI's permissions.
+ */
+export const NODE_CLI_SUBCOMMANDS: readonly string[] = ["list", "cordon", "drain", "uncordon"];
+
+/** Which permission set a command line's first words select. */
+export function launchedCommand(firstArg: string | undefined, secondArg?: string): LaunchedCommand {
+  if (firstArg === "node" && secondArg !== undefined && NODE_CLI_SUBCOMMANDS.includes(secondArg)) {
+    return "cli";
+  }
   return firstArg === "node" || firstArg === "forge" ? firstArg : "cli";
 }
 

@@ -11,7 +11,10 @@ const withoutSeparator = (args: string[]) => args[0] === "--" ? args.slice(1) : 
 const args = withoutSeparator(Deno.args);
 const [command, ...rest] = args;
 
-if (command === "node") {
+// `aether node drain n2` and its siblings are CLI commands (runtime/launch.ts NODE_CLI_SUBCOMMANDS).
+const NODE_CLI_SUBCOMMANDS = ["list", "cordon", "drain", "uncordon"];
+
+if (command === "node" && !NODE_CLI_SUBCOMMANDS.includes(rest[0])) {
   const { launchNode } = await import("./launch.ts");
   Deno.exit(await launchNode(withoutSeparator(rest)));
 } else if (command === "forge") {

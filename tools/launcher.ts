@@ -8,7 +8,7 @@
  * any working directory). `deno run` does not type check.
  */
 
-import { commandPermissions, type LaunchedCommand } from "../runtime/launch.ts";
+import { commandPermissions, type LaunchedCommand, NODE_CLI_SUBCOMMANDS } from "../runtime/launch.ts";
 
 /** The Deno version the project is pinned to (README, .ci/run). */
 export const DENO_VERSION = "2.9.6";
@@ -32,7 +32,10 @@ export function execCase(): string {
   };
   return [
     `case "\${1-}" in`,
-    `  node) ${line("node")} ;;`,
+    // `aether node drain n2` (runtime/launch.ts NODE_CLI_SUBCOMMANDS) is a CLI command.
+    `  node) case "\${2-}" in ${NODE_CLI_SUBCOMMANDS.join("|")}) ${line("cli")} ;; *) ${
+      line("node")
+    } ;; esac ;;`,
     `  forge) ${line("forge")} ;;`,
     `  *) ${line("cli")} ;;`,
     `esac`,

@@ -40,7 +40,8 @@ Deno.test("shellQuote keeps every character literal", () => {
 Deno.test("launcher texts: one exec per permission set, valid sh", async () => {
   const launcher = installedLauncher({ deno: "/opt/deno it's/deno", root: "/src/aether" });
   match(launcher, /^DENO='\/opt\/deno it'"'"'s\/deno'$/m);
-  equal(launcher.match(/exec "\$DENO" run --cached-only --config "\$ROOT\/deno\.json"/g)?.length, 3);
+  // node, forge, cli, and the CLI again for `aether node drain|cordon|uncordon|list` (CLI commands).
+  equal(launcher.match(/exec "\$DENO" run --cached-only --config "\$ROOT\/deno\.json"/g)?.length, 4);
   const header = selfContainedHeader({ sha256: "ab".repeat(32), offset: 1234, built: "test" });
   match(header, /^PAYLOAD_OFFSET=1234 +$/m);
   match(header, new RegExp(execCase().replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));

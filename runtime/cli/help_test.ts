@@ -57,6 +57,7 @@ Deno.test("help: the top-level list is grouped, one line per command, within the
     "controller",
     "infra",
     "kv",
+    "node",
     "ratelimit",
     "rollout",
     "secret",

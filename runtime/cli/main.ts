@@ -38,6 +38,7 @@ import { configCommands } from "./commands/config.ts";
 import { secretCommands } from "./commands/secret.ts";
 import { rateLimitCommands } from "./commands/ratelimit.ts";
 import { infraCommands } from "./commands/infra.ts";
+import { nodeCommands } from "./commands/node.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -58,6 +59,7 @@ const COMMANDS: CliCommand[] = [
   ...secretCommands,
   ...rateLimitCommands,
   ...infraCommands,
+  ...nodeCommands,
   ...accessCommands,
 ];
 
@@ -82,7 +84,11 @@ const PROCESS_COMMANDS: ListedCommand[] = [
 
 /** The groups of the top-level help, in order; each command belongs to the first whose test it passes. */
 const HELP_GROUPS: [string, (name: string) => boolean][] = [
-  ["cluster", (n) => ["status", "health", "logs", "trace"].includes(n) || n.startsWith("cluster ")],
+  [
+    "cluster",
+    (n) =>
+      ["status", "health", "logs", "trace"].includes(n) || n.startsWith("cluster ") || n.startsWith("node "),
+  ],
   ["deployment", (n) => /^(blueprint |deploy$|scale$|undeploy$|slices$|rollout )/.test(n)],
   ["artifacts and slice projects", (n) => /^(artifact |slice )/.test(n)],
   ["routing and calls", (n) => /^(routes|routing|timeout|invoke)/.test(n)],
