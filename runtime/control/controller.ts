@@ -36,7 +36,7 @@ import type {
   ControllerState,
   StoredControllerRules,
 } from "../model/mod.ts";
-import { MAX_STORED_DECISIONS } from "../model/mod.ts";
+import { budgetCount, MAX_STORED_DECISIONS } from "../model/mod.ts";
 
 export const DEFAULT_CONTROLLER_RULES: Readonly<ControllerRules> = Object.freeze({
   targetInFlightPerInstance: 10,
@@ -74,6 +74,8 @@ export interface SliceObservation {
   active: number;
   min: number;
   max: number;
+  /** The target's disruption budget (`"2"`, `"50%"`): scale-down never goes below it (runtime/model/targets.ts). */
+  minAvailable?: string;
   /** Calls in flight, summed over the slice's instances. */
   inFlight: number;
   requestsPerSecond: number;
@@ -377,7 +379,9 @@ export interface BoundedCount {
 export function boundDecision(
   rules: ControllerRules,
   input: Pick<ControllerInput, "nowMs" | "quorum" | "connectedNodes">,
-  s: Pick<SliceObservation, "instances" | "min" | "max">,
+  s:
+    & Pick<SliceObservation, "instances" | "min" | "max">
+    & Partial<Pick<SliceObservation, "active" | "minAvailable">>,
   history: ControllerSliceState | undefined,
   wanted: Pick<Wanted, "to" | "urgent">,
 ): BoundedCount {
@@ -388,6 +392,19 @@ export function boundDecision(
   let to = wanted.to;
   if (to > s.max) (to = s.max, notes.push(`max ${s.max}`));
   if (to < s.min) (to = s.min, notes.push(`min ${s.min}`));
+  if (to < current && s.minAvailable !== undefined) {
+    // Disruption budget: the instances left must be able to keep minAvailable ACTIVE (the deployment manager
+    // removes instances that are not ACTIVE first); while fewer are ACTIVE, scale-down waits.
+    const budget = budgetCount(s.minAvailable, current);
+    const active = s.active ?? current;
+    if (active < budget) {
+      return {
+        to: current,
+        note: `budget: ${active} ACTIVE, minAvailable ${s.minAvailable} needs ${budget}`,
+      };
+    }
+    if (to < budget) (to = budget, notes.push(`budget minAvailable ${s.minAvailable}`));
+  }
   if (to > current && to > capacity) {
     to = Math.max(current, capacity);
     notes.push(`capacity ${capacity} (${rules.maxPerNode} per node)`);

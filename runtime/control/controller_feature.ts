@@ -327,6 +327,7 @@ class ControllerLoop implements ControllerService {
         changedAt: record.updatedAt,
         min: record.min ?? 1,
         max: record.max!,
+        ...(record.minAvailable === undefined ? {} : { minAvailable: record.minAvailable }),
         inFlight: l?.inFlight ?? 0,
         requestsPerSecond: l?.requestsPerSecond ?? 0,
         ...(l?.cpu === undefined ? {} : { cpu: l.cpu }),

@@ -184,3 +184,23 @@ Deno.test("controller: a min 0 slice idle for idleToZeroMs goes to zero; min 1 s
   const busy = run(400, { ...idle, requestsPerSecond: 0.5, inFlight: 0.01 }).decisions;
   assert.ok(busy.every((d) => d.to >= 1), "a slice with calls is never idle");
 });
+
+Deno.test("validator: scale-down never goes below the disruption budget, and waits while fewer are ACTIVE", () => {
+  const now = { nowMs: 100_000, quorum: true, connectedNodes: 3 };
+  const wide = { ...rules, maxStepDown: 10 };
+  const s = { instances: 6, min: 1, max: 20, active: 6, minAvailable: "4" };
+  assert.deepEqual(boundDecision(wide, now, s, undefined, { to: 1 }), {
+    to: 4,
+    note: "budget minAvailable 4",
+  });
+  assert.deepEqual(boundDecision(wide, now, { ...s, minAvailable: "50%" }, undefined, { to: 1 }), {
+    to: 3,
+    note: "budget minAvailable 50%",
+  });
+  assert.deepEqual(boundDecision(wide, now, { ...s, active: 3 }, undefined, { to: 5 }), {
+    to: 6,
+    note: "budget: 3 ACTIVE, minAvailable 4 needs 4",
+  });
+  // Scaling up is never held back by the budget.
+  assert.equal(boundDecision(wide, now, { ...s, active: 3 }, undefined, { to: 8 }).to, 8);
+});
