@@ -29,6 +29,17 @@ export interface CacheClient {
   ): Promise<T>;
   /** This cache's counters as the serving node counts them, and its configuration. */
   stats(options?: CallOptions): Promise<CacheStats>;
+  /**
+   * Sets this cache's configuration for every node (absent or 0: no default TTL / unbounded): puts without a
+   * TTL get `defaultTtlMs`; each node evicts its least recently used keys beyond `maxEntries` or `maxBytes`.
+   */
+  configure(config: CacheConfig, options?: CallOptions): Promise<CacheConfig>;
+}
+
+export interface CacheConfig {
+  defaultTtlMs?: number | null;
+  maxEntries?: number;
+  maxBytes?: number;
 }
 
 export interface CacheStats {
@@ -37,7 +48,14 @@ export interface CacheStats {
   puts: number;
   removes: number;
   clears: number;
+  /** Entries this node deleted to keep the cache within its bounds. */
+  evictions: number;
+  /** Entries and bytes (key + JSON value) put through this node and still held. */
+  entries: number;
+  bytes: number;
   defaultTtlMs: number | null;
+  maxEntries: number;
+  maxBytes: number;
 }
 
 /** A held lock: `token` grows with every acquisition of the lock (a fencing token). */
@@ -140,6 +158,8 @@ export function infraClients(call: InfraCall): InfraClients {
           return value;
         },
         stats: async (options) => (await send("stats", {}, options)) as CacheStats,
+        configure: async (config, options) =>
+          (await send("configure", { ...config } as Record<string, JsonValue>, options)) as never,
       };
       return client;
     },

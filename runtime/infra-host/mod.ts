@@ -51,4 +51,5 @@ export {
   SecretsService,
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
+export { cacheStats } from "./cache_service.ts";
 export { RateLimiter, type RateLimitStatus, splitShares, TokenBucket } from "./ratelimit.ts";

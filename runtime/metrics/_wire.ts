@@ -12,6 +12,7 @@
 
 import { type HistogramData, LATENCY_BUCKETS, type NodeId } from "../core/mod.ts";
 import type {
+  CacheMetrics,
   ConsensusMetrics,
   InstanceMetrics,
   MethodMetrics,
@@ -51,6 +52,8 @@ interface WireSample {
   r: WireRoute[];
   c: Omit<ConsensusMetrics, "commitLatency"> & { commitLatency: WireHistogram };
   x: PeerMetrics[];
+  /** Caches: [name, hits, misses, evictions, entries, bytes]. */
+  k?: [string, number, number, number, number, number][];
 }
 
 export interface UpdateMessage {
@@ -125,6 +128,9 @@ function encodeSample(s: NodeMetrics): WireSample {
     r: s.routes.map((r) => [r.httpMethod, r.route, r.requests, encodeHist(r.latency)]),
     c: { ...s.consensus, commitLatency: encodeHist(s.consensus.commitLatency) },
     x: s.mesh,
+    ...(s.caches
+      ? { k: s.caches.map((c) => [c.cache, c.hits, c.misses, c.evictions, c.entries, c.bytes]) }
+      : {}),
   };
 }
 
@@ -158,6 +164,21 @@ function decodeSample(raw: unknown, where: string): NodeMetrics {
       pendingBatches: num(c.pendingBatches, `${where}.c.pendingBatches`),
     },
     mesh: array(s.x, `${where}.x`).map((x, i) => decodePeer(x, `${where}.x[${i}]`)),
+    ...(s.k === undefined
+      ? {}
+      : { caches: array(s.k, `${where}.k`).map((x, i) => decodeCache(x, `${where}.k[${i}]`)) }),
+  };
+}
+
+function decodeCache(raw: unknown, where: string): CacheMetrics {
+  const r = array(raw, where);
+  return {
+    cache: str(r[0], `${where}[0]`),
+    hits: num(r[1], `${where}[1]`),
+    misses: num(r[2], `${where}[2]`),
+    evictions: num(r[3], `${where}[3]`),
+    entries: num(r[4], `${where}[4]`),
+    bytes: num(r[5], `${where}[5]`),
   };
 }
 

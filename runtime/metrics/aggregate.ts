@@ -12,6 +12,7 @@
 
 import { emptyHistogram, mergeHistogramInto, type NodeId } from "../core/mod.ts";
 import type {
+  CacheMetrics,
   ClusterSnapshot,
   MergedMethodMetrics,
   MethodMetrics,
@@ -184,7 +185,7 @@ export class ClusterTable {
         lastSeenMs: entry.lastSeenMs,
       });
     }
-    return { atMs, leader, seq, nodes, slices: mergeSlices(nodes) };
+    return { atMs, leader, seq, nodes, slices: mergeSlices(nodes), caches: mergeCaches(nodes) };
   }
 }
 
@@ -233,6 +234,27 @@ export function mergeSlices(nodes: readonly NodeEntry[]): SliceMetrics[] {
       methods: [...methods.values()].sort((a, b) => compare(a.method, b.method)),
     }))
     .sort((a, b) => compare(a.artifact, b.artifact) || compare(a.version, b.version));
+}
+
+/** Sums each cache's counters over the non-stale nodes (sorted by name). */
+export function mergeCaches(nodes: readonly NodeEntry[]): CacheMetrics[] {
+  const merged = new Map<string, CacheMetrics>();
+  for (const node of nodes) {
+    if (node.stale) continue;
+    for (const c of node.caches ?? []) {
+      const sum = merged.get(c.cache);
+      if (!sum) {
+        merged.set(c.cache, { ...c });
+        continue;
+      }
+      sum.hits += c.hits;
+      sum.misses += c.misses;
+      sum.evictions += c.evictions;
+      sum.entries += c.entries;
+      sum.bytes += c.bytes;
+    }
+  }
+  return [...merged.values()].sort((a, b) => compare(a.cache, b.cache));
 }
 
 /** Errors of a method series, all kinds together. */

@@ -10,6 +10,7 @@
 import process from "node:process";
 import { type HistogramData, type LatencyHistogram, type MetricsRecorder, type NodeId } from "../core/mod.ts";
 import type {
+  CacheMetrics,
   ConsensusMetrics,
   InstanceMetrics,
   MethodMetrics,
@@ -50,11 +51,15 @@ export interface CollectorSources {
   consensus?(): Omit<ConsensusMetrics, "commitLatency">;
   /** Latency of this node's KV writes, from submit until applied. */
   commitLatency?: LatencyHistogram;
+  /** The cache service's counters per cache on this node (runtime/infra-host cacheStats). */
+  caches?(): readonly CacheMetrics[];
   /** Epoch ms. */
   now?: () => number;
 }
 
 const LAG_PROBE_MS = 100;
+/** Caches one sample carries (the busiest by hits + misses): bounds the message and the Prometheus series. */
+export const MAX_CACHE_SERIES = 100;
 
 export class Collector {
   readonly startedAtMs: number;
@@ -119,6 +124,7 @@ export class Collector {
         commitLatency: sources.commitLatency?.data() ?? { counts: [], sumMs: 0, count: 0 },
       },
       mesh: (sources.peers?.() ?? []).map(peerOf),
+      ...(sources.caches ? { caches: cachesOf(sources.caches()) } : {}),
     };
   }
 
@@ -209,6 +215,19 @@ function routesOf(recorder: MetricsRecorder): RouteMetrics[] {
     out.push({ httpMethod: s.httpMethod, route: s.route, requests, latency: s.latency.data() });
   }
   return out;
+}
+
+function cachesOf(all: readonly CacheMetrics[]): CacheMetrics[] {
+  const pick = (c: CacheMetrics): CacheMetrics => ({
+    cache: c.cache,
+    hits: c.hits,
+    misses: c.misses,
+    evictions: c.evictions,
+    entries: c.entries,
+    bytes: c.bytes,
+  });
+  if (all.length <= MAX_CACHE_SERIES) return all.map(pick);
+  return [...all].sort((a, b) => b.hits + b.misses - a.hits - a.misses).slice(0, MAX_CACHE_SERIES).map(pick);
 }
 
 function peerOf(p: PeerSource): PeerMetrics {

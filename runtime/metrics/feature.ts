@@ -12,7 +12,7 @@
 import { type LatencyHistogram, type Logger, MetricsRecorder, type NodeId } from "../core/mod.ts";
 import { Collector, type InstanceSource, type PeerSource } from "./collector.ts";
 import { type MetricsMesh, MetricsService, type MetricsServiceStats } from "./service.ts";
-import type { ConsensusMetrics, MetricsView } from "./types.ts";
+import type { CacheMetrics, ConsensusMetrics, MetricsView } from "./types.ts";
 
 export interface MetricsFeatureOptions {
   self: NodeId;
@@ -25,6 +25,8 @@ export interface MetricsFeatureOptions {
   instances?(): readonly InstanceSource[];
   consensus?(): Omit<ConsensusMetrics, "commitLatency">;
   commitLatency?: LatencyHistogram;
+  /** The cache service's counters per cache on this node. */
+  caches?(): readonly CacheMetrics[];
   intervalMs?: number;
 }
 
@@ -48,6 +50,7 @@ export function startMetrics(options: MetricsFeatureOptions): MetricsFeature {
     peers: () => options.mesh.stats().peers,
     consensus: options.consensus,
     commitLatency: options.commitLatency,
+    caches: options.caches,
   });
   const service = new MetricsService({
     self: options.self,

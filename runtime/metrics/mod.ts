@@ -26,6 +26,7 @@ export {
 } from "./events.ts";
 // Cluster metrics (issue 16 items 1-4): the contract other features read (types.ts).
 export type {
+  CacheMetrics,
   ClusterSnapshot,
   ConsensusMetrics,
   HistoryAnswer,
@@ -99,7 +100,15 @@ export {
   type MetricsServiceOptions,
   type MetricsServiceStats,
 } from "./service.ts";
-export { ClusterTable, errorCount, mergeSlices, methodKey, routeKey, STALE_AFTER_MS } from "./aggregate.ts";
+export {
+  ClusterTable,
+  errorCount,
+  mergeCaches,
+  mergeSlices,
+  methodKey,
+  routeKey,
+  STALE_AFTER_MS,
+} from "./aggregate.ts";
 export { type Checkpoint, checkpointOf, MAX_WINDOW_SECONDS, RecentWindow } from "./window.ts";
 export {
   BYTES_PER_SERIES,

@@ -72,6 +72,7 @@ export function prometheusText(
   routeFamilies(out, samples);
   consensusFamilies(out, samples);
   meshFamilies(out, samples);
+  cacheFamilies(out, samples);
   return out.text();
 }
 
@@ -266,6 +267,29 @@ function meshFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
       const v = value(r.p);
       if (v !== undefined) out.sample(name, r.labels, v);
     }
+  }
+}
+
+function cacheFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
+  const rows = samples.flatMap((s) =>
+    (s.caches ?? []).map((c) => ({ c, labels: labels({ node: s.node, cache: c.cache }) }))
+  );
+  if (rows.length === 0) return;
+  const families: [string, Kind, string, (c: NonNullable<NodeMetrics["caches"]>[number]) => number][] = [
+    ["aether_cache_hits_total", "counter", "Cache gets that found a live entry.", (c) => c.hits],
+    ["aether_cache_misses_total", "counter", "Cache gets that found none.", (c) => c.misses],
+    [
+      "aether_cache_evictions_total",
+      "counter",
+      "Entries the node deleted to keep the cache within maxEntries / maxBytes (LRU).",
+      (c) => c.evictions,
+    ],
+    ["aether_cache_entries", "gauge", "Entries put through the node and still held.", (c) => c.entries],
+    ["aether_cache_bytes", "gauge", "Bytes (key + JSON value) of those entries.", (c) => c.bytes],
+  ];
+  for (const [name, kind, help, value] of families) {
+    out.family(name, kind, help);
+    for (const r of rows) out.sample(name, r.labels, value(r.c));
   }
 }
 

@@ -89,6 +89,19 @@ export interface PeerMetrics {
   queuedBytes: number;
 }
 
+/**
+ * One named cache of the cache service on one node (or summed over nodes): `{group}/{cache}`. Counters grow
+ * while the node lives; entries and bytes are what the node's LRU index tracks now (keys put through it).
+ */
+export interface CacheMetrics {
+  cache: string;
+  hits: number;
+  misses: number;
+  evictions: number;
+  entries: number;
+  bytes: number;
+}
+
 /** One node's sample: what it pushes to the leader every second. */
 export interface NodeMetrics {
   node: NodeId;
@@ -104,6 +117,8 @@ export interface NodeMetrics {
   routes: RouteMetrics[];
   consensus: ConsensusMetrics;
   mesh: PeerMetrics[];
+  /** The caches this node served (at most MAX_CACHE_SERIES, the busiest); absent without the service. */
+  caches?: CacheMetrics[];
 }
 
 /** A node in the cluster snapshot. */
@@ -138,6 +153,8 @@ export interface ClusterSnapshot {
   nodes: NodeEntry[];
   /** Merged over the non-stale nodes, by slice version, sorted. */
   slices: SliceMetrics[];
+  /** Each cache's counters summed over the non-stale nodes, sorted by name. */
+  caches?: CacheMetrics[];
 }
 
 /** Per slice version and method over a recent window: what `GET /api/v1/invocations` answers. */

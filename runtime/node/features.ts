@@ -9,6 +9,7 @@ import { startInvoke } from "../http/mod.ts";
 import { startDeployment } from "../deployment/mod.ts";
 import { startRepository } from "../repository/mod.ts";
 import {
+  cacheStats,
   type ConfigFeature,
   NODE_SERVED_SERVICES,
   type SecretReadAudit,
@@ -105,6 +106,7 @@ export function startFeatures(
     instances: () => deployment.executor.list().map(instanceSource),
     consensus: core.consensusStats,
     commitLatency: core.commitLatency,
+    caches: cacheStats,
   });
   // Scale to zero: a call for a slice at zero is held while an instance starts (runtime/control).
   const activator = startActivator(core);
