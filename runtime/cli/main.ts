@@ -39,6 +39,7 @@ import { secretCommands } from "./commands/secret.ts";
 import { rateLimitCommands } from "./commands/ratelimit.ts";
 import { infraCommands } from "./commands/infra.ts";
 import { nodeCommands } from "./commands/node.ts";
+import { restartCommands } from "./commands/restart.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -60,6 +61,7 @@ const COMMANDS: CliCommand[] = [
   ...rateLimitCommands,
   ...infraCommands,
   ...nodeCommands,
+  ...restartCommands,
   ...accessCommands,
 ];
 
