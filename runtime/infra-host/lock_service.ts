@@ -12,7 +12,8 @@
  *   and a lease of a departed node's instance ends with its TTL like any other.
  *
  * Waiting acquirers watch their node's replica of the KV (no consensus round while the lock is held) and try
- * again when the record is gone, pausing 10 to 100 ms between looks, until their `waitMs` ends.
+ * again when the record is gone, pausing 10 to 100 ms between looks; their last look (the only one with
+ * `waitMs` 0) always asks consensus, so LockBusy is never the answer of a lagging replica.
  */
 
 import { AetherError, type Logger, type NodeId } from "../core/mod.ts";
@@ -209,7 +210,10 @@ async function acquire(
       // An earlier attempt's write landed after its answer was lost: this acquisition holds the lease.
       return { name, token: local.createRevision, expiresAtMs: startMs + ttlMs };
     }
-    if (local === undefined) {
+    // The last look asks consensus even when the local replica still shows a lease: it may lag behind a
+    // release made through another node, and a LockBusy answer must be true when given.
+    const lastLook = Date.now() + pauseMs > giveUpAtMs;
+    if (local === undefined || lastLook) {
       if (leases.size >= MAX_LOCKS) {
         throw new AetherError(
           "overloaded",
@@ -227,10 +231,10 @@ async function acquire(
         // The holder counts its lease from before it asked; the leader counts from after it applied.
         if (outcome.succeeded) return { name, token: outcome.revision, expiresAtMs: attemptMs + ttlMs };
       } catch (e) {
-        if (!retryable(e) || Date.now() + pauseMs > giveUpAtMs) throw e;
+        if (!retryable(e) || lastLook) throw e;
       }
     }
-    if (Date.now() + pauseMs > giveUpAtMs) break;
+    if (lastLook) break;
     await sleep(pauseMs);
   }
   throw new AetherError("conflict", `lock ${name} is held by another holder (waited ${waitMs} ms)`, {
