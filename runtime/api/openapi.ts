@@ -465,6 +465,38 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     },
     problems: [400, 404],
   },
+  "GET /api/v1/caches/:group/:cache": {
+    summary:
+      "A cache's configuration and this node's counters (the cluster's sums: GET /api/v1/metrics, caches)",
+    pathParameters: { group: "the slices' group (org.example.shop)", cache: "the cache's name" },
+    response: {
+      description: "configuration and counters",
+      json: obj({
+        group: str,
+        cache: str,
+        maxEntries: int(0, 1_000_000),
+        hits: int(0, Number.MAX_SAFE_INTEGER),
+      }, [
+        "group",
+        "cache",
+      ]),
+    },
+    problems: [400, 503],
+  },
+  "PUT /api/v1/caches/:group/:cache": {
+    summary: "Sets a cache's default TTL and LRU bounds (each node evicts beyond maxEntries / maxBytes)",
+    pathParameters: { group: "the slices' group (org.example.shop)", cache: "the cache's name" },
+    body: {
+      json: obj({
+        defaultTtlMs: int(0, 30 * 24 * 3600_000),
+        maxEntries: int(0, 1_000_000),
+        maxBytes: int(0, 4 * 1024 ** 3),
+      }),
+      required: true,
+    },
+    response: { description: "the configuration", json: anyObj },
+    problems: [400, 503],
+  },
   "POST /api/v1/infra/:name/install": {
     summary: "Starts an infrastructure service (creates its store); answers once every node can serve it",
     pathParameters: { name: "the service name (cache, lock, kv)" },

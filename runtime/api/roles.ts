@@ -70,6 +70,8 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "GET", path: "/api/v1/infra", role: "viewer" },
   { method: "GET", path: "/api/v1/infra/:name", role: "viewer" },
   { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },
+  { method: "GET", path: "/api/v1/caches/:group/:cache", role: "viewer" },
+  { method: "PUT", path: "/api/v1/caches/:group/:cache", role: "operator", target: "cache" },
   { method: "GET", path: "/api/v1/stores", role: "viewer" },
   { method: "POST", path: "/api/v1/stores", role: "operator" },
   { method: "GET", path: "/api/v1/stores/:store/entries/:key", role: "operator" },

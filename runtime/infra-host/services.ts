@@ -68,6 +68,11 @@ export interface InfraServices {
   ensure(names: readonly string[], timeoutMs?: number): Promise<void>;
   /** Which services run (their store exists), with the store's status. */
   status(): Array<{ name: string; version: string; running: boolean; store: string }>;
+  /**
+   * Calls a service's method as a slice of `group` would (the operator's API, e.g. a cache's configuration:
+   * the same checks and errors as a slice's call). Throws AetherError.
+   */
+  callAs(group: string, service: string, method: string, payload: Record<string, unknown>): Promise<unknown>;
 }
 
 export function startInfraServices(options: InfraServicesOptions): InfraServices {
@@ -135,6 +140,22 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
         if (!service.store) continue; // kept in the consensus KV: always running
         await withTimeout(storeOf(name, service.store), timeoutMs, `starting infrastructure service ${name}`);
       }
+    },
+    async callAs(group, name, method, payload) {
+      const service = byName.get(name);
+      if (!service?.store || !service.serve) {
+        throw new AetherError("not_found", `no store-backed infrastructure service "${name}"`, {
+          service: name,
+        });
+      }
+      const store = await storeOf(service.name, service.store);
+      return await service.serve(store, {
+        group,
+        method,
+        payload,
+        deadlineMs: Date.now() + 10_000,
+        requestId: crypto.randomUUID(),
+      });
     },
     status: () => {
       const existing = new Set(options.stores.list());

@@ -4,6 +4,8 @@
  *   GET  /infra                   the bundled catalog: name, version, description, methods, running, store
  *   GET  /infra/{name}            one service (404: the catalog in the message)
  *   POST /infra/{name}/install    starts the service (opens its store; the leader places it); 200 once it runs
+ *   GET  /caches/{group}/{cache}  a cache's configuration and this node's counters (cache_service.ts)
+ *   PUT  /caches/{group}/{cache}  sets its configuration `{"defaultTtlMs":60000,"maxEntries":N,"maxBytes":B}`
  *
  * A service "runs" once its store exists in the cluster (a `stores/{name}/config` record): every node then
  * serves its methods.
@@ -54,5 +56,48 @@ export function infraServicesRoutes(services: InfraServices): Hono {
     await services.ensure([name]);
     return c.json({ ...describe(name)[0], installed: !before });
   });
+  app.get("/caches/:group/:cache", async (c) => {
+    const { group, cache } = cacheParams(c.req.param("group"), c.req.param("cache"));
+    await services.ensure(["cache"]);
+    const stats = await services.callAs(group, "cache", "stats", { cache });
+    return c.json({ group, cache, ...stats as Record<string, unknown> });
+  });
+  app.put("/caches/:group/:cache", async (c) => {
+    const { group, cache } = cacheParams(c.req.param("group"), c.req.param("cache"));
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new AetherError(
+        "bad_request",
+        'body: expected a JSON object like {"defaultTtlMs":60000,"maxEntries":10000,"maxBytes":67108864}',
+      );
+    }
+    if (body === null || typeof body !== "object" || Array.isArray(body)) {
+      throw new AetherError("bad_request", `body: expected a JSON object, got ${JSON.stringify(body)}`);
+    }
+    await services.ensure(["cache"]);
+    const config = await services.callAs(group, "cache", "configure", { ...body, cache });
+    return c.json({ group, cache, ...config as Record<string, unknown> });
+  });
   return app;
+}
+
+/** A slice group (as in artifact coordinates) and a cache name (as ctx.infra.cache(name) accepts). */
+function cacheParams(group: string, cache: string): { group: string; cache: string } {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$/.test(group)) {
+    throw new AetherError(
+      "bad_request",
+      `path group ${JSON.stringify(group.slice(0, 80))}: expected a slice group like org.example.shop`,
+      { parameter: "group" },
+    );
+  }
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/.test(cache)) {
+    throw new AetherError(
+      "bad_request",
+      `path cache ${JSON.stringify(cache.slice(0, 80))}: expected 1-64 letters, digits, '.', '_' or '-'`,
+      { parameter: "cache" },
+    );
+  }
+  return { group, cache };
 }

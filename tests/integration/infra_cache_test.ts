@@ -11,6 +11,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { runCli } from "../_support/cli.ts";
 
 type Json = Record<string, unknown>;
 
@@ -135,6 +136,61 @@ Deno.test("cache on 3 nodes: per-cache config, LRU eviction by entries and bytes
       equal(await get(n3, "ttl", "k"), null, "expired by the default TTL");
       equal(await get(n3, "ttl", "long"), 1, "an explicit TTL wins");
       equal((await op(n1, { op: "stats", name: "ttl" })).body.defaultTtlMs, 400);
+    });
+
+    await t.step("operators: aether infra cache set|show, PUT/GET /api/v1/caches, bad input", async () => {
+      const cli = (...args: string[]) =>
+        runCli(["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", n2.options.token!, ...args]);
+      const set = await cli(
+        "infra",
+        "cache",
+        "set",
+        "org.example.cachebench",
+        "ops",
+        "--max-entries",
+        "2",
+        "--max-bytes",
+        "1KiB",
+        "--default-ttl",
+        "5m",
+      );
+      equal(set.code, 0, set.stderr);
+      match(set.stdout, /default TTL {2}300000 ms/);
+      match(set.stdout, /max entries {2}2 \(per node\)/);
+      match(set.stdout, /max bytes {4}1024 B \(per node\)/);
+      for (const k of ["a", "b", "c"]) await put(n3, "ops", k, k); // the slice's calls obey the operator's bound
+      equal(await get(n1, "ops", "a"), null, "a evicted by the bound set through the API");
+      const show = await cli("infra", "cache", "show", "org.example.cachebench", "ops");
+      equal(show.code, 0, show.stderr);
+      match(show.stdout, /max entries {2}2 \(per node\)/);
+      const badTtl = await cli(
+        "infra",
+        "cache",
+        "set",
+        "org.example.cachebench",
+        "ops",
+        "--default-ttl",
+        "soon",
+      );
+      ok(badTtl.code !== 0);
+      match(badTtl.stderr, /--default-ttl "soon" is not a duration like 60s/);
+      const api = (method: string, path: string, body?: unknown) =>
+        n1.json<Json>(path, {
+          method,
+          ...(body === undefined
+            ? {}
+            : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+        });
+      const badBody = await api("PUT", "/api/v1/caches/org.example.cachebench/ops", { maxEntries: "many" });
+      equal(badBody.status, 400, JSON.stringify(badBody.body));
+      match(String(badBody.body.detail), /maxEntries must be an integer from 0/);
+      const badGroup = await api("PUT", "/api/v1/caches/-bad/ops", { maxEntries: 1 });
+      equal(badGroup.status, 400, JSON.stringify(badGroup.body));
+      match(String(badGroup.body.detail), /path group "-bad": expected a slice group/);
+      const shown = await api("GET", "/api/v1/caches/org.example.cachebench/ops");
+      equal(shown.status, 200);
+      equal(shown.body.maxEntries, 2);
+      equal(shown.body.defaultTtlMs, 300_000);
     });
 
     await t.step("the metrics carry each cache's counters, merged over the nodes", async () => {
