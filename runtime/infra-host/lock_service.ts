@@ -315,7 +315,7 @@ async function serve(
 /** The catalog row; calls are answered by the LockService the node started (services.ts `kvServed`). */
 export const LOCK_SERVICE: InfraService = {
   name: "lock",
-  version: "2.0.0",
+  version: "1.0.0",
   description: "named leases through consensus with a time to live and a monotonic fencing token",
   methods: ["acquire", "renew", "release", "holder"],
 };
