@@ -163,13 +163,15 @@ export async function startNode(
     apiRoutes: servers.apiRoutes,
     async stop() {
       labelPublisher.stop();
+      // The ports close first and requests in flight finish while the invoker still forwards calls: a client
+      // of a stopping node (a drained one, say) gets answers or a closed port, never "node is stopping".
+      await servers.stop();
       shell.stop();
       access.stop();
       eventSources.stop();
       await stopFeatures(features.started, log);
       logs.stop();
       hub.close();
-      await servers.stop();
       await mesh.stop();
       storage.close();
     },
