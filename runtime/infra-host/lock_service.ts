@@ -28,6 +28,7 @@ import {
   MAX_LOCK_NAME_BYTES,
   MAX_LOCK_TTL_MS,
   MAX_LOCKS,
+  parseLeaderRecord,
 } from "../model/mod.ts";
 import { type InfraService, optionalMs, remainingMs, type ServiceCall, stringField } from "./services.ts";
 
@@ -107,8 +108,9 @@ export function startLockService(options: LockServiceOptions): LockService {
     }
     const nowMs = performance.now();
     leaderSinceMs ??= nowMs;
+    // The fence is the leader record naming this node: once a newer one is applied here, deletions stop.
     const leader = options.state().get(LEADER_KEY);
-    if (leader === undefined) return;
+    if (leader === undefined || parseLeaderRecord(leader.value)?.nodeId !== options.self) return;
     let started = 0;
     for (const [key, lease] of leases) {
       if (started >= MAX_EXPIRIES_PER_TICK) break;
