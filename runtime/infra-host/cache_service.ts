@@ -194,9 +194,17 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
   switch (call.method) {
     case "get": {
       const key = stringField(call, "cache", "key");
-      const { meta } = await readMeta(store, scope, timeoutMs);
+      // The record and the value are read at once, the value under the generation this node saw last; only
+      // when the record names another generation (a clear since) is the value read again.
+      const guessedGen = state.gen;
+      const [{ meta }, guessed] = await Promise.all([
+        readMeta(store, scope, timeoutMs),
+        store.get(`${scope}/${guessedGen}/${key}`, { timeoutMs }),
+      ]);
       await evict(store, scope, meta.gen, state, syncIndex(state, meta), timeoutMs);
-      const entry = await store.get(`${scope}/${meta.gen}/${key}`, { timeoutMs });
+      const entry = meta.gen === guessedGen
+        ? guessed
+        : await store.get(`${scope}/${meta.gen}/${key}`, { timeoutMs });
       if (entry === undefined) {
         stats.misses++;
         state.lru.forget(key);
