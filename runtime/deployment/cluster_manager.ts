@@ -1186,40 +1186,49 @@ class Reconciler {
   // -- drain -------------------------------------------------------------------------------------------------
 
   /**
-   * One move off a draining node, when nothing else is under way: an instance of a settled slice goes to the
-   * eligible node with the fewest instances of the slice (then overall). The move keeps the old instance until
-   * the new one is ACTIVE, so no slice's ACTIVE count (or budget) drops.
+   * One move off a draining node (or off a node a slice's `require` rule no longer allows), when nothing else
+   * is under way: an instance of a settled slice goes to the eligible node with the fewest instances of the
+   * slice (then overall). The move keeps the old instance until the new one is ACTIVE, so no slice's ACTIVE
+   * count (or budget) drops.
    */
   #drain(): void {
-    const draining = this.#live.filter((n) => this.#view.nodes.get(n)?.cordon?.mode === "drain");
-    for (const from of draining) {
-      const left = this.#view.instances.filter((i) => i.node === from);
-      if (left.length === 0) continue;
-      for (const s of this.#summaries) {
-        if (!s.byNode.get(from)?.length) continue;
-        if (!s.settled) {
-          this.#waiting.push(`drain ${from}: ${s.base} waits until the slice is settled`);
-          continue;
-        }
-        const placement = s.target.record.placement;
-        const countOn = (n: NodeId) => s.byNode.get(n)?.length ?? 0;
-        const spread = placement?.spread;
-        const valueCount = (n: NodeId) =>
-          spread === undefined
-            ? 0
-            : [...s.byNode].filter(([m]) => m !== from && this.#label(m, spread) === this.#label(n, spread))
-              .reduce((sum, [, list]) => sum + list.length, 0);
-        const to = this.#eligible(placement).sort((x, y) =>
-          valueCount(x) - valueCount(y) || countOn(x) - countOn(y) ||
-          this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
-        )[0];
-        if (to === undefined) {
-          this.#waiting.push(`drain ${from}: ${s.base} has nowhere to go: ${this.#whyNoNode(placement)}`);
-          continue;
-        }
-        return this.#move(s, from, to, `node ${from} is draining`);
+    const draining = new Set(this.#live.filter((n) => this.#view.nodes.get(n)?.cordon?.mode === "drain"));
+    for (const s of this.#summaries) {
+      const placement = s.target.record.placement;
+      // Nodes this slice must leave: draining ones, and ones its `require` rule no longer allows.
+      const leaving = [...s.byNode.keys()].filter((n) =>
+        (s.byNode.get(n)?.length ?? 0) > 0 &&
+        (draining.has(n) || !nodeMatches(placement, this.#view.nodes.get(n)?.labels ?? {}))
+      ).sort();
+      if (leaving.length === 0) continue;
+      const from = leaving[0];
+      const why = draining.has(from)
+        ? `node ${from} is draining`
+        : `node ${from} lacks ${labelsText(placement?.require)}`;
+      if (!s.settled) {
+        this.#waiting.push(`${s.base}: moves off ${from} (${why}) once the slice is settled`);
+        continue;
       }
-      this.#waiting.push(`drain ${from}: ${left.length} instance(s) left`);
+      const countOn = (n: NodeId) => s.byNode.get(n)?.length ?? 0;
+      const spread = placement?.spread;
+      const valueCount = (n: NodeId) =>
+        spread === undefined
+          ? 0
+          : [...s.byNode].filter(([m]) => m !== from && this.#label(m, spread) === this.#label(n, spread))
+            .reduce((sum, [, list]) => sum + list.length, 0);
+      const to = this.#eligible(placement).sort((x, y) =>
+        valueCount(x) - valueCount(y) || countOn(x) - countOn(y) ||
+        this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
+      )[0];
+      if (to === undefined) {
+        this.#waiting.push(`${s.base}: cannot move off ${from} (${why}): ${this.#whyNoNode(placement)}`);
+        continue;
+      }
+      return this.#move(s, from, to, why);
+    }
+    for (const node of draining) {
+      const left = this.#view.instances.filter((i) => i.node === node).length;
+      if (left > 0) this.#waiting.push(`drain ${node}: ${left} instance(s) left`);
     }
   }
 

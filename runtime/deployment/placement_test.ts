@@ -273,7 +273,10 @@ Deno.test("drain honours placement: the instance moves only to a node with the r
   c.cordon("n3", "drain");
   c.settle();
   assert.equal(c.active("g:a"), 2, "nothing stops while there is nowhere to go");
-  assert.ok(c.waiting.some((w) => w.includes("has nowhere to go")), c.waiting.join("; "));
+  assert.ok(
+    c.waiting.some((w) => w.includes("cannot move off n1 (node n1 is draining)")),
+    c.waiting.join("; "),
+  );
 });
 
 Deno.test("blueprint placement: the rule goes into the target, is dropped with it, and bad rules name their line", () => {
@@ -312,4 +315,18 @@ Deno.test("node labels: --labels text parses, and a bad pair is named", () => {
   assert.throws(() => parseNodeLabels("zone"), /--labels: "zone" is not name=value/);
   assert.throws(() => parseNodeLabels("Zone=a"), /--labels: "Zone=a" is not name=value/);
   assert.throws(() => parseNodeLabels("zone=a,zone=b"), /label "zone" is given twice/);
+});
+
+Deno.test("placement: a new require rule moves instances off nodes that lack the labels, one at a time", () => {
+  const c = new Cluster(["n1", "n2", "n3"], [A]);
+  c.labels("n1", { disk: "hdd" });
+  c.labels("n2", { disk: "hdd" });
+  c.labels("n3", { disk: "ssd" });
+  c.target("g:a", 3);
+  c.settle();
+  assert.equal(c.active("g:a", "n3"), 1);
+  c.target("g:a", 3, { placement: { require: { disk: "ssd" } } });
+  c.settle(() => assert.ok(c.active("g:a") >= 3, `g:a fell below its count: ${c.instances().join(", ")}`));
+  assert.equal(c.active("g:a", "n3"), 3, c.instances().join(", "));
+  assert.equal(c.on("n1") + c.on("n2"), 0);
 });
