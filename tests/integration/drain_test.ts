@@ -6,6 +6,7 @@
  * - `aether node drain n3 --wait` moves every instance off n3, each replacement ACTIVE before the old one
  *   stops, with no failed request (through n3's app port too: it still routes to the other nodes);
  * - the drained node is stopped with no failed request (load through the other two nodes);
+ * - `aether cluster rolling-restart` is refused while n3 is down (another restart could lose quorum);
  * - `aether node uncordon` makes it schedulable again.
  */
 
@@ -128,6 +129,15 @@ Deno.test("node drain under steady load: instances leave one at a time, no faile
     await load.stop();
     deepStrictEqual(load.failures, [], "no failed request while the drained node stops");
     console.log(`stopping drained n3: ${load.done} requests through n1/n2, ${load.failures.length} failed`);
+    // With n3 down, a rolling restart would put a second member down: refused before it touches anything.
+    let refused = { code: 0, stdout: "", stderr: "" };
+    await cluster.waitFor("rolling-restart refused while n3 is down", async () => {
+      refused = await cli(n1, "cluster", "rolling-restart", "--exec", "true");
+      return refused.code !== 0 &&
+        /n3 down; restarting one more member could lose quorum/.test(refused.stderr);
+    }, 20_000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(refused)}`);
+    });
     await n3.start();
     await cluster.waitFor("n3 back", async () => {
       const { body } = await n1.json<{ members: { connected: boolean }[] }>("/api/v1/status");
