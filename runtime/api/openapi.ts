@@ -937,6 +937,13 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
         description: "the call's deadline in milliseconds",
         schema: { type: "string", pattern: "^[1-9]\\d{0,8}$" },
       },
+      {
+        name: "x-aether-version",
+        in: "header",
+        description:
+          "blue-green preview: only this version serves the call (must agree with a target's version)",
+        schema: str,
+      },
     ],
     body: { json: { description: "the method's request (any JSON; {} when empty)" } },
     response: { description: "the method's answer", json: obj({ requestId: str }, ["requestId"]) },

@@ -14,7 +14,9 @@
  *   DELETE /timeouts/{group:artifact}
  *   POST   /invoke/{target}/{method}    calls a slice method with the JSON body as the request (target
  *                                       `g:a` or `g:a:v`; headers x-request-id and x-aether-timeout-ms as on
- *                                       the application port) → {requestId, ok, value | error, status?}
+ *                                       the application port) → {requestId, ok, value | error, status?};
+ *                                       header x-aether-version 1.4.0 with a `g:a` target reaches only that
+ *                                       version (blue-green preview; this endpoint needs an operator token)
  *
  * Errors are AetherErrors, which the API turns into problem documents.
  */
@@ -39,7 +41,7 @@ import {
   timeoutKey,
 } from "../invoke/mod.ts";
 import type { RouteTable } from "./route_table.ts";
-import { readJson, REQUEST_ID_HEADER, TIMEOUT_HEADER } from "./app.ts";
+import { readJson, REQUEST_ID_HEADER, TIMEOUT_HEADER, VERSION_HEADER } from "./app.ts";
 
 export interface InvokeApiDeps {
   routes(): RouteTable;
@@ -162,8 +164,9 @@ export function invokeRoutes(deps: InvokeApiDeps): Hono {
       timeoutMs = Number(timeoutText);
     }
     const request = (await readJson(c.req.raw, deps.maxBodyBytes)) ?? {};
+    const chosen = previewTarget(target, c.req.header(VERSION_HEADER));
     try {
-      const outcome = await deps.invoker.invoke(target, method, request, {
+      const outcome = await deps.invoker.invoke(chosen, method, request, {
         requestId,
         timeoutMs,
         from: "api",
@@ -177,6 +180,26 @@ export function invokeRoutes(deps: InvokeApiDeps): Hono {
   });
 
   return app;
+}
+
+/** `g:a` plus the preview header's version → `g:a:v`; the header must agree with a target naming a version. */
+function previewTarget(target: string, version: string | undefined): string {
+  if (version === undefined) return target;
+  if (!isVersion(version)) {
+    throw new AetherError(
+      "bad_request",
+      `header ${VERSION_HEADER}: "${version}" is not a version like 1.2.0`,
+    );
+  }
+  const parts = target.split(":");
+  if (parts.length === 2) return `${target}:${version}`;
+  if (parts.length === 3 && parts[2] !== version) {
+    throw new AetherError(
+      "bad_request",
+      `header ${VERSION_HEADER}: "${version}" contradicts the target's version ${parts[2]} (${target})`,
+    );
+  }
+  return target;
 }
 
 function routingView(slice: string, record: RoutingRecord) {

@@ -24,6 +24,7 @@ import {
   AetherError,
   childTraceparent,
   isTraceparent,
+  isVersion,
   type Logger,
   type MetricsRecorder,
   newTraceparent,
@@ -51,6 +52,10 @@ import type { RouteDefinition, RouteTable } from "./route_table.ts";
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export { REQUEST_ID_HEADER };
 export const TIMEOUT_HEADER = "x-aether-timeout-ms";
+/** Names the one version a preview request must reach (blue-green checks before promotion). */
+export const VERSION_HEADER = "x-aether-version";
+/** Carries the node's preview secret; without it (or with no secret configured) VERSION_HEADER is ignored. */
+export const PREVIEW_SECRET_HEADER = "x-aether-preview-secret";
 
 export interface AppInvoker {
   invoke(
@@ -73,6 +78,12 @@ export interface AppHandlerOptions {
   node?: string;
   /** Records each request by route template and status class with its latency; none: nothing recorded. */
   metrics?: MetricsRecorder;
+  /**
+   * The shared preview secret (`aether node --preview-secret`): a request carrying it in
+   * PREVIEW_SECRET_HEADER and a version in VERSION_HEADER reaches only that version. None: the version
+   * header is ignored, so nobody outside the operators can pick an unreleased version by default.
+   */
+  previewSecret?: string;
 }
 
 /** HTTP methods kept as themselves in metric labels; any other is counted as `OTHER` (labels stay bounded). */
@@ -197,7 +208,9 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
         ? childTraceparent(traceHeader)
         : undefined;
     }
-    const outcome = await options.invoker.invoke(route.slice, route.method, callRequest, {
+    const preview = previewVersion(headers);
+    const target = preview === undefined ? route.slice : `${route.slice}:${preview}`;
+    const outcome = await options.invoker.invoke(target, route.method, callRequest, {
       requestId,
       traceparent,
       parentTraceparent: span?.traceparent,
@@ -205,6 +218,28 @@ export function createAppHandler(options: AppHandlerOptions): AppHandler {
       from: "http",
     });
     return outcomeResponse(outcome, route, path, requestId, log);
+  }
+
+  /** The version a preview request names, when it carries the node's preview secret; else undefined. */
+  function previewVersion(headers: Headers): string | undefined {
+    const secret = options.previewSecret;
+    if (secret === undefined) return undefined;
+    const version = headers.get(VERSION_HEADER);
+    if (version === null) return undefined;
+    const offered = headers.get(PREVIEW_SECRET_HEADER);
+    if (offered === null || !sameSecret(offered, secret)) {
+      throw new AetherError(
+        "forbidden",
+        `header ${VERSION_HEADER} needs header ${PREVIEW_SECRET_HEADER} with this node's preview secret`,
+      );
+    }
+    if (!isVersion(version)) {
+      throw new AetherError(
+        "bad_request",
+        `header ${VERSION_HEADER}: "${version}" is not a version like 1.2.0`,
+      );
+    }
+    return version;
   }
 
   /** The request's `http` span, recorded when the response is made (one object, filled in as it goes). */
@@ -506,4 +541,13 @@ export function errorResponse(e: unknown, path: string, requestId: string): Resp
     ? e
     : new AetherError("internal", (e as Error)?.message ?? String(e));
   return problemResponse(error, path, requestId);
+}
+
+/** Compares two secrets in time independent of where they differ (no timing oracle for the secret). */
+function sameSecret(offered: string, secret: string): boolean {
+  const a = new TextEncoder().encode(offered);
+  const b = new TextEncoder().encode(secret);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
+  return diff === 0;
 }

@@ -65,6 +65,8 @@ export interface InvokeFeatureOptions {
   metrics?: MetricsRecorder;
   /** Starts a slice scaled to zero for a call (the controller's activator); none: no scale to zero. */
   activate?: SliceInvokerOptions["activate"];
+  /** The app port's shared preview secret (runtime/http/app.ts VERSION_HEADER); none: no preview there. */
+  previewSecret?: string;
 }
 
 /** The running feature: the invoker for what is built on it, its routes, handler, status and stop hook. */
@@ -110,6 +112,7 @@ export function startInvoke(options: InvokeFeatureOptions): InvokeFeature {
       spans: options.spans,
       metrics: options.metrics,
       node: options.self,
+      previewSecret: options.previewSecret,
     }),
     api: invokeRoutes({
       routes: () => directory.table(),

@@ -11,7 +11,7 @@ import { fixture, InProcessCluster } from "../invoke/testing.ts";
 import { createAppHandler } from "./app.ts";
 import { RouteDirectory } from "./directory.ts";
 
-function serveNode(cluster: InProcessCluster, id: string) {
+function serveNode(cluster: InProcessCluster, id: string, previewSecret?: string) {
   const directory = new RouteDirectory(() => cluster.state);
   const handler = createAppHandler({
     routes: () => {
@@ -21,6 +21,7 @@ function serveNode(cluster: InProcessCluster, id: string) {
     invoker: cluster.node(id).invoker,
     log: silentLogger,
     maxBodyBytes: 2048,
+    previewSecret,
   });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
   return { server, url: `http://127.0.0.1:${server.addr.port}` };
@@ -55,6 +56,47 @@ Deno.test("HTTP requests follow version weights per request: 1:3 gives a quarter
     deepStrictEqual(unweighted, new Set(["org.example.invoke:back:1.0.0", "org.example.invoke:back:1.1.0"]));
   } finally {
     await server.shutdown();
+    await cluster.close();
+  }
+});
+
+Deno.test("preview: x-aether-version with the node's secret reaches only that version; else refused or ignored", async () => {
+  const cluster = await InProcessCluster.start(["n1", "n2", "n3"]);
+  const secret = "a-preview-secret-of-16+";
+  const withSecret = serveNode(cluster, "n1", secret);
+  const withoutSecret = serveNode(cluster, "n1");
+  const coordinates = async (url: string, headers: Record<string, string>) => {
+    const response = await fetch(`${url}/back/echo`, { method: "POST", body: "{}", headers });
+    const body = await response.json();
+    return response.ok ? (body as { coordinates: string }).coordinates : `${response.status} ${body.detail}`;
+  };
+  try {
+    await cluster.deploy("n2", await fixture("back"));
+    await cluster.deploy("n3", await fixture("back", "1.1.0"));
+    // Blue-green before promotion: every request to the stable version, none to the new one.
+    cluster.setRouting("org.example.invoke:back", {
+      oldVersion: "1.0.0",
+      newVersion: "1.1.0",
+      oldWeight: 1,
+      newWeight: 0,
+    });
+    const preview = { "x-aether-version": "1.1.0", "x-aether-preview-secret": secret };
+    for (let i = 0; i < 5; i++) {
+      equal(await coordinates(withSecret.url, preview), "org.example.invoke:back:1.1.0");
+      equal(await coordinates(withSecret.url, {}), "org.example.invoke:back:1.0.0");
+    }
+    const wrong = await coordinates(withSecret.url, { ...preview, "x-aether-preview-secret": "guess" });
+    equal(
+      wrong,
+      "403 header x-aether-version needs header x-aether-preview-secret with this node's preview secret",
+    );
+    const bad = await coordinates(withSecret.url, { ...preview, "x-aether-version": "latest" });
+    equal(bad, '400 header x-aether-version: "latest" is not a version like 1.2.0');
+    // A node without a preview secret ignores the header: nobody picks an unreleased version by default.
+    equal(await coordinates(withoutSecret.url, preview), "org.example.invoke:back:1.0.0");
+  } finally {
+    await withSecret.server.shutdown();
+    await withoutSecret.server.shutdown();
     await cluster.close();
   }
 });

@@ -119,6 +119,7 @@ export function startFeatures(
     endpoints: deployment.endpoints,
     instanceIdOf: deployment.instanceIdOf,
     maxBodyBytes: flags.httpMaxBodyBytes,
+    previewSecret: flags.previewSecret,
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
   const rollouts = startRollouts({

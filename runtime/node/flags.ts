@@ -65,6 +65,8 @@ export interface NodeFlags extends SandboxFlags {
   sandbox: "process" | "worker";
   /** Largest request body the application HTTP port accepts (413 beyond). */
   httpMaxBodyBytes: number;
+  /** The app port's blue-green preview secret (`--preview-secret-file`); none: x-aether-version ignored there. */
+  previewSecret?: string;
   /** A snapshot of the state is taken after this many decided phases. */
   snapshotEveryPhases: number;
   /** Decided phases kept in the log besides those after the snapshot: a member behind by more catches up by
@@ -118,7 +120,7 @@ export const NODE_USAGE =
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
 ${SANDBOX_USAGE_SYNOPSIS}
-                   [--http-max-body-bytes 1048576]
+                   [--http-max-body-bytes 1048576] [--preview-secret-file FILE]
                    [--snapshot-every-phases 10000] [--retained-log-phases 10000]
                    [--tls-cert FILE --tls-key FILE [--tls-ca FILE]]
                    [--alertmanager URL]... [--alert-webhook URL]...
@@ -164,6 +166,9 @@ ${SANDBOX_USAGE_SYNOPSIS}
                  for slices marked trusted only (see --trust-all-slices)
 ${SANDBOX_USAGE}
   --http-max-body-bytes largest request body on the application HTTP port (default 1 MiB; 413 beyond)
+  --preview-secret-file file holding a preview secret (at least 16 characters): an app-port request with
+                 headers x-aether-preview-secret (this secret) and x-aether-version V reaches only version V;
+                 without this flag x-aether-version is ignored on the app port
   --snapshot-every-phases  take a snapshot of the state after this many decided phases (default 10000)
   --retained-log-phases    decided phases kept besides those after the snapshot; a member behind by more
                            catches up by snapshot (default 10000)
@@ -250,6 +255,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         sandbox: { type: "string" },
         ...SANDBOX_FLAG_OPTIONS,
         "http-max-body-bytes": { type: "string" },
+        "preview-secret-file": { type: "string" },
         "snapshot-every-phases": { type: "string" },
         "retained-log-phases": { type: "string" },
         "tls-cert": { type: "string" },
@@ -340,6 +346,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
       DEFAULT_ARTIFACT_MAX_BYTES,
     httpMaxBodyBytes: positiveInt("http-max-body-bytes", values["http-max-body-bytes"]) ??
       DEFAULT_HTTP_MAX_BODY_BYTES,
+    ...previewSecretFlag(values["preview-secret-file"]),
     snapshotEveryPhases: positiveInt("snapshot-every-phases", values["snapshot-every-phases"]) ??
       DEFAULT_SNAPSHOT_EVERY_PHASES,
     retainedLogPhases: positiveInt("retained-log-phases", values["retained-log-phases"]) ??
@@ -493,6 +500,21 @@ export async function readSecret(path: string): Promise<Uint8Array> {
     throw flagError("secret-file", `"${path}" holds ${text.length} characters; need at least 16`);
   }
   return new TextEncoder().encode(text);
+}
+
+/** `--preview-secret-file FILE`: the secret it holds (trimmed, at least 16 characters). */
+function previewSecretFlag(path: string | undefined): { previewSecret?: string } {
+  if (path === undefined) return {};
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path).trim();
+  } catch (e) {
+    throw flagError("preview-secret-file", `cannot read "${path}": ${(e as Error).message}`);
+  }
+  if (text.length < 16) {
+    throw flagError("preview-secret-file", `"${path}" holds ${text.length} characters; need at least 16`);
+  }
+  return { previewSecret: text };
 }
 
 /** `--labels zone=a,disk=ssd`; a bad pair is a usage error naming it. */

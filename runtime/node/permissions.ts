@@ -27,6 +27,8 @@ export interface NodePermissionInput {
   secretsKeyFile?: string;
   /** --tls-cert, --tls-key and --tls-ca, when given (read once at start). */
   tlsFiles?: string[];
+  /** --preview-secret-file, when given (read once at start). */
+  previewSecretFile?: string;
   projectRoot?: string;
 }
 
@@ -45,6 +47,7 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),
     ...(input.secretsKeyFile ? [resolve(input.secretsKeyFile)] : []),
     ...(input.tlsFiles ?? []).map((file) => resolve(file)),
+    ...(input.previewSecretFile ? [resolve(input.previewSecretFile)] : []),
   ];
   return [
     "--unstable-worker-options",
@@ -73,6 +76,7 @@ export function nodeCommandArgs(input: NodePermissionInput & { nodeArgs: string[
       ...input,
       bootstrapTokenFile: input.bootstrapTokenFile ?? flagValue(input.nodeArgs, "--bootstrap-token-file"),
       secretsKeyFile: input.secretsKeyFile ?? flagValue(input.nodeArgs, "--secrets-key-file"),
+      previewSecretFile: input.previewSecretFile ?? flagValue(input.nodeArgs, "--preview-secret-file"),
       tlsFiles: input.tlsFiles ??
         ["--tls-cert", "--tls-key", "--tls-ca"].flatMap((flag) => flagValue(input.nodeArgs, flag) ?? []),
     }),

@@ -20,6 +20,14 @@ import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { runCli } from "../_support/cli.ts";
 
 const SLICE = "org.example.rollout:stock";
+const PREVIEW_SECRET = "preview-secret-of-the-test";
+
+/** One app-port request with the given headers: its status and, when it succeeded, the version that served it. */
+async function appWhich(node: NodeProcess, headers: Record<string, string>) {
+  const response = await fetch(`${node.httpUrl}/stock/which`, { headers });
+  const body = await response.json();
+  return { status: response.status, version: response.ok ? String(body.version) : "" };
+}
 
 interface RolloutView {
   phase: string;
@@ -124,7 +132,12 @@ async function versionsRunning(node: NodeProcess): Promise<string[]> {
 }
 
 Deno.test("rollouts under steady load: rolling, canary rolled back, canary promoted, blue-green", async (t) => {
-  const cluster = await TestCluster.start(3, { fsync: "never" });
+  const previewSecretFile = await Deno.makeTempFile({ prefix: "aether-preview-" });
+  await Deno.writeTextFile(previewSecretFile, PREVIEW_SECRET);
+  const cluster = await TestCluster.start(3, {
+    fsync: "never",
+    extraArgs: ["--preview-secret-file", previewSecretFile],
+  });
   const load = new Load(cluster.nodes);
   try {
     await cluster.waitForLeader();
@@ -199,6 +212,30 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
         {},
       );
       deepStrictEqual([preview.ok, preview.value.version], [true, "1.4.0"]);
+      // The same through the preview header on the management API (operator token)...
+      const viaHeader = await n2.json<{ ok: boolean; value: { version: string } }>(
+        `/api/v1/invoke/${SLICE}/which`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-aether-version": "1.4.0" },
+          body: "{}",
+        },
+      );
+      deepStrictEqual([viaHeader.status, viaHeader.body.value.version], [200, "1.4.0"]);
+      // ...and on the app port with the node's preview secret: every preview request reaches only 1.4.0.
+      const previews = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          appWhich(cluster.nodes[i % 3], {
+            "x-aether-version": "1.4.0",
+            "x-aether-preview-secret": PREVIEW_SECRET,
+          })),
+      );
+      deepStrictEqual(new Set(previews.map((p) => `${p.status} ${p.version}`)), new Set(["200 1.4.0"]));
+      // Without the secret the header is refused (a wrong secret) and never picks the version.
+      const wrong = await appWhich(n1, { "x-aether-version": "1.4.0", "x-aether-preview-secret": "nope" });
+      equal(wrong.status, 403);
+      const plain = await appWhich(n1, {});
+      equal(plain.version, "1.1.0", "a request without the preview header stays on the stable version");
       await api(n1, "POST", `/api/v1/rollouts/${SLICE}/promote`);
       await waitRollout(cluster, n1, "switched", (r) => r.step === 1);
       const atSwitch = load.versions["1.4.0"] ?? 0;
@@ -397,5 +434,6 @@ Deno.test("rollouts under steady load: rolling, canary rolled back, canary promo
   } finally {
     await load.stop();
     await cluster.close();
+    await Deno.remove(previewSecretFile);
   }
 });
