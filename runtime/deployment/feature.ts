@@ -41,7 +41,9 @@ import { parseBlueprint } from "./blueprint.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOptions,
+  DEFAULT_CLUSTER_MANAGER_OPTIONS,
   type DeploymentCommand,
+  reconcile,
   type WriteResult,
 } from "./cluster_manager.ts";
 import { NodeDeploymentManager, type NodeManagerOptions, type QuorumLossPolicy } from "./node_manager.ts";
@@ -51,7 +53,7 @@ import { decodeValueMemo } from "./_memo.ts";
 import { SandboxExecutor, type SandboxExecutorOptions } from "./sandbox_executor.ts";
 import { type DeploymentService, instanceIdOf } from "./service.ts";
 import { deploymentRoutes } from "./routes.ts";
-import type { KvReader, MemberStatus } from "./view.ts";
+import { type KvReader, type MemberStatus, ViewReader } from "./view.ts";
 import { StepLoop } from "./_step_loop.ts";
 
 /** What the deployment feature is built from. */
@@ -163,6 +165,7 @@ export function startDeployment(options: DeploymentFeatureOptions): DeploymentFe
       isConnected: options.isConnected,
       nowMs: () => nowMs(options.clock),
       ...(options.resolveRequires ? { resolveRequires: options.resolveRequires } : {}),
+      placementWaiting: () => clusterLoop.placementWaiting(),
     }),
     status: () => deploymentStatus(options, endpoints, executor, clusterLoop),
     async stop() {
@@ -406,6 +409,20 @@ class ClusterManagerLoop {
 
   get waiting(): string[] {
     return this.#waiting;
+  }
+
+  /**
+   * What placement waits on, for `slices` on any node: the leader's own list here; on another member the
+   * same pure reconciliation as the leader's, run on this member's copy of the state with the leader as
+   * `self` and this member's view of who is connected (its decisions are dropped, nothing is written).
+   */
+  placementWaiting(): readonly string[] {
+    const leader = this.#options.leader()?.nodeId;
+    if (leader === undefined) return [];
+    if (leader === this.#options.self) return this.#waiting;
+    const view = new ViewReader().read(this.#options.state());
+    const options = { ...DEFAULT_CLUSTER_MANAGER_OPTIONS, ...this.#options.cluster };
+    return reconcile(view, this.#members(), nowMs(this.#options.clock), leader, options).waiting;
   }
 
   schedule(): void {

@@ -16,6 +16,7 @@ import {
   type TargetRecord,
 } from "../model/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
+import { pendingReasons } from "./status.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOutput,
@@ -329,4 +330,19 @@ Deno.test("placement: a new require rule moves instances off nodes that lack the
   c.settle(() => assert.ok(c.active("g:a") >= 3, `g:a fell below its count: ${c.instances().join(", ")}`));
   assert.equal(c.active("g:a", "n3"), 3, c.instances().join(", "));
   assert.equal(c.on("n1") + c.on("n2"), 0);
+});
+
+Deno.test("pending reasons: the leader's placement lines about one slice, without its name, per version", () => {
+  const waiting = [
+    "g:audit:1.0.0: cannot place 2 instance(s): no schedulable node has the labels gpu=yes",
+    "g:audit: cannot move off n2 (node n2 lacks gpu=yes): no schedulable node has the labels gpu=yes",
+    "g:auditor:1.0.0: cannot place 1 instance(s): every node is cordoned",
+    "g:audit: moves off n1 (node n1 is draining) once the slice is settled",
+    "drain n1: 1 instance(s) left",
+  ];
+  assert.deepEqual(pendingReasons("g:audit", waiting), [
+    "1.0.0: cannot place 2 instance(s): no schedulable node has the labels gpu=yes",
+    "cannot move off n2 (node n2 lacks gpu=yes): no schedulable node has the labels gpu=yes",
+  ]);
+  assert.deepEqual(pendingReasons("g:other", waiting), []);
 });

@@ -54,6 +54,8 @@ export interface DeploymentApiDeps {
    * throws (the seed's message) for a name no service has. None: `requires` is not checked.
    */
   resolveRequires?(names: readonly string[]): Promise<void>;
+  /** The leader's placement reasons (cluster_manager.ts `waiting`), for pending slices; none: not shown. */
+  placementWaiting?(): readonly string[];
 }
 
 /** Instances of a slice deployed for the first time without a count. */
@@ -181,7 +183,11 @@ export function deploymentRoutes(deps: DeploymentApiDeps): Hono {
 
   app.get("/slices", (c) => {
     const state = deps.state();
-    return c.json({ revision: state.revision, slices: sliceStatuses(views.read(state), deps.isConnected) });
+    const waiting = deps.placementWaiting?.() ?? [];
+    return c.json({
+      revision: state.revision,
+      slices: sliceStatuses(views.read(state), deps.isConnected, waiting),
+    });
   });
 
   return app;

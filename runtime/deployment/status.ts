@@ -45,6 +45,11 @@ export interface SliceStatus {
   weights?: Record<string, number>;
   /** Every instance of every version. */
   instances: InstanceStatus[];
+  /**
+   * Why instances of the slice cannot be placed now (no node fits its placement rules, every node cordoned,
+   * ...): the leader's placement reasons naming this slice. Absent when nothing is pending.
+   */
+  pending?: string[];
 }
 
 export interface BackoffStatus {
@@ -53,9 +58,14 @@ export interface BackoffStatus {
   lastReason?: string;
 }
 
-export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) => boolean): SliceStatus[] {
+export function sliceStatuses(
+  view: DeploymentView,
+  isConnected: (node: NodeId) => boolean,
+  placementWaiting: readonly string[] = [],
+): SliceStatus[] {
   const bases = new Set([...view.targets.keys(), ...view.instancesByBase.keys()]);
   return [...bases].sort().map((slice) => {
+    const pending = pendingReasons(slice, placementWaiting);
     const target = view.targets.get(slice)?.record;
     const instances: InstanceStatus[] = (view.instancesByBase.get(slice) ?? []).map((i) => ({
       node: i.node,
@@ -95,8 +105,26 @@ export function sliceStatuses(view: DeploymentView, isConnected: (node: NodeId) 
         ? { weights: { [routing.oldVersion]: routing.oldWeight, [routing.newVersion]: routing.newWeight } }
         : {}),
       instances,
+      ...(pending.length > 0 ? { pending } : {}),
     };
   });
+}
+
+/**
+ * The placement reasons (cluster_manager.ts `waiting` lines: `g:a:1.0.0: cannot place 2 instance(s): ...`,
+ * `g:a: cannot move off n2 (...): ...`) about slice `g:a`, without the slice's name in front.
+ */
+export function pendingReasons(slice: string, waiting: readonly string[]): string[] {
+  const reasons: string[] = [];
+  for (const line of waiting) {
+    if (!/: cannot (place|move off) /.test(line)) continue;
+    const subject = line.slice(0, line.indexOf(": cannot "));
+    if (subject === slice || subject.startsWith(`${slice}:`)) {
+      const version = subject === slice ? "" : `${subject.slice(slice.length + 1)}: `;
+      reasons.push(version + line.slice(subject.length + 2));
+    }
+  }
+  return reasons;
 }
 
 function backoffStatus(backoff: TargetBackoff): BackoffStatus {

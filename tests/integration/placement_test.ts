@@ -8,7 +8,7 @@
  * - a cordoned node gets no instance when a slice grows.
  */
 
-import { equal, ok } from "node:assert/strict";
+import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { deployFixture, GROUP, postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
@@ -53,6 +53,12 @@ Deno.test("placement rules on 3 labelled node processes: spread, require, unplac
       const items = JSON.parse(out.stdout).items as { connected: boolean; labels: Record<string, string> }[];
       return items.length === 3 && items.every((r) => r.connected && Object.keys(r.labels).length > 0);
     }, 30_000);
+    // `aether status` shows each member's labels.
+    const statusOut = await cli(n1, "status");
+    equal(statusOut.code, 0, statusOut.stderr);
+    match(statusOut.stdout, /MEMBER\s+CONNECTED\s+ROLE\s+LABELS/);
+    match(statusOut.stdout, /n2\s+true\s+\S+\s+zone=a\n/);
+    match(statusOut.stdout, /n3\s+true\s+\S+\s+(zone=b,disk=ssd|disk=ssd,zone=b)\n/);
     for (const name of ["pricing", "audit"] as const) await pushArtifact(n1, await deployFixture(name));
 
     const applied = await postBlueprint(n1, blueprint(`placement = { spread = "zone" }`, ""));
@@ -87,6 +93,17 @@ Deno.test("placement rules on 3 labelled node processes: spread, require, unplac
       throw new Error(`${(e as Error).message}\n${status.slice(0, 4_000)}`);
     }
     equal((await nodesOf(n1, `${GROUP}:audit`)).length, 1, "the unplaceable slice keeps its instance");
+    // Every member's `slices` shows it pending with the leader's reason (a follower computes the same).
+    for (const node of cluster.nodes) {
+      const out = await cli(node, "slices");
+      equal(out.code, 0, out.stderr);
+      match(out.stdout, /org\.example\.\S*:audit +1\.0\.0 +1 +1 +PENDING/);
+      match(out.stdout, /:audit pending: cannot move off n\d \(node n\d lacks gpu=yes\): .*gpu=yes/);
+      const audit = (await sliceStatuses(node)).find((x) => x.slice === `${GROUP}:audit`) as
+        | { pending?: string[] }
+        | undefined;
+      ok(audit?.pending?.some((r) => r.includes("no schedulable node has the labels gpu=yes")), node.id);
+    }
 
     // Cordon n2, drop the rules, grow pricing to 4: nothing lands on n2.
     equal((await cli(n1, "node", "cordon", "n2")).code, 0);

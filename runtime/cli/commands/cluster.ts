@@ -7,6 +7,8 @@ import { initClusterCerts } from "../cluster_certs.ts";
 interface Member {
   id: string;
   connected: boolean;
+  /** The node's placement labels (`--labels`), from /api/v1/nodes. */
+  labels?: Record<string, string>;
 }
 
 export const clusterCommands: CliCommand[] = [
@@ -14,8 +16,8 @@ export const clusterCommands: CliCommand[] = [
     name: "status",
     args: "",
     summary: "the cluster as a node sees it: leader, members, revision",
-    description: "This node's view of the cluster: leader, members and whether it reaches them, revision, " +
-      "uptime.",
+    description: "This node's view of the cluster: leader, members and whether it reaches them, each " +
+      "member's labels (--labels, for placement rules), revision, uptime.",
     flags: [],
     positionals: { min: 0, max: 0 },
     async run(ctx, args) {
@@ -30,6 +32,12 @@ export const clusterCommands: CliCommand[] = [
         phase: number;
         uptimeSeconds: number;
       }>("GET", "/api/v1/status");
+      const nodes = await ctx.api.json<{ items: { id: string; labels: Record<string, string> }[] }>(
+        "GET",
+        "/api/v1/nodes",
+      );
+      const labelsOf = new Map(nodes.items.map((n) => [n.id, n.labels]));
+      for (const m of s.members) m.labels = labelsOf.get(m.id) ?? {};
       if (ctx.json) return ctx.out(JSON.stringify(s, null, 2));
       ctx.out(`node      ${s.nodeId}`);
       ctx.out(`leader    ${s.leader ? `${s.leader.nodeId} (view ${s.leader.view})` : "none"}`);
@@ -37,13 +45,14 @@ export const clusterCommands: CliCommand[] = [
       ctx.out(`revision  ${s.revision}   phase ${s.phase}   uptime ${formatDuration(s.uptimeSeconds)}`);
       ctx.out("");
       ctx.out(table(
-        ["MEMBER", "CONNECTED", "ROLE"],
+        ["MEMBER", "CONNECTED", "ROLE", "LABELS"],
         s.members.map((m) => [
           m.id,
           m.connected,
           [m.id === s.nodeId ? "self" : "", m.id === s.leader?.nodeId ? "leader" : ""].filter(Boolean).join(
             ",",
-          ),
+          ) || "-",
+          Object.entries(m.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(",") || "-",
         ]),
       ));
     },

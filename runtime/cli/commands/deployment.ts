@@ -252,12 +252,14 @@ export function slicesTable(slices: SliceStatus[]): string {
 function statusWord(s: SliceStatus): string {
   if (s.version === undefined) return "removing";
   if (s.backoff && s.active < s.desired) return `FAILED x${s.backoff.failures}`;
+  if (s.pending) return "PENDING";
   return s.settled ? "settled" : "deploying";
 }
 
 function failures(slices: SliceStatus[]): string {
   const lines: string[] = [];
   for (const s of slices) {
+    for (const reason of s.pending ?? []) lines.push(`  ${s.slice} pending: ${reason}`);
     if (s.backoff?.lastReason) lines.push(`  ${s.slice}: ${s.backoff.lastReason}`);
     for (const i of s.instances) {
       if (i.reason) lines.push(`  ${s.slice} ${i.node}/${i.n} ${i.state}: ${i.reason}`);
