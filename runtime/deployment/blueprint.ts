@@ -295,7 +295,10 @@ class Checker {
     return spec;
   }
 
-  /** `placement = { spread = "zone", require = { disk = "ssd" } }`: label names and values checked. */
+  /**
+   * `placement = { spread = "zone", require = { disk = "ssd" } }`: label names and values checked.
+   * `nodeSelector` is the issue's (and Kubernetes') spelling of `require`; one of the two, not both.
+   */
   #placement(value: unknown, path: Segment[]): PlacementRule | undefined {
     if (value === undefined) return undefined;
     if (!isTable(value)) {
@@ -303,23 +306,27 @@ class Checker {
       return undefined;
     }
     const rule: PlacementRule = {};
+    if ("require" in value && "nodeSelector" in value) {
+      this.#problem([...path, "nodeSelector"], "is another name for require: give one of them, not both");
+    }
     for (const [key, v] of Object.entries(value)) {
+      const isRequire = key === "require" || key === "nodeSelector";
       if (key === "spread" && typeof v === "string" && LABEL_PATTERN.test(v)) rule.spread = v;
-      else if (key === "require" && isTable(v)) {
+      else if (isRequire && isTable(v)) {
         const require: Record<string, string> = {};
         for (const [name, label] of Object.entries(v)) {
           if (LABEL_PATTERN.test(name) && typeof label === "string" && LABEL_PATTERN.test(label)) {
             require[name] = label;
           } else {
-            this.#problem([...path, "require", name], `must be a label = "value" (a-z, 0-9, '.', '_', '-')`);
+            this.#problem([...path, key, name], `must be a label = "value" (a-z, 0-9, '.', '_', '-')`);
           }
         }
         rule.require = require;
       } else if (key === "spread") {
         this.#problem([...path, key], `must be a label name such as "zone", got ${describe(v)}`);
-      } else if (key === "require") {
+      } else if (isRequire) {
         this.#problem([...path, key], `must be a table such as { disk = "ssd" }, got ${describe(v)}`);
-      } else this.#problem([...path, key], `is not a placement rule (spread, require)`);
+      } else this.#problem([...path, key], `is not a placement rule (spread, require, nodeSelector)`);
     }
     return rule;
   }

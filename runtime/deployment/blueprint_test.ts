@@ -310,3 +310,35 @@ Deno.test("toml locate: keys, values, array elements and table headers by path",
   assert.deepEqual(at("arr[0].x[1].y"), [7, 11, 7, 15]);
   assert.deepEqual(at("arr[1].sub.z"), [10, 1, 10, 5]);
 });
+
+Deno.test("placement: nodeSelector is require's other name; both at once, or a bad label, is refused where", () => {
+  const withPlacement = (placement: string) =>
+    `id = "org.example:app:1.0.0"\n\n[[slices]]\nartifact = "org.example:a:1.0.0"\nplacement = ${placement}\n`;
+  const bp = parseBlueprint(withPlacement(`{ spread = "zone", nodeSelector = { disk = "ssd" } }`));
+  assert.deepEqual(bp.slices[0].placement, { spread: "zone", require: { disk: "ssd" } });
+  assert.deepEqual(
+    parseBlueprint(withPlacement(`{ require = { disk = "ssd" } }`)).slices[0].placement,
+    { require: { disk: "ssd" } },
+  );
+  const both = validateBlueprint(
+    withPlacement(`{ require = { disk = "ssd" }, nodeSelector = { disk = "hdd" } }`),
+  );
+  assert.equal(both.ok, false);
+  if (!both.ok) {
+    assert.deepEqual(
+      both.problems.map((p) => [p.field, p.message]),
+      [[
+        "slices[0].placement.nodeSelector",
+        "slices[0].placement.nodeSelector: is another name for require: give one of them, not both",
+      ]],
+    );
+  }
+  const bad = validateBlueprint(withPlacement(`{ nodeSelector = { disk = "SSD!" } }`));
+  assert.equal(bad.ok, false);
+  if (!bad.ok) assert.equal(bad.problems[0].field, "slices[0].placement.nodeSelector.disk");
+  const unknown = validateBlueprint(withPlacement(`{ selector = { disk = "ssd" } }`));
+  assert.equal(unknown.ok, false);
+  if (!unknown.ok) {
+    assert.match(unknown.problems[0].message, /not a placement rule \(spread, require, nodeSelector\)/);
+  }
+});
