@@ -13,6 +13,8 @@
  * rollout = { strategy = "canary", steps = ["10%", "pause 30s", "100%"] }  # how a version change rolls out
  * minAvailable = 2       # disruption budget: a count, or a share such as "50%" (rollouts, scale down)
  * placement = { spread = "zone", require = { disk = "ssd" } }  # node labels: spread over, required
+ *                        # also nodeSelector (= require), affinity = ["g:a"] (only beside g:a),
+ *                        # antiAffinity = ["g:a"] (never beside g:a, both ways)
  * trusted = true         # may run in worker isolation (default false: a process of its own)
  * cpuSoftShare = 0.5     # sandbox CPU limits over the node's defaults (runtime/sandbox/README.md):
  * cpuHardShare = 0.9     #   shares of one core over cpuWindowMs (0 = off), and one call's CPU time
@@ -27,7 +29,13 @@
 
 import { parse, TomlDate, TomlError } from "smol-toml";
 import { AetherError, baseOf, parseCoordinates } from "../core/mod.ts";
-import { LABEL_PATTERN, parseRolloutSpec, type PlacementRule, type RolloutSpec } from "../model/mod.ts";
+import {
+  LABEL_PATTERN,
+  MAX_AFFINITY_SLICES,
+  parseRolloutSpec,
+  type PlacementRule,
+  type RolloutSpec,
+} from "../model/mod.ts";
 import { formatPath, locate, type Located, type Segment, type SourcePosition } from "./_toml_locate.ts";
 import { SANDBOX_KEYS, sandboxSettings } from "./_blueprint_sandbox.ts";
 import type { SliceSandboxSettings } from "../sandbox/mod.ts";
@@ -322,13 +330,37 @@ class Checker {
           }
         }
         rule.require = require;
+      } else if (key === "affinity" || key === "antiAffinity") {
+        const slices = this.#affinity(v, [...path, key]);
+        if (slices !== undefined) rule[key] = slices;
       } else if (key === "spread") {
         this.#problem([...path, key], `must be a label name such as "zone", got ${describe(v)}`);
       } else if (isRequire) {
         this.#problem([...path, key], `must be a table such as { disk = "ssd" }, got ${describe(v)}`);
-      } else this.#problem([...path, key], `is not a placement rule (spread, require, nodeSelector)`);
+      } else {
+        this.#problem(
+          [...path, key],
+          `is not a placement rule (spread, require, nodeSelector, affinity, antiAffinity)`,
+        );
+      }
     }
     return rule;
+  }
+
+  /** `affinity = ["g:a"]` / `antiAffinity = ["g:a"]`: distinct "group:artifact" names, a bounded list. */
+  #affinity(value: unknown, path: Segment[]): string[] | undefined {
+    if (!Array.isArray(value) || value.length > MAX_AFFINITY_SLICES) {
+      this.#problem(path, `must be a list of up to ${MAX_AFFINITY_SLICES} slices such as ["org.example:db"]`);
+      return undefined;
+    }
+    const slices: string[] = [];
+    value.forEach((item, i) => {
+      if (typeof item !== "string" || !/^[^:\s]+:[^:\s]+$/.test(item) || item.length > 256) {
+        this.#problem([...path, i], `must be a slice "group:artifact" (no version), got ${describe(item)}`);
+      } else if (slices.includes(item)) this.#problem([...path, i], `names ${item} twice`);
+      else slices.push(item);
+    });
+    return slices;
   }
 
   /** `minAvailable = 2` or `minAvailable = "50%"`, kept as text. */

@@ -339,6 +339,9 @@ Deno.test("placement: nodeSelector is require's other name; both at once, or a b
   const unknown = validateBlueprint(withPlacement(`{ selector = { disk = "ssd" } }`));
   assert.equal(unknown.ok, false);
   if (!unknown.ok) {
-    assert.match(unknown.problems[0].message, /not a placement rule \(spread, require, nodeSelector\)/);
+    assert.match(
+      unknown.problems[0].message,
+      /not a placement rule \(spread, require, nodeSelector, affinity, antiAffinity\)/,
+    );
   }
 });

@@ -65,7 +65,7 @@
  *   until it returns); new instances of those slices load and wait in LOADED until it is deployed again.
  */
 
-import { type NodeId, satisfies } from "../core/mod.ts";
+import { baseOf, type NodeId, satisfies } from "../core/mod.ts";
 import type { KvCommand, KvCompare, KvOp, KvResult } from "../kv/mod.ts";
 import {
   type CrashReport,
@@ -498,6 +498,8 @@ class Reconciler {
   readonly #summaries: SliceSummary[] = [];
   /** Instance numbers handed out in this step, by `node|coordinates`. */
   readonly #taken = new Map<string, Set<number>>();
+  /** Nodes given a new instance of a slice in this step, by `group:artifact` (for affinity rules). */
+  readonly #placedNow = new Map<string, Set<NodeId>>();
   #wake: number | undefined;
   #anySuspect = false;
 
@@ -1129,9 +1131,12 @@ class Reconciler {
     avoid: NodeId | undefined,
     placement?: PlacementRule,
   ): void {
-    const eligible = this.#eligible(placement);
+    const base = baseOf(coordinates);
+    const eligible = this.#eligible(placement, base);
     if (eligible.length === 0) {
-      this.#waiting.push(`${coordinates}: cannot place ${count} instance(s): ${this.#whyNoNode(placement)}`);
+      this.#waiting.push(
+        `${coordinates}: cannot place ${count} instance(s): ${this.#whyNoNode(placement, base)}`,
+      );
       return;
     }
     const perNode = countBy(existing, (i) => i.node);
@@ -1158,6 +1163,8 @@ class Reconciler {
       if (spread !== undefined) perValue.set(this.#label(node, spread), valueCount(node) + 1);
       perNodeSlice.set(node, (perNodeSlice.get(node) ?? 0) + 1);
       this.#total.set(node, this.#total.get(node)! + 1);
+      const placed = this.#placedNow.get(base) ?? new Set<NodeId>();
+      this.#placedNow.set(base, placed.add(node));
     }
   }
 
@@ -1169,18 +1176,62 @@ class Reconciler {
     return this.#view.nodes.get(node)?.labels[name] ?? "";
   }
 
-  /** Schedulable nodes whose labels satisfy the rule, sorted. */
-  #eligible(placement: PlacementRule | undefined): NodeId[] {
+  /** Schedulable nodes whose labels satisfy the rule and where slice `base`'s affinity rules allow it, sorted. */
+  #eligible(placement: PlacementRule | undefined, base: string): NodeId[] {
+    return this.#labelled(placement).filter((n) => this.#affinityAllows(base, placement, n));
+  }
+
+  #labelled(placement: PlacementRule | undefined): NodeId[] {
     return this.#schedulable.filter((n) => nodeMatches(placement, this.#view.nodes.get(n)?.labels ?? {}));
   }
 
-  /** Why no node can take an instance: for `waiting` (and so `slices`). */
-  #whyNoNode(placement: PlacementRule | undefined): string {
+  /** Nodes running an instance of slice `base` (on its way up or serving), or given one in this step. */
+  #hosts(base: string): Set<NodeId> {
+    const nodes = new Set(this.#placedNow.get(base) ?? []);
+    for (const i of this.#view.instancesByBase.get(base) ?? []) if (isUp(i.record)) nodes.add(i.node);
+    return nodes;
+  }
+
+  /** Slices `base` stays apart from: its own antiAffinity, and every slice whose antiAffinity names it. */
+  #apart(base: string, placement: PlacementRule | undefined): string[] {
+    const apart = new Set(placement?.antiAffinity ?? []);
+    for (const [other, t] of this.#view.targets) {
+      if (other !== base && t.record.placement?.antiAffinity?.includes(base)) apart.add(other);
+    }
+    return [...apart].sort();
+  }
+
+  /** Whether another slice's affinity or antiAffinity names slice `base`. */
+  #namedByAffinity(base: string): boolean {
+    for (const t of this.#view.targets.values()) {
+      const rule = t.record.placement;
+      if (rule?.affinity?.includes(base) || rule?.antiAffinity?.includes(base)) return true;
+    }
+    return false;
+  }
+
+  /** Affinity: the node runs every slice named; anti-affinity (both ways): it runs none of them. */
+  #affinityAllows(base: string, placement: PlacementRule | undefined, node: NodeId): boolean {
+    for (const slice of placement?.affinity ?? []) if (!this.#hosts(slice).has(node)) return false;
+    for (const slice of this.#apart(base, placement)) if (this.#hosts(slice).has(node)) return false;
+    return true;
+  }
+
+  /** Why no node can take an instance of slice `base`: for `waiting` (and so `slices`). */
+  #whyNoNode(placement: PlacementRule | undefined, base: string): string {
     if (this.#live.length === 0) return "no live node";
     const cordoned = this.#live.filter((n) => this.#cordoned(n));
     const note = cordoned.length > 0 ? ` (cordoned: ${cordoned.join(", ")})` : "";
     if (this.#schedulable.length === 0) return `every live node is cordoned${note}`;
-    return `no schedulable node has the labels ${labelsText(placement?.require)}${note}`;
+    if (this.#labelled(placement).length === 0) {
+      return `no schedulable node has the labels ${labelsText(placement?.require)}${note}`;
+    }
+    const rules: string[] = [];
+    if (placement?.affinity?.length) rules.push(`runs ${placement.affinity.join(" and ")} (affinity)`);
+    const apart = this.#apart(base, placement);
+    if (apart.length > 0) rules.push(`runs none of ${apart.join(", ")} (anti-affinity)`);
+    const labels = placement?.require ? ` with the labels ${labelsText(placement.require)}` : "";
+    return `no schedulable node${labels} ${rules.join(" and ")}${note}`;
   }
 
   // -- drain -------------------------------------------------------------------------------------------------
@@ -1216,12 +1267,14 @@ class Reconciler {
           ? 0
           : [...s.byNode].filter(([m]) => m !== from && this.#label(m, spread) === this.#label(n, spread))
             .reduce((sum, [, list]) => sum + list.length, 0);
-      const to = this.#eligible(placement).sort((x, y) =>
+      const to = this.#eligible(placement, s.base).sort((x, y) =>
         valueCount(x) - valueCount(y) || countOn(x) - countOn(y) ||
         this.#total.get(x)! - this.#total.get(y)! || cmp(x, y)
       )[0];
       if (to === undefined) {
-        this.#waiting.push(`${s.base}: cannot move off ${from} (${why}): ${this.#whyNoNode(placement)}`);
+        this.#waiting.push(
+          `${s.base}: cannot move off ${from} (${why}): ${this.#whyNoNode(placement, s.base)}`,
+        );
         continue;
       }
       return this.#move(s, from, to, why);
@@ -1252,8 +1305,11 @@ class Reconciler {
   #rebalance(): void {
     const nodes = this.#schedulable;
     if (nodes.length < 2 || this.#summaries.some((s) => s.moving)) return;
-    // Slices with placement rules stay where their rules put them (moving one could break the spread).
-    const settled = this.#summaries.filter((s) => s.settled && !s.target.record.placement);
+    // Slices with placement rules stay where their rules put them (moving one could break the spread), and
+    // so do slices other slices' affinity rules name (moving one would leave those beside nothing).
+    const settled = this.#summaries.filter((s) =>
+      s.settled && !s.target.record.placement && !this.#namedByAffinity(s.base)
+    );
     const countOn = (s: SliceSummary, node: NodeId) => s.byNode.get(node)?.length ?? 0;
     // A slice crowded on one node: from the fullest (then busiest, lowest id) to the emptiest (then idlest).
     for (const s of settled) {

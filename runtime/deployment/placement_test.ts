@@ -17,6 +17,7 @@ import {
 } from "../model/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
 import { pendingReasons } from "./status.ts";
+import { validateBlueprint } from "./blueprint.ts";
 import {
   ClusterDeploymentManager,
   type ClusterManagerOutput,
@@ -345,4 +346,76 @@ Deno.test("pending reasons: the leader's placement lines about one slice, withou
     "cannot move off n2 (node n2 lacks gpu=yes): no schedulable node has the labels gpu=yes",
   ]);
   assert.deepEqual(pendingReasons("g:other", waiting), []);
+});
+
+/** Nodes with an instance of `base`, sorted (repeated per instance). */
+function nodesOf(c: Cluster, base: string): string[] {
+  return c.kv.range("instances/").filter((e) => e.key.split("/")[2].startsWith(`${base}:`))
+    .map((e) => e.key.split("/")[1]).sort();
+}
+
+Deno.test("antiAffinity keeps two slices apart, both ways, even when placed in the same step", () => {
+  const c = new Cluster(["n1", "n2", "n3", "n4"], [A, B]);
+  c.target("g:a", 2, { placement: { antiAffinity: ["g:b"] } });
+  c.target("g:b", 2);
+  c.settle();
+  const a = nodesOf(c, "g:a");
+  const b = nodesOf(c, "g:b");
+  assert.deepEqual([a.length, b.length], [2, 2]);
+  assert.deepEqual(a.filter((n) => b.includes(n)), [], `apart: a on ${a}, b on ${b}`);
+  // b declares nothing, yet grows only onto nodes without a (a's rule names it).
+  c.target("g:b", 5);
+  c.settle();
+  assert.equal(c.active("g:b"), 5);
+  assert.deepEqual(nodesOf(c, "g:a").filter((n) => nodesOf(c, "g:b").includes(n)), []);
+  // With every node running a, b cannot be placed, and the reason says why.
+  const d = new Cluster(["n1", "n2"], [A, B]);
+  d.target("g:a", 2, { placement: { antiAffinity: ["g:b"] } });
+  d.settle();
+  d.target("g:b", 1);
+  d.settle();
+  assert.equal(d.active("g:b"), 0);
+  assert.ok(
+    d.waiting.includes(
+      "g:b:1.0.0: cannot place 1 instance(s): no schedulable node runs none of g:a (anti-affinity)",
+    ),
+    d.waiting.join("\n"),
+  );
+});
+
+Deno.test("affinity co-locates a slice with another; none placed until the other runs, and the reason says so", () => {
+  const c = new Cluster(["n1", "n2", "n3"], [A, B]);
+  c.target("g:a", 2, { placement: { affinity: ["g:b"] } });
+  c.settle();
+  assert.equal(c.active("g:a"), 0);
+  assert.ok(
+    c.waiting.includes("g:a:1.0.0: cannot place 2 instance(s): no schedulable node runs g:b (affinity)"),
+    c.waiting.join("\n"),
+  );
+  c.target("g:b", 1);
+  c.settle();
+  const b = nodesOf(c, "g:b");
+  assert.deepEqual(nodesOf(c, "g:a"), [b[0], b[0]], "both instances of a beside the one of b");
+  assert.equal(c.active("g:a"), 2);
+});
+
+Deno.test("blueprint affinity lists: slices without a version, no duplicates, a list", () => {
+  const withPlacement = (placement: string) =>
+    `id = "org.example:app:1.0.0"\n\n[[slices]]\nartifact = "org.example:a:1.0.0"\nplacement = ${placement}\n`;
+  const ok = validateBlueprint(withPlacement(`{ affinity = ["g:b"], antiAffinity = ["g:c", "g:d"] }`));
+  assert.ok(ok.ok);
+  if (ok.ok) {
+    assert.deepEqual(ok.blueprint.slices[0].placement, { affinity: ["g:b"], antiAffinity: ["g:c", "g:d"] });
+  }
+  const problems = (placement: string) => {
+    const out = validateBlueprint(withPlacement(placement));
+    return out.ok ? [] : out.problems.map((p) => p.message);
+  };
+  assert.deepEqual(problems(`{ affinity = ["g:b:1.0.0"] }`), [
+    `slices[0].placement.affinity[0]: must be a slice "group:artifact" (no version), got the string "g:b:1.0.0"`,
+  ]);
+  assert.deepEqual(problems(`{ antiAffinity = ["g:b", "g:b"] }`), [
+    "slices[0].placement.antiAffinity[1]: names g:b twice",
+  ]);
+  assert.match(problems(`{ affinity = "g:b" }`)[0], /affinity: must be a list of up to 16 slices/);
 });

@@ -18,6 +18,7 @@ export {
   type CordonRecord,
   LABEL_PATTERN,
   labelsText,
+  MAX_AFFINITY_SLICES,
   MAX_NODE_LABELS,
   type NodeLabelsRecord,
   nodeMatches,

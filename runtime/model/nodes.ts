@@ -7,6 +7,7 @@
  */
 
 import {
+  array,
   type Check,
   FieldError,
   join,
@@ -90,11 +91,26 @@ export function parseNodeLabels(text: string, where = "--labels"): Record<string
 export interface PlacementRule {
   spread?: string;
   require?: Record<string, string>;
+  /** Slices (`group:artifact`) an instance must run beside: only nodes already running each of them. */
+  affinity?: string[];
+  /** Slices (`group:artifact`) an instance must stay apart from: only nodes running none of them. */
+  antiAffinity?: string[];
 }
+
+/** Most slices one affinity or anti-affinity list names (the rule is checked per candidate node). */
+export const MAX_AFFINITY_SLICES = 16;
+
+const sliceBaseName = string({
+  pattern: /^[^:\s]+:[^:\s]+$/,
+  expectation: '"group:artifact"',
+  maxLength: 256,
+});
 
 export const placementCheck: Check<PlacementRule> = object({
   spread: optional(label),
   require: optional(record(label, label)),
+  affinity: optional(array(sliceBaseName, { max: MAX_AFFINITY_SLICES, unique: true })),
+  antiAffinity: optional(array(sliceBaseName, { max: MAX_AFFINITY_SLICES, unique: true })),
 });
 
 /** Whether a node with `labels` may run instances under `rule`. */
