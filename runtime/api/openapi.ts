@@ -878,6 +878,7 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
           p99ToleranceMs: int(0, 3_600_000),
           failureLimit: int(1, 100),
           minRequests: int(0, 1_000_000),
+          alerts: { type: "array", items: str, maxItems: 16, description: "alert rules that fail a step" },
         }),
       }, ["artifact", "version", "strategy"]),
       required: true,

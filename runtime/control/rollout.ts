@@ -78,6 +78,8 @@ export interface RolloutInput {
    * from the first reading it took in this step.
    */
   window(version: string): WindowStats | undefined;
+  /** The alert rules with an alert firing now (absent: no alerts known; `analysis.alerts` then never fails). */
+  firingRules?(): ReadonlySet<string>;
   nowMs: number;
   /** A rollout whose new instances make no progress this long rolls back (default PROGRESS_DEADLINE_MS). */
   progressDeadlineMs?: number;
@@ -330,12 +332,10 @@ class Step {
   /** Analysis of the window since the step started: a verdict, then `passed` or a failure. */
   #analyse(target: TargetRecord, passed: () => void): void {
     const r = this.#record;
-    const verdict = analyse(
-      r,
-      this.#in.window(r.newVersion),
-      this.#in.window(r.stableVersion),
-      this.#in.nowMs,
-    );
+    const firing = firingOf(r.analysis.alerts, this.#in.firingRules?.());
+    const verdict = firing.length > 0
+      ? alertVerdict(r, firing, this.#in.nowMs)
+      : analyse(r, this.#in.window(r.newVersion), this.#in.window(r.stableVersion), this.#in.nowMs);
     if (verdict === undefined) {
       this.#waitReason(`step ${r.step}: waiting for ${r.analysis.minRequests} calls of ${r.newVersion}`);
       return;
@@ -549,6 +549,17 @@ export function analyse(
     ...(p99Ms !== undefined ? { p99Ms } : {}),
     ...(stableP99Ms !== undefined ? { stableP99Ms } : {}),
   };
+}
+
+/** The rules of `analysis.alerts` firing now, sorted. */
+function firingOf(rules: readonly string[] | undefined, firing: ReadonlySet<string> | undefined): string[] {
+  if (!rules || !firing) return [];
+  return rules.filter((rule) => firing.has(rule)).sort();
+}
+
+/** A failed verdict at once for a step during which an alert of the analysis' rules fires. */
+function alertVerdict(r: RolloutRecord, firing: readonly string[], nowMs: number): RolloutVerdict {
+  return { step: r.step, at: nowMs, ok: false, reason: `alert firing: ${firing.join(", ")}` };
 }
 
 function namesBoth(routing: RoutingRecord, r: RolloutRecord): boolean {

@@ -44,6 +44,8 @@ export interface RolloutFeatureOptions {
   /** The analysis input (absent: canary analyses wait for metrics). */
   rolloutMetrics?: RolloutMetrics;
   events?: RolloutEventSink;
+  /** The alert rules with an alert firing now (the alert board); absent: `analysis.alerts` never fails. */
+  firingRules?(): ReadonlySet<string>;
 }
 
 export interface RolloutFeature {
@@ -157,6 +159,7 @@ class RolloutDriver implements RolloutFeature {
         leaderRevision: leader.modRevision,
         counts: (version) => counts.get(`${slice}:${version}`) ?? { active: 0, present: 0 },
         window: (version) => this.#windows.window(slice, stepKey, version),
+        ...(this.#o.firingRules ? { firingRules: this.#o.firingRules } : {}),
         nowMs,
       });
       if (decision.wakeAtMs !== undefined) wakeAtMs = Math.min(wakeAtMs, decision.wakeAtMs);

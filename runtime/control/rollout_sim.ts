@@ -53,6 +53,8 @@ export interface RolloutSimOptions {
   newFailureRate: number;
   /** The new version's instances never become ACTIVE (it fails to start). */
   newNeverStarts?: boolean;
+  /** Alert rules firing from a simulated time on (an alert board's firing rules). */
+  firingFrom?: { atMs: number; rule: string };
   progressDeadlineMs?: number;
   /** Operator actions at simulated times. */
   actions: Array<{ atMs: number; action: RolloutAction }>;
@@ -302,6 +304,8 @@ class RolloutSim {
       leaderRevision: this.#kv.get(LEADER_KEY)!.modRevision,
       counts: (version) => this.#counts(version),
       window: (version) => this.#windows.window(SIM_SLICE, stepKey, version),
+      firingRules: () =>
+        new Set(this.#o.firingFrom && this.#now >= this.#o.firingFrom.atMs ? [this.#o.firingFrom.rule] : []),
       nowMs: this.#now,
       progressDeadlineMs: this.#o.progressDeadlineMs,
     });

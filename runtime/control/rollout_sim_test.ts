@@ -213,3 +213,27 @@ Deno.test("rollout sim: the disruption budget holds maxUnavailable back (minAvai
     assert.equal(r.record.phase, "Succeeded", explain(r));
   }
 });
+
+Deno.test("rollout sim: a canary whose analysis names an alert rule rolls back when that rule fires in a step", () => {
+  for (let seed = 1; seed <= SEEDS; seed++) {
+    const firing = runRolloutSimulation({
+      ...BASE,
+      seed,
+      firingFrom: { atMs: 0, rule: "high-latency" },
+      spec: { strategy: "canary", steps: FAST_CANARY, analysis: { alerts: ["high-latency"] } },
+    });
+    assert.equal(firing.record.phase, "RolledBack", explain(firing));
+    assert.equal(firing.record.verdicts.length, 1, explain(firing));
+    assert.equal(firing.record.verdicts[0].reason, "alert firing: high-latency");
+    assert.match(firing.record.reason!, /analysis failed 1 time\(s\): alert firing: high-latency/);
+    assert.equal(firing.target.version, SIM_VERSIONS.stable);
+    // A firing alert of a rule the analysis does not name changes nothing.
+    const other = runRolloutSimulation({
+      ...BASE,
+      seed,
+      firingFrom: { atMs: 0, rule: "disk-full" },
+      spec: { strategy: "canary", steps: FAST_CANARY, analysis: { alerts: ["high-latency"] } },
+    });
+    assert.equal(other.record.phase, "Succeeded", explain(other));
+  }
+});

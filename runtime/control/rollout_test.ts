@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { LatencyHistogram } from "../core/mod.ts";
+import { decodeValue, encodeValue, parseRolloutSpec } from "../model/mod.ts";
 import { analyse, rollingBatch, type WindowStats } from "./rollout.ts";
 import { newRolloutRecord } from "./rollout_spec.ts";
 
@@ -54,4 +55,27 @@ Deno.test("rolling batches: surge rounds up, unavailable down, and something alw
   assert.deepEqual(rollingBatch("0", "0", 4), { surge: 1, unavailable: 0 });
   assert.deepEqual(rollingBatch("0", "25%", 3), { surge: 1, unavailable: 0 });
   assert.deepEqual(rollingBatch("2", "50%", 5), { surge: 2, unavailable: 2 });
+});
+
+Deno.test("analysis.alerts: alert rule names, distinct, each bad entry named where", () => {
+  const spec = (alerts: unknown) => parseRolloutSpec({ strategy: "canary", analysis: { alerts } }, "body");
+  assert.deepEqual(spec(["high-latency", "error.rate"]).analysis, { alerts: ["high-latency", "error.rate"] });
+  assert.throws(
+    () => spec("high-latency"),
+    /body: analysis\.alerts must be a list of up to 16 alert rule names/,
+  );
+  assert.throws(
+    () => spec(["ok", "Bad Name"]),
+    /body: analysis\.alerts\[1\] is not an alert rule name: "Bad Name"/,
+  );
+  assert.throws(() => spec(["a", "a"]), /body: analysis\.alerts names a twice/);
+  // The stored record keeps the list (and checks it again when read back).
+  const record = newRolloutRecord({ strategy: "canary", analysis: { alerts: ["high-latency"] } }, {
+    stableVersion: "1.0.0",
+    newVersion: "1.1.0",
+    instances: 3,
+    nowMs: 1,
+  });
+  assert.deepEqual(record.analysis.alerts, ["high-latency"]);
+  assert.deepEqual(decodeValue("rollout", encodeValue("rollout", record)).analysis.alerts, ["high-latency"]);
 });

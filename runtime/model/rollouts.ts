@@ -7,6 +7,7 @@
 
 import { AetherError } from "../core/mod.ts";
 import { version } from "./_fields.ts";
+import { ALERT_RULE_NAME } from "./thresholds.ts";
 import {
   array,
   boolean,
@@ -58,7 +59,12 @@ export interface RolloutAnalysis {
   failureLimit: number;
   /** Fewer calls of the new version than this over a step give no verdict (the step is extended). */
   minRequests: number;
+  /** Alert rules (runtime/control/alerts.ts) whose firing alert during a step fails that step's analysis. */
+  alerts?: string[];
 }
+
+/** Most alert rules one analysis names. */
+export const MAX_ANALYSIS_ALERTS = 16;
 
 /** The outcome of one analysis. */
 export interface RolloutVerdict {
@@ -154,6 +160,12 @@ export const rolloutAnalysisCheck: Check<RolloutAnalysis> = object({
   p99ToleranceMs: optional(integer(0, 3_600_000)),
   failureLimit: integer(1, 100),
   minRequests: integer(0, 1_000_000),
+  alerts: optional(
+    array(string({ pattern: ALERT_RULE_NAME, expectation: "an alert rule name" }), {
+      max: MAX_ANALYSIS_ALERTS,
+      unique: true,
+    }),
+  ),
 });
 
 const stepsCheck: Check<string[]> = refine(
@@ -257,6 +269,7 @@ const ANALYSIS_FIELDS = [
   "p99ToleranceMs",
   "failureLimit",
   "minRequests",
+  "alerts",
 ];
 
 /** Checks a spec given as JSON (`where` names it in errors: "body", "blueprint slice x"). */
@@ -323,17 +336,44 @@ export function parseRolloutSpec(
   return spec;
 }
 
+/** `analysis.alerts = ["rule", ...]`: distinct alert rule names, a bounded list. */
+function parseAlertRules(value: unknown, where: string): string[] {
+  const expected = `a list of up to ${MAX_ANALYSIS_ALERTS} alert rule names such as ["high-error-rate"]`;
+  if (!Array.isArray(value) || value.length > MAX_ANALYSIS_ALERTS) {
+    throw bad(
+      "analysis.alerts",
+      `${where}: analysis.alerts must be ${expected}, got ${JSON.stringify(value)}`,
+    );
+  }
+  value.forEach((rule, i) => {
+    if (typeof rule !== "string" || !ALERT_RULE_NAME.test(rule)) {
+      throw bad(
+        `analysis.alerts[${i}]`,
+        `${where}: analysis.alerts[${i}] is not an alert rule name: ${JSON.stringify(rule)}`,
+      );
+    }
+    if (value.indexOf(rule) !== i) {
+      throw bad(`analysis.alerts[${i}]`, `${where}: analysis.alerts names ${rule} twice`);
+    }
+  });
+  return [...value];
+}
+
 function parseAnalysis(value: unknown, where: string): Partial<RolloutAnalysis> {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw bad("analysis", `${where}: analysis must be an object with ${ANALYSIS_FIELDS.join(", ")}`);
   }
-  const out: Record<string, number> = {};
+  const out: Record<string, number | string[]> = {};
   for (const [name, v] of Object.entries(value)) {
     if (!ANALYSIS_FIELDS.includes(name)) {
       throw bad(
         `analysis.${name}`,
         `${where}: unknown field analysis.${name} (expected ${ANALYSIS_FIELDS.join(", ")})`,
       );
+    }
+    if (name === "alerts") {
+      out.alerts = parseAlertRules(v, where);
+      continue;
     }
     if (typeof v !== "number" || !Number.isFinite(v)) {
       throw bad(`analysis.${name}`, `${where}: analysis.${name} must be a number, got ${JSON.stringify(v)}`);

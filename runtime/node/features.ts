@@ -122,9 +122,13 @@ export function startFeatures(
     previewSecret: flags.previewSecret,
   });
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
+  const alertHolder: { board?: AlertBoard } = {};
   const rollouts = startRollouts({
     ...core,
     rolloutMetrics: snapshotMetrics(() => metrics.view.snapshot()),
+    // Canary analysis may name alert rules; the alert board starts just below (read only when stepping).
+    firingRules: () =>
+      new Set(alertHolder.board?.active().filter((a) => a.state === "firing").map((a) => a.rule) ?? []),
   });
   // The leader scales slices within their min/max; the forecaster may only add capacity ahead of load.
   const controller = startControllerFeature(core, metrics.view, activator);
@@ -135,6 +139,7 @@ export function startFeatures(
     alertmanagers: flags.alertmanagers,
     webhooks: flags.alertWebhooks,
   });
+  alertHolder.board = alerts.board;
   metrics.start();
   return {
     started: [

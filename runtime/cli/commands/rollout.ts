@@ -97,6 +97,11 @@ const START_FLAGS: CliFlag[] = [
     description: "canary analysis: calls of the new version needed for a verdict (default 20)",
     int: { min: 0, max: 1_000_000 },
   },
+  {
+    name: "alerts",
+    value: "RULE,...",
+    description: "canary analysis: alert rules whose firing alert fails the step's analysis",
+  },
 ];
 
 function statusText(r: RolloutView): string {
@@ -174,7 +179,7 @@ export const rolloutCommands: CliCommand[] = [
     ],
     async run(ctx, args) {
       const p = parseFor(this, args);
-      const analysis: Record<string, number> = {};
+      const analysis: Record<string, number | string[]> = {};
       const put = (name: string, value: number | undefined) => {
         if (value !== undefined) analysis[name] = value;
       };
@@ -195,6 +200,8 @@ export const rolloutCommands: CliCommand[] = [
       if (p.string("max-unavailable") !== undefined) body.maxUnavailable = p.string("max-unavailable");
       if (p.int("scale-down-delay-ms") !== undefined) body.scaleDownDelayMs = p.int("scale-down-delay-ms");
       if (p.boolean("auto-promote")) body.autoPromote = true;
+      const alerts = p.string("alerts");
+      if (alerts !== undefined) analysis.alerts = alerts.split(",").map((s) => s.trim());
       if (Object.keys(analysis).length > 0) body.analysis = analysis;
       const r = await ctx.api.json<RolloutView>("POST", "/api/v1/rollouts", body);
       ctx.out(ctx.json ? JSON.stringify(r, null, 2) : statusText(r));
