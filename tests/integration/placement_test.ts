@@ -115,6 +115,28 @@ Deno.test("placement rules on 3 labelled node processes: spread, require, unplac
     }, 60_000);
     ok(!(await nodesOf(n1, `${GROUP}:pricing`)).includes("n2"), "the cordoned node got no instance");
     ok(!(await nodesOf(n1, `${GROUP}:audit`)).includes("n2"));
+
+    // Anti-affinity: a second audit instance may not go beside pricing (n1, n3); with n2 cordoned it waits,
+    // saying why, and once n2 is uncordoned it lands there (pricing, named by the rule, is not rebalanced).
+    const apart = await postBlueprint(
+      n1,
+      blueprint("", `placement = { antiAffinity = ["${GROUP}:pricing"] }`)
+        .replace("instances = 2", "instances = 4").replace("instances = 1", "instances = 2"),
+    );
+    ok(apart.status < 300, JSON.stringify(apart.body));
+    await cluster.waitFor("audit pending: no node without pricing", async () => {
+      const audit = (await sliceStatuses(n1)).find((x) => x.slice === `${GROUP}:audit`) as
+        | { pending?: string[] }
+        | undefined;
+      return audit?.pending?.some((r) => r.includes(`runs none of ${GROUP}:pricing (anti-affinity)`)) ===
+        true;
+    }, 30_000);
+    equal((await cli(n1, "node", "uncordon", "n2")).code, 0);
+    await cluster.waitFor("audit's second instance on n2, apart from pricing", async () => {
+      const where = await nodesOf(n1, `${GROUP}:audit`);
+      return where.length === 2 && where.includes("n2");
+    }, 60_000);
+    ok(!(await nodesOf(n1, `${GROUP}:pricing`)).includes("n2"), "pricing stays off the node audit took");
   } finally {
     await cluster.close();
   }
