@@ -24,3 +24,4 @@ export { CODEC_NAMES, type CodecName, createCodec, type MeshCodec } from "./code
  * measure the raw client as a baseline.
  */
 export { DIALER_ENV_VARS, dialWebSocket, type MeshSocket } from "./_dialer.ts";
+export { PeerQueries, type PeerQueryOptions, type QueryMesh } from "./peer_query.ts";

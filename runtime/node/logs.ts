@@ -16,7 +16,7 @@ import {
   type NodeId,
   type SequencedLogRecord,
 } from "../core/mod.ts";
-import type { Mesh } from "../net/mod.ts";
+import { type Mesh, PeerQueries } from "../net/mod.ts";
 import type { ClusterLogAnswer, ClusterLogQuery, LogCursor, LogsView } from "../api/mod.ts";
 import type { NodeFlags } from "./flags.ts";
 
@@ -44,26 +44,18 @@ export function nodeLogger(
   return { log, ring };
 }
 
-interface QueryMessage {
-  t: "query";
-  id: number;
+/** A page of a peer's ring; `truncated`: cut to fit MAX_LOG_ANSWER_BYTES (ask for the next page). */
+interface PeerPage {
+  answer: LogRingAnswer;
+  truncated: boolean;
+}
+
+/** A query of a peer's ring: the newest `limit` records, or those after/before a sequence number. */
+interface PeerLogQuery {
   filter: LogFilter;
   limit: number;
   afterSeq?: number;
   beforeSeq?: number;
-}
-
-type LogsMessage =
-  | QueryMessage
-  /** `truncated`: the records were cut to fit MAX_LOG_ANSWER_BYTES (ask for the next page). */
-  | { t: "answer"; id: number; answer: LogRingAnswer; truncated: boolean }
-  | { t: "refused"; id: number; reason: string };
-
-interface PendingQuery {
-  from: NodeId;
-  resolve(page: { answer: LogRingAnswer; truncated: boolean }): void;
-  reject(error: Error): void;
-  timer: ReturnType<typeof setTimeout>;
 }
 
 export interface ClusterLogsOptions {
@@ -78,21 +70,25 @@ export interface ClusterLogsOptions {
 /** Gathers log records from every member's ring; serves this member's ring to the others. */
 export class ClusterLogs implements LogsView {
   readonly #o: ClusterLogsOptions;
-  readonly #pending = new Map<number, PendingQuery>();
-  readonly #unsubscribe: (() => void)[];
-  #nextId = 1;
+  readonly #queries: PeerQueries<PeerPage>;
 
   constructor(options: ClusterLogsOptions) {
     this.#o = options;
-    this.#unsubscribe = [
-      options.mesh.onMessage(LOGS_CHANNEL, (from, message) => this.#receive(from, message)),
-      options.mesh.onPeerDown((id, reason) => this.#failPeer(id, `${id} went down: ${reason}`)),
-    ];
+    this.#queries = new PeerQueries<PeerPage>({
+      mesh: options.mesh,
+      channel: LOGS_CHANNEL,
+      noun: "log",
+      timeoutMs: options.timeoutMs ?? PEER_LOG_QUERY_TIMEOUT_MS,
+      maxPending: MAX_PENDING_LOG_QUERIES,
+      serve: (_from, query) => ({ ...this.#serve(query) }),
+      checkAnswer: (page) =>
+        isRingAnswer(page.answer) ? { answer: page.answer, truncated: page.truncated === true } : undefined,
+      warn: (message, fields) => options.log.warn(message, fields),
+    });
   }
 
   stop(): void {
-    for (const unsubscribe of this.#unsubscribe) unsubscribe();
-    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(new Error("the node is stopping"));
+    this.#queries.stop();
   }
 
   async gather(query: ClusterLogQuery): Promise<ClusterLogAnswer> {
@@ -147,76 +143,20 @@ export class ClusterLogs implements LogsView {
   }
 
   /** One query to a peer's ring over the mesh; fails when the peer is down or silent for the timeout. */
-  #askPeer(
-    node: NodeId,
-    query: Omit<QueryMessage, "t" | "id">,
-  ): Promise<{ answer: LogRingAnswer; truncated: boolean }> {
-    if (!this.#o.mesh.isConnected(node)) return Promise.reject(new Error(`${node} is not connected`));
-    if (this.#pending.size >= MAX_PENDING_LOG_QUERIES) {
-      return Promise.reject(new Error(`${MAX_PENDING_LOG_QUERIES} log queries are waiting on peers already`));
-    }
-    const id = this.#nextId++;
-    const message: LogsMessage = { t: "query", id, ...query };
-    return new Promise((resolve, reject) => {
-      const timeoutMs = this.#o.timeoutMs ?? PEER_LOG_QUERY_TIMEOUT_MS;
-      const timer = setTimeout(
-        () => this.#settle(id)?.reject(new Error(`${node} did not answer within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.#pending.set(id, { from: node, resolve, reject, timer });
-      if (!this.#o.mesh.send(node, LOGS_CHANNEL, message)) {
-        this.#settle(id)?.reject(new Error(`${node} is not connected`));
-      }
-    });
+  #askPeer(node: NodeId, query: PeerLogQuery): Promise<PeerPage> {
+    return this.#queries.ask(node, { ...query });
   }
 
-  #receive(from: NodeId, raw: unknown): void {
-    const message = raw as LogsMessage;
-    if (message === null || typeof message !== "object" || !Number.isInteger(message.id)) {
-      this.#o.log.warn("malformed logs message", { from });
-      return;
-    }
-    if (message.t === "query") return this.#serve(from, message);
-    const pending = this.#pending.get(message.id);
-    if (!pending || pending.from !== from) return; // Answered after its timeout.
-    this.#settle(message.id);
-    if (message.t === "answer" && isRingAnswer(message.answer)) {
-      pending.resolve({ answer: message.answer, truncated: message.truncated === true });
-    } else {
-      pending.reject(new Error(message.t === "refused" ? message.reason : `${from} sent a malformed answer`));
-    }
-  }
-
-  #serve(from: NodeId, query: QueryMessage): void {
-    let answer: LogsMessage;
-    try {
-      const filter = checkFilter(query.filter);
-      const limit = Number.isInteger(query.limit) && query.limit > 0
-        ? Math.min(query.limit, MAX_LOG_ANSWER_RECORDS)
-        : 1;
-      const afterSeq = Number.isInteger(query.afterSeq) ? query.afterSeq : undefined;
-      const beforeSeq = Number.isInteger(query.beforeSeq) ? query.beforeSeq : undefined;
-      const page = this.#o.ring.query({ filter, limit, afterSeq, beforeSeq });
-      const fitted = fitAnswer(page, afterSeq !== undefined);
-      answer = { t: "answer", id: query.id, answer: fitted, truncated: fitted !== page };
-    } catch (e) {
-      answer = { t: "refused", id: query.id, reason: (e as Error).message };
-    }
-    this.#o.mesh.send(from, LOGS_CHANNEL, answer);
-  }
-
-  #settle(id: number): PendingQuery | undefined {
-    const pending = this.#pending.get(id);
-    if (!pending) return undefined;
-    this.#pending.delete(id);
-    clearTimeout(pending.timer);
-    return pending;
-  }
-
-  #failPeer(node: NodeId, reason: string): void {
-    for (const [id, pending] of [...this.#pending]) {
-      if (pending.from === node) this.#settle(id)?.reject(new Error(reason));
-    }
+  #serve(query: Record<string, unknown>): PeerPage {
+    const filter = checkFilter(query.filter);
+    const limit = Number.isInteger(query.limit) && (query.limit as number) > 0
+      ? Math.min(query.limit as number, MAX_LOG_ANSWER_RECORDS)
+      : 1;
+    const afterSeq = Number.isInteger(query.afterSeq) ? query.afterSeq as number : undefined;
+    const beforeSeq = Number.isInteger(query.beforeSeq) ? query.beforeSeq as number : undefined;
+    const page = this.#o.ring.query({ filter, limit, afterSeq, beforeSeq });
+    const fitted = fitAnswer(page, afterSeq !== undefined);
+    return { answer: fitted, truncated: fitted !== page };
   }
 }
 
