@@ -26,8 +26,35 @@ export interface NodeSetting {
   enum?: readonly string[];
   minimum?: number;
   maximum?: number;
+  /** The node flag giving its startup value, or "built-in" for a setting without one (then `builtIn` holds it). */
   flag: string;
+  /** The value a node starts with when no flag gives one. */
+  builtIn?: JsonValue;
   description: string;
+}
+
+/** An integer setting from `minimum` to `maximum`. */
+function integerSetting(
+  minimum: number,
+  maximum: number,
+  flag: string,
+  description: string,
+  builtIn?: number,
+): NodeSetting {
+  return {
+    type: "integer",
+    minimum,
+    maximum,
+    flag,
+    description,
+    ...(builtIn === undefined ? {} : { builtIn }),
+  };
+}
+
+/** The range a setting accepts, as an operator reads it in an error. */
+export function settingRange(setting: NodeSetting): string {
+  if (setting.enum) return `one of ${setting.enum.join(", ")}`;
+  return `an integer from ${setting.minimum} to ${setting.maximum}`;
 }
 
 /**
@@ -41,6 +68,69 @@ export const NODE_SETTINGS: Readonly<Record<string, NodeSetting>> = {
     flag: "--log-level",
     description: "the least level a node logs",
   },
+  // The invoker (runtime/invoke): read by the next call; calls in flight keep what they started with.
+  "invoke.defaultTimeoutMs": integerSetting(
+    1,
+    15 * 60_000,
+    "built-in",
+    "deadline of a call that names none (a slice's own timeout still caps it)",
+    30_000,
+  ),
+  "invoke.maxAttempts": integerSetting(1, 20, "built-in", "attempts per call, the first included", 6),
+  "invoke.baseBackoffMs": integerSetting(
+    1,
+    10_000,
+    "built-in",
+    "first retry backoff, doubled per attempt",
+    50,
+  ),
+  "invoke.maxBackoffMs": integerSetting(1, 60_000, "built-in", "longest backoff between two attempts", 1_000),
+  "invoke.maxInFlightPerPeer": integerSetting(
+    1,
+    65_536,
+    "built-in",
+    "calls in flight to one peer node; more wait",
+    1_024,
+  ),
+  "invoke.maxWaitingPerPeer": integerSetting(
+    1,
+    65_536,
+    "built-in",
+    "calls waiting for one peer; beyond it they fail over (overloaded)",
+    4_096,
+  ),
+  "invoke.maxServing": integerSetting(
+    1,
+    65_536,
+    "built-in",
+    "calls from peers this node runs at once; beyond it 503 overloaded",
+    4_096,
+  ),
+  // The API and application HTTP listeners (runtime/node/server_guard.ts): the next connection or timer.
+  "http.headerTimeoutMs": integerSetting(
+    100,
+    600_000,
+    "--header-timeout-ms",
+    "HTTP: from a request's first byte to complete headers",
+  ),
+  "http.bodyTimeoutMs": integerSetting(
+    100,
+    600_000,
+    "--body-timeout-ms",
+    "HTTP: longest a body may send nothing",
+  ),
+  "http.idleTimeoutMs": integerSetting(
+    100,
+    3_600_000,
+    "--idle-timeout-ms",
+    "HTTP: a connection with no request in flight closes after this",
+  ),
+  "http.maxConnections": integerSetting(
+    16,
+    1_000_000,
+    "--max-connections",
+    "HTTP: open connections per listener; new ones beyond it are closed",
+  ),
 };
 
 export interface ConfigServiceOptions {
@@ -215,7 +305,7 @@ export class ConfigService {
       const cluster = this.#clusterSetting(name);
       return {
         name,
-        value: cluster ?? this.#o.flagSettings[name] ?? null,
+        value: cluster ?? this.#o.flagSettings[name] ?? setting.builtIn ?? null,
         source: cluster === undefined ? "flag" : "cluster",
         flag: setting.flag,
         description: setting.description,
@@ -225,16 +315,12 @@ export class ConfigService {
 
   async setSetting(name: string, value: unknown): Promise<SettingView> {
     const setting = settingOf(name);
-    const problem = fieldValueProblem(
-      {
-        type: setting.type,
-        ...(setting.enum ? { enum: setting.enum } : {}),
-        minimum: setting.minimum,
-        maximum: setting.maximum,
-      },
-      value,
-    );
-    if (problem) throw new AetherError("bad_request", `setting ${name}: ${problem}`, { field: name });
+    const problem = settingProblem(setting, value);
+    if (problem) {
+      throw new AetherError("bad_request", `setting ${name}: ${problem} (${settingRange(setting)})`, {
+        field: name,
+      });
+    }
     await this.#o.kv.write({
       type: "put",
       key: kvKeys.config(`settings/${name}`),
@@ -262,7 +348,15 @@ export class ConfigService {
   }
 
   #applySetting(name: string): void {
-    const value = this.#clusterSetting(name) ?? this.#o.flagSettings[name];
+    if (!Object.hasOwn(NODE_SETTINGS, name)) return;
+    let value = this.#clusterSetting(name);
+    const problem = value === undefined ? undefined : settingProblem(NODE_SETTINGS[name], value);
+    if (problem) {
+      // Written past the API (or by a newer node with other ranges): the flag's value stays in force.
+      this.#o.log.warn("cluster value of a node setting ignored", { name, error: problem });
+      value = undefined;
+    }
+    value ??= this.#o.flagSettings[name] ?? NODE_SETTINGS[name].builtIn;
     if (value === undefined) return;
     try {
       this.#o.applySetting(name, value);
@@ -327,6 +421,19 @@ export class ConfigService {
       }
     }
   }
+}
+
+/** What is wrong with `value` for `setting`, or undefined. */
+function settingProblem(setting: NodeSetting, value: unknown): string | undefined {
+  return fieldValueProblem(
+    {
+      type: setting.type,
+      ...(setting.enum ? { enum: setting.enum } : {}),
+      minimum: setting.minimum,
+      maximum: setting.maximum,
+    },
+    value,
+  );
 }
 
 function settingOf(name: string): NodeSetting {

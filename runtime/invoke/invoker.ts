@@ -113,6 +113,13 @@ export interface SliceInvokerOptions {
   activate?: (slice: string, deadlineMs: number) => Promise<boolean>;
 }
 
+/** Node-wide call defaults that may change while the node runs (SliceInvoker.setDefaults). */
+export interface LiveCallDefaults {
+  defaultTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  flow?: Partial<FlowLimits>;
+}
+
 /** What to call: `"group:artifact"` (any version), `"group:artifact:version"`, or with a version range. */
 export interface CallTarget {
   artifact: string;
@@ -137,6 +144,11 @@ export interface CallOptions {
   from?: string;
   /** A traceparent naming the span this call is a child of (the HTTP router's), when spans are recorded. */
   parentTraceparent?: string;
+  /**
+   * The calling slice's coordinates as its sandbox host took them from the caller's manifest (set by
+   * `outboundHandler` only): the callee reads it as `ctx.caller` (infrastructure services scope keys by it).
+   */
+  caller?: string;
 }
 
 export interface InvokerStats {
@@ -171,9 +183,9 @@ export class SliceInvoker {
   readonly #options: SliceInvokerOptions;
   readonly #mesh: InvokeMesh;
   readonly #log: Logger;
-  readonly #policy: RetryPolicy;
+  #policy: RetryPolicy;
   readonly #selector: EndpointSelector;
-  readonly #defaultTimeoutMs: number;
+  #defaultTimeoutMs: number;
   readonly #instanceIdOf: (endpoint: Endpoint) => string;
   readonly #now: () => number;
   readonly #live: (node: NodeId) => boolean;
@@ -211,6 +223,25 @@ export class SliceInvoker {
       limits: options.flow,
       now: this.#now,
     });
+  }
+
+  /**
+   * Changes this node's call defaults live (the node settings `invoke.*`, runtime/infra-host/config.ts): the
+   * next call uses them; calls in flight keep the deadline and policy they started with.
+   */
+  setDefaults(defaults: LiveCallDefaults): void {
+    if (defaults.defaultTimeoutMs !== undefined) this.#defaultTimeoutMs = defaults.defaultTimeoutMs;
+    if (defaults.retry) this.#policy = { ...this.#policy, ...defaults.retry };
+    if (defaults.flow) this.remote.setLimits(defaults.flow);
+  }
+
+  /** The call defaults in force (what `setDefaults` changed, else the options'). */
+  defaults(): { defaultTimeoutMs: number; retry: RetryPolicy; flow: FlowLimits } {
+    return {
+      defaultTimeoutMs: this.#defaultTimeoutMs,
+      retry: { ...this.#policy },
+      flow: this.remote.limits(),
+    };
   }
 
   /**
@@ -253,6 +284,7 @@ export class SliceInvoker {
       startedAt: this.#now(),
       spanStartMs: this.#spans ? spanClockMs() : 0,
       parentTraceparent: options.parentTraceparent,
+      ...(options.caller === undefined ? {} : { caller: options.caller }),
     };
     this.#counters.calls++;
     if (!call.fireAndForget) return this.#attempts(call);
@@ -287,6 +319,7 @@ export class SliceInvoker {
       traceparent: call.traceparent,
       fireAndForget: call.fireAndForget,
       from: call.from,
+      caller: call.from,
       // The calling slice's run: the attempt or served call that runs it here (MAX_TRACED_RUNS).
       parentTraceparent: this.#spans ? this.#runOf(call.requestId, call.instanceId) : undefined,
     });
@@ -491,6 +524,7 @@ export class SliceInvoker {
       requestId: call.requestId,
       traceparent,
       deadlineMs: call.deadlineMs,
+      ...(call.caller === undefined ? {} : { caller: call.caller }),
     });
   }
 
@@ -504,6 +538,7 @@ export class SliceInvoker {
       traceparent,
       deadlineMs: call.deadlineMs,
       fireAndForget: call.fireAndForget,
+      ...(call.caller === undefined ? {} : { caller: call.caller }),
     });
   }
 
@@ -520,6 +555,7 @@ export class SliceInvoker {
       requestId: call.requestId,
       traceparent: call.traceparent,
       deadlineMs: call.deadlineMs,
+      ...(call.caller === undefined ? {} : { caller: call.caller }),
     });
   }
 
@@ -876,6 +912,8 @@ interface Call {
   /** When the call began on the span clock (0 without a span sink). */
   spanStartMs: number;
   parentTraceparent?: string;
+  /** The calling slice's coordinates (`OutboundCall.from`): the callee's `ctx.caller`. */
+  caller?: string;
 }
 
 /** An attempt's span while it runs. */

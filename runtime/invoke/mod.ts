@@ -18,6 +18,7 @@ export {
   type EndpointSource,
   type InvokerStats,
   isRequestId,
+  type LiveCallDefaults,
   type LocalExecutor,
   MAX_CALL_TIMEOUT_MS,
   MAX_TRACED_RUNS,

@@ -56,6 +56,8 @@ export interface RemoteCall {
   /** Epoch milliseconds. */
   deadlineMs: number;
   fireAndForget?: boolean;
+  /** The calling slice's coordinates (absent for calls from HTTP or the API). */
+  caller?: string;
 }
 
 /** A call a peer asked this node to run. */
@@ -135,6 +137,14 @@ export class RemoteCalls {
       this.#mesh.onPeerDown((id, reason) => this.nodeDeparted(id, reason)),
     );
   }
+  /** Changes the limits live (gates share the object, so waiting and in-flight checks see it at once). */
+  setLimits(limits: Partial<FlowLimits>): void {
+    Object.assign(this.#limits, limits);
+  }
+
+  limits(): FlowLimits {
+    return { ...this.#limits };
+  }
 
   /**
    * Calls `instanceId` on `node`. Resolves with the callee's outcome; rejects with an InvokeFailure whose kind
@@ -169,6 +179,7 @@ export class RemoteCalls {
         b: budgetMs,
       };
       if (call.fireAndForget) request.f = 1;
+      if (call.caller !== undefined) request.cl = call.caller;
       const before = this.#mesh.queuedBytes(node);
       bytes = this.#send(node, request) - before;
     } catch (e) {
@@ -439,6 +450,7 @@ export class RemoteCalls {
       traceparent: request.tp,
       deadlineMs: this.#now() + request.b,
       fireAndForget: request.f === 1,
+      ...(request.cl === undefined ? {} : { caller: request.cl }),
     };
     let served: Promise<InvokeOutcome>;
     try {

@@ -23,6 +23,7 @@ import { DEFAULT_POLICY } from "../sandbox/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
+import { liveSettings } from "./live_settings.ts";
 import { startActivator, startControllerFeature } from "./controller.ts";
 import { type InstanceSource, type MetricsView, startMetrics } from "../metrics/mod.ts";
 import type { InstanceInfo } from "../sandbox/mod.ts";
@@ -88,14 +89,14 @@ export function startFeatures(
     },
   });
   // Dynamic configuration, secrets and the cluster-wide rate limiter (runtime/infra-host/config_feature.ts).
+  // Node settings changed live reach the logger, the HTTP limits and (once built) the invoker.
+  const live = liveSettings(flags, (level) => core.log.setLevel?.(level));
   const config = startConfigFeature({
     ...core,
     leader: () => core.leader(),
     instances: () => deployment.executor.list(),
-    flagSettings: { "log.level": flags.logLevel },
-    applySetting: (name, value) => {
-      if (name === "log.level") core.log.setLevel?.(value as NodeFlags["logLevel"]);
-    },
+    flagSettings: live.flagSettings,
+    applySetting: (name, value) => live.apply(name, value),
     ...(extras.secretsKey ? { secretsKey: extras.secretsKey } : {}),
     auditSecretRead: (entry) => extras.auditSecretRead?.(entry),
   });
@@ -121,6 +122,7 @@ export function startFeatures(
     maxBodyBytes: flags.httpMaxBodyBytes,
     previewSecret: flags.previewSecret,
   });
+  live.bindInvoker(invoke.invoker);
   // The leader drives rollouts (runtime/control/rollout.ts); canary analysis reads the metrics feature.
   const alertHolder: { board?: AlertBoard } = {};
   const rollouts = startRollouts({

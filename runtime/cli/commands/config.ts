@@ -145,7 +145,7 @@ export const configCommands: CliCommand[] = [
   {
     name: "config setting",
     args: "<name> [value]",
-    summary: "a node setting for every node, live (log.level); --unset returns each node to its flag",
+    summary: "a node setting for every node, live (log, call, HTTP limits); --unset returns to flags",
     description:
       "Precedence: a node's flag gives the value until the cluster sets one; the cluster's value " +
       "then applies on every node until unset.",
@@ -154,6 +154,7 @@ export const configCommands: CliCommand[] = [
     examples: [
       "aether config setting",
       "aether config setting log.level debug",
+      "aether config setting invoke.defaultTimeoutMs 5000",
       "aether config setting log.level --unset",
     ],
     async run(ctx, args) {
