@@ -302,6 +302,7 @@ class CallContext implements Context<unknown, unknown> {
   readonly requestId: string;
   readonly traceparent: string;
   readonly deadline: number;
+  readonly caller: string | undefined;
   #log?: Logger;
   #signal?: AbortSignal;
   #slices?: Record<string, unknown>;
@@ -312,6 +313,14 @@ class CallContext implements Context<unknown, unknown> {
     this.requestId = meta.requestId;
     this.traceparent = meta.traceparent;
     this.deadline = meta.deadline;
+    this.caller = typeof meta.caller === "string" ? meta.caller : undefined;
+  }
+
+  serviceHost(method: string, payload: JsonValue, options?: CallOptions): Promise<unknown> {
+    if (typeof method !== "string") {
+      throw new TypeError("ctx.serviceHost(method): the method must be a string");
+    }
+    return this.#owner.callServiceHost(this, method, payload, options);
   }
 
   get remainingMs(): number {
@@ -627,6 +636,18 @@ export class SliceInstance {
   ): Promise<unknown> {
     const ref = { artifact: `aether.infra:${service}`, range: "*" } as SliceRef;
     return this.#callOut(ctx, "@infra", ref, method, payload, options, false);
+  }
+
+  /** A call to this service's own node-side engine (bundled infrastructure services only: the host checks). */
+  callServiceHost(
+    ctx: CallContext,
+    method: string,
+    payload: unknown,
+    options: CallOptions | undefined,
+  ): Promise<unknown> {
+    const [, artifact] = this.identity.coordinates.split(":");
+    const ref = { artifact: `aether.infra:${artifact}`, range: "*" } as SliceRef;
+    return this.#callOut(ctx, "@service-host", ref, method, payload, options, false);
   }
 
   #methodClient(ctx: CallContext, name: string, ref: SliceRef, method: string) {

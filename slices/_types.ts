@@ -122,6 +122,16 @@ export interface Context<Config = Record<string, never>, Calls = Record<string, 
   /** The cluster secrets the slice declares (`secrets: [...]`); each read is audited. */
   readonly secrets: SecretsClient;
   /**
+   * The slice that made this call (`group:artifact:version`), as the runtime knows it: taken by the caller's
+   * sandbox host from the caller's manifest, never from the request. Undefined for calls from HTTP or the API.
+   */
+  readonly caller: string | undefined;
+  /**
+   * Bundled infrastructure services only (group `aether.infra` with the digest shipped with the runtime): a
+   * call to the node-side engine of the service itself (infra/README.md). Refused (403) for any other slice.
+   */
+  serviceHost(method: string, payload: JsonValue, options?: CallOptions): Promise<unknown>;
+  /**
    * Runs `listener` with the new configuration whenever an operator changes it (`aether config set`);
    * `ctx.config` already reads the new values by then. Returns a function that removes the listener.
    */

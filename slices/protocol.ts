@@ -45,6 +45,11 @@ export interface CallMeta {
   traceparent: string;
   /** Epoch milliseconds. */
   deadline: number;
+  /**
+   * On a call: the calling slice's coordinates, set by the runtime (the caller's sandbox host takes them from
+   * the caller's manifest), never by the caller's request. Absent for calls from HTTP or the API.
+   */
+  caller?: string;
 }
 
 export type HostMessage =

@@ -30,6 +30,8 @@ export interface WireRequest {
   tp: string;
   b: number;
   f?: 1;
+  /** The calling slice's coordinates, as its node's sandbox host took them from the caller's manifest. */
+  cl?: string;
 }
 
 export interface WireAnswer {
@@ -117,6 +119,9 @@ export function parseWire(value: unknown): WireMessage | { problem: string; c?: 
       }
       if (value.f !== undefined && value.f !== 1) {
         return { problem: "request with a bad fire-and-forget flag", c };
+      }
+      if (value.cl !== undefined && !isShortString(value.cl, 256)) {
+        return { problem: "request with a bad caller", c };
       }
       return value as unknown as WireRequest;
     }

@@ -232,6 +232,8 @@ export interface InvokeOptions {
   timeoutMs?: number;
   /** Absolute deadline in epoch milliseconds; the earlier of this and `timeoutMs` applies. */
   deadlineMs?: number;
+  /** The calling slice's coordinates (the invoker's `caller`): the slice reads them as `ctx.caller`. */
+  caller?: string;
 }
 
 /**
@@ -242,6 +244,7 @@ function infraRequired(
   manifest: SliceManifest,
   message: { name: string; artifact: string },
 ): { artifact: string; range: string } | undefined {
+  if (message.name === "@service-host") return serviceHostAllowed(manifest, message);
   if (message.name !== "@infra" || !message.artifact.startsWith("aether.infra:")) return undefined;
   const service = message.artifact.slice("aether.infra:".length);
   // Secrets are declared by name (manifest `secrets`); the node checks the name against the stored manifest.
@@ -251,11 +254,40 @@ function infraRequired(
   return declared ? { artifact: message.artifact, range: "*" } : undefined;
 }
 
+/**
+ * `@service-host` call-outs (runtime/infra-host, infra/README.md): only a slice of the reserved group
+ * `aether.infra`, and only to its own service's engine (`aether.infra:<its artifact>`). The node then checks
+ * that the caller's bundle digest (`OutboundCall.fromSha256`) is the bundled one before it answers.
+ */
+function serviceHostAllowed(
+  manifest: SliceManifest,
+  message: { artifact: string },
+): { artifact: string; range: string } | undefined {
+  const [group, artifact] = manifest.coordinates.split(":");
+  return group === "aether.infra" && message.artifact === `aether.infra:${artifact}`
+    ? { artifact: message.artifact, range: "*" }
+    : undefined;
+}
+
+/**
+ * A `calls` entry, unless it names an infrastructure service the manifest does not `requires`: a service is
+ * reached only through `requires`, whichever way the slice addresses it.
+ */
+function reachableCall(
+  manifest: SliceManifest,
+  declared: { artifact: string; range: string },
+): { artifact: string; range: string } | undefined {
+  if (!declared.artifact.startsWith("aether.infra:")) return declared;
+  return manifest.requires.includes(declared.artifact.slice("aether.infra:".length)) ? declared : undefined;
+}
+
 /** A call a slice makes to another slice, handed to `onOutboundCall`. */
 export interface OutboundCall {
   /** The calling instance. */
   instanceId: string;
   from: string;
+  /** The sha-256 of the calling instance's bundle (checked against its manifest when it loaded). */
+  fromSha256?: string;
   /** The client's name in the caller's `calls` table. */
   name: string;
   /** `group:artifact` and the version range from the caller's manifest. */
@@ -645,7 +677,8 @@ export class SliceHost {
         requestId,
         settled: false,
       });
-      this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline });
+      const caller = options.caller === undefined ? {} : { caller: options.caller };
+      this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline, ...caller });
     });
     this.#checkInvariants();
     return answer;
@@ -1114,6 +1147,7 @@ export class SliceHost {
     const call: OutboundCall = {
       instanceId: this.instanceId,
       from: this.manifest.coordinates,
+      fromSha256: this.manifest.sha256,
       name: message.name,
       target: { artifact: message.artifact, range: message.range },
       method: message.method,
@@ -1124,14 +1158,16 @@ export class SliceHost {
       fireAndForget: message.fireAndForget,
     };
     const declared = Object.hasOwn(this.manifest.calls, message.name)
-      ? this.manifest.calls[message.name]
+      ? reachableCall(this.manifest, this.manifest.calls[message.name])
       : infraRequired(this.manifest, message);
     const result = !declared || declared.artifact !== message.artifact || declared.range !== message.range
       ? Promise.reject(
         new AetherError(
           "forbidden",
-          message.name === "@infra"
+          message.name === "@infra" || message.artifact.startsWith("aether.infra:")
             ? `${message.artifact} is not among the infrastructure services this slice requires (manifest requires)`
+            : message.name === "@service-host"
+            ? `${message.artifact}: @service-host is reserved for the bundled infrastructure services`
             : `${message.artifact} is not among the slices this slice calls`,
         ),
       )
