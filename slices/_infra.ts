@@ -200,7 +200,14 @@ export function infraClients(call: InfraCall): InfraClients {
         add: async (key, delta, options) =>
           (await send(
             "add",
-            { key, delta, ...(options?.min === undefined ? {} : { min: options.min }) },
+            // `op` names this add: a retry of the call (the invoker's, after a service instance died) finds
+            // its own write and does not add twice.
+            {
+              key,
+              delta,
+              op: crypto.randomUUID(),
+              ...(options?.min === undefined ? {} : { min: options.min }),
+            },
             options,
           )) as never,
       };

@@ -71,7 +71,9 @@ function outcomeUnknown(e: unknown): boolean {
 async function add(store: Store, call: ServiceCall, key: string, storeKey: string) {
   const delta = numberField(call, "delta", true)!;
   const min = numberField(call, "min", false);
-  const op = crypto.randomUUID();
+  // The caller's id for this add (the SDK sends one), so a retried call is recognised; else a fresh one.
+  const sent = call.payload.op;
+  const op = typeof sent === "string" && /^[A-Za-z0-9-]{8,64}$/.test(sent) ? sent : crypto.randomUUID();
   let lastError: unknown;
   for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS && call.deadlineMs - Date.now() > 10; attempt++) {
     let entry;

@@ -52,4 +52,11 @@ export {
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
 export { cacheStats } from "./cache_service.ts";
+export {
+  ServiceSlices,
+  type ServiceSlicesCore,
+  type ServiceSliceStatus,
+  startServiceSlices,
+} from "./service_slices.ts";
+export { BUNDLED_DIST, type BundledService, readBundledRepository } from "./bundled.ts";
 export { RateLimiter, type RateLimitStatus, splitShares, TokenBucket } from "./ratelimit.ts";

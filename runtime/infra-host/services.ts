@@ -18,6 +18,7 @@ import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
 import { infraServicesRoutes } from "./services_api.ts";
+import type { ServiceSlices, ServiceSliceStatus } from "./service_slices.ts";
 
 /** The artifact group of infrastructure services' calls and the bundled catalog. */
 export const INFRA_GROUP = "aether.infra";
@@ -49,7 +50,17 @@ export interface InfraServicesOptions {
   stores: InfraStores;
   /** Services kept in the consensus KV, by name: the lock (lock_service.ts). */
   kvServed: Readonly<Record<string, (call: ServiceCall) => Promise<unknown>>>;
+  /**
+   * The bundled service slices (infra/, service_slices.ts) and the invoker that reaches their instances. A
+   * service with a bundled slice that is deployed is called through the invoker; the others (no bundle yet,
+   * or not deployed) are served by the node itself as before. Absent: every service is node-served.
+   */
+  slices?: ServiceSlices;
+  invoke?: (call: OutboundCall) => Promise<InvokeOutcome>;
 }
+
+/** The reserved client of a bundled service slice's call-outs to its own node-side engine. */
+export const SERVICE_HOST_CLIENT = "@service-host";
 
 export interface InfraServices {
   readonly name: "infra";
@@ -66,8 +77,13 @@ export interface InfraServices {
    * command that installs one.
    */
   ensure(names: readonly string[], timeoutMs?: number): Promise<void>;
-  /** Which services run (their store exists), with the store's status. */
-  status(): Array<{ name: string; version: string; running: boolean; store: string }>;
+  /**
+   * Which services run, with the store's status; a bundled service slice adds `slice` (its artifact,
+   * instances): it runs once it has an ACTIVE instance.
+   */
+  status(): Array<
+    { name: string; version: string; running: boolean; store: string; slice?: ServiceSliceStatus }
+  >;
   /**
    * Calls a service's method as a slice of `group` would (the operator's API, e.g. a cache's configuration:
    * the same checks and errors as a slice's call). Throws AetherError.
@@ -93,35 +109,13 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
       return api ??= infraServicesRoutes(services);
     },
     handles: (call) => call.target.artifact.startsWith(`${INFRA_GROUP}:`),
-    async serve(call) {
+    serve(call) {
       const name = call.target.artifact.slice(INFRA_GROUP.length + 1);
-      const service = byName.get(name);
-      try {
-        if (!service) throw new AetherError("not_found", missingMessage(name));
-        if (!service.methods.includes(call.method)) {
-          throw new AetherError(
-            "not_found",
-            `${name} has no method "${call.method}" (methods: ${service.methods.join(", ")})`,
-          );
-        }
-        const payload = call.payload;
-        if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
-          throw new AetherError("bad_request", `${name}.${call.method}: the request must be a JSON object`);
-        }
-        const serviceCall: ServiceCall = {
-          group: call.from.split(":")[0],
-          method: call.method,
-          payload: payload as Record<string, unknown>,
-          deadlineMs: call.deadlineMs,
-          requestId: call.requestId,
-        };
-        const value = service.store && service.serve
-          ? await service.serve(await storeOf(service.name, service.store), serviceCall)
-          : await kvServedOf(service.name)(serviceCall);
-        return { ok: true, value: (value ?? null) as never };
-      } catch (e) {
-        return { ok: false, error: failure(e) };
-      }
+      if (call.name === SERVICE_HOST_CLIENT) return serveHost(name, call);
+      // A bundled service slice that runs: through the invoker to its instances (the caller travels with the
+      // call as `caller`, taken by the sandbox host from the caller's manifest).
+      if (options.slices?.deployed(name) && options.invoke) return options.invoke(call);
+      return answer(name, call);
     },
     catalog: () =>
       SERVICES.map((s) => ({
@@ -130,15 +124,22 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
         description: s.description,
         methods: s.methods,
       })),
-    async ensure(names, timeoutMs = 15_000) {
+    async ensure(names, timeoutMs = 30_000) {
       for (const name of names) {
         const service = byName.get(name);
         if (!service) throw new AetherError("not_found", missingMessage(name), { service: name });
       }
+      // In the order given: a service runs (store open, slice ACTIVE) before the next one starts.
       for (const name of names) {
         const service = byName.get(name)!;
-        if (!service.store) continue; // kept in the consensus KV: always running
-        await withTimeout(storeOf(name, service.store), timeoutMs, `starting infrastructure service ${name}`);
+        if (service.store) {
+          await withTimeout(
+            storeOf(name, service.store),
+            timeoutMs,
+            `starting infrastructure service ${name}`,
+          );
+        }
+        await options.slices?.ensure(name, timeoutMs);
       }
     },
     async callAs(group, name, method, payload) {
@@ -159,13 +160,81 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
     },
     status: () => {
       const existing = new Set(options.stores.list());
-      return SERVICES.map((s) => ({
-        name: s.name,
-        version: s.version,
-        running: s.store ? existing.has(s.store.name) : true,
-        store: s.store?.name ?? "consensus KV",
-      }));
+      return SERVICES.map((s) => {
+        const slice = options.slices?.status(s.name);
+        const stored = s.store ? existing.has(s.store.name) : true;
+        return {
+          name: s.name,
+          version: s.version,
+          running: slice ? stored && slice.active > 0 : stored,
+          store: s.store?.name ?? "consensus KV",
+          ...(slice ? { slice } : {}),
+        };
+      });
     },
+  };
+  /** Runs a service's method on this node's engine for `call.from`'s group (node-served, or for the slice). */
+  const answer = async (name: string, call: OutboundCall): Promise<InvokeOutcome> => {
+    const service = byName.get(name);
+    try {
+      if (!service) throw new AetherError("not_found", missingMessage(name));
+      if (!service.methods.includes(call.method)) {
+        throw new AetherError(
+          "not_found",
+          `${name} has no method "${call.method}" (methods: ${service.methods.join(", ")})`,
+        );
+      }
+      const payload = call.payload;
+      if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+        throw new AetherError("bad_request", `${name}.${call.method}: the request must be a JSON object`);
+      }
+      const serviceCall: ServiceCall = {
+        group: call.from.split(":")[0],
+        method: call.method,
+        payload: payload as Record<string, unknown>,
+        deadlineMs: call.deadlineMs,
+        requestId: call.requestId,
+      };
+      const value = service.store && service.serve
+        ? await service.serve(await storeOf(service.name, service.store), serviceCall)
+        : await kvServedOf(service.name)(serviceCall);
+      return { ok: true, value: (value ?? null) as never };
+    } catch (e) {
+      return { ok: false, error: failure(e) };
+    }
+  };
+  /**
+   * A bundled service slice's call to its engine: only the bundled artifact itself (the sandbox host let
+   * through only a slice of `aether.infra` calling its own service; here the digest must be the bundled one),
+   * with `{caller, request}`: the calling slice the service slice read from `ctx.caller`.
+   */
+  const serveHost = (name: string, call: OutboundCall): Promise<InvokeOutcome> => {
+    const bundled = options.slices?.bundledFor(name);
+    const expected = bundled?.coordinates ?? `${INFRA_GROUP}:${name}`;
+    if (!bundled || call.from !== bundled.coordinates || call.fromSha256 !== bundled.sha256) {
+      return Promise.resolve({
+        ok: false,
+        error: {
+          name: "Forbidden",
+          status: 403,
+          message: `${SERVICE_HOST_CLIENT} is reserved for the bundled infrastructure service ` +
+            `${expected}, at its bundled digest: ${call.from} is not it`,
+        },
+      });
+    }
+    const envelope = call.payload as { caller?: unknown; request?: unknown } | null;
+    const caller = envelope?.caller;
+    if (typeof caller !== "string" || !/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}:/.test(caller)) {
+      return Promise.resolve({
+        ok: false,
+        error: {
+          name: "BadRequest",
+          status: 400,
+          message: `${SERVICE_HOST_CLIENT}: caller must be slice coordinates`,
+        },
+      });
+    }
+    return answer(name, { ...call, from: caller, payload: envelope?.request });
   };
   let api: Hono | undefined;
   const kvServedOf = (name: string) => {

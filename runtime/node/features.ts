@@ -17,6 +17,7 @@ import {
   startInfraServices,
   startInfraStore,
   startLockService,
+  startServiceSlices,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
@@ -65,7 +66,14 @@ export function startFeatures(
   // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
   // The lock keeps its leases in the consensus KV (lock_service.ts); the leader expires them.
   const locks = startLockService(core);
-  const infra = startInfraServices({ stores: store.stores, kvServed: { lock: locks.serve } });
+  const infra = startInfraServices({
+    stores: store.stores,
+    kvServed: { lock: locks.serve },
+    // The bundled service slices (infra/): published and deployed when `requires` names them, then called
+    // through the invoker (bound late, like the executor's outbound calls).
+    slices: startServiceSlices({ ...core, repository }),
+    invoke: (call) => invoke.invoker.outboundHandler(call),
+  });
   const deployment = startDeployment({
     ...core,
     fetchArtifact: repository.fetchArtifact,

@@ -25,6 +25,23 @@ import type { ArtifactRepository } from "./repository.ts";
 import { checkUpload, uploadError } from "./_upload.ts";
 import { boundaryOf, parseMultipart } from "./_multipart.ts";
 
+/**
+ * The group of the bundled infrastructure services (runtime/infra-host): only the runtime's bootstrap publishes
+ * into it (the bundled bundles, by digest), so no user can place code there that the node would trust.
+ */
+export const RESERVED_GROUP = "aether.infra";
+
+function refuseReserved(coordinates: string, what: "publish" | "delete"): void {
+  if (coordinates.split(":")[0] !== RESERVED_GROUP) return;
+  throw new AetherError(
+    "forbidden",
+    `${coordinates}: the group ${RESERVED_GROUP} is reserved for the infrastructure services bundled with the ` +
+      `runtime; they are published by the runtime itself when a blueprint requires them ` +
+      `(aether infra install <name>), and cannot be ${what === "publish" ? "published" : "deleted"} by hand`,
+    { reason: "reserved_group", field: "coordinates" },
+  );
+}
+
 /** Room for the manifest and the multipart framing on top of the bundle limit. */
 const ENVELOPE_BYTES = 1024 * 1024;
 
@@ -101,6 +118,7 @@ export function artifactRoutes(repository: ArtifactRepository, log: Logger): Hon
       urlCoordinates,
       declaredSha256: c.req.header("x-aether-sha256")?.trim().toLowerCase() || undefined,
     });
+    refuseReserved(checked.manifest.coordinates, "publish");
     const result = await repository.push(checked, { replicas });
     return c.json(result, result.created ? 201 : 200);
   };
@@ -146,6 +164,7 @@ export function artifactRoutes(repository: ArtifactRepository, log: Logger): Hon
 
   app.delete("/artifacts/:coordinates", async (c) => {
     const coordinates = c.req.param("coordinates");
+    refuseReserved(coordinates, "delete");
     const { revision } = await repository.delete(coordinates);
     return c.json({ deleted: coordinates, revision });
   });

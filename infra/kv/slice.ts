@@ -1,0 +1,17 @@
+/**
+ * The kv service (`ctx.infra.kv(name)`): durable maps of JSON values with versions (compare-and-set) and an
+ * atomic add. Entries live in the store `infra.kv` as `{group}/{map}/{key}` (runtime/infra-host/kv_service.ts).
+ */
+
+import { defineSlice } from "@aether/slices";
+import { forward } from "../_service.ts";
+
+export default defineSlice({
+  coordinates: "aether.infra:kv:1.0.0",
+  methods: {
+    get: forward("kv", "get", { name: "map", keys: ["key"] }),
+    put: forward("kv", "put", { name: "map", keys: ["key"] }),
+    delete: forward("kv", "delete", { name: "map", keys: ["key"] }),
+    add: forward("kv", "add", { name: "map", keys: ["key"] }),
+  },
+});
