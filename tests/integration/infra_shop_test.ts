@@ -1,10 +1,9 @@
 /**
- * The example shop with `sharedState` on keeps its state in the kv infrastructure service (3 real nodes; the
- * inventory and place-order slices are built from tests/fixtures/infra/shared_*.ts, the example's code with
- * that setting's default turned on): an order placed through
- * one node is read back through every other, and concurrent orders from all three nodes against limited
- * stock never oversell: every unit is accounted for (demo level + restocked − units of confirmed orders =
- * what is left, never below zero), and the orders refused are 409 InsufficientStock.
+ * The example shop keeps its state in the kv infrastructure service by default (`sharedState`, 3 real nodes,
+ * the example's slices as built by Forge): an order placed through one node is read back through every other,
+ * and concurrent orders from all three nodes against limited stock never oversell: every unit is accounted
+ * for (demo level + restocked − units of confirmed orders = what is left, never below zero), and the orders
+ * refused are 409 InsufficientStock.
  */
 
 import { equal, ok } from "node:assert/strict";
@@ -16,7 +15,7 @@ import { buildSlice } from "../../runtime/authoring/mod.ts";
 
 type Json = Record<string, unknown>;
 
-/** The shop's five slices (inventory and place-order with sharedState on), one instance per node. */
+/** The shop's five slices with their defaults (inventory and place-order keep shared state), one per node. */
 async function deployShop(cluster: TestCluster): Promise<void> {
   const [n1] = cluster.nodes;
   await cluster.waitFor("every member connected to every other", async () => {
@@ -26,10 +25,7 @@ async function deployShop(cluster: TestCluster): Promise<void> {
     return views.every((v) => v.status === 200 && v.body.members.every((m) => m.connected));
   }, 60_000);
   for (const slice of SHOP_SLICES) {
-    const shared = slice === "inventory" || slice === "place-order";
-    const source = shared
-      ? new URL(`../fixtures/infra/shared_${slice}.ts`, import.meta.url)
-      : new URL(`../../examples/ecommerce/${slice}/slice.ts`, import.meta.url);
+    const source = new URL(`../../examples/ecommerce/${slice}/slice.ts`, import.meta.url);
     await pushArtifact(n1, await buildSlice(source.pathname));
   }
   const blueprint = `id = "org.example:ecommerce-shared:1.0.0"\n` +

@@ -5,8 +5,9 @@
  * expires; after that the stock counts as sold and a release is refused with 409. Place-order reserves before
  * it takes payment and releases when payment fails.
  *
- * State lives in this instance's memory: each instance has its own shelf and its own reservations (with the
- * `sharedState` setting on, in the cluster's kv service instead: one shelf for every node). So that
+ * State lives in the cluster's kv service (the `sharedState` setting, on by default): one shelf and one set of
+ * reservations for every instance on every node. With `sharedState` off, each instance keeps its own shelf
+ * and reservations in its memory (the example's original form). So that
  * demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
  * level is refilled to that level (a supplier delivery); an order for more than is on the shelf is still
  * refused.
@@ -16,6 +17,7 @@ import { defineSlice, SliceError } from "@aether/slices";
 import {
   type Field,
   type LineItem,
+  type OrderId,
   type ParsedLineItem,
   parseLineItems,
   parseObject,
@@ -179,9 +181,21 @@ function sameItems(a: ParsedLineItem[], b: ParsedLineItem[]): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Shared state (`sharedState` on): the same operations on the cluster's kv service, so every instance on
-// every node sees one shelf and every reservation. Stock is taken with atomic adds that never go below zero,
-// so concurrent orders through any node never oversell; restocks are counted.
+// Shared state (`sharedState` on, the default): the same operations on the cluster's kv service, so every
+// instance on every node sees one shelf and every reservation. What an order writes is kept small, because
+// every write is a replicated, fsynced store write (measured in /tmp/notes/issue20-rest.md):
+//
+// - stock: one atomic `add` per line that never goes below the floor (no oversell, no read first). A product's
+//   entry holds its change from the demo level (absent = the demo level), so nothing is written to start it;
+// - the reservation: one record, written only if absent. An order's first reservation has an id derived from
+//   the order id (`RSV-` + the order's UUID), so a retried reserve finds it without an order → reservation
+//   index; a later reservation of the same order (after a release or expiry) gets a random id and the first
+//   record points to it (`latest`);
+// - the units held by open reservations (the `reserved` of getStock): kept per instance in one of
+//   HELD_SLOTS records and written once for all the reservations and releases that arrived while the previous
+//   write was in flight (group commit), not once per line.
+//
+// Restocks read nothing extra: the add answers the new level.
 
 /** How long a reservation is kept for answering releases after it expired (then the store drops it). */
 const KEEP_EXPIRED_RESERVATION_MS = 3600_000;
@@ -194,32 +208,40 @@ type Kv = ReturnType<Ctx["infra"]["kv"]>;
 
 /** Units held by open reservations of one product, by expiry (ms, rounded up to a second for long TTLs). */
 type HeldByExpiry = Record<string, number>;
+/** One slot's held units: productId -> HeldByExpiry. */
+type HeldSlot = Record<string, HeldByExpiry>;
+
+/** A reservation as stored: its first record may point to the order's latest reservation. */
+interface StoredReservation extends Omit<Reservation, "items"> {
+  items: LineItem[];
+  latest?: string;
+}
 
 /** Compare-and-set rounds a restock tries while concurrent orders change the stock. */
 const MAX_RESTOCK_ATTEMPTS = 10;
-
-/** Expiry buckets kept per product; the oldest merge into the next beyond this. */
+/** Expiry buckets kept per product in one slot; the oldest merge into the next beyond this. */
 const MAX_HELD_BUCKETS = 2_000;
+/** Records the held units are spread over (getStock reads them all; an instance writes one). */
+const HELD_SLOTS = 8;
+/** Reservations of one order followed through `latest` pointers before giving up (a bound, not a limit). */
+const MAX_RESERVATION_CHAIN = 64;
 
 interface Stores {
-  /** productId -> units on the shelf (a number changed only by atomic adds, never below 0). */
-  stock: Kv;
-  /** reservationId -> Reservation. */
+  /** productId -> units on the shelf minus the demo level (changed only by atomic adds and restocks). */
+  shelf: Kv;
+  /** reservationId -> StoredReservation. */
   reservations: Kv;
-  /** orderId -> reservationId of its latest reservation. */
-  byOrder: Kv;
-  /** productId -> HeldByExpiry. */
+  /** `slot-{n}` -> HeldSlot. */
   held: Kv;
   /** productId -> units added by restocks, ever. */
   restocked: Kv;
 }
 
-/** The kv service's maps of the shared shelf (`sharedState` on). */
+/** The kv service's maps of the shared shelf. */
 function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
   return {
-    stock: ctx.infra.kv("inventory.stock"),
+    shelf: ctx.infra.kv("inventory.shelf"),
     reservations: ctx.infra.kv("inventory.reservations"),
-    byOrder: ctx.infra.kv("inventory.by-order"),
     held: ctx.infra.kv("inventory.held"),
     restocked: ctx.infra.kv("inventory.restocked"),
   };
@@ -229,56 +251,27 @@ function isVersionMismatch(e: unknown): boolean {
   return (e as Error)?.name === "VersionMismatch";
 }
 
-/** Units on the shelf; the first read of a product puts its demo level there. */
-async function sharedOnShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
+function checkInCatalog(productId: ProductId, field: Field): void {
   if (!Object.hasOwn(DEMO_STOCK, productId)) {
     throw new ProductNotFound(`${field.path}: ${productId} is not in the catalog`, {
       details: { field: field.path, productId },
     });
   }
-  const entry = await stores.stock.get<number>(productId);
-  if (entry !== null) return entry.value;
-  try {
-    await stores.stock.put(productId, DEMO_STOCK[productId], { ifVersion: 0 });
-  } catch (e) {
-    if (!isVersionMismatch(e)) throw e;
-  }
-  return (await stores.stock.get<number>(productId))?.value ?? 0;
 }
 
-function sharedIsOpen(r: Reservation, nowMs: number): boolean {
+/** Units on the shelf. */
+async function sharedOnShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
+  checkInCatalog(productId, field);
+  return DEMO_STOCK[productId] + ((await stores.shelf.get<number>(productId))?.value ?? 0);
+}
+
+function sharedIsOpen(r: { releasedAtMs?: number; expiresAtMs: number }, nowMs: number): boolean {
   return r.releasedAtMs === undefined && nowMs < r.expiresAtMs;
 }
 
-function sharedBucketOf(r: Reservation): string {
+function sharedBucketOf(r: { reservedAtMs: number; expiresAtMs: number }): string {
   const long = r.expiresAtMs - r.reservedAtMs >= 10_000;
   return String(long ? Math.ceil(r.expiresAtMs / 1000) * 1000 : r.expiresAtMs);
-}
-
-/** Adds `units` (negative: removes) to a product's held units in `bucket`, dropping expired buckets. */
-async function sharedHold(stores: Stores, productId: string, bucket: string, units: number): Promise<void> {
-  for (;;) {
-    const entry = await stores.held.get<HeldByExpiry>(productId);
-    const nowMs = Date.now();
-    const next: HeldByExpiry = {};
-    for (const [expiry, held] of Object.entries(entry?.value ?? {})) {
-      if (Number(expiry) > nowMs) next[expiry] = held;
-    }
-    next[bucket] = (next[bucket] ?? 0) + units;
-    if (next[bucket] <= 0) delete next[bucket];
-    const keys = Object.keys(next).sort((a, b) => Number(a) - Number(b));
-    while (keys.length > MAX_HELD_BUCKETS) {
-      const oldest = keys.shift()!;
-      next[keys[0]] += next[oldest];
-      delete next[oldest];
-    }
-    try {
-      await stores.held.put(productId, next, { ifVersion: entry?.version ?? 0 });
-      return;
-    } catch (e) {
-      if (!isVersionMismatch(e)) throw e;
-    }
-  }
 }
 
 /** Refills a product to its demo level when it fell below the share (compare-and-set: one refill wins). */
@@ -287,47 +280,163 @@ async function sharedRestock(stores: Stores, productId: string, belowPercent: nu
   // Concurrent orders change the stock between the read and the write: read again until the refill lands
   // or the stock is no longer below the share.
   for (let attempt = 0; attempt < MAX_RESTOCK_ATTEMPTS; attempt++) {
-    const entry = await stores.stock.get<number>(productId);
-    if (entry === null || entry.value * 100 >= level * belowPercent) return false;
+    const entry = await stores.shelf.get<number>(productId);
+    const inStock = level + (entry?.value ?? 0);
+    if (inStock * 100 >= level * belowPercent) return false;
     try {
-      await stores.stock.put(productId, level, { ifVersion: entry.version });
+      await stores.shelf.put(productId, 0, { ifVersion: entry?.version ?? 0 });
     } catch (e) {
       if (isVersionMismatch(e)) continue;
       throw e;
     }
     // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always.
-    await stores.restocked.add(productId, level - entry.value);
+    await stores.restocked.add(productId, level - inStock);
     return true;
   }
   return false;
 }
 
+/** Takes one line off the shelf: the level after it, or undefined when the shelf holds too few. */
+async function takeLine(stores: Stores, item: ParsedLineItem): Promise<number | undefined> {
+  try {
+    const { value } = await stores.shelf.add(item.productId, -item.quantity, {
+      min: -DEMO_STOCK[item.productId],
+    });
+    return DEMO_STOCK[item.productId] + value;
+  } catch (e) {
+    if ((e as Error).name !== "BelowMinimum") throw e;
+    return undefined;
+  }
+}
+
+/** Puts lines back on the shelf (a reservation refused or released). */
+async function putBack(stores: Stores, items: ParsedLineItem[]): Promise<void> {
+  await Promise.all(items.map((item) => stores.shelf.add(item.productId, item.quantity)));
+}
+
 /**
- * Takes every line off the shelf, or none: a line that cannot be taken puts the earlier ones back. A line
- * short of stock first gets the restock a low shelf is due (so a shelf emptied by a burst of orders is
- * refilled by the next order, not stuck at 0) and is tried once more. Returns the index of a short line.
+ * Takes every line off the shelf, or none, one add per line at the same time. A line short of stock first
+ * gets the restock a low shelf is due (so a shelf emptied by a burst of orders is refilled by the next order,
+ * not stuck at 0) and is tried once more. Returns the short lines (all lines taken put back), or the levels
+ * after each line.
  */
 async function sharedTake(
   stores: Stores,
   items: ParsedLineItem[],
   belowPercent: number,
-): Promise<number | undefined> {
-  const takeOne = async (item: ParsedLineItem) => {
-    try {
-      await stores.stock.add(item.productId, -item.quantity, { min: 0 });
-      return true;
-    } catch (e) {
-      if ((e as Error).name !== "BelowMinimum") throw e;
-      return false;
-    }
-  };
-  for (let i = 0; i < items.length; i++) {
-    if (await takeOne(items[i])) continue;
-    if (await sharedRestock(stores, items[i].productId, belowPercent) && await takeOne(items[i])) continue;
-    for (const back of items.slice(0, i)) await stores.stock.add(back.productId, back.quantity);
-    return i;
+): Promise<{ short: ParsedLineItem[] } | { levels: number[] }> {
+  const levels = await Promise.all(items.map((item) => takeLine(stores, item)));
+  for (const [i, item] of items.entries()) {
+    if (levels[i] !== undefined) continue;
+    if (await sharedRestock(stores, item.productId, belowPercent)) levels[i] = await takeLine(stores, item);
   }
-  return undefined;
+  const short = items.filter((_, i) => levels[i] === undefined);
+  if (short.length === 0) return { levels: levels as number[] };
+  await putBack(stores, items.filter((_, i) => levels[i] !== undefined));
+  return { short };
+}
+
+// The held units, group-committed: the deltas of this instance wait in `pendingHeld`; one write at a time
+// merges all of them into this instance's slot, and whoever added them awaits that write. A slot may hold
+// negative units (a release through another instance than the reservation's): only the sum over the slots
+// means something.
+
+type HeldDeltas = Map<string, Map<string, number>>;
+
+const heldSlot = `slot-${Math.floor(Math.random() * HELD_SLOTS)}`;
+let pendingHeld: HeldDeltas = new Map();
+let heldWaiters: Array<() => void> = [];
+let heldWriting = false;
+
+function addHeld(into: HeldSlot, deltas: HeldDeltas, nowMs: number): HeldSlot {
+  const next: HeldSlot = {};
+  const products = new Set([...Object.keys(into), ...deltas.keys()]);
+  for (const productId of products) {
+    const buckets: HeldByExpiry = {};
+    for (const [expiry, units] of Object.entries(into[productId] ?? {})) {
+      if (Number(expiry) > nowMs) buckets[expiry] = units;
+    }
+    for (const [expiry, units] of deltas.get(productId) ?? []) {
+      if (Number(expiry) <= nowMs) continue;
+      buckets[expiry] = (buckets[expiry] ?? 0) + units;
+      if (buckets[expiry] === 0) delete buckets[expiry];
+    }
+    const keys = Object.keys(buckets).sort((a, b) => Number(a) - Number(b));
+    while (keys.length > MAX_HELD_BUCKETS) {
+      const oldest = keys.shift()!;
+      buckets[keys[0]] += buckets[oldest];
+      delete buckets[oldest];
+    }
+    if (keys.length > 0) next[productId] = buckets;
+  }
+  return next;
+}
+
+function mergeDeltas(into: HeldDeltas, from: HeldDeltas): void {
+  for (const [productId, buckets] of from) {
+    const target = into.get(productId) ?? new Map<string, number>();
+    for (const [bucket, units] of buckets) target.set(bucket, (target.get(bucket) ?? 0) + units);
+    into.set(productId, target);
+  }
+}
+
+/** Merges `deltas` into this instance's slot (compare-and-set: another instance may share the slot). */
+async function writeHeld(stores: Stores, deltas: HeldDeltas): Promise<void> {
+  for (;;) {
+    const entry = await stores.held.get<HeldSlot>(heldSlot);
+    try {
+      await stores.held.put(heldSlot, addHeld(entry?.value ?? {}, deltas, Date.now()), {
+        ifVersion: entry?.version ?? 0,
+      });
+      return;
+    } catch (e) {
+      if (!isVersionMismatch(e)) throw e;
+    }
+  }
+}
+
+/** Writes the pending deltas until none are left; a failed write keeps them for the next one. */
+async function drainHeld(stores: Stores, log: SharedCtx["log"]): Promise<void> {
+  heldWriting = true;
+  try {
+    while (heldWaiters.length > 0) {
+      const waiters = heldWaiters;
+      const deltas = pendingHeld;
+      heldWaiters = [];
+      pendingHeld = new Map();
+      try {
+        await writeHeld(stores, deltas);
+      } catch (e) {
+        // The held units are a figure for getStock, not the stock itself: an order does not fail for them.
+        mergeDeltas(pendingHeld, deltas);
+        log.warn("held units not written; kept for the next write", { error: (e as Error).message });
+      }
+      for (const done of waiters) done();
+    }
+  } finally {
+    heldWriting = false;
+  }
+}
+
+/** Adds each line's units (sign -1: released) to the held units of `bucket`; resolves once written. */
+function sharedHold(
+  stores: Stores,
+  log: SharedCtx["log"],
+  items: ParsedLineItem[],
+  bucket: string,
+  sign: 1 | -1,
+): Promise<void> {
+  const deltas: HeldDeltas = new Map();
+  for (const item of items) {
+    const buckets = deltas.get(item.productId) ?? new Map<string, number>();
+    buckets.set(bucket, (buckets.get(bucket) ?? 0) + sign * item.quantity);
+    deltas.set(item.productId, buckets);
+  }
+  mergeDeltas(pendingHeld, deltas);
+  return new Promise((resolve) => {
+    heldWaiters.push(resolve);
+    if (!heldWriting) void drainHeld(stores, log);
+  });
 }
 
 /** Says, line by line, whether the shelf holds enough; reserves nothing. */
@@ -336,89 +445,174 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
   const itemsField = request.at("items");
   const stores = storesOf(ctx);
   const parsed = parseLineItems(body.items, itemsField);
-  const lines = [];
-  for (const [i, item] of parsed.entries()) {
-    let inStock = await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId"));
+  const lines = await Promise.all(parsed.map(async (item, i) => {
+    const field = itemsField.at(i).at("productId");
+    let inStock = await sharedOnShelf(stores, item.productId, field);
     // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
     // left empty by orders that stop at this check.
     if (
       inStock < item.quantity && await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)
     ) {
-      inStock = await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId"));
+      inStock = await sharedOnShelf(stores, item.productId, field);
     }
-    lines.push({
+    return {
       productId: item.productId,
       requested: item.quantity,
       inStock,
       sufficient: inStock >= item.quantity,
-    });
-  }
+    };
+  }));
   return { available: lines.every((l) => l.sufficient), items: lines };
 }
 
+function storedOf(r: Reservation): StoredReservation {
+  return { ...r, items: wire(r.items) };
+}
+
+function reservationOf(s: StoredReservation, orderId: OrderId): Reservation {
+  const field = request.at("items");
+  return {
+    reservationId: s.reservationId,
+    orderId,
+    items: parseLineItems(s.items, field),
+    reservedAtMs: s.reservedAtMs,
+    expiresAtMs: s.expiresAtMs,
+    ...(s.releasedAtMs === undefined ? {} : { releasedAtMs: s.releasedAtMs }),
+  };
+}
+
+/** The first reservation id of an order: `RSV-` and the order's UUID. */
+function firstReservationId(orderId: OrderId): string {
+  return `RSV-${orderId.slice("ORD-".length)}`;
+}
+
+/** The order's latest reservation (following the first record's pointer) with its record's version. */
+async function latestReservation(
+  stores: Stores,
+  orderId: OrderId,
+): Promise<{ head: { value: StoredReservation; version: number } | null; latest?: StoredReservation }> {
+  const head = await stores.reservations.get<StoredReservation>(firstReservationId(orderId));
+  if (!head) return { head };
+  let latest = head.value;
+  for (let i = 0; latest.latest && i < MAX_RESERVATION_CHAIN; i++) {
+    const next = await stores.reservations.get<StoredReservation>(latest.latest);
+    if (!next) break;
+    latest = next.value;
+  }
+  return { head, latest };
+}
+
 /**
- * Takes every line off the shelf, or none (atomic adds that never go below 0: concurrent orders through
- * any node never oversell). Idempotent per order: reserving the same items for the same order again (a
- * retried call) returns the reservation already held.
+ * Takes every line off the shelf, or none (atomic adds that never go below the floor: concurrent orders
+ * through any node never oversell), then writes the reservation. Idempotent per order: reserving the same items
+ * for the same order again (a retried call) returns the reservation already held.
  */
 async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Promise<StockReservation> {
   const body = parseObject(req, request, ["orderId", "items"]);
   const orderId = parseOrderId(body.orderId, request.at("orderId"));
   const itemsField = request.at("items");
   const items = parseLineItems(body.items, itemsField);
+  for (const [i, item] of items.entries()) checkInCatalog(item.productId, itemsField.at(i).at("productId"));
   const stores = storesOf(ctx);
-  const nowMs = Date.now();
 
-  const heldId = (await stores.byOrder.get<string>(orderId))?.value;
-  const held = heldId === undefined ? undefined : (await stores.reservations.get<Reservation>(heldId))?.value;
-  if (held && sharedIsOpen(held, nowMs)) {
-    if (sameItems(held.items, items)) return toWire(held);
-    throw new ReservationAlreadyExists(
-      `order ${orderId} already holds reservation ${held.reservationId} for other items; release it first`,
-      { details: { reservationId: held.reservationId } },
-    );
-  }
-
-  const levels: number[] = [];
-  for (const [i, item] of items.entries()) {
-    levels.push(await sharedOnShelf(stores, item.productId, itemsField.at(i).at("productId")));
-  }
-  const short = await sharedTake(stores, items, ctx.config.restockBelowPercent);
-  if (short !== undefined) {
-    const shortages = [];
-    for (const [i, item] of items.entries()) {
-      const inStock = i === short ? (await stores.stock.get<number>(item.productId))?.value ?? 0 : levels[i];
-      if (inStock < item.quantity) {
-        shortages.push({ productId: item.productId, requested: item.quantity, inStock });
-      }
-    }
-    if (shortages.length === 0) {
-      const item = items[short];
-      shortages.push({ productId: item.productId, requested: item.quantity, inStock: 0 });
-    }
+  const taken = await sharedTake(stores, items, ctx.config.restockBelowPercent);
+  if ("short" in taken) {
+    // The level read now (orders and releases go on meanwhile: never more than would have fitted).
+    const shortages = await Promise.all(taken.short.map(async (item) => ({
+      productId: item.productId,
+      requested: item.quantity,
+      inStock: Math.min(await sharedOnShelf(stores, item.productId, itemsField), item.quantity - 1),
+    })));
     const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
     throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, { details: { shortages } });
   }
+  const nowMs = Date.now();
   const reservation: Reservation = {
-    reservationId: `RSV-${crypto.randomUUID()}`,
+    reservationId: firstReservationId(orderId),
     orderId,
     items,
     reservedAtMs: nowMs,
     expiresAtMs: nowMs + ctx.config.reservationTtlMs,
   };
   const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
-  await stores.reservations.put(reservation.reservationId, { ...reservation, items: wire(items) }, keep);
-  await stores.byOrder.put(orderId, reservation.reservationId, keep);
-  for (const item of items) {
-    await sharedHold(stores, item.productId, sharedBucketOf(reservation), item.quantity);
+  try {
+    await stores.reservations.put(reservation.reservationId, storedOf(reservation), {
+      ...keep,
+      ifVersion: 0,
+    });
+  } catch (e) {
+    if (!isVersionMismatch(e)) {
+      await putBack(stores, items);
+      throw e;
+    }
+    // The order has reserved before: a retry gets that reservation; after a release or expiry, a new one.
+    let again: Reservation;
+    try {
+      again = await reserveAgain(stores, reservation, keep.ttlMs);
+    } catch (e) {
+      await putBack(stores, items);
+      throw e;
+    }
+    if (again !== reservation) {
+      await putBack(stores, items);
+      return toWire(again);
+    }
   }
-  for (const item of items) {
+  await sharedHold(stores, ctx.log, items, sharedBucketOf(reservation), 1);
+  for (const [i, item] of items.entries()) {
+    if (taken.levels[i] * 100 >= DEMO_STOCK[item.productId] * ctx.config.restockBelowPercent) continue;
     if (await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)) {
       ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
     }
   }
   ctx.log.debug("stock reserved", { orderId, reservationId: reservation.reservationId });
   return toWire(reservation);
+}
+
+/**
+ * The order already has a reservation record. Returns the open one when it holds the same items (a retried
+ * call), refuses other items, and otherwise writes `wanted` under a new id that the first record points to
+ * (then returns `wanted` itself, with its new id).
+ */
+async function reserveAgain(stores: Stores, wanted: Reservation, ttlMs: number): Promise<Reservation> {
+  for (;;) {
+    const { head, latest } = await latestReservation(stores, wanted.orderId as OrderId);
+    if (!head || !latest) {
+      // Gone meanwhile (its TTL): the first id is free again.
+      try {
+        await stores.reservations.put(wanted.reservationId, storedOf(wanted), { ttlMs, ifVersion: 0 });
+        return wanted;
+      } catch (e) {
+        if (isVersionMismatch(e)) continue;
+        throw e;
+      }
+    }
+    if (sharedIsOpen(latest, Date.now())) {
+      const held = reservationOf(latest, wanted.orderId as OrderId);
+      if (sameItems(held.items, wanted.items)) return held;
+      throw new ReservationAlreadyExists(
+        `order ${wanted.orderId} already holds reservation ${held.reservationId} for other items; ` +
+          "release it first",
+        { details: { reservationId: held.reservationId } },
+      );
+    }
+    wanted.reservationId = `RSV-${crypto.randomUUID()}`;
+    await stores.reservations.put(wanted.reservationId, storedOf(wanted), { ttlMs, ifVersion: 0 });
+    try {
+      await stores.reservations.put(
+        head.value.reservationId,
+        { ...head.value, latest: wanted.reservationId },
+        {
+          ttlMs,
+          ifVersion: head.version,
+        },
+      );
+      return wanted;
+    } catch (e) {
+      await stores.reservations.delete(wanted.reservationId);
+      if (!isVersionMismatch(e)) throw e;
+    }
+  }
 }
 
 /** Puts a reservation's stock back on the shelf. Releasing twice is harmless (same answer). */
@@ -431,22 +625,23 @@ async function sharedReleaseStock(req: ReleaseStockRequest, ctx: SharedCtx): Pro
   });
   const stores = storesOf(ctx);
   for (;;) {
-    const entry = await stores.reservations.get<Reservation>(reservationId);
+    const entry = await stores.reservations.get<StoredReservation>(reservationId);
     if (!entry) {
       throw new ReservationNotFound(`reservation ${reservationId} is not known`);
     }
-    const reservation = entry.value;
+    const stored = entry.value;
     const nowMs = Date.now();
-    if (reservation.releasedAtMs === undefined) {
-      if (nowMs >= reservation.expiresAtMs) {
+    let releasedAtMs = stored.releasedAtMs;
+    if (releasedAtMs === undefined) {
+      if (nowMs >= stored.expiresAtMs) {
         throw new ReservationExpired(
-          `reservation ${reservationId} expired at ${new Date(reservation.expiresAtMs).toISOString()}; ` +
+          `reservation ${reservationId} expired at ${new Date(stored.expiresAtMs).toISOString()}; ` +
             `its stock is sold and can no longer be released`,
         );
       }
       // Marked released first (compare-and-set): of two concurrent releases, one puts the stock back.
       try {
-        await stores.reservations.put(reservationId, { ...reservation, releasedAtMs: nowMs }, {
+        await stores.reservations.put(reservationId, { ...stored, releasedAtMs: nowMs }, {
           ifVersion: entry.version,
           ttlMs: KEEP_EXPIRED_RESERVATION_MS,
         });
@@ -454,18 +649,17 @@ async function sharedReleaseStock(req: ReleaseStockRequest, ctx: SharedCtx): Pro
         if (isVersionMismatch(e)) continue;
         throw e;
       }
-      for (const item of reservation.items) {
-        await stores.stock.add(item.productId, item.quantity);
-        await sharedHold(stores, item.productId, sharedBucketOf(reservation), -item.quantity);
-      }
-      reservation.releasedAtMs = nowMs;
-      ctx.log.debug("stock released", { orderId: reservation.orderId, reservationId });
+      const items = parseLineItems(stored.items, request.at("items"));
+      await putBack(stores, items);
+      await sharedHold(stores, ctx.log, items, sharedBucketOf(stored), -1);
+      releasedAtMs = nowMs;
+      ctx.log.debug("stock released", { orderId: stored.orderId, reservationId });
     }
     return {
       reservationId,
-      orderId: reservation.orderId,
-      released: wire(reservation.items),
-      releasedAt: new Date(reservation.releasedAtMs).toISOString(),
+      orderId: stored.orderId,
+      released: stored.items.map((i) => ({ ...i })),
+      releasedAt: new Date(releasedAtMs).toISOString(),
     };
   }
 }
@@ -475,11 +669,17 @@ async function sharedGetStock(req: GetStockRequest, ctx: SharedCtx): Promise<Sto
   const productField = request.at("productId");
   const productId = parseProductId(req?.productId, productField);
   const stores = storesOf(ctx);
-  const inStock = await sharedOnShelf(stores, productId, productField);
+  const [inStock, slots] = await Promise.all([
+    sharedOnShelf(stores, productId, productField),
+    Promise.all(Array.from({ length: HELD_SLOTS }, (_, n) => stores.held.get<HeldSlot>(`slot-${n}`))),
+  ]);
   const nowMs = Date.now();
   let reserved = 0;
-  const held = (await stores.held.get<HeldByExpiry>(productId))?.value ?? {};
-  for (const [expiry, units] of Object.entries(held)) if (Number(expiry) > nowMs) reserved += units;
+  for (const slot of slots) {
+    for (const [expiry, units] of Object.entries(slot?.value[productId] ?? {})) {
+      if (Number(expiry) > nowMs) reserved += units;
+    }
+  }
   return { productId, inStock, reserved, demoLevel: DEMO_STOCK[productId] };
 }
 
@@ -494,9 +694,9 @@ export default defineSlice({
   config: {
     sharedState: {
       type: "boolean",
-      default: false,
-      description: "Keep stock and reservations in the cluster's kv service (one shelf for every node) " +
-        "instead of this instance's memory",
+      default: true,
+      description: "Keep stock and reservations in the cluster's kv service (one shelf for every node); " +
+        "off: in this instance's memory",
     },
     reservationTtlMs: {
       type: "integer",

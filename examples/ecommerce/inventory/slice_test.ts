@@ -209,6 +209,12 @@ Deno.test("inventory: release puts the stock back once, however often it is call
   await expectError(t, "releaseStock", { reservationId: unknown }, {
     name: "ReservationNotFound",
     status: 404,
+    message: `reservation ${unknown} is not known`,
+  });
+  const inMemory = await testSlice(inventory, { config: { sharedState: false } });
+  await expectError(inMemory, "releaseStock", { reservationId: unknown }, {
+    name: "ReservationNotFound",
+    status: 404,
     message: `reservation ${unknown} is not known to this instance (reservations live in the memory of the ` +
       "instance that made them)",
   });

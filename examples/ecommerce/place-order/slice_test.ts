@@ -75,6 +75,8 @@ Deno.test("place-order: the full flow across the four real slices, with a 201 an
     "inventory.reserveStock",
     "payment.processPayment",
     "fulfillment.createShipment",
+    // The confirmed order, written once to the cluster's kv service (sharedState, the default).
+    "@infra.put",
   ]);
   assert(t.outbound.every((c) => c.requestId === "req-flow-1" && !c.fireAndForget));
   assertEquals(t.outbound[6].payload, {
@@ -368,6 +370,12 @@ Deno.test("place-order: getOrder answers 404 for an unknown order and 400 for a 
   const t = await testSlice(placeOrder, { calls: real });
   const unknown = "ORD-00000000-0000-4000-8000-000000000000";
   await expectError(t, "getOrder", { orderId: unknown }, {
+    name: "OrderNotFound",
+    status: 404,
+    message: `order ${unknown} is not known`,
+  });
+  const inMemory = await testSlice(placeOrder, { calls: real, config: { sharedState: false } });
+  await expectError(inMemory, "getOrder", { orderId: unknown }, {
     name: "OrderNotFound",
     status: 404,
     message:
