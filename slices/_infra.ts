@@ -9,6 +9,7 @@
  */
 
 import type { CallOptions, JsonValue } from "./_types.ts";
+import { type MachineClient, machineClient, type SchedulerClient, schedulerClient } from "./_scheduler.ts";
 
 /** One named cache: JSON values under string keys, with an optional time to live. */
 export interface CacheClient {
@@ -108,6 +109,10 @@ export interface InfraClients {
   cache(name: string): CacheClient;
   lock(name: string): LockClient;
   kv(name: string): KvClient;
+  /** A job of the cluster scheduler (`requires: ["scheduler"]`), scoped to the slice's group. */
+  scheduler(job: string): SchedulerClient;
+  /** Instances of a state machine the group's slices declare (`requires: ["statemachine"]`). */
+  machine(name: string): MachineClient;
 }
 
 /** Sends one service call: `service` names the service, `method` its method. */
@@ -135,6 +140,18 @@ function callOptions(options: CallOptions | undefined): CallOptions | undefined 
 
 export function infraClients(call: InfraCall): InfraClients {
   return {
+    scheduler(name: string): SchedulerClient {
+      const job = checkName("scheduler", name);
+      return schedulerClient((method, payload, options) =>
+        call("scheduler", method, { job, ...payload }, callOptions(options))
+      );
+    },
+    machine(name: string): MachineClient {
+      const machine = checkName("machine", name);
+      return machineClient((method, payload, options) =>
+        call("statemachine", method, { machine, ...payload }, callOptions(options))
+      );
+    },
     cache(name: string): CacheClient {
       const cache = checkName("cache", name);
       const send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) =>

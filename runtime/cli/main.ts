@@ -38,6 +38,7 @@ import { configCommands } from "./commands/config.ts";
 import { secretCommands } from "./commands/secret.ts";
 import { rateLimitCommands } from "./commands/ratelimit.ts";
 import { infraCommands } from "./commands/infra.ts";
+import { jobsCommands } from "./commands/jobs.ts";
 import { nodeCommands } from "./commands/node.ts";
 import { restartCommands } from "./commands/restart.ts";
 
@@ -60,6 +61,7 @@ const COMMANDS: CliCommand[] = [
   ...secretCommands,
   ...rateLimitCommands,
   ...infraCommands,
+  ...jobsCommands,
   ...nodeCommands,
   ...restartCommands,
   ...accessCommands,
@@ -98,7 +100,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["load", (n) => n === "load"],
   ["autoscaling", (n) => n.startsWith("controller ") || n === "forecast"],
   ["observability", (n) => /^(metrics$|invocations$|top$|events$|alerts$|alert )/.test(n)],
-  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit )/.test(n)],
+  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit |jobs |sm )/.test(n)],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 

@@ -51,6 +51,14 @@ export {
   SecretsService,
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
+export {
+  jobView,
+  nextOccurrence,
+  type Scheduler,
+  type SchedulerOptions,
+  startScheduler,
+} from "./scheduler.ts";
+export { schedulerRoutes } from "./scheduler_api.ts";
 export { cacheStats } from "./cache_service.ts";
 export {
   ServiceSlices,

@@ -78,3 +78,4 @@ export * from "./controller.ts";
 export * from "./stores.ts";
 export * from "./secrets.ts";
 export * from "./locks.ts";
+export * from "./scheduler.ts";

@@ -12,11 +12,13 @@ import {
   cacheStats,
   type ConfigFeature,
   NODE_SERVED_SERVICES,
+  schedulerRoutes,
   type SecretReadAudit,
   startConfigFeature,
   startInfraServices,
   startInfraStore,
   startLockService,
+  startScheduler,
   startServiceSlices,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
@@ -66,9 +68,15 @@ export function startFeatures(
   // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
   // The lock keeps its leases in the consensus KV (lock_service.ts); the leader expires them.
   const locks = startLockService(core);
+  // The scheduler keeps its jobs in the consensus KV and fires them on the leader through the invoker,
+  // which starts below (bound late, like the executor's outbound calls).
+  const scheduler = startScheduler({
+    ...core,
+    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  });
   const infra = startInfraServices({
     stores: store.stores,
-    kvServed: { lock: locks.serve },
+    kvServed: { lock: locks.serve, scheduler: scheduler.serve },
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
     slices: startServiceSlices({ ...core, repository }),
@@ -157,6 +165,12 @@ export function startFeatures(
       store,
       infra,
       { name: "locks", status: () => ({ held: locks.size() }), stop: () => Promise.resolve(locks.stop()) },
+      {
+        name: "scheduler",
+        api: schedulerRoutes(scheduler),
+        status: () => scheduler.stats(),
+        stop: () => Promise.resolve(scheduler.stop()),
+      },
       deployment,
       config,
       traces,
