@@ -202,6 +202,8 @@ export function defineSlice<
     calls: (spec.calls ?? {}) as C,
     requires: checkStringList(where, "requires", spec.requires),
     secrets: checkStringList(where, "secrets", spec.secrets),
+    outbound: checkStringList(where, "outbound", spec.outbound),
+    redact: checkStringList(where, "redact", spec.redact),
     permissions: Object.freeze({
       net: checkStringList(where, "permissions.net", permissions.net),
       env: checkStringList(where, "permissions.env", permissions.env),

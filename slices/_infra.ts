@@ -9,7 +9,6 @@
  */
 
 import type { CallOptions, JsonValue } from "./_types.ts";
-import { type MachineClient, machineClient, type SchedulerClient, schedulerClient } from "./_scheduler.ts";
 
 /** One named cache: JSON values under string keys, with an optional time to live. */
 export interface CacheClient {
@@ -105,14 +104,53 @@ export interface KvClient {
   ): Promise<{ value: number; version: number }>;
 }
 
+/** `ctx.infra.http.request(...)`: what to send (only `url` is required). */
+export interface HttpRequest {
+  /** http: or https:, to a host the manifest declares (`outbound`) and the operator allows. */
+  url: string;
+  /** GET (default), HEAD, PUT, DELETE, OPTIONS (retried on failure), POST, PATCH (never retried). */
+  method?: string;
+  headers?: Record<string, string>;
+  /** The request body as text (JSON.stringify objects); at most 1 MiB. */
+  body?: string;
+  /** Per request, default 10 000; never beyond the call's deadline. */
+  timeoutMs?: number;
+  /** Default 1 MiB, at most 8 MiB: a larger response fails with `ResponseTooLarge`. */
+  maxResponseBytes?: number;
+  /** Retries of an idempotent method after a network error, timeout or 502/503/504 (default 2, at most 5). */
+  retries?: number;
+  /** `text` (default, UTF-8) or `base64` for binary bodies. */
+  responseType?: "text" | "base64";
+}
+
+export interface HttpResult {
+  status: number;
+  statusText: string;
+  /** Lower-case names. */
+  headers: Record<string, string>;
+  body: string;
+  /** The final URL after redirects. */
+  url: string;
+  redirects: number;
+  attempts: number;
+}
+
+/**
+ * Outbound HTTP through the node: errors are `HostNotAllowed` (403), `CircuitOpen` (503), `Timeout` (504),
+ * `ConnectionFailed` (503), `ResponseTooLarge` (413), `TooManyRedirects`; an HTTP error status is a result.
+ */
+export interface HttpClient {
+  request(request: HttpRequest, options?: CallOptions): Promise<HttpResult>;
+  /** `request` with fetch's argument order: `fetch(url, { method, headers, body })`. */
+  fetch(url: string, init?: Omit<HttpRequest, "url">, options?: CallOptions): Promise<HttpResult>;
+}
+
 export interface InfraClients {
   cache(name: string): CacheClient;
   lock(name: string): LockClient;
   kv(name: string): KvClient;
-  /** A job of the cluster scheduler (`requires: ["scheduler"]`), scoped to the slice's group. */
-  scheduler(job: string): SchedulerClient;
-  /** Instances of a state machine the group's slices declare (`requires: ["statemachine"]`). */
-  machine(name: string): MachineClient;
+  /** Outbound HTTP (`requires: ["http"]`, `outbound: ["api.example.com"]`). */
+  readonly http: HttpClient;
 }
 
 /** Sends one service call: `service` names the service, `method` its method. */
@@ -139,18 +177,21 @@ function callOptions(options: CallOptions | undefined): CallOptions | undefined 
 }
 
 export function infraClients(call: InfraCall): InfraClients {
+  const request = async (req: HttpRequest, options?: CallOptions) => {
+    if (req === null || typeof req !== "object" || typeof req.url !== "string") {
+      throw new TypeError("ctx.infra.http.request(request): request.url must be a string");
+    }
+    return (await call(
+      "http",
+      "request",
+      { ...req } as Record<string, JsonValue>,
+      callOptions(options),
+    )) as never;
+  };
   return {
-    scheduler(name: string): SchedulerClient {
-      const job = checkName("scheduler", name);
-      return schedulerClient((method, payload, options) =>
-        call("scheduler", method, { job, ...payload }, callOptions(options))
-      );
-    },
-    machine(name: string): MachineClient {
-      const machine = checkName("machine", name);
-      return machineClient((method, payload, options) =>
-        call("statemachine", method, { machine, ...payload }, callOptions(options))
-      );
+    http: {
+      request,
+      fetch: (url, init, options) => request({ ...init, url }, options),
     },
     cache(name: string): CacheClient {
       const cache = checkName("cache", name);

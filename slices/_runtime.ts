@@ -243,6 +243,8 @@ export function describeDefinition(def: AnySliceDefinition): SliceDescription {
     calls,
     requires: [...def.requires],
     ...(def.secrets?.length ? { secrets: [...def.secrets] } : {}),
+    ...(def.outbound?.length ? { outbound: [...def.outbound] } : {}),
+    ...(def.redact?.length ? { redact: [...def.redact] } : {}),
     permissions: { net: [...(def.permissions.net ?? [])], env: [...(def.permissions.env ?? [])] },
     config: jsonSafe(def.config) as unknown as Record<string, ConfigField>,
     hooks: { start: typeof def.start === "function", stop: typeof def.stop === "function" },

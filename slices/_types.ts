@@ -199,6 +199,16 @@ export interface SliceSpec<M, C, S extends ConfigSchema> {
   readonly requires?: readonly string[];
   /** Names of the cluster secrets this slice reads with `ctx.secrets.get(name)`; no other can be read. */
   readonly secrets?: readonly string[];
+  /**
+   * Hosts `ctx.infra.http.request` may reach (`"api.example.com"`, `"127.0.0.1:9000"`; a bare host means ports
+   * 80 and 443); with `requires: ["http"]`. The operator must allow them too (`aether node --outbound-allow`).
+   */
+  readonly outbound?: readonly string[];
+  /**
+   * Field names or dotted paths (`"password"`, `"card.number"`) shown as `"[redacted]"` when a dynamic aspect
+   * logs this slice's arguments and results (besides the defaults: password, token, secret, authorization...).
+   */
+  readonly redact?: readonly string[];
   readonly permissions?: PermissionSpec;
   readonly config?: S;
 }
@@ -219,6 +229,8 @@ export interface SliceDefinition<
   readonly calls: C;
   readonly requires: readonly string[];
   readonly secrets: readonly string[];
+  readonly outbound?: readonly string[];
+  readonly redact?: readonly string[];
   readonly permissions: PermissionSpec;
   readonly config: S;
 }

@@ -51,6 +51,10 @@ export interface SliceManifest {
   requires: string[];
   /** Secret names the slice may read (`ctx.secrets.get`); absent in manifests built before secrets. */
   secrets?: string[];
+  /** Hosts `ctx.infra.http` may reach, `host` or `host:port` (absent: none). */
+  outbound?: string[];
+  /** Field names or dotted paths dynamic aspects redact when they log calls (absent: the defaults only). */
+  redact?: string[];
   permissions: { net: string[]; env: string[] };
   config: { schema: Record<string, ConfigField>; defaults: Record<string, JsonValue> };
   /** Lower-case hex SHA-256 of the bundle. */
@@ -80,6 +84,8 @@ const TOP_LEVEL_KEYS = [
   "calls",
   "requires",
   "secrets",
+  "outbound",
+  "redact",
   "permissions",
   "config",
   "sha256",
@@ -87,6 +93,9 @@ const TOP_LEVEL_KEYS = [
   "builtAt",
 ];
 const MAX_LIST = 256;
+/** Fields manifests built before them lack: absent is valid. */
+const OPTIONAL_KEYS = ["secrets", "outbound", "redact"];
+const REDACT_PATH = /^[A-Za-z0-9_$-]{1,64}(?:\.[A-Za-z0-9_$-]{1,64}){0,7}$/;
 
 // ---------------------------------------------------------------------------------------------------------
 // Routes
@@ -209,6 +218,8 @@ export function manifestFromDescription(
     calls: description.calls,
     requires: description.requires,
     ...(description.secrets?.length ? { secrets: description.secrets } : {}),
+    ...(description.outbound?.length ? { outbound: description.outbound } : {}),
+    ...(description.redact?.length ? { redact: description.redact } : {}),
     permissions: description.permissions,
     config: { schema, defaults: schemaProblems(schema).length === 0 ? defaultsOf(schema) : {} },
     sha256: artifact.sha256,
@@ -369,7 +380,7 @@ export function manifestProblems(json: unknown): Problem[] {
   }
   for (const key of TOP_LEVEL_KEYS) {
     // `secrets` is optional: manifests built before it stay valid.
-    if (!(key in json) && key !== "secrets") problems.push({ path: key, message: "is missing" });
+    if (!(key in json) && !OPTIONAL_KEYS.includes(key)) problems.push({ path: key, message: "is missing" });
   }
   if (json.format !== MANIFEST_FORMAT) {
     problems.push({
@@ -410,6 +421,15 @@ export function manifestProblems(json: unknown): Problem[] {
       problems,
       (s) =>
         SECRET_NAME.test(s) ? undefined : `"${s}" is not a secret name (1-64 of a-z, 0-9, ".", "_", "-")`,
+    );
+  }
+  if (json.outbound !== undefined) stringList(json.outbound, "outbound", problems, netEntryProblem);
+  if (json.redact !== undefined) {
+    stringList(
+      json.redact,
+      "redact",
+      problems,
+      (s) => REDACT_PATH.test(s) ? undefined : `"${s}" is not a field name or dotted path (card.number)`,
     );
   }
   if (!isObject(json.permissions)) {

@@ -20,6 +20,10 @@ export interface SliceDescription {
   requires: string[];
   /** Secret names the slice reads with `ctx.secrets.get` (absent from bundles built before secrets). */
   secrets?: string[];
+  /** Hosts `ctx.infra.http` may reach (absent from bundles built before it). */
+  outbound?: string[];
+  /** Fields dynamic aspects redact in logged arguments and results (absent from bundles built before it). */
+  redact?: string[];
   permissions: { net: string[]; env: string[] };
   config: Record<string, ConfigField>;
   hooks: { start: boolean; stop: boolean };

@@ -67,22 +67,11 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "DELETE", path: "/api/v1/artifacts/:coordinates", role: "operator", target: "coordinates" },
   // the partitioned store of infrastructure services (runtime/infra-host/api.ts); entries are service data
   // infrastructure services (runtime/infra-host/services_api.ts)
+  // outbound HTTP of slices (runtime/infra-host/http_client_api.ts)
+  { method: "GET", path: "/api/v1/outbound", role: "viewer" },
   { method: "GET", path: "/api/v1/infra", role: "viewer" },
   { method: "GET", path: "/api/v1/infra/:name", role: "viewer" },
   { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },
-  // the scheduler and state machines (runtime/infra-host/scheduler_api.ts)
-  { method: "GET", path: "/api/v1/jobs", role: "viewer" },
-  { method: "POST", path: "/api/v1/jobs/:group/:name", role: "operator", target: "name" },
-  { method: "GET", path: "/api/v1/jobs/:group/:name", role: "viewer" },
-  { method: "GET", path: "/api/v1/jobs/:group/:name/history", role: "viewer" },
-  { method: "POST", path: "/api/v1/jobs/:group/:name/run", role: "operator", target: "name" },
-  { method: "POST", path: "/api/v1/jobs/:group/:name/pause", role: "operator", target: "name" },
-  { method: "POST", path: "/api/v1/jobs/:group/:name/resume", role: "operator", target: "name" },
-  { method: "DELETE", path: "/api/v1/jobs/:group/:name", role: "operator", target: "name" },
-  { method: "GET", path: "/api/v1/machines", role: "viewer" },
-  { method: "GET", path: "/api/v1/machines/:group/:machine", role: "viewer" },
-  { method: "GET", path: "/api/v1/machines/:group/:machine/:id", role: "viewer" },
-  { method: "POST", path: "/api/v1/machines/:group/:machine/:id/events", role: "operator", target: "id" },
   { method: "GET", path: "/api/v1/caches/:group/:cache", role: "viewer" },
   { method: "PUT", path: "/api/v1/caches/:group/:cache", role: "operator", target: "cache" },
   { method: "GET", path: "/api/v1/stores", role: "viewer" },

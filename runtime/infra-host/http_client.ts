@@ -26,6 +26,8 @@
  */
 
 import { AetherError, type HistogramData, LatencyHistogram } from "../core/mod.ts";
+import type { KvState } from "../kv/mod.ts";
+import { decodeValue, kvKeys } from "../model/mod.ts";
 import type { InfraService, ServiceCall } from "./services.ts";
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
@@ -381,7 +383,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     if (call.method !== "request") {
       throw new AetherError("not_found", `http has no method "${call.method}" (methods: request)`);
     }
-    const coordinates = (call as ServiceCall & { slice?: string }).slice;
+    const coordinates = call.from;
     const declaredText = coordinates === undefined ? undefined : options.declared(coordinates);
     if (!declaredText || declaredText.length === 0) {
       throw new AetherError(
@@ -686,6 +688,18 @@ export function parseRequest(payload: Record<string, unknown>): OutboundRequest 
     retries: intField(payload, "retries", 0, MAX_RETRIES, DEFAULT_RETRIES),
     responseType,
   };
+}
+
+/** The hosts a published artifact's manifest declares (`outbound`), from the artifact record; none when unknown. */
+export function declaredOutbound(state: KvState, coordinates: string): string[] | undefined {
+  try {
+    const entry = state.get(kvKeys.artifact(coordinates));
+    if (!entry) return undefined;
+    const manifest = decodeValue("artifact", entry.value).manifest as { outbound?: unknown };
+    return Array.isArray(manifest.outbound) ? manifest.outbound.filter((s) => typeof s === "string") : [];
+  } catch {
+    return undefined;
+  }
 }
 
 /** The catalog row: served by the node (no store), reached through `requires: ["http"]`. */

@@ -43,8 +43,8 @@ function call(payload: Record<string, unknown>, slice = "org.a:caller:1.0.0"): S
     payload,
     deadlineMs: Date.now() + 10_000,
     requestId: crypto.randomUUID(),
-    slice,
-  } as ServiceCall;
+    from: slice,
+  };
 }
 
 async function refused(p: Promise<unknown>, errorName: string, text: RegExp): Promise<void> {

@@ -51,15 +51,16 @@ export {
   SecretsService,
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
-export {
-  jobView,
-  nextOccurrence,
-  type Scheduler,
-  type SchedulerOptions,
-  startScheduler,
-} from "./scheduler.ts";
-export { schedulerRoutes } from "./scheduler_api.ts";
 export { cacheStats } from "./cache_service.ts";
+export {
+  createHttpClient,
+  declaredOutbound,
+  type HttpClient,
+  type OutboundHostStats,
+  parseAllowList,
+  parseHostEntry,
+} from "./http_client.ts";
+export { type OutboundNodeView, outboundRoutes } from "./http_client_api.ts";
 export {
   ServiceSlices,
   type ServiceSlicesCore,

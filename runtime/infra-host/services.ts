@@ -17,7 +17,7 @@ import type { Store } from "./store_node.ts";
 import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
-import { SCHEDULER_SERVICE } from "./scheduler.ts";
+import { HTTP_SERVICE } from "./http_client.ts";
 import { infraServicesRoutes } from "./services_api.ts";
 import type { ServiceSlices, ServiceSliceStatus } from "./service_slices.ts";
 
@@ -32,6 +32,8 @@ export interface ServiceCall {
   payload: Record<string, unknown>;
   deadlineMs: number;
   requestId: string;
+  /** The calling slice's coordinates (`group:artifact:version`), when a slice calls (pubsub subscribes it). */
+  from?: string;
 }
 
 export interface InfraService {
@@ -45,7 +47,7 @@ export interface InfraService {
   serve?(store: Store, call: ServiceCall): Promise<unknown>;
 }
 
-export const SERVICES: readonly InfraService[] = [CACHE_SERVICE, LOCK_SERVICE, KV_SERVICE, SCHEDULER_SERVICE];
+export const SERVICES: readonly InfraService[] = [CACHE_SERVICE, LOCK_SERVICE, KV_SERVICE, HTTP_SERVICE];
 
 export interface InfraServicesOptions {
   stores: InfraStores;
@@ -195,6 +197,7 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
         payload: payload as Record<string, unknown>,
         deadlineMs: call.deadlineMs,
         requestId: call.requestId,
+        from: call.from,
       };
       const value = service.store && service.serve
         ? await service.serve(await storeOf(service.name, service.store), serviceCall)

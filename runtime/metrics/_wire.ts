@@ -12,11 +12,13 @@
 
 import { type HistogramData, LATENCY_BUCKETS, type NodeId } from "../core/mod.ts";
 import type {
+  AspectMetrics,
   CacheMetrics,
   ConsensusMetrics,
   InstanceMetrics,
   MethodMetrics,
   NodeMetrics,
+  OutboundMetrics,
   PeerMetrics,
   ProcessMetrics,
   RouteMetrics,
@@ -54,6 +56,10 @@ interface WireSample {
   x: PeerMetrics[];
   /** Caches: [name, hits, misses, evictions, entries, bytes]. */
   k?: [string, number, number, number, number, number][];
+  /** Outbound HTTP: [group, host, requests, failures, retries, rejected, circuit, latency]. */
+  o?: [string, string, number, number, number, number, string, WireHistogram][];
+  /** Aspects: [slice, method, calls, errors, argumentBytes, resultBytes, maxArgumentBytes, maxResultBytes]. */
+  a?: [string, string, number, number, number, number, number, number][];
 }
 
 export interface UpdateMessage {
@@ -131,6 +137,36 @@ function encodeSample(s: NodeMetrics): WireSample {
     ...(s.caches
       ? { k: s.caches.map((c) => [c.cache, c.hits, c.misses, c.evictions, c.entries, c.bytes]) }
       : {}),
+    ...(s.outbound
+      ? {
+        o: s.outbound.map((
+          o,
+        ) => [
+          o.group,
+          o.host,
+          o.requests,
+          o.failures,
+          o.retries,
+          o.rejected,
+          o.circuit,
+          encodeHist(o.latency),
+        ]),
+      }
+      : {}),
+    ...(s.aspects
+      ? {
+        a: s.aspects.map((a) => [
+          a.slice,
+          a.method,
+          a.calls,
+          a.errors,
+          a.argumentBytes,
+          a.resultBytes,
+          a.maxArgumentBytes,
+          a.maxResultBytes,
+        ]),
+      }
+      : {}),
   };
 }
 
@@ -167,6 +203,46 @@ function decodeSample(raw: unknown, where: string): NodeMetrics {
     ...(s.k === undefined
       ? {}
       : { caches: array(s.k, `${where}.k`).map((x, i) => decodeCache(x, `${where}.k[${i}]`)) }),
+    ...(s.o === undefined
+      ? {}
+      : { outbound: array(s.o, `${where}.o`).map((x, i) => decodeOutbound(x, `${where}.o[${i}]`)) }),
+    ...(s.a === undefined
+      ? {}
+      : { aspects: array(s.a, `${where}.a`).map((x, i) => decodeAspect(x, `${where}.a[${i}]`)) }),
+  };
+}
+
+const CIRCUITS = ["closed", "open", "half-open"] as const;
+
+function decodeOutbound(raw: unknown, where: string): OutboundMetrics {
+  const r = array(raw, where);
+  const circuit = str(r[6], `${where}[6]`);
+  if (!(CIRCUITS as readonly string[]).includes(circuit)) {
+    throw new Error(`${where}[6]: expected closed, open or half-open, got ${JSON.stringify(circuit)}`);
+  }
+  return {
+    group: str(r[0], `${where}[0]`),
+    host: str(r[1], `${where}[1]`),
+    requests: num(r[2], `${where}[2]`),
+    failures: num(r[3], `${where}[3]`),
+    retries: num(r[4], `${where}[4]`),
+    rejected: num(r[5], `${where}[5]`),
+    circuit: circuit as OutboundMetrics["circuit"],
+    latency: decodeHist(r[7], `${where}[7]`),
+  };
+}
+
+function decodeAspect(raw: unknown, where: string): AspectMetrics {
+  const r = array(raw, where);
+  return {
+    slice: str(r[0], `${where}[0]`),
+    method: str(r[1], `${where}[1]`),
+    calls: num(r[2], `${where}[2]`),
+    errors: num(r[3], `${where}[3]`),
+    argumentBytes: num(r[4], `${where}[4]`),
+    resultBytes: num(r[5], `${where}[5]`),
+    maxArgumentBytes: num(r[6], `${where}[6]`),
+    maxResultBytes: num(r[7], `${where}[7]`),
   };
 }
 

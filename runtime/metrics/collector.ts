@@ -10,11 +10,13 @@
 import process from "node:process";
 import { type HistogramData, type LatencyHistogram, type MetricsRecorder, type NodeId } from "../core/mod.ts";
 import type {
+  AspectMetrics,
   CacheMetrics,
   ConsensusMetrics,
   InstanceMetrics,
   MethodMetrics,
   NodeMetrics,
+  OutboundMetrics,
   PeerMetrics,
   ProcessMetrics,
   RouteMetrics,
@@ -53,6 +55,10 @@ export interface CollectorSources {
   commitLatency?: LatencyHistogram;
   /** The cache service's counters per cache on this node (runtime/infra-host cacheStats). */
   caches?(): readonly CacheMetrics[];
+  /** The outbound HTTP client's series on this node (runtime/infra-host http_client.ts). */
+  outbound?(): readonly OutboundMetrics[];
+  /** Dynamic aspects' size figures on this node (runtime/infra-host aspects.ts). */
+  aspects?(): readonly AspectMetrics[];
   /** Epoch ms. */
   now?: () => number;
 }
@@ -60,6 +66,10 @@ export interface CollectorSources {
 const LAG_PROBE_MS = 100;
 /** Caches one sample carries (the busiest by hits + misses): bounds the message and the Prometheus series. */
 export const MAX_CACHE_SERIES = 100;
+/** Outbound (group, host) series one sample carries (the busiest by requests). */
+export const MAX_OUTBOUND_SERIES = 100;
+/** Aspect series one sample carries (the busiest by calls). */
+export const MAX_ASPECT_SERIES = 100;
 
 export class Collector {
   readonly startedAtMs: number;
@@ -125,6 +135,10 @@ export class Collector {
       },
       mesh: (sources.peers?.() ?? []).map(peerOf),
       ...(sources.caches ? { caches: cachesOf(sources.caches()) } : {}),
+      ...(sources.outbound
+        ? { outbound: busiest(sources.outbound(), MAX_OUTBOUND_SERIES, (o) => o.requests) }
+        : {}),
+      ...(sources.aspects ? { aspects: busiest(sources.aspects(), MAX_ASPECT_SERIES, (a) => a.calls) } : {}),
     };
   }
 
@@ -215,6 +229,12 @@ function routesOf(recorder: MetricsRecorder): RouteMetrics[] {
     out.push({ httpMethod: s.httpMethod, route: s.route, requests, latency: s.latency.data() });
   }
   return out;
+}
+
+/** At most `max` of `all`, the largest by `weight` (copies: the sample must not change under the sender). */
+function busiest<T extends object>(all: readonly T[], max: number, weight: (t: T) => number): T[] {
+  const picked = all.length <= max ? all : [...all].sort((a, b) => weight(b) - weight(a)).slice(0, max);
+  return picked.map((t) => ({ ...t }));
 }
 
 function cachesOf(all: readonly CacheMetrics[]): CacheMetrics[] {

@@ -12,7 +12,7 @@
 import { type LatencyHistogram, type Logger, MetricsRecorder, type NodeId } from "../core/mod.ts";
 import { Collector, type InstanceSource, type PeerSource } from "./collector.ts";
 import { type MetricsMesh, MetricsService, type MetricsServiceStats } from "./service.ts";
-import type { CacheMetrics, ConsensusMetrics, MetricsView } from "./types.ts";
+import type { AspectMetrics, CacheMetrics, ConsensusMetrics, MetricsView, OutboundMetrics } from "./types.ts";
 
 export interface MetricsFeatureOptions {
   self: NodeId;
@@ -27,6 +27,10 @@ export interface MetricsFeatureOptions {
   commitLatency?: LatencyHistogram;
   /** The cache service's counters per cache on this node. */
   caches?(): readonly CacheMetrics[];
+  /** The outbound HTTP client's series per (group, host) on this node. */
+  outbound?(): readonly OutboundMetrics[];
+  /** Dynamic aspects' size figures per slice method on this node. */
+  aspects?(): readonly AspectMetrics[];
   intervalMs?: number;
 }
 
@@ -51,6 +55,8 @@ export function startMetrics(options: MetricsFeatureOptions): MetricsFeature {
     consensus: options.consensus,
     commitLatency: options.commitLatency,
     caches: options.caches,
+    outbound: options.outbound,
+    aspects: options.aspects,
   });
   const service = new MetricsService({
     self: options.self,

@@ -26,6 +26,7 @@ export {
 } from "./events.ts";
 // Cluster metrics (issue 16 items 1-4): the contract other features read (types.ts).
 export type {
+  AspectMetrics,
   CacheMetrics,
   ClusterSnapshot,
   ConsensusMetrics,
@@ -39,6 +40,7 @@ export type {
   MetricsView,
   NodeEntry,
   NodeMetrics,
+  OutboundMetrics,
   PeerMetrics,
   ProcessMetrics,
   RouteMetrics,

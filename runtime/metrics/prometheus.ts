@@ -73,7 +73,89 @@ export function prometheusText(
   consensusFamilies(out, samples);
   meshFamilies(out, samples);
   cacheFamilies(out, samples);
+  outboundFamilies(out, samples);
+  aspectFamilies(out, samples);
   return out.text();
+}
+
+const CIRCUIT_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
+
+function outboundFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
+  const rows = samples.flatMap((s) =>
+    (s.outbound ?? []).map((o) => ({ o, labels: labels({ node: s.node, group: o.group, host: o.host }) }))
+  );
+  if (rows.length === 0) return;
+  type Row = NonNullable<NodeMetrics["outbound"]>[number];
+  const families: [string, Kind, string, (o: Row) => number][] = [
+    [
+      "aether_outbound_requests_total",
+      "counter",
+      "Outbound HTTP attempts slices made through the node.",
+      (o) => o.requests,
+    ],
+    [
+      "aether_outbound_failures_total",
+      "counter",
+      "Outbound attempts that failed (network, timeout, 5xx).",
+      (o) => o.failures,
+    ],
+    [
+      "aether_outbound_retries_total",
+      "counter",
+      "Outbound attempts made again (idempotent methods).",
+      (o) => o.retries,
+    ],
+    [
+      "aether_outbound_rejected_total",
+      "counter",
+      "Outbound calls refused because the circuit was open.",
+      (o) => o.rejected,
+    ],
+    [
+      "aether_outbound_circuit_state",
+      "gauge",
+      "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+      (o) => CIRCUIT_VALUE[o.circuit],
+    ],
+  ];
+  for (const [name, kind, help, value] of families) {
+    out.family(name, kind, help);
+    for (const r of rows) out.sample(name, r.labels, value(r.o));
+  }
+  out.family("aether_outbound_request_duration_seconds", "histogram", "Duration of outbound HTTP attempts.");
+  for (const r of rows) {
+    out.histogram("aether_outbound_request_duration_seconds", r.labels, r.o.latency, 0.001);
+  }
+}
+
+function aspectFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
+  const rows = samples.flatMap((s) =>
+    (s.aspects ?? []).map((a) => ({ a, labels: labels({ node: s.node, slice: a.slice, method: a.method }) }))
+  );
+  if (rows.length === 0) return;
+  type Row = NonNullable<NodeMetrics["aspects"]>[number];
+  const families: [string, Kind, string, (a: Row) => number][] = [
+    ["aether_aspect_calls_total", "counter", "Calls measured by a metrics aspect.", (a) => a.calls],
+    ["aether_aspect_errors_total", "counter", "Of those, calls that failed.", (a) => a.errors],
+    [
+      "aether_aspect_argument_bytes_total",
+      "counter",
+      "JSON bytes of the arguments of those calls.",
+      (a) => a.argumentBytes,
+    ],
+    ["aether_aspect_result_bytes_total", "counter", "JSON bytes of their results.", (a) => a.resultBytes],
+    [
+      "aether_aspect_argument_bytes_max",
+      "gauge",
+      "Largest argument seen, JSON bytes.",
+      (a) => a.maxArgumentBytes,
+    ],
+    ["aether_aspect_result_bytes_max", "gauge", "Largest result seen, JSON bytes.", (a) => a.maxResultBytes],
+  ];
+  for (const [name, kind, help, value] of families) {
+    out.family(name, kind, help);
+    for (const r of rows) out.sample(name, r.labels, value(r.a));
+  }
 }
 
 function processFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {

@@ -102,6 +102,39 @@ export interface CacheMetrics {
   bytes: number;
 }
 
+/**
+ * The outbound HTTP client (runtime/infra-host/http_client.ts) for one calling group and one `host:port` on
+ * one node: counters since the node started, the circuit breaker's state now, the attempts' latency.
+ */
+export interface OutboundMetrics {
+  group: string;
+  host: string;
+  requests: number;
+  failures: number;
+  retries: number;
+  /** Calls refused at once because the circuit was open. */
+  rejected: number;
+  circuit: "closed" | "open" | "half-open";
+  latency: HistogramData;
+}
+
+/**
+ * What a dynamic aspect in `metrics` mode adds for one slice method on one node (runtime/infra-host/aspects.ts),
+ * beyond the per-method calls, errors and latency always recorded: the sizes of arguments and results (JSON
+ * bytes), counted while the mode is on.
+ */
+export interface AspectMetrics {
+  /** `group:artifact`. */
+  slice: string;
+  method: string;
+  calls: number;
+  errors: number;
+  argumentBytes: number;
+  resultBytes: number;
+  maxArgumentBytes: number;
+  maxResultBytes: number;
+}
+
 /** One node's sample: what it pushes to the leader every second. */
 export interface NodeMetrics {
   node: NodeId;
@@ -119,6 +152,10 @@ export interface NodeMetrics {
   mesh: PeerMetrics[];
   /** The caches this node served (at most MAX_CACHE_SERIES, the busiest); absent without the service. */
   caches?: CacheMetrics[];
+  /** Outbound HTTP per (group, host) on this node (at most MAX_OUTBOUND_SERIES, the busiest). */
+  outbound?: OutboundMetrics[];
+  /** Dynamic aspects' size figures per slice method (at most MAX_ASPECT_SERIES). */
+  aspects?: AspectMetrics[];
 }
 
 /** A node in the cluster snapshot. */

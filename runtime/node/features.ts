@@ -12,17 +12,16 @@ import {
   cacheStats,
   type ConfigFeature,
   NODE_SERVED_SERVICES,
-  schedulerRoutes,
   type SecretReadAudit,
   startConfigFeature,
   startInfraServices,
   startInfraStore,
   startLockService,
-  startScheduler,
   startServiceSlices,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
+import { createHttpClient, declaredOutbound, outboundRoutes, parseAllowList } from "../infra-host/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
@@ -68,15 +67,15 @@ export function startFeatures(
   // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
   // The lock keeps its leases in the consensus KV (lock_service.ts); the leader expires them.
   const locks = startLockService(core);
-  // The scheduler keeps its jobs in the consensus KV and fires them on the leader through the invoker,
-  // which starts below (bound late, like the executor's outbound calls).
-  const scheduler = startScheduler({
-    ...core,
-    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
+  const outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
+  const outbound = createHttpClient({
+    allowed: () => outboundAllowed,
+    declared: (coordinates) => declaredOutbound(core.state(), coordinates),
   });
   const infra = startInfraServices({
     stores: store.stores,
-    kvServed: { lock: locks.serve, scheduler: scheduler.serve },
+    kvServed: { http: outbound.serve, lock: locks.serve },
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
     slices: startServiceSlices({ ...core, repository }),
@@ -124,6 +123,7 @@ export function startFeatures(
     consensus: core.consensusStats,
     commitLatency: core.commitLatency,
     caches: cacheStats,
+    outbound: () => outbound.stats(),
   });
   // Scale to zero: a call for a slice at zero is held while an instance starts (runtime/control).
   const activator = startActivator(core);
@@ -166,10 +166,14 @@ export function startFeatures(
       infra,
       { name: "locks", status: () => ({ held: locks.size() }), stop: () => Promise.resolve(locks.stop()) },
       {
-        name: "scheduler",
-        api: schedulerRoutes(scheduler),
-        status: () => scheduler.stats(),
-        stop: () => Promise.resolve(scheduler.stop()),
+        name: "outbound",
+        api: outboundRoutes(core.self, outbound, () =>
+          (metrics.view.snapshot()?.nodes ?? []).map((n) => ({
+            node: n.node,
+            stale: n.stale,
+            hosts: n.outbound ?? [],
+          }))),
+        status: () => ({ allowed: outbound.allowedText(), hosts: outbound.stats().length }),
       },
       deployment,
       config,

@@ -7,6 +7,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { AetherError, isNodeId, LOG_FORMATS, type LogFormat, type NodeId } from "../core/mod.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./server_guard.ts";
 import { parseNodeLabels } from "../model/mod.ts";
+import { parseAllowList } from "../infra-host/mod.ts";
 import {
   parseSandboxFlags,
   SANDBOX_FLAG_OPTIONS,
@@ -45,6 +46,8 @@ export interface NodeFlags extends SandboxFlags {
   bootstrapTokenFile?: string;
   /** The cluster master key of the secrets (32 bytes, base64); without it secrets answer 503. */
   secretsKeyFile?: string;
+  /** Hosts slices may reach through ctx.infra.http (`--outbound-allow`), canonical; absent or empty: none. */
+  outboundAllow?: string[];
   /** Host names the management API answers to besides its bind host, 127.0.0.1, localhost and [::1]. */
   apiNames: string[];
   /** Origins whose browser pages may call the API (CORS); none by default. */
@@ -116,6 +119,7 @@ export const NODE_USAGE =
                    [--max-connections 4096] [--app-guard on|off]
                    [--bootstrap-token-file FILE] [--api-names NAME,...] [--cors-origins ORIGIN,...]
                    [--closed-probes] [--secrets-key-file FILE] [--labels NAME=VALUE,...]
+                   [--outbound-allow HOST[:PORT],...]
                    [--fsync always|never] [--log-level info] [--log-format text|json]
                    [--artifact-replicas N] [--artifact-max-bytes 16777216]
                    [--sandbox process|worker]
@@ -148,6 +152,9 @@ ${SANDBOX_USAGE_SYNOPSIS}
                  without it, the node that creates it prints a random one once on standard error
   --secrets-key-file  the cluster master key that encrypts secrets at rest (AES-256-GCM; the same file on
                  every node; aether cluster init writes one); without it secrets are off (503)
+  --outbound-allow  hosts slices may call through ctx.infra.http when their manifest declares them too
+                 (outbound); host or host:port (bare: ports 80 and 443), * for any declared host;
+                 default none: no slice reaches the network
   --api-names    host names the management API answers to besides its bind host, 127.0.0.1 and localhost
                  (a request naming another Host is refused: DNS rebinding)
   --cors-origins origins (https://ops.example) whose pages may call the API; default none
@@ -243,6 +250,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
         "app-guard": { type: "string" },
         "bootstrap-token-file": { type: "string" },
         "secrets-key-file": { type: "string" },
+        "outbound-allow": { type: "string" },
         "api-names": { type: "string" },
         "cors-origins": { type: "string" },
         labels: { type: "string" },
@@ -332,6 +340,7 @@ export function parseNodeFlags(args: string[]): NodeFlags {
     appGuard: appGuard === "on",
     bootstrapTokenFile: values["bootstrap-token-file"] || undefined,
     secretsKeyFile: values["secrets-key-file"] || undefined,
+    outboundAllow: outboundAllowFlag(values["outbound-allow"]),
     apiNames: listFlag("api-names", values["api-names"], /^[A-Za-z0-9.:_\[\]-]{1,253}$/),
     corsOrigins: listFlag("cors-origins", values["cors-origins"], /^https?:\/\/[A-Za-z0-9.:\[\]-]+$/),
     closedProbes: values["closed-probes"] ?? false,
@@ -449,6 +458,18 @@ function parsePem<T>(flag: string, path: string, parse: () => T): T {
       flag,
       `"${path}" is not a PEM ${flag === "tls-key" ? "private key" : "certificate"}: ${(e as Error).message}`,
     );
+  }
+}
+
+/** `--outbound-allow`: each entry canonical (runtime/infra-host/http_client.ts); a bad one names the flag. */
+function outboundAllowFlag(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseAllowList(text).map((r) =>
+      r.any ? "*" : r.port === undefined ? r.host : `${r.host}:${r.port}`
+    );
+  } catch (e) {
+    throw new AetherError("invalid_flag", (e as Error).message);
   }
 }
 
