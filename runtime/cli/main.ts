@@ -39,6 +39,7 @@ import { secretCommands } from "./commands/secret.ts";
 import { rateLimitCommands } from "./commands/ratelimit.ts";
 import { infraCommands } from "./commands/infra.ts";
 import { jobsCommands } from "./commands/jobs.ts";
+import { dbCommands } from "./commands/db.ts";
 import { nodeCommands } from "./commands/node.ts";
 import { restartCommands } from "./commands/restart.ts";
 
@@ -62,6 +63,7 @@ const COMMANDS: CliCommand[] = [
   ...rateLimitCommands,
   ...infraCommands,
   ...jobsCommands,
+  ...dbCommands,
   ...nodeCommands,
   ...restartCommands,
   ...accessCommands,
@@ -100,7 +102,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["load", (n) => n === "load"],
   ["autoscaling", (n) => n.startsWith("controller ") || n === "forecast"],
   ["observability", (n) => /^(metrics$|invocations$|top$|events$|alerts$|alert )/.test(n)],
-  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit |jobs |sm )/.test(n)],
+  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit |jobs |sm |db )/.test(n)],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 
