@@ -9,6 +9,7 @@
  */
 
 import type { CallOptions, JsonValue } from "./_types.ts";
+import { type TopicClient, topicClient } from "./_infra_pubsub.ts";
 
 /** One named cache: JSON values under string keys, with an optional time to live. */
 export interface CacheClient {
@@ -149,6 +150,8 @@ export interface InfraClients {
   cache(name: string): CacheClient;
   lock(name: string): LockClient;
   kv(name: string): KvClient;
+  /** A durable pub/sub topic (`requires: ["pubsub"]`): publish, subscribe a consumer group, replay. */
+  topic(name: string): TopicClient;
   /** Outbound HTTP (`requires: ["http"]`, `outbound: ["api.example.com"]`). */
   readonly http: HttpClient;
 }
@@ -189,6 +192,12 @@ export function infraClients(call: InfraCall): InfraClients {
     )) as never;
   };
   return {
+    topic(name: string): TopicClient {
+      const topic = checkName("topic", name);
+      return topicClient((method, payload, options) =>
+        call("pubsub", method, { topic, ...payload }, callOptions(options))
+      );
+    },
     http: {
       request,
       fetch: (url, init, options) => request({ ...init, url }, options),

@@ -100,6 +100,7 @@ const coordinates = "group:artifact:version";
 const sliceName = "group:artifact";
 const instances = int(0, MAX_INSTANCES);
 const deployAnswer = obj({ dryRun: bool, revision }, ["dryRun"]);
+const topicParams = { group: "the slice group owning the topic", topic: "the topic name" };
 const tokenView = obj({
   id: str,
   name: str,
@@ -504,6 +505,65 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     },
     response: { description: "the configuration", json: anyObj },
     problems: [400, 503],
+  },
+  "GET /api/v1/topics": {
+    summary: "Pub/sub topics: partitions, messages, bytes, consumer groups with their lag per partition",
+    query: [{ name: "group", description: "only the topics of this slice group", schema: str }],
+    response: { description: "the topics", json: list("items") },
+    problems: [400],
+  },
+  "GET /api/v1/topics/:group/:topic": {
+    summary: "One pub/sub topic with its consumer groups' lag per partition (next offset, head, lag)",
+    pathParameters: topicParams,
+    response: {
+      description: "the topic",
+      json: obj(
+        { group: str, topic: str, partitions: int(1, 32), messages: int(0, Number.MAX_SAFE_INTEGER) },
+        [
+          "group",
+          "topic",
+          "partitions",
+        ],
+      ),
+    },
+    problems: [400, 404],
+  },
+  "POST /api/v1/topics/:group/:topic/publish": {
+    summary: "Publishes a message as a slice of the group would (acknowledged once replicated by consensus)",
+    pathParameters: topicParams,
+    body: { json: obj({ value: anyValue, key: str, idempotencyKey: str }, ["value"]), required: true },
+    response: {
+      description: "where it was stored",
+      json: obj({ topic: str, partition: int(0, 31), offset: revision, duplicate: bool }, ["offset"]),
+    },
+    problems: [400, 413, 503],
+  },
+  "POST /api/v1/topics/:group/:topic/subscriptions": {
+    summary: "Subscribes a consumer group: a slice method of the topic's group receives every message",
+    pathParameters: topicParams,
+    body: {
+      json: obj({ group: str, slice: str, method: str, maxAttempts: int(1, 100), from: str }, [
+        "group",
+        "slice",
+        "method",
+      ]),
+      required: true,
+    },
+    response: { description: "the subscription", json: anyObj },
+    problems: [400, 409, 503],
+  },
+  "POST /api/v1/topics/:group/:topic/seek": {
+    summary: "Replay: moves a consumer group to an offset (every partition, or one)",
+    pathParameters: topicParams,
+    body: {
+      json: obj({ group: str, offset: int(0, Number.MAX_SAFE_INTEGER), partition: int(0, 31) }, [
+        "group",
+        "offset",
+      ]),
+      required: true,
+    },
+    response: { description: "the new position", json: anyObj },
+    problems: [400, 404, 503],
   },
   "POST /api/v1/infra/:name/install": {
     summary: "Starts an infrastructure service (creates its store); answers once every node can serve it",

@@ -74,6 +74,12 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },
   { method: "GET", path: "/api/v1/caches/:group/:cache", role: "viewer" },
   { method: "PUT", path: "/api/v1/caches/:group/:cache", role: "operator", target: "cache" },
+  // pub/sub topics (runtime/infra-host/pubsub_api.ts)
+  { method: "GET", path: "/api/v1/topics", role: "viewer" },
+  { method: "GET", path: "/api/v1/topics/:group/:topic", role: "viewer" },
+  { method: "POST", path: "/api/v1/topics/:group/:topic/publish", role: "operator", target: "topic" },
+  { method: "POST", path: "/api/v1/topics/:group/:topic/subscriptions", role: "operator", target: "topic" },
+  { method: "POST", path: "/api/v1/topics/:group/:topic/seek", role: "operator", target: "topic" },
   { method: "GET", path: "/api/v1/stores", role: "viewer" },
   { method: "POST", path: "/api/v1/stores", role: "operator" },
   { method: "GET", path: "/api/v1/stores/:store/entries/:key", role: "operator" },

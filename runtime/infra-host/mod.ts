@@ -51,6 +51,13 @@ export {
   SecretsService,
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
+export {
+  type DeliveryCounters,
+  type PubsubService,
+  startPubsubService,
+  type TopicView,
+} from "./pubsub_service.ts";
+export { pubsubRoutes } from "./pubsub_api.ts";
 export { cacheStats } from "./cache_service.ts";
 export {
   createHttpClient,

@@ -17,6 +17,7 @@ import type { Store } from "./store_node.ts";
 import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
+import { PUBSUB_SERVICE } from "./pubsub_service.ts";
 import { HTTP_SERVICE } from "./http_client.ts";
 import { infraServicesRoutes } from "./services_api.ts";
 import type { ServiceSlices, ServiceSliceStatus } from "./service_slices.ts";
@@ -47,7 +48,13 @@ export interface InfraService {
   serve?(store: Store, call: ServiceCall): Promise<unknown>;
 }
 
-export const SERVICES: readonly InfraService[] = [CACHE_SERVICE, LOCK_SERVICE, KV_SERVICE, HTTP_SERVICE];
+export const SERVICES: readonly InfraService[] = [
+  CACHE_SERVICE,
+  LOCK_SERVICE,
+  KV_SERVICE,
+  HTTP_SERVICE,
+  PUBSUB_SERVICE,
+];
 
 export interface InfraServicesOptions {
   stores: InfraStores;

@@ -12,11 +12,13 @@ import {
   cacheStats,
   type ConfigFeature,
   NODE_SERVED_SERVICES,
+  pubsubRoutes,
   type SecretReadAudit,
   startConfigFeature,
   startInfraServices,
   startInfraStore,
   startLockService,
+  startPubsubService,
   startServiceSlices,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
@@ -67,6 +69,11 @@ export function startFeatures(
   // Infrastructure services (cache, lock, kv) answered by the node itself on the store: `ctx.infra` calls.
   // The lock keeps its leases in the consensus KV (lock_service.ts); the leader expires them.
   const locks = startLockService(core);
+  // Pub/sub keeps its topics in the consensus KV; the leader delivers through the invoker (bound late).
+  const pubsub = startPubsubService({
+    ...core,
+    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  });
   // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
   const outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
   const outbound = createHttpClient({
@@ -75,7 +82,7 @@ export function startFeatures(
   });
   const infra = startInfraServices({
     stores: store.stores,
-    kvServed: { http: outbound.serve, lock: locks.serve },
+    kvServed: { http: outbound.serve, lock: locks.serve, pubsub: pubsub.serve },
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
     slices: startServiceSlices({ ...core, repository }),
@@ -165,6 +172,12 @@ export function startFeatures(
       store,
       infra,
       { name: "locks", status: () => ({ held: locks.size() }), stop: () => Promise.resolve(locks.stop()) },
+      {
+        name: "pubsub",
+        api: pubsubRoutes(pubsub),
+        status: () => pubsub.counters(),
+        stop: () => Promise.resolve(pubsub.stop()),
+      },
       {
         name: "outbound",
         api: outboundRoutes(core.self, outbound, () =>

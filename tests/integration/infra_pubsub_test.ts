@@ -1,0 +1,314 @@
+/**
+ * Durable pub/sub on 3 real node processes, through slices (tests/fixtures/infra/pubsub_slice.ts, and
+ * pubsub_other.ts of another group):
+ *
+ * - bad input is refused naming the field;
+ * - the leader (the deliverer) is killed with SIGKILL while publishers and two consumer groups run: every
+ *   acknowledged publish is delivered at least once to each group, in order per key (the subscriber checks it
+ *   against kv), and the restarted node catches up;
+ * - poison messages reach the dead-letter topic after maxAttempts and the good ones still flow;
+ * - replay: seek a group to offset 0 and every message is delivered again;
+ * - another group's slice naming the same topic reaches its own (empty) topic and cannot subscribe, seek or
+ *   deliver across groups;
+ * - the API shows topics and lag.
+ */
+
+import { equal, match, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
+
+type Json = Record<string, unknown>;
+const FIXTURE = new URL("../fixtures/infra/pubsub_slice.ts", import.meta.url).pathname;
+const OTHER = new URL("../fixtures/infra/pubsub_other.ts", import.meta.url).pathname;
+const KEYS = Array.from({ length: 6 }, (_, i) => `customer-${i}`);
+const PER_KEY = 30;
+
+async function post(node: NodeProcess, path: string, body: unknown, timeoutMs = 15_000) {
+  const response = await fetch(node.httpUrl + path, {
+    method: "POST",
+    body: JSON.stringify(body),
+    headers: { "content-type": "application/json" },
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  const value = text ? JSON.parse(text) : null;
+  return {
+    status: response.status,
+    body: (value !== null && typeof value === "object" ? value : { value }) as Json,
+  };
+}
+
+Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, groups kept apart", async (t) => {
+  const cluster = await TestCluster.start(3, { fsync: "never" });
+  try {
+    await cluster.waitForLeader();
+    const [n1, n2] = cluster.nodes;
+    for (const path of [FIXTURE, OTHER]) {
+      const built = await buildSlice(path);
+      // The push needs every member reachable: right after the start one may still be connecting.
+      await cluster.waitFor(`push of ${path}`, () => pushArtifact(n1, built).then(() => true), 30_000);
+    }
+    for (
+      const [id, instances, requires] of [
+        ["org.example.orders:pubsub:1.0.0", 3, '["pubsub", "kv"]'],
+        ["org.example.other:other:1.0.0", 1, '["pubsub"]'],
+      ] as const
+    ) {
+      const r = await postBlueprint(
+        n1,
+        `id = "${id}"\n[[slices]]\nartifact = "${id}"\ninstances = ${instances}\nrequires = ${requires}\n`,
+      );
+      equal(r.status, 201, JSON.stringify(r.body));
+    }
+    await cluster.waitFor("slices ACTIVE", async () => {
+      const all = await sliceStatuses(n1);
+      const active = (slice: string) =>
+        all.find((x) => x.slice === slice)?.instances.filter((i) => i.state === "ACTIVE").length ?? 0;
+      return active("org.example.orders:pubsub") === 3 && active("org.example.other:other") === 1;
+    }, 90_000);
+    for (const node of cluster.nodes) {
+      await cluster.waitFor(`${node.id} routes`, async () => {
+        const { body } = await node.json<{ routes: Array<{ path: string }> }>("/api/v1/routes");
+        return body.routes.some((r) => r.path === "/ps/progress") &&
+          body.routes.some((r) => r.path === "/other/info");
+      }, 30_000);
+    }
+
+    await t.step("bad input names the field", async () => {
+      const cases: Array<[Json, number, RegExp]> = [
+        // The SDK refuses a bad name before sending (a TypeError in the slice: 500 with its message).
+        [{ topic: "bad/name", value: 1 }, 500, /ctx\.infra\.topic\(name\): the name must be 1-64 letters/],
+        [{ topic: "x".repeat(64), value: 1 }, 400, /pubsub\.publish: topic must be 1-60 letters/],
+        [{ topic: "orders" }, 400, /pubsub\.publish: value is required/],
+        [{ topic: "orders", value: 1, idempotencyKey: "a b" }, 400, /idempotencyKey must be 1-128/],
+        [{ topic: "orders", value: 1, key: "" }, 400, /key must be a string of 1 to 256 bytes/],
+        [{ topic: "orders", value: "x".repeat(300_000) }, 413, /over the limit of 262144/],
+      ];
+      for (const [body, status, detail] of cases) {
+        const r = await post(n2, "/ps/publish", body);
+        equal(r.status, status, JSON.stringify(r.body));
+        match(String(r.body.detail), detail);
+      }
+      const badSub = await post(n2, "/ps/subscribe", { topic: "orders", group: "g", method: "no such" });
+      equal(badSub.status, 400);
+      match(String(badSub.body.detail), /pubsub\.subscribe: method must be a method name/);
+      const badCreate = await post(n2, "/ps/create", { topic: "orders", partitions: 99 });
+      equal(badCreate.status, 400);
+      match(String(badCreate.body.detail), /partitions must be an integer from 1 to 32, got 99/);
+      const api = await n1.api("/api/v1/topics/org.example.orders/orders/seek", {
+        method: "POST",
+        body: JSON.stringify({ group: "main", offset: -1 }),
+        headers: { "content-type": "application/json" },
+      });
+      equal(api.status, 400);
+      match(String((await api.json()).detail), /offset must be an integer from 0/);
+    });
+
+    await t.step("set up topics and consumer groups", async () => {
+      equal((await post(n1, "/ps/create", { topic: "orders", partitions: 4 })).status, 200);
+      for (const group of ["main", "audit"]) {
+        const r = await post(n1, "/ps/subscribe", {
+          topic: "orders",
+          group,
+          method: "onMessage",
+          maxAttempts: 100,
+          from: "earliest",
+        });
+        equal(r.status, 200, JSON.stringify(r.body));
+      }
+      const risky = await post(n1, "/ps/subscribe", {
+        topic: "risky",
+        group: "g",
+        method: "onMessage",
+        maxAttempts: 3,
+        from: "earliest",
+      });
+      equal(risky.status, 200, JSON.stringify(risky.body));
+      const dead = await post(n1, "/ps/subscribe", {
+        topic: "risky.dlq",
+        group: "watch",
+        method: "onDead",
+        from: "earliest",
+      });
+      equal(dead.status, 200, JSON.stringify(dead.body));
+    });
+
+    await t.step("idempotent publish: the same key is stored once", async () => {
+      const a = await post(n1, "/ps/publish", { topic: "idem", value: 1, idempotencyKey: "order-1" });
+      const b = await post(n2, "/ps/publish", { topic: "idem", value: 1, idempotencyKey: "order-1" });
+      equal(a.status, 200, JSON.stringify(a.body));
+      equal(b.body.duplicate, true);
+      equal(b.body.offset, a.body.offset);
+      const info = await post(n2, "/ps/info", { topic: "idem" });
+      equal(info.body.messages, 1);
+    });
+
+    await t.step(
+      "kill -9 of the leader during publish and consumption: nothing acknowledged lost",
+      async () => {
+        const acked = new Map<string, number>(KEYS.map((k) => [k, 0]));
+        let publishFailures = 0;
+        // One publisher per key, in order: seq n+1 only after n was acknowledged; retried (same idempotency key)
+        // through the running nodes until acknowledged.
+        const publisher = async (key: string) => {
+          for (let seq = 0; seq < PER_KEY; seq++) {
+            for (let attempt = 0;; attempt++) {
+              const nodes = cluster.running();
+              const node = nodes[(seq + attempt) % nodes.length];
+              try {
+                const r = await post(node, "/ps/publish", {
+                  topic: "orders",
+                  key,
+                  value: { seq },
+                  idempotencyKey: `${key}.${seq}`,
+                }, 10_000);
+                if (r.status === 200) break;
+                publishFailures++;
+              } catch {
+                publishFailures++;
+              }
+              await new Promise((r) => setTimeout(r, 100));
+            }
+            acked.set(key, seq + 1);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        };
+        const publishers = KEYS.map(publisher);
+        // Poison and good messages on "risky".
+        for (let i = 0, seq = 0; i < 6; i++) {
+          const poison = i % 3 === 0;
+          const value = poison ? { seq: -1, poison } : { seq: seq++ };
+          const r = await post(n1, "/ps/publish", { topic: "risky", key: "r", value });
+          equal(r.status, 200, JSON.stringify(r.body));
+        }
+        await cluster.waitFor(
+          "a third published",
+          () => Promise.resolve([...acked.values()].every((n) => n >= PER_KEY / 3)),
+          60_000,
+        );
+        const victim = cluster.node(await cluster.waitForLeader());
+        await victim.kill();
+        console.log(`pubsub: killed the leader ${victim.id} with SIGKILL`);
+        await cluster.waitForLeader(30_000);
+        await victim.start();
+        await Promise.all(publishers);
+        console.log(
+          `pubsub: all ${KEYS.length * PER_KEY} publishes acknowledged (${publishFailures} attempts failed)`,
+        );
+        const survivor = cluster.running().find((n) => n !== victim)!;
+        for (const group of ["main", "audit"]) {
+          const progress = await cluster.waitFor(`group ${group} delivered everything`, async () => {
+            const r = await post(survivor, "/ps/progress", { group, keys: KEYS });
+            const next = r.body.next as Record<string, number>;
+            return KEYS.every((k) => next[k] === PER_KEY) ? r.body : null;
+          }, 60_000);
+          console.log(`pubsub: group ${group}: ${JSON.stringify(progress)}`);
+          equal(progress.violations, 0, `order per key kept in ${group}`);
+          ok((progress.deliveries as number) >= KEYS.length * PER_KEY);
+        }
+        // Lag reaches 0 in the API.
+        await cluster.waitFor("lag 0", async () => {
+          const { body } = await survivor.json<Json>("/api/v1/topics/org.example.orders/orders");
+          const groups = body.consumerGroups as Array<{ consumerGroup: string; lag: number }>;
+          return groups.length === 2 && groups.every((g) => g.lag === 0);
+        }, 20_000);
+      },
+    );
+
+    await t.step("poison messages reach the dead-letter topic; good ones are delivered", async () => {
+      const node = cluster.running()[0];
+      const dead = await cluster.waitFor("2 dead letters seen by the dlq subscriber", async () => {
+        const r = await post(node, "/ps/progress", { group: "watch", keys: [] });
+        return (r.body.dead as number) >= 2 ? r.body : null;
+      }, 30_000);
+      equal(dead.dead, 2);
+      const good = await post(node, "/ps/progress", { group: "g", keys: ["r"] });
+      equal(good.body.violations, 0);
+      equal((good.body.next as Record<string, number>).r, 4);
+      const info = await post(node, "/ps/info", { topic: "risky.dlq" });
+      equal(info.body.messages, 2);
+      const risky = await post(node, "/ps/info", { topic: "risky" });
+      const groups = risky.body.consumerGroups as Array<{ lag: number }>;
+      equal(groups[0].lag, 0);
+    });
+
+    await t.step("replay: seek a group to offset 0 and every message is delivered again", async () => {
+      const node = cluster.running()[1];
+      const before = (await post(node, "/ps/progress", { group: "audit", keys: KEYS })).body;
+      const r = await node.api("/api/v1/topics/org.example.orders/orders/seek", {
+        method: "POST",
+        body: JSON.stringify({ group: "audit", offset: 0 }),
+        headers: { "content-type": "application/json" },
+      });
+      equal(r.status, 200, await r.clone().text());
+      await r.body?.cancel();
+      const after = await cluster.waitFor("redelivered", async () => {
+        const p = (await post(node, "/ps/progress", { group: "audit", keys: KEYS })).body;
+        return (p.dups as number) - (before.dups as number) >= KEYS.length * PER_KEY ? p : null;
+      }, 30_000);
+      equal(after.violations, 0);
+    });
+
+    await t.step("hostile: another group's slice reaches only its own topics", async () => {
+      const node = cluster.running()[0];
+      // The same topic name is the other group's own, empty topic.
+      equal((await post(node, "/other/info", { topic: "orders" })).body.value, null);
+      const pub = await post(node, "/other/publish", { topic: "orders", value: { seq: 0 } });
+      equal(pub.status, 200, JSON.stringify(pub.body));
+      const mine = await post(node, "/other/info", { topic: "orders" });
+      equal(mine.body.group, "org.example.other");
+      equal(mine.body.messages, 1);
+      // The orders group's topic did not get the message.
+      const theirs = await post(node, "/ps/info", { topic: "orders" });
+      equal(theirs.body.messages, KEYS.length * PER_KEY);
+      // It cannot subscribe the orders slice (another group) nor seek the orders group's consumer groups.
+      const cross = await post(node, "/other/subscribe", {
+        topic: "orders",
+        group: "steal",
+        method: "onMessage",
+        slice: "org.example.orders:pubsub",
+      });
+      equal(cross.status, 400);
+      match(String(cross.body.detail), /is not of the topic's group org\.example\.other/);
+      const seek = await post(node, "/other/seek", { topic: "orders", group: "main", offset: 0 });
+      equal(seek.status, 404);
+      // Its own subscription gets only its own message.
+      const own = await post(node, "/other/subscribe", {
+        topic: "orders",
+        group: "mine",
+        method: "onMessage",
+      });
+      equal(own.status, 200, JSON.stringify(own.body));
+      await cluster.waitFor("the other group's lag 0", async () => {
+        const r = await post(node, "/other/info", { topic: "orders" });
+        const groups = r.body.consumerGroups as Array<{ lag: number }>;
+        return groups.length === 1 && groups[0].lag === 0;
+      }, 20_000);
+    });
+
+    await t.step("the API lists topics with lag", async () => {
+      const node = cluster.running()[0];
+      const { status, body } = await node.json<{ items: Array<Json> }>("/api/v1/topics");
+      equal(status, 200);
+      const names = body.items.map((t) => `${t.group}/${t.topic}`);
+      for (
+        const name of [
+          "org.example.orders/orders",
+          "org.example.orders/risky.dlq",
+          "org.example.other/orders",
+        ]
+      ) {
+        ok(names.includes(name), `${name} in ${names.join(", ")}`);
+      }
+    });
+  } catch (e) {
+    console.error(
+      cluster.logs().split("\n").filter((l) => /pubsub|error|ERROR/.test(l)).slice(-80).join("\n"),
+    );
+    throw e;
+  } finally {
+    await cluster.close();
+  }
+});
