@@ -265,6 +265,7 @@ export class SqlReplica {
     string,
     { chunks: Uint8Array[]; revision: number; total: number; from: NodeId }
   >();
+  readonly #copyAskedAtMs = new Map<string, number>();
   #pruneTimer: ReturnType<typeof setInterval> | undefined;
   #counter = 0;
   #stopped = false;
@@ -593,8 +594,8 @@ export class SqlReplica {
 
   /** A copy that may serve: waits (until the deadline) for a copy from another member when stale. */
   async #usable(key: string, deadlineMs: number): Promise<LocalDb> {
-    const db = this.#db(key);
-    while (db.stale && Date.now() < deadlineMs) {
+    // An installed copy replaces the LocalDb: look it up again every round.
+    for (let db = this.#db(key); db.stale && Date.now() < deadlineMs; db = this.#db(key)) {
       this.#requestCopy(db);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -803,6 +804,10 @@ export class SqlReplica {
   // ------------------------------------------------------------------------------------------- copies
 
   #requestCopy(db: LocalDb): void {
+    // Every member that has the database answers with a whole image: ask at most once a second.
+    const nowMs = Date.now();
+    if (nowMs - (this.#copyAskedAtMs.get(db.key) ?? 0) < 1_000) return;
+    this.#copyAskedAtMs.set(db.key, nowMs);
     const pruned = this.#prunedThrough(db.key);
     for (const peer of this.#o.members) {
       if (peer === this.#o.self || !this.#o.isConnected(peer)) continue;
