@@ -283,6 +283,25 @@ export class SecretsService {
     audit(true, current.version);
     return value;
   }
+
+  /**
+   * The runtime's own read (an operator named the secret in a setting, e.g. a database's PostgreSQL
+   * password): no manifest check, audited as `slice` = `purpose` (e.g. "aether.runtime:db org.example/orders").
+   */
+  async readForRuntime(name: string, purpose: string): Promise<string> {
+    const found = this.#record(secretNameText(name, "secret"));
+    const audit = (allowed: boolean, version?: number) =>
+      this.#options.audit({ secret: name, slice: purpose, instanceId: "", requestId: "", allowed, version });
+    if (!found) {
+      audit(false);
+      throw new AetherError("not_found", `no secret "${name}" (aether secret set ${name} creates it)`);
+    }
+    const current = found.record.versions.find((v) => v.version === found.record.current)!;
+    const value = await decryptSecret(this.#key(), name, current.version, current);
+    this.stats.reads++;
+    audit(true, current.version);
+    return value;
+  }
 }
 
 function infoOf(name: string, record: SecretRecord): SecretInfo {
