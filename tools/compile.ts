@@ -30,6 +30,7 @@ const PAYLOAD_PATHS = [
   "slices",
   "examples",
   "dashboard/dist",
+  "infra/dist",
   "deno.json",
   "deno.lock",
   "node_modules",

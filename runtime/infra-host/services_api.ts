@@ -7,8 +7,9 @@
  *   GET  /caches/{group}/{cache}  a cache's configuration and this node's counters (cache_service.ts)
  *   PUT  /caches/{group}/{cache}  sets its configuration `{"defaultTtlMs":60000,"maxEntries":N,"maxBytes":B}`
  *
- * A service "runs" once its store exists in the cluster (a `stores/{name}/config` record): every node then
- * serves its methods.
+ * A service "runs" once its store exists in the cluster (a `stores/{name}/config` record) and, for a service
+ * with a bundled slice (infra/), once that slice has an ACTIVE instance; `slice` then shows its artifact,
+ * digest, whether the repository holds it, and its instances (node and state).
  */
 
 import { Hono } from "hono";
@@ -46,6 +47,8 @@ export function infraServicesRoutes(services: InfraServices): Hono {
         ...s,
         running: running.get(s.name)?.running ?? false,
         store: running.get(s.name)?.store,
+        // A bundled service slice: its artifact, whether it is published, its instances (absent: node-served).
+        ...(running.get(s.name)?.slice ? { slice: running.get(s.name)?.slice } : {}),
       }));
   };
   app.get("/infra", (c) => c.json({ items: describe() }));

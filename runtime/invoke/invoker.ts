@@ -740,6 +740,7 @@ export class SliceInvoker {
         requestId: call.requestId,
         traceparent,
         deadlineMs: call.deadlineMs,
+        ...(call.caller === undefined ? {} : { caller: call.caller }),
       });
       if (!result.ok) {
         outcome = "error";

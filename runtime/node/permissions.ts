@@ -42,6 +42,8 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     join(root, "deno.json"),
     join(root, "deno.lock"),
     join(root, "dashboard", "dist"),
+    // The bundled infrastructure services (runtime/infra-host/bundled.ts), read once at start.
+    join(root, "infra", "dist"),
     dataDir,
     resolve(input.secretFile),
     ...(input.bootstrapTokenFile ? [resolve(input.bootstrapTokenFile)] : []),
@@ -57,7 +59,9 @@ export function nodePermissionFlags(input: NodePermissionInput): string[] {
     `--allow-read=${readable.join(",")}`,
     `--allow-write=${dataDir}`,
     "--allow-sys=loadavg,systemMemoryInfo,osUptime,hostname",
-    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME,XDG_CACHE_HOME,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE",
+    // PGBINARY and PGREPLICATION: the PostgreSQL driver (pg) reads them for every connection, even with every
+    // setting given (infra-host/postgres_backend.ts gives all the others, so no other PG* variable is read).
+    "--allow-env=NO_COLOR,TERM,DENO_DIR,HOME,XDG_CACHE_HOME,WS_NO_BUFFER_UTIL,WS_NO_UTF_8_VALIDATE,PGBINARY,PGREPLICATION",
   ];
 }
 

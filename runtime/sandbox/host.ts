@@ -678,7 +678,16 @@ export class SliceHost {
         settled: false,
       });
       const caller = options.caller === undefined ? {} : { caller: options.caller };
-      this.#send(id, { t: "call", id, method, payload: request, requestId, traceparent, deadline, ...caller });
+      this.#send(id, {
+        t: "call",
+        id,
+        method,
+        payload: request,
+        requestId,
+        traceparent,
+        deadline,
+        ...caller,
+      });
     });
     this.#checkInvariants();
     return answer;
@@ -1164,10 +1173,10 @@ export class SliceHost {
       ? Promise.reject(
         new AetherError(
           "forbidden",
-          message.name === "@infra" || message.artifact.startsWith("aether.infra:")
-            ? `${message.artifact} is not among the infrastructure services this slice requires (manifest requires)`
-            : message.name === "@service-host"
+          message.name === "@service-host"
             ? `${message.artifact}: @service-host is reserved for the bundled infrastructure services`
+            : message.name === "@infra" || message.artifact.startsWith("aether.infra:")
+            ? `${message.artifact} is not among the infrastructure services this slice requires (manifest requires)`
             : `${message.artifact} is not among the slices this slice calls`,
         ),
       )

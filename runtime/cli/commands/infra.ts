@@ -10,6 +10,20 @@ interface ServiceView {
   running: boolean;
   store?: string;
   installed?: boolean;
+  /** The bundled service slice (absent: served by the nodes themselves). */
+  slice?: {
+    artifact: string;
+    sha256: string;
+    published: boolean;
+    desired: number;
+    active: number;
+    instances: Array<{ node: string; state: string }>;
+  };
+}
+
+/** "3/3 active" for a service slice, "node-served" for a service without one. */
+function instancesText(s: ServiceView): string {
+  return s.slice ? `${s.slice.active}/${s.slice.desired} active` : "node-served";
 }
 
 const servicePath = (name: string) => `/api/v1/infra/${encodeURIComponent(name)}`;
@@ -80,8 +94,8 @@ export const infraCommands: CliCommand[] = [
       const { items } = await ctx.api.json<{ items: ServiceView[] }>("GET", "/api/v1/infra");
       if (ctx.json) return ctx.out(JSON.stringify(items));
       ctx.out(table(
-        ["SERVICE", "VERSION", "RUNNING", "DESCRIPTION"],
-        items.map((s) => [s.name, s.version, s.running ? "yes" : "no", s.description]),
+        ["SERVICE", "VERSION", "RUNNING", "INSTANCES", "DESCRIPTION"],
+        items.map((s) => [s.name, s.version, s.running ? "yes" : "no", instancesText(s), s.description]),
       ));
     },
   },
@@ -102,6 +116,16 @@ export const infraCommands: CliCommand[] = [
           `  running  ${s.running ? "yes" : "no (starts with the first blueprint that requires it)"}`,
           `  store    ${s.store ?? "-"}`,
           `  methods  ${s.methods.join(", ")}`,
+          ...(s.slice
+            ? [
+              `  artifact ${s.slice.artifact} (sha-256 ${s.slice.sha256.slice(0, 12)}, ${
+                s.slice.published ? "in the repository" : "not published yet"
+              })`,
+              `  instances ${instancesText(s)}: ${
+                s.slice.instances.map((i) => `${i.node} ${i.state}`).join(", ") || "none"
+              }`,
+            ]
+            : [`  instances node-served (no bundled slice)`]),
         ].join("\n"),
       );
     },
