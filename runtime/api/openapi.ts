@@ -453,6 +453,37 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     summary: "Every deployed slice: its instances, where they run, their state",
     response: { description: "slices", json: obj({ revision, slices: { type: "array" } }, ["slices"]) },
   },
+  "GET /api/v1/aspects": {
+    summary:
+      "Slice methods with a dynamic aspect (log, metrics, log+metrics); methods not listed run with none",
+    response: {
+      description: "switched methods",
+      json: obj({
+        items: {
+          type: "array",
+          items: obj({ slice: str, method: str, mode: str }, ["slice", "method", "mode"]),
+        },
+      }, [
+        "items",
+      ]),
+    },
+  },
+  "PUT /api/v1/aspects": {
+    summary:
+      "Switches a slice method's aspect on every node (applied within about a second, no restart): log records arguments and results (size-limited, redacted), metrics adds argument/result sizes, none removes it",
+    body: {
+      json: obj({ target: str, mode: { type: "string", enum: ["none", "log", "metrics", "log+metrics"] } }, [
+        "target",
+        "mode",
+      ]),
+      required: true,
+    },
+    response: {
+      description: "the method's mode now",
+      json: obj({ slice: str, method: str, mode: str }, ["mode"]),
+    },
+    problems: [400, 409, 503, 504],
+  },
   "GET /api/v1/outbound": {
     summary:
       "Outbound HTTP of slices: the hosts the operator allows (--outbound-allow) and, per node, each (group, host) with requests, failures, retries, refusals and circuit state",

@@ -69,6 +69,9 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   // infrastructure services (runtime/infra-host/services_api.ts)
   // outbound HTTP of slices (runtime/infra-host/http_client_api.ts)
   { method: "GET", path: "/api/v1/outbound", role: "viewer" },
+  // dynamic aspects (runtime/infra-host/aspects.ts)
+  { method: "GET", path: "/api/v1/aspects", role: "viewer" },
+  { method: "PUT", path: "/api/v1/aspects", role: "operator" },
   { method: "GET", path: "/api/v1/infra", role: "viewer" },
   { method: "GET", path: "/api/v1/infra/:name", role: "viewer" },
   { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },

@@ -51,6 +51,7 @@ Deno.test("help: the top-level list is grouped, one line per command, within the
   assert.deepEqual([...groupNames()].sort(), [
     "alert",
     "artifact",
+    "aspect",
     "blueprint",
     "cluster",
     "config",

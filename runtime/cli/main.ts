@@ -42,6 +42,7 @@ import { jobsCommands } from "./commands/jobs.ts";
 import { dbCommands } from "./commands/db.ts";
 import { nodeCommands } from "./commands/node.ts";
 import { restartCommands } from "./commands/restart.ts";
+import { aspectCommands } from "./commands/aspect.ts";
 
 const COMMANDS: CliCommand[] = [
   ...clusterCommands,
@@ -66,6 +67,7 @@ const COMMANDS: CliCommand[] = [
   ...dbCommands,
   ...nodeCommands,
   ...restartCommands,
+  ...aspectCommands,
   ...accessCommands,
 ];
 
@@ -102,7 +104,10 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["load", (n) => n === "load"],
   ["autoscaling", (n) => n.startsWith("controller ") || n === "forecast"],
   ["observability", (n) => /^(metrics$|invocations$|top$|events$|alerts$|alert )/.test(n)],
-  ["services, config, secrets", (n) => /^(infra |config |secret |ratelimit |jobs |sm |db )/.test(n)],
+  [
+    "services, config, secrets",
+    (n) => /^(infra |config |secret |ratelimit |aspect |outbound$|jobs |sm |db )/.test(n),
+  ],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];
 

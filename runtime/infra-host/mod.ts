@@ -69,6 +69,15 @@ export {
 } from "./http_client.ts";
 export { type OutboundNodeView, outboundRoutes } from "./http_client_api.ts";
 export {
+  type AspectEntry,
+  type Aspects,
+  type AspectSizeStats,
+  boundedJson,
+  redact,
+  redactionRules,
+  startAspects,
+} from "./aspects.ts";
+export {
   ServiceSlices,
   type ServiceSlicesCore,
   type ServiceSliceStatus,

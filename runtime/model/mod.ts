@@ -78,4 +78,5 @@ export * from "./controller.ts";
 export * from "./stores.ts";
 export * from "./secrets.ts";
 export * from "./locks.ts";
+export * from "./aspects.ts";
 export * from "./scheduler.ts";

@@ -23,7 +23,13 @@ import {
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
-import { createHttpClient, declaredOutbound, outboundRoutes, parseAllowList } from "../infra-host/mod.ts";
+import {
+  createHttpClient,
+  declaredOutbound,
+  outboundRoutes,
+  parseAllowList,
+  startAspects,
+} from "../infra-host/mod.ts";
 import type { Feature, NodeContext } from "./context.ts";
 import type { NodeFlags } from "./flags.ts";
 import { startTraces } from "./traces.ts";
@@ -76,6 +82,9 @@ export function startFeatures(
   });
   // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
   const outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
+  // Dynamic aspects (log / metrics per slice method, switched cluster-wide through the KV): applied where
+  // local instances are invoked (the executor the invoker is given below).
+  const aspects = startAspects(core);
   const outbound = createHttpClient({
     allowed: () => outboundAllowed,
     declared: (coordinates) => declaredOutbound(core.state(), coordinates),
@@ -131,6 +140,7 @@ export function startFeatures(
     commitLatency: core.commitLatency,
     caches: cacheStats,
     outbound: () => outbound.stats(),
+    aspects: () => aspects.stats(),
   });
   // Scale to zero: a call for a slice at zero is held while an instance starts (runtime/control).
   const activator = startActivator(core);
@@ -139,7 +149,7 @@ export function startFeatures(
     activate: (slice, deadlineMs) => activator.activate(slice, deadlineMs),
     spans: traces.spans,
     metrics: metrics.recorder,
-    executor: deployment.executor,
+    executor: aspects.wrap(deployment.executor),
     endpoints: deployment.endpoints,
     instanceIdOf: deployment.instanceIdOf,
     maxBodyBytes: flags.httpMaxBodyBytes,
@@ -188,6 +198,7 @@ export function startFeatures(
           }))),
         status: () => ({ allowed: outbound.allowedText(), hosts: outbound.stats().length }),
       },
+      aspects,
       deployment,
       config,
       traces,
