@@ -5,6 +5,7 @@
  * by the build (`validateManifest`) and by `testSlice`.
  */
 
+import { jobsProblems, machinesProblems } from "./_machines.ts";
 import type {
   ConfigOf,
   ConfigSchema,
@@ -201,6 +202,7 @@ export function defineSlice<
     http: spec.http,
     calls: (spec.calls ?? {}) as C,
     requires: checkStringList(where, "requires", spec.requires),
+    ...checkDeclarations(where, spec as { machines?: unknown; jobs?: unknown; methods: unknown }),
     secrets: checkStringList(where, "secrets", spec.secrets),
     outbound: checkStringList(where, "outbound", spec.outbound),
     redact: checkStringList(where, "redact", spec.redact),
@@ -210,6 +212,25 @@ export function defineSlice<
     }),
     config: (spec.config ?? {}) as S,
   });
+}
+
+/** `machines` and `jobs` (slices/_machines.ts): the first problem names its path. */
+function checkDeclarations(
+  where: string,
+  spec: { machines?: unknown; jobs?: unknown; methods: unknown },
+): { machines?: never; jobs?: never } {
+  const methods = new Set(Object.keys(spec.methods as object));
+  const out: Record<string, unknown> = {};
+  for (const [field, check] of [["machines", machinesProblems], ["jobs", jobsProblems]] as const) {
+    const value = spec[field];
+    if (value === undefined) continue;
+    const { problems } = check(value, field, methods);
+    if (problems.length > 0) {
+      throw new SliceDefinitionError(`${where}: ${problems[0].path} ${problems[0].message}`);
+    }
+    out[field] = value;
+  }
+  return out as { machines?: never; jobs?: never };
 }
 
 /** True for a value made by `defineSlice` (from any copy of the SDK). */

@@ -242,6 +242,8 @@ export function describeDefinition(def: AnySliceDefinition): SliceDescription {
     http,
     calls,
     requires: [...def.requires],
+    ...(def.machines ? { machines: jsonSafe(def.machines) as never } : {}),
+    ...(def.jobs ? { jobs: jsonSafe(def.jobs) as never } : {}),
     ...(def.secrets?.length ? { secrets: [...def.secrets] } : {}),
     ...(def.outbound?.length ? { outbound: [...def.outbound] } : {}),
     ...(def.redact?.length ? { redact: [...def.redact] } : {}),

@@ -6,6 +6,7 @@
 
 // The log types are core's (one definition for the node and the SDK). A file import, not core/mod.ts: the
 // slice runtime runs where npm packages cannot load (see runtime/core/trace.ts), and this import is type-only.
+import type { JobDeclaration, MachineSpec } from "./_machines.ts";
 import type { LogFields, LogLevel, LogWriter } from "../runtime/core/mod.ts";
 
 import type { InfraClients } from "./_infra.ts";
@@ -197,6 +198,13 @@ export interface SliceSpec<M, C, S extends ConfigSchema> {
   readonly calls?: C;
   /** Infrastructure services this slice needs, e.g. `["cache"]`. */
   readonly requires?: readonly string[];
+  /**
+   * State machines of this slice's group (`requires: ["statemachine"]`, `ctx.infra.machine(name)`): states,
+   * events, transitions with declarative guards, timeouts, onEnter methods (slices/_machines.ts).
+   */
+  readonly machines?: Readonly<Record<string, MachineSpec>>;
+  /** Jobs the scheduler creates when the slice is deployed: `{ nightly: { cron: "0 3 * * *", method } }`. */
+  readonly jobs?: Readonly<Record<string, JobDeclaration>>;
   /** Names of the cluster secrets this slice reads with `ctx.secrets.get(name)`; no other can be read. */
   readonly secrets?: readonly string[];
   /**
@@ -228,6 +236,8 @@ export interface SliceDefinition<
   readonly http?: HttpSpec<M>;
   readonly calls: C;
   readonly requires: readonly string[];
+  readonly machines?: Readonly<Record<string, MachineSpec>>;
+  readonly jobs?: Readonly<Record<string, JobDeclaration>>;
   readonly secrets: readonly string[];
   readonly outbound?: readonly string[];
   readonly redact?: readonly string[];

@@ -10,3 +10,11 @@
 export * from "./manifest.ts";
 export { defaultsOf, fieldValueProblem, resolveConfig, schemaProblems } from "./config.ts";
 export type * from "./protocol.ts";
+export {
+  failedGuard,
+  type GuardCondition,
+  type JobDeclaration,
+  jobsProblems,
+  machinesProblems,
+  type ManifestMachine,
+} from "./_machines.ts";

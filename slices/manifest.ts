@@ -9,6 +9,7 @@ import { AetherError, parseArtifactBase, parseCoordinates, parseVersionRange } f
 import { METHOD_NAME } from "./_define.ts";
 import type { ConfigField, HttpMethod, JsonValue } from "./_types.ts";
 import { defaultsOf, type Problem, schemaProblems } from "./config.ts";
+import { type JobDeclaration, jobsProblems, machinesProblems, type ManifestMachine } from "./_machines.ts";
 import type { SliceDescription } from "./protocol.ts";
 
 export type { Problem } from "./config.ts";
@@ -49,6 +50,10 @@ export interface SliceManifest {
   routes: ManifestRoutes | null;
   calls: Record<string, { artifact: string; range: string }>;
   requires: string[];
+  /** State machines the slice declares (absent: none); runtime/infra-host/statemachine.ts runs them. */
+  machines?: Record<string, ManifestMachine>;
+  /** Scheduled jobs the slice declares (absent: none), created when the slice is deployed. */
+  jobs?: Record<string, JobDeclaration>;
   /** Secret names the slice may read (`ctx.secrets.get`); absent in manifests built before secrets. */
   secrets?: string[];
   /** Hosts `ctx.infra.http` may reach, `host` or `host:port` (absent: none). */
@@ -93,6 +98,8 @@ const TOP_LEVEL_KEYS = [
   "builtAt",
 ];
 const MAX_LIST = 256;
+/** Optional declarations (slices/_machines.ts): absent in most manifests. */
+const DECLARATION_KEYS = ["machines", "jobs"];
 /** Fields manifests built before them lack: absent is valid. */
 const OPTIONAL_KEYS = ["secrets", "outbound", "redact"];
 const REDACT_PATH = /^[A-Za-z0-9_$-]{1,64}(?:\.[A-Za-z0-9_$-]{1,64}){0,7}$/;
@@ -217,6 +224,10 @@ export function manifestFromDescription(
     routes: routesFromDescription(description.http, problems),
     calls: description.calls,
     requires: description.requires,
+    ...(description.machines
+      ? { machines: machinesProblems(description.machines, "machines").machines }
+      : {}),
+    ...(description.jobs ? { jobs: jobsProblems(description.jobs, "jobs").jobs } : {}),
     ...(description.secrets?.length ? { secrets: description.secrets } : {}),
     ...(description.outbound?.length ? { outbound: description.outbound } : {}),
     ...(description.redact?.length ? { redact: description.redact } : {}),
@@ -376,7 +387,9 @@ export function manifestProblems(json: unknown): Problem[] {
   const problems: Problem[] = [];
   if (!isObject(json)) return [{ path: "(manifest)", message: "must be a JSON object" }];
   for (const key of Object.keys(json)) {
-    if (!TOP_LEVEL_KEYS.includes(key)) problems.push({ path: key, message: "is not a manifest field" });
+    if (!TOP_LEVEL_KEYS.includes(key) && !DECLARATION_KEYS.includes(key)) {
+      problems.push({ path: key, message: "is not a manifest field" });
+    }
   }
   for (const key of TOP_LEVEL_KEYS) {
     // `secrets` is optional: manifests built before it stay valid.
@@ -432,6 +445,10 @@ export function manifestProblems(json: unknown): Problem[] {
       (s) => REDACT_PATH.test(s) ? undefined : `"${s}" is not a field name or dotted path (card.number)`,
     );
   }
+  if (json.machines !== undefined) {
+    problems.push(...machinesProblems(json.machines, "machines", methods).problems);
+  }
+  if (json.jobs !== undefined) problems.push(...jobsProblems(json.jobs, "jobs", methods).problems);
   if (!isObject(json.permissions)) {
     problems.push({ path: "permissions", message: "must be { net: [...], env: [...] }" });
   } else {

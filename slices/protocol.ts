@@ -18,6 +18,9 @@ export interface SliceDescription {
   } | null;
   calls: Record<string, { artifact: string; range: string }>;
   requires: string[];
+  /** Declared state machines and jobs (slices/_machines.ts), as written; absent when none. */
+  machines?: Record<string, JsonValue>;
+  jobs?: Record<string, JsonValue>;
   /** Secret names the slice reads with `ctx.secrets.get` (absent from bundles built before secrets). */
   secrets?: string[];
   /** Hosts `ctx.infra.http` may reach (absent from bundles built before it). */

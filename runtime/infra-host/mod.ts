@@ -52,6 +52,15 @@ export {
 } from "./secrets.ts";
 export { type LockService, type LockServiceOptions, startLockService } from "./lock_service.ts";
 export {
+  jobView,
+  nextOccurrence,
+  type Scheduler,
+  type SchedulerOptions,
+  startScheduler,
+} from "./scheduler.ts";
+export { schedulerRoutes } from "./scheduler_api.ts";
+export { startStateMachines, type StateMachines, type StateMachinesOptions } from "./statemachine.ts";
+export {
   type DeliveryCounters,
   type PubsubService,
   startPubsubService,

@@ -45,8 +45,8 @@ import {
   type MisfirePolicy,
   parseLeaderRecord,
 } from "../model/mod.ts";
+// Types only: services.ts imports this file for its catalog row (a value import back would be a cycle).
 import type { InfraService, ServiceCall } from "./services.ts";
-import { stringField } from "./services.ts";
 
 /** How often the leader looks for due occurrences. */
 const TICK_MS = 5;
@@ -61,6 +61,15 @@ const FIRE_TIMEOUT_MS = 30_000;
 const MAX_DELAY_MS = 366 * 86_400_000;
 /** The largest payload a job carries to its method (bytes of JSON). */
 const MAX_PAYLOAD_BYTES = 16 * 1024;
+/** How often the leader reconciles the jobs slices declare in their manifests. */
+const RECONCILE_MS = 1_000;
+const utf8 = new TextDecoder();
+
+/** Same schedule and call: a declared job needs no rewrite. */
+function sameDeclaration(a: JobRecord, b: JobRecord): boolean {
+  return a.cron === b.cron && a.tz === b.tz && a.misfire === b.misfire &&
+    JSON.stringify(a.target) === JSON.stringify(b.target);
+}
 
 export type SliceInvoke = (
   target: string | CallTarget,
@@ -387,6 +396,77 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     }
   };
   const timer = setInterval(tick, TICK_MS);
+  let reconciling = false;
+  const reconcileTimer = setInterval(() => {
+    if (reconciling || !options.isLeader()) return;
+    reconciling = true;
+    reconcileDeclared().catch((e) => log.debug("declared jobs not reconciled", { error: errorText(e) }))
+      .finally(() => reconciling = false);
+  }, RECONCILE_MS);
+
+  /**
+   * Jobs declared in the manifests of deployed slices (`jobs` field): the leader creates each one missing,
+   * rewrites one whose declaration changed (keeping its history, pause and next occurrence when the schedule
+   * is the same), and deletes the declared jobs of slices no longer deployed.
+   */
+  const reconcileDeclared = async () => {
+    const state = options.state();
+    const wanted = new Map<string, JobRecord>();
+    for (const target of state.range("targets/")) {
+      const slice = target.key.slice("targets/".length);
+      let version: string | undefined;
+      try {
+        version = JSON.parse(utf8.decode(target.value)).version;
+      } catch {
+        continue;
+      }
+      const artifact = state.get(`artifacts/${slice}:${version}`);
+      if (!artifact) continue;
+      let declared: Record<string, JobSpec & { cron: string }> | undefined;
+      try {
+        declared = JSON.parse(utf8.decode(artifact.value)).manifest?.jobs;
+      } catch {
+        continue;
+      }
+      const group = slice.split(":")[0];
+      for (const [name, job] of Object.entries(declared ?? {})) {
+        try {
+          const record = jobFromSpec(group, name, { ...job, slice }, "manifest", Date.now());
+          wanted.set(jobKey(group, name), record);
+        } catch (e) {
+          log.warn("a declared job is invalid; not scheduled", { slice, job: name, error: errorText(e) });
+        }
+      }
+    }
+    for (const [key, record] of wanted) {
+      const existing = jobs.get(key);
+      if (existing && existing.record.source !== "manifest") continue; // a job made at run time keeps its name
+      if (existing && sameDeclaration(existing.record, record)) continue;
+      if (!existing) {
+        await options.kv.write({ type: "put", key, value: encodeJobRecord(record), ifRevision: 0 }, {
+          timeoutMs: 5_000,
+        })
+          .catch((e) => log.debug("declared job not created", { key, error: errorText(e) }));
+        continue;
+      }
+      const kept = {
+        ...record,
+        paused: existing.record.paused,
+        history: existing.record.history,
+        fired: existing.record.fired,
+      };
+      await options.kv.write(
+        { type: "put", key, value: encodeJobRecord(kept), ifRevision: existing.modRevision },
+        { timeoutMs: 5_000 },
+      ).catch((e) => log.debug("declared job not updated", { key, error: errorText(e) }));
+    }
+    for (const [key, tracked] of jobs) {
+      if (tracked.record.source === "manifest" && !wanted.has(key)) {
+        await options.kv.write({ type: "delete", key, ifRevision: tracked.modRevision }, { timeoutMs: 5_000 })
+          .catch(() => {});
+      }
+    }
+  };
 
   /** Claims the due occurrence (or re-claims an orphaned one), calls it, completes it. */
   const fire = async (key: string, tracked: Tracked, leaderRevision: number, nowMs: number) => {
@@ -692,6 +772,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     stats: () => ({ jobs: jobs.size, firing: firing.size, fired: firedHere, leading: options.isLeader() }),
     stop() {
       clearInterval(timer);
+      clearInterval(reconcileTimer);
       offEvents();
       offReset();
     },
@@ -727,7 +808,14 @@ export function jobView(record: JobRecord) {
 }
 
 async function serve(scheduler: Scheduler, call: ServiceCall): Promise<unknown> {
-  const name = stringField(call, "scheduler", "job", 128);
+  const name = call.payload.job;
+  if (typeof name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/.test(name)) {
+    throw new AetherError(
+      "bad_request",
+      `scheduler.${call.method}: job must be 1-128 of A-Z a-z 0-9 . _ : @ -, got ${JSON.stringify(name)}`,
+      { field: "job" },
+    );
+  }
   switch (call.method) {
     case "schedule": {
       const spec = { ...call.payload } as JobSpec & { job?: unknown };

@@ -17,6 +17,8 @@ import type { Store } from "./store_node.ts";
 import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
+import { SCHEDULER_SERVICE } from "./scheduler.ts";
+import { STATEMACHINE_SERVICE } from "./statemachine.ts";
 import { PUBSUB_SERVICE } from "./pubsub_service.ts";
 import { HTTP_SERVICE } from "./http_client.ts";
 import { infraServicesRoutes } from "./services_api.ts";
@@ -52,6 +54,8 @@ export const SERVICES: readonly InfraService[] = [
   CACHE_SERVICE,
   LOCK_SERVICE,
   KV_SERVICE,
+  SCHEDULER_SERVICE,
+  STATEMACHINE_SERVICE,
   HTTP_SERVICE,
   PUBSUB_SERVICE,
 ];

@@ -13,13 +13,16 @@ import {
   type ConfigFeature,
   NODE_SERVED_SERVICES,
   pubsubRoutes,
+  schedulerRoutes,
   type SecretReadAudit,
   startConfigFeature,
   startInfraServices,
   startInfraStore,
   startLockService,
   startPubsubService,
+  startScheduler,
   startServiceSlices,
+  startStateMachines,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
 import { DEFAULT_POLICY } from "../sandbox/mod.ts";
@@ -80,6 +83,12 @@ export function startFeatures(
     ...core,
     invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
   });
+  // State machines: instances in the consensus KV, transitions by compare-and-set, timeouts as jobs.
+  const machines = startStateMachines({
+    ...core,
+    scheduler,
+    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  });
   // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
   const outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
   // Dynamic aspects (log / metrics per slice method, switched cluster-wide through the KV): applied where
@@ -89,9 +98,21 @@ export function startFeatures(
     allowed: () => outboundAllowed,
     declared: (coordinates) => declaredOutbound(core.state(), coordinates),
   });
+  // The scheduler keeps its jobs in the consensus KV and fires them on the leader through the invoker,
+  // which starts below (bound late, like the executor's outbound calls).
+  const scheduler = startScheduler({
+    ...core,
+    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  });
   const infra = startInfraServices({
     stores: store.stores,
-    kvServed: { http: outbound.serve, lock: locks.serve, pubsub: pubsub.serve },
+    kvServed: {
+      http: outbound.serve,
+      lock: locks.serve,
+      scheduler: scheduler.serve,
+      statemachine: machines.serve,
+      pubsub: pubsub.serve,
+    },
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
     slices: startServiceSlices({ ...core, repository }),
@@ -182,6 +203,12 @@ export function startFeatures(
       store,
       infra,
       { name: "locks", status: () => ({ held: locks.size() }), stop: () => Promise.resolve(locks.stop()) },
+      {
+        name: "scheduler",
+        api: schedulerRoutes(scheduler, machines),
+        status: () => scheduler.stats(),
+        stop: () => Promise.resolve(scheduler.stop()),
+      },
       {
         name: "pubsub",
         api: pubsubRoutes(pubsub),

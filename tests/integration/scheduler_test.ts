@@ -39,9 +39,13 @@ interface Counts {
 }
 
 async function counts(node: NodeProcess, job: string, fromMs: number, toMs: number): Promise<Counts> {
-  const r = await post(node, "/ticker/counts", { job, fromMs, toMs, stepMs: 1000 });
-  equal(r.status, 200, JSON.stringify(r.body));
-  return r.body as unknown as Counts;
+  // Retried for a while: right after a restart the kv service may still be coming up.
+  for (let attempt = 0;; attempt++) {
+    const r = await post(node, "/ticker/counts", { job, fromMs, toMs, stepMs: 1000 });
+    if (r.status === 200) return r.body as unknown as Counts;
+    if (attempt >= 20) equal(r.status, 200, JSON.stringify(r.body));
+    await sleep(500);
+  }
 }
 
 async function deploy(cluster: TestCluster, n1: NodeProcess, path: string, slice: string, requires: string) {
@@ -207,6 +211,15 @@ Deno.test("scheduler on 3 nodes: once per occurrence across a leader kill -9, pa
         `/api/v1/jobs?group=${GROUP}`,
       );
       ok(list.body.items.some((j) => j.name === every && j.paused), JSON.stringify(list.body));
+    });
+
+    await t.step("a job declared in the manifest is created by the leader and fires", async () => {
+      const node = cluster.running()[1];
+      const declared = await node.json<Json>(`/api/v1/jobs/${GROUP}/declared`);
+      equal(declared.status, 200, JSON.stringify(declared.body));
+      equal(declared.body.source, "manifest");
+      equal(declared.body.cron, "*/2 * * * * *");
+      ok((declared.body.fired as number) >= 5, JSON.stringify(declared.body));
     });
 
     await t.step(
