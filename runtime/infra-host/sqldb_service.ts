@@ -19,6 +19,7 @@ import { AetherError } from "../core/mod.ts";
 import type { SqlBackend, SqlQueryOptions } from "./sql_backend.ts";
 import { dbKeyOf, SqlReplica, type SqlReplicaOptions } from "./sqldb_embedded.ts";
 import type { InfraService, ServiceCall } from "./services.ts";
+import { createPostgresBackend } from "./postgres_backend.ts";
 
 export const SQLDB_CONFIG_PREFIX = "sqldb/config/";
 
@@ -44,6 +45,7 @@ export type DatabaseConfig =
 export type PostgresFactory = (config: { url: string; password?: string }) => SqlBackend;
 
 export interface SqlDatabasesOptions extends SqlReplicaOptions {
+  /** Default: the PostgreSQL connector (postgres_backend.ts), a pool per node and database. */
   postgres?: PostgresFactory;
   /** The runtime's read of a secret (the operator's PostgreSQL password). */
   readSecret?(name: string): Promise<string>;
@@ -85,6 +87,14 @@ interface OpenTx {
 
 export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
   const replica = new SqlReplica(options);
+  const log = options.log.with({ component: "sqldb" });
+  const postgresFactory: PostgresFactory = options.postgres ??
+    ((c) =>
+      createPostgresBackend({
+        url: c.url,
+        ...(c.password === undefined ? {} : { password: c.password }),
+        logger: log,
+      }));
   const maxOpen = options.maxOpenTransactionsPerGroup ?? 32;
   const postgres = new Map<string, { revision: number; backend: SqlBackend }>();
   const open = new Map<string, OpenTx>();
@@ -103,14 +113,8 @@ export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
     if (config.backend === "embedded") return replica.backend(key);
     const cached = postgres.get(key);
     if (cached && cached.revision === revision) return cached.backend;
-    if (!options.postgres) {
-      throw new AetherError(
-        "unavailable",
-        `db(${key}) is set to postgres, but this node has no PostgreSQL connector`,
-      );
-    }
     const password = config.passwordSecret ? await readSecret(config.passwordSecret, key) : undefined;
-    const backend = options.postgres({ url: config.url, ...(password === undefined ? {} : { password }) });
+    const backend = postgresFactory({ url: config.url, ...(password === undefined ? {} : { password }) });
     if (cached) void cached.backend.close().catch(() => {});
     postgres.set(key, { revision, backend });
     return backend;
