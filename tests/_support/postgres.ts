@@ -235,8 +235,9 @@ class RunningPostgres implements PostgresServer {
       listen_addresses: this.host,
       port: String(this.port),
       unix_socket_directories: "",
+      // No fsync (a test machine's disk is shared): a committed transaction's WAL still reaches the OS at
+      // commit (synchronous_commit stays on), so it survives a killed server, not a lost machine.
       fsync: "off",
-      synchronous_commit: "off",
       full_page_writes: "off",
       log_min_messages: "warning",
       ...this.options.settings,
