@@ -14,7 +14,7 @@
  *   JSON text, each cut at MAX_LOGGED_BYTES with a `…[truncated N bytes]` marker, after redaction: values of
  *   object keys matching the defaults (any key containing password, passwd, secret, token, authorization,
  *   apikey, api_key, credential, cookie; case-insensitive) or the manifest's `redact` entries (a name: that key
- *   at any depth; a dotted path `card.number`: that path from the top of the argument or result) become
+ *   at any depth; a dotted path `card.number`: a `number` key inside a `card` object, at any depth) become
  *   `"[redacted]"`. The records land in the node's log (standard error) and its ring, so `aether logs` and
  *   GET /api/v1/logs?slice=... read them from every node.
  * - `metrics`: per slice method on this node, the calls measured, their errors, the JSON bytes of arguments
@@ -113,7 +113,7 @@ export interface Aspects {
 // ---------------------------------------------------------------------------------------------------------
 // Redaction and truncation (pure)
 
-/** A parsed redaction list: names match a key at any depth, paths match from the top. */
+/** A parsed redaction list: names match a key at any depth, dotted paths the keys ending a path (any depth). */
 export interface RedactionRules {
   names: Set<string>;
   paths: string[][];
@@ -140,7 +140,9 @@ export function redact(value: unknown, rules: RedactionRules): unknown {
       const lower = key.toLowerCase();
       const here = [...path, lower];
       const secret = DEFAULT_SECRET_KEY.test(key) || rules.names.has(lower) ||
-        rules.paths.some((p) => p.length === here.length && p.every((part, i) => part === here[i]));
+        rules.paths.some((p) =>
+          p.length <= here.length && p.every((part, i) => part === here[here.length - p.length + i])
+        );
       out[key] = secret ? REDACTED : walk(item, here, depth + 1);
     }
     return out;

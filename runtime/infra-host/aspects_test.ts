@@ -19,6 +19,7 @@ Deno.test("redaction: default secret keys at any depth, declared names and dotte
     nested: { apiKey: "k", accessToken: "t", list: [{ pin: "1234", note: "x" }] },
     card: { number: "4111", holder: "Ann" },
     other: { number: 7 },
+    order: { card: { number: "5500" } },
   };
   deepEqual(redact(value, rules), {
     user: "ann",
@@ -26,6 +27,7 @@ Deno.test("redaction: default secret keys at any depth, declared names and dotte
     nested: { apiKey: "[redacted]", accessToken: "[redacted]", list: [{ pin: "[redacted]", note: "x" }] },
     card: { number: "[redacted]", holder: "Ann" },
     other: { number: 7 },
+    order: { card: { number: "[redacted]" } },
   });
   equal(redact("plain", rules), "plain");
   // The input is not changed.
