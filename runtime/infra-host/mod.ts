@@ -69,6 +69,16 @@ export {
 export { pubsubRoutes } from "./pubsub_api.ts";
 export { cacheStats } from "./cache_service.ts";
 export {
+  createPostgresBackend,
+  DEFAULT_POSTGRES_SETTINGS,
+  parsePostgresUrl,
+  type PostgresBackend,
+  type PostgresBackendOptions,
+  type PostgresPoolStats,
+  redactUrl,
+  startPostgresBackend,
+} from "./postgres_backend.ts";
+export {
   createHttpClient,
   declaredOutbound,
   type HttpClient,
