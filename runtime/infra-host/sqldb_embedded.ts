@@ -266,6 +266,9 @@ export class SqlReplica {
     { chunks: Uint8Array[]; revision: number; total: number; from: NodeId }
   >();
   readonly #copyAskedAtMs = new Map<string, number>();
+  /** The barrier running now, and the one the reads that arrived meanwhile wait for. */
+  #barrierInFlight: Promise<void> | undefined;
+  #nextBarrier: Promise<void> | undefined;
   #pruneTimer: ReturnType<typeof setInterval> | undefined;
   #counter = 0;
   #stopped = false;
@@ -527,12 +530,36 @@ export class SqlReplica {
     }
   }
 
-  async #barrier(deadlineMs: number): Promise<void> {
-    try {
-      await this.#o.kv.write({ type: "barrier" }, { timeoutMs: Math.max(1, deadlineMs - Date.now()) });
-    } catch (e) {
-      throw new AetherError("unavailable", `db: a linearizable read needs a quorum: ${(e as Error).message}`);
+  /**
+   * A consensus barrier that starts after the call: reads that arrive while one is in flight share the next
+   * one (it starts after all of them arrived, so it orders after every write acknowledged before each read).
+   */
+  #barrier(deadlineMs: number): Promise<void> {
+    if (!this.#nextBarrier) {
+      const start = this.#barrierInFlight ?? Promise.resolve();
+      this.#nextBarrier = start.catch(() => {}).then(() => {
+        this.#barrierInFlight = this.#nextBarrier;
+        this.#nextBarrier = undefined;
+        return this.#o.kv.write({ type: "barrier" }, { timeoutMs: 5_000 }).then(() => {});
+      }).finally(() => {
+        this.#barrierInFlight = undefined;
+      });
     }
+    const barrier = this.#nextBarrier;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new AetherError("timeout", "db: the linearizable read's barrier passed the call's deadline"),
+          ),
+        Math.max(1, deadlineMs - Date.now()),
+      );
+    });
+    return Promise.race([barrier, timeout]).catch((e) => {
+      if (e instanceof AetherError && e.code === "timeout") throw e;
+      throw new AetherError("unavailable", `db: a linearizable read needs a quorum: ${(e as Error).message}`);
+    }).finally(() => clearTimeout(timer));
   }
 
   #inspect(db: LocalDb, where: string, statement: Statement): StatementAccess {
