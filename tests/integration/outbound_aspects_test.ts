@@ -1,7 +1,7 @@
 /**
  * Outbound HTTP (ctx.infra.http) and dynamic aspects on 3 real node processes, one cluster, loopback only.
  *
- * Outbound: the slice's manifest declares some hosts, the nodes' --outbound-allow allows some of those: an
+ * Outbound: a slice's own fetch fails (the sandbox has no network); the slice's manifest declares some hosts, the nodes' --outbound-allow allows some of those: an
  * undeclared host, a declared-but-not-allowed one, a declared name that is another spelling of an allowed
  * address, userinfo, a redirect to a host not allowed and a huge response are refused with the reason named;
  * a failing host opens its circuit (visible in GET /api/v1/outbound and /metrics) while another host of the
@@ -32,7 +32,7 @@ export default defineSlice({
   outbound: ["127.0.0.1:${ports.good}", "127.0.0.1:${ports.broken}", "127.0.0.1:${ports.notAllowed}",
     "localhost:${ports.good}"],
   redact: ["pin", "card.number"],
-  http: { prefix: "/out", routes: { fetch: "POST /fetch", echo: "POST /echo", other: "POST /other" } },
+  http: { prefix: "/out", routes: { fetch: "POST /fetch", direct: "POST /direct", echo: "POST /echo", other: "POST /other" } },
   methods: {
     async fetch(req, ctx) {
       try {
@@ -41,6 +41,15 @@ export default defineSlice({
           redirects: r.redirects };
       } catch (e) {
         return { error: e.name, message: e.message, status: e.status };
+      }
+    },
+    async direct(req) {
+      // The sandbox itself has no network: only ctx.infra.http leaves the slice.
+      try {
+        const r = await fetch(req.url);
+        return { reached: true, status: r.status };
+      } catch (e) {
+        return { error: e.name, message: String(e.message).slice(0, 200) };
       }
     },
     echo(req) {
@@ -126,6 +135,9 @@ Deno.test("outbound HTTP and dynamic aspects on 3 nodes", async (t) => {
     const url = (port: number, path = "/") => `http://127.0.0.1:${port}${path}`;
 
     await t.step("allowed and refused hosts, with the reason named", async () => {
+      const direct = await post(n1, "direct", { url: url(ports.good) });
+      equal(direct.reached, undefined, `the sandbox reached the network: ${JSON.stringify(direct)}`);
+      match(String(direct.error), /NotCapable|PermissionDenied/, JSON.stringify(direct));
       const okAnswer = await post(n2, "fetch", { url: url(ports.good) });
       equal(okAnswer.status, 200, JSON.stringify(okAnswer));
       equal(okAnswer.body, "hello GET");
