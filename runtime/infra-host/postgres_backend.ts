@@ -153,13 +153,16 @@ type Settings = Required<Omit<PostgresBackendOptions, "url" | "password" | "logg
 class Connection {
   broken = false;
   idleSinceMs = Date.now();
-  /** While a statement runs on it: how to cancel it. */
-  running: Promise<unknown> | undefined;
+  /** The server's transaction status after the last statement: `I` idle, `T` in a transaction, `E` failed one. */
+  txStatus = "I";
 
   constructor(readonly client: pg.Client) {
     // An idle connection the server closes emits `error`; without a listener that would crash the node.
     client.on("error", () => this.broken = true);
     client.on("end", () => this.broken = true);
+    // Registered before the driver's own listener, so the status is current when a statement's result arrives.
+    (client as unknown as { connection: { on(event: string, f: (m: { status: string }) => void): void } })
+      .connection.on("readyForQuery", (message) => this.txStatus = message.status);
   }
 
   get processId(): number | undefined {
@@ -248,9 +251,18 @@ class PostgresConnector implements PostgresBackend {
         deadlineMs,
         "the caller's deadline passed",
       );
+      if (connection.txStatus !== "I") {
+        throw new AetherError(
+          "bad_request",
+          "postgres: a statement outside a transaction left one open (BEGIN?); it was rolled back: " +
+            "use a transaction (db.transaction(fn)) instead",
+        );
+      }
       return { rows, rowsAffected };
     } finally {
-      this.#release(connection);
+      // Never hand the next caller a connection inside someone else's transaction.
+      if (connection.txStatus !== "I" && !connection.broken) await this.#rollbackAndRelease(connection);
+      else this.#release(connection);
     }
   }
 
@@ -282,6 +294,14 @@ class PostgresConnector implements PostgresBackend {
           tx.deadlineMs,
           "the transaction's deadline passed",
         );
+        if (tx.connection.txStatus === "I") {
+          // The statement was a COMMIT or ROLLBACK of its own: the transaction is over on the server.
+          this.#finish(tx, "a statement in it (COMMIT or ROLLBACK) ended it");
+          throw new AetherError(
+            "bad_request",
+            `postgres: a statement ended transaction ${tx.id} (COMMIT/ROLLBACK); end it with commit or rollback`,
+          );
+        }
         return { rows, rowsAffected };
       } catch (e) {
         // A transaction whose connection broke is over: release what is left and say why later.

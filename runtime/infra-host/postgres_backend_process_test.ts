@@ -76,6 +76,10 @@ Deno.test({
       );
       await t.step("results are bounded in rows", () => checkResultLimit(open));
       await t.step(
+        "no statement leaves a pooled connection inside a transaction",
+        () => checkSessionLeaks(pg, open),
+      );
+      await t.step(
         "bad URL, unreachable server, wrong password: clear errors",
         () => checkBadTargets(pg, open),
       );
@@ -338,4 +342,24 @@ async function checkCrash(pg: PostgresServer, open: Open): Promise<void> {
   }
   assert.deepEqual(rows, [{ id: 1 }], "after the restart: the committed row, not the uncommitted one");
   assert.ok(db.stats().open <= 3, `open ${db.stats().open}`);
+}
+
+async function checkSessionLeaks(pg: PostgresServer, open: Open): Promise<void> {
+  const db = await open({ poolSize: 1 });
+  await db.query("CREATE TABLE leaks (id int PRIMARY KEY)", [], soon());
+  // A plain BEGIN would hand the next caller (maybe another slice of the group) an open transaction.
+  await assertRejects(() => db.query("BEGIN", [], soon()), "bad_request", /left one open.*rolled back/);
+  await db.query("INSERT INTO leaks VALUES (1)", [], soon());
+  assert.match(
+    await pg.psql("SELECT count(*) FROM leaks"),
+    /\b1\b/,
+    "the next caller's insert was committed",
+  );
+  // A COMMIT inside a transaction ends it on the server; the connector says so and frees the connection.
+  const tx = await db.begin(soon());
+  await db.queryIn(tx, "INSERT INTO leaks VALUES (2)", []);
+  await assertRejects(() => db.queryIn(tx, "COMMIT", []), "bad_request", /ended transaction/);
+  await assertRejects(() => db.queryIn(tx, "SELECT 1", []), "not_found", /COMMIT or ROLLBACK/);
+  assert.equal(db.stats().transactions, 0);
+  assert.deepEqual((await db.query("SELECT count(*) AS n FROM leaks", [], soon())).rows, [{ n: 2 }]);
 }
