@@ -82,6 +82,11 @@ Deno.test("hostile URLs: undeclared, declared but not allowed, userinfo, other I
     // The same address written differently is the same canonical host (it is the same destination).
     assertEquals((await c.serve(call({ url: `http://0x7F.0.0.1:${port}/` }))).status, 200);
     assertEquals((await c.serve(call({ url: `http://127.1:${port}/` }))).status, 200);
+    // Upper case and a trailing dot are the same host; an IPv4 literal with a trailing dot too.
+    assertEquals((await c.serve(call({ url: `HTTP://127.0.0.1.:${port}/` }))).status, 200);
+    await refused(c.serve(call({ url: "http://API.EXAMPLE.COM./" })), "HostNotAllowed", /--outbound-allow/);
+    await refused(c.serve(call({ url: `http://LOCALHOST:${port}/` })), "HostNotAllowed", /manifest outbound/);
+    await refused(c.serve(call({ url: `http://[::1]:${port}/` })), "HostNotAllowed", /manifest outbound/);
     await refused(c.serve(call({ url: `http://127.0.0.2:${port}/` })), "HostNotAllowed", /manifest outbound/);
     await refused(c.serve(call({ url: `http://localhost:${port}/` })), "HostNotAllowed", /manifest outbound/);
     await refused(c.serve(call({ url: `http://[::ffff:127.0.0.1]:${port}/` })), "HostNotAllowed", /manifest/);
