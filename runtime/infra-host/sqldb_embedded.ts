@@ -54,6 +54,8 @@ export interface SqlSettings {
   limits: SqlLimits;
   /** Log entries kept per database before the leader prunes the oldest. */
   maxLogEntries: number;
+  /** Bytes of log entries kept per database (the consensus KV is held in memory on every member). */
+  maxLogBytes: number;
   /** Bytes of one log entry (a transaction's statements and parameters). */
   maxEntryBytes: number;
   /** Statements in one transaction. */
@@ -67,6 +69,7 @@ export interface SqlSettings {
 export const DEFAULT_SQL_SETTINGS: SqlSettings = {
   limits: DEFAULT_SQL_LIMITS,
   maxLogEntries: 2_000,
+  maxLogBytes: 8 * 1024 * 1024,
   maxEntryBytes: 512 * 1024,
   maxTransactionStatements: 500,
   maxDatabasesPerGroup: 64,
@@ -189,6 +192,7 @@ class LocalDb {
       prepared.setReadBigInts(true);
       if (prepared.columns().length > 0) {
         const rows: Record<string, SqlValue>[] = [];
+        let bytes = 0;
         for (const row of prepared.iterate(...statement.params)) {
           if (rows.length >= maxRows) {
             throw new AetherError(
@@ -196,7 +200,15 @@ class LocalDb {
               `${where}: more than ${maxRows} rows; select fewer (LIMIT/OFFSET or a narrower WHERE)`,
             );
           }
-          rows.push(jsonRow(row as Record<string, unknown>));
+          const json = jsonRow(row as Record<string, unknown>);
+          bytes += approximateBytes(json);
+          if (bytes > MAX_RESULT_BYTES) {
+            throw new AetherError(
+              "too_large",
+              `${where}: the result is over ${MAX_RESULT_BYTES} bytes; select fewer rows or columns`,
+            );
+          }
+          rows.push(json);
         }
         const rowsAffected = access.writes.size > 0 ? this.#changes() : 0;
         return { result: { rows, rowsAffected }, access };
@@ -621,6 +633,8 @@ export class SqlReplica {
 
   /** A copy that may serve: waits (until the deadline) for a copy from another member when stale. */
   async #usable(key: string, deadlineMs: number): Promise<LocalDb> {
+    // A call naming a new database (a read creates its empty file here) counts against the group's limit.
+    this.#checkDatabaseCount(key);
     // An installed copy replaces the LocalDb: look it up again every round.
     for (let db = this.#db(key); db.stale && Date.now() < deadlineMs; db = this.#db(key)) {
       this.#requestCopy(db);
@@ -792,18 +806,28 @@ export class SqlReplica {
   /** The leader keeps each database's log within maxLogEntries, deleting the oldest in one transaction. */
   async #prune(): Promise<void> {
     if (!this.#o.isLeader() || this.#stopped) return;
-    const byDb = new Map<string, { key: string; revision: number }[]>();
+    const byDb = new Map<string, { key: string; revision: number; bytes: number }[]>();
     for (const entry of this.#o.state().range(SQLDB_LOG_PREFIX)) {
       const db = logDbKey(entry.key);
       let list = byDb.get(db);
       if (!list) byDb.set(db, list = []);
-      list.push({ key: entry.key, revision: entry.modRevision });
+      list.push({ key: entry.key, revision: entry.modRevision, bytes: entry.value.byteLength });
     }
     for (const [db, list] of byDb) {
-      const excess = list.length - this.#settings.maxLogEntries;
-      if (excess <= 0) continue;
+      let bytes = list.reduce((n, e) => n + e.bytes, 0);
+      if (list.length <= this.#settings.maxLogEntries && bytes <= this.#settings.maxLogBytes) continue;
       list.sort((a, b) => a.revision - b.revision);
-      const doomed = list.slice(0, Math.min(excess, 1000));
+      // The oldest first, until both bounds hold; at most 1000 deletions in one consensus entry.
+      let count = 0;
+      while (
+        count < Math.min(list.length - 1, 1000) &&
+        (list.length - count > this.#settings.maxLogEntries || bytes > this.#settings.maxLogBytes)
+      ) {
+        bytes -= list[count].bytes;
+        count++;
+      }
+      if (count === 0) continue;
+      const doomed = list.slice(0, count);
       const through = doomed[doomed.length - 1].revision;
       try {
         await this.#o.kv.write({
@@ -918,6 +942,15 @@ export class SqlReplica {
       .sort((a, b) => a.revision - b.revision);
     this.#applyAll(old.key, list);
   }
+}
+
+/** Bytes of the rows one query may return (about: UTF-16 length of strings, 8 per number). */
+export const MAX_RESULT_BYTES = 8 * 1024 * 1024;
+
+function approximateBytes(row: Record<string, SqlValue>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(row)) n += k.length + (typeof v === "string" ? v.length : 8);
+  return n;
 }
 
 /** `sqldb/log/{group}/{db}/{id}` → `{group}/{db}`. */

@@ -83,6 +83,8 @@ const DENIED_ACTIONS: ReadonlyMap<number, string> = new Map([
   [C.SQLITE_DETACH, "DETACH DATABASE"],
   [C.SQLITE_TRANSACTION, "BEGIN/COMMIT/ROLLBACK (use transaction())"],
   [C.SQLITE_SAVEPOINT, "SAVEPOINT (use transaction())"],
+  // ANALYZE writes sqlite_stat1 on the member that runs it: not a replicated write.
+  [C.SQLITE_ANALYZE, "ANALYZE"],
   [C.SQLITE_CREATE_VTABLE, "virtual tables"],
   [C.SQLITE_DROP_VTABLE, "virtual tables"],
   [C.SQLITE_CREATE_TEMP_TABLE, "TEMP tables"],
@@ -319,6 +321,11 @@ function scanSql(where: string, sql: string): void {
       let j = i + 1;
       while (j < n && /[A-Za-z0-9_$]/.test(sql[j])) j++;
       const word = sql.slice(i, j).toLowerCase();
+      if (word === "vacuum") {
+        throw new AetherError("forbidden", `${where}: VACUUM is not allowed in a slice's database`, {
+          field: "sql",
+        });
+      }
       if (NON_DETERMINISTIC_KEYWORDS.has(word)) {
         throw new AetherError(
           "bad_request",

@@ -58,8 +58,18 @@ Deno.test("embedded SQL on 3 nodes: migrations, linearizable reads, errors, esca
   try {
     await cluster.waitForLeader();
     const [n1, n2, n3] = cluster.nodes;
-    await pushArtifact(n1, await buildSlice(ORDERS));
-    await pushArtifact(n1, await buildSlice(OTHER));
+    // A push needs every member connected: retry while the mesh forms on a busy machine.
+    for (const path of [ORDERS, OTHER]) {
+      const built = await buildSlice(path);
+      await cluster.waitFor(`push ${path}`, async () => {
+        try {
+          await pushArtifact(n1, built);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 30_000);
+    }
     const r = await postBlueprint(
       n1,
       `id = "org.example.sql:app:1.0.0"\n` +
