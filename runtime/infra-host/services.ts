@@ -1,10 +1,10 @@
 /**
- * Infrastructure services served by the node ("host-backed slices"): `ctx.infra.cache(...)`, `.lock(...)` and
- * `.kv(...)` calls leave the sandbox as ordinary call-outs (client `@infra`, artifact `aether.infra:<service>`,
- * allowed by the sandbox host only for services the slice's manifest `requires`), and the node answers them
- * here, against the partitioned replicated store, instead of sending them to another sandbox. Slices thereby
- * gain no capability: they reach no socket, file or store handle, only these methods, and every key is scoped
- * to the calling slice's group taken from its manifest by the host (never from the request).
+ * Infrastructure services: `ctx.infra.cache(...)`, `.lock(...)`, `.kv(...)` calls leave the sandbox as
+ * call-outs (client `@infra`, artifact `aether.infra:<service>`, allowed by the sandbox host only for services
+ * the slice's manifest `requires`). A service with a bundled slice (infra/<service>, service_slices.ts) that is
+ * deployed is called through the invoker; its slice reaches the engine here through `@service-host` (bundled
+ * digest only, `serveHost`). A service without one is answered here directly (the fallback). Either way every
+ * key is scoped to the calling slice's group, taken from its manifest by the runtime (never from the request).
  *
  * SERVICES is a table: a later service (config, secrets, rate limiter) adds one row.
  */
