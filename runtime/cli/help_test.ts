@@ -56,15 +56,19 @@ Deno.test("help: the top-level list is grouped, one line per command, within the
     "cluster",
     "config",
     "controller",
+    "db",
     "infra",
+    "jobs",
     "kv",
     "node",
     "ratelimit",
     "rollout",
     "secret",
     "slice",
+    "sm",
     "timeout",
     "token",
+    "topics",
   ]);
 });
 

@@ -40,6 +40,7 @@ import { rateLimitCommands } from "./commands/ratelimit.ts";
 import { infraCommands } from "./commands/infra.ts";
 import { jobsCommands } from "./commands/jobs.ts";
 import { dbCommands } from "./commands/db.ts";
+import { topicsCommands } from "./commands/topics.ts";
 import { nodeCommands } from "./commands/node.ts";
 import { restartCommands } from "./commands/restart.ts";
 import { aspectCommands } from "./commands/aspect.ts";
@@ -65,6 +66,7 @@ const COMMANDS: CliCommand[] = [
   ...infraCommands,
   ...jobsCommands,
   ...dbCommands,
+  ...topicsCommands,
   ...nodeCommands,
   ...restartCommands,
   ...aspectCommands,
@@ -106,7 +108,7 @@ const HELP_GROUPS: [string, (name: string) => boolean][] = [
   ["observability", (n) => /^(metrics$|invocations$|top$|events$|alerts$|alert )/.test(n)],
   [
     "services, config, secrets",
-    (n) => /^(infra |config |secret |ratelimit |aspect |outbound$|jobs |sm |db )/.test(n),
+    (n) => /^(infra |config |secret |ratelimit |aspect |outbound$|jobs |sm |db |topics )/.test(n),
   ],
   ["access", (n) => /^(login$|whoami$|token |audit$)/.test(n)],
 ];

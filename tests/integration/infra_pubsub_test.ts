@@ -16,6 +16,7 @@
 import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { runCli } from "../_support/cli.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
@@ -288,7 +289,7 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       }, 20_000);
     });
 
-    await t.step("the API lists topics with lag", async () => {
+    await t.step("the API and aether topics list, show, lag, seek", async () => {
       const node = cluster.running()[0];
       const { status, body } = await node.json<{ items: Array<Json> }>("/api/v1/topics");
       equal(status, 200);
@@ -302,6 +303,35 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       ) {
         ok(names.includes(name), `${name} in ${names.join(", ")}`);
       }
+      const cli = (...args: string[]) =>
+        runCli(["--connect", `127.0.0.1:${node.ready!.apiPort}`, "--token", cluster.token, ...args]);
+      const list = await cli("topics", "list", "--group", "org.example.orders");
+      equal(list.code, 0, list.stderr);
+      match(list.stdout, /TOPIC\s+PARTITIONS\s+MESSAGES/);
+      match(
+        list.stdout,
+        /org\.example\.orders\/orders\s+4\s+180\s+\d+\s+7d, 16777216 B\s+(audit|main) \(0\)/,
+      );
+      ok(!list.stdout.includes("org.example.other"), list.stdout);
+      const show = await cli("topics", "show", "org.example.orders/risky");
+      equal(show.code, 0, show.stderr);
+      match(show.stdout, /g\s+org\.example\.orders:pubsub\.onMessage\s+3\s+0/);
+      const lag = await cli("topics", "lag", "org.example.orders/orders");
+      equal(lag.code, 0, lag.stderr);
+      match(lag.stdout, /GROUP\s+PARTITION\s+NEXT\s+HEAD\s+LAG/);
+      equal(lag.stdout.trim().split("\n").length, 1 + 2 * 4, lag.stdout);
+      const seek = await cli("topics", "seek", "org.example.orders/orders", "main", "0", "--partition", "1");
+      equal(seek.code, 0, seek.stderr);
+      match(
+        seek.stdout,
+        /consumer group main of org\.example\.orders\/orders moved to offset 0 \(partition 1\)/,
+      );
+      const bad = await cli("topics", "show", "orders");
+      equal(bad.code, 1, bad.stdout);
+      match(bad.stderr, /topic "orders" must be <group>\/<topic>/);
+      const missing = await cli("topics", "show", "org.example.orders/nope");
+      ok(missing.code !== 0);
+      match(missing.stderr, /no topic nope in group org\.example\.orders/);
     });
   } catch (e) {
     console.error(
