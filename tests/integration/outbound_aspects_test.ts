@@ -344,6 +344,35 @@ Deno.test("outbound HTTP and dynamic aspects on 3 nodes", async (t) => {
       equal((await aspectRecords(n2, marker)).length, 0, "no records after none");
       match((await cli("aspect", "list")).stdout, /no aspects/);
     });
+
+    await t.step("figures: ctx.infra.http against a direct fetch, a logged method against none", async () => {
+      const timed = async (n: number, fn: () => Promise<unknown>) => {
+        const ms: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const startedAt = performance.now();
+          await fn();
+          ms.push(performance.now() - startedAt);
+        }
+        ms.sort((a, b) => a - b);
+        return `p50 ${ms[Math.floor(n * 0.5)].toFixed(2)} ms, p99 ${ms[Math.floor(n * 0.99)].toFixed(2)} ms`;
+      };
+      const direct = await timed(200, async () => await (await fetch(url(ports.good))).text());
+      const viaSlice = await timed(200, () => post(n1, "fetch", { url: url(ports.good) }));
+      const plain = await timed(200, () => post(n1, "other", { marker: "x" }));
+      console.log(
+        `outbound GET (n=200, sequential): test process fetch ${direct}; slice call doing ` +
+          `ctx.infra.http ${viaSlice}; the same slice call without outbound ${plain}`,
+      );
+      const none = await timed(200, () => post(n1, "echo", { marker: "timing", password: "p" }));
+      equal((await cli("aspect", "set", `${SLICE}/echo`, "log")).code, 0);
+      await cluster.waitFor("log mode on n1", async () => {
+        const { body } = await n1.json<{ items: Json[] }>("/api/v1/aspects");
+        return body.items.some((x) => x.method === "echo" && x.mode === "log");
+      }, 5_000);
+      const logged = await timed(200, () => post(n1, "echo", { marker: "timing", password: "p" }));
+      equal((await cli("aspect", "set", `${SLICE}/echo`, "none")).code, 0);
+      console.log(`echo call through n1 (n=200, sequential): mode none ${none}; mode log ${logged}`);
+    });
   } finally {
     await cluster.close();
     await Promise.all([good.shutdown(), broken.shutdown(), notAllowed.shutdown()]);
