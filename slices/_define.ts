@@ -206,12 +206,44 @@ export function defineSlice<
     secrets: checkStringList(where, "secrets", spec.secrets),
     outbound: checkStringList(where, "outbound", spec.outbound),
     redact: checkStringList(where, "redact", spec.redact),
+    databases: checkDatabases(where, spec.databases),
     permissions: Object.freeze({
       net: checkStringList(where, "permissions.net", permissions.net),
       env: checkStringList(where, "permissions.env", permissions.env),
     }),
     config: (spec.config ?? {}) as S,
   });
+}
+
+/** `databases: { orders: { migrations: ["CREATE TABLE ..."] } }`: names as ctx.infra.db takes them. */
+function checkDatabases(
+  where: string,
+  databases: unknown,
+): Readonly<Record<string, { readonly migrations: readonly string[] }>> {
+  if (databases === undefined) return {};
+  if (databases === null || typeof databases !== "object" || Array.isArray(databases)) {
+    throw new SliceDefinitionError(`${where}: databases must be an object of { migrations: [...] } by name`);
+  }
+  const out: Record<string, { migrations: readonly string[] }> = {};
+  for (const [name, spec] of Object.entries(databases)) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/.test(name)) {
+      throw new SliceDefinitionError(
+        `${where}: databases.${name}: a name is 1-64 letters, digits, '.', '_', '-'`,
+      );
+    }
+    if (spec === null || typeof spec !== "object") {
+      throw new SliceDefinitionError(
+        `${where}: databases.${name} must be an object like { migrations: [...] }`,
+      );
+    }
+    const migrations = checkStringList(
+      where,
+      `databases.${name}.migrations`,
+      (spec as { migrations?: unknown }).migrations,
+    );
+    out[name] = Object.freeze({ migrations });
+  }
+  return Object.freeze(out);
 }
 
 /** `machines` and `jobs` (slices/_machines.ts): the first problem names its path. */

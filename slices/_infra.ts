@@ -10,6 +10,7 @@
 
 import type { CallOptions, JsonValue } from "./_types.ts";
 import { type TopicClient, topicClient } from "./_infra_pubsub.ts";
+import { type DbClient, dbClient } from "./_infra_db.ts";
 
 /** One named cache: JSON values under string keys, with an optional time to live. */
 export interface CacheClient {
@@ -152,6 +153,8 @@ export interface InfraClients {
   kv(name: string): KvClient;
   /** A durable pub/sub topic (`requires: ["pubsub"]`): publish, subscribe a consumer group, replay. */
   topic(name: string): TopicClient;
+  /** A SQL database (`requires: ["db"]`): `query(sql, params)`, `transaction(fn)`, scoped to the group. */
+  db(name: string): DbClient;
   /** Outbound HTTP (`requires: ["http"]`, `outbound: ["api.example.com"]`). */
   readonly http: HttpClient;
 }
@@ -179,7 +182,10 @@ function callOptions(options: CallOptions | undefined): CallOptions | undefined 
   return options?.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs };
 }
 
-export function infraClients(call: InfraCall): InfraClients {
+export function infraClients(
+  call: InfraCall,
+  databases?: Readonly<Record<string, { migrations?: readonly string[] }>>,
+): InfraClients {
   const request = async (req: HttpRequest, options?: CallOptions) => {
     if (req === null || typeof req !== "object" || typeof req.url !== "string") {
       throw new TypeError("ctx.infra.http.request(request): request.url must be a string");
@@ -192,6 +198,13 @@ export function infraClients(call: InfraCall): InfraClients {
     )) as never;
   };
   return {
+    db(name: string): DbClient {
+      const db = checkName("db", name);
+      return dbClient(
+        (method, payload, options) => call("db", method, { db, ...payload }, callOptions(options)),
+        databases?.[db]?.migrations,
+      );
+    },
     topic(name: string): TopicClient {
       const topic = checkName("topic", name);
       return topicClient((method, payload, options) =>

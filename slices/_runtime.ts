@@ -368,7 +368,7 @@ class CallContext implements Context<unknown, unknown> {
     return this.#infra ??= (() => {
       const call = (service: string, method: string, payload: unknown, options: CallOptions | undefined) =>
         this.#owner.callInfra(this, service, method, payload, options);
-      return { ...infraClients(call), ...rateLimitClients(call) };
+      return { ...infraClients(call, this.#owner.definition.databases), ...rateLimitClients(call) };
     })();
   }
 

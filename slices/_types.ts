@@ -217,6 +217,11 @@ export interface SliceSpec<M, C, S extends ConfigSchema> {
    * logs this slice's arguments and results (besides the defaults: password, token, secret, authorization...).
    */
   readonly redact?: readonly string[];
+  /**
+   * SQL databases the slice uses with `ctx.infra.db(name)` (`requires: ["db"]`) and their migrations: applied
+   * once across the cluster, in order, before the slice's first statement (`{ orders: { migrations: [...] } }`).
+   */
+  readonly databases?: Readonly<Record<string, { readonly migrations?: readonly string[] }>>;
   readonly permissions?: PermissionSpec;
   readonly config?: S;
 }
@@ -241,6 +246,7 @@ export interface SliceDefinition<
   readonly secrets: readonly string[];
   readonly outbound?: readonly string[];
   readonly redact?: readonly string[];
+  readonly databases?: Readonly<Record<string, { readonly migrations?: readonly string[] }>>;
   readonly permissions: PermissionSpec;
   readonly config: S;
 }

@@ -537,6 +537,39 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     response: { description: "the configuration", json: anyObj },
     problems: [400, 503],
   },
+  "GET /api/v1/databases": {
+    summary:
+      "SQL databases of slices: backend (embedded or postgres) and this node's copy's applied revision",
+    response: { description: "the databases", json: list("items") },
+  },
+  "GET /api/v1/databases/:group/:name": {
+    summary: "One SQL database: its backend (embedded unless set) and this node's copy",
+    pathParameters: { group: "the slices' group (org.example.shop)", name: "the database's name (orders)" },
+    response: {
+      description: "the database",
+      json: obj({
+        database: str,
+        group: str,
+        name: str,
+        backend: str,
+        appliedRevision: int(0, Number.MAX_SAFE_INTEGER),
+      }, [
+        "database",
+        "backend",
+      ]),
+    },
+    problems: [400],
+  },
+  "PUT /api/v1/databases/:group/:name": {
+    summary: "Sets a database's backend: embedded (SQLite replicated through consensus) or a PostgreSQL URL",
+    pathParameters: { group: "the slices' group (org.example.shop)", name: "the database's name (orders)" },
+    body: {
+      json: obj({ backend: str, url: str, passwordSecret: str }, ["backend"]),
+      required: true,
+    },
+    response: { description: "the database with its new setting", json: anyObj },
+    problems: [400, 503],
+  },
   "GET /api/v1/topics": {
     summary: "Pub/sub topics: partitions, messages, bytes, consumer groups with their lag per partition",
     query: [{ name: "group", description: "only the topics of this slice group", schema: str }],

@@ -77,6 +77,10 @@ export const ENDPOINT_ROLES: readonly EndpointEntry[] = [
   { method: "POST", path: "/api/v1/infra/:name/install", role: "operator", target: "name" },
   { method: "GET", path: "/api/v1/caches/:group/:cache", role: "viewer" },
   { method: "PUT", path: "/api/v1/caches/:group/:cache", role: "operator", target: "cache" },
+  // SQL databases for slices (runtime/infra-host/sqldb_api.ts): the operator picks each one's backend
+  { method: "GET", path: "/api/v1/databases", role: "viewer" },
+  { method: "GET", path: "/api/v1/databases/:group/:name", role: "viewer" },
+  { method: "PUT", path: "/api/v1/databases/:group/:name", role: "operator", target: "name" },
   // pub/sub topics (runtime/infra-host/pubsub_api.ts)
   { method: "GET", path: "/api/v1/topics", role: "viewer" },
   { method: "GET", path: "/api/v1/topics/:group/:topic", role: "viewer" },

@@ -69,6 +69,17 @@ export {
 export { pubsubRoutes } from "./pubsub_api.ts";
 export { cacheStats } from "./cache_service.ts";
 export {
+  checkConfig as checkDatabaseConfig,
+  type DatabaseConfig,
+  type DatabaseView,
+  DB_SERVICE,
+  type PostgresFactory,
+  type SqlDatabases,
+  startSqlDatabases,
+} from "./sqldb_service.ts";
+export { databaseRoutes } from "./sqldb_api.ts";
+export type { SqlBackend, SqlQueryOptions, SqlResult, SqlValue } from "./sql_backend.ts";
+export {
   createPostgresBackend,
   DEFAULT_POSTGRES_SETTINGS,
   parsePostgresUrl,

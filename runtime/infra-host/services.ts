@@ -16,6 +16,7 @@ import type { InfraStores } from "./feature.ts";
 import type { Store } from "./store_node.ts";
 import { CACHE_SERVICE } from "./cache_service.ts";
 import { LOCK_SERVICE } from "./lock_service.ts";
+import { DB_SERVICE } from "./sqldb_service.ts";
 import { KV_SERVICE } from "./kv_service.ts";
 import { SCHEDULER_SERVICE } from "./scheduler.ts";
 import { STATEMACHINE_SERVICE } from "./statemachine.ts";
@@ -58,6 +59,7 @@ export const SERVICES: readonly InfraService[] = [
   STATEMACHINE_SERVICE,
   HTTP_SERVICE,
   PUBSUB_SERVICE,
+  DB_SERVICE,
 ];
 
 export interface InfraServicesOptions {

@@ -11,6 +11,7 @@ import { startRepository } from "../repository/mod.ts";
 import {
   cacheStats,
   type ConfigFeature,
+  databaseRoutes,
   NODE_SERVED_SERVICES,
   pubsubRoutes,
   schedulerRoutes,
@@ -22,6 +23,7 @@ import {
   startPubsubService,
   startScheduler,
   startServiceSlices,
+  startSqlDatabases,
   startStateMachines,
 } from "../infra-host/mod.ts";
 import { type AlertBoard, snapshotMetrics, startAlerts, startRollouts } from "../control/mod.ts";
@@ -104,6 +106,12 @@ export function startFeatures(
     ...core,
     invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
   });
+  // SQL databases for slices (`ctx.infra.db`): SQLite replicated through consensus, or an operator's PostgreSQL.
+  // A database set to PostgreSQL takes its password from the secrets (the config feature, built below).
+  const sqldb = startSqlDatabases({
+    ...core,
+    readSecret: (name) => config.secrets.readForRuntime(name, "aether.runtime:db"),
+  });
   const infra = startInfraServices({
     stores: store.stores,
     kvServed: {
@@ -112,6 +120,7 @@ export function startFeatures(
       scheduler: scheduler.serve,
       statemachine: machines.serve,
       pubsub: pubsub.serve,
+      db: sqldb.serve,
     },
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
@@ -214,6 +223,12 @@ export function startFeatures(
         api: pubsubRoutes(pubsub),
         status: () => pubsub.counters(),
         stop: () => Promise.resolve(pubsub.stop()),
+      },
+      {
+        name: "databases",
+        api: databaseRoutes(sqldb),
+        status: () => sqldb.status(),
+        stop: () => sqldb.stop(),
       },
       {
         name: "outbound",
