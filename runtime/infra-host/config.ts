@@ -14,6 +14,7 @@ import type { KvAccess } from "../cluster/mod.ts";
 import type { KvEvent, KvOp, KvState } from "../kv/mod.ts";
 import { decodeValue, encodeValue, type JsonValue, KEY_PREFIXES, kvKeys, kvPrefixes } from "../model/mod.ts";
 import { fieldValueProblem, resolveConfig, type SliceManifest } from "../sandbox/mod.ts";
+import { parseAllowList } from "./http_client.ts";
 
 export const SLICE_CONFIG_PREFIX = `${KEY_PREFIXES.config}slices/`;
 export const SETTINGS_PREFIX = `${KEY_PREFIXES.config}settings/`;
@@ -31,6 +32,8 @@ export interface NodeSetting {
   /** The value a node starts with when no flag gives one. */
   builtIn?: JsonValue;
   description: string;
+  /** A further check of a value of the right type (e.g. a host list): the problem, or undefined. */
+  check?: (value: JsonValue) => string | undefined;
 }
 
 /** An integer setting from `minimum` to `maximum`. */
@@ -62,6 +65,21 @@ export function settingRange(setting: NodeSetting): string {
  * Other flags (ports, data directory, sandbox mode, limits fixed at start) stay flags.
  */
 export const NODE_SETTINGS: Readonly<Record<string, NodeSetting>> = {
+  // Outbound HTTP of slices (runtime/infra-host/http_client.ts): the next request reads it.
+  "outbound.allow": {
+    type: "string",
+    flag: "--outbound-allow",
+    description:
+      "hosts slices may call through ctx.infra.http (host[:port],...; * any declared; empty: none)",
+    check: (value) => {
+      try {
+        parseAllowList(String(value), "outbound.allow");
+        return undefined;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    },
+  },
   "log.level": {
     type: "string",
     enum: ["debug", "info", "warn", "error"],
@@ -425,7 +443,7 @@ export class ConfigService {
 
 /** What is wrong with `value` for `setting`, or undefined. */
 function settingProblem(setting: NodeSetting, value: unknown): string | undefined {
-  return fieldValueProblem(
+  const problem = fieldValueProblem(
     {
       type: setting.type,
       ...(setting.enum ? { enum: setting.enum } : {}),
@@ -434,6 +452,7 @@ function settingProblem(setting: NodeSetting, value: unknown): string | undefine
     },
     value,
   );
+  return problem ?? setting.check?.(value as JsonValue);
 }
 
 function settingOf(name: string): NodeSetting {

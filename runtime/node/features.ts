@@ -92,7 +92,8 @@ export function startFeatures(
     invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
   });
   // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
-  const outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
+  // The live setting outbound.allow (aether config set) replaces the flag's list without a restart.
+  let outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
   // Dynamic aspects (log / metrics per slice method, switched cluster-wide through the KV): applied where
   // local instances are invoked (the executor the invoker is given below).
   const aspects = startAspects(core);
@@ -156,8 +157,12 @@ export function startFeatures(
     ...core,
     leader: () => core.leader(),
     instances: () => deployment.executor.list(),
-    flagSettings: live.flagSettings,
-    applySetting: (name, value) => live.apply(name, value),
+    flagSettings: { ...live.flagSettings, "outbound.allow": (flags.outboundAllow ?? []).join(",") },
+    applySetting: (name, value) => {
+      // Checked when written (config.ts runs parseAllowList), so it parses here.
+      if (name === "outbound.allow") outboundAllowed = parseAllowList(String(value));
+      else live.apply(name, value);
+    },
     ...(extras.secretsKey ? { secretsKey: extras.secretsKey } : {}),
     auditSecretRead: (entry) => extras.auditSecretRead?.(entry),
   });

@@ -166,6 +166,41 @@ Deno.test("outbound HTTP and dynamic aspects on 3 nodes", async (t) => {
     });
 
     await t.step(
+      "the live setting outbound.allow replaces the flag on every node; unset returns to it",
+      async () => {
+        const put = (value: string) =>
+          n1.json<Json>("/api/v1/settings/outbound.allow", {
+            method: "PUT",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ value }),
+          });
+        const bad = await put("127.0.0.1:99999");
+        equal(bad.status, 400, JSON.stringify(bad.body));
+        match(JSON.stringify(bad.body), /outbound\.allow\[0\]: port 99999/);
+        const all = `127.0.0.1:${ports.good},127.0.0.1:${ports.broken},127.0.0.1:${ports.notAllowed}`;
+        equal((await put(all)).status, 200);
+        for (const node of cluster.nodes) {
+          await cluster.waitFor(`${node.id} allows the third host`, async () => {
+            const { body } = await node.json<{ allowed: string[] }>("/api/v1/outbound");
+            return body.allowed.length === 3;
+          }, 5_000);
+        }
+        for (const node of cluster.nodes) {
+          equal((await post(node, "fetch", { url: url(ports.notAllowed) })).body, "x");
+        }
+        const unset = await n2.json<Json>("/api/v1/settings/outbound.allow", { method: "DELETE" });
+        equal(unset.status, 200, JSON.stringify(unset.body));
+        for (const node of cluster.nodes) {
+          await cluster.waitFor(`${node.id} back to its flag`, async () => {
+            const { body } = await node.json<{ allowed: string[] }>("/api/v1/outbound");
+            return body.allowed.length === 2;
+          }, 5_000);
+        }
+        equal((await post(n3, "fetch", { url: url(ports.notAllowed) })).error, "HostNotAllowed");
+      },
+    );
+
+    await t.step(
       "a failing host opens its circuit, another host's stays closed; it closes again",
       async () => {
         // Every node's instance sees its own circuit: go through one node's instance by calling it repeatedly
@@ -173,8 +208,9 @@ Deno.test("outbound HTTP and dynamic aspects on 3 nodes", async (t) => {
         let openSeen: Json | undefined;
         for (let i = 0; i < 40 && !openSeen; i++) {
           const answer = await post(cluster.nodes[i % 3], "fetch", { url: url(ports.broken), retries: 0 });
-          if (answer.error === "CircuitOpen") openSeen = answer;
-          else equal(answer.status, 500, JSON.stringify(answer));
+          if (answer.error === "CircuitOpen") {
+            openSeen = answer;
+          } else equal(answer.status, 500, JSON.stringify(answer));
         }
         ok(openSeen, "the circuit opened");
         match(String(openSeen!.message), /circuit for 127\.0\.0\.1:\d+ is open after 5 consecutive failures/);
