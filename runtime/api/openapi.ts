@@ -493,7 +493,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     },
   },
   "GET /api/v1/infra": {
-    summary: "Lists the bundled infrastructure services: name, version, methods, and whether each runs",
+    summary: "Lists the bundled infrastructure services: name, version, methods, whether each runs, its " +
+      "slice (artifact, digest, instances) if any",
     response: { description: "services", json: list("items") },
   },
   "GET /api/v1/infra/:name": {
@@ -630,7 +631,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     problems: [400, 404, 503],
   },
   "POST /api/v1/infra/:name/install": {
-    summary: "Starts an infrastructure service (creates its store); answers once every node can serve it",
+    summary: "Starts an infrastructure service: creates its store, publishes and deploys its bundled slice " +
+      "(infra/), and answers once its instances are ACTIVE",
     pathParameters: { name: "the service name (cache, lock, kv)" },
     response: {
       description: "the service, running",
