@@ -2,12 +2,13 @@
  * The cluster scheduler: cron and one-off jobs that call a slice method, kept in the consensus KV
  * (`jobs/{group}/{name}`, runtime/model/scheduler.ts) and fired by the leader.
  *
- * Firing one occurrence, on the leader, once Date.now() >= its time:
+ * Firing one occurrence, on the leader:
  *
- * 1. **claim**: a transaction compared on the leader's own leader record (a deposed leader's claim fails)
- *    and on the job record's modRevision (a second claim of the same occurrence fails), writing
- *    `claim: {occurrenceMs, node, attempt}`;
- * 2. **call** the slice method through the invoker with `{job, scheduledAtMs, attempt, payload}`;
+ * 1. **claim** (up to CLAIM_AHEAD_MS before the occurrence): a transaction compared on the leader's own
+ *    leader record (a deposed leader's claim fails) and on the job record's modRevision (a second claim of
+ *    the same occurrence fails), writing `claim: {occurrenceMs, node, attempt}`;
+ * 2. **call**, once Date.now() >= the occurrence, the slice method through the invoker with
+ *    `{job, scheduledAtMs, attempt, payload}`;
  * 3. **complete**: a compare-and-set on the claimed record that removes the claim, appends the outcome to
  *    the bounded history and moves `nextAtMs` to the following occurrence.
  *
@@ -50,6 +51,11 @@ import type { InfraService, ServiceCall } from "./services.ts";
 
 /** How often the leader looks for due occurrences. */
 const TICK_MS = 5;
+/**
+ * The leader claims an occurrence this long before its time and calls the method at its time (a timer), so
+ * the claim's consensus round is not part of the firing delay. The call itself is never early.
+ */
+export const CLAIM_AHEAD_MS = 200;
 /** Occurrences being claimed, called or completed at once on the leader. */
 const MAX_CONCURRENT_FIRES = 256;
 /** A catch-up fires at most this many missed occurrences of a job; older ones are skipped. */
@@ -369,7 +375,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     if (firing.has(key)) return Infinity;
     if (job.claim) return 0;
     if (job.paused || job.nextAtMs === null) return Infinity;
-    return job.nextAtMs;
+    return job.nextAtMs - CLAIM_AHEAD_MS;
   };
 
   const tick = () => {
@@ -495,6 +501,8 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     next.claim = { occurrenceMs, node: options.self, attempt, claimedAtMs: Date.now() };
     const claimRevision = await fencedPut(key, next, tracked.modRevision, leaderRevision);
     if (claimRevision === undefined) return;
+    // Claimed ahead: wait for the occurrence's time (never early, by this node's clock).
+    while (Date.now() < occurrenceMs) await sleep(Math.max(1, occurrenceMs - Date.now()));
     const firedAtMs = Date.now();
     const entry: JobHistoryEntry = { occurrenceMs, firedAtMs, outcome: "ok", attempt, node: options.self };
     try {

@@ -87,6 +87,7 @@ try {
       schedule: { cron: "* * * * * *", method: "tick", misfire: "catchup" },
     });
   }
+  const createdMs = Date.now();
   for (let k = 0; k < oneoffs; k++) {
     await post(cluster.nodes[k % 3], "/ticker/job", {
       job: `once-${k}`,
@@ -100,11 +101,22 @@ try {
   await new Promise((r) => setTimeout(r, durationMs));
   for (let j = 0; j < jobs; j++) await post(n1, "/ticker/job", { job: `bench-${j}`, op: "pause" });
   await new Promise((r) => setTimeout(r, 1500));
+  // Steady state: from 2 s after the last job was created (a job created less than the claim-ahead time
+  // before its first occurrence is claimed late; reported apart as "first seconds").
+  const steadyFromMs = Math.ceil((createdMs + 2_000) / 1000) * 1000;
   const cron: number[] = [];
+  const first: number[] = [];
   for (let j = 0; j < jobs; j++) {
-    const r = await post(n1, "/ticker/lateness", {
+    const early = await post(n1, "/ticker/lateness", {
       job: `bench-${j}`,
       fromMs: Math.ceil(startMs / 1000) * 1000,
+      toMs: steadyFromMs - 1000,
+      stepMs: 1000,
+    });
+    first.push(...early.lateness);
+    const r = await post(n1, "/ticker/lateness", {
+      job: `bench-${j}`,
+      fromMs: steadyFromMs,
       toMs: startMs + durationMs + 1000,
       stepMs: 1000,
     });
@@ -128,9 +140,10 @@ try {
       JSON.stringify(summary(cron))
     } (ms after the occurrence, as the slice saw it)`,
   );
+  console.log(`  cron jobs, first seconds after their creation: ${JSON.stringify(summary(first))}`);
   console.log(`  one-off jobs: ${oneoffs} delayed jobs: ${JSON.stringify(summary(once))}`);
   const p99 = summary([...cron, ...once]).p99;
-  console.log(`  all: p99 ${p99} ms (goal < 100 ms): ${p99 < 100 ? "met" : "NOT met"}`);
+  console.log(`  steady cron + one-off: p99 ${p99} ms (goal < 100 ms): ${p99 < 100 ? "met" : "NOT met"}`);
 } finally {
   await cluster.close();
 }
