@@ -274,7 +274,10 @@ function sharedBucketOf(r: { reservedAtMs: number; expiresAtMs: number }): strin
   return String(long ? Math.ceil(r.expiresAtMs / 1000) * 1000 : r.expiresAtMs);
 }
 
-/** Refills a product to its demo level when it fell below the share (compare-and-set: one refill wins). */
+/**
+ * Refills a product to its demo level when it is below the share (compare-and-set: one refill wins). For a
+ * shelf found short: no take changes an empty shelf, so the compare-and-set is not raced there.
+ */
 async function sharedRestock(stores: Stores, productId: string, belowPercent: number): Promise<boolean> {
   const level = DEMO_STOCK[productId];
   // Concurrent orders change the stock between the read and the write: read again until the refill lands
@@ -294,6 +297,26 @@ async function sharedRestock(stores: Stores, productId: string, belowPercent: nu
     return true;
   }
   return false;
+}
+
+/**
+ * The restock of the order whose take crossed below the share: adds are applied one after another, so exactly
+ * one take per fall crosses it, and its add brings the shelf back to the demo level without a compare-and-set
+ * round that concurrent orders would keep failing.
+ */
+async function restockAfterCrossing(
+  stores: Stores,
+  item: ParsedLineItem,
+  levelAfter: number,
+  belowPercent: number,
+): Promise<boolean> {
+  const level = DEMO_STOCK[item.productId];
+  const below = (units: number) => units * 100 < level * belowPercent;
+  if (!below(levelAfter) || below(levelAfter + item.quantity)) return false;
+  await stores.shelf.add(item.productId, level - levelAfter);
+  // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always.
+  await stores.restocked.add(item.productId, level - levelAfter);
+  return true;
 }
 
 /** Takes one line off the shelf: the level after it, or undefined when the shelf holds too few. */
@@ -558,13 +581,14 @@ async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Pro
       return toWire(again);
     }
   }
-  await sharedHold(stores, ctx.log, items, sharedBucketOf(reservation), 1);
-  for (const [i, item] of items.entries()) {
-    if (taken.levels[i] * 100 >= DEMO_STOCK[item.productId] * ctx.config.restockBelowPercent) continue;
-    if (await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)) {
-      ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
-    }
-  }
+  await Promise.all([
+    sharedHold(stores, ctx.log, items, sharedBucketOf(reservation), 1),
+    ...items.map(async (item, i) => {
+      if (await restockAfterCrossing(stores, item, taken.levels[i], ctx.config.restockBelowPercent)) {
+        ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
+      }
+    }),
+  ]);
   ctx.log.debug("stock reserved", { orderId, reservationId: reservation.reservationId });
   return toWire(reservation);
 }

@@ -1,0 +1,89 @@
+/**
+ * The example shop with shared state (inventory and place-order keep stock, reservations and orders in the
+ * cluster's kv service, the default) under open-loop order load on 3 node processes, deployed as Forge does:
+ * for each rate of --rates, --duration-ms of orders from examples/ecommerce/load-order.json.tmpl spread over
+ * the nodes' application ports; prints success (201 and the 409s of an empty shelf apart), p50/p99 and the
+ * store writes behind them. With `--shared off` both slices run with `sharedState=false` (set live through
+ * /api/v1/config), the example's in-memory form, for comparison in the same kind of run.
+ *
+ * Flags: --rates 50,100,150,200 --duration-ms 6000 --shared on|off --fsync always|never
+ * Run: npx -y deno@2.9.6 run -A --unstable-worker-options tests/bench/shop_shared_bench.ts
+ */
+
+import { parseArgs } from "node:util";
+import { TestCluster } from "../_support/cluster.ts";
+import { sliceStatuses } from "../_support/deployment.ts";
+import { deployExample } from "../../runtime/forge/mod.ts";
+import { startLoad } from "../../runtime/loadgen/mod.ts";
+import { PROJECT_ROOT } from "../../runtime/node/permissions.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    rates: { type: "string", default: "50,100,150,200" },
+    "duration-ms": { type: "string", default: "6000" },
+    shared: { type: "string", default: "on" },
+    fsync: { type: "string", default: "always" },
+  },
+});
+const RATES = flags.rates!.split(",").map(Number);
+const DURATION_MS = Number(flags["duration-ms"]);
+const SHARED = flags.shared === "on";
+const FSYNC = flags.fsync as "always" | "never";
+if (RATES.some((r) => !(r >= 1)) || !(DURATION_MS >= 1000) || !["on", "off"].includes(flags.shared!)) {
+  throw new Error("--rates N,N,... (each >= 1), --duration-ms >= 1000, --shared on|off");
+}
+
+const load = Deno.loadavg();
+console.log(
+  `shop orders, shared state ${SHARED ? "on" : "off"}, --fsync ${FSYNC}, ${DURATION_MS} ms per rate, ` +
+    `load average ${load.map((l) => l.toFixed(1)).join(" ")}`,
+);
+const distDir = await Deno.makeTempDir({ prefix: "aether-bench-dist-" });
+const cluster = await TestCluster.start(3, { fsync: FSYNC });
+try {
+  await cluster.waitForLeader(60_000);
+  const [n1] = cluster.nodes;
+  await deployExample("ecommerce", n1.apiUrl.replace("http://", ""), distDir, cluster.token);
+  await cluster.waitFor("15 instances ACTIVE", async () => {
+    const slices = await sliceStatuses(n1);
+    return slices.flatMap((s) => s.instances).filter((i) => i.state === "ACTIVE").length >= 15;
+  }, 120_000);
+  if (!SHARED) {
+    for (const slice of ["org.example:inventory", "org.example:place-order"]) {
+      const { status, body } = await n1.json(`/api/v1/config/${slice}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ values: { sharedState: false } }),
+      });
+      if (status !== 200) throw new Error(`config of ${slice}: ${status} ${JSON.stringify(body)}`);
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  const urls = cluster.nodes.map((n) => n.httpUrl);
+  const body = await Deno.readTextFile(`${PROJECT_ROOT}/examples/ecommerce/load-order.json.tmpl`);
+  console.log("| orders/s | sent | 201 | 409 shelf empty | other failures | success | p50 ms | p99 ms |");
+  console.log("| -------: | ---: | --: | --------------: | -------------: | ------: | -----: | -----: |");
+  for (const rate of RATES) {
+    const report = await startLoad({
+      target: "POST /api/v1/orders",
+      urls,
+      ratePerSecond: rate,
+      durationMs: DURATION_MS,
+      body,
+      bodyLabel: "load-order.json.tmpl",
+      timeoutMs: 10_000,
+    }).finished;
+    const conflicts = report.statuses["409"] ?? 0;
+    console.log(
+      `| ${rate} | ${report.requests} | ${report.succeeded} | ${conflicts} | ` +
+        `${report.failed - conflicts} | ${(report.successRate * 100).toFixed(1)}% | ` +
+        `${report.latency.p50Ms.toFixed(0)} | ${report.latency.p99Ms.toFixed(0)} |`,
+    );
+    // The backlog of one rate must not leak into the next.
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+} finally {
+  await cluster.close();
+  await Deno.remove(distDir, { recursive: true }).catch(() => {});
+}

@@ -1,0 +1,189 @@
+/**
+ * URL shortener (examples/url-shortener): resolves per second on one node and on three, against a bare
+ * Deno.serve redirect measured in the same run.
+ *
+ * - baseline: tests/bench/_redirect_server.ts (one process, the links in a Map) driven by the same client loop;
+ * - 1 node: a one-member cluster, the links slice with 1 instance (process isolation), every request to it;
+ * - 3 nodes: a three-member cluster, 3 instances (one per node), requests round-robin over the nodes.
+ *
+ * Each phase creates --links links, resolves each once to warm the cache, then C clients resolve random codes
+ * back to back for --duration-ms (`GET /u/r/{code}`, 302 expected; a resolve is a cache get and a durable click
+ * `add` on the store). Prints resolves/s, p50/p99 and errors per phase, the 3-node/1-node ratio and each
+ * against the baseline, and the machine's cores: the client loop, the nodes and the store share them, so
+ * "scales with nodes up to the core limit" means here that 3 nodes on 2 cores can at best use the 2 cores
+ * one node leaves idle.
+ *
+ * Flags: --concurrency 32 --duration-ms 8000 --links 100 --fsync always|never
+ * Run: npx -y deno@2.9.6 run -A --unstable-worker-options tests/bench/url_shortener_bench.ts
+ */
+
+import { parseArgs } from "node:util";
+import { cpus } from "node:os";
+import { TestCluster } from "../_support/cluster.ts";
+import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    concurrency: { type: "string", default: "32" },
+    "duration-ms": { type: "string", default: "8000" },
+    links: { type: "string", default: "100" },
+    fsync: { type: "string", default: "always" },
+  },
+});
+const CONCURRENCY = Number(flags.concurrency);
+const DURATION_MS = Number(flags["duration-ms"]);
+const LINKS = Number(flags.links);
+const FSYNC = flags.fsync as "always" | "never";
+if (!(CONCURRENCY >= 1) || !(DURATION_MS >= 500) || !(LINKS >= 1) || !["always", "never"].includes(FSYNC)) {
+  throw new Error("--concurrency >= 1, --duration-ms >= 500, --links >= 1, --fsync always|never");
+}
+
+const SLICE = new URL("../../examples/url-shortener/links/slice.ts", import.meta.url).pathname;
+const BLUEPRINT = new URL("../../examples/url-shortener/blueprint.toml", import.meta.url).pathname;
+const SERVER = new URL("./_redirect_server.ts", import.meta.url).pathname;
+
+interface Phase {
+  name: string;
+  resolves: number;
+  errors: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+/** C clients resolve random codes through `bases` (round-robin per request) for DURATION_MS. */
+async function drive(name: string, bases: string[], codes: string[]): Promise<Phase> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const start = performance.now();
+  const end = start + DURATION_MS;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (performance.now() < end) {
+      const base = bases[next++ % bases.length];
+      const code = codes[Math.floor(Math.random() * codes.length)];
+      const t0 = performance.now();
+      try {
+        const response = await fetch(`${base}/u/r/${code}`, { redirect: "manual" });
+        await response.body?.cancel();
+        if (response.status === 302) latencies.push(performance.now() - t0);
+        else errors++;
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    name,
+    resolves: latencies.length,
+    errors,
+    perSecond: latencies.length / seconds,
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+  };
+}
+
+async function baseline(codes: Map<string, string>): Promise<Phase> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", SERVER, JSON.stringify(Object.fromEntries(codes))],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the baseline server ended before it listened");
+      text += value;
+    }
+    const { port } = JSON.parse(text.split("\n")[0]) as { port: number };
+    return await drive("bare Deno.serve redirect (baseline)", [`http://127.0.0.1:${port}`], [
+      ...codes.keys(),
+    ]);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
+async function shortener(nodes: number): Promise<{ phase: Phase; links: Map<string, string> }> {
+  const cluster = await TestCluster.start(nodes, { fsync: FSYNC });
+  try {
+    await cluster.waitForLeader(60_000);
+    const [n1] = cluster.nodes;
+    await pushArtifact(n1, await buildSlice(SLICE));
+    const blueprint = (await Deno.readTextFile(BLUEPRINT)).replace(/instances = \d+/, `instances = ${nodes}`);
+    const applied = await postBlueprint(n1, blueprint);
+    if (applied.status !== 201) {
+      throw new Error(`blueprint: ${applied.status} ${JSON.stringify(applied.body)}`);
+    }
+    await cluster.waitFor(`${nodes} links instances ACTIVE`, async () => {
+      const s = (await sliceStatuses(n1)).find((x) => x.slice === "org.example.links:links");
+      return (s?.instances.filter((i) => i.state === "ACTIVE" && i.connected).length ?? 0) >= nodes;
+    }, 120_000);
+    const bases = cluster.nodes.map((n) => n.httpUrl);
+    const links = new Map<string, string>();
+    for (let i = 0; links.size < LINKS; i++) {
+      const response = await fetch(`${bases[i % bases.length]}/u/links`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ url: `https://example.org/page/${i}` }),
+      });
+      const body = await response.json() as { code?: string; url?: string };
+      if (response.status === 201 && body.code && body.url) links.set(body.code, body.url);
+      else if (i > LINKS * 10) throw new Error(`shorten: ${response.status} ${JSON.stringify(body)}`);
+    }
+    // Every node resolves every code once, so the measured phase starts from warm caches and routes.
+    for (const base of bases) {
+      for (const code of links.keys()) {
+        const r = await fetch(`${base}/u/r/${code}`, { redirect: "manual" });
+        await r.body?.cancel();
+      }
+    }
+    const phase = await drive(
+      `url-shortener, ${nodes} node${nodes === 1 ? "" : "s"}`,
+      bases,
+      [...links.keys()],
+    );
+    return { phase, links };
+  } finally {
+    await cluster.close();
+  }
+}
+
+function row(p: Phase): string {
+  return `| ${p.name.padEnd(38)} | ${p.perSecond.toFixed(0).padStart(8)} | ${
+    p.p50.toFixed(1).padStart(6)
+  } | ` +
+    `${p.p99.toFixed(1).padStart(6)} | ${String(p.errors).padStart(6)} |`;
+}
+
+const load = Deno.loadavg();
+console.log(
+  `url shortener resolves: ${CONCURRENCY} clients, ${DURATION_MS} ms per phase, ${LINKS} links, ` +
+    `--fsync ${FSYNC}, ${cpus().length} cores, load average ${load.map((l) => l.toFixed(1)).join(" ")}`,
+);
+const one = await shortener(1);
+const three = await shortener(3);
+const bare = await baseline(one.links);
+console.log("| phase                                  | resolves/s | p50 ms | p99 ms | errors |");
+console.log("| -------------------------------------- | --------: | -----: | -----: | -----: |");
+for (const p of [bare, one.phase, three.phase]) console.log(row(p));
+console.log(
+  `ratios: 3 nodes / 1 node ${(three.phase.perSecond / one.phase.perSecond).toFixed(2)}x; ` +
+    `1 node / baseline ${(one.phase.perSecond / bare.perSecond).toFixed(3)}x; ` +
+    `3 nodes / baseline ${(three.phase.perSecond / bare.perSecond).toFixed(3)}x`,
+);
+console.log(
+  `core limit: ${cpus().length} cores shared by the client loop and every node process; 3 nodes can add ` +
+    `throughput only while one node leaves a core idle`,
+);
