@@ -11,6 +11,7 @@ import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { runCli } from "../_support/cli.ts";
 
 type Json = Record<string, unknown>;
 
@@ -283,6 +284,59 @@ Deno.test("embedded SQL on 3 nodes: migrations, linearizable reads, errors, esca
         equal(await count(n3), inserted.length);
       },
     );
+
+    await t.step("operators: aether db list|show|set, bad settings refused", async () => {
+      const cli = (...args: string[]) =>
+        runCli(["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", n2.options.token!, ...args]);
+      const list = await cli("db", "list");
+      equal(list.code, 0, list.stderr);
+      match(list.stdout, /org\.example\.sql\/orders +embedded +replicated SQLite +\d+/);
+      const show = await cli("db", "show", "org.example.sql/orders");
+      equal(show.code, 0, show.stderr);
+      match(show.stdout, /backend {2}embedded/);
+      const withPassword = await cli(
+        "db",
+        "set",
+        "org.example.sql/other",
+        "--postgres",
+        "postgres://u:pw@127.0.0.1/x",
+      );
+      equal(withPassword.code === 0, false);
+      match(withPassword.stderr, /must not carry a password/);
+      const both = await cli(
+        "db",
+        "set",
+        "org.example.sql/other",
+        "--embedded",
+        "--postgres",
+        "postgres://u@h/x",
+      );
+      equal(both.code === 0, false);
+      match(both.stderr, /exactly one of --embedded or --postgres/);
+      const set = await cli(
+        "db",
+        "set",
+        "org.example.sql/other",
+        "--postgres",
+        "postgres://app@127.0.0.1:5999/other",
+        "--password-secret",
+        "other-pw",
+      );
+      equal(set.code, 0, set.stderr);
+      match(
+        set.stdout,
+        /org\.example\.sql\/other: postgres \(postgres:\/\/app@127\.0\.0\.1:5999\/other \(password: secret other-pw\)\)/,
+      );
+      const back = await cli("db", "set", "org.example.sql/other", "--embedded");
+      equal(back.code, 0, back.stderr);
+      const bad = await n1.json<Json>("/api/v1/databases/org.example.sql/other", {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ backend: "postgres", url: "mysql://x" }),
+      });
+      equal(bad.status, 400);
+      match(String(bad.body.detail), /url must be a postgres:\/\/ URL/);
+    });
 
     await t.step("everything survives kill -9 of the whole cluster", async () => {
       await Promise.all(cluster.nodes.map((n) => n.kill()));
