@@ -5,7 +5,9 @@
  * deadlines, failover, request ids, per-method metrics, traces).
  *
  * Bootstrap of one service (`ensure`), on whichever node handles the request that requires it:
- *   1. reuse: a target for `aether.infra:<name>` exists → wait until one instance is ACTIVE;
+ *   1. reuse: a target for `aether.infra:<name>` at the bundled version exists → wait until one instance is
+ *      ACTIVE (at another version, e.g. after a runtime upgrade: publish and deploy the bundled version, with
+ *      the target's instance count, like a new version of any slice);
  *   2. publish: the bundled artifact is pushed into the repository unless the same digest is there (another
  *      digest under the same coordinates is refused: a cluster never runs an infra artifact the node does not
  *      trust);
@@ -29,7 +31,7 @@ import {
   ViewReader,
 } from "../deployment/mod.ts";
 import type { SliceManifest } from "../../slices/host.ts";
-import { kvKeys } from "../model/mod.ts";
+import { decodeValue, kvKeys } from "../model/mod.ts";
 import { type BundledRepository, type BundledService, readBundledRepository } from "./bundled.ts";
 
 export interface ServiceSlicesOptions {
@@ -68,6 +70,8 @@ export class ServiceSlices {
   #repository: BundledRepository | undefined;
   /** Bootstraps in progress on this node, by service: concurrent `requires` of one service share one. */
   readonly #ensuring = new Map<string, Promise<void>>();
+  /** The version of each service's target, by the record's modRevision (read on every call). */
+  readonly #targetVersions = new Map<string, { modRevision: number; version: string | undefined }>();
 
   constructor(options: ServiceSlicesOptions) {
     this.#o = options;
@@ -89,10 +93,30 @@ export class ServiceSlices {
     return [...(await this.#o.bundled).services.keys()];
   }
 
-  /** True when the service has a bundled slice and a target: calls go to its instances through the invoker. */
+  /**
+   * True when the service has a bundled slice deployed at the bundled version: calls go to its instances
+   * through the invoker. Another version (a runtime upgraded since the service was deployed) is not called:
+   * its instances would be refused the engine (another digest), so the nodes serve the service until
+   * `requires` or `aether infra install` moves it to the bundled version.
+   */
   deployed(name: string): boolean {
     const bundled = this.bundledFor(name);
-    return bundled !== undefined && this.#o.state().get(kvKeys.target(baseOf(bundled))) !== undefined;
+    return bundled !== undefined && this.#targetVersion(bundled) === bundled.version;
+  }
+
+  #targetVersion(bundled: BundledService): string | undefined {
+    const entry = this.#o.state().get(kvKeys.target(baseOf(bundled)));
+    if (!entry) return undefined;
+    const known = this.#targetVersions.get(bundled.name);
+    if (known?.modRevision === entry.modRevision) return known.version;
+    let version: string | undefined;
+    try {
+      version = decodeValue("target", entry.value, entry.key).version;
+    } catch {
+      version = undefined;
+    }
+    this.#targetVersions.set(bundled.name, { modRevision: entry.modRevision, version });
+    return version;
   }
 
   /** Publishes, deploys and waits for the service's slice (see the file comment); no-op without a bundle. */
@@ -115,7 +139,7 @@ export class ServiceSlices {
       artifact: bundled.coordinates,
       sha256: bundled.sha256,
       published: this.#o.published(bundled.coordinates)?.sha256 === bundled.sha256,
-      deployed: this.#o.state().get(kvKeys.target(baseOf(bundled))) !== undefined,
+      deployed: this.#targetVersion(bundled) === bundled.version,
       desired: slice?.desired ?? 0,
       active: slice?.active ?? 0,
       instances: (slice?.instances ?? []).map((i) => ({ node: i.node, state: i.state })),
@@ -124,7 +148,8 @@ export class ServiceSlices {
 
   async #bootstrap(bundled: BundledService, deadlineMs: number): Promise<void> {
     const log = this.#o.log.with({ service: bundled.name, artifact: bundled.coordinates });
-    if (this.#o.state().get(kvKeys.target(baseOf(bundled))) === undefined) {
+    // Reuse a running service at the bundled version; deploy it when absent or at another version.
+    if (this.#targetVersion(bundled) !== bundled.version) {
       await this.#publish(bundled, log);
       const created = await this.#deploy(bundled);
       if (created) log.info("infrastructure service deployed from the bundled repository");
@@ -147,13 +172,18 @@ export class ServiceSlices {
     log.info("bundled infrastructure service published into the repository", { sha256: bundled.sha256 });
   }
 
-  /** Creates the target (one instance per member); false when another node created it first. */
+  /**
+   * Creates the target (one instance per member) or moves it to the bundled version (keeping its instance
+   * count); false when another node did it first.
+   */
   async #deploy(bundled: BundledService): Promise<boolean> {
-    const instances = Math.max(1, Math.min(MAX_INSTANCES, this.#o.members().length));
+    const perMember = Math.max(1, Math.min(MAX_INSTANCES, this.#o.members().length));
     for (let attempt = 1; attempt <= 3; attempt++) {
       const state = this.#o.state();
-      if (state.get(kvKeys.target(baseOf(bundled))) !== undefined) return false;
-      const planned = planDeploy(state, bundled.coordinates, instances, this.#o.nowMs());
+      if (this.#targetVersion(bundled) === bundled.version) return false;
+      const current = state.get(kvKeys.target(baseOf(bundled)));
+      const instances = current ? decodeValue("target", current.value, current.key).instances : perMember;
+      const planned = planDeploy(state, bundled.coordinates, Math.max(1, instances), this.#o.nowMs());
       const outcome = await this.#o.write(planned.command);
       if (outcome.succeeded !== false) return true;
     }
