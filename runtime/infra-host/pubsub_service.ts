@@ -160,6 +160,8 @@ export interface PubsubService {
   /** As a slice of `group` would call (the operator's API). */
   callAs(group: string, method: string, payload: Record<string, unknown>, from?: string): Promise<unknown>;
   counters(): DeliveryCounters;
+  /** Lag per (topic `{group}/{topic}`, consumer group) for the node's metrics sample. */
+  lagSeries(): Array<{ topic: string; consumerGroup: string; lag: number }>;
   stop(): void;
 }
 
@@ -254,6 +256,8 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     message: MessageRecord,
     error: string,
   ) => {
+    // The transaction compares the offset record's revision: let a commit under way land first.
+    while (cursor.committing && live(cursor)) await new Promise((r) => setTimeout(r, 5));
     const fence = leaderFence();
     if (!fence) return false;
     const { group, topic, consumerGroup } = cursor.sub;
@@ -278,14 +282,10 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     if (!index.topicOf(group, dlq)) {
       ops.push({ op: "put", key: topicKey(group, dlq), value: encodeRecord(defaultTopic(1)) });
     }
-    ops.push(
-      {
-        op: "put",
-        key: messageKey(group, dlq, `dlq.${consumerGroup}.${offset}`),
-        value: encodeRecord(record),
-      },
-      { op: "put", key, value: encodeRecord({ next: offset + 1 } satisfies OffsetRecord) },
-    );
+    // A dead letter already written (by a leader that died before the offset moved) is not written again.
+    const dlqKey = messageKey(group, dlq, `dlq.${consumerGroup}.${offset}`);
+    if (!options.state().get(dlqKey)) ops.push({ op: "put", key: dlqKey, value: encodeRecord(record) });
+    ops.push({ op: "put", key, value: encodeRecord({ next: offset + 1 } satisfies OffsetRecord) });
     const outcome = await options.kv.write({
       type: "txn",
       compare: [fence, { key, modRevision: cursor.recordRevision }],
@@ -809,6 +809,12 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
         ...(from === undefined ? {} : { from }),
       }),
     counters: () => ({ ...counters }),
+    lagSeries: () =>
+      [...index.subscriptions.values()].map((sub) => ({
+        topic: `${sub.group}/${sub.topic}`,
+        consumerGroup: sub.consumerGroup,
+        lag: index.lag(sub).reduce((a, b) => a + b, 0),
+      })),
     stop: () => {
       clearInterval(tick);
       clearInterval(retentionTick);

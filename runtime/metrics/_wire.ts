@@ -22,6 +22,7 @@ import type {
   PeerMetrics,
   ProcessMetrics,
   RouteMetrics,
+  TopicMetrics,
 } from "./types.ts";
 
 export const METRICS_CHANNEL = "m";
@@ -60,6 +61,7 @@ interface WireSample {
   o?: [string, string, number, number, number, number, string, WireHistogram][];
   /** Aspects: [slice, method, calls, errors, argumentBytes, resultBytes, maxArgumentBytes, maxResultBytes]. */
   a?: [string, string, number, number, number, number, number, number][];
+  tp?: [string, string, number][];
 }
 
 export interface UpdateMessage {
@@ -153,6 +155,7 @@ function encodeSample(s: NodeMetrics): WireSample {
         ]),
       }
       : {}),
+    ...(s.topics ? { tp: s.topics.map((t) => [t.topic, t.consumerGroup, t.lag]) } : {}),
     ...(s.aspects
       ? {
         a: s.aspects.map((a) => [
@@ -209,6 +212,18 @@ function decodeSample(raw: unknown, where: string): NodeMetrics {
     ...(s.a === undefined
       ? {}
       : { aspects: array(s.a, `${where}.a`).map((x, i) => decodeAspect(x, `${where}.a[${i}]`)) }),
+    ...(s.tp === undefined
+      ? {}
+      : { topics: array(s.tp, `${where}.tp`).map((x, i) => decodeTopic(x, `${where}.tp[${i}]`)) }),
+  };
+}
+
+function decodeTopic(raw: unknown, where: string): TopicMetrics {
+  const r = array(raw, where);
+  return {
+    topic: str(r[0], `${where}[0]`),
+    consumerGroup: str(r[1], `${where}[1]`),
+    lag: num(r[2], `${where}[2]`),
   };
 }
 

@@ -20,6 +20,7 @@ import type {
   NodeMetrics,
   RouteMetrics,
   SliceMetrics,
+  TopicMetrics,
 } from "./types.ts";
 
 /** A node that sent nothing for this long is stale and left out of every merged figure. */
@@ -185,7 +186,15 @@ export class ClusterTable {
         lastSeenMs: entry.lastSeenMs,
       });
     }
-    return { atMs, leader, seq, nodes, slices: mergeSlices(nodes), caches: mergeCaches(nodes) };
+    return {
+      atMs,
+      leader,
+      seq,
+      nodes,
+      slices: mergeSlices(nodes),
+      caches: mergeCaches(nodes),
+      ...withTopics(mergeTopics(nodes)),
+    };
   }
 }
 
@@ -255,6 +264,27 @@ export function mergeCaches(nodes: readonly NodeEntry[]): CacheMetrics[] {
     }
   }
   return [...merged.values()].sort((a, b) => compare(a.cache, b.cache));
+}
+
+/** Absent without pub/sub subscriptions (snapshots stay as they were). */
+function withTopics(topics: TopicMetrics[]): { topics?: TopicMetrics[] } {
+  return topics.length === 0 ? {} : { topics };
+}
+
+/** Each (topic, consumer group)'s largest lag over the non-stale nodes (sorted by topic, then group). */
+export function mergeTopics(nodes: readonly NodeEntry[]): TopicMetrics[] {
+  const merged = new Map<string, TopicMetrics>();
+  for (const node of nodes) {
+    if (node.stale) continue;
+    for (const t of node.topics ?? []) {
+      const key = `${t.topic}\u0000${t.consumerGroup}`;
+      const seen = merged.get(key);
+      if (!seen || t.lag > seen.lag) merged.set(key, { ...t });
+    }
+  }
+  return [...merged.values()].sort((a, b) =>
+    compare(a.topic, b.topic) || compare(a.consumerGroup, b.consumerGroup)
+  );
 }
 
 /** Errors of a method series, all kinds together. */

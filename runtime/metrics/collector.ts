@@ -20,6 +20,7 @@ import type {
   PeerMetrics,
   ProcessMetrics,
   RouteMetrics,
+  TopicMetrics,
 } from "./types.ts";
 
 /** An instance as the collector needs it (the deployment's executor has these). */
@@ -59,6 +60,8 @@ export interface CollectorSources {
   outbound?(): readonly OutboundMetrics[];
   /** Dynamic aspects' size figures on this node (runtime/infra-host aspects.ts). */
   aspects?(): readonly AspectMetrics[];
+  /** Pub/sub lag per (topic, consumer group) (runtime/infra-host pubsub_service.ts). */
+  topics?(): readonly TopicMetrics[];
   /** Epoch ms. */
   now?: () => number;
 }
@@ -68,6 +71,8 @@ const LAG_PROBE_MS = 100;
 export const MAX_CACHE_SERIES = 100;
 /** Outbound (group, host) series one sample carries (the busiest by requests). */
 export const MAX_OUTBOUND_SERIES = 100;
+/** (topic, consumer group) series one sample carries (the largest lag first). */
+export const MAX_TOPIC_SERIES = 200;
 /** Aspect series one sample carries (the busiest by calls). */
 export const MAX_ASPECT_SERIES = 100;
 
@@ -139,6 +144,7 @@ export class Collector {
         ? { outbound: busiest(sources.outbound(), MAX_OUTBOUND_SERIES, (o) => o.requests) }
         : {}),
       ...(sources.aspects ? { aspects: busiest(sources.aspects(), MAX_ASPECT_SERIES, (a) => a.calls) } : {}),
+      ...(sources.topics ? { topics: busiest(sources.topics(), MAX_TOPIC_SERIES, (t) => t.lag) } : {}),
     };
   }
 

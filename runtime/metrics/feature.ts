@@ -12,7 +12,14 @@
 import { type LatencyHistogram, type Logger, MetricsRecorder, type NodeId } from "../core/mod.ts";
 import { Collector, type InstanceSource, type PeerSource } from "./collector.ts";
 import { type MetricsMesh, MetricsService, type MetricsServiceStats } from "./service.ts";
-import type { AspectMetrics, CacheMetrics, ConsensusMetrics, MetricsView, OutboundMetrics } from "./types.ts";
+import type {
+  AspectMetrics,
+  CacheMetrics,
+  ConsensusMetrics,
+  MetricsView,
+  OutboundMetrics,
+  TopicMetrics,
+} from "./types.ts";
 
 export interface MetricsFeatureOptions {
   self: NodeId;
@@ -31,6 +38,8 @@ export interface MetricsFeatureOptions {
   outbound?(): readonly OutboundMetrics[];
   /** Dynamic aspects' size figures per slice method on this node. */
   aspects?(): readonly AspectMetrics[];
+  /** Pub/sub lag per (topic, consumer group), as this node's replica shows it. */
+  topics?(): readonly TopicMetrics[];
   intervalMs?: number;
 }
 
@@ -57,6 +66,7 @@ export function startMetrics(options: MetricsFeatureOptions): MetricsFeature {
     caches: options.caches,
     outbound: options.outbound,
     aspects: options.aspects,
+    topics: options.topics,
   });
   const service = new MetricsService({
     self: options.self,

@@ -75,6 +75,7 @@ export function prometheusText(
   cacheFamilies(out, samples);
   outboundFamilies(out, samples);
   aspectFamilies(out, samples);
+  topicFamilies(out, samples);
   return out.text();
 }
 
@@ -373,6 +374,22 @@ function cacheFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
     out.family(name, kind, help);
     for (const r of rows) out.sample(name, r.labels, value(r.c));
   }
+}
+
+function topicFamilies(out: Exposition, samples: readonly NodeMetrics[]): void {
+  const rows = samples.flatMap((s) =>
+    (s.topics ?? []).map((t) => ({
+      t,
+      labels: labels({ node: s.node, topic: t.topic, group: t.consumerGroup }),
+    }))
+  );
+  if (rows.length === 0) return;
+  out.family(
+    "aether_pubsub_lag",
+    "gauge",
+    "Messages of a topic retained and not yet handled by a consumer group, as the node's replica shows it.",
+  );
+  for (const r of rows) out.sample("aether_pubsub_lag", r.labels, r.t.lag);
 }
 
 function splitCoordinates(coordinates: string): { slice: string; version: string } {

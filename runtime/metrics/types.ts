@@ -135,6 +135,18 @@ export interface AspectMetrics {
   maxResultBytes: number;
 }
 
+/**
+ * One consumer group of one pub/sub topic (runtime/infra-host/pubsub_service.ts) as a node's replica of the
+ * consensus KV shows it: messages retained and not yet handled (delivered or dead-lettered), over all
+ * partitions. Every node computes it from the same records; the snapshot keeps the largest.
+ */
+export interface TopicMetrics {
+  /** `{group}/{topic}`. */
+  topic: string;
+  consumerGroup: string;
+  lag: number;
+}
+
 /** One node's sample: what it pushes to the leader every second. */
 export interface NodeMetrics {
   node: NodeId;
@@ -156,6 +168,8 @@ export interface NodeMetrics {
   outbound?: OutboundMetrics[];
   /** Dynamic aspects' size figures per slice method (at most MAX_ASPECT_SERIES). */
   aspects?: AspectMetrics[];
+  /** Pub/sub lag per (topic, consumer group) (at most MAX_TOPIC_SERIES, the largest lag). */
+  topics?: TopicMetrics[];
 }
 
 /** A node in the cluster snapshot. */
@@ -192,6 +206,8 @@ export interface ClusterSnapshot {
   slices: SliceMetrics[];
   /** Each cache's counters summed over the non-stale nodes, sorted by name. */
   caches?: CacheMetrics[];
+  /** Each (topic, consumer group)'s lag: the largest any non-stale node reports, sorted. */
+  topics?: TopicMetrics[];
 }
 
 /** Per slice version and method over a recent window: what `GET /api/v1/invocations` answers. */

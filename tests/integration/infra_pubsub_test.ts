@@ -329,6 +329,16 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       const bad = await cli("topics", "show", "orders");
       equal(bad.code, 1, bad.stdout);
       match(bad.stderr, /topic "orders" must be <group>\/<topic>/);
+      // Lag per group in the metrics: the node samples, the cluster snapshot, Prometheus.
+      await cluster.waitFor("lag in the cluster snapshot", async () => {
+        const { body } = await node.json<{ topics?: Array<Json> }>("/api/v1/metrics");
+        return body.topics?.some((t) =>
+          t.topic === "org.example.orders/orders" && t.consumerGroup === "audit" && t.lag === 0
+        );
+      }, 15_000);
+      const prom = await (await node.api("/metrics?scope=cluster")).text();
+      match(prom, /# TYPE aether_pubsub_lag gauge/);
+      match(prom, /aether_pubsub_lag\{node="n\d",topic="org\.example\.orders\/orders",group="main"\} \d+/);
       const missing = await cli("topics", "show", "org.example.orders/nope");
       ok(missing.code !== 0);
       match(missing.stderr, /no topic nope in group org\.example\.orders/);
