@@ -19,6 +19,12 @@ import {
 } from "./postgres_backend.ts";
 import { assertRejects, sqlBackendContract } from "./sql_contract.ts";
 
+const opensslPresent = await new Deno.Command("openssl", {
+  args: ["version"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then((o) => o.success, () => false);
 const dollar = (n: number) => `$${n}`;
 const soon = (ms = 10_000) => ({ deadlineMs: Date.now() + ms });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -83,6 +89,11 @@ Deno.test({
         "bad URL, unreachable server, wrong password: clear errors",
         () => checkBadTargets(pg, open),
       );
+      await t.step({
+        name: "sslmode=require encrypts; verify-full refuses a certificate it cannot verify",
+        ignore: !opensslPresent,
+        fn: () => checkTls(pg, open),
+      });
       await t.step(
         "server killed under a busy pool: unavailable, then it recovers",
         () => checkCrash(pg, open),
@@ -362,4 +373,47 @@ async function checkSessionLeaks(pg: PostgresServer, open: Open): Promise<void> 
   await assertRejects(() => db.queryIn(tx, "SELECT 1", []), "not_found", /COMMIT or ROLLBACK/);
   assert.equal(db.stats().transactions, 0);
   assert.deepEqual((await db.query("SELECT count(*) AS n FROM leaks", [], soon())).rows, [{ n: 2 }]);
+}
+
+/** Turns TLS on in the running server (a self-signed certificate for 127.0.0.1) and connects through it. */
+async function checkTls(pg: PostgresServer, open: Open): Promise<void> {
+  const owner = await Deno.stat(pg.dataDir);
+  const generated = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      `${pg.dataDir}/server.key`,
+      "-out",
+      `${pg.dataDir}/server.crt`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.ok(generated.success, new TextDecoder().decode(generated.stderr));
+  for (const file of ["server.key", "server.crt"]) {
+    await Deno.chown(`${pg.dataDir}/${file}`, owner.uid, owner.gid);
+    await Deno.chmod(`${pg.dataDir}/${file}`, 0o600);
+  }
+  await pg.psql("ALTER SYSTEM SET ssl = on");
+  await pg.psql("SELECT pg_reload_conf()");
+  await sleep(300);
+  const encrypted = await open({ url: `${pg.url}?sslmode=require`, poolSize: 1 });
+  const { rows } = await encrypted.query(
+    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    [],
+    soon(),
+  );
+  assert.deepEqual(rows, [{ ssl: true }], "the connection is encrypted");
+  const verified = await open({ url: `${pg.url}?sslmode=verify-full`, poolSize: 1 });
+  await assertRejects(() => verified.query("SELECT 1", [], soon()), "unavailable", /certificate/i);
 }
