@@ -10,7 +10,8 @@
  * node. With no record for the method the wrapper costs one map lookup.
  *
  * - `log`: one structured record per call at info level, message `aspect call`, fields `requestId`, `slice`
- *   (`group:artifact:version`), `method`, `instance`, `durationMs`, `ok`, `args` and `result` (or `error`):
+ *   (`group:artifact:version`), `method`, `instance`, `durationMs`, `ok`, `caller` (the calling slice, when a
+ *   slice called), `args` and `result` (or `error`):
  *   JSON text, each cut at MAX_LOGGED_BYTES with a `…[truncated N bytes]` marker, after redaction: values of
  *   object keys matching the defaults (any key containing password, passwd, secret, token, authorization,
  *   apikey, api_key, credential, cookie; case-insensitive) or the manifest's `redact` entries (a name: that key
@@ -271,6 +272,9 @@ export function startAspects(options: AspectsOptions): Aspects {
       ok: outcome?.ok === true,
       args: boundedJson(redact(request, rules)),
     };
+    // The calling slice, when a slice called (taken by its sandbox host from its manifest, never its request).
+    const caller = options?.caller;
+    if (typeof caller === "string") fields.caller = caller;
     if (outcome?.ok) fields.result = boundedJson(redact(outcome.value, rules));
     else if (outcome) fields.error = boundedJson(redact(outcome.error, rules));
     else {fields.error = boundedJson({
