@@ -15,6 +15,7 @@ import { startInfraServices } from "./services.ts";
 import type { InfraStores } from "./feature.ts";
 import type { ServiceCall } from "./services.ts";
 import { silentLogger } from "../core/mod.ts";
+import { encodeValue } from "../model/mod.ts";
 
 function hostCall(from: string, fromSha256: string, artifact: string, payload: unknown): OutboundCall {
   return {
@@ -84,4 +85,43 @@ Deno.test("@service-host: only the bundled artifact at the bundled digest reache
     ok(!outcome.ok && outcome.error.status === 400, JSON.stringify(outcome));
   }
   equal(seen.length, 1);
+});
+
+Deno.test("a service slice is called only at the bundled version (else the nodes serve it)", async () => {
+  const bundled = readBundledRepository();
+  const cache = (await bundled).services.get("cache")!;
+  let version = "0.9.0";
+  let modRevision = 7;
+  const state = {
+    get: (key: string) =>
+      key === "targets/aether.infra:cache"
+        ? {
+          key,
+          value: encodeValue("target", { version, instances: 3, owners: [], updatedAt: 0 }),
+          modRevision,
+          createRevision: 7,
+          version: 1,
+        }
+        : undefined,
+    range: () => [],
+    revision: modRevision,
+  };
+  const slices = new ServiceSlices({
+    bundled,
+    state: () => state as never,
+    write: () => Promise.reject(new Error("not used")),
+    members: () => ["n1"],
+    isConnected: () => true,
+    nowMs: () => Date.now(),
+    publish: () => Promise.reject(new Error("not used")),
+    published: () => undefined,
+    log: silentLogger,
+  });
+  await slices.names();
+  equal(slices.deployed("cache"), false, "an older version's instances are not called");
+  version = cache.version;
+  modRevision = 8;
+  equal(slices.deployed("cache"), true);
+  equal(slices.deployed("lock"), false, "no target");
+  equal(slices.deployed("pubsub"), false, "no bundled slice: node-served");
 });
