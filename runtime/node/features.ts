@@ -174,6 +174,7 @@ export function startFeatures(
     consensus: core.consensusStats,
     commitLatency: core.commitLatency,
     caches: cacheStats,
+    topics: () => pubsub.lagSeries(),
     outbound: () => outbound.stats(),
     aspects: () => aspects.stats(),
   });
