@@ -18,6 +18,8 @@
  *   makes its own calls time out) cannot open the circuit another group's slices see.
  * - Responses are read up to `maxResponseBytes` (default 1 MiB, at most 8 MiB); a larger one fails with
  *   `ResponseTooLarge` and the connection is dropped.
+ * - At most MAX_IN_FLIGHT_PER_GROUP (64) requests of one group and MAX_IN_FLIGHT (512) in all are in flight on a
+ *   node; beyond, `TooManyRequests` (503) at once, so a slice cannot hold unbounded sockets or starve others.
  * - Redirects are followed by hand (at most 5), each target checked against both lists like the first URL;
  *   credentials (`authorization`, `cookie`) are dropped when a redirect leaves the origin.
  *
@@ -43,6 +45,10 @@ const MAX_HEADER_VALUE_BYTES = 8 * 1024;
 const MAX_URL_LENGTH = 8 * 1024;
 /** Breakers and metric series a node keeps, (group, host) pairs; beyond, the least recently used closed one goes. */
 export const MAX_HOST_SERIES = 1_000;
+/** Outbound requests one group's slices have in flight on a node at once; beyond, refused (`TooManyRequests`). */
+export const MAX_IN_FLIGHT_PER_GROUP = 64;
+/** Outbound requests a node has in flight at once, all groups together. */
+export const MAX_IN_FLIGHT = 512;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 2_000;
 
@@ -288,6 +294,9 @@ export interface HttpClientOptions {
   /** The hosts the manifest of `coordinates` declares (`outbound`), undefined when unknown. */
   declared(coordinates: string): readonly string[] | undefined;
   breaker?: BreakerSettings;
+  /** In-flight limits (default MAX_IN_FLIGHT_PER_GROUP, MAX_IN_FLIGHT). */
+  maxInFlightPerGroup?: number;
+  maxInFlight?: number;
   /** Wall clock for the breaker (tests). */
   nowMs?: () => number;
 }
@@ -330,6 +339,10 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   const settings = options.breaker ?? DEFAULT_BREAKER;
   const now = options.nowMs ?? Date.now;
   const series = new Map<string, HostSeries>();
+  const perGroupLimit = options.maxInFlightPerGroup ?? MAX_IN_FLIGHT_PER_GROUP;
+  const nodeLimit = options.maxInFlight ?? MAX_IN_FLIGHT;
+  const inFlightByGroup = new Map<string, number>();
+  let inFlight = 0;
 
   const seriesOf = (group: string, hostPort: string): HostSeries => {
     const key = `${group} ${hostPort}`;
@@ -400,8 +413,39 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       }
     });
     const request = parseRequest(call.payload);
-    let target = parseTarget(request.url);
-    checkAllowed(target, declared);
+    const first = parseTarget(request.url);
+    checkAllowed(first, declared);
+    // A slice cannot hold unbounded sockets: a limit per group (so one group cannot starve the others) and
+    // one per node.
+    const groupInFlight = inFlightByGroup.get(call.group) ?? 0;
+    if (groupInFlight >= perGroupLimit || inFlight >= nodeLimit) {
+      throw new AetherError(
+        "overloaded",
+        groupInFlight >= perGroupLimit
+          ? `http.request: ${perGroupLimit} requests of group ${call.group} already in flight on this node`
+          : `http.request: ${nodeLimit} outbound requests already in flight on this node`,
+        { errorName: "TooManyRequests" },
+      );
+    }
+    inFlightByGroup.set(call.group, groupInFlight + 1);
+    inFlight++;
+    try {
+      return await send(call, request, first, declared);
+    } finally {
+      inFlight--;
+      const left = (inFlightByGroup.get(call.group) ?? 1) - 1;
+      if (left <= 0) inFlightByGroup.delete(call.group);
+      else inFlightByGroup.set(call.group, left);
+    }
+  };
+
+  const send = async (
+    call: ServiceCall,
+    request: OutboundRequest,
+    first: Target,
+    declared: readonly HostRule[],
+  ): Promise<OutboundResponse> => {
+    let target = first;
     let method = request.method;
     let body = request.body;
     let headers = { ...request.headers };

@@ -284,3 +284,34 @@ Deno.test("connection refused counts as a failure and is retried for GET", async
   const s = c.stats()[0];
   assertEquals([s.requests, s.failures, s.circuit], [3, 3, "open"]);
 });
+
+Deno.test("in-flight limits: one group cannot hold more than its share, another group still gets through", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  await withServer(async (req) => {
+    if (new URL(req.url).pathname === "/slow") await gate;
+    return new Response("done");
+  }, async (port) => {
+    const c = createHttpClient({
+      allowed: () => parseAllowList(`127.0.0.1:${port}`),
+      declared: () => [`127.0.0.1:${port}`],
+      maxInFlightPerGroup: 3,
+      maxInFlight: 5,
+    });
+    const slow = (slice: string) => c.serve(call({ url: `http://127.0.0.1:${port}/slow` }, slice));
+    const held = [slow("org.a:caller:1.0.0"), slow("org.a:caller:1.0.0"), slow("org.a:caller:1.0.0")];
+    await new Promise((r) => setTimeout(r, 100));
+    await refused(
+      slow("org.a:caller:1.0.0"),
+      "TooManyRequests",
+      /3 requests of group org\.a already in flight/,
+    );
+    held.push(slow("org.b:other:1.0.0"), slow("org.b:other:1.0.0"));
+    await new Promise((r) => setTimeout(r, 100));
+    await refused(slow("org.c:third:1.0.0"), "TooManyRequests", /5 outbound requests already in flight/);
+    release();
+    for (const r of await Promise.all(held)) assertEquals(r.body, "done");
+    // Released: the group may send again.
+    assertEquals((await c.serve(call({ url: `http://127.0.0.1:${port}/` }))).body, "done");
+  });
+});
