@@ -139,8 +139,8 @@ export interface HttpResult {
 
 /**
  * Outbound HTTP through the node: errors are `HostNotAllowed` (403), `CircuitOpen` (503), `Timeout` (504),
- * `ConnectionFailed` (503), `ResponseTooLarge` (413), `TooManyRequests` (503: too many in flight), `TooManyRedirects`;
- * an HTTP error status is a result.
+ * `ConnectionFailed` (503), `ResponseTooLarge` (413), `TooManyRequests` (503: too many in flight),
+ * `TooManyRedirects`; an HTTP error status is a result.
  */
 export interface HttpClient {
   request(request: HttpRequest, options?: CallOptions): Promise<HttpResult>;
