@@ -63,7 +63,7 @@ export function connectError(target: PostgresTarget, e: unknown): AetherError {
   if (code === "ECONNREFUSED") why = `connection refused (is the server running and listening there?)`;
   else if (code === "ENOTFOUND" || code === "EAI_AGAIN") why = `unknown host name ${target.host}`;
   else if (code.startsWith("28")) {
-    why = `${reason} (check the user and password in the database's URL secret)`;
+    why = `${reason} (check the URL's user and the password in its secret)`;
   } else if (code === "3D000") why = `${reason} (create it, or fix the URL's database name)`;
   else if (code === "53300") why = `${reason} (the server's max_connections is reached)`;
   return new AetherError("unavailable", `${where}: ${why}`, {

@@ -67,7 +67,7 @@ Deno.test("connect errors are unavailable and say where, as whom, and what to ch
     code: "28P01",
     message: 'password authentication failed for user "app"',
   });
-  assert.match(auth.message, /password authentication failed.*check the user and password/);
+  assert.match(auth.message, /password authentication failed.*check the URL's user and the password/);
   assert.ok(!auth.message.includes("s3cret"));
   const dns = connectError(TARGET, { code: "ENOTFOUND", message: "getaddrinfo ENOTFOUND db.internal" });
   assert.match(dns.message, /unknown host name db\.internal/);
