@@ -85,6 +85,8 @@ export interface MachineClient {
   ): Promise<MachineState>;
   /** null when absent. */
   get(id: string, options?: CallOptions): Promise<MachineState | null>;
+  /** Removes the instance (a group keeps at most 10 000); false when absent. */
+  delete(id: string, options?: CallOptions): Promise<boolean>;
 }
 
 type Send = (method: string, payload: Record<string, JsonValue>, options?: CallOptions) => Promise<unknown>;
@@ -107,5 +109,6 @@ export function machineClient(send: Send): MachineClient {
     send: async (id, event, data, options) =>
       (await send("send", { id, event, ...(data === undefined ? {} : { data }) }, options)) as never,
     get: async (id, options) => (await send("get", { id }, options)) as never,
+    delete: async (id, options) => (await send("delete", { id }, options)) as boolean,
   };
 }

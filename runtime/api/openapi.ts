@@ -101,6 +101,8 @@ const sliceName = "group:artifact";
 const instances = int(0, MAX_INSTANCES);
 const deployAnswer = obj({ dryRun: bool, revision }, ["dryRun"]);
 const topicParams = { group: "the slice group owning the topic", topic: "the topic name" };
+const jobParams = { group: "the slice group owning the job", name: "the job name" };
+const machineParams = { group: "the slice group declaring the machine", machine: "the machine name" };
 const tokenView = obj({
   id: str,
   name: str,
@@ -643,6 +645,113 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
       ]),
     },
     problems: [400, 404, 503, 504],
+  },
+  "GET /api/v1/jobs": {
+    summary: "Lists scheduled jobs: schedule, target, next occurrence, last run (?group= one group's)",
+    query: [
+      { name: "group", description: "only this slice group's jobs", schema: str },
+      {
+        name: "all",
+        description: "true: state-machine timeouts too",
+        schema: { type: "string", enum: ["true", "false"] },
+      },
+    ],
+    response: { description: "jobs", json: list("items") },
+    problems: [400],
+  },
+  "POST /api/v1/jobs/:group/:name": {
+    summary: "Creates a job: exactly one of cron (5 or 6 fields, UTC unless tz), atMs, delayMs; it calls " +
+      "method of slice (of the group) with {job, scheduledAtMs, attempt, payload}",
+    pathParameters: jobParams,
+    body: {
+      json: obj({
+        cron: str,
+        tz: str,
+        atMs: int(0, Number.MAX_SAFE_INTEGER),
+        delayMs: int(0, 366 * 86_400_000),
+        slice: str,
+        method: str,
+        payload: anyValue,
+        misfire: { type: "string", enum: ["skip", "catchup"] },
+        misfireGraceMs: int(0, 86_400_000),
+        replace: bool,
+      }, ["slice", "method"]),
+      required: true,
+    },
+    response: { status: 201, description: "the job", json: anyObj },
+    problems: [400, 403, 409, 503],
+  },
+  "GET /api/v1/jobs/:group/:name": {
+    summary: "One job with its history",
+    pathParameters: jobParams,
+    response: { description: "the job", json: anyObj },
+    problems: [400, 404],
+  },
+  "GET /api/v1/jobs/:group/:name/history": {
+    summary: "A job's last runs (at most 20): occurrence, fired at, duration, outcome, attempt, node",
+    pathParameters: jobParams,
+    response: { description: "history", json: list("items") },
+    problems: [400, 404],
+  },
+  "POST /api/v1/jobs/:group/:name/run": {
+    summary: "Fires a job now, outside its schedule (recorded as manual); answers the method's outcome",
+    pathParameters: jobParams,
+    response: {
+      description: "the outcome",
+      json: obj({ ok: bool, value: anyValue, error: anyValue }, ["ok"]),
+    },
+    problems: [400, 404, 503],
+  },
+  "POST /api/v1/jobs/:group/:name/pause": {
+    summary: "Stops firing a job (an occurrence being fired completes)",
+    pathParameters: jobParams,
+    response: { description: "the job", json: anyObj },
+    problems: [400, 404, 409, 503],
+  },
+  "POST /api/v1/jobs/:group/:name/resume": {
+    summary: "Fires a paused job again, from its next occurrence after now (missed ones are not fired)",
+    pathParameters: jobParams,
+    response: { description: "the job", json: anyObj },
+    problems: [400, 404, 409, 503],
+  },
+  "DELETE /api/v1/jobs/:group/:name": {
+    summary: "Deletes a job",
+    pathParameters: jobParams,
+    response: { description: "whether it existed", json: obj({ deleted: bool }, ["deleted"]) },
+    problems: [400, 404, 503],
+  },
+  "GET /api/v1/machines": {
+    summary: "Declared state machines (from the slices' manifests) and their instance counts",
+    query: [{ name: "group", description: "only this slice group's machines", schema: str }],
+    response: { description: "machines", json: list("items") },
+    problems: [400],
+  },
+  "GET /api/v1/machines/:group/:machine": {
+    summary: "The instances of one state machine (?limit, 1-1000, default 100)",
+    pathParameters: machineParams,
+    query: [{ name: "limit", description: "at most this many (1-1000)", schema: str }],
+    response: { description: "instances", json: list("items") },
+    problems: [400],
+  },
+  "GET /api/v1/machines/:group/:machine/:id": {
+    summary: "One state machine instance: state, version, data, history (linearizable read)",
+    pathParameters: { ...machineParams, id: "the instance id" },
+    response: { description: "the instance", json: anyObj },
+    problems: [400, 404, 503],
+  },
+  "DELETE /api/v1/machines/:group/:machine/:id": {
+    summary: "Removes a state machine instance and its pending state timeout (a group keeps at most 10 000)",
+    pathParameters: { ...machineParams, id: "the instance id" },
+    response: { description: "whether it existed", json: obj({ deleted: bool }, ["deleted"]) },
+    problems: [400, 503],
+  },
+  "POST /api/v1/machines/:group/:machine/:id/events": {
+    summary: "Sends an event to an instance (created in the initial state when absent), applied by " +
+      "compare-and-set; 409 when the current state has no transition for it or a guard refuses",
+    pathParameters: { ...machineParams, id: "the instance id" },
+    body: { json: obj({ event: str, data: anyObj }, ["event"]), required: true },
+    response: { description: "the instance after the transition", json: anyObj },
+    problems: [400, 404, 409, 503],
   },
   "GET /api/v1/stores": {
     summary: "Lists the partitioned stores: config and this node's share (partitions, entries)",

@@ -12,6 +12,7 @@
  *   GET    /machines/{group}/{machine}      the instances of one machine (?limit, at most 1000)
  *   GET    /machines/{group}/{machine}/{id} one instance with its history
  *   POST   /machines/{group}/{machine}/{id}/events   sends {"event":"pay","data":{...}}
+ *   DELETE /machines/{group}/{machine}/{id} removes an instance (and its pending timeout)
  */
 
 import { Hono } from "hono";
@@ -130,6 +131,12 @@ function machineRoutes(app: Hono, machines: StateMachines): void {
       });
     }
     return c.json(instance);
+  });
+  app.delete("/machines/:group/:machine/:id", async (c) => {
+    const group = groupParam(c.req.param("group"));
+    const machine = nameParam(c.req.param("machine"), "machine");
+    const id = nameParam(c.req.param("id"), "id");
+    return c.json({ deleted: await machines.remove(group, machine, id) });
   });
   app.post("/machines/:group/:machine/:id/events", async (c) => {
     const group = groupParam(c.req.param("group"));

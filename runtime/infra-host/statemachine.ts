@@ -29,8 +29,10 @@ import {
   type JsonValue,
   type MachineInstance,
   machineKey,
+  machinesOfGroupPrefix,
   machinesPrefix,
   MAX_MACHINE_HISTORY,
+  MAX_MACHINE_INSTANCES_PER_GROUP,
 } from "../model/mod.ts";
 import { failedGuard, type ManifestMachine } from "../../slices/host.ts";
 import type { Scheduler, SliceInvoke } from "./scheduler.ts";
@@ -58,6 +60,8 @@ export interface StateMachines {
   machines(group?: string): Array<{ group: string; machine: string; definedBy: string; instances: number }>;
   list(group: string, machine: string, limit: number): MachineInstance[];
   get(group: string, machine: string, id: string): Promise<MachineInstance | undefined>;
+  /** Removes an instance (and its pending state timeout); false when absent. */
+  remove(group: string, machine: string, id: string): Promise<boolean>;
   send(
     group: string,
     machine: string,
@@ -131,6 +135,19 @@ export function startStateMachines(options: StateMachinesOptions): StateMachines
     return chosen;
   };
 
+  /** A group's instances are bounded: a new one is refused beyond MAX_MACHINE_INSTANCES_PER_GROUP. */
+  const checkRoom = (group: string) => {
+    const held = options.state().range(machinesOfGroupPrefix(group), MAX_MACHINE_INSTANCES_PER_GROUP).length;
+    if (held >= MAX_MACHINE_INSTANCES_PER_GROUP) {
+      throw new AetherError(
+        "overloaded",
+        `group ${group} holds ${MAX_MACHINE_INSTANCES_PER_GROUP} state machine instances, the most it may ` +
+          "(delete finished ones)",
+        { errorName: "TooManyInstances" },
+      );
+    }
+  };
+
   const timeoutJob = (machine: string, id: string) => `sm.${machine}.${id}`.slice(0, 128);
 
   const afterTransition = async (instance: MachineInstance, previous: string | undefined, event: string) => {
@@ -202,6 +219,7 @@ export function startStateMachines(options: StateMachinesOptions): StateMachines
       if (ifVersion !== undefined && current?.version !== ifVersion) {
         throw refused(`${machine} ${id} is no longer at version ${ifVersion}`);
       }
+      if (current === undefined) checkRoom(group);
       const declared = definitionOf(group, machine, current?.definedBy);
       const definition = declared.definition;
       const nowMs = Date.now();
@@ -327,6 +345,12 @@ export function startStateMachines(options: StateMachinesOptions): StateMachines
       const entry = await options.kv.get(key, { consistent: true, timeoutMs: 5_000 });
       return entry === undefined ? undefined : decodeMachineInstance(entry.value, key);
     },
+    async remove(group, machine, id) {
+      const key = machineKey(group, machine, id);
+      const outcome = await options.kv.write({ type: "delete", key }, { timeoutMs: 5_000 });
+      await options.scheduler.remove(group, timeoutJob(machine, id)).catch(() => {});
+      return (outcome.deleted ?? 0) > 0;
+    },
     send,
   };
   return machines;
@@ -367,6 +391,8 @@ async function serve(machines: StateMachines, call: ServiceCall): Promise<unknow
       const instance = await machines.get(call.group, machine, id);
       return instance === undefined ? null : instanceView(instance);
     }
+    case "delete":
+      return await machines.remove(call.group, machine, id);
   }
   throw new AetherError("not_found", `statemachine has no method "${call.method}"`);
 }
@@ -376,5 +402,5 @@ export const STATEMACHINE_SERVICE: InfraService = {
   name: "statemachine",
   version: "1.0.0",
   description: "durable state machines declared by slices, transitions by compare-and-set, state timeouts",
-  methods: ["send", "get"],
+  methods: ["send", "get", "delete"],
 };

@@ -36,6 +36,8 @@ export const MAX_JOBS = 20_000;
 /** History entries kept per job and per machine instance (the oldest go first). */
 export const MAX_JOB_HISTORY = 20;
 export const MAX_MACHINE_HISTORY = 20;
+/** Instances of state machines one group may keep (each is one consensus record; `delete` frees one). */
+export const MAX_MACHINE_INSTANCES_PER_GROUP = 10_000;
 /** Names of jobs, machines and instance ids, in bytes. */
 export const MAX_SCHEDULER_NAME_BYTES = 128;
 
@@ -250,6 +252,11 @@ const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 /** `machines/{group}/{machine}/{id}`. */
 export function machineKey(group: string, machine: string, id: string): string {
   return `${machinesPrefix(group, machine)}${checkPart("id", id, INSTANCE_ID)}`;
+}
+
+/** `machines/{group}/`: every instance of a group. */
+export function machinesOfGroupPrefix(group: string): string {
+  return `${MACHINES_PREFIX}${checkPart("group", group, GROUP)}/`;
 }
 
 /** `machines/{group}/{machine}/`. */

@@ -10,6 +10,7 @@ import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
+import { runCli } from "../_support/cli.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
 type Json = Record<string, unknown>;
@@ -208,6 +209,27 @@ Deno.test("state machines on 3 nodes: events serialize, timeouts fire, onEnter, 
       const drive = await post(n1, "/intruder/machine", { machine: "order", id: "o-t2", event: "cancel" });
       equal(drive.status, 404, JSON.stringify(drive.body));
       match(String(drive.body.detail), /no slice of group org\.example\.intruder declares/);
+    });
+    await t.step("CLI: aether sm get|list; delete frees the instance", async () => {
+      const node = cluster.running()[2];
+      const connect = ["--connect", node.apiUrl.replace("http://", ""), "--token", node.options.token!];
+      const get = await runCli([...connect, "sm", "get", `${GROUP}/order`, "o-t1"]);
+      equal(get.code, 0, get.stderr);
+      match(
+        get.stdout,
+        /org\.example\.orders\/order o-t1: expired \(version 2, declared by org\.example\.orders:orders:1\.0\.0\)/,
+      );
+      match(get.stdout, /expire\s+created\s+expired\s+2/);
+      const list = await runCli([...connect, "sm", "list"]);
+      equal(list.code, 0, list.stderr);
+      match(list.stdout, /org\.example\.orders\/order\s+org\.example\.orders:orders:1\.0\.0/);
+      const bad = await runCli([...connect, "sm", "get", "order", "o-t1"]);
+      ok(bad.code !== 0 && bad.stderr.includes("must be <group>/<name>"), bad.stderr);
+      const missing = await runCli([...connect, "sm", "get", `${GROUP}/order`, "nobody"]);
+      ok(missing.code !== 0 && missing.stderr.includes("no instance nobody"), missing.stderr);
+      const del = await node.json<Json>(`/api/v1/machines/${GROUP}/order/o-t1`, { method: "DELETE" });
+      equal(del.body.deleted, true);
+      equal((await node.json(`/api/v1/machines/${GROUP}/order/o-t1`)).status, 404);
     });
   } catch (e) {
     console.log(
