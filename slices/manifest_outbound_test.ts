@@ -1,4 +1,5 @@
-// The manifest's `outbound` (hosts ctx.infra.http may reach) and `redact` (fields aspects hide) fields: carried
+// The manifest's `outbound` (hosts ctx.infra.http may reach) and `redact` (fields aspects hide) fields:
+// carried
 // from defineSlice into the manifest, optional (older manifests stay valid), bad entries named by path.
 
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";

@@ -1,7 +1,9 @@
 /**
- * Dynamic aspects (issue 21 item 6, seed 002's DynamicAspect): every slice method can be switched at run time,
+ * Dynamic aspects (issue 21 item 6, seed 002's DynamicAspect): every slice method can be switched at run
+ * time,
  * cluster-wide, between `none`, `log`, `metrics` and `log+metrics`. The mode lives in the consensus KV
- * (`aspects/{group}:{artifact}/{method}`, runtime/model/aspects.ts); every node keeps the records in a map fed
+ * (`aspects/{group}:{artifact}/{method}`, runtime/model/aspects.ts); every node keeps the records in a map
+ * fed
  * by the KV's applied events, so a change holds on a node as soon as it applied the write (consensus delivers
  * it to every member, typically within tens of milliseconds), with no restart.
  *
@@ -14,7 +16,8 @@
  *   slice called), `args` and `result` (or `error`):
  *   JSON text, each cut at MAX_LOGGED_BYTES with a `…[truncated N bytes]` marker, after redaction: values of
  *   object keys matching the defaults (any key containing password, passwd, secret, token, authorization,
- *   apikey, api_key, credential, cookie; case-insensitive) or the manifest's `redact` entries (a name: that key
+ *   apikey, api_key, credential, cookie; case-insensitive) or the manifest's `redact` entries (a name: that
+ *   key
  *   at any depth; a dotted path `card.number`: a `number` key inside a `card` object, at any depth) become
  *   `"[redacted]"`. The records land in the node's log (standard error) and its ring, so `aether logs` and
  *   GET /api/v1/logs?slice=... read them from every node.
@@ -114,7 +117,9 @@ export interface Aspects {
 // ---------------------------------------------------------------------------------------------------------
 // Redaction and truncation (pure)
 
-/** A parsed redaction list: names match a key at any depth, dotted paths the keys ending a path (any depth). */
+/**
+ * A parsed redaction list: names match a key at any depth, dotted paths the keys ending a path (any depth).
+ */
 export interface RedactionRules {
   names: Set<string>;
   paths: string[][];
@@ -272,7 +277,8 @@ export function startAspects(options: AspectsOptions): Aspects {
       ok: outcome?.ok === true,
       args: boundedJson(redact(request, rules)),
     };
-    // The calling slice, when a slice called (taken by its sandbox host from its manifest, never its request).
+    // The calling slice, when a slice called (taken by its sandbox host from its manifest, never its
+    // request).
     const caller = options?.caller;
     if (typeof caller === "string") fields.caller = caller;
     if (outcome?.ok) fields.result = boundedJson(redact(outcome.value, rules));

@@ -1,11 +1,15 @@
 /**
- * The outbound HTTP client for slices (`ctx.infra.http.request(...)`, issue 21 item 5). Slices have no network
+ * The outbound HTTP client for slices (`ctx.infra.http.request(...)`, issue 21 item 5). Slices have no
+ * network
  * permission in their sandbox; their requests leave as `@infra` call-outs to the service `http` and the node
  * makes them here, only to hosts that BOTH the calling slice's manifest declares (`outbound: [...]`) AND the
- * operator allows (`--outbound-allow host[,host]`; default: none, so nothing leaves until an operator says so).
+ * operator allows (`--outbound-allow host[,host]`; default: none, so nothing leaves until an operator says
+ * so).
  *
- * - Hosts are compared in canonical form: the WHATWG URL parser's host (lower case, IPv4 numeric forms such as
- *   `0x7f.1` made dotted-decimal, IPv6 compressed in brackets, IDNs in punycode) without a trailing dot, and a
+ * - Hosts are compared in canonical form: the WHATWG URL parser's host (lower case, IPv4 numeric forms such
+ * as
+ *   `0x7f.1` made dotted-decimal, IPv6 compressed in brackets, IDNs in punycode) without a trailing dot, and
+ *   a
  *   port (a bare entry means the scheme's default port: 80 for http, 443 for https). A URL with userinfo
  *   (`user@host`) is refused outright; only http and https.
  * - A request's time is bounded by its `timeoutMs` (default 10 s) and by the calling slice's deadline.
@@ -18,7 +22,8 @@
  *   makes its own calls time out) cannot open the circuit another group's slices see.
  * - Responses are read up to `maxResponseBytes` (default 1 MiB, at most 8 MiB); a larger one fails with
  *   `ResponseTooLarge` and the connection is dropped.
- * - At most MAX_IN_FLIGHT_PER_GROUP (64) requests of one group and MAX_IN_FLIGHT (512) in all are in flight on a
+ * - At most MAX_IN_FLIGHT_PER_GROUP (64) requests of one group and MAX_IN_FLIGHT (512) in all are in flight
+ * on a
  *   node; beyond, `TooManyRequests` (503) at once, so a slice cannot hold unbounded sockets or starve others.
  * - Redirects are followed by hand (at most 5), each target checked against both lists like the first URL;
  *   credentials (`authorization`, `cookie`) are dropped when a redirect leaves the origin.
@@ -43,9 +48,14 @@ export const MAX_RETRIES = 5;
 const MAX_HEADERS = 100;
 const MAX_HEADER_VALUE_BYTES = 8 * 1024;
 const MAX_URL_LENGTH = 8 * 1024;
-/** Breakers and metric series a node keeps, (group, host) pairs; beyond, the least recently used closed one goes. */
+/**
+ * Breakers and metric series a node keeps, (group, host) pairs; beyond, the least recently used closed one
+ * goes.
+ */
 export const MAX_HOST_SERIES = 1_000;
-/** Outbound requests one group's slices have in flight on a node at once; beyond, refused (`TooManyRequests`). */
+/**
+ * Outbound requests one group's slices have in flight on a node at once; beyond, refused (`TooManyRequests`).
+ */
 export const MAX_IN_FLIGHT_PER_GROUP = 64;
 /** Outbound requests a node has in flight at once, all groups together. */
 export const MAX_IN_FLIGHT = 512;
@@ -506,7 +516,9 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     }
   };
 
-  /** One hop (no redirect following): attempts until a non-retryable answer, the retries or the time run out. */
+  /**
+   * One hop (no redirect following): attempts until a non-retryable answer, the retries or the time run out.
+   */
   const attemptWithRetries = async (
     s: HostSeries,
     target: Target,
@@ -522,7 +534,8 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         s.rejected++;
         throw new AetherError(
           "unavailable",
-          `http.request: the circuit for ${target.hostPort} is open after ${s.breaker.consecutiveFailures} consecutive failures; retry after ${settings.coolDownMs} ms`,
+          `http.request: the circuit for ${target.hostPort} is open after ` +
+            `${s.breaker.consecutiveFailures} consecutive failures; retry after ${settings.coolDownMs} ms`,
           { errorName: "CircuitOpen" },
         );
       }
@@ -734,7 +747,10 @@ export function parseRequest(payload: Record<string, unknown>): OutboundRequest 
   };
 }
 
-/** The hosts a published artifact's manifest declares (`outbound`), from the artifact record; none when unknown. */
+/**
+ * The hosts a published artifact's manifest declares (`outbound`), from the artifact record; none when
+ * unknown.
+ */
 export function declaredOutbound(state: KvState, coordinates: string): string[] | undefined {
   try {
     const entry = state.get(kvKeys.artifact(coordinates));
@@ -751,6 +767,7 @@ export const HTTP_SERVICE: InfraService = {
   name: "http",
   version: "1.0.0",
   description:
-    "outbound HTTP to hosts the slice declares (outbound) and the operator allows (--outbound-allow): timeouts, retries, circuit breakers",
+    "outbound HTTP to hosts the slice declares (outbound) and the operator allows (--outbound-allow): " +
+    "timeouts, retries, circuit breakers",
   methods: ["request"],
 };

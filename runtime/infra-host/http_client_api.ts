@@ -1,5 +1,6 @@
 /**
- * GET /outbound (mounted under /api/v1): the outbound HTTP client's view of the cluster: the hosts this node's
+ * GET /outbound (mounted under /api/v1): the outbound HTTP client's view of the cluster: the hosts this
+ * node's
  * operator allows (`--outbound-allow`) and, per node, each (group, host:port) the slices called with its
  * counters and circuit state: from the cluster metrics snapshot (about a second old), this node's own entry
  * read live.

@@ -75,7 +75,7 @@ Deno.test("host entries are canonical: case, trailing dot, IPv4 forms, IPv6 brac
   assertEquals(parseTarget("https://[::1]/").hostPort, "[::1]:443");
 });
 
-Deno.test("hostile URLs: undeclared, declared but not allowed, userinfo, other IP forms, schemes", async () => {
+Deno.test("hostile URLs: undeclared, declared not allowed, userinfo, other IP forms, schemes", async () => {
   await withServer(() => new Response("ok"), async (port) => {
     const c = client(`127.0.0.1:${port}`, [`127.0.0.1:${port}`, "api.example.com"]);
     assertEquals((await c.serve(call({ url: `http://127.0.0.1:${port}/` }))).body, "ok");
@@ -212,7 +212,7 @@ Deno.test("timeouts are bounded by the caller's deadline", async () => {
   });
 });
 
-Deno.test("circuit per (group, host): opens after N failures, refuses, half-open probe closes it", async () => {
+Deno.test("circuit per (group, host): opens after N failures, refuses; a probe closes it", async () => {
   let healthy = false;
   await withServer(
     () => healthy ? new Response("up") : new Response("down", { status: 500 }),
@@ -285,7 +285,7 @@ Deno.test("connection refused counts as a failure and is retried for GET", async
   assertEquals([s.requests, s.failures, s.circuit], [3, 3, "open"]);
 });
 
-Deno.test("in-flight limits: one group cannot hold more than its share, another group still gets through", async () => {
+Deno.test("in-flight limits: a group cannot hold more than its share; others get through", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => release = r);
   await withServer(async (req) => {

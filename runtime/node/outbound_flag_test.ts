@@ -1,4 +1,5 @@
-// `--outbound-allow`: absent means no host, entries are kept canonical, a bad entry is refused naming the flag.
+// `--outbound-allow`: absent means no host, entries are kept canonical, a bad entry is refused naming the
+// flag.
 
 import assert from "node:assert/strict";
 import { parseNodeFlags } from "./flags.ts";

@@ -1,7 +1,8 @@
 /**
  * Outbound HTTP (ctx.infra.http) and dynamic aspects on 3 real node processes, one cluster, loopback only.
  *
- * Outbound: a slice's own fetch fails (the sandbox has no network); the slice's manifest declares some hosts, the nodes' --outbound-allow allows some of those: an
+ * Outbound: a slice's own fetch fails (the sandbox has no network); the slice's manifest declares some hosts,
+ * the nodes' --outbound-allow allows some of those: an
  * undeclared host, a declared-but-not-allowed one, a declared name that is another spelling of an allowed
  * address, userinfo, a redirect to a host not allowed and a huge response are refused with the reason named;
  * a failing host opens its circuit (visible in GET /api/v1/outbound and /metrics) while another host of the
@@ -32,12 +33,16 @@ export default defineSlice({
   outbound: ["127.0.0.1:${ports.good}", "127.0.0.1:${ports.broken}", "127.0.0.1:${ports.notAllowed}",
     "localhost:${ports.good}"],
   redact: ["pin", "card.number"],
-  http: { prefix: "/out", routes: { fetch: "POST /fetch", direct: "POST /direct", echo: "POST /echo", other: "POST /other" } },
+  http: {
+    prefix: "/out",
+    routes: { fetch: "POST /fetch", direct: "POST /direct", echo: "POST /echo", other: "POST /other" },
+  },
   methods: {
     async fetch(req, ctx) {
       try {
         const r = await ctx.infra.http.request(req);
-        return { status: r.status, body: r.body.slice(0, 200), bodyLength: r.body.length, attempts: r.attempts,
+        return { status: r.status, body: r.body.slice(0, 200), bodyLength: r.body.length,
+          attempts: r.attempts,
           redirects: r.redirects };
       } catch (e) {
         return { error: e.name, message: e.message, status: e.status };

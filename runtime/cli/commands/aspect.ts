@@ -33,11 +33,10 @@ export const aspectCommands: CliCommand[] = [
     args: "<group:artifact/method> <none|log|metrics|log+metrics>",
     summary:
       "switches a slice method's aspect on every node within a second: log calls, measure sizes, or none",
-    description:
-      "log: one record per call (request id, slice, method, duration, arguments and result or error, " +
-      "each cut at 4 KiB, secret fields redacted: password, token, secret... and the manifest's redact list) " +
-      "in the node logs (aether logs --slice <group:artifact>). metrics: argument and result sizes per method " +
-      "in the metrics (aether_aspect_*). none: back to the always-on per-method metrics only.",
+    description: "log: one record per call (request id, slice, method, duration, arguments and result or " +
+      "error, each cut at 4 KiB, secret fields redacted: password, token, secret... and the manifest's " +
+      "redact list) in the node logs (aether logs --slice <group:artifact>). metrics: argument and result " +
+      "sizes per method in the metrics (aether_aspect_*). none: back to the always-on per-method metrics.",
     flags: [],
     positionals: { min: 2, max: 2 },
     examples: [
