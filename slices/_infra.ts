@@ -1,5 +1,17 @@
 /**
- * `ctx.infra`: typed clients of the infrastructure services (runtime/infra-host serves them in every node, on
+ * `ct    scheduler(name: string): SchedulerClient {
+      const job = checkName("scheduler", name);
+      return schedulerClient((method, payload, options) =>
+        call("scheduler", method, { job, ...payload }, callOptions(options))
+      );
+    },
+    machine(name: string): MachineClient {
+      const machine = checkName("machine", name);
+      return machineClient((method, payload, options) =>
+        call("statemachine", method, { machine, ...payload }, callOptions(options))
+      );
+    },
+x.infra`: typed clients of the infrastructure services (runtime/infra-host serves them in every node, on
  * the partitioned replicated store). A slice reaches a service only when its manifest `requires` it; every
  * call travels like a call to another slice (the reserved client `@infra`, artifact `aether.infra:<service>`),
  * carrying the call's request id and deadline. Data is scoped to the slice's group: slices of one group share
@@ -9,6 +21,7 @@
  */
 
 import type { CallOptions, JsonValue } from "./_types.ts";
+import { type MachineClient, machineClient, type SchedulerClient, schedulerClient } from "./_scheduler.ts";
 import { type TopicClient, topicClient } from "./_infra_pubsub.ts";
 import { type DbClient, dbClient } from "./_infra_db.ts";
 
@@ -152,6 +165,10 @@ export interface InfraClients {
   cache(name: string): CacheClient;
   lock(name: string): LockClient;
   kv(name: string): KvClient;
+  /** A job of the cluster scheduler (`requires: ["scheduler"]`), scoped to the slice's group. */
+  scheduler(job: string): SchedulerClient;
+  /** Instances of a state machine the group's slices declare (`requires: ["statemachine"]`). */
+  machine(name: string): MachineClient;
   /** A durable pub/sub topic (`requires: ["pubsub"]`): publish, subscribe a consumer group, replay. */
   topic(name: string): TopicClient;
   /** A SQL database (`requires: ["db"]`): `query(sql, params)`, `transaction(fn)`, scoped to the group. */
