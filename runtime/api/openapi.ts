@@ -472,7 +472,9 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "PUT /api/v1/aspects": {
     summary:
-      "Switches a slice method's aspect on every node (applied within about a second, no restart): log records arguments and results (size-limited, redacted), metrics adds argument/result sizes, none removes it",
+      "Switches a slice method's aspect on every node (applied within about a second, no restart): log " +
+      "records arguments and results (size-limited, redacted), metrics adds argument/result sizes, none " +
+      "removes it",
     body: {
       json: obj({ target: str, mode: { type: "string", enum: ["none", "log", "metrics", "log+metrics"] } }, [
         "target",
@@ -488,7 +490,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "GET /api/v1/outbound": {
     summary:
-      "Outbound HTTP of slices: the hosts the operator allows (--outbound-allow) and, per node, each (group, host) with requests, failures, retries, refusals and circuit state",
+      "Outbound HTTP of slices: the hosts the operator allows (--outbound-allow) and, per node, each " +
+      "(group, host) with requests, failures, retries, refusals and circuit state",
     response: {
       description: "allowed hosts and per-node series",
       json: obj({ allowed: { type: "array", items: str }, nodes: { type: "array" } }, ["allowed", "nodes"]),
