@@ -1,17 +1,5 @@
 /**
- * `ct    scheduler(name: string): SchedulerClient {
-      const job = checkName("scheduler", name);
-      return schedulerClient((method, payload, options) =>
-        call("scheduler", method, { job, ...payload }, callOptions(options))
-      );
-    },
-    machine(name: string): MachineClient {
-      const machine = checkName("machine", name);
-      return machineClient((method, payload, options) =>
-        call("statemachine", method, { machine, ...payload }, callOptions(options))
-      );
-    },
-x.infra`: typed clients of the infrastructure services (runtime/infra-host serves them in every node, on
+ * `ctx.infra`: typed clients of the infrastructure services (runtime/infra-host serves them in every node, on
  * the partitioned replicated store). A slice reaches a service only when its manifest `requires` it; every
  * call travels like a call to another slice (the reserved client `@infra`, artifact `aether.infra:<service>`),
  * carrying the call's request id and deadline. Data is scoped to the slice's group: slices of one group share
@@ -216,6 +204,18 @@ export function infraClients(
     )) as never;
   };
   return {
+    scheduler(name: string): SchedulerClient {
+      const job = checkName("scheduler", name);
+      return schedulerClient((method, payload, options) =>
+        call("scheduler", method, { job, ...payload }, callOptions(options))
+      );
+    },
+    machine(name: string): MachineClient {
+      const machine = checkName("machine", name);
+      return machineClient((method, payload, options) =>
+        call("statemachine", method, { machine, ...payload }, callOptions(options))
+      );
+    },
     db(name: string): DbClient {
       const db = checkName("db", name);
       return dbClient(
