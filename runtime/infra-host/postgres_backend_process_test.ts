@@ -10,7 +10,6 @@
 
 import assert from "node:assert/strict";
 import type { LogFields, Logger, LogLevel } from "../core/mod.ts";
-import { freePort } from "../forge/mod.ts";
 import { postgresPresent, type PostgresServer, startPostgres } from "../../tests/_support/postgres.ts";
 import {
   type PostgresBackend,
@@ -26,6 +25,13 @@ const opensslPresent = await new Deno.Command("openssl", {
 })
   .output().then((o) => o.success, () => false);
 const dollar = (n: number) => `$${n}`;
+/** A loopback port nothing listens on: bound to learn a free one, then released. */
+const closedPort = () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+};
 const soon = (ms = 10_000) => ({ deadlineMs: Date.now() + ms });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -275,12 +281,12 @@ async function checkBadTargets(pg: PostgresServer, open: Open): Promise<void> {
     assert.ok(!error.message.includes("secret-pw"), `the password shows in: ${error.message}`);
   }
 
-  const closedPort = freePort();
-  const nowhere = await open({ url: `postgres://aether:secret-pw@127.0.0.1:${closedPort}/orders` });
+  const unusedPort = closedPort();
+  const nowhere = await open({ url: `postgres://aether:secret-pw@127.0.0.1:${unusedPort}/orders` });
   let error = await assertRejects(
     () => nowhere.query("SELECT 1", [], soon()),
     "unavailable",
-    new RegExp(`127\\.0\\.0\\.1:${closedPort} as user "aether".*connection refused`),
+    new RegExp(`127\\.0\\.0\\.1:${unusedPort} as user "aether".*connection refused`),
   );
   assert.ok(!error.message.includes("secret-pw"), error.message);
 

@@ -3,14 +3,14 @@
  * (tests/_support/postgres.ts): point-read latency, single-row insert throughput at a given concurrency, a
  * transaction of 3 statements, and what a caller beyond the pool waits for.
  *
- *   deno run -A runtime/infra-host/postgres_backend_bench.ts [--seconds 5] [--concurrency 16] [--pool 10]
+ *   deno run -A tests/bench/postgres_backend_bench.ts [--seconds 5] [--concurrency 16] [--pool 10]
  *
  * Prints one JSON object; the operator docs quote it with the machine it ran on.
  */
 
 import { parseArgs } from "node:util";
-import { startPostgres } from "../../tests/_support/postgres.ts";
-import { startPostgresBackend } from "./postgres_backend.ts";
+import { startPostgres } from "../_support/postgres.ts";
+import { startPostgresBackend } from "../../runtime/infra-host/postgres_backend.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
