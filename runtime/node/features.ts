@@ -85,12 +85,6 @@ export function startFeatures(
     ...core,
     invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
   });
-  // State machines: instances in the consensus KV, transitions by compare-and-set, timeouts as jobs.
-  const machines = startStateMachines({
-    ...core,
-    scheduler,
-    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
-  });
   // Outbound HTTP for slices (ctx.infra.http): hosts the slice's manifest declares AND --outbound-allow names.
   // The live setting outbound.allow (aether config set) replaces the flag's list without a restart.
   let outboundAllowed = parseAllowList((flags.outboundAllow ?? []).join(","));
@@ -105,6 +99,12 @@ export function startFeatures(
   // which starts below (bound late, like the executor's outbound calls).
   const scheduler = startScheduler({
     ...core,
+    invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
+  });
+  // State machines: instances in the consensus KV, transitions by compare-and-set, timeouts as jobs.
+  const machines = startStateMachines({
+    ...core,
+    scheduler,
     invoke: (target, method, request, options) => invoke.invoker.invoke(target, method, request, options),
   });
   // SQL databases for slices (`ctx.infra.db`): SQLite replicated through consensus, or an operator's PostgreSQL.
