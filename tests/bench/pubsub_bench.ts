@@ -7,6 +7,9 @@
  * - `aether slice call, no publish`: the same HTTP request and slice call without the publish;
  * - `aether end-to-end`: from the client's send time to the subscriber slice's receipt (one consumer group,
  *   delivered by the leader through the invoker), measured while the publish row runs;
+ * - `consensus KV put (API)` and `partitioned store put (API)`: the two places messages could be kept, written
+ *   alone through the management API (PUT /api/v1/kv/app/..., PUT /api/v1/stores/bench.pubsub/entries/...):
+ *   what chose the consensus KV;
  * - `nats core publish`: PUB + PING/PONG (the server has it, nothing stored), subscriber on another connection;
  * - `nats jetstream publish`: a JetStream stream with 3 replicas on 3 clustered `nats-server`s (file storage),
  *   PUB with a reply subject, waiting for the stream's ack (stored on a majority); end-to-end through a push
@@ -281,6 +284,31 @@ async function benchAether(): Promise<Map<string, Row>> {
       if (response.status !== 200) throw new Error(`${path}: ${response.status} ${text}`);
       return JSON.parse(text);
     };
+    // The two stores the messages could live on, written alone through the management API (same HTTP hop).
+    const api = async (i: number, method: string, path: string, body: string) => {
+      const response = await cluster.nodes[i % cluster.nodes.length].api(path, {
+        method,
+        body,
+        headers: { "content-type": "application/json" },
+      });
+      const text = await response.text();
+      if (response.status >= 300) throw new Error(`${path}: ${response.status} ${text}`);
+    };
+    await api(0, "POST", "/api/v1/stores", JSON.stringify({ name: "bench.pubsub" }));
+    const value = JSON.stringify({ value: PAD + PAD });
+    for (const c of CONCURRENCY) {
+      results.set(
+        `kv c=${c}`,
+        await loop(c, (caller, i) => api(caller + i, "PUT", `/api/v1/kv/app/bench/k${i % KEYS}`, value)),
+      );
+      results.set(
+        `store c=${c}`,
+        await loop(
+          c,
+          (caller, i) => api(caller + i, "PUT", `/api/v1/stores/bench.pubsub/entries/k${i % KEYS}`, value),
+        ),
+      );
+    }
     await post(0, "/bench/subscribe", { topic: "bench", group: "bench", partitions: PARTITIONS });
     const collect = async (expected: number) => {
       const latencies: number[] = [];
@@ -401,6 +429,8 @@ const core = await benchNats(false);
 const js = await benchNats(true);
 for (const c of CONCURRENCY) {
   console.log(line("aether slice call, no publish", c, aether.get(`noop c=${c}`)!));
+  console.log(line("consensus KV put (API)", c, aether.get(`kv c=${c}`)!));
+  console.log(line("partitioned store put (API)", c, aether.get(`store c=${c}`)!));
   console.log(line("aether publish (slice call)", c, aether.get(`publish c=${c}`)!));
   console.log(line("aether end-to-end delivery", c, aether.get(`e2e c=${c}`)!));
   console.log(line("nats core publish + flush", c, core.get(`publish c=${c}`)!));
