@@ -33,7 +33,7 @@ Deno.test("every slice of the example builds into one self-contained module with
     assert(!/^\s*import\s/m.test(text) && !/\bfrom\s+["']/.test(text), `${name}: the bundle still imports`);
     assertEquals(slice.manifest.coordinates, `org.example:${name}:1.0.0`);
     assertEquals(validateManifest(JSON.parse(JSON.stringify(slice.manifest))), slice.manifest);
-    // Inventory and place-order keep their state in the cluster's kv service (config sharedState, default on).
+    // Inventory and place-order may keep their state in the cluster's kv service (config sharedState).
     const requires = name === "inventory" || name === "place-order" ? ["kv"] : [];
     assertEquals([slice.manifest.requires, slice.manifest.permissions], [requires, { net: [], env: [] }]);
   }
@@ -68,7 +68,7 @@ Deno.test("the manifests declare the methods, routes, error mapping and calls of
   });
   assertEquals(m("place-order").config.defaults, {
     callTimeoutMs: 10_000,
-    sharedState: true,
+    sharedState: false,
     maxStoredOrders: 10_000,
   });
 
@@ -80,7 +80,7 @@ Deno.test("the manifests declare the methods, routes, error mapping and calls of
     "getStock=GET /api/v1/inventory/{productId}",
   ]);
   assertEquals(m("inventory").config.defaults, {
-    sharedState: true,
+    sharedState: false,
     reservationTtlMs: 900_000,
     restockBelowPercent: 20,
   });

@@ -61,10 +61,15 @@ export function fullCount(slices: SliceStatus[], excluded: string | null): boole
   });
 }
 
+/** The shop's own slices (the infrastructure services it requires run as slices of their own). */
+export function shopSlices(slices: SliceStatus[]): SliceStatus[] {
+  return slices.filter((s) => SLICES.includes(s.slice));
+}
+
 /** ACTIVE instances per node (for the spread), from one node's view. */
 export function instancesByNode(slices: SliceStatus[]): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const i of slices.flatMap((s) => s.instances)) {
+  for (const i of shopSlices(slices).flatMap((s) => s.instances)) {
     if (i.state === "ACTIVE" && i.connected) out[i.node] = (out[i.node] ?? 0) + 1;
   }
   return Object.fromEntries(Object.entries(out).sort());

@@ -1,9 +1,10 @@
 /**
- * The example shop keeps its state in the kv infrastructure service by default (`sharedState`, 3 real nodes,
- * the example's slices as built by Forge): an order placed through one node is read back through every other,
- * and concurrent orders from all three nodes against limited stock never oversell: every unit is accounted
- * for (demo level + restocked − units of confirmed orders = what is left, never below zero), and the orders
- * refused are 409 InsufficientStock.
+ * The example shop with shared state (`sharedState` of inventory and place-order, turned on live through the
+ * config API the way an operator does with `aether config set`; 3 real nodes, the example's slices as Forge
+ * builds them) keeps its state in the kv infrastructure service: an order placed through one node is read back
+ * through every other, and concurrent orders from all three nodes against limited stock never oversell: every
+ * unit is accounted for (demo level + restocked − units of confirmed orders = what is left, never below zero),
+ * and the orders refused are 409 InsufficientStock.
  */
 
 import { equal, ok } from "node:assert/strict";
@@ -15,7 +16,7 @@ import { buildSlice } from "../../runtime/authoring/mod.ts";
 
 type Json = Record<string, unknown>;
 
-/** The shop's five slices with their defaults (inventory and place-order keep shared state), one per node. */
+/** The shop's five slices, one instance per node, with sharedState on for inventory and place-order. */
 async function deployShop(cluster: TestCluster): Promise<void> {
   const [n1] = cluster.nodes;
   await cluster.waitFor("every member connected to every other", async () => {
@@ -39,8 +40,23 @@ async function deployShop(cluster: TestCluster): Promise<void> {
         .filter((i) => i.state === "ACTIVE" && i.connected).length === 3
     );
   }, 90_000);
+  for (const slice of ["org.example:inventory", "org.example:place-order"]) {
+    const { status, body } = await n1.json(`/api/v1/config/${slice}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ values: { sharedState: true } }),
+    });
+    equal(status, 200, JSON.stringify(body));
+  }
   for (const node of cluster.nodes) {
     await cluster.waitFor(`an order through ${node.id}`, async () => (await order(node, [])).status === 400);
+    // Config changes reach every instance within a second (tests/integration/config_cluster_test.ts).
+    await cluster.waitFor(`${node.id} reads orders from the kv service`, async () => {
+      const unknown = "ORD-00000000-0000-4000-8000-000000000000";
+      const response = await fetch(`${node.httpUrl}/api/v1/orders/${unknown}`);
+      const problem = await response.json() as Json;
+      return response.status === 404 && problem.detail === `order ${unknown} is not known`;
+    });
   }
 }
 

@@ -5,9 +5,9 @@
  * expires; after that the stock counts as sold and a release is refused with 409. Place-order reserves before
  * it takes payment and releases when payment fails.
  *
- * State lives in the cluster's kv service (the `sharedState` setting, on by default): one shelf and one set of
- * reservations for every instance on every node. With `sharedState` off, each instance keeps its own shelf
- * and reservations in its memory (the example's original form). So that
+ * State lives in this instance's memory: each instance has its own shelf and its own reservations (with the
+ * `sharedState` setting on, in the cluster's kv service instead: one shelf for every node; off by default,
+ * see blueprint.toml for why). So that
  * demos and load tests never run dry, a product whose stock falls below `restockBelowPercent` of its demo
  * level is refilled to that level (a supplier delivery); an order for more than is on the shelf is still
  * refused.
@@ -181,7 +181,7 @@ function sameItems(a: ParsedLineItem[], b: ParsedLineItem[]): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Shared state (`sharedState` on, the default): the same operations on the cluster's kv service, so every
+// Shared state (`sharedState` on): the same operations on the cluster's kv service, so every
 // instance on every node sees one shelf and every reservation. What an order writes is kept small, because
 // every write is a replicated, fsynced store write (measured in /tmp/notes/issue20-rest.md):
 //
@@ -403,16 +403,20 @@ function mergeDeltas(into: HeldDeltas, from: HeldDeltas): void {
   }
 }
 
+/** The slot as this instance last wrote it: the next write needs no read unless another instance wrote. */
+let heldKnown: { value: HeldSlot; version: number } | undefined;
+
 /** Merges `deltas` into this instance's slot (compare-and-set: another instance may share the slot). */
 async function writeHeld(stores: Stores, deltas: HeldDeltas): Promise<void> {
   for (;;) {
-    const entry = await stores.held.get<HeldSlot>(heldSlot);
+    const entry = heldKnown ?? await stores.held.get<HeldSlot>(heldSlot);
+    const value = addHeld(entry?.value ?? {}, deltas, Date.now());
     try {
-      await stores.held.put(heldSlot, addHeld(entry?.value ?? {}, deltas, Date.now()), {
-        ifVersion: entry?.version ?? 0,
-      });
+      const { version } = await stores.held.put(heldSlot, value, { ifVersion: entry?.version ?? 0 });
+      heldKnown = { value, version };
       return;
     } catch (e) {
+      heldKnown = undefined;
       if (!isVersionMismatch(e)) throw e;
     }
   }
@@ -718,9 +722,9 @@ export default defineSlice({
   config: {
     sharedState: {
       type: "boolean",
-      default: true,
-      description: "Keep stock and reservations in the cluster's kv service (one shelf for every node); " +
-        "off: in this instance's memory",
+      default: false,
+      description: "Keep stock and reservations in the cluster's kv service (one shelf for every node) " +
+        "instead of this instance's memory",
     },
     reservationTtlMs: {
       type: "integer",

@@ -9,12 +9,32 @@ import { expectError, expectErrors, invalid } from "../_testing.ts";
 
 const bad = (message: string) => invalid("InvalidStockRequest", message);
 
+/**
+ * Every test runs twice: with the shelf in the instance's memory (`sharedState` off, the default) and in the
+ * kv service (`sharedState` on; testSlice's in-memory kv service has the cluster's semantics).
+ */
+let shared = false;
+function inventoryTest(name: string, fn: () => Promise<void>): void {
+  Deno.test(`${name} (in memory)`, async () => {
+    shared = false;
+    await fn();
+  });
+  Deno.test(`${name} (shared state)`, async () => {
+    shared = true;
+    await fn();
+  });
+}
+
+function shelf(config: Record<string, unknown> = {}) {
+  return testSlice(inventory, { config: { sharedState: shared, ...config } });
+}
+
 async function level(t: Awaited<ReturnType<typeof testSlice<typeof inventory>>>, productId: string) {
   return await t.call("getStock", { productId });
 }
 
-Deno.test("inventory: the demo catalog and its levels", async () => {
-  const t = await testSlice(inventory, { config: { restockBelowPercent: 0 } });
+inventoryTest("inventory: the demo catalog and its levels", async () => {
+  const t = await shelf({ restockBelowPercent: 0 });
   assertEquals(DEMO_STOCK, {
     "LAPTOP-PRO": 50,
     "MOUSE-WIRELESS": 200,
@@ -34,37 +54,40 @@ Deno.test("inventory: the demo catalog and its levels", async () => {
   });
 });
 
-Deno.test("inventory: checkStock says line by line whether the shelf holds enough, and reserves nothing", async () => {
-  const t = await testSlice(inventory);
-  const monitors = (await level(t, "MONITOR-4K")).inStock;
-  const result = await t.call("checkStock", {
-    items: [{ productId: "MOUSE-WIRELESS", quantity: 1 }, {
+inventoryTest(
+  "inventory: checkStock says line by line whether the shelf holds enough, and reserves nothing",
+  async () => {
+    const t = await shelf();
+    const monitors = (await level(t, "MONITOR-4K")).inStock;
+    const result = await t.call("checkStock", {
+      items: [{ productId: "MOUSE-WIRELESS", quantity: 1 }, {
+        productId: "MONITOR-4K",
+        quantity: monitors + 1,
+      }],
+    });
+    assertEquals(result.available, false);
+    assertEquals(result.items[1], {
       productId: "MONITOR-4K",
-      quantity: monitors + 1,
-    }],
-  });
-  assertEquals(result.available, false);
-  assertEquals(result.items[1], {
-    productId: "MONITOR-4K",
-    requested: monitors + 1,
-    inStock: monitors,
-    sufficient: false,
-  });
-  assertEquals(result.items[0].sufficient, true);
-  const fine = await t.call("checkStock", { items: [{ productId: "MONITOR-4K", quantity: monitors }] });
-  assertEquals(fine.available, true);
-  assertEquals((await level(t, "MONITOR-4K")).inStock, monitors, "checking must not take stock");
-  await expectError(t, "checkStock", {
-    items: [{ productId: "USB-HUB", quantity: 1 }, { productId: "FLUX-CAPACITOR", quantity: 1 }],
-  }, {
-    name: "ProductNotFound",
-    status: 404,
-    message: "items[1].productId: FLUX-CAPACITOR is not in the catalog",
-  });
-});
+      requested: monitors + 1,
+      inStock: monitors,
+      sufficient: false,
+    });
+    assertEquals(result.items[0].sufficient, true);
+    const fine = await t.call("checkStock", { items: [{ productId: "MONITOR-4K", quantity: monitors }] });
+    assertEquals(fine.available, true);
+    assertEquals((await level(t, "MONITOR-4K")).inStock, monitors, "checking must not take stock");
+    await expectError(t, "checkStock", {
+      items: [{ productId: "USB-HUB", quantity: 1 }, { productId: "FLUX-CAPACITOR", quantity: 1 }],
+    }, {
+      name: "ProductNotFound",
+      status: 404,
+      message: "items[1].productId: FLUX-CAPACITOR is not in the catalog",
+    });
+  },
+);
 
-Deno.test("inventory: every malformed request is a 400 that names the field", async () => {
-  const t = await testSlice(inventory);
+inventoryTest("inventory: every malformed request is a 400 that names the field", async () => {
+  const t = await shelf();
   const line = { productId: "USB-HUB", quantity: 1 };
   const orderId = newOrderId();
   await expectErrors(t, "checkStock", [
@@ -136,59 +159,65 @@ Deno.test("inventory: every malformed request is a 400 that names the field", as
   ]);
 });
 
-Deno.test("inventory: a reservation takes the stock at once; the same order reserving again gets the same one", async () => {
-  const t = await testSlice(inventory, { config: { restockBelowPercent: 0 } });
-  const before = await level(t, "KEYBOARD-MECH");
-  const orderId = newOrderId();
-  const items = [{ productId: "KEYBOARD-MECH", quantity: 3 }];
-  const reservation = await t.call("reserveStock", { orderId, items });
-  assert(/^RSV-[0-9a-f-]{36}$/.test(reservation.reservationId), reservation.reservationId);
-  assertEquals([reservation.orderId, reservation.items], [orderId, items]);
-  const ttlMs = Date.parse(reservation.expiresAt) - Date.parse(reservation.reservedAt);
-  assertEquals(ttlMs, 900_000, "the default release window is 15 minutes");
-  const after = await level(t, "KEYBOARD-MECH");
-  assertEquals([after.inStock, after.reserved], [before.inStock - 3, before.reserved + 3]);
+inventoryTest(
+  "inventory: a reservation takes the stock at once; the same order reserving again gets the same one",
+  async () => {
+    const t = await shelf({ restockBelowPercent: 0 });
+    const before = await level(t, "KEYBOARD-MECH");
+    const orderId = newOrderId();
+    const items = [{ productId: "KEYBOARD-MECH", quantity: 3 }];
+    const reservation = await t.call("reserveStock", { orderId, items });
+    assert(/^RSV-[0-9a-f-]{36}$/.test(reservation.reservationId), reservation.reservationId);
+    assertEquals([reservation.orderId, reservation.items], [orderId, items]);
+    const ttlMs = Date.parse(reservation.expiresAt) - Date.parse(reservation.reservedAt);
+    assertEquals(ttlMs, 900_000, "the default release window is 15 minutes");
+    const after = await level(t, "KEYBOARD-MECH");
+    assertEquals([after.inStock, after.reserved], [before.inStock - 3, before.reserved + 3]);
 
-  // A retried call (same order, same items) must not take the stock twice.
-  const again = await t.call("reserveStock", {
-    orderId,
-    items: [{ productId: "keyboard-mech", quantity: 3 }],
-  });
-  assertEquals(again, reservation);
-  assertEquals((await level(t, "KEYBOARD-MECH")).inStock, before.inStock - 3);
+    // A retried call (same order, same items) must not take the stock twice.
+    const again = await t.call("reserveStock", {
+      orderId,
+      items: [{ productId: "keyboard-mech", quantity: 3 }],
+    });
+    assertEquals(again, reservation);
+    assertEquals((await level(t, "KEYBOARD-MECH")).inStock, before.inStock - 3);
 
-  await expectError(t, "reserveStock", { orderId, items: [{ productId: "KEYBOARD-MECH", quantity: 4 }] }, {
-    name: "ReservationAlreadyExists",
-    status: 409,
-    message: `order ${orderId} already holds reservation ${reservation.reservationId} for other items; ` +
-      "release it first",
-  });
-});
+    await expectError(t, "reserveStock", { orderId, items: [{ productId: "KEYBOARD-MECH", quantity: 4 }] }, {
+      name: "ReservationAlreadyExists",
+      status: 409,
+      message: `order ${orderId} already holds reservation ${reservation.reservationId} for other items; ` +
+        "release it first",
+    });
+  },
+);
 
-Deno.test("inventory: a reservation is all or nothing; a shortage is a 409 listing every short line", async () => {
-  const t = await testSlice(inventory, { config: { restockBelowPercent: 0 } });
-  const hubs = (await level(t, "USB-HUB")).inStock;
-  const monitors = (await level(t, "MONITOR-4K")).inStock;
-  const error = await expectError(t, "reserveStock", {
-    orderId: newOrderId(),
-    items: [{ productId: "USB-HUB", quantity: 1 }, { productId: "MONITOR-4K", quantity: monitors + 2 }],
-  }, {
-    name: "InsufficientStock",
-    status: 409,
-    message: `not enough stock: MONITOR-4K has ${monitors}, ${monitors + 2} requested`,
-  });
-  assertEquals(error.details, {
-    shortages: [{ productId: "MONITOR-4K", requested: monitors + 2, inStock: monitors }],
-  });
-  assertEquals((await level(t, "USB-HUB")).inStock, hubs, "the line that fitted was not taken either");
-  await expectError(t, "reserveStock", {
-    orderId: newOrderId(),
-    items: [{ productId: "NOPE-1", quantity: 1 }],
-  }, { name: "ProductNotFound", status: 404, message: "items[0].productId: NOPE-1 is not in the catalog" });
-});
+inventoryTest(
+  "inventory: a reservation is all or nothing; a shortage is a 409 listing every short line",
+  async () => {
+    const t = await shelf({ restockBelowPercent: 0 });
+    const hubs = (await level(t, "USB-HUB")).inStock;
+    const monitors = (await level(t, "MONITOR-4K")).inStock;
+    const error = await expectError(t, "reserveStock", {
+      orderId: newOrderId(),
+      items: [{ productId: "USB-HUB", quantity: 1 }, { productId: "MONITOR-4K", quantity: monitors + 2 }],
+    }, {
+      name: "InsufficientStock",
+      status: 409,
+      message: `not enough stock: MONITOR-4K has ${monitors}, ${monitors + 2} requested`,
+    });
+    assertEquals(error.details, {
+      shortages: [{ productId: "MONITOR-4K", requested: monitors + 2, inStock: monitors }],
+    });
+    assertEquals((await level(t, "USB-HUB")).inStock, hubs, "the line that fitted was not taken either");
+    await expectError(t, "reserveStock", {
+      orderId: newOrderId(),
+      items: [{ productId: "NOPE-1", quantity: 1 }],
+    }, { name: "ProductNotFound", status: 404, message: "items[0].productId: NOPE-1 is not in the catalog" });
+  },
+);
 
-Deno.test("inventory: release puts the stock back once, however often it is called", async () => {
-  const t = await testSlice(inventory, { config: { restockBelowPercent: 0 } });
+inventoryTest("inventory: release puts the stock back once, however often it is called", async () => {
+  const t = await shelf({ restockBelowPercent: 0 });
   const before = await level(t, "HEADSET-BT");
   const reservation = await t.call("reserveStock", {
     orderId: newOrderId(),
@@ -209,19 +238,13 @@ Deno.test("inventory: release puts the stock back once, however often it is call
   await expectError(t, "releaseStock", { reservationId: unknown }, {
     name: "ReservationNotFound",
     status: 404,
-    message: `reservation ${unknown} is not known`,
-  });
-  const inMemory = await testSlice(inventory, { config: { sharedState: false } });
-  await expectError(inMemory, "releaseStock", { reservationId: unknown }, {
-    name: "ReservationNotFound",
-    status: 404,
-    message: `reservation ${unknown} is not known to this instance (reservations live in the memory of the ` +
-      "instance that made them)",
+    message: shared ? `reservation ${unknown} is not known` : `reservation ${unknown} is not known to this ` +
+      "instance (reservations live in the memory of the instance that made them)",
   });
 });
 
-Deno.test("inventory: after the release window the stock is sold and a release is a 409", async () => {
-  const t = await testSlice(inventory, { config: { reservationTtlMs: 30, restockBelowPercent: 0 } });
+inventoryTest("inventory: after the release window the stock is sold and a release is a 409", async () => {
+  const t = await shelf({ reservationTtlMs: 30, restockBelowPercent: 0 });
   const before = await level(t, "CHARGER-65W");
   const orderId = newOrderId();
   const items = [{ productId: "CHARGER-65W", quantity: 2 }];
@@ -240,28 +263,31 @@ Deno.test("inventory: after the release window the stock is sold and a release i
   assert(second.reservationId !== reservation.reservationId);
 });
 
-Deno.test("inventory: a product falling below the restock share is refilled to its demo level", async () => {
-  const refilling = await testSlice(inventory, { config: { restockBelowPercent: 100 } });
-  const before = (await level(refilling, "LAPTOP-PRO")).inStock;
-  await refilling.call("reserveStock", {
-    orderId: newOrderId(),
-    items: [{ productId: "LAPTOP-PRO", quantity: 1 }],
-  });
-  const after = (await level(refilling, "LAPTOP-PRO")).inStock;
-  assertEquals(after, before > 50 ? before - 1 : 50, "below 100 % of 50 means refilled to 50");
-  assert(refilling.logs.some((l) => l.message === "restocked" && l.fields?.productId === "LAPTOP-PRO"));
+inventoryTest(
+  "inventory: a product falling below the restock share is refilled to its demo level",
+  async () => {
+    const refilling = await shelf({ restockBelowPercent: 100 });
+    const before = (await level(refilling, "LAPTOP-PRO")).inStock;
+    await refilling.call("reserveStock", {
+      orderId: newOrderId(),
+      items: [{ productId: "LAPTOP-PRO", quantity: 1 }],
+    });
+    const after = (await level(refilling, "LAPTOP-PRO")).inStock;
+    assertEquals(after, before > 50 ? before - 1 : 50, "below 100 % of 50 means refilled to 50");
+    assert(refilling.logs.some((l) => l.message === "restocked" && l.fields?.productId === "LAPTOP-PRO"));
 
-  const never = await testSlice(inventory, { config: { restockBelowPercent: 0 } });
-  await never.call("reserveStock", {
-    orderId: newOrderId(),
-    items: [{ productId: "LAPTOP-PRO", quantity: 2 }],
-  });
-  assertEquals((await level(never, "LAPTOP-PRO")).inStock, after - 2);
-  assert(!never.logs.some((l) => l.message === "restocked"));
-});
+    const never = await shelf({ restockBelowPercent: 0 });
+    await never.call("reserveStock", {
+      orderId: newOrderId(),
+      items: [{ productId: "LAPTOP-PRO", quantity: 2 }],
+    });
+    assertEquals((await level(never, "LAPTOP-PRO")).inStock, after - 2);
+    assert(!never.logs.some((l) => l.message === "restocked"));
+  },
+);
 
-Deno.test("inventory: routes and error mapping", async () => {
-  const t = await testSlice(inventory);
+inventoryTest("inventory: routes and error mapping", async () => {
+  const t = await shelf();
   assertEquals(t.manifest.routes?.entries.map((e) => `${e.method}=${e.httpMethod} ${e.fullPath}`), [
     "checkStock=POST /api/v1/inventory/check",
     "reserveStock=POST /api/v1/inventory/reserve",

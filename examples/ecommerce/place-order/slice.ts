@@ -10,9 +10,9 @@
  * the payment is refunded and the reservation released. A compensation that fails is logged and does not
  * hide the original error (an unreleased reservation still expires on its own).
  *
- * Confirmed orders are kept for `GET /api/v1/orders/{orderId}` in the cluster's kv service (`sharedState`,
- * on by default: an order placed through one node is read back through any other, one replicated write per
- * order), or with `sharedState` off in this instance's memory.
+ * Confirmed orders are kept for `GET /api/v1/orders/{orderId}` in this instance's memory, or with
+ * `sharedState` in the cluster's kv service (one replicated write per order), where an order placed through
+ * one node is read back through any other.
  */
 
 import { type ApiOf, defineSlice, type KvClient, respond, slice, SliceError } from "@aether/slices";
@@ -216,9 +216,9 @@ export default defineSlice({
     },
     sharedState: {
       type: "boolean",
-      default: true,
-      description: "Keep confirmed orders in the cluster's kv service (readable through every node); " +
-        "off: in this instance's memory",
+      default: false,
+      description: "Keep confirmed orders in the cluster's kv service (readable through every node) " +
+        "instead of this instance's memory",
     },
     maxStoredOrders: {
       type: "integer",

@@ -75,8 +75,6 @@ Deno.test("place-order: the full flow across the four real slices, with a 201 an
     "inventory.reserveStock",
     "payment.processPayment",
     "fulfillment.createShipment",
-    // The confirmed order, written once to the cluster's kv service (sharedState, the default).
-    "@infra.put",
   ]);
   assert(t.outbound.every((c) => c.requestId === "req-flow-1" && !c.fireAndForget));
   assertEquals(t.outbound[6].payload, {
@@ -372,15 +370,15 @@ Deno.test("place-order: getOrder answers 404 for an unknown order and 400 for a 
   await expectError(t, "getOrder", { orderId: unknown }, {
     name: "OrderNotFound",
     status: 404,
-    message: `order ${unknown} is not known`,
-  });
-  const inMemory = await testSlice(placeOrder, { calls: real, config: { sharedState: false } });
-  await expectError(inMemory, "getOrder", { orderId: unknown }, {
-    name: "OrderNotFound",
-    status: 404,
     message:
       `order ${unknown} is not known to this instance (orders live in the memory of the instance that ` +
       "placed them)",
+  });
+  const shared = await testSlice(placeOrder, { calls: real, config: { sharedState: true } });
+  await expectError(shared, "getOrder", { orderId: unknown }, {
+    name: "OrderNotFound",
+    status: 404,
+    message: `order ${unknown} is not known`,
   });
   await expectError(
     t,
