@@ -61,6 +61,8 @@ const MAX_CONCURRENT_FIRES = 256;
 /** A catch-up fires at most this many missed occurrences of a job; older ones are skipped. */
 export const MAX_CATCHUP_OCCURRENCES = 100;
 const DEFAULT_MISFIRE_GRACE_MS = 1_000;
+/** Tries of a call the invoker could not make (250 ms, 500 ms, ... between them: about 8 s in all). */
+const CALL_TRIES = 6;
 /** How long a fired call may take. */
 const FIRE_TIMEOUT_MS = 30_000;
 /** One-off jobs: at most this far ahead. */
@@ -506,7 +508,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     const firedAtMs = Date.now();
     const entry: JobHistoryEntry = { occurrenceMs, firedAtMs, outcome: "ok", attempt, node: options.self };
     try {
-      const outcome = await callTarget(job, occurrenceMs, attempt);
+      const outcome = await callWithRetries(job, occurrenceMs, attempt);
       if (!outcome.ok) {
         entry.outcome = "error";
         entry.error = errorText(outcome.error);
@@ -571,6 +573,23 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
       from: `scheduler:${job.group}/${job.name}`,
       requestId: `job-${occurrenceMs}-${attempt}`,
     });
+  };
+
+  /**
+   * The call, tried again when the invoker could not make it (no live instance yet, e.g. right after the
+   * cluster restarted, or every attempt failed before reaching the method): up to CALL_TRIES tries with a
+   * doubling pause. What the method itself answered, error or not, is final.
+   */
+  const callWithRetries = async (job: JobRecord, occurrenceMs: number, attempt: number) => {
+    for (let tryNo = 1, pauseMs = 250;; tryNo++, pauseMs *= 2) {
+      try {
+        return await callTarget(job, occurrenceMs, attempt);
+      } catch (e) {
+        if (tryNo >= CALL_TRIES || !options.isLeader()) throw e;
+        log.debug("job call not made; trying again", { job: job.name, error: errorText(e), pauseMs });
+        await sleep(pauseMs);
+      }
+    }
   };
 
   /**

@@ -9,6 +9,7 @@ import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
+import { runCli } from "../_support/cli.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
 type Json = Record<string, unknown>;
@@ -250,6 +251,18 @@ Deno.test("scheduler on 3 nodes: once per occurrence across a leader kill -9, pa
       );
       ok(history.body.items.some((h) => h.outcome === "manual"), JSON.stringify(history.body));
       ok(history.body.items.length <= 20, "history is bounded");
+      const connect = ["--connect", node.apiUrl.replace("http://", ""), "--token", node.options.token!];
+      const cliList = await runCli([...connect, "jobs", "list", "--group", GROUP]);
+      equal(cliList.code, 0, cliList.stderr);
+      match(
+        cliList.stdout,
+        /org\.example\.ticker\/every-second\s+cron \* \* \* \* \* \*\s+org\.example\.ticker:ticker\.tick\s+catchup\s+paused/,
+      );
+      const cliHistory = await runCli([...connect, "jobs", "history", `${GROUP}/${every}`]);
+      equal(cliHistory.code, 0, cliHistory.stderr);
+      match(cliHistory.stdout, /manual/);
+      const cliMissing = await runCli([...connect, "jobs", "run", `${GROUP}/nope`]);
+      ok(cliMissing.code !== 0 && cliMissing.stderr.includes("no job nope"), cliMissing.stderr);
       const list = await node.json<{ items: Array<{ name: string; paused: boolean }> }>(
         `/api/v1/jobs?group=${GROUP}`,
       );
