@@ -252,6 +252,43 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       equal(after.violations, 0);
     });
 
+    await t.step("retention by size and by time", async () => {
+      const node = cluster.running()[0];
+      const bySize = await post(node, "/ps/create", { topic: "small", partitions: 2, retentionBytes: 1024 });
+      equal(bySize.status, 200, JSON.stringify(bySize.body));
+      const byTime = await post(node, "/ps/create", { topic: "brief", partitions: 1, retentionMs: 1_000 });
+      equal(byTime.status, 200, JSON.stringify(byTime.body));
+      let refused = 0;
+      for (let i = 0; i < 30; i++) {
+        for (;;) {
+          const r = await post(node, "/ps/publish", { topic: "small", value: { i, pad: "p".repeat(60) } });
+          if (r.status === 200) break;
+          // Beyond twice its retention a topic refuses publishes until retention caught up (a named limit).
+          equal(r.status, 503, JSON.stringify(r.body));
+          match(String(r.body.detail), /twice its retention; retention is catching up/);
+          refused++;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      console.log(`pubsub: retention by size: ${refused} publishes refused while retention caught up`);
+      equal((await post(node, "/ps/publish", { topic: "brief", value: 1 })).status, 200);
+      const small = await cluster.waitFor("retention by size", async () => {
+        const info = (await post(node, "/ps/info", { topic: "small" })).body;
+        return (info.bytes as number) <= 1024 ? info : null;
+      }, 10_000);
+      ok((small.messages as number) > 0 && (small.messages as number) < 30, JSON.stringify(small));
+      await cluster.waitFor("retention by time", async () => {
+        const info = (await post(node, "/ps/info", { topic: "brief" })).body;
+        return info.messages === 0;
+      }, 10_000);
+      const tooShort = await post(node, "/ps/create", { topic: "brief", partitions: 1, retentionMs: 5 });
+      equal(tooShort.status, 400);
+      match(String(tooShort.body.detail), /retentionMs must be an integer from 1000 to 2592000000, got 5/);
+      const repartition = await post(node, "/ps/create", { topic: "small", partitions: 3 });
+      equal(repartition.status, 409);
+      match(String(repartition.body.detail), /exists with 2 partitions/);
+    });
+
     await t.step("hostile: another group's slice reaches only its own topics", async () => {
       const node = cluster.running()[0];
       // The same topic name is the other group's own, empty topic.
