@@ -54,8 +54,12 @@ export interface SqlSettings {
   limits: SqlLimits;
   /** Log entries kept per database before the leader prunes the oldest. */
   maxLogEntries: number;
-  /** Bytes of log entries kept per database (the consensus KV is held in memory on every member). */
+  /**
+   * Bytes of log entries kept per database, and for all databases together. Small on purpose: the consensus
+   * KV is held in memory on every member and a member that catches up by snapshot receives it whole.
+   */
   maxLogBytes: number;
+  maxTotalLogBytes: number;
   /** Bytes of one log entry (a transaction's statements and parameters). */
   maxEntryBytes: number;
   /** Statements in one transaction. */
@@ -69,8 +73,9 @@ export interface SqlSettings {
 export const DEFAULT_SQL_SETTINGS: SqlSettings = {
   limits: DEFAULT_SQL_LIMITS,
   maxLogEntries: 2_000,
-  maxLogBytes: 8 * 1024 * 1024,
-  maxEntryBytes: 512 * 1024,
+  maxLogBytes: 1024 * 1024,
+  maxTotalLogBytes: 2 * 1024 * 1024,
+  maxEntryBytes: 256 * 1024,
   maxTransactionStatements: 500,
   maxDatabasesPerGroup: 64,
   pruneIntervalMs: 2_000,
@@ -296,7 +301,11 @@ export class SqlReplica {
     this.#offs.push(options.onEvents((events) => this.#onEvents(events)));
     this.#offs.push(options.onReset(() => this.#catchUp()));
     this.#offs.push(options.mesh.onMessage(SQLDB_CHANNEL, (from, message) => this.#onMesh(from, message)));
-    this.#pruneTimer = setInterval(() => this.#prune(), this.#settings.pruneIntervalMs);
+    this.#pruneTimer = setInterval(() => {
+      void this.#prune();
+      // A stale copy asks again (peers may not have been connected when it first asked).
+      for (const db of this.#dbs.values()) if (db.stale) this.#requestCopy(db);
+    }, this.#settings.pruneIntervalMs);
   }
 
   get settings(): SqlSettings {
@@ -310,6 +319,16 @@ export class SqlReplica {
       appliedRevision: db.applied,
       stale: db.stale,
     }));
+  }
+
+  /** The database's statement log as consensus keeps it now: entries, bytes, the highest pruned revision. */
+  logStats(key: string): { entries: number; bytes: number; prunedThroughRevision: number } {
+    const entries = this.#o.state().range(`${SQLDB_LOG_PREFIX}${key}/`);
+    return {
+      entries: entries.length,
+      bytes: entries.reduce((n, e) => n + e.value.byteLength, 0),
+      prunedThroughRevision: this.#prunedThrough(key),
+    };
   }
 
   /** Names (`group/db`) of every embedded database the log or this member knows. */
@@ -806,35 +825,54 @@ export class SqlReplica {
   /** The leader keeps each database's log within maxLogEntries, deleting the oldest in one transaction. */
   async #prune(): Promise<void> {
     if (!this.#o.isLeader() || this.#stopped) return;
-    const byDb = new Map<string, { key: string; revision: number; bytes: number }[]>();
+    type Kept = { key: string; db: string; revision: number; bytes: number };
+    const byDb = new Map<string, Kept[]>();
     for (const entry of this.#o.state().range(SQLDB_LOG_PREFIX)) {
       const db = logDbKey(entry.key);
       let list = byDb.get(db);
       if (!list) byDb.set(db, list = []);
-      list.push({ key: entry.key, revision: entry.modRevision, bytes: entry.value.byteLength });
+      list.push({ key: entry.key, db, revision: entry.modRevision, bytes: entry.value.byteLength });
     }
-    for (const [db, list] of byDb) {
-      let bytes = list.reduce((n, e) => n + e.bytes, 0);
-      if (list.length <= this.#settings.maxLogEntries && bytes <= this.#settings.maxLogBytes) continue;
+    const doomed: Kept[] = [];
+    const kept: Kept[] = [];
+    for (const list of byDb.values()) {
       list.sort((a, b) => a.revision - b.revision);
-      // The oldest first, until both bounds hold; at most 1000 deletions in one consensus entry.
+      let bytes = list.reduce((n, e) => n + e.bytes, 0);
       let count = 0;
       while (
-        count < Math.min(list.length - 1, 1000) &&
+        count < list.length &&
         (list.length - count > this.#settings.maxLogEntries || bytes > this.#settings.maxLogBytes)
       ) {
         bytes -= list[count].bytes;
         count++;
       }
-      if (count === 0) continue;
-      const doomed = list.slice(0, count);
-      const through = doomed[doomed.length - 1].revision;
+      doomed.push(...list.slice(0, count));
+      kept.push(...list.slice(count));
+    }
+    // Then the cluster-wide bound: the oldest entries of any database go first.
+    kept.sort((a, b) => a.revision - b.revision);
+    let total = kept.reduce((n, e) => n + e.bytes, 0);
+    for (const e of kept) {
+      if (total <= this.#settings.maxTotalLogBytes) break;
+      doomed.push(e);
+      total -= e.bytes;
+    }
+    const perDb = new Map<string, Kept[]>();
+    for (const e of doomed) {
+      let list = perDb.get(e.db);
+      if (!list) perDb.set(e.db, list = []);
+      list.push(e);
+    }
+    for (const [db, list] of perDb) {
+      // At most 1000 deletions in one consensus entry; the next round takes the rest.
+      const batch = list.sort((a, b) => a.revision - b.revision).slice(0, 1000);
+      const through = batch[batch.length - 1].revision;
       try {
         await this.#o.kv.write({
           type: "txn",
           compare: [],
           success: [
-            ...doomed.map((d) => ({ op: "delete" as const, key: d.key })),
+            ...batch.map((d) => ({ op: "delete" as const, key: d.key })),
             {
               op: "put" as const,
               key: `${SQLDB_PRUNED_PREFIX}${db}`,

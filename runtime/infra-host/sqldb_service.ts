@@ -62,6 +62,8 @@ export interface DatabaseView {
   /** Embedded: this member's copy. */
   appliedRevision?: number;
   stale?: boolean;
+  /** Embedded: the statement log consensus keeps (bounded; older entries pruned). */
+  log?: { entries: number; bytes: number; prunedThroughRevision: number };
 }
 
 export interface SqlDatabases {
@@ -234,6 +236,7 @@ export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
       ...(config.backend === "embedded" && local
         ? { appliedRevision: local.appliedRevision, stale: local.stale }
         : {}),
+      ...(config.backend === "embedded" ? { log: replica.logStats(key) } : {}),
     };
   };
 

@@ -285,6 +285,41 @@ Deno.test("embedded SQL on 3 nodes: migrations, linearizable reads, errors, esca
       },
     );
 
+    await t.step(
+      "a member whose SQLite copy is gone, behind the pruned log, copies the database from a member",
+      async () => {
+        await ok200(n1, "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data TEXT NOT NULL)", [], {
+          db: "blobs",
+        });
+        // 40 writes of 60 KB: over the 1 MiB the log keeps per database, so the leader prunes the oldest.
+        const blob = "b".repeat(60_000);
+        for (let i = 0; i < 40; i++) {
+          await ok200([n1, n2][i % 2], "INSERT INTO blobs (data) VALUES (?)", [blob], { db: "blobs" });
+        }
+        const path = "/api/v1/databases/org.example.sql/blobs";
+        await cluster.waitFor("the leader pruned the log, and n3 applied the prune", async () => {
+          const { body } = await n3.json<{ log: { prunedThroughRevision: number; bytes: number } }>(path);
+          return body.log.prunedThroughRevision > 0 && body.log.bytes <= 1024 * 1024;
+        }, 15_000);
+        // A member catching up through consensus replays pruned entries from the consensus log; one that lost
+        // its SQLite files (a new disk), or installs a KV snapshot taken after the prune, cannot: its copy ends
+        // below the pruned mark, and it copies the database from a member.
+        await n3.kill();
+        await Deno.remove(`${n3.options.dataDir}/sqldb`, { recursive: true });
+        await n3.start();
+        await cluster.waitFor("n3 copied the database and caught up", async () => {
+          const [a, b] = await Promise.all([n1, n3].map((n) => n.json<Json>(path)));
+          return b.status === 200 && b.body.stale === false &&
+            b.body.appliedRevision === a.body.appliedRevision;
+        }, 30_000);
+        match(n3.log, /installed a copy from another member/);
+        const rows = await ok200(n3, "SELECT count(*) AS n, sum(length(data)) AS bytes FROM blobs", [], {
+          db: "blobs",
+        });
+        deepEqual(rows.rows, [{ n: 40, bytes: 40 * 60_000 }]);
+      },
+    );
+
     await t.step("operators: aether db list|show|set, bad settings refused", async () => {
       const cli = (...args: string[]) =>
         runCli(["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", n2.options.token!, ...args]);
