@@ -9,8 +9,8 @@
  * PostgreSQL refuses to run as root; when the test runs as root the server runs as the `postgres` system user
  * (or `nobody`) through `setpriv`, and its directory is handed to that user. The server runs under a small
  * `sh` watchdog whose standard input is a pipe from this process: if the test runner dies, the pipe closes and
- * the watchdog shuts the server down, so no process is left behind. `stop()` shuts it down (fast mode, then
- * SIGKILL after a grace period) and removes the directory.
+ * the watchdog shuts the server down and removes its directory, so nothing is left behind. `stop()` shuts it
+ * down (fast mode, then SIGKILL after a grace period) and removes the directory.
  */
 
 import { freePort } from "../../runtime/forge/mod.ts";
@@ -249,15 +249,16 @@ class RunningPostgres implements PostgresServer {
       ...Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
     ];
     // The watchdog prints the postmaster's pid, then waits for its stdin to close (our stop, or this process
-    // dying) and asks the server for a fast shutdown.
-    const script = '"$@" & pid=$!; echo "postmaster $pid"; cat >/dev/null; kill -INT "$pid" 2>/dev/null; ' +
-      'wait "$pid"';
+    // dying) and asks the server for a fast shutdown. Our own shutdowns write `keep` first; a pipe closed
+    // without it means this process died, and the watchdog removes the directory too.
+    const script = '"$@" & pid=$!; echo "postmaster $pid"; said=$(cat); kill -INT "$pid" 2>/dev/null; ' +
+      'wait "$pid"; [ "$said" = keep ] || rm -rf "$AETHER_POSTGRES_ROOT"';
     const watchdog = new Deno.Command("sh", {
       args: ["-c", script, "sh", ...asUser(this.runAs, postgres)],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { LC_ALL: "C" },
+      env: { LC_ALL: "C", AETHER_POSTGRES_ROOT: this.root },
     }).spawn();
     this.#log = ""; // this start's lines only: the ready line must be a new one
     this.#watchdog = watchdog;
@@ -334,7 +335,7 @@ class RunningPostgres implements PostgresServer {
   async #halt(graceMs: number): Promise<void> {
     if (!this.#watchdog) return;
     const pid = this.#postmasterPid;
-    await this.#stdin?.close().catch(() => {});
+    await this.#closeStdin();
     const timer = setTimeout(() => {
       if (pid) {
         try {
@@ -346,10 +347,19 @@ class RunningPostgres implements PostgresServer {
     clearTimeout(timer);
   }
 
+  /** Tells the watchdog to keep the directory (an orderly shutdown), then closes its stdin. */
+  async #closeStdin(): Promise<void> {
+    const stdin = this.#stdin;
+    if (!stdin) return;
+    this.#stdin = undefined;
+    await stdin.write(new TextEncoder().encode("keep")).catch(() => {});
+    await stdin.close().catch(() => {});
+  }
+
   async #reap(): Promise<void> {
     const watchdog = this.#watchdog;
     if (!watchdog) return;
-    await this.#stdin?.close().catch(() => {});
+    await this.#closeStdin();
     await this.#exited;
     this.#watchdog = undefined;
     this.#stdin = undefined;
