@@ -227,8 +227,9 @@ Deno.test("state machines on 3 nodes: events serialize, timeouts fire, onEnter, 
       ok(bad.code !== 0 && bad.stderr.includes("must be <group>/<name>"), bad.stderr);
       const missing = await runCli([...connect, "sm", "get", `${GROUP}/order`, "nobody"]);
       ok(missing.code !== 0 && missing.stderr.includes("no instance nobody"), missing.stderr);
-      const del = await node.json<Json>(`/api/v1/machines/${GROUP}/order/o-t1`, { method: "DELETE" });
-      equal(del.body.deleted, true);
+      const del = await runCli([...connect, "sm", "delete", `${GROUP}/order`, "o-t1"]);
+      equal(del.code, 0, del.stderr);
+      match(del.stdout, /deleted org\.example\.orders\/order o-t1/);
       equal((await node.json(`/api/v1/machines/${GROUP}/order/o-t1`)).status, 404);
     });
   } catch (e) {

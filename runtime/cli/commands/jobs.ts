@@ -172,6 +172,24 @@ export const jobsCommands: CliCommand[] = [
     },
   },
   {
+    name: "sm delete",
+    args: "<group>/<machine> <id>",
+    summary: "remove a state machine instance and its pending timeout",
+    flags: [],
+    positionals: { min: 2, max: 2 },
+    examples: ["aether sm delete org.example.shop/order o-1001"],
+    async run(ctx, args) {
+      const [machine, id] = parseFor(this, args).positionals;
+      const [group, name] = groupAndName(machine, "machine");
+      const answer = await ctx.api.json<{ deleted: boolean }>(
+        "DELETE",
+        `/api/v1/machines/${encodeURIComponent(group)}/${encodeURIComponent(name)}/${encodeURIComponent(id)}`,
+      );
+      if (ctx.json) return ctx.out(JSON.stringify(answer));
+      ctx.out(answer.deleted ? `deleted ${machine} ${id}` : `${machine} ${id} did not exist`);
+    },
+  },
+  {
     name: "sm list",
     args: "[<group>/<machine>]",
     summary: "declared state machines, or the instances of one",
