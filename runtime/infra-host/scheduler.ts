@@ -73,6 +73,25 @@ const MAX_PAYLOAD_BYTES = 16 * 1024;
 const RECONCILE_MS = 1_000;
 const utf8 = new TextDecoder();
 
+/**
+ * The most often a group's cron jobs may fire together, per second: a slice cannot fill the consensus log
+ * with its jobs (every fire writes the job record twice). One-off jobs and paused jobs do not count.
+ */
+export const MAX_GROUP_FIRES_PER_SECOND = 100;
+
+/** How often a cron job fires at its fastest, per second: from the shortest of its next 8 gaps. */
+export function fireRatePerSecond(record: Pick<JobRecord, "cron" | "tz">, nowMs = Date.now()): number {
+  if (record.cron === undefined) return 0;
+  let shortestMs = Infinity;
+  let at = nextOccurrence(record.cron, record.tz, nowMs);
+  for (let i = 0; i < 8; i++) {
+    const next = nextOccurrence(record.cron, record.tz, at);
+    shortestMs = Math.min(shortestMs, next - at);
+    at = next;
+  }
+  return 1000 / Math.max(1000, shortestMs);
+}
+
 /** Same schedule and call: a declared job needs no rewrite. */
 function sameDeclaration(a: JobRecord, b: JobRecord): boolean {
   return a.cron === b.cron && a.tz === b.tz && a.misfire === b.misfire &&
@@ -680,8 +699,29 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     return n;
   };
 
+  /** A group's cron jobs may fire at most MAX_GROUP_FIRES_PER_SECOND times a second together. */
+  const checkRate = (record: JobRecord, key: string) => {
+    if (record.source === "machine" || record.cron === undefined) return;
+    const prefix = jobsOfGroupPrefix(record.group);
+    let rate = fireRatePerSecond(record);
+    for (const [other, tracked] of jobs) {
+      if (other !== key && other.startsWith(prefix) && !tracked.record.paused) {
+        rate += fireRatePerSecond(tracked.record);
+      }
+    }
+    if (rate > MAX_GROUP_FIRES_PER_SECOND) {
+      throw new AetherError(
+        "overloaded",
+        `group ${record.group}'s jobs would fire ${rate.toFixed(1)} times a second together, more than ` +
+          `${MAX_GROUP_FIRES_PER_SECOND} (each fire is two consensus writes)`,
+        { errorName: "TooManyFires", field: "cron" },
+      );
+    }
+  };
+
   const write = async (record: JobRecord, replace: boolean) => {
     const key = jobKey(record.group, record.name);
+    checkRate(record, key);
     if (!replace || !jobs.has(key)) {
       if (jobs.size >= MAX_JOBS) {
         throw new AetherError("overloaded", `the cluster holds ${MAX_JOBS} jobs, the most it may`);

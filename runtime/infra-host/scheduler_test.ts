@@ -1,5 +1,5 @@
 import { equal, throws } from "node:assert/strict";
-import { jobFromSpec, nextOccurrence } from "./scheduler.ts";
+import { fireRatePerSecond, jobFromSpec, nextOccurrence } from "./scheduler.ts";
 
 const NOW = Date.UTC(2026, 11, 7, 22, 0, 0, 500);
 
@@ -32,4 +32,12 @@ Deno.test("jobFromSpec: every field checked, errors name it", () => {
     [{ delayMs: 1, slice: "s", method: "m", payload: "x".repeat(20_000) }, /payload is over 16384 bytes/],
   ];
   for (const [spec, message] of bad) throws(() => jobFromSpec("org.example", "j", spec, "api", NOW), message);
+});
+
+Deno.test("fireRatePerSecond: the fastest a cron job fires", () => {
+  equal(fireRatePerSecond({ cron: "* * * * * *" }, NOW), 1);
+  equal(fireRatePerSecond({ cron: "*/5 * * * * *" }, NOW), 0.2);
+  equal(fireRatePerSecond({ cron: "0,1 * * * * *" }, NOW), 1, "the shortest gap counts");
+  equal(fireRatePerSecond({ cron: "0 3 * * *" }, NOW), 1000 / 86_400_000);
+  equal(fireRatePerSecond({}, NOW), 0);
 });
