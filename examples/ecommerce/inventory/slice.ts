@@ -588,8 +588,13 @@ async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Pro
   await Promise.all([
     sharedHold(stores, ctx.log, items, sharedBucketOf(reservation), 1),
     ...items.map(async (item, i) => {
-      if (await restockAfterCrossing(stores, item, taken.levels[i], ctx.config.restockBelowPercent)) {
-        ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
+      try {
+        if (await restockAfterCrossing(stores, item, taken.levels[i], ctx.config.restockBelowPercent)) {
+          ctx.log.debug("restocked", { productId: item.productId, level: DEMO_STOCK[item.productId] });
+        }
+      } catch (e) {
+        // The reservation stands; an order finding the shelf short refills it (sharedTake).
+        ctx.log.warn("restock failed", { productId: item.productId, error: (e as Error).message });
       }
     }),
   ]);
