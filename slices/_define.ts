@@ -6,6 +6,7 @@
  */
 
 import { jobsProblems, machinesProblems } from "./_machines.ts";
+import { type SubscriptionDeclaration, subscriptionsProblems } from "./_subscriptions.ts";
 import type {
   ConfigOf,
   ConfigSchema,
@@ -203,6 +204,7 @@ export function defineSlice<
     calls: (spec.calls ?? {}) as C,
     requires: checkStringList(where, "requires", spec.requires),
     ...checkDeclarations(where, spec as { machines?: unknown; jobs?: unknown; methods: unknown }),
+    ...checkSubscriptions(where, spec.subscriptions, spec.methods as object, spec.requires),
     secrets: checkStringList(where, "secrets", spec.secrets),
     outbound: checkStringList(where, "outbound", spec.outbound),
     redact: checkStringList(where, "redact", spec.redact),
@@ -244,6 +246,26 @@ function checkDatabases(
     out[name] = Object.freeze({ migrations });
   }
   return Object.freeze(out);
+}
+
+/** `subscriptions` (slices/_subscriptions.ts): the first problem names its path. */
+function checkSubscriptions(
+  where: string,
+  value: unknown,
+  methods: object,
+  requires: unknown,
+): { subscriptions?: readonly SubscriptionDeclaration[] } {
+  if (value === undefined) return {};
+  const { problems, subscriptions } = subscriptionsProblems(
+    value,
+    "subscriptions",
+    new Set(Object.keys(methods)),
+    Array.isArray(requires) ? requires : [],
+  );
+  if (problems.length > 0) {
+    throw new SliceDefinitionError(`${where}: ${problems[0].path} ${problems[0].message}`);
+  }
+  return { subscriptions: Object.freeze(subscriptions) };
 }
 
 /** `machines` and `jobs` (slices/_machines.ts): the first problem names its path. */

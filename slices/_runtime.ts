@@ -244,6 +244,7 @@ export function describeDefinition(def: AnySliceDefinition): SliceDescription {
     requires: [...def.requires],
     ...(def.machines ? { machines: jsonSafe(def.machines) as never } : {}),
     ...(def.jobs ? { jobs: jsonSafe(def.jobs) as never } : {}),
+    ...(def.subscriptions?.length ? { subscriptions: jsonSafe(def.subscriptions) as never } : {}),
     ...(def.secrets?.length ? { secrets: [...def.secrets] } : {}),
     ...(def.outbound?.length ? { outbound: [...def.outbound] } : {}),
     ...(def.redact?.length ? { redact: [...def.redact] } : {}),

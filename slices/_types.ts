@@ -11,6 +11,7 @@ import type { LogFields, LogLevel, LogWriter } from "../runtime/core/mod.ts";
 
 import type { InfraClients } from "./_infra.ts";
 import type { RateLimitClients } from "./_ratelimit.ts";
+import type { SubscriptionDeclaration } from "./_subscriptions.ts";
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -205,6 +206,11 @@ export interface SliceSpec<M, C, S extends ConfigSchema> {
   readonly machines?: Readonly<Record<string, MachineSpec>>;
   /** Jobs the scheduler creates when the slice is deployed: `{ nightly: { cron: "0 3 * * *", method } }`. */
   readonly jobs?: Readonly<Record<string, JobDeclaration>>;
+  /**
+   * Consumer groups of pub/sub topics of this slice's group that deliver to its methods (`requires:
+   * ["pubsub"]`), created when the slice is deployed: `[{ topic: "orders", group: "billing", method: "onOrder" }]`.
+   */
+  readonly subscriptions?: readonly SubscriptionDeclaration[];
   /** Names of the cluster secrets this slice reads with `ctx.secrets.get(name)`; no other can be read. */
   readonly secrets?: readonly string[];
   /**
@@ -243,6 +249,7 @@ export interface SliceDefinition<
   readonly requires: readonly string[];
   readonly machines?: Readonly<Record<string, MachineSpec>>;
   readonly jobs?: Readonly<Record<string, JobDeclaration>>;
+  readonly subscriptions?: readonly SubscriptionDeclaration[];
   readonly secrets: readonly string[];
   readonly outbound?: readonly string[];
   readonly redact?: readonly string[];

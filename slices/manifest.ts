@@ -10,6 +10,7 @@ import { METHOD_NAME } from "./_define.ts";
 import type { ConfigField, HttpMethod, JsonValue } from "./_types.ts";
 import { defaultsOf, type Problem, schemaProblems } from "./config.ts";
 import { type JobDeclaration, jobsProblems, machinesProblems, type ManifestMachine } from "./_machines.ts";
+import { type SubscriptionDeclaration, subscriptionsProblems } from "./_subscriptions.ts";
 import type { SliceDescription } from "./protocol.ts";
 
 export type { Problem } from "./config.ts";
@@ -54,6 +55,8 @@ export interface SliceManifest {
   machines?: Record<string, ManifestMachine>;
   /** Scheduled jobs the slice declares (absent: none), created when the slice is deployed. */
   jobs?: Record<string, JobDeclaration>;
+  /** Pub/sub consumer groups delivering to the slice's methods (absent: none), created when deployed. */
+  subscriptions?: SubscriptionDeclaration[];
   /** Secret names the slice may read (`ctx.secrets.get`); absent in manifests built before secrets. */
   secrets?: string[];
   /** Hosts `ctx.infra.http` may reach, `host` or `host:port` (absent: none). */
@@ -99,7 +102,7 @@ const TOP_LEVEL_KEYS = [
 ];
 const MAX_LIST = 256;
 /** Optional declarations (slices/_machines.ts): absent in most manifests. */
-const DECLARATION_KEYS = ["machines", "jobs"];
+const DECLARATION_KEYS = ["machines", "jobs", "subscriptions"];
 /** Fields manifests built before them lack: absent is valid. */
 const OPTIONAL_KEYS = ["secrets", "outbound", "redact"];
 const REDACT_PATH = /^[A-Za-z0-9_$-]{1,64}(?:\.[A-Za-z0-9_$-]{1,64}){0,7}$/;
@@ -228,6 +231,9 @@ export function manifestFromDescription(
       ? { machines: machinesProblems(description.machines, "machines").machines }
       : {}),
     ...(description.jobs ? { jobs: jobsProblems(description.jobs, "jobs").jobs } : {}),
+    ...(description.subscriptions?.length
+      ? { subscriptions: subscriptionsProblems(description.subscriptions, "subscriptions").subscriptions }
+      : {}),
     ...(description.secrets?.length ? { secrets: description.secrets } : {}),
     ...(description.outbound?.length ? { outbound: description.outbound } : {}),
     ...(description.redact?.length ? { redact: description.redact } : {}),
@@ -449,6 +455,10 @@ export function manifestProblems(json: unknown): Problem[] {
     problems.push(...machinesProblems(json.machines, "machines", methods).problems);
   }
   if (json.jobs !== undefined) problems.push(...jobsProblems(json.jobs, "jobs", methods).problems);
+  if (json.subscriptions !== undefined) {
+    const requires = Array.isArray(json.requires) ? json.requires as string[] : [];
+    problems.push(...subscriptionsProblems(json.subscriptions, "subscriptions", methods, requires).problems);
+  }
   if (!isObject(json.permissions)) {
     problems.push({ path: "permissions", message: "must be { net: [...], env: [...] }" });
   } else {

@@ -19,6 +19,15 @@ export {
   SliceError,
 } from "./_define.ts";
 export type { CacheClient, CacheStats, InfraClients, KvClient, LockClient, LockLease } from "./_infra.ts";
+export type {
+  DeliveredMessage,
+  PublishOptions,
+  PublishResult,
+  SubscribeOptions,
+  TopicClient,
+  TopicInfo,
+} from "./_infra_pubsub.ts";
+export type { SubscriptionDeclaration } from "./_subscriptions.ts";
 export type { RateLimitClient, RateLimitClients } from "./_ratelimit.ts";
 export type {
   AnySliceDefinition,

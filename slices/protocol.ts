@@ -21,6 +21,8 @@ export interface SliceDescription {
   /** Declared state machines and jobs (slices/_machines.ts), as written; absent when none. */
   machines?: Record<string, JsonValue>;
   jobs?: Record<string, JsonValue>;
+  /** Declared pub/sub subscriptions (slices/_subscriptions.ts); absent when none. */
+  subscriptions?: JsonValue[];
   /** Secret names the slice reads with `ctx.secrets.get` (absent from bundles built before secrets). */
   secrets?: string[];
   /** Hosts `ctx.infra.http` may reach (absent from bundles built before it). */

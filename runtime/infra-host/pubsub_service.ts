@@ -75,6 +75,8 @@ export const DELIVERY_TIMEOUT_MS = 30_000;
 const BACKOFF_BASE_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
 const TICK_MS = 20;
+/** How often the leader creates the subscriptions deployed slices declare in their manifests. */
+const RECONCILE_MS = 1_000;
 const RETENTION_TICK_MS = 1_000;
 /** Deletes one retention transaction carries. */
 const RETENTION_BATCH = 256;
@@ -372,9 +374,12 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     }
     const nowMs = Date.now();
     const seen = new Set<string>();
+    const state = options.state();
     for (const sub of index.subscriptions.values()) {
       const topic = index.topicOf(sub.group, sub.topic);
-      if (!topic) continue;
+      // A subscriber slice not deployed (no target) is not called: its messages wait instead of failing
+      // their attempts into the dead-letter topic.
+      if (!topic || state.get(`targets/${sub.slice}`) === undefined) continue;
       for (let p = 0; p < topic.partitions.length; p++) {
         const key = cursorKey(sub, p);
         seen.add(key);
@@ -450,6 +455,60 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     }
   }, TICK_MS);
   const retentionTick = setInterval(sweep, RETENTION_TICK_MS);
+  let reconciling = false;
+  const warned = new Set<string>();
+  const reconcileTick = setInterval(() => {
+    if (reconciling || !leaderFence()) return;
+    reconciling = true;
+    reconcileDeclared().catch((e) => log.debug("declared subscriptions not reconciled", { error: String(e) }))
+      .finally(() => reconciling = false);
+  }, RECONCILE_MS);
+
+  /**
+   * Subscriptions declared in the manifests of deployed slices (`subscriptions`, the target's version): the
+   * leader creates each one missing and updates one whose method or maxAttempts changed, through the same
+   * checks as a slice's own subscribe. Undeploying a slice leaves its subscriptions (and their offsets):
+   * delivery pauses until it is deployed again or unsubscribed.
+   */
+  const reconcileDeclared = async () => {
+    const state = options.state();
+    for (const target of state.range("targets/", Infinity)) {
+      const slice = target.key.slice("targets/".length);
+      const version = decodeJson<{ version?: string }>(target.value)?.version;
+      if (!version) continue;
+      const artifact = state.get(`artifacts/${slice}:${version}`);
+      const declared = artifact &&
+        decodeJson<{ manifest?: { subscriptions?: Array<Record<string, unknown>> } }>(artifact.value)
+          ?.manifest
+          ?.subscriptions;
+      for (const d of declared ?? []) {
+        const group = slice.split(":")[0];
+        const existing = index.subscriptions.get(`${group}/${d.topic}/${d.group}`);
+        if (
+          existing?.slice === slice && existing.method === d.method &&
+          existing.maxAttempts === (d.maxAttempts ?? DEFAULT_MAX_ATTEMPTS)
+        ) continue;
+        try {
+          await subscribe({
+            group,
+            method: "subscribe",
+            payload: { ...d },
+            deadlineMs: Date.now() + 5_000,
+            requestId: crypto.randomUUID(),
+            from: `${slice}:${version}`,
+          });
+          log.info("declared subscription created", { slice, topic: d.topic, consumerGroup: d.group });
+        } catch (e) {
+          // Once per declaration (it is tried again every second): a conflict stays until someone acts.
+          const key = `${slice}/${d.topic}/${d.group}`;
+          if (warned.size < 1000 && !warned.has(key)) {
+            warned.add(key);
+            log.warn("declared subscription not created", { slice, topic: d.topic, error: String(e) });
+          }
+        }
+      }
+    }
+  };
 
   // ----------------------------------------------------------------------------------------------------------
   // Requests
@@ -818,6 +877,7 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     stop: () => {
       clearInterval(tick);
       clearInterval(retentionTick);
+      clearInterval(reconcileTick);
       offEvents();
       offReset();
     },
@@ -831,6 +891,14 @@ function defaultTopic(partitions: number): TopicRecord {
     retentionBytes: DEFAULT_RETENTION_BYTES,
     createdAtMs: Date.now(),
   };
+}
+
+function decodeJson<T>(bytes: Uint8Array): T | undefined {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as T;
+  } catch {
+    return undefined;
+  }
 }
 
 function decodeMessage(bytes: Uint8Array): MessageRecord | undefined {

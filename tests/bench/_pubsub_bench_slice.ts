@@ -3,8 +3,7 @@
  * to, keeping the end-to-end latency of each message (receipt minus the client's send time, one machine's
  * clock) in this instance's memory until `stats` hands it out.
  */
-import { defineSlice } from "../../slices/mod.ts";
-import type { DeliveredMessage } from "../../slices/_infra_pubsub.ts";
+import { defineSlice, type DeliveredMessage } from "../../slices/mod.ts";
 
 const instance = crypto.randomUUID();
 let latencies: number[] = [];

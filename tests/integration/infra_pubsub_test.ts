@@ -252,6 +252,26 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       equal(after.violations, 0);
     });
 
+    await t.step("a subscription the slice declares in its manifest delivers once deployed", async () => {
+      const node = cluster.running()[0];
+      await cluster.waitFor("the declared group exists", async () => {
+        const info = (await post(node, "/ps/info", { topic: "declared" })).body;
+        const groups = (info.consumerGroups ?? []) as Array<Json>;
+        return groups.some((g) =>
+          g.consumerGroup === "decl" && g.method === "onMessage" && g.maxAttempts === 10
+        );
+      }, 15_000);
+      for (let seq = 0; seq < 5; seq++) {
+        const r = await post(node, "/ps/publish", { topic: "declared", key: "d", value: { seq } });
+        equal(r.status, 200, JSON.stringify(r.body));
+      }
+      const progress = await cluster.waitFor("declared group delivered", async () => {
+        const p = (await post(node, "/ps/progress", { group: "decl", keys: ["d"] })).body;
+        return (p.next as Record<string, number>).d === 5 ? p : null;
+      }, 20_000);
+      equal(progress.violations, 0);
+    });
+
     await t.step("retention by size and by time", async () => {
       const node = cluster.running()[0];
       const bySize = await post(node, "/ps/create", { topic: "small", partitions: 2, retentionBytes: 1024 });
