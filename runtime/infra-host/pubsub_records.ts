@@ -34,9 +34,10 @@ export const MAX_KEY_BYTES = 256;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600_000;
 export const MAX_RETENTION_MS = 30 * 24 * 3600_000;
 export const DEFAULT_RETENTION_BYTES = 16 * 1024 * 1024;
-export const MAX_RETENTION_BYTES = 256 * 1024 * 1024;
+/** Every member holds every retained message in its consensus KV (memory, snapshots): kept modest. */
+export const MAX_RETENTION_BYTES = 64 * 1024 * 1024;
 /** Messages of all topics held at once; publishes beyond are refused (overloaded) until retention frees room. */
-export const MAX_TOTAL_BYTES = 512 * 1024 * 1024;
+export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
 /** Consumer groups subscribed to one topic. */
 export const MAX_SUBSCRIPTIONS_PER_TOPIC = 16;
 export const DEFAULT_MAX_ATTEMPTS = 5;
