@@ -116,6 +116,7 @@ export interface SqlReplicaOptions {
   settings?: Partial<SqlSettings>;
 }
 
+/** Deno's node:sqlite has these; the @types/node it type-checks against does not list them. */
 interface SqliteExtras {
   enableDefensive(on: boolean): void;
   setAuthorizer(
@@ -141,6 +142,13 @@ class LocalDb {
     this.conn = new DatabaseSync(path, { enableForeignKeyConstraints: true });
     this.#plain = new DatabaseSync(":memory:");
     this.conn.exec("PRAGMA journal_mode = WAL");
+    // The same bounds on every member (so a statement that passes one passes all): values and rows up to
+    // 4 MiB, no attached databases, shallow triggers, and the file's size (SQLITE_FULL beyond, every member).
+    const limits = (this.conn as unknown as { limits: Record<string, number> }).limits;
+    limits.length = MAX_VALUE_BYTES;
+    limits.attach = 0;
+    limits.triggerDepth = 16;
+    this.conn.exec(`PRAGMA max_page_count = ${Math.floor(MAX_DATABASE_BYTES / 4096)}`);
     // The log in consensus is durable: a commit lost to a power cut is applied again from it.
     this.conn.exec("PRAGMA synchronous = NORMAL");
     this.conn.exec(`CREATE TABLE IF NOT EXISTS _aether_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -198,7 +206,9 @@ class LocalDb {
       if (prepared.columns().length > 0) {
         const rows: Record<string, SqlValue>[] = [];
         let bytes = 0;
-        for (const row of prepared.iterate(...statement.params)) {
+        // all(), not iterate(): Deno 2.9.6's iterate() ends silently on a step error (a constraint, a value
+        // too big), which would turn a failed statement into an empty success. The limits are checked after.
+        for (const row of prepared.all(...statement.params)) {
           if (rows.length >= maxRows) {
             throw new AetherError(
               "too_large",
@@ -981,6 +991,11 @@ export class SqlReplica {
     this.#applyAll(old.key, list);
   }
 }
+
+/** A string or blob value's bytes in the embedded database (SQLite's length limit). */
+export const MAX_VALUE_BYTES = 4 * 1024 * 1024;
+/** An embedded database's file, at most (4 KiB pages; `database or disk is full` beyond). */
+export const MAX_DATABASE_BYTES = 1024 * 1024 * 1024;
 
 /** Bytes of the rows one query may return (about: UTF-16 length of strings, 8 per number). */
 export const MAX_RESULT_BYTES = 8 * 1024 * 1024;

@@ -85,6 +85,9 @@ const DENIED_ACTIONS: ReadonlyMap<number, string> = new Map([
   [C.SQLITE_SAVEPOINT, "SAVEPOINT (use transaction())"],
   // ANALYZE writes sqlite_stat1 on the member that runs it: not a replicated write.
   [C.SQLITE_ANALYZE, "ANALYZE"],
+  // A recursive CTE can run without end, and a statement cannot be interrupted (no progress handler in
+  // node:sqlite): refused, so one statement cannot hang every member's apply.
+  [C.SQLITE_RECURSIVE, "recursive common table expressions (WITH RECURSIVE)"],
   [C.SQLITE_CREATE_VTABLE, "virtual tables"],
   [C.SQLITE_DROP_VTABLE, "virtual tables"],
   [C.SQLITE_CREATE_TEMP_TABLE, "TEMP tables"],
