@@ -242,7 +242,18 @@ class PostgresConnector implements PostgresBackend {
   async query(sql: string, params: readonly SqlValue[], options: SqlQueryOptions): Promise<SqlResult> {
     const bound = this.#check(sql, params);
     const deadlineMs = this.#deadline(options?.deadlineMs);
-    const connection = await this.#acquire(deadlineMs);
+    return await this.#onLiveSession(
+      deadlineMs,
+      (connection) => this.#queryOn(connection, sql, bound, deadlineMs),
+    );
+  }
+
+  async #queryOn(
+    connection: Connection,
+    sql: string,
+    bound: (string | number | boolean | null)[],
+    deadlineMs: number,
+  ): Promise<SqlResult> {
     try {
       const { rows, rowsAffected } = await this.#run(
         connection,
@@ -266,15 +277,35 @@ class PostgresConnector implements PostgresBackend {
     }
   }
 
+  /**
+   * Runs `step` on a pooled connection; when the server had ended that session (57P01-57P03: terminated by an
+   * administrator, a restart, a crash) the statement did not run, so the idle connections (ended by the same
+   * event, but their notice may not have been read yet) are dropped and the step is tried once more on a new one.
+   */
+  async #onLiveSession<T>(deadlineMs: number, step: (connection: Connection) => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      const connection = await this.#acquire(deadlineMs);
+      try {
+        return await step(connection);
+      } catch (e) {
+        const sqlState = e instanceof AetherError ? String(e.extra.sqlState ?? "") : "";
+        if (attempt > 1 || !/^57P0[123]$/.test(sqlState) || Date.now() >= deadlineMs) throw e;
+        this.#dropIdle();
+      }
+    }
+  }
+
   async begin(options: { deadlineMs: number }): Promise<string> {
     const deadlineMs = this.#deadline(options?.deadlineMs);
-    const connection = await this.#acquire(deadlineMs);
-    try {
-      await this.#run(connection, "BEGIN", [], deadlineMs, "the transaction's deadline passed");
-    } catch (e) {
-      this.#release(connection);
-      throw e;
-    }
+    const connection = await this.#onLiveSession(deadlineMs, async (connection) => {
+      try {
+        await this.#run(connection, "BEGIN", [], deadlineMs, "the transaction's deadline passed");
+        return connection;
+      } catch (e) {
+        this.#release(connection);
+        throw e;
+      }
+    });
     const id = `pgtx-${crypto.randomUUID()}`;
     const timer = setTimeout(() => this.#expire(id), Math.max(0, deadlineMs - Date.now()));
     this.#transactions.set(id, { id, connection, deadlineMs, timer, chain: Promise.resolve() });
@@ -668,6 +699,14 @@ class PostgresConnector implements PostgresBackend {
     if (!waiter) return;
     clearTimeout(waiter.timer);
     waiter.grant(undefined);
+  }
+
+  /** Closes every idle connection (the server ended sessions: the rest are likely gone too). */
+  #dropIdle(): void {
+    for (const connection of this.#idle.splice(0)) {
+      this.#open--;
+      connection.close();
+    }
   }
 
   #closeIdle(): void {

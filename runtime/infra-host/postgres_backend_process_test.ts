@@ -92,6 +92,10 @@ Deno.test({
         () => checkSessionLeaks(pg, open),
       );
       await t.step(
+        "idle connections the server ended are replaced without the caller noticing",
+        () => checkTerminatedIdle(pg, open),
+      );
+      await t.step(
         "bad URL, unreachable server, wrong password: clear errors",
         () => checkBadTargets(pg, open),
       );
@@ -422,4 +426,16 @@ async function checkTls(pg: PostgresServer, open: Open): Promise<void> {
   assert.deepEqual(rows, [{ ssl: true }], "the connection is encrypted");
   const verified = await open({ url: `${pg.url}?sslmode=verify-full`, poolSize: 1 });
   await assertRejects(() => verified.query("SELECT 1", [], soon()), "unavailable", /certificate/i);
+}
+
+async function checkTerminatedIdle(pg: PostgresServer, open: Open): Promise<void> {
+  const db = await open({ poolSize: 3 });
+  await Promise.all([1, 2, 3].map(() => db.query("SELECT pg_sleep(0.05)", [], soon())));
+  assert.equal(db.stats().idle, 3);
+  // An administrator (or a server restart) ends every session; the very next calls must not see it.
+  await pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'aether'");
+  assert.deepEqual((await db.query("SELECT 1 AS one", [], soon())).rows, [{ one: 1 }]);
+  const tx = await db.begin(soon());
+  await db.rollback(tx);
+  assert.ok(db.stats().open <= 3, `open ${db.stats().open}`);
 }
