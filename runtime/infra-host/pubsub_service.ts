@@ -187,7 +187,16 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
   index.rebuild(options.state());
   const cursors = new Map<string, Cursor>();
   const counters: DeliveryCounters = { delivered: 0, failed: 0, deadLettered: 0, inFlight: 0 };
-  const offEvents = options.onEvents((events) => void index.apply(events));
+  // A new message or offset wakes the deliverer at once (the tick is only the fallback and the retry clock).
+  let deliverScheduled = false;
+  const scheduleDeliver = () => {
+    if (deliverScheduled) return;
+    deliverScheduled = true;
+    setTimeout(runDeliver, 0);
+  };
+  const offEvents = options.onEvents((events) => {
+    if (index.apply(events)) scheduleDeliver();
+  });
   const offReset = options.onReset(() => {
     index.rebuild(options.state());
     cursors.clear();
@@ -364,6 +373,7 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     }).finally(() => {
       cursor.busy = false;
       counters.inFlight--;
+      scheduleDeliver(); // the partition's next message, without waiting for the tick
     });
   };
 
@@ -447,13 +457,15 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
       .finally(() => sweeping = false);
   };
 
-  const tick = setInterval(() => {
+  function runDeliver() {
+    deliverScheduled = false;
     try {
       deliverAll();
     } catch (e) {
       log.warn("pubsub delivery tick failed", { error: String(e) });
     }
-  }, TICK_MS);
+  }
+  const tick = setInterval(runDeliver, TICK_MS);
   const retentionTick = setInterval(sweep, RETENTION_TICK_MS);
   let reconciling = false;
   const warned = new Set<string>();

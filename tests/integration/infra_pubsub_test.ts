@@ -377,6 +377,9 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
       equal(lag.code, 0, lag.stderr);
       match(lag.stdout, /GROUP\s+PARTITION\s+NEXT\s+HEAD\s+LAG/);
       equal(lag.stdout.trim().split("\n").length, 1 + 2 * 4, lag.stdout);
+      console.log(`$ aether topics list --group org.example.orders\n${list.stdout}`);
+      console.log(`$ aether topics show org.example.orders/risky\n${show.stdout}`);
+      console.log(`$ aether topics lag org.example.orders/orders\n${lag.stdout}`);
       const seek = await cli("topics", "seek", "org.example.orders/orders", "main", "0", "--partition", "1");
       equal(seek.code, 0, seek.stderr);
       match(
