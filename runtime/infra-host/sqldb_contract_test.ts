@@ -16,6 +16,8 @@ import type { Logger } from "../core/mod.ts";
 import { AetherError } from "../core/mod.ts";
 import { SqlReplica, type SqlReplicaOptions } from "./sqldb_embedded.ts";
 import { sqlBackendContract } from "./sql_contract.ts";
+import { startSqlDatabases } from "./sqldb_service.ts";
+import type { ServiceCall } from "./services.ts";
 
 const quiet: Logger = {
   debug() {},
@@ -51,6 +53,10 @@ class Cluster {
   }
 
   member(self: string, dataDir: string, settings: SqlReplicaOptions["settings"] = {}): SqlReplica {
+    return new SqlReplica(this.options(self, dataDir, settings));
+  }
+
+  options(self: string, dataDir: string, settings: SqlReplicaOptions["settings"] = {}): SqlReplicaOptions {
     const listeners = new Set<(events: readonly KvEvent[]) => void>();
     this.#listeners.set(self, listeners);
     const mesh = {
@@ -64,7 +70,7 @@ class Cluster {
         return true;
       },
     } as unknown as Mesh;
-    return new SqlReplica({
+    return {
       self,
       members: ["m1", "m2"],
       dataDir,
@@ -80,7 +86,7 @@ class Cluster {
       },
       onReset: () => () => {},
       settings,
-    });
+    };
   }
 }
 
@@ -133,5 +139,57 @@ Deno.test("a member behind the pruned log copies the database from another membe
     m2.stop();
     await Deno.remove(dir1, { recursive: true });
     await Deno.remove(dir2, { recursive: true });
+  }
+});
+
+Deno.test("the db service: groups are separate, transaction ids are the caller's, limits, clear errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sqldb-service-" });
+  const cluster = new Cluster();
+  const service = startSqlDatabases({ ...cluster.options("m1", dir), maxOpenTransactionsPerGroup: 2 });
+  const call = (group: string, method: string, payload: Record<string, unknown>) => {
+    const c: ServiceCall = { group, method, payload, deadlineMs: Date.now() + 5_000, requestId: "r" };
+    return service.serve(c) as Promise<Record<string, unknown>>;
+  };
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+      return "ok";
+    } catch (e) {
+      return (e as AetherError).code;
+    }
+  };
+  try {
+    await call("a", "query", { db: "orders", sql: "CREATE TABLE t (v TEXT)" });
+    await call("a", "query", { db: "orders", sql: "INSERT INTO t (v) VALUES (?)", params: ["secret"] });
+    // Group b's "orders" is another database: no table t there.
+    equal(await code(call("b", "query", { db: "orders", sql: "SELECT * FROM t" })), "bad_request");
+    const { tx } = await call("a", "begin", { db: "orders" });
+    // b cannot use a's transaction id, even naming the same database.
+    equal(await code(call("b", "queryIn", { db: "orders", tx, sql: "SELECT * FROM t" })), "not_found");
+    equal(await code(call("b", "commit", { db: "orders", tx })), "not_found");
+    const read = await call("a", "queryIn", { db: "orders", tx, sql: "SELECT v FROM t" });
+    deepEqual(read.rows, [{ v: "secret" }]);
+    // At most 2 open transactions per group on a node.
+    await call("a", "begin", { db: "orders" });
+    equal(await code(call("a", "begin", { db: "orders" })), "overloaded");
+    equal(await code(call("b", "begin", { db: "orders" })), "ok");
+    await call("a", "rollback", { db: "orders", tx });
+    equal(await code(call("a", "queryIn", { db: "orders", tx, sql: "SELECT 1" })), "not_found");
+    equal(await code(call("a", "query", { db: "../x", sql: "SELECT 1" })), "bad_request");
+    equal(
+      await code(call("a", "query", { db: "orders", sql: "SELECT 1", consistency: "eventual" })),
+      "bad_request",
+    );
+    equal(await code(call("a", "query", { db: "orders", sql: "SELECT ?", params: "x" })), "bad_request");
+    const view = service.show("a", "orders");
+    equal(view.backend, "embedded");
+    ok((view.appliedRevision ?? 0) > 0);
+    equal(
+      await code(service.set("a", "orders", { backend: "postgres", url: "postgres://u:pw@h/db" })),
+      "bad_request",
+    );
+  } finally {
+    await service.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -85,6 +85,7 @@ interface OpenTx {
   key: string;
   backend: SqlBackend;
   backendId: string;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
@@ -171,9 +172,9 @@ export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
           deadlineMs: Math.min(deadlineMs, Date.now() + MAX_TRANSACTION_MS),
         });
         const id = crypto.randomUUID();
-        open.set(id, { group: call.group, key, backend, backendId });
         // The backend rolls back at the deadline; the service forgets the id a little later.
-        setTimeout(() => open.delete(id), Math.max(0, deadlineMs - Date.now()) + 1_000);
+        const timer = setTimeout(() => open.delete(id), Math.max(0, deadlineMs - Date.now()) + 1_000);
+        open.set(id, { group: call.group, key, backend, backendId, timer });
         return { tx: id };
       }
       case "queryIn": {
@@ -186,12 +187,14 @@ export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
       }
       case "commit": {
         const tx = txOf(call, key);
+        clearTimeout(tx.timer);
         open.delete(String(call.payload.tx));
         await tx.backend.commit(tx.backendId);
         return null;
       }
       case "rollback": {
         const tx = txOf(call, key);
+        clearTimeout(tx.timer);
         open.delete(String(call.payload.tx));
         await tx.backend.rollback(tx.backendId);
         return null;
@@ -267,6 +270,7 @@ export function startSqlDatabases(options: SqlDatabasesOptions): SqlDatabases {
     },
     status: () => ({ databases: replica.status(), openTransactions: open.size }),
     async stop() {
+      for (const tx of open.values()) clearTimeout(tx.timer);
       replica.stop();
       for (const { backend } of postgres.values()) await backend.close().catch(() => {});
     },
