@@ -258,11 +258,15 @@ async function benchAether(): Promise<Map<string, Row>> {
     const built = await buildSlice(SLICE);
     await cluster.waitFor("push", () => pushArtifact(cluster.nodes[0], built).then(() => true), 30_000);
     const id = "org.example.bench:pubsub:1.0.0";
-    const r = await postBlueprint(
-      cluster.nodes[0],
-      `id = "${id}"\n[[slices]]\nartifact = "${id}"\ninstances = 3\nrequires = ["pubsub"]\n`,
-    );
-    if (r.status !== 201) throw new Error(`blueprint: ${JSON.stringify(r.body)}`);
+    // Retried: on a loaded machine the bundled service slice's transfer may time out once.
+    await cluster.waitFor("blueprint applied", async () => {
+      const r = await postBlueprint(
+        cluster.nodes[0],
+        `id = "${id}"\n[[slices]]\nartifact = "${id}"\ninstances = 3\nrequires = ["pubsub"]\n`,
+      );
+      if (r.status !== 201) throw new Error(`blueprint: ${JSON.stringify(r.body)}`);
+      return true;
+    }, 120_000);
     await cluster.waitFor("bench slice ACTIVE on 3 nodes", async () => {
       const s = (await sliceStatuses(cluster.nodes[0])).find((x) => x.slice === "org.example.bench:pubsub");
       return s !== undefined && s.instances.filter((i) => i.state === "ACTIVE").length === 3;
