@@ -193,3 +193,29 @@ Deno.test("the db service: groups are separate, transaction ids are the caller's
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("databases per group are bounded; reads of a new name count too", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sqldb-count-" });
+  const replica = new Cluster().member("m1", dir, { maxDatabasesPerGroup: 2 });
+  const deadline = () => ({ deadlineMs: Date.now() + 5_000 });
+  try {
+    await replica.query("g/one", "CREATE TABLE t (v TEXT)", [], deadline());
+    await replica.query("g/two", "SELECT 1 AS one", [], deadline());
+    await assertRejects(() => replica.query("g/three", "SELECT 1 AS one", [], deadline()), /the limit is 2/);
+    await replica.query("g/one", "INSERT INTO t (v) VALUES (?)", ["still fine"], deadline());
+    await replica.query("h/one", "SELECT 1 AS one", [], deadline()); // another group has its own count
+  } finally {
+    replica.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function assertRejects(fn: () => Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    ok(pattern.test(String((e as Error).message)), String(e));
+    return;
+  }
+  throw new Error(`expected a rejection matching ${pattern}`);
+}

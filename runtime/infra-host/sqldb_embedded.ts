@@ -562,7 +562,9 @@ export class SqlReplica {
   #checkDatabaseCount(key: string): void {
     if (this.#dbs.has(key)) return;
     const group = key.slice(0, key.lastIndexOf("/"));
-    const count = this.databases().filter((k) => k.startsWith(`${group}/`)).length;
+    const known = this.databases();
+    if (known.includes(key)) return; // in the log already: not a new database
+    const count = known.filter((k) => k.startsWith(`${group}/`)).length;
     if (count >= this.#settings.maxDatabasesPerGroup) {
       throw new AetherError(
         "overloaded",
