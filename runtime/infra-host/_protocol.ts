@@ -4,7 +4,7 @@
  *
  * | message | from → to | meaning |
  * | --- | --- | --- |
- * | `op` / `op-r` | any node → primary | a client's get, put or delete, and its answer |
+ * | `op` / `op-r` | any node → primary | a client's get, put, delete or add, and its answer |
  * | `rep` / `rep-r` | primary → owners | replicate entries (map epoch attached); the answer once durable |
  * | `pull` / `pull-r` | syncing node → owner | stream a partition's entries (in chunks, `more` until the last) |
  * | `dig` | primary → owners | anti-entropy: per partition, entry count and XOR of (key, version) hashes |
@@ -27,7 +27,7 @@ export type WireEntry = [
   expiresAtMs: number,
 ];
 
-export type OpKind = "get" | "put" | "del";
+export type OpKind = "get" | "put" | "del" | "add";
 
 export type StoreMessage =
   | {
@@ -40,8 +40,21 @@ export type StoreMessage =
     value?: string;
     ttlMs?: number;
     ifVersion?: number;
+    /** add: the number added, the floor the result must not go below, and the add's id (idempotence). */
+    delta?: number;
+    min?: number;
+    addId?: string;
   }
-  | { t: "op-r"; id: number; ok: true; entry?: WireEntry | null; version?: number; existed?: boolean }
+  | {
+    t: "op-r";
+    id: number;
+    ok: true;
+    entry?: WireEntry | null;
+    version?: number;
+    existed?: boolean;
+    /** add: the number after it. */
+    n?: number;
+  }
   | {
     t: "op-r";
     id: number;
@@ -51,6 +64,9 @@ export type StoreMessage =
     /** The request was refused before anything was applied: the client may send it again. */
     retry: boolean;
     current?: number;
+    /** add: why it was refused ("BelowMinimum", "NotANumber") and the number the key holds. */
+    name?: string;
+    n?: number;
   }
   | { t: "rep"; id: number; s: string; p: number; epoch: number; e: WireEntry[] }
   | { t: "rep-r"; id: number; ok: boolean; reason?: string }
@@ -78,6 +94,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 const isInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 const isStr = (v: unknown): v is string => typeof v === "string";
+const isFiniteNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 
 function isWireEntry(v: unknown): v is WireEntry {
   return Array.isArray(v) && v.length === 6 && isStr(v[0]) && (v[1] === null || isStr(v[1])) && isInt(v[2]) &&
@@ -103,11 +120,14 @@ export function parseStoreMessage(m: unknown): StoreMessage | string {
         id: isInt,
         s: isStr,
         p: isInt,
-        op: (v) => v === "get" || v === "put" || v === "del",
+        op: (v) => v === "get" || v === "put" || v === "del" || v === "add",
         key: isStr,
         value: optional(isStr),
         ttlMs: optional(isInt),
         ifVersion: optional(isInt),
+        delta: m.op === "add" ? isFiniteNumber : optional(isFiniteNumber),
+        min: optional(isFiniteNumber),
+        addId: optional((v) => isStr(v) && v.length > 0 && v.length <= 64),
       });
       break;
     case "op-r":
@@ -117,6 +137,7 @@ export function parseStoreMessage(m: unknown): StoreMessage | string {
           entry: optional((v) => v === null || isWireEntry(v)),
           version: optional(isInt),
           existed: optional((v) => typeof v === "boolean"),
+          n: optional(isFiniteNumber),
         })
         : base({
           id: isInt,
@@ -124,6 +145,8 @@ export function parseStoreMessage(m: unknown): StoreMessage | string {
           message: isStr,
           retry: (v) => typeof v === "boolean",
           current: optional(isInt),
+          name: optional(isStr),
+          n: optional(isFiniteNumber),
         });
       break;
     case "rep":

@@ -1,19 +1,17 @@
 /**
  * The kv service: a durable key-value map of JSON values per group, with compare-and-set on versions and an
  * atomic `add` to numbers (click counters, stock), kept in the store `infra.kv` (3 replicas, write quorum 2,
- * SQLite). `add` with `min` refuses to go below it, which is how the shop never oversells: the store's
- * compare-and-set decides between concurrent orders.
+ * SQLite). `add` with `min` refuses to go below it, which is how the shop never oversells: the partition's
+ * primary decides between concurrent orders (the store's atomic add).
  */
 
 import { AetherError } from "../core/mod.ts";
-import type { Store } from "./store_node.ts";
+import { readCounter, type Store } from "./store_node.ts";
 import { type InfraService, optionalMs, remainingMs, type ServiceCall, stringField } from "./services.ts";
 
 const MAX_VALUE_BYTES = 512 * 1024;
 /** The longest time to live a put may ask for: 366 days. */
 const MAX_TTL_MS = 366 * 24 * 3600_000;
-/** Compare-and-set rounds `add` tries before it reports contention. */
-const MAX_ADD_ATTEMPTS = 64;
 
 function versionField(call: ServiceCall, field: string): number | undefined {
   const value = call.payload[field];
@@ -40,21 +38,10 @@ function numberField(call: ServiceCall, field: string, required: boolean): numbe
   return value;
 }
 
-/** A number written by `add`: the value and the id of the add that wrote it (to tell whether a retry is due). */
-interface Counter {
-  $n: number;
-  $op: string;
-}
-
-function isCounter(value: unknown): value is Counter {
-  return value !== null && typeof value === "object" && typeof (value as Counter).$n === "number" &&
-    typeof (value as Counter).$op === "string" && Object.keys(value).length === 2;
-}
-
-/** A stored value as callers see it (a counter is its number), and the add that wrote it, if one did. */
-function decode(text: string): { value: unknown; op?: string } {
-  const value = JSON.parse(text);
-  return isCounter(value) ? { value: value.$n, op: value.$op } : { value };
+/** A stored value as callers see it (a counter written by `add` is its number). */
+function decode(text: string): { value: unknown } {
+  const counter = readCounter(text);
+  return typeof counter === "string" ? { value: JSON.parse(text) } : { value: counter.n };
 }
 
 /** A write whose outcome is unknown (the primary went away after it was sent): it may have been applied. */
@@ -63,10 +50,10 @@ function outcomeUnknown(e: unknown): boolean {
 }
 
 /**
- * Adds `delta` by compare-and-set. A put whose outcome is unknown (its primary died) is retried only after
- * reading the entry again: when the entry carries this add's id, the put was applied and is not repeated, so
- * an add is counted once across a failover. (Not if another add overwrote it in between: then it is counted
- * again; stated in runtime/infra-host/README.md.)
+ * Adds `delta` with the store's atomic add (one round trip to the partition's primary, which decides it on its
+ * copy). An add whose outcome is unknown (its primary died) is sent again with the same id: the entry remembers
+ * the ids of its last ADD_IDS_KEPT adds, so a landed add is not counted twice (stated in
+ * runtime/infra-host/README.md).
  */
 async function add(store: Store, call: ServiceCall, key: string, storeKey: string) {
   const delta = numberField(call, "delta", true)!;
@@ -74,26 +61,20 @@ async function add(store: Store, call: ServiceCall, key: string, storeKey: strin
   // The caller's id for this add (the SDK sends one), so a retried call is recognised; else a fresh one.
   const sent = call.payload.op;
   const op = typeof sent === "string" && /^[A-Za-z0-9-]{8,64}$/.test(sent) ? sent : crypto.randomUUID();
-  let lastError: unknown;
-  for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS && call.deadlineMs - Date.now() > 10; attempt++) {
-    let entry;
-    try {
-      entry = await store.get(storeKey, { timeoutMs: remainingMs(call) });
-    } catch (e) {
-      if (!outcomeUnknown(e)) throw e;
-      lastError = e;
-      continue;
-    }
-    const stored = entry === undefined ? { value: 0 } : decode(entry.value);
-    if (stored.op === op) return { value: stored.value as number, version: entry!.version };
-    const current = stored.value;
-    if (typeof current !== "number") {
-      throw new AetherError("bad_request", `kv.add: ${key} holds a ${typeof current}, not a number`, {
-        field: "key",
-      });
-    }
-    const next = current + delta;
-    if (min !== undefined && next < min) {
+  try {
+    return await retryUnknown(
+      call,
+      () =>
+        store.add(storeKey, delta, {
+          op,
+          timeoutMs: remainingMs(call),
+          ...(min === undefined ? {} : { min }),
+        }),
+    );
+  } catch (e) {
+    if (!(e instanceof AetherError)) throw e;
+    const current = (e.extra.details as { current?: number } | undefined)?.current;
+    if (e.extra.errorName === "BelowMinimum") {
       throw new AetherError(
         "conflict",
         `kv.add: ${key} is ${current}; adding ${delta} would go below ${min}`,
@@ -103,20 +84,13 @@ async function add(store: Store, call: ServiceCall, key: string, storeKey: strin
         },
       );
     }
-    try {
-      const counter: Counter = { $n: next, $op: op };
-      const { version } = await store.put(storeKey, JSON.stringify(counter), {
-        timeoutMs: remainingMs(call),
-        ifVersion: entry?.version ?? 0,
+    if (e.extra.errorName === "NotANumber") {
+      throw new AetherError("bad_request", `kv.add: ${key} does not hold a number (${e.message})`, {
+        field: "key",
       });
-      return { value: next, version };
-    } catch (e) {
-      if (!compareFailed(e) && !outcomeUnknown(e)) throw e;
-      lastError = e;
     }
+    throw e;
   }
-  if (outcomeUnknown(lastError)) throw lastError;
-  throw new AetherError("conflict", `kv.add: ${key} changed ${MAX_ADD_ATTEMPTS} times in a row; try again`);
 }
 
 /** Runs `write` again after an unknown outcome while the caller's deadline allows. */

@@ -1,5 +1,5 @@
 /**
- * The store on one node: the client side (route a get, put or delete to the partition's primary, retry what
+ * The store on one node: the client side (route a get, put, delete or add to the partition's primary, retry what
  * was refused before it applied), the primary's side (compare-and-set, versions, replication to a write quorum
  * of the owners and, during a move, of the new owners too), the owners' side (apply replicated entries, serve
  * pulls), streaming partitions to new owners and to new primaries, anti-entropy repair, expiry and tombstone
@@ -129,6 +129,55 @@ export interface DeleteOptions extends CallOptions {
   ifVersion?: number;
 }
 
+export interface AddOptions extends CallOptions {
+  /** The result must not go below this: the add is refused (BelowMinimum) and nothing is written. */
+  min?: number;
+  /**
+   * The add's id (1 to 64 characters): sending the same add again (after an unknown outcome) with the same id
+   * does not add twice while the entry still remembers the id (the last ADD_IDS_KEPT adds of the key).
+   */
+  op?: string;
+  /** The entry expires this long after this add; absent: the entry keeps its expiry (none for a new key). */
+  ttlMs?: number;
+}
+
+/** How many of a counter's latest add ids its entry keeps (a retry behind more adds than this counts again). */
+export const ADD_IDS_KEPT = 16;
+
+/** A number written by `add`, as stored: the number and the ids of the latest adds that changed it. */
+interface CounterText {
+  $n: number;
+  $ops: string[];
+}
+
+/**
+ * The number a stored value holds and the add ids it remembers: a counter written by `add` (`{"$n", "$ops"}`,
+ * or the kv service's older `{"$n", "$op"}`), or a plain JSON number. Anything else: a string naming what it
+ * holds instead.
+ */
+export function readCounter(text: string | undefined): { n: number; ops: string[] } | string {
+  if (text === undefined) return { n: 0, ops: [] };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return "text that is not JSON";
+  }
+  if (typeof value === "number") return { n: value, ops: [] };
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const v = value as Record<string, unknown>;
+    const keys = Object.keys(v);
+    if (typeof v.$n === "number" && keys.length === 2) {
+      if (Array.isArray(v.$ops) && v.$ops.every((o) => typeof o === "string")) {
+        return { n: v.$n, ops: v.$ops as string[] };
+      }
+      if (typeof v.$op === "string") return { n: v.$n, ops: [v.$op] };
+    }
+    return "an object";
+  }
+  return value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`;
+}
+
 /** A live entry as a client sees it. */
 export interface StoreEntry {
   key: string;
@@ -138,13 +187,21 @@ export interface StoreEntry {
   expiresAtMs?: number;
 }
 
-/** A named store: get, put (with TTL and compare-and-set) and delete. */
+/** A named store: get, put (with TTL and compare-and-set), delete and an atomic add to numbers. */
 export interface Store {
   readonly name: string;
   readonly config: StoreConfigRecord;
   get(key: string, options?: CallOptions): Promise<StoreEntry | undefined>;
   put(key: string, value: string, options?: PutOptions): Promise<{ version: number }>;
   delete(key: string, options?: DeleteOptions): Promise<boolean>;
+  /**
+   * Adds `delta` to the number the key holds (absent: 0), decided by the partition's primary on its copy in one
+   * step and replicated to a write quorum like a put; resolves with the number after it and the entry's
+   * version. Errors: `conflict` with errorName BelowMinimum (details.current) when the result would go below
+   * `min`; `bad_request` with errorName NotANumber when the key holds something else; `unavailable` when the
+   * outcome is unknown (send it again with the same `op`).
+   */
+  add(key: string, delta: number, options?: AddOptions): Promise<{ value: number; version: number }>;
 }
 
 export interface StoreNodeStats {
@@ -394,13 +451,35 @@ export class StoreNode {
         );
         return reply.existed ?? false;
       },
+      add: async (key, delta, options) => {
+        const reply = await this.#call({
+          op: "add",
+          s: name,
+          key,
+          delta: checkFinite(delta, "delta"),
+          ...(options?.min === undefined ? {} : { min: checkFinite(options.min, "min") }),
+          ...(options?.op === undefined ? {} : { addId: checkAddId(options.op) }),
+          ttlMs: checkTtl(options?.ttlMs),
+        }, options?.timeoutMs);
+        return { value: reply.n ?? 0, version: reply.version ?? 0 };
+      },
     };
   }
 
   // ------------------------------------------------------------------------------------------------ client
 
   async #call(
-    request: { op: OpKind; s: string; key: string; value?: string; ttlMs?: number; ifVersion?: number },
+    request: {
+      op: OpKind;
+      s: string;
+      key: string;
+      value?: string;
+      ttlMs?: number;
+      ifVersion?: number;
+      delta?: number;
+      min?: number;
+      addId?: string;
+    },
     timeoutMs = this.settings.opTimeoutMs,
   ): Promise<Extract<OpReply, { ok: true }>> {
     checkKey(request.key, request.s, this.settings.maxKeyBytes);
@@ -417,7 +496,7 @@ export class StoreNode {
       } else {
         const p = partitionOf(request.key, local.config.partitions);
         const primary = local.owners(p)[0];
-        const op: OpRequest = { t: "op", id: 0, p, ...request };
+        const op = { t: "op", id: 0, p, ...withoutUndefined(request) } as OpRequest;
         if (primary === this.self) {
           reply = await this.#serveOp(op);
         } else if (primary === undefined || !this.#o.transport.isConnected(primary)) {
@@ -443,11 +522,10 @@ export class StoreNode {
       if (reply?.ok) return reply;
       if (reply && !reply.ok) {
         if (!reply.retry) {
-          throw new AetherError(
-            reply.code,
-            reply.message,
-            reply.current !== undefined ? { version: reply.current } : {},
-          );
+          throw new AetherError(reply.code, reply.message, {
+            ...(reply.current !== undefined ? { version: reply.current } : {}),
+            ...(reply.name !== undefined ? { errorName: reply.name, details: { current: reply.n } } : {}),
+          });
         }
         lastReason = reply.message;
       }
@@ -535,6 +613,7 @@ export class StoreNode {
     if (op.op === "get") {
       return { t: "op-r", id: op.id, ok: true, entry: live ? toWire(live) : null };
     }
+    if (op.op === "add") return await this.#serveAdd(store, p, op, live, now);
     const currentVersion = live?.version ?? 0;
     if (op.ifVersion !== undefined && op.ifVersion !== currentVersion) {
       return {
@@ -559,23 +638,90 @@ export class StoreNode {
       writtenAtMs: Math.round(now),
       expiresAtMs: op.op === "put" && op.ttlMs ? Math.round(now + op.ttlMs) : 0,
     };
-    const ok = await this.#replicate(store, p, entry);
-    if (!ok) {
-      this.stats.replicationFailures++;
-      return {
-        t: "op-r",
-        id: op.id,
-        ok: false,
-        code: "unavailable",
-        message:
-          `store ${op.s}: the ${op.op} of "${op.key}" did not reach a write quorum of partition ${p}'s ` +
-          `owners within ${this.settings.replicateTimeoutMs} ms; it may or may not have been applied`,
-        retry: false,
-      };
-    }
+    if (!(await this.#replicate(store, p, entry))) return this.#notReplicated(op, p);
     return op.op === "put"
       ? { t: "op-r", id: op.id, ok: true, version: entry.version }
       : { t: "op-r", id: op.id, ok: true, existed: true };
+  }
+
+  /**
+   * An add, decided here in one step: the primary is the only node that assigns versions in p and nothing
+   * awaits between reading its copy and applying the new entry locally, so concurrent adds are serialized
+   * (each builds on the one before, acknowledged or not yet) and none is lost or retried for contention.
+   */
+  async #serveAdd(
+    store: LocalStore,
+    p: number,
+    op: OpRequest,
+    live: StoredEntry | undefined,
+    now: number,
+  ): Promise<OpReply> {
+    const fail = (code: "bad_request" | "conflict", name: string, message: string, n?: number): OpReply => ({
+      t: "op-r",
+      id: op.id,
+      ok: false,
+      code,
+      message,
+      retry: false,
+      name,
+      ...(n === undefined ? {} : { n }),
+    });
+    const counter = readCounter(live?.value ?? undefined);
+    if (typeof counter === "string") {
+      return fail("bad_request", "NotANumber", `store ${op.s}: "${op.key}" holds ${counter}, not a number`);
+    }
+    if (op.addId !== undefined && live && counter.ops.includes(op.addId)) {
+      // A retry of an add this entry already counts: not added again. Its first attempt may not have reached a
+      // quorum (its outcome was unknown), so the entry is replicated again before the answer says it is done.
+      if (!(await this.#replicate(store, p, live))) return this.#notReplicated(op, p);
+      return { t: "op-r", id: op.id, ok: true, version: live.version, n: counter.n };
+    }
+    const delta = op.delta ?? 0;
+    const next = counter.n + delta;
+    if (!Number.isFinite(next)) {
+      return fail(
+        "bad_request",
+        "NotANumber",
+        `store ${op.s}: "${op.key}" + ${delta} is not a finite number`,
+      );
+    }
+    if (op.min !== undefined && next < op.min) {
+      return fail(
+        "conflict",
+        "BelowMinimum",
+        `store ${op.s}: "${op.key}" is ${counter.n}; adding ${delta} would go below ${op.min}`,
+        counter.n,
+      );
+    }
+    if (this.#replications.size >= this.settings.maxInFlight) {
+      return refusal("overloaded", `${this.self} has ${this.#replications.size} writes waiting for a quorum`);
+    }
+    const ops = op.addId === undefined ? counter.ops : [...counter.ops, op.addId].slice(-ADD_IDS_KEPT);
+    const value: CounterText = { $n: next, $ops: ops };
+    const entry: StoredEntry = {
+      key: op.key,
+      value: JSON.stringify(value),
+      version: store.nextVersion(p),
+      origin: this.self,
+      writtenAtMs: Math.round(now),
+      expiresAtMs: op.ttlMs ? Math.round(now + op.ttlMs) : live?.expiresAtMs ?? 0,
+    };
+    if (!(await this.#replicate(store, p, entry))) return this.#notReplicated(op, p);
+    return { t: "op-r", id: op.id, ok: true, version: entry.version, n: next };
+  }
+
+  #notReplicated(op: OpRequest, p: number): OpReply {
+    this.stats.replicationFailures++;
+    return {
+      t: "op-r",
+      id: op.id,
+      ok: false,
+      code: "unavailable",
+      message:
+        `store ${op.s}: the ${op.op} of "${op.key}" did not reach a write quorum of partition ${p}'s ` +
+        `owners within ${this.settings.replicateTimeoutMs} ms; it may or may not have been applied`,
+      retry: false,
+    };
   }
 
   /** Applies locally and on the other owners (and new owners); true once a write quorum of each set has it. */
@@ -1041,6 +1187,33 @@ function checkTtl(ttlMs: unknown): number | undefined {
     );
   }
   return ttlMs;
+}
+
+function checkFinite(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new AetherError(
+      "bad_request",
+      `add: ${field} must be a finite number, got ${JSON.stringify(value)}`,
+      {
+        field,
+      },
+    );
+  }
+  return value;
+}
+
+function checkAddId(op: unknown): string {
+  if (typeof op !== "string" || op.length < 1 || op.length > 64) {
+    throw new AetherError("bad_request", `add: op must be a string of 1 to 64 characters (the add's id)`, {
+      field: "op",
+    });
+  }
+  return op;
+}
+
+/** The request without fields set to undefined (they would not survive the wire's JSON anyway). */
+function withoutUndefined<T extends Record<string, unknown>>(request: T): T {
+  return Object.fromEntries(Object.entries(request).filter(([, v]) => v !== undefined)) as T;
 }
 
 function checkIfVersion(ifVersion: unknown): number | undefined {
