@@ -38,6 +38,8 @@ export const DEFAULT_RETENTION_BYTES = 16 * 1024 * 1024;
 export const MAX_RETENTION_BYTES = 64 * 1024 * 1024;
 /** Messages of all topics held at once; publishes beyond are refused (overloaded) until retention frees room. */
 export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
+/** Messages of one slice group's topics held at once (so one group cannot fill the cluster's room). */
+export const MAX_GROUP_BYTES = 64 * 1024 * 1024;
 /** Consumer groups subscribed to one topic. */
 export const MAX_SUBSCRIPTIONS_PER_TOPIC = 16;
 export const DEFAULT_MAX_ATTEMPTS = 5;

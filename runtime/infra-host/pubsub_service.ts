@@ -48,6 +48,7 @@ import {
   encodeRecord,
   IDEMPOTENCY_KEY,
   MAX_ATTEMPTS_LIMIT,
+  MAX_GROUP_BYTES,
   MAX_KEY_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_PARTITIONS,
@@ -377,6 +378,7 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     });
   };
 
+  let rotation = 0;
   const deliverAll = () => {
     if (!leaderFence()) {
       cursors.clear();
@@ -385,7 +387,10 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     const nowMs = Date.now();
     const seen = new Set<string>();
     const state = options.state();
-    for (const sub of index.subscriptions.values()) {
+    // Starting from a rotating place, so that with MAX_IN_FLIGHT_DELIVERIES reached no group always goes last.
+    const subs = [...index.subscriptions.values()];
+    const first = subs.length === 0 ? 0 : rotation++ % subs.length;
+    for (const sub of [...subs.slice(first), ...subs.slice(0, first)]) {
       const topic = index.topicOf(sub.group, sub.topic);
       // A subscriber slice not deployed (no target) is not called: its messages wait instead of failing
       // their attempts into the dead-letter topic.
@@ -592,6 +597,14 @@ export function startPubsubService(options: PubsubServiceOptions): PubsubService
     }
     if (index.totalBytes + bytes.byteLength > MAX_TOTAL_BYTES) {
       throw new AetherError("overloaded", `pubsub: the cluster holds ${MAX_TOTAL_BYTES} bytes of messages`);
+    }
+    // One group cannot take the whole cluster's room from the others.
+    const groupBytes = index.topicsOfGroup(call.group).reduce((sum, t) => sum + t.bytes, 0);
+    if (groupBytes + bytes.byteLength > MAX_GROUP_BYTES) {
+      throw new AetherError(
+        "overloaded",
+        `pubsub: group ${call.group} holds ${groupBytes} bytes of messages; ${MAX_GROUP_BYTES} is the most one group may`,
+      );
     }
     if (topic.bytes > 2 * topic.config.retentionBytes) {
       throw new AetherError(
