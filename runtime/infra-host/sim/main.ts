@@ -99,7 +99,8 @@ async function main(): Promise<void> {
     } else if (count === 1 || values.verbose) {
       console.log(
         `seed ${seed} ok (${result.engine}): converged ${result.convergedAfterMs} ms after the last fault; ` +
-          `${result.acknowledgedWrites} acknowledged writes, ${result.unknownWrites} unknown, ${result.reads} reads ` +
+          `${result.acknowledgedWrites} acknowledged writes, ${result.acknowledgedAdds} adds, ` +
+          `${result.unknownWrites} unknown, ${result.reads} reads ` +
           `(${result.staleReads} stale), ${result.faults} faults, ${result.mapsWritten} maps, ` +
           `${result.partitionsSynced} partitions streamed, ${result.entriesRepaired} entries repaired`,
       );

@@ -63,6 +63,8 @@ export interface StoreSimResult {
   engine: "durable" | "memory";
   convergedAfterMs?: number;
   acknowledgedWrites: number;
+  /** Adds to the clients' counters that were acknowledged (each must be counted exactly once). */
+  acknowledgedAdds: number;
   unknownWrites: number;
   reads: number;
   staleReads: number;
@@ -235,6 +237,15 @@ interface KeyHistory {
   everWritten: Set<string>;
 }
 
+/** A client's counter: adds of 1, each sent again with its id after an unknown outcome until acknowledged. */
+interface Counter {
+  key: string;
+  acked: number;
+  /** The add whose outcome is unknown, sent again (same id) before any new one. */
+  pending?: string;
+  next: number;
+}
+
 // ---------------------------------------------------------------------------------------------- the sim
 
 export class StoreSimulation {
@@ -249,8 +260,9 @@ export class StoreSimulation {
   readonly #faultRng: Rng;
   readonly #lastDelivery = new Map<string, number>();
   readonly #history = new Map<string, KeyHistory>();
+  readonly #counters: Counter[] = [];
   #failure: string | undefined;
-  #stats = { acked: 0, unknown: 0, reads: 0, stale: 0, faults: 0 };
+  #stats = { acked: 0, ackedAdds: 0, unknown: 0, reads: 0, stale: 0, faults: 0 };
   #workloadOn = true;
   #lastFaultMs = 0;
 
@@ -409,6 +421,7 @@ export class StoreSimulation {
       this.fail(`did not converge within ${this.options.settleBoundMs} ms: ${this.#converged()}`);
     }
     if (converged) await this.#checkReads();
+    if (converged && !this.#failure) await this.#checkCounters();
     const failures = this.#failure ? [this.#failure] : [];
     return {
       seed: this.options.seed,
@@ -417,6 +430,7 @@ export class StoreSimulation {
       engine: this.engine,
       convergedAfterMs,
       acknowledgedWrites: this.#stats.acked,
+      acknowledgedAdds: this.#stats.ackedAdds,
       unknownWrites: this.#stats.unknown,
       reads: this.#stats.reads,
       staleReads: this.#stats.stale,
@@ -551,6 +565,8 @@ export class StoreSimulation {
   #client(c: number): void {
     const rng = this.#rng.fork();
     const keys = Array.from({ length: this.options.keysPerClient }, (_, i) => `c${c}-k${i}`);
+    const counter: Counter = { key: `c${c}-counter`, acked: 0, next: 0 };
+    this.#counters.push(counter);
     let seq = 0;
     const step = async () => {
       if (!this.#workloadOn || this.#failure) return;
@@ -559,7 +575,8 @@ export class StoreSimulation {
         const node = rng.pick(via);
         const store = node.store.handle(STORE);
         // A third of the writes go to a key written only once, so a lost write cannot hide behind a later one.
-        if (store && rng.chance(0.3)) {
+        if (store && rng.chance(0.15)) await this.#add(node, store, counter);
+        else if (store && rng.chance(0.3)) {
           await this.#writeOnce(node, store, `c${c}-once-${seq}`, `c${c}-${seq++}`);
         } else if (store) await this.#operation(rng, node, store, rng.pick(keys), `c${c}-${seq++}`);
       }
@@ -584,6 +601,43 @@ export class StoreSimulation {
       this.#note(`ACK ${key} once -> ${result.version} via ${node.id}`);
     } catch {
       this.#stats.unknown++;
+    }
+  }
+
+  /** Adds 1 to the client's counter; an unknown outcome leaves the add pending, sent again with its id. */
+  async #add(node: SimNode, store: Store, counter: Counter): Promise<void> {
+    const op = counter.pending ?? `${counter.key}-${counter.next++}`;
+    counter.pending = op;
+    try {
+      const result = await this.#bounded(store.add(counter.key, 1, { op, timeoutMs: 2_000 }), 2_500);
+      if (result === "lost" || counter.pending !== op) return;
+      counter.pending = undefined;
+      counter.acked++;
+      this.#stats.ackedAdds++;
+      this.#note(`ACK ${counter.key} add ${op} -> ${result.value} @${result.version} via ${node.id}`);
+    } catch {
+      this.#stats.unknown++;
+    }
+  }
+
+  /** Every acknowledged add is counted exactly once (the pending one, sent again or not, at most once). */
+  async #checkCounters(): Promise<void> {
+    const store = this.nodes.find((n) => n.alive)!.store.handle(STORE)!;
+    for (const counter of this.#counters) {
+      let got;
+      try {
+        got = await this.#drive(store.get(counter.key, { timeoutMs: 2_000 }));
+      } catch (e) {
+        return this.fail(`final read of ${counter.key} failed: ${(e as Error).message}`);
+      }
+      const n = got ? JSON.parse(got.value).$n as number : 0;
+      const most = counter.acked + (counter.pending ? 1 : 0);
+      if (n < counter.acked || n > most) {
+        return this.fail(
+          `COUNTER ${counter.key} reads ${n}; ${counter.acked} adds acknowledged` +
+            (counter.pending ? `, ${counter.pending} unknown` : ""),
+        );
+      }
     }
   }
 

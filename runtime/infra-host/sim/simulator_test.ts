@@ -6,9 +6,10 @@ import { describeFailure } from "./main.ts";
 const SEEDS = 20;
 
 for (const engine of ["durable", "memory"] as const) {
-  Deno.test(`store simulation: ${SEEDS} seeds (${engine} engine) lose no acknowledged write and converge`, async () => {
+  Deno.test(`store simulation: ${SEEDS} seeds (${engine} engine) lose no acknowledged write, count every acknowledged add once and converge`, async () => {
     const failures: string[] = [];
     let writes = 0;
+    let adds = 0;
     let faults = 0;
     let synced = 0;
     let repaired = 0;
@@ -18,12 +19,15 @@ for (const engine of ["durable", "memory"] as const) {
         failures.push(describeFailure(result, { nodes: DEFAULT_STORE_SIM_OPTIONS.nodes, engine }));
       }
       writes += result.acknowledgedWrites;
+      adds += result.acknowledgedAdds;
       faults += result.faults;
       synced += result.partitionsSynced;
       repaired += result.entriesRepaired;
     }
     assert.deepEqual(failures, [], failures.join("\n"));
     assert.ok(writes > SEEDS * 300, `${writes} acknowledged writes`);
+    // Adds to counters, each acknowledged one counted exactly once (checked per seed).
+    assert.ok(adds > SEEDS * 30, `${adds} acknowledged adds`);
     assert.ok(faults > SEEDS * 2, `${faults} faults`);
     // The mechanisms under test ran: partitions were streamed to new owners, anti-entropy repaired entries.
     assert.ok(synced > SEEDS, `${synced} partitions streamed`);
