@@ -70,8 +70,8 @@ export function keyField(request: Record<string, JsonValue>, field: string, what
 }
 
 export interface MethodSpec {
-  /** The field naming the cache, map or lock. */
-  name: string;
+  /** The field naming the cache, map, lock, topic, job, machine or database; none for `http.request`. */
+  name?: string;
   /** Key fields the method needs. */
   keys?: readonly string[];
 }
@@ -85,7 +85,7 @@ export function forward(service: string, method: string, spec: MethodSpec) {
   return (request: unknown, ctx: Context<unknown, unknown>): Promise<unknown> => {
     callerGroup(ctx, what);
     const body = requestObject(request, what);
-    nameField(body, spec.name, what);
+    if (spec.name !== undefined) nameField(body, spec.name, what);
     for (const key of spec.keys ?? []) keyField(body, key, what);
     // The engine scopes every key to the caller's group (and pub/sub names the caller as the subscriber).
     return ctx.serviceHost(method, { caller: ctx.caller as string, request: body });

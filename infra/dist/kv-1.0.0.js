@@ -356,6 +356,119 @@ function jobsProblems(value, path, methods) {
 }
 __name(jobsProblems, "jobsProblems");
 
+// ../../slices/_subscriptions.ts
+var MAX_DECLARED_SUBSCRIPTIONS = 32;
+var NAME2 = /^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$/;
+var FIELDS = [
+  "topic",
+  "group",
+  "method",
+  "maxAttempts",
+  "from"
+];
+function subscriptionsProblems(value, path, methods, requires) {
+  const problems = [];
+  const subscriptions = [];
+  if (!Array.isArray(value)) {
+    return {
+      problems: [
+        {
+          path,
+          message: 'must be a list like [{ topic: "orders", group: "billing", method: "onOrder" }]'
+        }
+      ],
+      subscriptions
+    };
+  }
+  if (value.length > MAX_DECLARED_SUBSCRIPTIONS) {
+    problems.push({
+      path,
+      message: `declares more than ${MAX_DECLARED_SUBSCRIPTIONS} subscriptions`
+    });
+  }
+  if (value.length > 0 && requires && !requires.includes("pubsub")) {
+    problems.push({
+      path,
+      message: 'need "pubsub" in requires'
+    });
+  }
+  const seen = /* @__PURE__ */ new Set();
+  value.forEach((entry, i) => {
+    const at = `${path}[${i}]`;
+    if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
+      problems.push({
+        path: at,
+        message: 'must be { topic: "orders", group: "billing", method: "onOrder" }'
+      });
+      return;
+    }
+    const s = entry;
+    for (const field of Object.keys(s)) {
+      if (!FIELDS.includes(field)) {
+        problems.push({
+          path: `${at}.${field}`,
+          message: `is not a subscription field (${FIELDS.join(", ")})`
+        });
+      }
+    }
+    for (const field of [
+      "topic",
+      "group"
+    ]) {
+      if (typeof s[field] !== "string" || !NAME2.test(s[field])) {
+        problems.push({
+          path: `${at}.${field}`,
+          message: "must be 1-60 letters, digits, '.', '_' or '-'"
+        });
+      }
+    }
+    if (typeof s.method !== "string" || methods && !methods.has(s.method)) {
+      problems.push({
+        path: `${at}.method`,
+        message: `must name a method of this slice${methods ? ` (${[
+          ...methods
+        ].join(", ")})` : ""}`
+      });
+    }
+    if (s.maxAttempts !== void 0 && (typeof s.maxAttempts !== "number" || !Number.isInteger(s.maxAttempts) || s.maxAttempts < 1 || s.maxAttempts > 100)) {
+      problems.push({
+        path: `${at}.maxAttempts`,
+        message: "must be an integer from 1 to 100"
+      });
+    }
+    if (s.from !== void 0 && s.from !== "earliest" && s.from !== "latest") {
+      problems.push({
+        path: `${at}.from`,
+        message: 'must be "earliest" or "latest"'
+      });
+    }
+    const key = `${s.topic}/${s.group}`;
+    if (seen.has(key)) {
+      problems.push({
+        path: at,
+        message: `subscribes group ${s.group} to topic ${s.topic} twice`
+      });
+    }
+    seen.add(key);
+    subscriptions.push({
+      topic: s.topic,
+      group: s.group,
+      method: s.method,
+      ...s.maxAttempts === void 0 ? {} : {
+        maxAttempts: s.maxAttempts
+      },
+      ...s.from === void 0 ? {} : {
+        from: s.from
+      }
+    });
+  });
+  return {
+    problems,
+    subscriptions
+  };
+}
+__name(subscriptionsProblems, "subscriptionsProblems");
+
 // ../../slices/_define.ts
 var METHOD_NAME = /^[a-z][a-zA-Z0-9]+$/;
 var ROUTE = /^(GET|POST|PUT|PATCH|DELETE) (\/\S*)$/;
@@ -475,6 +588,7 @@ function defineSlice(spec) {
     calls: spec.calls ?? {},
     requires: checkStringList(where, "requires", spec.requires),
     ...checkDeclarations(where, spec),
+    ...checkSubscriptions(where, spec.subscriptions, spec.methods, spec.requires),
     secrets: checkStringList(where, "secrets", spec.secrets),
     outbound: checkStringList(where, "outbound", spec.outbound),
     redact: checkStringList(where, "redact", spec.redact),
@@ -508,6 +622,17 @@ function checkDatabases(where, databases) {
   return Object.freeze(out);
 }
 __name(checkDatabases, "checkDatabases");
+function checkSubscriptions(where, value, methods, requires) {
+  if (value === void 0) return {};
+  const { problems, subscriptions } = subscriptionsProblems(value, "subscriptions", new Set(Object.keys(methods)), Array.isArray(requires) ? requires : []);
+  if (problems.length > 0) {
+    throw new SliceDefinitionError(`${where}: ${problems[0].path} ${problems[0].message}`);
+  }
+  return {
+    subscriptions: Object.freeze(subscriptions)
+  };
+}
+__name(checkSubscriptions, "checkSubscriptions");
 function checkDeclarations(where, spec) {
   const methods = new Set(Object.keys(spec.methods));
   const out = {};
@@ -546,7 +671,7 @@ var Forbidden = class extends Error {
   }
   status = 403;
 };
-var NAME2 = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+var NAME3 = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 var MAX_KEY_BYTES = 512;
 function callerGroup(ctx, what) {
   const caller = ctx.caller;
@@ -566,7 +691,7 @@ function requestObject(request, what) {
 __name(requestObject, "requestObject");
 function nameField(request, field, what) {
   const value = request[field];
-  if (typeof value !== "string" || !NAME2.test(value)) {
+  if (typeof value !== "string" || !NAME3.test(value)) {
     throw new BadRequest(`${what}: ${field} must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(value)}`);
   }
   return value;
@@ -588,7 +713,7 @@ function forward(service, method, spec) {
   return (request, ctx) => {
     callerGroup(ctx, what);
     const body = requestObject(request, what);
-    nameField(body, spec.name, what);
+    if (spec.name !== void 0) nameField(body, spec.name, what);
     for (const key of spec.keys ?? []) keyField(body, key, what);
     return ctx.serviceHost(method, {
       caller: ctx.caller,

@@ -24,6 +24,7 @@ import { PUBSUB_SERVICE } from "./pubsub_service.ts";
 import { HTTP_SERVICE } from "./http_client.ts";
 import { infraServicesRoutes } from "./services_api.ts";
 import type { ServiceSlices, ServiceSliceStatus } from "./service_slices.ts";
+import { isIdempotentCall, isNodeLocal } from "./service_routing.ts";
 
 /** The artifact group of infrastructure services' calls and the bundled catalog. */
 export const INFRA_GROUP = "aether.infra";
@@ -72,7 +73,8 @@ export interface InfraServicesOptions {
    * or not deployed) are served by the node itself as before. Absent: every service is node-served.
    */
   slices?: ServiceSlices;
-  invoke?: (call: OutboundCall) => Promise<InvokeOutcome>;
+  /** `idempotent: false`: no retry after an unknown outcome (service_routing.ts). */
+  invoke?: (call: OutboundCall, options: { idempotent: boolean }) => Promise<InvokeOutcome>;
 }
 
 /** The reserved client of a bundled service slice's call-outs to its own node-side engine. */
@@ -129,8 +131,11 @@ export function startInfraServices(options: InfraServicesOptions): InfraServices
       const name = call.target.artifact.slice(INFRA_GROUP.length + 1);
       if (call.name === SERVICE_HOST_CLIENT) return serveHost(name, call);
       // A bundled service slice that runs: through the invoker to its instances (the caller travels with the
-      // call as `caller`, taken by the sandbox host from the caller's manifest).
-      if (options.slices?.deployed(name) && options.invoke) return options.invoke(call);
+      // call as `caller`, taken by the sandbox host from the caller's manifest). A transaction's calls stay on
+      // this node, and effects that must not repeat are not retried (service_routing.ts).
+      if (options.slices?.deployed(name) && options.invoke && !isNodeLocal(name, call.method)) {
+        return options.invoke(call, { idempotent: isIdempotentCall(name, call.method, call.payload) });
+      }
       return answer(name, call);
     },
     catalog: () =>

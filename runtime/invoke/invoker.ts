@@ -24,7 +24,7 @@ import {
   parseCoordinates,
   randomHexId,
 } from "../core/mod.ts";
-import type { InvokeOptions, InvokeOutcome, OutboundCall, OutboundCallHandler } from "../sandbox/mod.ts";
+import type { InvokeOptions, InvokeOutcome, OutboundCall } from "../sandbox/mod.ts";
 import { type Endpoint, EndpointSelector } from "./selection.ts";
 import { asInvokeFailure, failureKindOf, InvokeFailure } from "./failure.ts";
 import {
@@ -311,8 +311,14 @@ export class SliceInvoker {
     return Promise.resolve({ ok: true, value: null });
   }
 
-  /** The handler the local executor gives the calls its slices make (`onOutboundCall`). */
-  readonly outboundHandler: OutboundCallHandler = (call: OutboundCall) =>
+  /**
+   * The handler the local executor gives the calls its slices make (`onOutboundCall`); `options.idempotent`
+   * false: no retry after an unknown outcome (an infrastructure service call with effects).
+   */
+  readonly outboundHandler = (
+    call: OutboundCall,
+    options?: { idempotent?: boolean },
+  ): Promise<InvokeOutcome> =>
     this.invoke({ artifact: call.target.artifact, range: call.target.range }, call.method, call.payload, {
       deadlineMs: call.deadlineMs,
       requestId: call.requestId,
@@ -320,6 +326,7 @@ export class SliceInvoker {
       fireAndForget: call.fireAndForget,
       from: call.from,
       caller: call.from,
+      ...(options?.idempotent === undefined ? {} : { idempotent: options.idempotent }),
       // The calling slice's run: the attempt or served call that runs it here (MAX_TRACED_RUNS).
       parentTraceparent: this.#spans ? this.#runOf(call.requestId, call.instanceId) : undefined,
     });

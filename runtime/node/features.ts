@@ -126,7 +126,7 @@ export function startFeatures(
     // The bundled service slices (infra/): published and deployed when `requires` names them, then called
     // through the invoker (bound late, like the executor's outbound calls).
     slices: startServiceSlices({ ...core, repository }),
-    invoke: (call) => invoke.invoker.outboundHandler(call),
+    invoke: (call, options) => invoke.invoker.outboundHandler(call, options),
   });
   const deployment = startDeployment({
     ...core,
