@@ -26,6 +26,10 @@ interface Suite {
   faults: string;
   seeds: number;
   durationMs?: number;
+  keys?: number;
+  valueBytes?: number;
+  /** A mesh frame limit the simulated network enforces (SimOptions.maxFrameBytes). */
+  maxFrameBytes?: number;
   /** What the suite is about, in its test name. */
   about?: string;
   /** What the suite's runs must have exercised, summed over its seeds (or the checks prove nothing). */
@@ -35,6 +39,8 @@ interface Suite {
 const LINK = "at most one leader change per cut link";
 const LEADER = "a new leader within 2 s of a leader crash or isolation";
 const CATCH_UP = "catch-up by snapshot with watches open does not crash the watch hub";
+const CHUNKED = "catch-up snapshots larger than the mesh frame limit travel in chunks";
+const LARGE_STATE = { keys: 256, maxFrameBytes: 16 * 1024 };
 
 const SUITES: Suite[] = [
   { members: 3, faults: "all", seeds: 400, expect: expectSnapshotInstalls },
@@ -74,7 +80,35 @@ const SUITES: Suite[] = [
   // A single member decides alone and fsyncs every decision: a read never returns one a power loss could take
   // back (decisions are applied once durable; seed 45 returned one before that).
   { members: 1, faults: "crash,power", seeds: 40 },
+  // Snapshots bigger than the mesh frame limit (256 keys of 200-300 bytes, a 16 KiB frame): sent whole, the send
+  // threw and the serving member crashed; in chunks the lagging member catches up, also under lost, duplicated
+  // and reordered chunks and crashes in the middle of a transfer.
+  {
+    members: 3,
+    faults: "lag",
+    seeds: 20,
+    ...LARGE_STATE,
+    valueBytes: 200,
+    about: CHUNKED,
+    expect: expectChunked,
+  },
+  {
+    members: 3,
+    faults: "lag,net,crash",
+    seeds: 20,
+    durationMs: 5_000,
+    ...LARGE_STATE,
+    valueBytes: 300,
+    about: CHUNKED,
+    expect: expectChunked,
+  },
 ];
+
+function expectChunked(total: SimStats): void {
+  assert.ok(total.snapshotInstalls > 0, "no member ever caught up by installing a snapshot");
+  assert.ok(total.snapshotOffersOverFrame > 0, "no snapshot was larger than the frame limit");
+  assert.ok(total.snapshotChunks > 0, "no snapshot travelled in chunks");
+}
 
 function expectSnapshotInstalls(total: SimStats): void {
   assert.ok(total.snapshotInstalls > 0, "no member ever caught up by installing a snapshot");
@@ -110,6 +144,9 @@ function optionsOf(suite: Suite, seed: number): SimOptions {
     members: suite.members,
     faults: suite.faults,
     durationMs: suite.durationMs ?? DEFAULT_SIM_OPTIONS.durationMs,
+    keys: suite.keys ?? DEFAULT_SIM_OPTIONS.keys,
+    ...(suite.maxFrameBytes !== undefined ? { maxFrameBytes: suite.maxFrameBytes } : {}),
+    ...(suite.valueBytes !== undefined ? { valueBytes: suite.valueBytes } : {}),
   };
 }
 

@@ -25,6 +25,18 @@ import {
 import { commandSize, type KvCommand, type KvEvent, type KvResult, KvState } from "../kv/mod.ts";
 import type { WriteOutcome } from "./access.ts";
 import { RevisionWaiters } from "./_revision_waiters.ts";
+import {
+  DEFAULT_MAX_SNAPSHOT_BYTES,
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  isSnapshotTransferMsg,
+  type ReceiverAction,
+  SnapshotReceiver,
+  SnapshotSender,
+  type SnapshotTransferMsg,
+  splitSyncResponse,
+} from "./_snapshot_transfer.ts";
+
+export { DEFAULT_MAX_SNAPSHOT_BYTES, DEFAULT_SNAPSHOT_CHUNK_BYTES } from "./_snapshot_transfer.ts";
 
 function runAll(actions: (() => void)[]): void {
   for (const action of actions) action();
@@ -77,6 +89,13 @@ export interface ReplicaOptions {
   state: KvState;
   engine: RabiaEngine<KvCommand>;
   maxSyncResponseBytes: number;
+  /**
+   * A catch-up snapshot larger than this travels in chunks of this many bytes (must fit a mesh frame with
+   * room to spare; DEFAULT_SNAPSHOT_CHUNK_BYTES when absent).
+   */
+  snapshotChunkBytes?: number;
+  /** The largest snapshot this member accepts from a peer (DEFAULT_MAX_SNAPSHOT_BYTES when absent). */
+  maxSnapshotBytes?: number;
   defaultWriteTimeoutMs: number;
   maxQueuedBytes: number;
   onEvents(events: KvEvent[]): void;
@@ -125,10 +144,20 @@ export class Replica {
   #snapshotFloor = 0;
   /** Callers waiting for the applied revision to reach theirs (forwarded writes), ordered and bounded. */
   readonly #revisionWaiters: RevisionWaiters;
+  /** Catch-up snapshots larger than one chunk: served (sender) and fetched (receiver) chunk by chunk. */
+  readonly #snapshotSender: SnapshotSender;
+  readonly #snapshotReceiver: SnapshotReceiver<KvCommand>;
 
   constructor(options: ReplicaOptions) {
     this.#o = options;
     this.#state = options.state;
+    const chunkBytes = options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
+    assert(
+      Number.isSafeInteger(chunkBytes) && chunkBytes > 0,
+      "snapshotChunkBytes must be a positive integer",
+    );
+    this.#snapshotSender = new SnapshotSender(chunkBytes);
+    this.#snapshotReceiver = new SnapshotReceiver(options.maxSnapshotBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES);
     this.#appliedPhase = options.engine.lastDecided;
     this.#revisionWaiters = new RevisionWaiters(options.clock);
     this.#batcher = new Batcher<KvCommand, KvResult>({
@@ -165,10 +194,28 @@ export class Replica {
 
   tick(): void {
     this.#call(() => this.#o.engine.tick(this.#now()));
+    this.#snapshotSender.expire(this.#now());
+    this.#onTransfer(
+      this.#snapshotReceiver.tick(
+        this.#now(),
+        this.#o.engine.lastDecided,
+        (id) => this.#o.transport.isConnected(id),
+      ),
+    );
     this.#pump();
   }
 
+  /** A snapshot transfer in progress here: from whom, which snapshot, how far (undefined when none). */
+  get snapshotTransfer(): { from: NodeId; phase: number; received: number; bytes: number } | undefined {
+    return this.#snapshotReceiver.inProgress;
+  }
+
   receive(from: NodeId, message: unknown): void {
+    if (isSnapshotTransferMsg(message)) {
+      this.#receiveTransfer(from, message as SnapshotTransferMsg<KvCommand>);
+      this.#pump();
+      return;
+    }
     this.#call(() => this.#o.engine.receive(from, message as ConsensusMsg<KvCommand>, this.#now()), from);
     this.#pump();
   }
@@ -305,11 +352,15 @@ export class Replica {
           this.#o.storage.commit({ installSnapshot: effect.snapshot });
           this.#installSnapshot(effect.snapshot);
           break;
-        case "send":
-          this.#afterCommit.push(() => this.#o.transport.send(effect.to, CONSENSUS_CHANNEL, effect.msg));
+        case "send": {
+          const messages = effect.msg.t === "syncRes"
+            ? splitSyncResponse(effect.msg, this.#o.maxSyncResponseBytes, commandSize)
+            : [effect.msg];
+          for (const msg of messages) this.#afterCommit.push(() => this.#send(effect.to, msg));
           break;
+        }
         case "broadcast":
-          this.#afterCommit.push(() => this.#o.transport.broadcast(CONSENSUS_CHANNEL, effect.msg));
+          this.#afterCommit.push(() => this.#send(undefined, effect.msg));
           break;
         case "serveSync":
           this.#afterCommit.push(() =>
@@ -415,19 +466,100 @@ export class Replica {
    * it is written).
    */
   #serveSync(to: NodeId, fromPhase: number, nonce: number): void {
-    const answer = this.#o.storage.readForSync(fromPhase, this.#o.maxSyncResponseBytes);
-    const durableThrough = Math.max(this.#appliedPhase, answer.snapshot?.phase ?? 0);
-    this.#o.transport.send(
-      to,
-      CONSENSUS_CHANNEL,
-      {
-        t: "syncRes",
+    // Runs from a message handler: a failure here (storage, a refused send) must not take the node down; the
+    // peer asks again after its sync retry.
+    try {
+      const answer = this.#o.storage.readForSync(fromPhase, this.#o.maxSyncResponseBytes);
+      const durableThrough = Math.max(this.#appliedPhase, answer.snapshot?.phase ?? 0);
+      const response = {
         nonce,
         lastDecided: Math.min(answer.lastDecided, durableThrough),
-        snapshot: answer.snapshot,
         decisions: answer.decisions.filter((d) => d.phase <= durableThrough),
-      } satisfies ConsensusMsg<KvCommand>,
-    );
+      };
+      const snapshot = answer.snapshot;
+      const message = snapshot && this.#snapshotSender.needsChunks(snapshot)
+        ? this.#snapshotSender.offer(snapshot, response, this.#now())
+        : { t: "syncRes", ...response, snapshot } satisfies ConsensusMsg<KvCommand>;
+      this.#o.transport.send(to, CONSENSUS_CHANNEL, message);
+    } catch (e) {
+      this.#o.log.error("could not answer a catch-up request", {
+        to,
+        fromPhase,
+        error: (e as Error).message,
+      });
+    }
+  }
+
+  /**
+   * Sends (or broadcasts, without `to`) a consensus message. A refused send (a message larger than a mesh
+   * frame) is logged, never thrown: it runs after a commit, from a message handler or a timer, and throwing
+   * there would crash the node; the engine's retransmissions and sync retries cover a lost message.
+   */
+  #send(to: NodeId | undefined, msg: ConsensusMsg<KvCommand>): void {
+    try {
+      if (to === undefined) this.#o.transport.broadcast(CONSENSUS_CHANNEL, msg);
+      else this.#o.transport.send(to, CONSENSUS_CHANNEL, msg);
+    } catch (e) {
+      this.#o.log.error("could not send a consensus message", { to, t: msg.t, error: (e as Error).message });
+    }
+  }
+
+  /** The messages of a chunked snapshot transfer (see _snapshot_transfer.ts); never throws. */
+  #receiveTransfer(from: NodeId, message: SnapshotTransferMsg<KvCommand>): void {
+    try {
+      switch (message.t) {
+        case "snapGet":
+          this.#o.transport.send(from, CONSENSUS_CHANNEL, this.#snapshotSender.chunk(message, this.#now()));
+          return;
+        case "snapOffer":
+          this.#onTransfer(
+            this.#snapshotReceiver.onOffer(from, message, this.#o.engine.lastDecided, this.#now()),
+          );
+          return;
+        case "snapChunk":
+          this.#onTransfer(this.#snapshotReceiver.onChunk(from, message, this.#now()));
+          return;
+      }
+    } catch (e) {
+      this.#o.log.error("snapshot transfer message failed", {
+        from,
+        t: message.t,
+        error: (e as Error).message,
+      });
+    }
+  }
+
+  #onTransfer(action: ReceiverAction<KvCommand>): void {
+    switch (action.type) {
+      case "send":
+        try {
+          this.#o.transport.send(action.to, CONSENSUS_CHANNEL, action.msg);
+        } catch (e) {
+          this.#o.log.warn("could not ask for a snapshot chunk", {
+            to: action.to,
+            error: (e as Error).message,
+          });
+        }
+        return;
+      case "complete":
+        if (action.fetched && action.msg.snapshot) {
+          this.#o.log.info("received a catch-up snapshot in chunks", {
+            from: action.from,
+            phase: action.msg.snapshot.phase,
+            bytes: action.msg.snapshot.data.byteLength,
+            ...action.fetched,
+          });
+        }
+        // The whole snapshot, checked: the engine installs it as if it had come in one sync answer.
+        this.#call(() => this.#o.engine.receive(action.from, action.msg, this.#now()), action.from);
+        return;
+      case "abandoned":
+        this.#o.log.warn(action.reason);
+        return;
+      case "refused":
+        this.#o.log.error(action.reason);
+        return;
+    }
   }
 
   #setReady(ready: boolean): void {

@@ -16,7 +16,8 @@ function usage(message: string): never {
   console.error(
     "usage: deno task sim [--seed N] [--seeds COUNT] [--members 1|3|5] [--faults all|none|net,link,lag,...]",
   );
-  console.error("                     [--duration MS] [--clients N] [--keys N] [--verbose]");
+  console.error("                     [--duration MS] [--clients N] [--keys N] [--max-frame-bytes N]");
+  console.error("                     [--value-bytes N] [--verbose]");
   Deno.exit(2);
 }
 
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
         duration: { type: "string" },
         clients: { type: "string" },
         keys: { type: "string" },
+        "max-frame-bytes": { type: "string" },
+        "value-bytes": { type: "string" },
         verbose: { type: "boolean", short: "v" },
       },
       strict: true,
@@ -64,6 +67,8 @@ async function main(): Promise<void> {
     clients: intFlag(v, "clients", DEFAULT_SIM_OPTIONS.clients, 1),
     keys: intFlag(v, "keys", DEFAULT_SIM_OPTIONS.keys, 1),
   };
+  if (v["max-frame-bytes"] !== undefined) base.maxFrameBytes = intFlag(v, "max-frame-bytes", 0, 1024);
+  if (v["value-bytes"] !== undefined) base.valueBytes = intFlag(v, "value-bytes", 0, 1);
   if (![1, 3, 5].includes(base.members)) usage(`--members must be 1, 3 or 5, got ${base.members}`);
   let failed = 0;
   const started = performance.now();

@@ -40,6 +40,8 @@ export interface MemberSettings {
   maxTimerLateMs: number;
   tickMs: number;
   maxSyncResponseBytes: number;
+  /** Catch-up snapshots larger than this travel in chunks (the replica's snapshotChunkBytes). */
+  snapshotChunkBytes: number;
   maxQueuedBytes: number;
   writeTimeoutMs: number;
   /** Run leader elections (a node always does; runs without them check consensus alone). */
@@ -256,6 +258,7 @@ export class SimMember implements Endpoint {
       state: p.state,
       engine: p.engine,
       maxSyncResponseBytes: this.#settings.maxSyncResponseBytes,
+      snapshotChunkBytes: this.#settings.snapshotChunkBytes,
       defaultWriteTimeoutMs: this.#settings.writeTimeoutMs,
       maxQueuedBytes: this.#settings.maxQueuedBytes,
       // As node.ts wires them: the hub follows the replica's events and snapshot installs.

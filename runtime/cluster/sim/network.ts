@@ -9,7 +9,7 @@
  * seeing the others). Every message is deep-copied, so no member can see another's objects, as over a wire.
  */
 
-import type { NodeId, Rng, VirtualTime } from "../../core/mod.ts";
+import { AetherError, type NodeId, type Rng, type VirtualTime } from "../../core/mod.ts";
 import { copyOf } from "./_copy.ts";
 
 export interface NetworkSettings {
@@ -26,6 +26,8 @@ export interface NetworkSettings {
   closeDetectMs: [number, number];
   /** From "both ends could talk" to a connection: re-dial backoff plus handshake, [min, max] ms. */
   connectMs: [number, number];
+  /** A send of a bigger message throws, as the mesh's does (size estimated as encoded); absent: no limit. */
+  maxFrameBytes?: number;
 }
 
 /** What the network needs from a member. */
@@ -60,6 +62,10 @@ export class SimNetwork {
   #lossRate: number;
   sent = 0;
   delivered = 0;
+  /** Snapshot chunks delivered (runtime/cluster/_snapshot_transfer.ts). */
+  snapshotChunks = 0;
+  /** Offers of snapshots larger than maxFrameBytes delivered (they could never travel in one message). */
+  snapshotOffersOverFrame = 0;
 
   constructor(rng: Rng, settings: NetworkSettings, time: VirtualTime, endpoints: Endpoint[]) {
     this.#rng = rng;
@@ -92,6 +98,16 @@ export class SimNetwork {
   send(from: Endpoint, to: NodeId, channel: string, message: unknown): boolean {
     const epoch = this.#views.get(from.id)!.get(to);
     if (epoch === undefined) return false;
+    const maxFrameBytes = this.#settings.maxFrameBytes;
+    if (maxFrameBytes !== undefined) {
+      const bytes = encodedSize(message) + channel.length + 8;
+      if (bytes > maxFrameBytes) {
+        throw new AetherError(
+          "too_large",
+          `mesh message on channel "${channel}" needs a ${bytes}-byte frame; the limit is ${maxFrameBytes}`,
+        );
+      }
+    }
     this.sent++;
     const link = this.#link(from.id, to);
     if (link.epoch !== epoch || this.#rng.chance(this.#lossRate)) return true;
@@ -102,10 +118,20 @@ export class SimNetwork {
       this.#time.after(this.#delay(), () => {
         if (link.epoch !== epoch || !receiver.alive) return;
         this.delivered++;
+        this.#count(copy);
         receiver.deliver(from.id, channel, copy);
       });
     }
     return true;
+  }
+
+  #count(message: unknown): void {
+    const m = message as { t?: unknown; bytes?: unknown } | null;
+    if (m?.t === "snapChunk") this.snapshotChunks++;
+    const limit = this.#settings.maxFrameBytes;
+    if (m?.t === "snapOffer" && limit !== undefined && Number(m.bytes) > limit) {
+      this.snapshotOffersOverFrame++;
+    }
   }
 
   /** A member started: it connects to every running member it has a link to. */
@@ -232,4 +258,15 @@ export class SimNetwork {
     }
     return link;
   }
+}
+
+/** About the size of `value` encoded on the mesh (msgpack-like: bytes and strings plus small headers). */
+export function encodedSize(value: unknown): number {
+  if (value instanceof Uint8Array) return value.byteLength + 5;
+  if (typeof value === "string") return value.length + 5;
+  if (typeof value !== "object" || value === null) return 9;
+  if (Array.isArray(value)) return value.reduce((sum: number, v) => sum + encodedSize(v), 5);
+  let size = 5;
+  for (const [key, v] of Object.entries(value)) size += key.length + 1 + encodedSize(v);
+  return size;
 }

@@ -67,6 +67,13 @@ export interface SimOptions {
   durationMs: number;
   clients: number;
   keys: number;
+  /**
+   * A mesh frame limit the simulated network enforces as the mesh does (a bigger message throws at the send);
+   * catch-up snapshots then travel in chunks of a quarter of it. Absent: no limit (chunk sizes drawn per run).
+   */
+  maxFrameBytes?: number;
+  /** Values written are padded to this many bytes (a bigger state); absent: short values. */
+  valueBytes?: number;
 }
 
 export const DEFAULT_SIM_OPTIONS: Omit<SimOptions, "seed"> = {
@@ -107,6 +114,10 @@ export interface SimStats {
   slowestNewLeaderMs: number;
   messagesSent: number;
   messagesDelivered: number;
+  /** Chunks of catch-up snapshots delivered (snapshots larger than one chunk). */
+  snapshotChunks: number;
+  /** Offers of catch-up snapshots larger than the frame limit (maxFrameBytes), delivered. */
+  snapshotOffersOverFrame: number;
 }
 
 export interface SimResult {
@@ -155,6 +166,8 @@ export function replayCommand(options: SimOptions): string {
   if (options.durationMs !== DEFAULT_SIM_OPTIONS.durationMs) command += ` --duration ${options.durationMs}`;
   if (options.clients !== DEFAULT_SIM_OPTIONS.clients) command += ` --clients ${options.clients}`;
   if (options.keys !== DEFAULT_SIM_OPTIONS.keys) command += ` --keys ${options.keys}`;
+  if (options.maxFrameBytes !== undefined) command += ` --max-frame-bytes ${options.maxFrameBytes}`;
+  if (options.valueBytes !== undefined) command += ` --value-bytes ${options.valueBytes}`;
   return command;
 }
 
@@ -236,9 +249,16 @@ class Simulation implements MemberHost {
     const clientRng = root.fork();
     const setupRng = root.fork();
     const ids = Array.from({ length: options.members }, (_, i) => `n${i + 1}`);
+    // Forked last, so that the draws of the other streams stay what they were before it existed.
+    const transferRng = root.fork();
     this.#intensity = drawIntensity(setupRng);
-    this.members = this.#makeMembers(ids, setupRng);
-    this.network = new SimNetwork(netRng, this.#networkSettings(setupRng), this.time, this.members);
+    this.members = this.#makeMembers(ids, setupRng, transferRng);
+    this.network = new SimNetwork(
+      netRng,
+      { ...this.#networkSettings(setupRng), maxFrameBytes: options.maxFrameBytes },
+      this.time,
+      this.members,
+    );
     this.#workload = new Workload(
       {
         now: () => this.time.nowMs,
@@ -248,12 +268,18 @@ class Simulation implements MemberHost {
         fail: (message) => this.fail(message),
       },
       clientRng,
-      { clients: options.clients, keys: options.keys, opDeadlineMs: 1500, thinkMaxMs: 20 },
+      {
+        clients: options.clients,
+        keys: options.keys,
+        opDeadlineMs: 1500,
+        thinkMaxMs: 20,
+        valueBytes: options.valueBytes,
+      },
     );
   }
 
   /** Members share engine, storage and timing settings (drawn per run); each has its own clock skew. */
-  #makeMembers(ids: NodeId[], rng: Rng): SimMember[] {
+  #makeMembers(ids: NodeId[], rng: Rng, transferRng: Rng): SimMember[] {
     const lag = this.#faults.has("lag");
     const storage: StorageSettings = {
       // Small intervals reach snapshots and truncated logs within a few simulated seconds.
@@ -277,10 +303,17 @@ class Simulation implements MemberHost {
       maxTimerLateMs: rng.pick([0, 2, 10]),
       tickMs: rng.pick([10, 20]),
       maxSyncResponseBytes: rng.pick([2048, 64 * 1024, 4 * 1024 * 1024]),
+      // Tiny chunks split even the small snapshots of a run, so chunked catch-up meets every fault.
+      snapshotChunkBytes: transferRng.pick([64, 512, 1024 * 1024]),
       maxQueuedBytes: 256 * 1024,
       writeTimeoutMs: 1500,
       elections: true,
     };
+    const frame = this.#options.maxFrameBytes;
+    if (frame !== undefined) {
+      shared.snapshotChunkBytes = Math.floor(frame / 4);
+      shared.maxSyncResponseBytes = Math.min(shared.maxSyncResponseBytes, Math.floor(frame / 4));
+    }
     return ids.map((id) => {
       const settings: MemberSettings = { ...shared, clockOffsetMs: rng.int(-40, 40) };
       const member = new SimMember(id, settings, this, rng.fork());
@@ -809,6 +842,8 @@ class Simulation implements MemberHost {
       slowestNewLeaderMs: this.#leadership.slowestNewLeaderMs,
       messagesSent: this.network.sent,
       messagesDelivered: this.network.delivered,
+      snapshotChunks: this.network.snapshotChunks,
+      snapshotOffersOverFrame: this.network.snapshotOffersOverFrame,
     };
   }
 }

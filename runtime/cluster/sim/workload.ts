@@ -17,6 +17,8 @@ export interface WorkloadSettings {
   keys: number;
   opDeadlineMs: number;
   thinkMaxMs: number;
+  /** Values are padded to this many bytes (a bigger state: snapshots beyond the mesh frame limit). */
+  valueBytes?: number;
 }
 
 export interface HistoryEntry extends KvOperation {
@@ -273,7 +275,7 @@ class SimClient {
   #choose(key: string): [KvInput, KvCommand] {
     const rng = this.#workload.rng;
     const roll = rng.next();
-    const value = `${this.#name}-${++this.#seq}`;
+    const value = `${this.#name}-${++this.#seq}`.padEnd(this.#workload.settings.valueBytes ?? 0, ".");
     const seen = this.#seen.get(key);
     if (roll < 0.35) return [{ kind: "put", value }, { type: "put", key, value: encoder.encode(value) }];
     if (roll < 0.55 && seen) {
