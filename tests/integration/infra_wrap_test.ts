@@ -42,9 +42,11 @@ export default defineSlice({
       httpGet: "POST /http-get", httpPost: "POST /http-post", setup: "POST /setup", insert: "POST /insert",
       tx: "POST /tx", count: "POST /count", publish: "POST /publish", subscribe: "POST /subscribe",
       info: "POST /info", schedule: "POST /schedule", runJob: "POST /run-job", door: "POST /door",
+      noop: "POST /noop",
     },
   },
   methods: {
+    noop: () => ({}),
     async httpGet(req, ctx) {
       const r = await ctx.infra.http.request({ url: url(req.path) });
       return { status: r.status, body: r.body };
@@ -256,6 +258,25 @@ Deno.test("http, db, pubsub, scheduler and statemachine are reached through thei
         ["scheduler", "get", 2],
         ["scheduler", "run", 1],
       ]);
+    });
+
+    await t.step("figures: a call through a service slice against the same app call without it", async () => {
+      const p50 = async (path: string, body: Json) => {
+        const times: number[] = [];
+        for (let i = 0; i < 100; i++) {
+          const started = performance.now();
+          await post(n1, path, body);
+          times.push(performance.now() - started);
+        }
+        times.sort((a, b) => a - b);
+        return `p50 ${times[50].toFixed(2)} ms, p99 ${times[98].toFixed(2)} ms`;
+      };
+      const lines = [
+        `app call without infra: ${await p50("noop", {})}`,
+        `ctx.infra.http GET: ${await p50("http-get", { path: "/f" })}`,
+        `ctx.infra.db query (read): ${await p50("count", { what: "query" })}`,
+      ];
+      console.log(`through the service slices (n=100, sequential, via n1): ${lines.join("; ")}`);
     });
   } finally {
     await cluster.close();
