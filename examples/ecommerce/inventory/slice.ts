@@ -219,6 +219,9 @@ interface StoredReservation extends Omit<Reservation, "items"> {
 
 /** Compare-and-set rounds a restock tries while concurrent orders change the stock. */
 const MAX_RESTOCK_ATTEMPTS = 10;
+/** Restock-and-take rounds a short line gets (shared state) before the order is refused, and their spacing. */
+const SHORT_LINE_ROUNDS = 3;
+const SHORT_LINE_WAIT_MS = 50;
 /** Expiry buckets kept per product in one slot; the oldest merge into the next beyond this. */
 const MAX_HELD_BUCKETS = 2_000;
 /** Records the held units are spread over (getStock reads them all; an instance writes one). */
@@ -351,7 +354,14 @@ async function sharedTake(
   const levels = await Promise.all(items.map((item) => takeLine(stores, item)));
   for (const [i, item] of items.entries()) {
     if (levels[i] !== undefined) continue;
-    if (await sharedRestock(stores, item.productId, belowPercent)) levels[i] = await takeLine(stores, item);
+    // Tried again whether this order refilled the shelf or another one's refill landed meanwhile (then this
+    // restock finds the shelf above the share and does nothing): concurrent orders drain a shelf below the
+    // share faster than the crossing take's refill lands, so a short line waits a little for it.
+    for (let round = 0; round < SHORT_LINE_ROUNDS && levels[i] === undefined; round++) {
+      if (round > 0) await new Promise((r) => setTimeout(r, SHORT_LINE_WAIT_MS * round));
+      await sharedRestock(stores, item.productId, belowPercent);
+      levels[i] = await takeLine(stores, item);
+    }
   }
   const short = items.filter((_, i) => levels[i] === undefined);
   if (short.length === 0) return { levels: levels as number[] };
