@@ -123,5 +123,5 @@ Deno.test("a service slice is called only at the bundled version (else the nodes
   modRevision = 8;
   equal(slices.deployed("cache"), true);
   equal(slices.deployed("lock"), false, "no target");
-  equal(slices.deployed("pubsub"), false, "no bundled slice: node-served");
+  equal(slices.deployed("pubsub"), false, "bundled but no target: node-served");
 });
