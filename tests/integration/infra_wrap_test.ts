@@ -11,12 +11,14 @@
  *   takes it: the db slice has no transaction methods, and the metrics count none), pub/sub deliveries and
  *   scheduled firings (driven by the nodes, calling the application's methods);
  * - instance counts: the services add one `aether.infra:*` instance per node per service, the application's
- *   own slice keeps its 3.
+ *   own slice keeps its 3;
+ * - the db slice scaled to one instance: transactions through the nodes without one still work (their calls
+ *   never leave the node that took them), and the queries are counted on the one instance's node only.
  */
 
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
-import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { postBlueprint, postJson, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
@@ -278,6 +280,38 @@ Deno.test("http, db, pubsub, scheduler and statemachine are reached through thei
       ];
       console.log(`through the service slices (n=100, sequential, via n1): ${lines.join("; ")}`);
     });
+
+    await t.step(
+      "db on one node only: transactions through every node stay correct, queries reach that instance",
+      async () => {
+        const scaled = await postJson(n1, "/api/v1/scale", { artifact: "aether.infra:db", instances: 1 });
+        equal(scaled.status, 200, JSON.stringify(scaled.body));
+        const host = await cluster.waitFor("aether.infra:db on exactly one node", async () => {
+          const s = (await sliceStatuses(n1)).find((x) => x.slice === "aether.infra:db");
+          const active = (s?.instances ?? []).filter((i) => i.state === "ACTIVE");
+          return s?.instances.length === 1 && active.length === 1 ? active[0].node : undefined;
+        }, 60_000);
+        const before = await Promise.all(
+          cluster.nodes.map((n) => callsCounted([n], "aether.infra:db", "query")),
+        );
+        let n = 200;
+        for (const node of cluster.nodes) {
+          n++;
+          // Through a node without a db instance: begin, queryIn and commit stay on the node that took them.
+          deepEqual(await post(node, "tx", { n }), { inside: 1 }, `a transaction through ${node.id}`);
+          await post(node, "insert", { n });
+        }
+        equal((await post(n1, "count", { what: "tx" })).count, 6);
+        await cluster.waitFor("the queries counted on the one db instance's node only", async () => {
+          const after = await Promise.all(
+            cluster.nodes.map((n) => callsCounted([n], "aether.infra:db", "query")),
+          );
+          return cluster.nodes.every((node, i) =>
+            node.id === host ? after[i] - before[i] >= 4 : after[i] === before[i]
+          );
+        }, 30_000);
+      },
+    );
   } finally {
     await cluster.close();
     await server.shutdown();
