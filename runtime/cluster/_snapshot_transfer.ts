@@ -230,7 +230,7 @@ export class SnapshotReceiver<C> {
       type: "complete",
       from,
       msg: { ...answerOf(t.offer), snapshot: { phase: t.offer.phase, data } },
-      fetched: { chunks: t.chunks.length, ms: nowMs - t.startedAtMs },
+      fetched: { chunks: t.chunks.length, ms: Math.round(nowMs - t.startedAtMs) },
     };
   }
 

@@ -25,11 +25,22 @@ interface Status {
 
 const status = async (node: NodeProcess) => (await node.json<Status>("/api/v1/status")).body;
 
+/** A 503 right after a member stops (the leader was that member, or a link is re-dialled) is retried. */
+const RETRY_503_MS = 10_000;
+
 async function put(node: NodeProcess, key: string, value: Uint8Array | string): Promise<void> {
   const body = typeof value === "string" ? value : (value as Uint8Array<ArrayBuffer>);
-  const response = await node.api(`/api/v1/kv/${key}`, { method: "PUT", body });
-  const text = await response.text();
-  equal(response.status, 200, `PUT ${key}: ${text}`);
+  const deadline = Date.now() + RETRY_503_MS;
+  for (;;) {
+    const response = await node.api(`/api/v1/kv/${key}`, { method: "PUT", body });
+    const text = await response.text();
+    if (response.status === 503 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    equal(response.status, 200, `PUT ${key}: ${text}`);
+    return;
+  }
 }
 
 async function get(node: NodeProcess, key: string): Promise<Uint8Array> {
@@ -66,6 +77,16 @@ Deno.test("a member catches up from a snapshot larger than a mesh frame (over 10
   try {
     await cluster.waitForLeader();
     const [a, b, c] = cluster.nodes;
+    // Every link up before c stops: a and b must form a quorum between themselves.
+    await cluster.waitFor("every member is ready and connected to every other", async () => {
+      for (const node of [a, b, c]) {
+        const { body } = await node.json<{ ready: boolean; members: { connected: boolean }[] }>(
+          "/api/v1/health",
+        );
+        if (!body.ready || !body.members.every((m) => m.connected)) return false;
+      }
+      return true;
+    });
     const stoppedAt = await status(c);
     await c.stop("SIGTERM");
     const values = Array.from({ length: BIG_VALUES }, (_, i) => bigValue(i));
