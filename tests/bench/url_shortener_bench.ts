@@ -8,7 +8,7 @@
  *
  * Each phase creates --links links, resolves each once to warm the cache, then C clients resolve random codes
  * back to back for --duration-ms (`GET /u/r/{code}`, 302 expected; a resolve is a cache get and a durable click
- * `add` on the store). Prints resolves/s, p50/p99 and errors per phase, the 3-node/1-node ratio and each
+ * `add` on the store: one call to the key's primary, which adds and replicates to a write quorum). Prints resolves/s, p50/p99 and errors per phase, the 3-node/1-node ratio and each
  * against the baseline, and the machine's cores: the client loop, the nodes and the store share them, so
  * "scales with nodes up to the core limit" means here that 3 nodes on 2 cores can at best use the 2 cores
  * one node leaves idle.
