@@ -9,6 +9,7 @@ import { AetherError, type NodeId, silentLogger, systemClock } from "../core/mod
 import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
 import { MemoryEngine } from "./engine.ts";
 import { partitionOf } from "./partitioning.ts";
+import { parseStoreMessage } from "./_protocol.ts";
 import { ADD_IDS_KEPT, readCounter, type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
 
 const PARTITIONS = 4;
@@ -210,4 +211,16 @@ Deno.test("store add: a retry of a landed add is answered only once the entry re
   } finally {
     c.stop();
   }
+});
+
+Deno.test("store add: a peer's add message with a missing or bad field is dropped, never applied", () => {
+  const op = { t: "op", id: 1, s: "t", p: 0, op: "add", key: "k", delta: 1 };
+  assert.equal(typeof parseStoreMessage(op), "object");
+  assert.equal(parseStoreMessage({ ...op, delta: undefined }), "op: bad field delta");
+  assert.equal(parseStoreMessage({ ...op, delta: "1" }), "op: bad field delta");
+  assert.equal(parseStoreMessage({ ...op, min: null }), "op: bad field min");
+  assert.equal(parseStoreMessage({ ...op, addId: "x".repeat(65) }), "op: bad field addId");
+  const refused = { t: "op-r", id: 1, ok: false, code: "conflict", message: "m", retry: false };
+  assert.equal(parseStoreMessage({ ...refused, name: "BelowMinimum", n: "3" }), "op-r: bad field n");
+  assert.equal(typeof parseStoreMessage({ ...refused, name: "BelowMinimum", n: 3 }), "object");
 });
