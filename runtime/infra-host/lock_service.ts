@@ -16,9 +16,8 @@
  * `waitMs` 0) always asks consensus, so LockBusy is never the answer of a lagging replica.
  */
 
-import { AetherError, type Logger, type NodeId } from "../core/mod.ts";
-import type { KvAccess } from "../cluster/mod.ts";
-import type { KvEntry, KvEvent, KvState } from "../kv/mod.ts";
+import { AetherError } from "../core/mod.ts";
+import type { KvEntry } from "../kv/mod.ts";
 import {
   decodeLockRecord,
   encodeLockRecord,
@@ -30,6 +29,7 @@ import {
   MAX_LOCKS,
   parseLeaderRecord,
 } from "../model/mod.ts";
+import type { ConsensusServiceOptions } from "./consensus_service.ts";
 import { type InfraService, optionalMs, remainingMs, type ServiceCall, stringField } from "./services.ts";
 
 const DEFAULT_TTL_MS = 10_000;
@@ -39,15 +39,7 @@ const EXPIRY_TICK_MS = 50;
 /** Expiry deletions one tick starts at most (each is one transaction). */
 const MAX_EXPIRIES_PER_TICK = 256;
 
-export interface LockServiceOptions {
-  self: NodeId;
-  log: Logger;
-  kv: KvAccess;
-  state(): KvState;
-  onEvents(listener: (events: readonly KvEvent[]) => void): () => void;
-  onReset(listener: () => void): () => void;
-  isLeader(): boolean;
-}
+export type LockServiceOptions = ConsensusServiceOptions;
 
 /** A lease as this node last applied it: what the leader needs to judge its expiry. */
 interface TrackedLease {

@@ -24,13 +24,11 @@
  * price: every member holds every retained message, hence the byte limits in pubsub_records.ts.
  */
 
-import { AetherError, type Logger, type NodeId } from "../core/mod.ts";
-import type { KvAccess } from "../cluster/mod.ts";
-import type { KvEvent, KvOp, KvState } from "../kv/mod.ts";
-import type { InvokeOutcome } from "../sandbox/mod.ts";
-import type { CallOptions } from "../invoke/mod.ts";
+import { AetherError } from "../core/mod.ts";
+import type { KvOp } from "../kv/mod.ts";
 import { LEADER_KEY, parseLeaderRecord } from "../model/mod.ts";
 import { hash32 } from "./partitioning.ts";
+import type { ConsensusServiceOptions, SliceInvoke } from "./consensus_service.ts";
 import { type InfraService, remainingMs, type ServiceCall } from "./services.ts";
 import { PubsubIndex, type SubscriptionState, type TopicState } from "./pubsub_index.ts";
 import {
@@ -91,21 +89,9 @@ export const PUBSUB_SERVICE: InfraService = {
 };
 
 /** Invokes a slice method (the node's SliceInvoker). */
-export type PubsubInvoke = (
-  target: string,
-  method: string,
-  request: unknown,
-  options: CallOptions,
-) => Promise<InvokeOutcome>;
+export type PubsubInvoke = SliceInvoke;
 
-export interface PubsubServiceOptions {
-  self: NodeId;
-  log: Logger;
-  kv: KvAccess;
-  state(): KvState;
-  onEvents(listener: (events: readonly KvEvent[]) => void): () => void;
-  onReset(listener: () => void): () => void;
-  isLeader(): boolean;
+export interface PubsubServiceOptions extends ConsensusServiceOptions {
   /** The invoker; bound late (the invoker is built after the infrastructure services). */
   invoke: PubsubInvoke;
 }

@@ -25,10 +25,8 @@
  */
 
 import { CronExpressionParser } from "cron-parser";
-import { AetherError, type Logger, type NodeId } from "../core/mod.ts";
-import type { KvAccess } from "../cluster/mod.ts";
-import type { KvEvent, KvState } from "../kv/mod.ts";
-import type { CallOptions, CallTarget } from "../invoke/mod.ts";
+import type { ConsensusServiceOptions, SliceInvoke } from "./consensus_service.ts";
+import { AetherError } from "../core/mod.ts";
 import type { InvokeOutcome } from "../sandbox/mod.ts";
 import {
   decodeJobRecord,
@@ -98,21 +96,9 @@ function sameDeclaration(a: JobRecord, b: JobRecord): boolean {
     JSON.stringify(a.target) === JSON.stringify(b.target);
 }
 
-export type SliceInvoke = (
-  target: string | CallTarget,
-  method: string,
-  request: unknown,
-  options: CallOptions,
-) => Promise<InvokeOutcome>;
+export type { SliceInvoke };
 
-export interface SchedulerOptions {
-  self: NodeId;
-  log: Logger;
-  kv: KvAccess;
-  state(): KvState;
-  onEvents(listener: (events: readonly KvEvent[]) => void): () => void;
-  onReset(listener: () => void): () => void;
-  isLeader(): boolean;
+export interface SchedulerOptions extends ConsensusServiceOptions {
   /** The invoker's `invoke` (bound late: the invoker starts after the infrastructure services). */
   invoke: SliceInvoke;
 }
