@@ -105,7 +105,29 @@ export interface KvClient {
     delta: number,
     options?: CallOptions & { min?: number },
   ): Promise<{ value: number; version: number }>;
+  /**
+   * Several operations of this map in one service call, run against the store at the same time (at most 64).
+   * Not atomic: a malformed operation refuses the whole batch before any runs (TypeError here, 400 from the
+   * service); after that each operation keeps its own guarantee and answers for itself, in the order given:
+   * `{ ok: true, result }` (what `get`, `put`, `delete` or `add` alone returns) or `{ ok: false, error }` (e.g.
+   * `BelowMinimum`, `VersionMismatch`). A failed operation does not undo the others: undo them yourself (e.g.
+   * give back the units other lines took). A key may be written by one operation of a batch only (adds apart).
+   */
+  batch(ops: readonly KvOperation[], options?: CallOptions): Promise<KvBatchResult[]>;
 }
+
+/** One operation of `kv.batch`. */
+export type KvOperation =
+  | { op: "get"; key: string }
+  | { op: "put"; key: string; value: unknown; ifVersion?: number; ttlMs?: number }
+  | { op: "delete"; key: string; ifVersion?: number }
+  | { op: "add"; key: string; delta: number; min?: number };
+
+/** One operation's answer in `kv.batch`. */
+export type KvBatchResult =
+  // deno-lint-ignore no-explicit-any
+  | { ok: true; result: any }
+  | { ok: false; error: { name: string; code: string; message: string; details?: JsonValue } };
 
 /** `ctx.infra.http.request(...)`: what to send (only `url` is required). */
 export interface HttpRequest {
@@ -308,6 +330,17 @@ export function infraClients(
             },
             options,
           )) as never,
+        batch: async (ops, options) => {
+          if (!Array.isArray(ops)) throw new TypeError("ctx.infra.kv(name).batch(ops): ops must be an array");
+          const sent = ops.map((op, i) => {
+            if (op === null || typeof op !== "object") {
+              throw new TypeError(`ctx.infra.kv(name).batch(ops): ops[${i}] must be an object`);
+            }
+            // Each add gets an id, kept by retries of this call: an add that landed is not counted twice.
+            return (op.op === "add" ? { ...op, id: crypto.randomUUID() } : { ...op }) as JsonValue;
+          });
+          return (await send("batch", { ops: sent }, options)) as KvBatchResult[];
+        },
       };
     },
   };

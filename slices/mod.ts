@@ -18,7 +18,16 @@ export {
   SliceDefinitionError,
   SliceError,
 } from "./_define.ts";
-export type { CacheClient, CacheStats, InfraClients, KvClient, LockClient, LockLease } from "./_infra.ts";
+export type {
+  CacheClient,
+  CacheStats,
+  InfraClients,
+  KvBatchResult,
+  KvClient,
+  KvOperation,
+  LockClient,
+  LockLease,
+} from "./_infra.ts";
 export type {
   DeliveredMessage,
   PublishOptions,

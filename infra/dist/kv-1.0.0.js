@@ -750,6 +750,10 @@ var slice_default = defineSlice({
       keys: [
         "key"
       ]
+    }),
+    // Keys of a batch's operations are checked by the engine, operation by operation (kv_service.ts).
+    batch: forward("kv", "batch", {
+      name: "map"
     })
   }
 });

@@ -55,9 +55,14 @@ function outcomeUnknown(e: unknown): boolean {
  * the ids of its last ADD_IDS_KEPT adds, so a landed add is not counted twice (stated in
  * runtime/infra-host/README.md).
  */
-async function add(store: Store, call: ServiceCall, key: string, storeKey: string) {
-  const delta = numberField(call, "delta", true)!;
-  const min = numberField(call, "min", false);
+async function add(
+  store: Store,
+  call: ServiceCall,
+  key: string,
+  storeKey: string,
+  delta: number,
+  min: number | undefined,
+) {
   // The caller's id for this add (the SDK sends one), so a retried call is recognised; else a fresh one.
   const sent = call.payload.op;
   const op = typeof sent === "string" && /^[A-Za-z0-9-]{8,64}$/.test(sent) ? sent : crypto.randomUUID();
@@ -108,54 +113,177 @@ function compareFailed(e: unknown): boolean {
   return e instanceof AetherError && e.code === "compare_failed";
 }
 
-async function serve(store: Store, call: ServiceCall): Promise<unknown> {
-  const map = stringField(call, "kv", "map", 64);
+/** A checked operation, ready to run on the store (every field checked before any operation of a batch runs). */
+type Operation = () => Promise<unknown>;
+
+/** Checks one call's fields (`call.method` is the operation) and returns what runs it. */
+function operation(store: Store, call: ServiceCall, map: string): Operation {
   const key = stringField(call, "kv", "key");
   const storeKey = `${call.group}/${map}/${key}`;
-  const timeoutMs = remainingMs(call);
   switch (call.method) {
-    case "get": {
-      const entry = await store.get(storeKey, { timeoutMs });
-      return entry === undefined ? null : { value: decode(entry.value).value, version: entry.version };
-    }
-    case "put": {
-      if (!Object.hasOwn(call.payload, "value") || call.payload.value === undefined) {
-        throw new AetherError("bad_request", "kv.put: value is missing (any JSON value)", { field: "value" });
-      }
-      const json = JSON.stringify(call.payload.value);
-      if (json.length > MAX_VALUE_BYTES) {
-        throw new AetherError("bad_request", `kv.put: value is over ${MAX_VALUE_BYTES} bytes of JSON`, {
-          field: "value",
-        });
-      }
-      const ifVersion = versionField(call, "ifVersion");
-      const ttlMs = optionalMs(call, "kv", "ttlMs", MAX_TTL_MS);
-      try {
-        const write = () =>
-          store.put(storeKey, json, {
-            timeoutMs: remainingMs(call),
-            ...(ifVersion === undefined ? {} : { ifVersion }),
-            ...(ttlMs === undefined ? {} : { ttlMs }),
-          });
-        // A plain put is idempotent: after an unknown outcome (its primary died) it is simply written again.
-        const { version } = ifVersion === undefined ? await retryUnknown(call, write) : await write();
-        return { version };
-      } catch (e) {
-        if (!compareFailed(e)) throw e;
-        throw new AetherError("conflict", `kv.put: ${key} is not at version ${ifVersion}`, {
-          errorName: "VersionMismatch",
-          details: { current: (e as AetherError).extra.version ?? 0 },
-        });
-      }
-    }
+    case "get":
+      return async () => {
+        const entry = await store.get(storeKey, { timeoutMs: remainingMs(call) });
+        return entry === undefined ? null : { value: decode(entry.value).value, version: entry.version };
+      };
+    case "put":
+      return putOperation(store, call, key, storeKey);
     case "delete": {
       const ifVersion = versionField(call, "ifVersion");
-      return await store.delete(storeKey, ifVersion === undefined ? { timeoutMs } : { timeoutMs, ifVersion });
+      return () =>
+        store.delete(storeKey, {
+          timeoutMs: remainingMs(call),
+          ...(ifVersion === undefined ? {} : { ifVersion }),
+        });
     }
-    case "add":
-      return await add(store, call, key, storeKey);
+    case "add": {
+      const delta = numberField(call, "delta", true)!;
+      const min = numberField(call, "min", false);
+      return () => add(store, call, key, storeKey, delta, min);
+    }
   }
   throw new AetherError("not_found", `kv has no method "${call.method}"`);
+}
+
+function putOperation(store: Store, call: ServiceCall, key: string, storeKey: string): Operation {
+  if (!Object.hasOwn(call.payload, "value") || call.payload.value === undefined) {
+    throw new AetherError("bad_request", `kv.${call.method}: value is missing (any JSON value)`, {
+      field: "value",
+    });
+  }
+  const json = JSON.stringify(call.payload.value);
+  if (json.length > MAX_VALUE_BYTES) {
+    throw new AetherError(
+      "bad_request",
+      `kv.${call.method}: value is over ${MAX_VALUE_BYTES} bytes of JSON`,
+      {
+        field: "value",
+      },
+    );
+  }
+  const ifVersion = versionField(call, "ifVersion");
+  const ttlMs = optionalMs(call, "kv", "ttlMs", MAX_TTL_MS);
+  return async () => {
+    try {
+      const write = () =>
+        store.put(storeKey, json, {
+          timeoutMs: remainingMs(call),
+          ...(ifVersion === undefined ? {} : { ifVersion }),
+          ...(ttlMs === undefined ? {} : { ttlMs }),
+        });
+      // A plain put is idempotent: after an unknown outcome (its primary died) it is simply written again.
+      const { version } = ifVersion === undefined ? await retryUnknown(call, write) : await write();
+      return { version };
+    } catch (e) {
+      if (!compareFailed(e)) throw e;
+      throw new AetherError("conflict", `kv.put: ${key} is not at version ${ifVersion}`, {
+        errorName: "VersionMismatch",
+        details: { current: (e as AetherError).extra.version ?? 0 },
+      });
+    }
+  };
+}
+
+/** Operations one batch may carry. */
+export const MAX_BATCH_OPS = 64;
+const BATCH_OPS = new Set(["get", "put", "delete", "add"]);
+
+/** One operation's outcome in a batch's answer: its result, or the error it alone failed with. */
+export type BatchResult =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { name: string; code: string; message: string; details?: unknown } };
+
+/**
+ * `batch`: several operations of one map in one call, run against the store at the same time. Not atomic: every
+ * field of every operation is checked first (a bad one refuses the whole batch, nothing runs), then each
+ * operation runs on its own with the guarantee it has alone (an add with `min` never goes below it, a put with
+ * `ifVersion` is a compare-and-set, ...); one that fails does not undo the others, and operations of one batch
+ * have no order among themselves (so a key may be written by one operation of a batch only, adds apart).
+ */
+async function batch(store: Store, call: ServiceCall, map: string): Promise<BatchResult[]> {
+  const ops = call.payload.ops;
+  if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH_OPS) {
+    throw new AetherError(
+      "bad_request",
+      `kv.batch: ops must be an array of 1 to ${MAX_BATCH_OPS} operations`,
+      {
+        field: "ops",
+      },
+    );
+  }
+  const writers = new Map<string, { index: number; op: string }>();
+  const operations = ops.map((raw, i) => {
+    const where = `ops[${i}]`;
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+      throw new AetherError(
+        "bad_request",
+        `kv.batch: ${where} must be an object like {"op": "get", "key": "k"}`,
+        {
+          field: where,
+        },
+      );
+    }
+    const payload = raw as Record<string, unknown>;
+    const op = payload.op;
+    if (typeof op !== "string" || !BATCH_OPS.has(op)) {
+      throw new AetherError(
+        "bad_request",
+        `kv.batch: ${where}.op must be one of get, put, delete, add, got ${JSON.stringify(op)}`,
+        { field: `${where}.op` },
+      );
+    }
+    // `id`: the add's id (the SDK sends one per add; a retried batch sends the same).
+    const fields = { ...payload, op: payload.id };
+    try {
+      const run = operation(store, { ...call, method: op, payload: fields }, map);
+      const key = payload.key as string;
+      const other = writers.get(key);
+      if (other && (op !== "get" && other.op !== "get") && !(op === "add" && other.op === "add")) {
+        throw new AetherError(
+          "bad_request",
+          `kv.batch: ${where} (${op}) and ops[${other.index}] (${other.op}) both write ${
+            JSON.stringify(key)
+          }; ` +
+            "a batch's operations run at the same time, in no order",
+          { field: `${where}.key` },
+        );
+      }
+      if (op !== "get") writers.set(key, { index: i, op });
+      return run;
+    } catch (e) {
+      if (!(e instanceof AetherError) || e.code !== "bad_request" || e.message.startsWith("kv.batch:")) {
+        throw e;
+      }
+      const field = typeof e.extra.field === "string" ? `${where}.${e.extra.field}` : where;
+      throw new AetherError("bad_request", e.message.replace(/^kv\.\w+: /, `kv.batch: ${where} (${op}): `), {
+        field,
+      });
+    }
+  });
+  return await Promise.all(operations.map(async (run): Promise<BatchResult> => {
+    try {
+      return { ok: true, result: await run() };
+    } catch (e) {
+      if (!(e instanceof AetherError)) {
+        return {
+          ok: false,
+          error: { name: "Error", code: "internal", message: (e as Error)?.message ?? String(e) },
+        };
+      }
+      const name = typeof e.extra.errorName === "string" ? e.extra.errorName : e.code;
+      const details = (e.extra as { details?: unknown }).details;
+      return {
+        ok: false,
+        error: { name, code: e.code, message: e.message, ...(details === undefined ? {} : { details }) },
+      };
+    }
+  }));
+}
+
+async function serve(store: Store, call: ServiceCall): Promise<unknown> {
+  const map = stringField(call, "kv", "map", 64);
+  if (call.method === "batch") return await batch(store, call, map);
+  return await operation(store, call, map)();
 }
 
 export const KV_SERVICE: InfraService = {
@@ -163,6 +291,6 @@ export const KV_SERVICE: InfraService = {
   version: "1.0.0",
   description: "a durable key-value map with compare-and-set and atomic add, on the replicated store",
   store: { name: "infra.kv", engine: "sqlite" },
-  methods: ["get", "put", "delete", "add"],
+  methods: ["get", "put", "delete", "add", "batch"],
   serve,
 };
