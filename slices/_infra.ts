@@ -106,9 +106,10 @@ export interface KvClient {
     options?: CallOptions & { min?: number },
   ): Promise<{ value: number; version: number }>;
   /**
-   * Several operations of this map in one service call, run against the store at the same time (at most 64).
-   * Not atomic: a malformed operation refuses the whole batch before any runs (TypeError here, 400 from the
-   * service); after that each operation keeps its own guarantee and answers for itself, in the order given:
+   * Several operations (of this map, or of another map of the group) in one service call, run against the
+   * store at the same time (at most 64). Not atomic: a malformed operation refuses the whole batch before any
+   * runs (TypeError here, 400 from the service); after that each operation keeps its own guarantee and answers
+   * for itself, in the order given:
    * `{ ok: true, result }` (what `get`, `put`, `delete` or `add` alone returns) or `{ ok: false, error }` (e.g.
    * `BelowMinimum`, `VersionMismatch`). A failed operation does not undo the others: undo them yourself (e.g.
    * give back the units other lines took). A key may be written by one operation of a batch only (adds apart).
@@ -116,12 +117,15 @@ export interface KvClient {
   batch(ops: readonly KvOperation[], options?: CallOptions): Promise<KvBatchResult[]>;
 }
 
-/** One operation of `kv.batch`. */
+/** One operation of `kv.batch`; `map`: another map of the slice's group (default: the client's). */
 export type KvOperation =
-  | { op: "get"; key: string }
-  | { op: "put"; key: string; value: unknown; ifVersion?: number; ttlMs?: number }
-  | { op: "delete"; key: string; ifVersion?: number }
-  | { op: "add"; key: string; delta: number; min?: number };
+  & { map?: string }
+  & (
+    | { op: "get"; key: string }
+    | { op: "put"; key: string; value: unknown; ifVersion?: number; ttlMs?: number }
+    | { op: "delete"; key: string; ifVersion?: number }
+    | { op: "add"; key: string; delta: number; min?: number }
+  );
 
 /** One operation's answer in `kv.batch`. */
 export type KvBatchResult =

@@ -63,6 +63,7 @@ export class TestInfra {
   }
 
   #kv(method: string, p: Record<string, unknown>): unknown {
+    if (method === "batch") return this.#kvBatch(p);
     const key = `kv/${p.map}/${p.key}`;
     const entry = this.#get(key);
     const current = entry === undefined ? undefined : JSON.parse(entry.value);
@@ -108,6 +109,32 @@ export class TestInfra {
       }
     }
     throw new ServiceFailure("NotFound", `kv has no method "${method}"`, 404);
+  }
+
+  /** `kv.batch`: each operation answered on its own, as runtime/infra-host/kv_service.ts does (not atomic). */
+  #kvBatch(p: Record<string, unknown>): unknown {
+    const ops = p.ops;
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > 64) {
+      throw new ServiceFailure("BadRequest", "kv.batch: ops must be an array of 1 to 64 operations", 400);
+    }
+    for (const [i, op] of ops.entries()) {
+      if (op === null || typeof op !== "object" || !["get", "put", "delete", "add"].includes(op.op)) {
+        throw new ServiceFailure("BadRequest", `kv.batch: ops[${i}] must be a get, put, delete or add`, 400);
+      }
+    }
+    return ops.map((op) => {
+      try {
+        return { ok: true, result: this.#kv(op.op, { ...op, map: op.map ?? p.map }) };
+      } catch (e) {
+        if (!(e instanceof ServiceFailure) || e.outcome.ok) throw e;
+        const { name, message, details, status } = e.outcome.error;
+        const code = status === 409 ? "conflict" : status === 400 ? "bad_request" : "not_found";
+        return {
+          ok: false,
+          error: { name, code, message, ...(details === undefined ? {} : { details }) },
+        };
+      }
+    });
   }
 
   #cache(method: string, p: Record<string, unknown>): unknown {

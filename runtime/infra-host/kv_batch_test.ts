@@ -120,6 +120,15 @@ Deno.test("kv batch: answers each operation in order; a failed one undoes nothin
     assert.equal(((await c.kv(2, "get", { key: "stock" })) as { value: number }).value, 1);
     assert.deepEqual(((await c.kv(2, "get", { key: "order" })) as { value: unknown }).value, [1, 2]);
     assert.deepEqual(((await c.kv(2, "get", { key: "a" })) as { value: unknown }).value, { x: 1 });
+    // An operation may name another map of the group; the same key in two maps is two keys.
+    const maps = await c.batch(0, [
+      { op: "put", key: "a", value: "in m2", map: "m2" },
+      { op: "put", key: "a", value: "in m3", map: "m3", ifVersion: 0 },
+      { op: "get", key: "a" },
+    ]);
+    assert.ok(maps.every((r) => r.ok), JSON.stringify(maps));
+    assert.deepEqual(((await c.kv(2, "get", { key: "a", map: "m2" })) as { value: unknown }).value, "in m2");
+    assert.deepEqual(((await c.kv(2, "get", { key: "a", map: "m3" })) as { value: unknown }).value, "in m3");
     // Keys stay scoped to the caller's group: another group sees none of them.
     const foreign = await c.batch(0, [{ op: "get", key: "a" }, { op: "get", key: "stock" }], "other-group");
     assert.deepEqual(foreign, [{ ok: true, result: null }, { ok: true, result: null }]);
@@ -225,6 +234,16 @@ Deno.test("kv batch: bad input refuses the whole batch before any operation runs
       "ops[1].key",
     );
     await refused([good, { op: "delete", key: "untouched" }], /both write "untouched"/, "ops[1].key");
+    await refused(
+      [good, { op: "get", key: "k", map: "a/b" }],
+      /ops\[1\] \(get\): map must be 1-64/,
+      "ops[1].map",
+    );
+    await refused(
+      [good, { op: "get", key: "k", map: 7 }],
+      /ops\[1\] \(get\): map must be 1-64/,
+      "ops[1].map",
+    );
     // Nothing ran: the good first operation of every refused batch added nothing.
     assert.equal(await c.kv(1, "get", { key: "untouched" }), null);
     // Reads of a written key and adds of one key are allowed together.

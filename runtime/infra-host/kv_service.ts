@@ -184,6 +184,22 @@ function putOperation(store: Store, call: ServiceCall, key: string, storeKey: st
   };
 }
 
+/** A map's name, as `ctx.infra.kv(name)` accepts it (no '/': one map's keys never alias another's). */
+const MAP_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
+
+/** An operation's own `map` (another map of the caller's group). */
+function mapField(call: ServiceCall): string {
+  const value = call.payload.map;
+  if (typeof value !== "string" || !MAP_NAME.test(value)) {
+    throw new AetherError(
+      "bad_request",
+      `kv.${call.method}: map must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(value)}`,
+      { field: "map" },
+    );
+  }
+  return value;
+}
+
 /** Operations one batch may carry. */
 export const MAX_BATCH_OPS = 64;
 const BATCH_OPS = new Set(["get", "put", "delete", "add"]);
@@ -194,7 +210,8 @@ export type BatchResult =
   | { ok: false; error: { name: string; code: string; message: string; details?: unknown } };
 
 /**
- * `batch`: several operations of one map in one call, run against the store at the same time. Not atomic: every
+ * `batch`: several operations on maps of the caller's group in one call (an operation's `map`, default the
+ * call's), run against the store at the same time. Not atomic: every
  * field of every operation is checked first (a bad one refuses the whole batch, nothing runs), then each
  * operation runs on its own with the guarantee it has alone (an add with `min` never goes below it, a put with
  * `ifVersion` is a compare-and-set, ...); one that fails does not undo the others, and operations of one batch
@@ -235,15 +252,17 @@ async function batch(store: Store, call: ServiceCall, map: string): Promise<Batc
     // `id`: the add's id (the SDK sends one per add; a retried batch sends the same).
     const fields = { ...payload, op: payload.id };
     try {
-      const run = operation(store, { ...call, method: op, payload: fields }, map);
-      const key = payload.key as string;
+      const opCall = { ...call, method: op, payload: fields };
+      const opMap = payload.map === undefined ? map : mapField(opCall);
+      const run = operation(store, opCall, opMap);
+      const key = `${opMap}/${payload.key}`;
       const other = writers.get(key);
       if (other && (op !== "get" && other.op !== "get") && !(op === "add" && other.op === "add")) {
         throw new AetherError(
           "bad_request",
           `kv.batch: ${where} (${op}) and ops[${other.index}] (${other.op}) both write ${
-            JSON.stringify(key)
-          }; ` +
+            JSON.stringify(payload.key)
+          } of map ${opMap}; ` +
             "a batch's operations run at the same time, in no order",
           { field: `${where}.key` },
         );

@@ -13,7 +13,7 @@
  * refused.
  */
 
-import { defineSlice, SliceError } from "@aether/slices";
+import { defineSlice, type KvBatchResult, type KvOperation, SliceError } from "@aether/slices";
 import {
   type Field,
   type LineItem,
@@ -230,6 +230,8 @@ const HELD_SLOTS = 8;
 const MAX_RESERVATION_CHAIN = 64;
 
 interface Stores {
+  /** The shelf's map: batches name the other maps per operation (`KvOperation.map`). */
+  kv: Kv;
   /** productId -> units on the shelf minus the demo level (changed only by atomic adds and restocks). */
   shelf: Kv;
   /** reservationId -> StoredReservation. */
@@ -242,12 +244,29 @@ interface Stores {
 
 /** The kv service's maps of the shared shelf. */
 function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
+  const shelf = ctx.infra.kv(SHELF);
   return {
-    shelf: ctx.infra.kv("inventory.shelf"),
-    reservations: ctx.infra.kv("inventory.reservations"),
-    held: ctx.infra.kv("inventory.held"),
-    restocked: ctx.infra.kv("inventory.restocked"),
+    kv: shelf,
+    shelf,
+    reservations: ctx.infra.kv(RESERVATIONS),
+    held: ctx.infra.kv(HELD),
+    restocked: ctx.infra.kv(RESTOCKED),
   };
+}
+
+const SHELF = "inventory.shelf";
+const RESERVATIONS = "inventory.reservations";
+const RESTOCKED = "inventory.restocked";
+const HELD = "inventory.held";
+
+/** A failed operation of a batch as the error its method alone would have thrown (same name and message). */
+function batchError(error: { name: string; message: string }): Error {
+  return Object.assign(new Error(error.message), { name: error.name });
+}
+
+/** Throws the first failure of a batch's answers. */
+function throwFirstFailure(results: KvBatchResult[]): void {
+  for (const r of results) if (!r.ok) throw batchError(r.error);
 }
 
 function isVersionMismatch(e: unknown): boolean {
@@ -316,9 +335,14 @@ async function restockAfterCrossing(
   const level = DEMO_STOCK[item.productId];
   const below = (units: number) => units * 100 < level * belowPercent;
   if (!below(levelAfter) || below(levelAfter + item.quantity)) return false;
-  await stores.shelf.add(item.productId, level - levelAfter);
-  // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always.
-  await stores.restocked.add(item.productId, level - levelAfter);
+  // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always. One
+  // service call for both adds.
+  throwFirstFailure(
+    await stores.kv.batch([
+      { op: "add", key: item.productId, delta: level - levelAfter },
+      { op: "add", key: item.productId, delta: level - levelAfter, map: RESTOCKED },
+    ]),
+  );
   return true;
 }
 
@@ -337,7 +361,66 @@ async function takeLine(stores: Stores, item: ParsedLineItem): Promise<number | 
 
 /** Puts lines back on the shelf (a reservation refused or released). */
 async function putBack(stores: Stores, items: ParsedLineItem[]): Promise<void> {
-  await Promise.all(items.map((item) => stores.shelf.add(item.productId, item.quantity)));
+  if (items.length === 0) return;
+  throwFirstFailure(
+    await stores.kv.batch(items.map((item) => ({ op: "add", key: item.productId, delta: item.quantity }))),
+  );
+}
+
+/**
+ * The usual reservation in one service call: a take (atomic add with the floor) per line and the reservation
+ * record (written only if absent), run at the same time. A batch is not atomic, so when a line is short or an
+ * operation fails, what landed is undone (one more call: the units taken go back, the record written is
+ * removed at the version written) before answering `short` or throwing. `recorded: false`: the order already
+ * had a record (the takes stand; the caller decides as for a retried reserve).
+ */
+async function takeAndRecord(
+  stores: Stores,
+  items: ParsedLineItem[],
+  reservation: Reservation,
+  ttlMs: number,
+): Promise<{ short: true } | { short: false; levels: number[]; recorded: boolean }> {
+  const results = await stores.kv.batch([
+    ...items.map((item) => ({
+      op: "add" as const,
+      key: item.productId,
+      delta: -item.quantity,
+      min: -DEMO_STOCK[item.productId],
+    })),
+    {
+      op: "put",
+      map: RESERVATIONS,
+      key: reservation.reservationId,
+      value: storedOf(reservation),
+      ifVersion: 0,
+      ttlMs,
+    },
+  ]);
+  const takes = results.slice(0, items.length);
+  const record = results[items.length];
+  const failed = [...takes.filter((r) => !r.ok && r.error.name !== "BelowMinimum")];
+  if (!record.ok && record.error.name !== "VersionMismatch") failed.push(record);
+  const short = takes.some((r) => !r.ok);
+  if (!short && failed.length === 0) {
+    const levels = takes.map((r, i) =>
+      DEMO_STOCK[items[i].productId] + (r.ok ? r.result.value as number : 0)
+    );
+    return { short: false, levels, recorded: record.ok };
+  }
+  const undo: KvOperation[] = items.flatMap((item, i) =>
+    takes[i].ok ? [{ op: "add" as const, key: item.productId, delta: item.quantity }] : []
+  );
+  if (record.ok) {
+    undo.push({
+      op: "delete",
+      map: RESERVATIONS,
+      key: reservation.reservationId,
+      ifVersion: record.result.version,
+    });
+  }
+  if (undo.length > 0) throwFirstFailure(await stores.kv.batch(undo));
+  for (const r of failed) if (!r.ok) throw batchError(r.error);
+  return { short: true };
 }
 
 /**
@@ -482,9 +565,14 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
   const itemsField = request.at("items");
   const stores = storesOf(ctx);
   const parsed = parseLineItems(body.items, itemsField);
+  for (const [i, item] of parsed.entries()) checkInCatalog(item.productId, itemsField.at(i).at("productId"));
+  // Every line's level in one service call.
+  const entries = await stores.kv.batch(parsed.map((item) => ({ op: "get", key: item.productId })));
+  throwFirstFailure(entries);
   const lines = await Promise.all(parsed.map(async (item, i) => {
     const field = itemsField.at(i).at("productId");
-    let inStock = await sharedOnShelf(stores, item.productId, field);
+    const entry = entries[i].ok ? entries[i].result as { value: number } | null : null;
+    let inStock = DEMO_STOCK[item.productId] + (entry?.value ?? 0);
     // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
     // left empty by orders that stop at this check.
     if (
@@ -551,8 +639,22 @@ async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Pro
   const items = parseLineItems(body.items, itemsField);
   for (const [i, item] of items.entries()) checkInCatalog(item.productId, itemsField.at(i).at("productId"));
   const stores = storesOf(ctx);
+  const nowMs = Date.now();
+  const reservation: Reservation = {
+    reservationId: firstReservationId(orderId),
+    orderId,
+    items,
+    reservedAtMs: nowMs,
+    expiresAtMs: nowMs + ctx.config.reservationTtlMs,
+  };
+  const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
 
-  const taken = await sharedTake(stores, items, ctx.config.restockBelowPercent);
+  // Usually one service call; a short line (everything undone) goes the slow way: the restock a low shelf is
+  // due and the lines taken one by one, then the record.
+  const first = await takeAndRecord(stores, items, reservation, keep.ttlMs);
+  const taken = first.short
+    ? await sharedTake(stores, items, ctx.config.restockBelowPercent)
+    : { levels: first.levels };
   if ("short" in taken) {
     // The level read now (orders and releases go on meanwhile: never more than would have fitted).
     const shortages = await Promise.all(taken.short.map(async (item) => ({
@@ -563,25 +665,22 @@ async function sharedReserveStock(req: ReserveStockRequest, ctx: SharedCtx): Pro
     const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
     throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, { details: { shortages } });
   }
-  const nowMs = Date.now();
-  const reservation: Reservation = {
-    reservationId: firstReservationId(orderId),
-    orderId,
-    items,
-    reservedAtMs: nowMs,
-    expiresAtMs: nowMs + ctx.config.reservationTtlMs,
-  };
-  const keep = { ttlMs: ctx.config.reservationTtlMs + KEEP_EXPIRED_RESERVATION_MS };
-  try {
-    await stores.reservations.put(reservation.reservationId, storedOf(reservation), {
-      ...keep,
-      ifVersion: 0,
-    });
-  } catch (e) {
-    if (!isVersionMismatch(e)) {
-      await putBack(stores, items);
-      throw e;
+  let recorded = !first.short && first.recorded;
+  if (first.short) {
+    try {
+      await stores.reservations.put(reservation.reservationId, storedOf(reservation), {
+        ...keep,
+        ifVersion: 0,
+      });
+      recorded = true;
+    } catch (e) {
+      if (!isVersionMismatch(e)) {
+        await putBack(stores, items);
+        throw e;
+      }
     }
+  }
+  if (!recorded) {
     // The order has reserved before: a retry gets that reservation; after a release or expiry, a new one.
     let again: Reservation;
     try {
@@ -711,11 +810,18 @@ async function sharedReleaseStock(req: ReleaseStockRequest, ctx: SharedCtx): Pro
 async function sharedGetStock(req: GetStockRequest, ctx: SharedCtx): Promise<StockLevel> {
   const productField = request.at("productId");
   const productId = parseProductId(req?.productId, productField);
-  const stores = storesOf(ctx);
-  const [inStock, slots] = await Promise.all([
-    sharedOnShelf(stores, productId, productField),
-    Promise.all(Array.from({ length: HELD_SLOTS }, (_, n) => stores.held.get<HeldSlot>(`slot-${n}`))),
+  checkInCatalog(productId, productField);
+  // The shelf and every held slot in one service call.
+  const results = await storesOf(ctx).kv.batch([
+    { op: "get", key: productId },
+    ...Array.from({ length: HELD_SLOTS }, (_, n) => ({ op: "get" as const, map: HELD, key: `slot-${n}` })),
   ]);
+  throwFirstFailure(results);
+  const [shelfEntry, ...slots] = results.map((r) => (r.ok ? r.result : null)) as [
+    { value: number } | null,
+    ...Array<{ value: HeldSlot } | null>,
+  ];
+  const inStock = DEMO_STOCK[productId] + (shelfEntry?.value ?? 0);
   const nowMs = Date.now();
   let reserved = 0;
   for (const slot of slots) {
