@@ -16,6 +16,7 @@
 import { defineSlice, type KvBatchResult, type KvOperation, SliceError } from "@aether/slices";
 import {
   type Field,
+  KvBatcher,
   type LineItem,
   type OrderId,
   type ParsedLineItem,
@@ -229,28 +230,73 @@ const HELD_SLOTS = 8;
 /** Reservations of one order followed through `latest` pointers before giving up (a bound, not a limit). */
 const MAX_RESERVATION_CHAIN = 64;
 
+/** One map, each operation sent through this instance's batcher (the same answers and errors as alone). */
+interface KvView {
+  get<T>(key: string): Promise<{ value: T; version: number } | null>;
+  put(
+    key: string,
+    value: unknown,
+    options?: { ifVersion?: number; ttlMs?: number },
+  ): Promise<{ version: number }>;
+  delete(key: string, options?: { ifVersion?: number }): Promise<boolean>;
+  add(key: string, delta: number, options?: { min?: number }): Promise<{ value: number; version: number }>;
+}
+
 interface Stores {
-  /** The shelf's map: batches name the other maps per operation (`KvOperation.map`). */
-  kv: Kv;
+  /** Operations of the shelf's map (or of another, named per operation) in as few service calls as may be. */
+  batch(ops: readonly KvOperation[]): Promise<KvBatchResult[]>;
   /** productId -> units on the shelf minus the demo level (changed only by atomic adds and restocks). */
-  shelf: Kv;
+  shelf: KvView;
   /** reservationId -> StoredReservation. */
-  reservations: Kv;
+  reservations: KvView;
   /** `slot-{n}` -> HeldSlot. */
-  held: Kv;
+  held: KvView;
   /** productId -> units added by restocks, ever. */
-  restocked: Kv;
+  restocked: KvView;
+}
+
+/**
+ * Concurrent requests of this instance share kv service calls (group commit, shared/kv_batcher.ts): under
+ * load many orders' takes and records travel in one call.
+ */
+const batcher = new KvBatcher();
+
+function viewOf(kv: Kv, map: string): KvView {
+  const one = async (op: KvOperation) => {
+    const r = await batcher.run(kv, { ...op, map });
+    if (!r.ok) throw batchError(r.error);
+    return r.result;
+  };
+  return {
+    get: (key) => one({ op: "get", key }),
+    put: (key, value, options) =>
+      one({
+        op: "put",
+        key,
+        value,
+        ...(options?.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }),
+        ...(options?.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
+      }),
+    delete: (key, options) =>
+      one({
+        op: "delete",
+        key,
+        ...(options?.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }),
+      }),
+    add: (key, delta, options) =>
+      one({ op: "add", key, delta, ...(options?.min === undefined ? {} : { min: options.min }) }),
+  };
 }
 
 /** The kv service's maps of the shared shelf. */
 function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
-  const shelf = ctx.infra.kv(SHELF);
+  const kv = ctx.infra.kv(SHELF);
   return {
-    kv: shelf,
-    shelf,
-    reservations: ctx.infra.kv(RESERVATIONS),
-    held: ctx.infra.kv(HELD),
-    restocked: ctx.infra.kv(RESTOCKED),
+    batch: (ops) => batcher.all(kv, ops.map((op) => ({ ...op, map: op.map ?? SHELF }))),
+    shelf: viewOf(kv, SHELF),
+    reservations: viewOf(kv, RESERVATIONS),
+    held: viewOf(kv, HELD),
+    restocked: viewOf(kv, RESTOCKED),
   };
 }
 
@@ -338,7 +384,7 @@ async function restockAfterCrossing(
   // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always. One
   // service call for both adds.
   throwFirstFailure(
-    await stores.kv.batch([
+    await stores.batch([
       { op: "add", key: item.productId, delta: level - levelAfter },
       { op: "add", key: item.productId, delta: level - levelAfter, map: RESTOCKED },
     ]),
@@ -363,7 +409,7 @@ async function takeLine(stores: Stores, item: ParsedLineItem): Promise<number | 
 async function putBack(stores: Stores, items: ParsedLineItem[]): Promise<void> {
   if (items.length === 0) return;
   throwFirstFailure(
-    await stores.kv.batch(items.map((item) => ({ op: "add", key: item.productId, delta: item.quantity }))),
+    await stores.batch(items.map((item) => ({ op: "add", key: item.productId, delta: item.quantity }))),
   );
 }
 
@@ -380,7 +426,7 @@ async function takeAndRecord(
   reservation: Reservation,
   ttlMs: number,
 ): Promise<{ short: true } | { short: false; levels: number[]; recorded: boolean }> {
-  const results = await stores.kv.batch([
+  const results = await stores.batch([
     ...items.map((item) => ({
       op: "add" as const,
       key: item.productId,
@@ -418,7 +464,7 @@ async function takeAndRecord(
       ifVersion: record.result.version,
     });
   }
-  if (undo.length > 0) throwFirstFailure(await stores.kv.batch(undo));
+  if (undo.length > 0) throwFirstFailure(await stores.batch(undo));
   for (const r of failed) if (!r.ok) throw batchError(r.error);
   return { short: true };
 }
@@ -567,7 +613,7 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
   const parsed = parseLineItems(body.items, itemsField);
   for (const [i, item] of parsed.entries()) checkInCatalog(item.productId, itemsField.at(i).at("productId"));
   // Every line's level in one service call.
-  const entries = await stores.kv.batch(parsed.map((item) => ({ op: "get", key: item.productId })));
+  const entries = await stores.batch(parsed.map((item) => ({ op: "get", key: item.productId })));
   throwFirstFailure(entries);
   const lines = await Promise.all(parsed.map(async (item, i) => {
     const field = itemsField.at(i).at("productId");
@@ -812,7 +858,7 @@ async function sharedGetStock(req: GetStockRequest, ctx: SharedCtx): Promise<Sto
   const productId = parseProductId(req?.productId, productField);
   checkInCatalog(productId, productField);
   // The shelf and every held slot in one service call.
-  const results = await storesOf(ctx).kv.batch([
+  const results = await storesOf(ctx).batch([
     { op: "get", key: productId },
     ...Array.from({ length: HELD_SLOTS }, (_, n) => ({ op: "get" as const, map: HELD, key: `slot-${n}` })),
   ]);

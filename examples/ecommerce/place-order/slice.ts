@@ -24,6 +24,7 @@ import {
   type CustomerId,
   type Email,
   type Field,
+  KvBatcher,
   type LineItem,
   newOrderId,
   optional,
@@ -175,6 +176,9 @@ type Infra = { infra: { kv(name: string): KvClient } };
 /** How long a confirmed order can be read back with `sharedState`. */
 const KEEP_ORDER_MS = 7 * 24 * 3600_000;
 
+/** Orders stored by concurrent requests of this instance travel together (shared/kv_batcher.ts). */
+const batcher = new KvBatcher();
+
 /** Confirmed orders kept in this instance's memory for `getOrder` (without `sharedState`). */
 const orders = new Map<string, OrderConfirmation>();
 
@@ -191,7 +195,11 @@ interface StoreConfig {
 async function store(ctx: Infra, config: StoreConfig, confirmation: OrderConfirmation): Promise<void> {
   if (config.maxStoredOrders === 0) return;
   if (config.sharedState) {
-    await ctx.infra.kv("orders").put(confirmation.orderId, confirmation, { ttlMs: KEEP_ORDER_MS });
+    // Concurrent orders of this instance share one kv service call (group commit).
+    const [r] = await batcher.all(ctx.infra.kv("orders"), [
+      { op: "put", key: confirmation.orderId, value: confirmation, ttlMs: KEEP_ORDER_MS },
+    ]);
+    if (!r.ok) throw Object.assign(new Error(r.error.message), { name: r.error.name });
     return;
   }
   orders.set(confirmation.orderId, confirmation);

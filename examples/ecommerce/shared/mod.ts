@@ -10,3 +10,4 @@ export * from "./items.ts";
 export * from "./address.ts";
 export * from "./card.ts";
 export * from "./shipping.ts";
+export * from "./kv_batcher.ts";

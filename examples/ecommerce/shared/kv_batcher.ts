@@ -1,0 +1,94 @@
+/**
+ * Group commit of kv operations for one slice instance: operations that concurrent requests of the instance
+ * ask for while earlier batches are in flight travel together in one `kv.batch` call (at most
+ * MAX_OPS_PER_BATCH), so under load many orders share one service call. The service call, not the store, is
+ * what bounds the shop's rate with shared state (each crosses the kv service slice); an idle instance sends an
+ * operation at once, alone.
+ *
+ * A batch is not atomic (runtime/infra-host/kv_service.ts): each operation answers for itself, exactly as it
+ * would alone, so batching changes no guarantee. Two writes of one key (adds apart) never share a batch (the
+ * service refuses that): the second waits for the next one.
+ */
+
+import type { KvBatchResult, KvClient, KvOperation } from "@aether/slices";
+
+/** The service's limit of operations per batch. */
+export const MAX_OPS_PER_BATCH = 64;
+/** Batches one instance keeps in flight; more operations wait and go together in the next. */
+const MAX_BATCHES_IN_FLIGHT = 2;
+/** Operations waiting for a batch; beyond it an operation is refused at once (a bound, not a target). */
+const MAX_WAITING_OPS = 10_000;
+
+interface Waiting {
+  op: KvOperation;
+  /** The client of the request waiting for this operation (its deadline and request id travel with it). */
+  kv: KvClient;
+  done: (result: KvBatchResult) => void;
+  fail: (error: unknown) => void;
+}
+
+export class KvBatcher {
+  #waiting: Waiting[] = [];
+  #inFlight = 0;
+  #scheduled = false;
+  /** Service calls sent and operations they carried (for logs and tests). */
+  calls = 0;
+  operations = 0;
+
+  /** Runs one operation in the next batch; answers its own result (`ok: false` for its own failure). */
+  run(kv: KvClient, op: KvOperation): Promise<KvBatchResult> {
+    if (this.#waiting.length >= MAX_WAITING_OPS) {
+      return Promise.reject(new Error(`kv batcher: ${MAX_WAITING_OPS} operations already waiting`));
+    }
+    return new Promise((done, fail) => {
+      this.#waiting.push({ op, kv, done, fail });
+      this.#schedule();
+    });
+  }
+
+  /** Several operations (they may travel in different batches); answers in the order given. */
+  all(kv: KvClient, ops: readonly KvOperation[]): Promise<KvBatchResult[]> {
+    return Promise.all(ops.map((op) => this.run(kv, op)));
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#waiting.length === 0) return;
+    // Operations asked for in the same turn of the event loop go together.
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      this.#send();
+    });
+  }
+
+  #send(): void {
+    if (this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#waiting.length === 0) return;
+    const batch: Waiting[] = [];
+    const rest: Waiting[] = [];
+    const written = new Map<string, string>();
+    for (const w of this.#waiting) {
+      const key = `${w.op.map ?? ""}\u0000${w.op.key}`;
+      const other = written.get(key);
+      const clash = w.op.op !== "get" && other !== undefined && !(other === "add" && w.op.op === "add");
+      if (batch.length >= MAX_OPS_PER_BATCH || clash) {
+        rest.push(w);
+        continue;
+      }
+      batch.push(w);
+      if (w.op.op !== "get") written.set(key, w.op.op);
+    }
+    this.#waiting = rest;
+    this.#inFlight++;
+    this.calls++;
+    this.operations += batch.length;
+    // The first operation's request is waiting for the answer, so its client is live for the whole call.
+    batch[0].kv.batch(batch.map((w) => w.op)).then(
+      (results) => batch.forEach((w, i) => w.done(results[i])),
+      (error) => batch.forEach((w) => w.fail(error)),
+    ).finally(() => {
+      this.#inFlight--;
+      this.#schedule();
+    });
+    this.#schedule();
+  }
+}
