@@ -204,11 +204,25 @@ async function drain(reader: ReadableStreamDefaultReader<string>): Promise<void>
 
 /** A free loopback port (bound and released: static membership needs cluster ports before nodes start). */
 export function freePort(): number {
+  // A port the kernel hands out for port 0 comes from the ephemeral range, which outgoing connections draw
+  // from too: between this check and the node's bind, any client socket on the machine may take it
+  // (EADDRINUSE at the node's start, seen in CI). Ports below Linux's default range (32768–60999) are given
+  // only to those who ask for them by number, so Forge picks one there first.
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS; attempt++) {
+    const port = LOW_PORT_FIRST + Math.floor(Math.random() * (LOW_PORT_LAST - LOW_PORT_FIRST + 1));
+    if (portIsFree(port)) return port;
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
 }
+
+/** Below the kernel's default ephemeral range (net.ipv4.ip_local_port_range 32768–60999). */
+const LOW_PORT_FIRST = 20_000;
+const LOW_PORT_LAST = 32_000;
+/** Random low ports tried before falling back to one the kernel picks. */
+const FREE_PORT_ATTEMPTS = 64;
 
 /** True when nothing listens on the port (so a preferred default port can be used). */
 export function portIsFree(port: number): boolean {

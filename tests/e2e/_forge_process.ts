@@ -202,7 +202,11 @@ interface SliceView {
   instances: { node: string; state: string; connected: boolean }[];
 }
 
-/** Every node sees every slice settled, with `perNode` ACTIVE instances on every node. */
+/**
+ * Every node sees every slice settled, with `perNode` ACTIVE instances of the application's slices on every
+ * node (the infrastructure services the application requires run beside them, one instance per node, and are
+ * not counted).
+ */
 export async function evenlySpread(
   state: ForgeJson,
   perNode: number,
@@ -218,7 +222,8 @@ export async function evenlySpread(
   return views.every((slices) =>
     slices.length > 0 && slices.every((s) => s.settled) &&
     state.nodes.every((n) =>
-      slices.flatMap((s) => s.instances).filter((i) => i.node === n.id && i.state === "ACTIVE" && i.connected)
+      slices.filter((s) => !s.slice.startsWith("aether.infra:")).flatMap((s) => s.instances)
+        .filter((i) => i.node === n.id && i.state === "ACTIVE" && i.connected)
         .length === perNode
     )
   );
