@@ -221,7 +221,7 @@ interface StoredReservation extends Omit<Reservation, "items"> {
 /** Compare-and-set rounds a restock tries while concurrent orders change the stock. */
 const MAX_RESTOCK_ATTEMPTS = 10;
 /** Restock-and-take rounds a short line gets (shared state) before the order is refused, and their spacing. */
-const SHORT_LINE_ROUNDS = 3;
+const SHORT_LINE_ROUNDS = 5;
 const SHORT_LINE_WAIT_MS = 50;
 /** Expiry buckets kept per product in one slot; the oldest merge into the next beyond this. */
 const MAX_HELD_BUCKETS = 2_000;
