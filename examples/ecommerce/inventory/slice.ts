@@ -620,10 +620,11 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
     const entry = entries[i].ok ? entries[i].result as { value: number } | null : null;
     let inStock = DEMO_STOCK[item.productId] + (entry?.value ?? 0);
     // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
-    // left empty by orders that stop at this check.
-    if (
-      inStock < item.quantity && await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent)
-    ) {
+    // left empty by orders that stop at this check; like a short take, a short line waits a little for a
+    // refill (this order's or another's) before it is reported short.
+    for (let round = 0; round < SHORT_LINE_ROUNDS && inStock < item.quantity; round++) {
+      if (round > 0) await new Promise((r) => setTimeout(r, SHORT_LINE_WAIT_MS * round));
+      await sharedRestock(stores, item.productId, ctx.config.restockBelowPercent);
       inStock = await sharedOnShelf(stores, item.productId, field);
     }
     return {

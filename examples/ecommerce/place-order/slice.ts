@@ -2,9 +2,9 @@
  * Place-order: the entry point of the shop. It owns no catalog data; it validates an order and drives the
  * other four slices through the runtime:
  *
- *   validate → inventory.checkStock (not with sharedState)
- *     → pricing.calculatePrice ∥ fulfillment.calculateShipping → pricing.applyDiscount → pricing.calculateTax
- *     → inventory.reserveStock → payment.processPayment → fulfillment.createShipment → 201 confirmation
+ *   validate → inventory.checkStock → pricing.calculatePrice ∥ fulfillment.calculateShipping
+ *     → pricing.applyDiscount → pricing.calculateTax → inventory.reserveStock → payment.processPayment
+ *     → fulfillment.createShipment → 201 confirmation
  *
  * Compensation: when payment fails the stock reservation is released; when the shipment cannot be created
  * the payment is refunded and the reservation released. A compensation that fails is logged and does not
@@ -12,8 +12,7 @@
  *
  * Confirmed orders are kept for `GET /api/v1/orders/{orderId}` in this instance's memory, or with
  * `sharedState` in the cluster's kv service (one replicated write per order), where an order placed through
- * one node is read back through any other. With `sharedState` the stock check is left to the reservation
- * (inventory's atomic takes answer a short line with the same 409), saving a kv call per order.
+ * one node is read back through any other.
  */
 
 import { type ApiOf, defineSlice, type KvClient, respond, slice, SliceError } from "@aether/slices";
@@ -266,11 +265,8 @@ export default defineSlice({
       const orderId: OrderId = newOrderId();
       ctx.log.debug("placing order", { orderId, customerId: order.customerId, lines: items.length });
 
-      // With shared state the reservation is the check: its atomic takes refuse a short line with the same
-      // InsufficientStock (409, the shortages), and the check would cost a kv read through the service slice
-      // for every order, where the hop, not the store, bounds the rate.
-      const stock = ctx.config.sharedState ? undefined : await inventory.checkStock({ items }, call);
-      if (stock && !stock.available) {
+      const stock = await inventory.checkStock({ items }, call);
+      if (!stock.available) {
         const shortages = stock.items.filter((l) => !l.sufficient);
         const what = shortages.map((s) => `${s.productId} has ${s.inStock}, ${s.requested} requested`);
         throw new InsufficientStock(`not enough stock: ${what.join("; ")}`, {
