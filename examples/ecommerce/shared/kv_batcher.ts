@@ -81,8 +81,10 @@ export class KvBatcher {
     this.#inFlight++;
     this.calls++;
     this.operations += batch.length;
-    // The first operation's request is waiting for the answer, so its client is live for the whole call.
-    batch[0].kv.batch(batch.map((w) => w.op)).then(
+    // Sent with the client of the newest operation: its request waits for the answer (so the client is live
+    // for the whole call) and has the latest deadline of the batch's requests (an older one may be about to
+    // expire and would fail the others' operations with it).
+    batch[batch.length - 1].kv.batch(batch.map((w) => w.op)).then(
       (results) => batch.forEach((w, i) => w.done(results[i])),
       (error) => batch.forEach((w) => w.fail(error)),
     ).finally(() => {
