@@ -5,7 +5,9 @@
  * for each rate of --rates, --duration-ms of orders from examples/ecommerce/load-order.json.tmpl spread over
  * the nodes' application ports; prints success (201; 409s apart: a short shelf, which concurrent orders empty
  * faster than its refill lands; before the store's atomic add also a kv `add` that lost its compare-and-set 64
- * times in a row) and p50/p99. With
+ * times in a row) and p50/p99. An order's kv operations travel in `kv.batch` calls, shared by the concurrent
+ * orders of an instance (examples/ecommerce/shared/kv_batcher.ts); before that (7 kv calls per order) 200
+ * orders/s reached 83-95% here, with it 99.8-100%. With
  * `--shared off` both slices keep the example's default (`sharedState=false`, in-memory), for comparison in
  * the same kind of run.
  *
