@@ -35,6 +35,8 @@ Deno.test("a write through one member is readable on every member, consistent re
       const { body } = await a.json<{ ready: boolean; members: { connected: boolean }[] }>("/api/v1/health");
       return body.ready && body.members.every((m) => m.connected);
     });
+    const forwardedBefore = (await a.json<{ writeForwarding: { forwarded: number } }>("/api/v1/status")).body
+      .writeForwarding.forwarded;
     const written = await put(a, "app/greeting", "hello");
     equal(written.status, 200);
     ok(written.body.revision > 0);
@@ -42,7 +44,9 @@ Deno.test("a write through one member is readable on every member, consistent re
     deepStrictEqual([own.status, own.text, own.revision], [200, "hello", written.body.revision]);
     const forwarding = (await a.json<{ writeForwarding: { forwarded: number } }>("/api/v1/status")).body
       .writeForwarding;
-    equal(forwarding.forwarded, 1);
+    // At least this write went to the leader (a member's own duties, such as a store's sync report, may
+    // forward writes of their own meanwhile).
+    ok(forwarding.forwarded >= forwardedBefore + 1, `forwarded ${forwardedBefore} → ${forwarding.forwarded}`);
     const consistent = await get(b, "app/greeting", "?consistent=true");
     deepStrictEqual([consistent.status, consistent.text, consistent.revision], [
       200,
