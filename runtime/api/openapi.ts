@@ -844,7 +844,8 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
   },
   "GET /api/v1/settings": {
     summary:
-      "Node settings changed live (log.level): the value and whether it is the flag's or the cluster's",
+      "Node settings changed live (log level, invoker timeouts and limits, HTTP timeouts, outbound.allow): " +
+      "each value and whether it is the flag's, built in, or the cluster's",
     response: { description: "settings", json: obj({ settings: arr(anyObj) }) },
   },
   "PUT /api/v1/settings/:name": {
