@@ -135,6 +135,11 @@ export function redactionRules(entries: readonly string[]): RedactionRules {
   return { names, paths };
 }
 
+/** Both lists' names and paths: a service's log of a call redacts what the service and its caller declare. */
+export function mergeRedactionRules(a: RedactionRules, b: RedactionRules): RedactionRules {
+  return { names: new Set([...a.names, ...b.names]), paths: [...a.paths, ...b.paths] };
+}
+
 /** A copy of `value` with secret fields replaced by "[redacted]" (defaults plus `rules`). */
 export function redact(value: unknown, rules: RedactionRules): unknown {
   const walk = (v: unknown, path: string[], depth: number): unknown => {
@@ -267,7 +272,13 @@ export function startAspects(options: AspectsOptions): Aspects {
     outcome: InvokeOutcome | undefined,
     thrown: unknown,
   ) => {
-    const rules = rulesOf(coordinates);
+    // The calling slice, when a slice called (taken by its sandbox host from its manifest, never its
+    // request). A service (`aether.infra:http`, `:db`, ...) logs what its caller sent, so the caller's
+    // declared secrets are redacted too, not only the service's own list.
+    const caller = options?.caller;
+    const rules = typeof caller === "string"
+      ? mergeRedactionRules(rulesOf(coordinates), rulesOf(caller))
+      : rulesOf(coordinates);
     const fields: Record<string, unknown> = {
       requestId: options?.requestId ?? "",
       slice: coordinates,
@@ -277,9 +288,6 @@ export function startAspects(options: AspectsOptions): Aspects {
       ok: outcome?.ok === true,
       args: boundedJson(redact(request, rules)),
     };
-    // The calling slice, when a slice called (taken by its sandbox host from its manifest, never its
-    // request).
-    const caller = options?.caller;
     if (typeof caller === "string") fields.caller = caller;
     if (outcome?.ok) fields.result = boundedJson(redact(outcome.value, rules));
     else if (outcome) fields.error = boundedJson(redact(outcome.error, rules));

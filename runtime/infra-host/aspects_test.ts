@@ -2,7 +2,7 @@
 // marker, and the aspect keys and records of the model (bad targets named).
 
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
-import { boundedJson, redact, redactionRules } from "./aspects.ts";
+import { boundedJson, mergeRedactionRules, redact, redactionRules } from "./aspects.ts";
 import {
   aspectKey,
   decodeAspectRecord,
@@ -32,6 +32,24 @@ Deno.test("redaction: default secret keys at any depth, declared names and dotte
   equal(redact("plain", rules), "plain");
   // The input is not changed.
   equal(value.card.number, "4111");
+});
+
+Deno.test("redaction of a service's call: the caller's declared names and paths as well as the service's", () => {
+  const service = redactionRules(["sql"]);
+  const caller = redactionRules(["pin", "card.number"]);
+  const rules = mergeRedactionRules(service, caller);
+  deepEqual(
+    redact({ sql: "SELECT 1", headers: { pin: "1234" }, card: { number: "4111" }, url: "u" }, rules),
+    {
+      sql: "[redacted]",
+      headers: { pin: "[redacted]" },
+      card: { number: "[redacted]" },
+      url: "u",
+    },
+  );
+  // Neither list is changed by the merge.
+  deepEqual([...service.names], ["sql"]);
+  deepEqual([...caller.names], ["pin"]);
 });
 
 Deno.test("truncation: JSON cut at the byte limit on a character boundary, with the count left out", () => {

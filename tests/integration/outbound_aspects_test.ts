@@ -85,9 +85,9 @@ interface LogView {
   fields: Record<string, unknown>;
 }
 
-async function aspectRecords(node: NodeProcess, marker: string): Promise<LogView[]> {
+async function aspectRecords(node: NodeProcess, marker: string, slice = SLICE): Promise<LogView[]> {
   const { status, body } = await node.json<{ records: LogView[] }>(
-    `/api/v1/logs?slice=${encodeURIComponent(SLICE)}&since=5m&limit=2000`,
+    `/api/v1/logs?slice=${encodeURIComponent(slice)}&since=5m&limit=2000`,
   );
   equal(status, 200, JSON.stringify(body));
   return body.records.filter((r) => r.msg === "aspect call" && String(r.fields.args ?? "").includes(marker));
@@ -385,6 +385,40 @@ Deno.test("outbound HTTP and dynamic aspects on 3 nodes", async (t) => {
       equal((await aspectRecords(n2, marker)).length, 0, "no records after none");
       match((await cli("aspect", "list")).stdout, /no aspects/);
     });
+
+    await t.step(
+      "aspect log on a service: the calling slice's declared secrets are redacted too",
+      async () => {
+        const target = "aether.infra:http/request";
+        equal((await cli("aspect", "set", target, "log")).code, 0);
+        await cluster.waitFor("log on aether.infra:http on every node", async () => {
+          const answers = await Promise.all(
+            cluster.nodes.map((n) => n.json<{ items: Json[] }>("/api/v1/aspects")),
+          );
+          return answers.every((a) => a.body.items.some((x) => x.method === "request" && x.mode === "log"));
+        }, 5_000);
+        const marker = `svc-${crypto.randomUUID().slice(0, 8)}`;
+        // `pin` is no default secret name: only the fetcher's manifest (`redact: ["pin", ...]`) names it.
+        const answer = await post(n1, "fetch", {
+          url: url(ports.good, `/?m=${marker}`),
+          headers: { pin: "1234", "x-note": "kept" },
+        });
+        equal(answer.status, 200, JSON.stringify(answer));
+        let records: LogView[] = [];
+        await cluster.waitFor("the service's aspect record", async () => {
+          records = await aspectRecords(n1, marker, "aether.infra:http");
+          return records.length >= 1;
+        }, 10_000);
+        for (const record of records) {
+          const args = String(record.fields.args);
+          ok(!args.includes("1234"), args);
+          match(args, /"pin":"\[redacted\]"/);
+          match(args, /"x-note":"kept"/);
+          equal(record.fields.caller, `${SLICE}:1.0.0`);
+        }
+        equal((await cli("aspect", "set", target, "none")).code, 0);
+      },
+    );
 
     await t.step("figures: ctx.infra.http against a direct fetch, a logged method against none", async () => {
       const timed = async (n: number, fn: () => Promise<unknown>) => {
