@@ -17,7 +17,7 @@
  * request that reached a node may have been processed.
  *
  * Bodies and paths are templates (`_template.ts`) expanded per request. A request succeeds when it gets a
- * 2xx answer within `timeoutMs`; latency is measured from the send to the end of the response body, over
+ * 2xx or 3xx answer (redirects are not followed) within `timeoutMs`; latency is measured from the send to the end of the response body, over
  * every request that got an HTTP answer (timeouts and connection errors are counted, not timed).
  *
  * `startLoad` returns a handle for tests that act while the load runs (kill a node, then read per-second
@@ -35,7 +35,7 @@ export const DEFAULT_TIMEOUT_MS = 5_000;
 export const DEFAULT_LATE_AFTER_MS = 10;
 /** What `describeFetchError` says when nothing listens on the port. */
 const REFUSED = "Connection refused";
-/** How much of a non-2xx answer's body an outcome keeps. */
+/** How much of a failed answer's body an outcome keeps. */
 const ERROR_BODY_CHARS = 400;
 
 export interface LoadOptions {
@@ -77,7 +77,7 @@ export interface LoadOptions {
   clock?: Clock;
 }
 
-/** ok: a 2xx; http_error: another status; timeout; error: no HTTP answer (refused, reset); dropped: not sent. */
+/** ok: a 2xx or 3xx; http_error: another status; timeout; error: no HTTP answer (refused, reset); dropped: not sent. */
 export type OutcomeKind = "ok" | "http_error" | "timeout" | "error" | "dropped";
 
 export interface RequestOutcome {
@@ -92,7 +92,7 @@ export interface RequestOutcome {
   sentAt: number | null;
   endedAt: number;
   latencyMs: number | null;
-  /** Why it failed: the connection error, or the start of a non-2xx answer's body (a problem document). */
+  /** Why it failed: the connection error, or the start of a failed answer's body (a problem document). */
   error?: string;
   /** URLs tried: 1, more with `failover` after refused connections, 0 when dropped. */
   attempts: number;
@@ -405,9 +405,12 @@ async function attempt(
         headers: p.headers,
         body: sending.body,
         signal,
+        // A redirect is the application's answer (a URL shortener's resolve): following it would load the
+        // page it points to, often another host, and time the wrong thing.
+        redirect: "manual",
       });
       // A failed answer's body says why (a problem document); keep its start for the outcome.
-      const answer = response.ok ? (await response.arrayBuffer(), undefined) : await response.text();
+      const answer = succeeded(response) ? (await response.arrayBuffer(), undefined) : await response.text();
       return answered(sending, url, attempts, response, answer, clock.now());
     } catch (e) {
       outcome = unanswered(p, sending, url, attempts, e, clock.now());
@@ -416,6 +419,11 @@ async function attempt(
     }
   }
   return outcome!;
+}
+
+/** 2xx and 3xx answers succeed: with redirects not followed, a 3xx is what the application meant to say. */
+function succeeded(response: Response): boolean {
+  return response.status >= 200 && response.status < 400;
 }
 
 function answered(
@@ -429,7 +437,7 @@ function answered(
   return {
     index: sending.index,
     url,
-    kind: response.ok ? "ok" : "http_error",
+    kind: succeeded(response) ? "ok" : "http_error",
     status: response.status,
     scheduledAt: sending.scheduledAt,
     sentAt: sending.sentAt,

@@ -162,6 +162,31 @@ Deno.test("load: statuses, timeouts and the success rate are counted exactly", a
   }
 });
 
+Deno.test("load: a redirect is the answer (counted by its status), never followed to its location", async () => {
+  // A URL shortener's resolve answers 302 to a page elsewhere: the load measures the shortener, not that page.
+  const elsewhere = `http://127.0.0.1:${closedPort()}/page`;
+  let redirects = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    redirects++;
+    return new Response(null, { status: 302, headers: { location: elsewhere } });
+  });
+  try {
+    const report = await runLoad({
+      target: "GET /u/r/abc",
+      urls: [`http://127.0.0.1:${server.addr.port}`],
+      ratePerSecond: 50,
+      durationMs: 400,
+      timeoutMs: 2_000,
+    });
+    assertEquals(report.statuses, { "302": 20 });
+    assertEquals([report.requests, report.succeeded, report.successRate], [20, 20, 1]);
+    assertEquals(report.errors, {}, "the redirect's location was not fetched");
+    assertEquals(redirects, 20);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("load: requests spread round-robin over the URLs; a dead one shows as connection errors", async () => {
   const a = serve();
   const b = serve();
