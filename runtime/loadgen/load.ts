@@ -17,8 +17,9 @@
  * request that reached a node may have been processed.
  *
  * Bodies and paths are templates (`_template.ts`) expanded per request. A request succeeds when it gets a
- * 2xx or 3xx answer (redirects are not followed) within `timeoutMs`; latency is measured from the send to the end of the response body, over
- * every request that got an HTTP answer (timeouts and connection errors are counted, not timed).
+ * 2xx or 3xx answer (redirects are not followed) within `timeoutMs`; latency is measured from the send to
+ * the end of the response body, over every request that got an HTTP answer (timeouts and connection errors
+ * are counted, not timed).
  *
  * `startLoad` returns a handle for tests that act while the load runs (kill a node, then read per-second
  * success rates and every request's outcome with its timestamps); `runLoad` waits for the report.
