@@ -6,6 +6,7 @@
 import { parseCommandArgs } from "../_args.ts";
 import { printable, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface AspectEntry {
   slice: string;
@@ -51,7 +52,7 @@ export const aspectCommands: CliCommand[] = [
       });
       const [target, mode] = positionals;
       if (!MODES.includes(mode)) {
-        throw new Error(`aspect set: mode "${mode}" is not one of ${MODES.join(", ")}`);
+        throw new CliError(`aspect set: mode "${mode}" is not one of ${MODES.join(", ")}`, EXIT_USAGE);
       }
       const answer = await ctx.api.json<AspectEntry>("PUT", "/api/v1/aspects", { target, mode });
       ctx.out(

@@ -6,6 +6,7 @@
 import { parseCommandArgs } from "../_args.ts";
 import { printable, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_FAILED, EXIT_USAGE } from "../client.ts";
 
 interface SliceConfigView {
   slice: string;
@@ -25,7 +26,9 @@ interface SettingView {
 /** `key=value`: the value as JSON when it parses (numbers, true, ["a"]), else as the text itself. */
 export function parseAssignment(text: string): [string, unknown] {
   const eq = text.indexOf("=");
-  if (eq <= 0) throw new Error(`"${text}" is not key=value (e.g. maxItems=50 or greeting=hello)`);
+  if (eq <= 0) {
+    throw new CliError(`"${text}" is not key=value (e.g. maxItems=50 or greeting=hello)`, EXIT_USAGE);
+  }
   const raw = text.slice(eq + 1);
   let value: unknown = raw;
   try {
@@ -181,8 +184,9 @@ export const configCommands: CliCommand[] = [
         const all = await ctx.api.json<{ settings: SettingView[] }>("GET", "/api/v1/settings");
         answer = all.settings.find((s) => s.name === positionals[0]) ??
           (() => {
-            throw new Error(
+            throw new CliError(
               `no setting ${positionals[0]} (settings: ${all.settings.map((s) => s.name).join(", ")})`,
+              EXIT_FAILED,
             );
           })();
       }

@@ -6,6 +6,7 @@
 import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface DatabaseView {
   database: string;
@@ -22,7 +23,7 @@ interface DatabaseView {
 function databasePath(text: string): string {
   const slash = text.lastIndexOf("/");
   if (slash <= 0 || slash === text.length - 1) {
-    throw new Error(`database "${text}" must be <group>/<name>, e.g. org.example.shop/orders`);
+    throw new CliError(`database "${text}" must be <group>/<name>, e.g. org.example.shop/orders`, EXIT_USAGE);
   }
   return `/api/v1/databases/${encodeURIComponent(text.slice(0, slash))}/${
     encodeURIComponent(text.slice(slash + 1))
@@ -98,7 +99,7 @@ export const dbCommands: CliCommand[] = [
       const url = parsed.string("postgres");
       const embedded = parsed.boolean("embedded");
       if (embedded === (url !== undefined)) {
-        throw new Error("db set: give exactly one of --embedded or --postgres URL");
+        throw new CliError("db set: give exactly one of --embedded or --postgres URL", EXIT_USAGE);
       }
       const secret = parsed.string("password-secret");
       const body = embedded

@@ -1,6 +1,7 @@
 import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface ServiceView {
   name: string;
@@ -47,8 +48,9 @@ interface CacheView {
 export function parseTtl(text: string): number {
   const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
   if (!m) {
-    throw new Error(
+    throw new CliError(
       `infra cache set: --default-ttl "${text}" is not a duration like 60s, 500ms, 5m, 2h, 7d or 0`,
+      EXIT_USAGE,
     );
   }
   return Number(m[1]) *
@@ -59,7 +61,10 @@ export function parseTtl(text: string): number {
 export function parseBytes(text: string): number {
   const m = /^(\d+)\s*(?:(k|m|g)i?b)?$/i.exec(text.trim());
   if (!m) {
-    throw new Error(`infra cache set: --max-bytes "${text}" is not a size like 67108864, 64MiB or 1GiB`);
+    throw new CliError(
+      `infra cache set: --max-bytes "${text}" is not a size like 67108864, 64MiB or 1GiB`,
+      EXIT_USAGE,
+    );
   }
   return Number(m[1]) * (m[2] ? 1024 ** ("kmg".indexOf(m[2].toLowerCase()) + 1) : 1);
 }

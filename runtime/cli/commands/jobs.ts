@@ -1,6 +1,7 @@
 import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface HistoryView {
   occurrenceMs: number;
@@ -43,7 +44,10 @@ interface MachineView {
 function groupAndName(text: string, what: string): [string, string] {
   const slash = text.indexOf("/");
   if (slash <= 0 || slash === text.length - 1) {
-    throw new Error(`${what} "${text}" must be <group>/<name>, e.g. org.example.shop/nightly-report`);
+    throw new CliError(
+      `${what} "${text}" must be <group>/<name>, e.g. org.example.shop/nightly-report`,
+      EXIT_USAGE,
+    );
   }
   return [text.slice(0, slash), text.slice(slash + 1)];
 }

@@ -3,6 +3,7 @@
 import { parseCommandArgs } from "../_args.ts";
 import { printable, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface RateLimitStatus {
   name: string;
@@ -21,11 +22,12 @@ const UNITS: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600 };
 /** `100/s`, `6000/m`, `100` (per second) → permits per second (an integer). */
 export function parseRate(text: string): number {
   const match = /^(\d+)(?:\/(s|sec|m|min|h))?$/.exec(text.trim());
-  if (!match) throw new Error(`--rate "${text}" is not N/s, N/m or N/h (e.g. 100/s)`);
+  if (!match) throw new CliError(`--rate "${text}" is not N/s, N/m or N/h (e.g. 100/s)`, EXIT_USAGE);
   const perSec = Number(match[1]) / UNITS[match[2] ?? "s"];
   if (!Number.isInteger(perSec) || perSec < 1) {
-    throw new Error(
+    throw new CliError(
       `--rate "${text}" is ${perSec} per second; a limit is a whole number of permits per second >= 1`,
+      EXIT_USAGE,
     );
   }
   return perSec;
@@ -59,11 +61,13 @@ export const rateLimitCommands: CliCommand[] = [
         burst: { type: "string" },
       }, { min: 1, max: 1, names: "<name>" });
       if (typeof values.rate !== "string") {
-        throw new Error("ratelimit set: --rate is required (e.g. --rate 100/s)");
+        throw new CliError("ratelimit set: --rate is required (e.g. --rate 100/s)", EXIT_USAGE);
       }
       const body: Record<string, number> = { ratePerSec: parseRate(values.rate) };
       if (typeof values.burst === "string") {
-        if (!/^\d+$/.test(values.burst)) throw new Error(`--burst "${values.burst}" is not a whole number`);
+        if (!/^\d+$/.test(values.burst)) {
+          throw new CliError(`--burst "${values.burst}" is not a whole number`, EXIT_USAGE);
+        }
         body.burst = Number(values.burst);
       }
       const answer = await ctx.api.json<{ name: string; ratePerSec: number; burst: number }>(

@@ -6,6 +6,7 @@
 import { parseCommandArgs } from "../_args.ts";
 import { printable, table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface SecretInfo {
   name: string;
@@ -14,16 +15,27 @@ interface SecretInfo {
   updatedAt: number;
 }
 
+/** A --file that cannot be read is a usage error naming it (not a stack trace). */
+async function readFile(file: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (e) {
+    throw new CliError(`--file "${file}" cannot be read: ${(e as Error).message}`, EXIT_USAGE);
+  }
+}
+
 /** The secret from --file, else all of standard input; one trailing newline is dropped. */
 async function readValue(file: string | undefined): Promise<string> {
   let text: string;
-  if (file !== undefined) text = await Deno.readTextFile(file);
+  if (file !== undefined) text = await readFile(file);
   else {
     if (Deno.stdin.isTerminal()) console.error("Type the secret, then Ctrl-D:");
     text = await new Response(Deno.stdin.readable).text();
   }
   text = text.replace(/\r?\n$/, "");
-  if (text.length === 0) throw new Error(`the secret is empty (${file ? `file ${file}` : "standard input"})`);
+  if (text.length === 0) {
+    throw new CliError(`the secret is empty (${file ? `file ${file}` : "standard input"})`, EXIT_USAGE);
+  }
   return text;
 }
 

@@ -1,6 +1,7 @@
 import { parseFor } from "../_args.ts";
 import { table } from "../_format.ts";
 import type { CliCommand } from "../command.ts";
+import { CliError, EXIT_USAGE } from "../client.ts";
 
 interface PartitionLag {
   partition: number;
@@ -33,7 +34,7 @@ interface TopicView {
 function topicPath(text: string): string {
   const slash = text.lastIndexOf("/");
   if (slash <= 0 || slash === text.length - 1) {
-    throw new Error(`topic "${text}" must be <group>/<topic>, e.g. org.example.shop/orders`);
+    throw new CliError(`topic "${text}" must be <group>/<topic>, e.g. org.example.shop/orders`, EXIT_USAGE);
   }
   return `/api/v1/topics/${encodeURIComponent(text.slice(0, slash))}/${
     encodeURIComponent(text.slice(slash + 1))
@@ -141,7 +142,7 @@ export const topicsCommands: CliCommand[] = [
       const [name, consumerGroup, offsetText] = parsed.positionals;
       const offset = Number(offsetText);
       if (!Number.isSafeInteger(offset) || offset < 0) {
-        throw new Error(`topics seek: <offset> must be an integer >= 0, got "${offsetText}"`);
+        throw new CliError(`topics seek: <offset> must be an integer >= 0, got "${offsetText}"`, EXIT_USAGE);
       }
       const partition = parsed.int("partition");
       const answer = await ctx.api.json<Record<string, unknown>>("POST", `${topicPath(name)}/seek`, {
