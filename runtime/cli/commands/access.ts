@@ -36,6 +36,15 @@ interface AuditEntry {
   requestId: string;
 }
 
+/**
+ * Who made an audited call: the token (id and name), or, for what a slice did with no token (a secret read),
+ * the name the node recorded ("slice org.example:billing:1.0.0 (instance)").
+ */
+export function auditWho(e: Pick<AuditEntry, "tokenId" | "tokenName">): string {
+  if (e.tokenId) return `${e.tokenId} (${printable(e.tokenName ?? "")})`;
+  return e.tokenName ? printable(e.tokenName) : "-";
+}
+
 /** The token to log in with: the one given (--token, AETHER_TOKEN), else one line read from standard input. */
 async function tokenToSave(given: string | undefined, source: string): Promise<string> {
   if (given && (source === "--token" || source === "AETHER_TOKEN")) return given;
@@ -186,7 +195,7 @@ export const accessCommands: CliCommand[] = [
         items.map((e) => [
           new Date(e.time).toISOString(),
           e.node,
-          e.tokenId ? `${e.tokenId} (${printable(e.tokenName ?? "")})` : "-",
+          auditWho(e),
           e.role,
           `${e.method} ${printable(e.path)}`,
           e.target === undefined ? undefined : printable(e.target),
