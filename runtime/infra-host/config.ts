@@ -57,6 +57,7 @@ function integerSetting(
 /** The range a setting accepts, as an operator reads it in an error. */
 export function settingRange(setting: NodeSetting): string {
   if (setting.enum) return `one of ${setting.enum.join(", ")}`;
+  if (setting.type === "string") return `text: ${setting.description}`;
   return `an integer from ${setting.minimum} to ${setting.maximum}`;
 }
 
