@@ -31,7 +31,7 @@ Deno.test("each bundled slice's methods plus the node-local ones are exactly its
       `${name}: slice methods + node-local methods = the row's methods`,
     );
   }
-  for (const name of ["http", "db", "pubsub", "statemachine", "cache", "kv", "lock"]) {
+  for (const name of ["http", "db", "pubsub", "scheduler", "statemachine", "cache", "kv", "lock"]) {
     ok(services.has(name), `${name} is bundled`);
   }
 });

@@ -1,12 +1,12 @@
 /**
- * Issue 21's services are slices too (issue 20 item 1): `http`, `db`, `pubsub` and `statemachine`, on 3 real
- * node processes, one application slice requiring them and `scheduler` (still node-served: infra/README.md):
+ * Issue 21's services are slices too (issue 20 item 1): `http`, `db`, `pubsub`, `scheduler` and
+ * `statemachine`, on 3 real node processes, one application slice requiring all five:
  *
  * - bootstrap by `requires`: when POST /blueprints returns, each service's bundled artifact is in the cluster's
  *   repository with the infra/dist digest and has an ACTIVE instance on every node;
  * - every call from the application, through every node, reaches the service slice: the per-method metrics of
  *   `aether.infra:<service>` count them (http.request, db.query, db.migrate, pubsub.publish, pubsub.subscribe,
- *   pubsub.info, statemachine.send, statemachine.get);
+ *   pubsub.info, scheduler.schedule, scheduler.run, scheduler.get, statemachine.send, statemachine.get);
  * - what stays with the nodes keeps working: a db transaction through every node (answered by the node that
  *   takes it: the db slice has no transaction methods, and the metrics count none), pub/sub deliveries and
  *   scheduled firings (driven by the nodes, calling the application's methods);
@@ -24,8 +24,7 @@ import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
 type Json = Record<string, unknown>;
 const SLICE = "org.example.wrap:app";
-// The scheduler stays node-served for now (infra/README.md): its calls are checked here, not its metrics.
-const SERVICES = ["http", "db", "pubsub", "statemachine"] as const;
+const SERVICES = ["http", "db", "pubsub", "scheduler", "statemachine"] as const;
 const DIST = new URL("../../infra/dist/", import.meta.url);
 
 function fixtureSource(port: number): string {
@@ -154,7 +153,7 @@ async function waitCounts(
   }
 }
 
-Deno.test("http, db, pubsub and statemachine are reached through their service slices", async (t) => {
+Deno.test("http, db, pubsub, scheduler and statemachine are reached through their service slices", async (t) => {
   let posts = 0;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     if (req.method === "POST") {
@@ -257,6 +256,9 @@ Deno.test("http, db, pubsub and statemachine are reached through their service s
       await waitCounts(cluster, n1, [
         ["pubsub", "subscribe", 1],
         ["pubsub", "info", 1],
+        ["scheduler", "schedule", 2],
+        ["scheduler", "get", 2],
+        ["scheduler", "run", 1],
       ]);
     });
 
