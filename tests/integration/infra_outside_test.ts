@@ -1,0 +1,247 @@
+/**
+ * Issue 20 checked from outside, the way an operator and a slice author meet it: the `aether` CLI as its own
+ * process against 3 real nodes running the URL shortener and a slice with config, a secret and a rate limit.
+ * Each step is a defect found that way (a message, an exit code, a figure or a guarantee that did not hold);
+ * steps marked `ignore` still fail and belong to another owner's file (named in the step).
+ */
+
+import { doesNotMatch, equal, match, ok } from "node:assert/strict";
+import { TestCluster } from "../_support/cluster.ts";
+import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
+import { buildSlice } from "../../runtime/authoring/mod.ts";
+import type { NodeProcess } from "../../runtime/forge/mod.ts";
+import { newMasterKeyText } from "../../runtime/infra-host/mod.ts";
+import { runCli } from "../_support/cli.ts";
+
+type Json = Record<string, unknown>;
+
+const LINKS = new URL("../../examples/url-shortener/links/slice.ts", import.meta.url).pathname;
+const BLUEPRINT = new URL("../../examples/url-shortener/blueprint.toml", import.meta.url).pathname;
+const SETTINGS = new URL("./fixtures/config_slice.ts", import.meta.url).pathname;
+const CACHER = new URL("../fixtures/infra/cacher.ts", import.meta.url).pathname;
+const SECRET_VALUE = `outside-${crypto.randomUUID()}`;
+/** A stack trace line, as a CLI error that escaped its handling prints it. */
+const STACK = /\n\s+at /;
+
+async function call(node: NodeProcess, method: string, path: string, body?: unknown) {
+  const response = await fetch(node.httpUrl + path, {
+    method,
+    redirect: "manual",
+    ...(body === undefined
+      ? {}
+      : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : {}) as Json };
+}
+
+async function waitActive(cluster: TestCluster, node: NodeProcess, slice: string, count: number) {
+  await cluster.waitFor(`${slice} ${count} ACTIVE`, async () => {
+    const s = (await sliceStatuses(node)).find((x) => x.slice === slice);
+    return s !== undefined && s.instances.filter((i) => i.state === "ACTIVE" && i.connected).length >= count;
+  }, 90_000);
+}
+
+async function waitRoute(cluster: TestCluster, node: NodeProcess, path: string) {
+  await cluster.waitFor(`${node.id} routes ${path}`, async () => {
+    const { body } = await node.json<{ routes: Array<{ path: string }> }>("/api/v1/routes");
+    return body.routes.some((r) => r.path === path);
+  }, 30_000);
+}
+
+/** A port nothing listens on: a redirect there, if followed, fails. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Every file under `dir` that holds `needle` (bytes), for "the secret is nowhere on disk in clear". */
+async function filesHolding(dir: string, needle: string): Promise<string[]> {
+  const bytes = new TextEncoder().encode(needle);
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) found.push(...await filesHolding(path, needle));
+    else if (entry.isFile && contains(await Deno.readFile(path), bytes)) found.push(path);
+  }
+  return found;
+}
+
+function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+Deno.test({
+  name: "issue 20 from outside: the CLI, the URL shortener and secrets as an operator meets them",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const cluster = await TestCluster.create(3, {
+      fsync: "never",
+      argsFor: (_id, root) => ["--secrets-key-file", `${root}/secrets.key`],
+    });
+    try {
+      await Deno.writeTextFile(`${cluster.root}/secrets.key`, newMasterKeyText(), { mode: 0o600 });
+      await cluster.startAll();
+      await cluster.waitForLeader();
+      const [n1, n2, n3] = cluster.nodes;
+      const cli = (args: string[], stdin?: string) =>
+        runCli(
+          ["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", cluster.token, ...args],
+          stdin === undefined ? {} : { stdin },
+        );
+      await pushArtifact(n1, await buildSlice(LINKS));
+      await pushArtifact(n1, await buildSlice(SETTINGS));
+      await pushArtifact(n1, await buildSlice(CACHER));
+      const applied = await postBlueprint(n1, await Deno.readTextFile(BLUEPRINT));
+      equal(applied.status, 201, JSON.stringify(applied.body));
+      for (const artifact of ["org.example.cfg:settings:1.0.0", "org.example.cacher:cacher:1.0.0"]) {
+        const { status, body } = await n1.json<Json>("/api/v1/deploy", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ artifact, instances: artifact.includes("settings") ? 3 : 1 }),
+        });
+        ok(status === 200 || status === 201, `deploy ${artifact}: ${status} ${JSON.stringify(body)}`);
+      }
+      await waitActive(cluster, n1, "org.example.links:links", 3);
+      await waitActive(cluster, n1, "org.example.cfg:settings", 3);
+      await waitActive(cluster, n1, "org.example.cacher:cacher", 1);
+      for (const node of cluster.nodes) {
+        await waitRoute(cluster, node, "/u/links");
+        await waitRoute(cluster, node, "/cfg/show");
+      }
+
+      await t.step("a blueprint requiring a missing service: exit 1 and the seed's message", async () => {
+        const file = `${cluster.root}/bad.toml`;
+        await Deno.writeTextFile(
+          file,
+          `id = "org.example.links:bad:1.0.0"\n[[slices]]\nartifact = "org.example.links:links:1.0.0"\n` +
+            `instances = 1\nrequires = ["caching"]\n`,
+        );
+        const r = await cli(["blueprint", "apply", file]);
+        equal(r.code, 1, r.stderr);
+        match(r.stderr, /Required infrastructure service 'caching' not found\./);
+        match(r.stderr, /Available services in infrastructure repository:\n {2}- cache \(v1\.0\.0\)/);
+        match(r.stderr, /To add caching service:\n {2}aether infra install caching/);
+        doesNotMatch(r.stderr, STACK);
+      });
+
+      await t.step(
+        "aether load against the shortener's resolve: a 302 is a success, never followed",
+        async () => {
+          // The redirect points at a closed port: following it (what `aether load` did) fails every request.
+          const created = await call(n1, "POST", "/u/links", {
+            url: `http://127.0.0.1:${closedPort()}/page`,
+          });
+          equal(created.status, 201, JSON.stringify(created.body));
+          const code = String(created.body.code);
+          const urls = cluster.nodes.map((n) => n.httpUrl).join(",");
+          const r = await cli([
+            "load",
+            "--url",
+            urls,
+            "--rate",
+            "40/s",
+            "--duration",
+            "2s",
+            "--target",
+            `GET /u/r/${code}`,
+            "--timeout",
+            "10s",
+            "--min-success",
+            "100",
+          ]);
+          equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+          match(r.stdout, /success\s+80\/80 = 100\.0+%/);
+          match(r.stdout, /status\s+302: 80/);
+          const stats = await call(n3, "GET", `/u/links/${code}`);
+          equal(stats.body.clicks, 80, "each resolve counted once");
+        },
+      );
+
+      await t.step(
+        "refused CLI arguments and settings: one line naming what is wrong, no stack",
+        async () => {
+          const assignment = await cli(["config", "set", "org.example.cfg:settings", "greeting"]);
+          equal(assignment.code, 2, assignment.stderr);
+          match(assignment.stderr, /"greeting" is not key=value/);
+          doesNotMatch(assignment.stderr, STACK);
+          const rate = await cli(["ratelimit", "set", "api", "--rate", "fast"]);
+          equal(rate.code, 2, rate.stderr);
+          doesNotMatch(rate.stderr, STACK);
+          const unknown = await cli(["config", "setting", "nope"]);
+          equal(unknown.code, 1, unknown.stderr);
+          match(unknown.stderr, /no setting nope \(settings: outbound\.allow, log\.level/);
+          doesNotMatch(unknown.stderr, STACK);
+          const allow = await cli(["config", "setting", "outbound.allow", '["example.org"]']);
+          equal(allow.code, 1, allow.stderr);
+          match(
+            allow.stderr,
+            /setting outbound\.allow: expected a string, got \["example\.org"\] \(text: hosts/,
+          );
+          doesNotMatch(allow.stderr, /undefined/);
+          const schema = await cli(["config", "set", "org.example.cfg:settings", "limit=500"]);
+          equal(schema.code, 1, schema.stderr);
+          match(schema.stderr, /limit must be at most 100, got 500/);
+        },
+      );
+
+      await t.step(
+        "a secret: read by the declaring slice, audited with its name, nowhere in clear",
+        async () => {
+          const set = await cli(["secret", "set", "db-password"], SECRET_VALUE);
+          equal(set.code, 0, set.stderr);
+          doesNotMatch(set.stdout + set.stderr, new RegExp(SECRET_VALUE));
+          const read = await call(n3, "POST", "/cfg/secret", { name: "db-password" });
+          equal(read.status, 200, JSON.stringify(read.body));
+          equal(read.body.value, SECRET_VALUE);
+          const audit = await cli(["audit", "--limit", "50"]);
+          equal(audit.code, 0, audit.stderr);
+          const row = audit.stdout.split("\n").find((l) => l.includes("READ /secrets/db-password"));
+          ok(row, audit.stdout);
+          match(row!, /slice org\.example\.cfg:settings:1\.0\.0/, "the audit names the slice that read it");
+          doesNotMatch(audit.stdout, new RegExp(SECRET_VALUE));
+          const kv = await cli(["kv", "get", "secrets/db-password"]);
+          equal(kv.code, 0, kv.stderr);
+          doesNotMatch(kv.stdout, new RegExp(SECRET_VALUE));
+          const list = await cli(["secret", "list"]);
+          doesNotMatch(list.stdout, new RegExp(SECRET_VALUE));
+          // Data directories (consensus log and snapshots, the store's SQLite and WAL) and the nodes' logs.
+          const inClear = await filesHolding(cluster.root, SECRET_VALUE);
+          equal(inClear.length, 0, `the value is in clear in ${inClear.join(", ")}`);
+        },
+      );
+
+      await t.step({
+        // Defect in runtime/infra-host/cache_service.ts (owner: URL-shortener performance): entries and bytes
+        // are tracked only for caches given maxEntries/maxBytes, so a cache without bounds (the default, the
+        // shortener's "links") always reports entries 0, bytes 0 however many it holds. Issue 20 item 3 asks
+        // for each cache's size in the metrics.
+        name: "an unbounded cache reports its entries and bytes in /metrics",
+        ignore: true,
+        fn: async () => {
+          for (let i = 0; i < 5; i++) {
+            const put = await call(n1, "POST", "/cacher/run", {
+              op: "put",
+              name: "sizes",
+              key: `k${i}`,
+              value: i,
+            });
+            equal(put.status, 200, JSON.stringify(put.body));
+          }
+          const stats = await call(n1, "POST", "/cacher/run", { op: "stats", name: "sizes" });
+          ok((stats.body.entries as number) >= 5, `stats: ${JSON.stringify(stats.body)}`);
+          ok((stats.body.bytes as number) > 0, `stats: ${JSON.stringify(stats.body)}`);
+        },
+      });
+    } finally {
+      await cluster.close();
+    }
+  },
+});
