@@ -5,7 +5,11 @@
  *
  * Liveness is the leader's view of the mesh, smoothed: a member counts as departed once it has been
  * disconnected for `departAfterMs` (its partitions fail over to a replica), and as joined once it has been
- * connected for `joinAfterMs` (partitions are then streamed to it and moved).
+ * connected for `joinAfterMs` (partitions are then streamed to it and moved). Every node watches its
+ * connections while it is not the leader too, so a new leader counts the time a member has been down already:
+ * when the leader dies, its partitions fail over `departAfterMs` after the survivors lost it (or at once on
+ * election, if that took longer), not `departAfterMs` after the election. Liveness only decides when a map is
+ * proposed; safety stays with the map's epoch (compare-and-set, leader only).
  */
 
 import { type Logger, type NodeId, type Timers, toAetherError } from "../core/mod.ts";
@@ -28,7 +32,7 @@ export interface BalancerSettings {
 
 export const DEFAULT_BALANCER_SETTINGS: BalancerSettings = {
   intervalMs: 200,
-  departAfterMs: 2_000,
+  departAfterMs: 1_000,
   joinAfterMs: 1_000,
   maxMoving: 128,
 };
@@ -56,40 +60,43 @@ export class StoreBalancer {
   readonly #writing = new Set<string>();
   #timer: { cancel(): void } | undefined;
   #leading = false;
+  #stopped = false;
   mapsWritten = 0;
 
   constructor(options: BalancerOptions) {
     this.#o = options;
     this.settings = { ...DEFAULT_BALANCER_SETTINGS, ...options.settings };
+    this.#observe();
+    this.#schedule();
   }
 
   setLeading(leading: boolean): void {
-    if (leading === this.#leading) return;
+    if (leading === this.#leading || this.#stopped) return;
     this.#leading = leading;
-    this.#timer?.cancel();
-    this.#timer = undefined;
     if (!leading) return;
-    // A new leader trusts the connections it has now; the others get the departure grace from now.
+    // A new leader trusts the connections it has now; a member it has seen disconnected keeps the time it has
+    // been down (watched before this node led), so its partitions fail over departAfterMs after it went away.
     const now = this.#o.timers.now();
+    this.#observe();
     this.#live.clear();
     this.#rejoined.clear();
     this.#seenDown.clear();
-    this.#connectedSince.clear();
-    this.#disconnectedSince.clear();
     for (const m of this.#o.members) {
       if (m === this.#o.self || this.#o.isConnected(m)) {
         this.#live.add(m);
         this.#connectedSince.set(m, now);
-      } else {
-        this.#live.add(m);
-        this.#disconnectedSince.set(m, now);
+        continue;
       }
+      this.#seenDown.add(m);
+      if (now - this.#disconnectedSince.get(m)! < this.settings.departAfterMs) this.#live.add(m);
     }
-    this.#schedule();
   }
 
   stop(): void {
     this.setLeading(false);
+    this.#stopped = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
   }
 
   /** Members the leader counts as live now, sorted. */
@@ -97,16 +104,37 @@ export class StoreBalancer {
     return [...this.#live].sort();
   }
 
+  /** Every intervalMs: the leader plans; any other node only watches its connections. */
   #schedule(): void {
+    if (this.#stopped) return;
     this.#timer = this.#o.timers.schedule(this.settings.intervalMs, () => {
-      if (!this.#leading) return;
-      try {
-        this.tick();
-      } catch (e) {
-        this.#o.log.error("store balancer failed", { error: toAetherError(e).message });
-      }
+      if (this.#leading) this.#tickSafely();
+      else this.#observe();
       this.#schedule();
     });
+  }
+
+  #tickSafely(): void {
+    try {
+      this.tick();
+    } catch (e) {
+      this.#o.log.error("store balancer failed", { error: toAetherError(e).message });
+    }
+  }
+
+  /** Since when each member has been connected, or disconnected (kept while this node does not lead). */
+  #observe(): void {
+    const now = this.#o.timers.now();
+    for (const m of this.#o.members) {
+      if (m === this.#o.self) continue;
+      if (this.#o.isConnected(m)) {
+        this.#disconnectedSince.delete(m);
+        if (!this.#connectedSince.has(m)) this.#connectedSince.set(m, now);
+      } else {
+        this.#connectedSince.delete(m);
+        if (!this.#disconnectedSince.has(m)) this.#disconnectedSince.set(m, now);
+      }
+    }
   }
 
   /** One round: liveness, then a plan per store (public for tests). */

@@ -76,6 +76,12 @@ export interface StoreSettings {
   maxInFlight: number;
   /** A partition this node no longer owns is dropped after this long. */
   dropAfterMs: number;
+  /**
+   * An operation reaching a primary that is still taking its partition over (streaming what the other owners
+   * hold) waits this long for it before it is refused and retried: after a failover it is answered as soon as
+   * the partition is promoted, not a retry backoff later.
+   */
+  promoteWaitMs: number;
   /** Expired entries are swept (and no longer replicated) this long after they expired. */
   expiryGraceMs: number;
   /** Tombstones (deletes) are kept this long, so a replica that was away cannot resurrect a deleted key. */
@@ -98,6 +104,7 @@ export const DEFAULT_STORE_SETTINGS: StoreSettings = {
   maxRepairsPerDigest: 32,
   maxInFlight: 20_000,
   dropAfterMs: 10_000,
+  promoteWaitMs: 1_000,
   expiryGraceMs: 30_000,
   tombstoneTtlMs: 3_600_000,
   maxValueBytes: 1024 * 1024,
@@ -284,6 +291,12 @@ export class StoreNode {
   readonly #reportDue = new Set<string>();
   readonly #reportsInFlight = new Set<string>();
   readonly #lastReported = new Map<string, string>();
+  /** Operations waiting at this primary for their partition's promotion, by `store/p`. */
+  readonly #promotionWaiters = new Map<string, Array<() => void>>();
+  #promotionWaiting = 0;
+  /** Client calls sleeping before a retry; a new partition map wakes them (it may name a new primary). */
+  readonly #retrySleepers = new Set<() => void>();
+  #kicked = false;
   #nextId = 1;
   #tickTimer: { cancel(): void } | undefined;
   #lastAntiEntropyMs = 0;
@@ -316,6 +329,8 @@ export class StoreNode {
     }
     for (const r of this.#replications.values()) r.resolve(false);
     for (const pull of this.#pulls.values()) pull.done(false, "stopping");
+    this.#wakePromotionWaiters();
+    for (const wake of [...this.#retrySleepers]) wake();
     this.#ops.clear();
     this.#replications.clear();
     this.#pulls.clear();
@@ -537,8 +552,22 @@ export class StoreNode {
         );
       }
       this.stats.retries++;
-      await this.#sleep(waitMs);
+      await this.#sleepUntilRetry(waitMs);
     }
+  }
+
+  /** Sleeps `ms`, or less when a new partition map arrives meanwhile (the call's partition may have a new
+   * primary: a failover is answered once it is done, not a backoff later). */
+  #sleepUntilRetry(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        timer.cancel();
+        this.#retrySleepers.delete(wake);
+        resolve();
+      };
+      const timer = this.#o.timers.schedule(ms, wake);
+      this.#retrySleepers.add(wake);
+    });
   }
 
   #forward(primary: NodeId, op: OpRequest, timeoutMs: number): Promise<OpReply | undefined> {
@@ -583,7 +612,7 @@ export class StoreNode {
 
   // ----------------------------------------------------------------------------------------------- primary
 
-  async #serveOp(op: OpRequest): Promise<OpReply> {
+  async #serveOp(op: OpRequest, waited = false): Promise<OpReply> {
     const store = this.#stores.get(op.s);
     if (!store?.map) return refusal("unavailable", `store ${op.s} has no partition map on ${this.self} yet`);
     const p = op.p;
@@ -604,6 +633,9 @@ export class StoreNode {
       );
     }
     if (!store.promoted[p]) {
+      // Taking over after a failover: the caller waits here until the partition is promoted (every check above
+      // runs again then: the map may have changed meanwhile) rather than a retry backoff longer.
+      if (!waited && await this.#untilPromoted(store.name, p)) return await this.#serveOp(op, true);
       return refusal("unavailable", `partition ${p} is being taken over by ${this.self}`);
     }
     this.stats.opsServed++;
@@ -708,6 +740,42 @@ export class StoreNode {
     };
     if (!(await this.#replicate(store, p, entry))) return this.#notReplicated(op, p);
     return { t: "op-r", id: op.id, ok: true, version: entry.version, n: next };
+  }
+
+  /**
+   * Resolves once partition p of `store` is promoted here, or the map changed, or promoteWaitMs passed; false
+   * when no wait was possible (too many waiting already).
+   */
+  #untilPromoted(store: string, p: number): Promise<boolean> {
+    if (this.#stopped || this.#promotionWaiting >= this.settings.maxInFlight) return Promise.resolve(false);
+    const key = `${store}/${p}`;
+    let list = this.#promotionWaiters.get(key);
+    if (!list) this.#promotionWaiters.set(key, list = []);
+    const waiters = list;
+    this.#promotionWaiting++;
+    return new Promise((resolve) => {
+      const done = () => {
+        timer.cancel();
+        const i = waiters.indexOf(done);
+        if (i < 0) return;
+        waiters.splice(i, 1);
+        this.#promotionWaiting--;
+        if (waiters.length === 0 && this.#promotionWaiters.get(key) === waiters) {
+          this.#promotionWaiters.delete(key);
+        }
+        resolve(true);
+      };
+      const timer = this.#o.timers.schedule(this.settings.promoteWaitMs, done);
+      waiters.push(done);
+    });
+  }
+
+  /** Wakes the operations waiting for partition p's promotion (every partition's when p is undefined). */
+  #wakePromotionWaiters(store?: string, p?: number): void {
+    const lists = store === undefined || p === undefined
+      ? [...this.#promotionWaiters.values()]
+      : [this.#promotionWaiters.get(`${store}/${p}`) ?? []];
+    for (const list of lists) for (const done of [...list]) done();
   }
 
   #notReplicated(op: OpRequest, p: number): OpReply {
@@ -937,6 +1005,7 @@ export class StoreNode {
     if (kind === "promote" && store.role(p) === "primary") {
       store.promoted[p] = 1;
       this.stats.promotions++;
+      this.#wakePromotionWaiters(store.name, p);
     }
     if (kind === "sync") this.stats.partitionsSynced++;
     const since = store.moveSince(p);
@@ -1071,7 +1140,27 @@ export class StoreNode {
     if (map && map.epoch > store.epoch) {
       store.setMap(map, this.#o.timers.now());
       this.#reportDue.add(name);
+      // A new map may name new primaries: they start taking over now (not at the next tick), operations
+      // waiting for a promotion look at the map again, and client calls waiting to retry retry now.
+      this.#kick();
+      this.#wakePromotionWaiters();
+      for (const wake of [...this.#retrySleepers]) wake();
     }
+  }
+
+  /** Runs the maintenance tick as soon as possible (once, however many maps arrive in one turn). */
+  #kick(): void {
+    if (this.#kicked || this.#stopped) return;
+    this.#kicked = true;
+    this.#o.timers.schedule(0, () => {
+      this.#kicked = false;
+      if (this.#stopped) return;
+      try {
+        this.#tick();
+      } catch (e) {
+        this.#o.log.error("store: maintenance failed", { error: toAetherError(e).message });
+      }
+    });
   }
 
   #scheduleTick(): void {
@@ -1090,22 +1179,29 @@ export class StoreNode {
     const now = this.#o.timers.now();
     let running = 0;
     for (const store of this.#stores.values()) running += store.syncing.size;
-    for (const store of this.#stores.values()) {
-      if (!store.map) continue;
-      for (let p = 0; p < store.config.partitions && running < this.settings.maxConcurrentSyncs; p++) {
-        if (store.syncing.has(p)) continue;
-        const role = store.role(p);
-        const kind = role === "primary" && !store.promoted[p]
-          ? "promote"
-          : (role === "owner" || role === "adding") && !store.complete[p]
-          ? "sync"
-          : undefined;
-        if (!kind) continue;
-        running++;
-        store.syncing.add(p);
-        this.#bringUp(store, p, kind).catch((e) =>
-          this.#o.log.warn("store: streaming a partition failed", { store: store.name, p, error: String(e) })
-        ).finally(() => store.syncing.delete(p));
+    // Promotions first: operations wait for them (a failover), while a sync only adds a copy.
+    for (const pass of ["promote", "sync"] as const) {
+      for (const store of this.#stores.values()) {
+        if (!store.map) continue;
+        for (let p = 0; p < store.config.partitions && running < this.settings.maxConcurrentSyncs; p++) {
+          if (store.syncing.has(p)) continue;
+          const role = store.role(p);
+          const kind = role === "primary" && !store.promoted[p]
+            ? "promote"
+            : (role === "owner" || role === "adding") && !store.complete[p]
+            ? "sync"
+            : undefined;
+          if (kind !== pass) continue;
+          running++;
+          store.syncing.add(p);
+          this.#bringUp(store, p, kind).catch((e) =>
+            this.#o.log.warn("store: streaming a partition failed", {
+              store: store.name,
+              p,
+              error: String(e),
+            })
+          ).finally(() => store.syncing.delete(p));
+        }
       }
     }
     for (const name of [...this.#reportDue]) this.#report(name);
