@@ -319,6 +319,34 @@ function isVersionMismatch(e: unknown): boolean {
   return (e as Error)?.name === "VersionMismatch";
 }
 
+/**
+ * A write whose outcome the kv service could not know (its partition's primary died after it was sent): it
+ * may or may not have been applied. The service sends adds and plain puts again itself; a compare-and-set is
+ * the caller's to resolve.
+ */
+function outcomeUnknown(error: { name: string }): boolean {
+  return error.name === "unavailable" || error.name === "timeout";
+}
+
+// Levels this instance saw lately (the answers of its takes, restocks and reads): checkStock answers a line
+// from one when it says the shelf holds enough, without a read. The check is a snapshot anyway (another order
+// may take the units before this one reserves them); the reservation's atomic take decides. A line the recent
+// level calls short is read afresh (a refill may have landed).
+
+/** How old a level checkStock answers from may be. */
+const RECENT_LEVEL_MS = 1_000;
+/** productId (of the catalog: at most its 8 entries) -> units on the shelf, and when that was seen. */
+const recentLevels = new Map<string, { units: number; atMs: number }>();
+
+function sawLevel(productId: string, units: number): void {
+  recentLevels.set(productId, { units, atMs: Date.now() });
+}
+
+function recentLevel(productId: string): number | undefined {
+  const seen = recentLevels.get(productId);
+  return seen !== undefined && Date.now() - seen.atMs <= RECENT_LEVEL_MS ? seen.units : undefined;
+}
+
 function checkInCatalog(productId: ProductId, field: Field): void {
   if (!Object.hasOwn(DEMO_STOCK, productId)) {
     throw new ProductNotFound(`${field.path}: ${productId} is not in the catalog`, {
@@ -330,7 +358,9 @@ function checkInCatalog(productId: ProductId, field: Field): void {
 /** Units on the shelf. */
 async function sharedOnShelf(stores: Stores, productId: ProductId, field: Field): Promise<number> {
   checkInCatalog(productId, field);
-  return DEMO_STOCK[productId] + ((await stores.shelf.get<number>(productId))?.value ?? 0);
+  const units = DEMO_STOCK[productId] + ((await stores.shelf.get<number>(productId))?.value ?? 0);
+  sawLevel(productId, units);
+  return units;
 }
 
 function sharedIsOpen(r: { releasedAtMs?: number; expiresAtMs: number }, nowMs: number): boolean {
@@ -383,12 +413,12 @@ async function restockAfterCrossing(
   if (!below(levelAfter) || below(levelAfter + item.quantity)) return false;
   // Units delivered so far, per product: stock = demo level + restocked - reserved + released, always. One
   // service call for both adds.
-  throwFirstFailure(
-    await stores.batch([
-      { op: "add", key: item.productId, delta: level - levelAfter },
-      { op: "add", key: item.productId, delta: level - levelAfter, map: RESTOCKED },
-    ]),
-  );
+  const results = await stores.batch([
+    { op: "add", key: item.productId, delta: level - levelAfter },
+    { op: "add", key: item.productId, delta: level - levelAfter, map: RESTOCKED },
+  ]);
+  throwFirstFailure(results);
+  if (results[0].ok) sawLevel(item.productId, level + (results[0].result as { value: number }).value);
   return true;
 }
 
@@ -398,6 +428,7 @@ async function takeLine(stores: Stores, item: ParsedLineItem): Promise<number | 
     const { value } = await stores.shelf.add(item.productId, -item.quantity, {
       min: -DEMO_STOCK[item.productId],
     });
+    sawLevel(item.productId, DEMO_STOCK[item.productId] + value);
     return DEMO_STOCK[item.productId] + value;
   } catch (e) {
     if ((e as Error).name !== "BelowMinimum") throw e;
@@ -443,7 +474,13 @@ async function takeAndRecord(
     },
   ]);
   const takes = results.slice(0, items.length);
-  const record = results[items.length];
+  for (const [i, r] of takes.entries()) {
+    if (r.ok) {
+      sawLevel(items[i].productId, DEMO_STOCK[items[i].productId] + (r.result as { value: number }).value);
+    }
+  }
+  let record = results[items.length];
+  if (!record.ok && outcomeUnknown(record.error)) record = await resolveRecord(stores, reservation, ttlMs);
   const failed = [...takes.filter((r) => !r.ok && r.error.name !== "BelowMinimum")];
   if (!record.ok && record.error.name !== "VersionMismatch") failed.push(record);
   const short = takes.some((r) => !r.ok);
@@ -467,6 +504,56 @@ async function takeAndRecord(
   if (undo.length > 0) throwFirstFailure(await stores.batch(undo));
   for (const r of failed) if (!r.ok) throw batchError(r.error);
   return { short: true };
+}
+
+/** Writes of a reservation record whose outcome was unknown, sent again before the reserve gives up. */
+const MAX_RECORD_ATTEMPTS = 5;
+
+/**
+ * The reservation record's write-if-absent had an unknown outcome (its primary died): it is sent again, and
+ * when the record is then found present, it is this reservation's own when it holds this reservation (same id,
+ * same reservedAtMs): recorded, not a reservation of an earlier attempt. Without this the record's stock was
+ * given back while the record that landed still held it (a later release would add it twice).
+ */
+async function resolveRecord(
+  stores: Stores,
+  reservation: Reservation,
+  ttlMs: number,
+): Promise<KvBatchResult> {
+  let last: KvBatchResult = {
+    ok: false,
+    error: {
+      name: "unavailable",
+      code: "unavailable",
+      message: "the reservation record's outcome is unknown",
+    },
+  };
+  for (let attempt = 0; attempt < MAX_RECORD_ATTEMPTS; attempt++) {
+    const [put] = await stores.batch([{
+      op: "put",
+      map: RESERVATIONS,
+      key: reservation.reservationId,
+      value: storedOf(reservation),
+      ifVersion: 0,
+      ttlMs,
+    }]);
+    if (put.ok) return put;
+    last = put;
+    if (put.error.name === "VersionMismatch") {
+      const [read] = await stores.batch([{ op: "get", map: RESERVATIONS, key: reservation.reservationId }]);
+      if (!read.ok) {
+        last = read;
+        continue;
+      }
+      const found = read.result as { value: StoredReservation; version: number } | null;
+      if (found === null) continue;
+      const ours = found.value.reservationId === reservation.reservationId &&
+        found.value.reservedAtMs === reservation.reservedAtMs && found.value.latest === undefined;
+      return ours ? { ok: true, result: { version: found.version } } : put;
+    }
+    if (!outcomeUnknown(put.error)) return put;
+  }
+  return last;
 }
 
 /**
@@ -612,13 +699,25 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
   const stores = storesOf(ctx);
   const parsed = parseLineItems(body.items, itemsField);
   for (const [i, item] of parsed.entries()) checkInCatalog(item.productId, itemsField.at(i).at("productId"));
-  // Every line's level in one service call.
-  const entries = await stores.batch(parsed.map((item) => ({ op: "get", key: item.productId })));
+  // A line a recent level says is served needs no read; the others' levels in one service call.
+  const recent = parsed.map((item) => {
+    const units = recentLevel(item.productId);
+    return units !== undefined && units >= item.quantity ? units : undefined;
+  });
+  const toRead = parsed.filter((_, i) => recent[i] === undefined);
+  const entries = toRead.length === 0
+    ? []
+    : await stores.batch(toRead.map((item) => ({ op: "get", key: item.productId })));
   throwFirstFailure(entries);
+  const read = new Map(toRead.map((item, i) => {
+    const entry = entries[i].ok ? entries[i].result as { value: number } | null : null;
+    const units = DEMO_STOCK[item.productId] + (entry?.value ?? 0);
+    sawLevel(item.productId, units);
+    return [item.productId, units];
+  }));
   const lines = await Promise.all(parsed.map(async (item, i) => {
     const field = itemsField.at(i).at("productId");
-    const entry = entries[i].ok ? entries[i].result as { value: number } | null : null;
-    let inStock = DEMO_STOCK[item.productId] + (entry?.value ?? 0);
+    let inStock = recent[i] ?? read.get(item.productId)!;
     // A shelf that concurrent orders emptied before their restock landed gets it now, so it is never
     // left empty by orders that stop at this check; like a short take, a short line waits a little for a
     // refill (this order's or another's) before it is reported short.
@@ -869,6 +968,7 @@ async function sharedGetStock(req: GetStockRequest, ctx: SharedCtx): Promise<Sto
     ...Array<{ value: HeldSlot } | null>,
   ];
   const inStock = DEMO_STOCK[productId] + (shelfEntry?.value ?? 0);
+  sawLevel(productId, inStock);
   const nowMs = Date.now();
   let reserved = 0;
   for (const slot of slots) {

@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { testSlice } from "@aether/slices/testing";
+import { TestInfra, testSlice } from "@aether/slices/testing";
 import inventory, { DEMO_STOCK } from "./slice.ts";
 import { newOrderId } from "../shared/mod.ts";
 import { expectError, expectErrors, invalid } from "../_testing.ts";
@@ -295,4 +295,41 @@ inventoryTest("inventory: routes and error mapping", async () => {
     "getStock=GET /api/v1/inventory/{productId}",
   ]);
   assertEquals(t.manifest.calls, {});
+});
+
+/** A kv whose first reservation record write lands but answers "unavailable" (its primary died after it). */
+class RecordOutcomeLost extends TestInfra {
+  lost = 0;
+  override serve(service: string, method: string, payload: Record<string, unknown>) {
+    const outcome = super.serve(service, method, payload);
+    if (service !== "kv" || method !== "batch" || !outcome.ok || this.lost > 0) return outcome;
+    const ops = payload.ops as Array<{ op: string; map?: string; ifVersion?: number }>;
+    const i = ops.findIndex((o) => o.op === "put" && o.map === "inventory.reservations" && o.ifVersion === 0);
+    if (i < 0) return outcome;
+    this.lost++;
+    const results = [...(outcome.value as unknown[])];
+    results[i] = {
+      ok: false,
+      error: { name: "unavailable", code: "unavailable", message: "may or may not have been applied" },
+    };
+    return { ...outcome, value: results as never };
+  }
+}
+
+Deno.test("inventory (shared state): a reservation record whose write landed with an unknown outcome is the order's own", async () => {
+  const infra = new RecordOutcomeLost();
+  const t = await testSlice(inventory, { infra, config: { sharedState: true, restockBelowPercent: 0 } });
+  const before = (await t.call("getStock", { productId: "HEADSET-BT" })).inStock;
+  const orderId = newOrderId();
+  // Before, the reserve failed and gave the units back while the record that landed still held them (a
+  // release would then have put them back a second time).
+  const reservation = await t.call("reserveStock", {
+    orderId,
+    items: [{ productId: "HEADSET-BT", quantity: 3 }],
+  });
+  assertEquals(infra.lost, 1);
+  assertEquals(reservation.reservationId, `RSV-${orderId.slice(4)}`);
+  assertEquals((await t.call("getStock", { productId: "HEADSET-BT" })).inStock, before - 3, "taken once");
+  await t.call("releaseStock", { reservationId: reservation.reservationId });
+  assertEquals((await t.call("getStock", { productId: "HEADSET-BT" })).inStock, before, "given back once");
 });
