@@ -6,12 +6,17 @@
  * - 1 node: a one-member cluster, the links slice with 1 instance (process isolation), every request to it;
  * - 3 nodes: a three-member cluster, 3 instances (one per node), requests round-robin over the nodes.
  *
- * Each phase creates --links links, resolves each once to warm the cache, then C clients resolve random codes
- * back to back for --duration-ms (`GET /u/r/{code}`, 302 expected; a resolve is a cache get and a durable click
- * `add` on the store: one call to the key's primary, which adds and replicates to a write quorum). Prints resolves/s, p50/p99 and errors per phase, the 3-node/1-node ratio and each
- * against the baseline, and the machine's cores: the client loop, the nodes and the store share them, so
- * "scales with nodes up to the core limit" means here that 3 nodes on 2 cores can at best use the 2 cores
- * one node leaves idle.
+ * Each phase creates --links links, resolves each once through every node (warm: every instance knows every
+ * link), then C clients resolve random codes back to back for --duration-ms (`GET /u/r/{code}`, 302 expected).
+ * A resolve is the link from the instance's known links (exact: links never change) and a durable click: the
+ * instance group-commits its concurrent resolves' clicks into one `kv.batch` call of `add`s, and each resolve
+ * answers once the store acknowledged its click (on a write quorum of 2 of 3 owners with 3 nodes; on the one
+ * node with 1). Prints resolves/s, p50/p99, errors and the CPU each resolve cost (ms of CPU time, from
+ * /proc, split into this client, the node processes and their slice sandboxes) per phase, the 3-node/1-node
+ * ratio and each against the baseline, and the machine's cores and load: the client loop, the nodes and the
+ * store share them, so "scales with nodes up to the core limit" means here that 3 nodes on 2 cores can at
+ * best use the cores one node leaves idle; the CPU per resolve shows what a third of the clicks' replication
+ * costs where the cores are not shared.
  *
  * Flags: --concurrency 32 --duration-ms 8000 --links 100 --fsync always|never
  * Run: npx -y deno@2.9.6 run -A --unstable-worker-options tests/bench/url_shortener_bench.ts
@@ -19,9 +24,9 @@
 
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
-import { TestCluster } from "../_support/cluster.ts";
+import { type NodeProcess, TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
-import { buildSlice } from "../../runtime/authoring/mod.ts";
+import { buildSlice, type BuiltSlice } from "../../runtime/authoring/mod.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -51,6 +56,37 @@ interface Phase {
   perSecond: number;
   p50: number;
   p99: number;
+  /** CPU ms per resolve of this process, of its children (nodes, the baseline server) and their children. */
+  cpu?: { client: number; nodes: number; sandboxes: number };
+}
+
+/** CPU time (ms) of this process, its children and its grandchildren, from /proc (undefined elsewhere). */
+function cpuOfTree(): { client: number; nodes: number; sandboxes: number } | undefined {
+  const procs = new Map<number, { ppid: number; ms: number }>();
+  try {
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+        // Fields after the command name: state ppid ... utime (14th field) stime (15th), in clock ticks (100/s).
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        procs.set(Number(entry.name), {
+          ppid: Number(fields[1]),
+          ms: (Number(fields[11]) + Number(fields[12])) * 10,
+        });
+      } catch {
+        // The process ended meanwhile.
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  const cpu = { client: procs.get(Deno.pid)?.ms ?? 0, nodes: 0, sandboxes: 0 };
+  for (const [, p] of procs) {
+    if (p.ppid === Deno.pid) cpu.nodes += p.ms;
+    else if (procs.get(p.ppid)?.ppid === Deno.pid) cpu.sandboxes += p.ms;
+  }
+  return cpu;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -62,6 +98,7 @@ async function drive(name: string, bases: string[], codes: string[]): Promise<Ph
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
+  const cpuBefore = cpuOfTree();
   const start = performance.now();
   const end = start + DURATION_MS;
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -80,8 +117,19 @@ async function drive(name: string, bases: string[], codes: string[]): Promise<Ph
     }
   }));
   const seconds = (performance.now() - start) / 1000;
+  const cpuAfter = cpuOfTree();
   latencies.sort((a, b) => a - b);
+  const perResolve = (ms: number) => ms / Math.max(1, latencies.length);
   return {
+    ...(cpuBefore && cpuAfter
+      ? {
+        cpu: {
+          client: perResolve(cpuAfter.client - cpuBefore.client),
+          nodes: perResolve(cpuAfter.nodes - cpuBefore.nodes),
+          sandboxes: perResolve(cpuAfter.sandboxes - cpuBefore.sandboxes),
+        },
+      }
+      : {}),
     name,
     resolves: latencies.length,
     errors,
@@ -115,12 +163,25 @@ async function baseline(codes: Map<string, string>): Promise<Phase> {
   }
 }
 
+/** A loaded machine can make a node miss its heartbeats during the push's transfer (503): try again. */
+async function pushWithRetries(node: NodeProcess, slice: BuiltSlice) {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await pushArtifact(node, slice);
+    } catch (e) {
+      if (attempt >= 5 || !/answered 503/.test(String(e))) throw e;
+      console.log(`push failed (attempt ${attempt}), trying again: ${String(e).slice(0, 200)}`);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  }
+}
+
 async function shortener(nodes: number): Promise<{ phase: Phase; links: Map<string, string> }> {
   const cluster = await TestCluster.start(nodes, { fsync: FSYNC });
   try {
     await cluster.waitForLeader(60_000);
     const [n1] = cluster.nodes;
-    await pushArtifact(n1, await buildSlice(SLICE));
+    await pushWithRetries(n1, await buildSlice(SLICE));
     const blueprint = (await Deno.readTextFile(BLUEPRINT)).replace(/instances = \d+/, `instances = ${nodes}`);
     const applied = await postBlueprint(n1, blueprint);
     if (applied.status !== 201) {
@@ -161,10 +222,13 @@ async function shortener(nodes: number): Promise<{ phase: Phase; links: Map<stri
 }
 
 function row(p: Phase): string {
-  return `| ${p.name.padEnd(38)} | ${p.perSecond.toFixed(0).padStart(8)} | ${
+  const cpu = p.cpu
+    ? `${p.cpu.client.toFixed(2)} / ${p.cpu.nodes.toFixed(2)} / ${p.cpu.sandboxes.toFixed(2)}`
+    : "n/a";
+  return `| ${p.name.padEnd(38)} | ${p.perSecond.toFixed(0).padStart(10)} | ${
     p.p50.toFixed(1).padStart(6)
   } | ` +
-    `${p.p99.toFixed(1).padStart(6)} | ${String(p.errors).padStart(6)} |`;
+    `${p.p99.toFixed(1).padStart(6)} | ${String(p.errors).padStart(6)} | ${cpu.padStart(26)} |`;
 }
 
 const load = Deno.loadavg();
@@ -175,15 +239,26 @@ console.log(
 const one = await shortener(1);
 const three = await shortener(3);
 const bare = await baseline(one.links);
-console.log("| phase                                  | resolves/s | p50 ms | p99 ms | errors |");
-console.log("| -------------------------------------- | --------: | -----: | -----: | -----: |");
+console.log(
+  "| phase                                  | resolves/s | p50 ms | p99 ms | errors | CPU ms/resolve: client / " +
+    "nodes / sandboxes |",
+);
+console.log(
+  "| -------------------------------------- | ---------: | -----: | -----: | -----: | -------------------------: |",
+);
 for (const p of [bare, one.phase, three.phase]) console.log(row(p));
 console.log(
   `ratios: 3 nodes / 1 node ${(three.phase.perSecond / one.phase.perSecond).toFixed(2)}x; ` +
     `1 node / baseline ${(one.phase.perSecond / bare.perSecond).toFixed(3)}x; ` +
     `3 nodes / baseline ${(three.phase.perSecond / bare.perSecond).toFixed(3)}x`,
 );
+const cpuTotal = (p: Phase) => p.cpu ? p.cpu.client + p.cpu.nodes + p.cpu.sandboxes : NaN;
+console.log(
+  `CPU per resolve, all processes: 1 node ${cpuTotal(one.phase).toFixed(2)} ms, 3 nodes ` +
+    `${cpuTotal(three.phase).toFixed(2)} ms, baseline ${cpuTotal(bare).toFixed(2)} ms`,
+);
 console.log(
   `core limit: ${cpus().length} cores shared by the client loop and every node process; 3 nodes can add ` +
-    `throughput only while one node leaves a core idle`,
+    `throughput only while one node leaves a core idle. Load average after the run: ` +
+    Deno.loadavg().map((l) => l.toFixed(1)).join(" "),
 );

@@ -2,11 +2,16 @@
  * The URL shortener: shorten a URL to a code, resolve a code (an HTTP 302 redirect), and see a link's clicks.
  *
  * Links live in the durable `kv` service (the replicated store: 3 copies, acknowledged once 2 have it on
- * disk), with the `cache` service in front for resolves; click counts are an atomic `add` on the store. So any
- * node answers for any link, and a node that dies loses no link and no acknowledged click.
+ * disk), with the `cache` service in front for resolves and, in front of both, the links this instance has
+ * seen (known_links.ts: exact, since a link never changes). Click counts are an atomic `add` on the store,
+ * group-committed per instance (clicks.ts: concurrent resolves share one `kv.batch` call, and each waits for
+ * the batch that carries its click). So any node answers for any link, and a node that dies loses no link and
+ * no acknowledged click.
  */
 
-import { defineSlice, respond, SliceError } from "@aether/slices";
+import { type Context, defineSlice, respond, SliceError } from "@aether/slices";
+import { ClickCounter } from "./clicks.ts";
+import { KnownLinks } from "./known_links.ts";
 
 /** A request that is malformed; the message names the field. 400. */
 export class InvalidLink extends SliceError {}
@@ -24,6 +29,10 @@ interface Link {
   url: string;
   createdAt: string;
 }
+
+/** This instance's links and click batches: module state, shared by the instance's concurrent requests. */
+const known = new KnownLinks();
+const clicks = new ClickCounter();
 
 function newCode(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(CODE_LENGTH));
@@ -59,6 +68,20 @@ function parseCode(request: unknown): string {
   return code;
 }
 
+/** A code's URL from the cache, else the kv (then cached); remembered by this instance either way. */
+async function lookUp(code: string, ctx: Context<unknown, unknown>): Promise<string> {
+  const cache = ctx.infra.cache("links");
+  let url = await cache.get<string>(code);
+  if (url === undefined) {
+    const entry = await ctx.infra.kv("links").get<{ url: string }>(code);
+    if (entry === null) throw new LinkNotFound(`no link has the code ${code}`);
+    url = entry.value.url;
+    await cache.putWithTtl(code, url, CACHE_TTL_MS);
+  }
+  known.remember(code, url);
+  return url;
+}
+
 export default defineSlice({
   coordinates: "org.example.links:links:1.0.0",
   requires: ["kv", "cache"],
@@ -80,6 +103,7 @@ export default defineSlice({
         const link: Link = { code: newCode(), url, createdAt: new Date().toISOString() };
         try {
           await links.put(link.code, { ...link }, { ifVersion: 0 });
+          known.remember(link.code, url);
           return respond({ status: 201, body: { ...link, short: `/u/r/${link.code}` } });
         } catch (e) {
           if ((e as Error).name !== "VersionMismatch") throw e;
@@ -88,18 +112,11 @@ export default defineSlice({
       throw new SliceError("could not find a free code in 5 attempts");
     },
 
-    /** Redirects to the link's URL and counts the click. */
+    /** Redirects to the link's URL once its click is counted. */
     async resolve(request: { code: string }, ctx) {
       const code = parseCode(request);
-      const cache = ctx.infra.cache("links");
-      let url = await cache.get<string>(code);
-      if (url === undefined) {
-        const entry = await ctx.infra.kv("links").get<{ url: string }>(code);
-        if (entry === null) throw new LinkNotFound(`no link has the code ${code}`);
-        url = entry.value.url;
-        await cache.putWithTtl(code, url, CACHE_TTL_MS);
-      }
-      await ctx.infra.kv("clicks").add(code, 1);
+      const url = known.get(code) ?? await lookUp(code, ctx);
+      await clicks.count(ctx.infra.kv("clicks"), code);
       return respond({ status: 302, headers: { location: url }, body: { url } });
     },
 
