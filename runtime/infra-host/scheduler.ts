@@ -59,8 +59,14 @@ const MAX_CONCURRENT_FIRES = 256;
 /** A catch-up fires at most this many missed occurrences of a job; older ones are skipped. */
 export const MAX_CATCHUP_OCCURRENCES = 100;
 const DEFAULT_MISFIRE_GRACE_MS = 1_000;
-/** Tries of a call the invoker could not make (250 ms, 500 ms, ... between them: about 8 s in all). */
-const CALL_TRIES = 6;
+/**
+ * Tries of a call the invoker could not make (250 ms, 500 ms, then 1 s between them: about 8 s in all). The
+ * pause stops doubling at CALL_PAUSE_MAX_MS so a job fires again within a second of its slice becoming
+ * callable (right after a cluster restart, instances come up one after another): with 2 s and 4 s pauses an
+ * every-second job sat out up to 4 s after its target was back, and a `skip` job's occurrences were skipped.
+ */
+const CALL_TRIES = 10;
+const CALL_PAUSE_MAX_MS = 1_000;
 /** How long a fired call may take. */
 const FIRE_TIMEOUT_MS = 30_000;
 /** One-off jobs: at most this far ahead. */
@@ -593,10 +599,10 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   /**
    * The call, tried again when the invoker could not make it (no live instance yet, e.g. right after the
    * cluster restarted, or every attempt failed before reaching the method): up to CALL_TRIES tries with a
-   * doubling pause. What the method itself answered, error or not, is final.
+   * doubling pause of at most CALL_PAUSE_MAX_MS. What the method itself answered, error or not, is final.
    */
   const callWithRetries = async (job: JobRecord, occurrenceMs: number, attempt: number) => {
-    for (let tryNo = 1, pauseMs = 250;; tryNo++, pauseMs *= 2) {
+    for (let tryNo = 1, pauseMs = 250;; tryNo++, pauseMs = Math.min(CALL_PAUSE_MAX_MS, pauseMs * 2)) {
       try {
         return await callTarget(job, occurrenceMs, attempt);
       } catch (e) {

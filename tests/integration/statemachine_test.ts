@@ -8,58 +8,27 @@
 
 import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
-import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
-import { buildSlice } from "../../runtime/authoring/mod.ts";
+import { deployFixture, type Json, post, sleep } from "../_support/fixture_slices.ts";
 import { runCli } from "../_support/cli.ts";
-import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
-type Json = Record<string, unknown>;
 const ORDERS = new URL("../fixtures/scheduler/orders.ts", import.meta.url).pathname;
 const INTRUDER = new URL("../fixtures/scheduler/intruder.ts", import.meta.url).pathname;
 const GROUP = "org.example.orders";
-
-async function post(node: NodeProcess, path: string, body: unknown) {
-  const response = await fetch(node.httpUrl + path, {
-    method: "POST",
-    body: JSON.stringify(body),
-    headers: { "content-type": "application/json" },
-  });
-  const text = await response.text();
-  const value = text ? JSON.parse(text) : null;
-  return {
-    status: response.status,
-    body: (value !== null && typeof value === "object" ? value : { value }) as Json,
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function deploy(cluster: TestCluster, n1: NodeProcess, path: string, slice: string, requires: string) {
-  await pushArtifact(n1, await buildSlice(path));
-  const r = await postBlueprint(
-    n1,
-    `id = "${slice}:1.0.0"\n[[slices]]\nartifact = "${slice}:1.0.0"\ninstances = 3\nrequires = [${requires}]\n`,
-  );
-  equal(r.status, 201, JSON.stringify(r.body));
-  await cluster.waitFor(`${slice} ACTIVE on 3 nodes`, async () => {
-    const s = (await sliceStatuses(n1)).find((x) => x.slice === slice);
-    return s !== undefined && s.instances.filter((i) => i.state === "ACTIVE").length === 3;
-  }, 90_000);
-  for (const node of cluster.running()) {
-    await cluster.waitFor(`${node.id} routes of ${slice}`, async () => {
-      const { body } = await node.json<{ routes: Array<{ path: string }> }>("/api/v1/routes");
-      return body.routes.some((r) => r.path.startsWith(`/${slice.split(":")[1]}/`));
-    }, 30_000);
-  }
-}
 
 Deno.test("state machines on 3 nodes: events serialize, timeouts fire, onEnter, bad input, other groups", async (t) => {
   const cluster = await TestCluster.start(3, { fsync: "never" });
   try {
     await cluster.waitForLeader();
     const [n1, n2, n3] = cluster.nodes;
-    await deploy(cluster, n1, ORDERS, `${GROUP}:orders`, `"statemachine", "kv"`);
-    await deploy(cluster, n1, INTRUDER, "org.example.intruder:intruder", `"scheduler", "statemachine"`);
+    await deployFixture(cluster, n1, ORDERS, `${GROUP}:orders`, `"statemachine", "kv"`, "/orders/send");
+    await deployFixture(
+      cluster,
+      n1,
+      INTRUDER,
+      "org.example.intruder:intruder",
+      `"scheduler", "statemachine"`,
+      "/intruder/machine",
+    );
 
     await t.step("bad input names what was wrong", async () => {
       const created = await post(n1, "/orders/send", { machine: "order", id: "o-bad", event: "note" });
