@@ -32,7 +32,7 @@ export interface BalancerSettings {
 
 export const DEFAULT_BALANCER_SETTINGS: BalancerSettings = {
   intervalMs: 200,
-  departAfterMs: 1_000,
+  departAfterMs: 2_000,
   joinAfterMs: 1_000,
   maxMoving: 128,
 };
