@@ -23,7 +23,8 @@ function serviceName(raw: string): string {
   if (!NAME.test(raw)) {
     throw new AetherError(
       "bad_request",
-      `service name ${JSON.stringify(raw.slice(0, 80))} is not a-z, 0-9, '-'`,
+      `service name ${JSON.stringify(raw.slice(0, 80))} must be 1-64 characters: a lower-case letter, then ` +
+        `a-z, 0-9 or '-'`,
       {
         field: "name",
       },

@@ -12,6 +12,7 @@ import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { newMasterKeyText } from "../../runtime/infra-host/mod.ts";
 import { runCli } from "../_support/cli.ts";
+import { runLoad } from "../../runtime/loadgen/mod.ts";
 
 type Json = Record<string, unknown>;
 
@@ -47,6 +48,23 @@ async function waitRoute(cluster: TestCluster, node: NodeProcess, path: string) 
     const { body } = await node.json<{ routes: Array<{ path: string }> }>("/api/v1/routes");
     return body.routes.some((r) => r.path === path);
   }, 30_000);
+}
+
+/**
+ * Publishes a slice; a 503 "nothing was published" (seen once: a member's mesh connection closed during the
+ * transfer right after the cluster formed) is tried again, as an operator would.
+ */
+async function push(node: NodeProcess, entry: string): Promise<void> {
+  const slice = await buildSlice(entry);
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await pushArtifact(node, slice);
+    } catch (e) {
+      if (attempt >= 3 || !/answered 503.*nothing was published/.test(String(e))) throw e;
+      console.log(`push of ${entry} again after: ${e}`);
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
 }
 
 /** A port nothing listens on: a redirect there, if followed, fails. */
@@ -96,9 +114,7 @@ Deno.test({
           ["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", cluster.token, ...args],
           stdin === undefined ? {} : { stdin },
         );
-      await pushArtifact(n1, await buildSlice(LINKS));
-      await pushArtifact(n1, await buildSlice(SETTINGS));
-      await pushArtifact(n1, await buildSlice(CACHER));
+      for (const entry of [LINKS, SETTINGS, CACHER]) await push(n1, entry);
       const applied = await postBlueprint(n1, await Deno.readTextFile(BLUEPRINT));
       equal(applied.status, 201, JSON.stringify(applied.body));
       for (const artifact of ["org.example.cfg:settings:1.0.0", "org.example.cacher:cacher:1.0.0"]) {
@@ -130,6 +146,9 @@ Deno.test({
         match(r.stderr, /Available services in infrastructure repository:\n {2}- cache \(v1\.0\.0\)/);
         match(r.stderr, /To add caching service:\n {2}aether infra install caching/);
         doesNotMatch(r.stderr, STACK);
+        const long = await n1.json<Json>(`/api/v1/infra/${"a".repeat(200)}`);
+        equal(long.status, 400);
+        match(String(long.body.detail), /must be 1-64 characters/, "a name too long says so (was 'not a-z')");
       });
 
       await t.step(
@@ -238,6 +257,60 @@ Deno.test({
           const stats = await call(n1, "POST", "/cacher/run", { op: "stats", name: "sizes" });
           ok((stats.body.entries as number) >= 5, `stats: ${JSON.stringify(stats.body)}`);
           ok((stats.body.bytes as number) > 0, `stats: ${JSON.stringify(stats.body)}`);
+        },
+      });
+      await t.step({
+        // Defect (owners: examples/url-shortener and the kv service, runtime/infra-host/kv_service.ts /
+        // store_node.ts): the shortener's README says clicks are "counted once even when a node dies mid-call",
+        // but a hot link resolved at 200/s open loop while a node is killed gets 3-5% more clicks than resolves
+        // sent (measured by hand: 4183 clicks for 3974 resolves, each answered once; 4176 for 3994). Either the
+        // invoker retries `resolve` (not idempotent: each attempt adds with a new id) after an instance died, or
+        // the store's retried add falls outside the 16 ids an entry remembers (200 adds/s: 80 ms of them).
+        // Also the issue's bar, >= 99.9% of 200 resolves/s through a kill -9, checked open loop with a client
+        // timeout (infra_services_test runs 16 closed-loop clients without one).
+        name: "a hot link at 200 resolves/s through a kill -9: >= 99.9% answered, each click counted once",
+        ignore: true,
+        fn: async () => {
+          const created = await call(n1, "POST", "/u/links", { url: "https://example.org/hot" });
+          equal(created.status, 201, JSON.stringify(created.body));
+          const code = String(created.body.code);
+          // As Forge does it: requests spread over every node (a refused one goes to the next), the victim
+          // restarted 0.5 s after its SIGKILL. The over-count was seen on Forge (nodes at the default --fsync
+          // always); in this cluster (fsync never) two runs counted exactly (2400 of 2400 answered through the
+          // survivors alone; 2991 clicks for 3000 sent, 11 reset on the victim), so try fsync always.
+          const load = runLoad({
+            target: `GET /u/r/${code}`,
+            urls: cluster.nodes.map((n) => n.httpUrl),
+            failover: true,
+            ratePerSecond: 200,
+            durationMs: 15_000,
+            timeoutMs: 10_000,
+          });
+          await new Promise((r) => setTimeout(r, 3_000));
+          await n3.stop("SIGKILL");
+          await new Promise((r) => setTimeout(r, 500));
+          await n3.start();
+          const report = await load;
+          const stats = await call(n1, "GET", `/u/links/${code}`);
+          console.log(
+            `hot link through a kill -9: ${report.succeeded}/${report.requests} answered, ` +
+              `${stats.body.clicks} clicks counted`,
+            report.statuses,
+          );
+          // Requests in flight on the victim when it died are reset: no client can know their outcome. The
+          // bar is on the requests the survivors took.
+          const survivors = report.perUrl.filter((u) => u.url !== n3.httpUrl);
+          const taken = survivors.reduce((sum, u) => sum + u.requests, 0);
+          const answered = survivors.reduce((sum, u) => sum + u.succeeded, 0);
+          ok(
+            answered / taken >= 0.999,
+            `survivors: ${answered}/${taken}, ${JSON.stringify(report.statuses)}`,
+          );
+          ok(
+            (stats.body.clicks as number) <= report.requests,
+            `${stats.body.clicks} clicks for ${report.requests} resolves sent`,
+          );
+          ok((stats.body.clicks as number) >= report.succeeded, "every answered resolve counted");
         },
       });
     } finally {
