@@ -208,6 +208,15 @@ Deno.test({
           const schema = await cli(["config", "set", "org.example.cfg:settings", "limit=500"]);
           equal(schema.code, 1, schema.stderr);
           match(schema.stderr, /limit must be at most 100, got 500/);
+          const text = await cli(["config", "set", "org.example.cfg:settings", "greeting=42"]);
+          equal(text.code, 1, text.stderr);
+          match(
+            text.stderr,
+            /greeting expected a string, got 42\n\(to set the text 42, quote it: greeting='"42"'\)/,
+          );
+          const quoted = await cli(["config", "set", "org.example.cfg:settings", `greeting="42"`]);
+          equal(quoted.code, 0, quoted.stderr);
+          match(quoted.stdout, /greeting\s+"42"\s+"42"/);
         },
       );
 

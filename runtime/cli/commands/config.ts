@@ -39,6 +39,21 @@ export function parseAssignment(text: string): [string, unknown] {
   return [text.slice(0, eq), value];
 }
 
+/**
+ * A text field given a value that reads as JSON (`greeting=42`, `version=1.0`) is sent as a number and
+ * refused; the refusal then says how to send it as text.
+ */
+export function withQuotingHint(e: unknown, assignments: string[]): unknown {
+  if (!(e instanceof CliError)) return e;
+  const field = /\.([A-Za-z0-9_]+) expected a string, got /.exec(e.message)?.[1];
+  const typed = assignments.find((a) => a.startsWith(`${field}=`))?.slice(`${field}=`.length);
+  if (field === undefined || typed === undefined) return e;
+  return new CliError(
+    `${e.message}\n(to set the text ${typed}, quote it: ${field}='"${typed}"')`,
+    e.exitCode,
+  );
+}
+
 function show(view: SliceConfigView): string {
   const fields = new Set([...Object.keys(view.effective ?? {}), ...Object.keys(view.values)]);
   if (fields.size === 0) return `${view.slice}: no configuration fields`;
@@ -76,7 +91,9 @@ export const configCommands: CliCommand[] = [
         "PUT",
         `/api/v1/config/${encodeURIComponent(positionals[0])}`,
         { values },
-      );
+      ).catch((e) => {
+        throw withQuotingHint(e, positionals.slice(1));
+      });
       ctx.out(ctx.json ? JSON.stringify(view, null, 2) : show(view));
     },
   },

@@ -5,6 +5,8 @@
 
 import assert from "node:assert/strict";
 import { runCli } from "../main.ts";
+import { CliError } from "../client.ts";
+import { withQuotingHint } from "./config.ts";
 
 /** A port nothing listens on: a command that reached the network would fail with exit code 3 instead. */
 function closedPort(): number {
@@ -60,4 +62,18 @@ Deno.test("cli usage errors: a bad argument is one line naming it, exit code 2, 
     assert.doesNotMatch(stderr, /\n\s+at |Error: /, `aether ${line} printed a stack trace:\n${stderr}`);
     assert.equal(code, 2, `aether ${line}: exit code ${code}, stderr ${stderr}`);
   }
+});
+
+Deno.test("cli config set: a text field given a value that reads as JSON is told how to quote it", () => {
+  const refused = new CliError(
+    "400 bad request: invalid configuration: config of org.example:greeter:1.0.0.version expected a string, got 1",
+  );
+  const hinted = withQuotingHint(refused, ["limit=5", "version=1.0"]) as CliError;
+  assert.match(
+    hinted.message,
+    /expected a string, got 1\n\(to set the text 1\.0, quote it: version='"1\.0"'\)$/,
+  );
+  assert.equal(hinted.exitCode, refused.exitCode);
+  const other = new CliError("400 bad request: ... limit must be at most 100, got 500");
+  assert.equal(withQuotingHint(other, ["limit=500"]), other, "other refusals unchanged");
 });
