@@ -20,6 +20,7 @@ const LINKS = new URL("../../examples/url-shortener/links/slice.ts", import.meta
 const BLUEPRINT = new URL("../../examples/url-shortener/blueprint.toml", import.meta.url).pathname;
 const SETTINGS = new URL("./fixtures/config_slice.ts", import.meta.url).pathname;
 const CACHER = new URL("../fixtures/infra/cacher.ts", import.meta.url).pathname;
+const PROBE = new URL("../fixtures/infra/probe.ts", import.meta.url).pathname;
 const SECRET_VALUE = `outside-${crypto.randomUUID()}`;
 /** A stack trace line, as a CLI error that escaped its handling prints it. */
 const STACK = /\n\s+at /;
@@ -149,6 +150,19 @@ Deno.test({
         const long = await n1.json<Json>(`/api/v1/infra/${"a".repeat(200)}`);
         equal(long.status, 400);
         match(String(long.body.detail), /must be 1-64 characters/, "a name too long says so (was 'not a-z')");
+      });
+
+      await t.step("aether deploy of a slice whose manifest requires lock starts lock first", async () => {
+        // Issue 20 item 1: "A slice's manifest `requires` is honoured the same way" (tested elsewhere only
+        // through blueprints that name the services themselves).
+        const before = await cli(["infra", "status", "lock"]);
+        match(before.stdout, /running {2}no/, before.stdout);
+        await push(n1, PROBE);
+        const deployed = await cli(["deploy", "org.example.probe:probe:1.0.0", "--instances", "1", "--wait"]);
+        equal(deployed.code, 0, `${deployed.stdout}\n${deployed.stderr}`);
+        const after = await cli(["infra", "status", "lock"]);
+        match(after.stdout, /running {2}yes/, after.stdout);
+        await waitActive(cluster, n1, "org.example.probe:probe", 1);
       });
 
       await t.step(
