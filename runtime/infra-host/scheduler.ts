@@ -917,7 +917,11 @@ async function serve(scheduler: Scheduler, call: ServiceCall): Promise<unknown> 
   throw new AetherError("not_found", `scheduler has no method "${call.method}"`);
 }
 
-/** The catalog row; calls are answered by the Scheduler the node started (services.ts `kvServed`). */
+/**
+ * The catalog row. Calls reach the bundled slice (infra/scheduler/slice.ts, `aether.infra:scheduler`) through
+ * the invoker, and the slice reaches the Scheduler its node started (services.ts `kvServed`) through
+ * `@service-host`; while the slice is not deployed the node answers them itself. Firing is the leader's.
+ */
 export const SCHEDULER_SERVICE: InfraService = {
   name: "scheduler",
   version: "1.0.0",
