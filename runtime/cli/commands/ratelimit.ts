@@ -26,7 +26,8 @@ export function parseRate(text: string): number {
   const perSec = Number(match[1]) / UNITS[match[2] ?? "s"];
   if (!Number.isInteger(perSec) || perSec < 1) {
     throw new CliError(
-      `--rate "${text}" is ${perSec} per second; a limit is a whole number of permits per second >= 1`,
+      `--rate "${text}" is ${Number(perSec.toFixed(3))} per second; a limit is a whole number of permits ` +
+        `per second >= 1 (e.g. 60/m, 3600/h)`,
       EXIT_USAGE,
     );
   }

@@ -34,7 +34,10 @@ const CASES: Array<{ words: string[]; says: RegExp }> = [
   { words: ["config", "set", "org.example:greeter", "=5"], says: /"=5" is not key=value/ },
   { words: ["ratelimit", "set", "api"], says: /--rate is required/ },
   { words: ["ratelimit", "set", "api", "--rate", "fast"], says: /--rate "fast" is not N\/s/ },
-  { words: ["ratelimit", "set", "api", "--rate", "1/m"], says: /a whole number of permits per second/ },
+  {
+    words: ["ratelimit", "set", "api", "--rate", "1/m"],
+    says: /"1\/m" is 0\.017 per second; a limit is a whole number of permits per second >= 1 \(e\.g\. 60\/m/,
+  },
   { words: ["ratelimit", "set", "api", "--rate", "10/s", "--burst", "many"], says: /--burst "many"/ },
   {
     words: ["secret", "set", "db-password", "--file", "/nonexistent/secret.txt"],
