@@ -16,6 +16,7 @@
 import { defineSlice, type KvBatchResult, type KvOperation, SliceError } from "@aether/slices";
 import {
   type Field,
+  GroupCommit,
   KvBatcher,
   type LineItem,
   type OrderId,
@@ -593,9 +594,6 @@ async function sharedTake(
 type HeldDeltas = Map<string, Map<string, number>>;
 
 const heldSlot = `slot-${Math.floor(Math.random() * HELD_SLOTS)}`;
-let pendingHeld: HeldDeltas = new Map();
-let heldWaiters: Array<() => void> = [];
-let heldWriting = false;
 
 function addHeld(into: HeldSlot, deltas: HeldDeltas, nowMs: number): HeldSlot {
   const next: HeldSlot = {};
@@ -648,28 +646,19 @@ async function writeHeld(stores: Stores, deltas: HeldDeltas): Promise<void> {
   }
 }
 
-/** Writes the pending deltas until none are left; a failed write keeps them for the next one. */
-async function drainHeld(stores: Stores, log: SharedCtx["log"]): Promise<void> {
-  heldWriting = true;
-  try {
-    while (heldWaiters.length > 0) {
-      const waiters = heldWaiters;
-      const deltas = pendingHeld;
-      heldWaiters = [];
-      pendingHeld = new Map();
-      try {
-        await writeHeld(stores, deltas);
-      } catch (e) {
-        // The held units are a figure for getStock, not the stock itself: an order does not fail for them.
-        mergeDeltas(pendingHeld, deltas);
-        log.warn("held units not written; kept for the next write", { error: (e as Error).message });
-      }
-      for (const done of waiters) done();
-    }
-  } finally {
-    heldWriting = false;
-  }
-}
+/**
+ * This instance's held-units writes (shared/group_commit.ts): each goes with the newest waiting request's
+ * stores (a request's client dies with its deadline). The held units are a figure for getStock, not the stock
+ * itself: a failed write is kept for the next one, and an order does not fail for it.
+ */
+let heldLog: SharedCtx["log"] | undefined;
+const heldCommit = new GroupCommit<Stores, HeldDeltas>({
+  empty: () => new Map(),
+  merge: mergeDeltas,
+  write: writeHeld,
+  onError: (e) =>
+    heldLog?.warn("held units not written; kept for the next write", { error: (e as Error).message }),
+});
 
 /** Adds each line's units (sign -1: released) to the held units of `bucket`; resolves once written. */
 function sharedHold(
@@ -685,11 +674,8 @@ function sharedHold(
     buckets.set(bucket, (buckets.get(bucket) ?? 0) + sign * item.quantity);
     deltas.set(item.productId, buckets);
   }
-  mergeDeltas(pendingHeld, deltas);
-  return new Promise((resolve) => {
-    heldWaiters.push(resolve);
-    if (!heldWriting) void drainHeld(stores, log);
-  });
+  heldLog = log;
+  return heldCommit.add(stores, deltas);
 }
 
 /** Says, line by line, whether the shelf holds enough; reserves nothing. */

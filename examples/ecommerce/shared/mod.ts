@@ -11,3 +11,4 @@ export * from "./address.ts";
 export * from "./card.ts";
 export * from "./shipping.ts";
 export * from "./kv_batcher.ts";
+export * from "./group_commit.ts";
