@@ -59,7 +59,11 @@ export class ClickCounter {
   /** Counts one click on `code`; resolves once the store has acknowledged it. */
   count(kv: KvClient, code: string): Promise<void> {
     if (this.#waiting >= MAX_WAITING_CLICKS) {
-      return Promise.reject(new Error(`click counter: ${MAX_WAITING_CLICKS} clicks already waiting`));
+      return Promise.reject(
+        new SliceError(`click counter: ${MAX_WAITING_CLICKS} clicks already waiting; try again`, {
+          status: 503,
+        }),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       const seq = ++this.#seq;

@@ -9,7 +9,7 @@ import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { TestInfra, testSlice } from "@aether/slices/testing";
 import type { KvBatchResult, KvClient, KvOperation } from "@aether/slices";
 import links from "./slice.ts";
-import { ClickCounter, ClickNotCounted, MAX_CODES_PER_BATCH } from "./clicks.ts";
+import { ClickCounter, ClickNotCounted, MAX_CODES_PER_BATCH, MAX_WAITING_CLICKS } from "./clicks.ts";
 import { KnownLinks } from "./known_links.ts";
 
 /** Service calls of one method (kv and cache alike). */
@@ -108,6 +108,32 @@ Deno.test("click counter: a failed call fails its own clicks only; a refused add
   );
   equal(good.status, "fulfilled");
   equal(clicksOf(infra, "y"), 1);
+});
+
+Deno.test("click counter: at most MAX_WAITING_CLICKS wait; beyond, a click is refused at once (503)", async () => {
+  const infra = new TestInfra();
+  let release = () => {};
+  const held = new Promise<void>((r) => release = r);
+  const kv = {
+    batch: async (ops: readonly KvOperation[]) => {
+      await held;
+      const outcome = infra.serve("kv", "batch", { map: "clicks", ops: ops.map((o) => ({ ...o })) });
+      return (outcome as { value: unknown }).value as KvBatchResult[];
+    },
+  } as unknown as KvClient;
+  const counter = new ClickCounter();
+  // Two batches of 64 codes go out (and hang); the rest wait for them.
+  const sent = Array.from({ length: 2 * MAX_CODES_PER_BATCH }, (_, i) => counter.count(kv, `sent${i}`));
+  await new Promise((r) => setTimeout(r, 0));
+  const waiting = Array.from({ length: MAX_WAITING_CLICKS }, (_, i) => counter.count(kv, `w${i % 500}`));
+  await rejects(counter.count(kv, "one-too-many"), (e: Error & { status?: number }) => {
+    ok(/10000 clicks already waiting/.test(e.message), e.message);
+    equal(e.status, 503);
+    return true;
+  });
+  release();
+  await Promise.all([...sent, ...waiting]);
+  equal(counter.clicks, 2 * MAX_CODES_PER_BATCH + MAX_WAITING_CLICKS);
 });
 
 Deno.test("known links: least recently used leave first", () => {
