@@ -41,7 +41,18 @@ export function configRoutes(feature: ConfigFeature): Hono {
     "/config",
     (c) => c.json({ settings: config.settings(), slices: config.slices().map((s) => config.view(s)) }),
   );
-  app.get("/config/:slice", (c) => c.json(config.view(c.req.param("slice"))));
+  app.get("/config/:slice", (c) => {
+    const view = config.view(c.req.param("slice"));
+    // A mistyped name would otherwise read as a slice with no configuration fields.
+    if (view.version === undefined && Object.keys(view.values).length === 0) {
+      throw new AetherError(
+        "not_found",
+        `no published artifact of ${view.slice}: nothing to configure ` +
+          `(aether artifact list shows what is published)`,
+      );
+    }
+    return c.json(view);
+  });
   app.put("/config/:slice", async (c) => {
     const body = await configBody(c, `{"values":{"field":value,...}}`);
     const values = body.values;

@@ -827,7 +827,7 @@ export const ENDPOINT_DOCS: Readonly<Record<string, OperationDoc>> = {
     summary: "A slice's configuration: the values set and what its instances run with (defaults applied)",
     pathParameters: { slice: "group:artifact" },
     response: { description: "the slice's configuration", json: obj({ slice: str, values: anyObj }) },
-    problems: [400],
+    problems: [400, 404],
   },
   "PUT /api/v1/config/:slice": {
     summary: "Sets configuration fields of a slice, checked against its schema; running instances see them",

@@ -78,7 +78,10 @@ export interface LoadOptions {
   clock?: Clock;
 }
 
-/** ok: a 2xx or 3xx; http_error: another status; timeout; error: no HTTP answer (refused, reset); dropped: not sent. */
+/**
+ * ok: a 2xx or 3xx; http_error: another status; timeout; error: no HTTP answer (refused, reset); dropped: not
+ * sent.
+ */
 export type OutcomeKind = "ok" | "http_error" | "timeout" | "error" | "dropped";
 
 export interface RequestOutcome {

@@ -162,7 +162,7 @@ Deno.test("load: statuses, timeouts and the success rate are counted exactly", a
   }
 });
 
-Deno.test("load: a redirect is the answer (counted by its status), never followed to its location", async () => {
+Deno.test("load: a redirect is the answer (counted by its status), never followed", async () => {
   // A URL shortener's resolve answers 302 to a page elsewhere: the load measures the shortener, not that page.
   const elsewhere = `http://127.0.0.1:${closedPort()}/page`;
   let redirects = 0;

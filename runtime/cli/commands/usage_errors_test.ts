@@ -1,6 +1,7 @@
 /**
  * Mistakes in a command's own arguments, found before any request: one line naming what was wrong, exit code
- * 2 (usage), never a stack trace (an operator reads "error: Error: ... at parseRate (file:///...)" as a crash).
+ * 2 (usage), never a stack trace (an operator reads "error: Error: ... at parseRate (file:///...)" as a
+ * crash).
  */
 
 import assert from "node:assert/strict";
@@ -69,7 +70,8 @@ Deno.test("cli usage errors: a bad argument is one line naming it, exit code 2, 
 
 Deno.test("cli config set: a text field given a value that reads as JSON is told how to quote it", () => {
   const refused = new CliError(
-    "400 bad request: invalid configuration: config of org.example:greeter:1.0.0.version expected a string, got 1",
+    "400 bad request: invalid configuration: config of org.example:greeter:1.0.0.version " +
+      "expected a string, got 1",
   );
   const hinted = withQuotingHint(refused, ["limit=5", "version=1.0"]) as CliError;
   assert.match(
