@@ -15,7 +15,14 @@ import type { KvBatchResult, KvClient, KvOperation } from "@aether/slices";
 /** The service's limit of operations per batch. */
 export const MAX_OPS_PER_BATCH = 64;
 /** Batches one instance keeps in flight; more operations wait and go together in the next. */
-const MAX_BATCHES_IN_FLIGHT = 2;
+const MAX_BATCHES_IN_FLIGHT = 4;
+/**
+ * A batch in flight longer than this (an operation of it waits for a failover: its partition's primary died)
+ * stops counting against MAX_BATCHES_IN_FLIGHT, so the instance's other operations are not held behind it...
+ */
+export const SLOW_BATCH_MS = 300;
+/** ...up to this many batches in flight in all (a bound: beyond it operations wait). */
+const MAX_BATCHES_IN_FLIGHT_WITH_SLOW = 16;
 /** Operations waiting for a batch; beyond it an operation is refused at once (a bound, not a target). */
 const MAX_WAITING_OPS = 10_000;
 
@@ -29,7 +36,9 @@ interface Waiting {
 
 export class KvBatcher {
   #waiting: Waiting[] = [];
+  /** Batches in flight that count against the limit (not slow yet), and all of them. */
   #inFlight = 0;
+  #inFlightAll = 0;
   #scheduled = false;
   /** Service calls sent and operations they carried (for logs and tests). */
   calls = 0;
@@ -51,8 +60,12 @@ export class KvBatcher {
     return Promise.all(ops.map((op) => this.run(kv, op)));
   }
 
+  #full(): boolean {
+    return this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#inFlightAll >= MAX_BATCHES_IN_FLIGHT_WITH_SLOW;
+  }
+
   #schedule(): void {
-    if (this.#scheduled || this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#waiting.length === 0) return;
+    if (this.#scheduled || this.#full() || this.#waiting.length === 0) return;
     // Operations asked for in the same turn of the event loop go together.
     this.#scheduled = true;
     queueMicrotask(() => {
@@ -62,7 +75,7 @@ export class KvBatcher {
   }
 
   #send(): void {
-    if (this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#waiting.length === 0) return;
+    if (this.#full() || this.#waiting.length === 0) return;
     const batch: Waiting[] = [];
     const rest: Waiting[] = [];
     const written = new Map<string, string>();
@@ -79,6 +92,13 @@ export class KvBatcher {
     }
     this.#waiting = rest;
     this.#inFlight++;
+    this.#inFlightAll++;
+    let counted = true;
+    const slow = setTimeout(() => {
+      counted = false;
+      this.#inFlight--;
+      this.#schedule();
+    }, SLOW_BATCH_MS);
     this.calls++;
     this.operations += batch.length;
     // Sent with the client of the newest operation: its request waits for the answer (so the client is live
@@ -88,7 +108,9 @@ export class KvBatcher {
       (results) => batch.forEach((w, i) => w.done(results[i])),
       (error) => batch.forEach((w) => w.fail(error)),
     ).finally(() => {
-      this.#inFlight--;
+      clearTimeout(slow);
+      if (counted) this.#inFlight--;
+      this.#inFlightAll--;
       this.#schedule();
     });
     this.#schedule();
