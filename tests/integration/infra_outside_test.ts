@@ -109,10 +109,16 @@ Deno.test({
       await Deno.writeTextFile(`${cluster.root}/secrets.key`, newMasterKeyText(), { mode: 0o600 });
       await cluster.startAll();
       await cluster.waitForLeader();
-      const [n1, n2, n3] = cluster.nodes;
+      const [n1, , n3] = cluster.nodes;
       const cli = (args: string[], stdin?: string) =>
         runCli(
-          ["--connect", `127.0.0.1:${n2.ready!.apiPort}`, "--token", cluster.token, ...args],
+          [
+            "--connect",
+            cluster.running().map((n) => `127.0.0.1:${n.ready!.apiPort}`).join(","),
+            "--token",
+            cluster.token,
+            ...args,
+          ],
           stdin === undefined ? {} : { stdin },
         );
       for (const entry of [LINKS, SETTINGS, CACHER]) await push(n1, entry);
@@ -264,6 +270,47 @@ Deno.test({
           // Data directories (consensus log and snapshots, the store's SQLite and WAL) and the nodes' logs.
           const inClear = await filesHolding(cluster.root, SECRET_VALUE);
           equal(inClear.length, 0, `the value is in clear in ${inClear.join(", ")}`);
+        },
+      );
+
+      await t.step(
+        "a member killed: the two others share the whole rate; config set meanwhile reaches it on restart",
+        async () => {
+          // Issue 20: each service's failure behaviour. Nothing else kills a node while permits are taken or
+          // configuration changes.
+          const leaderId = await cluster.waitForLeader();
+          const victim = cluster.nodes.find((n) => n.id !== leaderId)!;
+          const survivors = cluster.nodes.filter((n) => n !== victim);
+          const set = await cli(["ratelimit", "set", "outside", "--rate", "100/s", "--burst", "10"]);
+          equal(set.code, 0, set.stderr);
+          await victim.stop("SIGKILL");
+          // The leader splits the rate among the members it reaches, by their demand: wait for a survivor's
+          // share to pass a third, then ask from both as fast as they can for 4 s.
+          await cluster.waitFor("a survivor's share passes a third", async () => {
+            await Promise.all(
+              survivors.map((n) => call(n, "POST", "/cfg/acquire", { name: "outside", ms: 300 })),
+            );
+            const { body } = await survivors[0].json<{ ratelimits: Array<{ name: string; share: number }> }>(
+              "/api/v1/ratelimits",
+            );
+            return (body.ratelimits.find((r) => r.name === "outside")?.share ?? 0) > 0.4;
+          }, 20_000);
+          const windowMs = 4_000;
+          const asked = await Promise.all(
+            survivors.map((n) => call(n, "POST", "/cfg/acquire", { name: "outside", ms: windowMs })),
+          );
+          const granted = asked.reduce((sum, r) => sum + (r.body.granted as number), 0);
+          console.log(`two survivors granted ${granted} in ${windowMs} ms at 100/s (expected about 400)`);
+          ok(granted <= 400 + 10 + 20, `never above rate x T + burst (+ a share move): ${granted}`);
+          ok(granted >= 320, `the survivors get the dead member's share too (at 1/3 each: ~267): ${granted}`);
+
+          const changed = await cli(["config", "set", "org.example.cfg:settings", "greeting=while-down"]);
+          equal(changed.code, 0, changed.stderr);
+          await victim.start();
+          await cluster.waitFor(`${victim.id} answers with greeting=while-down`, async () => {
+            const shown = await call(victim, "GET", "/cfg/show").catch(() => undefined);
+            return shown?.status === 200 && (shown.body.config as Json).greeting === "while-down";
+          }, 60_000);
         },
       );
 
