@@ -33,6 +33,11 @@ import type { ConsensusServiceOptions } from "./consensus_service.ts";
 import { type InfraService, optionalMs, remainingMs, type ServiceCall, stringField } from "./services.ts";
 
 const DEFAULT_TTL_MS = 10_000;
+/**
+ * Leases one group (one application) may hold at once: a tenth of the cluster's MAX_LOCKS, so a slice that
+ * hoards leases (acquiring and renewing) cannot leave other applications without a lock.
+ */
+export const MAX_LOCKS_PER_GROUP = MAX_LOCKS / 10;
 const MAX_WAIT_MS = 600_000;
 /** How often the leader looks for ended leases. */
 const EXPIRY_TICK_MS = 50;
@@ -186,6 +191,14 @@ async function leaseWithToken(
   return entry?.createRevision === token ? entry : undefined;
 }
 
+/** Leases of one group this node has applied (at most MAX_LOCKS keys to look at). */
+function heldByGroup(leases: Map<string, TrackedLease>, group: string): number {
+  const prefix = `${LOCKS_PREFIX}${group}/`;
+  let held = 0;
+  for (const key of leases.keys()) if (key.startsWith(prefix)) held++;
+  return held;
+}
+
 async function acquire(
   options: LockServiceOptions,
   leases: Map<string, TrackedLease>,
@@ -212,6 +225,13 @@ async function acquire(
         throw new AetherError(
           "overloaded",
           `lock ${name}: the cluster holds ${MAX_LOCKS} locks, the most it may`,
+        );
+      }
+      if (heldByGroup(leases, call.group) >= MAX_LOCKS_PER_GROUP) {
+        throw new AetherError(
+          "overloaded",
+          `lock ${name}: group ${call.group} holds ${MAX_LOCKS_PER_GROUP} locks, the most one application ` +
+            `may (release or let some end)`,
         );
       }
       const attemptMs = Date.now();

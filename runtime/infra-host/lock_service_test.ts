@@ -12,6 +12,7 @@ import { type KvCommand, type KvEvent, KvState } from "../kv/mod.ts";
 import { LEADER_KEY } from "../model/mod.ts";
 import { type LockService, startLockService } from "./mod.ts"; // mod.ts first: services.ts and the services import each other
 import type { ServiceCall } from "./services.ts";
+import { MAX_LOCKS_PER_GROUP } from "./lock_service.ts";
 
 function oneReplica(self = "n1") {
   const state = new KvState();
@@ -140,6 +141,31 @@ Deno.test("lock: only the current leader ends a lease, and not before its TTL", 
     elect("n2"); // this node still thinks it leads, but its replica holds a newer leader record
     await sleep(600);
     ok(state.get(key), "a node whose leader record is not current ends nothing");
+  } finally {
+    locks.stop();
+  }
+});
+
+Deno.test("lock: one group holds at most its share of the cluster's locks; other groups still get theirs", async () => {
+  // Hostile code: without a per-group bound one slice could take all MAX_LOCKS leases (renewing them) and
+  // leave every other application without a lock.
+  const { locks } = oneReplica();
+  const inGroup = (group: string, method: string, payload: Record<string, unknown>): ServiceCall => ({
+    ...call(method, payload),
+    group,
+  });
+  try {
+    for (let i = 0; i < MAX_LOCKS_PER_GROUP; i++) {
+      await locks.serve(inGroup("org.hostile", "acquire", { lock: `hoard-${i}`, ttlMs: 3_600_000 }));
+    }
+    await rejects(
+      locks.serve(inGroup("org.hostile", "acquire", { lock: "one-more", waitMs: 0 })),
+      (e) =>
+        e instanceof AetherError && e.code === "overloaded" &&
+        e.message.includes(`group org.hostile holds ${MAX_LOCKS_PER_GROUP} locks`),
+    );
+    const other = await locks.serve(inGroup("org.example", "acquire", { lock: "job" })) as { token: number };
+    ok(other.token > 0, "another group still acquires");
   } finally {
     locks.stop();
   }
