@@ -17,7 +17,14 @@ import { type KvBatchResult, type KvClient, SliceError } from "@aether/slices";
 /** The kv service's limit of operations per batch: codes per call. */
 export const MAX_CODES_PER_BATCH = 64;
 /** Batches one instance keeps in flight; further clicks wait and go together in the next. */
-const MAX_BATCHES_IN_FLIGHT = 2;
+const MAX_BATCHES_IN_FLIGHT = 4;
+/**
+ * A batch in flight longer than this (an add of it waits for a failover: its partition's primary died) stops
+ * counting against MAX_BATCHES_IN_FLIGHT, so the instance's other clicks are not held behind it...
+ */
+export const SLOW_BATCH_MS = 300;
+/** ...up to this many batches in flight in all (a bound: beyond it clicks wait). */
+const MAX_BATCHES_IN_FLIGHT_WITH_SLOW = 16;
 /** Clicks waiting for a batch; beyond it a click is refused at once (a bound, not a target). */
 export const MAX_WAITING_CLICKS = 10_000;
 
@@ -49,7 +56,9 @@ export class ClickNotCounted extends SliceError {
 export class ClickCounter {
   readonly #pending = new Map<string, Pending>();
   #waiting = 0;
+  /** Batches in flight that count against the limit (not slow yet), and all of them. */
   #inFlight = 0;
+  #inFlightAll = 0;
   #scheduled = false;
   #seq = 0;
   /** Service calls sent and the clicks they carried (tests and logs). */
@@ -80,8 +89,12 @@ export class ClickCounter {
     });
   }
 
+  #full(): boolean {
+    return this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#inFlightAll >= MAX_BATCHES_IN_FLIGHT_WITH_SLOW;
+  }
+
   #schedule(): void {
-    if (this.#scheduled || this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#pending.size === 0) return;
+    if (this.#scheduled || this.#full() || this.#pending.size === 0) return;
     // Clicks counted in the same turn of the event loop go together.
     this.#scheduled = true;
     queueMicrotask(() => {
@@ -91,7 +104,7 @@ export class ClickCounter {
   }
 
   #send(): void {
-    if (this.#inFlight >= MAX_BATCHES_IN_FLIGHT || this.#pending.size === 0) return;
+    if (this.#full() || this.#pending.size === 0) return;
     const batch: Array<[string, Pending]> = [];
     for (const entry of this.#pending) {
       if (batch.length >= MAX_CODES_PER_BATCH) break;
@@ -101,6 +114,13 @@ export class ClickCounter {
     const clicks = batch.reduce((sum, [, p]) => sum + p.waiters.length, 0);
     this.#waiting -= clicks;
     this.#inFlight++;
+    this.#inFlightAll++;
+    let counted = true;
+    const slow = setTimeout(() => {
+      counted = false;
+      this.#inFlight--;
+      this.#schedule();
+    }, SLOW_BATCH_MS);
     this.calls++;
     this.clicks += clicks;
     // Sent with the client of the newest click: its request waits for this answer (so the client is live for
@@ -111,7 +131,9 @@ export class ClickCounter {
       (results) => batch.forEach(([code, p], i) => settle(code, p.waiters, results[i])),
       (error) => batch.forEach(([, p]) => p.waiters.forEach((w) => w.reject(error))),
     ).finally(() => {
-      this.#inFlight--;
+      clearTimeout(slow);
+      if (counted) this.#inFlight--;
+      this.#inFlightAll--;
       this.#schedule();
     });
     this.#schedule();
