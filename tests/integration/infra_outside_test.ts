@@ -302,7 +302,15 @@ Deno.test({
           const granted = asked.reduce((sum, r) => sum + (r.body.granted as number), 0);
           console.log(`two survivors granted ${granted} in ${windowMs} ms at 100/s (expected about 400)`);
           ok(granted <= 400 + 10 + 20, `never above rate x T + burst (+ a share move): ${granted}`);
-          ok(granted >= 320, `the survivors get the dead member's share too (at 1/3 each: ~267): ${granted}`);
+          const shares = await Promise.all(survivors.map(async (n) => {
+            const { body } = await n.json<{ ratelimits: Array<{ name: string; share: number }> }>(
+              "/api/v1/ratelimits",
+            );
+            return body.ratelimits.find((r) => r.name === "outside")?.share ?? 0;
+          }));
+          ok(shares[0] + shares[1] >= 0.9, `the survivors hold the dead member's share too: ${shares}`);
+          // At 1/3 each they would get ~267; a CPU-starved machine under-grants (322 seen at load 28).
+          ok(granted >= 280, `the survivors get the dead member's share too: ${granted}`);
 
           const changed = await cli(["config", "set", "org.example.cfg:settings", "greeting=while-down"]);
           equal(changed.code, 0, changed.stderr);
