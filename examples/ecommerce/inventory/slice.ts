@@ -203,7 +203,7 @@ function sameItems(a: ParsedLineItem[], b: ParsedLineItem[]): boolean {
 const KEEP_EXPIRED_RESERVATION_MS = 3600_000;
 
 type Ctx = Parameters<NonNullable<Parameters<typeof defineSlice>[0]["start"]>>[0];
-type SharedCtx = Pick<Ctx, "infra" | "log"> & {
+type SharedCtx = Pick<Ctx, "infra" | "log" | "deadline"> & {
   config: { reservationTtlMs: number; restockBelowPercent: number };
 };
 type Kv = ReturnType<Ctx["infra"]["kv"]>;
@@ -262,9 +262,9 @@ interface Stores {
  */
 const batcher = new KvBatcher();
 
-function viewOf(kv: Kv, map: string): KvView {
+function viewOf(kv: Kv, map: string, deadlineMs: number): KvView {
   const one = async (op: KvOperation) => {
-    const r = await batcher.run(kv, { ...op, map });
+    const r = await batcher.run(kv, { ...op, map }, deadlineMs);
     if (!r.ok) throw batchError(r.error);
     return r.result;
   };
@@ -290,14 +290,14 @@ function viewOf(kv: Kv, map: string): KvView {
 }
 
 /** The kv service's maps of the shared shelf. */
-function storesOf(ctx: { infra: Ctx["infra"] }): Stores {
+function storesOf(ctx: Pick<Ctx, "infra" | "deadline">): Stores {
   const kv = ctx.infra.kv(SHELF);
   return {
-    batch: (ops) => batcher.all(kv, ops.map((op) => ({ ...op, map: op.map ?? SHELF }))),
-    shelf: viewOf(kv, SHELF),
-    reservations: viewOf(kv, RESERVATIONS),
-    held: viewOf(kv, HELD),
-    restocked: viewOf(kv, RESTOCKED),
+    batch: (ops) => batcher.all(kv, ops.map((op) => ({ ...op, map: op.map ?? SHELF })), ctx.deadline),
+    shelf: viewOf(kv, SHELF, ctx.deadline),
+    reservations: viewOf(kv, RESERVATIONS, ctx.deadline),
+    held: viewOf(kv, HELD, ctx.deadline),
+    restocked: viewOf(kv, RESTOCKED, ctx.deadline),
   };
 }
 
@@ -502,9 +502,36 @@ async function takeAndRecord(
       ifVersion: record.result.version,
     });
   }
-  if (undo.length > 0) throwFirstFailure(await stores.batch(undo));
+  if (undo.length > 0) await undoWrites(stores, undo);
   for (const r of failed) if (!r.ok) throw batchError(r.error);
   return { short: true };
+}
+
+/** Attempts of a give-back delete whose outcome was unknown. */
+const MAX_UNDO_ATTEMPTS = 5;
+
+/**
+ * Runs the give-backs of a refused reservation (adds: the kv service resends them itself after an unknown
+ * outcome) and the removal of the record it wrote (a delete at the version written). A delete whose outcome was
+ * unknown (its primary died) is sent again; a version mismatch then means it landed (or the record is no longer
+ * this reservation's to remove). Before, the unknown outcome failed the order with a 500.
+ */
+async function undoWrites(stores: Stores, undo: KvOperation[]): Promise<void> {
+  const results = await stores.batch(undo);
+  for (const [i, result] of results.entries()) {
+    let r = result;
+    for (let attempt = 1; !r.ok && undo[i].op === "delete" && outcomeUnknown(r.error); attempt++) {
+      if (attempt >= MAX_UNDO_ATTEMPTS) break;
+      [r] = await stores.batch([undo[i]]);
+    }
+    if (r.ok || (undo[i].op === "delete" && isMismatch(r.error))) continue;
+    throw batchError(r.error);
+  }
+}
+
+/** A compare-and-set that found another version (kv `put`: VersionMismatch; `delete`: compare_failed). */
+function isMismatch(error: { name: string }): boolean {
+  return error.name === "VersionMismatch" || error.name === "compare_failed";
 }
 
 /** Writes of a reservation record whose outcome was unknown, sent again before the reserve gives up. */

@@ -333,3 +333,37 @@ Deno.test("inventory (shared state): a reservation record whose write landed wit
   await t.call("releaseStock", { reservationId: reservation.reservationId });
   assertEquals((await t.call("getStock", { productId: "HEADSET-BT" })).inStock, before, "given back once");
 });
+
+/** A kv whose first removal of a reservation record lands but answers "unavailable" (its primary died). */
+class DeleteOutcomeLost extends TestInfra {
+  lost = 0;
+  override serve(service: string, method: string, payload: Record<string, unknown>) {
+    const outcome = super.serve(service, method, payload);
+    if (service !== "kv" || method !== "batch" || !outcome.ok || this.lost > 0) return outcome;
+    const ops = payload.ops as Array<{ op: string; map?: string }>;
+    const i = ops.findIndex((o) => o.op === "delete" && o.map === "inventory.reservations");
+    if (i < 0) return outcome;
+    this.lost++;
+    const results = [...(outcome.value as unknown[])];
+    results[i] = {
+      ok: false,
+      error: { name: "unavailable", code: "unavailable", message: "may or may not have been applied" },
+    };
+    return { ...outcome, value: results as never };
+  }
+}
+
+Deno.test("inventory (shared state): a short reservation whose record removal had an unknown outcome is still a 409", async () => {
+  const infra = new DeleteOutcomeLost();
+  const t = await testSlice(inventory, { infra, config: { sharedState: true, restockBelowPercent: 0 } });
+  const before = (await t.call("getStock", { productId: "WEBCAM-HD" })).inStock;
+  // The take is short, the record was written: both are undone, the record's delete answers "unavailable"
+  // although it landed. Before, that failed the reserve with it (a 500), not the 409 the order deserves.
+  const outcome = await t.invoke("reserveStock", {
+    orderId: newOrderId(),
+    items: [{ productId: "WEBCAM-HD", quantity: before + 1 }],
+  });
+  assert(!outcome.ok && outcome.error.name === "InsufficientStock", JSON.stringify(outcome));
+  assertEquals(infra.lost, 1);
+  assertEquals((await t.call("getStock", { productId: "WEBCAM-HD" })).inStock, before, "nothing taken");
+});

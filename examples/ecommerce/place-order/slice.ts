@@ -170,7 +170,7 @@ function describeError(e: unknown): { name: string; message: string } {
   return { name: (e as Error)?.name ?? "Error", message: (e as Error)?.message ?? String(e) };
 }
 
-type Infra = { infra: { kv(name: string): KvClient } };
+type Infra = { infra: { kv(name: string): KvClient }; deadline: number };
 
 /** How long a confirmed order can be read back with `sharedState`. */
 const KEEP_ORDER_MS = 7 * 24 * 3600_000;
@@ -197,7 +197,7 @@ async function store(ctx: Infra, config: StoreConfig, confirmation: OrderConfirm
     // Concurrent orders of this instance share one kv service call (group commit).
     const [r] = await batcher.all(ctx.infra.kv("orders"), [
       { op: "put", key: confirmation.orderId, value: confirmation, ttlMs: KEEP_ORDER_MS },
-    ]);
+    ], ctx.deadline);
     if (!r.ok) throw Object.assign(new Error(r.error.message), { name: r.error.name });
     return;
   }

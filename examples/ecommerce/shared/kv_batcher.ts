@@ -30,6 +30,8 @@ interface Waiting {
   op: KvOperation;
   /** The client of the request waiting for this operation (its deadline and request id travel with it). */
   kv: KvClient;
+  /** That request's deadline (epoch ms; Infinity: unknown). */
+  deadlineMs: number;
   done: (result: KvBatchResult) => void;
   fail: (error: unknown) => void;
 }
@@ -44,20 +46,24 @@ export class KvBatcher {
   calls = 0;
   operations = 0;
 
-  /** Runs one operation in the next batch; answers its own result (`ok: false` for its own failure). */
-  run(kv: KvClient, op: KvOperation): Promise<KvBatchResult> {
+  /**
+   * Runs one operation in the next batch; answers its own result (`ok: false` for its own failure, also when
+   * `deadlineMs`, the deadline of the request waiting for it, passes before it is sent: work nobody waits for is
+   * dropped, not added to a backlog).
+   */
+  run(kv: KvClient, op: KvOperation, deadlineMs = Infinity): Promise<KvBatchResult> {
     if (this.#waiting.length >= MAX_WAITING_OPS) {
       return Promise.reject(new Error(`kv batcher: ${MAX_WAITING_OPS} operations already waiting`));
     }
     return new Promise((done, fail) => {
-      this.#waiting.push({ op, kv, done, fail });
+      this.#waiting.push({ op, kv, deadlineMs, done, fail });
       this.#schedule();
     });
   }
 
   /** Several operations (they may travel in different batches); answers in the order given. */
-  all(kv: KvClient, ops: readonly KvOperation[]): Promise<KvBatchResult[]> {
-    return Promise.all(ops.map((op) => this.run(kv, op)));
+  all(kv: KvClient, ops: readonly KvOperation[], deadlineMs = Infinity): Promise<KvBatchResult[]> {
+    return Promise.all(ops.map((op) => this.run(kv, op, deadlineMs)));
   }
 
   #full(): boolean {
@@ -79,7 +85,12 @@ export class KvBatcher {
     const batch: Waiting[] = [];
     const rest: Waiting[] = [];
     const written = new Map<string, string>();
+    const nowMs = Date.now();
     for (const w of this.#waiting) {
+      if (w.deadlineMs <= nowMs) {
+        w.done(expired(w.op));
+        continue;
+      }
       const key = `${w.op.map ?? ""}\u0000${w.op.key}`;
       const other = written.get(key);
       const clash = w.op.op !== "get" && other !== undefined && !(other === "add" && w.op.op === "add");
@@ -91,6 +102,7 @@ export class KvBatcher {
       if (w.op.op !== "get") written.set(key, w.op.op);
     }
     this.#waiting = rest;
+    if (batch.length === 0) return this.#schedule();
     this.#inFlight++;
     this.#inFlightAll++;
     let counted = true;
@@ -101,10 +113,11 @@ export class KvBatcher {
     }, SLOW_BATCH_MS);
     this.calls++;
     this.operations += batch.length;
-    // Sent with the client of the newest operation: its request waits for the answer (so the client is live
-    // for the whole call) and has the latest deadline of the batch's requests (an older one may be about to
-    // expire and would fail the others' operations with it).
-    batch[batch.length - 1].kv.batch(batch.map((w) => w.op)).then(
+    // Sent with the client of the request with the latest deadline: it waits for the answer (so the client is
+    // live for the whole call), and an earlier one may be about to expire and would fail the others' operations
+    // with it (the newest operation is not always the latest deadline: an old request's give-back or retry).
+    const latest = batch.reduce((a, b) => (b.deadlineMs >= a.deadlineMs ? b : a));
+    latest.kv.batch(batch.map((w) => w.op)).then(
       (results) => batch.forEach((w, i) => w.done(results[i])),
       (error) => batch.forEach((w) => w.fail(error)),
     ).finally(() => {
@@ -115,4 +128,16 @@ export class KvBatcher {
     });
     this.#schedule();
   }
+}
+
+/** The answer of an operation whose request's deadline passed before it was sent. */
+function expired(op: KvOperation): KvBatchResult {
+  return {
+    ok: false,
+    error: {
+      name: "DeadlineExceeded",
+      code: "timeout",
+      message: `kv ${op.op} of ${JSON.stringify(op.key)} not sent: the request's deadline had passed`,
+    },
+  };
 }

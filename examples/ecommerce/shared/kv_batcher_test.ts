@@ -92,3 +92,41 @@ Deno.test("kv batcher: batches stuck on a failover do not hold the instance's ot
   release();
   ok((await Promise.all(stuck)).every((r) => r.ok));
 });
+
+Deno.test("kv batcher: a batch goes with the latest deadline's client; an operation past its deadline is not sent", async () => {
+  const infra = new TestInfra();
+  const calls: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const clientNamed = (name: string) =>
+    ({
+      batch: async (ops: readonly KvOperation[]) => {
+        calls.push(name);
+        if (name === "first") await gate;
+        const outcome = infra.serve("kv", "batch", { map: "m", ops: ops.map((o) => ({ ...o })) });
+        if (!outcome.ok) throw new Error(outcome.error.message);
+        return outcome.value as unknown as KvBatchResult[];
+      },
+    }) as unknown as KvClient;
+  const batcher = new KvBatcher();
+  const now = Date.now();
+  // Four batches in flight (puts of one key travel apart), held until released.
+  const held = Array.from(
+    { length: 4 },
+    (_, i) => batcher.run(clientNamed("first"), { op: "put", key: "k", value: i }, now + 60_000),
+  );
+  await new Promise((r) => setTimeout(r, 0));
+  // Waiting meanwhile: a young request's operation, then an old request's give-back (the newest operation), and
+  // one whose request's deadline passes before a batch has room.
+  const young = batcher.run(clientNamed("young"), { op: "add", key: "a", delta: 1 }, now + 30_000);
+  const old = batcher.run(clientNamed("old"), { op: "add", key: "b", delta: 1 }, now + 5_000);
+  const late = batcher.run(clientNamed("late"), { op: "add", key: "c", delta: 1 }, now + 50);
+  await new Promise((r) => setTimeout(r, 100));
+  release();
+  const [y, o, l] = await Promise.all([young, old, late]);
+  ok(y.ok && o.ok, "both sent");
+  ok(!l.ok && l.error.name === "DeadlineExceeded", JSON.stringify(l));
+  // Before, the batch went with the newest operation's client (the old request, about to expire).
+  deepEqual(calls.slice(4), ["young"]);
+  ok((await Promise.all(held)).every((r) => r.ok));
+});
