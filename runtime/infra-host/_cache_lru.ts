@@ -4,6 +4,10 @@
  * touch is delete + set and the oldest key is the first). `admit` returns the keys that must leave to keep
  * the index within `maxEntries` and `maxBytes`; the caller deletes them from the store (at that version, so a
  * newer put of the key through another node survives).
+ *
+ * An unbounded cache (both limits 0) is indexed too, so its entries and bytes are known, but never evicts:
+ * beyond `maxTrackedUnbounded` keys the least recently used ones are only forgotten (they stay in the store,
+ * uncounted), which keeps the index's memory bounded.
  */
 
 export interface CacheLimits {
@@ -27,9 +31,11 @@ export class LruIndex {
   readonly #entries = new Map<string, Tracked>();
   #bytes = 0;
   #limits: CacheLimits;
+  readonly #maxTrackedUnbounded: number;
 
-  constructor(limits: CacheLimits) {
+  constructor(limits: CacheLimits, maxTrackedUnbounded: number) {
     this.#limits = limits;
+    this.#maxTrackedUnbounded = maxTrackedUnbounded;
   }
 
   get size(): number {
@@ -47,6 +53,7 @@ export class LruIndex {
   /** New limits; returns what must leave to meet them (shrinking a cache evicts at once). */
   setLimits(limits: CacheLimits): Evicted[] {
     this.#limits = limits;
+    this.#forgetBeyondTracked(undefined);
     return this.#evict(undefined);
   }
 
@@ -55,6 +62,7 @@ export class LruIndex {
     this.forget(key);
     this.#entries.set(key, { bytes, version });
     this.#bytes += bytes;
+    this.#forgetBeyondTracked(key);
     return this.#evict(key);
   }
 
@@ -83,6 +91,19 @@ export class LruIndex {
   /** Keys from least to most recently used (tests). */
   keys(): string[] {
     return [...this.#entries.keys()];
+  }
+
+  get #unbounded(): boolean {
+    return this.#limits.maxEntries === 0 && this.#limits.maxBytes === 0;
+  }
+
+  /** An unbounded cache: the least recently used keys beyond the tracking bound leave the index only. */
+  #forgetBeyondTracked(keep: string | undefined): void {
+    if (!this.#unbounded) return;
+    for (const key of this.#entries.keys()) {
+      if (this.#entries.size <= this.#maxTrackedUnbounded) break;
+      if (key !== keep) this.forget(key);
+    }
   }
 
   #over(): boolean {

@@ -14,7 +14,12 @@
  * longer tracked by it: they leave by their TTL, a clear, or a later put of the same key.
  *
  * Counters (hits, misses, puts, removes, clears, evictions, and the tracked entries and bytes) are this
- * node's; `cacheStats()` reads them for the metrics, which merge them across nodes.
+ * node's; `cacheStats()` reads them for the metrics, which merge them across nodes. "entries" and "bytes"
+ * (key + JSON value) are those of the keys put through this node in the current generation and not since
+ * removed, evicted or found absent by a get here; the same for every cache, bounded or not. An unbounded
+ * cache never evicts, and its index counts at most MAX_TRACKED_UNBOUNDED keys: beyond, the least recently
+ * used leave the index (not the store), so the figures then count only the most recently used ones. Keys
+ * that expired by their TTL count until a get through this node finds them absent.
  */
 
 import { AetherError } from "../core/mod.ts";
@@ -32,6 +37,8 @@ const MAX_VALUE_BYTES = 512 * 1024;
 export const MAX_CACHE_ENTRIES = 1_000_000;
 /** The largest maxBytes a cache may be given: 4 GiB. */
 export const MAX_CACHE_BYTES = 4 * 1024 ** 3;
+/** Keys one node's index of an unbounded cache counts (memory bound: ~100 B + the key each). */
+export const MAX_TRACKED_UNBOUNDED = 100_000;
 
 /** A cache's configuration; 0 / null: unbounded / no default TTL. */
 export interface CacheConfig {
@@ -68,7 +75,7 @@ function stateOf(scope: string): CacheState {
     if (caches.size >= MAX_COUNTED_CACHES) caches.delete(caches.keys().next().value!);
     state = {
       counters: { hits: 0, misses: 0, puts: 0, removes: 0, clears: 0, evictions: 0 },
-      lru: new LruIndex({ maxEntries: 0, maxBytes: 0 }),
+      lru: new LruIndex({ maxEntries: 0, maxBytes: 0 }, MAX_TRACKED_UNBOUNDED),
       gen: 0,
     };
     caches.set(scope, state);
@@ -238,9 +245,8 @@ async function serve(store: Store, call: ServiceCall): Promise<unknown> {
         ttlMs === undefined ? { timeoutMs } : { timeoutMs, ttlMs },
       );
       stats.puts++;
-      if (meta.maxEntries > 0 || meta.maxBytes > 0) {
-        evicted.push(...state.lru.admit(key, new TextEncoder().encode(key).byteLength + bytes, version));
-      }
+      // Unbounded caches too (their size is in the metrics); only a bounded one evicts.
+      evicted.push(...state.lru.admit(key, new TextEncoder().encode(key).byteLength + bytes, version));
       await evict(store, scope, meta.gen, state, evicted, timeoutMs);
       return null;
     }
