@@ -13,11 +13,14 @@ import type { Context, JsonValue } from "@aether/slices";
 
 /** A request refused for its shape: the message names the service, the method and the field. */
 export class BadRequest extends Error {
+  // The name is the problem's title and the error name callers match (an Error subclass's is "Error").
+  override name = "BadRequest";
   status = 400;
 }
 
 /** A call that did not come from a slice (HTTP, the API) or a caller without a group. */
 export class Forbidden extends Error {
+  override name = "Forbidden";
   status = 403;
 }
 

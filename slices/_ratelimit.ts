@@ -24,6 +24,14 @@ type Send = (
   options?: CallOptions,
 ) => Promise<unknown>;
 
+/** What was given, with its type when it is not a number (`"3"` reads as 3 otherwise). */
+function describePermits(permits: unknown): string {
+  if (typeof permits === "number" || typeof permits === "bigint") return String(permits);
+  if (permits === null) return "null";
+  const shown = typeof permits === "string" ? JSON.stringify(permits).slice(0, 40) : undefined;
+  return shown === undefined ? `a value of type ${typeof permits}` : `${shown} (a string)`;
+}
+
 export function rateLimitClients(send: Send): RateLimitClients {
   return {
     rateLimit(name: string): RateLimitClient {
@@ -38,7 +46,7 @@ export function rateLimitClients(send: Send): RateLimitClients {
         tryAcquire: async (permits = 1, options) => {
           if (!Number.isInteger(permits) || permits < 1) {
             throw new TypeError(
-              `rateLimit("${name}").tryAcquire(permits): a positive integer, got ${permits}`,
+              `rateLimit("${name}").tryAcquire(permits): a positive integer, got ${describePermits(permits)}`,
             );
           }
           const timeout = options?.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs };

@@ -18,6 +18,8 @@ export interface Problem {
 
 function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
+  // JSON reads 1e400 as Infinity, which JSON.stringify would show as null.
+  if (typeof value === "number" && !Number.isFinite(value)) return `${value} (not a finite number)`;
   const text = JSON.stringify(value);
   return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

@@ -249,5 +249,16 @@ Deno.test("resolveConfig: defaults, optional fields, every problem named", () =>
     return true;
   });
   throws(() => resolveConfig({ key: { type: "string" } }, {}), /config.key is required \(string\)/);
+  // A number too large for a double (JSON `1e400`) arrives as Infinity: named so, never as "null".
+  for (const type of ["integer", "number"] as const) {
+    throws(
+      () => resolveConfig({ limit: { type } }, JSON.parse('{"limit":1e400}')),
+      new RegExp(`config.limit expected an? ${type}, got Infinity \\(not a finite number\\)$`),
+    );
+  }
+  throws(
+    () => resolveConfig({ limit: { type: "string" } }, { limit: -Infinity }),
+    /got -Infinity \(not a finite/,
+  );
   assertEquals(resolveConfig({ hosts: { type: "string[]", default: ["a"] } }, {}), { hosts: ["a"] });
 });

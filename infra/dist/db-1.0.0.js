@@ -663,12 +663,15 @@ var BadRequest = class extends Error {
   static {
     __name(this, "BadRequest");
   }
+  // The name is the problem's title and the error name callers match (an Error subclass's is "Error").
+  name = "BadRequest";
   status = 400;
 };
 var Forbidden = class extends Error {
   static {
     __name(this, "Forbidden");
   }
+  name = "Forbidden";
   status = 403;
 };
 var NAME3 = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
