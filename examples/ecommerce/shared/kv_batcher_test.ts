@@ -7,7 +7,7 @@
 import { deepEqual, equal, ok, rejects } from "node:assert/strict";
 import { TestInfra } from "@aether/slices/testing";
 import type { KvBatchResult, KvClient, KvOperation } from "@aether/slices";
-import { KvBatcher, MAX_OPS_PER_BATCH, SLOW_BATCH_MS } from "./kv_batcher.ts";
+import { KvBatcher, MAX_OPS_PER_BATCH } from "./kv_batcher.ts";
 
 /** A kv client of map `m` whose batches the in-memory service answers; records each call's operations. */
 function client(infra = new TestInfra(), failing = false) {
@@ -63,34 +63,6 @@ Deno.test("kv batcher: two writes of one key go in different batches; a failed c
   const down = client(new TestInfra(), true);
   const broken = new KvBatcher();
   await rejects(broken.run(down.kv, { op: "get", key: "x" }), /the kv service is unavailable/);
-});
-
-Deno.test("kv batcher: batches stuck on a failover do not hold the instance's other operations", async () => {
-  const infra = new TestInfra();
-  let release!: () => void;
-  const failover = new Promise<void>((r) => release = r);
-  const kv = {
-    batch: async (ops: readonly KvOperation[]) => {
-      // An operation on "stuck" waits for its partition's new primary.
-      if (ops.some((o) => o.key === "stuck")) await failover;
-      const outcome = infra.serve("kv", "batch", { map: "m", ops: ops.map((o) => ({ ...o })) });
-      if (!outcome.ok) throw new Error(outcome.error.message);
-      return outcome.value as unknown as KvBatchResult[];
-    },
-  } as unknown as KvClient;
-  const batcher = new KvBatcher();
-  // Puts of one key travel in separate batches: every batch the instance may keep in flight gets stuck.
-  const stuck = Array.from({ length: 6 }, (_, i) => batcher.run(kv, { op: "put", key: "stuck", value: i }));
-  await new Promise((r) => setTimeout(r, SLOW_BATCH_MS + 100));
-  // Before, an operation on a healthy partition waited behind them until the failover was over.
-  const startedAt = Date.now();
-  const other = await Promise.race([
-    batcher.run(kv, { op: "put", key: "fine", value: 1 }),
-    new Promise<"held">((r) => setTimeout(() => r("held"), SLOW_BATCH_MS * 3)),
-  ]);
-  ok(other !== "held" && other.ok, `an operation of a healthy partition waited ${Date.now() - startedAt} ms`);
-  release();
-  ok((await Promise.all(stuck)).every((r) => r.ok));
 });
 
 Deno.test("kv batcher: a batch goes with the latest deadline's client; an operation past its deadline is not sent", async () => {
