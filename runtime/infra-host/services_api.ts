@@ -14,7 +14,7 @@
 
 import { Hono } from "hono";
 import { AetherError } from "../core/mod.ts";
-import { missingMessage, SERVICES } from "./services.ts";
+import { SERVICES } from "./services.ts";
 import type { InfraServices } from "./services.ts";
 
 const NAME = /^[a-z][a-z0-9-]{0,63}$/;
@@ -31,11 +31,22 @@ function serviceName(raw: string): string {
     );
   }
   if (!SERVICES.some((s) => s.name === raw)) {
-    throw new AetherError("not_found", missingMessage(raw).replace(/^Blueprint deployment failed:\n\n/, ""), {
-      service: raw,
-    });
+    throw new AetherError("not_found", unknownServiceMessage(raw), { service: raw });
   }
   return raw;
+}
+
+/**
+ * `aether infra install|status NAME` of a name no bundled service has. Unlike a blueprint's missing service
+ * (services.ts `missingMessage`), no "aether infra install NAME" hint: that is the command that just failed.
+ */
+function unknownServiceMessage(name: string): string {
+  return [
+    `Infrastructure service '${name}' not found.`,
+    "",
+    "No bundled service has that name; the bundled services are:",
+    ...SERVICES.map((s) => `  - ${s.name} (v${s.version})`),
+  ].join("\n");
 }
 
 export function infraServicesRoutes(services: InfraServices): Hono {
