@@ -25,6 +25,7 @@ export {
   type StoreSettings,
 } from "./store_node.ts";
 export { hash32, PARTITION_COUNT, partitionOf } from "./partitioning.ts";
+export { MAX_GROUP_BYTES_PER_STORE, partitionShare } from "./_group_quota.ts";
 export { type BalancerSettings, DEFAULT_BALANCER_SETTINGS } from "./balancer.ts";
 export { STORE_CHANNEL } from "./_protocol.ts";
 export {

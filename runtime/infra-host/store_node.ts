@@ -19,6 +19,7 @@ import {
 } from "../model/mod.ts";
 import { isLive, type StoredEntry, type StoreEngine } from "./engine.ts";
 import { LocalStore } from "./_local.ts";
+import { entryBytes, GroupQuota, MAX_GROUP_BYTES_PER_STORE } from "./_group_quota.ts";
 import { PARTITION_COUNT, partitionOf } from "./partitioning.ts";
 import {
   fromWire,
@@ -92,6 +93,13 @@ export interface StoreSettings {
   chunkBytes: number;
   /** A pull with no answer for this long fails (and is tried again). */
   pullIdleTimeoutMs: number;
+  /**
+   * Bytes one group (a key's text before its first '/') may keep in one store, enforced per partition by its
+   * primary (_group_quota.ts); 0: unbounded.
+   */
+  maxGroupBytes: number;
+  /** Per-store overrides of `maxGroupBytes`, by store name. */
+  maxGroupBytesByStore: Readonly<Record<string, number>>;
 }
 
 export const DEFAULT_STORE_SETTINGS: StoreSettings = {
@@ -111,6 +119,8 @@ export const DEFAULT_STORE_SETTINGS: StoreSettings = {
   maxKeyBytes: 1024,
   chunkBytes: 256 * 1024,
   pullIdleTimeoutMs: 3_000,
+  maxGroupBytes: MAX_GROUP_BYTES_PER_STORE,
+  maxGroupBytesByStore: {},
 };
 
 export interface StoreOptions {
@@ -301,11 +311,18 @@ export class StoreNode {
   #tickTimer: { cancel(): void } | undefined;
   #lastAntiEntropyMs = 0;
   #stopped = false;
+  /** Each group's bytes per partition this node leads, counted lazily (the per-group storage bound). */
+  readonly #quota: GroupQuota;
 
   constructor(options: StoreNodeOptions) {
     this.#o = options;
     this.self = options.self;
     this.settings = { ...DEFAULT_STORE_SETTINGS, ...options.settings };
+    this.#quota = new GroupQuota((store) =>
+      Object.hasOwn(this.settings.maxGroupBytesByStore, store)
+        ? this.settings.maxGroupBytesByStore[store]
+        : this.settings.maxGroupBytes
+    );
     this.#unsubscribe.push(
       options.transport.onMessage((from, message) => this.#receive(from, message)),
       options.meta.onChange((store) => this.#metaChanged(store)),
@@ -659,6 +676,9 @@ export class StoreNode {
       };
     }
     if (op.op === "del" && !live) return { t: "op-r", id: op.id, ok: true, existed: false };
+    const bytes = op.op === "put" ? entryBytes({ key: op.key, value: op.value ?? "" }) : 0;
+    const overQuota = this.#overQuota(store, p, op, live, bytes, now);
+    if (overQuota) return overQuota;
     if (this.#replications.size >= this.settings.maxInFlight) {
       return refusal("overloaded", `${this.self} has ${this.#replications.size} writes waiting for a quorum`);
     }
@@ -670,6 +690,7 @@ export class StoreNode {
       writtenAtMs: Math.round(now),
       expiresAtMs: op.op === "put" && op.ttlMs ? Math.round(now + op.ttlMs) : 0,
     };
+    this.#quota.wrote(store, p, op.key, live, entry);
     if (!(await this.#replicate(store, p, entry))) return this.#notReplicated(op, p);
     return op.op === "put"
       ? { t: "op-r", id: op.id, ok: true, version: entry.version }
@@ -730,16 +751,46 @@ export class StoreNode {
     }
     const ops = op.addId === undefined ? counter.ops : [...counter.ops, op.addId].slice(-ADD_IDS_KEPT);
     const value: CounterText = { $n: next, $ops: ops };
+    const text = JSON.stringify(value);
+    const overQuota = this.#overQuota(store, p, op, live, entryBytes({ key: op.key, value: text }), now);
+    if (overQuota) return overQuota;
     const entry: StoredEntry = {
       key: op.key,
-      value: JSON.stringify(value),
+      value: text,
       version: store.nextVersion(p),
       origin: this.self,
       writtenAtMs: Math.round(now),
       expiresAtMs: op.ttlMs ? Math.round(now + op.ttlMs) : live?.expiresAtMs ?? 0,
     };
+    this.#quota.wrote(store, p, op.key, live, entry);
     if (!(await this.#replicate(store, p, entry))) return this.#notReplicated(op, p);
     return { t: "op-r", id: op.id, ok: true, version: entry.version, n: next };
+  }
+
+  /**
+   * The refusal of a write that would take its key's group over its share of partition p (QuotaExceeded,
+   * 413); undefined when it fits. Nothing is written when refused, and the caller may not retry as is.
+   */
+  #overQuota(
+    store: LocalStore,
+    p: number,
+    op: OpRequest,
+    live: StoredEntry | undefined,
+    bytes: number,
+    now: number,
+  ): OpReply | undefined {
+    const refused = this.#quota.check(store, p, op.key, live, bytes, now);
+    if (!refused) return undefined;
+    return {
+      t: "op-r",
+      id: op.id,
+      ok: false,
+      code: "too_large",
+      message: refused.message,
+      retry: false,
+      name: "QuotaExceeded",
+      n: refused.bytes,
+    };
   }
 
   /**
@@ -1139,6 +1190,7 @@ export class StoreNode {
     const map = this.#o.meta.map(name);
     if (map && map.epoch > store.epoch) {
       store.setMap(map, this.#o.timers.now());
+      this.#quota.dropNotPrimary(store);
       this.#reportDue.add(name);
       // A new map may name new primaries: they start taking over now (not at the next tick), operations
       // waiting for a promotion look at the map again, and client calls waiting to retry retry now.
