@@ -12,6 +12,12 @@ import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployme
 import { buildSlice } from "../../runtime/authoring/mod.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 import { runCli } from "../_support/cli.ts";
+import {
+  MAX_GROUP_BYTES_PER_STORE,
+  PARTITION_COUNT,
+  partitionOf,
+  partitionShare,
+} from "../../runtime/infra-host/mod.ts";
 
 type Json = Record<string, unknown>;
 
@@ -207,6 +213,42 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
         const raw = await call(n3, "POST", "/probe/raw", { key: "" });
         ok(raw.status >= 400);
         match(String(raw.body.detail), /kv\.put: key must be a non-empty string/);
+      },
+    );
+
+    await t.step(
+      "hostile: a group filling the kv is refused (QuotaExceeded) and starves no other group",
+      async () => {
+        // Keys of one partition of infra.kv: the probe's group may keep 2 × MAX_GROUP_BYTES_PER_STORE / 1024
+        // bytes there (2 MiB): four values of 480 000 characters fit, the fifth is refused.
+        const share = partitionShare(MAX_GROUP_BYTES_PER_STORE, PARTITION_COUNT);
+        const names: string[] = [];
+        for (let i = 0; names.length < 5; i++) {
+          if (partitionOf(`org.example.probe/fenced/fill-${i}`) === 7) names.push(`fill-${i}`);
+        }
+        const value = "x".repeat(480_000);
+        for (const [i, name] of names.slice(0, 4).entries()) {
+          const r = await call(cluster.nodes[i % 3], "POST", "/probe/fenced-write", {
+            name,
+            token: 1,
+            value,
+          });
+          equal(r.status, 200, JSON.stringify(r.body).slice(0, 300));
+        }
+        const refused = await call(n2, "POST", "/probe/fenced-write", { name: names[4], token: 1, value });
+        equal(refused.status, 413, JSON.stringify(refused.body).slice(0, 500));
+        const detail = String(refused.body.detail);
+        match(detail, /group org\.example\.probe keeps \d+ bytes in partition 7/);
+        match(detail, new RegExp(`share of ${share} bytes`));
+        match(detail, /MAX_GROUP_BYTES_PER_STORE 1073741824 bytes per group per store/);
+        equal(refused.body.title, "QuotaExceeded", JSON.stringify(refused.body).slice(0, 300));
+        // Nothing stored was lost, the refused write left nothing, and another group still writes.
+        const kept = await call(n3, "POST", "/probe/kv-get", { map: "fenced", key: names[0] });
+        equal((kept.body as { value?: { value?: string } }).value?.value?.length, 480_000);
+        const none = await call(n1, "POST", "/probe/kv-get", { map: "fenced", key: names[4] });
+        equal(none.body.text ?? null, null);
+        const other = await call(n1, "POST", "/u/links", { url: "https://example.org/after-the-fill" });
+        equal(other.status, 201, JSON.stringify(other.body));
       },
     );
 
