@@ -5,11 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { type NodeId, silentLogger, systemClock } from "../core/mod.ts";
-import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
-import { MemoryEngine } from "./engine.ts";
-import { partitionOf } from "./partitioning.ts";
-import { type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
+import type { NodeId } from "../core/mod.ts";
+import { testStoreCluster } from "./_store_testing.ts";
 // services.ts first: it imports every service.
 import { SERVICES } from "./services.ts";
 import { cacheStats } from "./cache_service.ts";
@@ -19,52 +16,16 @@ const PARTITIONS = 4;
 const SELF: NodeId = "n1";
 
 function oneNode() {
-  const config: StoreConfigRecord = {
-    replicas: 1,
-    writeQuorum: 1,
-    engine: "memory",
-    partitions: PARTITIONS,
-    createdAt: 1,
-  };
-  const map: PartitionMapRecord = {
-    epoch: 1,
-    nodes: [SELF],
-    owners: Array.from({ length: PARTITIONS }, () => [0]),
-    moving: {},
-    updatedAt: 1,
-  };
-  const meta: StoreMeta = {
-    stores: () => ["t"],
-    config: (s) => s === "t" ? config : undefined,
-    map: (s) => s === "t" ? map : undefined,
-    createConfig: () => Promise.resolve(),
-    reports: () => new Map(),
-    writeSyncReport: () => Promise.resolve(),
-    onChange: () => () => {},
-  };
-  const transport: StoreTransport = {
-    send: () => false,
-    onMessage: () => () => {},
-    isConnected: () => false,
-  };
-  const node = new StoreNode({
-    self: SELF,
-    transport,
-    meta,
-    timers: systemClock,
-    memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
-    log: silentLogger,
-    settings: { replicateTimeoutMs: 300, opTimeoutMs: 2_000 },
-  });
+  const c = testStoreCluster({ nodes: [SELF], partitions: PARTITIONS });
   const cache = (group: string, method: string, payload: Record<string, unknown>) =>
-    CACHE_SERVICE.serve!(node.handle("t")!, {
+    CACHE_SERVICE.serve!(c.store(0), {
       group,
       method,
       payload,
       deadlineMs: Date.now() + 5_000,
       requestId: "r",
     });
-  return { cache, stop: () => node.stop() };
+  return { cache, stop: c.stop };
 }
 
 type Stats = { entries: number; bytes: number; evictions: number; puts: number; hits: number };

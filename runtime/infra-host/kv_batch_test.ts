@@ -5,11 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { AetherError, type NodeId, silentLogger, systemClock } from "../core/mod.ts";
-import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
-import { MemoryEngine } from "./engine.ts";
-import { partitionOf } from "./partitioning.ts";
-import { type Store, type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
+import { AetherError, type NodeId } from "../core/mod.ts";
+import { testStoreCluster } from "./_store_testing.ts";
 // services.ts first: it imports every service (kv_service.ts imports its helpers back).
 import { SERVICES } from "./services.ts";
 import { type BatchResult, MAX_BATCH_OPS } from "./kv_service.ts";
@@ -21,59 +18,10 @@ const NODES: NodeId[] = ["n1", "n2", "n3"];
 
 /** Three store nodes (every node an owner of every partition), each with the kv service's `serve`. */
 function cluster() {
-  const handlers = new Map<NodeId, (from: NodeId, message: unknown) => void>();
-  const config: StoreConfigRecord = {
-    replicas: 3,
-    writeQuorum: 2,
-    engine: "memory",
-    partitions: PARTITIONS,
-    createdAt: 1,
-  };
-  const map: PartitionMapRecord = {
-    epoch: 1,
-    nodes: NODES,
-    owners: Array.from({ length: PARTITIONS }, (_, p) => [p % 3, (p + 1) % 3, (p + 2) % 3]),
-    moving: {},
-    updatedAt: 1,
-  };
-  const meta: StoreMeta = {
-    stores: () => ["t"],
-    config: (s) => s === "t" ? config : undefined,
-    map: (s) => s === "t" ? map : undefined,
-    createConfig: () => Promise.resolve(),
-    reports: () => new Map(),
-    writeSyncReport: () => Promise.resolve(),
-    onChange: () => () => {},
-  };
-  const nodes = NODES.map((self) => {
-    const transport: StoreTransport = {
-      send(to, message) {
-        const handler = handlers.get(to);
-        if (!handler) return false;
-        const copy = JSON.parse(JSON.stringify(message));
-        setTimeout(() => handler(self, copy), 0);
-        return true;
-      },
-      onMessage(handler) {
-        handlers.set(self, handler);
-        return () => handlers.delete(self);
-      },
-      isConnected: (node) => handlers.has(node),
-    };
-    return new StoreNode({
-      self,
-      transport,
-      meta,
-      timers: systemClock,
-      memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
-      log: silentLogger,
-      settings: { replicateTimeoutMs: 300, opTimeoutMs: 2_000 },
-    });
-  });
-  const store = (i: number): Store => nodes[i].handle("t")!;
+  const c = testStoreCluster({ nodes: NODES, partitions: PARTITIONS });
   /** A call of group `g` to map `m` through node i. */
   const kv = (i: number, method: string, payload: Record<string, unknown>, group = "g") =>
-    KV_SERVICE.serve!(store(i), {
+    KV_SERVICE.serve!(c.store(i), {
       group,
       method,
       payload: { map: "m", ...payload },
@@ -82,7 +30,7 @@ function cluster() {
     });
   const batch = (i: number, ops: unknown, group = "g") =>
     kv(i, "batch", { ops }, group) as Promise<BatchResult[]>;
-  return { kv, batch, stop: () => nodes.forEach((n) => n.stop()) };
+  return { kv, batch, stop: c.stop };
 }
 
 Deno.test("kv batch: a method of the kv row of SERVICES", () => {

@@ -5,82 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { AetherError, type NodeId, silentLogger, systemClock } from "../core/mod.ts";
-import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
-import { MemoryEngine } from "./engine.ts";
-import { partitionOf } from "./partitioning.ts";
+import type { AetherError } from "../core/mod.ts";
 import { parseStoreMessage } from "./_protocol.ts";
-import { ADD_IDS_KEPT, readCounter, type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
-
-const PARTITIONS = 4;
-const NODES: NodeId[] = ["n1", "n2", "n3"];
+import { testStoreCluster } from "./_store_testing.ts";
+import { ADD_IDS_KEPT, readCounter } from "./store_node.ts";
 
 /** Three store nodes; `cut` drops every message to and from a node (it stays connected: writes time out). */
-function cluster() {
-  const handlers = new Map<NodeId, (from: NodeId, message: unknown) => void>();
-  const cut = new Set<NodeId>();
-  const config: StoreConfigRecord = {
-    replicas: 3,
-    writeQuorum: 2,
-    engine: "memory",
-    partitions: PARTITIONS,
-    createdAt: 1,
-  };
-  const map: PartitionMapRecord = {
-    epoch: 1,
-    nodes: NODES,
-    owners: Array.from({ length: PARTITIONS }, (_, p) => [p % 3, (p + 1) % 3, (p + 2) % 3]),
-    moving: {},
-    updatedAt: 1,
-  };
-  const meta: StoreMeta = {
-    stores: () => ["t"],
-    config: (s) => s === "t" ? config : undefined,
-    map: (s) => s === "t" ? map : undefined,
-    createConfig: () => Promise.resolve(),
-    reports: () => new Map(),
-    writeSyncReport: () => Promise.resolve(),
-    onChange: () => () => {},
-  };
-  const nodes = NODES.map((self) => {
-    const transport: StoreTransport = {
-      send(to, message) {
-        const handler = handlers.get(to);
-        if (!handler) return false;
-        const copy = JSON.parse(JSON.stringify(message));
-        setTimeout(() => {
-          if (!cut.has(to) && !cut.has(self)) handler(self, copy);
-        }, 0);
-        return true;
-      },
-      onMessage(handler) {
-        handlers.set(self, handler);
-        return () => handlers.delete(self);
-      },
-      isConnected: (node) => handlers.has(node),
-    };
-    return new StoreNode({
-      self,
-      transport,
-      meta,
-      timers: systemClock,
-      memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
-      log: silentLogger,
-      settings: { replicateTimeoutMs: 300, opTimeoutMs: 2_000 },
-    });
-  });
-  return {
-    nodes,
-    cut,
-    store: (i: number) => nodes[i].handle("t")!,
-    stop: () => nodes.forEach((n) => n.stop()),
-  };
-}
-
-/** The node that is primary of the key's partition. */
-function primaryIndex(key: string): number {
-  return partitionOf(key, PARTITIONS) % 3;
-}
+const cluster = () => testStoreCluster();
+const NODES = ["n1", "n2", "n3"];
 
 Deno.test("store add: 300 concurrent adds from three nodes to one key are all counted, none refused", async () => {
   const c = cluster();
@@ -192,7 +124,7 @@ Deno.test("store add: a retry of a landed add is answered only once the entry re
   const c = cluster();
   try {
     const key = "quorum";
-    const primary = primaryIndex(key);
+    const primary = c.primaryIndex(key);
     const others = [0, 1, 2].filter((i) => i !== primary);
     await c.store(primary).add(key, 1, { op: "one" });
     // Both other owners unreachable: the add lands on the primary only; its outcome is unknown.

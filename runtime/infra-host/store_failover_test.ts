@@ -6,83 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { type NodeId, silentLogger, systemClock } from "../core/mod.ts";
-import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
-import { MemoryEngine } from "./engine.ts";
 import { partitionOf } from "./partitioning.ts";
-import { type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
+import { testStoreCluster } from "./_store_testing.ts";
 
 const PARTITIONS = 4;
-const NODES: NodeId[] = ["n1", "n2", "n3"];
 
 /** Three store nodes; `down` cuts a node off (not connected, nothing delivered); `setMap` is a new map. */
-function cluster() {
-  const handlers = new Map<NodeId, (from: NodeId, message: unknown) => void>();
-  const down = new Set<NodeId>();
-  const listeners = new Set<(store: string) => void>();
-  const config: StoreConfigRecord = {
-    replicas: 3,
-    writeQuorum: 2,
-    engine: "memory",
-    partitions: PARTITIONS,
-    createdAt: 1,
-  };
-  let map: PartitionMapRecord = {
-    epoch: 1,
-    nodes: NODES,
-    owners: Array.from({ length: PARTITIONS }, (_, p) => [p % 3, (p + 1) % 3, (p + 2) % 3]),
-    moving: {},
-    updatedAt: 1,
-  };
-  const meta: StoreMeta = {
-    stores: () => ["t"],
-    config: (s) => s === "t" ? config : undefined,
-    map: (s) => s === "t" ? map : undefined,
-    createConfig: () => Promise.resolve(),
-    reports: () => new Map(),
-    writeSyncReport: () => Promise.resolve(),
-    onChange: (listener) => {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-  };
-  const nodes = NODES.map((self) => {
-    const transport: StoreTransport = {
-      send(to, message) {
-        const handler = handlers.get(to);
-        if (!handler || down.has(to) || down.has(self)) return false;
-        const copy = JSON.parse(JSON.stringify(message));
-        setTimeout(() => {
-          if (!down.has(to) && !down.has(self)) handler(self, copy);
-        }, 0);
-        return true;
-      },
-      onMessage(handler) {
-        handlers.set(self, handler);
-        return () => handlers.delete(self);
-      },
-      isConnected: (node) => handlers.has(node) && !down.has(node) && !down.has(self),
-    };
-    return new StoreNode({
-      self,
-      transport,
-      meta,
-      timers: systemClock,
-      memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
-      log: silentLogger,
-      settings: { replicateTimeoutMs: 300, opTimeoutMs: 5_000 },
-    });
-  });
-  return {
-    nodes,
-    down,
-    setMap(next: Omit<PartitionMapRecord, "epoch" | "updatedAt" | "moving" | "nodes">) {
-      map = { ...map, ...next, epoch: map.epoch + 1, moving: {} };
-      for (const listener of listeners) listener("t");
-    },
-    stop: () => nodes.forEach((n) => n.stop()),
-  };
-}
+const cluster = () => testStoreCluster({ partitions: PARTITIONS, settings: { opTimeoutMs: 5_000 } });
 
 /** A key whose partition's primary (first owner in the first map) is node `index`. */
 function keyOf(index: number): string {
