@@ -465,14 +465,7 @@ async function takeAndRecord(
       delta: -item.quantity,
       min: -DEMO_STOCK[item.productId],
     })),
-    {
-      op: "put",
-      map: RESERVATIONS,
-      key: reservation.reservationId,
-      value: storedOf(reservation),
-      ifVersion: 0,
-      ttlMs,
-    },
+    recordPut(reservation, ttlMs),
   ]);
   const takes = results.slice(0, items.length);
   for (const [i, r] of takes.entries()) {
@@ -557,14 +550,7 @@ async function resolveRecord(
     },
   };
   for (let attempt = 0; attempt < MAX_RECORD_ATTEMPTS; attempt++) {
-    const [put] = await stores.batch([{
-      op: "put",
-      map: RESERVATIONS,
-      key: reservation.reservationId,
-      value: storedOf(reservation),
-      ifVersion: 0,
-      ttlMs,
-    }]);
+    const [put] = await stores.batch([recordPut(reservation, ttlMs)]);
     if (put.ok) return put;
     last = put;
     if (put.error.name === "VersionMismatch") {
@@ -747,6 +733,18 @@ async function sharedCheckStock(req: CheckStockRequest, ctx: SharedCtx): Promise
     };
   }));
   return { available: lines.every((l) => l.sufficient), items: lines };
+}
+
+/** The write of a reservation's record: only if absent, so a second write of it is a VersionMismatch. */
+function recordPut(reservation: Reservation, ttlMs: number) {
+  return {
+    op: "put" as const,
+    map: RESERVATIONS,
+    key: reservation.reservationId,
+    value: storedOf(reservation),
+    ifVersion: 0,
+    ttlMs,
+  };
 }
 
 function storedOf(r: Reservation): StoredReservation {
