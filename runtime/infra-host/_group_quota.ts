@@ -13,13 +13,13 @@
  * recounts by scan first (at most once per RECOUNT_AFTER_MS per count) so expired and swept entries drop out.
  */
 
-import { isLive, type StoredEntry } from "./engine.ts";
+import type { StoredEntry } from "./engine.ts";
 import type { LocalStore } from "./_local.ts";
 
 /** Bytes one group may keep in one store (up to twice that in the worst case: see the file's comment). */
 export const MAX_GROUP_BYTES_PER_STORE = 1024 * 1024 * 1024;
 /** At most this many (store, group, partition) counts are cached on a node; the oldest are dropped first. */
-export const MAX_GROUP_COUNTS = 10_000;
+export const MAX_GROUP_COUNTS = 100_000;
 /** A count is recounted by scan before a refusal at most this often. */
 export const RECOUNT_AFTER_MS = 1_000;
 
@@ -133,13 +133,9 @@ export class GroupQuota {
     return count;
   }
 
-  /** Counts the group's live entries in the partition by scan. */
+  /** Counts the group's live entries in the partition by a scan of its keys' range there. */
   #recount(store: LocalStore, p: number, group: string, nowMs: number): GroupCount {
-    const prefix = `${group}/`;
-    let bytes = 0;
-    for (const entry of store.engine.scan(store.name, p)) {
-      if (entry.key.startsWith(prefix) && isLive(entry, nowMs)) bytes += entryBytes(entry);
-    }
+    const bytes = store.engine.liveBytes(store.name, p, `${group}/`, nowMs);
     const key = countKey(store.name, p, group);
     const count = { bytes, countedAtMs: nowMs };
     this.#counts.delete(key);

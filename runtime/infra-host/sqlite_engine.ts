@@ -44,7 +44,7 @@ export class SqliteEngine implements StoreEngine {
   #commitScheduled = false;
   readonly #schedule: (fn: () => void) => void;
   readonly #stmt: Record<
-    "get" | "upsert" | "scan" | "partitions" | "drop" | "all" | "sweepable" | "deleteVersion",
+    "get" | "upsert" | "scan" | "liveBytes" | "partitions" | "drop" | "all" | "sweepable" | "deleteVersion",
     StatementSync
   >;
   #closed = false;
@@ -70,6 +70,12 @@ export class SqliteEngine implements StoreEngine {
       scan: this.#db.prepare(
         "SELECT key, value, version, origin, written_at, expires_at FROM entries " +
           "WHERE store = ? AND partition = ? ORDER BY key",
+      ),
+      // The range [prefix, prefix's successor) of the (store, partition, key) index: only the group's rows.
+      liveBytes: this.#db.prepare(
+        "SELECT COALESCE(SUM(length(key) + length(value)), 0) AS bytes FROM entries " +
+          "WHERE store = ? AND partition = ? AND key >= ? AND key < ? AND value IS NOT NULL " +
+          "AND (expires_at = 0 OR expires_at > ?)",
       ),
       partitions: this.#db.prepare(
         "SELECT DISTINCT partition FROM entries WHERE store = ? ORDER BY partition",
@@ -114,6 +120,14 @@ export class SqliteEngine implements StoreEngine {
   scan(store: string, partition: number): StoredEntry[] {
     this.#commit();
     return (this.#stmt.scan.all(store, partition) as unknown as Row[]).map(fromRow);
+  }
+
+  liveBytes(store: string, partition: number, prefix: string, nowMs: number): number {
+    this.#commit();
+    if (prefix === "") throw new Error("liveBytes: the prefix must not be empty");
+    const successor = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+    const row = this.#stmt.liveBytes.get(store, partition, prefix, successor, nowMs) as { bytes: number };
+    return Number(row.bytes);
   }
 
   partitions(store: string): number[] {
