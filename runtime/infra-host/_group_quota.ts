@@ -7,10 +7,13 @@
  * its keys reaches about the limit before any partition refuses, and can never keep more than 2 × the limit
  * in the store; a group that piles its keys into one partition only limits itself.
  *
- * The primary counts a (store, group, partition) lazily: a scan of the partition on first use, then every
- * write it decides adds the difference it makes. Writes it did not decide (anti-entropy repairs of a deposed
+ * The primary counts a (store, group, partition) lazily: a range scan of the group's keys in the partition on
+ * first use (engine `liveBytes`), then every write it decides adds the difference it makes; the count is
+ * dropped when the node stops leading the partition (a new primary recounts). Writes it did not decide (anti-entropy repairs of a deposed
  * primary's writes, expiry sweeps) are not counted, so a count may drift; a write that would pass the share
- * recounts by scan first (at most once per RECOUNT_AFTER_MS per count) so expired and swept entries drop out.
+ * recounts by scan first (at most once per `recountAfterMs` per count, default RECOUNT_AFTER_MS) so expired
+ * and swept entries drop out. A scan of a full share costs about 2 ms (SQLite, 512 values of 4 KiB), so a
+ * group hammering full partitions costs a primary at most one such scan per partition per RECOUNT_AFTER_MS.
  */
 
 import type { StoredEntry } from "./engine.ts";
@@ -21,7 +24,7 @@ export const MAX_GROUP_BYTES_PER_STORE = 1024 * 1024 * 1024;
 /** At most this many (store, group, partition) counts are cached on a node; the oldest are dropped first. */
 export const MAX_GROUP_COUNTS = 100_000;
 /** A count is recounted by scan before a refusal at most this often. */
-export const RECOUNT_AFTER_MS = 1_000;
+export const RECOUNT_AFTER_MS = 10_000;
 
 /** The bytes an entry counts for: characters of its key and value; a tombstone counts nothing. */
 export function entryBytes(entry: Pick<StoredEntry, "key" | "value"> | undefined): number {
@@ -57,11 +60,16 @@ export class GroupQuota {
   readonly #counts = new Map<string, GroupCount>();
   readonly #limitOf: (store: string) => number;
   readonly #maxCounts: number;
+  readonly #recountAfterMs: number;
 
   /** `limitOf`: a store's limit in bytes per group (0: none). */
-  constructor(limitOf: (store: string) => number, maxCounts = MAX_GROUP_COUNTS) {
+  constructor(
+    limitOf: (store: string) => number,
+    options: { maxCounts?: number; recountAfterMs?: number } = {},
+  ) {
     this.#limitOf = limitOf;
-    this.#maxCounts = maxCounts;
+    this.#maxCounts = options.maxCounts ?? MAX_GROUP_COUNTS;
+    this.#recountAfterMs = options.recountAfterMs ?? RECOUNT_AFTER_MS;
   }
 
   /** Counts cached now (status, tests). */
@@ -88,7 +96,7 @@ export class GroupQuota {
     if (growth <= 0) return undefined;
     const share = partitionShare(limitBytes, store.config.partitions);
     let count = this.#count(store, p, group, nowMs);
-    if (count.bytes + growth > share && nowMs - count.countedAtMs >= RECOUNT_AFTER_MS) {
+    if (count.bytes + growth > share && nowMs - count.countedAtMs >= this.#recountAfterMs) {
       count = this.#recount(store, p, group, nowMs);
     }
     if (count.bytes + growth <= share) return undefined;

@@ -19,7 +19,7 @@ import {
 } from "../model/mod.ts";
 import { isLive, type StoredEntry, type StoreEngine } from "./engine.ts";
 import { LocalStore } from "./_local.ts";
-import { entryBytes, GroupQuota, MAX_GROUP_BYTES_PER_STORE } from "./_group_quota.ts";
+import { entryBytes, GroupQuota, MAX_GROUP_BYTES_PER_STORE, RECOUNT_AFTER_MS } from "./_group_quota.ts";
 import { PARTITION_COUNT, partitionOf } from "./partitioning.ts";
 import {
   fromWire,
@@ -100,6 +100,8 @@ export interface StoreSettings {
   maxGroupBytes: number;
   /** Per-store overrides of `maxGroupBytes`, by store name. */
   maxGroupBytesByStore: Readonly<Record<string, number>>;
+  /** A group's count found over its share is recounted by scan (expired entries drop out) at most this often. */
+  groupRecountAfterMs: number;
 }
 
 export const DEFAULT_STORE_SETTINGS: StoreSettings = {
@@ -121,6 +123,7 @@ export const DEFAULT_STORE_SETTINGS: StoreSettings = {
   pullIdleTimeoutMs: 3_000,
   maxGroupBytes: MAX_GROUP_BYTES_PER_STORE,
   maxGroupBytesByStore: {},
+  groupRecountAfterMs: RECOUNT_AFTER_MS,
 };
 
 export interface StoreOptions {
@@ -318,10 +321,12 @@ export class StoreNode {
     this.#o = options;
     this.self = options.self;
     this.settings = { ...DEFAULT_STORE_SETTINGS, ...options.settings };
-    this.#quota = new GroupQuota((store) =>
-      Object.hasOwn(this.settings.maxGroupBytesByStore, store)
-        ? this.settings.maxGroupBytesByStore[store]
-        : this.settings.maxGroupBytes
+    this.#quota = new GroupQuota(
+      (store) =>
+        Object.hasOwn(this.settings.maxGroupBytesByStore, store)
+          ? this.settings.maxGroupBytesByStore[store]
+          : this.settings.maxGroupBytes,
+      { recountAfterMs: this.settings.groupRecountAfterMs },
     );
     this.#unsubscribe.push(
       options.transport.onMessage((from, message) => this.#receive(from, message)),

@@ -11,13 +11,15 @@ import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
 import { MemoryEngine } from "./engine.ts";
 import { partitionOf } from "./partitioning.ts";
 import { LocalStore } from "./_local.ts";
-import { entryBytes, groupOf, GroupQuota, partitionShare, RECOUNT_AFTER_MS } from "./_group_quota.ts";
+import { entryBytes, groupOf, GroupQuota, partitionShare } from "./_group_quota.ts";
 import { type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
 
 const PARTITIONS = 4;
 const NODES: NodeId[] = ["n1", "n2", "n3"];
 /** Bytes per group in the test store: a share of ceil(2 × 1000 / 4) = 500 bytes per partition. */
 const LIMIT_BYTES = 1000;
+/** How soon a full count is recounted here (the default is 10 s). */
+const RECOUNT_AFTER_MS = 500;
 
 function cluster() {
   const handlers = new Map<NodeId, (from: NodeId, message: unknown) => void>();
@@ -66,7 +68,12 @@ function cluster() {
       timers: systemClock,
       memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
       log: silentLogger,
-      settings: { replicateTimeoutMs: 300, opTimeoutMs: 2_000, maxGroupBytesByStore: { t: LIMIT_BYTES } },
+      settings: {
+        replicateTimeoutMs: 300,
+        opTimeoutMs: 2_000,
+        maxGroupBytesByStore: { t: LIMIT_BYTES },
+        groupRecountAfterMs: RECOUNT_AFTER_MS,
+      },
     });
   });
   return { nodes, store: (i: number) => nodes[i].handle("t")!, stop: () => nodes.forEach((n) => n.stop()) };
@@ -157,7 +164,7 @@ Deno.test("store quota: the counts cached on a node are bounded (oldest dropped)
   };
   const engine = new MemoryEngine((key) => partitionOf(key, 4));
   const store = new LocalStore("n1", "t", config, engine);
-  const quota = new GroupQuota(() => LIMIT_BYTES, 3);
+  const quota = new GroupQuota(() => LIMIT_BYTES, { maxCounts: 3 });
   for (let g = 0; g < 10; g++) assert.equal(quota.check(store, 0, `g${g}/k`, undefined, 10, 0), undefined);
   assert.equal(quota.size, 3);
   assert.equal(groupOf("org.example/m/k"), "org.example");
