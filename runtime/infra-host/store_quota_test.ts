@@ -2,17 +2,20 @@
  * The per-group storage bound (_group_quota.ts) on three in-process store nodes joined by an in-memory
  * transport: a group writing past its share of a partition is refused with QuotaExceeded (413) naming the
  * group, the store and the bound, nothing stored is lost, another group still writes, an overwrite does not
- * count twice, deletes free room, expired entries drop out when recounted, and the cache of counts is bounded.
+ * count twice, deletes free room, expired entries drop out when recounted, a new primary recounts, the cache
+ * service's puts are bounded the same way, and the cache of counts is bounded.
  */
 
 import assert from "node:assert/strict";
-import { AetherError, type NodeId, silentLogger, systemClock } from "../core/mod.ts";
-import type { PartitionMapRecord, StoreConfigRecord } from "../model/mod.ts";
+import { AetherError, type NodeId } from "../core/mod.ts";
+import type { StoreConfigRecord } from "../model/mod.ts";
 import { MemoryEngine } from "./engine.ts";
 import { partitionOf } from "./partitioning.ts";
 import { LocalStore } from "./_local.ts";
 import { entryBytes, groupOf, GroupQuota, partitionShare } from "./_group_quota.ts";
-import { type StoreMeta, StoreNode, type StoreTransport } from "./store_node.ts";
+import { TEST_STORE, testStoreCluster } from "./_store_testing.ts";
+// services.ts first: it imports every service.
+import { SERVICES } from "./services.ts";
 
 const PARTITIONS = 4;
 const NODES: NodeId[] = ["n1", "n2", "n3"];
@@ -22,61 +25,11 @@ const LIMIT_BYTES = 1000;
 const RECOUNT_AFTER_MS = 500;
 
 function cluster() {
-  const handlers = new Map<NodeId, (from: NodeId, message: unknown) => void>();
-  const config: StoreConfigRecord = {
-    replicas: 3,
-    writeQuorum: 2,
-    engine: "memory",
-    partitions: PARTITIONS,
-    createdAt: 1,
-  };
-  const map: PartitionMapRecord = {
-    epoch: 1,
+  return testStoreCluster({
     nodes: NODES,
-    owners: Array.from({ length: PARTITIONS }, (_, p) => [p % 3, (p + 1) % 3, (p + 2) % 3]),
-    moving: {},
-    updatedAt: 1,
-  };
-  const meta: StoreMeta = {
-    stores: () => ["t"],
-    config: (s) => s === "t" ? config : undefined,
-    map: (s) => s === "t" ? map : undefined,
-    createConfig: () => Promise.resolve(),
-    reports: () => new Map(),
-    writeSyncReport: () => Promise.resolve(),
-    onChange: () => () => {},
-  };
-  const nodes = NODES.map((self) => {
-    const transport: StoreTransport = {
-      send(to, message) {
-        const handler = handlers.get(to);
-        if (!handler) return false;
-        const copy = JSON.parse(JSON.stringify(message));
-        setTimeout(() => handler(self, copy), 0);
-        return true;
-      },
-      onMessage(handler) {
-        handlers.set(self, handler);
-        return () => handlers.delete(self);
-      },
-      isConnected: (node) => handlers.has(node),
-    };
-    return new StoreNode({
-      self,
-      transport,
-      meta,
-      timers: systemClock,
-      memory: new MemoryEngine((key) => partitionOf(key, PARTITIONS), { durable: true }),
-      log: silentLogger,
-      settings: {
-        replicateTimeoutMs: 300,
-        opTimeoutMs: 2_000,
-        maxGroupBytesByStore: { t: LIMIT_BYTES },
-        groupRecountAfterMs: RECOUNT_AFTER_MS,
-      },
-    });
+    partitions: PARTITIONS,
+    settings: { maxGroupBytesByStore: { [TEST_STORE]: LIMIT_BYTES }, groupRecountAfterMs: RECOUNT_AFTER_MS },
   });
-  return { nodes, store: (i: number) => nodes[i].handle("t")!, stop: () => nodes.forEach((n) => n.stop()) };
 }
 
 /** `count` keys `{prefix}{i}` that all fall in partition p. */
@@ -174,4 +127,53 @@ Deno.test("store quota: the counts cached on a node are bounded (oldest dropped)
   // A store with no bound (0) never refuses.
   const unbounded = new GroupQuota(() => 0);
   assert.equal(unbounded.check(store, 0, "g/k", undefined, 10 ** 9, 0), undefined);
+});
+
+Deno.test("store quota: the cache service's puts are bounded too; remove frees room, other groups put", async () => {
+  const c = cluster();
+  const service = SERVICES.find((s) => s.name === "cache")!;
+  const cache = (group: string, method: string, payload: Record<string, unknown>) =>
+    service.serve!(c.store(0), { group, method, payload, deadlineMs: Date.now() + 5_000, requestId: "r" });
+  try {
+    // Store keys `{group}/{cache}/{generation}/{key}`; keys of one partition, values of ~100 bytes: four fit.
+    const keys: string[] = [];
+    for (let i = 0; keys.length < 5; i++) {
+      if (partitionOf(`g.hog/c/0/k${i}`, PARTITIONS) === 3) keys.push(`k${i}`);
+    }
+    for (const key of keys.slice(0, 4)) await cache("g.hog", "put", { cache: "c", key, value: VALUE });
+    const refused = await refusal(cache("g.hog", "put", { cache: "c", key: keys[4], value: VALUE }));
+    assert.equal(refused.extra.errorName, "QuotaExceeded");
+    assert.match(refused.message, /group g\.hog keeps \d+ bytes in partition 3/);
+    await cache("g.other", "put", { cache: "c", key: keys[4], value: VALUE });
+    assert.equal(await cache("g.hog", "remove", { cache: "c", key: keys[0] }), true);
+    await cache("g.hog", "put", { cache: "c", key: keys[4], value: VALUE });
+    assert.deepEqual(await cache("g.hog", "get", { cache: "c", key: keys[4] }), VALUE);
+  } finally {
+    c.stop();
+  }
+});
+
+Deno.test("store quota: a new primary recounts what the group keeps and refuses the same", async () => {
+  const c = cluster();
+  try {
+    const keys = keysIn(0, "g5/k", 5);
+    for (const key of keys.slice(0, 4)) await c.store(0).put(key, VALUE);
+    assert.equal((await refusal(c.store(0).put(keys[4], VALUE))).extra.errorName, "QuotaExceeded");
+    // Partition 0's primary was n1 (0 % 3); now n2 leads it, then n1 again: each counts from its copy.
+    const rotate = (first: number) =>
+      c.setMap({
+        owners: Array.from({ length: PARTITIONS }, (_, p) => [0, 1, 2].map((i) => (p + i + first) % 3)),
+      });
+    rotate(1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal((await refusal(c.store(2).put(keys[4], VALUE))).extra.errorName, "QuotaExceeded");
+    assert.equal(await c.store(1).delete(keys[0]), true, "n2 frees room as primary");
+    rotate(0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // n1 leads again: its count was dropped when it stopped leading, so the delete made on n2 is seen.
+    await c.store(0).put(keys[4], VALUE);
+    assert.equal((await c.store(1).get(keys[4]))?.value, VALUE);
+  } finally {
+    c.stop();
+  }
 });
