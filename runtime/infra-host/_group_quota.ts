@@ -2,7 +2,8 @@
  * The per-group storage bound of a store, decided by each partition's primary (store_node.ts).
  *
  * A key's group is its text before the first '/' (the services scope every key as `{group}/...`, from the
- * caller's manifest). A group may keep `share` bytes (characters of key and value of live entries) in one
+ * caller's manifest). A group may keep `share` bytes (characters of key and value of live entries, plus
+ * ENTRY_OVERHEAD_BYTES each) in one
  * partition: ceil(2 × limit / partitions). Keys hash uniformly over the partitions, so a group that spreads
  * its keys reaches about the limit before any partition refuses, and can never keep more than 2 × the limit
  * in the store; a group that piles its keys into one partition only limits itself.
@@ -26,9 +27,17 @@ export const MAX_GROUP_COUNTS = 100_000;
 /** A count is recounted by scan before a refusal at most this often. */
 export const RECOUNT_AFTER_MS = 10_000;
 
-/** The bytes an entry counts for: characters of its key and value; a tombstone counts nothing. */
+/**
+ * What an entry costs beyond its key and value (version, origin, times, the partition index: about this on
+ * disk in SQLite), so a group of many tiny entries is bounded by what it really takes.
+ */
+export const ENTRY_OVERHEAD_BYTES = 64;
+
+/** The bytes an entry counts for: characters of its key and value plus the overhead; a tombstone nothing. */
 export function entryBytes(entry: Pick<StoredEntry, "key" | "value"> | undefined): number {
-  return entry === undefined || entry.value === null ? 0 : entry.key.length + entry.value.length;
+  return entry === undefined || entry.value === null
+    ? 0
+    : entry.key.length + entry.value.length + ENTRY_OVERHEAD_BYTES;
 }
 
 /** The group a key belongs to (its text before the first '/'); undefined for a key outside any group. */
@@ -143,7 +152,7 @@ export class GroupQuota {
 
   /** Counts the group's live entries in the partition by a scan of its keys' range there. */
   #recount(store: LocalStore, p: number, group: string, nowMs: number): GroupCount {
-    const bytes = store.engine.liveBytes(store.name, p, `${group}/`, nowMs);
+    const bytes = store.engine.liveBytes(store.name, p, `${group}/`, nowMs, ENTRY_OVERHEAD_BYTES);
     const key = countKey(store.name, p, group);
     const count = { bytes, countedAtMs: nowMs };
     this.#counts.delete(key);

@@ -50,10 +50,10 @@ export interface StoreEngine {
   /** Every entry of one partition, tombstones included, in key order. */
   scan(store: string, partition: number): StoredEntry[];
   /**
-   * Characters of key and value of the live entries (no tombstones, not expired at `nowMs`) of one partition
-   * whose keys start with `prefix` (the per-group storage bound counts a group's bytes with it).
+   * Characters of key and value, plus `perEntryBytes` each, of the live entries (no tombstones, not expired at
+   * `nowMs`) of one partition whose keys start with `prefix` (the per-group storage bound counts with it).
    */
-  liveBytes(store: string, partition: number, prefix: string, nowMs: number): number;
+  liveBytes(store: string, partition: number, prefix: string, nowMs: number, perEntryBytes: number): number;
   /** Partitions that hold at least one entry. */
   partitions(store: string): number[];
   /** Removes one partition's entries (this node no longer owns it). */
@@ -105,11 +105,11 @@ export class MemoryEngine implements StoreEngine {
     return entries ? [...entries.values()].sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0) : [];
   }
 
-  liveBytes(store: string, partition: number, prefix: string, nowMs: number): number {
+  liveBytes(store: string, partition: number, prefix: string, nowMs: number, perEntryBytes: number): number {
     let bytes = 0;
     for (const entry of this.#stores.get(store)?.get(partition)?.values() ?? []) {
       if (entry.key.startsWith(prefix) && isLive(entry, nowMs)) {
-        bytes += entry.key.length + entry.value.length;
+        bytes += entry.key.length + entry.value.length + perEntryBytes;
       }
     }
     return bytes;

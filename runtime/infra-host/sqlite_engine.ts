@@ -73,7 +73,7 @@ export class SqliteEngine implements StoreEngine {
       ),
       // The range [prefix, prefix's successor) of the (store, partition, key) index: only the group's rows.
       liveBytes: this.#db.prepare(
-        "SELECT COALESCE(SUM(length(key) + length(value)), 0) AS bytes FROM entries " +
+        "SELECT COALESCE(SUM(length(key) + length(value) + ?), 0) AS bytes FROM entries " +
           "WHERE store = ? AND partition = ? AND key >= ? AND key < ? AND value IS NOT NULL " +
           "AND (expires_at = 0 OR expires_at > ?)",
       ),
@@ -122,11 +122,13 @@ export class SqliteEngine implements StoreEngine {
     return (this.#stmt.scan.all(store, partition) as unknown as Row[]).map(fromRow);
   }
 
-  liveBytes(store: string, partition: number, prefix: string, nowMs: number): number {
+  liveBytes(store: string, partition: number, prefix: string, nowMs: number, perEntryBytes: number): number {
     this.#commit();
     if (prefix === "") throw new Error("liveBytes: the prefix must not be empty");
     const successor = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-    const row = this.#stmt.liveBytes.get(store, partition, prefix, successor, nowMs) as { bytes: number };
+    const row = this.#stmt.liveBytes.get(perEntryBytes, store, partition, prefix, successor, nowMs) as {
+      bytes: number;
+    };
     return Number(row.bytes);
   }
 

@@ -12,15 +12,18 @@ import type { StoreConfigRecord } from "../model/mod.ts";
 import { MemoryEngine } from "./engine.ts";
 import { partitionOf } from "./partitioning.ts";
 import { LocalStore } from "./_local.ts";
-import { entryBytes, groupOf, GroupQuota, partitionShare } from "./_group_quota.ts";
+import { ENTRY_OVERHEAD_BYTES, entryBytes, groupOf, GroupQuota, partitionShare } from "./_group_quota.ts";
 import { TEST_STORE, testStoreCluster } from "./_store_testing.ts";
 // services.ts first: it imports every service.
 import { SERVICES } from "./services.ts";
 
 const PARTITIONS = 4;
 const NODES: NodeId[] = ["n1", "n2", "n3"];
-/** Bytes per group in the test store: a share of ceil(2 × 1000 / 4) = 500 bytes per partition. */
-const LIMIT_BYTES = 1000;
+/**
+ * Bytes per group in the test store: a share of ceil(2 × 1500 / 4) = 750 bytes per partition, where an entry
+ * of a short key and VALUE counts about 170 (key + value + ENTRY_OVERHEAD_BYTES): four fit, five do not.
+ */
+const LIMIT_BYTES = 1500;
 /** How soon a full count is recounted here (the default is 10 s). */
 const RECOUNT_AFTER_MS = 500;
 
@@ -56,20 +59,18 @@ const VALUE = "v".repeat(100);
 Deno.test("store quota: a group past its share is refused (QuotaExceeded), others write, deletes free room", async () => {
   const c = cluster();
   try {
-    assert.equal(partitionShare(LIMIT_BYTES, PARTITIONS), 500);
-    const keys = keysIn(1, "g1/k", 6);
-    // Each entry counts key + value characters (~105): four fit in the 500-byte share, the fifth does not.
+    assert.equal(partitionShare(LIMIT_BYTES, PARTITIONS), 750);
+    const keys = keysIn(1, "g1/k", 5);
+    // Each entry counts key + value characters + 64 (~170): four fit in the 750-byte share, the fifth does not.
     for (const [i, key] of keys.slice(0, 4).entries()) await c.store(i % 3).put(key, VALUE);
     const refused = await refusal(c.store(1).put(keys[4], VALUE));
     assert.equal(refused.code, "too_large");
     assert.equal(refused.status, 413);
     assert.equal(refused.extra.errorName, "QuotaExceeded");
     assert.match(refused.message, /^store t: group g1 keeps \d+ bytes in partition 1;/);
-    assert.match(refused.message, /share of 500 bytes/);
-    assert.match(refused.message, /MAX_GROUP_BYTES_PER_STORE 1000 bytes per group per store/);
-    // Fill the share to 5 bytes short: an atomic add creating a new key is then refused the same way.
-    const used = keys.slice(0, 4).reduce((sum, key) => sum + key.length + VALUE.length, 0);
-    await c.store(0).put(keys[5], "x".repeat(500 - used - keys[5].length - 5));
+    assert.match(refused.message, /share of 750 bytes/);
+    assert.match(refused.message, /MAX_GROUP_BYTES_PER_STORE 1500 bytes per group per store/);
+    // The share has ~70 bytes left: an atomic add creating a new key (~88 with its counter) is refused too.
     assert.equal(
       (await refusal(c.store(2).add(keysIn(1, "g1/a", 1)[0], 1))).extra.errorName,
       "QuotaExceeded",
@@ -123,7 +124,7 @@ Deno.test("store quota: the counts cached on a node are bounded (oldest dropped)
   assert.equal(groupOf("org.example/m/k"), "org.example");
   assert.equal(groupOf("/k"), undefined);
   assert.equal(entryBytes({ key: "ab", value: null }), 0);
-  assert.equal(entryBytes({ key: "ab", value: "cde" }), 5);
+  assert.equal(entryBytes({ key: "ab", value: "cde" }), 5 + ENTRY_OVERHEAD_BYTES);
   // A store with no bound (0) never refuses.
   const unbounded = new GroupQuota(() => 0);
   assert.equal(unbounded.check(store, 0, "g/k", undefined, 10 ** 9, 0), undefined);
