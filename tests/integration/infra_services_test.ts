@@ -193,7 +193,8 @@ Deno.test("infrastructure services on 3 nodes: requires, URL shortener, isolatio
       match(status.stdout, /store {4}infra\.cache/);
       const missing = await cli("infra", "install", "caching");
       ok(missing.code !== 0);
-      match(missing.stderr, /Required infrastructure service 'caching' not found/);
+      match(missing.stderr, /Infrastructure service 'caching' not found/);
+      match(missing.stderr, /No bundled service has that name/);
       const again = await n1.json<Json>("/api/v1/infra/kv/install", { method: "POST" });
       equal(again.status, 200);
       equal(again.body.installed, false);
