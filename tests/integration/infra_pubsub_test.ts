@@ -387,7 +387,7 @@ Deno.test("pubsub on 3 nodes: kill -9 of the deliverer, dead letters, replay, gr
         /consumer group main of org\.example\.orders\/orders moved to offset 0 \(partition 1\)/,
       );
       const bad = await cli("topics", "show", "orders");
-      equal(bad.code, 1, bad.stdout);
+      equal(bad.code, 2, bad.stdout); // a usage error
       match(bad.stderr, /topic "orders" must be <group>\/<topic>/);
       // Lag per group in the metrics: the node samples, the cluster snapshot, Prometheus.
       await cluster.waitFor("lag in the cluster snapshot", async () => {
