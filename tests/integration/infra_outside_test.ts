@@ -367,6 +367,8 @@ Deno.test({
             timeoutMs: 10_000,
           });
           await new Promise((r) => setTimeout(r, 3_000));
+          // Its URL now: the restarted node binds a new port, so n3.httpUrl names another URL afterwards.
+          const victimUrl = n3.httpUrl;
           await n3.stop("SIGKILL");
           await new Promise((r) => setTimeout(r, 500));
           await n3.start();
@@ -376,10 +378,14 @@ Deno.test({
             `hot link through a kill -9: ${report.succeeded}/${report.requests} answered, ` +
               `${stats.body.clicks} clicks counted`,
             report.statuses,
+            report.perUrl.map((u) =>
+              `${u.url === victimUrl ? "victim" : "survivor"} ${u.succeeded}/${u.requests}`
+            ),
           );
           // Requests in flight on the victim when it died are reset: no client can know their outcome. The
           // bar is on the requests the survivors took.
-          const survivors = report.perUrl.filter((u) => u.url !== n3.httpUrl);
+          const survivors = report.perUrl.filter((u) => u.url !== victimUrl);
+          equal(survivors.length, 2, JSON.stringify(report.perUrl));
           const taken = survivors.reduce((sum, u) => sum + u.requests, 0);
           const answered = survivors.reduce((sum, u) => sum + u.succeeded, 0);
           ok(
