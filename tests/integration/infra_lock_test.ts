@@ -11,24 +11,10 @@ import { equal, match, ok } from "node:assert/strict";
 import { TestCluster } from "../_support/cluster.ts";
 import { postBlueprint, pushArtifact, sliceStatuses } from "../_support/deployment.ts";
 import { buildSlice } from "../../runtime/authoring/mod.ts";
+import { post } from "../_support/fixture_slices.ts";
 import type { NodeProcess } from "../../runtime/forge/mod.ts";
 
-type Json = Record<string, unknown>;
 const PROBE = new URL("../fixtures/infra/probe.ts", import.meta.url).pathname;
-
-async function post(node: NodeProcess, path: string, body: unknown) {
-  const response = await fetch(node.httpUrl + path, {
-    method: "POST",
-    body: JSON.stringify(body),
-    headers: { "content-type": "application/json" },
-  });
-  const text = await response.text();
-  const value = text ? JSON.parse(text) : null;
-  return {
-    status: response.status,
-    body: (value !== null && typeof value === "object" ? value : { value }) as Json,
-  };
-}
 
 Deno.test("lock on 3 nodes: a paused leader-holder is fenced off; exclusion across a leader kill -9", async (t) => {
   const cluster = await TestCluster.start(3, { fsync: "never" });
